@@ -1,0 +1,207 @@
+//! The integrity report of a VE: what it wrote into its dirties and what it changed in its
+//! persistent and shared storage. The types and the classification rules are pure; walking the
+//! directories is the `ve` crate's job.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What an entry of the dirties means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DirtyKind {
+    /// A path that exists in no lower branch.
+    Added,
+    /// A path that hides a file of a lower branch; `shadows` names that branch
+    /// (`template NAME vN` or `app NAME vN`).
+    Modified { shadows: String },
+    /// A whiteout: the VE deleted a file of a lower branch.
+    Deleted { shadows: String },
+    /// An opaque directory: the VE replaced a lower directory wholesale.
+    Opaque { shadows: Option<String> },
+}
+
+/// Why an entry deserves attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EntryFlags {
+    /// Any execute bit is set on a regular file.
+    pub executable: bool,
+    pub setuid: bool,
+    pub setgid: bool,
+    /// Under /bin, /sbin, /usr, /lib, /lib64, /lib32 or /etc.
+    pub system_path: bool,
+}
+
+impl EntryFlags {
+    /// Classifies a path inside the VE and its mode bits (`st_mode`).
+    pub fn classify(path: &str, file_type: FileType, mode: u32) -> EntryFlags {
+        const SYSTEM: &[&str] = &["/bin", "/sbin", "/usr", "/lib", "/lib64", "/lib32", "/etc"];
+        let is_file = file_type == FileType::File;
+        EntryFlags {
+            executable: is_file && mode & 0o111 != 0,
+            setuid: is_file && mode & 0o4000 != 0,
+            setgid: is_file && mode & 0o2000 != 0,
+            system_path: SYSTEM
+                .iter()
+                .any(|s| path == *s || path.starts_with(&format!("{s}/"))),
+        }
+    }
+
+    /// Short labels for display: `exec`, `setuid`, `setgid`, `system`.
+    pub fn labels(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.executable {
+            v.push("exec");
+        }
+        if self.setuid {
+            v.push("setuid");
+        }
+        if self.setgid {
+            v.push("setgid");
+        }
+        if self.system_path {
+            v.push("system");
+        }
+        v
+    }
+}
+
+/// One entry of the dirties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirtyEntry {
+    /// The path inside the VE.
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: DirtyKind,
+    pub file_type: FileType,
+    pub size: u64,
+    /// Permission bits and setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Hex sha256 of a regular file's content.
+    pub sha256: Option<String>,
+    /// Target of a symbolic link.
+    pub link_target: Option<String>,
+    pub flags: EntryFlags,
+}
+
+/// How a persistent or shared file changed during the VE's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// A change in persistent or shared storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageChange {
+    /// `persist` or `shared`.
+    pub storage: String,
+    /// The path inside the VE.
+    pub path: String,
+    pub change: Change,
+    pub file_type: FileType,
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// The whole report of `jcs inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityReport {
+    pub ve: u64,
+    pub app: String,
+    pub app_version: u32,
+    pub dirties: Vec<DirtyEntry>,
+    pub storage: Vec<StorageChange>,
+    /// Caveats the reader must know (for example: shared storage may also have been changed by
+    /// another VE that ran at the same time).
+    pub notes: Vec<String>,
+}
+
+/// What identifies a version of a file cheaply: enough to tell that it changed, without
+/// reading its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub file_type: FileType,
+    pub size: u64,
+    pub mode: u32,
+    pub ino: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+/// A snapshot of a storage tree: relative path → stamp.
+pub type Manifest = BTreeMap<String, Stamp>;
+
+/// Compares two snapshots of the same tree; directories count only when added or deleted.
+pub fn diff_manifests(before: &Manifest, after: &Manifest) -> Vec<(String, Change)> {
+    let mut out = Vec::new();
+    for (path, b) in before {
+        match after.get(path) {
+            None => out.push((path.clone(), Change::Deleted)),
+            Some(a) if a != b && !(a.file_type == FileType::Dir && b.file_type == FileType::Dir) => {
+                out.push((path.clone(), Change::Modified))
+            }
+            Some(_) => {}
+        }
+    }
+    for path in after.keys() {
+        if !before.contains_key(path) {
+            out.push((path.clone(), Change::Added));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let f = EntryFlags::classify("/bin/ps", FileType::File, 0o755);
+        assert!(f.executable && f.system_path && !f.setuid);
+        assert_eq!(f.labels(), vec!["exec", "system"]);
+        let f = EntryFlags::classify("/tmp/x", FileType::File, 0o4644);
+        assert!(f.setuid && !f.executable && !f.system_path);
+        let f = EntryFlags::classify("/binary", FileType::Dir, 0o755);
+        assert!(!f.executable && !f.system_path);
+        assert!(EntryFlags::classify("/etc", FileType::Dir, 0o755).system_path);
+    }
+
+    fn stamp(size: u64, mtime: i128, t: FileType) -> Stamp {
+        Stamp { file_type: t, size, mode: 0o644, ino: 1, mtime_ns: mtime, ctime_ns: mtime }
+    }
+
+    #[test]
+    fn manifest_diff() {
+        let mut b = Manifest::new();
+        b.insert("keep".into(), stamp(1, 1, FileType::File));
+        b.insert("gone".into(), stamp(1, 1, FileType::File));
+        b.insert("edit".into(), stamp(1, 1, FileType::File));
+        b.insert("d".into(), stamp(0, 1, FileType::Dir));
+        let mut a = b.clone();
+        a.remove("gone");
+        a.insert("edit".into(), stamp(2, 5, FileType::File));
+        a.insert("d".into(), stamp(0, 9, FileType::Dir));
+        a.insert("new".into(), stamp(3, 3, FileType::File));
+        assert_eq!(
+            diff_manifests(&b, &a),
+            vec![
+                ("edit".into(), Change::Modified),
+                ("gone".into(), Change::Deleted),
+                ("new".into(), Change::Added),
+            ]
+        );
+    }
+}
