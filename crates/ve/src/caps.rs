@@ -1,0 +1,100 @@
+//! Capability reduction for the VE's processes: a container-like default set (the one Docker
+//! and containerd grant), every other capability dropped from the bounding, effective,
+//! permitted, inheritable and ambient sets.
+
+use std::io;
+
+/// Capabilities a VE's root keeps, by number (linux/capability.h).
+pub const KEEP: &[(u32, &str)] = &[
+    (0, "CAP_CHOWN"),
+    (1, "CAP_DAC_OVERRIDE"),
+    (3, "CAP_FOWNER"),
+    (4, "CAP_FSETID"),
+    (5, "CAP_KILL"),
+    (6, "CAP_SETGID"),
+    (7, "CAP_SETUID"),
+    (8, "CAP_SETPCAP"),
+    (10, "CAP_NET_BIND_SERVICE"),
+    (13, "CAP_NET_RAW"),
+    (18, "CAP_SYS_CHROOT"),
+    (27, "CAP_MKNOD"),
+    (29, "CAP_AUDIT_WRITE"),
+    (31, "CAP_SETFCAP"),
+];
+
+/// The kept set as a bit mask.
+pub fn keep_mask() -> u64 {
+    KEEP.iter().fold(0u64, |m, (c, _)| m | (1u64 << c))
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Drops every capability outside [`KEEP`] from the calling thread. Call after the last
+/// privileged setup step and before `no_new_privs`, seccomp and exec.
+pub fn drop_to_default() -> io::Result<()> {
+    let keep = keep_mask();
+    // Bounding set: drop until the kernel says the capability does not exist.
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // past CAP_LAST_CAP
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let lo = keep as u32;
+    let hi = (keep >> 32) as u32;
+    let data = [
+        CapData { effective: lo, permitted: lo, inheritable: 0 },
+        CapData { effective: hi, permitted: hi, inheritable: 0 },
+    ];
+    // SAFETY: capset(2) with a v3 header and the two-element data array it requires.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_excludes_sys_admin_and_ptrace() {
+        let m = keep_mask();
+        assert_eq!(m & (1 << 21), 0, "CAP_SYS_ADMIN kept");
+        assert_eq!(m & (1 << 19), 0, "CAP_SYS_PTRACE kept");
+        assert_eq!(m & (1 << 16), 0, "CAP_SYS_MODULE kept");
+        assert_ne!(m & (1 << 0), 0);
+        assert_eq!(m.count_ones() as usize, KEEP.len());
+    }
+}

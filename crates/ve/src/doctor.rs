@@ -1,0 +1,191 @@
+//! `jcs doctor`: which kernel features JCS needs are present on this host. Every probe is
+//! side-effect free (nothing is mounted, attached or left behind); host locations are
+//! parameters so the probes are testable against fake trees.
+
+use crate::cgroup::CgroupLayout;
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    /// Whether `jcs run` needs it (the others are for later features: monitor, enforcement).
+    pub required: bool,
+    pub detail: String,
+}
+
+fn check(name: &str, required: bool, r: Result<String, String>) -> Check {
+    let (ok, detail) = match r {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    Check { name: name.into(), ok, required, detail }
+}
+
+/// Runs every probe. `proc_root` and `sys_root` are normally `/proc` and `/sys`.
+pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
+    let mut v = Vec::new();
+    v.push(check("kernel", true, Ok(String::from_utf8_lossy(rustix::system::uname().release().to_bytes()).into_owned())));
+    v.push(check("overlayfs lowerdir+", true, probe_overlay()));
+    for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup", "user"] {
+        let p = proc_root.join("self/ns").join(ns);
+        let r = if std::fs::symlink_metadata(&p).is_ok() {
+            Ok(format!("{} present", p.display()))
+        } else {
+            Err(format!("{} missing", p.display()))
+        };
+        v.push(check(&format!("{ns} namespace"), ns != "user", r));
+    }
+    let layout = CgroupLayout::detect_host(proc_root);
+    v.push(check(
+        "cgroup v2",
+        true,
+        layout.as_ref().map(|l| format!("{} ({})", l.v2_root().display(), match l {
+            CgroupLayout::Unified { .. } => "pure cgroup2",
+            CgroupLayout::Hybrid { .. } => "hybrid: tracking only",
+        })).map_err(|e| e.to_string()),
+    ));
+    v.push(check(
+        "memory and pids limits",
+        true,
+        match &layout {
+            Ok(CgroupLayout::Hybrid { memory, pids, .. }) => Ok(format!("cgroup v1 at {} and {}", memory.display(), pids.display())),
+            Ok(CgroupLayout::Unified { root }) => {
+                let c = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                let have = |x: &str| c.split_whitespace().any(|w| w == x);
+                if have("memory") && have("pids") { Ok("cgroup2 controllers".into()) } else { Err(format!("cgroup2 controllers are {c:?}; memory and pids are needed")) }
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    ));
+    v.push(check(
+        "cgroup.kill",
+        false,
+        match &layout {
+            Ok(l) if l.v2_root().join("cgroup.kill").exists() || has_kill_below(l.v2_root()) => Ok("present".into()),
+            Ok(_) => Err("absent: VEs are killed pid by pid".into()),
+            Err(e) => Err(e.to_string()),
+        },
+    ));
+    v.push(check("seccomp filter", true, probe_seccomp(proc_root)));
+    v.push(check("seccomp user notification", false, {
+        let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail")).unwrap_or_default();
+        if a.split_whitespace().any(|w| w == "user_notif") { Ok("available".into()) } else { Err(format!("actions_avail: {:?}", a.trim())) }
+    }));
+    v.push(check("landlock", false, probe_landlock()));
+    let btf = sys_root.join("kernel/btf/vmlinux");
+    v.push(check("BTF", false, if btf.exists() { Ok(btf.display().to_string()) } else { Err(format!("{} missing", btf.display())) }));
+    for (name, ty, attach) in [
+        ("bpf tracepoint", 5u32, 0u32),
+        ("bpf raw_tp", 17, 0),
+        ("bpf cgroup/connect4", 18, 10),
+    ] {
+        v.push(check(name, false, probe_bpf(ty, attach)));
+    }
+    v
+}
+
+fn has_kill_below(root: &Path) -> bool {
+    // The root cgroup has no cgroup.kill; any child does when the kernel supports it.
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("cgroup.kill").exists())
+}
+
+fn probe_overlay() -> Result<String, String> {
+    use rustix::mount::*;
+    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| format!("fsopen overlay: {e}"))?;
+    fsconfig_set_string(&fd, "lowerdir+", "/").map_err(|e| format!("lowerdir+ refused: {e} (needs Linux 6.8+)"))?;
+    Ok("new mount API with lowerdir+".into())
+}
+
+fn probe_seccomp(proc_root: &Path) -> Result<String, String> {
+    // SAFETY: prctl with integer arguments; reads our own seccomp mode.
+    let r = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    if r < 0 {
+        return Err("PR_GET_SECCOMP failed: kernel without CONFIG_SECCOMP".into());
+    }
+    let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail")).unwrap_or_default();
+    if a.split_whitespace().any(|w| w == "errno") {
+        Ok(format!("actions: {}", a.trim()))
+    } else {
+        Err(format!("seccomp errno action missing (actions_avail: {:?})", a.trim()))
+    }
+}
+
+fn probe_landlock() -> Result<String, String> {
+    const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns the ABI version.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, LANDLOCK_CREATE_RULESET_VERSION) };
+    if r > 0 {
+        Ok(format!("ABI {r}"))
+    } else {
+        Err(format!("not available: {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// Loads `r0 = 0; exit` as program type `ty` and closes it.
+fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
+    // struct bpf_insn: code, dst:4|src:4, off, imm
+    let insns: [u64; 2] = [
+        0x0000_0000_0000_00b7, // mov64 r0, 0
+        0x0000_0000_0000_0095, // exit
+    ];
+    let license = c"GPL";
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    let attr = ProgLoad {
+        prog_type: ty,
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        expected_attach_type: expected_attach,
+        ..Default::default()
+    };
+    const BPF_PROG_LOAD: i32 = 5;
+    // SAFETY: bpf(BPF_PROG_LOAD) with a correctly sized, zero-padded attribute whose pointers
+    // outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };
+    if fd < 0 {
+        return Err(format!("load refused: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: closes the fd the kernel just gave us.
+    unsafe { libc::close(fd as i32) };
+    Ok("loads".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_features_are_reported() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(proc.path().join("self")).unwrap();
+        std::fs::write(proc.path().join("self/mountinfo"), "").unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let checks = run(proc.path(), sys.path());
+        let get = |n: &str| checks.iter().find(|c| c.name == n).unwrap_or_else(|| panic!("{n}"));
+        assert!(!get("cgroup v2").ok);
+        assert!(get("cgroup v2").detail.contains("no cgroup2"));
+        assert!(!get("BTF").ok);
+        assert!(!get("pid namespace").ok && get("pid namespace").required);
+    }
+}

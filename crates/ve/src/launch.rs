@@ -1,0 +1,742 @@
+//! Starting a VE: the parent side (cgroup, clone into new namespaces, two-phase release, wait,
+//! teardown) and the child side (a pure mount plan executed step by step, then the app).
+//!
+//! ```text
+//! parent (jcs run)                          child I (pid 1 of the VE)          app C
+//! create cgroup jcs/NAME (limits)
+//! clone(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET) ─→ wait on the sync pipe
+//! move I into the cgroup (every hierarchy)
+//! hooks.before_release (monitor, network)
+//! write the sync byte ──────────────────────→ unshare(NEWCGROUP)
+//!                                            mount plan, pivot_root, lo up
+//!                                            fork ─────────────────────────→ caps, no_new_privs,
+//! read the error pipe until EOF ←──(CLOEXEC closes on exec)────────────────── seccomp, execve
+//! wait for I                                 reap; exit with C's status
+//! kill + remove the cgroup, remove scratch
+//! ```
+//!
+//! Every process of the VE is in its cgroup before it runs a single instruction of the app.
+//! The mounts exist only in the VE's mount namespace, so they vanish with its last process.
+
+use crate::cgroup::{CgroupError, CgroupLayout, VeCgroup};
+use crate::fsops::Fs;
+use model::{InnerPath, Limits, NetMode, VeId};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// A read-write bind mount of a host directory into the VE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: InnerPath,
+}
+
+/// Everything needed to start one VE.
+#[derive(Debug, Clone)]
+pub struct VeConfig {
+    pub id: VeId,
+    /// Host directory the merged root is mounted on (inside the VE's mount namespace only).
+    pub rootfs: PathBuf,
+    /// Read-only branches, highest precedence first.
+    pub lowers: Vec<PathBuf>,
+    /// The writable branch: the VE's dirties, or the new app layer in maintenance mode.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub binds: Vec<Bind>,
+    pub net: NetMode,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cgroup_name: String,
+    pub limits: Limits,
+}
+
+/// One step of the child's mount plan. Paths are host paths before `pivot_root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `mount --make-rprivate /`: nothing the VE mounts propagates to the host.
+    MakePrivate,
+    Overlay { target: PathBuf, lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    Bind { source: PathBuf, target: PathBuf },
+    Proc { target: PathBuf },
+    Sysfs { target: PathBuf },
+    /// tmpfs on /dev with the standard character devices and symlinks.
+    Dev { target: PathBuf },
+    Devpts { target: PathBuf },
+    Shm { target: PathBuf },
+    Hostname(String),
+    PivotRoot { new_root: PathBuf },
+    LoopbackUp,
+}
+
+impl Step {
+    fn name(&self) -> String {
+        match self {
+            Step::MakePrivate => "make / private".into(),
+            Step::Overlay { target, .. } => format!("mount overlay on {}", target.display()),
+            Step::Bind { source, target } => {
+                format!("bind {} on {}", source.display(), target.display())
+            }
+            Step::Proc { target } => format!("mount proc on {}", target.display()),
+            Step::Sysfs { target } => format!("mount sysfs on {}", target.display()),
+            Step::Dev { target } => format!("populate {}", target.display()),
+            Step::Devpts { target } => format!("mount devpts on {}", target.display()),
+            Step::Shm { target } => format!("mount tmpfs on {}", target.display()),
+            Step::Hostname(h) => format!("set hostname {h}"),
+            Step::PivotRoot { new_root } => format!("pivot_root to {}", new_root.display()),
+            Step::LoopbackUp => "bring up lo".into(),
+        }
+    }
+}
+
+/// The child's setup, in order. Pure: unit tests check it without root.
+pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
+    let r = &cfg.rootfs;
+    let mut steps = vec![
+        Step::MakePrivate,
+        Step::Overlay {
+            target: r.clone(),
+            lowers: cfg.lowers.clone(),
+            upper: cfg.upper.clone(),
+            work: cfg.work.clone(),
+        },
+    ];
+    for b in &cfg.binds {
+        steps.push(Step::Bind { source: b.source.clone(), target: r.join(b.target.relative()) });
+    }
+    steps.push(Step::Proc { target: r.join("proc") });
+    if cfg.net != NetMode::Host {
+        // sysfs may only be mounted by a process that owns its network namespace.
+        steps.push(Step::Sysfs { target: r.join("sys") });
+    }
+    steps.push(Step::Dev { target: r.join("dev") });
+    steps.push(Step::Devpts { target: r.join("dev/pts") });
+    steps.push(Step::Shm { target: r.join("dev/shm") });
+    steps.push(Step::Hostname(cfg.id.hostname()));
+    steps.push(Step::PivotRoot { new_root: r.clone() });
+    if cfg.net != NetMode::Host {
+        steps.push(Step::LoopbackUp);
+    }
+    steps
+}
+
+/// Clone flags of a VE.
+pub fn clone_flags(net: NetMode) -> libc::c_ulong {
+    let mut f = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if net != NetMode::Host {
+        f |= libc::CLONE_NEWNET;
+    }
+    f as libc::c_ulong
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("create a pipe: {0}")]
+    Pipe(io::Error),
+    #[error("clone the VE's init with new namespaces: {0}")]
+    Clone(io::Error),
+    #[error("prepare the VE: {0}")]
+    Hook(String),
+    #[error("set up the VE: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Exec(String),
+    #[error("wait for the VE: {0}")]
+    Wait(io::Error),
+    #[error("compile the seccomp filter: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+/// Called between "the VE's init is in its cgroup" and "the app starts".
+pub trait Hooks {
+    fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), String>;
+}
+
+/// Hooks that do nothing.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn before_release(&mut self, _pid: i32, _cgroup: &VeCgroup) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// How the VE's command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// A started VE whose app is running.
+#[derive(Debug)]
+pub struct Running {
+    pub pid: i32,
+    pub cgroup: VeCgroup,
+    err_rd: Option<OwnedFd>,
+    rootfs: PathBuf,
+    work: PathBuf,
+}
+
+/// Exit codes the child uses for its own failures.
+const EXIT_SETUP: i32 = 125;
+const EXIT_EXEC: i32 = 127;
+
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    LAST_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns and
+/// the VE is torn down.
+fn catch_signals() {
+    for s in FORWARDED {
+        // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            libc::sigaction(s, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn default_signals() {
+    for s in FORWARDED {
+        // SAFETY: restores the default disposition.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+}
+
+/// The signal that interrupted `jcs run`, if any.
+pub fn interrupted() -> Option<i32> {
+    match LAST_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| LaunchError::Pipe(e.into()))
+}
+
+/// Starts the VE: cgroup, namespaces, release, and returns once the app has been exec'd (or
+/// failed to start).
+pub fn start(
+    cfg: &VeConfig,
+    layout: &CgroupLayout,
+    fs: &dyn Fs,
+    hooks: &mut dyn Hooks,
+) -> Result<Running, LaunchError> {
+    let plan = plan_mounts(cfg);
+    let filters = crate::seccomp::compile()?;
+    let exec = ExecSpec::new(cfg)?;
+    let cgroup = VeCgroup::create(fs, layout, &cfg.cgroup_name, &cfg.limits)?;
+    let cleanup_cgroup = |cg: &VeCgroup| {
+        let _ = cg.kill(fs);
+        let _ = cg.remove(fs, Duration::from_secs(5));
+    };
+    let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    catch_signals();
+    let flags = clone_flags(cfg.net) | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a fork-like clone (no stack, no CLONE_VM). The process is single-threaded, so
+    // the child owns a consistent copy of the address space; it only runs `child_main`, which
+    // never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        cleanup_cgroup(&cgroup);
+        return Err(LaunchError::Clone(e));
+    }
+    if pid == 0 {
+        drop(sync_wr);
+        drop(err_rd);
+        child_main(&plan, &exec, &filters, sync_rd, err_wr);
+    }
+    let pid = pid as i32;
+    drop(sync_rd);
+    drop(err_wr);
+    let mut running = Running {
+        pid,
+        cgroup,
+        err_rd: Some(err_rd),
+        rootfs: cfg.rootfs.clone(),
+        work: cfg.work.clone(),
+    };
+    let abort = |running: &mut Running, e: LaunchError| {
+        let _ = running.cgroup.kill(fs);
+        let _ = running.wait_pid(fs);
+        running.teardown(fs);
+        e
+    };
+    if let Err(e) = running.cgroup.add(fs, pid) {
+        return Err(abort(&mut running, e.into()));
+    }
+    if let Err(e) = hooks.before_release(pid, &running.cgroup) {
+        return Err(abort(&mut running, LaunchError::Hook(e)));
+    }
+    let mut w = std::fs::File::from(sync_wr);
+    if let Err(e) = w.write_all(b"g") {
+        return Err(abort(&mut running, LaunchError::Pipe(e)));
+    }
+    drop(w);
+    // Wait until the app was exec'd (EOF) or the child reported why it could not start.
+    let mut msg = String::new();
+    let mut r = std::fs::File::from(running.err_rd.take().expect("error pipe"));
+    loop {
+        match r.read_to_string(&mut msg) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let _ = running.cgroup.kill(fs);
+            }
+            Err(e) => return Err(abort(&mut running, LaunchError::Pipe(e))),
+        }
+    }
+    if !msg.is_empty() {
+        let exit = running.wait_pid(fs);
+        running.teardown(fs);
+        return Err(match exit {
+            Ok(Exit::Code(EXIT_EXEC)) => LaunchError::Exec(msg),
+            _ => LaunchError::Setup(msg),
+        });
+    }
+    Ok(running)
+}
+
+impl Running {
+    fn wait_pid(&mut self, fs: &dyn Fs) -> Result<Exit, io::Error> {
+        loop {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                return Ok(if libc::WIFSIGNALED(status) {
+                    Exit::Signal(libc::WTERMSIG(status))
+                } else {
+                    Exit::Code(libc::WEXITSTATUS(status))
+                });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            if interrupted().is_some() {
+                // Ctrl-C, SIGTERM or SIGHUP: end the whole VE, then collect its init.
+                let _ = self.cgroup.kill(fs);
+            }
+        }
+    }
+
+    /// Waits for the app to end, then tears the VE down: kills what is left in its cgroup,
+    /// removes the cgroup and the scratch directories. The dirties stay.
+    pub fn wait(mut self, fs: &dyn Fs) -> Result<Exit, LaunchError> {
+        let exit = self.wait_pid(fs).map_err(LaunchError::Wait);
+        self.teardown(fs);
+        let exit = exit?;
+        Ok(match (exit, interrupted()) {
+            (Exit::Signal(libc::SIGKILL), Some(sig)) => Exit::Signal(sig),
+            (e, _) => e,
+        })
+    }
+
+    fn teardown(&mut self, fs: &dyn Fs) {
+        let _ = self.cgroup.kill(fs);
+        let _ = self.cgroup.remove(fs, Duration::from_secs(10));
+        let _ = std::fs::remove_dir(&self.rootfs);
+        let _ = remove_tree(&self.work);
+    }
+}
+
+/// Removes overlayfs scratch (`work/work` is created with mode 000).
+fn remove_tree(p: &Path) -> io::Result<()> {
+    if !p.exists() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(p)
+}
+
+/// The command, pre-converted so the child allocates as little as possible.
+#[derive(Debug)]
+struct ExecSpec {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// Candidate paths for argv[0], in PATH order.
+    candidates: Vec<CString>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ExecSpec {
+    fn new(cfg: &VeConfig) -> Result<ExecSpec, LaunchError> {
+        let bad = |s: &str| LaunchError::Exec(format!("argument {s:?} contains a NUL byte"));
+        if cfg.argv.is_empty() {
+            return Err(LaunchError::Exec("no command to run (give one after --, or set the app's --cmd)".into()));
+        }
+        let argv = cfg
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).map_err(|_| bad(a)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = cfg
+            .env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = cfg
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        let a0 = &cfg.argv[0];
+        let candidates = if a0.contains('/') {
+            vec![argv[0].clone()]
+        } else {
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(ExecSpec { argv, envp, candidates })
+    }
+}
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn last_err(what: &str) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+fn sys_mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), String> {
+    let (s, t, f, d) = (CString::new(src).unwrap_or_default(), c(target), CString::new(fstype).unwrap_or_default(), CString::new(data).unwrap_or_default());
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            f.as_ptr(),
+            flags,
+            if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() },
+        )
+    };
+    if r != 0 {
+        return Err(last_err("mount"));
+    }
+    Ok(())
+}
+
+/// Creates a mount point inside the merged tree if the branches lack it (it then shows up in
+/// the dirties, as every write does).
+fn ensure_dir(p: &Path) -> Result<(), String> {
+    if p.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(p).map_err(|e| format!("create mount point: {e}"))
+}
+
+fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<(), String> {
+    use rustix::mount::*;
+    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| format!("fsopen overlay: {e}"))?;
+    for l in lowers {
+        fsconfig_set_string(&fd, "lowerdir+", l.as_os_str())
+            .map_err(|e| format!("overlay lowerdir+ {}: {e} (overlayfs with lowerdir+ needs Linux 6.8 or later)", l.display()))?;
+    }
+    fsconfig_set_string(&fd, "upperdir", upper.as_os_str()).map_err(|e| format!("overlay upperdir {}: {e}", upper.display()))?;
+    fsconfig_set_string(&fd, "workdir", work.as_os_str()).map_err(|e| format!("overlay workdir {}: {e}", work.display()))?;
+    for (k, v) in [("redirect_dir", "off"), ("metacopy", "off"), ("index", "off")] {
+        fsconfig_set_string(&fd, k, v).map_err(|e| format!("overlay {k}={v}: {e}"))?;
+    }
+    fsconfig_create(&fd).map_err(|e| format!("create overlay: {e}"))?;
+    let mnt = fsmount(&fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).map_err(|e| format!("fsmount overlay: {e}"))?;
+    move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
+}
+
+fn populate_dev(dev: &Path) -> Result<(), String> {
+    ensure_dir(dev)?;
+    sys_mount("tmpfs", dev, "tmpfs", (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong, "mode=755,size=65536k")?;
+    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        let p = c(&dev.join(name));
+        // SAFETY: mknod with a valid path; the VE's init holds CAP_MKNOD at this point.
+        let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
+        if r != 0 {
+            return Err(last_err(&format!("mknod /dev/{name}")));
+        }
+        // mknod is subject to the umask; make the mode exact.
+        // SAFETY: chmod with a valid path.
+        unsafe { libc::chmod(p.as_ptr(), 0o666) };
+    }
+    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
+        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    }
+    for d in ["pts", "shm"] {
+        std::fs::create_dir(dev.join(d)).map_err(|e| format!("mkdir /dev/{d}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: socket/ioctl on a fresh datagram socket with a zeroed, NUL-terminated ifreq. The
+    // interface is "lo" of the network namespace this process just created.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(last_err("socket"));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            let r2 = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+            libc::close(s);
+            if r2 != 0 {
+                return Err(last_err("SIOCSIFFLAGS lo"));
+            }
+            return Ok(());
+        }
+        libc::close(s);
+        Err(last_err("SIOCGIFFLAGS lo"))
+    }
+}
+
+fn run_step(step: &Step) -> Result<(), String> {
+    let nodev_nosuid_noexec = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+    match step {
+        Step::MakePrivate => sys_mount("", Path::new("/"), "", (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong, ""),
+        Step::Overlay { target, lowers, upper, work } => mount_overlay(target, lowers, upper, work),
+        Step::Bind { source, target } => {
+            ensure_dir(target)?;
+            sys_mount(&source.to_string_lossy(), target, "", (libc::MS_BIND | libc::MS_REC) as libc::c_ulong, "")?;
+            sys_mount("", target, "", (libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong, "")
+        }
+        Step::Proc { target } => {
+            ensure_dir(target)?;
+            sys_mount("proc", target, "proc", nodev_nosuid_noexec, "")
+        }
+        Step::Sysfs { target } => {
+            ensure_dir(target)?;
+            sys_mount("sysfs", target, "sysfs", nodev_nosuid_noexec | libc::MS_RDONLY as libc::c_ulong, "")
+        }
+        Step::Dev { target } => populate_dev(target),
+        Step::Devpts { target } => sys_mount("devpts", target, "devpts", (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong, "newinstance,ptmxmode=0666,mode=0620"),
+        Step::Shm { target } => sys_mount("shm", target, "tmpfs", nodev_nosuid_noexec, "mode=1777,size=65536k"),
+        Step::Hostname(h) => rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}")),
+        Step::PivotRoot { new_root } => {
+            std::env::set_current_dir(new_root).map_err(|e| format!("chdir: {e}"))?;
+            rustix::process::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+            // The old root is now stacked under the new one: detach it.
+            let dot = CString::new(".").unwrap_or_default();
+            // SAFETY: umount2 with a valid path.
+            if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
+                return Err(last_err("detach the old root"));
+            }
+            std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+        }
+        Step::LoopbackUp => loopback_up(),
+    }
+}
+
+/// Reports a failure to the parent through the error pipe and exits.
+fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
+    // SAFETY: write to our own pipe; _exit never returns and skips atexit handlers that
+    // belong to the parent's copy of the process.
+    unsafe {
+        libc::write(err.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+        libc::_exit(code);
+    }
+}
+
+fn child_main(
+    plan: &[Step],
+    exec: &ExecSpec,
+    filters: &[seccompiler::BpfProgram],
+    sync_rd: OwnedFd,
+    err_wr: OwnedFd,
+) -> ! {
+    // SAFETY: prctl with integer arguments: die with the parent, so no VE outlives `jcs run`.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    default_signals();
+    // Phase one ends when the parent has placed us in the VE's cgroup.
+    let mut b = [0u8; 1];
+    let mut f = std::fs::File::from(sync_rd);
+    if !matches!(f.read(&mut b), Ok(1)) {
+        // SAFETY: exit without running the parent's destructors.
+        unsafe { libc::_exit(EXIT_SETUP) };
+    }
+    drop(f);
+    // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
+    }
+    for step in plan {
+        if let Err(e) = run_step(step) {
+            fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
+        }
+    }
+    // SAFETY: plain fork of a single-threaded process.
+    let app = unsafe { libc::fork() };
+    if app < 0 {
+        fail(&err_wr, EXIT_SETUP, &last_err("fork the app"));
+    }
+    if app == 0 {
+        exec_app(exec, filters, &err_wr);
+    }
+    drop(err_wr);
+    // The VE's init: reap everything, end with the app's status. When we exit, the kernel
+    // kills whatever is left in the pid namespace.
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for any child of the init.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == app {
+            // SAFETY: exit with the app's status; signals map to 128 + n.
+            unsafe {
+                if libc::WIFSIGNALED(status) {
+                    libc::_exit(128 + libc::WTERMSIG(status));
+                }
+                libc::_exit(libc::WEXITSTATUS(status));
+            }
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            // SAFETY: nothing left to wait for.
+            unsafe { libc::_exit(EXIT_SETUP) };
+        }
+    }
+}
+
+fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd) -> ! {
+    if let Err(e) = crate::caps::drop_to_default() {
+        fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
+    }
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        fail(err, EXIT_SETUP, &last_err("set no_new_privs"));
+    }
+    if let Err(e) = crate::seccomp::install(filters) {
+        fail(err, EXIT_SETUP, &e.to_string());
+    }
+    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = exec.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let mut last = libc::ENOENT;
+    for cand in &exec.candidates {
+        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+            if e != libc::EACCES {
+                break;
+            }
+        }
+    }
+    let a0 = exec.argv[0].to_string_lossy();
+    let msg = if last == libc::ENOENT {
+        format!("command not found in the VE: {a0}")
+    } else {
+        format!("cannot execute {a0} in the VE: {}", io::Error::from_raw_os_error(last))
+    };
+    fail(err, EXIT_EXEC, &msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(net: NetMode) -> VeConfig {
+        VeConfig {
+            id: VeId(7),
+            rootfs: "/s/ve/7/root".into(),
+            lowers: vec!["/s/apps/a/1".into(), "/s/templates/t/1".into()],
+            upper: "/s/ve/7/dirties".into(),
+            work: "/s/ve/7/work".into(),
+            binds: vec![Bind { source: "/s/persist/a/data".into(), target: InnerPath::parse("/data").unwrap() }],
+            net,
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec![("PATH".into(), "/bin:/usr/bin".into())],
+            cgroup_name: "x-7".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn plan_order() {
+        let plan = plan_mounts(&cfg(NetMode::None));
+        let names: Vec<String> = plan.iter().map(Step::name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "make / private",
+                "mount overlay on /s/ve/7/root",
+                "bind /s/persist/a/data on /s/ve/7/root/data",
+                "mount proc on /s/ve/7/root/proc",
+                "mount sysfs on /s/ve/7/root/sys",
+                "populate /s/ve/7/root/dev",
+                "mount devpts on /s/ve/7/root/dev/pts",
+                "mount tmpfs on /s/ve/7/root/dev/shm",
+                "set hostname ve-7",
+                "pivot_root to /s/ve/7/root",
+                "bring up lo",
+            ]
+        );
+        match &plan[1] {
+            Step::Overlay { lowers, .. } => assert_eq!(lowers[0], Path::new("/s/apps/a/1")),
+            s => panic!("unexpected {s:?}"),
+        }
+    }
+
+    #[test]
+    fn host_net_skips_sysfs_and_lo() {
+        let plan = plan_mounts(&cfg(NetMode::Host));
+        assert!(!plan.iter().any(|s| matches!(s, Step::Sysfs { .. } | Step::LoopbackUp)));
+        assert_eq!(clone_flags(NetMode::Host) & libc::CLONE_NEWNET as libc::c_ulong, 0);
+        assert_ne!(clone_flags(NetMode::None) & libc::CLONE_NEWNET as libc::c_ulong, 0);
+    }
+
+    #[test]
+    fn exec_candidates_follow_path() {
+        let e = ExecSpec::new(&cfg(NetMode::None)).unwrap();
+        let c: Vec<_> = e.candidates.iter().map(|c| c.to_str().unwrap().to_string()).collect();
+        assert_eq!(c, vec!["/bin/sh", "/usr/bin/sh"]);
+        let mut abs = cfg(NetMode::None);
+        abs.argv = vec!["/opt/x".into()];
+        assert_eq!(ExecSpec::new(&abs).unwrap().candidates.len(), 1);
+        abs.argv = vec![];
+        assert!(ExecSpec::new(&abs).is_err());
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Exit::Code(3).code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+    }
+}
