@@ -1,1 +1,316 @@
-fn main(){}
+//! `jcs`, the Journaling Computing System command: templates, apps, VEs and their integrity
+//! reports. This binary wires the pure crates to the OS; it prints every error once, as one
+//! line, and exits nonzero.
+
+mod app;
+mod catalog;
+mod netsetup;
+mod output;
+mod store;
+mod template;
+mod ves;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use model::limits::parse_size;
+use model::{Limits, Name, NetMode};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "jcs",
+    version,
+    about = "Journaling Computing System: run every application instance in its own fresh VE and report what crossed its boundary",
+    long_about = "Journaling Computing System.\n\nEvery application instance runs in its own freshly built, never reused container (a VE) whose root file system is a union of branches: the VE's dirties (writable, kept after exit), the app's persistent and shared storage, the app branch and the template (read-only). Whatever a VE writes outside its persistent storage lands in its dirties, where `jcs inspect` reports it.\n\nThe store lives in /var/lib/jcs, or in $JCS_HOME, or where --home says. jcs needs root."
+)]
+struct Cli {
+    /// Store directory (default: $JCS_HOME, else /var/lib/jcs)
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check the kernel features JCS needs and whether each is present
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage templates: read-only, versioned base file systems
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// Manage apps: an app branch on a template, with persistent and shared storage
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
+    #[command(after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.")]
+    Run {
+        /// App to run
+        app: String,
+        /// Memory limit of the VE (e.g. 512M, 2G)
+        #[arg(long, default_value = "1G")]
+        memory: String,
+        /// Maximum number of processes and threads in the VE
+        #[arg(long, default_value_t = 1024)]
+        pids: u64,
+        /// Command and arguments (default: the app's --cmd)
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// List VEs: running ones, or all with --all
+    Ps {
+        /// Include finished, failed and removed VEs
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Integrity report of a VE: what it wrote into its dirties and its storage
+    Inspect {
+        ve: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove finished VEs' dirties and metadata (never a running VE's)
+    Rm {
+        #[arg(required = true)]
+        ves: Vec<u64>,
+    },
+    /// Remove every finished VE's dirties, and clean up after VEs whose jcs run died
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TemplateCmd {
+    /// Create a template (or its next version, when NAME exists)
+    Create(TemplateCreate),
+    /// List templates and their versions
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a template (all versions, or one); refused while an app uses it
+    Rm {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(id = "source", required = true, multiple = false)]
+struct TemplateSource {
+    /// A tiny template from Debian's busybox-static (seconds; used by the tests)
+    #[arg(long)]
+    busybox: bool,
+    /// A minimal Debian (debootstrap --variant=minbase SUITE), with progress
+    #[arg(long, value_name = "SUITE")]
+    debootstrap: Option<String>,
+    /// Copy of a directory tree
+    #[arg(long, value_name = "DIR")]
+    from_dir: Option<PathBuf>,
+    /// A root file system tarball (e.g. `docker export` output)
+    #[arg(long, value_name = "FILE")]
+    from_tar: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct TemplateCreate {
+    name: String,
+    #[command(flatten)]
+    source: TemplateSource,
+    /// Debian mirror for --debootstrap
+    #[arg(long, requires = "debootstrap")]
+    mirror: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum AppCmd {
+    /// Create an app on a template
+    #[command(after_help = "Example:\n  jcs app create browser --template busybox --persist /root/.config --share /root/Downloads=downloads --cmd /bin/sh -l\n\n--cmd takes everything after it, so give it last.")]
+    Create {
+        name: String,
+        /// Template, as NAME or NAME:VERSION (default: its newest version)
+        #[arg(long)]
+        template: String,
+        /// Initial content of the app branch
+        #[arg(long, value_name = "DIR")]
+        from_dir: Option<PathBuf>,
+        /// Directory inside the VE that persists across this app's VEs (repeatable)
+        #[arg(long, value_name = "PATH")]
+        persist: Vec<String>,
+        /// Mount the shared directory SHARED at PATH (repeatable); several apps can share one
+        #[arg(long, value_name = "PATH=SHARED")]
+        share: Vec<String>,
+        /// Network: none (only lo) or bridge (veth into the JCS bridge)
+        #[arg(long, default_value = "none")]
+        net: NetMode,
+        /// Default command of the app's VEs (takes the rest of the line)
+        #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
+        cmd: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List apps
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an app: template, storage, versions
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an app (its persistent storage stays unless --purge)
+    Rm {
+        name: String,
+        /// Also delete the app's persistent storage
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Maintenance mode: run CMD with the app branch writable, publish the result as a new version
+    #[command(after_help = "Example:\n  jcs app update web -- apt-get install -y hello\n\nRunning VEs keep the version they started with; new VEs get the new one. A command that fails publishes nothing.")]
+    Update {
+        name: String,
+        /// Network of the maintenance VE: host (needed to download packages) or none
+        #[arg(long, default_value = "host")]
+        net: NetMode,
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        #[arg(long, default_value_t = 4096)]
+        pids: u64,
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+}
+
+fn name(s: &str, what: &str) -> Result<Name> {
+    Name::parse(s).map_err(|e| anyhow::anyhow!("{what} {e}"))
+}
+
+fn limits(memory: &str, pids: u64) -> Result<Limits> {
+    if pids == 0 {
+        bail!("--pids must be at least 1");
+    }
+    Ok(Limits { memory_bytes: parse_size(memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?, pids })
+}
+
+fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
+    let root = cli_home
+        .or_else(|| std::env::var_os("JCS_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/jcs"));
+    let root = if root.is_relative() { std::env::current_dir()?.join(root) } else { root };
+    store::Store::open(&root)
+}
+
+fn need_root() -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("jcs needs root (it creates namespaces, mounts and cgroups)");
+    }
+    Ok(())
+}
+
+fn real_main() -> Result<i32> {
+    let cli = Cli::parse();
+    // Validate arguments before any system call that changes something.
+    match cli.cmd {
+        Cmd::Doctor { json } => {
+            let host = store::Host::from_env();
+            let checks = ve::doctor::run(&host.proc_root, &host.sys_root);
+            let missing = checks.iter().filter(|c| c.required && !c.ok).count();
+            if json {
+                output::print_json(&checks)?;
+            } else {
+                let mut t = output::Table::new(&["FEATURE", "STATUS", "DETAIL"]);
+                for c in &checks {
+                    let st = match (c.ok, c.required) {
+                        (true, _) => "ok",
+                        (false, true) => "MISSING",
+                        (false, false) => "absent",
+                    };
+                    t.row(vec![c.name.clone(), st.into(), c.detail.clone()]);
+                }
+                t.print();
+                if missing > 0 {
+                    eprintln!("jcs: {missing} required feature(s) missing: VEs cannot run on this host");
+                }
+            }
+            Ok(if missing > 0 { 1 } else { 0 })
+        }
+        Cmd::Template(t) => {
+            match t {
+                TemplateCmd::Create(c) => {
+                    let n = name(&c.name, "template")?;
+                    let s = c.source;
+                    let source = if s.busybox {
+                        template::Source::Busybox(std::env::var_os("JCS_BUSYBOX").map(PathBuf::from).unwrap_or_else(|| "/bin/busybox".into()))
+                    } else if let Some(suite) = s.debootstrap {
+                        template::Source::Debootstrap { suite, mirror: c.mirror }
+                    } else if let Some(d) = s.from_dir {
+                        template::Source::Dir(d)
+                    } else if let Some(f) = s.from_tar {
+                        template::Source::Tar(f)
+                    } else {
+                        unreachable!("clap requires one source")
+                    };
+                    need_root()?;
+                    template::create(&open_store(cli.home)?, &n, source, c.json)?
+                }
+                TemplateCmd::List { json } => template::list(&open_store(cli.home)?, json)?,
+                TemplateCmd::Rm { name: n, version } => {
+                    let n = name(&n, "template")?;
+                    template::rm(&open_store(cli.home)?, &n, version)?
+                }
+            }
+            Ok(0)
+        }
+        Cmd::App(a) => match a {
+            AppCmd::Create { name: n, template, from_dir, persist, share, net, cmd, json } => {
+                let n = name(&n, "app")?;
+                need_root()?;
+                app::create(&open_store(cli.home)?, app::CreateArgs { name: n, template, from_dir, persist, share, net, cmd }, json)?;
+                Ok(0)
+            }
+            AppCmd::List { json } => app::list(&open_store(cli.home)?, json).map(|_| 0),
+            AppCmd::Show { name: n, json } => app::show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0),
+            AppCmd::Rm { name: n, purge } => app::rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0),
+            AppCmd::Update { name: n, net, memory, pids, cmd } => {
+                let n = name(&n, "app")?;
+                let l = limits(&memory, pids)?;
+                if net == NetMode::Bridge {
+                    bail!("maintenance mode supports --net host or --net none");
+                }
+                need_root()?;
+                app::update(&open_store(cli.home)?, &n, cmd, net, l)
+            }
+        },
+        Cmd::Run { app: a, memory, pids, cmd } => {
+            let n = name(&a, "app")?;
+            let l = limits(&memory, pids)?;
+            need_root()?;
+            ves::run(&open_store(cli.home)?, &n, cmd, l)
+        }
+        Cmd::Ps { all, json } => ves::ps(&open_store(cli.home)?, all, json).map(|_| 0),
+        Cmd::Inspect { ve, json } => ves::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
+        Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
+    }
+}
+
+fn main() {
+    match real_main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("jcs: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

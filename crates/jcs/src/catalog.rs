@@ -1,0 +1,311 @@
+//! The SQLite catalog: templates, apps and their versions, VEs. VE ids come from an
+//! AUTOINCREMENT key, so they are never reused, not even after `jcs rm` or a restart.
+
+use anyhow::{Context, Result};
+use model::{AppSpec, Name, VeId};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS templates(
+  name TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  PRIMARY KEY(name, version));
+CREATE TABLE IF NOT EXISTS apps(name TEXT PRIMARY KEY, spec TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS app_versions(
+  app TEXT NOT NULL, version INTEGER NOT NULL, via TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  PRIMARY KEY(app, version));
+CREATE TABLE IF NOT EXISTS ves(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  app TEXT NOT NULL, app_version INTEGER NOT NULL, kind TEXT NOT NULL, cmd TEXT NOT NULL,
+  state TEXT NOT NULL, pid INTEGER, pid_start INTEGER, cgroup_id INTEGER,
+  started_ms INTEGER NOT NULL, ended_ms INTEGER, exit_code INTEGER, error TEXT,
+  removed INTEGER NOT NULL DEFAULT 0);
+";
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRow {
+    pub name: String,
+    pub version: u32,
+    pub source: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppVersionRow {
+    pub version: u32,
+    pub via: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VeRow {
+    pub id: u64,
+    pub app: String,
+    pub app_version: u32,
+    /// `app` or `maintenance`.
+    pub kind: String,
+    pub cmd: Vec<String>,
+    /// `creating`, `running`, `exited`, `failed`, `lost` (its `jcs run` died without tearing
+    /// it down; `jcs gc` cleans it up).
+    pub state: String,
+    #[serde(skip)]
+    pub pid: Option<i32>,
+    #[serde(skip)]
+    pub pid_start: Option<u64>,
+    pub cgroup_id: Option<u64>,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub removed: bool,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("open catalog {}", path.display()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("create the catalog schema in {}", path.display()))?;
+        Ok(Catalog { conn })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key,value) VALUES(?1,?2) ON CONFLICT(key) DO UPDATE SET value=?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Makes sure the next VE id is above `floor` (used when the store has VE directories the
+    /// catalog does not know, e.g. after the catalog was restored from a backup).
+    pub fn raise_ve_sequence(&self, floor: u64) -> Result<()> {
+        let cur: Option<i64> = self
+            .conn
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name='ves'", [], |r| r.get(0))
+            .optional()?;
+        match cur {
+            Some(c) if c as u64 >= floor => {}
+            Some(_) => {
+                self.conn.execute("UPDATE sqlite_sequence SET seq=?1 WHERE name='ves'", [floor as i64])?;
+            }
+            None => {
+                self.conn.execute("INSERT INTO sqlite_sequence(name,seq) VALUES('ves',?1)", [floor as i64])?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- templates ---
+
+    pub fn templates(&self) -> Result<Vec<TemplateRow>> {
+        let mut st = self.conn.prepare("SELECT name,version,source,created_ms FROM templates ORDER BY name,version")?;
+        let rows = st.query_map([], |r| {
+            Ok(TemplateRow { name: r.get(0)?, version: r.get(1)?, source: r.get(2)?, created_ms: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn template_latest(&self, name: &Name) -> Result<Option<u32>> {
+        Ok(self
+            .conn
+            .query_row("SELECT MAX(version) FROM templates WHERE name=?1", [name.as_str()], |r| r.get(0))?)
+    }
+
+    pub fn template_exists(&self, name: &Name, version: u32) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM templates WHERE name=?1 AND version=?2", params![name.as_str(), version], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn add_template(&self, name: &Name, version: u32, source: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO templates(name,version,source,created_ms) VALUES(?1,?2,?3,?4)",
+            params![name.as_str(), version, source, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_template(&self, name: &Name, version: Option<u32>) -> Result<usize> {
+        Ok(match version {
+            Some(v) => self.conn.execute("DELETE FROM templates WHERE name=?1 AND version=?2", params![name.as_str(), v])?,
+            None => self.conn.execute("DELETE FROM templates WHERE name=?1", [name.as_str()])?,
+        })
+    }
+
+    // --- apps ---
+
+    pub fn apps(&self) -> Result<Vec<AppSpec>> {
+        let mut st = self.conn.prepare("SELECT spec FROM apps ORDER BY name")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|s| Ok(serde_json::from_str(&s?).context("decode app spec")?)).collect()
+    }
+
+    pub fn app(&self, name: &Name) -> Result<Option<AppSpec>> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT spec FROM apps WHERE name=?1", [name.as_str()], |r| r.get(0))
+            .optional()?;
+        s.map(|s| serde_json::from_str(&s).context("decode app spec")).transpose()
+    }
+
+    pub fn add_app(&self, spec: &AppSpec, via: &str) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO apps(name,spec,created_ms) VALUES(?1,?2,?3)",
+            params![spec.name.as_str(), serde_json::to_string(spec)?, now_ms()],
+        )?;
+        tx.execute(
+            "INSERT INTO app_versions(app,version,via,created_ms) VALUES(?1,1,?2,?3)",
+            params![spec.name.as_str(), via, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_app(&self, name: &Name) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM apps WHERE name=?1", [name.as_str()])?;
+        tx.execute("DELETE FROM app_versions WHERE app=?1", [name.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn app_versions(&self, name: &Name) -> Result<Vec<AppVersionRow>> {
+        let mut st = self.conn.prepare("SELECT version,via,created_ms FROM app_versions WHERE app=?1 ORDER BY version")?;
+        let rows = st.query_map([name.as_str()], |r| Ok(AppVersionRow { version: r.get(0)?, via: r.get(1)?, created_ms: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn app_latest(&self, name: &Name) -> Result<u32> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(version),0) FROM app_versions WHERE app=?1", [name.as_str()], |r| r.get(0))?)
+    }
+
+    pub fn add_app_version(&self, name: &Name, version: u32, via: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO app_versions(app,version,via,created_ms) VALUES(?1,?2,?3,?4)",
+            params![name.as_str(), version, via, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    // --- VEs ---
+
+    pub fn new_ve(&self, app: &Name, version: u32, kind: &str, cmd: &[String]) -> Result<VeId> {
+        self.conn.execute(
+            "INSERT INTO ves(app,app_version,kind,cmd,state,started_ms) VALUES(?1,?2,?3,?4,'creating',?5)",
+            params![app.as_str(), version, kind, serde_json::to_string(cmd)?, now_ms()],
+        )?;
+        Ok(VeId(self.conn.last_insert_rowid() as u64))
+    }
+
+    pub fn ve_running(&self, id: VeId, pid: i32, pid_start: u64, cgroup_id: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ves SET state='running', pid=?2, pid_start=?3, cgroup_id=?4 WHERE id=?1",
+            params![id.0 as i64, pid, pid_start as i64, cgroup_id as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn ve_ended(&self, id: VeId, state: &str, exit_code: Option<i32>, error: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ves SET state=?2, ended_ms=?3, exit_code=?4, error=?5 WHERE id=?1",
+            params![id.0 as i64, state, now_ms(), exit_code, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn ve_removed(&self, id: VeId) -> Result<()> {
+        self.conn.execute("UPDATE ves SET removed=1 WHERE id=?1", [id.0 as i64])?;
+        Ok(())
+    }
+
+    fn ve_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VeRow> {
+        let cmd: String = r.get(4)?;
+        Ok(VeRow {
+            id: r.get::<_, i64>(0)? as u64,
+            app: r.get(1)?,
+            app_version: r.get(2)?,
+            kind: r.get(3)?,
+            cmd: serde_json::from_str(&cmd).unwrap_or_default(),
+            state: r.get(5)?,
+            pid: r.get(6)?,
+            pid_start: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+            cgroup_id: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+            started_ms: r.get(9)?,
+            ended_ms: r.get(10)?,
+            exit_code: r.get(11)?,
+            error: r.get(12)?,
+            removed: r.get::<_, i64>(13)? != 0,
+        })
+    }
+
+    const VE_COLS: &'static str =
+        "id,app,app_version,kind,cmd,state,pid,pid_start,cgroup_id,started_ms,ended_ms,exit_code,error,removed";
+
+    pub fn ves(&self) -> Result<Vec<VeRow>> {
+        let mut st = self.conn.prepare(&format!("SELECT {} FROM ves ORDER BY id", Self::VE_COLS))?;
+        let rows = st.query_map([], Self::ve_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn ve(&self, id: VeId) -> Result<Option<VeRow>> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {} FROM ves WHERE id=?1", Self::VE_COLS), [id.0 as i64], Self::ve_from_row)
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ve_ids_never_reused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.db");
+        let app = Name::parse("a").unwrap();
+        let a = {
+            let c = Catalog::open(&p).unwrap();
+            c.new_ve(&app, 1, "app", &[]).unwrap()
+        };
+        // Reopen (a restart) after deleting the row: the id still moves on.
+        let c = Catalog::open(&p).unwrap();
+        c.conn.execute("DELETE FROM ves", []).unwrap();
+        let b = c.new_ve(&app, 1, "app", &[]).unwrap();
+        assert!(b > a);
+        c.raise_ve_sequence(100).unwrap();
+        assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(101));
+        c.raise_ve_sequence(5).unwrap();
+        assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(102));
+    }
+}

@@ -1,0 +1,425 @@
+//! Running VEs and looking at them: `jcs run`, `jcs ps`, `jcs inspect`, `jcs rm`, `jcs gc`.
+
+use crate::catalog::VeRow;
+use crate::output::{print_json, time_ms, Table};
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use model::report::{diff_manifests, Change, IntegrityReport, Manifest, StorageChange};
+use model::{AppSpec, Limits, NetMode, VeId};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use ve::fsops::HostFs;
+use ve::inspect::Lower;
+use ve::launch::{Bind, Exit, Hooks, NoHooks, VeConfig};
+
+/// What `meta/ve.json` records about a VE: enough to read its dirties back later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VeMeta {
+    pub id: u64,
+    pub app: String,
+    pub app_version: u32,
+    pub kind: String,
+    pub argv: Vec<String>,
+    /// Read-only branches, highest first: (label, host directory).
+    pub lowers: Vec<(String, PathBuf)>,
+    pub upper: PathBuf,
+    /// Storage mounts: (`persist` or `shared`, host directory, path inside the VE).
+    pub storage: Vec<(String, PathBuf, String)>,
+    pub net: NetMode,
+    pub limits: Limits,
+    pub cgroup_id: Option<u64>,
+}
+
+/// The read-only stack of an app version: its layers from `version` down to 1, then the
+/// template.
+pub fn lower_stack(store: &Store, app: &AppSpec, version: u32) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = (1..=version)
+        .rev()
+        .map(|k| (format!("app {} v{k}", app.name), store.layout.app_layer(&app.name, k)))
+        .collect();
+    v.push((
+        format!("template {} v{}", app.template, app.template_version),
+        store.layout.template(&app.template, app.template_version),
+    ));
+    v
+}
+
+/// How to start one VE.
+#[derive(Debug)]
+pub struct Launch {
+    pub app: AppSpec,
+    pub version: u32,
+    /// `app` or `maintenance`.
+    pub kind: &'static str,
+    pub argv: Vec<String>,
+    pub limits: Limits,
+    pub net: NetMode,
+    /// The writable branch when it is not the VE's dirties (maintenance mode: the new layer).
+    pub upper: Option<PathBuf>,
+    /// Whether to map the app's persistent and shared storage.
+    pub storage: bool,
+}
+
+fn pid_start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime), counted after the command name's closing parenthesis.
+    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the `jcs run` that owns a VE is still alive.
+pub fn owner_alive(row: &VeRow) -> bool {
+    match (row.pid, row.pid_start) {
+        (Some(p), Some(st)) => pid_start_time(p) == Some(st),
+        _ => false,
+    }
+}
+
+/// The state to show: a `running` VE whose owner died is `lost`.
+pub fn effective_state(row: &VeRow) -> String {
+    if (row.state == "running" || row.state == "creating") && !owner_alive(row) {
+        "lost".into()
+    } else {
+        row.state.clone()
+    }
+}
+
+fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
+    storage.iter().map(|(_, dir, _)| ve::manifest::scan(dir).unwrap_or_default()).collect()
+}
+
+fn storage_changes(storage: &[(String, PathBuf, String)], before: &[Manifest]) -> Vec<StorageChange> {
+    let mut out = Vec::new();
+    for ((kind, dir, inner), b) in storage.iter().zip(before) {
+        let after = ve::manifest::scan(dir).unwrap_or_default();
+        for (rel, change) in diff_manifests(b, &after) {
+            let host = dir.join(&rel);
+            let st = after.get(&rel).or_else(|| b.get(&rel));
+            let sha = match (change, st.map(|s| s.file_type)) {
+                (Change::Deleted, _) => None,
+                (_, Some(model::report::FileType::File)) => ve::manifest::sha256_file(&host).ok(),
+                _ => None,
+            };
+            out.push(StorageChange {
+                storage: kind.clone(),
+                path: format!("{inner}/{rel}"),
+                change,
+                file_type: st.map(|s| s.file_type).unwrap_or(model::report::FileType::Other),
+                size: if change == Change::Deleted { 0 } else { st.map(|s| s.size).unwrap_or(0) },
+                sha256: sha,
+            });
+        }
+    }
+    out
+}
+
+fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// Builds, runs and tears down one VE. Returns its id and how its command ended.
+pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, Exit)> {
+    let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
+    let id = store.catalog.new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
+    let dirties = store.layout.dirties(id);
+    let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
+        for d in [&dirties, &store.layout.work(id), &store.layout.rootfs(id), &store.layout.meta(id)] {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        let storage: Vec<(String, PathBuf, String)> = if l.storage {
+            l.app
+                .persist
+                .iter()
+                .map(|p| ("persist".to_string(), store.layout.persist(&l.app.name, p), p.to_string()))
+                .chain(l.app.shares.iter().map(|s| ("shared".to_string(), store.layout.shared(&s.shared), s.path.to_string())))
+                .collect()
+        } else {
+            vec![]
+        };
+        for (_, dir, _) in &storage {
+            std::fs::create_dir_all(dir).with_context(|| format!("create storage directory {}", dir.display()))?;
+        }
+        let lowers = lower_stack(store, &l.app, l.version);
+        let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
+        let meta = VeMeta {
+            id: id.0,
+            app: l.app.name.to_string(),
+            app_version: l.version,
+            kind: l.kind.to_string(),
+            argv: l.argv.clone(),
+            lowers: lowers.clone(),
+            upper: upper.clone(),
+            storage: storage.clone(),
+            net: l.net,
+            limits: l.limits,
+            cgroup_id: None,
+        };
+        let cfg = VeConfig {
+            id,
+            rootfs: store.layout.rootfs(id),
+            lowers: lowers.iter().map(|(_, p)| p.clone()).collect(),
+            upper,
+            work: store.layout.work(id),
+            binds: storage
+                .iter()
+                .map(|(_, dir, inner)| Bind { source: dir.clone(), target: model::InnerPath::parse(inner).expect("validated at app create") })
+                .collect(),
+            net: l.net,
+            argv: l.argv.clone(),
+            env: vec![
+                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("HOME".into(), "/root".into()),
+                ("TERM".into(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into())),
+                ("HOSTNAME".into(), id.hostname()),
+                ("JCS_VE".into(), id.to_string()),
+                ("container".into(), "jcs".into()),
+            ],
+            cgroup_name: store.cgroup_name(id),
+            limits: l.limits,
+        };
+        let before = snapshot(&storage);
+        let running = ve::launch::start(&cfg, &cg_layout, &HostFs, hooks)?;
+        Ok((meta, before, running))
+    })();
+    let (mut meta, before, running) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
+            // Nothing half-created: a VE that never started keeps only its catalog row.
+            let _ = std::fs::remove_dir_all(store.layout.ve(id));
+            return Err(e.context(format!("VE {id}")));
+        }
+    };
+    meta.cgroup_id = Some(running.cgroup.id);
+    let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);
+    store
+        .catalog
+        .ve_running(id, std::process::id() as i32, pid_start_time(std::process::id() as i32).unwrap_or(0), running.cgroup.id)?;
+    let exit = running.wait(&HostFs);
+    let changes = storage_changes(&meta.storage, &before);
+    let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
+    match exit {
+        Ok(x) => {
+            store.catalog.ve_ended(id, "exited", Some(x.code()), None)?;
+            Ok((id, x))
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            store.catalog.ve_ended(id, "failed", None, Some(&msg))?;
+            Err(anyhow::Error::from(e).context(format!("VE {id}")))
+        }
+    }
+}
+
+/// Records where a VE's writable branch went (maintenance mode publishes it under a new name).
+pub fn set_upper(store: &Store, id: VeId, upper: &std::path::Path) -> Result<()> {
+    let p = store.layout.meta(id).join("ve.json");
+    let mut meta: VeMeta = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("read {}", p.display()))?)?;
+    meta.upper = upper.to_path_buf();
+    write_json(&p, &meta)
+}
+
+pub fn run(store: &Store, app_name: &model::Name, argv: Vec<String>, limits: Limits) -> Result<i32> {
+    let app = store
+        .catalog
+        .app(app_name)?
+        .with_context(|| format!("unknown app {app_name} (see jcs app list)"))?;
+    let argv = if argv.is_empty() { app.cmd.clone() } else { argv };
+    if argv.is_empty() {
+        bail!("app {app_name} has no default command: give one after --, e.g. jcs run {app_name} -- /bin/sh");
+    }
+    let version = store.catalog.app_latest(app_name)?;
+    let net = app.net;
+    let mut net_hooks = crate::netsetup::hooks_for(store, net)?;
+    let hooks: &mut dyn Hooks = match net_hooks.as_mut() {
+        Some(h) => h.as_mut(),
+        None => &mut NoHooks,
+    };
+    let (_, exit) = launch(store, Launch { app, version, kind: "app", argv, limits, net, upper: None, storage: true }, hooks)?;
+    Ok(exit.code())
+}
+
+pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
+    let rows: Vec<VeRow> = store
+        .catalog
+        .ves()?
+        .into_iter()
+        .map(|mut r| {
+            r.state = effective_state(&r);
+            r
+        })
+        .filter(|r| all || r.state == "running" || r.state == "creating")
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    let mut t = Table::new(&["ID", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND"]);
+    for r in rows {
+        t.row(vec![
+            r.id.to_string(),
+            r.app,
+            r.app_version.to_string(),
+            r.kind,
+            if r.removed { format!("{} (removed)", r.state) } else { r.state },
+            time_ms(r.started_ms),
+            r.ended_ms.map(time_ms).unwrap_or_else(|| "-".into()),
+            r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            r.cmd.join(" "),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+fn ve_row(store: &Store, id: u64) -> Result<VeRow> {
+    store.catalog.ve(VeId(id))?.with_context(|| format!("unknown VE {id} (see jcs ps --all)"))
+}
+
+pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
+    let row = ve_row(store, id)?;
+    if row.removed {
+        bail!("VE {id}'s dirties were removed (jcs rm or jcs gc); there is nothing left to inspect");
+    }
+    let meta_path = store.layout.meta(VeId(id)).join("ve.json");
+    let meta: VeMeta = serde_json::from_slice(
+        &std::fs::read(&meta_path).with_context(|| format!("VE {id} has no metadata at {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("decode {}", meta_path.display()))?;
+    let lowers: Vec<Lower> = meta.lowers.iter().map(|(label, dir)| Lower { label: label.clone(), dir: dir.clone() }).collect();
+    let dirties = ve::inspect::scan_dirties(&meta.upper, &lowers)
+        .with_context(|| format!("read the dirties of VE {id} at {}", meta.upper.display()))?;
+    let mut notes = Vec::new();
+    let state = effective_state(&row);
+    let storage: Vec<StorageChange> = match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {
+        Ok(b) => serde_json::from_slice(&b).context("decode storage.json")?,
+        Err(_) => {
+            notes.push(format!("VE {id} is {state}: storage changes are computed when it exits"));
+            vec![]
+        }
+    };
+    if meta.storage.iter().any(|(k, _, _)| k == "shared") {
+        notes.push("shared storage is compared before/after the VE: a VE running at the same time can contribute to these changes".into());
+    }
+    if meta.kind == "maintenance" {
+        notes.push(format!("maintenance VE: its writes are app {} version layer {}", meta.app, meta.upper.display()));
+    }
+    Ok(IntegrityReport { ve: id, app: meta.app, app_version: meta.app_version, dirties, storage, notes })
+}
+
+pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
+    let r = report(store, id)?;
+    if json {
+        return print_json(&r);
+    }
+    println!("VE {} (app {} v{})", r.ve, r.app, r.app_version);
+    println!("dirties: {} entries", r.dirties.len());
+    let mut t = Table::new(&["CHANGE", "PATH", "TYPE", "SIZE", "MODE", "FLAGS", "SHA256 / SHADOWS"]);
+    for e in &r.dirties {
+        use model::DirtyKind::*;
+        let (change, extra) = match &e.kind {
+            Added => ("added", String::new()),
+            Modified { shadows } => ("modified", format!("shadows {shadows}")),
+            Deleted { shadows } => ("deleted", format!("hides {shadows}")),
+            Opaque { shadows } => ("opaque", shadows.clone().map(|s| format!("replaces dir of {s}")).unwrap_or_default()),
+        };
+        let sha = e.sha256.as_deref().map(|s| &s[..16]).unwrap_or("");
+        t.row(vec![
+            change.into(),
+            e.path.clone(),
+            format!("{:?}", e.file_type).to_lowercase(),
+            e.size.to_string(),
+            format!("{:04o}", e.mode),
+            e.flags.labels().join(","),
+            [sha, extra.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    t.print();
+    println!("storage: {} changes", r.storage.len());
+    let mut t = Table::new(&["CHANGE", "STORAGE", "PATH", "SIZE", "SHA256"]);
+    for c in &r.storage {
+        t.row(vec![
+            format!("{:?}", c.change).to_lowercase(),
+            c.storage.clone(),
+            c.path.clone(),
+            c.size.to_string(),
+            c.sha256.as_deref().map(|s| s[..16].to_string()).unwrap_or_default(),
+        ]);
+    }
+    t.print();
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    Ok(())
+}
+
+/// Removes a finished VE's directory (dirties, metadata). Never a running VE's.
+fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
+    if owner_alive(row) && (row.state == "running" || row.state == "creating") {
+        bail!("VE {} is running; it can be removed once it has exited", row.id);
+    }
+    let id = VeId(row.id);
+    // A VE whose `jcs run` died: kill and remove whatever is left of its cgroup first.
+    if row.state == "running" || row.state == "creating" {
+        clean_stale_cgroup(store, id);
+        store.catalog.ve_ended(id, "lost", None, Some("its jcs run ended without tearing it down"))?;
+    }
+    let dir = store.layout.ve(id);
+    let existed = dir.exists();
+    if existed {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    store.catalog.ve_removed(id)?;
+    Ok(existed)
+}
+
+fn clean_stale_cgroup(store: &Store, id: VeId) {
+    let Ok(layout) = ve::CgroupLayout::detect_host(&store.host.proc_root) else { return };
+    let name = store.cgroup_name(id);
+    let mut dirs = vec![layout.v2_root().join(ve::cgroup::PARENT).join(&name)];
+    if let ve::CgroupLayout::Hybrid { memory, pids, .. } = &layout {
+        dirs.push(memory.join(ve::cgroup::PARENT).join(&name));
+        dirs.push(pids.join(ve::cgroup::PARENT).join(&name));
+    }
+    let cg = ve::VeCgroup { v2: dirs[0].clone(), v1: dirs[1..].to_vec(), id: 0 };
+    if cg.v2.exists() {
+        let _ = cg.kill(&HostFs);
+    }
+    let _ = cg.remove(&HostFs, std::time::Duration::from_secs(5));
+}
+
+pub fn rm(store: &Store, ids: &[u64]) -> Result<()> {
+    for id in ids {
+        let row = ve_row(store, *id)?;
+        if row.removed {
+            println!("VE {id} was already removed");
+            continue;
+        }
+        remove_ve(store, &row)?;
+        println!("removed VE {id}");
+    }
+    Ok(())
+}
+
+pub fn gc(store: &Store, json: bool) -> Result<()> {
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for row in store.catalog.ves()? {
+        if row.removed {
+            continue;
+        }
+        if owner_alive(&row) && (row.state == "running" || row.state == "creating") {
+            kept.push(row.id);
+            continue;
+        }
+        remove_ve(store, &row)?;
+        removed.push(row.id);
+    }
+    if json {
+        return print_json(&serde_json::json!({ "removed": removed, "running": kept }));
+    }
+    println!("removed {} finished VE(s); {} running VE(s) kept", removed.len(), kept.len());
+    Ok(())
+}
