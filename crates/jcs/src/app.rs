@@ -90,6 +90,10 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         }
         add_mount_points(dir, &template_dir, &spec)
     })
+    .inspect_err(|_| {
+        // The app directory did not exist before this command (checked above).
+        let _ = std::fs::remove_dir_all(store.layout.app_dir(&a.name));
+    })
     .with_context(|| format!("create app {}", a.name))?;
     let mut made = vec![];
     let storage = (|| -> Result<()> {

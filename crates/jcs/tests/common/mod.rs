@@ -1,0 +1,174 @@
+//! Harness for privileged tests: each test gets its own store (`JCS_HOME` in a temporary
+//! directory) and a guard that removes whatever a failing test left behind — cgroups of the
+//! store's VEs and their processes — and can assert that nothing was left.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Env {
+    pub home: tempfile::TempDir,
+}
+
+pub fn jcs_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jcs")
+}
+
+impl Env {
+    pub fn new() -> Env {
+        assert!(rustix::process::geteuid().is_root(), "privileged tests run as root");
+        Env { home: tempfile::Builder::new().prefix("jcs-test-").tempdir().unwrap() }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(jcs_bin());
+        c.args(args).env("JCS_HOME", self.home()).stdin(Stdio::null());
+        c
+    }
+
+    pub fn jcs(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs jcs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.jcs(args);
+        assert!(
+            o.status.success(),
+            "jcs {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs jcs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.jcs(args);
+        assert!(!o.status.success(), "jcs {args:?} succeeded unexpectedly: {}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// A busybox template `bb` and an app `web` with /data persistent and /dl shared.
+    pub fn standard_app(&self) {
+        self.ok(&["template", "create", "bb", "--busybox"]);
+        self.ok(&["app", "create", "web", "--template", "bb", "--persist", "/data", "--share", "/dl=downloads"]);
+    }
+
+    pub fn store_id(&self) -> String {
+        let c = rusqlite::Connection::open(self.home().join("catalog.db")).unwrap();
+        c.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| r.get(0)).unwrap()
+    }
+
+    /// Every cgroup directory of this store's VEs that exists now.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        if !self.home().join("catalog.db").exists() {
+            return vec![];
+        }
+        let prefix = format!("{}-", self.store_id());
+        let mut out = vec![];
+        for h in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            let dir = Path::new(h).join("jcs");
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    /// Mounts on the host that involve this store.
+    pub fn mounts(&self) -> Vec<String> {
+        let home = self.home().to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&home))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Asserts that no VE of this store left a cgroup (hence no process) or a mount.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.cgroups(), Vec::<PathBuf>::new(), "cgroups left behind");
+        assert_eq!(self.mounts(), Vec::<String>::new(), "mounts left behind");
+        for e in std::fs::read_dir(self.home().join("ve")).into_iter().flatten().flatten() {
+            assert!(!e.path().join("root").exists(), "{} still has its mount point", e.path().display());
+            assert!(!e.path().join("work").exists(), "{} still has its overlay work dir", e.path().display());
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Kill and remove whatever a failed test left, deepest first.
+        for cg in self.cgroups() {
+            for _ in 0..50 {
+                let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+                if procs.trim().is_empty() {
+                    break;
+                }
+                for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: SIGKILL to a process in this test's own VE cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_dir(&cg);
+        }
+        for m in self.mounts() {
+            if let Some(mp) = m.split(' ').nth(4) {
+                let _ = Command::new("umount").arg("-l").arg(mp).status();
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// Hashes every file of a tree (path → (mode, content)), to show it is untouched.
+pub fn tree_digest(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.is_file() {
+                std::fs::read(&p).unwrap()
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec()
+            } else {
+                vec![]
+            };
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push((p.strip_prefix(root).unwrap().to_string_lossy().into(), m.mode(), content));
+        }
+    }
+    out.sort();
+    out
+}
