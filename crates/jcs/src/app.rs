@@ -11,7 +11,13 @@ use std::path::{Path, PathBuf};
 /// Parses `T` or `T:V`.
 pub fn parse_template_ref(s: &str) -> Result<(Name, Option<u32>)> {
     match s.split_once(':') {
-        Some((n, v)) => Ok((Name::parse(n)?, Some(v.parse().with_context(|| format!("template version {v:?} is not a number"))?))),
+        Some((n, v)) => Ok((
+            Name::parse(n)?,
+            Some(
+                v.parse()
+                    .with_context(|| format!("template version {v:?} is not a number"))?,
+            ),
+        )),
         None => Ok((Name::parse(s)?, None)),
     }
 }
@@ -34,9 +40,13 @@ fn add_mount_points(layer: &Path, template: &Path, spec: &AppSpec) -> Result<()>
             if m.is_dir() {
                 continue;
             }
-            bail!("{p} exists in template {} and is not a directory", spec.template);
+            bail!(
+                "{p} exists in template {} and is not a directory",
+                spec.template
+            );
         }
-        std::fs::create_dir_all(layer.join(p.relative())).with_context(|| format!("create mount point {p}"))?;
+        std::fs::create_dir_all(layer.join(p.relative()))
+            .with_context(|| format!("create mount point {p}"))?;
     }
     Ok(())
 }
@@ -56,14 +66,25 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         name: a.name.clone(),
         template: tname,
         template_version: tver,
-        persist: a.persist.iter().map(|p| model::InnerPath::parse(p).map_err(|e| anyhow::anyhow!("--persist: {e}"))).collect::<Result<_>>()?,
-        shares: a.share.iter().map(|s| model::Share::parse(s).map_err(|e| anyhow::anyhow!("--share: {e}"))).collect::<Result<_>>()?,
+        persist: a
+            .persist
+            .iter()
+            .map(|p| model::InnerPath::parse(p).map_err(|e| anyhow::anyhow!("--persist: {e}")))
+            .collect::<Result<_>>()?,
+        shares: a
+            .share
+            .iter()
+            .map(|s| model::Share::parse(s).map_err(|e| anyhow::anyhow!("--share: {e}")))
+            .collect::<Result<_>>()?,
         net: a.net,
         cmd: a.cmd,
     };
     spec.validate()?;
     if store.catalog.app(&a.name)?.is_some() {
-        bail!("app {} already exists (jcs app update changes it, jcs app rm removes it)", a.name);
+        bail!(
+            "app {} already exists (jcs app update changes it, jcs app rm removes it)",
+            a.name
+        );
     }
     if let Some(d) = &a.from_dir {
         if !d.is_dir() {
@@ -73,7 +94,11 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
     crate::netsetup::hooks_for(store, spec.net)?;
     let layer = store.layout.app_layer(&a.name, 1);
     if store.layout.app_dir(&a.name).exists() {
-        bail!("{} exists but the catalog has no app {}; remove it first", store.layout.app_dir(&a.name).display(), a.name);
+        bail!(
+            "{} exists but the catalog has no app {}; remove it first",
+            store.layout.app_dir(&a.name).display(),
+            a.name
+        );
     }
     let template_dir = store.layout.template(&spec.template, spec.template_version);
     build_dir_atomically(&layer, |dir| {
@@ -85,7 +110,11 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
                 .output()
                 .context("run cp")?;
             if !out.status.success() {
-                bail!("copy {}: {}", src.display(), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "copy {}: {}",
+                    src.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
         }
         add_mount_points(dir, &template_dir, &spec)
@@ -111,7 +140,14 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
                 made.push(d);
             }
         }
-        store.catalog.add_app(&spec, a.from_dir.as_ref().map(|d| format!("dir {}", d.display())).as_deref().unwrap_or("empty"))
+        store.catalog.add_app(
+            &spec,
+            a.from_dir
+                .as_ref()
+                .map(|d| format!("dir {}", d.display()))
+                .as_deref()
+                .unwrap_or("empty"),
+        )
     })();
     if let Err(e) = storage {
         for d in made {
@@ -123,12 +159,18 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({ "app": spec, "version": 1 }));
     }
-    println!("app {} version 1 on template {} v{}", spec.name, spec.template, spec.template_version);
+    println!(
+        "app {} version 1 on template {} v{}",
+        spec.name, spec.template, spec.template_version
+    );
     Ok(())
 }
 
 fn get(store: &Store, name: &Name) -> Result<AppSpec> {
-    store.catalog.app(name)?.with_context(|| format!("unknown app {name} (see jcs app list)"))
+    store
+        .catalog
+        .app(name)?
+        .with_context(|| format!("unknown app {name} (see jcs app list)"))
 }
 
 pub fn list(store: &Store, json: bool) -> Result<()> {
@@ -136,19 +178,31 @@ pub fn list(store: &Store, json: bool) -> Result<()> {
     if json {
         let v: Vec<_> = apps
             .iter()
-            .map(|a| Ok(serde_json::json!({ "app": a, "version": store.catalog.app_latest(&a.name)? })))
+            .map(|a| {
+                Ok(serde_json::json!({ "app": a, "version": store.catalog.app_latest(&a.name)? }))
+            })
             .collect::<Result<_>>()?;
         return print_json(&v);
     }
-    let mut t = Table::new(&["NAME", "VERSION", "TEMPLATE", "NET", "PERSIST", "SHARES", "CMD"]);
+    let mut t = Table::new(&[
+        "NAME", "VERSION", "TEMPLATE", "NET", "PERSIST", "SHARES", "CMD",
+    ]);
     for a in apps {
         t.row(vec![
             a.name.to_string(),
             store.catalog.app_latest(&a.name)?.to_string(),
             format!("{}:{}", a.template, a.template_version),
             a.net.to_string(),
-            a.persist.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
-            a.shares.iter().map(|s| format!("{}={}", s.path, s.shared)).collect::<Vec<_>>().join(","),
+            a.persist
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            a.shares
+                .iter()
+                .map(|s| format!("{}={}", s.path, s.shared))
+                .collect::<Vec<_>>()
+                .join(","),
             a.cmd.join(" "),
         ]);
     }
@@ -165,15 +219,34 @@ pub fn show(store: &Store, name: &Name, json: bool) -> Result<()> {
     println!("app        {}", a.name);
     println!("template   {} v{}", a.template, a.template_version);
     println!("network    {}", a.net);
-    println!("command    {}", if a.cmd.is_empty() { "-".into() } else { a.cmd.join(" ") });
+    println!(
+        "command    {}",
+        if a.cmd.is_empty() {
+            "-".into()
+        } else {
+            a.cmd.join(" ")
+        }
+    );
     for p in &a.persist {
-        println!("persist    {p} <- {}", store.layout.persist(&a.name, p).display());
+        println!(
+            "persist    {p} <- {}",
+            store.layout.persist(&a.name, p).display()
+        );
     }
     for s in &a.shares {
-        println!("shared     {} <- {}", s.path, store.layout.shared(&s.shared).display());
+        println!(
+            "shared     {} <- {}",
+            s.path,
+            store.layout.shared(&s.shared).display()
+        );
     }
     for v in versions {
-        println!("version    {} ({}, {})", v.version, v.via, time_ms(v.created_ms));
+        println!(
+            "version    {} ({}, {})",
+            v.version,
+            v.via,
+            time_ms(v.created_ms)
+        );
     }
     Ok(())
 }
@@ -188,7 +261,10 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
         .map(|v| v.id.to_string())
         .collect();
     if !running.is_empty() {
-        bail!("app {name} has running VE(s) {}; wait for them to exit", running.join(", "));
+        bail!(
+            "app {name} has running VE(s) {}; wait for them to exit",
+            running.join(", ")
+        );
     }
     store.catalog.remove_app(name)?;
     let dir = store.layout.app_dir(name);
@@ -202,7 +278,10 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
     } else {
         println!("removed app {name}");
         if !a.persist.is_empty() {
-            println!("its persistent storage stays in {} (jcs app rm --purge removes it)", pdir.display());
+            println!(
+                "its persistent storage stays in {} (jcs app rm --purge removes it)",
+                pdir.display()
+            );
         }
     }
     Ok(())
@@ -210,15 +289,22 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
 
 /// Maintenance mode: runs `argv` in a VE whose writable branch is the app's next layer, and
 /// publishes that layer as a new version when the command succeeds.
-pub fn update(store: &Store, name: &Name, argv: Vec<String>, net: NetMode, limits: Limits) -> Result<i32> {
+pub fn update(
+    store: &Store,
+    name: &Name,
+    argv: Vec<String>,
+    net: NetMode,
+    limits: Limits,
+) -> Result<i32> {
     let app = get(store, name)?;
     if argv.is_empty() {
         bail!("give the maintenance command after --, e.g. jcs app update {name} -- apt-get install -y hello");
     }
     let dir = store.layout.app_dir(name);
     let lock = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| anyhow::anyhow!("app {name} is already being updated by another jcs app update"))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| anyhow::anyhow!("app {name} is already being updated by another jcs app update"),
+    )?;
     let cur = store.catalog.app_latest(name)?;
     let next = cur + 1;
     let dest = store.layout.app_layer(name, next);
@@ -227,12 +313,24 @@ pub fn update(store: &Store, name: &Name, argv: Vec<String>, net: NetMode, limit
         std::fs::remove_dir_all(&tmp)?;
     }
     if dest.exists() {
-        bail!("{} exists but the catalog does not know it; remove it first", dest.display());
+        bail!(
+            "{} exists but the catalog does not know it; remove it first",
+            dest.display()
+        );
     }
     std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     let r = launch(
         store,
-        Launch { app, version: cur, kind: "maintenance", argv: argv.clone(), limits, net, upper: Some(tmp.clone()), storage: false },
+        Launch {
+            app,
+            version: cur,
+            kind: "maintenance",
+            argv: argv.clone(),
+            limits,
+            net,
+            upper: Some(tmp.clone()),
+            storage: false,
+        },
         &mut ve::launch::NoHooks,
     );
     let (ve_id, code) = match r {
@@ -249,7 +347,11 @@ pub fn update(store: &Store, name: &Name, argv: Vec<String>, net: NetMode, limit
     }
     std::fs::rename(&tmp, &dest).with_context(|| format!("publish {}", dest.display()))?;
     crate::ves::set_upper(store, ve_id, &dest)?;
-    if let Err(e) = store.catalog.add_app_version(name, next, &format!("update: {}", argv.join(" "))) {
+    if let Err(e) =
+        store
+            .catalog
+            .add_app_version(name, next, &format!("update: {}", argv.join(" ")))
+    {
         let _ = std::fs::remove_dir_all(&dest);
         return Err(e.context("record the new app version"));
     }

@@ -76,7 +76,8 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
+        let conn =
+            Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("open catalog {}", path.display()))?;
@@ -106,15 +107,25 @@ impl Catalog {
     pub fn raise_ve_sequence(&self, floor: u64) -> Result<()> {
         let cur: Option<i64> = self
             .conn
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name='ves'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name='ves'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match cur {
             Some(c) if c as u64 >= floor => {}
             Some(_) => {
-                self.conn.execute("UPDATE sqlite_sequence SET seq=?1 WHERE name='ves'", [floor as i64])?;
+                self.conn.execute(
+                    "UPDATE sqlite_sequence SET seq=?1 WHERE name='ves'",
+                    [floor as i64],
+                )?;
             }
             None => {
-                self.conn.execute("INSERT INTO sqlite_sequence(name,seq) VALUES('ves',?1)", [floor as i64])?;
+                self.conn.execute(
+                    "INSERT INTO sqlite_sequence(name,seq) VALUES('ves',?1)",
+                    [floor as i64],
+                )?;
             }
         }
         Ok(())
@@ -123,23 +134,36 @@ impl Catalog {
     // --- templates ---
 
     pub fn templates(&self) -> Result<Vec<TemplateRow>> {
-        let mut st = self.conn.prepare("SELECT name,version,source,created_ms FROM templates ORDER BY name,version")?;
+        let mut st = self.conn.prepare(
+            "SELECT name,version,source,created_ms FROM templates ORDER BY name,version",
+        )?;
         let rows = st.query_map([], |r| {
-            Ok(TemplateRow { name: r.get(0)?, version: r.get(1)?, source: r.get(2)?, created_ms: r.get(3)? })
+            Ok(TemplateRow {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                source: r.get(2)?,
+                created_ms: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn template_latest(&self, name: &Name) -> Result<Option<u32>> {
-        Ok(self
-            .conn
-            .query_row("SELECT MAX(version) FROM templates WHERE name=?1", [name.as_str()], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT MAX(version) FROM templates WHERE name=?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn template_exists(&self, name: &Name, version: u32) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM templates WHERE name=?1 AND version=?2", params![name.as_str(), version], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM templates WHERE name=?1 AND version=?2",
+                params![name.as_str(), version],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
@@ -154,8 +178,13 @@ impl Catalog {
 
     pub fn remove_template(&self, name: &Name, version: Option<u32>) -> Result<usize> {
         Ok(match version {
-            Some(v) => self.conn.execute("DELETE FROM templates WHERE name=?1 AND version=?2", params![name.as_str(), v])?,
-            None => self.conn.execute("DELETE FROM templates WHERE name=?1", [name.as_str()])?,
+            Some(v) => self.conn.execute(
+                "DELETE FROM templates WHERE name=?1 AND version=?2",
+                params![name.as_str(), v],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM templates WHERE name=?1", [name.as_str()])?,
         })
     }
 
@@ -164,15 +193,21 @@ impl Catalog {
     pub fn apps(&self) -> Result<Vec<AppSpec>> {
         let mut st = self.conn.prepare("SELECT spec FROM apps ORDER BY name")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|s| Ok(serde_json::from_str(&s?).context("decode app spec")?)).collect()
+        rows.map(|s| serde_json::from_str(&s?).context("decode app spec"))
+            .collect()
     }
 
     pub fn app(&self, name: &Name) -> Result<Option<AppSpec>> {
         let s: Option<String> = self
             .conn
-            .query_row("SELECT spec FROM apps WHERE name=?1", [name.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT spec FROM apps WHERE name=?1",
+                [name.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
-        s.map(|s| serde_json::from_str(&s).context("decode app spec")).transpose()
+        s.map(|s| serde_json::from_str(&s).context("decode app spec"))
+            .transpose()
     }
 
     pub fn add_app(&self, spec: &AppSpec, via: &str) -> Result<()> {
@@ -198,15 +233,25 @@ impl Catalog {
     }
 
     pub fn app_versions(&self, name: &Name) -> Result<Vec<AppVersionRow>> {
-        let mut st = self.conn.prepare("SELECT version,via,created_ms FROM app_versions WHERE app=?1 ORDER BY version")?;
-        let rows = st.query_map([name.as_str()], |r| Ok(AppVersionRow { version: r.get(0)?, via: r.get(1)?, created_ms: r.get(2)? }))?;
+        let mut st = self.conn.prepare(
+            "SELECT version,via,created_ms FROM app_versions WHERE app=?1 ORDER BY version",
+        )?;
+        let rows = st.query_map([name.as_str()], |r| {
+            Ok(AppVersionRow {
+                version: r.get(0)?,
+                via: r.get(1)?,
+                created_ms: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn app_latest(&self, name: &Name) -> Result<u32> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(version),0) FROM app_versions WHERE app=?1", [name.as_str()], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(version),0) FROM app_versions WHERE app=?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn add_app_version(&self, name: &Name, version: u32, via: &str) -> Result<()> {
@@ -235,7 +280,13 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn ve_ended(&self, id: VeId, state: &str, exit_code: Option<i32>, error: Option<&str>) -> Result<()> {
+    pub fn ve_ended(
+        &self,
+        id: VeId,
+        state: &str,
+        exit_code: Option<i32>,
+        error: Option<&str>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE ves SET state=?2, ended_ms=?3, exit_code=?4, error=?5 WHERE id=?1",
             params![id.0 as i64, state, now_ms(), exit_code, error],
@@ -244,7 +295,8 @@ impl Catalog {
     }
 
     pub fn ve_removed(&self, id: VeId) -> Result<()> {
-        self.conn.execute("UPDATE ves SET removed=1 WHERE id=?1", [id.0 as i64])?;
+        self.conn
+            .execute("UPDATE ves SET removed=1 WHERE id=?1", [id.0 as i64])?;
         Ok(())
     }
 
@@ -272,7 +324,9 @@ impl Catalog {
         "id,app,app_version,kind,cmd,state,pid,pid_start,cgroup_id,started_ms,ended_ms,exit_code,error,removed";
 
     pub fn ves(&self) -> Result<Vec<VeRow>> {
-        let mut st = self.conn.prepare(&format!("SELECT {} FROM ves ORDER BY id", Self::VE_COLS))?;
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {} FROM ves ORDER BY id", Self::VE_COLS))?;
         let rows = st.query_map([], Self::ve_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -280,7 +334,11 @@ impl Catalog {
     pub fn ve(&self, id: VeId) -> Result<Option<VeRow>> {
         Ok(self
             .conn
-            .query_row(&format!("SELECT {} FROM ves WHERE id=?1", Self::VE_COLS), [id.0 as i64], Self::ve_from_row)
+            .query_row(
+                &format!("SELECT {} FROM ves WHERE id=?1", Self::VE_COLS),
+                [id.0 as i64],
+                Self::ve_from_row,
+            )
             .optional()?)
     }
 }

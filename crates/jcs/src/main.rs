@@ -45,7 +45,9 @@ enum Cmd {
     #[command(subcommand)]
     App(AppCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
-    #[command(after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.")]
+    #[command(
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc."
+    )]
     Run {
         /// App to run
         app: String,
@@ -134,7 +136,9 @@ struct TemplateCreate {
 #[derive(Subcommand, Debug)]
 enum AppCmd {
     /// Create an app on a template
-    #[command(after_help = "Example:\n  jcs app create browser --template busybox --persist /root/.config --share /root/Downloads=downloads --cmd /bin/sh -l\n\n--cmd takes everything after it, so give it last.")]
+    #[command(
+        after_help = "Example:\n  jcs app create browser --template busybox --persist /root/.config --share /root/Downloads=downloads --cmd /bin/sh -l\n\n--cmd takes everything after it, so give it last."
+    )]
     Create {
         name: String,
         /// Template, as NAME or NAME:VERSION (default: its newest version)
@@ -177,7 +181,9 @@ enum AppCmd {
         purge: bool,
     },
     /// Maintenance mode: run CMD with the app branch writable, publish the result as a new version
-    #[command(after_help = "Example:\n  jcs app update web -- apt-get install -y hello\n\nRunning VEs keep the version they started with; new VEs get the new one. A command that fails publishes nothing.")]
+    #[command(
+        after_help = "Example:\n  jcs app update web -- apt-get install -y hello\n\nRunning VEs keep the version they started with; new VEs get the new one. A command that fails publishes nothing."
+    )]
     Update {
         name: String,
         /// Network of the maintenance VE: host (needed to download packages) or none
@@ -200,14 +206,21 @@ fn limits(memory: &str, pids: u64) -> Result<Limits> {
     if pids == 0 {
         bail!("--pids must be at least 1");
     }
-    Ok(Limits { memory_bytes: parse_size(memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?, pids })
+    Ok(Limits {
+        memory_bytes: parse_size(memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+        pids,
+    })
 }
 
 fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
     let root = cli_home
         .or_else(|| std::env::var_os("JCS_HOME").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/jcs"));
-    let root = if root.is_relative() { std::env::current_dir()?.join(root) } else { root };
+    let root = if root.is_relative() {
+        std::env::current_dir()?.join(root)
+    } else {
+        root
+    };
     store::Store::open(&root)
 }
 
@@ -240,7 +253,9 @@ fn real_main() -> Result<i32> {
                 }
                 t.print();
                 if missing > 0 {
-                    eprintln!("jcs: {missing} required feature(s) missing: VEs cannot run on this host");
+                    eprintln!(
+                        "jcs: {missing} required feature(s) missing: VEs cannot run on this host"
+                    );
                 }
             }
             Ok(if missing > 0 { 1 } else { 0 })
@@ -251,9 +266,16 @@ fn real_main() -> Result<i32> {
                     let n = name(&c.name, "template")?;
                     let s = c.source;
                     let source = if s.busybox {
-                        template::Source::Busybox(std::env::var_os("JCS_BUSYBOX").map(PathBuf::from).unwrap_or_else(|| "/bin/busybox".into()))
+                        template::Source::Busybox(
+                            std::env::var_os("JCS_BUSYBOX")
+                                .map(PathBuf::from)
+                                .unwrap_or_else(|| "/bin/busybox".into()),
+                        )
                     } else if let Some(suite) = s.debootstrap {
-                        template::Source::Debootstrap { suite, mirror: c.mirror }
+                        template::Source::Debootstrap {
+                            suite,
+                            mirror: c.mirror,
+                        }
                     } else if let Some(d) = s.from_dir {
                         template::Source::Dir(d)
                     } else if let Some(f) = s.from_tar {
@@ -273,16 +295,47 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
         Cmd::App(a) => match a {
-            AppCmd::Create { name: n, template, from_dir, persist, share, net, cmd, json } => {
+            AppCmd::Create {
+                name: n,
+                template,
+                from_dir,
+                persist,
+                share,
+                net,
+                cmd,
+                json,
+            } => {
                 let n = name(&n, "app")?;
                 need_root()?;
-                app::create(&open_store(cli.home)?, app::CreateArgs { name: n, template, from_dir, persist, share, net, cmd }, json)?;
+                app::create(
+                    &open_store(cli.home)?,
+                    app::CreateArgs {
+                        name: n,
+                        template,
+                        from_dir,
+                        persist,
+                        share,
+                        net,
+                        cmd,
+                    },
+                    json,
+                )?;
                 Ok(0)
             }
             AppCmd::List { json } => app::list(&open_store(cli.home)?, json).map(|_| 0),
-            AppCmd::Show { name: n, json } => app::show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0),
-            AppCmd::Rm { name: n, purge } => app::rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0),
-            AppCmd::Update { name: n, net, memory, pids, cmd } => {
+            AppCmd::Show { name: n, json } => {
+                app::show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0)
+            }
+            AppCmd::Rm { name: n, purge } => {
+                app::rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0)
+            }
+            AppCmd::Update {
+                name: n,
+                net,
+                memory,
+                pids,
+                cmd,
+            } => {
                 let n = name(&n, "app")?;
                 let l = limits(&memory, pids)?;
                 if net == NetMode::Bridge {
@@ -292,7 +345,12 @@ fn real_main() -> Result<i32> {
                 app::update(&open_store(cli.home)?, &n, cmd, net, l)
             }
         },
-        Cmd::Run { app: a, memory, pids, cmd } => {
+        Cmd::Run {
+            app: a,
+            memory,
+            pids,
+            cmd,
+        } => {
             let n = name(&a, "app")?;
             let l = limits(&memory, pids)?;
             need_root()?;
@@ -310,7 +368,16 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("jcs: {e:#}");
-            std::process::exit(1);
+            // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
+            let code = match e
+                .chain()
+                .find_map(|c| c.downcast_ref::<ve::launch::LaunchError>())
+            {
+                Some(ve::launch::LaunchError::Exec(_)) => 127,
+                Some(_) => 125,
+                None => 1,
+            };
+            std::process::exit(code);
         }
     }
 }

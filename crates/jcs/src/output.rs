@@ -17,7 +17,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(head: &[&str]) -> Table {
-        Table { head: head.iter().map(|s| s.to_string()).collect(), rows: vec![] }
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: vec![],
+        }
     }
 
     pub fn row(&mut self, r: Vec<String>) {
@@ -37,7 +40,13 @@ impl Table {
             let cells: Vec<String> = r
                 .iter()
                 .enumerate()
-                .map(|(i, c)| if i + 1 == n { c.clone() } else { format!("{c:<width$}", width = w[i]) })
+                .map(|(i, c)| {
+                    if i + 1 == n {
+                        c.clone()
+                    } else {
+                        format!("{c:<width$}", width = w[i])
+                    }
+                })
                 .collect();
             out.push_str(cells.join("  ").trim_end());
             out.push('\n');
@@ -68,7 +77,12 @@ pub fn time_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, mo, d) = civil(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 #[cfg(test)]

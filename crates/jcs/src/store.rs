@@ -15,8 +15,15 @@ pub struct Host {
 
 impl Host {
     pub fn from_env() -> Host {
-        let get = |k: &str, d: &str| std::env::var_os(k).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(d));
-        Host { proc_root: get("JCS_PROC_ROOT", "/proc"), sys_root: get("JCS_SYS_ROOT", "/sys") }
+        let get = |k: &str, d: &str| {
+            std::env::var_os(k)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(d))
+        };
+        Host {
+            proc_root: get("JCS_PROC_ROOT", "/proc"),
+            sys_root: get("JCS_SYS_ROOT", "/sys"),
+        }
     }
 }
 
@@ -44,7 +51,8 @@ impl Store {
         }
         let layout = Layout::new(root);
         for d in layout.skeleton() {
-            std::fs::create_dir_all(&d).with_context(|| format!("create store directory {}", d.display()))?;
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("create store directory {}", d.display()))?;
         }
         let fresh = !layout.catalog().exists();
         let catalog = Catalog::open(&layout.catalog())?;
@@ -67,7 +75,12 @@ impl Store {
                 catalog.raise_ve_sequence(max)?;
             }
         }
-        Ok(Store { layout, catalog, id, host: Host::from_env() })
+        Ok(Store {
+            layout,
+            catalog,
+            id,
+            host: Host::from_env(),
+        })
     }
 
     pub fn cgroup_name(&self, ve: model::VeId) -> String {
@@ -88,7 +101,8 @@ pub fn build_dir_atomically(dest: &Path, build: impl FnOnce(&Path) -> Result<()>
     }
     std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     let r = build(&tmp).and_then(|_| {
-        std::fs::rename(&tmp, dest).with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))
     });
     if r.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

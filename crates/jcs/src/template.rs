@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 #[derive(Debug, Clone)]
 pub enum Source {
     Busybox(PathBuf),
-    Debootstrap { suite: String, mirror: Option<String> },
+    Debootstrap {
+        suite: String,
+        mirror: Option<String>,
+    },
     Dir(PathBuf),
     Tar(PathBuf),
 }
@@ -64,7 +67,8 @@ fn is_dynamic_elf(bytes: &[u8]) -> bool {
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
     (0..phnum).any(|i| {
         let o = phoff + i * phentsize;
-        o + 4 <= bytes.len() && u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or_default()) == 3
+        o + 4 <= bytes.len()
+            && u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or_default()) == 3
     })
 }
 
@@ -73,7 +77,10 @@ fn is_dynamic_elf(bytes: &[u8]) -> bool {
 /// /bin is plainly an addition).
 fn build_busybox(bb: &Path, dir: &Path) -> Result<()> {
     let bytes = std::fs::read(bb).with_context(|| {
-        format!("read {} (install Debian's busybox-static, or set JCS_BUSYBOX)", bb.display())
+        format!(
+            "read {} (install Debian's busybox-static, or set JCS_BUSYBOX)",
+            bb.display()
+        )
     })?;
     if is_dynamic_elf(&bytes) {
         bail!("{} is dynamically linked; a template needs a static busybox (apt-get install busybox-static)", bb.display());
@@ -85,7 +92,10 @@ fn build_busybox(bb: &Path, dir: &Path) -> Result<()> {
     std::fs::write(&target, &bytes).with_context(|| format!("write {}", target.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    let out = Command::new(bb).arg("--list-full").output().with_context(|| format!("run {} --list-full", bb.display()))?;
+    let out = Command::new(bb)
+        .arg("--list-full")
+        .output()
+        .with_context(|| format!("run {} --list-full", bb.display()))?;
     if !out.status.success() {
         bail!("{} --list-full failed", bb.display());
     }
@@ -95,23 +105,38 @@ fn build_busybox(bb: &Path, dir: &Path) -> Result<()> {
         if name == "busybox" || name.contains("..") {
             continue;
         }
-        let sub = if applet.contains("sbin/") { "usr/sbin" } else { "usr/bin" };
+        let sub = if applet.contains("sbin/") {
+            "usr/sbin"
+        } else {
+            "usr/bin"
+        };
         let link = dir.join(sub).join(name);
         if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink("/bin/busybox", &link).with_context(|| format!("symlink {}", link.display()))?;
+            std::os::unix::fs::symlink("/bin/busybox", &link)
+                .with_context(|| format!("symlink {}", link.display()))?;
         }
     }
     std::os::unix::fs::symlink("busybox", dir.join("bin/sh"))?;
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     Ok(())
 }
 
 fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("{what}: cannot start"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{what}: cannot start"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
         bail!("{what} failed: {line}");
     }
     Ok(())
@@ -122,7 +147,11 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
         bail!("{} is not a directory", src.display());
     }
     run_tool(
-        Command::new("cp").arg("-a").arg("--reflink=auto").arg(format!("{}/.", src.display())).arg(dst),
+        Command::new("cp")
+            .arg("-a")
+            .arg("--reflink=auto")
+            .arg(format!("{}/.", src.display()))
+            .arg(dst),
         &format!("copy {}", src.display()),
     )
 }
@@ -132,7 +161,12 @@ fn extract_tar(tar: &Path, dst: &Path) -> Result<()> {
         bail!("{} is not a file", tar.display());
     }
     run_tool(
-        Command::new("tar").arg("-xpf").arg(tar).arg("-C").arg(dst).arg("--numeric-owner"),
+        Command::new("tar")
+            .arg("-xpf")
+            .arg(tar)
+            .arg("-C")
+            .arg(dst)
+            .arg("--numeric-owner"),
         &format!("extract {}", tar.display()),
     )
 }
@@ -170,7 +204,11 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
                 let short: String = line.chars().take(70).collect();
                 eprint!("\r\x1b[2K[{:>3}s] debootstrap {suite}: {short}", secs);
                 let _ = std::io::stderr().flush();
-            } else if line.starts_with("I: Retrieving") || line.starts_with("I: Extracting") || line.starts_with("I: Configuring") || line.starts_with("I: Base system") {
+            } else if line.starts_with("I: Retrieving")
+                || line.starts_with("I: Extracting")
+                || line.starts_with("I: Configuring")
+                || line.starts_with("I: Base system")
+            {
                 eprintln!("[{secs:>3}s] {line}");
             }
         }
@@ -181,7 +219,11 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
     let status = child.wait()?;
     let err = err_thread.join().unwrap_or_default();
     if !status.success() {
-        let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
         bail!("debootstrap {suite} failed after {n} lines of output: {line}");
     }
     Ok(())
@@ -191,7 +233,10 @@ pub fn create(store: &Store, name: &Name, source: Source, json: bool) -> Result<
     let version = store.catalog.template_latest(name)?.unwrap_or(0) + 1;
     let dest = store.layout.template(name, version);
     if dest.exists() {
-        bail!("{} already exists but the catalog does not know it; remove it first", dest.display());
+        bail!(
+            "{} already exists but the catalog does not know it; remove it first",
+            dest.display()
+        );
     }
     build_dir_atomically(&dest, |dir| {
         match &source {
@@ -203,7 +248,10 @@ pub fn create(store: &Store, name: &Name, source: Source, json: bool) -> Result<
         add_skeleton(dir)
     })
     .with_context(|| format!("create template {name}"))?;
-    if let Err(e) = store.catalog.add_template(name, version, &source.describe()) {
+    if let Err(e) = store
+        .catalog
+        .add_template(name, version, &source.describe())
+    {
         let _ = std::fs::remove_dir_all(&dest);
         return Err(e.context(format!("record template {name}")));
     }
@@ -222,7 +270,12 @@ pub fn list(store: &Store, json: bool) -> Result<()> {
     }
     let mut t = Table::new(&["NAME", "VERSION", "SOURCE", "CREATED"]);
     for r in rows {
-        t.row(vec![r.name, r.version.to_string(), r.source, crate::output::time_ms(r.created_ms)]);
+        t.row(vec![
+            r.name,
+            r.version.to_string(),
+            r.source,
+            crate::output::time_ms(r.created_ms),
+        ]);
     }
     t.print();
     Ok(())
@@ -240,7 +293,10 @@ pub fn rm(store: &Store, name: &Name, version: Option<u32>) -> Result<()> {
         .map(|a| a.name.to_string())
         .collect();
     if !users.is_empty() {
-        bail!("template {name} is used by app(s) {}; remove them first", users.join(", "));
+        bail!(
+            "template {name} is used by app(s) {}; remove them first",
+            users.join(", ")
+        );
     }
     if let Some(v) = version {
         if !store.catalog.template_exists(name, v)? {
@@ -253,7 +309,10 @@ pub fn rm(store: &Store, name: &Name, version: Option<u32>) -> Result<()> {
         None => store.layout.templates().join(name.as_str()),
     };
     std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
-    println!("removed template {name}{}", version.map(|v| format!(" version {v}")).unwrap_or_default());
+    println!(
+        "removed template {name}{}",
+        version.map(|v| format!(" version {v}")).unwrap_or_default()
+    );
     Ok(())
 }
 

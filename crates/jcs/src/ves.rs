@@ -35,7 +35,12 @@ pub struct VeMeta {
 pub fn lower_stack(store: &Store, app: &AppSpec, version: u32) -> Vec<(String, PathBuf)> {
     let mut v: Vec<(String, PathBuf)> = (1..=version)
         .rev()
-        .map(|k| (format!("app {} v{k}", app.name), store.layout.app_layer(&app.name, k)))
+        .map(|k| {
+            (
+                format!("app {} v{k}", app.name),
+                store.layout.app_layer(&app.name, k),
+            )
+        })
         .collect();
     v.push((
         format!("template {} v{}", app.template, app.template_version),
@@ -63,7 +68,12 @@ pub struct Launch {
 fn pid_start_time(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22 (starttime), counted after the command name's closing parenthesis.
-    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// Whether the `jcs run` that owns a VE is still alive.
@@ -84,10 +94,16 @@ pub fn effective_state(row: &VeRow) -> String {
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
-    storage.iter().map(|(_, dir, _)| ve::manifest::scan(dir).unwrap_or_default()).collect()
+    storage
+        .iter()
+        .map(|(_, dir, _)| ve::manifest::scan(dir).unwrap_or_default())
+        .collect()
 }
 
-fn storage_changes(storage: &[(String, PathBuf, String)], before: &[Manifest]) -> Vec<StorageChange> {
+fn storage_changes(
+    storage: &[(String, PathBuf, String)],
+    before: &[Manifest],
+) -> Vec<StorageChange> {
     let mut out = Vec::new();
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
         let after = ve::manifest::scan(dir).unwrap_or_default();
@@ -103,8 +119,14 @@ fn storage_changes(storage: &[(String, PathBuf, String)], before: &[Manifest]) -
                 storage: kind.clone(),
                 path: format!("{inner}/{rel}"),
                 change,
-                file_type: st.map(|s| s.file_type).unwrap_or(model::report::FileType::Other),
-                size: if change == Change::Deleted { 0 } else { st.map(|s| s.size).unwrap_or(0) },
+                file_type: st
+                    .map(|s| s.file_type)
+                    .unwrap_or(model::report::FileType::Other),
+                size: if change == Change::Deleted {
+                    0
+                } else {
+                    st.map(|s| s.size).unwrap_or(0)
+                },
                 sha256: sha,
             });
         }
@@ -114,7 +136,8 @@ fn storage_changes(storage: &[(String, PathBuf, String)], before: &[Manifest]) -
 
 fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
@@ -122,24 +145,44 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
 /// Builds, runs and tears down one VE. Returns its id and how its command ended.
 pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, Exit)> {
     let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
-    let id = store.catalog.new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
+    let id = store
+        .catalog
+        .new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
-        for d in [&dirties, &store.layout.work(id), &store.layout.rootfs(id), &store.layout.meta(id)] {
+        for d in [
+            &dirties,
+            &store.layout.work(id),
+            &store.layout.rootfs(id),
+            &store.layout.meta(id),
+        ] {
             std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
         }
         let storage: Vec<(String, PathBuf, String)> = if l.storage {
             l.app
                 .persist
                 .iter()
-                .map(|p| ("persist".to_string(), store.layout.persist(&l.app.name, p), p.to_string()))
-                .chain(l.app.shares.iter().map(|s| ("shared".to_string(), store.layout.shared(&s.shared), s.path.to_string())))
+                .map(|p| {
+                    (
+                        "persist".to_string(),
+                        store.layout.persist(&l.app.name, p),
+                        p.to_string(),
+                    )
+                })
+                .chain(l.app.shares.iter().map(|s| {
+                    (
+                        "shared".to_string(),
+                        store.layout.shared(&s.shared),
+                        s.path.to_string(),
+                    )
+                }))
                 .collect()
         } else {
             vec![]
         };
         for (_, dir, _) in &storage {
-            std::fs::create_dir_all(dir).with_context(|| format!("create storage directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("create storage directory {}", dir.display()))?;
         }
         let lowers = lower_stack(store, &l.app, l.version);
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
@@ -164,14 +207,23 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
             work: store.layout.work(id),
             binds: storage
                 .iter()
-                .map(|(_, dir, inner)| Bind { source: dir.clone(), target: model::InnerPath::parse(inner).expect("validated at app create") })
+                .map(|(_, dir, inner)| Bind {
+                    source: dir.clone(),
+                    target: model::InnerPath::parse(inner).expect("validated at app create"),
+                })
                 .collect(),
             net: l.net,
             argv: l.argv.clone(),
             env: vec![
-                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                (
+                    "PATH".into(),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ),
                 ("HOME".into(), "/root".into()),
-                ("TERM".into(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into())),
+                (
+                    "TERM".into(),
+                    std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+                ),
                 ("HOSTNAME".into(), id.hostname()),
                 ("JCS_VE".into(), id.to_string()),
                 ("container".into(), "jcs".into()),
@@ -195,9 +247,12 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
     };
     meta.cgroup_id = Some(running.cgroup.id);
     let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);
-    store
-        .catalog
-        .ve_running(id, std::process::id() as i32, pid_start_time(std::process::id() as i32).unwrap_or(0), running.cgroup.id)?;
+    store.catalog.ve_running(
+        id,
+        std::process::id() as i32,
+        pid_start_time(std::process::id() as i32).unwrap_or(0),
+        running.cgroup.id,
+    )?;
     let exit = running.wait(&HostFs);
     let changes = storage_changes(&meta.storage, &before);
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
@@ -217,17 +272,28 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
 /// Records where a VE's writable branch went (maintenance mode publishes it under a new name).
 pub fn set_upper(store: &Store, id: VeId, upper: &std::path::Path) -> Result<()> {
     let p = store.layout.meta(id).join("ve.json");
-    let mut meta: VeMeta = serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("read {}", p.display()))?)?;
+    let mut meta: VeMeta = serde_json::from_slice(
+        &std::fs::read(&p).with_context(|| format!("read {}", p.display()))?,
+    )?;
     meta.upper = upper.to_path_buf();
     write_json(&p, &meta)
 }
 
-pub fn run(store: &Store, app_name: &model::Name, argv: Vec<String>, limits: Limits) -> Result<i32> {
+pub fn run(
+    store: &Store,
+    app_name: &model::Name,
+    argv: Vec<String>,
+    limits: Limits,
+) -> Result<i32> {
     let app = store
         .catalog
         .app(app_name)?
         .with_context(|| format!("unknown app {app_name} (see jcs app list)"))?;
-    let argv = if argv.is_empty() { app.cmd.clone() } else { argv };
+    let argv = if argv.is_empty() {
+        app.cmd.clone()
+    } else {
+        argv
+    };
     if argv.is_empty() {
         bail!("app {app_name} has no default command: give one after --, e.g. jcs run {app_name} -- /bin/sh");
     }
@@ -238,7 +304,20 @@ pub fn run(store: &Store, app_name: &model::Name, argv: Vec<String>, limits: Lim
         Some(h) => h.as_mut(),
         None => &mut NoHooks,
     };
-    let (_, exit) = launch(store, Launch { app, version, kind: "app", argv, limits, net, upper: None, storage: true }, hooks)?;
+    let (_, exit) = launch(
+        store,
+        Launch {
+            app,
+            version,
+            kind: "app",
+            argv,
+            limits,
+            net,
+            upper: None,
+            storage: true,
+        },
+        hooks,
+    )?;
     Ok(exit.code())
 }
 
@@ -256,17 +335,25 @@ pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
     if json {
         return print_json(&rows);
     }
-    let mut t = Table::new(&["ID", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND"]);
+    let mut t = Table::new(&[
+        "ID", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND",
+    ]);
     for r in rows {
         t.row(vec![
             r.id.to_string(),
             r.app,
             r.app_version.to_string(),
             r.kind,
-            if r.removed { format!("{} (removed)", r.state) } else { r.state },
+            if r.removed {
+                format!("{} (removed)", r.state)
+            } else {
+                r.state
+            },
             time_ms(r.started_ms),
             r.ended_ms.map(time_ms).unwrap_or_else(|| "-".into()),
-            r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            r.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             r.cmd.join(" "),
         ]);
     }
@@ -275,38 +362,65 @@ pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
 }
 
 fn ve_row(store: &Store, id: u64) -> Result<VeRow> {
-    store.catalog.ve(VeId(id))?.with_context(|| format!("unknown VE {id} (see jcs ps --all)"))
+    store
+        .catalog
+        .ve(VeId(id))?
+        .with_context(|| format!("unknown VE {id} (see jcs ps --all)"))
 }
 
 pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     let row = ve_row(store, id)?;
     if row.removed {
-        bail!("VE {id}'s dirties were removed (jcs rm or jcs gc); there is nothing left to inspect");
+        bail!(
+            "VE {id}'s dirties were removed (jcs rm or jcs gc); there is nothing left to inspect"
+        );
     }
     let meta_path = store.layout.meta(VeId(id)).join("ve.json");
     let meta: VeMeta = serde_json::from_slice(
-        &std::fs::read(&meta_path).with_context(|| format!("VE {id} has no metadata at {}", meta_path.display()))?,
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("VE {id} has no metadata at {}", meta_path.display()))?,
     )
     .with_context(|| format!("decode {}", meta_path.display()))?;
-    let lowers: Vec<Lower> = meta.lowers.iter().map(|(label, dir)| Lower { label: label.clone(), dir: dir.clone() }).collect();
+    let lowers: Vec<Lower> = meta
+        .lowers
+        .iter()
+        .map(|(label, dir)| Lower {
+            label: label.clone(),
+            dir: dir.clone(),
+        })
+        .collect();
     let dirties = ve::inspect::scan_dirties(&meta.upper, &lowers)
         .with_context(|| format!("read the dirties of VE {id} at {}", meta.upper.display()))?;
     let mut notes = Vec::new();
     let state = effective_state(&row);
-    let storage: Vec<StorageChange> = match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {
-        Ok(b) => serde_json::from_slice(&b).context("decode storage.json")?,
-        Err(_) => {
-            notes.push(format!("VE {id} is {state}: storage changes are computed when it exits"));
-            vec![]
-        }
-    };
+    let storage: Vec<StorageChange> =
+        match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {
+            Ok(b) => serde_json::from_slice(&b).context("decode storage.json")?,
+            Err(_) => {
+                notes.push(format!(
+                    "VE {id} is {state}: storage changes are computed when it exits"
+                ));
+                vec![]
+            }
+        };
     if meta.storage.iter().any(|(k, _, _)| k == "shared") {
         notes.push("shared storage is compared before/after the VE: a VE running at the same time can contribute to these changes".into());
     }
     if meta.kind == "maintenance" {
-        notes.push(format!("maintenance VE: its writes are app {} version layer {}", meta.app, meta.upper.display()));
+        notes.push(format!(
+            "maintenance VE: its writes are app {} version layer {}",
+            meta.app,
+            meta.upper.display()
+        ));
     }
-    Ok(IntegrityReport { ve: id, app: meta.app, app_version: meta.app_version, dirties, storage, notes })
+    Ok(IntegrityReport {
+        ve: id,
+        app: meta.app,
+        app_version: meta.app_version,
+        dirties,
+        storage,
+        notes,
+    })
 }
 
 pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
@@ -316,14 +430,28 @@ pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
     }
     println!("VE {} (app {} v{})", r.ve, r.app, r.app_version);
     println!("dirties: {} entries", r.dirties.len());
-    let mut t = Table::new(&["CHANGE", "PATH", "TYPE", "SIZE", "MODE", "FLAGS", "SHA256 / SHADOWS"]);
+    let mut t = Table::new(&[
+        "CHANGE",
+        "PATH",
+        "TYPE",
+        "SIZE",
+        "MODE",
+        "FLAGS",
+        "SHA256 / SHADOWS",
+    ]);
     for e in &r.dirties {
         use model::DirtyKind::*;
         let (change, extra) = match &e.kind {
             Added => ("added", String::new()),
             Modified { shadows } => ("modified", format!("shadows {shadows}")),
             Deleted { shadows } => ("deleted", format!("hides {shadows}")),
-            Opaque { shadows } => ("opaque", shadows.clone().map(|s| format!("replaces dir of {s}")).unwrap_or_default()),
+            Opaque { shadows } => (
+                "opaque",
+                shadows
+                    .clone()
+                    .map(|s| format!("replaces dir of {s}"))
+                    .unwrap_or_default(),
+            ),
         };
         let sha = e.sha256.as_deref().map(|s| &s[..16]).unwrap_or("");
         t.row(vec![
@@ -333,7 +461,12 @@ pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
             e.size.to_string(),
             format!("{:04o}", e.mode),
             e.flags.labels().join(","),
-            [sha, extra.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(" "),
+            [sha, extra.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
         ]);
     }
     t.print();
@@ -345,7 +478,10 @@ pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
             c.storage.clone(),
             c.path.clone(),
             c.size.to_string(),
-            c.sha256.as_deref().map(|s| s[..16].to_string()).unwrap_or_default(),
+            c.sha256
+                .as_deref()
+                .map(|s| s[..16].to_string())
+                .unwrap_or_default(),
         ]);
     }
     t.print();
@@ -358,13 +494,21 @@ pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
 /// Removes a finished VE's directory (dirties, metadata). Never a running VE's.
 fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
     if owner_alive(row) && (row.state == "running" || row.state == "creating") {
-        bail!("VE {} is running; it can be removed once it has exited", row.id);
+        bail!(
+            "VE {} is running; it can be removed once it has exited",
+            row.id
+        );
     }
     let id = VeId(row.id);
     // A VE whose `jcs run` died: kill and remove whatever is left of its cgroup first.
     if row.state == "running" || row.state == "creating" {
         clean_stale_cgroup(store, id);
-        store.catalog.ve_ended(id, "lost", None, Some("its jcs run ended without tearing it down"))?;
+        store.catalog.ve_ended(
+            id,
+            "lost",
+            None,
+            Some("its jcs run ended without tearing it down"),
+        )?;
     }
     let dir = store.layout.ve(id);
     let existed = dir.exists();
@@ -376,14 +520,20 @@ fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
 }
 
 fn clean_stale_cgroup(store: &Store, id: VeId) {
-    let Ok(layout) = ve::CgroupLayout::detect_host(&store.host.proc_root) else { return };
+    let Ok(layout) = ve::CgroupLayout::detect_host(&store.host.proc_root) else {
+        return;
+    };
     let name = store.cgroup_name(id);
     let mut dirs = vec![layout.v2_root().join(ve::cgroup::PARENT).join(&name)];
     if let ve::CgroupLayout::Hybrid { memory, pids, .. } = &layout {
         dirs.push(memory.join(ve::cgroup::PARENT).join(&name));
         dirs.push(pids.join(ve::cgroup::PARENT).join(&name));
     }
-    let cg = ve::VeCgroup { v2: dirs[0].clone(), v1: dirs[1..].to_vec(), id: 0 };
+    let cg = ve::VeCgroup {
+        v2: dirs[0].clone(),
+        v1: dirs[1..].to_vec(),
+        id: 0,
+    };
     if cg.v2.exists() {
         let _ = cg.kill(&HostFs);
     }
@@ -420,6 +570,10 @@ pub fn gc(store: &Store, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({ "removed": removed, "running": kept }));
     }
-    println!("removed {} finished VE(s); {} running VE(s) kept", removed.len(), kept.len());
+    println!(
+        "removed {} finished VE(s); {} running VE(s) kept",
+        removed.len(),
+        kept.len()
+    );
     Ok(())
 }

@@ -5,7 +5,11 @@ mod common;
 use common::Env;
 
 fn one_line(err: &str) -> &str {
-    assert_eq!(err.trim().lines().count(), 1, "expected one line, got: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "expected one line, got: {err}"
+    );
     assert!(err.starts_with("jcs: "), "{err}");
     err.trim()
 }
@@ -43,17 +47,49 @@ fn root_template_in_use_and_bad_paths() {
         let e = env.fails(&["app", "create", "x", "--template", "bb", "--persist", arg]);
         assert!(one_line(&e).contains(msg), "{arg}: {e}");
     }
-    let e = env.fails(&["app", "create", "x", "--template", "bb", "--persist", "/a", "--share", "/a/b=s"]);
+    let e = env.fails(&[
+        "app",
+        "create",
+        "x",
+        "--template",
+        "bb",
+        "--persist",
+        "/a",
+        "--share",
+        "/a/b=s",
+    ]);
     assert!(one_line(&e).contains("overlap"), "{e}");
-    let e = env.fails(&["app", "create", "x", "--template", "bb", "--persist", "/etc/passwd"]);
+    let e = env.fails(&[
+        "app",
+        "create",
+        "x",
+        "--template",
+        "bb",
+        "--persist",
+        "/etc/passwd",
+    ]);
     assert!(one_line(&e).contains("not a directory"), "{e}");
     // Nothing of app x exists.
     assert!(!env.home().join("apps/x").exists());
     assert!(!env.home().join("persist/x").exists());
-    assert!(env.json(&["app", "list", "--json"]).as_array().unwrap().len() == 1);
+    assert!(
+        env.json(&["app", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
     let e = env.fails(&["template", "create", "t2", "--from-tar", "/nonexistent.tar"]);
-    assert!(one_line(&e).contains("/nonexistent.tar is not a file"), "{e}");
-    assert!(!env.home().join("templates/t2").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false));
+    assert!(
+        one_line(&e).contains("/nonexistent.tar is not a file"),
+        "{e}"
+    );
+    assert!(!env
+        .home()
+        .join("templates/t2")
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false));
     // After removing the app, the template can go.
     env.ok(&["app", "rm", "web"]);
     env.ok(&["template", "rm", "bb"]);
@@ -68,16 +104,45 @@ fn root_missing_kernel_feature_is_detected() {
     // A host without cgroup2: mountinfo lists no cgroup2 file system.
     let fake = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(fake.path().join("self")).unwrap();
-    std::fs::write(fake.path().join("self/mountinfo"), "22 1 8:1 / / rw - ext4 /dev/vda rw\n").unwrap();
-    let o = env.cmd(&["run", "web", "--", "true"]).env("JCS_PROC_ROOT", fake.path()).output().unwrap();
+    std::fs::write(
+        fake.path().join("self/mountinfo"),
+        "22 1 8:1 / / rw - ext4 /dev/vda rw\n",
+    )
+    .unwrap();
+    let o = env
+        .cmd(&["run", "web", "--", "true"])
+        .env("JCS_PROC_ROOT", fake.path())
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(one_line(&e).contains("no cgroup2 file system is mounted"), "{e}");
-    assert_eq!(std::fs::read_dir(env.home().join("ve")).unwrap().count(), 0, "a VE directory was left behind");
-    let o = env.cmd(&["doctor", "--json"]).env("JCS_PROC_ROOT", fake.path()).env("JCS_SYS_ROOT", fake.path()).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "doctor must fail when a required feature is missing");
+    assert!(
+        one_line(&e).contains("no cgroup2 file system is mounted"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(env.home().join("ve")).unwrap().count(),
+        0,
+        "a VE directory was left behind"
+    );
+    let o = env
+        .cmd(&["doctor", "--json"])
+        .env("JCS_PROC_ROOT", fake.path())
+        .env("JCS_SYS_ROOT", fake.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "doctor must fail when a required feature is missing"
+    );
     let checks: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let cg = checks.as_array().unwrap().iter().find(|c| c["name"] == "cgroup v2").unwrap();
+    let cg = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cgroup v2")
+        .unwrap();
     assert_eq!(cg["ok"], false);
     // On this real host, doctor passes.
     let checks = env.json(&["doctor", "--json"]);
@@ -95,7 +160,17 @@ fn root_full_disk_leaves_nothing() {
     // A store on a 1 MiB tmpfs: the busybox template (about 2 MiB) cannot fit.
     let small = env.home().join("small");
     std::fs::create_dir(&small).unwrap();
-    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "jcs-test", small.to_str().unwrap()]).status().unwrap();
+    let st = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "jcs-test",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
     assert!(st.success());
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -113,8 +188,21 @@ fn root_full_disk_leaves_nothing() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(one_line(&e).contains("No space left on device"), "{e}");
-    let left: Vec<_> = std::fs::read_dir(store.join("templates")).unwrap().flatten().flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.path())).collect();
+    let left: Vec<_> = std::fs::read_dir(store.join("templates"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+        })
+        .collect();
     assert!(left.is_empty(), "half-created template left: {left:?}");
-    let o = std::process::Command::new(common::jcs_bin()).args(["template", "list", "--json"]).env("JCS_HOME", &store).output().unwrap();
+    let o = std::process::Command::new(common::jcs_bin())
+        .args(["template", "list", "--json"])
+        .env("JCS_HOME", &store)
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }

@@ -194,22 +194,40 @@ mod tests {
         for bad in ["..", ".hidden", "-x", "a/b", "a b", "ü"] {
             assert!(Name::parse(bad).is_err(), "{bad} accepted");
         }
-        assert!(matches!(Name::parse(&"a".repeat(65)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            Name::parse(&"a".repeat(65)),
+            Err(NameError::TooLong(_))
+        ));
     }
 
     #[test]
     fn inner_paths_normalize() {
-        assert_eq!(InnerPath::parse("//home//u/./x/").unwrap().as_str(), "/home/u/x");
+        assert_eq!(
+            InnerPath::parse("//home//u/./x/").unwrap().as_str(),
+            "/home/u/x"
+        );
         assert_eq!(InnerPath::parse("/a/b").unwrap().flat_name(), "a_b");
     }
 
     #[test]
     fn inner_paths_refused() {
-        assert!(matches!(InnerPath::parse("rel"), Err(PathError::NotAbsolute(_))));
-        assert!(matches!(InnerPath::parse("/a/../../etc"), Err(PathError::OutsideRoot(_))));
-        assert!(matches!(InnerPath::parse("/.."), Err(PathError::OutsideRoot(_))));
+        assert!(matches!(
+            InnerPath::parse("rel"),
+            Err(PathError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            InnerPath::parse("/a/../../etc"),
+            Err(PathError::OutsideRoot(_))
+        ));
+        assert!(matches!(
+            InnerPath::parse("/.."),
+            Err(PathError::OutsideRoot(_))
+        ));
         assert!(matches!(InnerPath::parse("/"), Err(PathError::IsRoot(_))));
-        assert!(matches!(InnerPath::parse("/proc/x"), Err(PathError::Reserved(_, "/proc"))));
+        assert!(matches!(
+            InnerPath::parse("/proc/x"),
+            Err(PathError::Reserved(_, "/proc"))
+        ));
         assert!(InnerPath::parse("/processes").is_ok());
     }
 

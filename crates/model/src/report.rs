@@ -148,7 +148,9 @@ pub fn diff_manifests(before: &Manifest, after: &Manifest) -> Vec<(String, Chang
     for (path, b) in before {
         match after.get(path) {
             None => out.push((path.clone(), Change::Deleted)),
-            Some(a) if a != b && !(a.file_type == FileType::Dir && b.file_type == FileType::Dir) => {
+            Some(a)
+                if a != b && !(a.file_type == FileType::Dir && b.file_type == FileType::Dir) =>
+            {
                 out.push((path.clone(), Change::Modified))
             }
             Some(_) => {}
@@ -180,7 +182,14 @@ mod tests {
     }
 
     fn stamp(size: u64, mtime: i128, t: FileType) -> Stamp {
-        Stamp { file_type: t, size, mode: 0o644, ino: 1, mtime_ns: mtime, ctime_ns: mtime }
+        Stamp {
+            file_type: t,
+            size,
+            mode: 0o644,
+            ino: 1,
+            mtime_ns: mtime,
+            ctime_ns: mtime,
+        }
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl FromStr for NetMode {
             "none" => Ok(NetMode::None),
             "bridge" => Ok(NetMode::Bridge),
             "host" => Ok(NetMode::Host),
-            _ => Err(format!("unknown network mode {s:?} (expected none, bridge or host)")),
+            _ => Err(format!(
+                "unknown network mode {s:?} (expected none, bridge or host)"
+            )),
         }
     }
 }
@@ -80,7 +82,9 @@ pub struct AppSpec {
 /// Why an app spec is inconsistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("storage paths {0} and {1} overlap; persistent and shared directories must be disjoint")]
+    #[error(
+        "storage paths {0} and {1} overlap; persistent and shared directories must be disjoint"
+    )]
     Overlap(String, String),
     #[error("network mode 'host' is only for maintenance mode (jcs app update)")]
     HostNet,
@@ -110,7 +114,9 @@ impl AppSpec {
 
     /// Every directory inside the VE that is a storage mount point.
     pub fn mount_points(&self) -> impl Iterator<Item = &InnerPath> {
-        self.persist.iter().chain(self.shares.iter().map(|s| &s.path))
+        self.persist
+            .iter()
+            .chain(self.shares.iter().map(|s| &s.path))
     }
 }
 
@@ -123,7 +129,10 @@ mod tests {
             name: Name::parse("a").unwrap(),
             template: Name::parse("t").unwrap(),
             template_version: 1,
-            persist: persist.iter().map(|p| InnerPath::parse(p).unwrap()).collect(),
+            persist: persist
+                .iter()
+                .map(|p| InnerPath::parse(p).unwrap())
+                .collect(),
             shares: shares.iter().map(|s| Share::parse(s).unwrap()).collect(),
             net: NetMode::None,
             cmd: vec![],
@@ -133,8 +142,14 @@ mod tests {
     #[test]
     fn overlap_refused() {
         assert!(spec(&["/data", "/srv"], &["/dl=dl"]).validate().is_ok());
-        assert!(matches!(spec(&["/data", "/data/x"], &[]).validate(), Err(SpecError::Overlap(..))));
-        assert!(matches!(spec(&["/data"], &["/data=dl"]).validate(), Err(SpecError::Overlap(..))));
+        assert!(matches!(
+            spec(&["/data", "/data/x"], &[]).validate(),
+            Err(SpecError::Overlap(..))
+        ));
+        assert!(matches!(
+            spec(&["/data"], &["/data=dl"]).validate(),
+            Err(SpecError::Overlap(..))
+        ));
     }
 
     #[test]

@@ -24,9 +24,18 @@ pub enum CgroupError {
     #[error("create cgroup {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
     #[error("set {file} of cgroup {path} to {value}: {source}")]
-    Limit { path: PathBuf, file: &'static str, value: String, source: io::Error },
+    Limit {
+        path: PathBuf,
+        file: &'static str,
+        value: String,
+        source: io::Error,
+    },
     #[error("move pid {pid} into cgroup {path}: {source}")]
-    Join { pid: i32, path: PathBuf, source: io::Error },
+    Join {
+        pid: i32,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("kill the processes of cgroup {path}: {source}")]
     Kill { path: PathBuf, source: io::Error },
     #[error("remove cgroup {path}: {source}")]
@@ -40,7 +49,11 @@ pub enum CgroupLayout {
     /// Pure cgroup2: memory and pids are cgroup2 controllers.
     Unified { root: PathBuf },
     /// cgroup2 for tracking, memory and pids from cgroup v1 hierarchies.
-    Hybrid { v2: PathBuf, memory: PathBuf, pids: PathBuf },
+    Hybrid {
+        v2: PathBuf,
+        memory: PathBuf,
+        pids: PathBuf,
+    },
 }
 
 /// Decodes the `\040`-style escapes of mountinfo fields.
@@ -66,7 +79,9 @@ fn unescape(s: &str) -> String {
 fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, Vec<String>)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -139,17 +154,20 @@ pub struct VeCgroup {
 }
 
 fn mkdir(fs: &dyn Fs, p: &Path) -> Result<(), CgroupError> {
-    fs.create_dir(p)
-        .map_err(|source| CgroupError::Create { path: p.to_path_buf(), source })
+    fs.create_dir(p).map_err(|source| CgroupError::Create {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
 fn set(fs: &dyn Fs, dir: &Path, file: &'static str, value: String) -> Result<(), CgroupError> {
-    fs.write(&dir.join(file), &value).map_err(|source| CgroupError::Limit {
-        path: dir.to_path_buf(),
-        file,
-        value,
-        source,
-    })
+    fs.write(&dir.join(file), &value)
+        .map_err(|source| CgroupError::Limit {
+            path: dir.to_path_buf(),
+            file,
+            value,
+            source,
+        })
 }
 
 impl VeCgroup {
@@ -195,25 +213,43 @@ impl VeCgroup {
             CgroupLayout::Unified { root } => {
                 // Delegate memory and pids down to jcs/NAME (no-op when already enabled).
                 let enable = "+memory +pids".to_string();
-                set(fs, root, "cgroup.subtree_control", enable.clone()).map_err(|_| {
-                    CgroupError::NoController("memory or pids", root.clone())
-                })?;
+                set(fs, root, "cgroup.subtree_control", enable.clone())
+                    .map_err(|_| CgroupError::NoController("memory or pids", root.clone()))?;
                 mkdir(fs, &root.join(PARENT))?;
                 set(fs, &root.join(PARENT), "cgroup.subtree_control", enable)?;
                 let dir = leaf(fs, root)?;
                 set(fs, &dir, "memory.max", limits.memory_bytes.to_string())?;
                 set(fs, &dir, "pids.max", limits.pids.to_string())?;
-                let id = fs.ino(&dir).map_err(|source| CgroupError::Create { path: dir.clone(), source })?;
-                Ok(VeCgroup { v2: dir, v1: vec![], id })
+                let id = fs.ino(&dir).map_err(|source| CgroupError::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Ok(VeCgroup {
+                    v2: dir,
+                    v1: vec![],
+                    id,
+                })
             }
             CgroupLayout::Hybrid { v2, memory, pids } => {
                 let v2dir = leaf(fs, v2)?;
                 let mdir = leaf(fs, memory)?;
-                set(fs, &mdir, "memory.limit_in_bytes", limits.memory_bytes.to_string())?;
+                set(
+                    fs,
+                    &mdir,
+                    "memory.limit_in_bytes",
+                    limits.memory_bytes.to_string(),
+                )?;
                 let pdir = leaf(fs, pids)?;
                 set(fs, &pdir, "pids.max", limits.pids.to_string())?;
-                let id = fs.ino(&v2dir).map_err(|source| CgroupError::Create { path: v2dir.clone(), source })?;
-                Ok(VeCgroup { v2: v2dir, v1: vec![mdir, pdir], id })
+                let id = fs.ino(&v2dir).map_err(|source| CgroupError::Create {
+                    path: v2dir.clone(),
+                    source,
+                })?;
+                Ok(VeCgroup {
+                    v2: v2dir,
+                    v1: vec![mdir, pdir],
+                    id,
+                })
             }
         }
     }
@@ -226,7 +262,11 @@ impl VeCgroup {
     pub fn add(&self, fs: &dyn Fs, pid: i32) -> Result<(), CgroupError> {
         for d in self.dirs() {
             fs.write(&d.join("cgroup.procs"), &pid.to_string())
-                .map_err(|source| CgroupError::Join { pid, path: d.clone(), source })?;
+                .map_err(|source| CgroupError::Join {
+                    pid,
+                    path: d.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -247,7 +287,10 @@ impl VeCgroup {
         if fs.exists(&killfile) {
             return fs
                 .write(&killfile, "1")
-                .map_err(|source| CgroupError::Kill { path: self.v2.clone(), source });
+                .map_err(|source| CgroupError::Kill {
+                    path: self.v2.clone(),
+                    source,
+                });
         }
         for _ in 0..100 {
             let pids = self.pids(fs);
@@ -274,10 +317,17 @@ impl VeCgroup {
                 match fs.remove_dir(d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err(source) => return Err(CgroupError::Remove { path: d.clone(), source }),
+                    Err(source) => {
+                        return Err(CgroupError::Remove {
+                            path: d.clone(),
+                            source,
+                        })
+                    }
                 }
             }
         }
@@ -311,16 +361,24 @@ mod tests {
                 pids: "/sys/fs/cgroup/pids".into(),
             }
         );
-        assert_eq!(cgroup_mounts(HYBRID)[3].0, PathBuf::from("/sys/fs/cgroup/cpu x"));
+        assert_eq!(
+            cgroup_mounts(HYBRID)[3].0,
+            PathBuf::from("/sys/fs/cgroup/cpu x")
+        );
     }
 
     #[test]
     fn detects_unified_and_missing() {
         assert_eq!(
             CgroupLayout::detect(UNIFIED, "t").unwrap(),
-            CgroupLayout::Unified { root: "/sys/fs/cgroup".into() }
+            CgroupLayout::Unified {
+                root: "/sys/fs/cgroup".into()
+            }
         );
-        assert!(matches!(CgroupLayout::detect("", "t"), Err(CgroupError::NoCgroup2(_))));
+        assert!(matches!(
+            CgroupLayout::detect("", "t"),
+            Err(CgroupError::NoCgroup2(_))
+        ));
         let only_pids = format!("{UNIFIED}28 25 0:26 / /x/pids rw - cgroup cgroup rw,pids\n");
         assert!(matches!(
             CgroupLayout::detect(&only_pids, "t"),
@@ -332,7 +390,16 @@ mod tests {
     fn hybrid_create_sequence() {
         let fs = RecordingFs::default();
         let l = CgroupLayout::detect(HYBRID, "t").unwrap();
-        let cg = VeCgroup::create(&fs, &l, "s-7", &Limits { memory_bytes: 1000, pids: 9 }).unwrap();
+        let cg = VeCgroup::create(
+            &fs,
+            &l,
+            "s-7",
+            &Limits {
+                memory_bytes: 1000,
+                pids: 9,
+            },
+        )
+        .unwrap();
         assert_eq!(cg.id, 4242);
         assert_eq!(
             fs.ops(),
@@ -359,22 +426,33 @@ mod tests {
         let cg = VeCgroup::create(&fs, &l, "s-1", &Limits::default()).unwrap();
         assert!(cg.v1.is_empty());
         let ops = fs.ops();
-        assert_eq!(ops[0], "write /sys/fs/cgroup/cgroup.subtree_control +memory +pids");
-        assert!(ops.contains(&format!("write /sys/fs/cgroup/jcs/s-1/memory.max {}", 1u64 << 30)));
+        assert_eq!(
+            ops[0],
+            "write /sys/fs/cgroup/cgroup.subtree_control +memory +pids"
+        );
+        assert!(ops.contains(&format!(
+            "write /sys/fs/cgroup/jcs/s-1/memory.max {}",
+            1u64 << 30
+        )));
         assert!(ops.contains(&"write /sys/fs/cgroup/jcs/s-1/pids.max 1024".to_string()));
     }
 
     #[test]
     fn existing_cgroup_refused_and_cleaned() {
         let fs = RecordingFs::default();
-        fs.dirs.borrow_mut().push("/sys/fs/cgroup/pids/jcs/s-2".into());
+        fs.dirs
+            .borrow_mut()
+            .push("/sys/fs/cgroup/pids/jcs/s-2".into());
         let l = CgroupLayout::detect(HYBRID, "t").unwrap();
         assert!(VeCgroup::create(&fs, &l, "s-2", &Limits::default()).is_err());
         let ops = fs.ops();
         // What was created before the failure is removed again, in reverse order.
         assert_eq!(
             &ops[ops.len() - 2..],
-            &["rmdir /sys/fs/cgroup/memory/jcs/s-2", "rmdir /sys/fs/cgroup/unified/jcs/s-2"]
+            &[
+                "rmdir /sys/fs/cgroup/memory/jcs/s-2",
+                "rmdir /sys/fs/cgroup/unified/jcs/s-2"
+            ]
         );
     }
 }

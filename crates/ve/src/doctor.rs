@@ -20,13 +20,22 @@ fn check(name: &str, required: bool, r: Result<String, String>) -> Check {
         Ok(d) => (true, d),
         Err(d) => (false, d),
     };
-    Check { name: name.into(), ok, required, detail }
+    Check {
+        name: name.into(),
+        ok,
+        required,
+        detail,
+    }
 }
 
 /// Runs every probe. `proc_root` and `sys_root` are normally `/proc` and `/sys`.
 pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     let mut v = Vec::new();
-    v.push(check("kernel", true, Ok(String::from_utf8_lossy(rustix::system::uname().release().to_bytes()).into_owned())));
+    v.push(check(
+        "kernel",
+        true,
+        Ok(String::from_utf8_lossy(rustix::system::uname().release().to_bytes()).into_owned()),
+    ));
     v.push(check("overlayfs lowerdir+", true, probe_overlay()));
     for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup", "user"] {
         let p = proc_root.join("self/ns").join(ns);
@@ -41,20 +50,40 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     v.push(check(
         "cgroup v2",
         true,
-        layout.as_ref().map(|l| format!("{} ({})", l.v2_root().display(), match l {
-            CgroupLayout::Unified { .. } => "pure cgroup2",
-            CgroupLayout::Hybrid { .. } => "hybrid: tracking only",
-        })).map_err(|e| e.to_string()),
+        layout
+            .as_ref()
+            .map(|l| {
+                format!(
+                    "{} ({})",
+                    l.v2_root().display(),
+                    match l {
+                        CgroupLayout::Unified { .. } => "pure cgroup2",
+                        CgroupLayout::Hybrid { .. } => "hybrid: tracking only",
+                    }
+                )
+            })
+            .map_err(|e| e.to_string()),
     ));
     v.push(check(
         "memory and pids limits",
         true,
         match &layout {
-            Ok(CgroupLayout::Hybrid { memory, pids, .. }) => Ok(format!("cgroup v1 at {} and {}", memory.display(), pids.display())),
+            Ok(CgroupLayout::Hybrid { memory, pids, .. }) => Ok(format!(
+                "cgroup v1 at {} and {}",
+                memory.display(),
+                pids.display()
+            )),
             Ok(CgroupLayout::Unified { root }) => {
-                let c = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                let c =
+                    std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
                 let have = |x: &str| c.split_whitespace().any(|w| w == x);
-                if have("memory") && have("pids") { Ok("cgroup2 controllers".into()) } else { Err(format!("cgroup2 controllers are {c:?}; memory and pids are needed")) }
+                if have("memory") && have("pids") {
+                    Ok("cgroup2 controllers".into())
+                } else {
+                    Err(format!(
+                        "cgroup2 controllers are {c:?}; memory and pids are needed"
+                    ))
+                }
             }
             Err(e) => Err(e.to_string()),
         },
@@ -63,19 +92,34 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         "cgroup.kill",
         false,
         match &layout {
-            Ok(l) if l.v2_root().join("cgroup.kill").exists() || has_kill_below(l.v2_root()) => Ok("present".into()),
+            Ok(l) if l.v2_root().join("cgroup.kill").exists() || has_kill_below(l.v2_root()) => {
+                Ok("present".into())
+            }
             Ok(_) => Err("absent: VEs are killed pid by pid".into()),
             Err(e) => Err(e.to_string()),
         },
     ));
     v.push(check("seccomp filter", true, probe_seccomp(proc_root)));
     v.push(check("seccomp user notification", false, {
-        let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail")).unwrap_or_default();
-        if a.split_whitespace().any(|w| w == "user_notif") { Ok("available".into()) } else { Err(format!("actions_avail: {:?}", a.trim())) }
+        let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail"))
+            .unwrap_or_default();
+        if a.split_whitespace().any(|w| w == "user_notif") {
+            Ok("available".into())
+        } else {
+            Err(format!("actions_avail: {:?}", a.trim()))
+        }
     }));
     v.push(check("landlock", false, probe_landlock()));
     let btf = sys_root.join("kernel/btf/vmlinux");
-    v.push(check("BTF", false, if btf.exists() { Ok(btf.display().to_string()) } else { Err(format!("{} missing", btf.display())) }));
+    v.push(check(
+        "BTF",
+        false,
+        if btf.exists() {
+            Ok(btf.display().to_string())
+        } else {
+            Err(format!("{} missing", btf.display()))
+        },
+    ));
     for (name, ty, attach) in [
         ("bpf tracepoint", 5u32, 0u32),
         ("bpf raw_tp", 17, 0),
@@ -97,8 +141,10 @@ fn has_kill_below(root: &Path) -> bool {
 
 fn probe_overlay() -> Result<String, String> {
     use rustix::mount::*;
-    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| format!("fsopen overlay: {e}"))?;
-    fsconfig_set_string(&fd, "lowerdir+", "/").map_err(|e| format!("lowerdir+ refused: {e} (needs Linux 6.8+)"))?;
+    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| format!("fsopen overlay: {e}"))?;
+    fsconfig_set_string(&fd, "lowerdir+", "/")
+        .map_err(|e| format!("lowerdir+ refused: {e} (needs Linux 6.8+)"))?;
     Ok("new mount API with lowerdir+".into())
 }
 
@@ -108,22 +154,36 @@ fn probe_seccomp(proc_root: &Path) -> Result<String, String> {
     if r < 0 {
         return Err("PR_GET_SECCOMP failed: kernel without CONFIG_SECCOMP".into());
     }
-    let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail")).unwrap_or_default();
+    let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail"))
+        .unwrap_or_default();
     if a.split_whitespace().any(|w| w == "errno") {
         Ok(format!("actions: {}", a.trim()))
     } else {
-        Err(format!("seccomp errno action missing (actions_avail: {:?})", a.trim()))
+        Err(format!(
+            "seccomp errno action missing (actions_avail: {:?})",
+            a.trim()
+        ))
     }
 }
 
 fn probe_landlock() -> Result<String, String> {
     const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
     // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns the ABI version.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, LANDLOCK_CREATE_RULESET_VERSION) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            0usize,
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
     if r > 0 {
         Ok(format!("ABI {r}"))
     } else {
-        Err(format!("not available: {}", std::io::Error::last_os_error()))
+        Err(format!(
+            "not available: {}",
+            std::io::Error::last_os_error()
+        ))
     }
 }
 
@@ -162,7 +222,14 @@ fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
     const BPF_PROG_LOAD: i32 = 5;
     // SAFETY: bpf(BPF_PROG_LOAD) with a correctly sized, zero-padded attribute whose pointers
     // outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
     if fd < 0 {
         return Err(format!("load refused: {}", std::io::Error::last_os_error()));
     }
@@ -182,7 +249,12 @@ mod tests {
         std::fs::write(proc.path().join("self/mountinfo"), "").unwrap();
         let sys = tempfile::tempdir().unwrap();
         let checks = run(proc.path(), sys.path());
-        let get = |n: &str| checks.iter().find(|c| c.name == n).unwrap_or_else(|| panic!("{n}"));
+        let get = |n: &str| {
+            checks
+                .iter()
+                .find(|c| c.name == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
         assert!(!get("cgroup v2").ok);
         assert!(get("cgroup v2").detail.contains("no cgroup2"));
         assert!(!get("BTF").ok);

@@ -58,7 +58,9 @@ pub struct RecordingFs {
 
 impl RecordingFs {
     pub fn with_file(self, p: &str, content: &str) -> Self {
-        self.files.borrow_mut().insert(PathBuf::from(p), content.to_string());
+        self.files
+            .borrow_mut()
+            .insert(PathBuf::from(p), content.to_string());
         self
     }
     pub fn ops(&self) -> Vec<String> {
@@ -73,8 +75,12 @@ impl Fs for RecordingFs {
         Ok(())
     }
     fn write(&self, p: &Path, data: &str) -> io::Result<()> {
-        self.ops.borrow_mut().push(format!("write {} {data}", p.display()));
-        self.files.borrow_mut().insert(p.to_path_buf(), data.to_string());
+        self.ops
+            .borrow_mut()
+            .push(format!("write {} {data}", p.display()));
+        self.files
+            .borrow_mut()
+            .insert(p.to_path_buf(), data.to_string());
         Ok(())
     }
     fn read(&self, p: &Path) -> io::Result<String> {

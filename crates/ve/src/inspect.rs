@@ -22,20 +22,31 @@ fn is_whiteout(m: &std::fs::Metadata) -> bool {
 }
 
 fn is_opaque(p: &Path) -> bool {
-    let Ok(cp) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    let Ok(cp) = CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
     let name = c"trusted.overlay.opaque";
     let mut buf = [0u8; 4];
     // SAFETY: valid C strings and a buffer of the stated length.
-    let n = unsafe { libc::lgetxattr(cp.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::lgetxattr(
+            cp.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     n >= 1 && buf[0] == b'y'
 }
 
 /// The highest lower branch in which `rel` exists (and is not itself a whiteout).
 fn shadowed(lowers: &[Lower], rel: &Path) -> Option<String> {
-    lowers.iter().find_map(|l| match std::fs::symlink_metadata(l.dir.join(rel)) {
-        Ok(m) if !is_whiteout(&m) => Some(l.label.clone()),
-        _ => None,
-    })
+    lowers
+        .iter()
+        .find_map(|l| match std::fs::symlink_metadata(l.dir.join(rel)) {
+            Ok(m) if !is_whiteout(&m) => Some(l.label.clone()),
+            _ => None,
+        })
 }
 
 /// Walks the dirties in path order and classifies every entry. Directories that exist in a
@@ -70,7 +81,9 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
         };
         if is_whiteout(&m) {
             let mut e = entry(
-                DirtyKind::Deleted { shadows: shadowed(lowers, &r).unwrap_or_else(|| "no lower branch".into()) },
+                DirtyKind::Deleted {
+                    shadows: shadowed(lowers, &r).unwrap_or_else(|| "no lower branch".into()),
+                },
                 None,
                 None,
             );
@@ -82,14 +95,24 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
         match ft {
             FileType::Dir => {
                 if is_opaque(&p) {
-                    out.push(entry(DirtyKind::Opaque { shadows: shadowed(lowers, &r) }, None, None));
+                    out.push(entry(
+                        DirtyKind::Opaque {
+                            shadows: shadowed(lowers, &r),
+                        },
+                        None,
+                        None,
+                    ));
                 } else if shadowed(lowers, &r).is_none() {
                     out.push(entry(DirtyKind::Added, None, None));
                 }
                 walk(root, &r, lowers, out)?;
             }
             _ => {
-                let sha = if ft == FileType::File { Some(sha256_file(&p)?) } else { None };
+                let sha = if ft == FileType::File {
+                    Some(sha256_file(&p)?)
+                } else {
+                    None
+                };
                 let target = if ft == FileType::Symlink {
                     Some(std::fs::read_link(&p)?.to_string_lossy().into_owned())
                 } else {
@@ -120,8 +143,15 @@ mod tests {
         std::fs::write(up.path().join("etc/passwd"), "evil").unwrap();
         std::fs::create_dir_all(up.path().join("bin")).unwrap();
         std::fs::write(up.path().join("bin/ps"), "x").unwrap();
-        std::fs::set_permissions(up.path().join("bin/ps"), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
-        let lowers = vec![Lower { label: "template t v1".into(), dir: low.path().into() }];
+        std::fs::set_permissions(
+            up.path().join("bin/ps"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
+        let lowers = vec![Lower {
+            label: "template t v1".into(),
+            dir: low.path().into(),
+        }];
         let e = scan_dirties(up.path(), &lowers).unwrap();
         let paths: Vec<_> = e.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
         assert_eq!(
@@ -129,7 +159,12 @@ mod tests {
             vec![
                 ("/bin", &DirtyKind::Added),
                 ("/bin/ps", &DirtyKind::Added),
-                ("/etc/passwd", &DirtyKind::Modified { shadows: "template t v1".into() }),
+                (
+                    "/etc/passwd",
+                    &DirtyKind::Modified {
+                        shadows: "template t v1".into()
+                    }
+                ),
             ]
         );
         let ps = &e[1];

@@ -60,16 +60,36 @@ pub struct VeConfig {
 pub enum Step {
     /// `mount --make-rprivate /`: nothing the VE mounts propagates to the host.
     MakePrivate,
-    Overlay { target: PathBuf, lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
-    Bind { source: PathBuf, target: PathBuf },
-    Proc { target: PathBuf },
-    Sysfs { target: PathBuf },
+    Overlay {
+        target: PathBuf,
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    Sysfs {
+        target: PathBuf,
+    },
     /// tmpfs on /dev with the standard character devices and symlinks.
-    Dev { target: PathBuf },
-    Devpts { target: PathBuf },
-    Shm { target: PathBuf },
+    Dev {
+        target: PathBuf,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    Shm {
+        target: PathBuf,
+    },
     Hostname(String),
-    PivotRoot { new_root: PathBuf },
+    PivotRoot {
+        new_root: PathBuf,
+    },
     LoopbackUp,
 }
 
@@ -106,18 +126,33 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
         },
     ];
     for b in &cfg.binds {
-        steps.push(Step::Bind { source: b.source.clone(), target: r.join(b.target.relative()) });
+        steps.push(Step::Bind {
+            source: b.source.clone(),
+            target: r.join(b.target.relative()),
+        });
     }
-    steps.push(Step::Proc { target: r.join("proc") });
+    steps.push(Step::Proc {
+        target: r.join("proc"),
+    });
     if cfg.net != NetMode::Host {
         // sysfs may only be mounted by a process that owns its network namespace.
-        steps.push(Step::Sysfs { target: r.join("sys") });
+        steps.push(Step::Sysfs {
+            target: r.join("sys"),
+        });
     }
-    steps.push(Step::Dev { target: r.join("dev") });
-    steps.push(Step::Devpts { target: r.join("dev/pts") });
-    steps.push(Step::Shm { target: r.join("dev/shm") });
+    steps.push(Step::Dev {
+        target: r.join("dev"),
+    });
+    steps.push(Step::Devpts {
+        target: r.join("dev/pts"),
+    });
+    steps.push(Step::Shm {
+        target: r.join("dev/shm"),
+    });
     steps.push(Step::Hostname(cfg.id.hostname()));
-    steps.push(Step::PivotRoot { new_root: r.clone() });
+    steps.push(Step::PivotRoot {
+        new_root: r.clone(),
+    });
     if cfg.net != NetMode::Host {
         steps.push(Step::LoopbackUp);
     }
@@ -393,7 +428,9 @@ impl ExecSpec {
     fn new(cfg: &VeConfig) -> Result<ExecSpec, LaunchError> {
         let bad = |s: &str| LaunchError::Exec(format!("argument {s:?} contains a NUL byte"));
         if cfg.argv.is_empty() {
-            return Err(LaunchError::Exec("no command to run (give one after --, or set the app's --cmd)".into()));
+            return Err(LaunchError::Exec(
+                "no command to run (give one after --, or set the app's --cmd)".into(),
+            ));
         }
         let argv = cfg
             .argv
@@ -420,7 +457,11 @@ impl ExecSpec {
                 .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        Ok(ExecSpec { argv, envp, candidates })
+        Ok(ExecSpec {
+            argv,
+            envp,
+            candidates,
+        })
     }
 }
 
@@ -432,8 +473,19 @@ fn last_err(what: &str) -> String {
     format!("{what}: {}", io::Error::last_os_error())
 }
 
-fn sys_mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), String> {
-    let (s, t, f, d) = (CString::new(src).unwrap_or_default(), c(target), CString::new(fstype).unwrap_or_default(), CString::new(data).unwrap_or_default());
+fn sys_mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
+    let (s, t, f, d) = (
+        CString::new(src).unwrap_or_default(),
+        c(target),
+        CString::new(fstype).unwrap_or_default(),
+        CString::new(data).unwrap_or_default(),
+    );
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let r = unsafe {
         libc::mount(
@@ -441,7 +493,11 @@ fn sys_mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data:
             t.as_ptr(),
             f.as_ptr(),
             flags,
-            if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() },
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                d.as_ptr().cast()
+            },
         )
     };
     if r != 0 {
@@ -459,31 +515,73 @@ fn ensure_dir(p: &Path) -> Result<(), String> {
     std::fs::create_dir_all(p).map_err(|e| format!("create mount point: {e}"))
 }
 
-fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<(), String> {
+fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<(), String> {
     use rustix::mount::*;
-    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| format!("fsopen overlay: {e}"))?;
+    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| format!("fsopen overlay: {e}"))?;
     for l in lowers {
-        fsconfig_set_string(&fd, "lowerdir+", l.as_os_str())
-            .map_err(|e| format!("overlay lowerdir+ {}: {e} (overlayfs with lowerdir+ needs Linux 6.8 or later)", l.display()))?;
+        fsconfig_set_string(&fd, "lowerdir+", l.as_os_str()).map_err(|e| {
+            format!(
+                "overlay lowerdir+ {}: {e} (overlayfs with lowerdir+ needs Linux 6.8 or later)",
+                l.display()
+            )
+        })?;
     }
-    fsconfig_set_string(&fd, "upperdir", upper.as_os_str()).map_err(|e| format!("overlay upperdir {}: {e}", upper.display()))?;
-    fsconfig_set_string(&fd, "workdir", work.as_os_str()).map_err(|e| format!("overlay workdir {}: {e}", work.display()))?;
-    for (k, v) in [("redirect_dir", "off"), ("metacopy", "off"), ("index", "off")] {
+    fsconfig_set_string(&fd, "upperdir", upper.as_os_str())
+        .map_err(|e| format!("overlay upperdir {}: {e}", upper.display()))?;
+    fsconfig_set_string(&fd, "workdir", work.as_os_str())
+        .map_err(|e| format!("overlay workdir {}: {e}", work.display()))?;
+    for (k, v) in [
+        ("redirect_dir", "off"),
+        ("metacopy", "off"),
+        ("index", "off"),
+    ] {
         fsconfig_set_string(&fd, k, v).map_err(|e| format!("overlay {k}={v}: {e}"))?;
     }
     fsconfig_create(&fd).map_err(|e| format!("create overlay: {e}"))?;
-    let mnt = fsmount(&fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).map_err(|e| format!("fsmount overlay: {e}"))?;
-    move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
+    let mnt = fsmount(&fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| format!("fsmount overlay: {e}"))?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
 }
 
 fn populate_dev(dev: &Path) -> Result<(), String> {
     ensure_dir(dev)?;
-    sys_mount("tmpfs", dev, "tmpfs", (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong, "mode=755,size=65536k")?;
-    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+    sys_mount(
+        "tmpfs",
+        dev,
+        "tmpfs",
+        (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+        "mode=755,size=65536k",
+    )?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
         let p = c(&dev.join(name));
         // SAFETY: mknod with a valid path; the VE's init holds CAP_MKNOD at this point.
-        let r = unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
+        let r = unsafe {
+            libc::mknod(
+                p.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
         if r != 0 {
             return Err(last_err(&format!("mknod /dev/{name}")));
         }
@@ -491,8 +589,15 @@ fn populate_dev(dev: &Path) -> Result<(), String> {
         // SAFETY: chmod with a valid path.
         unsafe { libc::chmod(p.as_ptr(), 0o666) };
     }
-    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
-        std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link))
+            .map_err(|e| format!("symlink /dev/{link}: {e}"))?;
     }
     for d in ["pts", "shm"] {
         std::fs::create_dir(dev.join(d)).map_err(|e| format!("mkdir /dev/{d}: {e}"))?;
@@ -530,12 +635,36 @@ fn loopback_up() -> Result<(), String> {
 fn run_step(step: &Step) -> Result<(), String> {
     let nodev_nosuid_noexec = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
     match step {
-        Step::MakePrivate => sys_mount("", Path::new("/"), "", (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong, ""),
-        Step::Overlay { target, lowers, upper, work } => mount_overlay(target, lowers, upper, work),
+        Step::MakePrivate => sys_mount(
+            "",
+            Path::new("/"),
+            "",
+            (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong,
+            "",
+        ),
+        Step::Overlay {
+            target,
+            lowers,
+            upper,
+            work,
+        } => mount_overlay(target, lowers, upper, work),
         Step::Bind { source, target } => {
             ensure_dir(target)?;
-            sys_mount(&source.to_string_lossy(), target, "", (libc::MS_BIND | libc::MS_REC) as libc::c_ulong, "")?;
-            sys_mount("", target, "", (libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong, "")
+            sys_mount(
+                &source.to_string_lossy(),
+                target,
+                "",
+                (libc::MS_BIND | libc::MS_REC) as libc::c_ulong,
+                "",
+            )?;
+            sys_mount(
+                "",
+                target,
+                "",
+                (libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV)
+                    as libc::c_ulong,
+                "",
+            )
         }
         Step::Proc { target } => {
             ensure_dir(target)?;
@@ -543,12 +672,32 @@ fn run_step(step: &Step) -> Result<(), String> {
         }
         Step::Sysfs { target } => {
             ensure_dir(target)?;
-            sys_mount("sysfs", target, "sysfs", nodev_nosuid_noexec | libc::MS_RDONLY as libc::c_ulong, "")
+            sys_mount(
+                "sysfs",
+                target,
+                "sysfs",
+                nodev_nosuid_noexec | libc::MS_RDONLY as libc::c_ulong,
+                "",
+            )
         }
         Step::Dev { target } => populate_dev(target),
-        Step::Devpts { target } => sys_mount("devpts", target, "devpts", (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong, "newinstance,ptmxmode=0666,mode=0620"),
-        Step::Shm { target } => sys_mount("shm", target, "tmpfs", nodev_nosuid_noexec, "mode=1777,size=65536k"),
-        Step::Hostname(h) => rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}")),
+        Step::Devpts { target } => sys_mount(
+            "devpts",
+            target,
+            "devpts",
+            (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+            "newinstance,ptmxmode=0666,mode=0620",
+        ),
+        Step::Shm { target } => sys_mount(
+            "shm",
+            target,
+            "tmpfs",
+            nodev_nosuid_noexec,
+            "mode=1777,size=65536k",
+        ),
+        Step::Hostname(h) => {
+            rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}"))
+        }
         Step::PivotRoot { new_root } => {
             std::env::set_current_dir(new_root).map_err(|e| format!("chdir: {e}"))?;
             rustix::process::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
@@ -582,7 +731,15 @@ fn child_main(
     err_wr: OwnedFd,
 ) -> ! {
     // SAFETY: prctl with integer arguments: die with the parent, so no VE outlives `jcs run`.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     default_signals();
     // Phase one ends when the parent has placed us in the VE's cgroup.
     let mut b = [0u8; 1];
@@ -651,7 +808,9 @@ fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd)
     for cand in &exec.candidates {
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::ENOENT);
         if e != libc::ENOENT && e != libc::ENOTDIR {
             last = e;
             if e != libc::EACCES {
@@ -663,7 +822,10 @@ fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd)
     let msg = if last == libc::ENOENT {
         format!("command not found in the VE: {a0}")
     } else {
-        format!("cannot execute {a0} in the VE: {}", io::Error::from_raw_os_error(last))
+        format!(
+            "cannot execute {a0} in the VE: {}",
+            io::Error::from_raw_os_error(last)
+        )
     };
     fail(err, EXIT_EXEC, &msg)
 }
@@ -679,7 +841,10 @@ mod tests {
             lowers: vec!["/s/apps/a/1".into(), "/s/templates/t/1".into()],
             upper: "/s/ve/7/dirties".into(),
             work: "/s/ve/7/work".into(),
-            binds: vec![Bind { source: "/s/persist/a/data".into(), target: InnerPath::parse("/data").unwrap() }],
+            binds: vec![Bind {
+                source: "/s/persist/a/data".into(),
+                target: InnerPath::parse("/data").unwrap(),
+            }],
             net,
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin:/usr/bin".into())],
@@ -717,15 +882,27 @@ mod tests {
     #[test]
     fn host_net_skips_sysfs_and_lo() {
         let plan = plan_mounts(&cfg(NetMode::Host));
-        assert!(!plan.iter().any(|s| matches!(s, Step::Sysfs { .. } | Step::LoopbackUp)));
-        assert_eq!(clone_flags(NetMode::Host) & libc::CLONE_NEWNET as libc::c_ulong, 0);
-        assert_ne!(clone_flags(NetMode::None) & libc::CLONE_NEWNET as libc::c_ulong, 0);
+        assert!(!plan
+            .iter()
+            .any(|s| matches!(s, Step::Sysfs { .. } | Step::LoopbackUp)));
+        assert_eq!(
+            clone_flags(NetMode::Host) & libc::CLONE_NEWNET as libc::c_ulong,
+            0
+        );
+        assert_ne!(
+            clone_flags(NetMode::None) & libc::CLONE_NEWNET as libc::c_ulong,
+            0
+        );
     }
 
     #[test]
     fn exec_candidates_follow_path() {
         let e = ExecSpec::new(&cfg(NetMode::None)).unwrap();
-        let c: Vec<_> = e.candidates.iter().map(|c| c.to_str().unwrap().to_string()).collect();
+        let c: Vec<_> = e
+            .candidates
+            .iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(c, vec!["/bin/sh", "/usr/bin/sh"]);
         let mut abs = cfg(NetMode::None);
         abs.argv = vec!["/opt/x".into()];

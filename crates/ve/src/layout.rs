@@ -37,7 +37,9 @@ impl Layout {
     }
 
     pub fn template(&self, name: &Name, version: u32) -> PathBuf {
-        self.templates().join(name.as_str()).join(version.to_string())
+        self.templates()
+            .join(name.as_str())
+            .join(version.to_string())
     }
 
     pub fn apps(&self) -> PathBuf {
@@ -92,10 +94,18 @@ impl Layout {
 
     /// The directories every store has.
     pub fn skeleton(&self) -> Vec<PathBuf> {
-        ["templates", "apps", "persist", "shared", "ve", "versions", "journal"]
-            .iter()
-            .map(|d| self.root.join(d))
-            .collect()
+        [
+            "templates",
+            "apps",
+            "persist",
+            "shared",
+            "ve",
+            "versions",
+            "journal",
+        ]
+        .iter()
+        .map(|d| self.root.join(d))
+        .collect()
     }
 }
 

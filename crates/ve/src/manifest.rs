@@ -42,7 +42,11 @@ pub fn scan(root: &Path) -> io::Result<Manifest> {
             let e = e?;
             let p = e.path();
             let m = std::fs::symlink_metadata(&p)?;
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             if m.is_dir() {
                 stack.push(p);
             }
@@ -79,7 +83,11 @@ mod tests {
         let after = scan(d.path()).unwrap();
         assert_eq!(
             diff_manifests(&before, &after),
-            vec![("b".into(), Change::Deleted), ("c".into(), Change::Added), ("sub/a".into(), Change::Modified)]
+            vec![
+                ("b".into(), Change::Deleted),
+                ("c".into(), Change::Added),
+                ("sub/a".into(), Change::Modified)
+            ]
         );
         assert_eq!(
             sha256_file(&d.path().join("c")).unwrap(),

@@ -107,9 +107,20 @@ pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     eperm.insert(libc::SYS_clone, clone_rules);
-    let f1 = SeccompFilter::new(eperm, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
-    let enosys: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, vec![])].into_iter().collect();
-    let f2 = SeccompFilter::new(enosys, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
+    let f1 = SeccompFilter::new(
+        eperm,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
+    let enosys: BTreeMap<i64, Vec<SeccompRule>> =
+        [(libc::SYS_clone3, vec![])].into_iter().collect();
+    let f2 = SeccompFilter::new(
+        enosys,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?;
     [f1, f2]
         .into_iter()
         .map(|f| BpfProgram::try_from(f).map_err(|e| SeccompError::Compile(e.to_string())))
@@ -138,8 +149,19 @@ mod tests {
 
     #[test]
     fn deny_list_has_the_dangerous_calls() {
-        for must in ["keyctl", "add_key", "request_key", "bpf", "perf_event_open", "mount",
-                     "kexec_load", "init_module", "ptrace", "io_uring_setup", "unshare"] {
+        for must in [
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "mount",
+            "kexec_load",
+            "init_module",
+            "ptrace",
+            "io_uring_setup",
+            "unshare",
+        ] {
             assert!(DENIED.iter().any(|(n, _)| *n == must), "{must} not denied");
         }
     }

@@ -17,8 +17,16 @@ pub fn jcs_bin() -> &'static str {
 
 impl Env {
     pub fn new() -> Env {
-        assert!(rustix::process::geteuid().is_root(), "privileged tests run as root");
-        Env { home: tempfile::Builder::new().prefix("jcs-test-").tempdir().unwrap() }
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "privileged tests run as root"
+        );
+        Env {
+            home: tempfile::Builder::new()
+                .prefix("jcs-test-")
+                .tempdir()
+                .unwrap(),
+        }
     }
 
     pub fn home(&self) -> &Path {
@@ -27,7 +35,9 @@ impl Env {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(jcs_bin());
-        c.args(args).env("JCS_HOME", self.home()).stdin(Stdio::null());
+        c.args(args)
+            .env("JCS_HOME", self.home())
+            .stdin(Stdio::null());
         c
     }
 
@@ -51,7 +61,11 @@ impl Env {
     /// Runs jcs and expects failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.jcs(args);
-        assert!(!o.status.success(), "jcs {args:?} succeeded unexpectedly: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "jcs {args:?} succeeded unexpectedly: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8(o.stderr).unwrap()
     }
 
@@ -62,12 +76,25 @@ impl Env {
     /// A busybox template `bb` and an app `web` with /data persistent and /dl shared.
     pub fn standard_app(&self) {
         self.ok(&["template", "create", "bb", "--busybox"]);
-        self.ok(&["app", "create", "web", "--template", "bb", "--persist", "/data", "--share", "/dl=downloads"]);
+        self.ok(&[
+            "app",
+            "create",
+            "web",
+            "--template",
+            "bb",
+            "--persist",
+            "/data",
+            "--share",
+            "/dl=downloads",
+        ]);
     }
 
     pub fn store_id(&self) -> String {
         let c = rusqlite::Connection::open(self.home().join("catalog.db")).unwrap();
-        c.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| r.get(0)).unwrap()
+        c.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 
     /// Every cgroup directory of this store's VEs that exists now.
@@ -77,7 +104,12 @@ impl Env {
         }
         let prefix = format!("{}-", self.store_id());
         let mut out = vec![];
-        for h in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+        for h in [
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup",
+        ] {
             let dir = Path::new(h).join("jcs");
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
@@ -103,9 +135,21 @@ impl Env {
     pub fn assert_clean(&self) {
         assert_eq!(self.cgroups(), Vec::<PathBuf>::new(), "cgroups left behind");
         assert_eq!(self.mounts(), Vec::<String>::new(), "mounts left behind");
-        for e in std::fs::read_dir(self.home().join("ve")).into_iter().flatten().flatten() {
-            assert!(!e.path().join("root").exists(), "{} still has its mount point", e.path().display());
-            assert!(!e.path().join("work").exists(), "{} still has its overlay work dir", e.path().display());
+        for e in std::fs::read_dir(self.home().join("ve"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            assert!(
+                !e.path().join("root").exists(),
+                "{} still has its mount point",
+                e.path().display()
+            );
+            assert!(
+                !e.path().join("work").exists(),
+                "{} still has its overlay work dir",
+                e.path().display()
+            );
         }
     }
 }
@@ -159,14 +203,22 @@ pub fn tree_digest(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
             let content = if m.is_file() {
                 std::fs::read(&p).unwrap()
             } else if m.file_type().is_symlink() {
-                std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec()
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes()
+                    .to_vec()
             } else {
                 vec![]
             };
             if m.is_dir() {
                 stack.push(p.clone());
             }
-            out.push((p.strip_prefix(root).unwrap().to_string_lossy().into(), m.mode(), content));
+            out.push((
+                p.strip_prefix(root).unwrap().to_string_lossy().into(),
+                m.mode(),
+                content,
+            ));
         }
     }
     out.sort();
