@@ -231,7 +231,11 @@ fn need_root() -> Result<()> {
     Ok(())
 }
 
+/// When this process started (for `JCS_TIMING=1`).
+pub static START: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
+
 fn real_main() -> Result<i32> {
+    std::sync::LazyLock::force(&START);
     let cli = Cli::parse();
     // Validate arguments before any system call that changes something.
     match cli.cmd {

@@ -220,11 +220,31 @@ impl Exit {
     }
 }
 
+/// Where the time of a VE start went: (phase, microseconds), in order.
+#[derive(Debug, Clone)]
+pub struct Phases {
+    last: std::time::Instant,
+    pub marks: Vec<(&'static str, u64)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases { last: std::time::Instant::now(), marks: vec![] }
+    }
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.marks.push((name, (now - self.last).as_micros() as u64));
+        self.last = now;
+    }
+}
+
 /// A started VE whose app is running.
 #[derive(Debug)]
 pub struct Running {
     pub pid: i32,
     pub cgroup: VeCgroup,
+    /// Time spent in each phase of the start.
+    pub phases: Phases,
     err_rd: Option<OwnedFd>,
     rootfs: PathBuf,
     work: PathBuf,
@@ -277,6 +297,58 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
         .map_err(|e| LaunchError::Pipe(e.into()))
 }
 
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks the VE's init into new namespaces. Where the kernel allows, the child is born in the
+/// VE's cgroup2 directory (`clone3` with `CLONE_INTO_CGROUP`), which is atomic and avoids a
+/// cgroup migration; otherwise a plain `clone`, and the caller moves it. Returns the pid (0
+/// in the child) and whether the child was born in the cgroup.
+fn clone_into(net: NetMode, v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
+    use rustix::fs::{open, Mode, OFlags};
+    let flags = clone_flags(net) as u64;
+    if let Ok(dirfd) = open(v2_dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        let args = CloneArgs {
+            flags: flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: dirfd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: a fork-like clone3 (no stack, no CLONE_VM) with a correctly sized argument
+        // struct. The process is single-threaded, so the child owns a consistent copy of the
+        // address space; it only runs `child_main`, which never returns.
+        let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if pid >= 0 {
+            return Ok((pid, true));
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP)) {
+            return Err(e);
+        }
+    }
+    // SAFETY: as above, with the classic clone(2) and SIGCHLD as the exit signal.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, false))
+}
+
 /// Starts the VE: cgroup, namespaces, release, and returns once the app has been exec'd (or
 /// failed to start).
 pub fn start(
@@ -285,10 +357,13 @@ pub fn start(
     fs: &dyn Fs,
     hooks: &mut dyn Hooks,
 ) -> Result<Running, LaunchError> {
+    let mut phases = Phases::new();
     let plan = plan_mounts(cfg);
     let filters = crate::seccomp::compile()?;
     let exec = ExecSpec::new(cfg)?;
+    phases.mark("prepare");
     let cgroup = VeCgroup::create(fs, layout, &cfg.cgroup_name, &cfg.limits)?;
+    phases.mark("create cgroup");
     let cleanup_cgroup = |cg: &VeCgroup| {
         let _ = cg.kill(fs);
         let _ = cg.remove(fs, Duration::from_secs(5));
@@ -296,22 +371,20 @@ pub fn start(
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     catch_signals();
-    let flags = clone_flags(cfg.net) | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: a fork-like clone (no stack, no CLONE_VM). The process is single-threaded, so
-    // the child owns a consistent copy of the address space; it only runs `child_main`, which
-    // never returns.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid < 0 {
-        let e = io::Error::last_os_error();
-        cleanup_cgroup(&cgroup);
-        return Err(LaunchError::Clone(e));
-    }
+    let (pid, born_in_v2) = match clone_into(cfg.net, &cgroup.v2) {
+        Ok(x) => x,
+        Err(e) => {
+            cleanup_cgroup(&cgroup);
+            return Err(LaunchError::Clone(e));
+        }
+    };
     if pid == 0 {
         drop(sync_wr);
         drop(err_rd);
         child_main(&plan, &exec, &filters, sync_rd, err_wr);
     }
     let pid = pid as i32;
+    phases.mark("clone");
     drop(sync_rd);
     drop(err_wr);
     let mut running = Running {
@@ -320,6 +393,7 @@ pub fn start(
         err_rd: Some(err_rd),
         rootfs: cfg.rootfs.clone(),
         work: cfg.work.clone(),
+        phases: Phases::new(),
     };
     let abort = |running: &mut Running, e: LaunchError| {
         let _ = running.cgroup.kill(fs);
@@ -327,12 +401,14 @@ pub fn start(
         running.teardown(fs);
         e
     };
-    if let Err(e) = running.cgroup.add(fs, pid) {
+    if let Err(e) = running.cgroup.add(fs, pid, !born_in_v2) {
         return Err(abort(&mut running, e.into()));
     }
+    phases.mark("join cgroup");
     if let Err(e) = hooks.before_release(pid, &running.cgroup) {
         return Err(abort(&mut running, LaunchError::Hook(e)));
     }
+    phases.mark("hooks");
     let mut w = std::fs::File::from(sync_wr);
     if let Err(e) = w.write_all(b"g") {
         return Err(abort(&mut running, LaunchError::Pipe(e)));
@@ -350,6 +426,8 @@ pub fn start(
             Err(e) => return Err(abort(&mut running, LaunchError::Pipe(e))),
         }
     }
+    phases.mark("mounts + exec");
+    running.phases = phases;
     if !msg.is_empty() {
         let exit = running.wait_pid(fs);
         running.teardown(fs);
