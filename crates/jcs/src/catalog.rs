@@ -7,6 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
+/// `PRAGMA user_version` of the catalog this code writes.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS templates(
@@ -79,11 +82,26 @@ impl Catalog {
         let conn =
             Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .with_context(|| format!("open catalog {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("create the catalog schema in {}", path.display()))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .with_context(|| format!("read catalog {}", path.display()))?;
+        match version {
+            SCHEMA_VERSION => {}
+            0 => {
+                // A new catalog. WAL mode is a property of the file and persists.
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .with_context(|| format!("open catalog {}", path.display()))?;
+                conn.execute_batch(SCHEMA).with_context(|| {
+                    format!("create the catalog schema in {}", path.display())
+                })?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            v => anyhow::bail!(
+                "catalog {} has schema version {v}; this jcs knows version {SCHEMA_VERSION}",
+                path.display()
+            ),
+        }
         Ok(Catalog { conn })
     }
 

@@ -232,7 +232,28 @@ fn need_root() -> Result<()> {
 }
 
 /// When this process started (for `JCS_TIMING=1`).
-pub static START: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
+pub static START: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+/// Marks a point on this process's timeline; `JCS_TIMING=1` prints them at exit.
+pub fn mark(what: &'static str) {
+    if std::env::var_os("JCS_TIMING").is_some() {
+        if let Ok(mut v) = MARKS.lock() {
+            v.push((what, START.elapsed().as_micros() as u64));
+        }
+    }
+}
+
+static MARKS: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn print_marks() {
+    if let Ok(v) = MARKS.lock() {
+        if !v.is_empty() {
+            let s: Vec<String> = v.iter().map(|(w, us)| format!("{w}@{us}us")).collect();
+            eprintln!("jcs: timeline {}", s.join(" "));
+        }
+    }
+}
 
 fn real_main() -> Result<i32> {
     std::sync::LazyLock::force(&START);
@@ -358,7 +379,10 @@ fn real_main() -> Result<i32> {
             let n = name(&a, "app")?;
             let l = limits(&memory, pids)?;
             need_root()?;
-            ves::run(&open_store(cli.home)?, &n, cmd, l)
+            mark("args");
+            let store = open_store(cli.home)?;
+            mark("store");
+            ves::run(&store, &n, cmd, l)
         }
         Cmd::Ps { all, json } => ves::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => ves::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
@@ -369,7 +393,10 @@ fn real_main() -> Result<i32> {
 
 fn main() {
     match real_main() {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => {
+            print_marks();
+            std::process::exit(code)
+        }
         Err(e) => {
             eprintln!("jcs: {e:#}");
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.

@@ -142,12 +142,44 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
     Ok(())
 }
 
+/// Allocates the next VE id and creates its directory. An id whose directory already exists
+/// (a catalog restored from an older backup) is skipped, so ids are never reused.
+fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
+    std::fs::create_dir_all(store.layout.ves())
+        .with_context(|| format!("create {}", store.layout.ves().display()))?;
+    for _ in 0..100 {
+        let id = store
+            .catalog
+            .new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
+        match std::fs::create_dir(store.layout.ve(id)) {
+            Ok(()) => return Ok(id),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                store.catalog.ve_ended(
+                    id,
+                    "failed",
+                    None,
+                    Some("id skipped: its directory already existed"),
+                )?;
+            }
+            Err(e) => {
+                store
+                    .catalog
+                    .ve_ended(id, "failed", None, Some(&e.to_string()))?;
+                return Err(anyhow::Error::from(e)
+                    .context(format!("create {}", store.layout.ve(id).display())));
+            }
+        }
+    }
+    bail!(
+        "could not find a free VE id below {}",
+        store.layout.ves().display()
+    )
+}
+
 /// Builds, runs and tears down one VE. Returns its id and how its command ended.
 pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, Exit)> {
     let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
-    let id = store
-        .catalog
-        .new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
+    let id = new_ve_dir(store, &l)?;
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
         for d in [
@@ -156,7 +188,7 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
             &store.layout.rootfs(id),
             &store.layout.meta(id),
         ] {
-            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+            std::fs::create_dir(d).with_context(|| format!("create {}", d.display()))?;
         }
         let storage: Vec<(String, PathBuf, String)> = if l.storage {
             l.app
@@ -232,10 +264,11 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
             limits: l.limits,
         };
         let before = snapshot(&storage);
+        crate::mark("dirs+snapshot");
         let running = ve::launch::start(&cfg, &cg_layout, &HostFs, hooks)?;
         Ok((meta, before, running))
     })();
-    let (mut meta, before, running) = match result {
+    let (mut meta, before, mut running) = match result {
         Ok(x) => x,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -246,8 +279,17 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
         }
     };
     if std::env::var_os("JCS_TIMING").is_some() {
-        let m: Vec<String> = running.phases.marks.iter().map(|(n, us)| format!("{n} {us}us")).collect();
-        eprintln!("jcs: VE {id} start phases: {} (since process start {}us)", m.join(", "), crate::START.elapsed().as_micros());
+        let m: Vec<String> = running
+            .phases
+            .marks
+            .iter()
+            .map(|(n, us)| format!("{n} {us}us"))
+            .collect();
+        eprintln!(
+            "jcs: VE {id} start phases: {} (since process start {}us)",
+            m.join(", "),
+            crate::START.elapsed().as_micros()
+        );
     }
     meta.cgroup_id = Some(running.cgroup.id);
     let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);
@@ -257,12 +299,24 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
         pid_start_time(std::process::id() as i32).unwrap_or(0),
         running.cgroup.id,
     )?;
+    crate::mark("started");
     let exit = running.wait(&HostFs);
+    crate::mark("exited+teardown");
+    if std::env::var_os("JCS_TIMING").is_some() {
+        let m: Vec<String> = running
+            .phases
+            .marks
+            .iter()
+            .map(|(n, us)| format!("{n} {us}us"))
+            .collect();
+        eprintln!("jcs: VE {id} phases: {}", m.join(", "));
+    }
     let changes = storage_changes(&meta.storage, &before);
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
     match exit {
         Ok(x) => {
             store.catalog.ve_ended(id, "exited", Some(x.code()), None)?;
+            crate::mark("recorded");
             Ok((id, x))
         }
         Err(e) => {

@@ -229,11 +229,15 @@ pub struct Phases {
 
 impl Phases {
     fn new() -> Phases {
-        Phases { last: std::time::Instant::now(), marks: vec![] }
+        Phases {
+            last: std::time::Instant::now(),
+            marks: vec![],
+        }
     }
     fn mark(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
-        self.marks.push((name, (now - self.last).as_micros() as u64));
+        self.marks
+            .push((name, (now - self.last).as_micros() as u64));
         self.last = now;
     }
 }
@@ -247,7 +251,6 @@ pub struct Running {
     pub phases: Phases,
     err_rd: Option<OwnedFd>,
     rootfs: PathBuf,
-    work: PathBuf,
 }
 
 /// Exit codes the child uses for its own failures.
@@ -322,7 +325,11 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 fn clone_into(net: NetMode, v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
     use rustix::fs::{open, Mode, OFlags};
     let flags = clone_flags(net) as u64;
-    if let Ok(dirfd) = open(v2_dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+    if let Ok(dirfd) = open(
+        v2_dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         let args = CloneArgs {
             flags: flags | CLONE_INTO_CGROUP,
             exit_signal: libc::SIGCHLD as u64,
@@ -332,17 +339,35 @@ fn clone_into(net: NetMode, v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
         // SAFETY: a fork-like clone3 (no stack, no CLONE_VM) with a correctly sized argument
         // struct. The process is single-threaded, so the child owns a consistent copy of the
         // address space; it only runs `child_main`, which never returns.
-        let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
         if pid >= 0 {
             return Ok((pid, true));
         }
         let e = io::Error::last_os_error();
-        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP)) {
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP)
+        ) {
             return Err(e);
         }
     }
     // SAFETY: as above, with the classic clone(2) and SIGCHLD as the exit signal.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as u64,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -392,7 +417,6 @@ pub fn start(
         cgroup,
         err_rd: Some(err_rd),
         rootfs: cfg.rootfs.clone(),
-        work: cfg.work.clone(),
         phases: Phases::new(),
     };
     let abort = |running: &mut Running, e: LaunchError| {
@@ -465,8 +489,10 @@ impl Running {
 
     /// Waits for the app to end, then tears the VE down: kills what is left in its cgroup,
     /// removes the cgroup and the scratch directories. The dirties stay.
-    pub fn wait(mut self, fs: &dyn Fs) -> Result<Exit, LaunchError> {
+    pub fn wait(&mut self, fs: &dyn Fs) -> Result<Exit, LaunchError> {
+        self.phases.last = std::time::Instant::now();
         let exit = self.wait_pid(fs).map_err(LaunchError::Wait);
+        self.phases.mark("app ran");
         self.teardown(fs);
         let exit = exit?;
         Ok(match (exit, interrupted()) {
@@ -477,18 +503,14 @@ impl Running {
 
     fn teardown(&mut self, fs: &dyn Fs) {
         let _ = self.cgroup.kill(fs);
+        self.phases.mark("kill");
         let _ = self.cgroup.remove(fs, Duration::from_secs(10));
+        self.phases.mark("remove cgroup");
+        // The mount point only; the overlay work directory stays with the dirties (it holds
+        // nothing once unmounted) and goes with `jcs rm`/`jcs gc`.
         let _ = std::fs::remove_dir(&self.rootfs);
-        let _ = remove_tree(&self.work);
+        self.phases.mark("remove mount point");
     }
-}
-
-/// Removes overlayfs scratch (`work/work` is created with mode 000).
-fn remove_tree(p: &Path) -> io::Result<()> {
-    if !p.exists() {
-        return Ok(());
-    }
-    std::fs::remove_dir_all(p)
 }
 
 /// The command, pre-converted so the child allocates as little as possible.
@@ -831,10 +853,25 @@ fn child_main(
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
     }
+    let timing = std::env::var_os("JCS_TIMING").is_some();
+    let mut t = std::time::Instant::now();
+    let mut times = String::new();
     for step in plan {
         if let Err(e) = run_step(step) {
             fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
         }
+        if timing {
+            let now = std::time::Instant::now();
+            times.push_str(&format!(
+                "{} {}us, ",
+                step.name().split(' ').next().unwrap_or(""),
+                (now - t).as_micros()
+            ));
+            t = now;
+        }
+    }
+    if timing {
+        eprintln!("jcs: VE init steps: {times}");
     }
     // SAFETY: plain fork of a single-threaded process.
     let app = unsafe { libc::fork() };
