@@ -145,11 +145,6 @@ impl Env {
                 "{} still has its mount point",
                 e.path().display()
             );
-            assert!(
-                !e.path().join("work").exists(),
-                "{} still has its overlay work dir",
-                e.path().display()
-            );
         }
     }
 }
