@@ -412,11 +412,21 @@ pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
             r.exit_code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
-            r.cmd.join(" "),
+            one_line(&r.cmd.join(" "), 60),
         ]);
     }
     t.print();
     Ok(())
+}
+
+/// Collapses whitespace (a script passed with `sh -c` spans lines) and cuts to `max` chars.
+fn one_line(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max - 1).collect::<String>())
+    }
 }
 
 fn ve_row(store: &Store, id: u64) -> Result<VeRow> {

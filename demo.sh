@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job of JCS as it stands: build a template and an app with persistent and shared
+# storage, run a VE that writes inside and outside its persistent storage, and print the
+# VE's integrity report. Uses its own store (default /var/lib/jcs-demo, or $JCS_HOME).
+set -euo pipefail
+cd "$(dirname "$0")"
+jcs=./target/release/jcs
+[ -x "$jcs" ] || cargo build --release --locked
+export JCS_HOME="${JCS_HOME:-/var/lib/jcs-demo}"
+rm -rf "$JCS_HOME"
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
+run $jcs doctor
+run $jcs template create base --busybox
+run $jcs app create notes --template base --persist /root/notes --share /root/Downloads=downloads
+say "jcs run notes -- /bin/sh -c '...'   # a VE that writes where it may and where it must not"
+$jcs run notes -- /bin/sh -c '
+  echo "buy milk" > /root/notes/todo.txt              # persistent storage: kept for the app
+  echo "quarterly numbers" > /root/Downloads/q3.txt    # shared storage: other apps see it
+  printf "#!/bin/sh\necho totally ps\n" > /bin/ps       # a trojan outside persistent storage
+  chmod 4755 /bin/ps
+  echo "owned" >> /etc/motd
+  rm /usr/bin/wget
+  echo "VE $(hostname) done"'
+run $jcs ps --all
+id=$($jcs ps --all --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+run $jcs inspect "$id"
+say "ls $JCS_HOME/ve/$id/dirties/bin   # the trojan is in the VE's dirties; the template is pristine"
+ls -l "$JCS_HOME/ve/$id/dirties/bin"
+ls -l "$JCS_HOME/templates/base/1/bin"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages JCS needs, only those that are missing.
+#   scripts/install-deps.sh          what the build and the tests need
+#   scripts/install-deps.sh --all    also the peers the benchmarks compare against
+set -euo pipefail
+pkgs=(busybox-static iproute2 debootstrap ca-certificates)
+if [ "${1:-}" = "--all" ]; then
+  pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and the privileged integration tests (real VEs: namespaces,
+# overlay mounts, cgroups). Runs as root; installs the few Debian packages the tests use.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: the privileged tests need root" >&2
+  exit 1
+fi
+./scripts/install-deps.sh
+cargo test --workspace --locked
