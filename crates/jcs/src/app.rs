@@ -91,7 +91,9 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
             bail!("--from-dir {} is not a directory", d.display());
         }
     }
-    crate::netsetup::hooks_for(store, spec.net)?;
+    if spec.net == NetMode::Bridge {
+        crate::netsetup::bridge_net()?;
+    }
     let layer = store.layout.app_layer(&a.name, 1);
     if store.layout.app_dir(&a.name).exists() {
         bail!(
@@ -331,7 +333,6 @@ pub fn update(
             upper: Some(tmp.clone()),
             storage: false,
         },
-        &mut ve::launch::NoHooks,
     );
     let (ve_id, code) = match r {
         Ok((id, exit)) => (id, exit.code()),

@@ -92,9 +92,8 @@ impl Catalog {
                 // A new catalog. WAL mode is a property of the file and persists.
                 conn.pragma_update(None, "journal_mode", "WAL")
                     .with_context(|| format!("open catalog {}", path.display()))?;
-                conn.execute_batch(SCHEMA).with_context(|| {
-                    format!("create the catalog schema in {}", path.display())
-                })?;
+                conn.execute_batch(SCHEMA)
+                    .with_context(|| format!("create the catalog schema in {}", path.display()))?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             v => anyhow::bail!(

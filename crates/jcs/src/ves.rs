@@ -177,9 +177,18 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
 }
 
 /// Builds, runs and tears down one VE. Returns its id and how its command ended.
-pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, Exit)> {
+pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
+    let bridge = match l.net {
+        NetMode::Bridge => Some(crate::netsetup::bridge_net()?),
+        _ => None,
+    };
     let id = new_ve_dir(store, &l)?;
+    let mut net_hooks = crate::netsetup::hooks_for(store, l.net, id)?;
+    let hooks: &mut dyn Hooks = match net_hooks.as_mut() {
+        Some(h) => h,
+        None => &mut NoHooks,
+    };
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
         for d in [
@@ -262,15 +271,17 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
             ],
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
+            eth: bridge.as_ref().map(|b| crate::netsetup::eth_config(b, id)),
         };
         let before = snapshot(&storage);
         crate::mark("dirs+snapshot");
-        let running = ve::launch::start(&cfg, &cg_layout, &HostFs, hooks)?;
+        let running = ve::launch::start(&cfg, &cg_layout, &HostFs, &mut *hooks)?;
         Ok((meta, before, running))
     })();
     let (mut meta, before, mut running) = match result {
         Ok(x) => x,
         Err(e) => {
+            hooks.after_exit();
             let msg = format!("{e:#}");
             let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
             // Nothing half-created: a VE that never started keeps only its catalog row.
@@ -301,6 +312,7 @@ pub fn launch(store: &Store, l: Launch, hooks: &mut dyn Hooks) -> Result<(VeId, 
     )?;
     crate::mark("started");
     let exit = running.wait(&HostFs);
+    hooks.after_exit();
     crate::mark("exited+teardown");
     if std::env::var_os("JCS_TIMING").is_some() {
         let m: Vec<String> = running
@@ -357,11 +369,6 @@ pub fn run(
     }
     let version = store.catalog.app_latest(app_name)?;
     let net = app.net;
-    let mut net_hooks = crate::netsetup::hooks_for(store, net)?;
-    let hooks: &mut dyn Hooks = match net_hooks.as_mut() {
-        Some(h) => h.as_mut(),
-        None => &mut NoHooks,
-    };
     let (_, exit) = launch(
         store,
         Launch {
@@ -374,7 +381,6 @@ pub fn run(
             upper: None,
             storage: true,
         },
-        hooks,
     )?;
     Ok(exit.code())
 }

@@ -53,6 +53,16 @@ pub struct VeConfig {
     pub env: Vec<(String, String)>,
     pub cgroup_name: String,
     pub limits: Limits,
+    /// `--net bridge`: the VE side of its veth (address, prefix, gateway).
+    pub eth: Option<EthConfig>,
+}
+
+/// Address of a bridged VE's `eth0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthConfig {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
 }
 
 /// One step of the child's mount plan. Paths are host paths before `pivot_root`.
@@ -91,6 +101,8 @@ pub enum Step {
         new_root: PathBuf,
     },
     LoopbackUp,
+    /// `--net bridge`: address, link and default route of eth0 inside the VE.
+    Eth(EthConfig),
 }
 
 impl Step {
@@ -109,6 +121,7 @@ impl Step {
             Step::Hostname(h) => format!("set hostname {h}"),
             Step::PivotRoot { new_root } => format!("pivot_root to {}", new_root.display()),
             Step::LoopbackUp => "bring up lo".into(),
+            Step::Eth(e) => format!("configure eth0 {}/{}", e.addr, e.prefix),
         }
     }
 }
@@ -156,6 +169,9 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     if cfg.net != NetMode::Host {
         steps.push(Step::LoopbackUp);
     }
+    if let (NetMode::Bridge, Some(e)) = (cfg.net, cfg.eth) {
+        steps.push(Step::Eth(e));
+    }
     steps
 }
 
@@ -191,6 +207,8 @@ pub enum LaunchError {
 /// Called between "the VE's init is in its cgroup" and "the app starts".
 pub trait Hooks {
     fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), String>;
+    /// Called once the VE is gone (or failed to start): undo what `before_release` did.
+    fn after_exit(&mut self) {}
 }
 
 /// Hooks that do nothing.
@@ -810,6 +828,9 @@ fn run_step(step: &Step) -> Result<(), String> {
             std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
         }
         Step::LoopbackUp => loopback_up(),
+        Step::Eth(e) => {
+            crate::net::configure_ve_side(e.addr, e.prefix, e.gateway).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -965,6 +986,7 @@ mod tests {
             env: vec![("PATH".into(), "/bin:/usr/bin".into())],
             cgroup_name: "x-7".into(),
             limits: Limits::default(),
+            eth: None,
         }
     }
 
@@ -992,6 +1014,21 @@ mod tests {
             Step::Overlay { lowers, .. } => assert_eq!(lowers[0], Path::new("/s/apps/a/1")),
             s => panic!("unexpected {s:?}"),
         }
+    }
+
+    #[test]
+    fn bridge_configures_eth_last() {
+        let mut c = cfg(NetMode::Bridge);
+        c.eth = Some(EthConfig {
+            addr: [10, 0, 0, 2].into(),
+            prefix: 16,
+            gateway: [10, 0, 0, 1].into(),
+        });
+        let plan = plan_mounts(&c);
+        assert_eq!(
+            plan.last().map(Step::name).as_deref(),
+            Some("configure eth0 10.0.0.2/16")
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod launch;
 pub mod layout;
 pub mod manifest;
+pub mod net;
 pub mod seccomp;
 
 pub use cgroup::{CgroupLayout, VeCgroup};

@@ -1,0 +1,169 @@
+//! `--net bridge`: VEs on the JCS bridge reach each other and a service on the host side of
+//! the bridge. Every test runs jcs inside a network namespace the test creates (the bridge is
+//! made there), and deletes it at the end, even on failure.
+
+mod common;
+
+use common::{wait_for, Env};
+use std::process::{Command, Stdio};
+
+/// A network namespace of this test, deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new() -> NetNs {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("jcs-t-{}-{n}", std::process::id());
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let ns = NetNs(name);
+        assert!(ns
+            .cmd("ip", &["link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
+        ns
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+    /// A command in this namespace. nsenter switches only the network namespace (`ip netns
+    /// exec` would also remount /sys, hiding the cgroup hierarchies).
+    fn cmd(&self, prog: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path())).arg(prog).args(args);
+        c
+    }
+    fn links(&self) -> String {
+        String::from_utf8(self.cmd("ip", &["-br", "link"]).output().unwrap().stdout).unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn root_bridge_connects_ves_and_host() {
+    let env = Env::new();
+    let ns = NetNs::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&[
+        "app",
+        "create",
+        "srv",
+        "--template",
+        "bb",
+        "--net",
+        "bridge",
+        "--persist",
+        "/data",
+    ]);
+    env.ok(&[
+        "app",
+        "create",
+        "cli",
+        "--template",
+        "bb",
+        "--net",
+        "bridge",
+    ]);
+    let jcs = |args: &[&str]| {
+        let mut c = ns.cmd(common::jcs_bin(), args);
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
+            .stdin(Stdio::null());
+        c
+    };
+    // VE 1 (10.77.0.2) serves one line on port 8080.
+    let server = jcs(&["run", "srv", "--", "/bin/sh", "-c", "ip -4 -o addr show eth0 > /data/addr; (echo from-server | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = env.home().join("persist/srv/data");
+    assert!(
+        wait_for(10, || data.join("ready").exists()),
+        "server VE did not come up"
+    );
+    assert!(std::fs::read_to_string(data.join("addr"))
+        .unwrap()
+        .contains("10.77.0.2/24"));
+    // VE 2 connects to VE 1.
+    let o = jcs(&[
+        "run",
+        "cli",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo from-client | nc 10.77.0.2 8080",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-server\n");
+    assert!(server.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        std::fs::read_to_string(data.join("got")).unwrap(),
+        "from-client\n"
+    );
+    // A service on the host side of the bridge (the gateway address).
+    let host = ns
+        .cmd("busybox", &["nc", "-l", "-p", "9000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = jcs(&[
+        "run",
+        "cli",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo to-host | nc 10.77.0.1 9000",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = host.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "to-host\n");
+    // No veth of any VE is left; only lo and the bridge remain in the namespace.
+    let links = ns.links();
+    assert!(!links.contains("vj"), "veth left behind:\n{links}");
+    assert!(links.contains("jcs0"), "{links}");
+    // And nothing was created in the test's own network namespace.
+    let own = String::from_utf8(
+        Command::new("ip")
+            .args(["-br", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !own.lines()
+            .any(|l| l.starts_with(&format!("vj{}", &env.store_id()[..4]))),
+        "{own}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn root_bad_bridge_range_is_refused() {
+    let env = Env::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    let o = env
+        .cmd(&["app", "create", "x", "--template", "bb", "--net", "bridge"])
+        .env("JCS_BRIDGE_CIDR", "10.0.0.0/40")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("not an IPv4 CIDR"), "{e}");
+    assert!(!env.home().join("apps/x").exists());
+}
