@@ -478,3 +478,96 @@ fn root_rm_refuses_a_running_ve() {
     assert!(!env.home().join("ve/1").exists());
     env.assert_clean();
 }
+
+#[test]
+fn root_templates_from_tar_and_dir_and_versions() {
+    let env = Env::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    let src = env.home().join("templates/bb/1");
+    let tar = env.home().join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.ok(&[
+        "template",
+        "create",
+        "fromtar",
+        "--from-tar",
+        tar.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "template",
+        "create",
+        "fromdir",
+        "--from-dir",
+        src.to_str().unwrap(),
+    ]);
+    // A second create of the same name is its next version.
+    env.ok(&[
+        "template",
+        "create",
+        "fromdir",
+        "--from-dir",
+        src.to_str().unwrap(),
+    ]);
+    let list = env.json(&["template", "list", "--json"]);
+    let rows: Vec<(String, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("bb".into(), 1),
+            ("fromdir".into(), 1),
+            ("fromdir".into(), 2),
+            ("fromtar".into(), 1)
+        ]
+    );
+    env.ok(&[
+        "app",
+        "create",
+        "a",
+        "--template",
+        "fromtar",
+        "--cmd",
+        "/bin/sh",
+        "-c",
+        "echo from-tar",
+    ]);
+    assert_eq!(env.ok(&["run", "a"]), "from-tar\n");
+    env.ok(&[
+        "app",
+        "create",
+        "b",
+        "--template",
+        "fromdir:1",
+        "--cmd",
+        "/bin/sh",
+        "-c",
+        "echo from-dir",
+    ]);
+    assert_eq!(
+        env.json(&["app", "show", "b", "--json"])["app"]["template_version"],
+        1
+    );
+    assert_eq!(env.ok(&["run", "b"]), "from-dir\n");
+    // A version an app does not use can go; the one it uses cannot.
+    env.ok(&["template", "rm", "fromdir", "--version", "2"]);
+    let e = env.fails(&["template", "rm", "fromdir", "--version", "1"]);
+    assert!(e.contains("used by app(s) b"), "{e}");
+    env.assert_clean();
+}

@@ -258,19 +258,27 @@ impl VeCgroup {
         std::iter::once(&self.v2).chain(self.v1.iter())
     }
 
-    /// Moves `pid` into the VE's cgroup in every hierarchy, or only in the v1 hierarchies when
-    /// the process was already born in the cgroup2 directory (`clone3(CLONE_INTO_CGROUP)`).
-    pub fn add(&self, fs: &dyn Fs, pid: i32, include_v2: bool) -> Result<(), CgroupError> {
-        let skip = usize::from(!include_v2);
-        for d in self.dirs().skip(skip) {
-            fs.write(&d.join("cgroup.procs"), &pid.to_string())
-                .map_err(|source| CgroupError::Join {
-                    pid,
-                    path: d.clone(),
-                    source,
-                })?;
+    /// Moves `pid` into the VE's cgroup in every hierarchy.
+    pub fn add(&self, fs: &dyn Fs, pid: i32) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            Self::join(fs, d, pid)?;
         }
         Ok(())
+    }
+
+    /// Moves `pid` into the VE's cgroup2 directory only (the v1 hierarchies are joined by the
+    /// process itself, see `launch`).
+    pub fn join_v2(&self, fs: &dyn Fs, pid: i32) -> Result<(), CgroupError> {
+        Self::join(fs, &self.v2, pid)
+    }
+
+    fn join(fs: &dyn Fs, d: &Path, pid: i32) -> Result<(), CgroupError> {
+        fs.write(&d.join("cgroup.procs"), &pid.to_string())
+            .map_err(|source| CgroupError::Join {
+                pid,
+                path: d.to_path_buf(),
+                source,
+            })
     }
 
     /// The pids currently in the cgroup (cgroup2 view).
@@ -416,10 +424,11 @@ mod tests {
                 "write /sys/fs/cgroup/pids/jcs/s-7/pids.max 9",
             ]
         );
-        cg.add(&fs, 55, true).unwrap();
+        cg.add(&fs, 55).unwrap();
         assert_eq!(fs.ops().len(), 11);
-        cg.add(&fs, 56, false).unwrap();
-        assert_eq!(fs.ops().len(), 13, "v2 skipped when born there");
+        cg.join_v2(&fs, 56).unwrap();
+        assert_eq!(fs.ops().len(), 12);
+        assert!(fs.ops()[11].ends_with("unified/jcs/s-7/cgroup.procs 56"));
         assert!(fs.ops()[8].ends_with("unified/jcs/s-7/cgroup.procs 55"));
     }
 

@@ -414,6 +414,7 @@ pub fn start(
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     catch_signals();
+    let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
     let (pid, born_in_v2) = match clone_into(cfg.net, &cgroup.v2) {
         Ok(x) => x,
         Err(e) => {
@@ -424,7 +425,7 @@ pub fn start(
     if pid == 0 {
         drop(sync_wr);
         drop(err_rd);
-        child_main(&plan, &exec, &filters, sync_rd, err_wr);
+        child_main(&plan, &exec, &filters, &v1_tasks, sync_rd, err_wr);
     }
     let pid = pid as i32;
     phases.mark("clone");
@@ -443,8 +444,12 @@ pub fn start(
         running.teardown(fs);
         e
     };
-    if let Err(e) = running.cgroup.add(fs, pid, !born_in_v2) {
-        return Err(abort(&mut running, e.into()));
+    // The child joins the v1 hierarchies itself (see `child_main`); only when it could not be
+    // born in its cgroup2 directory does the parent move it there.
+    if !born_in_v2 {
+        if let Err(e) = running.cgroup.join_v2(fs, pid) {
+            return Err(abort(&mut running, e.into()));
+        }
     }
     phases.mark("join cgroup");
     if let Err(e) = hooks.before_release(pid, &running.cgroup) {
@@ -848,6 +853,7 @@ fn child_main(
     plan: &[Step],
     exec: &ExecSpec,
     filters: &[seccompiler::BpfProgram],
+    v1_tasks: &[PathBuf],
     sync_rd: OwnedFd,
     err_wr: OwnedFd,
 ) -> ! {
@@ -862,7 +868,24 @@ fn child_main(
         )
     };
     default_signals();
-    // Phase one ends when the parent has placed us in the VE's cgroup.
+    // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
+    // `tasks` files: moving only the calling thread of a single-threaded process skips the
+    // global threadgroup lock, whose write side waits for an RCU grace period (10-20 ms on
+    // an idle host) when the parent writes our pid into `cgroup.procs`.
+    for t in v1_tasks {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(t)
+            .and_then(|mut f| f.write_all(b"0"))
+        {
+            fail(
+                &err_wr,
+                EXIT_SETUP,
+                &format!("join cgroup {}: {e}", t.display()),
+            );
+        }
+    }
+    // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
     let mut b = [0u8; 1];
     let mut f = std::fs::File::from(sync_rd);
     if !matches!(f.read(&mut b), Ok(1)) {
