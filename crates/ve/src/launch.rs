@@ -106,6 +106,24 @@ pub enum Step {
 }
 
 impl Step {
+    /// A one-word label (for timings).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::MakePrivate => "private",
+            Step::Overlay { .. } => "overlay",
+            Step::Bind { .. } => "bind",
+            Step::Proc { .. } => "proc",
+            Step::Sysfs { .. } => "sysfs",
+            Step::Dev { .. } => "dev",
+            Step::Devpts { .. } => "devpts",
+            Step::Shm { .. } => "shm",
+            Step::Hostname(_) => "hostname",
+            Step::PivotRoot { .. } => "pivot_root",
+            Step::LoopbackUp => "lo",
+            Step::Eth(_) => "eth0",
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Step::MakePrivate => "make / private".into(),
@@ -906,11 +924,7 @@ fn child_main(
         }
         if timing {
             let now = std::time::Instant::now();
-            times.push_str(&format!(
-                "{} {}us, ",
-                step.name().split(' ').next().unwrap_or(""),
-                (now - t).as_micros()
-            ));
+            times.push_str(&format!("{} {}us, ", step.kind(), (now - t).as_micros()));
             t = now;
         }
     }
