@@ -571,3 +571,52 @@ fn root_templates_from_tar_and_dir_and_versions() {
     assert!(e.contains("used by app(s) b"), "{e}");
     env.assert_clean();
 }
+
+#[test]
+fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
+    let env = Env::new();
+    env.standard_app();
+    let mut c = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /data/up; sleep 60",
+        ])
+        .spawn()
+        .unwrap();
+    let persist = env.home().join("persist/web/data");
+    assert!(wait_for(10, || persist.join("up").exists()));
+    assert_eq!(env.json(&["ps", "--json"])[0]["state"], "running");
+    // SAFETY: SIGKILL to the jcs run this test started.
+    unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+    c.wait().unwrap();
+    // The VE's init dies with its parent (PR_SET_PDEATHSIG), and the pid namespace with it.
+    let procs = || {
+        env.cgroups()
+            .iter()
+            .filter(|p| {
+                p.starts_with("/sys/fs/cgroup/unified")
+                    || p.parent() == Some(std::path::Path::new("/sys/fs/cgroup/jcs"))
+            })
+            .map(|p| std::fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default())
+            .collect::<String>()
+    };
+    assert!(
+        wait_for(10, || procs().trim().is_empty()),
+        "VE processes survived: {}",
+        procs()
+    );
+    let ps = env.json(&["ps", "--all", "--json"]);
+    assert_eq!(ps[0]["state"], "lost");
+    assert!(
+        !env.cgroups().is_empty(),
+        "the cgroup of a lost VE stays until gc"
+    );
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["removed"][0], 1);
+    assert_eq!(env.json(&["ps", "--all", "--json"])[0]["state"], "lost");
+    env.assert_clean();
+}
