@@ -195,6 +195,7 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let mut n = 0usize;
+    let mut last_stage = String::new();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
             let line = line.unwrap_or_default();
@@ -204,12 +205,15 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
                 let short: String = line.chars().take(70).collect();
                 eprint!("\r\x1b[2K[{:>3}s] debootstrap {suite}: {short}", secs);
                 let _ = std::io::stderr().flush();
-            } else if line.starts_with("I: Retrieving")
-                || line.starts_with("I: Extracting")
-                || line.starts_with("I: Configuring")
-                || line.starts_with("I: Base system")
+            } else if let Some(stage) = line
+                .strip_prefix("I: ")
+                .and_then(|l| l.split_whitespace().next())
             {
-                eprintln!("[{secs:>3}s] {line}");
+                // Not a terminal (a log): one line per stage, not per package.
+                if stage != last_stage {
+                    eprintln!("[{secs:>3}s] debootstrap {suite}: {line}");
+                    last_stage = stage.to_string();
+                }
             }
         }
     }

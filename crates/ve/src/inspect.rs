@@ -94,16 +94,13 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
         }
         match ft {
             FileType::Dir => {
-                if is_opaque(&p) {
-                    out.push(entry(
-                        DirtyKind::Opaque {
-                            shadows: shadowed(lowers, &r),
-                        },
-                        None,
-                        None,
-                    ));
-                } else if shadowed(lowers, &r).is_none() {
-                    out.push(entry(DirtyKind::Added, None, None));
+                // An opaque directory with nothing below it is simply new.
+                match (shadowed(lowers, &r), is_opaque(&p)) {
+                    (None, _) => out.push(entry(DirtyKind::Added, None, None)),
+                    (Some(b), true) => {
+                        out.push(entry(DirtyKind::Opaque { shadows: Some(b) }, None, None))
+                    }
+                    (Some(_), false) => {}
                 }
                 walk(root, &r, lowers, out)?;
             }
