@@ -289,19 +289,6 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             return Err(e.context(format!("VE {id}")));
         }
     };
-    if std::env::var_os("JCS_TIMING").is_some() {
-        let m: Vec<String> = running
-            .phases
-            .marks
-            .iter()
-            .map(|(n, us)| format!("{n} {us}us"))
-            .collect();
-        eprintln!(
-            "jcs: VE {id} start phases: {} (since process start {}us)",
-            m.join(", "),
-            crate::START.elapsed().as_micros()
-        );
-    }
     meta.cgroup_id = Some(running.cgroup.id);
     let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);
     store.catalog.ve_running(

@@ -209,16 +209,8 @@ fn root_concurrent_ves_are_isolated() {
     let env = Env::new();
     env.standard_app();
     // VE 1 idles until the test lets it go.
-    let a = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", "readlink /proc/self/ns/net > /data/a.net; while [ ! -e /data/go ]; do sleep 0.05; done; echo a-alive"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a = env.spawn_until_go("readlink /proc/self/ns/net > /data/a.net", "echo a-alive");
     let persist = env.home().join("persist/web/data");
-    assert!(
-        wait_for(10, || persist.join("a.net").exists()),
-        "VE 1 did not start"
-    );
     // The host pids of VE 1's processes.
     let v2 =
         std::path::Path::new("/sys/fs/cgroup/unified/jcs").join(format!("{}-1", env.store_id()));
@@ -260,7 +252,7 @@ fn root_concurrent_ves_are_isolated() {
     }
     assert_eq!(lines.last(), Some(&"b-done"));
     // VE 1 is still alive and finishes normally.
-    std::fs::write(persist.join("go"), "").unwrap();
+    env.go();
     let o = a.wait_with_output().unwrap();
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a-alive\n");
@@ -296,13 +288,7 @@ fn root_maintenance_publishes_a_new_version() {
     let env = Env::new();
     env.standard_app();
     // A VE of version 1 that is running while the update happens.
-    let a = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", "touch /data/a.up; while [ ! -e /data/go ]; do sleep 0.05; done; cat /opt/marker 2>/dev/null || echo absent"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let persist = env.home().join("persist/web/data");
-    assert!(wait_for(10, || persist.join("a.up").exists()));
+    let a = env.spawn_until_go("true", "cat /opt/marker 2>/dev/null || echo absent");
     // A failing maintenance command publishes nothing.
     let o = env.jcs(&[
         "app",
@@ -341,7 +327,7 @@ fn root_maintenance_publishes_a_new_version() {
         "v2\n"
     );
     // The running VE keeps version 1.
-    std::fs::write(persist.join("go"), "").unwrap();
+    env.go();
     let o = a.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "absent\n");
     // A new VE gets version 2, with the deletion applied.
@@ -449,19 +435,7 @@ fn root_limits_apply() {
 fn root_rm_refuses_a_running_ve() {
     let env = Env::new();
     env.standard_app();
-    let mut c = env
-        .cmd(&[
-            "run",
-            "web",
-            "--",
-            "/bin/sh",
-            "-c",
-            "touch /data/up; while [ ! -e /data/go ]; do sleep 0.05; done",
-        ])
-        .spawn()
-        .unwrap();
-    let persist = env.home().join("persist/web/data");
-    assert!(wait_for(10, || persist.join("up").exists()));
+    let c = env.spawn_until_go("true", "true");
     let err = env.fails(&["rm", "1"]);
     assert!(err.contains("VE 1 is running"), "{err}");
     let gc = env.json(&["gc", "--json"]);
@@ -469,8 +443,8 @@ fn root_rm_refuses_a_running_ve() {
     assert!(env.home().join("ve/1/dirties").exists());
     let ps = env.ok(&["ps"]);
     assert!(ps.lines().nth(1).unwrap().contains("running"), "{ps}");
-    std::fs::write(persist.join("go"), "").unwrap();
-    assert!(c.wait().unwrap().success());
+    env.go();
+    assert!(c.wait_with_output().unwrap().status.success());
     let gc = env.json(&["gc", "--json"]);
     assert_eq!(gc["removed"][0], 1);
     assert!(!env.home().join("ve/1").exists());
@@ -574,19 +548,7 @@ fn root_templates_from_tar_and_dir_and_versions() {
 fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     let env = Env::new();
     env.standard_app();
-    let mut c = env
-        .cmd(&[
-            "run",
-            "web",
-            "--",
-            "/bin/sh",
-            "-c",
-            "touch /data/up; sleep 60",
-        ])
-        .spawn()
-        .unwrap();
-    let persist = env.home().join("persist/web/data");
-    assert!(wait_for(10, || persist.join("up").exists()));
+    let mut c = env.spawn_until_go("true", "true");
     assert_eq!(env.json(&["ps", "--json"])[0]["state"], "running");
     // SAFETY: SIGKILL to the jcs run this test started.
     unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };

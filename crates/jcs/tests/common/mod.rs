@@ -89,6 +89,28 @@ impl Env {
         ]);
     }
 
+    /// Starts `jcs run web` (see [`Env::standard_app`]) with a VE that runs `prelude`, idles
+    /// until [`Env::go`], then runs `after`; returns once the VE idles. Its stdout is piped.
+    pub fn spawn_until_go(&self, prelude: &str, after: &str) -> std::process::Child {
+        let script = format!(
+            "{prelude}; touch /data/up; while [ ! -e /data/go ]; do sleep 0.05; done; {after}"
+        );
+        let c = self
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let up = self.home().join("persist/web/data/up");
+        assert!(wait_for(10, || up.exists()), "the VE did not come up");
+        std::fs::remove_file(up).unwrap();
+        c
+    }
+
+    /// Lets the VEs started by [`Env::spawn_until_go`] finish.
+    pub fn go(&self) {
+        std::fs::write(self.home().join("persist/web/data/go"), "").unwrap();
+    }
+
     pub fn store_id(&self) -> String {
         let c = rusqlite::Connection::open(self.home().join("catalog.db")).unwrap();
         c.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
