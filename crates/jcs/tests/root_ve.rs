@@ -13,11 +13,8 @@ fn root_writes_land_in_their_branches() {
     env.standard_app();
     let template = env.home().join("templates/bb/1");
     let before = tree_digest(&template);
-    let out = env.ok(&[
-        "run", "web", "--", "/bin/sh", "-c",
-        "echo trojan > /bin/ps && chmod 755 /bin/ps && echo persisted > /data/p.txt && echo shared > /dl/s.txt \
-         && rm /etc/passwd && echo extra >> /etc/group && mkdir /opt && echo hi > /opt/new && rm -rf /home && mkdir /home && echo done",
-    ]);
+    let out = env.sh_ok("echo trojan > /bin/ps && chmod 755 /bin/ps && echo persisted > /data/p.txt && echo shared > /dl/s.txt \
+         && rm /etc/passwd && echo extra >> /etc/group && mkdir /opt && echo hi > /opt/new && rm -rf /home && mkdir /home && echo done");
     assert_eq!(out.trim(), "done");
     // Each write landed where the branch rules say.
     assert_eq!(
@@ -109,14 +106,7 @@ fn sha256_hex(b: &[u8]) -> String {
 fn root_exit_code_stdio_and_missing_command() {
     let env = Env::new();
     env.standard_app();
-    let o = env.jcs(&[
-        "run",
-        "web",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo out; echo err >&2; exit 7",
-    ]);
+    let o = env.sh("echo out; echo err >&2; exit 7");
     assert_eq!(o.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
@@ -154,11 +144,8 @@ fn root_exit_code_stdio_and_missing_command() {
 fn root_ve_sees_its_own_world() {
     let env = Env::new();
     env.standard_app();
-    let out = env.ok(&[
-        "run", "web", "--", "/bin/sh", "-c",
-        "hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; \
-         grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; cat /proc/self/cgroup | grep '^0::'",
-    ]);
+    let out = env.sh_ok("hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; \
+         grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; cat /proc/self/cgroup | grep '^0::'");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "ve-1");
     assert_eq!(lines[1], "pid=2", "the app is pid 2 under the VE's init");
@@ -186,14 +173,7 @@ fn root_forbidden_syscalls_fail() {
         ("unshare", "unshare -n true"),
         ("chroot-escape via pivot_root", "pivot_root / /"),
     ] {
-        let o = env.jcs(&[
-            "run",
-            "web",
-            "--",
-            "/bin/sh",
-            "-c",
-            &format!("mkdir -p /mnt; {cmd}"),
-        ]);
+        let o = env.sh(&format!("mkdir -p /mnt; {cmd}"));
         assert!(!o.status.success(), "{what} succeeded inside the VE");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -229,10 +209,7 @@ fn root_concurrent_ves_are_isolated() {
         .iter()
         .map(|p| format!("kill -9 {p} 2>&1;"))
         .collect::<String>();
-    let o = env.jcs(&[
-        "run", "web", "--", "/bin/sh", "-c",
-        &format!("readlink /proc/self/ns/net; cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'wh[i]le'; {kill_all} echo b-done"),
-    ]);
+    let o = env.sh(&format!("readlink /proc/self/ns/net; cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'wh[i]le'; {kill_all} echo b-done"));
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
     let a_net = std::fs::read_to_string(persist.join("a.net")).unwrap();
@@ -331,14 +308,7 @@ fn root_maintenance_publishes_a_new_version() {
     let o = a.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "absent\n");
     // A new VE gets version 2, with the deletion applied.
-    let out = env.ok(&[
-        "run",
-        "web",
-        "--",
-        "/bin/sh",
-        "-c",
-        "cat /opt/marker; [ -e /usr/bin/vi ] && echo vi || echo no-vi",
-    ]);
+    let out = env.sh_ok("cat /opt/marker; [ -e /usr/bin/vi ] && echo vi || echo no-vi");
     assert_eq!(out, "v2\nno-vi\n");
     let ps = env.json(&["ps", "--all", "--json"]);
     let last = ps.as_array().unwrap().last().unwrap().clone();

@@ -73,6 +73,16 @@ impl Env {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// `jcs run web -- /bin/sh -c SCRIPT`.
+    pub fn sh(&self, script: &str) -> Output {
+        self.jcs(&["run", "web", "--", "/bin/sh", "-c", script])
+    }
+
+    /// `jcs run web -- /bin/sh -c SCRIPT`, expected to succeed; returns stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        self.ok(&["run", "web", "--", "/bin/sh", "-c", script])
+    }
+
     /// A busybox template `bb` and an app `web` with /data persistent and /dl shared.
     pub fn standard_app(&self) {
         self.ok(&["template", "create", "bb", "--busybox"]);
