@@ -22,13 +22,27 @@ pub fn parse_template_ref(s: &str) -> Result<(Name, Option<u32>)> {
     }
 }
 
+#[derive(clap::Args, Debug)]
 pub struct CreateArgs {
-    pub name: Name,
+    /// Name of the app (letters, digits, '.', '_', '-')
+    pub name: String,
+    /// Template, as NAME or NAME:VERSION (default: its newest version)
+    #[arg(long)]
     pub template: String,
+    /// Initial content of the app branch
+    #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
+    /// Directory inside the VE that persists across this app's VEs (repeatable)
+    #[arg(long, value_name = "PATH")]
     pub persist: Vec<String>,
+    /// Mount the shared directory SHARED at PATH (repeatable); several apps can share one
+    #[arg(long, value_name = "PATH=SHARED")]
     pub share: Vec<String>,
+    /// Network: none (only lo) or bridge (veth into the JCS bridge)
+    #[arg(long, default_value = "none")]
     pub net: NetMode,
+    /// Default command of the app's VEs (takes the rest of the line)
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
@@ -52,6 +66,7 @@ fn add_mount_points(layer: &Path, template: &Path, spec: &AppSpec) -> Result<()>
 }
 
 pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
+    let name = Name::parse(&a.name)?;
     // Validate everything before touching the disk.
     let (tname, tver) = parse_template_ref(&a.template)?;
     let latest = store
@@ -63,7 +78,7 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         bail!("template {tname} has no version {tver}");
     }
     let spec = AppSpec {
-        name: a.name.clone(),
+        name: name.clone(),
         template: tname,
         template_version: tver,
         persist: a
@@ -80,10 +95,10 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         cmd: a.cmd,
     };
     spec.validate()?;
-    if store.catalog.app(&a.name)?.is_some() {
+    if store.catalog.app(&name)?.is_some() {
         bail!(
             "app {} already exists (jcs app update changes it, jcs app rm removes it)",
-            a.name
+            name
         );
     }
     if let Some(d) = &a.from_dir {
@@ -94,12 +109,12 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
     if spec.net == NetMode::Bridge {
         crate::netsetup::bridge_net()?;
     }
-    let layer = store.layout.app_layer(&a.name, 1);
-    if store.layout.app_dir(&a.name).exists() {
+    let layer = store.layout.app_layer(&name, 1);
+    if store.layout.app_dir(&name).exists() {
         bail!(
             "{} exists but the catalog has no app {}; remove it first",
-            store.layout.app_dir(&a.name).display(),
-            a.name
+            store.layout.app_dir(&name).display(),
+            name
         );
     }
     let template_dir = store.layout.template(&spec.template, spec.template_version);
@@ -123,9 +138,9 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
     })
     .inspect_err(|_| {
         // The app directory did not exist before this command (checked above).
-        let _ = std::fs::remove_dir_all(store.layout.app_dir(&a.name));
+        let _ = std::fs::remove_dir_all(store.layout.app_dir(&name));
     })
-    .with_context(|| format!("create app {}", a.name))?;
+    .with_context(|| format!("create app {}", name))?;
     let mut made = vec![];
     let storage = (|| -> Result<()> {
         for p in &spec.persist {
@@ -155,8 +170,8 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         for d in made {
             let _ = std::fs::remove_dir(&d);
         }
-        let _ = std::fs::remove_dir_all(store.layout.app_dir(&a.name));
-        return Err(e.context(format!("create app {}", a.name)));
+        let _ = std::fs::remove_dir_all(store.layout.app_dir(&name));
+        return Err(e.context(format!("create app {}", name)));
     }
     if json {
         return print_json(&serde_json::json!({ "app": spec, "version": 1 }));

@@ -35,6 +35,7 @@ struct Cli {
 enum Cmd {
     /// Check the kernel features JCS needs and whether each is present
     Doctor {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
@@ -66,22 +67,27 @@ enum Cmd {
         /// Include finished, failed and removed VEs
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Integrity report of a VE: what it wrote into its dirties and its storage
     Inspect {
+        /// VE id (see jcs ps --all)
         ve: u64,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Remove finished VEs' dirties and metadata (never a running VE's)
     Rm {
+        /// VE ids
         #[arg(required = true)]
         ves: Vec<u64>,
     },
     /// Remove every finished VE's dirties, and clean up after VEs whose jcs run died
     Gc {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
@@ -93,12 +99,15 @@ enum TemplateCmd {
     Create(TemplateCreate),
     /// List templates and their versions
     List {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Remove a template (all versions, or one); refused while an app uses it
     Rm {
+        /// Template name
         name: String,
+        /// Remove only this version
         #[arg(long)]
         version: Option<u32>,
     },
@@ -123,12 +132,14 @@ struct TemplateSource {
 
 #[derive(Args, Debug)]
 struct TemplateCreate {
+    /// Template name (letters, digits, '.', '_', '-')
     name: String,
     #[command(flatten)]
     source: TemplateSource,
     /// Debian mirror for --debootstrap
     #[arg(long, requires = "debootstrap")]
     mirror: Option<String>,
+    /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -140,41 +151,29 @@ enum AppCmd {
         after_help = "Example:\n  jcs app create browser --template busybox --persist /root/.config --share /root/Downloads=downloads --cmd /bin/sh -l\n\n--cmd takes everything after it, so give it last."
     )]
     Create {
-        name: String,
-        /// Template, as NAME or NAME:VERSION (default: its newest version)
-        #[arg(long)]
-        template: String,
-        /// Initial content of the app branch
-        #[arg(long, value_name = "DIR")]
-        from_dir: Option<PathBuf>,
-        /// Directory inside the VE that persists across this app's VEs (repeatable)
-        #[arg(long, value_name = "PATH")]
-        persist: Vec<String>,
-        /// Mount the shared directory SHARED at PATH (repeatable); several apps can share one
-        #[arg(long, value_name = "PATH=SHARED")]
-        share: Vec<String>,
-        /// Network: none (only lo) or bridge (veth into the JCS bridge)
-        #[arg(long, default_value = "none")]
-        net: NetMode,
-        /// Default command of the app's VEs (takes the rest of the line)
-        #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
-        cmd: Vec<String>,
+        #[command(flatten)]
+        args: app::CreateArgs,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// List apps
     List {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Show an app: template, storage, versions
     Show {
+        /// App name
         name: String,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Remove an app (its persistent storage stays unless --purge)
     Rm {
+        /// App name
         name: String,
         /// Also delete the app's persistent storage
         #[arg(long)]
@@ -185,14 +184,18 @@ enum AppCmd {
         after_help = "Example:\n  jcs app update web -- apt-get install -y hello\n\nRunning VEs keep the version they started with; new VEs get the new one. A command that fails publishes nothing."
     )]
     Update {
+        /// App name
         name: String,
         /// Network of the maintenance VE: host (needed to download packages) or none
         #[arg(long, default_value = "host")]
         net: NetMode,
+        /// Memory limit of the maintenance VE
         #[arg(long, default_value = "2G")]
         memory: String,
+        /// Maximum number of processes and threads in the maintenance VE
         #[arg(long, default_value_t = 4096)]
         pids: u64,
+        /// The maintenance command and its arguments
         #[arg(last = true)]
         cmd: Vec<String>,
     },
@@ -320,31 +323,10 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
         Cmd::App(a) => match a {
-            AppCmd::Create {
-                name: n,
-                template,
-                from_dir,
-                persist,
-                share,
-                net,
-                cmd,
-                json,
-            } => {
-                let n = name(&n, "app")?;
+            AppCmd::Create { args, json } => {
+                name(&args.name, "app")?;
                 need_root()?;
-                app::create(
-                    &open_store(cli.home)?,
-                    app::CreateArgs {
-                        name: n,
-                        template,
-                        from_dir,
-                        persist,
-                        share,
-                        net,
-                        cmd,
-                    },
-                    json,
-                )?;
+                app::create(&open_store(cli.home)?, args, json)?;
                 Ok(0)
             }
             AppCmd::List { json } => app::list(&open_store(cli.home)?, json).map(|_| 0),
