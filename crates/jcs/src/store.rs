@@ -50,12 +50,15 @@ impl Store {
             bail!("store path {} must be absolute", root.display());
         }
         let layout = Layout::new(root);
-        for d in layout.skeleton() {
-            std::fs::create_dir_all(&d)
-                .with_context(|| format!("create store directory {}", d.display()))?;
-        }
         let fresh = !layout.catalog().exists();
+        if fresh {
+            for d in layout.skeleton() {
+                std::fs::create_dir_all(&d)
+                    .with_context(|| format!("create store directory {}", d.display()))?;
+            }
+        }
         let catalog = Catalog::open(&layout.catalog())?;
+        crate::mark("catalog open");
         let id = match catalog.meta("store_id")? {
             Some(id) => id,
             None => {

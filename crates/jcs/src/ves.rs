@@ -183,7 +183,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         NetMode::Bridge => Some(crate::netsetup::bridge_net()?),
         _ => None,
     };
+    crate::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
+    crate::mark("ve row");
     let mut net_hooks = crate::netsetup::hooks_for(store, l.net, id)?;
     let hooks: &mut dyn Hooks = match net_hooks.as_mut() {
         Some(h) => h,

@@ -558,9 +558,15 @@ impl Running {
 #[derive(Debug)]
 struct ExecSpec {
     argv: Vec<CString>,
+    /// Owns the strings `envp_ptrs` points into.
+    #[allow(dead_code)]
     envp: Vec<CString>,
     /// Candidate paths for argv[0], in PATH order.
     candidates: Vec<CString>,
+    /// NULL-terminated pointer arrays into `argv` and `envp` (the CStrings' heap buffers do
+    /// not move), built before the app's process exists.
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -598,10 +604,19 @@ impl ExecSpec {
                 .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
         Ok(ExecSpec {
             argv,
             envp,
             candidates,
+            argv_ptrs,
+            envp_ptrs,
         })
     }
 }
@@ -931,13 +946,9 @@ fn child_main(
     if timing {
         eprintln!("jcs: VE init steps: {times}");
     }
-    // SAFETY: plain fork of a single-threaded process.
-    let app = unsafe { libc::fork() };
+    let app = spawn_app(exec, filters, &err_wr);
     if app < 0 {
-        fail(&err_wr, EXIT_SETUP, &last_err("fork the app"));
-    }
-    if app == 0 {
-        exec_app(exec, filters, &err_wr);
+        fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
     }
     drop(err_wr);
     // The VE's init: reap everything, end with the app's status. When we exit, the kernel
@@ -962,6 +973,43 @@ fn child_main(
     }
 }
 
+/// What the app's process needs; it lives on the VE init's stack while the app runs on its
+/// own (see [`spawn_app`]).
+struct AppArgs<'a> {
+    exec: &'a ExecSpec,
+    filters: &'a [seccompiler::BpfProgram],
+    err: &'a OwnedFd,
+}
+
+extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
+    // because the caller is suspended until this process execs or exits (CLONE_VFORK).
+    let a = unsafe { &*(arg as *const AppArgs<'_>) };
+    exec_app(a.exec, a.filters, a.err)
+}
+
+/// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
+/// shares the init's memory until `execve`, so there is no copy-on-write fork of the whole
+/// address space. Returns the pid, or -1.
+fn spawn_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd) -> libc::pid_t {
+    const STACK: usize = 1 << 20;
+    let mut stack = vec![0u8; STACK];
+    let args = AppArgs { exec, filters, err };
+    // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
+    // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
+    // every use. The child only makes system calls, and allocates only on its error path,
+    // while the parent cannot be inside the allocator.
+    unsafe {
+        let top = stack.as_mut_ptr().add(STACK) as usize & !15;
+        libc::clone(
+            app_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const AppArgs<'_> as *mut libc::c_void,
+        )
+    }
+}
+
 fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd) -> ! {
     if let Err(e) = crate::caps::drop_to_default() {
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
@@ -973,14 +1021,16 @@ fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd)
     if let Err(e) = crate::seccomp::install(filters) {
         fail(err, EXIT_SETUP, &e.to_string());
     }
-    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = exec.envp.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
     let mut last = libc::ENOENT;
     for cand in &exec.candidates {
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
-        unsafe { libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        unsafe {
+            libc::execve(
+                cand.as_ptr(),
+                exec.argv_ptrs.as_ptr(),
+                exec.envp_ptrs.as_ptr(),
+            )
+        };
         let e = io::Error::last_os_error()
             .raw_os_error()
             .unwrap_or(libc::ENOENT);
