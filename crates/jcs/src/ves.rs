@@ -193,12 +193,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     };
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
-        for d in [
-            &dirties,
-            &store.layout.work(id),
-            &store.layout.rootfs(id),
-            &store.layout.meta(id),
-        ] {
+        for d in [&dirties, &store.layout.work(id), &store.layout.meta(id)] {
             std::fs::create_dir(d).with_context(|| format!("create {}", d.display()))?;
         }
         let storage: Vec<(String, PathBuf, String)> = if l.storage {

@@ -286,7 +286,6 @@ pub struct Running {
     /// Time spent in each phase of the start.
     pub phases: Phases,
     err_rd: Option<OwnedFd>,
-    rootfs: PathBuf,
 }
 
 /// Exit codes the child uses for its own failures.
@@ -453,7 +452,6 @@ pub fn start(
         pid,
         cgroup,
         err_rd: Some(err_rd),
-        rootfs: cfg.rootfs.clone(),
         phases: Phases::new(),
     };
     let abort = |running: &mut Running, e: LaunchError| {
@@ -547,10 +545,8 @@ impl Running {
         self.phases.mark("kill");
         let _ = self.cgroup.remove(fs, Duration::from_secs(10));
         self.phases.mark("remove cgroup");
-        // The mount point only; the overlay work directory stays with the dirties (it holds
-        // nothing once unmounted) and goes with `jcs rm`/`jcs gc`.
-        let _ = std::fs::remove_dir(&self.rootfs);
-        self.phases.mark("remove mount point");
+        // The mount point is the VE's directory and the overlay work directory stays with the
+        // dirties (it holds nothing once unmounted); both go with `jcs rm`/`jcs gc`.
     }
 }
 
@@ -1060,7 +1056,7 @@ mod tests {
     fn cfg(net: NetMode) -> VeConfig {
         VeConfig {
             id: VeId(7),
-            rootfs: "/s/ve/7/root".into(),
+            rootfs: "/s/ve/7".into(),
             lowers: vec!["/s/apps/a/1".into(), "/s/templates/t/1".into()],
             upper: "/s/ve/7/dirties".into(),
             work: "/s/ve/7/work".into(),
@@ -1085,15 +1081,15 @@ mod tests {
             names,
             vec![
                 "make / private",
-                "mount overlay on /s/ve/7/root",
-                "bind /s/persist/a/data on /s/ve/7/root/data",
-                "mount proc on /s/ve/7/root/proc",
-                "mount sysfs on /s/ve/7/root/sys",
-                "populate /s/ve/7/root/dev",
-                "mount devpts on /s/ve/7/root/dev/pts",
-                "mount tmpfs on /s/ve/7/root/dev/shm",
+                "mount overlay on /s/ve/7",
+                "bind /s/persist/a/data on /s/ve/7/data",
+                "mount proc on /s/ve/7/proc",
+                "mount sysfs on /s/ve/7/sys",
+                "populate /s/ve/7/dev",
+                "mount devpts on /s/ve/7/dev/pts",
+                "mount tmpfs on /s/ve/7/dev/shm",
                 "set hostname ve-7",
-                "pivot_root to /s/ve/7/root",
+                "pivot_root to /s/ve/7",
                 "bring up lo",
             ]
         );

@@ -5,7 +5,7 @@
 //! apps/NAME/V/               app layer V (an app version's stack is layers V..1 over its template)
 //! persist/APP/FLAT/          persistent directory of APP (FLAT = inner path with '/' → '_')
 //! shared/NAME/               shared directory, mountable by several apps
-//! ve/N/{dirties,work,root,meta}
+//! ve/N/{dirties,work,meta}    (ve/N itself is the VE's root mount point, in its namespace)
 //! versions/                  content-addressed pre-images (recovery, later)
 //! journal/                   journal segments (monitor, later)
 //! catalog.db                 SQLite catalog
@@ -82,10 +82,11 @@ impl Layout {
         self.ve(id).join("work")
     }
 
-    /// The mount point of the VE's merged root. It is only ever mounted inside the VE's own
-    /// mount namespace; on the host it stays an empty directory.
+    /// The mount point of the VE's merged root: the VE's own directory. The overlay is
+    /// mounted over it only inside the VE's mount namespace (its branches were resolved
+    /// before), so on the host `ve/N` keeps showing the dirties and metadata.
     pub fn rootfs(&self, id: VeId) -> PathBuf {
-        self.ve(id).join("root")
+        self.ve(id)
     }
 
     pub fn meta(&self, id: VeId) -> PathBuf {
