@@ -183,6 +183,16 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         NetMode::Bridge => Some(crate::netsetup::bridge_net()?),
         _ => None,
     };
+    let lowers = lower_stack(store, &l.app, l.version);
+    for (label, dir) in &lowers {
+        if !dir.is_dir() {
+            bail!(
+                "{label} is missing from the store ({} does not exist); recreate it, or remove app {}",
+                dir.display(),
+                l.app.name
+            );
+        }
+    }
     crate::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
     crate::mark("ve row");
@@ -222,7 +232,6 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("create storage directory {}", dir.display()))?;
         }
-        let lowers = lower_stack(store, &l.app, l.version);
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
         let meta = VeMeta {
             id: id.0,

@@ -206,3 +206,29 @@ fn root_full_disk_leaves_nothing() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
+
+#[test]
+fn root_missing_template_directory() {
+    let env = Env::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&["app", "create", "web", "--template", "bb"]);
+    std::fs::rename(
+        env.home().join("templates/bb/1"),
+        env.home().join("templates/bb/moved"),
+    )
+    .unwrap();
+    let e = env.fails(&["run", "web", "--", "true"]);
+    assert!(
+        one_line(&e).contains("template bb v1 is missing from the store"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(env.home().join("ve")).unwrap().count(), 0);
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    env.assert_clean();
+}

@@ -92,9 +92,8 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         "cgroup.kill",
         false,
         match &layout {
-            Ok(l) if l.v2_root().join("cgroup.kill").exists() || has_kill_below(l.v2_root()) => {
-                Ok("present".into())
-            }
+            Ok(l) if has_kill_below(l.v2_root()) => Ok("present".into()),
+            Ok(_) if kernel_at_least(5, 14) => Ok("present (Linux 5.14 or later)".into()),
             Ok(_) => Err("absent: VEs are killed pid by pid".into()),
             Err(e) => Err(e.to_string()),
         },
@@ -128,6 +127,15 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         v.push(check(name, false, probe_bpf(ty, attach)));
     }
     v
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = String::from_utf8_lossy(rustix::system::uname().release().to_bytes()).into_owned();
+    let mut it = rel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
 }
 
 fn has_kill_below(root: &Path) -> bool {
