@@ -83,6 +83,18 @@ impl Catalog {
             Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Each jcs process is usually the only connection; by default closing it would
+        // checkpoint the WAL into the database and delete it — four fsyncs and an unlink per
+        // command, 1-2 ms of every `jcs run`. Instead the WAL stays, and a commit checkpoints
+        // it once it holds 64 pages (a bounded amount to re-read when the next process opens
+        // the catalog). Committed transactions survive a crash of jcs either way; with
+        // synchronous=NORMAL a power failure can lose the last VE records (never the file):
+        // changes to templates and apps are made durable at once by `durable()`.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
+        conn.pragma_update(None, "wal_autocheckpoint", 64)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .with_context(|| format!("read catalog {}", path.display()))?;
@@ -104,6 +116,15 @@ impl Catalog {
         Ok(Catalog { conn })
     }
 
+    /// Checkpoints the WAL into the database file with fsync: after this, everything
+    /// committed so far survives a power failure. Used after changes to templates and apps,
+    /// whose directories exist on disk and must not be forgotten.
+    fn durable(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
+            .context("checkpoint the catalog")
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn
@@ -116,6 +137,7 @@ impl Catalog {
             "INSERT INTO meta(key,value) VALUES(?1,?2) ON CONFLICT(key) DO UPDATE SET value=?2",
             params![key, value],
         )?;
+        self.durable()?;
         Ok(())
     }
 
@@ -190,11 +212,12 @@ impl Catalog {
             "INSERT INTO templates(name,version,source,created_ms) VALUES(?1,?2,?3,?4)",
             params![name.as_str(), version, source, now_ms()],
         )?;
+        self.durable()?;
         Ok(())
     }
 
     pub fn remove_template(&self, name: &Name, version: Option<u32>) -> Result<usize> {
-        Ok(match version {
+        let n = match version {
             Some(v) => self.conn.execute(
                 "DELETE FROM templates WHERE name=?1 AND version=?2",
                 params![name.as_str(), v],
@@ -202,7 +225,9 @@ impl Catalog {
             None => self
                 .conn
                 .execute("DELETE FROM templates WHERE name=?1", [name.as_str()])?,
-        })
+        };
+        self.durable()?;
+        Ok(n)
     }
 
     // --- apps ---
@@ -238,6 +263,7 @@ impl Catalog {
             params![spec.name.as_str(), via, now_ms()],
         )?;
         tx.commit()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -246,6 +272,7 @@ impl Catalog {
         tx.execute("DELETE FROM apps WHERE name=?1", [name.as_str()])?;
         tx.execute("DELETE FROM app_versions WHERE app=?1", [name.as_str()])?;
         tx.commit()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -276,6 +303,7 @@ impl Catalog {
             "INSERT INTO app_versions(app,version,via,created_ms) VALUES(?1,?2,?3,?4)",
             params![name.as_str(), version, via, now_ms()],
         )?;
+        self.durable()?;
         Ok(())
     }
 
@@ -363,6 +391,35 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_changes_are_checkpointed_ve_rows_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&d.path().join("c.db")).unwrap();
+        // (busy, frames in the WAL, frames checkpointed) of a passive checkpoint.
+        let frames = |c: &Catalog| -> (i64, i64) {
+            c.conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(1)?, r.get(2)?))
+                })
+                .unwrap()
+        };
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[]).unwrap();
+        c.add_template(&Name::parse("t").unwrap(), 1, "test")
+            .unwrap();
+        let (log, done) = frames(&c);
+        assert_eq!(log, done, "a template change left frames un-checkpointed");
+        drop(c);
+        // Closing does not checkpoint (NO_CKPT_ON_CLOSE): a VE row stays in the WAL until
+        // the automatic checkpoint, and is read back from it.
+        let c = Catalog::open(&d.path().join("c.db")).unwrap();
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[]).unwrap();
+        drop(c);
+        assert!(std::fs::metadata(d.path().join("c.db-wal")).unwrap().len() > 0);
+        let c = Catalog::open(&d.path().join("c.db")).unwrap();
+        assert_eq!(c.ves().unwrap().len(), 2);
+        assert_eq!(c.templates().unwrap().len(), 1);
+    }
 
     #[test]
     fn ve_ids_never_reused() {
