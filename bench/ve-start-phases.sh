@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 n=${1:-50}
-jcs="$repo/target/release/jcs"
+jcs="${JCS_BIN:-$repo/target/release/jcs}"
 [ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-phases.XXXXXX)
 trap 'rm -rf "$work"' EXIT
