@@ -26,8 +26,9 @@ for line in open(sys.argv[1]):
         for name, us in re.findall(r"([a-z +]+?) (\d+)us", line.split("phases: ", 1)[1]):
             phases.setdefault(name.strip(), []).append(int(us))
     elif "init steps:" in line:
-        for name, us in re.findall(r"([a-z_]+) (\d+)us", line.split("steps: ", 1)[1]):
-            steps.setdefault(name, []).append(int(us))
+        for item in line.split("steps: ", 1)[1].strip().rstrip(",").split(", "):
+            name, us = item.rsplit(" ", 1)
+            steps.setdefault(name, []).append(int(us.rstrip("us")))
     elif "timeline" in line:
         prev = 0
         for name, us in re.findall(r"([a-z+]+)@(\d+)us", line):
@@ -35,7 +36,7 @@ for line in open(sys.argv[1]):
 med = lambda v: statistics.median(v) / 1000
 print("| parent phase | median ms |\n|---|---|")
 for k, v in phases.items(): print(f"| {k} | {med(v):.3f} |")
-print("\n| VE init step (inside 'mounts + exec') | median ms |\n|---|---|")
+print("\n| VE init step (from the parent's clone to the app's exec) | median ms |\n|---|---|")
 for k, v in steps.items(): print(f"| {k} | {med(v):.3f} |")
 print("\n| process timeline segment (from the previous mark) | median ms |\n|---|---|")
 for k, v in marks.items(): print(f"| {k} | {med(v):.3f} |")

@@ -432,6 +432,7 @@ pub fn start(
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     catch_signals();
     let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
+    let cloned_at = std::time::Instant::now();
     let (pid, born_in_v2) = match clone_into(cfg.net, &cgroup.v2) {
         Ok(x) => x,
         Err(e) => {
@@ -442,7 +443,9 @@ pub fn start(
     if pid == 0 {
         drop(sync_wr);
         drop(err_rd);
-        child_main(&plan, &exec, &filters, &v1_tasks, sync_rd, err_wr);
+        child_main(
+            &plan, &exec, &filters, &v1_tasks, sync_rd, err_wr, cloned_at,
+        );
     }
     let pid = pid as i32;
     phases.mark("clone");
@@ -885,7 +888,21 @@ fn child_main(
     v1_tasks: &[PathBuf],
     sync_rd: OwnedFd,
     err_wr: OwnedFd,
+    cloned_at: std::time::Instant,
 ) -> ! {
+    // JCS_TIMING=1: where the init's time goes, from the parent's clone on (CLOCK_MONOTONIC
+    // is shared by parent and child).
+    let timing = std::env::var_os("JCS_TIMING").is_some();
+    let mut t = cloned_at;
+    let mut times = String::new();
+    let mut lap = |what: &str| {
+        if timing {
+            let now = std::time::Instant::now();
+            times.push_str(&format!("{what} {}us, ", (now - t).as_micros()));
+            t = now;
+        }
+    };
+    lap("child running");
     // SAFETY: prctl with integer arguments: die with the parent, so no VE outlives `jcs run`.
     unsafe {
         libc::prctl(
@@ -914,6 +931,7 @@ fn child_main(
             );
         }
     }
+    lap("join v1");
     // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
     let mut b = [0u8; 1];
     let mut f = std::fs::File::from(sync_rd);
@@ -922,29 +940,25 @@ fn child_main(
         unsafe { libc::_exit(EXIT_SETUP) };
     }
     drop(f);
+    lap("released");
     // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
     }
-    let timing = std::env::var_os("JCS_TIMING").is_some();
-    let mut t = std::time::Instant::now();
-    let mut times = String::new();
+    lap("cgroupns");
     for step in plan {
         if let Err(e) = run_step(step) {
             fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
         }
-        if timing {
-            let now = std::time::Instant::now();
-            times.push_str(&format!("{} {}us, ", step.kind(), (now - t).as_micros()));
-            t = now;
-        }
-    }
-    if timing {
-        eprintln!("jcs: VE init steps: {times}");
+        lap(step.kind());
     }
     let app = spawn_app(exec, filters, &err_wr);
     if app < 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
+    }
+    lap("app exec'd");
+    if timing {
+        eprintln!("jcs: VE init steps: {times}");
     }
     drop(err_wr);
     // The VE's init: reap everything, end with the app's status. When we exit, the kernel
