@@ -122,9 +122,36 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     for (name, ty, attach) in [
         ("bpf tracepoint", 5u32, 0u32),
         ("bpf raw_tp", 17, 0),
+        ("bpf kprobe", 2, 0),
         ("bpf cgroup/connect4", 18, 10),
     ] {
-        v.push(check(name, false, probe_bpf(ty, attach)));
+        v.push(check(name, false, probe_bpf(ty, attach, 0)));
+    }
+    // Programs that attach to a BTF id: they need the kernel's BTF, and fentry/lsm need BPF
+    // trampolines, which some kernels lack (the monitor must work without them).
+    let vmlinux = std::fs::read(&btf).unwrap_or_default();
+    for (name, ty, attach, kind, target) in [
+        (
+            "bpf tp_btf",
+            26u32,
+            23u32,
+            crate::btf::KIND_TYPEDEF,
+            "btf_trace_sys_enter",
+        ),
+        ("bpf fentry", 26, 24, crate::btf::KIND_FUNC, "vfs_read"),
+        (
+            "bpf lsm",
+            29,
+            27,
+            crate::btf::KIND_FUNC,
+            "bpf_lsm_file_open",
+        ),
+    ] {
+        let r = match crate::btf::find_type_id(&vmlinux, kind, target) {
+            None => Err(format!("{target} not found in the kernel's BTF")),
+            Some(id) => probe_bpf(ty, attach, id).map(|ok| format!("{ok} (on {target})")),
+        };
+        v.push(check(name, false, r));
     }
     v
 }
@@ -196,7 +223,7 @@ fn probe_landlock() -> Result<String, String> {
 }
 
 /// Loads `r0 = 0; exit` as program type `ty` and closes it.
-fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
+fn probe_bpf(ty: u32, expected_attach: u32, attach_btf_id: u32) -> Result<String, String> {
     // struct bpf_insn: code, dst:4|src:4, off, imm
     let insns: [u64; 2] = [
         0x0000_0000_0000_00b7, // mov64 r0, 0
@@ -218,6 +245,16 @@ fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
         prog_name: [u8; 16],
         prog_ifindex: u32,
         expected_attach_type: u32,
+        prog_btf_fd: u32,
+        func_info_rec_size: u32,
+        func_info: u64,
+        func_info_cnt: u32,
+        line_info_rec_size: u32,
+        line_info: u64,
+        line_info_cnt: u32,
+        attach_btf_id: u32,
+        attach_prog_fd: u32,
+        pad: u32,
     }
     let attr = ProgLoad {
         prog_type: ty,
@@ -225,6 +262,7 @@ fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
         expected_attach_type: expected_attach,
+        attach_btf_id,
         ..Default::default()
     };
     const BPF_PROG_LOAD: i32 = 5;
@@ -243,7 +281,7 @@ fn probe_bpf(ty: u32, expected_attach: u32) -> Result<String, String> {
     }
     // SAFETY: closes the fd the kernel just gave us.
     unsafe { libc::close(fd as i32) };
-    Ok("loads".into())
+    Ok("loads (attaching is not tried)".into())
 }
 
 #[cfg(test)]
@@ -267,5 +305,9 @@ mod tests {
         assert!(get("cgroup v2").detail.contains("no cgroup2"));
         assert!(!get("BTF").ok);
         assert!(!get("pid namespace").ok && get("pid namespace").required);
+        // Without BTF, programs that attach to BTF ids cannot even be tried.
+        assert!(get("bpf tp_btf")
+            .detail
+            .contains("not found in the kernel's BTF"));
     }
 }
