@@ -161,6 +161,20 @@ fn root_ve_sees_its_own_world() {
         lines[6], "0::/",
         "the cgroup namespace is rooted at the VE's cgroup"
     );
+    // The host-wide parts of /proc are read-only: root in a VE is the host's uid 0. (Writing
+    // the hostname sysctl is harmless even if it worked: the VE has its own uts namespace.)
+    let o = env.sh("echo other > /proc/sys/kernel/hostname");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
+    let mounts = env.sh_ok("cat /proc/self/mountinfo");
+    let sys = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/proc/sys"))
+        .expect("/proc/sys is a mount");
+    assert!(
+        sys.split(' ').nth(5).unwrap().split(',').any(|o| o == "ro"),
+        "{sys}"
+    );
     env.assert_clean();
 }
 

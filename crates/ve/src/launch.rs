@@ -83,6 +83,11 @@ pub enum Step {
     Proc {
         target: PathBuf,
     },
+    /// Make the host-wide parts of /proc read-only and hide the sensitive ones (the VE's
+    /// root is the host's uid 0: /proc/sys/vm, /proc/sysrq-trigger... act on the host).
+    ProcMask {
+        proc: PathBuf,
+    },
     Sysfs {
         target: PathBuf,
     },
@@ -113,6 +118,7 @@ impl Step {
             Step::Overlay { .. } => "overlay",
             Step::Bind { .. } => "bind",
             Step::Proc { .. } => "proc",
+            Step::ProcMask { .. } => "proc mask",
             Step::Sysfs { .. } => "sysfs",
             Step::Dev { .. } => "dev",
             Step::Devpts { .. } => "devpts",
@@ -132,6 +138,7 @@ impl Step {
                 format!("bind {} on {}", source.display(), target.display())
             }
             Step::Proc { target } => format!("mount proc on {}", target.display()),
+            Step::ProcMask { proc } => format!("mask parts of {}", proc.display()),
             Step::Sysfs { target } => format!("mount sysfs on {}", target.display()),
             Step::Dev { target } => format!("populate {}", target.display()),
             Step::Devpts { target } => format!("mount devpts on {}", target.display()),
@@ -164,6 +171,9 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     }
     steps.push(Step::Proc {
         target: r.join("proc"),
+    });
+    steps.push(Step::ProcMask {
+        proc: r.join("proc"),
     });
     if cfg.net != NetMode::Host {
         // sysfs may only be mounted by a process that owns its network namespace.
@@ -711,6 +721,50 @@ fn mount_overlay(
     .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
 }
 
+/// Parts of /proc that act on the whole host: read-only in a VE (as container runtimes do).
+pub const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Parts of /proc that expose host memory or secrets: hidden in a VE.
+pub const PROC_MASKED: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "acpi",
+    "scsi",
+];
+
+fn mask_proc(proc: &Path) -> Result<(), String> {
+    let bind = (libc::MS_BIND | libc::MS_REC) as libc::c_ulong;
+    let ro = (libc::MS_BIND
+        | libc::MS_REMOUNT
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC) as libc::c_ulong;
+    for name in PROC_READONLY {
+        let p = proc.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        sys_mount(&p.to_string_lossy(), &p, "", bind, "").map_err(|e| format!("{name}: {e}"))?;
+        sys_mount("", &p, "", ro, "").map_err(|e| format!("{name} read-only: {e}"))?;
+    }
+    let empty_ro =
+        (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+    for name in PROC_MASKED {
+        let p = proc.join(name);
+        match std::fs::symlink_metadata(&p) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => sys_mount("tmpfs", &p, "tmpfs", empty_ro, "size=0,mode=555"),
+            // The host's /dev/null: the VE's /dev is not populated yet.
+            Ok(_) => sys_mount("/dev/null", &p, "", libc::MS_BIND as libc::c_ulong, ""),
+        }
+        .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn populate_dev(dev: &Path) -> Result<(), String> {
     ensure_dir(dev)?;
     sys_mount(
@@ -825,6 +879,7 @@ fn run_step(step: &Step) -> Result<(), String> {
             ensure_dir(target)?;
             sys_mount("proc", target, "proc", nodev_nosuid_noexec, "")
         }
+        Step::ProcMask { proc } => mask_proc(proc),
         Step::Sysfs { target } => {
             ensure_dir(target)?;
             sys_mount(
@@ -1098,6 +1153,7 @@ mod tests {
                 "mount overlay on /s/ve/7",
                 "bind /s/persist/a/data on /s/ve/7/data",
                 "mount proc on /s/ve/7/proc",
+                "mask parts of /s/ve/7/proc",
                 "mount sysfs on /s/ve/7/sys",
                 "populate /s/ve/7/dev",
                 "mount devpts on /s/ve/7/dev/pts",
