@@ -634,13 +634,58 @@ pub fn gc(store: &Store, json: bool) -> Result<()> {
         remove_ve(store, &row)?;
         removed.push(row.id);
     }
+    let partials = remove_stale_partials(store)?;
     if json {
-        return print_json(&serde_json::json!({ "removed": removed, "running": kept }));
+        return print_json(
+            &serde_json::json!({ "removed": removed, "running": kept, "partials": partials }),
+        );
     }
     println!(
-        "removed {} finished VE(s); {} running VE(s) kept",
+        "removed {} finished VE(s); {} running VE(s) kept; {} unfinished template/app build(s) removed",
         removed.len(),
-        kept.len()
+        kept.len(),
+        partials.len()
     );
     Ok(())
+}
+
+/// Removes what a killed `jcs template create`, `app create` or `app update` left: their
+/// `.NAME.partial-PID` directories (when PID is gone) and `.N.partial` layers (when no update
+/// holds the app's lock).
+fn remove_stale_partials(store: &Store) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for top in [store.layout.templates(), store.layout.apps()] {
+        for owner in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+            let dir = owner.path();
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') || !name.contains(".partial") {
+                    continue;
+                }
+                let stale = match name
+                    .rsplit_once(".partial-")
+                    .and_then(|(_, pid)| pid.parse::<i32>().ok())
+                {
+                    Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                    // An app update's layer: stale unless an update holds the app's lock.
+                    None => std::fs::File::open(&dir)
+                        .ok()
+                        .map(|f| {
+                            rustix::fs::flock(
+                                &f,
+                                rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                            )
+                            .is_ok()
+                        })
+                        .unwrap_or(false),
+                };
+                if stale {
+                    std::fs::remove_dir_all(e.path())
+                        .with_context(|| format!("remove {}", e.path().display()))?;
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    Ok(out)
 }

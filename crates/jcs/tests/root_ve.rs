@@ -564,3 +564,26 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     assert_eq!(env.json(&["ps", "--all", "--json"])[0]["state"], "lost");
     env.assert_clean();
 }
+
+#[test]
+fn root_gc_removes_what_killed_builds_left() {
+    let env = Env::new();
+    env.standard_app();
+    // A template build whose process is gone (pid 0x7fffffff cannot exist), a finished app
+    // update's layer, and one of a live process (this test) that must stay.
+    let dead = env.home().join("templates/bb/.2.partial-2147483647");
+    let update = env.home().join("apps/web/.2.partial");
+    let live = env
+        .home()
+        .join(format!("templates/bb/.3.partial-{}", std::process::id()));
+    for d in [&dead, &update, &live] {
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+    }
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["partials"].as_array().unwrap().len(), 2, "{gc}");
+    assert!(!dead.exists() && !update.exists());
+    assert!(live.exists(), "a build in progress was removed");
+    assert!(env.home().join("templates/bb/1/bin/busybox").exists());
+    std::fs::remove_dir_all(&live).unwrap();
+    env.assert_clean();
+}
