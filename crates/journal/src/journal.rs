@@ -1,0 +1,477 @@
+//! Opening (with recovery), appending and verifying a journal over a [`Storage`].
+
+use crate::format::{
+    block_records, decode_block_at, encode_block, hex, BlockHeader, Codec, FormatError, Hash,
+    SegmentHeader, BLOCK_MAGIC, SEGMENT_HEADER_LEN,
+};
+use crate::storage::Storage;
+use serde::Serialize;
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal storage: {what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("journal format: {0}")]
+    Format(#[from] FormatError),
+    #[error("journal segment {segment}: {error}")]
+    Segment { segment: String, error: FormatError },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> JournalError {
+    let what = what.into();
+    move |source| JournalError::Io { what, source }
+}
+
+/// How the journal writes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A segment is sealed once it is at least this long.
+    pub segment_max_bytes: u64,
+    pub codec: Codec,
+    pub zstd_level: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_max_bytes: 64 << 20,
+            codec: Codec::Zstd,
+            zstd_level: 3,
+        }
+    }
+}
+
+pub fn segment_name(number: u64) -> String {
+    format!("{number:016x}.seg")
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}
+
+/// The result of reading one segment front to back.
+#[derive(Debug)]
+pub struct Scan {
+    pub header: SegmentHeader,
+    /// (offset, header) of each valid block, in order.
+    pub blocks: Vec<(usize, BlockHeader)>,
+    /// Where the valid prefix ends.
+    pub valid_end: usize,
+    /// The first problem after the valid prefix, if the segment does not end there.
+    pub error: Option<FormatError>,
+    /// The chain hash after the last valid block.
+    pub head: Hash,
+}
+
+/// Reads a segment, checking every block and the chain from its header's start hash.
+pub fn scan_segment(bytes: &[u8]) -> Result<Scan, FormatError> {
+    let header = SegmentHeader::decode(bytes)?;
+    let mut off = SEGMENT_HEADER_LEN;
+    let mut head = header.start_chain;
+    let mut blocks = Vec::new();
+    let mut error = None;
+    let mut expected = header.first_block;
+    let mut seq = header.first_seq;
+    while off < bytes.len() {
+        match decode_block_at(bytes, off, Some(&head)) {
+            Ok((h, len)) if h.number != expected || h.first_seq != seq => {
+                error = Some(FormatError::Order {
+                    block: h.number,
+                    expected,
+                });
+                let _ = len;
+                break;
+            }
+            Ok((h, len)) => {
+                head = h.chain;
+                expected += 1;
+                seq += u64::from(h.count);
+                blocks.push((off, h));
+                off += len;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(Scan {
+        header,
+        blocks,
+        valid_end: off,
+        error,
+        head,
+    })
+}
+
+/// Whether any intact block starts after `from` (so the damage is not just a torn tail).
+fn intact_block_after(bytes: &[u8], from: usize) -> Option<usize> {
+    (from + 1..bytes.len().saturating_sub(3))
+        .filter(|&o| &bytes[o..o + 4] == BLOCK_MAGIC)
+        .find(|&o| decode_block_at(bytes, o, None).is_ok())
+}
+
+/// What opening the journal had to repair. Nothing is ever dropped silently.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Recovery {
+    /// A torn tail was cut: (segment, offset, bytes cut).
+    pub truncated: Option<(String, u64, u64)>,
+    /// Segments set aside (renamed to `*.quarantined`) because of damage followed by intact
+    /// data: (new name, reason). They are never deleted; `verify` keeps reporting them.
+    pub quarantined: Vec<(String, String)>,
+}
+
+/// Where the next block goes.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    segment: Option<(u64, u64)>, // (number, length) of the open segment
+    next_segment: u64,
+    next_block: u64,
+    next_seq: u64,
+    head: Hash,
+}
+
+/// An open journal.
+#[derive(Debug)]
+pub struct Journal<S: Storage> {
+    storage: S,
+    opts: Options,
+    tail: Tail,
+}
+
+/// Where an appended block went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub block: u64,
+    pub first_seq: u64,
+    pub count: u32,
+    pub bytes: u64,
+}
+
+impl<S: Storage> Journal<S> {
+    /// Opens the journal for appending, repairing the last segment when needed.
+    pub fn open(mut storage: S, opts: Options) -> Result<(Journal<S>, Recovery), JournalError> {
+        let mut rec = Recovery::default();
+        let mut names: Vec<(u64, String)> = storage
+            .list()
+            .map_err(io_err("list segments"))?
+            .into_iter()
+            .filter_map(|n| segment_number(&n).map(|k| (k, n)))
+            .collect();
+        names.sort();
+        let mut tail = Tail {
+            segment: None,
+            next_segment: 0,
+            next_block: 0,
+            next_seq: 0,
+            head: [0; 32],
+        };
+        // Walk back from the newest segment until one yields a usable tail.
+        while let Some((number, name)) = names.pop() {
+            let bytes = storage
+                .read(&name)
+                .map_err(io_err(format!("read {name}")))?;
+            let scan = match scan_segment(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Not even a header. A segment whose creation was cut short holds no
+                    // acknowledged data (an acknowledgement needs a synced block after the
+                    // header): remove it. One with more bytes is set aside.
+                    if bytes.len() <= SEGMENT_HEADER_LEN {
+                        storage
+                            .remove(&name)
+                            .map_err(io_err(format!("remove {name}")))?;
+                        rec.truncated = Some((name.clone(), 0, bytes.len() as u64));
+                    } else {
+                        let q = format!("{name}.quarantined");
+                        storage
+                            .rename(&name, &q)
+                            .map_err(io_err(format!("quarantine {name}")))?;
+                        rec.quarantined.push((q, format!("header: {e}")));
+                    }
+                    tail.next_segment = tail.next_segment.max(number + 1);
+                    continue;
+                }
+            };
+            let mut valid_end = scan.valid_end;
+            if let Some(err) = &scan.error {
+                if let Some(at) = intact_block_after(&bytes, scan.valid_end) {
+                    // Damage followed by intact data: not a torn write. Keep the whole file
+                    // aside for inspection, and continue the chain from the valid prefix.
+                    let q = format!("{name}.quarantined");
+                    storage
+                        .rename(&name, &q)
+                        .map_err(io_err(format!("quarantine {name}")))?;
+                    storage
+                        .append(&name, &bytes[..scan.valid_end])
+                        .map_err(io_err(format!("rewrite {name}")))?;
+                    storage
+                        .sync(&name)
+                        .map_err(io_err(format!("sync {name}")))?;
+                    rec.quarantined.push((
+                        q,
+                        format!(
+                            "damage at offset {} ({err}); an intact block follows at offset {at}; the journal continues after the last good block {}",
+                            scan.valid_end,
+                            scan.blocks.last().map(|(_, h)| h.number.to_string()).unwrap_or_else(|| "(none)".into())
+                        ),
+                    ));
+                } else {
+                    let cut = bytes.len() - scan.valid_end;
+                    storage
+                        .truncate(&name, scan.valid_end as u64)
+                        .map_err(io_err(format!("truncate {name}")))?;
+                    rec.truncated = Some((name.clone(), scan.valid_end as u64, cut as u64));
+                }
+                valid_end = scan.valid_end;
+            }
+            tail = Tail {
+                segment: Some((number, valid_end as u64)),
+                next_segment: tail.next_segment.max(number + 1),
+                next_block: scan
+                    .blocks
+                    .last()
+                    .map(|(_, h)| h.number + 1)
+                    .unwrap_or(scan.header.first_block),
+                next_seq: scan
+                    .blocks
+                    .last()
+                    .map(|(_, h)| h.first_seq + u64::from(h.count))
+                    .unwrap_or(scan.header.first_seq),
+                head: scan.head,
+            };
+            break;
+        }
+        Ok((
+            Journal {
+                storage,
+                opts,
+                tail,
+            },
+            rec,
+        ))
+    }
+
+    /// The chain hash after the last block: keep it elsewhere to detect a rewritten journal.
+    pub fn head(&self) -> Hash {
+        self.tail.head
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.tail.next_seq
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Appends one block holding `records` and makes it durable before returning.
+    pub fn append<R: AsRef<[u8]>>(&mut self, records: &[R]) -> Result<Appended, JournalError> {
+        let t = self.tail;
+        let (number, len) = match t.segment {
+            Some(s) => s,
+            None => {
+                let number = t.next_segment;
+                let h = SegmentHeader {
+                    number,
+                    first_block: t.next_block,
+                    first_seq: t.next_seq,
+                    start_chain: t.head,
+                };
+                let name = segment_name(number);
+                self.storage
+                    .append(&name, &h.encode())
+                    .map_err(io_err(format!("create {name}")))?;
+                (number, SEGMENT_HEADER_LEN as u64)
+            }
+        };
+        let name = segment_name(number);
+        let (h, bytes) = encode_block(
+            &t.head,
+            t.next_block,
+            t.next_seq,
+            records,
+            self.opts.codec,
+            self.opts.zstd_level,
+        )?;
+        if let Err(e) = self.storage.append(&name, &bytes) {
+            // Leave no partial block behind for the next append to build on.
+            let _ = self.storage.truncate(&name, len);
+            self.tail.segment = Some((number, len));
+            self.tail.next_segment = number + 1;
+            return Err(io_err(format!("append to {name}"))(e));
+        }
+        self.storage
+            .sync(&name)
+            .map_err(io_err(format!("sync {name}")))?;
+        let new_len = len + bytes.len() as u64;
+        self.tail = Tail {
+            segment: if new_len >= self.opts.segment_max_bytes {
+                None
+            } else {
+                Some((number, new_len))
+            },
+            next_segment: number + 1,
+            next_block: t.next_block + 1,
+            next_seq: t.next_seq + u64::from(h.count),
+            head: h.chain,
+        };
+        Ok(Appended {
+            block: h.number,
+            first_seq: h.first_seq,
+            count: h.count,
+            bytes: bytes.len() as u64,
+        })
+    }
+}
+
+/// The first problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub segment: String,
+    /// The block number the problem is in (or the one expected there).
+    pub block: Option<u64>,
+    pub offset: u64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub blocks: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Hex chain hash after the last verified block.
+    pub head: String,
+    pub first_problem: Option<Problem>,
+    pub quarantined: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_problem.is_none() && self.quarantined.is_empty()
+    }
+}
+
+/// Checks every block and the chain across all segments; stops at the first problem.
+pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
+    let all = storage.list().map_err(io_err("list segments"))?;
+    let quarantined: Vec<String> = all
+        .iter()
+        .filter(|n| n.ends_with(".quarantined"))
+        .cloned()
+        .collect();
+    let mut names: Vec<(u64, String)> = all
+        .into_iter()
+        .filter_map(|n| segment_number(&n).map(|k| (k, n)))
+        .collect();
+    names.sort();
+    let mut r = VerifyReport {
+        segments: 0,
+        blocks: 0,
+        records: 0,
+        bytes: 0,
+        head: hex(&[0; 32]),
+        first_problem: None,
+        quarantined,
+    };
+    let mut head: Hash = [0; 32];
+    let (mut next_block, mut next_seq) = (0u64, 0u64);
+    for (_, name) in names {
+        let bytes = storage
+            .read(&name)
+            .map_err(io_err(format!("read {name}")))?;
+        r.segments += 1;
+        r.bytes += bytes.len() as u64;
+        let problem = |block: Option<u64>, offset: usize, what: String| Problem {
+            segment: name.clone(),
+            block,
+            offset: offset as u64,
+            what,
+        };
+        let scan = match scan_segment(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                r.first_problem = Some(problem(None, 0, format!("segment header: {e}")));
+                break;
+            }
+        };
+        if scan.header.start_chain != head
+            || scan.header.first_block != next_block
+            || scan.header.first_seq != next_seq
+        {
+            r.first_problem = Some(problem(
+                Some(scan.header.first_block),
+                0,
+                "segment does not continue the chain of the previous one (missing, reordered or replaced segment)".into(),
+            ));
+            break;
+        }
+        for (off, h) in &scan.blocks {
+            // Decompress and unframe, too: a block is only good if its records come out.
+            if let Err(e) = block_records(&bytes, *off, h) {
+                r.first_problem = Some(problem(Some(h.number), *off, e.to_string()));
+                r.head = hex(&head);
+                return Ok(r);
+            }
+            head = h.chain;
+            r.blocks += 1;
+            r.records += u64::from(h.count);
+        }
+        next_block = scan
+            .blocks
+            .last()
+            .map(|(_, h)| h.number + 1)
+            .unwrap_or(scan.header.first_block);
+        next_seq = scan
+            .blocks
+            .last()
+            .map(|(_, h)| h.first_seq + u64::from(h.count))
+            .unwrap_or(scan.header.first_seq);
+        if let Some(e) = scan.error {
+            r.first_problem = Some(problem(Some(next_block), scan.valid_end, e.to_string()));
+            break;
+        }
+    }
+    r.head = hex(&head);
+    Ok(r)
+}
+
+/// Every record in order with its sequence number (segments that verify; stops at damage).
+pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+    let mut names: Vec<(u64, String)> = storage
+        .list()
+        .map_err(io_err("list segments"))?
+        .into_iter()
+        .filter_map(|n| segment_number(&n).map(|k| (k, n)))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for (_, name) in names {
+        let bytes = storage
+            .read(&name)
+            .map_err(io_err(format!("read {name}")))?;
+        let scan = scan_segment(&bytes).map_err(|error| JournalError::Segment {
+            segment: name.clone(),
+            error,
+        })?;
+        for (off, h) in &scan.blocks {
+            let recs = block_records(&bytes, *off, h).map_err(|error| JournalError::Segment {
+                segment: name.clone(),
+                error,
+            })?;
+            out.extend(
+                recs.into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (h.first_seq + i as u64, r)),
+            );
+        }
+    }
+    Ok(out)
+}

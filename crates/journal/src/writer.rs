@@ -1,0 +1,181 @@
+//! A writer thread with a bounded queue and group commit: producers submit records and get a
+//! ticket; the thread packs whatever is queued into one block, makes it durable, and then
+//! acknowledges every ticket in it. While one block is being synced, the next one fills.
+
+use crate::journal::{Journal, JournalError};
+use crate::storage::Storage;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+#[derive(Debug, Default)]
+struct Durable {
+    /// The journal's next sequence number once the last block is durable: every ticket
+    /// below it is acknowledged.
+    count: u64,
+    /// The first error; every later wait fails with it.
+    error: Option<String>,
+    stopped: bool,
+}
+
+/// Handle to the writer thread. Dropping it stops the thread after the queue is written.
+#[derive(Debug)]
+pub struct Writer {
+    /// Sends and hands out tickets in one critical section, so ticket order is queue order.
+    tx: Mutex<(u64, Option<SyncSender<Vec<u8>>>)>,
+    durable: Arc<(Mutex<Durable>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Acknowledgement that a record is durable: its sequence number in the journal.
+pub type Ticket = u64;
+
+impl Writer {
+    /// Starts the writer on `journal`. `queue` bounds the records in flight (producers block
+    /// when it is full); a block holds at most `max_batch` records.
+    pub fn spawn<S: Storage + 'static>(
+        journal: Journal<S>,
+        queue: usize,
+        max_batch: usize,
+    ) -> Writer {
+        let (tx, rx) = sync_channel::<Vec<u8>>(queue.max(1));
+        let first = journal.next_seq();
+        let durable = Arc::new((
+            Mutex::new(Durable {
+                count: first,
+                ..Durable::default()
+            }),
+            Condvar::new(),
+        ));
+        let d = durable.clone();
+        let thread = std::thread::Builder::new()
+            .name("jcs-journal".into())
+            .spawn(move || run(journal, rx, d, max_batch.max(1)))
+            .expect("spawn the journal writer thread");
+        Writer {
+            tx: Mutex::new((first, Some(tx))),
+            durable,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a record; returns its ticket (= its sequence number). Blocks while the queue
+    /// is full.
+    pub fn submit(&self, record: Vec<u8>) -> Result<Ticket, String> {
+        let mut g = self
+            .tx
+            .lock()
+            .map_err(|_| "journal writer poisoned".to_string())?;
+        let ticket = g.0;
+        let tx = g.1.as_ref().ok_or("journal writer stopped")?;
+        tx.send(record).map_err(|_| {
+            self.error()
+                .unwrap_or_else(|| "journal writer stopped".into())
+        })?;
+        g.0 += 1;
+        Ok(ticket)
+    }
+
+    fn error(&self) -> Option<String> {
+        self.durable.0.lock().ok().and_then(|d| d.error.clone())
+    }
+
+    /// Blocks until the record with `ticket` is durable.
+    pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
+        let (m, cv) = &*self.durable;
+        let mut d = m
+            .lock()
+            .map_err(|_| "journal writer poisoned".to_string())?;
+        loop {
+            if d.count > ticket {
+                return Ok(());
+            }
+            if let Some(e) = &d.error {
+                return Err(e.clone());
+            }
+            if d.stopped {
+                return Err("journal writer stopped".into());
+            }
+            d = cv
+                .wait(d)
+                .map_err(|_| "journal writer poisoned".to_string())?;
+        }
+    }
+
+    /// Submits and waits: the record is durable when this returns.
+    pub fn append(&self, record: Vec<u8>) -> Result<Ticket, String> {
+        let t = self.submit(record)?;
+        self.wait(t)?;
+        Ok(t)
+    }
+
+    /// Writes what is queued and stops the thread.
+    pub fn close(mut self) -> Result<(), String> {
+        self.stop();
+        match self.error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Ok(mut g) = self.tx.lock() {
+            g.1 = None;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run<S: Storage>(
+    mut journal: Journal<S>,
+    rx: Receiver<Vec<u8>>,
+    durable: Arc<(Mutex<Durable>, Condvar)>,
+    max_batch: usize,
+) {
+    let (m, cv) = &*durable;
+    let finish = |error: Option<String>| {
+        if let Ok(mut d) = m.lock() {
+            if d.error.is_none() {
+                d.error = error;
+            }
+            d.stopped = true;
+        }
+        cv.notify_all();
+    };
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
+    loop {
+        // Wait for the first record, then take whatever else is already queued.
+        match rx.recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => return finish(None),
+        }
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        match journal.append(&batch) {
+            Ok(_) => {
+                if let Ok(mut d) = m.lock() {
+                    d.count = journal.next_seq();
+                }
+                cv.notify_all();
+                batch.clear();
+            }
+            Err(e) => {
+                let e: JournalError = e;
+                // Nothing after a failed block is acknowledged: stop here.
+                return finish(Some(e.to_string()));
+            }
+        }
+    }
+}

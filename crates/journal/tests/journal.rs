@@ -1,0 +1,306 @@
+//! Journal behaviour: round trips, the chain across segments, tamper detection, recovery of
+//! torn tails and damaged segments, crash consistency under random failures, the writer.
+
+use journal::format::{Codec, SEGMENT_HEADER_LEN};
+use journal::writer::Writer;
+use journal::{read_all, verify, DirStorage, Journal, MemStorage, Options, Storage};
+
+fn rec(i: u64) -> Vec<u8> {
+    format!("record-{i}-{}", "z".repeat((i % 37) as usize)).into_bytes()
+}
+
+fn small_segments() -> Options {
+    Options {
+        segment_max_bytes: 600,
+        codec: Codec::Zstd,
+        zstd_level: 3,
+    }
+}
+
+/// Appends `blocks` blocks of `per` records; returns the storage and the head.
+fn filled(blocks: u64, per: u64, opts: Options) -> (MemStorage, [u8; 32]) {
+    let (mut j, _) = Journal::open(MemStorage::default(), opts).unwrap();
+    for b in 0..blocks {
+        let recs: Vec<Vec<u8>> = (0..per).map(|i| rec(b * per + i)).collect();
+        j.append(&recs).unwrap();
+    }
+    let head = j.head();
+    (j.storage().clone(), head)
+}
+
+#[test]
+fn round_trip_across_segments() {
+    let (s, head) = filled(40, 5, small_segments());
+    let segs = s.list().unwrap();
+    assert!(segs.len() > 3, "rotation made several segments: {segs:?}");
+    let all = read_all(&s).unwrap();
+    assert_eq!(all.len(), 200);
+    for (i, (seq, r)) in all.iter().enumerate() {
+        assert_eq!(*seq, i as u64);
+        assert_eq!(r, &rec(i as u64));
+    }
+    let v = verify(&s).unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!((v.blocks, v.records), (40, 200));
+    assert_eq!(v.head, journal::format::hex(&head));
+    // Reopening continues the same chain and numbering.
+    let (mut j, rec0) = Journal::open(s, small_segments()).unwrap();
+    assert!(rec0.truncated.is_none() && rec0.quarantined.is_empty());
+    assert_eq!(j.next_seq(), 200);
+    assert_eq!(j.append(&[b"more".to_vec()]).unwrap().first_seq, 200);
+    assert!(verify(j.storage()).unwrap().ok());
+}
+
+#[test]
+fn any_flipped_byte_is_reported_with_its_segment() {
+    let (s, _) = filled(12, 4, small_segments());
+    let names = s.list().unwrap();
+    for (k, name) in names.iter().enumerate() {
+        let len = s.written[name].len();
+        for pos in [
+            0,
+            SEGMENT_HEADER_LEN - 1,
+            SEGMENT_HEADER_LEN + 5,
+            len / 2,
+            len - 1,
+        ] {
+            let mut t = s.clone();
+            t.written.get_mut(name).unwrap()[pos] ^= 0x20;
+            let v = verify(&t).unwrap();
+            let p = v
+                .first_problem
+                .unwrap_or_else(|| panic!("flip at {name}:{pos} undetected"));
+            assert_eq!(&p.segment, name, "problem reported in the wrong segment");
+            // Segments before the damaged one verify fully.
+            assert!(v.segments as usize == k + 1);
+        }
+    }
+}
+
+#[test]
+fn removed_or_replaced_segments_break_the_chain() {
+    let (s, _) = filled(12, 4, small_segments());
+    let names = s.list().unwrap();
+    let mut t = s.clone();
+    t.remove(&names[1]).unwrap();
+    let v = verify(&t).unwrap();
+    assert!(v
+        .first_problem
+        .unwrap()
+        .what
+        .contains("does not continue the chain"));
+    // A segment rebuilt by someone else (valid blocks, different content) is caught too.
+    let (other, _) = filled(
+        12,
+        4,
+        Options {
+            codec: Codec::None,
+            ..small_segments()
+        },
+    );
+    let mut t = s.clone();
+    let n = &names[2];
+    t.written.insert(n.clone(), other.written[n].clone());
+    assert!(verify(&t).unwrap().first_problem.is_some());
+}
+
+#[test]
+fn torn_tail_is_cut_and_acknowledged_data_kept() {
+    let (mut j, _) = Journal::open(MemStorage::default(), Options::default()).unwrap();
+    for b in 0..5u64 {
+        j.append(&[rec(b)]).unwrap();
+    }
+    let mut s = j.storage().clone();
+    // An append that was written but not synced when the machine died: half of it landed.
+    let name = s.list().unwrap()[0].clone();
+    let good_len = s.written[&name].len();
+    s.append(&name, &[0x4a, 0x42, 0x4c, 0x4b, 1, 2, 3]).unwrap();
+    let crashed = s.crash(5);
+    assert_eq!(crashed.written[&name].len(), good_len + 5);
+    let (j, r) = Journal::open(crashed, Options::default()).unwrap();
+    let (seg, off, cut) = r.truncated.clone().expect("a torn tail is reported");
+    assert_eq!((seg, off, cut), (name.clone(), good_len as u64, 5));
+    assert!(r.quarantined.is_empty());
+    assert_eq!(read_all(j.storage()).unwrap().len(), 5);
+    assert!(verify(j.storage()).unwrap().ok());
+}
+
+#[test]
+fn damage_in_the_middle_quarantines_and_keeps_the_prefix() {
+    let (mut j, _) = Journal::open(MemStorage::default(), Options::default()).unwrap();
+    let mut ends = vec![];
+    for b in 0..6u64 {
+        j.append(&[rec(b)]).unwrap();
+        let n = j.storage().list().unwrap()[0].clone();
+        ends.push(j.storage().written[&n].len());
+    }
+    let mut s = j.storage().clone();
+    let name = s.list().unwrap()[0].clone();
+    // Corrupt block 2 (between the ends of blocks 1 and 2): blocks 3.. are intact behind it.
+    s.written.get_mut(&name).unwrap()[ends[1] + 80] ^= 0xff;
+    s.synced = s.written.clone();
+    let (mut j, r) = Journal::open(s, Options::default()).unwrap();
+    assert!(
+        r.truncated.is_none(),
+        "damage with intact data behind it must not be cut"
+    );
+    assert_eq!(r.quarantined.len(), 1);
+    assert!(
+        r.quarantined[0].1.contains("intact block follows"),
+        "{:?}",
+        r.quarantined
+    );
+    // The full damaged file is kept aside; the live segment holds the valid prefix.
+    assert!(j
+        .storage()
+        .written
+        .contains_key(&format!("{name}.quarantined")));
+    assert_eq!(read_all(j.storage()).unwrap().len(), 2);
+    j.append(&[b"after".to_vec()]).unwrap();
+    let v = verify(j.storage()).unwrap();
+    assert!(v.first_problem.is_none(), "{v:?}");
+    assert_eq!(
+        v.quarantined.len(),
+        1,
+        "verify keeps reporting the quarantined segment"
+    );
+    assert!(!v.ok());
+}
+
+#[test]
+fn full_disk_fails_the_append_and_loses_nothing_acknowledged() {
+    let s = MemStorage {
+        space_left: Some(700),
+        ..MemStorage::default()
+    };
+    let (mut j, _) = Journal::open(
+        s,
+        Options {
+            codec: Codec::None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut acked = 0;
+    let err = loop {
+        match j.append(&[vec![7u8; 100]]) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        err.to_string().contains("No space left") || err.to_string().contains("os error 28"),
+        "{err}"
+    );
+    let mut s = j.storage().clone();
+    s.space_left = None;
+    let (j2, _) = Journal::open(s, Options::default()).unwrap();
+    assert_eq!(read_all(j2.storage()).unwrap().len(), acked);
+    assert!(verify(j2.storage()).unwrap().ok());
+}
+
+/// A small deterministic PRNG (xorshift) for the crash property test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn crash_anywhere_keeps_every_acknowledged_record() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    for round in 0..300 {
+        let mut storage = MemStorage::default();
+        let mut acked: Vec<Vec<u8>> = Vec::new();
+        for _life in 0..4 {
+            let (mut j, _) = Journal::open(storage.clone(), small_segments()).unwrap();
+            assert_eq!(
+                j.next_seq(),
+                acked.len() as u64,
+                "round {round}: a reopened journal lost records"
+            );
+            let n = rng.next() % 6;
+            for _ in 0..n {
+                let k = 1 + rng.next() % 4;
+                let recs: Vec<Vec<u8>> = (0..k).map(|_| rec(rng.next() % 1000)).collect();
+                j.append(&recs).unwrap();
+                acked.extend(recs);
+            }
+            // Then a write that never got synced, and a crash tearing it anywhere.
+            let mut s = j.storage().clone();
+            if let Some(last) = s.list().unwrap().last().cloned() {
+                let junk: Vec<u8> = (0..(rng.next() % 200)).map(|_| rng.next() as u8).collect();
+                s.append(&last, &junk).unwrap();
+            }
+            storage = s.crash((rng.next() % 250) as usize);
+        }
+        let (j, _) = Journal::open(storage, small_segments()).unwrap();
+        let got: Vec<Vec<u8>> = read_all(j.storage())
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(got, acked, "round {round}");
+        assert!(
+            verify(j.storage()).unwrap().first_problem.is_none(),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn writer_group_commits_concurrent_producers_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(DirStorage::new(dir.path()).unwrap(), Options::default()).unwrap();
+    let w = std::sync::Arc::new(Writer::spawn(j, 1024, 4096));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                let mut tickets = vec![];
+                for i in 0..2000u64 {
+                    tickets.push(w.submit(format!("t{t}-{i}").into_bytes()).unwrap());
+                }
+                for tk in &tickets {
+                    w.wait(*tk).unwrap();
+                }
+                tickets
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..8000).collect::<Vec<_>>(),
+        "tickets are the sequence numbers 0..n"
+    );
+    std::sync::Arc::try_unwrap(w).unwrap().close().unwrap();
+    let s = DirStorage::new(dir.path()).unwrap();
+    let v = verify(&s).unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.records, 8000);
+    assert!(
+        v.blocks < 8000,
+        "no group commit: {} blocks for 8000 records",
+        v.blocks
+    );
+    // Each producer's records are in its submission order.
+    let recs = read_all(&s).unwrap();
+    for t in 0..4 {
+        let mine: Vec<String> = recs
+            .iter()
+            .map(|(_, r)| String::from_utf8(r.clone()).unwrap())
+            .filter(|r| r.starts_with(&format!("t{t}-")))
+            .collect();
+        let expect: Vec<String> = (0..2000).map(|i| format!("t{t}-{i}")).collect();
+        assert_eq!(mine, expect);
+    }
+}
