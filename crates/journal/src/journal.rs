@@ -231,7 +231,12 @@ impl<S: Storage> Journal<S> {
                 valid_end = scan.valid_end;
             }
             tail = Tail {
-                segment: Some((number, valid_end as u64)),
+                // A segment that reached its size stays sealed across a reopen.
+                segment: if (valid_end as u64) < opts.segment_max_bytes {
+                    Some((number, valid_end as u64))
+                } else {
+                    None
+                },
                 next_segment: tail.next_segment.max(number + 1),
                 next_block: scan
                     .blocks
