@@ -54,6 +54,18 @@ fn segment_number(name: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
+/// The journal's segment files, in number order (quarantined files are not segments).
+fn segments<S: Storage>(storage: &S) -> Result<Vec<(u64, String)>, JournalError> {
+    let mut v: Vec<(u64, String)> = storage
+        .list()
+        .map_err(io_err("list segments"))?
+        .into_iter()
+        .filter_map(|n| segment_number(&n).map(|k| (k, n)))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 /// The result of reading one segment front to back.
 #[derive(Debug)]
 pub struct Scan {
@@ -66,6 +78,16 @@ pub struct Scan {
     pub error: Option<FormatError>,
     /// The chain hash after the last valid block.
     pub head: Hash,
+}
+
+impl Scan {
+    /// The block number and record sequence number that follow the valid prefix.
+    pub fn next(&self) -> (u64, u64) {
+        match self.blocks.last() {
+            Some((_, h)) => (h.number + 1, h.first_seq + u64::from(h.count)),
+            None => (self.header.first_block, self.header.first_seq),
+        }
+    }
 }
 
 /// Reads a segment, checking every block and the chain from its header's start hash.
@@ -157,13 +179,7 @@ impl<S: Storage> Journal<S> {
     /// Opens the journal for appending, repairing the last segment when needed.
     pub fn open(mut storage: S, opts: Options) -> Result<(Journal<S>, Recovery), JournalError> {
         let mut rec = Recovery::default();
-        let mut names: Vec<(u64, String)> = storage
-            .list()
-            .map_err(io_err("list segments"))?
-            .into_iter()
-            .filter_map(|n| segment_number(&n).map(|k| (k, n)))
-            .collect();
-        names.sort();
+        let mut names = segments(&storage)?;
         let mut tail = Tail {
             segment: None,
             next_segment: 0,
@@ -238,16 +254,8 @@ impl<S: Storage> Journal<S> {
                     None
                 },
                 next_segment: tail.next_segment.max(number + 1),
-                next_block: scan
-                    .blocks
-                    .last()
-                    .map(|(_, h)| h.number + 1)
-                    .unwrap_or(scan.header.first_block),
-                next_seq: scan
-                    .blocks
-                    .last()
-                    .map(|(_, h)| h.first_seq + u64::from(h.count))
-                    .unwrap_or(scan.header.first_seq),
+                next_block: scan.next().0,
+                next_seq: scan.next().1,
                 head: scan.head,
             };
             break;
@@ -372,11 +380,7 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
         .filter(|n| n.ends_with(".quarantined"))
         .cloned()
         .collect();
-    let mut names: Vec<(u64, String)> = all
-        .into_iter()
-        .filter_map(|n| segment_number(&n).map(|k| (k, n)))
-        .collect();
-    names.sort();
+    let names = segments(storage)?;
     let mut r = VerifyReport {
         segments: 0,
         blocks: 0,
@@ -429,16 +433,7 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
             r.blocks += 1;
             r.records += u64::from(h.count);
         }
-        next_block = scan
-            .blocks
-            .last()
-            .map(|(_, h)| h.number + 1)
-            .unwrap_or(scan.header.first_block);
-        next_seq = scan
-            .blocks
-            .last()
-            .map(|(_, h)| h.first_seq + u64::from(h.count))
-            .unwrap_or(scan.header.first_seq);
+        (next_block, next_seq) = scan.next();
         if let Some(e) = scan.error {
             r.first_problem = Some(problem(Some(next_block), scan.valid_end, e.to_string()));
             break;
@@ -450,13 +445,7 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
 
 /// Every record in order with its sequence number (segments that verify; stops at damage).
 pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
-    let mut names: Vec<(u64, String)> = storage
-        .list()
-        .map_err(io_err("list segments"))?
-        .into_iter()
-        .filter_map(|n| segment_number(&n).map(|k| (k, n)))
-        .collect();
-    names.sort();
+    let names = segments(storage)?;
     let mut out = Vec::new();
     for (_, name) in names {
         let bytes = storage
