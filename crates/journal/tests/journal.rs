@@ -318,7 +318,7 @@ fn mutated_segments_never_panic_and_recovery_keeps_a_readable_prefix() {
             let i = (rng.next() as usize) % b.len();
             b[i] = rng.next() as u8;
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             b.truncate((rng.next() as usize) % b.len());
         }
         let mut t = MemStorage::default();
