@@ -4,6 +4,7 @@
 //! This crate is pure: it never touches the file system, processes or the network. Everything
 //! here is a value that the `ve` crate and the `jcs` binary turn into system calls.
 
+pub mod at;
 pub mod limits;
 pub mod names;
 pub mod report;
