@@ -276,8 +276,8 @@ mod tests {
             ve: 101,
             pid: 4242,
             tid: 4242 + (i % 2) as u32,
-            op: if i % 3 == 0 { Op::Read } else { Op::Write },
-            status: if i % 7 == 0 {
+            op: if i.is_multiple_of(3) { Op::Read } else { Op::Write },
+            status: if i.is_multiple_of(7) {
                 Status::Failed
             } else {
                 Status::Committed
@@ -286,7 +286,7 @@ mod tests {
             dst: 9 + (i % 2) as u32,
             off: i * 100,
             len: 100,
-            result: if i % 7 == 0 { -13 } else { 100 },
+            result: if i.is_multiple_of(7) { -13 } else { 100 },
         }
     }
 
