@@ -3,7 +3,9 @@
 #   scripts/install-deps.sh          what the build and the tests need
 #   scripts/install-deps.sh --all    also the peers the benchmarks compare against
 set -euo pipefail
-pkgs=(busybox-static iproute2 debootstrap ca-certificates)
+# clang, libelf-dev, zlib1g-dev, pkg-config, make: the eBPF monitor (libbpf-cargo compiles the
+# BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
+pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make)
 if [ "${1:-}" = "--all" ]; then
   pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3)
 fi

@@ -30,14 +30,36 @@ fn workload(n: usize) -> Vec<At> {
             let (op, src, dst, len) = match r {
                 0..=54 => (Op::Read, 1000 + file, ve as u32, 4096),
                 55..=89 => (Op::Write, ve as u32, 1000 + file, 100 + rnd() % 400),
-                90..=94 => (Op::Send, ve as u32, 5000 + (rnd() % 4) as u32, 1 + rnd() % 1500),
-                95..=98 => (Op::Recv, 5000 + (rnd() % 4) as u32, ve as u32, 1 + rnd() % 1500),
+                90..=94 => (
+                    Op::Send,
+                    ve as u32,
+                    5000 + (rnd() % 4) as u32,
+                    1 + rnd() % 1500,
+                ),
+                95..=98 => (
+                    Op::Recv,
+                    5000 + (rnd() % 4) as u32,
+                    ve as u32,
+                    1 + rnd() % 1500,
+                ),
                 _ => (Op::Open, 1000 + file, ve as u32, 0),
             };
             let slot = (file % 64) as usize;
             let off = offs[slot];
             offs[slot] += len;
-            At { time_ns: t, ve, pid, tid: pid, op, status: Status::Committed, src, dst, off, len, result: len as i64 }
+            At {
+                time_ns: t,
+                ve,
+                pid,
+                tid: pid,
+                op,
+                status: Status::Committed,
+                src,
+                dst,
+                off,
+                len,
+                result: len as i64,
+            }
         })
         .collect()
 }
@@ -52,7 +74,11 @@ fn cpu_seconds() -> f64 {
 }
 
 fn dir_bytes(d: &std::path::Path) -> u64 {
-    std::fs::read_dir(d).unwrap().flatten().map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum()
+    std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 struct Result {
@@ -73,13 +99,24 @@ fn jcs_journal(ats: &[At], dir: &std::path::Path, batch: usize) -> Result {
     }
     w.wait(last).unwrap();
     w.close().unwrap();
-    let r = Result { name: "JCS journal", wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0, bytes: dir_bytes(dir) };
+    let r = Result {
+        name: "JCS journal",
+        wall: w0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c0,
+        bytes: dir_bytes(dir),
+    };
     let v = journal::verify(&journal::DirStorage::new(dir).unwrap()).unwrap();
     assert!(v.ok());
     r
 }
 
-fn sqlite(ats: &[At], dir: &std::path::Path, batch: usize, sync: &str, name: &'static str) -> Result {
+fn sqlite(
+    ats: &[At],
+    dir: &std::path::Path,
+    batch: usize,
+    sync: &str,
+    name: &'static str,
+) -> Result {
     let path = dir.join("at.db");
     let c = rusqlite::Connection::open(&path).unwrap();
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
@@ -93,26 +130,53 @@ fn sqlite(ats: &[At], dir: &std::path::Path, batch: usize, sync: &str, name: &'s
     for chunk in ats.chunks(batch) {
         let tx = c.unchecked_transaction().unwrap();
         {
-            let mut st = tx.prepare_cached("INSERT INTO at VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)").unwrap();
+            let mut st = tx
+                .prepare_cached("INSERT INTO at VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")
+                .unwrap();
             for a in chunk {
                 st.execute(rusqlite::params![
-                    a.time_ns as i64, a.ve as i64, a.pid, a.tid, a.op as u8, a.status as u8, a.src, a.dst, a.off as i64, a.len as i64, a.result
+                    a.time_ns as i64,
+                    a.ve as i64,
+                    a.pid,
+                    a.tid,
+                    a.op as u8,
+                    a.status as u8,
+                    a.src,
+                    a.dst,
+                    a.off as i64,
+                    a.len as i64,
+                    a.result
                 ])
                 .unwrap();
             }
         }
         tx.commit().unwrap();
     }
-    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
-    let r = Result { name, wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0, bytes: 0 };
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let r = Result {
+        name,
+        wall: w0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c0,
+        bytes: 0,
+    };
     drop(c);
-    Result { bytes: dir_bytes(dir), ..r }
+    Result {
+        bytes: dir_bytes(dir),
+        ..r
+    }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map(|s| s.parse().expect("EVENTS is a number")).unwrap_or(2_000_000);
-    let base = args.next().map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let n: usize = args
+        .next()
+        .map(|s| s.parse().expect("EVENTS is a number"))
+        .unwrap_or(2_000_000);
+    let base = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let batch = 4096;
     let ats = workload(n);
     let runs: Vec<Result> = vec![
@@ -135,7 +199,9 @@ fn main() {
         },
     ];
     println!("{n} transactions, batches of {batch}\n");
-    println!("| store | events/s (wall) | events per CPU-second | bytes/event at rest | CPU ×JCS |");
+    println!(
+        "| store | events/s (wall) | events per CPU-second | bytes/event at rest | CPU ×JCS |"
+    );
     println!("|---|---|---|---|---|");
     let jcpu = runs[0].cpu;
     for r in &runs {

@@ -276,7 +276,11 @@ mod tests {
             ve: 101,
             pid: 4242,
             tid: 4242 + (i % 2) as u32,
-            op: if i.is_multiple_of(3) { Op::Read } else { Op::Write },
+            op: if i.is_multiple_of(3) {
+                Op::Read
+            } else {
+                Op::Write
+            },
             status: if i.is_multiple_of(7) {
                 Status::Failed
             } else {

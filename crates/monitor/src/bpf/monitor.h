@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* The one definition of what the kernel side of the JCS monitor sends to user space.
+ * Rust reads these records only through `crate::decode`, whose layout tests pin the offsets. */
+#ifndef JCS_MONITOR_H
+#define JCS_MONITOR_H
+
+#define JCS_PATH_MAX 256
+#define JCS_MAX_SYSCALL 512
+
+enum jcs_kind {
+	JCS_EV_SYSCALL = 1, /* an interesting system call of a watched cgroup, at its exit */
+	JCS_EV_FORK = 2,    /* a task of a watched cgroup created a process or thread */
+	JCS_EV_EXEC = 3,    /* a task of a watched cgroup exec'd a file (path = filename) */
+	JCS_EV_EXIT = 4,    /* a task of a watched cgroup exited */
+};
+
+/* Counters, one slot each in the per-CPU `stats` map. */
+enum jcs_stat {
+	JCS_STAT_SEEN = 0,    /* system calls entered by watched tasks */
+	JCS_STAT_SKIPPED = 1, /* ... of no interest (not recorded) */
+	JCS_STAT_EMITTED = 2, /* records submitted */
+	JCS_STAT_LOST = 3,    /* records lost: the ring buffer was full */
+	JCS_STAT_MAX = 4,
+};
+
+struct jcs_event {
+	__u64 time_ns;   /* 0   bpf_ktime_get_ns() at the exit of the call */
+	__u64 cgroup_id; /* 8   cgroup2 id of the task */
+	__u32 pid;       /* 16  tgid */
+	__u32 tid;       /* 20 */
+	__u32 kind;      /* 24  enum jcs_kind */
+	__u32 nr;        /* 28  system call number (JCS_EV_SYSCALL) */
+	__s64 ret;       /* 32  return value; child pid for JCS_EV_FORK; exit code for JCS_EV_EXIT */
+	__u64 args[6];   /* 40  raw arguments */
+	__u64 dev;       /* 88  file identity of an fd argument, taken at entry (0 = none) */
+	__u64 ino;       /* 96 */
+	__s64 pos;       /* 104 file position at entry (-1 = none) */
+	__u32 path_len;  /* 112 bytes of path, including the NUL (0 = none) */
+	__u32 pad;       /* 116 */
+	char path[JCS_PATH_MAX]; /* 120 */
+};                       /* 376 bytes */
+
+_Static_assert(sizeof(struct jcs_event) == 376, "decode.rs pins this layout");
+
+#endif

@@ -1,0 +1,152 @@
+//! Loads and attaches the monitor's BPF programs and talks to their maps. The only file that
+//! uses libbpf-rs.
+
+use crate::skel::{MonitorSkel, MonitorSkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use std::mem::MaybeUninit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("open the BPF object: {0}")]
+    Open(libbpf_rs::Error),
+    #[error("load the BPF programs (does this kernel have BTF and tp_btf? see `jcs doctor`): {0}")]
+    Load(libbpf_rs::Error),
+    #[error("attach the BPF programs: {0}")]
+    Attach(libbpf_rs::Error),
+    #[error("update BPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: libbpf_rs::Error,
+    },
+    #[error("set up the ring buffer: {0}")]
+    Ring(libbpf_rs::Error),
+}
+
+/// System calls recorded (the others are counted as skipped in the kernel).
+pub const INTEREST: &[i64] = &[
+    libc::SYS_openat,
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_close,
+    libc::SYS_connect,
+];
+
+/// The counters of `enum jcs_stat`, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub seen: u64,
+    pub skipped: u64,
+    pub emitted: u64,
+    pub lost: u64,
+}
+
+/// The loaded, attached monitor. Its programs stay attached until it is dropped.
+pub struct Monitor {
+    skel: MonitorSkel<'static>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    /// Opens, configures, loads and attaches the programs. The BPF object's backing store
+    /// lives as long as the process (one monitor per daemon).
+    pub fn start() -> Result<Monitor, MonitorError> {
+        let object: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = MonitorSkelBuilder::default()
+            .open(object)
+            .map_err(MonitorError::Open)?;
+        if let Some(r) = open.maps.rodata_data.as_deref_mut() {
+            r.nr_read = libc::SYS_read as u32;
+            r.nr_write = libc::SYS_write as u32;
+            r.nr_pread64 = libc::SYS_pread64 as u32;
+            r.nr_pwrite64 = libc::SYS_pwrite64 as u32;
+            r.nr_close = libc::SYS_close as u32;
+            r.nr_openat = libc::SYS_openat as u32;
+        }
+        let mut skel = open.load().map_err(MonitorError::Load)?;
+        for nr in INTEREST {
+            skel.maps
+                .interest
+                .update(&(*nr as u32).to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(|source| MonitorError::Map {
+                    map: "interest",
+                    source,
+                })?;
+        }
+        skel.attach().map_err(MonitorError::Attach)?;
+        Ok(Monitor { skel })
+    }
+
+    /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve`.
+    pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
+        self.skel
+            .maps
+            .watched
+            .update(&cgroup_id.to_ne_bytes(), &ve.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| MonitorError::Map {
+                map: "watched",
+                source,
+            })
+    }
+
+    pub fn unwatch(&self, cgroup_id: u64) -> Result<(), MonitorError> {
+        self.skel
+            .maps
+            .watched
+            .delete(&cgroup_id.to_ne_bytes())
+            .map_err(|source| MonitorError::Map {
+                map: "watched",
+                source,
+            })
+    }
+
+    pub fn stats(&self) -> Result<Stats, MonitorError> {
+        let mut v = [0u64; 4];
+        for (i, slot) in v.iter_mut().enumerate() {
+            let per_cpu = self
+                .skel
+                .maps
+                .stats
+                .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(|source| MonitorError::Map {
+                    map: "stats",
+                    source,
+                })?
+                .unwrap_or_default();
+            *slot = per_cpu
+                .iter()
+                .map(|b| u64::from_ne_bytes(b[..8].try_into().unwrap_or_default()))
+                .sum();
+        }
+        Ok(Stats {
+            seen: v[0],
+            skipped: v[1],
+            emitted: v[2],
+            lost: v[3],
+        })
+    }
+
+    /// A ring buffer consumer that hands every raw record to `f` (decode with
+    /// [`crate::decode::decode`]). Poll it with a short timeout: the kernel side wakes the
+    /// consumer only when 256 KiB are queued.
+    pub fn ring<'a>(
+        &'a self,
+        mut f: impl FnMut(&[u8]) + 'a,
+    ) -> Result<RingBuffer<'a>, MonitorError> {
+        let mut b = RingBufferBuilder::new();
+        b.add(&self.skel.maps.events, move |data: &[u8]| {
+            f(data);
+            0
+        })
+        .map_err(MonitorError::Ring)?;
+        b.build().map_err(MonitorError::Ring)
+    }
+}

@@ -1,0 +1,167 @@
+//! The monitor on the running kernel: programs load through the verifier and attach; a
+//! program run in a watched cgroup produces the records the test expects; processes outside
+//! the cgroup produce none. Runs as root; cleans up its cgroup and detaches on drop.
+
+use monitor::decode::{decode, Event, Kind};
+use monitor::loader::Monitor;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A cgroup2 directory of this test, removed on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new() -> TestCgroup {
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
+            .expect("a cgroup2 mount");
+        let dir = root.join(format!("jcs-monitor-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        TestCgroup(dir)
+    }
+    fn id(&self) -> u64 {
+        std::fs::metadata(&self.0).unwrap().ino()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
+    assert!(rustix::process::geteuid().is_root(), "privileged test");
+    let m = Monitor::start().expect("the monitor loads and attaches on this kernel");
+    let cg = TestCgroup::new();
+    m.watch(cg.id(), 7).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.txt");
+    let procs = cg.0.join("cgroup.procs");
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "echo hello > {0}; cat {0} > /dev/null",
+        out.display()
+    ));
+    // Join the cgroup between fork and exec, so the monitor sees the child from its exec on.
+    let procs_c = std::ffi::CString::new(procs.to_str().unwrap()).unwrap();
+    // SAFETY: the closure runs between fork and exec and only makes system calls (open,
+    // write, close) on a path built before the fork: no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs_c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Meanwhile this process (outside the cgroup) writes files too.
+    for i in 0..50 {
+        std::fs::write(tmp.path().join(format!("noise{i}")), b"noise").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let child_pid = child.id();
+    let got = std::cell::RefCell::new(Vec::<Event>::new());
+    {
+        let ring = m
+            .ring(|b| {
+                got.borrow_mut()
+                    .push(decode(b).expect("the kernel's records decode"))
+            })
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            ring.poll(Duration::from_millis(20)).unwrap();
+            if got.borrow().iter().filter(|e| e.kind == Kind::Exit).count() >= 2 {
+                break;
+            }
+        }
+    }
+    let events = got.into_inner();
+    let me = std::process::id();
+    assert!(!events.is_empty(), "no records");
+    assert!(
+        events.iter().all(|e| e.cgroup_id == cg.id()),
+        "a record from outside the cgroup"
+    );
+    assert!(
+        events.iter().all(|e| e.pid != me),
+        "the test's own system calls were recorded"
+    );
+    // exec of the shell by the child, then of cat by the shell's child.
+    let execs: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == Kind::Exec)
+        .map(|e| String::from_utf8_lossy(e.path.as_deref().unwrap()).into_owned())
+        .collect();
+    assert!(execs.iter().any(|p| p == "/bin/sh"), "{execs:?}");
+    assert!(execs.iter().any(|p| p.ends_with("cat")), "{execs:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == Kind::Fork && e.pid == child_pid),
+        "the shell's fork"
+    );
+    // openat of out.txt returned an fd; the write of "hello\n" went to that file.
+    let opens: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::Syscall
+                && e.nr == libc::SYS_openat as u32
+                && e.path.as_deref() == Some(out.to_str().unwrap().as_bytes())
+        })
+        .collect();
+    assert!(
+        opens.len() >= 2,
+        "the shell's and cat's openat of out.txt: {opens:?}"
+    );
+    assert!(opens.iter().all(|e| e.ret >= 0));
+    let meta = std::fs::metadata(&out).unwrap();
+    let writes: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::Syscall
+                && e.nr == libc::SYS_write as u32
+                && e.file.map(|f| f.1) == Some(meta.ino())
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].ret, 6);
+    assert_eq!(
+        writes[0].file,
+        Some((meta.dev(), meta.ino())),
+        "file identity (dev, ino) as stat sees it"
+    );
+    assert_eq!(writes[0].pos, Some(0));
+    let reads: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::Syscall
+                && e.nr == libc::SYS_read as u32
+                && e.file.map(|f| f.1) == Some(meta.ino())
+                && e.ret > 0
+        })
+        .collect();
+    assert_eq!(reads.len(), 1, "cat read the 6 bytes once: {reads:?}");
+    assert_eq!(reads[0].ret, 6);
+    let s = m.stats().unwrap();
+    assert!(
+        s.seen > s.emitted && s.skipped > 0,
+        "uninteresting calls are counted, not recorded: {s:?}"
+    );
+    assert_eq!(s.lost, 0);
+    m.unwatch(cg.id()).unwrap();
+}
