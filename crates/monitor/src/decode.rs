@@ -30,8 +30,17 @@ pub struct Event {
     pub file: Option<(u64, u64)>,
     /// File position at entry.
     pub pos: Option<i64>,
-    /// A path argument (openat) or the exec'd file name.
-    pub path: Option<Vec<u8>>,
+    /// The raw bytes the kernel attached: a NUL-terminated path (openat, exec) or a
+    /// `struct sockaddr` (connect). See [`Event::path`].
+    pub data: Vec<u8>,
+}
+
+impl Event {
+    /// `data` as a path: up to its first NUL; None when there is none.
+    pub fn path(&self) -> Option<&[u8]> {
+        let end = self.data.iter().position(|&b| b == 0)?;
+        Some(&self.data[..end])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,8 +87,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
     if path_len as usize > PATH_MAX {
         return Err(DecodeError::PathLen(path_len));
     }
-    // path_len counts the terminating NUL.
-    let path = (path_len > 0).then(|| b[120..120 + path_len as usize - 1].to_vec());
+    let data = b[120..120 + path_len as usize].to_vec();
     Ok(Event {
         time_ns: u64_at(b, 0),
         cgroup_id: u64_at(b, 8),
@@ -91,7 +99,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         args,
         file: (ino != 0).then_some((user_dev(dev), ino)),
         pos: (pos >= 0).then_some(pos),
-        path,
+        data,
     })
 }
 
@@ -124,7 +132,7 @@ mod tests {
         );
         assert_eq!(e.kind, Kind::Syscall);
         assert_eq!(e.args[0] as i64, -100);
-        assert_eq!(e.path.as_deref(), Some(&b"/etc"[..]));
+        assert_eq!(e.path(), Some(&b"/etc"[..]));
         assert_eq!((e.file, e.pos), (None, None));
     }
 

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod loader;
+pub mod translate;
 
 #[allow(
     clippy::all,

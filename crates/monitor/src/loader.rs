@@ -70,6 +70,7 @@ impl Monitor {
             r.nr_pwrite64 = libc::SYS_pwrite64 as u32;
             r.nr_close = libc::SYS_close as u32;
             r.nr_openat = libc::SYS_openat as u32;
+            r.nr_connect = libc::SYS_connect as u32;
         }
         let mut skel = open.load().map_err(MonitorError::Load)?;
         for nr in INTEREST {

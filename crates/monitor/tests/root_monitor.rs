@@ -2,8 +2,10 @@
 //! program run in a watched cgroup produces the records the test expects; processes outside
 //! the cgroup produce none. Runs as root; cleans up its cgroup and detaches on drop.
 
+use model::at::Op;
 use monitor::decode::{decode, Event, Kind};
 use monitor::loader::Monitor;
+use monitor::translate::{Output, Translator, VarDef};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -105,7 +107,7 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
     let execs: Vec<String> = events
         .iter()
         .filter(|e| e.kind == Kind::Exec)
-        .map(|e| String::from_utf8_lossy(e.path.as_deref().unwrap()).into_owned())
+        .map(|e| String::from_utf8_lossy(e.path().unwrap()).into_owned())
         .collect();
     assert!(execs.iter().any(|p| p == "/bin/sh"), "{execs:?}");
     assert!(execs.iter().any(|p| p.ends_with("cat")), "{execs:?}");
@@ -121,7 +123,7 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         .filter(|e| {
             e.kind == Kind::Syscall
                 && e.nr == libc::SYS_openat as u32
-                && e.path.as_deref() == Some(out.to_str().unwrap().as_bytes())
+                && e.path() == Some(out.to_str().unwrap().as_bytes())
         })
         .collect();
     assert!(
@@ -129,7 +131,14 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         "the shell's and cat's openat of out.txt: {opens:?}"
     );
     assert!(opens.iter().all(|e| e.ret >= 0));
+    // The opened file's identity is taken at the exit of openat.
+    let ino = std::fs::metadata(&out).unwrap().ino();
+    assert!(
+        opens.iter().all(|e| e.file.map(|f| f.1) == Some(ino)),
+        "{opens:?}"
+    );
     let meta = std::fs::metadata(&out).unwrap();
+    let out_path = out.to_str().unwrap().to_string();
     let writes: Vec<&Event> = events
         .iter()
         .filter(|e| {
@@ -157,6 +166,32 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         .collect();
     assert_eq!(reads.len(), 1, "cat read the 6 bytes once: {reads:?}");
     assert_eq!(reads[0].ret, 6);
+    // The same records as transactions on variables.
+    let mut t = Translator::new(1, 0);
+    t.watch(cg.id(), 7);
+    let mut out = Vec::new();
+    for e in &events {
+        t.push(e, &mut out);
+    }
+    let file_var = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Var(id, VarDef::File { ino, path, .. }) if *ino == meta.ino() => {
+                assert_eq!(path.as_deref(), Some(out_path.as_bytes()));
+                Some(*id)
+            }
+            _ => None,
+        })
+        .expect("out.txt is a file variable");
+    let writes: Vec<model::at::At> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::At(a) if a.op == Op::Write && a.dst == file_var => Some(*a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!((writes[0].ve, writes[0].off, writes[0].len), (7, 0, 6));
     let s = m.stats().unwrap();
     assert!(
         s.seen > s.emitted && s.skipped > 0,

@@ -106,10 +106,27 @@ static __always_inline int fd_first(__u32 nr, __u32 read_nr, __u32 write_nr, __u
 	return nr == read_nr || nr == write_nr || nr == pread_nr || nr == pwrite_nr || nr == close_nr;
 }
 
+/* The identity (device, inode) and position of the file behind descriptor `fd`. */
+static __always_inline void file_identity(struct task_struct *t, unsigned int fd, __u64 *dev,
+					  __u64 *ino, __s64 *pos)
+{
+	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
+	if (fd >= max)
+		return;
+	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return;
+	*ino = BPF_CORE_READ(file, f_inode, i_ino);
+	*dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	*pos = BPF_CORE_READ(file, f_pos);
+}
+
 /* Syscall numbers of the fd-based calls, set by the loader (arch-independent source). */
 const volatile __u32 nr_read = 0, nr_write = 1, nr_pread64 = 17, nr_pwrite64 = 18, nr_close = 3;
-/* Calls whose second argument is a user path (openat). */
-const volatile __u32 nr_openat = 257;
+/* Calls whose second argument is a user path (openat) or a sockaddr (connect). */
+const volatile __u32 nr_openat = 257, nr_connect = 42;
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
@@ -132,21 +149,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f.args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f.args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f.args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (fd_first(nr, nr_read, nr_write, nr_pread64, nr_pwrite64, nr_close)) {
-		struct task_struct *t = bpf_get_current_task_btf();
-		unsigned int fd = f.args[0];
-		unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
-		if (fd < max) {
-			struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
-			struct file *file = NULL;
-			bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-			if (file) {
-				f.ino = BPF_CORE_READ(file, f_inode, i_ino);
-				f.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-				f.pos = BPF_CORE_READ(file, f_pos);
-			}
-		}
-	}
+	if (fd_first(nr, nr_read, nr_write, nr_pread64, nr_pwrite64, nr_close))
+		file_identity(bpf_get_current_task_btf(), f.args[0], &f.dev, &f.ino, &f.pos);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
 	return 0;
@@ -171,6 +175,15 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		if (f->nr == nr_openat) {
 			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->args[1]);
 			e->path_len = n > 0 ? n : 0;
+			if (ret >= 0)
+				file_identity(bpf_get_current_task_btf(), ret, &e->dev, &e->ino, &e->pos);
+		} else if (f->nr == nr_connect) {
+			/* The remote endpoint: the raw sockaddr (its length is args[2]). */
+			__u32 len = f->args[2];
+			if (len > sizeof(e->path))
+				len = sizeof(e->path);
+			if (bpf_probe_read_user(e->path, len & (JCS_PATH_MAX - 1), (void *)f->args[1]) == 0)
+				e->path_len = len & (JCS_PATH_MAX - 1);
 		}
 		submit(e);
 	}

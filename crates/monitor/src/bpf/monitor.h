@@ -35,9 +35,10 @@ struct jcs_event {
 	__u64 dev;       /* 88  file identity of an fd argument, taken at entry (0 = none) */
 	__u64 ino;       /* 96 */
 	__s64 pos;       /* 104 file position at entry (-1 = none) */
-	__u32 path_len;  /* 112 bytes of path, including the NUL (0 = none) */
+	__u32 path_len;  /* 112 bytes used in `path` (0 = none) */
 	__u32 pad;       /* 116 */
-	char path[JCS_PATH_MAX]; /* 120 */
+	char path[JCS_PATH_MAX]; /* 120 openat: the path, NUL-terminated; exec: the file name;
+	                          *     connect: the raw struct sockaddr */
 };                       /* 376 bytes */
 
 _Static_assert(sizeof(struct jcs_event) == 376, "decode.rs pins this layout");

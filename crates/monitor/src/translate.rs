@@ -1,0 +1,426 @@
+//! Turns decoded kernel records into atomic transactions on variables (DESIGN.md §1): a
+//! push-based state machine (one [`Event`] in, [`Output`]s out), pure, so it is unit-tested
+//! and fuzzed alone.
+//!
+//! Variables get dictionary ids the first time they are used; the definition is emitted
+//! before the first transaction that uses it, so a journal that holds both is
+//! self-describing. The translator tracks each process's descriptor table (from `openat`,
+//! `close` and `fork`) to name the files behind descriptors.
+
+use crate::decode::{Event, Kind};
+use model::at::{At, Op, Status, VarId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What a variable is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VarDef {
+    /// A file known by identity (device as `st_dev`, inode), with the path it was opened by
+    /// when the translator saw that.
+    File {
+        dev: u64,
+        ino: u64,
+        path: Option<Vec<u8>>,
+    },
+    /// A file known only by path (the file an `execve` ran).
+    Path { path: Vec<u8> },
+    /// A network endpoint (`connect`): family, address, port.
+    Endpoint { addr: IpAddr, port: u16 },
+    /// A local socket endpoint (AF_UNIX) by path.
+    Unix { path: Vec<u8> },
+    /// The combined memory of all processes of a VE.
+    Memory { ve: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    File(u64, u64),
+    Path(Vec<u8>),
+    Endpoint(IpAddr, u16),
+    Unix(Vec<u8>),
+    Memory(u64),
+}
+
+/// What the translator produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A new variable: emitted once, before its first use.
+    Var(VarId, VarDef),
+    At(At),
+}
+
+/// System call numbers the translator understands (the host's, from libc).
+mod nr {
+    pub const OPENAT: u32 = libc::SYS_openat as u32;
+    pub const READ: u32 = libc::SYS_read as u32;
+    pub const WRITE: u32 = libc::SYS_write as u32;
+    pub const PREAD64: u32 = libc::SYS_pread64 as u32;
+    pub const PWRITE64: u32 = libc::SYS_pwrite64 as u32;
+    pub const CLOSE: u32 = libc::SYS_close as u32;
+    pub const CONNECT: u32 = libc::SYS_connect as u32;
+}
+
+#[derive(Debug)]
+pub struct Translator {
+    /// cgroup id → VE id.
+    ves: HashMap<u64, u64>,
+    vars: HashMap<Key, VarId>,
+    next_var: VarId,
+    /// (pid, fd) → the path it was opened by.
+    fds: HashMap<(u32, i32), Vec<u8>>,
+    /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
+    clock_offset_ns: i64,
+}
+
+/// The remote endpoint of a `struct sockaddr`.
+pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
+    let family = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?);
+    match i32::from(family) {
+        libc::AF_INET => {
+            let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+            let a: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(VarDef::Endpoint {
+                addr: IpAddr::from(a),
+                port,
+            })
+        }
+        libc::AF_INET6 => {
+            let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+            let a: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some(VarDef::Endpoint {
+                addr: IpAddr::from(a),
+                port,
+            })
+        }
+        libc::AF_UNIX => {
+            let p = b.get(2..)?;
+            let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
+            Some(VarDef::Unix {
+                path: p[..end].to_vec(),
+            })
+        }
+        _ => None,
+    }
+}
+
+impl Translator {
+    /// `first_var` is the first dictionary id to hand out (ids are never reused: continue
+    /// after the journal's highest); `clock_offset_ns` = realtime − monotonic.
+    pub fn new(first_var: VarId, clock_offset_ns: i64) -> Translator {
+        Translator {
+            ves: HashMap::new(),
+            vars: HashMap::new(),
+            next_var: first_var.max(1),
+            fds: HashMap::new(),
+            clock_offset_ns,
+        }
+    }
+
+    pub fn watch(&mut self, cgroup_id: u64, ve: u64) {
+        self.ves.insert(cgroup_id, ve);
+    }
+
+    pub fn unwatch(&mut self, cgroup_id: u64) {
+        self.ves.remove(&cgroup_id);
+    }
+
+    fn var(&mut self, key: Key, def: impl FnOnce() -> VarDef, out: &mut Vec<Output>) -> VarId {
+        if let Some(id) = self.vars.get(&key) {
+            return *id;
+        }
+        let id = self.next_var;
+        self.next_var += 1;
+        self.vars.insert(key, id);
+        out.push(Output::Var(id, def()));
+        id
+    }
+
+    fn file_var(&mut self, e: &Event, path: Option<Vec<u8>>, out: &mut Vec<Output>) -> VarId {
+        match (e.file, path) {
+            (Some((dev, ino)), path) => {
+                self.var(Key::File(dev, ino), || VarDef::File { dev, ino, path }, out)
+            }
+            (None, Some(p)) => self.var(Key::Path(p.clone()), || VarDef::Path { path: p }, out),
+            (None, None) => 0,
+        }
+    }
+
+    /// Translates one record. Records of cgroups that are not watched produce nothing.
+    pub fn push(&mut self, e: &Event, out: &mut Vec<Output>) {
+        let Some(&ve) = self.ves.get(&e.cgroup_id) else {
+            return;
+        };
+        let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
+        let mut at = At {
+            time_ns: (e.time_ns as i64).wrapping_add(self.clock_offset_ns) as u64,
+            ve,
+            pid: e.pid,
+            tid: e.tid,
+            op: Op::Open,
+            status: if e.kind == Kind::Syscall && e.ret < 0 {
+                Status::Failed
+            } else {
+                Status::Committed
+            },
+            src: 0,
+            dst: 0,
+            off: 0,
+            len: 0,
+            result: e.ret,
+        };
+        let fd = e.args[0] as i32;
+        match e.kind {
+            Kind::Fork => {
+                // The child inherits the descriptor table.
+                let child = e.ret as u32;
+                let inherited: Vec<((u32, i32), Vec<u8>)> = self
+                    .fds
+                    .iter()
+                    .filter(|((p, _), _)| *p == e.pid)
+                    .map(|((_, f), path)| ((child, *f), path.clone()))
+                    .collect();
+                self.fds.extend(inherited);
+                at.op = Op::Fork;
+            }
+            Kind::Exit => {
+                if e.pid == e.tid {
+                    self.fds.retain(|(p, _), _| *p != e.pid);
+                }
+                at.op = Op::Exit;
+            }
+            Kind::Exec => {
+                at.op = Op::Exec;
+                let path = e.path().map(<[u8]>::to_vec);
+                at.src = path
+                    .map(|p| self.var(Key::Path(p.clone()), || VarDef::Path { path: p }, out))
+                    .unwrap_or(0);
+                at.dst = mem;
+            }
+            Kind::Syscall => match e.nr {
+                nr::OPENAT => {
+                    at.op = Op::Open;
+                    let path = e.path().map(<[u8]>::to_vec);
+                    if e.ret >= 0 {
+                        if let Some(p) = &path {
+                            self.fds.insert((e.pid, e.ret as i32), p.clone());
+                        }
+                    }
+                    at.src = self.file_var(e, path, out);
+                    at.dst = mem;
+                }
+                nr::READ | nr::PREAD64 | nr::WRITE | nr::PWRITE64 => {
+                    let path = self.fds.get(&(e.pid, fd)).cloned();
+                    let file = self.file_var(e, path, out);
+                    let reading = matches!(e.nr, nr::READ | nr::PREAD64);
+                    at.op = if reading { Op::Read } else { Op::Write };
+                    (at.src, at.dst) = if reading { (file, mem) } else { (mem, file) };
+                    at.off = if matches!(e.nr, nr::PREAD64 | nr::PWRITE64) {
+                        e.args[3]
+                    } else {
+                        e.pos.unwrap_or(0) as u64
+                    };
+                    at.len = e.ret.max(0) as u64;
+                }
+                nr::CLOSE => {
+                    let path = self.fds.remove(&(e.pid, fd));
+                    at.op = Op::Close;
+                    at.src = self.file_var(e, path, out);
+                }
+                nr::CONNECT => {
+                    at.op = Op::Connect;
+                    at.src = mem;
+                    at.dst = match parse_sockaddr(&e.data) {
+                        Some(VarDef::Endpoint { addr, port }) => self.var(
+                            Key::Endpoint(addr, port),
+                            || VarDef::Endpoint { addr, port },
+                            out,
+                        ),
+                        Some(VarDef::Unix { path }) => {
+                            self.var(Key::Unix(path.clone()), || VarDef::Unix { path }, out)
+                        }
+                        _ => 0,
+                    };
+                }
+                _ => return,
+            },
+        }
+        out.push(Output::At(at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: Kind, nr: u32, ret: i64) -> Event {
+        Event {
+            time_ns: 1000,
+            cgroup_id: 55,
+            pid: 10,
+            tid: 10,
+            kind,
+            nr,
+            ret,
+            args: [0; 6],
+            file: None,
+            pos: None,
+            data: vec![],
+        }
+    }
+
+    fn ats(out: &[Output]) -> Vec<At> {
+        out.iter()
+            .filter_map(|o| {
+                if let Output::At(a) = o {
+                    Some(*a)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn open_write_read_close_on_one_file() {
+        let mut t = Translator::new(1, 5);
+        t.watch(55, 101);
+        let mut out = vec![];
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.data = b"/data/x\0".to_vec();
+        open.file = Some((2049, 77));
+        t.push(&open, &mut out);
+        let mut w = ev(Kind::Syscall, nr::WRITE, 6);
+        w.args[0] = 3;
+        w.file = Some((2049, 77));
+        w.pos = Some(0);
+        t.push(&w, &mut out);
+        let mut r = ev(Kind::Syscall, nr::PREAD64, -9);
+        r.args = [3, 0, 100, 40, 0, 0];
+        r.file = Some((2049, 77));
+        t.push(&r, &mut out);
+        let mut c = ev(Kind::Syscall, nr::CLOSE, 0);
+        c.args[0] = 3;
+        c.file = Some((2049, 77));
+        t.push(&c, &mut out);
+        assert_eq!(
+            out[..2],
+            [
+                Output::Var(1, VarDef::Memory { ve: 101 }),
+                Output::Var(
+                    2,
+                    VarDef::File {
+                        dev: 2049,
+                        ino: 77,
+                        path: Some(b"/data/x".to_vec())
+                    }
+                ),
+            ]
+        );
+        let a = ats(&out);
+        assert_eq!(
+            a.iter().map(|a| a.op).collect::<Vec<_>>(),
+            vec![Op::Open, Op::Write, Op::Read, Op::Close]
+        );
+        assert_eq!(
+            (a[1].src, a[1].dst, a[1].off, a[1].len, a[1].time_ns),
+            (1, 2, 0, 6, 1005)
+        );
+        // A failed pread: the file → memory direction, its offset argument, no bytes moved.
+        assert_eq!(
+            (
+                a[2].src,
+                a[2].dst,
+                a[2].off,
+                a[2].len,
+                a[2].status,
+                a[2].result
+            ),
+            (2, 1, 40, 0, Status::Failed, -9)
+        );
+        assert_eq!(out.len(), 6, "no variable defined twice");
+    }
+
+    #[test]
+    fn unwatched_cgroups_produce_nothing() {
+        let mut t = Translator::new(1, 0);
+        let mut out = vec![];
+        t.push(&ev(Kind::Exit, 0, 0), &mut out);
+        assert!(out.is_empty());
+        t.watch(55, 1);
+        t.unwatch(55);
+        t.push(&ev(Kind::Exit, 0, 0), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn fork_inherits_descriptors_and_exec_reads_the_file() {
+        let mut t = Translator::new(100, 0);
+        t.watch(55, 7);
+        let mut out = vec![];
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 4);
+        open.data = b"/log\0".to_vec();
+        t.push(&open, &mut out);
+        t.push(&ev(Kind::Fork, 0, 11), &mut out);
+        let mut w = ev(Kind::Syscall, nr::WRITE, 1);
+        w.pid = 11;
+        w.tid = 11;
+        w.args[0] = 4;
+        t.push(&w, &mut out);
+        let a = ats(&out);
+        // The child's write lands on the file the parent opened (known by path here).
+        assert_eq!(a[2].dst, a[0].src);
+        assert!(out.contains(&Output::Var(
+            101,
+            VarDef::Path {
+                path: b"/log".to_vec()
+            }
+        )));
+        let mut x = ev(Kind::Exec, 0, 0);
+        x.data = b"/bin/sh\0".to_vec();
+        t.push(&x, &mut out);
+        let e = *ats(&out).last().unwrap();
+        assert_eq!((e.op, e.dst), (Op::Exec, 100));
+    }
+
+    #[test]
+    fn connect_endpoints() {
+        let mut b4 = vec![0u8; 16];
+        b4[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b4[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        b4[4..8].copy_from_slice(&[10, 231, 0, 2]);
+        assert_eq!(
+            parse_sockaddr(&b4),
+            Some(VarDef::Endpoint {
+                addr: "10.231.0.2".parse().unwrap(),
+                port: 8080
+            })
+        );
+        let mut b6 = vec![0u8; 28];
+        b6[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        b6[2..4].copy_from_slice(&443u16.to_be_bytes());
+        b6[23] = 1;
+        assert_eq!(
+            parse_sockaddr(&b6),
+            Some(VarDef::Endpoint {
+                addr: "::1".parse().unwrap(),
+                port: 443
+            })
+        );
+        let mut u = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        u.extend_from_slice(b"/run/x.sock\0");
+        assert_eq!(
+            parse_sockaddr(&u),
+            Some(VarDef::Unix {
+                path: b"/run/x.sock".to_vec()
+            })
+        );
+        assert_eq!(parse_sockaddr(&[1]), None);
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut c = ev(Kind::Syscall, nr::CONNECT, 0);
+        c.data = b4;
+        t.push(&c, &mut out);
+        assert_eq!(ats(&out)[0].dst, 2);
+    }
+}
