@@ -16,6 +16,44 @@ use serde::{Deserialize, Serialize};
 /// A variable's dictionary id. 0 is "no variable".
 pub type VarId = u32;
 
+/// What a variable is (its dictionary entry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum VarDef {
+    /// A file known by identity (device as `st_dev`, inode), with the path (inside the VE)
+    /// it was opened by, when known.
+    File {
+        dev: u64,
+        ino: u64,
+        path: Option<String>,
+    },
+    /// A file known only by path (the file an `execve` ran).
+    Path { path: String },
+    /// A network endpoint.
+    Endpoint { addr: std::net::IpAddr, port: u16 },
+    /// A local socket endpoint (AF_UNIX) by path.
+    Unix { path: String },
+    /// The combined memory of all processes of a VE.
+    Memory { ve: u64 },
+}
+
+impl std::fmt::Display for VarDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VarDef::File { path: Some(p), .. } => write!(f, "file:{p}"),
+            VarDef::File {
+                dev,
+                ino,
+                path: None,
+            } => write!(f, "file:[{dev}:{ino}]"),
+            VarDef::Path { path } => write!(f, "file:{path}"),
+            VarDef::Endpoint { addr, port } => write!(f, "endpoint:{addr}:{port}"),
+            VarDef::Unix { path } => write!(f, "unix:{path}"),
+            VarDef::Memory { ve } => write!(f, "ve:{ve}"),
+        }
+    }
+}
+
 /// What an AT did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
@@ -49,6 +87,36 @@ pub enum Op {
 }
 
 impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Open => "open",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Truncate => "truncate",
+            Op::Rename => "rename",
+            Op::Link => "link",
+            Op::Unlink => "unlink",
+            Op::Mkdir => "mkdir",
+            Op::Rmdir => "rmdir",
+            Op::Symlink => "symlink",
+            Op::Chmod => "chmod",
+            Op::Chown => "chown",
+            Op::Mmap => "mmap",
+            Op::Exec => "exec",
+            Op::Fork => "fork",
+            Op::Exit => "exit",
+            Op::Socket => "socket",
+            Op::Connect => "connect",
+            Op::Accept => "accept",
+            Op::Bind => "bind",
+            Op::Listen => "listen",
+            Op::Send => "send",
+            Op::Recv => "recv",
+            Op::Close => "close",
+            Op::Gap => "gap",
+        }
+    }
+
     const ALL: [Op; 25] = [
         Op::Open,
         Op::Read,

@@ -8,29 +8,9 @@
 //! `close` and `fork`) to name the files behind descriptors.
 
 use crate::decode::{Event, Kind};
-use model::at::{At, Op, Status, VarId};
+use model::at::{At, Op, Status, VarDef, VarId};
 use std::collections::HashMap;
 use std::net::IpAddr;
-
-/// What a variable is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum VarDef {
-    /// A file known by identity (device as `st_dev`, inode), with the path it was opened by
-    /// when the translator saw that.
-    File {
-        dev: u64,
-        ino: u64,
-        path: Option<Vec<u8>>,
-    },
-    /// A file known only by path (the file an `execve` ran).
-    Path { path: Vec<u8> },
-    /// A network endpoint (`connect`): family, address, port.
-    Endpoint { addr: IpAddr, port: u16 },
-    /// A local socket endpoint (AF_UNIX) by path.
-    Unix { path: Vec<u8> },
-    /// The combined memory of all processes of a VE.
-    Memory { ve: u64 },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -72,6 +52,10 @@ pub struct Translator {
     clock_offset_ns: i64,
 }
 
+fn lossy(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The remote endpoint of a `struct sockaddr`.
 pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
     let family = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?);
@@ -96,7 +80,7 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
             let p = b.get(2..)?;
             let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
             Some(VarDef::Unix {
-                path: p[..end].to_vec(),
+                path: lossy(p[..end].to_vec()),
             })
         }
         _ => None,
@@ -137,10 +121,20 @@ impl Translator {
 
     fn file_var(&mut self, e: &Event, path: Option<Vec<u8>>, out: &mut Vec<Output>) -> VarId {
         match (e.file, path) {
-            (Some((dev, ino)), path) => {
-                self.var(Key::File(dev, ino), || VarDef::File { dev, ino, path }, out)
-            }
-            (None, Some(p)) => self.var(Key::Path(p.clone()), || VarDef::Path { path: p }, out),
+            (Some((dev, ino)), path) => self.var(
+                Key::File(dev, ino),
+                || VarDef::File {
+                    dev,
+                    ino,
+                    path: path.map(lossy),
+                },
+                out,
+            ),
+            (None, Some(p)) => self.var(
+                Key::Path(p.clone()),
+                || VarDef::Path { path: lossy(p) },
+                out,
+            ),
             (None, None) => 0,
         }
     }
@@ -192,7 +186,13 @@ impl Translator {
                 at.op = Op::Exec;
                 let path = e.path().map(<[u8]>::to_vec);
                 at.src = path
-                    .map(|p| self.var(Key::Path(p.clone()), || VarDef::Path { path: p }, out))
+                    .map(|p| {
+                        self.var(
+                            Key::Path(p.clone()),
+                            || VarDef::Path { path: lossy(p) },
+                            out,
+                        )
+                    })
                     .unwrap_or(0);
                 at.dst = mem;
             }
@@ -235,9 +235,11 @@ impl Translator {
                             || VarDef::Endpoint { addr, port },
                             out,
                         ),
-                        Some(VarDef::Unix { path }) => {
-                            self.var(Key::Unix(path.clone()), || VarDef::Unix { path }, out)
-                        }
+                        Some(VarDef::Unix { path }) => self.var(
+                            Key::Unix(path.clone().into_bytes()),
+                            || VarDef::Unix { path },
+                            out,
+                        ),
                         _ => 0,
                     };
                 }
@@ -311,7 +313,7 @@ mod tests {
                     VarDef::File {
                         dev: 2049,
                         ino: 77,
-                        path: Some(b"/data/x".to_vec())
+                        path: Some("/data/x".into())
                     }
                 ),
             ]
@@ -372,7 +374,7 @@ mod tests {
         assert!(out.contains(&Output::Var(
             101,
             VarDef::Path {
-                path: b"/log".to_vec()
+                path: "/log".into()
             }
         )));
         let mut x = ev(Kind::Exec, 0, 0);
@@ -411,7 +413,7 @@ mod tests {
         assert_eq!(
             parse_sockaddr(&u),
             Some(VarDef::Unix {
-                path: b"/run/x.sock".to_vec()
+                path: "/run/x.sock".into()
             })
         );
         assert_eq!(parse_sockaddr(&[1]), None);

@@ -3,9 +3,10 @@
 //! the cgroup produce none. Runs as root; cleans up its cgroup and detaches on drop.
 
 use model::at::Op;
+use model::at::VarDef;
 use monitor::decode::{decode, Event, Kind};
 use monitor::loader::Monitor;
-use monitor::translate::{Output, Translator, VarDef};
+use monitor::translate::{Output, Translator};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -177,7 +178,7 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         .iter()
         .find_map(|o| match o {
             Output::Var(id, VarDef::File { ino, path, .. }) if *ino == meta.ino() => {
-                assert_eq!(path.as_deref(), Some(out_path.as_bytes()));
+                assert_eq!(path.as_deref(), Some(out_path.as_str()));
                 Some(*id)
             }
             _ => None,
