@@ -4,6 +4,7 @@
 
 mod app;
 mod catalog;
+mod daemon;
 mod netsetup;
 mod output;
 mod store;
@@ -84,6 +85,17 @@ enum Cmd {
         /// VE ids
         #[arg(required = true)]
         ves: Vec<u64>,
+    },
+    /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
+    Daemon,
+    /// The recorded atomic transactions, oldest first
+    Log {
+        /// Only this VE's
+        #[arg(long)]
+        ve: Option<u64>,
+        /// JSON lines instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Check every block of the journal and its hash chain; print the chain head
     #[command(
@@ -380,6 +392,11 @@ fn real_main() -> Result<i32> {
         Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => verify(&open_store(cli.home)?, json),
+        Cmd::Log { ve, json } => daemon::log(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Daemon => {
+            need_root()?;
+            daemon::run(&open_store(cli.home)?).map(|_| 0)
+        }
     }
 }
 

@@ -40,10 +40,11 @@ impl Hooks for BridgeHooks {
         Ok(())
     }
 
-    fn after_exit(&mut self) {
+    fn after_exit(&mut self) -> Result<(), String> {
         if let Some(a) = self.attached.take() {
-            let _ = ve::net::detach(&a);
+            ve::net::detach(&a).map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use ve::fsops::HostFs;
 use ve::inspect::Lower;
-use ve::launch::{Bind, Exit, Hooks, NoHooks, VeConfig};
+use ve::launch::{Bind, Exit, Hooks, VeConfig};
 
 /// What `meta/ve.json` records about a VE: enough to read its dirties back later.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +142,36 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
     Ok(())
 }
 
+/// The hooks of a VE: the monitor watches its cgroup first (so its first exec is recorded),
+/// then the network is attached; after it exits, the recording is flushed and the network
+/// removed.
+struct VeHooks {
+    monitor: Option<crate::daemon::MonitorHooks>,
+    net: Option<crate::netsetup::BridgeHooks>,
+}
+
+impl Hooks for VeHooks {
+    fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), String> {
+        if let Some(m) = self.monitor.as_mut() {
+            m.before_release(pid, cgroup)?;
+        }
+        if let Some(n) = self.net.as_mut() {
+            n.before_release(pid, cgroup)?;
+        }
+        Ok(())
+    }
+
+    fn after_exit(&mut self) -> Result<(), String> {
+        let m = self
+            .monitor
+            .as_mut()
+            .map(|m| m.after_exit())
+            .unwrap_or(Ok(()));
+        let n = self.net.as_mut().map(|n| n.after_exit()).unwrap_or(Ok(()));
+        m.and(n)
+    }
+}
+
 /// Allocates the next VE id and creates its directory. An id whose directory already exists
 /// (a catalog restored from an older backup) is skipped, so ids are never reused.
 fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
@@ -196,11 +226,11 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     crate::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
     crate::mark("ve row");
-    let mut net_hooks = crate::netsetup::hooks_for(store, l.net, id)?;
-    let hooks: &mut dyn Hooks = match net_hooks.as_mut() {
-        Some(h) => h,
-        None => &mut NoHooks,
+    let mut hooks = VeHooks {
+        monitor: crate::daemon::monitor_hooks(store, id),
+        net: crate::netsetup::hooks_for(store, l.net, id)?,
     };
+    let hooks: &mut dyn Hooks = &mut hooks;
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
         for d in [&dirties, &store.layout.work(id), &store.layout.meta(id)] {
@@ -287,7 +317,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let (mut meta, before, mut running) = match result {
         Ok(x) => x,
         Err(e) => {
-            hooks.after_exit();
+            let _ = hooks.after_exit();
             let msg = format!("{e:#}");
             let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
             // Nothing half-created: a VE that never started keeps only its catalog row.
@@ -305,7 +335,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     )?;
     crate::mark("started");
     let exit = running.wait(&HostFs);
-    hooks.after_exit();
+    let recorded = hooks.after_exit();
     crate::mark("exited+teardown");
     if std::env::var_os("JCS_TIMING").is_some() {
         let m: Vec<String> = running
@@ -320,6 +350,15 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
     match exit {
         Ok(x) => {
+            if let Err(e) = recorded {
+                store
+                    .catalog
+                    .ve_ended(id, "exited", Some(x.code()), Some(&e))?;
+                bail!(
+                    "VE {id} exited with {}, but its recording is incomplete: {e}",
+                    x.code()
+                );
+            }
             store.catalog.ve_ended(id, "exited", Some(x.code()), None)?;
             crate::mark("recorded");
             Ok((id, x))

@@ -236,7 +236,10 @@ pub enum LaunchError {
 pub trait Hooks {
     fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), String>;
     /// Called once the VE is gone (or failed to start): undo what `before_release` did.
-    fn after_exit(&mut self) {}
+    /// An error means something the VE did may not have been recorded.
+    fn after_exit(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Hooks that do nothing.

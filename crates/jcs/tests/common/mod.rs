@@ -183,6 +183,17 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Stop this store's monitor daemon (started on demand by jcs run): its BPF programs
+        // are detached when it exits.
+        if let Ok(pid) = std::fs::read_to_string(self.home().join("daemon.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: SIGTERM to the daemon of this test's own store.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                wait_for(10, || {
+                    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                });
+            }
+        }
         // Kill and remove whatever a failed test left, deepest first.
         for cg in self.cgroups() {
             for _ in 0..50 {

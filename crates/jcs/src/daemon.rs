@@ -1,0 +1,573 @@
+//! `jcs daemon`: the one monitor of the host. It owns the BPF programs (one set for all VEs)
+//! and the journal writer; `jcs run` asks it to watch a VE's cgroup before the app's first
+//! instruction and to flush once the VE has exited. The whole API is [`Request`] /
+//! [`Response`], one JSON object per line over a Unix socket that only root can open.
+//!
+//! Threads: the accept loop (one short thread per connection), the monitor thread (BPF maps,
+//! ring buffer, translator; woken by an eventfd for commands and by the ring buffer's epoll
+//! fd, with a 10 ms timeout because the kernel side batches wake-ups), the journal writer.
+//!
+//! Journal records written by the daemon: `V` + JSON `[[id, VarDef], ...]` (variable
+//! definitions, always before their first use) and `A` + `model::at::encode_batch`.
+
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use model::at::{encode_batch, VarDef, VarId};
+use monitor::decode::{decode, Event};
+use monitor::loader::Monitor;
+use monitor::translate::{Output, Translator};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    /// Start recording cgroup `cgroup_id` as VE `ve`.
+    Watch {
+        cgroup_id: u64,
+        ve: u64,
+    },
+    /// Stop recording it, after everything it did is durable in the journal.
+    Unwatch {
+        cgroup_id: u64,
+    },
+    Stats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Stats {
+        seen: u64,
+        skipped: u64,
+        emitted: u64,
+        lost: u64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+pub fn socket_path(home: &Path) -> PathBuf {
+    home.join("daemon.sock")
+}
+
+/// Journal record tags.
+pub const REC_VARS: u8 = b'V';
+pub const REC_ATS: u8 = b'A';
+
+struct Cmd {
+    req: Request,
+    reply: mpsc::Sender<Response>,
+}
+
+fn clock_offset_ns() -> i64 {
+    let now = |c| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the timespec we pass.
+        unsafe { libc::clock_gettime(c, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+/// The next variable id after those already in the journal.
+fn next_var_id(records: &[(u64, Vec<u8>)]) -> VarId {
+    records
+        .iter()
+        .filter(|(_, r)| r.first() == Some(&REC_VARS))
+        .filter_map(|(_, r)| serde_json::from_slice::<Vec<(VarId, VarDef)>>(&r[1..]).ok())
+        .flatten()
+        .map(|(id, _)| id)
+        .max()
+        .map(|m| m + 1)
+        .unwrap_or(1)
+}
+
+/// Runs the daemon in the foreground until it is killed.
+pub fn run(store: &Store) -> Result<()> {
+    let home = store.layout.root();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("daemon.lock"))
+        .context("open daemon.lock")?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        bail!("a jcs daemon is already running for {}", home.display());
+    }
+    let dir = home.join("journal");
+    let (journal, recovery) =
+        journal::Journal::open(journal::DirStorage::new(&dir)?, journal::Options::default())
+            .with_context(|| format!("open the journal at {}", dir.display()))?;
+    if let Some((seg, off, cut)) = &recovery.truncated {
+        eprintln!("jcs daemon: journal recovery cut a torn tail of {cut} bytes at {seg}:{off}");
+    }
+    for (q, why) in &recovery.quarantined {
+        eprintln!("jcs daemon: journal segment quarantined as {q}: {why}");
+    }
+    let first_var = next_var_id(&journal::read_all(journal.storage())?);
+    let writer = journal::writer::Writer::spawn(journal, 1024, 256);
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    // SAFETY: eventfd(2) with constant flags; the fd is owned right away.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if efd < 0 {
+        bail!("eventfd: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let wake = efd.try_clone()?;
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("jcs-monitor".into())
+        .spawn(move || {
+            if let Err(e) = monitor_loop(rx, efd, writer, first_var, &ready_tx) {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+                eprintln!("jcs daemon: monitor stopped: {e:#}");
+                std::process::exit(1);
+            }
+        })?;
+    ready_rx
+        .recv()
+        .context("the monitor thread ended")?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let sock = socket_path(home);
+    let _ = std::fs::remove_file(&sock);
+    let listener =
+        UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(home.join("daemon.pid"), std::process::id().to_string())?;
+    eprintln!(
+        "jcs daemon: monitoring, journal {}, socket {}",
+        dir.display(),
+        sock.display()
+    );
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let tx = tx.clone();
+        let wake = wake.try_clone()?;
+        std::thread::spawn(move || serve(conn, tx, wake));
+    }
+    Ok(())
+}
+
+fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
+    let mut w = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+            Ok(req) => {
+                let (rtx, rrx) = mpsc::channel();
+                if tx.send(Cmd { req, reply: rtx }).is_err() {
+                    return;
+                }
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes to our eventfd to wake the monitor thread.
+                unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+                rrx.recv().unwrap_or(Response::Error {
+                    message: "the monitor stopped".into(),
+                })
+            }
+        };
+        let mut s = serde_json::to_string(&resp).unwrap_or_default();
+        s.push('\n');
+        if w.write_all(s.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn monitor_loop(
+    rx: mpsc::Receiver<Cmd>,
+    efd: OwnedFd,
+    writer: journal::writer::Writer,
+    first_var: VarId,
+    ready: &mpsc::Sender<Result<(), String>>,
+) -> Result<()> {
+    let m = Monitor::start()?;
+    let pending = std::cell::RefCell::new(Vec::<Event>::new());
+    let ring = m.ring(|b| {
+        if let Ok(e) = decode(b) {
+            pending.borrow_mut().push(e);
+        }
+    })?;
+    // SAFETY: epoll_create1 with a constant flag; owned right away.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        bail!("epoll_create1: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    for fd in [efd.as_raw_fd(), ring.epoll_fd()] {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: registers a valid fd with our epoll instance.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            bail!("epoll_ctl: {}", std::io::Error::last_os_error());
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let mut t = Translator::new(first_var, clock_offset_ns());
+    let mut last_ticket: Option<u64> = None;
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    loop {
+        // SAFETY: waits on our epoll instance into a stack array of the stated length.
+        unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, 10) };
+        let mut buf = [0u8; 8];
+        // SAFETY: drains the (non-blocking) eventfd counter.
+        unsafe { libc::read(efd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        // Commands first: a Watch must reach the translator before the cgroup's first record.
+        let mut replies = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd.req {
+                Request::Ping => replies.push((cmd.reply, Response::Ok)),
+                Request::Watch { cgroup_id, ve } => {
+                    t.watch(cgroup_id, ve);
+                    let r = match m.watch(cgroup_id, ve) {
+                        Ok(()) => Response::Ok,
+                        Err(e) => Response::Error {
+                            message: e.to_string(),
+                        },
+                    };
+                    replies.push((cmd.reply, r));
+                }
+                Request::Unwatch { cgroup_id } => {
+                    // Everything the VE did is in the ring buffer by now (it has exited):
+                    // drain it, write it, wait until it is durable, then forget the cgroup.
+                    ring.consume()?;
+                    last_ticket = flush(&pending, &mut t, &writer)?.or(last_ticket);
+                    let r = match last_ticket.map(|tk| writer.wait(tk)) {
+                        Some(Err(e)) => Response::Error {
+                            message: format!("journal: {e}"),
+                        },
+                        _ => match m.unwatch(cgroup_id) {
+                            Ok(()) => Response::Ok,
+                            Err(e) => Response::Error {
+                                message: e.to_string(),
+                            },
+                        },
+                    };
+                    t.unwatch(cgroup_id);
+                    replies.push((cmd.reply, r));
+                }
+                Request::Stats => {
+                    let r = match m.stats() {
+                        Ok(s) => Response::Stats {
+                            seen: s.seen,
+                            skipped: s.skipped,
+                            emitted: s.emitted,
+                            lost: s.lost,
+                        },
+                        Err(e) => Response::Error {
+                            message: e.to_string(),
+                        },
+                    };
+                    replies.push((cmd.reply, r));
+                }
+            }
+        }
+        ring.consume()?;
+        last_ticket = flush(&pending, &mut t, &writer)?.or(last_ticket);
+        for (reply, r) in replies {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// Translates what the ring buffer delivered and queues it for the journal: variable
+/// definitions first, then the transactions. Returns the last ticket, if anything was queued.
+fn flush(
+    pending: &std::cell::RefCell<Vec<Event>>,
+    t: &mut Translator,
+    w: &journal::writer::Writer,
+) -> Result<Option<u64>> {
+    let events = std::mem::take(&mut *pending.borrow_mut());
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for e in &events {
+        t.push(e, &mut out);
+    }
+    let mut vars = Vec::new();
+    let mut ats = Vec::new();
+    for o in out {
+        match o {
+            Output::Var(id, d) => vars.push((id, d)),
+            Output::At(a) => ats.push(a),
+        }
+    }
+    let mut last = None;
+    if !vars.is_empty() {
+        let mut r = vec![REC_VARS];
+        r.extend(serde_json::to_vec(&vars)?);
+        last = Some(w.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    if !ats.is_empty() {
+        let mut r = vec![REC_ATS];
+        r.extend(encode_batch(&ats));
+        last = Some(w.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    Ok(last)
+}
+
+/// `jcs run`'s side: watch the VE's cgroup before the app starts, flush after it exits.
+/// `JCS_MONITOR=off` runs VEs unrecorded (for kernels without the BPF features JCS needs).
+pub fn monitor_hooks(store: &Store, ve: model::VeId) -> Option<MonitorHooks> {
+    if std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off") {
+        return None;
+    }
+    Some(MonitorHooks {
+        home: store.layout.root().to_path_buf(),
+        ve: ve.0,
+        client: None,
+        cgroup_id: 0,
+    })
+}
+
+#[derive(Debug)]
+pub struct MonitorHooks {
+    home: PathBuf,
+    ve: u64,
+    client: Option<Client>,
+    cgroup_id: u64,
+}
+
+impl ve::launch::Hooks for MonitorHooks {
+    fn before_release(&mut self, _pid: i32, cgroup: &ve::VeCgroup) -> Result<(), String> {
+        let mut c = Client::connect_or_start(&self.home).map_err(|e| format!("{e:#}"))?;
+        match c
+            .call(&Request::Watch {
+                cgroup_id: cgroup.id,
+                ve: self.ve,
+            })
+            .map_err(|e| format!("{e:#}"))?
+        {
+            Response::Ok => {}
+            r => return Err(format!("jcs daemon refused to watch the VE: {r:?}")),
+        }
+        self.cgroup_id = cgroup.id;
+        self.client = Some(c);
+        Ok(())
+    }
+
+    fn after_exit(&mut self) -> Result<(), String> {
+        let Some(mut c) = self.client.take() else {
+            return Ok(());
+        };
+        match c
+            .call(&Request::Unwatch {
+                cgroup_id: self.cgroup_id,
+            })
+            .map_err(|e| format!("{e:#}"))?
+        {
+            Response::Ok => Ok(()),
+            r => Err(format!("jcs daemon: {r:?}")),
+        }
+    }
+}
+
+/// A connection to the daemon.
+#[derive(Debug)]
+pub struct Client {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Client {
+    pub fn connect(home: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(socket_path(home))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+        })
+    }
+
+    /// Connects, starting a daemon for this store when none answers.
+    pub fn connect_or_start(home: &Path) -> Result<Client> {
+        if let Ok(c) = Client::connect(home) {
+            return Ok(c);
+        }
+        let exe = std::env::current_exe().context("find the jcs binary")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("daemon.log"))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--home")
+            .arg(home)
+            .arg("daemon")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid between fork and exec: no allocation, one system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("start jcs daemon")?;
+        for _ in 0..500 {
+            if let Ok(c) = Client::connect(home) {
+                return Ok(c);
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                let tail = std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default();
+                let last = tail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no message");
+                bail!("jcs daemon exited ({st}): {last}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!(
+            "jcs daemon did not come up within 5 s (see {})",
+            home.join("daemon.log").display()
+        )
+    }
+
+    pub fn call(&mut self, req: &Request) -> Result<Response> {
+        let mut s = serde_json::to_string(req)?;
+        s.push('\n');
+        self.w
+            .write_all(s.as_bytes())
+            .context("send to jcs daemon")?;
+        let mut line = String::new();
+        self.r
+            .read_line(&mut line)
+            .context("read from jcs daemon")?;
+        if line.is_empty() {
+            bail!("jcs daemon closed the connection");
+        }
+        serde_json::from_str(&line).context("decode the daemon's response")
+    }
+}
+
+/// `jcs log`: the atomic transactions in the journal, oldest first. A closed pipe (`| head`)
+/// ends the listing quietly.
+pub fn log(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
+    match log_inner(store, ve, json) {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn log_inner(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
+    let dir = store.layout.root().join("journal");
+    let records = journal::read_all(&journal::DirStorage::new(&dir)?)
+        .with_context(|| format!("read the journal at {}", dir.display()))?;
+    let mut vars: std::collections::HashMap<VarId, VarDef> = std::collections::HashMap::new();
+    let name = |vars: &std::collections::HashMap<VarId, VarDef>, id: VarId| match id {
+        0 => "-".to_string(),
+        id => vars
+            .get(&id)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| format!("var:{id}")),
+    };
+    let mut out = std::io::stdout().lock();
+    for (seq, r) in records {
+        match r.first() {
+            Some(&REC_VARS) => {
+                let defs: Vec<(VarId, VarDef)> = serde_json::from_slice(&r[1..])
+                    .with_context(|| format!("journal record {seq}: variable definitions"))?;
+                vars.extend(defs);
+            }
+            Some(&REC_ATS) => {
+                let ats = model::at::decode_batch(&r[1..])
+                    .with_context(|| format!("journal record {seq}: transactions"))?;
+                for a in ats.iter().filter(|a| ve.is_none_or(|v| a.ve == v)) {
+                    let (src, dst) = (name(&vars, a.src), name(&vars, a.dst));
+                    let status = format!("{:?}", a.status).to_lowercase();
+                    if json {
+                        let v = serde_json::json!({
+                            "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
+                            "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
+                        });
+                        writeln!(out, "{v}")?;
+                    } else {
+                        let t = crate::output::time_ms((a.time_ns / 1_000_000) as i64);
+                        let micros = (a.time_ns / 1000) % 1_000_000;
+                        writeln!(
+                            out,
+                            "{}.{micros:06} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {} {status}",
+                            t.trim_end_matches('Z'),
+                            a.ve,
+                            a.pid,
+                            a.op.name(),
+                            a.off,
+                            a.len,
+                            a.result
+                        )?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_is_one_json_object_per_message() {
+        let r = Request::Watch {
+            cgroup_id: 9,
+            ve: 3,
+        };
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);
+        assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
+        let e = Response::Error {
+            message: "x".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"response":"error","message":"x"}"#
+        );
+    }
+
+    #[test]
+    fn variable_ids_continue_after_the_journal() {
+        let mut v = vec![REC_VARS];
+        v.extend(
+            serde_json::to_vec(&vec![
+                (4u32, VarDef::Memory { ve: 1 }),
+                (9u32, VarDef::Path { path: "/x".into() }),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(next_var_id(&[(0, v), (1, vec![REC_ATS, 0])]), 10);
+        assert_eq!(next_var_id(&[]), 1);
+    }
+}
