@@ -10,7 +10,7 @@ n=${1:-50}
 jcs="${JCS_BIN:-$repo/target/release/jcs}"
 [ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-phases.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"' EXIT
 export JCS_HOME="$work/store"
 "$jcs" template create bb --busybox >/dev/null
 "$jcs" app create bench --template bb >/dev/null

@@ -35,7 +35,11 @@ jcs="$repo/target/release/jcs"
 [ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
 
 work=$(mktemp -d /tmp/jcs-bench-start.XXXXXX)
-cleanup() { rm -rf "$work"; }
+cleanup() {
+  # Stop the store's monitor daemon (jcs run started it) before removing the store.
+  [ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null && sleep 0.2
+  rm -rf "$work"
+}
 trap cleanup EXIT
 export JCS_HOME="$work/store"
 "$jcs" template create bb --busybox >/dev/null
