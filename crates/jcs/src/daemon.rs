@@ -32,6 +32,9 @@ pub enum Request {
     Watch {
         cgroup_id: u64,
         ve: u64,
+        /// The host tid of the VE's init, whose own system calls are not recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<u32>,
     },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
@@ -239,8 +242,15 @@ fn monitor_loop(
         while let Ok(cmd) = rx.try_recv() {
             match cmd.req {
                 Request::Ping => replies.push((cmd.reply, Response::Ok)),
-                Request::Watch { cgroup_id, ve } => {
-                    t.watch(cgroup_id, ve);
+                Request::Watch {
+                    cgroup_id,
+                    ve,
+                    init,
+                } => {
+                    match init {
+                        Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
+                        None => t.watch(cgroup_id, ve),
+                    }
                     let r = match m.watch(cgroup_id, ve) {
                         Ok(()) => Response::Ok,
                         Err(e) => Response::Error {
@@ -352,12 +362,13 @@ pub struct MonitorHooks {
 }
 
 impl ve::launch::Hooks for MonitorHooks {
-    fn before_release(&mut self, _pid: i32, cgroup: &ve::VeCgroup) -> Result<(), String> {
+    fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), String> {
         let mut c = Client::connect_or_start(&self.home).map_err(|e| format!("{e:#}"))?;
         match c
             .call(&Request::Watch {
                 cgroup_id: cgroup.id,
                 ve: self.ve,
+                init: Some(pid as u32),
             })
             .map_err(|e| format!("{e:#}"))?
         {
@@ -544,6 +555,7 @@ mod tests {
         let r = Request::Watch {
             cgroup_id: 9,
             ve: 3,
+            init: None,
         };
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);

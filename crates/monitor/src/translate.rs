@@ -44,6 +44,8 @@ mod nr {
 pub struct Translator {
     /// cgroup id → VE id.
     ves: HashMap<u64, u64>,
+    /// cgroup id → the tid of the VE's init.
+    inits: HashMap<u64, u32>,
     vars: HashMap<Key, VarId>,
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
@@ -93,6 +95,7 @@ impl Translator {
     pub fn new(first_var: VarId, clock_offset_ns: i64) -> Translator {
         Translator {
             ves: HashMap::new(),
+            inits: HashMap::new(),
             vars: HashMap::new(),
             next_var: first_var.max(1),
             fds: HashMap::new(),
@@ -104,8 +107,17 @@ impl Translator {
         self.ves.insert(cgroup_id, ve);
     }
 
+    /// Like [`Translator::watch`], and the system calls of the VE's init (`init_tid`, JCS's
+    /// own code that builds the VE before the app starts, and then only reaps) are not the
+    /// app's interactions: they are dropped. Its fork of the app and its exit are kept.
+    pub fn watch_with_init(&mut self, cgroup_id: u64, ve: u64, init_tid: u32) {
+        self.ves.insert(cgroup_id, ve);
+        self.inits.insert(cgroup_id, init_tid);
+    }
+
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.ves.remove(&cgroup_id);
+        self.inits.remove(&cgroup_id);
     }
 
     fn var(&mut self, key: Key, def: impl FnOnce() -> VarDef, out: &mut Vec<Output>) -> VarId {
@@ -144,6 +156,9 @@ impl Translator {
         let Some(&ve) = self.ves.get(&e.cgroup_id) else {
             return;
         };
+        if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.tid) {
+            return;
+        }
         let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
         let mut at = At {
             time_ns: (e.time_ns as i64).wrapping_add(self.clock_offset_ns) as u64,
@@ -382,6 +397,23 @@ mod tests {
         t.push(&x, &mut out);
         let e = *ats(&out).last().unwrap();
         assert_eq!((e.op, e.dst), (Op::Exec, 100));
+    }
+
+    #[test]
+    fn the_inits_own_calls_are_dropped_its_fork_kept() {
+        let mut t = Translator::new(1, 0);
+        t.watch_with_init(55, 3, 10);
+        let mut out = vec![];
+        let mut c = ev(Kind::Syscall, nr::CLOSE, 0);
+        c.args[0] = 5;
+        t.push(&c, &mut out);
+        t.push(&ev(Kind::Fork, 0, 11), &mut out);
+        let a = ats(&out);
+        assert_eq!(a.iter().map(|a| a.op).collect::<Vec<_>>(), vec![Op::Fork]);
+        t.unwatch(55);
+        t.watch(55, 3);
+        t.push(&c, &mut out);
+        assert_eq!(ats(&out).len(), 2, "without an init, every call counts");
     }
 
     #[test]
