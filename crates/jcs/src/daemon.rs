@@ -65,6 +65,22 @@ pub fn socket_path(home: &Path) -> PathBuf {
 /// Journal record tags.
 pub const REC_VARS: u8 = b'V';
 pub const REC_ATS: u8 = b'A';
+pub const REC_STATS: u8 = b'S';
+
+/// What the kernel counted for one VE, written when it is unwatched (`S` records).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VeStats {
+    pub ve: u64,
+    /// System calls its tasks entered.
+    pub seen: u64,
+    /// Records the kernel emitted (system calls of interest, forks, execs, exits).
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full (also written as a gap transaction).
+    pub lost: u64,
+    /// System calls entered, by number (of `arch`).
+    pub calls: Vec<(u32, u64)>,
+    pub arch: String,
+}
 
 struct Cmd {
     req: Request,
@@ -264,6 +280,20 @@ fn monitor_loop(
                     // drain it, write it, wait until it is durable, then forget the cgroup.
                     ring.consume()?;
                     last_ticket = flush(&pending, &mut t, &writer)?.or(last_ticket);
+                    match ve_stats(&m, cgroup_id, &t) {
+                        Ok(Some((stats, gap))) => {
+                            if let Some(g) = gap {
+                                let mut r = vec![REC_ATS];
+                                r.extend(encode_batch(&[g]));
+                                writer.submit(r).map_err(|e| anyhow::anyhow!(e))?;
+                            }
+                            let mut r = vec![REC_STATS];
+                            r.extend(serde_json::to_vec(&stats)?);
+                            last_ticket = Some(writer.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+                        }
+                        Ok(None) => {}
+                        Err(e) => eprintln!("jcs daemon: counters of cgroup {cgroup_id}: {e:#}"),
+                    }
                     let r = match last_ticket.map(|tk| writer.wait(tk)) {
                         Some(Err(e)) => Response::Error {
                             message: format!("journal: {e}"),
@@ -300,6 +330,51 @@ fn monitor_loop(
             let _ = reply.send(r);
         }
     }
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// The kernel's counters of a VE, and a gap transaction when records were lost.
+fn ve_stats(
+    m: &Monitor,
+    cgroup_id: u64,
+    t: &Translator,
+) -> Result<Option<(VeStats, Option<model::at::At>)>> {
+    let Some(ve) = t.ve_of(cgroup_id) else {
+        return Ok(None);
+    };
+    let c = m.ve_counters(cgroup_id)?.unwrap_or_default();
+    let calls = m.take_counts(cgroup_id)?;
+    let gap = (c.lost > 0).then(|| model::at::At {
+        time_ns: (clock_offset_ns() + monotonic_ns()) as u64,
+        ve,
+        pid: 0,
+        tid: 0,
+        op: model::at::Op::Gap,
+        status: model::at::Status::Failed,
+        src: 0,
+        dst: 0,
+        off: 0,
+        len: c.lost,
+        result: c.lost as i64,
+    });
+    let stats = VeStats {
+        ve,
+        seen: c.seen,
+        emitted: c.emitted,
+        lost: c.lost,
+        calls,
+        arch: std::env::consts::ARCH.into(),
+    };
+    Ok(Some((stats, gap)))
 }
 
 /// Translates what the ring buffer delivered and queues it for the journal: variable
@@ -582,4 +657,171 @@ mod tests {
         assert_eq!(next_var_id(&[(0, v), (1, vec![REC_ATS, 0])]), 10);
         assert_eq!(next_var_id(&[]), 1);
     }
+}
+
+/// Names of common system calls of this architecture, for `jcs stats`.
+fn syscall_name(nr: u32) -> String {
+    let table: &[(i64, &str)] = &[
+        (libc::SYS_read, "read"),
+        (libc::SYS_write, "write"),
+        (libc::SYS_openat, "openat"),
+        (libc::SYS_close, "close"),
+        (libc::SYS_pread64, "pread64"),
+        (libc::SYS_pwrite64, "pwrite64"),
+        (libc::SYS_readv, "readv"),
+        (libc::SYS_writev, "writev"),
+        (libc::SYS_connect, "connect"),
+        (libc::SYS_accept4, "accept4"),
+        (libc::SYS_bind, "bind"),
+        (libc::SYS_listen, "listen"),
+        (libc::SYS_socket, "socket"),
+        (libc::SYS_sendto, "sendto"),
+        (libc::SYS_recvfrom, "recvfrom"),
+        (libc::SYS_sendmsg, "sendmsg"),
+        (libc::SYS_recvmsg, "recvmsg"),
+        (libc::SYS_execve, "execve"),
+        (libc::SYS_exit_group, "exit_group"),
+        (libc::SYS_clone, "clone"),
+        (libc::SYS_clone3, "clone3"),
+        (libc::SYS_wait4, "wait4"),
+        (libc::SYS_mmap, "mmap"),
+        (libc::SYS_munmap, "munmap"),
+        (libc::SYS_mprotect, "mprotect"),
+        (libc::SYS_brk, "brk"),
+        (libc::SYS_fstat, "fstat"),
+        (libc::SYS_newfstatat, "newfstatat"),
+        (libc::SYS_statx, "statx"),
+        (libc::SYS_ioctl, "ioctl"),
+        (libc::SYS_fcntl, "fcntl"),
+        (libc::SYS_dup2, "dup2"),
+        (libc::SYS_dup3, "dup3"),
+        (libc::SYS_rt_sigaction, "rt_sigaction"),
+        (libc::SYS_rt_sigprocmask, "rt_sigprocmask"),
+        (libc::SYS_getpid, "getpid"),
+        (libc::SYS_lseek, "lseek"),
+        (libc::SYS_getdents64, "getdents64"),
+        (libc::SYS_sendfile, "sendfile"),
+        (libc::SYS_unlinkat, "unlinkat"),
+        (libc::SYS_renameat2, "renameat2"),
+        (libc::SYS_mkdirat, "mkdirat"),
+        (libc::SYS_fchmodat, "fchmodat"),
+        (libc::SYS_fchownat, "fchownat"),
+        (libc::SYS_set_tid_address, "set_tid_address"),
+        (libc::SYS_arch_prctl, "arch_prctl"),
+        (libc::SYS_getuid, "getuid"),
+        (libc::SYS_prlimit64, "prlimit64"),
+        (libc::SYS_uname, "uname"),
+        (libc::SYS_chdir, "chdir"),
+        (libc::SYS_getcwd, "getcwd"),
+    ];
+    table
+        .iter()
+        .find(|(n, _)| *n as u32 == nr)
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_else(|| format!("nr{nr}"))
+}
+
+/// Per VE: transactions by operation, system calls seen (by name), records lost.
+#[derive(Debug, Default, Serialize)]
+struct VeSummary {
+    ve: u64,
+    transactions: u64,
+    by_op: std::collections::BTreeMap<String, u64>,
+    syscalls_seen: u64,
+    syscalls_by_name: std::collections::BTreeMap<String, u64>,
+    records_emitted: u64,
+    records_lost: u64,
+    gap_transactions: u64,
+}
+
+/// `jcs stats`: per VE, from the journal (transactions, and the kernel's counters the daemon
+/// wrote when the VE ended), plus the journal's bytes per transaction.
+pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
+    let dir = store.layout.root().join("journal");
+    let storage = journal::DirStorage::new(&dir)?;
+    let records = journal::read_all(&storage)
+        .with_context(|| format!("read the journal at {}", dir.display()))?;
+    let bytes = journal::verify(&storage)?.bytes;
+    let mut ves: std::collections::BTreeMap<u64, VeSummary> = std::collections::BTreeMap::new();
+    let mut total = 0u64;
+    for (seq, r) in &records {
+        match r.first() {
+            Some(&REC_ATS) => {
+                for a in model::at::decode_batch(&r[1..])
+                    .with_context(|| format!("journal record {seq}"))?
+                {
+                    total += 1;
+                    let s = ves.entry(a.ve).or_insert_with(|| VeSummary {
+                        ve: a.ve,
+                        ..Default::default()
+                    });
+                    s.transactions += 1;
+                    *s.by_op.entry(a.op.name().into()).or_default() += 1;
+                    if a.op == model::at::Op::Gap {
+                        s.gap_transactions += 1;
+                    }
+                }
+            }
+            Some(&REC_STATS) => {
+                let st: VeStats = serde_json::from_slice(&r[1..])
+                    .with_context(|| format!("journal record {seq}"))?;
+                let s = ves.entry(st.ve).or_insert_with(|| VeSummary {
+                    ve: st.ve,
+                    ..Default::default()
+                });
+                s.syscalls_seen += st.seen;
+                s.records_emitted += st.emitted;
+                s.records_lost += st.lost;
+                for (nr, n) in st.calls {
+                    *s.syscalls_by_name.entry(syscall_name(nr)).or_default() += n;
+                }
+            }
+            _ => {}
+        }
+    }
+    let list: Vec<VeSummary> = ves
+        .into_values()
+        .filter(|s| ve.is_none_or(|v| s.ve == v))
+        .collect();
+    let per_at = if total > 0 {
+        bytes as f64 / total as f64
+    } else {
+        0.0
+    };
+    if json {
+        return crate::output::print_json(
+            &serde_json::json!({ "ves": list, "journal_bytes": bytes, "transactions": total, "journal_bytes_per_transaction": per_at }),
+        );
+    }
+    let mut t = crate::output::Table::new(&[
+        "VE",
+        "TRANSACTIONS",
+        "SYSCALLS SEEN",
+        "NOT RECORDED",
+        "LOST",
+        "BY OPERATION",
+    ]);
+    for s in &list {
+        let recorded_calls: u64 = s
+            .by_op
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "fork" | "exec" | "exit" | "gap"))
+            .map(|(_, v)| v)
+            .sum();
+        t.row(vec![
+            s.ve.to_string(),
+            s.transactions.to_string(),
+            s.syscalls_seen.to_string(),
+            s.syscalls_seen.saturating_sub(recorded_calls).to_string(),
+            s.records_lost.to_string(),
+            s.by_op
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
+    }
+    t.print();
+    println!("journal: {bytes} bytes, {total} transactions, {per_at:.1} bytes per transaction (segment and block headers included)");
+    Ok(())
 }

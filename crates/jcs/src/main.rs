@@ -88,6 +88,15 @@ enum Cmd {
     },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
     Daemon,
+    /// Per VE: transactions by operation, system calls seen and not recorded, records lost
+    Stats {
+        /// Only this VE
+        #[arg(long)]
+        ve: Option<u64>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// The recorded atomic transactions, oldest first
     Log {
         /// Only this VE's
@@ -392,6 +401,7 @@ fn real_main() -> Result<i32> {
         Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => verify(&open_store(cli.home)?, json),
+        Cmd::Stats { ve, json } => daemon::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Log { ve, json } => daemon::log(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Daemon => {
             need_root()?;

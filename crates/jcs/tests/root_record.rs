@@ -63,6 +63,22 @@ fn root_writes_in_three_chunks_are_three_transactions() {
             .sum::<i64>(),
         300
     );
+    // The kernel's counters reached the journal: VE 1 entered many more system calls than
+    // were recorded, lost none; the journal reports its bytes per transaction.
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let s1 = &st["ves"][0];
+    assert_eq!(s1["ve"], 1);
+    assert!(s1["by_op"]["write"].as_u64().unwrap() >= 3, "{st}");
+    assert!(
+        s1["syscalls_seen"].as_u64().unwrap() > s1["transactions"].as_u64().unwrap(),
+        "{st}"
+    );
+    assert!(
+        s1["syscalls_by_name"]["write"].as_u64().unwrap() >= 3,
+        "{st}"
+    );
+    assert_eq!(s1["records_lost"], 0);
+    assert!(st["journal_bytes_per_transaction"].as_f64().unwrap() > 0.0);
     let v = env.json(&["verify", "--json"]);
     assert!(
         v["first_problem"].is_null() && v["records"].as_u64().unwrap() >= 2,

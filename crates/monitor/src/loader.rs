@@ -43,6 +43,14 @@ pub struct Stats {
     pub lost: u64,
 }
 
+/// Per-VE counters (`struct jcs_ve`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VeCounters {
+    pub seen: u64,
+    pub emitted: u64,
+    pub lost: u64,
+}
+
 /// The loaded, attached monitor. Its programs stay attached until it is dropped.
 pub struct Monitor {
     skel: MonitorSkel<'static>,
@@ -86,16 +94,71 @@ impl Monitor {
         Ok(Monitor { skel })
     }
 
-    /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve`.
+    /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
+    /// at zero).
     pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
+        let mut v = [0u8; 32];
+        v[0..8].copy_from_slice(&ve.to_ne_bytes());
         self.skel
             .maps
             .watched
-            .update(&cgroup_id.to_ne_bytes(), &ve.to_ne_bytes(), MapFlags::ANY)
+            .update(&cgroup_id.to_ne_bytes(), &v, MapFlags::ANY)
             .map_err(|source| MonitorError::Map {
                 map: "watched",
                 source,
             })
+    }
+
+    /// The counters of a watched cgroup.
+    pub fn ve_counters(&self, cgroup_id: u64) -> Result<Option<VeCounters>, MonitorError> {
+        let v = self
+            .skel
+            .maps
+            .watched
+            .lookup(&cgroup_id.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| MonitorError::Map {
+                map: "watched",
+                source,
+            })?;
+        Ok(v.filter(|b| b.len() >= 32).map(|b| {
+            let at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default());
+            VeCounters {
+                seen: at(8),
+                emitted: at(16),
+                lost: at(24),
+            }
+        }))
+    }
+
+    /// Removes and returns the per-system-call counts of a cgroup: (number, calls entered).
+    pub fn take_counts(&self, cgroup_id: u64) -> Result<Vec<(u32, u64)>, MonitorError> {
+        let map = &self.skel.maps.counts;
+        let keys: Vec<Vec<u8>> = map
+            .keys()
+            .filter(|k| k.len() == 16 && k[0..8] == cgroup_id.to_ne_bytes())
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(v) = map
+                .lookup(&k, MapFlags::ANY)
+                .map_err(|source| MonitorError::Map {
+                    map: "counts",
+                    source,
+                })?
+            {
+                let nr = u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default());
+                out.push((
+                    nr,
+                    u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()),
+                ));
+            }
+            map.delete(&k).map_err(|source| MonitorError::Map {
+                map: "counts",
+                source,
+            })?;
+        }
+        out.sort();
+        Ok(out)
     }
 
     pub fn unwatch(&self, cgroup_id: u64) -> Result<(), MonitorError> {

@@ -115,6 +115,11 @@ impl Translator {
         self.inits.insert(cgroup_id, init_tid);
     }
 
+    /// The VE a watched cgroup belongs to.
+    pub fn ve_of(&self, cgroup_id: u64) -> Option<u64> {
+        self.ves.get(&cgroup_id).copied()
+    }
+
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.ves.remove(&cgroup_id);
         self.inits.remove(&cgroup_id);

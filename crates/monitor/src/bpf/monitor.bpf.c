@@ -16,9 +16,16 @@ const volatile __u64 wakeup_bytes = 256 * 1024;
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);   /* cgroup id */
-	__type(value, __u64); /* VE id */
+	__type(key, __u64); /* cgroup id */
+	__type(value, struct jcs_ve);
 } watched SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct jcs_count_key);
+	__type(value, __u64);
+} counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -61,10 +68,27 @@ static __always_inline void count(__u32 which)
 		*v += 1;
 }
 
-static __always_inline int watched_task(void)
+static __always_inline struct jcs_ve *watched_task(void)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
-	return bpf_map_lookup_elem(&watched, &cg) != NULL;
+	return bpf_map_lookup_elem(&watched, &cg);
+}
+
+/* Counts system call `nr` of the current task's cgroup. */
+static __always_inline void count_call(__u32 nr)
+{
+	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr };
+	__u64 *v = bpf_map_lookup_elem(&counts, &k);
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+	} else {
+		__u64 one = 1;
+		if (bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST) != 0) {
+			v = bpf_map_lookup_elem(&counts, &k);
+			if (v)
+				__sync_fetch_and_add(v, 1);
+		}
+	}
 }
 
 static __always_inline void submit(struct jcs_event *e)
@@ -72,6 +96,9 @@ static __always_inline void submit(struct jcs_event *e)
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	bpf_ringbuf_submit(e, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	count(JCS_STAT_EMITTED);
+	struct jcs_ve *w = watched_task();
+	if (w)
+		__sync_fetch_and_add(&w->emitted, 1);
 }
 
 static __always_inline struct jcs_event *reserve(__u32 kind)
@@ -79,6 +106,9 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	struct jcs_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(JCS_STAT_LOST);
+		struct jcs_ve *w = watched_task();
+		if (w)
+			__sync_fetch_and_add(&w->lost, 1);
 		return NULL;
 	}
 	__u64 id = bpf_get_current_pid_tgid();
@@ -131,10 +161,13 @@ const volatile __u32 nr_openat = 257, nr_connect = 42;
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
-	if (!watched_task())
+	struct jcs_ve *w = watched_task();
+	if (!w)
 		return 0;
 	count(JCS_STAT_SEEN);
+	__sync_fetch_and_add(&w->seen, 1);
 	__u32 nr = id;
+	count_call(nr);
 	__u8 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !*want) {
 		count(JCS_STAT_SKIPPED);

@@ -23,6 +23,21 @@ enum jcs_stat {
 	JCS_STAT_MAX = 4,
 };
 
+/* Value of the `watched` map: the VE, and its counters (updated atomically). */
+struct jcs_ve {
+	__u64 ve;
+	__u64 seen;    /* system calls entered */
+	__u64 emitted; /* records submitted */
+	__u64 lost;    /* records lost: the ring buffer was full */
+};
+
+/* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
+struct jcs_count_key {
+	__u64 cgroup_id;
+	__u32 nr;
+	__u32 pad;
+};
+
 struct jcs_event {
 	__u64 time_ns;   /* 0   bpf_ktime_get_ns() at the exit of the call */
 	__u64 cgroup_id; /* 8   cgroup2 id of the task */
