@@ -104,3 +104,65 @@ fn root_monitor_can_be_turned_off() {
     assert_eq!(env.ok(&["log"]), "");
     env.assert_clean();
 }
+
+#[test]
+fn root_killed_daemon_loses_nothing_acknowledged() {
+    let env = Env::new();
+    env.standard_app();
+    // VE 1 completes: everything it did was acknowledged before jcs run returned.
+    env.sh_ok("dd if=/dev/zero of=/data/one bs=100 count=5 2>/dev/null");
+    let before = log(&env, 1);
+    assert!(
+        before
+            .iter()
+            .filter(|a| a["op"] == "write" && a["dst"] == "file:/data/one")
+            .count()
+            == 5
+    );
+    // VE 2 writes as fast as it can; the daemon is killed -9 in the middle.
+    let c = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /data/up; while [ ! -e /data/stop ]; do echo x >> /data/fast; done",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = env.home().join("persist/web/data/up");
+    assert!(common::wait_for(10, || up.exists()));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let pid: i32 = std::fs::read_to_string(env.home().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: SIGKILL to this store's daemon.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(common::wait_for(10, || !std::path::Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()));
+    std::fs::write(env.home().join("persist/web/data/stop"), "").unwrap();
+    let o = c.wait_with_output().unwrap();
+    // jcs run says the recording of VE 2 is incomplete (its final flush could not happen).
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("recording is incomplete"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A new VE starts a new daemon, which recovers the journal.
+    env.sh_ok("echo three > /data/three");
+    let v = env.json(&["verify", "--json"]);
+    assert!(v["first_problem"].is_null(), "{v}");
+    // Everything acknowledged before the kill is still there, unchanged.
+    assert_eq!(log(&env, 1), before);
+    assert!(log(&env, 3)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/three"));
+    env.assert_clean();
+}
