@@ -166,3 +166,40 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/three"));
     env.assert_clean();
 }
+
+#[test]
+fn root_file_changes_and_connections_are_transactions() {
+    let env = Env::new();
+    env.standard_app();
+    // Changes to files by path, and a TCP connection to a listener in the VE itself (over lo).
+    env.sh_ok(
+        "mkdir /data/d && echo x > /data/d/f && mv /data/d/f /data/d/g && chmod 600 /data/d/g && \
+         truncate -s 0 /data/d/g && rm /data/d/g && rmdir /data/d && \
+         (nc -l -p 9000 > /data/got &) && sleep 0.2 && echo hi | nc 127.0.0.1 9000 && sleep 0.1",
+    );
+    let ats = log(&env, 1);
+    let has = |op: &str, var: &str| {
+        ats.iter()
+            .any(|a| a["op"] == op && (a["dst"] == var || a["src"] == var))
+    };
+    assert!(has("mkdir", "file:/data/d"), "{ats:#?}");
+    assert!(has("rename", "file:/data/d/f"));
+    assert!(has("chmod", "file:/data/d/g"));
+    // ftruncate names the file by identity: the variable keeps the path it was created by.
+    assert!(
+        has("truncate", "file:/data/d/f") || has("truncate", "file:/data/d/g"),
+        "{ats:#?}"
+    );
+    assert!(has("unlink", "file:/data/d/g"));
+    assert!(has("rmdir", "file:/data/d"));
+    assert!(has("connect", "endpoint:127.0.0.1:9000"), "{ats:#?}");
+    assert!(has("send", "endpoint:127.0.0.1:9000"), "{ats:#?}");
+    // busybox nc accepts with a NULL address: the accept is recorded, its peer unknown.
+    assert!(
+        ats.iter()
+            .any(|a| a["op"] == "accept" && a["result"].as_i64().unwrap() >= 0),
+        "{ats:#?}"
+    );
+    assert!(has("bind", "endpoint::::9000"), "{ats:#?}");
+    env.assert_clean();
+}

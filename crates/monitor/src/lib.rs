@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod loader;
+pub mod syscalls;
 pub mod translate;
 
 #[allow(

@@ -23,17 +23,6 @@ pub enum MonitorError {
     Ring(libbpf_rs::Error),
 }
 
-/// System calls recorded (the others are counted as skipped in the kernel).
-pub const INTEREST: &[i64] = &[
-    libc::SYS_openat,
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
-    libc::SYS_close,
-    libc::SYS_connect,
-];
-
 /// The counters of `enum jcs_stat`, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -68,23 +57,18 @@ impl Monitor {
     pub fn start() -> Result<Monitor, MonitorError> {
         let object: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = MonitorSkelBuilder::default()
+        let open = MonitorSkelBuilder::default()
             .open(object)
             .map_err(MonitorError::Open)?;
-        if let Some(r) = open.maps.rodata_data.as_deref_mut() {
-            r.nr_read = libc::SYS_read as u32;
-            r.nr_write = libc::SYS_write as u32;
-            r.nr_pread64 = libc::SYS_pread64 as u32;
-            r.nr_pwrite64 = libc::SYS_pwrite64 as u32;
-            r.nr_close = libc::SYS_close as u32;
-            r.nr_openat = libc::SYS_openat as u32;
-            r.nr_connect = libc::SYS_connect as u32;
-        }
         let mut skel = open.load().map_err(MonitorError::Load)?;
-        for nr in INTEREST {
+        for s in crate::syscalls::table() {
             skel.maps
                 .interest
-                .update(&(*nr as u32).to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .update(
+                    &(s.nr as u32).to_ne_bytes(),
+                    &s.cap.to_ne_bytes(),
+                    MapFlags::ANY,
+                )
                 .map_err(|source| MonitorError::Map {
                     map: "interest",
                     source,

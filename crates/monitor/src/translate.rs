@@ -8,6 +8,7 @@
 //! `close` and `fork`) to name the files behind descriptors.
 
 use crate::decode::{Event, Kind};
+use crate::syscalls::{Sem, Sys};
 use model::at::{At, Op, Status, VarDef, VarId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,15 +30,15 @@ pub enum Output {
     At(At),
 }
 
-/// System call numbers the translator understands (the host's, from libc).
-mod nr {
-    pub const OPENAT: u32 = libc::SYS_openat as u32;
-    pub const READ: u32 = libc::SYS_read as u32;
-    pub const WRITE: u32 = libc::SYS_write as u32;
-    pub const PREAD64: u32 = libc::SYS_pread64 as u32;
-    pub const PWRITE64: u32 = libc::SYS_pwrite64 as u32;
-    pub const CLOSE: u32 = libc::SYS_close as u32;
-    pub const CONNECT: u32 = libc::SYS_connect as u32;
+/// What a descriptor refers to, as far as the translator saw it being made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FdTarget {
+    /// A file opened by this path.
+    Path(Vec<u8>),
+    /// A connected or accepted socket: its remote endpoint's variable.
+    Endpoint(VarId),
+    /// A socket without a known endpoint.
+    Socket,
 }
 
 #[derive(Debug)]
@@ -49,7 +50,9 @@ pub struct Translator {
     vars: HashMap<Key, VarId>,
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
-    fds: HashMap<(u32, i32), Vec<u8>>,
+    fds: HashMap<(u32, i32), FdTarget>,
+    /// The recorded system calls, by number.
+    table: HashMap<u32, Sys>,
     /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
     clock_offset_ns: i64,
 }
@@ -99,6 +102,10 @@ impl Translator {
             vars: HashMap::new(),
             next_var: first_var.max(1),
             fds: HashMap::new(),
+            table: crate::syscalls::table()
+                .into_iter()
+                .map(|s| (s.nr as u32, s))
+                .collect(),
             clock_offset_ns,
         }
     }
@@ -156,6 +163,144 @@ impl Translator {
         }
     }
 
+    fn endpoint_var(&mut self, data: &[u8], out: &mut Vec<Output>) -> VarId {
+        match parse_sockaddr(data) {
+            Some(VarDef::Endpoint { addr, port }) => self.var(
+                Key::Endpoint(addr, port),
+                || VarDef::Endpoint { addr, port },
+                out,
+            ),
+            Some(VarDef::Unix { path }) => self.var(
+                Key::Unix(path.clone().into_bytes()),
+                || VarDef::Unix { path },
+                out,
+            ),
+            _ => 0,
+        }
+    }
+
+    /// The variable behind descriptor `fd` of the record's process, and whether it is a socket.
+    fn fd_var(&mut self, e: &Event, fd: i32, out: &mut Vec<Output>) -> (VarId, bool) {
+        match self.fds.get(&(e.pid, fd)).cloned() {
+            Some(FdTarget::Endpoint(id)) => (id, true),
+            Some(FdTarget::Socket) => (0, true),
+            Some(FdTarget::Path(p)) => (self.file_var(e, Some(p), out), false),
+            None => (self.file_var(e, None, out), false),
+        }
+    }
+
+    fn syscall(&mut self, e: &Event, sys: Sys, mem: VarId, at: &mut At, out: &mut Vec<Output>) {
+        let fd = e.args[0] as i32;
+        let path = e.path().map(<[u8]>::to_vec);
+        match sys.sem {
+            Sem::Open => {
+                at.op = Op::Open;
+                if let (true, Some(p)) = (e.ret >= 0, &path) {
+                    self.fds
+                        .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
+                }
+                at.src = self.file_var(e, path, out);
+                at.dst = mem;
+            }
+            Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
+                let reading = matches!(sys.sem, Sem::ReadFd(_));
+                let (mut var, socket) = self.fd_var(e, fd, out);
+                if !reading && socket && !e.data.is_empty() {
+                    // sendto with an explicit destination.
+                    var = self.endpoint_var(&e.data, out);
+                }
+                at.op = match (reading, socket) {
+                    (true, false) => Op::Read,
+                    (true, true) => Op::Recv,
+                    (false, false) => Op::Write,
+                    (false, true) => Op::Send,
+                };
+                (at.src, at.dst) = if reading { (var, mem) } else { (mem, var) };
+                at.off = match off_arg {
+                    Some(i) => e.args[i],
+                    None if socket => 0,
+                    None => e.pos.unwrap_or(0) as u64,
+                };
+                at.len = e.ret.max(0) as u64;
+            }
+            Sem::Close => {
+                at.op = Op::Close;
+                at.src = match self.fds.remove(&(e.pid, fd)) {
+                    Some(FdTarget::Endpoint(id)) => id,
+                    Some(FdTarget::Socket) => 0,
+                    Some(FdTarget::Path(p)) => self.file_var(e, Some(p), out),
+                    None => self.file_var(e, None, out),
+                };
+            }
+            Sem::Meta(op) => {
+                // Named by path (relative paths are kept as the process gave them), or by fd.
+                at.op = op;
+                at.src = mem;
+                at.dst = if path.is_some() {
+                    self.file_var(
+                        &Event {
+                            file: None,
+                            ..e.clone()
+                        },
+                        path,
+                        out,
+                    )
+                } else {
+                    self.fd_var(e, fd, out).0
+                };
+            }
+            Sem::Mmap => {
+                // A shared writable mapping writes the file; any other mapping reads it.
+                let shared_write = e.args[3] & libc::MAP_SHARED as u64 != 0
+                    && e.args[2] & libc::PROT_WRITE as u64 != 0;
+                let (var, _) = self.fd_var(e, e.args[4] as i32, out);
+                at.op = Op::Mmap;
+                (at.src, at.dst) = if shared_write { (mem, var) } else { (var, mem) };
+                at.off = e.args[5];
+                at.len = e.args[1];
+            }
+            Sem::Socket => {
+                at.op = Op::Socket;
+                if e.ret >= 0 {
+                    self.fds.insert((e.pid, e.ret as i32), FdTarget::Socket);
+                }
+            }
+            Sem::Connect | Sem::Bind => {
+                let ep = self.endpoint_var(&e.data, out);
+                at.op = if sys.sem == Sem::Connect {
+                    Op::Connect
+                } else {
+                    Op::Bind
+                };
+                at.src = mem;
+                at.dst = ep;
+                if sys.sem == Sem::Connect && ep != 0 {
+                    self.fds.insert((e.pid, fd), FdTarget::Endpoint(ep));
+                }
+            }
+            Sem::Listen => {
+                at.op = Op::Listen;
+                at.src = self.fd_var(e, fd, out).0;
+            }
+            Sem::Accept => {
+                let ep = self.endpoint_var(&e.data, out);
+                at.op = Op::Accept;
+                at.src = ep;
+                at.dst = mem;
+                if e.ret >= 0 {
+                    self.fds.insert(
+                        (e.pid, e.ret as i32),
+                        if ep != 0 {
+                            FdTarget::Endpoint(ep)
+                        } else {
+                            FdTarget::Socket
+                        },
+                    );
+                }
+            }
+        }
+    }
+
     /// Translates one record. Records of cgroups that are not watched produce nothing.
     pub fn push(&mut self, e: &Event, out: &mut Vec<Output>) {
         let Some(&ve) = self.ves.get(&e.cgroup_id) else {
@@ -182,12 +327,11 @@ impl Translator {
             len: 0,
             result: e.ret,
         };
-        let fd = e.args[0] as i32;
         match e.kind {
             Kind::Fork => {
                 // The child inherits the descriptor table.
                 let child = e.ret as u32;
-                let inherited: Vec<((u32, i32), Vec<u8>)> = self
+                let inherited: Vec<((u32, i32), FdTarget)> = self
                     .fds
                     .iter()
                     .filter(|((p, _), _)| *p == e.pid)
@@ -216,55 +360,12 @@ impl Translator {
                     .unwrap_or(0);
                 at.dst = mem;
             }
-            Kind::Syscall => match e.nr {
-                nr::OPENAT => {
-                    at.op = Op::Open;
-                    let path = e.path().map(<[u8]>::to_vec);
-                    if e.ret >= 0 {
-                        if let Some(p) = &path {
-                            self.fds.insert((e.pid, e.ret as i32), p.clone());
-                        }
-                    }
-                    at.src = self.file_var(e, path, out);
-                    at.dst = mem;
-                }
-                nr::READ | nr::PREAD64 | nr::WRITE | nr::PWRITE64 => {
-                    let path = self.fds.get(&(e.pid, fd)).cloned();
-                    let file = self.file_var(e, path, out);
-                    let reading = matches!(e.nr, nr::READ | nr::PREAD64);
-                    at.op = if reading { Op::Read } else { Op::Write };
-                    (at.src, at.dst) = if reading { (file, mem) } else { (mem, file) };
-                    at.off = if matches!(e.nr, nr::PREAD64 | nr::PWRITE64) {
-                        e.args[3]
-                    } else {
-                        e.pos.unwrap_or(0) as u64
-                    };
-                    at.len = e.ret.max(0) as u64;
-                }
-                nr::CLOSE => {
-                    let path = self.fds.remove(&(e.pid, fd));
-                    at.op = Op::Close;
-                    at.src = self.file_var(e, path, out);
-                }
-                nr::CONNECT => {
-                    at.op = Op::Connect;
-                    at.src = mem;
-                    at.dst = match parse_sockaddr(&e.data) {
-                        Some(VarDef::Endpoint { addr, port }) => self.var(
-                            Key::Endpoint(addr, port),
-                            || VarDef::Endpoint { addr, port },
-                            out,
-                        ),
-                        Some(VarDef::Unix { path }) => self.var(
-                            Key::Unix(path.clone().into_bytes()),
-                            || VarDef::Unix { path },
-                            out,
-                        ),
-                        _ => 0,
-                    };
-                }
-                _ => return,
-            },
+            Kind::Syscall => {
+                let Some(sys) = self.table.get(&e.nr).copied() else {
+                    return;
+                };
+                self.syscall(e, sys, mem, &mut at, out);
+            }
         }
         out.push(Output::At(at));
     }
@@ -273,6 +374,95 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// System call numbers of the host (from libc), for the tests.
+    mod nr {
+        pub const OPENAT: u32 = libc::SYS_openat as u32;
+        pub const WRITE: u32 = libc::SYS_write as u32;
+        pub const PREAD64: u32 = libc::SYS_pread64 as u32;
+        pub const CLOSE: u32 = libc::SYS_close as u32;
+        pub const CONNECT: u32 = libc::SYS_connect as u32;
+        pub const SOCKET: u32 = libc::SYS_socket as u32;
+        pub const SENDTO: u32 = libc::SYS_sendto as u32;
+        pub const RECVFROM: u32 = libc::SYS_recvfrom as u32;
+        pub const ACCEPT4: u32 = libc::SYS_accept4 as u32;
+        pub const RENAMEAT2: u32 = libc::SYS_renameat2 as u32;
+        pub const MMAP: u32 = libc::SYS_mmap as u32;
+    }
+
+    #[test]
+    fn sockets_send_and_receive_through_their_endpoints() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        t.push(&ev(Kind::Syscall, nr::SOCKET, 5), &mut out);
+        let mut sa = vec![0u8; 16];
+        sa[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        sa[2..4].copy_from_slice(&80u16.to_be_bytes());
+        sa[4..8].copy_from_slice(&[10, 0, 0, 9]);
+        let mut c = ev(Kind::Syscall, nr::CONNECT, 0);
+        c.args[0] = 5;
+        c.data = sa.clone();
+        t.push(&c, &mut out);
+        let mut snd = ev(Kind::Syscall, nr::SENDTO, 12);
+        snd.args[0] = 5;
+        t.push(&snd, &mut out);
+        let mut rcv = ev(Kind::Syscall, nr::RECVFROM, 40);
+        rcv.args[0] = 5;
+        t.push(&rcv, &mut out);
+        let mut acc = ev(Kind::Syscall, nr::ACCEPT4, 6);
+        acc.data = sa;
+        t.push(&acc, &mut out);
+        let a = ats(&out);
+        let ep = a[1].dst;
+        assert_ne!(ep, 0);
+        assert_eq!(
+            (a[2].op, a[2].src, a[2].dst, a[2].len),
+            (Op::Send, 1, ep, 12)
+        );
+        assert_eq!(
+            (a[3].op, a[3].src, a[3].dst, a[3].len),
+            (Op::Recv, ep, 1, 40)
+        );
+        assert_eq!((a[4].op, a[4].src, a[4].dst), (Op::Accept, ep, 1));
+    }
+
+    #[test]
+    fn metadata_changes_and_mappings() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut r = ev(Kind::Syscall, nr::RENAMEAT2, 0);
+        r.data = b"/data/old\0".to_vec();
+        t.push(&r, &mut out);
+        let mut m = ev(Kind::Syscall, nr::MMAP, 0x7000);
+        m.args = [
+            0,
+            4096,
+            libc::PROT_READ as u64 | libc::PROT_WRITE as u64,
+            libc::MAP_SHARED as u64,
+            3,
+            0,
+        ];
+        m.file = Some((1, 2));
+        t.push(&m, &mut out);
+        m.args[3] = libc::MAP_PRIVATE as u64;
+        t.push(&m, &mut out);
+        let a = ats(&out);
+        assert_eq!((a[0].op, a[0].src), (Op::Rename, 1));
+        assert!(out.contains(&Output::Var(
+            2,
+            VarDef::Path {
+                path: "/data/old".into()
+            }
+        )));
+        // A shared writable mapping writes the file; a private one reads it.
+        assert_eq!(
+            (a[1].op, a[1].src, a[1].dst, a[1].len),
+            (Op::Mmap, 1, 3, 4096)
+        );
+        assert_eq!((a[2].src, a[2].dst), (3, 1));
+    }
 
     fn ev(kind: Kind, nr: u32, ret: i64) -> Event {
         Event {

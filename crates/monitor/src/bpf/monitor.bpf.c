@@ -31,7 +31,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JCS_MAX_SYSCALL);
 	__type(key, __u32);
-	__type(value, __u8); /* 1 = record this system call number */
+	__type(value, __u16); /* enum jcs_capture flags; 0 = not recorded */
 } interest SEC(".maps");
 
 struct inflight {
@@ -40,6 +40,7 @@ struct inflight {
 	__u64 ino;
 	__s64 pos;
 	__u32 nr;
+	__u32 flags;
 };
 
 struct {
@@ -129,13 +130,6 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	return e;
 }
 
-/* System calls whose first argument is a file descriptor. */
-static __always_inline int fd_first(__u32 nr, __u32 read_nr, __u32 write_nr, __u32 pread_nr,
-				    __u32 pwrite_nr, __u32 close_nr)
-{
-	return nr == read_nr || nr == write_nr || nr == pread_nr || nr == pwrite_nr || nr == close_nr;
-}
-
 /* The identity (device, inode) and position of the file behind descriptor `fd`. */
 static __always_inline void file_identity(struct task_struct *t, unsigned int fd, __u64 *dev,
 					  __u64 *ino, __s64 *pos)
@@ -153,10 +147,18 @@ static __always_inline void file_identity(struct task_struct *t, unsigned int fd
 	*pos = BPF_CORE_READ(file, f_pos);
 }
 
-/* Syscall numbers of the fd-based calls, set by the loader (arch-independent source). */
-const volatile __u32 nr_read = 0, nr_write = 1, nr_pread64 = 17, nr_pwrite64 = 18, nr_close = 3;
-/* Calls whose second argument is a user path (openat) or a sockaddr (connect). */
-const volatile __u32 nr_openat = 257, nr_connect = 42;
+/* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
+ * keeps the verifier simple: 128 bytes (sockaddr_storage), or 16 (sockaddr_in) when the
+ * larger read would cross into unmapped memory. */
+static __always_inline void read_addr(struct jcs_event *e, __u64 uaddr, __u64 len)
+{
+	if (!len)
+		return;
+	if (bpf_probe_read_user(e->path, 128, (void *)uaddr) == 0)
+		e->path_len = len > 128 ? 128 : len;
+	else if (bpf_probe_read_user(e->path, 16, (void *)uaddr) == 0)
+		e->path_len = len > 16 ? 16 : len;
+}
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
@@ -168,13 +170,14 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	__sync_fetch_and_add(&w->seen, 1);
 	__u32 nr = id;
 	count_call(nr);
-	__u8 *want = bpf_map_lookup_elem(&interest, &nr);
-	if (!want || !*want) {
+	__u16 *want = bpf_map_lookup_elem(&interest, &nr);
+	if (!want || !(*want & JCS_CAP_RECORD)) {
 		count(JCS_STAT_SKIPPED);
 		return 0;
 	}
 	struct inflight f = {};
 	f.nr = nr;
+	f.flags = *want;
 	f.pos = -1;
 	f.args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
 	f.args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
@@ -182,8 +185,16 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f.args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f.args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f.args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (fd_first(nr, nr_read, nr_write, nr_pread64, nr_pwrite64, nr_close))
+	if (f.flags & JCS_CAP_FD0)
 		file_identity(bpf_get_current_task_btf(), f.args[0], &f.dev, &f.ino, &f.pos);
+	if (f.flags & JCS_CAP_FD4) {
+		if ((int)f.args[4] < 0) {
+			/* An anonymous mapping: no file, nothing crosses the boundary. */
+			count(JCS_STAT_SKIPPED);
+			return 0;
+		}
+		file_identity(bpf_get_current_task_btf(), f.args[4], &f.dev, &f.ino, &f.pos);
+	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
 	return 0;
@@ -205,19 +216,25 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		e->dev = f->dev;
 		e->ino = f->ino;
 		e->pos = f->pos;
-		if (f->nr == nr_openat) {
-			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)f->args[1]);
+		__u32 fl = f->flags;
+		if (fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)) {
+			__u64 up = (fl & JCS_CAP_PATH1) ? f->args[1] : f->args[0];
+			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)up);
 			e->path_len = n > 0 ? n : 0;
-			if (ret >= 0)
-				file_identity(bpf_get_current_task_btf(), ret, &e->dev, &e->ino, &e->pos);
-		} else if (f->nr == nr_connect) {
-			/* The remote endpoint: the raw sockaddr (its length is args[2]). */
+		} else if (fl & JCS_CAP_ADDR1) {
 			__u32 len = f->args[2];
-			if (len > sizeof(e->path))
-				len = sizeof(e->path);
-			if (bpf_probe_read_user(e->path, len & (JCS_PATH_MAX - 1), (void *)f->args[1]) == 0)
-				e->path_len = len & (JCS_PATH_MAX - 1);
+			if (fl & JCS_CAP_ADDRLENP) {
+				len = 0;
+				if (f->args[2])
+					bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
+			}
+			if (f->args[1] && ret >= 0)
+				read_addr(e, f->args[1], len);
+		} else if ((fl & JCS_CAP_ADDR4) && f->args[4]) {
+			read_addr(e, f->args[4], f->args[5]);
 		}
+		if ((fl & JCS_CAP_NEWFD) && ret >= 0)
+			file_identity(bpf_get_current_task_btf(), ret, &e->dev, &e->ino, &e->pos);
 		submit(e);
 	}
 	bpf_map_delete_elem(&inflight, &tid);

@@ -14,6 +14,19 @@ enum jcs_kind {
 	JCS_EV_EXIT = 4,    /* a task of a watched cgroup exited */
 };
 
+/* What to capture for a system call: the value of the `interest` map, per number. */
+enum jcs_capture {
+	JCS_CAP_RECORD = 1,    /* record it */
+	JCS_CAP_FD0 = 2,       /* identity and position of the fd in args[0], at entry */
+	JCS_CAP_FD4 = 4,       /* identity of the fd in args[4] (mmap; -1 = not a file: skipped) */
+	JCS_CAP_PATH0 = 8,     /* the user string at args[0], at exit */
+	JCS_CAP_PATH1 = 16,    /* the user string at args[1], at exit */
+	JCS_CAP_ADDR1 = 32,    /* the sockaddr at args[1] (length args[2]), at exit */
+	JCS_CAP_NEWFD = 64,    /* identity of the fd the call returned, at exit */
+	JCS_CAP_ADDR4 = 128,   /* the sockaddr at args[4] (length args[5]), at exit (sendto) */
+	JCS_CAP_ADDRLENP = 256, /* with ADDR1: args[2] points to the length (accept) */
+};
+
 /* Counters, one slot each in the per-CPU `stats` map. */
 enum jcs_stat {
 	JCS_STAT_SEEN = 0,    /* system calls entered by watched tasks */
