@@ -79,6 +79,12 @@ pub struct VeStats {
     pub lost: u64,
     /// System calls entered, by number (of `arch`).
     pub calls: Vec<(u32, u64)>,
+    /// Calls not recorded by classification (reads of files only in read-only branches).
+    #[serde(default)]
+    pub dropped: u64,
+    /// The same, by number.
+    #[serde(default)]
+    pub dropped_calls: Vec<(u32, u64)>,
     pub arch: String,
 }
 
@@ -352,7 +358,9 @@ fn ve_stats(
         return Ok(None);
     };
     let c = m.ve_counters(cgroup_id)?.unwrap_or_default();
-    let calls = m.take_counts(cgroup_id)?;
+    let counts = m.take_counts(cgroup_id)?;
+    let calls = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
+    let dropped_calls = counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
     let gap = (c.lost > 0).then(|| model::at::At {
         time_ns: (clock_offset_ns() + monotonic_ns()) as u64,
         ve,
@@ -372,6 +380,8 @@ fn ve_stats(
         emitted: c.emitted,
         lost: c.lost,
         calls,
+        dropped: c.dropped,
+        dropped_calls,
         arch: std::env::consts::ARCH.into(),
     };
     Ok(Some((stats, gap)))
@@ -732,6 +742,9 @@ struct VeSummary {
     records_emitted: u64,
     records_lost: u64,
     gap_transactions: u64,
+    /// Reads of files that exist only in read-only branches: counted, not recorded.
+    dropped_by_classification: u64,
+    dropped_by_name: std::collections::BTreeMap<String, u64>,
 }
 
 /// `jcs stats`: per VE, from the journal (transactions, and the kernel's counters the daemon
@@ -772,8 +785,12 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
                 s.syscalls_seen += st.seen;
                 s.records_emitted += st.emitted;
                 s.records_lost += st.lost;
+                s.dropped_by_classification += st.dropped;
                 for (nr, n) in st.calls {
                     *s.syscalls_by_name.entry(syscall_name(nr)).or_default() += n;
+                }
+                for (nr, n) in st.dropped_calls {
+                    *s.dropped_by_name.entry(syscall_name(nr)).or_default() += n;
                 }
             }
             _ => {}
@@ -798,6 +815,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
         "TRANSACTIONS",
         "SYSCALLS SEEN",
         "NOT RECORDED",
+        "RO-BRANCH READS",
         "LOST",
         "BY OPERATION",
     ]);
@@ -813,6 +831,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
             s.transactions.to_string(),
             s.syscalls_seen.to_string(),
             s.syscalls_seen.saturating_sub(recorded_calls).to_string(),
+            s.dropped_by_classification.to_string(),
             s.records_lost.to_string(),
             s.by_op
                 .iter()

@@ -203,3 +203,30 @@ fn root_file_changes_and_connections_are_transactions() {
     assert!(has("bind", "endpoint::::9000"), "{ats:#?}");
     env.assert_clean();
 }
+
+#[test]
+fn root_template_reads_are_counted_not_recorded() {
+    let env = Env::new();
+    env.standard_app();
+    env.sh_ok("md5sum /etc/passwd > /dev/null; echo x > /tmp/t; md5sum /tmp/t > /dev/null; echo y > /data/p; md5sum /data/p > /dev/null");
+    let ats = log(&env, 1);
+    let reads = |path: &str| {
+        ats.iter()
+            .filter(|a| a["op"] == "read" && a["src"] == path)
+            .count()
+    };
+    // /etc/passwd exists only in the template: pristine, its reads are dropped in the kernel.
+    assert_eq!(reads("file:/etc/passwd"), 0, "{ats:#?}");
+    // A file in the dirties and a persistent file are recorded.
+    assert!(reads("file:/tmp/t") >= 1, "{ats:#?}");
+    assert!(reads("file:/data/p") >= 1, "{ats:#?}");
+    // ... and the dropped reads are counted, by system call.
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let s1 = &st["ves"][0];
+    assert!(
+        s1["dropped_by_classification"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    assert!(s1["dropped_by_name"]["read"].as_u64().unwrap() >= 1, "{st}");
+    env.assert_clean();
+}

@@ -30,6 +30,7 @@ pub struct Stats {
     pub skipped: u64,
     pub emitted: u64,
     pub lost: u64,
+    pub dropped: u64,
 }
 
 /// Per-VE counters (`struct jcs_ve`).
@@ -38,6 +39,8 @@ pub struct VeCounters {
     pub seen: u64,
     pub emitted: u64,
     pub lost: u64,
+    /// Calls not recorded by classification (reads of read-only branches).
+    pub dropped: u64,
 }
 
 /// The loaded, attached monitor. Its programs stay attached until it is dropped.
@@ -81,7 +84,7 @@ impl Monitor {
     /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
     /// at zero).
     pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
-        let mut v = [0u8; 32];
+        let mut v = [0u8; 40];
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         self.skel
             .maps
@@ -104,18 +107,20 @@ impl Monitor {
                 map: "watched",
                 source,
             })?;
-        Ok(v.filter(|b| b.len() >= 32).map(|b| {
+        Ok(v.filter(|b| b.len() >= 40).map(|b| {
             let at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default());
             VeCounters {
                 seen: at(8),
                 emitted: at(16),
                 lost: at(24),
+                dropped: at(32),
             }
         }))
     }
 
-    /// Removes and returns the per-system-call counts of a cgroup: (number, calls entered).
-    pub fn take_counts(&self, cgroup_id: u64) -> Result<Vec<(u32, u64)>, MonitorError> {
+    /// Removes and returns the per-system-call counts of a cgroup: (number, dropped by
+    /// classification?, calls).
+    pub fn take_counts(&self, cgroup_id: u64) -> Result<Vec<(u32, bool, u64)>, MonitorError> {
         let map = &self.skel.maps.counts;
         let keys: Vec<Vec<u8>> = map
             .keys()
@@ -131,8 +136,10 @@ impl Monitor {
                 })?
             {
                 let nr = u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default());
+                let dropped = u32::from_ne_bytes(k[12..16].try_into().unwrap_or_default()) != 0;
                 out.push((
                     nr,
+                    dropped,
                     u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()),
                 ));
             }
@@ -157,7 +164,7 @@ impl Monitor {
     }
 
     pub fn stats(&self) -> Result<Stats, MonitorError> {
-        let mut v = [0u64; 4];
+        let mut v = [0u64; 5];
         for (i, slot) in v.iter_mut().enumerate() {
             let per_cpu = self
                 .skel
@@ -179,6 +186,7 @@ impl Monitor {
             skipped: v[1],
             emitted: v[2],
             lost: v[3],
+            dropped: v[4],
         })
     }
 

@@ -13,6 +13,7 @@ pub mod cap {
     pub const NEWFD: u16 = 64;
     pub const ADDR4: u16 = 128;
     pub const ADDRLENP: u16 = 256;
+    pub const READ: u16 = 512;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -60,31 +61,31 @@ pub fn table() -> Vec<Sys> {
         Sys {
             nr: libc::SYS_read,
             name: "read",
-            cap: r | FD0,
+            cap: r | READ | FD0,
             sem: ReadFd(None),
         },
         Sys {
             nr: libc::SYS_readv,
             name: "readv",
-            cap: r | FD0,
+            cap: r | READ | FD0,
             sem: ReadFd(None),
         },
         Sys {
             nr: libc::SYS_pread64,
             name: "pread64",
-            cap: r | FD0,
+            cap: r | READ | FD0,
             sem: ReadFd(Some(3)),
         },
         Sys {
             nr: libc::SYS_preadv,
             name: "preadv",
-            cap: r | FD0,
+            cap: r | READ | FD0,
             sem: ReadFd(Some(3)),
         },
         Sys {
             nr: libc::SYS_preadv2,
             name: "preadv2",
-            cap: r | FD0,
+            cap: r | READ | FD0,
             sem: ReadFd(Some(3)),
         },
         Sys {
@@ -204,7 +205,7 @@ pub fn table() -> Vec<Sys> {
         Sys {
             nr: libc::SYS_mmap,
             name: "mmap",
-            cap: r | FD4,
+            cap: r | READ | FD4,
             sem: Mmap,
         },
         Sys {

@@ -76,9 +76,9 @@ static __always_inline struct jcs_ve *watched_task(void)
 }
 
 /* Counts system call `nr` of the current task's cgroup. */
-static __always_inline void count_call(__u32 nr)
+static __always_inline void count_call(__u32 nr, __u32 dropped)
 {
-	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr };
+	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr, .dropped = dropped };
 	__u64 *v = bpf_map_lookup_elem(&counts, &k);
 	if (v) {
 		__sync_fetch_and_add(v, 1);
@@ -130,6 +130,28 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	return e;
 }
 
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+/* Whether the file behind `fd` exists only in a read-only branch of an overlay (a VE's
+ * template or app layers): an overlay inode without an upper dentry. Such a file is pristine
+ * by construction, so reading it carries no contamination and is not recorded. */
+static __always_inline int lower_only(struct task_struct *t, unsigned int fd)
+{
+	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
+	if (fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
+		return 0;
+	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	return BPF_CORE_READ(oi, __upperdentry) == NULL;
+}
+
 /* The identity (device, inode) and position of the file behind descriptor `fd`. */
 static __always_inline void file_identity(struct task_struct *t, unsigned int fd, __u64 *dev,
 					  __u64 *ino, __s64 *pos)
@@ -169,11 +191,30 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	count(JCS_STAT_SEEN);
 	__sync_fetch_and_add(&w->seen, 1);
 	__u32 nr = id;
-	count_call(nr);
+	count_call(nr, 0);
 	__u16 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_RECORD)) {
 		count(JCS_STAT_SKIPPED);
 		return 0;
+	}
+	if (*want & JCS_CAP_READ) {
+		/* The fd is args[0], or args[4] for mmap (whose shared writable mappings write). */
+		__u64 a0 = PT_REGS_PARM1_CORE_SYSCALL(regs);
+		__u64 a4 = PT_REGS_PARM5_CORE_SYSCALL(regs);
+		int is_write_map = 0;
+		unsigned int fd = a0;
+		if (*want & JCS_CAP_FD4) {
+			__u64 prot = PT_REGS_PARM3_CORE_SYSCALL(regs);
+			__u64 flags = PT_REGS_PARM4_CORE_SYSCALL(regs);
+			is_write_map = (flags & 0x01) && (prot & 0x2); /* MAP_SHARED, PROT_WRITE */
+			fd = a4;
+		}
+		if (!is_write_map && (int)fd >= 0 && lower_only(bpf_get_current_task_btf(), fd)) {
+			count(JCS_STAT_DROPPED);
+			__sync_fetch_and_add(&w->dropped, 1);
+			count_call(nr, 1);
+			return 0;
+		}
 	}
 	struct inflight f = {};
 	f.nr = nr;

@@ -25,6 +25,8 @@ enum jcs_capture {
 	JCS_CAP_NEWFD = 64,    /* identity of the fd the call returned, at exit */
 	JCS_CAP_ADDR4 = 128,   /* the sockaddr at args[4] (length args[5]), at exit (sendto) */
 	JCS_CAP_ADDRLENP = 256, /* with ADDR1: args[2] points to the length (accept) */
+	JCS_CAP_READ = 512,    /* moves data from the fd's file into the VE: dropped when the file
+	                        * exists only in a read-only branch (classification) */
 };
 
 /* Counters, one slot each in the per-CPU `stats` map. */
@@ -33,7 +35,8 @@ enum jcs_stat {
 	JCS_STAT_SKIPPED = 1, /* ... of no interest (not recorded) */
 	JCS_STAT_EMITTED = 2, /* records submitted */
 	JCS_STAT_LOST = 3,    /* records lost: the ring buffer was full */
-	JCS_STAT_MAX = 4,
+	JCS_STAT_DROPPED = 4, /* calls dropped by classification */
+	JCS_STAT_MAX = 5,
 };
 
 /* Value of the `watched` map: the VE, and its counters (updated atomically). */
@@ -42,13 +45,14 @@ struct jcs_ve {
 	__u64 seen;    /* system calls entered */
 	__u64 emitted; /* records submitted */
 	__u64 lost;    /* records lost: the ring buffer was full */
+	__u64 dropped; /* calls not recorded by classification (reads of read-only branches) */
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
 struct jcs_count_key {
 	__u64 cgroup_id;
 	__u32 nr;
-	__u32 pad;
+	__u32 dropped; /* 0: calls entered; 1: calls dropped by classification */
 };
 
 struct jcs_event {
