@@ -5,6 +5,7 @@
 mod app;
 mod catalog;
 mod daemon;
+mod history;
 mod netsetup;
 mod output;
 mod store;
@@ -98,10 +99,28 @@ enum Cmd {
         json: bool,
     },
     /// The recorded atomic transactions, oldest first
+    #[command(
+        after_help = "Examples:\n  jcs log --ve 3\n  jcs log --app web --since 10m\n  jcs log --var file:/data/report.txt --json\n  jcs log --var endpoint:tcp/10.231.0.2:8080 --follow\n\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d."
+    )]
     Log {
         /// Only this VE's
         #[arg(long)]
         ve: Option<u64>,
+        /// Only the VEs of this app
+        #[arg(long)]
+        app: Option<String>,
+        /// Only transactions on this variable: file:PATH (inside the VE), endpoint:tcp/ADDR:PORT or ve:N
+        #[arg(long, value_name = "SPEC")]
+        var: Option<String>,
+        /// Only transactions at or after TIME
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only transactions at or before TIME
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Keep printing new transactions as they are recorded (Ctrl-C ends)
+        #[arg(long)]
+        follow: bool,
         /// JSON lines instead of text
         #[arg(long)]
         json: bool,
@@ -401,8 +420,52 @@ fn real_main() -> Result<i32> {
         Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => verify(&open_store(cli.home)?, json),
-        Cmd::Stats { ve, json } => daemon::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
-        Cmd::Log { ve, json } => daemon::log(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Stats { ve, json } => history::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Log {
+            ve,
+            app,
+            var,
+            since,
+            until,
+            follow,
+            json,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let mut f = history::Filter {
+                var: var.as_deref().map(history::parse_var_spec).transpose()?,
+                since_ns: since
+                    .as_deref()
+                    .map(|t| history::parse_time(t, now))
+                    .transpose()?,
+                until_ns: until
+                    .as_deref()
+                    .map(|t| history::parse_time(t, now))
+                    .transpose()?,
+                ..Default::default()
+            };
+            let store = open_store(cli.home)?;
+            if let Some(a) = app {
+                let a = name(&a, "app")?;
+                let ids: std::collections::HashSet<u64> = store
+                    .catalog
+                    .ves()?
+                    .into_iter()
+                    .filter(|v| v.app == a.as_str())
+                    .map(|v| v.id)
+                    .collect();
+                f.ves = Some(ids);
+            }
+            if let Some(v) = ve {
+                f.ves = Some(match f.ves {
+                    Some(s) => s.into_iter().filter(|x| *x == v).collect(),
+                    None => [v].into_iter().collect(),
+                });
+            }
+            history::log(&store, &f, json, follow).map(|_| 0)
+        }
         Cmd::Daemon => {
             need_root()?;
             daemon::run(&open_store(cli.home)?).map(|_| 0)

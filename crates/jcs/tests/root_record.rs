@@ -230,3 +230,46 @@ fn root_template_reads_are_counted_not_recorded() {
     assert!(s1["dropped_by_name"]["read"].as_u64().unwrap() >= 1, "{st}");
     env.assert_clean();
 }
+
+#[test]
+fn root_log_filters() {
+    let env = Env::new();
+    env.standard_app();
+    env.sh_ok("echo one > /data/one");
+    env.sh_ok("echo two > /data/two");
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec!["log", "--json"];
+        a.extend_from_slice(args);
+        env.ok(&a)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = lines(&[]);
+    assert!(all.iter().any(|a| a["ve"] == 1) && all.iter().any(|a| a["ve"] == 2));
+    let two = lines(&["--var", "file:/data/two"]);
+    assert!(
+        !two.is_empty()
+            && two
+                .iter()
+                .all(|a| a["ve"] == 2
+                    && (a["src"] == "file:/data/two" || a["dst"] == "file:/data/two")),
+        "{two:#?}"
+    );
+    assert_eq!(lines(&["--app", "web"]).len(), all.len());
+    assert!(lines(&["--app", "web", "--ve", "1"])
+        .iter()
+        .all(|a| a["ve"] == 1));
+    // Time windows: everything is within the last hour, nothing is in the future.
+    assert_eq!(lines(&["--since", "1h"]).len(), all.len());
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    assert!(lines(&["--since", &later]).is_empty());
+    let e = env.fails(&["log", "--var", "disk:/x"]);
+    assert!(e.contains("expected file:PATH"), "{e}");
+    env.assert_clean();
+}
