@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 jcs=./target/release/jcs
-[ -x "$jcs" ] || cargo build --release --locked
+cargo build --release --locked --quiet
 export JCS_HOME="${JCS_HOME:-/var/lib/jcs-demo}"
 rm -rf "$JCS_HOME"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
@@ -28,3 +28,10 @@ run $jcs inspect "$id"
 say "ls $JCS_HOME/ve/$id/dirties/bin   # the trojan is in the VE's dirties; the template is pristine"
 ls -l "$JCS_HOME/ve/$id/dirties/bin"
 ls -l "$JCS_HOME/templates/base/1/bin"
+say "jcs log --ve $id   # what the eBPF monitor recorded: transactions on variables"
+$jcs log --ve "$id" | grep -vE ' (close|exit|fork) ' | head -30
+run $jcs stats
+run $jcs verify
+# The monitor daemon (started by the first jcs run) would keep running as the host's monitor;
+# the demo stops it so that it leaves nothing behind.
+kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
