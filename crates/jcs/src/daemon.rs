@@ -79,7 +79,7 @@ pub struct VeStats {
     pub lost: u64,
     /// System calls entered, by number (of `arch`).
     pub calls: Vec<(u32, u64)>,
-    /// Calls not recorded by classification (reads of files only in read-only branches).
+    /// Calls not recorded by classification (reads of files only in read-only branches, pipes).
     #[serde(default)]
     pub dropped: u64,
     /// The same, by number.

@@ -283,7 +283,8 @@ struct VeSummary {
     records_emitted: u64,
     records_lost: u64,
     gap_transactions: u64,
-    /// Reads of files that exist only in read-only branches: counted, not recorded.
+    /// Calls dropped by classification (counted, not recorded): reads of files that exist only
+    /// in read-only branches, and reads and writes of pipes.
     dropped_by_classification: u64,
     dropped_by_name: std::collections::BTreeMap<String, u64>,
 }
@@ -356,7 +357,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
         "TRANSACTIONS",
         "SYSCALLS SEEN",
         "NOT RECORDED",
-        "RO-BRANCH READS",
+        "DROPPED",
         "LOST",
         "BY OPERATION",
     ]);

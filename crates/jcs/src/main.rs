@@ -307,9 +307,28 @@ fn print_marks() {
     }
 }
 
+/// Commands that only print end quietly when their reader goes away (`jcs log | head`), like
+/// other command-line tools. Not for `run` or `daemon`, whose socket writes must fail with an
+/// error instead of killing the process.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of SIGPIPE; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn real_main() -> Result<i32> {
     std::sync::LazyLock::force(&START);
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::Log { .. }
+            | Cmd::Stats { .. }
+            | Cmd::Ps { .. }
+            | Cmd::Inspect { .. }
+            | Cmd::Verify { .. }
+            | Cmd::Doctor { .. }
+    ) {
+        quiet_on_closed_pipe();
+    }
     // Validate arguments before any system call that changes something.
     match cli.cmd {
         Cmd::Doctor { json } => {

@@ -208,7 +208,7 @@ fn root_file_changes_and_connections_are_transactions() {
 fn root_template_reads_are_counted_not_recorded() {
     let env = Env::new();
     env.standard_app();
-    env.sh_ok("md5sum /etc/passwd > /dev/null; echo x > /tmp/t; md5sum /tmp/t > /dev/null; echo y > /data/p; md5sum /data/p > /dev/null");
+    env.sh_ok("md5sum /etc/passwd > /dev/null; echo x > /tmp/t; md5sum /tmp/t > /dev/null; echo y > /data/p; md5sum /data/p > /dev/null; echo z | md5sum > /data/sum");
     let ats = log(&env, 1);
     let reads = |path: &str| {
         ats.iter()
@@ -220,6 +220,15 @@ fn root_template_reads_are_counted_not_recorded() {
     // A file in the dirties and a persistent file are recorded.
     assert!(reads("file:/tmp/t") >= 1, "{ats:#?}");
     assert!(reads("file:/data/p") >= 1, "{ats:#?}");
+    // A pipe between processes of the VE never crosses its boundary: no read of it recorded.
+    let other_reads: Vec<&serde_json::Value> = ats
+        .iter()
+        .filter(|a| a["op"] == "read" && a["src"] != "file:/tmp/t" && a["src"] != "file:/data/p")
+        .collect();
+    assert!(other_reads.is_empty(), "{other_reads:#?}");
+    assert!(ats
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/sum"));
     // ... and the dropped reads are counted, by system call.
     let st = env.json(&["stats", "--ve", "1", "--json"]);
     let s1 = &st["ves"][0];

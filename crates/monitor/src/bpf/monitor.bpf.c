@@ -131,6 +131,21 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 }
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define PIPEFS_MAGIC 0x50495045
+
+/* The superblock magic of the file behind `fd` (0 = no such fd). */
+static __always_inline unsigned long fd_magic(struct task_struct *t, unsigned int fd)
+{
+	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
+	if (fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return 0;
+	return BPF_CORE_READ(file, f_inode, i_sb, s_magic);
+}
 
 /* Whether the file behind `fd` exists only in a read-only branch of an overlay (a VE's
  * template or app layers): an overlay inode without an upper dentry. Such a file is pristine
@@ -215,6 +230,14 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			count_call(nr, 1);
 			return 0;
 		}
+	}
+	if ((*want & JCS_CAP_FD0) && !(*want & JCS_CAP_FD4) &&
+	    fd_magic(bpf_get_current_task_btf(), PT_REGS_PARM1_CORE_SYSCALL(regs)) == PIPEFS_MAGIC) {
+		/* A pipe: data between processes of the same VE never crosses its boundary. */
+		count(JCS_STAT_DROPPED);
+		__sync_fetch_and_add(&w->dropped, 1);
+		count_call(nr, 1);
+		return 0;
 	}
 	struct inflight f = {};
 	f.nr = nr;
