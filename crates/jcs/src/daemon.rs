@@ -285,21 +285,24 @@ fn monitor_loop(
                     // Everything the VE did is in the ring buffer by now (it has exited):
                     // drain it, write it, wait until it is durable, then forget the cgroup.
                     ring.consume()?;
-                    last_ticket = flush(&pending, &mut t, &writer)?.or(last_ticket);
+                    // The VE's last transactions, a gap if records were lost, and its
+                    // counters, in one block: one fdatasync.
+                    let mut records = translate(&pending, &mut t)?;
                     match ve_stats(&m, cgroup_id, &t) {
                         Ok(Some((stats, gap))) => {
                             if let Some(g) = gap {
                                 let mut r = vec![REC_ATS];
                                 r.extend(encode_batch(&[g]));
-                                writer.submit(r).map_err(|e| anyhow::anyhow!(e))?;
+                                records.push(r);
                             }
                             let mut r = vec![REC_STATS];
                             r.extend(serde_json::to_vec(&stats)?);
-                            last_ticket = Some(writer.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+                            records.push(r);
                         }
                         Ok(None) => {}
                         Err(e) => eprintln!("jcs daemon: counters of cgroup {cgroup_id}: {e:#}"),
                     }
+                    last_ticket = submit(&writer, records)?.or(last_ticket);
                     let r = match last_ticket.map(|tk| writer.wait(tk)) {
                         Some(Err(e)) => Response::Error {
                             message: format!("journal: {e}"),
@@ -331,7 +334,8 @@ fn monitor_loop(
             }
         }
         ring.consume()?;
-        last_ticket = flush(&pending, &mut t, &writer)?.or(last_ticket);
+        let records = translate(&pending, &mut t)?;
+        last_ticket = submit(&writer, records)?.or(last_ticket);
         for (reply, r) in replies {
             let _ = reply.send(r);
         }
@@ -387,17 +391,10 @@ fn ve_stats(
     Ok(Some((stats, gap)))
 }
 
-/// Translates what the ring buffer delivered and queues it for the journal: variable
-/// definitions first, then the transactions. Returns the last ticket, if anything was queued.
-fn flush(
-    pending: &std::cell::RefCell<Vec<Event>>,
-    t: &mut Translator,
-    w: &journal::writer::Writer,
-) -> Result<Option<u64>> {
+/// Translates what the ring buffer delivered into journal records: variable definitions
+/// first, then the transactions.
+fn translate(pending: &std::cell::RefCell<Vec<Event>>, t: &mut Translator) -> Result<Vec<Vec<u8>>> {
     let events = std::mem::take(&mut *pending.borrow_mut());
-    if events.is_empty() {
-        return Ok(None);
-    }
     let mut out = Vec::new();
     for e in &events {
         t.push(e, &mut out);
@@ -410,18 +407,26 @@ fn flush(
             Output::At(a) => ats.push(a),
         }
     }
-    let mut last = None;
+    let mut records = Vec::new();
     if !vars.is_empty() {
         let mut r = vec![REC_VARS];
         r.extend(serde_json::to_vec(&vars)?);
-        last = Some(w.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+        records.push(r);
     }
     if !ats.is_empty() {
         let mut r = vec![REC_ATS];
         r.extend(encode_batch(&ats));
-        last = Some(w.submit(r).map_err(|e| anyhow::anyhow!(e))?);
+        records.push(r);
     }
-    Ok(last)
+    Ok(records)
+}
+
+/// Queues records as one block; the ticket of the last, if any.
+fn submit(w: &journal::writer::Writer, records: Vec<Vec<u8>>) -> Result<Option<u64>> {
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(w.submit_all(records).map_err(|e| anyhow::anyhow!(e))?))
 }
 
 /// `jcs run`'s side: watch the VE's cgroup before the app starts, flush after it exits.

@@ -22,7 +22,7 @@ struct Durable {
 #[derive(Debug)]
 pub struct Writer {
     /// Sends and hands out tickets in one critical section, so ticket order is queue order.
-    tx: Mutex<(u64, Option<SyncSender<Vec<u8>>>)>,
+    tx: Mutex<(u64, Option<SyncSender<Vec<Vec<u8>>>>)>,
     durable: Arc<(Mutex<Durable>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
@@ -38,7 +38,7 @@ impl Writer {
         queue: usize,
         max_batch: usize,
     ) -> Writer {
-        let (tx, rx) = sync_channel::<Vec<u8>>(queue.max(1));
+        let (tx, rx) = sync_channel::<Vec<Vec<u8>>>(queue.max(1));
         let first = journal.next_seq();
         let durable = Arc::new((
             Mutex::new(Durable {
@@ -62,17 +62,27 @@ impl Writer {
     /// Queues a record; returns its ticket (= its sequence number). Blocks while the queue
     /// is full.
     pub fn submit(&self, record: Vec<u8>) -> Result<Ticket, String> {
+        self.submit_all(vec![record])
+    }
+
+    /// Queues records that go into the same block (one fdatasync); returns the ticket of the
+    /// last one. `records` must not be empty.
+    pub fn submit_all(&self, records: Vec<Vec<u8>>) -> Result<Ticket, String> {
+        if records.is_empty() {
+            return Err("nothing to submit".into());
+        }
         let mut g = self
             .tx
             .lock()
             .map_err(|_| "journal writer poisoned".to_string())?;
-        let ticket = g.0;
+        let n = records.len() as u64;
+        let ticket = g.0 + n - 1;
         let tx = g.1.as_ref().ok_or("journal writer stopped")?;
-        tx.send(record).map_err(|_| {
+        tx.send(records).map_err(|_| {
             self.error()
                 .unwrap_or_else(|| "journal writer stopped".into())
         })?;
-        g.0 += 1;
+        g.0 += n;
         Ok(ticket)
     }
 
@@ -136,7 +146,7 @@ impl Drop for Writer {
 
 fn run<S: Storage>(
     mut journal: Journal<S>,
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Vec<Vec<u8>>>,
     durable: Arc<(Mutex<Durable>, Condvar)>,
     max_batch: usize,
 ) {
@@ -154,12 +164,12 @@ fn run<S: Storage>(
     loop {
         // Wait for the first record, then take whatever else is already queued.
         match rx.recv() {
-            Ok(r) => batch.push(r),
+            Ok(r) => batch.extend(r),
             Err(_) => return finish(None),
         }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => batch.extend(r),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }

@@ -180,6 +180,23 @@ pub struct At {
     pub result: i64,
 }
 
+impl At {
+    /// All fields zero: what the first transaction of a batch is delta-coded against.
+    pub const ZERO: At = At {
+        time_ns: 0,
+        ve: 0,
+        pid: 0,
+        tid: 0,
+        op: Op::Open,
+        status: Status::Committed,
+        src: 0,
+        dst: 0,
+        off: 0,
+        len: 0,
+        result: 0,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("batch truncated")]
@@ -236,19 +253,7 @@ impl Reader<'_> {
 pub fn encode_batch(ats: &[At]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ats.len() * 12 + 4);
     put(&mut out, ats.len() as u64);
-    let mut p = At {
-        time_ns: 0,
-        ve: 0,
-        pid: 0,
-        tid: 0,
-        op: Op::Open,
-        status: Status::Committed,
-        src: 0,
-        dst: 0,
-        off: 0,
-        len: 0,
-        result: 0,
-    };
+    let mut p = At::ZERO;
     for a in ats {
         put(&mut out, zig(a.time_ns.wrapping_sub(p.time_ns) as i64));
         put(&mut out, zig(a.ve.wrapping_sub(p.ve) as i64));
@@ -278,19 +283,7 @@ pub fn decode_batch(b: &[u8]) -> Result<Vec<At>, DecodeError> {
         return Err(DecodeError::Count(n));
     }
     let mut out = Vec::with_capacity(n as usize);
-    let mut p = At {
-        time_ns: 0,
-        ve: 0,
-        pid: 0,
-        tid: 0,
-        op: Op::Open,
-        status: Status::Committed,
-        src: 0,
-        dst: 0,
-        off: 0,
-        len: 0,
-        result: 0,
-    };
+    let mut p = At::ZERO;
     for _ in 0..n {
         let time_ns = p.time_ns.wrapping_add(unzig(r.get()?) as u64);
         let ve = p.ve.wrapping_add(unzig(r.get()?) as u64);

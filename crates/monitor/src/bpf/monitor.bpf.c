@@ -133,18 +133,23 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
 
-/* The superblock magic of the file behind `fd` (0 = no such fd). */
-static __always_inline unsigned long fd_magic(struct task_struct *t, unsigned int fd)
+/* The struct file behind descriptor `fd` of task `t`, or NULL. */
+static __always_inline struct file *fd_file(struct task_struct *t, unsigned int fd)
 {
 	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
 	if (fd >= max)
-		return 0;
+		return NULL;
 	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
 	struct file *file = NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	if (!file)
-		return 0;
-	return BPF_CORE_READ(file, f_inode, i_sb, s_magic);
+	return file;
+}
+
+/* The superblock magic of the file behind `fd` (0 = no such fd). */
+static __always_inline unsigned long fd_magic(struct task_struct *t, unsigned int fd)
+{
+	struct file *file = fd_file(t, fd);
+	return file ? BPF_CORE_READ(file, f_inode, i_sb, s_magic) : 0;
 }
 
 /* Whether the file behind `fd` exists only in a read-only branch of an overlay (a VE's
@@ -152,12 +157,7 @@ static __always_inline unsigned long fd_magic(struct task_struct *t, unsigned in
  * by construction, so reading it carries no contamination and is not recorded. */
 static __always_inline int lower_only(struct task_struct *t, unsigned int fd)
 {
-	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
-	if (fd >= max)
-		return 0;
-	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
-	struct file *file = NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	struct file *file = fd_file(t, fd);
 	if (!file)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
@@ -171,12 +171,7 @@ static __always_inline int lower_only(struct task_struct *t, unsigned int fd)
 static __always_inline void file_identity(struct task_struct *t, unsigned int fd, __u64 *dev,
 					  __u64 *ino, __s64 *pos)
 {
-	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
-	if (fd >= max)
-		return;
-	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
-	struct file *file = NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	struct file *file = fd_file(t, fd);
 	if (!file)
 		return;
 	*ino = BPF_CORE_READ(file, f_inode, i_ino);
