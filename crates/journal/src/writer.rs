@@ -18,11 +18,14 @@ struct Durable {
     stopped: bool,
 }
 
+/// Records that go into one block.
+type Batch = Vec<Vec<u8>>;
+
 /// Handle to the writer thread. Dropping it stops the thread after the queue is written.
 #[derive(Debug)]
 pub struct Writer {
     /// Sends and hands out tickets in one critical section, so ticket order is queue order.
-    tx: Mutex<(u64, Option<SyncSender<Vec<Vec<u8>>>>)>,
+    tx: Mutex<(u64, Option<SyncSender<Batch>>)>,
     durable: Arc<(Mutex<Durable>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
@@ -38,7 +41,7 @@ impl Writer {
         queue: usize,
         max_batch: usize,
     ) -> Writer {
-        let (tx, rx) = sync_channel::<Vec<Vec<u8>>>(queue.max(1));
+        let (tx, rx) = sync_channel::<Batch>(queue.max(1));
         let first = journal.next_seq();
         let durable = Arc::new((
             Mutex::new(Durable {
@@ -146,7 +149,7 @@ impl Drop for Writer {
 
 fn run<S: Storage>(
     mut journal: Journal<S>,
-    rx: Receiver<Vec<Vec<u8>>>,
+    rx: Receiver<Batch>,
     durable: Arc<(Mutex<Durable>, Condvar)>,
     max_batch: usize,
 ) {
