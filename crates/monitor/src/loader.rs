@@ -121,33 +121,34 @@ impl Monitor {
     /// Removes and returns the per-system-call counts of a cgroup: (number, dropped by
     /// classification?, calls).
     pub fn take_counts(&self, cgroup_id: u64) -> Result<Vec<(u32, bool, u64)>, MonitorError> {
+        // Two batch system calls instead of a lookup and a delete per entry.
         let map = &self.skel.maps.counts;
-        let keys: Vec<Vec<u8>> = map
-            .keys()
-            .filter(|k| k.len() == 16 && k[0..8] == cgroup_id.to_ne_bytes())
+        let err = |source| MonitorError::Map {
+            map: "counts",
+            source,
+        };
+        let mine: Vec<(Vec<u8>, Vec<u8>)> = map
+            .lookup_batch(1024, MapFlags::ANY, MapFlags::ANY)
+            .map_err(err)?
+            .filter(|(k, _)| k.len() == 16 && k[0..8] == cgroup_id.to_ne_bytes())
             .collect();
-        let mut out = Vec::new();
-        for k in keys {
-            if let Some(v) = map
-                .lookup(&k, MapFlags::ANY)
-                .map_err(|source| MonitorError::Map {
-                    map: "counts",
-                    source,
-                })?
-            {
+        if !mine.is_empty() {
+            let keys: Vec<u8> = mine.iter().flat_map(|(k, _)| k.iter().copied()).collect();
+            map.delete_batch(&keys, mine.len() as u32, MapFlags::ANY, MapFlags::ANY)
+                .map_err(err)?;
+        }
+        let mut out: Vec<(u32, bool, u64)> = mine
+            .iter()
+            .map(|(k, v)| {
                 let nr = u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default());
                 let dropped = u32::from_ne_bytes(k[12..16].try_into().unwrap_or_default()) != 0;
-                out.push((
+                (
                     nr,
                     dropped,
                     u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()),
-                ));
-            }
-            map.delete(&k).map_err(|source| MonitorError::Map {
-                map: "counts",
-                source,
-            })?;
-        }
+                )
+            })
+            .collect();
         out.sort();
         Ok(out)
     }
