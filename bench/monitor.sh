@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Recording cost per event and loss under load: a VE copies N bytes from /dev/zero to a file in
+# its dirties one byte per call (2 N recorded system calls: read of a device, write of a dirtied
+# file), with the monitor on and with JCS_MONITOR=off, in the same run. Reports the added time
+# per recorded event, events per second, and the records the kernel lost.
+#   bench/monitor.sh [N]    (default 500000; needs root and a release build)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+n=${1:-500000}
+jcs="$repo/target/release/jcs"
+(cd "$repo" && cargo build --release --quiet)
+work=$(mktemp -d /tmp/jcs-bench-monitor.XXXXXX)
+trap '[ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"' EXIT
+export JCS_HOME="$work/store"
+"$jcs" template create bb --busybox >/dev/null
+"$jcs" app create bench --template bb >/dev/null
+script="dd if=/dev/zero of=/tmp/out bs=1 count=$n 2>/dev/null"
+"$jcs" run bench -- /bin/sh -c true  # start the daemon
+t() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
+off=(); on=()
+for _ in 1 2 3; do
+  off+=("$(JCS_MONITOR=off t "$jcs" run bench -- /bin/sh -c "$script")")
+  on+=("$(t "$jcs" run bench -- /bin/sh -c "$script")")
+done
+stats=$("$jcs" stats --json)
+python3 - "$n" "${off[*]}" "${on[*]}" "$stats" <<'PY'
+import json, statistics, sys
+n = int(sys.argv[1]); off = sorted(map(int, sys.argv[2].split())); on = sorted(map(int, sys.argv[3].split()))
+st = json.loads(sys.argv[4])
+ves = [v for v in st["ves"] if v["by_op"].get("write", 0) >= n]
+events = 2 * n
+mo, mn = statistics.median(off), statistics.median(on)
+lost = sum(v["records_lost"] for v in ves)
+recorded = sum(v["by_op"].get("read", 0) + v["by_op"].get("write", 0) for v in ves) / max(len(ves), 1)
+print(f"{n} one-byte copies ({events} recorded system calls per run), medians of 3 runs\n")
+print("| | wall ms | per recorded event | events/s |")
+print("|---|---|---|---|")
+print(f"| JCS_MONITOR=off | {mo/1000:.0f} | — | {events/(mo/1e6):,.0f} |")
+print(f"| recording | {mn/1000:.0f} | +{(mn-mo)*1000/events:.0f} ns | {events/(mn/1e6):,.0f} |")
+print(f"\nrecorded read+write transactions per run: {recorded:,.0f} of {events:,}; records lost: {lost}; "
+      f"journal {st['journal_bytes_per_transaction']:.1f} bytes per transaction")
+PY
