@@ -145,21 +145,11 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
 	return file;
 }
 
-/* The superblock magic of the file behind `fd` (0 = no such fd). */
-static __always_inline unsigned long fd_magic(struct task_struct *t, unsigned int fd)
+/* Whether `file` exists only in a read-only branch of an overlay (a VE's template or app
+ * layers): an overlay inode without an upper dentry. Such a file is pristine by construction,
+ * so reading it carries no contamination and is not recorded. */
+static __always_inline int lower_only(struct file *file)
 {
-	struct file *file = fd_file(t, fd);
-	return file ? BPF_CORE_READ(file, f_inode, i_sb, s_magic) : 0;
-}
-
-/* Whether the file behind `fd` exists only in a read-only branch of an overlay (a VE's
- * template or app layers): an overlay inode without an upper dentry. Such a file is pristine
- * by construction, so reading it carries no contamination and is not recorded. */
-static __always_inline int lower_only(struct task_struct *t, unsigned int fd)
-{
-	struct file *file = fd_file(t, fd);
-	if (!file)
-		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
 		return 0;
@@ -167,16 +157,23 @@ static __always_inline int lower_only(struct task_struct *t, unsigned int fd)
 	return BPF_CORE_READ(oi, __upperdentry) == NULL;
 }
 
-/* The identity (device, inode) and position of the file behind descriptor `fd`. */
-static __always_inline void file_identity(struct task_struct *t, unsigned int fd, __u64 *dev,
-					  __u64 *ino, __s64 *pos)
+/* The identity (device, inode) and position of a file. */
+static __always_inline void file_identity(struct file *file, __u64 *dev, __u64 *ino, __s64 *pos)
 {
-	struct file *file = fd_file(t, fd);
 	if (!file)
 		return;
 	*ino = BPF_CORE_READ(file, f_inode, i_ino);
 	*dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
 	*pos = BPF_CORE_READ(file, f_pos);
+}
+
+/* A call classification drops: counted, never emitted. */
+static __always_inline int drop_call(struct jcs_ve *w, __u32 nr)
+{
+	count(JCS_STAT_DROPPED);
+	__sync_fetch_and_add(&w->dropped, 1);
+	count_call(nr, 1);
+	return 0;
 }
 
 /* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
@@ -207,33 +204,6 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		count(JCS_STAT_SKIPPED);
 		return 0;
 	}
-	if (*want & JCS_CAP_READ) {
-		/* The fd is args[0], or args[4] for mmap (whose shared writable mappings write). */
-		__u64 a0 = PT_REGS_PARM1_CORE_SYSCALL(regs);
-		__u64 a4 = PT_REGS_PARM5_CORE_SYSCALL(regs);
-		int is_write_map = 0;
-		unsigned int fd = a0;
-		if (*want & JCS_CAP_FD4) {
-			__u64 prot = PT_REGS_PARM3_CORE_SYSCALL(regs);
-			__u64 flags = PT_REGS_PARM4_CORE_SYSCALL(regs);
-			is_write_map = (flags & 0x01) && (prot & 0x2); /* MAP_SHARED, PROT_WRITE */
-			fd = a4;
-		}
-		if (!is_write_map && (int)fd >= 0 && lower_only(bpf_get_current_task_btf(), fd)) {
-			count(JCS_STAT_DROPPED);
-			__sync_fetch_and_add(&w->dropped, 1);
-			count_call(nr, 1);
-			return 0;
-		}
-	}
-	if ((*want & JCS_CAP_FD0) && !(*want & JCS_CAP_FD4) &&
-	    fd_magic(bpf_get_current_task_btf(), PT_REGS_PARM1_CORE_SYSCALL(regs)) == PIPEFS_MAGIC) {
-		/* A pipe: data between processes of the same VE never crosses its boundary. */
-		count(JCS_STAT_DROPPED);
-		__sync_fetch_and_add(&w->dropped, 1);
-		count_call(nr, 1);
-		return 0;
-	}
 	struct inflight f = {};
 	f.nr = nr;
 	f.flags = *want;
@@ -244,15 +214,25 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f.args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f.args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f.args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (f.flags & JCS_CAP_FD0)
-		file_identity(bpf_get_current_task_btf(), f.args[0], &f.dev, &f.ino, &f.pos);
-	if (f.flags & JCS_CAP_FD4) {
-		if ((int)f.args[4] < 0) {
+	if (f.flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
+		/* One descriptor-table lookup serves classification and the file's identity. */
+		int fd = (f.flags & JCS_CAP_FD4) ? (int)f.args[4] : (int)f.args[0];
+		if (fd < 0) {
 			/* An anonymous mapping: no file, nothing crosses the boundary. */
 			count(JCS_STAT_SKIPPED);
 			return 0;
 		}
-		file_identity(bpf_get_current_task_btf(), f.args[4], &f.dev, &f.ino, &f.pos);
+		struct file *file = fd_file(bpf_get_current_task_btf(), fd);
+		if (file) {
+			/* A pipe: data between processes of the same VE never crosses its boundary. */
+			if (BPF_CORE_READ(file, f_inode, i_sb, s_magic) == PIPEFS_MAGIC)
+				return drop_call(w, nr);
+			/* mmap reads its file unless the mapping is shared and writable. */
+			int writes = (f.flags & JCS_CAP_FD4) && (f.args[3] & 0x01) && (f.args[2] & 0x2);
+			if ((f.flags & JCS_CAP_READ) && !writes && lower_only(file))
+				return drop_call(w, nr);
+		}
+		file_identity(file, &f.dev, &f.ino, &f.pos);
 	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
@@ -293,7 +273,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			read_addr(e, f->args[4], f->args[5]);
 		}
 		if ((fl & JCS_CAP_NEWFD) && ret >= 0)
-			file_identity(bpf_get_current_task_btf(), ret, &e->dev, &e->ino, &e->pos);
+			file_identity(fd_file(bpf_get_current_task_btf(), ret), &e->dev, &e->ino, &e->pos);
 		submit(e);
 	}
 	bpf_map_delete_elem(&inflight, &tid);
