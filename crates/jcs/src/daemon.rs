@@ -93,17 +93,19 @@ struct Cmd {
     reply: mpsc::Sender<Response>,
 }
 
-fn clock_offset_ns() -> i64 {
-    let now = |c| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime fills the timespec we pass.
-        unsafe { libc::clock_gettime(c, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+    // SAFETY: clock_gettime fills the timespec we pass.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Realtime minus monotonic: turns the kernel's timestamps into wall-clock time.
+fn clock_offset_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// The next variable id after those already in the journal.
@@ -342,16 +344,6 @@ fn monitor_loop(
     }
 }
 
-fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
 /// The kernel's counters of a VE, and a gap transaction when records were lost.
 fn ve_stats(
     m: &Monitor,
@@ -366,7 +358,7 @@ fn ve_stats(
     let calls = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
     let dropped_calls = counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
     let gap = (c.lost > 0).then(|| model::at::At {
-        time_ns: (clock_offset_ns() + monotonic_ns()) as u64,
+        time_ns: clock_ns(libc::CLOCK_REALTIME) as u64,
         ve,
         pid: 0,
         tid: 0,

@@ -74,15 +74,19 @@ fn root_bridge_connects_ves_and_host() {
         "--net",
         "bridge",
     ]);
-    let jcs = |args: &[&str]| {
-        let mut c = ns.cmd(common::jcs_bin(), args);
+    // `jcs run APP -- /bin/sh -c SCRIPT` inside the test's namespace.
+    let sh = |app: &str, script: &str| {
+        let mut c = ns.cmd(
+            common::jcs_bin(),
+            &["run", app, "--", "/bin/sh", "-c", script],
+        );
         c.env("JCS_HOME", env.home())
             .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
             .stdin(Stdio::null());
         c
     };
     // VE 1 (10.77.0.2) serves one line on port 8080.
-    let server = jcs(&["run", "srv", "--", "/bin/sh", "-c", "ip -4 -o addr show eth0 > /data/addr; (echo from-server | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait"])
+    let server = sh("srv", "ip -4 -o addr show eth0 > /data/addr; (echo from-server | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -95,16 +99,9 @@ fn root_bridge_connects_ves_and_host() {
         .unwrap()
         .contains("10.77.0.2/24"));
     // VE 2 connects to VE 1.
-    let o = jcs(&[
-        "run",
-        "cli",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo from-client | nc 10.77.0.2 8080",
-    ])
-    .output()
-    .unwrap();
+    let o = sh("cli", "echo from-client | nc 10.77.0.2 8080")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "from-server\n");
     assert!(server.wait_with_output().unwrap().status.success());
@@ -119,16 +116,9 @@ fn root_bridge_connects_ves_and_host() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let o = jcs(&[
-        "run",
-        "cli",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo to-host | nc 10.77.0.1 9000",
-    ])
-    .output()
-    .unwrap();
+    let o = sh("cli", "echo to-host | nc 10.77.0.1 9000")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = host.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "to-host\n");

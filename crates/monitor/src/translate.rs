@@ -180,13 +180,25 @@ impl Translator {
     }
 
     /// The variable behind descriptor `fd` of the record's process, and whether it is a socket.
+    /// The hot path (every read and write): a known file costs two hash lookups and no
+    /// allocation; the path is copied only when the variable is defined.
     fn fd_var(&mut self, e: &Event, fd: i32, out: &mut Vec<Output>) -> (VarId, bool) {
-        match self.fds.get(&(e.pid, fd)).cloned() {
-            Some(FdTarget::Endpoint(id)) => (id, true),
-            Some(FdTarget::Socket) => (0, true),
-            Some(FdTarget::Path(p)) => (self.file_var(e, Some(p), out), false),
-            None => (self.file_var(e, None, out), false),
+        match self.fds.get(&(e.pid, fd)) {
+            Some(FdTarget::Endpoint(id)) => return (*id, true),
+            Some(FdTarget::Socket) => return (0, true),
+            _ => {}
         }
+        if let Some(id) = e
+            .file
+            .and_then(|(dev, ino)| self.vars.get(&Key::File(dev, ino)))
+        {
+            return (*id, false);
+        }
+        let path = match self.fds.get(&(e.pid, fd)) {
+            Some(FdTarget::Path(p)) => Some(p.clone()),
+            _ => None,
+        };
+        (self.file_var(e, path, out), false)
     }
 
     fn syscall(&mut self, e: &Event, sys: Sys, mem: VarId, at: &mut At, out: &mut Vec<Output>) {
