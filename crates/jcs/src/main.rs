@@ -23,7 +23,7 @@ use std::path::PathBuf;
     name = "jcs",
     version,
     about = "Journaling Computing System: run every application instance in its own fresh VE and report what crossed its boundary",
-    long_about = "Journaling Computing System.\n\nEvery application instance runs in its own freshly built, never reused container (a VE) whose root file system is a union of branches: the VE's dirties (writable, kept after exit), the app's persistent and shared storage, the app branch and the template (read-only). Whatever a VE writes outside its persistent storage lands in its dirties, where `jcs inspect` reports it.\n\nThe store lives in /var/lib/jcs, or in $JCS_HOME, or where --home says. jcs needs root."
+    long_about = "Journaling Computing System.\n\nEvery application instance runs in its own freshly built, never reused container (a VE) whose root file system is a union of branches: the VE's dirties (writable, kept after exit), the app's persistent and shared storage, the app branch and the template (read-only). Whatever a VE writes outside its persistent storage lands in its dirties, where `jcs inspect` reports it. What crosses a VE's boundary (files outside read-only branches, sockets, processes) is recorded by an eBPF monitor (`jcs daemon`, started on demand) into a tamper-evident journal: `jcs log`, `jcs stats`, `jcs verify`. JCS_MONITOR=off runs VEs unrecorded.\n\nThe store lives in /var/lib/jcs, or in $JCS_HOME, or where --home says. jcs needs root."
 )]
 struct Cli {
     /// Store directory (default: $JCS_HOME, else /var/lib/jcs)
@@ -89,7 +89,7 @@ enum Cmd {
     },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
     Daemon,
-    /// Per VE: transactions by operation, system calls seen and not recorded, records lost
+    /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     Stats {
         /// Only this VE
         #[arg(long)]
