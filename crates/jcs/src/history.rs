@@ -212,64 +212,7 @@ fn log_inner(store: &Store, filter: &Filter, json: bool, follow: bool) -> Result
 
 /// Names of common system calls of this architecture, for `jcs stats`.
 fn syscall_name(nr: u32) -> String {
-    let table: &[(i64, &str)] = &[
-        (libc::SYS_read, "read"),
-        (libc::SYS_write, "write"),
-        (libc::SYS_openat, "openat"),
-        (libc::SYS_close, "close"),
-        (libc::SYS_pread64, "pread64"),
-        (libc::SYS_pwrite64, "pwrite64"),
-        (libc::SYS_readv, "readv"),
-        (libc::SYS_writev, "writev"),
-        (libc::SYS_connect, "connect"),
-        (libc::SYS_accept4, "accept4"),
-        (libc::SYS_bind, "bind"),
-        (libc::SYS_listen, "listen"),
-        (libc::SYS_socket, "socket"),
-        (libc::SYS_sendto, "sendto"),
-        (libc::SYS_recvfrom, "recvfrom"),
-        (libc::SYS_sendmsg, "sendmsg"),
-        (libc::SYS_recvmsg, "recvmsg"),
-        (libc::SYS_execve, "execve"),
-        (libc::SYS_exit_group, "exit_group"),
-        (libc::SYS_clone, "clone"),
-        (libc::SYS_clone3, "clone3"),
-        (libc::SYS_wait4, "wait4"),
-        (libc::SYS_mmap, "mmap"),
-        (libc::SYS_munmap, "munmap"),
-        (libc::SYS_mprotect, "mprotect"),
-        (libc::SYS_brk, "brk"),
-        (libc::SYS_fstat, "fstat"),
-        (libc::SYS_newfstatat, "newfstatat"),
-        (libc::SYS_statx, "statx"),
-        (libc::SYS_ioctl, "ioctl"),
-        (libc::SYS_fcntl, "fcntl"),
-        (libc::SYS_dup2, "dup2"),
-        (libc::SYS_dup3, "dup3"),
-        (libc::SYS_rt_sigaction, "rt_sigaction"),
-        (libc::SYS_rt_sigprocmask, "rt_sigprocmask"),
-        (libc::SYS_getpid, "getpid"),
-        (libc::SYS_lseek, "lseek"),
-        (libc::SYS_getdents64, "getdents64"),
-        (libc::SYS_sendfile, "sendfile"),
-        (libc::SYS_unlinkat, "unlinkat"),
-        (libc::SYS_renameat2, "renameat2"),
-        (libc::SYS_mkdirat, "mkdirat"),
-        (libc::SYS_fchmodat, "fchmodat"),
-        (libc::SYS_fchownat, "fchownat"),
-        (libc::SYS_set_tid_address, "set_tid_address"),
-        (libc::SYS_arch_prctl, "arch_prctl"),
-        (libc::SYS_getuid, "getuid"),
-        (libc::SYS_prlimit64, "prlimit64"),
-        (libc::SYS_uname, "uname"),
-        (libc::SYS_chdir, "chdir"),
-        (libc::SYS_getcwd, "getcwd"),
-    ];
-    table
-        .iter()
-        .find(|(n, _)| *n as u32 == nr)
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_else(|| format!("nr{nr}"))
+    monitor::syscalls::name(nr)
 }
 
 /// Per VE: transactions by operation, system calls seen (by name), records lost.

@@ -2,8 +2,19 @@
 //! Pure: bytes in, values out; it never panics on any input.
 
 /// Size of `struct jcs_event`.
-pub const EVENT_SIZE: usize = 376;
+pub const EVENT_SIZE: usize = 400;
 const PATH_MAX: usize = 256;
+const PATH_HALF: usize = 128;
+
+/// `enum jcs_flag` (bpf/monitor.h): facts the kernel attaches to a record.
+pub mod flag {
+    pub const SOCKET: u32 = 1;
+    pub const NO_IN: u32 = 2;
+    pub const NO_OUT: u32 = 4;
+    pub const DGRAM: u32 = 8;
+    pub const MORE: u32 = 16;
+    pub const SOCKET2: u32 = 32;
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -28,11 +39,18 @@ pub struct Event {
     pub args: [u64; 6],
     /// Identity of the file behind an fd argument, taken at entry.
     pub file: Option<(u64, u64)>,
-    /// File position at entry.
+    /// Its offset at entry (the call's offset pointer, else the file position).
     pub pos: Option<i64>,
+    /// The same for the second descriptor of a transfer (sendfile, copy_file_range, splice).
+    pub file2: Option<(u64, u64)>,
+    pub pos2: Option<i64>,
+    /// [`flag`]s.
+    pub flags: u32,
     /// The raw bytes the kernel attached: a NUL-terminated path (openat, exec) or a
-    /// `struct sockaddr` (connect). See [`Event::path`].
+    /// `struct sockaddr` (a socket's remote end). See [`Event::path`].
     pub data: Vec<u8>,
+    /// The second path of a two-path call (rename, link, symlink).
+    pub data2: Vec<u8>,
 }
 
 impl Event {
@@ -40,6 +58,12 @@ impl Event {
     pub fn path(&self) -> Option<&[u8]> {
         let end = self.data.iter().position(|&b| b == 0)?;
         Some(&self.data[..end])
+    }
+
+    /// `data2` as a path.
+    pub fn path2(&self) -> Option<&[u8]> {
+        let end = self.data2.iter().position(|&b| b == 0)?;
+        Some(&self.data2[..end])
     }
 }
 
@@ -51,10 +75,16 @@ pub enum DecodeError {
     Kind(u32),
     #[error("path length {0} exceeds {PATH_MAX}")]
     PathLen(u32),
+    #[error("second path length {0} exceeds {PATH_HALF}")]
+    Path2Len(u32),
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_ne_bytes(b[o..o + 2].try_into().expect("2 bytes"))
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {
@@ -83,11 +113,18 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         *a = u64_at(b, 40 + 8 * i);
     }
     let (dev, ino, pos) = (u64_at(b, 88), u64_at(b, 96), u64_at(b, 104) as i64);
-    let path_len = u32_at(b, 112);
+    let (dev2, ino2, pos2) = (u64_at(b, 112), u64_at(b, 120), u64_at(b, 128) as i64);
+    let path_len = u32::from(u16_at(b, 136));
     if path_len as usize > PATH_MAX {
         return Err(DecodeError::PathLen(path_len));
     }
-    let data = b[120..120 + path_len as usize].to_vec();
+    let path2_len = u32::from(u16_at(b, 138));
+    if path2_len as usize > PATH_HALF {
+        return Err(DecodeError::Path2Len(path2_len));
+    }
+    const P: usize = 144;
+    let data = b[P..P + path_len as usize].to_vec();
+    let data2 = b[P + PATH_HALF..P + PATH_HALF + path2_len as usize].to_vec();
     Ok(Event {
         time_ns: u64_at(b, 0),
         cgroup_id: u64_at(b, 8),
@@ -99,7 +136,11 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         args,
         file: (ino != 0).then_some((user_dev(dev), ino)),
         pos: (pos >= 0).then_some(pos),
+        file2: (ino2 != 0).then_some((user_dev(dev2), ino2)),
+        pos2: (pos2 >= 0).then_some(pos2),
+        flags: u32_at(b, 140),
         data,
+        data2,
     })
 }
 
@@ -118,8 +159,9 @@ mod tests {
         b[32..40].copy_from_slice(&3i64.to_ne_bytes());
         b[40..48].copy_from_slice(&(-100i64 as u64).to_ne_bytes());
         b[104..112].copy_from_slice(&(-1i64).to_ne_bytes());
-        b[112..116].copy_from_slice(&5u32.to_ne_bytes());
-        b[120..125].copy_from_slice(b"/etc\0");
+        b[128..136].copy_from_slice(&(-1i64).to_ne_bytes());
+        b[136..138].copy_from_slice(&5u16.to_ne_bytes());
+        b[144..149].copy_from_slice(b"/etc\0");
         b
     }
 
@@ -134,6 +176,26 @@ mod tests {
         assert_eq!(e.args[0] as i64, -100);
         assert_eq!(e.path(), Some(&b"/etc"[..]));
         assert_eq!((e.file, e.pos), (None, None));
+        assert_eq!((e.file2, e.pos2, e.flags, e.path2()), (None, None, 0, None));
+    }
+
+    #[test]
+    fn decodes_a_transfer_and_two_paths() {
+        let mut b = record();
+        b[112..120].copy_from_slice(&((8u64 << 20) | 1).to_ne_bytes());
+        b[120..128].copy_from_slice(&42u64.to_ne_bytes());
+        b[128..136].copy_from_slice(&4096i64.to_ne_bytes());
+        b[138..140].copy_from_slice(&4u16.to_ne_bytes());
+        b[140..144].copy_from_slice(&(flag::NO_IN | flag::SOCKET2).to_ne_bytes());
+        b[144 + 128..144 + 132].copy_from_slice(b"/b/\0");
+        let e = decode(&b).unwrap();
+        assert_eq!(e.file2, Some((libc::makedev(8, 1), 42)));
+        assert_eq!(e.pos2, Some(4096));
+        assert_eq!(e.flags, flag::NO_IN | flag::SOCKET2);
+        assert_eq!(
+            (e.path(), e.path2()),
+            (Some(&b"/etc"[..]), Some(&b"/b/"[..]))
+        );
     }
 
     #[test]
@@ -150,8 +212,11 @@ mod tests {
         b[24] = 9;
         assert_eq!(decode(&b), Err(DecodeError::Kind(9)));
         let mut b = record();
-        b[112..116].copy_from_slice(&300u32.to_ne_bytes());
+        b[136..138].copy_from_slice(&300u16.to_ne_bytes());
         assert_eq!(decode(&b), Err(DecodeError::PathLen(300)));
+        let mut b = record();
+        b[138..140].copy_from_slice(&129u16.to_ne_bytes());
+        assert_eq!(decode(&b), Err(DecodeError::Path2Len(129)));
         // Every byte value anywhere: no panic.
         let good = record();
         for i in 0..EVENT_SIZE {

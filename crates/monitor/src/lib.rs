@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod loader;
+mod syscall_names;
 pub mod syscalls;
 pub mod translate;
 

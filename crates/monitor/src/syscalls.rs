@@ -4,16 +4,23 @@
 
 /// `enum jcs_capture` (bpf/monitor.h).
 pub mod cap {
-    pub const RECORD: u16 = 1;
-    pub const FD0: u16 = 2;
-    pub const FD4: u16 = 4;
-    pub const PATH0: u16 = 8;
-    pub const PATH1: u16 = 16;
-    pub const ADDR1: u16 = 32;
-    pub const NEWFD: u16 = 64;
-    pub const ADDR4: u16 = 128;
-    pub const ADDRLENP: u16 = 256;
-    pub const READ: u16 = 512;
+    pub const RECORD: u32 = 1;
+    pub const FD0: u32 = 2;
+    pub const FD4: u32 = 4;
+    pub const PATH0: u32 = 8;
+    pub const PATH1: u32 = 16;
+    pub const ADDR1: u32 = 32;
+    pub const NEWFD: u32 = 64;
+    pub const ADDR4: u32 = 128;
+    pub const ADDRLENP: u32 = 256;
+    pub const READ: u32 = 512;
+    pub const XFER1: u32 = 1024;
+    pub const XFER2: u32 = 2048;
+    pub const PATHB1: u32 = 4096;
+    pub const PATHB2: u32 = 8192;
+    pub const PATHB3: u32 = 16384;
+    pub const MSGHDR: u32 = 32768;
+    pub const MMSG: u32 = 65536;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -25,8 +32,16 @@ pub enum Sem {
     ReadFd(Option<usize>),
     /// Moves data from memory to the fd's variable; `Some(i)`: the offset is args[i].
     WriteFd(Option<usize>),
+    /// Moves data from one descriptor to another (sendfile, copy_file_range, splice): a read
+    /// of the input and a write of the output. `sendfile`: out = args[0], in = args[1];
+    /// otherwise in = args[0], out = args[2].
+    Transfer {
+        sendfile: bool,
+    },
     Close,
     /// Changes a file named by the record's path (or by the fd in args[0] when there is none).
+    /// With a second path (rename, link): from the first to the second; symlink: the second
+    /// (the link) is the variable, the first (the target) is its content.
     Meta(model::at::Op),
     Mmap,
     Socket,
@@ -34,329 +49,200 @@ pub enum Sem {
     Bind,
     Listen,
     Accept,
+    /// Changes the working directory (the path or fd resolves later relative paths); no
+    /// transaction.
+    Chdir,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct Sys {
     pub nr: i64,
     pub name: &'static str,
-    pub cap: u16,
+    pub cap: u32,
     pub sem: Sem,
+    /// Where the directory of each captured path (first, second) comes from: `Some(i)`: the
+    /// descriptor in args[i] (an `*at` call; AT_FDCWD = the working directory); `None`: the
+    /// working directory.
+    pub dirfd: [Option<usize>; 2],
+}
+
+const fn sys(nr: i64, name: &'static str, cap: u32, sem: Sem) -> Sys {
+    Sys {
+        nr,
+        name,
+        cap: cap | cap::RECORD,
+        sem,
+        dirfd: [None, None],
+    }
+}
+
+const fn at(nr: i64, name: &'static str, cap: u32, sem: Sem, dirfd: [Option<usize>; 2]) -> Sys {
+    Sys {
+        nr,
+        name,
+        cap: cap | cap::RECORD,
+        sem,
+        dirfd,
+    }
 }
 
 /// Every recorded system call.
 pub fn table() -> Vec<Sys> {
     use cap::*;
+    use libc::*;
     use model::at::Op;
     use Sem::*;
-    let r = RECORD;
     #[allow(unused_mut)]
     let mut t = vec![
-        Sys {
-            nr: libc::SYS_openat,
-            name: "openat",
-            cap: r | PATH1 | NEWFD,
-            sem: Open,
-        },
-        Sys {
-            nr: libc::SYS_read,
-            name: "read",
-            cap: r | READ | FD0,
-            sem: ReadFd(None),
-        },
-        Sys {
-            nr: libc::SYS_readv,
-            name: "readv",
-            cap: r | READ | FD0,
-            sem: ReadFd(None),
-        },
-        Sys {
-            nr: libc::SYS_pread64,
-            name: "pread64",
-            cap: r | READ | FD0,
-            sem: ReadFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_preadv,
-            name: "preadv",
-            cap: r | READ | FD0,
-            sem: ReadFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_preadv2,
-            name: "preadv2",
-            cap: r | READ | FD0,
-            sem: ReadFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_write,
-            name: "write",
-            cap: r | FD0,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_writev,
-            name: "writev",
-            cap: r | FD0,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_pwrite64,
-            name: "pwrite64",
-            cap: r | FD0,
-            sem: WriteFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_pwritev,
-            name: "pwritev",
-            cap: r | FD0,
-            sem: WriteFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_pwritev2,
-            name: "pwritev2",
-            cap: r | FD0,
-            sem: WriteFd(Some(3)),
-        },
-        Sys {
-            nr: libc::SYS_sendfile,
-            name: "sendfile",
-            cap: r | FD0,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_close,
-            name: "close",
-            cap: r | FD0,
-            sem: Close,
-        },
-        Sys {
-            nr: libc::SYS_ftruncate,
-            name: "ftruncate",
-            cap: r | FD0,
-            sem: Meta(Op::Truncate),
-        },
-        Sys {
-            nr: libc::SYS_truncate,
-            name: "truncate",
-            cap: r | PATH0,
-            sem: Meta(Op::Truncate),
-        },
-        Sys {
-            nr: libc::SYS_fchmod,
-            name: "fchmod",
-            cap: r | FD0,
-            sem: Meta(Op::Chmod),
-        },
-        Sys {
-            nr: libc::SYS_fchmodat,
-            name: "fchmodat",
-            cap: r | PATH1,
-            sem: Meta(Op::Chmod),
-        },
-        Sys {
-            nr: libc::SYS_fchown,
-            name: "fchown",
-            cap: r | FD0,
-            sem: Meta(Op::Chown),
-        },
-        Sys {
-            nr: libc::SYS_fchownat,
-            name: "fchownat",
-            cap: r | PATH1,
-            sem: Meta(Op::Chown),
-        },
-        Sys {
-            nr: libc::SYS_unlinkat,
-            name: "unlinkat",
-            cap: r | PATH1,
-            sem: Meta(Op::Unlink),
-        },
-        Sys {
-            nr: libc::SYS_mkdirat,
-            name: "mkdirat",
-            cap: r | PATH1,
-            sem: Meta(Op::Mkdir),
-        },
-        Sys {
-            nr: libc::SYS_renameat,
-            name: "renameat",
-            cap: r | PATH1,
-            sem: Meta(Op::Rename),
-        },
-        Sys {
-            nr: libc::SYS_renameat2,
-            name: "renameat2",
-            cap: r | PATH1,
-            sem: Meta(Op::Rename),
-        },
-        Sys {
-            nr: libc::SYS_linkat,
-            name: "linkat",
-            cap: r | PATH1,
-            sem: Meta(Op::Link),
-        },
-        Sys {
-            nr: libc::SYS_symlinkat,
-            name: "symlinkat",
-            cap: r | PATH0,
-            sem: Meta(Op::Symlink),
-        },
-        Sys {
-            nr: libc::SYS_mmap,
-            name: "mmap",
-            cap: r | READ | FD4,
-            sem: Mmap,
-        },
-        Sys {
-            nr: libc::SYS_socket,
-            name: "socket",
-            cap: r | NEWFD,
-            sem: Socket,
-        },
-        Sys {
-            nr: libc::SYS_connect,
-            name: "connect",
-            cap: r | FD0 | ADDR1,
-            sem: Connect,
-        },
-        Sys {
-            nr: libc::SYS_bind,
-            name: "bind",
-            cap: r | FD0 | ADDR1,
-            sem: Bind,
-        },
-        Sys {
-            nr: libc::SYS_listen,
-            name: "listen",
-            cap: r | FD0,
-            sem: Listen,
-        },
-        Sys {
-            nr: libc::SYS_accept4,
-            name: "accept4",
-            cap: r | ADDR1 | ADDRLENP | NEWFD,
-            sem: Accept,
-        },
-        Sys {
-            nr: libc::SYS_accept,
-            name: "accept",
-            cap: r | ADDR1 | ADDRLENP | NEWFD,
-            sem: Accept,
-        },
-        Sys {
-            nr: libc::SYS_sendto,
-            name: "sendto",
-            cap: r | FD0 | ADDR4,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_sendmsg,
-            name: "sendmsg",
-            cap: r | FD0,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_sendmmsg,
-            name: "sendmmsg",
-            cap: r | FD0,
-            sem: WriteFd(None),
-        },
-        Sys {
-            nr: libc::SYS_recvfrom,
-            name: "recvfrom",
-            cap: r | FD0,
-            sem: ReadFd(None),
-        },
-        Sys {
-            nr: libc::SYS_recvmsg,
-            name: "recvmsg",
-            cap: r | FD0,
-            sem: ReadFd(None),
-        },
-        Sys {
-            nr: libc::SYS_recvmmsg,
-            name: "recvmmsg",
-            cap: r | FD0,
-            sem: ReadFd(None),
-        },
+        at(SYS_openat, "openat", PATH1 | NEWFD, Open, [Some(0), None]),
+        at(SYS_openat2, "openat2", PATH1 | NEWFD, Open, [Some(0), None]),
+        sys(SYS_read, "read", READ | FD0, ReadFd(None)),
+        sys(SYS_readv, "readv", READ | FD0, ReadFd(None)),
+        sys(SYS_pread64, "pread64", READ | FD0, ReadFd(Some(3))),
+        sys(SYS_preadv, "preadv", READ | FD0, ReadFd(Some(3))),
+        sys(SYS_preadv2, "preadv2", READ | FD0, ReadFd(Some(3))),
+        sys(SYS_write, "write", FD0, WriteFd(None)),
+        sys(SYS_writev, "writev", FD0, WriteFd(None)),
+        sys(SYS_pwrite64, "pwrite64", FD0, WriteFd(Some(3))),
+        sys(SYS_pwritev, "pwritev", FD0, WriteFd(Some(3))),
+        sys(SYS_pwritev2, "pwritev2", FD0, WriteFd(Some(3))),
+        sys(SYS_sendfile, "sendfile", XFER1, Transfer { sendfile: true }),
+        sys(
+            SYS_copy_file_range,
+            "copy_file_range",
+            XFER2,
+            Transfer { sendfile: false },
+        ),
+        sys(SYS_splice, "splice", XFER2, Transfer { sendfile: false }),
+        sys(SYS_close, "close", FD0, Close),
+        sys(SYS_ftruncate, "ftruncate", FD0, Meta(Op::Truncate)),
+        sys(SYS_truncate, "truncate", PATH0, Meta(Op::Truncate)),
+        sys(SYS_fchmod, "fchmod", FD0, Meta(Op::Chmod)),
+        at(
+            SYS_fchmodat,
+            "fchmodat",
+            PATH1,
+            Meta(Op::Chmod),
+            [Some(0), None],
+        ),
+        sys(SYS_fchown, "fchown", FD0, Meta(Op::Chown)),
+        at(
+            SYS_fchownat,
+            "fchownat",
+            PATH1,
+            Meta(Op::Chown),
+            [Some(0), None],
+        ),
+        at(
+            SYS_unlinkat,
+            "unlinkat",
+            PATH1,
+            Meta(Op::Unlink),
+            [Some(0), None],
+        ),
+        at(
+            SYS_mkdirat,
+            "mkdirat",
+            PATH1,
+            Meta(Op::Mkdir),
+            [Some(0), None],
+        ),
+        at(
+            SYS_renameat,
+            "renameat",
+            PATH1 | PATHB3,
+            Meta(Op::Rename),
+            [Some(0), Some(2)],
+        ),
+        at(
+            SYS_renameat2,
+            "renameat2",
+            PATH1 | PATHB3,
+            Meta(Op::Rename),
+            [Some(0), Some(2)],
+        ),
+        at(
+            SYS_linkat,
+            "linkat",
+            PATH1 | PATHB3,
+            Meta(Op::Link),
+            [Some(0), Some(2)],
+        ),
+        at(
+            SYS_symlinkat,
+            "symlinkat",
+            PATH0 | PATHB2,
+            Meta(Op::Symlink),
+            [None, Some(1)],
+        ),
+        sys(SYS_mmap, "mmap", READ | FD4, Mmap),
+        sys(SYS_socket, "socket", NEWFD, Socket),
+        sys(SYS_connect, "connect", FD0 | ADDR1, Connect),
+        sys(SYS_bind, "bind", FD0 | ADDR1, Bind),
+        sys(SYS_listen, "listen", FD0, Listen),
+        sys(SYS_accept4, "accept4", ADDR1 | ADDRLENP | NEWFD, Accept),
+        sys(SYS_accept, "accept", ADDR1 | ADDRLENP | NEWFD, Accept),
+        sys(SYS_sendto, "sendto", FD0 | ADDR4, WriteFd(None)),
+        sys(
+            SYS_recvfrom,
+            "recvfrom",
+            FD0 | ADDR4 | ADDRLENP,
+            ReadFd(None),
+        ),
+        sys(SYS_sendmsg, "sendmsg", FD0 | MSGHDR, WriteFd(None)),
+        sys(SYS_recvmsg, "recvmsg", FD0 | MSGHDR, ReadFd(None)),
+        sys(SYS_sendmmsg, "sendmmsg", FD0 | MMSG, WriteFd(None)),
+        sys(SYS_recvmmsg, "recvmmsg", FD0 | MMSG, ReadFd(None)),
+        sys(SYS_chdir, "chdir", PATH0, Chdir),
+        sys(SYS_fchdir, "fchdir", FD0, Chdir),
     ];
     // The legacy path-based calls exist on x86_64 only (aarch64 has just the *at forms).
     #[cfg(target_arch = "x86_64")]
     t.extend([
-        Sys {
-            nr: libc::SYS_open,
-            name: "open",
-            cap: r | PATH0 | NEWFD,
-            sem: Open,
-        },
-        Sys {
-            nr: libc::SYS_creat,
-            name: "creat",
-            cap: r | PATH0 | NEWFD,
-            sem: Open,
-        },
-        Sys {
-            nr: libc::SYS_unlink,
-            name: "unlink",
-            cap: r | PATH0,
-            sem: Meta(Op::Unlink),
-        },
-        Sys {
-            nr: libc::SYS_mkdir,
-            name: "mkdir",
-            cap: r | PATH0,
-            sem: Meta(Op::Mkdir),
-        },
-        Sys {
-            nr: libc::SYS_rmdir,
-            name: "rmdir",
-            cap: r | PATH0,
-            sem: Meta(Op::Rmdir),
-        },
-        Sys {
-            nr: libc::SYS_rename,
-            name: "rename",
-            cap: r | PATH0,
-            sem: Meta(Op::Rename),
-        },
-        Sys {
-            nr: libc::SYS_link,
-            name: "link",
-            cap: r | PATH0,
-            sem: Meta(Op::Link),
-        },
-        Sys {
-            nr: libc::SYS_symlink,
-            name: "symlink",
-            cap: r | PATH0,
-            sem: Meta(Op::Symlink),
-        },
-        Sys {
-            nr: libc::SYS_chmod,
-            name: "chmod",
-            cap: r | PATH0,
-            sem: Meta(Op::Chmod),
-        },
-        Sys {
-            nr: libc::SYS_chown,
-            name: "chown",
-            cap: r | PATH0,
-            sem: Meta(Op::Chown),
-        },
-        Sys {
-            nr: libc::SYS_lchown,
-            name: "lchown",
-            cap: r | PATH0,
-            sem: Meta(Op::Chown),
-        },
+        sys(SYS_open, "open", PATH0 | NEWFD, Open),
+        sys(SYS_creat, "creat", PATH0 | NEWFD, Open),
+        sys(SYS_unlink, "unlink", PATH0, Meta(Op::Unlink)),
+        sys(SYS_mkdir, "mkdir", PATH0, Meta(Op::Mkdir)),
+        sys(SYS_rmdir, "rmdir", PATH0, Meta(Op::Rmdir)),
+        sys(SYS_rename, "rename", PATH0 | PATHB1, Meta(Op::Rename)),
+        sys(SYS_link, "link", PATH0 | PATHB1, Meta(Op::Link)),
+        sys(SYS_symlink, "symlink", PATH0 | PATHB1, Meta(Op::Symlink)),
+        sys(SYS_chmod, "chmod", PATH0, Meta(Op::Chmod)),
+        sys(SYS_chown, "chown", PATH0, Meta(Op::Chown)),
+        sys(SYS_lchown, "lchown", PATH0, Meta(Op::Chown)),
     ]);
     t
+}
+
+/// The name of system call `nr` of this architecture ("nrN" when unknown).
+pub fn name(nr: u32) -> String {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(n) = crate::syscall_names::X86_64
+        .get(nr as usize)
+        .filter(|n| !n.is_empty())
+    {
+        return (*n).to_string();
+    }
+    table()
+        .iter()
+        .find(|s| s.nr == i64::from(nr))
+        .map(|s| s.name.to_string())
+        .unwrap_or_else(|| format!("nr{nr}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(name(libc::SYS_openat as u32), "openat");
+        assert_eq!(name(libc::SYS_getpid as u32), "getpid");
+        assert_eq!(name(100_000), "nr100000");
+        for s in table() {
+            assert_eq!(name(s.nr as u32), s.name);
+        }
+    }
 
     #[test]
     fn numbers_are_unique_and_recorded() {
@@ -368,9 +254,21 @@ mod tests {
         assert!(t
             .iter()
             .all(|s| s.cap & cap::RECORD != 0 && s.nr >= 0 && s.nr < 512));
-        // A path is taken from one argument only.
-        assert!(t
-            .iter()
-            .all(|s| s.cap & (cap::PATH0 | cap::PATH1) != (cap::PATH0 | cap::PATH1)));
+        // A path is taken from one argument only; a second path needs a first.
+        let second = cap::PATHB1 | cap::PATHB2 | cap::PATHB3;
+        for s in &t {
+            assert_ne!(
+                s.cap & (cap::PATH0 | cap::PATH1),
+                cap::PATH0 | cap::PATH1,
+                "{}",
+                s.name
+            );
+            assert!(
+                s.cap & second == 0 || s.cap & (cap::PATH0 | cap::PATH1) != 0,
+                "{}",
+                s.name
+            );
+            assert!((s.cap & second).count_ones() <= 1, "{}", s.name);
+        }
     }
 }

@@ -5,10 +5,15 @@
 //! Variables get dictionary ids the first time they are used; the definition is emitted
 //! before the first transaction that uses it, so a journal that holds both is
 //! self-describing. The translator tracks each process's descriptor table (from `openat`,
-//! `close` and `fork`) to name the files behind descriptors.
+//! `close` and `fork`) to name the files behind descriptors, and its working directory (from
+//! `chdir`/`fchdir`, inherited across `fork`) to make relative paths absolute.
+//!
+//! Paths are the paths inside the VE, made absolute and lexically clean (`.` and `..` removed,
+//! symbolic links not followed: the file's identity, device and inode, is what is exact). A
+//! relative path under a descriptor the translator has not seen opened is kept as given.
 
-use crate::decode::{Event, Kind};
-use crate::syscalls::{Sem, Sys};
+use crate::decode::{flag, Event, Kind};
+use crate::syscalls::{cap, Sem, Sys};
 use model::at::{At, Op, Status, VarDef, VarId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +44,8 @@ enum FdTarget {
     Endpoint(VarId),
     /// A socket without a known endpoint.
     Socket,
+    /// A bound socket: its local endpoint's variable.
+    Local(VarId),
 }
 
 #[derive(Debug)]
@@ -51,6 +58,8 @@ pub struct Translator {
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
     fds: HashMap<(u32, i32), FdTarget>,
+    /// pid → working directory, when not `/`.
+    cwd: HashMap<u32, Vec<u8>>,
     /// The recorded system calls, by number.
     table: HashMap<u32, Sys>,
     /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
@@ -76,8 +85,9 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
         libc::AF_INET6 => {
             let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
             let a: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            // A dual-stack socket's IPv4 peer (::ffff:a.b.c.d) is that IPv4 endpoint.
             Some(VarDef::Endpoint {
-                addr: IpAddr::from(a),
+                addr: IpAddr::from(a).to_canonical(),
                 port,
             })
         }
@@ -92,6 +102,37 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
     }
 }
 
+/// `path` made lexically clean: no `.`, no empty components, `..` applied (never above `/`
+/// for an absolute path).
+pub fn clean(path: &[u8]) -> Vec<u8> {
+    let absolute = path.first() == Some(&b'/');
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if matches!(parts.last(), Some(p) if *p != b"..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push(c);
+                }
+            }
+            _ => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for (i, p) in parts.iter().enumerate() {
+        if absolute || i > 0 {
+            out.push(b'/');
+        }
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(if absolute { b'/' } else { b'.' });
+    }
+    out
+}
+
 impl Translator {
     /// `first_var` is the first dictionary id to hand out (ids are never reused: continue
     /// after the journal's highest); `clock_offset_ns` = realtime − monotonic.
@@ -102,6 +143,7 @@ impl Translator {
             vars: HashMap::new(),
             next_var: first_var.max(1),
             fds: HashMap::new(),
+            cwd: HashMap::new(),
             table: crate::syscalls::table()
                 .into_iter()
                 .map(|s| (s.nr as u32, s))
@@ -132,6 +174,32 @@ impl Translator {
         self.inits.remove(&cgroup_id);
     }
 
+    /// `path` of process `pid` made absolute: relative to descriptor `dirfd` (`AT_FDCWD` or
+    /// None: the working directory). Kept as given when the directory is unknown.
+    fn resolve(&self, pid: u32, dirfd: Option<i32>, path: Vec<u8>) -> Vec<u8> {
+        if path.first() == Some(&b'/') {
+            return clean(&path);
+        }
+        let base: &[u8] = match dirfd {
+            None | Some(libc::AT_FDCWD) => self.cwd.get(&pid).map(Vec::as_slice).unwrap_or(b"/"),
+            Some(fd) => match self.fds.get(&(pid, fd)) {
+                Some(FdTarget::Path(p)) => p,
+                _ => return path,
+            },
+        };
+        let mut joined = base.to_vec();
+        joined.push(b'/');
+        joined.extend_from_slice(&path);
+        clean(&joined)
+    }
+
+    /// The record's path (`second`: its second path), absolute, for system call `sys`.
+    fn path_of(&self, e: &Event, sys: &Sys, second: bool) -> Option<Vec<u8>> {
+        let p = if second { e.path2() } else { e.path() }?.to_vec();
+        let dirfd = sys.dirfd[usize::from(second)].map(|i| e.args[i] as i32);
+        Some(self.resolve(e.pid, dirfd, p))
+    }
+
     fn var(&mut self, key: Key, def: impl FnOnce() -> VarDef, out: &mut Vec<Output>) -> VarId {
         if let Some(id) = self.vars.get(&key) {
             return *id;
@@ -143,8 +211,13 @@ impl Translator {
         id
     }
 
-    fn file_var(&mut self, e: &Event, path: Option<Vec<u8>>, out: &mut Vec<Output>) -> VarId {
-        match (e.file, path) {
+    fn file_var(
+        &mut self,
+        file: Option<(u64, u64)>,
+        path: Option<Vec<u8>>,
+        out: &mut Vec<Output>,
+    ) -> VarId {
+        match (file, path) {
             (Some((dev, ino)), path) => self.var(
                 Key::File(dev, ino),
                 || VarDef::File {
@@ -179,48 +252,78 @@ impl Translator {
         }
     }
 
-    /// The variable behind descriptor `fd` of the record's process, and whether it is a socket.
-    /// The hot path (every read and write): a known file costs two hash lookups and no
-    /// allocation; the path is copied only when the variable is defined.
-    fn fd_var(&mut self, e: &Event, fd: i32, out: &mut Vec<Output>) -> (VarId, bool) {
+    /// The variable behind descriptor `fd` (identity `file`) of the record's process, and
+    /// whether it is a socket (`socket`: the kernel says so). The hot path (every read and
+    /// write): a known file costs two hash lookups and no allocation; the path is copied only
+    /// when the variable is defined.
+    fn fd_var(
+        &mut self,
+        e: &Event,
+        fd: i32,
+        file: Option<(u64, u64)>,
+        socket: bool,
+        out: &mut Vec<Output>,
+    ) -> (VarId, bool) {
+        // A socket's remote end as the kernel named it (its peer, or the call's address).
+        if socket && !e.data.is_empty() {
+            let v = self.endpoint_var(&e.data, out);
+            if v != 0 {
+                return (v, true);
+            }
+        }
         match self.fds.get(&(e.pid, fd)) {
             Some(FdTarget::Endpoint(id)) => return (*id, true),
-            Some(FdTarget::Socket) => return (0, true),
+            Some(FdTarget::Socket | FdTarget::Local(_)) => return (0, true),
+            _ if socket => return (0, true),
             _ => {}
         }
-        if let Some(id) = e
-            .file
-            .and_then(|(dev, ino)| self.vars.get(&Key::File(dev, ino)))
-        {
+        if let Some(id) = file.and_then(|(dev, ino)| self.vars.get(&Key::File(dev, ino))) {
             return (*id, false);
         }
         let path = match self.fds.get(&(e.pid, fd)) {
             Some(FdTarget::Path(p)) => Some(p.clone()),
             _ => None,
         };
-        (self.file_var(e, path, out), false)
+        (self.file_var(file, path, out), false)
     }
 
-    fn syscall(&mut self, e: &Event, sys: Sys, mem: VarId, at: &mut At, out: &mut Vec<Output>) {
+    /// Emits the transactions of one recorded system call.
+    fn syscall(&mut self, e: &Event, sys: Sys, mem: VarId, mut at: At, out: &mut Vec<Output>) {
         let fd = e.args[0] as i32;
-        let path = e.path().map(<[u8]>::to_vec);
+        let socket = e.flags & flag::SOCKET != 0;
         match sys.sem {
+            Sem::Chdir => {
+                if e.ret == 0 {
+                    let dir = match self.path_of(e, &sys, false) {
+                        Some(p) => p,
+                        None => match self.fds.get(&(e.pid, fd)) {
+                            Some(FdTarget::Path(p)) => p.clone(),
+                            _ => Vec::new(),
+                        },
+                    };
+                    // Empty: a directory the translator cannot name.
+                    let dir = if dir.first() == Some(&b'/') {
+                        dir
+                    } else {
+                        Vec::new()
+                    };
+                    self.cwd.insert(e.pid, dir);
+                }
+                return;
+            }
             Sem::Open => {
                 at.op = Op::Open;
+                let path = self.path_of(e, &sys, false);
                 if let (true, Some(p)) = (e.ret >= 0, &path) {
                     self.fds
                         .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
                 }
-                at.src = self.file_var(e, path, out);
+                at.src = self.file_var(e.file, path, out);
                 at.dst = mem;
             }
             Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
                 let reading = matches!(sys.sem, Sem::ReadFd(_));
-                let (mut var, socket) = self.fd_var(e, fd, out);
-                if !reading && socket && !e.data.is_empty() {
-                    // sendto with an explicit destination.
-                    var = self.endpoint_var(&e.data, out);
-                }
+                let (var, socket) = self.fd_var(e, fd, e.file, socket, out);
                 at.op = match (reading, socket) {
                     (true, false) => Op::Read,
                     (true, true) => Op::Recv,
@@ -233,39 +336,82 @@ impl Translator {
                     None if socket => 0,
                     None => e.pos.unwrap_or(0) as u64,
                 };
-                at.len = e.ret.max(0) as u64;
+                // One datagram of sendmmsg/recvmmsg carries its own length in `ret`; the
+                // record after the itemized ones counts the rest (bytes unknown).
+                at.len = if e.flags & flag::MORE != 0 {
+                    0
+                } else {
+                    e.ret.max(0) as u64
+                };
+            }
+            Sem::Transfer { sendfile } => {
+                let first = (fd, e.file, e.pos, socket);
+                let other = if sendfile { e.args[1] } else { e.args[2] } as i32;
+                let second = (other, e.file2, e.pos2, e.flags & flag::SOCKET2 != 0);
+                let (input, output) = if sendfile {
+                    (second, first)
+                } else {
+                    (first, second)
+                };
+                let len = e.ret.max(0) as u64;
+                if e.flags & flag::NO_IN == 0 {
+                    let (var, sock) = self.fd_var(e, input.0, input.1, input.3, out);
+                    let mut r = at;
+                    r.op = if sock { Op::Recv } else { Op::Read };
+                    (r.src, r.dst, r.len) = (var, mem, len);
+                    r.off = if sock { 0 } else { input.2.unwrap_or(0) as u64 };
+                    out.push(Output::At(r));
+                }
+                if e.flags & flag::NO_OUT == 0 {
+                    let (var, sock) = self.fd_var(e, output.0, output.1, output.3, out);
+                    let mut w = at;
+                    w.op = if sock { Op::Send } else { Op::Write };
+                    (w.src, w.dst, w.len) = (mem, var, len);
+                    w.off = if sock {
+                        0
+                    } else {
+                        output.2.unwrap_or(0) as u64
+                    };
+                    out.push(Output::At(w));
+                }
+                return;
             }
             Sem::Close => {
                 at.op = Op::Close;
                 at.src = match self.fds.remove(&(e.pid, fd)) {
-                    Some(FdTarget::Endpoint(id)) => id,
+                    Some(FdTarget::Endpoint(id) | FdTarget::Local(id)) => id,
                     Some(FdTarget::Socket) => 0,
-                    Some(FdTarget::Path(p)) => self.file_var(e, Some(p), out),
-                    None => self.file_var(e, None, out),
+                    Some(FdTarget::Path(p)) => self.file_var(e.file, Some(p), out),
+                    None => self.fd_var(e, fd, e.file, socket, out).0,
                 };
             }
             Sem::Meta(op) => {
-                // Named by path (relative paths are kept as the process gave them), or by fd.
                 at.op = op;
                 at.src = mem;
-                at.dst = if path.is_some() {
-                    self.file_var(
-                        &Event {
-                            file: None,
-                            ..e.clone()
-                        },
-                        path,
-                        out,
-                    )
+                if sys.cap & (cap::PATH0 | cap::PATH1) == 0 {
+                    at.dst = self.fd_var(e, fd, e.file, socket, out).0;
                 } else {
-                    self.fd_var(e, fd, out).0
-                };
+                    let first = self.path_of(e, &sys, false);
+                    let second = self.path_of(e, &sys, true);
+                    match (op, first, second) {
+                        // The data moves from the old name to the new one.
+                        (Op::Rename | Op::Link, Some(from), Some(to)) => {
+                            at.src = self.file_var(None, Some(from), out);
+                            at.dst = self.file_var(None, Some(to), out);
+                        }
+                        // The link is the variable; the target is its content.
+                        (Op::Symlink, _, Some(link)) => {
+                            at.dst = self.file_var(None, Some(link), out);
+                        }
+                        (_, first, _) => at.dst = self.file_var(None, first, out),
+                    }
+                }
             }
             Sem::Mmap => {
                 // A shared writable mapping writes the file; any other mapping reads it.
                 let shared_write = e.args[3] & libc::MAP_SHARED as u64 != 0
                     && e.args[2] & libc::PROT_WRITE as u64 != 0;
-                let (var, _) = self.fd_var(e, e.args[4] as i32, out);
+                let (var, _) = self.fd_var(e, e.args[4] as i32, e.file, false, out);
                 at.op = Op::Mmap;
                 (at.src, at.dst) = if shared_write { (mem, var) } else { (var, mem) };
                 at.off = e.args[5];
@@ -279,20 +425,26 @@ impl Translator {
             }
             Sem::Connect | Sem::Bind => {
                 let ep = self.endpoint_var(&e.data, out);
-                at.op = if sys.sem == Sem::Connect {
-                    Op::Connect
-                } else {
-                    Op::Bind
-                };
                 at.src = mem;
                 at.dst = ep;
-                if sys.sem == Sem::Connect && ep != 0 {
-                    self.fds.insert((e.pid, fd), FdTarget::Endpoint(ep));
+                let target = if sys.sem == Sem::Connect {
+                    at.op = Op::Connect;
+                    FdTarget::Endpoint(ep)
+                } else {
+                    at.op = Op::Bind;
+                    FdTarget::Local(ep)
+                };
+                // A non-blocking connect returns EINPROGRESS and goes on connecting.
+                if ep != 0 && (e.ret == 0 || e.ret == -i64::from(libc::EINPROGRESS)) {
+                    self.fds.insert((e.pid, fd), target);
                 }
             }
             Sem::Listen => {
                 at.op = Op::Listen;
-                at.src = self.fd_var(e, fd, out).0;
+                at.src = match self.fds.get(&(e.pid, fd)) {
+                    Some(FdTarget::Local(id)) => *id,
+                    _ => 0,
+                };
             }
             Sem::Accept => {
                 let ep = self.endpoint_var(&e.data, out);
@@ -311,6 +463,7 @@ impl Translator {
                 }
             }
         }
+        out.push(Output::At(at));
     }
 
     /// Translates one record. Records of cgroups that are not watched produce nothing.
@@ -350,17 +503,21 @@ impl Translator {
                     .map(|((_, f), path)| ((child, *f), path.clone()))
                     .collect();
                 self.fds.extend(inherited);
+                if let Some(dir) = self.cwd.get(&e.pid).cloned() {
+                    self.cwd.insert(child, dir);
+                }
                 at.op = Op::Fork;
             }
             Kind::Exit => {
                 if e.pid == e.tid {
                     self.fds.retain(|(p, _), _| *p != e.pid);
+                    self.cwd.remove(&e.pid);
                 }
                 at.op = Op::Exit;
             }
             Kind::Exec => {
                 at.op = Op::Exec;
-                let path = e.path().map(<[u8]>::to_vec);
+                let path = e.path().map(|p| self.resolve(e.pid, None, p.to_vec()));
                 at.src = path
                     .map(|p| {
                         self.var(
@@ -376,7 +533,8 @@ impl Translator {
                 let Some(sys) = self.table.get(&e.nr).copied() else {
                     return;
                 };
-                self.syscall(e, sys, mem, &mut at, out);
+                self.syscall(e, sys, mem, at, out);
+                return;
             }
         }
         out.push(Output::At(at));
@@ -488,8 +646,230 @@ mod tests {
             args: [0; 6],
             file: None,
             pos: None,
+            file2: None,
+            pos2: None,
+            flags: 0,
             data: vec![],
+            data2: vec![],
         }
+    }
+
+    fn sockaddr4(a: [u8; 4], port: u16) -> Vec<u8> {
+        let mut sa = vec![0u8; 16];
+        sa[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        sa[2..4].copy_from_slice(&port.to_be_bytes());
+        sa[4..8].copy_from_slice(&a);
+        sa
+    }
+
+    fn var_path(out: &[Output], id: VarId) -> String {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Var(i, VarDef::File { path: Some(p), .. } | VarDef::Path { path: p })
+                    if *i == id =>
+                {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_cwd_and_dirfd() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut cd = ev(Kind::Syscall, libc::SYS_chdir as u32, 0);
+        cd.data = b"/data/./sub/\0".to_vec();
+        t.push(&cd, &mut out);
+        let mut o = ev(Kind::Syscall, nr::OPENAT, 3);
+        o.args[0] = libc::AT_FDCWD as u64;
+        o.data = b"../x\0".to_vec();
+        t.push(&o, &mut out);
+        // A directory opened by path, then a file under it.
+        let mut d = ev(Kind::Syscall, nr::OPENAT, 4);
+        d.args[0] = libc::AT_FDCWD as u64;
+        d.data = b"/etc\0".to_vec();
+        t.push(&d, &mut out);
+        let mut f = ev(Kind::Syscall, nr::OPENAT, 5);
+        f.args[0] = 4;
+        f.data = b"hosts\0".to_vec();
+        t.push(&f, &mut out);
+        // The child inherits the working directory; fchdir moves it.
+        t.push(&ev(Kind::Fork, 0, 11), &mut out);
+        let mut o2 = o.clone();
+        o2.pid = 11;
+        o2.data = b"y\0".to_vec();
+        t.push(&o2, &mut out);
+        let mut fcd = ev(Kind::Syscall, libc::SYS_fchdir as u32, 0);
+        fcd.args[0] = 4;
+        t.push(&fcd, &mut out);
+        let mut o3 = o.clone();
+        o3.data = b"passwd\0".to_vec();
+        t.push(&o3, &mut out);
+        // Under a descriptor never seen opened: kept as given.
+        let mut o4 = o.clone();
+        o4.args[0] = 9;
+        o4.data = b"z\0".to_vec();
+        t.push(&o4, &mut out);
+        let a = ats(&out);
+        assert_eq!(a.len(), 7, "chdir and fchdir make no transaction");
+        let paths: Vec<String> = a
+            .iter()
+            .filter(|a| a.op == Op::Open)
+            .map(|a| var_path(&out, a.src))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/data/x",
+                "/etc",
+                "/etc/hosts",
+                "/data/sub/y",
+                "/etc/passwd",
+                "z"
+            ]
+        );
+    }
+
+    #[test]
+    fn clean_paths() {
+        for (i, o) in [
+            ("/a/./b//c/", "/a/b/c"),
+            ("/../a/../../b", "/b"),
+            ("a/../../b", "../b"),
+            ("/", "/"),
+            (".", "."),
+            ("a/./", "a"),
+        ] {
+            assert_eq!(clean(i.as_bytes()), o.as_bytes(), "{i}");
+        }
+    }
+
+    #[test]
+    fn transfers_read_one_side_and_write_the_other() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        // copy_file_range(in=3 at 100, out=4 at 0) of 50 bytes.
+        let mut c = ev(Kind::Syscall, libc::SYS_copy_file_range as u32, 50);
+        c.args = [3, 0, 4, 0, 50, 0];
+        (c.file, c.pos, c.file2, c.pos2) = (Some((1, 10)), Some(100), Some((1, 20)), Some(0));
+        t.push(&c, &mut out);
+        // sendfile(out=socket 5, in=3) with the input in a read-only branch: only the send.
+        let mut s = ev(Kind::Syscall, libc::SYS_sendfile as u32, 70);
+        s.args = [5, 3, 0, 70, 0, 0];
+        s.flags = flag::SOCKET | flag::NO_IN;
+        s.file2 = Some((1, 10));
+        s.data = sockaddr4([10, 1, 2, 3], 80);
+        t.push(&s, &mut out);
+        // splice from a pipe into the file: only the write.
+        let mut sp = ev(Kind::Syscall, libc::SYS_splice as u32, 9);
+        sp.args = [6, 0, 4, 0, 9, 0];
+        sp.flags = flag::NO_IN;
+        (sp.file2, sp.pos2) = (Some((1, 20)), Some(50));
+        t.push(&sp, &mut out);
+        let a = ats(&out);
+        let f_in = a[0].src;
+        let f_out = a[1].dst;
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.off, a.len)).collect::<Vec<_>>(),
+            vec![
+                (Op::Read, 100, 50),
+                (Op::Write, 0, 50),
+                (Op::Send, 0, 70),
+                (Op::Write, 50, 9)
+            ]
+        );
+        assert_ne!(f_in, f_out);
+        assert_eq!((a[0].dst, a[1].src), (1, 1), "through the VE's memory");
+        assert!(out.contains(&Output::Var(
+            a[2].dst,
+            VarDef::Endpoint {
+                addr: "10.1.2.3".parse().unwrap(),
+                port: 80
+            }
+        )));
+        assert_eq!(a[3].dst, f_out);
+    }
+
+    #[test]
+    fn rename_and_link_go_from_the_old_name_to_the_new_symlink_names_the_link() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut r = ev(Kind::Syscall, nr::RENAMEAT2, 0);
+        r.args = [libc::AT_FDCWD as u64, 0, libc::AT_FDCWD as u64, 0, 0, 0];
+        r.data = b"/data/a.tmp\0".to_vec();
+        r.data2 = b"a\0".to_vec();
+        t.push(&r, &mut out);
+        let mut s = ev(Kind::Syscall, libc::SYS_symlinkat as u32, 0);
+        s.args = [0, libc::AT_FDCWD as u64, 0, 0, 0, 0];
+        s.data = b"/etc/target\0".to_vec();
+        s.data2 = b"/data/l\0".to_vec();
+        t.push(&s, &mut out);
+        let a = ats(&out);
+        assert_eq!(
+            (var_path(&out, a[0].src), var_path(&out, a[0].dst)),
+            ("/data/a.tmp".into(), "/a".into())
+        );
+        assert_eq!((a[1].op, a[1].src), (Op::Symlink, 1));
+        assert_eq!(var_path(&out, a[1].dst), "/data/l");
+    }
+
+    #[test]
+    fn sockets_named_by_the_kernel_and_datagrams() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        // A socket inherited from before the watch: the kernel names its peer.
+        let mut w = ev(Kind::Syscall, nr::WRITE, 5);
+        w.args[0] = 7;
+        w.flags = flag::SOCKET;
+        w.file = Some((9, 999));
+        w.data = sockaddr4([192, 0, 2, 1], 443);
+        t.push(&w, &mut out);
+        // Two datagrams of one recvmmsg, from two senders, then the rest not itemized.
+        let mut d = ev(Kind::Syscall, libc::SYS_recvmmsg as u32, 100);
+        d.args[0] = 8;
+        d.flags = flag::SOCKET | flag::DGRAM;
+        d.data = sockaddr4([192, 0, 2, 2], 53);
+        t.push(&d, &mut out);
+        d.ret = 60;
+        d.data = sockaddr4([192, 0, 2, 3], 53);
+        t.push(&d, &mut out);
+        d.flags = flag::SOCKET | flag::MORE;
+        d.ret = 4;
+        d.data = vec![];
+        t.push(&d, &mut out);
+        // A dual-stack socket's IPv4 peer is that IPv4 endpoint.
+        let mut six = vec![0u8; 28];
+        six[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        six[2..4].copy_from_slice(&443u16.to_be_bytes());
+        six[18..20].copy_from_slice(&[0xff, 0xff]);
+        six[20..24].copy_from_slice(&[192, 0, 2, 1]);
+        w.data = six;
+        t.push(&w, &mut out);
+        let a = ats(&out);
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.len)).collect::<Vec<_>>(),
+            vec![
+                (Op::Send, 5),
+                (Op::Recv, 100),
+                (Op::Recv, 60),
+                (Op::Recv, 0),
+                (Op::Send, 5)
+            ]
+        );
+        assert_eq!(a[4].dst, a[0].dst);
+        assert_ne!(a[1].src, a[2].src);
+        assert_eq!((a[3].src, a[3].result), (0, 4));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Var(_, VarDef::File { .. }))),
+            "a socket is no file"
+        );
     }
 
     fn ats(out: &[Output]) -> Vec<At> {

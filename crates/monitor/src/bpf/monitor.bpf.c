@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "monitor.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -31,7 +32,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JCS_MAX_SYSCALL);
 	__type(key, __u32);
-	__type(value, __u16); /* enum jcs_capture flags; 0 = not recorded */
+	__type(value, __u32); /* enum jcs_capture flags; 0 = not recorded */
 } interest SEC(".maps");
 
 struct inflight {
@@ -39,8 +40,15 @@ struct inflight {
 	__u64 dev;
 	__u64 ino;
 	__s64 pos;
+	__u64 dev2;
+	__u64 ino2;
+	__s64 pos2;
 	__u32 nr;
-	__u32 flags;
+	__u32 flags;   /* enum jcs_capture */
+	__u32 evflags; /* enum jcs_flag */
+	__u32 peer_len;
+	__u8 peer[28]; /* a socket's remote end, as a struct sockaddr_in or sockaddr_in6 */
+	__u32 pad;
 };
 
 struct {
@@ -123,8 +131,12 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	e->dev = 0;
 	e->ino = 0;
 	e->pos = -1;
+	e->dev2 = 0;
+	e->ino2 = 0;
+	e->pos2 = -1;
 	e->path_len = 0;
-	e->pad = 0;
+	e->path2_len = 0;
+	e->flags = 0;
 	for (int i = 0; i < 6; i++)
 		e->args[i] = 0;
 	return e;
@@ -132,6 +144,10 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define AF_INET 2
+#define AF_INET6 10
 
 /* The struct file behind descriptor `fd` of task `t`, or NULL. */
 static __always_inline struct file *fd_file(struct task_struct *t, unsigned int fd)
@@ -150,11 +166,24 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
  * so reading it carries no contamination and is not recorded. */
 static __always_inline int lower_only(struct file *file)
 {
+	if (!file)
+		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
 		return 0;
 	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
 	return BPF_CORE_READ(oi, __upperdentry) == NULL;
+}
+
+/* A pipe: data between processes of the same VE never crosses its boundary. */
+static __always_inline int is_pipe(struct file *file)
+{
+	return file && BPF_CORE_READ(file, f_inode, i_sb, s_magic) == PIPEFS_MAGIC;
+}
+
+static __always_inline int is_socket(struct file *file)
+{
+	return file && (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) == S_IFSOCK;
 }
 
 /* The identity (device, inode) and position of a file. */
@@ -167,26 +196,159 @@ static __always_inline void file_identity(struct file *file, __u64 *dev, __u64 *
 	*pos = BPF_CORE_READ(file, f_pos);
 }
 
+static __always_inline int v4_loopback(__be32 a)
+{
+	return (bpf_ntohl(a) >> 24) == 127;
+}
+
+/* ::1, or an IPv4-mapped 127/8 address. */
+static __always_inline int v6_loopback(const __u8 *a)
+{
+	__u64 hi, lo;
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	if (hi != 0)
+		return 0;
+	if (lo == bpf_cpu_to_be64(1))
+		return 1;
+	return a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff && a[12] == 127;
+}
+
+/* Whether a struct sockaddr (from user memory, already copied) names a loopback address:
+ * traffic that stays inside the VE's own network namespace. */
+static __always_inline int addr_loopback(const char *p)
+{
+	__u16 family;
+	__builtin_memcpy(&family, p, 2);
+	if (family == AF_INET)
+		return (__u8)p[4] == 127;
+	if (family == AF_INET6)
+		return v6_loopback((const __u8 *)p + 8);
+	return 0;
+}
+
+/* The remote end of the socket behind `file`, from the kernel's sock, as a struct sockaddr in
+ * `buf`. Returns its length; 0 when there is none to name (not IP, or not connected); -1 when
+ * the socket is loopback-only (its traffic stays inside the VE's network namespace). */
+static __always_inline int sock_peer(struct file *file, __u8 *buf)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__be16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	if (family == AF_INET) {
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		if (d ? v4_loopback(d) : (l && v4_loopback(l)))
+			return -1;
+		if (!d)
+			return 0;
+		__builtin_memcpy(buf, &family, 2);
+		__builtin_memcpy(buf + 2, &port, 2);
+		__builtin_memcpy(buf + 4, &d, 4);
+		return 16;
+	}
+	if (family == AF_INET6) {
+		struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+		struct in6_addr l = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		__u64 dz[2], lz[2];
+		__builtin_memcpy(dz, &d, 16);
+		__builtin_memcpy(lz, &l, 16);
+		int connected = dz[0] | dz[1];
+		if (connected ? v6_loopback((__u8 *)&d) : ((lz[0] | lz[1]) && v6_loopback((__u8 *)&l)))
+			return -1;
+		if (!connected)
+			return 0;
+		__builtin_memset(buf, 0, 28);
+		__builtin_memcpy(buf, &family, 2);
+		__builtin_memcpy(buf + 2, &port, 2);
+		__builtin_memcpy(buf + 8, &d, 16);
+		return 28;
+	}
+	return 0;
+}
+
 /* A call classification drops: counted, never emitted. */
 static __always_inline int drop_call(struct jcs_ve *w, __u32 nr)
 {
 	count(JCS_STAT_DROPPED);
-	__sync_fetch_and_add(&w->dropped, 1);
+	if (w)
+		__sync_fetch_and_add(&w->dropped, 1);
 	count_call(nr, 1);
 	return 0;
 }
 
+/* A reserved record that classification drops after all (a loopback address the call named). */
+static __always_inline void discard(struct jcs_event *e, __u32 nr)
+{
+	bpf_ringbuf_discard(e, 0);
+	drop_call(watched_task(), nr);
+}
+
 /* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
  * keeps the verifier simple: 128 bytes (sockaddr_storage), or 16 (sockaddr_in) when the
- * larger read would cross into unmapped memory. */
-static __always_inline void read_addr(struct jcs_event *e, __u64 uaddr, __u64 len)
+ * larger read would cross into unmapped memory. Returns whether an address was read. */
+static __always_inline int read_addr(struct jcs_event *e, __u64 uaddr, __u64 len)
 {
-	if (!len)
-		return;
+	if (!len || !uaddr)
+		return 0;
 	if (bpf_probe_read_user(e->path, 128, (void *)uaddr) == 0)
 		e->path_len = len > 128 ? 128 : len;
 	else if (bpf_probe_read_user(e->path, 16, (void *)uaddr) == 0)
 		e->path_len = len > 16 ? 16 : len;
+	else
+		return 0;
+	return 1;
+}
+
+/* Classifies a transfer between two descriptors (sendfile, copy_file_range, splice) at entry:
+ * either side that stays inside the VE gets no transaction; if neither crosses, the call is
+ * dropped. Returns 0 when dropped. */
+static __always_inline int enter_transfer(struct jcs_ve *w, struct inflight *f)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	int sendfile = f->flags & JCS_CAP_XFER1;
+	struct file *a = fd_file(t, (int)f->args[0]);
+	struct file *b = fd_file(t, sendfile ? (int)f->args[1] : (int)f->args[2]);
+	struct file *in = sendfile ? b : a;
+	struct file *out = sendfile ? a : b;
+	if (is_pipe(in) || lower_only(in))
+		f->evflags |= JCS_F_NO_IN;
+	if (is_pipe(out))
+		f->evflags |= JCS_F_NO_OUT;
+	if (is_socket(a)) {
+		f->evflags |= JCS_F_SOCKET;
+		int n = sock_peer(a, f->peer);
+		if (n < 0)
+			f->evflags |= sendfile ? JCS_F_NO_OUT : JCS_F_NO_IN;
+		else
+			f->peer_len = n;
+	}
+	if (is_socket(b)) {
+		f->evflags |= JCS_F_SOCKET2;
+		if (!f->peer_len) {
+			int n = sock_peer(b, f->peer);
+			if (n < 0)
+				f->evflags |= sendfile ? JCS_F_NO_IN : JCS_F_NO_OUT;
+			else
+				f->peer_len = n;
+		}
+	}
+	if ((f->evflags & (JCS_F_NO_IN | JCS_F_NO_OUT)) == (JCS_F_NO_IN | JCS_F_NO_OUT))
+		return drop_call(w, f->nr);
+	file_identity(a, &f->dev, &f->ino, &f->pos);
+	file_identity(b, &f->dev2, &f->ino2, &f->pos2);
+	/* An offset pointer replaces the file position for its side. */
+	__u64 pa = sendfile ? 0 : f->args[1];
+	__u64 pb = sendfile ? f->args[2] : f->args[3];
+	__s64 v;
+	if (pa && bpf_probe_read_user(&v, sizeof(v), (void *)pa) == 0)
+		f->pos = v;
+	if (pb && bpf_probe_read_user(&v, sizeof(v), (void *)pb) == 0)
+		f->pos2 = v;
+	return 1;
 }
 
 SEC("tp_btf/sys_enter")
@@ -199,7 +361,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	__sync_fetch_and_add(&w->seen, 1);
 	__u32 nr = id;
 	count_call(nr, 0);
-	__u16 *want = bpf_map_lookup_elem(&interest, &nr);
+	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_RECORD)) {
 		count(JCS_STAT_SKIPPED);
 		return 0;
@@ -208,13 +370,17 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f.nr = nr;
 	f.flags = *want;
 	f.pos = -1;
+	f.pos2 = -1;
 	f.args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
 	f.args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
 	f.args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
 	f.args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f.args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f.args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (f.flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
+	if (f.flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
+		if (!enter_transfer(w, &f))
+			return 0;
+	} else if (f.flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
 		/* One descriptor-table lookup serves classification and the file's identity. */
 		int fd = (f.flags & JCS_CAP_FD4) ? (int)f.args[4] : (int)f.args[0];
 		if (fd < 0) {
@@ -223,10 +389,15 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 		struct file *file = fd_file(bpf_get_current_task_btf(), fd);
-		if (file) {
-			/* A pipe: data between processes of the same VE never crosses its boundary. */
-			if (BPF_CORE_READ(file, f_inode, i_sb, s_magic) == PIPEFS_MAGIC)
+		if (is_pipe(file))
+			return drop_call(w, nr);
+		if (is_socket(file)) {
+			f.evflags |= JCS_F_SOCKET;
+			int n = sock_peer(file, f.peer);
+			if (n < 0)
 				return drop_call(w, nr);
+			f.peer_len = n;
+		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f.flags & JCS_CAP_FD4) && (f.args[3] & 0x01) && (f.args[2] & 0x2);
 			if ((f.flags & JCS_CAP_READ) && !writes && lower_only(file))
@@ -239,6 +410,60 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/* The fields every record of a system call carries. */
+static __always_inline void fill(struct jcs_event *e, struct inflight *f, long ret)
+{
+	e->nr = f->nr;
+	e->ret = ret;
+	for (int i = 0; i < 6; i++)
+		e->args[i] = f->args[i];
+	e->dev = f->dev;
+	e->ino = f->ino;
+	e->pos = f->pos;
+	e->dev2 = f->dev2;
+	e->ino2 = f->ino2;
+	e->pos2 = f->pos2;
+	e->flags = f->evflags;
+	if (f->peer_len) {
+		__builtin_memcpy(e->path, f->peer, sizeof(f->peer));
+		e->path_len = f->peer_len > sizeof(f->peer) ? sizeof(f->peer) : f->peer_len;
+	}
+}
+
+/* sendmmsg/recvmmsg: one record per datagram, each with its own remote end and length. */
+static __always_inline void exit_mmsg(struct inflight *f, long ret)
+{
+	for (int i = 0; i < JCS_MMSG_MAX; i++) {
+		if (i >= ret)
+			return;
+		__u64 hdr = f->args[1] + (__u64)i * 64; /* sizeof(struct mmsghdr) */
+		__u64 name = 0;
+		__u32 namelen = 0, len = 0;
+		bpf_probe_read_user(&name, sizeof(name), (void *)hdr);
+		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(hdr + 8));
+		bpf_probe_read_user(&len, sizeof(len), (void *)(hdr + 56));
+		struct jcs_event *e = reserve(JCS_EV_SYSCALL);
+		if (!e)
+			continue;
+		fill(e, f, len);
+		e->flags |= JCS_F_DGRAM;
+		e->pos = i;
+		if (read_addr(e, name, namelen) && addr_loopback(e->path)) {
+			discard(e, f->nr);
+			continue;
+		}
+		submit(e);
+	}
+	if (ret > JCS_MMSG_MAX) {
+		struct jcs_event *e = reserve(JCS_EV_SYSCALL);
+		if (e) {
+			fill(e, f, ret - JCS_MMSG_MAX);
+			e->flags |= JCS_F_MORE;
+			submit(e);
+		}
+	}
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -246,36 +471,77 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
 	if (!f)
 		return 0;
+	__u32 fl = f->flags;
+	if ((fl & JCS_CAP_MMSG) && ret > 0) {
+		exit_mmsg(f, ret);
+		bpf_map_delete_elem(&inflight, &tid);
+		return 0;
+	}
 	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
-	if (e) {
-		e->nr = f->nr;
-		e->ret = ret;
-		for (int i = 0; i < 6; i++)
-			e->args[i] = f->args[i];
-		e->dev = f->dev;
-		e->ino = f->ino;
-		e->pos = f->pos;
-		__u32 fl = f->flags;
-		if (fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)) {
-			__u64 up = (fl & JCS_CAP_PATH1) ? f->args[1] : f->args[0];
+	if (!e)
+		goto out;
+	fill(e, f, ret);
+	int named = 0; /* the call named a remote address itself */
+	if (fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)) {
+		__u64 up = (fl & JCS_CAP_PATH1) ? f->args[1] : f->args[0];
+		if (fl & (JCS_CAP_PATHB1 | JCS_CAP_PATHB2 | JCS_CAP_PATHB3)) {
+			__u64 up2 = (fl & JCS_CAP_PATHB1) ? f->args[1] :
+				    (fl & JCS_CAP_PATHB2) ? f->args[2] : f->args[3];
+			long n = bpf_probe_read_user_str(e->path, JCS_PATH_HALF, (void *)up);
+			e->path_len = n > 0 ? n : 0;
+			n = bpf_probe_read_user_str(e->path + JCS_PATH_HALF, JCS_PATH_HALF, (void *)up2);
+			e->path2_len = n > 0 ? n : 0;
+		} else {
 			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)up);
 			e->path_len = n > 0 ? n : 0;
-		} else if (fl & JCS_CAP_ADDR1) {
-			__u32 len = f->args[2];
-			if (fl & JCS_CAP_ADDRLENP) {
-				len = 0;
-				if (f->args[2])
-					bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
-			}
-			if (f->args[1] && ret >= 0)
-				read_addr(e, f->args[1], len);
-		} else if ((fl & JCS_CAP_ADDR4) && f->args[4]) {
-			read_addr(e, f->args[4], f->args[5]);
 		}
-		if ((fl & JCS_CAP_NEWFD) && ret >= 0)
-			file_identity(fd_file(bpf_get_current_task_btf(), ret), &e->dev, &e->ino, &e->pos);
-		submit(e);
+	} else if ((fl & JCS_CAP_ADDR1) && ret >= 0) {
+		__u32 len = f->args[2];
+		if (fl & JCS_CAP_ADDRLENP) {
+			len = 0;
+			if (f->args[2])
+				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
+		}
+		named = read_addr(e, f->args[1], len);
+	} else if ((fl & JCS_CAP_ADDR4) && ret >= 0) {
+		__u32 len = f->args[5];
+		if (fl & JCS_CAP_ADDRLENP) {
+			len = 0;
+			if (f->args[5])
+				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[5]);
+		}
+		named = read_addr(e, f->args[4], len);
+	} else if ((fl & JCS_CAP_MSGHDR) && ret >= 0 && f->args[1]) {
+		__u64 name = 0;
+		__u32 namelen = 0;
+		bpf_probe_read_user(&name, sizeof(name), (void *)f->args[1]);
+		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(f->args[1] + 8));
+		named = read_addr(e, name, namelen);
 	}
+	if (named && addr_loopback(e->path)) {
+		discard(e, f->nr);
+		goto out;
+	}
+	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
+		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
+		file_identity(file, &e->dev, &e->ino, &e->pos);
+		if (is_socket(file) && (fl & JCS_CAP_ADDR1)) {
+			/* accept: the peer as the kernel knows it, even with a NULL address argument. */
+			e->flags |= JCS_F_SOCKET;
+			__u8 peer[28] = {};
+			int n = sock_peer(file, peer);
+			if (n < 0) {
+				discard(e, f->nr);
+				goto out;
+			}
+			if (n > 0) {
+				__builtin_memcpy(e->path, peer, sizeof(peer));
+				e->path_len = n;
+			}
+		}
+	}
+	submit(e);
+out:
 	bpf_map_delete_elem(&inflight, &tid);
 	return 0;
 }

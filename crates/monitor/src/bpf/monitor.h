@@ -17,17 +17,42 @@ enum jcs_kind {
 /* What to capture for a system call: the value of the `interest` map, per number. */
 enum jcs_capture {
 	JCS_CAP_RECORD = 1,    /* record it */
-	JCS_CAP_FD0 = 2,       /* identity and position of the fd in args[0], at entry */
+	JCS_CAP_FD0 = 2,       /* identity and position of the fd in args[0], at entry; for a
+	                        * socket: its peer (from the kernel's sock), loopback dropped */
 	JCS_CAP_FD4 = 4,       /* identity of the fd in args[4] (mmap; -1 = not a file: skipped) */
 	JCS_CAP_PATH0 = 8,     /* the user string at args[0], at exit */
 	JCS_CAP_PATH1 = 16,    /* the user string at args[1], at exit */
 	JCS_CAP_ADDR1 = 32,    /* the sockaddr at args[1] (length args[2]), at exit */
-	JCS_CAP_NEWFD = 64,    /* identity of the fd the call returned, at exit */
-	JCS_CAP_ADDR4 = 128,   /* the sockaddr at args[4] (length args[5]), at exit (sendto) */
-	JCS_CAP_ADDRLENP = 256, /* with ADDR1: args[2] points to the length (accept) */
+	JCS_CAP_NEWFD = 64,    /* identity of the fd the call returned, at exit (a socket: its peer) */
+	JCS_CAP_ADDR4 = 128,   /* the sockaddr at args[4] (length args[5]), at exit (sendto, recvfrom) */
+	JCS_CAP_ADDRLENP = 256, /* the sockaddr's length argument is a pointer (accept, recvfrom) */
 	JCS_CAP_READ = 512,    /* moves data from the fd's file into the VE: dropped when the file
 	                        * exists only in a read-only branch (classification) */
+	JCS_CAP_XFER1 = 1024,  /* a transfer between two fds: out = args[0], in = args[1], the in
+	                        * offset pointer at args[2] (sendfile) */
+	JCS_CAP_XFER2 = 2048,  /* a transfer: in = args[0] (offset pointer args[1]), out = args[2]
+	                        * (offset pointer args[3]) (copy_file_range, splice) */
+	JCS_CAP_PATHB1 = 4096, /* a second path, at args[1], into path[128..] (rename, link, symlink) */
+	JCS_CAP_PATHB2 = 8192, /* ... at args[2] (symlinkat) */
+	JCS_CAP_PATHB3 = 16384, /* ... at args[3] (renameat*, linkat) */
+	JCS_CAP_MSGHDR = 32768, /* args[1] is a struct msghdr: its msg_name, at exit (sendmsg, recvmsg) */
+	JCS_CAP_MMSG = 65536,  /* args[1] is an array of struct mmsghdr, ret of them used: one record
+	                        * per datagram (sendmmsg, recvmmsg) */
 };
+
+/* Facts the kernel attaches to a record (`flags`). */
+enum jcs_flag {
+	JCS_F_SOCKET = 1,   /* the (first) fd is a socket; `path` holds its peer's sockaddr if known */
+	JCS_F_NO_IN = 2,    /* a transfer whose input side stays inside the VE (a pipe, or a file of
+	                     * a read-only branch): no transaction for it */
+	JCS_F_NO_OUT = 4,   /* a transfer whose output side is a pipe: no transaction for it */
+	JCS_F_DGRAM = 8,    /* one datagram of sendmmsg/recvmmsg: ret = its length, pos = its index */
+	JCS_F_MORE = 16,    /* after JCS_MMSG_MAX datagrams: ret = the number not itemized */
+	JCS_F_SOCKET2 = 32, /* the second fd of a transfer is a socket */
+};
+
+#define JCS_MMSG_MAX 32
+#define JCS_PATH_HALF 128
 
 /* Counters, one slot each in the per-CPU `stats` map. */
 enum jcs_stat {
@@ -64,15 +89,21 @@ struct jcs_event {
 	__u32 nr;        /* 28  system call number (JCS_EV_SYSCALL) */
 	__s64 ret;       /* 32  return value; child pid for JCS_EV_FORK; exit code for JCS_EV_EXIT */
 	__u64 args[6];   /* 40  raw arguments */
-	__u64 dev;       /* 88  file identity of an fd argument, taken at entry (0 = none) */
+	__u64 dev;       /* 88  file identity of the (first) fd argument, taken at entry (0 = none) */
 	__u64 ino;       /* 96 */
-	__s64 pos;       /* 104 file position at entry (-1 = none) */
-	__u32 path_len;  /* 112 bytes used in `path` (0 = none) */
-	__u32 pad;       /* 116 */
-	char path[JCS_PATH_MAX]; /* 120 openat: the path, NUL-terminated; exec: the file name;
-	                          *     connect: the raw struct sockaddr */
-};                       /* 376 bytes */
+	__s64 pos;       /* 104 its offset at entry: the call's offset pointer, else the file
+	                  *     position (-1 = none) */
+	__u64 dev2;      /* 112 the same for the second fd of a transfer */
+	__u64 ino2;      /* 120 */
+	__s64 pos2;      /* 128 */
+	__u16 path_len;  /* 136 bytes used in `path` (0 = none) */
+	__u16 path2_len; /* 138 bytes used in `path + JCS_PATH_HALF` (two-path calls) */
+	__u32 flags;     /* 140 enum jcs_flag */
+	char path[JCS_PATH_MAX]; /* 144 a NUL-terminated path (openat; exec: the file name); two
+	                          *     paths: the first in [0, 128), the second in [128, 256);
+	                          *     sockets: the raw struct sockaddr of the remote end */
+};                       /* 400 bytes */
 
-_Static_assert(sizeof(struct jcs_event) == 376, "decode.rs pins this layout");
+_Static_assert(sizeof(struct jcs_event) == 400, "decode.rs pins this layout");
 
 #endif
