@@ -5,7 +5,7 @@
 set -euo pipefail
 # clang, libelf-dev, zlib1g-dev, pkg-config, make: the eBPF monitor (libbpf-cargo compiles the
 # BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
-pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make)
+pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace)
 if [ "${1:-}" = "--all" ]; then
   pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3)
 fi

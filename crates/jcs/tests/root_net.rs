@@ -4,50 +4,8 @@
 
 mod common;
 
-use common::{wait_for, Env};
+use common::{wait_for, Env, NetNs};
 use std::process::{Command, Stdio};
-
-/// A network namespace of this test, deleted on drop.
-struct NetNs(String);
-
-impl NetNs {
-    fn new() -> NetNs {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("jcs-t-{}-{n}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip netns add {name}");
-        let ns = NetNs(name);
-        assert!(ns
-            .cmd("ip", &["link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success());
-        ns
-    }
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-    /// A command in this namespace. nsenter switches only the network namespace (`ip netns
-    /// exec` would also remount /sys, hiding the cgroup hierarchies).
-    fn cmd(&self, prog: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path())).arg(prog).args(args);
-        c
-    }
-    fn links(&self) -> String {
-        String::from_utf8(self.cmd("ip", &["-br", "link"]).output().unwrap().stdout).unwrap()
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 #[test]
 fn root_bridge_connects_ves_and_host() {

@@ -262,3 +262,47 @@ pub fn tree_digest(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A network namespace of this test, deleted on drop.
+pub struct NetNs(String);
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("jcs-t-{}-{n}", std::process::id());
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let ns = NetNs(name);
+        assert!(ns
+            .cmd("ip", &["link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
+        ns
+    }
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+    /// A command in this namespace. nsenter switches only the network namespace (`ip netns
+    /// exec` would also remount /sys, hiding the cgroup hierarchies).
+    pub fn cmd(&self, prog: &str, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net={}", self.path())).arg(prog).args(args);
+        c
+    }
+    pub fn links(&self) -> String {
+        String::from_utf8(self.cmd("ip", &["-br", "link"]).output().unwrap().stdout).unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}

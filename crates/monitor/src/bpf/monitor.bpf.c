@@ -147,6 +147,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define AF_INET 2
+#define O_APPEND 02000
 #define AF_INET6 10
 
 /* The struct file behind descriptor `fd` of task `t`, or NULL. */
@@ -404,6 +405,9 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 				return drop_call(w, nr);
 		}
 		file_identity(file, &f.dev, &f.ino, &f.pos);
+		/* A write to a file opened O_APPEND lands at its end, not at its position. */
+		if (file && !(f.flags & JCS_CAP_READ) && (BPF_CORE_READ(file, f_flags) & O_APPEND))
+			f.pos = BPF_CORE_READ(file, f_inode, i_size);
 	}
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
