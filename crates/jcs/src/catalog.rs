@@ -8,7 +8,13 @@ use serde::Serialize;
 use std::path::Path;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: the variable dictionary (the journal's `V` records, queryable by name).
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS vars(id INTEGER PRIMARY KEY, name TEXT NOT NULL, def TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS vars_by_name ON vars(name);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,11 +106,16 @@ impl Catalog {
             .with_context(|| format!("read catalog {}", path.display()))?;
         match version {
             SCHEMA_VERSION => {}
+            1 => {
+                conn.execute_batch(SCHEMA_V2)
+                    .with_context(|| format!("upgrade the catalog schema in {}", path.display()))?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
             0 => {
                 // A new catalog. WAL mode is a property of the file and persists.
                 conn.pragma_update(None, "journal_mode", "WAL")
                     .with_context(|| format!("open catalog {}", path.display()))?;
-                conn.execute_batch(SCHEMA)
+                conn.execute_batch(&format!("{SCHEMA}{SCHEMA_V2}"))
                     .with_context(|| format!("create the catalog schema in {}", path.display()))?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
@@ -123,6 +134,57 @@ impl Catalog {
         self.conn
             .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
             .context("checkpoint the catalog")
+    }
+
+    /// Adds variable definitions to the dictionary (ids already there are kept as they are:
+    /// an id names one variable forever).
+    pub fn add_vars(&self, defs: &[(model::at::VarId, model::at::VarDef)]) -> Result<()> {
+        if defs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT OR IGNORE INTO vars(id, name, def) VALUES (?1, ?2, ?3)")?;
+            for (id, d) in defs {
+                st.execute(rusqlite::params![
+                    i64::from(*id),
+                    d.to_string(),
+                    serde_json::to_string(d)?
+                ])?;
+            }
+        }
+        tx.commit().context("add variables to the catalog")
+    }
+
+    /// The largest variable id in the dictionary (0 when empty).
+    pub fn max_var_id(&self) -> Result<model::at::VarId> {
+        let m: Option<i64> = self
+            .conn
+            .query_row("SELECT max(id) FROM vars", [], |r| r.get(0))?;
+        Ok(m.unwrap_or(0) as model::at::VarId)
+    }
+
+    /// The ids of the variables `jcs log` names `name` (`file:/data/x`, `endpoint:…`).
+    pub fn var_ids(&self, name: &str) -> Result<Vec<model::at::VarId>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM vars WHERE name = ?1")?;
+        let rows = st.query_map([name], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|i| i as model::at::VarId)
+            .collect())
+    }
+
+    pub fn var(&self, id: model::at::VarId) -> Result<Option<model::at::VarDef>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT def FROM vars WHERE id = ?1")?;
+        let def: Option<String> = st.query_row([i64::from(id)], |r| r.get(0)).optional()?;
+        def.map(|d| serde_json::from_str(&d).context("a variable in the catalog"))
+            .transpose()
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

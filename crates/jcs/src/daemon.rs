@@ -12,7 +12,7 @@
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
-use model::at::{encode_batch, VarDef, VarId};
+use model::at::{encode_batch, VarId};
 use monitor::decode::{decode, Event};
 use monitor::loader::Monitor;
 use monitor::translate::{Output, Translator};
@@ -108,17 +108,18 @@ fn clock_offset_ns() -> i64 {
     clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 
-/// The next variable id after those already in the journal.
-fn next_var_id(records: &[(u64, Vec<u8>)]) -> VarId {
-    records
-        .iter()
-        .filter(|(_, r)| r.first() == Some(&REC_VARS))
-        .filter_map(|(_, r)| serde_json::from_slice::<Vec<(VarId, VarDef)>>(&r[1..]).ok())
-        .flatten()
-        .map(|(id, _)| id)
-        .max()
-        .map(|m| m + 1)
-        .unwrap_or(1)
+/// The journal's options: defaults, and `JCS_SEGMENT_BYTES` (the segment size).
+fn journal_options() -> Result<journal::Options> {
+    let mut o = journal::Options::default();
+    if let Ok(v) = std::env::var("JCS_SEGMENT_BYTES") {
+        o.segment_max_bytes = model::limits::parse_size(&v)
+            .ok()
+            .filter(|&n| n >= 4096)
+            .with_context(|| {
+                format!("JCS_SEGMENT_BYTES={v:?}: expected a size of at least 4096 bytes")
+            })?;
+    }
+    Ok(o)
 }
 
 /// Runs the daemon in the foreground until it is killed.
@@ -134,7 +135,7 @@ pub fn run(store: &Store) -> Result<()> {
     }
     let dir = home.join("journal");
     let (journal, recovery) =
-        journal::Journal::open(journal::DirStorage::new(&dir)?, journal::Options::default())
+        journal::Journal::open(journal::DirStorage::new(&dir)?, journal_options()?)
             .with_context(|| format!("open the journal at {}", dir.display()))?;
     if let Some((seg, off, cut)) = &recovery.truncated {
         eprintln!("jcs daemon: journal recovery cut a torn tail of {cut} bytes at {seg}:{off}");
@@ -142,7 +143,16 @@ pub fn run(store: &Store) -> Result<()> {
     for (q, why) in &recovery.quarantined {
         eprintln!("jcs daemon: journal segment quarantined as {q}: {why}");
     }
-    let first_var = next_var_id(&journal::read_all(journal.storage())?);
+    // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
+    // the next variable id, reading only the open segment.
+    let first_var = crate::journal_index::next_var_id(&dir, &store.catalog)?;
+    let catalog_path = store.layout.catalog();
+    {
+        let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
+        std::thread::Builder::new()
+            .name("jcs-indexer".into())
+            .spawn(move || indexer(&dir, &catalog_path))?;
+    }
     let writer = journal::writer::Writer::spawn(journal, 1024, 256);
     let (tx, rx) = mpsc::channel::<Cmd>();
     // SAFETY: eventfd(2) with constant flags; the fd is owned right away.
@@ -157,7 +167,7 @@ pub fn run(store: &Store) -> Result<()> {
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
-            if let Err(e) = monitor_loop(rx, efd, writer, first_var, &ready_tx) {
+            if let Err(e) = monitor_loop(rx, efd, writer, first_var, &catalog_path, &ready_tx) {
                 let _ = ready_tx.send(Err(format!("{e:#}")));
                 eprintln!("jcs daemon: monitor stopped: {e:#}");
                 std::process::exit(1);
@@ -220,13 +230,32 @@ fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
     }
 }
 
+/// Indexes each segment once it is sealed (they never change after that).
+fn indexer(dir: &Path, catalog: &Path) {
+    let cat = match crate::catalog::Catalog::open(catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jcs daemon: indexer: {e:#}");
+            return;
+        }
+    };
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        if let Err(e) = crate::journal_index::index_sealed(dir, &cat) {
+            eprintln!("jcs daemon: indexer: {e:#}");
+        }
+    }
+}
+
 fn monitor_loop(
     rx: mpsc::Receiver<Cmd>,
     efd: OwnedFd,
     writer: journal::writer::Writer,
     first_var: VarId,
+    catalog: &Path,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<()> {
+    let cat = crate::catalog::Catalog::open(catalog)?;
     let m = Monitor::start()?;
     let pending = std::cell::RefCell::new(Vec::<Event>::new());
     let ring = m.ring(|b| {
@@ -289,7 +318,7 @@ fn monitor_loop(
                     ring.consume()?;
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
-                    let mut records = translate(&pending, &mut t)?;
+                    let mut records = translate(&pending, &mut t, &cat)?;
                     match ve_stats(&m, cgroup_id, &t) {
                         Ok(Some((stats, gap))) => {
                             if let Some(g) = gap {
@@ -336,7 +365,7 @@ fn monitor_loop(
             }
         }
         ring.consume()?;
-        let records = translate(&pending, &mut t)?;
+        let records = translate(&pending, &mut t, &cat)?;
         last_ticket = submit(&writer, records)?.or(last_ticket);
         for (reply, r) in replies {
             let _ = reply.send(r);
@@ -384,8 +413,14 @@ fn ve_stats(
 }
 
 /// Translates what the ring buffer delivered into journal records: variable definitions
-/// first, then the transactions.
-fn translate(pending: &std::cell::RefCell<Vec<Event>>, t: &mut Translator) -> Result<Vec<Vec<u8>>> {
+/// first, then the transactions. New variables go into the catalog's dictionary before they
+/// reach the journal (so the dictionary never lacks a variable the journal has, barring a
+/// power failure, which `journal_index::next_var_id` repairs).
+fn translate(
+    pending: &std::cell::RefCell<Vec<Event>>,
+    t: &mut Translator,
+    cat: &crate::catalog::Catalog,
+) -> Result<Vec<Vec<u8>>> {
     let events = std::mem::take(&mut *pending.borrow_mut());
     let mut out = Vec::new();
     for e in &events {
@@ -401,6 +436,7 @@ fn translate(pending: &std::cell::RefCell<Vec<Event>>, t: &mut Translator) -> Re
     }
     let mut records = Vec::new();
     if !vars.is_empty() {
+        cat.add_vars(&vars)?;
         let mut r = vec![REC_VARS];
         r.extend(serde_json::to_vec(&vars)?);
         records.push(r);
@@ -580,19 +616,5 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"response":"error","message":"x"}"#
         );
-    }
-
-    #[test]
-    fn variable_ids_continue_after_the_journal() {
-        let mut v = vec![REC_VARS];
-        v.extend(
-            serde_json::to_vec(&vec![
-                (4u32, VarDef::Memory { ve: 1 }),
-                (9u32, VarDef::Path { path: "/x".into() }),
-            ])
-            .unwrap(),
-        );
-        assert_eq!(next_var_id(&[(0, v), (1, vec![REC_ATS, 0])]), 10);
-        assert_eq!(next_var_id(&[]), 1);
     }
 }

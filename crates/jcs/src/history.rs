@@ -141,65 +141,64 @@ pub fn log(store: &Store, filter: &Filter, json: bool, follow: bool) -> Result<(
 
 fn log_inner(store: &Store, filter: &Filter, json: bool, follow: bool) -> Result<()> {
     let dir = store.layout.root().join("journal");
-    let mut vars: HashMap<VarId, VarDef> = HashMap::new();
-    let mut next_seq = 0u64;
+    let storage = journal::DirStorage::new(&dir)?;
+    // Sealed segments with an index are read only where the filter's variables or VEs are.
+    let keys: Option<Vec<u64>> = match (&filter.var, &filter.ves) {
+        (Some(v), _) => Some(
+            store
+                .catalog
+                .var_ids(v)?
+                .into_iter()
+                .map(crate::journal_index::var_key)
+                .collect(),
+        ),
+        (None, Some(ves)) => Some(
+            ves.iter()
+                .map(|&v| crate::journal_index::ve_key(v))
+                .collect(),
+        ),
+        (None, None) => None,
+    };
+    let mut names = Names {
+        known: HashMap::new(),
+        catalog: &store.catalog,
+    };
+    // Where reading goes on: (segment, offset in it).
+    let mut at = (0u64, 0u64);
     loop {
-        let records = journal::read_all(&journal::DirStorage::new(&dir)?)
+        let segs = journal::segment_numbers(&storage)
             .with_context(|| format!("read the journal at {}", dir.display()))?;
-        let name = |vars: &HashMap<VarId, VarDef>, id: VarId| match id {
-            0 => "-".to_string(),
-            id => vars
-                .get(&id)
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| format!("var:{id}")),
-        };
         let mut out = std::io::stdout().lock();
-        let start = next_seq;
-        for (seq, r) in records.into_iter().filter(|(seq, _)| *seq >= start) {
-            next_seq = seq + 1;
-            match r.first() {
-                Some(&REC_VARS) => {
-                    let defs: Vec<(VarId, VarDef)> = serde_json::from_slice(&r[1..])
-                        .with_context(|| format!("journal record {seq}: variable definitions"))?;
-                    vars.extend(defs);
+        let from = at.0;
+        for (i, &seg) in segs.iter().enumerate().filter(|(_, &s)| s >= from) {
+            let sealed = i + 1 < segs.len();
+            let offset = if seg == at.0 { at.1 } else { 0 };
+            let indexed = match (&keys, sealed && offset == 0) {
+                (Some(k), true) => journal::index::load(&storage, seg).map(|idx| {
+                    let blocks: Vec<_> = idx
+                        .blocks_for(k)
+                        .into_iter()
+                        .map(|b| idx.blocks[b])
+                        .collect();
+                    journal::index::read_blocks(&storage, seg, &blocks)
+                }),
+                _ => None,
+            };
+            let records = match indexed {
+                Some(r) => {
+                    at = (seg + 1, 0);
+                    r
                 }
-                Some(&REC_ATS) => {
-                    let ats = model::at::decode_batch(&r[1..])
-                        .with_context(|| format!("journal record {seq}: transactions"))?;
-                    for a in ats.iter().filter(|a| {
-                        filter.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
-                            && filter.since_ns.is_none_or(|t| a.time_ns >= t)
-                            && filter.until_ns.is_none_or(|t| a.time_ns <= t)
-                    }) {
-                        let (src, dst) = (name(&vars, a.src), name(&vars, a.dst));
-                        if filter.var.as_ref().is_some_and(|v| *v != src && *v != dst) {
-                            continue;
-                        }
-                        let status = format!("{:?}", a.status).to_lowercase();
-                        if json {
-                            let v = serde_json::json!({
-                                "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
-                                "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
-                            });
-                            writeln!(out, "{v}")?;
-                        } else {
-                            let t = crate::output::time_ms((a.time_ns / 1_000_000) as i64);
-                            let micros = (a.time_ns / 1000) % 1_000_000;
-                            writeln!(
-                            out,
-                            "{}.{micros:06} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {} {status}",
-                            t.trim_end_matches('Z'),
-                            a.ve,
-                            a.pid,
-                            a.op.name(),
-                            a.off,
-                            a.len,
-                            a.result
-                        )?;
-                        }
-                    }
+                None => {
+                    let (r, end) = journal::read_segment_from(&storage, seg, offset)
+                        .with_context(|| format!("read the journal at {}", dir.display()))?;
+                    at = if sealed { (seg + 1, 0) } else { (seg, end) };
+                    Ok(r)
                 }
-                _ => {}
+            }
+            .with_context(|| format!("read the journal at {}", dir.display()))?;
+            for (seq, r) in records {
+                print_record(&mut out, &mut names, filter, json, seq, &r)?;
             }
         }
         out.flush()?;
@@ -208,6 +207,86 @@ fn log_inner(store: &Store, filter: &Filter, json: bool, follow: bool) -> Result
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// Names of variables: from the journal's `V` records as they are read, else the catalog.
+struct Names<'a> {
+    known: HashMap<VarId, String>,
+    catalog: &'a crate::catalog::Catalog,
+}
+
+impl Names<'_> {
+    fn get(&mut self, id: VarId) -> String {
+        if id == 0 {
+            return "-".into();
+        }
+        if let Some(n) = self.known.get(&id) {
+            return n.clone();
+        }
+        let n = match self.catalog.var(id) {
+            Ok(Some(d)) => d.to_string(),
+            _ => format!("var:{id}"),
+        };
+        self.known.insert(id, n.clone());
+        n
+    }
+}
+
+fn print_record(
+    out: &mut impl Write,
+    names: &mut Names,
+    filter: &Filter,
+    json: bool,
+    seq: u64,
+    r: &[u8],
+) -> Result<()> {
+    match r.first() {
+        Some(&REC_VARS) => {
+            let defs: Vec<(VarId, VarDef)> = serde_json::from_slice(&r[1..])
+                .with_context(|| format!("journal record {seq}: variable definitions"))?;
+            names
+                .known
+                .extend(defs.into_iter().map(|(id, d)| (id, d.to_string())));
+        }
+        Some(&REC_ATS) => {
+            let ats = model::at::decode_batch(&r[1..])
+                .with_context(|| format!("journal record {seq}: transactions"))?;
+            for a in ats.iter().filter(|a| {
+                filter.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
+                    && filter.since_ns.is_none_or(|t| a.time_ns >= t)
+                    && filter.until_ns.is_none_or(|t| a.time_ns <= t)
+            }) {
+                let (src, dst) = (names.get(a.src), names.get(a.dst));
+                if filter.var.as_ref().is_some_and(|v| *v != src && *v != dst) {
+                    continue;
+                }
+                let status = format!("{:?}", a.status).to_lowercase();
+                if json {
+                    let v = serde_json::json!({
+                        "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
+                        "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    let t = crate::output::time_ms((a.time_ns / 1_000_000) as i64);
+                    let micros = (a.time_ns / 1000) % 1_000_000;
+                    writeln!(
+                        out,
+                        "{}.{micros:06} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {} {status}",
+                        t.trim_end_matches('Z'),
+                        a.ve,
+                        a.pid,
+                        a.op.name(),
+                        a.off,
+                        a.len,
+                        a.result
+                    )?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Names of common system calls of this architecture, for `jcs stats`.
@@ -239,7 +318,12 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
     let storage = journal::DirStorage::new(&dir)?;
     let records = journal::read_all(&storage)
         .with_context(|| format!("read the journal at {}", dir.display()))?;
-    let bytes = journal::verify(&storage)?.bytes;
+    use journal::Storage;
+    // The journal's size on disk (segments, not their indexes), without reading it twice.
+    let mut bytes = 0;
+    for seg in journal::segment_numbers(&storage)? {
+        bytes += storage.len(&journal::journal::segment_name(seg))?;
+    }
     let mut ves: std::collections::BTreeMap<u64, VeSummary> = std::collections::BTreeMap::new();
     let mut total = 0u64;
     for (seq, r) in &records {

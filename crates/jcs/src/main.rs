@@ -6,6 +6,7 @@ mod app;
 mod catalog;
 mod daemon;
 mod history;
+mod journal_index;
 mod netsetup;
 mod output;
 mod store;
@@ -88,6 +89,14 @@ enum Cmd {
         ves: Vec<u64>,
     },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
+    ///
+    /// One daemon per store ($JCS_HOME). It loads the eBPF programs once for all VEs, turns
+    /// their records into atomic transactions and appends them to $JCS_HOME/journal; it
+    /// indexes each journal segment once it is sealed, and keeps the variable dictionary in
+    /// the catalog. Its log is $JCS_HOME/daemon.log when jcs run starts it.
+    ///
+    /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB).
+    #[command(verbatim_doc_comment)]
     Daemon,
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     Stats {

@@ -66,6 +66,56 @@ fn segments<S: Storage>(storage: &S) -> Result<Vec<(u64, String)>, JournalError>
     Ok(v)
 }
 
+/// Records with their sequence numbers.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
+/// The numbers of the journal's segments, ascending. All but the last are sealed: a new
+/// segment is only started once the one before it is full.
+pub fn segment_numbers<S: Storage>(storage: &S) -> Result<Vec<u64>, JournalError> {
+    Ok(segments(storage)?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// The records of segment `segment` in the blocks that start at or after `offset` (0: the
+/// first block), and the offset after the last whole block read. Stops quietly at the end of
+/// what is written so far (a block being appended is read next time); checks each block's
+/// checksums, not the chain (that is [`verify`]'s job).
+pub fn read_segment_from<S: Storage>(
+    storage: &S,
+    segment: u64,
+    offset: u64,
+) -> Result<(Records, u64), JournalError> {
+    let name = segment_name(segment);
+    let start = offset.max(SEGMENT_HEADER_LEN as u64);
+    let bytes = storage
+        .read_range(&name, start, u64::MAX)
+        .map_err(io_err(format!("read {name}")))?;
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < bytes.len() {
+        let (h, len) = match decode_block_at(&bytes, off, None) {
+            Ok(x) => x,
+            Err(FormatError::Truncated { .. }) => break,
+            Err(error) => {
+                return Err(JournalError::Segment {
+                    segment: name,
+                    error,
+                })
+            }
+        };
+        let recs = block_records(&bytes, off, &h).map_err(|error| JournalError::Segment {
+            segment: name.clone(),
+            error,
+        })?;
+        out.extend(
+            recs.into_iter()
+                .enumerate()
+                .map(|(i, r)| (h.first_seq + i as u64, r)),
+        );
+        off += len;
+    }
+    Ok((out, start + off as u64))
+}
+
 /// The result of reading one segment front to back.
 #[derive(Debug)]
 pub struct Scan {

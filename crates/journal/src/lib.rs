@@ -10,11 +10,13 @@
 //! [`storage::DirStorage`].
 
 pub mod format;
+pub mod index;
 pub mod journal;
 pub mod storage;
 pub mod writer;
 
 pub use journal::{
-    read_all, verify, Appended, Journal, JournalError, Options, Recovery, VerifyReport,
+    read_all, read_segment_from, segment_numbers, verify, Appended, Journal, JournalError, Options,
+    Recovery, VerifyReport,
 };
 pub use storage::{DirStorage, MemStorage, Storage};

@@ -17,6 +17,17 @@ pub trait Storage: Send {
     fn truncate(&mut self, name: &str, len: u64) -> io::Result<()>;
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()>;
     fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// The file's length.
+    fn len(&self, name: &str) -> io::Result<u64> {
+        Ok(self.read(name)?.len() as u64)
+    }
+    /// `len` bytes from `offset` (fewer at the end of the file).
+    fn read_range(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let b = self.read(name)?;
+        let start = (offset as usize).min(b.len());
+        let end = start.saturating_add(len as usize).min(b.len());
+        Ok(b[start..end].to_vec())
+    }
 }
 
 /// Segments as files in a directory.
@@ -59,6 +70,17 @@ impl Storage for DirStorage {
     }
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         std::fs::read(self.dir.join(name))
+    }
+    fn len(&self, name: &str) -> io::Result<u64> {
+        Ok(std::fs::metadata(self.dir.join(name))?.len())
+    }
+    fn read_range(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(self.dir.join(name))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut v = Vec::with_capacity(len.min(1 << 26) as usize);
+        f.take(len).read_to_end(&mut v)?;
+        Ok(v)
     }
     fn append(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
         let new = !self.dir.join(name).exists();

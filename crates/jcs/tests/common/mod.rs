@@ -181,10 +181,10 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Stop this store's monitor daemon (started on demand by jcs run): its BPF programs
-        // are detached when it exits.
+impl Env {
+    /// Stops this store's monitor daemon (started on demand by jcs run) and waits until it
+    /// is gone: its BPF programs are detached when it exits.
+    pub fn stop_daemon(&self) {
         if let Ok(pid) = std::fs::read_to_string(self.home().join("daemon.pid")) {
             if let Ok(pid) = pid.trim().parse::<i32>() {
                 // SAFETY: SIGTERM to the daemon of this test's own store.
@@ -194,6 +194,12 @@ impl Drop for Env {
                 });
             }
         }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_daemon();
         // Kill and remove whatever a failed test left, deepest first.
         for cg in self.cgroups() {
             for _ in 0..50 {

@@ -1,0 +1,401 @@
+//! Per-segment indexes: for a sealed segment, which blocks hold records with a given key, so
+//! that "everything about variable X" or "everything of VE N" reads only those blocks. The
+//! journal does not know what records mean: the caller says which keys (u64) a record has.
+//!
+//! An index is a sidecar file `NNNNNNNNNNNNNNNN.idx` next to its segment, written once the
+//! segment is sealed (it never changes after that). It is bound to the segment it describes
+//! by the segment's length and the chain hash after its last block: an index that does not
+//! match (a segment rewritten by recovery, a truncated file) is ignored and rebuilt, never
+//! trusted. It is derived data — deleting every `.idx` loses nothing. Format:
+//! `docs/journal-format.md`, "Indexes".
+
+use crate::format::{decode_block_at, FormatError, Hash};
+use crate::journal::{scan_segment, segment_name};
+use crate::storage::Storage;
+use std::collections::BTreeMap;
+use std::io;
+
+pub const INDEX_MAGIC: &[u8; 8] = b"JCSJIDX1";
+
+pub fn index_name(segment: u64) -> String {
+    format!("{segment:016x}.idx")
+}
+
+/// One block of the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    pub offset: u64,
+    /// Header plus stored payload.
+    pub len: u64,
+    pub first_seq: u64,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndex {
+    pub segment: u64,
+    /// Length of the segment file when it was indexed.
+    pub seg_len: u64,
+    /// Chain hash after the segment's last block.
+    pub head: Hash,
+    pub blocks: Vec<BlockRef>,
+    /// key → ordinals (into `blocks`) of the blocks holding a record with that key, ascending.
+    pub postings: BTreeMap<u64, Vec<u32>>,
+}
+
+fn put(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn get(b: &[u8], o: &mut usize) -> Result<u64, FormatError> {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b
+            .get(*o)
+            .ok_or(FormatError::Limit("index runs past its end"))?;
+        *o += 1;
+        if shift > 63 {
+            return Err(FormatError::Limit("index varint too long"));
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(n);
+        }
+        shift += 7;
+    }
+}
+
+impl SegmentIndex {
+    /// Indexes a whole, undamaged segment: `keys(record, &mut out)` pushes the keys of one
+    /// record. A damaged segment is not indexed.
+    pub fn build(
+        segment: u64,
+        bytes: &[u8],
+        mut keys: impl FnMut(&[u8], &mut Vec<u64>),
+    ) -> Result<SegmentIndex, FormatError> {
+        let scan = scan_segment(bytes)?;
+        if let Some(e) = scan.error {
+            return Err(e);
+        }
+        let mut blocks = Vec::with_capacity(scan.blocks.len());
+        let mut postings: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        let mut ks = Vec::new();
+        for (i, (off, h)) in scan.blocks.iter().enumerate() {
+            blocks.push(BlockRef {
+                offset: *off as u64,
+                len: (crate::format::BLOCK_HEADER_LEN + h.stored_len as usize) as u64,
+                first_seq: h.first_seq,
+                count: h.count,
+            });
+            for r in crate::format::block_records(bytes, *off, h)? {
+                keys(&r, &mut ks);
+            }
+            ks.sort_unstable();
+            ks.dedup();
+            for k in ks.drain(..) {
+                postings.entry(k).or_default().push(i as u32);
+            }
+        }
+        Ok(SegmentIndex {
+            segment,
+            seg_len: bytes.len() as u64,
+            head: scan.head,
+            blocks,
+            postings,
+        })
+    }
+
+    /// The ordinals of the blocks that hold any of `keys`, ascending.
+    pub fn blocks_for(&self, keys: &[u64]) -> Vec<usize> {
+        let mut v: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| self.postings.get(k))
+            .flatten()
+            .map(|&i| i as usize)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The largest key in `[lo, hi)`, if any.
+    pub fn max_key_in(&self, lo: u64, hi: u64) -> Option<u64> {
+        self.postings.range(lo..hi).next_back().map(|(k, _)| *k)
+    }
+
+    /// `MAGIC ‖ crc32c(the rest) ‖ body length (u64) ‖ zstd(body)`, little-endian; the body is
+    /// LEB128 numbers, delta-coded.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        put(&mut b, self.segment);
+        put(&mut b, self.seg_len);
+        b.extend_from_slice(&self.head);
+        put(&mut b, self.blocks.len() as u64);
+        let mut prev = 0;
+        for r in &self.blocks {
+            put(&mut b, r.offset - prev);
+            put(&mut b, r.len);
+            put(&mut b, r.first_seq);
+            put(&mut b, u64::from(r.count));
+            prev = r.offset;
+        }
+        put(&mut b, self.postings.len() as u64);
+        let mut pk = 0;
+        for (k, v) in &self.postings {
+            put(&mut b, k - pk);
+            pk = *k;
+            put(&mut b, v.len() as u64);
+            let mut p = 0;
+            for &i in v {
+                put(&mut b, u64::from(i - p));
+                p = i;
+            }
+        }
+        let z = zstd::bulk::compress(&b, 3).expect("zstd compresses a buffer");
+        let mut out = INDEX_MAGIC.to_vec();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(&z);
+        let crc = crc32c::crc32c(&out[12..]);
+        out[8..12].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SegmentIndex, FormatError> {
+        if bytes.len() < 20 || &bytes[..8] != INDEX_MAGIC {
+            return Err(FormatError::Magic { offset: 0 });
+        }
+        let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let raw_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        let z = &bytes[20..];
+        if crc32c::crc32c(&bytes[12..]) != crc {
+            return Err(FormatError::HeaderCrc { offset: 8 });
+        }
+        if raw_len > crate::format::MAX_PAYLOAD as u64 * 4 {
+            return Err(FormatError::Limit("index size"));
+        }
+        let b = zstd::bulk::decompress(z, raw_len as usize).map_err(|e| FormatError::Payload {
+            block: 0,
+            what: e.to_string(),
+        })?;
+        let o = &mut 0usize;
+        let segment = get(&b, o)?;
+        let seg_len = get(&b, o)?;
+        let head: Hash = b
+            .get(*o..*o + 32)
+            .ok_or(FormatError::Limit("index runs past its end"))?
+            .try_into()
+            .expect("32 bytes");
+        *o += 32;
+        let n = get(&b, o)?;
+        if n > b.len() as u64 {
+            return Err(FormatError::Limit("index block count"));
+        }
+        let mut blocks = Vec::with_capacity(n as usize);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            let offset = prev
+                .checked_add(get(&b, o)?)
+                .ok_or(FormatError::Limit("index offset"))?;
+            let len = get(&b, o)?;
+            let first_seq = get(&b, o)?;
+            let count = u32::try_from(get(&b, o)?).map_err(|_| FormatError::Limit("count"))?;
+            blocks.push(BlockRef {
+                offset,
+                len,
+                first_seq,
+                count,
+            });
+            prev = offset;
+        }
+        let nk = get(&b, o)?;
+        if nk > b.len() as u64 {
+            return Err(FormatError::Limit("index key count"));
+        }
+        let mut postings = BTreeMap::new();
+        let mut k = 0u64;
+        for _ in 0..nk {
+            k = k
+                .checked_add(get(&b, o)?)
+                .ok_or(FormatError::Limit("index key"))?;
+            let m = get(&b, o)?;
+            if m > n {
+                return Err(FormatError::Limit("index postings"));
+            }
+            let mut v = Vec::with_capacity(m as usize);
+            let mut p = 0u64;
+            for _ in 0..m {
+                p += get(&b, o)?;
+                if p >= n {
+                    return Err(FormatError::Limit("index posting past the blocks"));
+                }
+                v.push(p as u32);
+            }
+            postings.insert(k, v);
+        }
+        Ok(SegmentIndex {
+            segment,
+            seg_len,
+            head,
+            blocks,
+            postings,
+        })
+    }
+}
+
+/// Writes the index durably: to a temporary name, synced, then renamed into place.
+pub fn write<S: Storage>(storage: &mut S, idx: &SegmentIndex) -> io::Result<()> {
+    let name = index_name(idx.segment);
+    let tmp = format!("{name}.tmp");
+    let _ = storage.remove(&tmp);
+    storage.append(&tmp, &idx.encode())?;
+    storage.sync(&tmp)?;
+    storage.rename(&tmp, &name)
+}
+
+/// The index of `segment`, if it exists, decodes, and matches the segment as it is now (its
+/// length, and the chain hash at the end of its last block). Anything else: None.
+pub fn load<S: Storage>(storage: &S, segment: u64) -> Option<SegmentIndex> {
+    let idx = SegmentIndex::decode(&storage.read(&index_name(segment)).ok()?).ok()?;
+    let seg = segment_name(segment);
+    let len = storage.len(&seg).ok()?;
+    if idx.segment != segment || idx.seg_len != len {
+        return None;
+    }
+    if let Some(last) = idx.blocks.last() {
+        let b = storage.read_range(&seg, last.offset, last.len).ok()?;
+        let (h, _) = decode_block_at(&b, 0, None).ok()?;
+        if h.chain != idx.head {
+            return None;
+        }
+    }
+    Some(idx)
+}
+
+/// The records of some blocks of a segment, read by offset (each block's checksums are
+/// checked; the chain is `verify`'s job): (sequence number, record).
+pub fn read_blocks<S: Storage>(
+    storage: &S,
+    segment: u64,
+    blocks: &[BlockRef],
+) -> Result<Vec<(u64, Vec<u8>)>, crate::JournalError> {
+    let seg = segment_name(segment);
+    let mut out = Vec::new();
+    for r in blocks {
+        let b = storage
+            .read_range(&seg, r.offset, r.len)
+            .map_err(|source| crate::JournalError::Io {
+                what: format!("read {seg} at {}", r.offset),
+                source,
+            })?;
+        let err = |error| crate::JournalError::Segment {
+            segment: seg.clone(),
+            error,
+        };
+        let (h, _) = decode_block_at(&b, 0, None).map_err(err)?;
+        let recs = crate::format::block_records(&b, 0, &h).map_err(err)?;
+        out.extend(
+            recs.into_iter()
+                .enumerate()
+                .map(|(i, r)| (h.first_seq + i as u64, r)),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Journal, MemStorage, Options};
+
+    fn journal(blocks: &[&[&[u8]]]) -> MemStorage {
+        let opts = Options {
+            segment_max_bytes: 1 << 20,
+            ..Options::default()
+        };
+        let (mut j, _) = Journal::open(MemStorage::default(), opts).unwrap();
+        for b in blocks {
+            j.append(b).unwrap();
+        }
+        j.storage().clone()
+    }
+
+    /// Keys of a test record: its bytes.
+    fn keys(r: &[u8], out: &mut Vec<u64>) {
+        out.extend(r.iter().map(|&b| u64::from(b)));
+    }
+
+    #[test]
+    fn postings_name_the_blocks_that_hold_a_key() {
+        let mut s = journal(&[&[b"ab", b"c"], &[b"x"], &[b"a", b"y"]]);
+        let seg = s.read(&segment_name(0)).unwrap();
+        let idx = SegmentIndex::build(0, &seg, keys).unwrap();
+        assert_eq!(idx.blocks_for(&[u64::from(b'a')]), vec![0, 2]);
+        assert_eq!(
+            idx.blocks_for(&[u64::from(b'x'), u64::from(b'c')]),
+            vec![0, 1]
+        );
+        assert!(idx.blocks_for(&[7]).is_empty());
+        assert_eq!(idx.max_key_in(0, 256), Some(u64::from(b'y')));
+        assert_eq!(SegmentIndex::decode(&idx.encode()).unwrap(), idx);
+        write(&mut s, &idx).unwrap();
+        let loaded = load(&s, 0).unwrap();
+        let recs = read_blocks(&s, 0, &[loaded.blocks[2]]).unwrap();
+        assert_eq!(recs, vec![(3, b"a".to_vec()), (4, b"y".to_vec())]);
+    }
+
+    #[test]
+    fn a_stale_or_damaged_index_is_not_used() {
+        let mut s = journal(&[&[b"ab"], &[b"c"]]);
+        let seg = s.read(&segment_name(0)).unwrap();
+        let idx = SegmentIndex::build(0, &seg, keys).unwrap();
+        write(&mut s, &idx).unwrap();
+        assert!(load(&s, 0).is_some());
+        // Every single-byte change of the index file is refused.
+        let good = s.read(&index_name(0)).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            s.written.insert(index_name(0), bad);
+            assert!(load(&s, 0).is_none(), "byte {i}");
+        }
+        s.written.insert(index_name(0), good);
+        // The segment grew (or was rewritten) after indexing: stale.
+        s.append(&segment_name(0), b"more").unwrap();
+        assert!(load(&s, 0).is_none());
+        // A damaged segment is not indexed.
+        let mut seg = seg.clone();
+        let n = seg.len();
+        seg[n - 3] ^= 1;
+        assert!(SegmentIndex::build(0, &seg, keys).is_err());
+    }
+
+    #[test]
+    fn decode_never_panics() {
+        let s = journal(&[&[b"ab", b"c"], &[b"x"]]);
+        let idx = SegmentIndex::build(0, &s.read(&segment_name(0)).unwrap(), keys).unwrap();
+        let good = idx.encode();
+        for cut in 0..good.len() {
+            let _ = SegmentIndex::decode(&good[..cut]);
+        }
+        // A body with valid checksum but hostile numbers.
+        for body in [vec![0xffu8; 40], vec![0x80; 12], vec![1, 2, 3]] {
+            let z = zstd::bulk::compress(&body, 1).unwrap();
+            let mut rest = (body.len() as u64).to_le_bytes().to_vec();
+            rest.extend_from_slice(&z);
+            let mut b = INDEX_MAGIC.to_vec();
+            b.extend_from_slice(&crc32c::crc32c(&rest).to_le_bytes());
+            b.extend_from_slice(&rest);
+            let _ = SegmentIndex::decode(&b);
+        }
+    }
+}
