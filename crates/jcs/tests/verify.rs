@@ -56,3 +56,87 @@ fn verify_reports_the_head_and_the_first_bad_block() {
     assert!(text.contains(&format!("PROBLEM in {name}")), "{text}");
     assert!(!text.contains("\nok"), "{text}");
 }
+
+/// A journal of one segment with ten blocks of two records each; the blocks' offsets.
+fn ten_blocks(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u64>) {
+    let (mut j, _) = journal::Journal::open(
+        journal::DirStorage::new(dir).unwrap(),
+        journal::Options::default(),
+    )
+    .unwrap();
+    for b in 0..10u32 {
+        j.append(&[format!("block {b}").into_bytes(), vec![b as u8; 40]])
+            .unwrap();
+    }
+    drop(j);
+    let seg = dir.join("0000000000000000.seg");
+    let scan = journal::journal::scan_segment(&std::fs::read(&seg).unwrap()).unwrap();
+    let offs = scan.blocks.iter().map(|(o, _)| *o as u64).collect();
+    (seg, offs)
+}
+
+#[test]
+fn each_kind_of_damage_is_reported_at_its_place_and_nothing_before_it_is_lost() {
+    type Damage = fn(&mut Vec<u8>, &[u64]);
+    let cases: [(&str, Damage, u64); 4] = [
+        ("flip one byte", |b, o| b[o[5] as usize + 80] ^= 0x04, 5),
+        (
+            "truncate mid-block",
+            |b, o| b.truncate(o[7] as usize + 30),
+            7,
+        ),
+        (
+            "append garbage",
+            |b, _| b.extend_from_slice(b"garbage, not a block"),
+            10,
+        ),
+        (
+            "delete a block",
+            |b, o| {
+                b.drain(o[4] as usize..o[5] as usize);
+            },
+            4,
+        ),
+    ];
+    for (what, damage, block) in cases {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("journal");
+        let (seg, offs) = ten_blocks(&dir);
+        let mut b = std::fs::read(&seg).unwrap();
+        let end = b.len() as u64;
+        damage(&mut b, &offs);
+        std::fs::write(&seg, &b).unwrap();
+        let o = jcs(home.path(), &["verify", "--json"]);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let p = &r["first_problem"];
+        assert_eq!(p["segment"], "0000000000000000.seg", "{what}: {r}");
+        assert_eq!(p["block"], block, "{what}: {r}");
+        let at = offs.get(block as usize).copied().unwrap_or(end);
+        assert_eq!(p["offset"], at, "{what}: {r}");
+        // Everything before the damage verifies and reads back.
+        assert_eq!(r["records"], 2 * block, "{what}: {r}");
+        // Opening the journal (as the daemon does) keeps every block before the damage:
+        // a torn tail is cut, damage followed by intact blocks is quarantined, not deleted.
+        let (j, rec) = journal::Journal::open(
+            journal::DirStorage::new(&dir).unwrap(),
+            journal::Options::default(),
+        )
+        .unwrap();
+        drop(j);
+        let all = journal::read_all(&journal::DirStorage::new(&dir).unwrap()).unwrap();
+        assert_eq!(all.len() as u64, 2 * block, "{what}: {rec:?}");
+        for (i, (_, r)) in all.iter().enumerate().step_by(2) {
+            assert_eq!(r, format!("block {}", i / 2).as_bytes(), "{what}");
+        }
+        let tail = matches!(what, "truncate mid-block" | "append garbage");
+        assert_eq!(rec.truncated.is_some(), tail, "{what}: {rec:?}");
+        assert_eq!(rec.quarantined.len(), usize::from(!tail), "{what}: {rec:?}");
+        if !tail {
+            assert!(
+                dir.join("0000000000000000.seg.quarantined").exists(),
+                "{what}"
+            );
+        }
+    }
+}
