@@ -41,12 +41,20 @@ pub enum Request {
         cgroup_id: u64,
     },
     Stats,
+    /// Who the daemon is: its pid, its binary, how many VEs it watches.
+    Status,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     Ok,
+    Status {
+        pid: u32,
+        /// (device, inode) of the daemon's executable: a rebuilt or upgraded jcs differs.
+        exe: (u64, u64),
+        watched: u64,
+    },
     Stats {
         seen: u64,
         skipped: u64,
@@ -146,6 +154,7 @@ pub fn run(store: &Store) -> Result<()> {
     // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
     // the next variable id, reading only the open segment.
     let first_var = crate::journal_index::next_var_id(&dir, &store.catalog)?;
+    let running = running_ves(store);
     let catalog_path = store.layout.catalog();
     {
         let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
@@ -167,7 +176,15 @@ pub fn run(store: &Store) -> Result<()> {
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
-            if let Err(e) = monitor_loop(rx, efd, writer, first_var, &catalog_path, &ready_tx) {
+            if let Err(e) = monitor_loop(
+                rx,
+                efd,
+                writer,
+                first_var,
+                &catalog_path,
+                running,
+                &ready_tx,
+            ) {
                 let _ = ready_tx.send(Err(format!("{e:#}")));
                 eprintln!("jcs daemon: monitor stopped: {e:#}");
                 std::process::exit(1);
@@ -230,6 +247,40 @@ fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
     }
 }
 
+/// A VE that was running when this daemon started: recorded again from now on.
+#[derive(Debug, Clone, Copy)]
+struct Rewatch {
+    cgroup_id: u64,
+    ve: u64,
+    init: Option<u32>,
+}
+
+/// The VEs whose `jcs run` is alive: a daemon that starts while they run (the previous one
+/// was killed or restarted) watches them again, after a gap.
+fn running_ves(store: &Store) -> Vec<Rewatch> {
+    let rows = match store.catalog.ves() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jcs daemon: cannot list running VEs: {e:#}");
+            return vec![];
+        }
+    };
+    rows.iter()
+        .filter(|r| r.state == "running" && crate::ves::owner_alive(r))
+        .filter_map(|r| {
+            let meta: crate::ves::VeMeta = serde_json::from_slice(
+                &std::fs::read(store.layout.meta(model::VeId(r.id)).join("ve.json")).ok()?,
+            )
+            .ok()?;
+            Some(Rewatch {
+                cgroup_id: r.cgroup_id.or(meta.cgroup_id)?,
+                ve: r.id,
+                init: meta.init_pid.map(|p| p as u32),
+            })
+        })
+        .collect()
+}
+
 /// Indexes each segment once it is sealed (they never change after that).
 fn indexer(dir: &Path, catalog: &Path) {
     let cat = match crate::catalog::Catalog::open(catalog) {
@@ -253,6 +304,7 @@ fn monitor_loop(
     writer: journal::writer::Writer,
     first_var: VarId,
     catalog: &Path,
+    running: Vec<Rewatch>,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<()> {
     let cat = crate::catalog::Catalog::open(catalog)?;
@@ -280,9 +332,35 @@ fn monitor_loop(
             bail!("epoll_ctl: {}", std::io::Error::last_os_error());
         }
     }
-    let _ = ready.send(Ok(()));
     let mut t = Translator::new(first_var, clock_offset_ns());
     let mut last_ticket: Option<u64> = None;
+    // VEs that ran on while no daemon recorded them: watched again, after a gap transaction
+    // that says so (its count is unknown: length 0, result -1).
+    let mut gaps = Vec::new();
+    let mut watched = 0usize;
+    for r in &running {
+        match r.init {
+            Some(tid) => t.watch_with_init(r.cgroup_id, r.ve, tid),
+            None => t.watch(r.cgroup_id, r.ve),
+        }
+        match m.watch(r.cgroup_id, r.ve) {
+            Ok(()) => {
+                watched += 1;
+                eprintln!(
+                    "jcs daemon: VE {} was running unrecorded; recording it again",
+                    r.ve
+                );
+                gaps.push(gap_at(r.ve, 0, -1));
+            }
+            Err(e) => eprintln!("jcs daemon: cannot watch VE {} again: {e}", r.ve),
+        }
+    }
+    if !gaps.is_empty() {
+        let mut rec = vec![REC_ATS];
+        rec.extend(encode_batch(&gaps));
+        last_ticket = submit(&writer, vec![rec])?;
+    }
+    let _ = ready.send(Ok(()));
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
     loop {
         // SAFETY: waits on our epoll instance into a stack array of the stated length.
@@ -295,6 +373,14 @@ fn monitor_loop(
         while let Ok(cmd) = rx.try_recv() {
             match cmd.req {
                 Request::Ping => replies.push((cmd.reply, Response::Ok)),
+                Request::Status => replies.push((
+                    cmd.reply,
+                    Response::Status {
+                        pid: std::process::id(),
+                        exe: own_exe(),
+                        watched: watched as u64,
+                    },
+                )),
                 Request::Watch {
                     cgroup_id,
                     ve,
@@ -305,7 +391,10 @@ fn monitor_loop(
                         None => t.watch(cgroup_id, ve),
                     }
                     let r = match m.watch(cgroup_id, ve) {
-                        Ok(()) => Response::Ok,
+                        Ok(()) => {
+                            watched += 1;
+                            Response::Ok
+                        }
                         Err(e) => Response::Error {
                             message: e.to_string(),
                         },
@@ -345,6 +434,9 @@ fn monitor_loop(
                             },
                         },
                     };
+                    if t.ve_of(cgroup_id).is_some() {
+                        watched = watched.saturating_sub(1);
+                    }
                     t.unwatch(cgroup_id);
                     replies.push((cmd.reply, r));
                 }
@@ -373,6 +465,32 @@ fn monitor_loop(
     }
 }
 
+/// (device, inode) of this process's executable.
+fn own_exe() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/exe")
+        .map(|m| (m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
+/// A gap in a VE's recording: `lost` records the kernel could not deliver (`result` the
+/// same), or, with `result` -1, a time when no daemon was recording it (count unknown).
+fn gap_at(ve: u64, lost: u64, result: i64) -> model::at::At {
+    model::at::At {
+        time_ns: clock_ns(libc::CLOCK_REALTIME) as u64,
+        ve,
+        pid: 0,
+        tid: 0,
+        op: model::at::Op::Gap,
+        status: model::at::Status::Failed,
+        src: 0,
+        dst: 0,
+        off: 0,
+        len: lost,
+        result,
+    }
+}
+
 /// The kernel's counters of a VE, and a gap transaction when records were lost.
 fn ve_stats(
     m: &Monitor,
@@ -386,19 +504,7 @@ fn ve_stats(
     let counts = m.take_counts(cgroup_id)?;
     let calls = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
     let dropped_calls = counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
-    let gap = (c.lost > 0).then(|| model::at::At {
-        time_ns: clock_ns(libc::CLOCK_REALTIME) as u64,
-        ve,
-        pid: 0,
-        tid: 0,
-        op: model::at::Op::Gap,
-        status: model::at::Status::Failed,
-        src: 0,
-        dst: 0,
-        off: 0,
-        len: c.lost,
-        result: c.lost as i64,
-    });
+    let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64));
     let stats = VeStats {
         ve,
         seen: c.seen,
@@ -502,14 +608,24 @@ impl ve::launch::Hooks for MonitorHooks {
         let Some(mut c) = self.client.take() else {
             return Ok(());
         };
-        match c
-            .call(&Request::Unwatch {
-                cgroup_id: self.cgroup_id,
-            })
-            .map_err(|e| format!("{e:#}"))?
-        {
-            Response::Ok => Ok(()),
-            r => Err(format!("jcs daemon: {r:?}")),
+        let unwatch = Request::Unwatch {
+            cgroup_id: self.cgroup_id,
+        };
+        match c.call(&unwatch) {
+            Ok(Response::Ok) => Ok(()),
+            Ok(r) => Err(format!("jcs daemon: {r:?}")),
+            Err(e) => {
+                // The daemon that watched this VE is gone. A daemon started since then
+                // watches it again (after a gap): flush what it recorded.
+                let again = Client::connect(&self.home)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut c| c.call(&unwatch));
+                let after = match again {
+                    Ok(Response::Ok) => "; a restarted daemon recorded it again after a gap",
+                    _ => "",
+                };
+                Err(format!("{e:#}{after}"))
+            }
         }
     }
 }
@@ -531,16 +647,45 @@ impl Client {
         })
     }
 
-    /// Connects, starting a daemon for this store when none answers.
+    /// Connects, starting a daemon for this store when none answers. A daemon that runs a
+    /// different jcs binary (jcs was rebuilt or upgraded: its BPF programs and record format
+    /// may differ) is replaced when it records no VE, and kept with a warning otherwise.
     pub fn connect_or_start(home: &Path) -> Result<Client> {
-        if let Ok(c) = Client::connect(home) {
-            return Ok(c);
+        if let Ok(mut c) = Client::connect(home) {
+            match c.call(&Request::Status) {
+                Ok(Response::Status { exe, .. }) if exe == own_exe() => return Ok(c),
+                Ok(Response::Status {
+                    pid, watched: 0, ..
+                }) => {
+                    eprintln!("jcs: the daemon (pid {pid}) runs another jcs binary; restarting it");
+                    drop(c);
+                    // SAFETY: SIGTERM to this store's daemon, by the pid it reported.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    for _ in 0..500 {
+                        if Client::connect(home).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Ok(Response::Status { pid, watched, .. }) => {
+                    eprintln!(
+                        "jcs: warning: the daemon (pid {pid}) runs another jcs binary and records \
+                         {watched} VE(s); restart it once they end"
+                    );
+                    return Ok(c);
+                }
+                // An older daemon without Status.
+                _ => return Ok(Client::connect(home)?),
+            }
         }
         let exe = std::env::current_exe().context("find the jcs binary")?;
+        let log_path = home.join("daemon.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(home.join("daemon.log"))?;
+            .open(&log_path)?;
+        let log_start = log.metadata()?.len();
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--home")
             .arg(home)
@@ -549,32 +694,38 @@ impl Client {
             .stdout(log.try_clone()?)
             .stderr(log);
         use std::os::unix::process::CommandExt;
-        // SAFETY: setsid between fork and exec: no allocation, one system call.
+        // SAFETY: between fork and exec only async-signal-safe calls: a new session, and a
+        // second fork whose parent exits at once, so that the daemon is nobody's child (it
+        // is not left a zombie of this jcs run when it dies, and outlives it cleanly).
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
-                Ok(())
+                match libc::fork() {
+                    -1 => Err(std::io::Error::last_os_error()),
+                    0 => Ok(()),
+                    _ => libc::_exit(0),
+                }
             });
         }
-        let mut child = cmd.spawn().context("start jcs daemon")?;
+        cmd.spawn()
+            .context("start jcs daemon")?
+            .wait()
+            .context("start jcs daemon")?;
         for _ in 0..500 {
             if let Ok(c) = Client::connect(home) {
                 return Ok(c);
             }
-            if let Ok(Some(st)) = child.try_wait() {
-                let tail = std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default();
-                let last = tail
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no message");
-                bail!("jcs daemon exited ({st}): {last}");
+            // A daemon that fails says why in its log, as its last line, and exits.
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let new = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+            if let Some(l) = new.lines().rev().find(|l| l.starts_with("jcs: ")) {
+                bail!("jcs daemon exited: {}", l.trim_start_matches("jcs: "));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         bail!(
             "jcs daemon did not come up within 5 s (see {})",
-            home.join("daemon.log").display()
+            log_path.display()
         )
     }
 

@@ -28,6 +28,9 @@ pub struct VeMeta {
     pub net: NetMode,
     pub limits: Limits,
     pub cgroup_id: Option<u64>,
+    /// Host pid of the VE's init (JCS's own code; a restarted daemon excludes its calls).
+    #[serde(default)]
+    pub init_pid: Option<i32>,
 }
 
 /// The read-only stack of an app version: its layers from `version` down to 1, then the
@@ -275,6 +278,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             net: l.net,
             limits: l.limits,
             cgroup_id: None,
+            init_pid: None,
         };
         let cfg = VeConfig {
             id,
@@ -326,6 +330,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         }
     };
     meta.cgroup_id = Some(running.cgroup.id);
+    meta.init_pid = Some(running.pid);
     let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);
     store.catalog.ve_running(
         id,

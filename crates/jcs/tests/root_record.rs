@@ -383,3 +383,87 @@ fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
     assert_eq!(by(&["--var", "file:/data/a"]), on_a);
     env.assert_clean();
 }
+
+#[test]
+fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
+    let env = Env::new();
+    env.standard_app();
+    // VE 1 idles; its daemon is killed; VE 2 starts a new daemon while VE 1 still runs.
+    let c = env.spawn_until_go("echo before > /data/before", "echo after > /data/after");
+    let pid: i32 = std::fs::read_to_string(env.home().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: SIGKILL to this store's daemon.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(common::wait_for(10, || !std::path::Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()));
+    env.sh_ok("true");
+    env.go();
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("recording is incomplete"), "{err}");
+    assert!(err.contains("recorded it again after a gap"), "{err}");
+    let ats = log(&env, 1);
+    let gap = ats
+        .iter()
+        .position(|a| a["op"] == "gap" && a["result"] == -1)
+        .unwrap_or_else(|| panic!("no gap: {ats:#?}"));
+    let after = ats
+        .iter()
+        .position(|a| a["op"] == "write" && a["dst"] == "file:/data/after")
+        .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
+    assert!(gap < after);
+    assert!(ats
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before"));
+    // The VE's init (JCS's own code) is still excluded after the restart: every system call
+    // transaction comes from the app's processes, which the init forked.
+    let children: Vec<&serde_json::Value> = ats
+        .iter()
+        .filter(|a| a["op"] == "fork")
+        .map(|a| &a["result"])
+        .collect();
+    for a in ats
+        .iter()
+        .filter(|a| !["fork", "exit", "gap"].contains(&a["op"].as_str().unwrap()))
+    {
+        assert!(children.contains(&&a["pid"]), "{a}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
+    let env = Env::new();
+    env.standard_app();
+    // A daemon started by a copy of jcs: another binary (as after a rebuild or an upgrade).
+    let old = env.home().join("jcs-old");
+    std::fs::copy(common::jcs_bin(), &old).unwrap();
+    let o = std::process::Command::new(&old)
+        .args(["run", "web", "--", "true"])
+        .env("JCS_HOME", env.home())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = || std::fs::read_to_string(env.home().join("daemon.pid")).unwrap();
+    let first = pid();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", first.trim())).unwrap();
+    assert_eq!(exe, old);
+    let o = env.jcs(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("runs another jcs binary; restarting it"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ne!(pid(), first);
+    assert!(log(&env, 2)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
+    env.assert_clean();
+}

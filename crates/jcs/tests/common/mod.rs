@@ -100,7 +100,8 @@ impl Env {
     }
 
     /// Starts `jcs run web` (see [`Env::standard_app`]) with a VE that runs `prelude`, idles
-    /// until [`Env::go`], then runs `after`; returns once the VE idles. Its stdout is piped.
+    /// until [`Env::go`], then runs `after`; returns once the VE idles. Its stdout and stderr are
+    /// piped.
     pub fn spawn_until_go(&self, prelude: &str, after: &str) -> std::process::Child {
         let script = format!(
             "{prelude}; touch /data/up; while [ ! -e /data/go ]; do sleep 0.05; done; {after}"
@@ -108,6 +109,7 @@ impl Env {
         let c = self
             .cmd(&["run", "web", "--", "/bin/sh", "-c", &script])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let up = self.home().join("persist/web/data/up");
