@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Cost per system call, side by side in one run: a loop of write(1 byte) and a loop of
+# open+close, timed from inside the loop, under
+#   none        no tracing at all
+#   monitor     a host process (outside any VE) while the JCS monitor is loaded
+#   ve-off      inside a VE, JCS_MONITOR=off (the VE alone)
+#   ve-rec      inside a recorded VE (every call is an atomic transaction in the journal)
+#   auditd      auditd with rules for the same system calls (host-wide, as it is used)
+#   strace      strace -f, output to a file
+#   bpftrace    bpftrace counting system calls per cgroup
+# Each configuration runs once per round; the table shows medians over the rounds.
+#   bench/syscall-cost.sh [N] [ROUNDS]   (default 500000 3; needs root)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+n=${1:-500000}
+rounds=${2:-3}
+jcs="$repo/target/release/jcs"
+for t in gcc auditd auditctl strace bpftrace python3; do
+  command -v "$t" >/dev/null || { echo "syscall-cost.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
+done
+(cd "$repo" && cargo build --release --quiet)
+work=$(mktemp -d /tmp/jcs-bench-syscall.XXXXXX)
+export JCS_HOME="$work/store"
+auditd_pid=""
+cleanup() {
+  auditctl -d always,exit -F arch=b64 -S write -S openat -S close -k jcsbench 2>/dev/null || true
+  [ -n "$auditd_pid" ] && kill "$auditd_pid" 2>/dev/null || true
+  [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work"
+}
+trap cleanup EXIT
+gcc -O2 -static -o "$work/syscall-loop" "$here/src/syscall-loop.c"
+"$jcs" template create bb --busybox >/dev/null
+"$jcs" app create bench --template bb --persist /data >/dev/null
+cp "$work/syscall-loop" "$JCS_HOME/persist/bench/data/"
+loop="$work/syscall-loop"
+out="$work/results"
+: > "$out"
+rec() { echo "$1 $2 $3" >> "$out"; } # config loop ns/op
+host() { "$loop" "$1" "$2" "$work/f"; }
+ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" /tmp/f; }
+daemon_stop() {
+  if [ -f "$JCS_HOME/daemon.pid" ]; then
+    local p; p=$(cat "$JCS_HOME/daemon.pid"); kill "$p" 2>/dev/null || true
+    while [ -d "/proc/$p" ]; do sleep 0.05; done
+    rm -f "$JCS_HOME/daemon.pid"
+  fi
+}
+slow=$(( n / 10 )) # strace and auditd are ~10-50x slower per call
+for r in $(seq "$rounds"); do
+  echo "round $r/$rounds" >&2
+  daemon_stop
+  for l in write openclose; do rec none $l "$(host $l "$n")"; done
+  "$jcs" run bench -- true # loads the monitor (the daemon stays)
+  for l in write openclose; do rec monitor $l "$(host $l "$n")"; done
+  for l in write openclose; do rec ve-off $l "$(JCS_MONITOR=off ve $l "$n")"; done
+  for l in write openclose; do rec ve-rec $l "$(ve $l "$n")"; done
+  daemon_stop
+  # auditd with its own configuration and log, stopped afterwards.
+  mkdir -p "$work/audit"
+  cat > "$work/audit/auditd.conf" <<CONF
+log_file = $work/audit/audit.log
+log_format = ENRICHED
+flush = INCREMENTAL_ASYNC
+freq = 50
+max_log_file = 1024
+max_log_file_action = ROTATE
+num_logs = 2
+disk_full_action = SUSPEND
+disk_error_action = SUSPEND
+space_left = 75
+space_left_action = SYSLOG
+admin_space_left = 50
+admin_space_left_action = SUSPEND
+q_depth = 2000
+CONF
+  chmod 600 "$work/audit/auditd.conf"
+  auditd -n -c "$work/audit" >"$work/audit/auditd.out" 2>&1 </dev/null &
+  auditd_pid=$!
+  sleep 0.5
+  auditctl -b 8192 >/dev/null
+  auditctl -e 1 >/dev/null
+  auditctl -a always,exit -F arch=b64 -S write -S openat -S close -k jcsbench
+  for l in write openclose; do rec auditd $l "$(host $l "$slow")"; done
+  auditctl -d always,exit -F arch=b64 -S write -S openat -S close -k jcsbench
+  auditctl -e 0 >/dev/null
+  kill "$auditd_pid" 2>/dev/null || { echo "auditd exited early:" >&2; cat "$work/audit/auditd.out" >&2; }; wait "$auditd_pid" 2>/dev/null || true; auditd_pid=""
+  for l in write openclose; do rec strace $l "$(strace -f -qq -o "$work/strace.out" "$loop" $l "$slow" "$work/f")"; done
+  # bpftrace finds tracepoints through tracefs: mounted in a private mount namespace of its own.
+  unshare -m --propagation private sh -c 'mount -t tracefs nodev /sys/kernel/tracing &&
+    exec bpftrace -e "tracepoint:raw_syscalls:sys_enter { @[cgroup] = count(); }"' > "$work/bpftrace.out" 2>&1 &
+  bt=$!
+  for _ in $(seq 100); do grep -q Attaching "$work/bpftrace.out" && break; sleep 0.1; done
+  grep -q Attaching "$work/bpftrace.out" || { echo "bpftrace did not attach:" >&2; cat "$work/bpftrace.out" >&2; exit 1; }
+  sleep 0.5
+  for l in write openclose; do rec bpftrace $l "$(host $l "$n")"; done
+  kill -INT "$bt" 2>/dev/null || true; wait "$bt" 2>/dev/null || true
+done
+# The VE runs recorded the calls: one write transaction per write, open and close per iteration.
+"$jcs" run bench -- true >/dev/null
+stats=$("$jcs" stats --json)
+python3 - "$out" "$n" "$rounds" "$stats" <<'PY'
+import json, statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+n, rounds = int(sys.argv[2]), int(sys.argv[3])
+st = json.loads(sys.argv[4])
+med = {}
+for cfg, loop, v in rows:
+    med.setdefault((cfg, loop), []).append(float(v))
+med = {k: statistics.median(v) for k, v in med.items()}
+order = ["none", "monitor", "ve-off", "ve-rec", "auditd", "strace", "bpftrace"]
+what = {
+    "none": "no tracing", "monitor": "host process, JCS monitor loaded",
+    "ve-off": "inside a VE, not recorded", "ve-rec": "inside a VE, recorded (JCS)",
+    "auditd": "auditd, rules for write/openat/close", "strace": "strace -f",
+    "bpftrace": "bpftrace, count per cgroup",
+}
+print(f"{n} iterations per loop ({n // 10} under auditd and strace), medians of {rounds} rounds\n")
+print("| configuration | write(1 B) ns | × none | open+close ns | × none |")
+print("|---|---|---|---|---|")
+for c in order:
+    w, o = med[(c, "write")], med[(c, "openclose")]
+    print(f"| {what[c]} | {w:.0f} (+{w - med[('none', 'write')]:.0f}) | {w / med[('none', 'write')]:.2f} "
+          f"| {o:.0f} (+{o - med[('none', 'openclose')]:.0f}) | {o / med[('none', 'openclose')]:.2f} |")
+w = med[("ve-rec", "write")] - med[("ve-off", "write")]
+o = (med[("ve-rec", "openclose")] - med[("ve-off", "openclose")]) / 2
+print(f"\nrecording inside a VE: +{w:.0f} ns per recorded write, +{o:.0f} ns per recorded open or close"
+      f" (against the same VE unrecorded); outside any VE: +{med[('monitor', 'write')] - med[('none', 'write')]:.0f} ns"
+      f" per write, +{(med[('monitor', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close")
+writes = sum(v["by_op"].get("write", 0) for v in st["ves"])
+opens = sum(v["by_op"].get("open", 0) for v in st["ves"])
+lost = sum(v["records_lost"] for v in st["ves"])
+print(f"journal: {writes:,} write and {opens:,} open transactions recorded "
+      f"(expected ≥ {rounds * n:,} each), {lost} records lost, "
+      f"{st['journal_bytes_per_transaction']:.1f} bytes per transaction")
+PY
