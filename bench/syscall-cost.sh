@@ -56,7 +56,11 @@ for r in $(seq "$rounds"); do
   "$jcs" run bench -- true # loads the monitor (the daemon stays)
   for l in write openclose; do rec monitor $l "$(host $l "$n")"; done
   for l in write openclose; do rec ve-off $l "$(JCS_MONITOR=off ve $l "$n")"; done
+  d=$(cat "$JCS_HOME/daemon.pid")
+  c0=$(awk '{print $14 + $15}' "/proc/$d/stat")
   for l in write openclose; do rec ve-rec $l "$(ve $l "$n")"; done
+  c1=$(awk '{print $14 + $15}' "/proc/$d/stat")
+  echo "daemon-ticks $(( c1 - c0 )) $(( 3 * n ))" >> "$out" # write: 1 event per call; openclose: 2
   daemon_stop
   # auditd with its own configuration and log, stopped afterwards.
   mkdir -p "$work/audit"
@@ -103,7 +107,11 @@ done
 stats=$("$jcs" stats --json)
 python3 - "$out" "$n" "$rounds" "$stats" <<'PY'
 import json, statistics, sys
-rows = [l.split() for l in open(sys.argv[1])]
+rows = [l.split() for l in open(sys.argv[1]) if not l.startswith("daemon-ticks")]
+ticks = [l.split()[1:] for l in open(sys.argv[1]) if l.startswith("daemon-ticks")]
+import os
+hz = os.sysconf("SC_CLK_TCK")
+daemon_ns = statistics.median(int(t) / hz * 1e9 / int(e) for t, e in ticks)
 n, rounds = int(sys.argv[2]), int(sys.argv[3])
 st = json.loads(sys.argv[4])
 med = {}
@@ -129,6 +137,8 @@ o = (med[("ve-rec", "openclose")] - med[("ve-off", "openclose")]) / 2
 print(f"\nrecording inside a VE: +{w:.0f} ns per recorded write, +{o:.0f} ns per recorded open or close"
       f" (against the same VE unrecorded); outside any VE: +{med[('monitor', 'write')] - med[('none', 'write')]:.0f} ns"
       f" per write, +{(med[('monitor', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close")
+print(f"daemon CPU (user + system) per recorded event: {daemon_ns:.0f} ns; "
+      f"end to end: {w + daemon_ns:.0f} ns per recorded write")
 writes = sum(v["by_op"].get("write", 0) for v in st["ves"])
 opens = sum(v["by_op"].get("open", 0) for v in st["ves"])
 lost = sum(v["records_lost"] for v in st["ves"])

@@ -162,7 +162,14 @@ pub fn run(store: &Store) -> Result<()> {
             .name("jcs-indexer".into())
             .spawn(move || indexer(&dir, &catalog_path))?;
     }
-    let writer = journal::writer::Writer::spawn(journal, 1024, 256);
+    // A block (one fdatasync) at most every 10 ms under a steady stream; a VE that ends (an
+    // Unwatch waits for its last records) is written at once.
+    let writer = journal::writer::Writer::spawn_lingering(
+        journal,
+        1024,
+        256,
+        std::time::Duration::from_millis(10),
+    );
     let (tx, rx) = mpsc::channel::<Cmd>();
     // SAFETY: eventfd(2) with constant flags; the fd is owned right away.
     let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -502,16 +509,17 @@ fn ve_stats(
     };
     let c = m.ve_counters(cgroup_id)?.unwrap_or_default();
     let counts = m.take_counts(cgroup_id)?;
-    let calls = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
-    let dropped_calls = counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
+    let calls: Vec<(u32, u64)> = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
+    let dropped_calls: Vec<(u32, u64)> =
+        counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
     let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64));
     let stats = VeStats {
         ve,
-        seen: c.seen,
-        emitted: c.emitted,
+        seen: calls.iter().map(|c| c.1).sum(),
+        emitted: t.received(cgroup_id) + c.lost,
         lost: c.lost,
+        dropped: dropped_calls.iter().map(|c| c.1).sum(),
         calls,
-        dropped: c.dropped,
         dropped_calls,
         arch: std::env::consts::ARCH.into(),
     };

@@ -188,6 +188,35 @@ pub fn unframe_records(b: &[u8], count: u32, block: u64) -> Result<Vec<Vec<u8>>,
     Ok(out)
 }
 
+thread_local! {
+    /// One zstd context per thread and level, reused: making one per block cost as much as
+    /// compressing a small block.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        c.as_mut().expect("just made").1.compress(raw)
+    })
+}
+
+fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just made").decompress(stored, capacity)
+    })
+}
+
 /// Encodes one block (header + stored payload) that follows chain hash `prev`.
 pub fn encode_block<R: AsRef<[u8]>>(
     prev: &Hash,
@@ -209,7 +238,7 @@ pub fn encode_block<R: AsRef<[u8]>>(
     }
     let (codec, stored) = match codec {
         Codec::None => (Codec::None, raw.clone()),
-        Codec::Zstd => match zstd::bulk::compress(&raw, zstd_level) {
+        Codec::Zstd => match compress(&raw, zstd_level) {
             Ok(c) if c.len() < raw.len() => (Codec::Zstd, c),
             _ => (Codec::None, raw.clone()),
         },
@@ -317,12 +346,12 @@ pub fn block_records(
     let stored = &b[offset + BLOCK_HEADER_LEN..offset + BLOCK_HEADER_LEN + h.stored_len as usize];
     let raw = match h.codec {
         Codec::None => stored.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(stored, h.raw_len as usize).map_err(|e| {
-            FormatError::Payload {
+        Codec::Zstd => {
+            decompress(stored, h.raw_len as usize).map_err(|e| FormatError::Payload {
                 block: h.number,
                 what: e.to_string(),
-            }
-        })?,
+            })?
+        }
     };
     if raw.len() != h.raw_len as usize {
         return Err(FormatError::Payload {

@@ -1,10 +1,14 @@
 //! A writer thread with a bounded queue and group commit: producers submit records and get a
 //! ticket; the thread packs whatever is queued into one block, makes it durable, and then
 //! acknowledges every ticket in it. While one block is being synced, the next one fills.
+//!
+//! With a linger time the thread also waits that long after the first record of a block for
+//! more (at most one fdatasync per linger period under a steady stream), unless someone waits
+//! for a ticket: [`Writer::wait`] asks for the block to be written at once.
 
 use crate::journal::{Journal, JournalError};
 use crate::storage::Storage;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,7 +22,7 @@ struct Durable {
     stopped: bool,
 }
 
-/// Records that go into one block.
+/// Records that go into one block. An empty batch asks the thread to write what it holds now.
 type Batch = Vec<Vec<u8>>;
 
 /// Handle to the writer thread. Dropping it stops the thread after the queue is written.
@@ -41,6 +45,18 @@ impl Writer {
         queue: usize,
         max_batch: usize,
     ) -> Writer {
+        Writer::spawn_lingering(journal, queue, max_batch, std::time::Duration::ZERO)
+    }
+
+    /// Like [`Writer::spawn`], and a block is written `linger` after its first record (or
+    /// when it is full, or when someone waits), so that a steady stream costs at most one
+    /// fdatasync per `linger`.
+    pub fn spawn_lingering<S: Storage + 'static>(
+        journal: Journal<S>,
+        queue: usize,
+        max_batch: usize,
+        linger: std::time::Duration,
+    ) -> Writer {
         let (tx, rx) = sync_channel::<Batch>(queue.max(1));
         let first = journal.next_seq();
         let durable = Arc::new((
@@ -53,7 +69,7 @@ impl Writer {
         let d = durable.clone();
         let thread = std::thread::Builder::new()
             .name("jcs-journal".into())
-            .spawn(move || run(journal, rx, d, max_batch.max(1)))
+            .spawn(move || run(journal, rx, d, max_batch.max(1), linger))
             .expect("spawn the journal writer thread");
         Writer {
             tx: Mutex::new((first, Some(tx))),
@@ -93,8 +109,15 @@ impl Writer {
         self.durable.0.lock().ok().and_then(|d| d.error.clone())
     }
 
-    /// Blocks until the record with `ticket` is durable.
+    /// Blocks until the record with `ticket` is durable (asking a lingering thread to write
+    /// its block now).
     pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
+        if let Ok(g) = self.tx.lock() {
+            if let Some(tx) = &g.1 {
+                // Full: the thread is busy writing anyway.
+                let _ = tx.try_send(Vec::new());
+            }
+        }
         let (m, cv) = &*self.durable;
         let mut d = m
             .lock()
@@ -152,6 +175,7 @@ fn run<S: Storage>(
     rx: Receiver<Batch>,
     durable: Arc<(Mutex<Durable>, Condvar)>,
     max_batch: usize,
+    linger: std::time::Duration,
 ) {
     let (m, cv) = &*durable;
     let finish = |error: Option<String>| {
@@ -165,16 +189,33 @@ fn run<S: Storage>(
     };
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     loop {
-        // Wait for the first record, then take whatever else is already queued.
-        match rx.recv() {
-            Ok(r) => batch.extend(r),
-            Err(_) => return finish(None),
-        }
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(r) => batch.extend(r),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+        // Wait for the first record, then take whatever else is already queued (or arrives
+        // within the linger time).
+        let mut now = match rx.recv() {
+            Ok(r) => {
+                let flush = r.is_empty();
+                batch.extend(r);
+                flush
             }
+            Err(_) => return finish(None),
+        };
+        let deadline = std::time::Instant::now() + linger;
+        while batch.len() < max_batch && !now {
+            let next = if linger.is_zero() {
+                rx.try_recv().map_err(|e| e == TryRecvError::Disconnected)
+            } else {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                rx.recv_timeout(left)
+                    .map_err(|e| e == RecvTimeoutError::Disconnected)
+            };
+            match next {
+                Ok(r) if r.is_empty() => now = true,
+                Ok(r) => batch.extend(r),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         match journal.append(&batch) {
             Ok(_) => {

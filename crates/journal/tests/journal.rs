@@ -332,3 +332,37 @@ fn mutated_segments_never_panic_and_recovery_keeps_a_readable_prefix() {
         assert_eq!(&all[..kept.len()], &kept[..]);
     }
 }
+
+#[test]
+fn a_lingering_writer_batches_a_stream_and_still_answers_a_waiter_at_once() {
+    use journal::writer::Writer;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(DirStorage::new(dir.path()).unwrap(), Options::default()).unwrap();
+    let w = Writer::spawn_lingering(j, 64, 1024, Duration::from_millis(300));
+    // Records submitted within the linger time share one block.
+    let t0 = Instant::now();
+    for i in 0..5u64 {
+        w.submit(rec(i)).unwrap();
+    }
+    // A waiter does not wait for the linger time to pass.
+    let last = w.submit(rec(5)).unwrap();
+    w.wait(last).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    let t1 = w.submit(rec(6)).unwrap();
+    w.wait(t1).unwrap();
+    w.close().unwrap();
+    let s = DirStorage::new(dir.path()).unwrap();
+    let scan = journal::journal::scan_segment(&s.read(&s.list().unwrap()[0]).unwrap()).unwrap();
+    let counts: Vec<u32> = scan.blocks.iter().map(|(_, h)| h.count).collect();
+    assert_eq!(
+        counts,
+        vec![6, 1],
+        "one block for the stream, one for the last record"
+    );
+    assert_eq!(read_all(&s).unwrap().len(), 7);
+}

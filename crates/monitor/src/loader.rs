@@ -36,11 +36,8 @@ pub struct Stats {
 /// Per-VE counters (`struct jcs_ve`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VeCounters {
-    pub seen: u64,
-    pub emitted: u64,
+    /// Records lost: the ring buffer was full.
     pub lost: u64,
-    /// Calls not recorded by classification (reads of read-only branches).
-    pub dropped: u64,
 }
 
 /// The loaded, attached monitor. Its programs stay attached until it is dropped.
@@ -84,7 +81,7 @@ impl Monitor {
     /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
     /// at zero).
     pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
-        let mut v = [0u8; 40];
+        let mut v = [0u8; 16];
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         self.skel
             .maps
@@ -96,7 +93,8 @@ impl Monitor {
             })
     }
 
-    /// The counters of a watched cgroup.
+    /// The kernel's per-VE counter of a watched cgroup (what it entered and what
+    /// classification dropped are in [`Monitor::take_counts`]).
     pub fn ve_counters(&self, cgroup_id: u64) -> Result<Option<VeCounters>, MonitorError> {
         let v = self
             .skel
@@ -107,14 +105,8 @@ impl Monitor {
                 map: "watched",
                 source,
             })?;
-        Ok(v.filter(|b| b.len() >= 40).map(|b| {
-            let at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default());
-            VeCounters {
-                seen: at(8),
-                emitted: at(16),
-                lost: at(24),
-                dropped: at(32),
-            }
+        Ok(v.filter(|b| b.len() >= 16).map(|b| VeCounters {
+            lost: u64::from_ne_bytes(b[8..16].try_into().unwrap_or_default()),
         }))
     }
 

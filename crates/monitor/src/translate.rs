@@ -15,7 +15,7 @@
 use crate::decode::{flag, Event, Kind};
 use crate::syscalls::{cap, Sem, Sys};
 use model::at::{At, Op, Status, VarDef, VarId};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,8 +60,10 @@ pub struct Translator {
     fds: HashMap<(u32, i32), FdTarget>,
     /// pid → working directory, when not `/`.
     cwd: HashMap<u32, Vec<u8>>,
-    /// The recorded system calls, by number.
-    table: HashMap<u32, Sys>,
+    /// cgroup id → records received while it was watched.
+    received: HashMap<u64, u64>,
+    /// The recorded system calls, indexed by number.
+    table: Vec<Option<Sys>>,
     /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
     clock_offset_ns: i64,
 }
@@ -138,16 +140,20 @@ impl Translator {
     /// after the journal's highest); `clock_offset_ns` = realtime − monotonic.
     pub fn new(first_var: VarId, clock_offset_ns: i64) -> Translator {
         Translator {
-            ves: HashMap::new(),
-            inits: HashMap::new(),
-            vars: HashMap::new(),
+            ves: HashMap::default(),
+            inits: HashMap::default(),
+            vars: HashMap::default(),
             next_var: first_var.max(1),
-            fds: HashMap::new(),
-            cwd: HashMap::new(),
-            table: crate::syscalls::table()
-                .into_iter()
-                .map(|s| (s.nr as u32, s))
-                .collect(),
+            fds: HashMap::default(),
+            cwd: HashMap::default(),
+            received: HashMap::default(),
+            table: {
+                let mut t = vec![None; 512];
+                for s in crate::syscalls::table() {
+                    t[s.nr as usize] = Some(s);
+                }
+                t
+            },
             clock_offset_ns,
         }
     }
@@ -172,6 +178,12 @@ impl Translator {
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.ves.remove(&cgroup_id);
         self.inits.remove(&cgroup_id);
+        self.received.remove(&cgroup_id);
+    }
+
+    /// The records of a watched cgroup received so far (the kernel emitted them).
+    pub fn received(&self, cgroup_id: u64) -> u64 {
+        self.received.get(&cgroup_id).copied().unwrap_or(0)
     }
 
     /// `path` of process `pid` made absolute: relative to descriptor `dirfd` (`AT_FDCWD` or
@@ -471,6 +483,7 @@ impl Translator {
         let Some(&ve) = self.ves.get(&e.cgroup_id) else {
             return;
         };
+        *self.received.entry(e.cgroup_id).or_default() += 1;
         if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.tid) {
             return;
         }
@@ -530,7 +543,7 @@ impl Translator {
                 at.dst = mem;
             }
             Kind::Syscall => {
-                let Some(sys) = self.table.get(&e.nr).copied() else {
+                let Some(sys) = self.table.get(e.nr as usize).copied().flatten() else {
                     return;
                 };
                 self.syscall(e, sys, mem, at, out);

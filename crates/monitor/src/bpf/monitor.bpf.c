@@ -12,7 +12,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Force a wake-up of the consumer only once this much is queued (DESIGN: per-record
  * wake-ups cost ≈ 2.5 µs each); the consumer also polls with a short timeout. */
-const volatile __u64 wakeup_bytes = 256 * 1024;
+const volatile __u64 wakeup_bytes = 1024 * 1024;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -48,13 +48,15 @@ struct inflight {
 	__u32 evflags; /* enum jcs_flag */
 	__u32 peer_len;
 	__u8 peer[28]; /* a socket's remote end, as a struct sockaddr_in or sockaddr_in6 */
-	__u32 pad;
+	__u32 active;  /* 1 from a recorded call's entry to its exit */
 };
 
+/* The call a task is in, from sys_enter to sys_exit: task-local storage, so that a task that
+ * is not recorded costs sys_exit one pointer check, not a hash lookup. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32); /* tid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
@@ -105,9 +107,6 @@ static __always_inline void submit(struct jcs_event *e)
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	bpf_ringbuf_submit(e, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	count(JCS_STAT_EMITTED);
-	struct jcs_ve *w = watched_task();
-	if (w)
-		__sync_fetch_and_add(&w->emitted, 1);
 }
 
 static __always_inline struct jcs_event *reserve(__u32 kind)
@@ -272,11 +271,9 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf)
 }
 
 /* A call classification drops: counted, never emitted. */
-static __always_inline int drop_call(struct jcs_ve *w, __u32 nr)
+static __always_inline int drop_call(__u32 nr)
 {
 	count(JCS_STAT_DROPPED);
-	if (w)
-		__sync_fetch_and_add(&w->dropped, 1);
 	count_call(nr, 1);
 	return 0;
 }
@@ -285,7 +282,7 @@ static __always_inline int drop_call(struct jcs_ve *w, __u32 nr)
 static __always_inline void discard(struct jcs_event *e, __u32 nr)
 {
 	bpf_ringbuf_discard(e, 0);
-	drop_call(watched_task(), nr);
+	drop_call(nr);
 }
 
 /* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
@@ -307,7 +304,7 @@ static __always_inline int read_addr(struct jcs_event *e, __u64 uaddr, __u64 len
 /* Classifies a transfer between two descriptors (sendfile, copy_file_range, splice) at entry:
  * either side that stays inside the VE gets no transaction; if neither crosses, the call is
  * dropped. Returns 0 when dropped. */
-static __always_inline int enter_transfer(struct jcs_ve *w, struct inflight *f)
+static __always_inline int enter_transfer(struct inflight *f)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	int sendfile = f->flags & JCS_CAP_XFER1;
@@ -338,7 +335,7 @@ static __always_inline int enter_transfer(struct jcs_ve *w, struct inflight *f)
 		}
 	}
 	if ((f->evflags & (JCS_F_NO_IN | JCS_F_NO_OUT)) == (JCS_F_NO_IN | JCS_F_NO_OUT))
-		return drop_call(w, f->nr);
+		return drop_call(f->nr);
 	file_identity(a, &f->dev, &f->ino, &f->pos);
 	file_identity(b, &f->dev2, &f->ino2, &f->pos2);
 	/* An offset pointer replaces the file position for its side. */
@@ -355,62 +352,70 @@ static __always_inline int enter_transfer(struct jcs_ve *w, struct inflight *f)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
-	struct jcs_ve *w = watched_task();
-	if (!w)
+	if (!watched_task())
 		return 0;
 	count(JCS_STAT_SEEN);
-	__sync_fetch_and_add(&w->seen, 1);
 	__u32 nr = id;
 	count_call(nr, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_RECORD)) {
 		count(JCS_STAT_SKIPPED);
+		struct inflight *old = bpf_task_storage_get(&inflight, task, 0, 0);
+		if (old)
+			old->active = 0;
 		return 0;
 	}
-	struct inflight f = {};
-	f.nr = nr;
-	f.flags = *want;
-	f.pos = -1;
-	f.pos2 = -1;
-	f.args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	f.args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	f.args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	f.args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	f.args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	f.args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (f.flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
-		if (!enter_transfer(w, &f))
+	struct inflight *f =
+		bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f)
+		return 0;
+	f->active = 0;
+	f->nr = nr;
+	f->flags = *want;
+	f->evflags = 0;
+	f->peer_len = 0;
+	f->dev = f->ino = f->dev2 = f->ino2 = 0;
+	f->pos = -1;
+	f->pos2 = -1;
+	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	if (f->flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
+		if (!enter_transfer(f))
 			return 0;
-	} else if (f.flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
+	} else if (f->flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
 		/* One descriptor-table lookup serves classification and the file's identity. */
-		int fd = (f.flags & JCS_CAP_FD4) ? (int)f.args[4] : (int)f.args[0];
+		int fd = (f->flags & JCS_CAP_FD4) ? (int)f->args[4] : (int)f->args[0];
 		if (fd < 0) {
 			/* An anonymous mapping: no file, nothing crosses the boundary. */
 			count(JCS_STAT_SKIPPED);
 			return 0;
 		}
-		struct file *file = fd_file(bpf_get_current_task_btf(), fd);
+		struct file *file = fd_file(task, fd);
 		if (is_pipe(file))
-			return drop_call(w, nr);
+			return drop_call(nr);
 		if (is_socket(file)) {
-			f.evflags |= JCS_F_SOCKET;
-			int n = sock_peer(file, f.peer);
+			f->evflags |= JCS_F_SOCKET;
+			int n = sock_peer(file, f->peer);
 			if (n < 0)
-				return drop_call(w, nr);
-			f.peer_len = n;
+				return drop_call(nr);
+			f->peer_len = n;
 		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
-			int writes = (f.flags & JCS_CAP_FD4) && (f.args[3] & 0x01) && (f.args[2] & 0x2);
-			if ((f.flags & JCS_CAP_READ) && !writes && lower_only(file))
-				return drop_call(w, nr);
+			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
+			if ((f->flags & JCS_CAP_READ) && !writes && lower_only(file))
+				return drop_call(nr);
 		}
-		file_identity(file, &f.dev, &f.ino, &f.pos);
+		file_identity(file, &f->dev, &f->ino, &f->pos);
 		/* A write to a file opened O_APPEND lands at its end, not at its position. */
-		if (file && !(f.flags & JCS_CAP_READ) && (BPF_CORE_READ(file, f_flags) & O_APPEND))
-			f.pos = BPF_CORE_READ(file, f_inode, i_size);
+		if (file && !(f->flags & JCS_CAP_READ) && (BPF_CORE_READ(file, f_flags) & O_APPEND))
+			f->pos = BPF_CORE_READ(file, f_inode, i_size);
 	}
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
+	f->active = 1;
 	return 0;
 }
 
@@ -471,14 +476,13 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
-	if (!f)
+	struct inflight *f = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!f || !f->active)
 		return 0;
+	f->active = 0;
 	__u32 fl = f->flags;
 	if ((fl & JCS_CAP_MMSG) && ret > 0) {
 		exit_mmsg(f, ret);
-		bpf_map_delete_elem(&inflight, &tid);
 		return 0;
 	}
 	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
@@ -546,7 +550,6 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	}
 	submit(e);
 out:
-	bpf_map_delete_elem(&inflight, &tid);
 	return 0;
 }
 

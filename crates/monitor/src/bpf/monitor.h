@@ -64,13 +64,12 @@ enum jcs_stat {
 	JCS_STAT_MAX = 5,
 };
 
-/* Value of the `watched` map: the VE, and its counters (updated atomically). */
+/* Value of the `watched` map: the VE, and the records it lost (the ring buffer was full).
+ * What it entered and what classification dropped are in `counts`, per system call; what was
+ * emitted is what user space receives: nothing else is counted per VE on the hot path. */
 struct jcs_ve {
 	__u64 ve;
-	__u64 seen;    /* system calls entered */
-	__u64 emitted; /* records submitted */
-	__u64 lost;    /* records lost: the ring buffer was full */
-	__u64 dropped; /* calls not recorded by classification (reads of read-only branches) */
+	__u64 lost;
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
