@@ -390,6 +390,10 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     env.standard_app();
     // VE 1 idles; its daemon is killed; VE 2 starts a new daemon while VE 1 still runs.
     let c = env.spawn_until_go("echo before > /data/before", "echo after > /data/after");
+    // Its first write is durable (within the writer's linger time) before the kill.
+    assert!(common::wait_for(5, || log(&env, 1)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
     let pid: i32 = std::fs::read_to_string(env.home().join("daemon.pid"))
         .unwrap()
         .trim()
