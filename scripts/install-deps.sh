@@ -7,7 +7,8 @@ set -euo pipefail
 # BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
 pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace)
 if [ "${1:-}" = "--all" ]; then
-  pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3)
+  # VE start peers; per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops.
+  pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3 auditd bpftrace nginx-light wrk gcc libc6-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -17,5 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Services in these packages (auditd, nginx) must not start on install: the benchmarks start
+  # their own instances and stop them. policy-rc.d says so to invoke-rc.d, for this install only.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
