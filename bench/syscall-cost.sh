@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Cost per system call, side by side in one run: a loop of write(1 byte) and a loop of
-# open+close, timed from inside the loop, under
+# Cost per system call, side by side in one run: a loop of write(1 byte), a loop of
+# open+close, and a loop of getppid (counted, never recorded: the cost of the VE filter
+# alone), timed from inside the loop, under
 #   none        no tracing at all
 #   monitor     a host process (outside any VE) while the JCS monitor is loaded
 #   ve-off      inside a VE, JCS_MONITOR=off (the VE alone)
@@ -40,6 +41,7 @@ out="$work/results"
 : > "$out"
 rec() { echo "$1 $2 $3" >> "$out"; } # config loop ns/op
 host() { "$loop" "$1" "$2" "$work/f"; }
+loops="write openclose getppid"
 ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" /tmp/f; }
 daemon_stop() {
   if [ -f "$JCS_HOME/daemon.pid" ]; then
@@ -52,13 +54,14 @@ slow=$(( n / 10 )) # strace and auditd are ~10-50x slower per call
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds" >&2
   daemon_stop
-  for l in write openclose; do rec none $l "$(host $l "$n")"; done
+  for l in $loops; do rec none $l "$(host $l "$n")"; done
   "$jcs" run bench -- true # loads the monitor (the daemon stays)
-  for l in write openclose; do rec monitor $l "$(host $l "$n")"; done
-  for l in write openclose; do rec ve-off $l "$(JCS_MONITOR=off ve $l "$n")"; done
+  for l in $loops; do rec monitor $l "$(host $l "$n")"; done
+  for l in $loops; do rec ve-off $l "$(JCS_MONITOR=off ve $l "$n")"; done
   d=$(cat "$JCS_HOME/daemon.pid")
   c0=$(awk '{print $14 + $15}' "/proc/$d/stat")
   for l in write openclose; do rec ve-rec $l "$(ve $l "$n")"; done
+  rec ve-rec getppid "$(ve getppid "$n")"
   c1=$(awk '{print $14 + $15}' "/proc/$d/stat")
   echo "daemon-ticks $(( c1 - c0 )) $(( 3 * n ))" >> "$out" # write: 1 event per call; openclose: 2
   daemon_stop
@@ -87,11 +90,11 @@ CONF
   auditctl -b 8192 >/dev/null
   auditctl -e 1 >/dev/null
   auditctl -a always,exit -F arch=b64 -S write -S openat -S close -k jcsbench
-  for l in write openclose; do rec auditd $l "$(host $l "$slow")"; done
+  for l in $loops; do rec auditd $l "$(host $l "$slow")"; done
   auditctl -d always,exit -F arch=b64 -S write -S openat -S close -k jcsbench
   auditctl -e 0 >/dev/null
   kill "$auditd_pid" 2>/dev/null || { echo "auditd exited early:" >&2; cat "$work/audit/auditd.out" >&2; }; wait "$auditd_pid" 2>/dev/null || true; auditd_pid=""
-  for l in write openclose; do rec strace $l "$(strace -f -qq -o "$work/strace.out" "$loop" $l "$slow" "$work/f")"; done
+  for l in $loops; do rec strace $l "$(strace -f -qq -o "$work/strace.out" "$loop" $l "$slow" "$work/f")"; done
   # bpftrace finds tracepoints through tracefs: mounted in a private mount namespace of its own.
   unshare -m --propagation private sh -c 'mount -t tracefs nodev /sys/kernel/tracing &&
     exec bpftrace -e "tracepoint:raw_syscalls:sys_enter { @[cgroup] = count(); }"' > "$work/bpftrace.out" 2>&1 &
@@ -99,7 +102,7 @@ CONF
   for _ in $(seq 100); do grep -q Attaching "$work/bpftrace.out" && break; sleep 0.1; done
   grep -q Attaching "$work/bpftrace.out" || { echo "bpftrace did not attach:" >&2; cat "$work/bpftrace.out" >&2; exit 1; }
   sleep 0.5
-  for l in write openclose; do rec bpftrace $l "$(host $l "$n")"; done
+  for l in $loops; do rec bpftrace $l "$(host $l "$n")"; done
   kill -INT "$bt" 2>/dev/null || true; wait "$bt" 2>/dev/null || true
 done
 # The VE runs recorded the calls: one write transaction per write, open and close per iteration.
@@ -126,17 +129,20 @@ what = {
     "bpftrace": "bpftrace, count per cgroup",
 }
 print(f"{n} iterations per loop ({n // 10} under auditd and strace), medians of {rounds} rounds\n")
-print("| configuration | write(1 B) ns | × none | open+close ns | × none |")
-print("|---|---|---|---|---|")
+print("| configuration | write(1 B) ns | × none | open+close ns | × none | getppid ns | × none |")
+print("|---|---|---|---|---|---|---|")
 for c in order:
-    w, o = med[(c, "write")], med[(c, "openclose")]
-    print(f"| {what[c]} | {w:.0f} (+{w - med[('none', 'write')]:.0f}) | {w / med[('none', 'write')]:.2f} "
-          f"| {o:.0f} (+{o - med[('none', 'openclose')]:.0f}) | {o / med[('none', 'openclose')]:.2f} |")
+    cells = []
+    for l in ("write", "openclose", "getppid"):
+        v, b = med[(c, l)], med[("none", l)]
+        cells.append(f"{v:.0f} ({v - b:+.0f}) | {v / b:.2f}")
+    print(f"| {what[c]} | " + " | ".join(cells) + " |")
 w = med[("ve-rec", "write")] - med[("ve-off", "write")]
 o = (med[("ve-rec", "openclose")] - med[("ve-off", "openclose")]) / 2
 print(f"\nrecording inside a VE: +{w:.0f} ns per recorded write, +{o:.0f} ns per recorded open or close"
       f" (against the same VE unrecorded); outside any VE: +{med[('monitor', 'write')] - med[('none', 'write')]:.0f} ns"
-      f" per write, +{(med[('monitor', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close")
+      f" per write, +{(med[('monitor', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close,"
+      f" {med[('monitor', 'getppid')] - med[('none', 'getppid')]:+.0f} ns per getppid (the filter alone)")
 print(f"daemon CPU (user + system) per recorded event: {daemon_ns:.0f} ns; "
       f"end to end: {w + daemon_ns:.0f} ns per recorded write")
 writes = sum(v["by_op"].get("write", 0) for v in st["ves"])

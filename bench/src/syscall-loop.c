@@ -1,6 +1,7 @@
 /* A loop of one kind of system call, timed from inside: `syscall-loop write N FILE` writes one
  * byte N times to FILE (opened once, O_TRUNC); `syscall-loop openclose N FILE` opens and
- * closes FILE N times. Prints the nanoseconds per iteration. Built static by bench/syscall-cost.sh
+ * closes FILE N times; `syscall-loop getppid N -` calls getppid N times (a call JCS counts but
+ * does not record: the cost of the filter alone). Prints the nanoseconds per iteration. Built static by bench/syscall-cost.sh
  * so that it runs unchanged inside a VE of any template. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ static double now_ns(void)
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: syscall-loop write|openclose N FILE\n");
+		fprintf(stderr, "usage: syscall-loop write|openclose|getppid N FILE\n");
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -55,6 +56,12 @@ int main(int argc, char **argv)
 			}
 			close(fd);
 		}
+		t1 = now_ns();
+	} else if (strcmp(argv[1], "getppid") == 0) {
+		(void)file;
+		t0 = now_ns();
+		for (long i = 0; i < n; i++)
+			getppid();
 		t1 = now_ns();
 	} else {
 		fprintf(stderr, "unknown loop %s\n", argv[1]);
