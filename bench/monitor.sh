@@ -41,3 +41,27 @@ print(f"| recording | {mn/1000:.0f} | +{(mn-mo)*1000/events:.0f} ns | {events/(m
 print(f"\nrecorded read+write transactions per run: {recorded:,.0f} of {events:,}; records lost: {lost}; "
       f"journal {st['journal_bytes_per_transaction']:.1f} bytes per transaction")
 PY
+# Where loss starts: P VEs copy at once (the machine's cores shared by the producers and the
+# daemon); events per second into the journal and records lost, per P.
+echo
+echo "| VEs at once | recorded events/s (all VEs) | records lost | lost % |"
+echo "|---|---|---|---|"
+for p in 1 2 4 8; do
+  before=$("$jcs" stats --json)
+  s=$(date +%s%N)
+  pids=()
+  for _ in $(seq "$p"); do "$jcs" run bench -- /bin/sh -c "$script" >/dev/null & pids+=($!); done
+  for q in "${pids[@]}"; do wait "$q" || true; done
+  e=$(date +%s%N)
+  after=$("$jcs" stats --json)
+  python3 - "$p" "$n" "$s" "$e" "$before" "$after" <<'PY'
+import json, sys
+p, n, s, e = map(int, sys.argv[1:5])
+b, a = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+old = {v["ve"] for v in b["ves"]}
+new = [v for v in a["ves"] if v["ve"] not in old]
+ev = sum(v["by_op"].get("read", 0) + v["by_op"].get("write", 0) for v in new)
+lost = sum(v["records_lost"] for v in new)
+print(f"| {p} | {ev / ((e - s) / 1e9):,.0f} | {lost:,} | {100 * lost / max(ev + lost, 1):.2f} |")
+PY
+done
