@@ -114,7 +114,8 @@ pub fn table() -> Vec<Sys> {
             Transfer { sendfile: false },
         ),
         sys(SYS_splice, "splice", XFER2, Transfer { sendfile: false }),
-        sys(SYS_close, "close", FD0, Close),
+        // READ: closing a file of a read-only branch is dropped like its reads.
+        sys(SYS_close, "close", READ | FD0, Close),
         sys(SYS_ftruncate, "ftruncate", FD0, Meta(Op::Truncate)),
         sys(SYS_truncate, "truncate", PATH0, Meta(Op::Truncate)),
         sys(SYS_fchmod, "fchmod", FD0, Meta(Op::Chmod)),

@@ -532,6 +532,12 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	}
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
+		/* Opening a file of a read-only branch (an open for writing would have copied it
+		 * up) moves no data: counted, not recorded, like the reads that may follow. */
+		if (!(fl & JCS_CAP_ADDR1) && lower_only(file)) {
+			discard(e, f->nr);
+			goto out;
+		}
 		file_identity(file, &e->dev, &e->ino, &e->pos);
 		if (is_socket(file) && (fl & JCS_CAP_ADDR1)) {
 			/* accept: the peer as the kernel knows it, even with a NULL address argument. */

@@ -26,8 +26,9 @@ enum jcs_capture {
 	JCS_CAP_NEWFD = 64,    /* identity of the fd the call returned, at exit (a socket: its peer) */
 	JCS_CAP_ADDR4 = 128,   /* the sockaddr at args[4] (length args[5]), at exit (sendto, recvfrom) */
 	JCS_CAP_ADDRLENP = 256, /* the sockaddr's length argument is a pointer (accept, recvfrom) */
-	JCS_CAP_READ = 512,    /* moves data from the fd's file into the VE: dropped when the file
-	                        * exists only in a read-only branch (classification) */
+	JCS_CAP_READ = 512,    /* moves data from the fd's file into the VE (or closes it): dropped
+	                        * when the file exists only in a read-only branch (classification);
+	                        * so is an open (NEWFD) whose new file exists only there */
 	JCS_CAP_XFER1 = 1024,  /* a transfer between two fds: out = args[0], in = args[1], the in
 	                        * offset pointer at args[2] (sendfile) */
 	JCS_CAP_XFER2 = 2048,  /* a transfer: in = args[0] (offset pointer args[1]), out = args[2]
