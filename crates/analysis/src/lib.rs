@@ -402,7 +402,7 @@ mod tests {
             for u in 1..=vars as VarId {
                 let fw = g.forward(u, None, t);
                 for v in 1..=vars as VarId {
-                    if g.volatile.contains(&v) && v != u || g.volatile.contains(&u) && u != v {
+                    if u != v && (g.volatile.contains(&v) || g.volatile.contains(&u)) {
                         continue; // volatility is asymmetric by definition
                     }
                     // Backward from v over the flows at or after t only.

@@ -55,7 +55,7 @@ pub fn parse_var_spec(spec: &str) -> Result<String> {
 }
 
 /// Parses a time: RFC 3339 in UTC (`2026-11-28T05:00:00Z`, fractions allowed), seconds since
-/// the epoch, or an age (`90s`, `10m`, `2h`, `7d` ago). Returns nanoseconds since the epoch.
+/// the epoch (fractions allowed), or an age (`90s`, `10m`, `2h`, `7d` ago). Returns nanoseconds since the epoch.
 pub fn parse_time(s: &str, now_ns: u64) -> Result<u64> {
     let t = s.trim();
     if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
@@ -71,6 +71,16 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64> {
     }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(secs * 1_000_000_000);
+    }
+    // Seconds since the epoch with a fraction (as `date +%s.%N` prints).
+    if let Some((secs, frac)) = t.split_once('.') {
+        if let (Ok(secs), true) = (
+            secs.parse::<u64>(),
+            !frac.is_empty() && frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()),
+        ) {
+            let frac_ns: u64 = format!("{frac:0<9}").parse().unwrap_or(0);
+            return Ok(secs * 1_000_000_000 + frac_ns);
+        }
     }
     let bad = || {
         anyhow::anyhow!(
@@ -458,6 +468,10 @@ mod tests {
             1_795_837_111 * 1_000_000_000
         );
         assert_eq!(
+            parse_time("1795837111.25", 0).unwrap(),
+            1_795_837_111_250_000_000
+        );
+        assert_eq!(
             parse_time("10m", 3_600_000_000_000).unwrap(),
             3_000_000_000_000
         );
@@ -471,6 +485,8 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-11-28 03:38:31",
             "5y",
+            "1.",
+            "1.1234567890",
         ] {
             assert!(parse_time(bad, 0).is_err(), "{bad}");
         }

@@ -11,6 +11,7 @@ mod netsetup;
 mod output;
 mod store;
 mod template;
+mod track;
 mod ves;
 
 use anyhow::{bail, Result};
@@ -32,6 +33,43 @@ struct Cli {
     home: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum TrackCmd {
+    /// Every variable whose data could have flowed into VAR by time --at (default: now)
+    Back {
+        /// file:PATH, endpoint:tcp/ADDR:PORT or ve:N
+        var: String,
+        /// Only flows up to this TIME
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        #[command(flatten)]
+        out: TrackOut,
+    },
+    /// Everything VAR's data could have reached from time --from (default: the beginning)
+    Forward {
+        /// file:PATH, endpoint:tcp/ADDR:PORT or ve:N
+        var: String,
+        /// Only flows from this TIME on
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        #[command(flatten)]
+        out: TrackOut,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct TrackOut {
+    /// JSON instead of a tree
+    #[arg(long, conflicts_with = "dot")]
+    json: bool,
+    /// Graphviz DOT instead of a tree
+    #[arg(long)]
+    dot: bool,
+    /// Render the graph as an SVG picture into FILE (needs Graphviz's dot)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "dot"])]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +171,15 @@ enum Cmd {
         /// JSON lines instead of text
         #[arg(long)]
         json: bool,
+    },
+    /// Where data came from (back) or went (forward): time-respecting reachability over the
+    /// recorded transactions
+    #[command(
+        after_help = "Examples:\n  jcs track back file:/data/report.txt\n  jcs track forward endpoint:tcp/10.231.0.1:8000 --from 1h\n  jcs track back ve:7 --dot > ve7.dot\n  jcs track back file:/data/report.txt --svg report.svg\n\nVAR: file:PATH (a path inside a VE: persistent, shared or dirties), endpoint:tcp/ADDR:PORT or ve:N.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nEach edge shows the VE, the operation, how many transactions, their time window and bytes.\nA file's bytes count: a read depends only on the writes that overlapped what it read.\nEndpoints are volatile: what a VE sends to one does not flow back out of it."
+    )]
+    Track {
+        #[command(subcommand)]
+        dir: TrackCmd,
     },
     /// Check every block of the journal and its hash chain; print the chain head
     #[command(
@@ -330,6 +377,7 @@ fn real_main() -> Result<i32> {
     if matches!(
         cli.cmd,
         Cmd::Log { .. }
+            | Cmd::Track { .. }
             | Cmd::Stats { .. }
             | Cmd::Ps { .. }
             | Cmd::Inspect { .. }
@@ -493,6 +541,36 @@ fn real_main() -> Result<i32> {
                 });
             }
             history::log(&store, &f, json, follow).map(|_| 0)
+        }
+        Cmd::Track { dir } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let (d, var, t, out) = match dir {
+                TrackCmd::Back { var, at, out } => (track::Direction::Back, var, at, out),
+                TrackCmd::Forward { var, from, out } => (track::Direction::Forward, var, from, out),
+            };
+            let t = t
+                .as_deref()
+                .map(|t| history::parse_time(t, now))
+                .transpose()?;
+            let format = if out.json {
+                track::Format::Json
+            } else if out.dot {
+                track::Format::Dot
+            } else {
+                track::Format::Tree
+            };
+            track::track(
+                &open_store(cli.home)?,
+                d,
+                &var,
+                t,
+                format,
+                out.svg.as_deref(),
+            )
+            .map(|_| 0)
         }
         Cmd::Daemon => {
             need_root()?;

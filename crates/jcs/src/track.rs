@@ -1,0 +1,265 @@
+//! `jcs track back|forward`: time-respecting reachability over the journal's transactions
+//! (the `analysis` oracle), printed as a tree, JSON, Graphviz DOT, or an SVG picture.
+//!
+//! A variable named on the command line may have several ids: a file known by its identity
+//! (device, inode) and by its name alone (a rename names paths). Each is a starting point; the
+//! answers are united. Not yet: summarized journals (every transaction is read).
+
+use crate::daemon::{REC_ATS, REC_VARS};
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use model::at::{At, VarDef, VarId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Back,
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Tree,
+    Json,
+    Dot,
+}
+
+/// The transactions between two variables of one VE and one kind, taken together.
+#[derive(Debug, Clone)]
+struct Edge {
+    src: VarId,
+    dst: VarId,
+    ve: u64,
+    op: &'static str,
+    count: u64,
+    first_ns: u64,
+    last_ns: u64,
+    bytes: u64,
+}
+
+/// Every variable definition and transaction in the journal.
+fn load(store: &Store) -> Result<(HashMap<VarId, VarDef>, Vec<At>)> {
+    let dir = store.layout.root().join("journal");
+    let records = journal::read_all(&journal::DirStorage::new(&dir)?)
+        .with_context(|| format!("read the journal at {}", dir.display()))?;
+    let mut vars = HashMap::new();
+    let mut ats = Vec::new();
+    for (seq, r) in records {
+        match r.first() {
+            Some(&REC_VARS) => {
+                let defs: Vec<(VarId, VarDef)> = serde_json::from_slice(&r[1..])
+                    .with_context(|| format!("journal record {seq}: variable definitions"))?;
+                vars.extend(defs);
+            }
+            Some(&REC_ATS) => ats.extend(
+                model::at::decode_batch(&r[1..])
+                    .with_context(|| format!("journal record {seq}: transactions"))?,
+            ),
+            _ => {}
+        }
+    }
+    Ok((vars, ats))
+}
+
+fn time(ns: u64) -> String {
+    let t = crate::output::time_ms((ns / 1_000_000) as i64);
+    format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
+}
+
+pub fn track(
+    store: &Store,
+    dir: Direction,
+    spec: &str,
+    at_ns: Option<u64>,
+    format: Format,
+    svg: Option<&std::path::Path>,
+) -> Result<()> {
+    let name = crate::history::parse_var_spec(spec)?;
+    let (vars, ats) = load(store)?;
+    let starts: Vec<VarId> = vars
+        .iter()
+        .filter(|(_, d)| d.to_string() == name)
+        .map(|(id, _)| *id)
+        .collect();
+    if starts.is_empty() {
+        bail!("no variable {name} in the journal (see jcs log)");
+    }
+    let is_file = |v: VarId| {
+        matches!(
+            vars.get(&v),
+            Some(VarDef::File { .. } | VarDef::Path { .. })
+        )
+    };
+    let volatile: HashSet<VarId> = vars
+        .iter()
+        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
+        .map(|(id, _)| *id)
+        .collect();
+    let graph = analysis::Graph::new(analysis::flows(&ats, is_file), volatile);
+    let mut used = HashSet::new();
+    for &s in &starts {
+        let a = match dir {
+            Direction::Back => graph.backward(s, None, at_ns.unwrap_or(u64::MAX)),
+            Direction::Forward => graph.forward(s, None, at_ns.unwrap_or(0)),
+        };
+        used.extend(a.flows);
+    }
+    // Transactions between the same two variables, of the same VE and kind, are one edge.
+    let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
+    let mut used: Vec<usize> = used.into_iter().collect();
+    used.sort_unstable();
+    for i in used {
+        let f = graph.flows[i];
+        let a = &ats[f.at];
+        let e = edges
+            .entry((f.src, f.dst, a.ve, a.op.name()))
+            .or_insert(Edge {
+                src: f.src,
+                dst: f.dst,
+                ve: a.ve,
+                op: a.op.name(),
+                count: 0,
+                first_ns: a.time_ns,
+                last_ns: a.time_ns,
+                bytes: 0,
+            });
+        e.count += 1;
+        e.first_ns = e.first_ns.min(a.time_ns);
+        e.last_ns = e.last_ns.max(a.time_ns);
+        e.bytes += a.len;
+    }
+    let edges: Vec<Edge> = edges.into_values().collect();
+    let label = |v: VarId| {
+        vars.get(&v)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| format!("var:{v}"))
+    };
+    let mut out = std::io::stdout().lock();
+    let dot = || {
+        let mut s = String::from(
+            "digraph jcs {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
+        let mut nodes: Vec<VarId> = edges.iter().flat_map(|e| [e.src, e.dst]).collect();
+        nodes.extend(&starts);
+        nodes.sort_unstable();
+        nodes.dedup();
+        for n in &nodes {
+            let style = if starts.contains(n) {
+                ", style=bold"
+            } else {
+                ""
+            };
+            s += &format!("  v{n} [label={:?}{style}];\n", label(*n));
+        }
+        for e in &edges {
+            s += &format!(
+                "  v{} -> v{} [label={:?}];\n",
+                e.src,
+                e.dst,
+                format!("VE {} {} ×{}, {} B", e.ve, e.op, e.count, e.bytes)
+            );
+        }
+        s + "}\n"
+    };
+    if let Some(path) = svg {
+        let mut child = std::process::Command::new("dot")
+            .args(["-Tsvg", "-o"])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                    "--svg needs Graphviz's dot, which is not installed (apt-get install graphviz)"
+                ),
+                _ => anyhow::anyhow!("run dot: {e}"),
+            })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(dot().as_bytes())?;
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("dot failed ({st})");
+        }
+        eprintln!("jcs: wrote {}", path.display());
+        return Ok(());
+    }
+    match format {
+        Format::Dot => out.write_all(dot().as_bytes())?,
+        Format::Json => {
+            let mut reached: Vec<String> = edges
+                .iter()
+                .flat_map(|e| [label(e.src), label(e.dst)])
+                .collect();
+            reached.extend(starts.iter().map(|s| label(*s)));
+            reached.sort();
+            reached.dedup();
+            let j = serde_json::json!({
+                "direction": match dir { Direction::Back => "back", Direction::Forward => "forward" },
+                "variable": name,
+                "time_ns": at_ns,
+                "reached": reached,
+                "edges": edges.iter().map(|e| serde_json::json!({
+                    "src": label(e.src), "dst": label(e.dst), "ve": e.ve, "op": e.op,
+                    "count": e.count, "first_ns": e.first_ns, "last_ns": e.last_ns, "bytes": e.bytes,
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
+        }
+        Format::Tree => {
+            // Back: a node's children are what flowed into it; forward: where it flowed.
+            let mut children: HashMap<VarId, Vec<&Edge>> = HashMap::new();
+            for e in &edges {
+                let parent = if dir == Direction::Back { e.dst } else { e.src };
+                children.entry(parent).or_default().push(e);
+            }
+            let mut seen = HashSet::new();
+            for &s in &starts {
+                writeln!(out, "{}", label(s))?;
+                seen.insert(s);
+                print_tree(&mut out, &children, dir, s, "", &mut seen, &label)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_tree(
+    out: &mut impl Write,
+    children: &HashMap<VarId, Vec<&Edge>>,
+    dir: Direction,
+    node: VarId,
+    prefix: &str,
+    seen: &mut HashSet<VarId>,
+    label: &dyn Fn(VarId) -> String,
+) -> Result<()> {
+    let kids = children.get(&node).cloned().unwrap_or_default();
+    for (i, e) in kids.iter().enumerate() {
+        let last = i + 1 == kids.len();
+        let next = if dir == Direction::Back { e.src } else { e.dst };
+        let window = if e.first_ns == e.last_ns {
+            time(e.first_ns)
+        } else {
+            format!("{} – {}", time(e.first_ns), time(e.last_ns))
+        };
+        let again = !seen.insert(next);
+        writeln!(
+            out,
+            "{prefix}{} {}   [VE {} {} ×{}, {window}, {} B]{}",
+            if last { "└─" } else { "├─" },
+            label(next),
+            e.ve,
+            e.op,
+            e.count,
+            e.bytes,
+            if again { " (see above)" } else { "" }
+        )?;
+        if !again {
+            let p = format!("{prefix}{}", if last { "   " } else { "│  " });
+            print_tree(out, children, dir, next, &p, seen, label)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `jcs track` end to end, with real VEs: an HTTP server in a namespace the test creates
+//! serves a page; a VE of app "browser" downloads it into a shared directory; a VE of app
+//! "office" reads it and writes a report into its persistent storage. Tracking the report back
+//! names the office VE, the shared file, the browser VE and the server's endpoint; tracking
+//! the endpoint forward names the shared file, the office VE and the report.
+
+mod common;
+
+use common::{Env, NetNs};
+use std::process::Stdio;
+
+fn reached(env: &Env, args: &[&str]) -> Vec<String> {
+    let j = env.json(&[&["track"], args, &["--json"]].concat());
+    j["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn root_track_back_and_forward_across_ves_and_the_network() {
+    let env = Env::new();
+    let ns = NetNs::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    for (app, extra) in [
+        ("browser", &["--net", "bridge"][..]),
+        ("office", &["--persist", "/docs"][..]),
+        ("other", &["--persist", "/docs"][..]),
+    ] {
+        env.ok(&[
+            &[
+                "app",
+                "create",
+                app,
+                "--template",
+                "bb",
+                "--share",
+                "/dl=downloads",
+            ],
+            extra,
+        ]
+        .concat());
+    }
+    let run = |app: &str, script: &str| {
+        let o = ns
+            .cmd(
+                common::jcs_bin(),
+                &["run", app, "--", "/bin/sh", "-c", script],
+            )
+            .env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.80.0.0/24")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{app}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // VE 1 makes the bridge (and starts the daemon); then the server comes up on its host side.
+    run("browser", "true");
+    let site = env.home().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("page.html"), "<html>the page</html>\n").unwrap();
+    let mut server = ns
+        .cmd(
+            "busybox",
+            &["httpd", "-f", "-p", "8000", "-h", site.to_str().unwrap()],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // VE 2 downloads the page into the shared directory.
+    run(
+        "browser",
+        "wget -q -O /dl/page.html http://10.80.0.1:8000/page.html",
+    );
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // VE 3 reads it and writes a report; VE 4 writes a report of its own.
+    run(
+        "office",
+        "(echo report; cat /dl/page.html) > /docs/report.txt",
+    );
+    run("other", "echo unrelated > /docs/other.txt");
+    // SAFETY: SIGKILL to the server this test started, by its pid.
+    unsafe { libc::kill(server.id() as i32, libc::SIGKILL) };
+    let _ = server.wait();
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/office/docs/report.txt")).unwrap(),
+        "report\n<html>the page</html>\n"
+    );
+
+    let back = reached(&env, &["back", "file:/docs/report.txt"]);
+    for want in [
+        "file:/docs/report.txt",
+        "ve:3",
+        "file:/dl/page.html",
+        "ve:2",
+        "endpoint:10.80.0.1:8000",
+    ] {
+        assert!(back.contains(&want.to_string()), "{want} not in {back:?}");
+    }
+    assert!(!back.iter().any(|v| v == "ve:4" || v == "ve:1"), "{back:?}");
+    let fwd = reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]);
+    for want in [
+        "file:/dl/page.html",
+        "ve:3",
+        "file:/docs/report.txt",
+        "ve:2",
+    ] {
+        assert!(fwd.contains(&want.to_string()), "{want} not in {fwd:?}");
+    }
+    assert!(
+        !fwd.contains(&"file:/docs/other.txt".to_string()),
+        "{fwd:?}"
+    );
+    // VE 4's report depends on nothing from the network.
+    let other = reached(&env, &["back", "file:/docs/other.txt"]);
+    assert!(
+        !other.iter().any(|v| v.starts_with("endpoint:")),
+        "{other:?}"
+    );
+    // Time-respecting: before the office VE ran, nothing had flowed into the report.
+    let before = reached(
+        &env,
+        &[
+            "back",
+            "file:/docs/report.txt",
+            "--at",
+            &format!("{between}"),
+        ],
+    );
+    assert_eq!(before, vec!["file:/docs/report.txt".to_string()]);
+    // Each edge names the VE, the operation, the count, the time window and the bytes.
+    let j = env.json(&["track", "back", "file:/docs/report.txt", "--json"]);
+    let recv = j["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["op"] == "recv")
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(recv["ve"], 2);
+    assert!(recv["bytes"].as_u64().unwrap() >= 22, "{recv}");
+    // The tree and DOT forms.
+    let tree = env.ok(&["track", "back", "file:/docs/report.txt"]);
+    assert!(tree.starts_with("file:/docs/report.txt\n"), "{tree}");
+    assert!(
+        tree.contains("endpoint:10.80.0.1:8000") && tree.contains("[VE 2 recv"),
+        "{tree}"
+    );
+    let dot = env.ok(&["track", "forward", "endpoint:tcp/10.80.0.1:8000", "--dot"]);
+    assert!(
+        dot.starts_with("digraph") && dot.contains("file:/docs/report.txt"),
+        "{dot}"
+    );
+    // An SVG where Graphviz is installed; a clear error where it is not.
+    let svg = env.home().join("t.svg");
+    let o = env.jcs(&[
+        "track",
+        "back",
+        "file:/docs/report.txt",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    if std::process::Command::new("dot").arg("-V").output().is_ok() {
+        assert!(o.status.success());
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    } else {
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("apt-get install graphviz"));
+    }
+    // An unknown variable is a clear error.
+    assert!(env
+        .fails(&["track", "back", "file:/nowhere"])
+        .contains("no variable file:/nowhere in the journal"));
+    env.assert_clean();
+}
