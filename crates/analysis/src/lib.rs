@@ -20,6 +20,8 @@
 //!   non-decreasing times, the first at or after `t`, carries data from `u` to `v`. Flows with
 //!   equal times may chain in any order.
 
+pub mod summary;
+
 use model::at::{At, Op, VarId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
