@@ -88,7 +88,9 @@ impl SummaryGraph {
         loop {
             let mut changed = false;
             for (i, s) in self.sts.iter().enumerate() {
-                let Some((by, part)) = need.get(&s.dst) else { continue };
+                let Some((by, part)) = need.get(&s.dst) else {
+                    continue;
+                };
                 if s.first > *by || !touches(part, &s.dst_part) {
                     continue;
                 }
@@ -126,7 +128,9 @@ impl SummaryGraph {
         loop {
             let mut changed = false;
             for (i, s) in self.sts.iter().enumerate() {
-                let Some((since, part)) = taint.get(&s.src) else { continue };
+                let Some((since, part)) = taint.get(&s.src) else {
+                    continue;
+                };
                 if s.last < *since || !touches(part, &s.src_part) {
                     continue;
                 }
@@ -186,6 +190,68 @@ pub fn t3(g: &Graph, is_source: impl Fn(VarId) -> bool) -> BTreeMap<VarId, Vec<V
         .collect()
 }
 
+fn put(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn put_part(out: &mut Vec<u8>, p: &Part) {
+    match p {
+        Part::Whole => put(out, 0),
+        Part::Bytes(v) => {
+            put(out, v.len() as u64 + 1);
+            let mut prev = 0;
+            for &(a, b) in v {
+                put(out, a - prev);
+                put(out, b - a);
+                prev = b;
+            }
+        }
+    }
+}
+
+/// A compact encoding of STs (sorted by first time; times delta-coded; LEB128), the form in
+/// which their size is measured.
+pub fn encode(sts: &[Summary]) -> Vec<u8> {
+    let mut v: Vec<&Summary> = sts.iter().collect();
+    v.sort_by_key(|s| s.first);
+    let mut out = Vec::new();
+    put(&mut out, v.len() as u64);
+    let mut prev = 0;
+    for s in v {
+        put(&mut out, u64::from(s.src));
+        put(&mut out, u64::from(s.dst));
+        put(&mut out, s.first - prev);
+        put(&mut out, s.last - s.first);
+        put(&mut out, s.count);
+        put_part(&mut out, &s.src_part);
+        put_part(&mut out, &s.dst_part);
+        prev = s.first;
+    }
+    out
+}
+
+/// A compact encoding of a T3 table (variable → its sources).
+pub fn encode_sources(t: &BTreeMap<VarId, Vec<VarId>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    put(&mut out, t.len() as u64);
+    for (v, srcs) in t {
+        put(&mut out, u64::from(*v));
+        put(&mut out, srcs.len() as u64);
+        for s in srcs {
+            put(&mut out, u64::from(*s));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,10 +308,16 @@ mod tests {
             let t = r.next(14);
             for &v in &vars {
                 let (o, m) = (keys(&g.backward(v, None, t)), keys(&s.backward(v, t)));
-                assert!(o.is_subset(&m), "back {v} at {t}: oracle {o:?} T2 {m:?}\n{g:?}");
+                assert!(
+                    o.is_subset(&m),
+                    "back {v} at {t}: oracle {o:?} T2 {m:?}\n{g:?}"
+                );
                 strict += usize::from(o != m);
                 let (o, m) = (keys(&g.forward(v, None, t)), keys(&s.forward(v, t)));
-                assert!(o.is_subset(&m), "forward {v} from {t}: oracle {o:?} T2 {m:?}\n{g:?}");
+                assert!(
+                    o.is_subset(&m),
+                    "forward {v} from {t}: oracle {o:?} T2 {m:?}\n{g:?}"
+                );
             }
         }
         // T2 does add false dependencies (else it would be T1).

@@ -70,6 +70,10 @@ struct TrackOut {
     /// Render the graph as an SVG picture into FILE (needs Graphviz's dot)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "dot"])]
     svg: Option<std::path::PathBuf>,
+    /// Answer from T2 summaries of the transactions (may add false dependencies, never loses
+    /// one) instead of the transactions themselves
+    #[arg(long, value_parser = ["T2"])]
+    tier: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +184,21 @@ enum Cmd {
     Track {
         #[command(subcommand)]
         dir: TrackCmd,
+    },
+    /// What summarizing the journal would keep, per tier, in records and bytes (--dry-run)
+    #[command(
+        after_help = "Tiers: T0 lossless (the transactions that move data, delta-coded), T2 structural (one summary per\n(source, target) pair: may add false dependencies, never loses one), T3 sources (per variable, the\nendpoints and VEs its data came from). Only --dry-run exists yet: rewriting sealed segments, T1\nand T4 are not implemented."
+    )]
+    Summarize {
+        /// The tier(s) to show besides T0
+        #[arg(long, value_parser = ["T2", "T3"], default_values = ["T2", "T3"])]
+        tier: Vec<String>,
+        /// Only measure: rewrite nothing (required: rewriting is not implemented yet)
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON instead of a table
+        #[arg(long)]
+        json: bool,
     },
     /// Check every block of the journal and its hash chain; print the chain head
     #[command(
@@ -378,6 +397,7 @@ fn real_main() -> Result<i32> {
         cli.cmd,
         Cmd::Log { .. }
             | Cmd::Track { .. }
+            | Cmd::Summarize { .. }
             | Cmd::Stats { .. }
             | Cmd::Ps { .. }
             | Cmd::Inspect { .. }
@@ -542,6 +562,17 @@ fn real_main() -> Result<i32> {
             }
             history::log(&store, &f, json, follow).map(|_| 0)
         }
+        Cmd::Summarize {
+            tier,
+            dry_run,
+            json,
+        } => {
+            if !dry_run {
+                bail!("jcs summarize rewrites nothing yet: rewriting sealed segments is not implemented; use --dry-run to see what each tier would keep");
+            }
+            let tiers: Vec<&str> = tier.iter().map(String::as_str).collect();
+            track::summarize_dry_run(&open_store(cli.home)?, &tiers, json).map(|_| 0)
+        }
         Cmd::Track { dir } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -562,6 +593,11 @@ fn real_main() -> Result<i32> {
             } else {
                 track::Format::Tree
             };
+            let source = if out.tier.is_some() {
+                track::Source::T2
+            } else {
+                track::Source::Transactions
+            };
             track::track(
                 &open_store(cli.home)?,
                 d,
@@ -569,6 +605,7 @@ fn real_main() -> Result<i32> {
                 t,
                 format,
                 out.svg.as_deref(),
+                source,
             )
             .map(|_| 0)
         }

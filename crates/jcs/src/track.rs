@@ -39,7 +39,7 @@ struct Edge {
 }
 
 /// Every variable definition and transaction in the journal.
-fn load(store: &Store) -> Result<(HashMap<VarId, VarDef>, Vec<At>)> {
+pub fn load(store: &Store) -> Result<(HashMap<VarId, VarDef>, Vec<At>)> {
     let dir = store.layout.root().join("journal");
     let records = journal::read_all(&journal::DirStorage::new(&dir)?)
         .with_context(|| format!("read the journal at {}", dir.display()))?;
@@ -67,6 +67,13 @@ fn time(ns: u64) -> String {
     format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
 }
 
+/// Answers from the transactions themselves (the oracle), or from their T2 summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Transactions,
+    T2,
+}
+
 pub fn track(
     store: &Store,
     dir: Direction,
@@ -74,6 +81,7 @@ pub fn track(
     at_ns: Option<u64>,
     format: Format,
     svg: Option<&std::path::Path>,
+    source: Source,
 ) -> Result<()> {
     let name = crate::history::parse_var_spec(spec)?;
     let (vars, ats) = load(store)?;
@@ -98,12 +106,36 @@ pub fn track(
         .collect();
     let graph = analysis::Graph::new(analysis::flows(&ats, is_file), volatile);
     let mut used = HashSet::new();
-    for &s in &starts {
-        let a = match dir {
-            Direction::Back => graph.backward(s, None, at_ns.unwrap_or(u64::MAX)),
-            Direction::Forward => graph.forward(s, None, at_ns.unwrap_or(0)),
+    if source == Source::T2 {
+        // Over T2 summaries: each used summary stands for all the flows it merged.
+        let sg = analysis::summary::SummaryGraph {
+            sts: analysis::summary::t2(&graph.flows),
+            volatile: graph.volatile.clone(),
         };
-        used.extend(a.flows);
+        let mut pairs = HashSet::new();
+        for &s in &starts {
+            let a = match dir {
+                Direction::Back => sg.backward(s, at_ns.unwrap_or(u64::MAX)),
+                Direction::Forward => sg.forward(s, at_ns.unwrap_or(0)),
+            };
+            pairs.extend(a.flows.into_iter().map(|i| (sg.sts[i].src, sg.sts[i].dst)));
+        }
+        used.extend(
+            graph
+                .flows
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| pairs.contains(&(f.src, f.dst)))
+                .map(|(i, _)| i),
+        );
+    } else {
+        for &s in &starts {
+            let a = match dir {
+                Direction::Back => graph.backward(s, None, at_ns.unwrap_or(u64::MAX)),
+                Direction::Forward => graph.forward(s, None, at_ns.unwrap_or(0)),
+            };
+            used.extend(a.flows);
+        }
     }
     // Transactions between the same two variables, of the same VE and kind, are one edge.
     let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
@@ -261,5 +293,111 @@ fn print_tree(
             print_tree(out, children, dir, next, &p, seen, label)?;
         }
     }
+    Ok(())
+}
+
+/// One tier's size.
+#[derive(Debug, serde::Serialize)]
+pub struct TierSize {
+    pub tier: &'static str,
+    pub what: &'static str,
+    pub records: u64,
+    /// zstd-compressed size of the tier's encoding.
+    pub bytes: u64,
+}
+
+/// `jcs summarize --dry-run`: what each tier would keep of the journal, in records and bytes.
+pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()> {
+    let (vars, ats) = load(store)?;
+    let dir = store.layout.root().join("journal");
+    let storage = journal::DirStorage::new(&dir)?;
+    let mut journal_bytes = 0;
+    {
+        use journal::Storage;
+        for seg in journal::segment_numbers(&storage)? {
+            journal_bytes += storage.len(&journal::journal::segment_name(seg))?;
+        }
+    }
+    let is_file = |v: VarId| {
+        matches!(
+            vars.get(&v),
+            Some(VarDef::File { .. } | VarDef::Path { .. })
+        )
+    };
+    let volatile: HashSet<VarId> = vars
+        .iter()
+        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
+        .map(|(id, _)| *id)
+        .collect();
+    let flows = analysis::flows(&ats, is_file);
+    let z = |b: Vec<u8>| {
+        zstd::bulk::compress(&b, 3)
+            .map(|c| c.len() as u64)
+            .unwrap_or(0)
+    };
+    let mut rows = vec![
+        TierSize {
+            tier: "journal",
+            what: "every atomic transaction, as recorded (segments on disk)",
+            records: ats.len() as u64,
+            bytes: journal_bytes,
+        },
+        TierSize {
+            tier: "T0",
+            what: "lossless: the transactions that move data, delta-coded",
+            records: flows.len() as u64,
+            bytes: z(model::at::encode_batch(
+                &flows.iter().map(|f| ats[f.at]).collect::<Vec<_>>(),
+            )),
+        },
+    ];
+    if tiers.contains(&"T2") {
+        let sts = analysis::summary::t2(&flows);
+        rows.push(TierSize {
+            tier: "T2",
+            what: "structural: one summary per (source, target) pair; may add false dependencies",
+            records: sts.len() as u64,
+            bytes: z(analysis::summary::encode(&sts)),
+        });
+    }
+    if tiers.contains(&"T3") {
+        let g = analysis::Graph::new(flows.clone(), volatile);
+        let memories: HashSet<VarId> = vars
+            .iter()
+            .filter(|(_, d)| matches!(d, VarDef::Memory { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        let t3 = analysis::summary::t3(&g, |v| memories.contains(&v));
+        rows.push(TierSize {
+            tier: "T3",
+            what: "sources: per variable, the endpoints and VEs its data came from",
+            records: t3.values().map(|s| s.len() as u64).sum(),
+            bytes: z(analysis::summary::encode_sources(&t3)),
+        });
+    }
+    if json {
+        return crate::output::print_json(&rows);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<8} {:>12} {:>12} {:>9}  what",
+        "tier", "records", "bytes", "× journal"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<8} {:>12} {:>12} {:>9.3}  {}",
+            r.tier,
+            r.records,
+            r.bytes,
+            r.bytes as f64 / journal_bytes.max(1) as f64,
+            r.what
+        )?;
+    }
+    writeln!(
+        out,
+        "(dry run: nothing was rewritten; T1 and T4 and rewriting sealed segments are not implemented yet)"
+    )?;
     Ok(())
 }

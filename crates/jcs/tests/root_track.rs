@@ -178,6 +178,36 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains("apt-get install graphviz"));
     }
+    // Over T2 summaries the answers contain the exact ones.
+    for (dir, var) in [
+        ("back", "file:/docs/report.txt"),
+        ("forward", "endpoint:tcp/10.80.0.1:8000"),
+    ] {
+        let exact = reached(&env, &[dir, var]);
+        let t2 = reached(&env, &[dir, var, "--tier", "T2"]);
+        assert!(
+            exact.iter().all(|v| t2.contains(v)),
+            "{dir} {var}: {exact:?} ⊄ {t2:?}"
+        );
+    }
+    // What summarizing would keep: T2 and T3 are smaller than the transactions they stand for.
+    let s = env.json(&["summarize", "--dry-run", "--json"]);
+    let row = |tier: &str| {
+        s.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["tier"] == tier)
+            .unwrap_or_else(|| panic!("{s}"))
+            .clone()
+    };
+    let (t0, t2) = (row("T0"), row("T2"));
+    assert!(t0["records"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        t2["records"].as_u64().unwrap() < t0["records"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert!(row("T3")["records"].as_u64().unwrap() > 0, "{s}");
+    assert!(env.fails(&["summarize"]).contains("--dry-run"));
     // An unknown variable is a clear error.
     assert!(env
         .fails(&["track", "back", "file:/nowhere"])
