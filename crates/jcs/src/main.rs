@@ -70,9 +70,9 @@ struct TrackOut {
     /// Render the graph as an SVG picture into FILE (needs Graphviz's dot)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "dot"])]
     svg: Option<std::path::PathBuf>,
-    /// Answer from T2 summaries of the transactions (may add false dependencies, never loses
-    /// one) instead of the transactions themselves
-    #[arg(long, value_parser = ["T2"])]
+    /// Answer from summaries of the transactions: T1 (the same answers) or T2 (may add false
+    /// dependencies, never loses one)
+    #[arg(long, value_parser = ["T1", "T2"])]
     tier: Option<String>,
 }
 
@@ -187,11 +187,11 @@ enum Cmd {
     },
     /// What summarizing the journal would keep, per tier, in records and bytes (--dry-run)
     #[command(
-        after_help = "Tiers: T0 lossless (the transactions that move data, delta-coded), T2 structural (one summary per\n(source, target) pair: may add false dependencies, never loses one), T3 sources (per variable, the\nendpoints and VEs its data came from). Only --dry-run exists yet: rewriting sealed segments, T1\nand T4 are not implemented."
+        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from). Only --dry-run exists yet: rewriting sealed\nsegments and T4 are not implemented."
     )]
     Summarize {
         /// The tier(s) to show besides T0
-        #[arg(long, value_parser = ["T2", "T3"], default_values = ["T2", "T3"])]
+        #[arg(long, value_parser = ["T1", "T2", "T3"], default_values = ["T1", "T2", "T3"])]
         tier: Vec<String>,
         /// Only measure: rewrite nothing (required: rewriting is not implemented yet)
         #[arg(long)]
@@ -593,10 +593,10 @@ fn real_main() -> Result<i32> {
             } else {
                 track::Format::Tree
             };
-            let source = if out.tier.is_some() {
-                track::Source::T2
-            } else {
-                track::Source::Transactions
+            let source = match out.tier.as_deref() {
+                Some("T1") => track::Source::T1,
+                Some(_) => track::Source::T2,
+                None => track::Source::Transactions,
             };
             track::track(
                 &open_store(cli.home)?,

@@ -71,6 +71,7 @@ fn time(ns: u64) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Transactions,
+    T1,
     T2,
 }
 
@@ -106,7 +107,26 @@ pub fn track(
         .collect();
     let graph = analysis::Graph::new(analysis::flows(&ats, is_file), volatile);
     let mut used = HashSet::new();
-    if source == Source::T2 {
+    if source == Source::T1 {
+        // T1 is exact: the same answers; each used summary stands for the flows it merged.
+        let t1 = analysis::summary::T1::new(&graph);
+        let mut keys = HashSet::new();
+        for &s in &starts {
+            let a = match dir {
+                Direction::Back => t1.backward(s, None, at_ns.unwrap_or(u64::MAX)),
+                Direction::Forward => t1.forward(s, None, at_ns.unwrap_or(0)),
+            };
+            keys.extend(a.flows.into_iter().map(|i| (t1.sts[i].src, t1.sts[i].dst)));
+        }
+        used.extend(
+            graph
+                .flows
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| keys.contains(&(f.src, f.dst)))
+                .map(|(i, _)| i),
+        );
+    } else if source == Source::T2 {
         // Over T2 summaries: each used summary stands for all the flows it merged.
         let sg = analysis::summary::SummaryGraph {
             sts: analysis::summary::t2(&graph.flows),
@@ -351,6 +371,17 @@ pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()
             )),
         },
     ];
+    if tiers.contains(&"T1") {
+        let g = analysis::Graph::new(flows.clone(), volatile.clone());
+        let t1 = analysis::summary::T1::new(&g);
+        rows.push(TierSize {
+            tier: "T1",
+            what:
+                "causal: repeated transfers with nothing in between merged; identical reachability",
+            records: t1.sts.len() as u64,
+            bytes: z(analysis::summary::encode(&t1.sts)),
+        });
+    }
     if tiers.contains(&"T2") {
         let sts = analysis::summary::t2(&flows);
         rows.push(TierSize {
@@ -397,7 +428,7 @@ pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()
     }
     writeln!(
         out,
-        "(dry run: nothing was rewritten; T1 and T4 and rewriting sealed segments are not implemented yet)"
+        "(dry run: nothing was rewritten; T4 and rewriting sealed segments are not implemented yet)"
     )?;
     Ok(())
 }
