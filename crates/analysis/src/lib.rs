@@ -83,7 +83,7 @@ pub enum Part {
 }
 
 impl Part {
-    fn of(r: Option<Range>) -> Part {
+    pub fn of(r: Option<Range>) -> Part {
         match r {
             None => Part::Whole,
             Some(r) => Part::Bytes(vec![r]),
@@ -99,7 +99,7 @@ impl Part {
     }
 
     /// Adds `r`; whether anything was new.
-    fn add(&mut self, r: Option<Range>) -> bool {
+    pub fn add(&mut self, r: Option<Range>) -> bool {
         match (&mut *self, r) {
             (Part::Whole, _) => false,
             (_, None) => {

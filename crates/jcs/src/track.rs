@@ -364,10 +364,29 @@ pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()
         },
         TierSize {
             tier: "T0",
-            what: "lossless: the transactions that move data, delta-coded",
+            what: "lossless: the transactions that move data, every field, delta-coded",
             records: flows.len() as u64,
             bytes: z(model::at::encode_batch(
                 &flows.iter().map(|f| ats[f.at]).collect::<Vec<_>>(),
+            )),
+        },
+        TierSize {
+            tier: "flows",
+            what: "T0's causal content (source, target, time, bytes) in the summaries' encoding",
+            records: flows.len() as u64,
+            bytes: z(analysis::summary::encode(
+                &flows
+                    .iter()
+                    .map(|f| analysis::summary::Summary {
+                        src: f.src,
+                        dst: f.dst,
+                        first: f.time,
+                        last: f.time,
+                        src_part: analysis::Part::of(f.src_range),
+                        dst_part: analysis::Part::of(f.dst_range),
+                        count: 1,
+                    })
+                    .collect::<Vec<_>>(),
             )),
         },
     ];
