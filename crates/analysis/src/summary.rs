@@ -510,6 +510,105 @@ mod tests {
         assert!(keys(&s.forward(1, 2)).contains(&3));
     }
 
+    /// Every log of up to `max` flows over variables 1..=3 (2 is a file with bytes, 3 is
+    /// volatile), times 0..3, byte ranges from a small set: calls `f` with each.
+    fn all_small_logs(max: usize, f: &mut impl FnMut(&Graph)) {
+        let ranges = [(0, 2), (1, 3), (2, 4)];
+        let mut choices = Vec::new();
+        for src in 1..=3u32 {
+            for dst in 1..=3u32 {
+                for time in 0..3u64 {
+                    let sr: Vec<Option<Range>> = if src == 2 {
+                        ranges.iter().map(|r| Some(*r)).collect()
+                    } else {
+                        vec![None]
+                    };
+                    let dr: Vec<Option<Range>> = if dst == 2 {
+                        ranges.iter().map(|r| Some(*r)).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for a in &sr {
+                        for b in &dr {
+                            choices.push((src, dst, time, *a, *b));
+                        }
+                    }
+                }
+            }
+        }
+        fn rec(
+            choices: &[(VarId, VarId, u64, Option<Range>, Option<Range>)],
+            log: &mut Vec<Flow>,
+            max: usize,
+            f: &mut impl FnMut(&Graph),
+        ) {
+            if !log.is_empty() {
+                f(&Graph::new(log.clone(), HashSet::from([3])));
+            }
+            if log.len() == max {
+                return;
+            }
+            for &(src, dst, time, sr, dr) in choices {
+                log.push(Flow {
+                    time,
+                    src,
+                    dst,
+                    src_range: sr,
+                    dst_range: dr,
+                    at: log.len(),
+                });
+                rec(choices, log, max, f);
+                log.pop();
+            }
+        }
+        rec(&choices, &mut Vec::new(), max, f);
+    }
+
+    #[test]
+    fn every_small_log_t1_exact_t2_superset_t3_exact() {
+        let mut n = 0u64;
+        all_small_logs(3, &mut |g| {
+            n += 1;
+            let t1 = T1::new(g);
+            let t2 = SummaryGraph {
+                sts: t2(&g.flows),
+                volatile: g.volatile.clone(),
+            };
+            for v in 1..=3 {
+                for t in 0..4 {
+                    let (o, m) = (g.backward(v, None, t), t1.backward(v, None, t));
+                    assert_eq!(o.reached, m.reached, "T1 back {v} at {t}: {g:?}");
+                    let (of, mf) = (g.forward(v, None, t), t1.forward(v, None, t));
+                    assert_eq!(of.reached, mf.reached, "T1 forward {v} from {t}: {g:?}");
+                    assert!(
+                        keys(&o).is_subset(&keys(&t2.backward(v, t))),
+                        "T2 back {v} {t}: {g:?}"
+                    );
+                    assert!(
+                        keys(&of).is_subset(&keys(&t2.forward(v, t))),
+                        "T2 fwd {v} {t}: {g:?}"
+                    );
+                }
+            }
+            for (v, srcs) in t3(g, |v| v == 1) {
+                let oracle: HashSet<VarId> = g
+                    .backward(v, None, u64::MAX)
+                    .reached
+                    .into_keys()
+                    .filter(|&s| s != v && (s == 3 || s == 1))
+                    .collect();
+                assert_eq!(
+                    srcs.into_iter().collect::<HashSet<_>>(),
+                    oracle,
+                    "T3 {v}: {g:?}"
+                );
+            }
+        });
+        // 75 choices of a flow (3 × 3 pairs, 3 ranges on the file's side, 3 times): every log
+        // of 1, 2 and 3 flows.
+        assert_eq!(n, 75 + 75 * 75 + 75 * 75 * 75);
+    }
+
     #[test]
     fn t3_names_exactly_the_oracles_sources() {
         let mut r = Rng(0x9e37_79b9_7f4a_7c15);

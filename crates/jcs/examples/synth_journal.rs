@@ -13,7 +13,10 @@ const ENDPOINTS: u32 = 8;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = std::path::PathBuf::from(args.next().expect("usage: synth_journal EVENTS STORE_DIR"));
     let (j, _) = journal::Journal::open(
         journal::DirStorage::new(dir.join("journal")).expect("journal dir"),
@@ -25,12 +28,27 @@ fn main() {
     let mem = |ve: u32| ve;
     let file = |f: u32| 100 + f;
     let ep = |e: u32| 1000 + e;
-    let mut defs: Vec<(u32, VarDef)> = (1..=VES).map(|v| (mem(v), VarDef::Memory { ve: u64::from(v) })).collect();
+    let mut defs: Vec<(u32, VarDef)> = (1..=VES)
+        .map(|v| (mem(v), VarDef::Memory { ve: u64::from(v) }))
+        .collect();
     defs.extend((0..FILES).map(|f| {
-        (file(f), VarDef::File { dev: 1, ino: u64::from(f), path: Some(format!("/data/f{f}")) })
+        (
+            file(f),
+            VarDef::File {
+                dev: 1,
+                ino: u64::from(f),
+                path: Some(format!("/data/f{f}")),
+            },
+        )
     }));
     defs.extend((0..ENDPOINTS).map(|e| {
-        (ep(e), VarDef::Endpoint { addr: Ipv4Addr::new(10, 9, 0, e as u8 + 1).into(), port: 443 })
+        (
+            ep(e),
+            VarDef::Endpoint {
+                addr: Ipv4Addr::new(10, 9, 0, e as u8 + 1).into(),
+                port: 443,
+            },
+        )
     }));
     let mut r = vec![b'V'];
     r.extend(serde_json::to_vec(&defs).unwrap());
@@ -50,7 +68,11 @@ fn main() {
         t += 500 + rnd(1000);
         let ve = 1 + rnd(u64::from(VES)) as u32;
         // Each VE mostly uses "its" files; every fourth file is shared by all.
-        let f = if rnd(4) == 0 { 4 * rnd(16) as u32 } else { (ve * 8 + rnd(8) as u32) % FILES };
+        let f = if rnd(4) == 0 {
+            4 * rnd(16) as u32
+        } else {
+            (ve * 8 + rnd(8) as u32) % FILES
+        };
         let (op, src, dst, off, len) = match rnd(100) {
             // A hot block read again and again (a config, an index page).
             0..=29 => (Op::Read, file(f), mem(ve), 0, 4096),
@@ -61,8 +83,20 @@ fn main() {
                 sizes[f as usize] += l;
                 (Op::Write, mem(ve), file(f), o, l)
             }
-            85..=94 => (Op::Send, mem(ve), ep(rnd(u64::from(ENDPOINTS)) as u32), 0, 1 + rnd(1500)),
-            _ => (Op::Recv, ep(rnd(u64::from(ENDPOINTS)) as u32), mem(ve), 0, 1 + rnd(1500)),
+            85..=94 => (
+                Op::Send,
+                mem(ve),
+                ep(rnd(u64::from(ENDPOINTS)) as u32),
+                0,
+                1 + rnd(1500),
+            ),
+            _ => (
+                Op::Recv,
+                ep(rnd(u64::from(ENDPOINTS)) as u32),
+                mem(ve),
+                0,
+                1 + rnd(1500),
+            ),
         };
         batch.push(At {
             time_ns: t,
