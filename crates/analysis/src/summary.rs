@@ -300,6 +300,117 @@ impl T1 {
     }
 }
 
+/// T4's age-based policy: after how long network exchanges and file byte intervals fade.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FadePolicy {
+    /// Flows to or from an endpoint older than this become one record per (source, target):
+    /// first and last instant, count, no bytes.
+    pub network_ns: Option<u64>,
+    /// Flows older than this lose their byte intervals (whole files).
+    pub files_ns: Option<u64>,
+}
+
+fn parse_age(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs)?.checked_mul(1_000_000_000)
+}
+
+impl FadePolicy {
+    /// Parses a policy file: lines `network AGE` and `files AGE` (AGE like `90s`, `10m`, `2h`,
+    /// `7d`), `#` comments, blank lines.
+    pub fn parse(text: &str) -> Result<FadePolicy, String> {
+        let mut p = FadePolicy::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |what: &str| format!("line {}: {what}: {line:?}", i + 1);
+            let mut w = line.split_whitespace();
+            let (key, age) = (w.next(), w.next());
+            if w.next().is_some() {
+                return Err(bad("expected `network AGE` or `files AGE`"));
+            }
+            let age = age
+                .and_then(parse_age)
+                .ok_or_else(|| bad("AGE must be a number with s, m, h or d (7d)"))?;
+            match key {
+                Some("network") => p.network_ns = Some(age),
+                Some("files") => p.files_ns = Some(age),
+                _ => return Err(bad("unknown setting (network, files)")),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// A T4 record: an ST, and whether its window still gives the exact instant (one flow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Faded {
+    pub st: Summary,
+    pub exact_window: bool,
+}
+
+/// T4: the flows as of `now`, faded by `policy`. Never loses a dependency (query the STs with
+/// [`SummaryGraph`]).
+pub fn t4(flows: &[Flow], volatile: &HashSet<VarId>, now: u64, policy: &FadePolicy) -> Vec<Faded> {
+    let old = |age: Option<u64>, t: u64| age.is_some_and(|a| now.saturating_sub(t) > a);
+    let mut net: BTreeMap<(VarId, VarId), Summary> = BTreeMap::new();
+    let mut out = Vec::new();
+    for f in flows {
+        let endpoint = volatile.contains(&f.src) || volatile.contains(&f.dst);
+        if endpoint && old(policy.network_ns, f.time) {
+            let s = net.entry((f.src, f.dst)).or_insert_with(|| Summary {
+                src: f.src,
+                dst: f.dst,
+                first: f.time,
+                last: f.time,
+                src_part: Part::Whole,
+                dst_part: Part::Whole,
+                count: 0,
+            });
+            s.first = s.first.min(f.time);
+            s.last = s.last.max(f.time);
+            s.count += 1;
+            continue;
+        }
+        let whole = old(policy.files_ns, f.time);
+        out.push(Faded {
+            st: Summary {
+                src: f.src,
+                dst: f.dst,
+                first: f.time,
+                last: f.time,
+                src_part: if whole {
+                    Part::Whole
+                } else {
+                    Part::of(f.src_range)
+                },
+                dst_part: if whole {
+                    Part::Whole
+                } else {
+                    Part::of(f.dst_range)
+                },
+                count: 1,
+            },
+            exact_window: true,
+        });
+    }
+    out.extend(net.into_values().map(|st| Faded {
+        exact_window: st.count == 1,
+        st,
+    }));
+    out
+}
+
 fn put(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let b = (n & 0x7f) as u8;
@@ -607,6 +718,47 @@ mod tests {
         // 75 choices of a flow (3 × 3 pairs, 3 ranges on the file's side, 3 times): every log
         // of 1, 2 and 3 flows.
         assert_eq!(n, 75 + 75 * 75 + 75 * 75 * 75);
+    }
+
+    #[test]
+    fn t4_never_loses_a_dependency() {
+        let mut r = Rng(0x0bad_5eed_1234_5678);
+        for _ in 0..100_000 {
+            let g = random(&mut r);
+            let policy = FadePolicy {
+                network_ns: (r.next(3) > 0).then(|| r.next(10)),
+                files_ns: (r.next(3) > 0).then(|| r.next(10)),
+            };
+            let now = r.next(20);
+            let faded = t4(&g.flows, &g.volatile, now, &policy);
+            assert!(faded.iter().all(|f| f.exact_window == (f.st.count == 1)));
+            let s = SummaryGraph {
+                sts: faded.into_iter().map(|f| f.st).collect(),
+                volatile: g.volatile.clone(),
+            };
+            let t = r.next(14);
+            let vars: HashSet<VarId> = g.flows.iter().flat_map(|f| [f.src, f.dst]).collect();
+            for &v in &vars {
+                assert!(keys(&g.backward(v, None, t)).is_subset(&keys(&s.backward(v, t))));
+                assert!(keys(&g.forward(v, None, t)).is_subset(&keys(&s.forward(v, t))));
+            }
+        }
+    }
+
+    #[test]
+    fn fading_policies_parse_or_say_why_not() {
+        let p = FadePolicy::parse("# fade\nnetwork 7d\n\nfiles 30d # whole files\n").unwrap();
+        assert_eq!(p.network_ns, Some(7 * 86_400 * 1_000_000_000));
+        assert_eq!(p.files_ns, Some(30 * 86_400 * 1_000_000_000));
+        for (bad, why) in [
+            ("network", "line 1"),
+            ("network 7 days", "line 1"),
+            ("disk 7d", "unknown setting"),
+            ("\nfiles 3w", "line 2"),
+        ] {
+            let e = FadePolicy::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]

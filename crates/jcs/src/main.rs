@@ -14,7 +14,7 @@ mod template;
 mod track;
 mod ves;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use model::limits::parse_size;
 use model::{Limits, Name, NetMode};
@@ -187,12 +187,15 @@ enum Cmd {
     },
     /// What summarizing the journal would keep, per tier, in records and bytes (--dry-run)
     #[command(
-        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from). Only --dry-run exists yet: rewriting sealed\nsegments and T4 are not implemented."
+        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from); T4 fading (--policy FILE: exchanges with endpoints\nolder than `network AGE` become one record per (VE, endpoint), file bytes older than `files AGE` become\nwhole files; never loses a dependency). Only --dry-run exists yet: rewriting sealed segments is not\nimplemented."
     )]
     Summarize {
         /// The tier(s) to show besides T0
-        #[arg(long, value_parser = ["T1", "T2", "T3"], default_values = ["T1", "T2", "T3"])]
+        #[arg(long, value_parser = ["T1", "T2", "T3", "T4"], default_values = ["T1", "T2", "T3"])]
         tier: Vec<String>,
+        /// T4's fading policy: lines `network AGE` and `files AGE` (AGE: 90s, 10m, 2h, 7d)
+        #[arg(long, value_name = "FILE")]
+        policy: Option<std::path::PathBuf>,
         /// Only measure: rewrite nothing (required: rewriting is not implemented yet)
         #[arg(long)]
         dry_run: bool,
@@ -564,6 +567,7 @@ fn real_main() -> Result<i32> {
         }
         Cmd::Summarize {
             tier,
+            policy,
             dry_run,
             json,
         } => {
@@ -571,7 +575,23 @@ fn real_main() -> Result<i32> {
                 bail!("jcs summarize rewrites nothing yet: rewriting sealed segments is not implemented; use --dry-run to see what each tier would keep");
             }
             let tiers: Vec<&str> = tier.iter().map(String::as_str).collect();
-            track::summarize_dry_run(&open_store(cli.home)?, &tiers, json).map(|_| 0)
+            let policy = match (tiers.contains(&"T4"), policy) {
+                (true, None) => {
+                    bail!("--tier T4 needs --policy FILE (lines `network 7d`, `files 30d`)")
+                }
+                (true, Some(p)) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("read the policy {}", p.display()))?;
+                    Some(
+                        analysis::summary::FadePolicy::parse(&text)
+                            .map_err(|e| anyhow::anyhow!("policy {}: {e}", p.display()))?,
+                    )
+                }
+                (false, Some(_)) => bail!("--policy is T4's: add --tier T4"),
+                (false, None) => None,
+            };
+            track::summarize_dry_run(&open_store(cli.home)?, &tiers, policy.as_ref(), json)
+                .map(|_| 0)
         }
         Cmd::Track { dir } => {
             let now = std::time::SystemTime::now()

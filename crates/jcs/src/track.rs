@@ -327,7 +327,12 @@ pub struct TierSize {
 }
 
 /// `jcs summarize --dry-run`: what each tier would keep of the journal, in records and bytes.
-pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()> {
+pub fn summarize_dry_run(
+    store: &Store,
+    tiers: &[&str],
+    policy: Option<&analysis::summary::FadePolicy>,
+    json: bool,
+) -> Result<()> {
     let (vars, ats) = load(store)?;
     let dir = store.layout.root().join("journal");
     let storage = journal::DirStorage::new(&dir)?;
@@ -425,6 +430,25 @@ pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()
             bytes: z(analysis::summary::encode_sources(&t3)),
         });
     }
+    if let Some(p) = policy {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let volatile: HashSet<VarId> = vars
+            .iter()
+            .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        let faded = analysis::summary::t4(&flows, &volatile, now, p);
+        let sts: Vec<analysis::summary::Summary> = faded.iter().map(|f| f.st.clone()).collect();
+        rows.push(TierSize {
+            tier: "T4",
+            what: "fading: old exchanges one record per (VE, endpoint), old file bytes whole; never loses a dependency",
+            records: sts.len() as u64,
+            bytes: z(analysis::summary::encode(&sts)),
+        });
+    }
     if json {
         return crate::output::print_json(&rows);
     }
@@ -447,7 +471,7 @@ pub fn summarize_dry_run(store: &Store, tiers: &[&str], json: bool) -> Result<()
     }
     writeln!(
         out,
-        "(dry run: nothing was rewritten; T4 and rewriting sealed segments are not implemented yet)"
+        "(dry run: nothing was rewritten; rewriting sealed segments is not implemented yet)"
     )?;
     Ok(())
 }

@@ -178,12 +178,17 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains("apt-get install graphviz"));
     }
-    // Over T2 summaries the answers contain the exact ones.
+    // Over T1 summaries the answers are the exact ones; over T2 they contain them.
     for (dir, var) in [
         ("back", "file:/docs/report.txt"),
         ("forward", "endpoint:tcp/10.80.0.1:8000"),
     ] {
         let exact = reached(&env, &[dir, var]);
+        assert_eq!(
+            reached(&env, &[dir, var, "--tier", "T1"]),
+            exact,
+            "{dir} {var}"
+        );
         let t2 = reached(&env, &[dir, var, "--tier", "T2"]);
         assert!(
             exact.iter().all(|v| t2.contains(v)),
@@ -200,14 +205,42 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
             .unwrap_or_else(|| panic!("{s}"))
             .clone()
     };
-    let (t0, t2) = (row("T0"), row("T2"));
-    assert!(t0["records"].as_u64().unwrap() > 0, "{s}");
+    let (t0, t1, t2) = (row("T0"), row("T1"), row("T2"));
+    let n = |r: &serde_json::Value| r["records"].as_u64().unwrap();
+    assert!(n(&t0) > 0, "{s}");
     assert!(
-        t2["records"].as_u64().unwrap() < t0["records"].as_u64().unwrap(),
+        n(&t2) <= n(&t1) && n(&t1) <= n(&t0) && n(&t2) < n(&t0),
         "{s}"
     );
     assert!(row("T3")["records"].as_u64().unwrap() > 0, "{s}");
     assert!(env.fails(&["summarize"]).contains("--dry-run"));
+    // T4 with a policy that fades everything older than a second.
+    let policy = env.home().join("fade.policy");
+    std::fs::write(&policy, "# everything old\nnetwork 1s\nfiles 1s\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let p = policy.to_str().unwrap();
+    let s4 = env.json(&[
+        "summarize",
+        "--dry-run",
+        "--tier",
+        "T4",
+        "--policy",
+        p,
+        "--json",
+    ]);
+    let t4 = s4
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tier"] == "T4")
+        .unwrap();
+    assert!(t4["records"].as_u64().unwrap() <= n(&t0), "{s4}");
+    std::fs::write(&policy, "network soon\n").unwrap();
+    let e = env.fails(&["summarize", "--dry-run", "--tier", "T4", "--policy", p]);
+    assert!(e.contains("line 1") && e.contains("AGE"), "{e}");
+    assert!(env
+        .fails(&["summarize", "--dry-run", "--tier", "T4"])
+        .contains("--policy"));
     // An unknown variable is a clear error.
     assert!(env
         .fails(&["track", "back", "file:/nowhere"])
