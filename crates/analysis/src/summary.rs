@@ -647,8 +647,9 @@ mod tests {
                 }
             }
         }
+        type Choice = (VarId, VarId, u64, Option<Range>, Option<Range>);
         fn rec(
-            choices: &[(VarId, VarId, u64, Option<Range>, Option<Range>)],
+            choices: &[Choice],
             log: &mut Vec<Flow>,
             max: usize,
             f: &mut impl FnMut(&Graph),
