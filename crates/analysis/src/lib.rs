@@ -38,6 +38,8 @@ pub struct Flow {
     pub src_range: Option<Range>,
     /// The bytes of `dst` it wrote (None: all of it).
     pub dst_range: Option<Range>,
+    /// How many bytes it moved (0 where the transaction does not say: exec, rename, ...).
+    pub len: u64,
     /// Index of the transaction in the slice it came from.
     pub at: usize,
 }
@@ -69,6 +71,7 @@ pub fn flows(ats: &[At], is_file: impl Fn(VarId) -> bool) -> Vec<Flow> {
                 dst: a.dst,
                 src_range,
                 dst_range,
+                len: a.len,
                 at: i,
             })
         })
@@ -256,6 +259,7 @@ mod tests {
             dst,
             src_range: None,
             dst_range: None,
+            len: 0,
             at: 0,
         }
     }
@@ -384,6 +388,7 @@ mod tests {
                 dst: d,
                 src_range: if bytes && s % 2 == 0 { range(r) } else { None },
                 dst_range: if bytes && d % 2 == 0 { range(r) } else { None },
+                len: 0,
                 at: i,
             });
         }

@@ -36,6 +36,8 @@ pub struct Summary {
     pub dst_part: Part,
     /// How many flows it stands for.
     pub count: u64,
+    /// The bytes they moved, together.
+    pub bytes: u64,
 }
 
 fn add(p: &mut Part, r: Option<Range>) {
@@ -54,12 +56,14 @@ pub fn t2(flows: &[Flow]) -> Vec<Summary> {
             src_part: Part::Bytes(vec![]),
             dst_part: Part::Bytes(vec![]),
             count: 0,
+            bytes: 0,
         });
         s.first = s.first.min(f.time);
         s.last = s.last.max(f.time);
         add(&mut s.src_part, f.src_range);
         add(&mut s.dst_part, f.dst_range);
         s.count += 1;
+        s.bytes += f.len;
     }
     m.into_values().collect()
 }
@@ -230,6 +234,7 @@ impl T1 {
                         let s = &mut sts[n];
                         s.last = f.time;
                         s.count += 1;
+                        s.bytes += f.len;
                     }
                     _ => {
                         sts.push(Summary {
@@ -240,6 +245,7 @@ impl T1 {
                             src_part: Part::of(f.src_range),
                             dst_part: Part::of(f.dst_range),
                             count: 1,
+                            bytes: f.len,
                         });
                         ranges.push((f.src_range, f.dst_range));
                         // Only an ST with nothing into its source or out of its target at its
@@ -260,6 +266,25 @@ impl T1 {
         }
     }
 
+    /// T1 summaries read back (with any flows not summarized, as summaries of one flow). Each
+    /// must move one byte range (or all) on each side, as T1 makes them; None otherwise.
+    pub fn from_summaries(sts: Vec<Summary>, volatile: HashSet<VarId>) -> Option<T1> {
+        let one = |p: &Part| match p {
+            Part::Whole => Some(None),
+            Part::Bytes(v) if v.len() == 1 => Some(Some(v[0])),
+            Part::Bytes(_) => None,
+        };
+        let ranges = sts
+            .iter()
+            .map(|s| Some((one(&s.src_part)?, one(&s.dst_part)?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(T1 {
+            sts,
+            ranges,
+            volatile,
+        })
+    }
+
     /// The STs as flows at the instant a query starting at `t` sees them: the latest instant
     /// not after `t` (backward) or the earliest not before `t` (forward) that the window allows.
     fn as_flows(&self, t: u64, back: bool) -> Graph {
@@ -275,6 +300,7 @@ impl T1 {
                 dst: s.dst,
                 src_range: r.0,
                 dst_range: r.1,
+                len: 0,
                 at: i,
             })
             .collect();
@@ -376,10 +402,12 @@ pub fn t4(flows: &[Flow], volatile: &HashSet<VarId>, now: u64, policy: &FadePoli
                 src_part: Part::Whole,
                 dst_part: Part::Whole,
                 count: 0,
+                bytes: 0,
             });
             s.first = s.first.min(f.time);
             s.last = s.last.max(f.time);
             s.count += 1;
+            s.bytes += f.len;
             continue;
         }
         let whole = old(policy.files_ns, f.time);
@@ -400,6 +428,7 @@ pub fn t4(flows: &[Flow], volatile: &HashSet<VarId>, now: u64, policy: &FadePoli
                     Part::of(f.dst_range)
                 },
                 count: 1,
+                bytes: f.len,
             },
             exact_window: true,
         });
@@ -452,11 +481,83 @@ pub fn encode(sts: &[Summary]) -> Vec<u8> {
         put(&mut out, s.first - prev);
         put(&mut out, s.last - s.first);
         put(&mut out, s.count);
+        put(&mut out, s.bytes);
         put_part(&mut out, &s.src_part);
         put_part(&mut out, &s.dst_part);
         prev = s.first;
     }
     out
+}
+
+fn get(b: &[u8], o: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*o)?;
+        *o += 1;
+        if shift > 63 {
+            return None;
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+        shift += 7;
+    }
+}
+
+fn get_part(b: &[u8], o: &mut usize) -> Option<Part> {
+    match get(b, o)? {
+        0 => Some(Part::Whole),
+        n => {
+            let n = n - 1;
+            if n > b.len() as u64 {
+                return None;
+            }
+            let mut v = Vec::with_capacity(n as usize);
+            let mut prev = 0u64;
+            for _ in 0..n {
+                let a = prev.checked_add(get(b, o)?)?;
+                let e = a.checked_add(get(b, o)?)?;
+                v.push((a, e));
+                prev = e;
+            }
+            Some(Part::Bytes(v))
+        }
+    }
+}
+
+/// Reads [`encode`]'s output back; None for anything malformed.
+pub fn decode(b: &[u8]) -> Option<Vec<Summary>> {
+    let o = &mut 0usize;
+    let n = get(b, o)?;
+    if n > b.len() as u64 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    let mut prev = 0u64;
+    for _ in 0..n {
+        let src = VarId::try_from(get(b, o)?).ok()?;
+        let dst = VarId::try_from(get(b, o)?).ok()?;
+        let first = prev.checked_add(get(b, o)?)?;
+        let last = first.checked_add(get(b, o)?)?;
+        let count = get(b, o)?;
+        let bytes = get(b, o)?;
+        let src_part = get_part(b, o)?;
+        let dst_part = get_part(b, o)?;
+        prev = first;
+        out.push(Summary {
+            src,
+            dst,
+            first,
+            last,
+            src_part,
+            dst_part,
+            count,
+            bytes,
+        });
+    }
+    (*o == b.len()).then_some(out)
 }
 
 /// A compact encoding of a T3 table (variable → its sources).
@@ -503,6 +604,7 @@ mod tests {
                     dst: d,
                     src_range: if s % 2 == 0 { range(r) } else { None },
                     dst_range: if d % 2 == 0 { range(r) } else { None },
+                    len: 0,
                     at: i,
                 }
             })
@@ -553,6 +655,7 @@ mod tests {
             dst,
             src_range: None,
             dst_range: None,
+            len: 0,
             at: 0,
         };
         let g = Graph::new(vec![f(5, 1, 2), f(1, 2, 3), f(9, 2, 3)], HashSet::new());
@@ -598,6 +701,7 @@ mod tests {
             dst: 2,
             src_range: None,
             dst_range: Some((a, a + 100)),
+            len: 0,
             at: 0,
         };
         let read = Flow {
@@ -606,6 +710,7 @@ mod tests {
             dst: 3,
             src_range: Some((0, 100)),
             dst_range: None,
+            len: 0,
             at: 3,
         };
         let g = Graph::new(vec![w(1, 0), w(2, 100), w(3, 200), read], HashSet::new());
@@ -648,12 +753,7 @@ mod tests {
             }
         }
         type Choice = (VarId, VarId, u64, Option<Range>, Option<Range>);
-        fn rec(
-            choices: &[Choice],
-            log: &mut Vec<Flow>,
-            max: usize,
-            f: &mut impl FnMut(&Graph),
-        ) {
+        fn rec(choices: &[Choice], log: &mut Vec<Flow>, max: usize, f: &mut impl FnMut(&Graph)) {
             if !log.is_empty() {
                 f(&Graph::new(log.clone(), HashSet::from([3])));
             }
@@ -667,6 +767,7 @@ mod tests {
                     dst,
                     src_range: sr,
                     dst_range: dr,
+                    len: 0,
                     at: log.len(),
                 });
                 rec(choices, log, max, f);
@@ -744,6 +845,25 @@ mod tests {
                 assert!(keys(&g.forward(v, None, t)).is_subset(&keys(&s.forward(v, t))));
             }
         }
+    }
+
+    #[test]
+    fn summaries_encode_and_decode() {
+        let mut r = Rng(0x5eed);
+        for _ in 0..2000 {
+            let g = random(&mut r);
+            let mut sts = t2(&g.flows);
+            sts.sort_by_key(|s| s.first);
+            let b = encode(&sts);
+            assert_eq!(decode(&b).as_ref(), Some(&sts));
+            for cut in 0..b.len() {
+                let _ = decode(&b[..cut]);
+            }
+            let t1 = T1::new(&g);
+            let back = T1::from_summaries(decode(&encode(&t1.sts)).unwrap(), g.volatile.clone());
+            assert!(back.is_some());
+        }
+        assert_eq!(decode(&[0xff; 12]), None);
     }
 
     #[test]

@@ -645,9 +645,10 @@ fn verify(store: &store::Store, json: bool) -> Result<i32> {
         output::print_json(&r)?;
     } else {
         println!(
-            "journal {}: {} segment(s), {} block(s), {} record(s), {} bytes",
+            "journal {}: {} segment(s), {} summary file(s), {} block(s), {} record(s), {} bytes",
             dir.display(),
             r.segments,
+            r.summaries,
             r.blocks,
             r.records,
             r.bytes

@@ -390,6 +390,7 @@ pub fn summarize_dry_run(
                         src_part: analysis::Part::of(f.src_range),
                         dst_part: analysis::Part::of(f.dst_range),
                         count: 1,
+                        bytes: f.len,
                     })
                     .collect::<Vec<_>>(),
             )),

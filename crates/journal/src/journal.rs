@@ -66,6 +66,30 @@ fn segments<S: Storage>(storage: &S) -> Result<Vec<(u64, String)>, JournalError>
     Ok(v)
 }
 
+/// A file of the journal in chain order: a segment, or a summary file replacing segments.
+enum Unit {
+    Segment(String),
+    Summary(String),
+}
+
+/// The journal's segments and summary files in chain order; segments that a summary file
+/// replaces (an interrupted replacement) are left out.
+fn units<S: Storage>(storage: &S) -> Result<Vec<Unit>, JournalError> {
+    let names = storage.list().map_err(io_err("list the journal"))?;
+    let sums: Vec<(u64, u64, String)> = names
+        .iter()
+        .filter_map(|n| crate::summary::summary_range(n).map(|(a, b)| (a, b, n.clone())))
+        .collect();
+    let mut v: Vec<(u64, Unit)> = segments(storage)?
+        .into_iter()
+        .filter(|(n, _)| !sums.iter().any(|(a, b, _)| a <= n && n <= b))
+        .map(|(n, name)| (n, Unit::Segment(name)))
+        .collect();
+    v.extend(sums.into_iter().map(|(a, _, n)| (a, Unit::Summary(n))));
+    v.sort_by_key(|(n, _)| *n);
+    Ok(v.into_iter().map(|(_, u)| u).collect())
+}
+
 /// Records with their sequence numbers.
 pub type Records = Vec<(u64, Vec<u8>)>;
 
@@ -196,6 +220,9 @@ pub struct Recovery {
     /// Segments set aside (renamed to `*.quarantined`) because of damage followed by intact
     /// data: (new name, reason). They are never deleted; `verify` keeps reporting them.
     pub quarantined: Vec<(String, String)>,
+    /// Files an interrupted summarization left, removed: `.sum.tmp` files, and segments a
+    /// complete summary file already replaces.
+    pub summary_leftovers: Vec<String>,
 }
 
 /// Where the next block goes.
@@ -229,6 +256,8 @@ impl<S: Storage> Journal<S> {
     /// Opens the journal for appending, repairing the last segment when needed.
     pub fn open(mut storage: S, opts: Options) -> Result<(Journal<S>, Recovery), JournalError> {
         let mut rec = Recovery::default();
+        // Finish what an interrupted summarization left (its summary file is complete).
+        rec.summary_leftovers = crate::summary::clean_up(&mut storage)?;
         let mut names = segments(&storage)?;
         let mut tail = Tail {
             segment: None,
@@ -407,6 +436,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub segments: u64,
+    /// Summary files (each replacing sealed segments; their head is recorded).
+    pub summaries: u64,
     pub blocks: u64,
     pub records: u64,
     pub bytes: u64,
@@ -430,9 +461,9 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
         .filter(|n| n.ends_with(".quarantined"))
         .cloned()
         .collect();
-    let names = segments(storage)?;
     let mut r = VerifyReport {
         segments: 0,
+        summaries: 0,
         blocks: 0,
         records: 0,
         bytes: 0,
@@ -442,7 +473,45 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
     };
     let mut head: Hash = [0; 32];
     let (mut next_block, mut next_seq) = (0u64, 0u64);
-    for (_, name) in names {
+    for unit in units(storage)? {
+        let name = match unit {
+            Unit::Segment(n) => n,
+            Unit::Summary(name) => {
+                let bytes = storage
+                    .read(&name)
+                    .map_err(io_err(format!("read {name}")))?;
+                r.summaries += 1;
+                r.bytes += bytes.len() as u64;
+                let problem = |what: String| Problem {
+                    segment: name.clone(),
+                    block: None,
+                    offset: 0,
+                    what,
+                };
+                match crate::summary::read_summary(&bytes) {
+                    Err(e) => {
+                        r.first_problem = Some(problem(format!("summary file: {e}")));
+                        break;
+                    }
+                    Ok((h, _))
+                        if h.start_chain != head
+                            || h.first_block != next_block
+                            || h.first_seq != next_seq =>
+                    {
+                        r.first_problem = Some(problem(
+                            "summary does not continue the chain of what precedes it".into(),
+                        ));
+                        break;
+                    }
+                    Ok((h, recs)) => {
+                        r.records += recs.len() as u64;
+                        head = h.end_chain;
+                        (next_block, next_seq) = (h.next_block, h.next_seq);
+                    }
+                }
+                continue;
+            }
+        };
         let bytes = storage
             .read(&name)
             .map_err(io_err(format!("read {name}")))?;
@@ -495,9 +564,28 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
 
 /// Every record in order with its sequence number (segments that verify; stops at damage).
 pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
-    let names = segments(storage)?;
     let mut out = Vec::new();
-    for (_, name) in names {
+    for unit in units(storage)? {
+        let name = match unit {
+            Unit::Segment(n) => n,
+            Unit::Summary(name) => {
+                let bytes = storage
+                    .read(&name)
+                    .map_err(io_err(format!("read {name}")))?;
+                let (h, recs) = crate::summary::read_summary(&bytes).map_err(|error| {
+                    JournalError::Segment {
+                        segment: name.clone(),
+                        error,
+                    }
+                })?;
+                out.extend(
+                    recs.into_iter()
+                        .enumerate()
+                        .map(|(i, r)| (h.first_seq + i as u64, r)),
+                );
+                continue;
+            }
+        };
         let bytes = storage
             .read(&name)
             .map_err(io_err(format!("read {name}")))?;

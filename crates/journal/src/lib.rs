@@ -13,6 +13,7 @@ pub mod format;
 pub mod index;
 pub mod journal;
 pub mod storage;
+pub mod summary;
 pub mod writer;
 
 pub use journal::{

@@ -366,3 +366,101 @@ fn a_lingering_writer_batches_a_stream_and_still_answers_a_waiter_at_once() {
     );
     assert_eq!(read_all(&s).unwrap().len(), 7);
 }
+
+/// Segments 0..=2 of a journal with small segments replaced by a summary file.
+fn summarized() -> (MemStorage, [u8; 32], u64) {
+    let (s, head) = filled(30, 4, small_segments());
+    let n = s.list().unwrap().len() as u64;
+    assert!(n >= 5, "{n} segments");
+    (s, head, n)
+}
+
+#[test]
+fn a_summary_replaces_sealed_segments_and_the_chain_still_verifies() {
+    use journal::summary::{replace_segments, summary_name};
+    let (mut s, head, n) = summarized();
+    let before = verify(&s).unwrap();
+    let r = replace_segments(&mut s, 0, 2, &[b"summary of 0..=2".to_vec()]).unwrap();
+    assert_eq!(r.name, summary_name(0, 2));
+    assert!(r.bytes_after < r.bytes_before);
+    let names = s.list().unwrap();
+    assert_eq!(names.len() as u64, n - 3 + 1, "{names:?}");
+    let v = verify(&s).unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!((v.summaries, v.segments), (1, n - 3));
+    assert_eq!(v.head, before.head, "summarizing does not change the head");
+    assert_eq!(v.head, journal::format::hex(&head));
+    // Readers see the summary's records, then the segments after it.
+    let all = read_all(&s).unwrap();
+    assert_eq!(all[0].1, b"summary of 0..=2");
+    assert!(all.len() < before.records as usize);
+    // The journal opens and goes on appending after it.
+    let (mut j, rec) = Journal::open(s.clone(), small_segments()).unwrap();
+    assert!(rec.summary_leftovers.is_empty());
+    j.append(&[b"after".to_vec()]).unwrap();
+    let s2 = j.storage().clone();
+    assert!(verify(&s2).unwrap().ok());
+    // A single segment can be replaced too.
+    let mut t = s.clone();
+    assert!(replace_segments(&mut t, 3, 3, &[]).is_ok());
+    assert!(verify(&t).unwrap().ok());
+}
+
+#[test]
+fn a_tampered_summary_or_a_wrong_one_is_reported() {
+    use journal::summary::{replace_segments, summary_name};
+    let (mut s, _, _) = summarized();
+    replace_segments(&mut s, 0, 2, &[b"summary".to_vec(), vec![7; 300]]).unwrap();
+    let name = summary_name(0, 2);
+    let good = s.written[&name].clone();
+    for pos in [3, 70, 100, 140, good.len() - 5] {
+        let mut t = s.clone();
+        t.written.get_mut(&name).unwrap()[pos] ^= 0x10;
+        let v = verify(&t).unwrap();
+        assert_eq!(
+            v.first_problem.as_ref().map(|p| p.segment.as_str()),
+            Some(name.as_str()),
+            "byte {pos}: {v:?}"
+        );
+    }
+    // A summary of other segments' range put in its place does not continue the chain.
+    let (mut other, _, _) = summarized();
+    replace_segments(&mut other, 1, 2, &[b"x".to_vec()]).unwrap();
+    let mut t = s.clone();
+    t.written.remove(&name);
+    t.written.insert(
+        summary_name(0, 2),
+        other.written[&summary_name(1, 2)].clone(),
+    );
+    assert!(!verify(&t).unwrap().ok());
+}
+
+#[test]
+fn an_interrupted_summarization_loses_nothing() {
+    use journal::summary::{replace_segments, summary_name};
+    let (s, _, _) = summarized();
+    let before = read_all(&s).unwrap();
+    // Crash before the rename: only a .sum.tmp exists beside the segments.
+    let mut t = s.clone();
+    t.append(&format!("{}.tmp", summary_name(0, 2)), b"half a summary")
+        .unwrap();
+    assert_eq!(read_all(&t).unwrap(), before);
+    assert!(verify(&t).unwrap().ok());
+    let (_, rec) = Journal::open(t.clone(), small_segments()).unwrap();
+    assert_eq!(
+        rec.summary_leftovers,
+        vec![format!("{}.tmp", summary_name(0, 2))]
+    );
+    // Crash after the rename, before the segments were deleted: the summary wins, and
+    // opening the journal finishes the deletion.
+    let mut u = s.clone();
+    replace_segments(&mut u, 0, 2, &[b"sum".to_vec()]).unwrap();
+    let sum = u.written[&summary_name(0, 2)].clone();
+    let mut w = s.clone();
+    w.append(&summary_name(0, 2), &sum).unwrap();
+    assert_eq!(read_all(&w).unwrap(), read_all(&u).unwrap());
+    assert!(verify(&w).unwrap().ok());
+    let (j, rec) = Journal::open(w, small_segments()).unwrap();
+    assert_eq!(rec.summary_leftovers.len(), 3, "{rec:?}");
+    assert_eq!(j.storage().list().unwrap(), u.list().unwrap());
+}
