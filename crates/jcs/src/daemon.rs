@@ -74,6 +74,9 @@ pub fn socket_path(home: &Path) -> PathBuf {
 pub const REC_VARS: u8 = b'V';
 pub const REC_ATS: u8 = b'A';
 pub const REC_STATS: u8 = b'S';
+/// Written by `jcs summarize` into summary files: a tier byte (1, 2, 4), then
+/// `analysis::summary::encode`d summaries.
+pub const REC_SUMMARIES: u8 = b'T';
 
 /// What the kernel counted for one VE, written when it is unwatched (`S` records).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -122,9 +125,9 @@ fn journal_options() -> Result<journal::Options> {
     if let Ok(v) = std::env::var("JCS_SEGMENT_BYTES") {
         o.segment_max_bytes = model::limits::parse_size(&v)
             .ok()
-            .filter(|&n| n >= 4096)
+            .filter(|&n| n >= 1024)
             .with_context(|| {
-                format!("JCS_SEGMENT_BYTES={v:?}: expected a size of at least 4096 bytes")
+                format!("JCS_SEGMENT_BYTES={v:?}: expected a size of at least 1024 bytes")
             })?;
     }
     Ok(o)

@@ -10,6 +10,7 @@ mod journal_index;
 mod netsetup;
 mod output;
 mod store;
+mod summarize;
 mod template;
 mod track;
 mod ves;
@@ -185,9 +186,10 @@ enum Cmd {
         #[command(subcommand)]
         dir: TrackCmd,
     },
-    /// What summarizing the journal would keep, per tier, in records and bytes (--dry-run)
+    /// Rewrite the journal's sealed segments into summaries of one tier (--dry-run: only show
+    /// what each tier would keep)
     #[command(
-        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from); T4 fading (--policy FILE: exchanges with endpoints\nolder than `network AGE` become one record per (VE, endpoint), file bytes older than `files AGE` become\nwhole files; never loses a dependency). Only --dry-run exists yet: rewriting sealed segments is not\nimplemented."
+        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from); T4 fading (--policy FILE: exchanges with endpoints\nolder than `network AGE` become one record per (VE, endpoint), file bytes older than `files AGE` become\nwhole files; never loses a dependency). Without --dry-run, name one --tier (T1, T2 or T4): every sealed segment\n(all but the open one) is replaced by a summary file of that tier,\nwritten, synced and verified before the segments go; `jcs verify` still checks the chain across it.\nWhat the segments held beyond the summaries is gone: `jcs log` no longer lists those transactions."
     )]
     Summarize {
         /// The tier(s) to show besides T0
@@ -196,7 +198,7 @@ enum Cmd {
         /// T4's fading policy: lines `network AGE` and `files AGE` (AGE: 90s, 10m, 2h, 7d)
         #[arg(long, value_name = "FILE")]
         policy: Option<std::path::PathBuf>,
-        /// Only measure: rewrite nothing (required: rewriting is not implemented yet)
+        /// Only measure what each tier would keep; rewrite nothing
         #[arg(long)]
         dry_run: bool,
         /// JSON instead of a table
@@ -571,9 +573,6 @@ fn real_main() -> Result<i32> {
             dry_run,
             json,
         } => {
-            if !dry_run {
-                bail!("jcs summarize rewrites nothing yet: rewriting sealed segments is not implemented; use --dry-run to see what each tier would keep");
-            }
             let tiers: Vec<&str> = tier.iter().map(String::as_str).collect();
             let policy = match (tiers.contains(&"T4"), policy) {
                 (true, None) => {
@@ -590,8 +589,16 @@ fn real_main() -> Result<i32> {
                 (false, Some(_)) => bail!("--policy is T4's: add --tier T4"),
                 (false, None) => None,
             };
-            track::summarize_dry_run(&open_store(cli.home)?, &tiers, policy.as_ref(), json)
-                .map(|_| 0)
+            if dry_run {
+                summarize::summarize_dry_run(&open_store(cli.home)?, &tiers, policy.as_ref(), json)
+                    .map(|_| 0)
+            } else {
+                let [tier] = tiers[..] else {
+                    bail!("rewriting the journal takes one --tier (T1, T2 or T4); --dry-run shows them all");
+                };
+                need_root()?;
+                summarize::summarize(&open_store(cli.home)?, tier, policy.as_ref(), json).map(|_| 0)
+            }
         }
         Cmd::Track { dir } => {
             let now = std::time::SystemTime::now()

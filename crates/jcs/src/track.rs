@@ -5,8 +5,9 @@
 //! (device, inode) and by its name alone (a rename names paths). Each is a starting point; the
 //! answers are united. Not yet: summarized journals (every transaction is read).
 
-use crate::daemon::{REC_ATS, REC_VARS};
+use crate::daemon::{REC_ATS, REC_SUMMARIES, REC_VARS};
 use crate::store::Store;
+use analysis::summary::Summary;
 use anyhow::{bail, Context, Result};
 use model::at::{At, VarDef, VarId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,28 +39,44 @@ struct Edge {
     bytes: u64,
 }
 
-/// Every variable definition and transaction in the journal.
-pub fn load(store: &Store) -> Result<(HashMap<VarId, VarDef>, Vec<At>)> {
+/// Everything the journal holds that tracking uses.
+pub struct Loaded {
+    pub vars: HashMap<VarId, VarDef>,
+    pub ats: Vec<At>,
+    /// Summaries written by `jcs summarize`: (tier, summary).
+    pub sums: Vec<(u8, analysis::summary::Summary)>,
+}
+
+/// Every variable definition, transaction and summary in the journal.
+pub fn load(store: &Store) -> Result<Loaded> {
     let dir = store.layout.root().join("journal");
     let records = journal::read_all(&journal::DirStorage::new(&dir)?)
         .with_context(|| format!("read the journal at {}", dir.display()))?;
-    let mut vars = HashMap::new();
-    let mut ats = Vec::new();
+    let mut l = Loaded {
+        vars: HashMap::new(),
+        ats: Vec::new(),
+        sums: Vec::new(),
+    };
     for (seq, r) in records {
         match r.first() {
             Some(&REC_VARS) => {
                 let defs: Vec<(VarId, VarDef)> = serde_json::from_slice(&r[1..])
                     .with_context(|| format!("journal record {seq}: variable definitions"))?;
-                vars.extend(defs);
+                l.vars.extend(defs);
             }
-            Some(&REC_ATS) => ats.extend(
+            Some(&REC_ATS) => l.ats.extend(
                 model::at::decode_batch(&r[1..])
                     .with_context(|| format!("journal record {seq}: transactions"))?,
             ),
+            Some(&REC_SUMMARIES) if r.len() >= 2 => {
+                let sts = analysis::summary::decode(&r[2..])
+                    .with_context(|| format!("journal record {seq}: summaries do not decode"))?;
+                l.sums.extend(sts.into_iter().map(|s| (r[1], s)));
+            }
             _ => {}
         }
     }
-    Ok((vars, ats))
+    Ok(l)
 }
 
 fn time(ns: u64) -> String {
@@ -67,7 +84,17 @@ fn time(ns: u64) -> String {
     format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
 }
 
-/// Answers from the transactions themselves (the oracle), or from their T2 summaries.
+/// The name of a summary tier byte.
+fn tier_name(t: u8) -> &'static str {
+    match t {
+        1 => "T1",
+        2 => "T2",
+        4 => "T4",
+        _ => "summary",
+    }
+}
+
+/// Answers from the transactions themselves (the oracle), or from their T1 or T2 summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Transactions,
@@ -85,7 +112,7 @@ pub fn track(
     source: Source,
 ) -> Result<()> {
     let name = crate::history::parse_var_spec(spec)?;
-    let (vars, ats) = load(store)?;
+    let Loaded { vars, ats, sums } = load(store)?;
     let starts: Vec<VarId> = vars
         .iter()
         .filter(|(_, d)| d.to_string() == name)
@@ -105,81 +132,94 @@ pub fn track(
         .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
         .map(|(id, _)| *id)
         .collect();
-    let graph = analysis::Graph::new(analysis::flows(&ats, is_file), volatile);
-    let mut used = HashSet::new();
-    if source == Source::T1 {
-        // T1 is exact: the same answers; each used summary stands for the flows it merged.
-        let t1 = analysis::summary::T1::new(&graph);
-        let mut keys = HashSet::new();
-        for &s in &starts {
-            let a = match dir {
-                Direction::Back => t1.backward(s, None, at_ns.unwrap_or(u64::MAX)),
-                Direction::Forward => t1.forward(s, None, at_ns.unwrap_or(0)),
-            };
-            keys.extend(a.flows.into_iter().map(|i| (t1.sts[i].src, t1.sts[i].dst)));
-        }
-        used.extend(
-            graph
-                .flows
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| keys.contains(&(f.src, f.dst)))
-                .map(|(i, _)| i),
-        );
-    } else if source == Source::T2 {
-        // Over T2 summaries: each used summary stands for all the flows it merged.
-        let sg = analysis::summary::SummaryGraph {
-            sts: analysis::summary::t2(&graph.flows),
-            volatile: graph.volatile.clone(),
-        };
-        let mut pairs = HashSet::new();
-        for &s in &starts {
-            let a = match dir {
-                Direction::Back => sg.backward(s, at_ns.unwrap_or(u64::MAX)),
-                Direction::Forward => sg.forward(s, at_ns.unwrap_or(0)),
-            };
-            pairs.extend(a.flows.into_iter().map(|i| (sg.sts[i].src, sg.sts[i].dst)));
-        }
-        used.extend(
-            graph
-                .flows
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| pairs.contains(&(f.src, f.dst)))
-                .map(|(i, _)| i),
-        );
-    } else {
-        for &s in &starts {
-            let a = match dir {
-                Direction::Back => graph.backward(s, None, at_ns.unwrap_or(u64::MAX)),
-                Direction::Forward => graph.forward(s, None, at_ns.unwrap_or(0)),
-            };
-            used.extend(a.flows);
-        }
-    }
-    // Transactions between the same two variables, of the same VE and kind, are one edge.
-    let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
-    let mut used: Vec<usize> = used.into_iter().collect();
-    used.sort_unstable();
-    for i in used {
-        let f = graph.flows[i];
-        let a = &ats[f.at];
-        let e = edges
-            .entry((f.src, f.dst, a.ve, a.op.name()))
-            .or_insert(Edge {
+    let ve_of = |s: &Summary| match (vars.get(&s.src), vars.get(&s.dst)) {
+        (Some(VarDef::Memory { ve }), _) | (_, Some(VarDef::Memory { ve })) => *ve,
+        _ => 0,
+    };
+    // What the answer is built from: summaries in the journal, and the transactions that move
+    // data — as they are, or summarized now (--tier).
+    let mut items: Vec<(Summary, u64, &'static str)> = sums
+        .into_iter()
+        .map(|(tier, s)| {
+            let ve = ve_of(&s);
+            (s, ve, tier_name(tier))
+        })
+        .collect();
+    let flows = analysis::flows(&ats, is_file);
+    match source {
+        Source::Transactions => items.extend(flows.iter().map(|f| {
+            let a = &ats[f.at];
+            let s = Summary {
                 src: f.src,
                 dst: f.dst,
-                ve: a.ve,
-                op: a.op.name(),
-                count: 0,
-                first_ns: a.time_ns,
-                last_ns: a.time_ns,
-                bytes: 0,
-            });
-        e.count += 1;
-        e.first_ns = e.first_ns.min(a.time_ns);
-        e.last_ns = e.last_ns.max(a.time_ns);
-        e.bytes += a.len;
+                first: f.time,
+                last: f.time,
+                src_part: analysis::Part::of(f.src_range),
+                dst_part: analysis::Part::of(f.dst_range),
+                count: 1,
+                bytes: f.len,
+            };
+            (s, a.ve, a.op.name())
+        })),
+        Source::T1 => {
+            let g = analysis::Graph::new(flows, volatile.clone());
+            items.extend(analysis::summary::T1::new(&g).sts.into_iter().map(|s| {
+                let ve = ve_of(&s);
+                (s, ve, "T1")
+            }));
+        }
+        Source::T2 => items.extend(analysis::summary::t2(&flows).into_iter().map(|s| {
+            let ve = ve_of(&s);
+            (s, ve, "T2")
+        })),
+    }
+    let sts: Vec<Summary> = items.iter().map(|i| i.0.clone()).collect();
+    let (back, t) = (dir == Direction::Back, at_ns);
+    let mut used = HashSet::new();
+    // Exact unless a summary with windows (T2, T4) is involved: transactions are summaries of
+    // one flow to T1's query.
+    let windowed = items.iter().any(|i| i.2 == "T2" || i.2 == "T4");
+    match analysis::summary::T1::from_summaries(sts.clone(), volatile.clone()) {
+        Some(t1) if !windowed => {
+            for &s in &starts {
+                let a = if back {
+                    t1.backward(s, None, t.unwrap_or(u64::MAX))
+                } else {
+                    t1.forward(s, None, t.unwrap_or(0))
+                };
+                used.extend(a.flows);
+            }
+        }
+        _ => {
+            let sg = analysis::summary::SummaryGraph { sts, volatile };
+            for &s in &starts {
+                let a = if back {
+                    sg.backward(s, t.unwrap_or(u64::MAX))
+                } else {
+                    sg.forward(s, t.unwrap_or(0))
+                };
+                used.extend(a.flows);
+            }
+        }
+    }
+    // Items between the same two variables, of the same VE and kind, are one edge.
+    let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
+    for i in used {
+        let (s, ve, op) = &items[i];
+        let e = edges.entry((s.src, s.dst, *ve, op)).or_insert(Edge {
+            src: s.src,
+            dst: s.dst,
+            ve: *ve,
+            op,
+            count: 0,
+            first_ns: s.first,
+            last_ns: s.last,
+            bytes: 0,
+        });
+        e.count += s.count;
+        e.first_ns = e.first_ns.min(s.first);
+        e.last_ns = e.last_ns.max(s.last);
+        e.bytes += s.bytes;
     }
     let edges: Vec<Edge> = edges.into_values().collect();
     let label = |v: VarId| {
@@ -313,166 +353,5 @@ fn print_tree(
             print_tree(out, children, dir, next, &p, seen, label)?;
         }
     }
-    Ok(())
-}
-
-/// One tier's size.
-#[derive(Debug, serde::Serialize)]
-pub struct TierSize {
-    pub tier: &'static str,
-    pub what: &'static str,
-    pub records: u64,
-    /// zstd-compressed size of the tier's encoding.
-    pub bytes: u64,
-}
-
-/// `jcs summarize --dry-run`: what each tier would keep of the journal, in records and bytes.
-pub fn summarize_dry_run(
-    store: &Store,
-    tiers: &[&str],
-    policy: Option<&analysis::summary::FadePolicy>,
-    json: bool,
-) -> Result<()> {
-    let (vars, ats) = load(store)?;
-    let dir = store.layout.root().join("journal");
-    let storage = journal::DirStorage::new(&dir)?;
-    let mut journal_bytes = 0;
-    {
-        use journal::Storage;
-        for seg in journal::segment_numbers(&storage)? {
-            journal_bytes += storage.len(&journal::journal::segment_name(seg))?;
-        }
-    }
-    let is_file = |v: VarId| {
-        matches!(
-            vars.get(&v),
-            Some(VarDef::File { .. } | VarDef::Path { .. })
-        )
-    };
-    let volatile: HashSet<VarId> = vars
-        .iter()
-        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-        .map(|(id, _)| *id)
-        .collect();
-    let flows = analysis::flows(&ats, is_file);
-    let z = |b: Vec<u8>| {
-        zstd::bulk::compress(&b, 3)
-            .map(|c| c.len() as u64)
-            .unwrap_or(0)
-    };
-    let mut rows = vec![
-        TierSize {
-            tier: "journal",
-            what: "every atomic transaction, as recorded (segments on disk)",
-            records: ats.len() as u64,
-            bytes: journal_bytes,
-        },
-        TierSize {
-            tier: "T0",
-            what: "lossless: the transactions that move data, every field, delta-coded",
-            records: flows.len() as u64,
-            bytes: z(model::at::encode_batch(
-                &flows.iter().map(|f| ats[f.at]).collect::<Vec<_>>(),
-            )),
-        },
-        TierSize {
-            tier: "flows",
-            what: "T0's causal content (source, target, time, bytes) in the summaries' encoding",
-            records: flows.len() as u64,
-            bytes: z(analysis::summary::encode(
-                &flows
-                    .iter()
-                    .map(|f| analysis::summary::Summary {
-                        src: f.src,
-                        dst: f.dst,
-                        first: f.time,
-                        last: f.time,
-                        src_part: analysis::Part::of(f.src_range),
-                        dst_part: analysis::Part::of(f.dst_range),
-                        count: 1,
-                        bytes: f.len,
-                    })
-                    .collect::<Vec<_>>(),
-            )),
-        },
-    ];
-    if tiers.contains(&"T1") {
-        let g = analysis::Graph::new(flows.clone(), volatile.clone());
-        let t1 = analysis::summary::T1::new(&g);
-        rows.push(TierSize {
-            tier: "T1",
-            what:
-                "causal: repeated transfers with nothing in between merged; identical reachability",
-            records: t1.sts.len() as u64,
-            bytes: z(analysis::summary::encode(&t1.sts)),
-        });
-    }
-    if tiers.contains(&"T2") {
-        let sts = analysis::summary::t2(&flows);
-        rows.push(TierSize {
-            tier: "T2",
-            what: "structural: one summary per (source, target) pair; may add false dependencies",
-            records: sts.len() as u64,
-            bytes: z(analysis::summary::encode(&sts)),
-        });
-    }
-    if tiers.contains(&"T3") {
-        let g = analysis::Graph::new(flows.clone(), volatile);
-        let memories: HashSet<VarId> = vars
-            .iter()
-            .filter(|(_, d)| matches!(d, VarDef::Memory { .. }))
-            .map(|(id, _)| *id)
-            .collect();
-        let t3 = analysis::summary::t3(&g, |v| memories.contains(&v));
-        rows.push(TierSize {
-            tier: "T3",
-            what: "sources: per variable, the endpoints and VEs its data came from",
-            records: t3.values().map(|s| s.len() as u64).sum(),
-            bytes: z(analysis::summary::encode_sources(&t3)),
-        });
-    }
-    if let Some(p) = policy {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let volatile: HashSet<VarId> = vars
-            .iter()
-            .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-            .map(|(id, _)| *id)
-            .collect();
-        let faded = analysis::summary::t4(&flows, &volatile, now, p);
-        let sts: Vec<analysis::summary::Summary> = faded.iter().map(|f| f.st.clone()).collect();
-        rows.push(TierSize {
-            tier: "T4",
-            what: "fading: old exchanges one record per (VE, endpoint), old file bytes whole; never loses a dependency",
-            records: sts.len() as u64,
-            bytes: z(analysis::summary::encode(&sts)),
-        });
-    }
-    if json {
-        return crate::output::print_json(&rows);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<8} {:>12} {:>12} {:>9}  what",
-        "tier", "records", "bytes", "× journal"
-    )?;
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<8} {:>12} {:>12} {:>9.3}  {}",
-            r.tier,
-            r.records,
-            r.bytes,
-            r.bytes as f64 / journal_bytes.max(1) as f64,
-            r.what
-        )?;
-    }
-    writeln!(
-        out,
-        "(dry run: nothing was rewritten; rewriting sealed segments is not implemented yet)"
-    )?;
     Ok(())
 }

@@ -51,6 +51,8 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
             )
             .env("JCS_HOME", env.home())
             .env("JCS_BRIDGE_CIDR", "10.80.0.0/24")
+            // Small segments: the VEs' transactions end up in sealed ones, to summarize.
+            .env("JCS_SEGMENT_BYTES", "1024")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -241,6 +243,69 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     assert!(env
         .fails(&["summarize", "--dry-run", "--tier", "T4"])
         .contains("--policy"));
+    // Rewriting the journal: T1 into one copy of the store, T2 into another.
+    env.stop_daemon();
+    let exact_back = reached(&env, &["back", "file:/docs/report.txt"]);
+    let exact_fwd = reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]);
+    let copy = env.home().with_extension("t2");
+    let st = std::process::Command::new("cp")
+        .args(["-a", env.home().to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let verify_ok = |home: &std::path::Path| {
+        let o = env
+            .cmd(&["--home", home.to_str().unwrap(), "verify", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            o.status.success() && v["summaries"].as_u64().unwrap() >= 1,
+            "{v}"
+        );
+        v["head"].clone()
+    };
+    let head = env.json(&["verify", "--json"])["head"].clone();
+    let w = env.json(&["summarize", "--tier", "T1", "--json"]);
+    assert!(w["segments"].as_u64().unwrap() >= 1, "{w}");
+    assert!(w["summaries_after"].as_u64().unwrap() <= w["transactions_before"].as_u64().unwrap());
+    assert_eq!(
+        verify_ok(env.home()),
+        head,
+        "summarizing keeps the chain head"
+    );
+    assert_eq!(
+        reached(&env, &["back", "file:/docs/report.txt"]),
+        exact_back
+    );
+    assert_eq!(
+        reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]),
+        exact_fwd
+    );
+    let h2 = ["--home", copy.to_str().unwrap()];
+    let w = env.json(&[&h2[..], &["summarize", "--tier", "T2", "--json"]].concat());
+    assert!(
+        w["bytes_after"].as_u64().unwrap() < w["bytes_before"].as_u64().unwrap(),
+        "{w}"
+    );
+    assert_eq!(verify_ok(&copy), head);
+    let t2b = reached(
+        &env,
+        &[&h2[..], &["back", "file:/docs/report.txt"]].concat(),
+    );
+    assert!(
+        exact_back.iter().all(|v| t2b.contains(v)),
+        "{exact_back:?} ⊄ {t2b:?}"
+    );
+    let t2f = reached(
+        &env,
+        &[&h2[..], &["forward", "endpoint:tcp/10.80.0.1:8000"]].concat(),
+    );
+    assert!(
+        exact_fwd.iter().all(|v| t2f.contains(v)),
+        "{exact_fwd:?} ⊄ {t2f:?}"
+    );
+    let _ = std::fs::remove_dir_all(&copy);
     // An unknown variable is a clear error.
     assert!(env
         .fails(&["track", "back", "file:/nowhere"])
