@@ -255,9 +255,11 @@ pub struct Appended {
 impl<S: Storage> Journal<S> {
     /// Opens the journal for appending, repairing the last segment when needed.
     pub fn open(mut storage: S, opts: Options) -> Result<(Journal<S>, Recovery), JournalError> {
-        let mut rec = Recovery::default();
         // Finish what an interrupted summarization left (its summary file is complete).
-        rec.summary_leftovers = crate::summary::clean_up(&mut storage)?;
+        let mut rec = Recovery {
+            summary_leftovers: crate::summary::clean_up(&mut storage)?,
+            ..Recovery::default()
+        };
         let mut names = segments(&storage)?;
         let mut tail = Tail {
             segment: None,
