@@ -12,7 +12,7 @@
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
-use model::at::{encode_batch, VarId};
+use model::at::{encode_batch, VarDef, VarId};
 use monitor::decode::{decode, Event};
 use monitor::loader::Monitor;
 use monitor::translate::{Output, Translator};
@@ -134,7 +134,7 @@ fn journal_options() -> Result<journal::Options> {
 }
 
 /// Runs the daemon in the foreground until it is killed.
-pub fn run(store: &Store) -> Result<()> {
+pub fn run(store: &Store, online: bool) -> Result<()> {
     let home = store.layout.root();
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -193,6 +193,7 @@ pub fn run(store: &Store) -> Result<()> {
                 first_var,
                 &catalog_path,
                 running,
+                online.then(Online::new),
                 &ready_tx,
             ) {
                 let _ = ready_tx.send(Err(format!("{e:#}")));
@@ -315,6 +316,7 @@ fn monitor_loop(
     first_var: VarId,
     catalog: &Path,
     running: Vec<Rewatch>,
+    mut online: Option<Online>,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<()> {
     let cat = crate::catalog::Catalog::open(catalog)?;
@@ -417,7 +419,7 @@ fn monitor_loop(
                     ring.consume()?;
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
-                    let mut records = translate(&pending, &mut t, &cat)?;
+                    let mut records = translate(&pending, &mut t, &cat, online.as_mut(), true)?;
                     match ve_stats(&m, cgroup_id, &t) {
                         Ok(Some((stats, gap))) => {
                             if let Some(g) = gap {
@@ -467,7 +469,7 @@ fn monitor_loop(
             }
         }
         ring.consume()?;
-        let records = translate(&pending, &mut t, &cat)?;
+        let records = translate(&pending, &mut t, &cat, online.as_mut(), false)?;
         last_ticket = submit(&writer, records)?.or(last_ticket);
         for (reply, r) in replies {
             let _ = reply.send(r);
@@ -533,10 +535,32 @@ fn ve_stats(
 /// first, then the transactions. New variables go into the catalog's dictionary before they
 /// reach the journal (so the dictionary never lacks a variable the journal has, barring a
 /// power failure, which `journal_index::next_var_id` repairs).
+/// T1 summarization online (`jcs daemon --summarize online`): the transactions that move data
+/// reach the journal as T1 summaries (`T` records), the others as transactions.
+#[derive(Debug)]
+pub struct Online {
+    t1: analysis::summary::OnlineT1,
+    /// Variables that are not files (memories, endpoints, sockets), and the volatile ones.
+    not_files: std::collections::HashSet<VarId>,
+    volatile: std::collections::HashSet<VarId>,
+}
+
+impl Online {
+    fn new() -> Online {
+        Online {
+            t1: analysis::summary::OnlineT1::new(),
+            not_files: Default::default(),
+            volatile: Default::default(),
+        }
+    }
+}
+
 fn translate(
     pending: &std::cell::RefCell<Vec<Event>>,
     t: &mut Translator,
     cat: &crate::catalog::Catalog,
+    online: Option<&mut Online>,
+    force: bool,
 ) -> Result<Vec<Vec<u8>>> {
     let events = std::mem::take(&mut *pending.borrow_mut());
     let mut out = Vec::new();
@@ -557,6 +581,40 @@ fn translate(
         let mut r = vec![REC_VARS];
         r.extend(serde_json::to_vec(&vars)?);
         records.push(r);
+    }
+    if let Some(o) = online {
+        for (id, d) in &vars {
+            match d {
+                VarDef::Memory { .. } => {
+                    o.not_files.insert(*id);
+                }
+                VarDef::Endpoint { .. } | VarDef::Unix { .. } => {
+                    o.not_files.insert(*id);
+                    o.volatile.insert(*id);
+                }
+                _ => {}
+            }
+        }
+        let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));
+        let moved: std::collections::HashSet<usize> = flows.iter().map(|f| f.at).collect();
+        o.t1.push(flows);
+        ats = ats
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !moved.contains(i))
+            .map(|(_, a)| a)
+            .collect();
+        // Arrival order across CPUs differs from time order by microseconds (a record is
+        // stamped right after it is reserved): what is older than "now" minus a margin is
+        // complete — 50 ms while VEs run, 1 ms when a VE has ended and its records were drained.
+        let now = clock_ns(libc::CLOCK_REALTIME) as u64;
+        let margin = if force { 1_000_000 } else { 50_000_000 };
+        let sts = o.t1.take(&o.volatile, now.saturating_sub(margin), force);
+        if !sts.is_empty() {
+            let mut r = vec![REC_SUMMARIES, 1];
+            r.extend(analysis::summary::encode(&sts));
+            records.push(r);
+        }
     }
     if !ats.is_empty() {
         let mut r = vec![REC_ATS];

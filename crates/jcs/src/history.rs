@@ -258,6 +258,55 @@ fn print_record(
                 .known
                 .extend(defs.into_iter().map(|(id, d)| (id, d.to_string())));
         }
+        Some(&crate::daemon::REC_SUMMARIES) if r.len() >= 2 => {
+            let tier = match r[1] {
+                1 => "T1",
+                2 => "T2",
+                4 => "T4",
+                _ => "summary",
+            };
+            let sts = analysis::summary::decode(&r[2..])
+                .with_context(|| format!("journal record {seq}: summaries do not decode"))?;
+            for s in sts.iter().filter(|s| {
+                filter.since_ns.is_none_or(|t| s.last >= t)
+                    && filter.until_ns.is_none_or(|t| s.first <= t)
+            }) {
+                let (src, dst) = (names.get(s.src), names.get(s.dst));
+                if filter.var.as_ref().is_some_and(|v| *v != src && *v != dst) {
+                    continue;
+                }
+                if let Some(ves) = &filter.ves {
+                    let of_ve = |n: &str| {
+                        n.strip_prefix("ve:")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .is_some_and(|v| ves.contains(&v))
+                    };
+                    if !of_ve(&src) && !of_ve(&dst) {
+                        continue;
+                    }
+                }
+                if json {
+                    let v = serde_json::json!({
+                        "summary": tier, "first_ns": s.first, "last_ns": s.last, "src": src,
+                        "dst": dst, "count": s.count, "bytes": s.bytes,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    let t = |ns: u64| {
+                        let t = crate::output::time_ms((ns / 1_000_000) as i64);
+                        format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
+                    };
+                    writeln!(
+                        out,
+                        "{} – {} {tier} summary {src} -> {dst} ×{} {} B",
+                        t(s.first),
+                        t(s.last),
+                        s.count,
+                        s.bytes
+                    )?;
+                }
+            }
+        }
         Some(&REC_ATS) => {
             let ats = model::at::decode_batch(&r[1..])
                 .with_context(|| format!("journal record {seq}: transactions"))?;

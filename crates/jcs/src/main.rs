@@ -138,9 +138,17 @@ enum Cmd {
     /// indexes each journal segment once it is sealed, and keeps the variable dictionary in
     /// the catalog. Its log is $JCS_HOME/daemon.log when jcs run starts it.
     ///
-    /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB).
+    /// With --summarize online (or JCS_SUMMARIZE=online in the environment of the jcs run that
+    /// starts it), the transactions that move data reach the journal as T1 summaries: the same
+    /// tracking answers, fewer records (docs/summarization.md); jcs log then lists summaries.
+    ///
+    /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB), JCS_SUMMARIZE.
     #[command(verbatim_doc_comment)]
-    Daemon,
+    Daemon {
+        /// `online`: summarize (T1) before records reach the journal
+        #[arg(long, value_parser = ["online"])]
+        summarize: Option<String>,
+    },
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     Stats {
         /// Only this VE
@@ -636,9 +644,11 @@ fn real_main() -> Result<i32> {
             )
             .map(|_| 0)
         }
-        Cmd::Daemon => {
+        Cmd::Daemon { summarize } => {
             need_root()?;
-            daemon::run(&open_store(cli.home)?).map(|_| 0)
+            let online = summarize.as_deref() == Some("online")
+                || std::env::var("JCS_SUMMARIZE").is_ok_and(|v| v == "online");
+            daemon::run(&open_store(cli.home)?, online).map(|_| 0)
         }
     }
 }

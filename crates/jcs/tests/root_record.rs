@@ -471,3 +471,53 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
     env.assert_clean();
 }
+
+#[test]
+fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
+    let env = Env::new();
+    env.standard_app();
+    let run = |script: &str| {
+        let o = env
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+            .env("JCS_SUMMARIZE", "online")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // Four reads of the same bytes with nothing written in between (cat sends into a pipe,
+    // which stays inside the VE): one T1 summary.
+    run("echo data > /data/x; cat /data/x /data/x /data/x /data/x | wc -c > /data/sums");
+    let lines: Vec<serde_json::Value> = env
+        .ok(&["log", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reads = lines
+        .iter()
+        .find(|l| l["summary"] == "T1" && l["src"] == "file:/data/x" && l["dst"] == "ve:1")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(reads["count"], 4, "{reads}");
+    assert_eq!(reads["bytes"], 20, "{reads}");
+    // Transactions that move no data are still listed as transactions.
+    assert!(lines
+        .iter()
+        .any(|l| l["op"] == "open" && l["src"] == "file:/data/x"));
+    // (and reads that moved no bytes: they are no flow).
+    assert!(!lines
+        .iter()
+        .any(|l| l["op"] == "read" && l["src"] == "file:/data/x" && l["len"] != 0));
+    // Tracking answers from the summaries.
+    let j = env.json(&["track", "back", "file:/data/sums", "--json"]);
+    let reached: Vec<&str> = j["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        reached.contains(&"file:/data/x") && reached.contains(&"ve:1"),
+        "{j}"
+    );
+    assert!(env.json(&["verify", "--json"])["first_problem"].is_null());
+    env.assert_clean();
+}
