@@ -186,16 +186,13 @@ pub fn run(store: &Store, online: bool) -> Result<()> {
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
-            if let Err(e) = monitor_loop(
-                rx,
-                efd,
-                writer,
+            let setup = Setup {
                 first_var,
-                &catalog_path,
+                catalog: catalog_path,
                 running,
-                online.then(Online::new),
-                &ready_tx,
-            ) {
+                online: online.then(Online::new),
+            };
+            if let Err(e) = monitor_loop(rx, efd, writer, setup, &ready_tx) {
                 let _ = ready_tx.send(Err(format!("{e:#}")));
                 eprintln!("jcs daemon: monitor stopped: {e:#}");
                 std::process::exit(1);
@@ -309,17 +306,30 @@ fn indexer(dir: &Path, catalog: &Path) {
     }
 }
 
+/// What the monitor thread starts from.
+struct Setup {
+    /// The next variable id.
+    first_var: VarId,
+    catalog: PathBuf,
+    /// VEs running unrecorded, to watch again.
+    running: Vec<Rewatch>,
+    online: Option<Online>,
+}
+
 fn monitor_loop(
     rx: mpsc::Receiver<Cmd>,
     efd: OwnedFd,
     writer: journal::writer::Writer,
-    first_var: VarId,
-    catalog: &Path,
-    running: Vec<Rewatch>,
-    mut online: Option<Online>,
+    setup: Setup,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<()> {
-    let cat = crate::catalog::Catalog::open(catalog)?;
+    let Setup {
+        first_var,
+        catalog,
+        running,
+        mut online,
+    } = setup;
+    let cat = crate::catalog::Catalog::open(&catalog)?;
     let m = Monitor::start()?;
     let pending = std::cell::RefCell::new(Vec::<Event>::new());
     let ring = m.ring(|b| {
