@@ -740,8 +740,10 @@ impl Client {
                     drop(c);
                     // SAFETY: SIGTERM to this store's daemon, by the pid it reported.
                     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    for _ in 0..500 {
-                        if Client::connect(home).is_err() {
+                    // Wait until it is gone, not only its socket: it holds the store's daemon
+                    // lock until its last file is closed (detaching BPF programs takes a while).
+                    for _ in 0..1000 {
+                        if !Path::new(&format!("/proc/{pid}")).exists() {
                             break;
                         }
                         std::thread::sleep(Duration::from_millis(10));

@@ -177,7 +177,9 @@ fn root_file_changes_and_connections_are_transactions() {
     env.sh_ok(
         "cd /data && mkdir d && echo x > /data/d/f && mv d/f /data/d/g && chmod 600 /data/d/g && \
          truncate -s 0 /data/d/g && ln -s /etc/hostname d/l && rm d/l && rm /data/d/g && rmdir /data/d && \
-         (nc -l -p 9000 127.0.0.1 > /data/got &) && sleep 0.2 && echo hi | nc 127.0.0.1 9000 && sleep 0.1",
+         nc -l -p 9000 127.0.0.1 > /data/got & l=$!; \
+         for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+           sleep 0.1; echo hi | nc 127.0.0.1 9000 && break; done; wait $l",
     );
     let ats = log(&env, 1);
     let has = |op: &str, var: &str| {
@@ -474,7 +476,7 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
     let exe = std::fs::read_link(format!("/proc/{}/exe", first.trim())).unwrap();
     assert_eq!(exe, old);
     let o = env.jcs(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("runs another jcs binary; restarting it"),
         "{}",
