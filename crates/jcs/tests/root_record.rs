@@ -173,11 +173,12 @@ fn root_file_changes_and_connections_are_transactions() {
     env.standard_app();
     // Changes to files by path (some relative to the working directory), and a TCP
     // connection to a listener in the VE itself, over its own loopback: that never leaves
-    // the VE, so it is counted, not recorded.
+    // the VE, so it is counted, not recorded. (The listener's stdin stays open a while: at
+    // its end busybox nc would close the connection, maybe before "hi" arrived.)
     env.sh_ok(
         "cd /data && mkdir d && echo x > /data/d/f && mv d/f /data/d/g && chmod 600 /data/d/g && \
          truncate -s 0 /data/d/g && ln -s /etc/hostname d/l && rm d/l && rm /data/d/g && rmdir /data/d && \
-         nc -l -p 9000 127.0.0.1 > /data/got & l=$!; \
+         (sleep 1 | nc -l -p 9000 127.0.0.1 > /data/got) & l=$!; \
          for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
            sleep 0.1; echo hi | nc 127.0.0.1 9000 && break; done; wait $l",
     );
