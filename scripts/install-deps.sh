@@ -5,10 +5,10 @@
 set -euo pipefail
 # clang, libelf-dev, zlib1g-dev, pkg-config, make: the eBPF monitor (libbpf-cargo compiles the
 # BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
-pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace)
+pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3)
 if [ "${1:-}" = "--all" ]; then
   # VE start peers; per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops.
-  pkgs+=(hyperfine bubblewrap runc firejail systemd-container python3 auditd bpftrace nginx-light wrk gcc libc6-dev)
+  pkgs+=(hyperfine bubblewrap runc firejail systemd-container auditd bpftrace nginx-light wrk gcc libc6-dev curl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
