@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the base store for bench/paper/run.sh: a debootstrap template and, in maintenance
 # mode, the apps of the paper's workloads that are built so far: apache (apache2 and a
-# generated static site of 25 pages) and sqlite (python3 and a deterministic script).
+# generated static site of 25 pages), sshd (openssh-server, and apache2's configuration to
+# page through) and sqlite (python3 and a deterministic script).
 # Idempotent: an app that exists is kept.   bench/paper/build.sh BASE_STORE_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,14 @@ if ! has app apache; then
     i=1; links=""; while [ $i -le 24 ]; do links="$links<li><a href=\"p$i.html\">page $i</a></li>"; i=$((i+1)); done
     printf "<html><body><h1>home</h1><ul>%s</ul></body></html>\n" "$links" > /var/www/html/index.html
     i=1; while [ $i -le 24 ]; do head -c 6000 /usr/share/common-licenses/GPL-3 | sed "s/^/page $i: /" > /var/www/html/p$i.html; i=$((i+1)); done
+    rm -rf /var/lib/apt/lists/*'
+fi
+if ! has app sshd; then
+  # sshd, and apache2 for the configuration the client pages through; host keys made here.
+  "$jcs" app create sshd --template deb --net bridge --persist /root/.ssh
+  "$jcs" app update sshd -- /bin/sh -c '
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server apache2 >/dev/null
+    ssh-keygen -A >/dev/null
     rm -rf /var/lib/apt/lists/*'
 fi
 if ! has app sqlite; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the seed paper's Figures 3 and 4 for the workloads built so far (apache, sqlite):
+# Reproduces the seed paper's Figures 3 and 4 for the workloads built so far (apache, sshd,
+# sqlite):
 # per workload, in the same run, the whole-host events of the Taser-like 65-system-call set
 # (bench/paper/syscalls.txt, counted by an eBPF counter and by auditd), the same set inside
 # the VE (JCS's per-VE counters), the atomic transactions JCS recorded and what it saw but
@@ -17,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$(dirname "$here")")
 secs=300
 [ "${1:-}" = --quick ] && secs=60
-for t in bpftrace auditd auditctl ausyscall curl python3; do
+for t in bpftrace auditd auditctl ausyscall curl python3 ssh ssh-keygen; do
   command -v "$t" >/dev/null || { echo "run.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
 done
 (cd "$repo" && cargo build --release --quiet)
@@ -168,6 +169,44 @@ sve=$(new_ve "$n")
 row apache "$secs" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-apache/audit-lost")"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 pids=()
+
+# --- sshd: a client outside the VE logs in with a key and pages the Apache configuration
+# with `more` through a pseudo-terminal.
+export JCS_HOME="$work/sshd"
+copy_base "$JCS_HOME"
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+mkdir -p "$JCS_HOME/persist/sshd/root_.ssh"
+install -m 600 "$work/key.pub" "$JCS_HOME/persist/sshd/root_.ssh/authorized_keys"
+in_ns "$jcs" run sshd -- true >/dev/null
+n=$(ves)
+nsenter --net="/run/netns/$ns" "$jcs" run sqlite -- sleep 600 >/dev/null 2>&1 & idle=$!; pids+=($idle) # background
+new_ve "$n" >/dev/null
+n=$(ves)
+nsenter --net="/run/netns/$ns" "$jcs" run sshd -- /bin/sh -c 'mkdir -p /run/sshd; exec /usr/sbin/sshd -D -e' >/dev/null 2>&1 & srv=$!; pids+=($srv)
+ve=$(new_ve "$n")
+ssh_to() { # FLAG COMMAND...
+  local flag=$1; shift
+  in_ns ssh -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=2 "$flag" "root@10.81.0.$((ve + 1))" "$@"
+}
+up=""
+for _ in $(seq 50); do ssh_to -n true 2>/dev/null && up=1 && break; sleep 0.2; done
+[ -n "$up" ] || { echo "run.sh: cannot log in to the sshd VE" >&2; exit 1; }
+j0=$(journal_bytes)
+counters_start "$work/c-sshd"
+s0=$(date +%s%N)
+{ yes ' ' | head -n 400; echo q; } | ssh_to -tt more /etc/apache2/apache2.conf > "$work/more.out" 2>&1 || true
+grep -q "main Apache server configuration" "$work/more.out" || { echo "run.sh: the ssh session did not page the file" >&2; exit 1; }
+s1=$(date +%s%N)
+counters_stop "$work/c-sshd"
+kill "$srv"; wait "$srv" 2>/dev/null || true
+kill "$idle"; wait "$idle" 2>/dev/null || true
+pids=()
+j1=$(journal_bytes)
+n=$(ves)
+in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
+sve=$(new_ve "$n")
+row sshd "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
 
 # --- sqlite: the deterministic script, then the interpreter's start-up alone.
 export JCS_HOME="$work/sqlite"
