@@ -539,3 +539,51 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
     assert!(env.json(&["verify", "--json"])["first_problem"].is_null());
     env.assert_clean();
 }
+
+#[test]
+fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let env = Env::new();
+    env.standard_app();
+    // The VE's own pseudo-terminals (its devpts instance): their traffic never leaves it.
+    env.sh_ok("ls /dev/pts > /dev/null; exec 3<>/dev/ptmx; echo hi >&3");
+    let ats = log(&env, 1);
+    assert!(
+        !ats.iter()
+            .any(|a| a["src"].as_str().unwrap().starts_with("file:/dev/pt")
+                || a["dst"].as_str().unwrap().starts_with("file:/dev/pt")),
+        "{ats:#?}"
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &st["ves"][0]["dropped_by_name"];
+    assert!(dropped["write"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(dropped["openat"].as_u64().unwrap_or(0) >= 1, "{st}");
+    // A terminal of the host, inherited by jcs run, is outside the VE: recorded.
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds we own from here on.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0);
+    // SAFETY: fresh fds from openpty.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let o = env
+        .cmd(&["run", "web", "--", "/bin/sh", "-c", "echo to-the-terminal"])
+        .stdout(std::process::Stdio::from(slave))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(master);
+    let ats = log(&env, 2);
+    assert!(
+        ats.iter().any(|a| a["op"] == "write" && a["len"] == 16),
+        "the write to the host's terminal: {ats:#?}"
+    );
+    env.assert_clean();
+}

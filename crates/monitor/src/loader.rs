@@ -51,6 +51,20 @@ impl std::fmt::Debug for Monitor {
     }
 }
 
+/// The host's devpts instance as the kernel numbers devices (major << 20 | minor), from
+/// `/dev/pts` as this process sees it (the daemon runs in the host's mount namespace); all
+/// ones when there is none.
+fn host_devpts_dev() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/dev/pts") {
+        Ok(m) => {
+            let d = m.dev();
+            (u64::from(libc::major(d)) << 20) | u64::from(libc::minor(d))
+        }
+        Err(_) => u64::MAX,
+    }
+}
+
 impl Monitor {
     /// Opens, configures, loads and attaches the programs. The BPF object's backing store
     /// lives as long as the process (one monitor per daemon).
@@ -61,6 +75,17 @@ impl Monitor {
             .open(object)
             .map_err(MonitorError::Open)?;
         let mut skel = open.load().map_err(MonitorError::Load)?;
+        skel.maps
+            .settings
+            .update(
+                &0u32.to_ne_bytes(),
+                &host_devpts_dev().to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|source| MonitorError::Map {
+                map: "settings",
+                source,
+            })?;
         for s in crate::syscalls::table() {
             skel.maps
                 .interest

@@ -65,6 +65,14 @@ struct {
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
 
+/* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} settings SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, JCS_STAT_MAX);
@@ -143,6 +151,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
+#define DEVPTS_SUPER_MAGIC 0x1cd1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define AF_INET 2
@@ -179,6 +188,20 @@ static __always_inline int lower_only(struct file *file)
 static __always_inline int is_pipe(struct file *file)
 {
 	return file && BPF_CORE_READ(file, f_inode, i_sb, s_magic) == PIPEFS_MAGIC;
+}
+
+/* A pseudo-terminal of a devpts instance other than the host's: the VE's own (it mounts a new
+ * instance), so what goes through it stays inside the VE, like a pipe's data. The host's
+ * terminal, inherited by `jcs run`, is on the host's instance and stays recorded. */
+static __always_inline int ve_own_pty(struct file *file)
+{
+	if (!file || BPF_CORE_READ(file, f_inode, i_sb, s_magic) != DEVPTS_SUPER_MAGIC)
+		return 0;
+	__u32 k = 0;
+	__u64 *host = bpf_map_lookup_elem(&settings, &k);
+	if (!host || *host == ~0ULL)
+		return 0;
+	return BPF_CORE_READ(file, f_inode, i_sb, s_dev) != *host;
 }
 
 static __always_inline int is_socket(struct file *file)
@@ -312,9 +335,9 @@ static __always_inline int enter_transfer(struct inflight *f)
 	struct file *b = fd_file(t, sendfile ? (int)f->args[1] : (int)f->args[2]);
 	struct file *in = sendfile ? b : a;
 	struct file *out = sendfile ? a : b;
-	if (is_pipe(in) || lower_only(in))
+	if (is_pipe(in) || ve_own_pty(in) || lower_only(in))
 		f->evflags |= JCS_F_NO_IN;
-	if (is_pipe(out))
+	if (is_pipe(out) || ve_own_pty(out))
 		f->evflags |= JCS_F_NO_OUT;
 	if (is_socket(a)) {
 		f->evflags |= JCS_F_SOCKET;
@@ -396,7 +419,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 		struct file *file = fd_file(task, fd);
-		if (is_pipe(file))
+		if (is_pipe(file) || ve_own_pty(file))
 			return drop_call(nr);
 		if (is_socket(file)) {
 			f->evflags |= JCS_F_SOCKET;
@@ -534,7 +557,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
 		 * up) moves no data: counted, not recorded, like the reads that may follow. */
-		if (!(fl & JCS_CAP_ADDR1) && lower_only(file)) {
+		if (!(fl & JCS_CAP_ADDR1) && (lower_only(file) || ve_own_pty(file))) {
 			discard(e, f->nr);
 			goto out;
 		}
