@@ -12,7 +12,7 @@
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
-use model::at::{encode_batch, VarDef, VarId};
+use model::at::{encode_batch, VarId};
 use monitor::decode::{decode, Event};
 use monitor::loader::Monitor;
 use monitor::translate::{Output, Translator};
@@ -594,15 +594,11 @@ fn translate(
     }
     if let Some(o) = online {
         for (id, d) in &vars {
-            match d {
-                VarDef::Memory { .. } => {
-                    o.not_files.insert(*id);
-                }
-                VarDef::Endpoint { .. } | VarDef::Unix { .. } => {
-                    o.not_files.insert(*id);
-                    o.volatile.insert(*id);
-                }
-                _ => {}
+            if !d.is_file() {
+                o.not_files.insert(*id);
+            }
+            if d.is_volatile() {
+                o.volatile.insert(*id);
             }
         }
         let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));

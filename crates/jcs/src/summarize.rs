@@ -38,17 +38,8 @@ pub fn summarize_dry_run(
             journal_bytes += storage.len(&journal::journal::segment_name(seg))?;
         }
     }
-    let is_file = |v: VarId| {
-        matches!(
-            vars.get(&v),
-            Some(VarDef::File { .. } | VarDef::Path { .. })
-        )
-    };
-    let volatile: HashSet<VarId> = vars
-        .iter()
-        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-        .map(|(id, _)| *id)
-        .collect();
+    let is_file = |v: VarId| vars.get(&v).is_some_and(VarDef::is_file);
+    let volatile = crate::track::volatile(&vars);
     let flows = analysis::flows(&ats, is_file);
     let z = |b: Vec<u8>| {
         zstd::bulk::compress(&b, 3)
@@ -131,11 +122,7 @@ pub fn summarize_dry_run(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let volatile: HashSet<VarId> = vars
-            .iter()
-            .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-            .map(|(id, _)| *id)
-            .collect();
+        let volatile = crate::track::volatile(&vars);
         let faded = analysis::summary::t4(&flows, &volatile, now, p);
         let sts: Vec<analysis::summary::Summary> = faded.iter().map(|f| f.st.clone()).collect();
         rows.push(TierSize {
@@ -216,17 +203,8 @@ pub fn summarize(
     }
     // Every variable's kind, from the whole journal (definitions may be in earlier files).
     let Loaded { vars, .. } = load(store)?;
-    let is_file = |v: VarId| {
-        matches!(
-            vars.get(&v),
-            Some(VarDef::File { .. } | VarDef::Path { .. })
-        )
-    };
-    let volatile: HashSet<VarId> = vars
-        .iter()
-        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-        .map(|(id, _)| *id)
-        .collect();
+    let is_file = |v: VarId| vars.get(&v).is_some_and(VarDef::is_file);
+    let volatile = crate::track::volatile(&vars);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -79,6 +79,14 @@ pub fn load(store: &Store) -> Result<Loaded> {
     Ok(l)
 }
 
+/// The volatile variables (endpoints, socket paths) among `vars`.
+pub fn volatile(vars: &HashMap<VarId, VarDef>) -> HashSet<VarId> {
+    vars.iter()
+        .filter(|(_, d)| d.is_volatile())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 fn time(ns: u64) -> String {
     let t = crate::output::time_ms((ns / 1_000_000) as i64);
     format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
@@ -121,17 +129,8 @@ pub fn track(
     if starts.is_empty() {
         bail!("no variable {name} in the journal (see jcs log)");
     }
-    let is_file = |v: VarId| {
-        matches!(
-            vars.get(&v),
-            Some(VarDef::File { .. } | VarDef::Path { .. })
-        )
-    };
-    let volatile: HashSet<VarId> = vars
-        .iter()
-        .filter(|(_, d)| matches!(d, VarDef::Endpoint { .. } | VarDef::Unix { .. }))
-        .map(|(id, _)| *id)
-        .collect();
+    let is_file = |v: VarId| vars.get(&v).is_some_and(VarDef::is_file);
+    let volatile = volatile(&vars);
     let ve_of = |s: &Summary| match (vars.get(&s.src), vars.get(&s.dst)) {
         (Some(VarDef::Memory { ve }), _) | (_, Some(VarDef::Memory { ve })) => *ve,
         _ => 0,

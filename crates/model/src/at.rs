@@ -37,6 +37,19 @@ pub enum VarDef {
     Memory { ve: u64 },
 }
 
+impl VarDef {
+    /// A file has bytes: its transactions touch byte intervals.
+    pub fn is_file(&self) -> bool {
+        matches!(self, VarDef::File { .. } | VarDef::Path { .. })
+    }
+
+    /// A volatile variable (an endpoint, a socket path): what is sent to it does not come back
+    /// out of it.
+    pub fn is_volatile(&self) -> bool {
+        matches!(self, VarDef::Endpoint { .. } | VarDef::Unix { .. })
+    }
+}
+
 impl std::fmt::Display for VarDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
