@@ -587,3 +587,31 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn root_unix_sockets_within_the_ve_stay_inside() {
+    let env = Env::new();
+    env.standard_app();
+    // A static helper: a socketpair between a parent and its child.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/socketpair.c");
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("socketpair"))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success());
+    assert_eq!(env.sh_ok("/data/socketpair"), "5\n");
+    let ats = log(&env, 1);
+    assert!(
+        !ats.iter().any(|a| a["op"] == "send" || a["op"] == "recv"),
+        "{ats:#?}"
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &st["ves"][0]["dropped_by_name"];
+    assert!(dropped["write"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(dropped["read"].as_u64().unwrap_or(0) >= 1, "{st}");
+    env.assert_clean();
+}

@@ -154,6 +154,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define DEVPTS_SUPER_MAGIC 0x1cd1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
 #define AF_INET6 10
@@ -252,7 +253,8 @@ static __always_inline int addr_loopback(const char *p)
 
 /* The remote end of the socket behind `file`, from the kernel's sock, as a struct sockaddr in
  * `buf`. Returns its length; 0 when there is none to name (not IP, or not connected); -1 when
- * the socket is loopback-only (its traffic stays inside the VE's network namespace). */
+ * the socket's traffic stays inside the VE: loopback-only, or a Unix socket whose peer was
+ * made in the VE's own cgroup. */
 static __always_inline int sock_peer(struct file *file, __u8 *buf)
 {
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -260,6 +262,15 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf)
 	if (!sk)
 		return 0;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_UNIX) {
+		/* A connected Unix socket whose other end was made in this same cgroup (a
+		 * socketpair, or a server of the VE): its traffic stays inside the VE. */
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		if (peer && BPF_CORE_READ(peer, sk_cgrp_data.cgroup, kn, id) ==
+				    bpf_get_current_cgroup_id())
+			return -1;
+		return 0;
+	}
 	__be16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	if (family == AF_INET) {
 		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
