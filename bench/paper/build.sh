@@ -2,7 +2,8 @@
 # Builds the base store for bench/paper/run.sh: a debootstrap template and, in maintenance
 # mode, the apps of the paper's workloads that are built so far: apache (apache2 and a
 # generated static site of 25 pages), sshd (openssh-server, and apache2's configuration to
-# page through) and sqlite (python3 and a deterministic script).
+# page through), chromium (Debian's chromium, started headless) and sqlite (python3 and a
+# deterministic script).
 # Idempotent: an app that exists is kept.   bench/paper/build.sh BASE_STORE_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +29,12 @@ if ! has app sshd; then
   "$jcs" app update sshd -- /bin/sh -c '
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server apache2 >/dev/null
     ssh-keygen -A >/dev/null
+    rm -rf /var/lib/apt/lists/*'
+fi
+if ! has app chromium; then
+  "$jcs" app create chromium --template deb --persist /root
+  "$jcs" app update chromium -- /bin/sh -c '
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
     rm -rf /var/lib/apt/lists/*'
 fi
 if ! has app sqlite; then

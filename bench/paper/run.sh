@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the seed paper's Figures 3 and 4 for the workloads built so far (apache, sshd,
-# sqlite):
+# chromium started 10 times, sqlite):
 # per workload, in the same run, the whole-host events of the Taser-like 65-system-call set
 # (bench/paper/syscalls.txt, counted by an eBPF counter and by auditd), the same set inside
 # the VE (JCS's per-VE counters), the atomic transactions JCS recorded and what it saw but
@@ -207,6 +207,26 @@ n=$(ves)
 in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
 sve=$(new_ve "$n")
 row sshd "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
+
+# --- chromium: started 10 times (the paper's Firefox start-up experiment), headless, with the
+# flags this machine's closed network needs, a fresh profile in persistent storage.
+export JCS_HOME="$work/chromium"
+copy_base "$JCS_HOME"
+"$jcs" run chromium -- true >/dev/null
+chrome='chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-back-forward-cache --disable-dev-shm-usage'
+j0=$(journal_bytes)
+counters_start "$work/c-chromium"
+s0=$(date +%s%N)
+n=$(ves)
+"$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile; for i in 1 2 3 4 5 6 7 8 9 10; do $chrome --user-data-dir=/root/profile --dump-dom about:blank >/dev/null 2>&1 || exit 1; done" >/dev/null
+ve=$(new_ve "$n")
+s1=$(date +%s%N)
+counters_stop "$work/c-chromium"
+j1=$(journal_bytes)
+n=$(ves)
+"$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
+sve=$(new_ve "$n")
+row chromium-10-starts "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-chromium/audit-lost")"
 
 # --- sqlite: the deterministic script, then the interpreter's start-up alone.
 export JCS_HOME="$work/sqlite"
