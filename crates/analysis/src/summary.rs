@@ -21,6 +21,7 @@
 
 use crate::{Answer, Flow, Graph, Part, Range};
 use model::at::VarId;
+use model::leb::{get, put};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A summarized transaction.
@@ -40,8 +41,20 @@ pub struct Summary {
     pub bytes: u64,
 }
 
-fn add(p: &mut Part, r: Option<Range>) {
-    p.add(r);
+impl Summary {
+    /// The summary of one flow: its instant, its bytes.
+    pub fn of(f: &Flow) -> Summary {
+        Summary {
+            src: f.src,
+            dst: f.dst,
+            first: f.time,
+            last: f.time,
+            src_part: Part::of(f.src_range),
+            dst_part: Part::of(f.dst_range),
+            count: 1,
+            bytes: f.len,
+        }
+    }
 }
 
 /// T2: one ST per (source, target) pair.
@@ -60,8 +73,8 @@ pub fn t2(flows: &[Flow]) -> Vec<Summary> {
         });
         s.first = s.first.min(f.time);
         s.last = s.last.max(f.time);
-        add(&mut s.src_part, f.src_range);
-        add(&mut s.dst_part, f.dst_range);
+        s.src_part.add(f.src_range);
+        s.dst_part.add(f.dst_range);
         s.count += 1;
         s.bytes += f.len;
     }
@@ -237,16 +250,7 @@ impl T1 {
                         s.bytes += f.len;
                     }
                     _ => {
-                        sts.push(Summary {
-                            src: f.src,
-                            dst: f.dst,
-                            first: f.time,
-                            last: f.time,
-                            src_part: Part::of(f.src_range),
-                            dst_part: Part::of(f.dst_range),
-                            count: 1,
-                            bytes: f.len,
-                        });
+                        sts.push(Summary::of(f));
                         ranges.push((f.src_range, f.dst_range));
                         // Only an ST with nothing into its source or out of its target at its
                         // first instant may take later flows.
@@ -339,19 +343,6 @@ pub struct OnlineT1 {
     emitted: Option<u64>,
 }
 
-fn single(f: &Flow) -> Summary {
-    Summary {
-        src: f.src,
-        dst: f.dst,
-        first: f.time,
-        last: f.time,
-        src_part: Part::of(f.src_range),
-        dst_part: Part::of(f.dst_range),
-        count: 1,
-        bytes: f.len,
-    }
-}
-
 impl OnlineT1 {
     pub fn new() -> OnlineT1 {
         OnlineT1::default()
@@ -373,11 +364,11 @@ impl OnlineT1 {
         let (late, ready): (Vec<Flow>, Vec<Flow>) = ready
             .into_iter()
             .partition(|f| self.emitted.is_some_and(|e| f.time <= e));
-        let mut out: Vec<Summary> = late.iter().map(single).collect();
+        let mut out: Vec<Summary> = late.iter().map(Summary::of).collect();
         let mut emitted = ready.iter().chain(&late).map(|f| f.time).max();
         out.extend(T1::new(&Graph::new(ready, volatile.clone())).sts);
         if force {
-            out.extend(held.iter().map(single));
+            out.extend(held.iter().map(Summary::of));
             emitted = emitted.max(held.iter().map(|f| f.time).max());
         } else {
             self.pending = held;
@@ -471,26 +462,12 @@ pub fn t4(flows: &[Flow], volatile: &HashSet<VarId>, now: u64, policy: &FadePoli
             s.bytes += f.len;
             continue;
         }
-        let whole = old(policy.files_ns, f.time);
+        let mut st = Summary::of(f);
+        if old(policy.files_ns, f.time) {
+            (st.src_part, st.dst_part) = (Part::Whole, Part::Whole);
+        }
         out.push(Faded {
-            st: Summary {
-                src: f.src,
-                dst: f.dst,
-                first: f.time,
-                last: f.time,
-                src_part: if whole {
-                    Part::Whole
-                } else {
-                    Part::of(f.src_range)
-                },
-                dst_part: if whole {
-                    Part::Whole
-                } else {
-                    Part::of(f.dst_range)
-                },
-                count: 1,
-                bytes: f.len,
-            },
+            st,
             exact_window: true,
         });
     }
@@ -499,18 +476,6 @@ pub fn t4(flows: &[Flow], volatile: &HashSet<VarId>, now: u64, policy: &FadePoli
         st,
     }));
     out
-}
-
-fn put(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 fn put_part(out: &mut Vec<u8>, p: &Part) {
@@ -548,23 +513,6 @@ pub fn encode(sts: &[Summary]) -> Vec<u8> {
         prev = s.first;
     }
     out
-}
-
-fn get(b: &[u8], o: &mut usize) -> Option<u64> {
-    let mut n = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = *b.get(*o)?;
-        *o += 1;
-        if shift > 63 {
-            return None;
-        }
-        n |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(n);
-        }
-        shift += 7;
-    }
 }
 
 fn get_part(b: &[u8], o: &mut usize) -> Option<Part> {

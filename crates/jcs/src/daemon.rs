@@ -78,6 +78,22 @@ pub const REC_STATS: u8 = b'S';
 /// `analysis::summary::encode`d summaries.
 pub const REC_SUMMARIES: u8 = b'T';
 
+/// The tiers a `T` record can hold, by their byte.
+const TIERS: [(u8, &str); 3] = [(1, "T1"), (2, "T2"), (4, "T4")];
+
+/// The name of a `T` record's tier byte.
+pub fn tier_name(code: u8) -> &'static str {
+    TIERS
+        .iter()
+        .find(|t| t.0 == code)
+        .map_or("summary", |t| t.1)
+}
+
+/// The tier byte of a tier's name.
+pub fn tier_code(name: &str) -> Option<u8> {
+    TIERS.iter().find(|t| t.1 == name).map(|t| t.0)
+}
+
 /// What the kernel counted for one VE, written when it is unwatched (`S` records).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VeStats {

@@ -259,12 +259,7 @@ fn print_record(
                 .extend(defs.into_iter().map(|(id, d)| (id, d.to_string())));
         }
         Some(&crate::daemon::REC_SUMMARIES) if r.len() >= 2 => {
-            let tier = match r[1] {
-                1 => "T1",
-                2 => "T2",
-                4 => "T4",
-                _ => "summary",
-            };
+            let tier = crate::daemon::tier_name(r[1]);
             let sts = analysis::summary::decode(&r[2..])
                 .with_context(|| format!("journal record {seq}: summaries do not decode"))?;
             for s in sts.iter().filter(|s| {

@@ -68,16 +68,7 @@ pub fn summarize_dry_run(
             bytes: z(analysis::summary::encode(
                 &flows
                     .iter()
-                    .map(|f| analysis::summary::Summary {
-                        src: f.src,
-                        dst: f.dst,
-                        first: f.time,
-                        last: f.time,
-                        src_part: analysis::Part::of(f.src_range),
-                        dst_part: analysis::Part::of(f.dst_range),
-                        count: 1,
-                        bytes: f.len,
-                    })
+                    .map(analysis::summary::Summary::of)
                     .collect::<Vec<_>>(),
             )),
         },
@@ -179,12 +170,10 @@ pub fn summarize(
     policy: Option<&analysis::summary::FadePolicy>,
     json: bool,
 ) -> Result<()> {
-    let code: u8 = match tier {
-        "T1" => 1,
-        "T2" => 2,
-        "T4" => 4,
-        t => bail!(
-            "--tier {t}: the journal can be rewritten into T1, T2 or T4 (T3 is a view: --dry-run)"
+    let code = match crate::daemon::tier_code(tier) {
+        Some(c) => c,
+        None => bail!(
+            "--tier {tier}: the journal can be rewritten into T1, T2 or T4 (T3 is a view: --dry-run)"
         ),
     };
     if code == 4 && policy.is_none() {

@@ -92,16 +92,6 @@ fn time(ns: u64) -> String {
     format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
 }
 
-/// The name of a summary tier byte.
-fn tier_name(t: u8) -> &'static str {
-    match t {
-        1 => "T1",
-        2 => "T2",
-        4 => "T4",
-        _ => "summary",
-    }
-}
-
 /// Answers from the transactions themselves (the oracle), or from their T1 or T2 summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -141,24 +131,14 @@ pub fn track(
         .into_iter()
         .map(|(tier, s)| {
             let ve = ve_of(&s);
-            (s, ve, tier_name(tier))
+            (s, ve, crate::daemon::tier_name(tier))
         })
         .collect();
     let flows = analysis::flows(&ats, is_file);
     match source {
         Source::Transactions => items.extend(flows.iter().map(|f| {
             let a = &ats[f.at];
-            let s = Summary {
-                src: f.src,
-                dst: f.dst,
-                first: f.time,
-                last: f.time,
-                src_part: analysis::Part::of(f.src_range),
-                dst_part: analysis::Part::of(f.dst_range),
-                count: 1,
-                bytes: f.len,
-            };
-            (s, a.ve, a.op.name())
+            (Summary::of(f), a.ve, a.op.name())
         })),
         Source::T1 => {
             let g = analysis::Graph::new(flows, volatile.clone());

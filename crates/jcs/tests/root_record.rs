@@ -41,16 +41,12 @@ fn root_writes_in_three_chunks_are_three_transactions() {
         "{ats:#?}"
     );
     // Every transaction belongs to VE 1's processes; the daemon and this test are not in it.
-    let daemon: u64 = std::fs::read_to_string(env.home().join("daemon.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let daemon = u64::try_from(env.daemon_pid().unwrap()).unwrap();
     assert!(ats
         .iter()
         .all(|a| a["ve"] == 1 && a["pid"] != daemon && a["pid"] != u64::from(std::process::id())));
     // A second VE is recorded under its own id; the journal verifies.
-    // (md5sum must read the content; busybox cat would use sendfile, not recorded yet.)
+    // (md5sum reads with read(2); busybox cat would use sendfile.)
     env.sh_ok("md5sum /data/chunks > /dev/null");
     let reads: Vec<serde_json::Value> = log(&env, 2)
         .into_iter()
@@ -135,17 +131,7 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
     let up = env.home().join("persist/web/data/up");
     assert!(common::wait_for(10, || up.exists()));
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let pid: i32 = std::fs::read_to_string(env.home().join("daemon.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: SIGKILL to this store's daemon.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert!(common::wait_for(10, || !std::path::Path::new(&format!(
-        "/proc/{pid}"
-    ))
-    .exists()));
+    env.kill_daemon();
     std::fs::write(env.home().join("persist/web/data/stop"), "").unwrap();
     let o = c.wait_with_output().unwrap();
     // jcs run says the recording of VE 2 is incomplete (its final flush could not happen).
@@ -306,14 +292,7 @@ fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
     let env = Env::new();
     env.standard_app();
     // Small segments, so that a few VEs fill several.
-    let run = |script: &str| {
-        let o = env
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
-            .env("JCS_SEGMENT_BYTES", "4096")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let run = |script: &str| env.sh_ok_with(&[("JCS_SEGMENT_BYTES", "4096")], script);
     run("echo one > /data/a");
     // VE 2 alone fills whole segments (distinct files, paced so that they make many blocks).
     run("i=0; while [ $i -lt 100 ]; do echo $i > /tmp/f$i; usleep 20000; i=$((i+1)); done");
@@ -412,17 +391,7 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     assert!(common::wait_for(5, || log(&env, 1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
-    let pid: i32 = std::fs::read_to_string(env.home().join("daemon.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: SIGKILL to this store's daemon.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert!(common::wait_for(10, || !std::path::Path::new(&format!(
-        "/proc/{pid}"
-    ))
-    .exists()));
+    env.kill_daemon();
     env.sh_ok("true");
     env.go();
     let o = c.wait_with_output().unwrap();
@@ -472,9 +441,8 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let pid = || std::fs::read_to_string(env.home().join("daemon.pid")).unwrap();
-    let first = pid();
-    let exe = std::fs::read_link(format!("/proc/{}/exe", first.trim())).unwrap();
+    let first = env.daemon_pid().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{first}/exe")).unwrap();
     assert_eq!(exe, old);
     let o = env.jcs(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -483,7 +451,7 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_ne!(pid(), first);
+    assert_ne!(env.daemon_pid().unwrap(), first);
     assert!(log(&env, 2)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
@@ -494,14 +462,7 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
 fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
     let env = Env::new();
     env.standard_app();
-    let run = |script: &str| {
-        let o = env
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
-            .env("JCS_SUMMARIZE", "online")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let run = |script: &str| env.sh_ok_with(&[("JCS_SUMMARIZE", "online")], script);
     // Four reads of the same bytes with nothing written in between (cat sends into a pipe,
     // which stays inside the VE): one T1 summary.
     run("echo data > /data/x; cat /data/x /data/x /data/x /data/x | wc -c > /data/sums");

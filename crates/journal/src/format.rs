@@ -131,20 +131,39 @@ pub struct BlockHeader {
     pub chain: Hash,
 }
 
+/// Appends an unsigned LEB128 number (record lengths, index fields).
+pub(crate) fn put_leb(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads an unsigned LEB128 number of at most `max_bits` at `*o`; None when the bytes end
+/// first or it is longer.
+pub(crate) fn get_leb(b: &[u8], o: &mut usize, max_bits: u32) -> Option<u64> {
+    let mut n = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*o)?;
+        *o += 1;
+        if shift >= max_bits {
+            return None;
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+        shift += 7;
+    }
+}
+
 /// Frames records as (LEB128 length, bytes)*.
 pub fn frame_records<R: AsRef<[u8]>>(records: &[R]) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.iter().map(|r| r.as_ref().len() + 3).sum());
     for r in records {
-        let mut n = r.as_ref().len() as u64;
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
+        put_leb(&mut out, r.as_ref().len() as u64);
         out.extend_from_slice(r.as_ref());
     }
     out
@@ -159,23 +178,15 @@ pub fn unframe_records(b: &[u8], count: u32, block: u64) -> Result<Vec<Vec<u8>>,
     let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
     let mut o = 0usize;
     while o < b.len() {
-        let mut len = 0u64;
-        let mut shift = 0;
-        loop {
-            let byte = *b
-                .get(o)
-                .ok_or_else(|| bad("record length runs past the payload"))?;
-            o += 1;
-            len |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
+        // A record is at most 16 MiB: its length fits in 5 bytes.
+        let start = o;
+        let len = get_leb(b, &mut o, 35).ok_or_else(|| {
+            if o >= b.len() && o - start < 5 {
+                bad("record length runs past the payload")
+            } else {
+                bad("record length too long")
             }
-            shift += 7;
-            if shift > 28 {
-                return Err(bad("record length too long"));
-            }
-        }
-        let len = len as usize;
+        })? as usize;
         if len > MAX_RECORD || o + len > b.len() {
             return Err(bad("record runs past the payload"));
         }

@@ -43,35 +43,10 @@ pub struct SegmentIndex {
     pub postings: BTreeMap<u64, Vec<u32>>,
 }
 
-fn put(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
+use crate::format::put_leb as put;
 
 fn get(b: &[u8], o: &mut usize) -> Result<u64, FormatError> {
-    let mut n = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = *b
-            .get(*o)
-            .ok_or(FormatError::Limit("index runs past its end"))?;
-        *o += 1;
-        if shift > 63 {
-            return Err(FormatError::Limit("index varint too long"));
-        }
-        n |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(n);
-        }
-        shift += 7;
-    }
+    crate::format::get_leb(b, o, 64).ok_or(FormatError::Limit("index field runs past its end"))
 }
 
 impl SegmentIndex {

@@ -226,13 +226,7 @@ pub enum DecodeError {
     Trailing(usize),
 }
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+use crate::leb::put;
 
 fn zig(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -249,16 +243,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn get(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.b.get(self.o).ok_or(DecodeError::Truncated)?;
-            self.o += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::Varint)
+        let start = self.o;
+        crate::leb::get(self.b, &mut self.o).ok_or(if self.b.len() - start < 10 {
+            DecodeError::Truncated
+        } else {
+            DecodeError::Varint
+        })
     }
 }
 

@@ -83,6 +83,18 @@ impl Env {
         self.ok(&["run", "web", "--", "/bin/sh", "-c", script])
     }
 
+    /// Like [`Env::sh_ok`], with `vars` in jcs run's environment (and so in the daemon's it
+    /// starts).
+    pub fn sh_ok_with(&self, vars: &[(&str, &str)], script: &str) -> String {
+        let o = self
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// A busybox template `bb` and an app `web` with /data persistent and /dl shared.
     pub fn standard_app(&self) {
         self.ok(&["template", "create", "bb", "--busybox"]);
@@ -184,18 +196,35 @@ impl Env {
 }
 
 impl Env {
+    /// The pid of this store's monitor daemon, if one was started.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.home().join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Sends `sig` to this store's daemon and waits until it is gone; whether it was gone.
+    fn signal_daemon(&self, sig: i32) -> bool {
+        let Some(pid) = self.daemon_pid() else {
+            return true;
+        };
+        // SAFETY: a signal to the daemon of this test's own store, by its recorded pid.
+        unsafe { libc::kill(pid, sig) };
+        wait_for(10, || !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
     /// Stops this store's monitor daemon (started on demand by jcs run) and waits until it
     /// is gone: its BPF programs are detached when it exits.
     pub fn stop_daemon(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.home().join("daemon.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: SIGTERM to the daemon of this test's own store.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-                wait_for(10, || {
-                    !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                });
-            }
-        }
+        self.signal_daemon(libc::SIGTERM);
+    }
+
+    /// Kills this store's daemon (SIGKILL: nothing unacknowledged is flushed) and waits for
+    /// it to be gone.
+    pub fn kill_daemon(&self) {
+        assert!(self.signal_daemon(libc::SIGKILL), "the daemon did not die");
     }
 }
 
