@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the base store for bench/paper/run.sh: a debootstrap template and, in maintenance
-# mode, the apps of the paper's workloads that are built so far: apache (apache2 and a
-# generated static site of 25 pages), sshd (openssh-server, and apache2's configuration to
-# page through), chromium (Debian's chromium, started headless) and sqlite (python3 and a
-# deterministic script).
+# mode, the apps of the paper's workloads: apache (apache2 and a generated static site of 25
+# pages), sshd (openssh-server, and apache2's configuration to page through), chromium
+# (Debian's chromium, started headless), sqlite (python3 and a deterministic script) and
+# libreoffice (LibreOffice without GUI, Python-UNO, and two documents made by office.py).
 # Idempotent: an app that exists is kept.   bench/paper/build.sh BASE_STORE_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +32,8 @@ if ! has app sshd; then
     rm -rf /var/lib/apt/lists/*'
 fi
 if ! has app chromium; then
-  "$jcs" app create chromium --template deb --persist /root
+  # On the bridge: the browsing workload loads the site of an apache VE.
+  "$jcs" app create chromium --template deb --net bridge --persist /root
   "$jcs" app update chromium -- /bin/sh -c '
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
     rm -rf /var/lib/apt/lists/*'
@@ -60,6 +61,21 @@ digest = hashlib.sha256(repr(rows).encode()).hexdigest()
 open("/data/result.txt", "w").write(digest + "\n")
 print(digest)
 PY
+fi
+if ! has app libreoffice; then
+  # LibreOffice without GUI and Python-UNO; the documents live in persistent storage (/data),
+  # made once here by LibreOffice itself from generated HTML (deterministic text).
+  # UNO looks up the VE's hostname and its peer's name: libnss-myhostname answers the first
+  # (the template has no /etc/hosts), a resolver on loopback refuses the second at once (the
+  # benchmark's network is closed: the host's resolver would time out, 10 s per connection).
+  "$jcs" app create libreoffice --template deb --net bridge --persist /data
+  "$jcs" app update libreoffice -- /bin/sh -c '
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libreoffice-writer-nogui python3-uno libnss-myhostname >/dev/null
+    echo "nameserver 127.0.0.1" > /etc/resolv.conf
+    rm -rf /var/lib/apt/lists/*'
+  mkdir -p "$JCS_HOME/persist/libreoffice/data"
+  cp "$here/office.py" "$JCS_HOME/persist/libreoffice/data/office.py"
+  "$jcs" run libreoffice -- python3 /data/office.py make-documents /data
 fi
 # Maintenance mode started a monitor daemon for this store: stop it (run.sh works on copies).
 [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true

@@ -1,23 +1,50 @@
 #!/usr/bin/env bash
-# Reproduces the seed paper's Figures 3 and 4 for the workloads built so far (apache, sshd,
-# chromium started 10 times, sqlite):
+# Reproduces the seed paper's Figures 3 and 4 with today's applications in VEs:
 # per workload, in the same run, the whole-host events of the Taser-like 65-system-call set
 # (bench/paper/syscalls.txt, counted by an eBPF counter and by auditd), the same set inside
 # the VE (JCS's per-VE counters), the atomic transactions JCS recorded and what it saw but
 # did not need to record, the start-up events against JCS's start-up transactions, T1 and T2
-# sizes, and bytes on disk (auditd's log against JCS's journal).
+# sizes, and bytes on disk (auditd's log against JCS's journal). A workload's other VEs (the
+# LibreOffice driver, the site's server while Chromium browses) are reported apart.
+#
+# Workloads: apache (a request per second for 300 s, --quick 60 s), sshd (log in with a key,
+# page apache2.conf with more through a pty), libreoffice (Python-UNO: open a ~200 KB and a
+# ~55 KB document, copy the second to the end of the first, save), browse (Chromium headless
+# follows every link of the site's home page and back, over DevTools), chromium (10 starts),
+# sqlite (a deterministic script).
 #
 # Background while measuring (the whole-host number means nothing without it): this machine's
-# own processes, plus one VE of the other app idling (sleep).
+# own processes, plus one VE of another app idling (sleep).
 #
-#   bench/paper/run.sh [--quick]   (apache: a request per second for 300 s, --quick 60 s;
-#                                   needs root, bpftrace, auditd, curl: scripts/install-deps.sh --all)
-# Writes bench/results/paper-DATE.jsonl and prints the tables (bench/paper/table.py).
+#   bench/paper/run.sh [--quick] [--only W1,W2,...] [--peers]
+#     --only   run only these workloads (names above)
+#     --peers  then re-run the peer comparisons in the same session: bench/syscall-cost.sh
+#              (per system call), bench/nginx.sh (nginx under wrk), bench/ve-start.sh (bwrap,
+#              runc, firejail, systemd-nspawn, unshare)
+#   needs root, bpftrace, auditd, curl (scripts/install-deps.sh --all); the first run builds
+#   the template and apps (bench/paper/build.sh, a few minutes).
+# Writes bench/results/paper-DATE.jsonl (with --only: paper-DATE-W1-W2.jsonl; with --peers
+# also paper-DATE-peers.txt) and prints the tables (bench/paper/table.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$(dirname "$here")")
 secs=300
-[ "${1:-}" = --quick ] && secs=60
+all="apache sshd libreoffice browse chromium sqlite"
+only=$all
+peers=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) secs=60 ;;
+    --only) only=$(echo "${2:?--only needs a list: $all}" | tr , ' '); shift ;;
+    --peers) peers=1 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for w in $only; do
+  case " $all " in *" $w "*) ;; *) echo "run.sh: no workload $w (there are: $all)" >&2; exit 2 ;; esac
+done
 for t in bpftrace auditd auditctl ausyscall curl python3 ssh ssh-keygen; do
   command -v "$t" >/dev/null || { echo "run.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
 done
@@ -119,13 +146,14 @@ c.commit()' "$1/catalog.db"
 journal_bytes() { du -cb "$JCS_HOME"/journal/*.seg 2>/dev/null | tail -1 | cut -f1; }
 
 # One row: workload, seconds, the VE's id (its stats), the counters' output, the startup VE.
-row() { # NAME SECONDS VE "host ev by" JOURNAL_BYTES STARTUP_VE [AUDIT_LOST]
+# OTHERS: the workload's other VEs (drivers, servers), as "what=VE ..."; reported apart.
+row() { # NAME SECONDS VE "host ev by" JOURNAL_BYTES STARTUP_VE [AUDIT_LOST [OTHERS]]
   local st sum
   st=$("$jcs" stats --json)
   sum=$("$jcs" summarize --dry-run --json)
-  python3 - "$1" "$2" "$3" "$4" "$5" "$6" "$st" "$sum" "$names" "${7:-0}" <<'PY' >> "$results"
+  python3 - "$1" "$2" "$3" "$4" "$5" "$6" "$st" "$sum" "$names" "${7:-0}" "${8:-}" <<'PY' >> "$results"
 import json, sys
-name, secs, ve, counters, jbytes, sve, st, sm, names, alost = sys.argv[1:]
+name, secs, ve, counters, jbytes, sve, st, sm, names, alost, others = sys.argv[1:]
 host, ev, by = map(int, counters.split())
 st, sm, names = json.loads(st), json.loads(sm), set(names.split())
 ves = {v["ve"]: v for v in st["ves"]}
@@ -139,118 +167,231 @@ print(json.dumps({
     "audit_events": ev, "audit_bytes": by, "journal_bytes": int(jbytes),
     "startup_ve_set": in_set(s), "startup_transactions": s["transactions"],
     "t1": tiers.get("T1"), "t2": tiers.get("T2"), "audit_lost": int(alost),
+    "others": [{"what": w, "ve_set": in_set(ves[int(o)]), "transactions": ves[int(o)]["transactions"]}
+               for w, o in (x.split("=") for x in others.split())],
 }))
 PY
 }
 
+export JCS_BRIDGE_CIDR=10.81.0.0/24
+secs_since() { python3 -c "print(round(($(date +%s%N) - $1) / 1e9, 1))"; }
+chrome='chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-back-forward-cache --disable-dev-shm-usage'
+apache_start='. /etc/apache2/envvars; mkdir -p $APACHE_RUN_DIR $APACHE_LOCK_DIR $APACHE_LOG_DIR'
+# An idle VE of another app, in the background (started before the counters).
+idle_ve() { # APP SECONDS
+  local n
+  n=$(ves)
+  # (Background jobs run nsenter itself, not the in_ns function: $! must be jcs run's pid.)
+  nsenter --net="/run/netns/$ns" "$jcs" run "$1" -- sleep "$2" >/dev/null 2>&1 & pids+=($!)
+  new_ve "$n" >/dev/null
+}
+end_pids() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+# The host pid of a VE's init: the child of its `jcs run` (waits for it).
+ve_init() { # JCS_RUN_PID
+  local p=""
+  for _ in $(seq 100); do p=$(pgrep -P "$1" | head -1) && [ -n "$p" ] && break; sleep 0.05; done
+  echo "$p"
+}
+
 # --- apache: a client outside the VE fetches the home page once a second.
-export JCS_HOME="$work/apache" JCS_BRIDGE_CIDR=10.81.0.0/24
-copy_base "$JCS_HOME"
-in_ns "$jcs" run apache -- true >/dev/null # the bridge and the daemon
-n=$(ves)
-# (Background jobs run nsenter itself, not the in_ns function: $! must be jcs run's pid.)
-nsenter --net="/run/netns/$ns" "$jcs" run sqlite -- sleep $((secs + 30)) >/dev/null 2>&1 & pids+=($!) # background
-new_ve "$n" >/dev/null
-start='. /etc/apache2/envvars; mkdir -p $APACHE_RUN_DIR $APACHE_LOCK_DIR $APACHE_LOG_DIR'
-j0=$(journal_bytes)
-counters_start "$work/c-apache"
-n=$(ves)
-nsenter --net="/run/netns/$ns" "$jcs" run apache -- /bin/sh -c "$start; exec apache2 -D FOREGROUND" >/dev/null 2>&1 & web=$!; pids+=($web)
-ve=$(new_ve "$n")
-for _ in $(seq 100); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/" && break; sleep 0.1; done
-for _ in $(seq "$secs"); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/"; sleep 1; done
-kill "$web"; wait "$web" 2>/dev/null || true
-counters_stop "$work/c-apache"
-j1=$(journal_bytes)
-# Start-up alone: start, answer once on loopback, stop.
-n=$(ves)
-in_ns "$jcs" run apache -- /bin/bash -c "$start; apache2 -k start; for i in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null && break; sleep 0.05; done; apache2 -k stop" >/dev/null 2>&1
-sve=$(new_ve "$n")
-row apache "$secs" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-apache/audit-lost")"
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-pids=()
+wl_apache() {
+  export JCS_HOME="$work/apache"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run apache -- true >/dev/null # the bridge and the daemon
+  idle_ve sqlite $((secs + 30))
+  local j0 j1 n ve web sve
+  j0=$(journal_bytes)
+  counters_start "$work/c-apache"
+  n=$(ves)
+  nsenter --net="/run/netns/$ns" "$jcs" run apache -- /bin/sh -c "$apache_start; exec apache2 -D FOREGROUND" >/dev/null 2>&1 & web=$!; pids+=($web)
+  ve=$(new_ve "$n")
+  for _ in $(seq 100); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/" && break; sleep 0.1; done
+  for _ in $(seq "$secs"); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/"; sleep 1; done
+  kill "$web"; wait "$web" 2>/dev/null || true
+  counters_stop "$work/c-apache"
+  j1=$(journal_bytes)
+  # Start-up alone: start, answer once on loopback, stop.
+  n=$(ves)
+  in_ns "$jcs" run apache -- /bin/bash -c "$apache_start; apache2 -k start; for i in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null && break; sleep 0.05; done; apache2 -k stop" >/dev/null 2>&1
+  sve=$(new_ve "$n")
+  row apache "$secs" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-apache/audit-lost")"
+  end_pids
+}
 
 # --- sshd: a client outside the VE logs in with a key and pages the Apache configuration
 # with `more` through a pseudo-terminal.
-export JCS_HOME="$work/sshd"
-copy_base "$JCS_HOME"
-ssh-keygen -q -t ed25519 -N '' -f "$work/key"
-mkdir -p "$JCS_HOME/persist/sshd/root_.ssh"
-install -m 600 "$work/key.pub" "$JCS_HOME/persist/sshd/root_.ssh/authorized_keys"
-in_ns "$jcs" run sshd -- true >/dev/null
-n=$(ves)
-nsenter --net="/run/netns/$ns" "$jcs" run sqlite -- sleep 600 >/dev/null 2>&1 & idle=$!; pids+=($idle) # background
-new_ve "$n" >/dev/null
-n=$(ves)
-nsenter --net="/run/netns/$ns" "$jcs" run sshd -- /bin/sh -c 'mkdir -p /run/sshd; exec /usr/sbin/sshd -D -e' >/dev/null 2>&1 & srv=$!; pids+=($srv)
-ve=$(new_ve "$n")
-ssh_to() { # FLAG COMMAND...
-  local flag=$1; shift
-  in_ns ssh -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ConnectTimeout=2 "$flag" "root@10.81.0.$((ve + 1))" "$@"
+wl_sshd() {
+  export JCS_HOME="$work/sshd"
+  copy_base "$JCS_HOME"
+  ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+  mkdir -p "$JCS_HOME/persist/sshd/root_.ssh"
+  install -m 600 "$work/key.pub" "$JCS_HOME/persist/sshd/root_.ssh/authorized_keys"
+  in_ns "$jcs" run sshd -- true >/dev/null
+  idle_ve sqlite 600
+  local j0 j1 n ve srv sve s0 up=""
+  n=$(ves)
+  nsenter --net="/run/netns/$ns" "$jcs" run sshd -- /bin/sh -c 'mkdir -p /run/sshd; exec /usr/sbin/sshd -D -e' >/dev/null 2>&1 & srv=$!; pids+=($srv)
+  ve=$(new_ve "$n")
+  ssh_to() { # FLAG COMMAND...
+    local flag=$1; shift
+    in_ns ssh -i "$work/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o LogLevel=ERROR -o ConnectTimeout=2 "$flag" "root@10.81.0.$((ve + 1))" "$@"
+  }
+  for _ in $(seq 50); do ssh_to -n true 2>/dev/null && up=1 && break; sleep 0.2; done
+  [ -n "$up" ] || { echo "run.sh: cannot log in to the sshd VE" >&2; exit 1; }
+  j0=$(journal_bytes)
+  counters_start "$work/c-sshd"
+  s0=$(date +%s%N)
+  { yes ' ' | head -n 400; echo q; } | ssh_to -tt more /etc/apache2/apache2.conf > "$work/more.out" 2>&1 || true
+  grep -q "main Apache server configuration" "$work/more.out" || { echo "run.sh: the ssh session did not page the file" >&2; exit 1; }
+  local took
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-sshd"
+  end_pids
+  j1=$(journal_bytes)
+  n=$(ves)
+  in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
+  sve=$(new_ve "$n")
+  row sshd "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
 }
-up=""
-for _ in $(seq 50); do ssh_to -n true 2>/dev/null && up=1 && break; sleep 0.2; done
-[ -n "$up" ] || { echo "run.sh: cannot log in to the sshd VE" >&2; exit 1; }
-j0=$(journal_bytes)
-counters_start "$work/c-sshd"
-s0=$(date +%s%N)
-{ yes ' ' | head -n 400; echo q; } | ssh_to -tt more /etc/apache2/apache2.conf > "$work/more.out" 2>&1 || true
-grep -q "main Apache server configuration" "$work/more.out" || { echo "run.sh: the ssh session did not page the file" >&2; exit 1; }
-s1=$(date +%s%N)
-counters_stop "$work/c-sshd"
-kill "$srv"; wait "$srv" 2>/dev/null || true
-kill "$idle"; wait "$idle" 2>/dev/null || true
-pids=()
-j1=$(journal_bytes)
-n=$(ves)
-in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
-sve=$(new_ve "$n")
-row sshd "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
 
-# --- chromium: started 10 times (the paper's Firefox start-up experiment), headless, with the
-# flags this machine's closed network needs, a fresh profile in persistent storage.
-export JCS_HOME="$work/chromium"
-copy_base "$JCS_HOME"
-"$jcs" run chromium -- true >/dev/null
-chrome='chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync --disable-back-forward-cache --disable-dev-shm-usage'
-j0=$(journal_bytes)
-counters_start "$work/c-chromium"
-s0=$(date +%s%N)
-n=$(ves)
-"$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile; for i in 1 2 3 4 5 6 7 8 9 10; do $chrome --user-data-dir=/root/profile --dump-dom about:blank >/dev/null 2>&1 || exit 1; done" >/dev/null
-ve=$(new_ve "$n")
-s1=$(date +%s%N)
-counters_stop "$work/c-chromium"
-j1=$(journal_bytes)
-n=$(ves)
-"$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
-sve=$(new_ve "$n")
-row chromium-10-starts "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-chromium/audit-lost")"
+# --- libreoffice: LibreOffice listens for UNO in its VE; the driver (bench/paper/office.py
+# edit) runs in a VE of its own and opens the two documents of the app's persistent storage,
+# copies the references to the end of the report, closes them, saves, and ends LibreOffice.
+wl_libreoffice() {
+  export JCS_HOME="$work/libreoffice"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run libreoffice -- true >/dev/null
+  idle_ve sqlite 600
+  local j0 j1 n ve office drv sve s0 took
+  j0=$(journal_bytes)
+  counters_start "$work/c-libreoffice"
+  s0=$(date +%s%N)
+  n=$(ves)
+  nsenter --net="/run/netns/$ns" "$jcs" run libreoffice -- soffice --headless --norestore '--accept=socket,host=0.0.0.0,port=2002;urp;' >/dev/null 2>&1 & office=$!; pids+=($office)
+  ve=$(new_ve "$n")
+  n=$(ves)
+  in_ns "$jcs" run libreoffice -- python3 /data/office.py edit "10.81.0.$((ve + 1))" 2002 /data > "$work/office.out"
+  drv=$(new_ve "$n")
+  wait "$office" || { echo "run.sh: LibreOffice did not end cleanly" >&2; exit 1; }
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-libreoffice"
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
+assert r["report_bytes_after"] > r["report_bytes_before"] + 40000, r' "$work/office.out" ||
+    { echo "run.sh: the report did not grow by the references: $(cat "$work/office.out")" >&2; exit 1; }
+  j1=$(journal_bytes)
+  end_pids
+  n=$(ves)
+  in_ns "$jcs" run libreoffice -- soffice --headless --norestore --terminate_after_init >/dev/null 2>&1
+  sve=$(new_ve "$n")
+  row libreoffice "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-libreoffice/audit-lost")" "driver=$drv"
+}
+
+# --- browse: Chromium headless loads the site's home page (served by an apache VE), follows
+# every first-level link and returns, driven over DevTools by bench/paper/browse.py. Chromium
+# listens for DevTools on its VE's loopback only (new headless ignores
+# --remote-debugging-address): the driver runs on the host, in the VE's network namespace
+# (not in its cgroup or mount namespace), and its traffic is loopback, not recorded.
+wl_browse() {
+  export JCS_HOME="$work/browse"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run chromium -- true >/dev/null
+  local j0 j1 n ve web site chr init sve s0 took
+  n=$(ves)
+  nsenter --net="/run/netns/$ns" "$jcs" run apache -- /bin/sh -c "$apache_start; exec apache2 -D FOREGROUND" >/dev/null 2>&1 & web=$!; pids+=($web)
+  site=$(new_ve "$n")
+  for _ in $(seq 100); do in_ns curl -s -o /dev/null "http://10.81.0.$((site + 1))/" && break; sleep 0.1; done
+  j0=$(journal_bytes)
+  counters_start "$work/c-browse"
+  s0=$(date +%s%N)
+  n=$(ves)
+  nsenter --net="/run/netns/$ns" "$jcs" run chromium -- /bin/sh -c "rm -rf /root/browse; exec $chrome --user-data-dir=/root/browse --remote-debugging-port=9222 http://10.81.0.$((site + 1))/" >/dev/null 2>&1 & chr=$!; pids+=($chr)
+  ve=$(new_ve "$n")
+  init=$(ve_init "$chr")
+  nsenter --net="/proc/$init/ns/net" python3 "$here/browse.py" 127.0.0.1 9222 > "$work/browse.out" ||
+    { echo "run.sh: the browsing driver failed" >&2; exit 1; }
+  wait "$chr" || true # Browser.close ends it
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-browse"
+  grep -q '"links_followed": 24' "$work/browse.out" || { echo "run.sh: browsing followed $(cat "$work/browse.out")" >&2; exit 1; }
+  j1=$(journal_bytes)
+  end_pids
+  n=$(ves)
+  in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
+  sve=$(new_ve "$n")
+  row browse "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-browse/audit-lost")" "site=$site"
+}
+
+# --- chromium: started 10 times (the paper's Firefox start-up experiment), headless, a fresh
+# profile in persistent storage.
+wl_chromium() {
+  export JCS_HOME="$work/chromium"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run chromium -- true >/dev/null
+  idle_ve sqlite 600
+  local j0 j1 n ve sve s0 took
+  j0=$(journal_bytes)
+  counters_start "$work/c-chromium"
+  s0=$(date +%s%N)
+  n=$(ves)
+  in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile; for i in 1 2 3 4 5 6 7 8 9 10; do $chrome --user-data-dir=/root/profile --dump-dom about:blank >/dev/null 2>&1 || exit 1; done" >/dev/null
+  ve=$(new_ve "$n")
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-chromium"
+  j1=$(journal_bytes)
+  end_pids
+  n=$(ves)
+  in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
+  sve=$(new_ve "$n")
+  row chromium-10-starts "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-chromium/audit-lost")"
+}
 
 # --- sqlite: the deterministic script, then the interpreter's start-up alone.
-export JCS_HOME="$work/sqlite"
-copy_base "$JCS_HOME"
-"$jcs" run sqlite -- true >/dev/null
-n=$(ves)
-"$jcs" run apache -- sleep 600 >/dev/null 2>&1 & idle=$!; pids+=($idle) # background
-new_ve "$n" >/dev/null
-j0=$(journal_bytes)
-counters_start "$work/c-sqlite"
-s0=$(date +%s%N)
-n=$(ves)
-"$jcs" run sqlite -- python3 /data/bench.py >/dev/null
-ve=$(new_ve "$n")
-s1=$(date +%s%N)
-counters_stop "$work/c-sqlite"
-j1=$(journal_bytes)
-n=$(ves)
-"$jcs" run sqlite -- python3 -c 'import sqlite3' >/dev/null
-sve=$(new_ve "$n")
-kill "$idle" 2>/dev/null || true
-row sqlite "$(python3 -c "print(round(($s1 - $s0) / 1e9, 1))")" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sqlite/audit-lost")"
+wl_sqlite() {
+  export JCS_HOME="$work/sqlite"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run sqlite -- true >/dev/null
+  idle_ve apache 600
+  local j0 j1 n ve sve s0 took
+  j0=$(journal_bytes)
+  counters_start "$work/c-sqlite"
+  s0=$(date +%s%N)
+  n=$(ves)
+  in_ns "$jcs" run sqlite -- python3 /data/bench.py >/dev/null
+  ve=$(new_ve "$n")
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-sqlite"
+  j1=$(journal_bytes)
+  end_pids
+  n=$(ves)
+  in_ns "$jcs" run sqlite -- python3 -c 'import sqlite3' >/dev/null
+  sve=$(new_ve "$n")
+  row sqlite "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sqlite/audit-lost")"
+}
 
-out="$repo/bench/results/paper-$(date -u +%Y-%m-%d).jsonl"
+stamp=$(date -u +%Y-%m-%d)
+for w in $only; do
+  echo "run.sh: $w ($(date -u +%H:%M:%S))" >&2
+  "wl_$w"
+done
+out="$repo/bench/results/paper-$stamp.jsonl"
+# (A partial run does not replace the day's full one.)
+[ "$only" = "$all" ] || out="$repo/bench/results/paper-$stamp-$(echo $only | tr ' ' -).jsonl"
 cp "$results" "$out"
 python3 "$here/table.py" "$out"
 echo "(rows: $out)"
+
+if [ -n "$peers" ]; then
+  # The peer comparisons, in the same session (each script stops what it started).
+  peers_out="$repo/bench/results/paper-$stamp-peers.txt"
+  {
+    echo "# bench/paper/run.sh --peers, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs"
+    echo; echo "## bench/syscall-cost.sh 200000 3"; "$repo/bench/syscall-cost.sh" 200000 3
+    echo; echo "## bench/nginx.sh 8 3"; "$repo/bench/nginx.sh" 8 3
+    echo; echo "## bench/ve-start.sh --runs 20"; "$repo/bench/ve-start.sh" --runs 20 --out "$work/ve-start.md"; cat "$work/ve-start.md"
+  } 2>&1 | tee "$peers_out"
+  echo "(peers: $peers_out)"
+fi

@@ -44,6 +44,13 @@ def tables(rows):
             "| workload | start-up events in the VE | JCS transactions for start-up |", "|---|---|---|"]
     for r in rows:
         out.append(f"| {r['workload']} | {r['startup_ve_set']:,} | {r['startup_transactions']:,} |")
+    others = [(r["workload"], o) for r in rows for o in r.get("others", [])]
+    if others:
+        out += ["", "The workloads' other VEs (drivers, servers): counted in the whole host, not in the "
+                "workload's VE", "", "| workload | VE | events in that VE | its JCS transactions |",
+                "|---|---|---|---|"]
+        for w, o in others:
+            out.append(f"| {w} | {o['what']} | {o['ve_set']:,} | {o['transactions']:,} |")
     return "\n".join(out)
 
 

@@ -30,6 +30,8 @@ fn the_paper_tables_come_out_of_a_recorded_sample() {
     );
     assert!(t.contains("| apache | 3,120 | 0 |"), "{t}");
     assert!(t.contains("Figure 4: start-up"), "{t}");
+    // A workload's other VE (a driver) gets its own row, apart from the workload's VE.
+    assert!(t.contains("| sqlite | driver | 640 | 55 |"), "{t}");
 }
 
 #[test]
