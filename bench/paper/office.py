@@ -11,6 +11,7 @@
       the report, and ends that LibreOffice. Prints a JSON line: the report's size before and
       after.
 """
+import gc
 import json
 import os
 import random
@@ -104,6 +105,9 @@ def edit(host, port, d):
     end.gotoEnd(False)
     report.getCurrentController().select(end)
     report.getCurrentController().insertTransferable(clip)
+    # Release the clipboard content now: released after LibreOffice ended, it aborts it.
+    del clip
+    gc.collect()
     refs.close(True)  # without saving
     report.store()
     after = os.path.getsize(report_path)

@@ -16,8 +16,9 @@
 # Background while measuring (the whole-host number means nothing without it): this machine's
 # own processes, plus one VE of another app idling (sleep).
 #
-#   bench/paper/run.sh [--quick] [--only W1,W2,...] [--peers]
+#   bench/paper/run.sh [--quick] [--only W1,W2,...] [--keep] [--peers]
 #     --only   run only these workloads (names above)
+#     --keep   keep the workloads' stores (their journals) for a look with jcs log/stats/track
 #     --peers  then re-run the peer comparisons in the same session: bench/syscall-cost.sh
 #              (per system call), bench/nginx.sh (nginx under wrk), bench/ve-start.sh (bwrap,
 #              runc, firejail, systemd-nspawn, unshare)
@@ -32,11 +33,13 @@ secs=300
 all="apache sshd libreoffice browse chromium sqlite"
 only=$all
 peers=""
+keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) secs=60 ;;
     --only) only=$(echo "${2:?--only needs a list: $all}" | tr , ' '); shift ;;
     --peers) peers=1 ;;
+    --keep) keep=1 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -64,7 +67,7 @@ cleanup() {
   for d in "$work"/*/daemon.pid; do [ -f "$d" ] && kill "$(cat "$d")" 2>/dev/null || true; done
   sleep 0.5
   ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "$keep" ]; then echo "run.sh: the stores are kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 ip netns add "$ns"
@@ -264,6 +267,7 @@ wl_sshd() {
 wl_libreoffice() {
   export JCS_HOME="$work/libreoffice"
   copy_base "$JCS_HOME"
+  cp "$here/office.py" "$JCS_HOME/persist/libreoffice/data/office.py" # this checkout's driver
   in_ns "$jcs" run libreoffice -- true >/dev/null
   idle_ve sqlite 600
   local j0 j1 n ve office drv sve s0 took

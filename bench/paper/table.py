@@ -34,8 +34,7 @@ def tables(rows):
            "| workload | s | whole host | in the VE | JCS transactions | JCS saw, not recorded | host ÷ JCS | VE ÷ JCS | T1 | T2 | auditd events | auditd bytes | JCS journal bytes |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        t1 = r.get("t1", "pending")
-        t2 = r.get("t2", "pending")
+        t1, t2 = (f"{r[k]:,}" if isinstance(r.get(k), int) else "pending" for k in ("t1", "t2"))
         out.append(f"| {r['workload']} | {r['seconds']:g} | {r['host_set']:,} | {r['ve_set']:,} | "
                    f"{r['jcs_transactions']:,} | {r['jcs_not_recorded']:,} | "
                    f"{ratio(r['host_set'], r['jcs_transactions'])} | {ratio(r['ve_set'], r['jcs_transactions'])} | "

@@ -576,3 +576,46 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
     assert!(dropped["read"].as_u64().unwrap_or(0) >= 1, "{st}");
     env.assert_clean();
 }
+
+#[test]
+fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
+    let env = Env::new();
+    env.standard_app();
+    // A static helper: eventfd, /dev/null, /dev/zero, /dev/urandom, /proc and /sys reads.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inert.c");
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("inert"))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success());
+    // The control: a write to persistent storage in the same VE stays recorded.
+    assert_eq!(env.sh_ok("/data/inert && echo kept > /data/out"), "7\n");
+    let ats = log(&env, 1);
+    let quiet = ["/dev/null", "/dev/zero", "/dev/urandom", "/proc/", "/sys/"];
+    for a in &ats {
+        let var = format!("{} {}", a["src"], a["dst"]);
+        assert!(!quiet.iter().any(|q| var.contains(q)), "recorded: {a}");
+        // The eventfd has no path: an 8-byte read or write of a pathless file.
+        assert!(
+            !((a["op"] == "read" || a["op"] == "write") && a["len"] == 8 && var.contains("file:[")),
+            "the eventfd was recorded: {a}"
+        );
+    }
+    assert!(
+        ats.iter()
+            .any(|a| a["op"] == "write" && a["dst"] == "file:/data/out" && a["len"] == 5),
+        "the control write: {ats:#?}"
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &st["ves"][0]["dropped_by_name"];
+    // eventfd + /dev/zero + /dev/urandom + 3 kernel views: at least 6 reads; eventfd and
+    // /dev/null: 2 writes; and the opens of the 6 files.
+    assert!(dropped["read"].as_u64().unwrap_or(0) >= 6, "{st}");
+    assert!(dropped["write"].as_u64().unwrap_or(0) >= 2, "{st}");
+    assert!(dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 6, "{st}");
+    env.assert_clean();
+}

@@ -152,8 +152,15 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
 #define DEVPTS_SUPER_MAGIC 0x1cd1
+#define ANON_INODE_FS_MAGIC 0x09041934
+#define PROC_SUPER_MAGIC 0x9fa0
+#define SYSFS_MAGIC 0x62656572
+#define CGROUP_SUPER_MAGIC 0x27e0eb
+#define CGROUP2_SUPER_MAGIC 0x63677270
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define S_IFCHR 0020000
+#define FMODE_WRITE 0x2
 #define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
@@ -203,6 +210,42 @@ static __always_inline int ve_own_pty(struct file *file)
 	if (!host || *host == ~0ULL)
 		return 0;
 	return BPF_CORE_READ(file, f_inode, i_sb, s_dev) != *host;
+}
+
+/* A file whose data never crosses the VE's boundary either way: an anonymous inode (eventfd,
+ * timerfd, signalfd, epoll, inotify: counters and notices between the VE's own threads), or
+ * one of the character devices without data (null, zero, full, random, urandom). */
+static __always_inline int inert(struct file *file)
+{
+	if (!file)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(inode, i_sb, s_magic) == ANON_INODE_FS_MAGIC)
+		return 1;
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFCHR)
+		return 0;
+	__u32 rdev = BPF_CORE_READ(inode, i_rdev);
+	__u32 major = rdev >> 20, minor = rdev & 0xfffff;
+	return major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9);
+}
+
+/* What stays inside the VE in both directions: its pipes, its own ptys, inert files. */
+static __always_inline int stays_inside(struct file *file)
+{
+	return is_pipe(file) || ve_own_pty(file) || inert(file);
+}
+
+/* A view of the kernel's state (procfs, sysfs, cgroupfs): reading it moves no data of a
+ * persistent file, of the network or of another VE (the VE's pid namespace shows only its own
+ * processes), so what is done through a descriptor opened for reading only is counted, not
+ * recorded; a descriptor opened for writing changes kernel state and stays recorded. */
+static __always_inline int kernel_view(struct file *file)
+{
+	if (!file || (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+		return 0;
+	unsigned long m = BPF_CORE_READ(file, f_inode, i_sb, s_magic);
+	return m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC || m == CGROUP_SUPER_MAGIC ||
+	       m == CGROUP2_SUPER_MAGIC;
 }
 
 static __always_inline int is_socket(struct file *file)
@@ -346,9 +389,9 @@ static __always_inline int enter_transfer(struct inflight *f)
 	struct file *b = fd_file(t, sendfile ? (int)f->args[1] : (int)f->args[2]);
 	struct file *in = sendfile ? b : a;
 	struct file *out = sendfile ? a : b;
-	if (is_pipe(in) || ve_own_pty(in) || lower_only(in))
+	if (stays_inside(in) || lower_only(in) || kernel_view(in))
 		f->evflags |= JCS_F_NO_IN;
-	if (is_pipe(out) || ve_own_pty(out))
+	if (stays_inside(out))
 		f->evflags |= JCS_F_NO_OUT;
 	if (is_socket(a)) {
 		f->evflags |= JCS_F_SOCKET;
@@ -430,7 +473,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 		struct file *file = fd_file(task, fd);
-		if (is_pipe(file) || ve_own_pty(file))
+		if (stays_inside(file))
 			return drop_call(nr);
 		if (is_socket(file)) {
 			f->evflags |= JCS_F_SOCKET;
@@ -441,7 +484,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
-			if ((f->flags & JCS_CAP_READ) && !writes && lower_only(file))
+			if ((f->flags & JCS_CAP_READ) && !writes && (lower_only(file) || kernel_view(file)))
 				return drop_call(nr);
 		}
 		file_identity(file, &f->dev, &f->ino, &f->pos);
@@ -567,8 +610,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
-		 * up) moves no data: counted, not recorded, like the reads that may follow. */
-		if (!(fl & JCS_CAP_ADDR1) && (lower_only(file) || ve_own_pty(file))) {
+		 * up), or a kernel view for reading, moves no data: counted, not recorded, like the
+		 * reads that may follow; so is opening what stays inside the VE. */
+		if (!(fl & JCS_CAP_ADDR1) &&
+		    (lower_only(file) || stays_inside(file) || kernel_view(file))) {
 			discard(e, f->nr);
 			goto out;
 		}
