@@ -60,8 +60,10 @@ ns="jcs-paper-$$"
 results="$work/results.jsonl"
 pids=()
 auditd_pid=""
+bt=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$bt" ] && kill -INT "$bt" 2>/dev/null || true
   auditctl -D -k jcspaper >/dev/null 2>&1 || true
   [ -n "$auditd_pid" ] && kill "$auditd_pid" 2>/dev/null || true
   for d in "$work"/*/daemon.pid; do [ -f "$d" ] && kill "$(cat "$d")" 2>/dev/null || true; done
@@ -119,7 +121,7 @@ counters_stop() { # DIR → sets c="host audit_events audit_bytes" (not in a sub
   lost1=$(auditctl -s | awk '$1 == "lost" {print $2}')
   echo "$(( lost1 - lost0 ))" > "$1/audit-lost"
   kill "$auditd_pid"; wait "$auditd_pid" 2>/dev/null || true; auditd_pid=""
-  kill -INT "$bt"; wait "$bt" 2>/dev/null || true
+  kill -INT "$bt"; wait "$bt" 2>/dev/null || true; bt=""
   local host ev by
   host=$(awk '/^@host:/ {print $2}' "$1/bpftrace.out")
   [ -n "$host" ] || { echo "run.sh: bpftrace counted nothing:" >&2; cat "$1/bpftrace.out" >&2; exit 1; }

@@ -35,6 +35,10 @@ pub enum Request {
         /// The host tid of the VE's init, whose own system calls are not recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         init: Option<u32>,
+        /// The directories inside the VE that reach outside it (persistent, shared); with
+        /// them, failed lookups elsewhere in its file system are counted, not recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outside: Option<Vec<String>>,
     },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
@@ -423,10 +427,14 @@ fn monitor_loop(
                     cgroup_id,
                     ve,
                     init,
+                    outside,
                 } => {
                     match init {
                         Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
                         None => t.watch(cgroup_id, ve),
+                    }
+                    if let Some(dirs) = outside {
+                        t.set_outside(cgroup_id, &dirs);
                     }
                     let r = match m.watch(cgroup_id, ve) {
                         Ok(()) => {
@@ -541,8 +549,17 @@ fn ve_stats(
     let c = m.ve_counters(cgroup_id)?.unwrap_or_default();
     let counts = m.take_counts(cgroup_id)?;
     let calls: Vec<(u32, u64)> = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
-    let dropped_calls: Vec<(u32, u64)> =
-        counts.iter().filter(|c| c.1).map(|c| (c.0, c.2)).collect();
+    // Dropped in the kernel, and by the translator (failed lookups in the VE's own files).
+    let mut dropped: std::collections::BTreeMap<u32, u64> = Default::default();
+    for (nr, n) in counts
+        .iter()
+        .filter(|c| c.1)
+        .map(|c| (c.0, c.2))
+        .chain(t.dropped_calls(cgroup_id))
+    {
+        *dropped.entry(nr).or_default() += n;
+    }
+    let dropped_calls: Vec<(u32, u64)> = dropped.into_iter().collect();
     let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64));
     let stats = VeStats {
         ve,
@@ -656,13 +673,15 @@ fn submit(w: &journal::writer::Writer, records: Vec<Vec<u8>>) -> Result<Option<u
 
 /// `jcs run`'s side: watch the VE's cgroup before the app starts, flush after it exits.
 /// `JCS_MONITOR=off` runs VEs unrecorded (for kernels without the BPF features JCS needs).
-pub fn monitor_hooks(store: &Store, ve: model::VeId) -> Option<MonitorHooks> {
+/// `outside`: the VE's directories that reach outside it (persistent and shared).
+pub fn monitor_hooks(store: &Store, ve: model::VeId, outside: Vec<String>) -> Option<MonitorHooks> {
     if std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off") {
         return None;
     }
     Some(MonitorHooks {
         home: store.layout.root().to_path_buf(),
         ve: ve.0,
+        outside,
         client: None,
         cgroup_id: 0,
     })
@@ -672,6 +691,7 @@ pub fn monitor_hooks(store: &Store, ve: model::VeId) -> Option<MonitorHooks> {
 pub struct MonitorHooks {
     home: PathBuf,
     ve: u64,
+    outside: Vec<String>,
     client: Option<Client>,
     cgroup_id: u64,
 }
@@ -684,6 +704,7 @@ impl ve::launch::Hooks for MonitorHooks {
                 cgroup_id: cgroup.id,
                 ve: self.ve,
                 init: Some(pid as u32),
+                outside: Some(self.outside.clone()),
             })
             .map_err(|e| format!("{e:#}"))?
         {
@@ -849,6 +870,7 @@ mod tests {
             cgroup_id: 9,
             ve: 3,
             init: None,
+            outside: None,
         };
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);

@@ -229,8 +229,20 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     crate::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
     crate::mark("ve row");
+    // Where the VE's file system reaches outside it: its persistent and shared directories.
+    let outside: Vec<String> = if l.storage {
+        let shares = l.app.shares.iter().map(|s| s.path.to_string());
+        l.app
+            .persist
+            .iter()
+            .map(|p| p.to_string())
+            .chain(shares)
+            .collect()
+    } else {
+        vec![]
+    };
     let mut hooks = VeHooks {
-        monitor: crate::daemon::monitor_hooks(store, id),
+        monitor: crate::daemon::monitor_hooks(store, id, outside),
         net: crate::netsetup::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;

@@ -212,7 +212,14 @@ fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
     // Devices without data and the kernel's views: nothing crosses the VE's boundary (the
     // script opens /proc and /sys only for reading, so every call on them is left out).
     let inert = |t: &str| {
-        ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"].contains(&t)
+        [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/random",
+            "/dev/urandom",
+        ]
+        .contains(&t)
             || t.starts_with("/proc/")
             || t.starts_with("/sys/")
     };

@@ -616,6 +616,34 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
     // /dev/null: 2 writes; and the opens of the 6 files.
     assert!(dropped["read"].as_u64().unwrap_or(0) >= 6, "{st}");
     assert!(dropped["write"].as_u64().unwrap_or(0) >= 2, "{st}");
-    assert!(dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 6, "{st}");
+    assert!(
+        dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 6,
+        "{st}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded() {
+    let env = Env::new();
+    env.standard_app();
+    // Names that do not exist: in the VE's own file system, in its persistent directory, in
+    // its shared one.
+    env.sh_ok("cat /etc/nothing-here 2>/dev/null; cat /data/nothing-here 2>/dev/null; cat /dl/nothing-here 2>/dev/null; true");
+    let ats = log(&env, 1);
+    let failed: Vec<&str> = ats
+        .iter()
+        .filter(|a| a["op"] == "open" && a["status"] == "failed")
+        .filter_map(|a| a["src"].as_str())
+        .collect();
+    assert!(failed.contains(&"file:/data/nothing-here"), "{ats:#?}");
+    assert!(failed.contains(&"file:/dl/nothing-here"), "{ats:#?}");
+    assert!(!failed.contains(&"file:/etc/nothing-here"), "{ats:#?}");
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &st["ves"][0]["dropped_by_name"];
+    assert!(
+        dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 1,
+        "{st}"
+    );
     env.assert_clean();
 }

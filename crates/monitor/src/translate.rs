@@ -62,6 +62,11 @@ pub struct Translator {
     cwd: HashMap<u32, Vec<u8>>,
     /// cgroup id → records received while it was watched.
     received: HashMap<u64, u64>,
+    /// cgroup id → the directories where the VE's file system reaches outside it (its
+    /// persistent and shared directories), when the watch named them.
+    outside: HashMap<u64, Vec<Vec<u8>>>,
+    /// cgroup id → system call number → calls classification dropped here, not in the kernel.
+    dropped: HashMap<u64, HashMap<u32, u64>>,
     /// The recorded system calls, indexed by number.
     table: Vec<Option<Sys>>,
     /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
@@ -147,6 +152,8 @@ impl Translator {
             fds: HashMap::default(),
             cwd: HashMap::default(),
             received: HashMap::default(),
+            outside: HashMap::default(),
+            dropped: HashMap::default(),
             table: {
                 let mut t = vec![None; 512];
                 for s in crate::syscalls::table() {
@@ -170,6 +177,45 @@ impl Translator {
         self.inits.insert(cgroup_id, init_tid);
     }
 
+    /// Names the directories (absolute paths inside the VE) where the VE's file system reaches
+    /// outside it: its persistent and shared directories. Everything else in it is the VE's
+    /// own (read-only branches and its dirties), so a failed lookup of a name that does not
+    /// exist there (ENOENT, ENOTDIR) depends on nothing outside the VE and moves no data: it
+    /// is counted, not recorded. Without this call every failed open is recorded.
+    pub fn set_outside(&mut self, cgroup_id: u64, dirs: &[String]) {
+        let dirs = dirs
+            .iter()
+            .map(|d| clean(d.as_bytes()))
+            .filter(|d| d.first() == Some(&b'/'))
+            .collect();
+        self.outside.insert(cgroup_id, dirs);
+    }
+
+    /// Calls of a watched cgroup that classification dropped here, by system call number.
+    pub fn dropped_calls(&self, cgroup_id: u64) -> Vec<(u32, u64)> {
+        let mut v: Vec<(u32, u64)> = self
+            .dropped
+            .get(&cgroup_id)
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether `path` is in the VE's own file system, not under one of the directories that
+    /// reach outside it (false when the watch did not name them, or the path is not absolute).
+    fn in_own_fs(&self, cgroup_id: u64, path: &[u8]) -> bool {
+        let Some(outside) = self.outside.get(&cgroup_id) else {
+            return false;
+        };
+        path.first() == Some(&b'/')
+            && !outside.iter().any(|d| {
+                d.as_slice() == b"/"
+                    || path == d.as_slice()
+                    || (path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
+            })
+    }
+
     /// The VE a watched cgroup belongs to.
     pub fn ve_of(&self, cgroup_id: u64) -> Option<u64> {
         self.ves.get(&cgroup_id).copied()
@@ -179,6 +225,8 @@ impl Translator {
         self.ves.remove(&cgroup_id);
         self.inits.remove(&cgroup_id);
         self.received.remove(&cgroup_id);
+        self.outside.remove(&cgroup_id);
+        self.dropped.remove(&cgroup_id);
     }
 
     /// The records of a watched cgroup received so far (the kernel emitted them).
@@ -326,6 +374,21 @@ impl Translator {
             Sem::Open => {
                 at.op = Op::Open;
                 let path = self.path_of(e, &sys, false);
+                const ENOENT: i64 = 2;
+                const ENOTDIR: i64 = 20;
+                if (e.ret == -ENOENT || e.ret == -ENOTDIR)
+                    && path
+                        .as_ref()
+                        .is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
+                {
+                    *self
+                        .dropped
+                        .entry(e.cgroup_id)
+                        .or_default()
+                        .entry(e.nr)
+                        .or_default() += 1;
+                    return;
+                }
                 if let (true, Some(p)) = (e.ret >= 0, &path) {
                     self.fds
                         .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
@@ -686,6 +749,51 @@ mod tests {
                 _ => None,
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn failed_lookups_in_the_ves_own_file_system_are_counted_not_recorded() {
+        let open = |path: &str, ret: i64| {
+            let mut o = ev(Kind::Syscall, nr::OPENAT, ret);
+            o.args[0] = libc::AT_FDCWD as u64;
+            o.data = format!("{path}\0").into_bytes();
+            o
+        };
+        let cases = [
+            ("/usr/lib/tls/libx.so", -2), // ENOENT in the VE's own file system: dropped
+            ("/etc/missing/x", -20),      // ENOTDIR: dropped
+            ("/database", -2),            // a sibling of /data with its prefix: dropped
+            ("/data/profile/x", -2),      // ENOENT in persistent storage: recorded
+            ("/usr/lib/secret", -13),     // EACCES, an attempt: recorded
+            ("/data", -2),                // the persistent directory itself: recorded
+        ];
+        let recorded = |outside: Option<&[String]>| {
+            let mut t = Translator::new(1, 0);
+            t.watch(55, 1);
+            if let Some(o) = outside {
+                t.set_outside(55, o);
+            }
+            let mut out = vec![];
+            for (p, r) in cases {
+                t.push(&open(p, r), &mut out);
+            }
+            let names: HashMap<VarId, String> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Var(id, VarDef::Path { path }) => Some((*id, path.clone())),
+                    _ => None,
+                })
+                .collect();
+            let got: Vec<String> = ats(&out).iter().map(|a| names[&a.src].clone()).collect();
+            (got, t.dropped_calls(55))
+        };
+        let (got, dropped) = recorded(Some(&["/data/".to_string()]));
+        assert_eq!(got, ["/data/profile/x", "/usr/lib/secret", "/data"]);
+        assert_eq!(dropped, [(nr::OPENAT, 3)]);
+        // A watch that does not name the VE's outside directories records every failed open.
+        let (got, dropped) = recorded(None);
+        assert_eq!(got, cases.iter().map(|c| c.0).collect::<Vec<_>>());
+        assert!(dropped.is_empty());
     }
 
     #[test]
