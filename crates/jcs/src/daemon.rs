@@ -110,7 +110,9 @@ pub struct VeStats {
     pub lost: u64,
     /// System calls entered, by number (of `arch`).
     pub calls: Vec<(u32, u64)>,
-    /// Calls not recorded by classification (reads of files only in read-only branches, pipes).
+    /// Calls not recorded by classification (in the kernel: what stays inside the VE or moves
+    /// no data, e.g. reads of files only in read-only branches, pipes; in the daemon: failed
+    /// lookups in the VE's own file system).
     #[serde(default)]
     pub dropped: u64,
     /// The same, by number.
