@@ -397,7 +397,7 @@ if [ -n "$peers" ]; then
     echo "# bench/paper/run.sh --peers, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs"
     echo; echo "## bench/syscall-cost.sh 200000 3"; "$repo/bench/syscall-cost.sh" 200000 3
     echo; echo "## bench/nginx.sh 8 3"; "$repo/bench/nginx.sh" 8 3
-    echo; echo "## bench/ve-start.sh --runs 20"; "$repo/bench/ve-start.sh" --runs 20 --out "$work/ve-start.md"; cat "$work/ve-start.md"
+    echo; echo "## bench/ve-start.sh --runs 20"; "$repo/bench/ve-start.sh" --runs 20 --out "$work/ve-start.md"
   } 2>&1 | tee "$peers_out"
   echo "(peers: $peers_out)"
 fi
