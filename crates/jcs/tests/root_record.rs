@@ -647,3 +647,36 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     );
     env.assert_clean();
 }
+
+#[test]
+fn root_calls_that_would_have_waited_are_counted_not_recorded() {
+    let env = Env::new();
+    env.standard_app();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eagain.c");
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("eagain"))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success());
+    assert_eq!(env.sh_ok("/data/eagain"), "2\n");
+    let ats = log(&env, 1);
+    // The sockets themselves are recorded (their binds and listen), the EAGAINs are not.
+    assert!(ats.iter().any(|a| a["op"] == "listen"), "{ats:#?}");
+    assert!(
+        !ats.iter()
+            .any(|a| (a["op"] == "accept" || a["op"] == "recv") && a["result"] == -11),
+        "{ats:#?}"
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &st["ves"][0]["dropped_by_name"];
+    assert!(
+        dropped["accept"].as_u64().unwrap_or(0) + dropped["accept4"].as_u64().unwrap_or(0) >= 1,
+        "{st}"
+    );
+    assert!(dropped["recvfrom"].as_u64().unwrap_or(0) >= 1, "{st}");
+    env.assert_clean();
+}

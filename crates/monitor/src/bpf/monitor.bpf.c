@@ -161,6 +161,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define S_IFSOCK 0140000
 #define S_IFCHR 0020000
 #define FMODE_WRITE 0x2
+#define EAGAIN 11
 #define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
@@ -558,6 +559,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	f->active = 0;
 	__u32 fl = f->flags;
+	/* EAGAIN: nothing happened (a non-blocking read, accept or write that would have waited),
+	 * nothing moved: counted, not recorded. */
+	if (ret == -EAGAIN)
+		return drop_call(f->nr);
 	if ((fl & JCS_CAP_MMSG) && ret > 0) {
 		exit_mmsg(f, ret);
 		return 0;
