@@ -680,3 +680,54 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
     assert!(dropped["recvfrom"].as_u64().unwrap_or(0) >= 1, "{st}");
     env.assert_clean();
 }
+
+#[test]
+fn root_threads_are_not_processes_their_calls_are_recorded() {
+    let env = Env::new();
+    env.standard_app();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/threads.c");
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(dir.join("threads"))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success());
+    assert_eq!(env.sh_ok("/data/threads"), "3\n");
+    let ats = log(&env, 1);
+    // Each thread's write is recorded, with the process's pid and the thread's own tid.
+    let writes: Vec<&serde_json::Value> = ats
+        .iter()
+        .filter(|a| a["op"] == "write" && a["dst"] == "file:/data/threads.out")
+        .collect();
+    assert_eq!(writes.len(), 3, "{ats:#?}");
+    let tids: Vec<i64> = writes.iter().map(|a| a["tid"].as_i64().unwrap()).collect();
+    assert!(writes.iter().all(|a| a["pid"] != a["tid"]), "{writes:#?}");
+    // Their creations and ends are not transactions; the helper's own fork and exit are.
+    for a in &ats {
+        if a["op"] == "fork" {
+            assert!(
+                !tids.contains(&a["result"].as_i64().unwrap()),
+                "a thread's creation: {a}"
+            );
+        }
+        if a["op"] == "exit" {
+            assert!(
+                !tids.contains(&a["tid"].as_i64().unwrap()),
+                "a thread's end: {a}"
+            );
+        }
+    }
+    let pid = writes[0]["pid"].as_i64().unwrap();
+    assert!(
+        ats.iter().any(|a| a["op"] == "fork" && a["result"] == pid),
+        "{ats:#?}"
+    );
+    assert!(
+        ats.iter().any(|a| a["op"] == "exit" && a["tid"] == pid),
+        "{ats:#?}"
+    );
+    env.assert_clean();
+}

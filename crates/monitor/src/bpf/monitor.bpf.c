@@ -648,6 +648,12 @@ int BPF_PROG(jcs_fork, struct task_struct *parent, struct task_struct *child)
 {
 	if (!watched_task())
 		return 0;
+	/* A new thread shares its process's memory, descriptors and identity, and its calls carry
+	 * the process's pid: its creation moves nothing and is not recorded (counted). */
+	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid)) {
+		count(JCS_STAT_SKIPPED);
+		return 0;
+	}
 	struct jcs_event *e = reserve(JCS_EV_FORK);
 	if (e) {
 		e->ret = BPF_CORE_READ(child, pid);
@@ -676,6 +682,11 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 {
 	if (!watched_task())
 		return 0;
+	/* A thread's end, like its start, is not recorded; the process's end is. */
+	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid)) {
+		count(JCS_STAT_SKIPPED);
+		return 0;
+	}
 	struct jcs_event *e = reserve(JCS_EV_EXIT);
 	if (e) {
 		e->ret = BPF_CORE_READ(p, exit_code) >> 8;
