@@ -630,7 +630,16 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     // Names that do not exist: in the VE's own file system, in its persistent directory, in
     // its shared one.
     env.sh_ok("cat /etc/nothing-here 2>/dev/null; cat /data/nothing-here 2>/dev/null; cat /dl/nothing-here 2>/dev/null; true");
+    // Names that exist: mkdir fails with EEXIST, in the VE's own file system and in /data.
+    env.sh_ok("mkdir /etc 2>/dev/null; mkdir /data 2>/dev/null; true");
     let ats = log(&env, 1);
+    let ats2 = log(&env, 2);
+    let mkdirs: Vec<&str> = ats2
+        .iter()
+        .filter(|a| a["op"] == "mkdir" && a["status"] == "failed")
+        .filter_map(|a| a["dst"].as_str())
+        .collect();
+    assert_eq!(mkdirs, ["file:/data"], "{ats2:#?}");
     let failed: Vec<&str> = ats
         .iter()
         .filter(|a| a["op"] == "open" && a["status"] == "failed")

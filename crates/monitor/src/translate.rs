@@ -179,9 +179,10 @@ impl Translator {
 
     /// Names the directories (absolute paths inside the VE) where the VE's file system reaches
     /// outside it: its persistent and shared directories. Everything else in it is the VE's
-    /// own (read-only branches and its dirties), so a failed lookup of a name that does not
-    /// exist there (ENOENT, ENOTDIR) depends on nothing outside the VE and moves no data: it
-    /// is counted, not recorded. Without this call every failed open is recorded.
+    /// own (read-only branches and its dirties), so a call that failed there because of what
+    /// that file system holds (ENOENT, ENOTDIR, EEXIST: an open of a missing name, a mkdir of
+    /// an existing one) depends on nothing outside the VE and changed nothing: it is counted,
+    /// not recorded. Without this call every failed call is recorded.
     pub fn set_outside(&mut self, cgroup_id: u64, dirs: &[String]) {
         let dirs = dirs
             .iter()
@@ -214,6 +215,31 @@ impl Translator {
                     || path == d.as_slice()
                     || (path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
             })
+    }
+
+    /// Whether `e` is a call that failed on names of the VE's own file system only, with an
+    /// error that says no more than what that file system holds (ENOENT, ENOTDIR, EEXIST): it
+    /// changed nothing and depended on nothing outside the VE. Such a call is counted as
+    /// dropped (and true returned), not recorded.
+    fn failed_in_own_fs(&mut self, e: &Event, paths: &[Option<&Vec<u8>>]) -> bool {
+        const ENOENT: i64 = 2;
+        const EEXIST: i64 = 17;
+        const ENOTDIR: i64 = 20;
+        if !(e.ret == -ENOENT || e.ret == -ENOTDIR || e.ret == -EEXIST)
+            || paths.is_empty()
+            || !paths
+                .iter()
+                .all(|p| p.is_some_and(|p| self.in_own_fs(e.cgroup_id, p)))
+        {
+            return false;
+        }
+        *self
+            .dropped
+            .entry(e.cgroup_id)
+            .or_default()
+            .entry(e.nr)
+            .or_default() += 1;
+        true
     }
 
     /// The VE a watched cgroup belongs to.
@@ -374,19 +400,7 @@ impl Translator {
             Sem::Open => {
                 at.op = Op::Open;
                 let path = self.path_of(e, &sys, false);
-                const ENOENT: i64 = 2;
-                const ENOTDIR: i64 = 20;
-                if (e.ret == -ENOENT || e.ret == -ENOTDIR)
-                    && path
-                        .as_ref()
-                        .is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
-                {
-                    *self
-                        .dropped
-                        .entry(e.cgroup_id)
-                        .or_default()
-                        .entry(e.nr)
-                        .or_default() += 1;
+                if self.failed_in_own_fs(e, &[path.as_ref()]) {
                     return;
                 }
                 if let (true, Some(p)) = (e.ret >= 0, &path) {
@@ -468,6 +482,14 @@ impl Translator {
                 } else {
                     let first = self.path_of(e, &sys, false);
                     let second = self.path_of(e, &sys, true);
+                    let named = match op {
+                        Op::Rename | Op::Link => vec![first.as_ref(), second.as_ref()],
+                        Op::Symlink => vec![second.as_ref()], // the first is the link's content
+                        _ => vec![first.as_ref()],
+                    };
+                    if self.failed_in_own_fs(e, &named) {
+                        return;
+                    }
                     match (op, first, second) {
                         // The data moves from the old name to the new one.
                         (Op::Rename | Op::Link, Some(from), Some(to)) => {
@@ -790,6 +812,22 @@ mod tests {
         let (got, dropped) = recorded(Some(&["/data/".to_string()]));
         assert_eq!(got, ["/data/profile/x", "/usr/lib/secret", "/data"]);
         assert_eq!(dropped, [(nr::OPENAT, 3)]);
+        // mkdir of an existing name: dropped in the VE's own file system, recorded in /data.
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".to_string()]);
+        let mut out = vec![];
+        for (p, r) in [
+            ("/root/.config", -17),
+            ("/data/.config", -17),
+            ("/root/new", 0),
+        ] {
+            let mut m = ev(Kind::Syscall, libc::SYS_mkdir as u32, r);
+            m.data = format!("{p}\0").into_bytes();
+            t.push(&m, &mut out);
+        }
+        assert_eq!(ats(&out).len(), 2, "{out:?}");
+        assert_eq!(t.dropped_calls(55), [(libc::SYS_mkdir as u32, 1)]);
         // A watch that does not name the VE's outside directories records every failed open.
         let (got, dropped) = recorded(None);
         assert_eq!(got, cases.iter().map(|c| c.0).collect::<Vec<_>>());
