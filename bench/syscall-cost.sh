@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cost per system call, side by side in one run: a loop of write(1 byte) to /dev/null, a loop of
+# Cost per system call, side by side in one run: a loop of write(1 byte) to a tmpfs file, a loop of
 # open+close, and a loop of getppid (counted, never recorded: the cost of the VE filter
 # alone), timed from inside the loop, under
 #   none        no tracing at all
@@ -30,6 +30,7 @@ cleanup() {
   [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
   sleep 0.3
   rm -rf "$work"
+  [ -n "${shm:-}" ] && rm -f "$shm"
 }
 trap cleanup EXIT
 gcc -O2 -static -o "$work/syscall-loop" "$here/src/syscall-loop.c"
@@ -40,12 +41,14 @@ loop="$work/syscall-loop"
 out="$work/results"
 : > "$out"
 rec() { echo "$1 $2 $3" >> "$out"; } # config loop ns/op
-# write(1 B) goes to /dev/null (inside the VE too, where it is recorded: the device is the
-# host's): the file system's own variance would drown the differences measured here.
-target() { if [ "$1" = write ]; then echo /dev/null; else echo "$2"; fi; }
-host() { "$loop" "$1" "$2" "$(target "$1" "$work/f")"; }
+# write(1 B) goes to a file in tmpfs (/dev/shm: the host's, and the VE's own instance, where
+# it is recorded): a disk file system's own variance would drown the differences measured
+# here. (/dev/null was used until classification began dropping its writes.)
+shm="/dev/shm/jcs-syscall-cost-$$"
+target() { if [ "$1" = write ]; then echo "$3"; else echo "$2"; fi; }
+host() { "$loop" "$1" "$2" "$(target "$1" "$work/f" "$shm")"; }
 loops="write openclose getppid"
-ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" "$(target "$1" /tmp/f)"; }
+ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" "$(target "$1" /tmp/f /dev/shm/f)"; }
 daemon_stop() {
   if [ -f "$JCS_HOME/daemon.pid" ]; then
     local p; p=$(cat "$JCS_HOME/daemon.pid"); kill "$p" 2>/dev/null || true
@@ -97,7 +100,7 @@ CONF
   auditctl -d always,exit -F arch=b64 -S write -S openat -S close -k jcsbench
   auditctl -e 0 >/dev/null
   kill "$auditd_pid" 2>/dev/null || { echo "auditd exited early:" >&2; cat "$work/audit/auditd.out" >&2; }; wait "$auditd_pid" 2>/dev/null || true; auditd_pid=""
-  for l in $loops; do rec strace $l "$(strace -f -qq -o "$work/strace.out" "$loop" $l "$slow" "$(target $l "$work/f")")"; done
+  for l in $loops; do rec strace $l "$(strace -f -qq -o "$work/strace.out" "$loop" $l "$slow" "$(target $l "$work/f" "$shm")")"; done
   # bpftrace finds tracepoints through tracefs: mounted in a private mount namespace of its own.
   unshare -m --propagation private sh -c 'mount -t tracefs nodev /sys/kernel/tracing &&
     exec bpftrace -e "tracepoint:raw_syscalls:sys_enter { @[cgroup] = count(); }"' > "$work/bpftrace.out" 2>&1 &
