@@ -194,6 +194,18 @@ end_pids() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=()
 }
+# Stops the workload's daemon: a monitor left loaded would tax every system call of the host
+# in the workloads and peer measurements that follow (each loaded monitor is two programs on
+# the system-call tracepoints).
+stop_daemon() {
+  local p
+  [ -f "$JCS_HOME/daemon.pid" ] || return 0
+  p=$(cat "$JCS_HOME/daemon.pid")
+  kill "$p" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.05; done
+  echo "run.sh: the daemon of $JCS_HOME (pid $p) did not stop" >&2
+  exit 1
+}
 # The host pid of a VE's init: the child of its `jcs run` (waits for it).
 ve_init() { # JCS_RUN_PID
   local p=""
@@ -224,6 +236,7 @@ wl_apache() {
   sve=$(new_ve "$n")
   row apache "$secs" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-apache/audit-lost")"
   end_pids
+  stop_daemon
 }
 
 # --- sshd: a client outside the VE logs in with a key and pages the Apache configuration
@@ -261,6 +274,7 @@ wl_sshd() {
   in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
   sve=$(new_ve "$n")
   row sshd "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
+  stop_daemon
 }
 
 # --- libreoffice: LibreOffice listens for UNO in its VE; the driver (bench/paper/office.py
@@ -294,6 +308,7 @@ assert r["report_bytes_after"] > r["report_bytes_before"] + 40000, r' "$work/off
   in_ns "$jcs" run libreoffice -- soffice --headless --norestore --terminate_after_init >/dev/null 2>&1
   sve=$(new_ve "$n")
   row libreoffice "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-libreoffice/audit-lost")" "driver=$drv"
+  stop_daemon
 }
 
 # --- browse: Chromium headless loads the site's home page (served by an apache VE), follows
@@ -329,6 +344,7 @@ wl_browse() {
   in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
   sve=$(new_ve "$n")
   row browse "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-browse/audit-lost")" "site=$site"
+  stop_daemon
 }
 
 # --- chromium: started 10 times (the paper's Firefox start-up experiment), headless, a fresh
@@ -353,6 +369,7 @@ wl_chromium() {
   in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
   sve=$(new_ve "$n")
   row chromium-10-starts "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-chromium/audit-lost")"
+  stop_daemon
 }
 
 # --- sqlite: the deterministic script, then the interpreter's start-up alone.
@@ -376,6 +393,7 @@ wl_sqlite() {
   in_ns "$jcs" run sqlite -- python3 -c 'import sqlite3' >/dev/null
   sve=$(new_ve "$n")
   row sqlite "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sqlite/audit-lost")"
+  stop_daemon
 }
 
 stamp=$(date -u +%Y-%m-%d)
