@@ -5,6 +5,21 @@ mod common;
 
 use common::Env;
 
+/// Builds `tests/data/NAME.c` static (with -pthread) into the `web` app's persistent storage,
+/// where a VE runs it as `/data/NAME`.
+fn static_helper(env: &Env, name: &str) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.c"));
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(dir.join(name))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success(), "cc {}", src.display());
+}
+
 fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
     env.ok(&["log", "--ve", &ve.to_string(), "--json"])
         .lines()
@@ -554,16 +569,7 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
     let env = Env::new();
     env.standard_app();
     // A static helper: a socketpair between a parent and its child.
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/socketpair.c");
-    let dir = env.home().join("persist/web/data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dir.join("socketpair"))
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success());
+    static_helper(&env, "socketpair");
     assert_eq!(env.sh_ok("/data/socketpair"), "5\n");
     let ats = log(&env, 1);
     assert!(
@@ -582,16 +588,7 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
     let env = Env::new();
     env.standard_app();
     // A static helper: eventfd, /dev/null, /dev/zero, /dev/urandom, /proc and /sys reads.
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inert.c");
-    let dir = env.home().join("persist/web/data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dir.join("inert"))
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success());
+    static_helper(&env, "inert");
     // The control: a write to persistent storage in the same VE stays recorded.
     assert_eq!(env.sh_ok("/data/inert && echo kept > /data/out"), "7\n");
     let ats = log(&env, 1);
@@ -661,16 +658,7 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
 fn root_calls_that_would_have_waited_are_counted_not_recorded() {
     let env = Env::new();
     env.standard_app();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eagain.c");
-    let dir = env.home().join("persist/web/data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dir.join("eagain"))
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success());
+    static_helper(&env, "eagain");
     assert_eq!(env.sh_ok("/data/eagain"), "2\n");
     let ats = log(&env, 1);
     // The sockets themselves are recorded (their binds and listen), the EAGAINs are not.
@@ -694,16 +682,7 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
 fn root_threads_are_not_processes_their_calls_are_recorded() {
     let env = Env::new();
     env.standard_app();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/threads.c");
-    let dir = env.home().join("persist/web/data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-O2", "-pthread", "-o"])
-        .arg(dir.join("threads"))
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success());
+    static_helper(&env, "threads");
     assert_eq!(env.sh_ok("/data/threads"), "3\n");
     let ats = log(&env, 1);
     // Each thread's write is recorded, with the process's pid and the thread's own tid.
