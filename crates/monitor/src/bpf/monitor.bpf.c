@@ -179,79 +179,59 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
 	return file;
 }
 
-/* Whether `file` exists only in a read-only branch of an overlay (a VE's template or app
- * layers): an overlay inode without an upper dentry. Such a file is pristine by construction,
- * so reading it carries no contamination and is not recorded. */
-static __always_inline int lower_only(struct file *file)
+/* What classification needs to know of a file, read once per call (each kernel read costs):
+ *   JCS_FC_INSIDE    its data stays inside the VE both ways: a pipe; a pseudo-terminal of a
+ *                    devpts instance other than the host's (the VE's own: it mounts a new one;
+ *                    the host's terminal, inherited by `jcs run`, stays recorded); an anonymous
+ *                    inode (eventfd, timerfd, signalfd, epoll, inotify: counters and notices
+ *                    between the VE's own threads); a data-less character device (null, zero,
+ *                    full, random, urandom);
+ *   JCS_FC_PRISTINE  reading it moves nothing across the boundary: a file that exists only in
+ *                    a read-only branch of an overlay (the VE's template or app layers: an
+ *                    overlay inode without an upper dentry, pristine by construction), or a
+ *                    view of the kernel's state (procfs, sysfs, cgroupfs) opened for reading
+ *                    only (the VE's pid namespace shows only its own processes; a descriptor
+ *                    opened for writing changes kernel state and stays recorded);
+ *   JCS_FC_SOCKET    a socket. */
+#define JCS_FC_INSIDE 1
+#define JCS_FC_PRISTINE 2
+#define JCS_FC_SOCKET 4
+static __always_inline __u32 file_class(struct file *file)
 {
 	if (!file)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if (BPF_CORE_READ(inode, i_sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
-		return 0;
-	struct ovl_inode *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
-	return BPF_CORE_READ(oi, __upperdentry) == NULL;
-}
-
-/* A pipe: data between processes of the same VE never crosses its boundary. */
-static __always_inline int is_pipe(struct file *file)
-{
-	return file && BPF_CORE_READ(file, f_inode, i_sb, s_magic) == PIPEFS_MAGIC;
-}
-
-/* A pseudo-terminal of a devpts instance other than the host's: the VE's own (it mounts a new
- * instance), so what goes through it stays inside the VE, like a pipe's data. The host's
- * terminal, inherited by `jcs run`, is on the host's instance and stays recorded. */
-static __always_inline int ve_own_pty(struct file *file)
-{
-	if (!file || BPF_CORE_READ(file, f_inode, i_sb, s_magic) != DEVPTS_SUPER_MAGIC)
-		return 0;
-	__u32 k = 0;
-	__u64 *host = bpf_map_lookup_elem(&settings, &k);
-	if (!host || *host == ~0ULL)
-		return 0;
-	return BPF_CORE_READ(file, f_inode, i_sb, s_dev) != *host;
-}
-
-/* A file whose data never crosses the VE's boundary either way: an anonymous inode (eventfd,
- * timerfd, signalfd, epoll, inotify: counters and notices between the VE's own threads), or
- * one of the character devices without data (null, zero, full, random, urandom). */
-static __always_inline int inert(struct file *file)
-{
-	if (!file)
-		return 0;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if (BPF_CORE_READ(inode, i_sb, s_magic) == ANON_INODE_FS_MAGIC)
-		return 1;
-	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFCHR)
-		return 0;
-	__u32 rdev = BPF_CORE_READ(inode, i_rdev);
-	__u32 major = rdev >> 20, minor = rdev & 0xfffff;
-	return major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9);
-}
-
-/* What stays inside the VE in both directions: its pipes, its own ptys, inert files. */
-static __always_inline int stays_inside(struct file *file)
-{
-	return is_pipe(file) || ve_own_pty(file) || inert(file);
-}
-
-/* A view of the kernel's state (procfs, sysfs, cgroupfs): reading it moves no data of a
- * persistent file, of the network or of another VE (the VE's pid namespace shows only its own
- * processes), so what is done through a descriptor opened for reading only is counted, not
- * recorded; a descriptor opened for writing changes kernel state and stays recorded. */
-static __always_inline int kernel_view(struct file *file)
-{
-	if (!file || (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
-		return 0;
-	unsigned long m = BPF_CORE_READ(file, f_inode, i_sb, s_magic);
-	return m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC || m == CGROUP_SUPER_MAGIC ||
-	       m == CGROUP2_SUPER_MAGIC;
-}
-
-static __always_inline int is_socket(struct file *file)
-{
-	return file && (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) == S_IFSOCK;
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	unsigned long magic = BPF_CORE_READ(sb, s_magic);
+	__u32 mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
+	__u32 c = 0;
+	if (mode == S_IFSOCK)
+		return JCS_FC_SOCKET;
+	if (mode == S_IFCHR) {
+		__u32 rdev = BPF_CORE_READ(inode, i_rdev);
+		__u32 major = rdev >> 20, minor = rdev & 0xfffff;
+		if (major == 1 &&
+		    (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9))
+			c |= JCS_FC_INSIDE;
+	}
+	if (magic == PIPEFS_MAGIC || magic == ANON_INODE_FS_MAGIC) {
+		c |= JCS_FC_INSIDE;
+	} else if (magic == DEVPTS_SUPER_MAGIC) {
+		__u32 k = 0;
+		__u64 *host = bpf_map_lookup_elem(&settings, &k);
+		if (host && *host != ~0ULL && BPF_CORE_READ(sb, s_dev) != *host)
+			c |= JCS_FC_INSIDE;
+	} else if (magic == OVERLAYFS_SUPER_MAGIC) {
+		struct ovl_inode *oi =
+			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+		if (BPF_CORE_READ(oi, __upperdentry) == NULL)
+			c |= JCS_FC_PRISTINE;
+	} else if (magic == PROC_SUPER_MAGIC || magic == SYSFS_MAGIC ||
+		   magic == CGROUP_SUPER_MAGIC || magic == CGROUP2_SUPER_MAGIC) {
+		if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+			c |= JCS_FC_PRISTINE;
+	}
+	return c;
 }
 
 /* The identity (device, inode) and position of a file. */
@@ -388,13 +368,14 @@ static __always_inline int enter_transfer(struct inflight *f)
 	int sendfile = f->flags & JCS_CAP_XFER1;
 	struct file *a = fd_file(t, (int)f->args[0]);
 	struct file *b = fd_file(t, sendfile ? (int)f->args[1] : (int)f->args[2]);
-	struct file *in = sendfile ? b : a;
-	struct file *out = sendfile ? a : b;
-	if (stays_inside(in) || lower_only(in) || kernel_view(in))
+	__u32 ca = file_class(a), cb = file_class(b);
+	__u32 cin = sendfile ? cb : ca;
+	__u32 cout = sendfile ? ca : cb;
+	if (cin & (JCS_FC_INSIDE | JCS_FC_PRISTINE))
 		f->evflags |= JCS_F_NO_IN;
-	if (stays_inside(out))
+	if (cout & JCS_FC_INSIDE)
 		f->evflags |= JCS_F_NO_OUT;
-	if (is_socket(a)) {
+	if (ca & JCS_FC_SOCKET) {
 		f->evflags |= JCS_F_SOCKET;
 		int n = sock_peer(a, f->peer);
 		if (n < 0)
@@ -402,7 +383,7 @@ static __always_inline int enter_transfer(struct inflight *f)
 		else
 			f->peer_len = n;
 	}
-	if (is_socket(b)) {
+	if (cb & JCS_FC_SOCKET) {
 		f->evflags |= JCS_F_SOCKET2;
 		if (!f->peer_len) {
 			int n = sock_peer(b, f->peer);
@@ -474,9 +455,10 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 		struct file *file = fd_file(task, fd);
-		if (stays_inside(file))
+		__u32 c = file_class(file);
+		if (c & JCS_FC_INSIDE)
 			return drop_call(nr);
-		if (is_socket(file)) {
+		if (c & JCS_FC_SOCKET) {
 			f->evflags |= JCS_F_SOCKET;
 			int n = sock_peer(file, f->peer);
 			if (n < 0)
@@ -485,7 +467,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
-			if ((f->flags & JCS_CAP_READ) && !writes && (lower_only(file) || kernel_view(file)))
+			if ((f->flags & JCS_CAP_READ) && !writes && (c & JCS_FC_PRISTINE))
 				return drop_call(nr);
 		}
 		file_identity(file, &f->dev, &f->ino, &f->pos);
@@ -617,13 +599,13 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		/* Opening a file of a read-only branch (an open for writing would have copied it
 		 * up), or a kernel view for reading, moves no data: counted, not recorded, like the
 		 * reads that may follow; so is opening what stays inside the VE. */
-		if (!(fl & JCS_CAP_ADDR1) &&
-		    (lower_only(file) || stays_inside(file) || kernel_view(file))) {
+		__u32 c = file_class(file);
+		if (!(fl & JCS_CAP_ADDR1) && (c & (JCS_FC_INSIDE | JCS_FC_PRISTINE))) {
 			discard(e, f->nr);
 			goto out;
 		}
 		file_identity(file, &e->dev, &e->ino, &e->pos);
-		if (is_socket(file) && (fl & JCS_CAP_ADDR1)) {
+		if ((c & JCS_FC_SOCKET) && (fl & JCS_CAP_ADDR1)) {
 			/* accept: the peer as the kernel knows it, even with a NULL address argument. */
 			e->flags |= JCS_F_SOCKET;
 			__u8 peer[28] = {};
