@@ -229,18 +229,31 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     crate::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
     crate::mark("ve row");
-    // Where the VE's file system reaches outside it: its persistent and shared directories.
-    let outside: Vec<String> = if l.storage {
-        let shares = l.app.shares.iter().map(|s| s.path.to_string());
+    // (kind, host directory, inner path) of each persistent and shared directory: where the
+    // VE's file system reaches outside it.
+    let storage: Vec<(String, PathBuf, String)> = if l.storage {
         l.app
             .persist
             .iter()
-            .map(|p| p.to_string())
-            .chain(shares)
+            .map(|p| {
+                (
+                    "persist".to_string(),
+                    store.layout.persist(&l.app.name, p),
+                    p.to_string(),
+                )
+            })
+            .chain(l.app.shares.iter().map(|s| {
+                (
+                    "shared".to_string(),
+                    store.layout.shared(&s.shared),
+                    s.path.to_string(),
+                )
+            }))
             .collect()
     } else {
         vec![]
     };
+    let outside = storage.iter().map(|(_, _, inner)| inner.clone()).collect();
     let mut hooks = VeHooks {
         monitor: crate::daemon::monitor_hooks(store, id, outside),
         net: crate::netsetup::hooks_for(store, l.net, id)?,
@@ -251,28 +264,6 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         for d in [&dirties, &store.layout.work(id), &store.layout.meta(id)] {
             std::fs::create_dir(d).with_context(|| format!("create {}", d.display()))?;
         }
-        let storage: Vec<(String, PathBuf, String)> = if l.storage {
-            l.app
-                .persist
-                .iter()
-                .map(|p| {
-                    (
-                        "persist".to_string(),
-                        store.layout.persist(&l.app.name, p),
-                        p.to_string(),
-                    )
-                })
-                .chain(l.app.shares.iter().map(|s| {
-                    (
-                        "shared".to_string(),
-                        store.layout.shared(&s.shared),
-                        s.path.to_string(),
-                    )
-                }))
-                .collect()
-        } else {
-            vec![]
-        };
         for (_, dir, _) in &storage {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("create storage directory {}", dir.display()))?;
