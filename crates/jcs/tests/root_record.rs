@@ -20,6 +20,20 @@ fn static_helper(env: &Env, name: &str) {
     assert!(st.success(), "cc {}", src.display());
 }
 
+/// Calls of VE `ve` that classification dropped, by system call name (`jcs stats`).
+fn dropped(env: &Env, ve: u64) -> serde_json::Value {
+    let st = env.json(&["stats", "--ve", &ve.to_string(), "--json"]);
+    st["ves"][0]["dropped_by_name"].clone()
+}
+
+/// Their sum over `names` (0 for a call not dropped).
+fn sum(dropped: &serde_json::Value, names: &[&str]) -> u64 {
+    names
+        .iter()
+        .map(|n| dropped[*n].as_u64().unwrap_or(0))
+        .sum()
+}
+
 fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
     env.ok(&["log", "--ve", &ve.to_string(), "--json"])
         .lines()
@@ -215,10 +229,9 @@ fn root_file_changes_and_connections_are_transactions() {
                 .contains(&a["op"].as_str().unwrap())),
         "loopback traffic stays inside the VE: {ats:#?}"
     );
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
+    let d = dropped(&env, 1);
     for call in ["connect", "bind", "accept", "listen"] {
-        assert!(dropped[call].as_u64().unwrap_or(0) >= 1, "{call}: {st}");
+        assert!(sum(&d, &[call]) >= 1, "{call}: {d}");
     }
     env.assert_clean();
 }
@@ -530,10 +543,9 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
                 || a["dst"].as_str().unwrap().starts_with("file:/dev/pt")),
         "{ats:#?}"
     );
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
-    assert!(dropped["write"].as_u64().unwrap_or(0) >= 1, "{st}");
-    assert!(dropped["openat"].as_u64().unwrap_or(0) >= 1, "{st}");
+    let d = dropped(&env, 1);
+    assert!(sum(&d, &["write"]) >= 1, "{d}");
+    assert!(sum(&d, &["openat"]) >= 1, "{d}");
     // A terminal of the host, inherited by jcs run, is outside the VE: recorded.
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills two fds we own from here on.
@@ -576,10 +588,9 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
         !ats.iter().any(|a| a["op"] == "send" || a["op"] == "recv"),
         "{ats:#?}"
     );
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
-    assert!(dropped["write"].as_u64().unwrap_or(0) >= 1, "{st}");
-    assert!(dropped["read"].as_u64().unwrap_or(0) >= 1, "{st}");
+    let d = dropped(&env, 1);
+    assert!(sum(&d, &["write"]) >= 1, "{d}");
+    assert!(sum(&d, &["read"]) >= 1, "{d}");
     env.assert_clean();
 }
 
@@ -607,16 +618,12 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
             .any(|a| a["op"] == "write" && a["dst"] == "file:/data/out" && a["len"] == 5),
         "the control write: {ats:#?}"
     );
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
+    let d = dropped(&env, 1);
     // eventfd + /dev/zero + /dev/urandom + 3 kernel views: at least 6 reads; eventfd and
     // /dev/null: 2 writes; and the opens of the 6 files.
-    assert!(dropped["read"].as_u64().unwrap_or(0) >= 6, "{st}");
-    assert!(dropped["write"].as_u64().unwrap_or(0) >= 2, "{st}");
-    assert!(
-        dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 6,
-        "{st}"
-    );
+    assert!(sum(&d, &["read"]) >= 6, "{d}");
+    assert!(sum(&d, &["write"]) >= 2, "{d}");
+    assert!(sum(&d, &["openat", "open"]) >= 6, "{d}");
     env.assert_clean();
 }
 
@@ -645,12 +652,8 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     assert!(failed.contains(&"file:/data/nothing-here"), "{ats:#?}");
     assert!(failed.contains(&"file:/dl/nothing-here"), "{ats:#?}");
     assert!(!failed.contains(&"file:/etc/nothing-here"), "{ats:#?}");
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
-    assert!(
-        dropped["openat"].as_u64().unwrap_or(0) + dropped["open"].as_u64().unwrap_or(0) >= 1,
-        "{st}"
-    );
+    let d = dropped(&env, 1);
+    assert!(sum(&d, &["openat", "open"]) >= 1, "{d}");
     env.assert_clean();
 }
 
@@ -668,13 +671,9 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
             .any(|a| (a["op"] == "accept" || a["op"] == "recv") && a["result"] == -11),
         "{ats:#?}"
     );
-    let st = env.json(&["stats", "--ve", "1", "--json"]);
-    let dropped = &st["ves"][0]["dropped_by_name"];
-    assert!(
-        dropped["accept"].as_u64().unwrap_or(0) + dropped["accept4"].as_u64().unwrap_or(0) >= 1,
-        "{st}"
-    );
-    assert!(dropped["recvfrom"].as_u64().unwrap_or(0) >= 1, "{st}");
+    let d = dropped(&env, 1);
+    assert!(sum(&d, &["accept", "accept4"]) >= 1, "{d}");
+    assert!(sum(&d, &["recvfrom"]) >= 1, "{d}");
     env.assert_clean();
 }
 
