@@ -252,7 +252,8 @@ fn answer(reached: HashMap<VarId, Part>, used: HashSet<usize>) -> Answer {
 mod tests {
     use super::*;
 
-    fn f(time: u64, src: VarId, dst: VarId) -> Flow {
+    /// A flow without byte ranges (shared with the tiers' tests).
+    pub(crate) fn f(time: u64, src: VarId, dst: VarId) -> Flow {
         Flow {
             time,
             src,

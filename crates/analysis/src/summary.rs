@@ -658,15 +658,7 @@ mod tests {
 
     #[test]
     fn t2_keeps_the_published_counterexample() {
-        let f = |time, src, dst| Flow {
-            time,
-            src,
-            dst,
-            src_range: None,
-            dst_range: None,
-            len: 0,
-            at: 0,
-        };
+        let f = crate::tests::f;
         let g = Graph::new(vec![f(5, 1, 2), f(1, 2, 3), f(9, 2, 3)], HashSet::new());
         let s = SummaryGraph {
             sts: t2(&g.flows),
