@@ -213,28 +213,50 @@ ve_init() { # JCS_RUN_PID
   echo "$p"
 }
 
+# A workload's own copy of the base store, its bridge and its daemon up (a first `jcs run APP`).
+workload_store() { # WORKLOAD APP
+  export JCS_HOME="$work/$1"
+  copy_base "$JCS_HOME"
+  in_ns "$jcs" run "$2" -- true >/dev/null
+}
+# The measured part of a workload: journal bytes, the counters, the clock.
+measure_begin() { # WORKLOAD
+  j0=$(journal_bytes)
+  counters_start "$work/c-$1"
+  s0=$(date +%s%N)
+}
+measure_end() { # WORKLOAD → took (s), jbytes, alost, and c (counters_stop)
+  took=$(secs_since "$s0")
+  counters_stop "$work/c-$1"
+  jbytes=$(( $(journal_bytes) - j0 ))
+  alost=$(cat "$work/c-$1/audit-lost")
+}
+# A VE that only starts the application (Figure 4); prints its id.
+startup_ve() { # APP -- CMD...
+  local n
+  n=$(ves)
+  in_ns "$jcs" run "$@" >/dev/null 2>"$work/startup.err" ||
+    { echo "run.sh: the start-up VE of $1 failed:" >&2; cat "$work/startup.err" >&2; exit 1; }
+  new_ve "$n"
+}
+chrome_once="rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1"
+
 # --- apache: a client outside the VE fetches the home page once a second.
 wl_apache() {
-  export JCS_HOME="$work/apache"
-  copy_base "$JCS_HOME"
-  in_ns "$jcs" run apache -- true >/dev/null # the bridge and the daemon
+  workload_store apache apache
   idle_ve sqlite $((secs + 30))
-  local j0 j1 n ve web sve
-  j0=$(journal_bytes)
-  counters_start "$work/c-apache"
+  local n ve web sve
+  measure_begin apache
   n=$(ves)
   nsenter --net="/run/netns/$ns" "$jcs" run apache -- /bin/sh -c "$apache_start; exec apache2 -D FOREGROUND" >/dev/null 2>&1 & web=$!; pids+=($web)
   ve=$(new_ve "$n")
   for _ in $(seq 100); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/" && break; sleep 0.1; done
   for _ in $(seq "$secs"); do in_ns curl -s -o /dev/null "http://10.81.0.$((ve + 1))/"; sleep 1; done
   kill "$web"; wait "$web" 2>/dev/null || true
-  counters_stop "$work/c-apache"
-  j1=$(journal_bytes)
+  measure_end apache
   # Start-up alone: start, answer once on loopback, stop.
-  n=$(ves)
-  in_ns "$jcs" run apache -- /bin/bash -c "$apache_start; apache2 -k start; for i in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null && break; sleep 0.05; done; apache2 -k stop" >/dev/null 2>&1
-  sve=$(new_ve "$n")
-  row apache "$secs" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-apache/audit-lost")"
+  sve=$(startup_ve apache -- /bin/bash -c "$apache_start; apache2 -k start; for i in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null && break; sleep 0.05; done; apache2 -k stop")
+  row apache "$secs" "$ve" "$c" "$jbytes" "$sve" "$alost"
   end_pids
   stop_daemon
 }
@@ -242,14 +264,12 @@ wl_apache() {
 # --- sshd: a client outside the VE logs in with a key and pages the Apache configuration
 # with `more` through a pseudo-terminal.
 wl_sshd() {
-  export JCS_HOME="$work/sshd"
-  copy_base "$JCS_HOME"
+  workload_store sshd sshd
   ssh-keygen -q -t ed25519 -N '' -f "$work/key"
   mkdir -p "$JCS_HOME/persist/sshd/root_.ssh"
   install -m 600 "$work/key.pub" "$JCS_HOME/persist/sshd/root_.ssh/authorized_keys"
-  in_ns "$jcs" run sshd -- true >/dev/null
   idle_ve sqlite 600
-  local j0 j1 n ve srv sve s0 up=""
+  local n ve srv sve up=""
   n=$(ves)
   nsenter --net="/run/netns/$ns" "$jcs" run sshd -- /bin/sh -c 'mkdir -p /run/sshd; exec /usr/sbin/sshd -D -e' >/dev/null 2>&1 & srv=$!; pids+=($srv)
   ve=$(new_ve "$n")
@@ -260,20 +280,13 @@ wl_sshd() {
   }
   for _ in $(seq 50); do ssh_to -n true 2>/dev/null && up=1 && break; sleep 0.2; done
   [ -n "$up" ] || { echo "run.sh: cannot log in to the sshd VE" >&2; exit 1; }
-  j0=$(journal_bytes)
-  counters_start "$work/c-sshd"
-  s0=$(date +%s%N)
+  measure_begin sshd
   { yes ' ' | head -n 400; echo q; } | ssh_to -tt more /etc/apache2/apache2.conf > "$work/more.out" 2>&1 || true
   grep -q "main Apache server configuration" "$work/more.out" || { echo "run.sh: the ssh session did not page the file" >&2; exit 1; }
-  local took
-  took=$(secs_since "$s0")
-  counters_stop "$work/c-sshd"
+  measure_end sshd
   end_pids
-  j1=$(journal_bytes)
-  n=$(ves)
-  in_ns "$jcs" run sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)' >/dev/null 2>&1
-  sve=$(new_ve "$n")
-  row sshd "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sshd/audit-lost")"
+  sve=$(startup_ve sshd -- /bin/bash -c 'mkdir -p /run/sshd; /usr/sbin/sshd; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done; kill $(cat /run/sshd.pid)')
+  row sshd "$took" "$ve" "$c" "$jbytes" "$sve" "$alost"
   stop_daemon
 }
 
@@ -281,15 +294,11 @@ wl_sshd() {
 # edit) runs in a VE of its own and opens the two documents of the app's persistent storage,
 # copies the references to the end of the report, closes them, saves, and ends LibreOffice.
 wl_libreoffice() {
-  export JCS_HOME="$work/libreoffice"
-  copy_base "$JCS_HOME"
+  workload_store libreoffice libreoffice
   cp "$here/office.py" "$JCS_HOME/persist/libreoffice/data/office.py" # this checkout's driver
-  in_ns "$jcs" run libreoffice -- true >/dev/null
   idle_ve sqlite 600
-  local j0 j1 n ve office drv sve s0 took
-  j0=$(journal_bytes)
-  counters_start "$work/c-libreoffice"
-  s0=$(date +%s%N)
+  local n ve office drv sve
+  measure_begin libreoffice
   n=$(ves)
   nsenter --net="/run/netns/$ns" "$jcs" run libreoffice -- soffice --headless --norestore '--accept=socket,host=0.0.0.0,port=2002;urp;' >/dev/null 2>&1 & office=$!; pids+=($office)
   ve=$(new_ve "$n")
@@ -297,17 +306,13 @@ wl_libreoffice() {
   in_ns "$jcs" run libreoffice -- python3 /data/office.py edit "10.81.0.$((ve + 1))" 2002 /data > "$work/office.out"
   drv=$(new_ve "$n")
   wait "$office" || { echo "run.sh: LibreOffice did not end cleanly" >&2; exit 1; }
-  took=$(secs_since "$s0")
-  counters_stop "$work/c-libreoffice"
+  measure_end libreoffice
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
 assert r["report_bytes_after"] > r["report_bytes_before"] + 40000, r' "$work/office.out" ||
     { echo "run.sh: the report did not grow by the references: $(cat "$work/office.out")" >&2; exit 1; }
-  j1=$(journal_bytes)
   end_pids
-  n=$(ves)
-  in_ns "$jcs" run libreoffice -- soffice --headless --norestore --terminate_after_init >/dev/null 2>&1
-  sve=$(new_ve "$n")
-  row libreoffice "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-libreoffice/audit-lost")" "driver=$drv"
+  sve=$(startup_ve libreoffice -- soffice --headless --norestore --terminate_after_init)
+  row libreoffice "$took" "$ve" "$c" "$jbytes" "$sve" "$alost" "driver=$drv"
   stop_daemon
 }
 
@@ -317,17 +322,13 @@ assert r["report_bytes_after"] > r["report_bytes_before"] + 40000, r' "$work/off
 # --remote-debugging-address): the driver runs on the host, in the VE's network namespace
 # (not in its cgroup or mount namespace), and its traffic is loopback, not recorded.
 wl_browse() {
-  export JCS_HOME="$work/browse"
-  copy_base "$JCS_HOME"
-  in_ns "$jcs" run chromium -- true >/dev/null
-  local j0 j1 n ve web site chr init sve s0 took
+  workload_store browse chromium
+  local n ve web site chr init sve
   n=$(ves)
   nsenter --net="/run/netns/$ns" "$jcs" run apache -- /bin/sh -c "$apache_start; exec apache2 -D FOREGROUND" >/dev/null 2>&1 & web=$!; pids+=($web)
   site=$(new_ve "$n")
   for _ in $(seq 100); do in_ns curl -s -o /dev/null "http://10.81.0.$((site + 1))/" && break; sleep 0.1; done
-  j0=$(journal_bytes)
-  counters_start "$work/c-browse"
-  s0=$(date +%s%N)
+  measure_begin browse
   n=$(ves)
   nsenter --net="/run/netns/$ns" "$jcs" run chromium -- /bin/sh -c "rm -rf /root/browse; exec $chrome --user-data-dir=/root/browse --remote-debugging-port=9222 http://10.81.0.$((site + 1))/" >/dev/null 2>&1 & chr=$!; pids+=($chr)
   ve=$(new_ve "$n")
@@ -335,64 +336,44 @@ wl_browse() {
   nsenter --net="/proc/$init/ns/net" python3 "$here/browse.py" 127.0.0.1 9222 > "$work/browse.out" ||
     { echo "run.sh: the browsing driver failed" >&2; exit 1; }
   wait "$chr" || true # Browser.close ends it
-  took=$(secs_since "$s0")
-  counters_stop "$work/c-browse"
+  measure_end browse
   grep -q '"links_followed": 24' "$work/browse.out" || { echo "run.sh: browsing followed $(cat "$work/browse.out")" >&2; exit 1; }
-  j1=$(journal_bytes)
   end_pids
-  n=$(ves)
-  in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
-  sve=$(new_ve "$n")
-  row browse "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-browse/audit-lost")" "site=$site"
+  sve=$(startup_ve chromium -- /bin/sh -c "$chrome_once")
+  row browse "$took" "$ve" "$c" "$jbytes" "$sve" "$alost" "site=$site"
   stop_daemon
 }
 
 # --- chromium: started 10 times (the paper's Firefox start-up experiment), headless, a fresh
 # profile in persistent storage.
 wl_chromium() {
-  export JCS_HOME="$work/chromium"
-  copy_base "$JCS_HOME"
-  in_ns "$jcs" run chromium -- true >/dev/null
+  workload_store chromium chromium
   idle_ve sqlite 600
-  local j0 j1 n ve sve s0 took
-  j0=$(journal_bytes)
-  counters_start "$work/c-chromium"
-  s0=$(date +%s%N)
+  local n ve sve
+  measure_begin chromium
   n=$(ves)
   in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile; for i in 1 2 3 4 5 6 7 8 9 10; do $chrome --user-data-dir=/root/profile --dump-dom about:blank >/dev/null 2>&1 || exit 1; done" >/dev/null
   ve=$(new_ve "$n")
-  took=$(secs_since "$s0")
-  counters_stop "$work/c-chromium"
-  j1=$(journal_bytes)
+  measure_end chromium
   end_pids
-  n=$(ves)
-  in_ns "$jcs" run chromium -- /bin/sh -c "rm -rf /root/profile1; $chrome --user-data-dir=/root/profile1 --dump-dom about:blank >/dev/null 2>&1" >/dev/null
-  sve=$(new_ve "$n")
-  row chromium-10-starts "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-chromium/audit-lost")"
+  sve=$(startup_ve chromium -- /bin/sh -c "$chrome_once")
+  row chromium-10-starts "$took" "$ve" "$c" "$jbytes" "$sve" "$alost"
   stop_daemon
 }
 
 # --- sqlite: the deterministic script, then the interpreter's start-up alone.
 wl_sqlite() {
-  export JCS_HOME="$work/sqlite"
-  copy_base "$JCS_HOME"
-  in_ns "$jcs" run sqlite -- true >/dev/null
+  workload_store sqlite sqlite
   idle_ve apache 600
-  local j0 j1 n ve sve s0 took
-  j0=$(journal_bytes)
-  counters_start "$work/c-sqlite"
-  s0=$(date +%s%N)
+  local n ve sve
+  measure_begin sqlite
   n=$(ves)
   in_ns "$jcs" run sqlite -- python3 /data/bench.py >/dev/null
   ve=$(new_ve "$n")
-  took=$(secs_since "$s0")
-  counters_stop "$work/c-sqlite"
-  j1=$(journal_bytes)
+  measure_end sqlite
   end_pids
-  n=$(ves)
-  in_ns "$jcs" run sqlite -- python3 -c 'import sqlite3' >/dev/null
-  sve=$(new_ve "$n")
-  row sqlite "$took" "$ve" "$c" $((j1 - j0)) "$sve" "$(cat "$work/c-sqlite/audit-lost")"
+  sve=$(startup_ve sqlite -- python3 -c 'import sqlite3')
+  row sqlite "$took" "$ve" "$c" "$jbytes" "$sve" "$alost"
   stop_daemon
 }
 
