@@ -24,8 +24,9 @@
 #              runc, firejail, systemd-nspawn, unshare)
 #   needs root, bpftrace, auditd, curl (scripts/install-deps.sh --all); the first run builds
 #   the template and apps (bench/paper/build.sh, a few minutes).
-# Writes bench/results/paper-DATE.jsonl (with --only: paper-DATE-W1-W2.jsonl; with --peers
-# also paper-DATE-peers.txt) and prints the tables (bench/paper/table.py).
+# Writes bench/results/paper-DATE.jsonl (with --only: paper-DATE-W1-W2.jsonl; with --quick:
+# …-quick.jsonl; with --peers also paper-DATE-peers.txt) and prints the tables
+# (bench/paper/table.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$(dirname "$here")")
@@ -382,9 +383,11 @@ for w in $only; do
   echo "run.sh: $w ($(date -u +%H:%M:%S))" >&2
   "wl_$w"
 done
-out="$repo/bench/results/paper-$stamp.jsonl"
-# (A partial run does not replace the day's full one.)
-[ "$only" = "$all" ] || out="$repo/bench/results/paper-$stamp-$(echo $only | tr ' ' -).jsonl"
+# (A partial or quick run does not replace the day's full one.)
+suffix=""
+[ "$only" = "$all" ] || suffix="-$(echo $only | tr ' ' -)"
+[ "$secs" = 300 ] || suffix="$suffix-quick"
+out="$repo/bench/results/paper-$stamp$suffix.jsonl"
 cp "$results" "$out"
 python3 "$here/table.py" "$out"
 echo "(rows: $out)"
