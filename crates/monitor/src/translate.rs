@@ -482,13 +482,16 @@ impl Translator {
                 } else {
                     let first = self.path_of(e, &sys, false);
                     let second = self.path_of(e, &sys, true);
-                    let named = match op {
-                        Op::Rename | Op::Link => vec![first.as_ref(), second.as_ref()],
-                        Op::Symlink => vec![second.as_ref()], // the first is the link's content
-                        _ => vec![first.as_ref()],
-                    };
-                    if self.failed_in_own_fs(e, &named) {
-                        return;
+                    // (Only a failed call needs the list: no allocation for the others.)
+                    if e.ret < 0 {
+                        let named = match op {
+                            Op::Rename | Op::Link => vec![first.as_ref(), second.as_ref()],
+                            Op::Symlink => vec![second.as_ref()], // the first is the content
+                            _ => vec![first.as_ref()],
+                        };
+                        if self.failed_in_own_fs(e, &named) {
+                            return;
+                        }
                     }
                     match (op, first, second) {
                         // The data moves from the old name to the new one.
