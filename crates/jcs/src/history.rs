@@ -359,8 +359,9 @@ struct VeSummary {
     records_emitted: u64,
     records_lost: u64,
     gap_transactions: u64,
-    /// Calls dropped by classification (counted, not recorded): reads of files that exist only
-    /// in read-only branches, and reads and writes of pipes.
+    /// Calls dropped by classification (counted, not recorded): what crossed nothing, e.g.
+    /// reads of files that exist only in read-only branches, pipes (`jcs stats --help` lists
+    /// them all).
     dropped_by_classification: u64,
     dropped_by_name: std::collections::BTreeMap<String, u64>,
 }

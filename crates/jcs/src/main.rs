@@ -150,6 +150,14 @@ enum Cmd {
         summarize: Option<String>,
     },
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
+    #[command(
+        after_help = "Dropped by classification: calls that JCS saw and counted but did not need to \
+record, because nothing crossed the VE's boundary: opens, reads and closes of files that exist only in \
+read-only branches; pipes, the VE's own ptys and socketpairs, loopback traffic; eventfds and other \
+anonymous inodes; /dev/null, zero, full, random, urandom; reads of /proc, /sys and cgroupfs; calls that \
+returned EAGAIN; calls that failed (ENOENT, ENOTDIR, EEXIST) on names outside the VE's persistent and \
+shared directories. Threads' starts and ends are not recorded either (process forks and exits are)."
+    )]
     Stats {
         /// Only this VE
         #[arg(long)]
