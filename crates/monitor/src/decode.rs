@@ -1,19 +1,50 @@
 //! Decodes the kernel's records (`src/bpf/monitor.h`, `struct jcs_event`) into [`Event`]s.
 //! Pure: bytes in, values out; it never panics on any input.
+//!
+//! Every size, offset and constant comes from the skeleton's types, which libbpf-cargo
+//! generates from the compiler's BTF of `monitor.h`: the layout is defined once, in C.
+
+use crate::skel::types::{jcs_event, jcs_flag, jcs_kind, jcs_limit};
+use std::mem::{offset_of, size_of};
 
 /// Size of `struct jcs_event`.
-pub const EVENT_SIZE: usize = 400;
-const PATH_MAX: usize = 256;
-const PATH_HALF: usize = 128;
+pub const EVENT_SIZE: usize = size_of::<jcs_event>();
+const PATH_MAX: usize = jcs_limit::JCS_PATH_MAX.0 as usize;
+const PATH_HALF: usize = jcs_limit::JCS_PATH_HALF.0 as usize;
+const _: () = assert!(size_of::<[i8; PATH_MAX]>() == PATH_MAX && PATH_HALF * 2 == PATH_MAX);
 
 /// `enum jcs_flag` (bpf/monitor.h): facts the kernel attaches to a record.
 pub mod flag {
-    pub const SOCKET: u32 = 1;
-    pub const NO_IN: u32 = 2;
-    pub const NO_OUT: u32 = 4;
-    pub const DGRAM: u32 = 8;
-    pub const MORE: u32 = 16;
-    pub const SOCKET2: u32 = 32;
+    use crate::skel::types::jcs_flag as F;
+    pub const SOCKET: u32 = F::JCS_F_SOCKET.0;
+    pub const NO_IN: u32 = F::JCS_F_NO_IN.0;
+    pub const NO_OUT: u32 = F::JCS_F_NO_OUT.0;
+    pub const DGRAM: u32 = F::JCS_F_DGRAM.0;
+    pub const MORE: u32 = F::JCS_F_MORE.0;
+    pub const SOCKET2: u32 = F::JCS_F_SOCKET2.0;
+}
+
+/// Offsets of the record's fields, from the generated type.
+mod off {
+    use super::{jcs_event as E, offset_of};
+    pub const TIME: usize = offset_of!(E, time_ns);
+    pub const CGROUP: usize = offset_of!(E, cgroup_id);
+    pub const PID: usize = offset_of!(E, pid);
+    pub const TID: usize = offset_of!(E, tid);
+    pub const KIND: usize = offset_of!(E, kind);
+    pub const NR: usize = offset_of!(E, nr);
+    pub const RET: usize = offset_of!(E, ret);
+    pub const ARGS: usize = offset_of!(E, args);
+    pub const DEV: usize = offset_of!(E, dev);
+    pub const INO: usize = offset_of!(E, ino);
+    pub const POS: usize = offset_of!(E, pos);
+    pub const DEV2: usize = offset_of!(E, dev2);
+    pub const INO2: usize = offset_of!(E, ino2);
+    pub const POS2: usize = offset_of!(E, pos2);
+    pub const PATH_LEN: usize = offset_of!(E, path_len);
+    pub const PATH2_LEN: usize = offset_of!(E, path2_len);
+    pub const FLAGS: usize = offset_of!(E, flags);
+    pub const PATH: usize = offset_of!(E, path);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,44 +132,52 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
     if b.len() != EVENT_SIZE {
         return Err(DecodeError::Size(b.len()));
     }
-    let kind = match u32_at(b, 24) {
-        1 => Kind::Syscall,
-        2 => Kind::Fork,
-        3 => Kind::Exec,
-        4 => Kind::Exit,
-        k => return Err(DecodeError::Kind(k)),
+    let kind = match jcs_kind(u32_at(b, off::KIND)) {
+        jcs_kind::JCS_EV_SYSCALL => Kind::Syscall,
+        jcs_kind::JCS_EV_FORK => Kind::Fork,
+        jcs_kind::JCS_EV_EXEC => Kind::Exec,
+        jcs_kind::JCS_EV_EXIT => Kind::Exit,
+        jcs_kind(k) => return Err(DecodeError::Kind(k)),
     };
     let mut args = [0u64; 6];
     for (i, a) in args.iter_mut().enumerate() {
-        *a = u64_at(b, 40 + 8 * i);
+        *a = u64_at(b, off::ARGS + 8 * i);
     }
-    let (dev, ino, pos) = (u64_at(b, 88), u64_at(b, 96), u64_at(b, 104) as i64);
-    let (dev2, ino2, pos2) = (u64_at(b, 112), u64_at(b, 120), u64_at(b, 128) as i64);
-    let path_len = u32::from(u16_at(b, 136));
+    let (dev, ino, pos) = (
+        u64_at(b, off::DEV),
+        u64_at(b, off::INO),
+        u64_at(b, off::POS) as i64,
+    );
+    let (dev2, ino2, pos2) = (
+        u64_at(b, off::DEV2),
+        u64_at(b, off::INO2),
+        u64_at(b, off::POS2) as i64,
+    );
+    let path_len = u32::from(u16_at(b, off::PATH_LEN));
     if path_len as usize > PATH_MAX {
         return Err(DecodeError::PathLen(path_len));
     }
-    let path2_len = u32::from(u16_at(b, 138));
+    let path2_len = u32::from(u16_at(b, off::PATH2_LEN));
     if path2_len as usize > PATH_HALF {
         return Err(DecodeError::Path2Len(path2_len));
     }
-    const P: usize = 144;
+    const P: usize = off::PATH;
     let data = b[P..P + path_len as usize].to_vec();
     let data2 = b[P + PATH_HALF..P + PATH_HALF + path2_len as usize].to_vec();
     Ok(Event {
-        time_ns: u64_at(b, 0),
-        cgroup_id: u64_at(b, 8),
-        pid: u32_at(b, 16),
-        tid: u32_at(b, 20),
+        time_ns: u64_at(b, off::TIME),
+        cgroup_id: u64_at(b, off::CGROUP),
+        pid: u32_at(b, off::PID),
+        tid: u32_at(b, off::TID),
         kind,
-        nr: u32_at(b, 28),
-        ret: u64_at(b, 32) as i64,
+        nr: u32_at(b, off::NR),
+        ret: u64_at(b, off::RET) as i64,
         args,
         file: (ino != 0).then_some((user_dev(dev), ino)),
         pos: (pos >= 0).then_some(pos),
         file2: (ino2 != 0).then_some((user_dev(dev2), ino2)),
         pos2: (pos2 >= 0).then_some(pos2),
-        flags: u32_at(b, 140),
+        flags: u32_at(b, off::FLAGS),
         data,
         data2,
     })
@@ -163,6 +202,33 @@ mod tests {
         b[136..138].copy_from_slice(&5u16.to_ne_bytes());
         b[144..149].copy_from_slice(b"/etc\0");
         b
+    }
+
+    #[test]
+    fn the_generated_layout_is_the_documented_one() {
+        // monitor.h documents these offsets; the fixtures below are written at them. A
+        // change of the C struct changes the generated type: this says so in one place.
+        assert_eq!(EVENT_SIZE, 400);
+        assert_eq!(
+            [
+                off::TIME,
+                off::CGROUP,
+                off::PID,
+                off::TID,
+                off::KIND,
+                off::NR,
+                off::RET
+            ],
+            [0, 8, 16, 20, 24, 28, 32]
+        );
+        assert_eq!([off::ARGS, off::DEV, off::INO, off::POS], [40, 88, 96, 104]);
+        assert_eq!([off::DEV2, off::INO2, off::POS2], [112, 120, 128]);
+        assert_eq!(
+            [off::PATH_LEN, off::PATH2_LEN, off::FLAGS, off::PATH],
+            [136, 138, 140, 144]
+        );
+        assert_eq!((PATH_MAX, PATH_HALF), (256, 128));
+        assert_eq!(flag::SOCKET2, 32);
     }
 
     #[test]

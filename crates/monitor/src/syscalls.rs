@@ -2,25 +2,26 @@
 //! `enum jcs_capture` in `bpf/monitor.h`) and what the translator makes of it. Numbers come
 //! from libc, so the table is right for the architecture it is built for.
 
-/// `enum jcs_capture` (bpf/monitor.h).
+/// `enum jcs_capture` (bpf/monitor.h), through the skeleton's generated type.
 pub mod cap {
-    pub const RECORD: u32 = 1;
-    pub const FD0: u32 = 2;
-    pub const FD4: u32 = 4;
-    pub const PATH0: u32 = 8;
-    pub const PATH1: u32 = 16;
-    pub const ADDR1: u32 = 32;
-    pub const NEWFD: u32 = 64;
-    pub const ADDR4: u32 = 128;
-    pub const ADDRLENP: u32 = 256;
-    pub const READ: u32 = 512;
-    pub const XFER1: u32 = 1024;
-    pub const XFER2: u32 = 2048;
-    pub const PATHB1: u32 = 4096;
-    pub const PATHB2: u32 = 8192;
-    pub const PATHB3: u32 = 16384;
-    pub const MSGHDR: u32 = 32768;
-    pub const MMSG: u32 = 65536;
+    use crate::skel::types::jcs_capture as C;
+    pub const RECORD: u32 = C::JCS_CAP_RECORD.0;
+    pub const FD0: u32 = C::JCS_CAP_FD0.0;
+    pub const FD4: u32 = C::JCS_CAP_FD4.0;
+    pub const PATH0: u32 = C::JCS_CAP_PATH0.0;
+    pub const PATH1: u32 = C::JCS_CAP_PATH1.0;
+    pub const ADDR1: u32 = C::JCS_CAP_ADDR1.0;
+    pub const NEWFD: u32 = C::JCS_CAP_NEWFD.0;
+    pub const ADDR4: u32 = C::JCS_CAP_ADDR4.0;
+    pub const ADDRLENP: u32 = C::JCS_CAP_ADDRLENP.0;
+    pub const READ: u32 = C::JCS_CAP_READ.0;
+    pub const XFER1: u32 = C::JCS_CAP_XFER1.0;
+    pub const XFER2: u32 = C::JCS_CAP_XFER2.0;
+    pub const PATHB1: u32 = C::JCS_CAP_PATHB1.0;
+    pub const PATHB2: u32 = C::JCS_CAP_PATHB2.0;
+    pub const PATHB3: u32 = C::JCS_CAP_PATHB3.0;
+    pub const MSGHDR: u32 = C::JCS_CAP_MSGHDR.0;
+    pub const MMSG: u32 = C::JCS_CAP_MMSG.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -252,9 +253,9 @@ mod tests {
         nrs.sort();
         nrs.dedup();
         assert_eq!(nrs.len(), t.len());
-        assert!(t
-            .iter()
-            .all(|s| s.cap & cap::RECORD != 0 && s.nr >= 0 && s.nr < 512));
+        assert!(t.iter().all(|s| s.cap & cap::RECORD != 0
+            && s.nr >= 0
+            && (s.nr as u32) < crate::skel::types::jcs_limit::JCS_MAX_SYSCALL.0));
         // A path is taken from one argument only; a second path needs a first.
         let second = cap::PATHB1 | cap::PATHB2 | cap::PATHB3;
         for s in &t {

@@ -676,3 +676,12 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 	}
 	return 0;
 }
+
+/* Never used by the programs: these globals make libbpf-cargo generate, from the compiler's
+ * BTF, the Rust view of the record and of its enums (`skel::types`), which is all that
+ * `decode.rs` and `syscalls.rs` read: the layout of what the kernel sends is defined once. */
+struct jcs_event jcs_abi_event;
+enum jcs_kind jcs_abi_kind;
+enum jcs_capture jcs_abi_capture;
+enum jcs_flag jcs_abi_flag;
+enum jcs_limit jcs_abi_limit;

@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /* The one definition of what the kernel side of the JCS monitor sends to user space.
- * Rust reads these records only through `crate::decode`, whose layout tests pin the offsets. */
+ * Rust never copies these numbers: libbpf-cargo generates `skel::types::{jcs_event, jcs_kind,
+ * jcs_capture, jcs_flag, jcs_limit}` from the compiler's BTF of this header (monitor.bpf.c
+ * declares one global of each so that they are emitted), and `decode.rs` reads through them. */
 #ifndef JCS_MONITOR_H
 #define JCS_MONITOR_H
 
-#define JCS_PATH_MAX 256
-#define JCS_MAX_SYSCALL 512
+/* Sizes: an enum, not #defines, so that BTF (and so the Rust skeleton) carries them. */
+enum jcs_limit {
+	JCS_PATH_MAX = 256,    /* bytes of `path` */
+	JCS_PATH_HALF = 128,   /* two-path calls: the second path starts here */
+	JCS_MMSG_MAX = 32,     /* datagrams itemized per sendmmsg/recvmmsg */
+	JCS_MAX_SYSCALL = 512, /* entries of the `interest` map */
+};
 
 enum jcs_kind {
 	JCS_EV_SYSCALL = 1, /* an interesting system call of a watched cgroup, at its exit */
@@ -52,8 +59,6 @@ enum jcs_flag {
 	JCS_F_SOCKET2 = 32, /* the second fd of a transfer is a socket */
 };
 
-#define JCS_MMSG_MAX 32
-#define JCS_PATH_HALF 128
 
 /* Counters, one slot each in the per-CPU `stats` map. */
 enum jcs_stat {
@@ -104,6 +109,6 @@ struct jcs_event {
 	                          *     sockets: the raw struct sockaddr of the remote end */
 };                       /* 400 bytes */
 
-_Static_assert(sizeof(struct jcs_event) == 400, "decode.rs pins this layout");
+_Static_assert(sizeof(struct jcs_event) == 400, "the layout the comments above describe");
 
 #endif
