@@ -1,0 +1,363 @@
+//! The journal's records: what the recorder writes into journal blocks and what the queries
+//! read back. One enum ([`Record`]), one encoding per kind, versioned by its tag byte, golden
+//! tested and fuzzed (`fuzz/fuzz_targets/record.rs`); the variables' stable keys and the
+//! typed query that names them on the command line ([`var`]).
+//!
+//! The journal (`crates/journal`) does not interpret records; this crate does not do I/O.
+//! The byte layout is specified in `docs/journal-format.md` ("Records").
+
+pub mod stats;
+pub mod tier;
+pub mod var;
+
+use analysis::summary::Summary;
+use model::at::{At, VarDef, VarId};
+pub use stats::VeStats;
+pub use tier::Tier;
+pub use var::{VarKey, VarQuery};
+
+/// A record's first byte: its kind and the version of its encoding. A new encoding of a kind
+/// gets a new tag; readers keep decoding the old tags (stores written by older versions).
+pub mod tag {
+    /// Variable definitions, binary (version 2).
+    pub const VARS: u8 = b'D';
+    /// A delta-coded batch of atomic transactions (`model::at::encode_batch`), versions 1 and 2.
+    pub const ATS: u8 = b'A';
+    /// A VE's kernel counters, binary (version 2).
+    pub const STATS: u8 = b'C';
+    /// Summaries: a tier byte, then `analysis::summary::encode`, versions 1 and 2.
+    pub const SUMMARIES: u8 = b'T';
+    /// Version 1: variable definitions as JSON. Read, never written.
+    pub const VARS_JSON: u8 = b'V';
+    /// Version 1: a VE's kernel counters as JSON. Read, never written.
+    pub const STATS_JSON: u8 = b'S';
+}
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Variable definitions, each written before the first transaction that uses it.
+    Vars(Vec<(VarId, VarDef)>),
+    /// Atomic transactions.
+    Ats(Vec<At>),
+    /// What the kernel counted for one VE, written when it is unwatched.
+    Stats(VeStats),
+    /// Summarized transactions of one tier.
+    Summaries { tier: Tier, sts: Vec<Summary> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("empty record")]
+    Empty,
+    #[error("unknown record tag 0x{0:02x}")]
+    UnknownTag(u8),
+    #[error("transactions: {0}")]
+    Ats(#[from] model::at::DecodeError),
+    #[error("variable definitions: {0}")]
+    Vars(String),
+    #[error("counters: {0}")]
+    Stats(String),
+    #[error("summaries: {0}")]
+    Summaries(String),
+}
+
+impl Record {
+    /// The record's bytes (its tag first), in the current version of its kind.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Record::Vars(defs) => {
+                let mut b = vec![tag::VARS];
+                var::encode_defs(defs, &mut b);
+                b
+            }
+            Record::Ats(ats) => {
+                let mut b = vec![tag::ATS];
+                b.extend(model::at::encode_batch(ats));
+                b
+            }
+            Record::Stats(s) => {
+                let mut b = vec![tag::STATS];
+                s.encode(&mut b);
+                b
+            }
+            Record::Summaries { tier, sts } => {
+                let mut b = vec![tag::SUMMARIES, tier.code()];
+                b.extend(analysis::summary::encode(sts));
+                b
+            }
+        }
+    }
+
+    /// Decodes a record of any version; rejects anything else without panicking.
+    pub fn decode(r: &[u8]) -> Result<Record, RecordError> {
+        let (&t, body) = r.split_first().ok_or(RecordError::Empty)?;
+        match t {
+            tag::VARS => var::decode_defs(body)
+                .map(Record::Vars)
+                .map_err(RecordError::Vars),
+            tag::VARS_JSON => serde_json::from_slice(body)
+                .map(Record::Vars)
+                .map_err(|e| RecordError::Vars(e.to_string())),
+            tag::ATS => Ok(Record::Ats(model::at::decode_batch(body)?)),
+            tag::STATS => VeStats::decode(body)
+                .map(Record::Stats)
+                .map_err(RecordError::Stats),
+            tag::STATS_JSON => serde_json::from_slice(body)
+                .map(Record::Stats)
+                .map_err(|e| RecordError::Stats(e.to_string())),
+            tag::SUMMARIES => {
+                let (&code, rest) = body
+                    .split_first()
+                    .ok_or_else(|| RecordError::Summaries("no tier byte".into()))?;
+                let tier = Tier::from_code(code)
+                    .ok_or_else(|| RecordError::Summaries(format!("unknown tier {code}")))?;
+                let sts = analysis::summary::decode(rest)
+                    .ok_or_else(|| RecordError::Summaries("do not decode".into()))?;
+                Ok(Record::Summaries { tier, sts })
+            }
+            t => Err(RecordError::UnknownTag(t)),
+        }
+    }
+
+    /// The index keys of this record ([`key`]): the variables it defines or uses, its VEs.
+    pub fn keys(&self, out: &mut Vec<u64>) {
+        match self {
+            Record::Vars(defs) => out.extend(defs.iter().map(|(id, _)| key::var(*id))),
+            Record::Ats(ats) => {
+                for a in ats {
+                    out.push(key::ve(a.ve));
+                    out.extend([a.src, a.dst].into_iter().filter(|&v| v != 0).map(key::var));
+                }
+            }
+            Record::Stats(s) => out.push(key::ve(s.ve)),
+            Record::Summaries { sts, .. } => {
+                for s in sts {
+                    out.extend([s.src, s.dst].into_iter().filter(|&v| v != 0).map(key::var));
+                }
+            }
+        }
+    }
+}
+
+/// The keys of the per-segment indexes (`journal::index`): a variable, a VE.
+pub mod key {
+    use model::at::VarId;
+
+    pub const VAR: u64 = 1 << 56;
+    pub const VE: u64 = 2 << 56;
+
+    pub fn var(id: VarId) -> u64 {
+        VAR | u64::from(id)
+    }
+
+    pub fn ve(ve: u64) -> u64 {
+        VE | (ve & (VAR - 1))
+    }
+}
+
+/// Reads LEB128 numbers and length-prefixed bytes; every error is a message.
+pub(crate) struct Cursor<'a> {
+    pub b: &'a [u8],
+    pub o: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Cursor { b, o: 0 }
+    }
+
+    pub fn num(&mut self) -> Result<u64, String> {
+        model::leb::get(self.b, &mut self.o).ok_or_else(|| format!("bad number at byte {}", self.o))
+    }
+
+    pub fn byte(&mut self) -> Result<u8, String> {
+        let v = *self
+            .b
+            .get(self.o)
+            .ok_or_else(|| format!("truncated at byte {}", self.o))?;
+        self.o += 1;
+        Ok(v)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .o
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| format!("truncated at byte {}", self.o))?;
+        let s = &self.b[self.o..end];
+        self.o = end;
+        Ok(s)
+    }
+
+    pub fn string(&mut self) -> Result<String, String> {
+        let n = self.num()? as usize;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| "a string is not UTF-8".into())
+    }
+
+    /// A count of items of at least `min` bytes each, checked against what is left.
+    pub fn count(&mut self, min: usize) -> Result<usize, String> {
+        let n = self.num()?;
+        if n > ((self.b.len() - self.o) / min.max(1)) as u64 {
+            return Err(format!("claims {n} items, more than its bytes can hold"));
+        }
+        Ok(n as usize)
+    }
+
+    pub fn end(&self) -> Result<(), String> {
+        match self.b.len() - self.o {
+            0 => Ok(()),
+            n => Err(format!("{n} trailing bytes")),
+        }
+    }
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
+    model::leb::put(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::at::{Op, Status};
+
+    fn at() -> At {
+        At {
+            time_ns: 1,
+            ve: 3,
+            pid: 1,
+            tid: 1,
+            op: Op::Write,
+            status: Status::Committed,
+            src: 7,
+            dst: 9,
+            off: 0,
+            len: 1,
+            result: 1,
+        }
+    }
+
+    fn samples() -> Vec<Record> {
+        vec![
+            Record::Vars(var::tests::defs()),
+            Record::Ats(vec![at(), at()]),
+            Record::Stats(stats::tests::sample()),
+            Record::Summaries {
+                tier: Tier::T1,
+                sts: vec![Summary {
+                    src: 7,
+                    dst: 9,
+                    first: 10,
+                    last: 20,
+                    src_part: analysis::Part::Whole,
+                    dst_part: analysis::Part::Bytes(vec![(0, 5)]),
+                    count: 2,
+                    bytes: 5,
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for r in samples() {
+            assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn keys_of_records() {
+        let mut out = vec![];
+        Record::Vars(vec![(7, VarDef::Memory { ve: 3 })]).keys(&mut out);
+        Record::Ats(vec![at()]).keys(&mut out);
+        assert_eq!(out, vec![key::var(7), key::ve(3), key::var(7), key::var(9)]);
+        assert_ne!(key::var(3), key::ve(3));
+    }
+
+    #[test]
+    fn version_1_json_records_still_decode() {
+        // Bytes as the version-1 daemon wrote them (frozen).
+        let v = br#"V[[1,{"kind":"memory","ve":1}],[3,{"kind":"file","dev":65024,"ino":10011812,"path":"/data/in.txt"}],[4,{"kind":"file","dev":65024,"ino":10011489,"path":null}]]"#;
+        assert_eq!(
+            Record::decode(v).unwrap(),
+            Record::Vars(vec![
+                (1, VarDef::Memory { ve: 1 }),
+                (
+                    3,
+                    VarDef::File {
+                        dev: 65024,
+                        ino: 10011812,
+                        path: Some("/data/in.txt".into())
+                    }
+                ),
+                (
+                    4,
+                    VarDef::File {
+                        dev: 65024,
+                        ino: 10011489,
+                        path: None
+                    }
+                ),
+            ])
+        );
+        let s = br#"S{"ve":2,"seen":9,"emitted":4,"lost":1,"calls":[[0,5],[1,4]],"dropped":3,"dropped_calls":[[3,3]],"arch":"x86_64"}"#;
+        let Record::Stats(st) = Record::decode(s).unwrap() else {
+            panic!("not stats")
+        };
+        assert_eq!((st.ve, st.seen, st.lost, st.dropped), (2, 9, 1, 3));
+        assert_eq!(st.dropped_calls, vec![(3, 3)]);
+    }
+
+    #[test]
+    fn golden_bytes() {
+        // Part of the journal format: these bytes must never change meaning.
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let [vars, _, stats, sums] = &samples()[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            hex(vars.encode()),
+            "4407010501030180fc03a489e3040d2f646174612f696e2e747874040180fc03e186e304\
+             000702072f62696e2f7368b81703040a0000013505031020010db8000000000000000000\
+             00000189240b04092f746d702f2e583131"
+        );
+        assert_eq!(
+            hex(stats.encode()),
+            "430209040103067838365f36340200050104010303"
+        );
+        assert_eq!(hex(sums.encode()), {
+            let mut b = vec![b'T', 1];
+            b.extend(analysis::summary::encode(match sums {
+                Record::Summaries { sts, .. } => sts,
+                _ => unreachable!(),
+            }));
+            hex(b)
+        });
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicked_on() {
+        assert_eq!(Record::decode(&[]), Err(RecordError::Empty));
+        assert_eq!(Record::decode(b"Zx"), Err(RecordError::UnknownTag(b'Z')));
+        assert!(Record::decode(&[tag::ATS, 0xff, 0xff]).is_err());
+        assert!(Record::decode(&[tag::SUMMARIES, 9]).is_err());
+        let mut x = 0x1234_5678u32;
+        for r in samples() {
+            let good = r.encode();
+            for i in 0..good.len() {
+                for _ in 0..8 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let mut m = good.clone();
+                    m[i] = x as u8;
+                    let _ = Record::decode(&m);
+                    let _ = Record::decode(&m[..i]);
+                }
+            }
+        }
+    }
+}

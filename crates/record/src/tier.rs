@@ -1,0 +1,68 @@
+//! The summarization tiers a `T` record can hold (docs/summarization.md), by byte and name.
+
+/// A tier of summaries in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Causal: identical reachability.
+    T1,
+    /// Structural: may add false dependencies, never loses one.
+    T2,
+    /// Fading: old exchanges and file bytes coarsened; never loses a dependency.
+    T4,
+}
+
+/// (tier, its byte in a `T` record, its name): the one table of both.
+const TIERS: [(Tier, u8, &str); 3] = [
+    (Tier::T1, 1, "T1"),
+    (Tier::T2, 2, "T2"),
+    (Tier::T4, 4, "T4"),
+];
+
+impl Tier {
+    pub fn code(self) -> u8 {
+        TIERS.iter().find(|t| t.0 == self).map_or(0, |t| t.1)
+    }
+
+    pub fn name(self) -> &'static str {
+        TIERS.iter().find(|t| t.0 == self).map_or("?", |t| t.2)
+    }
+
+    pub fn from_code(code: u8) -> Option<Tier> {
+        TIERS.iter().find(|t| t.1 == code).map(|t| t.0)
+    }
+
+    pub fn from_name(name: &str) -> Option<Tier> {
+        TIERS.iter().find(|t| t.2 == name).map(|t| t.0)
+    }
+
+    /// Whether its summaries have windows that may add dependencies (T2, T4), so that a
+    /// query over them is conservative rather than exact.
+    pub fn windowed(self) -> bool {
+        self != Tier::T1
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names_are_one_table() {
+        for t in [Tier::T1, Tier::T2, Tier::T4] {
+            assert_eq!(Tier::from_code(t.code()), Some(t));
+            assert_eq!(Tier::from_name(t.name()), Some(t));
+        }
+        assert_eq!(
+            (Tier::T1.code(), Tier::T2.code(), Tier::T4.code()),
+            (1, 2, 4)
+        );
+        assert_eq!(Tier::from_code(3), None);
+        assert_eq!(Tier::from_name("T3"), None);
+    }
+}

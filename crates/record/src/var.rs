@@ -1,0 +1,349 @@
+//! Variables in records: the binary encoding of their definitions, their stable keys, and
+//! the typed query that names them on the command line.
+//!
+//! A variable's *key* ([`VarKey`]) is its identity as the catalog and the queries look it up.
+//! It is part of the store's format, pinned by golden tests, and independent of how a
+//! variable prints (`Display` of `VarDef` is for people and may change).
+
+use crate::{put_str, Cursor};
+use model::at::{VarDef, VarId};
+use model::leb::put;
+use std::net::IpAddr;
+
+const FILE: u8 = 1;
+const PATH: u8 = 2;
+const ENDPOINT: u8 = 3;
+const UNIX: u8 = 4;
+const MEMORY: u8 = 5;
+
+/// `count, (id, kind, fields)*`: numbers LEB128, strings length-prefixed UTF-8, an IP as 4
+/// or 16 bytes after its length; a file's optional path as length + 1 (0 = none).
+pub(crate) fn encode_defs(defs: &[(VarId, VarDef)], out: &mut Vec<u8>) {
+    put(out, defs.len() as u64);
+    for (id, d) in defs {
+        put(out, u64::from(*id));
+        match d {
+            VarDef::File { dev, ino, path } => {
+                out.push(FILE);
+                put(out, *dev);
+                put(out, *ino);
+                match path {
+                    None => put(out, 0),
+                    Some(p) => {
+                        put(out, p.len() as u64 + 1);
+                        out.extend_from_slice(p.as_bytes());
+                    }
+                }
+            }
+            VarDef::Path { path } => {
+                out.push(PATH);
+                put_str(out, path);
+            }
+            VarDef::Endpoint { addr, port } => {
+                out.push(ENDPOINT);
+                match addr {
+                    IpAddr::V4(a) => {
+                        out.push(4);
+                        out.extend_from_slice(&a.octets());
+                    }
+                    IpAddr::V6(a) => {
+                        out.push(16);
+                        out.extend_from_slice(&a.octets());
+                    }
+                }
+                put(out, u64::from(*port));
+            }
+            VarDef::Unix { path } => {
+                out.push(UNIX);
+                put_str(out, path);
+            }
+            VarDef::Memory { ve } => {
+                out.push(MEMORY);
+                put(out, *ve);
+            }
+        }
+    }
+}
+
+pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
+    let mut c = Cursor::new(b);
+    let n = c.count(3)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = VarId::try_from(c.num()?).map_err(|_| "a variable id beyond 32 bits")?;
+        let d = match c.byte()? {
+            FILE => {
+                let (dev, ino) = (c.num()?, c.num()?);
+                let path = match c.num()? as usize {
+                    0 => None,
+                    n => Some(
+                        String::from_utf8(c.bytes(n - 1)?.to_vec())
+                            .map_err(|_| "a path is not UTF-8")?,
+                    ),
+                };
+                VarDef::File { dev, ino, path }
+            }
+            PATH => VarDef::Path { path: c.string()? },
+            ENDPOINT => {
+                let addr = match c.byte()? {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(c.bytes(4)?).expect("4 bytes")),
+                    16 => IpAddr::from(<[u8; 16]>::try_from(c.bytes(16)?).expect("16 bytes")),
+                    n => return Err(format!("an address of {n} bytes")),
+                };
+                let port = u16::try_from(c.num()?).map_err(|_| "a port beyond 16 bits")?;
+                VarDef::Endpoint { addr, port }
+            }
+            UNIX => VarDef::Unix { path: c.string()? },
+            MEMORY => VarDef::Memory { ve: c.num()? },
+            k => return Err(format!("unknown variable kind {k}")),
+        };
+        out.push((id, d));
+    }
+    c.end()?;
+    Ok(out)
+}
+
+/// A variable's stable key: `f:PATH` (a file by the path it was opened or run by), `i:DEV:INO`
+/// (a file known only by identity), `e:ADDR:PORT` (an endpoint; IPv6 in RFC 5952 form),
+/// `u:PATH` (a Unix socket path), `m:VE` (a VE's memory).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarKey(String);
+
+impl VarKey {
+    pub fn of(d: &VarDef) -> VarKey {
+        VarKey(match d {
+            VarDef::File { path: Some(p), .. } | VarDef::Path { path: p } => format!("f:{p}"),
+            VarDef::File {
+                dev,
+                ino,
+                path: None,
+            } => format!("i:{dev}:{ino}"),
+            VarDef::Endpoint { addr, port } => format!("e:{addr}:{port}"),
+            VarDef::Unix { path } => format!("u:{path}"),
+            VarDef::Memory { ve } => format!("m:{ve}"),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A variable as a user names it: `file:PATH` (the path inside the VE), `file:[DEV:INO]`,
+/// `endpoint:[tcp/|udp/]ADDR:PORT`, `unix:PATH` or `ve:N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarQuery {
+    File(String),
+    Inode { dev: u64, ino: u64 },
+    Endpoint { addr: IpAddr, port: u16 },
+    Unix(String),
+    Memory(u64),
+}
+
+/// What the accepted forms are, for error messages.
+pub const VAR_FORMS: &str = "file:PATH, endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable {spec:?}: {why}")]
+pub struct VarQueryError {
+    pub spec: String,
+    pub why: String,
+}
+
+impl VarQuery {
+    pub fn parse(spec: &str) -> Result<VarQuery, VarQueryError> {
+        let err = |why: String| VarQueryError {
+            spec: spec.into(),
+            why,
+        };
+        let (kind, rest) = spec
+            .split_once(':')
+            .ok_or_else(|| err(format!("expected {VAR_FORMS}")))?;
+        match kind {
+            "file" => {
+                if let Some(id) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                    let (dev, ino) = id
+                        .split_once(':')
+                        .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)))
+                        .ok_or_else(|| err("expected file:[DEV:INO]".into()))?;
+                    return Ok(VarQuery::Inode { dev, ino });
+                }
+                if !rest.starts_with('/') {
+                    return Err(err(
+                        "the path must be absolute (the path inside the VE)".into()
+                    ));
+                }
+                Ok(VarQuery::File(rest.into()))
+            }
+            "unix" if rest.starts_with('/') => Ok(VarQuery::Unix(rest.into())),
+            "unix" => Err(err("the socket path must be absolute".into())),
+            "endpoint" => {
+                let r = rest
+                    .strip_prefix("tcp/")
+                    .or_else(|| rest.strip_prefix("udp/"))
+                    .unwrap_or(rest);
+                let (addr, port) = r
+                    .rsplit_once(':')
+                    .ok_or_else(|| err("expected ADDR:PORT".into()))?;
+                let addr = addr.trim_start_matches('[').trim_end_matches(']');
+                let addr: IpAddr = addr
+                    .parse()
+                    .map_err(|_| err(format!("{addr:?} is not an IP address")))?;
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| err(format!("{port:?} is not a port")))?;
+                Ok(VarQuery::Endpoint { addr, port })
+            }
+            "ve" => rest
+                .parse()
+                .map(VarQuery::Memory)
+                .map_err(|_| err(format!("{rest:?} is not a VE id"))),
+            _ => Err(err(format!("expected {VAR_FORMS}"))),
+        }
+    }
+
+    /// The key every variable this query names has.
+    pub fn key(&self) -> VarKey {
+        VarKey(match self {
+            VarQuery::File(p) => format!("f:{p}"),
+            VarQuery::Inode { dev, ino } => format!("i:{dev}:{ino}"),
+            VarQuery::Endpoint { addr, port } => format!("e:{addr}:{port}"),
+            VarQuery::Unix(p) => format!("u:{p}"),
+            VarQuery::Memory(ve) => format!("m:{ve}"),
+        })
+    }
+
+    pub fn matches(&self, d: &VarDef) -> bool {
+        VarKey::of(d) == self.key()
+    }
+}
+
+impl std::fmt::Display for VarQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VarQuery::File(p) => write!(f, "file:{p}"),
+            VarQuery::Inode { dev, ino } => write!(f, "file:[{dev}:{ino}]"),
+            VarQuery::Endpoint { addr, port } => write!(f, "endpoint:{addr}:{port}"),
+            VarQuery::Unix(p) => write!(f, "unix:{p}"),
+            VarQuery::Memory(ve) => write!(f, "ve:{ve}"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn defs() -> Vec<(VarId, VarDef)> {
+        vec![
+            (1, VarDef::Memory { ve: 1 }),
+            (
+                3,
+                VarDef::File {
+                    dev: 65024,
+                    ino: 10011812,
+                    path: Some("/data/in.txt".into()),
+                },
+            ),
+            (
+                4,
+                VarDef::File {
+                    dev: 65024,
+                    ino: 10011489,
+                    path: None,
+                },
+            ),
+            (
+                7,
+                VarDef::Path {
+                    path: "/bin/sh".into(),
+                },
+            ),
+            (
+                3000,
+                VarDef::Endpoint {
+                    addr: "10.0.0.1".parse().unwrap(),
+                    port: 53,
+                },
+            ),
+            (
+                5,
+                VarDef::Endpoint {
+                    addr: "2001:db8::1".parse().unwrap(),
+                    port: 4617,
+                },
+            ),
+            (
+                11,
+                VarDef::Unix {
+                    path: "/tmp/.X11".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn definitions_round_trip() {
+        let mut b = vec![];
+        encode_defs(&defs(), &mut b);
+        assert_eq!(decode_defs(&b).unwrap(), defs());
+        assert!(decode_defs(&b[..b.len() - 1]).is_err());
+        let mut long = b.clone();
+        long.push(0);
+        assert!(decode_defs(&long).is_err());
+    }
+
+    #[test]
+    fn keys_are_pinned() {
+        // The catalog stores these: they must never change meaning.
+        let keys: Vec<String> = defs()
+            .iter()
+            .map(|(_, d)| VarKey::of(d).as_str().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "m:1",
+                "f:/data/in.txt",
+                "i:65024:10011489",
+                "f:/bin/sh",
+                "e:10.0.0.1:53",
+                "e:2001:db8::1:4617",
+                "u:/tmp/.X11"
+            ]
+        );
+    }
+
+    #[test]
+    fn queries_match_by_key_not_by_display() {
+        let q = |s: &str| VarQuery::parse(s).unwrap();
+        let d = defs();
+        assert!(q("file:/data/in.txt").matches(&d[1].1));
+        assert!(
+            q("file:/bin/sh").matches(&d[3].1),
+            "a file known by path only"
+        );
+        assert!(q("file:[65024:10011489]").matches(&d[2].1));
+        assert!(q("endpoint:tcp/10.0.0.1:53").matches(&d[4].1));
+        assert!(q("endpoint:udp/10.0.0.1:53").matches(&d[4].1));
+        assert!(q("endpoint:[2001:db8:0::1]:4617").matches(&d[5].1));
+        assert!(q("unix:/tmp/.X11").matches(&d[6].1));
+        assert!(q("ve:1").matches(&d[0].1));
+        assert!(!q("ve:2").matches(&d[0].1));
+        assert!(!q("file:/data").matches(&d[1].1));
+        assert_eq!(q("endpoint:[::1]:443").to_string(), "endpoint:::1:443");
+        for bad in [
+            "file:rel",
+            "file:[1]",
+            "endpoint:tcp/x:80",
+            "endpoint:1.2.3.4",
+            "endpoint:1.2.3.4:70000",
+            "ve:x",
+            "unix:rel",
+            "nope",
+            "disk:/x",
+        ] {
+            assert!(VarQuery::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
