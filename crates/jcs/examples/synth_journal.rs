@@ -4,7 +4,8 @@
 //!
 //!   cargo run --release --example synth_journal -- EVENTS STORE_DIR
 
-use model::at::{encode_batch, At, Op, Status, VarDef};
+use model::at::{At, Op, Status, VarDef};
+use record::Record;
 use std::net::Ipv4Addr;
 
 const VES: u32 = 8;
@@ -50,9 +51,7 @@ fn main() {
             },
         )
     }));
-    let mut r = vec![b'V'];
-    r.extend(serde_json::to_vec(&defs).unwrap());
-    w.submit(r).unwrap();
+    w.submit(Record::Vars(defs).encode()).unwrap();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move |m: u64| {
         x ^= x << 13;
@@ -112,10 +111,9 @@ fn main() {
             result: len as i64,
         });
         if batch.len() == 4096 || i + 1 == n {
-            let mut rec = vec![b'A'];
-            rec.extend(encode_batch(&batch));
-            last = w.submit(rec).unwrap();
-            batch.clear();
+            last = w
+                .submit(Record::Ats(std::mem::take(&mut batch)).encode())
+                .unwrap();
         }
     }
     w.wait(last).unwrap();

@@ -1,12 +1,13 @@
 //! `jcs app create|list|show|rm|update`: app branches on templates, with persistent and shared
 //! storage; maintenance mode publishes new app versions.
 
+use crate::atomic::build_dir_atomically;
 use crate::output::{print_json, time_ms, Table};
-use crate::store::{build_dir_atomically, Store};
 use crate::ves::{launch, Launch};
 use anyhow::{bail, Context, Result};
 use model::{AppSpec, Limits, Name, NetMode};
 use std::path::{Path, PathBuf};
+use store::Store;
 
 /// Parses `T` or `T:V`.
 pub fn parse_template_ref(s: &str) -> Result<(Name, Option<u32>)> {
@@ -164,7 +165,8 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
                 .map(|d| format!("dir {}", d.display()))
                 .as_deref()
                 .unwrap_or("empty"),
-        )
+        )?;
+        Ok(())
     })();
     if let Err(e) = storage {
         for d in made {
@@ -274,7 +276,7 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
         .catalog
         .ves()?
         .into_iter()
-        .filter(|v| v.app == name.as_str() && crate::ves::effective_state(v) == "running")
+        .filter(|v| v.app == name.as_str() && store::meta::effective_state(v) == "running")
         .map(|v| v.id.to_string())
         .collect();
     if !running.is_empty() {
@@ -369,7 +371,7 @@ pub fn update(
             .add_app_version(name, next, &format!("update: {}", argv.join(" ")))
     {
         let _ = std::fs::remove_dir_all(&dest);
-        return Err(e.context("record the new app version"));
+        return Err(anyhow::Error::from(e).context("record the new app version"));
     }
     println!("app {name} version {next} published");
     Ok(0)

@@ -3,16 +3,11 @@
 //! line, and exits nonzero.
 
 mod app;
-mod catalog;
-mod daemon;
-mod history;
-mod journal_index;
+mod atomic;
 mod netsetup;
 mod output;
-mod store;
-mod summarize;
+mod queries;
 mod template;
-mod track;
 mod ves;
 
 use anyhow::{bail, Context, Result};
@@ -361,6 +356,12 @@ fn limits(memory: &str, pids: u64) -> Result<Limits> {
 }
 
 fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
+    let store = open_store_at(cli_home)?;
+    mark("catalog open");
+    Ok(store)
+}
+
+fn open_store_at(cli_home: Option<PathBuf>) -> Result<store::Store> {
     let root = cli_home
         .or_else(|| std::env::var_os("JCS_HOME").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/jcs"));
@@ -369,7 +370,7 @@ fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
     } else {
         root
     };
-    store::Store::open(&root)
+    Ok(store::Store::open(&root)?)
 }
 
 fn need_root() -> Result<()> {
@@ -536,8 +537,8 @@ fn real_main() -> Result<i32> {
         Cmd::Inspect { ve, json } => ves::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
-        Cmd::Verify { json } => verify(&open_store(cli.home)?, json),
-        Cmd::Stats { ve, json } => history::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
+        Cmd::Stats { ve, json } => queries::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Log {
             ve,
             app,
@@ -547,20 +548,12 @@ fn real_main() -> Result<i32> {
             follow,
             json,
         } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let mut f = history::Filter {
-                var: var.as_deref().map(history::parse_var_spec).transpose()?,
-                since_ns: since
-                    .as_deref()
-                    .map(|t| history::parse_time(t, now))
-                    .transpose()?,
-                until_ns: until
-                    .as_deref()
-                    .map(|t| history::parse_time(t, now))
-                    .transpose()?,
+            let now = query::time::now_ns();
+            let time = |t: Option<String>| t.map(|t| query::time::parse_time(&t, now)).transpose();
+            let mut f = query::log::Filter {
+                var: var.as_deref().map(record::VarQuery::parse).transpose()?,
+                since_ns: time(since)?,
+                until_ns: time(until)?,
                 ..Default::default()
             };
             let store = open_store(cli.home)?;
@@ -581,7 +574,7 @@ fn real_main() -> Result<i32> {
                     None => [v].into_iter().collect(),
                 });
             }
-            history::log(&store, &f, json, follow).map(|_| 0)
+            queries::log(&store, f, json, follow).map(|_| 0)
         }
         Cmd::Summarize {
             tier,
@@ -606,45 +599,56 @@ fn real_main() -> Result<i32> {
                 (false, None) => None,
             };
             if dry_run {
-                summarize::summarize_dry_run(&open_store(cli.home)?, &tiers, policy.as_ref(), json)
+                use query::summarize::View;
+                let views: Vec<View> = tiers
+                    .iter()
+                    .map(|t| match *t {
+                        "T1" => View::T1,
+                        "T2" => View::T2,
+                        "T3" => View::T3,
+                        _ => View::T4,
+                    })
+                    .collect();
+                queries::summarize_dry_run(&open_store(cli.home)?, &views, policy.as_ref(), json)
                     .map(|_| 0)
             } else {
                 let [tier] = tiers[..] else {
                     bail!("rewriting the journal takes one --tier (T1, T2 or T4); --dry-run shows them all");
                 };
+                let Some(tier) = record::Tier::from_name(tier) else {
+                    bail!("--tier {tier}: the journal can be rewritten into T1, T2 or T4 (T3 is a view: --dry-run)");
+                };
                 need_root()?;
-                summarize::summarize(&open_store(cli.home)?, tier, policy.as_ref(), json).map(|_| 0)
+                queries::summarize(&open_store(cli.home)?, tier, policy.as_ref(), json).map(|_| 0)
             }
         }
         Cmd::Track { dir } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
+            use query::track::{Direction, Source};
             let (d, var, t, out) = match dir {
-                TrackCmd::Back { var, at, out } => (track::Direction::Back, var, at, out),
-                TrackCmd::Forward { var, from, out } => (track::Direction::Forward, var, from, out),
+                TrackCmd::Back { var, at, out } => (Direction::Back, var, at, out),
+                TrackCmd::Forward { var, from, out } => (Direction::Forward, var, from, out),
             };
+            let q = record::VarQuery::parse(&var)?;
             let t = t
                 .as_deref()
-                .map(|t| history::parse_time(t, now))
+                .map(|t| query::time::parse_time(t, query::time::now_ns()))
                 .transpose()?;
             let format = if out.json {
-                track::Format::Json
+                queries::Format::Json
             } else if out.dot {
-                track::Format::Dot
+                queries::Format::Dot
             } else {
-                track::Format::Tree
+                queries::Format::Tree
             };
             let source = match out.tier.as_deref() {
-                Some("T1") => track::Source::T1,
-                Some(_) => track::Source::T2,
-                None => track::Source::Transactions,
+                Some("T1") => Source::T1,
+                Some(_) => Source::T2,
+                None => Source::Transactions,
             };
-            track::track(
+            queries::track(
                 &open_store(cli.home)?,
                 d,
-                &var,
+                &q,
                 t,
                 format,
                 out.svg.as_deref(),
@@ -656,44 +660,12 @@ fn real_main() -> Result<i32> {
             need_root()?;
             let online = summarize.as_deref() == Some("online")
                 || std::env::var("JCS_SUMMARIZE").is_ok_and(|v| v == "online");
-            daemon::run(&open_store(cli.home)?, online).map(|_| 0)
+            recorder::service::init_logging();
+            let opts = recorder::service::Options { online_t1: online };
+            recorder::service::run(&open_store(cli.home)?, opts)?;
+            Ok(0)
         }
     }
-}
-
-fn verify(store: &store::Store, json: bool) -> Result<i32> {
-    let dir = store.layout.root().join("journal");
-    let storage = journal::DirStorage::new(&dir)
-        .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
-    let r = journal::verify(&storage)?;
-    if json {
-        output::print_json(&r)?;
-    } else {
-        println!(
-            "journal {}: {} segment(s), {} summary file(s), {} block(s), {} record(s), {} bytes",
-            dir.display(),
-            r.segments,
-            r.summaries,
-            r.blocks,
-            r.records,
-            r.bytes
-        );
-        println!("head {}", r.head);
-        if let Some(p) = &r.first_problem {
-            let block = p.block.map(|b| format!(" block {b}")).unwrap_or_default();
-            println!(
-                "PROBLEM in {}{block} at offset {}: {}",
-                p.segment, p.offset, p.what
-            );
-        }
-        for q in &r.quarantined {
-            println!("QUARANTINED {q} (set aside by recovery; inspect it, JCS never deletes it)");
-        }
-        if r.ok() {
-            println!("ok");
-        }
-    }
-    Ok(if r.ok() { 0 } else { 1 })
 }
 
 fn main() {

@@ -4,10 +4,10 @@
 //! `JCS_BRIDGE_CIDR` (default 10.231.0.0/16). VE N gets host N+1 of the range; the bridge is
 //! host 1, so a service on the host is reachable from every bridged VE at that address.
 
-use crate::store::Store;
 use anyhow::Result;
 use model::{NetMode, VeId};
-use ve::launch::{EthConfig, Hooks};
+use store::Store;
+use ve::launch::{EthConfig, HookError, Hooks};
 use ve::net::{Attached, BridgeNet};
 
 /// The bridge network of this host (or of the network namespace jcs runs in).
@@ -34,15 +34,15 @@ pub struct BridgeHooks {
 }
 
 impl Hooks for BridgeHooks {
-    fn before_release(&mut self, pid: i32, _cgroup: &ve::VeCgroup) -> Result<(), String> {
-        let a = ve::net::attach(&self.net, &self.host_name, pid).map_err(|e| e.to_string())?;
+    fn before_release(&mut self, pid: i32, _cgroup: &ve::VeCgroup) -> Result<(), HookError> {
+        let a = ve::net::attach(&self.net, &self.host_name, pid)?;
         self.attached = Some(a);
         Ok(())
     }
 
-    fn after_exit(&mut self) -> Result<(), String> {
+    fn after_exit(&mut self) -> Result<(), HookError> {
         if let Some(a) = self.attached.take() {
-            ve::net::detach(&a).map_err(|e| e.to_string())?;
+            ve::net::detach(&a)?;
         }
         Ok(())
     }

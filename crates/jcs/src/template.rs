@@ -1,12 +1,13 @@
 //! `jcs template create|list|rm`: read-only, versioned template branches.
 
+use crate::atomic::build_dir_atomically;
 use crate::output::{print_json, Table};
-use crate::store::{build_dir_atomically, Store};
 use anyhow::{bail, Context, Result};
 use model::Name;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use store::Store;
 
 /// Where a template's files come from.
 #[derive(Debug, Clone)]
@@ -257,7 +258,7 @@ pub fn create(store: &Store, name: &Name, source: Source, json: bool) -> Result<
         .add_template(name, version, &source.describe())
     {
         let _ = std::fs::remove_dir_all(&dest);
-        return Err(e.context(format!("record template {name}")));
+        return Err(anyhow::Error::from(e).context(format!("record template {name}")));
     }
     if json {
         print_json(&serde_json::json!({ "template": name, "version": version, "path": dest }))

@@ -1,37 +1,16 @@
 //! Running VEs and looking at them: `jcs run`, `jcs ps`, `jcs inspect`, `jcs rm`, `jcs gc`.
 
-use crate::catalog::VeRow;
 use crate::output::{print_json, time_ms, Table};
-use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use model::report::{diff_manifests, Change, IntegrityReport, Manifest, StorageChange};
 use model::{AppSpec, Limits, NetMode, VeId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::PathBuf;
+use store::meta::{effective_state, owner_alive, pid_start_time};
+use store::{Store, VeMeta, VeRow};
 use ve::fsops::HostFs;
 use ve::inspect::Lower;
-use ve::launch::{Bind, Exit, Hooks, VeConfig};
-
-/// What `meta/ve.json` records about a VE: enough to read its dirties back later.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VeMeta {
-    pub id: u64,
-    pub app: String,
-    pub app_version: u32,
-    pub kind: String,
-    pub argv: Vec<String>,
-    /// Read-only branches, highest first: (label, host directory).
-    pub lowers: Vec<(String, PathBuf)>,
-    pub upper: PathBuf,
-    /// Storage mounts: (`persist` or `shared`, host directory, path inside the VE).
-    pub storage: Vec<(String, PathBuf, String)>,
-    pub net: NetMode,
-    pub limits: Limits,
-    pub cgroup_id: Option<u64>,
-    /// Host pid of the VE's init (JCS's own code; a restarted daemon excludes its calls).
-    #[serde(default)]
-    pub init_pid: Option<i32>,
-}
+use ve::launch::{Bind, Exit, HookError, Hooks, VeConfig};
 
 /// The read-only stack of an app version: its layers from `version` down to 1, then the
 /// template.
@@ -66,34 +45,6 @@ pub struct Launch {
     pub upper: Option<PathBuf>,
     /// Whether to map the app's persistent and shared storage.
     pub storage: bool,
-}
-
-fn pid_start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime), counted after the command name's closing parenthesis.
-    s.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// Whether the `jcs run` that owns a VE is still alive.
-pub fn owner_alive(row: &VeRow) -> bool {
-    match (row.pid, row.pid_start) {
-        (Some(p), Some(st)) => pid_start_time(p) == Some(st),
-        _ => false,
-    }
-}
-
-/// The state to show: a `running` VE whose owner died is `lost`.
-pub fn effective_state(row: &VeRow) -> String {
-    if (row.state == "running" || row.state == "creating") && !owner_alive(row) {
-        "lost".into()
-    } else {
-        row.state.clone()
-    }
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -149,12 +100,12 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
 /// then the network is attached; after it exits, the recording is flushed and the network
 /// removed.
 struct VeHooks {
-    monitor: Option<crate::daemon::MonitorHooks>,
+    monitor: Option<recorder::MonitorHooks>,
     net: Option<crate::netsetup::BridgeHooks>,
 }
 
 impl Hooks for VeHooks {
-    fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), String> {
+    fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), HookError> {
         if let Some(m) = self.monitor.as_mut() {
             m.before_release(pid, cgroup)?;
         }
@@ -164,7 +115,7 @@ impl Hooks for VeHooks {
         Ok(())
     }
 
-    fn after_exit(&mut self) -> Result<(), String> {
+    fn after_exit(&mut self) -> Result<(), HookError> {
         let m = self
             .monitor
             .as_mut()
@@ -255,7 +206,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     };
     let outside = storage.iter().map(|(_, _, inner)| inner.clone()).collect();
     let mut hooks = VeHooks {
-        monitor: crate::daemon::monitor_hooks(store, id, outside),
+        monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside),
         net: crate::netsetup::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;
@@ -361,7 +312,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             if let Err(e) = recorded {
                 store
                     .catalog
-                    .ve_ended(id, "exited", Some(x.code()), Some(&e))?;
+                    .ve_ended(id, "exited", Some(x.code()), Some(&e.to_string()))?;
                 bail!(
                     "VE {id} exited with {}, but its recording is incomplete: {e}",
                     x.code()

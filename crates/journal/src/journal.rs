@@ -99,6 +99,24 @@ pub fn segment_numbers<S: Storage>(storage: &S) -> Result<Vec<u64>, JournalError
     Ok(segments(storage)?.into_iter().map(|(n, _)| n).collect())
 }
 
+/// The numbers of the sealed segments: all but the last (the open one, which the writer may
+/// still append to). The one statement of that rule.
+pub fn sealed_segments<S: Storage>(storage: &S) -> Result<Vec<u64>, JournalError> {
+    let mut v = segment_numbers(storage)?;
+    v.pop();
+    Ok(v)
+}
+
+/// The bytes of the journal's segments on disk (headers included; not their indexes).
+pub fn segments_bytes<S: Storage>(storage: &S) -> Result<u64, JournalError> {
+    let mut bytes = 0;
+    for seg in segment_numbers(storage)? {
+        let name = segment_name(seg);
+        bytes += storage.len(&name).map_err(io_err(name))?;
+    }
+    Ok(bytes)
+}
+
 /// The records of segment `segment` in the blocks that start at or after `offset` (0: the
 /// first block), and the offset after the last whole block read. Stops quietly at the end of
 /// what is written so far (a block being appended is read next time); checks each block's

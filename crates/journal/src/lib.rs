@@ -17,7 +17,7 @@ pub mod summary;
 pub mod writer;
 
 pub use journal::{
-    read_all, read_segment_from, segment_numbers, verify, Appended, Journal, JournalError, Options,
-    Recovery, VerifyReport,
+    read_all, read_segment_from, sealed_segments, segment_numbers, segments_bytes, verify,
+    Appended, Journal, JournalError, Options, Recovery, VerifyReport,
 };
 pub use storage::{DirStorage, MemStorage, Storage};

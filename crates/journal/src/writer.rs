@@ -12,13 +12,48 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryR
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+/// Why a record was not (or will not be) acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriterError {
+    #[error("nothing to submit")]
+    Empty,
+    #[error("journal writer stopped")]
+    Stopped,
+    #[error("journal writer poisoned")]
+    Poisoned,
+    /// A block could not be written or synced; nothing after it is acknowledged. `io` is
+    /// the kind of the storage error, when there was one (`StorageFull`: the disk is full).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        io: Option<std::io::ErrorKind>,
+    },
+}
+
+impl WriterError {
+    fn of(e: &JournalError) -> WriterError {
+        WriterError::Failed {
+            message: e.to_string(),
+            io: match e {
+                JournalError::Io { source, .. } => Some(source.kind()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The storage is full (ENOSPC): nothing more can be written until space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, WriterError::Failed { io: Some(k), .. } if *k == std::io::ErrorKind::StorageFull)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Durable {
     /// The journal's next sequence number once the last block is durable: every ticket
     /// below it is acknowledged.
     count: u64,
     /// The first error; every later wait fails with it.
-    error: Option<String>,
+    error: Option<WriterError>,
     stopped: bool,
 }
 
@@ -80,38 +115,33 @@ impl Writer {
 
     /// Queues a record; returns its ticket (= its sequence number). Blocks while the queue
     /// is full.
-    pub fn submit(&self, record: Vec<u8>) -> Result<Ticket, String> {
+    pub fn submit(&self, record: Vec<u8>) -> Result<Ticket, WriterError> {
         self.submit_all(vec![record])
     }
 
     /// Queues records that go into the same block (one fdatasync); returns the ticket of the
     /// last one. `records` must not be empty.
-    pub fn submit_all(&self, records: Vec<Vec<u8>>) -> Result<Ticket, String> {
+    pub fn submit_all(&self, records: Vec<Vec<u8>>) -> Result<Ticket, WriterError> {
         if records.is_empty() {
-            return Err("nothing to submit".into());
+            return Err(WriterError::Empty);
         }
-        let mut g = self
-            .tx
-            .lock()
-            .map_err(|_| "journal writer poisoned".to_string())?;
+        let mut g = self.tx.lock().map_err(|_| WriterError::Poisoned)?;
         let n = records.len() as u64;
         let ticket = g.0 + n - 1;
-        let tx = g.1.as_ref().ok_or("journal writer stopped")?;
-        tx.send(records).map_err(|_| {
-            self.error()
-                .unwrap_or_else(|| "journal writer stopped".into())
-        })?;
+        let tx = g.1.as_ref().ok_or(WriterError::Stopped)?;
+        tx.send(records)
+            .map_err(|_| self.error().unwrap_or(WriterError::Stopped))?;
         g.0 += n;
         Ok(ticket)
     }
 
-    fn error(&self) -> Option<String> {
+    fn error(&self) -> Option<WriterError> {
         self.durable.0.lock().ok().and_then(|d| d.error.clone())
     }
 
     /// Blocks until the record with `ticket` is durable (asking a lingering thread to write
     /// its block now).
-    pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
+    pub fn wait(&self, ticket: Ticket) -> Result<(), WriterError> {
         if let Ok(g) = self.tx.lock() {
             if let Some(tx) = &g.1 {
                 // Full: the thread is busy writing anyway.
@@ -119,9 +149,7 @@ impl Writer {
             }
         }
         let (m, cv) = &*self.durable;
-        let mut d = m
-            .lock()
-            .map_err(|_| "journal writer poisoned".to_string())?;
+        let mut d = m.lock().map_err(|_| WriterError::Poisoned)?;
         loop {
             if d.count > ticket {
                 return Ok(());
@@ -130,23 +158,21 @@ impl Writer {
                 return Err(e.clone());
             }
             if d.stopped {
-                return Err("journal writer stopped".into());
+                return Err(WriterError::Stopped);
             }
-            d = cv
-                .wait(d)
-                .map_err(|_| "journal writer poisoned".to_string())?;
+            d = cv.wait(d).map_err(|_| WriterError::Poisoned)?;
         }
     }
 
     /// Submits and waits: the record is durable when this returns.
-    pub fn append(&self, record: Vec<u8>) -> Result<Ticket, String> {
+    pub fn append(&self, record: Vec<u8>) -> Result<Ticket, WriterError> {
         let t = self.submit(record)?;
         self.wait(t)?;
         Ok(t)
     }
 
     /// Writes what is queued and stops the thread.
-    pub fn close(mut self) -> Result<(), String> {
+    pub fn close(mut self) -> Result<(), WriterError> {
         self.stop();
         match self.error() {
             Some(e) => Err(e),
@@ -178,7 +204,7 @@ fn run<S: Storage>(
     linger: std::time::Duration,
 ) {
     let (m, cv) = &*durable;
-    let finish = |error: Option<String>| {
+    let finish = |error: Option<WriterError>| {
         if let Ok(mut d) = m.lock() {
             if d.error.is_none() {
                 d.error = error;
@@ -228,7 +254,7 @@ fn run<S: Storage>(
             Err(e) => {
                 let e: JournalError = e;
                 // Nothing after a failed block is acknowledged: stop here.
-                return finish(Some(e.to_string()));
+                return finish(Some(WriterError::of(&e)));
             }
         }
     }

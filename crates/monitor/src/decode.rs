@@ -4,7 +4,7 @@
 //! Every size, offset and constant comes from the skeleton's types, which libbpf-cargo
 //! generates from the compiler's BTF of `monitor.h`: the layout is defined once, in C.
 
-use crate::skel::types::{jcs_event, jcs_flag, jcs_kind, jcs_limit};
+use crate::skel::types::{jcs_event, jcs_kind, jcs_limit};
 use std::mem::{offset_of, size_of};
 
 /// Size of `struct jcs_event`.

@@ -221,7 +221,7 @@ pub enum LaunchError {
     #[error("clone the VE's init with new namespaces: {0}")]
     Clone(io::Error),
     #[error("prepare the VE: {0}")]
-    Hook(String),
+    Hook(HookError),
     #[error("set up the VE: {0}")]
     Setup(String),
     #[error("{0}")]
@@ -232,12 +232,15 @@ pub enum LaunchError {
     Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
+/// What a hook failed with: the hook's own error type, kept whole (its chain is printed).
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Called between "the VE's init is in its cgroup" and "the app starts".
 pub trait Hooks {
-    fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), String>;
+    fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), HookError>;
     /// Called once the VE is gone (or failed to start): undo what `before_release` did.
     /// An error means something the VE did may not have been recorded.
-    fn after_exit(&mut self) -> Result<(), String> {
+    fn after_exit(&mut self) -> Result<(), HookError> {
         Ok(())
     }
 }
@@ -247,7 +250,7 @@ pub trait Hooks {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {
-    fn before_release(&mut self, _pid: i32, _cgroup: &VeCgroup) -> Result<(), String> {
+    fn before_release(&mut self, _pid: i32, _cgroup: &VeCgroup) -> Result<(), HookError> {
         Ok(())
     }
 }

@@ -1,19 +1,31 @@
-//! The SQLite catalog: templates, apps and their versions, VEs. VE ids come from an
-//! AUTOINCREMENT key, so they are never reused, not even after `jcs rm` or a restart.
+//! The SQLite catalog: templates, apps and their versions, VEs, and the variable dictionary.
+//! VE ids come from an AUTOINCREMENT key, so they are never reused, not even after `jcs rm`
+//! or a restart.
 
-use anyhow::{Context, Result};
+use crate::StoreError;
+use model::at::{VarDef, VarId};
 use model::{AppSpec, Name, VeId};
+use record::VarKey;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 
-/// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 2;
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Version 2: the variable dictionary (the journal's `V` records, queryable by name).
+/// `PRAGMA user_version` of the catalog this code writes.
+const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
 CREATE TABLE IF NOT EXISTS vars(id INTEGER PRIMARY KEY, name TEXT NOT NULL, def TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS vars_by_name ON vars(name);
+";
+
+/// Version 3: variables are looked up by their stable key (`record::VarKey`), not by how
+/// they print (`name`, kept for people reading the database).
+const SCHEMA_V3: &str = "
+ALTER TABLE vars ADD COLUMN key TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS vars_by_key ON vars(key);
 ";
 
 const SCHEMA: &str = "
@@ -32,6 +44,14 @@ CREATE TABLE IF NOT EXISTS ves(
   started_ms INTEGER NOT NULL, ended_ms INTEGER, exit_code INTEGER, error TEXT,
   removed INTEGER NOT NULL DEFAULT 0);
 ";
+
+fn json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
+}
+
+fn to_json<T: Serialize + ?Sized>(what: &'static str, v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|source| StoreError::Json { what, source })
+}
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -85,10 +105,15 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn =
-            Connection::open(path).with_context(|| format!("open catalog {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let open_err = |source| StoreError::OpenCatalog {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
         // Each jcs process is usually the only connection; by default closing it would
         // checkpoint the WAL into the database and delete it — four fsyncs and an unlink per
         // command, 1-2 ms of every `jcs run`. Instead the WAL stays, and a commit checkpoints
@@ -99,32 +124,68 @@ impl Catalog {
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
-        )?;
-        conn.pragma_update(None, "wal_autocheckpoint", 64)?;
+        )
+        .map_err(open_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 64)
+            .map_err(open_err)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .with_context(|| format!("read catalog {}", path.display()))?;
+            .map_err(open_err)?;
+        let c = Catalog { conn };
         match version {
             SCHEMA_VERSION => {}
-            1 => {
-                conn.execute_batch(SCHEMA_V2)
-                    .with_context(|| format!("upgrade the catalog schema in {}", path.display()))?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            }
+            1 | 2 => c
+                .upgrade(version)
+                .map_err(|source| StoreError::UpgradeCatalog {
+                    path: path.to_path_buf(),
+                    from: version,
+                    source: Box::new(source),
+                })?,
             0 => {
                 // A new catalog. WAL mode is a property of the file and persists.
-                conn.pragma_update(None, "journal_mode", "WAL")
-                    .with_context(|| format!("open catalog {}", path.display()))?;
-                conn.execute_batch(&format!("{SCHEMA}{SCHEMA_V2}"))
-                    .with_context(|| format!("create the catalog schema in {}", path.display()))?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                c.conn
+                    .pragma_update(None, "journal_mode", "WAL")
+                    .map_err(open_err)?;
+                c.conn
+                    .execute_batch(&format!("{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}"))
+                    .map_err(open_err)?;
+                c.conn
+                    .pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(open_err)?;
             }
-            v => anyhow::bail!(
-                "catalog {} has schema version {v}; this jcs knows version {SCHEMA_VERSION}",
-                path.display()
-            ),
+            v => {
+                return Err(StoreError::CatalogSchema {
+                    path: path.to_path_buf(),
+                    found: v,
+                    known: SCHEMA_VERSION,
+                })
+            }
         }
-        Ok(Catalog { conn })
+        Ok(c)
+    }
+
+    /// Brings a version-1 or -2 catalog to this version, in one transaction: the dictionary
+    /// table (1 → 2), then every variable's key computed from its definition (2 → 3).
+    fn upgrade(&self, from: i64) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        if from < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
+        }
+        tx.execute_batch(SCHEMA_V3)?;
+        {
+            let mut read = tx.prepare("SELECT id, def FROM vars")?;
+            let rows: Vec<(i64, String)> = read
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut write = tx.prepare("UPDATE vars SET key = ?2 WHERE id = ?1")?;
+            for (id, def) in rows {
+                let d: VarDef = json("a variable in the catalog", &def)?;
+                write.execute(params![id, VarKey::of(&d).as_str()])?;
+            }
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Checkpoints the WAL into the database file with fsync: after this, everything
@@ -133,57 +194,66 @@ impl Catalog {
     fn durable(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
-            .context("checkpoint the catalog")
+            .map_err(|source| StoreError::Sql {
+                what: "checkpoint the catalog",
+                source,
+            })
     }
 
     /// Adds variable definitions to the dictionary (ids already there are kept as they are:
     /// an id names one variable forever).
-    pub fn add_vars(&self, defs: &[(model::at::VarId, model::at::VarDef)]) -> Result<()> {
+    pub fn add_vars(&self, defs: &[(VarId, VarDef)]) -> Result<()> {
         if defs.is_empty() {
             return Ok(());
         }
         let tx = self.conn.unchecked_transaction()?;
         {
-            let mut st =
-                tx.prepare_cached("INSERT OR IGNORE INTO vars(id, name, def) VALUES (?1, ?2, ?3)")?;
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO vars(id, name, def, key) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (id, d) in defs {
-                st.execute(rusqlite::params![
+                st.execute(params![
                     i64::from(*id),
                     d.to_string(),
-                    serde_json::to_string(d)?
+                    to_json("a variable", d)?,
+                    VarKey::of(d).as_str()
                 ])?;
             }
         }
-        tx.commit().context("add variables to the catalog")
+        tx.commit().map_err(|source| StoreError::Sql {
+            what: "add variables to the catalog",
+            source,
+        })
     }
 
     /// The largest variable id in the dictionary (0 when empty).
-    pub fn max_var_id(&self) -> Result<model::at::VarId> {
+    pub fn max_var_id(&self) -> Result<VarId> {
         let m: Option<i64> = self
             .conn
             .query_row("SELECT max(id) FROM vars", [], |r| r.get(0))?;
-        Ok(m.unwrap_or(0) as model::at::VarId)
+        Ok(m.unwrap_or(0) as VarId)
     }
 
-    /// The ids of the variables `jcs log` names `name` (`file:/data/x`, `endpoint:…`).
-    pub fn var_ids(&self, name: &str) -> Result<Vec<model::at::VarId>> {
+    /// The ids of the variables with this key (a file known by its identity and by its
+    /// name alone has several).
+    pub fn var_ids(&self, key: &VarKey) -> Result<Vec<VarId>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT id FROM vars WHERE name = ?1")?;
-        let rows = st.query_map([name], |r| r.get::<_, i64>(0))?;
+            .prepare_cached("SELECT id FROM vars WHERE key = ?1")?;
+        let rows = st.query_map([key.as_str()], |r| r.get::<_, i64>(0))?;
         Ok(rows
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .map(|i| i as model::at::VarId)
+            .map(|i| i as VarId)
             .collect())
     }
 
-    pub fn var(&self, id: model::at::VarId) -> Result<Option<model::at::VarDef>> {
+    pub fn var(&self, id: VarId) -> Result<Option<VarDef>> {
         let mut st = self
             .conn
             .prepare_cached("SELECT def FROM vars WHERE id = ?1")?;
         let def: Option<String> = st.query_row([i64::from(id)], |r| r.get(0)).optional()?;
-        def.map(|d| serde_json::from_str(&d).context("a variable in the catalog"))
+        def.map(|d| json("a variable in the catalog", &d))
             .transpose()
     }
 
@@ -297,8 +367,7 @@ impl Catalog {
     pub fn apps(&self) -> Result<Vec<AppSpec>> {
         let mut st = self.conn.prepare("SELECT spec FROM apps ORDER BY name")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|s| serde_json::from_str(&s?).context("decode app spec"))
-            .collect()
+        rows.map(|s| json("decode app spec", &s?)).collect()
     }
 
     pub fn app(&self, name: &Name) -> Result<Option<AppSpec>> {
@@ -310,15 +379,14 @@ impl Catalog {
                 |r| r.get(0),
             )
             .optional()?;
-        s.map(|s| serde_json::from_str(&s).context("decode app spec"))
-            .transpose()
+        s.map(|s| json("decode app spec", &s)).transpose()
     }
 
     pub fn add_app(&self, spec: &AppSpec, via: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT INTO apps(name,spec,created_ms) VALUES(?1,?2,?3)",
-            params![spec.name.as_str(), serde_json::to_string(spec)?, now_ms()],
+            params![spec.name.as_str(), to_json("an app spec", spec)?, now_ms()],
         )?;
         tx.execute(
             "INSERT INTO app_versions(app,version,via,created_ms) VALUES(?1,1,?2,?3)",
@@ -374,7 +442,7 @@ impl Catalog {
     pub fn new_ve(&self, app: &Name, version: u32, kind: &str, cmd: &[String]) -> Result<VeId> {
         self.conn.execute(
             "INSERT INTO ves(app,app_version,kind,cmd,state,started_ms) VALUES(?1,?2,?3,?4,'creating',?5)",
-            params![app.as_str(), version, kind, serde_json::to_string(cmd)?, now_ms()],
+            params![app.as_str(), version, kind, to_json("a command", cmd)?, now_ms()],
         )?;
         Ok(VeId(self.conn.last_insert_rowid() as u64))
     }
@@ -501,5 +569,25 @@ mod tests {
         assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(101));
         c.raise_ve_sequence(5).unwrap();
         assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(102));
+    }
+
+    #[test]
+    fn variables_are_found_by_key() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&d.path().join("c.db")).unwrap();
+        let file = VarDef::File {
+            dev: 1,
+            ino: 2,
+            path: Some("/data/x".into()),
+        };
+        let path = VarDef::Path {
+            path: "/data/x".into(),
+        };
+        c.add_vars(&[(4, file.clone()), (9, path), (5, VarDef::Memory { ve: 1 })])
+            .unwrap();
+        let q = record::VarQuery::parse("file:/data/x").unwrap();
+        assert_eq!(c.var_ids(&q.key()).unwrap(), vec![4, 9]);
+        assert_eq!(c.var(4).unwrap(), Some(file));
+        assert_eq!(c.max_var_id().unwrap(), 9);
     }
 }

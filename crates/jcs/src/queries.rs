@@ -1,0 +1,280 @@
+//! Printing what the `query` crate answers: `jcs log`, `stats`, `track`, `summarize`,
+//! `verify`. Nothing here reads the journal itself.
+
+use crate::output::{print_json, Table};
+use anyhow::{bail, Result};
+use query::log::{Entry, Filter, Log};
+use query::time::{now_ns, time_us};
+use query::track::{Direction, Source};
+use std::io::Write;
+use store::Store;
+
+/// `jcs log`: the transactions, oldest first; `follow` goes on printing new ones. A closed
+/// pipe (`| head`) ends the listing quietly.
+pub fn log(store: &Store, filter: Filter, json: bool, follow: bool) -> Result<()> {
+    let mut log = Log::open(store, filter)?;
+    let mut out = std::io::stdout().lock();
+    let r = (|| -> Result<()> {
+        loop {
+            log.read_new(&mut |e| print_entry(&mut out, json, e))?;
+            out.flush()?;
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    })();
+    match r {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
+    match e {
+        Entry::At { at: a, src, dst } => {
+            let status = format!("{:?}", a.status).to_lowercase();
+            if json {
+                let v = serde_json::json!({
+                    "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
+                    "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {} {status}",
+                    time_us(a.time_ns),
+                    a.ve,
+                    a.pid,
+                    a.op.name(),
+                    a.off,
+                    a.len,
+                    a.result
+                )?;
+            }
+        }
+        Entry::Summary {
+            tier,
+            st: s,
+            src,
+            dst,
+        } => {
+            if json {
+                let v = serde_json::json!({
+                    "summary": tier.name(), "first_ns": s.first, "last_ns": s.last, "src": src,
+                    "dst": dst, "count": s.count, "bytes": s.bytes,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{} – {} {tier} summary {src} -> {dst} ×{} {} B",
+                    time_us(s.first),
+                    time_us(s.last),
+                    s.count,
+                    s.bytes
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `jcs stats`.
+pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
+    let s = query::stats::stats(&store.journal_dir(), ve)?;
+    if json {
+        return print_json(&s);
+    }
+    let mut t = Table::new(&[
+        "VE",
+        "TRANSACTIONS",
+        "SYSCALLS SEEN",
+        "NOT RECORDED",
+        "DROPPED",
+        "LOST",
+        "BY OPERATION",
+    ]);
+    for v in &s.ves {
+        t.row(vec![
+            v.ve.to_string(),
+            v.transactions.to_string(),
+            v.syscalls_seen.to_string(),
+            v.not_recorded().to_string(),
+            v.dropped_by_classification.to_string(),
+            v.records_lost.to_string(),
+            v.by_op
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
+    }
+    t.print();
+    println!(
+        "journal: {} bytes, {} transactions, {:.1} bytes per transaction (segment and block headers included)",
+        s.journal_bytes, s.transactions, s.journal_bytes_per_transaction
+    );
+    Ok(())
+}
+
+/// How `jcs track` prints its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Tree,
+    Json,
+    Dot,
+}
+
+/// `jcs track back|forward`.
+pub fn track(
+    store: &Store,
+    dir: Direction,
+    q: &record::VarQuery,
+    at_ns: Option<u64>,
+    format: Format,
+    svg: Option<&std::path::Path>,
+    source: Source,
+) -> Result<()> {
+    let a = query::track::track(&store.journal_dir(), dir, q, at_ns, source)?;
+    if let Some(path) = svg {
+        let mut child = std::process::Command::new("dot")
+            .args(["-Tsvg", "-o"])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                    "--svg needs Graphviz's dot, which is not installed (apt-get install graphviz)"
+                ),
+                _ => anyhow::anyhow!("run dot: {e}"),
+            })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(a.to_dot().as_bytes())?;
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("dot failed ({st})");
+        }
+        eprintln!("jcs: wrote {}", path.display());
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Dot => out.write_all(a.to_dot().as_bytes())?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&a.to_json())?)?,
+        Format::Tree => a.write_tree(&mut out)?,
+    }
+    Ok(())
+}
+
+/// `jcs summarize --dry-run`.
+pub fn summarize_dry_run(
+    store: &Store,
+    views: &[query::summarize::View],
+    policy: Option<&analysis::summary::FadePolicy>,
+    json: bool,
+) -> Result<()> {
+    let rows = query::summarize::dry_run(&store.journal_dir(), views, policy, now_ns())?;
+    if json {
+        return print_json(&rows);
+    }
+    let journal_bytes = rows.first().map_or(1, |r| r.bytes.max(1));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<8} {:>12} {:>12} {:>9}  what",
+        "tier", "records", "bytes", "× journal"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<8} {:>12} {:>12} {:>9.3}  {}",
+            r.tier,
+            r.records,
+            r.bytes,
+            r.bytes as f64 / journal_bytes as f64,
+            r.what
+        )?;
+    }
+    writeln!(out, "(dry run: nothing was rewritten)")?;
+    Ok(())
+}
+
+/// `jcs summarize --tier T`.
+pub fn summarize(
+    store: &Store,
+    tier: record::Tier,
+    policy: Option<&analysis::summary::FadePolicy>,
+    json: bool,
+) -> Result<()> {
+    let r = query::summarize::rewrite(
+        &store.journal_dir(),
+        tier,
+        policy,
+        now_ns(),
+        &mut |k, n, a, b| {
+            eprintln!("jcs: summarizing segments {a:016x}..{b:016x} ({k}/{n}) into {tier}")
+        },
+    )?;
+    if r.segments == 0 {
+        eprintln!("jcs: nothing to summarize: the only segment is the open one");
+    }
+    if json {
+        return print_json(&r);
+    }
+    println!(
+        "{tier}: {} segment(s) into {} summary file(s): {} transactions → {} summaries, {} → {} bytes",
+        r.segments,
+        r.files.len(),
+        r.transactions_before,
+        r.summaries_after,
+        r.bytes_before,
+        r.bytes_after
+    );
+    Ok(())
+}
+
+/// `jcs verify`: 0 when the journal is intact, 1 when a problem was found.
+pub fn verify(store: &Store, json: bool) -> Result<i32> {
+    let dir = store.journal_dir();
+    let storage = journal::DirStorage::new(&dir)
+        .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
+    let r = journal::verify(&storage)?;
+    if json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "journal {}: {} segment(s), {} summary file(s), {} block(s), {} record(s), {} bytes",
+            dir.display(),
+            r.segments,
+            r.summaries,
+            r.blocks,
+            r.records,
+            r.bytes
+        );
+        println!("head {}", r.head);
+        if let Some(p) = &r.first_problem {
+            let block = p.block.map(|b| format!(" block {b}")).unwrap_or_default();
+            println!(
+                "PROBLEM in {}{block} at offset {}: {}",
+                p.segment, p.offset, p.what
+            );
+        }
+        for q in &r.quarantined {
+            println!("QUARANTINED {q} (set aside by recovery; inspect it, JCS never deletes it)");
+        }
+        if r.ok() {
+            println!("ok");
+        }
+    }
+    Ok(if r.ok() { 0 } else { 1 })
+}

@@ -1,0 +1,217 @@
+//! `jcs log`: the journal's transactions and summaries, oldest first, filtered by VE,
+//! variable and time. Sealed segments with an index are read only where the filter's keys
+//! are; [`Log::read_new`] goes on from where it stopped (`--follow`).
+
+use crate::{decode, journal_err, open, Result};
+use analysis::summary::Summary;
+use model::at::{At, VarDef, VarId};
+use record::{key, Record, Tier, VarQuery};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use store::Store;
+
+/// Which transactions to list.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub ves: Option<HashSet<u64>>,
+    pub var: Option<VarQuery>,
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+}
+
+/// One thing the log lists, with its variables' names.
+#[derive(Debug)]
+pub enum Entry<'a> {
+    At {
+        at: &'a At,
+        src: &'a str,
+        dst: &'a str,
+    },
+    Summary {
+        tier: Tier,
+        st: &'a Summary,
+        src: &'a str,
+        dst: &'a str,
+    },
+}
+
+/// A reader of the log that remembers where it is.
+#[derive(Debug)]
+pub struct Log<'s> {
+    dir: PathBuf,
+    storage: journal::DirStorage,
+    filter: Filter,
+    /// The index keys to read sealed segments by, when the filter has any.
+    keys: Option<Vec<u64>>,
+    /// The variables the filter names (from the catalog, and from definitions as they are read).
+    matching: HashSet<VarId>,
+    names: Names<'s>,
+    /// Where reading goes on: (segment, offset in it).
+    at: (u64, u64),
+}
+
+impl<'s> Log<'s> {
+    pub fn open(store: &'s Store, filter: Filter) -> Result<Log<'s>> {
+        let dir = store.journal_dir();
+        let storage = open(&dir)?;
+        let matching: HashSet<VarId> = match &filter.var {
+            Some(q) => store.catalog.var_ids(&q.key())?.into_iter().collect(),
+            None => HashSet::new(),
+        };
+        let keys = match (&filter.var, &filter.ves) {
+            (Some(_), _) => Some(matching.iter().map(|&v| key::var(v)).collect()),
+            (None, Some(ves)) => Some(ves.iter().map(|&v| key::ve(v)).collect()),
+            (None, None) => None,
+        };
+        Ok(Log {
+            dir,
+            storage,
+            filter,
+            keys,
+            matching,
+            names: Names {
+                catalog: &store.catalog,
+                known: HashMap::new(),
+            },
+            at: (0, 0),
+        })
+    }
+
+    /// Hands every entry recorded since the last call (all of them, the first time) to
+    /// `sink`, in order; stops at the first error of the sink.
+    pub fn read_new<E: From<crate::QueryError>>(
+        &mut self,
+        sink: &mut dyn FnMut(Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let segs = journal::segment_numbers(&self.storage).map_err(journal_err(&self.dir))?;
+        let from = self.at.0;
+        for (i, &seg) in segs.iter().enumerate().filter(|(_, &s)| s >= from) {
+            let sealed = i + 1 < segs.len();
+            let offset = if seg == self.at.0 { self.at.1 } else { 0 };
+            let indexed = match (&self.keys, sealed && offset == 0) {
+                (Some(k), true) => journal::index::load(&self.storage, seg).map(|idx| {
+                    let blocks: Vec<_> = idx
+                        .blocks_for(k)
+                        .into_iter()
+                        .map(|b| idx.blocks[b])
+                        .collect();
+                    journal::index::read_blocks(&self.storage, seg, &blocks)
+                }),
+                _ => None,
+            };
+            let records = match indexed {
+                Some(r) => {
+                    self.at = (seg + 1, 0);
+                    r
+                }
+                None => journal::read_segment_from(&self.storage, seg, offset).map(|(r, end)| {
+                    self.at = if sealed { (seg + 1, 0) } else { (seg, end) };
+                    r
+                }),
+            }
+            .map_err(journal_err(&self.dir))?;
+            for (seq, r) in records {
+                if let Some(rec) = decode(seq, &r)? {
+                    self.entries(rec, sink)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entries<E>(
+        &mut self,
+        rec: Record,
+        sink: &mut dyn FnMut(Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (f, matching, names) = (&self.filter, &mut self.matching, &mut self.names);
+        let wanted = |src: VarId, dst: VarId| {
+            f.var.is_none() || matching.contains(&src) || matching.contains(&dst)
+        };
+        match rec {
+            Record::Vars(defs) => {
+                for (id, d) in defs {
+                    if f.var.as_ref().is_some_and(|q| q.matches(&d)) {
+                        matching.insert(id);
+                    }
+                    names.define(id, d);
+                }
+            }
+            Record::Ats(ats) => {
+                for a in ats.iter().filter(|a| {
+                    f.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
+                        && f.since_ns.is_none_or(|t| a.time_ns >= t)
+                        && f.until_ns.is_none_or(|t| a.time_ns <= t)
+                        && wanted(a.src, a.dst)
+                }) {
+                    names.learn(a.src);
+                    names.learn(a.dst);
+                    sink(Entry::At {
+                        at: a,
+                        src: names.name(a.src),
+                        dst: names.name(a.dst),
+                    })?;
+                }
+            }
+            Record::Summaries { tier, sts } => {
+                for s in sts.iter().filter(|s| {
+                    f.since_ns.is_none_or(|t| s.last >= t)
+                        && f.until_ns.is_none_or(|t| s.first <= t)
+                        && wanted(s.src, s.dst)
+                }) {
+                    names.learn(s.src);
+                    names.learn(s.dst);
+                    if let Some(ves) = &f.ves {
+                        let of_ve = |v: VarId| matches!(names.def(v), Some(VarDef::Memory { ve }) if ves.contains(ve));
+                        if !of_ve(s.src) && !of_ve(s.dst) {
+                            continue;
+                        }
+                    }
+                    sink(Entry::Summary {
+                        tier,
+                        st: s,
+                        src: names.name(s.src),
+                        dst: names.name(s.dst),
+                    })?;
+                }
+            }
+            Record::Stats(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Variables seen so far: their definition (None: unknown) and printed name; from the
+/// journal's definitions as they are read, else the catalog.
+#[derive(Debug)]
+struct Names<'s> {
+    catalog: &'s store::Catalog,
+    known: HashMap<VarId, (Option<VarDef>, String)>,
+}
+
+impl Names<'_> {
+    fn define(&mut self, id: VarId, d: VarDef) {
+        let name = d.to_string();
+        self.known.insert(id, (Some(d), name));
+    }
+
+    /// Knows variable `id`'s name: from the definitions read so far, else the catalog.
+    fn learn(&mut self, id: VarId) {
+        if id == 0 || self.known.contains_key(&id) {
+            return;
+        }
+        let def = self.catalog.var(id).ok().flatten();
+        let name = def
+            .as_ref()
+            .map_or_else(|| format!("var:{id}"), |d| d.to_string());
+        self.known.insert(id, (def, name));
+    }
+
+    fn def(&self, id: VarId) -> Option<&VarDef> {
+        self.known.get(&id).and_then(|n| n.0.as_ref())
+    }
+
+    fn name(&self, id: VarId) -> &str {
+        self.known.get(&id).map_or("-", |n| n.1.as_str())
+    }
+}

@@ -1,0 +1,109 @@
+//! `jcs stats`: per VE, from the journal: transactions by operation, and the kernel's
+//! counters the recorder wrote when the VE ended; the journal's bytes per transaction.
+
+use crate::{journal_err, open, read_all, Result};
+use record::Record;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Per VE: transactions by operation, system calls seen (by name), records lost.
+#[derive(Debug, Default, Serialize)]
+pub struct VeSummary {
+    pub ve: u64,
+    pub transactions: u64,
+    pub by_op: BTreeMap<String, u64>,
+    pub syscalls_seen: u64,
+    pub syscalls_by_name: BTreeMap<String, u64>,
+    pub records_emitted: u64,
+    pub records_lost: u64,
+    pub gap_transactions: u64,
+    /// Calls dropped by classification (counted, not recorded): what crossed nothing, e.g.
+    /// reads of files that exist only in read-only branches, pipes (`jcs stats --help` lists
+    /// them all).
+    pub dropped_by_classification: u64,
+    pub dropped_by_name: BTreeMap<String, u64>,
+}
+
+impl VeSummary {
+    /// The system calls seen that are not in the journal as transactions.
+    pub fn not_recorded(&self) -> u64 {
+        let recorded_calls: u64 = self
+            .by_op
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "fork" | "exec" | "exit" | "gap"))
+            .map(|(_, v)| v)
+            .sum();
+        self.syscalls_seen.saturating_sub(recorded_calls)
+    }
+}
+
+/// The whole answer (`jcs stats --json` prints it as it is).
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub ves: Vec<VeSummary>,
+    /// The journal's segments on disk, headers included.
+    pub journal_bytes: u64,
+    pub transactions: u64,
+    pub journal_bytes_per_transaction: f64,
+}
+
+/// The statistics of the journal in `dir`, of every VE or only `ve`.
+pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
+    let bytes = journal::segments_bytes(&open(dir)?).map_err(journal_err(dir))?;
+    let mut total = 0u64;
+    let mut by_ve: BTreeMap<u64, VeSummary> = BTreeMap::new();
+    for rec in read_all(dir)? {
+        match rec {
+            Record::Ats(ats) => {
+                for a in ats {
+                    total += 1;
+                    let s = summary_of(&mut by_ve, a.ve);
+                    s.transactions += 1;
+                    *s.by_op.entry(a.op.name().into()).or_default() += 1;
+                    if a.op == model::at::Op::Gap {
+                        s.gap_transactions += 1;
+                    }
+                }
+            }
+            Record::Stats(st) => {
+                let s = summary_of(&mut by_ve, st.ve);
+                s.syscalls_seen += st.seen;
+                s.records_emitted += st.emitted;
+                s.records_lost += st.lost;
+                s.dropped_by_classification += st.dropped;
+                for (nr, n) in st.calls {
+                    *s.syscalls_by_name
+                        .entry(monitor::syscalls::name(nr))
+                        .or_default() += n;
+                }
+                for (nr, n) in st.dropped_calls {
+                    *s.dropped_by_name
+                        .entry(monitor::syscalls::name(nr))
+                        .or_default() += n;
+                }
+            }
+            Record::Vars(_) | Record::Summaries { .. } => {}
+        }
+    }
+    Ok(Stats {
+        ves: by_ve
+            .into_values()
+            .filter(|s| ve.is_none_or(|v| s.ve == v))
+            .collect(),
+        journal_bytes: bytes,
+        transactions: total,
+        journal_bytes_per_transaction: if total > 0 {
+            bytes as f64 / total as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+fn summary_of(m: &mut BTreeMap<u64, VeSummary>, ve: u64) -> &mut VeSummary {
+    m.entry(ve).or_insert_with(|| VeSummary {
+        ve,
+        ..Default::default()
+    })
+}

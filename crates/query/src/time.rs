@@ -1,0 +1,179 @@
+//! Times: parsing what a user types (RFC 3339 in UTC, epoch seconds, ages) and printing
+//! nanosecond timestamps the way every query shows them.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("time {0:?}: use 2026-11-28T05:00:00Z, seconds since the epoch, or an age such as 10m")]
+pub struct TimeError(pub String);
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Parses a time: RFC 3339 in UTC (`2026-11-28T05:00:00Z`, fractions allowed), seconds since
+/// the epoch (fractions allowed), or an age (`90s`, `10m`, `2h`, `7d` ago). Returns nanoseconds since the epoch.
+pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
+    let t = s.trim();
+    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
+        if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
+            let secs = n * match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => 86400,
+            };
+            return Ok(now_ns.saturating_sub(secs * 1_000_000_000));
+        }
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(secs * 1_000_000_000);
+    }
+    // Seconds since the epoch with a fraction (as `date +%s.%N` prints).
+    if let Some((secs, frac)) = t.split_once('.') {
+        if let (Ok(secs), true) = (
+            secs.parse::<u64>(),
+            !frac.is_empty() && frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()),
+        ) {
+            let frac_ns: u64 = format!("{frac:0<9}").parse().unwrap_or(0);
+            return Ok(secs * 1_000_000_000 + frac_ns);
+        }
+    }
+    let bad = || TimeError(s.to_string());
+    let t = t.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if d.len() != 3
+        || h.len() != 3
+        || !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || h[0] > 23
+        || h[1] > 59
+        || h[2] > 60
+    {
+        return Err(bad());
+    }
+    // Days from civil (H. Hinnant).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86400 + h[0] * 3600 + h[1] * 60 + h[2];
+    let mut ns = frac.chars().take(9).collect::<String>();
+    while ns.len() < 9 {
+        ns.push('0');
+    }
+    let frac_ns: u64 = if frac.is_empty() {
+        0
+    } else {
+        ns.parse().map_err(|_| bad())?
+    };
+    if secs < 0 {
+        return Err(bad());
+    }
+    Ok(secs as u64 * 1_000_000_000 + frac_ns)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `2026-11-28T03:38:31Z` for a time in milliseconds since the epoch.
+pub fn time_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, mo, d) = civil(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// `2026-11-28T03:38:31.123456` (UTC, microseconds) for nanoseconds since the epoch.
+pub fn time_us(ns: u64) -> String {
+    let t = time_ms((ns / 1_000_000) as i64);
+    format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z", 0).unwrap(), 0);
+        assert_eq!(
+            parse_time("2026-11-28T03:38:31Z", 0).unwrap(),
+            1_795_837_111 * 1_000_000_000
+        );
+        assert_eq!(
+            parse_time("2026-11-28T03:38:31.5Z", 0).unwrap(),
+            1_795_837_111_500_000_000
+        );
+        assert_eq!(
+            parse_time("1795837111", 0).unwrap(),
+            1_795_837_111 * 1_000_000_000
+        );
+        assert_eq!(
+            parse_time("1795837111.25", 0).unwrap(),
+            1_795_837_111_250_000_000
+        );
+        assert_eq!(
+            parse_time("10m", 3_600_000_000_000).unwrap(),
+            3_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("2d", 0).unwrap(),
+            0,
+            "an age before the epoch clamps"
+        );
+        for bad in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-28 03:38:31",
+            "5y",
+            "1.",
+            "1.1234567890",
+        ] {
+            assert!(parse_time(bad, 0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn printed_times() {
+        assert_eq!(time_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time_ms(1_795_837_111_000), "2026-11-28T03:38:31Z");
+        assert_eq!(time_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            time_us(1_795_837_111_123_456_789),
+            "2026-11-28T03:38:31.123456"
+        );
+    }
+}

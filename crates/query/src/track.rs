@@ -1,0 +1,348 @@
+//! `jcs track back|forward`: time-respecting reachability over the journal's transactions
+//! (the `analysis` oracle), or over summaries (those in the journal, or T1/T2 made now).
+//!
+//! A variable named by a query may have several ids: a file known by its identity (device,
+//! inode) and by its name alone (a rename names paths). Each is a starting point; the answers
+//! are united. The answer renders as a tree, JSON or Graphviz DOT.
+
+use crate::{read_all, QueryError, Result};
+use analysis::summary::Summary;
+use model::at::{At, VarDef, VarId};
+use record::{Record, Tier, VarQuery};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Back,
+    Forward,
+}
+
+/// Answers from the transactions themselves (the oracle), or from their T1 or T2 summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Transactions,
+    T1,
+    T2,
+}
+
+/// Everything the journal holds that tracking and summarizing use.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub vars: HashMap<VarId, VarDef>,
+    pub ats: Vec<At>,
+    /// Summaries written by `jcs summarize` or the recorder's online T1.
+    pub sums: Vec<(Tier, Summary)>,
+}
+
+impl Loaded {
+    /// Every variable definition, transaction and summary of the journal in `dir`.
+    pub fn read(dir: &Path) -> Result<Loaded> {
+        let mut l = Loaded::default();
+        for rec in read_all(dir)? {
+            match rec {
+                Record::Vars(defs) => l.vars.extend(defs),
+                Record::Ats(ats) => l.ats.extend(ats),
+                Record::Summaries { tier, sts } => {
+                    l.sums.extend(sts.into_iter().map(|s| (tier, s)))
+                }
+                Record::Stats(_) => {}
+            }
+        }
+        Ok(l)
+    }
+
+    pub fn is_file(&self, v: VarId) -> bool {
+        self.vars.get(&v).is_some_and(VarDef::is_file)
+    }
+
+    /// The volatile variables (endpoints, socket paths).
+    pub fn volatile(&self) -> HashSet<VarId> {
+        self.vars
+            .iter()
+            .filter(|(_, d)| d.is_volatile())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The flows: the transactions that move data.
+    pub fn flows(&self) -> Vec<analysis::Flow> {
+        analysis::flows(&self.ats, |v| self.is_file(v))
+    }
+}
+
+/// The transactions between two variables of one VE and one kind, taken together.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub src: VarId,
+    pub dst: VarId,
+    pub ve: u64,
+    /// The operation (`read`, `write`, …) or the tier of the summaries (`T1`, …).
+    pub op: &'static str,
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub bytes: u64,
+}
+
+/// What a tracking question reached.
+#[derive(Debug)]
+pub struct Answer {
+    pub direction: Direction,
+    pub query: VarQuery,
+    pub time_ns: Option<u64>,
+    /// The ids the query names (the roots).
+    pub starts: Vec<VarId>,
+    pub edges: Vec<Edge>,
+    labels: HashMap<VarId, String>,
+}
+
+/// Answers `query` from the journal in `dir`.
+pub fn track(
+    dir: &Path,
+    direction: Direction,
+    query: &VarQuery,
+    time_ns: Option<u64>,
+    source: Source,
+) -> Result<Answer> {
+    let l = Loaded::read(dir)?;
+    let starts: Vec<VarId> = {
+        let mut v: Vec<VarId> = l
+            .vars
+            .iter()
+            .filter(|(_, d)| query.matches(d))
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    if starts.is_empty() {
+        return Err(QueryError::NoVariable(query.clone()));
+    }
+    let volatile = l.volatile();
+    let ve_of = |s: &Summary| match (l.vars.get(&s.src), l.vars.get(&s.dst)) {
+        (Some(VarDef::Memory { ve }), _) | (_, Some(VarDef::Memory { ve })) => *ve,
+        _ => 0,
+    };
+    // What the answer is built from: summaries in the journal, and the transactions that move
+    // data — as they are, or summarized now (`source`).
+    let mut items: Vec<(Summary, u64, &'static str)> = l
+        .sums
+        .iter()
+        .map(|(tier, s)| (s.clone(), ve_of(s), tier.name()))
+        .collect();
+    let windowed = l.sums.iter().any(|(t, _)| t.windowed()) || source == Source::T2;
+    let flows = l.flows();
+    match source {
+        Source::Transactions => items.extend(flows.iter().map(|f| {
+            let a = &l.ats[f.at];
+            (Summary::of(f), a.ve, a.op.name())
+        })),
+        Source::T1 => {
+            let g = analysis::Graph::new(flows, volatile.clone());
+            items.extend(
+                analysis::summary::T1::new(&g)
+                    .sts
+                    .into_iter()
+                    .map(|s| (s.clone(), ve_of(&s), "T1")),
+            );
+        }
+        Source::T2 => items.extend(
+            analysis::summary::t2(&flows)
+                .into_iter()
+                .map(|s| (s.clone(), ve_of(&s), "T2")),
+        ),
+    }
+    let sts: Vec<Summary> = items.iter().map(|i| i.0.clone()).collect();
+    let back = direction == Direction::Back;
+    let mut used = HashSet::new();
+    // Exact unless a summary with windows (T2, T4) is involved: transactions are summaries of
+    // one flow to T1's query.
+    match analysis::summary::T1::from_summaries(sts.clone(), volatile.clone()) {
+        Some(t1) if !windowed => {
+            for &s in &starts {
+                let a = if back {
+                    t1.backward(s, None, time_ns.unwrap_or(u64::MAX))
+                } else {
+                    t1.forward(s, None, time_ns.unwrap_or(0))
+                };
+                used.extend(a.flows);
+            }
+        }
+        _ => {
+            let sg = analysis::summary::SummaryGraph { sts, volatile };
+            for &s in &starts {
+                let a = if back {
+                    sg.backward(s, time_ns.unwrap_or(u64::MAX))
+                } else {
+                    sg.forward(s, time_ns.unwrap_or(0))
+                };
+                used.extend(a.flows);
+            }
+        }
+    }
+    // Items between the same two variables, of the same VE and kind, are one edge.
+    let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
+    for i in used {
+        let (s, ve, op) = &items[i];
+        let e = edges.entry((s.src, s.dst, *ve, op)).or_insert(Edge {
+            src: s.src,
+            dst: s.dst,
+            ve: *ve,
+            op,
+            count: 0,
+            first_ns: s.first,
+            last_ns: s.last,
+            bytes: 0,
+        });
+        e.count += s.count;
+        e.first_ns = e.first_ns.min(s.first);
+        e.last_ns = e.last_ns.max(s.last);
+        e.bytes += s.bytes;
+    }
+    let edges: Vec<Edge> = edges.into_values().collect();
+    let labels = edges
+        .iter()
+        .flat_map(|e| [e.src, e.dst])
+        .chain(starts.iter().copied())
+        .map(|v| {
+            let name = l
+                .vars
+                .get(&v)
+                .map_or_else(|| format!("var:{v}"), |d| d.to_string());
+            (v, name)
+        })
+        .collect();
+    Ok(Answer {
+        direction,
+        query: query.clone(),
+        time_ns,
+        starts,
+        edges,
+        labels,
+    })
+}
+
+impl Answer {
+    /// How variable `v` prints.
+    pub fn label(&self, v: VarId) -> &str {
+        self.labels.get(&v).map_or("?", String::as_str)
+    }
+
+    /// Graphviz DOT: one box per variable (the roots bold), one labelled arrow per edge.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from(
+            "digraph jcs {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
+        let mut nodes: Vec<VarId> = self.edges.iter().flat_map(|e| [e.src, e.dst]).collect();
+        nodes.extend(&self.starts);
+        nodes.sort_unstable();
+        nodes.dedup();
+        for n in &nodes {
+            let style = if self.starts.contains(n) {
+                ", style=bold"
+            } else {
+                ""
+            };
+            s += &format!("  v{n} [label={:?}{style}];\n", self.label(*n));
+        }
+        for e in &self.edges {
+            s += &format!(
+                "  v{} -> v{} [label={:?}];\n",
+                e.src,
+                e.dst,
+                format!("VE {} {} ×{}, {} B", e.ve, e.op, e.count, e.bytes)
+            );
+        }
+        s + "}\n"
+    }
+
+    /// The answer as `jcs track --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut reached: Vec<&str> = self
+            .edges
+            .iter()
+            .flat_map(|e| [self.label(e.src), self.label(e.dst)])
+            .chain(self.starts.iter().map(|s| self.label(*s)))
+            .collect();
+        reached.sort();
+        reached.dedup();
+        serde_json::json!({
+            "direction": match self.direction { Direction::Back => "back", Direction::Forward => "forward" },
+            "variable": self.query.to_string(),
+            "time_ns": self.time_ns,
+            "reached": reached,
+            "edges": self.edges.iter().map(|e| serde_json::json!({
+                "src": self.label(e.src), "dst": self.label(e.dst), "ve": e.ve, "op": e.op,
+                "count": e.count, "first_ns": e.first_ns, "last_ns": e.last_ns, "bytes": e.bytes,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A tree per root: back, a node's children are what flowed into it; forward, where it
+    /// flowed. A node reached twice is printed once, then "(see above)".
+    pub fn write_tree(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut children: HashMap<VarId, Vec<&Edge>> = HashMap::new();
+        for e in &self.edges {
+            let parent = if self.direction == Direction::Back {
+                e.dst
+            } else {
+                e.src
+            };
+            children.entry(parent).or_default().push(e);
+        }
+        let mut seen = HashSet::new();
+        for &s in &self.starts {
+            writeln!(out, "{}", self.label(s))?;
+            seen.insert(s);
+            self.subtree(out, &children, s, "", &mut seen)?;
+        }
+        Ok(())
+    }
+
+    fn subtree(
+        &self,
+        out: &mut dyn Write,
+        children: &HashMap<VarId, Vec<&Edge>>,
+        node: VarId,
+        prefix: &str,
+        seen: &mut HashSet<VarId>,
+    ) -> std::io::Result<()> {
+        let kids = children.get(&node).cloned().unwrap_or_default();
+        for (i, e) in kids.iter().enumerate() {
+            let last = i + 1 == kids.len();
+            let next = if self.direction == Direction::Back {
+                e.src
+            } else {
+                e.dst
+            };
+            let window = if e.first_ns == e.last_ns {
+                crate::time::time_us(e.first_ns)
+            } else {
+                format!(
+                    "{} – {}",
+                    crate::time::time_us(e.first_ns),
+                    crate::time::time_us(e.last_ns)
+                )
+            };
+            let again = !seen.insert(next);
+            writeln!(
+                out,
+                "{prefix}{} {}   [VE {} {} ×{}, {window}, {} B]{}",
+                if last { "└─" } else { "├─" },
+                self.label(next),
+                e.ve,
+                e.op,
+                e.count,
+                e.bytes,
+                if again { " (see above)" } else { "" }
+            )?;
+            if !again {
+                let p = format!("{prefix}{}", if last { "   " } else { "│  " });
+                self.subtree(out, children, next, &p, seen)?;
+            }
+        }
+        Ok(())
+    }
+}

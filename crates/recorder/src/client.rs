@@ -1,0 +1,218 @@
+//! The client side: a connection to the store's recorder (started on demand), and the hooks
+//! `jcs run` gives a VE so that it is watched before its app starts and flushed after it ends.
+
+use crate::protocol::{own_exe, socket_path, Request, Response};
+use crate::{io_err, RecorderError, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use ve::launch::HookError;
+
+/// A connection to the recorder.
+#[derive(Debug)]
+pub struct Client {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Client {
+    pub fn connect(home: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(socket_path(home))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            r: BufReader::new(s.try_clone()?),
+            w: s,
+        })
+    }
+
+    /// Connects, starting a recorder for this store when none answers. A recorder that runs
+    /// a different jcs binary (jcs was rebuilt or upgraded: its BPF programs and record
+    /// format may differ) is replaced when it records no VE, and kept with a warning otherwise.
+    pub fn connect_or_start(home: &Path) -> Result<Client> {
+        if let Ok(mut c) = Client::connect(home) {
+            match c.call(&Request::Status) {
+                Ok(Response::Status { exe, .. }) if exe == own_exe() => return Ok(c),
+                Ok(Response::Status {
+                    pid, watched: 0, ..
+                }) => {
+                    eprintln!("jcs: the daemon (pid {pid}) runs another jcs binary; restarting it");
+                    drop(c);
+                    stop_and_wait(pid);
+                }
+                Ok(Response::Status { pid, watched, .. }) => {
+                    eprintln!(
+                        "jcs: warning: the daemon (pid {pid}) runs another jcs binary and records \
+                         {watched} VE(s); restart it once they end"
+                    );
+                    return Ok(c);
+                }
+                // An older daemon without Status.
+                _ => {
+                    return Client::connect(home).map_err(io_err("connect to", &socket_path(home)))
+                }
+            }
+        }
+        spawn_daemon(home)
+    }
+
+    pub fn call(&mut self, req: &Request) -> Result<Response> {
+        let mut s =
+            serde_json::to_string(req).map_err(|e| RecorderError::Protocol(e.to_string()))?;
+        s.push('\n');
+        self.w
+            .write_all(s.as_bytes())
+            .map_err(|e| RecorderError::Protocol(format!("send: {e}")))?;
+        let mut line = String::new();
+        self.r
+            .read_line(&mut line)
+            .map_err(|e| RecorderError::Protocol(format!("read: {e}")))?;
+        if line.is_empty() {
+            return Err(RecorderError::Protocol("closed the connection".into()));
+        }
+        serde_json::from_str(&line)
+            .map_err(|e| RecorderError::Protocol(format!("decode the response: {e}")))
+    }
+}
+
+/// SIGTERM to this store's recorder, by the pid it reported, and waits until it is gone, not
+/// only its socket: it holds the store's daemon lock until its last file is closed (detaching
+/// BPF programs takes a while).
+fn stop_and_wait(pid: u32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    }
+    for _ in 0..1000 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `jcs daemon` for the store at `home` (this same binary), nobody's child, logging
+/// to `daemon.log`; waits until it answers or says why it could not start.
+fn spawn_daemon(home: &Path) -> Result<Client> {
+    let exe = std::env::current_exe().map_err(crate::os_err("find the jcs binary"))?;
+    let log_path = home.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err("open", &log_path))?;
+    let log_start = log.metadata().map_err(io_err("stat", &log_path))?.len();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(home)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(io_err("open", &log_path))?)
+        .stderr(log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls: a new session, and a
+    // second fork whose parent exits at once, so that the daemon is nobody's child (it
+    // is not left a zombie of this jcs run when it dies, and outlives it cleanly).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    cmd.spawn()
+        .and_then(|mut c| c.wait())
+        .map_err(crate::os_err("start jcs daemon"))?;
+    for _ in 0..500 {
+        if let Ok(c) = Client::connect(home) {
+            return Ok(c);
+        }
+        // A daemon that fails says why in its log, as its last line, and exits.
+        let log = std::fs::read(&log_path).unwrap_or_default();
+        let new = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+        if let Some(l) = new.lines().rev().find(|l| l.starts_with("jcs: ")) {
+            return Err(RecorderError::DaemonExited(
+                l.trim_start_matches("jcs: ").into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(RecorderError::DaemonTimeout(log_path))
+}
+
+/// `jcs run`'s side: watch the VE's cgroup before the app starts, flush after it exits.
+#[derive(Debug)]
+pub struct MonitorHooks {
+    home: PathBuf,
+    ve: u64,
+    outside: Vec<String>,
+    client: Option<Client>,
+    cgroup_id: u64,
+}
+
+impl MonitorHooks {
+    /// The hooks of VE `ve` of the store at `home`; `outside`: the VE's directories that
+    /// reach outside it (persistent and shared). None with `JCS_MONITOR=off`, which runs VEs
+    /// unrecorded (for kernels without the BPF features JCS needs).
+    pub fn new(home: &Path, ve: u64, outside: Vec<String>) -> Option<MonitorHooks> {
+        if std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off") {
+            return None;
+        }
+        Some(MonitorHooks {
+            home: home.to_path_buf(),
+            ve,
+            outside,
+            client: None,
+            cgroup_id: 0,
+        })
+    }
+}
+
+impl ve::launch::Hooks for MonitorHooks {
+    fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), HookError> {
+        let mut c = Client::connect_or_start(&self.home)?;
+        match c.call(&Request::Watch {
+            cgroup_id: cgroup.id,
+            ve: self.ve,
+            init: Some(pid as u32),
+            outside: Some(self.outside.clone()),
+        })? {
+            Response::Ok => {}
+            r => {
+                return Err(Box::new(RecorderError::Refused(format!(
+                    "watch the VE: {r:?}"
+                ))))
+            }
+        }
+        self.cgroup_id = cgroup.id;
+        self.client = Some(c);
+        Ok(())
+    }
+
+    fn after_exit(&mut self) -> Result<(), HookError> {
+        let Some(mut c) = self.client.take() else {
+            return Ok(());
+        };
+        let unwatch = Request::Unwatch {
+            cgroup_id: self.cgroup_id,
+        };
+        match c.call(&unwatch) {
+            Ok(Response::Ok) => Ok(()),
+            Ok(r) => Err(Box::new(RecorderError::Refused(format!("{r:?}")))),
+            Err(e) => {
+                // The daemon that watched this VE is gone. A daemon started since then
+                // watches it again (after a gap): flush what it recorded.
+                let again = Client::connect(&self.home)
+                    .map_err(|e| RecorderError::Protocol(e.to_string()))
+                    .and_then(|mut c| c.call(&unwatch));
+                let after = match again {
+                    Ok(Response::Ok) => "; a restarted daemon recorded it again after a gap",
+                    _ => "",
+                };
+                Err(format!("{e}{after}").into())
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! What makes the journal searchable without reading all of it: the per-segment indexes
+//! (`journal::index`, keyed by `record::key`) and the variable dictionary in the catalog.
+//!
+//! The journal stays the source of truth: it holds every variable definition before the
+//! first transaction that uses it, so both the indexes and the dictionary can be rebuilt from
+//! it. The recorder adds definitions to the catalog before it writes them to the journal; a
+//! definition the catalog lost (a power failure with SQLite's synchronous=NORMAL) is added
+//! back when its segment is indexed, or, for the open segment, when the recorder starts.
+
+use crate::{io_err, Result};
+use journal::index::{self, SegmentIndex};
+use journal::{DirStorage, Storage};
+use model::at::{VarDef, VarId};
+use record::{key, Record};
+use std::path::Path;
+use store::Catalog;
+
+/// The variable definitions of a record, if it holds any.
+fn defs_of(r: &[u8]) -> Vec<(VarId, VarDef)> {
+    match Record::decode(r) {
+        Ok(Record::Vars(d)) => d,
+        _ => Vec::new(),
+    }
+}
+
+/// Indexes every sealed segment of the journal in `dir` that has no valid index, adding its
+/// variable definitions to the catalog first. Returns how many segments were indexed. A
+/// damaged segment is skipped (and reported by `jcs verify`).
+pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
+    let mut storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
+    let mut n = 0;
+    for seg in journal::sealed_segments(&storage)? {
+        if index::load(&storage, seg).is_some() {
+            continue;
+        }
+        let name = journal::journal::segment_name(seg);
+        let bytes = storage
+            .read(&name)
+            .map_err(io_err("read", &dir.join(&name)))?;
+        let mut defs = Vec::new();
+        let idx = match SegmentIndex::build(seg, &bytes, |r, out| {
+            if let Ok(rec) = Record::decode(r) {
+                rec.keys(out);
+                if let Record::Vars(d) = rec {
+                    defs.extend(d);
+                }
+            }
+        }) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(segment = %name, error = %e, "segment not indexed");
+                continue;
+            }
+        };
+        cat.add_vars(&defs)?;
+        index::write(&mut storage, &idx).map_err(io_err("write the index of", &dir.join(&name)))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The next variable id to hand out: after every id in the catalog, in the indexes of the
+/// sealed segments, and in the open segment (whose definitions are added to the catalog).
+/// Reads the open segment only, however long the journal is.
+pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
+    index_sealed(dir, cat)?;
+    let storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
+    let segs = journal::segment_numbers(&storage)?;
+    let mut max = cat.max_var_id()?;
+    for &seg in &segs {
+        if let Some(idx) = index::load(&storage, seg) {
+            if let Some(k) = idx.max_key_in(key::VAR, key::VE) {
+                max = max.max((k - key::VAR) as VarId);
+            }
+        }
+    }
+    if let Some(&last) = segs.last() {
+        let (records, _) = journal::read_segment_from(&storage, last, 0)?;
+        let defs: Vec<(VarId, VarDef)> = records.iter().flat_map(|(_, r)| defs_of(r)).collect();
+        cat.add_vars(&defs)?;
+        max = max.max(defs.iter().map(|(id, _)| *id).max().unwrap_or(0));
+    }
+    Ok(max + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journal::{Journal, Options};
+
+    /// Sealed segments are indexed and their definitions reach the catalog; the next id is
+    /// past every definition, the open segment's included; version-1 JSON definitions count.
+    #[test]
+    fn indexes_sealed_segments_and_finds_the_next_id() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
+        let opts = Options {
+            segment_max_bytes: 1024,
+            ..Options::default()
+        };
+        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let legacy = br#"V[[3,{"kind":"memory","ve":1}]]"#.to_vec();
+        j.append(&[legacy]).unwrap();
+        for i in 0..40u32 {
+            let rec = Record::Vars(vec![(10 + i, VarDef::Memory { ve: u64::from(i) })]);
+            j.append(&[rec.encode()]).unwrap();
+        }
+        drop(j);
+        let storage = DirStorage::new(&dir).unwrap();
+        assert!(journal::segment_numbers(&storage).unwrap().len() > 2);
+        assert_eq!(next_var_id(&dir, &cat).unwrap(), 50);
+        let sealed = journal::sealed_segments(&storage).unwrap();
+        assert!(sealed.iter().all(|&s| index::load(&storage, s).is_some()));
+        assert_eq!(cat.max_var_id().unwrap(), 49);
+        assert_eq!(cat.var(3).unwrap(), Some(VarDef::Memory { ve: 1 }));
+        assert_eq!(index_sealed(&dir, &cat).unwrap(), 0, "indexed once");
+    }
+}

@@ -1,0 +1,582 @@
+//! `jcs daemon`: the one recorder of a store. Threads: the accept loop (one short thread per
+//! connection), the monitor thread (BPF maps, ring buffer, translator; woken by an eventfd
+//! for commands and by the ring buffer's epoll fd, with a 10 ms timeout because the kernel
+//! side batches wake-ups), the journal writer, the indexer.
+//!
+//! Records written: `record::Record::Vars` (always before the first use of a variable),
+//! `Ats`, `Stats` when a VE is unwatched (with a gap transaction when records were lost), and
+//! with online summarization, T1 `Summaries`.
+
+use crate::protocol::{own_exe, socket_path, Request, Response};
+use crate::{io_err, os_err, RecorderError, Result};
+use model::at::{At, VarId};
+use monitor::decode::{decode, Event};
+use monitor::loader::Monitor;
+use monitor::translate::{Output, Translator};
+use record::{Record, Tier, VeStats};
+use rustix::event::epoll;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use store::Store;
+
+/// What `jcs daemon` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Summarize (T1) before records reach the journal.
+    pub online_t1: bool,
+}
+
+struct Cmd {
+    req: Request,
+    reply: mpsc::Sender<Response>,
+}
+
+fn clock_ns(clock: rustix::time::ClockId) -> i64 {
+    let ts = rustix::time::clock_gettime(clock);
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn now_ns() -> u64 {
+    clock_ns(rustix::time::ClockId::Realtime) as u64
+}
+
+/// Realtime minus monotonic: turns the kernel's timestamps into wall-clock time.
+fn clock_offset_ns() -> i64 {
+    clock_ns(rustix::time::ClockId::Realtime) - clock_ns(rustix::time::ClockId::Monotonic)
+}
+
+/// The journal's options: defaults, and `JCS_SEGMENT_BYTES` (the segment size).
+fn journal_options() -> Result<journal::Options> {
+    let mut o = journal::Options::default();
+    if let Ok(v) = std::env::var("JCS_SEGMENT_BYTES") {
+        o.segment_max_bytes = model::limits::parse_size(&v)
+            .ok()
+            .filter(|&n| n >= 1024)
+            .ok_or(RecorderError::SegmentBytes(v))?;
+    }
+    Ok(o)
+}
+
+/// Sets up the daemon's log: `tracing` events with a timestamp and a level on stderr (which
+/// `jcs run` points at `$JCS_HOME/daemon.log`). `RUST_LOG`-style filtering is not needed:
+/// the recorder logs only what an operator acts on, never per system call.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+}
+
+/// Runs the recorder of `store` in the foreground until it is killed.
+pub fn run(store: &Store, opts: Options) -> Result<()> {
+    let home = store.layout.root();
+    let lock_path = home.join("daemon.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(RecorderError::AlreadyRunning(home.to_path_buf()));
+    }
+    let dir = store.journal_dir();
+    let storage = journal::DirStorage::new(&dir).map_err(io_err("open the journal at", &dir))?;
+    let (journal, recovery) =
+        journal::Journal::open(storage, journal_options()?).map_err(|source| {
+            RecorderError::OpenJournal {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+    if let Some((seg, off, cut)) = &recovery.truncated {
+        tracing::warn!(segment = %seg, offset = off, bytes = cut, "journal recovery cut a torn tail");
+    }
+    for (q, why) in &recovery.quarantined {
+        tracing::warn!(quarantined = %q, reason = %why, "journal segment quarantined");
+    }
+    // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
+    // the next variable id, reading only the open segment.
+    let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
+    let running = running_ves(store);
+    let catalog_path = store.layout.catalog();
+    {
+        let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
+        std::thread::Builder::new()
+            .name("jcs-indexer".into())
+            .spawn(move || indexer(&dir, &catalog_path))
+            .map_err(os_err("start the indexer thread"))?;
+    }
+    // A block (one fdatasync) at most every 10 ms under a steady stream; a VE that ends (an
+    // Unwatch waits for its last records) is written at once.
+    let writer = journal::writer::Writer::spawn_lingering(
+        journal,
+        1024,
+        256,
+        std::time::Duration::from_millis(10),
+    );
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    let efd = rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+    )
+    .map_err(|e| RecorderError::Os {
+        what: "eventfd",
+        source: e.into(),
+    })?;
+    let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
+    let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
+    std::thread::Builder::new()
+        .name("jcs-monitor".into())
+        .spawn(move || {
+            let setup = Setup {
+                first_var,
+                catalog: catalog_path,
+                running,
+                online: opts.online_t1.then(Online::new),
+            };
+            if let Err(e) = monitor_loop(rx, efd, writer, setup, &ready_tx) {
+                let _ = ready_tx.send(Err(e.to_string()));
+                tracing::error!(error = %e, "monitor stopped");
+                eprintln!("jcs: monitor stopped: {e}");
+                std::process::exit(1);
+            }
+        })
+        .map_err(os_err("start the monitor thread"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| RecorderError::MonitorStopped("it ended before it was ready".into()))?
+        .map_err(RecorderError::MonitorStopped)?;
+    let sock = socket_path(home);
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("set the mode of", &sock))?;
+    let pid_path = home.join("daemon.pid");
+    std::fs::write(&pid_path, std::process::id().to_string())
+        .map_err(io_err("write", &pid_path))?;
+    tracing::info!(journal = %dir.display(), socket = %sock.display(), "monitoring");
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let tx = tx.clone();
+        let wake = wake.try_clone().map_err(os_err("dup the eventfd"))?;
+        std::thread::spawn(move || serve(conn, tx, wake));
+    }
+    Ok(())
+}
+
+/// One connection: each request line goes to the monitor thread, its response back.
+fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
+    let mut w = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+            Ok(req) => {
+                let (rtx, rrx) = mpsc::channel();
+                if tx.send(Cmd { req, reply: rtx }).is_err() {
+                    return;
+                }
+                // Wakes the monitor thread (an eventfd counter cannot overflow here).
+                let _ = rustix::io::write(&wake, &1u64.to_ne_bytes());
+                rrx.recv().unwrap_or(Response::Error {
+                    message: "the monitor stopped".into(),
+                })
+            }
+        };
+        let mut s = serde_json::to_string(&resp).unwrap_or_default();
+        s.push('\n');
+        if w.write_all(s.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A VE that was running when this recorder started: recorded again from now on.
+#[derive(Debug, Clone, Copy)]
+struct Rewatch {
+    cgroup_id: u64,
+    ve: u64,
+    init: Option<u32>,
+}
+
+/// The VEs whose `jcs run` is alive: a recorder that starts while they run (the previous one
+/// was killed or restarted) watches them again, after a gap.
+fn running_ves(store: &Store) -> Vec<Rewatch> {
+    let rows = match store.catalog.ves() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list running VEs");
+            return vec![];
+        }
+    };
+    rows.iter()
+        .filter(|r| r.state == "running" && store::meta::owner_alive(r))
+        .filter_map(|r| {
+            let meta = store.ve_meta(model::VeId(r.id))?;
+            Some(Rewatch {
+                cgroup_id: r.cgroup_id.or(meta.cgroup_id)?,
+                ve: r.id,
+                init: meta.init_pid.map(|p| p as u32),
+            })
+        })
+        .collect()
+}
+
+/// Indexes each segment once it is sealed (they never change after that).
+fn indexer(dir: &Path, catalog: &Path) {
+    let cat = match store::Catalog::open(catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "indexer stopped");
+            return;
+        }
+    };
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        if let Err(e) = crate::index::index_sealed(dir, &cat) {
+            tracing::warn!(error = %e, "indexer");
+        }
+    }
+}
+
+/// What the monitor thread starts from.
+struct Setup {
+    /// The next variable id.
+    first_var: VarId,
+    catalog: PathBuf,
+    /// VEs running unrecorded, to watch again.
+    running: Vec<Rewatch>,
+    online: Option<Online>,
+}
+
+fn monitor_loop(
+    rx: mpsc::Receiver<Cmd>,
+    efd: OwnedFd,
+    writer: journal::writer::Writer,
+    setup: Setup,
+    ready: &mpsc::Sender<std::result::Result<(), String>>,
+) -> Result<()> {
+    let Setup {
+        first_var,
+        catalog,
+        running,
+        mut online,
+    } = setup;
+    let cat = store::Catalog::open(&catalog)?;
+    let m = Monitor::start()?;
+    let pending = std::cell::RefCell::new(Vec::<Event>::new());
+    let ring = m.ring(|b| {
+        if let Ok(e) = decode(b) {
+            pending.borrow_mut().push(e);
+        }
+    })?;
+    let epoll_err = |source: rustix::io::Errno| RecorderError::Os {
+        what: "epoll",
+        source: source.into(),
+    };
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(epoll_err)?;
+    // SAFETY: the ring buffer owns its epoll fd and outlives this loop, which only polls it.
+    let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.epoll_fd()) };
+    for (i, fd) in [efd.as_fd(), ring_fd].into_iter().enumerate() {
+        epoll::add(
+            &ep,
+            fd,
+            epoll::EventData::new_u64(i as u64),
+            epoll::EventFlags::IN,
+        )
+        .map_err(epoll_err)?;
+    }
+    let mut t = Translator::new(first_var, clock_offset_ns());
+    let mut last_ticket: Option<u64> = None;
+    // VEs that ran on while no recorder recorded them: watched again, after a gap
+    // transaction that says so (its count is unknown: length 0, result -1).
+    let mut gaps = Vec::new();
+    let mut watched = 0usize;
+    for r in &running {
+        match r.init {
+            Some(tid) => t.watch_with_init(r.cgroup_id, r.ve, tid),
+            None => t.watch(r.cgroup_id, r.ve),
+        }
+        match m.watch(r.cgroup_id, r.ve) {
+            Ok(()) => {
+                watched += 1;
+                tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
+                gaps.push(gap_at(r.ve, 0, -1));
+            }
+            Err(e) => tracing::error!(ve = r.ve, error = %e, "cannot watch VE again"),
+        }
+    }
+    if !gaps.is_empty() {
+        last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()])?;
+    }
+    let _ = ready.send(Ok(()));
+    let mut evs = [epoll::Event {
+        flags: epoll::EventFlags::empty(),
+        data: epoll::EventData::new_u64(0),
+    }; 4];
+    let tick = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
+    loop {
+        match epoll::wait(&ep, &mut evs, Some(&tick)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(epoll_err(e)),
+        }
+        // Drains the (non-blocking) eventfd counter; EAGAIN when nobody woke us.
+        let _ = rustix::io::read(&efd, &mut [0u8; 8]);
+        // Commands first: a Watch must reach the translator before the cgroup's first record.
+        let mut replies = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            let r = match cmd.req {
+                Request::Ping => Response::Ok,
+                Request::Status => Response::Status {
+                    pid: std::process::id(),
+                    exe: own_exe(),
+                    watched: watched as u64,
+                },
+                Request::Watch {
+                    cgroup_id,
+                    ve,
+                    init,
+                    outside,
+                } => {
+                    match init {
+                        Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
+                        None => t.watch(cgroup_id, ve),
+                    }
+                    if let Some(dirs) = outside {
+                        t.set_outside(cgroup_id, &dirs);
+                    }
+                    match m.watch(cgroup_id, ve) {
+                        Ok(()) => {
+                            watched += 1;
+                            Response::Ok
+                        }
+                        Err(e) => Response::Error {
+                            message: e.to_string(),
+                        },
+                    }
+                }
+                Request::Unwatch { cgroup_id } => {
+                    // Everything the VE did is in the ring buffer by now (it has exited):
+                    // drain it, write it, wait until it is durable, then forget the cgroup.
+                    ring.consume()
+                        .map_err(monitor::loader::MonitorError::Ring)?;
+                    // The VE's last transactions, a gap if records were lost, and its
+                    // counters, in one block: one fdatasync.
+                    let mut records = translate(&pending, &mut t, &cat, online.as_mut(), true)?;
+                    match ve_stats(&m, cgroup_id, &t) {
+                        Ok(Some((stats, gap))) => {
+                            if let Some(g) = gap {
+                                records.push(Record::Ats(vec![g]).encode());
+                            }
+                            records.push(Record::Stats(stats).encode());
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
+                    }
+                    last_ticket = submit(&writer, records)?.or(last_ticket);
+                    let r = match last_ticket.map(|tk| writer.wait(tk)) {
+                        Some(Err(e)) => Response::Error {
+                            message: format!("journal: {e}"),
+                        },
+                        _ => match m.unwatch(cgroup_id) {
+                            Ok(()) => Response::Ok,
+                            Err(e) => Response::Error {
+                                message: e.to_string(),
+                            },
+                        },
+                    };
+                    if t.ve_of(cgroup_id).is_some() {
+                        watched = watched.saturating_sub(1);
+                    }
+                    t.unwatch(cgroup_id);
+                    r
+                }
+                Request::Stats => match m.stats() {
+                    Ok(s) => Response::Stats {
+                        seen: s.seen,
+                        skipped: s.skipped,
+                        emitted: s.emitted,
+                        lost: s.lost,
+                    },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
+            };
+            replies.push((cmd.reply, r));
+        }
+        ring.consume()
+            .map_err(monitor::loader::MonitorError::Ring)?;
+        let records = translate(&pending, &mut t, &cat, online.as_mut(), false)?;
+        last_ticket = submit(&writer, records)?.or(last_ticket);
+        for (reply, r) in replies {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// A gap in a VE's recording: `lost` records the kernel could not deliver (`result` the
+/// same), or, with `result` -1, a time when no recorder was recording it (count unknown).
+fn gap_at(ve: u64, lost: u64, result: i64) -> At {
+    At {
+        time_ns: now_ns(),
+        ve,
+        pid: 0,
+        tid: 0,
+        op: model::at::Op::Gap,
+        status: model::at::Status::Failed,
+        src: 0,
+        dst: 0,
+        off: 0,
+        len: lost,
+        result,
+    }
+}
+
+/// The kernel's counters of a VE, and a gap transaction when records were lost.
+fn ve_stats(m: &Monitor, cgroup_id: u64, t: &Translator) -> Result<Option<(VeStats, Option<At>)>> {
+    let Some(ve) = t.ve_of(cgroup_id) else {
+        return Ok(None);
+    };
+    let c = m.ve_counters(cgroup_id)?.unwrap_or_default();
+    let counts = m.take_counts(cgroup_id)?;
+    let calls: Vec<(u32, u64)> = counts.iter().filter(|c| !c.1).map(|c| (c.0, c.2)).collect();
+    // Dropped in the kernel, and by the translator (failed lookups in the VE's own files).
+    let mut dropped: BTreeMap<u32, u64> = BTreeMap::new();
+    for (nr, n) in counts
+        .iter()
+        .filter(|c| c.1)
+        .map(|c| (c.0, c.2))
+        .chain(t.dropped_calls(cgroup_id))
+    {
+        *dropped.entry(nr).or_default() += n;
+    }
+    let dropped_calls: Vec<(u32, u64)> = dropped.into_iter().collect();
+    let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64));
+    let stats = VeStats {
+        ve,
+        seen: calls.iter().map(|c| c.1).sum(),
+        emitted: t.received(cgroup_id) + c.lost,
+        lost: c.lost,
+        dropped: dropped_calls.iter().map(|c| c.1).sum(),
+        calls,
+        dropped_calls,
+        arch: std::env::consts::ARCH.into(),
+    };
+    Ok(Some((stats, gap)))
+}
+
+/// T1 summarization online (`jcs daemon --summarize online`): the transactions that move data
+/// reach the journal as T1 summaries, the others as transactions.
+#[derive(Debug)]
+struct Online {
+    t1: analysis::summary::OnlineT1,
+    /// Variables that are not files (memories, endpoints, sockets), and the volatile ones.
+    not_files: HashSet<VarId>,
+    volatile: HashSet<VarId>,
+}
+
+impl Online {
+    fn new() -> Online {
+        Online {
+            t1: analysis::summary::OnlineT1::new(),
+            not_files: Default::default(),
+            volatile: Default::default(),
+        }
+    }
+}
+
+/// Translates what the ring buffer delivered into journal records: variable definitions
+/// first, then the transactions. New variables go into the catalog's dictionary before they
+/// reach the journal (so the dictionary never lacks a variable the journal has, barring a
+/// power failure, which `index::next_var_id` repairs).
+fn translate(
+    pending: &std::cell::RefCell<Vec<Event>>,
+    t: &mut Translator,
+    cat: &store::Catalog,
+    online: Option<&mut Online>,
+    force: bool,
+) -> Result<Vec<Vec<u8>>> {
+    let events = std::mem::take(&mut *pending.borrow_mut());
+    let mut out = Vec::new();
+    for e in &events {
+        t.push(e, &mut out);
+    }
+    let mut vars = Vec::new();
+    let mut ats = Vec::new();
+    for o in out {
+        match o {
+            Output::Var(id, d) => vars.push((id, d)),
+            Output::At(a) => ats.push(a),
+        }
+    }
+    let mut records = Vec::new();
+    let mut online = online;
+    if !vars.is_empty() {
+        cat.add_vars(&vars)?;
+        if let Some(o) = online.as_deref_mut() {
+            for (id, d) in &vars {
+                if !d.is_file() {
+                    o.not_files.insert(*id);
+                }
+                if d.is_volatile() {
+                    o.volatile.insert(*id);
+                }
+            }
+        }
+        records.push(Record::Vars(vars).encode());
+    }
+    if let Some(o) = online {
+        let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));
+        let moved: HashSet<usize> = flows.iter().map(|f| f.at).collect();
+        o.t1.push(flows);
+        ats = ats
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !moved.contains(i))
+            .map(|(_, a)| a)
+            .collect();
+        // Arrival order across CPUs differs from time order by microseconds (a record is
+        // stamped right after it is reserved): what is older than "now" minus a margin is
+        // complete — 50 ms while VEs run, 1 ms when a VE has ended and its records were drained.
+        let margin = if force { 1_000_000 } else { 50_000_000 };
+        let sts =
+            o.t1.take(&o.volatile, now_ns().saturating_sub(margin), force);
+        if !sts.is_empty() {
+            records.push(
+                Record::Summaries {
+                    tier: Tier::T1,
+                    sts,
+                }
+                .encode(),
+            );
+        }
+    }
+    if !ats.is_empty() {
+        records.push(Record::Ats(ats).encode());
+    }
+    Ok(records)
+}
+
+/// Queues records as one block; the ticket of the last, if any.
+fn submit(w: &journal::writer::Writer, records: Vec<Vec<u8>>) -> Result<Option<u64>> {
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(w.submit_all(records)?))
+}
