@@ -9,4 +9,4 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 ./scripts/install-deps.sh
-cargo test --workspace --locked
+JCS_REQUIRE_ROOT=1 cargo test --workspace --locked

@@ -43,7 +43,7 @@ fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
 
 #[test]
 fn root_writes_in_three_chunks_are_three_transactions() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("dd if=/dev/zero of=/data/chunks bs=100 count=3 2>/dev/null");
     let ats = log(&env, 1);
@@ -114,7 +114,7 @@ fn root_writes_in_three_chunks_are_three_transactions() {
 
 #[test]
 fn root_monitor_can_be_turned_off() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let o = env
         .cmd(&["run", "web", "--", "true"])
@@ -132,7 +132,7 @@ fn root_monitor_can_be_turned_off() {
 
 #[test]
 fn root_killed_daemon_loses_nothing_acknowledged() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // VE 1 completes: everything it did was acknowledged before jcs run returned.
     env.sh_ok("dd if=/dev/zero of=/data/one bs=100 count=5 2>/dev/null");
@@ -184,7 +184,7 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
 
 #[test]
 fn root_file_changes_and_connections_are_transactions() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // Changes to files by path (some relative to the working directory), and a TCP
     // connection to a listener in the VE itself, over its own loopback: that never leaves
@@ -238,7 +238,7 @@ fn root_file_changes_and_connections_are_transactions() {
 
 #[test]
 fn root_template_reads_are_counted_not_recorded() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("md5sum /etc/passwd > /dev/null; echo x > /tmp/t; md5sum /tmp/t > /dev/null; echo y > /data/p; md5sum /data/p > /dev/null; echo z | md5sum > /data/sum");
     let ats = log(&env, 1);
@@ -274,7 +274,7 @@ fn root_template_reads_are_counted_not_recorded() {
 
 #[test]
 fn root_log_filters() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("echo one > /data/one");
     env.sh_ok("echo two > /data/two");
@@ -317,7 +317,7 @@ fn root_log_filters() {
 
 #[test]
 fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // Small segments, so that a few VEs fill several.
     let run = |script: &str| env.sh_ok_with(&[("JCS_SEGMENT_BYTES", "4096")], script);
@@ -411,7 +411,7 @@ fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
 
 #[test]
 fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // VE 1 idles; its daemon is killed; VE 2 starts a new daemon while VE 1 still runs.
     let c = env.spawn_until_go("echo before > /data/before", "echo after > /data/after");
@@ -458,7 +458,7 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
 
 #[test]
 fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // A daemon started by a copy of jcs: another binary (as after a rebuild or an upgrade).
     let old = env.home().join("jcs-old");
@@ -488,7 +488,7 @@ fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
 
 #[test]
 fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let run = |script: &str| env.sh_ok_with(&[("JCS_SUMMARIZE", "online")], script);
     // Four reads of the same bytes with nothing written in between (cat sends into a pipe,
@@ -532,7 +532,7 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
 #[test]
 fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     use std::os::fd::{FromRawFd, OwnedFd};
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // The VE's own pseudo-terminals (its devpts instance): their traffic never leaves it.
     env.sh_ok("ls /dev/pts > /dev/null; exec 3<>/dev/ptmx; echo hi >&3");
@@ -578,7 +578,7 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
 
 #[test]
 fn root_unix_sockets_within_the_ve_stay_inside() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // A static helper: a socketpair between a parent and its child.
     static_helper(&env, "socketpair");
@@ -596,7 +596,7 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
 
 #[test]
 fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // A static helper: eventfd, /dev/null, /dev/zero, /dev/urandom, /proc and /sys reads.
     static_helper(&env, "inert");
@@ -629,7 +629,7 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
 
 #[test]
 fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // Names that do not exist: in the VE's own file system, in its persistent directory, in
     // its shared one.
@@ -659,7 +659,7 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
 
 #[test]
 fn root_calls_that_would_have_waited_are_counted_not_recorded() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     static_helper(&env, "eagain");
     assert_eq!(env.sh_ok("/data/eagain"), "2\n");
@@ -679,7 +679,7 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
 
 #[test]
 fn root_threads_are_not_processes_their_calls_are_recorded() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     static_helper(&env, "threads");
     assert_eq!(env.sh_ok("/data/threads"), "3\n");

@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 #[test]
 fn root_writes_land_in_their_branches() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let template = env.home().join("templates/bb/1");
     let before = tree_digest(&template);
@@ -104,7 +104,7 @@ fn sha256_hex(b: &[u8]) -> String {
 
 #[test]
 fn root_exit_code_stdio_and_missing_command() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let o = env.sh("echo out; echo err >&2; exit 7");
     assert_eq!(o.status.code(), Some(7));
@@ -142,7 +142,7 @@ fn root_exit_code_stdio_and_missing_command() {
 
 #[test]
 fn root_ve_sees_its_own_world() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let out = env.sh_ok("hostname; echo pid=$$; ls /proc | grep -c '^[0-9]'; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; \
          grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; cat /proc/self/cgroup | grep '^0::'");
@@ -180,7 +180,7 @@ fn root_ve_sees_its_own_world() {
 
 #[test]
 fn root_forbidden_syscalls_fail() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     for (what, cmd) in [
         ("mount", "mount -t tmpfs none /mnt"),
@@ -200,7 +200,7 @@ fn root_forbidden_syscalls_fail() {
 
 #[test]
 fn root_concurrent_ves_are_isolated() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // VE 1 idles until the test lets it go.
     let a = env.spawn_until_go("readlink /proc/self/ns/net > /data/a.net", "echo a-alive");
@@ -252,7 +252,7 @@ fn root_concurrent_ves_are_isolated() {
 
 #[test]
 fn root_ve_ids_never_reused() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     env.ok(&["run", "web", "--", "true"]);
     env.ok(&["run", "web", "--", "true"]);
@@ -276,7 +276,7 @@ fn root_ve_ids_never_reused() {
 
 #[test]
 fn root_maintenance_publishes_a_new_version() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // A VE of version 1 that is running while the update happens.
     let a = env.spawn_until_go("true", "cat /opt/marker 2>/dev/null || echo absent");
@@ -359,7 +359,7 @@ fn root_maintenance_publishes_a_new_version() {
 
 #[test]
 fn root_limits_apply() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let o = env.jcs(&[
         "run",
@@ -417,7 +417,7 @@ fn root_limits_apply() {
 
 #[test]
 fn root_rm_refuses_a_running_ve() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let c = env.spawn_until_go("true", "true");
     let err = env.fails(&["rm", "1"]);
@@ -437,7 +437,7 @@ fn root_rm_refuses_a_running_ve() {
 
 #[test]
 fn root_templates_from_tar_and_dir_and_versions() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.ok(&["template", "create", "bb", "--busybox"]);
     let src = env.home().join("templates/bb/1");
     let tar = env.home().join("rootfs.tar");
@@ -530,7 +530,7 @@ fn root_templates_from_tar_and_dir_and_versions() {
 
 #[test]
 fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     let mut c = env.spawn_until_go("true", "true");
     assert_eq!(env.json(&["ps", "--json"])[0]["state"], "running");
@@ -567,7 +567,7 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
 
 #[test]
 fn root_gc_removes_what_killed_builds_left() {
-    let env = Env::new();
+    let Some(env) = Env::new() else { return };
     env.standard_app();
     // A template build whose process is gone (pid 0x7fffffff cannot exist), a finished app
     // update's layer, and one of a live process (this test) that must stay.

@@ -15,18 +15,36 @@ pub fn jcs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_jcs")
 }
 
+/// Whether this privileged test can run. As root it does; otherwise it prints a visible SKIP
+/// line and does not, unless `JCS_REQUIRE_ROOT` is set (`./test.sh` sets it), where not being
+/// root fails the test: CI can never pass by skipping.
+pub fn privileged() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    assert!(
+        std::env::var_os("JCS_REQUIRE_ROOT").is_none(),
+        "{test}: JCS_REQUIRE_ROOT is set, but this test does not run as root"
+    );
+    // Straight to stderr, past the test harness's capture, so that the skip is seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIP {test}: privileged (namespaces, mounts, cgroups, BPF); run ./test.sh as root"
+    );
+    false
+}
+
 impl Env {
-    pub fn new() -> Env {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "privileged tests run as root"
-        );
-        Env {
+    /// A fresh store for a privileged test; None (after a SKIP line) when not root.
+    pub fn new() -> Option<Env> {
+        privileged().then(|| Env {
             home: tempfile::Builder::new()
                 .prefix("jcs-test-")
                 .tempdir()
                 .unwrap(),
-        }
+        })
     }
 
     pub fn home(&self) -> &Path {
