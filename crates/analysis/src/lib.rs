@@ -1,4 +1,4 @@
-//! Causality over atomic transactions (DESIGN.md §1, "Tracking"): which variables' data could
+//! Causality over atomic transactions (docs/design.md §5): which variables' data could
 //! have flowed into a variable before a time (backward), and where a variable's data could have
 //! gone after a time (forward). This is the *oracle*: a brute-force sweep, slow and obviously
 //! correct, that every summarization tier is checked against.

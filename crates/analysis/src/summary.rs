@@ -1,4 +1,4 @@
-//! Summarized transactions (STs) and the tiers that make them (DESIGN.md §1, issue 4).
+//! Summarized transactions (STs) and the tiers that make them (docs/design.md §4, docs/summarization.md).
 //!
 //! An ST stands for flows from one variable to another somewhere in a time window, touching
 //! some bytes. Queries over STs are conservative: a window is assumed to carry data at any time

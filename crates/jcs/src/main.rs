@@ -2,13 +2,9 @@
 //! reports. This binary wires the pure crates to the OS; it prints every error once, as one
 //! line, and exits nonzero.
 
-mod app;
-mod atomic;
-mod netsetup;
+mod commands;
 mod output;
 mod queries;
-mod template;
-mod ves;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -284,6 +280,30 @@ struct TemplateCreate {
     json: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct AppCreateArgs {
+    /// Name of the app (letters, digits, '.', '_', '-')
+    name: String,
+    /// Template, as NAME or NAME:VERSION (default: its newest version)
+    #[arg(long)]
+    template: String,
+    /// Initial content of the app branch
+    #[arg(long, value_name = "DIR")]
+    from_dir: Option<PathBuf>,
+    /// Directory inside the VE that persists across this app's VEs (repeatable)
+    #[arg(long, value_name = "PATH")]
+    persist: Vec<String>,
+    /// Mount the shared directory SHARED at PATH (repeatable); several apps can share one
+    #[arg(long, value_name = "PATH=SHARED")]
+    share: Vec<String>,
+    /// Network: none (only lo) or bridge (veth into the JCS bridge)
+    #[arg(long, default_value = "none")]
+    net: NetMode,
+    /// Default command of the app's VEs (takes the rest of the line)
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum AppCmd {
     /// Create an app on a template
@@ -292,7 +312,7 @@ enum AppCmd {
     )]
     Create {
         #[command(flatten)]
-        args: app::CreateArgs,
+        args: AppCreateArgs,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -380,27 +400,23 @@ fn need_root() -> Result<()> {
     Ok(())
 }
 
-/// When this process started (for `JCS_TIMING=1`).
-pub static START: std::sync::LazyLock<std::time::Instant> =
-    std::sync::LazyLock::new(std::time::Instant::now);
-
-/// Marks a point on this process's timeline; `JCS_TIMING=1` prints them at exit.
-pub fn mark(what: &'static str) {
-    if std::env::var_os("JCS_TIMING").is_some() {
-        if let Ok(mut v) = MARKS.lock() {
-            v.push((what, START.elapsed().as_micros() as u64));
-        }
-    }
+fn mark(what: &'static str) {
+    lifecycle::timing::mark(what);
 }
 
-static MARKS: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
-
+/// `JCS_TIMING=1`: where this process's time went, printed at exit.
 fn print_marks() {
-    if let Ok(v) = MARKS.lock() {
-        if !v.is_empty() {
-            let s: Vec<String> = v.iter().map(|(w, us)| format!("{w}@{us}us")).collect();
-            eprintln!("jcs: timeline {}", s.join(" "));
-        }
+    let v = lifecycle::timing::marks();
+    if !v.is_empty() {
+        let s: Vec<String> = v.iter().map(|(w, us)| format!("{w}@{us}us")).collect();
+        eprintln!("jcs: timeline {}", s.join(" "));
+    }
+    let mut by_ve: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for (ve, n, us) in lifecycle::timing::phases() {
+        by_ve.entry(ve).or_default().push(format!("{n} {us}us"));
+    }
+    for (ve, m) in by_ve {
+        eprintln!("jcs: VE {ve} phases: {}", m.join(", "));
     }
 }
 
@@ -413,7 +429,7 @@ fn quiet_on_closed_pipe() {
 }
 
 fn real_main() -> Result<i32> {
-    std::sync::LazyLock::force(&START);
+    std::sync::LazyLock::force(&lifecycle::timing::START);
     let cli = Cli::parse();
     if matches!(
         cli.cmd,
@@ -461,30 +477,32 @@ fn real_main() -> Result<i32> {
                     let n = name(&c.name, "template")?;
                     let s = c.source;
                     let source = if s.busybox {
-                        template::Source::Busybox(
+                        lifecycle::template::Source::Busybox(
                             std::env::var_os("JCS_BUSYBOX")
                                 .map(PathBuf::from)
                                 .unwrap_or_else(|| "/bin/busybox".into()),
                         )
                     } else if let Some(suite) = s.debootstrap {
-                        template::Source::Debootstrap {
+                        lifecycle::template::Source::Debootstrap {
                             suite,
                             mirror: c.mirror,
                         }
                     } else if let Some(d) = s.from_dir {
-                        template::Source::Dir(d)
+                        lifecycle::template::Source::Dir(d)
                     } else if let Some(f) = s.from_tar {
-                        template::Source::Tar(f)
+                        lifecycle::template::Source::Tar(f)
                     } else {
                         unreachable!("clap requires one source")
                     };
                     need_root()?;
-                    template::create(&open_store(cli.home)?, &n, source, c.json)?
+                    commands::template_create(&open_store(cli.home)?, &n, source, c.json)?
                 }
-                TemplateCmd::List { json } => template::list(&open_store(cli.home)?, json)?,
+                TemplateCmd::List { json } => {
+                    commands::template_list(&open_store(cli.home)?, json)?
+                }
                 TemplateCmd::Rm { name: n, version } => {
                     let n = name(&n, "template")?;
-                    template::rm(&open_store(cli.home)?, &n, version)?
+                    commands::template_rm(&open_store(cli.home)?, &n, version)?
                 }
             }
             Ok(0)
@@ -493,15 +511,24 @@ fn real_main() -> Result<i32> {
             AppCmd::Create { args, json } => {
                 name(&args.name, "app")?;
                 need_root()?;
-                app::create(&open_store(cli.home)?, args, json)?;
+                let args = lifecycle::app::CreateArgs {
+                    name: args.name,
+                    template: args.template,
+                    from_dir: args.from_dir,
+                    persist: args.persist,
+                    share: args.share,
+                    net: args.net,
+                    cmd: args.cmd,
+                };
+                commands::app_create(&open_store(cli.home)?, args, json)?;
                 Ok(0)
             }
-            AppCmd::List { json } => app::list(&open_store(cli.home)?, json).map(|_| 0),
+            AppCmd::List { json } => commands::app_list(&open_store(cli.home)?, json).map(|_| 0),
             AppCmd::Show { name: n, json } => {
-                app::show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0)
+                commands::app_show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0)
             }
             AppCmd::Rm { name: n, purge } => {
-                app::rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0)
+                commands::app_rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0)
             }
             AppCmd::Update {
                 name: n,
@@ -516,7 +543,7 @@ fn real_main() -> Result<i32> {
                     bail!("maintenance mode supports --net host or --net none");
                 }
                 need_root()?;
-                app::update(&open_store(cli.home)?, &n, cmd, net, l)
+                commands::app_update(&open_store(cli.home)?, &n, cmd, net, l)
             }
         },
         Cmd::Run {
@@ -531,12 +558,12 @@ fn real_main() -> Result<i32> {
             mark("args");
             let store = open_store(cli.home)?;
             mark("store");
-            ves::run(&store, &n, cmd, l)
+            Ok(lifecycle::ves::run(&store, &n, cmd, l)?)
         }
-        Cmd::Ps { all, json } => ves::ps(&open_store(cli.home)?, all, json).map(|_| 0),
-        Cmd::Inspect { ve, json } => ves::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
-        Cmd::Rm { ves: ids } => ves::rm(&open_store(cli.home)?, &ids).map(|_| 0),
-        Cmd::Gc { json } => ves::gc(&open_store(cli.home)?, json).map(|_| 0),
+        Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
+        Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Rm { ves: ids } => commands::rm(&open_store(cli.home)?, &ids).map(|_| 0),
+        Cmd::Gc { json } => commands::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
         Cmd::Stats { ve, json } => queries::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Log {
@@ -677,10 +704,12 @@ fn main() {
         Err(e) => {
             eprintln!("jcs: {e:#}");
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
-            let code = match e
-                .chain()
-                .find_map(|c| c.downcast_ref::<ve::launch::LaunchError>())
-            {
+            let code = match e.chain().find_map(|c| {
+                c.downcast_ref::<ve::launch::LaunchError>().or_else(|| {
+                    c.downcast_ref::<lifecycle::LifecycleError>()
+                        .and_then(|l| l.launch())
+                })
+            }) {
                 Some(ve::launch::LaunchError::Exec(_)) => 127,
                 Some(_) => 125,
                 None => 1,

@@ -1,4 +1,4 @@
-//! Atomic transactions (ATs) on variables, as DESIGN.md §1 defines them, and their compact
+//! Atomic transactions (ATs) on variables, as docs/design.md §2–3 defines them, and their compact
 //! binary encoding for the journal.
 //!
 //! A variable is referenced by a dictionary id ([`VarId`]); the dictionary (file identity and

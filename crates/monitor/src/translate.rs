@@ -1,4 +1,4 @@
-//! Turns decoded kernel records into atomic transactions on variables (DESIGN.md §1): a
+//! Turns decoded kernel records into atomic transactions on variables (docs/design.md §3): a
 //! push-based state machine (one [`Event`] in, [`Output`]s out), pure, so it is unit-tested
 //! and fuzzed alone.
 //!

@@ -10,7 +10,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Force a wake-up of the consumer only once this much is queued (DESIGN: per-record
+/* Force a wake-up of the consumer only once this much is queued (docs/benchmarks.md: per-record
  * wake-ups cost ≈ 2.5 µs each); the consumer also polls with a short timeout. */
 const volatile __u64 wakeup_bytes = 1024 * 1024;
 

@@ -1,10 +1,10 @@
-//! `jcs template create|list|rm`: read-only, versioned template branches.
+//! Templates: read-only, versioned base file systems (busybox, debootstrap, a directory, a
+//! tarball).
 
 use crate::atomic::build_dir_atomically;
-use crate::output::{print_json, Table};
-use anyhow::{bail, Context, Result};
+use crate::{refuse, Context, Result};
 use model::Name;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use store::Store;
@@ -22,7 +22,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Source::Busybox(p) => format!("busybox {}", p.display()),
             Source::Debootstrap { suite, .. } => format!("debootstrap {suite}"),
@@ -51,7 +51,7 @@ fn add_skeleton(dir: &Path) -> Result<()> {
     for (d, mode) in SKELETON {
         let p = dir.join(d);
         if std::fs::symlink_metadata(&p).is_err() {
-            std::fs::create_dir(&p).with_context(|| format!("create {}", p.display()))?;
+            std::fs::create_dir(&p).ctx(|| format!("create {}", p.display()))?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
         }
     }
@@ -77,28 +77,28 @@ fn is_dynamic_elf(bytes: &[u8]) -> bool {
 /// in /usr/bin or /usr/sbin (so /bin and /sbin hold nothing else, and a file a VE drops into
 /// /bin is plainly an addition).
 fn build_busybox(bb: &Path, dir: &Path) -> Result<()> {
-    let bytes = std::fs::read(bb).with_context(|| {
+    let bytes = std::fs::read(bb).ctx(|| {
         format!(
             "read {} (install Debian's busybox-static, or set JCS_BUSYBOX)",
             bb.display()
         )
     })?;
     if is_dynamic_elf(&bytes) {
-        bail!("{} is dynamically linked; a template needs a static busybox (apt-get install busybox-static)", bb.display());
+        refuse!("{} is dynamically linked; a template needs a static busybox (apt-get install busybox-static)", bb.display());
     }
     for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
     let target = dir.join("bin/busybox");
-    std::fs::write(&target, &bytes).with_context(|| format!("write {}", target.display()))?;
+    std::fs::write(&target, &bytes).ctx(|| format!("write {}", target.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
     let out = Command::new(bb)
         .arg("--list-full")
         .output()
-        .with_context(|| format!("run {} --list-full", bb.display()))?;
+        .ctx(|| format!("run {} --list-full", bb.display()))?;
     if !out.status.success() {
-        bail!("{} --list-full failed", bb.display());
+        refuse!("{} --list-full failed", bb.display());
     }
     let list = String::from_utf8_lossy(&out.stdout);
     for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -114,7 +114,7 @@ fn build_busybox(bb: &Path, dir: &Path) -> Result<()> {
         let link = dir.join(sub).join(name);
         if std::fs::symlink_metadata(&link).is_err() {
             std::os::unix::fs::symlink("/bin/busybox", &link)
-                .with_context(|| format!("symlink {}", link.display()))?;
+                .ctx(|| format!("symlink {}", link.display()))?;
         }
     }
     std::os::unix::fs::symlink("busybox", dir.join("bin/sh"))?;
@@ -130,7 +130,7 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("{what}: cannot start"))?;
+        .ctx(|| format!("{what}: cannot start"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err
@@ -138,14 +138,17 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no message");
-        bail!("{what} failed: {line}");
+        return Err(crate::LifecycleError::Tool {
+            what: what.into(),
+            line: line.into(),
+        });
     }
     Ok(())
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     if !src.is_dir() {
-        bail!("{} is not a directory", src.display());
+        refuse!("{} is not a directory", src.display());
     }
     run_tool(
         Command::new("cp")
@@ -159,7 +162,7 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
 
 fn extract_tar(tar: &Path, dst: &Path) -> Result<()> {
     if !tar.is_file() {
-        bail!("{} is not a file", tar.display());
+        refuse!("{} is not a file", tar.display());
     }
     run_tool(
         Command::new("tar")
@@ -172,8 +175,13 @@ fn extract_tar(tar: &Path, dst: &Path) -> Result<()> {
     )
 }
 
-/// Runs debootstrap and shows its progress on one status line (a terminal) or as lines.
-fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
+/// Runs debootstrap; every line of its output goes to `progress` as it comes.
+fn debootstrap(
+    suite: &str,
+    mirror: Option<&str>,
+    dst: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase").arg(suite).arg(dst);
     if let Some(m) = mirror {
@@ -184,7 +192,7 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("debootstrap: cannot start it (apt-get install debootstrap)")?;
+        .ctx(|| "debootstrap: cannot start it (apt-get install debootstrap)")?;
     let stderr = child.stderr.take();
     let err_thread = std::thread::spawn(move || {
         let mut s = String::new();
@@ -193,33 +201,12 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
         }
         s
     });
-    let tty = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
     let mut n = 0usize;
-    let mut last_stage = String::new();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
-            let line = line.unwrap_or_default();
             n += 1;
-            let secs = started.elapsed().as_secs();
-            if tty {
-                let short: String = line.chars().take(70).collect();
-                eprint!("\r\x1b[2K[{:>3}s] debootstrap {suite}: {short}", secs);
-                let _ = std::io::stderr().flush();
-            } else if let Some(stage) = line
-                .strip_prefix("I: ")
-                .and_then(|l| l.split_whitespace().next())
-            {
-                // Not a terminal (a log): one line per stage, not per package.
-                if stage != last_stage {
-                    eprintln!("[{secs:>3}s] debootstrap {suite}: {line}");
-                    last_stage = stage.to_string();
-                }
-            }
+            progress(&line.unwrap_or_default());
         }
-    }
-    if tty {
-        eprintln!();
     }
     let status = child.wait()?;
     let err = err_thread.join().unwrap_or_default();
@@ -229,16 +216,23 @@ fn debootstrap(suite: &str, mirror: Option<&str>, dst: &Path) -> Result<()> {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no message");
-        bail!("debootstrap {suite} failed after {n} lines of output: {line}");
+        refuse!("debootstrap {suite} failed after {n} lines of output: {line}");
     }
     Ok(())
 }
 
-pub fn create(store: &Store, name: &Name, source: Source, json: bool) -> Result<()> {
+/// Creates template `name` (its next version) from `source`; `progress` gets the lines of a
+/// long build (debootstrap). Returns the version and its directory.
+pub fn create(
+    store: &Store,
+    name: &Name,
+    source: Source,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(u32, PathBuf)> {
     let version = store.catalog.template_latest(name)?.unwrap_or(0) + 1;
     let dest = store.layout.template(name, version);
     if dest.exists() {
-        bail!(
+        refuse!(
             "{} already exists but the catalog does not know it; remove it first",
             dest.display()
         );
@@ -248,47 +242,27 @@ pub fn create(store: &Store, name: &Name, source: Source, json: bool) -> Result<
             Source::Busybox(bb) => build_busybox(bb, dir)?,
             Source::Dir(src) => copy_dir(src, dir)?,
             Source::Tar(t) => extract_tar(t, dir)?,
-            Source::Debootstrap { suite, mirror } => debootstrap(suite, mirror.as_deref(), dir)?,
+            Source::Debootstrap { suite, mirror } => {
+                debootstrap(suite, mirror.as_deref(), dir, progress)?
+            }
         }
         add_skeleton(dir)
     })
-    .with_context(|| format!("create template {name}"))?;
+    .ctx(|| format!("create template {name}"))?;
     if let Err(e) = store
         .catalog
         .add_template(name, version, &source.describe())
     {
         let _ = std::fs::remove_dir_all(&dest);
-        return Err(anyhow::Error::from(e).context(format!("record template {name}")));
+        return Err(e).ctx(|| format!("record template {name}"));
     }
-    if json {
-        print_json(&serde_json::json!({ "template": name, "version": version, "path": dest }))
-    } else {
-        println!("template {name} version {version} at {}", dest.display());
-        Ok(())
-    }
+    Ok((version, dest))
 }
 
-pub fn list(store: &Store, json: bool) -> Result<()> {
-    let rows = store.catalog.templates()?;
-    if json {
-        return print_json(&rows);
-    }
-    let mut t = Table::new(&["NAME", "VERSION", "SOURCE", "CREATED"]);
-    for r in rows {
-        t.row(vec![
-            r.name,
-            r.version.to_string(),
-            r.source,
-            crate::output::time_ms(r.created_ms),
-        ]);
-    }
-    t.print();
-    Ok(())
-}
-
+/// Removes a template (every version, or one); refused while an app uses it.
 pub fn rm(store: &Store, name: &Name, version: Option<u32>) -> Result<()> {
     if store.catalog.template_latest(name)?.is_none() {
-        bail!("unknown template {name} (see jcs template list)");
+        refuse!("unknown template {name} (see jcs template list)");
     }
     let users: Vec<String> = store
         .catalog
@@ -298,14 +272,14 @@ pub fn rm(store: &Store, name: &Name, version: Option<u32>) -> Result<()> {
         .map(|a| a.name.to_string())
         .collect();
     if !users.is_empty() {
-        bail!(
+        refuse!(
             "template {name} is used by app(s) {}; remove them first",
             users.join(", ")
         );
     }
     if let Some(v) = version {
         if !store.catalog.template_exists(name, v)? {
-            bail!("template {name} has no version {v}");
+            refuse!("template {name} has no version {v}");
         }
     }
     store.catalog.remove_template(name, version)?;
@@ -313,11 +287,7 @@ pub fn rm(store: &Store, name: &Name, version: Option<u32>) -> Result<()> {
         Some(v) => store.layout.template(name, v),
         None => store.layout.templates().join(name.as_str()),
     };
-    std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
-    println!(
-        "removed template {name}{}",
-        version.map(|v| format!(" version {v}")).unwrap_or_default()
-    );
+    std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! `JCS_BRIDGE_CIDR` (default 10.231.0.0/16). VE N gets host N+1 of the range; the bridge is
 //! host 1, so a service on the host is reachable from every bridged VE at that address.
 
-use anyhow::Result;
+use crate::Result;
 use model::{NetMode, VeId};
 use store::Store;
 use ve::launch::{EthConfig, HookError, Hooks};

@@ -1,23 +1,23 @@
 //! Building a directory of the store all at once (templates, app layers).
 
-use anyhow::{Context, Result};
+use crate::{Context, Result};
 use std::path::Path;
 
 /// Builds a directory under a temporary name next to `dest` and renames it into place only
 /// when `build` succeeded; on failure the temporary directory is removed, so nothing
 /// half-created is left behind.
 pub fn build_dir_atomically(dest: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dest.parent().context("destination has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let parent = dest.parent().ctx(|| "destination has no parent")?;
+    std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("x");
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if tmp.exists() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    std::fs::create_dir(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     let r = build(&tmp).and_then(|_| {
         std::fs::rename(&tmp, dest)
-            .with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))
+            .ctx(|| format!("rename {} to {}", tmp.display(), dest.display()))
     });
     if r.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

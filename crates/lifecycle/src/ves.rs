@@ -1,7 +1,7 @@
-//! Running VEs and looking at them: `jcs run`, `jcs ps`, `jcs inspect`, `jcs rm`, `jcs gc`.
+//! Running VEs and looking at them: run (build, record, tear down), the integrity report,
+//! removing finished VEs and collecting what dead runs left.
 
-use crate::output::{print_json, time_ms, Table};
-use anyhow::{bail, Context, Result};
+use crate::{refuse, Context, Result};
 use model::report::{diff_manifests, Change, IntegrityReport, Manifest, StorageChange};
 use model::{AppSpec, Limits, NetMode, VeId};
 use serde::Serialize;
@@ -91,8 +91,8 @@ fn storage_changes(
 fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+        .ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("write {}", path.display()))?;
     Ok(())
 }
 
@@ -101,7 +101,7 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
 /// removed.
 struct VeHooks {
     monitor: Option<recorder::MonitorHooks>,
-    net: Option<crate::netsetup::BridgeHooks>,
+    net: Option<crate::net::BridgeHooks>,
 }
 
 impl Hooks for VeHooks {
@@ -130,7 +130,7 @@ impl Hooks for VeHooks {
 /// (a catalog restored from an older backup) is skipped, so ids are never reused.
 fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
     std::fs::create_dir_all(store.layout.ves())
-        .with_context(|| format!("create {}", store.layout.ves().display()))?;
+        .ctx(|| format!("create {}", store.layout.ves().display()))?;
     for _ in 0..100 {
         let id = store
             .catalog
@@ -149,12 +149,11 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
                 store
                     .catalog
                     .ve_ended(id, "failed", None, Some(&e.to_string()))?;
-                return Err(anyhow::Error::from(e)
-                    .context(format!("create {}", store.layout.ve(id).display())));
+                return Err(e).ctx(|| format!("create {}", store.layout.ve(id).display()));
             }
         }
     }
-    bail!(
+    refuse!(
         "could not find a free VE id below {}",
         store.layout.ves().display()
     )
@@ -164,22 +163,22 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
 pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
     let bridge = match l.net {
-        NetMode::Bridge => Some(crate::netsetup::bridge_net()?),
+        NetMode::Bridge => Some(crate::net::bridge_net()?),
         _ => None,
     };
     let lowers = lower_stack(store, &l.app, l.version);
     for (label, dir) in &lowers {
         if !dir.is_dir() {
-            bail!(
+            refuse!(
                 "{label} is missing from the store ({} does not exist); recreate it, or remove app {}",
                 dir.display(),
                 l.app.name
             );
         }
     }
-    crate::mark("cgroup layout");
+    crate::timing::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
-    crate::mark("ve row");
+    crate::timing::mark("ve row");
     // (kind, host directory, inner path) of each persistent and shared directory: where the
     // VE's file system reaches outside it.
     let storage: Vec<(String, PathBuf, String)> = if l.storage {
@@ -207,17 +206,17 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let outside = storage.iter().map(|(_, _, inner)| inner.clone()).collect();
     let mut hooks = VeHooks {
         monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside),
-        net: crate::netsetup::hooks_for(store, l.net, id)?,
+        net: crate::net::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;
     let dirties = store.layout.dirties(id);
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
         for d in [&dirties, &store.layout.work(id), &store.layout.meta(id)] {
-            std::fs::create_dir(d).with_context(|| format!("create {}", d.display()))?;
+            std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
         for (_, dir, _) in &storage {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("create storage directory {}", dir.display()))?;
+                .ctx(|| format!("create storage directory {}", dir.display()))?;
         }
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
         let meta = VeMeta {
@@ -265,10 +264,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             ],
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
-            eth: bridge.as_ref().map(|b| crate::netsetup::eth_config(b, id)),
+            eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
         };
         let before = snapshot(&storage);
-        crate::mark("dirs+snapshot");
+        crate::timing::mark("dirs+snapshot");
         let running = ve::launch::start(&cfg, &cg_layout, &HostFs, &mut *hooks)?;
         Ok((meta, before, running))
     })();
@@ -280,7 +279,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
             // Nothing half-created: a VE that never started keeps only its catalog row.
             let _ = std::fs::remove_dir_all(store.layout.ve(id));
-            return Err(e.context(format!("VE {id}")));
+            return Err(e).ctx(|| format!("VE {id}"));
         }
     };
     meta.cgroup_id = Some(running.cgroup.id);
@@ -292,18 +291,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         pid_start_time(std::process::id() as i32).unwrap_or(0),
         running.cgroup.id,
     )?;
-    crate::mark("started");
+    crate::timing::mark("started");
     let exit = running.wait(&HostFs);
     let recorded = hooks.after_exit();
-    crate::mark("exited+teardown");
-    if std::env::var_os("JCS_TIMING").is_some() {
-        let m: Vec<String> = running
-            .phases
-            .marks
-            .iter()
-            .map(|(n, us)| format!("{n} {us}us"))
-            .collect();
-        eprintln!("jcs: VE {id} phases: {}", m.join(", "));
+    crate::timing::mark("exited+teardown");
+    for (n, us) in &running.phases.marks {
+        crate::timing::phase(id.0, n, *us);
     }
     let changes = storage_changes(&meta.storage, &before);
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
@@ -313,19 +306,20 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 store
                     .catalog
                     .ve_ended(id, "exited", Some(x.code()), Some(&e.to_string()))?;
-                bail!(
-                    "VE {id} exited with {}, but its recording is incomplete: {e}",
-                    x.code()
-                );
+                return Err(crate::LifecycleError::Unrecorded {
+                    ve: id.0,
+                    code: x.code(),
+                    why: e.to_string(),
+                });
             }
             store.catalog.ve_ended(id, "exited", Some(x.code()), None)?;
-            crate::mark("recorded");
+            crate::timing::mark("recorded");
             Ok((id, x))
         }
         Err(e) => {
             let msg = e.to_string();
             store.catalog.ve_ended(id, "failed", None, Some(&msg))?;
-            Err(anyhow::Error::from(e).context(format!("VE {id}")))
+            Err(e).ctx(|| format!("VE {id}"))
         }
     }
 }
@@ -333,13 +327,14 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
 /// Records where a VE's writable branch went (maintenance mode publishes it under a new name).
 pub fn set_upper(store: &Store, id: VeId, upper: &std::path::Path) -> Result<()> {
     let p = store.layout.meta(id).join("ve.json");
-    let mut meta: VeMeta = serde_json::from_slice(
-        &std::fs::read(&p).with_context(|| format!("read {}", p.display()))?,
-    )?;
+    let mut meta: VeMeta =
+        serde_json::from_slice(&std::fs::read(&p).ctx(|| format!("read {}", p.display()))?)?;
     meta.upper = upper.to_path_buf();
     write_json(&p, &meta)
 }
 
+/// `jcs run`: a fresh VE of the app's newest version runs `argv` (default: the app's
+/// command). Returns the command's exit code.
 pub fn run(
     store: &Store,
     app_name: &model::Name,
@@ -349,14 +344,14 @@ pub fn run(
     let app = store
         .catalog
         .app(app_name)?
-        .with_context(|| format!("unknown app {app_name} (see jcs app list)"))?;
+        .ctx(|| format!("unknown app {app_name} (see jcs app list)"))?;
     let argv = if argv.is_empty() {
         app.cmd.clone()
     } else {
         argv
     };
     if argv.is_empty() {
-        bail!("app {app_name} has no default command: give one after --, e.g. jcs run {app_name} -- /bin/sh");
+        refuse!("app {app_name} has no default command: give one after --, e.g. jcs run {app_name} -- /bin/sh");
     }
     let version = store.catalog.app_latest(app_name)?;
     let net = app.net;
@@ -376,8 +371,10 @@ pub fn run(
     Ok(exit.code())
 }
 
-pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
-    let rows: Vec<VeRow> = store
+/// The VEs, running ones (all with `all`), each with its effective state (a `running` VE
+/// whose `jcs run` died is `lost`).
+pub fn ps(store: &Store, all: bool) -> Result<Vec<VeRow>> {
+    Ok(store
         .catalog
         .ves()?
         .into_iter()
@@ -386,66 +383,30 @@ pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
             r
         })
         .filter(|r| all || r.state == "running" || r.state == "creating")
-        .collect();
-    if json {
-        return print_json(&rows);
-    }
-    let mut t = Table::new(&[
-        "ID", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND",
-    ]);
-    for r in rows {
-        t.row(vec![
-            r.id.to_string(),
-            r.app,
-            r.app_version.to_string(),
-            r.kind,
-            if r.removed {
-                format!("{} (removed)", r.state)
-            } else {
-                r.state
-            },
-            time_ms(r.started_ms),
-            r.ended_ms.map(time_ms).unwrap_or_else(|| "-".into()),
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            one_line(&r.cmd.join(" "), 60),
-        ]);
-    }
-    t.print();
-    Ok(())
-}
-
-/// Collapses whitespace (a script passed with `sh -c` spans lines) and cuts to `max` chars.
-fn one_line(s: &str, max: usize) -> String {
-    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        format!("{}…", flat.chars().take(max - 1).collect::<String>())
-    }
+        .collect())
 }
 
 fn ve_row(store: &Store, id: u64) -> Result<VeRow> {
     store
         .catalog
         .ve(VeId(id))?
-        .with_context(|| format!("unknown VE {id} (see jcs ps --all)"))
+        .ctx(|| format!("unknown VE {id} (see jcs ps --all)"))
 }
 
+/// The integrity report of VE `id`: what it wrote into its dirties and its storage.
 pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     let row = ve_row(store, id)?;
     if row.removed {
-        bail!(
+        refuse!(
             "VE {id}'s dirties were removed (jcs rm or jcs gc); there is nothing left to inspect"
         );
     }
     let meta_path = store.layout.meta(VeId(id)).join("ve.json");
     let meta: VeMeta = serde_json::from_slice(
         &std::fs::read(&meta_path)
-            .with_context(|| format!("VE {id} has no metadata at {}", meta_path.display()))?,
+            .ctx(|| format!("VE {id} has no metadata at {}", meta_path.display()))?,
     )
-    .with_context(|| format!("decode {}", meta_path.display()))?;
+    .ctx(|| format!("decode {}", meta_path.display()))?;
     let lowers: Vec<Lower> = meta
         .lowers
         .iter()
@@ -455,12 +416,12 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
         })
         .collect();
     let dirties = ve::inspect::scan_dirties(&meta.upper, &lowers)
-        .with_context(|| format!("read the dirties of VE {id} at {}", meta.upper.display()))?;
+        .ctx(|| format!("read the dirties of VE {id} at {}", meta.upper.display()))?;
     let mut notes = Vec::new();
     let state = effective_state(&row);
     let storage: Vec<StorageChange> =
         match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {
-            Ok(b) => serde_json::from_slice(&b).context("decode storage.json")?,
+            Ok(b) => serde_json::from_slice(&b).ctx(|| "decode storage.json")?,
             Err(_) => {
                 notes.push(format!(
                     "VE {id} is {state}: storage changes are computed when it exits"
@@ -488,78 +449,10 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     })
 }
 
-pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
-    let r = report(store, id)?;
-    if json {
-        return print_json(&r);
-    }
-    println!("VE {} (app {} v{})", r.ve, r.app, r.app_version);
-    println!("dirties: {} entries", r.dirties.len());
-    let mut t = Table::new(&[
-        "CHANGE",
-        "PATH",
-        "TYPE",
-        "SIZE",
-        "MODE",
-        "FLAGS",
-        "SHA256 / SHADOWS",
-    ]);
-    for e in &r.dirties {
-        use model::DirtyKind::*;
-        let (change, extra) = match &e.kind {
-            Added => ("added", String::new()),
-            Modified { shadows } => ("modified", format!("shadows {shadows}")),
-            Deleted { shadows } => ("deleted", format!("hides {shadows}")),
-            Opaque { shadows } => (
-                "opaque",
-                shadows
-                    .clone()
-                    .map(|s| format!("replaces dir of {s}"))
-                    .unwrap_or_default(),
-            ),
-        };
-        let sha = e.sha256.as_deref().map(|s| &s[..16]).unwrap_or("");
-        t.row(vec![
-            change.into(),
-            e.path.clone(),
-            format!("{:?}", e.file_type).to_lowercase(),
-            e.size.to_string(),
-            format!("{:04o}", e.mode),
-            e.flags.labels().join(","),
-            [sha, extra.as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
-        ]);
-    }
-    t.print();
-    println!("storage: {} changes", r.storage.len());
-    let mut t = Table::new(&["CHANGE", "STORAGE", "PATH", "SIZE", "SHA256"]);
-    for c in &r.storage {
-        t.row(vec![
-            format!("{:?}", c.change).to_lowercase(),
-            c.storage.clone(),
-            c.path.clone(),
-            c.size.to_string(),
-            c.sha256
-                .as_deref()
-                .map(|s| s[..16].to_string())
-                .unwrap_or_default(),
-        ]);
-    }
-    t.print();
-    for n in &r.notes {
-        println!("note: {n}");
-    }
-    Ok(())
-}
-
 /// Removes a finished VE's directory (dirties, metadata). Never a running VE's.
 fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
     if owner_alive(row) && (row.state == "running" || row.state == "creating") {
-        bail!(
+        refuse!(
             "VE {} is running; it can be removed once it has exited",
             row.id
         );
@@ -578,7 +471,7 @@ fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
     let dir = store.layout.ve(id);
     let existed = dir.exists();
     if existed {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
     }
     store.catalog.ve_removed(id)?;
     Ok(existed)
@@ -605,46 +498,50 @@ fn clean_stale_cgroup(store: &Store, id: VeId) {
     let _ = cg.remove(&HostFs, std::time::Duration::from_secs(5));
 }
 
-pub fn rm(store: &Store, ids: &[u64]) -> Result<()> {
+/// Removes finished VEs' dirties and metadata (never a running VE's). Per id: whether it
+/// was removed now (false: it already was).
+pub fn rm(store: &Store, ids: &[u64]) -> Result<Vec<(u64, bool)>> {
+    let mut out = Vec::new();
     for id in ids {
         let row = ve_row(store, *id)?;
         if row.removed {
-            println!("VE {id} was already removed");
+            out.push((*id, false));
             continue;
         }
         remove_ve(store, &row)?;
-        println!("removed VE {id}");
+        out.push((*id, true));
     }
-    Ok(())
+    Ok(out)
 }
 
-pub fn gc(store: &Store, json: bool) -> Result<()> {
-    let mut removed = Vec::new();
-    let mut kept = Vec::new();
+/// What [`gc`] did.
+#[derive(Debug, Default, Serialize)]
+pub struct Collected {
+    /// Finished VEs whose dirties and metadata were removed.
+    pub removed: Vec<u64>,
+    /// Running VEs, kept.
+    pub running: Vec<u64>,
+    /// Unfinished template and app builds removed.
+    pub partials: Vec<PathBuf>,
+}
+
+/// Removes every finished VE's dirties, and cleans up after VEs whose `jcs run` died and
+/// builds that were killed.
+pub fn gc(store: &Store) -> Result<Collected> {
+    let mut c = Collected::default();
     for row in store.catalog.ves()? {
         if row.removed {
             continue;
         }
         if owner_alive(&row) && (row.state == "running" || row.state == "creating") {
-            kept.push(row.id);
+            c.running.push(row.id);
             continue;
         }
         remove_ve(store, &row)?;
-        removed.push(row.id);
+        c.removed.push(row.id);
     }
-    let partials = remove_stale_partials(store)?;
-    if json {
-        return print_json(
-            &serde_json::json!({ "removed": removed, "running": kept, "partials": partials }),
-        );
-    }
-    println!(
-        "removed {} finished VE(s); {} running VE(s) kept; {} unfinished template/app build(s) removed",
-        removed.len(),
-        kept.len(),
-        partials.len()
-    );
-    Ok(())
+    c.partials = remove_stale_partials(store)?;
+    Ok(c)
 }
 
 /// Removes what a killed `jcs template create`, `app create` or `app update` left: their
@@ -679,7 +576,7 @@ fn remove_stale_partials(store: &Store) -> Result<Vec<PathBuf>> {
                 };
                 if stale {
                     std::fs::remove_dir_all(e.path())
-                        .with_context(|| format!("remove {}", e.path().display()))?;
+                        .ctx(|| format!("remove {}", e.path().display()))?;
                     out.push(e.path());
                 }
             }

@@ -1,10 +1,9 @@
-//! `jcs app create|list|show|rm|update`: app branches on templates, with persistent and shared
-//! storage; maintenance mode publishes new app versions.
+//! Apps: app branches on templates, with persistent and shared storage; maintenance mode
+//! publishes new app versions.
 
 use crate::atomic::build_dir_atomically;
-use crate::output::{print_json, time_ms, Table};
 use crate::ves::{launch, Launch};
-use anyhow::{bail, Context, Result};
+use crate::{refuse, Context, Result};
 use model::{AppSpec, Limits, Name, NetMode};
 use std::path::{Path, PathBuf};
 use store::Store;
@@ -14,36 +13,27 @@ pub fn parse_template_ref(s: &str) -> Result<(Name, Option<u32>)> {
     match s.split_once(':') {
         Some((n, v)) => Ok((
             Name::parse(n)?,
-            Some(
-                v.parse()
-                    .with_context(|| format!("template version {v:?} is not a number"))?,
-            ),
+            Some(v.parse().map_err(|_| {
+                crate::LifecycleError::Arg(format!("template version {v:?} is not a number"))
+            })?),
         )),
         None => Ok((Name::parse(s)?, None)),
     }
 }
 
-#[derive(clap::Args, Debug)]
+/// What `jcs app create` asks for, as given (validated by [`create`]).
+#[derive(Debug, Clone)]
 pub struct CreateArgs {
-    /// Name of the app (letters, digits, '.', '_', '-')
     pub name: String,
-    /// Template, as NAME or NAME:VERSION (default: its newest version)
-    #[arg(long)]
+    /// `NAME` or `NAME:VERSION`.
     pub template: String,
-    /// Initial content of the app branch
-    #[arg(long, value_name = "DIR")]
+    /// Initial content of the app branch.
     pub from_dir: Option<PathBuf>,
-    /// Directory inside the VE that persists across this app's VEs (repeatable)
-    #[arg(long, value_name = "PATH")]
+    /// Directories inside the VE that persist across the app's VEs.
     pub persist: Vec<String>,
-    /// Mount the shared directory SHARED at PATH (repeatable); several apps can share one
-    #[arg(long, value_name = "PATH=SHARED")]
+    /// `PATH=SHARED`.
     pub share: Vec<String>,
-    /// Network: none (only lo) or bridge (veth into the JCS bridge)
-    #[arg(long, default_value = "none")]
     pub net: NetMode,
-    /// Default command of the app's VEs (takes the rest of the line)
-    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
@@ -55,28 +45,29 @@ fn add_mount_points(layer: &Path, template: &Path, spec: &AppSpec) -> Result<()>
             if m.is_dir() {
                 continue;
             }
-            bail!(
+            refuse!(
                 "{p} exists in template {} and is not a directory",
                 spec.template
             );
         }
         std::fs::create_dir_all(layer.join(p.relative()))
-            .with_context(|| format!("create mount point {p}"))?;
+            .ctx(|| format!("create mount point {p}"))?;
     }
     Ok(())
 }
 
-pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
+/// Creates an app (its version 1) and its storage directories; nothing is left on failure.
+pub fn create(store: &Store, a: CreateArgs) -> Result<AppSpec> {
     let name = Name::parse(&a.name)?;
     // Validate everything before touching the disk.
     let (tname, tver) = parse_template_ref(&a.template)?;
     let latest = store
         .catalog
         .template_latest(&tname)?
-        .with_context(|| format!("unknown template {tname} (see jcs template list)"))?;
+        .ctx(|| format!("unknown template {tname} (see jcs template list)"))?;
     let tver = tver.unwrap_or(latest);
     if !store.catalog.template_exists(&tname, tver)? {
-        bail!("template {tname} has no version {tver}");
+        refuse!("template {tname} has no version {tver}");
     }
     let spec = AppSpec {
         name: name.clone(),
@@ -85,34 +76,40 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         persist: a
             .persist
             .iter()
-            .map(|p| model::InnerPath::parse(p).map_err(|e| anyhow::anyhow!("--persist: {e}")))
+            .map(|p| {
+                model::InnerPath::parse(p)
+                    .map_err(|e| crate::LifecycleError::Arg(format!("--persist: {e}")))
+            })
             .collect::<Result<_>>()?,
         shares: a
             .share
             .iter()
-            .map(|s| model::Share::parse(s).map_err(|e| anyhow::anyhow!("--share: {e}")))
+            .map(|s| {
+                model::Share::parse(s)
+                    .map_err(|e| crate::LifecycleError::Arg(format!("--share: {e}")))
+            })
             .collect::<Result<_>>()?,
         net: a.net,
         cmd: a.cmd,
     };
     spec.validate()?;
     if store.catalog.app(&name)?.is_some() {
-        bail!(
+        refuse!(
             "app {} already exists (jcs app update changes it, jcs app rm removes it)",
             name
         );
     }
     if let Some(d) = &a.from_dir {
         if !d.is_dir() {
-            bail!("--from-dir {} is not a directory", d.display());
+            refuse!("--from-dir {} is not a directory", d.display());
         }
     }
     if spec.net == NetMode::Bridge {
-        crate::netsetup::bridge_net()?;
+        crate::net::bridge_net()?;
     }
     let layer = store.layout.app_layer(&name, 1);
     if store.layout.app_dir(&name).exists() {
-        bail!(
+        refuse!(
             "{} exists but the catalog has no app {}; remove it first",
             store.layout.app_dir(&name).display(),
             name
@@ -126,9 +123,9 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
                 .arg(format!("{}/.", src.display()))
                 .arg(dir)
                 .output()
-                .context("run cp")?;
+                .ctx(|| "run cp")?;
             if !out.status.success() {
-                bail!(
+                refuse!(
                     "copy {}: {}",
                     src.display(),
                     String::from_utf8_lossy(&out.stderr).trim()
@@ -141,20 +138,20 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
         // The app directory did not exist before this command (checked above).
         let _ = std::fs::remove_dir_all(store.layout.app_dir(&name));
     })
-    .with_context(|| format!("create app {}", name))?;
+    .ctx(|| format!("create app {}", name))?;
     let mut made = vec![];
     let storage = (|| -> Result<()> {
         for p in &spec.persist {
             let d = store.layout.persist(&spec.name, p);
             if !d.exists() {
-                std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+                std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
                 made.push(d);
             }
         }
         for s in &spec.shares {
             let d = store.layout.shared(&s.shared);
             if !d.exists() {
-                std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+                std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
                 made.push(d);
             }
         }
@@ -173,104 +170,31 @@ pub fn create(store: &Store, a: CreateArgs, json: bool) -> Result<()> {
             let _ = std::fs::remove_dir(&d);
         }
         let _ = std::fs::remove_dir_all(store.layout.app_dir(&name));
-        return Err(e.context(format!("create app {}", name)));
+        return Err(e).ctx(|| format!("create app {name}"));
     }
-    if json {
-        return print_json(&serde_json::json!({ "app": spec, "version": 1 }));
-    }
-    println!(
-        "app {} version 1 on template {} v{}",
-        spec.name, spec.template, spec.template_version
-    );
-    Ok(())
+    Ok(spec)
 }
 
-fn get(store: &Store, name: &Name) -> Result<AppSpec> {
+/// The app `name`, or a refusal that says how to list them.
+pub fn get(store: &Store, name: &Name) -> Result<AppSpec> {
     store
         .catalog
         .app(name)?
-        .with_context(|| format!("unknown app {name} (see jcs app list)"))
+        .ctx(|| format!("unknown app {name} (see jcs app list)"))
 }
 
-pub fn list(store: &Store, json: bool) -> Result<()> {
-    let apps = store.catalog.apps()?;
-    if json {
-        let v: Vec<_> = apps
-            .iter()
-            .map(|a| {
-                Ok(serde_json::json!({ "app": a, "version": store.catalog.app_latest(&a.name)? }))
-            })
-            .collect::<Result<_>>()?;
-        return print_json(&v);
-    }
-    let mut t = Table::new(&[
-        "NAME", "VERSION", "TEMPLATE", "NET", "PERSIST", "SHARES", "CMD",
-    ]);
-    for a in apps {
-        t.row(vec![
-            a.name.to_string(),
-            store.catalog.app_latest(&a.name)?.to_string(),
-            format!("{}:{}", a.template, a.template_version),
-            a.net.to_string(),
-            a.persist
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            a.shares
-                .iter()
-                .map(|s| format!("{}={}", s.path, s.shared))
-                .collect::<Vec<_>>()
-                .join(","),
-            a.cmd.join(" "),
-        ]);
-    }
-    t.print();
-    Ok(())
+/// What [`rm`] did with the app's persistent storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistentStorage {
+    Purged,
+    /// Kept at this directory (the app had persistent storage).
+    Kept(PathBuf),
+    None,
 }
 
-pub fn show(store: &Store, name: &Name, json: bool) -> Result<()> {
-    let a = get(store, name)?;
-    let versions = store.catalog.app_versions(name)?;
-    if json {
-        return print_json(&serde_json::json!({ "app": a, "versions": versions }));
-    }
-    println!("app        {}", a.name);
-    println!("template   {} v{}", a.template, a.template_version);
-    println!("network    {}", a.net);
-    println!(
-        "command    {}",
-        if a.cmd.is_empty() {
-            "-".into()
-        } else {
-            a.cmd.join(" ")
-        }
-    );
-    for p in &a.persist {
-        println!(
-            "persist    {p} <- {}",
-            store.layout.persist(&a.name, p).display()
-        );
-    }
-    for s in &a.shares {
-        println!(
-            "shared     {} <- {}",
-            s.path,
-            store.layout.shared(&s.shared).display()
-        );
-    }
-    for v in versions {
-        println!(
-            "version    {} ({}, {})",
-            v.version,
-            v.via,
-            time_ms(v.created_ms)
-        );
-    }
-    Ok(())
-}
-
-pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
+/// Removes an app (never while one of its VEs runs); its persistent storage stays unless
+/// `purge`.
+pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<PersistentStorage> {
     let a = get(store, name)?;
     let running: Vec<String> = store
         .catalog
@@ -280,30 +204,34 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<()> {
         .map(|v| v.id.to_string())
         .collect();
     if !running.is_empty() {
-        bail!(
+        refuse!(
             "app {name} has running VE(s) {}; wait for them to exit",
             running.join(", ")
         );
     }
     store.catalog.remove_app(name)?;
     let dir = store.layout.app_dir(name);
-    std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
     let pdir = store.layout.persist_app(name);
     if purge {
         if pdir.exists() {
-            std::fs::remove_dir_all(&pdir).with_context(|| format!("remove {}", pdir.display()))?;
+            std::fs::remove_dir_all(&pdir).ctx(|| format!("remove {}", pdir.display()))?;
         }
-        println!("removed app {name} and its persistent storage");
+        Ok(PersistentStorage::Purged)
+    } else if !a.persist.is_empty() {
+        Ok(PersistentStorage::Kept(pdir))
     } else {
-        println!("removed app {name}");
-        if !a.persist.is_empty() {
-            println!(
-                "its persistent storage stays in {} (jcs app rm --purge removes it)",
-                pdir.display()
-            );
-        }
+        Ok(PersistentStorage::None)
     }
-    Ok(())
+}
+
+/// How a maintenance run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// The command succeeded: this version is published.
+    Published(u32),
+    /// The command exited with this code: nothing was published; the app stays at `current`.
+    Failed { code: i32, current: u32 },
 }
 
 /// Maintenance mode: runs `argv` in a VE whose writable branch is the app's next layer, and
@@ -314,16 +242,16 @@ pub fn update(
     argv: Vec<String>,
     net: NetMode,
     limits: Limits,
-) -> Result<i32> {
+) -> Result<Updated> {
     let app = get(store, name)?;
     if argv.is_empty() {
-        bail!("give the maintenance command after --, e.g. jcs app update {name} -- apt-get install -y hello");
+        refuse!("give the maintenance command after --, e.g. jcs app update {name} -- apt-get install -y hello");
     }
     let dir = store.layout.app_dir(name);
-    let lock = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-        |_| anyhow::anyhow!("app {name} is already being updated by another jcs app update"),
-    )?;
+    let lock = std::fs::File::open(&dir).ctx(|| format!("open {}", dir.display()))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        refuse!("app {name} is already being updated by another jcs app update");
+    }
     let cur = store.catalog.app_latest(name)?;
     let next = cur + 1;
     let dest = store.layout.app_layer(name, next);
@@ -332,12 +260,12 @@ pub fn update(
         std::fs::remove_dir_all(&tmp)?;
     }
     if dest.exists() {
-        bail!(
+        refuse!(
             "{} exists but the catalog does not know it; remove it first",
             dest.display()
         );
     }
-    std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    std::fs::create_dir(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     let r = launch(
         store,
         Launch {
@@ -360,10 +288,9 @@ pub fn update(
     };
     if code != 0 {
         let _ = std::fs::remove_dir_all(&tmp);
-        eprintln!("jcs: maintenance command exited with {code}; app {name} stays at version {cur}");
-        return Ok(code);
+        return Ok(Updated::Failed { code, current: cur });
     }
-    std::fs::rename(&tmp, &dest).with_context(|| format!("publish {}", dest.display()))?;
+    std::fs::rename(&tmp, &dest).ctx(|| format!("publish {}", dest.display()))?;
     crate::ves::set_upper(store, ve_id, &dest)?;
     if let Err(e) =
         store
@@ -371,8 +298,7 @@ pub fn update(
             .add_app_version(name, next, &format!("update: {}", argv.join(" ")))
     {
         let _ = std::fs::remove_dir_all(&dest);
-        return Err(anyhow::Error::from(e).context("record the new app version"));
+        return Err(e).ctx(|| "record the new app version");
     }
-    println!("app {name} version {next} published");
-    Ok(0)
+    Ok(Updated::Published(next))
 }

@@ -1,0 +1,297 @@
+//! The VE's side, after `clone`: its init runs the mount plan, drops into the new root and
+//! starts the app (capabilities, no_new_privs, seccomp, `execve`). Every path ends in `-> !`:
+//! the init exits with the app's status, a failure is written to the error pipe first.
+
+use super::parent::{default_signals, EXIT_EXEC, EXIT_SETUP};
+use super::plan::Step;
+use super::sys::{last_err, run_step};
+use super::{LaunchError, VeConfig};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// The command, pre-converted so the child allocates as little as possible.
+#[derive(Debug)]
+pub(super) struct ExecSpec {
+    argv: Vec<CString>,
+    /// Owns the strings `envp_ptrs` points into.
+    #[allow(dead_code)]
+    envp: Vec<CString>,
+    /// Candidate paths for argv[0], in PATH order.
+    candidates: Vec<CString>,
+    /// NULL-terminated pointer arrays into `argv` and `envp` (the CStrings' heap buffers do
+    /// not move), built before the app's process exists.
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ExecSpec {
+    pub(super) fn new(cfg: &VeConfig) -> Result<ExecSpec, LaunchError> {
+        let bad = |s: &str| LaunchError::Exec(format!("argument {s:?} contains a NUL byte"));
+        if cfg.argv.is_empty() {
+            return Err(LaunchError::Exec(
+                "no command to run (give one after --, or set the app's --cmd)".into(),
+            ));
+        }
+        let argv = cfg
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).map_err(|_| bad(a)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = cfg
+            .env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = cfg
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        let a0 = &cfg.argv[0];
+        let candidates = if a0.contains('/') {
+            vec![argv[0].clone()]
+        } else {
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
+        Ok(ExecSpec {
+            argv,
+            envp,
+            candidates,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
+}
+
+/// Reports a failure to the parent through the error pipe and exits.
+pub(super) fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
+    // SAFETY: write to our own pipe; _exit never returns and skips atexit handlers that
+    // belong to the parent's copy of the process.
+    unsafe {
+        libc::write(err.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+        libc::_exit(code);
+    }
+}
+
+pub(super) fn child_main(
+    plan: &[Step],
+    exec: &ExecSpec,
+    filters: &[seccompiler::BpfProgram],
+    v1_tasks: &[PathBuf],
+    sync_rd: OwnedFd,
+    err_wr: OwnedFd,
+    cloned_at: std::time::Instant,
+) -> ! {
+    // JCS_TIMING=1: where the init's time goes, from the parent's clone on (CLOCK_MONOTONIC
+    // is shared by parent and child).
+    let timing = std::env::var_os("JCS_TIMING").is_some();
+    let mut t = cloned_at;
+    let mut times = String::new();
+    let mut lap = |what: &str| {
+        if timing {
+            let now = std::time::Instant::now();
+            times.push_str(&format!("{what} {}us, ", (now - t).as_micros()));
+            t = now;
+        }
+    };
+    lap("child running");
+    // SAFETY: prctl with integer arguments: die with the parent, so no VE outlives `jcs run`.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    default_signals();
+    // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
+    // `tasks` files: moving only the calling thread of a single-threaded process skips the
+    // global threadgroup lock, whose write side waits for an RCU grace period (10-20 ms on
+    // an idle host) when the parent writes our pid into `cgroup.procs`.
+    for t in v1_tasks {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(t)
+            .and_then(|mut f| f.write_all(b"0"))
+        {
+            fail(
+                &err_wr,
+                EXIT_SETUP,
+                &format!("join cgroup {}: {e}", t.display()),
+            );
+        }
+    }
+    lap("join v1");
+    // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
+    let mut b = [0u8; 1];
+    let mut f = std::fs::File::from(sync_rd);
+    if !matches!(f.read(&mut b), Ok(1)) {
+        // SAFETY: exit without running the parent's destructors.
+        unsafe { libc::_exit(EXIT_SETUP) };
+    }
+    drop(f);
+    lap("released");
+    // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
+    }
+    lap("cgroupns");
+    for step in plan {
+        if let Err(e) = run_step(step) {
+            fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
+        }
+        lap(step.kind());
+    }
+    let app = spawn_app(exec, filters, &err_wr);
+    if app < 0 {
+        fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
+    }
+    lap("app exec'd");
+    if timing {
+        eprintln!("jcs: VE init steps: {times}");
+    }
+    drop(err_wr);
+    // The VE's init: reap everything, end with the app's status. When we exit, the kernel
+    // kills whatever is left in the pid namespace.
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for any child of the init.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == app {
+            // SAFETY: exit with the app's status; signals map to 128 + n.
+            unsafe {
+                if libc::WIFSIGNALED(status) {
+                    libc::_exit(128 + libc::WTERMSIG(status));
+                }
+                libc::_exit(libc::WEXITSTATUS(status));
+            }
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            // SAFETY: nothing left to wait for.
+            unsafe { libc::_exit(EXIT_SETUP) };
+        }
+    }
+}
+
+/// What the app's process needs; it lives on the VE init's stack while the app runs on its
+/// own (see [`spawn_app`]).
+pub(super) struct AppArgs<'a> {
+    exec: &'a ExecSpec,
+    filters: &'a [seccompiler::BpfProgram],
+    err: &'a OwnedFd,
+}
+
+extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
+    // because the caller is suspended until this process execs or exits (CLONE_VFORK).
+    let a = unsafe { &*(arg as *const AppArgs<'_>) };
+    exec_app(a.exec, a.filters, a.err)
+}
+
+/// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
+/// shares the init's memory until `execve`, so there is no copy-on-write fork of the whole
+/// address space. Returns the pid, or -1.
+pub(super) fn spawn_app(
+    exec: &ExecSpec,
+    filters: &[seccompiler::BpfProgram],
+    err: &OwnedFd,
+) -> libc::pid_t {
+    const STACK: usize = 1 << 20;
+    let mut stack = vec![0u8; STACK];
+    let args = AppArgs { exec, filters, err };
+    // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
+    // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
+    // every use. The child only makes system calls, and allocates only on its error path,
+    // while the parent cannot be inside the allocator.
+    unsafe {
+        let top = stack.as_mut_ptr().add(STACK) as usize & !15;
+        libc::clone(
+            app_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const AppArgs<'_> as *mut libc::c_void,
+        )
+    }
+}
+
+pub(super) fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd) -> ! {
+    if let Err(e) = crate::caps::drop_to_default() {
+        fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
+    }
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        fail(err, EXIT_SETUP, &last_err("set no_new_privs"));
+    }
+    if let Err(e) = crate::seccomp::install(filters) {
+        fail(err, EXIT_SETUP, &e.to_string());
+    }
+    let mut last = libc::ENOENT;
+    for cand in &exec.candidates {
+        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+        unsafe {
+            libc::execve(
+                cand.as_ptr(),
+                exec.argv_ptrs.as_ptr(),
+                exec.envp_ptrs.as_ptr(),
+            )
+        };
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::ENOENT);
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+            if e != libc::EACCES {
+                break;
+            }
+        }
+    }
+    let a0 = exec.argv[0].to_string_lossy();
+    let msg = if last == libc::ENOENT {
+        format!("command not found in the VE: {a0}")
+    } else {
+        format!(
+            "cannot execute {a0} in the VE: {}",
+            io::Error::from_raw_os_error(last)
+        )
+    };
+    fail(err, EXIT_EXEC, &msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::test_cfg::cfg;
+    use model::NetMode;
+    #[test]
+    fn exec_candidates_follow_path() {
+        let e = ExecSpec::new(&cfg(NetMode::None)).unwrap();
+        let c: Vec<_> = e
+            .candidates
+            .iter()
+            .map(|c| c.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(c, vec!["/bin/sh", "/usr/bin/sh"]);
+        let mut abs = cfg(NetMode::None);
+        abs.argv = vec!["/opt/x".into()];
+        assert_eq!(ExecSpec::new(&abs).unwrap().candidates.len(), 1);
+        abs.argv = vec![];
+        assert!(ExecSpec::new(&abs).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Starting a VE: the parent side (cgroup, clone into new namespaces, two-phase release, wait,
+//! teardown) and the child side (a pure mount plan executed step by step, then the app).
+//!
+//! ```text
+//! parent (jcs run)                          child I (pid 1 of the VE)          app C
+//! create cgroup jcs/NAME (limits)
+//! clone(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET) ─→ wait on the sync pipe
+//! move I into the cgroup (every hierarchy)
+//! hooks.before_release (monitor, network)
+//! write the sync byte ──────────────────────→ unshare(NEWCGROUP)
+//!                                            mount plan, pivot_root, lo up
+//!                                            fork ─────────────────────────→ caps, no_new_privs,
+//! read the error pipe until EOF ←──(CLOEXEC closes on exec)────────────────── seccomp, execve
+//! wait for I                                 reap; exit with C's status
+//! kill + remove the cgroup, remove scratch
+//! ```
+//!
+//! Every process of the VE is in its cgroup before it runs a single instruction of the app.
+//! The mounts exist only in the VE's mount namespace, so they vanish with its last process.
+//!
+//! The files: [`plan`] (the pure mount plan and clone flags), [`parent`] (clone, release,
+//! wait, teardown, signals), `child` (the VE's init and the app's start: code after `clone`,
+//! every path ending in `-> !`), `sys` (the raw mount and device calls the child makes).
+
+mod child;
+mod parent;
+pub mod plan;
+mod sys;
+
+pub use parent::{interrupted, start, Running};
+pub use plan::{clone_flags, plan_mounts, Step};
+
+use crate::cgroup::{CgroupError, VeCgroup};
+use model::{InnerPath, Limits, NetMode, VeId};
+use std::io;
+use std::path::PathBuf;
+
+/// A read-write bind mount of a host directory into the VE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: InnerPath,
+}
+
+/// Everything needed to start one VE.
+#[derive(Debug, Clone)]
+pub struct VeConfig {
+    pub id: VeId,
+    /// Host directory the merged root is mounted on (inside the VE's mount namespace only).
+    pub rootfs: PathBuf,
+    /// Read-only branches, highest precedence first.
+    pub lowers: Vec<PathBuf>,
+    /// The writable branch: the VE's dirties, or the new app layer in maintenance mode.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub binds: Vec<Bind>,
+    pub net: NetMode,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cgroup_name: String,
+    pub limits: Limits,
+    /// `--net bridge`: the VE side of its veth (address, prefix, gateway).
+    pub eth: Option<EthConfig>,
+}
+
+/// Address of a bridged VE's `eth0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthConfig {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("create a pipe: {0}")]
+    Pipe(io::Error),
+    #[error("clone the VE's init with new namespaces: {0}")]
+    Clone(io::Error),
+    #[error("prepare the VE: {0}")]
+    Hook(HookError),
+    #[error("set up the VE: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Exec(String),
+    #[error("wait for the VE: {0}")]
+    Wait(io::Error),
+    #[error("compile the seccomp filter: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+/// What a hook failed with: the hook's own error type, kept whole (its chain is printed).
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Called between "the VE's init is in its cgroup" and "the app starts".
+pub trait Hooks {
+    fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), HookError>;
+    /// Called once the VE is gone (or failed to start): undo what `before_release` did.
+    /// An error means something the VE did may not have been recorded.
+    fn after_exit(&mut self) -> Result<(), HookError> {
+        Ok(())
+    }
+}
+
+/// Hooks that do nothing.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn before_release(&mut self, _pid: i32, _cgroup: &VeCgroup) -> Result<(), HookError> {
+        Ok(())
+    }
+}
+
+/// How the VE's command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Where the time of a VE start went: (phase, microseconds), in order.
+#[derive(Debug, Clone)]
+pub struct Phases {
+    last: std::time::Instant,
+    pub marks: Vec<(&'static str, u64)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            last: std::time::Instant::now(),
+            marks: vec![],
+        }
+    }
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.marks
+            .push((name, (now - self.last).as_micros() as u64));
+        self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Exit::Code(3).code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+    }
+}
+
+/// A VE configuration for the unit tests of the plan and the child.
+#[cfg(test)]
+pub(crate) mod test_cfg {
+    use super::*;
+
+    pub fn cfg(net: NetMode) -> VeConfig {
+        VeConfig {
+            id: VeId(7),
+            rootfs: "/s/ve/7".into(),
+            lowers: vec!["/s/apps/a/1".into(), "/s/templates/t/1".into()],
+            upper: "/s/ve/7/dirties".into(),
+            work: "/s/ve/7/work".into(),
+            binds: vec![Bind {
+                source: "/s/persist/a/data".into(),
+                target: InnerPath::parse("/data").unwrap(),
+            }],
+            net,
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec![("PATH".into(), "/bin:/usr/bin".into())],
+            cgroup_name: "x-7".into(),
+            limits: Limits::default(),
+            eth: None,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The parent's side of a VE start: the cgroup, `clone` into new namespaces, the two-phase
+//! release (hooks before the app's first instruction), waiting, teardown, and the signals
+//! that end a VE early.
+
+use super::child::{child_main, ExecSpec};
+use super::plan::{clone_flags, plan_mounts};
+use super::{Exit, Hooks, LaunchError, Phases, VeConfig};
+use crate::cgroup::{CgroupLayout, VeCgroup};
+use crate::fsops::Fs;
+use model::NetMode;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// A started VE whose app is running.
+#[derive(Debug)]
+pub struct Running {
+    pub pid: i32,
+    pub cgroup: VeCgroup,
+    /// Time spent in each phase of the start.
+    pub phases: Phases,
+    err_rd: Option<OwnedFd>,
+}
+
+/// Exit codes the child uses for its own failures.
+pub(super) const EXIT_SETUP: i32 = 125;
+pub(super) const EXIT_EXEC: i32 = 127;
+
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    LAST_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns and
+/// the VE is torn down.
+fn catch_signals() {
+    for s in FORWARDED {
+        // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            libc::sigaction(s, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub(super) fn default_signals() {
+    for s in FORWARDED {
+        // SAFETY: restores the default disposition.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+}
+
+/// The signal that interrupted `jcs run`, if any.
+pub fn interrupted() -> Option<i32> {
+    match LAST_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| LaunchError::Pipe(e.into()))
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// How many threads this process has (debug builds check it before `clone`).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Forks the VE's init into new namespaces. Where the kernel allows, the child is born in the
+/// VE's cgroup2 directory (`clone3` with `CLONE_INTO_CGROUP`), which is atomic and avoids a
+/// cgroup migration; otherwise a plain `clone`, and the caller moves it. Returns the pid (0
+/// in the child) and whether the child was born in the cgroup.
+fn clone_into(net: NetMode, v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
+    use rustix::fs::{open, Mode, OFlags};
+    let flags = clone_flags(net) as u64;
+    if let Ok(dirfd) = open(
+        v2_dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        let args = CloneArgs {
+            flags: flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: dirfd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: a fork-like clone3 (no stack, no CLONE_VM) with a correctly sized argument
+        // struct. The process is single-threaded, so the child owns a consistent copy of the
+        // address space; it only runs `child_main`, which never returns.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid >= 0 {
+            return Ok((pid, true));
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP)
+        ) {
+            return Err(e);
+        }
+    }
+    // SAFETY: as above, with the classic clone(2) and SIGCHLD as the exit signal.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as u64,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, false))
+}
+
+/// Starts the VE: cgroup, namespaces, release, and returns once the app has been exec'd (or
+/// failed to start).
+pub fn start(
+    cfg: &VeConfig,
+    layout: &CgroupLayout,
+    fs: &dyn Fs,
+    hooks: &mut dyn Hooks,
+) -> Result<Running, LaunchError> {
+    let mut phases = Phases::new();
+    let plan = plan_mounts(cfg);
+    let filters = crate::seccomp::compile()?;
+    let exec = ExecSpec::new(cfg)?;
+    phases.mark("prepare");
+    let cgroup = VeCgroup::create(fs, layout, &cfg.cgroup_name, &cfg.limits)?;
+    phases.mark("create cgroup");
+    let cleanup_cgroup = |cg: &VeCgroup| {
+        let _ = cg.kill(fs);
+        let _ = cg.remove(fs, Duration::from_secs(5));
+    };
+    let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    catch_signals();
+    let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
+    let cloned_at = std::time::Instant::now();
+    // The child runs on a copy of this address space without the other threads: a lock one
+    // of them held (the allocator's) would stay held forever in the child.
+    debug_assert_eq!(
+        threads(),
+        1,
+        "ve::launch::start clones: the calling process must be single-threaded"
+    );
+    let (pid, born_in_v2) = match clone_into(cfg.net, &cgroup.v2) {
+        Ok(x) => x,
+        Err(e) => {
+            cleanup_cgroup(&cgroup);
+            return Err(LaunchError::Clone(e));
+        }
+    };
+    if pid == 0 {
+        drop(sync_wr);
+        drop(err_rd);
+        child_main(
+            &plan, &exec, &filters, &v1_tasks, sync_rd, err_wr, cloned_at,
+        );
+    }
+    let pid = pid as i32;
+    phases.mark("clone");
+    drop(sync_rd);
+    drop(err_wr);
+    let mut running = Running {
+        pid,
+        cgroup,
+        err_rd: Some(err_rd),
+        phases: Phases::new(),
+    };
+    let abort = |running: &mut Running, e: LaunchError| {
+        let _ = running.cgroup.kill(fs);
+        let _ = running.wait_pid(fs);
+        running.teardown(fs);
+        e
+    };
+    // The child joins the v1 hierarchies itself (see `child_main`); only when it could not be
+    // born in its cgroup2 directory does the parent move it there.
+    if !born_in_v2 {
+        if let Err(e) = running.cgroup.join_v2(fs, pid) {
+            return Err(abort(&mut running, e.into()));
+        }
+    }
+    phases.mark("join cgroup");
+    if let Err(e) = hooks.before_release(pid, &running.cgroup) {
+        return Err(abort(&mut running, LaunchError::Hook(e)));
+    }
+    phases.mark("hooks");
+    let mut w = std::fs::File::from(sync_wr);
+    if let Err(e) = w.write_all(b"g") {
+        return Err(abort(&mut running, LaunchError::Pipe(e)));
+    }
+    drop(w);
+    // Wait until the app was exec'd (EOF) or the child reported why it could not start.
+    let mut msg = String::new();
+    let mut r = std::fs::File::from(running.err_rd.take().expect("error pipe"));
+    loop {
+        match r.read_to_string(&mut msg) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let _ = running.cgroup.kill(fs);
+            }
+            Err(e) => return Err(abort(&mut running, LaunchError::Pipe(e))),
+        }
+    }
+    phases.mark("mounts + exec");
+    running.phases = phases;
+    if !msg.is_empty() {
+        let exit = running.wait_pid(fs);
+        running.teardown(fs);
+        return Err(match exit {
+            Ok(Exit::Code(EXIT_EXEC)) => LaunchError::Exec(msg),
+            _ => LaunchError::Setup(msg),
+        });
+    }
+    Ok(running)
+}
+
+impl Running {
+    fn wait_pid(&mut self, fs: &dyn Fs) -> Result<Exit, io::Error> {
+        loop {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                return Ok(if libc::WIFSIGNALED(status) {
+                    Exit::Signal(libc::WTERMSIG(status))
+                } else {
+                    Exit::Code(libc::WEXITSTATUS(status))
+                });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            if interrupted().is_some() {
+                // Ctrl-C, SIGTERM or SIGHUP: end the whole VE, then collect its init.
+                let _ = self.cgroup.kill(fs);
+            }
+        }
+    }
+
+    /// Waits for the app to end, then tears the VE down: kills what is left in its cgroup,
+    /// removes the cgroup and the scratch directories. The dirties stay.
+    pub fn wait(&mut self, fs: &dyn Fs) -> Result<Exit, LaunchError> {
+        self.phases.last = std::time::Instant::now();
+        let exit = self.wait_pid(fs).map_err(LaunchError::Wait);
+        self.phases.mark("app ran");
+        self.teardown(fs);
+        let exit = exit?;
+        Ok(match (exit, interrupted()) {
+            (Exit::Signal(libc::SIGKILL), Some(sig)) => Exit::Signal(sig),
+            (e, _) => e,
+        })
+    }
+
+    fn teardown(&mut self, fs: &dyn Fs) {
+        let _ = self.cgroup.kill(fs);
+        self.phases.mark("kill");
+        let _ = self.cgroup.remove(fs, Duration::from_secs(10));
+        self.phases.mark("remove cgroup");
+        // The mount point is the VE's directory and the overlay work directory stays with the
+        // dirties (it holds nothing once unmounted); both go with `jcs rm`/`jcs gc`.
+    }
+}

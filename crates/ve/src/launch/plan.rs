@@ -1,0 +1,218 @@
+//! The child's setup as data: the mount plan (pure; unit-tested without root) and the clone
+//! flags of a VE.
+
+use super::{EthConfig, VeConfig};
+use model::NetMode;
+use std::path::PathBuf;
+
+/// One step of the child's mount plan. Paths are host paths before `pivot_root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `mount --make-rprivate /`: nothing the VE mounts propagates to the host.
+    MakePrivate,
+    Overlay {
+        target: PathBuf,
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    /// Make the host-wide parts of /proc read-only and hide the sensitive ones (the VE's
+    /// root is the host's uid 0: /proc/sys/vm, /proc/sysrq-trigger... act on the host).
+    ProcMask {
+        proc: PathBuf,
+    },
+    Sysfs {
+        target: PathBuf,
+    },
+    /// tmpfs on /dev with the standard character devices and symlinks.
+    Dev {
+        target: PathBuf,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    Shm {
+        target: PathBuf,
+    },
+    Hostname(String),
+    PivotRoot {
+        new_root: PathBuf,
+    },
+    LoopbackUp,
+    /// `--net bridge`: address, link and default route of eth0 inside the VE.
+    Eth(EthConfig),
+}
+
+impl Step {
+    /// A one-word label (for timings).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::MakePrivate => "private",
+            Step::Overlay { .. } => "overlay",
+            Step::Bind { .. } => "bind",
+            Step::Proc { .. } => "proc",
+            Step::ProcMask { .. } => "proc mask",
+            Step::Sysfs { .. } => "sysfs",
+            Step::Dev { .. } => "dev",
+            Step::Devpts { .. } => "devpts",
+            Step::Shm { .. } => "shm",
+            Step::Hostname(_) => "hostname",
+            Step::PivotRoot { .. } => "pivot_root",
+            Step::LoopbackUp => "lo",
+            Step::Eth(_) => "eth0",
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        match self {
+            Step::MakePrivate => "make / private".into(),
+            Step::Overlay { target, .. } => format!("mount overlay on {}", target.display()),
+            Step::Bind { source, target } => {
+                format!("bind {} on {}", source.display(), target.display())
+            }
+            Step::Proc { target } => format!("mount proc on {}", target.display()),
+            Step::ProcMask { proc } => format!("mask parts of {}", proc.display()),
+            Step::Sysfs { target } => format!("mount sysfs on {}", target.display()),
+            Step::Dev { target } => format!("populate {}", target.display()),
+            Step::Devpts { target } => format!("mount devpts on {}", target.display()),
+            Step::Shm { target } => format!("mount tmpfs on {}", target.display()),
+            Step::Hostname(h) => format!("set hostname {h}"),
+            Step::PivotRoot { new_root } => format!("pivot_root to {}", new_root.display()),
+            Step::LoopbackUp => "bring up lo".into(),
+            Step::Eth(e) => format!("configure eth0 {}/{}", e.addr, e.prefix),
+        }
+    }
+}
+
+/// The child's setup, in order. Pure: unit tests check it without root.
+pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
+    let r = &cfg.rootfs;
+    let mut steps = vec![
+        Step::MakePrivate,
+        Step::Overlay {
+            target: r.clone(),
+            lowers: cfg.lowers.clone(),
+            upper: cfg.upper.clone(),
+            work: cfg.work.clone(),
+        },
+    ];
+    for b in &cfg.binds {
+        steps.push(Step::Bind {
+            source: b.source.clone(),
+            target: r.join(b.target.relative()),
+        });
+    }
+    steps.push(Step::Proc {
+        target: r.join("proc"),
+    });
+    steps.push(Step::ProcMask {
+        proc: r.join("proc"),
+    });
+    if cfg.net != NetMode::Host {
+        // sysfs may only be mounted by a process that owns its network namespace.
+        steps.push(Step::Sysfs {
+            target: r.join("sys"),
+        });
+    }
+    steps.push(Step::Dev {
+        target: r.join("dev"),
+    });
+    steps.push(Step::Devpts {
+        target: r.join("dev/pts"),
+    });
+    steps.push(Step::Shm {
+        target: r.join("dev/shm"),
+    });
+    steps.push(Step::Hostname(cfg.id.hostname()));
+    steps.push(Step::PivotRoot {
+        new_root: r.clone(),
+    });
+    if cfg.net != NetMode::Host {
+        steps.push(Step::LoopbackUp);
+    }
+    if let (NetMode::Bridge, Some(e)) = (cfg.net, cfg.eth) {
+        steps.push(Step::Eth(e));
+    }
+    steps
+}
+
+/// Clone flags of a VE.
+pub fn clone_flags(net: NetMode) -> libc::c_ulong {
+    let mut f = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if net != NetMode::Host {
+        f |= libc::CLONE_NEWNET;
+    }
+    f as libc::c_ulong
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::test_cfg::cfg;
+    use model::NetMode;
+    use std::path::Path;
+    #[test]
+    fn plan_order() {
+        let plan = plan_mounts(&cfg(NetMode::None));
+        let names: Vec<String> = plan.iter().map(Step::name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "make / private",
+                "mount overlay on /s/ve/7",
+                "bind /s/persist/a/data on /s/ve/7/data",
+                "mount proc on /s/ve/7/proc",
+                "mask parts of /s/ve/7/proc",
+                "mount sysfs on /s/ve/7/sys",
+                "populate /s/ve/7/dev",
+                "mount devpts on /s/ve/7/dev/pts",
+                "mount tmpfs on /s/ve/7/dev/shm",
+                "set hostname ve-7",
+                "pivot_root to /s/ve/7",
+                "bring up lo",
+            ]
+        );
+        match &plan[1] {
+            Step::Overlay { lowers, .. } => assert_eq!(lowers[0], Path::new("/s/apps/a/1")),
+            s => panic!("unexpected {s:?}"),
+        }
+    }
+
+    #[test]
+    fn bridge_configures_eth_last() {
+        let mut c = cfg(NetMode::Bridge);
+        c.eth = Some(EthConfig {
+            addr: [10, 0, 0, 2].into(),
+            prefix: 16,
+            gateway: [10, 0, 0, 1].into(),
+        });
+        let plan = plan_mounts(&c);
+        assert_eq!(
+            plan.last().map(Step::name).as_deref(),
+            Some("configure eth0 10.0.0.2/16")
+        );
+    }
+
+    #[test]
+    fn host_net_skips_sysfs_and_lo() {
+        let plan = plan_mounts(&cfg(NetMode::Host));
+        assert!(!plan
+            .iter()
+            .any(|s| matches!(s, Step::Sysfs { .. } | Step::LoopbackUp)));
+        assert_eq!(
+            clone_flags(NetMode::Host) & libc::CLONE_NEWNET as libc::c_ulong,
+            0
+        );
+        assert_ne!(
+            clone_flags(NetMode::None) & libc::CLONE_NEWNET as libc::c_ulong,
+            0
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The raw calls the VE's init makes to build its file system: mounts, the overlay, the
+//! masks of /proc, /dev, the loopback interface. Each returns the failure as text, which the
+//! child sends to the parent over the error pipe.
+
+use super::plan::Step;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub(super) fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+pub(super) fn last_err(what: &str) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+pub(super) fn sys_mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
+    let (s, t, f, d) = (
+        CString::new(src).unwrap_or_default(),
+        c(target),
+        CString::new(fstype).unwrap_or_default(),
+        CString::new(data).unwrap_or_default(),
+    );
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            f.as_ptr(),
+            flags,
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                d.as_ptr().cast()
+            },
+        )
+    };
+    if r != 0 {
+        return Err(last_err("mount"));
+    }
+    Ok(())
+}
+
+/// Creates a mount point inside the merged tree if the branches lack it (it then shows up in
+/// the dirties, as every write does).
+pub(super) fn ensure_dir(p: &Path) -> Result<(), String> {
+    if p.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(p).map_err(|e| format!("create mount point: {e}"))
+}
+
+pub(super) fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<(), String> {
+    use rustix::mount::*;
+    let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| format!("fsopen overlay: {e}"))?;
+    for l in lowers {
+        fsconfig_set_string(&fd, "lowerdir+", l.as_os_str()).map_err(|e| {
+            format!(
+                "overlay lowerdir+ {}: {e} (overlayfs with lowerdir+ needs Linux 6.8 or later)",
+                l.display()
+            )
+        })?;
+    }
+    fsconfig_set_string(&fd, "upperdir", upper.as_os_str())
+        .map_err(|e| format!("overlay upperdir {}: {e}", upper.display()))?;
+    fsconfig_set_string(&fd, "workdir", work.as_os_str())
+        .map_err(|e| format!("overlay workdir {}: {e}", work.display()))?;
+    for (k, v) in [
+        ("redirect_dir", "off"),
+        ("metacopy", "off"),
+        ("index", "off"),
+    ] {
+        fsconfig_set_string(&fd, k, v).map_err(|e| format!("overlay {k}={v}: {e}"))?;
+    }
+    fsconfig_create(&fd).map_err(|e| format!("create overlay: {e}"))?;
+    let mnt = fsmount(&fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| format!("fsmount overlay: {e}"))?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
+}
+
+/// Parts of /proc that act on the whole host: read-only in a VE (as container runtimes do).
+pub const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Parts of /proc that expose host memory or secrets: hidden in a VE.
+pub const PROC_MASKED: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "acpi",
+    "scsi",
+];
+
+pub(super) fn mask_proc(proc: &Path) -> Result<(), String> {
+    let bind = (libc::MS_BIND | libc::MS_REC) as libc::c_ulong;
+    let ro = (libc::MS_BIND
+        | libc::MS_REMOUNT
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC) as libc::c_ulong;
+    for name in PROC_READONLY {
+        let p = proc.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        sys_mount(&p.to_string_lossy(), &p, "", bind, "").map_err(|e| format!("{name}: {e}"))?;
+        sys_mount("", &p, "", ro, "").map_err(|e| format!("{name} read-only: {e}"))?;
+    }
+    let empty_ro =
+        (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+    for name in PROC_MASKED {
+        let p = proc.join(name);
+        match std::fs::symlink_metadata(&p) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => sys_mount("tmpfs", &p, "tmpfs", empty_ro, "size=0,mode=555"),
+            // The host's /dev/null: the VE's /dev is not populated yet.
+            Ok(_) => sys_mount("/dev/null", &p, "", libc::MS_BIND as libc::c_ulong, ""),
+        }
+        .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn populate_dev(dev: &Path) -> Result<(), String> {
+    ensure_dir(dev)?;
+    sys_mount(
+        "tmpfs",
+        dev,
+        "tmpfs",
+        (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+        "mode=755,size=65536k",
+    )?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let p = c(&dev.join(name));
+        // SAFETY: mknod with a valid path; the VE's init holds CAP_MKNOD at this point.
+        let r = unsafe {
+            libc::mknod(
+                p.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
+        if r != 0 {
+            return Err(last_err(&format!("mknod /dev/{name}")));
+        }
+        // mknod is subject to the umask; make the mode exact.
+        // SAFETY: chmod with a valid path.
+        unsafe { libc::chmod(p.as_ptr(), 0o666) };
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link))
+            .map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    }
+    for d in ["pts", "shm"] {
+        std::fs::create_dir(dev.join(d)).map_err(|e| format!("mkdir /dev/{d}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn loopback_up() -> Result<(), String> {
+    // SAFETY: socket/ioctl on a fresh datagram socket with a zeroed, NUL-terminated ifreq. The
+    // interface is "lo" of the network namespace this process just created.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(last_err("socket"));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            let r2 = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+            libc::close(s);
+            if r2 != 0 {
+                return Err(last_err("SIOCSIFFLAGS lo"));
+            }
+            return Ok(());
+        }
+        libc::close(s);
+        Err(last_err("SIOCGIFFLAGS lo"))
+    }
+}
+
+pub(super) fn run_step(step: &Step) -> Result<(), String> {
+    let nodev_nosuid_noexec = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+    match step {
+        Step::MakePrivate => sys_mount(
+            "",
+            Path::new("/"),
+            "",
+            (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong,
+            "",
+        ),
+        Step::Overlay {
+            target,
+            lowers,
+            upper,
+            work,
+        } => mount_overlay(target, lowers, upper, work),
+        Step::Bind { source, target } => {
+            ensure_dir(target)?;
+            sys_mount(
+                &source.to_string_lossy(),
+                target,
+                "",
+                (libc::MS_BIND | libc::MS_REC) as libc::c_ulong,
+                "",
+            )?;
+            sys_mount(
+                "",
+                target,
+                "",
+                (libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV)
+                    as libc::c_ulong,
+                "",
+            )
+        }
+        Step::Proc { target } => {
+            ensure_dir(target)?;
+            sys_mount("proc", target, "proc", nodev_nosuid_noexec, "")
+        }
+        Step::ProcMask { proc } => mask_proc(proc),
+        Step::Sysfs { target } => {
+            ensure_dir(target)?;
+            sys_mount(
+                "sysfs",
+                target,
+                "sysfs",
+                nodev_nosuid_noexec | libc::MS_RDONLY as libc::c_ulong,
+                "",
+            )
+        }
+        Step::Dev { target } => populate_dev(target),
+        Step::Devpts { target } => sys_mount(
+            "devpts",
+            target,
+            "devpts",
+            (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+            "newinstance,ptmxmode=0666,mode=0620",
+        ),
+        Step::Shm { target } => sys_mount(
+            "shm",
+            target,
+            "tmpfs",
+            nodev_nosuid_noexec,
+            "mode=1777,size=65536k",
+        ),
+        Step::Hostname(h) => {
+            rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}"))
+        }
+        Step::PivotRoot { new_root } => {
+            std::env::set_current_dir(new_root).map_err(|e| format!("chdir: {e}"))?;
+            rustix::process::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+            // The old root is now stacked under the new one: detach it.
+            let dot = CString::new(".").unwrap_or_default();
+            // SAFETY: umount2 with a valid path.
+            if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
+                return Err(last_err("detach the old root"));
+            }
+            std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+        }
+        Step::LoopbackUp => loopback_up(),
+        Step::Eth(e) => {
+            crate::net::configure_ve_side(e.addr, e.prefix, e.gateway).map_err(|e| e.to_string())
+        }
+    }
+}
