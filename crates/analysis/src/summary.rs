@@ -401,17 +401,38 @@ fn parse_age(s: &str) -> Option<u64> {
     n.checked_mul(secs)?.checked_mul(1_000_000_000)
 }
 
+/// A line of a fading policy that does not parse: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// 1-based.
+    pub line: usize,
+    pub why: &'static str,
+    pub text: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}: {:?}", self.line, self.why, self.text)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
 impl FadePolicy {
     /// Parses a policy file: lines `network AGE` and `files AGE` (AGE like `90s`, `10m`, `2h`,
     /// `7d`), `#` comments, blank lines.
-    pub fn parse(text: &str) -> Result<FadePolicy, String> {
+    pub fn parse(text: &str) -> Result<FadePolicy, PolicyError> {
         let mut p = FadePolicy::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
-            let bad = |what: &str| format!("line {}: {what}: {line:?}", i + 1);
+            let bad = |why: &'static str| PolicyError {
+                line: i + 1,
+                why,
+                text: line.to_string(),
+            };
             let mut w = line.split_whitespace();
             let (key, age) = (w.next(), w.next());
             if w.next().is_some() {
@@ -928,7 +949,7 @@ mod tests {
             ("\nfiles 3w", "line 2"),
         ] {
             let e = FadePolicy::parse(bad).unwrap_err();
-            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
         }
     }
 

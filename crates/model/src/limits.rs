@@ -20,8 +20,21 @@ impl Default for Limits {
     }
 }
 
+/// Why a size does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("size {0:?}: unknown unit (use k, M, G or T)")]
+    Unit(String),
+    #[error("size {0:?} is not a number with an optional unit")]
+    NotANumber(String),
+    #[error("size {0:?} is too large")]
+    TooLarge(String),
+    #[error("size {0:?} must be greater than zero")]
+    Zero(String),
+}
+
 /// Parses a size such as `512M`, `2G`, `65536` or `64k` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (t, 1u64),
@@ -32,19 +45,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 "m" => 1 << 20,
                 "g" => 1 << 30,
                 "t" => 1 << 40,
-                _ => return Err(format!("size {s:?}: unknown unit (use k, M, G or T)")),
+                _ => return Err(SizeError::Unit(s.into())),
             };
             (&t[..i], m)
         }
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size {s:?} is not a number with an optional unit"))?;
+    let n: u64 = num.parse().map_err(|_| SizeError::NotANumber(s.into()))?;
     let v = n
         .checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))?;
+        .ok_or_else(|| SizeError::TooLarge(s.into()))?;
     if v == 0 {
-        return Err(format!("size {s:?} must be greater than zero"));
+        return Err(SizeError::Zero(s.into()));
     }
     Ok(v)
 }
@@ -59,9 +70,12 @@ mod tests {
         assert_eq!(parse_size("64k"), Ok(65536));
         assert_eq!(parse_size("512M"), Ok(512 << 20));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12x").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("0"), Err(SizeError::Zero("0".into())));
+        assert_eq!(parse_size("12x"), Err(SizeError::Unit("12x".into())));
+        assert_eq!(parse_size("M"), Err(SizeError::NotANumber("M".into())));
+        assert_eq!(
+            parse_size("99999999999T"),
+            Err(SizeError::TooLarge("99999999999T".into()))
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::sys::{last_err, run_step};
 use super::{LaunchError, VeConfig};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// The command, pre-converted so the child allocates as little as possible.
@@ -80,12 +80,10 @@ impl ExecSpec {
 
 /// Reports a failure to the parent through the error pipe and exits.
 pub(super) fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
-    // SAFETY: write to our own pipe; _exit never returns and skips atexit handlers that
-    // belong to the parent's copy of the process.
-    unsafe {
-        libc::write(err.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-        libc::_exit(code);
-    }
+    let _ = rustix::io::write(err, msg.as_bytes());
+    // SAFETY: _exit never returns and skips atexit handlers that belong to the parent's copy
+    // of the process.
+    unsafe { libc::_exit(code) }
 }
 
 pub(super) fn child_main(
@@ -110,16 +108,8 @@ pub(super) fn child_main(
         }
     };
     lap("child running");
-    // SAFETY: prctl with integer arguments: die with the parent, so no VE outlives `jcs run`.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    // Die with the parent, so that no VE outlives `jcs run`.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     default_signals();
     // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
     // `tasks` files: moving only the calling thread of a single-threaded process skips the
@@ -171,21 +161,22 @@ pub(super) fn child_main(
     // The VE's init: reap everything, end with the app's status. When we exit, the kernel
     // kills whatever is left in the pid namespace.
     loop {
-        let mut status = 0;
-        // SAFETY: waits for any child of the init.
-        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r == app {
-            // SAFETY: exit with the app's status; signals map to 128 + n.
-            unsafe {
-                if libc::WIFSIGNALED(status) {
-                    libc::_exit(128 + libc::WTERMSIG(status));
-                }
-                libc::_exit(libc::WEXITSTATUS(status));
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == app => {
+                // The app's status; a signal maps to 128 + n.
+                let code = match st.terminating_signal() {
+                    Some(sig) => 128 + sig,
+                    None => st.exit_status().unwrap_or(0),
+                };
+                // SAFETY: _exit ends the VE's init at once, without the atexit handlers of
+                // the parent's copy of the process.
+                unsafe { libc::_exit(code) };
             }
-        }
-        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            // SAFETY: nothing left to wait for.
-            unsafe { libc::_exit(EXIT_SETUP) };
+            Err(rustix::io::Errno::CHILD) => {
+                // SAFETY: nothing left to wait for; as above.
+                unsafe { libc::_exit(EXIT_SETUP) };
+            }
+            _ => {}
         }
     }
 }
@@ -236,8 +227,8 @@ pub(super) fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
     }
     // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        fail(err, EXIT_SETUP, &last_err("set no_new_privs"));
+    if let Err(e) = rustix::thread::set_no_new_privs(true) {
+        fail(err, EXIT_SETUP, &format!("set no_new_privs: {e}"));
     }
     if let Err(e) = crate::seccomp::install(filters) {
         fail(err, EXIT_SETUP, &e.to_string());

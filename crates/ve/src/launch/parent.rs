@@ -255,24 +255,23 @@ pub fn start(
 
 impl Running {
     fn wait_pid(&mut self, fs: &dyn Fs) -> Result<Exit, io::Error> {
+        let pid = rustix::process::Pid::from_raw(self.pid);
         loop {
-            let mut status = 0;
-            // SAFETY: waits for our own child.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if r == self.pid {
-                return Ok(if libc::WIFSIGNALED(status) {
-                    Exit::Signal(libc::WTERMSIG(status))
-                } else {
-                    Exit::Code(libc::WEXITSTATUS(status))
-                });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-            if interrupted().is_some() {
-                // Ctrl-C, SIGTERM or SIGHUP: end the whole VE, then collect its init.
-                let _ = self.cgroup.kill(fs);
+            match rustix::process::waitpid(pid, rustix::process::WaitOptions::empty()) {
+                Ok(Some((_, st))) => {
+                    return Ok(match st.terminating_signal() {
+                        Some(sig) => Exit::Signal(sig),
+                        None => Exit::Code(st.exit_status().unwrap_or(0)),
+                    })
+                }
+                Ok(None) => continue,
+                Err(rustix::io::Errno::INTR) => {
+                    if interrupted().is_some() {
+                        // Ctrl-C, SIGTERM or SIGHUP: end the whole VE, then collect its init.
+                        let _ = self.cgroup.kill(fs);
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -160,21 +160,20 @@ pub(super) fn populate_dev(dev: &Path) -> Result<(), String> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        let p = c(&dev.join(name));
-        // SAFETY: mknod with a valid path; the VE's init holds CAP_MKNOD at this point.
-        let r = unsafe {
-            libc::mknod(
-                p.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        };
-        if r != 0 {
-            return Err(last_err(&format!("mknod /dev/{name}")));
-        }
+        use rustix::fs::{FileType, Mode, CWD};
+        let p = dev.join(name);
+        let mode = Mode::from_raw_mode(0o666);
+        // The VE's init holds CAP_MKNOD at this point.
+        rustix::fs::mknodat(
+            CWD,
+            &p,
+            FileType::CharacterDevice,
+            mode,
+            rustix::fs::makedev(major, minor),
+        )
+        .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
         // mknod is subject to the umask; make the mode exact.
-        // SAFETY: chmod with a valid path.
-        unsafe { libc::chmod(p.as_ptr(), 0o666) };
+        let _ = rustix::fs::chmod(&p, mode);
     }
     for (link, to) in [
         ("fd", "/proc/self/fd"),
@@ -290,11 +289,8 @@ pub(super) fn run_step(step: &Step) -> Result<(), String> {
             std::env::set_current_dir(new_root).map_err(|e| format!("chdir: {e}"))?;
             rustix::process::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
             // The old root is now stacked under the new one: detach it.
-            let dot = CString::new(".").unwrap_or_default();
-            // SAFETY: umount2 with a valid path.
-            if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
-                return Err(last_err("detach the old root"));
-            }
+            rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
+                .map_err(|e| format!("detach the old root: {e}"))?;
             std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
         }
         Step::LoopbackUp => loopback_up(),
