@@ -718,3 +718,37 @@ fn root_threads_are_not_processes_their_calls_are_recorded() {
     );
     env.assert_clean();
 }
+
+/// The recorder writes records of the current version only: binary definitions (`D`) and
+/// counters (`C`), no JSON (`V`, `S` are read for version-1 stores, never written); every
+/// record decodes, and the definitions name the file the VE wrote.
+#[test]
+fn root_the_recorder_writes_current_binary_records() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo hi > /data/new.txt; cat /data/new.txt > /dev/null");
+    let dir = env.home().join("journal");
+    let records = journal::read_all(&journal::DirStorage::new(&dir).unwrap()).unwrap();
+    let tags: std::collections::BTreeSet<u8> = records.iter().map(|(_, r)| r[0]).collect();
+    assert!(
+        tags.iter().all(|t| b"DACT".contains(t)),
+        "tags {:?}",
+        tags.iter().map(|&t| t as char).collect::<Vec<_>>()
+    );
+    assert!(tags.contains(&b'D') && tags.contains(&b'A') && tags.contains(&b'C'));
+    let mut named = false;
+    for (_, r) in &records {
+        match record::Record::decode(r).unwrap() {
+            record::Record::Vars(defs) => {
+                named |= defs.iter().any(|(_, d)| {
+                    record::VarQuery::parse("file:/data/new.txt")
+                        .unwrap()
+                        .matches(d)
+                })
+            }
+            record::Record::Stats(s) => assert!(s.seen > 0, "{s:?}"),
+            _ => {}
+        }
+    }
+    assert!(named, "no definition of /data/new.txt");
+}
