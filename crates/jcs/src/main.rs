@@ -95,6 +95,10 @@ enum Cmd {
         /// Maximum number of processes and threads in the VE
         #[arg(long, default_value_t = 1024)]
         pids: u64,
+        /// Pass descriptors 3..3+N of this process into the VE (by default only 0, 1 and 2
+        /// pass; every other descriptor is closed before the VE runs)
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preserve_fds: u32,
         /// Command and arguments (default: the app's --cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -550,6 +554,7 @@ fn real_main() -> Result<i32> {
             app: a,
             memory,
             pids,
+            preserve_fds,
             cmd,
         } => {
             let n = name(&a, "app")?;
@@ -558,7 +563,7 @@ fn real_main() -> Result<i32> {
             mark("args");
             let store = open_store(cli.home)?;
             mark("store");
-            Ok(lifecycle::ves::run(&store, &n, cmd, l)?)
+            Ok(lifecycle::ves::run(&store, &n, cmd, l, preserve_fds)?)
         }
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),

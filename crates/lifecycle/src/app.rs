@@ -277,6 +277,7 @@ pub fn update(
             net,
             upper: Some(tmp.clone()),
             storage: false,
+            preserve_fds: 0,
         },
     );
     let (ve_id, code) = match r {

@@ -45,6 +45,8 @@ pub struct Launch {
     pub upper: Option<PathBuf>,
     /// Whether to map the app's persistent and shared storage.
     pub storage: bool,
+    /// Descriptors after 0-2 that pass into the VE (3..3+N).
+    pub preserve_fds: u32,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -265,6 +267,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
+            preserve_fds: l.preserve_fds,
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -340,6 +343,7 @@ pub fn run(
     app_name: &model::Name,
     argv: Vec<String>,
     limits: Limits,
+    preserve_fds: u32,
 ) -> Result<i32> {
     let app = store
         .catalog
@@ -366,6 +370,7 @@ pub fn run(
             net,
             upper: None,
             storage: true,
+            preserve_fds,
         },
     )?;
     Ok(exit.code())

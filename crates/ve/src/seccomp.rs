@@ -68,11 +68,42 @@ pub const DENIED: &[(&str, i64)] = &[
     ("userfaultfd", libc::SYS_userfaultfd),
     ("adjtimex", libc::SYS_adjtimex),
     ("vhangup", libc::SYS_vhangup),
+    // Beyond the first list, after docs/security.md's comparison with Docker's profile:
+    // another process's descriptors, obsolete or host-wide interfaces (create_module,
+    // get_kernel_syms and query_module are gone from the kernel: ENOSYS already), NUMA placement (Docker
+    // allows these only with CAP_SYS_NICE, which a VE does not have), fanotify (host-wide
+    // file events; Docker: CAP_SYS_ADMIN only).
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("uselib", libc::SYS_uselib),
+    ("ustat", libc::SYS_ustat),
+    ("sysfs", libc::SYS_sysfs),
+    ("_sysctl", libc::SYS__sysctl),
+    ("nfsservctl", libc::SYS_nfsservctl),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("mbind", libc::SYS_mbind),
+    ("set_mempolicy", libc::SYS_set_mempolicy),
+    ("migrate_pages", libc::SYS_migrate_pages),
+    ("move_pages", libc::SYS_move_pages),
     #[cfg(target_arch = "x86_64")]
     ("iopl", libc::SYS_iopl),
     #[cfg(target_arch = "x86_64")]
     ("ioperm", libc::SYS_ioperm),
 ];
+
+/// Terminal ioctls that act on a terminal the VE does not own: TIOCSTI pushes input into it
+/// (a command into the caller's shell), TIOCLINUX reaches the console's selection.
+pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", 0x5412), ("TIOCLINUX", 0x541C)];
+
+/// Socket families (and netlink protocols) a VE may not open: packet sockets (raw frames,
+/// sniffing and spoofing on the link) and the audit netlink (the host's audit log).
+const AF_PACKET: u64 = libc::AF_PACKET as u64;
+const AF_NETLINK: u64 = libc::AF_NETLINK as u64;
+const NETLINK_AUDIT: u64 = 9;
+
+/// The personalities a VE may set (Docker's list): Linux, with UNAME26, PER_LINUX32, both,
+/// and the query 0xffffffff. READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE and the rest are denied.
+pub const PERSONALITIES: &[u64] = &[0x0, 0x0008, 0x20000, 0x20008, 0xffff_ffff];
 
 /// Namespace flags `clone` may not carry inside a VE.
 const CLONE_NS_FLAGS: &[u64] = &[
@@ -107,6 +138,36 @@ pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     eperm.insert(libc::SYS_clone, clone_rules);
+    let cond = |arg, len, op, v| SeccompCondition::new(arg, len, op, v);
+    use SeccompCmpArgLen::Dword;
+    use SeccompCmpOp::{Eq, Ne};
+    eperm.insert(
+        libc::SYS_ioctl,
+        DENIED_IOCTLS
+            .iter()
+            .map(|(_, req)| Ok(SeccompRule::new(vec![cond(1, Dword, Eq, *req)?])?))
+            .collect::<Result<Vec<_>, SeccompError>>()?,
+    );
+    eperm.insert(
+        libc::SYS_socket,
+        vec![
+            SeccompRule::new(vec![cond(0, Dword, Eq, AF_PACKET)?])?,
+            SeccompRule::new(vec![
+                cond(0, Dword, Eq, AF_NETLINK)?,
+                cond(2, Dword, Eq, NETLINK_AUDIT)?,
+            ])?,
+        ],
+    );
+    eperm.insert(
+        libc::SYS_personality,
+        vec![SeccompRule::new(
+            PERSONALITIES
+                .iter()
+                .map(|p| cond(0, Dword, Ne, *p))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?],
+    );
+
     let f1 = SeccompFilter::new(
         eperm,
         SeccompAction::Allow,

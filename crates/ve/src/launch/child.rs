@@ -8,7 +8,7 @@ use super::sys::{last_err, run_step};
 use super::{LaunchError, VeConfig};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// The command, pre-converted so the child allocates as little as possible.
@@ -86,11 +86,31 @@ pub(super) fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Closes every descriptor from `first` on except those in `keep` (close_range over the gaps).
+fn close_inherited(first: u32, keep: &[i32]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .map(|&k| k as u32)
+        .filter(|&k| k >= first)
+        .collect();
+    keep.sort_unstable();
+    let mut from = first;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > from {
+            // SAFETY: closes descriptors of this process's own (copied) table that nothing
+            // in it uses: the caller's leftovers.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+        }
+        from = k.saturating_add(1);
+    }
+}
+
 pub(super) fn child_main(
     plan: &[Step],
     exec: &ExecSpec,
     filters: &[seccompiler::BpfProgram],
     v1_tasks: &[PathBuf],
+    preserve_fds: u32,
     sync_rd: OwnedFd,
     err_wr: OwnedFd,
     cloned_at: std::time::Instant,
@@ -111,6 +131,13 @@ pub(super) fn child_main(
     // Die with the parent, so that no VE outlives `jcs run`.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     default_signals();
+    // A session of its own: the VE never shares the caller's controlling terminal (TIOCSTI
+    // on it, its job-control signals), whatever descriptors 0-2 are.
+    let _ = rustix::process::setsid();
+    // Only descriptors 0-2 (and the `preserve_fds` after them) pass into the VE: whatever
+    // else the caller left open (a directory of the host, a socket) is closed here, before
+    // any code of the VE runs; the two pipes to the parent close at the app's exec.
+    close_inherited(3 + preserve_fds, &[sync_rd.as_raw_fd(), err_wr.as_raw_fd()]);
     // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
     // `tasks` files: moving only the calling thread of a single-threaded process skips the
     // global threadgroup lock, whose write side waits for an RCU grace period (10-20 ms on

@@ -61,6 +61,9 @@ pub struct VeConfig {
     pub limits: Limits,
     /// `--net bridge`: the VE side of its veth (address, prefix, gateway).
     pub eth: Option<EthConfig>,
+    /// Descriptors after 0-2 that pass into the VE (`--preserve-fds N`: 3..3+N); every other
+    /// descriptor of the caller is closed before the VE runs.
+    pub preserve_fds: u32,
 }
 
 /// Address of a bridged VE's `eth0`.

@@ -16,9 +16,13 @@ pub enum Step {
         upper: PathBuf,
         work: PathBuf,
     },
+    /// A storage directory bound at `inner` below the VE's root `root`. The mount point is
+    /// resolved beneath `root` without following a symlink: whatever the VE's branches hold
+    /// there can fail the start, never reach the host.
     Bind {
         source: PathBuf,
-        target: PathBuf,
+        root: PathBuf,
+        inner: PathBuf,
     },
     Proc {
         target: PathBuf,
@@ -74,8 +78,8 @@ impl Step {
         match self {
             Step::MakePrivate => "make / private".into(),
             Step::Overlay { target, .. } => format!("mount overlay on {}", target.display()),
-            Step::Bind { source, target } => {
-                format!("bind {} on {}", source.display(), target.display())
+            Step::Bind { source, inner, .. } => {
+                format!("bind {} on /{}", source.display(), inner.display())
             }
             Step::Proc { target } => format!("mount proc on {}", target.display()),
             Step::ProcMask { proc } => format!("mask parts of {}", proc.display()),
@@ -106,7 +110,8 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     for b in &cfg.binds {
         steps.push(Step::Bind {
             source: b.source.clone(),
-            target: r.join(b.target.relative()),
+            root: r.clone(),
+            inner: b.target.relative().into(),
         });
     }
     steps.push(Step::Proc {
@@ -167,7 +172,7 @@ mod tests {
             vec![
                 "make / private",
                 "mount overlay on /s/ve/7",
-                "bind /s/persist/a/data on /s/ve/7/data",
+                "bind /s/persist/a/data on /data",
                 "mount proc on /s/ve/7/proc",
                 "mask parts of /s/ve/7/proc",
                 "mount sysfs on /s/ve/7/sys",

@@ -5,6 +5,7 @@
 use super::plan::Step;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -87,8 +88,14 @@ pub(super) fn mount_overlay(
         fsconfig_set_string(&fd, k, v).map_err(|e| format!("overlay {k}={v}: {e}"))?;
     }
     fsconfig_create(&fd).map_err(|e| format!("create overlay: {e}"))?;
-    let mnt = fsmount(&fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(|e| format!("fsmount overlay: {e}"))?;
+    // nodev: a device node in any branch (or one the VE makes) is not a device; the VE's
+    // devices are the few on the /dev that JCS mounts over it.
+    let mnt = fsmount(
+        &fd,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .map_err(|e| format!("fsmount overlay: {e}"))?;
     move_mount(
         &mnt,
         "",
@@ -97,6 +104,118 @@ pub(super) fn mount_overlay(
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
     .map_err(|e| format!("move_mount overlay to {}: {e}", target.display()))
+}
+
+/// Opens directory `inner` beneath `root` without following any symlink (creating missing
+/// components), so that what a VE's branches hold at a mount point cannot redirect a mount
+/// (or a `mkdir`) to the host.
+fn open_beneath(root: &Path, inner: &Path) -> Result<OwnedFd, String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut cur = rustix::fs::open(root, flags, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", root.display()))?;
+    let mut so_far = PathBuf::from("/");
+    for c in inner.components() {
+        so_far.push(c);
+        let open =
+            |dir: &OwnedFd| rustix::fs::openat2(dir, c.as_os_str(), flags, Mode::empty(), resolve);
+        cur = match open(&cur) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(format!("create mount point {}: {e}", so_far.display())),
+                }
+                open(&cur).map_err(|e| format!("mount point {}: {e}", so_far.display()))?
+            }
+            Err(rustix::io::Errno::LOOP) | Err(rustix::io::Errno::XDEV) => {
+                return Err(format!(
+                    "mount point {} is a symbolic link in the VE's file system; \
+                     JCS does not follow it",
+                    so_far.display()
+                ))
+            }
+            Err(rustix::io::Errno::NOTDIR) => {
+                return Err(format!(
+                    "mount point {} is not a directory in the VE's file system",
+                    so_far.display()
+                ))
+            }
+            Err(e) => return Err(format!("mount point {}: {e}", so_far.display())),
+        };
+    }
+    Ok(cur)
+}
+
+/// Binds `source` (recursively, nodev and nosuid) on `inner` beneath `root`, through
+/// descriptors only: the mount point is the directory [`open_beneath`] resolved.
+fn bind_beneath(source: &Path, root: &Path, inner: &Path) -> Result<(), String> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let target = open_beneath(root, inner)?;
+    let tree = open_tree(
+        rustix::fs::CWD,
+        source,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| format!("open_tree {}: {e}", source.display()))?;
+    set_attrs(&tree, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID)
+        .map_err(|e| format!("nodev,nosuid on {}: {e}", source.display()))?;
+    move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| {
+        format!(
+            "move_mount {} to /{}: {e}",
+            source.display(),
+            inner.display()
+        )
+    })
+}
+
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: attrs})` on a detached tree.
+fn set_attrs(tree: &OwnedFd, attrs: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let a = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid fd, an empty NUL-terminated path, and a correctly sized mount_attr
+    // that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Parts of /proc that act on the whole host: read-only in a VE (as container runtimes do).
@@ -234,24 +353,11 @@ pub(super) fn run_step(step: &Step) -> Result<(), String> {
             upper,
             work,
         } => mount_overlay(target, lowers, upper, work),
-        Step::Bind { source, target } => {
-            ensure_dir(target)?;
-            sys_mount(
-                &source.to_string_lossy(),
-                target,
-                "",
-                (libc::MS_BIND | libc::MS_REC) as libc::c_ulong,
-                "",
-            )?;
-            sys_mount(
-                "",
-                target,
-                "",
-                (libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV)
-                    as libc::c_ulong,
-                "",
-            )
-        }
+        Step::Bind {
+            source,
+            root,
+            inner,
+        } => bind_beneath(source, root, inner),
         Step::Proc { target } => {
             ensure_dir(target)?;
             sys_mount("proc", target, "proc", nodev_nosuid_noexec, "")
