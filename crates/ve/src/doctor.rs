@@ -127,6 +127,14 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     ] {
         v.push(check(name, false, probe_bpf(ty, attach, 0)));
     }
+    // The VE's device allow-list is a cgroup device program: required.
+    v.push(check(
+        "bpf cgroup/dev (device allow-list)",
+        true,
+        crate::bpf::load(15, 6, 0, &crate::devices::program())
+            .map(|_| format!("loads ({} allowed devices)", crate::devices::ALLOWED.len()))
+            .map_err(|e| format!("load refused: {e}")),
+    ));
     // Programs that attach to a BTF id: they need the kernel's BTF, and fentry/lsm need BPF
     // trampolines, which some kernels lack (the monitor must work without them).
     let vmlinux = std::fs::read(&btf).unwrap_or_default();
@@ -224,64 +232,11 @@ fn probe_landlock() -> Result<String, String> {
 
 /// Loads `r0 = 0; exit` as program type `ty` and closes it.
 fn probe_bpf(ty: u32, expected_attach: u32, attach_btf_id: u32) -> Result<String, String> {
-    // struct bpf_insn: code, dst:4|src:4, off, imm
-    let insns: [u64; 2] = [
-        0x0000_0000_0000_00b7, // mov64 r0, 0
-        0x0000_0000_0000_0095, // exit
-    ];
-    let license = c"GPL";
-    #[repr(C)]
-    #[derive(Default)]
-    struct ProgLoad {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-        prog_btf_fd: u32,
-        func_info_rec_size: u32,
-        func_info: u64,
-        func_info_cnt: u32,
-        line_info_rec_size: u32,
-        line_info: u64,
-        line_info_cnt: u32,
-        attach_btf_id: u32,
-        attach_prog_fd: u32,
-        pad: u32,
-    }
-    let attr = ProgLoad {
-        prog_type: ty,
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        expected_attach_type: expected_attach,
-        attach_btf_id,
-        ..Default::default()
-    };
-    const BPF_PROG_LOAD: i32 = 5;
-    // SAFETY: bpf(BPF_PROG_LOAD) with a correctly sized, zero-padded attribute whose pointers
-    // outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
-    if fd < 0 {
-        return Err(format!("load refused: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: closes the fd the kernel just gave us.
-    unsafe { libc::close(fd as i32) };
-    Ok("loads (attaching is not tried)".into())
+    use crate::bpf::{insn, op};
+    let insns = [insn(op::MOV_K, 0, 0, 0, 0), insn(op::EXIT, 0, 0, 0, 0)];
+    crate::bpf::load(ty, expected_attach, attach_btf_id, &insns)
+        .map(|_| "loads (attaching is not tried)".into())
+        .map_err(|e| format!("load refused: {e}"))
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 //! a pure plan ([`launch::plan_mounts`]) executed step by step, so the order of operations is
 //! unit-tested without root. It is not the CLI, and it keeps no catalog.
 
+pub mod bpf;
 pub mod btf;
 pub mod caps;
 pub mod cgroup;
+pub mod devices;
 pub mod doctor;
 pub mod fsops;
 pub mod inspect;

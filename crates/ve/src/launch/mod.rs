@@ -78,6 +78,8 @@ pub struct EthConfig {
 pub enum LaunchError {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DeviceError),
     #[error("create a pipe: {0}")]
     Pipe(io::Error),
     #[error("clone the VE's init with new namespaces: {0}")]
@@ -188,6 +190,7 @@ pub(crate) mod test_cfg {
             cgroup_name: "x-7".into(),
             limits: Limits::default(),
             eth: None,
+            preserve_fds: 0,
         }
     }
 }

@@ -169,6 +169,9 @@ pub fn start(
         let _ = cg.kill(fs);
         let _ = cg.remove(fs, Duration::from_secs(5));
     };
+    // Before any process is in it: the kernel allows the VE only the devices on the list.
+    crate::devices::restrict(&cgroup.v2).inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    phases.mark("device program");
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     catch_signals();

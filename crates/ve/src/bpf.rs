@@ -1,0 +1,139 @@
+//! A minimal loader of classic-sized eBPF programs through the raw `bpf(2)` call: the kernel
+//! feature probes (`doctor`) and the VE's device program (`devices`) are a handful of
+//! instructions each, not worth libbpf.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+/// One instruction (`struct bpf_insn`, little-endian: code, dst | src << 4, off, imm).
+pub fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    u64::from(code)
+        | (u64::from(dst & 0xf | (src & 0xf) << 4) << 8)
+        | (u64::from(off as u16) << 16)
+        | (u64::from(imm as u32) << 32)
+}
+
+/// Opcodes used here.
+pub mod op {
+    /// `dst = *(u32 *)(src + off)`
+    pub const LDX_W: u8 = 0x61;
+    /// `dst &= imm` (64-bit)
+    pub const AND_K: u8 = 0x57;
+    /// `dst = imm` (64-bit)
+    pub const MOV_K: u8 = 0xb7;
+    /// `if dst != imm goto pc + off`
+    pub const JNE_K: u8 = 0x55;
+    pub const EXIT: u8 = 0x95;
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_prog_fd: u32,
+    pad: u32,
+}
+
+/// Loads `insns` as a program of type `prog_type`.
+pub fn load(
+    prog_type: u32,
+    expected_attach: u32,
+    attach_btf_id: u32,
+    insns: &[u64],
+) -> io::Result<OwnedFd> {
+    let license = c"GPL";
+    let attr = ProgLoad {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        expected_attach_type: expected_attach,
+        attach_btf_id,
+        ..Default::default()
+    };
+    const BPF_PROG_LOAD: i32 = 5;
+    // SAFETY: bpf(BPF_PROG_LOAD) with a correctly sized, zero-padded attribute whose pointers
+    // outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd the kernel just gave us, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches `prog` to the cgroup2 directory `cgroup` as `attach_type` (no flags: the only
+/// program of that type on it).
+pub fn attach(prog: &OwnedFd, cgroup: impl AsFd, attach_type: u32) -> io::Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let attr = ProgAttach {
+        target_fd: cgroup.as_fd().as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        ..Default::default()
+    };
+    const BPF_PROG_ATTACH: i32 = 8;
+    // SAFETY: bpf(BPF_PROG_ATTACH) with valid fds in a correctly sized attribute.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_the_kernel_header() {
+        assert_eq!(insn(op::MOV_K, 0, 0, 0, 0), 0xb7);
+        assert_eq!(insn(op::EXIT, 0, 0, 0, 0), 0x95);
+        // r2 = *(u32 *)(r1 + 4): code 0x61, regs 0x12, off 4.
+        assert_eq!(insn(op::LDX_W, 2, 1, 4, 0), 0x0000_0000_0004_1261);
+        // if r3 != 7 goto +2
+        assert_eq!(insn(op::JNE_K, 3, 0, 2, 7), 0x0000_0007_0002_0355);
+        assert_eq!(insn(op::MOV_K, 0, 0, 0, -1) >> 32, 0xffff_ffff);
+    }
+}
