@@ -64,11 +64,12 @@ fn storage_changes(
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
         let after = ve::manifest::scan(dir).unwrap_or_default();
         for (rel, change) in diff_manifests(b, &after) {
-            let host = dir.join(&rel);
             let st = after.get(&rel).or_else(|| b.get(&rel));
             let sha = match (change, st.map(|s| s.file_type)) {
                 (Change::Deleted, _) => None,
-                (_, Some(model::report::FileType::File)) => ve::manifest::sha256_file(&host).ok(),
+                (_, Some(model::report::FileType::File)) => {
+                    ve::safefs::sha256(dir, std::path::Path::new(&rel)).ok()
+                }
                 _ => None,
             };
             out.push(StorageChange {

@@ -2,12 +2,12 @@
 //! and modified files (and which branch they shadow), whiteouts, opaque directories, with
 //! size, mode, sha256 and flags.
 
-use crate::manifest::{file_type, sha256_file};
+use crate::manifest::file_type;
+use crate::safefs;
 use model::report::{DirtyEntry, DirtyKind, EntryFlags, FileType};
-use std::ffi::CString;
+use rustix::fs::Stat;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// A read-only branch below the dirties: a label (`template debian 1`) and its directory.
@@ -17,40 +17,36 @@ pub struct Lower {
     pub dir: PathBuf,
 }
 
-fn is_whiteout(m: &std::fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
+/// An overlay whiteout: a character device 0:0.
+fn is_whiteout(st: &Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+        && st.st_rdev == 0
 }
 
-fn is_opaque(p: &Path) -> bool {
-    let Ok(cp) = CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let name = c"trusted.overlay.opaque";
+/// Whether directory `dir` carries overlay's opaque mark.
+fn is_opaque(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];
-    // SAFETY: valid C strings and a buffer of the stated length.
-    let n = unsafe {
-        libc::lgetxattr(
-            cp.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n >= 1 && buf[0] == b'y'
+    matches!(
+        rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf[..]),
+        Ok(n) if n >= 1 && buf[0] == b'y'
+    )
 }
 
-/// The highest lower branch in which `rel` exists (and is not itself a whiteout).
+/// The highest lower branch in which `rel` exists (and is not itself a whiteout); nothing on
+/// its path is followed.
 fn shadowed(lowers: &[Lower], rel: &Path) -> Option<String> {
     lowers
         .iter()
-        .find_map(|l| match std::fs::symlink_metadata(l.dir.join(rel)) {
-            Ok(m) if !is_whiteout(&m) => Some(l.label.clone()),
+        .find_map(|l| match safefs::lstat(&l.dir, rel) {
+            Some(st) if !is_whiteout(&st) => Some(l.label.clone()),
             _ => None,
         })
 }
 
 /// Walks the dirties in path order and classifies every entry. Directories that exist in a
-/// lower branch and only hold changed files (overlay copy-up parents) are not entries.
+/// lower branch and only hold changed files (overlay copy-up parents) are not entries. The
+/// walk goes through `safefs` (the dirties are the VE's: nothing there is followed, only
+/// regular files are read).
 pub fn scan_dirties(dirties: &Path, lowers: &[Lower]) -> io::Result<Vec<DirtyEntry>> {
     let mut out = Vec::new();
     walk(dirties, Path::new(""), lowers, &mut out)?;
@@ -58,28 +54,27 @@ pub fn scan_dirties(dirties: &Path, lowers: &[Lower]) -> io::Result<Vec<DirtyEnt
 }
 
 fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) -> io::Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
+    let dir = safefs::open_dir(root, rel)?;
+    for (name, st) in safefs::entries(&dir)? {
         let r = rel.join(&name);
-        let p = root.join(&r);
-        let m = std::fs::symlink_metadata(&p)?;
         let inner = format!("/{}", r.display());
-        let ft = file_type(&m);
-        let mode = m.mode() & 0o7777;
+        let ft = file_type(&st);
+        let mode = st.st_mode & 0o7777;
         let entry = |kind: DirtyKind, sha: Option<String>, target: Option<String>| DirtyEntry {
             path: inner.clone(),
             kind,
             file_type: ft,
-            size: if ft == FileType::Dir { 0 } else { m.len() },
+            size: if ft == FileType::Dir {
+                0
+            } else {
+                st.st_size as u64
+            },
             mode,
             sha256: sha,
             link_target: target,
             flags: EntryFlags::classify(&inner, ft, mode),
         };
-        if is_whiteout(&m) {
+        if is_whiteout(&st) {
             let mut e = entry(
                 DirtyKind::Deleted {
                     shadows: shadowed(lowers, &r).unwrap_or_else(|| "no lower branch".into()),
@@ -95,7 +90,8 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
         match ft {
             FileType::Dir => {
                 // An opaque directory with nothing below it is simply new.
-                match (shadowed(lowers, &r), is_opaque(&p)) {
+                let opaque = safefs::open_dir(root, &r).is_ok_and(|d| is_opaque(&d));
+                match (shadowed(lowers, &r), opaque) {
                     (None, _) => out.push(entry(DirtyKind::Added, None, None)),
                     (Some(b), true) => {
                         out.push(entry(DirtyKind::Opaque { shadows: Some(b) }, None, None))
@@ -106,12 +102,12 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
             }
             _ => {
                 let sha = if ft == FileType::File {
-                    Some(sha256_file(&p)?)
+                    Some(safefs::sha256(root, &r)?)
                 } else {
                     None
                 };
                 let target = if ft == FileType::Symlink {
-                    Some(std::fs::read_link(&p)?.to_string_lossy().into_owned())
+                    Some(safefs::read_link(&dir, &name)?)
                 } else {
                     None
                 };

@@ -19,6 +19,7 @@ pub mod launch;
 pub mod layout;
 pub mod manifest;
 pub mod net;
+pub mod safefs;
 pub mod seccomp;
 
 pub use cgroup::{CgroupLayout, VeCgroup};

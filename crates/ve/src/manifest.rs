@@ -4,64 +4,53 @@
 //! shared directory can make a change appear in both reports.
 
 use model::report::{FileType, Manifest, Stamp};
-use sha2::{Digest, Sha256};
+use rustix::fs::Stat;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn file_type(m: &std::fs::Metadata) -> FileType {
-    let t = m.file_type();
-    if t.is_file() {
-        FileType::File
-    } else if t.is_dir() {
-        FileType::Dir
-    } else if t.is_symlink() {
-        FileType::Symlink
-    } else {
-        FileType::Other
+/// The report's type of an `lstat` result.
+pub fn file_type(st: &Stat) -> FileType {
+    match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => FileType::File,
+        rustix::fs::FileType::Directory => FileType::Dir,
+        rustix::fs::FileType::Symlink => FileType::Symlink,
+        _ => FileType::Other,
     }
 }
 
-pub fn stamp(m: &std::fs::Metadata) -> Stamp {
+pub fn stamp(st: &Stat) -> Stamp {
     Stamp {
-        file_type: file_type(m),
-        size: m.len(),
-        mode: m.mode() & 0o7777,
-        ino: m.ino(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        file_type: file_type(st),
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        ino: st.st_ino,
+        mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
     }
 }
 
-/// Walks `root` (without following symlinks) and stamps every entry below it.
+/// Walks `root` and stamps every entry below it, through `safefs`: no symlink is followed
+/// (not even one swapped in for a directory during the walk), nothing is opened but
+/// directories.
 pub fn scan(root: &Path) -> io::Result<Manifest> {
     let mut out = Manifest::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p)?;
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .into_owned();
-            if m.is_dir() {
-                stack.push(p);
+    let mut stack = vec![PathBuf::new()];
+    // The root must open; a directory below it that no longer does (replaced by a link while
+    // the walk ran) is listed by its own entry and not entered.
+    crate::safefs::open_dir(root, Path::new(""))?;
+    while let Some(rel) = stack.pop() {
+        let Ok(dir) = crate::safefs::open_dir(root, &rel) else {
+            continue;
+        };
+        for (name, st) in crate::safefs::entries(&dir)? {
+            let r = rel.join(&name);
+            if file_type(&st) == FileType::Dir {
+                stack.push(r.clone());
             }
-            out.insert(rel, stamp(&m));
+            out.insert(r.to_string_lossy().into_owned(), stamp(&st));
         }
     }
     Ok(out)
-}
-
-/// Hex sha256 of a file's content.
-pub fn sha256_file(p: &Path) -> io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha256::new();
-    io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -90,7 +79,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            sha256_file(&d.path().join("c")).unwrap(),
+            crate::safefs::sha256(d.path(), Path::new("c")).unwrap(),
             "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"
         );
     }

@@ -1,0 +1,167 @@
+//! Host-side access to trees a VE controls (its dirties, persistent and shared storage, app
+//! layers built in maintenance mode): never follow a symlink, never open anything but a
+//! regular file or a directory, never block. Every path is resolved beneath its tree's root
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`, so a link
+//! the VE planted anywhere on the path (even one swapped in while JCS walks the tree) makes
+//! the access fail, never reach the host; files open `O_NONBLOCK`, and are checked to be
+//! regular with `fstat` before a byte is read (a FIFO or a device cannot hang JCS).
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use sha2::{Digest, Sha256};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+fn beneath(root: &Path, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let top = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    // openat2 refuses O_PATH with anything but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
+    let flags = flags
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | if flags.contains(OFlags::PATH) {
+            OFlags::empty()
+        } else {
+            OFlags::NOCTTY
+        };
+    Ok(rustix::fs::openat2(
+        &top,
+        rel,
+        flags,
+        Mode::empty(),
+        RESOLVE,
+    )?)
+}
+
+/// The directory `rel` beneath `root` (`""`: the root itself), readable.
+pub fn open_dir(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+    beneath(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
+    )
+}
+
+/// The regular file `rel` beneath `root`, for reading; anything else is refused.
+pub fn open_file(root: &Path, rel: &Path) -> io::Result<std::fs::File> {
+    let fd = beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", rel.display()),
+        ));
+    }
+    Ok(std::fs::File::from(fd))
+}
+
+/// Hex sha256 of the regular file `rel` beneath `root`.
+pub fn sha256(root: &Path, rel: &Path) -> io::Result<String> {
+    let mut f = open_file(root, rel)?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The entries of directory `dir` (an fd from [`open_dir`]): name and `lstat`.
+pub fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let st = rustix::fs::statat(dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+        out.push((OsString::from_vec(name.to_vec()), st));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// `lstat` of `rel` beneath `root`; None when it (or a directory on its path) is missing or a
+/// symlink is on its path.
+pub fn lstat(root: &Path, rel: &Path) -> Option<Stat> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let name = rel.file_name()?;
+    let dir = beneath(root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+    rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()
+}
+
+/// The target of the symlink `name` in directory `dir`.
+pub fn read_link(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<String> {
+    let t = rustix::fs::readlinkat(dir, name, Vec::new())?;
+    Ok(t.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_follows_never_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("sub")).unwrap();
+        std::fs::write(r.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.join("pw")).unwrap();
+        std::os::unix::fs::symlink("sub", r.join("rel")).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, r.join("fifo"), Mode::from_raw_mode(0o600)).unwrap();
+        assert_eq!(
+            sha256(r, Path::new("sub/f")).unwrap(),
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
+        // The negative control: std follows these links.
+        assert!(std::fs::read(r.join("pw")).is_ok() && std::fs::read(r.join("etc/passwd")).is_ok());
+        for bad in [
+            "pw",
+            "etc/passwd",
+            "rel/f",
+            "../x",
+            "/etc/passwd",
+            "fifo",
+            "sub",
+        ] {
+            assert!(sha256(r, Path::new(bad)).is_err(), "{bad} was read");
+        }
+        assert!(open_dir(r, Path::new("etc")).is_err());
+        assert!(open_dir(r, Path::new("rel")).is_err());
+        let names: Vec<_> = entries(&open_dir(r, Path::new("")).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|(n, st)| {
+                (
+                    n.into_string().unwrap(),
+                    FileType::from_raw_mode(st.st_mode),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("etc".into(), FileType::Symlink),
+                ("fifo".into(), FileType::Fifo),
+                ("pw".into(), FileType::Symlink),
+                ("rel".into(), FileType::Symlink),
+                ("sub".into(), FileType::Directory),
+            ]
+        );
+        assert!(lstat(r, Path::new("sub/f")).is_some());
+        assert!(lstat(r, Path::new("rel/f")).is_none());
+        assert!(lstat(r, Path::new("etc/passwd")).is_none());
+    }
+}
