@@ -171,12 +171,48 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// Whether a `/proc/PID/cgroup` text places the process in a VE's cgroup (`…/jcs/STORE-N`
+/// in any hierarchy).
+fn in_ve_cgroup(cgroup: &str) -> bool {
+    cgroup.lines().any(|l| {
+        l.splitn(3, ':')
+            .nth(2)
+            .is_some_and(|path| path.split('/').any(|c| c == ve::cgroup::PARENT))
+    })
+}
+
+/// Who may talk to the recorder: root of the host (the socket is mode 0600 too), never a
+/// process of a VE (a VE's root is uid 0 as well; a store shared into a VE, or a descriptor
+/// passed to one, must not let it watch, unwatch or stop anything).
+fn peer_allowed(conn: &UnixStream) -> Result<(), String> {
+    let cred = rustix::net::sockopt::socket_peercred(conn)
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    if cred.uid.as_raw() != 0 {
+        return Err(format!("uid {} is not root", cred.uid.as_raw()));
+    }
+    let pid = cred.pid.as_raw_nonzero();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| format!("cannot read the cgroups of pid {pid}: {e}"))?;
+    if in_ve_cgroup(&cg) {
+        return Err(format!("pid {pid} runs inside a VE"));
+    }
+    Ok(())
+}
+
 /// One connection: each request line goes to the monitor thread, its response back.
 fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
     let mut w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
     };
+    if let Err(why) = peer_allowed(&conn) {
+        tracing::warn!(reason = %why, "connection refused");
+        let resp = Response::Error {
+            message: format!("refused: {why}"),
+        };
+        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+        return;
+    }
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { return };
         let resp = match serde_json::from_str::<Request>(&line) {
@@ -579,4 +615,20 @@ fn submit(w: &journal::writer::Writer, records: Vec<Vec<u8>>) -> Result<Option<u
         return Ok(None);
     }
     Ok(Some(w.submit_all(records)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_of_ves_are_told_apart() {
+        let host = "0::/user.slice/session-1.scope\n4:memory:/process_api/x\n";
+        let hybrid_ve = "0::/jcs/ab12cd34-7\n4:memory:/jcs/ab12cd34-7\n8:pids:/jcs/ab12cd34-7\n";
+        let unified_ve = "0::/jcs/ab12cd34-9\n";
+        assert!(!in_ve_cgroup(host));
+        assert!(in_ve_cgroup(hybrid_ve));
+        assert!(in_ve_cgroup(unified_ve));
+        assert!(!in_ve_cgroup("0::/jcsx/1\n1:name=systemd:/jcs.slice\n"));
+    }
 }

@@ -24,6 +24,8 @@ pub(super) struct ExecSpec {
     /// not move), built before the app's process exists.
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// Descriptors after 0-2 that pass into the VE.
+    preserve_fds: u32,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -74,6 +76,7 @@ impl ExecSpec {
             candidates,
             argv_ptrs,
             envp_ptrs,
+            preserve_fds: cfg.preserve_fds,
         })
     }
 }
@@ -110,7 +113,6 @@ pub(super) fn child_main(
     exec: &ExecSpec,
     filters: &[seccompiler::BpfProgram],
     v1_tasks: &[PathBuf],
-    preserve_fds: u32,
     sync_rd: OwnedFd,
     err_wr: OwnedFd,
     cloned_at: std::time::Instant,
@@ -137,7 +139,10 @@ pub(super) fn child_main(
     // Only descriptors 0-2 (and the `preserve_fds` after them) pass into the VE: whatever
     // else the caller left open (a directory of the host, a socket) is closed here, before
     // any code of the VE runs; the two pipes to the parent close at the app's exec.
-    close_inherited(3 + preserve_fds, &[sync_rd.as_raw_fd(), err_wr.as_raw_fd()]);
+    close_inherited(
+        3 + exec.preserve_fds,
+        &[sync_rd.as_raw_fd(), err_wr.as_raw_fd()],
+    );
     // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
     // `tasks` files: moving only the calling thread of a single-threaded process skips the
     // global threadgroup lock, whose write side waits for an RCU grace period (10-20 ms on

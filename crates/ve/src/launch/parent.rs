@@ -195,14 +195,7 @@ pub fn start(
         drop(sync_wr);
         drop(err_rd);
         child_main(
-            &plan,
-            &exec,
-            &filters,
-            &v1_tasks,
-            cfg.preserve_fds,
-            sync_rd,
-            err_wr,
-            cloned_at,
+            &plan, &exec, &filters, &v1_tasks, sync_rd, err_wr, cloned_at,
         );
     }
     let pid = pid as i32;
