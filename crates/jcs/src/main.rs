@@ -707,7 +707,18 @@ fn main() {
             std::process::exit(code)
         }
         Err(e) => {
-            eprintln!("jcs: {e:#}");
+            // The chain once: a message that already ends with its cause's is not repeated.
+            let mut msg = String::new();
+            for c in e.chain() {
+                let s = c.to_string();
+                if !msg.ends_with(&s) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&s);
+                }
+            }
+            eprintln!("jcs: {msg}");
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
             let code = match e.chain().find_map(|c| {
                 c.downcast_ref::<ve::launch::LaunchError>().or_else(|| {

@@ -5,21 +5,6 @@ mod common;
 
 use common::Env;
 
-/// Builds `tests/data/NAME.c` static (with -pthread) into the `web` app's persistent storage,
-/// where a VE runs it as `/data/NAME`.
-fn static_helper(env: &Env, name: &str) {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.c"));
-    let dir = env.home().join("persist/web/data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-O2", "-pthread", "-o"])
-        .arg(dir.join(name))
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success(), "cc {}", src.display());
-}
-
 /// Calls of VE `ve` that classification dropped, by system call name (`jcs stats`).
 fn dropped(env: &Env, ve: u64) -> serde_json::Value {
     let st = env.json(&["stats", "--ve", &ve.to_string(), "--json"]);
@@ -581,7 +566,7 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     // A static helper: a socketpair between a parent and its child.
-    static_helper(&env, "socketpair");
+    common::static_helper(&env, "socketpair");
     assert_eq!(env.sh_ok("/data/socketpair"), "5\n");
     let ats = log(&env, 1);
     assert!(
@@ -599,7 +584,7 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     // A static helper: eventfd, /dev/null, /dev/zero, /dev/urandom, /proc and /sys reads.
-    static_helper(&env, "inert");
+    common::static_helper(&env, "inert");
     // The control: a write to persistent storage in the same VE stays recorded.
     assert_eq!(env.sh_ok("/data/inert && echo kept > /data/out"), "7\n");
     let ats = log(&env, 1);
@@ -661,7 +646,7 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
 fn root_calls_that_would_have_waited_are_counted_not_recorded() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    static_helper(&env, "eagain");
+    common::static_helper(&env, "eagain");
     assert_eq!(env.sh_ok("/data/eagain"), "2\n");
     let ats = log(&env, 1);
     // The sockets themselves are recorded (their binds and listen), the EAGAINs are not.
@@ -681,7 +666,7 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
 fn root_threads_are_not_processes_their_calls_are_recorded() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    static_helper(&env, "threads");
+    common::static_helper(&env, "threads");
     assert_eq!(env.sh_ok("/data/threads"), "3\n");
     let ats = log(&env, 1);
     // Each thread's write is recorded, with the process's pid and the thread's own tid.

@@ -42,8 +42,8 @@ pub enum LifecycleError {
     /// The VE exited, but the recorder could not confirm that all it did is in the journal.
     #[error("VE {ve} exited with {code}, but its recording is incomplete: {why}")]
     Unrecorded { ve: u64, code: i32, why: String },
-    /// The step that failed, around what it failed with.
-    #[error("{what}: {source}")]
+    /// The step that failed, around what it failed with (its source; see [`describe`]).
+    #[error("{what}")]
     Context {
         what: String,
         source: Box<LifecycleError>,
@@ -62,6 +62,22 @@ impl LifecycleError {
 }
 
 pub type Result<T, E = LifecycleError> = std::result::Result<T, E>;
+
+/// An error and its sources as one line, `step: cause: cause`, each cause once (an error
+/// whose message already ends with its source's is not repeated).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let s = c.to_string();
+        if !msg.ends_with(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        next = c.source();
+    }
+    msg
+}
 
 /// Names the step around an error: `.ctx(|| format!("create {}", p.display()))`.
 pub(crate) trait Context<T> {

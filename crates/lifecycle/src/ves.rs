@@ -279,7 +279,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         Ok(x) => x,
         Err(e) => {
             let _ = hooks.after_exit();
-            let msg = format!("{e:#}");
+            let msg = crate::describe(&e);
             let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
             // Nothing half-created: a VE that never started keeps only its catalog row.
             let _ = std::fs::remove_dir_all(store.layout.ve(id));

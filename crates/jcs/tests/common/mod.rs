@@ -361,3 +361,19 @@ impl Drop for NetNs {
             .status();
     }
 }
+
+/// Builds `tests/data/NAME.c` static (with -pthread) into the `web` app's persistent storage,
+/// where a VE runs it as `/data/NAME`; returns its host path.
+pub fn static_helper(env: &Env, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.c"));
+    let dir = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("cc")
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(dir.join(name))
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success(), "cc {}", src.display());
+    dir.join(name)
+}

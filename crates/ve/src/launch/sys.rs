@@ -129,6 +129,22 @@ fn open_beneath(root: &Path, inner: &Path) -> Result<OwnedFd, String> {
                 }
                 open(&cur).map_err(|e| format!("mount point {}: {e}", so_far.display()))?
             }
+            Err(rustix::io::Errno::NOTDIR)
+                if rustix::fs::statat(
+                    &cur,
+                    c.as_os_str(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                }) =>
+            {
+                return Err(format!(
+                    "mount point {} is a symbolic link in the VE's file system; \
+                     JCS does not follow it",
+                    so_far.display()
+                ))
+            }
             Err(rustix::io::Errno::LOOP) | Err(rustix::io::Errno::XDEV) => {
                 return Err(format!(
                     "mount point {} is a symbolic link in the VE's file system; \

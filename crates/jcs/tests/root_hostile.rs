@@ -1,0 +1,274 @@
+//! A hostile application in a VE (issue 11): a static probe (`tests/data/hostile.c`) tries
+//! each way out, inside a VE of the default `jcs run`, where it must be DENIED; and the same
+//! attempt on the host, under the same conditions, where it must have ESCAPED (the negative
+//! control: a probe that silently does nothing cannot pass).
+
+mod common;
+
+use common::Env;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The probe's verdict line for ATTEMPT ARGS, run in a VE of `web`.
+fn in_ve(env: &Env, args: &[&str]) -> String {
+    let mut a = vec!["run", "web", "--", "/data/hostile"];
+    a.extend(args);
+    env.ok(&a).trim().to_string()
+}
+
+/// The same attempt on the host (the control).
+fn on_host(probe: &Path, args: &[&str]) -> String {
+    let o = Command::new(probe).args(args).output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn assert_escapes_only_on_the_host(env: &Env, probe: &Path, args: &[&str], host_args: &[&str]) {
+    let host = on_host(probe, host_args);
+    assert!(host.starts_with("ESCAPED"), "control {host_args:?}: {host}");
+    let ve = in_ve(env, args);
+    assert!(ve.starts_with("DENIED"), "{args:?} in a VE: {ve}");
+}
+
+#[test]
+fn root_devices_raw_sockets_personality_and_pidfd_getfd_are_denied() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let probe = common::static_helper(&env, "hostile");
+    let scratch = tempfile::tempdir().unwrap();
+    let kvm = scratch.path().join("kvm");
+    assert_escapes_only_on_the_host(
+        &env,
+        &probe,
+        &["mknod", "/tmp/kvm"],
+        &["mknod", kvm.to_str().unwrap()],
+    );
+    // Device nodes the VE finds (made by the host in its persistent storage): the numbers of
+    // /dev/kmsg, the first console, net/tun and a loop device. nodev makes them dead in the
+    // VE; the host opens them.
+    let data = env.home().join("persist/web/data");
+    let mut tried = 0;
+    for (name, kind, major, minor) in [
+        ("kmsg", libc::S_IFCHR, 1, 11),
+        ("tty0", libc::S_IFCHR, 4, 0),
+        ("tun", libc::S_IFCHR, 10, 200),
+        ("loop0", libc::S_IFBLK, 7, 0),
+    ] {
+        let p = data.join(name);
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mknod with a valid path, as root, in the test's own store.
+        let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
+        assert_eq!(r, 0, "mknod {name}");
+        // A device whose driver this host lacks cannot be a control: skipped, and said so.
+        let host = on_host(&probe, &["open", p.to_str().unwrap()]);
+        if host.contains("No such device") {
+            eprintln!("no driver for {name} on this host: not a usable control");
+            continue;
+        }
+        assert_escapes_only_on_the_host(
+            &env,
+            &probe,
+            &["open", &format!("/data/{name}")],
+            &["open", p.to_str().unwrap()],
+        );
+        tried += 1;
+    }
+    assert!(
+        tried >= 2,
+        "fewer than two device controls opened on this host"
+    );
+    for attempt in ["raw", "packet", "audit", "personality", "pidfd_getfd"] {
+        assert_escapes_only_on_the_host(&env, &probe, &[attempt], &[attempt]);
+    }
+    // The devices a VE does get still work.
+    env.sh_ok(
+        "echo x > /dev/null && head -c 4 /dev/urandom > /tmp/r && head -c 1 /dev/zero >/tmp/z",
+    );
+}
+
+/// A command run with a fresh pty as its controlling terminal (stdin, stdout and stderr on
+/// the pty's slave), as a shell in a terminal runs it.
+fn on_a_terminal(mut cmd: Command) -> (std::process::Output, OwnedFd) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; no name, termios or window size given.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: fresh fds from openpty, owned from here on.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let s = slave.as_raw_fd();
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+    // controlling terminal is the pty (as a login shell's is).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let _ = s;
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop(slave);
+    (out, master)
+}
+
+#[test]
+fn root_the_callers_terminal_cannot_be_pushed_into() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let probe = common::static_helper(&env, "hostile");
+    // Control: a process of the terminal's session pushes a byte into it.
+    let mut host = Command::new(&probe);
+    host.arg("tiocsti");
+    let (out, _m) = on_a_terminal(host);
+    let host = String::from_utf8_lossy(&out.stdout);
+    assert!(host.starts_with("ESCAPED"), "control: {host}");
+    // In a VE started from that terminal: the VE has a session of its own, and TIOCSTI is
+    // denied in any case.
+    let mut ve = env.cmd(&["run", "web", "--", "/data/hostile", "tiocsti"]);
+    ve.stdin(Stdio::null());
+    let (out, _m) = on_a_terminal(ve);
+    let ve = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ve.starts_with("DENIED"), "in a VE: {ve}");
+}
+
+#[test]
+fn root_only_descriptors_0_to_2_pass_into_the_ve() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let probe = common::static_helper(&env, "hostile");
+    // Descriptors 3 (a file) and 7 (the host's root directory), without FD_CLOEXEC.
+    let file = std::fs::File::open(&probe).unwrap();
+    let root = std::fs::File::open("/").unwrap();
+    let (f, r) = (file.as_raw_fd(), root.as_raw_fd());
+    let with_fds = |mut c: Command| {
+        // SAFETY: dup2 between fork and exec (async-signal-safe).
+        unsafe {
+            c.pre_exec(move || {
+                for (from, to) in [(f, 3), (r, 7)] {
+                    // dup2 onto itself keeps FD_CLOEXEC: clear it either way.
+                    if libc::dup2(from, to) < 0 || libc::fcntl(to, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    let mut host = Command::new(&probe);
+    host.arg("fds");
+    let out = String::from_utf8(with_fds(host).stdout).unwrap();
+    assert!(
+        out.starts_with("ESCAPED 3 ") && out.contains(" 7 "),
+        "control: {out}"
+    );
+    let out = with_fds(env.cmd(&["run", "web", "--", "/data/hostile", "fds"]));
+    let ve = String::from_utf8(out.stdout).unwrap();
+    assert!(ve.starts_with("DENIED"), "in a VE: {ve}");
+    // --preserve-fds 1 passes exactly descriptor 3.
+    let out = with_fds(env.cmd(&[
+        "run",
+        "web",
+        "--preserve-fds",
+        "1",
+        "--",
+        "/data/hostile",
+        "fds",
+    ]));
+    let ve = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(ve.trim(), "ESCAPED 3", "with --preserve-fds 1");
+}
+
+#[test]
+fn root_a_symlink_at_a_mount_point_fails_the_start_and_touches_nothing_on_the_host() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let scratch = tempfile::tempdir().unwrap();
+    let target = scratch.path().join("escape");
+    // Maintenance mode publishes an app layer whose /data (a storage mount point) is a link
+    // to a host directory that does not exist.
+    env.ok(&[
+        "app",
+        "update",
+        "web",
+        "--net",
+        "none",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("rmdir /data && ln -s {} /data", target.display()),
+    ]);
+    // Control: the link is in the published layer and names the host path.
+    let layer = env.home().join("apps/web/2/data");
+    assert_eq!(std::fs::read_link(&layer).unwrap(), target);
+    let err = env.fails(&["run", "web", "--", "/bin/true"]);
+    assert!(
+        err.contains("mount point /data is a symbolic link"),
+        "unexpected error: {err}"
+    );
+    assert!(!target.exists(), "the host path was created");
+}
+
+#[test]
+fn root_links_fifos_and_devices_a_ve_leaves_are_never_followed_by_jcs() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "host secret").unwrap();
+    let s = secret.path().display();
+    // In persistent storage (hashed by jcs run after the VE) and in the dirties (hashed by
+    // jcs inspect): links to a host file and to /dev/zero, a FIFO, and one real file.
+    let script = format!(
+        "ln -s {s} /data/secret; ln -s /dev/zero /data/zero; mkfifo /data/fifo; \
+         echo real > /data/real; ln -s {s} /root/secret; ln -s /dev/zero /root/zero; \
+         mkfifo /root/fifo"
+    );
+    let started = std::time::Instant::now();
+    env.sh_ok(&script);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "jcs run hung"
+    );
+    // Control: on the host, the links resolve to the secret (a follower would read it).
+    let data = env.home().join("persist/web/data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("secret")).unwrap(),
+        "host secret"
+    );
+    let r = env.json(&["inspect", "1", "--json"]);
+    let sha_of = |list: &str, path: &str| {
+        r[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {list}: {r}"))["sha256"]
+            .clone()
+    };
+    for p in ["/data/secret", "/data/zero", "/data/fifo"] {
+        assert!(sha_of("storage", p).is_null(), "{p} was read: {r}");
+    }
+    assert!(sha_of("storage", "/data/real").is_string());
+    for p in ["/root/secret", "/root/zero", "/root/fifo"] {
+        assert!(sha_of("dirties", p).is_null(), "{p} was read: {r}");
+    }
+}
