@@ -95,6 +95,12 @@ enum Cmd {
         /// Maximum number of processes and threads in the VE
         #[arg(long, default_value_t = 1024)]
         pids: u64,
+        /// CPU time the VE may use, in CPUs (e.g. 0.5, 2); default: no limit
+        #[arg(long, value_name = "N")]
+        cpus: Option<String>,
+        /// Network of this VE, instead of the app's: none (only lo) or bridge
+        #[arg(long)]
+        net: Option<NetMode>,
         /// Pass descriptors 3..3+N of this process into the VE (by default only 0, 1 and 2
         /// pass; every other descriptor is closed before the VE runs)
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -369,13 +375,14 @@ fn name(s: &str, what: &str) -> Result<Name> {
     Name::parse(s).map_err(|e| anyhow::anyhow!("{what} {e}"))
 }
 
-fn limits(memory: &str, pids: u64) -> Result<Limits> {
+fn limits(memory: &str, pids: u64, cpus: Option<&str>) -> Result<Limits> {
     if pids == 0 {
         bail!("--pids must be at least 1");
     }
     Ok(Limits {
         memory_bytes: parse_size(memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
         pids,
+        cpu_millis: cpus.map(model::limits::parse_cpus).transpose()?,
     })
 }
 
@@ -542,7 +549,7 @@ fn real_main() -> Result<i32> {
                 cmd,
             } => {
                 let n = name(&n, "app")?;
-                let l = limits(&memory, pids)?;
+                let l = limits(&memory, pids, None)?;
                 if net == NetMode::Bridge {
                     bail!("maintenance mode supports --net host or --net none");
                 }
@@ -554,16 +561,21 @@ fn real_main() -> Result<i32> {
             app: a,
             memory,
             pids,
+            cpus,
+            net,
             preserve_fds,
             cmd,
         } => {
             let n = name(&a, "app")?;
-            let l = limits(&memory, pids)?;
+            let l = limits(&memory, pids, cpus.as_deref())?;
+            if net == Some(NetMode::Host) {
+                bail!("--net host is for maintenance mode (jcs app update); a VE runs with --net none or bridge");
+            }
             need_root()?;
             mark("args");
             let store = open_store(cli.home)?;
             mark("store");
-            Ok(lifecycle::ves::run(&store, &n, cmd, l, preserve_fds)?)
+            Ok(lifecycle::ves::run(&store, &n, cmd, l, net, preserve_fds)?)
         }
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),

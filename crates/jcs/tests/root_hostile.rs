@@ -272,3 +272,27 @@ fn root_links_fifos_and_devices_a_ve_leaves_are_never_followed_by_jcs() {
         assert!(sha_of("dirties", p).is_null(), "{p} was read: {r}");
     }
 }
+
+#[test]
+fn root_a_cpu_hog_gets_no_more_than_cpus() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // Iterations of a busy loop in 2 s of wall-clock time, unlimited and under --cpus 0.25.
+    let hog = "end=$(( $(date +%s) + 2 )); i=0; \
+               while [ $(date +%s) -lt $end ]; do i=$((i+1)); done; echo $i";
+    let count = |extra: &[&str]| -> f64 {
+        let mut a = vec!["run", "web"];
+        a.extend(extra);
+        a.extend(["--", "/bin/sh", "-c", hog]);
+        env.ok(&a).trim().parse().unwrap()
+    };
+    let free = count(&[]);
+    let limited = count(&["--cpus", "0.25"]);
+    assert!(free > 0.0);
+    assert!(
+        limited / free < 0.6,
+        "--cpus 0.25 ran {limited} iterations against {free} unlimited"
+    );
+    let err = env.fails(&["run", "web", "--cpus", "0", "--", "/bin/true"]);
+    assert!(err.contains("--cpus"), "{err}");
+}

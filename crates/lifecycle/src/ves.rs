@@ -344,6 +344,7 @@ pub fn run(
     app_name: &model::Name,
     argv: Vec<String>,
     limits: Limits,
+    net: Option<NetMode>,
     preserve_fds: u32,
 ) -> Result<i32> {
     let app = store
@@ -359,7 +360,7 @@ pub fn run(
         refuse!("app {app_name} has no default command: give one after --, e.g. jcs run {app_name} -- /bin/sh");
     }
     let version = store.catalog.app_latest(app_name)?;
-    let net = app.net;
+    let net = net.unwrap_or(app.net);
     let (_, exit) = launch(
         store,
         Launch {
@@ -489,9 +490,16 @@ fn clean_stale_cgroup(store: &Store, id: VeId) {
     };
     let name = store.cgroup_name(id);
     let mut dirs = vec![layout.v2_root().join(ve::cgroup::PARENT).join(&name)];
-    if let ve::CgroupLayout::Hybrid { memory, pids, .. } = &layout {
+    if let ve::CgroupLayout::Hybrid {
+        memory, pids, cpu, ..
+    } = &layout
+    {
         dirs.push(memory.join(ve::cgroup::PARENT).join(&name));
         dirs.push(pids.join(ve::cgroup::PARENT).join(&name));
+        if let Some(cpu) = cpu {
+            // Only there when the VE had a CPU limit; removing a missing one is a no-op.
+            dirs.push(cpu.join(ve::cgroup::PARENT).join(&name));
+        }
     }
     let cg = ve::VeCgroup {
         v2: dirs[0].clone(),

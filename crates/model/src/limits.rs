@@ -2,13 +2,55 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Memory and process-count limits, applied through the VE's cgroup.
+/// Memory, process-count and CPU limits, applied through the VE's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Bytes of memory (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`).
     pub memory_bytes: u64,
     /// Number of tasks (`pids.max`).
     pub pids: u64,
+    /// CPU time, in thousandths of a CPU (`--cpus 1.5` = 1500; cgroup v2 `cpu.max`, v1
+    /// `cpu.cfs_quota_us`); None: no limit.
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
+}
+
+/// The CFS period JCS uses for CPU limits, in microseconds.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+impl Limits {
+    /// The CFS quota per [`CPU_PERIOD_US`], in microseconds, when CPU time is limited.
+    pub fn cpu_quota_us(&self) -> Option<u64> {
+        self.cpu_millis.map(|m| m * CPU_PERIOD_US / 1000)
+    }
+}
+
+/// Why a CPU count does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--cpus {0:?}: expected a number of CPUs such as 0.5, 1 or 2.25 (at least 0.01)")]
+pub struct CpusError(pub String);
+
+/// Parses a number of CPUs (`1`, `0.5`, `2.25`) into thousandths.
+pub fn parse_cpus(s: &str) -> Result<u64, CpusError> {
+    let err = || CpusError(s.into());
+    let (int, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let int: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| err())?
+    };
+    let frac: u64 = format!("{frac:0<3}").parse().map_err(|_| err())?;
+    let m = int
+        .checked_mul(1000)
+        .and_then(|v| v.checked_add(frac))
+        .ok_or_else(err)?;
+    if m < 10 {
+        return Err(err());
+    }
+    Ok(m)
 }
 
 impl Default for Limits {
@@ -16,6 +58,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 1 << 30,
             pids: 1024,
+            cpu_millis: None,
         }
     }
 }
@@ -63,6 +106,22 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("1"), Ok(1000));
+        assert_eq!(parse_cpus("0.5"), Ok(500));
+        assert_eq!(parse_cpus("2.25"), Ok(2250));
+        assert_eq!(parse_cpus(".75"), Ok(750));
+        for bad in ["0", "0.001", "x", "1.2345", "-1", "1e3", ""] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+        let l = Limits {
+            cpu_millis: Some(1500),
+            ..Limits::default()
+        };
+        assert_eq!(l.cpu_quota_us(), Some(150_000));
+    }
 
     #[test]
     fn sizes() {

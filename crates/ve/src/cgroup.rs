@@ -48,11 +48,14 @@ pub enum CgroupError {
 pub enum CgroupLayout {
     /// Pure cgroup2: memory and pids are cgroup2 controllers.
     Unified { root: PathBuf },
-    /// cgroup2 for tracking, memory and pids from cgroup v1 hierarchies.
+    /// cgroup2 for tracking, memory and pids (and cpu, when mounted) from cgroup v1
+    /// hierarchies.
     Hybrid {
         v2: PathBuf,
         memory: PathBuf,
         pids: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cpu: Option<PathBuf>,
     },
 }
 
@@ -119,7 +122,12 @@ impl CgroupLayout {
                 .map(|(p, _, _)| p.clone())
         };
         match (v1("memory"), v1("pids")) {
-            (Some(memory), Some(pids)) => Ok(CgroupLayout::Hybrid { v2, memory, pids }),
+            (Some(memory), Some(pids)) => Ok(CgroupLayout::Hybrid {
+                v2,
+                memory,
+                pids,
+                cpu: v1("cpu"),
+            }),
             (None, None) => Ok(CgroupLayout::Unified { root: v2 }),
             (None, Some(_)) => Err(CgroupError::NoController("memory", v2)),
             (Some(_), None) => Err(CgroupError::NoController("pids", v2)),
@@ -211,15 +219,29 @@ impl VeCgroup {
         };
         match layout {
             CgroupLayout::Unified { root } => {
-                // Delegate memory and pids down to jcs/NAME (no-op when already enabled).
-                let enable = "+memory +pids".to_string();
+                // Delegate memory and pids (and cpu for a CPU limit) down to jcs/NAME (no-op
+                // when already enabled).
+                let enable = if limits.cpu_millis.is_some() {
+                    "+memory +pids +cpu"
+                } else {
+                    "+memory +pids"
+                }
+                .to_string();
                 set(fs, root, "cgroup.subtree_control", enable.clone())
-                    .map_err(|_| CgroupError::NoController("memory or pids", root.clone()))?;
+                    .map_err(|_| CgroupError::NoController("memory, pids or cpu", root.clone()))?;
                 mkdir(fs, &root.join(PARENT))?;
                 set(fs, &root.join(PARENT), "cgroup.subtree_control", enable)?;
                 let dir = leaf(fs, root)?;
                 set(fs, &dir, "memory.max", limits.memory_bytes.to_string())?;
                 set(fs, &dir, "pids.max", limits.pids.to_string())?;
+                if let Some(q) = limits.cpu_quota_us() {
+                    set(
+                        fs,
+                        &dir,
+                        "cpu.max",
+                        format!("{q} {}", model::limits::CPU_PERIOD_US),
+                    )?;
+                }
                 let id = fs.ino(&dir).map_err(|source| CgroupError::Create {
                     path: dir.clone(),
                     source,
@@ -230,7 +252,12 @@ impl VeCgroup {
                     id,
                 })
             }
-            CgroupLayout::Hybrid { v2, memory, pids } => {
+            CgroupLayout::Hybrid {
+                v2,
+                memory,
+                pids,
+                cpu,
+            } => {
                 let v2dir = leaf(fs, v2)?;
                 let mdir = leaf(fs, memory)?;
                 set(
@@ -241,15 +268,22 @@ impl VeCgroup {
                 )?;
                 let pdir = leaf(fs, pids)?;
                 set(fs, &pdir, "pids.max", limits.pids.to_string())?;
+                let mut v1 = vec![mdir, pdir];
+                if let Some(q) = limits.cpu_quota_us() {
+                    let cpu = cpu
+                        .as_ref()
+                        .ok_or_else(|| CgroupError::NoController("cpu", v2.clone()))?;
+                    let cdir = leaf(fs, cpu)?;
+                    let period = model::limits::CPU_PERIOD_US.to_string();
+                    set(fs, &cdir, "cpu.cfs_period_us", period)?;
+                    set(fs, &cdir, "cpu.cfs_quota_us", q.to_string())?;
+                    v1.push(cdir);
+                }
                 let id = fs.ino(&v2dir).map_err(|source| CgroupError::Create {
                     path: v2dir.clone(),
                     source,
                 })?;
-                Ok(VeCgroup {
-                    v2: v2dir,
-                    v1: vec![mdir, pdir],
-                    id,
-                })
+                Ok(VeCgroup { v2: v2dir, v1, id })
             }
         }
     }
@@ -369,6 +403,7 @@ mod tests {
                 v2: "/sys/fs/cgroup/unified".into(),
                 memory: "/sys/fs/cgroup/memory".into(),
                 pids: "/sys/fs/cgroup/pids".into(),
+                cpu: Some("/sys/fs/cgroup/cpu x".into()),
             }
         );
         assert_eq!(
@@ -407,6 +442,7 @@ mod tests {
             &Limits {
                 memory_bytes: 1000,
                 pids: 9,
+                cpu_millis: None,
             },
         )
         .unwrap();
