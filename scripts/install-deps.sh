@@ -5,7 +5,7 @@
 set -euo pipefail
 # clang, libelf-dev, zlib1g-dev, pkg-config, make: the eBPF monitor (libbpf-cargo compiles the
 # BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
-pkgs=(busybox-static iproute2 debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3)
+pkgs=(busybox-static iproute2 nftables debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3)
 if [ "${1:-}" = "--all" ]; then
   # VE start peers; per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops;
   # the paper benchmark's clients (curl, ssh) and pgrep.

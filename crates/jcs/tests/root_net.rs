@@ -115,3 +115,172 @@ fn root_bad_bridge_range_is_refused() {
     assert!(e.contains("not an IPv4 CIDR"), "{e}");
     assert!(!env.home().join("apps/x").exists());
 }
+
+/// A VE on the bridge sends only from its own address and reaches only the bridge's address
+/// of the host. Inside the VE, a datagram from a foreign source cannot even be sent (no
+/// CAP_NET_RAW or CAP_NET_ADMIN); a root process of the host in the VE's network namespace
+/// can send one, and the bridge filter drops it — until the test removes the VE's port from
+/// the filter, when the same datagram arrives (the negative control). Another address of the
+/// host is not reached from the VE, though the host side receives on it.
+#[test]
+fn root_a_bridged_ve_cannot_spoof_or_reach_other_host_addresses() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    // Another address of the "host" (the test's namespace): on a veth pair the test made
+    // there (this kernel has no dummy interfaces).
+    for args in [
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
+        &["addr", "add", "10.99.0.1/32", "dev", "d0"],
+        &["link", "set", "d0", "up"],
+        &["link", "set", "d1", "up"],
+    ] {
+        assert!(
+            ns.cmd("ip", args).status().unwrap().success(),
+            "ip {args:?}"
+        );
+    }
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&[
+        "app",
+        "create",
+        "web",
+        "--template",
+        "bb",
+        "--net",
+        "bridge",
+        "--persist",
+        "/data",
+    ]);
+    let probe = common::static_helper(&env, "hostile");
+    let probe = probe.to_str().unwrap();
+    // A UDP listener on every address of the host side, for 10 s: "SOURCE PAYLOAD" per datagram.
+    let got = env.home().join("got.txt");
+    let listener = ns
+        .cmd(
+            "python3",
+            &[
+                "-c",
+                "import socket,sys\n\
+                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 s.bind(('0.0.0.0',9999)); s.settimeout(10)\n\
+                 f=open(sys.argv[1],'w')\n\
+                 try:\n  while True:\n    d,a=s.recvfrom(100); f.write(a[0]+' '+d.decode()+'\\n'); f.flush()\n\
+                 except socket.timeout: pass\n",
+                got.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // VE 1 is 10.77.0.2: its own datagrams, then it idles until the test says go.
+    let script = "/data/hostile udp 10.77.0.2 10.77.0.1 9999 own; \
+                  /data/hostile udp 10.77.0.50 10.77.0.1 9999 ve-spoofed > /data/spoof; \
+                  /data/hostile udp 10.77.0.2 10.99.0.1 9999 other-address; \
+                  touch /data/up; while [ ! -e /data/go ]; do sleep 0.05; done";
+    let ve = ns
+        .cmd(
+            common::jcs_bin(),
+            &["run", "web", "--", "/bin/sh", "-c", script],
+        )
+        .env("JCS_HOME", env.home())
+        .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = env.home().join("persist/web/data");
+    assert!(
+        wait_for(20, || data.join("up").exists()),
+        "the VE did not come up"
+    );
+    let spoof = std::fs::read_to_string(data.join("spoof")).unwrap();
+    assert!(
+        spoof.starts_with("DENIED"),
+        "the VE itself sent a spoofed datagram: {spoof}"
+    );
+    // Root of the host in the VE's network namespace.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.home().join("ve/1/meta/ve.json")).unwrap())
+            .unwrap();
+    let init = meta["init_pid"].as_i64().unwrap();
+    let in_ve_net = |args: &[&str]| {
+        let o = Command::new("nsenter")
+            .arg(format!("--net=/proc/{init}/ns/net"))
+            .arg(probe)
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(out.starts_with("ESCAPED"), "{args:?}: {out}");
+    };
+    in_ve_net(&["udp", "10.77.0.50", "10.77.0.1", "9999", "root-spoofed"]);
+    // Control: the other address is received on, from the host side.
+    let o = ns
+        .cmd(probe, &["udp", "10.99.0.1", "10.99.0.1", "9999", "control"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ESCAPED"));
+    // Negative control: without the VE's port in the filter, the same spoof arrives.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ns
+        .cmd("nft", &["flush", "map", "bridge", "jcs", "port_chains"])
+        .status()
+        .unwrap()
+        .success());
+    in_ve_net(&["udp", "10.77.0.50", "10.77.0.1", "9999", "unfiltered-spoof"]);
+    // And without the host's input filter, the other address is reached from the VE's side.
+    in_ve_net(&[
+        "udp",
+        "10.77.0.2",
+        "10.99.0.1",
+        "9999",
+        "other-addr-filtered",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(ns
+        .cmd("nft", &["flush", "chain", "inet", "jcs", "input"])
+        .status()
+        .unwrap()
+        .success());
+    in_ve_net(&["udp", "10.77.0.2", "10.99.0.1", "9999", "unfiltered-other"]);
+    std::fs::write(data.join("go"), "").unwrap();
+    let out = ve.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listener.wait_with_output().unwrap().status.success());
+    let got = std::fs::read_to_string(&got).unwrap();
+    for (line, why) in [
+        ("10.77.0.2 own", "the VE's own datagram"),
+        ("control", "the control"),
+        (
+            "10.77.0.50 unfiltered-spoof",
+            "the negative control (spoofing)",
+        ),
+        (
+            "10.77.0.2 unfiltered-other",
+            "the negative control (host address)",
+        ),
+    ] {
+        assert!(got.contains(line), "{why} is missing:\n{got}");
+    }
+    for (word, why) in [
+        ("spoofed", "a spoofed source got through"),
+        ("other-address", "another host address was reached"),
+        (
+            "other-addr-filtered",
+            "another host address was reached by root in the VE's netns",
+        ),
+    ] {
+        assert!(!got.contains(word), "{why}:\n{got}");
+    }
+    // The VE's chain is gone with it.
+    let rules =
+        String::from_utf8(ns.cmd("nft", &["list", "ruleset"]).output().unwrap().stdout).unwrap();
+    assert!(
+        !rules.contains("chain vj"),
+        "a VE's chain is left in the filter:\n{rules}"
+    );
+}

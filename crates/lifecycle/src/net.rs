@@ -30,12 +30,14 @@ pub fn eth_config(net: &BridgeNet, id: VeId) -> EthConfig {
 pub struct BridgeHooks {
     net: BridgeNet,
     host_name: String,
+    /// The VE's address on the bridge.
+    addr: std::net::Ipv4Addr,
     attached: Option<Attached>,
 }
 
 impl Hooks for BridgeHooks {
     fn before_release(&mut self, pid: i32, _cgroup: &ve::VeCgroup) -> Result<(), HookError> {
-        let a = ve::net::attach(&self.net, &self.host_name, pid)?;
+        let a = ve::net::attach(&self.net, &self.host_name, self.addr, pid)?;
         self.attached = Some(a);
         Ok(())
     }
@@ -52,11 +54,15 @@ impl Hooks for BridgeHooks {
 pub fn hooks_for(store: &Store, net: NetMode, id: VeId) -> Result<Option<BridgeHooks>> {
     match net {
         NetMode::None | NetMode::Host => Ok(None),
-        NetMode::Bridge => Ok(Some(BridgeHooks {
-            net: bridge_net()?,
-            // IFNAMSIZ is 16: "vj" + 4 hex digits of the store id + the VE id.
-            host_name: format!("vj{}{}", &store.id[..4.min(store.id.len())], id),
-            attached: None,
-        })),
+        NetMode::Bridge => {
+            let net = bridge_net()?;
+            Ok(Some(BridgeHooks {
+                addr: net.ve_address(id.0),
+                net,
+                // IFNAMSIZ is 16: "vj" + 4 hex digits of the store id + the VE id.
+                host_name: format!("vj{}{}", &store.id[..4.min(store.id.len())], id),
+                attached: None,
+            }))
+        }
     }
 }

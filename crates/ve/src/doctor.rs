@@ -127,6 +127,18 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     ] {
         v.push(check(name, false, probe_bpf(ty, attach, 0)));
     }
+    // --net bridge filters each VE's port with nftables.
+    v.push(check(
+        "nftables (--net bridge)",
+        false,
+        match std::process::Command::new("nft").arg("--version").output() {
+            Ok(o) if o.status.success() => {
+                Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+            }
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+            Err(e) => Err(format!("nft not found ({e}): apt-get install nftables")),
+        },
+    ));
     // The VE's device allow-list is a cgroup device program: required.
     v.push(check(
         "bpf cgroup/dev (device allow-list)",

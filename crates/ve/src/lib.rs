@@ -19,6 +19,7 @@ pub mod launch;
 pub mod layout;
 pub mod manifest;
 pub mod net;
+pub mod netfilter;
 pub mod safefs;
 pub mod seccomp;
 

@@ -20,6 +20,7 @@ const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -49,6 +50,8 @@ pub enum NetError {
     Netlink { what: String, source: io::Error },
     #[error("{0} exists but is not a bridge; JCS does not touch interfaces it did not create")]
     NotBridge(String),
+    #[error("nftables: {0}")]
+    Nft(String),
 }
 
 fn nl_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> NetError {
@@ -178,7 +181,7 @@ fn new_bridge(name: &str) -> Vec<u8> {
 
 /// RTM_NEWLINK creating a veth pair whose peer is born in the network namespace of `pid`,
 /// named `peer_name` with ifindex `peer_index` there.
-fn new_veth(name: &str, peer_name: &str, peer_index: i32, pid: i32) -> Vec<u8> {
+fn new_veth(name: &str, peer_name: &str, peer_index: i32, peer_mac: [u8; 6], pid: i32) -> Vec<u8> {
     let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
     m.attr_str(IFLA_IFNAME, name)
         .begin(IFLA_LINKINFO)
@@ -191,6 +194,7 @@ fn new_veth(name: &str, peer_name: &str, peer_index: i32, pid: i32) -> Vec<u8> {
     m.buf.extend_from_slice(&0u32.to_ne_bytes());
     m.buf.extend_from_slice(&0u32.to_ne_bytes());
     m.attr_str(IFLA_IFNAME, peer_name)
+        .attr(IFLA_ADDRESS, &peer_mac)
         .attr(IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
     m.end().end().end();
     m.finish()
@@ -344,10 +348,12 @@ fn parse_link(reply: &[u8]) -> Option<(i32, Option<String>)> {
 }
 
 /// The host end of a VE's veth, created by [`attach`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
     pub host_ifindex: i32,
     pub bridge_ifindex: i32,
+    /// What the VE's port may send (nftables, `netfilter`).
+    pub port: crate::netfilter::Port,
 }
 
 fn lookup(nl: &Netlink, name: &str) -> Result<Option<(i32, Option<String>)>, NetError> {
@@ -389,33 +395,59 @@ fn ensure_bridge(nl: &Netlink, net: &BridgeNet) -> Result<i32, NetError> {
 }
 
 /// Connects the VE whose init is `pid` to the bridge: a veth pair `host_name` ↔ `eth0`
-/// (ifindex 2 inside the VE), the host end enslaved to the bridge and up.
-pub fn attach(net: &BridgeNet, host_name: &str, pid: i32) -> Result<Attached, NetError> {
+/// (ifindex 2 inside the VE, MAC from `addr`), the host end enslaved to the bridge and up,
+/// and the port's filter (`netfilter`: only the VE's MAC and `addr`, only the bridge's own
+/// address of the host).
+pub fn attach(
+    net: &BridgeNet,
+    host_name: &str,
+    addr: Ipv4Addr,
+    pid: i32,
+) -> Result<Attached, NetError> {
     let nl = Netlink::open().map_err(nl_err("open a route socket"))?;
     let bridge_ifindex = ensure_bridge(&nl, net)?;
-    nl.request(&new_veth(host_name, "eth0", VE_IFINDEX, pid))
+    let mac = crate::netfilter::ve_mac(addr);
+    nl.request(&new_veth(host_name, "eth0", VE_IFINDEX, mac, pid))
         .map_err(nl_err(format!("create veth {host_name}")))?;
     let (host_ifindex, _) = lookup(&nl, host_name)?.ok_or_else(|| NetError::Netlink {
         what: format!("find veth {host_name}"),
         source: io::Error::from_raw_os_error(libc::ENODEV),
     })?;
+    let port = crate::netfilter::Port {
+        chain: host_name.to_string(),
+        ifindex: host_ifindex,
+        addr,
+        mac,
+    };
+    // The filter before the port is up: no frame of the VE passes unfiltered.
+    if let Err(e) = crate::netfilter::apply(&crate::netfilter::add_script(
+        bridge_ifindex,
+        net.gateway(),
+        &port,
+    )) {
+        let _ = nl.request(&del_link(host_ifindex));
+        return Err(e);
+    }
     if let Err(e) = nl.request(&set_link(host_ifindex, Some(bridge_ifindex))) {
         let _ = nl.request(&del_link(host_ifindex));
+        let _ = crate::netfilter::apply(&crate::netfilter::remove_script(&port));
         return Err(nl_err(format!("attach {host_name} to {}", net.bridge))(e));
     }
     Ok(Attached {
         host_ifindex,
         bridge_ifindex,
+        port,
     })
 }
 
 /// Deletes the veth pair of a VE (both ends) by the host end's ifindex.
 pub fn detach(a: &Attached) -> Result<(), NetError> {
     let nl = Netlink::open().map_err(nl_err("open a route socket"))?;
+    let filter = crate::netfilter::remove(&a.port);
     match nl.request(&del_link(a.host_ifindex)) {
-        Ok(_) => Ok(()),
+        Ok(_) => filter,
         // Already gone with the VE's network namespace.
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => filter,
         Err(e) => Err(nl_err(format!("delete veth ifindex {}", a.host_ifindex))(e)),
     }
 }
@@ -456,7 +488,7 @@ mod tests {
     fn messages_are_well_formed() {
         for m in [
             new_bridge("jcs0"),
-            new_veth("vj1", "eth0", 2, 1234),
+            new_veth("vj1", "eth0", 2, [2, 0x4a, 0x43, 0, 0, 2], 1234),
             set_link(5, Some(3)),
             new_addr(2, Ipv4Addr::new(10, 0, 0, 2), 16),
             default_route(2, Ipv4Addr::new(10, 0, 0, 1)),
@@ -469,10 +501,13 @@ mod tests {
             assert_ne!(flags & NLM_F_REQUEST, 0);
             assert_ne!(flags & NLM_F_ACK, 0);
         }
-        // The veth request nests LINKINFO > INFO_DATA > PEER; the peer carries its netns pid.
-        let v = new_veth("vj1", "eth0", 2, 0x01020304);
+        // The veth request nests LINKINFO > INFO_DATA > PEER; the peer carries its netns pid
+        // and its MAC.
+        let mac = [2, 0x4a, 0x43, 7, 0, 9];
+        let v = new_veth("vj1", "eth0", 2, mac, 0x01020304);
         let needle = 0x01020304u32.to_ne_bytes();
         assert!(v.windows(4).any(|w| w == needle));
+        assert!(v.windows(6).any(|w| w == mac));
         let (index, kind) = parse_link(&{
             // A synthetic RTM_NEWLINK reply for ifindex 9 of kind "bridge".
             let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(9, 0, 0);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,23 @@ int main(int argc, char **argv)
 		int pfd = syscall(SYS_pidfd_open, getpid(), 0);
 		int fd = pfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pfd, 1, 0);
 		return result(fd >= 0, "took a descriptor of a process");
+	}
+	if (!strcmp(a, "udp") && argc == 6) {
+		/* hostile udp SRC DST PORT PAYLOAD: a datagram from SRC (any address: IP_FREEBIND),
+		 * to DST:PORT. Whether it arrives is for the receiver to say. */
+		int s = socket(AF_INET, SOCK_DGRAM, 0), one = 1;
+		struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+		inet_pton(AF_INET, argv[2], &src.sin_addr);
+		inet_pton(AF_INET, argv[3], &dst.sin_addr);
+		dst.sin_port = htons(atoi(argv[4]));
+		setsockopt(s, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+		/* Sending from a foreign address also needs IP_TRANSPARENT (CAP_NET_ADMIN or
+		 * CAP_NET_RAW): a VE has neither, a root process in its network namespace has. */
+		setsockopt(s, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof one);
+		int r = bind(s, (struct sockaddr *)&src, sizeof src);
+		if (r == 0)
+			r = sendto(s, argv[5], strlen(argv[5]), 0, (struct sockaddr *)&dst, sizeof dst) < 0 ? -1 : 0;
+		return result(r == 0, "sent");
 	}
 	fprintf(stderr, "hostile: unknown attempt %s\n", a);
 	return 2;
