@@ -6,6 +6,7 @@
 //!   the VE's own chain, so adding and removing a VE touches only its element and chain.
 //! - the host: from the bridge, only the bridge's own address is reachable (other VEs are
 //!   reached through the bridge, not the host's stack).
+//!
 //! Scripts are built here (pure, unit-tested) and applied with `nft -f -` as one transaction.
 
 use crate::net::NetError;
