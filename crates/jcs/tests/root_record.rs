@@ -442,30 +442,52 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
 }
 
 #[test]
-fn root_a_daemon_of_another_jcs_binary_is_replaced_when_idle() {
+fn root_a_daemon_of_another_jcs_build_is_replaced_when_idle_a_copy_is_not() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    // A daemon started by a copy of jcs: another binary (as after a rebuild or an upgrade).
+    let run_with = |bin: &std::path::Path, script: &str| {
+        let o = std::process::Command::new(bin)
+            .args(["run", "web", "--", "/bin/sh", "-c", script])
+            .env("JCS_HOME", env.home())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // A copy of jcs at another path is the same build: its daemon is kept, both ways (the
+    // two copies used to replace each other's daemon on every run).
+    let copy = env.home().join("jcs-copy");
+    std::fs::copy(common::jcs_bin(), &copy).unwrap();
+    run_with(&copy, "true");
+    let first = env.daemon_pid().unwrap();
+    let err = run_with(std::path::Path::new(common::jcs_bin()), "true");
+    assert!(!err.contains("restarting"), "{err}");
+    assert_eq!(env.daemon_pid().unwrap(), first);
+    // Another build (a rebuild or an upgrade: here, the copy with its build id changed).
+    let bin = std::fs::read(common::jcs_bin()).unwrap();
+    // The note: namesz 4, descsz 20, type 3 (NT_GNU_BUILD_ID), "GNU\0", then the id.
+    let head = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0";
+    let note = bin
+        .windows(head.len())
+        .position(|w| w == head)
+        .expect("a GNU build id note");
+    let mut other = bin.clone();
+    other[note + head.len()] ^= 0xff;
     let old = env.home().join("jcs-old");
-    std::fs::copy(common::jcs_bin(), &old).unwrap();
-    let o = std::process::Command::new(&old)
-        .args(["run", "web", "--", "true"])
-        .env("JCS_HOME", env.home())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&old, &other).unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.stop_daemon();
+    run_with(&old, "true");
     let first = env.daemon_pid().unwrap();
     let exe = std::fs::read_link(format!("/proc/{first}/exe")).unwrap();
     assert_eq!(exe, old);
-    let o = env.jcs(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = run_with(std::path::Path::new(common::jcs_bin()), "echo x > /data/x");
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("runs another jcs binary; restarting it"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        err.contains("runs another jcs build; restarting it"),
+        "{err}"
     );
     assert_ne!(env.daemon_pid().unwrap(), first);
-    assert!(log(&env, 2)
+    assert!(log(&env, 4)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
     env.assert_clean();
@@ -736,4 +758,52 @@ fn root_the_recorder_writes_current_binary_records() {
         }
     }
     assert!(named, "no definition of /data/new.txt");
+}
+
+/// First use under concurrency: many `jcs run` at once on a store with no daemon all succeed
+/// with complete recordings (one wins the election and starts the daemon, the others connect
+/// to it); the same after the daemon is killed with SIGKILL.
+#[test]
+fn root_concurrent_first_runs_all_succeed() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let wave = |n: usize| {
+        let kids: Vec<_> = (0..n)
+            .map(|_| {
+                env.cmd(&[
+                    "run",
+                    "web",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "echo $JCS_VE > /data/ve-$JCS_VE",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for k in kids {
+            let o = k.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{:?}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    };
+    wave(24);
+    env.kill_daemon();
+    wave(24);
+    // Every VE's record is complete: its counters (written when its watch ended) are there.
+    let st = env.json(&["stats", "--json"]);
+    let ves = st["ves"].as_array().unwrap();
+    assert_eq!(ves.len(), 48, "{st}");
+    assert!(
+        ves.iter().all(|v| v["syscalls_seen"].as_u64().unwrap() > 0),
+        "{st}"
+    );
+    env.stop_daemon();
 }

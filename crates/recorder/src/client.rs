@@ -1,7 +1,7 @@
 //! The client side: a connection to the store's recorder (started on demand), and the hooks
 //! `jcs run` gives a VE so that it is watched before its app starts and flushed after it ends.
 
-use crate::protocol::{own_exe, socket_path, Request, Response};
+use crate::protocol::{build_id, socket_path, Request, Response};
 use crate::{io_err, RecorderError, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -26,34 +26,64 @@ impl Client {
         })
     }
 
-    /// Connects, starting a recorder for this store when none answers. A recorder that runs
-    /// a different jcs binary (jcs was rebuilt or upgraded: its BPF programs and record
-    /// format may differ) is replaced when it records no VE, and kept with a warning otherwise.
+    /// Connects, starting a recorder for this store when none answers. Starting is an
+    /// election: whoever holds `daemon.start` (flock) checks again and starts one, the others
+    /// wait for the lock and then find it running. A recorder of a different jcs build (jcs
+    /// was rebuilt or upgraded: its BPF programs and record format may differ) is replaced
+    /// when it records no VE, and kept with a warning otherwise; a copy of the same binary at
+    /// another path is the same build.
     pub fn connect_or_start(home: &Path) -> Result<Client> {
-        if let Ok(mut c) = Client::connect(home) {
-            match c.call(&Request::Status) {
-                Ok(Response::Status { exe, .. }) if exe == own_exe() => return Ok(c),
-                Ok(Response::Status {
-                    pid, watched: 0, ..
-                }) => {
-                    eprintln!("jcs: the daemon (pid {pid}) runs another jcs binary; restarting it");
-                    drop(c);
-                    stop_and_wait(pid);
-                }
-                Ok(Response::Status { pid, watched, .. }) => {
-                    eprintln!(
-                        "jcs: warning: the daemon (pid {pid}) runs another jcs binary and records \
-                         {watched} VE(s); restart it once they end"
-                    );
-                    return Ok(c);
-                }
-                // An older daemon without Status.
-                _ => {
-                    return Client::connect(home).map_err(io_err("connect to", &socket_path(home)))
-                }
+        if let Some(c) = Client::running(home)? {
+            return Ok(c);
+        }
+        let lock_path = home.join("daemon.start");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            RecorderError::Io {
+                what: "lock",
+                path: lock_path.clone(),
+                source: e.into(),
             }
+        })?;
+        // Another run may have won the election while this one waited.
+        if let Some(c) = Client::running(home)? {
+            return Ok(c);
         }
         spawn_daemon(home)
+    }
+
+    /// A connection to the running recorder of this build, if there is one (a recorder of
+    /// another build that records nothing is stopped, and None returned).
+    fn running(home: &Path) -> Result<Option<Client>> {
+        let Ok(mut c) = Client::connect(home) else {
+            return Ok(None);
+        };
+        match c.call(&Request::Status) {
+            Ok(Response::Status { build, .. }) if build == build_id() => Ok(Some(c)),
+            Ok(Response::Status {
+                pid, watched: 0, ..
+            }) => {
+                eprintln!("jcs: the daemon (pid {pid}) runs another jcs build; restarting it");
+                drop(c);
+                stop_and_wait(pid);
+                Ok(None)
+            }
+            Ok(Response::Status { pid, watched, .. }) => {
+                eprintln!(
+                    "jcs: warning: the daemon (pid {pid}) runs another jcs build and records \
+                     {watched} VE(s); restart it once they end"
+                );
+                Ok(Some(c))
+            }
+            // An older daemon without Status.
+            _ => Client::connect(home)
+                .map(Some)
+                .map_err(io_err("connect to", &socket_path(home))),
+        }
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {
@@ -132,7 +162,13 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
         // A daemon that fails says why in its log, as its last line, and exits.
         let log = std::fs::read(&log_path).unwrap_or_default();
         let new = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
-        if let Some(l) = new.lines().rev().find(|l| l.starts_with("jcs: ")) {
+        // (A daemon that lost to one started outside this election says "already
+        // running": that one will answer.)
+        if let Some(l) = new
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("jcs: ") && !l.contains("already running"))
+        {
             return Err(RecorderError::DaemonExited(
                 l.trim_start_matches("jcs: ").into(),
             ));

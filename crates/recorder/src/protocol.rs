@@ -35,8 +35,12 @@ pub enum Response {
     Ok,
     Status {
         pid: u32,
-        /// (device, inode) of the daemon's executable: a rebuilt or upgraded jcs differs.
+        /// (device, inode) of the daemon's executable (kept for older clients).
         exe: (u64, u64),
+        /// The GNU build id of the daemon's executable: a rebuilt or upgraded jcs differs, a
+        /// copy of the same binary at another path does not.
+        #[serde(default)]
+        build: String,
         watched: u64,
     },
     Stats {
@@ -55,6 +59,51 @@ pub fn socket_path(home: &Path) -> PathBuf {
     home.join("daemon.sock")
 }
 
+/// The GNU build id (`NT_GNU_BUILD_ID`) of this process's executable, in hex; empty when it
+/// has none. Read once from the ELF notes of `/proc/self/exe`.
+pub fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read("/proc/self/exe")
+            .ok()
+            .and_then(|b| elf_build_id(&b))
+            .unwrap_or_default()
+    })
+}
+
+/// The build id in the PT_NOTE segments of a 64-bit little-endian ELF image.
+fn elf_build_id(b: &[u8]) -> Option<String> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    if b.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(32)? as usize, u16_at(54)? as usize, u16_at(56)?);
+    for i in 0..phnum as usize {
+        let ph = phoff + i * phentsize;
+        if u32_at(ph)? != 4 {
+            continue; // not PT_NOTE
+        }
+        let (mut o, end) = (
+            u64_at(ph + 8)? as usize,
+            (u64_at(ph + 8)? + u64_at(ph + 32)?) as usize,
+        );
+        while o + 12 <= end {
+            let (namesz, descsz, ty) =
+                (u32_at(o)? as usize, u32_at(o + 4)? as usize, u32_at(o + 8)?);
+            let name = o + 12;
+            let desc = name + namesz.div_ceil(4) * 4;
+            if ty == 3 && b.get(name..name + namesz)? == b"GNU\0" {
+                let id = b.get(desc..desc + descsz)?;
+                return Some(id.iter().map(|x| format!("{x:02x}")).collect());
+            }
+            o = desc + descsz.div_ceil(4) * 4;
+        }
+    }
+    None
+}
+
 /// (device, inode) of this process's executable.
 pub fn own_exe() -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
@@ -66,6 +115,15 @@ pub fn own_exe() -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_binary_has_a_build_id() {
+        // The test binary is linked like jcs: with a GNU build id (20 bytes of SHA-1).
+        let id = build_id();
+        assert_eq!(id.len(), 40, "{id:?}");
+        assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(elf_build_id(b"not an ELF file at all, really"), None);
+    }
 
     #[test]
     fn protocol_is_one_json_object_per_message() {

@@ -381,6 +381,7 @@ fn monitor_loop(
                 Request::Status => Response::Status {
                     pid: std::process::id(),
                     exe: own_exe(),
+                    build: crate::protocol::build_id().to_string(),
                     watched: watched as u64,
                 },
                 Request::Watch {
