@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Env;
+use common::{wait_for, Env};
 
 /// Calls of VE `ve` that classification dropped, by system call name (`jcs stats`).
 fn dropped(env: &Env, ve: u64) -> serde_json::Value {
@@ -806,4 +806,41 @@ fn root_concurrent_first_runs_all_succeed() {
         "{st}"
     );
     env.stop_daemon();
+}
+
+/// The recorder's status over its socket (what `jcs run` asks it).
+fn daemon_status(env: &Env) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(env.home().join("daemon.sock")).unwrap();
+    s.write_all(b"{\"request\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// A VE whose `jcs run` is killed (SIGKILL: no Unwatch) ends with it (the init dies with its
+/// parent); the recorder notices the empty cgroup, finishes the VE's record (its counters)
+/// and stops watching it, instead of watching it forever.
+#[test]
+fn root_a_watch_ends_with_its_ve_when_its_run_is_killed() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let mut run = env.spawn_until_go("echo before > /data/before", "true");
+    assert_eq!(daemon_status(&env)["watched"], 1);
+    // SAFETY: SIGKILL to the jcs run this test started, by its pid.
+    unsafe { libc::kill(run.id() as i32, libc::SIGKILL) };
+    let _ = run.wait();
+    assert!(
+        wait_for(10, || daemon_status(&env)["watched"] == 0),
+        "still watched: {}",
+        daemon_status(&env)
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    assert!(st["ves"][0]["syscalls_seen"].as_u64().unwrap() > 0, "{st}");
+    assert!(log(&env, 1)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before"));
+    // The next run is recorded as usual.
+    env.sh_ok("echo after > /data/after");
+    assert_eq!(daemon_status(&env)["watched"], 0);
 }

@@ -214,6 +214,7 @@ impl ve::launch::Hooks for MonitorHooks {
             ve: self.ve,
             init: Some(pid as u32),
             outside: Some(self.outside.clone()),
+            cgroup_path: Some(cgroup.v2.clone()),
         })? {
             Response::Ok => {}
             r => {

@@ -19,6 +19,10 @@ pub enum Request {
         /// them, failed lookups elsewhere in its file system are counted, not recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outside: Option<Vec<String>>,
+        /// The VE's cgroup2 directory: when it has no process left and nobody unwatched it
+        /// (its `jcs run` was killed), the recorder finishes the VE's record itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup_path: Option<PathBuf>,
     },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
@@ -132,6 +136,7 @@ mod tests {
             ve: 3,
             init: None,
             outside: None,
+            cgroup_path: None,
         };
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);

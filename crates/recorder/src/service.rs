@@ -240,11 +240,12 @@ fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
 }
 
 /// A VE that was running when this recorder started: recorded again from now on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Rewatch {
     cgroup_id: u64,
     ve: u64,
     init: Option<u32>,
+    cgroup_path: Option<PathBuf>,
 }
 
 /// The VEs whose `jcs run` is alive: a recorder that starts while they run (the previous one
@@ -257,6 +258,9 @@ fn running_ves(store: &Store) -> Vec<Rewatch> {
             return vec![];
         }
     };
+    let v2_root = ve::CgroupLayout::detect_host(&store.host.proc_root)
+        .ok()
+        .map(|l| l.v2_root().join(ve::cgroup::PARENT));
     rows.iter()
         .filter(|r| r.state == "running" && store::meta::owner_alive(r))
         .filter_map(|r| {
@@ -265,6 +269,9 @@ fn running_ves(store: &Store) -> Vec<Rewatch> {
                 cgroup_id: r.cgroup_id.or(meta.cgroup_id)?,
                 ve: r.id,
                 init: meta.init_pid.map(|p| p as u32),
+                cgroup_path: v2_root
+                    .as_ref()
+                    .map(|root| root.join(store.cgroup_name(model::VeId(r.id)))),
             })
         })
         .collect()
@@ -340,7 +347,16 @@ fn monitor_loop(
     // transaction that says so (its count is unknown: length 0, result -1).
     let mut gaps = Vec::new();
     let mut watched = 0usize;
+    // The cgroup2 directory of each watched VE, checked every second: a VE with no process
+    // left that nobody unwatched (its `jcs run` was killed) is finished by the recorder.
+    let mut paths: std::collections::HashMap<u64, PathBuf> = Default::default();
+    // VEs the recorder finished itself: their late Unwatch is answered Ok.
+    let mut finished: HashSet<u64> = HashSet::new();
+    let mut last_check = std::time::Instant::now();
     for r in &running {
+        if let Some(p) = &r.cgroup_path {
+            paths.insert(r.cgroup_id, p.clone());
+        }
         match r.init {
             Some(tid) => t.watch_with_init(r.cgroup_id, r.ve, tid),
             None => t.watch(r.cgroup_id, r.ve),
@@ -373,9 +389,35 @@ fn monitor_loop(
         }
         // Drains the (non-blocking) eventfd counter; EAGAIN when nobody woke us.
         let _ = rustix::io::read(&efd, &mut [0u8; 8]);
+        // VEs that ended without an Unwatch: finished as if their run had asked.
+        let mut ended = Vec::new();
+        if last_check.elapsed() >= std::time::Duration::from_secs(1) {
+            last_check = std::time::Instant::now();
+            for (&cg, path) in &paths {
+                let procs = std::fs::read_to_string(path.join("cgroup.procs"));
+                if procs.is_ok_and(|p| p.trim().is_empty()) || !path.exists() {
+                    ended.push(cg);
+                }
+            }
+        }
+        let synthetic = ended.into_iter().map(|cgroup_id| {
+            tracing::warn!(
+                cgroup = cgroup_id,
+                "VE ended without an unwatch; finishing its record"
+            );
+            let (reply, _) = mpsc::channel();
+            (
+                Cmd {
+                    req: Request::Unwatch { cgroup_id },
+                    reply,
+                },
+                true,
+            )
+        });
         // Commands first: a Watch must reach the translator before the cgroup's first record.
         let mut replies = Vec::new();
-        while let Ok(cmd) = rx.try_recv() {
+        let cmds: Vec<(Cmd, bool)> = rx.try_iter().map(|c| (c, false)).chain(synthetic).collect();
+        for (cmd, by_recorder) in cmds {
             let r = match cmd.req {
                 Request::Ping => Response::Ok,
                 Request::Status => Response::Status {
@@ -389,7 +431,12 @@ fn monitor_loop(
                     ve,
                     init,
                     outside,
+                    cgroup_path,
                 } => {
+                    if let Some(p) = cgroup_path {
+                        paths.insert(cgroup_id, p);
+                    }
+                    finished.remove(&cgroup_id);
                     match init {
                         Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
                         None => t.watch(cgroup_id, ve),
@@ -407,7 +454,15 @@ fn monitor_loop(
                         },
                     }
                 }
+                Request::Unwatch { cgroup_id } if finished.contains(&cgroup_id) => {
+                    finished.remove(&cgroup_id);
+                    Response::Ok
+                }
                 Request::Unwatch { cgroup_id } => {
+                    paths.remove(&cgroup_id);
+                    if by_recorder {
+                        finished.insert(cgroup_id);
+                    }
                     // Everything the VE did is in the ring buffer by now (it has exited):
                     // drain it, write it, wait until it is durable, then forget the cgroup.
                     ring.consume()
