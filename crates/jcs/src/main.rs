@@ -101,6 +101,13 @@ enum Cmd {
         /// Network of this VE, instead of the app's: none (only lo) or bridge
         #[arg(long)]
         net: Option<NetMode>,
+        /// Give the VE its own terminal (a pty of its own, proxied to this one: job control,
+        /// window size); the default when stdin is a terminal
+        #[arg(short = 't', long, conflicts_with = "no_tty")]
+        tty: bool,
+        /// Never give the VE a terminal (its stdin, stdout and stderr are this command's)
+        #[arg(short = 'T', long)]
+        no_tty: bool,
         /// Pass descriptors 3..3+N of this process into the VE (by default only 0, 1 and 2
         /// pass; every other descriptor is closed before the VE runs)
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -563,9 +570,12 @@ fn real_main() -> Result<i32> {
             pids,
             cpus,
             net,
+            tty,
+            no_tty,
             preserve_fds,
             cmd,
         } => {
+            let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let n = name(&a, "app")?;
             let l = limits(&memory, pids, cpus.as_deref())?;
             if net == Some(NetMode::Host) {
@@ -575,7 +585,15 @@ fn real_main() -> Result<i32> {
             mark("args");
             let store = open_store(cli.home)?;
             mark("store");
-            Ok(lifecycle::ves::run(&store, &n, cmd, l, net, preserve_fds)?)
+            Ok(lifecycle::ves::run(
+                &store,
+                &n,
+                cmd,
+                l,
+                net,
+                preserve_fds,
+                tty,
+            )?)
         }
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),

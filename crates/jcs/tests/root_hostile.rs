@@ -296,3 +296,99 @@ fn root_a_cpu_hog_gets_no_more_than_cpus() {
     let err = env.fails(&["run", "web", "--cpus", "0", "--", "/bin/true"]);
     assert!(err.contains("--cpus"), "{err}");
 }
+
+/// `jcs run` on a terminal gives the VE a terminal of its own: `tty` names the VE's pty,
+/// the window size is the caller's, typed input reaches the app, and the caller's terminal
+/// is in its own mode again afterwards.
+#[test]
+fn root_a_ve_on_a_terminal_gets_its_own_pty() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two fds and takes the window size by pointer.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: fresh fds from openpty, owned from here on.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mode_before = rustix::termios::tcgetattr(&slave).unwrap();
+    let mut cmd = env.cmd(&[
+        "run",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "tty; stty size; read x; echo got:$x",
+    ]);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: async-signal-safe calls only: a session whose controlling terminal is the pty.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = Vec::new();
+    let mut typed = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let m = std::fs::File::from(master.try_clone().unwrap());
+    rustix::fs::fcntl_setfl(&m, rustix::fs::OFlags::NONBLOCK).unwrap();
+    loop {
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut &m, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&out);
+        if !typed && text.contains("33 111") {
+            std::io::Write::write_all(&mut &m, b"hello\r").unwrap();
+            typed = true;
+        }
+        if text.contains("got:hello") || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    if !String::from_utf8_lossy(&out).contains("got:hello") {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(status.success(), "{status}: {text:?}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "no pty of the VE's own: {text:?}"
+    );
+    assert!(
+        text.contains("33 111"),
+        "the window size did not pass: {text:?}"
+    );
+    assert!(
+        text.contains("got:hello"),
+        "typed input did not arrive: {text:?}"
+    );
+    // The caller's terminal is back in the mode it had.
+    let mode_after = rustix::termios::tcgetattr(&slave).unwrap();
+    assert_eq!(mode_after.local_modes, mode_before.local_modes);
+    assert_eq!(mode_after.input_modes, mode_before.input_modes);
+}

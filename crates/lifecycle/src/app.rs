@@ -278,6 +278,7 @@ pub fn update(
             upper: Some(tmp.clone()),
             storage: false,
             preserve_fds: 0,
+            tty: false,
         },
     );
     let (ve_id, code) = match r {

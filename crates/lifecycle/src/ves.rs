@@ -47,6 +47,8 @@ pub struct Launch {
     pub storage: bool,
     /// Descriptors after 0-2 that pass into the VE (3..3+N).
     pub preserve_fds: u32,
+    /// The VE gets its own pty, proxied to this process's terminal.
+    pub tty: bool,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -273,6 +275,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             limits: l.limits,
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
             preserve_fds: l.preserve_fds,
+            tty: l.tty,
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -300,7 +303,16 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         running.cgroup.id,
     )?;
     crate::timing::mark("started");
+    // `-t`: the proxy between this terminal and the VE's pty ends when the VE's last process
+    // closes the pty (and restores the terminal).
+    let proxy = running
+        .tty_master
+        .take()
+        .map(|m| std::thread::spawn(move || ve::pty::proxy(m)));
     let exit = running.wait(&HostFs);
+    if let Some(Err(e)) = proxy.map(|p| p.join().unwrap_or(Ok(()))) {
+        eprintln!("jcs: warning: the VE's terminal: {e}");
+    }
     let recorded = hooks.after_exit();
     crate::timing::mark("exited+teardown");
     for (n, us) in &running.phases.marks {
@@ -350,6 +362,7 @@ pub fn run(
     limits: Limits,
     net: Option<NetMode>,
     preserve_fds: u32,
+    tty: bool,
 ) -> Result<i32> {
     let app = store
         .catalog
@@ -377,6 +390,7 @@ pub fn run(
             upper: None,
             storage: true,
             preserve_fds,
+            tty,
         },
     )?;
     Ok(exit.code())

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod manifest;
 pub mod net;
 pub mod netfilter;
+pub mod pty;
 pub mod safefs;
 pub mod seccomp;
 

@@ -89,6 +89,16 @@ pub(super) fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The child's ends of its channels to the parent.
+pub(super) struct Channels {
+    /// Phase one ends when a byte arrives here.
+    pub sync_rd: OwnedFd,
+    /// Why the VE could not start (CLOEXEC: EOF once the app has exec'd).
+    pub err_wr: OwnedFd,
+    /// `-t`: where the master of the VE's pty goes.
+    pub tty: Option<OwnedFd>,
+}
+
 /// Closes every descriptor from `first` on except those in `keep` (close_range over the gaps).
 fn close_inherited(first: u32, keep: &[i32]) {
     let mut keep: Vec<u32> = keep
@@ -113,10 +123,14 @@ pub(super) fn child_main(
     exec: &ExecSpec,
     filters: &[seccompiler::BpfProgram],
     v1_tasks: &[PathBuf],
-    sync_rd: OwnedFd,
-    err_wr: OwnedFd,
+    channels: Channels,
     cloned_at: std::time::Instant,
 ) -> ! {
+    let Channels {
+        sync_rd,
+        err_wr,
+        tty: tty_sock,
+    } = channels;
     // JCS_TIMING=1: where the init's time goes, from the parent's clone on (CLOCK_MONOTONIC
     // is shared by parent and child).
     let timing = std::env::var_os("JCS_TIMING").is_some();
@@ -139,10 +153,9 @@ pub(super) fn child_main(
     // Only descriptors 0-2 (and the `preserve_fds` after them) pass into the VE: whatever
     // else the caller left open (a directory of the host, a socket) is closed here, before
     // any code of the VE runs; the two pipes to the parent close at the app's exec.
-    close_inherited(
-        3 + exec.preserve_fds,
-        &[sync_rd.as_raw_fd(), err_wr.as_raw_fd()],
-    );
+    let mut keep = vec![sync_rd.as_raw_fd(), err_wr.as_raw_fd()];
+    keep.extend(tty_sock.as_ref().map(|s| s.as_raw_fd()));
+    close_inherited(3 + exec.preserve_fds, &keep);
     // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
     // `tasks` files: moving only the calling thread of a single-threaded process skips the
     // global threadgroup lock, whose write side waits for an RCU grace period (10-20 ms on
@@ -181,7 +194,22 @@ pub(super) fn child_main(
         }
         lap(step.kind());
     }
-    let app = spawn_app(exec, filters, &err_wr);
+    // `-t`: the VE's own pty, from its devpts; the master goes to `jcs run`.
+    let tty = tty_sock.map(|sock| {
+        let (master, slave) = crate::pty::open_pair()
+            .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &format!("open the VE's pty: {e}")));
+        if let Err(e) = crate::pty::send_fd(&sock, std::os::fd::AsFd::as_fd(&master)) {
+            fail(
+                &err_wr,
+                EXIT_SETUP,
+                &format!("hand the pty to jcs run: {e}"),
+            );
+        }
+        slave
+    });
+    lap("pty");
+    let app = spawn_app(exec, filters, &err_wr, tty.as_ref());
+    drop(tty);
     if app < 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
     }
@@ -219,13 +247,15 @@ pub(super) struct AppArgs<'a> {
     exec: &'a ExecSpec,
     filters: &'a [seccompiler::BpfProgram],
     err: &'a OwnedFd,
+    /// `-t`: the slave of the VE's pty, the app's controlling terminal.
+    tty: Option<&'a OwnedFd>,
 }
 
 extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
     // because the caller is suspended until this process execs or exits (CLONE_VFORK).
     let a = unsafe { &*(arg as *const AppArgs<'_>) };
-    exec_app(a.exec, a.filters, a.err)
+    exec_app(a.exec, a.filters, a.err, a.tty)
 }
 
 /// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
@@ -235,10 +265,16 @@ pub(super) fn spawn_app(
     exec: &ExecSpec,
     filters: &[seccompiler::BpfProgram],
     err: &OwnedFd,
+    tty: Option<&OwnedFd>,
 ) -> libc::pid_t {
     const STACK: usize = 1 << 20;
     let mut stack = vec![0u8; STACK];
-    let args = AppArgs { exec, filters, err };
+    let args = AppArgs {
+        exec,
+        filters,
+        err,
+        tty,
+    };
     // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
     // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
     // every use. The child only makes system calls, and allocates only on its error path,
@@ -254,7 +290,17 @@ pub(super) fn spawn_app(
     }
 }
 
-pub(super) fn exec_app(exec: &ExecSpec, filters: &[seccompiler::BpfProgram], err: &OwnedFd) -> ! {
+pub(super) fn exec_app(
+    exec: &ExecSpec,
+    filters: &[seccompiler::BpfProgram],
+    err: &OwnedFd,
+    tty: Option<&OwnedFd>,
+) -> ! {
+    if let Some(slave) = tty {
+        if let Err(e) = crate::pty::become_terminal_session(slave) {
+            fail(err, EXIT_SETUP, &format!("the VE's terminal: {e}"));
+        }
+    }
     if let Err(e) = crate::caps::drop_to_default() {
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
     }

@@ -64,6 +64,8 @@ pub struct VeConfig {
     /// Descriptors after 0-2 that pass into the VE (`--preserve-fds N`: 3..3+N); every other
     /// descriptor of the caller is closed before the VE runs.
     pub preserve_fds: u32,
+    /// `-t`: the VE gets its own pty, the app a new session with it as controlling terminal.
+    pub tty: bool,
 }
 
 /// Address of a bridged VE's `eth0`.
@@ -191,6 +193,7 @@ pub(crate) mod test_cfg {
             limits: Limits::default(),
             eth: None,
             preserve_fds: 0,
+            tty: false,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Running {
     pub cgroup: VeCgroup,
     /// Time spent in each phase of the start.
     pub phases: Phases,
+    /// `-t`: the master of the VE's pty (see `crate::pty::proxy`).
+    pub tty_master: Option<OwnedFd>,
     err_rd: Option<OwnedFd>,
 }
 
@@ -174,6 +176,14 @@ pub fn start(
     phases.mark("device program");
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    let (tty_parent, tty_child) = if cfg.tty {
+        let (p, c) = crate::pty::channel()
+            .map_err(LaunchError::Pipe)
+            .inspect_err(|_| cleanup_cgroup(&cgroup))?;
+        (Some(p), Some(c))
+    } else {
+        (None, None)
+    };
     catch_signals();
     let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
     let cloned_at = std::time::Instant::now();
@@ -195,16 +205,28 @@ pub fn start(
         drop(sync_wr);
         drop(err_rd);
         child_main(
-            &plan, &exec, &filters, &v1_tasks, sync_rd, err_wr, cloned_at,
+            &plan,
+            &exec,
+            &filters,
+            &v1_tasks,
+            super::child::Channels {
+                sync_rd,
+                err_wr,
+                tty: tty_child,
+            },
+            cloned_at,
         );
     }
     let pid = pid as i32;
     phases.mark("clone");
+    // The child's ends: closed here, so that the error pipe ends (EOF) with the app's exec.
     drop(sync_rd);
     drop(err_wr);
+    drop(tty_child);
     let mut running = Running {
         pid,
         cgroup,
+        tty_master: None,
         err_rd: Some(err_rd),
         phases: Phases::new(),
     };
@@ -252,6 +274,10 @@ pub fn start(
             Ok(Exit::Code(EXIT_EXEC)) => LaunchError::Exec(msg),
             _ => LaunchError::Setup(msg),
         });
+    }
+    if let Some(sock) = tty_parent {
+        // Sent before the app started, so it is waiting in the socket.
+        running.tty_master = crate::pty::recv_fd(&sock).map_err(LaunchError::Pipe)?;
     }
     Ok(running)
 }
