@@ -84,7 +84,7 @@ enum Cmd {
     App(AppCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
     )]
     Run {
         /// App to run
@@ -730,6 +730,9 @@ fn real_main() -> Result<i32> {
     }
 }
 
+/// `jcs run`'s exit code when the VE ran but its recording is incomplete.
+const EXIT_UNRECORDED: i32 = 122;
+
 fn main() {
     match real_main() {
         Ok(code) => {
@@ -750,12 +753,21 @@ fn main() {
             }
             eprintln!("jcs: {msg}");
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
+            // 122: the VE ran, but what it did is not all in the journal (the message says
+            // the VE's own exit code); nobody should take its record as complete.
+            let unrecorded = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<lifecycle::LifecycleError>(),
+                    Some(lifecycle::LifecycleError::Unrecorded { .. })
+                )
+            });
             let code = match e.chain().find_map(|c| {
                 c.downcast_ref::<ve::launch::LaunchError>().or_else(|| {
                     c.downcast_ref::<lifecycle::LifecycleError>()
                         .and_then(|l| l.launch())
                 })
             }) {
+                _ if unrecorded => EXIT_UNRECORDED,
                 Some(ve::launch::LaunchError::Exec(_)) => 127,
                 Some(_) => 125,
                 None => 1,

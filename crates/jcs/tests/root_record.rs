@@ -148,8 +148,9 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
     env.kill_daemon();
     std::fs::write(env.home().join("persist/web/data/stop"), "").unwrap();
     let o = c.wait_with_output().unwrap();
-    // jcs run says the recording of VE 2 is incomplete (its final flush could not happen).
-    assert!(!o.status.success());
+    // jcs run says the recording of VE 2 is incomplete (its final flush could not happen),
+    // with its own exit code.
+    assert_eq!(o.status.code(), Some(122));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("recording is incomplete"),
         "{}",
@@ -409,7 +410,7 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     env.go();
     let o = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(122), "{err}");
     assert!(err.contains("recording is incomplete"), "{err}");
     assert!(err.contains("recorded it again after a gap"), "{err}");
     let ats = log(&env, 1);
