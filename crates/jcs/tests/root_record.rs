@@ -845,3 +845,43 @@ fn root_a_watch_ends_with_its_ve_when_its_run_is_killed() {
     env.sh_ok("echo after > /data/after");
     assert_eq!(daemon_status(&env)["watched"], 0);
 }
+
+/// A VE that ends while no recorder runs (its recorder was killed) cannot be finished by
+/// anyone then; the next recorder writes its gap (no count, at the VE's end), so its history
+/// does not simply stop.
+#[test]
+fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let c = env.spawn_until_go("echo before > /data/before", "true");
+    assert!(wait_for(5, || log(&env, 1)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
+    env.kill_daemon();
+    env.go();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Control: no gap yet (nobody could write one).
+    assert!(!log(&env, 1).iter().any(|a| a["op"] == "gap"));
+    // The next run starts a recorder, which finds VE 1 unfinished.
+    env.sh_ok("true");
+    let gaps: Vec<_> = log(&env, 1)
+        .into_iter()
+        .filter(|a| a["op"] == "gap")
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["result"], -1);
+    // Only once: a later recorder does not write it again.
+    env.stop_daemon();
+    env.sh_ok("true");
+    assert_eq!(log(&env, 1).iter().filter(|a| a["op"] == "gap").count(), 1);
+    assert!(
+        !log(&env, 2).iter().any(|a| a["op"] == "gap"),
+        "VE 2 was complete"
+    );
+}

@@ -104,6 +104,7 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     // the next variable id, reading only the open segment.
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
     let running = running_ves(store);
+    let unfinished = unfinished_ves(store, &running);
     let catalog_path = store.layout.catalog();
     {
         let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
@@ -138,6 +139,7 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
                 first_var,
                 catalog: catalog_path,
                 running,
+                unfinished,
                 online: opts.online_t1.then(Online::new),
             };
             if let Err(e) = monitor_loop(rx, efd, writer, setup, &ready_tx) {
@@ -277,6 +279,26 @@ fn running_ves(store: &Store) -> Vec<Rewatch> {
         .collect()
 }
 
+/// VEs whose record the previous recorder started and never finished, and that no longer
+/// run (so nobody will watch them again): (VE, when it ended, in ns).
+fn unfinished_ves(store: &Store, running: &[Rewatch]) -> Vec<(u64, u64)> {
+    let rows = match store.catalog.ves_watching() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list watched VEs");
+            return vec![];
+        }
+    };
+    let now = now_ns();
+    rows.iter()
+        .filter(|r| !running.iter().any(|w| w.ve == r.id))
+        .map(|r| {
+            let ended = r.ended_ms.map_or(now, |ms| ms as u64 * 1_000_000);
+            (r.id, ended)
+        })
+        .collect()
+}
+
 /// Indexes each segment once it is sealed (they never change after that).
 fn indexer(dir: &Path, catalog: &Path) {
     let cat = match store::Catalog::open(catalog) {
@@ -301,6 +323,8 @@ struct Setup {
     catalog: PathBuf,
     /// VEs running unrecorded, to watch again.
     running: Vec<Rewatch>,
+    /// VEs that ended while no recorder could finish their record: (VE, when it ended).
+    unfinished: Vec<(u64, u64)>,
     online: Option<Online>,
 }
 
@@ -315,6 +339,7 @@ fn monitor_loop(
         first_var,
         catalog,
         running,
+        unfinished,
         mut online,
     } = setup;
     let cat = store::Catalog::open(&catalog)?;
@@ -370,8 +395,27 @@ fn monitor_loop(
             Err(e) => tracing::error!(ve = r.ve, error = %e, "cannot watch VE again"),
         }
     }
+    // VEs that ended while no recorder ran (or could write): a gap at their end says their
+    // record stops short, with no count (length 0, result -1).
+    for &(ve, ended_ns) in &unfinished {
+        tracing::warn!(
+            ve,
+            "VE ended while no recorder could finish its record; writing its gap"
+        );
+        let mut g = gap_at(ve, 0, -1);
+        g.time_ns = ended_ns;
+        gaps.push(g);
+    }
     if !gaps.is_empty() {
         last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()])?;
+        if let Some(t) = last_ticket {
+            writer.wait(t)?;
+        }
+        for &(ve, _) in &unfinished {
+            if let Err(e) = cat.set_ve_record(ve, "gap") {
+                tracing::error!(ve, error = %e, "catalog");
+            }
+        }
     }
     let _ = ready.send(Ok(()));
     let mut evs = [epoll::Event {
@@ -437,6 +481,9 @@ fn monitor_loop(
                         paths.insert(cgroup_id, p);
                     }
                     finished.remove(&cgroup_id);
+                    if let Err(e) = cat.set_ve_record(ve, "watching") {
+                        tracing::error!(ve, error = %e, "catalog");
+                    }
                     match init {
                         Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
                         None => t.watch(cgroup_id, ve),
@@ -485,12 +532,19 @@ fn monitor_loop(
                         Some(Err(e)) => Response::Error {
                             message: format!("journal: {e}"),
                         },
-                        _ => match m.unwatch(cgroup_id) {
-                            Ok(()) => Response::Ok,
-                            Err(e) => Response::Error {
-                                message: e.to_string(),
-                            },
-                        },
+                        _ => {
+                            if let Some(ve) = t.ve_of(cgroup_id) {
+                                if let Err(e) = cat.set_ve_record(ve, "complete") {
+                                    tracing::error!(ve, error = %e, "catalog");
+                                }
+                            }
+                            match m.unwatch(cgroup_id) {
+                                Ok(()) => Response::Ok,
+                                Err(e) => Response::Error {
+                                    message: e.to_string(),
+                                },
+                            }
+                        }
                     };
                     if t.ve_of(cgroup_id).is_some() {
                         watched = watched.saturating_sub(1);

@@ -13,7 +13,7 @@ use std::path::Path;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
@@ -26,6 +26,13 @@ CREATE INDEX IF NOT EXISTS vars_by_name ON vars(name);
 const SCHEMA_V3: &str = "
 ALTER TABLE vars ADD COLUMN key TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS vars_by_key ON vars(key);
+";
+
+/// Version 4: where each VE's record stands (`record`): NULL never watched, `watching` (the
+/// recorder watches it; nothing final is durable yet), `complete` (its counters are durable),
+/// `gap` (it ended while no recorder could finish it: a gap says so in the journal).
+const SCHEMA_V4: &str = "
+ALTER TABLE ves ADD COLUMN record TEXT;
 ";
 
 const SCHEMA: &str = "
@@ -147,7 +154,7 @@ impl Catalog {
                     .pragma_update(None, "journal_mode", "WAL")
                     .map_err(open_err)?;
                 c.conn
-                    .execute_batch(&format!("{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}"))
+                    .execute_batch(&format!("{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}"))
                     .map_err(open_err)?;
                 c.conn
                     .pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -164,15 +171,23 @@ impl Catalog {
         Ok(c)
     }
 
-    /// Brings a version-1 or -2 catalog to this version, in one transaction: the dictionary
-    /// table (1 → 2), then every variable's key computed from its definition (2 → 3).
+    /// Brings an older catalog to this version, in one transaction: the dictionary table
+    /// (1 → 2), every variable's key computed from its definition (2 → 3), the VEs' record
+    /// state (3 → 4; VEs of an older store count as complete: nothing says otherwise).
     fn upgrade(&self, from: i64) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         if from < 2 {
             tx.execute_batch(SCHEMA_V2)?;
         }
-        tx.execute_batch(SCHEMA_V3)?;
-        {
+        if from < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
+        }
+        tx.execute_batch(SCHEMA_V4)?;
+        tx.execute(
+            "UPDATE ves SET record='complete' WHERE cgroup_id IS NOT NULL",
+            [],
+        )?;
+        if from < 3 {
             let mut read = tx.prepare("SELECT id, def FROM vars")?;
             let rows: Vec<(i64, String)> = read
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -467,6 +482,25 @@ impl Catalog {
             params![id.0 as i64, state, now_ms(), exit_code, error],
         )?;
         Ok(())
+    }
+
+    /// Where VE `id`'s record stands (see the schema's version 4).
+    pub fn set_ve_record(&self, id: u64, state: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ves SET record=?2 WHERE id=?1",
+            params![id as i64, state],
+        )?;
+        Ok(())
+    }
+
+    /// VEs whose record the recorder started and never finished (`watching`).
+    pub fn ves_watching(&self) -> Result<Vec<VeRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {} FROM ves WHERE record='watching' ORDER BY id",
+            Self::VE_COLS
+        ))?;
+        let rows = st.query_map([], Self::ve_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn ve_removed(&self, id: VeId) -> Result<()> {
