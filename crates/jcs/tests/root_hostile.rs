@@ -392,3 +392,35 @@ fn root_a_ve_on_a_terminal_gets_its_own_pty() {
     assert_eq!(mode_after.local_modes, mode_before.local_modes);
     assert_eq!(mode_after.input_modes, mode_before.input_modes);
 }
+
+/// A VE that leaves huge sparse files (in storage and in its dirties) cannot make JCS hash
+/// for long: files over the hashing limit are reported without a hash, and the report says
+/// why; smaller files are still hashed.
+#[test]
+fn root_huge_files_a_ve_leaves_are_not_hashed_for_long() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let started = std::time::Instant::now();
+    env.sh_ok("truncate -s 8G /data/big; truncate -s 8G /root/big; echo small > /data/small");
+    let r = env.json(&["inspect", "1", "--json"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let find = |list: &str, path: &str| {
+        r[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path}: {r}"))
+            .clone()
+    };
+    assert!(find("storage", "/data/big")["sha256"].is_null());
+    assert_eq!(find("storage", "/data/big")["size"], 8u64 << 30);
+    assert!(find("dirties", "/root/big")["sha256"].is_null());
+    assert!(find("storage", "/data/small")["sha256"].is_string());
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("2 file(s) not hashed"), "{notes}");
+}

@@ -457,6 +457,24 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     if meta.storage.iter().any(|(k, _, _)| k == "shared") {
         notes.push("shared storage is compared before/after the VE: a VE running at the same time can contribute to these changes".into());
     }
+    let unhashed = dirties
+        .iter()
+        .filter(|e| e.file_type == model::FileType::File && e.sha256.is_none())
+        .count()
+        + storage
+            .iter()
+            .filter(|c| {
+                c.file_type == model::FileType::File
+                    && c.change != model::report::Change::Deleted
+                    && c.sha256.is_none()
+            })
+            .count();
+    if unhashed > 0 {
+        notes.push(format!(
+            "{unhashed} file(s) not hashed: larger than {} bytes (JCS_HASH_MAX), or gone before they could be read",
+            ve::safefs::hash_limit()
+        ));
+    }
     if meta.kind == "maintenance" {
         notes.push(format!(
             "maintenance VE: its writes are app {} version layer {}",

@@ -102,7 +102,8 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
             }
             _ => {
                 let sha = if ft == FileType::File {
-                    Some(safefs::sha256(root, &r)?)
+                    // None past the hashing limit (the report says so).
+                    safefs::sha256(root, &r).ok()
                 } else {
                     None
                 };

@@ -68,9 +68,27 @@ pub fn open_file(root: &Path, rel: &Path) -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(fd))
 }
 
-/// Hex sha256 of the regular file `rel` beneath `root`.
+/// The largest file JCS hashes (`JCS_HASH_MAX`, a size such as `64M`; default 64 MiB): a VE
+/// that leaves a huge (or sparse) file must not make `jcs run` or `jcs inspect` hash for
+/// seconds. Larger files are reported without a hash, and the report says why.
+pub fn hash_limit() -> u64 {
+    std::env::var("JCS_HASH_MAX")
+        .ok()
+        .and_then(|v| model::limits::parse_size(&v).ok())
+        .unwrap_or(64 << 20)
+}
+
+/// Hex sha256 of the regular file `rel` beneath `root`; an error for a file over
+/// [`hash_limit`].
 pub fn sha256(root: &Path, rel: &Path) -> io::Result<String> {
     let mut f = open_file(root, rel)?;
+    let size = f.metadata()?.len();
+    if size > hash_limit() {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("{} bytes: over the hashing limit", size),
+        ));
+    }
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h)?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
