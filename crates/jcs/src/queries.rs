@@ -143,6 +143,13 @@ pub fn track(
     source: Source,
 ) -> Result<()> {
     let a = query::track::track(&store.journal_dir(), dir, q, at_ns, source)?;
+    if !a.complete() && format != Format::Tree {
+        // The tree says it in its first lines; JSON has `complete` and `gaps`; DOT and SVG
+        // have no room for it: stderr.
+        for l in a.gap_lines() {
+            eprintln!("jcs: warning: incomplete answer: {l}");
+        }
+    }
     if let Some(path) = svg {
         let mut child = std::process::Command::new("dot")
             .args(["-Tsvg", "-o"])

@@ -876,6 +876,13 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
         .collect();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert_eq!(gaps[0]["result"], -1);
+    // A tracking answer over that window says it is incomplete, and why.
+    let t = env.json(&["track", "back", "file:/data/before", "--json"]);
+    assert_eq!(t["complete"], false, "{t}");
+    assert_eq!(t["gaps"][0]["ve"], 1, "{t}");
+    assert!(t["gaps"][0]["lost"].is_null(), "{t}");
+    let tree = env.ok(&["track", "back", "file:/data/before"]);
+    assert!(tree.starts_with("INCOMPLETE"), "{tree}");
     // Only once: a later recorder does not write it again.
     env.stop_daemon();
     env.sh_ok("true");

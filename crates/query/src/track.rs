@@ -86,6 +86,15 @@ pub struct Edge {
     pub bytes: u64,
 }
 
+/// A loss in the record: records of VE `ve` were lost around `time_ns` (`lost`: how many;
+/// None: unknown, no recorder ran).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub ve: u64,
+    pub time_ns: u64,
+    pub lost: Option<u64>,
+}
+
 /// What a tracking question reached.
 #[derive(Debug)]
 pub struct Answer {
@@ -95,6 +104,9 @@ pub struct Answer {
     /// The ids the query names (the roots).
     pub starts: Vec<VarId>,
     pub edges: Vec<Edge>,
+    /// Losses in the window the question looks at (back: up to its time; forward: from its
+    /// time on): any of them may have hidden a flow, so the answer is complete only without.
+    pub gaps: Vec<Gap>,
     labels: HashMap<VarId, String>,
 }
 
@@ -214,17 +226,51 @@ pub fn track(
             (v, name)
         })
         .collect();
+    let gaps = l
+        .ats
+        .iter()
+        .filter(|a| a.op == model::at::Op::Gap)
+        .filter(|a| match direction {
+            Direction::Back => time_ns.is_none_or(|t| a.time_ns <= t),
+            Direction::Forward => time_ns.is_none_or(|t| a.time_ns >= t),
+        })
+        .map(|a| Gap {
+            ve: a.ve,
+            time_ns: a.time_ns,
+            lost: (a.result >= 0).then_some(a.len),
+        })
+        .collect();
     Ok(Answer {
         direction,
         query: query.clone(),
         time_ns,
         starts,
         edges,
+        gaps,
         labels,
     })
 }
 
 impl Answer {
+    /// Whether no loss in the record could have hidden a flow from this answer.
+    pub fn complete(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    /// One line per gap, for people.
+    pub fn gap_lines(&self) -> Vec<String> {
+        self.gaps
+            .iter()
+            .map(|g| {
+                let what = match g.lost {
+                    Some(n) => format!("{n} record(s) lost"),
+                    None => "not recorded for a while (no recorder ran)".into(),
+                };
+                format!("VE {} at {}: {what}", g.ve, crate::time::time_us(g.time_ns))
+            })
+            .collect()
+    }
+
     /// How variable `v` prints.
     pub fn label(&self, v: VarId) -> &str {
         self.labels.get(&v).map_or("?", String::as_str)
@@ -272,6 +318,10 @@ impl Answer {
             "direction": match self.direction { Direction::Back => "back", Direction::Forward => "forward" },
             "variable": self.query.to_string(),
             "time_ns": self.time_ns,
+            "complete": self.complete(),
+            "gaps": self.gaps.iter().map(|g| serde_json::json!({
+                "ve": g.ve, "time_ns": g.time_ns, "lost": g.lost,
+            })).collect::<Vec<_>>(),
             "reached": reached,
             "edges": self.edges.iter().map(|e| serde_json::json!({
                 "src": self.label(e.src), "dst": self.label(e.dst), "ve": e.ve, "op": e.op,
@@ -291,6 +341,16 @@ impl Answer {
                 e.src
             };
             children.entry(parent).or_default().push(e);
+        }
+        if !self.complete() {
+            writeln!(
+                out,
+                "INCOMPLETE: the record has {} gap(s) in this window; a lost record may hide a flow:",
+                self.gaps.len()
+            )?;
+            for l in self.gap_lines() {
+                writeln!(out, "  {l}")?;
+            }
         }
         let mut seen = HashSet::new();
         for &s in &self.starts {
