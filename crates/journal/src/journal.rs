@@ -223,6 +223,33 @@ pub fn scan_segment(bytes: &[u8]) -> Result<Scan, FormatError> {
     })
 }
 
+/// A name for bytes of segment `name` set aside (the whole segment, or its bytes from
+/// `offset`), unused so far: nothing set aside is ever overwritten. Damage ends in
+/// `.quarantined` (what `verify` reports), a torn tail's copy in `.torn`.
+fn unique_name<S: Storage>(
+    storage: &S,
+    name: &str,
+    offset: Option<usize>,
+    suffix: &str,
+) -> Result<String, JournalError> {
+    let existing = storage.list().map_err(io_err("list the journal's files"))?;
+    let base = match offset {
+        None => name.to_string(),
+        Some(o) => format!("{name}.at-{o}"),
+    };
+    for n in 0.. {
+        let q = if n == 0 {
+            format!("{base}.{suffix}")
+        } else {
+            format!("{base}.{n}.{suffix}")
+        };
+        if !existing.contains(&q) {
+            return Ok(q);
+        }
+    }
+    unreachable!("some number is unused")
+}
+
 /// Whether any intact block starts after `from` (so the damage is not just a torn tail).
 fn intact_block_after(bytes: &[u8], from: usize) -> Option<usize> {
     (from + 1..bytes.len().saturating_sub(3))
@@ -235,9 +262,13 @@ fn intact_block_after(bytes: &[u8], from: usize) -> Option<usize> {
 pub struct Recovery {
     /// A torn tail was cut: (segment, offset, bytes cut).
     pub truncated: Option<(String, u64, u64)>,
-    /// Segments set aside (renamed to `*.quarantined`) because of damage followed by intact
-    /// data: (new name, reason). They are never deleted; `verify` keeps reporting them.
+    /// Damage set aside (a whole segment whose header is damaged, or the bytes of a segment
+    /// after its last good block, each under a name of its own ending in `.quarantined`):
+    /// (name, reason). They are never deleted or overwritten; `verify` keeps reporting them.
     pub quarantined: Vec<(String, String)>,
+    /// The copy of a torn tail's bytes (an unfinished last append, nothing acknowledged),
+    /// kept under a name ending in `.torn` for inspection.
+    pub torn_tail_copy: Option<String>,
     /// Files an interrupted summarization left, removed: `.sum.tmp` files, and segments a
     /// complete summary file already replaces.
     pub summary_leftovers: Vec<String>,
@@ -294,20 +325,21 @@ impl<S: Storage> Journal<S> {
             let scan = match scan_segment(&bytes) {
                 Ok(s) => s,
                 Err(e) => {
-                    // Not even a header. A segment whose creation was cut short holds no
-                    // acknowledged data (an acknowledgement needs a synced block after the
-                    // header): remove it. One with more bytes is set aside.
-                    if bytes.len() <= SEGMENT_HEADER_LEN {
+                    // Not even a header. An empty file (a segment whose creation was cut
+                    // short) holds nothing; anything else is set aside whole, never removed.
+                    if bytes.is_empty() {
                         storage
                             .remove(&name)
                             .map_err(io_err(format!("remove {name}")))?;
-                        rec.truncated = Some((name.clone(), 0, bytes.len() as u64));
                     } else {
-                        let q = format!("{name}.quarantined");
+                        let q = unique_name(&storage, &name, None, "quarantined")?;
                         storage
                             .rename(&name, &q)
                             .map_err(io_err(format!("quarantine {name}")))?;
-                        rec.quarantined.push((q, format!("header: {e}")));
+                        rec.quarantined.push((
+                            q,
+                            format!("segment header: {e} ({} bytes set aside)", bytes.len()),
+                        ));
                     }
                     tail.next_segment = tail.next_segment.max(number + 1);
                     continue;
@@ -315,33 +347,46 @@ impl<S: Storage> Journal<S> {
             };
             let mut valid_end = scan.valid_end;
             if let Some(err) = &scan.error {
-                if let Some(at) = intact_block_after(&bytes, scan.valid_end) {
-                    // Damage followed by intact data: not a torn write. Keep the whole file
-                    // aside for inspection, and continue the chain from the valid prefix.
-                    let q = format!("{name}.quarantined");
-                    storage
-                        .rename(&name, &q)
-                        .map_err(io_err(format!("quarantine {name}")))?;
-                    storage
-                        .append(&name, &bytes[..scan.valid_end])
-                        .map_err(io_err(format!("rewrite {name}")))?;
-                    storage
-                        .sync(&name)
-                        .map_err(io_err(format!("sync {name}")))?;
+                let rest = &bytes[scan.valid_end..];
+                // A torn tail: the last append did not finish (the block runs past the end of
+                // the file, or what follows the valid prefix is zeros). Anything else — a
+                // full-length block with a bad checksum, garbage, an intact block further on —
+                // is damage. Either way the bytes after the valid prefix are copied aside
+                // under a name of their own before the segment is cut there: nothing is
+                // destroyed, and `verify` reports what was set aside.
+                let torn = matches!(err, FormatError::Truncated { .. })
+                    && intact_block_after(&bytes, scan.valid_end).is_none()
+                    || rest.iter().all(|&b| b == 0);
+                let aside = unique_name(
+                    &storage,
+                    &name,
+                    Some(scan.valid_end),
+                    if torn { "torn" } else { "quarantined" },
+                )?;
+                storage
+                    .append(&aside, rest)
+                    .and_then(|_| storage.sync(&aside))
+                    .map_err(io_err(format!("set aside the end of {name}")))?;
+                storage
+                    .truncate(&name, scan.valid_end as u64)
+                    .map_err(io_err(format!("truncate {name}")))?;
+                if torn {
+                    rec.truncated = Some((name.clone(), scan.valid_end as u64, rest.len() as u64));
+                    rec.torn_tail_copy = Some(aside);
+                } else {
+                    let follows = intact_block_after(&bytes, scan.valid_end)
+                        .map(|at| format!("; an intact block follows at offset {at}"))
+                        .unwrap_or_default();
                     rec.quarantined.push((
-                        q,
+                        aside,
                         format!(
-                            "damage at offset {} ({err}); an intact block follows at offset {at}; the journal continues after the last good block {}",
+                            "damage at offset {} ({err}){follows}: bytes {}..{} of {name} set aside; the journal continues after the last good block {}",
                             scan.valid_end,
+                            scan.valid_end,
+                            bytes.len(),
                             scan.blocks.last().map(|(_, h)| h.number.to_string()).unwrap_or_else(|| "(none)".into())
                         ),
                     ));
-                } else {
-                    let cut = bytes.len() - scan.valid_end;
-                    storage
-                        .truncate(&name, scan.valid_end as u64)
-                        .map_err(io_err(format!("truncate {name}")))?;
-                    rec.truncated = Some((name.clone(), scan.valid_end as u64, cut as u64));
                 }
                 valid_end = scan.valid_end;
             }

@@ -150,11 +150,11 @@ fn damage_in_the_middle_quarantines_and_keeps_the_prefix() {
         "{:?}",
         r.quarantined
     );
-    // The full damaged file is kept aside; the live segment holds the valid prefix.
-    assert!(j
-        .storage()
-        .written
-        .contains_key(&format!("{name}.quarantined")));
+    // The damaged rest is kept aside, byte for byte; the live segment holds the valid prefix.
+    let original = j.storage().written[&name].clone();
+    let aside = &j.storage().written[&format!("{name}.at-{}.quarantined", ends[1])];
+    assert_eq!(aside.len(), ends[5] - ends[1]);
+    assert_eq!(original.len(), ends[1]);
     assert_eq!(read_all(j.storage()).unwrap().len(), 2);
     j.append(&[b"after".to_vec()]).unwrap();
     let v = verify(j.storage()).unwrap();
@@ -165,6 +165,79 @@ fn damage_in_the_middle_quarantines_and_keeps_the_prefix() {
         "verify keeps reporting the quarantined segment"
     );
     assert!(!v.ok());
+}
+
+/// Six blocks in one segment; returns the storage and each block's end offset.
+fn six_blocks() -> (MemStorage, String, Vec<usize>) {
+    let (mut j, _) = Journal::open(MemStorage::default(), Options::default()).unwrap();
+    let mut ends = vec![];
+    for b in 0..6u64 {
+        j.append(&[rec(b)]).unwrap();
+        let n = j.storage().list().unwrap()[0].clone();
+        ends.push(j.storage().written[&n].len());
+    }
+    let s = j.storage().clone();
+    let name = s.list().unwrap()[0].clone();
+    (s, name, ends)
+}
+
+#[test]
+fn a_bad_byte_in_the_last_full_block_is_damage_not_a_torn_tail() {
+    let (mut s, name, ends) = six_blocks();
+    let before = s.written[&name].clone();
+    // A flipped byte inside the last block's payload: the block is whole, its CRC is wrong.
+    s.written.get_mut(&name).unwrap()[ends[4] + 90] ^= 0x01;
+    s.synced = s.written.clone();
+    let (j, r) = Journal::open(s, Options::default()).unwrap();
+    assert!(
+        r.truncated.is_none(),
+        "acknowledged data cut as a torn tail: {r:?}"
+    );
+    assert_eq!(r.quarantined.len(), 1, "{r:?}");
+    // Nothing destroyed: the last block's bytes (as they are now) are kept aside.
+    let aside = &j.storage().written[&r.quarantined[0].0];
+    assert_eq!(aside.len(), ends[5] - ends[4]);
+    assert_eq!(aside[..89], before[ends[4]..ends[4] + 89]);
+    assert!(
+        !verify(j.storage()).unwrap().ok(),
+        "verify reports the damage"
+    );
+}
+
+#[test]
+fn a_second_quarantine_never_overwrites_the_first() {
+    let (mut s, name, ends) = six_blocks();
+    s.written.get_mut(&name).unwrap()[ends[3] + 90] ^= 0x01;
+    s.synced = s.written.clone();
+    let (j, r1) = Journal::open(s, Options::default()).unwrap();
+    let mut s = j.storage().clone();
+    // The same offset is damaged again after a repair (the segment was cut at block 4).
+    let mut j2 = Journal::open(s.clone(), Options::default()).unwrap().0;
+    for b in 0..2u64 {
+        j2.append(&[rec(b)]).unwrap();
+    }
+    s = j2.storage().clone();
+    s.written.get_mut(&name).unwrap()[ends[3] + 90] ^= 0x01;
+    s.synced = s.written.clone();
+    let (j, r2) = Journal::open(s, Options::default()).unwrap();
+    assert_eq!((r1.quarantined.len(), r2.quarantined.len()), (1, 1));
+    assert_ne!(r1.quarantined[0].0, r2.quarantined[0].0);
+    for q in [&r1.quarantined[0].0, &r2.quarantined[0].0] {
+        assert!(j.storage().written.contains_key(q), "{q} is gone");
+    }
+    assert_eq!(verify(j.storage()).unwrap().quarantined.len(), 2);
+}
+
+#[test]
+fn a_segment_cut_inside_its_header_is_set_aside_not_removed() {
+    let (mut s, name, _) = six_blocks();
+    s.written.get_mut(&name).unwrap().truncate(20);
+    s.synced = s.written.clone();
+    let (j, r) = Journal::open(s, Options::default()).unwrap();
+    assert_eq!(r.quarantined.len(), 1, "{r:?}");
+    assert_eq!(j.storage().written[&r.quarantined[0].0].len(), 20);
+    let v = verify(j.storage()).unwrap();
+    assert!(!v.ok(), "verify must not say ok: {v:?}");
 }
 
 #[test]
