@@ -66,6 +66,9 @@ struct TrackOut {
     /// dependencies, never loses one)
     #[arg(long, value_parser = ["T1", "T2"])]
     tier: Option<String>,
+    /// Exit 1 when part of the journal could not be read (the answer says what it misses)
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +176,9 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// Exit 1 when part of the journal could not be read (it is skipped with a warning)
+        #[arg(long)]
+        strict: bool,
     },
     /// The recorded atomic transactions, oldest first
     #[command(
@@ -200,6 +206,9 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// JSON lines instead of text
         #[arg(long)]
         json: bool,
+        /// Exit 1 when part of the journal could not be read (it is skipped with a warning)
+        #[arg(long)]
+        strict: bool,
     },
     /// Where data came from (back) or went (forward): time-respecting reachability over the
     /// recorded transactions
@@ -600,7 +609,7 @@ fn real_main() -> Result<i32> {
         Cmd::Rm { ves: ids } => commands::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => commands::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
-        Cmd::Stats { ve, json } => queries::stats(&open_store(cli.home)?, ve, json).map(|_| 0),
+        Cmd::Stats { ve, json, strict } => queries::stats(&open_store(cli.home)?, ve, json, strict),
         Cmd::Log {
             ve,
             app,
@@ -609,6 +618,7 @@ fn real_main() -> Result<i32> {
             until,
             follow,
             json,
+            strict,
         } => {
             let now = query::time::now_ns();
             let time = |t: Option<String>| t.map(|t| query::time::parse_time(&t, now)).transpose();
@@ -636,7 +646,7 @@ fn real_main() -> Result<i32> {
                     None => [v].into_iter().collect(),
                 });
             }
-            queries::log(&store, f, json, follow).map(|_| 0)
+            queries::log(&store, f, json, follow, strict)
         }
         Cmd::Summarize {
             tier,
@@ -715,8 +725,8 @@ fn real_main() -> Result<i32> {
                 format,
                 out.svg.as_deref(),
                 source,
+                out.strict,
             )
-            .map(|_| 0)
         }
         Cmd::Daemon { summarize } => {
             need_root()?;

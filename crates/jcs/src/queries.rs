@@ -9,15 +9,38 @@ use query::track::{Direction, Source};
 use std::io::Write;
 use store::Store;
 
+/// Says on stderr what could not be read; whether anything was.
+fn warn_skipped(skipped: &[journal::Skipped]) -> bool {
+    for s in skipped {
+        eprintln!(
+            "jcs: warning: unreadable journal: {}",
+            query::skipped_line(s)
+        );
+    }
+    !skipped.is_empty()
+}
+
+/// The exit code of a query that printed what it could: 1 with `strict` when part of the
+/// journal could not be read.
+fn strict_code(strict: bool, skipped: bool) -> i32 {
+    if strict && skipped {
+        1
+    } else {
+        0
+    }
+}
+
 /// `jcs log`: the transactions, oldest first; `follow` goes on printing new ones. A closed
-/// pipe (`| head`) ends the listing quietly.
-pub fn log(store: &Store, filter: Filter, json: bool, follow: bool) -> Result<()> {
+/// pipe (`| head`) ends the listing quietly. Damaged stretches are skipped with a warning.
+pub fn log(store: &Store, filter: Filter, json: bool, follow: bool, strict: bool) -> Result<i32> {
     let mut log = Log::open(store, filter)?;
     let mut out = std::io::stdout().lock();
+    let mut skipped = false;
     let r = (|| -> Result<()> {
         loop {
             log.read_new(&mut |e| print_entry(&mut out, json, e))?;
             out.flush()?;
+            skipped |= warn_skipped(&log.take_skipped());
             if !follow {
                 return Ok(());
             }
@@ -29,9 +52,9 @@ pub fn log(store: &Store, filter: Filter, json: bool, follow: bool) -> Result<()
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
-            Ok(())
+            Ok(0)
         }
-        r => r,
+        r => r.map(|_| strict_code(strict, skipped)),
     }
 }
 
@@ -87,10 +110,12 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
 }
 
 /// `jcs stats`.
-pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
+pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result<i32> {
     let s = query::stats::stats(&store.journal_dir(), ve)?;
+    let skipped = warn_skipped(&s.skipped);
     if json {
-        return print_json(&s);
+        print_json(&s)?;
+        return Ok(strict_code(strict, skipped));
     }
     let mut t = Table::new(&[
         "VE",
@@ -121,7 +146,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool) -> Result<()> {
         "journal: {} bytes, {} transactions, {:.1} bytes per transaction (segment and block headers included)",
         s.journal_bytes, s.transactions, s.journal_bytes_per_transaction
     );
-    Ok(())
+    Ok(strict_code(strict, skipped))
 }
 
 /// How `jcs track` prints its answer.
@@ -141,8 +166,10 @@ pub fn track(
     format: Format,
     svg: Option<&std::path::Path>,
     source: Source,
-) -> Result<()> {
+    strict: bool,
+) -> Result<i32> {
     let a = query::track::track(&store.journal_dir(), dir, q, at_ns, source)?;
+    let code = strict_code(strict, !a.skipped.is_empty());
     if !a.complete() && format != Format::Tree {
         // The tree says it in its first lines; JSON has `complete` and `gaps`; DOT and SVG
         // have no room for it: stderr.
@@ -172,7 +199,7 @@ pub fn track(
             bail!("dot failed ({st})");
         }
         eprintln!("jcs: wrote {}", path.display());
-        return Ok(());
+        return Ok(code);
     }
     let mut out = std::io::stdout().lock();
     match format {
@@ -180,7 +207,7 @@ pub fn track(
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&a.to_json())?)?,
         Format::Tree => a.write_tree(&mut out)?,
     }
-    Ok(())
+    Ok(code)
 }
 
 /// `jcs summarize --dry-run`.

@@ -158,6 +158,136 @@ pub fn read_segment_from<S: Storage>(
     Ok((out, start + off as u64))
 }
 
+/// A damaged stretch a tolerant reader skipped: in `file`, from `offset` to the next intact
+/// block (`resumed_at`; None: nothing intact after it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub file: String,
+    pub offset: u64,
+    pub resumed_at: Option<u64>,
+    pub what: String,
+}
+
+/// The blocks of `bytes` (file `name`, whose byte 0 is at `base` in the file) from `off` on,
+/// each checked by its CRCs (not the chain: that is `verify`'s), skipping damaged stretches to
+/// the next intact block. A block that runs past the end stops the reading quietly when
+/// `open` (a block being appended), and is a skipped stretch otherwise. Returns the records,
+/// where reading stopped (in the file), and what was skipped.
+fn read_blocks_tolerant(
+    name: &str,
+    bytes: &[u8],
+    mut off: usize,
+    base: u64,
+    open: bool,
+) -> (Records, u64, Vec<Skipped>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    while off < bytes.len() {
+        let damage = match decode_block_at(bytes, off, None) {
+            Ok((h, len)) => match block_records(bytes, off, &h) {
+                Ok(recs) => {
+                    out.extend(
+                        recs.into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (h.first_seq + i as u64, r)),
+                    );
+                    off += len;
+                    continue;
+                }
+                Err(e) => e,
+            },
+            Err(FormatError::Truncated { .. }) if open => break,
+            Err(e) => e,
+        };
+        let next = intact_block_after(bytes, off);
+        skipped.push(Skipped {
+            file: name.to_string(),
+            offset: base + off as u64,
+            resumed_at: next.map(|n| base + n as u64),
+            what: damage.to_string(),
+        });
+        match next {
+            Some(n) => off = n,
+            None => {
+                off = bytes.len();
+                break;
+            }
+        }
+    }
+    (out, base + off as u64, skipped)
+}
+
+/// Like [`read_segment_from`], but a damaged block does not stop the reading: it is skipped
+/// (and reported) up to the next intact block. For readers that must say what they could not
+/// read rather than fail (`jcs log`).
+pub fn read_segment_tolerant<S: Storage>(
+    storage: &S,
+    segment: u64,
+    offset: u64,
+) -> Result<(Records, u64, Vec<Skipped>), JournalError> {
+    let name = segment_name(segment);
+    let start = offset.max(SEGMENT_HEADER_LEN as u64);
+    let bytes = storage
+        .read_range(&name, start, u64::MAX)
+        .map_err(io_err(format!("read {name}")))?;
+    Ok(read_blocks_tolerant(&name, &bytes, 0, start, true))
+}
+
+/// Every record of the journal, in order, skipping damaged stretches (each reported) instead
+/// of stopping at them: what `jcs log`, `stats` and `track` read.
+pub fn read_all_tolerant<S: Storage>(storage: &S) -> Result<(Records, Vec<Skipped>), JournalError> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let units = units(storage)?;
+    let last = units.len().saturating_sub(1);
+    for (i, unit) in units.into_iter().enumerate() {
+        let name = match unit {
+            Unit::Segment(n) => n,
+            Unit::Summary(name) => {
+                let bytes = storage
+                    .read(&name)
+                    .map_err(io_err(format!("read {name}")))?;
+                match crate::summary::read_summary(&bytes) {
+                    Ok((h, recs)) => out.extend(
+                        recs.into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (h.first_seq + i as u64, r)),
+                    ),
+                    Err(e) => skipped.push(Skipped {
+                        file: name,
+                        offset: 0,
+                        resumed_at: None,
+                        what: e.to_string(),
+                    }),
+                }
+                continue;
+            }
+        };
+        let bytes = storage
+            .read(&name)
+            .map_err(io_err(format!("read {name}")))?;
+        if let Err(e) = SegmentHeader::decode(&bytes) {
+            // Without its header the blocks can still be found by their magic.
+            skipped.push(Skipped {
+                file: name.clone(),
+                offset: 0,
+                resumed_at: intact_block_after(&bytes, 0).map(|n| n as u64),
+                what: format!("segment header: {e}"),
+            });
+            if let Some(n) = intact_block_after(&bytes, 0) {
+                let (r, _, s) = read_blocks_tolerant(&name, &bytes, n, 0, i == last);
+                out.extend(r);
+                skipped.extend(s);
+            }
+            continue;
+        }
+        let (r, _, s) = read_blocks_tolerant(&name, &bytes, SEGMENT_HEADER_LEN, 0, i == last);
+        out.extend(r);
+        skipped.extend(s);
+    }
+    Ok((out, skipped))
+}
+
 /// The result of reading one segment front to back.
 #[derive(Debug)]
 pub struct Scan {

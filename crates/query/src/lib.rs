@@ -35,6 +35,8 @@ pub enum QueryError {
     Store(#[from] store::StoreError),
     #[error("no variable {0} in the journal (see jcs log)")]
     NoVariable(record::VarQuery),
+    #[error("no variable {0} in the readable part of the journal: {1} damaged stretch(es) could not be read (see jcs verify)")]
+    NoVariableReadable(record::VarQuery, usize),
     #[error("summarize segments {first:016x}..{last:016x}: {source}")]
     Summarize {
         first: u64,
@@ -69,12 +71,21 @@ fn decode(seq: u64, r: &[u8]) -> Result<Option<record::Record>> {
     }
 }
 
-/// Every record of the journal in `dir`, decoded, in order.
-fn read_all(dir: &Path) -> Result<Vec<record::Record>> {
-    let raw = journal::read_all(&open(dir)?).map_err(journal_err(dir))?;
+/// Every record of the journal in `dir` that can be read, decoded, in order, and the damaged
+/// stretches skipped (a query says it could not read them; it does not fail or go silent).
+fn read_all(dir: &Path) -> Result<(Vec<record::Record>, Vec<journal::Skipped>)> {
+    let (raw, skipped) = journal::read_all_tolerant(&open(dir)?).map_err(journal_err(dir))?;
     let mut out = Vec::with_capacity(raw.len());
     for (seq, r) in raw {
         out.extend(decode(seq, &r)?);
     }
-    Ok(out)
+    Ok((out, skipped))
+}
+
+/// One line for people about a skipped stretch.
+pub fn skipped_line(s: &journal::Skipped) -> String {
+    match s.resumed_at {
+        Some(n) => format!("{} bytes {}..{} skipped ({})", s.file, s.offset, n, s.what),
+        None => format!("{} from byte {} on skipped ({})", s.file, s.offset, s.what),
+    }
 }

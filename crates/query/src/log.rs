@@ -48,6 +48,8 @@ pub struct Log<'s> {
     names: Names<'s>,
     /// Where reading goes on: (segment, offset in it).
     at: (u64, u64),
+    /// Damaged stretches skipped since the last [`Log::take_skipped`].
+    skipped: Vec<journal::Skipped>,
 }
 
 impl<'s> Log<'s> {
@@ -74,6 +76,7 @@ impl<'s> Log<'s> {
                 known: HashMap::new(),
             },
             at: (0, 0),
+            skipped: Vec::new(),
         })
     }
 
@@ -100,14 +103,25 @@ impl<'s> Log<'s> {
                 _ => None,
             };
             let records = match indexed {
-                Some(r) => {
+                Some(Ok(r)) => {
                     self.at = (seg + 1, 0);
-                    r
+                    Ok(r)
                 }
-                None => journal::read_segment_from(&self.storage, seg, offset).map(|(r, end)| {
-                    self.at = if sealed { (seg + 1, 0) } else { (seg, end) };
-                    r
-                }),
+                // A damaged indexed block: the whole segment, tolerantly.
+                Some(Err(_)) => {
+                    journal::read_segment_tolerant(&self.storage, seg, 0).map(|(r, _, s)| {
+                        self.at = (seg + 1, 0);
+                        self.skipped.extend(s);
+                        r
+                    })
+                }
+                None => {
+                    journal::read_segment_tolerant(&self.storage, seg, offset).map(|(r, end, s)| {
+                        self.at = if sealed { (seg + 1, 0) } else { (seg, end) };
+                        self.skipped.extend(s);
+                        r
+                    })
+                }
             }
             .map_err(journal_err(&self.dir))?;
             for (seq, r) in records {
@@ -117,6 +131,11 @@ impl<'s> Log<'s> {
             }
         }
         Ok(())
+    }
+
+    /// The damaged stretches skipped since the last call (each reported once).
+    pub fn take_skipped(&mut self) -> Vec<journal::Skipped> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn entries<E>(

@@ -46,6 +46,8 @@ pub struct Stats {
     pub journal_bytes: u64,
     pub transactions: u64,
     pub journal_bytes_per_transaction: f64,
+    /// Damaged stretches of the journal that could not be read (the counts leave them out).
+    pub skipped: Vec<journal::Skipped>,
 }
 
 /// The statistics of the journal in `dir`, of every VE or only `ve`.
@@ -53,7 +55,8 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
     let bytes = journal::segments_bytes(&open(dir)?).map_err(journal_err(dir))?;
     let mut total = 0u64;
     let mut by_ve: BTreeMap<u64, VeSummary> = BTreeMap::new();
-    for rec in read_all(dir)? {
+    let (records, skipped) = read_all(dir)?;
+    for rec in records {
         match rec {
             Record::Ats(ats) => {
                 for a in ats {
@@ -98,6 +101,7 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
         } else {
             0.0
         },
+        skipped,
     })
 }
 

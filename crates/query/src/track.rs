@@ -34,13 +34,19 @@ pub struct Loaded {
     pub ats: Vec<At>,
     /// Summaries written by `jcs summarize` or the recorder's online T1.
     pub sums: Vec<(Tier, Summary)>,
+    /// Damaged stretches of the journal that could not be read.
+    pub skipped: Vec<journal::Skipped>,
 }
 
 impl Loaded {
     /// Every variable definition, transaction and summary of the journal in `dir`.
     pub fn read(dir: &Path) -> Result<Loaded> {
-        let mut l = Loaded::default();
-        for rec in read_all(dir)? {
+        let (records, skipped) = read_all(dir)?;
+        let mut l = Loaded {
+            skipped,
+            ..Loaded::default()
+        };
+        for rec in records {
             match rec {
                 Record::Vars(defs) => l.vars.extend(defs),
                 Record::Ats(ats) => l.ats.extend(ats),
@@ -107,6 +113,8 @@ pub struct Answer {
     /// Losses in the window the question looks at (back: up to its time; forward: from its
     /// time on): any of them may have hidden a flow, so the answer is complete only without.
     pub gaps: Vec<Gap>,
+    /// Damaged stretches of the journal that could not be read: what they held is missing.
+    pub skipped: Vec<journal::Skipped>,
     labels: HashMap<VarId, String>,
 }
 
@@ -130,7 +138,10 @@ pub fn track(
         v
     };
     if starts.is_empty() {
-        return Err(QueryError::NoVariable(query.clone()));
+        return Err(match l.skipped.len() {
+            0 => QueryError::NoVariable(query.clone()),
+            n => QueryError::NoVariableReadable(query.clone(), n),
+        });
     }
     let volatile = l.volatile();
     let ve_of = |s: &Summary| match (l.vars.get(&s.src), l.vars.get(&s.dst)) {
@@ -247,6 +258,7 @@ pub fn track(
         starts,
         edges,
         gaps,
+        skipped: l.skipped.clone(),
         labels,
     })
 }
@@ -254,7 +266,7 @@ pub fn track(
 impl Answer {
     /// Whether no loss in the record could have hidden a flow from this answer.
     pub fn complete(&self) -> bool {
-        self.gaps.is_empty()
+        self.gaps.is_empty() && self.skipped.is_empty()
     }
 
     /// One line per gap, for people.
@@ -268,6 +280,7 @@ impl Answer {
                 };
                 format!("VE {} at {}: {what}", g.ve, crate::time::time_us(g.time_ns))
             })
+            .chain(self.skipped.iter().map(crate::skipped_line))
             .collect()
     }
 
@@ -319,6 +332,7 @@ impl Answer {
             "variable": self.query.to_string(),
             "time_ns": self.time_ns,
             "complete": self.complete(),
+            "skipped": self.skipped,
             "gaps": self.gaps.iter().map(|g| serde_json::json!({
                 "ve": g.ve, "time_ns": g.time_ns, "lost": g.lost,
             })).collect::<Vec<_>>(),
@@ -345,8 +359,9 @@ impl Answer {
         if !self.complete() {
             writeln!(
                 out,
-                "INCOMPLETE: the record has {} gap(s) in this window; a lost record may hide a flow:",
-                self.gaps.len()
+                "INCOMPLETE: the record has {} gap(s) in this window and {} unreadable stretch(es); what is missing may hide a flow:",
+                self.gaps.len(),
+                self.skipped.len()
             )?;
             for l in self.gap_lines() {
                 writeln!(out, "  {l}")?;
