@@ -722,10 +722,12 @@ fn real_main() -> Result<i32> {
                 d,
                 &q,
                 t,
-                format,
-                out.svg.as_deref(),
                 source,
-                out.strict,
+                queries::TrackPrint {
+                    format,
+                    svg: out.svg.as_deref(),
+                    strict: out.strict,
+                },
             )
         }
         Cmd::Daemon { summarize } => {

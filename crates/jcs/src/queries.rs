@@ -158,16 +158,28 @@ pub enum Format {
 }
 
 /// `jcs track back|forward`.
+/// How `jcs track` prints: the format, or an SVG file; `strict`: exit 1 when part of the
+/// journal could not be read.
+#[derive(Debug)]
+pub struct TrackPrint<'a> {
+    pub format: Format,
+    pub svg: Option<&'a std::path::Path>,
+    pub strict: bool,
+}
+
 pub fn track(
     store: &Store,
     dir: Direction,
     q: &record::VarQuery,
     at_ns: Option<u64>,
-    format: Format,
-    svg: Option<&std::path::Path>,
     source: Source,
-    strict: bool,
+    print: TrackPrint,
 ) -> Result<i32> {
+    let TrackPrint {
+        format,
+        svg,
+        strict,
+    } = print;
     let a = query::track::track(&store.journal_dir(), dir, q, at_ns, source)?;
     let code = strict_code(strict, !a.skipped.is_empty());
     if !a.complete() && format != Format::Tree {
