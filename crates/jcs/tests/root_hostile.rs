@@ -6,7 +6,7 @@
 mod common;
 
 use common::Env;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -90,20 +90,7 @@ fn root_devices_raw_sockets_personality_and_pidfd_getfd_are_denied() {
 /// A command run with a fresh pty as its controlling terminal (stdin, stdout and stderr on
 /// the pty's slave), as a shell in a terminal runs it.
 fn on_a_terminal(mut cmd: Command) -> (std::process::Output, OwnedFd) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two fds; no name, termios or window size given.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty");
-    // SAFETY: fresh fds from openpty, owned from here on.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = common::openpty(None);
     let s = slave.as_raw_fd();
     cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::piped())
@@ -273,30 +260,6 @@ fn root_links_fifos_and_devices_a_ve_leaves_are_never_followed_by_jcs() {
     }
 }
 
-#[test]
-fn root_a_cpu_hog_gets_no_more_than_cpus() {
-    let Some(env) = Env::new() else { return };
-    env.standard_app();
-    // Iterations of a busy loop in 2 s of wall-clock time, unlimited and under --cpus 0.25.
-    let hog = "end=$(( $(date +%s) + 2 )); i=0; \
-               while [ $(date +%s) -lt $end ]; do i=$((i+1)); done; echo $i";
-    let count = |extra: &[&str]| -> f64 {
-        let mut a = vec!["run", "web"];
-        a.extend(extra);
-        a.extend(["--", "/bin/sh", "-c", hog]);
-        env.ok(&a).trim().parse().unwrap()
-    };
-    let free = count(&[]);
-    let limited = count(&["--cpus", "0.25"]);
-    assert!(free > 0.0);
-    assert!(
-        limited / free < 0.6,
-        "--cpus 0.25 ran {limited} iterations against {free} unlimited"
-    );
-    let err = env.fails(&["run", "web", "--cpus", "0", "--", "/bin/true"]);
-    assert!(err.contains("--cpus"), "{err}");
-}
-
 /// `jcs run` on a terminal gives the VE a terminal of its own: `tty` names the VE's pty,
 /// the window size is the caller's, typed input reaches the app, and the caller's terminal
 /// is in its own mode again afterwards.
@@ -304,26 +267,7 @@ fn root_a_cpu_hog_gets_no_more_than_cpus() {
 fn root_a_ve_on_a_terminal_gets_its_own_pty() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    let (mut master, mut slave) = (0, 0);
-    let ws = libc::winsize {
-        ws_row: 33,
-        ws_col: 111,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two fds and takes the window size by pointer.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &ws,
-        )
-    };
-    assert_eq!(r, 0, "openpty");
-    // SAFETY: fresh fds from openpty, owned from here on.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = common::openpty(Some((33, 111)));
     let mode_before = rustix::termios::tcgetattr(&slave).unwrap();
     let mut cmd = env.cmd(&[
         "run",

@@ -539,7 +539,6 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
 
 #[test]
 fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let Some(env) = Env::new() else { return };
     env.standard_app();
     // The VE's own pseudo-terminals (its devpts instance): their traffic never leaves it.
@@ -555,20 +554,7 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     assert!(sum(&d, &["write"]) >= 1, "{d}");
     assert!(sum(&d, &["openat"]) >= 1, "{d}");
     // A terminal of the host, inherited by jcs run, is outside the VE: recorded.
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two fds we own from here on.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: fresh fds from openpty.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = common::openpty(None);
     let o = env
         .cmd(&["run", "web", "--", "/bin/sh", "-c", "echo to-the-terminal"])
         .stdout(std::process::Stdio::from(slave))

@@ -127,15 +127,7 @@ fn torn_tail_is_cut_and_acknowledged_data_kept() {
 
 #[test]
 fn damage_in_the_middle_quarantines_and_keeps_the_prefix() {
-    let (mut j, _) = Journal::open(MemStorage::default(), Options::default()).unwrap();
-    let mut ends = vec![];
-    for b in 0..6u64 {
-        j.append(&[rec(b)]).unwrap();
-        let n = j.storage().list().unwrap()[0].clone();
-        ends.push(j.storage().written[&n].len());
-    }
-    let mut s = j.storage().clone();
-    let name = s.list().unwrap()[0].clone();
+    let (mut s, name, ends) = six_blocks();
     // Corrupt block 2 (between the ends of blocks 1 and 2): blocks 3.. are intact behind it.
     s.written.get_mut(&name).unwrap()[ends[1] + 80] ^= 0xff;
     s.synced = s.written.clone();

@@ -377,3 +377,35 @@ pub fn static_helper(env: &Env, name: &str) -> PathBuf {
     assert!(st.success(), "cc {}", src.display());
     dir.join(name)
 }
+
+/// A fresh pty pair (master, slave), with a window size when given as (rows, columns).
+pub fn openpty(size: Option<(u16, u16)>) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let ws = size.map(|(r, c)| libc::winsize {
+        ws_row: r,
+        ws_col: c,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; the window size, when given, is read through a pointer
+    // that outlives the call.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            ws.as_ref()
+                .map_or(std::ptr::null(), |w| w as *const libc::winsize),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh fds from openpty, owned from here on.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}

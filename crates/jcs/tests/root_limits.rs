@@ -1,0 +1,38 @@
+//! Resource limits under load, alone in their test binary (the harness runs one binary at a
+//! time): a CPU hog gets no more than `--cpus` of CPU time.
+
+mod common;
+
+use common::Env;
+
+#[test]
+fn root_a_cpu_hog_gets_no_more_than_cpus() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // 3 s of a busy loop (each `date` a child); prints the CPU time it used, in ticks of
+    // 1/100 s: utime, stime, cutime, cstime of the shell.
+    let hog = "end=$(( $(date +%s) + 3 )); while [ $(date +%s) -lt $end ]; do :; done; \
+               cut -d' ' -f14-17 /proc/$$/stat";
+    let cpu_s = |extra: &[&str]| -> f64 {
+        let mut a = vec!["run", "web"];
+        a.extend(extra);
+        a.extend(["--", "/bin/sh", "-c", hog]);
+        let out = env.ok(&a);
+        let ticks: u64 = out
+            .split_whitespace()
+            .map(|t| t.parse::<u64>().unwrap())
+            .sum();
+        ticks as f64 / 100.0
+    };
+    let free = cpu_s(&[]);
+    let limited = cpu_s(&["--cpus", "0.25"]);
+    // 0.25 CPU for about 3 s is 0.75 s; some slack for the period boundaries.
+    assert!(limited < 1.1, "--cpus 0.25 used {limited} s of CPU in 3 s");
+    // The control: without a limit the same loop uses much more.
+    assert!(
+        free > 1.5 * limited,
+        "unlimited used {free} s, limited {limited} s"
+    );
+    let err = env.fails(&["run", "web", "--cpus", "0", "--", "/bin/true"]);
+    assert!(err.contains("--cpus"), "{err}");
+}
