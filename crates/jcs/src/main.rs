@@ -101,6 +101,10 @@ enum Cmd {
         /// CPU time the VE may use, in CPUs (e.g. 0.5, 2); default: no limit
         #[arg(long, value_name = "N")]
         cpus: Option<String>,
+        /// Bytes the VE may write into its dirties (e.g. 512M): a file system of that size of
+        /// its own, kept after the VE; default: no limit but the store's disk
+        #[arg(long, value_name = "SIZE")]
+        disk: Option<String>,
         /// Network of this VE, instead of the app's: none (only lo) or bridge
         #[arg(long)]
         net: Option<NetMode>,
@@ -391,14 +395,21 @@ fn name(s: &str, what: &str) -> Result<Name> {
     Name::parse(s).map_err(|e| anyhow::anyhow!("{what} {e}"))
 }
 
-fn limits(memory: &str, pids: u64, cpus: Option<&str>) -> Result<Limits> {
+fn limits(memory: &str, pids: u64, cpus: Option<&str>, disk: Option<&str>) -> Result<Limits> {
     if pids == 0 {
         bail!("--pids must be at least 1");
+    }
+    let disk_bytes = disk
+        .map(|d| parse_size(d).map_err(|e| anyhow::anyhow!("--disk: {e}")))
+        .transpose()?;
+    if disk_bytes.is_some_and(|d| d < ve::disk::MIN_BYTES) {
+        bail!("--disk must be at least 8M (the file system's own metadata needs room)");
     }
     Ok(Limits {
         memory_bytes: parse_size(memory).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
         pids,
         cpu_millis: cpus.map(model::limits::parse_cpus).transpose()?,
+        disk_bytes,
     })
 }
 
@@ -565,7 +576,7 @@ fn real_main() -> Result<i32> {
                 cmd,
             } => {
                 let n = name(&n, "app")?;
-                let l = limits(&memory, pids, None)?;
+                let l = limits(&memory, pids, None, None)?;
                 if net == NetMode::Bridge {
                     bail!("maintenance mode supports --net host or --net none");
                 }
@@ -578,6 +589,7 @@ fn real_main() -> Result<i32> {
             memory,
             pids,
             cpus,
+            disk,
             net,
             tty,
             no_tty,
@@ -586,7 +598,7 @@ fn real_main() -> Result<i32> {
         } => {
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let n = name(&a, "app")?;
-            let l = limits(&memory, pids, cpus.as_deref())?;
+            let l = limits(&memory, pids, cpus.as_deref(), disk.as_deref())?;
             if net == Some(NetMode::Host) {
                 bail!("--net host is for maintenance mode (jcs app update); a VE runs with --net none or bridge");
             }

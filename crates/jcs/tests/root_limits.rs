@@ -36,3 +36,37 @@ fn root_a_cpu_hog_gets_no_more_than_cpus() {
     let err = env.fails(&["run", "web", "--cpus", "0", "--", "/bin/true"]);
     assert!(err.contains("--cpus"), "{err}");
 }
+
+#[test]
+fn root_a_ve_cannot_write_more_than_disk_into_its_dirties() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let fill = "dd if=/dev/zero of=/root/big bs=1M count=64 2>/dev/null; echo rc=$?";
+    // Control: without a limit, 64 MiB land in the dirties.
+    assert!(env.sh_ok(fill).contains("rc=0"));
+    let size = |ve: &str| -> u64 {
+        let r = env.json(&["inspect", ve, "--json"]);
+        r["dirties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == "/root/big")
+            .unwrap_or_else(|| panic!("{r}"))["size"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(size("1"), 64 << 20);
+    // With --disk 16M the kernel refuses the writes past it (ENOSPC).
+    let out = env.ok(&["run", "web", "--disk", "16M", "--", "/bin/sh", "-c", fill]);
+    assert!(out.contains("rc=1"), "{out}");
+    let big = size("2");
+    assert!(big > 0 && big <= 16 << 20, "{big} bytes written");
+    // The image stays (the dirties are in it), unmounted; inspect read it above.
+    assert!(env.home().join("ve/2/disk.img").exists());
+    env.assert_clean();
+    env.ok(&["rm", "2"]);
+    assert!(!env.home().join("ve/2").exists());
+    assert!(env
+        .fails(&["run", "web", "--disk", "1M", "--", "true"])
+        .contains("--disk"));
+}

@@ -32,6 +32,8 @@ pub enum LifecycleError {
     #[error(transparent)]
     Net(#[from] ve::net::NetError),
     #[error(transparent)]
+    Disk(#[from] ve::disk::DiskError),
+    #[error(transparent)]
     Spec(#[from] model::spec::SpecError),
     #[error(transparent)]
     Name(#[from] model::NameError),

@@ -218,9 +218,24 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         net: crate::net::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;
-    let dirties = store.layout.dirties(id);
+    // `--disk`: the writable branch on a file system of its own, mounted while the VE runs.
+    let disk = l.limits.disk_bytes.map(|_| {
+        (
+            store.layout.ve(id).join("disk.img"),
+            store.layout.ve(id).join("disk"),
+        )
+    });
+    let (dirties, work) = match &disk {
+        Some((_, mnt)) => (mnt.join("dirties"), mnt.join("work")),
+        None => (store.layout.dirties(id), store.layout.work(id)),
+    };
     let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
-        for d in [&dirties, &store.layout.work(id), &store.layout.meta(id)] {
+        if let (Some((img, mnt)), Some(bytes)) = (&disk, l.limits.disk_bytes) {
+            ve::disk::create(img, bytes)?;
+            std::fs::create_dir(mnt).ctx(|| format!("create {}", mnt.display()))?;
+            ve::disk::mount(img, mnt, false)?;
+        }
+        for d in [&dirties, &work, &store.layout.meta(id)] {
             std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
         for (_, dir, _) in &storage {
@@ -241,13 +256,14 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             limits: l.limits,
             cgroup_id: None,
             init_pid: None,
+            disk_image: disk.as_ref().map(|(img, _)| img.clone()),
         };
         let cfg = VeConfig {
             id,
             rootfs: store.layout.rootfs(id),
             lowers: lowers.iter().map(|(_, p)| p.clone()).collect(),
             upper,
-            work: store.layout.work(id),
+            work,
             binds: storage
                 .iter()
                 .map(|(_, dir, inner)| Bind {
@@ -289,6 +305,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             let msg = crate::describe(&e);
             let _ = store.catalog.ve_ended(id, "failed", None, Some(&msg));
             // Nothing half-created: a VE that never started keeps only its catalog row.
+            if let Some((_, mnt)) = &disk {
+                let _ = ve::disk::unmount(mnt);
+            }
             let _ = std::fs::remove_dir_all(store.layout.ve(id));
             return Err(e).ctx(|| format!("VE {id}"));
         }
@@ -320,6 +339,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     }
     let changes = storage_changes(&meta.storage, &before);
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
+    if let Some((_, mnt)) = &disk {
+        // The dirties stay in the image; `jcs inspect` mounts it again to read them.
+        if let Err(e) = ve::disk::unmount(mnt) {
+            eprintln!("jcs: warning: VE {id}: {e}");
+        }
+    }
     match exit {
         Ok(x) => {
             if let Err(e) = recorded {
@@ -440,8 +465,22 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
             dir: dir.clone(),
         })
         .collect();
+    // `--disk`: the dirties are in the VE's image; mounted read-only for the scan unless the
+    // VE runs (then it is mounted already).
+    let mounted_here = match &meta.disk_image {
+        Some(img) if !meta.upper.exists() => {
+            let mnt = meta.upper.parent().ctx(|| "the dirties have no parent")?;
+            ve::disk::mount(img, mnt, true)?;
+            Some(mnt.to_path_buf())
+        }
+        _ => None,
+    };
     let dirties = ve::inspect::scan_dirties(&meta.upper, &lowers)
-        .ctx(|| format!("read the dirties of VE {id} at {}", meta.upper.display()))?;
+        .ctx(|| format!("read the dirties of VE {id} at {}", meta.upper.display()));
+    if let Some(mnt) = &mounted_here {
+        let _ = ve::disk::unmount(mnt);
+    }
+    let dirties = dirties?;
     let mut notes = Vec::new();
     let state = effective_state(&row);
     let storage: Vec<StorageChange> =
@@ -513,6 +552,10 @@ fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
     }
     let dir = store.layout.ve(id);
     let existed = dir.exists();
+    // A `--disk` image still mounted (its run died before unmounting it).
+    if dir.join("disk/dirties").exists() {
+        let _ = ve::disk::unmount(&dir.join("disk"));
+    }
     if existed {
         std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
     }

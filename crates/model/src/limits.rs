@@ -13,6 +13,10 @@ pub struct Limits {
     /// `cpu.cfs_quota_us`); None: no limit.
     #[serde(default)]
     pub cpu_millis: Option<u64>,
+    /// Bytes the VE may write into its dirties (`--disk`: a file system of that size of its
+    /// own); None: no limit but the store's disk.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
 }
 
 /// The CFS period JCS uses for CPU limits, in microseconds.
@@ -59,6 +63,7 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             pids: 1024,
             cpu_millis: None,
+            disk_bytes: None,
         }
     }
 }

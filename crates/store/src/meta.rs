@@ -25,6 +25,10 @@ pub struct VeMeta {
     /// Host pid of the VE's init (JCS's own code; a restarted daemon excludes its calls).
     #[serde(default)]
     pub init_pid: Option<i32>,
+    /// `--disk`: the image holding the dirties (mounted on the parent of `upper` while the VE
+    /// runs, and read-only by `jcs inspect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_image: Option<PathBuf>,
 }
 
 pub fn pid_start_time(pid: i32) -> Option<u64> {

@@ -443,6 +443,7 @@ mod tests {
                 memory_bytes: 1000,
                 pids: 9,
                 cpu_millis: None,
+                disk_bytes: None,
             },
         )
         .unwrap();

@@ -12,6 +12,7 @@ pub mod btf;
 pub mod caps;
 pub mod cgroup;
 pub mod devices;
+pub mod disk;
 pub mod doctor;
 pub mod fsops;
 pub mod inspect;
