@@ -368,3 +368,21 @@ fn root_huge_files_a_ve_leaves_are_not_hashed_for_long() {
     let notes = r["notes"].to_string();
     assert!(notes.contains("2 file(s) not hashed"), "{notes}");
 }
+
+/// The VE's mountinfo does not show where the store is: the overlay's layers are named by
+/// descriptors (the control: the store's path is a real, long, distinctive path).
+#[test]
+fn root_the_ves_overlay_does_not_show_the_stores_paths() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let home = env.home().to_str().unwrap().to_string();
+    assert!(home.len() > 8);
+    let mi = env.sh_ok("cat /proc/self/mountinfo");
+    let root = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("{mi}"));
+    assert!(root.contains("overlay"), "{root}");
+    assert!(!root.contains(&home), "the overlay shows the store: {root}");
+    assert!(root.contains("lowerdir+=/proc/self/fd/"), "{root}");
+}

@@ -68,17 +68,33 @@ pub(super) fn mount_overlay(
     use rustix::mount::*;
     let fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| format!("fsopen overlay: {e}"))?;
-    for l in lowers {
-        fsconfig_set_string(&fd, "lowerdir+", l.as_os_str()).map_err(|e| {
+    // Each layer is named by a descriptor (`/proc/self/fd/N`), not by its host path: the
+    // overlay's options, which the VE reads in its mountinfo, then show no path of the store.
+    let open_layer = |p: &Path| {
+        rustix::fs::open(
+            p,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| format!("open layer {}: {e}", p.display()))
+    };
+    let by_fd = |f: &OwnedFd| format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f));
+    let lower_fds = lowers
+        .iter()
+        .map(|l| open_layer(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (upper_fd, work_fd) = (open_layer(upper)?, open_layer(work)?);
+    for (l, f) in lowers.iter().zip(&lower_fds) {
+        fsconfig_set_string(&fd, "lowerdir+", by_fd(f)).map_err(|e| {
             format!(
                 "overlay lowerdir+ {}: {e} (overlayfs with lowerdir+ needs Linux 6.8 or later)",
                 l.display()
             )
         })?;
     }
-    fsconfig_set_string(&fd, "upperdir", upper.as_os_str())
+    fsconfig_set_string(&fd, "upperdir", by_fd(&upper_fd))
         .map_err(|e| format!("overlay upperdir {}: {e}", upper.display()))?;
-    fsconfig_set_string(&fd, "workdir", work.as_os_str())
+    fsconfig_set_string(&fd, "workdir", by_fd(&work_fd))
         .map_err(|e| format!("overlay workdir {}: {e}", work.display()))?;
     for (k, v) in [
         ("redirect_dir", "off"),
