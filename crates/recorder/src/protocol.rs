@@ -68,34 +68,46 @@ pub fn socket_path(home: &Path) -> PathBuf {
 pub fn build_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        std::fs::read("/proc/self/exe")
+        std::fs::File::open("/proc/self/exe")
             .ok()
-            .and_then(|b| elf_build_id(&b))
+            .and_then(|f| elf_build_id(&f))
             .unwrap_or_default()
     })
 }
 
-/// The build id in the PT_NOTE segments of a 64-bit little-endian ELF image.
-fn elf_build_id(b: &[u8]) -> Option<String> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    if b.get(..6)? != b"\x7fELF\x02\x01" {
+/// The build id in the PT_NOTE segments of a 64-bit little-endian ELF file, reading only its
+/// header, program headers and notes (the binary is tens of MB: `jcs run` must not read it).
+fn elf_build_id(f: &impl std::os::unix::fs::FileExt) -> Option<String> {
+    let read = |off: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        f.read_exact_at(&mut b, off).ok().map(|_| b)
+    };
+    let h = read(0, 64)?;
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    if h.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
-    let (phoff, phentsize, phnum) = (u64_at(32)? as usize, u16_at(54)? as usize, u16_at(56)?);
+    let (phoff, phentsize, phnum) = (u64_at(&h, 32)?, u16_at(&h, 54)? as usize, u16_at(&h, 56)?);
+    let phs = read(phoff, phentsize * phnum as usize)?;
     for i in 0..phnum as usize {
-        let ph = phoff + i * phentsize;
-        if u32_at(ph)? != 4 {
+        let ph = i * phentsize;
+        if u32_at(&phs, ph)? != 4 {
             continue; // not PT_NOTE
         }
-        let (mut o, end) = (
-            u64_at(ph + 8)? as usize,
-            (u64_at(ph + 8)? + u64_at(ph + 32)?) as usize,
-        );
-        while o + 12 <= end {
-            let (namesz, descsz, ty) =
-                (u32_at(o)? as usize, u32_at(o + 4)? as usize, u32_at(o + 8)?);
+        let (off, size) = (u64_at(&phs, ph + 8)?, u64_at(&phs, ph + 32)? as usize);
+        if size > 1 << 16 {
+            continue;
+        }
+        let b = read(off, size)?;
+        let mut o = 0;
+        while o + 12 <= b.len() {
+            let (namesz, descsz, ty) = (
+                u32_at(&b, o)? as usize,
+                u32_at(&b, o + 4)? as usize,
+                u32_at(&b, o + 8)?,
+            );
             let name = o + 12;
             let desc = name + namesz.div_ceil(4) * 4;
             if ty == 3 && b.get(name..name + namesz)? == b"GNU\0" {
@@ -126,7 +138,9 @@ mod tests {
         let id = build_id();
         assert_eq!(id.len(), 40, "{id:?}");
         assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(elf_build_id(b"not an ELF file at all, really"), None);
+        let t = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(t.path(), b"not an ELF file at all, really").unwrap();
+        assert_eq!(elf_build_id(&std::fs::File::open(t.path()).unwrap()), None);
     }
 
     #[test]
