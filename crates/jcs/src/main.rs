@@ -108,6 +108,10 @@ enum Cmd {
         /// Network of this VE, instead of the app's: none (only lo) or bridge
         #[arg(long)]
         net: Option<NetMode>,
+        /// Give back a capability the VE does not get by default: NET_RAW (raw sockets, ping;
+        /// packet sockets stay denied) or AUDIT_WRITE (repeatable)
+        #[arg(long, value_name = "CAP")]
+        cap_add: Vec<String>,
         /// Give the VE its own terminal (a pty of its own, proxied to this one: job control,
         /// window size); the default when stdin is a terminal
         #[arg(short = 't', long, conflicts_with = "no_tty")]
@@ -591,12 +595,20 @@ fn real_main() -> Result<i32> {
             cpus,
             disk,
             net,
+            cap_add,
             tty,
             no_tty,
             preserve_fds,
             cmd,
         } => {
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
+            let mut extra_caps = 0u64;
+            for c in &cap_add {
+                let Some(n) = ve::caps::addable(c) else {
+                    bail!("--cap-add {c}: only NET_RAW and AUDIT_WRITE can be given back to a VE");
+                };
+                extra_caps |= 1 << n;
+            }
             let n = name(&a, "app")?;
             let l = limits(&memory, pids, cpus.as_deref(), disk.as_deref())?;
             if net == Some(NetMode::Host) {
@@ -606,15 +618,14 @@ fn real_main() -> Result<i32> {
             mark("args");
             let store = open_store(cli.home)?;
             mark("store");
-            Ok(lifecycle::ves::run(
-                &store,
-                &n,
-                cmd,
-                l,
+            let opts = lifecycle::ves::RunOptions {
+                limits: l,
                 net,
                 preserve_fds,
                 tty,
-            )?)
+                extra_caps,
+            };
+            Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),

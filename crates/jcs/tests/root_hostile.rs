@@ -386,3 +386,22 @@ fn root_the_ves_overlay_does_not_show_the_stores_paths() {
     assert!(!root.contains(&home), "the overlay shows the store: {root}");
     assert!(root.contains("lowerdir+=/proc/self/fd/"), "{root}");
 }
+
+/// `--cap-add NET_RAW` gives raw IP sockets back (ping), not packet sockets; capabilities
+/// beyond the two Docker grants are refused.
+#[test]
+fn root_cap_add_gives_back_raw_sockets_only() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "hostile");
+    let with = |args: &[&str]| {
+        let mut a = vec!["run", "web", "--cap-add", "NET_RAW", "--", "/data/hostile"];
+        a.extend(args);
+        env.ok(&a).trim().to_string()
+    };
+    assert!(in_ve(&env, &["raw"]).starts_with("DENIED"));
+    assert!(with(&["raw"]).starts_with("ESCAPED"), "--cap-add NET_RAW");
+    assert!(with(&["packet"]).starts_with("DENIED"));
+    let err = env.fails(&["run", "web", "--cap-add", "SYS_ADMIN", "--", "true"]);
+    assert!(err.contains("only NET_RAW and AUDIT_WRITE"), "{err}");
+}

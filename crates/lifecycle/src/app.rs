@@ -279,6 +279,7 @@ pub fn update(
             storage: false,
             preserve_fds: 0,
             tty: false,
+            extra_caps: 0,
         },
     );
     let (ve_id, code) = match r {

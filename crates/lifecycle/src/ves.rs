@@ -49,6 +49,8 @@ pub struct Launch {
     pub preserve_fds: u32,
     /// The VE gets its own pty, proxied to this process's terminal.
     pub tty: bool,
+    /// Capabilities kept beyond the default set (a mask of `ve::caps::ADDABLE`).
+    pub extra_caps: u64,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -292,6 +294,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
             preserve_fds: l.preserve_fds,
             tty: l.tty,
+            extra_caps: l.extra_caps,
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -378,17 +381,35 @@ pub fn set_upper(store: &Store, id: VeId, upper: &std::path::Path) -> Result<()>
     write_json(&p, &meta)
 }
 
+/// How `jcs run` runs a VE, beyond the app's own settings.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub limits: Limits,
+    /// Instead of the app's network.
+    pub net: Option<NetMode>,
+    /// Descriptors after 0-2 that pass into the VE (3..3+N).
+    pub preserve_fds: u32,
+    /// The VE gets its own pty, proxied to this process's terminal.
+    pub tty: bool,
+    /// Capabilities kept beyond the default set (a mask of `ve::caps::ADDABLE`).
+    pub extra_caps: u64,
+}
+
 /// `jcs run`: a fresh VE of the app's newest version runs `argv` (default: the app's
 /// command). Returns the command's exit code.
 pub fn run(
     store: &Store,
     app_name: &model::Name,
     argv: Vec<String>,
-    limits: Limits,
-    net: Option<NetMode>,
-    preserve_fds: u32,
-    tty: bool,
+    opts: RunOptions,
 ) -> Result<i32> {
+    let RunOptions {
+        limits,
+        net,
+        preserve_fds,
+        tty,
+        extra_caps,
+    } = opts;
     let app = store
         .catalog
         .app(app_name)?
@@ -416,6 +437,7 @@ pub fn run(
             storage: true,
             preserve_fds,
             tty,
+            extra_caps,
         },
     )?;
     Ok(exit.code())

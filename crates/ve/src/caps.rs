@@ -25,6 +25,16 @@ pub fn keep_mask() -> u64 {
     KEEP.iter().fold(0u64, |m, (c, _)| m | (1u64 << c))
 }
 
+/// Capabilities `jcs run --cap-add` may give back, by name: only those Docker grants by
+/// default and JCS does not (CAP_MKNOD would be useless: the device program still applies).
+pub const ADDABLE: &[(u32, &str)] = &[(13, "NET_RAW"), (29, "AUDIT_WRITE")];
+
+/// The capability `--cap-add NAME` names (with or without `CAP_`), if it may be added.
+pub fn addable(name: &str) -> Option<u32> {
+    let n = name.trim_start_matches("CAP_").to_ascii_uppercase();
+    ADDABLE.iter().find(|(_, a)| *a == n).map(|(c, _)| *c)
+}
+
 #[repr(C)]
 struct CapHeader {
     version: u32,
@@ -41,10 +51,11 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Drops every capability outside [`KEEP`] from the calling thread. Call after the last
-/// privileged setup step and before `no_new_privs`, seccomp and exec.
-pub fn drop_to_default() -> io::Result<()> {
-    let keep = keep_mask();
+/// Drops every capability outside [`KEEP`] (and `extra`, a mask of [`ADDABLE`] ones) from
+/// the calling thread. Call after the last privileged setup step and before
+/// `no_new_privs`, seccomp and exec.
+pub fn drop_to_default(extra: u64) -> io::Result<()> {
+    let keep = keep_mask() | extra;
     // Bounding set: drop until the kernel says the capability does not exist.
     for cap in 0..64u32 {
         if keep & (1u64 << cap) != 0 {
@@ -114,5 +125,9 @@ mod tests {
         assert_eq!(m & (1 << 29), 0, "CAP_AUDIT_WRITE kept");
         assert_ne!(m & (1 << 0), 0);
         assert_eq!(m.count_ones() as usize, KEEP.len());
+        assert_eq!(addable("NET_RAW"), Some(13));
+        assert_eq!(addable("cap_net_raw"), Some(13));
+        assert_eq!(addable("SYS_ADMIN"), None);
+        assert_eq!(addable("MKNOD"), None);
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct ExecSpec {
     envp_ptrs: Vec<*const libc::c_char>,
     /// Descriptors after 0-2 that pass into the VE.
     preserve_fds: u32,
+    /// `--cap-add`: capabilities kept beyond the default set, as a mask.
+    extra_caps: u64,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -77,6 +79,7 @@ impl ExecSpec {
             argv_ptrs,
             envp_ptrs,
             preserve_fds: cfg.preserve_fds,
+            extra_caps: cfg.extra_caps,
         })
     }
 }
@@ -301,7 +304,7 @@ pub(super) fn exec_app(
             fail(err, EXIT_SETUP, &format!("the VE's terminal: {e}"));
         }
     }
-    if let Err(e) = crate::caps::drop_to_default() {
+    if let Err(e) = crate::caps::drop_to_default(exec.extra_caps) {
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
     }
     // SAFETY: prctl with integer arguments.

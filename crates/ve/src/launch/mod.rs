@@ -66,6 +66,8 @@ pub struct VeConfig {
     pub preserve_fds: u32,
     /// `-t`: the VE gets its own pty, the app a new session with it as controlling terminal.
     pub tty: bool,
+    /// `--cap-add`: capabilities kept beyond the default set (a mask of `caps::ADDABLE`).
+    pub extra_caps: u64,
 }
 
 /// Address of a bridged VE's `eth0`.
@@ -194,6 +196,7 @@ pub(crate) mod test_cfg {
             eth: None,
             preserve_fds: 0,
             tty: false,
+            extra_caps: 0,
         }
     }
 }
