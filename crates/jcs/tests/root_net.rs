@@ -284,3 +284,104 @@ fn root_a_bridged_ve_cannot_spoof_or_reach_other_host_addresses() {
         "a VE's chain is left in the filter:\n{rules}"
     );
 }
+
+/// An ARP request that claims another VE's address (sent by root of the host from inside
+/// VE 2's network namespace, as a VE with raw sockets could) is dropped by the bridge filter:
+/// the host's neighbour entry for VE 1 keeps VE 1's MAC. Without VE 2's port in the filter
+/// the same frame takes VE 1's address over (the negative control).
+#[test]
+fn root_a_ve_cannot_take_over_another_ves_address_by_arp() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&[
+        "app",
+        "create",
+        "web",
+        "--template",
+        "bb",
+        "--net",
+        "bridge",
+        "--persist",
+        "/data",
+    ]);
+    let data = env.home().join("persist/web/data");
+    let idle = |n: u32| {
+        let script = format!("touch /data/up{n}; while [ ! -e /data/go ]; do sleep 0.05; done");
+        ns.cmd(
+            common::jcs_bin(),
+            &["run", "web", "--", "/bin/sh", "-c", &script],
+        )
+        .env("JCS_HOME", env.home())
+        .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+    };
+    let ve1 = idle(1);
+    assert!(wait_for(20, || data.join("up1").exists()));
+    let ve2 = idle(2);
+    assert!(wait_for(20, || data.join("up2").exists()));
+    // The host side learns VE 1 (10.77.0.2) by its MAC.
+    assert!(ns
+        .cmd("busybox", &["ping", "-c", "1", "-W", "2", "10.77.0.2"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let neigh = || {
+        String::from_utf8(
+            ns.cmd("ip", &["neigh", "show", "10.77.0.2"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert!(neigh().contains("02:4a:43:4d:00:02"), "{}", neigh());
+    let init2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.home().join("ve/2/meta/ve.json")).unwrap())
+            .unwrap();
+    let pid2 = init2["init_pid"].as_i64().unwrap();
+    // An ARP request from VE 2's MAC claiming 10.77.0.2, for the bridge address.
+    let spoof = || {
+        let py = "import socket\n\
+                  s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
+                  s.bind(('eth0',0))\n\
+                  me=bytes.fromhex('024a434d0003')\n\
+                  arp=bytes.fromhex('0001080006040001')+me+bytes([10,77,0,2])+bytes(6)+bytes([10,77,0,1])\n\
+                  s.send(b'\\xff'*6+me+b'\\x08\\x06'+arp)\n";
+        let st = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid2}/ns/net"))
+            .args(["python3", "-c", py])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    // Past the neighbour table's lock time, so that a real update would be taken.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    spoof();
+    assert!(
+        neigh().contains("02:4a:43:4d:00:02"),
+        "VE 1's address was taken: {}",
+        neigh()
+    );
+    // Negative control: VE 2's port out of the filter, the same frame takes it over.
+    assert!(ns
+        .cmd("nft", &["flush", "map", "bridge", "jcs", "port_chains"])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    spoof();
+    assert!(
+        neigh().contains("02:4a:43:4d:00:03"),
+        "control: {}",
+        neigh()
+    );
+    std::fs::write(data.join("go"), "").unwrap();
+    for mut c in [ve1, ve2] {
+        assert!(c.wait().unwrap().success());
+    }
+}
