@@ -31,7 +31,8 @@ pub const ADDABLE: &[(u32, &str)] = &[(13, "NET_RAW"), (29, "AUDIT_WRITE")];
 
 /// The capability `--cap-add NAME` names (with or without `CAP_`), if it may be added.
 pub fn addable(name: &str) -> Option<u32> {
-    let n = name.trim_start_matches("CAP_").to_ascii_uppercase();
+    let upper = name.to_ascii_uppercase();
+    let n = upper.trim_start_matches("CAP_");
     ADDABLE.iter().find(|(_, a)| *a == n).map(|(c, _)| *c)
 }
 
