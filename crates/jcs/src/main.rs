@@ -470,9 +470,43 @@ fn quiet_on_closed_pipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// How the libraries' `tracing` events reach the user of a command (the daemon has its own,
+/// timestamped log): one line each on stderr, `jcs: MESSAGE`, `jcs: warning: MESSAGE`.
+#[derive(Debug)]
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error: ",
+            tracing::Level::WARN => "warning: ",
+            _ => "",
+        };
+        write!(w, "jcs: {level}")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
 fn real_main() -> Result<i32> {
     std::sync::LazyLock::force(&lifecycle::timing::START);
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Daemon { .. }) {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .event_format(Plain)
+            .try_init();
+    }
     if matches!(
         cli.cmd,
         Cmd::Log { .. }

@@ -1,7 +1,9 @@
 //! Templates, apps and VEs over the store (`crates/store`): building template and app
 //! branches ([`template`], [`app`], maintenance mode included), running a VE with the hooks
 //! that get it recorded and networked ([`ves`], [`net`]), its integrity report, removing and
-//! collecting finished VEs. Every function returns values; the CLI prints them.
+//! collecting finished VEs. Every function returns values; the CLI prints them. What it has
+//! to say on the way (a teardown that failed) goes out as `tracing` events, which the binary
+//! shows.
 
 pub mod app;
 mod atomic;

@@ -131,7 +131,7 @@ impl Hooks for VeHooks {
             .map(|m| m.after_exit())
             .unwrap_or(Ok(()));
         if let Some(Err(e)) = self.net.as_mut().map(|n| n.after_exit()) {
-            eprintln!("jcs: warning: network teardown: {e}");
+            tracing::warn!("network teardown: {e}");
         }
         m
     }
@@ -333,7 +333,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         .map(|m| std::thread::spawn(move || ve::pty::proxy(m)));
     let exit = running.wait(&HostFs);
     if let Some(Err(e)) = proxy.map(|p| p.join().unwrap_or(Ok(()))) {
-        eprintln!("jcs: warning: the VE's terminal: {e}");
+        tracing::warn!("the VE's terminal: {e}");
     }
     let recorded = hooks.after_exit();
     crate::timing::mark("exited+teardown");
@@ -345,7 +345,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     if let Some((_, mnt)) = &disk {
         // The dirties stay in the image; `jcs inspect` mounts it again to read them.
         if let Err(e) = ve::disk::unmount(mnt) {
-            eprintln!("jcs: warning: VE {id}: {e}");
+            tracing::warn!("VE {id}: {e}");
         }
     }
     match exit {

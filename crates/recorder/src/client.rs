@@ -67,14 +67,14 @@ impl Client {
             Ok(Response::Status {
                 pid, watched: 0, ..
             }) => {
-                eprintln!("jcs: the daemon (pid {pid}) runs another jcs build; restarting it");
+                tracing::info!("the daemon (pid {pid}) runs another jcs build; restarting it");
                 drop(c);
                 stop_and_wait(pid);
                 Ok(None)
             }
             Ok(Response::Status { pid, watched, .. }) => {
-                eprintln!(
-                    "jcs: warning: the daemon (pid {pid}) runs another jcs build and records \
+                tracing::warn!(
+                    "the daemon (pid {pid}) runs another jcs build and records \
                      {watched} VE(s); restart it once they end"
                 );
                 Ok(Some(c))
