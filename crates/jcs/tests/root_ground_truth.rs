@@ -407,18 +407,7 @@ fn recorded(ats: &[serde_json::Value]) -> Vec<Key> {
 fn root_every_interaction_strace_sees_is_one_transaction() {
     let Some(env) = Env::new() else { return };
     let ns = NetNs::new();
-    env.ok(&["template", "create", "bb", "--busybox"]);
-    env.ok(&[
-        "app",
-        "create",
-        "gt",
-        "--template",
-        "bb",
-        "--net",
-        "bridge",
-        "--persist",
-        "/data",
-    ]);
+    env.bridge_app("gt");
     let in_ns = |prog: &str, args: &[&str]| {
         let mut c = ns.cmd(prog, args);
         c.env("JCS_HOME", env.home())

@@ -11,18 +11,7 @@ use std::process::{Command, Stdio};
 fn root_bridge_connects_ves_and_host() {
     let Some(env) = Env::new() else { return };
     let ns = NetNs::new();
-    env.ok(&["template", "create", "bb", "--busybox"]);
-    env.ok(&[
-        "app",
-        "create",
-        "srv",
-        "--template",
-        "bb",
-        "--net",
-        "bridge",
-        "--persist",
-        "/data",
-    ]);
+    env.bridge_app("srv");
     env.ok(&[
         "app",
         "create",
@@ -139,18 +128,7 @@ fn root_a_bridged_ve_cannot_spoof_or_reach_other_host_addresses() {
             "ip {args:?}"
         );
     }
-    env.ok(&["template", "create", "bb", "--busybox"]);
-    env.ok(&[
-        "app",
-        "create",
-        "web",
-        "--template",
-        "bb",
-        "--net",
-        "bridge",
-        "--persist",
-        "/data",
-    ]);
+    env.bridge_app("web");
     let probe = common::static_helper(&env, "hostile");
     let probe = probe.to_str().unwrap();
     // A UDP listener on every address of the host side, for 10 s: "SOURCE PAYLOAD" per datagram.
@@ -293,18 +271,7 @@ fn root_a_bridged_ve_cannot_spoof_or_reach_other_host_addresses() {
 fn root_a_ve_cannot_take_over_another_ves_address_by_arp() {
     let Some(env) = Env::new() else { return };
     let ns = NetNs::new();
-    env.ok(&["template", "create", "bb", "--busybox"]);
-    env.ok(&[
-        "app",
-        "create",
-        "web",
-        "--template",
-        "bb",
-        "--net",
-        "bridge",
-        "--persist",
-        "/data",
-    ]);
+    env.bridge_app("web");
     let data = env.home().join("persist/web/data");
     let idle = |n: u32| {
         let script = format!("touch /data/up{n}; while [ ! -e /data/go ]; do sleep 0.05; done");

@@ -129,6 +129,25 @@ impl Env {
         ]);
     }
 
+    /// A busybox template `bb` (made once) and an app `name` on the bridge, with /data
+    /// persistent.
+    pub fn bridge_app(&self, name: &str) {
+        if !self.home().join("templates/bb").exists() {
+            self.ok(&["template", "create", "bb", "--busybox"]);
+        }
+        self.ok(&[
+            "app",
+            "create",
+            name,
+            "--template",
+            "bb",
+            "--net",
+            "bridge",
+            "--persist",
+            "/data",
+        ]);
+    }
+
     /// Starts `jcs run web` (see [`Env::standard_app`]) with a VE that runs `prelude`, idles
     /// until [`Env::go`], then runs `after`; returns once the VE idles. Its stdout and stderr are
     /// piped.
