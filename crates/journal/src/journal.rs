@@ -90,6 +90,13 @@ fn units<S: Storage>(storage: &S) -> Result<Vec<Unit>, JournalError> {
     Ok(v.into_iter().map(|(_, u)| u).collect())
 }
 
+/// A block's records with their sequence numbers, the first being `first_seq`.
+fn numbered(first_seq: u64, recs: Vec<Vec<u8>>) -> impl Iterator<Item = (u64, Vec<u8>)> {
+    recs.into_iter()
+        .enumerate()
+        .map(move |(i, r)| (first_seq + i as u64, r))
+}
+
 /// Records with their sequence numbers.
 pub type Records = Vec<(u64, Vec<u8>)>;
 
@@ -148,11 +155,7 @@ pub fn read_segment_from<S: Storage>(
             segment: name.clone(),
             error,
         })?;
-        out.extend(
-            recs.into_iter()
-                .enumerate()
-                .map(|(i, r)| (h.first_seq + i as u64, r)),
-        );
+        out.extend(numbered(h.first_seq, recs));
         off += len;
     }
     Ok((out, start + off as u64))
@@ -186,11 +189,7 @@ fn read_blocks_tolerant(
         let damage = match decode_block_at(bytes, off, None) {
             Ok((h, len)) => match block_records(bytes, off, &h) {
                 Ok(recs) => {
-                    out.extend(
-                        recs.into_iter()
-                            .enumerate()
-                            .map(|(i, r)| (h.first_seq + i as u64, r)),
-                    );
+                    out.extend(numbered(h.first_seq, recs));
                     off += len;
                     continue;
                 }
@@ -248,11 +247,7 @@ pub fn read_all_tolerant<S: Storage>(storage: &S) -> Result<(Records, Vec<Skippe
                     .read(&name)
                     .map_err(io_err(format!("read {name}")))?;
                 match crate::summary::read_summary(&bytes) {
-                    Ok((h, recs)) => out.extend(
-                        recs.into_iter()
-                            .enumerate()
-                            .map(|(i, r)| (h.first_seq + i as u64, r)),
-                    ),
+                    Ok((h, recs)) => out.extend(numbered(h.first_seq, recs)),
                     Err(e) => skipped.push(Skipped {
                         file: name,
                         offset: 0,
@@ -757,7 +752,9 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
     Ok(r)
 }
 
-/// Every record in order with its sequence number (segments that verify; stops at damage).
+/// Every record in order with its sequence number: of each segment, the blocks before its
+/// first damage, without saying so. For tests and tools over journals known to be intact;
+/// whatever reads a journal for a user uses [`read_all_tolerant`], which reports what it skips.
 pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
     let mut out = Vec::new();
     for unit in units(storage)? {
@@ -773,11 +770,7 @@ pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalE
                         error,
                     }
                 })?;
-                out.extend(
-                    recs.into_iter()
-                        .enumerate()
-                        .map(|(i, r)| (h.first_seq + i as u64, r)),
-                );
+                out.extend(numbered(h.first_seq, recs));
                 continue;
             }
         };
@@ -793,11 +786,7 @@ pub fn read_all<S: Storage>(storage: &S) -> Result<Vec<(u64, Vec<u8>)>, JournalE
                 segment: name.clone(),
                 error,
             })?;
-            out.extend(
-                recs.into_iter()
-                    .enumerate()
-                    .map(|(i, r)| (h.first_seq + i as u64, r)),
-            );
+            out.extend(numbered(h.first_seq, recs));
         }
     }
     Ok(out)
