@@ -405,3 +405,34 @@ fn root_cap_add_gives_back_raw_sockets_only() {
     let err = env.fails(&["run", "web", "--cap-add", "SYS_ADMIN", "--", "true"]);
     assert!(err.contains("only NET_RAW and AUDIT_WRITE"), "{err}");
 }
+
+/// The device program alone (no nodev, no missing capability): attached to a cgroup of the
+/// test's, it makes the kernel refuse /dev/kmsg to a process in that cgroup, while null stays
+/// open to it; the same probe outside the cgroup opens /dev/kmsg (the control).
+#[test]
+fn root_the_device_program_is_enforced_by_the_kernel() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let probe = common::static_helper(&env, "hostile");
+    let tcg = common::TestCgroup::new("devtest");
+
+    ve::devices::restrict(&tcg.0).unwrap();
+    let run = |inside: bool, dev: &str| {
+        let mut c = Command::new(&probe);
+        c.args(["open", dev]);
+        if inside {
+            tcg.join_at_exec(&mut c);
+        }
+        String::from_utf8(c.output().unwrap().stdout).unwrap()
+    };
+    assert!(run(false, "/dev/kmsg").starts_with("ESCAPED"), "control");
+    let inside = run(true, "/dev/kmsg");
+    assert!(
+        inside.starts_with("DENIED Operation not permitted"),
+        "{inside}"
+    );
+    assert!(
+        run(true, "/dev/null").starts_with("ESCAPED"),
+        "null is allowed"
+    );
+}

@@ -895,20 +895,7 @@ fn root_the_recorder_refuses_a_client_inside_a_ve_cgroup() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("true");
-    let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.join("cgroup.procs").exists())
-        .unwrap();
-    let cg = v2.join(format!("jcs/peer-test-{}", std::process::id()));
-    std::fs::create_dir_all(&cg).unwrap();
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _rm = Rm(cg.clone());
+    let tcg = common::TestCgroup::new("peer-test");
     let client = |inside: bool| {
         let mut c = std::process::Command::new("python3");
         c.args([
@@ -918,19 +905,7 @@ fn root_the_recorder_refuses_a_client_inside_a_ve_cgroup() {
             env.home().join("daemon.sock").to_str().unwrap(),
         ]);
         if inside {
-            let procs = std::ffi::CString::new(cg.join("cgroup.procs").to_str().unwrap()).unwrap();
-            // SAFETY: open/write/close between fork and exec (async-signal-safe): the child
-            // moves itself into the test's cgroup.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
-                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                    Ok(())
-                });
-            }
+            tcg.join_at_exec(&mut c);
         }
         String::from_utf8(c.output().unwrap().stdout).unwrap()
     };

@@ -428,3 +428,42 @@ pub fn openpty(size: Option<(u16, u16)>) -> (std::os::fd::OwnedFd, std::os::fd::
         )
     }
 }
+
+/// A cgroup2 directory of the test's own under `jcs/` (where VE cgroups are), removed on drop.
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn new(name: &str) -> TestCgroup {
+        let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists())
+            .expect("a cgroup2 mount");
+        let dir = v2.join(format!("jcs/{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TestCgroup(dir)
+    }
+
+    /// Makes `cmd`'s process join this cgroup between fork and exec.
+    pub fn join_at_exec(&self, cmd: &mut Command) {
+        let procs = std::ffi::CString::new(self.0.join("cgroup.procs").to_str().unwrap()).unwrap();
+        // SAFETY: open/write/close between fork and exec (async-signal-safe): the child moves
+        // itself into the cgroup.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
