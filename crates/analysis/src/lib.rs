@@ -58,7 +58,14 @@ pub fn flows(ats: &[At], is_file: impl Fn(VarId) -> bool) -> Vec<Flow> {
                     is_file(a.src).then_some(bytes),
                     is_file(a.dst).then_some(bytes),
                 ),
-                Op::Exec | Op::Truncate | Op::Symlink | Op::Rename | Op::Link => (None, None),
+                Op::Exec
+                | Op::Truncate
+                | Op::Symlink
+                | Op::Rename
+                | Op::Link
+                | Op::SetXattr
+                | Op::GetXattr
+                | Op::Utime => (None, None),
                 _ => return None,
             };
             // A zero-byte read or write moves nothing.

@@ -31,9 +31,10 @@ struct Cli {
 enum TrackCmd {
     /// Every variable whose data could have flowed into VAR by time --at (default: now)
     Back {
-        /// file:PATH, endpoint:tcp/ADDR:PORT or ve:N
+        /// file:PATH, persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO:GEN],
+        /// endpoint:tcp/ADDR:PORT or ve:N
         var: String,
-        /// Only flows up to this TIME
+        /// Only flows up to this TIME (a file name: the file that had it then)
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
         #[command(flatten)]
@@ -41,9 +42,10 @@ enum TrackCmd {
     },
     /// Everything VAR's data could have reached from time --from (default: the beginning)
     Forward {
-        /// file:PATH, endpoint:tcp/ADDR:PORT or ve:N
+        /// file:PATH, persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO:GEN],
+        /// endpoint:tcp/ADDR:PORT or ve:N
         var: String,
-        /// Only flows from this TIME on
+        /// Only flows from this TIME on (a file name: the file that had it then)
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
         #[command(flatten)]
@@ -69,6 +71,12 @@ struct TrackOut {
     /// Exit 1 when part of the journal could not be read (the answer says what it misses)
     #[arg(long)]
     strict: bool,
+    /// A file:PATH is the path inside this VE
+    #[arg(long, value_name = "N", conflicts_with = "app")]
+    ve: Option<u64>,
+    /// A file:PATH is the path inside this app's VEs
+    #[arg(long, value_name = "APP")]
+    app: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,7 +229,7 @@ shared directories. Threads' starts and ends are not recorded either (process fo
     /// Where data came from (back) or went (forward): time-respecting reachability over the
     /// recorded transactions
     #[command(
-        after_help = "Examples:\n  jcs track back file:/data/report.txt\n  jcs track forward endpoint:tcp/10.231.0.1:8000 --from 1h\n  jcs track back ve:7 --dot > ve7.dot\n  jcs track back file:/data/report.txt --svg report.svg\n\nVAR: file:PATH (a path inside a VE: persistent, shared or dirties), endpoint:tcp/ADDR:PORT or ve:N.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nEach edge shows the VE, the operation, how many transactions, their time window and bytes.\nA file's bytes count: a read depends only on the writes that overlapped what it read.\nEndpoints are volatile: what a VE sends to one does not flow back out of it.\nAn answer that a loss may have cut (a gap in a VE's record, or a damaged stretch of the journal\nthat could not be read) starts with INCOMPLETE and lists them (JSON: complete, gaps, skipped);\n--strict exits 1 when part of the journal could not be read."
+        after_help = "Examples:\n  jcs track back file:/data/report.txt\n  jcs track forward endpoint:tcp/10.231.0.1:8000 --from 1h\n  jcs track back ve:7 --dot > ve7.dot\n  jcs track back file:/data/report.txt --svg report.svg\n\nVAR: file:PATH (the file that had this path inside a VE: persistent, shared or dirties; narrow it\nwith --ve/--app and --at/--from), persist:APP:PATH or shared:NAME/PATH (a file of persistent or shared\nstorage, the same name in every VE), file:[DEV:INO:GEN] (a file by identity), endpoint:tcp/ADDR:PORT or ve:N.\nA file is one variable whatever its names: after `mv a b`, file:PATH of b reaches what was written to a.\nA name two different files had is an error that lists them.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nEach edge shows the VE, the operation, how many transactions, their time window and bytes.\nA file's bytes count: a read depends only on the writes that overlapped what it read.\nEndpoints are volatile: what a VE sends to one does not flow back out of it.\nAn answer that a loss may have cut (a gap in a VE's record, or a damaged stretch of the journal\nthat could not be read) starts with INCOMPLETE and lists them (JSON: complete, gaps, skipped);\n--strict exits 1 when part of the journal could not be read."
     )]
     Track {
         #[command(subcommand)]
@@ -774,11 +782,29 @@ fn real_main() -> Result<i32> {
                 Some(_) => Source::T2,
                 None => Source::Transactions,
             };
+            let store = open_store(cli.home)?;
+            let ves = match (out.ve, out.app.as_deref()) {
+                (Some(v), _) => Some(std::collections::HashSet::from([v])),
+                (None, Some(a)) => {
+                    let a = name(a, "app")?;
+                    Some(
+                        store
+                            .catalog
+                            .ves()?
+                            .into_iter()
+                            .filter(|v| v.app == a.as_str())
+                            .map(|v| v.id)
+                            .collect(),
+                    )
+                }
+                (None, None) => None,
+            };
             queries::track(
-                &open_store(cli.home)?,
+                &store,
                 d,
                 &q,
                 t,
+                ves,
                 source,
                 queries::TrackPrint {
                     format,

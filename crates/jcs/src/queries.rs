@@ -172,6 +172,7 @@ pub fn track(
     dir: Direction,
     q: &record::VarQuery,
     at_ns: Option<u64>,
+    ves: Option<std::collections::HashSet<u64>>,
     source: Source,
     print: TrackPrint,
 ) -> Result<i32> {
@@ -180,7 +181,7 @@ pub fn track(
         svg,
         strict,
     } = print;
-    let a = query::track::track(&store.journal_dir(), dir, q, at_ns, source)?;
+    let a = query::track::track(&store.journal_dir(), dir, q, at_ns, ves, source)?;
     let code = strict_code(strict, !a.skipped.is_empty());
     if !a.complete() && format != Format::Tree {
         // The tree says it in its first lines; JSON has `complete` and `gaps`; DOT and SVG

@@ -214,7 +214,20 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     } else {
         vec![]
     };
-    let outside = storage.iter().map(|(_, _, inner)| inner.clone()).collect();
+    // Each with its store-level name: a file below it is named the same in every VE.
+    let outside = storage
+        .iter()
+        .map(|(kind, dir, inner)| {
+            let name = match kind.as_str() {
+                "persist" => format!("persist:{}:{inner}", l.app.name),
+                _ => format!(
+                    "shared:{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
+            (inner.clone(), name)
+        })
+        .collect();
     let mut hooks = VeHooks {
         monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside),
         net: crate::net::hooks_for(store, l.net, id)?,

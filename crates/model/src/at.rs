@@ -27,8 +27,20 @@ pub enum VarDef {
         ino: u64,
         path: Option<String>,
     },
-    /// A file known only by path (the file an `execve` ran).
+    /// A file known only by path (journals of version 1: the file an `execve` ran, the names
+    /// of a rename or link).
     Path { path: String },
+    /// A file by identity: device (`st_dev`), inode and generation (the kernel's
+    /// `i_generation`, so that an inode number reused after a delete is a new file; 0 where
+    /// the file system keeps none). One variable per file whatever its names: `name` is only
+    /// the path inside the VE it was first seen by (a label); every name it had, where and
+    /// when, store-level names too, is in [`Name`] records.
+    Inode {
+        dev: u64,
+        ino: u64,
+        gen: u32,
+        name: Option<String>,
+    },
     /// A network endpoint.
     Endpoint { addr: std::net::IpAddr, port: u16 },
     /// A local socket endpoint (AF_UNIX) by path.
@@ -40,7 +52,10 @@ pub enum VarDef {
 impl VarDef {
     /// A file has bytes: its transactions touch byte intervals.
     pub fn is_file(&self) -> bool {
-        matches!(self, VarDef::File { .. } | VarDef::Path { .. })
+        matches!(
+            self,
+            VarDef::File { .. } | VarDef::Path { .. } | VarDef::Inode { .. }
+        )
     }
 
     /// A volatile variable (an endpoint, a socket path): what is sent to it does not come back
@@ -60,11 +75,36 @@ impl std::fmt::Display for VarDef {
                 path: None,
             } => write!(f, "file:[{dev}:{ino}]"),
             VarDef::Path { path } => write!(f, "file:{path}"),
+            VarDef::Inode { name: Some(n), .. } => write!(f, "file:{n}"),
+            VarDef::Inode {
+                dev,
+                ino,
+                gen,
+                name: None,
+            } => write!(f, "file:[{dev}:{ino}:{gen}]"),
             VarDef::Endpoint { addr, port } => write!(f, "endpoint:{addr}:{port}"),
             VarDef::Unix { path } => write!(f, "unix:{path}"),
             VarDef::Memory { ve } => write!(f, "ve:{ve}"),
         }
     }
+}
+
+/// A name a file variable got or lost: one binding of a path to a file, in one VE, from one
+/// moment on. Names are an attribute of a file in time, not its identity: an open, a
+/// rename's new name and a link give one (`bound`); a rename's old name, an unlink, and a
+/// rename over it take one away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name {
+    pub time_ns: u64,
+    pub ve: u64,
+    pub var: VarId,
+    /// The path inside the VE.
+    pub path: String,
+    /// The store-level name, for a file of persistent or shared storage:
+    /// `persist:APP:/inner/path`, `shared:NAME/relative/path`; None for a file of the VE's own
+    /// file system.
+    pub store: Option<String>,
+    pub bound: bool,
 }
 
 /// What an AT did.
@@ -97,6 +137,12 @@ pub enum Op {
     Close = 23,
     /// Events were lost (ring buffer full): `len` says how many.
     Gap = 24,
+    /// Set or removed an extended attribute (memory → file).
+    SetXattr = 25,
+    /// Read an extended attribute (file → memory).
+    GetXattr = 26,
+    /// Set a file's timestamps (memory → file).
+    Utime = 27,
 }
 
 impl Op {
@@ -127,10 +173,13 @@ impl Op {
             Op::Recv => "recv",
             Op::Close => "close",
             Op::Gap => "gap",
+            Op::SetXattr => "setxattr",
+            Op::GetXattr => "getxattr",
+            Op::Utime => "utime",
         }
     }
 
-    const ALL: [Op; 25] = [
+    const ALL: [Op; 28] = [
         Op::Open,
         Op::Read,
         Op::Write,
@@ -156,6 +205,9 @@ impl Op {
         Op::Recv,
         Op::Close,
         Op::Gap,
+        Op::SetXattr,
+        Op::GetXattr,
+        Op::Utime,
     ];
 
     pub fn from_u8(v: u8) -> Option<Op> {

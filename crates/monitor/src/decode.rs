@@ -22,6 +22,8 @@ pub mod flag {
     pub const DGRAM: u32 = F::JCS_F_DGRAM.0;
     pub const MORE: u32 = F::JCS_F_MORE.0;
     pub const SOCKET2: u32 = F::JCS_F_SOCKET2.0;
+    pub const APPEND: u32 = F::JCS_F_APPEND.0;
+    pub const DNAME: u32 = F::JCS_F_DNAME.0;
 }
 
 /// Offsets of the record's fields, from the generated type.
@@ -44,6 +46,9 @@ mod off {
     pub const PATH_LEN: usize = offset_of!(E, path_len);
     pub const PATH2_LEN: usize = offset_of!(E, path2_len);
     pub const FLAGS: usize = offset_of!(E, flags);
+    pub const GEN: usize = offset_of!(E, gen);
+    pub const GEN2: usize = offset_of!(E, gen2);
+    pub const SIZE: usize = offset_of!(E, size);
     pub const PATH: usize = offset_of!(E, path);
 }
 
@@ -68,13 +73,16 @@ pub struct Event {
     /// Return value; the child's pid for Fork; the exit code for Exit.
     pub ret: i64,
     pub args: [u64; 6],
-    /// Identity of the file behind an fd argument, taken at entry.
-    pub file: Option<(u64, u64)>,
+    /// Identity (device as `st_dev`, inode, generation) of the file behind an fd argument,
+    /// taken at entry; of the file an open opened or exec ran, at exit.
+    pub file: Option<(u64, u64, u32)>,
     /// Its offset at entry (the call's offset pointer, else the file position).
     pub pos: Option<i64>,
     /// The same for the second descriptor of a transfer (sendfile, copy_file_range, splice).
-    pub file2: Option<(u64, u64)>,
+    pub file2: Option<(u64, u64, u32)>,
     pub pos2: Option<i64>,
+    /// A write's file size at entry (where an appending write lands).
+    pub size: u64,
     /// [`flag`]s.
     pub flags: u32,
     /// The raw bytes the kernel attached: a NUL-terminated path (openat, exec) or a
@@ -173,10 +181,11 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         nr: u32_at(b, off::NR),
         ret: u64_at(b, off::RET) as i64,
         args,
-        file: (ino != 0).then_some((user_dev(dev), ino)),
+        file: (ino != 0).then_some((user_dev(dev), ino, u32_at(b, off::GEN))),
         pos: (pos >= 0).then_some(pos),
-        file2: (ino2 != 0).then_some((user_dev(dev2), ino2)),
+        file2: (ino2 != 0).then_some((user_dev(dev2), ino2, u32_at(b, off::GEN2))),
         pos2: (pos2 >= 0).then_some(pos2),
+        size: u64_at(b, off::SIZE),
         flags: u32_at(b, off::FLAGS),
         data,
         data2,
@@ -200,7 +209,7 @@ mod tests {
         b[104..112].copy_from_slice(&(-1i64).to_ne_bytes());
         b[128..136].copy_from_slice(&(-1i64).to_ne_bytes());
         b[136..138].copy_from_slice(&5u16.to_ne_bytes());
-        b[144..149].copy_from_slice(b"/etc\0");
+        b[160..165].copy_from_slice(b"/etc\0");
         b
     }
 
@@ -208,7 +217,7 @@ mod tests {
     fn the_generated_layout_is_the_documented_one() {
         // monitor.h documents these offsets; the fixtures below are written at them. A
         // change of the C struct changes the generated type: this says so in one place.
-        assert_eq!(EVENT_SIZE, 400);
+        assert_eq!(EVENT_SIZE, 416);
         assert_eq!(
             [
                 off::TIME,
@@ -224,9 +233,10 @@ mod tests {
         assert_eq!([off::ARGS, off::DEV, off::INO, off::POS], [40, 88, 96, 104]);
         assert_eq!([off::DEV2, off::INO2, off::POS2], [112, 120, 128]);
         assert_eq!(
-            [off::PATH_LEN, off::PATH2_LEN, off::FLAGS, off::PATH],
-            [136, 138, 140, 144]
+            [off::PATH_LEN, off::PATH2_LEN, off::FLAGS, off::GEN, off::GEN2],
+            [136, 138, 140, 144, 148]
         );
+        assert_eq!([off::SIZE, off::PATH], [152, 160]);
         assert_eq!((PATH_MAX, PATH_HALF), (256, 128));
         assert_eq!(flag::SOCKET2, 32);
     }
@@ -253,9 +263,12 @@ mod tests {
         b[128..136].copy_from_slice(&4096i64.to_ne_bytes());
         b[138..140].copy_from_slice(&4u16.to_ne_bytes());
         b[140..144].copy_from_slice(&(flag::NO_IN | flag::SOCKET2).to_ne_bytes());
-        b[144 + 128..144 + 132].copy_from_slice(b"/b/\0");
+        b[148..152].copy_from_slice(&7u32.to_ne_bytes());
+        b[152..160].copy_from_slice(&99u64.to_ne_bytes());
+        b[160 + 128..160 + 132].copy_from_slice(b"/b/\0");
         let e = decode(&b).unwrap();
-        assert_eq!(e.file2, Some((libc::makedev(8, 1), 42)));
+        assert_eq!(e.file2, Some((libc::makedev(8, 1), 42, 7)));
+        assert_eq!(e.size, 99);
         assert_eq!(e.pos2, Some(4096));
         assert_eq!(e.flags, flag::NO_IN | flag::SOCKET2);
         assert_eq!(

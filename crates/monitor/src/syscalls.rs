@@ -53,6 +53,8 @@ pub enum Sem {
     /// Changes the working directory (the path or fd resolves later relative paths); no
     /// transaction.
     Chdir,
+    /// fallocate: changes a byte range of the fd's file (offset args[2], length args[3]).
+    Fallocate,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +199,35 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_recvmmsg, "recvmmsg", FD0 | MMSG, ReadFd(None)),
         sys(SYS_chdir, "chdir", PATH0, Chdir),
         sys(SYS_fchdir, "fchdir", FD0, Chdir),
+        sys(SYS_fallocate, "fallocate", FD0, Fallocate),
+        // Metadata as a channel: extended attributes and timestamps (docs/design.md, "What
+        // crosses"). The kernel names the file of the path calls (kprobes on vfs_*xattr and
+        // notify_change), so they land on the file's own variable.
+        sys(SYS_setxattr, "setxattr", PATH0, Meta(Op::SetXattr)),
+        sys(SYS_lsetxattr, "lsetxattr", PATH0, Meta(Op::SetXattr)),
+        sys(SYS_fsetxattr, "fsetxattr", FD0, Meta(Op::SetXattr)),
+        sys(SYS_removexattr, "removexattr", PATH0, Meta(Op::SetXattr)),
+        sys(SYS_lremovexattr, "lremovexattr", PATH0, Meta(Op::SetXattr)),
+        sys(SYS_fremovexattr, "fremovexattr", FD0, Meta(Op::SetXattr)),
+        sys(SYS_getxattr, "getxattr", PATH0, Meta(Op::GetXattr)),
+        sys(SYS_lgetxattr, "lgetxattr", PATH0, Meta(Op::GetXattr)),
+        sys(SYS_fgetxattr, "fgetxattr", READ | FD0, Meta(Op::GetXattr)),
+        sys(SYS_listxattr, "listxattr", PATH0, Meta(Op::GetXattr)),
+        sys(SYS_llistxattr, "llistxattr", PATH0, Meta(Op::GetXattr)),
+        sys(SYS_flistxattr, "flistxattr", READ | FD0, Meta(Op::GetXattr)),
+        // Linux 6.13's *xattrat calls (the same number on every architecture; libc does not
+        // name them yet): path at args[1] under the descriptor args[0].
+        at(463, "setxattrat", PATH1, Meta(Op::SetXattr), [Some(0), None]),
+        at(464, "getxattrat", PATH1, Meta(Op::GetXattr), [Some(0), None]),
+        at(465, "listxattrat", PATH1, Meta(Op::GetXattr), [Some(0), None]),
+        at(466, "removexattrat", PATH1, Meta(Op::SetXattr), [Some(0), None]),
+        at(
+            SYS_utimensat,
+            "utimensat",
+            PATH1,
+            Meta(Op::Utime),
+            [Some(0), None],
+        ),
     ];
     // The legacy path-based calls exist on x86_64 only (aarch64 has just the *at forms).
     #[cfg(target_arch = "x86_64")]
@@ -212,6 +243,15 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_chmod, "chmod", PATH0, Meta(Op::Chmod)),
         sys(SYS_chown, "chown", PATH0, Meta(Op::Chown)),
         sys(SYS_lchown, "lchown", PATH0, Meta(Op::Chown)),
+        at(
+            SYS_futimesat,
+            "futimesat",
+            PATH1,
+            Meta(Op::Utime),
+            [Some(0), None],
+        ),
+        sys(SYS_utimes, "utimes", PATH0, Meta(Op::Utime)),
+        sys(SYS_utime, "utime", PATH0, Meta(Op::Utime)),
     ]);
     t
 }

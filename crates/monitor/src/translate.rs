@@ -14,17 +14,23 @@
 
 use crate::decode::{flag, Event, Kind};
 use crate::syscalls::{cap, Sem, Sys};
-use model::at::{At, Op, Status, VarDef, VarId};
+use model::at::{At, Name, Op, Status, VarDef, VarId};
 use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    File(u64, u64),
+    File(u64, u64, u32),
     Path(Vec<u8>),
     Endpoint(IpAddr, u16),
     Unix(Vec<u8>),
     Memory(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum NameKey {
+    Store(String),
+    Inner(u64, Vec<u8>),
 }
 
 /// What the translator produces.
@@ -32,6 +38,8 @@ enum Key {
 pub enum Output {
     /// A new variable: emitted once, before its first use.
     Var(VarId, VarDef),
+    /// A file got or lost a name: emitted before the transactions after it.
+    Name(Name),
     At(At),
 }
 
@@ -65,6 +73,13 @@ pub struct Translator {
     /// cgroup id → the directories where the VE's file system reaches outside it (its
     /// persistent and shared directories), when the watch named them.
     outside: HashMap<u64, Vec<Vec<u8>>>,
+    /// cgroup id → (directory inside the VE, its store-level name) of each persistent and
+    /// shared directory: a file under one is named `store name + the rest of its path`.
+    store_names: HashMap<u64, Vec<(Vec<u8>, String)>>,
+    /// A name → the file that has it now, as far as the VEs' calls said: a store-level name
+    /// (the same file in every VE that mounts it), else (VE, path inside it). How path calls
+    /// (rename, link, unlink, chmod, …: the kernel names no file for them) find their file.
+    names: HashMap<NameKey, VarId>,
     /// cgroup id → system call number → calls classification dropped here, not in the kernel.
     dropped: HashMap<u64, HashMap<u32, u64>>,
     /// The recorded system calls, indexed by number.
@@ -153,6 +168,8 @@ impl Translator {
             cwd: HashMap::default(),
             received: HashMap::default(),
             outside: HashMap::default(),
+            store_names: HashMap::default(),
+            names: HashMap::default(),
             dropped: HashMap::default(),
             table: {
                 let mut t = vec![None; 512];
@@ -190,6 +207,28 @@ impl Translator {
             .filter(|d| d.first() == Some(&b'/'))
             .collect();
         self.outside.insert(cgroup_id, dirs);
+    }
+
+    /// Gives the VE's persistent and shared directories their store-level names: `(inner
+    /// directory, name)`, e.g. `("/data", "persist:notes:/data")`,
+    /// `("/root/Downloads", "shared:downloads")`. A file below one is named by the store name
+    /// followed by the rest of its path, the same in every VE that mounts it.
+    pub fn set_store_names(&mut self, cgroup_id: u64, dirs: &[(String, String)]) {
+        let dirs = dirs
+            .iter()
+            .map(|(d, n)| (clean(d.as_bytes()), n.clone()))
+            .filter(|(d, _)| d.first() == Some(&b'/'))
+            .collect();
+        self.store_names.insert(cgroup_id, dirs);
+    }
+
+    /// The store-level name of `path` (absolute, inside the VE of `cgroup_id`), if it is in
+    /// persistent or shared storage.
+    fn store_name(&self, cgroup_id: u64, path: &[u8]) -> Option<String> {
+        let (d, n) = self.store_names.get(&cgroup_id)?.iter().find(|(d, _)| {
+            path == d.as_slice() || (path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
+        })?;
+        Some(format!("{n}{}", String::from_utf8_lossy(&path[d.len()..])))
     }
 
     /// Calls of a watched cgroup that classification dropped here, by system call number.
@@ -248,10 +287,14 @@ impl Translator {
     }
 
     pub fn unwatch(&mut self, cgroup_id: u64) {
-        self.ves.remove(&cgroup_id);
+        if let Some(ve) = self.ves.remove(&cgroup_id) {
+            self.names
+                .retain(|k, _| !matches!(k, NameKey::Inner(v, _) if *v == ve));
+        }
         self.inits.remove(&cgroup_id);
         self.received.remove(&cgroup_id);
         self.outside.remove(&cgroup_id);
+        self.store_names.remove(&cgroup_id);
         self.dropped.remove(&cgroup_id);
     }
 
@@ -297,22 +340,32 @@ impl Translator {
         id
     }
 
+    /// The variable of a file: by identity when the kernel gave it (labelled, when new, by its
+    /// path in the VE: its names, store-level ones too, are `Name` outputs), else (a call that
+    /// failed before the kernel found a file) by the path alone.
     fn file_var(
         &mut self,
-        file: Option<(u64, u64)>,
+        file: Option<(u64, u64, u32)>,
         path: Option<Vec<u8>>,
         out: &mut Vec<Output>,
     ) -> VarId {
         match (file, path) {
-            (Some((dev, ino)), path) => self.var(
-                Key::File(dev, ino),
-                || VarDef::File {
-                    dev,
-                    ino,
-                    path: path.map(lossy),
-                },
-                out,
-            ),
+            (Some((dev, ino, gen)), path) => {
+                if let Some(id) = self.vars.get(&Key::File(dev, ino, gen)) {
+                    return *id;
+                }
+                let name = path.filter(|p| p.first() == Some(&b'/')).map(lossy);
+                self.var(
+                    Key::File(dev, ino, gen),
+                    || VarDef::Inode {
+                        dev,
+                        ino,
+                        gen,
+                        name,
+                    },
+                    out,
+                )
+            }
             (None, Some(p)) => self.var(
                 Key::Path(p.clone()),
                 || VarDef::Path { path: lossy(p) },
@@ -346,7 +399,7 @@ impl Translator {
         &mut self,
         e: &Event,
         fd: i32,
-        file: Option<(u64, u64)>,
+        file: Option<(u64, u64, u32)>,
         socket: bool,
         out: &mut Vec<Output>,
     ) -> (VarId, bool) {
@@ -363,7 +416,8 @@ impl Translator {
             _ if socket => return (0, true),
             _ => {}
         }
-        if let Some(id) = file.and_then(|(dev, ino)| self.vars.get(&Key::File(dev, ino))) {
+        if let Some(id) = file.and_then(|(dev, ino, gen)| self.vars.get(&Key::File(dev, ino, gen)))
+        {
             return (*id, false);
         }
         let path = match self.fds.get(&(e.pid, fd)) {
@@ -371,6 +425,59 @@ impl Translator {
             _ => None,
         };
         (self.file_var(file, path, out), false)
+    }
+
+    fn name_key(&self, cgroup_id: u64, ve: u64, path: &[u8]) -> NameKey {
+        match self.store_name(cgroup_id, path) {
+            Some(s) => NameKey::Store(s),
+            None => NameKey::Inner(ve, path.to_vec()),
+        }
+    }
+
+    /// The file that has the name `path` (absolute) in VE `ve` now, if the translator saw
+    /// it get the name.
+    fn named(&self, e: &Event, ve: u64, path: &[u8]) -> Option<VarId> {
+        self.names.get(&self.name_key(e.cgroup_id, ve, path)).copied()
+    }
+
+    /// Records that `var` has the name `path` (absolute) in VE `ve` from `time_ns` on; the
+    /// file that had it before (as far as the translator saw) loses it. Nothing when the name
+    /// is already the file's.
+    fn bind(&mut self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, out: &mut Vec<Output>) {
+        if var == 0 || path.first() != Some(&b'/') {
+            return;
+        }
+        let key = self.name_key(e.cgroup_id, ve, path);
+        match self.names.get(&key) {
+            Some(&v) if v == var => return,
+            Some(&old) => out.push(Output::Name(self.name(e, ve, time_ns, path, old, false))),
+            None => {}
+        }
+        self.names.insert(key, var);
+        out.push(Output::Name(self.name(e, ve, time_ns, path, var, true)));
+    }
+
+    /// Records that `var` no longer has the name `path` in VE `ve`.
+    fn unbind(&mut self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, out: &mut Vec<Output>) {
+        if var == 0 || path.first() != Some(&b'/') {
+            return;
+        }
+        let key = self.name_key(e.cgroup_id, ve, path);
+        if self.names.get(&key).is_some_and(|&v| v == var) {
+            self.names.remove(&key);
+        }
+        out.push(Output::Name(self.name(e, ve, time_ns, path, var, false)));
+    }
+
+    fn name(&self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, bound: bool) -> Name {
+        Name {
+            time_ns,
+            ve,
+            var,
+            path: lossy(path.to_vec()),
+            store: self.store_name(e.cgroup_id, path),
+            bound,
+        }
     }
 
     /// Emits the transactions of one recorded system call.
@@ -407,8 +514,34 @@ impl Translator {
                     self.fds
                         .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
                 }
-                at.src = self.file_var(e.file, path, out);
+                at.src = self.file_var(e.file, path.clone(), out);
                 at.dst = mem;
+                if let (true, Some(p)) = (e.ret >= 0 && e.file.is_some(), &path) {
+                    // The path is the file's name unless a symbolic link led elsewhere: the
+                    // kernel says which name it opened.
+                    let last = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
+                    let via_link = e.flags & flag::DNAME != 0 && e.path2().is_some_and(|d| d != last);
+                    if !via_link {
+                        self.bind(e, at.ve, at.time_ns, p, at.src, out);
+                    }
+                }
+                // O_TRUNC on a file opened for writing (creat: always) empties it: the open
+                // changed the file. (openat2's flags are in a structure not captured.)
+                let flags = match sys.nr {
+                    n if n == libc::SYS_openat => e.args[2],
+                    #[cfg(target_arch = "x86_64")]
+                    n if n == libc::SYS_open => e.args[1],
+                    #[cfg(target_arch = "x86_64")]
+                    n if n == libc::SYS_creat => (libc::O_TRUNC | libc::O_WRONLY) as u64,
+                    _ => 0,
+                };
+                let truncs = flags & libc::O_TRUNC as u64 != 0
+                    && flags & libc::O_ACCMODE as u64 != libc::O_RDONLY as u64;
+                if truncs && e.ret >= 0 && at.src != 0 {
+                    out.push(Output::At(at));
+                    at.op = Op::Truncate;
+                    (at.src, at.dst, at.off) = (mem, at.src, 0);
+                }
             }
             Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
                 let reading = matches!(sys.sem, Sem::ReadFd(_));
@@ -420,10 +553,18 @@ impl Translator {
                     (false, true) => Op::Send,
                 };
                 (at.src, at.dst) = if reading { (var, mem) } else { (mem, var) };
+                // Where the bytes were: the call's offset, except that a write to a file opened
+                // O_APPEND (whatever offset pwrite names) or with RWF_APPEND lands at its end,
+                // and an offset of -1 (preadv2, pwritev2) means the file position.
+                const RWF_APPEND: u64 = 0x10;
+                let appends = !reading
+                    && (e.flags & flag::APPEND != 0
+                        || (sys.nr == libc::SYS_pwritev2 && e.args[4] & RWF_APPEND != 0));
                 at.off = match off_arg {
-                    Some(i) => e.args[i],
-                    None if socket => 0,
-                    None => e.pos.unwrap_or(0) as u64,
+                    _ if socket => 0,
+                    _ if appends => e.size,
+                    Some(i) if e.args[i] as i64 != -1 => e.args[i],
+                    _ => e.pos.unwrap_or(0) as u64,
                 };
                 // One datagram of sendmmsg/recvmmsg carries its own length in `ret`; the
                 // record after the itemized ones counts the rest (bytes unknown).
@@ -477,7 +618,8 @@ impl Translator {
             Sem::Meta(op) => {
                 at.op = op;
                 at.src = mem;
-                if sys.cap & (cap::PATH0 | cap::PATH1) == 0 {
+                if sys.cap & (cap::PATH0 | cap::PATH1) == 0 || (e.path().is_none() && e.file.is_some()) {
+                    // By descriptor (fchmod, ftruncate, fsetxattr; utimensat with no path).
                     at.dst = self.fd_var(e, fd, e.file, socket, out).0;
                 } else {
                     let first = self.path_of(e, &sys, false);
@@ -493,19 +635,68 @@ impl Translator {
                             return;
                         }
                     }
-                    match (op, first, second) {
-                        // The data moves from the old name to the new one.
-                        (Op::Rename | Op::Link, Some(from), Some(to)) => {
+                    // Reading the attributes of a file of the VE's own file system (its
+                    // layers or its dirties) moves nothing across.
+                    if op == Op::GetXattr
+                        && first.as_ref().is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
+                    {
+                        *self.dropped.entry(e.cgroup_id).or_default().entry(e.nr).or_default() += 1;
+                        return;
+                    }
+                    let (ve, t) = (at.ve, at.time_ns);
+                    // The file the call acts on, when the translator saw it get its name.
+                    let known = first.as_ref().and_then(|p| self.named(e, ve, p));
+                    match (op, first, second, known) {
+                        // A rename or link changes the file's names, not the file.
+                        (Op::Rename | Op::Link, Some(from), Some(to), Some(var)) => {
+                            if e.ret == 0 {
+                                if op == Op::Rename {
+                                    self.unbind(e, ve, t, &from, var, out);
+                                }
+                                self.bind(e, ve, t, &to, var, out);
+                            }
+                            at.dst = var;
+                        }
+                        (Op::Unlink, Some(path), _, Some(var)) => {
+                            if e.ret == 0 {
+                                self.unbind(e, ve, t, &path, var, out);
+                            }
+                            at.dst = var;
+                        }
+                        (_, _, _, Some(var)) => at.dst = var,
+                        // A file the translator never saw named (made before the recorder
+                        // started, or by a call it does not see): by path, as version 1 did;
+                        // the data moves from the old name to the new one.
+                        (Op::Rename | Op::Link, Some(from), Some(to), None) => {
                             at.src = self.file_var(None, Some(from), out);
                             at.dst = self.file_var(None, Some(to), out);
                         }
                         // The link is the variable; the target is its content.
-                        (Op::Symlink, _, Some(link)) => {
+                        (Op::Symlink, _, Some(link), _) => {
                             at.dst = self.file_var(None, Some(link), out);
                         }
-                        (_, first, _) => at.dst = self.file_var(None, first, out),
+                        (_, first, _, None) => at.dst = self.file_var(None, first, out),
                     }
                 }
+                if op == Op::GetXattr {
+                    (at.src, at.dst) = (at.dst, at.src);
+                }
+                if op == Op::Truncate {
+                    at.off = e.args[1]; // the new size
+                }
+            }
+            Sem::Fallocate => {
+                // Changes the bytes of [offset, offset + len); collapsing or inserting a range
+                // moves every byte after it.
+                const SHIFTS: u64 = 0x08 | 0x20; // FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE
+                let (var, _) = self.fd_var(e, fd, e.file, socket, out);
+                at.op = Op::Write;
+                (at.src, at.dst, at.off) = (mem, var, e.args[2]);
+                at.len = if e.args[1] & SHIFTS != 0 {
+                    u64::MAX - e.args[2]
+                } else {
+                    e.args[3]
+                };
             }
             Sem::Mmap => {
                 // A shared writable mapping writes the file; any other mapping reads it.
@@ -618,16 +809,10 @@ impl Translator {
             }
             Kind::Exec => {
                 at.op = Op::Exec;
+                // The file the kernel ran (bprm->file), named by the path given when new; the
+                // path is not bound as a name: it may be a symbolic link (/bin/sh).
                 let path = e.path().map(|p| self.resolve(e.pid, None, p.to_vec()));
-                at.src = path
-                    .map(|p| {
-                        self.var(
-                            Key::Path(p.clone()),
-                            || VarDef::Path { path: lossy(p) },
-                            out,
-                        )
-                    })
-                    .unwrap_or(0);
+                at.src = self.file_var(e.file, path, out);
                 at.dst = mem;
             }
             Kind::Syscall => {
@@ -715,7 +900,7 @@ mod tests {
             3,
             0,
         ];
-        m.file = Some((1, 2));
+        m.file = Some((1, 2, 0));
         t.push(&m, &mut out);
         m.args[3] = libc::MAP_PRIVATE as u64;
         t.push(&m, &mut out);
@@ -749,6 +934,7 @@ mod tests {
             pos: None,
             file2: None,
             pos2: None,
+            size: 0,
             flags: 0,
             data: vec![],
             data2: vec![],
@@ -917,20 +1103,20 @@ mod tests {
         // copy_file_range(in=3 at 100, out=4 at 0) of 50 bytes.
         let mut c = ev(Kind::Syscall, libc::SYS_copy_file_range as u32, 50);
         c.args = [3, 0, 4, 0, 50, 0];
-        (c.file, c.pos, c.file2, c.pos2) = (Some((1, 10)), Some(100), Some((1, 20)), Some(0));
+        (c.file, c.pos, c.file2, c.pos2) = (Some((1, 10, 0)), Some(100), Some((1, 20, 0)), Some(0));
         t.push(&c, &mut out);
         // sendfile(out=socket 5, in=3) with the input in a read-only branch: only the send.
         let mut s = ev(Kind::Syscall, libc::SYS_sendfile as u32, 70);
         s.args = [5, 3, 0, 70, 0, 0];
         s.flags = flag::SOCKET | flag::NO_IN;
-        s.file2 = Some((1, 10));
+        s.file2 = Some((1, 10, 0));
         s.data = sockaddr4([10, 1, 2, 3], 80);
         t.push(&s, &mut out);
         // splice from a pipe into the file: only the write.
         let mut sp = ev(Kind::Syscall, libc::SYS_splice as u32, 9);
         sp.args = [6, 0, 4, 0, 9, 0];
         sp.flags = flag::NO_IN;
-        (sp.file2, sp.pos2) = (Some((1, 20)), Some(50));
+        (sp.file2, sp.pos2) = (Some((1, 20, 0)), Some(50));
         t.push(&sp, &mut out);
         let a = ats(&out);
         let f_in = a[0].src;
@@ -989,7 +1175,7 @@ mod tests {
         let mut w = ev(Kind::Syscall, nr::WRITE, 5);
         w.args[0] = 7;
         w.flags = flag::SOCKET;
-        w.file = Some((9, 999));
+        w.file = Some((9, 999, 0));
         w.data = sockaddr4([192, 0, 2, 1], 443);
         t.push(&w, &mut out);
         // Two datagrams of one recvmmsg, from two senders, then the rest not itemized.
@@ -1053,20 +1239,20 @@ mod tests {
         let mut out = vec![];
         let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
         open.data = b"/data/x\0".to_vec();
-        open.file = Some((2049, 77));
+        open.file = Some((2049, 77, 0));
         t.push(&open, &mut out);
         let mut w = ev(Kind::Syscall, nr::WRITE, 6);
         w.args[0] = 3;
-        w.file = Some((2049, 77));
+        w.file = Some((2049, 77, 0));
         w.pos = Some(0);
         t.push(&w, &mut out);
         let mut r = ev(Kind::Syscall, nr::PREAD64, -9);
         r.args = [3, 0, 100, 40, 0, 0];
-        r.file = Some((2049, 77));
+        r.file = Some((2049, 77, 0));
         t.push(&r, &mut out);
         let mut c = ev(Kind::Syscall, nr::CLOSE, 0);
         c.args[0] = 3;
-        c.file = Some((2049, 77));
+        c.file = Some((2049, 77, 0));
         t.push(&c, &mut out);
         assert_eq!(
             out[..2],
@@ -1074,13 +1260,26 @@ mod tests {
                 Output::Var(1, VarDef::Memory { ve: 101 }),
                 Output::Var(
                     2,
-                    VarDef::File {
+                    VarDef::Inode {
                         dev: 2049,
                         ino: 77,
-                        path: Some("/data/x".into())
+                        gen: 0,
+                        name: Some("/data/x".into())
                     }
                 ),
             ]
+        );
+        // The open gave the file its name in the VE.
+        assert_eq!(
+            out[2],
+            Output::Name(Name {
+                time_ns: 1005,
+                ve: 101,
+                var: 2,
+                path: "/data/x".into(),
+                store: None,
+                bound: true
+            })
         );
         let a = ats(&out);
         assert_eq!(
@@ -1103,7 +1302,7 @@ mod tests {
             ),
             (2, 1, 40, 0, Status::Failed, -9)
         );
-        assert_eq!(out.len(), 6, "no variable defined twice");
+        assert_eq!(out.len(), 7, "no variable defined twice, no name given twice");
     }
 
     #[test]

@@ -160,10 +160,21 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         .collect();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].ret, 6);
+    // The generation as the file system reports it (FS_IOC_GETVERSION; 0 where it has none).
+    let generation = {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&out).unwrap();
+        let mut g: libc::c_long = 0;
+        const FS_IOC_GETVERSION: libc::c_ulong = 0x8008_7601;
+        match unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETVERSION, &mut g) } {
+            0 => g as u32,
+            _ => writes[0].file.map(|f| f.2).unwrap(),
+        }
+    };
     assert_eq!(
         writes[0].file,
-        Some((meta.dev(), meta.ino())),
-        "file identity (dev, ino) as stat sees it"
+        Some((meta.dev(), meta.ino(), generation)),
+        "file identity (dev, ino, generation) as stat and the file system see it"
     );
     assert_eq!(writes[0].pos, Some(0));
     let reads: Vec<&Event> = events

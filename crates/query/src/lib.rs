@@ -4,9 +4,11 @@
 //! caller's job (the `jcs` CLI today, an HTTP or fleet front end later).
 //!
 //! Records are read as `record::Record`s of any version; variables are named by
-//! `record::VarQuery` and looked up by their stable key.
+//! `record::VarQuery`, looked up by their stable key or, for files named by a name, resolved
+//! through the names they had ([`resolve`]).
 
 pub mod log;
+pub mod resolve;
 pub mod stats;
 pub mod summarize;
 pub mod time;
@@ -37,6 +39,11 @@ pub enum QueryError {
     NoVariable(record::VarQuery),
     #[error("no variable {0} in the readable part of the journal: {1} damaged stretch(es) could not be read (see jcs verify)")]
     NoVariableReadable(record::VarQuery, usize),
+    #[error("{query} names {} different files; say which with --ve/--app, --at, a store-level name or the file's identity:\n  {}", candidates.len(), candidates.join("\n  "))]
+    Ambiguous {
+        query: record::VarQuery,
+        candidates: Vec<String>,
+    },
     #[error("summarize segments {first:016x}..{last:016x}: {source}")]
     Summarize {
         first: u64,

@@ -57,10 +57,39 @@ impl<'s> Log<'s> {
         let dir = store.journal_dir();
         let storage = open(&dir)?;
         let matching: HashSet<VarId> = match &filter.var {
-            Some(q) => store.catalog.var_ids(&q.key())?.into_iter().collect(),
+            // A name: every file that had it, in the VEs asked about (read from the journal's
+            // name records: the catalog does not keep names yet).
+            Some(q) if q.by_name() => {
+                let (records, _) = crate::read_all(&dir)?;
+                let names: Vec<model::at::Name> = records
+                    .into_iter()
+                    .flat_map(|r| match r {
+                        Record::Names(n) => n,
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let scope = crate::resolve::Scope {
+                    ves: filter.ves.clone(),
+                    at_ns: None,
+                };
+                let mut ids: HashSet<VarId> = crate::resolve::bindings(q, &names, &scope)
+                    .into_iter()
+                    .map(|b| b.var)
+                    .collect();
+                if let Some(k) = q.key() {
+                    ids.extend(store.catalog.var_ids(&k)?);
+                }
+                ids
+            }
+            Some(q) => match q.key() {
+                Some(k) => store.catalog.var_ids(&k)?.into_iter().collect(),
+                None => HashSet::new(),
+            },
             None => HashSet::new(),
         };
         let keys = match (&filter.var, &filter.ves) {
+            // A file by identity without its generation: found as definitions are read.
+            (Some(q), _) if !q.by_name() && q.key().is_none() => None,
             (Some(_), _) => Some(matching.iter().map(|&v| key::var(v)).collect()),
             (None, Some(ves)) => Some(ves.iter().map(|&v| key::ve(v)).collect()),
             (None, None) => None,
@@ -194,7 +223,7 @@ impl<'s> Log<'s> {
                     })?;
                 }
             }
-            Record::Stats(_) => {}
+            Record::Stats(_) | Record::Names(_) => {}
         }
         Ok(())
     }

@@ -34,6 +34,8 @@ pub struct Loaded {
     pub ats: Vec<At>,
     /// Summaries written by `jcs summarize` or the recorder's online T1.
     pub sums: Vec<(Tier, Summary)>,
+    /// The names files got and lost.
+    pub names: Vec<model::at::Name>,
     /// Damaged stretches of the journal that could not be read.
     pub skipped: Vec<journal::Skipped>,
 }
@@ -53,6 +55,7 @@ impl Loaded {
                 Record::Summaries { tier, sts } => {
                     l.sums.extend(sts.into_iter().map(|s| (tier, s)))
                 }
+                Record::Names(n) => l.names.extend(n),
                 Record::Stats(_) => {}
             }
         }
@@ -118,25 +121,19 @@ pub struct Answer {
     labels: HashMap<VarId, String>,
 }
 
-/// Answers `query` from the journal in `dir`.
+/// Answers `query` from the journal in `dir`; a name is resolved in the VEs `ves` (None:
+/// any) at `time_ns` (crate::resolve).
 pub fn track(
     dir: &Path,
     direction: Direction,
     query: &VarQuery,
     time_ns: Option<u64>,
+    ves: Option<HashSet<u64>>,
     source: Source,
 ) -> Result<Answer> {
     let l = Loaded::read(dir)?;
-    let starts: Vec<VarId> = {
-        let mut v: Vec<VarId> = l
-            .vars
-            .iter()
-            .filter(|(_, d)| query.matches(d))
-            .map(|(id, _)| *id)
-            .collect();
-        v.sort_unstable();
-        v
-    };
+    let scope = crate::resolve::Scope { ves, at_ns: time_ns };
+    let starts = crate::resolve::resolve(query, &l.vars, &l.names, &scope)?;
     if starts.is_empty() {
         return Err(match l.skipped.len() {
             0 => QueryError::NoVariable(query.clone()),

@@ -11,7 +11,7 @@ pub mod tier;
 pub mod var;
 
 use analysis::summary::Summary;
-use model::at::{At, VarDef, VarId};
+use model::at::{At, Name, VarDef, VarId};
 pub use stats::VeStats;
 pub use tier::Tier;
 pub use var::{VarKey, VarQuery};
@@ -27,6 +27,8 @@ pub mod tag {
     pub const STATS: u8 = b'C';
     /// Summaries: a tier byte, then `analysis::summary::encode`, versions 1 and 2.
     pub const SUMMARIES: u8 = b'T';
+    /// Names files got and lost (version 2).
+    pub const NAMES: u8 = b'N';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -44,6 +46,8 @@ pub enum Record {
     Stats(VeStats),
     /// Summarized transactions of one tier.
     Summaries { tier: Tier, sts: Vec<Summary> },
+    /// Names files got and lost, each written before the transactions after it.
+    Names(Vec<Name>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +64,8 @@ pub enum RecordError {
     Stats(String),
     #[error("summaries: {0}")]
     Summaries(String),
+    #[error("names: {0}")]
+    Names(String),
 }
 
 impl Record {
@@ -84,6 +90,11 @@ impl Record {
             Record::Summaries { tier, sts } => {
                 let mut b = vec![tag::SUMMARIES, tier.code()];
                 b.extend(analysis::summary::encode(sts));
+                b
+            }
+            Record::Names(names) => {
+                let mut b = vec![tag::NAMES];
+                encode_names(names, &mut b);
                 b
             }
         }
@@ -116,6 +127,9 @@ impl Record {
                     .ok_or_else(|| RecordError::Summaries("do not decode".into()))?;
                 Ok(Record::Summaries { tier, sts })
             }
+            tag::NAMES => decode_names(body)
+                .map(Record::Names)
+                .map_err(RecordError::Names),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -136,8 +150,68 @@ impl Record {
                     out.extend([s.src, s.dst].into_iter().filter(|&v| v != 0).map(key::var));
                 }
             }
+            Record::Names(names) => {
+                for n in names {
+                    out.extend([key::ve(n.ve), key::var(n.var)]);
+                }
+            }
         }
     }
+}
+
+/// `count, (time_ns, ve, var, path, store + 1 or 0, bound)*`: numbers LEB128, strings
+/// length-prefixed UTF-8, `bound` one byte (0 or 1).
+fn encode_names(names: &[Name], out: &mut Vec<u8>) {
+    use model::leb::put;
+    put(out, names.len() as u64);
+    for n in names {
+        put(out, n.time_ns);
+        put(out, n.ve);
+        put(out, u64::from(n.var));
+        put_str(out, &n.path);
+        match &n.store {
+            None => put(out, 0),
+            Some(s) => {
+                put(out, s.len() as u64 + 1);
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        out.push(u8::from(n.bound));
+    }
+}
+
+fn decode_names(b: &[u8]) -> Result<Vec<Name>, String> {
+    let mut c = Cursor::new(b);
+    let count = c.count(6)?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let time_ns = c.num()?;
+        let ve = c.num()?;
+        let var = VarId::try_from(c.num()?).map_err(|_| "a variable id beyond 32 bits")?;
+        let path = c.string()?;
+        let store = match c.num()? as usize {
+            0 => None,
+            n => Some(
+                String::from_utf8(c.bytes(n - 1)?.to_vec())
+                    .map_err(|_| "a name is not UTF-8")?,
+            ),
+        };
+        let bound = match c.byte()? {
+            0 => false,
+            1 => true,
+            v => return Err(format!("bound is {v}, not 0 or 1")),
+        };
+        out.push(Name {
+            time_ns,
+            ve,
+            var,
+            path,
+            store,
+            bound,
+        });
+    }
+    c.end()?;
+    Ok(out)
 }
 
 /// The keys of the per-segment indexes (`journal::index`): a variable, a VE.

@@ -15,6 +15,27 @@ const PATH: u8 = 2;
 const ENDPOINT: u8 = 3;
 const UNIX: u8 = 4;
 const MEMORY: u8 = 5;
+const INODE: u8 = 6;
+
+/// An optional string as length + 1 (0 = none).
+fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
+    match s {
+        None => put(out, 0),
+        Some(p) => {
+            put(out, p.len() as u64 + 1);
+            out.extend_from_slice(p.as_bytes());
+        }
+    }
+}
+
+fn get_opt(c: &mut Cursor) -> Result<Option<String>, String> {
+    Ok(match c.num()? as usize {
+        0 => None,
+        n => Some(
+            String::from_utf8(c.bytes(n - 1)?.to_vec()).map_err(|_| "a path is not UTF-8")?,
+        ),
+    })
+}
 
 /// `count, (id, kind, fields)*`: numbers LEB128, strings length-prefixed UTF-8, an IP as 4
 /// or 16 bytes after its length; a file's optional path as length + 1 (0 = none).
@@ -27,13 +48,19 @@ pub(crate) fn encode_defs(defs: &[(VarId, VarDef)], out: &mut Vec<u8>) {
                 out.push(FILE);
                 put(out, *dev);
                 put(out, *ino);
-                match path {
-                    None => put(out, 0),
-                    Some(p) => {
-                        put(out, p.len() as u64 + 1);
-                        out.extend_from_slice(p.as_bytes());
-                    }
-                }
+                put_opt(out, path);
+            }
+            VarDef::Inode {
+                dev,
+                ino,
+                gen,
+                name,
+            } => {
+                out.push(INODE);
+                put(out, *dev);
+                put(out, *ino);
+                put(out, u64::from(*gen));
+                put_opt(out, name);
             }
             VarDef::Path { path } => {
                 out.push(PATH);
@@ -74,14 +101,19 @@ pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
         let d = match c.byte()? {
             FILE => {
                 let (dev, ino) = (c.num()?, c.num()?);
-                let path = match c.num()? as usize {
-                    0 => None,
-                    n => Some(
-                        String::from_utf8(c.bytes(n - 1)?.to_vec())
-                            .map_err(|_| "a path is not UTF-8")?,
-                    ),
-                };
+                let path = get_opt(&mut c)?;
                 VarDef::File { dev, ino, path }
+            }
+            INODE => {
+                let (dev, ino) = (c.num()?, c.num()?);
+                let gen = u32::try_from(c.num()?).map_err(|_| "a generation beyond 32 bits")?;
+                let name = get_opt(&mut c)?;
+                VarDef::Inode {
+                    dev,
+                    ino,
+                    gen,
+                    name,
+                }
             }
             PATH => VarDef::Path { path: c.string()? },
             ENDPOINT => {
@@ -103,9 +135,10 @@ pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
     Ok(out)
 }
 
-/// A variable's stable key: `f:PATH` (a file by the path it was opened or run by), `i:DEV:INO`
-/// (a file known only by identity), `e:ADDR:PORT` (an endpoint; IPv6 in RFC 5952 form),
-/// `u:PATH` (a Unix socket path), `m:VE` (a VE's memory).
+/// A variable's stable key: `n:DEV:INO:GEN` (a file by identity: device, inode, generation),
+/// `e:ADDR:PORT` (an endpoint; IPv6 in RFC 5952 form), `u:PATH` (a Unix socket path), `m:VE`
+/// (a VE's memory); in journals of version 1 also `f:PATH` (a file by the path it was opened
+/// or run by) and `i:DEV:INO` (a file known only by device and inode).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VarKey(String);
 
@@ -118,6 +151,7 @@ impl VarKey {
                 ino,
                 path: None,
             } => format!("i:{dev}:{ino}"),
+            VarDef::Inode { dev, ino, gen, .. } => format!("n:{dev}:{ino}:{gen}"),
             VarDef::Endpoint { addr, port } => format!("e:{addr}:{port}"),
             VarDef::Unix { path } => format!("u:{path}"),
             VarDef::Memory { ve } => format!("m:{ve}"),
@@ -129,19 +163,31 @@ impl VarKey {
     }
 }
 
-/// A variable as a user names it: `file:PATH` (the path inside the VE), `file:[DEV:INO]`,
-/// `endpoint:[tcp/|udp/]ADDR:PORT`, `unix:PATH` or `ve:N`.
+/// A variable as a user names it: `file:PATH` (a path inside a VE: the file that had that
+/// name), `persist:APP:PATH` or `shared:NAME/PATH` (a store-level name), `file:[DEV:INO]` or
+/// `file:[DEV:INO:GEN]` (a file by identity), `endpoint:[tcp/|udp/]ADDR:PORT`, `unix:PATH` or
+/// `ve:N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VarQuery {
     File(String),
-    Inode { dev: u64, ino: u64 },
-    Endpoint { addr: IpAddr, port: u16 },
+    /// A store-level name (`persist:APP:/inner/path`, `shared:NAME/path`).
+    Store(String),
+    Inode {
+        dev: u64,
+        ino: u64,
+        gen: Option<u32>,
+    },
+    Endpoint {
+        addr: IpAddr,
+        port: u16,
+    },
     Unix(String),
     Memory(u64),
 }
 
 /// What the accepted forms are, for error messages.
-pub const VAR_FORMS: &str = "file:PATH, endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
+pub const VAR_FORMS: &str = "file:PATH, persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO[:GEN]], \
+     endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("variable {spec:?}: {why}")]
@@ -160,13 +206,25 @@ impl VarQuery {
             .split_once(':')
             .ok_or_else(|| err(format!("expected {VAR_FORMS}")))?;
         match kind {
+            "file" if rest.starts_with("persist:") || rest.starts_with("shared:") => {
+                VarQuery::parse(rest).map_err(|e| err(e.why))
+            }
             "file" => {
                 if let Some(id) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-                    let (dev, ino) = id
-                        .split_once(':')
-                        .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)))
-                        .ok_or_else(|| err("expected file:[DEV:INO]".into()))?;
-                    return Ok(VarQuery::Inode { dev, ino });
+                    let n: Vec<&str> = id.split(':').collect();
+                    let bad = || err("expected file:[DEV:INO] or file:[DEV:INO:GEN]".into());
+                    let (dev, ino) = match n.as_slice() {
+                        [d, i] | [d, i, _] => (
+                            d.parse().map_err(|_| bad())?,
+                            i.parse().map_err(|_| bad())?,
+                        ),
+                        _ => return Err(bad()),
+                    };
+                    let gen = match n.get(2) {
+                        Some(g) => Some(g.parse().map_err(|_| bad())?),
+                        None => None,
+                    };
+                    return Ok(VarQuery::Inode { dev, ino, gen });
                 }
                 if !rest.starts_with('/') {
                     return Err(err(
@@ -175,6 +233,20 @@ impl VarQuery {
                 }
                 Ok(VarQuery::File(rest.into()))
             }
+            "persist" => match rest.split_once(':') {
+                Some((app, p)) if !app.is_empty() && p.starts_with('/') => {
+                    Ok(VarQuery::Store(spec.into()))
+                }
+                _ => Err(err(
+                    "expected persist:APP:PATH (PATH absolute, inside the VE)".into()
+                )),
+            },
+            "shared" => match rest.split_once('/') {
+                Some((name, p)) if !name.is_empty() && !p.is_empty() => {
+                    Ok(VarQuery::Store(spec.into()))
+                }
+                _ => Err(err("expected shared:NAME/PATH".into())),
+            },
             "unix" if rest.starts_with('/') => Ok(VarQuery::Unix(rest.into())),
             "unix" => Err(err("the socket path must be absolute".into())),
             "endpoint" => {
@@ -202,19 +274,65 @@ impl VarQuery {
         }
     }
 
-    /// The key every variable this query names has.
-    pub fn key(&self) -> VarKey {
-        VarKey(match self {
+    /// Whether this query names files by a name (a path inside a VE, or a store-level name):
+    /// a name is an attribute of a file in time, resolved through the journal's `Name`
+    /// records (and, for journals of version 1, the path in the definition).
+    pub fn by_name(&self) -> bool {
+        matches!(self, VarQuery::File(_) | VarQuery::Store(_))
+    }
+
+    /// The key every variable this query names by its definition has, when there is exactly
+    /// one (not for a file by identity without its generation, nor a store-level name).
+    pub fn key(&self) -> Option<VarKey> {
+        Some(VarKey(match self {
             VarQuery::File(p) => format!("f:{p}"),
-            VarQuery::Inode { dev, ino } => format!("i:{dev}:{ino}"),
+            VarQuery::Inode {
+                dev,
+                ino,
+                gen: Some(g),
+            } => format!("n:{dev}:{ino}:{g}"),
+            VarQuery::Inode { .. } | VarQuery::Store(_) => return None,
             VarQuery::Endpoint { addr, port } => format!("e:{addr}:{port}"),
             VarQuery::Unix(p) => format!("u:{p}"),
             VarQuery::Memory(ve) => format!("m:{ve}"),
-        })
+        }))
     }
 
+    /// Whether the definition `d` is a variable this query names (names of files known by
+    /// identity are matched by [`VarQuery::matches_name`]).
     pub fn matches(&self, d: &VarDef) -> bool {
-        VarKey::of(d) == self.key()
+        match (self, d) {
+            (
+                VarQuery::Inode { dev, ino, gen },
+                VarDef::Inode {
+                    dev: d2,
+                    ino: i2,
+                    gen: g2,
+                    ..
+                },
+            ) => dev == d2 && ino == i2 && gen.is_none_or(|g| g == *g2),
+            (
+                VarQuery::Inode {
+                    dev,
+                    ino,
+                    gen: None,
+                },
+                VarDef::File {
+                    dev: d2, ino: i2, ..
+                },
+            ) => dev == d2 && ino == i2,
+            (VarQuery::Store(_), _) => false,
+            (q, d) => q.key().is_some_and(|k| k == VarKey::of(d)),
+        }
+    }
+
+    /// Whether the name binding `n` names what this query asks for.
+    pub fn matches_name(&self, n: &model::at::Name) -> bool {
+        match self {
+            VarQuery::File(p) => n.path == *p,
+            VarQuery::Store(s) => n.store.as_deref() == Some(s.as_str()),
+            _ => false,
+        }
     }
 }
 
@@ -222,7 +340,17 @@ impl std::fmt::Display for VarQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VarQuery::File(p) => write!(f, "file:{p}"),
-            VarQuery::Inode { dev, ino } => write!(f, "file:[{dev}:{ino}]"),
+            VarQuery::Store(s) => write!(f, "{s}"),
+            VarQuery::Inode {
+                dev,
+                ino,
+                gen: None,
+            } => write!(f, "file:[{dev}:{ino}]"),
+            VarQuery::Inode {
+                dev,
+                ino,
+                gen: Some(g),
+            } => write!(f, "file:[{dev}:{ino}:{g}]"),
             VarQuery::Endpoint { addr, port } => write!(f, "endpoint:{addr}:{port}"),
             VarQuery::Unix(p) => write!(f, "unix:{p}"),
             VarQuery::Memory(ve) => write!(f, "ve:{ve}"),

@@ -183,16 +183,17 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
 pub struct MonitorHooks {
     home: PathBuf,
     ve: u64,
-    outside: Vec<String>,
+    outside: Vec<(String, String)>,
     client: Option<Client>,
     cgroup_id: u64,
 }
 
 impl MonitorHooks {
     /// The hooks of VE `ve` of the store at `home`; `outside`: the VE's directories that
-    /// reach outside it (persistent and shared). None with `JCS_MONITOR=off`, which runs VEs
+    /// reach outside it (persistent and shared), each with its store-level name
+    /// (`("/data", "persist:APP:/data")`). None with `JCS_MONITOR=off`, which runs VEs
     /// unrecorded (for kernels without the BPF features JCS needs).
-    pub fn new(home: &Path, ve: u64, outside: Vec<String>) -> Option<MonitorHooks> {
+    pub fn new(home: &Path, ve: u64, outside: Vec<(String, String)>) -> Option<MonitorHooks> {
         if std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off") {
             return None;
         }
@@ -213,7 +214,8 @@ impl ve::launch::Hooks for MonitorHooks {
             cgroup_id: cgroup.id,
             ve: self.ve,
             init: Some(pid as u32),
-            outside: Some(self.outside.clone()),
+            outside: Some(self.outside.iter().map(|(d, _)| d.clone()).collect()),
+            store_names: Some(self.outside.clone()),
             cgroup_path: Some(cgroup.v2.clone()),
         })? {
             Response::Ok => {}

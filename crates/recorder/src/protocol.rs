@@ -19,6 +19,11 @@ pub enum Request {
         /// them, failed lookups elsewhere in its file system are counted, not recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outside: Option<Vec<String>>,
+        /// The store-level name of each of those directories (`("/data",
+        /// "persist:APP:/data")`, `("/root/Downloads", "shared:downloads")`): files below them
+        /// are named the same in every VE that mounts them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_names: Option<Vec<(String, String)>>,
         /// The VE's cgroup2 directory: when it has no process left and nobody unwatched it
         /// (its `jcs run` was killed), the recorder finishes the VE's record itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +155,7 @@ mod tests {
             ve: 3,
             init: None,
             outside: None,
+            store_names: None,
             cgroup_path: None,
         };
         let j = serde_json::to_string(&r).unwrap();

@@ -475,6 +475,7 @@ fn monitor_loop(
                     ve,
                     init,
                     outside,
+                    store_names,
                     cgroup_path,
                 } => {
                     if let Some(p) = cgroup_path {
@@ -490,6 +491,9 @@ fn monitor_loop(
                     }
                     if let Some(dirs) = outside {
                         t.set_outside(cgroup_id, &dirs);
+                    }
+                    if let Some(names) = store_names {
+                        t.set_store_names(cgroup_id, &names);
                     }
                     match m.watch(cgroup_id, ve) {
                         Ok(()) => {
@@ -648,7 +652,7 @@ impl Online {
 }
 
 /// Translates what the ring buffer delivered into journal records: variable definitions
-/// first, then the transactions. New variables go into the catalog's dictionary before they
+/// first, then the names files got and lost, then the transactions. New variables go into the catalog's dictionary before they
 /// reach the journal (so the dictionary never lacks a variable the journal has, barring a
 /// power failure, which `index::next_var_id` repairs).
 fn translate(
@@ -664,10 +668,12 @@ fn translate(
         t.push(e, &mut out);
     }
     let mut vars = Vec::new();
+    let mut names = Vec::new();
     let mut ats = Vec::new();
     for o in out {
         match o {
             Output::Var(id, d) => vars.push((id, d)),
+            Output::Name(n) => names.push(n),
             Output::At(a) => ats.push(a),
         }
     }
@@ -686,6 +692,9 @@ fn translate(
             }
         }
         records.push(Record::Vars(vars).encode());
+    }
+    if !names.is_empty() {
+        records.push(Record::Names(names).encode());
     }
     if let Some(o) = online {
         let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));

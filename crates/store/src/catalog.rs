@@ -620,7 +620,7 @@ mod tests {
         c.add_vars(&[(4, file.clone()), (9, path), (5, VarDef::Memory { ve: 1 })])
             .unwrap();
         let q = record::VarQuery::parse("file:/data/x").unwrap();
-        assert_eq!(c.var_ids(&q.key()).unwrap(), vec![4, 9]);
+        assert_eq!(c.var_ids(&q.key().unwrap()).unwrap(), vec![4, 9]);
         assert_eq!(c.var(4).unwrap(), Some(file));
         assert_eq!(c.max_var_id().unwrap(), 9);
     }

@@ -19,20 +19,20 @@ fn version_2_catalog_is_upgraded_and_keeps_everything() {
     assert_eq!(c.ves().unwrap().len(), 2);
     assert_eq!(c.apps().unwrap().len(), 1);
     let ids = c
-        .var_ids(&VarQuery::parse("file:/data/in.txt").unwrap().key())
+        .var_ids(&VarQuery::parse("file:/data/in.txt").unwrap().key().unwrap())
         .unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert!(matches!(
         c.var(ids[0]).unwrap(),
         Some(VarDef::File { path: Some(ref p), .. }) if p == "/data/in.txt"
     ));
-    let ve1 = c.var_ids(&VarQuery::parse("ve:1").unwrap().key()).unwrap();
+    let ve1 = c.var_ids(&VarQuery::parse("ve:1").unwrap().key().unwrap()).unwrap();
     assert_eq!(ve1.len(), 1);
     drop(c);
     // Opened again: already at the current version, nothing to upgrade.
     let c = Catalog::open(&p).unwrap();
     assert_eq!(
-        c.var_ids(&VarQuery::parse("ve:2").unwrap().key())
+        c.var_ids(&VarQuery::parse("ve:2").unwrap().key().unwrap())
             .unwrap()
             .len(),
         1

@@ -43,6 +43,9 @@ struct inflight {
 	__u64 dev2;
 	__u64 ino2;
 	__s64 pos2;
+	__u64 size;
+	__u32 gen;
+	__u32 gen2;
 	__u32 nr;
 	__u32 flags;   /* enum jcs_capture */
 	__u32 evflags; /* enum jcs_flag */
@@ -141,6 +144,9 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	e->dev2 = 0;
 	e->ino2 = 0;
 	e->pos2 = -1;
+	e->gen = 0;
+	e->gen2 = 0;
+	e->size = 0;
 	e->path_len = 0;
 	e->path2_len = 0;
 	e->flags = 0;
@@ -234,13 +240,34 @@ static __always_inline __u32 file_class(struct file *file)
 	return c;
 }
 
-/* The identity (device, inode) and position of a file. */
-static __always_inline void file_identity(struct file *file, __u64 *dev, __u64 *ino, __s64 *pos)
+/* The identity of an inode: device, inode number and generation. An overlay inode keeps its
+ * own device and number (what the VE's stat shows, the same before and after copy-up); its
+ * generation is its upper file's (0 while it has none: a file of a read-only layer, which
+ * never changes), so that a number the upper file system reuses is a new file. */
+static __always_inline void inode_identity(struct inode *inode, __u64 *dev, __u64 *ino, __u32 *gen)
+{
+	if (!inode)
+		return;
+	*ino = BPF_CORE_READ(inode, i_ino);
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	*dev = BPF_CORE_READ(sb, s_dev);
+	if (BPF_CORE_READ(sb, s_magic) == OVERLAYFS_SUPER_MAGIC) {
+		struct ovl_inode *oi =
+			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+		struct dentry *upper = BPF_CORE_READ(oi, __upperdentry);
+		*gen = upper ? BPF_CORE_READ(upper, d_inode, i_generation) : 0;
+	} else {
+		*gen = BPF_CORE_READ(inode, i_generation);
+	}
+}
+
+/* The identity (device, inode, generation) and position of a file. */
+static __always_inline void file_identity(struct file *file, __u64 *dev, __u64 *ino, __u32 *gen,
+					  __s64 *pos)
 {
 	if (!file)
 		return;
-	*ino = BPF_CORE_READ(file, f_inode, i_ino);
-	*dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	inode_identity(BPF_CORE_READ(file, f_inode), dev, ino, gen);
 	*pos = BPF_CORE_READ(file, f_pos);
 }
 
@@ -395,8 +422,8 @@ static __always_inline int enter_transfer(struct inflight *f)
 	}
 	if ((f->evflags & (JCS_F_NO_IN | JCS_F_NO_OUT)) == (JCS_F_NO_IN | JCS_F_NO_OUT))
 		return drop_call(f->nr);
-	file_identity(a, &f->dev, &f->ino, &f->pos);
-	file_identity(b, &f->dev2, &f->ino2, &f->pos2);
+	file_identity(a, &f->dev, &f->ino, &f->gen, &f->pos);
+	file_identity(b, &f->dev2, &f->ino2, &f->gen2, &f->pos2);
 	/* An offset pointer replaces the file position for its side. */
 	__u64 pa = sendfile ? 0 : f->args[1];
 	__u64 pb = sendfile ? f->args[2] : f->args[3];
@@ -434,7 +461,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f->flags = *want;
 	f->evflags = 0;
 	f->peer_len = 0;
-	f->dev = f->ino = f->dev2 = f->ino2 = 0;
+	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
+	f->gen = f->gen2 = 0;
 	f->pos = -1;
 	f->pos2 = -1;
 	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
@@ -470,10 +498,16 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			if ((f->flags & JCS_CAP_READ) && !writes && (c & JCS_FC_PRISTINE))
 				return drop_call(nr);
 		}
-		file_identity(file, &f->dev, &f->ino, &f->pos);
-		/* A write to a file opened O_APPEND lands at its end, not at its position. */
-		if (file && !(f->flags & JCS_CAP_READ) && (BPF_CORE_READ(file, f_flags) & O_APPEND))
-			f->pos = BPF_CORE_READ(file, f_inode, i_size);
+		file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
+		/* A write lands at the file's end when it was opened O_APPEND (whatever offset a
+		 * pwrite names) or with RWF_APPEND: its size at entry says where. */
+		if (file && !(f->flags & JCS_CAP_READ)) {
+			f->size = BPF_CORE_READ(file, f_inode, i_size);
+			if (BPF_CORE_READ(file, f_flags) & O_APPEND) {
+				f->evflags |= JCS_F_APPEND;
+				f->pos = f->size;
+			}
+		}
 	}
 	f->active = 1;
 	return 0;
@@ -492,6 +526,9 @@ static __always_inline void fill(struct jcs_event *e, struct inflight *f, long r
 	e->dev2 = f->dev2;
 	e->ino2 = f->ino2;
 	e->pos2 = f->pos2;
+	e->gen = f->gen;
+	e->gen2 = f->gen2;
+	e->size = f->size;
 	e->flags = f->evflags;
 	if (f->peer_len) {
 		__builtin_memcpy(e->path, f->peer, sizeof(f->peer));
@@ -604,7 +641,17 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			discard(e, f->nr);
 			goto out;
 		}
-		file_identity(file, &e->dev, &e->ino, &e->pos);
+		file_identity(file, &e->dev, &e->ino, &e->gen, &e->pos);
+		/* The name the kernel opened, when the path left room for it: a path whose last
+		 * component differs went through a symbolic link. */
+		if (file && !(c & JCS_FC_SOCKET) && e->path_len <= JCS_PATH_HALF) {
+			const unsigned char *dn = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+			long n = bpf_probe_read_kernel_str(e->path + JCS_PATH_HALF, JCS_PATH_HALF, dn);
+			if (n > 0) {
+				e->path2_len = n;
+				e->flags |= JCS_F_DNAME;
+			}
+		}
 		if ((c & JCS_FC_SOCKET) && (fl & JCS_CAP_ADDR1)) {
 			/* accept: the peer as the kernel knows it, even with a NULL address argument. */
 			e->flags |= JCS_F_SOCKET;
@@ -654,6 +701,8 @@ int BPF_PROG(jcs_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
 		const char *name = BPF_CORE_READ(bprm, filename);
 		long n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), name);
 		e->path_len = n > 0 ? n : 0;
+		file_identity(BPF_CORE_READ(bprm, file), &e->dev, &e->ino, &e->gen, &e->pos);
+		e->pos = -1;
 		submit(e);
 	}
 	return 0;

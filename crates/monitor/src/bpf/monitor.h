@@ -17,7 +17,8 @@ enum jcs_limit {
 enum jcs_kind {
 	JCS_EV_SYSCALL = 1, /* an interesting system call of a watched cgroup, at its exit */
 	JCS_EV_FORK = 2,    /* a task of a watched cgroup created a process or thread */
-	JCS_EV_EXEC = 3,    /* a task of a watched cgroup exec'd a file (path = filename) */
+	JCS_EV_EXEC = 3,    /* a task of a watched cgroup exec'd a file (path = filename; identity:
+	                     * the file the kernel ran, bprm->file) */
 	JCS_EV_EXIT = 4,    /* a task of a watched cgroup exited */
 };
 
@@ -57,6 +58,9 @@ enum jcs_flag {
 	JCS_F_DGRAM = 8,    /* one datagram of sendmmsg/recvmmsg: ret = its length, pos = its index */
 	JCS_F_MORE = 16,    /* after JCS_MMSG_MAX datagrams: ret = the number not itemized */
 	JCS_F_SOCKET2 = 32, /* the second fd of a transfer is a socket */
+	JCS_F_APPEND = 64,  /* a write to a file opened O_APPEND: the kernel writes at its end */
+	JCS_F_DNAME = 128,  /* an open: `path + JCS_PATH_HALF` holds the final name of the file
+	                     * the kernel opened (its dentry), to tell a symbolic link's name */
 };
 
 
@@ -104,11 +108,15 @@ struct jcs_event {
 	__u16 path_len;  /* 136 bytes used in `path` (0 = none) */
 	__u16 path2_len; /* 138 bytes used in `path + JCS_PATH_HALF` (two-path calls) */
 	__u32 flags;     /* 140 enum jcs_flag */
-	char path[JCS_PATH_MAX]; /* 144 a NUL-terminated path (openat; exec: the file name); two
+	__u32 gen;       /* 144 generation of the (first) file (i_generation; of the upper file on
+	                  *     an overlay): with dev and ino, a file's identity */
+	__u32 gen2;      /* 148 the same for the second file */
+	__u64 size;      /* 152 a write's file size at entry (where O_APPEND/RWF_APPEND writes) */
+	char path[JCS_PATH_MAX]; /* 160 a NUL-terminated path (openat; exec: the file name); two
 	                          *     paths: the first in [0, 128), the second in [128, 256);
 	                          *     sockets: the raw struct sockaddr of the remote end */
-};                       /* 400 bytes */
+};                       /* 416 bytes */
 
-_Static_assert(sizeof(struct jcs_event) == 400, "the layout the comments above describe");
+_Static_assert(sizeof(struct jcs_event) == 416, "the layout the comments above describe");
 
 #endif
