@@ -76,9 +76,10 @@ pub struct Translator {
     /// cgroup id → (directory inside the VE, its store-level name) of each persistent and
     /// shared directory: a file under one is named `store name + the rest of its path`.
     store_names: HashMap<u64, Vec<(Vec<u8>, String)>>,
-    /// A name → the file that has it now, as far as the VEs' calls said: a store-level name
-    /// (the same file in every VE that mounts it), else (VE, path inside it). How path calls
-    /// (rename, link, unlink, chmod, …: the kernel names no file for them) find their file.
+    /// A name → the file that has it now, as far as the VEs' calls said: (VE, path inside
+    /// it), and the store-level name (the same file in every VE that mounts it). How path
+    /// calls (rename, link, unlink, chmod, …: the kernel names no file for them) find their
+    /// file.
     names: HashMap<NameKey, VarId>,
     /// cgroup id → system call number → calls classification dropped here, not in the kernel.
     dropped: HashMap<u64, HashMap<u32, u64>>,
@@ -427,33 +428,33 @@ impl Translator {
         (self.file_var(file, path, out), false)
     }
 
-    fn name_key(&self, cgroup_id: u64, ve: u64, path: &[u8]) -> NameKey {
-        match self.store_name(cgroup_id, path) {
-            Some(s) => NameKey::Store(s),
-            None => NameKey::Inner(ve, path.to_vec()),
-        }
-    }
-
     /// The file that has the name `path` (absolute) in VE `ve` now, if the translator saw
-    /// it get the name.
+    /// it get the name: in this VE, or by its store-level name in any VE.
     fn named(&self, e: &Event, ve: u64, path: &[u8]) -> Option<VarId> {
-        self.names.get(&self.name_key(e.cgroup_id, ve, path)).copied()
+        if let Some(v) = self.names.get(&NameKey::Inner(ve, path.to_vec())) {
+            return Some(*v);
+        }
+        let store = self.store_name(e.cgroup_id, path)?;
+        self.names.get(&NameKey::Store(store)).copied()
     }
 
     /// Records that `var` has the name `path` (absolute) in VE `ve` from `time_ns` on; the
     /// file that had it before (as far as the translator saw) loses it. Nothing when the name
-    /// is already the file's.
+    /// is already the file's in this VE.
     fn bind(&mut self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, out: &mut Vec<Output>) {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
-        let key = self.name_key(e.cgroup_id, ve, path);
+        let key = NameKey::Inner(ve, path.to_vec());
         match self.names.get(&key) {
             Some(&v) if v == var => return,
             Some(&old) => out.push(Output::Name(self.name(e, ve, time_ns, path, old, false))),
             None => {}
         }
         self.names.insert(key, var);
+        if let Some(s) = self.store_name(e.cgroup_id, path) {
+            self.names.insert(NameKey::Store(s), var);
+        }
         out.push(Output::Name(self.name(e, ve, time_ns, path, var, true)));
     }
 
@@ -462,9 +463,12 @@ impl Translator {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
-        let key = self.name_key(e.cgroup_id, ve, path);
-        if self.names.get(&key).is_some_and(|&v| v == var) {
-            self.names.remove(&key);
+        let mut keys = vec![NameKey::Inner(ve, path.to_vec())];
+        keys.extend(self.store_name(e.cgroup_id, path).map(NameKey::Store));
+        for key in keys {
+            if self.names.get(&key).is_some_and(|&v| v == var) {
+                self.names.remove(&key);
+            }
         }
         out.push(Output::Name(self.name(e, ve, time_ns, path, var, false)));
     }

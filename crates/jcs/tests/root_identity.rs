@@ -1,0 +1,185 @@
+//! One identity per file (device, inode, generation), with names as an attribute in time:
+//! real VEs rename, link, unlink, reuse inode numbers, read through other mount points and
+//! symbolic links, and exec what another VE wrote; `jcs track` must follow the file, not the
+//! name. Each test also shows the data really crossed (the negative control: without the
+//! identity the answer would be wrong or empty).
+
+mod common;
+
+use common::Env;
+
+fn reached(env: &Env, args: &[&str]) -> Vec<String> {
+    let j = env.json(&[&["track"], args, &["--json"]].concat());
+    j["reached"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{j}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
+    env.ok(&["log", "--ve", &ve.to_string(), "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn root_a_renamed_or_relinked_file_is_still_the_file_its_writer_wrote() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // VE 1 writes a; VE 2 renames it to b (a name VE 1 never used); VE 3 links b as c and
+    // removes b; VE 4 reads c.
+    env.sh_ok("echo secret > /data/a");
+    env.sh_ok("mv /data/a /data/b");
+    env.sh_ok("ln /data/b /data/c && rm /data/b");
+    let got = env.sh_ok("cat /data/c");
+    assert_eq!(got, "secret\n", "the data crossed from VE 1 to VE 4");
+    for name in ["file:/data/c", "persist:web:/data/c"] {
+        let back = reached(&env, &["back", name]);
+        assert!(back.contains(&"ve:1".to_string()), "{name}: {back:?}");
+    }
+    // The old names resolve to the file that last had them.
+    let back = reached(&env, &["back", "file:/data/b"]);
+    assert!(back.contains(&"ve:1".to_string()), "{back:?}");
+    // Forward from the writer reaches the reader, through one variable.
+    let fwd = reached(&env, &["forward", "ve:1"]);
+    assert!(fwd.contains(&"ve:4".to_string()), "{fwd:?}");
+    // The rename, the link and the unlink are on the file's one variable.
+    for (ve, op) in [(2, "rename"), (3, "link"), (3, "unlink")] {
+        assert!(
+            log(&env, ve)
+                .iter()
+                .any(|a| a["op"] == op && a["dst"] == "file:/data/a"),
+            "VE {ve} {op}: {:#?}",
+            log(&env, ve)
+        );
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_an_open_with_o_trunc_changes_the_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo one > /data/f");
+    // `>` opens with O_TRUNC: the file was changed even if nothing is written.
+    env.sh_ok(": > /data/f");
+    let ats = log(&env, 2);
+    assert!(
+        ats.iter()
+            .any(|a| a["op"] == "truncate" && a["src"] == "ve:2" && a["dst"] == "file:/data/f"),
+        "{ats:#?}"
+    );
+    assert!(reached(&env, &["back", "file:/data/f"]).contains(&"ve:2".to_string()));
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_reused_inode_number_is_a_new_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // VE 1 writes a secret and deletes it; VE 2 creates another file, which the file system
+    // may give the freed inode number.
+    let ino_x = env.sh_ok("echo secret > /data/x; stat -c %i /data/x; rm /data/x");
+    let ino_y = env.sh_ok("echo public > /data/y; stat -c %i /data/y");
+    eprintln!("inode of x {ino_x:?}, of y {ino_y:?} (reused: {})", ino_x == ino_y);
+    let back = reached(&env, &["back", "file:/data/y"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(
+        !back.contains(&"ve:1".to_string()),
+        "VE 1's deleted file is not /data/y: {back:?}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn root_one_shared_file_under_two_mount_points_is_one_variable() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&[
+        "app", "create", "browser", "--template", "bb", "--share", "/dl=downloads",
+    ]);
+    env.ok(&[
+        "app", "create", "office", "--template", "bb", "--persist", "/data", "--share",
+        "/inbox=downloads",
+    ]);
+    let run = |app: &str, script: &str| {
+        let o = env.jcs(&["run", app, "--", "/bin/sh", "-c", script]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run("browser", "echo evil > /dl/evil.doc");
+    run("office", "cat /inbox/evil.doc > /data/report.txt");
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/office/data/report.txt")).unwrap(),
+        "evil\n",
+        "the data crossed"
+    );
+    // The office's name for the file, its store-level name, and the browser's name.
+    for q in [
+        &["back", "file:/data/report.txt"][..],
+        &["back", "persist:office:/data/report.txt"],
+    ] {
+        let back = reached(&env, q);
+        assert!(back.contains(&"ve:1".to_string()), "{q:?}: {back:?}");
+    }
+    let fwd = reached(&env, &["forward", "shared:downloads/evil.doc"]);
+    assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
+    let fwd = reached(&env, &["forward", "file:/inbox/evil.doc", "--app", "office"]);
+    assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_two_apps_files_of_one_path_are_two_files() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    for app in ["a", "b"] {
+        env.ok(&["app", "create", app, "--template", "bb", "--persist", "/data"]);
+        let o = env.jcs(&[
+            "run", app, "--", "/bin/sh", "-c", "echo $JCS_VE > /data/report.txt",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // By the inner path alone the name is ambiguous: an error that lists both files.
+    let err = env.fails(&["track", "back", "file:/data/report.txt"]);
+    assert!(err.contains("2 different files"), "{err}");
+    assert!(err.matches("file:[").count() >= 2, "{err}");
+    // Narrowed by app or by store-level name: one file, its own writer only.
+    for q in [
+        &["back", "file:/data/report.txt", "--app", "b"][..],
+        &["back", "persist:b:/data/report.txt"],
+    ] {
+        let back = reached(&env, q);
+        assert!(back.contains(&"ve:2".to_string()), "{q:?}: {back:?}");
+        assert!(!back.contains(&"ve:1".to_string()), "{q:?}: {back:?}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_exec_names_the_file_run_and_a_symlink_is_not_a_name() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // VE 1 makes a program and a symbolic link to it; VE 2 runs it.
+    // (Named echo: busybox runs the applet its file is named after.)
+    env.sh_ok("cp /bin/busybox /data/echo && ln -s /data/echo /data/alias");
+    let out = env.sh_ok("/data/echo ran");
+    assert_eq!(out, "ran\n");
+    let back = reached(&env, &["back", "ve:2"]);
+    assert!(
+        back.contains(&"file:/data/echo".to_string()) && back.contains(&"ve:1".to_string()),
+        "VE 2 ran what VE 1 wrote: {back:?}"
+    );
+    // Reading through the link reads the file: the same variable, not one named /data/alias.
+    env.sh_ok("cat /data/alias > /dev/null");
+    let ats = log(&env, 3);
+    assert!(
+        ats.iter().any(|a| a["op"] == "read" && a["src"] == "file:/data/echo"),
+        "{ats:#?}"
+    );
+    assert!(!ats.iter().any(|a| a["src"] == "file:/data/alias"), "{ats:#?}");
+    env.assert_clean();
+}
