@@ -1310,6 +1310,81 @@ mod tests {
     }
 
     #[test]
+    fn appending_writes_land_at_the_end_and_minus_one_is_the_position() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let write = |nr: i64, off: u64, flags: u64, append: bool| {
+            let mut w = ev(Kind::Syscall, nr as u32, 10);
+            w.args = [3, 0, 1, off, flags, 0];
+            w.file = Some((1, 2, 3));
+            w.pos = Some(7);
+            w.size = 500;
+            if append {
+                w.flags |= flag::APPEND;
+            }
+            w
+        };
+        t.push(&write(libc::SYS_pwrite64, 40, 0, false), &mut out);
+        t.push(&write(libc::SYS_pwrite64, 40, 0, true), &mut out); // O_APPEND: at the end
+        t.push(&write(libc::SYS_pwritev2, u64::MAX, 0, false), &mut out); // -1: the position
+        t.push(&write(libc::SYS_pwritev2, 40, 0x10, false), &mut out); // RWF_APPEND
+        t.push(&write(libc::SYS_write, 0, 0, false), &mut out);
+        let offs: Vec<u64> = ats(&out).iter().map(|a| a.off).collect();
+        assert_eq!(offs, [40, 500, 7, 500, 7]);
+    }
+
+    #[test]
+    fn a_rename_moves_the_name_and_path_calls_find_the_file() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_store_names(55, &[("/data".into(), "persist:web:/data".into())]);
+        let mut out = vec![];
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.args[2] = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64;
+        open.data = b"/data/a\0".to_vec();
+        open.file = Some((1, 2, 3));
+        t.push(&open, &mut out);
+        let mut r = ev(Kind::Syscall, nr::RENAMEAT2, 0);
+        r.args = [libc::AT_FDCWD as u64, 0, libc::AT_FDCWD as u64, 0, 0, 0];
+        r.data = b"/data/a\0".to_vec();
+        r.data2 = b"/data/b\0".to_vec();
+        t.push(&r, &mut out);
+        let mut ch = ev(Kind::Syscall, libc::SYS_fchmodat as u32, 0);
+        ch.args[0] = libc::AT_FDCWD as u64;
+        ch.data = b"/data/b\0".to_vec();
+        t.push(&ch, &mut out);
+        let a = ats(&out);
+        let file = a[0].src;
+        // open, the O_TRUNC truncate, rename, chmod: all on the one file.
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.src, a.dst)).collect::<Vec<_>>(),
+            [
+                (Op::Open, file, 1),
+                (Op::Truncate, 1, file),
+                (Op::Rename, 1, file),
+                (Op::Chmod, 1, file)
+            ]
+        );
+        let names: Vec<(String, Option<String>, bool)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Name(n) => Some((n.path.clone(), n.store.clone(), n.bound)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("/data/a".into(), Some("persist:web:/data/a".into()), true),
+                ("/data/a".into(), Some("persist:web:/data/a".into()), false),
+                ("/data/b".into(), Some("persist:web:/data/b".into()), true),
+            ]
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
+    }
+
+    #[test]
     fn unwatched_cgroups_produce_nothing() {
         let mut t = Translator::new(1, 0);
         let mut out = vec![];

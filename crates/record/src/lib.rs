@@ -332,7 +332,47 @@ mod tests {
                     bytes: 5,
                 }],
             },
+            Record::Names(vec![
+                Name {
+                    time_ns: 5,
+                    ve: 2,
+                    var: 9,
+                    path: "/data/a".into(),
+                    store: Some("persist:web:/data/a".into()),
+                    bound: true,
+                },
+                Name {
+                    time_ns: 6,
+                    ve: 2,
+                    var: 9,
+                    path: "/x".into(),
+                    store: None,
+                    bound: false,
+                },
+            ]),
         ]
+    }
+
+    #[test]
+    fn names_and_file_identities_are_pinned() {
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(samples()[4].encode()),
+            "4e02050209072f646174612f6114706572736973743a7765623a2f646174612f61\
+             01060209022f780000"
+        );
+        let d = VarDef::Inode {
+            dev: 1,
+            ino: 2,
+            gen: 3,
+            name: Some("/a".into()),
+        };
+        let r = Record::Vars(vec![(4, d.clone())]);
+        assert_eq!(hex(r.encode()), "4401040601020303 2f61".replace(' ', ""));
+        assert_eq!(VarKey::of(&d).as_str(), "n:1:2:3");
+        let mut bad = r.encode();
+        *bad.last_mut().unwrap() = 0xff; // not UTF-8
+        assert!(Record::decode(&bad).is_err());
     }
 
     #[test]
@@ -389,7 +429,7 @@ mod tests {
     fn golden_bytes() {
         // Part of the journal format: these bytes must never change meaning.
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let [vars, _, stats, sums] = &samples()[..] else {
+        let [vars, _, stats, sums, _] = &samples()[..] else {
             unreachable!()
         };
         assert_eq!(
