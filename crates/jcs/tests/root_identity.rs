@@ -183,3 +183,17 @@ fn root_exec_names_the_file_run_and_a_symlink_is_not_a_name() {
     assert!(!ats.iter().any(|a| a["src"] == "file:/data/alias"), "{ats:#?}");
     env.assert_clean();
 }
+
+#[test]
+fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo secret > /data/f");
+    // A new recorder (the next run starts one) must not make the file a new variable: VE 2's
+    // read is of what VE 1 wrote.
+    env.stop_daemon();
+    assert_eq!(env.sh_ok("cat /data/f"), "secret\n");
+    let fwd = reached(&env, &["forward", "ve:1"]);
+    assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
+    env.assert_clean();
+}

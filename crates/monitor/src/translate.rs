@@ -56,8 +56,18 @@ enum FdTarget {
     Local(VarId),
 }
 
+/// Finds a variable an earlier recorder defined (see [`Translator::set_known`]).
+pub struct Known(Box<dyn FnMut(&VarDef) -> Option<VarId>>);
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Known(..)")
+    }
+}
+
 #[derive(Debug)]
 pub struct Translator {
+    known: Option<Known>,
     /// cgroup id → VE id.
     ves: HashMap<u64, u64>,
     /// cgroup id → the tid of the VE's init.
@@ -161,6 +171,7 @@ impl Translator {
     /// after the journal's highest); `clock_offset_ns` = realtime − monotonic.
     pub fn new(first_var: VarId, clock_offset_ns: i64) -> Translator {
         Translator {
+            known: None,
             ves: HashMap::default(),
             inits: HashMap::default(),
             vars: HashMap::default(),
@@ -334,11 +345,28 @@ impl Translator {
         if let Some(id) = self.vars.get(&key) {
             return *id;
         }
+        let def = def();
+        // A variable an earlier recorder defined (a file by identity, an endpoint, a VE's
+        // memory): the same variable, not a new one (files by path are never reused: a path
+        // may be another file by now).
+        if !matches!(key, Key::Path(_)) {
+            if let Some(id) = self.known.as_mut().and_then(|k| (k.0)(&def)) {
+                self.vars.insert(key, id);
+                return id;
+            }
+        }
         let id = self.next_var;
         self.next_var += 1;
         self.vars.insert(key, id);
-        out.push(Output::Var(id, def()));
+        out.push(Output::Var(id, def));
         id
+    }
+
+    /// How to find a variable the journal already defines (the recorder: its key in the
+    /// catalog), so that a restarted recorder gives a file, an endpoint or a VE the variable
+    /// it had.
+    pub fn set_known(&mut self, find: impl FnMut(&VarDef) -> Option<VarId> + 'static) {
+        self.known = Some(Known(Box::new(find)));
     }
 
     /// The variable of a file: by identity when the kernel gave it (labelled, when new, by its

@@ -4,8 +4,8 @@
 //! in time (`model::at::Name`): a path inside one VE from one moment to another, and a
 //! store-level name (`persist:APP:/data/x`, `shared:NAME/x`) for files of persistent or shared
 //! storage. A query by name asks "which file had this name": in the VEs of the scope, at the
-//! time asked, or — without a time — the file that has it now (else the last one that had
-//! it). Two different files that fit are an error that lists them: the user narrows it with
+//! time asked, or — without a time, or when nothing had it then — the file that has it now
+//! (else the last one that had it). Two different files that fit are an error that lists them: the user narrows it with
 //! `--ve`/`--app`, `--at`, a store-level name or `file:[DEV:INO:GEN]`.
 //!
 //! Variables of version-1 journals (files known by path) are still matched by their path.
@@ -82,18 +82,23 @@ pub fn resolve(
         .collect();
     if q.by_name() {
         let b = bindings(q, names, scope);
-        let fits: Vec<&Binding> = match scope.at_ns {
+        let then: Vec<&Binding> = match scope.at_ns {
             Some(t) => b
                 .iter()
                 .filter(|b| b.since_ns <= t && b.until_ns.is_none_or(|u| t < u))
                 .collect(),
-            None => {
-                let now: Vec<&Binding> = b.iter().filter(|b| b.until_ns.is_none()).collect();
-                if now.is_empty() {
-                    b.iter().max_by_key(|b| b.until_ns).into_iter().collect()
-                } else {
-                    now
-                }
+            None => Vec::new(),
+        };
+        // Nothing had the name at that time (or no time was asked): the file that has it
+        // now, else the one that had it last.
+        let fits: Vec<&Binding> = if !then.is_empty() {
+            then
+        } else {
+            let now: Vec<&Binding> = b.iter().filter(|b| b.until_ns.is_none()).collect();
+            if now.is_empty() {
+                b.iter().max_by_key(|b| b.until_ns).into_iter().collect()
+            } else {
+                now
             }
         };
         let files: BTreeMap<VarId, Vec<&Binding>> =
@@ -182,8 +187,9 @@ mod tests {
             ..Scope::default()
         };
         assert_eq!(resolve(&q("file:/data/a"), &vars, &names, &at(15)).unwrap(), [5]);
-        assert!(resolve(&q("file:/data/a"), &vars, &names, &at(25)).unwrap().is_empty());
-        assert!(resolve(&q("file:/data/b"), &vars, &names, &at(15)).unwrap().is_empty());
+        // Nothing had the name then: the file that had it last, or has it now.
+        assert_eq!(resolve(&q("file:/data/a"), &vars, &names, &at(25)).unwrap(), [5]);
+        assert_eq!(resolve(&q("file:/data/b"), &vars, &names, &at(15)).unwrap(), [5]);
     }
 
     #[test]

@@ -367,6 +367,17 @@ fn monitor_loop(
         .map_err(epoll_err)?;
     }
     let mut t = Translator::new(first_var, clock_offset_ns());
+    {
+        // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
+        // catalog holds every definition the journal has, by key.
+        let known = store::Catalog::open(&catalog)?;
+        t.set_known(move |d| {
+            known
+                .var_ids(&record::VarKey::of(d))
+                .ok()
+                .and_then(|ids| ids.into_iter().max())
+        });
+    }
     let mut last_ticket: Option<u64> = None;
     // VEs that ran on while no recorder recorded them: watched again, after a gap
     // transaction that says so (its count is unknown: length 0, result -1).
