@@ -198,8 +198,8 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
     let file_var = out
         .iter()
         .find_map(|o| match o {
-            Output::Var(id, VarDef::File { ino, path, .. }) if *ino == meta.ino() => {
-                assert_eq!(path.as_deref(), Some(out_path.as_str()));
+            Output::Var(id, VarDef::Inode { ino, name, .. }) if *ino == meta.ino() => {
+                assert_eq!(name.as_deref(), Some(out_path.as_str()));
                 Some(*id)
             }
             _ => None,
