@@ -58,10 +58,12 @@ impl VarDef {
         )
     }
 
-    /// A volatile variable (an endpoint, a socket path): what is sent to it does not come back
-    /// out of it.
+    /// A volatile variable (a network endpoint): what is sent to it does not come back out of
+    /// it (it is somewhere else, and answers what it likes). A Unix socket's name is not
+    /// volatile: it is a rendezvous on this host, and what one VE sends through it another
+    /// receives.
     pub fn is_volatile(&self) -> bool {
-        matches!(self, VarDef::Endpoint { .. } | VarDef::Unix { .. })
+        matches!(self, VarDef::Endpoint { .. })
     }
 }
 

@@ -65,6 +65,15 @@ fn host_devpts_dev() -> u64 {
     }
 }
 
+/// The inode number of the host's network namespace (that of the process loading the
+/// monitor: the recorder runs on the host), 0 when unknown.
+fn host_netns_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
 impl Monitor {
     /// Opens, configures, loads and attaches the programs. The BPF object's backing store
     /// lives as long as the process (one monitor per daemon).
@@ -80,6 +89,17 @@ impl Monitor {
             .update(
                 &0u32.to_ne_bytes(),
                 &host_devpts_dev().to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|source| MonitorError::Map {
+                map: "settings",
+                source,
+            })?;
+        skel.maps
+            .settings
+            .update(
+                &1u32.to_ne_bytes(),
+                &host_netns_inode().to_ne_bytes(),
                 MapFlags::ANY,
             )
             .map_err(|source| MonitorError::Map {

@@ -22,6 +22,8 @@ pub mod cap {
     pub const PATHB3: u32 = C::JCS_CAP_PATHB3.0;
     pub const MSGHDR: u32 = C::JCS_CAP_MSGHDR.0;
     pub const MMSG: u32 = C::JCS_CAP_MMSG.0;
+    pub const PIPE: u32 = C::JCS_CAP_PIPE.0;
+    pub const SCM: u32 = C::JCS_CAP_SCM.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -55,6 +57,8 @@ pub enum Sem {
     Chdir,
     /// fallocate: changes a byte range of the fd's file (offset args[2], length args[3]).
     Fallocate,
+    /// pipe, pipe2: the kernel side remembers the pipe as the VE's; never emitted.
+    Pipe,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -193,13 +197,14 @@ pub fn table() -> Vec<Sys> {
             FD0 | ADDR4 | ADDRLENP,
             ReadFd(None),
         ),
-        sys(SYS_sendmsg, "sendmsg", FD0 | MSGHDR, WriteFd(None)),
+        sys(SYS_sendmsg, "sendmsg", FD0 | MSGHDR | SCM, WriteFd(None)),
         sys(SYS_recvmsg, "recvmsg", FD0 | MSGHDR, ReadFd(None)),
         sys(SYS_sendmmsg, "sendmmsg", FD0 | MMSG, WriteFd(None)),
         sys(SYS_recvmmsg, "recvmmsg", FD0 | MMSG, ReadFd(None)),
         sys(SYS_chdir, "chdir", PATH0, Chdir),
         sys(SYS_fchdir, "fchdir", FD0, Chdir),
         sys(SYS_fallocate, "fallocate", FD0, Fallocate),
+        sys(SYS_pipe2, "pipe2", PIPE, Pipe),
         // Metadata as a channel: extended attributes and timestamps (docs/design.md, "What
         // crosses"). The kernel names the file of the path calls (kprobes on vfs_*xattr and
         // notify_change), so they land on the file's own variable.
@@ -252,6 +257,7 @@ pub fn table() -> Vec<Sys> {
         ),
         sys(SYS_utimes, "utimes", PATH0, Meta(Op::Utime)),
         sys(SYS_utime, "utime", PATH0, Meta(Op::Utime)),
+        sys(SYS_pipe, "pipe", PIPE, Pipe),
     ]);
     t
 }

@@ -126,7 +126,17 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
         }
         libc::AF_UNIX => {
             let p = b.get(2..)?;
+            // An abstract name starts with a NUL and may hold more: shown as `@name`.
+            if let Some(rest) = p.strip_prefix(&[0]) {
+                let end = rest.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+                return Some(VarDef::Unix {
+                    path: format!("@{}", lossy(rest[..end].to_vec())),
+                });
+            }
             let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
+            if end == 0 {
+                return None; // unnamed
+            }
             Some(VarDef::Unix {
                 path: lossy(p[..end].to_vec()),
             })
@@ -517,6 +527,7 @@ impl Translator {
         let fd = e.args[0] as i32;
         let socket = e.flags & flag::SOCKET != 0;
         match sys.sem {
+            Sem::Pipe => return,
             Sem::Chdir => {
                 if e.ret == 0 {
                     let dir = match self.path_of(e, &sys, false) {

@@ -50,7 +50,9 @@ struct inflight {
 	__u32 flags;   /* enum jcs_capture */
 	__u32 evflags; /* enum jcs_flag */
 	__u32 peer_len;
-	__u8 peer[28]; /* a socket's remote end, as a struct sockaddr_in or sockaddr_in6 */
+	__u8 peer[112]; /* a socket's remote end: struct sockaddr_in, sockaddr_in6 or sockaddr_un */
+	__u32 sockinfo; /* SI_STREAM: connection-oriented (a named address is ignored once
+	                 * connected); SI_HOSTNET: in the host's network namespace */
 	__u32 active;  /* 1 from a recorded call's entry to its exit */
 };
 
@@ -68,13 +70,33 @@ struct {
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
 
-/* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown). */
+/* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown); [1] the
+ * inode number of the host's network namespace (0 = unknown): its loopback is the host's. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } settings SEC(".maps");
+
+/* Pipes made by tasks of watched cgroups: the pipe's inode → the cgroup. A pipe stays inside a
+ * VE only when the VE made it and it never left (LRU: a pipe forgotten is treated as made
+ * outside, so it is recorded, never wrongly dropped). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} pipes SEC(".maps");
+
+/* Pipes and sockets whose descriptor a VE passed out (SCM_RIGHTS over a socket that crosses
+ * its boundary): their data crosses from then on, whoever made them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} escaped SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -171,6 +193,11 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
+#define S_IFIFO 0010000
+#define SOCK_STREAM 1
+#define SOCK_SEQPACKET 5
+#define SI_STREAM 1
+#define SI_HOSTNET 2
 #define AF_INET6 10
 
 /* The struct file behind descriptor `fd` of task `t`, or NULL. */
@@ -220,7 +247,14 @@ static __always_inline __u32 file_class(struct file *file)
 		    (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9))
 			c |= JCS_FC_INSIDE;
 	}
-	if (magic == PIPEFS_MAGIC || magic == ANON_INODE_FS_MAGIC) {
+	if (magic == PIPEFS_MAGIC) {
+		/* Inside only when this VE made it and it never left. */
+		__u64 key = (__u64)inode;
+		__u64 *owner = bpf_map_lookup_elem(&pipes, &key);
+		if (owner && *owner == bpf_get_current_cgroup_id() &&
+		    !bpf_map_lookup_elem(&escaped, &key))
+			c |= JCS_FC_INSIDE;
+	} else if (magic == ANON_INODE_FS_MAGIC) {
 		c |= JCS_FC_INSIDE;
 	} else if (magic == DEVPTS_SUPER_MAGIC) {
 		__u32 k = 0;
@@ -302,31 +336,89 @@ static __always_inline int addr_loopback(const char *p)
 	return 0;
 }
 
+/* The cgroup of the process a Unix socket's peer credentials name (the listener for a client,
+ * the client for an accepted socket, the creator for a socketpair), 0 when it has exited. */
+static __always_inline __u64 peer_pid_cgroup(struct sock *sk)
+{
+	struct pid *pp = BPF_CORE_READ(sk, sk_peer_pid);
+	if (!pp)
+		return 0;
+	struct hlist_node *first = BPF_CORE_READ(pp, tasks[0].first); /* PIDTYPE_PID */
+	if (!first)
+		return 0;
+	struct task_struct *t =
+		(void *)first - bpf_core_field_offset(struct task_struct, pid_links[0]);
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+/* The inode of a socket (`struct socket_alloc`): the key of `escaped`. */
+static __always_inline __u64 sock_inode(struct socket *sock)
+{
+	return sock ? (__u64)sock + bpf_core_field_offset(struct socket_alloc, vfs_inode) : 0;
+}
+
+/* Copies a Unix socket's bound name (struct sockaddr_un) into `buf` (112 bytes); its length. */
+static __always_inline int unix_name(struct sock *sk, __u8 *buf)
+{
+	struct unix_address *a = BPF_CORE_READ((struct unix_sock *)sk, addr);
+	if (!a)
+		return 0;
+	int len = BPF_CORE_READ(a, len);
+	if (len <= 2)
+		return 0;
+	if (len > 110)
+		len = 110;
+	if (bpf_probe_read_kernel(buf, 110, (void *)a + bpf_core_field_offset(struct unix_address, name)))
+		return 0;
+	return len;
+}
+
+/* Whether the task's network namespace is the host's (its loopback reaches the host). */
+static __always_inline int host_net(struct sock *sk)
+{
+	__u32 k = 1;
+	__u64 *host = bpf_map_lookup_elem(&settings, &k);
+	return host && *host && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == *host;
+}
+
 /* The remote end of the socket behind `file`, from the kernel's sock, as a struct sockaddr in
- * `buf`. Returns its length; 0 when there is none to name (not IP, or not connected); -1 when
- * the socket's traffic stays inside the VE: loopback-only, or a Unix socket whose peer was
- * made in the VE's own cgroup. */
-static __always_inline int sock_peer(struct file *file, __u8 *buf)
+ * `buf` (112 bytes). Returns its length; 0 when there is none to name (not connected); -1
+ * when the socket's traffic stays inside the VE: loopback-only in the VE's own network
+ * namespace, or a Unix socket whose other end is a process of this VE (and that no VE passed
+ * out). A Unix socket that crosses is named by its rendezvous: the name it or its peer was
+ * bound to (a listener's path), the same at both ends. `*info` gets SI_STREAM and SI_HOSTNET. */
+static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 {
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return 0;
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+	*info = (type == SOCK_STREAM || type == SOCK_SEQPACKET ? SI_STREAM : 0) |
+		(host_net(sk) ? SI_HOSTNET : 0);
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family == AF_UNIX) {
-		/* A connected Unix socket whose other end was made in this same cgroup (a
-		 * socketpair, or a server of the VE): its traffic stays inside the VE. */
 		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
-		if (peer && BPF_CORE_READ(peer, sk_cgrp_data.cgroup, kn, id) ==
-				    bpf_get_current_cgroup_id())
+		__u64 me = sock_inode(sock);
+		__u64 other = peer ? sock_inode(BPF_CORE_READ(peer, sk_socket)) : 0;
+		int left = bpf_map_lookup_elem(&escaped, &me) ||
+			   (other && bpf_map_lookup_elem(&escaped, &other));
+		__u64 cg = bpf_get_current_cgroup_id();
+		__u64 pcg = peer_pid_cgroup(sk);
+		if (!left && peer &&
+		    (pcg ? pcg == cg : BPF_CORE_READ(peer, sk_cgrp_data.cgroup, kn, id) == cg))
 			return -1;
-		return 0;
+		int n = unix_name(sk, buf);
+		if (!n && peer)
+			n = unix_name(peer, buf);
+		return n;
 	}
+	int lo_inside = !(*info & SI_HOSTNET);
 	__be16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
 	if (family == AF_INET) {
 		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
 		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		if (d ? v4_loopback(d) : (l && v4_loopback(l)))
+		if (lo_inside && (d ? v4_loopback(d) : (l && v4_loopback(l))))
 			return -1;
 		if (!d)
 			return 0;
@@ -342,7 +434,8 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf)
 		__builtin_memcpy(dz, &d, 16);
 		__builtin_memcpy(lz, &l, 16);
 		int connected = dz[0] | dz[1];
-		if (connected ? v6_loopback((__u8 *)&d) : ((lz[0] | lz[1]) && v6_loopback((__u8 *)&l)))
+		if (lo_inside &&
+		    (connected ? v6_loopback((__u8 *)&d) : ((lz[0] | lz[1]) && v6_loopback((__u8 *)&l))))
 			return -1;
 		if (!connected)
 			return 0;
@@ -404,7 +497,7 @@ static __always_inline int enter_transfer(struct inflight *f)
 		f->evflags |= JCS_F_NO_OUT;
 	if (ca & JCS_FC_SOCKET) {
 		f->evflags |= JCS_F_SOCKET;
-		int n = sock_peer(a, f->peer);
+		int n = sock_peer(a, f->peer, &f->sockinfo);
 		if (n < 0)
 			f->evflags |= sendfile ? JCS_F_NO_OUT : JCS_F_NO_IN;
 		else
@@ -413,7 +506,7 @@ static __always_inline int enter_transfer(struct inflight *f)
 	if (cb & JCS_FC_SOCKET) {
 		f->evflags |= JCS_F_SOCKET2;
 		if (!f->peer_len) {
-			int n = sock_peer(b, f->peer);
+			int n = sock_peer(b, f->peer, &f->sockinfo);
 			if (n < 0)
 				f->evflags |= sendfile ? JCS_F_NO_IN : JCS_F_NO_OUT;
 			else
@@ -461,6 +554,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f->flags = *want;
 	f->evflags = 0;
 	f->peer_len = 0;
+	f->sockinfo = 0;
 	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
 	f->gen = f->gen2 = 0;
 	f->pos = -1;
@@ -488,7 +582,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			return drop_call(nr);
 		if (c & JCS_FC_SOCKET) {
 			f->evflags |= JCS_F_SOCKET;
-			int n = sock_peer(file, f->peer);
+			int n = sock_peer(file, f->peer, &f->sockinfo);
 			if (n < 0)
 				return drop_call(nr);
 			f->peer_len = n;
@@ -554,7 +648,8 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 		fill(e, f, len);
 		e->flags |= JCS_F_DGRAM;
 		e->pos = i;
-		if (read_addr(e, name, namelen) && addr_loopback(e->path)) {
+		if (read_addr(e, name, namelen) && addr_loopback(e->path) &&
+		    !(f->sockinfo & SI_HOSTNET)) {
 			discard(e, f->nr);
 			continue;
 		}
@@ -570,6 +665,59 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 	}
 }
 
+/* sendmsg over a socket that crosses the VE's boundary: the pipes and sockets whose descriptors
+ * it passes (SCM_RIGHTS, in its first control message) leave the VE. */
+static __always_inline void escape_fds(struct inflight *f)
+{
+	__u64 ctl = 0, ctllen = 0;
+	bpf_probe_read_user(&ctl, 8, (void *)(f->args[1] + 32));
+	bpf_probe_read_user(&ctllen, 8, (void *)(f->args[1] + 40));
+	if (!ctl || ctllen < 20)
+		return;
+	struct {
+		__u64 len;
+		__s32 level;
+		__s32 type;
+	} h;
+	if (bpf_probe_read_user(&h, sizeof(h), (void *)ctl))
+		return;
+	if (h.level != 1 || h.type != 1 || h.len < 20) /* SOL_SOCKET, SCM_RIGHTS */
+		return;
+	__u32 n = (h.len - 16) / 4;
+	struct task_struct *t = bpf_get_current_task_btf();
+	for (int i = 0; i < 16; i++) {
+		if (i >= n)
+			break;
+		int fd;
+		if (bpf_probe_read_user(&fd, 4, (void *)(ctl + 16 + 4 * i)))
+			break;
+		struct file *file = fd_file(t, fd);
+		if (!file)
+			continue;
+		__u64 key = (__u64)BPF_CORE_READ(file, f_inode);
+		__u8 one = 1;
+		bpf_map_update_elem(&escaped, &key, &one, BPF_ANY);
+	}
+}
+
+/* pipe, pipe2: the new pipe is this VE's. */
+static __always_inline void remember_pipe(struct inflight *f)
+{
+	int fds[2] = {};
+	if (bpf_probe_read_user(fds, sizeof(fds), (void *)f->args[0]))
+		return;
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 cg = bpf_get_current_cgroup_id();
+	for (int i = 0; i < 2; i++) {
+		struct file *file = fd_file(t, fds[i]);
+		if (!file)
+			continue;
+		__u64 key = (__u64)BPF_CORE_READ(file, f_inode);
+		bpf_map_update_elem(&pipes, &key, &cg, BPF_ANY);
+		bpf_map_delete_elem(&escaped, &key);
+	}
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -582,6 +730,13 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	 * nothing moved: counted, not recorded. */
 	if (ret == -EAGAIN)
 		return drop_call(f->nr);
+	if (fl & JCS_CAP_PIPE) {
+		if (ret == 0)
+			remember_pipe(f);
+		return drop_call(f->nr);
+	}
+	if ((fl & JCS_CAP_SCM) && ret >= 0 && f->args[1])
+		escape_fds(f);
 	if ((fl & JCS_CAP_MMSG) && ret > 0) {
 		exit_mmsg(f, ret);
 		return 0;
@@ -591,6 +746,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		goto out;
 	fill(e, f, ret);
 	int named = 0; /* the call named a remote address itself */
+	/* A connected stream socket's data goes to its peer whatever address the call names. */
+	int peer_known = (f->sockinfo & SI_STREAM) && f->peer_len > 0;
 	if (fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)) {
 		__u64 up = (fl & JCS_CAP_PATH1) ? f->args[1] : f->args[0];
 		if (fl & (JCS_CAP_PATHB1 | JCS_CAP_PATHB2 | JCS_CAP_PATHB3)) {
@@ -612,7 +769,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
 		}
 		named = read_addr(e, f->args[1], len);
-	} else if ((fl & JCS_CAP_ADDR4) && ret >= 0) {
+	} else if ((fl & JCS_CAP_ADDR4) && ret >= 0 && !peer_known) {
 		__u32 len = f->args[5];
 		if (fl & JCS_CAP_ADDRLENP) {
 			len = 0;
@@ -620,14 +777,15 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[5]);
 		}
 		named = read_addr(e, f->args[4], len);
-	} else if ((fl & JCS_CAP_MSGHDR) && ret >= 0 && f->args[1]) {
+	} else if ((fl & JCS_CAP_MSGHDR) && ret >= 0 && f->args[1] && !peer_known) {
 		__u64 name = 0;
 		__u32 namelen = 0;
 		bpf_probe_read_user(&name, sizeof(name), (void *)f->args[1]);
 		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(f->args[1] + 8));
 		named = read_addr(e, name, namelen);
 	}
-	if (named && addr_loopback(e->path)) {
+	/* Loopback stays inside only in the VE's own network namespace. */
+	if (named && addr_loopback(e->path) && !(f->sockinfo & SI_HOSTNET)) {
 		discard(e, f->nr);
 		goto out;
 	}
@@ -655,16 +813,14 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		if ((c & JCS_FC_SOCKET) && (fl & JCS_CAP_ADDR1)) {
 			/* accept: the peer as the kernel knows it, even with a NULL address argument. */
 			e->flags |= JCS_F_SOCKET;
-			__u8 peer[28] = {};
-			int n = sock_peer(file, peer);
+			__u32 info = 0;
+			int n = sock_peer(file, (__u8 *)e->path, &info);
 			if (n < 0) {
 				discard(e, f->nr);
 				goto out;
 			}
-			if (n > 0) {
-				__builtin_memcpy(e->path, peer, sizeof(peer));
+			if (n > 0)
 				e->path_len = n;
-			}
 		}
 	}
 	submit(e);

@@ -47,6 +47,10 @@ enum jcs_capture {
 	JCS_CAP_MSGHDR = 32768, /* args[1] is a struct msghdr: its msg_name, at exit (sendmsg, recvmsg) */
 	JCS_CAP_MMSG = 65536,  /* args[1] is an array of struct mmsghdr, ret of them used: one record
 	                        * per datagram (sendmmsg, recvmmsg) */
+	JCS_CAP_PIPE = 131072, /* args[0] points to two new descriptors (pipe, pipe2): remembered as
+	                        * made in the task's VE (the `pipes` map), not recorded */
+	JCS_CAP_SCM = 262144,  /* sendmsg: descriptors passed in SCM_RIGHTS leave the VE (the
+	                        * `escaped` map) */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */

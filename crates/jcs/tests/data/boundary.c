@@ -1,0 +1,150 @@
+/* Channels between VEs (tests/root_boundary.rs). Each subcommand moves known bytes one way:
+ *   unix-serve PATH OUT        accept one connection on the Unix socket PATH, copy what it
+ *                              sends into OUT
+ *   unix-send PATH TEXT        connect to PATH, send TEXT
+ *   pipe-recv PATH OUT         accept one connection on PATH, receive a descriptor over it
+ *                              (SCM_RIGHTS), copy what can be read from it into OUT
+ *   pipe-send PATH TEXT        make a pipe, pass its read end to PATH, then write TEXT into it
+ *   tcp-sendto-lo HOST PORT TEXT
+ *                              connect to HOST:PORT, send TEXT with sendto naming 127.0.0.1
+ *                              (the kernel ignores the address of a connected stream socket)
+ *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
+ * Exit status 0 when the bytes moved, 1 (with a message) when not. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int die(const char *what)
+{
+	fprintf(stderr, "boundary: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static struct sockaddr_un addr_of(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	strncpy(a.sun_path, path, sizeof(a.sun_path) - 1);
+	return a;
+}
+
+static int listen_unix(const char *path)
+{
+	unlink(path);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = addr_of(path);
+	if (s < 0 || bind(s, (void *)&a, sizeof(a)) || listen(s, 1))
+		die("listen");
+	/* Tell the test it may start the client. */
+	int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
+	if (r >= 0)
+		close(r);
+	int c = accept(s, NULL, NULL);
+	if (c < 0)
+		die("accept");
+	return c;
+}
+
+static int connect_unix(const char *path)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = addr_of(path);
+	if (s < 0 || connect(s, (void *)&a, sizeof(a)))
+		die("connect");
+	return s;
+}
+
+static void copy(int from, const char *out)
+{
+	int o = open(out, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	if (o < 0)
+		die("open the output");
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(from, buf, sizeof(buf))) > 0)
+		if (write(o, buf, n) != n)
+			die("write");
+	close(o);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && !strcmp(argv[1], "unix-serve")) {
+		copy(listen_unix(argv[2]), argv[3]);
+	} else if (argc == 4 && !strcmp(argv[1], "unix-send")) {
+		int s = connect_unix(argv[2]);
+		if (write(s, argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))
+			die("send");
+	} else if (argc == 4 && !strcmp(argv[1], "pipe-recv")) {
+		int c = listen_unix(argv[2]);
+		char byte;
+		char ctl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { &byte, 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+				    .msg_controllen = sizeof(ctl) };
+		if (recvmsg(c, &m, 0) != 1)
+			die("recvmsg");
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		if (!h || h->cmsg_type != SCM_RIGHTS)
+			die("no descriptor");
+		int fd;
+		memcpy(&fd, CMSG_DATA(h), sizeof(fd));
+		copy(fd, argv[3]);
+	} else if (argc == 4 && !strcmp(argv[1], "pipe-send")) {
+		int p[2];
+		if (pipe(p))
+			die("pipe");
+		int s = connect_unix(argv[2]);
+		char byte = 'x';
+		char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+		struct iovec iov = { &byte, 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+				    .msg_controllen = sizeof(ctl) };
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &p[0], sizeof(int));
+		if (sendmsg(s, &m, 0) != 1)
+			die("sendmsg");
+		close(p[0]);
+		if (write(p[1], argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))
+			die("write the pipe");
+	} else if (argc == 5 && !strcmp(argv[1], "tcp-sendto-lo")) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+		inet_pton(AF_INET, argv[2], &a.sin_addr);
+		if (s < 0 || connect(s, (void *)&a, sizeof(a)))
+			die("connect");
+		struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = htons(9) };
+		inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+		size_t n = strlen(argv[4]);
+		if (sendto(s, argv[4], n, 0, (void *)&lo, sizeof(lo)) != (ssize_t)n)
+			die("sendto");
+	} else if (argc == 4 && !strcmp(argv[1], "tcp-serve")) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		int one = 1;
+		setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+		if (s < 0 || bind(s, (void *)&a, sizeof(a)) || listen(s, 1))
+			die("listen");
+		int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
+		if (r >= 0)
+			close(r);
+		int c = accept(s, NULL, NULL);
+		if (c < 0)
+			die("accept");
+		copy(c, argv[3]);
+	} else {
+		fprintf(stderr, "boundary: bad arguments\n");
+		return 2;
+	}
+	return 0;
+}

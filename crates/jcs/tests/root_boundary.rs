@@ -1,0 +1,154 @@
+//! Channels between VEs and between a VE and the host, tried as a hostile application would:
+//! a static C probe (`tests/data/boundary.c`) moves known bytes; for each channel the test
+//! shows the bytes crossed (the negative control: they arrived) and that `jcs track back` of
+//! the receiving side names the sending VE.
+
+mod common;
+
+use common::{wait_for, Env};
+use std::path::PathBuf;
+
+fn reached(env: &Env, args: &[&str]) -> Vec<String> {
+    let j = env.json(&[&["track"], args, &["--json"]].concat());
+    j["reached"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{j}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn data(env: &Env) -> PathBuf {
+    env.home().join("persist/web/data")
+}
+
+/// Runs `server` in a VE in the background until it says it is ready, then `client` in
+/// another; returns when both ended (the server is VE 1, the client VE 2).
+fn serve_and_send(env: &Env, server: &[&str], client: &[&str]) {
+    let _ = std::fs::remove_file(data(env).join("ready"));
+    let mut s = env
+        .cmd(&[&["run", "web", "--"], server].concat())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(20, || data(env).join("ready").exists()),
+        "the server did not start"
+    );
+    let o = env.jcs(&[&["run", "web", "--"], client].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.wait().unwrap().success(), "the server failed");
+}
+
+#[test]
+fn root_a_unix_socket_between_two_ves_carries_the_senders_data() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    serve_and_send(
+        &env,
+        &["/data/boundary", "unix-serve", "/dl/sock", "/data/got"],
+        &["/data/boundary", "unix-send", "/dl/sock", "unix-secret"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("got")).unwrap(),
+        "unix-secret"
+    );
+    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(back.contains(&"unix:/dl/sock".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_pipe_passed_to_another_ve_carries_the_writers_data() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    serve_and_send(
+        &env,
+        &["/data/boundary", "pipe-recv", "/dl/sock", "/data/got"],
+        &["/data/boundary", "pipe-send", "/dl/sock", "pipe-secret"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("got")).unwrap(),
+        "pipe-secret"
+    );
+    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_fifo_in_persistent_storage_carries_the_writers_data() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("mkfifo /data/fifo && touch /data/ready");
+    let _ = std::fs::remove_file(data(&env).join("ready"));
+    let mut reader = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /data/ready; cat /data/fifo > /data/got",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(20, || data(&env).join("ready").exists()));
+    env.sh_ok("echo fifo-secret > /data/fifo");
+    assert!(reader.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("got")).unwrap(),
+        "fifo-secret\n"
+    );
+    // VE 1 made the FIFO, VE 2 read it, VE 3 wrote into it.
+    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    assert!(back.contains(&"ve:3".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_host_pipe_on_the_ves_stdout_is_a_crossing() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo stdout-secret > /data/secret");
+    // The caller's stdout is a pipe (Command::output): what the VE prints leaves it.
+    let out = env.sh_ok("cat /data/secret");
+    assert_eq!(out, "stdout-secret\n", "the bytes reached the host");
+    let log: Vec<serde_json::Value> = env
+        .ok(&["log", "--ve", "2", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let to_host = log
+        .iter()
+        .find(|a| a["op"] == "write" && a["src"] == "ve:2" && a["len"] == 14)
+        .unwrap_or_else(|| panic!("no write of the 14 bytes to the host pipe: {log:#?}"));
+    // And forward tracking from the file reaches that pipe.
+    let dst = to_host["dst"].as_str().unwrap().to_string();
+    let fwd = reached(&env, &["forward", "persist:web:/data/secret"]);
+    assert!(fwd.contains(&dst), "{dst} not in {fwd:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_ves_own_pipe_stays_inside() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // The shell's pipe between two of the VE's processes: counted, not recorded.
+    env.sh_ok("echo inside | cat > /dev/null");
+    let log = env.ok(&["log", "--ve", "1", "--json"]);
+    assert!(
+        !log.lines().any(|l| l.contains("\"len\":7") && l.contains("\"op\":\"write\"")),
+        "{log}"
+    );
+    let stats = env.json(&["stats", "--ve", "1", "--json"]);
+    let dropped = &stats["ves"][0]["dropped_by_name"];
+    assert!(
+        dropped["write"].as_u64().unwrap_or(0) >= 1 && dropped["pipe2"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
+    env.assert_clean();
+}
