@@ -12,7 +12,7 @@ mod common;
 
 use common::{Env, NetNs};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::rc::Rc;
 
@@ -155,12 +155,17 @@ fn quoted(args: &str) -> Option<String> {
     Some(args[a + 1..a + 1 + b].to_string())
 }
 
-/// The variable a descriptor target names, as `jcs log --json` spells it; None for what never
-/// crosses the VE's boundary (pipes). strace cannot name the ends of a socket in another
-/// network namespace (`TCP:[inode]`): `sockets` maps those to the endpoint they connected to.
-fn var_of(target: &str, sockets: &HashMap<String, String>) -> Option<String> {
+/// The variable a descriptor target names, as `jcs log --json` spells it (a pipe as
+/// `pipe:[INODE]`, see `recorded`); None for what never crosses the VE's boundary (a pipe
+/// other than the caller's, `outside`: the VE made it). strace cannot name the ends of a socket in another network namespace
+/// (`TCP:[inode]`): `sockets` maps those to the endpoint they connected to.
+fn var_of(
+    target: &str,
+    sockets: &HashMap<String, String>,
+    outside: &HashSet<String>,
+) -> Option<String> {
     if target.starts_with("pipe:") {
-        return None;
+        return outside.contains(target).then(|| target.to_string());
     }
     if let Some(t) = target
         .strip_prefix("TCP:[")
@@ -202,7 +207,7 @@ type Key = (u32, String, String, Option<u64>, i64);
 
 /// What strace's calls of processes `pids` must have produced, and the template reads that
 /// must not appear.
-fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
+fn expected(calls: &[Call], pids: &[u32], outside: &HashSet<String>) -> (Vec<Key>, usize) {
     let mut tables: HashMap<u32, Fds> = HashMap::new();
     let mut sizes: HashMap<String, u64> = HashMap::new();
     let mut want = vec![];
@@ -289,7 +294,7 @@ fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
                         left_out += 1;
                         continue;
                     }
-                    if let Some(v) = var_of(&t, &sockets) {
+                    if let Some(v) = var_of(&t, &sockets, outside) {
                         want.push((c.pid, "close".into(), v, None, c.ret));
                     }
                 }
@@ -300,7 +305,7 @@ fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
                 };
                 let write = matches!(c.name.as_str(), "write" | "sendto" | "sendmsg");
                 let off = move_bytes(fds, fd, &t, c.ret, write);
-                let Some(v) = var_of(&t, &sockets) else {
+                let Some(v) = var_of(&t, &sockets, outside) else {
                     continue;
                 };
                 if (!write && template(&t)) || inert(&t) {
@@ -325,7 +330,7 @@ fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
                 let ooff = move_bytes(fds, ofd, &ot, c.ret, true);
                 if template(&it) || inert(&it) {
                     left_out += 1;
-                } else if let Some(v) = var_of(&it, &sockets) {
+                } else if let Some(v) = var_of(&it, &sockets, outside) {
                     want.push((
                         c.pid,
                         "read".into(),
@@ -336,7 +341,7 @@ fn expected(calls: &[Call], pids: &[u32]) -> (Vec<Key>, usize) {
                 }
                 if inert(&ot) {
                     left_out += 1;
-                } else if let Some(v) = var_of(&ot, &sockets) {
+                } else if let Some(v) = var_of(&ot, &sockets, outside) {
                     want.push((
                         c.pid,
                         "write".into(),
@@ -392,6 +397,12 @@ fn recorded(ats: &[serde_json::Value]) -> Vec<Key> {
                 _ => return None,
             }
             .to_string();
+            // A file known only by identity, in this script a pipe: file:[DEV:INO:GEN], which
+            // strace names pipe:[INO].
+            let var = match var.strip_prefix("file:[").and_then(|r| r.strip_suffix(']')) {
+                Some(id) => format!("pipe:[{}]", id.split(':').nth(1)?),
+                None => var,
+            };
             let pid = a["pid"].as_u64()? as u32;
             let off = a["off"].as_u64();
             let n = match op.as_str() {
@@ -434,6 +445,14 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
                   echo hello | nc 10.78.0.1 9000 > /data/reply; \
                   sh -c 'exec cat /data/reply' > /dev/null";
     let trace = env.home().join("strace.out");
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let outside: HashSet<String> = {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&out_r)))
+            .unwrap()
+            .ino();
+        HashSet::from([format!("pipe:[{ino}]")])
+    };
     let traced = [
         "openat,open,read,write,close,dup2,dup3,fcntl,sendfile,connect,sendto,recvfrom,",
         "sendmsg,recvmsg,execve,clone,clone3,fork,vfork",
@@ -465,9 +484,15 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
             script,
         ],
     )
+    // stdout and stderr: one pipe the test made, whose inode it knows: the caller's pipe,
+    // which the VE's writes to its stdout cross into.
+    .stdout(out_w.try_clone().unwrap())
+    .stderr(out_w)
     .output()
     .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut out_r, &mut printed).unwrap();
+    assert!(o.status.success(), "{printed}");
     assert!(server.wait_with_output().unwrap().status.success());
     let data = env.home().join("persist/gt/data");
     assert_eq!(std::fs::read(data.join("out")).unwrap(), vec![0u8; 300]);
@@ -493,7 +518,7 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
         .collect();
     assert!(pids.len() >= 6, "{pids:?}");
     let calls = parse(&std::fs::read_to_string(&trace).unwrap());
-    let (want, left_out) = expected(&calls, &pids);
+    let (want, left_out) = expected(&calls, &pids, &outside);
     let mut have = recorded(&ats);
     eprintln!(
         "ground truth: {} system calls of {} processes compared, {} calls on template files, \

@@ -1,7 +1,8 @@
 //! The VE's default seccomp deny list, modelled on container runtimes' default profiles:
 //! everything is allowed except calls that reach past the container (kernel keyrings, BPF,
 //! perf, the mount API, module loading, kexec, ptrace and cross-process memory access, clock
-//! and host administration, io_uring — whose submissions would bypass this filter — and new
+//! and host administration, io_uring — whose submissions would bypass this filter — and Linux
+//! AIO (whose writes happen outside the call the monitor sees), and new
 //! namespaces). Denied calls fail with EPERM; `clone3` fails with ENOSYS so that libc falls
 //! back to `clone`, whose namespace flags this filter can inspect.
 
@@ -37,6 +38,13 @@ pub const DENIED: &[(&str, i64)] = &[
     ("fsopen", libc::SYS_fsopen),
     ("fspick", libc::SYS_fspick),
     ("init_module", libc::SYS_init_module),
+    // Linux AIO: the kernel does the writes of io_submit later, outside the system call the
+    // monitor sees; programs fall back to ordinary I/O (docs/design.md, "What crosses").
+    ("io_cancel", libc::SYS_io_cancel),
+    ("io_destroy", libc::SYS_io_destroy),
+    ("io_getevents", libc::SYS_io_getevents),
+    ("io_setup", libc::SYS_io_setup),
+    ("io_submit", libc::SYS_io_submit),
     ("io_uring_enter", libc::SYS_io_uring_enter),
     ("io_uring_register", libc::SYS_io_uring_register),
     ("io_uring_setup", libc::SYS_io_uring_setup),
@@ -221,6 +229,8 @@ mod tests {
             "init_module",
             "ptrace",
             "io_uring_setup",
+            "io_setup",
+            "io_submit",
             "unshare",
         ] {
             assert!(DENIED.iter().any(|(n, _)| *n == must), "{must} not denied");
