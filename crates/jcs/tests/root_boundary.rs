@@ -152,3 +152,29 @@ fn root_a_ves_own_pipe_stays_inside() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("head -c 4096 /dev/zero > /data/m");
+    env.sh_ok("/data/boundary mprotect-write /data/m mapped-secret");
+    let on_host = std::fs::read(data(&env).join("m")).unwrap();
+    assert!(on_host.starts_with(b"mapped-secret"), "the bytes reached the file");
+    let log: Vec<serde_json::Value> = env
+        .ok(&["log", "--ve", "2", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        log.iter().any(|a| a["op"] == "mmap"
+            && a["src"] == "ve:2"
+            && a["dst"] == "file:/data/m"
+            && a["len"] == 4096),
+        "{log:#?}"
+    );
+    let back = reached(&env, &["back", "persist:web:/data/m"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    env.assert_clean();
+}

@@ -24,6 +24,7 @@ pub mod cap {
     pub const MMSG: u32 = C::JCS_CAP_MMSG.0;
     pub const PIPE: u32 = C::JCS_CAP_PIPE.0;
     pub const SCM: u32 = C::JCS_CAP_SCM.0;
+    pub const VMA: u32 = C::JCS_CAP_VMA.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -59,6 +60,9 @@ pub enum Sem {
     Fallocate,
     /// pipe, pipe2: the kernel side remembers the pipe as the VE's; never emitted.
     Pipe,
+    /// mprotect making a shared file mapping writable: a write of [pos, pos + args[1]) of
+    /// the mapped file (the kernel found it).
+    Mprotect,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +188,8 @@ pub fn table() -> Vec<Sys> {
             [None, Some(1)],
         ),
         sys(SYS_mmap, "mmap", READ | FD4, Mmap),
+        sys(SYS_mprotect, "mprotect", VMA, Mprotect),
+        sys(SYS_pkey_mprotect, "pkey_mprotect", VMA, Mprotect),
         sys(SYS_socket, "socket", NEWFD, Socket),
         sys(SYS_connect, "connect", FD0 | ADDR1, Connect),
         sys(SYS_bind, "bind", FD0 | ADDR1, Bind),

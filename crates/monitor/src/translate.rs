@@ -528,6 +528,14 @@ impl Translator {
         let socket = e.flags & flag::SOCKET != 0;
         match sys.sem {
             Sem::Pipe => return,
+            Sem::Mprotect => {
+                // The mapping can be written from now on: like a shared writable mmap.
+                let (var, _) = self.fd_var(e, -1, e.file, false, out);
+                at.op = Op::Mmap;
+                (at.src, at.dst) = (mem, var);
+                at.off = e.pos.unwrap_or(0) as u64;
+                at.len = e.args[1];
+            }
             Sem::Chdir => {
                 if e.ret == 0 {
                     let dir = match self.path_of(e, &sys, false) {

@@ -9,6 +9,8 @@
  *                              connect to HOST:PORT, send TEXT with sendto naming 127.0.0.1
  *                              (the kernel ignores the address of a connected stream socket)
  *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
+ *   mprotect-write FILE TEXT   map FILE shared and read-only, make the mapping writable with
+ *                              mprotect, copy TEXT into it
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -142,6 +145,19 @@ int main(int argc, char **argv)
 		if (c < 0)
 			die("accept");
 		copy(c, argv[3]);
+	} else if (argc == 4 && !strcmp(argv[1], "mprotect-write")) {
+		int fd = open(argv[2], O_RDWR);
+		if (fd < 0)
+			die("open");
+		char *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			die("mmap");
+		if (mprotect(m, 4096, PROT_READ | PROT_WRITE))
+			die("mprotect");
+		memcpy(m, argv[3], strlen(argv[3]));
+		if (msync(m, 4096, MS_SYNC))
+			die("msync");
+		munmap(m, 4096);
 	} else {
 		fprintf(stderr, "boundary: bad arguments\n");
 		return 2;

@@ -528,6 +528,41 @@ static __always_inline int enter_transfer(struct inflight *f)
 	return 1;
 }
 
+struct vma_ctx {
+	__u64 addr;
+	struct file *file;
+	__s64 off;
+};
+
+#define VM_SHARED 0x8
+#define PROT_WRITE 0x2
+
+static long vma_cb(struct task_struct *t, struct vm_area_struct *vma, void *data)
+{
+	struct vma_ctx *c = data;
+	if (!(BPF_CORE_READ(vma, vm_flags) & VM_SHARED))
+		return 0;
+	c->file = BPF_CORE_READ(vma, vm_file);
+	c->off = (BPF_CORE_READ(vma, vm_pgoff) << 12) + (c->addr - BPF_CORE_READ(vma, vm_start));
+	return 0;
+}
+
+/* mprotect making memory writable: the shared file mapping it belongs to, if any. Returns 0
+ * when the call is skipped (not writable, private or anonymous memory, or what stays inside). */
+static __always_inline int enter_mprotect(struct inflight *f, struct task_struct *task)
+{
+	if (!(f->args[2] & PROT_WRITE))
+		return 0;
+	struct vma_ctx c = { .addr = f->args[0] };
+	if (bpf_find_vma(task, f->args[0], vma_cb, &c, 0) || !c.file)
+		return 0;
+	if (file_class(c.file) & JCS_FC_INSIDE)
+		return 0;
+	file_identity(c.file, &f->dev, &f->ino, &f->gen, &f->pos);
+	f->pos = c.off;
+	return 1;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
@@ -565,7 +600,12 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (f->flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
+	if (f->flags & JCS_CAP_VMA) {
+		if (!enter_mprotect(f, task)) {
+			count(JCS_STAT_SKIPPED);
+			return 0;
+		}
+	} else if (f->flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
 		if (!enter_transfer(f))
 			return 0;
 	} else if (f->flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {

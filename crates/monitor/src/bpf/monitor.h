@@ -51,6 +51,9 @@ enum jcs_capture {
 	                        * made in the task's VE (the `pipes` map), not recorded */
 	JCS_CAP_SCM = 262144,  /* sendmsg: descriptors passed in SCM_RIGHTS leave the VE (the
 	                        * `escaped` map) */
+	JCS_CAP_VMA = 524288,  /* mprotect: made writable, a shared mapping of a file writes it:
+	                        * the file behind args[0] (identity; pos = its offset there);
+	                        * anything else is skipped */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
