@@ -403,6 +403,19 @@ fn recorded(ats: &[serde_json::Value]) -> Vec<Key> {
                 Some(id) => format!("pipe:[{}]", id.split(':').nth(1)?),
                 None => var,
             };
+            // A flow (`tcp:FROM->TO`) as strace names the socket: by its remote end, the
+            // flow's `to` for what the VE sends (and connects, closes), its `from` for what
+            // it receives.
+            let var = match var
+                .strip_prefix("tcp:")
+                .or(var.strip_prefix("udp:"))
+                .and_then(|f| f.split_once("->"))
+            {
+                Some((from, to)) => {
+                    format!("endpoint:{}", if op == "recv" { from } else { to })
+                }
+                None => var,
+            };
             let pid = a["pid"].as_u64()? as u32;
             let off = a["off"].as_u64();
             let n = match op.as_str() {

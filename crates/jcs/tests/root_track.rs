@@ -107,10 +107,14 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         "ve:3",
         "file:/dl/page.html",
         "ve:2",
-        "endpoint:10.80.0.1:8000",
     ] {
         assert!(back.contains(&want.to_string()), "{want} not in {back:?}");
     }
+    // The connection's flow from the server to the browser VE (both ends recorded).
+    assert!(
+        back.iter().any(|v| v.starts_with("tcp:10.80.0.1:8000->10.80.0.")),
+        "{back:?}"
+    );
     assert!(!back.iter().any(|v| v == "ve:4" || v == "ve:1"), "{back:?}");
     let fwd = reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]);
     for want in [
@@ -128,7 +132,7 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     // VE 4's report depends on nothing from the network.
     let other = reached(&env, &["back", "file:/docs/other.txt"]);
     assert!(
-        !other.iter().any(|v| v.starts_with("endpoint:")),
+        !other.iter().any(|v| v.starts_with("endpoint:") || v.starts_with("tcp:")),
         "{other:?}"
     );
     // Time-respecting: before the office VE ran, nothing had flowed into the report.
@@ -156,7 +160,7 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     let tree = env.ok(&["track", "back", "file:/docs/report.txt"]);
     assert!(tree.starts_with("file:/docs/report.txt\n"), "{tree}");
     assert!(
-        tree.contains("endpoint:10.80.0.1:8000") && tree.contains("[VE 2 recv"),
+        tree.contains("tcp:10.80.0.1:8000->") && tree.contains("[VE 2 recv"),
         "{tree}"
     );
     let dot = env.ok(&["track", "forward", "endpoint:tcp/10.80.0.1:8000", "--dot"]);

@@ -41,8 +41,17 @@ pub enum VarDef {
         gen: u32,
         name: Option<String>,
     },
-    /// A network endpoint.
+    /// A network endpoint: the remote end of a socket whose local end is unknown (journals of
+    /// version 1; datagrams of sendmmsg/recvmmsg; transfers to sockets).
     Endpoint { addr: std::net::IpAddr, port: u16 },
+    /// One direction of a connection or datagram exchange: what `from` sends to `to` (TCP or
+    /// UDP). Both ends of a connection between two VEs of this host name the same flows, so
+    /// tracking passes from the sender's VE to the receiver's.
+    Flow {
+        udp: bool,
+        from: std::net::SocketAddr,
+        to: std::net::SocketAddr,
+    },
     /// A local socket endpoint (AF_UNIX) by path.
     Unix { path: String },
     /// The combined memory of all processes of a VE.
@@ -85,6 +94,9 @@ impl std::fmt::Display for VarDef {
                 name: None,
             } => write!(f, "file:[{dev}:{ino}:{gen}]"),
             VarDef::Endpoint { addr, port } => write!(f, "endpoint:{addr}:{port}"),
+            VarDef::Flow { udp, from, to } => {
+                write!(f, "{}:{from}->{to}", if *udp { "udp" } else { "tcp" })
+            }
             VarDef::Unix { path } => write!(f, "unix:{path}"),
             VarDef::Memory { ve } => write!(f, "ve:{ve}"),
         }

@@ -24,6 +24,8 @@ pub mod flag {
     pub const SOCKET2: u32 = F::JCS_F_SOCKET2.0;
     pub const APPEND: u32 = F::JCS_F_APPEND.0;
     pub const DNAME: u32 = F::JCS_F_DNAME.0;
+    pub const LOCAL: u32 = F::JCS_F_LOCAL.0;
+    pub const UDP: u32 = F::JCS_F_UDP.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

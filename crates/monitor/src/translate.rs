@@ -21,6 +21,7 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     File(u64, u64, u32),
+    Flow(bool, std::net::SocketAddr, std::net::SocketAddr),
     Path(Vec<u8>),
     Endpoint(IpAddr, u16),
     Unix(Vec<u8>),
@@ -430,6 +431,24 @@ impl Translator {
         }
     }
 
+    /// The flow an IP socket's call sends on (`recv`: receives from) when the kernel gave both
+    /// ends: from the local end to the remote one, or back. 0 when it did not.
+    fn flow_var(&mut self, e: &Event, recv: bool, out: &mut Vec<Output>) -> VarId {
+        if e.flags & flag::LOCAL == 0 {
+            return 0;
+        }
+        let ip = |d: &[u8]| match parse_sockaddr(d) {
+            Some(VarDef::Endpoint { addr, port }) => Some(std::net::SocketAddr::new(addr, port)),
+            _ => None,
+        };
+        let (Some(remote), Some(local)) = (ip(&e.data), ip(&e.data2)) else {
+            return 0;
+        };
+        let udp = e.flags & flag::UDP != 0;
+        let (from, to) = if recv { (remote, local) } else { (local, remote) };
+        self.var(Key::Flow(udp, from, to), || VarDef::Flow { udp, from, to }, out)
+    }
+
     /// The variable behind descriptor `fd` (identity `file`) of the record's process, and
     /// whether it is a socket (`socket`: the kernel says so). The hot path (every read and
     /// write): a known file costs two hash lookups and no allocation; the path is copied only
@@ -596,7 +615,16 @@ impl Translator {
             }
             Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
                 let reading = matches!(sys.sem, Sem::ReadFd(_));
-                let (var, socket) = self.fd_var(e, fd, e.file, socket, out);
+                let flow = if socket {
+                    self.flow_var(e, reading, out)
+                } else {
+                    0
+                };
+                let (var, socket) = if flow != 0 {
+                    (flow, true)
+                } else {
+                    self.fd_var(e, fd, e.file, socket, out)
+                };
                 at.op = match (reading, socket) {
                     (true, false) => Op::Read,
                     (true, true) => Op::Recv,
@@ -766,7 +794,17 @@ impl Translator {
                 }
             }
             Sem::Connect | Sem::Bind => {
-                let ep = self.endpoint_var(&e.data, out);
+                // A connection: the flow it sends on (its local end is bound by now).
+                let flow = if sys.sem == Sem::Connect {
+                    self.flow_var(e, false, out)
+                } else {
+                    0
+                };
+                let ep = if flow != 0 {
+                    flow
+                } else {
+                    self.endpoint_var(&e.data, out)
+                };
                 at.src = mem;
                 at.dst = ep;
                 let target = if sys.sem == Sem::Connect {
@@ -789,7 +827,11 @@ impl Translator {
                 };
             }
             Sem::Accept => {
-                let ep = self.endpoint_var(&e.data, out);
+                // The flow the accepted connection receives on.
+                let ep = match self.flow_var(e, true, out) {
+                    0 => self.endpoint_var(&e.data, out),
+                    f => f,
+                };
                 at.op = Op::Accept;
                 at.src = ep;
                 at.dst = mem;
@@ -1429,6 +1471,38 @@ mod tests {
             ]
         );
         assert!(!out.iter().any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
+    }
+
+    #[test]
+    fn both_ends_of_a_connection_name_the_same_flows() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.watch(66, 2);
+        let mut out = vec![];
+        let (a, b) = (sockaddr4([10, 0, 0, 2], 40000), sockaddr4([10, 0, 0, 3], 8000));
+        // VE 1 sends from a to b; VE 2 (local b, remote a) receives, then answers.
+        let mut snd = ev(Kind::Syscall, nr::SENDTO, 5);
+        snd.flags = flag::SOCKET | flag::LOCAL;
+        (snd.data, snd.data2) = (b.clone(), a.clone());
+        t.push(&snd, &mut out);
+        let mut rcv = snd.clone();
+        (rcv.cgroup_id, rcv.nr, rcv.data, rcv.data2) = (66, nr::RECVFROM, a.clone(), b.clone());
+        t.push(&rcv, &mut out);
+        let mut ans = rcv.clone();
+        ans.nr = nr::SENDTO;
+        t.push(&ans, &mut out);
+        let x = ats(&out);
+        assert_eq!((x[0].op, x[1].op), (Op::Send, Op::Recv));
+        assert_eq!(x[0].dst, x[1].src, "what VE 1 sent is what VE 2 received");
+        assert_ne!(x[2].dst, x[0].dst, "the answer is the other direction");
+        assert!(out.contains(&Output::Var(
+            x[0].dst,
+            VarDef::Flow {
+                udp: false,
+                from: "10.0.0.2:40000".parse().unwrap(),
+                to: "10.0.0.3:8000".parse().unwrap()
+            }
+        )));
     }
 
     #[test]

@@ -16,6 +16,32 @@ const ENDPOINT: u8 = 3;
 const UNIX: u8 = 4;
 const MEMORY: u8 = 5;
 const INODE: u8 = 6;
+const FLOW: u8 = 7;
+
+fn put_ip(out: &mut Vec<u8>, addr: &IpAddr) {
+    match addr {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(16);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+}
+
+fn get_ip(c: &mut Cursor) -> Result<IpAddr, String> {
+    Ok(match c.byte()? {
+        4 => IpAddr::from(<[u8; 4]>::try_from(c.bytes(4)?).expect("4 bytes")),
+        16 => IpAddr::from(<[u8; 16]>::try_from(c.bytes(16)?).expect("16 bytes")),
+        n => return Err(format!("an address of {n} bytes")),
+    })
+}
+
+fn get_port(c: &mut Cursor) -> Result<u16, String> {
+    u16::try_from(c.num()?).map_err(|_| "a port beyond 16 bits".into())
+}
 
 /// An optional string as length + 1 (0 = none).
 fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
@@ -80,6 +106,14 @@ pub(crate) fn encode_defs(defs: &[(VarId, VarDef)], out: &mut Vec<u8>) {
                 }
                 put(out, u64::from(*port));
             }
+            VarDef::Flow { udp, from, to } => {
+                out.push(FLOW);
+                out.push(u8::from(*udp));
+                for a in [from, to] {
+                    put_ip(out, &a.ip());
+                    put(out, u64::from(a.port()));
+                }
+            }
             VarDef::Unix { path } => {
                 out.push(UNIX);
                 put_str(out, path);
@@ -125,6 +159,16 @@ pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
                 let port = u16::try_from(c.num()?).map_err(|_| "a port beyond 16 bits")?;
                 VarDef::Endpoint { addr, port }
             }
+            FLOW => {
+                let udp = match c.byte()? {
+                    0 => false,
+                    1 => true,
+                    v => return Err(format!("protocol {v}")),
+                };
+                let from = std::net::SocketAddr::new(get_ip(&mut c)?, get_port(&mut c)?);
+                let to = std::net::SocketAddr::new(get_ip(&mut c)?, get_port(&mut c)?);
+                VarDef::Flow { udp, from, to }
+            }
             UNIX => VarDef::Unix { path: c.string()? },
             MEMORY => VarDef::Memory { ve: c.num()? },
             k => return Err(format!("unknown variable kind {k}")),
@@ -136,7 +180,8 @@ pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
 }
 
 /// A variable's stable key: `n:DEV:INO:GEN` (a file by identity: device, inode, generation),
-/// `e:ADDR:PORT` (an endpoint; IPv6 in RFC 5952 form), `u:PATH` (a Unix socket path), `m:VE`
+/// `c:tcp|udp:FROM:TO` (a flow; FROM and TO as `SocketAddr` prints them), `e:ADDR:PORT` (an
+/// endpoint; IPv6 in RFC 5952 form), `u:PATH` (a Unix socket path), `m:VE`
 /// (a VE's memory); in journals of version 1 also `f:PATH` (a file by the path it was opened
 /// or run by) and `i:DEV:INO` (a file known only by device and inode).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,6 +198,9 @@ impl VarKey {
             } => format!("i:{dev}:{ino}"),
             VarDef::Inode { dev, ino, gen, .. } => format!("n:{dev}:{ino}:{gen}"),
             VarDef::Endpoint { addr, port } => format!("e:{addr}:{port}"),
+            VarDef::Flow { udp, from, to } => {
+                format!("c:{}:{from}:{to}", if *udp { "udp" } else { "tcp" })
+            }
             VarDef::Unix { path } => format!("u:{path}"),
             VarDef::Memory { ve } => format!("m:{ve}"),
         })
@@ -282,7 +330,8 @@ impl VarQuery {
     }
 
     /// The key every variable this query names by its definition has, when there is exactly
-    /// one (not for a file by identity without its generation, nor a store-level name).
+    /// one (not for a file by identity without its generation, a store-level name, nor an
+    /// endpoint, which names its flows as well).
     pub fn key(&self) -> Option<VarKey> {
         Some(VarKey(match self {
             VarQuery::File(p) => format!("f:{p}"),
@@ -291,8 +340,10 @@ impl VarQuery {
                 ino,
                 gen: Some(g),
             } => format!("n:{dev}:{ino}:{g}"),
-            VarQuery::Inode { .. } | VarQuery::Store(_) => return None,
-            VarQuery::Endpoint { addr, port } => format!("e:{addr}:{port}"),
+            // An endpoint names flows too (`c:` keys, to or from it).
+            VarQuery::Inode { .. } | VarQuery::Store(_) | VarQuery::Endpoint { .. } => {
+                return None
+            }
             VarQuery::Unix(p) => format!("u:{p}"),
             VarQuery::Memory(ve) => format!("m:{ve}"),
         }))
@@ -321,6 +372,13 @@ impl VarQuery {
                     dev: d2, ino: i2, ..
                 },
             ) => dev == d2 && ino == i2,
+            // An endpoint: every flow to or from it.
+            (VarQuery::Endpoint { addr, port }, VarDef::Flow { from, to, .. }) => {
+                [from, to].iter().any(|a| a.ip() == *addr && a.port() == *port)
+            }
+            (VarQuery::Endpoint { addr, port }, VarDef::Endpoint { addr: a, port: p }) => {
+                a == addr && p == port
+            }
             (VarQuery::Store(_), _) => false,
             (q, d) => q.key().is_some_and(|k| k == VarKey::of(d)),
         }

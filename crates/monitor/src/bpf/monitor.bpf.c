@@ -448,6 +448,46 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 	return 0;
 }
 
+/* The local end of an IP socket as a struct sockaddr in `buf` (28 bytes): its length, 0 when
+ * it is not an IP socket. Sets JCS_F_UDP in `*flags` for a datagram socket. */
+static __always_inline int sock_local(struct file *file, __u8 *buf, __u32 *flags)
+{
+	if (!file)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		*flags |= JCS_F_UDP;
+	__be16 port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	__builtin_memset(buf, 0, 28);
+	__builtin_memcpy(buf, &family, 2);
+	__builtin_memcpy(buf + 2, &port, 2);
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(buf + 4, &l, 4);
+		return 16;
+	}
+	struct in6_addr l = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+	__builtin_memcpy(buf + 8, &l, 16);
+	return 28;
+}
+
+/* Adds the local end of the socket behind descriptor `fd` to the record (JCS_F_LOCAL). */
+static __always_inline void add_local(struct jcs_event *e, struct file *file)
+{
+	__u32 fl = 0;
+	int n = sock_local(file, (__u8 *)e->path + JCS_PATH_HALF, &fl);
+	if (n > 0) {
+		e->path2_len = n;
+		e->flags |= JCS_F_LOCAL | fl;
+	}
+}
+
 /* A call classification drops: counted, never emitted. */
 static __always_inline int drop_call(__u32 nr)
 {
@@ -829,6 +869,9 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		discard(e, f->nr);
 		goto out;
 	}
+	/* A socket's local end, now that the call bound it (connect, a first sendto). */
+	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
+		add_local(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]));
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
@@ -861,6 +904,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			}
 			if (n > 0)
 				e->path_len = n;
+			add_local(e, file);
 		}
 	}
 	submit(e);

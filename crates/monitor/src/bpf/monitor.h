@@ -68,6 +68,9 @@ enum jcs_flag {
 	JCS_F_APPEND = 64,  /* a write to a file opened O_APPEND: the kernel writes at its end */
 	JCS_F_DNAME = 128,  /* an open: `path + JCS_PATH_HALF` holds the final name of the file
 	                     * the kernel opened (its dentry), to tell a symbolic link's name */
+	JCS_F_LOCAL = 256,  /* an IP socket's call: `path + JCS_PATH_HALF` holds its local end (a
+	                     * struct sockaddr_in or sockaddr_in6), read at exit */
+	JCS_F_UDP = 512,    /* the socket is a datagram socket (else a stream: TCP) */
 };
 
 
@@ -121,7 +124,8 @@ struct jcs_event {
 	__u64 size;      /* 152 a write's file size at entry (where O_APPEND/RWF_APPEND writes) */
 	char path[JCS_PATH_MAX]; /* 160 a NUL-terminated path (openat; exec: the file name); two
 	                          *     paths: the first in [0, 128), the second in [128, 256);
-	                          *     sockets: the raw struct sockaddr of the remote end */
+	                          *     sockets: the raw struct sockaddr of the remote end, and
+	                          *     with JCS_F_LOCAL the local end at JCS_PATH_HALF */
 };                       /* 416 bytes */
 
 _Static_assert(sizeof(struct jcs_event) == 416, "the layout the comments above describe");
