@@ -6,6 +6,7 @@
 mod common;
 
 use common::{wait_for, Env};
+
 use std::path::PathBuf;
 
 fn reached(env: &Env, args: &[&str]) -> Vec<String> {
@@ -175,6 +176,54 @@ fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
         "{log:#?}"
     );
     let back = reached(&env, &["back", "persist:web:/data/m"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+/// A connected TCP socket's sendto naming 127.0.0.1: the kernel sends to the real peer (a VE
+/// on the bridge), so the bytes cross; they are recorded on the connection, not dropped as
+/// loopback.
+#[test]
+fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
+    let Some(env) = Env::new() else { return };
+    let ns = common::NetNs::new();
+    env.bridge_app("srv");
+    env.bridge_app("cli");
+    let probe = env.home().join("persist/web/data/boundary");
+    std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
+    common::static_helper(&env, "boundary");
+    for app in ["srv", "cli"] {
+        let d = env.home().join(format!("persist/{app}/data"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&probe, d.join("boundary")).unwrap();
+    }
+    let run = |app: &str, args: &[&str]| {
+        let mut c = ns.cmd(common::jcs_bin(), &[&["run", app, "--"], args].concat());
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.76.0.0/24")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    // VE 1 (10.76.0.2) serves; VE 2 connects and sends with sendto(127.0.0.1:9).
+    let srv_data = env.home().join("persist/srv/data");
+    let mut server = run("srv", &["/data/boundary", "tcp-serve", "8000", "/data/got"])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(20, || srv_data.join("ready").exists()));
+    let o = run(
+        "cli",
+        &["/data/boundary", "tcp-sendto-lo", "10.76.0.2", "8000", "lo-secret"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(server.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(srv_data.join("got")).unwrap(),
+        "lo-secret",
+        "the bytes went to the peer, not to loopback"
+    );
+    let back = reached(&env, &["back", "persist:srv:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     env.assert_clean();
 }

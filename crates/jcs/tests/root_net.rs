@@ -68,13 +68,21 @@ fn root_bridge_connects_ves_and_host() {
             .collect()
     };
     let back = reached(&["back", "persist:srv:/data/got"]);
-    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(
+        back.contains(&"ve:2".to_string()),
+        "{back:?}\n{}",
+        env.ok(&["log", "--json"])
+    );
     assert!(
         back.iter().any(|v| v.starts_with("tcp:10.77.0.3:") && v.ends_with("->10.77.0.2:8080")),
         "{back:?}"
     );
     let fwd = reached(&["forward", "ve:1"]);
-    assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
+    assert!(
+        fwd.contains(&"ve:2".to_string()),
+        "{fwd:?}\n{}",
+        env.ok(&["log", "--json"])
+    );
     // A service on the host side of the bridge (the gateway address).
     let host = ns
         .cmd("busybox", &["nc", "-l", "-p", "9000"])

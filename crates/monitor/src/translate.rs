@@ -55,6 +55,9 @@ enum FdTarget {
     Socket,
     /// A bound socket: its local endpoint's variable.
     Local(VarId),
+    /// A connection: the flows it sends and receives on (for the calls whose record lacks
+    /// the local end: a connection that closed before the call lost its port).
+    Conn { send: VarId, recv: VarId },
 }
 
 /// Finds a variable an earlier recorder defined (see [`Translator::set_known`]).
@@ -431,6 +434,15 @@ impl Translator {
         }
     }
 
+    /// When what a call writes became visible: its entry, but no more than 10 ms before its
+    /// exit (the online summarizer takes records as complete 50 ms after they are stamped; a
+    /// write that blocked longer is stamped 10 ms before it returned).
+    fn write_time(&self, e: &Event) -> u64 {
+        const MAX_EARLY_NS: u64 = 10_000_000;
+        let t = e.enter_ns.max(e.time_ns.saturating_sub(MAX_EARLY_NS));
+        (t as i64).wrapping_add(self.clock_offset_ns) as u64
+    }
+
     /// The flow an IP socket's call sends on (`recv`: receives from) when the kernel gave both
     /// ends: from the local end to the remote one, or back. 0 when it did not.
     fn flow_var(&mut self, e: &Event, recv: bool, out: &mut Vec<Output>) -> VarId {
@@ -469,7 +481,7 @@ impl Translator {
             }
         }
         match self.fds.get(&(e.pid, fd)) {
-            Some(FdTarget::Endpoint(id)) => return (*id, true),
+            Some(FdTarget::Endpoint(id) | FdTarget::Conn { send: id, .. }) => return (*id, true),
             Some(FdTarget::Socket | FdTarget::Local(_)) => return (0, true),
             _ if socket => return (0, true),
             _ => {}
@@ -615,10 +627,19 @@ impl Translator {
             }
             Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
                 let reading = matches!(sys.sem, Sem::ReadFd(_));
-                let flow = if socket {
-                    self.flow_var(e, reading, out)
-                } else {
+                let flow = if !socket {
                     0
+                } else {
+                    match (self.flow_var(e, reading, out), self.fds.get(&(e.pid, fd))) {
+                        (0, Some(FdTarget::Conn { send, recv })) => {
+                            if reading {
+                                *recv
+                            } else {
+                                *send
+                            }
+                        }
+                        (f, _) => f,
+                    }
                 };
                 let (var, socket) = if flow != 0 {
                     (flow, true)
@@ -676,6 +697,7 @@ impl Translator {
                     let mut w = at;
                     w.op = if sock { Op::Send } else { Op::Write };
                     (w.src, w.dst, w.len) = (mem, var, len);
+                    w.time_ns = self.write_time(e);
                     w.off = if sock {
                         0
                     } else {
@@ -688,7 +710,9 @@ impl Translator {
             Sem::Close => {
                 at.op = Op::Close;
                 at.src = match self.fds.remove(&(e.pid, fd)) {
-                    Some(FdTarget::Endpoint(id) | FdTarget::Local(id)) => id,
+                    Some(
+                        FdTarget::Endpoint(id) | FdTarget::Local(id) | FdTarget::Conn { send: id, .. },
+                    ) => id,
                     Some(FdTarget::Socket) => 0,
                     Some(FdTarget::Path(p)) => self.file_var(e.file, Some(p), out),
                     None => self.fd_var(e, fd, e.file, socket, out).0,
@@ -809,7 +833,13 @@ impl Translator {
                 at.dst = ep;
                 let target = if sys.sem == Sem::Connect {
                     at.op = Op::Connect;
-                    FdTarget::Endpoint(ep)
+                    match flow {
+                        0 => FdTarget::Endpoint(ep),
+                        send => FdTarget::Conn {
+                            send,
+                            recv: self.flow_var(e, true, out),
+                        },
+                    }
                 } else {
                     at.op = Op::Bind;
                     FdTarget::Local(ep)
@@ -828,7 +858,8 @@ impl Translator {
             }
             Sem::Accept => {
                 // The flow the accepted connection receives on.
-                let ep = match self.flow_var(e, true, out) {
+                let recv = self.flow_var(e, true, out);
+                let ep = match recv {
                     0 => self.endpoint_var(&e.data, out),
                     f => f,
                 };
@@ -836,16 +867,22 @@ impl Translator {
                 at.src = ep;
                 at.dst = mem;
                 if e.ret >= 0 {
-                    self.fds.insert(
-                        (e.pid, e.ret as i32),
-                        if ep != 0 {
-                            FdTarget::Endpoint(ep)
-                        } else {
-                            FdTarget::Socket
+                    let target = match (recv, ep) {
+                        (0, 0) => FdTarget::Socket,
+                        (0, ep) => FdTarget::Endpoint(ep),
+                        (recv, _) => FdTarget::Conn {
+                            send: self.flow_var(e, false, out),
+                            recv,
                         },
-                    );
+                    };
+                    self.fds.insert((e.pid, e.ret as i32), target);
                 }
             }
+        }
+        // What the VE writes is visible to others from the call's entry; what it reads, by
+        // its exit: stamped so, a read that saw a write is never before it.
+        if at.src == mem && mem != 0 {
+            at.time_ns = self.write_time(e);
         }
         out.push(Output::At(at));
     }
@@ -1028,6 +1065,7 @@ mod tests {
             file2: None,
             pos2: None,
             size: 0,
+            enter_ns: 1000,
             flags: 0,
             data: vec![],
             data2: vec![],
@@ -1471,6 +1509,41 @@ mod tests {
             ]
         );
         assert!(!out.iter().any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
+    }
+
+    #[test]
+    fn xattrs_and_timestamps_are_metadata_writes_and_reads() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".into()]);
+        let mut out = vec![];
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.data = b"/data/f\0".to_vec();
+        open.file = Some((1, 2, 3));
+        t.push(&open, &mut out);
+        let call = |nr: i64, path: &[u8]| {
+            let mut c = ev(Kind::Syscall, nr as u32, 0);
+            c.args[0] = libc::AT_FDCWD as u64;
+            c.data = path.to_vec();
+            c
+        };
+        t.push(&call(libc::SYS_setxattr, b"/data/f\0"), &mut out);
+        t.push(&call(libc::SYS_getxattr, b"/data/f\0"), &mut out);
+        t.push(&call(libc::SYS_utimensat, b"/data/f\0"), &mut out);
+        // The attributes of the VE's own files stay inside.
+        t.push(&call(libc::SYS_getxattr, b"/etc/passwd\0"), &mut out);
+        let a = ats(&out);
+        let file = a[0].src;
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.src, a.dst)).collect::<Vec<_>>(),
+            [
+                (Op::Open, file, 1),
+                (Op::SetXattr, 1, file),
+                (Op::GetXattr, file, 1),
+                (Op::Utime, 1, file)
+            ]
+        );
+        assert_eq!(t.dropped_calls(55), [(libc::SYS_getxattr as u32, 1)]);
     }
 
     #[test]

@@ -44,6 +44,7 @@ struct inflight {
 	__u64 ino2;
 	__s64 pos2;
 	__u64 size;
+	__u64 enter_ns;
 	__u32 gen;
 	__u32 gen2;
 	__u32 nr;
@@ -51,6 +52,9 @@ struct inflight {
 	__u32 evflags; /* enum jcs_flag */
 	__u32 peer_len;
 	__u8 peer[112]; /* a socket's remote end: struct sockaddr_in, sockaddr_in6 or sockaddr_un */
+	__u8 local[28]; /* an IP socket's local end at entry (a closing connection loses its port) */
+	__u32 local_len;
+	__u32 local_flags;
 	__u32 sockinfo; /* SI_STREAM: connection-oriented (a named address is ignored once
 	                 * connected); SI_HOSTNET: in the host's network namespace */
 	__u32 active;  /* 1 from a recorded call's entry to its exit */
@@ -169,6 +173,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	e->gen = 0;
 	e->gen2 = 0;
 	e->size = 0;
+	e->enter_ns = e->time_ns;
 	e->path_len = 0;
 	e->path2_len = 0;
 	e->flags = 0;
@@ -477,12 +482,24 @@ static __always_inline int sock_local(struct file *file, __u8 *buf, __u32 *flags
 	return 28;
 }
 
-/* Adds the local end of the socket behind descriptor `fd` to the record (JCS_F_LOCAL). */
-static __always_inline void add_local(struct jcs_event *e, struct file *file)
+/* Adds the local end of the socket `file` to the record (JCS_F_LOCAL): as it is now (connect
+ * and a first sendto bind it during the call), else as it was at entry (a connection that
+ * closed during the call has lost its port); none without a port. */
+static __always_inline void add_local(struct jcs_event *e, struct file *file, struct inflight *f)
 {
 	__u32 fl = 0;
-	int n = sock_local(file, (__u8 *)e->path + JCS_PATH_HALF, &fl);
-	if (n > 0) {
+	__u8 *buf = (__u8 *)e->path + JCS_PATH_HALF;
+	int n = sock_local(file, buf, &fl);
+	__u16 port = 0;
+	if (n > 0)
+		__builtin_memcpy(&port, buf + 2, 2);
+	if (!port && f && f->local_len) {
+		__builtin_memcpy(buf, f->local, 28);
+		n = f->local_len;
+		fl = f->local_flags;
+		__builtin_memcpy(&port, buf + 2, 2);
+	}
+	if (n > 0 && port) {
 		e->path2_len = n;
 		e->flags |= JCS_F_LOCAL | fl;
 	}
@@ -625,10 +642,12 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	if (!f)
 		return 0;
 	f->active = 0;
+	f->enter_ns = bpf_ktime_get_ns();
 	f->nr = nr;
 	f->flags = *want;
 	f->evflags = 0;
 	f->peer_len = 0;
+	f->local_len = 0;
 	f->sockinfo = 0;
 	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
 	f->gen = f->gen2 = 0;
@@ -666,6 +685,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			if (n < 0)
 				return drop_call(nr);
 			f->peer_len = n;
+			f->local_flags = 0;
+			f->local_len = sock_local(file, f->local, &f->local_flags);
 		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
@@ -703,6 +724,7 @@ static __always_inline void fill(struct jcs_event *e, struct inflight *f, long r
 	e->gen = f->gen;
 	e->gen2 = f->gen2;
 	e->size = f->size;
+	e->enter_ns = f->enter_ns;
 	e->flags = f->evflags;
 	if (f->peer_len) {
 		__builtin_memcpy(e->path, f->peer, sizeof(f->peer));
@@ -871,7 +893,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	}
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
 	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
-		add_local(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]));
+		add_local(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]), f);
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
@@ -904,7 +926,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			}
 			if (n > 0)
 				e->path_len = n;
-			add_local(e, file);
+			add_local(e, file, NULL);
 		}
 	}
 	submit(e);

@@ -122,12 +122,14 @@ struct jcs_event {
 	                  *     an overlay): with dev and ino, a file's identity */
 	__u32 gen2;      /* 148 the same for the second file */
 	__u64 size;      /* 152 a write's file size at entry (where O_APPEND/RWF_APPEND writes) */
-	char path[JCS_PATH_MAX]; /* 160 a NUL-terminated path (openat; exec: the file name); two
+	__u64 enter_ns;  /* 160 bpf_ktime_get_ns() at the entry of the call (= time_ns for the
+	                  *     other kinds): what a call writes is visible to others from then on */
+	char path[JCS_PATH_MAX]; /* 168 a NUL-terminated path (openat; exec: the file name); two
 	                          *     paths: the first in [0, 128), the second in [128, 256);
 	                          *     sockets: the raw struct sockaddr of the remote end, and
 	                          *     with JCS_F_LOCAL the local end at JCS_PATH_HALF */
-};                       /* 416 bytes */
+};                       /* 424 bytes */
 
-_Static_assert(sizeof(struct jcs_event) == 416, "the layout the comments above describe");
+_Static_assert(sizeof(struct jcs_event) == 424, "the layout the comments above describe");
 
 #endif
