@@ -130,7 +130,7 @@ fn root_a_host_pipe_on_the_ves_stdout_is_a_crossing() {
     // And forward tracking from the file reaches that pipe.
     let dst = to_host["dst"].as_str().unwrap().to_string();
     let fwd = reached(&env, &["forward", "persist:web:/data/secret"]);
-    assert!(fwd.contains(&dst), "{dst} not in {fwd:?}");
+    assert!(fwd.contains(&dst), "{dst} not in {fwd:?}: {log:#?}");
     env.assert_clean();
 }
 

@@ -696,8 +696,9 @@ impl Translator {
                     let (var, sock) = self.fd_var(e, output.0, output.1, output.3, out);
                     let mut w = at;
                     w.op = if sock { Op::Send } else { Op::Write };
+                    // (Stamped at the exit, like the read it passes on: what it writes was
+                    // read in the same call.)
                     (w.src, w.dst, w.len) = (mem, var, len);
-                    w.time_ns = self.write_time(e);
                     w.off = if sock {
                         0
                     } else {
