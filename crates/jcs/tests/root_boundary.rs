@@ -180,6 +180,25 @@ fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
     env.assert_clean();
 }
 
+#[test]
+fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo map-secret > /data/secret; head -c 4096 /dev/zero > /data/m");
+    // VE 2 maps /data/m, and only then reads the secret and copies it into the mapping.
+    env.sh_ok("/data/boundary map-then-copy /data/m /data/secret");
+    assert!(std::fs::read(data(&env).join("m"))
+        .unwrap()
+        .starts_with(b"map-secret\n"));
+    let back = reached(&env, &["back", "persist:web:/data/m"]);
+    assert!(
+        back.contains(&"file:/data/secret".to_string()),
+        "the secret reached the file through the mapping after it was made: {back:?}"
+    );
+    env.assert_clean();
+}
+
 /// A connected TCP socket's sendto naming 127.0.0.1: the kernel sends to the real peer (a VE
 /// on the bridge), so the bytes cross; they are recorded on the connection, not dropped as
 /// loopback.

@@ -25,6 +25,7 @@ pub mod cap {
     pub const PIPE: u32 = C::JCS_CAP_PIPE.0;
     pub const SCM: u32 = C::JCS_CAP_SCM.0;
     pub const VMA: u32 = C::JCS_CAP_VMA.0;
+    pub const UNMAP: u32 = C::JCS_CAP_UNMAP.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -63,6 +64,9 @@ pub enum Sem {
     /// mprotect making a shared file mapping writable: a write of [pos, pos + args[1]) of
     /// the mapped file (the kernel found it).
     Mprotect,
+    /// munmap of a writable shared file mapping: its end (memory and file were linked both
+    /// ways while it lasted).
+    Munmap,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,6 +194,7 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_mmap, "mmap", READ | FD4, Mmap),
         sys(SYS_mprotect, "mprotect", VMA, Mprotect),
         sys(SYS_pkey_mprotect, "pkey_mprotect", VMA, Mprotect),
+        sys(SYS_munmap, "munmap", UNMAP, Munmap),
         sys(SYS_socket, "socket", NEWFD, Socket),
         sys(SYS_connect, "connect", FD0 | ADDR1, Connect),
         sys(SYS_bind, "bind", FD0 | ADDR1, Bind),

@@ -80,6 +80,9 @@ pub struct Translator {
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
     fds: HashMap<(u32, i32), FdTarget>,
+    /// pid → its writable shared file mappings (variable, offset, length): memory and file
+    /// are linked both ways while one lasts, so its end (munmap, exec, exit) is recorded too.
+    maps: HashMap<u32, Vec<(VarId, u64, u64)>>,
     /// pid → working directory, when not `/`.
     cwd: HashMap<u32, Vec<u8>>,
     /// cgroup id → records received while it was watched.
@@ -192,6 +195,7 @@ impl Translator {
             next_var: first_var.max(1),
             fds: HashMap::default(),
             cwd: HashMap::default(),
+            maps: HashMap::default(),
             received: HashMap::default(),
             outside: HashMap::default(),
             store_names: HashMap::default(),
@@ -443,6 +447,22 @@ impl Translator {
         (t as i64).wrapping_add(self.clock_offset_ns) as u64
     }
 
+    /// The end of process `pid`'s writable shared mappings (exit, exec): both ways, now.
+    fn end_mappings(&mut self, pid: u32, mem: VarId, at: At, out: &mut Vec<Output>) {
+        for (var, off, len) in self.maps.remove(&pid).unwrap_or_default() {
+            let m = At {
+                op: Op::Mmap,
+                status: Status::Committed,
+                off,
+                len,
+                result: 0,
+                ..at
+            };
+            out.push(Output::At(At { src: var, dst: mem, ..m }));
+            out.push(Output::At(At { src: mem, dst: var, ..m }));
+        }
+    }
+
     /// The flow an IP socket's call sends on (`recv`: receives from) when the kernel gave both
     /// ends: from the local end to the remote one, or back. 0 when it did not.
     fn flow_var(&mut self, e: &Event, recv: bool, out: &mut Vec<Output>) -> VarId {
@@ -566,6 +586,9 @@ impl Translator {
                 (at.src, at.dst) = (mem, var);
                 at.off = e.pos.unwrap_or(0) as u64;
                 at.len = e.args[1];
+                if e.ret == 0 && var != 0 {
+                    self.maps.entry(e.pid).or_default().push((var, at.off, at.len));
+                }
             }
             Sem::Chdir => {
                 if e.ret == 0 {
@@ -811,6 +834,26 @@ impl Translator {
                 (at.src, at.dst) = if shared_write { (mem, var) } else { (var, mem) };
                 at.off = e.args[5];
                 at.len = e.args[1];
+                if shared_write && e.ret >= 0 && var != 0 {
+                    // Both ways: the VE reads the file through it too.
+                    out.push(Output::At(At {
+                        src: var,
+                        dst: mem,
+                        ..at
+                    }));
+                    self.maps.entry(e.pid).or_default().push((var, at.off, at.len));
+                }
+            }
+            Sem::Munmap => {
+                let (var, _) = self.fd_var(e, -1, e.file, false, out);
+                let (off, len) = (e.pos.unwrap_or(0) as u64, e.args[1]);
+                if let Some(m) = self.maps.get_mut(&e.pid) {
+                    m.retain(|(v, o, _)| !(*v == var && *o >= off && *o < off.saturating_add(len)));
+                }
+                at.op = Op::Mmap;
+                (at.src, at.dst, at.off, at.len) = (var, mem, off, len);
+                out.push(Output::At(at));
+                (at.src, at.dst) = (mem, var);
             }
             Sem::Socket => {
                 at.op = Op::Socket;
@@ -929,16 +972,23 @@ impl Translator {
                 if let Some(dir) = self.cwd.get(&e.pid).cloned() {
                     self.cwd.insert(child, dir);
                 }
+                // Shared mappings stay shared in the child.
+                if let Some(m) = self.maps.get(&e.pid).cloned() {
+                    self.maps.insert(child, m);
+                }
                 at.op = Op::Fork;
             }
             Kind::Exit => {
                 if e.pid == e.tid {
                     self.fds.retain(|(p, _), _| *p != e.pid);
                     self.cwd.remove(&e.pid);
+                    self.end_mappings(e.pid, mem, at, out);
                 }
                 at.op = Op::Exit;
             }
             Kind::Exec => {
+                // The old memory and its mappings are gone.
+                self.end_mappings(e.pid, mem, at, out);
                 at.op = Op::Exec;
                 // The file the kernel ran (bprm->file), named by the path given when new; the
                 // path is not bound as a name: it may be a symbolic link (/bin/sh).
@@ -1043,12 +1093,24 @@ mod tests {
                 path: "/data/old".into()
             }
         )));
-        // A shared writable mapping writes the file; a private one reads it.
+        // A shared writable mapping links memory and file both ways; a private one reads it.
         assert_eq!(
             (a[1].op, a[1].src, a[1].dst, a[1].len),
+            (Op::Mmap, 3, 1, 4096)
+        );
+        assert_eq!(
+            (a[2].op, a[2].src, a[2].dst, a[2].len),
             (Op::Mmap, 1, 3, 4096)
         );
-        assert_eq!((a[2].src, a[2].dst), (3, 1));
+        assert_eq!((a[3].src, a[3].dst), (3, 1));
+        // ... until its end: the process's exit records the link again, both ways.
+        let n = a.len();
+        t.push(&ev(Kind::Exit, 0, 0), &mut out);
+        let a = ats(&out);
+        assert_eq!(
+            a[n..].iter().map(|a| (a.op, a.src, a.dst)).collect::<Vec<_>>(),
+            [(Op::Mmap, 3, 1), (Op::Mmap, 1, 3), (Op::Exit, 0, 0)]
+        );
     }
 
     fn ev(kind: Kind, nr: u32, ret: i64) -> Event {

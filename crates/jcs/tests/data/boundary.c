@@ -11,6 +11,8 @@
  *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
  *   mprotect-write FILE TEXT   map FILE shared and read-only, make the mapping writable with
  *                              mprotect, copy TEXT into it
+ *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
+ *                              holds into the mapping (after the mmap call)
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -155,6 +157,22 @@ int main(int argc, char **argv)
 		if (mprotect(m, 4096, PROT_READ | PROT_WRITE))
 			die("mprotect");
 		memcpy(m, argv[3], strlen(argv[3]));
+		if (msync(m, 4096, MS_SYNC))
+			die("msync");
+		munmap(m, 4096);
+	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
+		int fd = open(argv[2], O_RDWR);
+		if (fd < 0)
+			die("open");
+		char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			die("mmap");
+		int src = open(argv[3], O_RDONLY);
+		char buf[256] = { 0 };
+		ssize_t n = src < 0 ? -1 : read(src, buf, sizeof(buf));
+		if (n <= 0)
+			die("read the source");
+		memcpy(m, buf, n);
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);

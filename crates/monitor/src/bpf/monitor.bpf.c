@@ -589,10 +589,12 @@ struct vma_ctx {
 	__u64 addr;
 	struct file *file;
 	__s64 off;
+	__u64 flags;
 };
 
 #define VM_SHARED 0x8
 #define PROT_WRITE 0x2
+#define VM_WRITE 0x2
 
 static long vma_cb(struct task_struct *t, struct vm_area_struct *vma, void *data)
 {
@@ -600,6 +602,7 @@ static long vma_cb(struct task_struct *t, struct vm_area_struct *vma, void *data
 	if (!(BPF_CORE_READ(vma, vm_flags) & VM_SHARED))
 		return 0;
 	c->file = BPF_CORE_READ(vma, vm_file);
+	c->flags = BPF_CORE_READ(vma, vm_flags);
 	c->off = (BPF_CORE_READ(vma, vm_pgoff) << 12) + (c->addr - BPF_CORE_READ(vma, vm_start));
 	return 0;
 }
@@ -608,10 +611,14 @@ static long vma_cb(struct task_struct *t, struct vm_area_struct *vma, void *data
  * when the call is skipped (not writable, private or anonymous memory, or what stays inside). */
 static __always_inline int enter_mprotect(struct inflight *f, struct task_struct *task)
 {
-	if (!(f->args[2] & PROT_WRITE))
+	int unmap = f->flags & JCS_CAP_UNMAP;
+	if (!unmap && !(f->args[2] & PROT_WRITE))
 		return 0;
 	struct vma_ctx c = { .addr = f->args[0] };
 	if (bpf_find_vma(task, f->args[0], vma_cb, &c, 0) || !c.file)
+		return 0;
+	/* munmap: only the end of a writable shared mapping links memory and file. */
+	if (unmap && !(c.flags & VM_WRITE))
 		return 0;
 	if (file_class(c.file) & JCS_FC_INSIDE)
 		return 0;
@@ -659,7 +666,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
 	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
 	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
-	if (f->flags & JCS_CAP_VMA) {
+	if (f->flags & (JCS_CAP_VMA | JCS_CAP_UNMAP)) {
 		if (!enter_mprotect(f, task)) {
 			count(JCS_STAT_SKIPPED);
 			return 0;

@@ -54,6 +54,8 @@ enum jcs_capture {
 	JCS_CAP_VMA = 524288,  /* mprotect: made writable, a shared mapping of a file writes it:
 	                        * the file behind args[0] (identity; pos = its offset there);
 	                        * anything else is skipped */
+	JCS_CAP_UNMAP = 1048576, /* munmap: the end of a writable shared mapping of a file (the
+	                        * file behind args[0], as for JCS_CAP_VMA); anything else skipped */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
