@@ -199,18 +199,13 @@ fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
     env.assert_clean();
 }
 
-/// A connected TCP socket's sendto naming 127.0.0.1: the kernel sends to the real peer (a VE
-/// on the bridge), so the bytes cross; they are recorded on the connection, not dropped as
-/// loopback.
-#[test]
-fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
-    let Some(env) = Env::new() else { return };
+/// Two VEs on the bridge of `cidr` (app `srv` is VE 1 at .2, app `cli` VE 2): runs `server`
+/// in the background until it is ready, then `client`; returns when both ended.
+fn two_bridge_ves(env: &Env, cidr: &str, server: &[&str], client: &[&str]) {
     let ns = common::NetNs::new();
     env.bridge_app("srv");
     env.bridge_app("cli");
-    let probe = env.home().join("persist/web/data/boundary");
-    std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
-    common::static_helper(&env, "boundary");
+    let probe = common::static_helper(env, "boundary");
     for app in ["srv", "cli"] {
         let d = env.home().join(format!("persist/{app}/data"));
         std::fs::create_dir_all(&d).unwrap();
@@ -219,30 +214,65 @@ fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
     let run = |app: &str, args: &[&str]| {
         let mut c = ns.cmd(common::jcs_bin(), &[&["run", app, "--"], args].concat());
         c.env("JCS_HOME", env.home())
-            .env("JCS_BRIDGE_CIDR", "10.76.0.0/24")
+            .env("JCS_BRIDGE_CIDR", cidr)
             .stdin(std::process::Stdio::null());
         c
     };
-    // VE 1 (10.76.0.2) serves; VE 2 connects and sends with sendto(127.0.0.1:9).
     let srv_data = env.home().join("persist/srv/data");
-    let mut server = run("srv", &["/data/boundary", "tcp-serve", "8000", "/data/got"])
-        .spawn()
-        .unwrap();
+    let mut s = run("srv", server).spawn().unwrap();
     assert!(wait_for(20, || srv_data.join("ready").exists()));
-    let o = run(
-        "cli",
-        &["/data/boundary", "tcp-sendto-lo", "10.76.0.2", "8000", "lo-secret"],
-    )
-    .output()
-    .unwrap();
+    let o = run("cli", client).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(server.wait().unwrap().success());
+    assert!(s.wait().unwrap().success());
+}
+
+/// A connected TCP socket's sendto naming 127.0.0.1: the kernel sends to the real peer (a VE
+/// on the bridge), so the bytes cross; they are recorded on the connection, not dropped as
+/// loopback.
+#[test]
+fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
+    let Some(env) = Env::new() else { return };
+    two_bridge_ves(
+        &env,
+        "10.76.0.0/24",
+        &["/data/boundary", "tcp-serve", "8000", "/data/got"],
+        &["/data/boundary", "tcp-sendto-lo", "10.76.0.2", "8000", "lo-secret"],
+    );
     assert_eq!(
-        std::fs::read_to_string(srv_data.join("got")).unwrap(),
+        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
         "lo-secret",
         "the bytes went to the peer, not to loopback"
     );
     let back = reached(&env, &["back", "persist:srv:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+/// A datagram from an unbound socket (its source address is chosen when routed) to a socket
+/// bound to every address (which names no address of its own): the two ends still name one
+/// flow, so the receiver's data is tracked back to the sender.
+#[test]
+fn root_a_datagram_between_wildcard_ends_is_joined() {
+    let Some(env) = Env::new() else { return };
+    two_bridge_ves(
+        &env,
+        "10.75.0.0/24",
+        &["/data/boundary", "udp-recv", "7000", "/data/got"],
+        &["/data/boundary", "udp-send", "10.75.0.2", "7000", "udp-secret"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
+        "udp-secret"
+    );
+    let back = reached(&env, &["back", "persist:srv:/data/got"]);
+    assert!(
+        back.contains(&"ve:2".to_string()),
+        "{back:?}\n{}",
+        env.ok(&["log"])
+    );
+    assert!(
+        back.iter().any(|v| v.starts_with("udp:") && v.ends_with(":7000")),
+        "{back:?}"
+    );
     env.assert_clean();
 }

@@ -80,6 +80,11 @@ pub struct Translator {
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
     fds: HashMap<(u32, i32), FdTarget>,
+    /// (source port, destination port) → the UDP flows seen, with their addresses: an
+    /// unconnected socket's sends name no source address (it is chosen when the datagram is
+    /// routed), and a receiver bound to every address names none for itself; such a flow is
+    /// the one whose ports match and whose addresses match where both are known.
+    udp: HashMap<(u16, u16), Vec<(VarId, IpAddr, IpAddr)>>,
     /// pid → its writable shared file mappings (variable, offset, length): memory and file
     /// are linked both ways while one lasts, so its end (munmap, exec, exit) is recorded too.
     maps: HashMap<u32, Vec<(VarId, u64, u64)>>,
@@ -196,6 +201,7 @@ impl Translator {
             fds: HashMap::default(),
             cwd: HashMap::default(),
             maps: HashMap::default(),
+            udp: HashMap::default(),
             received: HashMap::default(),
             outside: HashMap::default(),
             store_names: HashMap::default(),
@@ -478,7 +484,30 @@ impl Translator {
         };
         let udp = e.flags & flag::UDP != 0;
         let (from, to) = if recv { (remote, local) } else { (local, remote) };
-        self.var(Key::Flow(udp, from, to), || VarDef::Flow { udp, from, to }, out)
+        let key = Key::Flow(udp, from, to);
+        if let Some(v) = self.vars.get(&key) {
+            return *v;
+        }
+        let fits = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+        if udp {
+            let found = self.udp.get(&(from.port(), to.port())).and_then(|seen| {
+                seen.iter()
+                    .find(|(_, f, t)| fits(*f, from.ip()) && fits(*t, to.ip()))
+                    .map(|(v, _, _)| *v)
+            });
+            if let Some(v) = found {
+                self.vars.insert(key, v);
+                return v;
+            }
+        }
+        let v = self.var(key, || VarDef::Flow { udp, from, to }, out);
+        if udp {
+            self.udp
+                .entry((from.port(), to.port()))
+                .or_default()
+                .push((v, from.ip(), to.ip()));
+        }
+        v
     }
 
     /// The variable behind descriptor `fd` (identity `file`) of the record's process, and
@@ -1639,6 +1668,32 @@ mod tests {
                 to: "10.0.0.3:8000".parse().unwrap()
             }
         )));
+    }
+
+    #[test]
+    fn udp_ends_with_wildcard_addresses_are_one_flow() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.watch(66, 2);
+        let mut out = vec![];
+        // VE 1 sends from an unbound socket (0.0.0.0:40000) to 10.0.0.3:7000; VE 2, bound to
+        // 0.0.0.0:7000, receives it from 10.0.0.2:40000.
+        let mut snd = ev(Kind::Syscall, nr::SENDTO, 5);
+        snd.flags = flag::SOCKET | flag::LOCAL | flag::UDP;
+        (snd.data, snd.data2) = (sockaddr4([10, 0, 0, 3], 7000), sockaddr4([0, 0, 0, 0], 40000));
+        t.push(&snd, &mut out);
+        let mut rcv = snd.clone();
+        rcv.cgroup_id = 66;
+        rcv.nr = nr::RECVFROM;
+        (rcv.data, rcv.data2) = (sockaddr4([10, 0, 0, 2], 40000), sockaddr4([0, 0, 0, 0], 7000));
+        t.push(&rcv, &mut out);
+        // Another sender's port is another flow.
+        let mut other = rcv.clone();
+        other.data = sockaddr4([10, 0, 0, 9], 40001);
+        t.push(&other, &mut out);
+        let a = ats(&out);
+        assert_eq!(a[0].dst, a[1].src);
+        assert_ne!(a[2].src, a[0].dst);
     }
 
     #[test]

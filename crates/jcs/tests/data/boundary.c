@@ -11,6 +11,9 @@
  *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
  *   mprotect-write FILE TEXT   map FILE shared and read-only, make the mapping writable with
  *                              mprotect, copy TEXT into it
+ *   udp-recv PORT OUT          bind a UDP socket to PORT on every address, receive one
+ *                              datagram (recvfrom, with its source), copy it into OUT
+ *   udp-send HOST PORT TEXT    send TEXT in one datagram (sendto) from an unbound socket
  *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
  *                              holds into the mapping (after the mmap call)
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
@@ -160,6 +163,30 @@ int main(int argc, char **argv)
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);
+	} else if (argc == 4 && !strcmp(argv[1], "udp-recv")) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
+			die("bind");
+		int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
+		if (r >= 0)
+			close(r);
+		char buf[512];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (void *)&from, &fl);
+		if (n <= 0)
+			die("recv");
+		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		if (o < 0 || write(o, buf, n) != n)
+			die("write");
+	} else if (argc == 5 && !strcmp(argv[1], "udp-send")) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+		inet_pton(AF_INET, argv[2], &a.sin_addr);
+		size_t n = strlen(argv[4]);
+		if (s < 0 || sendto(s, argv[4], n, 0, (void *)&a, sizeof(a)) != (ssize_t)n)
+			die("sendto");
 	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
 		int fd = open(argv[2], O_RDWR);
 		if (fd < 0)

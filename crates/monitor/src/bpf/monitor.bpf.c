@@ -893,8 +893,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(f->args[1] + 8));
 		named = read_addr(e, name, namelen);
 	}
-	/* Loopback stays inside only in the VE's own network namespace. */
-	if (named && addr_loopback(e->path) && !(f->sockinfo & SI_HOSTNET)) {
+	/* Loopback stays inside only in the VE's own network namespace (the address the call
+	 * named, or the source of the datagram it received). */
+	if ((named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
+	    !(f->sockinfo & SI_HOSTNET)) {
 		discard(e, f->nr);
 		goto out;
 	}
