@@ -76,21 +76,56 @@ fn root_an_open_with_o_trunc_changes_the_file() {
     env.assert_clean();
 }
 
+/// A small ext4 file system mounted (with `mount -o loop`) over a directory for one test:
+/// on a fresh file system a freed inode number is the next one handed out.
+struct FreshExt4 {
+    dir: std::path::PathBuf,
+    _image: tempfile::TempDir,
+}
+
+impl FreshExt4 {
+    fn over(dir: &std::path::Path) -> FreshExt4 {
+        let image = tempfile::tempdir().unwrap();
+        let img = image.path().join("fs.img");
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(16 << 20).unwrap();
+        let ok = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        std::fs::create_dir_all(dir).unwrap();
+        ok(std::process::Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir));
+        FreshExt4 {
+            dir: dir.to_path_buf(),
+            _image: image,
+        }
+    }
+}
+
+impl Drop for FreshExt4 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+    }
+}
+
 #[test]
 fn root_a_reused_inode_number_is_a_new_file() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    // VE 1 writes a secret and deletes it; VE 2 creates another file, which the file system
-    // may give the freed inode number.
+    let fs = FreshExt4::over(&env.home().join("persist/web/data"));
+    // VE 1 writes a secret and deletes it; VE 2 creates another file, which this fresh file
+    // system gives the freed inode number.
     let ino_x = env.sh_ok("echo secret > /data/x; stat -c %i /data/x; rm /data/x");
     let ino_y = env.sh_ok("echo public > /data/y; stat -c %i /data/y");
-    eprintln!("inode of x {ino_x:?}, of y {ino_y:?} (reused: {})", ino_x == ino_y);
+    assert_eq!(ino_x, ino_y, "the control: the inode number was reused");
     let back = reached(&env, &["back", "file:/data/y"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     assert!(
         !back.contains(&"ve:1".to_string()),
         "VE 1's deleted file is not /data/y: {back:?}"
     );
+    // Two variables: the deleted file keeps its own.
+    let old = reached(&env, &["forward", "ve:1"]);
+    assert!(!old.contains(&"ve:2".to_string()), "{old:?}");
+    drop(fs);
     env.assert_clean();
 }
 
