@@ -230,5 +230,23 @@ fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
     assert_eq!(env.sh_ok("cat /data/f"), "secret\n");
     let fwd = reached(&env, &["forward", "ve:1"]);
     assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
+    // ... and knows its names: a rename after another restart changes the file's name (the
+    // catalog kept it), it does not make path variables.
+    env.stop_daemon();
+    env.sh_ok("mv /data/f /data/g");
+    let renames: Vec<serde_json::Value> = log(&env, 3)
+        .into_iter()
+        .filter(|a| a["op"] == "rename")
+        .collect();
+    assert!(
+        renames.len() == 1 && renames[0]["src"] == "ve:3" && renames[0]["dst"] == "file:/data/f",
+        "{renames:#?}"
+    );
+    // `jcs log --var` by the new name lists what was done to the file under its old one.
+    let by_name = env.ok(&["log", "--var", "file:/data/g", "--json"]);
+    assert!(
+        by_name.lines().any(|l| l.contains("\"op\":\"write\"") && l.contains("\"ve\":1")),
+        "{by_name}"
+    );
     env.assert_clean();
 }

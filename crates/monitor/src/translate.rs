@@ -386,6 +386,12 @@ impl Translator {
         id
     }
 
+    /// Says that the file `var` has the store-level name `name` now (what an earlier recorder
+    /// saw; the catalog keeps it).
+    pub fn restore_store_name(&mut self, name: String, var: VarId) {
+        self.names.insert(NameKey::Store(name), var);
+    }
+
     /// How to find a variable the journal already defines (the recorder: its key in the
     /// catalog), so that a restarted recorder gives a file, an endpoint or a VE the variable
     /// it had.

@@ -57,17 +57,13 @@ impl<'s> Log<'s> {
         let dir = store.journal_dir();
         let storage = open(&dir)?;
         let matching: HashSet<VarId> = match &filter.var {
-            // A name: every file that had it, in the VEs asked about (read from the journal's
-            // name records: the catalog does not keep names yet).
+            // A name: every file that had it, in the VEs asked about (the catalog's names).
             Some(q) if q.by_name() => {
-                let (records, _) = crate::read_all(&dir)?;
-                let names: Vec<model::at::Name> = records
-                    .into_iter()
-                    .flat_map(|r| match r {
-                        Record::Names(n) => n,
-                        _ => Vec::new(),
-                    })
-                    .collect();
+                let names = match q {
+                    record::VarQuery::File(p) => store.catalog.names(Some(p), None)?,
+                    record::VarQuery::Store(n) => store.catalog.names(None, Some(n))?,
+                    _ => Vec::new(),
+                };
                 let scope = crate::resolve::Scope {
                     ves: filter.ves.clone(),
                     at_ns: None,

@@ -2,8 +2,8 @@
 //! (`journal::index`, keyed by `record::key`) and the variable dictionary in the catalog.
 //!
 //! The journal stays the source of truth: it holds every variable definition before the
-//! first transaction that uses it, so both the indexes and the dictionary can be rebuilt from
-//! it. The recorder adds definitions to the catalog before it writes them to the journal; a
+//! first transaction that uses it, and every name files got, so the indexes, the dictionary
+//! and the names table can be rebuilt from it. The recorder adds definitions to the catalog before it writes them to the journal; a
 //! definition the catalog lost (a power failure with SQLite's synchronous=NORMAL) is added
 //! back when its segment is indexed, or, for the open segment, when the recorder starts.
 
@@ -38,11 +38,14 @@ pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
             .read(&name)
             .map_err(io_err("read", &dir.join(&name)))?;
         let mut defs = Vec::new();
+        let mut names = Vec::new();
         let idx = match SegmentIndex::build(seg, &bytes, |r, out| {
             if let Ok(rec) = Record::decode(r) {
                 rec.keys(out);
-                if let Record::Vars(d) = rec {
-                    defs.extend(d);
+                match rec {
+                    Record::Vars(d) => defs.extend(d),
+                    Record::Names(n) => names.extend(n),
+                    _ => {}
                 }
             }
         }) {
@@ -53,6 +56,7 @@ pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
             }
         };
         cat.add_vars(&defs)?;
+        cat.add_names(&names)?;
         index::write(&mut storage, &idx).map_err(io_err("write the index of", &dir.join(&name)))?;
         n += 1;
     }
@@ -78,6 +82,14 @@ pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
         let (records, _) = journal::read_segment_from(&storage, last, 0)?;
         let defs: Vec<(VarId, VarDef)> = records.iter().flat_map(|(_, r)| defs_of(r)).collect();
         cat.add_vars(&defs)?;
+        let names: Vec<model::at::Name> = records
+            .iter()
+            .flat_map(|(_, r)| match Record::decode(r) {
+                Ok(Record::Names(n)) => n,
+                _ => Vec::new(),
+            })
+            .collect();
+        cat.add_names(&names)?;
         max = max.max(defs.iter().map(|(id, _)| *id).max().unwrap_or(0));
     }
     Ok(max + 1)

@@ -371,6 +371,11 @@ fn monitor_loop(
         // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
         // catalog holds every definition the journal has, by key.
         let known = store::Catalog::open(&catalog)?;
+        // ... and the store-level names files have now, so that a path call (rename, unlink)
+        // on a file named before the restart finds it.
+        for (name, var) in known.current_store_names()? {
+            t.restore_store_name(name, var);
+        }
         t.set_known(move |d| {
             known
                 .var_ids(&record::VarKey::of(d))
@@ -705,6 +710,7 @@ fn translate(
         records.push(Record::Vars(vars).encode());
     }
     if !names.is_empty() {
+        cat.add_names(&names)?;
         records.push(Record::Names(names).encode());
     }
     if let Some(o) = online {

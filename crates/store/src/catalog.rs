@@ -13,7 +13,7 @@ use std::path::Path;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
@@ -35,6 +35,17 @@ const SCHEMA_V4: &str = "
 ALTER TABLE ves ADD COLUMN record TEXT;
 ";
 
+/// Version 5: the names files got and lost (the journal's `N` records), so that a query by
+/// name and a restarted recorder find files without reading the journal.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS names(
+  time_ns INTEGER NOT NULL, ve INTEGER NOT NULL, var INTEGER NOT NULL, path TEXT NOT NULL,
+  store TEXT, bound INTEGER NOT NULL,
+  UNIQUE(time_ns, ve, var, path, bound));
+CREATE INDEX IF NOT EXISTS names_by_path ON names(path);
+CREATE INDEX IF NOT EXISTS names_by_store ON names(store);
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS templates(
@@ -51,6 +62,17 @@ CREATE TABLE IF NOT EXISTS ves(
   started_ms INTEGER NOT NULL, ended_ms INTEGER, exit_code INTEGER, error TEXT,
   removed INTEGER NOT NULL DEFAULT 0);
 ";
+
+fn name_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<model::at::Name> {
+    Ok(model::at::Name {
+        time_ns: r.get::<_, i64>(0)? as u64,
+        ve: r.get::<_, i64>(1)? as u64,
+        var: r.get::<_, i64>(2)? as VarId,
+        path: r.get(3)?,
+        store: r.get(4)?,
+        bound: r.get(5)?,
+    })
+}
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
@@ -141,7 +163,7 @@ impl Catalog {
         let c = Catalog { conn };
         match version {
             SCHEMA_VERSION => {}
-            1 | 2 => c
+            1..SCHEMA_VERSION => c
                 .upgrade(version)
                 .map_err(|source| StoreError::UpgradeCatalog {
                     path: path.to_path_buf(),
@@ -154,7 +176,9 @@ impl Catalog {
                     .pragma_update(None, "journal_mode", "WAL")
                     .map_err(open_err)?;
                 c.conn
-                    .execute_batch(&format!("{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}"))
+                    .execute_batch(&format!(
+                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}"
+                    ))
                     .map_err(open_err)?;
                 c.conn
                     .pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -173,7 +197,8 @@ impl Catalog {
 
     /// Brings an older catalog to this version, in one transaction: the dictionary table
     /// (1 → 2), every variable's key computed from its definition (2 → 3), the VEs' record
-    /// state (3 → 4; VEs of an older store count as complete: nothing says otherwise).
+    /// state (3 → 4; VEs of an older store count as complete: nothing says otherwise), the
+    /// names table (4 → 5; older journals have no names).
     fn upgrade(&self, from: i64) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         if from < 2 {
@@ -182,11 +207,14 @@ impl Catalog {
         if from < 3 {
             tx.execute_batch(SCHEMA_V3)?;
         }
-        tx.execute_batch(SCHEMA_V4)?;
-        tx.execute(
-            "UPDATE ves SET record='complete' WHERE cgroup_id IS NOT NULL",
-            [],
-        )?;
+        if from < 4 {
+            tx.execute_batch(SCHEMA_V4)?;
+            tx.execute(
+                "UPDATE ves SET record='complete' WHERE cgroup_id IS NOT NULL",
+                [],
+            )?;
+        }
+        tx.execute_batch(SCHEMA_V5)?;
         if from < 3 {
             let mut read = tx.prepare("SELECT id, def FROM vars")?;
             let rows: Vec<(i64, String)> = read
@@ -239,6 +267,71 @@ impl Catalog {
             what: "add variables to the catalog",
             source,
         })
+    }
+
+    /// Adds names files got and lost (the journal's `N` records; one already there is kept).
+    pub fn add_names(&self, names: &[model::at::Name]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO names(time_ns, ve, var, path, store, bound) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for n in names {
+                st.execute(params![
+                    n.time_ns as i64,
+                    n.ve as i64,
+                    i64::from(n.var),
+                    n.path,
+                    n.store,
+                    n.bound
+                ])?;
+            }
+        }
+        tx.commit().map_err(|source| StoreError::Sql {
+            what: "add names to the catalog",
+            source,
+        })
+    }
+
+    /// Every name record with this path inside a VE (`path`) or this store-level name
+    /// (`store`), oldest first.
+    pub fn names(&self, path: Option<&str>, store: Option<&str>) -> Result<Vec<model::at::Name>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT time_ns, ve, var, path, store, bound FROM names \
+             WHERE (?1 IS NOT NULL AND path = ?1) OR (?2 IS NOT NULL AND store = ?2) \
+             ORDER BY time_ns, rowid",
+        )?;
+        let rows = st.query_map(params![path, store], name_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The store-level names a file has now (the last record of each says it got it): what a
+    /// restarted recorder needs to find files by name across VEs.
+    pub fn current_store_names(&self) -> Result<Vec<(String, VarId)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT store, var, bound FROM names WHERE store IS NOT NULL ORDER BY time_ns, rowid",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as VarId, r.get::<_, bool>(2)?))
+        })?;
+        let mut now: std::collections::BTreeMap<String, Option<VarId>> = Default::default();
+        for r in rows {
+            let (store, var, bound) = r?;
+            match (bound, now.get(&store)) {
+                (true, _) => {
+                    now.insert(store, Some(var));
+                }
+                (false, Some(Some(v))) if *v == var => {
+                    now.insert(store, None);
+                }
+                _ => {}
+            }
+        }
+        Ok(now.into_iter().filter_map(|(s, v)| Some((s, v?))).collect())
     }
 
     /// The largest variable id in the dictionary (0 when empty).
@@ -623,5 +716,64 @@ mod tests {
         assert_eq!(c.var_ids(&q.key().unwrap()).unwrap(), vec![4, 9]);
         assert_eq!(c.var(4).unwrap(), Some(file));
         assert_eq!(c.max_var_id().unwrap(), 9);
+    }
+
+    #[test]
+    fn names_are_kept_and_the_current_store_names_found() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&d.path().join("c.db")).unwrap();
+        let n = |t: u64, var: VarId, path: &str, bound: bool| model::at::Name {
+            time_ns: t,
+            ve: 1,
+            var,
+            path: path.into(),
+            store: Some(format!("persist:web:{path}")),
+            bound,
+        };
+        let all = [
+            n(1, 5, "/data/a", true),
+            n(2, 5, "/data/a", false),
+            n(2, 5, "/data/b", true),
+            n(3, 6, "/data/c", true),
+            n(4, 6, "/data/c", false),
+        ];
+        c.add_names(&all).unwrap();
+        c.add_names(&all[..2]).unwrap(); // again: kept once
+        assert_eq!(c.names(Some("/data/a"), None).unwrap(), all[..2].to_vec());
+        assert_eq!(
+            c.names(None, Some("persist:web:/data/b")).unwrap(),
+            [all[2].clone()]
+        );
+        assert_eq!(
+            c.current_store_names().unwrap(),
+            [("persist:web:/data/b".to_string(), 5)]
+        );
+    }
+
+    /// Catalogs of every older schema open (upgraded in place), not only 1 and 2.
+    #[test]
+    fn every_older_schema_is_upgraded() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.db");
+        drop(Catalog::open(&path).unwrap());
+        for v in [3, 4] {
+            {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch("DROP TABLE IF EXISTS names").unwrap();
+                conn.pragma_update(None, "user_version", v).unwrap();
+            }
+            // (Version 3 had no `record` column; dropping it needs SQLite 3.35, so version 4's
+            // table is kept and the upgrade must not add it twice.)
+            let c = if v == 3 {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch("ALTER TABLE ves DROP COLUMN record").unwrap();
+                drop(conn);
+                Catalog::open(&path)
+            } else {
+                Catalog::open(&path)
+            }
+            .unwrap_or_else(|e| panic!("version {v}: {e}"));
+            assert!(c.names(Some("/x"), None).unwrap().is_empty());
+        }
     }
 }
