@@ -9,16 +9,6 @@ use common::{wait_for, Env};
 
 use std::path::PathBuf;
 
-fn reached(env: &Env, args: &[&str]) -> Vec<String> {
-    let j = env.json(&[&["track"], args, &["--json"]].concat());
-    j["reached"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{j}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn data(env: &Env) -> PathBuf {
     env.home().join("persist/web/data")
 }
@@ -55,7 +45,7 @@ fn root_a_unix_socket_between_two_ves_carries_the_senders_data() {
         std::fs::read_to_string(data(&env).join("got")).unwrap(),
         "unix-secret"
     );
-    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    let back = env.reached(&["back", "persist:web:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     assert!(back.contains(&"unix:/dl/sock".to_string()), "{back:?}");
     env.assert_clean();
@@ -75,7 +65,7 @@ fn root_a_pipe_passed_to_another_ve_carries_the_writers_data() {
         std::fs::read_to_string(data(&env).join("got")).unwrap(),
         "pipe-secret"
     );
-    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    let back = env.reached(&["back", "persist:web:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     env.assert_clean();
 }
@@ -105,7 +95,7 @@ fn root_a_fifo_in_persistent_storage_carries_the_writers_data() {
         "fifo-secret\n"
     );
     // VE 1 made the FIFO, VE 2 read it, VE 3 wrote into it.
-    let back = reached(&env, &["back", "persist:web:/data/got"]);
+    let back = env.reached(&["back", "persist:web:/data/got"]);
     assert!(back.contains(&"ve:3".to_string()), "{back:?}");
     env.assert_clean();
 }
@@ -129,7 +119,7 @@ fn root_a_host_pipe_on_the_ves_stdout_is_a_crossing() {
         .unwrap_or_else(|| panic!("no write of the 14 bytes to the host pipe: {log:#?}"));
     // And forward tracking from the file reaches that pipe.
     let dst = to_host["dst"].as_str().unwrap().to_string();
-    let fwd = reached(&env, &["forward", "persist:web:/data/secret"]);
+    let fwd = env.reached(&["forward", "persist:web:/data/secret"]);
     assert!(fwd.contains(&dst), "{dst} not in {fwd:?}: {log:#?}");
     env.assert_clean();
 }
@@ -142,7 +132,8 @@ fn root_a_ves_own_pipe_stays_inside() {
     env.sh_ok("echo inside | cat > /dev/null");
     let log = env.ok(&["log", "--ve", "1", "--json"]);
     assert!(
-        !log.lines().any(|l| l.contains("\"len\":7") && l.contains("\"op\":\"write\"")),
+        !log.lines()
+            .any(|l| l.contains("\"len\":7") && l.contains("\"op\":\"write\"")),
         "{log}"
     );
     let stats = env.json(&["stats", "--ve", "1", "--json"]);
@@ -162,7 +153,10 @@ fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
     env.sh_ok("head -c 4096 /dev/zero > /data/m");
     env.sh_ok("/data/boundary mprotect-write /data/m mapped-secret");
     let on_host = std::fs::read(data(&env).join("m")).unwrap();
-    assert!(on_host.starts_with(b"mapped-secret"), "the bytes reached the file");
+    assert!(
+        on_host.starts_with(b"mapped-secret"),
+        "the bytes reached the file"
+    );
     let log: Vec<serde_json::Value> = env
         .ok(&["log", "--ve", "2", "--json"])
         .lines()
@@ -175,7 +169,7 @@ fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
             && a["len"] == 4096),
         "{log:#?}"
     );
-    let back = reached(&env, &["back", "persist:web:/data/m"]);
+    let back = env.reached(&["back", "persist:web:/data/m"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     env.assert_clean();
 }
@@ -191,7 +185,7 @@ fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
     assert!(std::fs::read(data(&env).join("m"))
         .unwrap()
         .starts_with(b"map-secret\n"));
-    let back = reached(&env, &["back", "persist:web:/data/m"]);
+    let back = env.reached(&["back", "persist:web:/data/m"]);
     assert!(
         back.contains(&"file:/data/secret".to_string()),
         "the secret reached the file through the mapping after it was made: {back:?}"
@@ -236,14 +230,20 @@ fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
         &env,
         "10.76.0.0/24",
         &["/data/boundary", "tcp-serve", "8000", "/data/got"],
-        &["/data/boundary", "tcp-sendto-lo", "10.76.0.2", "8000", "lo-secret"],
+        &[
+            "/data/boundary",
+            "tcp-sendto-lo",
+            "10.76.0.2",
+            "8000",
+            "lo-secret",
+        ],
     );
     assert_eq!(
         std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
         "lo-secret",
         "the bytes went to the peer, not to loopback"
     );
-    let back = reached(&env, &["back", "persist:srv:/data/got"]);
+    let back = env.reached(&["back", "persist:srv:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     env.assert_clean();
 }
@@ -258,20 +258,27 @@ fn root_a_datagram_between_wildcard_ends_is_joined() {
         &env,
         "10.75.0.0/24",
         &["/data/boundary", "udp-recv", "7000", "/data/got"],
-        &["/data/boundary", "udp-send", "10.75.0.2", "7000", "udp-secret"],
+        &[
+            "/data/boundary",
+            "udp-send",
+            "10.75.0.2",
+            "7000",
+            "udp-secret",
+        ],
     );
     assert_eq!(
         std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
         "udp-secret"
     );
-    let back = reached(&env, &["back", "persist:srv:/data/got"]);
+    let back = env.reached(&["back", "persist:srv:/data/got"]);
     assert!(
         back.contains(&"ve:2".to_string()),
         "{back:?}\n{}",
         env.ok(&["log"])
     );
     assert!(
-        back.iter().any(|v| v.starts_with("udp:") && v.ends_with(":7000")),
+        back.iter()
+            .any(|v| v.starts_with("udp:") && v.ends_with(":7000")),
         "{back:?}"
     );
     env.assert_clean();

@@ -461,9 +461,12 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
     let (mut out_r, out_w) = std::io::pipe().unwrap();
     let outside: HashSet<String> = {
         use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&out_r)))
-            .unwrap()
-            .ino();
+        let ino = std::fs::metadata(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&out_r)
+        ))
+        .unwrap()
+        .ino();
         HashSet::from([format!("pipe:[{ino}]")])
     };
     let traced = [

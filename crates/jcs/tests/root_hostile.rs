@@ -78,7 +78,14 @@ fn root_devices_raw_sockets_personality_and_pidfd_getfd_are_denied() {
         tried >= 2,
         "fewer than two device controls opened on this host"
     );
-    for attempt in ["raw", "packet", "audit", "personality", "pidfd_getfd", "aio"] {
+    for attempt in [
+        "raw",
+        "packet",
+        "audit",
+        "personality",
+        "pidfd_getfd",
+        "aio",
+    ] {
         assert_escapes_only_on_the_host(&env, &probe, &[attempt], &[attempt]);
     }
     // The devices a VE does get still work.

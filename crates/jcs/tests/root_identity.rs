@@ -8,23 +8,6 @@ mod common;
 
 use common::Env;
 
-fn reached(env: &Env, args: &[&str]) -> Vec<String> {
-    let j = env.json(&[&["track"], args, &["--json"]].concat());
-    j["reached"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{j}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
-    env.ok(&["log", "--ve", &ve.to_string(), "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn root_a_renamed_or_relinked_file_is_still_the_file_its_writer_wrote() {
     let Some(env) = Env::new() else { return };
@@ -37,23 +20,23 @@ fn root_a_renamed_or_relinked_file_is_still_the_file_its_writer_wrote() {
     let got = env.sh_ok("cat /data/c");
     assert_eq!(got, "secret\n", "the data crossed from VE 1 to VE 4");
     for name in ["file:/data/c", "persist:web:/data/c"] {
-        let back = reached(&env, &["back", name]);
+        let back = env.reached(&["back", name]);
         assert!(back.contains(&"ve:1".to_string()), "{name}: {back:?}");
     }
     // The old names resolve to the file that last had them.
-    let back = reached(&env, &["back", "file:/data/b"]);
+    let back = env.reached(&["back", "file:/data/b"]);
     assert!(back.contains(&"ve:1".to_string()), "{back:?}");
     // Forward from the writer reaches the reader, through one variable.
-    let fwd = reached(&env, &["forward", "ve:1"]);
+    let fwd = env.reached(&["forward", "ve:1"]);
     assert!(fwd.contains(&"ve:4".to_string()), "{fwd:?}");
     // The rename, the link and the unlink are on the file's one variable.
     for (ve, op) in [(2, "rename"), (3, "link"), (3, "unlink")] {
         assert!(
-            log(&env, ve)
+            env.log(ve)
                 .iter()
                 .any(|a| a["op"] == op && a["dst"] == "file:/data/a"),
             "VE {ve} {op}: {:#?}",
-            log(&env, ve)
+            env.log(ve)
         );
     }
     env.assert_clean();
@@ -66,13 +49,15 @@ fn root_an_open_with_o_trunc_changes_the_file() {
     env.sh_ok("echo one > /data/f");
     // `>` opens with O_TRUNC: the file was changed even if nothing is written.
     env.sh_ok(": > /data/f");
-    let ats = log(&env, 2);
+    let ats = env.log(2);
     assert!(
         ats.iter()
             .any(|a| a["op"] == "truncate" && a["src"] == "ve:2" && a["dst"] == "file:/data/f"),
         "{ats:#?}"
     );
-    assert!(reached(&env, &["back", "file:/data/f"]).contains(&"ve:2".to_string()));
+    assert!(env
+        .reached(&["back", "file:/data/f"])
+        .contains(&"ve:2".to_string()));
     env.assert_clean();
 }
 
@@ -90,9 +75,14 @@ impl FreshExt4 {
         let f = std::fs::File::create(&img).unwrap();
         f.set_len(16 << 20).unwrap();
         let ok = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
-        ok(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        ok(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img));
         std::fs::create_dir_all(dir).unwrap();
-        ok(std::process::Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir));
+        ok(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(dir));
         FreshExt4 {
             dir: dir.to_path_buf(),
             _image: image,
@@ -116,14 +106,14 @@ fn root_a_reused_inode_number_is_a_new_file() {
     let ino_x = env.sh_ok("echo secret > /data/x; stat -c %i /data/x; rm /data/x");
     let ino_y = env.sh_ok("echo public > /data/y; stat -c %i /data/y");
     assert_eq!(ino_x, ino_y, "the control: the inode number was reused");
-    let back = reached(&env, &["back", "file:/data/y"]);
+    let back = env.reached(&["back", "file:/data/y"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
     assert!(
         !back.contains(&"ve:1".to_string()),
         "VE 1's deleted file is not /data/y: {back:?}"
     );
     // Two variables: the deleted file keeps its own.
-    let old = reached(&env, &["forward", "ve:1"]);
+    let old = env.reached(&["forward", "ve:1"]);
     assert!(!old.contains(&"ve:2".to_string()), "{old:?}");
     drop(fs);
     env.assert_clean();
@@ -134,10 +124,23 @@ fn root_one_shared_file_under_two_mount_points_is_one_variable() {
     let Some(env) = Env::new() else { return };
     env.ok(&["template", "create", "bb", "--busybox"]);
     env.ok(&[
-        "app", "create", "browser", "--template", "bb", "--share", "/dl=downloads",
+        "app",
+        "create",
+        "browser",
+        "--template",
+        "bb",
+        "--share",
+        "/dl=downloads",
     ]);
     env.ok(&[
-        "app", "create", "office", "--template", "bb", "--persist", "/data", "--share",
+        "app",
+        "create",
+        "office",
+        "--template",
+        "bb",
+        "--persist",
+        "/data",
+        "--share",
         "/inbox=downloads",
     ]);
     let run = |app: &str, script: &str| {
@@ -157,12 +160,12 @@ fn root_one_shared_file_under_two_mount_points_is_one_variable() {
         &["back", "file:/data/report.txt"][..],
         &["back", "persist:office:/data/report.txt"],
     ] {
-        let back = reached(&env, q);
+        let back = env.reached(q);
         assert!(back.contains(&"ve:1".to_string()), "{q:?}: {back:?}");
     }
-    let fwd = reached(&env, &["forward", "shared:downloads/evil.doc"]);
+    let fwd = env.reached(&["forward", "shared:downloads/evil.doc"]);
     assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
-    let fwd = reached(&env, &["forward", "file:/inbox/evil.doc", "--app", "office"]);
+    let fwd = env.reached(&["forward", "file:/inbox/evil.doc", "--app", "office"]);
     assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
     env.assert_clean();
 }
@@ -172,9 +175,22 @@ fn root_two_apps_files_of_one_path_are_two_files() {
     let Some(env) = Env::new() else { return };
     env.ok(&["template", "create", "bb", "--busybox"]);
     for app in ["a", "b"] {
-        env.ok(&["app", "create", app, "--template", "bb", "--persist", "/data"]);
+        env.ok(&[
+            "app",
+            "create",
+            app,
+            "--template",
+            "bb",
+            "--persist",
+            "/data",
+        ]);
         let o = env.jcs(&[
-            "run", app, "--", "/bin/sh", "-c", "echo $JCS_VE > /data/report.txt",
+            "run",
+            app,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo $JCS_VE > /data/report.txt",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
@@ -187,7 +203,7 @@ fn root_two_apps_files_of_one_path_are_two_files() {
         &["back", "file:/data/report.txt", "--app", "b"][..],
         &["back", "persist:b:/data/report.txt"],
     ] {
-        let back = reached(&env, q);
+        let back = env.reached(q);
         assert!(back.contains(&"ve:2".to_string()), "{q:?}: {back:?}");
         assert!(!back.contains(&"ve:1".to_string()), "{q:?}: {back:?}");
     }
@@ -203,19 +219,23 @@ fn root_exec_names_the_file_run_and_a_symlink_is_not_a_name() {
     env.sh_ok("cp /bin/busybox /data/echo && ln -s /data/echo /data/alias");
     let out = env.sh_ok("/data/echo ran");
     assert_eq!(out, "ran\n");
-    let back = reached(&env, &["back", "ve:2"]);
+    let back = env.reached(&["back", "ve:2"]);
     assert!(
         back.contains(&"file:/data/echo".to_string()) && back.contains(&"ve:1".to_string()),
         "VE 2 ran what VE 1 wrote: {back:?}"
     );
     // Reading through the link reads the file: the same variable, not one named /data/alias.
     env.sh_ok("cat /data/alias > /dev/null");
-    let ats = log(&env, 3);
+    let ats = env.log(3);
     assert!(
-        ats.iter().any(|a| a["op"] == "read" && a["src"] == "file:/data/echo"),
+        ats.iter()
+            .any(|a| a["op"] == "read" && a["src"] == "file:/data/echo"),
         "{ats:#?}"
     );
-    assert!(!ats.iter().any(|a| a["src"] == "file:/data/alias"), "{ats:#?}");
+    assert!(
+        !ats.iter().any(|a| a["src"] == "file:/data/alias"),
+        "{ats:#?}"
+    );
     env.assert_clean();
 }
 
@@ -228,13 +248,14 @@ fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
     // read is of what VE 1 wrote.
     env.stop_daemon();
     assert_eq!(env.sh_ok("cat /data/f"), "secret\n");
-    let fwd = reached(&env, &["forward", "ve:1"]);
+    let fwd = env.reached(&["forward", "ve:1"]);
     assert!(fwd.contains(&"ve:2".to_string()), "{fwd:?}");
     // ... and knows its names: a rename after another restart changes the file's name (the
     // catalog kept it), it does not make path variables.
     env.stop_daemon();
     env.sh_ok("mv /data/f /data/g");
-    let renames: Vec<serde_json::Value> = log(&env, 3)
+    let renames: Vec<serde_json::Value> = env
+        .log(3)
         .into_iter()
         .filter(|a| a["op"] == "rename")
         .collect();
@@ -245,7 +266,9 @@ fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
     // `jcs log --var` by the new name lists what was done to the file under its old one.
     let by_name = env.ok(&["log", "--var", "file:/data/g", "--json"]);
     assert!(
-        by_name.lines().any(|l| l.contains("\"op\":\"write\"") && l.contains("\"ve\":1")),
+        by_name
+            .lines()
+            .any(|l| l.contains("\"op\":\"write\"") && l.contains("\"ve\":1")),
         "{by_name}"
     );
     env.assert_clean();

@@ -58,26 +58,18 @@ fn root_bridge_connects_ves_and_host() {
     );
     // Both ends of the connection are recorded on one flow each way: tracking passes from
     // the client VE into the server VE's file, and from the server VE into the client VE.
-    let reached = |args: &[&str]| -> Vec<String> {
-        let j = env.json(&[&["track"], args, &["--json"]].concat());
-        j["reached"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
-    let back = reached(&["back", "persist:srv:/data/got"]);
+    let back = env.reached(&["back", "persist:srv:/data/got"]);
     assert!(
         back.contains(&"ve:2".to_string()),
         "{back:?}\n{}",
         env.ok(&["log", "--json"])
     );
     assert!(
-        back.iter().any(|v| v.starts_with("tcp:10.77.0.3:") && v.ends_with("->10.77.0.2:8080")),
+        back.iter()
+            .any(|v| v.starts_with("tcp:10.77.0.3:") && v.ends_with("->10.77.0.2:8080")),
         "{back:?}"
     );
-    let fwd = reached(&["forward", "ve:1"]);
+    let fwd = env.reached(&["forward", "ve:1"]);
     assert!(
         fwd.contains(&"ve:2".to_string()),
         "{fwd:?}\n{}",

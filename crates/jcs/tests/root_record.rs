@@ -19,19 +19,12 @@ fn sum(dropped: &serde_json::Value, names: &[&str]) -> u64 {
         .sum()
 }
 
-fn log(env: &Env, ve: u64) -> Vec<serde_json::Value> {
-    env.ok(&["log", "--ve", &ve.to_string(), "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn root_writes_in_three_chunks_are_three_transactions() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("dd if=/dev/zero of=/data/chunks bs=100 count=3 2>/dev/null");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     let writes: Vec<&serde_json::Value> = ats
         .iter()
         .filter(|a| a["op"] == "write" && a["dst"] == "file:/data/chunks")
@@ -62,7 +55,8 @@ fn root_writes_in_three_chunks_are_three_transactions() {
     // A second VE is recorded under its own id; the journal verifies.
     // (md5sum reads with read(2); busybox cat would use sendfile.)
     env.sh_ok("md5sum /data/chunks > /dev/null");
-    let reads: Vec<serde_json::Value> = log(&env, 2)
+    let reads: Vec<serde_json::Value> = env
+        .log(2)
         .into_iter()
         .filter(|a| a["op"] == "read" && a["src"] == "file:/data/chunks")
         .collect();
@@ -121,7 +115,7 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
     env.standard_app();
     // VE 1 completes: everything it did was acknowledged before jcs run returned.
     env.sh_ok("dd if=/dev/zero of=/data/one bs=100 count=5 2>/dev/null");
-    let before = log(&env, 1);
+    let before = env.log(1);
     assert!(
         before
             .iter()
@@ -161,8 +155,9 @@ fn root_killed_daemon_loses_nothing_acknowledged() {
     let v = env.json(&["verify", "--json"]);
     assert!(v["first_problem"].is_null(), "{v}");
     // Everything acknowledged before the kill is still there, unchanged.
-    assert_eq!(log(&env, 1), before);
-    assert!(log(&env, 3)
+    assert_eq!(env.log(1), before);
+    assert!(env
+        .log(3)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/three"));
     env.assert_clean();
@@ -183,7 +178,7 @@ fn root_file_changes_and_connections_are_transactions() {
          for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
            sleep 0.1; echo hi | nc 127.0.0.1 9000 && break; done; wait $l",
     );
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     let has = |op: &str, var: &str| {
         ats.iter()
             .any(|a| a["op"] == op && (a["dst"] == var || a["src"] == var))
@@ -192,9 +187,8 @@ fn root_file_changes_and_connections_are_transactions() {
     // One file, one variable (labelled by its first name, /data/d/f): the rename changes its
     // name, and what is done to it by its new name lands on the same variable.
     assert!(
-        ats.iter().any(|a| a["op"] == "rename"
-            && a["src"] == "ve:1"
-            && a["dst"] == "file:/data/d/f"),
+        ats.iter()
+            .any(|a| a["op"] == "rename" && a["src"] == "ve:1" && a["dst"] == "file:/data/d/f"),
         "{ats:#?}"
     );
     assert!(has("symlink", "file:/data/d/l"), "{ats:#?}");
@@ -229,7 +223,7 @@ fn root_template_reads_are_counted_not_recorded() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     env.sh_ok("md5sum /etc/passwd > /dev/null; echo x > /tmp/t; md5sum /tmp/t > /dev/null; echo y > /data/p; md5sum /data/p > /dev/null; echo z | md5sum > /data/sum");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     let reads = |path: &str| {
         ats.iter()
             .filter(|a| a["op"] == "read" && a["src"] == path)
@@ -413,7 +407,8 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     // VE 1 idles; its daemon is killed; VE 2 starts a new daemon while VE 1 still runs.
     let c = env.spawn_until_go("echo before > /data/before", "echo after > /data/after");
     // Its first write is durable (within the writer's linger time) before the kill.
-    assert!(common::wait_for(5, || log(&env, 1)
+    assert!(common::wait_for(5, || env
+        .log(1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
     env.kill_daemon();
@@ -424,7 +419,7 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     assert_eq!(o.status.code(), Some(122), "{err}");
     assert!(err.contains("recording is incomplete"), "{err}");
     assert!(err.contains("recorded it again after a gap"), "{err}");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     let gap = ats
         .iter()
         .position(|a| a["op"] == "gap" && a["result"] == -1)
@@ -499,7 +494,8 @@ fn root_a_daemon_of_another_jcs_build_is_replaced_when_idle_a_copy_is_not() {
         "{err}"
     );
     assert_ne!(env.daemon_pid().unwrap(), first);
-    assert!(log(&env, 4)
+    assert!(env
+        .log(4)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
     env.assert_clean();
@@ -554,7 +550,7 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     env.standard_app();
     // The VE's own pseudo-terminals (its devpts instance): their traffic never leaves it.
     env.sh_ok("ls /dev/pts > /dev/null; exec 3<>/dev/ptmx; echo hi >&3");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     assert!(
         !ats.iter()
             .any(|a| a["src"].as_str().unwrap().starts_with("file:/dev/pt")
@@ -573,7 +569,7 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     drop(master);
-    let ats = log(&env, 2);
+    let ats = env.log(2);
     assert!(
         ats.iter().any(|a| a["op"] == "write" && a["len"] == 16),
         "the write to the host's terminal: {ats:#?}"
@@ -588,7 +584,7 @@ fn root_unix_sockets_within_the_ve_stay_inside() {
     // A static helper: a socketpair between a parent and its child.
     common::static_helper(&env, "socketpair");
     assert_eq!(env.sh_ok("/data/socketpair"), "5\n");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     assert!(
         !ats.iter().any(|a| a["op"] == "send" || a["op"] == "recv"),
         "{ats:#?}"
@@ -607,7 +603,7 @@ fn root_inert_files_and_kernel_views_are_counted_not_recorded() {
     common::static_helper(&env, "inert");
     // The control: a write to persistent storage in the same VE stays recorded.
     assert_eq!(env.sh_ok("/data/inert && echo kept > /data/out"), "7\n");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     let quiet = ["/dev/null", "/dev/zero", "/dev/urandom", "/proc/", "/sys/"];
     for a in &ats {
         let var = format!("{} {}", a["src"], a["dst"]);
@@ -641,8 +637,8 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     env.sh_ok("cat /etc/nothing-here 2>/dev/null; cat /data/nothing-here 2>/dev/null; cat /dl/nothing-here 2>/dev/null; true");
     // Names that exist: mkdir fails with EEXIST, in the VE's own file system and in /data.
     env.sh_ok("mkdir /etc 2>/dev/null; mkdir /data 2>/dev/null; true");
-    let ats = log(&env, 1);
-    let ats2 = log(&env, 2);
+    let ats = env.log(1);
+    let ats2 = env.log(2);
     let mkdirs: Vec<&str> = ats2
         .iter()
         .filter(|a| a["op"] == "mkdir" && a["status"] == "failed")
@@ -668,7 +664,7 @@ fn root_calls_that_would_have_waited_are_counted_not_recorded() {
     env.standard_app();
     common::static_helper(&env, "eagain");
     assert_eq!(env.sh_ok("/data/eagain"), "2\n");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     // The sockets themselves are recorded (their binds and listen), the EAGAINs are not.
     assert!(ats.iter().any(|a| a["op"] == "listen"), "{ats:#?}");
     assert!(
@@ -688,7 +684,7 @@ fn root_threads_are_not_processes_their_calls_are_recorded() {
     env.standard_app();
     common::static_helper(&env, "threads");
     assert_eq!(env.sh_ok("/data/threads"), "3\n");
-    let ats = log(&env, 1);
+    let ats = env.log(1);
     // Each thread's write is recorded, with the process's pid and the thread's own tid.
     let writes: Vec<&serde_json::Value> = ats
         .iter()
@@ -834,7 +830,8 @@ fn root_a_watch_ends_with_its_ve_when_its_run_is_killed() {
     );
     let st = env.json(&["stats", "--ve", "1", "--json"]);
     assert!(st["ves"][0]["syscalls_seen"].as_u64().unwrap() > 0, "{st}");
-    assert!(log(&env, 1)
+    assert!(env
+        .log(1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before"));
     // The next run is recorded as usual.
@@ -850,7 +847,8 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let c = env.spawn_until_go("echo before > /data/before", "true");
-    assert!(wait_for(5, || log(&env, 1)
+    assert!(wait_for(5, || env
+        .log(1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
     env.kill_daemon();
@@ -863,10 +861,11 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
         String::from_utf8_lossy(&o.stderr)
     );
     // Control: no gap yet (nobody could write one).
-    assert!(!log(&env, 1).iter().any(|a| a["op"] == "gap"));
+    assert!(!env.log(1).iter().any(|a| a["op"] == "gap"));
     // The next run starts a recorder, which finds VE 1 unfinished.
     env.sh_ok("true");
-    let gaps: Vec<_> = log(&env, 1)
+    let gaps: Vec<_> = env
+        .log(1)
         .into_iter()
         .filter(|a| a["op"] == "gap")
         .collect();
@@ -882,9 +881,9 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
     // Only once: a later recorder does not write it again.
     env.stop_daemon();
     env.sh_ok("true");
-    assert_eq!(log(&env, 1).iter().filter(|a| a["op"] == "gap").count(), 1);
+    assert_eq!(env.log(1).iter().filter(|a| a["op"] == "gap").count(), 1);
     assert!(
-        !log(&env, 2).iter().any(|a| a["op"] == "gap"),
+        !env.log(2).iter().any(|a| a["op"] == "gap"),
         "VE 2 was complete"
     );
 }

@@ -9,16 +9,6 @@ mod common;
 use common::{Env, NetNs};
 use std::process::Stdio;
 
-fn reached(env: &Env, args: &[&str]) -> Vec<String> {
-    let j = env.json(&[&["track"], args, &["--json"]].concat());
-    j["reached"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn root_track_back_and_forward_across_ves_and_the_network() {
     let Some(env) = Env::new() else { return };
@@ -101,7 +91,7 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         "report\n<html>the page</html>\n"
     );
 
-    let back = reached(&env, &["back", "file:/docs/report.txt"]);
+    let back = env.reached(&["back", "file:/docs/report.txt"]);
     for want in [
         "file:/docs/report.txt",
         "ve:3",
@@ -112,11 +102,12 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     }
     // The connection's flow from the server to the browser VE (both ends recorded).
     assert!(
-        back.iter().any(|v| v.starts_with("tcp:10.80.0.1:8000->10.80.0.")),
+        back.iter()
+            .any(|v| v.starts_with("tcp:10.80.0.1:8000->10.80.0.")),
         "{back:?}"
     );
     assert!(!back.iter().any(|v| v == "ve:4" || v == "ve:1"), "{back:?}");
-    let fwd = reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]);
+    let fwd = env.reached(&["forward", "endpoint:tcp/10.80.0.1:8000"]);
     for want in [
         "file:/dl/page.html",
         "ve:3",
@@ -130,21 +121,20 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         "{fwd:?}"
     );
     // VE 4's report depends on nothing from the network.
-    let other = reached(&env, &["back", "file:/docs/other.txt"]);
+    let other = env.reached(&["back", "file:/docs/other.txt"]);
     assert!(
-        !other.iter().any(|v| v.starts_with("endpoint:") || v.starts_with("tcp:")),
+        !other
+            .iter()
+            .any(|v| v.starts_with("endpoint:") || v.starts_with("tcp:")),
         "{other:?}"
     );
     // Time-respecting: before the office VE ran, nothing had flowed into the report.
-    let before = reached(
-        &env,
-        &[
-            "back",
-            "file:/docs/report.txt",
-            "--at",
-            &format!("{between}"),
-        ],
-    );
+    let before = env.reached(&[
+        "back",
+        "file:/docs/report.txt",
+        "--at",
+        &format!("{between}"),
+    ]);
     assert_eq!(before, vec!["file:/docs/report.txt".to_string()]);
     // Each edge names the VE, the operation, the count, the time window and the bytes.
     let j = env.json(&["track", "back", "file:/docs/report.txt", "--json"]);
@@ -189,13 +179,13 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         ("back", "file:/docs/report.txt"),
         ("forward", "endpoint:tcp/10.80.0.1:8000"),
     ] {
-        let exact = reached(&env, &[dir, var]);
+        let exact = env.reached(&[dir, var]);
         assert_eq!(
-            reached(&env, &[dir, var, "--tier", "T1"]),
+            env.reached(&[dir, var, "--tier", "T1"]),
             exact,
             "{dir} {var}"
         );
-        let t2 = reached(&env, &[dir, var, "--tier", "T2"]);
+        let t2 = env.reached(&[dir, var, "--tier", "T2"]);
         assert!(
             exact.iter().all(|v| t2.contains(v)),
             "{dir} {var}: {exact:?} ⊄ {t2:?}"
@@ -249,8 +239,8 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         .contains("--policy"));
     // Rewriting the journal: T1 into one copy of the store, T2 into another.
     env.stop_daemon();
-    let exact_back = reached(&env, &["back", "file:/docs/report.txt"]);
-    let exact_fwd = reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]);
+    let exact_back = env.reached(&["back", "file:/docs/report.txt"]);
+    let exact_fwd = env.reached(&["forward", "endpoint:tcp/10.80.0.1:8000"]);
     let copy = env.home().with_extension("t2");
     let st = std::process::Command::new("cp")
         .args(["-a", env.home().to_str().unwrap(), copy.to_str().unwrap()])
@@ -278,12 +268,9 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         head,
         "summarizing keeps the chain head"
     );
+    assert_eq!(env.reached(&["back", "file:/docs/report.txt"]), exact_back);
     assert_eq!(
-        reached(&env, &["back", "file:/docs/report.txt"]),
-        exact_back
-    );
-    assert_eq!(
-        reached(&env, &["forward", "endpoint:tcp/10.80.0.1:8000"]),
+        env.reached(&["forward", "endpoint:tcp/10.80.0.1:8000"]),
         exact_fwd
     );
     let h2 = ["--home", copy.to_str().unwrap()];
@@ -293,18 +280,12 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         "{w}"
     );
     assert_eq!(verify_ok(&copy), head);
-    let t2b = reached(
-        &env,
-        &[&h2[..], &["back", "file:/docs/report.txt"]].concat(),
-    );
+    let t2b = env.reached(&[&h2[..], &["back", "file:/docs/report.txt"]].concat());
     assert!(
         exact_back.iter().all(|v| t2b.contains(v)),
         "{exact_back:?} ⊄ {t2b:?}"
     );
-    let t2f = reached(
-        &env,
-        &[&h2[..], &["forward", "endpoint:tcp/10.80.0.1:8000"]].concat(),
-    );
+    let t2f = env.reached(&[&h2[..], &["forward", "endpoint:tcp/10.80.0.1:8000"]].concat());
     assert!(
         exact_fwd.iter().all(|v| t2f.contains(v)),
         "{exact_fwd:?} ⊄ {t2f:?}"

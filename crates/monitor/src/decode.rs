@@ -239,7 +239,13 @@ mod tests {
         assert_eq!([off::ARGS, off::DEV, off::INO, off::POS], [40, 88, 96, 104]);
         assert_eq!([off::DEV2, off::INO2, off::POS2], [112, 120, 128]);
         assert_eq!(
-            [off::PATH_LEN, off::PATH2_LEN, off::FLAGS, off::GEN, off::GEN2],
+            [
+                off::PATH_LEN,
+                off::PATH2_LEN,
+                off::FLAGS,
+                off::GEN,
+                off::GEN2
+            ],
             [136, 138, 140, 144, 148]
         );
         assert_eq!([off::SIZE, off::ENTER, off::PATH], [152, 160, 168]);

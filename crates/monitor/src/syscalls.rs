@@ -233,10 +233,34 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_flistxattr, "flistxattr", READ | FD0, Meta(Op::GetXattr)),
         // Linux 6.13's *xattrat calls (the same number on every architecture; libc does not
         // name them yet): path at args[1] under the descriptor args[0].
-        at(463, "setxattrat", PATH1, Meta(Op::SetXattr), [Some(0), None]),
-        at(464, "getxattrat", PATH1, Meta(Op::GetXattr), [Some(0), None]),
-        at(465, "listxattrat", PATH1, Meta(Op::GetXattr), [Some(0), None]),
-        at(466, "removexattrat", PATH1, Meta(Op::SetXattr), [Some(0), None]),
+        at(
+            463,
+            "setxattrat",
+            PATH1,
+            Meta(Op::SetXattr),
+            [Some(0), None],
+        ),
+        at(
+            464,
+            "getxattrat",
+            PATH1,
+            Meta(Op::GetXattr),
+            [Some(0), None],
+        ),
+        at(
+            465,
+            "listxattrat",
+            PATH1,
+            Meta(Op::GetXattr),
+            [Some(0), None],
+        ),
+        at(
+            466,
+            "removexattrat",
+            PATH1,
+            Meta(Op::SetXattr),
+            [Some(0), None],
+        ),
         at(
             SYS_utimensat,
             "utimensat",

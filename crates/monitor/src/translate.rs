@@ -28,6 +28,9 @@ enum Key {
     Memory(u64),
 }
 
+/// A UDP flow seen: its variable, source and destination addresses.
+type UdpFlow = (VarId, IpAddr, IpAddr);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum NameKey {
     Store(String),
@@ -60,8 +63,11 @@ enum FdTarget {
     Conn { send: VarId, recv: VarId },
 }
 
+/// How a variable an earlier recorder defined is found: its definition → its id.
+type FindKnown = dyn FnMut(&VarDef) -> Option<VarId>;
+
 /// Finds a variable an earlier recorder defined (see [`Translator::set_known`]).
-pub struct Known(Box<dyn FnMut(&VarDef) -> Option<VarId>>);
+pub struct Known(Box<FindKnown>);
 
 impl std::fmt::Debug for Known {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +90,7 @@ pub struct Translator {
     /// unconnected socket's sends name no source address (it is chosen when the datagram is
     /// routed), and a receiver bound to every address names none for itself; such a flow is
     /// the one whose ports match and whose addresses match where both are known.
-    udp: HashMap<(u16, u16), Vec<(VarId, IpAddr, IpAddr)>>,
+    udp: HashMap<(u16, u16), Vec<UdpFlow>>,
     /// pid → its writable shared file mappings (variable, offset, length): memory and file
     /// are linked both ways while one lasts, so its end (munmap, exec, exit) is recorded too.
     maps: HashMap<u32, Vec<(VarId, u64, u64)>>,
@@ -470,8 +476,16 @@ impl Translator {
                 result: 0,
                 ..at
             };
-            out.push(Output::At(At { src: var, dst: mem, ..m }));
-            out.push(Output::At(At { src: mem, dst: var, ..m }));
+            out.push(Output::At(At {
+                src: var,
+                dst: mem,
+                ..m
+            }));
+            out.push(Output::At(At {
+                src: mem,
+                dst: var,
+                ..m
+            }));
         }
     }
 
@@ -489,7 +503,11 @@ impl Translator {
             return 0;
         };
         let udp = e.flags & flag::UDP != 0;
-        let (from, to) = if recv { (remote, local) } else { (local, remote) };
+        let (from, to) = if recv {
+            (remote, local)
+        } else {
+            (local, remote)
+        };
         let key = Key::Flow(udp, from, to);
         if let Some(v) = self.vars.get(&key) {
             return *v;
@@ -565,7 +583,15 @@ impl Translator {
     /// Records that `var` has the name `path` (absolute) in VE `ve` from `time_ns` on; the
     /// file that had it before (as far as the translator saw) loses it. Nothing when the name
     /// is already the file's in this VE.
-    fn bind(&mut self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, out: &mut Vec<Output>) {
+    fn bind(
+        &mut self,
+        e: &Event,
+        ve: u64,
+        time_ns: u64,
+        path: &[u8],
+        var: VarId,
+        out: &mut Vec<Output>,
+    ) {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
@@ -583,7 +609,15 @@ impl Translator {
     }
 
     /// Records that `var` no longer has the name `path` in VE `ve`.
-    fn unbind(&mut self, e: &Event, ve: u64, time_ns: u64, path: &[u8], var: VarId, out: &mut Vec<Output>) {
+    fn unbind(
+        &mut self,
+        e: &Event,
+        ve: u64,
+        time_ns: u64,
+        path: &[u8],
+        var: VarId,
+        out: &mut Vec<Output>,
+    ) {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
@@ -622,7 +656,10 @@ impl Translator {
                 at.off = e.pos.unwrap_or(0) as u64;
                 at.len = e.args[1];
                 if e.ret == 0 && var != 0 {
-                    self.maps.entry(e.pid).or_default().push((var, at.off, at.len));
+                    self.maps
+                        .entry(e.pid)
+                        .or_default()
+                        .push((var, at.off, at.len));
                 }
             }
             Sem::Chdir => {
@@ -660,7 +697,8 @@ impl Translator {
                     // The path is the file's name unless a symbolic link led elsewhere: the
                     // kernel says which name it opened.
                     let last = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
-                    let via_link = e.flags & flag::DNAME != 0 && e.path2().is_some_and(|d| d != last);
+                    let via_link =
+                        e.flags & flag::DNAME != 0 && e.path2().is_some_and(|d| d != last);
                     if !via_link {
                         self.bind(e, at.ve, at.time_ns, p, at.src, out);
                     }
@@ -770,7 +808,9 @@ impl Translator {
                 at.op = Op::Close;
                 at.src = match self.fds.remove(&(e.pid, fd)) {
                     Some(
-                        FdTarget::Endpoint(id) | FdTarget::Local(id) | FdTarget::Conn { send: id, .. },
+                        FdTarget::Endpoint(id)
+                        | FdTarget::Local(id)
+                        | FdTarget::Conn { send: id, .. },
                     ) => id,
                     Some(FdTarget::Socket) => 0,
                     Some(FdTarget::Path(p)) => self.file_var(e.file, Some(p), out),
@@ -780,7 +820,9 @@ impl Translator {
             Sem::Meta(op) => {
                 at.op = op;
                 at.src = mem;
-                if sys.cap & (cap::PATH0 | cap::PATH1) == 0 || (e.path().is_none() && e.file.is_some()) {
+                if sys.cap & (cap::PATH0 | cap::PATH1) == 0
+                    || (e.path().is_none() && e.file.is_some())
+                {
                     // By descriptor (fchmod, ftruncate, fsetxattr; utimensat with no path).
                     at.dst = self.fd_var(e, fd, e.file, socket, out).0;
                 } else {
@@ -800,9 +842,16 @@ impl Translator {
                     // Reading the attributes of a file of the VE's own file system (its
                     // layers or its dirties) moves nothing across.
                     if op == Op::GetXattr
-                        && first.as_ref().is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
+                        && first
+                            .as_ref()
+                            .is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
                     {
-                        *self.dropped.entry(e.cgroup_id).or_default().entry(e.nr).or_default() += 1;
+                        *self
+                            .dropped
+                            .entry(e.cgroup_id)
+                            .or_default()
+                            .entry(e.nr)
+                            .or_default() += 1;
                         return;
                     }
                     let (ve, t) = (at.ve, at.time_ns);
@@ -876,7 +925,10 @@ impl Translator {
                         dst: mem,
                         ..at
                     }));
-                    self.maps.entry(e.pid).or_default().push((var, at.off, at.len));
+                    self.maps
+                        .entry(e.pid)
+                        .or_default()
+                        .push((var, at.off, at.len));
                 }
             }
             Sem::Munmap => {
@@ -1143,7 +1195,10 @@ mod tests {
         t.push(&ev(Kind::Exit, 0, 0), &mut out);
         let a = ats(&out);
         assert_eq!(
-            a[n..].iter().map(|a| (a.op, a.src, a.dst)).collect::<Vec<_>>(),
+            a[n..]
+                .iter()
+                .map(|a| (a.op, a.src, a.dst))
+                .collect::<Vec<_>>(),
             [(Op::Mmap, 3, 1), (Op::Mmap, 1, 3), (Op::Exit, 0, 0)]
         );
     }
@@ -1531,7 +1586,11 @@ mod tests {
             ),
             (2, 1, 40, 0, Status::Failed, -9)
         );
-        assert_eq!(out.len(), 7, "no variable defined twice, no name given twice");
+        assert_eq!(
+            out.len(),
+            7,
+            "no variable defined twice, no name given twice"
+        );
     }
 
     #[test]
@@ -1606,7 +1665,9 @@ mod tests {
                 ("/data/b".into(), Some("persist:web:/data/b".into()), true),
             ]
         );
-        assert!(!out.iter().any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
     }
 
     #[test]
@@ -1650,7 +1711,10 @@ mod tests {
         t.watch(55, 1);
         t.watch(66, 2);
         let mut out = vec![];
-        let (a, b) = (sockaddr4([10, 0, 0, 2], 40000), sockaddr4([10, 0, 0, 3], 8000));
+        let (a, b) = (
+            sockaddr4([10, 0, 0, 2], 40000),
+            sockaddr4([10, 0, 0, 3], 8000),
+        );
         // VE 1 sends from a to b; VE 2 (local b, remote a) receives, then answers.
         let mut snd = ev(Kind::Syscall, nr::SENDTO, 5);
         snd.flags = flag::SOCKET | flag::LOCAL;
@@ -1686,12 +1750,18 @@ mod tests {
         // 0.0.0.0:7000, receives it from 10.0.0.2:40000.
         let mut snd = ev(Kind::Syscall, nr::SENDTO, 5);
         snd.flags = flag::SOCKET | flag::LOCAL | flag::UDP;
-        (snd.data, snd.data2) = (sockaddr4([10, 0, 0, 3], 7000), sockaddr4([0, 0, 0, 0], 40000));
+        (snd.data, snd.data2) = (
+            sockaddr4([10, 0, 0, 3], 7000),
+            sockaddr4([0, 0, 0, 0], 40000),
+        );
         t.push(&snd, &mut out);
         let mut rcv = snd.clone();
         rcv.cgroup_id = 66;
         rcv.nr = nr::RECVFROM;
-        (rcv.data, rcv.data2) = (sockaddr4([10, 0, 0, 2], 40000), sockaddr4([0, 0, 0, 0], 7000));
+        (rcv.data, rcv.data2) = (
+            sockaddr4([10, 0, 0, 2], 40000),
+            sockaddr4([0, 0, 0, 0], 7000),
+        );
         t.push(&rcv, &mut out);
         // Another sender's port is another flow.
         let mut other = rcv.clone();

@@ -166,6 +166,7 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         let f = std::fs::File::open(&out).unwrap();
         let mut g: libc::c_long = 0;
         const FS_IOC_GETVERSION: libc::c_ulong = 0x8008_7601;
+        // SAFETY: FS_IOC_GETVERSION writes one long into `g`, which outlives the call.
         match unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETVERSION, &mut g) } {
             0 => g as u32,
             _ => writes[0].file.map(|f| f.2).unwrap(),

@@ -117,7 +117,11 @@ pub fn resolve(
                         .as_deref()
                         .map(|s| format!(", {s}"))
                         .unwrap_or_default();
-                    format!("{} (VE {}{store})", identity(vars.get(v), &what), ves.join(", "))
+                    format!(
+                        "{} (VE {}{store})",
+                        identity(vars.get(v), &what),
+                        ves.join(", ")
+                    )
                 })
                 .collect();
             return Err(QueryError::Ambiguous {
@@ -186,10 +190,19 @@ mod tests {
             at_ns: Some(t),
             ..Scope::default()
         };
-        assert_eq!(resolve(&q("file:/data/a"), &vars, &names, &at(15)).unwrap(), [5]);
+        assert_eq!(
+            resolve(&q("file:/data/a"), &vars, &names, &at(15)).unwrap(),
+            [5]
+        );
         // Nothing had the name then: the file that had it last, or has it now.
-        assert_eq!(resolve(&q("file:/data/a"), &vars, &names, &at(25)).unwrap(), [5]);
-        assert_eq!(resolve(&q("file:/data/b"), &vars, &names, &at(15)).unwrap(), [5]);
+        assert_eq!(
+            resolve(&q("file:/data/a"), &vars, &names, &at(25)).unwrap(),
+            [5]
+        );
+        assert_eq!(
+            resolve(&q("file:/data/b"), &vars, &names, &at(15)).unwrap(),
+            [5]
+        );
     }
 
     #[test]
@@ -199,10 +212,18 @@ mod tests {
             name(10, 1, 5, "/data/report.txt", true),
             name(11, 2, 6, "/data/report.txt", true),
         ];
-        let e = resolve(&q("file:/data/report.txt"), &vars, &names, &Scope::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("file:[1:50:7]") && e.contains("file:[1:60:7]"), "{e}");
+        let e = resolve(
+            &q("file:/data/report.txt"),
+            &vars,
+            &names,
+            &Scope::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("file:[1:50:7]") && e.contains("file:[1:60:7]"),
+            "{e}"
+        );
         let ve2 = Scope {
             ves: Some(HashSet::from([2])),
             ..Scope::default()
@@ -213,8 +234,13 @@ mod tests {
         );
         // The store-level name is unambiguous.
         assert_eq!(
-            resolve(&q("persist:app1:/data/report.txt"), &vars, &names, &Scope::default())
-                .unwrap(),
+            resolve(
+                &q("persist:app1:/data/report.txt"),
+                &vars,
+                &names,
+                &Scope::default()
+            )
+            .unwrap(),
             [5]
         );
     }
@@ -233,7 +259,13 @@ mod tests {
         ];
         let s = Scope::default();
         assert_eq!(resolve(&q("file:/data/x"), &vars, &names, &s).unwrap(), [9]);
-        assert_eq!(resolve(&q("file:[1:50:7]"), &vars, &names, &s).unwrap(), [5]);
-        assert_eq!(resolve(&q("file:[1:50]"), &vars, &names, &s).unwrap(), [5, 9]);
+        assert_eq!(
+            resolve(&q("file:[1:50:7]"), &vars, &names, &s).unwrap(),
+            [5]
+        );
+        assert_eq!(
+            resolve(&q("file:[1:50]"), &vars, &names, &s).unwrap(),
+            [5, 9]
+        );
     }
 }

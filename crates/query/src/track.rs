@@ -132,7 +132,10 @@ pub fn track(
     source: Source,
 ) -> Result<Answer> {
     let l = Loaded::read(dir)?;
-    let scope = crate::resolve::Scope { ves, at_ns: time_ns };
+    let scope = crate::resolve::Scope {
+        ves,
+        at_ns: time_ns,
+    };
     let starts = crate::resolve::resolve(query, &l.vars, &l.names, &scope)?;
     if starts.is_empty() {
         return Err(match l.skipped.len() {

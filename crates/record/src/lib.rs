@@ -192,8 +192,7 @@ fn decode_names(b: &[u8]) -> Result<Vec<Name>, String> {
         let store = match c.num()? as usize {
             0 => None,
             n => Some(
-                String::from_utf8(c.bytes(n - 1)?.to_vec())
-                    .map_err(|_| "a name is not UTF-8")?,
+                String::from_utf8(c.bytes(n - 1)?.to_vec()).map_err(|_| "a name is not UTF-8")?,
             ),
         };
         let bound = match c.byte()? {

@@ -57,9 +57,7 @@ fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
 fn get_opt(c: &mut Cursor) -> Result<Option<String>, String> {
     Ok(match c.num()? as usize {
         0 => None,
-        n => Some(
-            String::from_utf8(c.bytes(n - 1)?.to_vec()).map_err(|_| "a path is not UTF-8")?,
-        ),
+        n => Some(String::from_utf8(c.bytes(n - 1)?.to_vec()).map_err(|_| "a path is not UTF-8")?),
     })
 }
 
@@ -262,10 +260,9 @@ impl VarQuery {
                     let n: Vec<&str> = id.split(':').collect();
                     let bad = || err("expected file:[DEV:INO] or file:[DEV:INO:GEN]".into());
                     let (dev, ino) = match n.as_slice() {
-                        [d, i] | [d, i, _] => (
-                            d.parse().map_err(|_| bad())?,
-                            i.parse().map_err(|_| bad())?,
-                        ),
+                        [d, i] | [d, i, _] => {
+                            (d.parse().map_err(|_| bad())?, i.parse().map_err(|_| bad())?)
+                        }
                         _ => return Err(bad()),
                     };
                     let gen = match n.get(2) {
@@ -286,7 +283,7 @@ impl VarQuery {
                     Ok(VarQuery::Store(spec.into()))
                 }
                 _ => Err(err(
-                    "expected persist:APP:PATH (PATH absolute, inside the VE)".into()
+                    "expected persist:APP:PATH (PATH absolute, inside the VE)".into(),
                 )),
             },
             "shared" => match rest.split_once('/') {
@@ -341,9 +338,7 @@ impl VarQuery {
                 gen: Some(g),
             } => format!("n:{dev}:{ino}:{g}"),
             // An endpoint names flows too (`c:` keys, to or from it).
-            VarQuery::Inode { .. } | VarQuery::Store(_) | VarQuery::Endpoint { .. } => {
-                return None
-            }
+            VarQuery::Inode { .. } | VarQuery::Store(_) | VarQuery::Endpoint { .. } => return None,
             VarQuery::Unix(p) => format!("u:{p}"),
             VarQuery::Memory(ve) => format!("m:{ve}"),
         }))
@@ -373,9 +368,9 @@ impl VarQuery {
                 },
             ) => dev == d2 && ino == i2,
             // An endpoint: every flow to or from it.
-            (VarQuery::Endpoint { addr, port }, VarDef::Flow { from, to, .. }) => {
-                [from, to].iter().any(|a| a.ip() == *addr && a.port() == *port)
-            }
+            (VarQuery::Endpoint { addr, port }, VarDef::Flow { from, to, .. }) => [from, to]
+                .iter()
+                .any(|a| a.ip() == *addr && a.port() == *port),
             (VarQuery::Endpoint { addr, port }, VarDef::Endpoint { addr: a, port: p }) => {
                 a == addr && p == port
             }

@@ -163,13 +163,14 @@ impl Catalog {
         let c = Catalog { conn };
         match version {
             SCHEMA_VERSION => {}
-            1..SCHEMA_VERSION => c
-                .upgrade(version)
-                .map_err(|source| StoreError::UpgradeCatalog {
-                    path: path.to_path_buf(),
-                    from: version,
-                    source: Box::new(source),
-                })?,
+            1..SCHEMA_VERSION => {
+                c.upgrade(version)
+                    .map_err(|source| StoreError::UpgradeCatalog {
+                        path: path.to_path_buf(),
+                        from: version,
+                        source: Box::new(source),
+                    })?
+            }
             0 => {
                 // A new catalog. WAL mode is a property of the file and persists.
                 c.conn
@@ -316,7 +317,11 @@ impl Catalog {
             "SELECT store, var, bound FROM names WHERE store IS NOT NULL ORDER BY time_ns, rowid",
         )?;
         let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as VarId, r.get::<_, bool>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as VarId,
+                r.get::<_, bool>(2)?,
+            ))
         })?;
         let mut now: std::collections::BTreeMap<String, Option<VarId>> = Default::default();
         for r in rows {
@@ -766,7 +771,8 @@ mod tests {
             // table is kept and the upgrade must not add it twice.)
             let c = if v == 3 {
                 let conn = Connection::open(&path).unwrap();
-                conn.execute_batch("ALTER TABLE ves DROP COLUMN record").unwrap();
+                conn.execute_batch("ALTER TABLE ves DROP COLUMN record")
+                    .unwrap();
                 drop(conn);
                 Catalog::open(&path)
             } else {

@@ -26,7 +26,9 @@ fn version_2_catalog_is_upgraded_and_keeps_everything() {
         c.var(ids[0]).unwrap(),
         Some(VarDef::File { path: Some(ref p), .. }) if p == "/data/in.txt"
     ));
-    let ve1 = c.var_ids(&VarQuery::parse("ve:1").unwrap().key().unwrap()).unwrap();
+    let ve1 = c
+        .var_ids(&VarQuery::parse("ve:1").unwrap().key().unwrap())
+        .unwrap();
     assert_eq!(ve1.len(), 1);
     drop(c);
     // Opened again: already at the current version, nothing to upgrade.

@@ -91,6 +91,25 @@ impl Env {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// `jcs log --ve VE --json`: the VE's transactions.
+    pub fn log(&self, ve: u64) -> Vec<serde_json::Value> {
+        self.ok(&["log", "--ve", &ve.to_string(), "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// `jcs track ARGS --json`: the variables the answer reached.
+    pub fn reached(&self, args: &[&str]) -> Vec<String> {
+        let j = self.json(&[&["track"], args, &["--json"]].concat());
+        j["reached"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{j}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// `jcs run web -- /bin/sh -c SCRIPT`.
     pub fn sh(&self, script: &str) -> Output {
         self.jcs(&["run", "web", "--", "/bin/sh", "-c", script])
