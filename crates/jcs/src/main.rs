@@ -825,6 +825,31 @@ fn real_main() -> Result<i32> {
     }
 }
 
+/// When an error says a disk is full (SQLite's "database or disk is full", ENOSPC), which
+/// store it is and how much room it has: the store's own words, not only SQLite's.
+fn disk_full_hint(msg: &str) -> Option<String> {
+    if !(msg.contains("database or disk is full")
+        || msg.contains("No space left on device")
+        || msg.contains("os error 28"))
+    {
+        return None;
+    }
+    let home = std::env::args_os()
+        .skip_while(|a| a != "--home")
+        .nth(1)
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("JCS_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/jcs"));
+    let free = rustix::fs::statvfs(&home)
+        .map(|s| (s.f_bavail * s.f_frsize).to_string())
+        .unwrap_or_else(|_| "an unknown number of".into());
+    Some(format!(
+        "the disk of the store at {} is full ({free} bytes free): free space there, or remove \
+         finished VEs (jcs rm, jcs gc) or summarize the journal (jcs summarize)",
+        home.display()
+    ))
+}
+
 /// `jcs run`'s exit code when the VE ran but its recording is incomplete.
 const EXIT_UNRECORDED: i32 = 122;
 
@@ -847,6 +872,9 @@ fn main() {
                 }
             }
             eprintln!("jcs: {msg}");
+            if let Some(hint) = disk_full_hint(&msg) {
+                eprintln!("jcs: {hint}");
+            }
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
             // 122: the VE ran, but what it did is not all in the journal (the message says
             // the VE's own exit code); nobody should take its record as complete.

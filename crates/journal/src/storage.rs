@@ -120,6 +120,8 @@ pub struct MemStorage {
     pub synced: BTreeMap<String, Vec<u8>>,
     /// Fail every write after this many more bytes (a full disk); None = never.
     pub space_left: Option<usize>,
+    /// The same, shared with a test that frees space while a writer thread owns the storage.
+    pub shared_space: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl MemStorage {
@@ -157,6 +159,14 @@ impl Storage for MemStorage {
                 return Err(io::Error::from_raw_os_error(28)); // ENOSPC
             }
             *left -= data.len();
+        }
+        if let Some(left) = &self.shared_space {
+            use std::sync::atomic::Ordering;
+            let have = left.load(Ordering::SeqCst);
+            if data.len() > have {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            left.fetch_sub(data.len(), Ordering::SeqCst);
         }
         self.written
             .entry(name.to_string())

@@ -54,8 +54,14 @@ struct Durable {
     count: u64,
     /// The first error; every later wait fails with it.
     error: Option<WriterError>,
+    /// The storage is full: the block in hand is retried until it fits; meanwhile nothing
+    /// is queued and waits fail at once with this error.
+    full: Option<WriterError>,
     stopped: bool,
 }
+
+/// How often a block is retried while the storage is full.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Records that go into one block. An empty batch asks the thread to write what it holds now.
 type Batch = Vec<Vec<u8>>;
@@ -122,9 +128,22 @@ impl Writer {
     /// Queues records that go into the same block (one fdatasync); returns the ticket of the
     /// last one. `records` must not be empty.
     pub fn submit_all(&self, records: Vec<Vec<u8>>) -> Result<Ticket, WriterError> {
+        self.offer(records).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Writer::submit_all`], and while the storage is full the records are handed
+    /// back with the error (the caller decides what their loss means).
+    pub fn offer(&self, records: Vec<Vec<u8>>) -> Result<Ticket, (WriterError, Vec<Vec<u8>>)> {
         if records.is_empty() {
-            return Err(WriterError::Empty);
+            return Err((WriterError::Empty, records));
         }
+        if let Some(e) = self.full() {
+            return Err((e, records));
+        }
+        self.queue(records).map_err(|e| (e, Vec::new()))
+    }
+
+    fn queue(&self, records: Vec<Vec<u8>>) -> Result<Ticket, WriterError> {
         let mut g = self.tx.lock().map_err(|_| WriterError::Poisoned)?;
         let n = records.len() as u64;
         let ticket = g.0 + n - 1;
@@ -137,6 +156,12 @@ impl Writer {
 
     fn error(&self) -> Option<WriterError> {
         self.durable.0.lock().ok().and_then(|d| d.error.clone())
+    }
+
+    /// The disk-full error while the storage is full (the writer retries its block every
+    /// 500 ms and takes nothing new); None when it writes.
+    pub fn full(&self) -> Option<WriterError> {
+        self.durable.0.lock().ok().and_then(|d| d.full.clone())
     }
 
     /// Blocks until the record with `ticket` is durable (asking a lingering thread to write
@@ -154,7 +179,7 @@ impl Writer {
             if d.count > ticket {
                 return Ok(());
             }
-            if let Some(e) = &d.error {
+            if let Some(e) = d.error.as_ref().or(d.full.as_ref()) {
                 return Err(e.clone());
             }
             if d.stopped {
@@ -243,18 +268,39 @@ fn run<S: Storage>(
         if batch.is_empty() {
             continue;
         }
-        match journal.append(&batch) {
-            Ok(_) => {
-                if let Ok(mut d) = m.lock() {
-                    d.count = journal.next_seq();
+        loop {
+            match journal.append(&batch) {
+                Ok(_) => {
+                    if let Ok(mut d) = m.lock() {
+                        d.count = journal.next_seq();
+                        d.full = None;
+                    }
+                    cv.notify_all();
+                    batch.clear();
+                    break;
                 }
-                cv.notify_all();
-                batch.clear();
-            }
-            Err(e) => {
-                let e: JournalError = e;
-                // Nothing after a failed block is acknowledged: stop here.
-                return finish(Some(WriterError::of(&e)));
+                Err(e) => {
+                    let e = WriterError::of(&e);
+                    if !e.is_disk_full() {
+                        // Nothing after a failed block is acknowledged: stop here.
+                        return finish(Some(e));
+                    }
+                    // A full disk: the journal left no partial block; the same block is
+                    // tried again once there is room (nothing after it is acknowledged).
+                    if let Ok(mut d) = m.lock() {
+                        d.full = Some(e);
+                    }
+                    cv.notify_all();
+                    match rx.recv_timeout(FULL_RETRY) {
+                        // (Nothing is queued while full; a flush request is harmless.)
+                        Ok(r) => batch.extend(r),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            let e = m.lock().ok().and_then(|d| d.full.clone());
+                            return finish(e);
+                        }
+                    }
+                }
             }
         }
     }

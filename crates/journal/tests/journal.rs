@@ -264,6 +264,46 @@ fn full_disk_fails_the_append_and_loses_nothing_acknowledged() {
     assert!(verify(j2.storage()).unwrap().ok());
 }
 
+/// A writer on a full disk stays up: waits fail at once with the disk-full error, nothing new
+/// is taken, the block in hand is retried; when space returns it is written (acknowledged
+/// once durable) and new records are taken again. Nothing is lost or written twice.
+#[test]
+fn a_writer_on_a_full_disk_waits_for_space_and_goes_on() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let space = std::sync::Arc::new(AtomicUsize::new(400));
+    let s = MemStorage {
+        shared_space: Some(space.clone()),
+        ..MemStorage::default()
+    };
+    let (j, _) = Journal::open(
+        s,
+        Options {
+            codec: Codec::None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let w = journal::writer::Writer::spawn(j, 16, 1);
+    let first = w.append(vec![1u8; 100]).unwrap();
+    // The next block does not fit.
+    let t = w.submit(vec![2u8; 300]).unwrap();
+    let e = w.wait(t).unwrap_err();
+    assert!(e.is_disk_full(), "{e}");
+    assert!(w.full().is_some());
+    assert!(w.submit(vec![3u8; 10]).unwrap_err().is_disk_full(), "nothing new is taken");
+    // Space returns: the block in hand is written, and the writer takes records again.
+    space.store(1 << 20, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while w.wait(t).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the block was not retried");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(w.full().is_none());
+    let last = w.append(vec![4u8; 10]).unwrap();
+    assert_eq!((first, t, last), (0, 1, 2));
+    w.close().unwrap();
+}
+
 /// A small deterministic PRNG (xorshift) for the crash property test.
 struct Rng(u64);
 impl Rng {

@@ -364,9 +364,15 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     match exit {
         Ok(x) => {
             if let Err(e) = recorded {
-                store
-                    .catalog
-                    .ve_ended(id, "exited", Some(x.code()), Some(&e.to_string()))?;
+                // The recording's state matters more than the catalog's row (which a full
+                // disk may refuse too): say both.
+                if let Err(c) =
+                    store
+                        .catalog
+                        .ve_ended(id, "exited", Some(x.code()), Some(&e.to_string()))
+                {
+                    tracing::warn!("VE {id}: the catalog did not take its end: {c}");
+                }
                 return Err(crate::LifecycleError::Unrecorded {
                     ve: id.0,
                     code: x.code(),

@@ -219,6 +219,11 @@ impl ve::launch::Hooks for MonitorHooks {
             cgroup_path: Some(cgroup.v2.clone()),
         })? {
             Response::Ok => {}
+            Response::Error { message } => {
+                return Err(Box::new(RecorderError::Refused(format!(
+                    "watch the VE: {message}"
+                ))))
+            }
             r => {
                 return Err(Box::new(RecorderError::Refused(format!(
                     "watch the VE: {r:?}"
@@ -239,6 +244,7 @@ impl ve::launch::Hooks for MonitorHooks {
         };
         match c.call(&unwatch) {
             Ok(Response::Ok) => Ok(()),
+            Ok(Response::Error { message }) => Err(Box::new(RecorderError::Refused(message))),
             Ok(r) => Err(Box::new(RecorderError::Refused(format!("{r:?}")))),
             Err(e) => {
                 // The daemon that watched this VE is gone. A daemon started since then

@@ -132,11 +132,13 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     })?;
     let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
+    let journal_dir = dir.clone();
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
             let setup = Setup {
                 first_var,
+                journal: journal_dir,
                 catalog: catalog_path,
                 running,
                 unfinished,
@@ -320,6 +322,8 @@ fn indexer(dir: &Path, catalog: &Path) {
 struct Setup {
     /// The next variable id.
     first_var: VarId,
+    /// The journal's directory (what a full disk is reported about).
+    journal: PathBuf,
     catalog: PathBuf,
     /// VEs running unrecorded, to watch again.
     running: Vec<Rewatch>,
@@ -337,6 +341,7 @@ fn monitor_loop(
 ) -> Result<()> {
     let Setup {
         first_var,
+        journal: journal_dir,
         catalog,
         running,
         unfinished,
@@ -384,6 +389,7 @@ fn monitor_loop(
         });
     }
     let mut last_ticket: Option<u64> = None;
+    let mut full = Full::default();
     // VEs that ran on while no recorder recorded them: watched again, after a gap
     // transaction that says so (its count is unknown: length 0, result -1).
     let mut gaps = Vec::new();
@@ -423,7 +429,7 @@ fn monitor_loop(
         gaps.push(g);
     }
     if !gaps.is_empty() {
-        last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()])?;
+        last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()], &mut full)?;
         if let Some(t) = last_ticket {
             writer.wait(t)?;
         }
@@ -512,6 +518,15 @@ fn monitor_loop(
                         t.set_store_names(cgroup_id, &names);
                     }
                     match m.watch(cgroup_id, ve) {
+                        // A VE that would not be recorded is not started.
+                        Ok(()) if writer.full().is_some() => {
+                            let _ = m.unwatch(cgroup_id);
+                            t.unwatch(cgroup_id);
+                            paths.remove(&cgroup_id);
+                            Response::Error {
+                                message: disk_full_message(&journal_dir),
+                            }
+                        }
                         Ok(()) => {
                             watched += 1;
                             Response::Ok
@@ -547,10 +562,17 @@ fn monitor_loop(
                         Ok(None) => {}
                         Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
                     }
-                    last_ticket = submit(&writer, records)?.or(last_ticket);
+                    last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
+                    let lost_some = t.ve_of(cgroup_id).is_some_and(|ve| full.lost.contains_key(&ve));
                     let r = match last_ticket.map(|tk| writer.wait(tk)) {
+                        Some(Err(e)) if e.is_disk_full() => Response::Error {
+                            message: disk_full_message(&journal_dir),
+                        },
                         Some(Err(e)) => Response::Error {
                             message: format!("journal: {e}"),
+                        },
+                        _ if lost_some => Response::Error {
+                            message: disk_full_message(&journal_dir),
                         },
                         _ => {
                             if let Some(ve) = t.ve_of(cgroup_id) {
@@ -589,11 +611,24 @@ fn monitor_loop(
         ring.consume()
             .map_err(monitor::loader::MonitorError::Ring)?;
         let records = translate(&pending, &mut t, &cat, online.as_mut(), false)?;
-        last_ticket = submit(&writer, records)?.or(last_ticket);
+        last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
+        last_ticket = write_full_gaps(&writer, &mut full, &cat)?.or(last_ticket);
         for (reply, r) in replies {
             let _ = reply.send(r);
         }
     }
+}
+
+/// What `jcs run` is told when the journal cannot be written: which store, how much room.
+fn disk_full_message(journal: &Path) -> String {
+    let free = rustix::fs::statvfs(journal)
+        .map(|s| s.f_bavail * s.f_frsize)
+        .unwrap_or(0);
+    format!(
+        "the disk of the store's journal ({}) is full: {free} bytes free; records are dropped \
+         (and counted as a gap) until there is room (free space, or jcs gc / jcs summarize)",
+        journal.display()
+    )
 }
 
 /// A gap in a VE's recording: `lost` records the kernel could not deliver (`result` the
@@ -696,7 +731,11 @@ fn translate(
     let mut records = Vec::new();
     let mut online = online;
     if !vars.is_empty() {
-        cat.add_vars(&vars)?;
+        // The journal is the source of truth: a definition the catalog could not take (a
+        // full disk) is added back when its segment is indexed.
+        if let Err(e) = cat.add_vars(&vars) {
+            tracing::warn!(error = %e, "catalog: variable definitions");
+        }
         if let Some(o) = online.as_deref_mut() {
             for (id, d) in &vars {
                 if !d.is_file() {
@@ -710,7 +749,9 @@ fn translate(
         records.push(Record::Vars(vars).encode());
     }
     if !names.is_empty() {
-        cat.add_names(&names)?;
+        if let Err(e) = cat.add_names(&names) {
+            tracing::warn!(error = %e, "catalog: names");
+        }
         records.push(Record::Names(names).encode());
     }
     if let Some(o) = online {
@@ -745,12 +786,93 @@ fn translate(
     Ok(records)
 }
 
-/// Queues records as one block; the ticket of the last, if any.
-fn submit(w: &journal::writer::Writer, records: Vec<Vec<u8>>) -> Result<Option<u64>> {
+/// What a full disk cost: the transactions dropped per VE while the journal could not be
+/// written (the writer retries; gaps say what was lost once it writes again).
+#[derive(Debug, Default)]
+struct Full {
+    lost: BTreeMap<u64, u64>,
+    /// VEs whose final counters (their S record) were dropped: their record ends short by
+    /// an unknown amount.
+    unfinished: std::collections::BTreeSet<u64>,
+    since_ns: Option<u64>,
+}
+
+/// Queues records as one block; the ticket of the last, if any. While the store's disk is
+/// full the records are dropped and their transactions counted per VE in `full` (the daemon
+/// stays up; `write_full_gaps` records the loss when the journal writes again).
+fn submit(
+    w: &journal::writer::Writer,
+    records: Vec<Vec<u8>>,
+    full: &mut Full,
+) -> Result<Option<u64>> {
     if records.is_empty() {
         return Ok(None);
     }
-    Ok(Some(w.submit_all(records)?))
+    match w.offer(records) {
+        Ok(t) => Ok(Some(t)),
+        Err((e, records)) if e.is_disk_full() => {
+            if full.since_ns.is_none() {
+                full.since_ns = Some(now_ns());
+                tracing::error!(error = %e, "the store's disk is full: records are dropped (counted per VE) until there is room");
+            }
+            for r in records {
+                match Record::decode(&r) {
+                    Ok(Record::Ats(ats)) => {
+                        for a in ats {
+                            *full.lost.entry(a.ve).or_default() += 1;
+                        }
+                    }
+                    Ok(Record::Stats(st)) => {
+                        full.unfinished.insert(st.ve);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None)
+        }
+        Err((e, _)) => Err(e.into()),
+    }
+}
+
+/// Once the journal writes again after a full disk: one gap per VE that lost records
+/// meanwhile (the transactions' count; result -1 when its final counters were among them),
+/// and those VEs' records marked `gap` in the catalog.
+fn write_full_gaps(
+    w: &journal::writer::Writer,
+    full: &mut Full,
+    cat: &store::Catalog,
+) -> Result<Option<u64>> {
+    if full.since_ns.is_none() || w.full().is_some() {
+        return Ok(None);
+    }
+    let since = full.since_ns.take().unwrap_or_default();
+    let mut lost = std::mem::take(&mut full.lost);
+    let unfinished = std::mem::take(&mut full.unfinished);
+    for &ve in &unfinished {
+        lost.entry(ve).or_default();
+    }
+    tracing::warn!(
+        ves = lost.len(),
+        since_ns = since,
+        "the store's disk has room again: writing the gaps of the records dropped meanwhile"
+    );
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    // A VE whose final counters were dropped lost an unknown amount (result -1).
+    let gaps: Vec<At> = lost
+        .iter()
+        .map(|(&ve, &n)| {
+            let known = if unfinished.contains(&ve) { -1 } else { n as i64 };
+            gap_at(ve, n, known)
+        })
+        .collect();
+    for &ve in lost.keys() {
+        if let Err(e) = cat.set_ve_record(ve, "gap") {
+            tracing::error!(ve, error = %e, "catalog");
+        }
+    }
+    submit(w, vec![Record::Ats(gaps).encode()], full)
 }
 
 #[cfg(test)]
