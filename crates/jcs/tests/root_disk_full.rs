@@ -45,7 +45,11 @@ fn root_a_full_disk_is_reported_recorded_as_a_gap_and_survived() {
     let Some(env) = Env::new() else { return };
     let _disk = SmallDisk::over(env.home(), "48m");
     env.standard_app();
-    env.sh_ok("echo before > /data/a");
+    // A 48 MiB disk is below the default low-space threshold: jcs run warns.
+    let o = env.sh("echo before > /data/a");
+    assert!(o.status.success());
+    let warned = String::from_utf8_lossy(&o.stderr);
+    assert!(warned.contains("MiB free") && warned.contains("JCS_LOW_SPACE_MB"), "{warned}");
     let daemon = env.daemon_pid().expect("a daemon");
     let acked = env.ok(&["log", "--json"]).lines().count();
     // Two VEs come up and wait; the disk fills; VE 2 writes (the journal cannot take its

@@ -414,6 +414,30 @@ pub struct RunOptions {
     pub extra_caps: u64,
 }
 
+/// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
+/// run` warns: when the disk is full, records are dropped (and counted as gaps).
+const LOW_SPACE_MB: u64 = 64;
+
+/// Warns when the store's disk is nearly full.
+fn warn_if_low_space(root: &std::path::Path) {
+    let limit = std::env::var("JCS_LOW_SPACE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOW_SPACE_MB);
+    if let Ok(s) = rustix::fs::statvfs(root) {
+        let free = s.f_bavail * s.f_frsize;
+        if free < limit << 20 {
+            tracing::warn!(
+                "the disk of the store at {} has {} MiB free (below {limit} MiB, JCS_LOW_SPACE_MB): \
+                 when it is full the record is cut short (a gap says so); free space, or jcs gc / \
+                 jcs summarize",
+                root.display(),
+                free >> 20
+            );
+        }
+    }
+}
+
 /// `jcs run`: a fresh VE of the app's newest version runs `argv` (default: the app's
 /// command). Returns the command's exit code.
 pub fn run(
@@ -433,6 +457,7 @@ pub fn run(
         .catalog
         .app(app_name)?
         .ctx(|| format!("unknown app {app_name} (see jcs app list)"))?;
+    warn_if_low_space(store.layout.root());
     let argv = if argv.is_empty() {
         app.cmd.clone()
     } else {
