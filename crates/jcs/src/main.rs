@@ -871,9 +871,10 @@ fn main() {
                     msg.push_str(&s);
                 }
             }
-            eprintln!("jcs: {msg}");
-            if let Some(hint) = disk_full_hint(&msg) {
-                eprintln!("jcs: {hint}");
+            // (One line: the store and its free space follow a disk-full error.)
+            match disk_full_hint(&msg) {
+                Some(hint) => eprintln!("jcs: {msg}; {hint}"),
+                None => eprintln!("jcs: {msg}"),
             }
             // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
             // 122: the VE ran, but what it did is not all in the journal (the message says
