@@ -126,7 +126,7 @@ impl Monitor {
     /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
     /// at zero).
     pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
-        let mut v = [0u8; 16];
+        let mut v = vec![0u8; std::mem::size_of::<crate::skel::types::jcs_ve>()];
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         self.skel
             .maps

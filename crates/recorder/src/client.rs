@@ -244,6 +244,15 @@ impl ve::launch::Hooks for MonitorHooks {
         };
         match c.call(&unwatch) {
             Ok(Response::Ok) => Ok(()),
+            Ok(Response::Finished { lost }) => {
+                tracing::warn!(
+                    "VE {}: the monitor dropped {lost} of its records (the kernel's buffer was \
+                     full, or the VE had used up its share of it); the journal has a gap that \
+                     counts them",
+                    self.ve
+                );
+                Ok(())
+            }
             Ok(Response::Error { message }) => Err(Box::new(RecorderError::Refused(message))),
             Ok(r) => Err(Box::new(RecorderError::Refused(format!("{r:?}")))),
             Err(e) => {

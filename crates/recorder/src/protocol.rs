@@ -61,6 +61,11 @@ pub enum Response {
     Error {
         message: String,
     },
+    /// An Unwatch whose VE lost records in the kernel (its buffer share was used up): the
+    /// record is durable, with a gap counting them.
+    Finished {
+        lost: u64,
+    },
 }
 
 /// The recorder's socket in the store at `home`.

@@ -552,8 +552,10 @@ fn monitor_loop(
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
                     let mut records = translate(&pending, &mut t, &cat, online.as_mut(), true)?;
+                    let mut lost = 0;
                     match ve_stats(&m, cgroup_id, &t) {
                         Ok(Some((stats, gap))) => {
+                            lost = stats.lost;
                             if let Some(g) = gap {
                                 records.push(Record::Ats(vec![g]).encode());
                             }
@@ -581,6 +583,7 @@ fn monitor_loop(
                                 }
                             }
                             match m.unwatch(cgroup_id) {
+                                Ok(()) if lost > 0 => Response::Finished { lost },
                                 Ok(()) => Response::Ok,
                                 Err(e) => Response::Error {
                                     message: e.to_string(),

@@ -14,6 +14,8 @@
  *   udp-recv PORT OUT          bind a UDP socket to PORT on every address, receive one
  *                              datagram (recvfrom, with its source), copy it into OUT
  *   udp-send HOST PORT TEXT    send TEXT in one datagram (sendto) from an unbound socket
+ *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
+ *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
  *                              holds into the mapping (after the mmap call)
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -187,6 +190,24 @@ int main(int argc, char **argv)
 		size_t n = strlen(argv[4]);
 		if (s < 0 || sendto(s, argv[4], n, 0, (void *)&a, sizeof(a)) != (ssize_t)n)
 			die("sendto");
+	} else if (argc == 4 && !strcmp(argv[1], "flood")) {
+		int fd = open(argv[3], O_CREAT | O_WRONLY, 0644);
+		if (fd < 0)
+			die("open");
+		time_t end = time(NULL) + atoi(argv[2]);
+		while (time(NULL) < end)
+			for (int i = 0; i < 1000; i++)
+				if (pwrite(fd, "x", 1, 0) != 1)
+					die("pwrite");
+	} else if (argc == 4 && !strcmp(argv[1], "quiet")) {
+		int fd = open(argv[3], O_CREAT | O_WRONLY, 0644);
+		if (fd < 0)
+			die("open");
+		for (int i = 0; i < atoi(argv[2]); i++) {
+			if (pwrite(fd, "q", 1, i) != 1)
+				die("pwrite");
+			usleep(10000);
+		}
 	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
 		int fd = open(argv[2], O_RDWR);
 		if (fd < 0)

@@ -69,10 +69,16 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
+#define RING_BYTES (16 * 1024 * 1024)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 * 1024 * 1024);
+	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
+
+/* A VE's share while the ring is under pressure: an eighth of the records a quarter of the ring
+ * holds, per quarter drained. Eight VEs over their share at once still leave the ring room. */
+#define FAIR_SHARE ((RING_BYTES / 4) / sizeof(struct jcs_event) / 8)
 
 /* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown); [1] the
  * inode number of the host's network namespace (0 = unknown): its loopback is the host's. */
@@ -146,8 +152,34 @@ static __always_inline void submit(struct jcs_event *e)
 	count(JCS_STAT_EMITTED);
 }
 
+/* Whether the current task's VE may add a record: always while the ring is at most half full;
+ * under pressure, only within its share of the current epoch. Counts a refusal as the VE's
+ * loss. */
+static __always_inline int within_share(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) <= RING_BYTES / 2)
+		return 1;
+	struct jcs_ve *w = watched_task();
+	if (!w)
+		return 1;
+	__u64 epoch = bpf_ringbuf_query(&events, BPF_RB_CONS_POS) / (RING_BYTES / 4);
+	if (w->epoch != epoch) {
+		w->epoch = epoch;
+		w->used = 0;
+	}
+	if (w->used >= FAIR_SHARE) {
+		count(JCS_STAT_LOST);
+		__sync_fetch_and_add(&w->lost, 1);
+		return 0;
+	}
+	__sync_fetch_and_add(&w->used, 1);
+	return 1;
+}
+
 static __always_inline struct jcs_event *reserve(__u32 kind)
 {
+	if (!within_share())
+		return NULL;
 	struct jcs_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(JCS_STAT_LOST);
@@ -1001,6 +1033,7 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
  * BTF, the Rust view of the record and of its enums (`skel::types`), which is all that
  * `decode.rs` and `syscalls.rs` read: the layout of what the kernel sends is defined once. */
 struct jcs_event jcs_abi_event;
+struct jcs_ve jcs_abi_ve;
 enum jcs_kind jcs_abi_kind;
 enum jcs_capture jcs_abi_capture;
 enum jcs_flag jcs_abi_flag;

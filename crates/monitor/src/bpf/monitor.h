@@ -86,12 +86,19 @@ enum jcs_stat {
 	JCS_STAT_MAX = 5,
 };
 
-/* Value of the `watched` map: the VE, and the records it lost (the ring buffer was full).
+/* Value of the `watched` map: the VE, the records it lost (the ring buffer was full, or it
+ * was over its share while the ring was under pressure), and its fair-share accounting.
  * What it entered and what classification dropped are in `counts`, per system call; what was
  * emitted is what user space receives: nothing else is counted per VE on the hot path. */
 struct jcs_ve {
 	__u64 ve;
 	__u64 lost;
+	/* Fair capture: while the ring buffer is more than half full, a VE adds at most its share
+	 * of records per quarter of the ring the consumer drains (`epoch` counts those quarters,
+	 * `used` the VE's records in the current one); beyond it, its records are lost and
+	 * charged to it, not to the VEs that stayed within their share. */
+	__u64 epoch;
+	__u64 used;
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
