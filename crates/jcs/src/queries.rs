@@ -105,6 +105,23 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
                 )?;
             }
         }
+        Entry::Repair(r) => {
+            if json {
+                let v = serde_json::json!({
+                    "repair": r.kind, "time_ns": r.time_ns, "file": r.file, "reason": r.reason,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{} journal repair ({}): {} (set aside in {})",
+                    time_us(r.time_ns),
+                    r.kind,
+                    r.reason,
+                    r.file
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -14,7 +14,13 @@ struct SmallDisk(std::path::PathBuf);
 impl SmallDisk {
     fn over(dir: &std::path::Path, size: &str) -> SmallDisk {
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "jcs-test-disk"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "jcs-test-disk",
+            ])
             .arg(dir)
             .status()
             .unwrap();
@@ -49,16 +55,18 @@ fn root_a_full_disk_is_reported_recorded_as_a_gap_and_survived() {
     let o = env.sh("echo before > /data/a");
     assert!(o.status.success());
     let warned = String::from_utf8_lossy(&o.stderr);
-    assert!(warned.contains("MiB free") && warned.contains("JCS_LOW_SPACE_MB"), "{warned}");
+    assert!(
+        warned.contains("MiB free") && warned.contains("JCS_LOW_SPACE_MB"),
+        "{warned}"
+    );
     let daemon = env.daemon_pid().expect("a daemon");
     let acked = env.ok(&["log", "--json"]).lines().count();
     // Two VEs come up and wait; the disk fills; VE 2 writes (the journal cannot take its
     // records: the recorder learns the disk is full); then VE 3 writes, while it is known to
     // be full: its records are dropped and counted.
     let waiting = |go: &str, after: &str| {
-        let script = format!(
-            "touch /data/up-{go}; while [ ! -e /data/{go} ]; do sleep 0.05; done; {after}"
-        );
+        let script =
+            format!("touch /data/up-{go}; while [ ! -e /data/{go} ]; do sleep 0.05; done; {after}");
         let c = env
             .cmd(&["run", "web", "--", "/bin/sh", "-c", &script])
             .stdout(std::process::Stdio::piped())
@@ -83,7 +91,9 @@ fn root_a_full_disk_is_reported_recorded_as_a_gap_and_survived() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(122), "VE {ve}: {stderr}");
         assert!(
-            stderr.contains("is full") && stderr.contains("bytes free") && stderr.contains("journal"),
+            stderr.contains("is full")
+                && stderr.contains("bytes free")
+                && stderr.contains("journal"),
             "VE {ve}: {stderr}"
         );
     }

@@ -24,11 +24,19 @@ fn root_flooders_lose_their_own_records_not_a_quiet_ves() {
         let quiet = env.spawn_until_go("true", "/data/boundary quiet 10 /data/q");
         let flooders: Vec<_> = (0..4)
             .map(|i| {
-                env.cmd(&["run", "web", "--", "/data/boundary", "flood", "3", &format!("/data/f{i}")])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
+                env.cmd(&[
+                    "run",
+                    "web",
+                    "--",
+                    "/data/boundary",
+                    "flood",
+                    "3",
+                    &format!("/data/f{i}"),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
             })
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(500));

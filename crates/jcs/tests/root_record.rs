@@ -917,3 +917,43 @@ fn root_the_recorder_refuses_a_client_inside_a_ve_cgroup() {
         "{inside}"
     );
 }
+
+/// What a recorder's opening of the journal repaired is itself in the journal (in the hash
+/// chain) and listed by `jcs log`: a damaged last block, set aside, shows as a repair.
+#[test]
+fn root_journal_repairs_are_recorded_and_listed() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo one > /data/one");
+    env.stop_daemon();
+    let mut segs: Vec<_> = std::fs::read_dir(env.home().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let seg = segs.last().unwrap();
+    let mut b = std::fs::read(seg).unwrap();
+    let n = b.len();
+    b[n - 10] ^= 0xff; // inside the last block: its checksum fails
+    std::fs::write(seg, &b).unwrap();
+    env.sh_ok("echo two > /data/two"); // a new recorder opens the journal
+    let repairs: Vec<serde_json::Value> = env
+        .ok(&["log", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("repair").is_some())
+        .collect();
+    assert_eq!(repairs.len(), 1, "{repairs:?}");
+    assert_eq!(repairs[0]["repair"], "quarantined");
+    assert!(
+        env.home()
+            .join("journal")
+            .join(repairs[0]["file"].as_str().unwrap())
+            .exists(),
+        "{repairs:?}"
+    );
+    let text = env.ok(&["log"]);
+    assert!(text.contains("journal repair (quarantined)"), "{text}");
+    env.assert_clean();
+}

@@ -290,12 +290,18 @@ fn a_writer_on_a_full_disk_waits_for_space_and_goes_on() {
     let e = w.wait(t).unwrap_err();
     assert!(e.is_disk_full(), "{e}");
     assert!(w.full().is_some());
-    assert!(w.submit(vec![3u8; 10]).unwrap_err().is_disk_full(), "nothing new is taken");
+    assert!(
+        w.submit(vec![3u8; 10]).unwrap_err().is_disk_full(),
+        "nothing new is taken"
+    );
     // Space returns: the block in hand is written, and the writer takes records again.
     space.store(1 << 20, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while w.wait(t).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the block was not retried");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the block was not retried"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(w.full().is_none());

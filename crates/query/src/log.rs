@@ -33,6 +33,9 @@ pub enum Entry<'a> {
         src: &'a str,
         dst: &'a str,
     },
+    /// A repair of the journal when a recorder opened it (listed without filters, or within
+    /// `--since`/`--until`).
+    Repair(&'a record::Repair),
 }
 
 /// A reader of the log that remembers where it is.
@@ -217,6 +220,16 @@ impl<'s> Log<'s> {
                         src: names.name(s.src),
                         dst: names.name(s.dst),
                     })?;
+                }
+            }
+            Record::Repairs(rs) => {
+                let unfiltered = f.var.is_none() && f.ves.is_none();
+                for r in rs.iter().filter(|r| {
+                    unfiltered
+                        && f.since_ns.is_none_or(|t| r.time_ns >= t)
+                        && f.until_ns.is_none_or(|t| r.time_ns <= t)
+                }) {
+                    sink(Entry::Repair(r))?;
                 }
             }
             Record::Stats(_) | Record::Names(_) => {}

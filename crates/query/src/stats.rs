@@ -86,7 +86,7 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                         .or_default() += n;
                 }
             }
-            Record::Vars(_) | Record::Summaries { .. } | Record::Names(_) => {}
+            Record::Vars(_) | Record::Summaries { .. } | Record::Names(_) | Record::Repairs(_) => {}
         }
     }
     Ok(Stats {

@@ -29,6 +29,8 @@ pub mod tag {
     pub const SUMMARIES: u8 = b'T';
     /// Names files got and lost (version 2).
     pub const NAMES: u8 = b'N';
+    /// What a recorder's opening of the journal repaired (version 2).
+    pub const REPAIRS: u8 = b'R';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -48,6 +50,20 @@ pub enum Record {
     Summaries { tier: Tier, sts: Vec<Summary> },
     /// Names files got and lost, each written before the transactions after it.
     Names(Vec<Name>),
+    /// What opening the journal repaired (a torn tail cut, damage set aside), written by the
+    /// recorder that opened it: the repairs are part of the hash chain.
+    Repairs(Vec<Repair>),
+}
+
+/// One repair of the journal when it was opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Repair {
+    pub time_ns: u64,
+    /// `torn` (an unfinished last append, nothing acknowledged) or `quarantined` (damage).
+    pub kind: String,
+    /// The file the cut bytes were set aside in.
+    pub file: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +82,8 @@ pub enum RecordError {
     Summaries(String),
     #[error("names: {0}")]
     Names(String),
+    #[error("repairs: {0}")]
+    Repairs(String),
 }
 
 impl Record {
@@ -95,6 +113,17 @@ impl Record {
             Record::Names(names) => {
                 let mut b = vec![tag::NAMES];
                 encode_names(names, &mut b);
+                b
+            }
+            Record::Repairs(rs) => {
+                let mut b = vec![tag::REPAIRS];
+                model::leb::put(&mut b, rs.len() as u64);
+                for r in rs {
+                    model::leb::put(&mut b, r.time_ns);
+                    put_str(&mut b, &r.kind);
+                    put_str(&mut b, &r.file);
+                    put_str(&mut b, &r.reason);
+                }
                 b
             }
         }
@@ -130,6 +159,9 @@ impl Record {
             tag::NAMES => decode_names(body)
                 .map(Record::Names)
                 .map_err(RecordError::Names),
+            tag::REPAIRS => decode_repairs(body)
+                .map(Record::Repairs)
+                .map_err(RecordError::Repairs),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -155,6 +187,7 @@ impl Record {
                     out.extend([key::ve(n.ve), key::var(n.var)]);
                 }
             }
+            Record::Repairs(_) => {}
         }
     }
 }
@@ -178,6 +211,22 @@ fn encode_names(names: &[Name], out: &mut Vec<u8>) {
         }
         out.push(u8::from(n.bound));
     }
+}
+
+fn decode_repairs(b: &[u8]) -> Result<Vec<Repair>, String> {
+    let mut c = Cursor::new(b);
+    let n = c.count(4)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Repair {
+            time_ns: c.num()?,
+            kind: c.string()?,
+            file: c.string()?,
+            reason: c.string()?,
+        });
+    }
+    c.end()?;
+    Ok(out)
 }
 
 fn decode_names(b: &[u8]) -> Result<Vec<Name>, String> {
@@ -331,6 +380,12 @@ mod tests {
                     bytes: 5,
                 }],
             },
+            Record::Repairs(vec![Repair {
+                time_ns: 9,
+                kind: "quarantined".into(),
+                file: "0000000000000001.journal.at-80.quarantined".into(),
+                reason: "damage at offset 80".into(),
+            }]),
             Record::Names(vec![
                 Name {
                     time_ns: 5,
@@ -356,7 +411,7 @@ mod tests {
     fn names_and_file_identities_are_pinned() {
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         assert_eq!(
-            hex(samples()[4].encode()),
+            hex(samples()[5].encode()),
             "4e02050209072f646174612f6114706572736973743a7765623a2f646174612f61\
              01060209022f780000"
         );
@@ -428,7 +483,7 @@ mod tests {
     fn golden_bytes() {
         // Part of the journal format: these bytes must never change meaning.
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let [vars, _, stats, sums, _] = &samples()[..] else {
+        let [vars, _, stats, sums, _, _] = &samples()[..] else {
             unreachable!()
         };
         assert_eq!(

@@ -100,6 +100,24 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     for (q, why) in &recovery.quarantined {
         tracing::warn!(quarantined = %q, reason = %why, "journal segment quarantined");
     }
+    let repairs: Vec<record::Repair> = recovery
+        .truncated
+        .iter()
+        .map(|(seg, off, cut)| record::Repair {
+            time_ns: now_ns(),
+            kind: "torn".into(),
+            file: recovery.torn_tail_copy.clone().unwrap_or_default(),
+            reason: format!(
+                "an unfinished last append: {cut} bytes of {seg} after offset {off} cut"
+            ),
+        })
+        .chain(recovery.quarantined.iter().map(|(q, why)| record::Repair {
+            time_ns: now_ns(),
+            kind: "quarantined".into(),
+            file: q.clone(),
+            reason: why.clone(),
+        }))
+        .collect();
     // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
     // the next variable id, reading only the open segment.
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
@@ -138,6 +156,7 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         .spawn(move || {
             let setup = Setup {
                 first_var,
+                repairs,
                 journal: journal_dir,
                 catalog: catalog_path,
                 running,
@@ -322,6 +341,8 @@ fn indexer(dir: &Path, catalog: &Path) {
 struct Setup {
     /// The next variable id.
     first_var: VarId,
+    /// What opening the journal repaired: the first record this recorder writes.
+    repairs: Vec<record::Repair>,
     /// The journal's directory (what a full disk is reported about).
     journal: PathBuf,
     catalog: PathBuf,
@@ -341,6 +362,7 @@ fn monitor_loop(
 ) -> Result<()> {
     let Setup {
         first_var,
+        repairs,
         journal: journal_dir,
         catalog,
         running,
@@ -427,6 +449,10 @@ fn monitor_loop(
         let mut g = gap_at(ve, 0, -1);
         g.time_ns = ended_ns;
         gaps.push(g);
+    }
+    // What opening the journal repaired goes into the chain, first.
+    if !repairs.is_empty() {
+        last_ticket = submit(&writer, vec![Record::Repairs(repairs).encode()], &mut full)?;
     }
     if !gaps.is_empty() {
         last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()], &mut full)?;
@@ -565,7 +591,9 @@ fn monitor_loop(
                         Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
                     }
                     last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
-                    let lost_some = t.ve_of(cgroup_id).is_some_and(|ve| full.lost.contains_key(&ve));
+                    let lost_some = t
+                        .ve_of(cgroup_id)
+                        .is_some_and(|ve| full.lost.contains_key(&ve));
                     let r = match last_ticket.map(|tk| writer.wait(tk)) {
                         Some(Err(e)) if e.is_disk_full() => Response::Error {
                             message: disk_full_message(&journal_dir),
@@ -866,7 +894,11 @@ fn write_full_gaps(
     let gaps: Vec<At> = lost
         .iter()
         .map(|(&ve, &n)| {
-            let known = if unfinished.contains(&ve) { -1 } else { n as i64 };
+            let known = if unfinished.contains(&ve) {
+                -1
+            } else {
+                n as i64
+            };
             gap_at(ve, n, known)
         })
         .collect();
