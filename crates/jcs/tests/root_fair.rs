@@ -47,6 +47,7 @@ fn root_flooders_lose_their_own_records_not_a_quiet_ves() {
         let q = data.join("q");
         let wrote = wait_for(10, || std::fs::metadata(&q).is_ok_and(|m| m.len() >= 10));
         std::thread::sleep(std::time::Duration::from_millis(200));
+        // SAFETY: as above: the recorder goes on.
         unsafe { libc::kill(daemon, libc::SIGCONT) };
         assert!(wrote, "trial {trial}: the quiet VE did not write");
         let quiet = quiet.wait_with_output().unwrap();
