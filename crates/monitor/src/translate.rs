@@ -365,9 +365,18 @@ impl Translator {
     }
 
     /// The record's path (`second`: its second path), absolute, for system call `sys`.
+    /// A path that filled the kernel's buffer (255 bytes; 127 for each path of a two-path
+    /// call) was cut: it ends in `…`, so that it never passes for a whole path (a name query
+    /// by the whole path does not find it; the label shows it).
     fn path_of(&self, e: &Event, sys: &Sys, second: bool) -> Option<Vec<u8>> {
-        let p = if second { e.path2() } else { e.path() }?.to_vec();
+        let mut p = if second { e.path2() } else { e.path() }?.to_vec();
+        let two = sys.cap & (cap::PATHB1 | cap::PATHB2 | cap::PATHB3) != 0;
+        let room = if two || second { 127 } else { 255 };
+        let cut = p.len() >= room;
         let dirfd = sys.dirfd[usize::from(second)].map(|i| e.args[i] as i32);
+        if cut {
+            p.extend_from_slice("…".as_bytes());
+        }
         Some(self.resolve(e.pid, dirfd, p))
     }
 
@@ -1770,6 +1779,30 @@ mod tests {
         let a = ats(&out);
         assert_eq!(a[0].dst, a[1].src);
         assert_ne!(a[2].src, a[0].dst);
+    }
+
+    #[test]
+    fn a_path_the_kernel_cut_says_so() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let long = format!("/data/{}", "d".repeat(249)); // 255 bytes: the buffer was full
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.data = format!("{long}\0").into_bytes();
+        open.file = Some((1, 2, 3));
+        t.push(&open, &mut out);
+        let short = "/data/x";
+        open.data = format!("{short}\0").into_bytes();
+        open.file = Some((1, 3, 3));
+        t.push(&open, &mut out);
+        let labels: Vec<String> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Var(_, VarDef::Inode { name: Some(n), .. }) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(labels, [format!("{long}…"), short.to_string()]);
     }
 
     #[test]
