@@ -957,3 +957,22 @@ fn root_journal_repairs_are_recorded_and_listed() {
     assert!(text.contains("journal repair (quarantined)"), "{text}");
     env.assert_clean();
 }
+
+/// A process's end is logged as a shell reports it: its exit code, or 128 + the signal that
+/// killed it (a SIGKILLed process used to show exit 0).
+#[test]
+fn root_exits_are_codes_or_128_plus_the_signal() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let o = env.sh("sleep 10 & p=$!; kill -9 $p; wait $p; exit 3");
+    assert_eq!(o.status.code(), Some(3));
+    let exits: Vec<i64> = env
+        .log(1)
+        .iter()
+        .filter(|a| a["op"] == "exit")
+        .map(|a| a["result"].as_i64().unwrap())
+        .collect();
+    assert!(exits.contains(&137), "the killed sleep: {exits:?}");
+    assert!(exits.contains(&3), "the shell: {exits:?}");
+    env.assert_clean();
+}

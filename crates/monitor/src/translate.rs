@@ -163,6 +163,17 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<VarDef> {
     }
 }
 
+/// A process's end as a shell reports it: its exit code, or 128 + the signal that killed it
+/// (from the kernel's wait status).
+pub fn exit_result(status: i64) -> i64 {
+    let sig = status & 0x7f;
+    if sig == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + sig
+    }
+}
+
 /// `path` made lexically clean: no `.`, no empty components, `..` applied (never above `/`
 /// for an absolute path).
 pub fn clean(path: &[u8]) -> Vec<u8> {
@@ -1081,6 +1092,7 @@ impl Translator {
                     self.end_mappings(e.pid, mem, at, out);
                 }
                 at.op = Op::Exit;
+                at.result = exit_result(e.ret);
             }
             Kind::Exec => {
                 // The old memory and its mappings are gone.
@@ -1803,6 +1815,14 @@ mod tests {
             })
             .collect();
         assert_eq!(labels, [format!("{long}…"), short.to_string()]);
+    }
+
+    #[test]
+    fn exits_are_codes_or_128_plus_the_signal() {
+        assert_eq!(exit_result(0), 0);
+        assert_eq!(exit_result(3 << 8), 3);
+        assert_eq!(exit_result(9), 137, "SIGKILL");
+        assert_eq!(exit_result(0x80 | 11), 139, "SIGSEGV with a core dump");
     }
 
     #[test]

@@ -1023,7 +1023,8 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 	}
 	struct jcs_event *e = reserve(JCS_EV_EXIT);
 	if (e) {
-		e->ret = BPF_CORE_READ(p, exit_code) >> 8;
+		/* The wait status: a normal exit's code in bits 8-15, a killing signal in 0-6. */
+		e->ret = BPF_CORE_READ(p, exit_code);
 		submit(e);
 	}
 	return 0;

@@ -115,7 +115,8 @@ struct jcs_event {
 	__u32 tid;       /* 20 */
 	__u32 kind;      /* 24  enum jcs_kind */
 	__u32 nr;        /* 28  system call number (JCS_EV_SYSCALL) */
-	__s64 ret;       /* 32  return value; child pid for JCS_EV_FORK; exit code for JCS_EV_EXIT */
+	__s64 ret;       /* 32  return value; child pid for JCS_EV_FORK; the wait status for
+	                  *     JCS_EV_EXIT (exit code << 8, or the killing signal) */
 	__u64 args[6];   /* 40  raw arguments */
 	__u64 dev;       /* 88  file identity of the (first) fd argument, taken at entry (0 = none) */
 	__u64 ino;       /* 96 */
