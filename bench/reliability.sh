@@ -52,7 +52,7 @@ for t in $(seq 1 "$trials"); do
   elif [ -f "$JCS_HOME/daemon.pid" ]; then
     kill -9 "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null && killed_daemon=$((killed_daemon + 1)) || true
   fi
-  code=0; wait "$run" || code=$?
+  code=0; { wait "$run"; } 2>/dev/null || code=$?
   # The next run starts a recorder again (recovery, gaps for what ran unrecorded).
   t0=$(date +%s%N)
   "$jcs" run web -- true 2>/dev/null || true
