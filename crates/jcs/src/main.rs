@@ -425,6 +425,25 @@ fn limits(memory: &str, pids: u64, cpus: Option<&str>, disk: Option<&str>) -> Re
     })
 }
 
+/// A VE id a query names must be one the store has had (removed ones included): a typo
+/// gets an error, not an empty answer.
+fn known_ve(store: &store::Store, ve: u64) -> Result<()> {
+    if store.catalog.ve(model::VeId(ve))?.is_none() {
+        bail!("unknown VE {ve} (see jcs ps --all)");
+    }
+    Ok(())
+}
+
+/// The same for an app name (an app that exists, or existed and ran VEs).
+fn known_app(store: &store::Store, app: &model::Name) -> Result<()> {
+    if store.catalog.app(app)?.is_none()
+        && !store.catalog.ves()?.iter().any(|v| v.app == app.as_str())
+    {
+        bail!("unknown app {app} (see jcs app list)");
+    }
+    Ok(())
+}
+
 fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
     let store = open_store_at(cli_home)?;
     mark("catalog open");
@@ -674,7 +693,13 @@ fn real_main() -> Result<i32> {
         Cmd::Rm { ves: ids } => commands::rm(&open_store(cli.home)?, &ids).map(|_| 0),
         Cmd::Gc { json } => commands::gc(&open_store(cli.home)?, json).map(|_| 0),
         Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
-        Cmd::Stats { ve, json, strict } => queries::stats(&open_store(cli.home)?, ve, json, strict),
+        Cmd::Stats { ve, json, strict } => {
+            let store = open_store(cli.home)?;
+            if let Some(v) = ve {
+                known_ve(&store, v)?;
+            }
+            queries::stats(&store, ve, json, strict)
+        }
         Cmd::Log {
             ve,
             app,
@@ -694,8 +719,12 @@ fn real_main() -> Result<i32> {
                 ..Default::default()
             };
             let store = open_store(cli.home)?;
+            if let Some(v) = ve {
+                known_ve(&store, v)?;
+            }
             if let Some(a) = app {
                 let a = name(&a, "app")?;
+                known_app(&store, &a)?;
                 let ids: std::collections::HashSet<u64> = store
                     .catalog
                     .ves()?
@@ -784,9 +813,13 @@ fn real_main() -> Result<i32> {
             };
             let store = open_store(cli.home)?;
             let ves = match (out.ve, out.app.as_deref()) {
-                (Some(v), _) => Some(std::collections::HashSet::from([v])),
+                (Some(v), _) => {
+                    known_ve(&store, v)?;
+                    Some(std::collections::HashSet::from([v]))
+                }
                 (None, Some(a)) => {
                     let a = name(a, "app")?;
+                    known_app(&store, &a)?;
                     Some(
                         store
                             .catalog

@@ -25,6 +25,20 @@ fn root_unknown_names() {
     assert!(one_line(&e).contains("may only contain"), "{e}");
     let e = env.fails(&["inspect", "42"]);
     assert!(one_line(&e).contains("unknown VE 42"), "{e}");
+    // A query about a VE or app the store never had: an error, not an empty answer.
+    for (args, want) in [
+        (&["log", "--ve", "999"][..], "unknown VE 999"),
+        (&["log", "--app", "nosuch"], "unknown app nosuch"),
+        (&["stats", "--ve", "99999"], "unknown VE 99999"),
+        (&["track", "back", "file:/x", "--ve", "5"], "unknown VE 5"),
+        (
+            &["track", "back", "file:/x", "--app", "nosuch"],
+            "unknown app nosuch",
+        ),
+    ] {
+        let e = env.fails(args);
+        assert!(one_line(&e).contains(want), "{args:?}: {e}");
+    }
     let e = env.fails(&["run", "nope", "--memory", "lots", "--", "true"]);
     assert!(one_line(&e).contains("--memory"), "{e}");
     assert!(!env.home().join("apps/a").exists());

@@ -976,3 +976,22 @@ fn root_exits_are_codes_or_128_plus_the_signal() {
     assert!(exits.contains(&3), "the shell: {exits:?}");
     env.assert_clean();
 }
+
+/// The VE's init (JCS's own code that mounts, pivots and drops privileges before the app
+/// starts) is not the VE: its system calls are not counted in the VE's statistics.
+#[test]
+fn root_the_inits_own_calls_are_not_the_ves() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let calls = &st["ves"][0]["syscalls_by_name"];
+    for setup in ["mount", "pivot_root", "umount2", "sethostname"] {
+        assert!(calls.get(setup).is_none(), "{setup} counted: {calls}");
+    }
+    assert!(
+        calls.get("execve").is_some(),
+        "the app's own calls are: {calls}"
+    );
+    env.assert_clean();
+}

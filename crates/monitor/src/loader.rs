@@ -124,10 +124,13 @@ impl Monitor {
     }
 
     /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
-    /// at zero).
-    pub fn watch(&self, cgroup_id: u64, ve: u64) -> Result<(), MonitorError> {
-        let mut v = vec![0u8; std::mem::size_of::<crate::skel::types::jcs_ve>()];
+    /// at zero); the system calls of `init` (the VE's init, JCS's own code) are not counted.
+    pub fn watch(&self, cgroup_id: u64, ve: u64, init: Option<u32>) -> Result<(), MonitorError> {
+        use crate::skel::types::jcs_ve;
+        let mut v = vec![0u8; std::mem::size_of::<jcs_ve>()];
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
+        let at = std::mem::offset_of!(jcs_ve, init_tid);
+        v[at..at + 8].copy_from_slice(&u64::from(init.unwrap_or(0)).to_ne_bytes());
         self.skel
             .maps
             .watched

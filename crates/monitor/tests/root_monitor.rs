@@ -57,7 +57,7 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
     }
     let m = Monitor::start().expect("the monitor loads and attaches on this kernel");
     let cg = TestCgroup::new();
-    m.watch(cg.id(), 7).unwrap();
+    m.watch(cg.id(), 7, None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.txt");
     let procs = cg.0.join("cgroup.procs");

@@ -430,7 +430,7 @@ fn monitor_loop(
             Some(tid) => t.watch_with_init(r.cgroup_id, r.ve, tid),
             None => t.watch(r.cgroup_id, r.ve),
         }
-        match m.watch(r.cgroup_id, r.ve) {
+        match m.watch(r.cgroup_id, r.ve, r.init) {
             Ok(()) => {
                 watched += 1;
                 tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
@@ -543,7 +543,7 @@ fn monitor_loop(
                     if let Some(names) = store_names {
                         t.set_store_names(cgroup_id, &names);
                     }
-                    match m.watch(cgroup_id, ve) {
+                    match m.watch(cgroup_id, ve, init) {
                         // A VE that would not be recorded is not started.
                         Ok(()) if writer.full().is_some() => {
                             let _ = m.unwatch(cgroup_id);

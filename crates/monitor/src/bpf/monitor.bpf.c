@@ -662,7 +662,11 @@ static __always_inline int enter_mprotect(struct inflight *f, struct task_struct
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
-	if (!watched_task())
+	struct jcs_ve *w = watched_task();
+	if (!w)
+		return 0;
+	/* The VE's init builds the VE before the app starts: its calls are JCS's, not the VE's. */
+	if (w->init_tid && w->init_tid == (__u32)bpf_get_current_pid_tgid())
 		return 0;
 	count(JCS_STAT_SEEN);
 	__u32 nr = id;

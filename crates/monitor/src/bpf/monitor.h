@@ -99,6 +99,9 @@ struct jcs_ve {
 	 * charged to it, not to the VEs that stayed within their share. */
 	__u64 epoch;
 	__u64 used;
+	/* The tid of the VE's init (JCS's own code that builds the VE, then only reaps): its
+	 * system calls are neither the app's nor counted as the VE's (0: none). */
+	__u64 init_tid;
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
