@@ -429,6 +429,20 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
         .position(|a| a["op"] == "write" && a["dst"] == "file:/data/after")
         .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
     assert!(gap < after);
+    // The gap's window: from VE 1's last record before the kill (its offset) to the restart.
+    let before = ats
+        .iter()
+        .filter(|a| a["op"] != "gap")
+        .take_while(|a| a["time_ns"].as_u64() <= ats[gap]["time_ns"].as_u64())
+        .filter_map(|a| a["time_ns"].as_u64())
+        .max()
+        .unwrap();
+    assert_eq!(ats[gap]["off"].as_u64(), Some(before), "{:#?}", ats[gap]);
+    let answer = env.json(&["track", "back", "ve:1", "--json"]);
+    assert!(
+        answer["gaps"][0]["since_ns"].as_u64() == Some(before),
+        "the answer says the window: {answer}"
+    );
     assert!(ats
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before"));

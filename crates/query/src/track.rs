@@ -95,11 +95,12 @@ pub struct Edge {
     pub bytes: u64,
 }
 
-/// A loss in the record: records of VE `ve` were lost around `time_ns` (`lost`: how many;
-/// None: unknown, no recorder ran).
+/// A loss in the record: records of VE `ve` were lost between `since_ns` (None: unknown)
+/// and `time_ns` (`lost`: how many; None: unknown, no recorder ran).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     pub ve: u64,
+    pub since_ns: Option<u64>,
     pub time_ns: u64,
     pub lost: Option<u64>,
 }
@@ -247,6 +248,7 @@ pub fn track(
         })
         .map(|a| Gap {
             ve: a.ve,
+            since_ns: (a.off > 0 && a.off <= a.time_ns).then_some(a.off),
             time_ns: a.time_ns,
             lost: (a.result >= 0).then_some(a.len),
         })
@@ -278,7 +280,15 @@ impl Answer {
                     Some(n) => format!("{n} record(s) lost"),
                     None => "not recorded for a while (no recorder ran)".into(),
                 };
-                format!("VE {} at {}: {what}", g.ve, crate::time::time_us(g.time_ns))
+                match g.since_ns {
+                    Some(s) => format!(
+                        "VE {} between {} and {}: {what}",
+                        g.ve,
+                        crate::time::time_us(s),
+                        crate::time::time_us(g.time_ns)
+                    ),
+                    None => format!("VE {} at {}: {what}", g.ve, crate::time::time_us(g.time_ns)),
+                }
             })
             .chain(self.skipped.iter().map(crate::skipped_line))
             .collect()
@@ -334,7 +344,7 @@ impl Answer {
             "complete": self.complete(),
             "skipped": self.skipped,
             "gaps": self.gaps.iter().map(|g| serde_json::json!({
-                "ve": g.ve, "time_ns": g.time_ns, "lost": g.lost,
+                "ve": g.ve, "since_ns": g.since_ns, "time_ns": g.time_ns, "lost": g.lost,
             })).collect::<Vec<_>>(),
             "reached": reached,
             "edges": self.edges.iter().map(|e| serde_json::json!({

@@ -95,6 +95,26 @@ pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
     Ok(max + 1)
 }
 
+/// The time of each VE's last transaction in the journal's open segment (where a VE that a
+/// killed recorder was recording has its last records): where the gap a new recorder writes
+/// for it starts. Reads the open segment only.
+pub fn last_seen(dir: &Path) -> Result<std::collections::HashMap<u64, u64>> {
+    let storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
+    let mut out = std::collections::HashMap::new();
+    if let Some(&last) = journal::segment_numbers(&storage)?.last() {
+        let (records, _) = journal::read_segment_from(&storage, last, 0)?;
+        for (_, r) in records {
+            if let Ok(Record::Ats(ats)) = Record::decode(&r) {
+                for a in ats {
+                    let t = out.entry(a.ve).or_insert(0);
+                    *t = (*t).max(a.time_ns);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

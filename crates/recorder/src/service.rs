@@ -123,6 +123,8 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
     let running = running_ves(store);
     let unfinished = unfinished_ves(store, &running);
+    // Where the gaps of VEs that ran unrecorded start: their last records.
+    let last_seen = crate::index::last_seen(&dir).unwrap_or_default();
     let catalog_path = store.layout.catalog();
     {
         let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
@@ -157,6 +159,7 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
             let setup = Setup {
                 first_var,
                 repairs,
+                last_seen,
                 journal: journal_dir,
                 catalog: catalog_path,
                 running,
@@ -343,6 +346,8 @@ struct Setup {
     first_var: VarId,
     /// What opening the journal repaired: the first record this recorder writes.
     repairs: Vec<record::Repair>,
+    /// VE → the time of its last transaction in the journal's open segment.
+    last_seen: std::collections::HashMap<u64, u64>,
     /// The journal's directory (what a full disk is reported about).
     journal: PathBuf,
     catalog: PathBuf,
@@ -363,6 +368,7 @@ fn monitor_loop(
     let Setup {
         first_var,
         repairs,
+        last_seen,
         journal: journal_dir,
         catalog,
         running,
@@ -412,6 +418,8 @@ fn monitor_loop(
     }
     let mut last_ticket: Option<u64> = None;
     let mut full = Full::default();
+    // cgroup → when it was watched (where a gap for its lost records starts).
+    let mut watched_since: std::collections::HashMap<u64, u64> = Default::default();
     // VEs that ran on while no recorder recorded them: watched again, after a gap
     // transaction that says so (its count is unknown: length 0, result -1).
     let mut gaps = Vec::new();
@@ -433,8 +441,14 @@ fn monitor_loop(
         match m.watch(r.cgroup_id, r.ve, r.init) {
             Ok(()) => {
                 watched += 1;
+                watched_since.insert(r.cgroup_id, now_ns());
                 tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
-                gaps.push(gap_at(r.ve, 0, -1));
+                gaps.push(gap_at(
+                    r.ve,
+                    0,
+                    -1,
+                    last_seen.get(&r.ve).copied().unwrap_or(0),
+                ));
             }
             Err(e) => tracing::error!(ve = r.ve, error = %e, "cannot watch VE again"),
         }
@@ -446,7 +460,7 @@ fn monitor_loop(
             ve,
             "VE ended while no recorder could finish its record; writing its gap"
         );
-        let mut g = gap_at(ve, 0, -1);
+        let mut g = gap_at(ve, 0, -1, last_seen.get(&ve).copied().unwrap_or(0));
         g.time_ns = ended_ns;
         gaps.push(g);
     }
@@ -555,6 +569,7 @@ fn monitor_loop(
                         }
                         Ok(()) => {
                             watched += 1;
+                            watched_since.insert(cgroup_id, now_ns());
                             Response::Ok
                         }
                         Err(e) => Response::Error {
@@ -579,7 +594,8 @@ fn monitor_loop(
                     // counters, in one block: one fdatasync.
                     let mut records = translate(&pending, &mut t, &cat, online.as_mut(), true)?;
                     let mut lost = 0;
-                    match ve_stats(&m, cgroup_id, &t) {
+                    let since = watched_since.remove(&cgroup_id).unwrap_or(0);
+                    match ve_stats(&m, cgroup_id, &t, since) {
                         Ok(Some((stats, gap))) => {
                             lost = stats.lost;
                             if let Some(g) = gap {
@@ -664,7 +680,7 @@ fn disk_full_message(journal: &Path) -> String {
 
 /// A gap in a VE's recording: `lost` records the kernel could not deliver (`result` the
 /// same), or, with `result` -1, a time when no recorder was recording it (count unknown).
-fn gap_at(ve: u64, lost: u64, result: i64) -> At {
+fn gap_at(ve: u64, lost: u64, result: i64, since_ns: u64) -> At {
     At {
         time_ns: now_ns(),
         ve,
@@ -674,14 +690,21 @@ fn gap_at(ve: u64, lost: u64, result: i64) -> At {
         status: model::at::Status::Failed,
         src: 0,
         dst: 0,
-        off: 0,
+        // The window of the loss: from `off` (0: unknown) to `time_ns`.
+        off: since_ns,
         len: lost,
         result,
     }
 }
 
 /// The kernel's counters of a VE, and a gap transaction when records were lost.
-fn ve_stats(m: &Monitor, cgroup_id: u64, t: &Translator) -> Result<Option<(VeStats, Option<At>)>> {
+/// `since`: when the VE was watched (where a gap for its lost records starts).
+fn ve_stats(
+    m: &Monitor,
+    cgroup_id: u64,
+    t: &Translator,
+    since: u64,
+) -> Result<Option<(VeStats, Option<At>)>> {
     let Some(ve) = t.ve_of(cgroup_id) else {
         return Ok(None);
     };
@@ -699,7 +722,7 @@ fn ve_stats(m: &Monitor, cgroup_id: u64, t: &Translator) -> Result<Option<(VeSta
         *dropped.entry(nr).or_default() += n;
     }
     let dropped_calls: Vec<(u32, u64)> = dropped.into_iter().collect();
-    let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64));
+    let gap = (c.lost > 0).then(|| gap_at(ve, c.lost, c.lost as i64, since));
     let stats = VeStats {
         ve,
         seen: calls.iter().map(|c| c.1).sum(),
@@ -899,7 +922,7 @@ fn write_full_gaps(
             } else {
                 n as i64
             };
-            gap_at(ve, n, known)
+            gap_at(ve, n, known, since)
         })
         .collect();
     for &ve in lost.keys() {
