@@ -92,16 +92,7 @@ pub(crate) fn encode_defs(defs: &[(VarId, VarDef)], out: &mut Vec<u8>) {
             }
             VarDef::Endpoint { addr, port } => {
                 out.push(ENDPOINT);
-                match addr {
-                    IpAddr::V4(a) => {
-                        out.push(4);
-                        out.extend_from_slice(&a.octets());
-                    }
-                    IpAddr::V6(a) => {
-                        out.push(16);
-                        out.extend_from_slice(&a.octets());
-                    }
-                }
+                put_ip(out, addr);
                 put(out, u64::from(*port));
             }
             VarDef::Flow { udp, from, to } => {
@@ -149,12 +140,8 @@ pub(crate) fn decode_defs(b: &[u8]) -> Result<Vec<(VarId, VarDef)>, String> {
             }
             PATH => VarDef::Path { path: c.string()? },
             ENDPOINT => {
-                let addr = match c.byte()? {
-                    4 => IpAddr::from(<[u8; 4]>::try_from(c.bytes(4)?).expect("4 bytes")),
-                    16 => IpAddr::from(<[u8; 16]>::try_from(c.bytes(16)?).expect("16 bytes")),
-                    n => return Err(format!("an address of {n} bytes")),
-                };
-                let port = u16::try_from(c.num()?).map_err(|_| "a port beyond 16 bits")?;
+                let addr = get_ip(&mut c)?;
+                let port = get_port(&mut c)?;
                 VarDef::Endpoint { addr, port }
             }
             FLOW => {
