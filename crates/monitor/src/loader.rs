@@ -84,28 +84,16 @@ impl Monitor {
             .open(object)
             .map_err(MonitorError::Open)?;
         let mut skel = open.load().map_err(MonitorError::Load)?;
-        skel.maps
-            .settings
-            .update(
-                &0u32.to_ne_bytes(),
-                &host_devpts_dev().to_ne_bytes(),
-                MapFlags::ANY,
-            )
-            .map_err(|source| MonitorError::Map {
-                map: "settings",
-                source,
-            })?;
-        skel.maps
-            .settings
-            .update(
-                &1u32.to_ne_bytes(),
-                &host_netns_inode().to_ne_bytes(),
-                MapFlags::ANY,
-            )
-            .map_err(|source| MonitorError::Map {
-                map: "settings",
-                source,
-            })?;
+        // The settings (monitor.bpf.c): [0] the host's devpts, [1] the host's network namespace.
+        for (slot, value) in [(0u32, host_devpts_dev()), (1, host_netns_inode())] {
+            skel.maps
+                .settings
+                .update(&slot.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|source| MonitorError::Map {
+                    map: "settings",
+                    source,
+                })?;
+        }
         for s in crate::syscalls::table() {
             skel.maps
                 .interest
