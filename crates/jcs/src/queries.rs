@@ -62,23 +62,31 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
     match e {
         Entry::At { at: a, src, dst } => {
             let status = format!("{:?}", a.status).to_lowercase();
+            // A failed call's error by name (its result is -errno).
+            let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
+                .then(|| model::errno::name(-a.result))
+                .flatten();
             if json {
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
                     "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
                 });
+                if let Some(e) = error {
+                    v["error"] = e.into();
+                }
                 writeln!(out, "{v}")?;
             } else {
                 writeln!(
                     out,
-                    "{} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {} {status}",
+                    "{} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {}{} {status}",
                     time_us(a.time_ns),
                     a.ve,
                     a.pid,
                     a.op.name(),
                     a.off,
                     a.len,
-                    a.result
+                    a.result,
+                    error.map(|e| format!(" {e}")).unwrap_or_default()
                 )?;
             }
         }

@@ -667,6 +667,16 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     assert!(failed.contains(&"file:/data/nothing-here"), "{ats:#?}");
     assert!(failed.contains(&"file:/dl/nothing-here"), "{ats:#?}");
     assert!(!failed.contains(&"file:/etc/nothing-here"), "{ats:#?}");
+    // A failed call says its error by name.
+    assert!(
+        ats.iter()
+            .any(|a| a["op"] == "open" && a["result"] == -2 && a["error"] == "ENOENT"),
+        "{ats:#?}"
+    );
+    assert!(ats2
+        .iter()
+        .any(|a| a["op"] == "mkdir" && a["error"] == "EEXIST"));
+    assert!(env.ok(&["log", "--ve", "1"]).contains("= -2 ENOENT failed"));
     let d = dropped(&env, 1);
     assert!(sum(&d, &["openat", "open"]) >= 1, "{d}");
     env.assert_clean();
