@@ -13,8 +13,9 @@ run() { say "$*"; "$@"; }
 run $jcs doctor
 run $jcs template create base --busybox
 run $jcs app create notes --template base --persist /root/notes --share /root/Downloads=downloads
-say "jcs run notes -- /bin/sh -c '...'   # a VE that writes where it may and where it must not"
-$jcs run notes -- /bin/sh -c '
+say "jcs run notes --id-file ID -- /bin/sh -c '...'   # a VE that writes where it may and where it must not"
+idf=$(mktemp -u /tmp/jcs-demo-id.XXXXXX)
+$jcs run notes --id-file "$idf" -- /bin/sh -c '
   echo "buy milk" > /root/notes/todo.txt              # persistent storage: kept for the app
   echo "quarterly numbers" > /root/Downloads/q3.txt    # shared storage: other apps see it
   printf "#!/bin/sh\necho totally ps\n" > /bin/ps       # a trojan outside persistent storage
@@ -23,7 +24,8 @@ $jcs run notes -- /bin/sh -c '
   rm /usr/bin/wget
   echo "VE $(hostname) done"'
 run $jcs ps --all
-id=$($jcs ps --all --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+id=$(cat "$idf")
+rm -f "$idf"
 run $jcs inspect "$id"
 say "ls $JCS_HOME/ve/$id/dirties/bin   # the trojan is in the VE's dirties; the template is pristine"
 ls -l "$JCS_HOME/ve/$id/dirties/bin"

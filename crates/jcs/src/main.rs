@@ -131,6 +131,10 @@ enum Cmd {
         /// pass; every other descriptor is closed before the VE runs)
         #[arg(long, value_name = "N", default_value_t = 0)]
         preserve_fds: u32,
+        /// Write the VE's id to FILE (a new file) as soon as it has one, before the command
+        /// starts: what scripts use to find their VE (`jcs log --ve $(cat FILE)`)
+        #[arg(long, value_name = "FILE")]
+        id_file: Option<PathBuf>,
         /// Command and arguments (default: the app's --cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -660,8 +664,15 @@ fn real_main() -> Result<i32> {
             tty,
             no_tty,
             preserve_fds,
+            id_file,
             cmd,
         } => {
+            if let Some(f) = id_file.as_ref().filter(|f| f.exists()) {
+                bail!(
+                    "--id-file {}: the file exists (it would be overwritten)",
+                    f.display()
+                );
+            }
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let mut extra_caps = 0u64;
             for c in &cap_add {
@@ -685,6 +696,7 @@ fn real_main() -> Result<i32> {
                 preserve_fds,
                 tty,
                 extra_caps,
+                id_file,
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }

@@ -587,3 +587,39 @@ fn root_gc_removes_what_killed_builds_left() {
     std::fs::remove_dir_all(&live).unwrap();
     env.assert_clean();
 }
+
+/// `jcs run --id-file FILE` writes the VE's id before the command starts; an existing file is
+/// refused before anything is created.
+#[test]
+fn root_run_writes_its_ve_id_to_the_id_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let f = env.home().join("ve-id");
+    let o = env.jcs(&[
+        "run",
+        "web",
+        "--id-file",
+        f.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $JCS_VE",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(
+        id,
+        String::from_utf8_lossy(&o.stdout),
+        "the file names the VE that ran"
+    );
+    let e = env.fails(&["run", "web", "--id-file", f.to_str().unwrap(), "--", "true"]);
+    assert!(e.contains("exists"), "{e}");
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    env.assert_clean();
+}

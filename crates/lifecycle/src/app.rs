@@ -280,6 +280,7 @@ pub fn update(
             preserve_fds: 0,
             tty: false,
             extra_caps: 0,
+            id_file: None,
         },
     );
     let (ve_id, code) = match r {

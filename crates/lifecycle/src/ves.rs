@@ -51,6 +51,8 @@ pub struct Launch {
     pub tty: bool,
     /// Capabilities kept beyond the default set (a mask of `ve::caps::ADDABLE`).
     pub extra_caps: u64,
+    /// A new file to write the VE's id to, as soon as it has one.
+    pub id_file: Option<std::path::PathBuf>,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -189,6 +191,15 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     }
     crate::timing::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
+    if let Some(f) = &l.id_file {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(f)
+            .and_then(|mut w| writeln!(w, "{}", id.0))
+            .ctx(|| format!("--id-file {}", f.display()))?;
+    }
     crate::timing::mark("ve row");
     // (kind, host directory, inner path) of each persistent and shared directory: where the
     // VE's file system reaches outside it.
@@ -412,6 +423,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// Capabilities kept beyond the default set (a mask of `ve::caps::ADDABLE`).
     pub extra_caps: u64,
+    /// A new file to write the VE's id to, as soon as it has one.
+    pub id_file: Option<std::path::PathBuf>,
 }
 
 /// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
@@ -452,6 +465,7 @@ pub fn run(
         preserve_fds,
         tty,
         extra_caps,
+        id_file,
     } = opts;
     let app = store
         .catalog
@@ -482,6 +496,7 @@ pub fn run(
             preserve_fds,
             tty,
             extra_caps,
+            id_file,
         },
     )?;
     Ok(exit.code())
