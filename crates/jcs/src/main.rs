@@ -135,6 +135,13 @@ enum Cmd {
         /// starts: what scripts use to find their VE (`jcs log --ve $(cat FILE)`)
         #[arg(long, value_name = "FILE")]
         id_file: Option<PathBuf>,
+        /// Set an environment variable of the command (KEY alone: this process's value);
+        /// repeatable, over the defaults (PATH, HOME, TERM, HOSTNAME, JCS_VE)
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The command's working directory inside the VE (absolute; made when missing)
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<String>,
         /// Command and arguments (default: the app's --cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -665,8 +672,28 @@ fn real_main() -> Result<i32> {
             no_tty,
             preserve_fds,
             id_file,
+            env,
+            workdir,
             cmd,
         } => {
+            let env = env
+                .iter()
+                .map(|e| {
+                    let (k, v) = match e.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (e.clone(), std::env::var(e).unwrap_or_default()),
+                    };
+                    if k.is_empty() || k.contains('\0') || v.contains('\0') {
+                        bail!("--env {e:?}: expected KEY=VALUE (or KEY) with a non-empty KEY");
+                    }
+                    Ok((k, v))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(w) = &workdir {
+                if !w.starts_with('/') || w.split('/').any(|p| p == "..") {
+                    bail!("--workdir {w:?}: an absolute path inside the VE, without ..");
+                }
+            }
             if let Some(f) = id_file.as_ref().filter(|f| f.exists()) {
                 bail!(
                     "--id-file {}: the file exists (it would be overwritten)",
@@ -697,6 +724,8 @@ fn real_main() -> Result<i32> {
                 tty,
                 extra_caps,
                 id_file,
+                env,
+                workdir,
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }

@@ -623,3 +623,52 @@ fn root_run_writes_its_ve_id_to_the_id_file() {
     );
     env.assert_clean();
 }
+
+/// `-e KEY=VALUE` (and `-e KEY`: this process's value) and `-w DIR` (made when missing), as
+/// docker has them; bad ones refused before anything is created.
+#[test]
+fn root_run_sets_environment_and_working_directory() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let o = env
+        .cmd(&[
+            "run",
+            "web",
+            "-e",
+            "FOO=bar baz",
+            "-e",
+            "FROM_HOST",
+            "-e",
+            "HOME=/data",
+            "-w",
+            "/srv/app/work",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"$FOO|$FROM_HOST|$HOME\"; pwd",
+        ])
+        .env("FROM_HOST", "host-value")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "bar baz|host-value|/data\n/srv/app/work\n"
+    );
+    for (args, want) in [
+        (&["run", "web", "-e", "=x", "--", "true"][..], "--env"),
+        (&["run", "web", "-w", "rel/dir", "--", "true"], "--workdir"),
+        (&["run", "web", "-w", "/a/../b", "--", "true"], "--workdir"),
+    ] {
+        let e = env.fails(args);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    env.assert_clean();
+}

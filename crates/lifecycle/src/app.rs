@@ -281,6 +281,8 @@ pub fn update(
             tty: false,
             extra_caps: 0,
             id_file: None,
+            env: Vec::new(),
+            workdir: None,
         },
     );
     let (ve_id, code) = match r {

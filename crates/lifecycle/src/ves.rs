@@ -53,6 +53,10 @@ pub struct Launch {
     pub extra_caps: u64,
     /// A new file to write the VE's id to, as soon as it has one.
     pub id_file: Option<std::path::PathBuf>,
+    /// Environment variables for the app (over the defaults: PATH, HOME, TERM, …).
+    pub env: Vec<(String, String)>,
+    /// The app's working directory (absolute, inside the VE).
+    pub workdir: Option<String>,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -312,7 +316,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 ("HOSTNAME".into(), id.hostname()),
                 ("JCS_VE".into(), id.to_string()),
                 ("container".into(), "jcs".into()),
-            ],
+            ]
+            .into_iter()
+            .filter(|(k, _)| !l.env.iter().any(|(u, _)| u == k))
+            .chain(l.env.iter().cloned())
+            .collect(),
+            workdir: l.workdir.clone(),
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
@@ -425,6 +434,10 @@ pub struct RunOptions {
     pub extra_caps: u64,
     /// A new file to write the VE's id to, as soon as it has one.
     pub id_file: Option<std::path::PathBuf>,
+    /// Environment variables for the app (over the defaults: PATH, HOME, TERM, …).
+    pub env: Vec<(String, String)>,
+    /// The app's working directory (absolute, inside the VE).
+    pub workdir: Option<String>,
 }
 
 /// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
@@ -466,6 +479,8 @@ pub fn run(
         tty,
         extra_caps,
         id_file,
+        env,
+        workdir,
     } = opts;
     let app = store
         .catalog
@@ -497,6 +512,8 @@ pub fn run(
             tty,
             extra_caps,
             id_file,
+            env,
+            workdir,
         },
     )?;
     Ok(exit.code())

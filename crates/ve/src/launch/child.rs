@@ -28,6 +28,9 @@ pub(super) struct ExecSpec {
     preserve_fds: u32,
     /// `--cap-add`: capabilities kept beyond the default set, as a mask.
     extra_caps: u64,
+    /// `--workdir`: each directory from the root down to it (made when missing), the last
+    /// the working directory of the app.
+    workdir: Vec<CString>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -72,6 +75,15 @@ impl ExecSpec {
                 .collect::<Vec<_>>()
         };
         let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
+        let mut workdir = Vec::new();
+        if let Some(dir) = &cfg.workdir {
+            let mut at = String::new();
+            for part in dir.split('/').filter(|p| !p.is_empty()) {
+                at.push('/');
+                at.push_str(part);
+                workdir.push(CString::new(at.as_str()).map_err(|_| bad(dir))?);
+            }
+        }
         Ok(ExecSpec {
             argv,
             envp,
@@ -80,6 +92,7 @@ impl ExecSpec {
             envp_ptrs,
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
+            workdir,
         })
     }
 }
@@ -302,6 +315,18 @@ pub(super) fn exec_app(
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
             fail(err, EXIT_SETUP, &format!("the VE's terminal: {e}"));
+        }
+    }
+    // `--workdir`: made when missing (as docker does), then entered.
+    for (i, d) in exec.workdir.iter().enumerate() {
+        // SAFETY: valid NUL-terminated paths prepared before the clone.
+        unsafe { libc::mkdir(d.as_ptr(), 0o755) };
+        if i + 1 == exec.workdir.len() && unsafe { libc::chdir(d.as_ptr()) } != 0 {
+            fail(
+                err,
+                EXIT_SETUP,
+                &format!("--workdir {d:?}: {}", io::Error::last_os_error()),
+            );
         }
     }
     if let Err(e) = crate::caps::drop_to_default(exec.extra_caps) {

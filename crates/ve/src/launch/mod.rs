@@ -57,6 +57,8 @@ pub struct VeConfig {
     pub net: NetMode,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The app's working directory (absolute, inside the VE; made when missing); None: `/`.
+    pub workdir: Option<String>,
     pub cgroup_name: String,
     pub limits: Limits,
     /// `--net bridge`: the VE side of its veth (address, prefix, gateway).
@@ -191,6 +193,7 @@ pub(crate) mod test_cfg {
             net,
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin:/usr/bin".into())],
+            workdir: None,
             cgroup_name: "x-7".into(),
             limits: Limits::default(),
             eth: None,
