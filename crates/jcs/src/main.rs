@@ -537,7 +537,22 @@ where
 
 fn real_main() -> Result<i32> {
     std::sync::LazyLock::force(&lifecycle::timing::START);
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // `jcs run APP CMD` without `--`: clap's error, and what to write instead.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && std::env::args().nth(1).is_some_and(|a| a == "run")
+            {
+                let _ = e.print();
+                eprintln!(
+                    "hint: the VE's command goes after --: jcs run [OPTIONS] APP -- CMD [ARGS]..."
+                );
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    };
     if !matches!(cli.cmd, Cmd::Daemon { .. }) {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)

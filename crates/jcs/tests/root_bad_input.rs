@@ -39,6 +39,14 @@ fn root_unknown_names() {
         let e = env.fails(args);
         assert!(one_line(&e).contains(want), "{args:?}: {e}");
     }
+    // The command without `--`: clap's error and what to write instead.
+    let o = env.jcs(&["run", "web", "/bin/sh", "-c", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("goes after --") && e.contains("APP -- CMD"),
+        "{e}"
+    );
     let e = env.fails(&["run", "nope", "--memory", "lots", "--", "true"]);
     assert!(one_line(&e).contains("--memory"), "{e}");
     assert!(!env.home().join("apps/a").exists());
