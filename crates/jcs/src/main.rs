@@ -218,9 +218,18 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Only the VEs of this app
         #[arg(long)]
         app: Option<String>,
-        /// Only transactions on this variable: file:PATH (inside the VE), endpoint:tcp/ADDR:PORT or ve:N
+        /// Only transactions on this variable: file:PATH (a file that had this path inside a
+        /// VE), persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO:GEN], endpoint:tcp/ADDR:PORT
+        /// (its flows), unix:PATH or ve:N
         #[arg(long, value_name = "SPEC")]
         var: Option<String>,
+        /// Only these operations (open, read, write, send, recv, exec, rename, gap, …;
+        /// repeatable or comma-separated)
+        #[arg(long, value_name = "OP", value_delimiter = ',')]
+        op: Vec<String>,
+        /// Only this process's transactions (its pid on the host)
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
         /// Only transactions at or after TIME
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
@@ -760,6 +769,8 @@ fn real_main() -> Result<i32> {
             ve,
             app,
             var,
+            op,
+            pid,
             since,
             until,
             follow,
@@ -768,8 +779,21 @@ fn real_main() -> Result<i32> {
         } => {
             let now = query::time::now_ns();
             let time = |t: Option<String>| t.map(|t| query::time::parse_time(&t, now)).transpose();
+            let ops = op
+                .iter()
+                .map(|o| {
+                    model::at::Op::from_name(o).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--op {o}: not an operation (one of: {})",
+                            model::at::Op::names().join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
             let mut f = query::log::Filter {
                 var: var.as_deref().map(record::VarQuery::parse).transpose()?,
+                ops: (!ops.is_empty()).then_some(ops),
+                pid,
                 since_ns: time(since)?,
                 until_ns: time(until)?,
                 ..Default::default()

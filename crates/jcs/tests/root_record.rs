@@ -294,6 +294,25 @@ fn root_log_filters() {
     assert!(lines(&["--since", &later]).is_empty());
     let e = env.fails(&["log", "--var", "disk:/x"]);
     assert!(e.contains("expected file:PATH"), "{e}");
+    // By operation and by process.
+    let writes = lines(&["--op", "write,open"]);
+    assert!(
+        !writes.is_empty()
+            && writes
+                .iter()
+                .all(|a| a["op"] == "write" || a["op"] == "open"),
+        "{writes:#?}"
+    );
+    assert!(writes.iter().any(|a| a["op"] == "write") && writes.iter().any(|a| a["op"] == "open"));
+    let pid = writes[0]["pid"].as_u64().unwrap();
+    let of_pid = lines(&["--pid", &pid.to_string()]);
+    assert!(
+        !of_pid.is_empty() && of_pid.iter().all(|a| a["pid"] == pid),
+        "{of_pid:#?}"
+    );
+    assert!(of_pid.len() < all.len());
+    let e = env.fails(&["log", "--op", "teleport"]);
+    assert!(e.contains("not an operation") && e.contains("write"), "{e}");
     env.assert_clean();
 }
 

@@ -224,6 +224,16 @@ impl Op {
         Op::Utime,
     ];
 
+    /// The operation named `name` (as [`Op::name`] prints it).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|o| o.name() == name)
+    }
+
+    /// Every operation's name.
+    pub fn names() -> Vec<&'static str> {
+        Op::ALL.iter().map(|o| o.name()).collect()
+    }
+
     pub fn from_u8(v: u8) -> Option<Op> {
         Op::ALL.get(usize::from(v)).copied()
     }

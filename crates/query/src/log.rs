@@ -15,6 +15,10 @@ use store::Store;
 pub struct Filter {
     pub ves: Option<HashSet<u64>>,
     pub var: Option<VarQuery>,
+    /// Only these operations (transactions; summaries have none and are left out).
+    pub ops: Option<Vec<model::at::Op>>,
+    /// Only this process's transactions (summaries are left out).
+    pub pid: Option<u32>,
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
 }
@@ -187,6 +191,8 @@ impl<'s> Log<'s> {
             Record::Ats(ats) => {
                 for a in ats.iter().filter(|a| {
                     f.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
+                        && f.ops.as_ref().is_none_or(|o| o.contains(&a.op))
+                        && f.pid.is_none_or(|p| p == a.pid)
                         && f.since_ns.is_none_or(|t| a.time_ns >= t)
                         && f.until_ns.is_none_or(|t| a.time_ns <= t)
                         && wanted(a.src, a.dst)
@@ -202,7 +208,9 @@ impl<'s> Log<'s> {
             }
             Record::Summaries { tier, sts } => {
                 for s in sts.iter().filter(|s| {
-                    f.since_ns.is_none_or(|t| s.last >= t)
+                    f.ops.is_none()
+                        && f.pid.is_none()
+                        && f.since_ns.is_none_or(|t| s.last >= t)
                         && f.until_ns.is_none_or(|t| s.first <= t)
                         && wanted(s.src, s.dst)
                 }) {
@@ -223,7 +231,8 @@ impl<'s> Log<'s> {
                 }
             }
             Record::Repairs(rs) => {
-                let unfiltered = f.var.is_none() && f.ves.is_none();
+                let unfiltered =
+                    f.var.is_none() && f.ves.is_none() && f.ops.is_none() && f.pid.is_none();
                 for r in rs.iter().filter(|r| {
                     unfiltered
                         && f.since_ns.is_none_or(|t| r.time_ns >= t)
