@@ -1038,3 +1038,61 @@ fn root_the_inits_own_calls_are_not_the_ves() {
     );
     env.assert_clean();
 }
+
+/// Socket activation: a recorder started with the store's socket already listening on
+/// descriptor 3 (systemd's LISTEN_FDS/LISTEN_PID, as contrib/jcs-daemon.socket sets it up)
+/// serves on it; `jcs run` connects to it and is recorded.
+#[test]
+fn root_a_socket_activated_recorder_serves_on_the_passed_socket() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let sock = env.home().join("daemon.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let fd = listener.as_raw_fd();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "export LISTEN_PID=$$; exec \"$0\" daemon",
+        common::jcs_bin(),
+    ])
+    .env("JCS_HOME", env.home())
+    .env("LISTEN_FDS", "1")
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(env.home().join("activated.log")).unwrap());
+    // SAFETY: dup2 is async-signal-safe; the listener outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            // (dup2 onto itself keeps close-on-exec: cleared explicitly.)
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut daemon = cmd.spawn().unwrap();
+    drop(listener);
+    assert!(
+        common::wait_for(20, || env.daemon_pid() == Some(daemon.id() as i32)),
+        "the activated recorder did not come up"
+    );
+    env.sh_ok("echo activated > /data/a");
+    assert!(env
+        .log(1)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/a"));
+    assert_eq!(
+        env.daemon_pid(),
+        Some(daemon.id() as i32),
+        "no other recorder started"
+    );
+    let log = std::fs::read_to_string(env.home().join("activated.log")).unwrap();
+    assert!(log.contains("socket activation"), "{log}");
+    // (Our own child: signalled and reaped here, not left a zombie for stop_daemon to wait on.)
+    // SAFETY: SIGTERM to the recorder this test started, by its pid.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    env.assert_clean();
+}

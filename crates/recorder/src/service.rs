@@ -75,6 +75,8 @@ pub fn init_logging() {
 
 /// Runs the recorder of `store` in the foreground until it is killed.
 pub fn run(store: &Store, opts: Options) -> Result<()> {
+    // Before any thread starts: it edits the environment.
+    let activated = activated_listener();
     let home = store.layout.root();
     let lock_path = home.join("daemon.lock");
     let lock = std::fs::OpenOptions::new()
@@ -179,11 +181,21 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         .map_err(|_| RecorderError::MonitorStopped("it ended before it was ready".into()))?
         .map_err(RecorderError::MonitorStopped)?;
     let sock = socket_path(home);
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("set the mode of", &sock))?;
+    let listener = match activated {
+        // Socket activation (systemd's LISTEN_FDS): the socket is already bound and listening.
+        Some(l) => {
+            tracing::info!("listening on the socket systemd passed (socket activation)");
+            l
+        }
+        None => {
+            let _ = std::fs::remove_file(&sock);
+            let l = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err("set the mode of", &sock))?;
+            l
+        }
+    };
     let pid_path = home.join("daemon.pid");
     std::fs::write(&pid_path, std::process::id().to_string())
         .map_err(io_err("write", &pid_path))?;
@@ -195,6 +207,41 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         std::thread::spawn(move || serve(conn, tx, wake));
     }
     Ok(())
+}
+
+/// The listening socket systemd passed (socket activation: `LISTEN_PID` is this process,
+/// `LISTEN_FDS` is 1, the socket is descriptor 3), if any. The variables are removed so that
+/// nothing this process starts takes them for its own.
+fn activated_listener() -> Option<UnixListener> {
+    use std::os::fd::FromRawFd;
+    let pid = std::env::var("LISTEN_PID").ok()?.parse::<u32>().ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?.parse::<u32>().ok()?;
+    // SAFETY: called first in `run`, before the daemon starts any thread (the caller, `jcs
+    // daemon`, has none), and the variables belong to this process.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if pid != std::process::id() || fds != 1 {
+        return None;
+    }
+    // A listening Unix stream socket at descriptor 3, or nothing.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(3) };
+    let kind = rustix::net::sockopt::socket_type(fd);
+    let listening = rustix::net::sockopt::socket_acceptconn(fd);
+    if !(kind.is_ok_and(|t| t == rustix::net::SocketType::STREAM) && listening == Ok(true)) {
+        tracing::warn!(
+            ?kind,
+            ?listening,
+            "LISTEN_FDS names descriptor 3, which is no listening stream socket"
+        );
+        return None;
+    }
+    // SAFETY: descriptor 3 is this process's (passed by systemd), owned from here on.
+    let l = unsafe { UnixListener::from_raw_fd(3) };
+    let _ = rustix::io::fcntl_setfd(&l, rustix::io::FdFlags::CLOEXEC);
+    Some(l)
 }
 
 /// Whether a `/proc/PID/cgroup` text places the process in a VE's cgroup (`…/jcs/STORE-N`
