@@ -321,7 +321,9 @@ pub(super) fn exec_app(
     for (i, d) in exec.workdir.iter().enumerate() {
         // SAFETY: valid NUL-terminated paths prepared before the clone.
         unsafe { libc::mkdir(d.as_ptr(), 0o755) };
-        if i + 1 == exec.workdir.len() && unsafe { libc::chdir(d.as_ptr()) } != 0 {
+        let last = i + 1 == exec.workdir.len();
+        // SAFETY: as above.
+        if last && unsafe { libc::chdir(d.as_ptr()) } != 0 {
             fail(
                 err,
                 EXIT_SETUP,
