@@ -227,6 +227,7 @@ fn activated_listener() -> Option<UnixListener> {
         return None;
     }
     // A listening Unix stream socket at descriptor 3, or nothing.
+    // SAFETY: descriptor 3 is open (systemd passed it), borrowed only for the checks below.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(3) };
     let kind = rustix::net::sockopt::socket_type(fd);
     let listening = rustix::net::sockopt::socket_acceptconn(fd);
