@@ -32,8 +32,9 @@ fn root_bridge_connects_ves_and_host() {
             .stdin(Stdio::null());
         c
     };
-    // VE 1 (10.77.0.2) serves one line on port 8080.
-    let server = sh("srv", "ip -4 -o addr show eth0 > /data/addr; (echo from-server | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait")
+    // VE 1 (10.77.0.2) serves one line on port 8080. (Its stdin stays open a while: at its
+    // end busybox nc closes the connection, maybe before the client's line arrived.)
+    let server = sh("srv", "ip -4 -o addr show eth0 > /data/addr; ((echo from-server; sleep 1) | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
