@@ -285,6 +285,10 @@ fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
             message: format!("refused: {why}"),
         };
         let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+        // Take the request it sent (a second at most) before closing: a client that writes
+        // after the close would fail on the write and never read the refusal.
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = BufReader::new(&conn).read_line(&mut String::new());
         return;
     }
     for line in BufReader::new(conn).lines() {
