@@ -142,6 +142,10 @@ enum Cmd {
         /// The command's working directory inside the VE (absolute; made when missing)
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<String>,
+        /// Exit 122 when the monitor dropped any of the VE's records (by default: a warning;
+        /// the journal has a gap either way)
+        #[arg(long)]
+        strict_recording: bool,
         /// Command and arguments (default: the app's --cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -698,6 +702,7 @@ fn real_main() -> Result<i32> {
             id_file,
             env,
             workdir,
+            strict_recording,
             cmd,
         } => {
             let env = env
@@ -750,6 +755,7 @@ fn real_main() -> Result<i32> {
                 id_file,
                 env,
                 workdir,
+                strict_recording,
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }

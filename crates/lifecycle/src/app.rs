@@ -283,6 +283,7 @@ pub fn update(
             id_file: None,
             env: Vec::new(),
             workdir: None,
+            strict_recording: false,
         },
     );
     let (ve_id, code) = match r {

@@ -57,6 +57,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// The app's working directory (absolute, inside the VE).
     pub workdir: Option<String>,
+    /// Records the kernel dropped make the run fail (exit 122) instead of a warning.
+    pub strict_recording: bool,
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -244,7 +246,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         })
         .collect();
     let mut hooks = VeHooks {
-        monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside),
+        monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
+            m.strict = l.strict_recording;
+            m
+        }),
         net: crate::net::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;
@@ -438,6 +443,8 @@ pub struct RunOptions {
     pub env: Vec<(String, String)>,
     /// The app's working directory (absolute, inside the VE).
     pub workdir: Option<String>,
+    /// Records the kernel dropped make the run fail (exit 122) instead of a warning.
+    pub strict_recording: bool,
 }
 
 /// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
@@ -481,6 +488,7 @@ pub fn run(
         id_file,
         env,
         workdir,
+        strict_recording,
     } = opts;
     let app = store
         .catalog
@@ -514,6 +522,7 @@ pub fn run(
             id_file,
             env,
             workdir,
+            strict_recording,
         },
     )?;
     Ok(exit.code())

@@ -186,6 +186,8 @@ pub struct MonitorHooks {
     outside: Vec<(String, String)>,
     client: Option<Client>,
     cgroup_id: u64,
+    /// Records the kernel dropped make the run fail (`--strict-recording`), not only warn.
+    pub strict: bool,
 }
 
 impl MonitorHooks {
@@ -203,6 +205,7 @@ impl MonitorHooks {
             outside,
             client: None,
             cgroup_id: 0,
+            strict: false,
         })
     }
 }
@@ -244,6 +247,12 @@ impl ve::launch::Hooks for MonitorHooks {
         };
         match c.call(&unwatch) {
             Ok(Response::Ok) => Ok(()),
+            Ok(Response::Finished { lost }) if self.strict => {
+                Err(Box::new(RecorderError::Refused(format!(
+                    "the monitor dropped {lost} of the VE's records (the kernel's buffer was full, \
+                     or the VE had used up its share of it); the journal has a gap that counts them"
+                ))))
+            }
             Ok(Response::Finished { lost }) => {
                 tracing::warn!(
                     "VE {}: the monitor dropped {lost} of its records (the kernel's buffer was \
