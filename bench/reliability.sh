@@ -31,6 +31,8 @@ done
 export JCS_HOME
 JCS_HOME=$(mktemp -d /tmp/jcs-bench-reliability.XXXXXX)
 cleanup() {
+  # The VEs of killed runs leave their cgroups to jcs gc.
+  "$jcs" gc >/dev/null 2>&1 || true
   [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
   sleep 0.3
   rm -rf "$JCS_HOME"
