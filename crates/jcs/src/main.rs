@@ -749,13 +749,15 @@ fn real_main() -> Result<i32> {
             let opts = lifecycle::ves::RunOptions {
                 limits: l,
                 net,
-                preserve_fds,
-                tty,
-                extra_caps,
-                id_file,
-                env,
-                workdir,
-                strict_recording,
+                extras: lifecycle::ves::Extras {
+                    preserve_fds,
+                    tty,
+                    extra_caps,
+                    id_file,
+                    env,
+                    workdir,
+                    strict_recording,
+                },
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }

@@ -277,13 +277,7 @@ pub fn update(
             net,
             upper: Some(tmp.clone()),
             storage: false,
-            preserve_fds: 0,
-            tty: false,
-            extra_caps: 0,
-            id_file: None,
-            env: Vec::new(),
-            workdir: None,
-            strict_recording: false,
+            extras: Default::default(),
         },
     );
     let (ve_id, code) = match r {

@@ -45,6 +45,13 @@ pub struct Launch {
     pub upper: Option<PathBuf>,
     /// Whether to map the app's persistent and shared storage.
     pub storage: bool,
+    pub extras: Extras,
+}
+
+/// How one run goes beyond the app's settings (`jcs run`'s options; maintenance mode takes
+/// the defaults).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
     /// Descriptors after 0-2 that pass into the VE (3..3+N).
     pub preserve_fds: u32,
     /// The VE gets its own pty, proxied to this process's terminal.
@@ -197,7 +204,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     }
     crate::timing::mark("cgroup layout");
     let id = new_ve_dir(store, &l)?;
-    if let Some(f) = &l.id_file {
+    if let Some(f) = &l.extras.id_file {
         use std::io::Write;
         std::fs::OpenOptions::new()
             .write(true)
@@ -247,7 +254,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         .collect();
     let mut hooks = VeHooks {
         monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
-            m.strict = l.strict_recording;
+            m.strict = l.extras.strict_recording;
             m
         }),
         net: crate::net::hooks_for(store, l.net, id)?,
@@ -323,16 +330,16 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 ("container".into(), "jcs".into()),
             ]
             .into_iter()
-            .filter(|(k, _)| !l.env.iter().any(|(u, _)| u == k))
-            .chain(l.env.iter().cloned())
+            .filter(|(k, _)| !l.extras.env.iter().any(|(u, _)| u == k))
+            .chain(l.extras.env.iter().cloned())
             .collect(),
-            workdir: l.workdir.clone(),
+            workdir: l.extras.workdir.clone(),
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),
-            preserve_fds: l.preserve_fds,
-            tty: l.tty,
-            extra_caps: l.extra_caps,
+            preserve_fds: l.extras.preserve_fds,
+            tty: l.extras.tty,
+            extra_caps: l.extras.extra_caps,
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -431,20 +438,7 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Instead of the app's network.
     pub net: Option<NetMode>,
-    /// Descriptors after 0-2 that pass into the VE (3..3+N).
-    pub preserve_fds: u32,
-    /// The VE gets its own pty, proxied to this process's terminal.
-    pub tty: bool,
-    /// Capabilities kept beyond the default set (a mask of `ve::caps::ADDABLE`).
-    pub extra_caps: u64,
-    /// A new file to write the VE's id to, as soon as it has one.
-    pub id_file: Option<std::path::PathBuf>,
-    /// Environment variables for the app (over the defaults: PATH, HOME, TERM, …).
-    pub env: Vec<(String, String)>,
-    /// The app's working directory (absolute, inside the VE).
-    pub workdir: Option<String>,
-    /// Records the kernel dropped make the run fail (exit 122) instead of a warning.
-    pub strict_recording: bool,
+    pub extras: Extras,
 }
 
 /// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
@@ -482,13 +476,7 @@ pub fn run(
     let RunOptions {
         limits,
         net,
-        preserve_fds,
-        tty,
-        extra_caps,
-        id_file,
-        env,
-        workdir,
-        strict_recording,
+        extras,
     } = opts;
     let app = store
         .catalog
@@ -516,13 +504,7 @@ pub fn run(
             net,
             upper: None,
             storage: true,
-            preserve_fds,
-            tty,
-            extra_caps,
-            id_file,
-            env,
-            workdir,
-            strict_recording,
+            extras,
         },
     )?;
     Ok(exit.code())
