@@ -514,23 +514,29 @@ static __always_inline int sock_local(struct file *file, __u8 *buf, __u32 *flags
 	return 28;
 }
 
-/* Adds the local end of the socket `file` to the record (JCS_F_LOCAL): as it is now (connect
- * and a first sendto bind it during the call), else as it was at entry (a connection that
- * closed during the call has lost its port); none without a port. */
-static __always_inline void add_local(struct jcs_event *e, struct file *file, struct inflight *f)
+/* Adds a socket's local end to the record (JCS_F_LOCAL): as it was at the call's entry when it
+ * had a port then (the common case: no second descriptor lookup; a connection that closes
+ * during the call loses its port), else as it is now (connect and a first sendto bind it during
+ * the call; `file`, when given: an accepted socket). None without a port. */
+static __always_inline void add_local(struct jcs_event *e, struct inflight *f, struct file *file)
 {
-	__u32 fl = 0;
 	__u8 *buf = (__u8 *)e->path + JCS_PATH_HALF;
-	int n = sock_local(file, buf, &fl);
 	__u16 port = 0;
+	if (f && f->local_len) {
+		__builtin_memcpy(&port, f->local + 2, 2);
+		if (port) {
+			__builtin_memcpy(buf, f->local, 28);
+			e->path2_len = f->local_len;
+			e->flags |= JCS_F_LOCAL | f->local_flags;
+			return;
+		}
+	}
+	if (!file && f)
+		file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
+	__u32 fl = 0;
+	int n = sock_local(file, buf, &fl);
 	if (n > 0)
 		__builtin_memcpy(&port, buf + 2, 2);
-	if (!port && f && f->local_len) {
-		__builtin_memcpy(buf, f->local, 28);
-		n = f->local_len;
-		fl = f->local_flags;
-		__builtin_memcpy(&port, buf + 2, 2);
-	}
 	if (n > 0 && port) {
 		e->path2_len = n;
 		e->flags |= JCS_F_LOCAL | fl;
@@ -938,7 +944,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	}
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
 	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
-		add_local(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]), f);
+		add_local(e, f, NULL);
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
@@ -971,7 +977,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			}
 			if (n > 0)
 				e->path_len = n;
-			add_local(e, file, NULL);
+			add_local(e, NULL, file);
 		}
 	}
 	submit(e);
