@@ -46,21 +46,34 @@ static struct sockaddr_un addr_of(const char *path)
 	return a;
 }
 
+/* Tells the test it may start the client (/data/ready). */
+static void ready(void)
+{
+	int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
+	if (r >= 0)
+		close(r);
+}
+
+/* Listens on the bound socket `s`, says so, and returns the one connection it accepts. */
+static int serve_one(int s)
+{
+	if (listen(s, 1))
+		die("listen");
+	ready();
+	int c = accept(s, NULL, NULL);
+	if (c < 0)
+		die("accept");
+	return c;
+}
+
 static int listen_unix(const char *path)
 {
 	unlink(path);
 	int s = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un a = addr_of(path);
-	if (s < 0 || bind(s, (void *)&a, sizeof(a)) || listen(s, 1))
-		die("listen");
-	/* Tell the test it may start the client. */
-	int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
-	if (r >= 0)
-		close(r);
-	int c = accept(s, NULL, NULL);
-	if (c < 0)
-		die("accept");
-	return c;
+	if (s < 0 || bind(s, (void *)&a, sizeof(a)))
+		die("bind");
+	return serve_one(s);
 }
 
 static int connect_unix(const char *path)
@@ -144,15 +157,9 @@ int main(int argc, char **argv)
 		int one = 1;
 		setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
-		if (s < 0 || bind(s, (void *)&a, sizeof(a)) || listen(s, 1))
-			die("listen");
-		int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
-		if (r >= 0)
-			close(r);
-		int c = accept(s, NULL, NULL);
-		if (c < 0)
-			die("accept");
-		copy(c, argv[3]);
+		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
+			die("bind");
+		copy(serve_one(s), argv[3]);
 	} else if (argc == 4 && !strcmp(argv[1], "mprotect-write")) {
 		int fd = open(argv[2], O_RDWR);
 		if (fd < 0)
@@ -171,9 +178,7 @@ int main(int argc, char **argv)
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
 		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
 			die("bind");
-		int r = open("/data/ready", O_CREAT | O_WRONLY, 0644);
-		if (r >= 0)
-			close(r);
+		ready();
 		char buf[512];
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
