@@ -1096,3 +1096,51 @@ fn root_a_socket_activated_recorder_serves_on_the_passed_socket() {
     let _ = daemon.wait();
     env.assert_clean();
 }
+
+/// Loopback is internal only in the VE's own network namespace: a maintenance-mode VE on the
+/// host's network that talks to a service on the host's 127.0.0.1 crosses the boundary, and is
+/// recorded. (The control: the service received the bytes.)
+#[test]
+fn root_loopback_of_the_hosts_network_is_a_crossing() {
+    use std::io::Read;
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    });
+    let o = env.jcs(&[
+        "app",
+        "update",
+        "web",
+        "--net",
+        "host",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("echo to-host-loopback | nc 127.0.0.1 {port}"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        got.join().unwrap(),
+        "to-host-loopback\n",
+        "the bytes reached the host"
+    );
+    let sends: Vec<serde_json::Value> = env
+        .log(1)
+        .into_iter()
+        .filter(|a| a["op"] == "send")
+        .collect();
+    assert!(
+        sends.iter().any(|a| a["dst"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(&format!("->127.0.0.1:{port}")))
+            && a["len"] == 17),
+        "{sends:#?}"
+    );
+    env.assert_clean();
+}
