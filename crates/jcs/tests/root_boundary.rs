@@ -174,6 +174,27 @@ fn root_a_read_only_shared_mapping_made_writable_writes_the_file() {
     env.assert_clean();
 }
 
+/// An extended attribute as a channel: VE 1 sets it on a file of persistent storage (a file
+/// it never wrote), VE 2 reads it into another file.
+#[test]
+fn root_an_extended_attribute_carries_one_ves_data_to_another() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("touch /data/x");
+    env.sh_ok("/data/boundary xattr-set /data/x xattr-secret");
+    env.sh_ok("/data/boundary xattr-get /data/x /data/got");
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("got")).unwrap(),
+        "xattr-secret",
+        "the bytes crossed"
+    );
+    let back = env.reached(&["back", "persist:web:/data/got"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(back.contains(&"file:/data/x".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
 #[test]
 fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
     let Some(env) = Env::new() else { return };

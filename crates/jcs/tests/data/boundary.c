@@ -16,6 +16,8 @@
  *   udp-send HOST PORT TEXT    send TEXT in one datagram (sendto) from an unbound socket
  *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
+ *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
+ *   xattr-get FILE OUT         copy FILE's user.jcs into OUT
  *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
  *                              holds into the mapping (after the mmap call)
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
@@ -30,6 +32,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/xattr.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -213,6 +216,17 @@ int main(int argc, char **argv)
 				die("pwrite");
 			usleep(10000);
 		}
+	} else if (argc == 4 && !strcmp(argv[1], "xattr-set")) {
+		if (setxattr(argv[2], "user.jcs", argv[3], strlen(argv[3]), 0))
+			die("setxattr");
+	} else if (argc == 4 && !strcmp(argv[1], "xattr-get")) {
+		char v[256];
+		ssize_t n = getxattr(argv[2], "user.jcs", v, sizeof(v));
+		if (n < 0)
+			die("getxattr");
+		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		if (o < 0 || write(o, v, n) != n)
+			die("write");
 	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
 		int fd = open(argv[2], O_RDWR);
 		if (fd < 0)
