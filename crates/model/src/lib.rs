@@ -9,6 +9,7 @@ pub mod errno;
 pub mod leb;
 pub mod limits;
 pub mod names;
+pub mod policy;
 pub mod report;
 pub mod spec;
 
