@@ -39,6 +39,8 @@ pub const RULES_PER_PREFIX: usize = 32;
 /// Protocols (`NetRule::protos` bits).
 pub const PROTO_TCP: u8 = 1;
 pub const PROTO_UDP: u8 = 2;
+/// Any other protocol (ICMP datagram sockets...): only `proto = "any"` rules and the default.
+pub const PROTO_OTHER: u8 = 4;
 /// Operations (`NetRule::ops` bits).
 pub const OP_CONNECT: u8 = 1;
 pub const OP_SEND: u8 = 2;
@@ -363,7 +365,7 @@ impl Policy {
                     });
                 }
                 let protos = match r.proto.as_ref().map(|s| s.get_ref().as_str()) {
-                    None | Some("any") => PROTO_TCP | PROTO_UDP,
+                    None | Some("any") => PROTO_TCP | PROTO_UDP | PROTO_OTHER,
                     Some("tcp") => PROTO_TCP,
                     Some("udp") => PROTO_UDP,
                     Some(o) => {
@@ -595,7 +597,7 @@ impl Policy {
             rules.push(KernelRule {
                 port_lo: 0,
                 port_hi: u16::MAX,
-                protos: PROTO_TCP | PROTO_UDP,
+                protos: PROTO_TCP | PROTO_UDP | PROTO_OTHER,
                 ops: OP_CONNECT | OP_SEND | OP_BIND,
                 deny: self.net_default_deny,
                 id: self.default_rule(),
@@ -617,7 +619,7 @@ fn describe(r: &NetRule) -> String {
     let proto = match r.protos {
         PROTO_TCP => "tcp",
         PROTO_UDP => "udp",
-        _ => "tcp/udp",
+        _ => "any",
     };
     let ops: Vec<&str> = [
         (OP_CONNECT, "connect"),

@@ -52,6 +52,7 @@ mod off {
     pub const GEN2: usize = offset_of!(E, gen2);
     pub const SIZE: usize = offset_of!(E, size);
     pub const ENTER: usize = offset_of!(E, enter_ns);
+    pub const RULE: usize = offset_of!(E, rule);
     pub const PATH: usize = offset_of!(E, path);
 }
 
@@ -90,6 +91,8 @@ pub struct Event {
     pub enter_ns: u64,
     /// [`flag`]s.
     pub flags: u32,
+    /// The policy rule that denied the call (it failed with EPERM), 0 = none.
+    pub rule: u32,
     /// The raw bytes the kernel attached: a NUL-terminated path (openat, exec) or a
     /// `struct sockaddr` (a socket's remote end). See [`Event::path`].
     pub data: Vec<u8>,
@@ -193,6 +196,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         size: u64_at(b, off::SIZE),
         enter_ns: u64_at(b, off::ENTER),
         flags: u32_at(b, off::FLAGS),
+        rule: u32_at(b, off::RULE),
         data,
         data2,
     })
@@ -215,7 +219,7 @@ mod tests {
         b[104..112].copy_from_slice(&(-1i64).to_ne_bytes());
         b[128..136].copy_from_slice(&(-1i64).to_ne_bytes());
         b[136..138].copy_from_slice(&5u16.to_ne_bytes());
-        b[168..173].copy_from_slice(b"/etc\0");
+        b[176..181].copy_from_slice(b"/etc\0");
         b
     }
 
@@ -223,7 +227,7 @@ mod tests {
     fn the_generated_layout_is_the_documented_one() {
         // monitor.h documents these offsets; the fixtures below are written at them. A
         // change of the C struct changes the generated type: this says so in one place.
-        assert_eq!(EVENT_SIZE, 424);
+        assert_eq!(EVENT_SIZE, 432);
         assert_eq!(
             [
                 off::TIME,
@@ -248,7 +252,10 @@ mod tests {
             ],
             [136, 138, 140, 144, 148]
         );
-        assert_eq!([off::SIZE, off::ENTER, off::PATH], [152, 160, 168]);
+        assert_eq!(
+            [off::SIZE, off::ENTER, off::RULE, off::PATH],
+            [152, 160, 168, 176]
+        );
         assert_eq!((PATH_MAX, PATH_HALF), (256, 128));
         assert_eq!(flag::SOCKET2, 32);
     }
@@ -277,7 +284,7 @@ mod tests {
         b[140..144].copy_from_slice(&(flag::NO_IN | flag::SOCKET2).to_ne_bytes());
         b[148..152].copy_from_slice(&7u32.to_ne_bytes());
         b[152..160].copy_from_slice(&99u64.to_ne_bytes());
-        b[168 + 128..168 + 132].copy_from_slice(b"/b/\0");
+        b[176 + 128..176 + 132].copy_from_slice(b"/b/\0");
         let e = decode(&b).unwrap();
         assert_eq!(e.file2, Some((libc::makedev(8, 1), 42, 7)));
         assert_eq!(e.size, 99);

@@ -21,6 +21,8 @@ pub enum MonitorError {
     },
     #[error("set up the ring buffer: {0}")]
     Ring(libbpf_rs::Error),
+    #[error("enforce the network policy on {cgroup}: {why}")]
+    Enforce { cgroup: String, why: String },
 }
 
 /// The counters of `enum jcs_stat`, summed over CPUs.
@@ -43,6 +45,14 @@ pub struct VeCounters {
 /// The loaded, attached monitor. Its programs stay attached until it is dropped.
 pub struct Monitor {
     skel: MonitorSkel<'static>,
+    /// Per cgroup with a network policy: its sock_addr links (dropping one detaches it) and the
+    /// VE's keys in the `policy` map.
+    enforced: std::sync::Mutex<std::collections::HashMap<u64, Enforced>>,
+}
+
+struct Enforced {
+    _links: Vec<libbpf_rs::Link>,
+    keys: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -108,7 +118,104 @@ impl Monitor {
                 })?;
         }
         skel.attach().map_err(MonitorError::Attach)?;
-        Ok(Monitor { skel })
+        Ok(Monitor {
+            skel,
+            enforced: Default::default(),
+        })
+    }
+
+    /// Enforces a VE's network policy: fills the `policy` map with its entries and attaches
+    /// the sock_addr programs to its cgroup (`cgroup_dir`, cgroup2), before any of its tasks
+    /// runs. An empty `entries` enforces nothing.
+    pub fn enforce_net(
+        &self,
+        cgroup_id: u64,
+        cgroup_dir: &std::path::Path,
+        ve: u64,
+        entries: &[model::policy::LpmEntry],
+    ) -> Result<(), MonitorError> {
+        use std::os::fd::AsRawFd;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let fail = |why: String| MonitorError::Enforce {
+            cgroup: cgroup_dir.display().to_string(),
+            why,
+        };
+        let mut keys = vec![];
+        for e in entries {
+            let (k, v) = policy_entry(ve, e);
+            self.skel
+                .maps
+                .policy
+                .update(&k, &v, MapFlags::ANY)
+                .map_err(|source| MonitorError::Map {
+                    map: "policy",
+                    source,
+                })?;
+            keys.push(k);
+        }
+        let dir = std::fs::File::open(cgroup_dir).map_err(|e| fail(e.to_string()))?;
+        let p = &self.skel.progs;
+        let mut links = vec![];
+        let r = (|| {
+            for prog in [
+                &p.jcs_connect4,
+                &p.jcs_connect6,
+                &p.jcs_sendmsg4,
+                &p.jcs_sendmsg6,
+                &p.jcs_bind4,
+                &p.jcs_bind6,
+            ] {
+                links.push(
+                    prog.attach_cgroup(dir.as_raw_fd())
+                        .map_err(|e| fail(e.to_string()))?,
+                );
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for k in &keys {
+                let _ = self.skel.maps.policy.delete(k);
+            }
+            return Err(e);
+        }
+        self.enforced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                cgroup_id,
+                Enforced {
+                    _links: links,
+                    keys,
+                },
+            );
+        Ok(())
+    }
+
+    /// Removes and returns the kernel's count of a VE's denials, per rule.
+    pub fn take_denials(&self, ve: u64) -> Result<Vec<(u32, u64)>, MonitorError> {
+        let map = &self.skel.maps.denials;
+        let err = |source| MonitorError::Map {
+            map: "denials",
+            source,
+        };
+        let mut out = vec![];
+        let keys: Vec<Vec<u8>> = map
+            .keys()
+            .filter(|k| k.len() == 16 && k[0..8] == ve.to_ne_bytes())
+            .collect();
+        for k in keys {
+            if let Some(v) = map.lookup(&k, MapFlags::ANY).map_err(err)? {
+                out.push((
+                    u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default()),
+                    u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()),
+                ));
+            }
+            map.delete(&k).map_err(err)?;
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Starts recording the tasks of cgroup `cgroup_id` as VE `ve` (`struct jcs_ve`, counters
@@ -182,6 +289,16 @@ impl Monitor {
     }
 
     pub fn unwatch(&self, cgroup_id: u64) -> Result<(), MonitorError> {
+        let gone = self
+            .enforced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cgroup_id);
+        if let Some(e) = gone {
+            for k in &e.keys {
+                let _ = self.skel.maps.policy.delete(k);
+            }
+        }
         self.skel
             .maps
             .watched
@@ -233,5 +350,67 @@ impl Monitor {
         })
         .map_err(MonitorError::Ring)?;
         b.build().map_err(MonitorError::Ring)
+    }
+}
+
+/// The `policy` map's key and value for one entry (`struct jcs_policy_key`, `struct jcs_rules`).
+fn policy_entry(ve: u64, e: &model::policy::LpmEntry) -> (Vec<u8>, Vec<u8>) {
+    use crate::skel::types::{jcs_policy_key, jcs_rule, jcs_rules};
+    let mut k = Vec::with_capacity(std::mem::size_of::<jcs_policy_key>());
+    k.extend((64 + u32::from(e.prefix.bits)).to_ne_bytes());
+    k.extend((ve as u32).to_ne_bytes());
+    k.extend(if e.prefix.addr.is_ipv4() { 4u32 } else { 6u32 }.to_ne_bytes());
+    k.extend(e.prefix.key_bytes());
+    debug_assert_eq!(k.len(), std::mem::size_of::<jcs_policy_key>());
+    let mut v = vec![0u8; std::mem::size_of::<jcs_rules>()];
+    v[0..4].copy_from_slice(&(e.rules.len() as u32).to_ne_bytes());
+    let base = std::mem::offset_of!(jcs_rules, r);
+    let size = std::mem::size_of::<jcs_rule>();
+    for (i, r) in e.rules.iter().enumerate() {
+        let o = base + i * size;
+        v[o..o + 2].copy_from_slice(&r.port_lo.to_ne_bytes());
+        v[o + 2..o + 4].copy_from_slice(&r.port_hi.to_ne_bytes());
+        v[o + 4] = r.protos;
+        v[o + 5] = r.ops;
+        v[o + 6] = u8::from(r.deny);
+        v[o + 8..o + 12].copy_from_slice(&r.id.to_ne_bytes());
+    }
+    (k, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_entries_have_the_kernel_layout() {
+        use crate::skel::types::{jcs_policy_key, jcs_rule, jcs_rules};
+        assert_eq!(std::mem::size_of::<jcs_policy_key>(), 28);
+        assert_eq!(std::mem::size_of::<jcs_rule>(), 12);
+        assert_eq!(std::mem::offset_of!(jcs_rule, id), 8);
+        assert_eq!(std::mem::offset_of!(jcs_rule, deny), 6);
+        assert_eq!(
+            std::mem::size_of::<jcs_rules>(),
+            8 + 12 * model::policy::RULES_PER_PREFIX
+        );
+        let p = model::policy::Policy::parse(
+            "[[network.rule]]\naction = \"deny\"\nto = [\"10.1.0.0/16\"]\nports = [\"20-21\"]\nproto = \"tcp\"\n",
+        )
+        .unwrap();
+        let entries = p.compile_net().unwrap();
+        let e = entries.iter().find(|e| e.prefix.bits == 16).unwrap();
+        let (k, v) = policy_entry(7, e);
+        assert_eq!(&k[0..4], &80u32.to_ne_bytes());
+        assert_eq!(&k[4..8], &7u32.to_ne_bytes());
+        assert_eq!(&k[8..12], &4u32.to_ne_bytes());
+        assert_eq!(&k[12..16], &[10, 1, 0, 0]);
+        assert_eq!(&v[0..4], &2u32.to_ne_bytes(), "the rule, then the default");
+        assert_eq!(&v[8..10], &20u16.to_ne_bytes());
+        assert_eq!(&v[10..12], &21u16.to_ne_bytes());
+        assert_eq!(v[12], model::policy::PROTO_TCP);
+        assert_eq!(v[14], 1, "deny");
+        assert_eq!(&v[16..20], &1u32.to_ne_bytes());
+        assert_eq!(v[26], 0, "the default allows");
+        assert_eq!(&v[28..32], &2u32.to_ne_bytes());
     }
 }

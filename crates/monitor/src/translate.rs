@@ -1035,6 +1035,11 @@ impl Translator {
         if at.src == mem && mem != 0 {
             at.time_ns = self.write_time(e);
         }
+        // An aborted transaction moved nothing: its interval holds the rule that denied it.
+        if e.rule != 0 {
+            at.status = Status::Aborted;
+            (at.off, at.len) = (u64::from(e.rule), 0);
+        }
         out.push(Output::At(at));
     }
 
@@ -1054,7 +1059,9 @@ impl Translator {
             pid: e.pid,
             tid: e.tid,
             op: Op::Open,
-            status: if e.kind == Kind::Syscall && e.ret < 0 {
+            status: if e.kind == Kind::Syscall && e.rule != 0 {
+                Status::Aborted
+            } else if e.kind == Kind::Syscall && e.ret < 0 {
                 Status::Failed
             } else {
                 Status::Committed
@@ -1241,9 +1248,37 @@ mod tests {
             size: 0,
             enter_ns: 1000,
             flags: 0,
+            rule: 0,
             data: vec![],
             data2: vec![],
         }
+    }
+
+    #[test]
+    fn a_denied_call_is_an_aborted_transaction_naming_its_rule() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut s = ev(Kind::Syscall, nr::SOCKET, 5);
+        s.args = [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0];
+        t.push(&s, &mut out);
+        let mut c = ev(Kind::Syscall, nr::CONNECT, -i64::from(libc::EPERM));
+        c.args[0] = 5;
+        c.data = sockaddr4([10, 9, 9, 9], 25);
+        c.flags = flag::SOCKET;
+        c.rule = 3;
+        t.push(&c, &mut out);
+        let a = ats(&out);
+        let last = a.last().unwrap();
+        assert_eq!((last.op, last.status), (Op::Connect, Status::Aborted));
+        assert_eq!((last.off, last.len, last.result), (3, 0, -1));
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Var(id, VarDef::Endpoint { port: 25, .. }) if *id == last.dst)
+        ));
+        // The same call failing on its own is a failed one.
+        c.rule = 0;
+        t.push(&c, &mut out);
+        assert_eq!(ats(&out).last().unwrap().status, Status::Failed);
     }
 
     fn sockaddr4(a: [u8; 4], port: u16) -> Vec<u8> {

@@ -108,6 +108,37 @@ struct {
 	__type(value, __u8);
 } escaped SEC(".maps");
 
+/* The network policy of the VEs that have one (`struct jcs_policy_key`). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct jcs_policy_key);
+	__type(value, struct jcs_rules);
+} policy SEC(".maps");
+
+/* Denials per VE and rule: exact, whatever the ring buffer loses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct jcs_deny_key);
+	__type(value, __u64);
+} denials SEC(".maps");
+
+/* A call a sock_addr program denied, until its sys_exit names the rule in its record: the
+ * thread (pid_tgid) → the rule and when (a denial older than the call's entry is stale). */
+struct denied_call {
+	__u32 rule;
+	__u32 pad;
+	__u64 when;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct denied_call);
+} denied_calls SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, JCS_STAT_MAX);
@@ -206,6 +237,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 	e->gen2 = 0;
 	e->size = 0;
 	e->enter_ns = e->time_ns;
+	e->rule = 0;
 	e->path_len = 0;
 	e->path2_len = 0;
 	e->flags = 0;
@@ -227,6 +259,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define S_IFCHR 0020000
 #define FMODE_WRITE 0x2
 #define EAGAIN 11
+#define EPERM 1
 #define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
@@ -892,10 +925,24 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		exit_mmsg(f, ret);
 		return 0;
 	}
+	/* A call a policy denied (EPERM from a sock_addr program): its record names the rule, and
+	 * its address is read as for a call that succeeded. */
+	__u32 rule = 0;
+	if (ret == -EPERM) {
+		__u64 t = bpf_get_current_pid_tgid();
+		struct denied_call *d = bpf_map_lookup_elem(&denied_calls, &t);
+		if (d) {
+			if (d->when >= f->enter_ns)
+				rule = d->rule;
+			bpf_map_delete_elem(&denied_calls, &t);
+		}
+	}
+	long okret = rule ? 0 : ret; /* what the capture conditions below look at */
 	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
 	if (!e)
 		goto out;
 	fill(e, f, ret);
+	e->rule = rule;
 	int named = 0; /* the call named a remote address itself */
 	/* A connected stream socket's data goes to its peer whatever address the call names. */
 	int peer_known = (f->sockinfo & SI_STREAM) && f->peer_len > 0;
@@ -912,7 +959,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)up);
 			e->path_len = n > 0 ? n : 0;
 		}
-	} else if ((fl & JCS_CAP_ADDR1) && ret >= 0) {
+	} else if ((fl & JCS_CAP_ADDR1) && okret >= 0) {
 		__u32 len = f->args[2];
 		if (fl & JCS_CAP_ADDRLENP) {
 			len = 0;
@@ -920,7 +967,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
 		}
 		named = read_addr(e, f->args[1], len);
-	} else if ((fl & JCS_CAP_ADDR4) && ret >= 0 && !peer_known) {
+	} else if ((fl & JCS_CAP_ADDR4) && okret >= 0 && !peer_known) {
 		__u32 len = f->args[5];
 		if (fl & JCS_CAP_ADDRLENP) {
 			len = 0;
@@ -928,7 +975,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[5]);
 		}
 		named = read_addr(e, f->args[4], len);
-	} else if ((fl & JCS_CAP_MSGHDR) && ret >= 0 && f->args[1] && !peer_known) {
+	} else if ((fl & JCS_CAP_MSGHDR) && okret >= 0 && f->args[1] && !peer_known) {
 		__u64 name = 0;
 		__u32 namelen = 0;
 		bpf_probe_read_user(&name, sizeof(name), (void *)f->args[1]);
@@ -936,8 +983,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		named = read_addr(e, name, namelen);
 	}
 	/* Loopback stays inside only in the VE's own network namespace (the address the call
-	 * named, or the source of the datagram it received). */
-	if ((named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
+	 * named, or the source of the datagram it received); an aborted call is always recorded. */
+	if (!rule && (named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
 	    !(f->sockinfo & SI_HOSTNET)) {
 		discard(e, f->nr);
 		goto out;
@@ -1040,11 +1087,95 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 	return 0;
 }
 
+/* The network policy: cgroup sock_addr programs, attached to the cgroup of each VE that has a
+ * network policy. The longest prefix holding the address has, in policy order, every rule that
+ * can match it (model::policy::Policy::compile_net): the first match decides. A denial fails
+ * the call with EPERM, is counted per (VE, rule), and is remembered for the call's record. */
+static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	struct jcs_ve *w = bpf_map_lookup_elem(&watched, &cg);
+	if (!w)
+		return 1;
+	struct jcs_policy_key k = {};
+	k.ve = (__u32)w->ve;
+	if (!v6) {
+		__u32 a = ctx->user_ip4;
+		k.family = 4;
+		__builtin_memcpy(k.addr, &a, 4);
+		k.prefixlen = 64 + 32;
+	} else {
+		__u32 a[4];
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+		if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+			/* An IPv4-mapped address reaches that IPv4 address. */
+			k.family = 4;
+			__builtin_memcpy(k.addr, &a[3], 4);
+			k.prefixlen = 64 + 32;
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, a, 16);
+			k.prefixlen = 64 + 128;
+		}
+	}
+	struct jcs_rules *rs = bpf_map_lookup_elem(&policy, &k);
+	if (!rs)
+		return 1;
+	__u16 port = bpf_ntohs(ctx->user_port);
+	__u32 p = ctx->protocol;
+	__u8 proto = p == 6 ? JCS_PROTO_TCP : p == 17 ? JCS_PROTO_UDP : JCS_PROTO_OTHER;
+	for (int i = 0; i < JCS_RULES_MAX; i++) {
+		if (i >= rs->n)
+			break;
+		struct jcs_rule *r = &rs->r[i];
+		if (!(r->ops & op) || !(r->protos & proto) || port < r->port_lo || port > r->port_hi)
+			continue;
+		if (!r->deny)
+			return 1;
+		struct jcs_deny_key dk = { .ve = w->ve, .rule = r->id };
+		__u64 *n = bpf_map_lookup_elem(&denials, &dk);
+		if (n) {
+			__sync_fetch_and_add(n, 1);
+		} else {
+			__u64 one = 1;
+			if (bpf_map_update_elem(&denials, &dk, &one, BPF_NOEXIST) != 0) {
+				n = bpf_map_lookup_elem(&denials, &dk);
+				if (n)
+					__sync_fetch_and_add(n, 1);
+			}
+		}
+		__u64 t = bpf_get_current_pid_tgid();
+		struct denied_call d = { .rule = r->id, .when = bpf_ktime_get_ns() };
+		bpf_map_update_elem(&denied_calls, &t, &d, BPF_ANY);
+		return 0;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int jcs_connect4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, JCS_OP_CONNECT); }
+SEC("cgroup/connect6")
+int jcs_connect6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, JCS_OP_CONNECT); }
+SEC("cgroup/sendmsg4")
+int jcs_sendmsg4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, JCS_OP_SEND); }
+SEC("cgroup/sendmsg6")
+int jcs_sendmsg6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, JCS_OP_SEND); }
+SEC("cgroup/bind4")
+int jcs_bind4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, JCS_OP_BIND); }
+SEC("cgroup/bind6")
+int jcs_bind6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, JCS_OP_BIND); }
+
 /* Never used by the programs: these globals make libbpf-cargo generate, from the compiler's
  * BTF, the Rust view of the record and of its enums (`skel::types`), which is all that
  * `decode.rs` and `syscalls.rs` read: the layout of what the kernel sends is defined once. */
 struct jcs_event jcs_abi_event;
 struct jcs_ve jcs_abi_ve;
+struct jcs_policy_key jcs_abi_policy_key;
+struct jcs_rules jcs_abi_rules;
+struct jcs_deny_key jcs_abi_deny_key;
 enum jcs_kind jcs_abi_kind;
 enum jcs_capture jcs_abi_capture;
 enum jcs_flag jcs_abi_flag;

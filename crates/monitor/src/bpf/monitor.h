@@ -12,6 +12,7 @@ enum jcs_limit {
 	JCS_PATH_HALF = 128,   /* two-path calls: the second path starts here */
 	JCS_MMSG_MAX = 32,     /* datagrams itemized per sendmmsg/recvmmsg */
 	JCS_MAX_SYSCALL = 512, /* entries of the `interest` map */
+	JCS_RULES_MAX = 32,    /* network rules that apply to one prefix (`struct jcs_rules`) */
 };
 
 enum jcs_kind {
@@ -137,12 +138,59 @@ struct jcs_event {
 	__u64 size;      /* 152 a write's file size at entry (where O_APPEND/RWF_APPEND writes) */
 	__u64 enter_ns;  /* 160 bpf_ktime_get_ns() at the entry of the call (= time_ns for the
 	                  *     other kinds): what a call writes is visible to others from then on */
-	char path[JCS_PATH_MAX]; /* 168 a NUL-terminated path (openat; exec: the file name); two
+	__u32 rule;      /* 168 the policy rule that denied the call (a cgroup sock_addr program
+	                  *     made it fail with EPERM), 0 = none */
+	__u32 pad;       /* 172 */
+	char path[JCS_PATH_MAX]; /* 176 a NUL-terminated path (openat; exec: the file name); two
 	                          *     paths: the first in [0, 128), the second in [128, 256);
 	                          *     sockets: the raw struct sockaddr of the remote end, and
 	                          *     with JCS_F_LOCAL the local end at JCS_PATH_HALF */
-};                       /* 424 bytes */
+};                       /* 432 bytes */
 
-_Static_assert(sizeof(struct jcs_event) == 424, "the layout the comments above describe");
+_Static_assert(sizeof(struct jcs_event) == 432, "the layout the comments above describe");
+
+/* The network policy (model::policy): per VE, a longest-prefix-match map from address prefix to
+ * the rules that apply to it, in policy order, ending with the default. */
+enum jcs_policy_bits {
+	JCS_PROTO_TCP = 1,
+	JCS_PROTO_UDP = 2,
+	JCS_PROTO_OTHER = 4, /* any other protocol (ICMP datagram sockets...) */
+	JCS_OP_CONNECT = 1,
+	JCS_OP_SEND = 2,     /* a datagram sent to a named address (sendto, sendmsg) */
+	JCS_OP_BIND = 4,
+};
+
+/* Key of the `policy` map: prefixlen counts the bits after itself (64 for ve and family, then
+ * the prefix's). An IPv4 address (or an IPv4-mapped IPv6 one) is family 4 in addr[0..4]. */
+struct jcs_policy_key {
+	__u32 prefixlen;
+	__u32 ve;        /* the VE id's low 32 bits */
+	__u32 family;    /* 4 or 6 */
+	__u8 addr[16];
+};
+
+struct jcs_rule {
+	__u16 port_lo;   /* host order, inclusive */
+	__u16 port_hi;
+	__u8 protos;     /* JCS_PROTO_* */
+	__u8 ops;        /* JCS_OP_* */
+	__u8 deny;
+	__u8 pad;
+	__u32 id;        /* the rule's number in the policy */
+};
+
+struct jcs_rules {
+	__u32 n;
+	__u32 pad;
+	struct jcs_rule r[JCS_RULES_MAX];
+};
+
+/* Key of the `denials` map: denials per VE and rule, counted in the kernel (exact whatever the
+ * ring buffer loses). */
+struct jcs_deny_key {
+	__u64 ve;
+	__u32 rule;
+	__u32 pad;
+};
 
 #endif
