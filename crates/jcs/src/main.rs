@@ -79,6 +79,14 @@ struct TrackOut {
     app: Option<String>,
 }
 
+/// A transaction's status, as `--status` names it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StatusArg {
+    Committed,
+    Aborted,
+    Failed,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Check the kernel features JCS needs and whether each is present
@@ -93,6 +101,9 @@ enum Cmd {
     /// Manage apps: an app branch on a template, with persistent and shared storage
     #[command(subcommand)]
     App(AppCmd),
+    /// Check a policy file, or run one over the journal's past (what it would have aborted)
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
         after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
@@ -234,6 +245,10 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Only this process's transactions (its pid on the host)
         #[arg(long, value_name = "PID")]
         pid: Option<u32>,
+        /// Only transactions of this status: committed, aborted (denied by the VE's policy;
+        /// the rule is printed) or failed (the call returned an error)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<StatusArg>,
         /// Only transactions at or after TIME
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
@@ -365,10 +380,29 @@ struct AppCreateArgs {
     /// Network: none (only lo) or bridge (veth into the JCS bridge)
     #[arg(long, default_value = "none")]
     net: NetMode,
+    /// The app's policy: what its VEs may not do (network, storage writes, reads, execs),
+    /// enforced by the kernel; see `jcs policy check --help`
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Default command of the app's VEs (takes the rest of the line)
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     cmd: Vec<String>,
 }
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Validate a policy file and list its rules (errors name the line and column)
+    #[command(after_help = POLICY_HELP)]
+    Check {
+        /// The policy file (TOML)
+        file: PathBuf,
+        /// Print the rules as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const POLICY_HELP: &str = "A policy (TOML; docs/policy.md):\n\n  [network]\n  default = \"allow\"              # or \"deny\": what no rule matches\n  [[network.rule]]\n  name = \"no-smtp\"                # optional, printed with each denial\n  action = \"deny\"                 # allow | deny; the first rule that matches decides\n  to = [\"10.0.0.0/8\", \"::1\"]       # CIDRs (default: every address; for bind: the local one)\n  ports = [25, \"8000-8100\"]        # default: every port\n  proto = \"tcp\"                    # tcp | udp | any (default)\n  on = [\"connect\", \"send\"]         # connect | send | bind (default: connect, send)\n\n  [files]\n  writable = [\"/data/out\"]         # the only writable trees of persistent/shared storage\n  deny_read = [\"/root/.ssh\"]       # hidden from the VE (an empty, read-only directory or file)\n\n  [exec]\n  allow = [\"/bin\", \"/usr/bin/python3\"]   # the only files the VE may execute\n\nEnforced by the kernel: network by cgroup sock_addr programs (EPERM), storage by read-only\nmounts (EROFS), hidden paths by empty read-only mounts, exec by Landlock (EACCES). Each denial\nis an aborted transaction naming its rule (jcs log --status aborted); network denials are also\ncounted exactly in the kernel (jcs stats). A policy this kernel cannot enforce stops the VE's start.";
 
 #[derive(Subcommand, Debug)]
 enum AppCmd {
@@ -404,6 +438,20 @@ enum AppCmd {
         /// Also delete the app's persistent storage
         #[arg(long)]
         purge: bool,
+    },
+    /// Give the app a new policy (or none): publishes a new app version; running VEs keep theirs
+    #[command(
+        after_help = "Examples:\n  jcs app policy web web-policy.toml\n  jcs app policy web --none\n\nThe file is checked first (jcs policy check). Maintenance VEs (jcs app update) run without the policy."
+    )]
+    Policy {
+        /// App name
+        name: String,
+        /// The policy file (TOML)
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        file: Option<PathBuf>,
+        /// Remove the app's policy
+        #[arg(long)]
+        none: bool,
     },
     /// Maintenance mode: run CMD with the app branch writable, publish the result as a new version
     #[command(
@@ -613,6 +661,21 @@ fn real_main() -> Result<i32> {
             }
             Ok(if missing > 0 { 1 } else { 0 })
         }
+        Cmd::Policy(PolicyCmd::Check { file, json }) => {
+            let (_, p) = lifecycle::app::read_policy(&file)?;
+            let rules = p.rules();
+            if json {
+                output::print_json(&serde_json::json!({"file": file, "ok": true, "rules": rules}))?;
+            } else {
+                let mut t = output::Table::new(&["RULE", "NAME", "MEANING"]);
+                for r in &rules {
+                    t.row(vec![r.id.to_string(), r.name.clone(), r.text.clone()]);
+                }
+                t.print();
+                println!("{}: ok", file.display());
+            }
+            Ok(0)
+        }
         Cmd::Template(t) => {
             match t {
                 TemplateCmd::Create(c) => {
@@ -657,6 +720,14 @@ fn real_main() -> Result<i32> {
                     name: args.name,
                     template: args.template,
                     from_dir: args.from_dir,
+                    policy: match &args.policy {
+                        Some(f) => Some((
+                            f.display().to_string(),
+                            std::fs::read_to_string(f)
+                                .with_context(|| format!("read the policy {}", f.display()))?,
+                        )),
+                        None => None,
+                    },
                     persist: args.persist,
                     share: args.share,
                     net: args.net,
@@ -671,6 +742,25 @@ fn real_main() -> Result<i32> {
             }
             AppCmd::Rm { name: n, purge } => {
                 commands::app_rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0)
+            }
+            AppCmd::Policy {
+                name: n,
+                file,
+                none,
+            } => {
+                let n = name(&n, "app")?;
+                need_root()?;
+                let store = open_store(cli.home)?;
+                let v = match (file, none) {
+                    (Some(f), false) => {
+                        let text = std::fs::read_to_string(&f)
+                            .with_context(|| format!("read the policy {}", f.display()))?;
+                        lifecycle::app::set_policy(&store, &n, Some(&text), &f.display().to_string())?
+                    }
+                    _ => lifecycle::app::set_policy(&store, &n, None, "--none")?,
+                };
+                println!("app {n} v{v}: {}", if none { "no policy" } else { "new policy" });
+                Ok(0)
             }
             AppCmd::Update {
                 name: n,
@@ -779,6 +869,7 @@ fn real_main() -> Result<i32> {
             var,
             op,
             pid,
+            status,
             since,
             until,
             follow,
@@ -802,6 +893,11 @@ fn real_main() -> Result<i32> {
                 var: var.as_deref().map(record::VarQuery::parse).transpose()?,
                 ops: (!ops.is_empty()).then_some(ops),
                 pid,
+                status: status.map(|s| match s {
+                    StatusArg::Committed => model::at::Status::Committed,
+                    StatusArg::Aborted => model::at::Status::Aborted,
+                    StatusArg::Failed => model::at::Status::Failed,
+                }),
                 since_ns: time(since)?,
                 until_ns: time(until)?,
                 ..Default::default()

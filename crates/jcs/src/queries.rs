@@ -60,7 +60,12 @@ pub fn log(store: &Store, filter: Filter, json: bool, follow: bool, strict: bool
 
 fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
     match e {
-        Entry::At { at: a, src, dst } => {
+        Entry::At {
+            at: a,
+            src,
+            dst,
+            rule,
+        } => {
             let status = format!("{:?}", a.status).to_lowercase();
             // A failed call's error by name (its result is -errno).
             let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
@@ -74,7 +79,25 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
                 if let Some(e) = error {
                     v["error"] = e.into();
                 }
+                if a.status == model::at::Status::Aborted {
+                    v["rule"] = a.off.into();
+                    v["off"] = 0.into();
+                    if let Some(r) = rule {
+                        v["rule_name"] = r.into();
+                    }
+                }
                 writeln!(out, "{v}")?;
+            } else if a.status == model::at::Status::Aborted {
+                writeln!(
+                    out,
+                    "{} ve {} pid {} {:<7} {src} -> {dst} = {} aborted by rule {}",
+                    time_us(a.time_ns),
+                    a.ve,
+                    a.pid,
+                    a.op.name(),
+                    a.result,
+                    rule.map(String::from).unwrap_or_else(|| a.off.to_string())
+                )?;
             } else {
                 writeln!(
                     out,
@@ -167,6 +190,23 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
         ]);
     }
     t.print();
+    let denied: Vec<_> = s.ves.iter().filter(|v| !v.denials.is_empty()).collect();
+    if !denied.is_empty() {
+        println!();
+        let mut t = Table::new(&["VE", "RULE", "DENIED (KERNEL)", "ABORTED (JOURNAL)", "MEANING"]);
+        for v in denied {
+            for r in &v.denials {
+                t.row(vec![
+                    v.ve.to_string(),
+                    format!("{} {}", r.rule, r.name),
+                    r.counted.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    r.recorded.to_string(),
+                    r.text.clone(),
+                ]);
+            }
+        }
+        t.print();
+    }
     println!(
         "journal: {} bytes, {} transactions, {:.1} bytes per transaction (segment and block headers included)",
         s.journal_bytes, s.transactions, s.journal_bytes_per_transaction

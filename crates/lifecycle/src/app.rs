@@ -29,6 +29,8 @@ pub struct CreateArgs {
     pub template: String,
     /// Initial content of the app branch.
     pub from_dir: Option<PathBuf>,
+    /// The app's policy (a policy file's text, validated here), for version 1.
+    pub policy: Option<(String, String)>,
     /// Directories inside the VE that persist across the app's VEs.
     pub persist: Vec<String>,
     /// `PATH=SHARED`.
@@ -68,6 +70,10 @@ pub fn create(store: &Store, a: CreateArgs) -> Result<AppSpec> {
     let tver = tver.unwrap_or(latest);
     if !store.catalog.template_exists(&tname, tver)? {
         refuse!("template {tname} has no version {tver}");
+    }
+    if let Some((via, text)) = &a.policy {
+        model::policy::Policy::parse(text)
+            .map_err(|e| crate::LifecycleError::Arg(format!("--policy {via}: {e}")))?;
     }
     let spec = AppSpec {
         name: name.clone(),
@@ -154,6 +160,11 @@ pub fn create(store: &Store, a: CreateArgs) -> Result<AppSpec> {
                 std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
                 made.push(d);
             }
+        }
+        if let Some((_, text)) = &a.policy {
+            let f = store.layout.app_policy(&spec.name, 1);
+            crate::atomic::write_file(&f, text.as_bytes())
+                .ctx(|| format!("write {}", f.display()))?;
         }
         store.catalog.add_app(
             &spec,
@@ -302,4 +313,81 @@ pub fn update(
         return Err(e).ctx(|| "record the new app version");
     }
     Ok(Updated::Published(next))
+}
+
+/// An app version's policy: the one its version introduced, else the closest earlier
+/// version's (an empty file means none), with the version that set it.
+pub fn policy(
+    store: &Store,
+    name: &Name,
+    version: u32,
+) -> Result<Option<(u32, model::policy::Policy)>> {
+    for v in (1..=version).rev() {
+        let f = store.layout.app_policy(name, v);
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).ctx(|| format!("read {}", f.display())),
+        };
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let p = model::policy::Policy::parse(&text).map_err(|e| {
+            crate::LifecycleError::Arg(format!("the policy of app {name} v{v} ({}): {e}", f.display()))
+        })?;
+        return Ok(Some((v, p)));
+    }
+    Ok(None)
+}
+
+/// Reads and validates a policy file: the error names the file, line and column.
+pub fn read_policy(file: &Path) -> Result<(String, model::policy::Policy)> {
+    let text = std::fs::read_to_string(file).ctx(|| format!("read the policy {}", file.display()))?;
+    let p = model::policy::Policy::parse(&text)
+        .map_err(|e| crate::LifecycleError::Arg(format!("{}: {e}", file.display())))?;
+    Ok((text, p))
+}
+
+/// `jcs app policy`: publishes a new version of the app whose only change is its policy
+/// (`None`: no policy). Running VEs keep theirs. Returns the new version.
+pub fn set_policy(store: &Store, name: &Name, text: Option<&str>, via: &str) -> Result<u32> {
+    get(store, name)?;
+    if let Some(t) = text {
+        model::policy::Policy::parse(t)
+            .map_err(|e| crate::LifecycleError::Arg(format!("{via}: {e}")))?;
+    }
+    let dir = store.layout.app_dir(name);
+    let lock = std::fs::File::open(&dir).ctx(|| format!("open {}", dir.display()))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        refuse!("app {name} is being updated by another command; try again");
+    }
+    let next = store.catalog.app_latest(name)? + 1;
+    let layer = store.layout.app_layer(name, next);
+    let file = store.layout.app_policy(name, next);
+    if layer.exists() {
+        refuse!(
+            "{} exists but the catalog does not know it; remove it first",
+            layer.display()
+        );
+    }
+    crate::atomic::write_file(&file, text.unwrap_or("").as_bytes())
+        .ctx(|| format!("write {}", file.display()))?;
+    let r = std::fs::create_dir(&layer)
+        .ctx(|| format!("create {}", layer.display()))
+        .and_then(|()| {
+            Ok(store.catalog.add_app_version(
+                name,
+                next,
+                &match text {
+                    Some(_) => format!("policy: {via}"),
+                    None => "policy removed".to_string(),
+                },
+            )?)
+        });
+    if let Err(e) = r {
+        let _ = std::fs::remove_dir(&layer);
+        let _ = std::fs::remove_file(&file);
+        return Err(e);
+    }
+    Ok(next)
 }

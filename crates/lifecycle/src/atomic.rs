@@ -24,3 +24,20 @@ pub fn build_dir_atomically(dest: &Path, build: impl FnOnce(&Path) -> Result<()>
     }
     r
 }
+
+/// Writes a file all at once: a temporary file beside it, synced, renamed into place.
+pub fn write_file(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("x");
+    let tmp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}

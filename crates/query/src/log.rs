@@ -19,6 +19,8 @@ pub struct Filter {
     pub ops: Option<Vec<model::at::Op>>,
     /// Only this process's transactions (summaries are left out).
     pub pid: Option<u32>,
+    /// Only transactions of this status (summaries are left out).
+    pub status: Option<model::at::Status>,
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
 }
@@ -30,6 +32,9 @@ pub enum Entry<'a> {
         at: &'a At,
         src: &'a str,
         dst: &'a str,
+        /// An aborted transaction's rule: `no-smtp (deny tcp connect,send ports 25)`, from the
+        /// VE's policy record.
+        rule: Option<&'a str>,
     },
     Summary {
         tier: Tier,
@@ -53,6 +58,8 @@ pub struct Log<'s> {
     /// The variables the filter names (from the catalog, and from definitions as they are read).
     matching: HashSet<VarId>,
     names: Names<'s>,
+    /// (VE, rule number) → the rule, from the VEs' policy records.
+    rules: HashMap<(u64, u32), String>,
     /// Where reading goes on: (segment, offset in it).
     at: (u64, u64),
     /// Damaged stretches skipped since the last [`Log::take_skipped`].
@@ -107,6 +114,7 @@ impl<'s> Log<'s> {
                 catalog: &store.catalog,
                 known: HashMap::new(),
             },
+            rules: HashMap::new(),
             at: (0, 0),
             skipped: Vec::new(),
         })
@@ -175,7 +183,12 @@ impl<'s> Log<'s> {
         rec: Record,
         sink: &mut dyn FnMut(Entry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (f, matching, names) = (&self.filter, &mut self.matching, &mut self.names);
+        let (f, matching, names, rules) = (
+            &self.filter,
+            &mut self.matching,
+            &mut self.names,
+            &mut self.rules,
+        );
         let wanted = |src: VarId, dst: VarId| {
             f.var.is_none() || matching.contains(&src) || matching.contains(&dst)
         };
@@ -193,16 +206,21 @@ impl<'s> Log<'s> {
                     f.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
                         && f.ops.as_ref().is_none_or(|o| o.contains(&a.op))
                         && f.pid.is_none_or(|p| p == a.pid)
+                        && f.status.is_none_or(|s| s == a.status)
                         && f.since_ns.is_none_or(|t| a.time_ns >= t)
                         && f.until_ns.is_none_or(|t| a.time_ns <= t)
                         && wanted(a.src, a.dst)
                 }) {
                     names.learn(a.src);
                     names.learn(a.dst);
+                    let rule = (a.status == model::at::Status::Aborted)
+                        .then(|| rules.get(&(a.ve, a.off as u32)).map(String::as_str))
+                        .flatten();
                     sink(Entry::At {
                         at: a,
                         src: names.name(a.src),
                         dst: names.name(a.dst),
+                        rule,
                     })?;
                 }
             }
@@ -210,6 +228,7 @@ impl<'s> Log<'s> {
                 for s in sts.iter().filter(|s| {
                     f.ops.is_none()
                         && f.pid.is_none()
+                        && f.status.is_none()
                         && f.since_ns.is_none_or(|t| s.last >= t)
                         && f.until_ns.is_none_or(|t| s.first <= t)
                         && wanted(s.src, s.dst)
@@ -232,13 +251,22 @@ impl<'s> Log<'s> {
             }
             Record::Repairs(rs) => {
                 let unfiltered =
-                    f.var.is_none() && f.ves.is_none() && f.ops.is_none() && f.pid.is_none();
+                    f.var.is_none()
+                        && f.ves.is_none()
+                        && f.ops.is_none()
+                        && f.pid.is_none()
+                        && f.status.is_none();
                 for r in rs.iter().filter(|r| {
                     unfiltered
                         && f.since_ns.is_none_or(|t| r.time_ns >= t)
                         && f.until_ns.is_none_or(|t| r.time_ns <= t)
                 }) {
                     sink(Entry::Repair(r))?;
+                }
+            }
+            Record::Policy(p) => {
+                for r in p.rules {
+                    rules.insert((p.ve, r.id), format!("{} ({})", r.name, r.text));
                 }
             }
             Record::Stats(_) | Record::Names(_) => {}

@@ -23,6 +23,26 @@ pub struct VeSummary {
     /// them all).
     pub dropped_by_classification: u64,
     pub dropped_by_name: BTreeMap<String, u64>,
+    /// Transactions the VE's policy aborted.
+    pub aborted_transactions: u64,
+    /// Per rule of its policy that denied something: the kernel's exact count (network rules)
+    /// and the aborted transactions in the journal.
+    pub denials: Vec<RuleDenials>,
+    /// How each part of its policy was enforced (absent: the VE had no policy).
+    pub enforced: Vec<(String, String)>,
+}
+
+/// The denials of one rule of a VE's policy.
+#[derive(Debug, Default, Serialize)]
+pub struct RuleDenials {
+    pub rule: u32,
+    pub name: String,
+    pub text: String,
+    /// Counted in the kernel (the network rules; None for the others).
+    pub counted: Option<u64>,
+    /// Aborted transactions in the journal that name it (fewer than `counted` when the ring
+    /// buffer lost records: the gap says so).
+    pub recorded: u64,
 }
 
 impl VeSummary {
@@ -56,6 +76,7 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
     let mut total = 0u64;
     let mut by_ve: BTreeMap<u64, VeSummary> = BTreeMap::new();
     let (records, skipped) = read_all(dir)?;
+    let mut rules: BTreeMap<(u64, u32), RuleDenials> = BTreeMap::new();
     for rec in records {
         match rec {
             Record::Ats(ats) => {
@@ -63,6 +84,12 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                     total += 1;
                     let s = summary_of(&mut by_ve, a.ve);
                     s.transactions += 1;
+                    if a.status == model::at::Status::Aborted {
+                        s.aborted_transactions += 1;
+                        let r = rules.entry((a.ve, a.off as u32)).or_default();
+                        r.rule = a.off as u32;
+                        r.recorded += 1;
+                    }
                     *s.by_op.entry(a.op.name().into()).or_default() += 1;
                     if a.op == model::at::Op::Gap {
                         s.gap_transactions += 1;
@@ -85,8 +112,28 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                         .entry(monitor::syscalls::name(nr))
                         .or_default() += n;
                 }
+                for (rule, n) in st.denied {
+                    let r = rules.entry((st.ve, rule)).or_default();
+                    r.rule = rule;
+                    *r.counted.get_or_insert(0) += n;
+                }
+            }
+            Record::Policy(p) => {
+                let s = summary_of(&mut by_ve, p.ve);
+                s.enforced = p.enforced;
+                for info in p.rules {
+                    let r = rules.entry((p.ve, info.id)).or_default();
+                    r.rule = info.id;
+                    r.name = info.name;
+                    r.text = info.text;
+                }
             }
             Record::Vars(_) | Record::Summaries { .. } | Record::Names(_) | Record::Repairs(_) => {}
+        }
+    }
+    for ((ve, _), r) in rules {
+        if r.recorded > 0 || r.counted.is_some_and(|n| n > 0) {
+            summary_of(&mut by_ve, ve).denials.push(r);
         }
     }
     Ok(Stats {

@@ -31,6 +31,8 @@ pub mod tag {
     pub const NAMES: u8 = b'N';
     /// What a recorder's opening of the journal repaired (version 2).
     pub const REPAIRS: u8 = b'R';
+    /// A VE's policy and how it was enforced, as JSON (version 2).
+    pub const POLICY: u8 = b'P';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -53,6 +55,20 @@ pub enum Record {
     /// What opening the journal repaired (a torn tail cut, damage set aside), written by the
     /// recorder that opened it: the repairs are part of the hash chain.
     Repairs(Vec<Repair>),
+    /// A VE's policy, written when its recording starts (before its first transaction): what
+    /// each rule number of its aborted transactions means, and which mechanisms enforced it.
+    Policy(VePolicy),
+}
+
+/// A VE's policy as enforced (a `P` record).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VePolicy {
+    pub ve: u64,
+    pub time_ns: u64,
+    pub rules: Vec<model::policy::RuleInfo>,
+    /// What enforced each part: (`network`, `cgroup sock_addr programs ...`), (`files.writable`,
+    /// `read-only mounts ...`)...; a part the policy does not restrict is absent.
+    pub enforced: Vec<(String, String)>,
 }
 
 /// One repair of the journal when it was opened.
@@ -84,6 +100,8 @@ pub enum RecordError {
     Names(String),
     #[error("repairs: {0}")]
     Repairs(String),
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 impl Record {
@@ -126,6 +144,11 @@ impl Record {
                 }
                 b
             }
+            Record::Policy(p) => {
+                let mut b = vec![tag::POLICY];
+                b.extend(serde_json::to_vec(p).expect("a policy serializes"));
+                b
+            }
         }
     }
 
@@ -162,6 +185,9 @@ impl Record {
             tag::REPAIRS => decode_repairs(body)
                 .map(Record::Repairs)
                 .map_err(RecordError::Repairs),
+            tag::POLICY => serde_json::from_slice(body)
+                .map(Record::Policy)
+                .map_err(|e| RecordError::Policy(e.to_string())),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -188,6 +214,7 @@ impl Record {
                 }
             }
             Record::Repairs(_) => {}
+            Record::Policy(p) => out.push(key::ve(p.ve)),
         }
     }
 }
@@ -326,6 +353,10 @@ impl<'a> Cursor<'a> {
             return Err(format!("claims {n} items, more than its bytes can hold"));
         }
         Ok(n as usize)
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.o >= self.b.len()
     }
 
     pub fn end(&self) -> Result<(), String> {

@@ -25,16 +25,25 @@ pub struct VeStats {
     #[serde(default)]
     pub dropped_calls: Vec<(u32, u64)>,
     pub arch: String,
+    /// Calls the VE's policy denied, per rule, as the kernel counted them (exact, whatever the
+    /// ring buffer lost).
+    #[serde(default)]
+    pub denied: Vec<(u32, u64)>,
 }
 
 impl VeStats {
-    /// `ve seen emitted lost dropped arch n×(nr count) m×(nr count)`, LEB128 numbers.
+    /// `ve seen emitted lost dropped arch n×(nr count) m×(nr count) [k×(rule count)]`, LEB128
+    /// numbers; the denials are absent in records written before policies existed.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for v in [self.ve, self.seen, self.emitted, self.lost, self.dropped] {
             put(out, v);
         }
         crate::put_str(out, &self.arch);
-        for list in [&self.calls, &self.dropped_calls] {
+        let denied = (!self.denied.is_empty()).then_some(&self.denied);
+        for list in [Some(&self.calls), Some(&self.dropped_calls), denied]
+            .into_iter()
+            .flatten()
+        {
             put(out, list.len() as u64);
             for &(nr, n) in list {
                 put(out, u64::from(nr));
@@ -61,6 +70,13 @@ impl VeStats {
                 list.push((nr, c.num()?));
             }
         }
+        if !c.at_end() {
+            let n = c.count(2)?;
+            for _ in 0..n {
+                let rule = u32::try_from(c.num()?).map_err(|_| "a rule number beyond 32 bits")?;
+                s.denied.push((rule, c.num()?));
+            }
+        }
         c.end()?;
         Ok(s)
     }
@@ -80,6 +96,7 @@ pub(crate) mod tests {
             dropped: 3,
             dropped_calls: vec![(3, 3)],
             arch: "x86_64".into(),
+            denied: vec![],
         }
     }
 
@@ -89,5 +106,13 @@ pub(crate) mod tests {
         sample().encode(&mut b);
         assert_eq!(VeStats::decode(&b).unwrap(), sample());
         assert!(VeStats::decode(&b[..b.len() - 1]).is_err());
+        // With denials: a trailing list that older records do not have.
+        let mut d = sample();
+        d.denied = vec![(1, 200_000), (5, 3)];
+        let mut b2 = vec![];
+        d.encode(&mut b2);
+        assert_eq!(&b2[..b.len()], &b[..], "the same prefix as a record without denials");
+        assert_eq!(VeStats::decode(&b2).unwrap(), d);
+        assert!(VeStats::decode(&b2[..b2.len() - 1]).is_err());
     }
 }

@@ -188,6 +188,8 @@ pub struct MonitorHooks {
     cgroup_id: u64,
     /// Records the kernel dropped make the run fail (`--strict-recording`), not only warn.
     pub strict: bool,
+    /// The VE's policy (its network part is enforced by the recorder).
+    pub policy: Option<crate::protocol::WatchPolicy>,
 }
 
 impl MonitorHooks {
@@ -206,6 +208,7 @@ impl MonitorHooks {
             client: None,
             cgroup_id: 0,
             strict: false,
+            policy: None,
         })
     }
 }
@@ -220,6 +223,7 @@ impl ve::launch::Hooks for MonitorHooks {
             outside: Some(self.outside.iter().map(|(d, _)| d.clone()).collect()),
             store_names: Some(self.outside.clone()),
             cgroup_path: Some(cgroup.v2.clone()),
+            policy: self.policy.clone(),
         })? {
             Response::Ok => {}
             Response::Error { message } => {

@@ -28,6 +28,10 @@ pub enum Request {
         /// (its `jcs run` was killed), the recorder finishes the VE's record itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cgroup_path: Option<PathBuf>,
+        /// The VE's policy: the recorder enforces its network part (cgroup sock_addr programs
+        /// on `cgroup_path`, before the reply) and journals it with how each part is enforced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<WatchPolicy>,
     },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
@@ -36,6 +40,15 @@ pub enum Request {
     Stats,
     /// Who the daemon is: its pid, its binary, how many VEs it watches.
     Status,
+}
+
+/// A VE's policy as `jcs run` hands it to the recorder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatchPolicy {
+    pub policy: model::policy::Policy,
+    /// The parts the VE's start enforces itself, and how: (`files.writable`, `read-only
+    /// mounts`), (`exec.allow`, `Landlock ABI 7`)...
+    pub enforced: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -162,6 +175,7 @@ mod tests {
             outside: None,
             store_names: None,
             cgroup_path: None,
+            policy: None,
         };
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);

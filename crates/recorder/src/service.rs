@@ -591,9 +591,10 @@ fn monitor_loop(
                     outside,
                     store_names,
                     cgroup_path,
+                    policy,
                 } => {
-                    if let Some(p) = cgroup_path {
-                        paths.insert(cgroup_id, p);
+                    if let Some(p) = &cgroup_path {
+                        paths.insert(cgroup_id, p.clone());
                     }
                     finished.remove(&cgroup_id);
                     if let Err(e) = cat.set_ve_record(ve, "watching") {
@@ -609,7 +610,28 @@ fn monitor_loop(
                     if let Some(names) = store_names {
                         t.set_store_names(cgroup_id, &names);
                     }
-                    match m.watch(cgroup_id, ve, init) {
+                    let watched_ok = m.watch(cgroup_id, ve, init).and_then(|()| {
+                        // Its policy is enforced before any of its tasks runs, or it does not
+                        // start: a policy is never silently weakened.
+                        match &policy {
+                            Some(p) => enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p)
+                                .map(Some),
+                            None => Ok(None),
+                        }
+                    });
+                    let watched_ok = match watched_ok {
+                        Ok(Some(rec)) => {
+                            last_ticket = submit(&writer, vec![Record::Policy(rec).encode()], &mut full)?
+                                .or(last_ticket);
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => {
+                            let _ = m.unwatch(cgroup_id);
+                            Err(e)
+                        }
+                    };
+                    match watched_ok {
                         // A VE that would not be recorded is not started.
                         Ok(()) if writer.full().is_some() => {
                             let _ = m.unwatch(cgroup_id);
@@ -624,9 +646,13 @@ fn monitor_loop(
                             watched_since.insert(cgroup_id, now_ns());
                             Response::Ok
                         }
-                        Err(e) => Response::Error {
-                            message: e.to_string(),
-                        },
+                        Err(e) => {
+                            t.unwatch(cgroup_id);
+                            paths.remove(&cgroup_id);
+                            Response::Error {
+                                message: e.to_string(),
+                            }
+                        }
                     }
                 }
                 Request::Unwatch { cgroup_id } if finished.contains(&cgroup_id) => {
@@ -718,6 +744,47 @@ fn monitor_loop(
     }
 }
 
+/// Enforces the network part of a VE's policy and returns the record that journals the policy
+/// and how each part of it is enforced.
+fn enforce(
+    m: &Monitor,
+    cgroup_id: u64,
+    cgroup_dir: Option<&Path>,
+    ve: u64,
+    p: &crate::protocol::WatchPolicy,
+) -> std::result::Result<record::VePolicy, monitor::loader::MonitorError> {
+    let mut enforced = vec![];
+    let entries = p
+        .policy
+        .compile_net()
+        .map_err(|why| monitor::loader::MonitorError::Enforce {
+            cgroup: cgroup_id.to_string(),
+            why,
+        })?;
+    if !entries.is_empty() {
+        let dir = cgroup_dir.ok_or_else(|| monitor::loader::MonitorError::Enforce {
+            cgroup: cgroup_id.to_string(),
+            why: "no cgroup2 directory given".into(),
+        })?;
+        m.enforce_net(cgroup_id, dir, ve, &entries)?;
+        enforced.push((
+            "network".to_string(),
+            format!(
+                "cgroup sock_addr programs (connect4/6, sendmsg4/6, bind4/6) on {}, {} prefixes",
+                dir.display(),
+                entries.len()
+            ),
+        ));
+    }
+    enforced.extend(p.enforced.iter().cloned());
+    Ok(record::VePolicy {
+        ve,
+        time_ns: now_ns(),
+        rules: p.policy.rules(),
+        enforced,
+    })
+}
+
 /// What `jcs run` is told when the journal cannot be written: which store, how much room.
 fn disk_full_message(journal: &Path) -> String {
     let free = rustix::fs::statvfs(journal)
@@ -784,6 +851,7 @@ fn ve_stats(
         calls,
         dropped_calls,
         arch: std::env::consts::ARCH.into(),
+        denied: m.take_denials(ve)?,
     };
     Ok(Some((stats, gap)))
 }

@@ -54,6 +54,13 @@ impl Layout {
         self.app_dir(name).join(version.to_string())
     }
 
+    /// The policy an app version introduced (beside its layer, never inside it: a VE cannot
+    /// read or change it). A version without one keeps the previous version's; an empty file
+    /// removes it.
+    pub fn app_policy(&self, name: &Name, version: u32) -> PathBuf {
+        self.app_dir(name).join(format!("policy.{version}.toml"))
+    }
+
     pub fn persist_app(&self, app: &Name) -> PathBuf {
         self.root.join("persist").join(app.as_str())
     }
