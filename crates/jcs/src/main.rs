@@ -755,11 +755,19 @@ fn real_main() -> Result<i32> {
                     (Some(f), false) => {
                         let text = std::fs::read_to_string(&f)
                             .with_context(|| format!("read the policy {}", f.display()))?;
-                        lifecycle::app::set_policy(&store, &n, Some(&text), &f.display().to_string())?
+                        lifecycle::app::set_policy(
+                            &store,
+                            &n,
+                            Some(&text),
+                            &f.display().to_string(),
+                        )?
                     }
                     _ => lifecycle::app::set_policy(&store, &n, None, "--none")?,
                 };
-                println!("app {n} v{v}: {}", if none { "no policy" } else { "new policy" });
+                println!(
+                    "app {n} v{v}: {}",
+                    if none { "no policy" } else { "new policy" }
+                );
                 Ok(0)
             }
             AppCmd::Update {

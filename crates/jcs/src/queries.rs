@@ -193,13 +193,21 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
     let denied: Vec<_> = s.ves.iter().filter(|v| !v.denials.is_empty()).collect();
     if !denied.is_empty() {
         println!();
-        let mut t = Table::new(&["VE", "RULE", "DENIED (KERNEL)", "ABORTED (JOURNAL)", "MEANING"]);
+        let mut t = Table::new(&[
+            "VE",
+            "RULE",
+            "DENIED (KERNEL)",
+            "ABORTED (JOURNAL)",
+            "MEANING",
+        ]);
         for v in denied {
             for r in &v.denials {
                 t.row(vec![
                     v.ve.to_string(),
                     format!("{} {}", r.rule, r.name),
-                    r.counted.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    r.counted
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     r.recorded.to_string(),
                     r.text.clone(),
                 ]);

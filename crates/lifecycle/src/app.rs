@@ -333,7 +333,10 @@ pub fn policy(
             return Ok(None);
         }
         let p = model::policy::Policy::parse(&text).map_err(|e| {
-            crate::LifecycleError::Arg(format!("the policy of app {name} v{v} ({}): {e}", f.display()))
+            crate::LifecycleError::Arg(format!(
+                "the policy of app {name} v{v} ({}): {e}",
+                f.display()
+            ))
         })?;
         return Ok(Some((v, p)));
     }
@@ -342,7 +345,8 @@ pub fn policy(
 
 /// Reads and validates a policy file: the error names the file, line and column.
 pub fn read_policy(file: &Path) -> Result<(String, model::policy::Policy)> {
-    let text = std::fs::read_to_string(file).ctx(|| format!("read the policy {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).ctx(|| format!("read the policy {}", file.display()))?;
     let p = model::policy::Policy::parse(&text)
         .map_err(|e| crate::LifecycleError::Arg(format!("{}: {e}", file.display())))?;
     Ok((text, p))

@@ -252,11 +252,73 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             (inner.clone(), name)
         })
         .collect();
+    // The app version's policy (maintenance VEs run without it): its network part is
+    // enforced by the recorder, the rest by the VE's start.
+    let policy = match l.kind {
+        "app" => crate::app::policy(store, &l.app.name, l.version)?.map(|(_, p)| p),
+        _ => None,
+    };
+    let storage_points: Vec<model::InnerPath> = storage
+        .iter()
+        .filter_map(|(_, _, inner)| model::InnerPath::parse(inner).ok())
+        .collect();
+    let (guard, watch_policy) = match &policy {
+        None => (ve::launch::Guard::default(), None),
+        Some(p) => {
+            let g = ve::launch::Guard::of(p, &storage_points).map_err(|e| {
+                crate::LifecycleError::Arg(format!("the policy of app {}: {e}", l.app.name))
+            })?;
+            let mut enforced = vec![];
+            if !g.read_only.is_empty() {
+                enforced.push((
+                    "files.writable".to_string(),
+                    format!(
+                        "read-only mounts: {}; writable: {}",
+                        join(&g.read_only),
+                        join(&g.writable)
+                    ),
+                ));
+            }
+            if !g.hide.is_empty() {
+                enforced.push((
+                    "files.deny_read".to_string(),
+                    format!("empty read-only mounts over: {}", join(&g.hide)),
+                ));
+            }
+            if let Some(a) = &g.exec_allow {
+                let abi = ve::landlock::abi().map_err(|e| {
+                    crate::LifecycleError::Arg(format!(
+                        "the policy of app {} has an exec allow-list, which needs Landlock;                          this kernel has none ({e}); see jcs doctor",
+                        l.app.name
+                    ))
+                })?;
+                enforced.push((
+                    "exec.allow".to_string(),
+                    format!("Landlock ABI {abi}: execute only {}", join(a)),
+                ));
+            }
+            (
+                g,
+                Some(recorder::protocol::WatchPolicy {
+                    policy: p.clone(),
+                    enforced,
+                }),
+            )
+        }
+    };
+    let monitor = recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
+        m.strict = l.extras.strict_recording;
+        m.policy = watch_policy;
+        m
+    });
+    if monitor.is_none() && policy.as_ref().is_some_and(|p| p.restricts_network()) {
+        refuse!(
+            "the policy of app {} restricts the network, which the recorder enforces;              it cannot run with JCS_MONITOR=off",
+            l.app.name
+        );
+    }
     let mut hooks = VeHooks {
-        monitor: recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
-            m.strict = l.extras.strict_recording;
-            m
-        }),
+        monitor,
         net: crate::net::hooks_for(store, l.net, id)?,
     };
     let hooks: &mut dyn Hooks = &mut hooks;
@@ -340,6 +402,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             preserve_fds: l.extras.preserve_fds,
             tty: l.extras.tty,
             extra_caps: l.extras.extra_caps,
+            guard: guard.clone(),
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -421,6 +484,17 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             Err(e).ctx(|| format!("VE {id}"))
         }
     }
+}
+
+fn join(paths: &[model::InnerPath]) -> String {
+    if paths.is_empty() {
+        return "none".into();
+    }
+    paths
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Records where a VE's writable branch went (maintenance mode publishes it under a new name).

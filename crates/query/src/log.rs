@@ -250,12 +250,11 @@ impl<'s> Log<'s> {
                 }
             }
             Record::Repairs(rs) => {
-                let unfiltered =
-                    f.var.is_none()
-                        && f.ves.is_none()
-                        && f.ops.is_none()
-                        && f.pid.is_none()
-                        && f.status.is_none();
+                let unfiltered = f.var.is_none()
+                    && f.ves.is_none()
+                    && f.ops.is_none()
+                    && f.pid.is_none()
+                    && f.status.is_none();
                 for r in rs.iter().filter(|r| {
                     unfiltered
                         && f.since_ns.is_none_or(|t| r.time_ns >= t)

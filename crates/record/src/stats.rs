@@ -111,7 +111,11 @@ pub(crate) mod tests {
         d.denied = vec![(1, 200_000), (5, 3)];
         let mut b2 = vec![];
         d.encode(&mut b2);
-        assert_eq!(&b2[..b.len()], &b[..], "the same prefix as a record without denials");
+        assert_eq!(
+            &b2[..b.len()],
+            &b[..],
+            "the same prefix as a record without denials"
+        );
         assert_eq!(VeStats::decode(&b2).unwrap(), d);
         assert!(VeStats::decode(&b2[..b2.len() - 1]).is_err());
     }

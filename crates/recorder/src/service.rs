@@ -614,15 +614,17 @@ fn monitor_loop(
                         // Its policy is enforced before any of its tasks runs, or it does not
                         // start: a policy is never silently weakened.
                         match &policy {
-                            Some(p) => enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p)
-                                .map(Some),
+                            Some(p) => {
+                                enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p).map(Some)
+                            }
                             None => Ok(None),
                         }
                     });
                     let watched_ok = match watched_ok {
                         Ok(Some(rec)) => {
-                            last_ticket = submit(&writer, vec![Record::Policy(rec).encode()], &mut full)?
-                                .or(last_ticket);
+                            last_ticket =
+                                submit(&writer, vec![Record::Policy(rec).encode()], &mut full)?
+                                    .or(last_ticket);
                             Ok(())
                         }
                         Ok(None) => Ok(()),

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod doctor;
 pub mod fsops;
 pub mod inspect;
+pub mod landlock;
 pub mod launch;
 pub mod layout;
 pub mod manifest;

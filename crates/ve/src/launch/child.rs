@@ -31,6 +31,8 @@ pub(super) struct ExecSpec {
     /// `--workdir`: each directory from the root down to it (made when missing), the last
     /// the working directory of the app.
     workdir: Vec<CString>,
+    /// The policy's exec allow-list (paths inside the VE), enforced with Landlock.
+    exec_allow: Option<Vec<CString>>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -93,6 +95,14 @@ impl ExecSpec {
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
             workdir,
+            exec_allow: match &cfg.guard.exec_allow {
+                None => None,
+                Some(l) => Some(
+                    l.iter()
+                        .map(|p| CString::new(p.as_str()).map_err(|_| bad(p.as_str())))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            },
         })
     }
 }
@@ -224,7 +234,19 @@ pub(super) fn child_main(
         slave
     });
     lap("pty");
-    let app = spawn_app(exec, filters, &err_wr, tty.as_ref());
+    // The exec allow-list: a Landlock ruleset built here, in the VE's own file system, and
+    // applied by the app's process before its exec.
+    let landlock = exec.exec_allow.as_ref().map(|allowed| {
+        crate::landlock::exec_ruleset(allowed).unwrap_or_else(|e| {
+            fail(
+                &err_wr,
+                EXIT_SETUP,
+                &format!("the exec allow-list needs Landlock: {e}"),
+            )
+        })
+    });
+    lap("landlock");
+    let app = spawn_app(exec, filters, &err_wr, tty.as_ref(), landlock.as_ref());
     drop(tty);
     if app < 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
@@ -265,13 +287,15 @@ pub(super) struct AppArgs<'a> {
     err: &'a OwnedFd,
     /// `-t`: the slave of the VE's pty, the app's controlling terminal.
     tty: Option<&'a OwnedFd>,
+    /// The exec allow-list's Landlock ruleset.
+    landlock: Option<&'a OwnedFd>,
 }
 
 extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
     // because the caller is suspended until this process execs or exits (CLONE_VFORK).
     let a = unsafe { &*(arg as *const AppArgs<'_>) };
-    exec_app(a.exec, a.filters, a.err, a.tty)
+    exec_app(a.exec, a.filters, a.err, a.tty, a.landlock)
 }
 
 /// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
@@ -282,6 +306,7 @@ pub(super) fn spawn_app(
     filters: &[seccompiler::BpfProgram],
     err: &OwnedFd,
     tty: Option<&OwnedFd>,
+    landlock: Option<&OwnedFd>,
 ) -> libc::pid_t {
     const STACK: usize = 1 << 20;
     let mut stack = vec![0u8; STACK];
@@ -290,6 +315,7 @@ pub(super) fn spawn_app(
         filters,
         err,
         tty,
+        landlock,
     };
     // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
     // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
@@ -311,6 +337,7 @@ pub(super) fn exec_app(
     filters: &[seccompiler::BpfProgram],
     err: &OwnedFd,
     tty: Option<&OwnedFd>,
+    landlock: Option<&OwnedFd>,
 ) -> ! {
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
@@ -337,6 +364,15 @@ pub(super) fn exec_app(
     // SAFETY: prctl with integer arguments.
     if let Err(e) = rustix::thread::set_no_new_privs(true) {
         fail(err, EXIT_SETUP, &format!("set no_new_privs: {e}"));
+    }
+    if let Some(r) = landlock {
+        if let Err(e) = crate::landlock::restrict_self(r) {
+            fail(
+                err,
+                EXIT_SETUP,
+                &format!("apply the exec allow-list (Landlock): {e}"),
+            );
+        }
     }
     if let Err(e) = crate::seccomp::install(filters) {
         fail(err, EXIT_SETUP, &e.to_string());

@@ -70,6 +70,57 @@ pub struct VeConfig {
     pub tty: bool,
     /// `--cap-add`: capabilities kept beyond the default set (a mask of `caps::ADDABLE`).
     pub extra_caps: u64,
+    /// The file and exec parts of the app's policy, enforced by the VE's start.
+    pub guard: Guard,
+}
+
+/// What the VE's start enforces of its policy (model::policy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// Storage mounts (of `binds`) made read-only: no writable tree holds them.
+    pub read_only: Vec<InnerPath>,
+    /// Writable trees inside read-only storage mounts: bound onto themselves, writable.
+    pub writable: Vec<InnerPath>,
+    /// Paths hidden from the VE: an empty read-only directory, or a file no one can open.
+    pub hide: Vec<InnerPath>,
+    /// The only files the app may execute (Landlock); None: any.
+    pub exec_allow: Option<Vec<InnerPath>>,
+}
+
+impl Guard {
+    /// The guard of `policy` for a VE whose storage mounts are `storage`. A writable tree
+    /// outside all storage cannot be enforced (everything else is the VE's own dirties): an
+    /// error, never a weaker policy.
+    pub fn of(policy: &model::policy::Policy, storage: &[InnerPath]) -> Result<Guard, String> {
+        let mut g = Guard {
+            hide: policy.deny_read.clone(),
+            exec_allow: policy.exec_allow.clone(),
+            ..Default::default()
+        };
+        if let Some(w) = &policy.writable {
+            for t in w {
+                if !storage.iter().any(|s| t.is_within(s)) {
+                    return Err(format!(
+                        "files.writable {t} is not in the app's persistent or shared storage ({});                          everything else a VE writes goes to its own dirties",
+                        storage.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            for s in storage {
+                if w.iter().any(|t| s.is_within(t)) {
+                    continue;
+                }
+                g.read_only.push(s.clone());
+                g.writable
+                    .extend(w.iter().filter(|t| t.is_within(s)).cloned());
+            }
+        }
+        Ok(g)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &Guard::default()
+    }
 }
 
 /// Address of a bridged VE's `eth0`.
@@ -200,6 +251,7 @@ pub(crate) mod test_cfg {
             preserve_fds: 0,
             tty: false,
             extra_caps: 0,
+            guard: Guard::default(),
         }
     }
 }

@@ -24,6 +24,23 @@ pub enum Step {
         root: PathBuf,
         inner: PathBuf,
     },
+    /// Policy: a writable tree inside a storage mount that becomes read-only, bound onto
+    /// itself (made when missing) so that it stays writable.
+    Writable {
+        root: PathBuf,
+        inner: PathBuf,
+    },
+    /// Policy: a storage mount made read-only (not its writable trees).
+    ReadOnly {
+        root: PathBuf,
+        inner: PathBuf,
+    },
+    /// Policy: a path hidden from the VE: a directory (made when missing) gets an empty
+    /// read-only tmpfs, a file the host's /dev/null on a nodev mount (opening it fails).
+    Hide {
+        root: PathBuf,
+        inner: PathBuf,
+    },
     Proc {
         target: PathBuf,
     },
@@ -61,6 +78,9 @@ impl Step {
             Step::MakePrivate => "private",
             Step::Overlay { .. } => "overlay",
             Step::Bind { .. } => "bind",
+            Step::Writable { .. } => "writable",
+            Step::ReadOnly { .. } => "read-only",
+            Step::Hide { .. } => "hide",
             Step::Proc { .. } => "proc",
             Step::ProcMask { .. } => "proc mask",
             Step::Sysfs { .. } => "sysfs",
@@ -81,6 +101,9 @@ impl Step {
             Step::Bind { source, inner, .. } => {
                 format!("bind {} on /{}", source.display(), inner.display())
             }
+            Step::Writable { inner, .. } => format!("keep /{} writable", inner.display()),
+            Step::ReadOnly { inner, .. } => format!("make /{} read-only", inner.display()),
+            Step::Hide { inner, .. } => format!("hide /{}", inner.display()),
             Step::Proc { target } => format!("mount proc on {}", target.display()),
             Step::ProcMask { proc } => format!("mask parts of {}", proc.display()),
             Step::Sysfs { target } => format!("mount sysfs on {}", target.display()),
@@ -112,6 +135,24 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
             source: b.source.clone(),
             root: r.clone(),
             inner: b.target.relative().into(),
+        });
+    }
+    for t in &cfg.guard.writable {
+        steps.push(Step::Writable {
+            root: r.clone(),
+            inner: t.relative().into(),
+        });
+    }
+    for b in &cfg.guard.read_only {
+        steps.push(Step::ReadOnly {
+            root: r.clone(),
+            inner: b.relative().into(),
+        });
+    }
+    for h in &cfg.guard.hide {
+        steps.push(Step::Hide {
+            root: r.clone(),
+            inner: h.relative().into(),
         });
     }
     steps.push(Step::Proc {
@@ -161,6 +202,7 @@ pub fn clone_flags(net: NetMode) -> libc::c_ulong {
 mod tests {
     use super::*;
     use crate::launch::test_cfg::cfg;
+    use model::InnerPath;
     use model::NetMode;
     use std::path::Path;
     #[test]
@@ -188,6 +230,37 @@ mod tests {
             Step::Overlay { lowers, .. } => assert_eq!(lowers[0], Path::new("/s/apps/a/1")),
             s => panic!("unexpected {s:?}"),
         }
+    }
+
+    #[test]
+    fn a_policy_adds_its_mounts_after_the_binds() {
+        let mut c = cfg(NetMode::None);
+        let p = model::policy::Policy::parse(
+            "[files]\nwritable = [\"/data/out\"]\ndeny_read = [\"/root/.ssh\"]\n",
+        )
+        .unwrap();
+        c.guard = crate::launch::Guard::of(&p, &[InnerPath::parse("/data").unwrap()]).unwrap();
+        let names: Vec<String> = plan_mounts(&c).iter().map(Step::name).collect();
+        assert_eq!(
+            names[2..6],
+            [
+                "bind /s/persist/a/data on /data",
+                "keep /data/out writable",
+                "make /data read-only",
+                "hide /root/.ssh"
+            ]
+        );
+        // A writable tree outside storage cannot be enforced: refused.
+        let p = model::policy::Policy::parse("[files]\nwritable = [\"/etc\"]\n").unwrap();
+        let e = crate::launch::Guard::of(&p, &[InnerPath::parse("/data").unwrap()]).unwrap_err();
+        assert!(
+            e.contains("/etc is not in the app's persistent or shared storage"),
+            "{e}"
+        );
+        // A storage mount inside a writable tree stays writable.
+        let p = model::policy::Policy::parse("[files]\nwritable = [\"/data\"]\n").unwrap();
+        let g = crate::launch::Guard::of(&p, &[InnerPath::parse("/data").unwrap()]).unwrap();
+        assert!(g.read_only.is_empty() && g.writable.is_empty());
     }
 
     #[test]

@@ -211,6 +211,93 @@ fn bind_beneath(source: &Path, root: &Path, inner: &Path) -> Result<(), String> 
     })
 }
 
+/// Binds a directory beneath `root` onto itself (a mount of its own, writable whatever its
+/// parent mount becomes).
+fn self_bind(root: &Path, inner: &Path) -> Result<(), String> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let target = open_beneath(root, inner)?;
+    let tree = open_tree(
+        &target,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| format!("open_tree: {e}"))?;
+    move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| format!("move_mount: {e}"))
+}
+
+/// Hides `inner`: a directory (made when missing, so the VE cannot make it) under an empty
+/// read-only tmpfs; anything else under the host's /dev/null on a read-only nodev mount, which
+/// no one can open. Never follows a symbolic link.
+fn hide(root: &Path, inner: &Path) -> Result<(), String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let parent = inner.parent().unwrap_or(Path::new(""));
+    let name = inner.file_name().ok_or("no name")?;
+    let dir = open_beneath(root, parent)?;
+    let st = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+    let is_dir = match &st {
+        Ok(st) => {
+            let t = rustix::fs::FileType::from_raw_mode(st.st_mode);
+            if t == rustix::fs::FileType::Symlink {
+                return Err(
+                    "a symbolic link in the VE's file system; JCS does not follow it".into(),
+                );
+            }
+            t == rustix::fs::FileType::Directory
+        }
+        Err(_) => true,
+    };
+    if is_dir {
+        let fd = open_beneath(root, inner)?;
+        use std::os::fd::AsRawFd;
+        let target = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        return sys_mount(
+            "tmpfs",
+            &target,
+            "tmpfs",
+            (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong,
+            "size=0,mode=000",
+        );
+    }
+    let target = rustix::fs::openat2(
+        &dir,
+        name,
+        OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| format!("open: {e}"))?;
+    let tree = open_tree(
+        rustix::fs::CWD,
+        "/dev/null",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|e| format!("open_tree /dev/null: {e}"))?;
+    set_attrs(
+        &tree,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| format!("mount attributes: {e}"))?;
+    move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| format!("move_mount: {e}"))
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 
@@ -225,6 +312,11 @@ struct MountAttr {
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: attrs})` on a detached tree.
 fn set_attrs(tree: &OwnedFd, attrs: u64) -> io::Result<()> {
+    mount_setattr(tree, attrs, true)
+}
+
+/// `mount_setattr` on the mount `fd` is at (and, `recursive`, those below it).
+fn mount_setattr(tree: &OwnedFd, attrs: u64, recursive: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let a = MountAttr {
         attr_set: attrs,
@@ -239,7 +331,7 @@ fn set_attrs(tree: &OwnedFd, attrs: u64) -> io::Result<()> {
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            (libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 }) as libc::c_uint,
             &a as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -390,6 +482,12 @@ pub(super) fn run_step(step: &Step) -> Result<(), String> {
             root,
             inner,
         } => bind_beneath(source, root, inner),
+        Step::Writable { root, inner } => self_bind(root, inner),
+        Step::ReadOnly { root, inner } => {
+            let fd = open_beneath(root, inner)?;
+            mount_setattr(&fd, MOUNT_ATTR_RDONLY, false).map_err(|e| format!("read-only: {e}"))
+        }
+        Step::Hide { root, inner } => hide(root, inner),
         Step::Proc { target } => {
             ensure_dir(target)?;
             sys_mount("proc", target, "proc", nodev_nosuid_noexec, "")

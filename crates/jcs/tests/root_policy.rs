@@ -1,0 +1,224 @@
+//! A policy enforced in real time: the calls it denies fail, each denial is an aborted
+//! transaction naming its rule, and the kernel's count is exact. Every denial sits next to a
+//! control: the same attempt that the policy allows succeeds (so the probe really tries), and
+//! without the policy the denied one succeeds too.
+
+mod common;
+
+use common::Env;
+
+const NET_POLICY: &str = r#"
+[[network.rule]]
+name = "no-smtp"
+action = "deny"
+proto = "tcp"
+ports = [25]
+[[network.rule]]
+name = "no-dns"
+action = "deny"
+proto = "udp"
+to = ["127.0.0.0/8"]
+ports = ["53"]
+"#;
+
+fn with_policy(env: &Env, text: &str) {
+    let f = env.home().join("policy.toml");
+    std::fs::write(&f, text).unwrap();
+    env.ok(&["app", "policy", "web", f.to_str().unwrap()]);
+}
+
+fn aborted(env: &Env, ve: u64) -> Vec<serde_json::Value> {
+    env.log(ve)
+        .into_iter()
+        .filter(|e| e["status"] == "aborted")
+        .collect()
+}
+
+#[test]
+fn root_network_rules_deny_and_journal_aborted_transactions() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    // Control: without a policy both connects and both datagrams get through.
+    let out = env.ok(&["run", "web", "--", "/data/policy", "tcp", "25", "26"]);
+    assert_eq!(out.trim(), "denied=ok allowed=ok");
+    let out = env.ok(&["run", "web", "--", "/data/policy", "udp", "53", "54"]);
+    assert_eq!(out.trim(), "denied=ok allowed=ok");
+    assert!(aborted(&env, 1).is_empty() && aborted(&env, 2).is_empty());
+
+    with_policy(&env, NET_POLICY);
+    let out = env.ok(&["run", "web", "--", "/data/policy", "tcp", "25", "26"]);
+    assert_eq!(out.trim(), "denied=EPERM allowed=ok");
+    let out = env.ok(&["run", "web", "--", "/data/policy", "udp", "53", "54"]);
+    assert_eq!(out.trim(), "denied=EPERM allowed=ok");
+
+    let a = aborted(&env, 3);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["op"], "connect");
+    assert_eq!(a[0]["rule"], 1);
+    assert_eq!(a[0]["error"], serde_json::Value::Null);
+    assert!(
+        a[0]["rule_name"].as_str().unwrap().starts_with("no-smtp"),
+        "{a:?}"
+    );
+    assert!(a[0]["dst"].as_str().unwrap().contains(":25"), "{a:?}");
+    let a = aborted(&env, 4);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0]["op"].as_str(), a[0]["rule"].as_u64()),
+        (Some("send"), Some(2))
+    );
+
+    // `--status aborted` lists exactly those; the text names the rule.
+    let text = env.ok(&["log", "--status", "aborted"]);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("aborted by rule no-smtp (deny tcp connect,send ports 25)"),
+        "{text}"
+    );
+    // The kernel counted each denial once.
+    let s = env.json(&["stats", "--ve", "3", "--json"]);
+    let d = &s["ves"][0]["denials"];
+    assert_eq!(d[0]["rule"], 1, "{s}");
+    assert_eq!(d[0]["counted"], 1, "{s}");
+    assert_eq!(d[0]["recorded"], 1, "{s}");
+    assert!(s["ves"][0]["enforced"][0][1]
+        .as_str()
+        .unwrap()
+        .contains("sock_addr"));
+    // VE 1 ran without a policy: nothing enforced.
+    let s = env.json(&["stats", "--ve", "1", "--json"]);
+    assert_eq!(s["ves"][0]["enforced"], serde_json::json!([]));
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_flood_of_denials_is_counted_exactly() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    with_policy(&env, NET_POLICY);
+    let out = env.ok(&["run", "web", "--", "/data/policy", "flood", "25", "200000"]);
+    assert_eq!(out.trim(), "eperm=200000");
+    let s = env.json(&["stats", "--ve", "1", "--json"]);
+    let v = &s["ves"][0];
+    let d = &v["denials"][0];
+    assert_eq!(d["counted"], 200000, "{s}");
+    // What the journal lists individually may be fewer only if a gap says records were lost.
+    let recorded = d["recorded"].as_u64().unwrap();
+    assert!(recorded <= 200000);
+    if recorded < 200000 {
+        assert!(v["records_lost"].as_u64().unwrap() > 0, "{s}");
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_storage_writes_outside_writable_trees_and_hidden_paths_are_denied() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let dl = env.home().join("shared/downloads");
+    std::fs::create_dir_all(dl.join("secret")).unwrap();
+    std::fs::write(dl.join("secret/key"), "k3y").unwrap();
+    // Control: without a policy the VE reads the key and writes anywhere in /data.
+    let out = env.sh_ok("cat /dl/secret/key; echo a > /data/a && echo wrote");
+    assert_eq!(out, "k3ywrote\n");
+    with_policy(
+        &env,
+        "[files]\nwritable = [\"/data/out\"]\ndeny_read = [\"/dl/secret\"]\n",
+    );
+    let o = env.sh(
+        "echo b > /data/b; echo \"b=$?\"; mkdir -p /data/out; echo c > /data/out/c; echo \"c=$?\"; \
+         cat /dl/secret/key; echo \"key=$?\"; ls -A /dl/secret | wc -l; echo d > /dl/d; echo \"d=$?\"",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("b=1"), "{out}");
+    assert!(out.contains("c=0"), "{out}");
+    assert!(out.contains("key=1"), "{out}");
+    assert!(
+        out.contains("\n0\n"),
+        "the hidden directory looks empty: {out}"
+    );
+    // /dl is outside the writable trees too.
+    assert!(out.contains("d=1"), "{out}");
+    let data = env.home().join("persist/web/data");
+    assert!(!data.join("b").exists());
+    assert_eq!(std::fs::read_to_string(data.join("out/c")).unwrap(), "c\n");
+    assert!(!dl.join("d").exists());
+    // The host's files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(dl.join("secret/key")).unwrap(),
+        "k3y"
+    );
+    // The denied write and read are aborted transactions naming their rules.
+    let a = aborted(&env, 2);
+    let rules: Vec<u64> = a.iter().filter_map(|e| e["rule"].as_u64()).collect();
+    assert!(rules.contains(&2), "files.writable: {a:?}");
+    assert!(rules.contains(&3), "files.deny_read: {a:?}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_the_exec_allow_list_is_enforced_by_landlock() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    // Control: the probe runs without a policy (usage message, exit 1).
+    let o = env.jcs(&["run", "web", "--", "/data/policy"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    with_policy(&env, "[exec]\nallow = [\"/bin\"]\n");
+    let o = env.jcs(&[
+        "run",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "/data/policy; echo \"rc=$?\"; /bin/echo allowed",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("rc=126"),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("allowed"), "{out}");
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_policy_that_cannot_be_enforced_stops_the_start() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let f = env.home().join("bad.toml");
+    // A writable tree outside storage: refused when the VE starts, never weakened.
+    std::fs::write(&f, "[files]\nwritable = [\"/etc\"]\n").unwrap();
+    env.ok(&["app", "policy", "web", f.to_str().unwrap()]);
+    let e = env.fails(&["run", "web", "--", "/bin/true"]);
+    assert!(
+        e.contains("/etc is not in the app's persistent or shared storage"),
+        "{e}"
+    );
+    // A malformed policy is refused with its line and column, and changes nothing.
+    std::fs::write(&f, "[network]\ndefault = \"maybe\"\n").unwrap();
+    let e = env.fails(&["app", "policy", "web", f.to_str().unwrap()]);
+    assert!(e.contains("line 2, column 11"), "{e}");
+    let e = env.fails(&["policy", "check", f.to_str().unwrap()]);
+    assert!(e.contains("line 2, column 11"), "{e}");
+    let v = env.json(&["app", "show", "web", "--json"]);
+    assert_eq!(v["versions"].as_array().map(|a| a.len()), Some(2), "{v}");
+    // Without the recorder, a network policy cannot be enforced: refused.
+    with_policy(&env, NET_POLICY);
+    let o = env
+        .cmd(&["run", "web", "--", "/bin/true"])
+        .env("JCS_MONITOR", "off")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("JCS_MONITOR=off"));
+    env.assert_clean();
+}
