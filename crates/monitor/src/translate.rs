@@ -101,6 +101,8 @@ pub struct Translator {
     /// cgroup id → the directories where the VE's file system reaches outside it (its
     /// persistent and shared directories), when the watch named them.
     outside: HashMap<u64, Vec<Vec<u8>>>,
+    /// cgroup id → the VE's policy and its storage mount points ([`Translator::set_policy`]).
+    policies: HashMap<u64, (model::policy::Policy, Vec<model::InnerPath>)>,
     /// cgroup id → (directory inside the VE, its store-level name) of each persistent and
     /// shared directory: a file under one is named `store name + the rest of its path`.
     store_names: HashMap<u64, Vec<(Vec<u8>, String)>>,
@@ -221,6 +223,7 @@ impl Translator {
             udp: HashMap::default(),
             received: HashMap::default(),
             outside: HashMap::default(),
+            policies: HashMap::default(),
             store_names: HashMap::default(),
             names: HashMap::default(),
             dropped: HashMap::default(),
@@ -339,7 +342,51 @@ impl Translator {
         self.ves.get(&cgroup_id).copied()
     }
 
+    /// The VE's policy and its storage mount points: a call that failed because the policy's
+    /// mounts denied it (EROFS on storage outside the writable trees; a hidden path) is an
+    /// aborted transaction naming the rule, not a failed one.
+    pub fn set_policy(
+        &mut self,
+        cgroup_id: u64,
+        policy: model::policy::Policy,
+        storage: Vec<model::InnerPath>,
+    ) {
+        self.policies.insert(cgroup_id, (policy, storage));
+    }
+
+    /// The rule of the VE's policy that made `e` fail (0: none).
+    fn denied_by(&self, e: &Event) -> u32 {
+        const ENOENT: i64 = 2;
+        const EACCES: i64 = 13;
+        const EROFS: i64 = 30;
+        let Some((p, storage)) = self.policies.get(&e.cgroup_id) else {
+            return 0;
+        };
+        let paths = [e.path(), e.path2()];
+        for path in paths.into_iter().flatten() {
+            let Some(inner) = std::str::from_utf8(path)
+                .ok()
+                .filter(|s| s.starts_with('/'))
+                .and_then(|s| model::InnerPath::parse(s).ok())
+            else {
+                continue;
+            };
+            if e.ret == -EROFS {
+                if let Some(r) = p.write_denied(&inner, storage) {
+                    return r;
+                }
+            }
+            if e.ret == -ENOENT || e.ret == -EACCES || e.ret == -EROFS {
+                if let Some(r) = p.read_denied(&inner) {
+                    return r;
+                }
+            }
+        }
+        0
+    }
+
     pub fn unwatch(&mut self, cgroup_id: u64) {
+        self.policies.remove(&cgroup_id);
         if let Some(ve) = self.ves.remove(&cgroup_id) {
             self.names
                 .retain(|k, _| !matches!(k, NameKey::Inner(v, _) if *v == ve));
@@ -1052,6 +1099,20 @@ impl Translator {
         if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.tid) {
             return;
         }
+        // A call the policy's mounts denied: aborted, with its rule.
+        let denied;
+        let e = if e.kind == Kind::Syscall && e.ret < 0 && e.rule == 0 && !self.policies.is_empty()
+        {
+            match self.denied_by(e) {
+                0 => e,
+                rule => {
+                    denied = Event { rule, ..e.clone() };
+                    &denied
+                }
+            }
+        } else {
+            e
+        };
         let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
         let mut at = At {
             time_ns: (e.time_ns as i64).wrapping_add(self.clock_offset_ns) as u64,

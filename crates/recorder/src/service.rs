@@ -604,6 +604,14 @@ fn monitor_loop(
                         Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
                         None => t.watch(cgroup_id, ve),
                     }
+                    if let Some(p) = &policy {
+                        let storage = outside
+                            .iter()
+                            .flatten()
+                            .filter_map(|d| model::InnerPath::parse(d).ok())
+                            .collect();
+                        t.set_policy(cgroup_id, p.policy.clone(), storage);
+                    }
                     if let Some(dirs) = outside {
                         t.set_outside(cgroup_id, &dirs);
                     }
