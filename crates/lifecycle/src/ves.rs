@@ -299,10 +299,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             }
             (
                 g,
-                Some(recorder::protocol::WatchPolicy {
+                Some(Box::new(recorder::protocol::WatchPolicy {
                     policy: p.clone(),
                     enforced,
-                }),
+                })),
             )
         }
     };

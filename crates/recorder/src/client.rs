@@ -189,7 +189,7 @@ pub struct MonitorHooks {
     /// Records the kernel dropped make the run fail (`--strict-recording`), not only warn.
     pub strict: bool,
     /// The VE's policy (its network part is enforced by the recorder).
-    pub policy: Option<crate::protocol::WatchPolicy>,
+    pub policy: Option<Box<crate::protocol::WatchPolicy>>,
 }
 
 impl MonitorHooks {

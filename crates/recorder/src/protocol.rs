@@ -31,7 +31,7 @@ pub enum Request {
         /// The VE's policy: the recorder enforces its network part (cgroup sock_addr programs
         /// on `cgroup_path`, before the reply) and journals it with how each part is enforced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        policy: Option<WatchPolicy>,
+        policy: Option<Box<WatchPolicy>>,
     },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
