@@ -400,6 +400,26 @@ enum PolicyCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a policy over the journal's past: which VEs and calls it would have aborted
+    #[command(
+        after_help = "Examples:\n  jcs policy replay strict.toml\n  jcs policy replay strict.toml --app web --since 7d --json\n\nNetwork calls are decided from their flow or endpoint; file calls from the path the file had\nin that VE then: writes to persistent or shared storage outside the writable trees, reads of\nhidden paths, execs outside the allow-list. Summarized history has no transactions to replay."
+    )]
+    Replay {
+        /// The policy file (TOML)
+        file: PathBuf,
+        /// Only the VEs of this app
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this VE
+        #[arg(long)]
+        ve: Option<u64>,
+        /// Only transactions at or after TIME (2026-11-28T05:00:00Z, epoch seconds, or 90s, 10m, 2h, 7d)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const POLICY_HELP: &str = "A policy (TOML; docs/policy.md):\n\n  [network]\n  default = \"allow\"              # or \"deny\": what no rule matches\n  [[network.rule]]\n  name = \"no-smtp\"                # optional, printed with each denial\n  action = \"deny\"                 # allow | deny; the first rule that matches decides\n  to = [\"10.0.0.0/8\", \"::1\"]       # CIDRs (default: every address; for bind: the local one)\n  ports = [25, \"8000-8100\"]        # default: every port\n  proto = \"tcp\"                    # tcp | udp | any (default)\n  on = [\"connect\", \"send\"]         # connect | send | bind (default: connect, send)\n\n  [files]\n  writable = [\"/data/out\"]         # the only writable trees of persistent/shared storage\n  deny_read = [\"/root/.ssh\"]       # hidden from the VE (an empty, read-only directory or file)\n\n  [exec]\n  allow = [\"/bin\", \"/usr/bin/python3\"]   # the only files the VE may execute\n\nEnforced by the kernel: network by cgroup sock_addr programs (EPERM), storage by read-only\nmounts (EROFS), hidden paths by empty read-only mounts, exec by Landlock (EACCES). Each denial\nis an aborted transaction naming its rule (jcs log --status aborted); network denials are also\ncounted exactly in the kernel (jcs stats). A policy this kernel cannot enforce stops the VE's start.";
@@ -673,6 +693,67 @@ fn real_main() -> Result<i32> {
                 }
                 t.print();
                 println!("{}: ok", file.display());
+            }
+            Ok(0)
+        }
+        Cmd::Policy(PolicyCmd::Replay {
+            file,
+            app,
+            ve,
+            since,
+            json,
+        }) => {
+            let (_, p) = lifecycle::app::read_policy(&file)?;
+            let store = open_store(cli.home)?;
+            let since_ns = since
+                .map(|t| query::time::parse_time(&t, query::time::now_ns()))
+                .transpose()?;
+            let mut ves: Option<std::collections::HashSet<u64>> = None;
+            if let Some(a) = app {
+                let a = name(&a, "app")?;
+                known_app(&store, &a)?;
+                ves = Some(
+                    store
+                        .catalog
+                        .ves()?
+                        .into_iter()
+                        .filter(|v| v.app == a.as_str())
+                        .map(|v| v.id)
+                        .collect(),
+                );
+            }
+            if let Some(v) = ve {
+                known_ve(&store, v)?;
+                ves = Some(ves.map_or_else(
+                    || [v].into(),
+                    |s| s.into_iter().filter(|x| *x == v).collect(),
+                ));
+            }
+            let r = query::replay::replay(&store.journal_dir(), &p, since_ns, ves.as_ref())?;
+            if json {
+                output::print_json(&r)?;
+            } else {
+                for h in &r.hits {
+                    println!(
+                        "ve {} pid {} {:<7} {}{} would be aborted by rule {} {}",
+                        h.ve,
+                        h.pid,
+                        h.op,
+                        h.var,
+                        h.path
+                            .as_ref()
+                            .map(|p| format!(" ({p})"))
+                            .unwrap_or_default(),
+                        h.rule,
+                        h.rule_name
+                    );
+                }
+                println!(
+                    "{} of {} transactions, in {} VE(s), would have been aborted",
+                    r.hits.len(),
+                    r.examined,
+                    r.ves.len()
+                );
             }
             Ok(0)
         }

@@ -222,3 +222,38 @@ fn root_a_policy_that_cannot_be_enforced_stops_the_start() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("JCS_MONITOR=off"));
     env.assert_clean();
 }
+
+#[test]
+fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    // History without a policy: a connect to port 25 on the VE's own loopback (it stays inside
+    // the VE: not in the journal, so not replayed), a write outside /data/out, one inside.
+    env.ok(&["run", "web", "--", "/data/policy", "tcp", "25", "26"]);
+    env.sh_ok("echo x > /data/outside; mkdir -p /data/out; echo y > /data/out/inside");
+    let f = env.home().join("strict.toml");
+    std::fs::write(
+        &f,
+        format!("{NET_POLICY}\n[files]\nwritable = [\"/data/out\"]\n"),
+    )
+    .unwrap();
+    let r = env.json(&["policy", "replay", f.to_str().unwrap(), "--json"]);
+    let hits = r["hits"].as_array().unwrap();
+    assert!(!hits.iter().any(|h| h["op"] == "connect"), "{r}");
+    let writes: Vec<_> = hits.iter().filter(|h| h["ve"] == 2).collect();
+    assert!(!writes.is_empty(), "{r}");
+    assert!(
+        writes
+            .iter()
+            .all(|h| h["path"] == "/data/outside" && h["rule_name"] == "files.writable"),
+        "{r}"
+    );
+    assert_eq!(r["ves"], serde_json::json!([2]));
+    // A policy that allows all of it finds nothing.
+    std::fs::write(&f, "").unwrap();
+    let r = env.json(&["policy", "replay", f.to_str().unwrap(), "--json"]);
+    assert_eq!(r["hits"], serde_json::json!([]));
+    assert!(r["examined"].as_u64().unwrap() > 0);
+    env.assert_clean();
+}

@@ -8,6 +8,7 @@
 //! through the names they had ([`resolve`]).
 
 pub mod log;
+pub mod replay;
 pub mod resolve;
 pub mod stats;
 pub mod summarize;

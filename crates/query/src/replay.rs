@@ -1,0 +1,166 @@
+//! `jcs policy replay`: a policy run over the journal's past transactions, to test a rule on
+//! history before it is enforced. Which committed transactions would it have aborted?
+//!
+//! Network transactions (connect, send, bind) are decided from their flow or endpoint; file
+//! transactions from the path the file had in that VE at that time (its `N` records): a write
+//! to a file of persistent or shared storage outside the writable trees, a read of a hidden
+//! path, an exec outside the allow-list. Transactions that were already aborted or failed are
+//! left out; so are summaries (their transactions are gone).
+
+use crate::{read_all, Result};
+use model::at::{Op, Status, VarDef, VarId};
+use model::policy::{NetOp, Policy};
+use model::InnerPath;
+use record::Record;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// One transaction the policy would have aborted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    pub time_ns: u64,
+    pub ve: u64,
+    pub pid: u32,
+    pub op: &'static str,
+    /// The variable it touched, as `jcs log` names it.
+    pub var: String,
+    /// The path in the VE (files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub rule: u32,
+    pub rule_name: String,
+}
+
+/// The answer: the transactions, and how many were examined.
+#[derive(Debug, Serialize)]
+pub struct Replay {
+    pub examined: u64,
+    pub hits: Vec<Hit>,
+    /// The VEs with at least one hit.
+    pub ves: Vec<u64>,
+    pub skipped: Vec<journal::Skipped>,
+}
+
+/// Runs `policy` over the journal in `dir`: transactions at or after `since_ns`, of the VEs in
+/// `ves` (None: all).
+pub fn replay(
+    dir: &Path,
+    policy: &Policy,
+    since_ns: Option<u64>,
+    ves: Option<&HashSet<u64>>,
+) -> Result<Replay> {
+    let (records, skipped) = read_all(dir)?;
+    let names: HashMap<u32, String> = policy.rules().into_iter().map(|r| (r.id, r.name)).collect();
+    let mut defs: HashMap<VarId, VarDef> = HashMap::new();
+    // (VE, file) → its current path in that VE and whether it is in storage.
+    let mut paths: HashMap<(u64, VarId), (String, bool)> = HashMap::new();
+    let mut out = Replay {
+        examined: 0,
+        hits: vec![],
+        ves: vec![],
+        skipped,
+    };
+    for rec in records {
+        match rec {
+            Record::Vars(d) => defs.extend(d),
+            Record::Names(ns) => {
+                for n in ns {
+                    if n.bound {
+                        paths.insert((n.ve, n.var), (n.path, n.store.is_some()));
+                    } else if paths.get(&(n.ve, n.var)).is_some_and(|p| p.0 == n.path) {
+                        paths.remove(&(n.ve, n.var));
+                    }
+                }
+            }
+            Record::Ats(ats) => {
+                for a in ats {
+                    if a.status != Status::Committed
+                        || since_ns.is_some_and(|t| a.time_ns < t)
+                        || ves.is_some_and(|v| !v.contains(&a.ve))
+                    {
+                        continue;
+                    }
+                    out.examined += 1;
+                    let hit = |var: VarId, rule: u32, path: Option<String>| Hit {
+                        time_ns: a.time_ns,
+                        ve: a.ve,
+                        pid: a.pid,
+                        op: a.op.name(),
+                        var: defs
+                            .get(&var)
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| format!("var:{var}")),
+                        path,
+                        rule,
+                        rule_name: names.get(&rule).cloned().unwrap_or_default(),
+                    };
+                    let net = match a.op {
+                        Op::Connect => Some((NetOp::Connect, a.dst)),
+                        Op::Send => Some((NetOp::Send, a.dst)),
+                        Op::Bind => Some((NetOp::Bind, a.dst)),
+                        _ => None,
+                    };
+                    if let Some((op, var)) = net {
+                        let remote = match defs.get(&var) {
+                            Some(VarDef::Flow { udp, to, from }) => {
+                                let end = if op == NetOp::Bind { from } else { to };
+                                Some((*udp, end.ip(), end.port()))
+                            }
+                            // A version-1 endpoint or a datagram's: TCP unless it says otherwise.
+                            Some(VarDef::Endpoint { addr, port }) => Some((false, *addr, *port)),
+                            _ => None,
+                        };
+                        if let Some((udp, addr, port)) = remote {
+                            if let Some((rule, true)) = policy.decide_net(op, udp, addr, port) {
+                                out.hits.push(hit(var, rule, None));
+                            }
+                        }
+                        continue;
+                    }
+                    let (var, writes) = match a.op {
+                        Op::Write
+                        | Op::Truncate
+                        | Op::SetXattr
+                        | Op::Utime
+                        | Op::Chmod
+                        | Op::Chown
+                        | Op::Unlink
+                        | Op::Rename
+                        | Op::Link => (a.dst, true),
+                        Op::Read | Op::Open | Op::GetXattr | Op::Mmap | Op::Exec => (a.src, false),
+                        _ => continue,
+                    };
+                    let Some((path, in_storage)) = paths.get(&(a.ve, var)).cloned() else {
+                        continue;
+                    };
+                    let Ok(inner) = InnerPath::parse(&path) else {
+                        continue;
+                    };
+                    let rule = if a.op == Op::Exec {
+                        policy.exec_denied(&inner)
+                    } else if writes {
+                        // In storage: the store-level name says so; the writable trees decide.
+                        in_storage
+                            .then(|| policy.write_denied(&inner, std::slice::from_ref(&inner)))
+                            .flatten()
+                    } else {
+                        policy.read_denied(&inner)
+                    };
+                    if let Some(rule) = rule {
+                        out.hits.push(hit(var, rule, Some(path)));
+                    }
+                }
+            }
+            Record::Stats(_)
+            | Record::Summaries { .. }
+            | Record::Repairs(_)
+            | Record::Policy(_) => {}
+        }
+    }
+    let mut ves: Vec<u64> = out.hits.iter().map(|h| h.ve).collect();
+    ves.sort();
+    ves.dedup();
+    out.ves = ves;
+    Ok(out)
+}
