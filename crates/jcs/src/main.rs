@@ -495,6 +495,19 @@ enum AppCmd {
     },
 }
 
+/// The VEs of app `a` (an error for an unknown app).
+fn app_ves(store: &store::Store, a: &str) -> Result<std::collections::HashSet<u64>> {
+    let a = name(a, "app")?;
+    known_app(store, &a)?;
+    Ok(store
+        .catalog
+        .ves()?
+        .into_iter()
+        .filter(|v| v.app == a.as_str())
+        .map(|v| v.id)
+        .collect())
+}
+
 fn name(s: &str, what: &str) -> Result<Name> {
     Name::parse(s).map_err(|e| anyhow::anyhow!("{what} {e}"))
 }
@@ -710,17 +723,7 @@ fn real_main() -> Result<i32> {
                 .transpose()?;
             let mut ves: Option<std::collections::HashSet<u64>> = None;
             if let Some(a) = app {
-                let a = name(&a, "app")?;
-                known_app(&store, &a)?;
-                ves = Some(
-                    store
-                        .catalog
-                        .ves()?
-                        .into_iter()
-                        .filter(|v| v.app == a.as_str())
-                        .map(|v| v.id)
-                        .collect(),
-                );
+                ves = Some(app_ves(&store, &a)?);
             }
             if let Some(v) = ve {
                 known_ve(&store, v)?;
@@ -996,16 +999,7 @@ fn real_main() -> Result<i32> {
                 known_ve(&store, v)?;
             }
             if let Some(a) = app {
-                let a = name(&a, "app")?;
-                known_app(&store, &a)?;
-                let ids: std::collections::HashSet<u64> = store
-                    .catalog
-                    .ves()?
-                    .into_iter()
-                    .filter(|v| v.app == a.as_str())
-                    .map(|v| v.id)
-                    .collect();
-                f.ves = Some(ids);
+                f.ves = Some(app_ves(&store, &a)?);
             }
             if let Some(v) = ve {
                 f.ves = Some(match f.ves {
