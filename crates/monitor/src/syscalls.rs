@@ -26,6 +26,7 @@ pub mod cap {
     pub const SCM: u32 = C::JCS_CAP_SCM.0;
     pub const VMA: u32 = C::JCS_CAP_VMA.0;
     pub const UNMAP: u32 = C::JCS_CAP_UNMAP.0;
+    pub const FAILED: u32 = C::JCS_CAP_FAILED.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -54,6 +55,9 @@ pub enum Sem {
     Bind,
     Listen,
     Accept,
+    /// An exec that failed (a successful one is the kernel's exec record): a transaction only
+    /// when the VE's policy denied it.
+    ExecFailed,
     /// Changes the working directory (the path or fd resolves later relative paths); no
     /// transaction.
     Chdir,
@@ -213,6 +217,14 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_sendmmsg, "sendmmsg", FD0 | MMSG, WriteFd(None)),
         sys(SYS_recvmmsg, "recvmmsg", FD0 | MMSG, ReadFd(None)),
         sys(SYS_chdir, "chdir", PATH0, Chdir),
+        sys(SYS_execve, "execve", PATH0 | FAILED, ExecFailed),
+        at(
+            SYS_execveat,
+            "execveat",
+            PATH1 | FAILED,
+            ExecFailed,
+            [Some(0), None],
+        ),
         sys(SYS_fchdir, "fchdir", FD0, Chdir),
         sys(SYS_fallocate, "fallocate", FD0, Fallocate),
         sys(SYS_pipe2, "pipe2", PIPE, Pipe),

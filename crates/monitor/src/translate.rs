@@ -381,6 +381,11 @@ impl Translator {
                     return r;
                 }
             }
+            if e.ret == -EACCES && matches!(e.nr as i64, libc::SYS_execve | libc::SYS_execveat) {
+                if let Some(r) = p.exec_denied(&inner) {
+                    return r;
+                }
+            }
         }
         0
     }
@@ -728,6 +733,17 @@ impl Translator {
                         .or_default()
                         .push((var, at.off, at.len));
                 }
+            }
+            Sem::ExecFailed => {
+                // The file it tried to run (it moved nothing: failed, or aborted by policy).
+                at.op = Op::Exec;
+                let path = self.path_of(e, &sys, false);
+                let known = path.as_ref().and_then(|p| self.named(e, at.ve, p));
+                at.src = match known {
+                    Some(v) => v,
+                    None => self.file_var(None, path, out),
+                };
+                at.dst = mem;
             }
             Sem::Chdir => {
                 if e.ret == 0 {

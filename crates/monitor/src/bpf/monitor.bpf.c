@@ -260,6 +260,7 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define FMODE_WRITE 0x2
 #define EAGAIN 11
 #define EPERM 1
+#define EACCES 13
 #define AF_UNIX 1
 #define AF_INET 2
 #define O_APPEND 02000
@@ -913,6 +914,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	/* EAGAIN: nothing happened (a non-blocking read, accept or write that would have waited),
 	 * nothing moved: counted, not recorded. */
 	if (ret == -EAGAIN)
+		return drop_call(f->nr);
+	/* An exec is recorded by the kernel's exec record when it succeeds; a failed one only when
+	 * it was refused permission (EACCES: a policy's exec allow-list, a noexec mount). */
+	if ((fl & JCS_CAP_FAILED) && ret != -EACCES)
 		return drop_call(f->nr);
 	if (fl & JCS_CAP_PIPE) {
 		if (ret == 0)

@@ -57,6 +57,8 @@ enum jcs_capture {
 	                        * anything else is skipped */
 	JCS_CAP_UNMAP = 1048576, /* munmap: the end of a writable shared mapping of a file (the
 	                        * file behind args[0], as for JCS_CAP_VMA); anything else skipped */
+	JCS_CAP_FAILED = 2097152, /* recorded only when it fails (execve, execveat: a success is the
+	                        * JCS_EV_EXEC record) */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
