@@ -239,19 +239,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         vec![]
     };
     // Each with its store-level name: a file below it is named the same in every VE.
-    let outside = storage
-        .iter()
-        .map(|(kind, dir, inner)| {
-            let name = match kind.as_str() {
-                "persist" => format!("persist:{}:{inner}", l.app.name),
-                _ => format!(
-                    "shared:{}",
-                    dir.file_name().unwrap_or_default().to_string_lossy()
-                ),
-            };
-            (inner.clone(), name)
-        })
-        .collect();
+    let outside = store_names(&l.app, &storage);
     // The app version's policy (maintenance VEs run without it): its network part is
     // enforced by the recorder, the rest by the VE's start.
     let policy = match l.kind {
@@ -317,6 +305,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             l.app.name
         );
     }
+    let storage_names = store_names(&l.app, &storage);
     let mut hooks = VeHooks {
         monitor,
         net: crate::net::hooks_for(store, l.net, id)?,
@@ -403,6 +392,20 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             tty: l.extras.tty,
             extra_caps: l.extras.extra_caps,
             guard: guard.clone(),
+            preimages: policy
+                .as_ref()
+                .filter(|p| p.preimages && !storage.is_empty())
+                .map(|_| ve::launch::Preimages {
+                    objects: store.layout.versions().join("objects"),
+                    undo_log: ve::supervise::undo_path(&store.layout.versions(), id.0),
+                    storage: storage_names
+                        .iter()
+                        .map(|(inner, name)| ve::supervise::Storage {
+                            inner: inner.clone(),
+                            name: name.clone(),
+                        })
+                        .collect(),
+                }),
         };
         let before = snapshot(&storage);
         crate::timing::mark("dirs+snapshot");
@@ -484,6 +487,24 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             Err(e).ctx(|| format!("VE {id}"))
         }
     }
+}
+
+/// Each storage directory (kind, host directory, inner path) with its store-level name: a
+/// file below it is named the same in every VE.
+fn store_names(app: &AppSpec, storage: &[(String, PathBuf, String)]) -> Vec<(String, String)> {
+    storage
+        .iter()
+        .map(|(kind, dir, inner)| {
+            let name = match kind.as_str() {
+                "persist" => format!("persist:{}:{inner}", app.name),
+                _ => format!(
+                    "shared:{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
+            (inner.clone(), name)
+        })
+        .collect()
 }
 
 fn join(paths: &[model::InnerPath]) -> String {
@@ -839,4 +860,17 @@ fn remove_stale_partials(store: &Store) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The monitor records at exit exactly the calls the pre-image supervisor may answer.
+    #[test]
+    fn the_supervisors_calls_are_the_monitors_notified_ones() {
+        let mut a: Vec<i64> = ve::supervise::notified().iter().map(|c| c.0).collect();
+        let mut b: Vec<i64> = monitor::syscalls::NOTIFIED_CALLS.to_vec();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
 }

@@ -20,6 +20,9 @@
 //!
 //! [exec]
 //! allow = ["/bin", "/usr/bin/python3"]  # the only files the VE may execute (absent: any)
+//!
+//! [recovery]
+//! preimages = true                  # keep what storage files were before the VE changed them
 //! ```
 //!
 //! Every rule has a number (the `rule` of an aborted transaction): the network rules 1..=n in
@@ -189,6 +192,10 @@ pub struct Policy {
     pub deny_read: Vec<InnerPath>,
     /// The only files (or trees) that may be executed; `None`: any.
     pub exec_allow: Option<Vec<InnerPath>>,
+    /// Keep the content of every file of persistent or shared storage before the VE first
+    /// changes it (`[recovery] preimages = true`): what `jcs abort` restores.
+    #[serde(default)]
+    pub preimages: bool,
 }
 
 /// What a rule number means (the journal keeps this list with each VE's policy).
@@ -244,6 +251,14 @@ struct Raw {
     network: Option<RawNet>,
     files: Option<RawFiles>,
     exec: Option<RawExec>,
+    recovery: Option<RawRecovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecovery {
+    #[serde(default)]
+    preimages: bool,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +443,9 @@ impl Policy {
         }
         if let Some(e) = raw.exec {
             p.exec_allow = Some(paths(e.allow, "allow")?);
+        }
+        if let Some(r) = raw.recovery {
+            p.preimages = r.preimages;
         }
         p.compile_net().map_err(|message| PolicyError {
             location: None,

@@ -27,6 +27,7 @@ pub mod cap {
     pub const VMA: u32 = C::JCS_CAP_VMA.0;
     pub const UNMAP: u32 = C::JCS_CAP_UNMAP.0;
     pub const FAILED: u32 = C::JCS_CAP_FAILED.0;
+    pub const NOTIFIED: u32 = C::JCS_CAP_NOTIFIED.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -306,8 +307,44 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_utime, "utime", PATH0, Meta(Op::Utime)),
         sys(SYS_pipe, "pipe", PIPE, Pipe),
     ]);
+    // The calls the VE's pre-image supervisor may answer (ve::supervise): recorded at exit
+    // when it did (the kernel skips their sys_enter).
+    for s in t.iter_mut() {
+        if NOTIFIED_CALLS.contains(&s.nr) {
+            s.cap |= NOTIFIED;
+        }
+    }
     t
 }
+
+/// The system calls the pre-image supervisor is notified of (`ve::supervise`; a test in
+/// `lifecycle` keeps the two lists equal).
+#[cfg(target_arch = "x86_64")]
+pub const NOTIFIED_CALLS: &[i64] = &[
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_truncate,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_mkdirat,
+    libc::SYS_open,
+    libc::SYS_creat,
+    libc::SYS_unlink,
+    libc::SYS_rmdir,
+    libc::SYS_rename,
+    libc::SYS_mkdir,
+];
+#[cfg(not(target_arch = "x86_64"))]
+pub const NOTIFIED_CALLS: &[i64] = &[
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_truncate,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_mkdirat,
+];
 
 /// The name of system call `nr` of this architecture ("nrN" when unknown).
 pub fn name(nr: u32) -> String {

@@ -1112,7 +1112,7 @@ impl Translator {
             return;
         };
         *self.received.entry(e.cgroup_id).or_default() += 1;
-        if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.tid) {
+        if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.pid) {
             return;
         }
         // A call the policy's mounts denied: aborted, with its rule.

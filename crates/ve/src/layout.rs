@@ -73,6 +73,12 @@ impl Layout {
         self.root.join("shared").join(name.as_str())
     }
 
+    /// The version store: `objects/` (content by blake3) and `undo/VE.jsonl` (what each VE
+    /// changed in persistent and shared storage, with its pre-images).
+    pub fn versions(&self) -> PathBuf {
+        self.root().join("versions")
+    }
+
     pub fn ves(&self) -> PathBuf {
         self.root.join("ve")
     }

@@ -25,6 +25,7 @@ pub mod netfilter;
 pub mod pty;
 pub mod safefs;
 pub mod seccomp;
+pub mod supervise;
 
 pub use cgroup::{CgroupLayout, VeCgroup};
 pub use layout::Layout;

@@ -705,8 +705,10 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	struct jcs_ve *w = watched_task();
 	if (!w)
 		return 0;
-	/* The VE's init builds the VE before the app starts: its calls are JCS's, not the VE's. */
-	if (w->init_tid && w->init_tid == (__u32)bpf_get_current_pid_tgid())
+	/* The VE's init builds the VE before the app starts, then reaps and (pre-images) performs
+	 * the app's write-intent calls for it, which the app's own records show: its calls, all
+	 * its threads', are JCS's, not the VE's. */
+	if (w->init_tid && w->init_tid == (__u32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	count(JCS_STAT_SEEN);
 	__u32 nr = id;
@@ -903,11 +905,48 @@ static __always_inline void remember_pipe(struct inflight *f)
 	}
 }
 
+/* A call the kernel ran no sys_enter for: one the VE's pre-image supervisor answered (seccomp
+ * skips the call, and sys_enter, when it answers). Its arguments are still in the registers. */
+static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	__u32 nr = BPF_CORE_READ(regs, orig_ax);
+#elif defined(__TARGET_ARCH_arm64)
+	__u32 nr = BPF_CORE_READ(regs, syscallno);
+#endif
+	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
+	if (!want || !(*want & JCS_CAP_NOTIFIED))
+		return 0;
+	struct jcs_ve *w = watched_task();
+	if (!w || (w->init_tid && w->init_tid == (__u32)(bpf_get_current_pid_tgid() >> 32)))
+		return 0;
+	count(JCS_STAT_SEEN);
+	count_call(nr, 0);
+	f->enter_ns = bpf_ktime_get_ns();
+	f->nr = nr;
+	f->flags = *want;
+	f->evflags = 0;
+	f->peer_len = 0;
+	f->local_len = 0;
+	f->sockinfo = 0;
+	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
+	f->gen = f->gen2 = 0;
+	f->pos = -1;
+	f->pos2 = -1;
+	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	return 1;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct inflight *f = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!f || !f->active)
+	if (!f || (!f->active && !late_enter(f, regs)))
 		return 0;
 	f->active = 0;
 	__u32 fl = f->flags;
@@ -1042,6 +1081,11 @@ int BPF_PROG(jcs_fork, struct task_struct *parent, struct task_struct *child)
 {
 	if (!watched_task())
 		return 0;
+	/* Every task of a VE has its in-flight slot from the start, so that a call its first
+	 * sys_enter never saw (one the pre-image supervisor answered) is still recorded. */
+	struct inflight *slot = bpf_task_storage_get(&inflight, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (slot)
+		slot->active = 0;
 	/* A new thread shares its process's memory, descriptors and identity, and its calls carry
 	 * the process's pid: its creation moves nothing and is not recorded (counted). */
 	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid)) {

@@ -59,6 +59,9 @@ enum jcs_capture {
 	                        * file behind args[0], as for JCS_CAP_VMA); anything else skipped */
 	JCS_CAP_FAILED = 2097152, /* recorded only when it fails (execve, execveat: a success is the
 	                        * JCS_EV_EXEC record) */
+	JCS_CAP_NOTIFIED = 4194304, /* may be answered by the VE's pre-image supervisor (seccomp user
+	                        * notification), which skips sys_enter: its record is then built at
+	                        * sys_exit from the registers (path calls: nothing is read at entry) */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
@@ -102,8 +105,8 @@ struct jcs_ve {
 	 * charged to it, not to the VEs that stayed within their share. */
 	__u64 epoch;
 	__u64 used;
-	/* The tid of the VE's init (JCS's own code that builds the VE, then only reaps): its
-	 * system calls are neither the app's nor counted as the VE's (0: none). */
+	/* The pid of the VE's init (JCS's own code that builds the VE, then reaps and supervises):
+	 * the system calls of its threads are neither the app's nor counted as the VE's (0: none). */
 	__u64 init_tid;
 };
 

@@ -33,6 +33,9 @@ pub(super) struct ExecSpec {
     workdir: Vec<CString>,
     /// The policy's exec allow-list (paths inside the VE), enforced with Landlock.
     exec_allow: Option<Vec<CString>>,
+    /// Pre-images: the supervisor's configuration and the app's notify filter (built before
+    /// the clone: the app's process does not allocate).
+    preimages: Option<(super::Preimages, Vec<libc::sock_filter>)>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -95,6 +98,10 @@ impl ExecSpec {
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
             workdir,
+            preimages: cfg
+                .preimages
+                .clone()
+                .map(|p| (p, crate::supervise::filter())),
             exec_allow: match &cfg.guard.exec_allow {
                 None => None,
                 Some(l) => Some(
@@ -209,6 +216,54 @@ pub(super) fn child_main(
     }
     drop(f);
     lap("released");
+    // Pre-images: the version store and the undo log, opened while the host's paths are
+    // still visible (close-on-exec: the app never gets them).
+    let supervisor_files = exec.preimages.as_ref().map(|(p, _)| {
+        let objects = std::fs::create_dir_all(&p.objects)
+            .and_then(|()| {
+                rustix::fs::open(
+                    &p.objects,
+                    rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(io::Error::from)
+            })
+            .unwrap_or_else(|e| {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    &format!("open {}: {e}", p.objects.display()),
+                )
+            });
+        let log = p
+            .undo_log
+            .parent()
+            .map(std::fs::create_dir_all)
+            .unwrap_or(Ok(()))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&p.undo_log)
+            })
+            .unwrap_or_else(|e| {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    &format!("open {}: {e}", p.undo_log.display()),
+                )
+            });
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::DGRAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &format!("socketpair: {e}")));
+        (objects, log, ours, theirs, p.storage.clone())
+    });
     // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
@@ -246,10 +301,29 @@ pub(super) fn child_main(
         })
     });
     lap("landlock");
-    let app = spawn_app(exec, filters, &err_wr, tty.as_ref(), landlock.as_ref());
+    let app = spawn_app(
+        exec,
+        filters,
+        &err_wr,
+        tty.as_ref(),
+        landlock.as_ref(),
+        supervisor_files.as_ref().map(|f| &f.3),
+    );
     drop(tty);
     if app < 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("start the app"));
+    }
+    // The app sent the listener of its notify filter before its exec: the supervisor answers
+    // it from a thread of this init (in the VE's mount and pid namespaces).
+    if let Some((objects, log, ours, theirs, storage)) = supervisor_files {
+        drop(theirs);
+        // None: the app failed before installing the filter (its error is on the pipe).
+        if let Ok(Some(listener)) = crate::pty::recv_fd(&ours) {
+            let s = crate::supervise::Supervisor::new(listener, objects, log, storage);
+            let _ = std::thread::Builder::new()
+                .name("jcs-supervisor".into())
+                .spawn(move || s.run());
+        }
     }
     lap("app exec'd");
     if timing {
@@ -289,13 +363,15 @@ pub(super) struct AppArgs<'a> {
     tty: Option<&'a OwnedFd>,
     /// The exec allow-list's Landlock ruleset.
     landlock: Option<&'a OwnedFd>,
+    /// Pre-images: where the app sends its notify filter's listener.
+    notify: Option<&'a OwnedFd>,
 }
 
 extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
     // because the caller is suspended until this process execs or exits (CLONE_VFORK).
     let a = unsafe { &*(arg as *const AppArgs<'_>) };
-    exec_app(a.exec, a.filters, a.err, a.tty, a.landlock)
+    exec_app(a.exec, a.filters, a.err, a.tty, a.landlock, a.notify)
 }
 
 /// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
@@ -307,6 +383,7 @@ pub(super) fn spawn_app(
     err: &OwnedFd,
     tty: Option<&OwnedFd>,
     landlock: Option<&OwnedFd>,
+    notify: Option<&OwnedFd>,
 ) -> libc::pid_t {
     const STACK: usize = 1 << 20;
     let mut stack = vec![0u8; STACK];
@@ -316,6 +393,7 @@ pub(super) fn spawn_app(
         err,
         tty,
         landlock,
+        notify,
     };
     // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
     // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
@@ -338,6 +416,7 @@ pub(super) fn exec_app(
     err: &OwnedFd,
     tty: Option<&OwnedFd>,
     landlock: Option<&OwnedFd>,
+    notify: Option<&OwnedFd>,
 ) -> ! {
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
@@ -376,6 +455,26 @@ pub(super) fn exec_app(
     }
     if let Err(e) = crate::seccomp::install(filters) {
         fail(err, EXIT_SETUP, &e.to_string());
+    }
+    // Pre-images: write-intent calls go to the init's supervisor from here on.
+    if let (Some(sock), Some((_, prog))) = (notify, &exec.preimages) {
+        match crate::supervise::install(prog) {
+            Ok(listener) => {
+                if let Err(e) = crate::pty::send_fd(sock, std::os::fd::AsFd::as_fd(&listener)) {
+                    fail(
+                        err,
+                        EXIT_SETUP,
+                        &format!("hand the notify listener to the supervisor: {e}"),
+                    );
+                }
+                drop(listener);
+            }
+            Err(e) => fail(
+                err,
+                EXIT_SETUP,
+                &format!("install the pre-image filter: {e}"),
+            ),
+        }
     }
     let mut last = libc::ENOENT;
     for cand in &exec.candidates {

@@ -72,6 +72,19 @@ pub struct VeConfig {
     pub extra_caps: u64,
     /// The file and exec parts of the app's policy, enforced by the VE's start.
     pub guard: Guard,
+    /// Keep pre-images of what the app changes in persistent and shared storage.
+    pub preimages: Option<Preimages>,
+}
+
+/// Where the supervisor keeps pre-images ([`crate::supervise`]): host paths, opened by the
+/// VE's init before it leaves the host's file system.
+#[derive(Debug, Clone)]
+pub struct Preimages {
+    /// The store's `versions/objects` directory.
+    pub objects: PathBuf,
+    /// The VE's undo log (`versions/undo/VE.jsonl`).
+    pub undo_log: PathBuf,
+    pub storage: Vec<crate::supervise::Storage>,
 }
 
 /// What the VE's start enforces of its policy (model::policy).
@@ -252,6 +265,7 @@ pub(crate) mod test_cfg {
             tty: false,
             extra_caps: 0,
             guard: Guard::default(),
+            preimages: None,
         }
     }
 }
