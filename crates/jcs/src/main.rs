@@ -161,6 +161,23 @@ enum Cmd {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Undo what a VE changed in persistent and shared storage (its app keeps pre-images)
+    #[command(
+        after_help = "Examples:\n  jcs abort 7 --dry-run\n  jcs abort 7\n\nThe VE's work is one transaction, aborted: every file of persistent or shared storage it\nchanged gets back its content (in place: same inode), mode, owner and time; what it created is\nremoved, what it deleted recreated, what it renamed renamed back. Needs the pre-images its\napp keeps with `[recovery] preimages = true` in its policy (docs/policy.md).\nA file changed later by another VE, or modified after the VE ended, is a conflict: listed and\nleft alone unless --force. Running it again completes an abort that was cut short.\nExit status: 0, or 1 when a step was skipped (conflict) or failed."
+    )]
+    Abort {
+        /// The VE
+        ve: u64,
+        /// Only list what would be done
+        #[arg(long)]
+        dry_run: bool,
+        /// Also overwrite files changed after the VE (the conflicts)
+        #[arg(long)]
+        force: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List VEs: running ones, or all with --all
     Ps {
         /// Include finished, failed and removed VEs
@@ -693,6 +710,48 @@ fn real_main() -> Result<i32> {
                 }
             }
             Ok(if missing > 0 { 1 } else { 0 })
+        }
+        Cmd::Abort {
+            ve,
+            dry_run,
+            force,
+            json,
+        } => {
+            if !dry_run {
+                need_root()?;
+            }
+            let store = open_store(cli.home)?;
+            let a = lifecycle::abort::abort(&store, model::VeId(ve), dry_run, force)?;
+            if json {
+                output::print_json(&a)?;
+            } else {
+                let mut t = output::Table::new(&["ACTION", "FILE", "CONFLICT", "RESULT"]);
+                for s in &a.steps {
+                    t.row(vec![
+                        s.action.to_string(),
+                        match &s.from {
+                            Some(f) => format!("{} (now {f})", s.file),
+                            None => s.file.clone(),
+                        },
+                        s.conflict.clone().unwrap_or_else(|| "-".into()),
+                        s.result.clone(),
+                    ]);
+                }
+                t.print();
+                if a.conflicts > 0 && !force {
+                    eprintln!(
+                        "jcs: {} conflict(s) {}: changed after VE {ve}; --force overwrites them",
+                        a.conflicts,
+                        if dry_run {
+                            "would be left alone"
+                        } else {
+                            "left alone"
+                        }
+                    );
+                }
+            }
+            let skipped = a.steps.iter().any(|s| s.result == "skipped");
+            Ok(if a.failed > 0 || skipped { 1 } else { 0 })
         }
         Cmd::Policy(PolicyCmd::Check { file, json }) => {
             let (_, p) = lifecycle::app::read_policy(&file)?;

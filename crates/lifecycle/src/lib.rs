@@ -5,6 +5,7 @@
 //! to say on the way (a teardown that failed) goes out as `tracing` events, which the binary
 //! shows.
 
+pub mod abort;
 pub mod app;
 mod atomic;
 pub mod net;

@@ -1,0 +1,403 @@
+//! `jcs abort VE`: the VE's work is one transaction, aborted — every file of persistent or
+//! shared storage it changed goes back to what it was before (from the pre-images its
+//! supervisor kept, `ve::supervise`): contents restored in place (same inode, so hard links
+//! see it), with mode, owner and times; what it created removed; what it deleted recreated;
+//! what it renamed renamed back. A file changed since by another VE (its undo log names it),
+//! or modified after the VE ended, is a conflict: reported, and left alone unless `force`.
+//!
+//! Idempotent: every step first checks whether it is done already, so an abort cut short
+//! (killed) completes when run again. Host-side, nothing follows a symbolic link the VE left
+//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` from the storage directory).
+
+use crate::{refuse, Context, Result};
+use serde::Serialize;
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use store::Store;
+use ve::supervise::Undo;
+
+/// One step of an abort.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `restore` (content and attributes), `remove` (the VE created it), `recreate` (the VE
+    /// deleted it), `rename` (back to its name before the VE).
+    pub action: &'static str,
+    /// The store-level name: `persist:APP:/data/report.txt`.
+    pub file: String,
+    /// `rename`: the name it has now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Why the step is not safe: the file changed after this VE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+    /// `done`, `already` (nothing to do), `skipped` (a conflict, without --force), `failed: …`,
+    /// or `planned` (--dry-run).
+    pub result: String,
+    #[serde(skip)]
+    undo: Undo,
+}
+
+/// The answer of [`abort`].
+#[derive(Debug, Serialize)]
+pub struct Aborted {
+    pub ve: u64,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+    pub conflicts: usize,
+    pub failed: usize,
+}
+
+/// Aborts VE `id` (or only plans it, `dry_run`).
+pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Result<Aborted> {
+    let row = store
+        .catalog
+        .ve(id)?
+        .ctx(|| format!("no VE {id} (see jcs ps --all)"))?;
+    let state = store::meta::effective_state(&row);
+    if state == "running" || state == "creating" {
+        refuse!(
+            "VE {id} is running: end it first (Ctrl-C or SIGTERM to its jcs run), then abort it"
+        );
+    }
+    let versions = store.layout.versions();
+    let undo = ve::supervise::read_undo(&ve::supervise::undo_path(&versions, id.0))
+        .ctx(|| format!("read the undo log of VE {id}"))?;
+    if undo.is_empty() {
+        let kept = store
+            .ve_meta(id)
+            .map(|m| !m.storage.is_empty())
+            .unwrap_or(false);
+        refuse!(
+            "VE {id} has no undo log: {}",
+            if kept {
+                "it changed nothing in persistent or shared storage, or its app keeps no pre-images ([recovery] preimages = true in its policy)"
+            } else {
+                "it has no persistent or shared storage"
+            }
+        );
+    }
+    let meta = store
+        .ve_meta(id)
+        .ctx(|| format!("VE {id} has no ve.json"))?;
+    let dirs: Vec<(String, PathBuf)> = meta
+        .storage
+        .iter()
+        .map(|(kind, dir, inner)| {
+            let name = match kind.as_str() {
+                "persist" => format!("persist:{}:{inner}", meta.app),
+                _ => format!(
+                    "shared:{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
+            (name, dir.clone())
+        })
+        .collect();
+    // Later VEs that changed the same files: their undo logs name them.
+    let mut later: Vec<(u64, Vec<Undo>)> = vec![];
+    if let Ok(rd) = std::fs::read_dir(versions.join("undo")) {
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let Some(v) = n
+                .to_str()
+                .and_then(|s| s.strip_suffix(".jsonl"))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if v > id.0 {
+                later.push((v, ve::supervise::read_undo(&e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    let ended_ns = row
+        .ended_ms
+        .map(|ms| ms as i64 * 1_000_000)
+        .unwrap_or(i64::MAX);
+    let mut steps = vec![];
+    for u in undo.iter().rev() {
+        let dir = |storage: &str| {
+            dirs.iter()
+                .find(|(n, _)| n == storage)
+                .map(|(_, d)| d.clone())
+        };
+        let (action, name, from) = match u.what.as_str() {
+            "content" => ("restore", (u.storage.clone(), u.rel.clone()), None),
+            "created" => ("remove", (u.storage.clone(), u.rel.clone()), None),
+            "deleted" => ("recreate", (u.storage.clone(), u.rel.clone()), None),
+            "renamed" => (
+                "rename",
+                (u.storage.clone(), u.rel.clone()),
+                Some((
+                    u.to_storage.clone().unwrap_or_default(),
+                    u.to_rel.clone().unwrap_or_default(),
+                )),
+            ),
+            _ => continue,
+        };
+        let label = |(s, r): &(String, String)| format!("{}/{}", s.trim_end_matches('/'), r);
+        // What this step touches now: the file's current name.
+        let now = from.clone().unwrap_or_else(|| name.clone());
+        let mut conflict = later
+            .iter()
+            .find(|(_, us)| {
+                us.iter().any(|l| {
+                    (l.storage == now.0 && l.rel == now.1)
+                        || (l.to_storage.as_deref() == Some(&now.0)
+                            && l.to_rel.as_deref() == Some(&now.1))
+                })
+            })
+            .map(|(v, _)| format!("VE {v} changed it later"));
+        if conflict.is_none() {
+            if let Some(d) = dir(&now.0) {
+                if let Ok((p, n)) = parent_beneath(&d, &now.1) {
+                    if let Ok(st) =
+                        rustix::fs::statat(&p, n.as_c_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    {
+                        let m = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+                        // A second of slack: the VE's end is recorded after its last write.
+                        if m > ended_ns + 1_000_000_000 && u.what != "deleted" {
+                            conflict = Some("modified after the VE ended".into());
+                        }
+                    }
+                }
+            }
+        }
+        steps.push(Step {
+            action,
+            file: label(&name),
+            from: from.as_ref().map(label),
+            conflict,
+            result: if dry_run {
+                "planned".into()
+            } else {
+                String::new()
+            },
+            undo: u.clone(),
+        });
+    }
+    let conflicts = steps.iter().filter(|s| s.conflict.is_some()).count();
+    let mut failed = 0;
+    if !dry_run {
+        for s in &mut steps {
+            if s.conflict.is_some() && !force {
+                s.result = "skipped".into();
+                continue;
+            }
+            let dir = |storage: &str| {
+                dirs.iter()
+                    .find(|(n, _)| n == storage)
+                    .map(|(_, d)| d.clone())
+            };
+            s.result = match apply(&s.undo, &versions.join("objects"), &dir) {
+                Ok(true) => "done".into(),
+                Ok(false) => "already".into(),
+                Err(e) => {
+                    failed += 1;
+                    format!("failed: {e}")
+                }
+            };
+        }
+        let record = store.layout.meta(id).join("aborted.json");
+        let _ = std::fs::write(
+            &record,
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "time_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "force": force,
+                "steps": steps,
+            }))
+            .unwrap_or_default(),
+        );
+    }
+    Ok(Aborted {
+        ve: id.0,
+        dry_run,
+        steps,
+        conflicts,
+        failed,
+    })
+}
+
+/// The directory that holds `rel` below `root` (no symbolic link followed, never above
+/// `root`), and its last component.
+fn parent_beneath(root: &Path, rel: &str) -> io::Result<(OwnedFd, CString)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (d, n),
+        None => ("", rel),
+    };
+    let rootfd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = if dir.is_empty() {
+        rootfd
+    } else {
+        rustix::fs::openat2(
+            &rootfd,
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?
+    };
+    Ok((
+        fd,
+        CString::new(name).map_err(|_| io::Error::from(rustix::io::Errno::INVAL))?,
+    ))
+}
+
+/// Applies one step; Ok(false) when it was done already.
+fn apply(u: &Undo, objects: &Path, dir: &dyn Fn(&str) -> Option<PathBuf>) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, FileType, Mode};
+    let root =
+        dir(&u.storage).ok_or_else(|| io::Error::other(format!("no storage {}", u.storage)))?;
+    let (p, name) = parent_beneath(&root, &u.rel)?;
+    let cur = rustix::fs::statat(&p, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).ok();
+    let is = |t: FileType| {
+        cur.as_ref()
+            .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == t)
+    };
+    match u.what.as_str() {
+        "content" => {
+            let obj = u
+                .object
+                .as_deref()
+                .ok_or_else(|| io::Error::other("no pre-image"))?;
+            if cur.is_some() && !is(FileType::RegularFile) {
+                return Err(io::Error::other("no longer a regular file"));
+            }
+            if cur.is_some()
+                && same_content(&p, &name, &objects.join(obj))?
+                && same_attrs(cur.as_ref(), u)
+            {
+                return Ok(false);
+            }
+            write_content(&p, &name, &objects.join(obj), u)?;
+            Ok(true)
+        }
+        "created" => match cur {
+            None => Ok(false),
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                rustix::fs::unlinkat(&p, name.as_c_str(), AtFlags::REMOVEDIR)?;
+                Ok(true)
+            }
+            Some(_) => {
+                rustix::fs::unlinkat(&p, name.as_c_str(), AtFlags::empty())?;
+                Ok(true)
+            }
+        },
+        "deleted" => {
+            if cur.is_some() {
+                return Ok(false);
+            }
+            match u.kind.as_str() {
+                "dir" => rustix::fs::mkdirat(&p, name.as_c_str(), Mode::from_raw_mode(u.mode))?,
+                "symlink" => {
+                    rustix::fs::symlinkat(u.target.as_deref().unwrap_or(""), &p, name.as_c_str())?
+                }
+                _ => {
+                    let obj = u
+                        .object
+                        .as_deref()
+                        .ok_or_else(|| io::Error::other("no pre-image"))?;
+                    write_content(&p, &name, &objects.join(obj), u)?;
+                }
+            }
+            Ok(true)
+        }
+        "renamed" => {
+            let to_root = dir(u.to_storage.as_deref().unwrap_or(""))
+                .ok_or_else(|| io::Error::other("no storage for the new name"))?;
+            let (tp, tname) = parent_beneath(&to_root, u.to_rel.as_deref().unwrap_or(""))?;
+            let there =
+                rustix::fs::statat(&tp, tname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
+            if !there && cur.is_some() {
+                return Ok(false); // renamed back already
+            }
+            rustix::fs::renameat_with(
+                &tp,
+                tname.as_c_str(),
+                &p,
+                name.as_c_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )?;
+            Ok(true)
+        }
+        w => Err(io::Error::other(format!("unknown undo entry {w}"))),
+    }
+}
+
+fn same_attrs(st: Option<&rustix::fs::Stat>, u: &Undo) -> bool {
+    st.is_some_and(|s| s.st_mode & 0o7777 == u.mode && s.st_uid == u.uid && s.st_gid == u.gid)
+}
+
+fn same_content(p: &OwnedFd, name: &CString, object: &Path) -> io::Result<bool> {
+    let f = rustix::fs::openat(
+        p,
+        name.as_c_str(),
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let hash = |mut r: Box<dyn Read>| -> io::Result<blake3::Hash> {
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finalize());
+            }
+            h.update(&buf[..n]);
+        }
+    };
+    Ok(hash(Box::new(std::fs::File::from(f)))? == hash(Box::new(std::fs::File::open(object)?))?)
+}
+
+/// Writes the pre-image into the file in place (or a new file), with its mode, owner and
+/// modification time.
+fn write_content(p: &OwnedFd, name: &CString, object: &Path, u: &Undo) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
+    let f = rustix::fs::openat(
+        p,
+        name.as_c_str(),
+        OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::TRUNC
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
+        Mode::from_raw_mode(u.mode),
+    )?;
+    let st = rustix::fs::fstat(&f)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut out = std::fs::File::from(f);
+    let mut src = std::fs::File::open(object)?;
+    io::copy(&mut src, &mut out)?;
+    out.flush()?;
+    rustix::fs::fchmod(out.as_fd(), Mode::from_raw_mode(u.mode))?;
+    rustix::fs::fchown(
+        out.as_fd(),
+        Some(rustix::process::Uid::from_raw(u.uid)),
+        Some(rustix::process::Gid::from_raw(u.gid)),
+    )?;
+    let t = Timespec {
+        tv_sec: u.mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: u.mtime_ns.rem_euclid(1_000_000_000),
+    };
+    rustix::fs::futimens(
+        out.as_fd(),
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )?;
+    out.sync_all()
+}
