@@ -383,33 +383,65 @@ impl Supervisor {
             return Err(io::Error::from_raw_os_error(libc::EINTR));
         }
         let creds = Creds::of(&task)?;
-        let _as_caller = creds.assume()?;
         match call {
             Call::Open(dirfd, p, flags, mode, resolve) => {
-                let (parent, name) = task.parent(dirfd, &p)?;
-                if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT) as u64
-                    != 0
-                {
-                    self.keep(&parent, &name, "content")?;
-                }
-                let existed = stat_at(&parent, &name).is_ok();
+                // Opened without truncating, as the caller; what it opened (through any
+                // symbolic link) is kept before it is truncated: the pre-image is of exactly
+                // the file the app gets.
+                const TRUNC: u64 = libc::O_TRUNC as u64;
+                const CREAT: u64 = libc::O_CREAT as u64;
+                const EXCL: u64 = libc::O_EXCL as u64;
                 let mode = mode & !u64::from(task.umask);
-                let fd = task.open(dirfd, &p, flags, mode, resolve)?;
-                if !existed && flags & libc::O_CREAT as u64 != 0 {
-                    self.log_created(&parent, &name)?;
+                let (fd, created) = {
+                    let _as_caller = creds.assume()?;
+                    let open = |f: u64| task.open(dirfd, &p, f & !TRUNC, mode, resolve);
+                    if flags & CREAT == 0 {
+                        (open(flags)?, false)
+                    } else if flags & EXCL != 0 {
+                        (open(flags)?, true)
+                    } else {
+                        match open(flags & !CREAT) {
+                            Ok(fd) => (fd, false),
+                            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                                match open(flags | EXCL) {
+                                    Ok(fd) => (fd, true),
+                                    // Made meanwhile, or a dangling symbolic link.
+                                    Err(_) => (open(flags)?, false),
+                                }
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                };
+                const WRITES: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC) as u64;
+                if created {
+                    self.log_created_fd(&fd)?;
+                } else if flags & WRITES != 0 {
+                    self.keep_fd(&fd)?;
+                }
+                if flags & TRUNC != 0 {
+                    let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
+                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::RegularFile
+                    {
+                        rustix::fs::ftruncate(&fd, 0).map_err(io::Error::from)?;
+                    }
                 }
                 Ok(Answer::Fd(fd, flags & libc::O_CLOEXEC as u64 != 0))
             }
             Call::Truncate(p, len) => {
-                let (parent, name) = task.parent(libc::AT_FDCWD, &p)?;
-                self.keep(&parent, &name, "content")?;
-                let fd = task.open(libc::AT_FDCWD, &p, libc::O_WRONLY as u64, 0, 0)?;
+                let fd = {
+                    let _as_caller = creds.assume()?;
+                    task.open(libc::AT_FDCWD, &p, libc::O_WRONLY as u64, 0, 0)?
+                };
+                self.keep_fd(&fd)?;
                 rustix::fs::ftruncate(&fd, len).map_err(io::Error::from)?;
                 Ok(Answer::Value(0))
             }
             Call::Unlink(dirfd, p, flags) => {
                 let (parent, name) = task.parent(dirfd, &p)?;
                 self.keep(&parent, &name, "deleted")?;
+                let _as_caller = creds.assume()?;
                 let flags = rustix::fs::AtFlags::from_bits_retain(flags as u32);
                 rustix::fs::unlinkat(&parent, name.as_c_str(), flags).map_err(io::Error::from)?;
                 Ok(Answer::Value(0))
@@ -418,6 +450,7 @@ impl Supervisor {
                 let (from_dir, from) = task.parent(d1, &p1)?;
                 let (to_dir, to) = task.parent(d2, &p2)?;
                 self.keep(&to_dir, &to, "content")?;
+                let as_caller = creds.assume()?;
                 // SAFETY: valid descriptors and NUL-terminated names.
                 let r = unsafe {
                     libc::syscall(
@@ -432,6 +465,7 @@ impl Supervisor {
                 if r < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                drop(as_caller);
                 self.log_renamed(&from_dir, &from, &to_dir, &to)?;
                 Ok(Answer::Value(0))
             }
@@ -483,7 +517,7 @@ impl Supervisor {
             rustix::fs::FileType::RegularFile => {
                 u.kind = "file".into();
                 if !self.kept.contains(&key) || what == "deleted" {
-                    u.object = Some(self.store_object(dir, name)?);
+                    u.object = Some(self.store_object_at(dir, name, false)?);
                 }
                 self.kept.insert(key);
             }
@@ -496,6 +530,55 @@ impl Supervisor {
             }
             _ => return Ok(()),
         }
+        self.append(u)
+    }
+
+    /// The storage directory and relative path of what `fd` is open on (None outside).
+    fn fd_in_storage(&self, fd: &OwnedFd) -> Option<(Storage, String)> {
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        let full = p.to_str()?;
+        self.storage.iter().find_map(|s| {
+            let rest = full.strip_prefix(&s.inner)?;
+            (rest.is_empty() || rest.starts_with('/'))
+                .then(|| (s.clone(), rest.trim_start_matches('/').to_string()))
+        })
+    }
+
+    /// Before the first change of the file `fd` is open on: keeps its content.
+    fn keep_fd(&mut self, fd: &OwnedFd) -> io::Result<()> {
+        let Some((storage, rel)) = self.fd_in_storage(fd) else {
+            return Ok(());
+        };
+        let st = rustix::fs::fstat(fd).map_err(io::Error::from)?;
+        let key = (st.st_dev, st.st_ino);
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+            || self.kept.contains(&key)
+        {
+            return Ok(());
+        }
+        let mut u = undo_of(&st, "content", &storage.name, &rel);
+        u.kind = "file".into();
+        let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let root = rustix::fs::open(
+            "/",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        u.object = Some(self.store_object_at(&root, &proc, true)?);
+        self.kept.insert(key);
+        self.append(u)
+    }
+
+    fn log_created_fd(&mut self, fd: &OwnedFd) -> io::Result<()> {
+        let Some((storage, rel)) = self.fd_in_storage(fd) else {
+            return Ok(());
+        };
+        let st = rustix::fs::fstat(fd).map_err(io::Error::from)?;
+        let mut u = undo_of(&st, "created", &storage.name, &rel);
+        u.kind = "file".into();
+        self.kept.insert((st.st_dev, st.st_ino));
         self.append(u)
     }
 
@@ -546,14 +629,20 @@ impl Supervisor {
         self.log.sync_data()
     }
 
-    /// Copies the file into the version store under its blake3 (deduplicated).
-    fn store_object(&self, dir: &OwnedFd, name: &CStr) -> io::Result<String> {
+    /// Copies the file `name` in `dir` into the version store under its blake3 (deduplicated).
+    /// `follow`: `name` is a magic link to one of our descriptors (`/proc/self/fd/N`).
+    fn store_object_at(&self, dir: &OwnedFd, name: &CStr, follow: bool) -> io::Result<String> {
         use std::io::{Read, Seek};
+        let nofollow = if follow {
+            rustix::fs::OFlags::empty()
+        } else {
+            rustix::fs::OFlags::NOFOLLOW
+        };
         let src = rustix::fs::openat(
             dir,
             name,
             rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::NOFOLLOW
+                | nofollow
                 | rustix::fs::OFlags::CLOEXEC
                 | rustix::fs::OFlags::NONBLOCK,
             rustix::fs::Mode::empty(),
@@ -804,13 +893,19 @@ impl Task {
         if !magic_ok {
             how |= rustix::fs::ResolveFlags::NO_MAGICLINKS;
         }
+        // openat2 refuses a mode without O_CREAT or O_TMPFILE (open ignores it).
+        let mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) as u64 == 0 {
+            0
+        } else {
+            mode as u32
+        };
         let flags =
             rustix::fs::OFlags::from_bits_retain(flags as u32) | rustix::fs::OFlags::CLOEXEC;
         rustix::fs::openat2(
             &base,
             p.as_c_str(),
             flags,
-            rustix::fs::Mode::from_raw_mode(mode as u32),
+            rustix::fs::Mode::from_raw_mode(mode),
             how,
         )
         .map_err(io::Error::from)

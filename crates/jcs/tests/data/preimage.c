@@ -1,0 +1,111 @@
+/* Races and detours around the pre-image supervisor (tests/root_preimages.rs):
+ *   race DIR N THREADS   THREADS threads each open DIR/f0..f(N-1) for writing (O_TRUNC), each
+ *                        in its own order, and write their number: the first write of every
+ *                        file races with the others
+ *   flip A B N           one thread flips a path buffer between A and B while the main thread
+ *                        opens it N times for writing (O_TRUNC) and writes "flipped"
+ *   magic FILE           opens FILE read-only, then /proc/self/fd/N for writing (O_TRUNC), and
+ *                        writes "magic"
+ *   vfork FILE           a vfork child opens FILE for writing (O_TRUNC), writes "vfork", exits
+ * Exit status 0 when it ran. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+static const char *dir;
+static int n;
+
+static void *racer(void *arg)
+{
+	long id = (long)arg;
+	char p[4096], b[32];
+	for (int k = 0; k < n; k++) {
+		int i = (k * 7 + id * 13) % n;
+		snprintf(p, sizeof(p), "%s/f%d", dir, i);
+		int fd = open(p, O_WRONLY | O_TRUNC);
+		if (fd < 0) {
+			perror(p);
+			exit(1);
+		}
+		int len = snprintf(b, sizeof(b), "t%ld\n", id);
+		if (write(fd, b, len) != len)
+			exit(1);
+		close(fd);
+	}
+	return 0;
+}
+
+static char flip_buf[4096];
+static const char *flip_a, *flip_b;
+static volatile int flipping = 1;
+
+static void *flipper(void *arg)
+{
+	(void)arg;
+	while (flipping) {
+		strcpy(flip_buf, flip_a);
+		strcpy(flip_buf, flip_b);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 5 && !strcmp(argv[1], "race")) {
+		dir = argv[2];
+		n = atoi(argv[3]);
+		int t = atoi(argv[4]);
+		pthread_t th[64];
+		for (long i = 0; i < t && i < 64; i++)
+			pthread_create(&th[i], 0, racer, (void *)i);
+		for (int i = 0; i < t && i < 64; i++)
+			pthread_join(th[i], 0);
+		return 0;
+	}
+	if (argc == 5 && !strcmp(argv[1], "flip")) {
+		flip_a = argv[2];
+		flip_b = argv[3];
+		strcpy(flip_buf, flip_a);
+		pthread_t th;
+		pthread_create(&th, 0, flipper, 0);
+		for (int i = 0; i < atoi(argv[4]); i++) {
+			int fd = open(flip_buf, O_WRONLY | O_TRUNC);
+			if (fd >= 0) {
+				if (write(fd, "flipped\n", 8) != 8)
+					return 1;
+				close(fd);
+			}
+		}
+		flipping = 0;
+		pthread_join(th, 0);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "magic")) {
+		int r = open(argv[2], O_RDONLY);
+		char p[64];
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", r);
+		int fd = open(p, O_WRONLY | O_TRUNC);
+		if (r < 0 || fd < 0) {
+			perror(p);
+			return 1;
+		}
+		return write(fd, "magic\n", 6) == 6 ? 0 : 1;
+	}
+	if (argc == 3 && !strcmp(argv[1], "vfork")) {
+		pid_t p = vfork();
+		if (p == 0) {
+			int fd = open(argv[2], O_WRONLY | O_TRUNC);
+			_exit(fd >= 0 && write(fd, "vfork\n", 6) == 6 ? 0 : 1);
+		}
+		int st;
+		waitpid(p, &st, 0);
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	}
+	fprintf(stderr, "usage: preimage race DIR N THREADS | flip A B N | magic FILE | vfork FILE\n");
+	return 2;
+}

@@ -1,0 +1,262 @@
+//! Pre-images and `jcs abort`: before a VE first changes a file of persistent or shared
+//! storage, its content is kept (whatever way the VE reaches the file: threads racing, a
+//! vfork child, a /proc/self/fd magic link, a symbolic link in its own files, a path buffer
+//! flipped under the call); `jcs abort` puts everything back in place. Every test first shows
+//! the VE really changed the files (the control), then that the pre-images and the abort are
+//! exact.
+
+mod common;
+
+use common::Env;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+const PREIMAGES: &str = "[recovery]\npreimages = true\n";
+
+fn data(env: &Env) -> PathBuf {
+    env.home().join("persist/web/data")
+}
+
+fn keep_preimages(env: &Env) {
+    let f = env.home().join("p.toml");
+    std::fs::write(&f, PREIMAGES).unwrap();
+    env.ok(&["app", "policy", "web", f.to_str().unwrap()]);
+}
+
+fn undo(env: &Env, ve: u64) -> Vec<serde_json::Value> {
+    let p = env.home().join(format!("versions/undo/{ve}.jsonl"));
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn object(env: &Env, u: &serde_json::Value) -> String {
+    let h = u["object"].as_str().expect("an object");
+    std::fs::read_to_string(env.home().join("versions/objects").join(h)).unwrap()
+}
+
+fn read(env: &Env, rel: &str) -> String {
+    std::fs::read_to_string(data(env).join(rel)).unwrap()
+}
+
+#[test]
+fn root_abort_puts_back_what_a_ve_changed_in_place() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    let d = data(&env);
+    for f in ["a", "b", "c"] {
+        std::fs::write(d.join(f), format!("orig-{f}")).unwrap();
+    }
+    std::fs::hard_link(d.join("a"), d.join("a-link")).unwrap();
+    std::fs::set_permissions(
+        d.join("a"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let before = std::fs::metadata(d.join("a")).unwrap();
+    env.sh_ok(
+        "echo new > /data/a; echo more >> /data/b; rm /data/c; echo e > /data/e; \
+         mkdir /data/dir; mv /data/b /data/moved",
+    );
+    // Control: the VE changed all of it.
+    assert_eq!(read(&env, "a"), "new\n");
+    assert_eq!(read(&env, "a-link"), "new\n");
+    assert!(!d.join("c").exists() && !d.join("b").exists());
+    assert_eq!(read(&env, "moved"), "orig-bmore\n");
+    assert!(d.join("e").exists() && d.join("dir").is_dir());
+
+    let plan = env.json(&["abort", "1", "--dry-run", "--json"]);
+    let actions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["rename", "remove", "remove", "recreate", "restore", "restore"],
+        "{plan}"
+    );
+    assert_eq!(read(&env, "a"), "new\n", "a dry run changes nothing");
+
+    let out = env.json(&["abort", "1", "--json"]);
+    assert!(
+        out["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["result"] == "done"),
+        "{out}"
+    );
+    for f in ["a", "b", "c"] {
+        assert_eq!(read(&env, f), format!("orig-{f}"));
+    }
+    assert_eq!(
+        read(&env, "a-link"),
+        "orig-a",
+        "restored in place: the hard link sees it"
+    );
+    let after = std::fs::metadata(d.join("a")).unwrap();
+    assert_eq!(after.ino(), before.ino());
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!(after.mtime(), before.mtime());
+    assert!(!d.join("e").exists() && !d.join("dir").exists() && !d.join("moved").exists());
+    // Again: nothing left to do.
+    let again = env.json(&["abort", "1", "--json"]);
+    assert!(
+        again["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["result"] == "already"),
+        "{again}"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn root_a_later_change_by_another_ve_is_a_conflict_left_alone() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("a"), "orig").unwrap();
+    env.sh_ok("echo first > /data/a");
+    env.sh_ok("echo second > /data/a");
+    let o = env.jcs(&["abort", "1", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][0]["conflict"], "VE 2 changed it later", "{v}");
+    assert_eq!(v["steps"][0]["result"], "skipped");
+    assert_eq!(
+        read(&env, "a"),
+        "second\n",
+        "a conflict is never overwritten silently"
+    );
+    env.ok(&["abort", "1", "--force"]);
+    assert_eq!(read(&env, "a"), "orig");
+    // Aborting VE 2 instead would have given VE 1's version back.
+    env.assert_clean();
+}
+
+#[test]
+fn root_ten_thousand_write_opens_keep_one_preimage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("f"), "orig-f").unwrap();
+    env.sh_ok("i=0; while [ $i -lt 10000 ]; do echo $i > /data/f; i=$((i+1)); done");
+    assert_eq!(read(&env, "f"), "9999\n");
+    let u = undo(&env, 1);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(object(&env, &u[0]), "orig-f");
+    env.assert_clean();
+}
+
+#[test]
+fn root_racing_threads_each_first_write_has_its_exact_preimage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    common::static_helper(&env, "preimage");
+    let r = data(&env).join("r");
+    std::fs::create_dir(&r).unwrap();
+    for i in 0..100 {
+        std::fs::write(r.join(format!("f{i}")), format!("orig-{i}")).unwrap();
+    }
+    env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/preimage",
+        "race",
+        "/data/r",
+        "100",
+        "8",
+    ]);
+    assert!(read(&env, "r/f42").starts_with('t'), "the threads wrote");
+    let u = undo(&env, 1);
+    assert_eq!(u.len(), 100, "one pre-image per file");
+    for e in &u {
+        let i = e["rel"].as_str().unwrap().strip_prefix("r/f").unwrap();
+        assert_eq!(object(&env, e), format!("orig-{i}"));
+    }
+    env.ok(&["abort", "1"]);
+    for i in 0..100 {
+        assert_eq!(read(&env, &format!("r/f{i}")), format!("orig-{i}"));
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_detours_to_a_file_still_keep_its_preimage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    common::static_helper(&env, "preimage");
+    for f in ["m", "s", "v", "x", "y"] {
+        std::fs::write(data(&env).join(f), format!("orig-{f}")).unwrap();
+    }
+    env.ok(&["run", "web", "--", "/data/preimage", "magic", "/data/m"]);
+    env.sh_ok("ln -s /data/s /tmp/l && echo via-link > /tmp/l");
+    env.ok(&["run", "web", "--", "/data/preimage", "vfork", "/data/v"]);
+    env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/preimage",
+        "flip",
+        "/data/x",
+        "/data/y",
+        "300",
+    ]);
+    // Control: every way reached its file.
+    assert_eq!(read(&env, "m"), "magic\n");
+    assert_eq!(read(&env, "s"), "via-link\n");
+    assert_eq!(read(&env, "v"), "vfork\n");
+    let flipped: Vec<&str> = ["x", "y"]
+        .into_iter()
+        .filter(|f| read(&env, f) == "flipped\n")
+        .collect();
+    assert!(!flipped.is_empty());
+    // Each changed file has its pre-image, with its original content.
+    for (ve, files) in [
+        (1u64, vec!["m"]),
+        (2, vec!["s"]),
+        (3, vec!["v"]),
+        (4, flipped.clone()),
+    ] {
+        let u = undo(&env, ve);
+        for f in files {
+            let e = u
+                .iter()
+                .find(|e| e["rel"] == f)
+                .unwrap_or_else(|| panic!("no pre-image of {f} in VE {ve}: {u:?}"));
+            assert_eq!(object(&env, e), format!("orig-{f}"));
+        }
+    }
+    for ve in ["4", "3", "2", "1"] {
+        env.ok(&["abort", ve]);
+    }
+    for f in ["m", "s", "v", "x", "y"] {
+        assert_eq!(read(&env, f), format!("orig-{f}"));
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn root_without_preimages_there_is_nothing_to_abort() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    std::fs::write(data(&env).join("a"), "orig").unwrap();
+    env.sh_ok("echo new > /data/a");
+    assert!(!env.home().join("versions/undo/1.jsonl").exists());
+    let e = env.fails(&["abort", "1"]);
+    assert!(e.contains("preimages = true"), "{e}");
+    assert_eq!(read(&env, "a"), "new\n");
+    let e = env.fails(&["abort", "99"]);
+    assert!(e.contains("no VE 99"), "{e}");
+    env.assert_clean();
+}
