@@ -4,6 +4,10 @@
  *   policy-loop openclose N FILE open(O_RDONLY) and close FILE N times
  *   policy-loop exec N PROG      fork, execve PROG (with the argument "noop"), wait: N times
  *   policy-loop getppid N -      getppid N times
+ *   policy-loop wopen N FILE     open(O_WRONLY) and close FILE N times (a write-intent open:
+ *                                the pre-image supervisor answers it)
+ *   policy-loop firstwrite N DIR open DIR/f0..f(N-1) for writing once each (each open keeps
+ *                                a pre-image under the supervisor)
  *   policy-loop noop             exit 0 (what `exec` runs)
  * Built static so that it runs in a VE of any template. */
 #include <arpa/inet.h>
@@ -67,6 +71,19 @@ int main(int argc, char **argv)
 				fprintf(stderr, "exec %s failed\n", argv[3]);
 				return 1;
 			}
+		}
+	} else if (!strcmp(argv[1], "wopen") || !strcmp(argv[1], "firstwrite")) {
+		int first = !strcmp(argv[1], "firstwrite");
+		char p[4096];
+		for (long i = 0; i < n; i++) {
+			if (first)
+				snprintf(p, sizeof(p), "%s/f%ld", argv[3], i);
+			int fd = open(first ? p : argv[3], O_WRONLY);
+			if (fd < 0) {
+				perror(first ? p : argv[3]);
+				return 1;
+			}
+			close(fd);
 		}
 	} else if (!strcmp(argv[1], "getppid")) {
 		for (long i = 0; i < n; i++)

@@ -260,3 +260,41 @@ fn root_without_preimages_there_is_nothing_to_abort() {
     assert!(e.contains("no VE 99"), "{e}");
     env.assert_clean();
 }
+
+#[test]
+fn root_a_dead_supervisor_fails_writes_closed_and_reads_go_on() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("orig"), "still readable").unwrap();
+    // The supervisor answers two calls, then is gone.
+    let o = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo a > /data/x; echo b > /data/y; echo c > /data/z; echo \"z=$?\"; cat /data/orig",
+        ])
+        .env("JCS_TEST_SUPERVISOR_EXIT_AFTER", "2")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("z=1"), "{out}");
+    assert!(out.contains("still readable"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Function not implemented"));
+    // Control: the two answered writes happened; the third never reached the file system.
+    assert_eq!(read(&env, "x"), "a\n");
+    assert_eq!(read(&env, "y"), "b\n");
+    assert!(!data(&env).join("z").exists());
+    // The journal has the refused open, failed with ENOSYS.
+    let log = env.log(1);
+    assert!(
+        log.iter().any(|e| e["op"] == "open"
+            && e["error"] == "ENOSYS"
+            && e["src"].as_str().is_some_and(|s| s.contains("/data/z"))),
+        "{log:?}"
+    );
+    env.assert_clean();
+}

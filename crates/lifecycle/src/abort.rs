@@ -112,10 +112,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
             }
         }
     }
-    let ended_ns = row
-        .ended_ms
-        .map(|ms| ms as i64 * 1_000_000)
-        .unwrap_or(i64::MAX);
+    let ended_ns = row.ended_ms.map(|ms| ms * 1_000_000).unwrap_or(i64::MAX);
     let mut steps = vec![];
     for u in undo.iter().rev() {
         let dir = |storage: &str| {

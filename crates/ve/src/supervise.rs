@@ -255,7 +255,16 @@ impl Supervisor {
         // The supervisor creates files for the app: the app's umask applies, not this one.
         // SAFETY: umask never fails.
         unsafe { libc::umask(0) };
+        // Fault injection for the tests: the supervisor stops after this many answers, as if
+        // it had died (the kernel then fails the app's write-intent calls).
+        let mut budget: Option<u64> = std::env::var("JCS_TEST_SUPERVISOR_EXIT_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok());
         loop {
+            if budget == Some(0) {
+                return;
+            }
+            budget = budget.map(|b| b - 1);
             let mut n = Notif::default();
             // SAFETY: a zeroed notification struct of the size the ioctl expects.
             let r =
