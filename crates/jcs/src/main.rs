@@ -178,6 +178,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Recover from an attack: track a source forward and put every file it contaminated back
+    #[command(
+        after_help = "Examples:\n  jcs recover --from endpoint:tcp/10.80.0.1:8000 --plan\n  jcs recover --from shared:downloads/evil.doc --at 2h --apply\n\nThe journal is tracked forward from VAR (as jcs track forward names it): every file of persistent\nor shared storage its data reached goes back to its content before the first VE that\ncontaminated it changed it (that VE's pre-image: its app keeps them with [recovery] preimages =\ntrue), or is removed when that VE created it; the later changes to it by other VEs are listed\nas lost with it. The contaminated VEs' dirties are quarantined (ve/N/meta/quarantined.json); a\nrunning one must be ended first. Memory is not restored: VEs are never reused.\n--apply keeps a recovery journal (versions/recover/ID.json); run it again after a crash.\nExit status: 0; 1 when a file could not be put back (no pre-image, a failed step)."
+    )]
+    Recover {
+        /// Where the contamination came from: endpoint:…, file:…, shared:…, persist:…, ve:N
+        #[arg(long, value_name = "VAR")]
+        from: String,
+        /// Only what it reached at or after TIME
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Only show the plan
+        #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+        plan: bool,
+        /// Carry the plan out
+        #[arg(long)]
+        apply: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List VEs: running ones, or all with --all
     Ps {
         /// Include finished, failed and removed VEs
@@ -752,6 +773,87 @@ fn real_main() -> Result<i32> {
             }
             let skipped = a.steps.iter().any(|s| s.result == "skipped");
             Ok(if a.failed > 0 || skipped { 1 } else { 0 })
+        }
+        Cmd::Recover {
+            from,
+            at,
+            plan: _,
+            apply,
+            json,
+        } => {
+            let q = record::VarQuery::parse(&from)?;
+            let at_ns = at
+                .map(|t| query::time::parse_time(&t, query::time::now_ns()))
+                .transpose()?;
+            if apply {
+                need_root()?;
+            }
+            let store = open_store(cli.home)?;
+            let mut p = lifecycle::recover::plan(&store, &q, at_ns)?;
+            if apply {
+                lifecycle::recover::apply(&store, &mut p)?;
+            }
+            if json {
+                output::print_json(&p)?;
+            } else {
+                if !p.complete {
+                    println!("INCOMPLETE: a loss in the record may hide contamination (see jcs track forward {from})");
+                }
+                let mut t = output::Table::new(&[
+                    "FILE",
+                    "CONTAMINATED BY",
+                    "ACTION",
+                    "LOST CHANGES",
+                    "RESULT",
+                ]);
+                for f in &p.files {
+                    t.row(vec![
+                        f.path.clone().unwrap_or_else(|| f.file.clone()),
+                        format!("ve {}", f.contaminated_by),
+                        match &f.problem {
+                            Some(pr) => format!("none: {pr}"),
+                            None => f.action.to_string(),
+                        },
+                        if f.lost_changes.is_empty() {
+                            "-".into()
+                        } else {
+                            f.lost_changes
+                                .iter()
+                                .map(|c| {
+                                    format!(
+                                        "ve {}{}",
+                                        c.ve,
+                                        if c.contaminated {
+                                            " (contaminated)"
+                                        } else {
+                                            ""
+                                        }
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                        f.result.clone(),
+                    ]);
+                }
+                t.print();
+                let mut t = output::Table::new(&["VE", "APP", "STATE", "ACTION", "RESULT"]);
+                for v in &p.ves {
+                    t.row(vec![
+                        v.ve.to_string(),
+                        v.app.clone(),
+                        v.state.clone(),
+                        v.action.to_string(),
+                        v.result.clone(),
+                    ]);
+                }
+                t.print();
+            }
+            let bad = p
+                .files
+                .iter()
+                .any(|f| f.problem.is_some() || f.result.starts_with("failed"));
+            Ok(if bad { 1 } else { 0 })
         }
         Cmd::Policy(PolicyCmd::Check { file, json }) => {
             let (_, p) = lifecycle::app::read_policy(&file)?;

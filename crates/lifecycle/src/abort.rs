@@ -81,20 +81,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
     let meta = store
         .ve_meta(id)
         .ctx(|| format!("VE {id} has no ve.json"))?;
-    let dirs: Vec<(String, PathBuf)> = meta
-        .storage
-        .iter()
-        .map(|(kind, dir, inner)| {
-            let name = match kind.as_str() {
-                "persist" => format!("persist:{}:{inner}", meta.app),
-                _ => format!(
-                    "shared:{}",
-                    dir.file_name().unwrap_or_default().to_string_lossy()
-                ),
-            };
-            (name, dir.clone())
-        })
-        .collect();
+    let dirs = storage_dirs(&meta);
     // Later VEs that changed the same files: their undo logs name them.
     let mut later: Vec<(u64, Vec<Undo>)> = vec![];
     if let Ok(rd) = std::fs::read_dir(versions.join("undo")) {
@@ -188,7 +175,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
                     .find(|(n, _)| n == storage)
                     .map(|(_, d)| d.clone())
             };
-            s.result = match apply(&s.undo, &versions.join("objects"), &dir) {
+            s.result = match apply_undo(&s.undo, &versions.join("objects"), &dir) {
                 Ok(true) => "done".into(),
                 Ok(false) => "already".into(),
                 Err(e) => {
@@ -247,8 +234,29 @@ fn parent_beneath(root: &Path, rel: &str) -> io::Result<(OwnedFd, CString)> {
     ))
 }
 
-/// Applies one step; Ok(false) when it was done already.
-fn apply(u: &Undo, objects: &Path, dir: &dyn Fn(&str) -> Option<PathBuf>) -> io::Result<bool> {
+/// Each storage directory of a VE by its store-level name, with its host directory.
+pub(crate) fn storage_dirs(meta: &store::VeMeta) -> Vec<(String, PathBuf)> {
+    meta.storage
+        .iter()
+        .map(|(kind, dir, inner)| {
+            let name = match kind.as_str() {
+                "persist" => format!("persist:{}:{inner}", meta.app),
+                _ => format!(
+                    "shared:{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
+            (name, dir.clone())
+        })
+        .collect()
+}
+
+/// Undoes one entry of an undo log; Ok(false) when it was undone already.
+pub(crate) fn apply_undo(
+    u: &Undo,
+    objects: &Path,
+    dir: &dyn Fn(&str) -> Option<PathBuf>,
+) -> io::Result<bool> {
     use rustix::fs::{AtFlags, FileType, Mode};
     let root =
         dir(&u.storage).ok_or_else(|| io::Error::other(format!("no storage {}", u.storage)))?;

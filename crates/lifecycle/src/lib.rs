@@ -9,6 +9,7 @@ pub mod abort;
 pub mod app;
 mod atomic;
 pub mod net;
+pub mod recover;
 pub mod template;
 pub mod timing;
 pub mod ves;
@@ -40,6 +41,8 @@ pub enum LifecycleError {
     Spec(#[from] model::spec::SpecError),
     #[error(transparent)]
     Name(#[from] model::NameError),
+    #[error(transparent)]
+    Query(#[from] query::QueryError),
     #[error("{0}")]
     Arg(String),
     #[error("{what} failed: {line}")]
