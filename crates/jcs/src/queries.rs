@@ -161,8 +161,19 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
 pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result<i32> {
     let s = query::stats::stats(&store.journal_dir(), ve)?;
     let skipped = warn_skipped(&s.skipped);
+    // The version store: the pre-images apps with `[recovery] preimages = true` keep.
+    let (objects, object_bytes) = std::fs::read_dir(store.layout.versions().join("objects"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.len()))
+        })
+        .unwrap_or((0, 0));
     if json {
-        print_json(&s)?;
+        let mut v = serde_json::to_value(&s)?;
+        v["version_store"] = serde_json::json!({"objects": objects, "bytes": object_bytes});
+        print_json(&v)?;
         return Ok(strict_code(strict, skipped));
     }
     let mut t = Table::new(&[
@@ -219,6 +230,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
         "journal: {} bytes, {} transactions, {:.1} bytes per transaction (segment and block headers included)",
         s.journal_bytes, s.transactions, s.journal_bytes_per_transaction
     );
+    println!("version store (pre-images): {objects} objects, {object_bytes} bytes");
     Ok(strict_code(strict, skipped))
 }
 

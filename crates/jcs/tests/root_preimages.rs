@@ -152,6 +152,12 @@ fn root_ten_thousand_write_opens_keep_one_preimage() {
     let u = undo(&env, 1);
     assert_eq!(u.len(), 1, "{u:?}");
     assert_eq!(object(&env, &u[0]), "orig-f");
+    let s = env.json(&["stats", "--json"]);
+    assert_eq!(
+        s["version_store"],
+        serde_json::json!({"objects": 1, "bytes": 6}),
+        "{s}"
+    );
     env.assert_clean();
 }
 

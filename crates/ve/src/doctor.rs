@@ -99,7 +99,7 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         },
     ));
     v.push(check("seccomp filter", true, probe_seccomp(proc_root)));
-    v.push(check("seccomp user notification", false, {
+    v.push(check("seccomp user notification (pre-images)", false, {
         let a = std::fs::read_to_string(proc_root.join("sys/kernel/seccomp/actions_avail"))
             .unwrap_or_default();
         if a.split_whitespace().any(|w| w == "user_notif") {
@@ -108,7 +108,11 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
             Err(format!("actions_avail: {:?}", a.trim()))
         }
     }));
-    v.push(check("landlock", false, probe_landlock()));
+    v.push(check(
+        "landlock (policy exec.allow)",
+        false,
+        probe_landlock(),
+    ));
     let btf = sys_root.join("kernel/btf/vmlinux");
     v.push(check(
         "BTF",
@@ -123,7 +127,7 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         ("bpf tracepoint", 5u32, 0u32),
         ("bpf raw_tp", 17, 0),
         ("bpf kprobe", 2, 0),
-        ("bpf cgroup/connect4", 18, 10),
+        ("bpf cgroup/connect4 (policy network)", 18, 10),
     ] {
         v.push(check(name, false, probe_bpf(ty, attach, 0)));
     }
