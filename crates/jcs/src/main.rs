@@ -163,7 +163,7 @@ enum Cmd {
     },
     /// Undo what a VE changed in persistent and shared storage (its app keeps pre-images)
     #[command(
-        after_help = "Examples:\n  jcs abort 7 --dry-run\n  jcs abort 7\n\nThe VE's work is one transaction, aborted: every file of persistent or shared storage it\nchanged gets back its content (in place: same inode), mode, owner and time; what it created is\nremoved, what it deleted recreated, what it renamed renamed back. Needs the pre-images its\napp keeps with `[recovery] preimages = true` in its policy (docs/policy.md).\nA file changed later by another VE, or modified after the VE ended, is a conflict: listed and\nleft alone unless --force. Running it again completes an abort that was cut short.\nExit status: 0, or 1 when a step was skipped (conflict) or failed."
+        after_help = "Examples:\n  jcs abort 7 --dry-run\n  jcs abort 7\n\nThe VE's work is one transaction, aborted: every file of persistent or shared storage it\nchanged gets back its content (in place: same inode), mode, owner and time; what it created is\nremoved, what it deleted recreated, what it renamed renamed back. A running VE is ended first.\nNeeds the pre-images its\napp keeps with `[recovery] preimages = true` in its policy (docs/policy.md).\nA file changed later by another VE, or modified after the VE ended, is a conflict: listed and\nleft alone unless --force. Running it again completes an abort that was cut short.\nExit status: 0, or 1 when a step was skipped (conflict) or failed."
     )]
     Abort {
         /// The VE
@@ -199,6 +199,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The version store (pre-images): retention
+    #[command(subcommand)]
+    Versions(VersionsCmd),
     /// List VEs: running ones, or all with --all
     Ps {
         /// Include finished, failed and removed VEs
@@ -425,6 +428,26 @@ struct AppCreateArgs {
     /// Default command of the app's VEs (takes the rest of the line)
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD")]
     cmd: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum VersionsCmd {
+    /// Remove the pre-images of VEs that ended more than AGE ago (they can no longer be
+    /// aborted, nor their changes recovered), and every object no remaining VE needs
+    #[command(
+        after_help = "Examples:\n  jcs versions gc --keep 30d --dry-run\n  jcs versions gc --keep 7d\n\nAGE: 90s, 10m, 2h, 7d. Running VEs and those that ended within AGE keep theirs; jcs stats\nshows the version store's size."
+    )]
+    Gc {
+        /// Keep the pre-images of VEs that ended within AGE
+        #[arg(long, value_name = "AGE")]
+        keep: String,
+        /// Only say what would go
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -773,6 +796,31 @@ fn real_main() -> Result<i32> {
             }
             let skipped = a.steps.iter().any(|s| s.result == "skipped");
             Ok(if a.failed > 0 || skipped { 1 } else { 0 })
+        }
+        Cmd::Versions(VersionsCmd::Gc {
+            keep,
+            dry_run,
+            json,
+        }) => {
+            let cut_ns = query::time::parse_time(&keep, query::time::now_ns())?;
+            if !dry_run {
+                need_root()?;
+            }
+            let store = open_store(cli.home)?;
+            let c = lifecycle::versions::gc(&store, (cut_ns / 1_000_000) as i64, dry_run)?;
+            if json {
+                output::print_json(&c)?;
+            } else {
+                println!(
+                    "{} the pre-images of {} VE(s): {} objects, {} bytes; {} objects kept",
+                    if dry_run { "would remove" } else { "removed" },
+                    c.ves.len(),
+                    c.objects,
+                    c.bytes,
+                    c.kept_objects
+                );
+            }
+            Ok(0)
         }
         Cmd::Recover {
             from,

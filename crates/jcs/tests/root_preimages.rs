@@ -304,3 +304,65 @@ fn root_a_dead_supervisor_fails_writes_closed_and_reads_go_on() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn root_aborting_a_running_ve_ends_it_first() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("a"), "orig").unwrap();
+    let mut run = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > /data/a; touch /data/ready; sleep 100",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || data(&env).join("ready").exists()));
+    assert_eq!(read(&env, "a"), "x\n");
+    let e = env.fails(&["abort", "1", "--dry-run"]);
+    assert!(e.contains("is running"), "{e}");
+    let v = env.json(&["abort", "1", "--json"]);
+    assert_eq!(v["killed"], true, "{v}");
+    assert_eq!(read(&env, "a"), "orig");
+    // Its jcs run ended with the VE (killed: 128 + 9).
+    let st = run.wait().unwrap();
+    assert_eq!(st.code(), Some(137));
+    env.assert_clean();
+}
+
+#[test]
+fn root_versions_gc_keeps_what_recent_ves_need() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("a"), "orig-a").unwrap();
+    std::fs::write(data(&env).join("b"), "orig-b").unwrap();
+    env.sh_ok("echo x > /data/a");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    env.sh_ok("echo y > /data/b");
+    let s = env.json(&["stats", "--json"]);
+    assert_eq!(s["version_store"]["objects"], 2, "{s}");
+    // Keep 1 s: VE 1's pre-image goes, VE 2's stays.
+    let c = env.json(&["versions", "gc", "--keep", "1s", "--dry-run", "--json"]);
+    assert_eq!(c["ves"], serde_json::json!([1]), "{c}");
+    assert_eq!(
+        env.json(&["stats", "--json"])["version_store"]["objects"],
+        2
+    );
+    let c = env.json(&["versions", "gc", "--keep", "1s", "--json"]);
+    assert_eq!(
+        (c["objects"].as_u64(), c["kept_objects"].as_u64()),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    let e = env.fails(&["abort", "1"]);
+    assert!(e.contains("no undo log"), "{e}");
+    env.ok(&["abort", "2"]);
+    assert_eq!(read(&env, "b"), "orig-b");
+    env.assert_clean();
+}

@@ -64,6 +64,11 @@ fn version_1_store_has_the_same_stats() {
         got.as_object_mut().unwrap().remove("skipped"),
         Some(serde_json::json!([]))
     );
+    // ... no pre-images ...
+    assert_eq!(
+        got.as_object_mut().unwrap().remove("version_store"),
+        Some(serde_json::json!({"objects": 0, "bytes": 0}))
+    );
     // ... and no policy: nothing aborted, denied or enforced.
     for v in got["ves"].as_array_mut().unwrap() {
         let v = v.as_object_mut().unwrap();

@@ -5,6 +5,8 @@
 //! what it renamed renamed back. A file changed since by another VE (its undo log names it),
 //! or modified after the VE ended, is a conflict: reported, and left alone unless `force`.
 //!
+//! A running VE is ended first (its cgroup killed, its `jcs run` left to tear it down).
+//!
 //! Idempotent: every step first checks whether it is done already, so an abort cut short
 //! (killed) completes when run again. Host-side, nothing follows a symbolic link the VE left
 //! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` from the storage directory).
@@ -44,6 +46,8 @@ pub struct Step {
 pub struct Aborted {
     pub ve: u64,
     pub dry_run: bool,
+    /// The VE was running: it was ended first.
+    pub killed: bool,
     pub steps: Vec<Step>,
     pub conflicts: usize,
     pub failed: usize,
@@ -56,11 +60,31 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
         .ve(id)?
         .ctx(|| format!("no VE {id} (see jcs ps --all)"))?;
     let state = store::meta::effective_state(&row);
-    if state == "running" || state == "creating" {
+    let running = state == "running" || state == "creating";
+    if running && dry_run {
+        refuse!("VE {id} is running: an abort would end it first (without --dry-run)");
+    }
+    // A running VE is ended first — its work is the transaction aborted, whole — but only
+    // when there is something to undo: its app keeps pre-images.
+    let keeps = model::Name::parse(&row.app)
+        .ok()
+        .and_then(|n| {
+            crate::app::policy(store, &n, row.app_version)
+                .ok()
+                .flatten()
+        })
+        .is_some_and(|(_, p)| p.preimages);
+    if running && !keeps {
         refuse!(
-            "VE {id} is running: end it first (Ctrl-C or SIGTERM to its jcs run), then abort it"
+            "VE {id} is running and its app keeps no pre-images ([recovery] preimages = true in its policy): there would be nothing to undo"
         );
     }
+    let killed = running && crate::ves::end(store, id, std::time::Duration::from_secs(20))?;
+    let row = if killed {
+        store.catalog.ve(id)?.unwrap_or(row)
+    } else {
+        row
+    };
     let versions = store.layout.versions();
     let undo = ve::supervise::read_undo(&ve::supervise::undo_path(&versions, id.0))
         .ctx(|| format!("read the undo log of VE {id}"))?;
@@ -198,6 +222,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
     Ok(Aborted {
         ve: id.0,
         dry_run,
+        killed,
         steps,
         conflicts,
         failed,

@@ -12,6 +12,7 @@ pub mod net;
 pub mod recover;
 pub mod template;
 pub mod timing;
+pub mod versions;
 pub mod ves;
 
 use std::io;

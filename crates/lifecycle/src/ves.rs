@@ -747,6 +747,38 @@ fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
     Ok(existed)
 }
 
+/// Ends a running VE: kills every process of its cgroup, then waits (up to `wait`) until its
+/// `jcs run` has torn it down and the catalog says it ended. Ok(false) when it was not running.
+pub fn end(store: &Store, id: VeId, wait: std::time::Duration) -> Result<bool> {
+    let row = ve_row(store, id.0)?;
+    let state = effective_state(&row);
+    if state != "running" && state != "creating" {
+        return Ok(false);
+    }
+    let layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
+    let cg = ve::VeCgroup {
+        v2: layout
+            .v2_root()
+            .join(ve::cgroup::PARENT)
+            .join(store.cgroup_name(id)),
+        v1: vec![],
+        id: 0,
+    };
+    cg.kill(&HostFs)?;
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        let s = effective_state(&ve_row(store, id.0)?);
+        if s != "running" && s != "creating" {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    refuse!(
+        "VE {id} was killed but its jcs run has not finished it within {} s; try again",
+        wait.as_secs()
+    )
+}
+
 fn clean_stale_cgroup(store: &Store, id: VeId) {
     let Ok(layout) = ve::CgroupLayout::detect_host(&store.host.proc_root) else {
         return;
