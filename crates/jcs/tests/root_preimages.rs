@@ -366,3 +366,70 @@ fn root_versions_gc_keeps_what_recent_ves_need() {
     assert_eq!(read(&env, "b"), "orig-b");
     env.assert_clean();
 }
+
+#[test]
+fn root_attribute_changes_and_new_links_are_undone_too() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    let d = data(&env);
+    for f in ["m", "n"] {
+        std::fs::write(d.join(f), format!("orig-{f}")).unwrap();
+        std::fs::set_permissions(
+            d.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    // Known times, an hour back.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in ["m", "n"] {
+        std::fs::File::options()
+            .write(true)
+            .open(d.join(f))
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_modified(old)
+                    .set_accessed(old),
+            )
+            .unwrap();
+    }
+    let before: Vec<std::fs::Metadata> = ["m", "n"]
+        .iter()
+        .map(|f| std::fs::metadata(d.join(f)).unwrap())
+        .collect();
+    env.sh_ok("chmod 600 /data/m && chown 1000:1000 /data/m && touch /data/n && ln /data/m /data/hard && ln -s /data/m /data/soft");
+    // Control: all of it happened.
+    let m = std::fs::metadata(d.join("m")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 1000));
+    assert_ne!(
+        std::fs::metadata(d.join("n")).unwrap().mtime(),
+        before[1].mtime()
+    );
+    assert!(d.join("hard").exists() && std::fs::symlink_metadata(d.join("soft")).is_ok());
+    let u = undo(&env, 1);
+    assert!(
+        u.iter().any(|e| e["what"] == "attrs" && e["rel"] == "m"),
+        "{u:?}"
+    );
+    assert_eq!(
+        u.iter()
+            .filter(|e| e["what"] == "attrs" && e["rel"] == "m")
+            .count(),
+        1,
+        "kept once: {u:?}"
+    );
+
+    env.ok(&["abort", "1"]);
+    let m = std::fs::metadata(d.join("m")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o644, 0, 0));
+    assert_eq!(m.mtime(), before[0].mtime());
+    assert_eq!(
+        std::fs::metadata(d.join("n")).unwrap().mtime(),
+        before[1].mtime()
+    );
+    assert!(!d.join("hard").exists() && std::fs::symlink_metadata(d.join("soft")).is_err());
+    assert_eq!(read(&env, "m"), "orig-m");
+    env.assert_clean();
+}

@@ -23,8 +23,9 @@ use ve::supervise::Undo;
 /// One step of an abort.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
-    /// `restore` (content and attributes), `remove` (the VE created it), `recreate` (the VE
-    /// deleted it), `rename` (back to its name before the VE).
+    /// `restore` (content and attributes), `restore attributes` (mode, owner, times),
+    /// `remove` (the VE created it), `recreate` (the VE deleted it), `rename` (back to its name
+    /// before the VE).
     pub action: &'static str,
     /// The store-level name: `persist:APP:/data/report.txt`.
     pub file: String,
@@ -133,6 +134,11 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
         };
         let (action, name, from) = match u.what.as_str() {
             "content" => ("restore", (u.storage.clone(), u.rel.clone()), None),
+            "attrs" => (
+                "restore attributes",
+                (u.storage.clone(), u.rel.clone()),
+                None,
+            ),
             "created" => ("remove", (u.storage.clone(), u.rel.clone()), None),
             "deleted" => ("recreate", (u.storage.clone(), u.rel.clone()), None),
             "renamed" => (
@@ -307,6 +313,45 @@ pub(crate) fn apply_undo(
                 return Ok(false);
             }
             write_content(&p, &name, &objects.join(obj), u)?;
+            Ok(true)
+        }
+        "attrs" => {
+            let Some(st) = cur else {
+                return Err(io::Error::other("gone"));
+            };
+            let t = rustix::fs::Timespec {
+                tv_sec: u.mtime_ns.div_euclid(1_000_000_000),
+                tv_nsec: u.mtime_ns.rem_euclid(1_000_000_000),
+            };
+            let m = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+            if same_attrs(Some(&st), u) && m == u.mtime_ns {
+                return Ok(false);
+            }
+            let link = FileType::from_raw_mode(st.st_mode) == FileType::Symlink;
+            if !link {
+                rustix::fs::chmodat(
+                    &p,
+                    name.as_c_str(),
+                    Mode::from_raw_mode(u.mode),
+                    AtFlags::empty(),
+                )?;
+            }
+            rustix::fs::chownat(
+                &p,
+                name.as_c_str(),
+                Some(rustix::process::Uid::from_raw(u.uid)),
+                Some(rustix::process::Gid::from_raw(u.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+            rustix::fs::utimensat(
+                &p,
+                name.as_c_str(),
+                &rustix::fs::Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
             Ok(true)
         }
         "created" => match cur {

@@ -146,6 +146,13 @@ pub fn table() -> Vec<Sys> {
             Meta(Op::Chmod),
             [Some(0), None],
         ),
+        at(
+            SYS_fchmodat2,
+            "fchmodat2",
+            PATH1,
+            Meta(Op::Chmod),
+            [Some(0), None],
+        ),
         sys(SYS_fchown, "fchown", FD0, Meta(Op::Chown)),
         at(
             SYS_fchownat,
@@ -328,12 +335,23 @@ pub const NOTIFIED_CALLS: &[i64] = &[
     libc::SYS_renameat,
     libc::SYS_renameat2,
     libc::SYS_mkdirat,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
     libc::SYS_open,
     libc::SYS_creat,
     libc::SYS_unlink,
     libc::SYS_rmdir,
     libc::SYS_rename,
     libc::SYS_mkdir,
+    libc::SYS_chmod,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_link,
+    libc::SYS_symlink,
 ];
 #[cfg(not(target_arch = "x86_64"))]
 pub const NOTIFIED_CALLS: &[i64] = &[
@@ -344,6 +362,12 @@ pub const NOTIFIED_CALLS: &[i64] = &[
     libc::SYS_renameat,
     libc::SYS_renameat2,
     libc::SYS_mkdirat,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
 ];
 
 /// The name of system call `nr` of this architecture ("nrN" when unknown).

@@ -8,8 +8,10 @@
 //! the app change the path between the supervisor's look and the kernel's: what the
 //! supervisor does is exactly what it kept a pre-image for.
 //!
-//! What it does not cover yet: link, symlink, mknod, chmod/chown, xattrs, utimes (metadata
-//! changes), and apps that chroot inside the VE (their write-intent calls fail with EPERM).
+//! Attribute changes (chmod, chown, utimensat) keep the file's mode, owner and times; link and
+//! symlink are creations. What it does not cover yet: mknod, xattrs, the descriptor-based
+//! fchmod/fchown/futimens and the legacy utime/utimes/futimesat, and apps that chroot inside
+//! the VE (their write-intent calls fail with EPERM).
 //! If the supervisor dies, the kernel fails the notified calls (ENOSYS): writes fail closed,
 //! reads go on.
 
@@ -29,6 +31,12 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_renameat, None),
         (libc::SYS_renameat2, None),
         (libc::SYS_mkdirat, None),
+        (libc::SYS_fchmodat, None),
+        (libc::SYS_fchmodat2, None),
+        (libc::SYS_fchownat, None),
+        (libc::SYS_utimensat, None),
+        (libc::SYS_linkat, None),
+        (libc::SYS_symlinkat, None),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -38,6 +46,11 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_rmdir, None),
         (libc::SYS_rename, None),
         (libc::SYS_mkdir, None),
+        (libc::SYS_chmod, None),
+        (libc::SYS_chown, None),
+        (libc::SYS_lchown, None),
+        (libc::SYS_link, None),
+        (libc::SYS_symlink, None),
     ]);
     v
 }
@@ -182,8 +195,8 @@ pub struct Storage {
 pub struct Undo {
     pub seq: u64,
     pub time_ns: u64,
-    /// `content` (the file existed: `object` holds its bytes), `created` (a new file or
-    /// directory), `deleted` (the file was removed: `object` holds its bytes; a directory or
+    /// `content` (the file existed: `object` holds its bytes), `attrs` (only its mode, owner
+    /// or times changed), `created` (a new file, directory or link), `deleted` (the file was removed: `object` holds its bytes; a directory or
     /// symbolic link: `kind` says which), `renamed` (from `rel` to `to_rel`).
     pub what: String,
     pub storage: String,
@@ -219,6 +232,8 @@ pub struct Supervisor {
     storage: Vec<Storage>,
     /// Files whose content was kept already (device, inode).
     kept: std::collections::HashSet<(u64, u64)>,
+    /// Files whose attributes were kept already.
+    kept_attrs: std::collections::HashSet<(u64, u64)>,
     /// The devices of the storage directories: a file on another device is not in storage,
     /// and needs no path lookup to know it.
     storage_devs: Vec<u64>,
@@ -244,6 +259,7 @@ impl Supervisor {
             log,
             storage,
             kept: Default::default(),
+            kept_attrs: Default::default(),
             storage_devs: vec![],
             seq: 0,
         }
@@ -362,6 +378,14 @@ impl Supervisor {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
         let path = |i: usize| task.read_path(a[i]);
+        // A NULL or empty path with AT_EMPTY_PATH: the call is about the descriptor itself.
+        let opt_path = |i: usize| -> io::Result<Option<CString>> {
+            if a[i] == 0 {
+                return Ok(None);
+            }
+            let p = task.read_path(a[i])?;
+            Ok((!p.as_bytes().is_empty()).then_some(p))
+        };
         #[cfg(target_arch = "x86_64")]
         let legacy = match nr {
             libc::SYS_open => Some(Call::Open(libc::AT_FDCWD, path(0)?, a[1], a[2], 0)),
@@ -386,6 +410,32 @@ impl Supervisor {
                 0,
             )),
             libc::SYS_mkdir => Some(Call::Mkdir(libc::AT_FDCWD, path(0)?, a[1])),
+            libc::SYS_chmod => Some(Call::Attr(
+                libc::AT_FDCWD,
+                Some(path(0)?),
+                0,
+                Attr::Mode(a[1] as u32),
+            )),
+            libc::SYS_chown => Some(Call::Attr(
+                libc::AT_FDCWD,
+                Some(path(0)?),
+                0,
+                Attr::Owner(a[1] as u32, a[2] as u32),
+            )),
+            libc::SYS_lchown => Some(Call::Attr(
+                libc::AT_FDCWD,
+                Some(path(0)?),
+                libc::AT_SYMLINK_NOFOLLOW as u64,
+                Attr::Owner(a[1] as u32, a[2] as u32),
+            )),
+            libc::SYS_link => Some(Call::Link(
+                libc::AT_FDCWD,
+                path(0)?,
+                libc::AT_FDCWD,
+                path(1)?,
+                0,
+            )),
+            libc::SYS_symlink => Some(Call::Symlink(path(0)?, libc::AT_FDCWD, path(1)?)),
             _ => None,
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -405,6 +455,26 @@ impl Supervisor {
                     Call::Rename(a[0] as i32, path(1)?, a[2] as i32, path(3)?, a[4])
                 }
                 libc::SYS_mkdirat => Call::Mkdir(a[0] as i32, path(1)?, a[2]),
+                libc::SYS_fchmodat => {
+                    Call::Attr(a[0] as i32, Some(path(1)?), 0, Attr::Mode(a[2] as u32))
+                }
+                libc::SYS_fchmodat2 => {
+                    Call::Attr(a[0] as i32, opt_path(1)?, a[3], Attr::Mode(a[2] as u32))
+                }
+                libc::SYS_fchownat => Call::Attr(
+                    a[0] as i32,
+                    opt_path(1)?,
+                    a[4],
+                    Attr::Owner(a[2] as u32, a[3] as u32),
+                ),
+                libc::SYS_utimensat => Call::Attr(
+                    a[0] as i32,
+                    opt_path(1)?,
+                    a[3],
+                    Attr::Times(task.read_times(a[2])?),
+                ),
+                libc::SYS_linkat => Call::Link(a[0] as i32, path(1)?, a[2] as i32, path(3)?, a[4]),
+                libc::SYS_symlinkat => Call::Symlink(path(0)?, a[1] as i32, path(2)?),
                 _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),
             },
         };
@@ -503,6 +573,92 @@ impl Supervisor {
                 self.log_renamed(&from_dir, &from, &to_dir, &to)?;
                 Ok(Answer::Value(0))
             }
+            Call::Attr(dirfd, p, flags, attr) => {
+                // The file the call changes (through a symbolic link unless NOFOLLOW), as an
+                // O_PATH descriptor: its attributes are kept, then changed through it.
+                let nofollow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 != 0;
+                let fd = match &p {
+                    Some(p) => {
+                        let _as_caller = creds.assume()?;
+                        let f = libc::O_PATH as u64
+                            | if nofollow { libc::O_NOFOLLOW as u64 } else { 0 };
+                        task.open(dirfd, p, f, 0, 0)?
+                    }
+                    None => task.open(
+                        libc::AT_FDCWD,
+                        &CString::new(format!("/proc/{}/fd/{dirfd}", task.pid))
+                            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+                        libc::O_PATH as u64,
+                        0,
+                        0,
+                    )?,
+                };
+                self.keep_attrs(&fd)?;
+                let _as_caller = creds.assume()?;
+                let empty = c"";
+                // SAFETY: an O_PATH descriptor, an empty NUL-terminated path, AT_EMPTY_PATH, and
+                // (utimensat) a pointer to two timespecs or NULL.
+                let r = unsafe {
+                    match attr {
+                        Attr::Mode(m) => libc::syscall(
+                            libc::SYS_fchmodat2,
+                            fd.as_raw_fd(),
+                            empty.as_ptr(),
+                            m,
+                            libc::AT_EMPTY_PATH,
+                        ),
+                        Attr::Owner(u, g) => libc::syscall(
+                            libc::SYS_fchownat,
+                            fd.as_raw_fd(),
+                            empty.as_ptr(),
+                            u,
+                            g,
+                            libc::AT_EMPTY_PATH,
+                        ),
+                        Attr::Times(t) => libc::syscall(
+                            libc::SYS_utimensat,
+                            fd.as_raw_fd(),
+                            empty.as_ptr(),
+                            t.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+                            libc::AT_EMPTY_PATH,
+                        ),
+                    }
+                };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(Answer::Value(0))
+            }
+            Call::Link(d1, p1, d2, p2, flags) => {
+                let (from_dir, from) = task.parent(d1, &p1)?;
+                let (to_dir, to) = task.parent(d2, &p2)?;
+                let as_caller = creds.assume()?;
+                // SAFETY: valid descriptors and NUL-terminated names.
+                let r = unsafe {
+                    libc::linkat(
+                        from_dir.as_raw_fd(),
+                        from.as_ptr(),
+                        to_dir.as_raw_fd(),
+                        to.as_ptr(),
+                        (flags as i32) & libc::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                drop(as_caller);
+                self.log_created(&to_dir, &to)?;
+                Ok(Answer::Value(0))
+            }
+            Call::Symlink(target, dirfd, p) => {
+                let (parent, name) = task.parent(dirfd, &p)?;
+                let as_caller = creds.assume()?;
+                rustix::fs::symlinkat(target.as_c_str(), &parent, name.as_c_str())
+                    .map_err(io::Error::from)?;
+                drop(as_caller);
+                self.log_created(&parent, &name)?;
+                Ok(Answer::Value(0))
+            }
             Call::Mkdir(dirfd, p, mode) => {
                 let (parent, name) = task.parent(dirfd, &p)?;
                 let mode = (mode as u32) & !task.umask()?;
@@ -576,6 +732,28 @@ impl Supervisor {
             (rest.is_empty() || rest.starts_with('/'))
                 .then(|| (s.clone(), rest.trim_start_matches('/').to_string()))
         })
+    }
+
+    /// Before the first change of the attributes of what `fd` is (an O_PATH descriptor): keeps
+    /// its mode, owner and times (an `attrs` entry), once per file per VE.
+    fn keep_attrs(&mut self, fd: &OwnedFd) -> io::Result<()> {
+        let st = rustix::fs::fstat(fd).map_err(io::Error::from)?;
+        let key = (st.st_dev, st.st_ino);
+        if self.kept_attrs.contains(&key) || !self.storage_devs.contains(&st.st_dev) {
+            return Ok(());
+        }
+        let Some((storage, rel)) = self.fd_in_storage(fd) else {
+            return Ok(());
+        };
+        let mut u = undo_of(&st, "attrs", &storage.name, &rel);
+        u.kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Directory => "dir",
+            rustix::fs::FileType::Symlink => "symlink",
+            _ => "file",
+        }
+        .into();
+        self.kept_attrs.insert(key);
+        self.append(u)
     }
 
     /// Before the first change of the file `fd` is open on: keeps its content.
@@ -765,6 +943,20 @@ enum Call {
     Unlink(i32, CString, u64),
     Rename(i32, CString, i32, CString, u64),
     Mkdir(i32, CString, u64),
+    /// dirfd, path (None: the descriptor itself), flags (AT_SYMLINK_NOFOLLOW), the change
+    Attr(i32, Option<CString>, u64, Attr),
+    /// old dirfd, old path, new dirfd, new path, flags (AT_SYMLINK_FOLLOW)
+    Link(i32, CString, i32, CString, u64),
+    /// target (the link's content), dirfd, path
+    Symlink(CString, i32, CString),
+}
+
+/// An attribute change.
+enum Attr {
+    Mode(u32),
+    Owner(u32, u32),
+    /// utimensat's two timespecs (None: now)
+    Times(Option<[libc::timespec; 2]>),
 }
 
 /// The process that made the call (its pid as the VE's /proc numbers it: the supervisor is
@@ -877,6 +1069,28 @@ impl Task {
             at += n as u64;
         }
         Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG))
+    }
+
+    /// utimensat's `struct timespec[2]` (None: NULL, both now).
+    fn read_times(&self, addr: u64) -> io::Result<Option<[libc::timespec; 2]>> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let mut b = [0u8; 32];
+        if self.read_mem(addr, &mut b)? != 32 {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        let w = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Ok(Some([
+            libc::timespec {
+                tv_sec: w(0),
+                tv_nsec: w(1),
+            },
+            libc::timespec {
+                tv_sec: w(2),
+                tv_nsec: w(3),
+            },
+        ]))
     }
 
     /// openat2's `struct open_how` (flags, mode, resolve).
