@@ -766,6 +766,9 @@ fn real_main() -> Result<i32> {
             }
             let store = open_store(cli.home)?;
             let a = lifecycle::abort::abort(&store, model::VeId(ve), dry_run, force)?;
+            if let Some(why) = &a.unjournaled {
+                eprintln!("jcs: warning: the files are back, but the journal did not take the record of it: {why} (ve/{ve}/meta/aborted.json has it)");
+            }
             if json {
                 output::print_json(&a)?;
             } else {
@@ -840,6 +843,9 @@ fn real_main() -> Result<i32> {
             let mut p = lifecycle::recover::plan(&store, &q, at_ns)?;
             if apply {
                 lifecycle::recover::apply(&store, &mut p)?;
+                if let Some(why) = &p.unjournaled {
+                    eprintln!("jcs: warning: the files are back, but the journal did not take the record of it: {why} (versions/recover/ has it)");
+                }
             }
             if json {
                 output::print_json(&p)?;

@@ -153,6 +153,21 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
                 )?;
             }
         }
+        Entry::Restore(r) => {
+            if json {
+                writeln!(out, "{}", serde_json::json!({"restore": r}))?;
+            } else {
+                writeln!(
+                    out,
+                    "{} ve {} {} {} (by {})",
+                    time_us(r.time_ns),
+                    r.ve,
+                    r.action,
+                    r.file,
+                    r.by
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -104,6 +104,19 @@ fn root_abort_puts_back_what_a_ve_changed_in_place() {
     assert_eq!(after.mode() & 0o7777, 0o640);
     assert_eq!(after.mtime(), before.mtime());
     assert!(!d.join("e").exists() && !d.join("dir").exists() && !d.join("moved").exists());
+    // The journal says what was put back, by whom, for which VE.
+    let restores: Vec<serde_json::Value> = env
+        .log(1)
+        .into_iter()
+        .filter_map(|e| e.get("restore").cloned())
+        .collect();
+    assert_eq!(restores.len(), 6, "{restores:?}");
+    assert!(restores
+        .iter()
+        .all(|r| r["by"] == "abort ve 1" && r["ve"] == 1));
+    assert!(restores
+        .iter()
+        .any(|r| r["action"] == "restore" && r["file"] == "persist:web:/data/a"));
     // Again: nothing left to do.
     let again = env.json(&["abort", "1", "--json"]);
     assert!(

@@ -162,6 +162,12 @@ fn root_recover_from_a_malicious_endpoint_restores_what_it_reached() {
             .exists());
     }
     assert!(!env.home().join("ve/5/meta/quarantined.json").exists());
+    // The journal says what the recovery put back.
+    let text = env.ok(&["log", "--ve", "3"]);
+    assert!(
+        text.contains("restore persist:office:/docs/report.txt (by recover endpoint:"),
+        "{text}"
+    );
     // The recovery journal, and a second run that converges: nothing left to do.
     assert_eq!(
         std::fs::read_dir(env.home().join("versions/recover"))

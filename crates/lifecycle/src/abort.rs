@@ -49,6 +49,9 @@ pub struct Aborted {
     pub dry_run: bool,
     /// The VE was running: it was ended first.
     pub killed: bool,
+    /// Why the journal could not take the restores (None: journaled, or nothing was done).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unjournaled: Option<String>,
     pub steps: Vec<Step>,
     pub conflicts: usize,
     pub failed: usize,
@@ -194,6 +197,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
     }
     let conflicts = steps.iter().filter(|s| s.conflict.is_some()).count();
     let mut failed = 0;
+    let mut unjournaled = None;
     if !dry_run {
         for s in &mut steps {
             if s.conflict.is_some() && !force {
@@ -214,6 +218,12 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
                 }
             };
         }
+        let done: Vec<record::Restore> = steps
+            .iter()
+            .filter(|s| s.result == "done")
+            .map(|s| restore_of(&s.undo, s.action, &format!("abort ve {id}"), id.0))
+            .collect();
+        unjournaled = journal(store, done);
         let record = store.layout.meta(id).join("aborted.json");
         let _ = std::fs::write(
             &record,
@@ -229,6 +239,7 @@ pub fn abort(store: &Store, id: model::VeId, dry_run: bool, force: bool) -> Resu
         ve: id.0,
         dry_run,
         killed,
+        unjournaled,
         steps,
         conflicts,
         failed,
@@ -263,6 +274,43 @@ fn parent_beneath(root: &Path, rel: &str) -> io::Result<(OwnedFd, CString)> {
         fd,
         CString::new(name).map_err(|_| io::Error::from(rustix::io::Errno::INVAL))?,
     ))
+}
+
+/// The journal record of one undone entry.
+pub(crate) fn restore_of(u: &Undo, action: &str, by: &str, ve: u64) -> record::Restore {
+    record::Restore {
+        time_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        by: by.into(),
+        ve,
+        file: format!("{}/{}", u.storage.trim_end_matches('/'), u.rel),
+        action: action.into(),
+        object: u.object.clone(),
+        dev: u.dev,
+        ino: u.ino,
+    }
+}
+
+/// Journals what was put back (through the recorder, started if none runs). Some(why) when
+/// it could not: the files are back either way, `ve/N/meta/aborted.json` says so.
+pub(crate) fn journal(store: &Store, restores: Vec<record::Restore>) -> Option<String> {
+    if restores.is_empty() {
+        return None;
+    }
+    let r = recorder::client::Client::connect_or_start(store.layout.root())
+        .map_err(|e| e.to_string())
+        .and_then(|mut c| {
+            c.call(&recorder::protocol::Request::Restored { restores })
+                .map_err(|e| e.to_string())
+        });
+    match r {
+        Ok(recorder::protocol::Response::Ok) => None,
+        Ok(recorder::protocol::Response::Error { message }) => Some(message),
+        Ok(other) => Some(format!("unexpected answer {other:?}")),
+        Err(e) => Some(e),
+    }
 }
 
 /// Each storage directory of a VE by its store-level name, with its host directory.

@@ -72,6 +72,9 @@ pub struct Plan {
     /// The tracking answer was complete (no gap or damaged stretch could have hidden a flow).
     pub complete: bool,
     pub applied: bool,
+    /// Why the journal could not take the restores (None: journaled, or nothing was done).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unjournaled: Option<String>,
 }
 
 fn writes(op: Op) -> bool {
@@ -238,6 +241,7 @@ pub fn plan(store: &Store, from: &record::VarQuery, at_ns: Option<u64>) -> Resul
         ves,
         complete: answer.complete(),
         applied: false,
+        unjournaled: None,
     })
 }
 
@@ -276,6 +280,18 @@ pub fn apply(store: &Store, plan: &mut Plan) -> Result<()> {
         plan.files[i].result = result;
         save(plan)?;
     }
+    let by = format!("recover {}", plan.from);
+    let done: Vec<record::Restore> = plan
+        .files
+        .iter()
+        .filter(|f| f.result == "done")
+        .filter_map(|f| {
+            f.undo
+                .as_ref()
+                .map(|u| crate::abort::restore_of(u, f.action, &by, f.contaminated_by))
+        })
+        .collect();
+    plan.unjournaled = crate::abort::journal(store, done);
     for i in 0..plan.ves.len() {
         let v = &plan.ves[i];
         let result = if v.action == "quarantine" {

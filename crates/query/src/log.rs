@@ -45,6 +45,9 @@ pub enum Entry<'a> {
     /// A repair of the journal when a recorder opened it (listed without filters, or within
     /// `--since`/`--until`).
     Repair(&'a record::Repair),
+    /// A file put back by `jcs abort` or `jcs recover` (listed without filters, or with the VE
+    /// whose change it undid).
+    Restore(&'a record::Restore),
 }
 
 /// A reader of the log that remembers where it is.
@@ -261,6 +264,19 @@ impl<'s> Log<'s> {
                         && f.until_ns.is_none_or(|t| r.time_ns <= t)
                 }) {
                     sink(Entry::Repair(r))?;
+                }
+            }
+            Record::Restores(rs) => {
+                for r in rs.iter().filter(|r| {
+                    f.var.is_none()
+                        && f.ops.is_none()
+                        && f.pid.is_none()
+                        && f.status.is_none()
+                        && f.ves.as_ref().is_none_or(|v| v.contains(&r.ve))
+                        && f.since_ns.is_none_or(|t| r.time_ns >= t)
+                        && f.until_ns.is_none_or(|t| r.time_ns <= t)
+                }) {
+                    sink(Entry::Restore(r))?;
                 }
             }
             Record::Policy(p) => {

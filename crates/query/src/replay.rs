@@ -155,7 +155,8 @@ pub fn replay(
             Record::Stats(_)
             | Record::Summaries { .. }
             | Record::Repairs(_)
-            | Record::Policy(_) => {}
+            | Record::Policy(_)
+            | Record::Restores(_) => {}
         }
     }
     let mut ves: Vec<u64> = out.hits.iter().map(|h| h.ve).collect();

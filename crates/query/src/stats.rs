@@ -128,7 +128,11 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                     r.text = info.text;
                 }
             }
-            Record::Vars(_) | Record::Summaries { .. } | Record::Names(_) | Record::Repairs(_) => {}
+            Record::Vars(_)
+            | Record::Summaries { .. }
+            | Record::Names(_)
+            | Record::Repairs(_)
+            | Record::Restores(_) => {}
         }
     }
     for ((ve, _), r) in rules {

@@ -56,7 +56,8 @@ impl Loaded {
                     l.sums.extend(sts.into_iter().map(|s| (tier, s)))
                 }
                 Record::Names(n) => l.names.extend(n),
-                Record::Stats(_) | Record::Repairs(_) | Record::Policy(_) => {}
+                Record::Stats(_) | Record::Repairs(_) | Record::Policy(_) | Record::Restores(_) => {
+                }
             }
         }
         Ok(l)

@@ -33,6 +33,8 @@ pub mod tag {
     pub const REPAIRS: u8 = b'R';
     /// A VE's policy and how it was enforced, as JSON (version 2).
     pub const POLICY: u8 = b'P';
+    /// Files put back by `jcs abort` or `jcs recover`, as JSON (version 2).
+    pub const RESTORES: u8 = b'X';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -58,6 +60,29 @@ pub enum Record {
     /// A VE's policy, written when its recording starts (before its first transaction): what
     /// each rule number of its aborted transactions means, and which mechanisms enforced it.
     Policy(VePolicy),
+    /// Files of persistent or shared storage put back to an earlier version (`jcs abort`,
+    /// `jcs recover`): the journal says what was undone, when, and why.
+    Restores(Vec<Restore>),
+}
+
+/// One file put back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Restore {
+    pub time_ns: u64,
+    /// `abort ve 3`, `recover endpoint:tcp/10.0.0.9:80`.
+    pub by: String,
+    /// The VE whose change was undone.
+    pub ve: u64,
+    /// The store-level name: `persist:APP:/docs/report.txt`.
+    pub file: String,
+    /// `restore`, `restore attributes`, `remove`, `recreate`, `rename`.
+    pub action: String,
+    /// The version put back (blake3 of its content), for a restore or recreate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// The file's identity when the pre-image was kept.
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// A VE's policy as enforced (a `P` record).
@@ -102,6 +127,8 @@ pub enum RecordError {
     Repairs(String),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("restores: {0}")]
+    Restores(String),
 }
 
 impl Record {
@@ -149,6 +176,11 @@ impl Record {
                 b.extend(serde_json::to_vec(p).expect("a policy serializes"));
                 b
             }
+            Record::Restores(r) => {
+                let mut b = vec![tag::RESTORES];
+                b.extend(serde_json::to_vec(r).expect("restores serialize"));
+                b
+            }
         }
     }
 
@@ -188,6 +220,9 @@ impl Record {
             tag::POLICY => serde_json::from_slice(body)
                 .map(Record::Policy)
                 .map_err(|e| RecordError::Policy(e.to_string())),
+            tag::RESTORES => serde_json::from_slice(body)
+                .map(Record::Restores)
+                .map_err(|e| RecordError::Restores(e.to_string())),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -215,6 +250,7 @@ impl Record {
             }
             Record::Repairs(_) => {}
             Record::Policy(p) => out.push(key::ve(p.ve)),
+            Record::Restores(rs) => out.extend(rs.iter().map(|r| key::ve(r.ve))),
         }
     }
 }

@@ -38,6 +38,10 @@ pub enum Request {
         cgroup_id: u64,
     },
     Stats,
+    /// Journal files put back by `jcs abort` or `jcs recover`; answered once durable.
+    Restored {
+        restores: Vec<record::Restore>,
+    },
     /// Who the daemon is: its pid, its binary, how many VEs it watches.
     Status,
 }

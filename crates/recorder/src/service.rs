@@ -729,6 +729,23 @@ fn monitor_loop(
                     t.unwatch(cgroup_id);
                     r
                 }
+                Request::Restored { restores } => {
+                    match submit(
+                        &writer,
+                        vec![Record::Restores(restores).encode()],
+                        &mut full,
+                    )? {
+                        Some(tk) => match writer.wait(tk) {
+                            Ok(()) => Response::Ok,
+                            Err(e) => Response::Error {
+                                message: format!("journal: {e}"),
+                            },
+                        },
+                        None => Response::Error {
+                            message: disk_full_message(&journal_dir),
+                        },
+                    }
+                }
                 Request::Stats => match m.stats() {
                     Ok(s) => Response::Stats {
                         seen: s.seen,
