@@ -318,14 +318,10 @@ pub(crate) fn storage_dirs(meta: &store::VeMeta) -> Vec<(String, PathBuf)> {
     meta.storage
         .iter()
         .map(|(kind, dir, inner)| {
-            let name = match kind.as_str() {
-                "persist" => format!("persist:{}:{inner}", meta.app),
-                _ => format!(
-                    "shared:{}",
-                    dir.file_name().unwrap_or_default().to_string_lossy()
-                ),
-            };
-            (name, dir.clone())
+            (
+                crate::ves::store_name(&meta.app, kind, dir, inner),
+                dir.clone(),
+            )
         })
         .collect()
 }

@@ -495,16 +495,23 @@ fn store_names(app: &AppSpec, storage: &[(String, PathBuf, String)]) -> Vec<(Str
     storage
         .iter()
         .map(|(kind, dir, inner)| {
-            let name = match kind.as_str() {
-                "persist" => format!("persist:{}:{inner}", app.name),
-                _ => format!(
-                    "shared:{}",
-                    dir.file_name().unwrap_or_default().to_string_lossy()
-                ),
-            };
-            (inner.clone(), name)
+            (
+                inner.clone(),
+                store_name(app.name.as_str(), kind, dir, inner),
+            )
         })
         .collect()
+}
+
+/// The store-level name of a storage directory: `persist:APP:/inner` or `shared:NAME`.
+pub(crate) fn store_name(app: &str, kind: &str, dir: &std::path::Path, inner: &str) -> String {
+    match kind {
+        "persist" => format!("persist:{app}:{inner}"),
+        _ => format!(
+            "shared:{}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ),
+    }
 }
 
 fn join(paths: &[model::InnerPath]) -> String {

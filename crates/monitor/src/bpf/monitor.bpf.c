@@ -699,6 +699,28 @@ static __always_inline int enter_mprotect(struct inflight *f, struct task_struct
 	return 1;
 }
 
+/* A recorded call's in-flight state, from its number, capture flags and registers. */
+static __always_inline void begin(struct inflight *f, __u32 nr, __u32 want, struct pt_regs *regs)
+{
+	f->enter_ns = bpf_ktime_get_ns();
+	f->nr = nr;
+	f->flags = want;
+	f->evflags = 0;
+	f->peer_len = 0;
+	f->local_len = 0;
+	f->sockinfo = 0;
+	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
+	f->gen = f->gen2 = 0;
+	f->pos = -1;
+	f->pos2 = -1;
+	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
@@ -727,23 +749,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	if (!f)
 		return 0;
 	f->active = 0;
-	f->enter_ns = bpf_ktime_get_ns();
-	f->nr = nr;
-	f->flags = *want;
-	f->evflags = 0;
-	f->peer_len = 0;
-	f->local_len = 0;
-	f->sockinfo = 0;
-	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
-	f->gen = f->gen2 = 0;
-	f->pos = -1;
-	f->pos2 = -1;
-	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	begin(f, nr, *want, regs);
 	if (f->flags & (JCS_CAP_VMA | JCS_CAP_UNMAP)) {
 		if (!enter_mprotect(f, task)) {
 			count(JCS_STAT_SKIPPED);
@@ -922,23 +928,7 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 		return 0;
 	count(JCS_STAT_SEEN);
 	count_call(nr, 0);
-	f->enter_ns = bpf_ktime_get_ns();
-	f->nr = nr;
-	f->flags = *want;
-	f->evflags = 0;
-	f->peer_len = 0;
-	f->local_len = 0;
-	f->sockinfo = 0;
-	f->dev = f->ino = f->dev2 = f->ino2 = f->size = 0;
-	f->gen = f->gen2 = 0;
-	f->pos = -1;
-	f->pos2 = -1;
-	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	begin(f, nr, *want, regs);
 	return 1;
 }
 

@@ -183,7 +183,7 @@ fn open_beneath(root: &Path, inner: &Path) -> Result<OwnedFd, String> {
 /// Binds `source` (recursively, nodev and nosuid) on `inner` beneath `root`, through
 /// descriptors only: the mount point is the directory [`open_beneath`] resolved.
 fn bind_beneath(source: &Path, root: &Path, inner: &Path) -> Result<(), String> {
-    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    use rustix::mount::{open_tree, OpenTreeFlags};
     let target = open_beneath(root, inner)?;
     let tree = open_tree(
         rustix::fs::CWD,
@@ -195,14 +195,7 @@ fn bind_beneath(source: &Path, root: &Path, inner: &Path) -> Result<(), String> 
     .map_err(|e| format!("open_tree {}: {e}", source.display()))?;
     set_attrs(&tree, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID)
         .map_err(|e| format!("nodev,nosuid on {}: {e}", source.display()))?;
-    move_mount(
-        &tree,
-        "",
-        &target,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| {
+    attach(&tree, &target).map_err(|e| {
         format!(
             "move_mount {} to /{}: {e}",
             source.display(),
@@ -211,10 +204,22 @@ fn bind_beneath(source: &Path, root: &Path, inner: &Path) -> Result<(), String> 
     })
 }
 
+/// Attaches the detached mount `tree` on the directory (or file) `target` is open on.
+fn attach(tree: &OwnedFd, target: &OwnedFd) -> rustix::io::Result<()> {
+    use rustix::mount::{move_mount, MoveMountFlags};
+    move_mount(
+        tree,
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+}
+
 /// Binds a directory beneath `root` onto itself (a mount of its own, writable whatever its
 /// parent mount becomes).
 fn self_bind(root: &Path, inner: &Path) -> Result<(), String> {
-    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    use rustix::mount::{open_tree, OpenTreeFlags};
     let target = open_beneath(root, inner)?;
     let tree = open_tree(
         &target,
@@ -224,14 +229,7 @@ fn self_bind(root: &Path, inner: &Path) -> Result<(), String> {
             | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(|e| format!("open_tree: {e}"))?;
-    move_mount(
-        &tree,
-        "",
-        &target,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| format!("move_mount: {e}"))
+    attach(&tree, &target).map_err(|e| format!("move_mount: {e}"))
 }
 
 /// Hides `inner`: a directory (made when missing, so the VE cannot make it) under an empty
@@ -239,7 +237,7 @@ fn self_bind(root: &Path, inner: &Path) -> Result<(), String> {
 /// no one can open. Never follows a symbolic link.
 fn hide(root: &Path, inner: &Path) -> Result<(), String> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    use rustix::mount::{open_tree, OpenTreeFlags};
     let parent = inner.parent().unwrap_or(Path::new(""));
     let name = inner.file_name().ok_or("no name")?;
     let dir = open_beneath(root, parent)?;
@@ -287,14 +285,7 @@ fn hide(root: &Path, inner: &Path) -> Result<(), String> {
         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
     )
     .map_err(|e| format!("mount attributes: {e}"))?;
-    move_mount(
-        &tree,
-        "",
-        &target,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| format!("move_mount: {e}"))
+    attach(&tree, &target).map_err(|e| format!("move_mount: {e}"))
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
