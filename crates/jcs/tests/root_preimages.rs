@@ -446,3 +446,25 @@ fn root_attribute_changes_and_new_links_are_undone_too() {
     assert_eq!(read(&env, "m"), "orig-m");
     env.assert_clean();
 }
+
+#[test]
+fn root_a_full_descriptor_table_fails_the_open_and_never_hangs() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    // With 3 descriptors allowed and 0-2 open, the supervisor's descriptor cannot be given to
+    // the shell: its open fails (EMFILE) instead of waiting forever.
+    let t = std::time::Instant::now();
+    let o = env.sh("ulimit -n 3; echo x > /data/f; echo \"rc=$?\"");
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("rc=1"),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Control: with room, the same write goes through.
+    env.sh_ok("echo y > /data/g");
+    assert_eq!(read(&env, "g"), "y\n");
+    env.assert_clean();
+}

@@ -313,7 +313,6 @@ impl Supervisor {
                 }
             }
             let id = n.id;
-            let pid = n.pid;
             match self.handle(&n) {
                 Answer::Fd(fd, cloexec) => {
                     let a = NotifAddfd {
@@ -324,18 +323,22 @@ impl Supervisor {
                         newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
                     };
                     // SAFETY: a valid addfd request; the kernel copies the descriptor.
-                    unsafe {
+                    let r = unsafe {
                         libc::ioctl(
                             self.listener.as_raw_fd(),
                             IOCTL_ADDFD,
                             &a as *const NotifAddfd,
                         )
                     };
+                    // The app's table may be full (EMFILE): the call fails, it never hangs.
+                    let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                    if r < 0 && e != libc::ENOENT {
+                        self.send(id, 0, -e);
+                    }
                 }
                 Answer::Value(v) => self.send(id, v, 0),
                 Answer::Error(e) => self.send(id, 0, -e),
             }
-            let _ = pid;
         }
     }
 
