@@ -316,8 +316,9 @@ pub fn table() -> Vec<Sys> {
     ]);
     // The calls the VE's pre-image supervisor may answer (ve::supervise): recorded at exit
     // when it did (the kernel skips their sys_enter).
+    let notified = notified_calls();
     for s in t.iter_mut() {
-        if NOTIFIED_CALLS.contains(&s.nr) {
+        if notified.contains(&s.nr) {
             s.cap |= NOTIFIED;
         }
     }
@@ -325,50 +326,39 @@ pub fn table() -> Vec<Sys> {
 }
 
 /// The system calls the pre-image supervisor is notified of (`ve::supervise`; a test in
-/// `lifecycle` keeps the two lists equal).
-#[cfg(target_arch = "x86_64")]
-pub const NOTIFIED_CALLS: &[i64] = &[
-    libc::SYS_openat,
-    libc::SYS_openat2,
-    libc::SYS_truncate,
-    libc::SYS_unlinkat,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_mkdirat,
-    libc::SYS_fchmodat,
-    libc::SYS_fchmodat2,
-    libc::SYS_fchownat,
-    libc::SYS_utimensat,
-    libc::SYS_linkat,
-    libc::SYS_symlinkat,
-    libc::SYS_open,
-    libc::SYS_creat,
-    libc::SYS_unlink,
-    libc::SYS_rmdir,
-    libc::SYS_rename,
-    libc::SYS_mkdir,
-    libc::SYS_chmod,
-    libc::SYS_chown,
-    libc::SYS_lchown,
-    libc::SYS_link,
-    libc::SYS_symlink,
-];
-#[cfg(not(target_arch = "x86_64"))]
-pub const NOTIFIED_CALLS: &[i64] = &[
-    libc::SYS_openat,
-    libc::SYS_openat2,
-    libc::SYS_truncate,
-    libc::SYS_unlinkat,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_mkdirat,
-    libc::SYS_fchmodat,
-    libc::SYS_fchmodat2,
-    libc::SYS_fchownat,
-    libc::SYS_utimensat,
-    libc::SYS_linkat,
-    libc::SYS_symlinkat,
-];
+/// `lifecycle` keeps the two lists equal): the `*at` forms, and on x86_64 the legacy ones.
+pub fn notified_calls() -> Vec<i64> {
+    let mut v = vec![
+        libc::SYS_openat,
+        libc::SYS_openat2,
+        libc::SYS_truncate,
+        libc::SYS_unlinkat,
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
+        libc::SYS_mkdirat,
+        libc::SYS_fchmodat,
+        libc::SYS_fchmodat2,
+        libc::SYS_fchownat,
+        libc::SYS_utimensat,
+        libc::SYS_linkat,
+        libc::SYS_symlinkat,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        libc::SYS_open,
+        libc::SYS_creat,
+        libc::SYS_unlink,
+        libc::SYS_rmdir,
+        libc::SYS_rename,
+        libc::SYS_mkdir,
+        libc::SYS_chmod,
+        libc::SYS_chown,
+        libc::SYS_lchown,
+        libc::SYS_link,
+        libc::SYS_symlink,
+    ]);
+    v
+}
 
 /// The name of system call `nr` of this architecture ("nrN" when unknown).
 pub fn name(nr: u32) -> String {

@@ -14,7 +14,8 @@
  *   udp-recv PORT OUT          bind a UDP socket to PORT on every address, receive one
  *                              datagram (recvfrom, with its source), copy it into OUT
  *   udp-send HOST PORT TEXT    send TEXT in a datagram (sendto) from an unbound socket, three
- *                              times 100 ms apart (the receiver takes the first that arrives)
+ *                              times 100 ms apart, then wait 2 s (the receiver takes the first
+ *                              that arrives; it gives up after 20 s)
  *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
@@ -182,6 +183,9 @@ int main(int argc, char **argv)
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
 		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
 			die("bind");
+		/* A lost datagram fails the test after 20 s instead of hanging it. */
+		struct timeval tv = { .tv_sec = 20 };
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		ready();
 		char buf[512];
 		struct sockaddr_in from;
@@ -197,13 +201,16 @@ int main(int argc, char **argv)
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
 		inet_pton(AF_INET, argv[2], &a.sin_addr);
 		size_t n = strlen(argv[4]);
-		/* Three times, 100 ms apart: a first datagram can be lost while the neighbour entry
-		 * of a new veth resolves (seen once in ~10 runs); the receiver takes the first. */
+		/* Three times, 100 ms apart, then stay 2 s: under load the neighbour entry of a new
+		 * veth can take a retransmission (1 s) to resolve, and the datagrams queued meanwhile
+		 * die with the VE if it ends first (seen 2 of 8 full runs); the receiver takes the
+		 * first that arrives. */
 		for (int i = 0; i < 3; i++) {
 			if (s < 0 || sendto(s, argv[4], n, 0, (void *)&a, sizeof(a)) != (ssize_t)n)
 				die("sendto");
 			usleep(100000);
 		}
+		sleep(2);
 	} else if (argc == 4 && !strcmp(argv[1], "flood")) {
 		int fd = open(argv[3], O_CREAT | O_WRONLY, 0644);
 		if (fd < 0)
