@@ -219,6 +219,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Stop running VEs: SIGTERM to every process, SIGKILL to what is left after --timeout
+    #[command(
+        after_help = "Examples:\n  jcs stop 7\n  jcs stop 7 8 --timeout 2\n\nThe VE's jcs run tears it down and exits with the command's status (143 after SIGTERM,\n137 after SIGKILL). Exit status: 0; 1 when a VE was not running."
+    )]
+    Stop {
+        /// VE ids
+        #[arg(required = true)]
+        ves: Vec<u64>,
+        /// Seconds between SIGTERM and SIGKILL
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Kill running VEs at once (SIGKILL to every process, by the cgroup)
+    Kill {
+        /// VE ids
+        #[arg(required = true)]
+        ves: Vec<u64>,
+    },
     /// Remove finished VEs' dirties and metadata (never a running VE's)
     Rm {
         /// VE ids
@@ -556,6 +574,27 @@ enum AppCmd {
     },
 }
 
+/// `jcs stop` and `jcs kill`: each VE ended (with `grace`: SIGTERM first); 1 when one was not
+/// running.
+fn stop_all(store: &store::Store, ves: &[u64], grace: Option<std::time::Duration>) -> Result<i32> {
+    let mut code = 0;
+    for &v in ves {
+        known_ve(store, v)?;
+        if lifecycle::ves::stop(
+            store,
+            model::VeId(v),
+            grace,
+            std::time::Duration::from_secs(20),
+        )? {
+            println!("{v}");
+        } else {
+            eprintln!("jcs: VE {v} is not running");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
 /// The VEs of app `a` (an error for an unknown app).
 fn app_ves(store: &store::Store, a: &str) -> Result<std::collections::HashSet<u64>> {
     let a = name(a, "app")?;
@@ -754,6 +793,16 @@ fn real_main() -> Result<i32> {
                 }
             }
             Ok(if missing > 0 { 1 } else { 0 })
+        }
+        Cmd::Stop { ves, timeout } => {
+            need_root()?;
+            let store = open_store(cli.home)?;
+            stop_all(&store, &ves, Some(std::time::Duration::from_secs(timeout)))
+        }
+        Cmd::Kill { ves } => {
+            need_root()?;
+            let store = open_store(cli.home)?;
+            stop_all(&store, &ves, None)
         }
         Cmd::Abort {
             ve,

@@ -757,9 +757,23 @@ fn remove_ve(store: &Store, row: &VeRow) -> Result<bool> {
 /// Ends a running VE: kills every process of its cgroup, then waits (up to `wait`) until its
 /// `jcs run` has torn it down and the catalog says it ended. Ok(false) when it was not running.
 pub fn end(store: &Store, id: VeId, wait: std::time::Duration) -> Result<bool> {
-    let row = ve_row(store, id.0)?;
-    let state = effective_state(&row);
-    if state != "running" && state != "creating" {
+    stop(store, id, None, wait)
+}
+
+/// Stops a running VE: with `grace`, SIGTERM to every process of its cgroup first and SIGKILL
+/// (`cgroup.kill`) only to what is left after `grace`; then waits (up to `wait`) until its
+/// `jcs run` has torn it down. Ok(false) when it was not running.
+pub fn stop(
+    store: &Store,
+    id: VeId,
+    grace: Option<std::time::Duration>,
+    wait: std::time::Duration,
+) -> Result<bool> {
+    let running = |store: &Store| -> Result<bool> {
+        let s = effective_state(&ve_row(store, id.0)?);
+        Ok(s == "running" || s == "creating")
+    };
+    if !running(store)? {
         return Ok(false);
     }
     let layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
@@ -771,14 +785,27 @@ pub fn end(store: &Store, id: VeId, wait: std::time::Duration) -> Result<bool> {
         v1: vec![],
         id: 0,
     };
-    cg.kill(&HostFs)?;
-    let until = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < until {
-        let s = effective_state(&ve_row(store, id.0)?);
-        if s != "running" && s != "creating" {
+    let poll = |until: std::time::Instant| -> Result<bool> {
+        while std::time::Instant::now() < until {
+            if !running(store)? {
+                return Ok(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(false)
+    };
+    if let Some(g) = grace {
+        for pid in cg.pids(&HostFs) {
+            // SAFETY: kill(2) with a pid read from the VE's own cgroup and a constant signal.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        if poll(std::time::Instant::now() + g)? {
             return Ok(true);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cg.kill(&HostFs)?;
+    if poll(std::time::Instant::now() + wait)? {
+        return Ok(true);
     }
     refuse!(
         "VE {id} was killed but its jcs run has not finished it within {} s; try again",
