@@ -444,6 +444,24 @@ fn root_attribute_changes_and_new_links_are_undone_too() {
     );
     assert!(!d.join("hard").exists() && std::fs::symlink_metadata(d.join("soft")).is_err());
     assert_eq!(read(&env, "m"), "orig-m");
+    // The same changes through a descriptor (fchmod, fchown, futimens).
+    common::static_helper(&env, "preimage");
+    env.ok(&["run", "web", "--", "/data/preimage", "fdattrs", "/data/m"]);
+    let m = std::fs::metadata(d.join("m")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 1000), "control");
+    let u = undo(&env, 2);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0]["what"], "attrs");
+    // The journal has the fchmod on the file itself (the monitor records the answered call).
+    let log = env.log(2);
+    assert!(
+        log.iter().any(|e| e["op"] == "chmod" && e["dst"].as_str().is_some_and(|s| s.contains("/data/m"))),
+        "{log:?}"
+    );
+    env.ok(&["abort", "2"]);
+    let m = std::fs::metadata(d.join("m")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o644, 0));
+    assert_eq!(m.mtime(), before[0].mtime());
     env.assert_clean();
 }
 

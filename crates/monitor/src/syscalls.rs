@@ -342,6 +342,8 @@ pub fn notified_calls() -> Vec<i64> {
         libc::SYS_utimensat,
         libc::SYS_linkat,
         libc::SYS_symlinkat,
+        libc::SYS_fchmod,
+        libc::SYS_fchown,
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([

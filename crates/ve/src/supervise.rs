@@ -9,9 +9,9 @@
 //! supervisor does is exactly what it kept a pre-image for.
 //!
 //! Attribute changes (chmod, chown, utimensat) keep the file's mode, owner and times; link and
-//! symlink are creations. What it does not cover yet: mknod, xattrs, the descriptor-based
-//! fchmod/fchown/futimens and the legacy utime/utimes/futimesat, and apps that chroot inside
-//! the VE (their write-intent calls fail with EPERM).
+//! symlink are creations; fchmod, fchown and futimens (utimensat on a descriptor) too. What it
+//! does not cover yet: mknod, xattrs, the legacy utime/utimes/futimesat, and apps that chroot
+//! inside the VE (their write-intent calls fail with EPERM).
 //! If the supervisor dies, the kernel fails the notified calls (ENOSYS): writes fail closed,
 //! reads go on.
 
@@ -37,6 +37,8 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_utimensat, None),
         (libc::SYS_linkat, None),
         (libc::SYS_symlinkat, None),
+        (libc::SYS_fchmod, None),
+        (libc::SYS_fchown, None),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -476,6 +478,10 @@ impl Supervisor {
                     a[3],
                     Attr::Times(task.read_times(a[2])?),
                 ),
+                libc::SYS_fchmod => Call::Attr(a[0] as i32, None, 0, Attr::Mode(a[1] as u32)),
+                libc::SYS_fchown => {
+                    Call::Attr(a[0] as i32, None, 0, Attr::Owner(a[1] as u32, a[2] as u32))
+                }
                 libc::SYS_linkat => Call::Link(a[0] as i32, path(1)?, a[2] as i32, path(3)?, a[4]),
                 libc::SYS_symlinkat => Call::Symlink(path(0)?, a[1] as i32, path(2)?),
                 _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),

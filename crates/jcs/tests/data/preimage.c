@@ -7,6 +7,8 @@
  *   magic FILE           opens FILE read-only, then /proc/self/fd/N for writing (O_TRUNC), and
  *                        writes "magic"
  *   vfork FILE           a vfork child opens FILE for writing (O_TRUNC), writes "vfork", exits
+ *   fdattrs FILE         opens FILE read-only, then fchmod 0600, fchown 1000:1000 and futimens
+ *                        (now) through that descriptor
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static const char *dir;
@@ -105,6 +108,14 @@ int main(int argc, char **argv)
 		int st;
 		waitpid(p, &st, 0);
 		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	}
+	if (argc == 3 && !strcmp(argv[1], "fdattrs")) {
+		int fd = open(argv[2], O_RDONLY);
+		if (fd < 0 || fchmod(fd, 0600) || fchown(fd, 1000, 1000) || futimens(fd, 0)) {
+			perror(argv[2]);
+			return 1;
+		}
+		return 0;
 	}
 	fprintf(stderr, "usage: preimage race DIR N THREADS | flip A B N | magic FILE | vfork FILE\n");
 	return 2;

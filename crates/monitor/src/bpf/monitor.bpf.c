@@ -929,6 +929,11 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 	count(JCS_STAT_SEEN);
 	count_call(nr, 0);
 	begin(f, nr, *want, regs);
+	/* A descriptor call (fchmod, fchown): the identity of its file, still open. */
+	if (f->flags & JCS_CAP_FD0) {
+		struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
+		file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
+	}
 	return 1;
 }
 
