@@ -220,6 +220,8 @@ fn root_a_policy_that_cannot_be_enforced_stops_the_start() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("JCS_MONITOR=off"));
+    // A refused start leaves no VE behind, not even a catalog row.
+    assert_eq!(env.json(&["ps", "--all", "--json"]), serde_json::json!([]));
     env.assert_clean();
 }
 

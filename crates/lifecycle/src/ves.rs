@@ -203,17 +203,6 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         }
     }
     crate::timing::mark("cgroup layout");
-    let id = new_ve_dir(store, &l)?;
-    if let Some(f) = &l.extras.id_file {
-        use std::io::Write;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(f)
-            .and_then(|mut w| writeln!(w, "{}", id.0))
-            .ctx(|| format!("--id-file {}", f.display()))?;
-    }
-    crate::timing::mark("ve row");
     // (kind, host directory, inner path) of each persistent and shared directory: where the
     // VE's file system reaches outside it.
     let storage: Vec<(String, PathBuf, String)> = if l.storage {
@@ -294,17 +283,30 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             )
         }
     };
+    if recorder::client::monitor_off() && policy.as_ref().is_some_and(|p| p.restricts_network()) {
+        refuse!(
+            "the policy of app {} restricts the network, which the recorder enforces; it cannot run with JCS_MONITOR=off",
+            l.app.name
+        );
+    }
+    // Everything above can refuse without leaving anything behind; from here on the VE has
+    // its id (and its catalog row).
+    let id = new_ve_dir(store, &l)?;
+    if let Some(f) = &l.extras.id_file {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(f)
+            .and_then(|mut w| writeln!(w, "{}", id.0))
+            .ctx(|| format!("--id-file {}", f.display()))?;
+    }
+    crate::timing::mark("ve row");
     let monitor = recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
         m.strict = l.extras.strict_recording;
         m.policy = watch_policy;
         m
     });
-    if monitor.is_none() && policy.as_ref().is_some_and(|p| p.restricts_network()) {
-        refuse!(
-            "the policy of app {} restricts the network, which the recorder enforces;              it cannot run with JCS_MONITOR=off",
-            l.app.name
-        );
-    }
     let storage_names = store_names(&l.app, &storage);
     let mut hooks = VeHooks {
         monitor,

@@ -198,7 +198,7 @@ impl MonitorHooks {
     /// (`("/data", "persist:APP:/data")`). None with `JCS_MONITOR=off`, which runs VEs
     /// unrecorded (for kernels without the BPF features JCS needs).
     pub fn new(home: &Path, ve: u64, outside: Vec<(String, String)>) -> Option<MonitorHooks> {
-        if std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off") {
+        if monitor_off() {
             return None;
         }
         Some(MonitorHooks {
@@ -211,6 +211,11 @@ impl MonitorHooks {
             policy: None,
         })
     }
+}
+
+/// `JCS_MONITOR=off`: VEs run unrecorded (for kernels without the BPF features JCS needs).
+pub fn monitor_off() -> bool {
+    std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off")
 }
 
 impl ve::launch::Hooks for MonitorHooks {
