@@ -540,19 +540,22 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
     env.standard_app();
     let run = |script: &str| env.sh_ok_with(&[("JCS_SUMMARIZE", "online")], script);
     // Four reads of the same bytes with nothing written in between (cat sends into a pipe,
-    // which stays inside the VE): one T1 summary.
+    // which stays inside the VE): merged into T1 summaries.
     run("echo data > /data/x; cat /data/x /data/x /data/x /data/x | wc -c > /data/sums");
     let lines: Vec<serde_json::Value> = env
         .ok(&["log", "--json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let reads = lines
+    // One summary, or two when the recorder's batch boundary fell between the reads (seen
+    // once in about ten full runs): the four reads and their 20 bytes either way.
+    let reads: Vec<&serde_json::Value> = lines
         .iter()
-        .find(|l| l["summary"] == "T1" && l["src"] == "file:/data/x" && l["dst"] == "ve:1")
-        .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert_eq!(reads["count"], 4, "{reads}");
-    assert_eq!(reads["bytes"], 20, "{reads}");
+        .filter(|l| l["summary"] == "T1" && l["src"] == "file:/data/x" && l["dst"] == "ve:1")
+        .collect();
+    assert!((1..=2).contains(&reads.len()), "{lines:#?}");
+    let sum = |k: &str| reads.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("count"), sum("bytes")), (4, 20), "{reads:?}");
     // Transactions that move no data are still listed as transactions.
     assert!(lines
         .iter()
