@@ -14,7 +14,7 @@
 use crate::{refuse, Context, Result};
 use serde::Serialize;
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use store::Store;
@@ -464,18 +464,12 @@ fn same_content(p: &OwnedFd, name: &CString, object: &Path) -> io::Result<bool> 
             | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let hash = |mut r: Box<dyn Read>| -> io::Result<blake3::Hash> {
+    let hash = |f: std::fs::File| -> io::Result<blake3::Hash> {
         let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = r.read(&mut buf)?;
-            if n == 0 {
-                return Ok(h.finalize());
-            }
-            h.update(&buf[..n]);
-        }
+        h.update_reader(f)?;
+        Ok(h.finalize())
     };
-    Ok(hash(Box::new(std::fs::File::from(f)))? == hash(Box::new(std::fs::File::open(object)?))?)
+    Ok(hash(std::fs::File::from(f))? == hash(std::fs::File::open(object)?)?)
 }
 
 /// Writes the pre-image into the file in place (or a new file), with its mode, owner and

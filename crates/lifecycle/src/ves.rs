@@ -779,14 +779,7 @@ pub fn stop(
         return Ok(false);
     }
     let layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
-    let cg = ve::VeCgroup {
-        v2: layout
-            .v2_root()
-            .join(ve::cgroup::PARENT)
-            .join(store.cgroup_name(id)),
-        v1: vec![],
-        id: 0,
-    };
+    let cg = ve_cgroup(store, id, &layout);
     let poll = |until: std::time::Instant| -> Result<bool> {
         while std::time::Instant::now() < until {
             if !running(store)? {
@@ -815,28 +808,34 @@ pub fn stop(
     )
 }
 
+/// The cgroup directories of VE `id` (its cgroup2 one, and the v1 ones on a hybrid host; a
+/// v1 directory that was never made is skipped by whoever removes them).
+fn ve_cgroup(store: &Store, id: VeId, layout: &ve::CgroupLayout) -> ve::VeCgroup {
+    let name = store.cgroup_name(id);
+    let mut v1 = vec![];
+    if let ve::CgroupLayout::Hybrid {
+        memory, pids, cpu, ..
+    } = layout
+    {
+        v1.push(memory.join(ve::cgroup::PARENT).join(&name));
+        v1.push(pids.join(ve::cgroup::PARENT).join(&name));
+        if let Some(cpu) = cpu {
+            // Only there when the VE had a CPU limit; removing a missing one is a no-op.
+            v1.push(cpu.join(ve::cgroup::PARENT).join(&name));
+        }
+    }
+    ve::VeCgroup {
+        v2: layout.v2_root().join(ve::cgroup::PARENT).join(&name),
+        v1,
+        id: 0,
+    }
+}
+
 fn clean_stale_cgroup(store: &Store, id: VeId) {
     let Ok(layout) = ve::CgroupLayout::detect_host(&store.host.proc_root) else {
         return;
     };
-    let name = store.cgroup_name(id);
-    let mut dirs = vec![layout.v2_root().join(ve::cgroup::PARENT).join(&name)];
-    if let ve::CgroupLayout::Hybrid {
-        memory, pids, cpu, ..
-    } = &layout
-    {
-        dirs.push(memory.join(ve::cgroup::PARENT).join(&name));
-        dirs.push(pids.join(ve::cgroup::PARENT).join(&name));
-        if let Some(cpu) = cpu {
-            // Only there when the VE had a CPU limit; removing a missing one is a no-op.
-            dirs.push(cpu.join(ve::cgroup::PARENT).join(&name));
-        }
-    }
-    let cg = ve::VeCgroup {
-        v2: dirs[0].clone(),
-        v1: dirs[1..].to_vec(),
-        id: 0,
-    };
+    let cg = ve_cgroup(store, id, &layout);
     if cg.v2.exists() {
         let _ = cg.kill(&HostFs);
     }

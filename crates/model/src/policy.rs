@@ -550,9 +550,17 @@ impl Policy {
     /// The rule a write to `path` breaks: a path inside one of `storage` (the VE's persistent
     /// and shared mount points) but outside every writable tree.
     pub fn write_denied(&self, path: &InnerPath, storage: &[InnerPath]) -> Option<u32> {
+        storage
+            .iter()
+            .any(|s| path.is_within(s))
+            .then(|| self.storage_write_denied(path))
+            .flatten()
+    }
+
+    /// The rule a write to `path`, known to be in persistent or shared storage, breaks.
+    pub fn storage_write_denied(&self, path: &InnerPath) -> Option<u32> {
         let w = self.writable.as_ref()?;
-        (storage.iter().any(|s| path.is_within(s)) && !w.iter().any(|t| path.is_within(t)))
-            .then(|| self.writable_rule())
+        (!w.iter().any(|t| path.is_within(t))).then(|| self.writable_rule())
     }
 
     /// The rule reading `path` breaks.

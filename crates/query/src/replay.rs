@@ -142,7 +142,7 @@ pub fn replay(
                     } else if writes {
                         // In storage: the store-level name says so; the writable trees decide.
                         in_storage
-                            .then(|| policy.write_denied(&inner, std::slice::from_ref(&inner)))
+                            .then(|| policy.storage_write_denied(&inner))
                             .flatten()
                     } else {
                         policy.read_denied(&inner)

@@ -684,21 +684,24 @@ impl Supervisor {
     }
 
     /// The storage directory `dir` is in, and its path below it: None outside storage.
-    fn in_storage(&self, dir: &OwnedFd, name: &CStr) -> Option<(&Storage, String)> {
+    fn in_storage(&self, dir: &OwnedFd, name: &CStr) -> Option<(Storage, String)> {
         let d = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
-        let full = d.join(name.to_str().ok()?);
-        let full = full.to_str()?;
+        self.storage_of(d.join(name.to_str().ok()?).to_str()?)
+    }
+
+    /// The storage directory a path inside the VE is in, and the path below it.
+    fn storage_of(&self, full: &str) -> Option<(Storage, String)> {
         self.storage.iter().find_map(|s| {
             let rest = full.strip_prefix(&s.inner)?;
             (rest.is_empty() || rest.starts_with('/'))
-                .then(|| (s, rest.trim_start_matches('/').to_string()))
+                .then(|| (s.clone(), rest.trim_start_matches('/').to_string()))
         })
     }
 
     /// Before a change of `name` in `dir`: keeps what it is, once per file per VE. `what`:
     /// `content` (it will be written or replaced) or `deleted` (it will be removed).
     fn keep(&mut self, dir: &OwnedFd, name: &CStr, what: &str) -> io::Result<()> {
-        let Some((storage, rel)) = self.in_storage(dir, name).map(|(s, r)| (s.clone(), r)) else {
+        let Some((storage, rel)) = self.in_storage(dir, name) else {
             return Ok(());
         };
         let Ok(st) = stat_at(dir, name) else {
@@ -735,12 +738,7 @@ impl Supervisor {
     /// The storage directory and relative path of what `fd` is open on (None outside).
     fn fd_in_storage(&self, fd: &OwnedFd) -> Option<(Storage, String)> {
         let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let full = p.to_str()?;
-        self.storage.iter().find_map(|s| {
-            let rest = full.strip_prefix(&s.inner)?;
-            (rest.is_empty() || rest.starts_with('/'))
-                .then(|| (s.clone(), rest.trim_start_matches('/').to_string()))
-        })
+        self.storage_of(p.to_str()?)
     }
 
     /// Before the first change of the attributes of what `fd` is (an O_PATH descriptor): keeps
@@ -805,7 +803,7 @@ impl Supervisor {
     }
 
     fn log_created(&mut self, dir: &OwnedFd, name: &CStr) -> io::Result<()> {
-        let Some((storage, rel)) = self.in_storage(dir, name).map(|(s, r)| (s.clone(), r)) else {
+        let Some((storage, rel)) = self.in_storage(dir, name) else {
             return Ok(());
         };
         let st = stat_at(dir, name)?;
@@ -827,10 +825,8 @@ impl Supervisor {
         tdir: &OwnedFd,
         to: &CStr,
     ) -> io::Result<()> {
-        let f = self
-            .in_storage(fdir, from)
-            .map(|(s, r)| (s.name.clone(), r));
-        let t = self.in_storage(tdir, to).map(|(s, r)| (s.name.clone(), r));
+        let f = self.in_storage(fdir, from).map(|(s, r)| (s.name, r));
+        let t = self.in_storage(tdir, to).map(|(s, r)| (s.name, r));
         let (Some((fs, fr)), Some((ts, tr))) = (f, t) else {
             return Ok(()); // into or out of storage: the content and deletion entries cover it
         };
@@ -854,7 +850,7 @@ impl Supervisor {
     /// Copies the file `name` in `dir` into the version store under its blake3 (deduplicated).
     /// `follow`: `name` is a magic link to one of our descriptors (`/proc/self/fd/N`).
     fn store_object_at(&self, dir: &OwnedFd, name: &CStr, follow: bool) -> io::Result<String> {
-        use std::io::{Read, Seek};
+        use std::io::Seek;
         let nofollow = if follow {
             rustix::fs::OFlags::empty()
         } else {
@@ -872,14 +868,7 @@ impl Supervisor {
         .map_err(io::Error::from)?;
         let mut f = std::fs::File::from(src);
         let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        h.update_reader(&mut f)?;
         let hex = h.finalize().to_hex().to_string();
         if rustix::fs::statat(&self.objects, hex.as_str(), rustix::fs::AtFlags::empty()).is_ok() {
             return Ok(hex);
