@@ -486,3 +486,138 @@ fn root_a_full_descriptor_table_fails_the_open_and_never_hangs() {
     assert_eq!(read(&env, "g"), "y\n");
     env.assert_clean();
 }
+
+/// The supervisor runs as the VE's init, with every capability and the version store open:
+/// a path through the init's own descriptors (`/proc/1/fd/N`) must not reach them.
+#[test]
+fn root_the_supervisor_does_not_open_the_inits_descriptors_for_the_app() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    std::fs::write(data(&env).join("a"), "orig").unwrap();
+    let _ = std::fs::remove_file(data(&env).join("ready"));
+    let run = env
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > /data/a; touch /data/ready; sleep 2; \
+             for n in 3 4 5 6 7 8 9 10 11 12; do echo pwn > /proc/1/fd/$n 2>/dev/null && echo fd$n; done; \
+             echo tried",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || data(&env).join("ready").exists()));
+    // Control: the init does hold the undo log open, among its descriptors 3-12.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.home().join("ve/1/meta/ve.json")).unwrap())
+            .unwrap();
+    let init = meta["init_pid"].as_i64().unwrap();
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        held.iter().any(|p| p.ends_with("versions/undo/1.jsonl")),
+        "{held:?}"
+    );
+    let out = run.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.trim(),
+        "tried",
+        "the app wrote through an init descriptor: {out}"
+    );
+    // The undo log is intact: a's pre-image and the creation of ready, nothing written into it.
+    let raw = std::fs::read_to_string(env.home().join("versions/undo/1.jsonl")).unwrap();
+    assert!(!raw.contains("pwn"), "{raw}");
+    let u = undo(&env, 1);
+    let what: Vec<(&str, &str)> = u
+        .iter()
+        .map(|e| (e["what"].as_str().unwrap(), e["rel"].as_str().unwrap()))
+        .collect();
+    assert_eq!(what, [("content", "a"), ("created", "ready")]);
+    assert_eq!(object(&env, &u[0]), "orig");
+    env.assert_clean();
+}
+
+/// `jcs abort` works on the host: a symbolic link another VE put where a directory was must
+/// not lead it out of the storage directory.
+#[test]
+fn root_abort_does_not_follow_a_symlink_left_in_storage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    let d = data(&env);
+    std::fs::create_dir(d.join("d")).unwrap();
+    std::fs::write(d.join("d/f"), "orig").unwrap();
+    let outside = env.home().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("f"), "host file").unwrap();
+    env.sh_ok("echo changed > /data/d/f");
+    env.sh_ok(&format!(
+        "mv /data/d /data/d-moved && ln -s {} /data/d",
+        outside.display()
+    ));
+    // Control: a host-side path through /data/d reaches the host file.
+    assert_eq!(std::fs::read_to_string(d.join("d/f")).unwrap(), "host file");
+    let o = env.jcs(&["abort", "1", "--force", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["steps"][0]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("f")).unwrap(),
+        "host file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("d-moved/f")).unwrap(),
+        "changed\n"
+    );
+    env.assert_clean();
+}
+
+/// A process that chrooted inside the VE names paths the supervisor would resolve in the
+/// wrong root: its write-intent calls are refused (EPERM), never performed elsewhere.
+#[test]
+fn root_a_chrooted_process_cannot_write_through_the_supervisor() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    keep_preimages(&env);
+    common::static_helper(&env, "preimage");
+    let jail = data(&env).join("jail");
+    std::fs::create_dir(&jail).unwrap();
+    std::fs::copy(data(&env).join("preimage"), jail.join("preimage")).unwrap();
+    std::fs::write(jail.join("v"), "orig").unwrap();
+    std::fs::write(data(&env).join("v"), "orig").unwrap();
+    // Control: unchrooted, the same write goes through.
+    env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/jail/preimage",
+        "vfork",
+        "/data/jail/v",
+    ]);
+    assert_eq!(read(&env, "jail/v"), "vfork\n");
+    std::fs::write(jail.join("v"), "orig").unwrap();
+    // Control: the chroot itself works (the probe runs in the jail: its usage, exit 2).
+    let o = env.sh("chroot /data/jail /preimage; echo \"rc=$?\"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rc=2"), "{o:?}");
+    let o = env.sh("chroot /data/jail /preimage vfork /v; echo \"rc=$?\"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rc=1"), "{o:?}");
+    // Neither the jail's file nor the one the root-relative path names elsewhere changed.
+    assert_eq!(read(&env, "jail/v"), "orig");
+    assert_eq!(read(&env, "v"), "orig");
+    env.assert_clean();
+}
