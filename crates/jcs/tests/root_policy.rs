@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::Env;
+use common::{Env, NetNs};
+use std::process::Stdio;
 
 const NET_POLICY: &str = r#"
 [[network.rule]]
@@ -110,6 +111,123 @@ fn root_a_flood_of_denials_is_counted_exactly() {
     if recorded < 200000 {
         assert!(v["records_lost"].as_u64().unwrap() > 0, "{s}");
     }
+    env.assert_clean();
+}
+
+/// `[budget] bytes_sent`: the datagram that would pass the budget and everything after it
+/// fail (EPERM), a TCP connect too, the VE's own loopback still works; each is an aborted
+/// transaction of the budget's rule, and the kernel's count equals the journal's.
+#[test]
+fn root_a_byte_budget_stops_what_the_ve_sends_out() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    env.bridge_app("web");
+    common::static_helper(&env, "policy");
+    let run = |args: &[&str]| -> String {
+        let mut c = ns.cmd(common::jcs_bin(), &[&["run", "web", "--"], args].concat());
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
+            .stdin(Stdio::null());
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // 20 datagrams of 1000 bytes to the host side of the bridge: 1028-byte IP packets.
+    let probe = ["/data/policy", "budget", "10.77.0.1", "9999", "20", "1000"];
+    // Control: without a budget all of them go.
+    let out = run(&probe);
+    assert!(
+        out.starts_with("sent=20 first_eperm=-1 write=ok connect="),
+        "{out}"
+    );
+    assert!(!out.contains("connect=EPERM"), "{out}");
+    with_policy(&env, "[budget]\nbytes_sent = \"10 kB\"\n");
+    let out = run(&probe);
+    // 9 × 1028 = 9252 bytes fit in 10,000; the 10th would not.
+    assert_eq!(
+        out.trim(),
+        "sent=9 first_eperm=9 write=EPERM connect=EPERM loopback=ok"
+    );
+    let rule = 5; // no network rules: budget.bytes_sent is the fifth
+    let a = aborted(&env, 2);
+    assert!(
+        a.iter().all(|e| e["rule"] == rule),
+        "only the budget aborted: {a:?}"
+    );
+    let ops = |op: &str| a.iter().filter(|e| e["op"] == op).count();
+    // The 11 datagrams and the write are sends; the connect is a connect.
+    assert_eq!((ops("send"), ops("connect")), (12, 1), "{a:?}");
+    assert!(a[0]["rule_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("budget.bytes_sent"));
+    let s = env.json(&["stats", "--ve", "2", "--json"]);
+    let d = &s["ves"][0]["denials"][0];
+    assert_eq!(d["rule"], rule, "{s}");
+    assert_eq!(d["counted"], 13, "{s}");
+    assert_eq!(d["recorded"], 13, "{s}");
+    assert!(
+        s["ves"][0]["enforced"].to_string().contains("egress"),
+        "{s}"
+    );
+    env.assert_clean();
+}
+
+/// `[budget] files_written`: the supervisor lets the VE change that many files of storage and
+/// refuses the next one (EDQUOT), journaled as aborted by the budget's rule; rewriting a file
+/// it already changed is free; without `preimages` nothing is kept.
+#[test]
+fn root_a_files_budget_refuses_one_file_more() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let data = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("old"), "old\n").unwrap();
+    let script = "for f in old n1 n2 n3; do echo x > /data/$f; echo \"$f=$?\"; done; \
+                  echo y >> /data/old; echo \"again=$?\"; mkdir /data/d; echo \"d=$?\"; \
+                  rm /data/n1; echo \"rm=$?\"";
+    // Control: without the budget every change is made.
+    let out = env.sh_ok(script);
+    assert_eq!(out, "old=0\nn1=0\nn2=0\nn3=0\nagain=0\nd=0\nrm=0\n");
+    for f in ["n2", "n3", "d"] {
+        let p = data.join(f);
+        if p.is_dir() {
+            std::fs::remove_dir(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    std::fs::write(data.join("old"), "old\n").unwrap();
+    with_policy(&env, "[budget]\nfiles_written = 3\n");
+    let o = env.sh(script);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // old, n1, n2 use the budget; n3, the directory and removing n1... n1 was changed by
+    // this VE already: removing it is free.
+    assert_eq!(
+        out,
+        "old=0\nn1=0\nn2=0\nn3=1\nagain=0\nd=1\nrm=0\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("quota"),
+        "EDQUOT: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!data.join("n3").exists() && !data.join("d").exists());
+    assert_eq!(std::fs::read_to_string(data.join("old")).unwrap(), "x\ny\n");
+    let rule = 6; // budget.files_written
+    let a = aborted(&env, 2);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(a.iter().all(|e| e["rule"] == rule), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|e| e["dst"].as_str().unwrap_or("").contains("/data/n3")
+                || e["src"].as_str().unwrap_or("").contains("/data/n3")),
+        "{a:?}"
+    );
+    // No pre-images were asked for: none kept.
+    assert!(!env.home().join("versions/undo/2.jsonl").exists());
     env.assert_clean();
 }
 

@@ -396,8 +396,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             guard: guard.clone(),
             preimages: policy
                 .as_ref()
-                .filter(|p| p.preimages && !storage.is_empty())
-                .map(|_| ve::launch::Preimages {
+                .filter(|p| p.supervised() && !storage.is_empty())
+                .map(|p| ve::launch::Preimages {
+                    keep: p.preimages,
+                    files_written: p.files_written,
                     objects: store.layout.versions().join("objects"),
                     undo_log: ve::supervise::undo_path(&store.layout.versions(), id.0),
                     storage: storage_names

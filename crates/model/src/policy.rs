@@ -21,12 +21,19 @@
 //! [exec]
 //! allow = ["/bin", "/usr/bin/python3"]  # the only files the VE may execute (absent: any)
 //!
+//! [budget]
+//! bytes_sent = "10 MiB"             # IP bytes the VE may send out of its network namespace
+//! files_written = 100               # storage files the VE may create, write or remove
+//!
 //! [recovery]
 //! preimages = true                  # keep what storage files were before the VE changed them
+//! abort_on_close = "denied"         # once the VE had a transaction denied, each storage file
+//!                                   # it wrote goes back to its pre-image when it is closed
 //! ```
 //!
 //! Every rule has a number (the `rule` of an aborted transaction): the network rules 1..=n in
-//! file order, then `network.default`, `files.writable`, `files.deny_read`, `exec.allow`.
+//! file order, then `network.default`, `files.writable`, `files.deny_read`, `exec.allow`,
+//! `budget.bytes_sent`, `budget.files_written`.
 //! Network rules are tried in order; the first that matches decides.
 //!
 //! This module parses, validates and evaluates policies, and compiles the network rules into
@@ -196,6 +203,19 @@ pub struct Policy {
     /// changes it (`[recovery] preimages = true`): what `jcs abort` restores.
     #[serde(default)]
     pub preimages: bool,
+    /// `[budget] bytes_sent`: IP bytes (headers included) the VE may send out of its network
+    /// namespace; beyond, every packet is dropped and every send and connect fails.
+    #[serde(default)]
+    pub bytes_sent: Option<u64>,
+    /// `[budget] files_written`: distinct files and directories of persistent or shared
+    /// storage the VE may create, write, truncate, replace or remove.
+    #[serde(default)]
+    pub files_written: Option<u64>,
+    /// `[recovery] abort_on_close = "denied"`: once a transaction of the VE was denied, every
+    /// storage file it wrote is restored to its pre-image when the VE closes it (and when the
+    /// VE ends).
+    #[serde(default)]
+    pub abort_on_close: bool,
 }
 
 /// What a rule number means (the journal keeps this list with each VE's policy).
@@ -251,6 +271,7 @@ struct Raw {
     network: Option<RawNet>,
     files: Option<RawFiles>,
     exec: Option<RawExec>,
+    budget: Option<RawBudget>,
     recovery: Option<RawRecovery>,
 }
 
@@ -259,6 +280,52 @@ struct Raw {
 struct RawRecovery {
     #[serde(default)]
     preimages: bool,
+    abort_on_close: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    bytes_sent: Option<toml::Spanned<RawSize>>,
+    files_written: Option<toml::Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A size: a number of bytes, optionally with a unit (`10 MiB`, `500k`, `2GB`; k/M/G/T are
+/// powers of 1000, Ki/Mi/Gi/Ti of 1024; a trailing `B` is optional).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or like \"10 MiB\")"))?;
+    let unit = unit.trim();
+    let unit = unit.strip_suffix(['B', 'b']).unwrap_or(unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (k, M, G, T, Ki, Mi, Gi, Ti)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[derive(Deserialize)]
@@ -444,8 +511,47 @@ impl Policy {
         if let Some(e) = raw.exec {
             p.exec_allow = Some(paths(e.allow, "allow")?);
         }
+        if let Some(b) = raw.budget {
+            if let Some(v) = b.bytes_sent {
+                let n = match v.get_ref() {
+                    RawSize::Bytes(n) => {
+                        u64::try_from(*n).map_err(|_| format!("bytes_sent = {n}: not a size"))
+                    }
+                    RawSize::Text(t) => parse_size(t),
+                }
+                .map_err(|m| at(v.span(), format!("bytes_sent: {m}")))?;
+                p.bytes_sent = Some(n);
+            }
+            if let Some(v) = b.files_written {
+                let n = u64::try_from(*v.get_ref()).map_err(|_| {
+                    at(
+                        v.span(),
+                        format!("files_written = {}: not a count", v.get_ref()),
+                    )
+                })?;
+                p.files_written = Some(n);
+            }
+        }
         if let Some(r) = raw.recovery {
             p.preimages = r.preimages;
+            if let Some(a) = r.abort_on_close {
+                match a.get_ref().as_str() {
+                    "denied" => p.abort_on_close = true,
+                    "never" => p.abort_on_close = false,
+                    o => {
+                        return Err(at(
+                            a.span(),
+                            format!("abort_on_close = {o:?}: \"denied\" or \"never\""),
+                        ))
+                    }
+                }
+                if p.abort_on_close && !p.preimages {
+                    return Err(at(
+                        a.span(),
+                        "abort_on_close needs preimages = true (it restores them)".into(),
+                    ));
+                }
+            }
         }
         p.compile_net().map_err(|message| PolicyError {
             location: None,
@@ -473,6 +579,20 @@ impl Policy {
     /// The number of `exec.allow`.
     pub fn exec_rule(&self) -> u32 {
         self.n() + 4
+    }
+
+    /// The number of `budget.bytes_sent`.
+    pub fn bytes_sent_rule(&self) -> u32 {
+        self.n() + 5
+    }
+    /// The number of `budget.files_written`.
+    pub fn files_written_rule(&self) -> u32 {
+        self.n() + 6
+    }
+
+    /// Whether the VE's write-intent calls go to a supervisor (pre-images or a files budget).
+    pub fn supervised(&self) -> bool {
+        self.preimages || self.files_written.is_some()
     }
 
     /// Whether the policy restricts the network at all.
@@ -527,6 +647,22 @@ impl Policy {
             text: match &self.exec_allow {
                 None => "any file may be executed".into(),
                 Some(l) => format!("execute only: {}", list(l)),
+            },
+        });
+        v.push(RuleInfo {
+            id: self.bytes_sent_rule(),
+            name: "budget.bytes_sent".into(),
+            text: match self.bytes_sent {
+                None => "no limit on bytes sent".into(),
+                Some(n) => format!("send at most {n} bytes (IP packets) out of the VE"),
+            },
+        });
+        v.push(RuleInfo {
+            id: self.files_written_rule(),
+            name: "budget.files_written".into(),
+            text: match self.files_written {
+                None => "no limit on files written".into(),
+                Some(n) => format!("create, write or remove at most {n} storage files"),
             },
         });
         v
@@ -760,7 +896,7 @@ allow = ["/bin", "/usr/bin/python3"]
         );
         assert_eq!(p.decide_net(NetOp::Bind, false, ip("10.1.1.1"), 8080), None);
         assert_eq!(p.default_rule(), 5);
-        assert_eq!(p.rules().len(), 8);
+        assert_eq!(p.rules().len(), 10);
         let data = InnerPath::parse("/data").unwrap();
         let w =
             |s: &str| p.write_denied(&InnerPath::parse(s).unwrap(), std::slice::from_ref(&data));
@@ -779,6 +915,41 @@ allow = ["/bin", "/usr/bin/python3"]
         assert_eq!(
             p.exec_denied(&InnerPath::parse("/usr/bin/perl").unwrap()),
             Some(8)
+        );
+    }
+
+    #[test]
+    fn sizes_and_budgets() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("10 MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("500k"), Ok(500_000));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999 TiB").is_err());
+        let p = Policy::parse(
+            "[[network.rule]]\naction = \"deny\"\nports = [25]\n[budget]\nbytes_sent = \"1 KiB\"\nfiles_written = 3\n",
+        )
+        .unwrap();
+        assert_eq!(p.bytes_sent, Some(1024));
+        assert_eq!(p.files_written, Some(3));
+        assert_eq!((p.bytes_sent_rule(), p.files_written_rule()), (6, 7));
+        assert!(p.supervised() && !p.preimages);
+        let names: Vec<String> = p.rules().into_iter().map(|r| r.name).collect();
+        assert_eq!(names[5], "budget.bytes_sent");
+        assert_eq!(names[6], "budget.files_written");
+        let e = Policy::parse("[budget]\nfiles_written = -1\n").unwrap_err();
+        assert_eq!(e.location, Some((2, 17)), "{e}");
+        let e = Policy::parse("[budget]\nbytes_sent = \"lots\"\n").unwrap_err();
+        assert!(e.to_string().contains("not a size"), "{e}");
+        // abort_on_close restores pre-images: it needs them.
+        let e = Policy::parse("[recovery]\nabort_on_close = \"denied\"\n").unwrap_err();
+        assert!(e.to_string().contains("preimages = true"), "{e}");
+        let p =
+            Policy::parse("[recovery]\npreimages = true\nabort_on_close = \"denied\"\n").unwrap();
+        assert!(p.abort_on_close);
+        assert!(
+            Policy::parse("[recovery]\npreimages = true\nabort_on_close = \"often\"\n").is_err()
         );
     }
 

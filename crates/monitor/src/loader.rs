@@ -126,22 +126,48 @@ impl Monitor {
 
     /// Enforces a VE's network policy: fills the `policy` map with its entries and attaches
     /// the sock_addr programs to its cgroup (`cgroup_dir`, cgroup2), before any of its tasks
-    /// runs. An empty `entries` enforces nothing.
+    /// runs; with a byte budget (`budget`: bytes, rule), also the egress program that counts
+    /// and drops. The VE must be watched already. Nothing to enforce: nothing attached.
     pub fn enforce_net(
         &self,
         cgroup_id: u64,
         cgroup_dir: &std::path::Path,
         ve: u64,
         entries: &[model::policy::LpmEntry],
+        budget: Option<(u64, u32)>,
     ) -> Result<(), MonitorError> {
         use std::os::fd::AsRawFd;
-        if entries.is_empty() {
+        if entries.is_empty() && budget.is_none() {
             return Ok(());
         }
         let fail = |why: String| MonitorError::Enforce {
             cgroup: cgroup_dir.display().to_string(),
             why,
         };
+        if let Some((bytes, rule)) = budget {
+            use crate::skel::types::jcs_ve;
+            let key = cgroup_id.to_ne_bytes();
+            let map = &self.skel.maps.watched;
+            let err = |source| MonitorError::Map {
+                map: "watched",
+                source,
+            };
+            let mut v = map
+                .lookup(&key, MapFlags::ANY)
+                .map_err(err)?
+                .ok_or_else(|| fail("a budget for a VE that is not watched".into()))?;
+            let put = |v: &mut Vec<u8>, at: usize, x: u64| {
+                v[at..at + 8].copy_from_slice(&x.to_ne_bytes())
+            };
+            // (0 means "no budget" to the kernel; a 1-byte budget is spent by any packet.)
+            put(&mut v, std::mem::offset_of!(jcs_ve, budget), bytes.max(1));
+            put(
+                &mut v,
+                std::mem::offset_of!(jcs_ve, budget_rule),
+                u64::from(rule),
+            );
+            map.update(&key, &v, MapFlags::EXIST).map_err(err)?;
+        }
         let mut keys = vec![];
         for e in entries {
             let (k, v) = policy_entry(ve, e);
@@ -170,6 +196,13 @@ impl Monitor {
                 links.push(
                     prog.attach_cgroup(dir.as_raw_fd())
                         .map_err(|e| fail(e.to_string()))?,
+                );
+            }
+            if budget.is_some() {
+                links.push(
+                    p.jcs_egress
+                        .attach_cgroup(dir.as_raw_fd())
+                        .map_err(|e| fail(format!("the byte budget's egress program: {e}")))?,
                 );
             }
             Ok(())

@@ -28,6 +28,7 @@ pub mod cap {
     pub const UNMAP: u32 = C::JCS_CAP_UNMAP.0;
     pub const FAILED: u32 = C::JCS_CAP_FAILED.0;
     pub const NOTIFIED: u32 = C::JCS_CAP_NOTIFIED.0;
+    pub const OUT: u32 = C::JCS_CAP_OUT.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -86,11 +87,19 @@ pub struct Sys {
     pub dirfd: [Option<usize>; 2],
 }
 
+/// The flags a call's meaning implies: a write through a descriptor moves data out.
+const fn implied(sem: Sem) -> u32 {
+    match sem {
+        Sem::WriteFd(_) => cap::RECORD | cap::OUT,
+        _ => cap::RECORD,
+    }
+}
+
 const fn sys(nr: i64, name: &'static str, cap: u32, sem: Sem) -> Sys {
     Sys {
         nr,
         name,
-        cap: cap | cap::RECORD,
+        cap: cap | implied(sem),
         sem,
         dirfd: [None, None],
     }
@@ -100,7 +109,7 @@ const fn at(nr: i64, name: &'static str, cap: u32, sem: Sem, dirfd: [Option<usiz
     Sys {
         nr,
         name,
-        cap: cap | cap::RECORD,
+        cap: cap | implied(sem),
         sem,
         dirfd,
     }

@@ -359,11 +359,24 @@ impl Translator {
         const ENOENT: i64 = 2;
         const EACCES: i64 = 13;
         const EROFS: i64 = 30;
+        const EDQUOT: i64 = libc::EDQUOT as i64;
         let Some((p, storage)) = self.policies.get(&e.cgroup_id) else {
             return 0;
         };
-        let paths = [e.path(), e.path2()];
-        for path in paths.into_iter().flatten() {
+        // The paths made absolute (against the working directory or the call's dirfd).
+        let sys = self.table.get(e.nr as usize).copied().flatten();
+        let paths: Vec<Vec<u8>> = match sys {
+            Some(sys) => [false, true]
+                .into_iter()
+                .filter_map(|second| self.path_of(e, &sys, second))
+                .collect(),
+            None => [e.path(), e.path2()]
+                .into_iter()
+                .flatten()
+                .map(<[u8]>::to_vec)
+                .collect(),
+        };
+        for path in &paths {
             let Some(inner) = std::str::from_utf8(path)
                 .ok()
                 .filter(|s| s.starts_with('/'))
@@ -375,6 +388,13 @@ impl Translator {
                 if let Some(r) = p.write_denied(&inner, storage) {
                     return r;
                 }
+            }
+            // The supervisor's answer to a change of one storage file more than the budget.
+            if e.ret == -EDQUOT
+                && p.files_written.is_some()
+                && storage.iter().any(|s| inner.is_within(s))
+            {
+                return p.files_written_rule();
             }
             if e.ret == -ENOENT || e.ret == -EACCES || e.ret == -EROFS {
                 if let Some(r) = p.read_denied(&inner) {

@@ -788,20 +788,33 @@ fn enforce(
             cgroup: cgroup_id.to_string(),
             why,
         })?;
-    if !entries.is_empty() {
+    let budget = p.policy.bytes_sent.map(|b| (b, p.policy.bytes_sent_rule()));
+    if !entries.is_empty() || budget.is_some() {
         let dir = cgroup_dir.ok_or_else(|| monitor::loader::MonitorError::Enforce {
             cgroup: cgroup_id.to_string(),
             why: "no cgroup2 directory given".into(),
         })?;
-        m.enforce_net(cgroup_id, dir, ve, &entries)?;
-        enforced.push((
-            "network".to_string(),
-            format!(
-                "cgroup sock_addr programs (connect4/6, sendmsg4/6, bind4/6) on {}, {} prefixes",
-                dir.display(),
-                entries.len()
-            ),
-        ));
+        m.enforce_net(cgroup_id, dir, ve, &entries, budget)?;
+        if !entries.is_empty() {
+            enforced.push((
+                "network".to_string(),
+                format!(
+                    "cgroup sock_addr programs (connect4/6, sendmsg4/6, bind4/6) on {}, {} \
+                     prefixes",
+                    dir.display(),
+                    entries.len()
+                ),
+            ));
+        }
+        if let Some((b, _)) = budget {
+            enforced.push((
+                "budget.bytes_sent".to_string(),
+                format!(
+                    "cgroup_skb egress program on {}: {b} bytes, then every packet dropped",
+                    dir.display()
+                ),
+            ));
+        }
     }
     enforced.extend(p.enforced.iter().cloned());
     Ok(record::VePolicy {

@@ -225,13 +225,25 @@ pub struct Undo {
     pub ino: u64,
 }
 
+/// Where pre-images go: the store's `versions/objects` and the VE's undo log (opened before
+/// pivot_root).
+#[derive(Debug)]
+pub struct Keep {
+    pub objects: OwnedFd,
+    pub log: std::fs::File,
+}
+
 /// The supervisor's state.
 pub struct Supervisor {
     listener: OwnedFd,
-    /// `versions/objects` of the store (opened before pivot_root).
-    objects: OwnedFd,
-    log: std::fs::File,
+    /// None: no pre-images are kept (the supervisor is there for a files budget).
+    keep: Option<Keep>,
     storage: Vec<Storage>,
+    /// `[budget] files_written`, and the files and directories of storage the VE created,
+    /// wrote, truncated, replaced or removed (device, inode): a change of one more fails with
+    /// EDQUOT.
+    files_budget: Option<u64>,
+    changed: std::collections::HashSet<(u64, u64)>,
     /// Files whose content was kept already (device, inode).
     kept: std::collections::HashSet<(u64, u64)>,
     /// Files whose attributes were kept already.
@@ -251,15 +263,16 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     pub fn new(
         listener: OwnedFd,
-        objects: OwnedFd,
-        log: std::fs::File,
+        keep: Option<Keep>,
         storage: Vec<Storage>,
+        files_budget: Option<u64>,
     ) -> Supervisor {
         Supervisor {
             listener,
-            objects,
-            log,
+            keep,
             storage,
+            files_budget,
+            changed: Default::default(),
             kept: Default::default(),
             kept_attrs: Default::default(),
             storage_devs: vec![],
@@ -505,17 +518,27 @@ impl Supervisor {
                 } else {
                     0
                 };
+                // A creation in storage must fit the files budget.
+                let room = || -> io::Result<()> {
+                    if self.files_budget.is_none() {
+                        return Ok(());
+                    }
+                    let (parent, name) = task.parent(dirfd, &p)?;
+                    self.room_to_create(&parent, &name)
+                };
                 let (fd, created) = {
                     let _as_caller = creds.assume()?;
                     let open = |f: u64| task.open(dirfd, &p, f & !TRUNC, mode, resolve);
                     if flags & CREAT == 0 {
                         (open(flags)?, false)
                     } else if flags & EXCL != 0 {
+                        room()?;
                         (open(flags)?, true)
                     } else {
                         match open(flags & !CREAT) {
                             Ok(fd) => (fd, false),
                             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                                room()?;
                                 match open(flags | EXCL) {
                                     Ok(fd) => (fd, true),
                                     // Made meanwhile, or a dangling symbolic link.
@@ -562,6 +585,17 @@ impl Supervisor {
             Call::Rename(d1, p1, d2, p2, flags) => {
                 let (from_dir, from) = task.parent(d1, &p1)?;
                 let (to_dir, to) = task.parent(d2, &p2)?;
+                // Files budget: the file moved is a change (of storage, when it comes from
+                // there); one that comes in from outside is a creation.
+                if self.files_budget.is_some() {
+                    if self.in_storage(&from_dir, &from).is_some() {
+                        if let Ok(st) = stat_at(&from_dir, &from) {
+                            self.charge((st.st_dev, st.st_ino))?;
+                        }
+                    } else {
+                        self.room_to_create(&to_dir, &to)?;
+                    }
+                }
                 self.keep(&to_dir, &to, "content")?;
                 let as_caller = creds.assume()?;
                 // SAFETY: valid descriptors and NUL-terminated names.
@@ -579,6 +613,11 @@ impl Supervisor {
                     return Err(io::Error::last_os_error());
                 }
                 drop(as_caller);
+                if self.files_budget.is_some() && self.in_storage(&to_dir, &to).is_some() {
+                    if let Ok(st) = stat_at(&to_dir, &to) {
+                        self.changed.insert((st.st_dev, st.st_ino));
+                    }
+                }
                 self.log_renamed(&from_dir, &from, &to_dir, &to)?;
                 Ok(Answer::Value(0))
             }
@@ -641,6 +680,7 @@ impl Supervisor {
             Call::Link(d1, p1, d2, p2, flags) => {
                 let (from_dir, from) = task.parent(d1, &p1)?;
                 let (to_dir, to) = task.parent(d2, &p2)?;
+                self.room_to_create(&to_dir, &to)?;
                 let as_caller = creds.assume()?;
                 // SAFETY: valid descriptors and NUL-terminated names.
                 let r = unsafe {
@@ -661,6 +701,7 @@ impl Supervisor {
             }
             Call::Symlink(target, dirfd, p) => {
                 let (parent, name) = task.parent(dirfd, &p)?;
+                self.room_to_create(&parent, &name)?;
                 let as_caller = creds.assume()?;
                 rustix::fs::symlinkat(target.as_c_str(), &parent, name.as_c_str())
                     .map_err(io::Error::from)?;
@@ -670,6 +711,7 @@ impl Supervisor {
             }
             Call::Mkdir(dirfd, p, mode) => {
                 let (parent, name) = task.parent(dirfd, &p)?;
+                self.room_to_create(&parent, &name)?;
                 let mode = (mode as u32) & !task.umask()?;
                 rustix::fs::mkdirat(
                     &parent,
@@ -709,6 +751,7 @@ impl Supervisor {
         };
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         let key = (st.st_dev, st.st_ino);
+        self.charge(key)?;
         if what == "content"
             && (ft != rustix::fs::FileType::RegularFile || self.kept.contains(&key))
         {
@@ -719,7 +762,7 @@ impl Supervisor {
             rustix::fs::FileType::RegularFile => {
                 u.kind = "file".into();
                 if !self.kept.contains(&key) || what == "deleted" {
-                    u.object = Some(self.store_object_at(dir, name, false)?);
+                    u.object = self.store_object_at(dir, name, false)?;
                 }
                 self.kept.insert(key);
             }
@@ -776,6 +819,7 @@ impl Supervisor {
         let Some((storage, rel)) = self.fd_in_storage(fd) else {
             return Ok(());
         };
+        self.charge(key)?;
         let mut u = undo_of(&st, "content", &storage.name, &rel);
         u.kind = "file".into();
         let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -786,7 +830,7 @@ impl Supervisor {
             rustix::fs::Mode::empty(),
         )
         .map_err(io::Error::from)?;
-        u.object = Some(self.store_object_at(&root, &proc, true)?);
+        u.object = self.store_object_at(&root, &proc, true)?;
         self.kept.insert(key);
         self.append(u)
     }
@@ -799,6 +843,7 @@ impl Supervisor {
         let mut u = undo_of(&st, "created", &storage.name, &rel);
         u.kind = "file".into();
         self.kept.insert((st.st_dev, st.st_ino));
+        self.changed.insert((st.st_dev, st.st_ino));
         self.append(u)
     }
 
@@ -815,7 +860,34 @@ impl Supervisor {
                 "file".into()
             };
         self.kept.insert((st.st_dev, st.st_ino));
+        self.changed.insert((st.st_dev, st.st_ino));
         self.append(u)
+    }
+
+    /// Charges a change of the storage file `key` to the files budget: EDQUOT when it is a
+    /// new one and the budget is spent.
+    fn charge(&mut self, key: (u64, u64)) -> io::Result<()> {
+        let Some(b) = self.files_budget else {
+            return Ok(());
+        };
+        if !self.changed.contains(&key) {
+            if self.changed.len() as u64 >= b {
+                return Err(io::Error::from_raw_os_error(libc::EDQUOT));
+            }
+            self.changed.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Before creating `name` in `dir`: EDQUOT when it would be in storage and the files
+    /// budget is spent.
+    fn room_to_create(&self, dir: &OwnedFd, name: &CStr) -> io::Result<()> {
+        match self.files_budget {
+            Some(b) if self.changed.len() as u64 >= b && self.in_storage(dir, name).is_some() => {
+                Err(io::Error::from_raw_os_error(libc::EDQUOT))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn log_renamed(
@@ -841,16 +913,28 @@ impl Supervisor {
     fn append(&mut self, mut u: Undo) -> io::Result<()> {
         self.seq += 1;
         u.seq = self.seq;
+        let Some(k) = &mut self.keep else {
+            return Ok(());
+        };
         let mut line = serde_json::to_vec(&u).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.log.write_all(&line)?;
-        self.log.sync_data()
+        k.log.write_all(&line)?;
+        k.log.sync_data()
     }
 
     /// Copies the file `name` in `dir` into the version store under its blake3 (deduplicated).
     /// `follow`: `name` is a magic link to one of our descriptors (`/proc/self/fd/N`).
-    fn store_object_at(&self, dir: &OwnedFd, name: &CStr, follow: bool) -> io::Result<String> {
+    /// None: no pre-images are kept.
+    fn store_object_at(
+        &self,
+        dir: &OwnedFd,
+        name: &CStr,
+        follow: bool,
+    ) -> io::Result<Option<String>> {
         use std::io::Seek;
+        let Some(Keep { objects, .. }) = &self.keep else {
+            return Ok(None);
+        };
         let nofollow = if follow {
             rustix::fs::OFlags::empty()
         } else {
@@ -870,12 +954,12 @@ impl Supervisor {
         let mut h = blake3::Hasher::new();
         h.update_reader(&mut f)?;
         let hex = h.finalize().to_hex().to_string();
-        if rustix::fs::statat(&self.objects, hex.as_str(), rustix::fs::AtFlags::empty()).is_ok() {
-            return Ok(hex);
+        if rustix::fs::statat(objects, hex.as_str(), rustix::fs::AtFlags::empty()).is_ok() {
+            return Ok(Some(hex));
         }
         let tmp = format!(".{hex}.{}", std::process::id());
         let out = rustix::fs::openat(
-            &self.objects,
+            objects,
             tmp.as_str(),
             rustix::fs::OFlags::WRONLY
                 | rustix::fs::OFlags::CREATE
@@ -893,9 +977,9 @@ impl Supervisor {
             std::io::copy(&mut f, &mut out)?;
         }
         out.sync_all()?;
-        rustix::fs::renameat(&self.objects, tmp.as_str(), &self.objects, hex.as_str())
+        rustix::fs::renameat(objects, tmp.as_str(), objects, hex.as_str())
             .map_err(io::Error::from)?;
-        Ok(hex)
+        Ok(Some(hex))
     }
 }
 

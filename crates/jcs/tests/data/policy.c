@@ -6,6 +6,11 @@
  *                                 "denied=... allowed=..." (allowed=ok: the datagram arrived)
  *   flood PORT N                  N connects to 127.0.0.1:PORT from one socket; prints
  *                                 "eperm=<count>"
+ *   budget ADDR PORT N SIZE       N datagrams of SIZE bytes to ADDR:PORT (sendto), then one
+ *                                 write on a UDP socket connected before them, one TCP connect to
+ *                                 ADDR:PORT, and one datagram to the VE's own loopback; prints
+ *                                 "sent=<ok sends> first_eperm=<index or -1> write=... connect=...
+ *                                 loopback=..."
  * Exit status 0 when it could try, 1 otherwise. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static struct sockaddr_in lo(int port)
@@ -98,6 +104,31 @@ int main(int argc, char **argv)
 		printf("eperm=%ld\n", eperm);
 		return 0;
 	}
-	fprintf(stderr, "usage: policy tcp|udp PORT_DENIED PORT_ALLOWED | flood PORT N\n");
+	if (argc == 6 && !strcmp(argv[1], "budget")) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+		inet_pton(AF_INET, argv[2], &a.sin_addr);
+		long n = atol(argv[4]), size = atol(argv[5]), ok = 0, first = -1;
+		char *buf = calloc(1, size);
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		int c = socket(AF_INET, SOCK_DGRAM, 0);
+		connect(c, (void *)&a, sizeof(a)); /* before the budget runs out */
+		for (long i = 0; i < n; i++) {
+			if (sendto(s, buf, size, 0, (void *)&a, sizeof(a)) == size)
+				ok++;
+			else if (errno == EPERM && first < 0)
+				first = i;
+		}
+		const char *w = res(write(c, buf, size) == size ? 0 : -1);
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		struct timeval tv = { .tv_sec = 3 };
+		setsockopt(t, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		const char *tc = res(connect(t, (void *)&a, sizeof(a)));
+		int l = try_udp(atoi(argv[3]) + 1);
+		printf("sent=%ld first_eperm=%ld write=%s connect=%s loopback=%s\n", ok, first, w,
+		       tc, res(l));
+		return 0;
+	}
+	fprintf(stderr, "usage: policy tcp|udp PORT_DENIED PORT_ALLOWED | flood PORT N | "
+			"budget ADDR PORT N SIZE\n");
 	return 1;
 }

@@ -976,6 +976,16 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			bpf_map_delete_elem(&denied_calls, &t);
 		}
 	}
+	/* The VE's byte budget ran out: a send that failed (EPERM: its packet was dropped), a
+	 * connect refused, or a stream send that the kernel took after that (its data never
+	 * leaves: every packet of the VE is dropped) is aborted by the budget rule. */
+	if (!rule && (ret == -EPERM || ret >= 0)) {
+		struct jcs_ve *w = watched_task();
+		__u64 ex = w ? w->exhausted_ns : 0;
+		if (ex && (ret == -EPERM ? (fl & JCS_CAP_OUT) != 0 :
+		           (fl & JCS_CAP_OUT) && f->peer_len > 0 && ex < f->enter_ns))
+			rule = (__u32)w->budget_rule;
+	}
 	long okret = rule ? 0 : ret; /* what the capture conditions below look at */
 	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
 	if (!e)
@@ -1135,6 +1145,32 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
  * network policy. The longest prefix holding the address has, in policy order, every rule that
  * can match it (model::policy::Policy::compile_net): the first match decides. A denial fails
  * the call with EPERM, is counted per (VE, rule), and is remembered for the call's record. */
+/* Counts a denial of the VE's by `rule`. */
+static __always_inline void count_denial(__u64 ve, __u32 rule)
+{
+	struct jcs_deny_key dk = { .ve = ve, .rule = rule };
+	__u64 *n = bpf_map_lookup_elem(&denials, &dk);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+	} else {
+		__u64 one = 1;
+		if (bpf_map_update_elem(&denials, &dk, &one, BPF_NOEXIST) != 0) {
+			n = bpf_map_lookup_elem(&denials, &dk);
+			if (n)
+				__sync_fetch_and_add(n, 1);
+		}
+	}
+}
+
+/* A call of the current thread denied by `rule`: counted, and remembered for its record. */
+static __always_inline void deny(struct jcs_ve *w, __u32 rule)
+{
+	count_denial(w->ve, rule);
+	__u64 t = bpf_get_current_pid_tgid();
+	struct denied_call d = { .rule = rule, .when = bpf_ktime_get_ns() };
+	bpf_map_update_elem(&denied_calls, &t, &d, BPF_ANY);
+}
+
 static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
@@ -1165,6 +1201,18 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			k.prefixlen = 64 + 128;
 		}
 	}
+	if (w->exhausted_ns && op != JCS_OP_BIND) {
+		/* The byte budget ran out: nothing more goes out, new connections neither; the VE's
+		 * own loopback is inside it. */
+		int loop = k.family == 4 ? k.addr[0] == 127 :
+			   (k.addr[15] == 1 && !(k.addr[0] | k.addr[1] | k.addr[2] | k.addr[3] |
+			    k.addr[4] | k.addr[5] | k.addr[6] | k.addr[7] | k.addr[8] | k.addr[9] |
+			    k.addr[10] | k.addr[11] | k.addr[12] | k.addr[13] | k.addr[14]));
+		if (!loop) {
+			deny(w, (__u32)w->budget_rule);
+			return 0;
+		}
+	}
 	struct jcs_rules *rs = bpf_map_lookup_elem(&policy, &k);
 	if (!rs)
 		return 1;
@@ -1179,21 +1227,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			continue;
 		if (!r->deny)
 			return 1;
-		struct jcs_deny_key dk = { .ve = w->ve, .rule = r->id };
-		__u64 *n = bpf_map_lookup_elem(&denials, &dk);
-		if (n) {
-			__sync_fetch_and_add(n, 1);
-		} else {
-			__u64 one = 1;
-			if (bpf_map_update_elem(&denials, &dk, &one, BPF_NOEXIST) != 0) {
-				n = bpf_map_lookup_elem(&denials, &dk);
-				if (n)
-					__sync_fetch_and_add(n, 1);
-			}
-		}
-		__u64 t = bpf_get_current_pid_tgid();
-		struct denied_call d = { .rule = r->id, .when = bpf_ktime_get_ns() };
-		bpf_map_update_elem(&denied_calls, &t, &d, BPF_ANY);
+		deny(w, r->id);
 		return 0;
 	}
 	return 1;
@@ -1211,6 +1245,32 @@ SEC("cgroup/bind4")
 int jcs_bind4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, JCS_OP_BIND); }
 SEC("cgroup/bind6")
 int jcs_bind6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, JCS_OP_BIND); }
+
+/* budget.bytes_sent: counts the IP packets a VE's sockets send out of its network namespace
+ * (loopback is the VE's own), headers included, and once the next one would pass the budget,
+ * drops it and every later one (the sender gets EPERM, a stream stalls); the drops are counted
+ * per (VE, rule) like denials. Attached to the VE's cgroup; the socket's cgroup names the VE
+ * (in softirq context, the current task is anyone's). */
+SEC("cgroup_skb/egress")
+int jcs_egress(struct __sk_buff *skb)
+{
+	if (skb->ifindex == 1)
+		return 1;
+	__u64 cg = bpf_skb_cgroup_id(skb);
+	struct jcs_ve *w = bpf_map_lookup_elem(&watched, &cg);
+	if (!w || !w->budget)
+		return 1;
+	if (!w->exhausted_ns) {
+		__u64 len = skb->len;
+		__u64 sent = __sync_fetch_and_add(&w->sent, len) + len;
+		if (sent <= w->budget)
+			return 1;
+		__sync_fetch_and_add(&w->sent, -len);
+		w->exhausted_ns = bpf_ktime_get_ns();
+	}
+	count_denial(w->ve, (__u32)w->budget_rule);
+	return 0;
+}
 
 /* Never used by the programs: these globals make libbpf-cargo generate, from the compiler's
  * BTF, the Rust view of the record and of its enums (`skel::types`), which is all that

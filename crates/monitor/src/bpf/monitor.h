@@ -62,6 +62,8 @@ enum jcs_capture {
 	JCS_CAP_NOTIFIED = 4194304, /* may be answered by the VE's pre-image supervisor (seccomp user
 	                        * notification), which skips sys_enter: its record is then built at
 	                        * sys_exit from the registers (path calls: nothing is read at entry) */
+	JCS_CAP_OUT = 8388608, /* moves data out through the fd in args[0] (write, send*): once
+	                        * the VE's byte budget ran out, a socket's such call is aborted */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
@@ -108,6 +110,12 @@ struct jcs_ve {
 	/* The pid of the VE's init (JCS's own code that builds the VE, then reaps and supervises):
 	 * the system calls of its threads are neither the app's nor counted as the VE's (0: none). */
 	__u64 init_tid;
+	/* budget.bytes_sent: the IP bytes the VE may send out of its network namespace (0: no
+	 * budget), what it sent, when the budget ran out (0: not yet), and the rule's number. */
+	__u64 budget;
+	__u64 sent;
+	__u64 exhausted_ns;
+	__u64 budget_rule;
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */

@@ -219,42 +219,45 @@ pub(super) fn child_main(
     // Pre-images: the version store and the undo log, opened while the host's paths are
     // still visible (close-on-exec: the app never gets them).
     let supervisor_files = exec.preimages.as_ref().map(|(p, _)| {
-        let objects = std::fs::create_dir_all(&p.objects)
-            .and_then(|()| {
-                rustix::fs::open(
-                    &p.objects,
-                    rustix::fs::OFlags::DIRECTORY
-                        | rustix::fs::OFlags::RDONLY
-                        | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(io::Error::from)
-            })
-            .unwrap_or_else(|e| {
-                fail(
-                    &err_wr,
-                    EXIT_SETUP,
-                    &format!("open {}: {e}", p.objects.display()),
-                )
-            });
-        let log = p
-            .undo_log
-            .parent()
-            .map(std::fs::create_dir_all)
-            .unwrap_or(Ok(()))
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&p.undo_log)
-            })
-            .unwrap_or_else(|e| {
-                fail(
-                    &err_wr,
-                    EXIT_SETUP,
-                    &format!("open {}: {e}", p.undo_log.display()),
-                )
-            });
+        let keep = p.keep.then(|| {
+            let objects = std::fs::create_dir_all(&p.objects)
+                .and_then(|()| {
+                    rustix::fs::open(
+                        &p.objects,
+                        rustix::fs::OFlags::DIRECTORY
+                            | rustix::fs::OFlags::RDONLY
+                            | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )
+                    .map_err(io::Error::from)
+                })
+                .unwrap_or_else(|e| {
+                    fail(
+                        &err_wr,
+                        EXIT_SETUP,
+                        &format!("open {}: {e}", p.objects.display()),
+                    )
+                });
+            let log = p
+                .undo_log
+                .parent()
+                .map(std::fs::create_dir_all)
+                .unwrap_or(Ok(()))
+                .and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(&p.undo_log)
+                })
+                .unwrap_or_else(|e| {
+                    fail(
+                        &err_wr,
+                        EXIT_SETUP,
+                        &format!("open {}: {e}", p.undo_log.display()),
+                    )
+                });
+            crate::supervise::Keep { objects, log }
+        });
         let (ours, theirs) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::DGRAM,
@@ -262,7 +265,7 @@ pub(super) fn child_main(
             None,
         )
         .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &format!("socketpair: {e}")));
-        (objects, log, ours, theirs, p.storage.clone())
+        (keep, ours, theirs, p.storage.clone(), p.files_written)
     });
     // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
@@ -307,7 +310,7 @@ pub(super) fn child_main(
         &err_wr,
         tty.as_ref(),
         landlock.as_ref(),
-        supervisor_files.as_ref().map(|f| &f.3),
+        supervisor_files.as_ref().map(|f| &f.2),
     );
     drop(tty);
     if app < 0 {
@@ -315,11 +318,11 @@ pub(super) fn child_main(
     }
     // The app sent the listener of its notify filter before its exec: the supervisor answers
     // it from a thread of this init (in the VE's mount and pid namespaces).
-    if let Some((objects, log, ours, theirs, storage)) = supervisor_files {
+    if let Some((keep, ours, theirs, storage, files_budget)) = supervisor_files {
         drop(theirs);
         // None: the app failed before installing the filter (its error is on the pipe).
         if let Ok(Some(listener)) = crate::pty::recv_fd(&ours) {
-            let s = crate::supervise::Supervisor::new(listener, objects, log, storage);
+            let s = crate::supervise::Supervisor::new(listener, keep, storage, files_budget);
             let _ = std::thread::Builder::new()
                 .name("jcs-supervisor".into())
                 .spawn(move || s.run());

@@ -72,19 +72,24 @@ pub struct VeConfig {
     pub extra_caps: u64,
     /// The file and exec parts of the app's policy, enforced by the VE's start.
     pub guard: Guard,
-    /// Keep pre-images of what the app changes in persistent and shared storage.
+    /// The app's write-intent calls go to a supervisor: to keep pre-images of what it changes
+    /// in persistent and shared storage, and/or to hold it to a files budget.
     pub preimages: Option<Preimages>,
 }
 
-/// Where the supervisor keeps pre-images ([`crate::supervise`]): host paths, opened by the
-/// VE's init before it leaves the host's file system.
+/// What the supervisor does ([`crate::supervise`]); host paths, opened by the VE's init before
+/// it leaves the host's file system.
 #[derive(Debug, Clone)]
 pub struct Preimages {
+    /// Keep pre-images (`[recovery] preimages`): otherwise the paths below are not used.
+    pub keep: bool,
     /// The store's `versions/objects` directory.
     pub objects: PathBuf,
     /// The VE's undo log (`versions/undo/VE.jsonl`).
     pub undo_log: PathBuf,
     pub storage: Vec<crate::supervise::Storage>,
+    /// `[budget] files_written`.
+    pub files_written: Option<u64>,
 }
 
 /// What the VE's start enforces of its policy (model::policy).
