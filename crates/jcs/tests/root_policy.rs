@@ -173,6 +173,54 @@ fn root_a_byte_budget_stops_what_the_ve_sends_out() {
     env.assert_clean();
 }
 
+/// A stream connected before the byte budget ran out: what the VE writes to it after is taken
+/// by the kernel (write says ok) but never leaves; its record is aborted by the budget's rule,
+/// the write before it committed, and the peer got only that.
+#[test]
+fn root_a_stream_write_after_the_byte_budget_never_leaves() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    env.bridge_app("web");
+    common::static_helper(&env, "policy");
+    // The peer, on the host side of the bridge, gets what arrives; it waits a bounded time
+    // (after the budget, not even the VE's FIN reaches it).
+    let exchange = || -> String {
+        let peer = ns
+            .cmd("timeout", &["6", "busybox", "nc", "-l", "-p", "9001"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut c = ns.cmd(
+            common::jcs_bin(),
+            &["run", "web", "--", "/data/policy", "stream", "10.77.0.1", "9001", "20", "1000"],
+        );
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
+            .stdin(Stdio::null());
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "before=ok after=ok");
+        let got = peer.wait_with_output().unwrap();
+        String::from_utf8_lossy(&got.stdout).into_owned()
+    };
+    // Control: without a budget both lines arrive.
+    assert_eq!(exchange(), "before\nafter\n");
+    with_policy(&env, "[budget]\nbytes_sent = 10000\n");
+    assert_eq!(exchange(), "before\n");
+    let log = env.log(2);
+    let sends: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|e| e["op"] == "send" && e["dst"].as_str().unwrap_or("").contains(":9001"))
+        .collect();
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert_eq!(sends[0]["status"], "committed", "{sends:?}");
+    assert_eq!(sends[0]["len"], 7, "{sends:?}");
+    assert_eq!(sends[1]["status"], "aborted", "{sends:?}");
+    assert_eq!(sends[1]["rule"], 5, "{sends:?}");
+    env.assert_clean();
+}
+
 /// `[budget] files_written`: the supervisor lets the VE change that many files of storage and
 /// refuses the next one (EDQUOT), journaled as aborted by the budget's rule; rewriting a file
 /// it already changed is free; without `preimages` nothing is kept.

@@ -11,6 +11,9 @@
  *                                 ADDR:PORT, and one datagram to the VE's own loopback; prints
  *                                 "sent=<ok sends> first_eperm=<index or -1> write=... connect=...
  *                                 loopback=..."
+ *   stream ADDR PORT N SIZE       connect TCP to ADDR:PORT, write "before\n", spend the
+ *                                 budget with N datagrams of SIZE bytes to ADDR:PORT+1, write
+ *                                 "after\n"; prints "before=... after=..." (what write said)
  * Exit status 0 when it could try, 1 otherwise. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -126,6 +129,26 @@ int main(int argc, char **argv)
 		int l = try_udp(atoi(argv[3]) + 1);
 		printf("sent=%ld first_eperm=%ld write=%s connect=%s loopback=%s\n", ok, first, w,
 		       tc, res(l));
+		return 0;
+	}
+	if (argc == 6 && !strcmp(argv[1], "stream")) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+		inet_pton(AF_INET, argv[2], &a.sin_addr);
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(t, (void *)&a, sizeof(a))) {
+			perror("connect");
+			return 1;
+		}
+		const char *b = res(write(t, "before\n", 7) == 7 ? 0 : -1);
+		usleep(300000);
+		long n = atol(argv[4]), size = atol(argv[5]);
+		char *buf = calloc(1, size);
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		a.sin_port = htons(atoi(argv[3]) + 1);
+		for (long i = 0; i < n; i++)
+			sendto(s, buf, size, 0, (void *)&a, sizeof(a));
+		const char *f = res(write(t, "after\n", 6) == 6 ? 0 : -1);
+		printf("before=%s after=%s\n", b, f);
 		return 0;
 	}
 	fprintf(stderr, "usage: policy tcp|udp PORT_DENIED PORT_ALLOWED | flood PORT N | "
