@@ -193,14 +193,27 @@ fn root_a_stream_write_after_the_byte_budget_never_leaves() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let mut c = ns.cmd(
             common::jcs_bin(),
-            &["run", "web", "--", "/data/policy", "stream", "10.77.0.1", "9001", "20", "1000"],
+            &[
+                "run",
+                "web",
+                "--",
+                "/data/policy",
+                "stream",
+                "10.77.0.1",
+                "9001",
+                "20",
+                "1000",
+            ],
         );
         c.env("JCS_HOME", env.home())
             .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
             .stdin(Stdio::null());
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "before=ok after=ok");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "before=ok after=ok"
+        );
         let got = peer.wait_with_output().unwrap();
         String::from_utf8_lossy(&got.stdout).into_owned()
     };

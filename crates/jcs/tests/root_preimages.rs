@@ -621,3 +621,84 @@ fn root_a_chrooted_process_cannot_write_through_the_supervisor() {
     assert_eq!(read(&env, "v"), "orig");
     env.assert_clean();
 }
+
+/// `abort_on_close = "denied"`: once the kernel denied the VE a connect, every storage file it
+/// closes after writing goes back to what it was before that open–close transaction — the
+/// report written across the denial to its pre-image, a file it created to nothing (closed
+/// with close, replaced by dup2, left open at exit, or by a process killed by a signal) — while a transaction that committed
+/// before the denial stays. Controls: the same script without abort_on_close keeps
+/// everything, and with it but no denial too.
+#[test]
+fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    let d = data(&env);
+    let rule =
+        "[[network.rule]]\nname = \"no-smtp\"\naction = \"deny\"\nproto = \"tcp\"\nports = [25]\n";
+    let policy = |extra: &str| {
+        let f = env.home().join("p.toml");
+        std::fs::write(&f, format!("{rule}[recovery]\npreimages = true\n{extra}")).unwrap();
+        env.ok(&["app", "policy", "web", f.to_str().unwrap()]);
+    };
+    let reset = || {
+        std::fs::write(d.join("report"), "clean\n").unwrap();
+        for f in ["a", "b", "c", "k"] {
+            let _ = std::fs::remove_file(d.join(f));
+        }
+    };
+    // `deny` = the port the probe tries first: 25 is denied, 27 is not.
+    let script = |deny: u16| {
+        format!(
+            "echo committed > /data/a; exec 3>>/data/report; echo tainted-1 >&3; \
+             /data/policy tcp {deny} 26; echo more >&3; exec 3>&-; echo new > /data/b; \
+             /bin/sh -c 'exec 4>/data/c; echo left-open >&4; exit 0'; \
+             /bin/sh -c 'exec 5>/data/k; echo killed >&5; kill -9 $$'; echo done"
+        )
+    };
+    let everything_stays = |env: &Env| {
+        assert_eq!(read(env, "a"), "committed\n");
+        assert_eq!(read(env, "report"), "clean\ntainted-1\nmore\n");
+        assert_eq!(read(env, "b"), "new\n");
+        assert_eq!(read(env, "c"), "left-open\n");
+        assert_eq!(read(env, "k"), "killed\n");
+    };
+    // Control 1: pre-images but no abort_on_close.
+    policy("");
+    reset();
+    let out = env.sh_ok(&script(25));
+    assert!(
+        out.contains("denied=EPERM") && out.ends_with("done\n"),
+        "{out}"
+    );
+    everything_stays(&env);
+    // Control 2: abort_on_close, but nothing denied.
+    policy("abort_on_close = \"denied\"\n");
+    reset();
+    let out = env.sh_ok(&script(27));
+    assert!(out.contains("denied=ok"), "{out}");
+    everything_stays(&env);
+    // Denied: every transaction that ends after the denial is aborted.
+    reset();
+    let out = env.sh_ok(&script(25));
+    assert!(
+        out.contains("denied=EPERM") && out.ends_with("done\n"),
+        "{out}"
+    );
+    assert_eq!(read(&env, "a"), "committed\n", "closed before the denial");
+    assert_eq!(read(&env, "report"), "clean\n");
+    assert!(!d.join("b").exists(), "created after the denial");
+    assert!(!d.join("c").exists(), "left open at exit");
+    // Killed by a signal: no call closed it; the VE's end did.
+    assert!(!d.join("k").exists(), "left open by a killed process");
+    // The undo log and the journal say what was put back.
+    let u: Vec<serde_json::Value> = undo(&env, 3)
+        .into_iter()
+        .filter(|u| u["what"] == "aborted-on-close")
+        .collect();
+    let rels: Vec<&str> = u.iter().filter_map(|u| u["rel"].as_str()).collect();
+    assert_eq!(rels, ["report", "b", "c", "k"], "{u:?}");
+    let log = env.ok(&["log", "--ve", "3"]);
+    assert!(log.contains("abort-on-close"), "{log}");
+    env.assert_clean();
+}

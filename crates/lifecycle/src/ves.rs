@@ -137,6 +137,13 @@ impl Hooks for VeHooks {
         Ok(())
     }
 
+    fn release_data(&self) -> Vec<u8> {
+        self.monitor
+            .as_ref()
+            .map(|m| m.release_data())
+            .unwrap_or_default()
+    }
+
     /// The recorder's flush decides whether the VE's record is complete (the error says
     /// so); a network teardown that failed is reported, not mistaken for that.
     fn after_exit(&mut self) -> Result<(), HookError> {
@@ -400,6 +407,8 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 .map(|p| ve::launch::Preimages {
                     keep: p.preimages,
                     files_written: p.files_written,
+                    abort_on_close: p.abort_on_close,
+                    ve: id.0,
                     objects: store.layout.versions().join("objects"),
                     undo_log: ve::supervise::undo_path(&store.layout.versions(), id.0),
                     storage: storage_names
@@ -457,6 +466,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     }
     let changes = storage_changes(&meta.storage, &before);
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
+    if policy.as_ref().is_some_and(|p| p.abort_on_close) {
+        journal_aborted_on_close(store, id);
+    }
     if let Some((_, mnt)) = &disk {
         // The dirties stay in the image; `jcs inspect` mounts it again to read them.
         if let Err(e) = ve::disk::unmount(mnt) {
@@ -490,6 +502,28 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             store.catalog.ve_ended(id, "failed", None, Some(&msg))?;
             Err(e).ctx(|| format!("VE {id}"))
         }
+    }
+}
+
+/// abort_on_close: journals (`X` records) the files the VE's supervisor put back at a close
+/// (its undo log's `aborted-on-close` entries).
+fn journal_aborted_on_close(store: &Store, id: VeId) {
+    let log = ve::supervise::undo_path(&store.layout.versions(), id.0);
+    let restores: Vec<record::Restore> = ve::supervise::read_undo(&log)
+        .unwrap_or_default()
+        .iter()
+        .filter(|u| u.what == "aborted-on-close")
+        .map(|u| {
+            let action = match u.kind.as_str() {
+                "removed" => "remove",
+                "emptied" => "empty",
+                _ => "restore",
+            };
+            crate::abort::restore_of(u, action, &format!("abort-on-close ve {id}"), id.0)
+        })
+        .collect();
+    if let Some(why) = crate::abort::journal(store, restores) {
+        tracing::warn!("VE {id}: the files put back at their close are not journaled: {why}");
     }
 }
 

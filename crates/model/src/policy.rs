@@ -46,6 +46,10 @@ use std::net::IpAddr;
 /// The most rules that apply to one address prefix (the kernel walks them in a bounded loop).
 pub const RULES_PER_PREFIX: usize = 32;
 
+/// Slots of the kernel's map of denied VEs (`JCS_TAINT_SLOTS` in the monitor's `monitor.h`):
+/// a VE's slot is its id modulo this, and holds its id once the kernel denied it something.
+pub const TAINT_SLOTS: u32 = 65536;
+
 /// Protocols (`NetRule::protos` bits).
 pub const PROTO_TCP: u8 = 1;
 pub const PROTO_UDP: u8 = 2;

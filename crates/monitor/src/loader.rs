@@ -226,6 +226,33 @@ impl Monitor {
         Ok(())
     }
 
+    /// The id of the `tainted` map (a VE's slot holds its id once the kernel denied it
+    /// something), which a VE's init opens (`BPF_MAP_GET_FD_BY_ID`) and maps read-only.
+    pub fn tainted_map_id(&self) -> Result<u32, MonitorError> {
+        use libbpf_rs::MapCore;
+        self.skel
+            .maps
+            .tainted
+            .info()
+            .map_err(|source| MonitorError::Map {
+                map: "tainted",
+                source,
+            })
+            .and_then(|i| {
+                if i.info.max_entries != model::policy::TAINT_SLOTS {
+                    return Err(MonitorError::Enforce {
+                        cgroup: String::new(),
+                        why: format!(
+                            "the kernel's tainted map has {} slots, JCS expects {}",
+                            i.info.max_entries,
+                            model::policy::TAINT_SLOTS
+                        ),
+                    });
+                }
+                Ok(i.info.id)
+            })
+    }
+
     /// Removes and returns the kernel's count of a VE's denials, per rule.
     pub fn take_denials(&self, ve: u64) -> Result<Vec<(u32, u64)>, MonitorError> {
         let map = &self.skel.maps.denials;
@@ -259,6 +286,16 @@ impl Monitor {
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         let at = std::mem::offset_of!(jcs_ve, init_tid);
         v[at..at + 8].copy_from_slice(&u64::from(init.unwrap_or(0)).to_ne_bytes());
+        // A fresh VE is not tainted (its slot may hold a VE 65,536 ids older).
+        let slot = (ve % u64::from(model::policy::TAINT_SLOTS)) as u32;
+        self.skel
+            .maps
+            .tainted
+            .update(&slot.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| MonitorError::Map {
+                map: "tainted",
+                source,
+            })?;
         self.skel
             .maps
             .watched

@@ -190,6 +190,8 @@ pub struct MonitorHooks {
     pub strict: bool,
     /// The VE's policy (its network part is enforced by the recorder).
     pub policy: Option<Box<crate::protocol::WatchPolicy>>,
+    /// The kernel's map of denied VEs (`Response::Watched`), for `abort_on_close`.
+    tainted_map: Option<u32>,
 }
 
 impl MonitorHooks {
@@ -209,6 +211,7 @@ impl MonitorHooks {
             cgroup_id: 0,
             strict: false,
             policy: None,
+            tainted_map: None,
         })
     }
 }
@@ -231,6 +234,7 @@ impl ve::launch::Hooks for MonitorHooks {
             policy: self.policy.clone(),
         })? {
             Response::Ok => {}
+            Response::Watched { tainted_map } => self.tainted_map = Some(tainted_map),
             Response::Error { message } => {
                 return Err(Box::new(RecorderError::Refused(format!(
                     "watch the VE: {message}"
@@ -245,6 +249,12 @@ impl ve::launch::Hooks for MonitorHooks {
         self.cgroup_id = cgroup.id;
         self.client = Some(c);
         Ok(())
+    }
+
+    fn release_data(&self) -> Vec<u8> {
+        self.tainted_map
+            .map(|id| id.to_le_bytes().to_vec())
+            .unwrap_or_default()
     }
 
     fn after_exit(&mut self) -> Result<(), HookError> {

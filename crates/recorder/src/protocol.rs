@@ -59,6 +59,11 @@ pub struct WatchPolicy {
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     Ok,
+    /// A Watch of a VE whose policy aborts on close: the id of the kernel's map of denied
+    /// VEs, which its init maps read-only.
+    Watched {
+        tainted_map: u32,
+    },
     Status {
         pid: u32,
         /// (device, inode) of the daemon's executable (kept for older clients).

@@ -654,7 +654,15 @@ fn monitor_loop(
                         Ok(()) => {
                             watched += 1;
                             watched_since.insert(cgroup_id, now_ns());
-                            Response::Ok
+                            match policy.as_ref().filter(|p| p.policy.abort_on_close) {
+                                None => Response::Ok,
+                                Some(_) => match m.tainted_map_id() {
+                                    Ok(tainted_map) => Response::Watched { tainted_map },
+                                    Err(e) => Response::Error {
+                                        message: e.to_string(),
+                                    },
+                                },
+                            }
                         }
                         Err(e) => {
                             t.unwatch(cgroup_id);

@@ -125,6 +125,17 @@ struct {
 	__type(value, __u64);
 } denials SEC(".maps");
 
+/* The VEs the kernel denied something (a network rule, the byte budget): slot = VE id modulo
+ * JCS_TAINT_SLOTS, value = that VE's id. A VE with `abort_on_close` has its supervisor read
+ * its slot through a read-only mapping of this map at each close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JCS_TAINT_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} tainted SEC(".maps");
+
 /* A call a sock_addr program denied, until its sys_exit names the rule in its record: the
  * thread (pid_tgid) → the rule and when (a denial older than the call's entry is stale). */
 struct denied_call {
@@ -1148,6 +1159,10 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 /* Counts a denial of the VE's by `rule`. */
 static __always_inline void count_denial(__u64 ve, __u32 rule)
 {
+	__u32 slot = (__u32)(ve % JCS_TAINT_SLOTS);
+	__u64 *t = bpf_map_lookup_elem(&tainted, &slot);
+	if (t)
+		*t = ve;
 	struct jcs_deny_key dk = { .ve = ve, .rule = rule };
 	__u64 *n = bpf_map_lookup_elem(&denials, &dk);
 	if (n) {

@@ -200,6 +200,9 @@ struct jcs_rules {
 
 /* Key of the `denials` map: denials per VE and rule, counted in the kernel (exact whatever the
  * ring buffer loses). */
+/* Slots of the `tainted` map (a VE's is its id modulo this). */
+#define JCS_TAINT_SLOTS 65536
+
 struct jcs_deny_key {
 	__u64 ve;
 	__u32 rule;

@@ -98,10 +98,10 @@ impl ExecSpec {
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
             workdir,
-            preimages: cfg
-                .preimages
-                .clone()
-                .map(|p| (p, crate::supervise::filter())),
+            preimages: cfg.preimages.clone().map(|p| {
+                let closes = p.abort_on_close;
+                (p, crate::supervise::filter(closes))
+            }),
             exec_allow: match &cfg.guard.exec_allow {
                 None => None,
                 Some(l) => Some(
@@ -120,6 +120,19 @@ pub(super) fn fail(err: &OwnedFd, code: i32, msg: &str) -> ! {
     // SAFETY: _exit never returns and skips atexit handlers that belong to the parent's copy
     // of the process.
     unsafe { libc::_exit(code) }
+}
+
+/// [`fail`] for the app's process once its notify filter is in place: it ends with `exit`,
+/// not `exit_group` (which an app that aborts on close sends to the supervisor — who cannot
+/// answer before this process execs: the init waits in vfork). The process is
+/// single-threaded: its one thread's exit ends it.
+fn fail_app(err: &OwnedFd, code: i32, msg: &str) -> ! {
+    let _ = rustix::io::write(err, msg.as_bytes());
+    // SAFETY: exit(2) of the only thread; never returns.
+    unsafe {
+        libc::syscall(libc::SYS_exit, code);
+    }
+    unreachable!("exit returned")
 }
 
 /// The child's ends of its channels to the parent.
@@ -214,6 +227,31 @@ pub(super) fn child_main(
         // SAFETY: exit without running the parent's destructors.
         unsafe { libc::_exit(EXIT_SETUP) };
     }
+    // abort_on_close: the release carries the id of the kernel's map of denied VEs; the
+    // view of it is made before this process drops anything (BPF_MAP_GET_FD_BY_ID needs
+    // CAP_SYS_ADMIN).
+    let tainted = exec
+        .preimages
+        .as_ref()
+        .filter(|(p, _)| p.abort_on_close)
+        .map(|(p, _)| {
+            let mut id = [0u8; 4];
+            if f.read_exact(&mut id).is_err() {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    "abort_on_close needs the recorder's kernel map of denials, and the \
+                     recorder gave none (is JCS_MONITOR=off?)",
+                );
+            }
+            crate::supervise::Tainted::open(u32::from_le_bytes(id), p.ve).unwrap_or_else(|e| {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    &format!("map the kernel's map of denied VEs: {e}"),
+                )
+            })
+        });
     drop(f);
     lap("released");
     // Pre-images: the version store and the undo log, opened while the host's paths are
@@ -318,14 +356,25 @@ pub(super) fn child_main(
     }
     // The app sent the listener of its notify filter before its exec: the supervisor answers
     // it from a thread of this init (in the VE's mount and pid namespaces).
+    // abort_on_close: the supervisor's final pass ends before the init does.
+    let mut supervisor_done = None;
     if let Some((keep, ours, theirs, storage, files_budget)) = supervisor_files {
         drop(theirs);
         // None: the app failed before installing the filter (its error is on the pipe).
         if let Ok(Some(listener)) = crate::pty::recv_fd(&ours) {
-            let s = crate::supervise::Supervisor::new(listener, keep, storage, files_budget);
+            let waits = tainted.is_some();
+            let s =
+                crate::supervise::Supervisor::new(listener, keep, storage, files_budget, tainted);
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
             let _ = std::thread::Builder::new()
                 .name("jcs-supervisor".into())
-                .spawn(move || s.run());
+                .spawn(move || {
+                    s.run();
+                    let _ = tx.send(());
+                });
+            if waits {
+                supervisor_done = Some(rx);
+            }
         }
     }
     lap("app exec'd");
@@ -343,6 +392,11 @@ pub(super) fn child_main(
                     Some(sig) => 128 + sig,
                     None => st.exit_status().unwrap_or(0),
                 };
+                // (It ends once no process of the app is left; those still running end with
+                // this init, so the wait is bounded.)
+                if let Some(rx) = &supervisor_done {
+                    let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+                }
                 // SAFETY: _exit ends the VE's init at once, without the atexit handlers of
                 // the parent's copy of the process.
                 unsafe { libc::_exit(code) };
@@ -464,13 +518,15 @@ pub(super) fn exec_app(
         match crate::supervise::install(prog) {
             Ok(listener) => {
                 if let Err(e) = crate::pty::send_fd(sock, std::os::fd::AsFd::as_fd(&listener)) {
-                    fail(
+                    fail_app(
                         err,
                         EXIT_SETUP,
                         &format!("hand the notify listener to the supervisor: {e}"),
                     );
                 }
-                drop(listener);
+                // Not closed here: a close may be one the supervisor answers, and it runs only
+                // once this process has exec'd. The listener is close-on-exec.
+                std::mem::forget(listener);
             }
             Err(e) => fail(
                 err,
@@ -508,7 +564,7 @@ pub(super) fn exec_app(
             io::Error::from_raw_os_error(last)
         )
     };
-    fail(err, EXIT_EXEC, &msg)
+    fail_app(err, EXIT_EXEC, &msg)
 }
 
 #[cfg(test)]

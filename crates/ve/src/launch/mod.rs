@@ -90,6 +90,10 @@ pub struct Preimages {
     pub storage: Vec<crate::supervise::Storage>,
     /// `[budget] files_written`.
     pub files_written: Option<u64>,
+    /// `[recovery] abort_on_close`: closes go to the supervisor too, which reads the kernel's
+    /// word on VE `ve` (the map whose id comes with the release, `Hooks::release_data`).
+    pub abort_on_close: bool,
+    pub ve: u64,
 }
 
 /// What the VE's start enforces of its policy (model::policy).
@@ -177,6 +181,11 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Called between "the VE's init is in its cgroup" and "the app starts".
 pub trait Hooks {
     fn before_release(&mut self, pid: i32, cgroup: &VeCgroup) -> Result<(), HookError>;
+    /// What the VE's init is sent with its release, after `before_release`: the id (u32,
+    /// little-endian) of the kernel's map of denied VEs when the app aborts on close.
+    fn release_data(&self) -> Vec<u8> {
+        Vec::new()
+    }
     /// Called once the VE is gone (or failed to start): undo what `before_release` did.
     /// An error means something the VE did may not have been recorded.
     fn after_exit(&mut self) -> Result<(), HookError> {

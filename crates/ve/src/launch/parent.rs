@@ -249,7 +249,9 @@ pub fn start(
     }
     phases.mark("hooks");
     let mut w = std::fs::File::from(sync_wr);
-    if let Err(e) = w.write_all(b"g") {
+    let mut release = b"g".to_vec();
+    release.extend(hooks.release_data());
+    if let Err(e) = w.write_all(&release) {
         return Err(abort(&mut running, LaunchError::Pipe(e)));
     }
     drop(w);
