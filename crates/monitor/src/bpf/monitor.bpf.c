@@ -993,8 +993,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	if (!rule && (ret == -EPERM || ret >= 0)) {
 		struct jcs_ve *w = watched_task();
 		__u64 ex = w ? w->exhausted_ns : 0;
+		/* (A stream to an IP peer: a Unix socket's data does not go through the budget.) */
+		int ip_peer = f->peer_len > 0 && (f->peer[0] == AF_INET || f->peer[0] == AF_INET6);
 		if (ex && (ret == -EPERM ? (fl & JCS_CAP_OUT) != 0 :
-		           (fl & JCS_CAP_OUT) && f->peer_len > 0 && ex < f->enter_ns))
+		           (fl & JCS_CAP_OUT) && ip_peer && ex < f->enter_ns))
 			rule = (__u32)w->budget_rule;
 	}
 	long okret = rule ? 0 : ret; /* what the capture conditions below look at */
