@@ -8,7 +8,7 @@
 mod common;
 
 use common::Env;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 const PREIMAGES: &str = "[recovery]\npreimages = true\n";
@@ -701,4 +701,113 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
     let log = env.ok(&["log", "--ve", "3"]);
     assert!(log.contains("abort-on-close"), "{log}");
     env.assert_clean();
+}
+
+/// Extended attributes, the legacy utimes and mknod go through the supervisor too: the
+/// attributes are kept before the first change and `jcs abort` puts them back, the named pipe it
+/// made is removed. The supervisor acts with no more than the app's capabilities: a trusted.*
+/// attribute (CAP_SYS_ADMIN) and a device node (CAP_MKNOD) stay refused, as without it.
+#[test]
+fn root_xattrs_utimes_and_mknod_are_kept_and_undone_within_the_apps_capabilities() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    let d = data(&env);
+    let setup = || {
+        std::fs::write(d.join("x"), "x").unwrap();
+        let p = std::ffi::CString::new(d.join("x").to_str().unwrap()).unwrap();
+        // (trusted.h: the host, with CAP_SYS_ADMIN, may set trusted.* here.)
+        for (k, v) in [("user.k", "v1"), ("user.gone", "g"), ("trusted.h", "h")] {
+            let k = std::ffi::CString::new(k).unwrap();
+            // SAFETY: NUL-terminated strings, a value of the length given.
+            let r =
+                unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+            assert_eq!(r, 0, "the host sets {k:?} here");
+        }
+        let _ = std::fs::remove_file(d.join("fifo"));
+    };
+    let xattrs = || -> Vec<String> {
+        let mut v: Vec<String> = xattr_list(&d.join("x"));
+        v.sort();
+        v
+    };
+    // Control: without pre-images, the changes are made, and the kernel refuses the others.
+    setup();
+    let out = env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/preimage",
+        "meta",
+        "/data/x",
+        "/data/fifo",
+    ]);
+    assert_eq!(out.trim(), "trusted=EPERM dev=EPERM");
+    assert_eq!(xattrs(), ["user.k=v2"]);
+    setup();
+    keep_preimages(&env);
+    let before = std::fs::metadata(d.join("x")).unwrap();
+    let out = env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/preimage",
+        "meta",
+        "/data/x",
+        "/data/fifo",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "trusted=EPERM dev=EPERM",
+        "no more than the app may"
+    );
+    assert_eq!(xattrs(), ["user.k=v2"]);
+    assert_eq!(
+        std::fs::metadata(d.join("x")).unwrap().mtime(),
+        1_000_000_000
+    );
+    assert!(std::fs::symlink_metadata(d.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let u = undo(&env, 2);
+    assert_eq!(u[0]["what"], "attrs", "{u:?}");
+    assert!(u[0]["xattrs"].to_string().contains("user.gone"), "{u:?}");
+    assert!(
+        u.iter()
+            .any(|e| e["what"] == "created" && e["rel"] == "fifo"),
+        "{u:?}"
+    );
+    env.ok(&["abort", "2"]);
+    assert_eq!(xattrs(), ["user.gone=g", "user.k=v1"]);
+    assert_eq!(
+        std::fs::metadata(d.join("x")).unwrap().mtime(),
+        before.mtime()
+    );
+    assert!(!d.join("fifo").exists());
+    env.assert_clean();
+}
+
+fn xattr_list(p: &std::path::Path) -> Vec<String> {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: a NUL-terminated path and a buffer of the length given.
+    let n = unsafe { libc::listxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(n >= 0);
+    names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty() && n.starts_with(b"user."))
+        .map(|n| {
+            let k = std::ffi::CString::new(n).unwrap();
+            let mut v = vec![0u8; 256];
+            // SAFETY: as above.
+            let m =
+                unsafe { libc::getxattr(c.as_ptr(), k.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(&v[..m.max(0) as usize])
+            )
+        })
+        .collect()
 }

@@ -368,10 +368,31 @@ pub(crate) fn apply_undo(
                 tv_nsec: u.mtime_ns.rem_euclid(1_000_000_000),
             };
             let m = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
-            if same_attrs(Some(&st), u) && m == u.mtime_ns {
+            let link = FileType::from_raw_mode(st.st_mode) == FileType::Symlink;
+            // Its extended attributes, through a descriptor of the file itself (never a
+            // symbolic link's target).
+            let file = match (&u.xattrs, link) {
+                (Some(_), false) => Some(rustix::fs::openat(
+                    &p,
+                    name.as_c_str(),
+                    rustix::fs::OFlags::PATH
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?),
+                _ => None,
+            };
+            let xattr_path = file.as_ref().map(proc_path);
+            let same_xattrs = match (&u.xattrs, &xattr_path) {
+                (Some(want), Some((_, at))) => ve::supervise::read_xattrs(at) == *want,
+                _ => true,
+            };
+            if same_attrs(Some(&st), u) && m == u.mtime_ns && same_xattrs {
                 return Ok(false);
             }
-            let link = FileType::from_raw_mode(st.st_mode) == FileType::Symlink;
+            if let (Some(want), Some((_, at))) = (&u.xattrs, &xattr_path) {
+                ve::supervise::write_xattrs(at, want)?;
+            }
             if !link {
                 rustix::fs::chmodat(
                     &p,
@@ -426,6 +447,17 @@ pub(crate) fn apply_undo(
                     write_content(&p, &name, &objects.join(obj), u)?;
                 }
             }
+            if let Some(want) = u.xattrs.as_ref().filter(|x| !x.is_empty()) {
+                let fd = rustix::fs::openat(
+                    &p,
+                    name.as_c_str(),
+                    rustix::fs::OFlags::PATH
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                ve::supervise::write_xattrs(&proc_path(&fd).1, want)?;
+            }
             Ok(true)
         }
         "renamed" => {
@@ -448,6 +480,16 @@ pub(crate) fn apply_undo(
         }
         w => Err(io::Error::other(format!("unknown undo entry {w}"))),
     }
+}
+
+/// `/proc/self/fd/N` for a descriptor (valid while the descriptor is open).
+fn proc_path(fd: &OwnedFd) -> (i32, CString) {
+    use std::os::fd::AsRawFd;
+    let n = fd.as_raw_fd();
+    (
+        n,
+        CString::new(format!("/proc/self/fd/{n}")).expect("no NUL in a number"),
+    )
 }
 
 fn same_attrs(st: Option<&rustix::fs::Stat>, u: &Undo) -> bool {

@@ -353,9 +353,20 @@ pub fn notified_calls() -> Vec<i64> {
         libc::SYS_symlinkat,
         libc::SYS_fchmod,
         libc::SYS_fchown,
+        libc::SYS_mknodat,
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_fsetxattr,
+        libc::SYS_removexattr,
+        libc::SYS_lremovexattr,
+        libc::SYS_fremovexattr,
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
+        libc::SYS_mknod,
+        libc::SYS_utime,
+        libc::SYS_utimes,
+        libc::SYS_futimesat,
         libc::SYS_open,
         libc::SYS_creat,
         libc::SYS_unlink,

@@ -8,10 +8,12 @@
 //! the app change the path between the supervisor's look and the kernel's: what the
 //! supervisor does is exactly what it kept a pre-image for.
 //!
-//! Attribute changes (chmod, chown, utimensat) keep the file's mode, owner and times; link and
-//! symlink are creations; fchmod, fchown and futimens (utimensat on a descriptor) too. What it
-//! does not cover yet: mknod, xattrs, the legacy utime/utimes/futimesat, and apps that chroot
-//! inside the VE (their write-intent calls fail with EPERM).
+//! Attribute changes (chmod, chown, utimensat, the legacy utime/utimes/futimesat, set/remove
+//! xattr) keep the file's mode, owner, times and extended attributes; link, symlink and mknod
+//! are creations; fchmod, fchown, futimens and f*xattr too. It acts with at most the
+//! capabilities the app's processes are bounded by (`ActCaps`), never the init's. What it does
+//! not cover yet: setxattrat/removexattrat, and apps that chroot inside the VE (their
+//! write-intent calls fail with EPERM).
 //! If the supervisor dies, the kernel fails the notified calls (ENOSYS): writes fail closed,
 //! reads go on.
 
@@ -39,9 +41,20 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_symlinkat, None),
         (libc::SYS_fchmod, None),
         (libc::SYS_fchown, None),
+        (libc::SYS_mknodat, None),
+        (libc::SYS_setxattr, None),
+        (libc::SYS_lsetxattr, None),
+        (libc::SYS_fsetxattr, None),
+        (libc::SYS_removexattr, None),
+        (libc::SYS_lremovexattr, None),
+        (libc::SYS_fremovexattr, None),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
+        (libc::SYS_mknod, None),
+        (libc::SYS_utime, None),
+        (libc::SYS_utimes, None),
+        (libc::SYS_futimesat, None),
         (libc::SYS_open, Some(1)),
         (libc::SYS_creat, None),
         (libc::SYS_unlink, None),
@@ -243,6 +256,9 @@ pub struct Undo {
     /// The file's identity (device, inode) when it was kept.
     pub dev: u64,
     pub ino: u64,
+    /// Its extended attributes (`attrs`, `deleted`): (name, value in hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xattrs: Option<Vec<(String, String)>>,
 }
 
 /// Where pre-images go: the store's `versions/objects` and the VE's undo log (opened before
@@ -370,6 +386,8 @@ pub struct Supervisor {
     /// tainted — its pre-image, then its content at each close before (a committed
     /// transaction).
     restore_points: std::collections::HashMap<(u64, u64), RestorePoint>,
+    /// The capabilities it acts with for the app (None: this thread's own, for tests).
+    act_caps: Option<ActCaps>,
     /// abort_on_close: the files opened for writing whose last writing descriptor was not
     /// seen closing yet (a process killed by a signal closes without a call).
     pending: std::collections::HashSet<(u64, u64)>,
@@ -407,11 +425,18 @@ impl Supervisor {
             refused: false,
             restore_points: Default::default(),
             pending: Default::default(),
+            act_caps: None,
             kept: Default::default(),
             kept_attrs: Default::default(),
             storage_devs: vec![],
             seq: 0,
         }
+    }
+
+    /// Acts on the app's behalf with at most `bound` capabilities (see [`Creds::assume`]).
+    pub fn acting_within(mut self, bound: u64) -> io::Result<Supervisor> {
+        self.act_caps = Some(ActCaps::new(bound)?);
+        Ok(self)
     }
 
     /// Answers notifications until the listener closes (every process of the app is gone).
@@ -627,6 +652,25 @@ impl Supervisor {
                 0,
             )),
             libc::SYS_symlink => Some(Call::Symlink(path(0)?, libc::AT_FDCWD, path(1)?)),
+            libc::SYS_mknod => Some(Call::Mknod(libc::AT_FDCWD, path(0)?, a[1], a[2])),
+            libc::SYS_utime => Some(Call::Attr(
+                libc::AT_FDCWD,
+                Some(path(0)?),
+                0,
+                Attr::Times(task.read_utimbuf(a[1])?),
+            )),
+            libc::SYS_utimes => Some(Call::Attr(
+                libc::AT_FDCWD,
+                Some(path(0)?),
+                0,
+                Attr::Times(task.read_timevals(a[1])?),
+            )),
+            libc::SYS_futimesat => Some(Call::Attr(
+                a[0] as i32,
+                opt_path(1)?,
+                0,
+                Attr::Times(task.read_timevals(a[2])?),
+            )),
             _ => None,
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -670,6 +714,35 @@ impl Supervisor {
                 }
                 libc::SYS_linkat => Call::Link(a[0] as i32, path(1)?, a[2] as i32, path(3)?, a[4]),
                 libc::SYS_symlinkat => Call::Symlink(path(0)?, a[1] as i32, path(2)?),
+                libc::SYS_mknodat => Call::Mknod(a[0] as i32, path(1)?, a[2], a[3]),
+                libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_fsetxattr => {
+                    let by_fd = nr == libc::SYS_fsetxattr;
+                    let value = task.read_bytes(a[2], a[3])?;
+                    let x = Attr::Xattr(task.read_path(a[1])?, Some(value), a[4] as i32);
+                    let nofollow = if nr == libc::SYS_lsetxattr {
+                        libc::AT_SYMLINK_NOFOLLOW as u64
+                    } else {
+                        0
+                    };
+                    if by_fd {
+                        Call::Attr(a[0] as i32, None, 0, x)
+                    } else {
+                        Call::Attr(libc::AT_FDCWD, Some(path(0)?), nofollow, x)
+                    }
+                }
+                libc::SYS_removexattr | libc::SYS_lremovexattr | libc::SYS_fremovexattr => {
+                    let x = Attr::Xattr(task.read_path(a[1])?, None, 0);
+                    if nr == libc::SYS_fremovexattr {
+                        Call::Attr(a[0] as i32, None, 0, x)
+                    } else {
+                        let nofollow = if nr == libc::SYS_lremovexattr {
+                            libc::AT_SYMLINK_NOFOLLOW as u64
+                        } else {
+                            0
+                        };
+                        Call::Attr(libc::AT_FDCWD, Some(path(0)?), nofollow, x)
+                    }
+                }
                 _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),
             },
         };
@@ -677,7 +750,7 @@ impl Supervisor {
         if !self.valid(n.id) {
             return Err(io::Error::from_raw_os_error(libc::EINTR));
         }
-        let creds = Creds::of(&task)?;
+        let creds = Creds::of(&task, self.act_caps)?;
         match call {
             Call::Open(dirfd, p, flags, mode, resolve) => {
                 // Opened without truncating, as the caller; what it opened (through any
@@ -692,6 +765,7 @@ impl Supervisor {
                     0
                 };
                 // A creation in storage must fit the files budget.
+                // (Called as the caller: inside the guard below.)
                 let room = || -> io::Result<()> {
                     if self.files_budget.is_none() {
                         return Ok(());
@@ -756,7 +830,7 @@ impl Supervisor {
                 Ok(Answer::Value(0))
             }
             Call::Unlink(dirfd, p, flags) => {
-                let (parent, name) = task.parent(dirfd, &p)?;
+                let (parent, name) = creds.run(|| task.parent(dirfd, &p))?;
                 self.keep(&parent, &name, "deleted")?;
                 let _as_caller = creds.assume()?;
                 let flags = rustix::fs::AtFlags::from_bits_retain(flags as u32);
@@ -764,8 +838,8 @@ impl Supervisor {
                 Ok(Answer::Value(0))
             }
             Call::Rename(d1, p1, d2, p2, flags) => {
-                let (from_dir, from) = task.parent(d1, &p1)?;
-                let (to_dir, to) = task.parent(d2, &p2)?;
+                let (from_dir, from) = creds.run(|| task.parent(d1, &p1))?;
+                let (to_dir, to) = creds.run(|| task.parent(d2, &p2))?;
                 // Files budget: the file moved is a change (of storage, when it comes from
                 // there); one that comes in from outside is a creation.
                 if self.files_budget.is_some() {
@@ -851,6 +925,28 @@ impl Supervisor {
                             t.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
                             libc::AT_EMPTY_PATH,
                         ),
+                        Attr::Xattr(name, value, flags) => {
+                            // Through the descriptor's magic link: the file itself. A symbolic
+                            // link's own attributes (l*xattr): the kernel allows no user.* ones
+                            // there, and the VE lacks what the others need.
+                            if is_symlink(&fd) {
+                                return Err(io::Error::from_raw_os_error(libc::EPERM));
+                            }
+                            let at = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                            match value {
+                                Some(v) => libc::setxattr(
+                                    at.as_ptr(),
+                                    name.as_ptr(),
+                                    v.as_ptr().cast(),
+                                    v.len(),
+                                    flags,
+                                ) as libc::c_long,
+                                None => {
+                                    libc::removexattr(at.as_ptr(), name.as_ptr()) as libc::c_long
+                                }
+                            }
+                        }
                     }
                 };
                 if r < 0 {
@@ -859,8 +955,8 @@ impl Supervisor {
                 Ok(Answer::Value(0))
             }
             Call::Link(d1, p1, d2, p2, flags) => {
-                let (from_dir, from) = task.parent(d1, &p1)?;
-                let (to_dir, to) = task.parent(d2, &p2)?;
+                let (from_dir, from) = creds.run(|| task.parent(d1, &p1))?;
+                let (to_dir, to) = creds.run(|| task.parent(d2, &p2))?;
                 self.room_to_create(&to_dir, &to)?;
                 let as_caller = creds.assume()?;
                 // SAFETY: valid descriptors and NUL-terminated names.
@@ -881,7 +977,7 @@ impl Supervisor {
                 Ok(Answer::Value(0))
             }
             Call::Symlink(target, dirfd, p) => {
-                let (parent, name) = task.parent(dirfd, &p)?;
+                let (parent, name) = creds.run(|| task.parent(dirfd, &p))?;
                 self.room_to_create(&parent, &name)?;
                 let as_caller = creds.assume()?;
                 rustix::fs::symlinkat(target.as_c_str(), &parent, name.as_c_str())
@@ -891,15 +987,34 @@ impl Supervisor {
                 Ok(Answer::Value(0))
             }
             Call::Mkdir(dirfd, p, mode) => {
-                let (parent, name) = task.parent(dirfd, &p)?;
+                let (parent, name) = creds.run(|| task.parent(dirfd, &p))?;
                 self.room_to_create(&parent, &name)?;
                 let mode = (mode as u32) & !task.umask()?;
+                let as_caller = creds.assume()?;
                 rustix::fs::mkdirat(
                     &parent,
                     name.as_c_str(),
                     rustix::fs::Mode::from_raw_mode(mode),
                 )
                 .map_err(io::Error::from)?;
+                drop(as_caller);
+                self.log_created(&parent, &name)?;
+                Ok(Answer::Value(0))
+            }
+            Call::Mknod(dirfd, p, mode, dev) => {
+                let (parent, name) = creds.run(|| task.parent(dirfd, &p))?;
+                self.room_to_create(&parent, &name)?;
+                let kind = (mode as u32) & libc::S_IFMT;
+                let mode = kind | ((mode as u32) & 0o7777 & !task.umask()?);
+                let as_caller = creds.assume()?;
+                // SAFETY: a valid descriptor and NUL-terminated name.
+                let r = unsafe {
+                    libc::mknodat(parent.as_raw_fd(), name.as_ptr(), mode, dev as libc::dev_t)
+                };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                drop(as_caller);
                 self.log_created(&parent, &name)?;
                 Ok(Answer::Value(0))
             }
@@ -939,6 +1054,20 @@ impl Supervisor {
             return Ok(());
         }
         let mut u = undo_of(&st, what, &storage.name, &rel);
+        if what == "deleted"
+            && matches!(
+                ft,
+                rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
+            )
+        {
+            if let Ok(at) = CString::new(format!(
+                "/proc/self/fd/{}/{}",
+                dir.as_raw_fd(),
+                name.to_string_lossy()
+            )) {
+                u.xattrs = Some(read_xattrs(&at));
+            }
+        }
         match ft {
             rustix::fs::FileType::RegularFile => {
                 u.kind = "file".into();
@@ -978,6 +1107,11 @@ impl Supervisor {
             return Ok(());
         };
         let mut u = undo_of(&st, "attrs", &storage.name, &rel);
+        if !is_symlink(fd) {
+            let at = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            u.xattrs = Some(read_xattrs(&at));
+        }
         u.kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
             rustix::fs::FileType::Directory => "dir",
             rustix::fs::FileType::Symlink => "symlink",
@@ -1524,7 +1658,85 @@ fn undo_of(st: &rustix::fs::Stat, what: &str, storage: &str, rel: &str) -> Undo 
         size: st.st_size as u64,
         dev: st.st_dev,
         ino: st.st_ino,
+        xattrs: None,
     }
+}
+
+fn is_symlink(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+    })
+}
+
+/// The extended attributes of the file at `path` (a `/proc/self/fd/N` magic link to it), as
+/// (name, value in hex), sorted; empty when it has none or cannot have any.
+pub fn read_xattrs(path: &CStr) -> Vec<(String, String)> {
+    let mut names = vec![0u8; 65536];
+    // SAFETY: a NUL-terminated path and a buffer of the length given.
+    let n = unsafe { libc::listxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return vec![];
+    }
+    let mut out = vec![];
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let Ok(cname) = CString::new(name) else {
+            continue;
+        };
+        let mut v = vec![0u8; 65536];
+        // SAFETY: as above.
+        let m = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        };
+        if m < 0 {
+            continue;
+        }
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            v[..m as usize].iter().map(|b| format!("{b:02x}")).collect(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Makes the extended attributes of the file at `path` exactly `want` ([`read_xattrs`]'s
+/// form). Returns whether anything changed.
+pub fn write_xattrs(path: &CStr, want: &[(String, String)]) -> io::Result<bool> {
+    let have = read_xattrs(path);
+    let mut changed = false;
+    for (name, _) in have
+        .iter()
+        .filter(|(n, _)| !want.iter().any(|(w, _)| w == n))
+    {
+        let n =
+            CString::new(name.as_str()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: NUL-terminated path and name.
+        if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        changed = true;
+    }
+    for (name, hex) in want.iter().filter(|w| !have.contains(w)) {
+        let n =
+            CString::new(name.as_str()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let v: Vec<u8> = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect();
+        // SAFETY: NUL-terminated path and name, a value of the length given.
+        if unsafe { libc::setxattr(path.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        changed = true;
+    }
+    Ok(changed)
 }
 
 fn stat_at(dir: &OwnedFd, name: &CStr) -> rustix::io::Result<rustix::fs::Stat> {
@@ -1552,6 +1764,8 @@ enum Call {
     Link(i32, CString, i32, CString, u64),
     /// target (the link's content), dirfd, path
     Symlink(CString, i32, CString),
+    /// dirfd, path, mode, device
+    Mknod(i32, CString, u64, u64),
 }
 
 /// An attribute change.
@@ -1560,6 +1774,8 @@ enum Attr {
     Owner(u32, u32),
     /// utimensat's two timespecs (None: now)
     Times(Option<[libc::timespec; 2]>),
+    /// An extended attribute set (`Some(value)`, with setxattr's flags) or removed.
+    Xattr(CString, Option<Vec<u8>>, i32),
 }
 
 /// The process that made the call (its pid as the VE's /proc numbers it: the supervisor is
@@ -1696,6 +1912,66 @@ impl Task {
         ]))
     }
 
+    /// utime's `struct utimbuf` (access and modification time, seconds), as timespecs.
+    fn read_utimbuf(&self, addr: u64) -> io::Result<Option<[libc::timespec; 2]>> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let mut b = [0u8; 16];
+        if self.read_mem(addr, &mut b)? != 16 {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        let w = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Ok(Some([
+            libc::timespec {
+                tv_sec: w(0),
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: w(1),
+                tv_nsec: 0,
+            },
+        ]))
+    }
+
+    /// utimes' and futimesat's `struct timeval[2]`, as timespecs (a bad microsecond count
+    /// fails as the kernel would).
+    fn read_timevals(&self, addr: u64) -> io::Result<Option<[libc::timespec; 2]>> {
+        let Some(t) = self.read_times(addr)? else {
+            return Ok(None);
+        };
+        let ns = |us: i64| {
+            if (0..1_000_000).contains(&us) {
+                Ok(us * 1000)
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            }
+        };
+        Ok(Some([
+            libc::timespec {
+                tv_sec: t[0].tv_sec,
+                tv_nsec: ns(t[0].tv_nsec)?,
+            },
+            libc::timespec {
+                tv_sec: t[1].tv_sec,
+                tv_nsec: ns(t[1].tv_nsec)?,
+            },
+        ]))
+    }
+
+    /// `len` bytes of the caller's memory at `addr` (an xattr's value: at most 64 KiB).
+    fn read_bytes(&self, addr: u64, len: u64) -> io::Result<Vec<u8>> {
+        const XATTR_SIZE_MAX: u64 = 65536;
+        if len > XATTR_SIZE_MAX {
+            return Err(io::Error::from_raw_os_error(libc::E2BIG));
+        }
+        let mut b = vec![0u8; len as usize];
+        if len > 0 && self.read_mem(addr, &mut b)? != b.len() {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        Ok(b)
+    }
+
     /// openat2's `struct open_how` (flags, mode, resolve).
     fn read_how(&self, addr: u64, size: u64) -> io::Result<[u64; 3]> {
         if size < 24 {
@@ -1822,40 +2098,80 @@ impl Task {
 }
 
 /// The caller's file system identity, taken on by the supervisor's thread for one call.
+/// The capabilities the supervisor acts with on the app's behalf: the bound of every process
+/// of the app (the VE's default set and `--cap-add`), and this thread's own sets to go back to.
+#[derive(Debug, Clone, Copy)]
+pub struct ActCaps {
+    pub bound: u64,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+}
+
+impl ActCaps {
+    /// `bound`: what no process of the app can exceed (`caps::keep_mask() | extra`).
+    pub fn new(bound: u64) -> io::Result<ActCaps> {
+        let (effective, permitted, inheritable) = crate::caps::thread_sets()?;
+        Ok(ActCaps {
+            bound,
+            effective,
+            permitted,
+            inheritable,
+        })
+    }
+}
+
 struct Creds {
     uid: u32,
     gid: u32,
     groups: Vec<u32>,
+    caps: Option<ActCaps>,
 }
 
 impl Creds {
-    fn of(t: &Task) -> io::Result<Creds> {
+    fn of(t: &Task, caps: Option<ActCaps>) -> io::Result<Creds> {
         Ok(Creds {
             uid: t.uid,
             gid: t.gid,
             groups: t.groups.clone(),
+            caps,
         })
     }
 
-    /// Switches this thread's fsuid, fsgid and groups to the caller's until the guard drops
-    /// (root: nothing to switch).
+    /// `f` as the caller (see [`Creds::assume`]).
+    fn run<T>(&self, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let _as_caller = self.assume()?;
+        f()
+    }
+
+    /// Until the guard drops, this thread acts as the caller: its capabilities within what
+    /// the app's processes can have (never the init's: no CAP_SYS_ADMIN for trusted.*
+    /// attributes, no CAP_MKNOD), its fsuid, fsgid and groups (for a non-root caller the
+    /// kernel then drops the file-system capabilities too).
     fn assume(&self) -> io::Result<CredGuard> {
-        if self.uid == 0 && self.gid == 0 {
-            return Ok(CredGuard { switched: false });
+        if let Some(c) = &self.caps {
+            crate::caps::set_thread_effective(c.effective & c.bound, c.permitted, c.inheritable)?;
         }
-        // SAFETY: per-thread credential calls through the raw syscalls (libc's wrappers would
-        // change every thread of the process).
-        unsafe {
-            libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr());
-            libc::syscall(libc::SYS_setfsgid, self.gid);
-            libc::syscall(libc::SYS_setfsuid, self.uid);
+        let switched = !(self.uid == 0 && self.gid == 0);
+        if switched {
+            // SAFETY: per-thread credential calls through the raw syscalls (libc's wrappers
+            // would change every thread of the process).
+            unsafe {
+                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr());
+                libc::syscall(libc::SYS_setfsgid, self.gid);
+                libc::syscall(libc::SYS_setfsuid, self.uid);
+            }
         }
-        Ok(CredGuard { switched: true })
+        Ok(CredGuard {
+            switched,
+            caps: self.caps,
+        })
     }
 }
 
 struct CredGuard {
     switched: bool,
+    caps: Option<ActCaps>,
 }
 
 impl Drop for CredGuard {
@@ -1867,6 +2183,9 @@ impl Drop for CredGuard {
                 libc::syscall(libc::SYS_setfsgid, 0);
                 libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<u32>());
             }
+        }
+        if let Some(c) = &self.caps {
+            let _ = crate::caps::set_thread_effective(c.effective, c.permitted, c.inheritable);
         }
     }
 }

@@ -9,6 +9,10 @@
  *   vfork FILE           a vfork child opens FILE for writing (O_TRUNC), writes "vfork", exits
  *   fdattrs FILE         opens FILE read-only, then fchmod 0600, fchown 1000:1000 and futimens
  *                        (now) through that descriptor
+ *   meta FILE FIFO       setxattr user.k=v2 and removexattr user.gone on FILE (by path, by
+ *                        fd), utimes (legacy) to 1000000000 s, mknod FIFO (a named pipe); then
+ *                        tries setxattr trusted.t and mknod FIFO.dev (a character device):
+ *                        prints "trusted=<errno name or ok> dev=<...>"
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -18,6 +22,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
+#include <errno.h>
 #include <sys/wait.h>
 
 static const char *dir;
@@ -115,6 +123,24 @@ int main(int argc, char **argv)
 			perror(argv[2]);
 			return 1;
 		}
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "meta")) {
+		int fd = open(argv[2], O_RDONLY);
+		struct timeval tv[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
+		if (fd < 0 || setxattr(argv[2], "user.k", "v2", 2, 0) ||
+		    fremovexattr(fd, "user.gone") || utimes(argv[2], tv) ||
+		    mknod(argv[3], S_IFIFO | 0644, 0)) {
+			perror(argv[2]);
+			return 1;
+		}
+		char dev[4096];
+		snprintf(dev, sizeof(dev), "%s.dev", argv[3]);
+		int t = setxattr(argv[2], "trusted.t", "x", 1, 0);
+		int te = errno;
+		int d = mknod(dev, S_IFCHR | 0600, makedev(1, 3));
+		int de = errno;
+		printf("trusted=%s dev=%s\n", t ? strerrorname_np(te) : "ok", d ? strerrorname_np(de) : "ok");
 		return 0;
 	}
 	fprintf(stderr, "usage: preimage race DIR N THREADS | flip A B N | magic FILE | vfork FILE\n");

@@ -364,7 +364,15 @@ pub(super) fn child_main(
         if let Ok(Some(listener)) = crate::pty::recv_fd(&ours) {
             let waits = tainted.is_some();
             let s =
-                crate::supervise::Supervisor::new(listener, keep, storage, files_budget, tainted);
+                crate::supervise::Supervisor::new(listener, keep, storage, files_budget, tainted)
+                    .acting_within(crate::caps::keep_mask() | exec.extra_caps)
+                    .unwrap_or_else(|e| {
+                        fail(
+                            &err_wr,
+                            EXIT_SETUP,
+                            &format!("the supervisor's capabilities: {e}"),
+                        )
+                    });
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let _ = std::thread::Builder::new()
                 .name("jcs-supervisor".into())
