@@ -811,3 +811,52 @@ fn xattr_list(p: &std::path::Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// `renameat2(RENAME_EXCHANGE)`: the two names swap files; the abort swaps them back (once:
+/// run again, it is done already).
+#[test]
+fn root_an_exchange_of_two_names_is_swapped_back() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    keep_preimages(&env);
+    let d = data(&env);
+    std::fs::write(d.join("p"), "P").unwrap();
+    std::fs::write(d.join("q"), "Q").unwrap();
+    let ino = |f: &str| std::fs::metadata(d.join(f)).unwrap().ino();
+    let (ip, iq) = (ino("p"), ino("q"));
+    env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/preimage",
+        "exchange",
+        "/data/p",
+        "/data/q",
+    ]);
+    assert_eq!(
+        (read(&env, "p"), read(&env, "q")),
+        ("Q".into(), "P".into()),
+        "control"
+    );
+    let u = undo(&env, 1);
+    assert!(
+        u.iter()
+            .any(|e| e["what"] == "renamed" && e["exchanged"] == true),
+        "{u:?}"
+    );
+    env.ok(&["abort", "1"]);
+    assert_eq!((read(&env, "p"), read(&env, "q")), ("P".into(), "Q".into()));
+    assert_eq!((ino("p"), ino("q")), (ip, iq), "the same files, not copies");
+    let again = env.json(&["abort", "1", "--json"]);
+    assert!(
+        again["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["result"] == "already"),
+        "{again}"
+    );
+    assert_eq!((read(&env, "p"), read(&env, "q")), ("P".into(), "Q".into()));
+    env.assert_clean();
+}

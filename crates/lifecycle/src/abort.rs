@@ -464,9 +464,25 @@ pub(crate) fn apply_undo(
             let to_root = dir(u.to_storage.as_deref().unwrap_or(""))
                 .ok_or_else(|| io::Error::other("no storage for the new name"))?;
             let (tp, tname) = parent_beneath(&to_root, u.to_rel.as_deref().unwrap_or(""))?;
-            let there =
-                rustix::fs::statat(&tp, tname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
-            if !there && cur.is_some() {
+            let there = rustix::fs::statat(&tp, tname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW);
+            if u.exchanged {
+                // Swapped back already: the file that went to the new name is at the old one.
+                if cur
+                    .as_ref()
+                    .is_some_and(|c| (c.st_dev, c.st_ino) == (u.dev, u.ino))
+                {
+                    return Ok(false);
+                }
+                rustix::fs::renameat_with(
+                    &tp,
+                    tname.as_c_str(),
+                    &p,
+                    name.as_c_str(),
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )?;
+                return Ok(true);
+            }
+            if there.is_err() && cur.is_some() {
                 return Ok(false); // renamed back already
             }
             rustix::fs::renameat_with(

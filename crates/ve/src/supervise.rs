@@ -259,6 +259,10 @@ pub struct Undo {
     /// Its extended attributes (`attrs`, `deleted`): (name, value in hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xattrs: Option<Vec<(String, String)>>,
+    /// `renamed` by `RENAME_EXCHANGE`: the two names swapped files (`dev`, `ino`: the file
+    /// now at `to_rel`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exchanged: bool,
 }
 
 /// Where pre-images go: the store's `versions/objects` and the VE's undo log (opened before
@@ -873,7 +877,8 @@ impl Supervisor {
                         self.changed.insert((st.st_dev, st.st_ino));
                     }
                 }
-                self.log_renamed(&from_dir, &from, &to_dir, &to)?;
+                const RENAME_EXCHANGE: u64 = 2;
+                self.log_renamed(&from_dir, &from, &to_dir, &to, flags & RENAME_EXCHANGE != 0)?;
                 Ok(Answer::Value(0))
             }
             Call::Attr(dirfd, p, flags, attr) => {
@@ -1502,6 +1507,7 @@ impl Supervisor {
         from: &CStr,
         tdir: &OwnedFd,
         to: &CStr,
+        exchanged: bool,
     ) -> io::Result<()> {
         let f = self.in_storage(fdir, from).map(|(s, r)| (s.name, r));
         let t = self.in_storage(tdir, to).map(|(s, r)| (s.name, r));
@@ -1513,6 +1519,7 @@ impl Supervisor {
         u.kind = "file".into();
         u.to_storage = Some(ts);
         u.to_rel = Some(tr);
+        u.exchanged = exchanged;
         self.append(u)
     }
 
@@ -1659,6 +1666,7 @@ fn undo_of(st: &rustix::fs::Stat, what: &str, storage: &str, rel: &str) -> Undo 
         dev: st.st_dev,
         ino: st.st_ino,
         xattrs: None,
+        exchanged: false,
     }
 }
 

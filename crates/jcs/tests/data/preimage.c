@@ -13,11 +13,13 @@
  *                        fd), utimes (legacy) to 1000000000 s, mknod FIFO (a named pipe); then
  *                        tries setxattr trusted.t and mknod FIFO.dev (a character device):
  *                        prints "trusted=<errno name or ok> dev=<...>"
+ *   exchange A B         renameat2(A, B, RENAME_EXCHANGE): the two names swap files
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -121,6 +123,13 @@ int main(int argc, char **argv)
 		int fd = open(argv[2], O_RDONLY);
 		if (fd < 0 || fchmod(fd, 0600) || fchown(fd, 1000, 1000) || futimens(fd, 0)) {
 			perror(argv[2]);
+			return 1;
+		}
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "exchange")) {
+		if (renameat2(AT_FDCWD, argv[2], AT_FDCWD, argv[3], RENAME_EXCHANGE)) {
+			perror("renameat2");
 			return 1;
 		}
 		return 0;
