@@ -194,3 +194,45 @@ fn root_recover_from_a_malicious_endpoint_restores_what_it_reached() {
     );
     env.assert_clean();
 }
+
+/// A contaminated file that a later VE renamed is restored at its name now, not recreated at
+/// the name the contaminating VE wrote it under.
+#[test]
+fn root_recover_restores_a_renamed_file_at_its_current_name() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let policy = env.home().join("pre.toml");
+    std::fs::write(&policy, "[recovery]\npreimages = true\n").unwrap();
+    env.ok(&["app", "policy", "web", policy.to_str().unwrap()]);
+    let d = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("src"), "evil\n").unwrap();
+    std::fs::write(d.join("report"), "clean\n").unwrap();
+    env.sh_ok("cat /data/src > /data/report");
+    env.sh_ok("mv /data/report /data/final");
+    assert_eq!(std::fs::read_to_string(d.join("final")).unwrap(), "evil\n");
+    let plan = env.json(&[
+        "recover",
+        "--from",
+        "persist:web:/data/src",
+        "--plan",
+        "--json",
+    ]);
+    let files = plan["files"].as_array().unwrap();
+    let f = files
+        .iter()
+        .find(|f| {
+            f["renamed_from"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/data/report"))
+        })
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(
+        f["path"].as_str().unwrap().ends_with("/data/final"),
+        "{plan}"
+    );
+    env.ok(&["recover", "--from", "persist:web:/data/src", "--apply"]);
+    assert_eq!(std::fs::read_to_string(d.join("final")).unwrap(), "clean\n");
+    assert!(!d.join("report").exists(), "not recreated at its old name");
+    env.assert_clean();
+}

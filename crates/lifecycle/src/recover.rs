@@ -36,6 +36,10 @@ pub struct FileFix {
     /// Later changes by other VEs that the fix undoes with it: (VE, first write, whether that
     /// VE is contaminated itself).
     pub lost_changes: Vec<LaterChange>,
+    /// The name the contaminating VE changed it under, when it has another one now (a later
+    /// rename): the fix applies at `path`, its current name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     pub result: String,
@@ -150,13 +154,34 @@ pub fn plan(store: &Store, from: &record::VarQuery, at_ns: Option<u64>) -> Resul
             ve::supervise::read_undo(&ve::supervise::undo_path(&versions, ve)).unwrap_or_default()
         });
         // The VE's first entry for this file: its state before that VE.
-        let entry = identity.and_then(|(d, i)| {
+        let mut entry = identity.and_then(|(d, i)| {
             log.iter()
                 .find(|u| {
                     u.dev == d && u.ino == i && matches!(u.what.as_str(), "content" | "created")
                 })
                 .cloned()
         });
+        // Renamed since (in the same storage directory): the fix applies at its name now, the
+        // last name the journal bound it to.
+        let mut renamed_from = None;
+        if let Some(u) = entry.as_mut() {
+            let now = loaded
+                .names
+                .iter()
+                .filter(|n| n.var == var && n.store.is_some())
+                .max_by_key(|n| n.time_ns);
+            if let Some(n) = now.filter(|n| n.bound) {
+                let was = format!("{}/{}", u.storage.trim_end_matches('/'), u.rel);
+                let store_name = n.store.as_deref().unwrap_or_default();
+                let prefix = format!("{}/", u.storage.trim_end_matches('/'));
+                if store_name != was {
+                    if let Some(rel) = store_name.strip_prefix(&prefix) {
+                        u.rel = rel.to_string();
+                        renamed_from = Some(was);
+                    }
+                }
+            }
+        }
         // Is it a file of the VE's own dirties? Those are quarantined with the VE.
         let in_storage = loaded
             .names
@@ -210,6 +235,7 @@ pub fn plan(store: &Store, from: &record::VarQuery, at_ns: Option<u64>) -> Resul
             action,
             clean,
             lost_changes: lost.into_values().collect(),
+            renamed_from,
             problem,
             result: "planned".into(),
             undo: entry,
