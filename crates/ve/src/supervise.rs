@@ -445,6 +445,9 @@ impl Supervisor {
 
     /// Answers notifications until the listener closes (every process of the app is gone).
     pub fn run(mut self) {
+        if let Some(c) = &self.act_caps {
+            c.adopt();
+        }
         // The app's thread and this one wake each other on the same CPU (≈13 µs a round trip
         // instead of ≈100). The flags are the ioctl's argument itself, not a pointer.
         // SAFETY: an ioctl with an integer argument.
@@ -2116,6 +2119,11 @@ pub struct ActCaps {
     inheritable: u64,
 }
 
+thread_local! {
+    /// The supervisor thread's effective set as last set (`ActCaps::adopt` starts it).
+    static EFFECTIVE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl ActCaps {
     /// `bound`: what no process of the app can exceed (`caps::keep_mask() | extra`).
     pub fn new(bound: u64) -> io::Result<ActCaps> {
@@ -2126,6 +2134,26 @@ impl ActCaps {
             permitted,
             inheritable,
         })
+    }
+
+    /// Starts the calling thread's record of its effective set (the set `new` read).
+    fn adopt(&self) {
+        EFFECTIVE.with(|e| e.set(self.effective));
+    }
+
+    /// The set it acts with: within the bound.
+    fn acting(&self) -> u64 {
+        self.effective & self.bound
+    }
+
+    /// Sets the thread's effective set (a capset only when it changes); returns the one before.
+    fn set(&self, to: u64) -> io::Result<u64> {
+        let was = EFFECTIVE.with(|e| e.get());
+        if was != to {
+            crate::caps::set_thread_effective(to, self.permitted, self.inheritable)?;
+            EFFECTIVE.with(|e| e.set(to));
+        }
+        Ok(was)
     }
 }
 
@@ -2157,9 +2185,10 @@ impl Creds {
     /// attributes, no CAP_MKNOD), its fsuid, fsgid and groups (for a non-root caller the
     /// kernel then drops the file-system capabilities too).
     fn assume(&self) -> io::Result<CredGuard> {
-        if let Some(c) = &self.caps {
-            crate::caps::set_thread_effective(c.effective & c.bound, c.permitted, c.inheritable)?;
-        }
+        let was = match &self.caps {
+            Some(c) => c.set(c.acting())?,
+            None => 0,
+        };
         let switched = !(self.uid == 0 && self.gid == 0);
         if switched {
             // SAFETY: per-thread credential calls through the raw syscalls (libc's wrappers
@@ -2173,6 +2202,7 @@ impl Creds {
         Ok(CredGuard {
             switched,
             caps: self.caps,
+            was,
         })
     }
 }
@@ -2180,6 +2210,8 @@ impl Creds {
 struct CredGuard {
     switched: bool,
     caps: Option<ActCaps>,
+    /// The effective set before.
+    was: u64,
 }
 
 impl Drop for CredGuard {
@@ -2193,7 +2225,7 @@ impl Drop for CredGuard {
             }
         }
         if let Some(c) = &self.caps {
-            let _ = crate::caps::set_thread_effective(c.effective, c.permitted, c.inheritable);
+            let _ = c.set(self.was);
         }
     }
 }
