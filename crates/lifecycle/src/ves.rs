@@ -80,6 +80,7 @@ fn storage_changes(
     before: &[Manifest],
 ) -> Vec<StorageChange> {
     let mut out = Vec::new();
+    let deadline = ve::safefs::hash_deadline();
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
         let after = ve::manifest::scan(dir).unwrap_or_default();
         for (rel, change) in diff_manifests(b, &after) {
@@ -87,7 +88,7 @@ fn storage_changes(
             let sha = match (change, st.map(|s| s.file_type)) {
                 (Change::Deleted, _) => None,
                 (_, Some(model::report::FileType::File)) => {
-                    ve::safefs::sha256(dir, std::path::Path::new(&rel)).ok()
+                    ve::safefs::sha256(dir, std::path::Path::new(&rel), deadline).ok()
                 }
                 _ => None,
             };
@@ -739,7 +740,7 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
             .count();
     if unhashed > 0 {
         notes.push(format!(
-            "{unhashed} file(s) not hashed: larger than {} bytes (JCS_HASH_MAX), or gone before they could be read",
+            "{unhashed} file(s) not hashed: larger than {} bytes (JCS_HASH_MAX), past the report's hashing time (JCS_HASH_SECONDS, default 10), or gone before they could be read",
             ve::safefs::hash_limit()
         ));
     }

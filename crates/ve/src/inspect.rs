@@ -49,11 +49,23 @@ fn shadowed(lowers: &[Lower], rel: &Path) -> Option<String> {
 /// regular files are read).
 pub fn scan_dirties(dirties: &Path, lowers: &[Lower]) -> io::Result<Vec<DirtyEntry>> {
     let mut out = Vec::new();
-    walk(dirties, Path::new(""), lowers, &mut out)?;
+    walk(
+        dirties,
+        Path::new(""),
+        lowers,
+        &mut out,
+        crate::safefs::hash_deadline(),
+    )?;
     Ok(out)
 }
 
-fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) -> io::Result<()> {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    lowers: &[Lower],
+    out: &mut Vec<DirtyEntry>,
+    deadline: std::time::Instant,
+) -> io::Result<()> {
     let dir = safefs::open_dir(root, rel)?;
     for (name, st) in safefs::entries(&dir)? {
         let r = rel.join(&name);
@@ -98,12 +110,12 @@ fn walk(root: &Path, rel: &Path, lowers: &[Lower], out: &mut Vec<DirtyEntry>) ->
                     }
                     (Some(_), false) => {}
                 }
-                walk(root, &r, lowers, out)?;
+                walk(root, &r, lowers, out, deadline)?;
             }
             _ => {
                 let sha = if ft == FileType::File {
                     // None past the hashing limit (the report says so).
-                    safefs::sha256(root, &r).ok()
+                    safefs::sha256(root, &r, deadline).ok()
                 } else {
                     None
                 };

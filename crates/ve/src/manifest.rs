@@ -79,7 +79,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            crate::safefs::sha256(d.path(), Path::new("c")).unwrap(),
+            crate::safefs::sha256(d.path(), Path::new("c"), crate::safefs::hash_deadline())
+                .unwrap(),
             "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"
         );
     }

@@ -78,9 +78,22 @@ pub fn hash_limit() -> u64 {
         .unwrap_or(64 << 20)
 }
 
+/// The time one report (`jcs run`'s storage changes, `jcs inspect`) may spend hashing
+/// (`JCS_HASH_SECONDS`, default 10): the files it has not reached by then are reported without
+/// a hash, and the report says why.
+pub fn hash_deadline() -> std::time::Instant {
+    let secs = std::env::var("JCS_HASH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(10);
+    std::time::Instant::now() + std::time::Duration::from_secs(secs)
+}
+
 /// Hex sha256 of the regular file `rel` beneath `root`; an error for a file over
-/// [`hash_limit`].
-pub fn sha256(root: &Path, rel: &Path) -> io::Result<String> {
+/// [`hash_limit`] (`FileTooLarge`), or when `deadline` passes first (`TimedOut`). A sparse
+/// file's holes are hashed as the zeros they read as, without reading them.
+pub fn sha256(root: &Path, rel: &Path, deadline: std::time::Instant) -> io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut f = open_file(root, rel)?;
     let size = f.metadata()?.len();
     if size > hash_limit() {
@@ -89,8 +102,51 @@ pub fn sha256(root: &Path, rel: &Path) -> io::Result<String> {
             format!("{} bytes: over the hashing limit", size),
         ));
     }
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "the hashing time ran out");
     let mut h = Sha256::new();
-    io::copy(&mut f, &mut h)?;
+    let zeros = [0u8; 65536];
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < size {
+        if std::time::Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        // The next data at or after `at` (ENXIO: only a hole is left).
+        let data = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Data(at)) {
+            Ok(d) => d.min(size),
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(_) => at, // no SEEK_DATA here: read everything
+        };
+        let mut hole = data - at;
+        while hole > 0 {
+            let n = hole.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..n]);
+            hole -= n as u64;
+        }
+        at = data;
+        if at >= size {
+            break;
+        }
+        let end = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(at)) {
+            Ok(e) => e.min(size),
+            Err(_) => size,
+        };
+        f.seek(SeekFrom::Start(at))?;
+        while at < end {
+            if std::time::Instant::now() > deadline {
+                return Err(timed_out());
+            }
+            let want = ((end - at) as usize).min(buf.len());
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                // Shorter than it said (it shrank meanwhile): what is there is what is hashed.
+                at = size;
+                break;
+            }
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+    }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -129,6 +185,33 @@ pub fn read_link(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<String> {
 mod tests {
     use super::*;
 
+    /// A sparse file hashes like its bytes (holes as zeros; checked against a dense copy),
+    /// and a passed deadline stops the hashing.
+    #[test]
+    fn sparse_files_hash_like_their_bytes_and_the_deadline_holds() {
+        use std::io::{Seek, SeekFrom, Write};
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let mut f = std::fs::File::create(r.join("sparse")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        f.set_len(7 << 20).unwrap(); // a hole at the end too
+        drop(f);
+        let dense = std::fs::read(r.join("sparse")).unwrap();
+        std::fs::write(r.join("dense"), &dense).unwrap();
+        let later = hash_deadline();
+        let a = sha256(r, Path::new("sparse"), later).unwrap();
+        assert_eq!(a, sha256(r, Path::new("dense"), later).unwrap());
+        let mut h = Sha256::new();
+        h.update(&dense);
+        let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a, want);
+        let past = std::time::Instant::now() - std::time::Duration::from_secs(1);
+        let e = sha256(r, Path::new("dense"), past).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
     #[test]
     fn never_follows_never_blocks() {
         let d = tempfile::tempdir().unwrap();
@@ -140,7 +223,7 @@ mod tests {
         std::os::unix::fs::symlink("sub", r.join("rel")).unwrap();
         rustix::fs::mkfifoat(rustix::fs::CWD, r.join("fifo"), Mode::from_raw_mode(0o600)).unwrap();
         assert_eq!(
-            sha256(r, Path::new("sub/f")).unwrap(),
+            sha256(r, Path::new("sub/f"), hash_deadline()).unwrap(),
             "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
         );
         // The negative control: std follows these links.
@@ -154,7 +237,10 @@ mod tests {
             "fifo",
             "sub",
         ] {
-            assert!(sha256(r, Path::new(bad)).is_err(), "{bad} was read");
+            assert!(
+                sha256(r, Path::new(bad), hash_deadline()).is_err(),
+                "{bad} was read"
+            );
         }
         assert!(open_dir(r, Path::new("etc")).is_err());
         assert!(open_dir(r, Path::new("rel")).is_err());
