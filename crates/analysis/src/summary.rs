@@ -231,6 +231,12 @@ impl T1 {
         let mut ranges = Vec::new();
         type Key = (VarId, VarId, Option<Range>, Option<Range>);
         let mut open: HashMap<Key, usize> = HashMap::new();
+        // The open STs' keys by source and by target: closing them costs what they are, not
+        // a scan of every open ST at every instant (which made T1 quadratic). A key may stay
+        // listed after its ST closed: removing it again closes a later ST of the same key,
+        // which the same flow would close anyway (the key holds both variables).
+        let mut by_src: HashMap<VarId, Vec<Key>> = HashMap::new();
+        let mut by_dst: HashMap<VarId, Vec<Key>> = HashMap::new();
         let mut i = 0;
         while i < g.flows.len() {
             let mut j = i;
@@ -239,7 +245,14 @@ impl T1 {
             }
             let group = &g.flows[i..j];
             // A flow into an ST's source, or out of its target, closes it (same instant too).
-            open.retain(|k, _| !group.iter().any(|f| f.dst == k.0 || f.src == k.1));
+            for f in group {
+                for k in by_src.remove(&f.dst).into_iter().flatten() {
+                    open.remove(&k);
+                }
+                for k in by_dst.remove(&f.src).into_iter().flatten() {
+                    open.remove(&k);
+                }
+            }
             for f in group {
                 let key = (f.src, f.dst, f.src_range, f.dst_range);
                 match open.get(&key) {
@@ -257,6 +270,8 @@ impl T1 {
                         let quiet = !group.iter().any(|g| g.dst == f.src || g.src == f.dst);
                         if f.src != f.dst && quiet {
                             open.insert(key, sts.len() - 1);
+                            by_src.entry(f.src).or_default().push(key);
+                            by_dst.entry(f.dst).or_default().push(key);
                         }
                     }
                 }

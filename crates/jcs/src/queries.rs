@@ -372,11 +372,17 @@ pub fn summarize(
             eprintln!("jcs: summarizing segments {a:016x}..{b:016x} ({k}/{n}) into {tier}")
         },
     )?;
-    if r.segments == 0 {
+    if r.segments == 0 && r.kept.is_empty() {
         eprintln!("jcs: nothing to summarize: the only segment is the open one");
     }
     if json {
         return print_json(&r);
+    }
+    for k in &r.kept {
+        eprintln!(
+            "jcs: segments {:016x}..{:016x} kept as they are: their {tier} summary would take {} bytes, they take {}",
+            k.first, k.last, k.summary_bytes, k.segment_bytes
+        );
     }
     println!(
         "{tier}: {} segment(s) into {} summary file(s): {} transactions → {} summaries, {} → {} bytes",

@@ -7,6 +7,7 @@
 use crate::track::Loaded;
 use crate::{decode, journal_err, open, QueryError, Result};
 use analysis::summary::{FadePolicy, Summary};
+use journal::Storage as _;
 use model::at::{VarDef, VarId};
 use record::{Record, Tier};
 use std::collections::HashSet;
@@ -141,6 +142,19 @@ pub struct Rewritten {
     pub summaries_after: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Runs of segments left as they are: their summary would not have been smaller.
+    pub kept: Vec<KeptRun>,
+}
+
+/// A run of segments [`rewrite`] left alone, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeptRun {
+    pub first: u64,
+    pub last: u64,
+    pub segment_bytes: u64,
+    /// What the summary file would have taken (the summary records compressed as its blocks
+    /// are).
+    pub summary_bytes: u64,
 }
 
 /// Rewrites every sealed segment of the journal in `dir` into summary files of `tier`, one
@@ -201,6 +215,29 @@ pub fn rewrite(
         };
         let n_sts = sts.len() as u64;
         keep.push(Record::Summaries { tier, sts }.encode());
+        // Never larger than what it replaces: where summarizing does not pay (transfers that
+        // do not repeat), the segments stay as they are.
+        let segment_bytes: u64 = (a..=b)
+            .map(|n| {
+                storage
+                    .read(&journal::journal::segment_name(n))
+                    .map(|b| b.len() as u64)
+                    .unwrap_or(0)
+            })
+            .sum();
+        let summary_bytes = journal::summary::SUMMARY_HEADER_LEN as u64
+            + zstd::bulk::compress(&keep.concat(), 9)
+                .map(|c| c.len() as u64)
+                .unwrap_or(u64::MAX);
+        if summary_bytes >= segment_bytes {
+            r.kept.push(KeptRun {
+                first: a,
+                last: b,
+                segment_bytes,
+                summary_bytes,
+            });
+            continue;
+        }
         let done =
             journal::summary::replace_segments(&mut storage, a, b, &keep).map_err(|source| {
                 QueryError::Summarize {
