@@ -153,6 +153,11 @@ enum Cmd {
         /// The command's working directory inside the VE (absolute; made when missing)
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<String>,
+        /// Run the command as USER (a name of the VE's /etc/passwd, or a number) and GROUP (of
+        /// its /etc/group, or a number; default: the user's group), with the groups /etc/group
+        /// gives the user; a user other than root has no capabilities
+        #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
         /// Exit 122 when the monitor dropped any of the VE's records (by default: a warning;
         /// the journal has a gap either way)
         #[arg(long)]
@@ -1148,6 +1153,7 @@ fn real_main() -> Result<i32> {
             id_file,
             env,
             workdir,
+            user,
             strict_recording,
             cmd,
         } => {
@@ -1164,6 +1170,11 @@ fn real_main() -> Result<i32> {
                     Ok((k, v))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            if let Some(u) = &user {
+                if u.is_empty() || u.contains('\0') || u.split(':').count() > 2 {
+                    bail!("--user {u:?}: expected USER or USER:GROUP (names or numbers)");
+                }
+            }
             if let Some(w) = &workdir {
                 if !w.starts_with('/') || w.split('/').any(|p| p == "..") {
                     bail!("--workdir {w:?}: an absolute path inside the VE, without ..");
@@ -1202,6 +1213,7 @@ fn real_main() -> Result<i32> {
                     id_file,
                     env,
                     workdir,
+                    user,
                     strict_recording,
                 },
             };

@@ -624,6 +624,71 @@ fn root_run_writes_its_ve_id_to_the_id_file() {
     env.assert_clean();
 }
 
+/// `--user USER[:GROUP]`: names from the VE's own /etc/passwd, numbers as given; the command
+/// runs with those ids and no capabilities, so what root may do in the VE it may not (the
+/// control: the same write as root succeeds); an unknown name stops the start, clearly.
+#[test]
+fn root_run_as_another_user() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let data = env.home().join("persist/web/data");
+    std::fs::create_dir_all(data.join("open")).unwrap();
+    std::fs::set_permissions(
+        data.join("open"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let script = "id; grep CapEff /proc/self/status; echo x > /data/root-only && echo wrote-root; \
+                  echo y > /data/open/mine && echo wrote-open";
+    let root = env.sh_ok(script);
+    assert!(
+        root.contains("uid=0(root)") && root.contains("wrote-root"),
+        "{root}"
+    );
+    std::fs::remove_file(data.join("open/mine")).unwrap();
+    let o = env
+        .cmd(&[
+            "run", "web", "--user", "nobody", "--", "/bin/sh", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("uid=65534(nobody) gid=65534"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(
+        !out.contains("wrote-root") && out.contains("wrote-open"),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(data.join("open/mine")).unwrap().uid(),
+        65534
+    );
+    std::fs::remove_file(data.join("open/mine")).unwrap();
+    env.ok(&[
+        "run",
+        "web",
+        "-u",
+        "1234:55",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo z > /data/open/num",
+    ]);
+    let m = std::fs::metadata(data.join("open/num")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 55));
+    let e = env.fails(&["run", "web", "--user", "ghost", "--", "true"]);
+    assert!(
+        e.contains("no user \"ghost\" in the VE's /etc/passwd"),
+        "{e}"
+    );
+    assert!(env
+        .fails(&["run", "web", "--user", "a:b:c", "--", "true"])
+        .contains("--user"));
+    env.assert_clean();
+}
+
 /// `-e KEY=VALUE` (and `-e KEY`: this process's value) and `-w DIR` (made when missing), as
 /// docker has them; bad ones refused before anything is created.
 #[test]

@@ -64,6 +64,8 @@ pub struct Extras {
     pub env: Vec<(String, String)>,
     /// The app's working directory (absolute, inside the VE).
     pub workdir: Option<String>,
+    /// `--user USER[:GROUP]`, resolved in the VE's /etc/passwd and /etc/group.
+    pub user: Option<String>,
     /// Records the kernel dropped make the run fail (exit 122) instead of a warning.
     pub strict_recording: bool,
 }
@@ -395,6 +397,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             .chain(l.extras.env.iter().cloned())
             .collect(),
             workdir: l.extras.workdir.clone(),
+            user: l.extras.user.clone(),
             cgroup_name: store.cgroup_name(id),
             limits: l.limits,
             eth: bridge.as_ref().map(|b| crate::net::eth_config(b, id)),

@@ -36,6 +36,8 @@ pub(super) struct ExecSpec {
     /// Pre-images: the supervisor's configuration and the app's notify filter (built before
     /// the clone: the app's process does not allocate).
     preimages: Option<(super::Preimages, Vec<libc::sock_filter>)>,
+    /// `--user USER[:GROUP]`, resolved by the init in the VE's own /etc/passwd and /etc/group.
+    user: Option<String>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -97,6 +99,7 @@ impl ExecSpec {
             envp_ptrs,
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
+            user: cfg.user.clone(),
             workdir,
             preimages: cfg.preimages.clone().map(|p| {
                 let closes = p.abort_on_close;
@@ -342,6 +345,12 @@ pub(super) fn child_main(
         })
     });
     lap("landlock");
+    // `--user`: the ids, from the VE's own /etc/passwd and /etc/group.
+    let ids = exec.user.as_ref().map(|spec| {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        super::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
+            .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &e))
+    });
     let app = spawn_app(
         exec,
         filters,
@@ -349,6 +358,7 @@ pub(super) fn child_main(
         tty.as_ref(),
         landlock.as_ref(),
         supervisor_files.as_ref().map(|f| &f.2),
+        ids.as_ref(),
     );
     drop(tty);
     if app < 0 {
@@ -430,13 +440,15 @@ pub(super) struct AppArgs<'a> {
     landlock: Option<&'a OwnedFd>,
     /// Pre-images: where the app sends its notify filter's listener.
     notify: Option<&'a OwnedFd>,
+    /// `--user`: the ids the app runs with.
+    ids: Option<&'a super::user::Ids>,
 }
 
 extern "C" fn app_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the AppArgs of `spawn_app`, which stays alive (and unmoved)
     // because the caller is suspended until this process execs or exits (CLONE_VFORK).
     let a = unsafe { &*(arg as *const AppArgs<'_>) };
-    exec_app(a.exec, a.filters, a.err, a.tty, a.landlock, a.notify)
+    exec_app(a.exec, a.filters, a.err, a.tty, a.landlock, a.notify, a.ids)
 }
 
 /// Starts the app as a child of the VE's init, posix_spawn-style: `CLONE_VM | CLONE_VFORK`
@@ -449,6 +461,7 @@ pub(super) fn spawn_app(
     tty: Option<&OwnedFd>,
     landlock: Option<&OwnedFd>,
     notify: Option<&OwnedFd>,
+    ids: Option<&super::user::Ids>,
 ) -> libc::pid_t {
     const STACK: usize = 1 << 20;
     let mut stack = vec![0u8; STACK];
@@ -459,6 +472,7 @@ pub(super) fn spawn_app(
         tty,
         landlock,
         notify,
+        ids,
     };
     // SAFETY: the child runs `app_entry` on its own stack (16-byte aligned top of `stack`);
     // the parent is suspended until the child execs or exits, so `stack` and `args` outlive
@@ -482,6 +496,7 @@ pub(super) fn exec_app(
     tty: Option<&OwnedFd>,
     landlock: Option<&OwnedFd>,
     notify: Option<&OwnedFd>,
+    ids: Option<&super::user::Ids>,
 ) -> ! {
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
@@ -504,6 +519,35 @@ pub(super) fn exec_app(
     }
     if let Err(e) = crate::caps::drop_to_default(exec.extra_caps) {
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
+    }
+    // `--user`: groups, then group, then user (which leaves a non-root user no capabilities).
+    // Raw system calls: libc's wrappers would signal the threads of the init, whose memory
+    // this process shares until its exec.
+    if let Some(ids) = ids {
+        // SAFETY: credential calls with integer arguments and a valid array.
+        let r = unsafe {
+            if libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) != 0 {
+                -1
+            } else if libc::syscall(libc::SYS_setresgid, ids.gid, ids.gid, ids.gid) != 0 {
+                -2
+            } else if libc::syscall(libc::SYS_setresuid, ids.uid, ids.uid, ids.uid) != 0 {
+                -3
+            } else {
+                0
+            }
+        };
+        if r != 0 {
+            fail(
+                err,
+                EXIT_SETUP,
+                &format!(
+                    "--user: switch to uid {} gid {}: {}",
+                    ids.uid,
+                    ids.gid,
+                    io::Error::last_os_error()
+                ),
+            );
+        }
     }
     // SAFETY: prctl with integer arguments.
     if let Err(e) = rustix::thread::set_no_new_privs(true) {

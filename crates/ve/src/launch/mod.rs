@@ -26,6 +26,7 @@ mod child;
 mod parent;
 pub mod plan;
 mod sys;
+pub mod user;
 
 pub use parent::{interrupted, start, Running};
 pub use plan::{clone_flags, plan_mounts, Step};
@@ -59,6 +60,9 @@ pub struct VeConfig {
     pub env: Vec<(String, String)>,
     /// The app's working directory (absolute, inside the VE; made when missing); None: `/`.
     pub workdir: Option<String>,
+    /// `--user USER[:GROUP]`: resolved by the VE's init in the VE's /etc/passwd and
+    /// /etc/group; None: root.
+    pub user: Option<String>,
     pub cgroup_name: String,
     pub limits: Limits,
     /// `--net bridge`: the VE side of its veth (address, prefix, gateway).
@@ -272,6 +276,7 @@ pub(crate) mod test_cfg {
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin:/usr/bin".into())],
             workdir: None,
+            user: None,
             cgroup_name: "x-7".into(),
             limits: Limits::default(),
             eth: None,
