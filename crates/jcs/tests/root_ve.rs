@@ -624,6 +624,32 @@ fn root_run_writes_its_ve_id_to_the_id_file() {
     env.assert_clean();
 }
 
+/// The VE's /etc/hosts names it (its hostname resolves), written into its dirties before it
+/// starts: `jcs inspect` does not report it as the VE's change unless the VE changed it.
+#[test]
+fn root_etc_hosts_names_the_ve_and_is_not_its_change() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // (ping's first line shows the name resolved, whether or not it may send.)
+    let out = env.sh_ok("cat /etc/hosts; ping -c1 -W1 $(hostname) 2>&1 | head -1; true");
+    assert!(
+        out.contains("localhost") && out.contains("\tve-1\n"),
+        "{out}"
+    );
+    assert!(out.contains("PING ve-1 (127.0.1.1)"), "{out}");
+    let r = env.json(&["inspect", "1", "--json"]);
+    assert!(
+        !r["dirties"].to_string().contains("/etc/hosts"),
+        "JCS's file is not the VE's change: {r}"
+    );
+    assert!(r["notes"].to_string().contains("/etc/hosts"), "{r}");
+    // Changed by the VE: its change.
+    env.sh_ok("echo '10.0.0.9 db' >> /etc/hosts");
+    let r = env.json(&["inspect", "2", "--json"]);
+    assert!(r["dirties"].to_string().contains("/etc/hosts"), "{r}");
+    env.assert_clean();
+}
+
 /// `--user USER[:GROUP]`: names from the VE's own /etc/passwd, numbers as given; the command
 /// runs with those ids and no capabilities, so what root may do in the VE it may not (the
 /// control: the same write as root succeeds); an unknown name stops the start, clearly.

@@ -113,6 +113,43 @@ fn storage_changes(
     out
 }
 
+/// Writes the VE's /etc/hosts into its dirties `upper` (the template's, if any, is shadowed):
+/// localhost, and `hostname` at `addr`. Returns what it wrote (path, sha256), or nothing when
+/// a branch's /etc is not a plain directory (JCS then leaves it alone).
+fn etc_hosts(
+    upper: &std::path::Path,
+    lowers: &[(String, PathBuf)],
+    hostname: &str,
+    addr: &str,
+) -> Vec<(String, String)> {
+    let plain_etc = lowers.iter().all(|(_, d)| {
+        std::fs::symlink_metadata(d.join("etc"))
+            .map(|m| m.is_dir())
+            .unwrap_or(true)
+    });
+    if !plain_etc {
+        return vec![];
+    }
+    let text = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addr}\t{hostname}\n"
+    );
+    let etc = upper.join("etc");
+    if std::fs::create_dir_all(&etc)
+        .and_then(|()| std::fs::write(etc.join("hosts"), &text))
+        .is_err()
+    {
+        return vec![];
+    }
+    match ve::safefs::sha256(
+        upper,
+        std::path::Path::new("etc/hosts"),
+        ve::safefs::hash_deadline(),
+    ) {
+        Ok(sha) => vec![("/etc/hosts".into(), sha)],
+        Err(_) => vec![],
+    }
+}
+
 fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
@@ -348,6 +385,17 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 .ctx(|| format!("create storage directory {}", dir.display()))?;
         }
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
+        // The VE's own /etc/hosts names it (as docker's does): written into its dirties, so
+        // the VE may change it like any file of its own; not into a maintenance VE's layer.
+        let generated = if l.upper.is_none() {
+            let addr = bridge
+                .as_ref()
+                .map(|b| crate::net::eth_config(b, id).addr.to_string())
+                .unwrap_or_else(|| "127.0.1.1".into());
+            etc_hosts(&dirties, &lowers, &id.hostname(), &addr)
+        } else {
+            vec![]
+        };
         let meta = VeMeta {
             id: id.0,
             app: l.app.name.to_string(),
@@ -362,6 +410,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             cgroup_id: None,
             init_pid: None,
             disk_image: disk.as_ref().map(|(img, _)| img.clone()),
+            generated,
         };
         let cfg = VeConfig {
             id,
@@ -713,8 +762,25 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     if let Some(mnt) = &mounted_here {
         let _ = ve::disk::unmount(mnt);
     }
-    let dirties = dirties?;
+    let mut dirties = dirties?;
     let mut notes = Vec::new();
+    // What JCS wrote there before the VE started is not the VE's, unless the VE changed it.
+    for (path, sha) in &meta.generated {
+        let before = dirties.len();
+        dirties.retain(|e| !(&e.path == path && e.sha256.as_deref() == Some(sha.as_str())));
+        // (Its directory too, when JCS made it and nothing else is in it.)
+        if dirties.len() < before {
+            if let Some(dir) = std::path::Path::new(path).parent().and_then(|d| d.to_str()) {
+                let inside = format!("{dir}/");
+                if !dirties.iter().any(|e| e.path.starts_with(&inside)) {
+                    dirties.retain(|e| !(e.path == dir && e.file_type == model::FileType::Dir));
+                }
+            }
+            notes.push(format!(
+                "{path}: written by JCS at the VE's start (it names the VE), unchanged"
+            ));
+        }
+    }
     let state = effective_state(&row);
     let storage: Vec<StorageChange> =
         match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {

@@ -29,6 +29,11 @@ pub struct VeMeta {
     /// runs, and read-only by `jcs inspect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_image: Option<PathBuf>,
+    /// Files JCS wrote into the dirties before the VE started (path inside the VE, sha256 of
+    /// what it wrote): `/etc/hosts`, naming the VE. `jcs inspect` reports them only if the VE
+    /// changed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<(String, String)>,
 }
 
 pub fn pid_start_time(pid: i32) -> Option<u64> {
