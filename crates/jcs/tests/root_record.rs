@@ -91,6 +91,40 @@ fn root_writes_in_three_chunks_are_three_transactions() {
     env.assert_clean();
 }
 
+/// The daemon's bpf links (`anon_inode:bpf_link` descriptors).
+fn bpf_links(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter(|t| t.to_string_lossy() == "anon_inode:bpf_link")
+        .count()
+}
+
+/// The tracing programs are attached only while a VE is watched: an idle daemon costs the
+/// host's system calls nothing. (Control: while a VE runs, its five links are there, and the
+/// VE is recorded.)
+#[test]
+fn root_an_idle_daemon_has_no_programs_attached() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    let pid = env.daemon_pid().expect("a daemon");
+    assert_eq!(bpf_links(pid), 0, "idle: nothing attached");
+    let child = env.spawn_until_go("echo up > /data/up-file", "echo done > /data/after");
+    assert!(bpf_links(pid) >= 5, "a VE runs: {} links", bpf_links(pid));
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(bpf_links(pid), 0, "idle again");
+    // The VE that ran while they were attached is recorded.
+    let log = env.log(2);
+    assert!(
+        log.iter()
+            .any(|e| e["op"] == "write" && e["dst"].as_str().unwrap_or("").contains("/data/after")),
+        "{log:?}"
+    );
+    env.assert_clean();
+}
+
 #[test]
 fn root_monitor_can_be_turned_off() {
     let Some(env) = Env::new() else { return };

@@ -2,7 +2,7 @@
 //! uses libbpf-rs.
 
 use crate::skel::{MonitorSkel, MonitorSkelBuilder};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 use std::mem::MaybeUninit;
 
@@ -42,12 +42,16 @@ pub struct VeCounters {
     pub lost: u64,
 }
 
-/// The loaded, attached monitor. Its programs stay attached until it is dropped.
+/// The loaded monitor. Its tracing programs (system calls, fork, exec, exit) are attached
+/// while at least one VE is watched, and detached when none is: a host with an idle daemon
+/// pays nothing on its system calls.
 pub struct Monitor {
     skel: MonitorSkel<'static>,
     /// Per cgroup with a network policy: its sock_addr links (dropping one detaches it) and the
     /// VE's keys in the `policy` map.
     enforced: std::sync::Mutex<std::collections::HashMap<u64, Enforced>>,
+    /// The tracing programs' links while any VE is watched (empty: detached).
+    tracing: std::sync::Mutex<Vec<libbpf_rs::Link>>,
 }
 
 struct Enforced {
@@ -93,7 +97,7 @@ impl Monitor {
         let open = MonitorSkelBuilder::default()
             .open(object)
             .map_err(MonitorError::Open)?;
-        let mut skel = open.load().map_err(MonitorError::Load)?;
+        let skel = open.load().map_err(MonitorError::Load)?;
         // The settings (monitor.bpf.c): [0] the host's devpts, [1] the host's network namespace.
         for (slot, value) in [(0u32, host_devpts_dev()), (1, host_netns_inode())] {
             skel.maps
@@ -117,11 +121,51 @@ impl Monitor {
                     source,
                 })?;
         }
-        skel.attach().map_err(MonitorError::Attach)?;
         Ok(Monitor {
             skel,
             enforced: Default::default(),
+            tracing: Default::default(),
         })
+    }
+
+    /// Whether the tracing programs are attached (a VE is watched).
+    pub fn attached(&self) -> bool {
+        !self
+            .tracing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Attaches the tracing programs unless they are.
+    fn attach_tracing(&self) -> Result<(), MonitorError> {
+        let mut links = self.tracing.lock().unwrap_or_else(|p| p.into_inner());
+        if !links.is_empty() {
+            return Ok(());
+        }
+        let p = &self.skel.progs;
+        let mut new = Vec::with_capacity(5);
+        for prog in [
+            &p.jcs_fork,
+            &p.jcs_exec,
+            &p.jcs_exit,
+            &p.jcs_sys_exit,
+            &p.jcs_sys_enter,
+        ] {
+            new.push(prog.attach().map_err(MonitorError::Attach)?);
+        }
+        *links = new;
+        Ok(())
+    }
+
+    /// Detaches the tracing programs when no VE is watched any more.
+    fn detach_tracing_if_idle(&self) {
+        if self.skel.maps.watched.keys().next().is_none() {
+            self.tracing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
     }
 
     /// Enforces a VE's network policy: fills the `policy` map with its entries and attaches
@@ -286,6 +330,8 @@ impl Monitor {
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         let at = std::mem::offset_of!(jcs_ve, init_tid);
         v[at..at + 8].copy_from_slice(&u64::from(init.unwrap_or(0)).to_ne_bytes());
+        // The VE's first system call is after this returns: the programs are attached first.
+        self.attach_tracing()?;
         // A fresh VE is not tainted (its slot may hold a VE 65,536 ids older).
         let slot = (ve % u64::from(model::policy::TAINT_SLOTS)) as u32;
         self.skel
@@ -369,14 +415,17 @@ impl Monitor {
                 let _ = self.skel.maps.policy.delete(k);
             }
         }
-        self.skel
+        let r = self
+            .skel
             .maps
             .watched
             .delete(&cgroup_id.to_ne_bytes())
             .map_err(|source| MonitorError::Map {
                 map: "watched",
                 source,
-            })
+            });
+        self.detach_tracing_if_idle();
+        r
     }
 
     pub fn stats(&self) -> Result<Stats, MonitorError> {
