@@ -593,6 +593,18 @@ fn monitor_loop(
                     cgroup_path,
                     policy,
                 } => {
+                    // Records dropped on a full disk: their gaps are durable before a new VE
+                    // starts, when there is room again (a reader never sees the loss unsaid).
+                    if full.since_ns.is_some() {
+                        if let Some(tk) = last_ticket {
+                            // (Waiting asks the writer to retry its block now.)
+                            let _ = writer.wait(tk);
+                        }
+                        if let Some(tk) = write_full_gaps(&writer, &mut full, &cat)? {
+                            last_ticket = Some(tk);
+                            let _ = writer.wait(tk);
+                        }
+                    }
                     if let Some(p) = &cgroup_path {
                         paths.insert(cgroup_id, p.clone());
                     }
