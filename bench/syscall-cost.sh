@@ -3,7 +3,9 @@
 # open+close, and a loop of getppid (counted, never recorded: the cost of the VE filter
 # alone), timed from inside the loop, under
 #   none        no tracing at all
-#   monitor     a host process (outside any VE) while the JCS monitor is loaded
+#   monitor     a host process (outside any VE) while the JCS daemon is up and idle (no VE:
+#               its tracing programs are detached)
+#   busy        a host process while a VE runs (the tracing programs are attached)
 #   ve-off      inside a VE, JCS_MONITOR=off (the VE alone)
 #   ve-rec      inside a recorded VE (every call is an atomic transaction in the journal)
 #   auditd      auditd with rules for the same system calls (host-wide, as it is used)
@@ -61,8 +63,15 @@ for r in $(seq "$rounds"); do
   echo "round $r/$rounds" >&2
   daemon_stop
   for l in $loops; do rec none $l "$(host $l "$n")"; done
-  "$jcs" run bench -- true # loads the monitor (the daemon stays)
+  "$jcs" run bench -- true # starts the daemon (it stays, idle)
   for l in $loops; do rec monitor $l "$(host $l "$n")"; done
+  # A VE that only sleeps: the programs are attached while it runs.
+  "$jcs" run bench -- /bin/sh -c 'touch /data/up; sleep 600' >/dev/null 2>&1 &
+  busy=$!
+  while [ ! -e "$JCS_HOME/persist/bench/data/up" ]; do sleep 0.05; done
+  for l in $loops; do rec busy $l "$(host $l "$n")"; done
+  kill "$busy"; wait "$busy" 2>/dev/null || true
+  rm -f "$JCS_HOME/persist/bench/data/up"
   for l in $loops; do rec ve-off $l "$(JCS_MONITOR=off ve $l "$n")"; done
   d=$(cat "$JCS_HOME/daemon.pid")
   c0=$(awk '{print $14 + $15}' "/proc/$d/stat")
@@ -127,9 +136,10 @@ med = {}
 for cfg, loop, v in rows:
     med.setdefault((cfg, loop), []).append(float(v))
 med = {k: statistics.median(v) for k, v in med.items()}
-order = ["none", "monitor", "ve-off", "ve-rec", "auditd", "strace", "bpftrace"]
+order = ["none", "monitor", "busy", "ve-off", "ve-rec", "auditd", "strace", "bpftrace"]
 what = {
-    "none": "no tracing", "monitor": "host process, JCS monitor loaded",
+    "none": "no tracing", "monitor": "host process, JCS daemon idle (no VE)",
+    "busy": "host process while a VE runs (programs attached)",
     "ve-off": "inside a VE, not recorded", "ve-rec": "inside a VE, recorded (JCS)",
     "auditd": "auditd, rules for write/openat/close", "strace": "strace -f",
     "bpftrace": "bpftrace, count per cgroup",
@@ -146,9 +156,10 @@ for c in order:
 w = med[("ve-rec", "write")] - med[("ve-off", "write")]
 o = (med[("ve-rec", "openclose")] - med[("ve-off", "openclose")]) / 2
 print(f"\nrecording inside a VE: +{w:.0f} ns per recorded write, +{o:.0f} ns per recorded open or close"
-      f" (against the same VE unrecorded); outside any VE: +{med[('monitor', 'write')] - med[('none', 'write')]:.0f} ns"
-      f" per write, +{(med[('monitor', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close,"
-      f" {med[('monitor', 'getppid')] - med[('none', 'getppid')]:+.0f} ns per getppid (the filter alone)")
+      f" (against the same VE unrecorded); outside any VE while a VE runs: +{med[('busy', 'write')] - med[('none', 'write')]:.0f} ns"
+      f" per write, +{(med[('busy', 'openclose')] - med[('none', 'openclose')]) / 2:.0f} ns per open or close,"
+      f" {med[('busy', 'getppid')] - med[('none', 'getppid')]:+.0f} ns per getppid (the filter alone);"
+      f" with the daemon idle: {med[('monitor', 'getppid')] - med[('none', 'getppid')]:+.0f} ns per getppid")
 print(f"daemon CPU (user + system) per recorded event: {daemon_ns:.0f} ns; "
       f"end to end: {w + daemon_ns:.0f} ns per recorded write")
 writes = sum(v["by_op"].get("write", 0) for v in st["ves"])
