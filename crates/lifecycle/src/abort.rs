@@ -372,14 +372,7 @@ pub(crate) fn apply_undo(
             // Its extended attributes, through a descriptor of the file itself (never a
             // symbolic link's target).
             let file = match (&u.xattrs, link) {
-                (Some(_), false) => Some(rustix::fs::openat(
-                    &p,
-                    name.as_c_str(),
-                    rustix::fs::OFlags::PATH
-                        | rustix::fs::OFlags::NOFOLLOW
-                        | rustix::fs::OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?),
+                (Some(_), false) => Some(open_path(&p, &name)?),
                 _ => None,
             };
             let xattr_path = file.as_ref().map(proc_path);
@@ -448,14 +441,7 @@ pub(crate) fn apply_undo(
                 }
             }
             if let Some(want) = u.xattrs.as_ref().filter(|x| !x.is_empty()) {
-                let fd = rustix::fs::openat(
-                    &p,
-                    name.as_c_str(),
-                    rustix::fs::OFlags::PATH
-                        | rustix::fs::OFlags::NOFOLLOW
-                        | rustix::fs::OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
+                let fd = open_path(&p, &name)?;
                 ve::supervise::write_xattrs(&proc_path(&fd).1, want)?;
             }
             Ok(true)
@@ -496,6 +482,16 @@ pub(crate) fn apply_undo(
         }
         w => Err(io::Error::other(format!("unknown undo entry {w}"))),
     }
+}
+
+/// An O_PATH descriptor of `name` in `dir` itself (a symbolic link is not followed).
+fn open_path(dir: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name.as_c_str(),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
 }
 
 /// `/proc/self/fd/N` for a descriptor (valid while the descriptor is open).
