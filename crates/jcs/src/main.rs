@@ -106,7 +106,7 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
     )]
     Run {
         /// App to run
@@ -153,6 +153,10 @@ enum Cmd {
         /// The command's working directory inside the VE (absolute; made when missing)
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<String>,
+        /// Detach: print the VE's id once it has one and return; the VE runs on, its output
+        /// going to a log (`jcs logs VE`), `jcs stop VE` ends it
+        #[arg(short = 'd', long, conflicts_with = "tty")]
+        detach: bool,
         /// Run the command as USER (a name of the VE's /etc/passwd, or a number) and GROUP (of
         /// its /etc/group, or a number; default: the user's group), with the groups /etc/group
         /// gives the user; a user other than root has no capabilities
@@ -235,6 +239,17 @@ enum Cmd {
         /// Seconds between SIGTERM and SIGKILL
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+    },
+    /// Print what a VE started with `jcs run -d` wrote to its stdout and stderr
+    #[command(
+        after_help = "Examples:\n  jcs logs 7\n  jcs logs 7 --follow\n\nThe output of a detached VE is kept in the store (ve/N/output.log) until jcs rm or jcs gc."
+    )]
+    Logs {
+        /// VE id
+        ve: u64,
+        /// Keep printing what it writes until it ends
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Kill running VEs at once (SIGKILL to every process, by the cgroup)
     Kill {
@@ -581,6 +596,154 @@ enum AppCmd {
 
 /// `jcs stop` and `jcs kill`: each VE ended (with `grace`: SIGTERM first); 1 when one was not
 /// running.
+/// `jcs run -d`: this same command, without `-d` and with no terminal, in a new session
+/// whose stdout and stderr go to a log; prints the VE's id once the VE has one, and moves the
+/// log to the VE's directory (`ve/N/output.log`). A VE that cannot start: its error, and its
+/// exit status.
+fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let logs = store.layout.root().join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let log = logs.join(format!("detached-{tag}.log"));
+    let ours = logs.join(format!("detached-{tag}.id"));
+    let id_path = id_file
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ours.clone());
+    // The arguments again, without -d/--detach (before `--`), with -T and an id file.
+    let mut args: Vec<String> = vec![];
+    let mut after_dashes = false;
+    for a in std::env::args().skip(1) {
+        if a == "--" {
+            after_dashes = true;
+        }
+        if !after_dashes && (a == "-d" || a == "--detach") {
+            continue;
+        }
+        args.push(a);
+    }
+    let run_at = args
+        .iter()
+        .position(|a| a == "run")
+        .context("jcs run -d: no run in the arguments")?;
+    let mut extra = vec!["-T".to_string()];
+    if id_file.is_none() {
+        extra.push("--id-file".into());
+        extra.push(ours.display().to_string());
+    }
+    args.splice(run_at + 1..run_at + 1, extra);
+    let out = std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .context("start the detached jcs run")?;
+    // (The child is left running on purpose: it outlives this process.)
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(id) = std::fs::read_to_string(&id_path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        {
+            if id_file.is_none() {
+                let _ = std::fs::remove_file(&ours);
+            }
+            // Until it runs (jcs ps lists it), or could not start (its error, its status).
+            loop {
+                if let Some(st) = child.try_wait()? {
+                    if !st.success() {
+                        eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+                        let _ = std::fs::remove_file(&log);
+                        return Ok(st.code().unwrap_or(125));
+                    }
+                    break;
+                }
+                let raw = store
+                    .catalog
+                    .ve(model::VeId(id))?
+                    .map(|r| r.state)
+                    .unwrap_or_default();
+                if raw == "running" {
+                    break;
+                }
+                if raw != "creating" {
+                    // It ended before it ran: its jcs run ends too, with the reason.
+                    let st = child.wait()?;
+                    if !st.success() {
+                        eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+                        let _ = std::fs::remove_file(&log);
+                        return Ok(st.code().unwrap_or(125));
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let dest = store.layout.ve(model::VeId(id)).join("output.log");
+            if std::fs::rename(&log, &dest).is_err() {
+                eprintln!("jcs: VE {id}'s output stays at {}", log.display());
+            }
+            println!("{id}");
+            return Ok(0);
+        }
+        if let Some(st) = child.try_wait()? {
+            let msg = std::fs::read_to_string(&log).unwrap_or_default();
+            eprint!("{msg}");
+            let _ = std::fs::remove_file(&log);
+            return Ok(st.code().unwrap_or(125));
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            bail!(
+                "jcs run -d: the VE got no id within 2 minutes (its output: {})",
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `jcs logs VE [--follow]`.
+fn logs(store: &store::Store, ve: u64, follow: bool) -> Result<i32> {
+    use std::io::{Read, Write};
+    let row = store
+        .catalog
+        .ve(model::VeId(ve))?
+        .with_context(|| format!("unknown VE {ve} (see jcs ps --all)"))?;
+    let path = store.layout.ve(model::VeId(ve)).join("output.log");
+    let mut f = std::fs::File::open(&path).map_err(|_| {
+        anyhow::anyhow!("VE {ve} has no output log: only a VE started with jcs run -d has one (the others' output went to their jcs run)")
+    })?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut row = row;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        out.flush()?;
+        let state = store::meta::effective_state(&row);
+        if !follow || !(state == "running" || state == "creating") {
+            // (One more read: what it wrote as it ended.)
+            let n = f.read(&mut buf)?;
+            out.write_all(&buf[..n])?;
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        row = store.catalog.ve(model::VeId(ve))?.unwrap_or(row);
+    }
+}
+
 fn stop_all(store: &store::Store, ves: &[u64], grace: Option<std::time::Duration>) -> Result<i32> {
     let mut code = 0;
     for &v in ves {
@@ -803,6 +966,10 @@ fn real_main() -> Result<i32> {
             need_root()?;
             let store = open_store(cli.home)?;
             stop_all(&store, &ves, Some(std::time::Duration::from_secs(timeout)))
+        }
+        Cmd::Logs { ve, follow } => {
+            let store = open_store(cli.home)?;
+            logs(&store, ve, follow)
         }
         Cmd::Kill { ves } => {
             need_root()?;
@@ -1154,9 +1321,15 @@ fn real_main() -> Result<i32> {
             env,
             workdir,
             user,
+            detach,
             strict_recording,
             cmd,
         } => {
+            if detach {
+                need_root()?;
+                let store = open_store(cli.home)?;
+                return detached_run(&store, id_file.as_deref());
+            }
             let env = env
                 .iter()
                 .map(|e| {

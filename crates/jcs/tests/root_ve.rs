@@ -624,6 +624,80 @@ fn root_run_writes_its_ve_id_to_the_id_file() {
     env.assert_clean();
 }
 
+/// `jcs run -d`: the id is printed once the VE runs (jcs ps lists it), its output goes to a log
+/// that `jcs logs --follow` prints to its end; `jcs stop` ends it; a command that cannot run is
+/// reported by `run -d` itself; a VE not started detached has no log, and says so.
+#[test]
+fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let id = env.ok(&[
+        "run",
+        "-d",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2; sleep 1; echo end",
+    ]);
+    let id = id.trim().to_string();
+    let ps = env.json(&["ps", "--json"]);
+    assert!(
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"].to_string() == id && v["state"] == "running"),
+        "{ps}"
+    );
+    let out = env.ok(&["logs", &id, "--follow"]);
+    assert!(
+        out.contains("out\n") && out.contains("err\n") && out.ends_with("end\n"),
+        "{out}"
+    );
+    // Stopped while it runs.
+    let id2 = env.ok(&[
+        "run",
+        "-d",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo up; sleep 600",
+    ]);
+    let id2 = id2.trim().to_string();
+    env.ok(&["stop", &id2, "--timeout", "1"]);
+    assert!(common::wait_for(20, || {
+        env.json(&["ps", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["id"].to_string() != id2)
+    }));
+    assert!(env.ok(&["logs", &id2]).contains("up"));
+    // A command that cannot run: the detached run says so, with the run's status.
+    let o = env
+        .cmd(&["run", "-d", "web", "--", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("command not found"));
+    // An ordinary run has no log.
+    env.sh_ok("true");
+    let last = env
+        .json(&["ps", "--all", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(env
+        .fails(&["logs", &last.to_string()])
+        .contains("only a VE started with jcs run -d"));
+    assert!(env.fails(&["logs", "999"]).contains("unknown VE 999"));
+    env.assert_clean();
+}
+
 /// The VE's /etc/hosts names it (its hostname resolves), written into its dirties before it
 /// starts: `jcs inspect` does not report it as the VE's change unless the VE changed it.
 #[test]
