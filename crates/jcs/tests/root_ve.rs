@@ -646,7 +646,10 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
         ps.as_array()
             .unwrap()
             .iter()
-            .any(|v| v["id"].to_string() == id && v["state"] == "running"),
+            .any(
+                |v| v["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())
+                    && v["state"] == "running"
+            ),
         "{ps}"
     );
     let out = env.ok(&["logs", &id, "--follow"]);
@@ -671,7 +674,7 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|v| v["id"].to_string() != id2)
+            .all(|v| v["id"].as_u64().map(|n| n.to_string()) != Some(id2.clone()))
     }));
     assert!(env.ok(&["logs", &id2]).contains("up"));
     // A command that cannot run: the detached run says so, with the run's status.
