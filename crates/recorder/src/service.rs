@@ -947,14 +947,18 @@ fn translate(
     online: Option<&mut Online>,
     force: bool,
 ) -> Result<Vec<Vec<u8>>> {
-    let events = std::mem::take(&mut *pending.borrow_mut());
-    let mut out = Vec::new();
-    for e in &events {
+    // The batch is translated in place and the buffer kept (cleared, not reallocated): a
+    // steady stream grows it once, not at every batch.
+    let mut events = pending.borrow_mut();
+    let mut out = Vec::with_capacity(events.len() + 8);
+    for e in events.iter() {
         t.push(e, &mut out);
     }
+    events.clear();
+    drop(events);
     let mut vars = Vec::new();
     let mut names = Vec::new();
-    let mut ats = Vec::new();
+    let mut ats = Vec::with_capacity(out.len());
     for o in out {
         match o {
             Output::Var(id, d) => vars.push((id, d)),
