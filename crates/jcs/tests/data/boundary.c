@@ -11,6 +11,8 @@
  *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
  *   mprotect-write FILE TEXT   map FILE shared and read-only, make the mapping writable with
  *                              mprotect, copy TEXT into it
+ *   udp-recv-polled PORT OUT   the same, but poll until a datagram is queued, then recv()
+ *                              (which names no source)
  *   udp-recv PORT OUT          bind a UDP socket to PORT on every address, receive one
  *                              datagram (recvfrom, with its source), copy it into OUT
  *   udp-send HOST PORT TEXT    send TEXT in a datagram (sendto) from an unbound socket, three
@@ -28,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +181,7 @@ int main(int argc, char **argv)
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);
-	} else if (argc == 4 && !strcmp(argv[1], "udp-recv")) {
+	} else if (argc == 4 && (!strcmp(argv[1], "udp-recv") || !strcmp(argv[1], "udp-recv-polled"))) {
 		int s = socket(AF_INET, SOCK_DGRAM, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
 		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
@@ -190,7 +193,17 @@ int main(int argc, char **argv)
 		char buf[512];
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (void *)&from, &fl);
+		/* udp-recv-polled: wait until a datagram is queued (poll), then recv(), which names
+		 * no source (the monitor must find it). */
+		ssize_t n;
+		if (!strcmp(argv[1], "udp-recv-polled")) {
+			struct pollfd p = { .fd = s, .events = POLLIN };
+			if (poll(&p, 1, 20000) != 1)
+				die("poll");
+			n = recv(s, buf, sizeof(buf), 0);
+		} else {
+			n = recvfrom(s, buf, sizeof(buf), 0, (void *)&from, &fl);
+		}
 		if (n <= 0)
 			die("recv");
 		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);

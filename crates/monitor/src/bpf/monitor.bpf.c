@@ -606,6 +606,58 @@ static __always_inline void discard(struct jcs_event *e, __u32 nr)
 /* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
  * keeps the verifier simple: 128 bytes (sockaddr_storage), or 16 (sockaddr_in) when the
  * larger read would cross into unmapped memory. Returns whether an address was read. */
+/* A receive on an unconnected UDP socket (recv and read name no source): the datagram it will
+ * take is the head of the socket's queue (udp's reader_queue, then its receive queue), when
+ * one is queued at the call's entry (after poll or epoll, or on a busy socket); its source
+ * becomes the call's remote end. A call that has to wait for its datagram finds none here. */
+static __always_inline void peek_datagram(struct file *file, struct inflight *f)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != 17)
+		return;
+	struct udp_sock *up = (struct udp_sock *)sk;
+	struct sk_buff *skb = BPF_CORE_READ(up, reader_queue.next);
+	if ((void *)skb == (void *)&up->reader_queue) {
+		skb = BPF_CORE_READ(sk, sk_receive_queue.next);
+		if ((void *)skb == (void *)&sk->sk_receive_queue)
+			return;
+	}
+	if (!skb)
+		return;
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	if (!head || nh == (__u16)~0U || th == (__u16)~0U)
+		return;
+	__u8 v = 0;
+	bpf_probe_read_kernel(&v, 1, head + nh);
+	__be16 sport = 0;
+	if ((v >> 4) == 4) {
+		__be32 saddr = 0;
+		if (bpf_probe_read_kernel(&saddr, 4, head + nh + 12))
+			return;
+		bpf_probe_read_kernel(&sport, 2, head + th);
+		__u16 fam = AF_INET;
+		__builtin_memset(f->peer, 0, 16);
+		__builtin_memcpy(f->peer, &fam, 2);
+		__builtin_memcpy(f->peer + 2, &sport, 2);
+		__builtin_memcpy(f->peer + 4, &saddr, 4);
+		f->peer_len = 16;
+	} else if ((v >> 4) == 6) {
+		__u8 saddr[16];
+		if (bpf_probe_read_kernel(saddr, 16, head + nh + 8))
+			return;
+		bpf_probe_read_kernel(&sport, 2, head + th);
+		__u16 fam = AF_INET6;
+		__builtin_memset(f->peer, 0, 28);
+		__builtin_memcpy(f->peer, &fam, 2);
+		__builtin_memcpy(f->peer + 2, &sport, 2);
+		__builtin_memcpy(f->peer + 8, saddr, 16);
+		f->peer_len = 28;
+	}
+}
+
 static __always_inline int read_addr(struct jcs_event *e, __u64 uaddr, __u64 len)
 {
 	if (!len || !uaddr)
@@ -787,6 +839,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			if (n < 0)
 				return drop_call(nr);
 			f->peer_len = n;
+			if (!n && !(f->sockinfo & SI_STREAM) && !(f->flags & JCS_CAP_OUT))
+				peek_datagram(file, f);
 			f->local_flags = 0;
 			f->local_len = sock_local(file, f->local, &f->local_flags);
 		} else if (file) {
