@@ -269,6 +269,38 @@ fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
     env.assert_clean();
 }
 
+/// A datagram received with a recv() that waits for it, on an unconnected socket: the call
+/// names no source and nothing was queued at its entry; the VE's ingress program kept the
+/// source of the datagram that reached the socket, so the receiver's data is tracked back to
+/// the sender.
+#[test]
+fn root_a_waited_for_datagram_received_without_its_address_has_its_source() {
+    let Some(env) = Env::new() else { return };
+    two_bridge_ves(
+        &env,
+        "10.74.0.0/24",
+        &["/data/boundary", "udp-recv-plain", "7000", "/data/got"],
+        &[
+            "/data/boundary",
+            "udp-send",
+            "10.74.0.2",
+            "7000",
+            "waited-secret",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
+        "waited-secret"
+    );
+    let back = env.reached(&["back", "persist:srv:/data/got"]);
+    assert!(
+        back.contains(&"ve:2".to_string()),
+        "{back:?}\n{}",
+        env.ok(&["log"])
+    );
+    env.assert_clean();
+}
+
 /// A datagram received with recv() on an unconnected socket, after poll said one is queued:
 /// the call names no source; the monitor takes it from the head of the socket's queue at the
 /// call's entry, so the receiver's data is tracked back to the sender.

@@ -52,6 +52,8 @@ pub struct Monitor {
     enforced: std::sync::Mutex<std::collections::HashMap<u64, Enforced>>,
     /// The tracing programs' links while any VE is watched (empty: detached).
     tracing: std::sync::Mutex<Vec<libbpf_rs::Link>>,
+    /// Per watched cgroup: its ingress program's link (datagram sources).
+    ingress: std::sync::Mutex<std::collections::HashMap<u64, libbpf_rs::Link>>,
 }
 
 struct Enforced {
@@ -125,6 +127,7 @@ impl Monitor {
             skel,
             enforced: Default::default(),
             tracing: Default::default(),
+            ingress: Default::default(),
         })
     }
 
@@ -297,6 +300,32 @@ impl Monitor {
             })
     }
 
+    /// Attaches the ingress program that remembers each UDP datagram's source per socket to
+    /// a VE's cgroup (`cgroup_dir`, cgroup2); detached by [`Monitor::unwatch`].
+    pub fn track_datagrams(
+        &self,
+        cgroup_id: u64,
+        cgroup_dir: &std::path::Path,
+    ) -> Result<(), MonitorError> {
+        use std::os::fd::AsRawFd;
+        let fail = |why: String| MonitorError::Enforce {
+            cgroup: cgroup_dir.display().to_string(),
+            why,
+        };
+        let dir = std::fs::File::open(cgroup_dir).map_err(|e| fail(e.to_string()))?;
+        let link = self
+            .skel
+            .progs
+            .jcs_ingress
+            .attach_cgroup(dir.as_raw_fd())
+            .map_err(|e| fail(format!("the datagram-source ingress program: {e}")))?;
+        self.ingress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cgroup_id, link);
+        Ok(())
+    }
+
     /// Removes and returns the kernel's count of a VE's denials, per rule.
     pub fn take_denials(&self, ve: u64) -> Result<Vec<(u32, u64)>, MonitorError> {
         let map = &self.skel.maps.denials;
@@ -415,6 +444,10 @@ impl Monitor {
                 let _ = self.skel.maps.policy.delete(k);
             }
         }
+        self.ingress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cgroup_id);
         let r = self
             .skel
             .maps

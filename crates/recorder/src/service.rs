@@ -630,16 +630,23 @@ fn monitor_loop(
                     if let Some(names) = store_names {
                         t.set_store_names(cgroup_id, &names);
                     }
-                    let watched_ok = m.watch(cgroup_id, ve, init).and_then(|()| {
-                        // Its policy is enforced before any of its tasks runs, or it does not
-                        // start: a policy is never silently weakened.
-                        match &policy {
-                            Some(p) => {
-                                enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p).map(Some)
+                    let watched_ok = m
+                        .watch(cgroup_id, ve, init)
+                        .and_then(|()| match &cgroup_path {
+                            // The sources of the datagrams its sockets receive.
+                            Some(dir) => m.track_datagrams(cgroup_id, dir),
+                            None => Ok(()),
+                        })
+                        .and_then(|()| {
+                            // Its policy is enforced before any of its tasks runs, or it does not
+                            // start: a policy is never silently weakened.
+                            match &policy {
+                                Some(p) => {
+                                    enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p).map(Some)
+                                }
+                                None => Ok(None),
                             }
-                            None => Ok(None),
-                        }
-                    });
+                        });
                     let watched_ok = match watched_ok {
                         Ok(Some(rec)) => {
                             last_ticket =

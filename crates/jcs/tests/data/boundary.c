@@ -11,6 +11,7 @@
  *   tcp-serve PORT OUT         accept one TCP connection on PORT, copy what it sends into OUT
  *   mprotect-write FILE TEXT   map FILE shared and read-only, make the mapping writable with
  *                              mprotect, copy TEXT into it
+ *   udp-recv-plain PORT OUT    the same with a recv() that waits (it names no source)
  *   udp-recv-polled PORT OUT   the same, but poll until a datagram is queued, then recv()
  *                              (which names no source)
  *   udp-recv PORT OUT          bind a UDP socket to PORT on every address, receive one
@@ -181,7 +182,8 @@ int main(int argc, char **argv)
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);
-	} else if (argc == 4 && (!strcmp(argv[1], "udp-recv") || !strcmp(argv[1], "udp-recv-polled"))) {
+	} else if (argc == 4 && (!strcmp(argv[1], "udp-recv") || !strcmp(argv[1], "udp-recv-polled") ||
+				 !strcmp(argv[1], "udp-recv-plain"))) {
 		int s = socket(AF_INET, SOCK_DGRAM, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
 		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
@@ -196,7 +198,9 @@ int main(int argc, char **argv)
 		/* udp-recv-polled: wait until a datagram is queued (poll), then recv(), which names
 		 * no source (the monitor must find it). */
 		ssize_t n;
-		if (!strcmp(argv[1], "udp-recv-polled")) {
+		if (!strcmp(argv[1], "udp-recv-plain")) {
+			n = recv(s, buf, sizeof(buf), 0);
+		} else if (!strcmp(argv[1], "udp-recv-polled")) {
 			struct pollfd p = { .fd = s, .events = POLLIN };
 			if (poll(&p, 1, 20000) != 1)
 				die("poll");

@@ -136,6 +136,20 @@ struct {
 	__type(value, __u64);
 } tainted SEC(".maps");
 
+/* The source of the last UDP datagram that reached each VE socket (by socket cookie), from
+ * the VE's cgroup_skb/ingress program: the source of a recv that had to wait for its
+ * datagram (nothing was queued at its entry). */
+struct dgram_src {
+	__u8 addr[28];
+	__u32 len;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct dgram_src);
+} dgram_src SEC(".maps");
+
 /* A call a sock_addr program denied, until its sys_exit names the rule in its record: the
  * thread (pid_tgid) → the rule and when (a denial older than the call's entry is stale). */
 struct denied_call {
@@ -1098,6 +1112,22 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(f->args[1] + 8));
 		named = read_addr(e, name, namelen);
 	}
+	/* A datagram received without its address, which was not queued at the call's entry:
+	 * the source of the last datagram that reached the socket (it woke the call). */
+	if (!named && !e->path_len && (e->flags & JCS_F_SOCKET) && !(f->sockinfo & SI_STREAM) &&
+	    !(fl & JCS_CAP_OUT) && okret > 0 && (fl & JCS_CAP_FD0)) {
+		struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
+		struct socket *sock = file ? BPF_CORE_READ(file, private_data) : NULL;
+		struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : NULL;
+		if (sk) {
+			__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			struct dgram_src *d = cookie ? bpf_map_lookup_elem(&dgram_src, &cookie) : NULL;
+			if (d && d->len <= sizeof(d->addr)) {
+				__builtin_memcpy(e->path, d->addr, sizeof(d->addr));
+				e->path_len = d->len;
+			}
+		}
+	}
 	/* Loopback stays inside only in the VE's own network namespace (the address the call
 	 * named, or the source of the datagram it received); an aborted call is always recorded. */
 	if (!rule && (named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
@@ -1341,6 +1371,44 @@ int jcs_egress(struct __sk_buff *skb)
 	}
 	count_denial(w->ve, (__u32)w->budget_rule);
 	return 0;
+}
+
+/* Each UDP datagram that reaches a socket of the VE: its source, by the socket's cookie (see
+ * `dgram_src`). Attached to every VE's cgroup; lets every packet pass. */
+SEC("cgroup_skb/ingress")
+int jcs_ingress(struct __sk_buff *skb)
+{
+	struct dgram_src d = {};
+	__be16 sport = 0;
+	if (skb->family == AF_INET) {
+		__u8 vihl = 0, proto = 0;
+		__be32 saddr = 0;
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1) ||
+		    proto != 17 || bpf_skb_load_bytes(skb, 12, &saddr, 4) ||
+		    bpf_skb_load_bytes(skb, (vihl & 15) * 4, &sport, 2))
+			return 1;
+		__u16 fam = AF_INET;
+		__builtin_memcpy(d.addr, &fam, 2);
+		__builtin_memcpy(d.addr + 2, &sport, 2);
+		__builtin_memcpy(d.addr + 4, &saddr, 4);
+		d.len = 16;
+	} else if (skb->family == AF_INET6) {
+		__u8 next = 0;
+		if (bpf_skb_load_bytes(skb, 6, &next, 1) || next != 17 ||
+		    bpf_skb_load_bytes(skb, 8, d.addr + 8, 16) ||
+		    bpf_skb_load_bytes(skb, 40, &sport, 2))
+			return 1;
+		__u16 fam = AF_INET6;
+		__builtin_memcpy(d.addr, &fam, 2);
+		__builtin_memcpy(d.addr + 2, &sport, 2);
+		d.len = 28;
+	} else {
+		return 1;
+	}
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (cookie)
+		bpf_map_update_elem(&dgram_src, &cookie, &d, BPF_ANY);
+	return 1;
 }
 
 /* Never used by the programs: these globals make libbpf-cargo generate, from the compiler's
