@@ -276,21 +276,29 @@ fn root_sendto_naming_loopback_on_a_connection_goes_to_the_peer() {
 #[test]
 fn root_a_waited_for_datagram_received_without_its_address_has_its_source() {
     let Some(env) = Env::new() else { return };
+    datagram_reaches_the_receiver_from_the_sender(&env, "10.74", "udp-recv-plain");
+    env.assert_clean();
+}
+
+/// One datagram from VE 2 to VE 1 on a bridge `NET.0.0/24`, received by the probe's `mode`;
+/// the file VE 1 writes it to is tracked back to VE 2. Returns what tracking reached.
+fn datagram_reaches_the_receiver_from_the_sender(env: &Env, net: &str, mode: &str) -> Vec<String> {
+    let secret = format!("{mode}-secret");
     two_bridge_ves(
-        &env,
-        "10.74.0.0/24",
-        &["/data/boundary", "udp-recv-plain", "7000", "/data/got"],
+        env,
+        &format!("{net}.0.0/24"),
+        &["/data/boundary", mode, "7000", "/data/got"],
         &[
             "/data/boundary",
             "udp-send",
-            "10.74.0.2",
+            &format!("{net}.0.2"),
             "7000",
-            "waited-secret",
+            &secret,
         ],
     );
     assert_eq!(
         std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
-        "waited-secret"
+        secret
     );
     let back = env.reached(&["back", "persist:srv:/data/got"]);
     assert!(
@@ -298,7 +306,7 @@ fn root_a_waited_for_datagram_received_without_its_address_has_its_source() {
         "{back:?}\n{}",
         env.ok(&["log"])
     );
-    env.assert_clean();
+    back
 }
 
 /// A datagram received with recv() on an unconnected socket, after poll said one is queued:
@@ -307,28 +315,7 @@ fn root_a_waited_for_datagram_received_without_its_address_has_its_source() {
 #[test]
 fn root_a_polled_datagram_received_without_its_address_has_its_source() {
     let Some(env) = Env::new() else { return };
-    two_bridge_ves(
-        &env,
-        "10.76.0.0/24",
-        &["/data/boundary", "udp-recv-polled", "7000", "/data/got"],
-        &[
-            "/data/boundary",
-            "udp-send",
-            "10.76.0.2",
-            "7000",
-            "plain-secret",
-        ],
-    );
-    assert_eq!(
-        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
-        "plain-secret"
-    );
-    let back = env.reached(&["back", "persist:srv:/data/got"]);
-    assert!(
-        back.contains(&"ve:2".to_string()),
-        "{back:?}\n{}",
-        env.ok(&["log"])
-    );
+    datagram_reaches_the_receiver_from_the_sender(&env, "10.76", "udp-recv-polled");
     env.assert_clean();
 }
 
@@ -338,28 +325,7 @@ fn root_a_polled_datagram_received_without_its_address_has_its_source() {
 #[test]
 fn root_a_datagram_between_wildcard_ends_is_joined() {
     let Some(env) = Env::new() else { return };
-    two_bridge_ves(
-        &env,
-        "10.75.0.0/24",
-        &["/data/boundary", "udp-recv", "7000", "/data/got"],
-        &[
-            "/data/boundary",
-            "udp-send",
-            "10.75.0.2",
-            "7000",
-            "udp-secret",
-        ],
-    );
-    assert_eq!(
-        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
-        "udp-secret"
-    );
-    let back = env.reached(&["back", "persist:srv:/data/got"]);
-    assert!(
-        back.contains(&"ve:2".to_string()),
-        "{back:?}\n{}",
-        env.ok(&["log"])
-    );
+    let back = datagram_reaches_the_receiver_from_the_sender(&env, "10.75", "udp-recv");
     assert!(
         back.iter()
             .any(|v| v.starts_with("udp:") && v.ends_with(":7000")),
