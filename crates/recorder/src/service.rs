@@ -632,10 +632,15 @@ fn monitor_loop(
                     }
                     let watched_ok = m
                         .watch(cgroup_id, ve, init)
-                        .and_then(|()| match &cgroup_path {
-                            // The sources of the datagrams its sockets receive.
-                            Some(dir) => m.track_datagrams(cgroup_id, dir),
-                            None => Ok(()),
+                        .map(|()| {
+                            // The sources of the datagrams its sockets receive (without it, a
+                            // recv that waited and names no address has no source: recorded
+                            // as such, not a reason to refuse the VE).
+                            if let Some(dir) = &cgroup_path {
+                                if let Err(e) = m.track_datagrams(cgroup_id, dir) {
+                                    tracing::warn!(ve, error = %e, "datagram sources");
+                                }
+                            }
                         })
                         .and_then(|()| {
                             // Its policy is enforced before any of its tasks runs, or it does not
