@@ -218,12 +218,7 @@ pub fn rewrite(
         // Never larger than what it replaces: where summarizing does not pay (transfers that
         // do not repeat), the segments stay as they are.
         let segment_bytes: u64 = (a..=b)
-            .map(|n| {
-                storage
-                    .read(&journal::journal::segment_name(n))
-                    .map(|b| b.len() as u64)
-                    .unwrap_or(0)
-            })
+            .map(|n| storage.len(&journal::journal::segment_name(n)).unwrap_or(0))
             .sum();
         let summary_bytes = journal::summary::SUMMARY_HEADER_LEN as u64
             + zstd::bulk::compress(&keep.concat(), 9)

@@ -95,16 +95,23 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// The calls that end a descriptor, sent to the supervisor of an app that aborts on close
 /// (answered "continue" once the file is dealt with): close, close_range, dup2 and dup3 (the
 /// descriptor they replace), exit_group (every descriptor of the process).
-pub fn closing() -> Vec<i64> {
-    let mut v = vec![
+pub fn closing() -> &'static [i64] {
+    #[cfg(target_arch = "x86_64")]
+    const CLOSING: &[i64] = &[
+        libc::SYS_close,
+        libc::SYS_close_range,
+        libc::SYS_dup3,
+        libc::SYS_exit_group,
+        libc::SYS_dup2,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    const CLOSING: &[i64] = &[
         libc::SYS_close,
         libc::SYS_close_range,
         libc::SYS_dup3,
         libc::SYS_exit_group,
     ];
-    #[cfg(target_arch = "x86_64")]
-    v.push(libc::SYS_dup2);
-    v
+    CLOSING
 }
 
 /// The classic BPF program: write-intent calls (and, `closes`, the calls of [`closing`]) →
@@ -119,10 +126,10 @@ pub fn filter(closes: bool) -> Vec<libc::sock_filter> {
         jump(JEQ_K, AUDIT_ARCH, 1, 0),
         stmt(RET_K, SECCOMP_RET_KILL_PROCESS),
     ];
-    let closes = if closes { closing() } else { vec![] };
+    let closes: &[i64] = if closes { closing() } else { &[] };
     for (nr, flags) in notified()
         .into_iter()
-        .chain(closes.into_iter().map(|nr| (nr, None)))
+        .chain(closes.iter().map(|&nr| (nr, None)))
     {
         // nr = seccomp_data.nr (offset 0); args[i] low word at 16 + 8 i.
         p.push(stmt(LD_W_ABS, 0));
@@ -1689,6 +1696,7 @@ pub fn read_xattrs(path: &CStr) -> Vec<(String, String)> {
         return vec![];
     }
     let mut out = vec![];
+    let mut v = vec![0u8; 65536];
     for name in names[..n as usize]
         .split(|&b| b == 0)
         .filter(|n| !n.is_empty())
@@ -1696,7 +1704,6 @@ pub fn read_xattrs(path: &CStr) -> Vec<(String, String)> {
         let Ok(cname) = CString::new(name) else {
             continue;
         };
-        let mut v = vec![0u8; 65536];
         // SAFETY: as above.
         let m = unsafe {
             libc::getxattr(

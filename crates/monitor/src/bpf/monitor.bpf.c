@@ -624,6 +624,22 @@ static __always_inline void discard(struct jcs_event *e, __u32 nr)
  * take is the head of the socket's queue (udp's reader_queue, then its receive queue), when
  * one is queued at the call's entry (after poll or epoll, or on a busy socket); its source
  * becomes the call's remote end. A call that has to wait for its datagram finds none here. */
+/* A datagram's source as a struct sockaddr_in (`alen` 4) or sockaddr_in6 (16) in `buf`;
+ * returns its length. */
+static __always_inline __u32 put_source(__u8 *buf, __be16 port, const void *addr, int alen)
+{
+	__u16 fam = alen == 4 ? AF_INET : AF_INET6;
+	__builtin_memset(buf, 0, 28);
+	__builtin_memcpy(buf, &fam, 2);
+	__builtin_memcpy(buf + 2, &port, 2);
+	if (alen == 4) {
+		__builtin_memcpy(buf + 4, addr, 4);
+		return 16;
+	}
+	__builtin_memcpy(buf + 8, addr, 16);
+	return 28;
+}
+
 static __always_inline void peek_datagram(struct file *file, struct inflight *f)
 {
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -652,23 +668,13 @@ static __always_inline void peek_datagram(struct file *file, struct inflight *f)
 		if (bpf_probe_read_kernel(&saddr, 4, head + nh + 12))
 			return;
 		bpf_probe_read_kernel(&sport, 2, head + th);
-		__u16 fam = AF_INET;
-		__builtin_memset(f->peer, 0, 16);
-		__builtin_memcpy(f->peer, &fam, 2);
-		__builtin_memcpy(f->peer + 2, &sport, 2);
-		__builtin_memcpy(f->peer + 4, &saddr, 4);
-		f->peer_len = 16;
+		f->peer_len = put_source(f->peer, sport, &saddr, 4);
 	} else if ((v >> 4) == 6) {
 		__u8 saddr[16];
 		if (bpf_probe_read_kernel(saddr, 16, head + nh + 8))
 			return;
 		bpf_probe_read_kernel(&sport, 2, head + th);
-		__u16 fam = AF_INET6;
-		__builtin_memset(f->peer, 0, 28);
-		__builtin_memcpy(f->peer, &fam, 2);
-		__builtin_memcpy(f->peer + 2, &sport, 2);
-		__builtin_memcpy(f->peer + 8, saddr, 16);
-		f->peer_len = 28;
+		f->peer_len = put_source(f->peer, sport, saddr, 16);
 	}
 }
 
@@ -1055,16 +1061,16 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			bpf_map_delete_elem(&denied_calls, &t);
 		}
 	}
-	/* The VE's byte budget ran out: a send that failed (EPERM: its packet was dropped), a
-	 * connect refused, or a stream send that the kernel took after that (its data never
-	 * leaves: every packet of the VE is dropped) is aborted by the budget rule. */
-	if (!rule && (ret == -EPERM || ret >= 0)) {
+	/* The VE's byte budget ran out: a send that failed (EPERM: its packet was dropped), or a
+	 * stream send that the kernel took after that (its data never leaves: every packet of the
+	 * VE is dropped), is aborted by the budget rule. (Refused connects and named sends are
+	 * the sock_addr programs' denials, above.) Only sends on sockets look the VE up. */
+	if (!rule && (fl & JCS_CAP_OUT) && (f->evflags & JCS_F_SOCKET) && (ret == -EPERM || ret >= 0)) {
 		struct jcs_ve *w = watched_task();
 		__u64 ex = w ? w->exhausted_ns : 0;
 		/* (A stream to an IP peer: a Unix socket's data does not go through the budget.) */
 		int ip_peer = f->peer_len > 0 && (f->peer[0] == AF_INET || f->peer[0] == AF_INET6);
-		if (ex && (ret == -EPERM ? (fl & JCS_CAP_OUT) != 0 :
-		           (fl & JCS_CAP_OUT) && ip_peer && ex < f->enter_ns))
+		if (ex && (ret == -EPERM || (ip_peer && ex < f->enter_ns)))
 			rule = (__u32)w->budget_rule;
 	}
 	long okret = rule ? 0 : ret; /* what the capture conditions below look at */
@@ -1387,21 +1393,14 @@ int jcs_ingress(struct __sk_buff *skb)
 		    proto != 17 || bpf_skb_load_bytes(skb, 12, &saddr, 4) ||
 		    bpf_skb_load_bytes(skb, (vihl & 15) * 4, &sport, 2))
 			return 1;
-		__u16 fam = AF_INET;
-		__builtin_memcpy(d.addr, &fam, 2);
-		__builtin_memcpy(d.addr + 2, &sport, 2);
-		__builtin_memcpy(d.addr + 4, &saddr, 4);
-		d.len = 16;
+		d.len = put_source(d.addr, sport, &saddr, 4);
 	} else if (skb->family == AF_INET6) {
-		__u8 next = 0;
+		__u8 next = 0, saddr[16];
 		if (bpf_skb_load_bytes(skb, 6, &next, 1) || next != 17 ||
-		    bpf_skb_load_bytes(skb, 8, d.addr + 8, 16) ||
+		    bpf_skb_load_bytes(skb, 8, saddr, 16) ||
 		    bpf_skb_load_bytes(skb, 40, &sport, 2))
 			return 1;
-		__u16 fam = AF_INET6;
-		__builtin_memcpy(d.addr, &fam, 2);
-		__builtin_memcpy(d.addr + 2, &sport, 2);
-		d.len = 28;
+		d.len = put_source(d.addr, sport, saddr, 16);
 	} else {
 		return 1;
 	}
