@@ -34,7 +34,7 @@ fn root_bridge_connects_ves_and_host() {
     };
     // VE 1 (10.77.0.2) serves one line on port 8080. (Its stdin stays open a while: at its
     // end busybox nc closes the connection, maybe before the client's line arrived.)
-    let server = sh("srv", "ip -4 -o addr show eth0 > /data/addr; ((echo from-server; sleep 1) | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait")
+    let server = sh("srv", "ip -4 -o addr show eth0 > /data/addr; cat /etc/hosts > /data/hosts; ((echo from-server; sleep 1) | nc -l -p 8080 > /data/got) & sleep 0.2; touch /data/ready; wait")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -46,6 +46,9 @@ fn root_bridge_connects_ves_and_host() {
     assert!(std::fs::read_to_string(data.join("addr"))
         .unwrap()
         .contains("10.77.0.2/24"));
+    // Its /etc/hosts names it at its bridge address.
+    let hosts = std::fs::read_to_string(data.join("hosts")).unwrap();
+    assert!(hosts.contains("10.77.0.2\tve-1\n"), "{hosts}");
     // VE 2 connects to VE 1.
     let o = sh("cli", "echo from-client | nc 10.77.0.2 8080")
         .output()

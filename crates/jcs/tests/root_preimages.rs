@@ -625,7 +625,8 @@ fn root_a_chrooted_process_cannot_write_through_the_supervisor() {
 /// `abort_on_close = "denied"`: once the kernel denied the VE a connect, every storage file it
 /// closes after writing goes back to what it was before that open–close transaction — the
 /// report written across the denial to its pre-image, a file it created to nothing (closed
-/// with close, replaced by dup2, left open at exit, or by a process killed by a signal) — while a transaction that committed
+/// with close, replaced by dup2, ended by close_range, left open at exit, or by a process
+/// killed by a signal) — while a transaction that committed
 /// before the denial stays. Controls: the same script without abort_on_close keeps
 /// everything, and with it but no denial too.
 #[test]
@@ -633,6 +634,7 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     common::static_helper(&env, "policy");
+    common::static_helper(&env, "preimage");
     let d = data(&env);
     let rule =
         "[[network.rule]]\nname = \"no-smtp\"\naction = \"deny\"\nproto = \"tcp\"\nports = [25]\n";
@@ -643,7 +645,7 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
     };
     let reset = || {
         std::fs::write(d.join("report"), "clean\n").unwrap();
-        for f in ["a", "b", "c", "k"] {
+        for f in ["a", "b", "c", "k", "r"] {
             let _ = std::fs::remove_file(d.join(f));
         }
     };
@@ -653,7 +655,8 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
             "echo committed > /data/a; exec 3>>/data/report; echo tainted-1 >&3; \
              /data/policy tcp {deny} 26; echo more >&3; exec 3>&-; echo new > /data/b; \
              /bin/sh -c 'exec 4>/data/c; echo left-open >&4; exit 0'; \
-             /bin/sh -c 'exec 5>/data/k; echo killed >&5; kill -9 $$'; echo done"
+             /bin/sh -c 'exec 5>/data/k; echo killed >&5; kill -9 $$'; \
+             /data/preimage closerange /data/r ranged; echo done"
         )
     };
     let everything_stays = |env: &Env| {
@@ -662,6 +665,7 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
         assert_eq!(read(env, "b"), "new\n");
         assert_eq!(read(env, "c"), "left-open\n");
         assert_eq!(read(env, "k"), "killed\n");
+        assert_eq!(read(env, "r"), "ranged");
     };
     // Control 1: pre-images but no abort_on_close.
     policy("");
@@ -671,12 +675,16 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
         out.contains("denied=EPERM") && out.ends_with("done\n"),
         "{out}"
     );
+    assert!(out.contains("/data/r=there"), "{out}");
     everything_stays(&env);
     // Control 2: abort_on_close, but nothing denied.
     policy("abort_on_close = \"denied\"\n");
     reset();
     let out = env.sh_ok(&script(27));
-    assert!(out.contains("denied=ok"), "{out}");
+    assert!(
+        out.contains("denied=ok") && out.contains("/data/r=there"),
+        "{out}"
+    );
     everything_stays(&env);
     // Denied: every transaction that ends after the denial is aborted.
     reset();
@@ -691,12 +699,17 @@ fn root_abort_on_close_restores_what_a_denied_ve_wrote() {
     assert!(!d.join("c").exists(), "left open at exit");
     // Killed by a signal: no call closed it; the VE's end did.
     assert!(!d.join("k").exists(), "left open by a killed process");
+    // Ended by close_range: gone before the process went on (control runs: there).
+    assert!(out.contains("/data/r=gone"), "{out}");
+    assert!(!d.join("r").exists());
     // The undo log and the journal say what was put back.
     let u: Vec<serde_json::Value> = undo(&env, 3)
         .into_iter()
         .filter(|u| u["what"] == "aborted-on-close")
         .collect();
-    let rels: Vec<&str> = u.iter().filter_map(|u| u["rel"].as_str()).collect();
+    let all: Vec<&str> = u.iter().filter_map(|u| u["rel"].as_str()).collect();
+    assert!(all.contains(&"r"), "{u:?}");
+    let rels: Vec<&str> = all.into_iter().filter(|r| *r != "r").collect();
     assert_eq!(rels, ["report", "b", "c", "k"], "{u:?}");
     let log = env.ok(&["log", "--ve", "3"]);
     assert!(log.contains("abort-on-close"), "{log}");

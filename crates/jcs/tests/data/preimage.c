@@ -14,6 +14,8 @@
  *                        tries setxattr trusted.t and mknod FIFO.dev (a character device):
  *                        prints "trusted=<errno name or ok> dev=<...>"
  *   exchange A B         renameat2(A, B, RENAME_EXCHANGE): the two names swap files
+ *   closerange FILE TEXT creates FILE, writes TEXT, ends every descriptor from 3 on with
+ *                        close_range, then prints "FILE=there" or "FILE=gone" (before it exits)
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/xattr.h>
@@ -125,6 +128,19 @@ int main(int argc, char **argv)
 			perror(argv[2]);
 			return 1;
 		}
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "closerange")) {
+		int fd = open(argv[2], O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		if (fd < 3 || write(fd, argv[3], strlen(argv[3])) < 0) {
+			perror(argv[2]);
+			return 1;
+		}
+		if (syscall(SYS_close_range, 3, ~0U, 0)) {
+			perror("close_range");
+			return 1;
+		}
+		printf("%s=%s\n", argv[2], access(argv[2], F_OK) ? "gone" : "there");
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "exchange")) {
