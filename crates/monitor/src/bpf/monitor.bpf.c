@@ -185,20 +185,27 @@ static __always_inline struct jcs_ve *watched_task(void)
 }
 
 /* Counts system call `nr` of the current task's cgroup. */
-static __always_inline void count_call(__u32 nr, __u32 dropped)
+/* Adds one to the u64 counter at `key` of hash map `map` (made at 1 when missing; another
+ * CPU making it meanwhile is counted on). */
+static __always_inline void bump(void *map, const void *key)
 {
-	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr, .dropped = dropped };
-	__u64 *v = bpf_map_lookup_elem(&counts, &k);
+	__u64 *v = bpf_map_lookup_elem(map, key);
 	if (v) {
 		__sync_fetch_and_add(v, 1);
 	} else {
 		__u64 one = 1;
-		if (bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST) != 0) {
-			v = bpf_map_lookup_elem(&counts, &k);
+		if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) != 0) {
+			v = bpf_map_lookup_elem(map, key);
 			if (v)
 				__sync_fetch_and_add(v, 1);
 		}
 	}
+}
+
+static __always_inline void count_call(__u32 nr, __u32 dropped)
+{
+	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr, .dropped = dropped };
+	bump(&counts, &k);
 }
 
 static __always_inline void submit(struct jcs_event *e)
@@ -1256,17 +1263,7 @@ static __always_inline void count_denial(__u64 ve, __u32 rule)
 	if (t)
 		*t = ve;
 	struct jcs_deny_key dk = { .ve = ve, .rule = rule };
-	__u64 *n = bpf_map_lookup_elem(&denials, &dk);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-	} else {
-		__u64 one = 1;
-		if (bpf_map_update_elem(&denials, &dk, &one, BPF_NOEXIST) != 0) {
-			n = bpf_map_lookup_elem(&denials, &dk);
-			if (n)
-				__sync_fetch_and_add(n, 1);
-		}
-	}
+	bump(&denials, &dk);
 }
 
 /* A call of the current thread denied by `rule`: counted, and remembered for its record. */
