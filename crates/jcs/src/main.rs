@@ -435,6 +435,10 @@ struct TemplateCreate {
     /// Debian mirror for --debootstrap
     #[arg(long, requires = "debootstrap")]
     mirror: Option<String>,
+    /// Packages to add to --debootstrap's minbase (comma-separated or repeated), e.g.
+    /// `--include python3,git,curl`
+    #[arg(long, requires = "debootstrap", value_delimiter = ',', value_name = "PKG")]
+    include: Vec<String>,
     /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
@@ -1211,6 +1215,7 @@ fn real_main() -> Result<i32> {
                         lifecycle::template::Source::Debootstrap {
                             suite,
                             mirror: c.mirror,
+                            include: c.include,
                         }
                     } else if let Some(d) = s.from_dir {
                         lifecycle::template::Source::Dir(d)

@@ -64,6 +64,8 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
             at: a,
             src,
             dst,
+            src_id,
+            dst_id,
             rule,
         } => {
             let status = format!("{:?}", a.status).to_lowercase();
@@ -78,6 +80,12 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
                 });
                 if let Some(e) = error {
                     v["error"] = e.into();
+                }
+                if let Some(i) = src_id {
+                    v["src_id"] = i.into();
+                }
+                if let Some(i) = dst_id {
+                    v["dst_id"] = i.into();
                 }
                 if a.status == model::at::Status::Aborted {
                     v["rule"] = a.off.into();

@@ -16,6 +16,8 @@ pub enum Source {
     Debootstrap {
         suite: String,
         mirror: Option<String>,
+        /// Packages to add to minbase (debootstrap --include).
+        include: Vec<String>,
     },
     Dir(PathBuf),
     Tar(PathBuf),
@@ -25,7 +27,12 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Busybox(p) => format!("busybox {}", p.display()),
-            Source::Debootstrap { suite, .. } => format!("debootstrap {suite}"),
+            Source::Debootstrap { suite, include, .. } if include.is_empty() => {
+                format!("debootstrap {suite}")
+            }
+            Source::Debootstrap { suite, include, .. } => {
+                format!("debootstrap {suite} +{}", include.join(","))
+            }
             Source::Dir(p) => format!("dir {}", p.display()),
             Source::Tar(p) => format!("tar {}", p.display()),
         }
@@ -179,11 +186,22 @@ fn extract_tar(tar: &Path, dst: &Path) -> Result<()> {
 fn debootstrap(
     suite: &str,
     mirror: Option<&str>,
+    include: &[String],
     dst: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
+    if let Some(bad) = include
+        .iter()
+        .find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c)))
+    {
+        refuse!("debootstrap: {bad:?} is not a Debian package name");
+    }
     let mut cmd = Command::new("debootstrap");
-    cmd.arg("--variant=minbase").arg(suite).arg(dst);
+    cmd.arg("--variant=minbase");
+    if !include.is_empty() {
+        cmd.arg(format!("--include={}", include.join(",")));
+    }
+    cmd.arg(suite).arg(dst);
     if let Some(m) = mirror {
         cmd.arg(m);
     }
@@ -242,9 +260,11 @@ pub fn create(
             Source::Busybox(bb) => build_busybox(bb, dir)?,
             Source::Dir(src) => copy_dir(src, dir)?,
             Source::Tar(t) => extract_tar(t, dir)?,
-            Source::Debootstrap { suite, mirror } => {
-                debootstrap(suite, mirror.as_deref(), dir, progress)?
-            }
+            Source::Debootstrap {
+                suite,
+                mirror,
+                include,
+            } => debootstrap(suite, mirror.as_deref(), include, dir, progress)?,
         }
         add_skeleton(dir)
     })

@@ -4,7 +4,7 @@
 
 use crate::{decode, journal_err, open, Result};
 use analysis::summary::Summary;
-use model::at::{At, VarDef, VarId};
+use model::at::{At, Name, VarDef, VarId};
 use record::{key, Record, Tier, VarQuery};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -30,8 +30,13 @@ pub struct Filter {
 pub enum Entry<'a> {
     At {
         at: &'a At,
+        /// The variables' names: a file by the name it had in the transaction's VE at its
+        /// time (else the path it was first seen by).
         src: &'a str,
         dst: &'a str,
+        /// A file's identity (`file:[DEV:INO:GEN]`, what `--var` takes), when it has one.
+        src_id: Option<&'a str>,
+        dst_id: Option<&'a str>,
         /// An aborted transaction's rule: `no-smtp (deny tcp connect,send ports 25)`, from the
         /// VE's policy record.
         rule: Option<&'a str>,
@@ -221,8 +226,10 @@ impl<'s> Log<'s> {
                         .flatten();
                     sink(Entry::At {
                         at: a,
-                        src: names.name(a.src),
-                        dst: names.name(a.dst),
+                        src: names.name_at(a.src, a.ve, a.time_ns, a.op),
+                        dst: names.name_at(a.dst, a.ve, a.time_ns, a.op),
+                        src_id: names.id(a.src),
+                        dst_id: names.id(a.dst),
                         rule,
                     })?;
                 }
@@ -284,24 +291,86 @@ impl<'s> Log<'s> {
                     rules.insert((p.ve, r.id), format!("{} ({})", r.name, r.text));
                 }
             }
-            Record::Stats(_) | Record::Names(_) => {}
+            // Names given after a variable was first printed (`--follow`).
+            Record::Names(ns) => {
+                for n in ns {
+                    names.rename(&n);
+                }
+            }
+            Record::Stats(_) => {}
         }
         Ok(())
     }
 }
 
-/// Variables seen so far: their definition (None: unknown) and printed name; from the
-/// journal's definitions as they are read, else the catalog.
+/// Variables seen so far: their definition (None: unknown), printed name, and for a file by
+/// identity its identity and the names it had (the catalog's name records, as
+/// `file:PATH`); from the journal's definitions as they are read, else the catalog.
 #[derive(Debug)]
 struct Names<'s> {
     catalog: &'s store::Catalog,
-    known: HashMap<VarId, (Option<VarDef>, String)>,
+    known: HashMap<VarId, Known>,
+}
+
+#[derive(Debug)]
+struct Known {
+    def: Option<VarDef>,
+    name: String,
+    id: Option<String>,
+    /// (VE, since, until (None: still bound), `file:PATH`), in the order they were given.
+    bindings: Vec<(u64, u64, Option<u64>, String)>,
+}
+
+impl Known {
+    fn new(catalog: &store::Catalog, id: VarId, def: Option<VarDef>) -> Known {
+        let name = def
+            .as_ref()
+            .map_or_else(|| format!("var:{id}"), |d| d.to_string());
+        let (file_id, names) = match &def {
+            Some(VarDef::Inode { dev, ino, gen, .. }) => (
+                Some(format!("file:[{dev}:{ino}:{gen}]")),
+                catalog.names_of(id).unwrap_or_default(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        let mut k = Known {
+            def,
+            name,
+            id: file_id,
+            bindings: Vec::new(),
+        };
+        for n in names {
+            k.apply(&n);
+        }
+        k
+    }
+
+    /// A name record: a binding begins or ends (one already known is kept as it is).
+    fn apply(&mut self, n: &Name) {
+        let path = format!("file:{}", n.path);
+        if n.bound {
+            if !self
+                .bindings
+                .iter()
+                .any(|b| b.0 == n.ve && b.1 == n.time_ns && b.3 == path)
+            {
+                self.bindings.push((n.ve, n.time_ns, None, path));
+            }
+        } else if let Some(open) = self
+            .bindings
+            .iter_mut()
+            .rev()
+            .find(|b| b.0 == n.ve && b.3 == path && b.1 <= n.time_ns && b.2.is_none())
+        {
+            open.2 = Some(n.time_ns);
+        }
+    }
 }
 
 impl Names<'_> {
     fn define(&mut self, id: VarId, d: VarDef) {
-        let name = d.to_string();
-        self.known.insert(id, (Some(d), name));
+        let k = Known::new(self.catalog, id, Some(d));
+        self.known.insert(id, k);
     }
 
     /// Knows variable `id`'s name: from the definitions read so far, else the catalog.
@@ -310,17 +379,52 @@ impl Names<'_> {
             return;
         }
         let def = self.catalog.var(id).ok().flatten();
-        let name = def
-            .as_ref()
-            .map_or_else(|| format!("var:{id}"), |d| d.to_string());
-        self.known.insert(id, (def, name));
+        let k = Known::new(self.catalog, id, def);
+        self.known.insert(id, k);
+    }
+
+    /// The name file `id` had in VE `ve` when transaction `op` at `t` touched it; its
+    /// printed name when it had none there. Names change when a call ends, transactions are
+    /// stamped when it begins: a rename or link is named by the name it gave (the first one
+    /// given from `t` on); any other call by the name bound at `t`, else — an open that
+    /// created the name — the first one given from `t` on, else the last one it lost before
+    /// (an unlinked file).
+    fn name_at(&self, id: VarId, ve: u64, t: u64, op: model::at::Op) -> &str {
+        let Some(k) = self.known.get(&id) else {
+            return "-";
+        };
+        let in_ve = || k.bindings.iter().filter(move |b| b.0 == ve);
+        let given = || in_ve().filter(|b| b.1 >= t).min_by_key(|b| b.1);
+        let bound = || {
+            in_ve()
+                .filter(|b| b.1 <= t && b.2.is_none_or(|u| u > t))
+                .max_by_key(|b| b.1)
+        };
+        let lost = || in_ve().filter(|b| b.1 <= t).max_by_key(|b| b.1);
+        let b = if matches!(op, model::at::Op::Rename | model::at::Op::Link) {
+            given().or_else(bound)
+        } else {
+            bound().or_else(given)
+        };
+        b.or_else(lost).map_or(k.name.as_str(), |b| b.3.as_str())
+    }
+
+    /// A file's identity, as `--var` takes it.
+    fn id(&self, id: VarId) -> Option<&str> {
+        self.known.get(&id).and_then(|k| k.id.as_deref())
     }
 
     fn def(&self, id: VarId) -> Option<&VarDef> {
-        self.known.get(&id).and_then(|n| n.0.as_ref())
+        self.known.get(&id).and_then(|n| n.def.as_ref())
     }
 
     fn name(&self, id: VarId) -> &str {
-        self.known.get(&id).map_or("-", |n| n.1.as_str())
+        self.known.get(&id).map_or("-", |n| n.name.as_str())
+    }
+
+    fn rename(&mut self, n: &Name) {
+        if let Some(k) = self.known.get_mut(&n.var) {
+            k.apply(n);
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS names(
   UNIQUE(time_ns, ve, var, path, bound));
 CREATE INDEX IF NOT EXISTS names_by_path ON names(path);
 CREATE INDEX IF NOT EXISTS names_by_store ON names(store);
+";
+
+/// Version 6: names by file, so that `jcs log` prints each file by the name it had when a
+/// transaction touched it.
+const SCHEMA_V6: &str = "
+CREATE INDEX IF NOT EXISTS names_by_var ON names(var);
 ";
 
 const SCHEMA: &str = "
@@ -178,7 +184,7 @@ impl Catalog {
                     .map_err(open_err)?;
                 c.conn
                     .execute_batch(&format!(
-                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}"
+                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}{SCHEMA_V6}"
                     ))
                     .map_err(open_err)?;
                 c.conn
@@ -199,7 +205,7 @@ impl Catalog {
     /// Brings an older catalog to this version, in one transaction: the dictionary table
     /// (1 → 2), every variable's key computed from its definition (2 → 3), the VEs' record
     /// state (3 → 4; VEs of an older store count as complete: nothing says otherwise), the
-    /// names table (4 → 5; older journals have no names).
+    /// names table (4 → 5; older journals have no names), names by file (5 → 6).
     fn upgrade(&self, from: i64) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         if from < 2 {
@@ -216,6 +222,7 @@ impl Catalog {
             )?;
         }
         tx.execute_batch(SCHEMA_V5)?;
+        tx.execute_batch(SCHEMA_V6)?;
         if from < 3 {
             let mut read = tx.prepare("SELECT id, def FROM vars")?;
             let rows: Vec<(i64, String)> = read
@@ -307,6 +314,16 @@ impl Catalog {
              ORDER BY time_ns, rowid",
         )?;
         let rows = st.query_map(params![path, store], name_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Every name record of file `var`, oldest first.
+    pub fn names_of(&self, var: VarId) -> Result<Vec<model::at::Name>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT time_ns, ve, var, path, store, bound FROM names WHERE var = ?1 \
+             ORDER BY time_ns, rowid",
+        )?;
+        let rows = st.query_map(params![i64::from(var)], name_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
