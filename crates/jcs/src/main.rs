@@ -303,7 +303,7 @@ shared directories. Threads' starts and ends are not recorded either (process fo
     },
     /// The recorded atomic transactions, oldest first
     #[command(
-        after_help = "Examples:\n  jcs log --ve 3\n  jcs log --app web --since 10m\n  jcs log --var file:/data/report.txt --json\n  jcs log --var endpoint:tcp/10.231.0.2:8080 --follow\n\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nT1 summaries written by a daemon with --summarize online are listed as\n`FIRST – LAST T1 summary SRC -> DST ×COUNT BYTES B` (JSON: a \"summary\" field).\nSegments rewritten by jcs summarize are not listed: see jcs track."
+        after_help = "Examples:\n  jcs log --ve 3\n  jcs log --app web --since 10m\n  jcs log --var file:/data/report.txt --json\n  jcs log --var endpoint:tcp/10.231.0.2:8080 --follow\n\nA file is printed by the name it had in the VE when the call touched it (a rename or link by\nthe name it gave); its identity, one whatever its names, is src_id/dst_id in --json.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nT1 summaries written by a daemon with --summarize online are listed as\n`FIRST – LAST T1 summary SRC -> DST ×COUNT BYTES B` (JSON: a \"summary\" field).\nSegments rewritten by jcs summarize are not listed: see jcs track."
     )]
     Log {
         /// Only this VE's

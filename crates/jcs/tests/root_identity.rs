@@ -29,12 +29,24 @@ fn root_a_renamed_or_relinked_file_is_still_the_file_its_writer_wrote() {
     // Forward from the writer reaches the reader, through one variable.
     let fwd = env.reached(&["forward", "ve:1"]);
     assert!(fwd.contains(&"ve:4".to_string()), "{fwd:?}");
-    // The rename, the link and the unlink are on the file's one variable.
-    for (ve, op) in [(2, "rename"), (3, "link"), (3, "unlink")] {
+    // The rename, the link and the unlink are on the file's one variable (its identity),
+    // each printed by the name it gave or took away.
+    let id = env
+        .log(1)
+        .iter()
+        .find(|a| a["op"] == "write" && a["dst"] == "file:/data/a")
+        .map(|a| a["dst_id"].clone())
+        .expect("VE 1's write");
+    assert!(id.as_str().is_some_and(|i| i.starts_with("file:[")), "{id}");
+    for (ve, op, name) in [
+        (2, "rename", "file:/data/b"),
+        (3, "link", "file:/data/c"),
+        (3, "unlink", "file:/data/b"),
+    ] {
         assert!(
             env.log(ve)
                 .iter()
-                .any(|a| a["op"] == op && a["dst"] == "file:/data/a"),
+                .any(|a| a["op"] == op && a["dst"] == name && a["dst_id"] == id),
             "VE {ve} {op}: {:#?}",
             env.log(ve)
         );
@@ -259,9 +271,17 @@ fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
         .into_iter()
         .filter(|a| a["op"] == "rename")
         .collect();
+    let written = env
+        .log(1)
+        .into_iter()
+        .find(|a| a["op"] == "write")
+        .expect("VE 1's write");
     assert!(
-        renames.len() == 1 && renames[0]["src"] == "ve:3" && renames[0]["dst"] == "file:/data/f",
-        "{renames:#?}"
+        renames.len() == 1
+            && renames[0]["src"] == "ve:3"
+            && renames[0]["dst"] == "file:/data/g"
+            && renames[0]["dst_id"] == written["dst_id"],
+        "{renames:#?} {written}"
     );
     // `jcs log --var` by the new name lists what was done to the file under its old one.
     let by_name = env.ok(&["log", "--var", "file:/data/g", "--json"]);

@@ -345,6 +345,36 @@ impl Known {
         k
     }
 
+    /// The name the file had in VE `ve` when transaction `op` at `t` touched it; its
+    /// printed name when it had none there. Names change when a call ends, transactions are
+    /// stamped when it begins: a rename or link is named by the name it gave (the first one
+    /// given from `t` on); any other call by the name bound at `t`, else — an open that
+    /// created the name — the first one given from `t` on, else the last one it lost before
+    /// (an unlinked file). An unlink is named by the name it took away.
+    fn name_at(&self, ve: u64, t: u64, op: model::at::Op) -> &str {
+        let k = self;
+        let in_ve = || k.bindings.iter().filter(move |b| b.0 == ve);
+        let given = || in_ve().filter(|b| b.1 >= t).min_by_key(|b| b.1);
+        let bound = || {
+            in_ve()
+                .filter(|b| b.1 <= t && b.2.is_none_or(|u| u > t))
+                .max_by_key(|b| b.1)
+        };
+        let lost = || in_ve().filter(|b| b.1 <= t).max_by_key(|b| b.1);
+        // The name an unlink takes away: the first one lost from `t` on.
+        let taken = || {
+            in_ve()
+                .filter(|b| b.1 <= t && b.2.is_some_and(|u| u >= t))
+                .min_by_key(|b| b.2)
+        };
+        let b = match op {
+            model::at::Op::Rename | model::at::Op::Link => given().or_else(bound),
+            model::at::Op::Unlink | model::at::Op::Rmdir => taken().or_else(bound),
+            _ => bound().or_else(given),
+        };
+        b.or_else(lost).map_or(k.name.as_str(), |b| b.3.as_str())
+    }
+
     /// A name record: a binding begins or ends (one already known is kept as it is).
     fn apply(&mut self, n: &Name) {
         let path = format!("file:{}", n.path);
@@ -363,6 +393,14 @@ impl Known {
             .find(|b| b.0 == n.ve && b.3 == path && b.1 <= n.time_ns && b.2.is_none())
         {
             open.2 = Some(n.time_ns);
+        } else if !self
+            .bindings
+            .iter()
+            .any(|b| b.0 == n.ve && b.3 == path && b.2 == Some(n.time_ns))
+        {
+            // A name the VE never gave but took away (another VE gave it, in storage both
+            // see): it had it until then.
+            self.bindings.push((n.ve, 0, Some(n.time_ns), path));
         }
     }
 }
@@ -383,30 +421,10 @@ impl Names<'_> {
         self.known.insert(id, k);
     }
 
-    /// The name file `id` had in VE `ve` when transaction `op` at `t` touched it; its
-    /// printed name when it had none there. Names change when a call ends, transactions are
-    /// stamped when it begins: a rename or link is named by the name it gave (the first one
-    /// given from `t` on); any other call by the name bound at `t`, else — an open that
-    /// created the name — the first one given from `t` on, else the last one it lost before
-    /// (an unlinked file).
+    /// The name of variable `id` for transaction `op` of VE `ve` at `t` (see
+    /// [`Known::name_at`]).
     fn name_at(&self, id: VarId, ve: u64, t: u64, op: model::at::Op) -> &str {
-        let Some(k) = self.known.get(&id) else {
-            return "-";
-        };
-        let in_ve = || k.bindings.iter().filter(move |b| b.0 == ve);
-        let given = || in_ve().filter(|b| b.1 >= t).min_by_key(|b| b.1);
-        let bound = || {
-            in_ve()
-                .filter(|b| b.1 <= t && b.2.is_none_or(|u| u > t))
-                .max_by_key(|b| b.1)
-        };
-        let lost = || in_ve().filter(|b| b.1 <= t).max_by_key(|b| b.1);
-        let b = if matches!(op, model::at::Op::Rename | model::at::Op::Link) {
-            given().or_else(bound)
-        } else {
-            bound().or_else(given)
-        };
-        b.or_else(lost).map_or(k.name.as_str(), |b| b.3.as_str())
+        self.known.get(&id).map_or("-", |k| k.name_at(ve, t, op))
     }
 
     /// A file's identity, as `--var` takes it.
@@ -426,5 +444,52 @@ impl Names<'_> {
         if let Some(k) = self.known.get_mut(&n.var) {
             k.apply(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::at::Op;
+
+    fn name(t: u64, ve: u64, path: &str, bound: bool) -> Name {
+        Name {
+            time_ns: t,
+            ve,
+            var: 7,
+            path: path.into(),
+            store: None,
+            bound,
+        }
+    }
+
+    #[test]
+    fn a_file_is_named_as_it_was_when_touched() {
+        let mut k = Known {
+            def: None,
+            name: "file:/d/a.lock".into(),
+            id: Some("file:[1:2:3]".into()),
+            bindings: vec![],
+        };
+        // VE 1: open a.lock (entry 10, name given at 12), write at 20, rename to a (entry 30,
+        // names at 32), read at 40; VE 2 (which never named it) unlinks a (entry 50, at 52).
+        for n in [
+            name(12, 1, "/d/a.lock", true),
+            name(32, 1, "/d/a.lock", false),
+            name(32, 1, "/d/a", true),
+            name(52, 2, "/d/a", false),
+            name(52, 2, "/d/a", false), // a repeated record changes nothing
+        ] {
+            k.apply(&n);
+        }
+        assert_eq!(k.name_at(1, 10, Op::Open), "file:/d/a.lock");
+        assert_eq!(k.name_at(1, 20, Op::Write), "file:/d/a.lock");
+        assert_eq!(k.name_at(1, 30, Op::Rename), "file:/d/a");
+        assert_eq!(k.name_at(1, 40, Op::Read), "file:/d/a");
+        assert_eq!(k.name_at(2, 50, Op::Unlink), "file:/d/a");
+        // After its last name went: the one it lost; in a VE that never saw it: the label.
+        assert_eq!(k.name_at(2, 60, Op::Read), "file:/d/a");
+        assert_eq!(k.name_at(3, 40, Op::Read), "file:/d/a.lock");
+        assert_eq!(k.bindings.len(), 3);
     }
 }

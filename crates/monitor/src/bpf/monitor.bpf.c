@@ -1087,6 +1087,9 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	fill(e, f, ret);
 	e->rule = rule;
 	int named = 0; /* the call named a remote address itself */
+	/* An address the call gives (connect, sendto, sendmsg) is read whatever the result: a
+	 * failed or still-connecting call names where it went; one the kernel fills in (accept,
+	 * recvfrom, recvmsg) only when the call succeeded. */
 	/* A connected stream socket's data goes to its peer whatever address the call names. */
 	int peer_known = (f->sockinfo & SI_STREAM) && f->peer_len > 0;
 	if (fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)) {
@@ -1102,7 +1105,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)up);
 			e->path_len = n > 0 ? n : 0;
 		}
-	} else if ((fl & JCS_CAP_ADDR1) && okret >= 0) {
+	} else if ((fl & JCS_CAP_ADDR1) && (okret >= 0 || !(fl & JCS_CAP_ADDRLENP))) {
 		__u32 len = f->args[2];
 		if (fl & JCS_CAP_ADDRLENP) {
 			len = 0;
@@ -1110,7 +1113,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[2]);
 		}
 		named = read_addr(e, f->args[1], len);
-	} else if ((fl & JCS_CAP_ADDR4) && okret >= 0 && !peer_known) {
+	} else if ((fl & JCS_CAP_ADDR4) && (okret >= 0 || !(fl & JCS_CAP_ADDRLENP)) && !peer_known) {
 		__u32 len = f->args[5];
 		if (fl & JCS_CAP_ADDRLENP) {
 			len = 0;
@@ -1118,7 +1121,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 				bpf_probe_read_user(&len, sizeof(len), (void *)f->args[5]);
 		}
 		named = read_addr(e, f->args[4], len);
-	} else if ((fl & JCS_CAP_MSGHDR) && okret >= 0 && f->args[1] && !peer_known) {
+	} else if ((fl & JCS_CAP_MSGHDR) && (okret >= 0 || (fl & JCS_CAP_OUT)) && f->args[1] && !peer_known) {
 		__u64 name = 0;
 		__u32 namelen = 0;
 		bpf_probe_read_user(&name, sizeof(name), (void *)f->args[1]);
