@@ -333,3 +333,120 @@ fn root_a_datagram_between_wildcard_ends_is_joined() {
     );
     env.assert_clean();
 }
+
+/// The VE's transactions, as JSON.
+fn log_of(env: &Env, ve: u64) -> Vec<serde_json::Value> {
+    env.ok(&["log", "--ve", &ve.to_string(), "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// tee from the VE's own pipe into the caller's, and vmsplice of memory into it: bytes that
+/// leave the VE without a write call. Each is a write of the pipe the caller reads.
+#[test]
+fn root_tee_and_vmsplice_into_the_callers_pipe_are_crossings() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    for (ve, how, text) in [(1, "tee-out", "tee-secret"), (2, "vmsplice-out", "vms-secret")] {
+        // The caller's stdout is a pipe (Command::output): the bytes reached the host.
+        let out = env.ok(&["run", "web", "--", "/data/boundary", how, text]);
+        assert_eq!(out, text, "{how}: the bytes crossed");
+        let log = log_of(&env, ve);
+        let w = log
+            .iter()
+            .find(|a| a["op"] == "write" && a["src"] == format!("ve:{ve}") && a["len"] == 10)
+            .unwrap_or_else(|| panic!("{how}: no write of the 10 bytes: {log:#?}"));
+        assert!(w["dst"].as_str().unwrap().starts_with("file:["), "{w}");
+        // The VE's own pipe (tee's input) stays inside: no read of it is recorded.
+        assert!(!log.iter().any(|a| a["op"] == "read"), "{how}: {log:#?}");
+    }
+    env.assert_clean();
+}
+
+/// vmsplice from the caller's pipe on stdin into the VE's memory: a read of that pipe, which
+/// tracking follows into the file the VE wrote.
+#[test]
+fn root_vmsplice_from_the_callers_pipe_is_a_read() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    let mut c = env
+        .cmd(&["run", "web", "--", "/data/boundary", "vmsplice-in", "/data/in"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), b"in-secret").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(data(&env).join("in")).unwrap(), b"in-secret");
+    let log = log_of(&env, 1);
+    let r = log
+        .iter()
+        .find(|a| a["op"] == "read" && a["dst"] == "ve:1" && a["len"] == 9)
+        .unwrap_or_else(|| panic!("no read of the 9 bytes: {log:#?}"));
+    let pipe = r["src"].as_str().unwrap().to_string();
+    assert!(pipe.starts_with("file:["), "{r}");
+    let back = env.reached(&["back", "persist:web:/data/in"]);
+    assert!(back.contains(&pipe), "{pipe} not in {back:?}");
+    env.assert_clean();
+}
+
+/// openat2 with O_TRUNC empties a file without writing it: the open changed the file.
+#[test]
+fn root_openat2_with_o_trunc_changes_the_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo one > /data/f");
+    env.sh_ok("/data/boundary openat2-trunc /data/f");
+    assert_eq!(std::fs::read(data(&env).join("f")).unwrap(), b"", "truncated");
+    let log = log_of(&env, 2);
+    assert!(
+        log.iter()
+            .any(|a| a["op"] == "truncate" && a["src"] == "ve:2" && a["dst"] == "file:/data/f"),
+        "{log:#?}"
+    );
+    assert!(env
+        .reached(&["back", "persist:web:/data/f"])
+        .contains(&"ve:2".to_string()));
+    env.assert_clean();
+}
+
+/// A shared writable mapping grown with mremap (and moved): what reaches the new part of the
+/// mapping reaches the file, whether the mapping ends with munmap or with the process.
+#[test]
+fn root_a_shared_mapping_grown_by_mremap_still_links_memory_and_file() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok(
+        "echo remap-secret > /data/secret; head -c 8192 /dev/zero > /data/m; \
+         head -c 8192 /dev/zero > /data/k",
+    );
+    for (ve, how, file) in [(2, "mremap-copy", "m"), (3, "mremap-copy-keep", "k")] {
+        env.sh_ok(&format!("/data/boundary {how} /data/{file} /data/secret"));
+        let m = std::fs::read(data(&env).join(file)).unwrap();
+        assert!(m[4096..].starts_with(b"remap-secret\n"), "{how}: the bytes crossed");
+        let log = log_of(&env, ve);
+        let back = env.reached(&["back", &format!("persist:web:/data/{file}")]);
+        assert!(
+            back.contains(&"file:/data/secret".to_string()),
+            "{how}: the secret reached the file through the grown mapping: {back:?} {log:#?}"
+        );
+        // The mapping's end covers both pages.
+        assert!(
+            log.iter().any(|a| a["op"] == "mmap"
+                && a["src"] == format!("ve:{ve}")
+                && a["dst"] == format!("file:/data/{file}")
+                && a["off"] == 0
+                && a["len"].as_u64().unwrap() >= 8192
+                && a["time_ns"].as_u64() > log.iter().find(|r| r["op"] == "read").and_then(|r| r["time_ns"].as_u64())),
+            "{how}: {log:#?}"
+        );
+    }
+    env.assert_clean();
+}

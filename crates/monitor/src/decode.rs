@@ -26,6 +26,7 @@ pub mod flag {
     pub const DNAME: u32 = F::JCS_F_DNAME.0;
     pub const LOCAL: u32 = F::JCS_F_LOCAL.0;
     pub const UDP: u32 = F::JCS_F_UDP.0;
+    pub const WRITE_END: u32 = F::JCS_F_WRITE_END.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

@@ -29,6 +29,8 @@ pub mod cap {
     pub const FAILED: u32 = C::JCS_CAP_FAILED.0;
     pub const NOTIFIED: u32 = C::JCS_CAP_NOTIFIED.0;
     pub const OUT: u32 = C::JCS_CAP_OUT.0;
+    pub const XFER3: u32 = C::JCS_CAP_XFER3.0;
+    pub const FMODE: u32 = C::JCS_CAP_FMODE.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -40,12 +42,12 @@ pub enum Sem {
     ReadFd(Option<usize>),
     /// Moves data from memory to the fd's variable; `Some(i)`: the offset is args[i].
     WriteFd(Option<usize>),
-    /// Moves data from one descriptor to another (sendfile, copy_file_range, splice): a read
-    /// of the input and a write of the output. `sendfile`: out = args[0], in = args[1];
-    /// otherwise in = args[0], out = args[2].
-    Transfer {
-        sendfile: bool,
-    },
+    /// Moves data from one descriptor to another (sendfile, copy_file_range, splice, tee): a
+    /// read of the input and a write of the output.
+    Transfer(Xfer),
+    /// vmsplice: memory into a pipe's write end (a write), or a read end's contents into
+    /// memory (a read); the kernel says which end the descriptor is.
+    Vmsplice,
     Close,
     /// Changes a file named by the record's path (or by the fd in args[0] when there is none).
     /// With a second path (rename, link): from the first to the second; symlink: the second
@@ -73,6 +75,20 @@ pub enum Sem {
     /// munmap of a writable shared file mapping: its end (memory and file were linked both
     /// ways while it lasted).
     Munmap,
+    /// mremap of a writable shared file mapping: it covers [pos, pos + args[2]) from now on
+    /// (a grown part is linked both ways like a new mapping).
+    Mremap,
+}
+
+/// Where a transfer's two descriptors are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xfer {
+    /// sendfile: out = args[0], in = args[1].
+    Sendfile,
+    /// copy_file_range, splice: in = args[0], out = args[2].
+    Splice,
+    /// tee: in = args[0], out = args[1].
+    Tee,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -135,14 +151,16 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_pwrite64, "pwrite64", FD0, WriteFd(Some(3))),
         sys(SYS_pwritev, "pwritev", FD0, WriteFd(Some(3))),
         sys(SYS_pwritev2, "pwritev2", FD0, WriteFd(Some(3))),
-        sys(SYS_sendfile, "sendfile", XFER1, Transfer { sendfile: true }),
+        sys(SYS_sendfile, "sendfile", XFER1, Transfer(Xfer::Sendfile)),
         sys(
             SYS_copy_file_range,
             "copy_file_range",
             XFER2,
-            Transfer { sendfile: false },
+            Transfer(Xfer::Splice),
         ),
-        sys(SYS_splice, "splice", XFER2, Transfer { sendfile: false }),
+        sys(SYS_splice, "splice", XFER2, Transfer(Xfer::Splice)),
+        sys(SYS_tee, "tee", XFER3, Transfer(Xfer::Tee)),
+        sys(SYS_vmsplice, "vmsplice", FD0 | FMODE, Vmsplice),
         // READ: closing a file of a read-only branch is dropped like its reads.
         sys(SYS_close, "close", READ | FD0, Close),
         sys(SYS_ftruncate, "ftruncate", FD0, Meta(Op::Truncate)),
@@ -216,6 +234,7 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_mprotect, "mprotect", VMA, Mprotect),
         sys(SYS_pkey_mprotect, "pkey_mprotect", VMA, Mprotect),
         sys(SYS_munmap, "munmap", UNMAP, Munmap),
+        sys(SYS_mremap, "mremap", UNMAP, Mremap),
         sys(SYS_socket, "socket", NEWFD, Socket),
         sys(SYS_connect, "connect", FD0 | ADDR1, Connect),
         sys(SYS_bind, "bind", FD0 | ADDR1, Bind),

@@ -13,7 +13,7 @@
 //! relative path under a descriptor the translator has not seen opened is kept as given.
 
 use crate::decode::{flag, Event, Kind};
-use crate::syscalls::{cap, Sem, Sys};
+use crate::syscalls::{cap, Sem, Sys, Xfer};
 use model::at::{At, Name, Op, Status, VarDef, VarId};
 use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
@@ -807,9 +807,9 @@ impl Translator {
                     }
                 }
                 // O_TRUNC on a file opened for writing (creat: always) empties it: the open
-                // changed the file. (openat2's flags are in a structure not captured.)
+                // changed the file. (openat2: the monitor put its open_how's flags in args[2].)
                 let flags = match sys.nr {
-                    n if n == libc::SYS_openat => e.args[2],
+                    n if n == libc::SYS_openat || n == libc::SYS_openat2 => e.args[2],
                     #[cfg(target_arch = "x86_64")]
                     n if n == libc::SYS_open => e.args[1],
                     #[cfg(target_arch = "x86_64")]
@@ -824,8 +824,12 @@ impl Translator {
                     (at.src, at.dst, at.off) = (mem, at.src, 0);
                 }
             }
-            Sem::ReadFd(off_arg) | Sem::WriteFd(off_arg) => {
-                let reading = matches!(sys.sem, Sem::ReadFd(_));
+            Sem::ReadFd(_) | Sem::WriteFd(_) | Sem::Vmsplice => {
+                let (reading, off_arg) = match sys.sem {
+                    Sem::ReadFd(a) => (true, a),
+                    Sem::WriteFd(a) => (false, a),
+                    _ => (e.flags & flag::WRITE_END == 0, None),
+                };
                 let flow = if !socket {
                     0
                 } else {
@@ -873,11 +877,11 @@ impl Translator {
                     e.ret.max(0) as u64
                 };
             }
-            Sem::Transfer { sendfile } => {
+            Sem::Transfer(x) => {
                 let first = (fd, e.file, e.pos, socket);
-                let other = if sendfile { e.args[1] } else { e.args[2] } as i32;
+                let other = if x == Xfer::Splice { e.args[2] } else { e.args[1] } as i32;
                 let second = (other, e.file2, e.pos2, e.flags & flag::SOCKET2 != 0);
-                let (input, output) = if sendfile {
+                let (input, output) = if x == Xfer::Sendfile {
                     (second, first)
                 } else {
                     (first, second)
@@ -1042,6 +1046,24 @@ impl Translator {
                 }
                 at.op = Op::Mmap;
                 (at.src, at.dst, at.off, at.len) = (var, mem, off, len);
+                out.push(Output::At(at));
+                (at.src, at.dst) = (mem, var);
+            }
+            Sem::Mremap => {
+                let (var, _) = self.fd_var(e, -1, e.file, false, out);
+                let (off, old_len, new_len) = (e.pos.unwrap_or(0) as u64, e.args[1], e.args[2]);
+                // Failed (MAP_FAILED is -errno), or not grown: nothing new is linked.
+                if e.ret < 0 && e.ret > -4096 || new_len <= old_len || var == 0 {
+                    return;
+                }
+                if let Some(m) = self.maps.get_mut(&e.pid) {
+                    for (_, _, len) in m.iter_mut().filter(|(v, o, _)| *v == var && *o == off) {
+                        *len = (*len).max(new_len);
+                    }
+                }
+                at.op = Op::Mmap;
+                (at.off, at.len) = (off + old_len, new_len - old_len);
+                (at.src, at.dst) = (var, mem);
                 out.push(Output::At(at));
                 (at.src, at.dst) = (mem, var);
             }
@@ -1769,6 +1791,60 @@ mod tests {
         t.push(&write(libc::SYS_write, 0, 0, false), &mut out);
         let offs: Vec<u64> = ats(&out).iter().map(|a| a.off).collect();
         assert_eq!(offs, [40, 500, 7, 500, 7]);
+    }
+
+    #[test]
+    fn tee_vmsplice_openat2_and_mremap_move_what_they_move() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        // tee from pipe 3 (the VE's own: no input side) into pipe 4: a write of 4.
+        let mut tee = ev(Kind::Syscall, libc::SYS_tee as u32, 10);
+        tee.args = [3, 4, 10, 0, 0, 0];
+        tee.flags |= flag::NO_IN;
+        tee.file = Some((1, 30, 0));
+        tee.file2 = Some((1, 40, 0));
+        t.push(&tee, &mut out);
+        // vmsplice into a write end, and out of a read end.
+        let mut vw = ev(Kind::Syscall, libc::SYS_vmsplice as u32, 5);
+        vw.args = [4, 0, 1, 0, 0, 0];
+        vw.file = Some((1, 40, 0));
+        vw.flags |= flag::WRITE_END;
+        t.push(&vw, &mut out);
+        let mut vr = ev(Kind::Syscall, libc::SYS_vmsplice as u32, 6);
+        vr.args = [5, 0, 1, 0, 0, 0];
+        vr.file = Some((1, 50, 0));
+        t.push(&vr, &mut out);
+        // openat2 with O_TRUNC (the monitor puts open_how.flags in args[2]).
+        let mut o2 = ev(Kind::Syscall, libc::SYS_openat2 as u32, 6);
+        o2.args = [libc::AT_FDCWD as u64, 0, (libc::O_WRONLY | libc::O_TRUNC) as u64, 24, 0, 0];
+        o2.data = b"/data/f\0".to_vec();
+        o2.file = Some((1, 60, 0));
+        t.push(&o2, &mut out);
+        // A shared writable mapping of pages 0-1 grown to 0-3.
+        let mut mr = ev(Kind::Syscall, libc::SYS_mremap as u32, 0x7000_0000);
+        mr.args = [0x6000_0000, 8192, 16384, 1, 0, 0];
+        mr.file = Some((1, 60, 0));
+        mr.pos = Some(0);
+        t.push(&mr, &mut out);
+        let a = ats(&out);
+        let ops: Vec<(Op, u64, u64)> = a.iter().map(|a| (a.op, a.off, a.len)).collect();
+        assert_eq!(
+            ops,
+            [
+                (Op::Write, 0, 10),
+                (Op::Write, 0, 5),
+                (Op::Read, 0, 6),
+                (Op::Open, 0, 0),
+                (Op::Truncate, 0, 0),
+                (Op::Mmap, 8192, 8192),
+                (Op::Mmap, 8192, 8192),
+            ]
+        );
+        let mem = a[0].src;
+        assert_eq!((a[1].src, a[2].dst), (mem, mem));
+        assert_eq!(a[0].dst, a[1].dst, "tee and vmsplice wrote the same pipe");
+        assert_eq!((a[5].dst, a[6].src), (mem, mem), "both ways");
     }
 
     #[test]

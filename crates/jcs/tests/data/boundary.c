@@ -25,6 +25,14 @@
  *   xattr-get FILE OUT         copy FILE's user.jcs into OUT
  *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
  *                              holds into the mapping (after the mmap call)
+ *   mremap-copy FILE SRC       map FILE's first page shared and writable, grow the mapping to
+ *                              two pages with mremap (it may move), copy what SRC holds into
+ *                              the second page, unmap it
+ *   mremap-copy-keep FILE SRC  the same, but exit with the mapping still there
+ *   tee-out TEXT               put TEXT in a pipe of its own, tee it to stdout, drain the pipe
+ *   vmsplice-out TEXT          vmsplice TEXT into stdout (a pipe)
+ *   vmsplice-in OUT            vmsplice what stdin (a pipe) holds into memory, write it to OUT
+ *   openat2-trunc FILE         openat2 FILE with O_WRONLY|O_TRUNC (no write), close it
  * Exit status 0 when the bytes moved, 1 (with a message) when not. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -35,7 +43,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/xattr.h>
@@ -273,6 +284,55 @@ int main(int argc, char **argv)
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);
+	} else if (argc == 4 && (!strcmp(argv[1], "mremap-copy") || !strcmp(argv[1], "mremap-copy-keep"))) {
+		int fd = open(argv[2], O_RDWR);
+		if (fd < 0)
+			die("open");
+		char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			die("mmap");
+		char *g = mremap(m, 4096, 8192, MREMAP_MAYMOVE);
+		if (g == MAP_FAILED)
+			die("mremap");
+		int src = open(argv[3], O_RDONLY);
+		char buf[256] = { 0 };
+		ssize_t n = src < 0 ? -1 : read(src, buf, sizeof(buf));
+		if (n <= 0)
+			die("read the source");
+		memcpy(g + 4096, buf, n);
+		if (msync(g, 8192, MS_SYNC))
+			die("msync");
+		if (!strcmp(argv[1], "mremap-copy"))
+			munmap(g, 8192);
+	} else if (argc == 3 && !strcmp(argv[1], "tee-out")) {
+		int p[2];
+		size_t len = strlen(argv[2]);
+		if (pipe(p) || write(p[1], argv[2], len) != (ssize_t)len)
+			die("fill the pipe");
+		if (tee(p[0], 1, len, 0) != (ssize_t)len)
+			die("tee");
+		char buf[256];
+		if (read(p[0], buf, sizeof(buf)) != (ssize_t)len)
+			die("drain");
+	} else if (argc == 3 && !strcmp(argv[1], "vmsplice-out")) {
+		struct iovec v = { argv[2], strlen(argv[2]) };
+		if (vmsplice(1, &v, 1, 0) != (ssize_t)v.iov_len)
+			die("vmsplice");
+	} else if (argc == 3 && !strcmp(argv[1], "vmsplice-in")) {
+		static char buf[4096];
+		struct iovec v = { buf, sizeof(buf) };
+		ssize_t n = vmsplice(0, &v, 1, 0);
+		if (n <= 0)
+			die("vmsplice");
+		int o = open(argv[2], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		if (o < 0 || write(o, buf, n) != n)
+			die("write");
+	} else if (argc == 3 && !strcmp(argv[1], "openat2-trunc")) {
+		struct open_how how = { .flags = O_WRONLY | O_TRUNC };
+		int fd = syscall(SYS_openat2, AT_FDCWD, argv[2], &how, sizeof(how));
+		if (fd < 0)
+			die("openat2");
+		close(fd);
 	} else {
 		fprintf(stderr, "boundary: bad arguments\n");
 		return 2;

@@ -698,15 +698,16 @@ static __always_inline int read_addr(struct jcs_event *e, __u64 uaddr, __u64 len
 	return 1;
 }
 
-/* Classifies a transfer between two descriptors (sendfile, copy_file_range, splice) at entry:
+/* Classifies a transfer between two descriptors (sendfile, copy_file_range, splice, tee) at entry:
  * either side that stays inside the VE gets no transaction; if neither crosses, the call is
  * dropped. Returns 0 when dropped. */
 static __always_inline int enter_transfer(struct inflight *f)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	int sendfile = f->flags & JCS_CAP_XFER1;
+	int tee = f->flags & JCS_CAP_XFER3;
 	struct file *a = fd_file(t, (int)f->args[0]);
-	struct file *b = fd_file(t, sendfile ? (int)f->args[1] : (int)f->args[2]);
+	struct file *b = fd_file(t, (sendfile || tee) ? (int)f->args[1] : (int)f->args[2]);
 	__u32 ca = file_class(a), cb = file_class(b);
 	__u32 cin = sendfile ? cb : ca;
 	__u32 cout = sendfile ? ca : cb;
@@ -737,8 +738,8 @@ static __always_inline int enter_transfer(struct inflight *f)
 	file_identity(a, &f->dev, &f->ino, &f->gen, &f->pos);
 	file_identity(b, &f->dev2, &f->ino2, &f->gen2, &f->pos2);
 	/* An offset pointer replaces the file position for its side. */
-	__u64 pa = sendfile ? 0 : f->args[1];
-	__u64 pb = sendfile ? f->args[2] : f->args[3];
+	__u64 pa = (sendfile || tee) ? 0 : f->args[1];
+	__u64 pb = sendfile ? f->args[2] : tee ? 0 : f->args[3];
 	__s64 v;
 	if (pa && bpf_probe_read_user(&v, sizeof(v), (void *)pa) == 0)
 		f->pos = v;
@@ -755,6 +756,8 @@ struct vma_ctx {
 };
 
 #define VM_SHARED 0x8
+/* openat2 has one number on every architecture. */
+#define JCS_NR_OPENAT2 437
 #define PROT_WRITE 0x2
 #define VM_WRITE 0x2
 
@@ -845,7 +848,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			count(JCS_STAT_SKIPPED);
 			return 0;
 		}
-	} else if (f->flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) {
+	} else if (f->flags & (JCS_CAP_XFER1 | JCS_CAP_XFER2 | JCS_CAP_XFER3)) {
 		if (!enter_transfer(f))
 			return 0;
 	} else if (f->flags & (JCS_CAP_FD0 | JCS_CAP_FD4)) {
@@ -875,6 +878,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
 			if ((f->flags & JCS_CAP_READ) && !writes && (c & JCS_FC_PRISTINE))
 				return drop_call(nr);
+			if ((f->flags & JCS_CAP_FMODE) && (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+				f->evflags |= JCS_F_WRITE_END;
 		}
 		file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
 		/* A write lands at the file's end when it was opened O_APPEND (whatever offset a
@@ -1165,6 +1170,10 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			goto out;
 		}
 		file_identity(file, &e->dev, &e->ino, &e->gen, &e->pos);
+		/* openat2's flags are the first field of its struct open_how: in args[2] for the
+		 * translator (O_TRUNC changed the file). */
+		if (f->nr == JCS_NR_OPENAT2)
+			bpf_probe_read_user(&e->args[2], sizeof(e->args[2]), (void *)f->args[2]);
 		/* The name the kernel opened, when the path left room for it: a path whose last
 		 * component differs went through a symbolic link. */
 		if (file && !(c & JCS_FC_SOCKET) && e->path_len <= JCS_PATH_HALF) {

@@ -64,6 +64,11 @@ enum jcs_capture {
 	                        * sys_exit from the registers (path calls: nothing is read at entry) */
 	JCS_CAP_OUT = 8388608, /* moves data out through the fd in args[0] (write, send*): once
 	                        * the VE's byte budget ran out, a socket's such call is aborted */
+	JCS_CAP_XFER3 = 16777216, /* a transfer between two pipes: in = args[0], out = args[1], no
+	                        * offsets (tee) */
+	JCS_CAP_FMODE = 33554432, /* whether the fd in args[0] was opened for writing
+	                        * (JCS_F_WRITE_END): vmsplice moves memory into a pipe's write end,
+	                        * a read end's contents into memory */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
@@ -81,6 +86,7 @@ enum jcs_flag {
 	JCS_F_LOCAL = 256,  /* an IP socket's call: `path + JCS_PATH_HALF` holds its local end (a
 	                     * struct sockaddr_in or sockaddr_in6), read at exit */
 	JCS_F_UDP = 512,    /* the socket is a datagram socket (else a stream: TCP) */
+	JCS_F_WRITE_END = 1024, /* JCS_CAP_FMODE: the descriptor was opened for writing */
 };
 
 
