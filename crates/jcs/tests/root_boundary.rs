@@ -450,3 +450,64 @@ fn root_a_shared_mapping_grown_by_mremap_still_links_memory_and_file() {
     }
     env.assert_clean();
 }
+
+/// Datagrams of sendmmsg between two VEs: each a transaction on the flow the receiver's end
+/// names too, so tracking passes from the sender's VE to the receiver's.
+#[test]
+fn root_datagrams_of_sendmmsg_are_joined_to_the_receiver() {
+    let Some(env) = Env::new() else { return };
+    two_bridge_ves(
+        &env,
+        "10.73.0.0/24",
+        &["/data/boundary", "udp-recv", "7000", "/data/got"],
+        &["/data/boundary", "udp-sendmmsg", "10.73.0.2", "7000", "mmsg-secret"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
+        "mmsg-secret",
+        "the bytes crossed"
+    );
+    let sent: Vec<serde_json::Value> = log_of(&env, 2)
+        .into_iter()
+        .filter(|a| a["op"] == "send")
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|a| a["dst"].as_str().unwrap().starts_with("udp:")),
+        "each datagram on a flow: {sent:#?}"
+    );
+    let back = env.reached(&["back", "persist:srv:/data/got"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
+/// sendfile of a storage file into a TCP connection to another VE: a read of the file and a
+/// send on the connection's flow, which the receiver's end names too, so forward tracking
+/// from the file reaches the receiving VE.
+#[test]
+fn root_sendfile_to_another_ve_is_joined_to_the_receiver() {
+    let Some(env) = Env::new() else { return };
+    let cli = env.home().join("persist/cli/data");
+    std::fs::create_dir_all(&cli).unwrap();
+    std::fs::write(cli.join("doc"), "sendfile-secret").unwrap();
+    two_bridge_ves(
+        &env,
+        "10.72.0.0/24",
+        &["/data/boundary", "tcp-serve", "8000", "/data/got"],
+        &["/data/boundary", "tcp-sendfile", "10.72.0.2", "8000", "/data/doc"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
+        "sendfile-secret",
+        "the bytes crossed"
+    );
+    let log = log_of(&env, 2);
+    assert!(
+        log.iter().any(|a| a["op"] == "send"
+            && a["len"] == 15
+            && a["dst"].as_str().unwrap().starts_with("tcp:")),
+        "the transfer's send is on the flow: {log:#?}"
+    );
+    let fwd = env.reached(&["forward", "persist:cli:/data/doc"]);
+    assert!(fwd.contains(&"ve:1".to_string()), "{fwd:?}");
+    env.assert_clean();
+}

@@ -42,7 +42,7 @@ pub enum VarDef {
         name: Option<String>,
     },
     /// A network endpoint: the remote end of a socket whose local end is unknown (journals of
-    /// version 1; datagrams of sendmmsg/recvmmsg; transfers to sockets).
+    /// version 1; an IP socket call whose local end the kernel could not give).
     Endpoint { addr: std::net::IpAddr, port: u16 },
     /// One direction of a connection or datagram exchange: what `from` sends to `to` (TCP or
     /// UDP). Both ends of a connection between two VEs of this host name the same flows, so

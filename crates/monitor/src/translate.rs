@@ -887,8 +887,22 @@ impl Translator {
                     (first, second)
                 };
                 let len = e.ret.max(0) as u64;
+                // The record holds the peer (and local end) of the first descriptor when it
+                // is a socket, else of the second: that side is a flow.
+                let flow_side_is_input = (socket && x != Xfer::Sendfile)
+                    || (!socket && x == Xfer::Sendfile && e.flags & flag::SOCKET2 != 0);
+                let flow_side_is_output = (socket && x == Xfer::Sendfile)
+                    || (!socket && x != Xfer::Sendfile && e.flags & flag::SOCKET2 != 0);
                 if e.flags & flag::NO_IN == 0 {
-                    let (var, sock) = self.fd_var(e, input.0, input.1, input.3, out);
+                    let flow = if flow_side_is_input {
+                        self.flow_var(e, true, out)
+                    } else {
+                        0
+                    };
+                    let (var, sock) = match flow {
+                        0 => self.fd_var(e, input.0, input.1, input.3, out),
+                        f => (f, true),
+                    };
                     let mut r = at;
                     r.op = if sock { Op::Recv } else { Op::Read };
                     (r.src, r.dst, r.len) = (var, mem, len);
@@ -896,7 +910,15 @@ impl Translator {
                     out.push(Output::At(r));
                 }
                 if e.flags & flag::NO_OUT == 0 {
-                    let (var, sock) = self.fd_var(e, output.0, output.1, output.3, out);
+                    let flow = if flow_side_is_output {
+                        self.flow_var(e, false, out)
+                    } else {
+                        0
+                    };
+                    let (var, sock) = match flow {
+                        0 => self.fd_var(e, output.0, output.1, output.3, out),
+                        f => (f, true),
+                    };
                     let mut w = at;
                     w.op = if sock { Op::Send } else { Op::Write };
                     // (Stamped at the exit, like the read it passes on: what it writes was

@@ -19,6 +19,10 @@
  *   udp-send HOST PORT TEXT    send TEXT in a datagram (sendto) from an unbound socket, three
  *                              times 100 ms apart, then wait 2 s (the receiver takes the first
  *                              that arrives; it gives up after 20 s)
+ *   udp-sendmmsg HOST PORT TEXT
+ *                              the same with sendmmsg (one datagram per call)
+ *   tcp-sendfile HOST PORT FILE
+ *                              connect to HOST:PORT, send FILE's bytes with sendfile
  *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
@@ -45,6 +49,7 @@
 #include <string.h>
 #include <linux/openat2.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -224,7 +229,17 @@ int main(int argc, char **argv)
 		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);
 		if (o < 0 || write(o, buf, n) != n)
 			die("write");
-	} else if (argc == 5 && !strcmp(argv[1], "udp-send")) {
+	} else if (argc == 5 && !strcmp(argv[1], "tcp-sendfile")) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+		inet_pton(AF_INET, argv[2], &a.sin_addr);
+		if (s < 0 || connect(s, (void *)&a, sizeof(a)))
+			die("connect");
+		int fd = open(argv[4], O_RDONLY);
+		off_t size = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+		if (size <= 0 || sendfile(s, fd, &(off_t){ 0 }, size) != size)
+			die("sendfile");
+	} else if (argc == 5 && (!strcmp(argv[1], "udp-send") || !strcmp(argv[1], "udp-sendmmsg"))) {
 		int s = socket(AF_INET, SOCK_DGRAM, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
 		inet_pton(AF_INET, argv[2], &a.sin_addr);
@@ -233,9 +248,18 @@ int main(int argc, char **argv)
 		 * veth can take a retransmission (1 s) to resolve, and the datagrams queued meanwhile
 		 * die with the VE if it ends first (seen 2 of 8 full runs); the receiver takes the
 		 * first that arrives. */
+		struct iovec v = { argv[4], n };
+		struct mmsghdr m = { .msg_hdr = { .msg_name = &a, .msg_namelen = sizeof(a),
+						  .msg_iov = &v, .msg_iovlen = 1 } };
 		for (int i = 0; i < 3; i++) {
-			if (s < 0 || sendto(s, argv[4], n, 0, (void *)&a, sizeof(a)) != (ssize_t)n)
+			if (s < 0)
+				die("socket");
+			if (!strcmp(argv[1], "udp-sendmmsg")) {
+				if (sendmmsg(s, &m, 1, 0) != 1)
+					die("sendmmsg");
+			} else if (sendto(s, argv[4], n, 0, (void *)&a, sizeof(a)) != (ssize_t)n) {
 				die("sendto");
+			}
 			usleep(100000);
 		}
 		sleep(2);

@@ -943,6 +943,7 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 			discard(e, f->nr);
 			continue;
 		}
+		add_local(e, f, NULL);
 		submit(e);
 	}
 	if (ret > JCS_MMSG_MAX) {
@@ -1159,6 +1160,13 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
 	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
 		add_local(e, f, NULL);
+	/* A transfer to or from a socket: the local end of the socket whose peer the record
+	 * holds (the first descriptor's when it is a socket). */
+	else if ((fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) && (e->flags & (JCS_F_SOCKET | JCS_F_SOCKET2))) {
+		int sfd = (e->flags & JCS_F_SOCKET) ? (int)f->args[0] :
+			  (fl & JCS_CAP_XFER1) ? (int)f->args[1] : (int)f->args[2];
+		add_local(e, NULL, fd_file(bpf_get_current_task_btf(), sfd));
+	}
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
 		/* Opening a file of a read-only branch (an open for writing would have copied it
