@@ -801,6 +801,46 @@ fn root_xattrs_utimes_and_mknod_are_kept_and_undone_within_the_apps_capabilities
     env.assert_clean();
 }
 
+/// Linux 6.13's setxattrat and removexattrat go to the supervisor like the other xattr
+/// calls: the attributes are kept before the change and `jcs abort` puts them back.
+#[test]
+fn root_xattrat_calls_are_kept_and_undone() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    let d = data(&env);
+    let setup = || {
+        std::fs::write(d.join("x"), "x").unwrap();
+        let p = std::ffi::CString::new(d.join("x").to_str().unwrap()).unwrap();
+        for (k, v) in [("user.k", "v1"), ("user.gone", "g")] {
+            let k = std::ffi::CString::new(k).unwrap();
+            // SAFETY: NUL-terminated strings, a value of the length given.
+            let r =
+                unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+            assert_eq!(r, 0);
+        }
+    };
+    let xattrs = || {
+        let mut v = xattr_list(&d.join("x"));
+        v.sort();
+        v
+    };
+    let run = || env.ok(&["run", "web", "--", "/data/preimage", "metaat", "/data/x"]);
+    // Control: without pre-images the calls change the file (this kernel has them).
+    setup();
+    assert_eq!(run().trim(), "ok");
+    assert_eq!(xattrs(), ["user.k=v3"]);
+    setup();
+    keep_preimages(&env);
+    assert_eq!(run().trim(), "ok", "the supervisor performs them");
+    assert_eq!(xattrs(), ["user.k=v3"]);
+    let u = undo(&env, 2);
+    assert_eq!(u[0]["what"], "attrs", "{u:?}");
+    env.ok(&["abort", "2"]);
+    assert_eq!(xattrs(), ["user.gone=g", "user.k=v1"]);
+    env.assert_clean();
+}
+
 fn xattr_list(p: &std::path::Path) -> Vec<String> {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     let mut names = vec![0u8; 4096];

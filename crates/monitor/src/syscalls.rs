@@ -379,6 +379,8 @@ pub fn notified_calls() -> Vec<i64> {
         libc::SYS_removexattr,
         libc::SYS_lremovexattr,
         libc::SYS_fremovexattr,
+        463, // setxattrat
+        466, // removexattrat
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([

@@ -11,8 +11,8 @@
 //! Attribute changes (chmod, chown, utimensat, the legacy utime/utimes/futimesat, set/remove
 //! xattr) keep the file's mode, owner, times and extended attributes; link, symlink and mknod
 //! are creations; fchmod, fchown, futimens and f*xattr too. It acts with at most the
-//! capabilities the app's processes are bounded by (`ActCaps`), never the init's. What it does
-//! not cover yet: setxattrat/removexattrat, and apps that chroot inside the VE (their
+//! capabilities the app's processes are bounded by (`ActCaps`), never the init's (setxattrat
+//! and removexattrat too). What it does not cover yet: apps that chroot inside the VE (their
 //! write-intent calls fail with EPERM).
 //! If the supervisor dies, the kernel fails the notified calls (ENOSYS): writes fail closed,
 //! reads go on.
@@ -21,6 +21,11 @@ use std::ffi::{CStr, CString};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+
+/// Linux 6.13's `setxattrat` and `removexattrat` (one number on every architecture; libc does
+/// not name them yet).
+const SYS_SETXATTRAT: i64 = 463;
+const SYS_REMOVEXATTRAT: i64 = 466;
 
 /// The calls sent to the supervisor (x86_64 numbers from libc), and where their flags are
 /// (`Some(i)`: only when args[i] has a write flag).
@@ -48,6 +53,8 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_removexattr, None),
         (libc::SYS_lremovexattr, None),
         (libc::SYS_fremovexattr, None),
+        (SYS_SETXATTRAT, None),
+        (SYS_REMOVEXATTRAT, None),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -755,6 +762,36 @@ impl Supervisor {
                             0
                         };
                         Call::Attr(libc::AT_FDCWD, Some(path(0)?), nofollow, x)
+                    }
+                }
+                // setxattrat(dirfd, path, at_flags, name, struct xattr_args *, size);
+                // removexattrat(dirfd, path, at_flags, name). An empty path with
+                // AT_EMPTY_PATH: the descriptor itself.
+                SYS_SETXATTRAT | SYS_REMOVEXATTRAT => {
+                    let value = if nr == SYS_SETXATTRAT {
+                        // struct xattr_args { u64 value; u32 size; u32 flags; }
+                        if a[5] < 16 {
+                            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                        }
+                        let args = task.read_bytes(a[4], 16)?;
+                        let word = |i: usize| u64::from_ne_bytes(args[i..i + 8].try_into().unwrap());
+                        let (size, flags) = (word(8) & 0xffff_ffff, word(8) >> 32);
+                        Some((task.read_bytes(word(0), size)?, flags as i32))
+                    } else {
+                        None
+                    };
+                    let name = task.read_path(a[3])?;
+                    let x = match value {
+                        Some((v, flags)) => Attr::Xattr(name, Some(v), flags),
+                        None => Attr::Xattr(name, None, 0),
+                    };
+                    let at_flags = a[2] & libc::AT_SYMLINK_NOFOLLOW as u64;
+                    match opt_path(1)? {
+                        Some(p) => Call::Attr(a[0] as i32, Some(p), at_flags, x),
+                        None if a[2] & libc::AT_EMPTY_PATH as u64 != 0 => {
+                            Call::Attr(a[0] as i32, None, 0, x)
+                        }
+                        None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
                     }
                 }
                 _ => return Err(io::Error::from_raw_os_error(libc::ENOSYS)),

@@ -13,6 +13,8 @@
  *                        fd), utimes (legacy) to 1000000000 s, mknod FIFO (a named pipe); then
  *                        tries setxattr trusted.t and mknod FIFO.dev (a character device):
  *                        prints "trusted=<errno name or ok> dev=<...>"
+ *   metaat FILE          setxattrat user.k=v3 and removexattrat user.gone on FILE (Linux
+ *                        6.13's *xattrat calls, by number): prints "ok", or the errno name
  *   exchange A B         renameat2(A, B, RENAME_EXCHANGE): the two names swap files
  *   closerange FILE TEXT creates FILE, writes TEXT, ends every descriptor from 3 on with
  *                        close_range, then prints "FILE=there" or "FILE=gone" (before it exits)
@@ -166,6 +168,19 @@ int main(int argc, char **argv)
 		int d = mknod(dev, S_IFCHR | 0600, makedev(1, 3));
 		int de = errno;
 		printf("trusted=%s dev=%s\n", t ? strerrorname_np(te) : "ok", d ? strerrorname_np(de) : "ok");
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "metaat")) {
+		struct {
+			unsigned long long value;
+			unsigned size, flags;
+		} x = { (unsigned long)"v3", 2, 0 };
+		if (syscall(463, AT_FDCWD, argv[2], 0, "user.k", &x, sizeof(x)) ||
+		    syscall(466, AT_FDCWD, argv[2], 0, "user.gone")) {
+			printf("%s\n", strerrorname_np(errno));
+			return 0;
+		}
+		printf("ok\n");
 		return 0;
 	}
 	fprintf(stderr, "usage: preimage race DIR N THREADS | flip A B N | magic FILE | vfork FILE\n");
