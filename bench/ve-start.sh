@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # VE start latency: `jcs run APP -- true` (busybox template) against unshare (5 namespaces),
-# bwrap, runc, firejail and systemd-nspawn, all measured in the same run with hyperfine.
+# bwrap, runc, firejail and systemd-nspawn, and crun and podman when they are installed
+# (`apt-get install crun podman`; podman runs the same root file system with --rootfs), all
+# measured in the same run with hyperfine.
 #
 #   bench/ve-start.sh [--runs N] [--out FILE]
 #
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +69,13 @@ names+=(bwrap);          cmds+=("bwrap --bind $rootfs / --proc /proc --dev /dev 
 names+=(runc);           cmds+=("runc --root $work/runc-state run --bundle $bundle jcs-bench")
 names+=(firejail);       cmds+=("firejail --quiet --noprofile /bin/true")
 names+=(systemd-nspawn); cmds+=("systemd-nspawn -q --register=no --keep-unit -D $rootfs /usr/bin/true")
+# The optional peers: OCI runtimes of the same bundle, podman on the same root (no image pull).
+if command -v crun >/dev/null; then
+  names+=(crun);         cmds+=("crun --root $work/crun-state run --bundle $bundle jcs-bench-crun")
+fi
+if command -v podman >/dev/null; then
+  names+=(podman);       cmds+=("podman --root $work/podman --runroot $work/podman-run run --rm --network none --rootfs $rootfs /usr/bin/true")
+fi
 
 # Check that each command works before timing it.
 for i in "${!names[@]}"; do
@@ -88,10 +97,9 @@ for mode in warm cold; do
   done
 done
 
-python3 - "$json_dir" "$runs" > "$out" <<'PY'
+python3 - "$json_dir" "$runs" "${names[@]}" > "$out" <<'PY'
 import json, os, platform, statistics, subprocess, sys, datetime
-d, runs = sys.argv[1], sys.argv[2]
-names = ["jcs", "unshare", "bwrap", "runc", "firejail", "systemd-nspawn"]
+d, runs, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 def q(xs, f):
     xs = sorted(xs); k = (len(xs) - 1) * f; lo = int(k); hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)

@@ -7,9 +7,9 @@ set -euo pipefail
 # BPF C with clang; libbpf-sys builds libbpf against libelf and zlib).
 pkgs=(busybox-static iproute2 nftables debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3)
 if [ "${1:-}" = "--all" ]; then
-  # VE start peers; per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops;
+  # VE start peers (podman is optional: bench/ve-start.sh uses it when installed); per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops;
   # the paper benchmark's clients (curl, ssh) and pgrep.
-  pkgs+=(hyperfine bubblewrap runc firejail systemd-container auditd bpftrace nginx-light wrk gcc libc6-dev curl openssh-client procps)
+  pkgs+=(hyperfine bubblewrap runc crun firejail systemd-container auditd bpftrace nginx-light wrk gcc libc6-dev curl openssh-client procps)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
