@@ -69,13 +69,20 @@ names+=(bwrap);          cmds+=("bwrap --bind $rootfs / --proc /proc --dev /dev 
 names+=(runc);           cmds+=("runc --root $work/runc-state run --bundle $bundle jcs-bench")
 names+=(firejail);       cmds+=("firejail --quiet --noprofile /bin/true")
 names+=(systemd-nspawn); cmds+=("systemd-nspawn -q --register=no --keep-unit -D $rootfs /usr/bin/true")
-# The optional peers: OCI runtimes of the same bundle, podman on the same root (no image pull).
-if command -v crun >/dev/null; then
-  names+=(crun);         cmds+=("crun --root $work/crun-state run --bundle $bundle jcs-bench-crun")
-fi
-if command -v podman >/dev/null; then
-  names+=(podman);       cmds+=("podman --root $work/podman --runroot $work/podman-run run --rm --network none --rootfs $rootfs /usr/bin/true")
-fi
+# The optional peers: an OCI runtime of the same bundle, podman on the same root (no image
+# pull). One that does not run on this host is left out with a note (crun refuses hybrid
+# cgroup hierarchies).
+notes=()
+try_peer() {
+  if $2 >/dev/null 2>"$work/err"; then
+    names+=("$1"); cmds+=("$2")
+  else
+    notes+=("$1: does not run here: $(tail -1 "$work/err")")
+    echo "ve-start.sh: ${notes[-1]}" >&2
+  fi
+}
+command -v crun >/dev/null && try_peer crun "crun --root $work/crun-state run --bundle $bundle jcs-bench-crun"
+command -v podman >/dev/null && try_peer podman "podman --root $work/podman --runroot $work/podman-run run --rm --network none --rootfs $rootfs /usr/bin/true"
 
 # Check that each command works before timing it.
 for i in "${!names[@]}"; do
@@ -97,7 +104,7 @@ for mode in warm cold; do
   done
 done
 
-python3 - "$json_dir" "$runs" "${names[@]}" > "$out" <<'PY'
+PEER_NOTES="$(printf '%s\n' "${notes[@]}")" python3 - "$json_dir" "$runs" "${names[@]}" > "$out" <<'PY'
 import json, os, platform, statistics, subprocess, sys, datetime
 d, runs, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 def q(xs, f):
@@ -106,6 +113,10 @@ def q(xs, f):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"VE start, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
       f"kernel {platform.release()}, {os.cpu_count()} CPUs ({cpu}), {runs} runs per cell\n")
+for n in os.environ.get("PEER_NOTES", "").split("\n"):
+    if n:
+        print(f"- {n}")
+print()
 print("| tool | warm median ms | warm IQR ms | cold median ms | cold IQR ms | warm ×jcs | cold ×jcs |")
 print("|---|---|---|---|---|---|---|")
 med = {}

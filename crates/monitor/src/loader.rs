@@ -50,8 +50,11 @@ pub struct Monitor {
     /// Per cgroup with a network policy: its sock_addr links (dropping one detaches it) and the
     /// VE's keys in the `policy` map.
     enforced: std::sync::Mutex<std::collections::HashMap<u64, Enforced>>,
-    /// The tracing programs' links while any VE is watched (empty: detached).
+    /// The tracing programs' links while any VE is watched, and for [`Monitor::LINGER`] after
+    /// the last one (empty: detached).
     tracing: std::sync::Mutex<Vec<libbpf_rs::Link>>,
+    /// Since when no VE is watched while the tracing programs are still attached.
+    idle_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// Per watched cgroup: its ingress program's link (datagram sources).
     ingress: std::sync::Mutex<std::collections::HashMap<u64, libbpf_rs::Link>>,
 }
@@ -127,6 +130,7 @@ impl Monitor {
             skel,
             enforced: Default::default(),
             tracing: Default::default(),
+            idle_since: Default::default(),
             ingress: Default::default(),
         })
     }
@@ -140,8 +144,14 @@ impl Monitor {
             .is_empty()
     }
 
+    /// How long the tracing programs stay attached once no VE is watched: VEs started back to
+    /// back (a script, a test suite) do not pay the attach (~1 ms) each; a host where none
+    /// starts again pays the monitor's per-call cost for at most this long.
+    pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
     /// Attaches the tracing programs unless they are.
     fn attach_tracing(&self) -> Result<(), MonitorError> {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut links = self.tracing.lock().unwrap_or_else(|p| p.into_inner());
         if !links.is_empty() {
             return Ok(());
@@ -161,14 +171,30 @@ impl Monitor {
         Ok(())
     }
 
-    /// Detaches the tracing programs when no VE is watched any more.
+    /// Notes when no VE is watched any more ([`Monitor::detach_if_idle`] detaches later).
     fn detach_tracing_if_idle(&self) {
         if self.skel.maps.watched.keys().next().is_none() {
+            self.idle_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// Detaches the tracing programs once no VE has been watched for `linger` (the recorder
+    /// calls this on every turn of its loop). Returns whether they are detached.
+    pub fn detach_if_idle(&self, linger: std::time::Duration) -> bool {
+        let mut idle = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.is_some_and(|t| t.elapsed() >= linger)
+            && self.skel.maps.watched.keys().next().is_none()
+        {
+            *idle = None;
             self.tracing
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
         }
+        !self.attached()
     }
 
     /// Enforces a VE's network policy: fills the `policy` map with its entries and attaches
