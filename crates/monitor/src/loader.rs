@@ -57,7 +57,66 @@ pub struct Monitor {
     idle_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// Per watched cgroup: its ingress program's link (datagram sources).
     ingress: std::sync::Mutex<std::collections::HashMap<u64, libbpf_rs::Link>>,
+    /// The rows of the `call_counts` array: the cgroup each one counts for (0: free).
+    count_rows: std::sync::Mutex<Vec<u64>>,
+    /// `call_counts`, mapped: the recorder reads and clears a VE's row without a system call.
+    call_counts: CountsMap,
 }
+
+/// A shared mapping of the `call_counts` array (u64 counters the kernel adds to atomically).
+struct CountsMap {
+    ptr: std::ptr::NonNull<u64>,
+    len: usize,
+}
+
+// SAFETY: the mapping lives as long as the value; every access is atomic.
+unsafe impl Send for CountsMap {}
+unsafe impl Sync for CountsMap {}
+
+impl CountsMap {
+    fn map(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> std::io::Result<CountsMap> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a shared read-write mapping of an mmapable BPF array of `len` u64 values.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(CountsMap {
+            ptr: std::ptr::NonNull::new(p.cast()).ok_or(std::io::ErrorKind::Other)?,
+            len,
+        })
+    }
+
+    /// Takes counter `i` (its value, leaving 0).
+    fn take(&self, i: usize) -> u64 {
+        if i >= self.len {
+            return 0;
+        }
+        // SAFETY: in bounds of the mapping; the kernel adds to it atomically too.
+        let a = unsafe { std::sync::atomic::AtomicU64::from_ptr(self.ptr.as_ptr().add(i)) };
+        a.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountsMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len * 8) };
+    }
+}
+
+/// Counters per row of `call_counts`: (entered, dropped) per system call number.
+const ROW: usize = crate::skel::types::jcs_limit::JCS_MAX_SYSCALL.0 as usize * 2;
+const ROWS: usize = crate::skel::types::jcs_limit::JCS_COUNT_SLOTS.0 as usize;
 
 struct Enforced {
     _links: Vec<libbpf_rs::Link>,
@@ -126,12 +185,23 @@ impl Monitor {
                     source,
                 })?;
         }
+        let call_counts = {
+            use std::os::fd::AsFd;
+            CountsMap::map(skel.maps.call_counts.as_fd(), ROW * ROWS).map_err(|e| {
+                MonitorError::Map {
+                    map: "call_counts",
+                    source: libbpf_rs::Error::from(e),
+                }
+            })?
+        };
         Ok(Monitor {
             skel,
             enforced: Default::default(),
             tracing: Default::default(),
             idle_since: Default::default(),
             ingress: Default::default(),
+            count_rows: std::sync::Mutex::new(vec![0; ROWS]),
+            call_counts,
         })
     }
 
@@ -385,6 +455,25 @@ impl Monitor {
         v[0..8].copy_from_slice(&ve.to_ne_bytes());
         let at = std::mem::offset_of!(jcs_ve, init_tid);
         v[at..at + 8].copy_from_slice(&u64::from(init.unwrap_or(0)).to_ne_bytes());
+        // Its row of `call_counts` (a VE watched again keeps its row), cleared.
+        let row = {
+            let mut rows = self.count_rows.lock().unwrap_or_else(|p| p.into_inner());
+            let row = rows
+                .iter()
+                .position(|&c| c == cgroup_id)
+                .or_else(|| rows.iter().position(|&c| c == 0));
+            if let Some(r) = row {
+                if rows[r] != cgroup_id {
+                    for i in r * ROW..(r + 1) * ROW {
+                        self.call_counts.take(i);
+                    }
+                }
+                rows[r] = cgroup_id;
+            }
+            row
+        };
+        let at = std::mem::offset_of!(jcs_ve, count_slot);
+        v[at..at + 8].copy_from_slice(&row.map_or(0, |r| r as u64 + 1).to_ne_bytes());
         // The VE's first system call is after this returns: the programs are attached first.
         self.attach_tracing()?;
         // A fresh VE is not tainted (its slot may hold a VE 65,536 ids older).
@@ -443,20 +532,32 @@ impl Monitor {
             map.delete_batch(&keys, mine.len() as u32, MapFlags::ANY, MapFlags::ANY)
                 .map_err(err)?;
         }
-        let mut out: Vec<(u32, bool, u64)> = mine
+        let mut counts: std::collections::BTreeMap<(u32, bool), u64> = Default::default();
+        for (k, v) in &mine {
+            let nr = u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default());
+            let dropped = u32::from_ne_bytes(k[12..16].try_into().unwrap_or_default()) != 0;
+            *counts.entry((nr, dropped)).or_default() +=
+                u64::from_ne_bytes(v[..8].try_into().unwrap_or_default());
+        }
+        // Its row of the array (what it counted while it had one).
+        let row = self
+            .count_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| {
-                let nr = u32::from_ne_bytes(k[8..12].try_into().unwrap_or_default());
-                let dropped = u32::from_ne_bytes(k[12..16].try_into().unwrap_or_default()) != 0;
-                (
-                    nr,
-                    dropped,
-                    u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()),
-                )
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+            .position(|&c| c == cgroup_id);
+        if let Some(r) = row {
+            for j in 0..ROW {
+                let n = self.call_counts.take(r * ROW + j);
+                if n > 0 {
+                    *counts.entry(((j / 2) as u32, j % 2 == 1)).or_default() += n;
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((nr, dropped), n)| (nr, dropped, n))
+            .collect())
     }
 
     pub fn unwatch(&self, cgroup_id: u64) -> Result<(), MonitorError> {
@@ -474,6 +575,15 @@ impl Monitor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&cgroup_id);
+        for c in self
+            .count_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
+            .filter(|c| **c == cgroup_id)
+        {
+            *c = 0;
+        }
         let r = self
             .skel
             .maps

@@ -547,6 +547,8 @@ fn monitor_loop(
         }
         // Drains the (non-blocking) eventfd counter; EAGAIN when nobody woke us.
         let _ = rustix::io::read(&efd, &mut [0u8; 8]);
+        // No VE for a while: the tracing programs go (the host's calls pay nothing).
+        m.detach_if_idle(monitor::loader::Monitor::LINGER);
         // VEs that ended without an Unwatch: finished as if their run had asked.
         let mut ended = Vec::new();
         if last_check.elapsed() >= std::time::Duration::from_secs(1) {

@@ -58,6 +58,7 @@ struct inflight {
 	__u32 sockinfo; /* SI_STREAM: connection-oriented (a named address is ignored once
 	                 * connected); SI_HOSTNET: in the host's network namespace */
 	__u32 active;  /* 1 from a recorded call's entry to its exit */
+	__u64 count_slot; /* the VE's `count_slot` */
 };
 
 /* The call a task is in, from sys_enter to sys_exit: task-local storage, so that a task that
@@ -124,6 +125,16 @@ struct {
 	__type(key, struct jcs_deny_key);
 	__type(value, __u64);
 } denials SEC(".maps");
+
+/* System calls per VE row (`count_slot`) and number, entered and dropped: read and cleared by
+ * the recorder through a mapping when the VE ends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JCS_COUNT_SLOTS * JCS_MAX_SYSCALL * 2);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} call_counts SEC(".maps");
 
 /* The VEs the kernel denied something (a network rule, the byte budget): slot = VE id modulo
  * JCS_TAINT_SLOTS, value = that VE's id. A VE with `abort_on_close` has its supervisor read
@@ -202,8 +213,18 @@ static __always_inline void bump(void *map, const void *key)
 	}
 }
 
-static __always_inline void count_call(__u32 nr, __u32 dropped)
+/* Counts system call `nr` (entered, or dropped by classification) of the current task's VE:
+ * an atomic add in the VE's row of the `call_counts` array (no hash update on the hot path),
+ * or in the `counts` hash map when the VE has no row. */
+static __always_inline void count_call(__u64 slot, __u32 nr, __u32 dropped)
 {
+	if (slot && slot <= JCS_COUNT_SLOTS && nr < JCS_MAX_SYSCALL) {
+		__u32 i = (((__u32)slot - 1) * JCS_MAX_SYSCALL + nr) * 2 + (dropped ? 1 : 0);
+		__u64 *v = bpf_map_lookup_elem(&call_counts, &i);
+		if (v)
+			__sync_fetch_and_add(v, 1);
+		return;
+	}
 	struct jcs_count_key k = { .cgroup_id = bpf_get_current_cgroup_id(), .nr = nr, .dropped = dropped };
 	bump(&counts, &k);
 }
@@ -610,18 +631,18 @@ static __always_inline void add_local(struct jcs_event *e, struct inflight *f, s
 }
 
 /* A call classification drops: counted, never emitted. */
-static __always_inline int drop_call(__u32 nr)
+static __always_inline int drop_call(struct inflight *f)
 {
 	count(JCS_STAT_DROPPED);
-	count_call(nr, 1);
+	count_call(f->count_slot, f->nr, 1);
 	return 0;
 }
 
 /* A reserved record that classification drops after all (a loopback address the call named). */
-static __always_inline void discard(struct jcs_event *e, __u32 nr)
+static __always_inline void discard(struct jcs_event *e, struct inflight *f)
 {
 	bpf_ringbuf_discard(e, 0);
-	drop_call(nr);
+	drop_call(f);
 }
 
 /* Copies a sockaddr of `len` bytes from user memory into the record. A constant-size read
@@ -734,7 +755,7 @@ static __always_inline int enter_transfer(struct inflight *f)
 		}
 	}
 	if ((f->evflags & (JCS_F_NO_IN | JCS_F_NO_OUT)) == (JCS_F_NO_IN | JCS_F_NO_OUT))
-		return drop_call(f->nr);
+		return drop_call(f);
 	file_identity(a, &f->dev, &f->ino, &f->gen, &f->pos);
 	file_identity(b, &f->dev2, &f->ino2, &f->gen2, &f->pos2);
 	/* An offset pointer replaces the file position for its side. */
@@ -827,7 +848,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	count(JCS_STAT_SEEN);
 	__u32 nr = id;
-	count_call(nr, 0);
+	count_call(w->count_slot, nr, 0);
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_RECORD)) {
@@ -843,6 +864,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	f->active = 0;
 	begin(f, nr, *want, regs);
+	f->count_slot = w->count_slot;
 	if (f->flags & (JCS_CAP_VMA | JCS_CAP_UNMAP)) {
 		if (!enter_mprotect(f, task)) {
 			count(JCS_STAT_SKIPPED);
@@ -862,12 +884,12 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		struct file *file = fd_file(task, fd);
 		__u32 c = file_class(file);
 		if (c & JCS_FC_INSIDE)
-			return drop_call(nr);
+			return drop_call(f);
 		if (c & JCS_FC_SOCKET) {
 			f->evflags |= JCS_F_SOCKET;
 			int n = sock_peer(file, f->peer, &f->sockinfo);
 			if (n < 0)
-				return drop_call(nr);
+				return drop_call(f);
 			f->peer_len = n;
 			if (!n && !(f->sockinfo & SI_STREAM) && !(f->flags & JCS_CAP_OUT))
 				peek_datagram(file, f);
@@ -877,7 +899,7 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
 			if ((f->flags & JCS_CAP_READ) && !writes && (c & JCS_FC_PRISTINE))
-				return drop_call(nr);
+				return drop_call(f);
 			if ((f->flags & JCS_CAP_FMODE) && (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
 				f->evflags |= JCS_F_WRITE_END;
 		}
@@ -940,7 +962,7 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 		e->pos = i;
 		if (read_addr(e, name, namelen) && addr_loopback(e->path) &&
 		    !(f->sockinfo & SI_HOSTNET)) {
-			discard(e, f->nr);
+			discard(e, f);
 			continue;
 		}
 		add_local(e, f, NULL);
@@ -1025,8 +1047,9 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 	if (!w || (w->init_tid && w->init_tid == (__u32)(bpf_get_current_pid_tgid() >> 32)))
 		return 0;
 	count(JCS_STAT_SEEN);
-	count_call(nr, 0);
+	count_call(w->count_slot, nr, 0);
 	begin(f, nr, *want, regs);
+	f->count_slot = w->count_slot;
 	/* A descriptor call (fchmod, fchown): the identity of its file, still open. */
 	if (f->flags & JCS_CAP_FD0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
@@ -1046,15 +1069,15 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	/* EAGAIN: nothing happened (a non-blocking read, accept or write that would have waited),
 	 * nothing moved: counted, not recorded. */
 	if (ret == -EAGAIN)
-		return drop_call(f->nr);
+		return drop_call(f);
 	/* An exec is recorded by the kernel's exec record when it succeeds; a failed one only when
 	 * it was refused permission (EACCES: a policy's exec allow-list, a noexec mount). */
 	if ((fl & JCS_CAP_FAILED) && ret != -EACCES)
-		return drop_call(f->nr);
+		return drop_call(f);
 	if (fl & JCS_CAP_PIPE) {
 		if (ret == 0)
 			remember_pipe(f);
-		return drop_call(f->nr);
+		return drop_call(f);
 	}
 	if ((fl & JCS_CAP_SCM) && ret >= 0 && f->args[1])
 		escape_fds(f);
@@ -1154,7 +1177,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	 * named, or the source of the datagram it received); an aborted call is always recorded. */
 	if (!rule && (named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
 	    !(f->sockinfo & SI_HOSTNET)) {
-		discard(e, f->nr);
+		discard(e, f);
 		goto out;
 	}
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
@@ -1174,7 +1197,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		 * reads that may follow; so is opening what stays inside the VE. */
 		__u32 c = file_class(file);
 		if (!(fl & JCS_CAP_ADDR1) && (c & (JCS_FC_INSIDE | JCS_FC_PRISTINE))) {
-			discard(e, f->nr);
+			discard(e, f);
 			goto out;
 		}
 		file_identity(file, &e->dev, &e->ino, &e->gen, &e->pos);
@@ -1198,7 +1221,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			__u32 info = 0;
 			int n = sock_peer(file, (__u8 *)e->path, &info);
 			if (n < 0) {
-				discard(e, f->nr);
+				discard(e, f);
 				goto out;
 			}
 			if (n > 0)

@@ -13,6 +13,8 @@ enum jcs_limit {
 	JCS_MMSG_MAX = 32,     /* datagrams itemized per sendmmsg/recvmmsg */
 	JCS_MAX_SYSCALL = 512, /* entries of the `interest` map */
 	JCS_RULES_MAX = 32,    /* network rules that apply to one prefix (`struct jcs_rules`) */
+	JCS_COUNT_SLOTS = 64,  /* VEs whose system calls are counted in the `call_counts` array at
+	                        * once (more: the `counts` hash map) */
 };
 
 enum jcs_kind {
@@ -122,9 +124,13 @@ struct jcs_ve {
 	__u64 sent;
 	__u64 exhausted_ns;
 	__u64 budget_rule;
+	/* The VE's slot in `call_counts`, plus one (0: none; its calls are counted in `counts`). */
+	__u64 count_slot;
 };
 
-/* Key of the `counts` map: system calls entered, per VE (cgroup) and number. */
+/* Key of the `counts` map: system calls entered, per VE (cgroup) and number, for a VE without
+ * a slot in the `call_counts` array (whose index is
+ * ((count_slot - 1) * JCS_MAX_SYSCALL + nr) * 2 + dropped). */
 struct jcs_count_key {
 	__u64 cgroup_id;
 	__u32 nr;
