@@ -324,15 +324,34 @@ pub fn rm(store: &Store, ids: &[u64]) -> Result<()> {
     Ok(())
 }
 
-pub fn gc(store: &Store, json: bool) -> Result<()> {
-    let c = lifecycle::ves::gc(store)?;
+pub fn gc(store: &Store, o: lifecycle::ves::GcOptions, json: bool) -> Result<()> {
+    let c = lifecycle::ves::gc(store, o)?;
     if json {
         return print_json(&c);
     }
+    let (verb, build) = if c.dry_run {
+        ("would remove", "would be removed")
+    } else {
+        ("removed", "removed")
+    };
+    let ids = |v: &[u64]| {
+        v.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if c.dry_run && !c.removed.is_empty() {
+        println!("would remove VE(s): {}", ids(&c.removed));
+    }
+    for (id, why) in &c.flagged {
+        println!("kept VE {id}: flagged: {why} (jcs inspect {id}; jcs rm {id} removes it)");
+    }
     println!(
-        "removed {} finished VE(s); {} running VE(s) kept; {} unfinished template/app build(s) removed",
+        "{verb} {} finished VE(s); kept {} running, {} recent, {} flagged; {} unfinished template/app build(s) {build}",
         c.removed.len(),
         c.running.len(),
+        c.recent.len(),
+        c.flagged.len(),
         c.partials.len()
     );
     Ok(())

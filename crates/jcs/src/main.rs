@@ -381,8 +381,21 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         #[arg(long)]
         json: bool,
     },
-    /// Remove every finished VE's dirties, and clean up after VEs whose jcs run died
+    /// Remove finished VEs' dirties (except evidence: VEs whose integrity report flags
+    /// something), and clean up after VEs whose jcs run died
+    #[command(
+        after_help = "Examples:\n  jcs gc --dry-run\n  jcs gc --older-than 7d\n  jcs gc --include-flagged\n\nAGE: 90s, 10m, 2h, 7d. A VE is flagged when its dirties hold an executable, setuid or setgid\nfile, or anything under /bin, /sbin, /usr, /lib* or /etc (jcs inspect shows it), or when its\nreport cannot be read: its dirties are kept until jcs rm VE or jcs gc --include-flagged.\nRunning VEs are never touched."
+    )]
     Gc {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+        /// Only VEs that ended more than AGE ago
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Also remove the dirties of VEs whose integrity report flags something
+        #[arg(long)]
+        include_flagged: bool,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -1400,7 +1413,25 @@ fn real_main() -> Result<i32> {
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
         Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
         Cmd::Rm { ves: ids } => commands::rm(&open_store(cli.home)?, &ids).map(|_| 0),
-        Cmd::Gc { json } => commands::gc(&open_store(cli.home)?, json).map(|_| 0),
+        Cmd::Gc {
+            dry_run,
+            older_than,
+            include_flagged,
+            json,
+        } => {
+            let ended_before_ms = older_than
+                .map(|a| {
+                    query::time::parse_time(&a, query::time::now_ns())
+                        .map(|ns| (ns / 1_000_000) as i64)
+                })
+                .transpose()?;
+            let o = lifecycle::ves::GcOptions {
+                dry_run,
+                ended_before_ms,
+                include_flagged,
+            };
+            commands::gc(&open_store(cli.home)?, o, json).map(|_| 0)
+        }
         Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
         Cmd::Stats { ve, json, strict } => {
             let store = open_store(cli.home)?;

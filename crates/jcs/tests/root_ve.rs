@@ -840,3 +840,41 @@ fn root_run_sets_environment_and_working_directory() {
     );
     env.assert_clean();
 }
+
+/// `jcs gc` keeps evidence: the dirties of a VE whose integrity report flags something (an
+/// executable, a system path) stay unless `--include-flagged`; `--dry-run` removes nothing and
+/// says what it would; `--older-than` spares recent VEs.
+#[test]
+fn root_gc_keeps_flagged_dirties_and_dry_runs() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo plain > /tmp/plain");
+    env.sh_ok("echo tool > /tmp/tool && chmod +x /tmp/tool");
+    env.sh_ok("echo evil > /etc/evil");
+    let ids = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().or_else(|| x[0].as_u64()).unwrap())
+            .collect()
+    };
+    let dry = env.json(&["gc", "--dry-run", "--json"]);
+    assert_eq!(ids(&dry["removed"]), [1], "{dry}");
+    assert_eq!(ids(&dry["flagged"]), [2, 3], "{dry}");
+    assert!(dry["flagged"][0][1].as_str().unwrap().contains("/tmp/tool"), "{dry}");
+    assert!(env.home().join("ve/1/dirties").exists(), "a dry run removed something");
+    let text = env.ok(&["gc", "--dry-run"]);
+    assert!(text.contains("would remove VE(s): 1"), "{text}");
+    let recent = env.json(&["gc", "--older-than", "1h", "--json"]);
+    assert_eq!(ids(&recent["recent"]), [1, 2, 3], "{recent}");
+    assert!(env.home().join("ve/1/dirties").exists());
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(ids(&gc["removed"]), [1], "{gc}");
+    assert!(!env.home().join("ve/1").exists());
+    assert!(env.home().join("ve/2/dirties/tmp/tool").exists(), "evidence removed");
+    assert!(env.home().join("ve/3/dirties/etc/evil").exists(), "evidence removed");
+    let all = env.json(&["gc", "--include-flagged", "--json"]);
+    assert_eq!(ids(&all["removed"]), [2, 3], "{all}");
+    assert!(!env.home().join("ve/2").exists() && !env.home().join("ve/3").exists());
+    env.assert_clean();
+}

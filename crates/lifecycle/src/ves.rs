@@ -964,21 +964,64 @@ pub fn rm(store: &Store, ids: &[u64]) -> Result<Vec<(u64, bool)>> {
     Ok(out)
 }
 
-/// What [`gc`] did.
+/// What [`gc`] may remove.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcOptions {
+    /// Only say what would be removed.
+    pub dry_run: bool,
+    /// Only VEs that ended before this time (ms since the epoch); the others are kept.
+    pub ended_before_ms: Option<i64>,
+    /// Also the VEs whose integrity report flags something (by default their dirties are
+    /// evidence, kept until `jcs rm` or this).
+    pub include_flagged: bool,
+}
+
+/// What [`gc`] did (or, with `dry_run`, would do).
 #[derive(Debug, Default, Serialize)]
 pub struct Collected {
+    pub dry_run: bool,
     /// Finished VEs whose dirties and metadata were removed.
     pub removed: Vec<u64>,
     /// Running VEs, kept.
     pub running: Vec<u64>,
+    /// Finished VEs kept because they ended after `--older-than`.
+    pub recent: Vec<u64>,
+    /// Finished VEs kept because their integrity report flags something (an executable,
+    /// setuid or setgid file, or a system path written into the dirties), or could not be
+    /// read: (VE, why).
+    pub flagged: Vec<(u64, String)>,
     /// Unfinished template and app builds removed.
     pub partials: Vec<PathBuf>,
 }
 
-/// Removes every finished VE's dirties, and cleans up after VEs whose `jcs run` died and
-/// builds that were killed.
-pub fn gc(store: &Store) -> Result<Collected> {
-    let mut c = Collected::default();
+/// Why VE `id`'s dirties deserve to be kept: what its integrity report flags (None: nothing).
+fn flagged(store: &Store, id: u64) -> Option<String> {
+    match report(store, id) {
+        Err(e) => Some(format!("its integrity report could not be read: {e}")),
+        Ok(r) => {
+            let hits: Vec<String> = r
+                .dirties
+                .iter()
+                .filter(|e| !e.flags.labels().is_empty())
+                .map(|e| format!("{} ({})", e.path, e.flags.labels().join(",")))
+                .collect();
+            match hits.len() {
+                0 => None,
+                1 => Some(hits[0].clone()),
+                n => Some(format!("{} and {} more", hits[0], n - 1)),
+            }
+        }
+    }
+}
+
+/// Removes finished VEs' dirties (all of them, or those that ended before a time), except
+/// those whose integrity report flags something unless asked; cleans up after VEs whose `jcs
+/// run` died and builds that were killed. `dry_run`: only says what it would remove.
+pub fn gc(store: &Store, o: GcOptions) -> Result<Collected> {
+    let mut c = Collected {
+        dry_run: o.dry_run,
+        ..Default::default()
+    };
     for row in store.catalog.ves()? {
         if row.removed {
             continue;
@@ -987,17 +1030,31 @@ pub fn gc(store: &Store) -> Result<Collected> {
             c.running.push(row.id);
             continue;
         }
-        remove_ve(store, &row)?;
+        if let Some(before) = o.ended_before_ms {
+            if row.ended_ms.unwrap_or(row.started_ms) >= before {
+                c.recent.push(row.id);
+                continue;
+            }
+        }
+        if !o.include_flagged {
+            if let Some(why) = flagged(store, row.id) {
+                c.flagged.push((row.id, why));
+                continue;
+            }
+        }
+        if !o.dry_run {
+            remove_ve(store, &row)?;
+        }
         c.removed.push(row.id);
     }
-    c.partials = remove_stale_partials(store)?;
+    c.partials = remove_stale_partials(store, o.dry_run)?;
     Ok(c)
 }
 
 /// Removes what a killed `jcs template create`, `app create` or `app update` left: their
 /// `.NAME.partial-PID` directories (when PID is gone) and `.N.partial` layers (when no update
 /// holds the app's lock).
-fn remove_stale_partials(store: &Store) -> Result<Vec<PathBuf>> {
+fn remove_stale_partials(store: &Store, dry_run: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for top in [store.layout.templates(), store.layout.apps()] {
         for owner in std::fs::read_dir(&top).into_iter().flatten().flatten() {
@@ -1025,8 +1082,10 @@ fn remove_stale_partials(store: &Store) -> Result<Vec<PathBuf>> {
                         .unwrap_or(false),
                 };
                 if stale {
-                    std::fs::remove_dir_all(e.path())
-                        .ctx(|| format!("remove {}", e.path().display()))?;
+                    if !dry_run {
+                        std::fs::remove_dir_all(e.path())
+                            .ctx(|| format!("remove {}", e.path().display()))?;
+                    }
                     out.push(e.path());
                 }
             }
