@@ -834,22 +834,37 @@ fn known_app(store: &store::Store, app: &model::Name) -> Result<()> {
     Ok(())
 }
 
+/// Opens the store, which must exist: a command never makes one by accident (a typo in
+/// `--home` or `JCS_HOME` is an error, not an empty store that answers "nothing").
 fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
-    let store = open_store_at(cli_home)?;
+    let root = store_root(cli_home)?;
+    if !ve::Layout::new(&root).catalog().exists() {
+        bail!(
+            "no JCS store at {} (check --home or JCS_HOME; `jcs template create` makes a new one)",
+            root.display()
+        );
+    }
+    let store = store::Store::open(&root)?;
     mark("catalog open");
     Ok(store)
 }
 
-fn open_store_at(cli_home: Option<PathBuf>) -> Result<store::Store> {
+/// Opens the store, making it when it does not exist yet (`jcs template create`).
+fn open_or_create_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
+    let store = store::Store::open(&store_root(cli_home)?)?;
+    mark("catalog open");
+    Ok(store)
+}
+
+fn store_root(cli_home: Option<PathBuf>) -> Result<PathBuf> {
     let root = cli_home
         .or_else(|| std::env::var_os("JCS_HOME").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/jcs"));
-    let root = if root.is_relative() {
+    Ok(if root.is_relative() {
         std::env::current_dir()?.join(root)
     } else {
         root
-    };
-    Ok(store::Store::open(&root)?)
+    })
 }
 
 fn need_root() -> Result<()> {
@@ -1238,7 +1253,7 @@ fn real_main() -> Result<i32> {
                         unreachable!("clap requires one source")
                     };
                     need_root()?;
-                    commands::template_create(&open_store(cli.home)?, &n, source, c.json)?
+                    commands::template_create(&open_or_create_store(cli.home)?, &n, source, c.json)?
                 }
                 TemplateCmd::List { json } => {
                     commands::template_list(&open_store(cli.home)?, json)?
