@@ -106,7 +106,7 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
     )]
     Run {
         /// App to run
@@ -153,6 +153,10 @@ enum Cmd {
         /// The command's working directory inside the VE (absolute; made when missing)
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<String>,
+        /// Mount the host directory HOST at PATH in the VE (`:ro`: read-only); repeatable. It is
+        /// storage like a shared directory: what crosses it is recorded, named `volume:HOST/…`
+        #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
+        volume: Vec<String>,
         /// Detach: print the VE's id once it has one and return; the VE runs on, its output
         /// going to a log (`jcs logs VE`), `jcs stop VE` ends it
         #[arg(short = 'd', long, conflicts_with = "tty")]
@@ -1353,6 +1357,7 @@ fn real_main() -> Result<i32> {
             id_file,
             env,
             workdir,
+            volume,
             user,
             detach,
             strict_recording,
@@ -1392,6 +1397,10 @@ fn real_main() -> Result<i32> {
                     f.display()
                 );
             }
+            let volumes = volume
+                .iter()
+                .map(|v| lifecycle::ves::Volume::parse(v))
+                .collect::<Result<Vec<_>, _>>()?;
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let mut extra_caps = 0u64;
             for c in &cap_add {
@@ -1421,6 +1430,7 @@ fn real_main() -> Result<i32> {
                     workdir,
                     user,
                     strict_recording,
+                    volumes,
                 },
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)

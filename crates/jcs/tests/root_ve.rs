@@ -878,3 +878,55 @@ fn root_gc_keeps_flagged_dirties_and_dry_runs() {
     assert!(!env.home().join("ve/2").exists() && !env.home().join("ve/3").exists());
     env.assert_clean();
 }
+
+/// `jcs run -v HOST:PATH[:ro]`: a host directory mounted into one VE is storage like a shared
+/// directory: what crosses it is recorded under `volume:HOST/…` and tracked; `:ro` is enforced
+/// by the kernel; a volume may not overlap the app's storage, nor be (in) the store.
+#[test]
+fn root_volumes_are_recorded_storage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let host = tempfile::Builder::new()
+        .prefix("jcs-test-vol-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(host.path().join("in"), "host-secret\n").unwrap();
+    let spec = format!("{}:/mnt/v", host.path().display());
+    // Control: without the volume the VE does not see the directory.
+    let o = env.jcs(&["run", "web", "--", "cat", "/mnt/v/in"]);
+    assert!(!o.status.success());
+    let out = env.ok(&[
+        "run",
+        "-v",
+        &spec,
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "cat /mnt/v/in && echo from-ve > /mnt/v/out",
+    ]);
+    assert_eq!(out, "host-secret\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "from-ve\n"
+    );
+    let var = format!("volume:{}/out", host.path().display());
+    let back = env.reached(&["back", &var]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(back.iter().any(|v| v == "file:/mnt/v/in"), "{back:?}");
+    // Read-only: the kernel refuses the write; the host directory is unchanged.
+    let ro = format!("{spec}:ro");
+    let o = env.jcs(&["run", "-v", &ro, "web", "--", "sh", "-c", "echo x > /mnt/v/w"]);
+    assert!(!o.status.success());
+    assert!(!host.path().join("w").exists());
+    // Refused: overlapping the app's persistent /data, the store itself, a relative path.
+    for (v, why) in [
+        (format!("{}:/data/sub", host.path().display()), "overlaps"),
+        (format!("{}:/mnt/s", env.home().display()), "JCS store"),
+        ("tmp:/mnt/t".to_string(), "absolute"),
+    ] {
+        let e = env.fails(&["run", "-v", &v, "web", "--", "true"]);
+        assert!(e.contains(why), "{v}: {e}");
+    }
+    env.assert_clean();
+}

@@ -68,6 +68,50 @@ pub struct Extras {
     pub user: Option<String>,
     /// Records the kernel dropped make the run fail (exit 122) instead of a warning.
     pub strict_recording: bool,
+    /// Host directories mounted into the VE (`-v HOST:PATH[:ro]`): storage like the app's
+    /// shared directories, recorded under `volume:HOST`.
+    pub volumes: Vec<Volume>,
+}
+
+/// A host directory mounted into one VE.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// Absolute, an existing directory (symbolic links resolved: the user named it).
+    pub host: PathBuf,
+    pub inner: model::InnerPath,
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// `HOST:PATH[:ro|:rw]`, as docker's `-v` takes it.
+    pub fn parse(spec: &str) -> Result<Volume> {
+        let bad = |why: &str| {
+            crate::LifecycleError::Arg(format!(
+                "--volume {spec:?}: {why} (expected HOST:PATH or HOST:PATH:ro, both absolute)"
+            ))
+        };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, inner, read_only) = match parts[..] {
+            [h, i] => (h, i, false),
+            [h, i, "ro"] => (h, i, true),
+            [h, i, "rw"] => (h, i, false),
+            _ => return Err(bad("not HOST:PATH[:ro]").into()),
+        };
+        if !host.starts_with('/') {
+            return Err(bad("the host directory must be an absolute path").into());
+        }
+        let inner = model::InnerPath::parse(inner).map_err(|e| bad(&e.to_string()))?;
+        let host = std::fs::canonicalize(host)
+            .map_err(|e| bad(&format!("{host}: {e}")))?;
+        if !host.is_dir() {
+            return Err(bad(&format!("{} is not a directory", host.display())).into());
+        }
+        Ok(Volume {
+            host,
+            inner,
+            read_only,
+        })
+    }
 }
 
 fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
@@ -270,10 +314,37 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                     s.path.to_string(),
                 )
             }))
+            .chain(l.extras.volumes.iter().map(|v| {
+                ("volume".to_string(), v.host.clone(), v.inner.to_string())
+            }))
             .collect()
     } else {
         vec![]
     };
+    // A volume may not nest in, or hold, another storage mount (nor the store itself).
+    for v in &l.extras.volumes {
+        for (kind, dir, inner) in &storage {
+            let other = model::InnerPath::parse(inner).ok();
+            if (kind != "volume" || dir != &v.host || inner != v.inner.as_str())
+                && other
+                    .as_ref()
+                    .is_some_and(|o| o.is_within(&v.inner) || v.inner.is_within(o))
+            {
+                refuse!(
+                    "--volume {}:{}: overlaps the {kind} directory at {inner}",
+                    v.host.display(),
+                    v.inner
+                );
+            }
+        }
+        if store.layout.root().starts_with(&v.host) || v.host.starts_with(store.layout.root()) {
+            refuse!(
+                "--volume {}: the JCS store ({}) may not be mounted into a VE, nor a directory in it",
+                v.host.display(),
+                store.layout.root().display()
+            );
+        }
+    }
     // Each with its store-level name: a file below it is named the same in every VE.
     let outside = store_names(&l.app, &storage);
     // The app version's policy (maintenance VEs run without it): its network part is
@@ -286,7 +357,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         .iter()
         .filter_map(|(_, _, inner)| model::InnerPath::parse(inner).ok())
         .collect();
-    let (guard, watch_policy) = match &policy {
+    let (mut guard, watch_policy) = match &policy {
         None => (ve::launch::Guard::default(), None),
         Some(p) => {
             let g = ve::launch::Guard::of(p, &storage_points).map_err(|e| {
@@ -330,6 +401,14 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             )
         }
     };
+    // Read-only volumes: mounted read-only after the binds.
+    guard.read_only.extend(
+        l.extras
+            .volumes
+            .iter()
+            .filter(|v| v.read_only)
+            .map(|v| v.inner.clone()),
+    );
     if recorder::client::monitor_off() && policy.as_ref().is_some_and(|p| p.restricts_network()) {
         refuse!(
             "the policy of app {} restricts the network, which the recorder enforces; it cannot run with JCS_MONITOR=off",
@@ -594,10 +673,12 @@ fn store_names(app: &AppSpec, storage: &[(String, PathBuf, String)]) -> Vec<(Str
         .collect()
 }
 
-/// The store-level name of a storage directory: `persist:APP:/inner` or `shared:NAME`.
+/// The store-level name of a storage directory: `persist:APP:/inner`, `shared:NAME`, or
+/// `volume:/host/dir` (a host directory mounted with `-v`).
 pub(crate) fn store_name(app: &str, kind: &str, dir: &std::path::Path, inner: &str) -> String {
     match kind {
         "persist" => format!("persist:{app}:{inner}"),
+        "volume" => format!("volume:{}", dir.display()),
         _ => format!(
             "shared:{}",
             dir.file_name().unwrap_or_default().to_string_lossy()

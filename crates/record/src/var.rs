@@ -219,7 +219,7 @@ pub enum VarQuery {
 }
 
 /// What the accepted forms are, for error messages.
-pub const VAR_FORMS: &str = "file:PATH, persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO[:GEN]], \
+pub const VAR_FORMS: &str = "file:PATH, persist:APP:PATH, shared:NAME/PATH, volume:HOST/PATH, file:[DEV:INO[:GEN]], \
      endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,7 +239,11 @@ impl VarQuery {
             .split_once(':')
             .ok_or_else(|| err(format!("expected {VAR_FORMS}")))?;
         match kind {
-            "file" if rest.starts_with("persist:") || rest.starts_with("shared:") => {
+            "file"
+                if rest.starts_with("persist:")
+                    || rest.starts_with("shared:")
+                    || rest.starts_with("volume:") =>
+            {
                 VarQuery::parse(rest).map_err(|e| err(e.why))
             }
             "file" => {
@@ -279,6 +283,13 @@ impl VarQuery {
                 }
                 _ => Err(err("expected shared:NAME/PATH".into())),
             },
+            // A file of a host directory a VE had mounted (`jcs run -v HOST:PATH`).
+            "volume" if rest.starts_with('/') && rest.len() > 1 => {
+                Ok(VarQuery::Store(spec.into()))
+            }
+            "volume" => Err(err(
+                "expected volume:HOST/PATH (the file's path on the host)".into(),
+            )),
             "unix" if rest.starts_with('/') => Ok(VarQuery::Unix(rest.into())),
             "unix" => Err(err("the socket path must be absolute".into())),
             "endpoint" => {
