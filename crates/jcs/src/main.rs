@@ -106,7 +106,7 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n  jcs run -d -p 8080:80 --net bridge web -- httpd -f -p 80\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
     )]
     Run {
         /// App to run
@@ -157,6 +157,11 @@ enum Cmd {
         /// storage like a shared directory: what crosses it is recorded, named `volume:HOST/…`
         #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
         volume: Vec<String>,
+        /// Publish the VE's TCP port VEPORT on the host side's HOSTPORT (all addresses, or
+        /// ADDR; loopback too): jcs run relays each connection; the VE must be on the bridge;
+        /// repeatable
+        #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOSTPORT:VEPORT")]
+        publish: Vec<String>,
         /// Detach: print the VE's id once it has one and return; the VE runs on, its output
         /// going to a log (`jcs logs VE`), `jcs stop VE` ends it
         #[arg(short = 'd', long, conflicts_with = "tty")]
@@ -1358,6 +1363,7 @@ fn real_main() -> Result<i32> {
             env,
             workdir,
             volume,
+            publish,
             user,
             detach,
             strict_recording,
@@ -1401,6 +1407,10 @@ fn real_main() -> Result<i32> {
                 .iter()
                 .map(|v| lifecycle::ves::Volume::parse(v))
                 .collect::<Result<Vec<_>, _>>()?;
+            let publish = publish
+                .iter()
+                .map(|p| lifecycle::publish::Publish::parse(p).map_err(anyhow::Error::msg))
+                .collect::<Result<Vec<_>>>()?;
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let mut extra_caps = 0u64;
             for c in &cap_add {
@@ -1431,6 +1441,7 @@ fn real_main() -> Result<i32> {
                     user,
                     strict_recording,
                     volumes,
+                    publish,
                 },
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)

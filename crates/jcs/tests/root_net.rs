@@ -375,3 +375,85 @@ fn root_a_ve_cannot_take_over_another_ves_address_by_arp() {
         assert!(c.wait().unwrap().success());
     }
 }
+
+/// `jcs run -p HOSTPORT:VEPORT`: the host side's port (its loopback included) reaches the VE's
+/// server, relayed by `jcs run`; the VE records the connection from the bridge's address. A
+/// port already in use refuses the run before the VE exists; without the VE on the bridge,
+/// -p is refused.
+#[test]
+fn root_a_published_port_reaches_the_ve() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    env.bridge_app("srv");
+    let run = |args: &[&str]| {
+        let mut c = ns.cmd(common::jcs_bin(), &[&["run"], args].concat());
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.71.0.0/24")
+            .stdin(Stdio::null());
+        c
+    };
+    let client = || {
+        ns.cmd("busybox", &["nc", "-w", "2", "127.0.0.1", "18080"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Control: nothing listens there without -p.
+    assert!(client().stdout.is_empty());
+    let server = run(&[
+        "-p",
+        "18080:8000",
+        "srv",
+        "--",
+        "sh",
+        "-c",
+        "(echo pub-secret; sleep 1) | nc -l -p 8000",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The VE's nc may not listen yet: a relayed connection then closes empty; try again.
+    let mut got = String::new();
+    assert!(
+        wait_for(15, || {
+            got = String::from_utf8_lossy(&client().stdout).into_owned();
+            !got.is_empty()
+        }),
+        "no answer through the published port"
+    );
+    assert_eq!(got, "pub-secret\n");
+    let o = server.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The VE sent the line to the bridge's address (where the relay connects from).
+    let log = env.log(1);
+    assert!(
+        log.iter().any(|a| a["op"] == "send"
+            && a["len"] == 11
+            && a["dst"].as_str().unwrap().contains("->10.71.0.1:")),
+        "{log:#?}"
+    );
+    // A port in use (a listener of the test's, in its namespace): refused before a VE exists.
+    let mut blocker = ns
+        .cmd("busybox", &["nc", "-l", "-p", "18081"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = run(&["-p", "18081:8000", "srv", "--", "true"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("18081"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    let ves = env.json(&["ps", "--all", "--json"]);
+    assert_eq!(ves.as_array().unwrap().len(), 1, "{ves}");
+    // Not on the bridge: refused.
+    env.ok(&["app", "create", "lo", "--template", "bb"]);
+    let o = run(&["-p", "18082:80", "lo", "--", "true"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--net bridge"));
+    env.assert_clean();
+}

@@ -9,6 +9,7 @@ pub mod abort;
 pub mod app;
 mod atomic;
 pub mod net;
+pub mod publish;
 pub mod recover;
 pub mod template;
 pub mod timing;

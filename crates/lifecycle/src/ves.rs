@@ -71,6 +71,8 @@ pub struct Extras {
     /// Host directories mounted into the VE (`-v HOST:PATH[:ro]`): storage like the app's
     /// shared directories, recorded under `volume:HOST`.
     pub volumes: Vec<Volume>,
+    /// TCP ports of the host side relayed to the VE's (`-p`; the VE must be on the bridge).
+    pub publish: Vec<crate::publish::Publish>,
 }
 
 /// A host directory mounted into one VE.
@@ -415,6 +417,16 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             l.app.name
         );
     }
+    // Published ports: bound now, so that a port in use refuses the run before anything
+    // exists; relayed once the VE has its address.
+    let mut publisher = match (&bridge, l.extras.publish.is_empty()) {
+        (_, true) => None,
+        (None, false) => refuse!("--publish needs the VE on the bridge (--net bridge)"),
+        (Some(_), false) => Some(
+            crate::publish::Publisher::bind(&l.extras.publish)
+                .map_err(crate::LifecycleError::Arg)?,
+        ),
+    };
     // Everything above can refuse without leaving anything behind; from here on the VE has
     // its id (and its catalog row).
     let id = new_ve_dir(store, &l)?;
@@ -581,6 +593,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         running.cgroup.id,
     )?;
     crate::timing::mark("started");
+    if let (Some(p), Some(b)) = (publisher.as_mut(), &bridge) {
+        p.start(crate::net::eth_config(b, id).addr);
+    }
     // `-t`: the proxy between this terminal and the VE's pty ends when the VE's last process
     // closes the pty (and restores the terminal).
     let proxy = running
@@ -588,6 +603,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         .take()
         .map(|m| std::thread::spawn(move || ve::pty::proxy(m)));
     let exit = running.wait(&HostFs);
+    if let Some(p) = publisher {
+        p.stop();
+    }
     if let Some(Err(e)) = proxy.map(|p| p.join().unwrap_or(Ok(()))) {
         tracing::warn!("the VE's terminal: {e}");
     }
