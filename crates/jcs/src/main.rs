@@ -415,6 +415,19 @@ shared directories. Threads' starts and ends are not recorded either (process fo
 enum TemplateCmd {
     /// Create a template (or its next version, when NAME exists)
     Create(TemplateCreate),
+    /// Create a template from a container image tarball (the same as create --from-image)
+    #[command(
+        after_help = "Examples:\n  podman save --format oci-archive -o alpine.tar alpine\n  jcs template import alpine alpine.tar\n  docker save -o app.tar app:1 && jcs template import app app.tar"
+    )]
+    Import {
+        /// Template name (letters, digits, '.', '_', '-')
+        name: String,
+        /// An OCI image layout or a docker archive, as one tarball
+        file: PathBuf,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// List templates and their versions
     List {
         /// Print JSON instead of a table
@@ -446,6 +459,11 @@ struct TemplateSource {
     /// A root file system tarball (e.g. `docker export` output)
     #[arg(long, value_name = "FILE")]
     from_tar: Option<PathBuf>,
+    /// A container image as one tarball: an OCI image layout (`podman save --format
+    /// oci-archive`, `skopeo copy … oci-archive:FILE`) or a docker archive (`docker save`);
+    /// its layers applied in order, every path resolved inside the template
+    #[arg(long, value_name = "FILE")]
+    from_image: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -1258,11 +1276,23 @@ fn real_main() -> Result<i32> {
                         lifecycle::template::Source::Dir(d)
                     } else if let Some(f) = s.from_tar {
                         lifecycle::template::Source::Tar(f)
+                    } else if let Some(f) = s.from_image {
+                        lifecycle::template::Source::Image(f)
                     } else {
                         unreachable!("clap requires one source")
                     };
                     need_root()?;
                     commands::template_create(&open_or_create_store(cli.home)?, &n, source, c.json)?
+                }
+                TemplateCmd::Import { name: t, file, json } => {
+                    let n = name(&t, "template")?;
+                    need_root()?;
+                    commands::template_create(
+                        &open_or_create_store(cli.home)?,
+                        &n,
+                        lifecycle::template::Source::Image(file),
+                        json,
+                    )?
                 }
                 TemplateCmd::List { json } => {
                     commands::template_list(&open_store(cli.home)?, json)?

@@ -930,3 +930,72 @@ fn root_volumes_are_recorded_storage() {
     }
     env.assert_clean();
 }
+
+/// `jcs template import` of an OCI image layout and of a docker archive (built by
+/// `tests/data/make-image.sh`): layers applied in order (a whiteout removes, an opaque
+/// directory empties), the result runs as an app; a layer that writes through a symbolic link
+/// pointing out of the image (absolute, or up with `..`) writes inside the template, never on
+/// the host. Control: plain `tar -x` of the same layers writes the host's file.
+#[test]
+fn root_images_import_with_every_path_inside_the_template() {
+    let Some(env) = Env::new() else { return };
+    let work = tempfile::Builder::new()
+        .prefix("jcs-test-img-")
+        .tempdir()
+        .unwrap();
+    let esc = work.path().join("host-target");
+    std::fs::create_dir(&esc).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/make-image.sh");
+    let st = std::process::Command::new("sh")
+        .arg(script)
+        .arg(work.path().join("img"))
+        .arg(&esc)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = work.path().join("img");
+    // Control: GNU tar, layer after layer, follows the link onto the host.
+    let scratch = work.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    for l in ["l1.tar", "l2.tar.gz"] {
+        let _ = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(img.join(l))
+            .arg("-C")
+            .arg(&scratch)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    assert!(esc.join("pwned").exists(), "the control did not escape");
+    std::fs::remove_file(esc.join("pwned")).unwrap();
+    for (t, file) in [("oci", "oci.tar"), ("dock", "docker.tar")] {
+        let out = env.ok(&["template", "import", t, img.join(file).to_str().unwrap()]);
+        assert!(out.contains(&format!("template {t} version 1")), "{out}");
+        let root = env.home().join(format!("templates/{t}/1"));
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+        assert_eq!(read("etc/x").as_deref(), Some("one\n"));
+        assert_eq!(read("etc/y").as_deref(), Some("two\n"));
+        assert!(read("etc/gone").is_none(), "the whiteout");
+        assert!(read("opq/a").is_none(), "the opaque directory");
+        assert_eq!(read("opq/b").as_deref(), Some("b\n"));
+        // Written through the links: inside the template, where the links lead in it.
+        let inside = root.join(esc.strip_prefix("/").unwrap());
+        assert!(inside.join("pwned").exists(), "{}", inside.display());
+        assert!(!esc.join("pwned").exists(), "{t}: a layer wrote on the host");
+        assert!(!std::path::Path::new(&format!("{}-up", esc.display())).exists());
+    }
+    env.ok(&["app", "create", "fromimg", "--template", "oci"]);
+    let out = env.ok(&["run", "fromimg", "--", "sh", "-c", "cat /etc/y; ls /opq"]);
+    assert_eq!(out, "two\nb\n");
+    // Not an image: a clear error, no template.
+    std::fs::write(work.path().join("junk.tar"), "junk").unwrap();
+    let e = env.fails(&[
+        "template",
+        "import",
+        "junk",
+        work.path().join("junk.tar").to_str().unwrap(),
+    ]);
+    assert!(e.contains("not a readable tarball"), "{e}");
+    assert!(!env.home().join("templates/junk/1").exists());
+    env.assert_clean();
+}

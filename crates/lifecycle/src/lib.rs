@@ -10,6 +10,7 @@ pub mod app;
 mod atomic;
 pub mod net;
 pub mod publish;
+pub mod image;
 pub mod recover;
 pub mod template;
 pub mod timing;
@@ -87,6 +88,12 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         next = c.source();
     }
     msg
+}
+
+impl From<rustix::io::Errno> for LifecycleError {
+    fn from(e: rustix::io::Errno) -> Self {
+        LifecycleError::Io(e.into())
+    }
 }
 
 /// Names the step around an error: `.ctx(|| format!("create {}", p.display()))`.

@@ -21,6 +21,8 @@ pub enum Source {
     },
     Dir(PathBuf),
     Tar(PathBuf),
+    /// A container image: an OCI image layout or a docker archive, as one tarball.
+    Image(PathBuf),
 }
 
 impl Source {
@@ -35,6 +37,7 @@ impl Source {
             }
             Source::Dir(p) => format!("dir {}", p.display()),
             Source::Tar(p) => format!("tar {}", p.display()),
+            Source::Image(p) => format!("image {}", p.display()),
         }
     }
 }
@@ -260,6 +263,32 @@ pub fn create(
             Source::Busybox(bb) => build_busybox(bb, dir)?,
             Source::Dir(src) => copy_dir(src, dir)?,
             Source::Tar(t) => extract_tar(t, dir)?,
+            Source::Image(f) => {
+                // The unpacked tarball, beside the build (gc removes it if this is killed).
+                let scratch = dir.with_file_name(format!(
+                    ".image-{}.partial-{}",
+                    std::process::id(),
+                    std::process::id()
+                ));
+                let info = crate::image::import(f, dir, &scratch, progress)?;
+                let mut line = format!("{}: {} layer(s)", info.format, info.layers);
+                if !info.cmd.is_empty() {
+                    line.push_str(&format!("; its command: {}", info.cmd.join(" ")));
+                }
+                if info.skipped_devices > 0 {
+                    line.push_str(&format!(
+                        "; {} device node(s) left out (a VE gets its own /dev)",
+                        info.skipped_devices
+                    ));
+                }
+                if info.skipped_xattrs > 0 {
+                    line.push_str(&format!(
+                        "; extended attributes of {} file(s) left out (file capabilities too)",
+                        info.skipped_xattrs
+                    ));
+                }
+                progress(&line);
+            }
             Source::Debootstrap {
                 suite,
                 mirror,

@@ -97,16 +97,16 @@ impl Volume {
             [h, i] => (h, i, false),
             [h, i, "ro"] => (h, i, true),
             [h, i, "rw"] => (h, i, false),
-            _ => return Err(bad("not HOST:PATH[:ro]").into()),
+            _ => return Err(bad("not HOST:PATH[:ro]")),
         };
         if !host.starts_with('/') {
-            return Err(bad("the host directory must be an absolute path").into());
+            return Err(bad("the host directory must be an absolute path"));
         }
         let inner = model::InnerPath::parse(inner).map_err(|e| bad(&e.to_string()))?;
         let host = std::fs::canonicalize(host)
             .map_err(|e| bad(&format!("{host}: {e}")))?;
         if !host.is_dir() {
-            return Err(bad(&format!("{} is not a directory", host.display())).into());
+            return Err(bad(&format!("{} is not a directory", host.display())));
         }
         Ok(Volume {
             host,

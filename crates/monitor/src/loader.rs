@@ -71,6 +71,7 @@ struct CountsMap {
 
 // SAFETY: the mapping lives as long as the value; every access is atomic.
 unsafe impl Send for CountsMap {}
+// SAFETY: as for Send: shared references only make atomic accesses.
 unsafe impl Sync for CountsMap {}
 
 impl CountsMap {
