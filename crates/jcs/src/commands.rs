@@ -210,11 +210,12 @@ pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
         return print_json(&rows);
     }
     let mut t = Table::new(&[
-        "ID", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND",
+        "ID", "NAME", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND",
     ]);
     for r in rows {
         t.row(vec![
             r.id.to_string(),
+            r.name.unwrap_or_else(|| "-".into()),
             r.app,
             r.app_version.to_string(),
             r.kind,

@@ -73,7 +73,7 @@ struct TrackOut {
     strict: bool,
     /// A file:PATH is the path inside this VE
     #[arg(long, value_name = "N", conflicts_with = "app")]
-    ve: Option<u64>,
+    ve: Option<VeArg>,
     /// A file:PATH is the path inside this app's VEs
     #[arg(long, value_name = "APP")]
     app: Option<String>,
@@ -162,6 +162,10 @@ enum Cmd {
         /// repeatable
         #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOSTPORT:VEPORT")]
         publish: Vec<String>,
+        /// Name the VE: every command that takes a VE takes this name too (unique among the
+        /// VEs not removed: `jcs rm` frees it; letters, digits, '.', '_', '-', not only digits)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// Detach: print the VE's id once it has one and return; the VE runs on, its output
         /// going to a log (`jcs logs VE`), `jcs stop VE` ends it
         #[arg(short = 'd', long, conflicts_with = "tty")]
@@ -185,7 +189,7 @@ enum Cmd {
     )]
     Abort {
         /// The VE
-        ve: u64,
+        ve: VeArg,
         /// Only list what would be done
         #[arg(long)]
         dry_run: bool,
@@ -231,8 +235,8 @@ enum Cmd {
     },
     /// Integrity report of a VE: what it wrote into its dirties and its storage
     Inspect {
-        /// VE id (see jcs ps --all)
-        ve: u64,
+        /// The VE: its id (see jcs ps --all) or its name
+        ve: VeArg,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -242,9 +246,9 @@ enum Cmd {
         after_help = "Examples:\n  jcs stop 7\n  jcs stop 7 8 --timeout 2\n\nThe VE's jcs run tears it down and exits with the command's status (143 after SIGTERM,\n137 after SIGKILL). Exit status: 0; 1 when a VE was not running."
     )]
     Stop {
-        /// VE ids
+        /// VEs: ids, or names given with jcs run --name
         #[arg(required = true)]
-        ves: Vec<u64>,
+        ves: Vec<VeArg>,
         /// Seconds between SIGTERM and SIGKILL
         #[arg(long, default_value_t = 10)]
         timeout: u64,
@@ -254,23 +258,23 @@ enum Cmd {
         after_help = "Examples:\n  jcs logs 7\n  jcs logs 7 --follow\n\nThe output of a detached VE is kept in the store (ve/N/output.log) until jcs rm or jcs gc."
     )]
     Logs {
-        /// VE id
-        ve: u64,
+        /// The VE: its id or its name
+        ve: VeArg,
         /// Keep printing what it writes until it ends
         #[arg(short, long)]
         follow: bool,
     },
     /// Kill running VEs at once (SIGKILL to every process, by the cgroup)
     Kill {
-        /// VE ids
+        /// VEs: ids, or names given with jcs run --name
         #[arg(required = true)]
-        ves: Vec<u64>,
+        ves: Vec<VeArg>,
     },
     /// Remove finished VEs' dirties and metadata (never a running VE's)
     Rm {
-        /// VE ids
+        /// VEs: ids, or names given with jcs run --name
         #[arg(required = true)]
-        ves: Vec<u64>,
+        ves: Vec<VeArg>,
     },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
     ///
@@ -302,7 +306,7 @@ shared directories. Threads' starts and ends are not recorded either (process fo
     Stats {
         /// Only this VE
         #[arg(long)]
-        ve: Option<u64>,
+        ve: Option<VeArg>,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -317,7 +321,7 @@ shared directories. Threads' starts and ends are not recorded either (process fo
     Log {
         /// Only this VE's
         #[arg(long)]
-        ve: Option<u64>,
+        ve: Option<VeArg>,
         /// Only the VEs of this app
         #[arg(long)]
         app: Option<String>,
@@ -555,7 +559,7 @@ enum PolicyCmd {
         app: Option<String>,
         /// Only this VE
         #[arg(long)]
-        ve: Option<u64>,
+        ve: Option<VeArg>,
         /// Only transactions at or after TIME (2026-11-28T05:00:00Z, epoch seconds, or 90s, 10m, 2h, 7d)
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
@@ -865,7 +869,9 @@ fn known_app(store: &store::Store, app: &model::Name) -> Result<()> {
 /// `--home` or `JCS_HOME` is an error, not an empty store that answers "nothing").
 fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
     let root = store_root(cli_home)?;
-    if !ve::Layout::new(&root).catalog().exists() {
+    // (A journal alone, copied from a host for forensics, is a store too.)
+    let layout = ve::Layout::new(&root);
+    if !layout.catalog().exists() && !root.join("journal").is_dir() {
         bail!(
             "no JCS store at {} (check --home or JCS_HOME; `jcs template create` makes a new one)",
             root.display()
@@ -892,6 +898,43 @@ fn store_root(cli_home: Option<PathBuf>) -> Result<PathBuf> {
     } else {
         root
     })
+}
+
+/// A VE as the user names it: its id, or the name `jcs run --name` gave it.
+#[derive(Debug, Clone)]
+enum VeArg {
+    Id(u64),
+    Name(String),
+}
+
+impl std::str::FromStr for VeArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(VeArg::Id(n));
+        }
+        model::Name::parse(s)
+            .map(|_| VeArg::Name(s.to_string()))
+            .map_err(|e| format!("{s:?} is neither a VE id nor a VE name: {e}"))
+    }
+}
+
+impl VeArg {
+    /// The VE's id (a name: the VE not removed that has it, else the last one that had it).
+    fn id(&self, store: &store::Store) -> Result<u64> {
+        match self {
+            VeArg::Id(n) => Ok(*n),
+            VeArg::Name(n) => store
+                .catalog
+                .ve_by_name(n)?
+                .map(|r| r.id)
+                .with_context(|| format!("unknown VE {n} (see jcs ps --all)")),
+        }
+    }
+
+    fn ids(v: &[VeArg], store: &store::Store) -> Result<Vec<u64>> {
+        v.iter().map(|a| a.id(store)).collect()
+    }
 }
 
 fn need_root() -> Result<()> {
@@ -1024,15 +1067,18 @@ fn real_main() -> Result<i32> {
         Cmd::Stop { ves, timeout } => {
             need_root()?;
             let store = open_store(cli.home)?;
+            let ves = VeArg::ids(&ves, &store)?;
             stop_all(&store, &ves, Some(std::time::Duration::from_secs(timeout)))
         }
         Cmd::Logs { ve, follow } => {
             let store = open_store(cli.home)?;
+            let ve = ve.id(&store)?;
             logs(&store, ve, follow)
         }
         Cmd::Kill { ves } => {
             need_root()?;
             let store = open_store(cli.home)?;
+            let ves = VeArg::ids(&ves, &store)?;
             stop_all(&store, &ves, None)
         }
         Cmd::Abort {
@@ -1045,6 +1091,7 @@ fn real_main() -> Result<i32> {
                 need_root()?;
             }
             let store = open_store(cli.home)?;
+            let ve = ve.id(&store)?;
             let a = lifecycle::abort::abort(&store, model::VeId(ve), dry_run, force)?;
             if let Some(why) = &a.unjournaled {
                 eprintln!("jcs: warning: the files are back, but the journal did not take the record of it: {why} (ve/{ve}/meta/aborted.json has it)");
@@ -1221,6 +1268,7 @@ fn real_main() -> Result<i32> {
                 ves = Some(app_ves(&store, &a)?);
             }
             if let Some(v) = ve {
+                let v = v.id(&store)?;
                 known_ve(&store, v)?;
                 ves = Some(ves.map_or_else(
                     || [v].into(),
@@ -1394,6 +1442,7 @@ fn real_main() -> Result<i32> {
             workdir,
             volume,
             publish,
+            name: ve_name,
             user,
             detach,
             strict_recording,
@@ -1441,6 +1490,12 @@ fn real_main() -> Result<i32> {
                 .iter()
                 .map(|p| lifecycle::publish::Publish::parse(p).map_err(anyhow::Error::msg))
                 .collect::<Result<Vec<_>>>()?;
+            if let Some(n) = &ve_name {
+                if n.chars().all(|c| c.is_ascii_digit()) {
+                    bail!("--name {n}: a name may not be only digits (it would read as a VE id)");
+                }
+                model::Name::parse(n).map_err(|e| anyhow::anyhow!("--name {n:?}: {e}"))?;
+            }
             let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             let mut extra_caps = 0u64;
             for c in &cap_add {
@@ -1472,13 +1527,22 @@ fn real_main() -> Result<i32> {
                     strict_recording,
                     volumes,
                     publish,
+                    name: ve_name,
                 },
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }
         Cmd::Ps { all, json } => commands::ps(&open_store(cli.home)?, all, json).map(|_| 0),
-        Cmd::Inspect { ve, json } => commands::inspect(&open_store(cli.home)?, ve, json).map(|_| 0),
-        Cmd::Rm { ves: ids } => commands::rm(&open_store(cli.home)?, &ids).map(|_| 0),
+        Cmd::Inspect { ve, json } => {
+            let store = open_store(cli.home)?;
+            let ve = ve.id(&store)?;
+            commands::inspect(&store, ve, json).map(|_| 0)
+        }
+        Cmd::Rm { ves } => {
+            let store = open_store(cli.home)?;
+            let ids = VeArg::ids(&ves, &store)?;
+            commands::rm(&store, &ids).map(|_| 0)
+        }
         Cmd::Gc {
             dry_run,
             older_than,
@@ -1501,6 +1565,7 @@ fn real_main() -> Result<i32> {
         Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
         Cmd::Stats { ve, json, strict } => {
             let store = open_store(cli.home)?;
+            let ve = ve.map(|v| v.id(&store)).transpose()?;
             if let Some(v) = ve {
                 known_ve(&store, v)?;
             }
@@ -1546,6 +1611,7 @@ fn real_main() -> Result<i32> {
                 ..Default::default()
             };
             let store = open_store(cli.home)?;
+            let ve = ve.map(|v| v.id(&store)).transpose()?;
             if let Some(v) = ve {
                 known_ve(&store, v)?;
             }
@@ -1632,6 +1698,7 @@ fn real_main() -> Result<i32> {
             let store = open_store(cli.home)?;
             let ves = match (out.ve, out.app.as_deref()) {
                 (Some(v), _) => {
+                    let v = v.id(&store)?;
                     known_ve(&store, v)?;
                     Some(std::collections::HashSet::from([v]))
                 }

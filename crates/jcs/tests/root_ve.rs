@@ -999,3 +999,37 @@ fn root_images_import_with_every_path_inside_the_template() {
     assert!(!env.home().join("templates/junk/1").exists());
     env.assert_clean();
 }
+
+/// `jcs run --name`: every command that takes a VE takes its name; a name is unique among the
+/// VEs not removed (`jcs rm` frees it); a name of digits only, or one in use, is refused.
+#[test]
+fn root_named_ves() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.ok(&["run", "--name", "job-a", "web", "--", "sh", "-c", "echo a > /data/a"]);
+    let ps = env.json(&["ps", "--all", "--json"]);
+    assert_eq!(ps[0]["name"], "job-a", "{ps}");
+    assert!(env.ok(&["ps", "--all"]).contains("job-a"));
+    // By name: log, stats, inspect (and the id gives the same).
+    let by_name = env.ok(&["log", "--ve", "job-a", "--json"]);
+    assert_eq!(by_name, env.ok(&["log", "--ve", "1", "--json"]));
+    assert!(by_name.contains("/data/a"));
+    env.ok(&["stats", "--ve", "job-a"]);
+    env.ok(&["inspect", "job-a"]);
+    // In use: refused before a VE exists; digits only: refused.
+    let e = env.fails(&["run", "--name", "job-a", "web", "--", "true"]);
+    assert!(e.contains("in use by VE 1"), "{e}");
+    let e = env.fails(&["run", "--name", "42", "web", "--", "true"]);
+    assert!(e.contains("only digits"), "{e}");
+    let e = env.fails(&["inspect", "nosuch"]);
+    assert!(e.contains("unknown VE nosuch"), "{e}");
+    assert_eq!(env.json(&["ps", "--all", "--json"]).as_array().unwrap().len(), 1);
+    // Removed: the name is free again, and names the new VE.
+    env.ok(&["rm", "job-a"]);
+    env.ok(&["run", "--name", "job-a", "web", "--", "true"]);
+    let ps = env.json(&["ps", "--all", "--json"]);
+    assert_eq!(ps[1]["name"], "job-a", "{ps}");
+    assert_eq!(ps[1]["id"], 2, "{ps}");
+    env.ok(&["inspect", "job-a"]);
+    env.assert_clean();
+}

@@ -73,6 +73,9 @@ pub struct Extras {
     pub volumes: Vec<Volume>,
     /// TCP ports of the host side relayed to the VE's (`-p`; the VE must be on the bridge).
     pub publish: Vec<crate::publish::Publish>,
+    /// `--name`: what commands may call the VE instead of its id (unique among the VEs not
+    /// removed).
+    pub name: Option<String>,
 }
 
 /// A host directory mounted into one VE.
@@ -253,7 +256,7 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
     for _ in 0..100 {
         let id = store
             .catalog
-            .new_ve(&l.app.name, l.version, l.kind, &l.argv)?;
+            .new_ve(&l.app.name, l.version, l.kind, &l.argv, l.extras.name.as_deref())?;
         match std::fs::create_dir(store.layout.ve(id)) {
             Ok(()) => return Ok(id),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

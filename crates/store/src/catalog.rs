@@ -13,7 +13,7 @@ use std::path::Path;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
@@ -50,6 +50,12 @@ CREATE INDEX IF NOT EXISTS names_by_store ON names(store);
 /// transaction touched it.
 const SCHEMA_V6: &str = "
 CREATE INDEX IF NOT EXISTS names_by_var ON names(var);
+";
+
+/// Version 7: a VE's name (`jcs run --name`), unique among the VEs not removed.
+const SCHEMA_V7: &str = "
+ALTER TABLE ves ADD COLUMN name TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS ves_by_name ON ves(name) WHERE name IS NOT NULL AND removed = 0;
 ";
 
 const SCHEMA: &str = "
@@ -131,6 +137,8 @@ pub struct VeRow {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub removed: bool,
+    /// `jcs run --name`.
+    pub name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -184,7 +192,7 @@ impl Catalog {
                     .map_err(open_err)?;
                 c.conn
                     .execute_batch(&format!(
-                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}{SCHEMA_V6}"
+                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}{SCHEMA_V6}{SCHEMA_V7}"
                     ))
                     .map_err(open_err)?;
                 c.conn
@@ -205,7 +213,7 @@ impl Catalog {
     /// Brings an older catalog to this version, in one transaction: the dictionary table
     /// (1 → 2), every variable's key computed from its definition (2 → 3), the VEs' record
     /// state (3 → 4; VEs of an older store count as complete: nothing says otherwise), the
-    /// names table (4 → 5; older journals have no names), names by file (5 → 6).
+    /// names table (4 → 5; older journals have no names), names by file (5 → 6), VE names (6 → 7).
     fn upgrade(&self, from: i64) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         if from < 2 {
@@ -223,6 +231,9 @@ impl Catalog {
         }
         tx.execute_batch(SCHEMA_V5)?;
         tx.execute_batch(SCHEMA_V6)?;
+        if from < 7 {
+            tx.execute_batch(SCHEMA_V7)?;
+        }
         if from < 3 {
             let mut read = tx.prepare("SELECT id, def FROM vars")?;
             let rows: Vec<(i64, String)> = read
@@ -569,12 +580,54 @@ impl Catalog {
 
     // --- VEs ---
 
-    pub fn new_ve(&self, app: &Name, version: u32, kind: &str, cmd: &[String]) -> Result<VeId> {
-        self.conn.execute(
-            "INSERT INTO ves(app,app_version,kind,cmd,state,started_ms) VALUES(?1,?2,?3,?4,'creating',?5)",
-            params![app.as_str(), version, kind, to_json("a command", cmd)?, now_ms()],
-        )?;
-        Ok(VeId(self.conn.last_insert_rowid() as u64))
+    /// A new VE row (`creating`); `name`: unique among the VEs not removed (else
+    /// [`StoreError::VeNameInUse`]).
+    pub fn new_ve(
+        &self,
+        app: &Name,
+        version: u32,
+        kind: &str,
+        cmd: &[String],
+        name: Option<&str>,
+    ) -> Result<VeId> {
+        let in_use = |name: &str| -> Result<StoreError> {
+            let holder = self.ve_by_name(name)?.filter(|r| !r.removed);
+            Ok(StoreError::VeNameInUse {
+                name: name.to_string(),
+                ve: holder.map_or(0, |r| r.id),
+            })
+        };
+        if let Some(n) = name {
+            if self.ve_by_name(n)?.is_some_and(|r| !r.removed) {
+                return Err(in_use(n)?);
+            }
+        }
+        let r = self.conn.execute(
+            "INSERT INTO ves(app,app_version,kind,cmd,state,started_ms,name) VALUES(?1,?2,?3,?4,'creating',?5,?6)",
+            params![app.as_str(), version, kind, to_json("a command", cmd)?, now_ms(), name],
+        );
+        match (r, name) {
+            // (Another jcs run took it between the look and the insert.)
+            (Err(rusqlite::Error::SqliteFailure(e, _)), Some(n))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(in_use(n)?)
+            }
+            (r, _) => {
+                r?;
+                Ok(VeId(self.conn.last_insert_rowid() as u64))
+            }
+        }
+    }
+
+    /// The VE named `name`: the one not removed that has it, else the last removed one.
+    pub fn ve_by_name(&self, name: &str) -> Result<Option<VeRow>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM ves WHERE name=?1 ORDER BY removed ASC, id DESC LIMIT 1",
+            Self::VE_COLS
+        ))?;
+        let mut rows = st.query_map([name], Self::ve_from_row)?;
+        Ok(rows.next().transpose()?)
     }
 
     pub fn ve_running(&self, id: VeId, pid: i32, pid_start: u64, cgroup_id: u64) -> Result<()> {
@@ -641,11 +694,12 @@ impl Catalog {
             exit_code: r.get(11)?,
             error: r.get(12)?,
             removed: r.get::<_, i64>(13)? != 0,
+            name: r.get(14)?,
         })
     }
 
     const VE_COLS: &'static str =
-        "id,app,app_version,kind,cmd,state,pid,pid_start,cgroup_id,started_ms,ended_ms,exit_code,error,removed";
+        "id,app,app_version,kind,cmd,state,pid,pid_start,cgroup_id,started_ms,ended_ms,exit_code,error,removed,name";
 
     pub fn ves(&self) -> Result<Vec<VeRow>> {
         let mut st = self
@@ -683,7 +737,7 @@ mod tests {
                 })
                 .unwrap()
         };
-        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[]).unwrap();
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None).unwrap();
         c.add_template(&Name::parse("t").unwrap(), 1, "test")
             .unwrap();
         let (log, done) = frames(&c);
@@ -692,7 +746,7 @@ mod tests {
         // Closing does not checkpoint (NO_CKPT_ON_CLOSE): a VE row stays in the WAL until
         // the automatic checkpoint, and is read back from it.
         let c = Catalog::open(&d.path().join("c.db")).unwrap();
-        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[]).unwrap();
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None).unwrap();
         drop(c);
         assert!(std::fs::metadata(d.path().join("c.db-wal")).unwrap().len() > 0);
         let c = Catalog::open(&d.path().join("c.db")).unwrap();
@@ -707,17 +761,17 @@ mod tests {
         let app = Name::parse("a").unwrap();
         let a = {
             let c = Catalog::open(&p).unwrap();
-            c.new_ve(&app, 1, "app", &[]).unwrap()
+            c.new_ve(&app, 1, "app", &[], None).unwrap()
         };
         // Reopen (a restart) after deleting the row: the id still moves on.
         let c = Catalog::open(&p).unwrap();
         c.conn.execute("DELETE FROM ves", []).unwrap();
-        let b = c.new_ve(&app, 1, "app", &[]).unwrap();
+        let b = c.new_ve(&app, 1, "app", &[], None).unwrap();
         assert!(b > a);
         c.raise_ve_sequence(100).unwrap();
-        assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(101));
+        assert_eq!(c.new_ve(&app, 1, "app", &[], None).unwrap(), VeId(101));
         c.raise_ve_sequence(5).unwrap();
-        assert_eq!(c.new_ve(&app, 1, "app", &[]).unwrap(), VeId(102));
+        assert_eq!(c.new_ve(&app, 1, "app", &[], None).unwrap(), VeId(102));
     }
 
     #[test]
@@ -778,10 +832,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("c.db");
         drop(Catalog::open(&path).unwrap());
-        for v in [3, 4] {
+        for v in [3, 4, 5, 6] {
             {
+                // (Before version 7 a VE had no name; before 5 there were no names of files.)
                 let conn = Connection::open(&path).unwrap();
-                conn.execute_batch("DROP TABLE IF EXISTS names").unwrap();
+                conn.execute_batch(
+                    "DROP INDEX IF EXISTS ves_by_name; ALTER TABLE ves DROP COLUMN name;",
+                )
+                .unwrap();
+                if v < 5 {
+                    conn.execute_batch("DROP TABLE IF EXISTS names").unwrap();
+                }
                 conn.pragma_update(None, "user_version", v).unwrap();
             }
             // (Version 3 had no `record` column; dropping it needs SQLite 3.35, so version 4's
@@ -797,6 +858,7 @@ mod tests {
             }
             .unwrap_or_else(|e| panic!("version {v}: {e}"));
             assert!(c.names(Some("/x"), None).unwrap().is_empty());
+            assert!(c.ve_by_name("x").unwrap().is_none());
         }
     }
 }

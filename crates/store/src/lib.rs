@@ -16,6 +16,8 @@ use ve::Layout;
 pub enum StoreError {
     #[error("store path {0} must be absolute")]
     NotAbsolute(PathBuf),
+    #[error("the name {name} is in use by VE {ve} (jcs rm {ve} frees it)")]
+    VeNameInUse { name: String, ve: u64 },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
