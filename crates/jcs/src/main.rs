@@ -276,6 +276,20 @@ enum Cmd {
         #[arg(required = true)]
         ves: Vec<VeArg>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  jcs completions bash > /usr/share/bash-completion/completions/jcs\n  jcs completions zsh > /usr/share/zsh/vendor-completions/_jcs\n\nThe .deb (scripts/package.sh) installs them."
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (jcs.1 and one per command) into DIR
+    #[command(after_help = "Example:\n  jcs man /usr/share/man/man1 && man jcs-run")]
+    Man {
+        /// Where to write them (made when missing)
+        dir: PathBuf,
+    },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
     ///
     /// One daemon per store ($JCS_HOME). It loads the eBPF programs once for all VEs, turns
@@ -898,6 +912,27 @@ fn store_root(cli_home: Option<PathBuf>) -> Result<PathBuf> {
     } else {
         root
     })
+}
+
+/// Writes the manual page of `cmd` (named `name`: `jcs`, `jcs-run`, `jcs-app-create`) and of
+/// every subcommand below it; returns how many.
+fn write_man(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Result<usize> {
+    let mut buf = Vec::new();
+    // NAME says `jcs-run`, the SYNOPSIS `jcs run`.
+    let page = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
+    clap_mangen::Man::new(page)
+        .render(&mut buf)
+        .with_context(|| format!("render the manual page of {name}"))?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, buf).with_context(|| format!("write {}", path.display()))?;
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        n += write_man(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(n)
 }
 
 /// A VE as the user names it: its id, or the name `jcs run --name` gave it.
@@ -1730,6 +1765,22 @@ fn real_main() -> Result<i32> {
                     strict: out.strict,
                 },
             )
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "jcs", &mut buf);
+            // (A closed pipe, `| head`: an error, not a panic.)
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)
+                .context("write the completion script")?;
+            Ok(0)
+        }
+        Cmd::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let n = write_man(&cmd, "jcs", &dir)?;
+            println!("{n} manual pages in {}", dir.display());
+            Ok(0)
         }
         Cmd::Daemon { summarize } => {
             need_root()?;
