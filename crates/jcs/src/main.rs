@@ -364,9 +364,12 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Keep printing new transactions as they are recorded (Ctrl-C ends)
         #[arg(long)]
         follow: bool,
-        /// JSON lines instead of text
-        #[arg(long)]
+        /// JSON lines instead of text (the same as --format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// text, json (lines) or csv (a header, then one row per transaction or summary)
+        #[arg(long, value_enum)]
+        format: Option<queries::LogFormat>,
         /// Exit 1 when part of the journal could not be read (it is skipped with a warning)
         #[arg(long)]
         strict: bool,
@@ -1617,8 +1620,13 @@ fn real_main() -> Result<i32> {
             until,
             follow,
             json,
+            format,
             strict,
         } => {
+            let format = match (json, format) {
+                (true, _) => queries::LogFormat::Json,
+                (false, f) => f.unwrap_or(queries::LogFormat::Text),
+            };
             let now = query::time::now_ns();
             let time = |t: Option<String>| t.map(|t| query::time::parse_time(&t, now)).transpose();
             let ops = op
@@ -1659,7 +1667,7 @@ fn real_main() -> Result<i32> {
                     None => [v].into_iter().collect(),
                 });
             }
-            queries::log(&store, f, json, follow, strict)
+            queries::log(&store, f, format, follow, strict)
         }
         Cmd::Summarize {
             tier,

@@ -32,13 +32,43 @@ fn strict_code(strict: bool, skipped: bool) -> i32 {
 
 /// `jcs log`: the transactions, oldest first; `follow` goes on printing new ones. A closed
 /// pipe (`| head`) ends the listing quietly. Damaged stretches are skipped with a warning.
-pub fn log(store: &Store, filter: Filter, json: bool, follow: bool, strict: bool) -> Result<i32> {
+/// How `jcs log` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+/// The CSV columns of `jcs log --format csv` (one row per transaction or summary).
+const CSV_HEADER: &str =
+    "time,time_ns,ve,pid,tid,op,src,dst,off,len,result,status,error,rule,src_id,dst_id";
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv(f: &str) -> String {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_string()
+    }
+}
+
+pub fn log(
+    store: &Store,
+    filter: Filter,
+    format: LogFormat,
+    follow: bool,
+    strict: bool,
+) -> Result<i32> {
     let mut log = Log::open(store, filter)?;
     let mut out = std::io::stdout().lock();
     let mut skipped = false;
     let r = (|| -> Result<()> {
+        if format == LogFormat::Csv {
+            writeln!(out, "{CSV_HEADER}")?;
+        }
         loop {
-            log.read_new(&mut |e| print_entry(&mut out, json, e))?;
+            log.read_new(&mut |e| print_entry(&mut out, format, e))?;
             out.flush()?;
             skipped |= warn_skipped(&log.take_skipped());
             if !follow {
@@ -58,7 +88,11 @@ pub fn log(store: &Store, filter: Filter, json: bool, follow: bool, strict: bool
     }
 }
 
-fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
+fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> {
+    if format == LogFormat::Csv {
+        return print_csv(out, e);
+    }
+    let json = format == LogFormat::Json;
     match e {
         Entry::At {
             at: a,
@@ -176,6 +210,83 @@ fn print_entry(out: &mut impl Write, json: bool, e: Entry) -> Result<()> {
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// One CSV row: a transaction, or a summary (op `summary:TIER`, `len` its bytes, `result` its
+/// count, `time` its first instant); repairs and restores are left out (`jcs log` text or JSON
+/// lists them).
+fn print_csv(out: &mut impl Write, e: Entry) -> Result<()> {
+    match e {
+        Entry::At {
+            at: a,
+            src,
+            dst,
+            src_id,
+            dst_id,
+            rule,
+        } => {
+            let status = format!("{:?}", a.status).to_lowercase();
+            let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
+                .then(|| model::errno::name(-a.result))
+                .flatten()
+                .unwrap_or("");
+            let aborted = a.status == model::at::Status::Aborted;
+            let rule = if aborted {
+                rule.map(String::from).unwrap_or_else(|| a.off.to_string())
+            } else {
+                String::new()
+            };
+            let fields = [
+                time_us(a.time_ns),
+                a.time_ns.to_string(),
+                a.ve.to_string(),
+                a.pid.to_string(),
+                a.tid.to_string(),
+                a.op.name().to_string(),
+                src.to_string(),
+                dst.to_string(),
+                if aborted { 0 } else { a.off }.to_string(),
+                a.len.to_string(),
+                a.result.to_string(),
+                status,
+                error.to_string(),
+                rule,
+                src_id.unwrap_or("").to_string(),
+                dst_id.unwrap_or("").to_string(),
+            ];
+            let row: Vec<String> = fields.iter().map(|f| csv(f)).collect();
+            writeln!(out, "{}", row.join(","))?;
+        }
+        Entry::Summary {
+            tier,
+            st: s,
+            src,
+            dst,
+        } => {
+            let fields = [
+                time_us(s.first),
+                s.first.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("summary:{}", tier.name()),
+                src.to_string(),
+                dst.to_string(),
+                "0".into(),
+                s.bytes.to_string(),
+                s.count.to_string(),
+                "committed".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ];
+            let row: Vec<String> = fields.iter().map(|f| csv(f)).collect();
+            writeln!(out, "{}", row.join(","))?;
+        }
+        Entry::Repair(_) | Entry::Restore(_) => {}
     }
     Ok(())
 }

@@ -1190,3 +1190,25 @@ fn root_loopback_of_the_hosts_network_is_a_crossing() {
     );
     env.assert_clean();
 }
+
+/// `jcs log --format csv`: a header, then one row per transaction, the same ones as the JSON
+/// lines; a field with a comma or a quote is quoted.
+#[test]
+fn root_log_as_csv() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo x > '/data/a,\"b'");
+    let json = env.ok(&["log", "--ve", "1", "--json"]);
+    let csv = env.ok(&["log", "--ve", "1", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "time,time_ns,ve,pid,tid,op,src,dst,off,len,result,status,error,rule,src_id,dst_id"
+    );
+    assert_eq!(lines.count(), json.lines().count(), "{csv}");
+    assert!(
+        csv.contains(",write,ve:1,\"file:/data/a,\"\"b\",0,2,2,committed,"),
+        "{csv}"
+    );
+    env.assert_clean();
+}

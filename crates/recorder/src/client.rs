@@ -120,11 +120,19 @@ fn stop_and_wait(pid: u32) {
     }
 }
 
+/// The size past which `daemon.log` is rotated when a daemon starts.
+const DAEMON_LOG_MAX: u64 = 16 << 20;
+
 /// Starts `jcs daemon` for the store at `home` (this same binary), nobody's child, logging
 /// to `daemon.log`; waits until it answers or says why it could not start.
 fn spawn_daemon(home: &Path) -> Result<Client> {
     let exe = std::env::current_exe().map_err(crate::os_err("find the jcs binary"))?;
     let log_path = home.join("daemon.log");
+    // Kept bounded: a log past 16 MiB becomes daemon.log.1 (replacing the one before) when a
+    // daemon starts.
+    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > DAEMON_LOG_MAX) {
+        let _ = std::fs::rename(&log_path, home.join("daemon.log.1"));
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
