@@ -253,6 +253,27 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Run a command in a running VE: a new process with the VE's namespaces, cgroups, limits,
+    /// seccomp filter and capabilities, recorded as the VE's
+    #[command(
+        after_help = "Examples:\n  jcs exec 7 -- ps\n  jcs exec api -u nobody -w /srv -- sh -c 'ls -l'\n\nThe command runs in a session of its own with this command's stdin, stdout and stderr\n(no terminal of the VE's); only descriptors 0-2 pass. Refused for a VE whose app keeps\npre-images. Exit status: the command's; 125 when it could not be set up, 126/127 when it\ncould not be executed."
+    )]
+    Exec {
+        /// The VE: its id or its name
+        ve: VeArg,
+        /// Set an environment variable (KEY alone: this process's value); repeatable
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The command's working directory inside the VE (absolute)
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<String>,
+        /// Run as USER[:GROUP] of the VE's /etc/passwd and /etc/group
+        #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// The command and its arguments
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Print what a VE started with `jcs run -d` wrote to its stdout and stderr
     #[command(
         after_help = "Examples:\n  jcs logs 7\n  jcs logs 7 --follow\n\nThe output of a detached VE is kept in the store (ve/N/output.log) until jcs rm or jcs gc."
@@ -1107,6 +1128,31 @@ fn real_main() -> Result<i32> {
             let store = open_store(cli.home)?;
             let ves = VeArg::ids(&ves, &store)?;
             stop_all(&store, &ves, Some(std::time::Duration::from_secs(timeout)))
+        }
+        Cmd::Exec {
+            ve,
+            env,
+            workdir,
+            user,
+            cmd,
+        } => {
+            need_root()?;
+            let env = env
+                .iter()
+                .map(|e| match e.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                    None if !e.is_empty() => Ok((e.clone(), std::env::var(e).unwrap_or_default())),
+                    _ => Err(anyhow::anyhow!("--env {e:?}: expected KEY=VALUE (or KEY)")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(w) = &workdir {
+                if !w.starts_with('/') {
+                    bail!("--workdir {w:?}: an absolute path inside the VE");
+                }
+            }
+            let store = open_store(cli.home)?;
+            let id = ve.id(&store)?;
+            Ok(lifecycle::ves::exec(&store, id, cmd, env, workdir, user)?)
         }
         Cmd::Logs { ve, follow } => {
             let store = open_store(cli.home)?;

@@ -1033,3 +1033,65 @@ fn root_named_ves() {
     env.ok(&["inspect", "job-a"]);
     env.assert_clean();
 }
+
+/// `jcs exec`: a new process in a running VE has exactly what the VE's own processes have
+/// (namespaces, cgroup, capabilities, seccomp, no_new_privs, descriptors 0-2 only), and what it
+/// does is recorded as the VE's. A VE that is not running is refused; an unknown command
+/// exits 127.
+#[test]
+fn root_exec_joins_a_running_ve_with_its_restrictions() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let status = "grep -E '^(CapEff|CapBnd|CapPrm|Seccomp|NoNewPrivs):' /proc/self/status";
+    let child = env.spawn_until_go(&format!("{status} > /data/own; hostname > /data/host"), "true");
+    let own = std::fs::read_to_string(data_dir(&env).join("own")).unwrap();
+    // A descriptor of this process beyond 0-2 (inheritable: not close-on-exec) must not
+    // reach the command.
+    let dir = std::fs::File::open("/").unwrap();
+    // SAFETY: dup of a descriptor this test owns; the copy has no close-on-exec flag.
+    let extra = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    assert!(extra > 2);
+    let o = env
+        .cmd(&[
+            "exec",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            &format!("{status}; hostname; echo exec-secret > /data/e; ls /proc/self/fd | wc -l"),
+        ])
+        .output()
+        .unwrap();
+    // SAFETY: closing the copy made above.
+    unsafe { libc::close(extra) };
+    drop(dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with(&own), "exec'd:\n{out}\nthe VE's own:\n{own}");
+    let host = std::fs::read_to_string(data_dir(&env).join("host")).unwrap();
+    assert!(out.contains(&host), "the VE's hostname {host:?}: {out}");
+    // 0, 1, 2, and the one ls opens to list them.
+    assert!(out.trim_end().ends_with('4'), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(data_dir(&env).join("e")).unwrap(),
+        "exec-secret\n"
+    );
+    let o = env.cmd(&["exec", "1", "--", "nosuchcommand"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
+    // Recorded as the VE's.
+    let log = env.log(1);
+    assert!(
+        log.iter()
+            .any(|a| a["op"] == "write" && a["dst"] == "file:/data/e" && a["len"] == 12),
+        "{log:#?}"
+    );
+    let e = env.fails(&["exec", "1", "--", "true"]);
+    assert!(e.contains("not running"), "{e}");
+    env.assert_clean();
+}
+
+fn data_dir(env: &Env) -> std::path::PathBuf {
+    env.home().join("persist/web/data")
+}

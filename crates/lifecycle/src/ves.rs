@@ -658,6 +658,87 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     }
 }
 
+/// `jcs exec`: a new process in running VE `id` (see `ve::enter`), recorded as the VE's;
+/// returns its exit status. Refused for a VE that is not running, and for one whose app keeps
+/// pre-images (its write-intent calls must reach the VE's supervisor, which only the VE's own
+/// processes are set up for).
+pub fn exec(
+    store: &Store,
+    id: u64,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    workdir: Option<String>,
+    user: Option<String>,
+) -> Result<i32> {
+    let row = ve_row(store, id)?;
+    if effective_state(&row) != "running" {
+        refuse!("VE {id} is not running ({})", effective_state(&row));
+    }
+    let meta_path = store.layout.meta(VeId(id)).join("ve.json");
+    let meta: VeMeta = serde_json::from_slice(
+        &std::fs::read(&meta_path).ctx(|| format!("read {}", meta_path.display()))?,
+    )
+    .ctx(|| format!("decode {}", meta_path.display()))?;
+    let Some(init) = meta.init_pid else {
+        refuse!("VE {id} has no init process recorded; it may be starting");
+    };
+    let app = model::Name::parse(&meta.app)?;
+    let policy = if meta.kind == "app" {
+        crate::app::policy(store, &app, meta.app_version)?.map(|(_, p)| p)
+    } else {
+        None
+    };
+    if policy.as_ref().is_some_and(|p| p.supervised()) {
+        refuse!(
+            "VE {id}'s app keeps pre-images ([recovery] in its policy): jcs exec cannot give a new process to its supervisor yet"
+        );
+    }
+    let layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
+    let cg = ve_cgroup(store, VeId(id), &layout);
+    // The init must still be the VE's (a pid is reused once its process is gone).
+    let in_cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
+        .is_ok_and(|c| c.contains(&store.cgroup_name(VeId(id))));
+    if !in_cgroup {
+        refuse!("VE {id} is not running (its init {init} is gone)");
+    }
+    let mut dirs: Vec<PathBuf> = cg.v1.iter().filter(|d| d.exists()).cloned().collect();
+    dirs.push(cg.v2.clone());
+    let defaults = [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME", "/root".to_string()),
+        (
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+        ),
+        ("HOSTNAME", VeId(id).hostname()),
+        ("JCS_VE", id.to_string()),
+        ("container", "jcs".to_string()),
+    ];
+    let mut all: Vec<(String, String)> = defaults
+        .into_iter()
+        .filter(|(k, _)| !env.iter().any(|(u, _)| u == k))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    all.extend(env);
+    let env = all;
+    let spec = ve::enter::EnterSpec {
+        init_pid: init,
+        cgroup_dirs: dirs,
+        own_net: meta.net != model::NetMode::Host,
+        argv,
+        env,
+        workdir,
+        user,
+        exec_allow: policy
+            .and_then(|p| p.exec_allow)
+            .map(|l| l.iter().map(|p| p.as_str().to_string()).collect()),
+    };
+    Ok(ve::enter::exec_in(&spec)?)
+}
+
 /// abort_on_close: journals (`X` records) the files the VE's supervisor put back at a close
 /// (its undo log's `aborted-on-close` entries).
 fn journal_aborted_on_close(store: &Store, id: VeId) {

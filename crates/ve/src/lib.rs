@@ -13,6 +13,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod devices;
 pub mod disk;
+pub mod enter;
 pub mod doctor;
 pub mod fsops;
 pub mod inspect;
