@@ -117,6 +117,8 @@ fn root_a_host_pipe_on_the_ves_stdout_is_a_crossing() {
         .iter()
         .find(|a| a["op"] == "write" && a["src"] == "ve:2" && a["len"] == 14)
         .unwrap_or_else(|| panic!("no write of the 14 bytes to the host pipe: {log:#?}"));
+    // Named as what it is for the VE: the caller's stdout.
+    assert_eq!(to_host["dst"], "host:stdout", "{to_host}");
     // And forward tracking from the file reaches that pipe.
     let dst = to_host["dst"].as_str().unwrap().to_string();
     let fwd = env.reached(&["forward", "persist:web:/data/secret"]);
@@ -358,7 +360,9 @@ fn root_tee_and_vmsplice_into_the_callers_pipe_are_crossings() {
             .iter()
             .find(|a| a["op"] == "write" && a["src"] == format!("ve:{ve}") && a["len"] == 10)
             .unwrap_or_else(|| panic!("{how}: no write of the 10 bytes: {log:#?}"));
-        assert!(w["dst"].as_str().unwrap().starts_with("file:["), "{w}");
+        // The caller's pipe, named as such (its identity in dst_id).
+        assert_eq!(w["dst"], "host:stdout", "{w}");
+        assert!(w["dst_id"].as_str().unwrap().starts_with("file:["), "{w}");
         // The VE's own pipe (tee's input) stays inside: no read of it is recorded.
         assert!(!log.iter().any(|a| a["op"] == "read"), "{how}: {log:#?}");
     }
@@ -389,7 +393,7 @@ fn root_vmsplice_from_the_callers_pipe_is_a_read() {
         .find(|a| a["op"] == "read" && a["dst"] == "ve:1" && a["len"] == 9)
         .unwrap_or_else(|| panic!("no read of the 9 bytes: {log:#?}"));
     let pipe = r["src"].as_str().unwrap().to_string();
-    assert!(pipe.starts_with("file:["), "{r}");
+    assert_eq!(pipe, "host:stdin", "{r}");
     let back = env.reached(&["back", "persist:web:/data/in"]);
     assert!(back.contains(&pipe), "{pipe} not in {back:?}");
     env.assert_clean();

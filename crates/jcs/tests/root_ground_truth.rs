@@ -676,8 +676,15 @@ fn recorded(ats: &[serde_json::Value], pids: &[u32]) -> Vec<Key> {
                 _ => a["dst"].as_str()?,
             }
             .to_string();
-            // A file known only by identity, in these scripts a pipe: file:[DEV:INO:GEN],
-            // which strace names pipe:[INO].
+            // The caller's stdio (`host:stdout`) by its identity; a file known only by
+            // identity, in these scripts a pipe: file:[DEV:INO:GEN], which strace names
+            // pipe:[INO].
+            let var = if var.starts_with("host:") {
+                let id = if a["src"] == var.as_str() { &a["src_id"] } else { &a["dst_id"] };
+                id.as_str()?.to_string()
+            } else {
+                var
+            };
             let var = match var.strip_prefix("file:[").and_then(|r| r.strip_suffix(']')) {
                 Some(id) => format!("pipe:[{}]", id.split(':').nth(1)?),
                 None => var,

@@ -86,6 +86,8 @@ impl std::fmt::Display for VarDef {
                 path: None,
             } => write!(f, "file:[{dev}:{ino}]"),
             VarDef::Path { path } => write!(f, "file:{path}"),
+            // A host object a VE got as its stdio: `host:stdout`.
+            VarDef::Inode { name: Some(n), .. } if n.starts_with("host:") => write!(f, "{n}"),
             VarDef::Inode { name: Some(n), .. } => write!(f, "file:{n}"),
             VarDef::Inode {
                 dev,

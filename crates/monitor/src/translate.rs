@@ -78,6 +78,8 @@ impl std::fmt::Debug for Known {
 #[derive(Debug)]
 pub struct Translator {
     known: Option<Known>,
+    /// (device, inode) → the label of a host object the VEs got as stdio (`host:stdout`).
+    host_names: HashMap<(u64, u64), String>,
     /// cgroup id → VE id.
     ves: HashMap<u64, u64>,
     /// cgroup id → the tid of the VE's init.
@@ -213,6 +215,7 @@ impl Translator {
     pub fn new(first_var: VarId, clock_offset_ns: i64) -> Translator {
         Translator {
             known: None,
+            host_names: HashMap::default(),
             ves: HashMap::default(),
             inits: HashMap::default(),
             vars: HashMap::default(),
@@ -269,6 +272,20 @@ impl Translator {
     /// directory, name)`, e.g. `("/data", "persist:notes:/data")`,
     /// `("/root/Downloads", "shared:downloads")`. A file below one is named by the store name
     /// followed by the rest of its path, the same in every VE that mounts it.
+    /// The host objects a VE got as its stdin, stdout, stderr: (device, inode, label). A file
+    /// variable first defined for one is labelled so (`host:stdout`) instead of its numbers.
+    pub fn set_host_names(&mut self, objects: &[(u64, u64, String)]) {
+        // (Bounded: a label only names a variable when it is defined.)
+        if self.host_names.len() > 4096 {
+            self.host_names.clear();
+        }
+        for (dev, ino, label) in objects {
+            self.host_names
+                .entry((*dev, *ino))
+                .or_insert_with(|| label.clone());
+        }
+    }
+
     pub fn set_store_names(&mut self, cgroup_id: u64, dirs: &[(String, String)]) {
         let dirs = dirs
             .iter()
@@ -511,7 +528,10 @@ impl Translator {
                 if let Some(id) = self.vars.get(&Key::File(dev, ino, gen)) {
                     return *id;
                 }
-                let name = path.filter(|p| p.first() == Some(&b'/')).map(lossy);
+                let name = path
+                    .filter(|p| p.first() == Some(&b'/'))
+                    .map(lossy)
+                    .or_else(|| self.host_names.get(&(dev, ino)).cloned());
                 self.var(
                     Key::File(dev, ino, gen),
                     || VarDef::Inode {
@@ -1813,6 +1833,26 @@ mod tests {
         t.push(&write(libc::SYS_write, 0, 0, false), &mut out);
         let offs: Vec<u64> = ats(&out).iter().map(|a| a.off).collect();
         assert_eq!(offs, [40, 500, 7, 500, 7]);
+    }
+
+    #[test]
+    fn the_callers_stdio_is_named_as_such() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_host_names(&[(9, 77, "host:stdout".into())]);
+        let mut out = vec![];
+        let mut w = ev(Kind::Syscall, nr::WRITE, 3);
+        w.args = [1, 0, 3, 0, 0, 0];
+        w.file = Some((9, 77, 0));
+        t.push(&w, &mut out);
+        let defs: Vec<String> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Var(_, d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert!(defs.contains(&"host:stdout".to_string()), "{defs:?}");
     }
 
     #[test]

@@ -229,6 +229,23 @@ pub fn monitor_off() -> bool {
     std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off")
 }
 
+/// This process's stdin, stdout and stderr (the VE's, unless it has a terminal of its own):
+/// (device, inode, `host:stdin` …); one object on several of them is named by the first.
+fn host_stdio() -> Vec<(u64, u64, String)> {
+    let mut out: Vec<(u64, u64, String)> = Vec::new();
+    for (fd, label) in [(0, "host:stdin"), (1, "host:stdout"), (2, "host:stderr")] {
+        // SAFETY: fstat of a descriptor number this process may or may not have open.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Ok(st) = rustix::fs::fstat(fd) {
+            let (dev, ino) = (st.st_dev, st.st_ino);
+            if !out.iter().any(|(d, i, _)| *d == dev && *i == ino) {
+                out.push((dev, ino, label.to_string()));
+            }
+        }
+    }
+    out
+}
+
 impl ve::launch::Hooks for MonitorHooks {
     fn before_release(&mut self, pid: i32, cgroup: &ve::VeCgroup) -> Result<(), HookError> {
         let mut c = Client::connect_or_start(&self.home)?;
@@ -238,6 +255,7 @@ impl ve::launch::Hooks for MonitorHooks {
             init: Some(pid as u32),
             outside: Some(self.outside.iter().map(|(d, _)| d.clone()).collect()),
             store_names: Some(self.outside.clone()),
+            host_stdio: Some(host_stdio()),
             cgroup_path: Some(cgroup.v2.clone()),
             policy: self.policy.clone(),
         })? {

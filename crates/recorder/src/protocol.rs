@@ -24,6 +24,10 @@ pub enum Request {
         /// are named the same in every VE that mounts them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         store_names: Option<Vec<(String, String)>>,
+        /// The identity (device, inode) of the caller's stdin, stdout and stderr, which the
+        /// VE's processes get: files of the host, named `host:stdin` … when first seen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_stdio: Option<Vec<(u64, u64, String)>>,
         /// The VE's cgroup2 directory: when it has no process left and nobody unwatched it
         /// (its `jcs run` was killed), the recorder finishes the VE's record itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,7 @@ mod tests {
             init: None,
             outside: None,
             store_names: None,
+            host_stdio: None,
             cgroup_path: None,
             policy: None,
         };

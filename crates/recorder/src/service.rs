@@ -592,6 +592,7 @@ fn monitor_loop(
                     init,
                     outside,
                     store_names,
+                    host_stdio,
                     cgroup_path,
                     policy,
                 } => {
@@ -631,6 +632,9 @@ fn monitor_loop(
                     }
                     if let Some(names) = store_names {
                         t.set_store_names(cgroup_id, &names);
+                    }
+                    if let Some(stdio) = host_stdio {
+                        t.set_host_names(&stdio);
                     }
                     let watched_ok = m
                         .watch(cgroup_id, ve, init)
