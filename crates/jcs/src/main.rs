@@ -351,7 +351,7 @@ shared directories. Threads' starts and ends are not recorded either (process fo
     },
     /// The recorded atomic transactions, oldest first
     #[command(
-        after_help = "Examples:\n  jcs log --ve 3\n  jcs log --app web --since 10m\n  jcs log --var file:/data/report.txt --json\n  jcs log --var endpoint:tcp/10.231.0.2:8080 --follow\n\nA file is printed by the name it had in the VE when the call touched it (a rename or link by\nthe name it gave); its identity, one whatever its names, is src_id/dst_id in --json.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nT1 summaries written by a daemon with --summarize online are listed as\n`FIRST – LAST T1 summary SRC -> DST ×COUNT BYTES B` (JSON: a \"summary\" field).\nSegments rewritten by jcs summarize are not listed: see jcs track."
+        after_help = "Examples:\n  jcs log --ve 3\n  jcs log --app web --since 10m\n  jcs log --var file:/data/report.txt --json\n  jcs log --var 'persist:web:/data/*' --format csv\n  jcs log --var endpoint:tcp/10.231.0.2:8080 --follow\n\nA file is printed by the name it had in the VE when the call touched it (a rename or link by\nthe name it gave); its identity, one whatever its names, is src_id/dst_id in --json.\nTIME: 2026-11-28T05:00:00Z (UTC), seconds since the epoch, or an age such as 90s, 10m, 2h, 7d.\nT1 summaries written by a daemon with --summarize online are listed as\n`FIRST – LAST T1 summary SRC -> DST ×COUNT BYTES B` (JSON: a \"summary\" field).\nSegments rewritten by jcs summarize are not listed: see jcs track."
     )]
     Log {
         /// Only this VE's
@@ -360,7 +360,8 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Only the VEs of this app
         #[arg(long)]
         app: Option<String>,
-        /// Only transactions on this variable: file:PATH (a file that had this path inside a
+        /// Only transactions on this variable (a name with a final * — file:/data/* — every
+        /// file that had a name under it): file:PATH (a file that had this path inside a
         /// VE), persist:APP:PATH, shared:NAME/PATH, file:[DEV:INO:GEN], endpoint:tcp/ADDR:PORT
         /// (its flows), unix:PATH or ve:N
         #[arg(long, value_name = "SPEC")]

@@ -1212,3 +1212,29 @@ fn root_log_as_csv() {
     );
     env.assert_clean();
 }
+
+/// `jcs log --var file:/data/sub/*` (and store-level names with a final `*`): every file that
+/// had a name under the prefix, and nothing else; a failed lookup there too.
+#[test]
+fn root_log_by_a_name_prefix() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("mkdir -p /data/sub && echo a > /data/sub/a && echo b > /data/sub/b && echo c > /data/c; cat /data/sub/none 2>/dev/null; true");
+    let vars = |spec: &str| -> std::collections::BTreeSet<String> {
+        env.ok(&["log", "--var", spec, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .flat_map(|a| [a["src"].to_string(), a["dst"].to_string()])
+            .filter(|v| v.contains("/data/"))
+            .collect()
+    };
+    let sub = vars("file:/data/sub/*");
+    for want in ["/data/sub/a", "/data/sub/b", "/data/sub/none"] {
+        assert!(sub.iter().any(|v| v.contains(want)), "{want}: {sub:?}");
+    }
+    assert!(!sub.iter().any(|v| v.contains("/data/c")), "{sub:?}");
+    let store = vars("persist:web:/data/sub/*");
+    assert!(store.iter().any(|v| v.contains("/data/sub/a")), "{store:?}");
+    assert!(!store.iter().any(|v| v.contains("/data/c")), "{store:?}");
+    env.assert_clean();
+}

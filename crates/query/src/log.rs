@@ -81,9 +81,15 @@ impl<'s> Log<'s> {
         let matching: HashSet<VarId> = match &filter.var {
             // A name: every file that had it, in the VEs asked about (the catalog's names).
             Some(q) if q.by_name() => {
-                let names = match q {
-                    record::VarQuery::File(p) => store.catalog.names(Some(p), None)?,
-                    record::VarQuery::Store(n) => store.catalog.names(None, Some(n))?,
+                let names = match (q, q.prefix()) {
+                    (record::VarQuery::File(_), Some(pre)) => {
+                        store.catalog.names_with_prefix(Some(pre), None)?
+                    }
+                    (record::VarQuery::Store(_), Some(pre)) => {
+                        store.catalog.names_with_prefix(None, Some(pre))?
+                    }
+                    (record::VarQuery::File(p), None) => store.catalog.names(Some(p), None)?,
+                    (record::VarQuery::Store(n), None) => store.catalog.names(None, Some(n))?,
                     _ => Vec::new(),
                 };
                 let scope = crate::resolve::Scope {

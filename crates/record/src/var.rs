@@ -329,6 +329,7 @@ impl VarQuery {
     /// endpoint, which names its flows as well).
     pub fn key(&self) -> Option<VarKey> {
         Some(VarKey(match self {
+            VarQuery::File(p) if p.ends_with('*') => return None,
             VarQuery::File(p) => format!("f:{p}"),
             VarQuery::Inode {
                 dev,
@@ -373,6 +374,12 @@ impl VarQuery {
                 a == addr && p == port
             }
             (VarQuery::Store(_), _) => false,
+            // A prefix: files known by path (failed lookups; version-1 journals) under it.
+            (VarQuery::File(p), VarDef::Path { path } | VarDef::File { path: Some(path), .. })
+                if p.ends_with('*') =>
+            {
+                path.starts_with(&p[..p.len() - 1])
+            }
             (q, d) => q.key().is_some_and(|k| k == VarKey::of(d)),
         }
     }
@@ -380,9 +387,25 @@ impl VarQuery {
     /// Whether the name binding `n` names what this query asks for.
     pub fn matches_name(&self, n: &model::at::Name) -> bool {
         match self {
-            VarQuery::File(p) => n.path == *p,
-            VarQuery::Store(s) => n.store.as_deref() == Some(s.as_str()),
+            VarQuery::File(p) => match p.strip_suffix('*') {
+                Some(prefix) => n.path.starts_with(prefix),
+                None => n.path == *p,
+            },
+            VarQuery::Store(s) => match (s.strip_suffix('*'), n.store.as_deref()) {
+                (Some(prefix), Some(st)) => st.starts_with(prefix),
+                (None, st) => st == Some(s.as_str()),
+                _ => false,
+            },
             _ => false,
+        }
+    }
+
+    /// A name with a final `*` (`file:/data/*`, `persist:web:/data/report*`): every file that
+    /// had a name starting with what precedes it. Its prefix, when it is one.
+    pub fn prefix(&self) -> Option<&str> {
+        match self {
+            VarQuery::File(p) | VarQuery::Store(p) => p.strip_suffix('*'),
+            _ => None,
         }
     }
 }

@@ -328,6 +328,23 @@ impl Catalog {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Every name record whose path inside a VE (`path`) or store-level name (`store`) starts
+    /// with the prefix given, oldest first.
+    pub fn names_with_prefix(
+        &self,
+        path: Option<&str>,
+        store: Option<&str>,
+    ) -> Result<Vec<model::at::Name>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT time_ns, ve, var, path, store, bound FROM names \
+             WHERE (?1 IS NOT NULL AND substr(path, 1, length(?1)) = ?1) \
+                OR (?2 IS NOT NULL AND substr(store, 1, length(?2)) = ?2) \
+             ORDER BY time_ns, rowid",
+        )?;
+        let rows = st.query_map(params![path, store], name_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Every name record of file `var`, oldest first.
     pub fn names_of(&self, var: VarId) -> Result<Vec<model::at::Name>> {
         let mut st = self.conn.prepare_cached(
