@@ -100,6 +100,7 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
             dst,
             src_id,
             dst_id,
+            exec,
             rule,
         } => {
             let status = format!("{:?}", a.status).to_lowercase();
@@ -121,6 +122,16 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
                 if let Some(i) = dst_id {
                     v["dst_id"] = i.into();
                 }
+                if let Some(x) = exec {
+                    v["argv"] = x.argv.clone().into();
+                    if x.argv_cut {
+                        v["argv_cut"] = true.into();
+                    }
+                    v["ppid"] = x.ppid.into();
+                    v["uid"] = x.uid.into();
+                    v["euid"] = x.euid.into();
+                    v["gid"] = x.gid.into();
+                }
                 if a.status == model::at::Status::Aborted {
                     v["rule"] = a.off.into();
                     v["off"] = 0.into();
@@ -141,9 +152,25 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
                     rule.map(String::from).unwrap_or_else(|| a.off.to_string())
                 )?;
             } else {
+                // An exec: its command line, and who ran it (uid, or uid/euid when they differ).
+                let ran = exec
+                    .map(|x| {
+                        let who = if x.uid == x.euid {
+                            format!("uid {}", x.uid)
+                        } else {
+                            format!("uid {} euid {}", x.uid, x.euid)
+                        };
+                        format!(
+                            " argv [{}{}] {who} ppid {}",
+                            x.argv.join(" "),
+                            if x.argv_cut { " …" } else { "" },
+                            x.ppid
+                        )
+                    })
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {}{} {status}",
+                    "{} ve {} pid {} {:<7} {src} -> {dst} [{}+{}] = {}{} {status}{ran}",
                     time_us(a.time_ns),
                     a.ve,
                     a.pid,
@@ -226,6 +253,7 @@ fn print_csv(out: &mut impl Write, e: Entry) -> Result<()> {
             src_id,
             dst_id,
             rule,
+            ..
         } => {
             let status = format!("{:?}", a.status).to_lowercase();
             let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)

@@ -1238,3 +1238,32 @@ fn root_log_by_a_name_prefix() {
     assert!(!store.iter().any(|v| v.contains("/data/c")), "{store:?}");
     env.assert_clean();
 }
+
+/// An exec says who ran what: its argument strings (the applet busybox runs, not only
+/// /bin/busybox), its uid/euid/gid and its parent; a long command line is cut, and says so.
+#[test]
+fn root_an_exec_records_its_command_line_and_ids() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let long = "x".repeat(300);
+    env.ok(&["run", "-u", "nobody", "web", "--", "sh", "-c", &format!("echo {long} > /dev/null; cat /dev/null; true")]);
+    let execs: Vec<serde_json::Value> = env
+        .log(1)
+        .into_iter()
+        .filter(|a| a["op"] == "exec")
+        .collect();
+    let sh = &execs[0];
+    assert_eq!(sh["argv"][0], "sh", "{execs:#?}");
+    assert_eq!(sh["argv"][1], "-c", "{execs:#?}");
+    assert_eq!(sh["argv_cut"], true, "300 bytes do not fit: {sh}");
+    assert_eq!((sh["uid"].as_u64(), sh["euid"].as_u64()), (Some(65534), Some(65534)), "{sh}");
+    let cat = execs
+        .iter()
+        .find(|a| a["argv"][0] == "cat")
+        .unwrap_or_else(|| panic!("{execs:#?}"));
+    assert_eq!(cat["argv"][1], "/dev/null");
+    assert_eq!(cat["ppid"], sh["pid"], "cat's parent is the shell");
+    let text = env.ok(&["log", "--ve", "1", "--op", "exec"]);
+    assert!(text.contains("argv [cat /dev/null] uid 65534"), "{text}");
+    env.assert_clean();
+}

@@ -105,6 +105,25 @@ impl std::fmt::Display for VarDef {
     }
 }
 
+/// Who ran what, beyond an exec's transaction (same VE, pid and time): the command line the
+/// new program got, its parent, and its ids. `jcs log` shows it with the exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    pub time_ns: u64,
+    pub ve: u64,
+    pub pid: u32,
+    /// The parent process (host pid).
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    /// The arguments, as the program got them (at most 127 bytes of them: `argv_cut` says
+    /// when there were more).
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub argv_cut: bool,
+}
+
 /// A name a file variable got or lost: one binding of a path to a file, in one VE, from one
 /// moment on. Names are an attribute of a file in time, not its identity: an open, a
 /// rename's new name and a link give one (`bound`); a rename's old name, an unlink, and a

@@ -27,6 +27,8 @@ pub mod flag {
     pub const LOCAL: u32 = F::JCS_F_LOCAL.0;
     pub const UDP: u32 = F::JCS_F_UDP.0;
     pub const WRITE_END: u32 = F::JCS_F_WRITE_END.0;
+    pub const ARGV: u32 = F::JCS_F_ARGV.0;
+    pub const ARGV_CUT: u32 = F::JCS_F_ARGV_CUT.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

@@ -44,6 +44,8 @@ pub enum Output {
     Var(VarId, VarDef),
     /// A file got or lost a name: emitted before the transactions after it.
     Name(Name),
+    /// What an exec ran (its arguments, ids, parent): emitted before its transaction.
+    Exec(model::at::ExecInfo),
     At(At),
 }
 
@@ -1271,6 +1273,24 @@ impl Translator {
                 let path = e.path().map(|p| self.resolve(e.pid, None, p.to_vec()));
                 at.src = self.file_var(e.file, path, out);
                 at.dst = mem;
+                if e.flags & flag::ARGV != 0 {
+                    let raw = e.data2.as_slice();
+                    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+                    out.push(Output::Exec(model::at::ExecInfo {
+                        time_ns: at.time_ns,
+                        ve: at.ve,
+                        pid: e.pid,
+                        ppid: e.args[3] as u32,
+                        uid: e.args[0] as u32,
+                        euid: e.args[1] as u32,
+                        gid: e.args[2] as u32,
+                        argv: raw
+                            .split(|&b| b == 0)
+                            .map(|a| String::from_utf8_lossy(a).into_owned())
+                            .collect(),
+                        argv_cut: e.flags & flag::ARGV_CUT != 0,
+                    }));
+                }
             }
             Kind::Syscall => {
                 let Some(sys) = self.table.get(e.nr as usize).copied().flatten() else {

@@ -37,6 +37,8 @@ pub enum Entry<'a> {
         /// A file's identity (`file:[DEV:INO:GEN]`, what `--var` takes), when it has one.
         src_id: Option<&'a str>,
         dst_id: Option<&'a str>,
+        /// An exec's command line, ids and parent.
+        exec: Option<&'a model::at::ExecInfo>,
         /// An aborted transaction's rule: `no-smtp (deny tcp connect,send ports 25)`, from the
         /// VE's policy record.
         rule: Option<&'a str>,
@@ -68,6 +70,8 @@ pub struct Log<'s> {
     names: Names<'s>,
     /// (VE, rule number) → the rule, from the VEs' policy records.
     rules: HashMap<(u64, u32), String>,
+    /// (VE, pid, time) → what an exec ran, until its transaction is listed.
+    execs: HashMap<(u64, u32, u64), model::at::ExecInfo>,
     /// Where reading goes on: (segment, offset in it).
     at: (u64, u64),
     /// Damaged stretches skipped since the last [`Log::take_skipped`].
@@ -129,6 +133,7 @@ impl<'s> Log<'s> {
                 known: HashMap::new(),
             },
             rules: HashMap::new(),
+            execs: HashMap::new(),
             at: (0, 0),
             skipped: Vec::new(),
         })
@@ -197,11 +202,12 @@ impl<'s> Log<'s> {
         rec: Record,
         sink: &mut dyn FnMut(Entry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (f, matching, names, rules) = (
+        let (f, matching, names, rules, execs) = (
             &self.filter,
             &mut self.matching,
             &mut self.names,
             &mut self.rules,
+            &mut self.execs,
         );
         let wanted = |src: VarId, dst: VarId| {
             f.var.is_none() || matching.contains(&src) || matching.contains(&dst)
@@ -230,12 +236,16 @@ impl<'s> Log<'s> {
                     let rule = (a.status == model::at::Status::Aborted)
                         .then(|| rules.get(&(a.ve, a.off as u32)).map(String::as_str))
                         .flatten();
+                    let exec = (a.op == model::at::Op::Exec)
+                        .then(|| execs.remove(&(a.ve, a.pid, a.time_ns)))
+                        .flatten();
                     sink(Entry::At {
                         at: a,
                         src: names.name_at(a.src, a.ve, a.time_ns, a.op),
                         dst: names.name_at(a.dst, a.ve, a.time_ns, a.op),
                         src_id: names.id(a.src),
                         dst_id: names.id(a.dst),
+                        exec: exec.as_ref(),
                         rule,
                     })?;
                 }
@@ -304,6 +314,15 @@ impl<'s> Log<'s> {
                 }
             }
             Record::Stats(_) => {}
+            Record::Execs(xs) => {
+                // (Bounded: an exec filtered out never claims its entry.)
+                if execs.len() > 65536 {
+                    execs.clear();
+                }
+                for x in xs {
+                    execs.insert((x.ve, x.pid, x.time_ns), x);
+                }
+            }
         }
         Ok(())
     }

@@ -156,7 +156,8 @@ pub fn replay(
             | Record::Summaries { .. }
             | Record::Repairs(_)
             | Record::Policy(_)
-            | Record::Restores(_) => {}
+            | Record::Restores(_)
+            | Record::Execs(_) => {}
         }
     }
     let mut ves: Vec<u64> = out.hits.iter().map(|h| h.ve).collect();

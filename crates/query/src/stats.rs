@@ -132,7 +132,8 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
             | Record::Summaries { .. }
             | Record::Names(_)
             | Record::Repairs(_)
-            | Record::Restores(_) => {}
+            | Record::Restores(_)
+            | Record::Execs(_) => {}
         }
     }
     for ((ve, _), r) in rules {

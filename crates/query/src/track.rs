@@ -56,8 +56,11 @@ impl Loaded {
                     l.sums.extend(sts.into_iter().map(|s| (tier, s)))
                 }
                 Record::Names(n) => l.names.extend(n),
-                Record::Stats(_) | Record::Repairs(_) | Record::Policy(_) | Record::Restores(_) => {
-                }
+                Record::Stats(_)
+                | Record::Repairs(_)
+                | Record::Policy(_)
+                | Record::Restores(_)
+                | Record::Execs(_) => {}
             }
         }
         Ok(l)

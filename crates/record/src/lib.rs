@@ -35,6 +35,8 @@ pub mod tag {
     pub const POLICY: u8 = b'P';
     /// Files put back by `jcs abort` or `jcs recover`, as JSON (version 2).
     pub const RESTORES: u8 = b'X';
+    /// What an exec ran (`model::at::ExecInfo`, JSON), before the exec's transaction.
+    pub const EXECS: u8 = b'E';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -63,6 +65,8 @@ pub enum Record {
     /// Files of persistent or shared storage put back to an earlier version (`jcs abort`,
     /// `jcs recover`): the journal says what was undone, when, and why.
     Restores(Vec<Restore>),
+    /// Who ran what: the command line and ids of execs, each written before its transaction.
+    Execs(Vec<model::at::ExecInfo>),
 }
 
 /// One file put back.
@@ -129,6 +133,8 @@ pub enum RecordError {
     Policy(String),
     #[error("restores: {0}")]
     Restores(String),
+    #[error("execs: {0}")]
+    Execs(String),
 }
 
 impl Record {
@@ -181,6 +187,11 @@ impl Record {
                 b.extend(serde_json::to_vec(r).expect("restores serialize"));
                 b
             }
+            Record::Execs(x) => {
+                let mut b = vec![tag::EXECS];
+                b.extend(serde_json::to_vec(x).expect("execs serialize"));
+                b
+            }
         }
     }
 
@@ -223,6 +234,9 @@ impl Record {
             tag::RESTORES => serde_json::from_slice(body)
                 .map(Record::Restores)
                 .map_err(|e| RecordError::Restores(e.to_string())),
+            tag::EXECS => serde_json::from_slice(body)
+                .map(Record::Execs)
+                .map_err(|e| RecordError::Execs(e.to_string())),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -251,6 +265,7 @@ impl Record {
             Record::Repairs(_) => {}
             Record::Policy(p) => out.push(key::ve(p.ve)),
             Record::Restores(rs) => out.extend(rs.iter().map(|r| key::ve(r.ve))),
+            Record::Execs(xs) => out.extend(xs.iter().map(|x| key::ve(x.ve))),
         }
     }
 }
@@ -471,6 +486,17 @@ mod tests {
                     bound: false,
                 },
             ]),
+            Record::Execs(vec![model::at::ExecInfo {
+                time_ns: 7,
+                ve: 2,
+                pid: 40,
+                ppid: 39,
+                uid: 1000,
+                euid: 0,
+                gid: 100,
+                argv: vec!["sh".into(), "-c".into(), "echo, \"hi\"".into()],
+                argv_cut: true,
+            }]),
         ]
     }
 
@@ -550,7 +576,7 @@ mod tests {
     fn golden_bytes() {
         // Part of the journal format: these bytes must never change meaning.
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let [vars, _, stats, sums, _, _] = &samples()[..] else {
+        let [vars, _, stats, sums, _, _, _] = &samples()[..] else {
             unreachable!()
         };
         assert_eq!(

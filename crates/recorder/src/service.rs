@@ -976,11 +976,13 @@ fn translate(
     drop(events);
     let mut vars = Vec::new();
     let mut names = Vec::new();
+    let mut execs = Vec::new();
     let mut ats = Vec::with_capacity(out.len());
     for o in out {
         match o {
             Output::Var(id, d) => vars.push((id, d)),
             Output::Name(n) => names.push(n),
+            Output::Exec(x) => execs.push(x),
             Output::At(a) => ats.push(a),
         }
     }
@@ -1009,6 +1011,9 @@ fn translate(
             tracing::warn!(error = %e, "catalog: names");
         }
         records.push(Record::Names(names).encode());
+    }
+    if !execs.is_empty() {
+        records.push(Record::Execs(execs).encode());
     }
     if let Some(o) = online {
         let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));

@@ -1266,10 +1266,29 @@ int BPF_PROG(jcs_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
 	struct jcs_event *e = reserve(JCS_EV_EXEC);
 	if (e) {
 		const char *name = BPF_CORE_READ(bprm, filename);
-		long n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), name);
+		long n = bpf_probe_read_kernel_str(e->path, JCS_PATH_HALF, name);
 		e->path_len = n > 0 ? n : 0;
 		file_identity(BPF_CORE_READ(bprm, file), &e->dev, &e->ino, &e->gen, &e->pos);
 		e->pos = -1;
+		/* Who runs what: the new program's argument strings (from its stack, set up by
+		 * now), its ids and its parent. */
+		__u64 start = BPF_CORE_READ(p, mm, arg_start);
+		__u64 end = BPF_CORE_READ(p, mm, arg_end);
+		__u64 len = end > start ? end - start : 0;
+		if (len > JCS_PATH_HALF - 1) {
+			len = JCS_PATH_HALF - 1;
+			e->flags |= JCS_F_ARGV_CUT;
+		}
+		if (len && bpf_probe_read_user(e->path + JCS_PATH_HALF, len & (JCS_PATH_HALF - 1),
+					       (void *)start) == 0) {
+			e->path2_len = len;
+			e->flags |= JCS_F_ARGV;
+		}
+		__u64 ug = bpf_get_current_uid_gid();
+		e->args[0] = (__u32)ug;
+		e->args[1] = BPF_CORE_READ(p, cred, euid.val);
+		e->args[2] = ug >> 32;
+		e->args[3] = BPF_CORE_READ(p, real_parent, tgid);
 		submit(e);
 	}
 	return 0;

@@ -89,6 +89,9 @@ enum jcs_flag {
 	                     * struct sockaddr_in or sockaddr_in6), read at exit */
 	JCS_F_UDP = 512,    /* the socket is a datagram socket (else a stream: TCP) */
 	JCS_F_WRITE_END = 1024, /* JCS_CAP_FMODE: the descriptor was opened for writing */
+	JCS_F_ARGV = 2048,  /* an exec: `path + JCS_PATH_HALF` holds the start of its argument
+	                     * strings (NUL-separated), args[0..4] uid, euid, gid, parent's pid */
+	JCS_F_ARGV_CUT = 4096, /* ... and there were more than fit */
 };
 
 
