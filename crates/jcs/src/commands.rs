@@ -335,12 +335,7 @@ pub fn gc(store: &Store, o: lifecycle::ves::GcOptions, json: bool) -> Result<()>
     } else {
         ("removed", "removed")
     };
-    let ids = |v: &[u64]| {
-        v.iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
     if c.dry_run && !c.removed.is_empty() {
         println!("would remove VE(s): {}", ids(&c.removed));
     }

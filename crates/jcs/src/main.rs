@@ -520,7 +520,12 @@ struct TemplateCreate {
     mirror: Option<String>,
     /// Packages to add to --debootstrap's minbase (comma-separated or repeated), e.g.
     /// `--include python3,git,curl`
-    #[arg(long, requires = "debootstrap", value_delimiter = ',', value_name = "PKG")]
+    #[arg(
+        long,
+        requires = "debootstrap",
+        value_delimiter = ',',
+        value_name = "PKG"
+    )]
     include: Vec<String>,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -1417,7 +1422,11 @@ fn real_main() -> Result<i32> {
                     need_root()?;
                     commands::template_create(&open_or_create_store(cli.home)?, &n, source, c.json)?
                 }
-                TemplateCmd::Import { name: t, file, json } => {
+                TemplateCmd::Import {
+                    name: t,
+                    file,
+                    json,
+                } => {
                     let n = name(&t, "template")?;
                     need_root()?;
                     commands::template_create(

@@ -351,7 +351,10 @@ fn root_tee_and_vmsplice_into_the_callers_pipe_are_crossings() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     common::static_helper(&env, "boundary");
-    for (ve, how, text) in [(1, "tee-out", "tee-secret"), (2, "vmsplice-out", "vms-secret")] {
+    for (ve, how, text) in [
+        (1, "tee-out", "tee-secret"),
+        (2, "vmsplice-out", "vms-secret"),
+    ] {
         // The caller's stdout is a pipe (Command::output): the bytes reached the host.
         let out = env.ok(&["run", "web", "--", "/data/boundary", how, text]);
         assert_eq!(out, text, "{how}: the bytes crossed");
@@ -377,7 +380,14 @@ fn root_vmsplice_from_the_callers_pipe_is_a_read() {
     env.standard_app();
     common::static_helper(&env, "boundary");
     let mut c = env
-        .cmd(&["run", "web", "--", "/data/boundary", "vmsplice-in", "/data/in"])
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/data/boundary",
+            "vmsplice-in",
+            "/data/in",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -407,7 +417,11 @@ fn root_openat2_with_o_trunc_changes_the_file() {
     common::static_helper(&env, "boundary");
     env.sh_ok("echo one > /data/f");
     env.sh_ok("/data/boundary openat2-trunc /data/f");
-    assert_eq!(std::fs::read(data(&env).join("f")).unwrap(), b"", "truncated");
+    assert_eq!(
+        std::fs::read(data(&env).join("f")).unwrap(),
+        b"",
+        "truncated"
+    );
     let log = log_of(&env, 2);
     assert!(
         log.iter()
@@ -434,7 +448,10 @@ fn root_a_shared_mapping_grown_by_mremap_still_links_memory_and_file() {
     for (ve, how, file) in [(2, "mremap-copy", "m"), (3, "mremap-copy-keep", "k")] {
         env.sh_ok(&format!("/data/boundary {how} /data/{file} /data/secret"));
         let m = std::fs::read(data(&env).join(file)).unwrap();
-        assert!(m[4096..].starts_with(b"remap-secret\n"), "{how}: the bytes crossed");
+        assert!(
+            m[4096..].starts_with(b"remap-secret\n"),
+            "{how}: the bytes crossed"
+        );
         let log = log_of(&env, ve);
         let back = env.reached(&["back", &format!("persist:web:/data/{file}")]);
         assert!(
@@ -448,7 +465,11 @@ fn root_a_shared_mapping_grown_by_mremap_still_links_memory_and_file() {
                 && a["dst"] == format!("file:/data/{file}")
                 && a["off"] == 0
                 && a["len"].as_u64().unwrap() >= 8192
-                && a["time_ns"].as_u64() > log.iter().find(|r| r["op"] == "read").and_then(|r| r["time_ns"].as_u64())),
+                && a["time_ns"].as_u64()
+                    > log
+                        .iter()
+                        .find(|r| r["op"] == "read")
+                        .and_then(|r| r["time_ns"].as_u64())),
             "{how}: {log:#?}"
         );
     }
@@ -464,7 +485,13 @@ fn root_datagrams_of_sendmmsg_are_joined_to_the_receiver() {
         &env,
         "10.73.0.0/24",
         &["/data/boundary", "udp-recv", "7000", "/data/got"],
-        &["/data/boundary", "udp-sendmmsg", "10.73.0.2", "7000", "mmsg-secret"],
+        &[
+            "/data/boundary",
+            "udp-sendmmsg",
+            "10.73.0.2",
+            "7000",
+            "mmsg-secret",
+        ],
     );
     assert_eq!(
         std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),
@@ -476,7 +503,10 @@ fn root_datagrams_of_sendmmsg_are_joined_to_the_receiver() {
         .filter(|a| a["op"] == "send")
         .collect();
     assert!(
-        !sent.is_empty() && sent.iter().all(|a| a["dst"].as_str().unwrap().starts_with("udp:")),
+        !sent.is_empty()
+            && sent
+                .iter()
+                .all(|a| a["dst"].as_str().unwrap().starts_with("udp:")),
         "each datagram on a flow: {sent:#?}"
     );
     let back = env.reached(&["back", "persist:srv:/data/got"]);
@@ -497,7 +527,13 @@ fn root_sendfile_to_another_ve_is_joined_to_the_receiver() {
         &env,
         "10.72.0.0/24",
         &["/data/boundary", "tcp-serve", "8000", "/data/got"],
-        &["/data/boundary", "tcp-sendfile", "10.72.0.2", "8000", "/data/doc"],
+        &[
+            "/data/boundary",
+            "tcp-sendfile",
+            "10.72.0.2",
+            "8000",
+            "/data/doc",
+        ],
     );
     assert_eq!(
         std::fs::read_to_string(env.home().join("persist/srv/data/got")).unwrap(),

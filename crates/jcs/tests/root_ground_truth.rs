@@ -623,7 +623,13 @@ impl Model<'_> {
             }
             "execve" if c.ret == 0 => {
                 let p = self.path(pid, None, a.first().and_then(|x| quoted(x)));
-                self.push(pid, "exec", format!("file:{}", p.unwrap_or_default()), None, 0);
+                self.push(
+                    pid,
+                    "exec",
+                    format!("file:{}", p.unwrap_or_default()),
+                    None,
+                    0,
+                );
             }
             "clone" | "clone3" | "fork" | "vfork" if c.ret > 0 => {
                 let child = c.ret as u32;
@@ -680,7 +686,11 @@ fn recorded(ats: &[serde_json::Value], pids: &[u32]) -> Vec<Key> {
             // identity, in these scripts a pipe: file:[DEV:INO:GEN], which strace names
             // pipe:[INO].
             let var = if var.starts_with("host:") {
-                let id = if a["src"] == var.as_str() { &a["src_id"] } else { &a["dst_id"] };
+                let id = if a["src"] == var.as_str() {
+                    &a["src_id"]
+                } else {
+                    &a["dst_id"]
+                };
                 id.as_str()?.to_string()
             } else {
                 var
@@ -947,7 +957,15 @@ fn root_debian_programs_match_strace_one_to_one() {
         String::from_utf8_lossy(&o.stderr)
     );
     env.ok(&[
-        "app", "create", "deb", "--template", "deb", "--net", "bridge", "--persist", "/data",
+        "app",
+        "create",
+        "deb",
+        "--template",
+        "deb",
+        "--net",
+        "bridge",
+        "--persist",
+        "/data",
     ]);
     let o = ns
         .cmd(common::jcs_bin(), &["run", "deb", "--", "true"])
@@ -1028,10 +1046,8 @@ cat /data/dl"#;
         "git's objects, linked from their temporary names"
     );
     assert!(
-        want.iter().any(|w| w.1 == "write"
-            && w.2 == "file:/data/py2.txt"
-            && w.3 == Some(17)
-            && w.4 == 1),
+        want.iter()
+            .any(|w| w.1 == "write" && w.2 == "file:/data/py2.txt" && w.3 == Some(17) && w.4 == 1),
         "the pwrite at 17"
     );
     assert!(
@@ -1063,7 +1079,9 @@ cat /data/dl"#;
     };
     let py = id("write", "file:/data/py.txt");
     assert_eq!(py.len(), 1, "{py:?}");
-    assert!(id("write", "file:/data/py2.txt").iter().all(|i| *i == py[0]));
+    assert!(id("write", "file:/data/py2.txt")
+        .iter()
+        .all(|i| *i == py[0]));
     assert!(id("rename", "file:/data/py2.txt").contains(&py[0]));
     let configs = id("mmap", "file:/data/repo/.git/config");
     assert!(!configs.is_empty());

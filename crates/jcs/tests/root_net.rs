@@ -440,7 +440,9 @@ fn root_a_published_port_reaches_the_ve() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let o = run(&["-p", "18081:8000", "srv", "--", "true"]).output().unwrap();
+    let o = run(&["-p", "18081:8000", "srv", "--", "true"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("18081"),
@@ -453,7 +455,9 @@ fn root_a_published_port_reaches_the_ve() {
     assert_eq!(ves.as_array().unwrap().len(), 1, "{ves}");
     // Not on the bridge: refused.
     env.ok(&["app", "create", "lo", "--template", "bb"]);
-    let o = run(&["-p", "18082:80", "lo", "--", "true"]).output().unwrap();
+    let o = run(&["-p", "18082:80", "lo", "--", "true"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--net bridge"));
     env.assert_clean();
 }

@@ -41,8 +41,7 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
         .unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("jcs "));
-    let unit =
-        std::fs::read_to_string(root.join("lib/systemd/system/jcs-daemon.service")).unwrap();
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/jcs-daemon.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/jcs daemon"), "{unit}");
     for f in [
         "usr/share/bash-completion/completions/jcs",
@@ -54,9 +53,12 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
     ] {
         assert!(root.join(f).exists(), "{f} is not in the package");
     }
-    let bash = std::fs::read_to_string(root.join("usr/share/bash-completion/completions/jcs"))
-        .unwrap();
-    assert!(bash.contains("--publish"), "the completions know jcs run's options");
+    let bash =
+        std::fs::read_to_string(root.join("usr/share/bash-completion/completions/jcs")).unwrap();
+    assert!(
+        bash.contains("--publish"),
+        "the completions know jcs run's options"
+    );
     let listed = Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
         .args(["-s", "jcs"])

@@ -111,7 +111,11 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     env.sh_ok("true");
     let pid = env.daemon_pid().expect("a daemon");
     let detached = || common::wait_for(5, || bpf_links(pid) == 0);
-    assert!(detached(), "idle: nothing attached ({} links)", bpf_links(pid));
+    assert!(
+        detached(),
+        "idle: nothing attached ({} links)",
+        bpf_links(pid)
+    );
     let child = env.spawn_until_go("echo up > /data/up-file", "echo done > /data/after");
     assert!(bpf_links(pid) >= 5, "a VE runs: {} links", bpf_links(pid));
     env.go();
@@ -810,8 +814,9 @@ fn root_threads_are_not_processes_their_calls_are_recorded() {
 }
 
 /// The recorder writes records of the current version only: binary definitions (`D`) and
-/// counters (`C`), no JSON (`V`, `S` are read for version-1 stores, never written); every
-/// record decodes, and the definitions name the file the VE wrote.
+/// counters (`C`), not the version-1 JSON ones (`V`, `S` are read for version-1 stores, never
+/// written); an exec's command line (`E`); every record decodes, and the definitions name the
+/// file the VE wrote.
 #[test]
 fn root_the_recorder_writes_current_binary_records() {
     let Some(env) = Env::new() else { return };
@@ -821,12 +826,13 @@ fn root_the_recorder_writes_current_binary_records() {
     let records = journal::read_all(&journal::DirStorage::new(&dir).unwrap()).unwrap();
     let tags: std::collections::BTreeSet<u8> = records.iter().map(|(_, r)| r[0]).collect();
     assert!(
-        tags.iter().all(|t| b"DACTN".contains(t)),
+        tags.iter().all(|t| b"DACTNE".contains(t)),
         "tags {:?}",
         tags.iter().map(|&t| t as char).collect::<Vec<_>>()
     );
     assert!(tags.contains(&b'D') && tags.contains(&b'A') && tags.contains(&b'C'));
     assert!(tags.contains(&b'N'), "the names files got");
+    assert!(tags.contains(&b'E'), "the execs' command lines");
     let mut named = false;
     for (_, r) in &records {
         match record::Record::decode(r).unwrap() {
@@ -1246,7 +1252,16 @@ fn root_an_exec_records_its_command_line_and_ids() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let long = "x".repeat(300);
-    env.ok(&["run", "-u", "nobody", "web", "--", "sh", "-c", &format!("echo {long} > /dev/null; cat /dev/null; true")]);
+    env.ok(&[
+        "run",
+        "-u",
+        "nobody",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo {long} > /dev/null; cat /dev/null; true"),
+    ]);
     let execs: Vec<serde_json::Value> = env
         .log(1)
         .into_iter()
@@ -1256,7 +1271,11 @@ fn root_an_exec_records_its_command_line_and_ids() {
     assert_eq!(sh["argv"][0], "sh", "{execs:#?}");
     assert_eq!(sh["argv"][1], "-c", "{execs:#?}");
     assert_eq!(sh["argv_cut"], true, "300 bytes do not fit: {sh}");
-    assert_eq!((sh["uid"].as_u64(), sh["euid"].as_u64()), (Some(65534), Some(65534)), "{sh}");
+    assert_eq!(
+        (sh["uid"].as_u64(), sh["euid"].as_u64()),
+        (Some(65534), Some(65534)),
+        "{sh}"
+    );
     let cat = execs
         .iter()
         .find(|a| a["argv"][0] == "cat")

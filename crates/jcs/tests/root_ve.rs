@@ -861,8 +861,14 @@ fn root_gc_keeps_flagged_dirties_and_dry_runs() {
     let dry = env.json(&["gc", "--dry-run", "--json"]);
     assert_eq!(ids(&dry["removed"]), [1], "{dry}");
     assert_eq!(ids(&dry["flagged"]), [2, 3], "{dry}");
-    assert!(dry["flagged"][0][1].as_str().unwrap().contains("/tmp/tool"), "{dry}");
-    assert!(env.home().join("ve/1/dirties").exists(), "a dry run removed something");
+    assert!(
+        dry["flagged"][0][1].as_str().unwrap().contains("/tmp/tool"),
+        "{dry}"
+    );
+    assert!(
+        env.home().join("ve/1/dirties").exists(),
+        "a dry run removed something"
+    );
     let text = env.ok(&["gc", "--dry-run"]);
     assert!(text.contains("would remove VE(s): 1"), "{text}");
     let recent = env.json(&["gc", "--older-than", "1h", "--json"]);
@@ -871,8 +877,14 @@ fn root_gc_keeps_flagged_dirties_and_dry_runs() {
     let gc = env.json(&["gc", "--json"]);
     assert_eq!(ids(&gc["removed"]), [1], "{gc}");
     assert!(!env.home().join("ve/1").exists());
-    assert!(env.home().join("ve/2/dirties/tmp/tool").exists(), "evidence removed");
-    assert!(env.home().join("ve/3/dirties/etc/evil").exists(), "evidence removed");
+    assert!(
+        env.home().join("ve/2/dirties/tmp/tool").exists(),
+        "evidence removed"
+    );
+    assert!(
+        env.home().join("ve/3/dirties/etc/evil").exists(),
+        "evidence removed"
+    );
     let all = env.json(&["gc", "--include-flagged", "--json"]);
     assert_eq!(ids(&all["removed"]), [2, 3], "{all}");
     assert!(!env.home().join("ve/2").exists() && !env.home().join("ve/3").exists());
@@ -916,7 +928,16 @@ fn root_volumes_are_recorded_storage() {
     assert!(back.iter().any(|v| v == "file:/mnt/v/in"), "{back:?}");
     // Read-only: the kernel refuses the write; the host directory is unchanged.
     let ro = format!("{spec}:ro");
-    let o = env.jcs(&["run", "-v", &ro, "web", "--", "sh", "-c", "echo x > /mnt/v/w"]);
+    let o = env.jcs(&[
+        "run",
+        "-v",
+        &ro,
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /mnt/v/w",
+    ]);
     assert!(!o.status.success());
     assert!(!host.path().join("w").exists());
     // Refused: overlapping the app's persistent /data, the store itself, a relative path.
@@ -981,7 +1002,10 @@ fn root_images_import_with_every_path_inside_the_template() {
         // Written through the links: inside the template, where the links lead in it.
         let inside = root.join(esc.strip_prefix("/").unwrap());
         assert!(inside.join("pwned").exists(), "{}", inside.display());
-        assert!(!esc.join("pwned").exists(), "{t}: a layer wrote on the host");
+        assert!(
+            !esc.join("pwned").exists(),
+            "{t}: a layer wrote on the host"
+        );
         assert!(!std::path::Path::new(&format!("{}-up", esc.display())).exists());
     }
     env.ok(&["app", "create", "fromimg", "--template", "oci"]);
@@ -1006,7 +1030,16 @@ fn root_images_import_with_every_path_inside_the_template() {
 fn root_named_ves() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    env.ok(&["run", "--name", "job-a", "web", "--", "sh", "-c", "echo a > /data/a"]);
+    env.ok(&[
+        "run",
+        "--name",
+        "job-a",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo a > /data/a",
+    ]);
     let ps = env.json(&["ps", "--all", "--json"]);
     assert_eq!(ps[0]["name"], "job-a", "{ps}");
     assert!(env.ok(&["ps", "--all"]).contains("job-a"));
@@ -1023,7 +1056,13 @@ fn root_named_ves() {
     assert!(e.contains("only digits"), "{e}");
     let e = env.fails(&["inspect", "nosuch"]);
     assert!(e.contains("unknown VE nosuch"), "{e}");
-    assert_eq!(env.json(&["ps", "--all", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Removed: the name is free again, and names the new VE.
     env.ok(&["rm", "job-a"]);
     env.ok(&["run", "--name", "job-a", "web", "--", "true"]);
@@ -1043,7 +1082,10 @@ fn root_exec_joins_a_running_ve_with_its_restrictions() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let status = "grep -E '^(CapEff|CapBnd|CapPrm|Seccomp|NoNewPrivs):' /proc/self/status";
-    let child = env.spawn_until_go(&format!("{status} > /data/own; hostname > /data/host"), "true");
+    let child = env.spawn_until_go(
+        &format!("{status} > /data/own; hostname > /data/host"),
+        "true",
+    );
     let own = std::fs::read_to_string(data_dir(&env).join("own")).unwrap();
     // A descriptor of this process beyond 0-2 (inheritable: not close-on-exec) must not
     // reach the command.
@@ -1067,7 +1109,10 @@ fn root_exec_joins_a_running_ve_with_its_restrictions() {
     drop(dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(out.starts_with(&own), "exec'd:\n{out}\nthe VE's own:\n{own}");
+    assert!(
+        out.starts_with(&own),
+        "exec'd:\n{out}\nthe VE's own:\n{own}"
+    );
     let host = std::fs::read_to_string(data_dir(&env).join("host")).unwrap();
     assert!(out.contains(&host), "the VE's hostname {host:?}: {out}");
     // 0, 1, 2, and the one ls opens to list them.
@@ -1076,7 +1121,10 @@ fn root_exec_joins_a_running_ve_with_its_restrictions() {
         std::fs::read_to_string(data_dir(&env).join("e")).unwrap(),
         "exec-secret\n"
     );
-    let o = env.cmd(&["exec", "1", "--", "nosuchcommand"]).output().unwrap();
+    let o = env
+        .cmd(&["exec", "1", "--", "nosuchcommand"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(127));
     env.go();
     assert!(child.wait_with_output().unwrap().status.success());

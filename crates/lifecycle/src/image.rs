@@ -81,8 +81,10 @@ fn layers_of(dir: &Path) -> Result<(ImageInfo, Vec<PathBuf>, Option<PathBuf>)> {
         let Some((alg, hex)) = digest.split_once(':') else {
             refuse!("image: a digest without an algorithm: {digest:?}");
         };
-        if alg.is_empty() || hex.is_empty() || !(alg.chars().chain(hex.chars()))
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        if alg.is_empty()
+            || hex.is_empty()
+            || !(alg.chars().chain(hex.chars()))
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             refuse!("image: a malformed digest: {digest:?}");
         }
@@ -160,7 +162,11 @@ fn read_config(p: &Path, info: &mut ImageInfo) {
     let c = &v["config"];
     let strings = |x: &serde_json::Value| -> Vec<String> {
         x.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     info.cmd = [strings(&c["Entrypoint"]), strings(&c["Cmd"])].concat();
@@ -355,11 +361,9 @@ fn apply_layer(root: &OwnedFd, layer: &Path, info: &mut ImageInfo) -> Result<()>
         if name.to_string_lossy().starts_with(".wh.") {
             continue;
         }
-        if e.pax_extensions()
-            .ok()
-            .flatten()
-            .is_some_and(|mut x| x.any(|k| k.is_ok_and(|k| k.key().is_ok_and(|k| k.starts_with("SCHILY.xattr.")))))
-        {
+        if e.pax_extensions().ok().flatten().is_some_and(|mut x| {
+            x.any(|k| k.is_ok_and(|k| k.key().is_ok_and(|k| k.starts_with("SCHILY.xattr."))))
+        }) {
             info.skipped_xattrs += 1;
         }
         let h = e.header().clone();
@@ -397,7 +401,11 @@ fn apply_layer(root: &OwnedFd, layer: &Path, info: &mut ImageInfo) -> Result<()>
                 let fd = rustix::fs::openat(
                     &dir,
                     &name,
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .ctx(what)?;
@@ -447,8 +455,7 @@ fn apply_layer(root: &OwnedFd, layer: &Path, info: &mut ImageInfo) -> Result<()>
             }
             tar::EntryType::Fifo => {
                 remove_at(&dir, &name).ctx(what)?;
-                rustix::fs::mknodat(&dir, &name, rustix::fs::FileType::Fifo, mode, 0)
-                    .ctx(what)?;
+                rustix::fs::mknodat(&dir, &name, rustix::fs::FileType::Fifo, mode, 0).ctx(what)?;
                 owner(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).ctx(what)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => info.skipped_devices += 1,

@@ -8,9 +8,9 @@
 pub mod abort;
 pub mod app;
 mod atomic;
+pub mod image;
 pub mod net;
 pub mod publish;
-pub mod image;
 pub mod recover;
 pub mod template;
 pub mod timing;

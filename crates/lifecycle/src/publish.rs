@@ -35,7 +35,9 @@ impl Publish {
             [a, h, v] => (a, h, v),
             _ => return Err(bad("not [ADDR:]HOSTPORT:VEPORT")),
         };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad("ADDR is not an IPv4 address"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| bad("ADDR is not an IPv4 address"))?;
         let port = |p: &str| match p.parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(bad(&format!("{p:?} is not a port"))),
@@ -60,8 +62,8 @@ impl Publisher {
     pub fn bind(ports: &[Publish]) -> Result<Publisher, String> {
         let mut listeners = Vec::new();
         for p in ports {
-            let l = TcpListener::bind(p.listen)
-                .map_err(|e| format!("--publish {}: {e}", p.listen))?;
+            let l =
+                TcpListener::bind(p.listen).map_err(|e| format!("--publish {}: {e}", p.listen))?;
             l.set_nonblocking(true)
                 .map_err(|e| format!("--publish {}: {e}", p.listen))?;
             listeners.push((l, p.ve_port));
@@ -78,7 +80,8 @@ impl Publisher {
         for (l, port) in std::mem::take(&mut self.listeners) {
             let stop = self.stop.clone();
             let to = SocketAddr::new(ve.into(), port);
-            self.threads.push(std::thread::spawn(move || accept_loop(l, to, &stop)));
+            self.threads
+                .push(std::thread::spawn(move || accept_loop(l, to, &stop)));
         }
     }
 
@@ -143,10 +146,20 @@ mod tests {
     #[test]
     fn specs() {
         let p = Publish::parse("8080:80").unwrap();
-        assert_eq!((p.listen.to_string(), p.ve_port), ("0.0.0.0:8080".into(), 80));
+        assert_eq!(
+            (p.listen.to_string(), p.ve_port),
+            ("0.0.0.0:8080".into(), 80)
+        );
         let p = Publish::parse("127.0.0.1:8080:80/tcp").unwrap();
         assert_eq!(p.listen.to_string(), "127.0.0.1:8080");
-        for bad in ["80", "x:80", "8080:0", "8080:80/udp", "1.2.3:1:2", "a:b:c:d"] {
+        for bad in [
+            "80",
+            "x:80",
+            "8080:0",
+            "8080:80/udp",
+            "1.2.3:1:2",
+            "a:b:c:d",
+        ] {
             assert!(Publish::parse(bad).is_err(), "{bad}");
         }
     }

@@ -193,10 +193,12 @@ fn debootstrap(
     dst: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    if let Some(bad) = include
-        .iter()
-        .find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c)))
-    {
+    if let Some(bad) = include.iter().find(|p| {
+        p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c))
+    }) {
         refuse!("debootstrap: {bad:?} is not a Debian package name");
     }
     let mut cmd = Command::new("debootstrap");

@@ -106,8 +106,7 @@ impl Volume {
             return Err(bad("the host directory must be an absolute path"));
         }
         let inner = model::InnerPath::parse(inner).map_err(|e| bad(&e.to_string()))?;
-        let host = std::fs::canonicalize(host)
-            .map_err(|e| bad(&format!("{host}: {e}")))?;
+        let host = std::fs::canonicalize(host).map_err(|e| bad(&format!("{host}: {e}")))?;
         if !host.is_dir() {
             return Err(bad(&format!("{} is not a directory", host.display())));
         }
@@ -254,9 +253,13 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
     std::fs::create_dir_all(store.layout.ves())
         .ctx(|| format!("create {}", store.layout.ves().display()))?;
     for _ in 0..100 {
-        let id = store
-            .catalog
-            .new_ve(&l.app.name, l.version, l.kind, &l.argv, l.extras.name.as_deref())?;
+        let id = store.catalog.new_ve(
+            &l.app.name,
+            l.version,
+            l.kind,
+            &l.argv,
+            l.extras.name.as_deref(),
+        )?;
         match std::fs::create_dir(store.layout.ve(id)) {
             Ok(()) => return Ok(id),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -319,9 +322,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                     s.path.to_string(),
                 )
             }))
-            .chain(l.extras.volumes.iter().map(|v| {
-                ("volume".to_string(), v.host.clone(), v.inner.to_string())
-            }))
+            .chain(
+                l.extras
+                    .volumes
+                    .iter()
+                    .map(|v| ("volume".to_string(), v.host.clone(), v.inner.to_string())),
+            )
             .collect()
     } else {
         vec![]

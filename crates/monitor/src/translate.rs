@@ -901,7 +901,11 @@ impl Translator {
             }
             Sem::Transfer(x) => {
                 let first = (fd, e.file, e.pos, socket);
-                let other = if x == Xfer::Splice { e.args[2] } else { e.args[1] } as i32;
+                let other = if x == Xfer::Splice {
+                    e.args[2]
+                } else {
+                    e.args[1]
+                } as i32;
                 let second = (other, e.file2, e.pos2, e.flags & flag::SOCKET2 != 0);
                 let (input, output) = if x == Xfer::Sendfile {
                     (second, first)
@@ -1899,7 +1903,14 @@ mod tests {
         t.push(&vr, &mut out);
         // openat2 with O_TRUNC (the monitor puts open_how.flags in args[2]).
         let mut o2 = ev(Kind::Syscall, libc::SYS_openat2 as u32, 6);
-        o2.args = [libc::AT_FDCWD as u64, 0, (libc::O_WRONLY | libc::O_TRUNC) as u64, 24, 0, 0];
+        o2.args = [
+            libc::AT_FDCWD as u64,
+            0,
+            (libc::O_WRONLY | libc::O_TRUNC) as u64,
+            24,
+            0,
+            0,
+        ];
         o2.data = b"/data/f\0".to_vec();
         o2.file = Some((1, 60, 0));
         t.push(&o2, &mut out);

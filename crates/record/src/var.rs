@@ -219,7 +219,8 @@ pub enum VarQuery {
 }
 
 /// What the accepted forms are, for error messages.
-pub const VAR_FORMS: &str = "file:PATH, persist:APP:PATH, shared:NAME/PATH, volume:HOST/PATH, file:[DEV:INO[:GEN]], \
+pub const VAR_FORMS: &str =
+    "file:PATH, persist:APP:PATH, shared:NAME/PATH, volume:HOST/PATH, file:[DEV:INO[:GEN]], \
      endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,9 +285,7 @@ impl VarQuery {
                 _ => Err(err("expected shared:NAME/PATH".into())),
             },
             // A file of a host directory a VE had mounted (`jcs run -v HOST:PATH`).
-            "volume" if rest.starts_with('/') && rest.len() > 1 => {
-                Ok(VarQuery::Store(spec.into()))
-            }
+            "volume" if rest.starts_with('/') && rest.len() > 1 => Ok(VarQuery::Store(spec.into())),
             "volume" => Err(err(
                 "expected volume:HOST/PATH (the file's path on the host)".into(),
             )),
@@ -375,11 +374,13 @@ impl VarQuery {
             }
             (VarQuery::Store(_), _) => false,
             // A prefix: files known by path (failed lookups; version-1 journals) under it.
-            (VarQuery::File(p), VarDef::Path { path } | VarDef::File { path: Some(path), .. })
-                if p.ends_with('*') =>
-            {
-                path.starts_with(&p[..p.len() - 1])
-            }
+            (
+                VarQuery::File(p),
+                VarDef::Path { path }
+                | VarDef::File {
+                    path: Some(path), ..
+                },
+            ) if p.ends_with('*') => path.starts_with(&p[..p.len() - 1]),
             (q, d) => q.key().is_some_and(|k| k == VarKey::of(d)),
         }
     }

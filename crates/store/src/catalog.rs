@@ -754,7 +754,8 @@ mod tests {
                 })
                 .unwrap()
         };
-        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None).unwrap();
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None)
+            .unwrap();
         c.add_template(&Name::parse("t").unwrap(), 1, "test")
             .unwrap();
         let (log, done) = frames(&c);
@@ -763,7 +764,8 @@ mod tests {
         // Closing does not checkpoint (NO_CKPT_ON_CLOSE): a VE row stays in the WAL until
         // the automatic checkpoint, and is read back from it.
         let c = Catalog::open(&d.path().join("c.db")).unwrap();
-        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None).unwrap();
+        c.new_ve(&Name::parse("a").unwrap(), 1, "app", &[], None)
+            .unwrap();
         drop(c);
         assert!(std::fs::metadata(d.path().join("c.db-wal")).unwrap().len() > 0);
         let c = Catalog::open(&d.path().join("c.db")).unwrap();

@@ -46,7 +46,9 @@ fn cstr(s: &str) -> Result<CString, LaunchError> {
 /// process could not be set up, 126/127 when the command could not be executed).
 pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
     if spec.argv.is_empty() {
-        return Err(LaunchError::Exec("no command to run (give one after --)".into()));
+        return Err(LaunchError::Exec(
+            "no command to run (give one after --)".into(),
+        ));
     }
     let open = |p: String, flags: libc::c_int| -> Result<OwnedFd, LaunchError> {
         let c = cstr(&p)?;
@@ -78,7 +80,11 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
         .map(|d| open(format!("{}/cgroup.procs", d.display()), libc::O_WRONLY))
         .collect::<Result<_, _>>()?;
     let filters = crate::seccomp::compile().map_err(|e| LaunchError::Exec(e.to_string()))?;
-    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<_, _>>()?;
     let envp: Vec<CString> = spec
         .env
         .iter()
@@ -267,7 +273,9 @@ fn helper_main(
     for c in candidates {
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::ENOENT);
         if e != libc::ENOENT && e != libc::ENOTDIR {
             last = e;
         }

@@ -774,7 +774,8 @@ impl Supervisor {
                             return Err(io::Error::from_raw_os_error(libc::EINVAL));
                         }
                         let args = task.read_bytes(a[4], 16)?;
-                        let word = |i: usize| u64::from_ne_bytes(args[i..i + 8].try_into().unwrap());
+                        let word =
+                            |i: usize| u64::from_ne_bytes(args[i..i + 8].try_into().unwrap());
                         let (size, flags) = (word(8) & 0xffff_ffff, word(8) >> 32);
                         Some((task.read_bytes(word(0), size)?, flags as i32))
                     } else {
