@@ -88,6 +88,16 @@ pub fn log(
     }
 }
 
+/// A transaction's status as printed, and a failed call's error by name (its result is
+/// -errno).
+fn status_and_error(a: &model::at::At) -> (String, Option<&'static str>) {
+    let status = format!("{:?}", a.status).to_lowercase();
+    let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
+        .then(|| model::errno::name(-a.result))
+        .flatten();
+    (status, error)
+}
+
 fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> {
     if format == LogFormat::Csv {
         return print_csv(out, e);
@@ -103,11 +113,7 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
             exec,
             rule,
         } => {
-            let status = format!("{:?}", a.status).to_lowercase();
-            // A failed call's error by name (its result is -errno).
-            let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
-                .then(|| model::errno::name(-a.result))
-                .flatten();
+            let (status, error) = status_and_error(a);
             if json {
                 let mut v = serde_json::json!({
                     "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
@@ -255,11 +261,8 @@ fn print_csv(out: &mut impl Write, e: Entry) -> Result<()> {
             rule,
             ..
         } => {
-            let status = format!("{:?}", a.status).to_lowercase();
-            let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
-                .then(|| model::errno::name(-a.result))
-                .flatten()
-                .unwrap_or("");
+            let (status, error) = status_and_error(a);
+            let error = error.unwrap_or("");
             let aborted = a.status == model::at::Status::Aborted;
             let rule = if aborted {
                 rule.map(String::from).unwrap_or_else(|| a.off.to_string())

@@ -834,6 +834,19 @@ fn ve_pids(ats: &[serde_json::Value]) -> Vec<u32> {
         .collect()
 }
 
+/// Starts the daemon and the bridge (a VE of `app` running `true`) before the traced run:
+/// neither may be a child of the traced command.
+fn start_bridge(env: &Env, ns: &NetNs, app: &str) {
+    let o = ns
+        .cmd(common::jcs_bin(), &["run", app, "--", "true"])
+        .env("JCS_HOME", env.home())
+        .env("JCS_BRIDGE_CIDR", "10.78.0.0/24")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// A one-shot HTTP-ish server on the host side of the bridge: sends `reply` to the first
 /// client on port 9000 and exits.
 fn serve_once(ns: &NetNs, reply: &str) -> std::process::Child {
@@ -856,15 +869,7 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
     let Some(env) = Env::new() else { return };
     let ns = NetNs::new();
     env.bridge_app("gt");
-    // Start the daemon and the bridge first: neither may be a child of the traced command.
-    let o = ns
-        .cmd(common::jcs_bin(), &["run", "gt", "--", "true"])
-        .env("JCS_HOME", env.home())
-        .env("JCS_BRIDGE_CIDR", "10.78.0.0/24")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    start_bridge(&env, &ns, "gt");
     let server = serve_once(&ns, "from-server\\n");
     let script = "dd if=/dev/zero of=/data/out bs=100 count=3 2>/dev/null; \
                   md5sum /etc/passwd > /dev/null; cat /etc/group > /dev/null; \
@@ -967,14 +972,7 @@ fn root_debian_programs_match_strace_one_to_one() {
         "--persist",
         "/data",
     ]);
-    let o = ns
-        .cmd(common::jcs_bin(), &["run", "deb", "--", "true"])
-        .env("JCS_HOME", env.home())
-        .env("JCS_BRIDGE_CIDR", "10.78.0.0/24")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    start_bridge(&env, &ns, "deb");
     let server = serve_once(
         &ns,
         "HTTP/1.0 200 OK\\r\\nContent-Length: 12\\r\\n\\r\\nfrom-server\\n",

@@ -727,16 +727,11 @@ fn root_xattrs_utimes_and_mknod_are_kept_and_undone_within_the_apps_capabilities
     common::static_helper(&env, "preimage");
     let d = data(&env);
     let setup = || {
-        std::fs::write(d.join("x"), "x").unwrap();
-        let p = std::ffi::CString::new(d.join("x").to_str().unwrap()).unwrap();
         // (trusted.h: the host, with CAP_SYS_ADMIN, may set trusted.* here.)
-        for (k, v) in [("user.k", "v1"), ("user.gone", "g"), ("trusted.h", "h")] {
-            let k = std::ffi::CString::new(k).unwrap();
-            // SAFETY: NUL-terminated strings, a value of the length given.
-            let r =
-                unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-            assert_eq!(r, 0, "the host sets {k:?} here");
-        }
+        file_with_xattrs(
+            &d.join("x"),
+            &[("user.k", "v1"), ("user.gone", "g"), ("trusted.h", "h")],
+        );
         let _ = std::fs::remove_file(d.join("fifo"));
     };
     let xattrs = || -> Vec<String> {
@@ -809,17 +804,7 @@ fn root_xattrat_calls_are_kept_and_undone() {
     env.standard_app();
     common::static_helper(&env, "preimage");
     let d = data(&env);
-    let setup = || {
-        std::fs::write(d.join("x"), "x").unwrap();
-        let p = std::ffi::CString::new(d.join("x").to_str().unwrap()).unwrap();
-        for (k, v) in [("user.k", "v1"), ("user.gone", "g")] {
-            let k = std::ffi::CString::new(k).unwrap();
-            // SAFETY: NUL-terminated strings, a value of the length given.
-            let r =
-                unsafe { libc::setxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-            assert_eq!(r, 0);
-        }
-    };
+    let setup = || file_with_xattrs(&d.join("x"), &[("user.k", "v1"), ("user.gone", "g")]);
     let xattrs = || {
         let mut v = xattr_list(&d.join("x"));
         v.sort();
@@ -839,6 +824,18 @@ fn root_xattrat_calls_are_kept_and_undone() {
     env.ok(&["abort", "2"]);
     assert_eq!(xattrs(), ["user.gone=g", "user.k=v1"]);
     env.assert_clean();
+}
+
+/// Writes file `p` ("x") with these extended attributes, as the host.
+fn file_with_xattrs(p: &std::path::Path, attrs: &[(&str, &str)]) {
+    std::fs::write(p, "x").unwrap();
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    for (k, v) in attrs {
+        let k = std::ffi::CString::new(*k).unwrap();
+        // SAFETY: NUL-terminated strings, a value of the length given.
+        let r = unsafe { libc::setxattr(c.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        assert_eq!(r, 0, "the host sets {k:?} here");
+    }
 }
 
 fn xattr_list(p: &std::path::Path) -> Vec<String> {
