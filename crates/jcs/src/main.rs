@@ -383,6 +383,10 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Only transactions at or before TIME
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        /// Only the transactions of processes running this program: the executed file's name
+        /// or path, or its argv[0] (`cat` for busybox's cat)
+        #[arg(long, value_name = "PROGRAM")]
+        exe: Option<String>,
         /// Keep printing new transactions as they are recorded (Ctrl-C ends)
         #[arg(long)]
         follow: bool,
@@ -1674,6 +1678,7 @@ fn real_main() -> Result<i32> {
             status,
             since,
             until,
+            exe,
             follow,
             json,
             format,
@@ -1707,6 +1712,7 @@ fn real_main() -> Result<i32> {
                 }),
                 since_ns: time(since)?,
                 until_ns: time(until)?,
+                exe,
                 ..Default::default()
             };
             let store = open_store(cli.home)?;

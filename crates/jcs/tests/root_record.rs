@@ -1286,3 +1286,30 @@ fn root_an_exec_records_its_command_line_and_ids() {
     assert!(text.contains("argv [cat /dev/null] uid 65534"), "{text}");
     env.assert_clean();
 }
+
+/// `jcs log --exe PROGRAM`: the transactions of the processes running it (by argv[0], the
+/// executed file's name or path), including what they did before a later exec of another
+/// program is left out; a child keeps its parent's program until it execs.
+#[test]
+fn root_log_by_program() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo by-shell > /data/s; cat /data/s > /data/c; true");
+    let writes = |exe: &str| -> Vec<String> {
+        env.ok(&["log", "--ve", "1", "--exe", exe, "--op", "write", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dst"].to_string())
+            .collect()
+    };
+    // (busybox cat copies with sendfile until it returns 0: more than one write record.)
+    let cat = writes("cat");
+    assert!(
+        !cat.is_empty() && cat.iter().all(|d| d == "\"file:/data/c\""),
+        "cat wrote /data/c only: {cat:?}"
+    );
+    let sh = writes("sh");
+    assert!(sh.contains(&"\"file:/data/s\"".to_string()), "{sh:?}");
+    assert!(!sh.contains(&"\"file:/data/c\"".to_string()), "{sh:?}");
+    assert!(writes("nosuchprogram").is_empty());
+    env.assert_clean();
+}

@@ -23,6 +23,9 @@ pub struct Filter {
     pub status: Option<model::at::Status>,
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
+    /// Only transactions of processes running this program: the executed file's name (its
+    /// last component, or the whole path) or the argv[0] it got (summaries are left out).
+    pub exe: Option<String>,
 }
 
 /// One thing the log lists, with its variables' names.
@@ -72,6 +75,9 @@ pub struct Log<'s> {
     rules: HashMap<(u64, u32), String>,
     /// (VE, pid, time) → what an exec ran, until its transaction is listed.
     execs: HashMap<(u64, u32, u64), model::at::ExecInfo>,
+    /// With `--exe`: (VE, pid) → the names its program goes by (file name, path, argv[0]),
+    /// from its last exec or, until it execs, its parent's.
+    programs: HashMap<(u64, u32), Vec<String>>,
     /// Where reading goes on: (segment, offset in it).
     at: (u64, u64),
     /// Damaged stretches skipped since the last [`Log::take_skipped`].
@@ -134,6 +140,7 @@ impl<'s> Log<'s> {
             },
             rules: HashMap::new(),
             execs: HashMap::new(),
+            programs: HashMap::new(),
             at: (0, 0),
             skipped: Vec::new(),
         })
@@ -202,12 +209,13 @@ impl<'s> Log<'s> {
         rec: Record,
         sink: &mut dyn FnMut(Entry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (f, matching, names, rules, execs) = (
+        let (f, matching, names, rules, execs, programs) = (
             &self.filter,
             &mut self.matching,
             &mut self.names,
             &mut self.rules,
             &mut self.execs,
+            &mut self.programs,
         );
         let wanted = |src: VarId, dst: VarId| {
             f.var.is_none() || matching.contains(&src) || matching.contains(&dst)
@@ -222,15 +230,26 @@ impl<'s> Log<'s> {
                 }
             }
             Record::Ats(ats) => {
-                for a in ats.iter().filter(|a| {
-                    f.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
+                for a in ats.iter() {
+                    if f.exe.is_some() {
+                        follow_programs(programs, names, execs, a);
+                    }
+                    let runs = |x: &String| {
+                        programs
+                            .get(&(a.ve, a.pid))
+                            .is_some_and(|p| p.iter().any(|n| n == x))
+                    };
+                    if !(f.ves.as_ref().is_none_or(|v| v.contains(&a.ve))
                         && f.ops.as_ref().is_none_or(|o| o.contains(&a.op))
                         && f.pid.is_none_or(|p| p == a.pid)
                         && f.status.is_none_or(|s| s == a.status)
                         && f.since_ns.is_none_or(|t| a.time_ns >= t)
                         && f.until_ns.is_none_or(|t| a.time_ns <= t)
-                        && wanted(a.src, a.dst)
-                }) {
+                        && f.exe.as_ref().is_none_or(runs)
+                        && wanted(a.src, a.dst))
+                    {
+                        continue;
+                    }
                     names.learn(a.src);
                     names.learn(a.dst);
                     let rule = (a.status == model::at::Status::Aborted)
@@ -253,6 +272,7 @@ impl<'s> Log<'s> {
             Record::Summaries { tier, sts } => {
                 for s in sts.iter().filter(|s| {
                     f.ops.is_none()
+                        && f.exe.is_none()
                         && f.pid.is_none()
                         && f.status.is_none()
                         && f.since_ns.is_none_or(|t| s.last >= t)
@@ -325,6 +345,49 @@ impl<'s> Log<'s> {
             }
         }
         Ok(())
+    }
+}
+
+/// Keeps `programs` current with transaction `a`: a fork gives the child its parent's
+/// program, an exec the names of the one it ran (its argv[0] from its `E` record, else the
+/// file's path; each also by its last component).
+fn follow_programs(
+    programs: &mut HashMap<(u64, u32), Vec<String>>,
+    names: &mut Names<'_>,
+    execs: &HashMap<(u64, u32, u64), model::at::ExecInfo>,
+    a: &At,
+) {
+    match a.op {
+        model::at::Op::Fork if a.result > 0 => {
+            if let Some(p) = programs.get(&(a.ve, a.pid)).cloned() {
+                programs.insert((a.ve, a.result as u32), p);
+            }
+        }
+        model::at::Op::Exec if a.status == model::at::Status::Committed => {
+            // The program's argv[0] (busybox's applets are one file, named by whichever
+            // applet ran first); without it, the file's name.
+            let name = match execs
+                .get(&(a.ve, a.pid, a.time_ns))
+                .and_then(|x| x.argv.first())
+            {
+                Some(a0) => a0.clone(),
+                None => {
+                    names.learn(a.src);
+                    let n = names.name(a.src);
+                    n.strip_prefix("file:").unwrap_or(n).to_string()
+                }
+            };
+            let mut p = vec![name.clone()];
+            if let Some(last) = name.rsplit('/').next().filter(|l| *l != name) {
+                p.push(last.to_string());
+            }
+            programs.insert((a.ve, a.pid), p);
+        }
+        // (Its own transactions come before its exit.)
+        model::at::Op::Exit => {
+            programs.remove(&(a.ve, a.pid));
+        }
+        _ => {}
     }
 }
 
