@@ -2,7 +2,10 @@
 //! nanosecond timestamps the way every query shows them.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("time {0:?}: use 2026-11-28T05:00:00Z, seconds since the epoch, or an age such as 10m")]
+#[error(
+    "time {0:?}: use 2026-11-28T05:00:00Z (or +01:00, or no zone: local time; the seconds and \
+     the time may be left out), seconds since the epoch, or an age such as 10m"
+)]
 pub struct TimeError(pub String);
 
 /// Nanoseconds since the epoch, now.
@@ -13,9 +16,49 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses a time: RFC 3339 in UTC (`2026-11-28T05:00:00Z`, fractions allowed), seconds since
-/// the epoch (fractions allowed), or an age (`90s`, `10m`, `2h`, `7d` ago). Returns nanoseconds since the epoch.
+/// Parses a time: RFC 3339 (`2026-11-28T05:00:00Z`, `…+01:00`, fractions allowed; a space may
+/// stand for the `T`, the seconds may be left out), a date and time without a zone (local time,
+/// as `TZ` says: `2026-11-28 06:00`), a date alone (local midnight), seconds since the epoch
+/// (fractions allowed), or an age (`90s`, `10m`, `2h`, `7d` ago). Returns nanoseconds since
+/// the epoch.
 pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
+    parse_time_in(s, now_ns, &local_offset_secs)
+}
+
+/// The local time zone's offset from UTC (seconds east) at the local time given, from the C
+/// library (`TZ`, /etc/localtime).
+fn local_offset_secs(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> Option<i64> {
+    // SAFETY: a zeroed struct tm filled with plain integers; mktime only reads and normalizes it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = (y - 1900) as i32;
+    tm.tm_mon = (mo - 1) as i32;
+    tm.tm_mday = d as i32;
+    tm.tm_hour = h as i32;
+    tm.tm_min = mi as i32;
+    tm.tm_sec = sec as i32;
+    tm.tm_isdst = -1;
+    // SAFETY: a valid pointer to the struct above.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 {
+        return None;
+    }
+    Some(epoch_secs(y, mo, d, h, mi, sec) - t)
+}
+
+/// Seconds since the epoch of a UTC civil time (days from civil, H. Hinnant).
+fn epoch_secs(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> i64 {
+    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86400 + h * 3600 + mi * 60 + sec
+}
+
+type LocalOffset = dyn Fn(i64, i64, i64, i64, i64, i64) -> Option<i64>;
+
+fn parse_time_in(s: &str, now_ns: u64, local: &LocalOffset) -> Result<u64, TimeError> {
     let t = s.trim();
     if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
         if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
@@ -42,17 +85,46 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
         }
     }
     let bad = || TimeError(s.to_string());
-    let t = t.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    // The zone: Z, ±HH:MM or ±HHMM at the end; none: local time.
+    let (t, offset): (&str, Option<i64>) = if let Some(r) = t.strip_suffix('Z') {
+        (r, Some(0))
+    } else {
+        let tail = t.len().saturating_sub(6);
+        let cut = t
+            .char_indices()
+            .rev()
+            .take(6)
+            .find(|(i, c)| (*c == '+' || *c == '-') && *i >= tail && t[..*i].contains(':'))
+            .map(|(i, _)| i);
+        match cut {
+            Some(i) => {
+                let z = &t[i + 1..].replace(':', "");
+                if z.len() != 4 || !z.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                let secs = z[..2].parse::<i64>().map_err(|_| bad())? * 3600
+                    + z[2..].parse::<i64>().map_err(|_| bad())? * 60;
+                (&t[..i], Some(if t[i..].starts_with('-') { -secs } else { secs }))
+            }
+            None => (t, None),
+        }
+    };
+    let (date, time) = match t.split_once(['T', ' ']) {
+        Some((d, tm)) => (d, tm.trim()),
+        None => (t, "00:00:00"),
+    };
     let d: Vec<i64> = date
         .split('-')
         .map(|x| x.parse().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let h: Vec<i64> = hms
+    let mut h: Vec<i64> = hms
         .split(':')
         .map(|x| x.parse().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
+    if h.len() == 2 {
+        h.push(0);
+    }
     if d.len() != 3
         || h.len() != 3
         || !(1..=12).contains(&d[1])
@@ -60,21 +132,15 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
         || h[0] > 23
         || h[1] > 59
         || h[2] > 60
+        || (date.len() != 10)
     {
         return Err(bad());
     }
-    // Days from civil (H. Hinnant).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
+    let offset = match offset {
+        Some(o) => o,
+        None => local(d[0], d[1], d[2], h[0], h[1], h[2]).ok_or_else(bad)?,
     };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86400 + h[0] * 3600 + h[1] * 60 + h[2];
+    let secs = epoch_secs(d[0], d[1], d[2], h[0], h[1], h[2]) - offset;
     let mut ns = frac.chars().take(9).collect::<String>();
     while ns.len() < 9 {
         ns.push('0');
@@ -157,13 +223,36 @@ mod tests {
         for bad in [
             "yesterday",
             "2026-13-01T00:00:00Z",
-            "2026-11-28 03:38:31",
+            "2026-11-28T03:38:31+1",
+            "26-11-28",
             "5y",
             "1.",
             "1.1234567890",
         ] {
             assert!(parse_time(bad, 0).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn offsets_and_local_times() {
+        let utc = 1_795_837_111 * 1_000_000_000; // 2026-11-28T03:38:31Z
+        assert_eq!(parse_time("2026-11-28T04:38:31+01:00", 0).unwrap(), utc);
+        assert_eq!(parse_time("2026-11-28T02:38:31-0100", 0).unwrap(), utc);
+        assert_eq!(parse_time("2026-11-28 03:38:31Z", 0).unwrap(), utc);
+        // No zone: local time, here a zone two hours east.
+        let east2 = |_, _, _, _, _, _| Some(7200);
+        assert_eq!(
+            parse_time_in("2026-11-28 05:38:31", 0, &east2).unwrap(),
+            utc
+        );
+        assert_eq!(
+            parse_time_in("2026-11-28T05:38", 0, &east2).unwrap(),
+            utc - 31_000_000_000
+        );
+        assert_eq!(
+            parse_time_in("2026-11-28", 0, &east2).unwrap(),
+            (1_795_837_111 - 3 * 3600 - 38 * 60 - 31 - 7200) * 1_000_000_000
+        );
     }
 
     #[test]
