@@ -47,7 +47,11 @@ fn local_offset_secs(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> Opti
 
 /// Seconds since the epoch of a UTC civil time (days from civil, H. Hinnant).
 fn epoch_secs(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> i64 {
-    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let (y, m) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d - 1;
@@ -104,7 +108,10 @@ fn parse_time_in(s: &str, now_ns: u64, local: &LocalOffset) -> Result<u64, TimeE
                 }
                 let secs = z[..2].parse::<i64>().map_err(|_| bad())? * 3600
                     + z[2..].parse::<i64>().map_err(|_| bad())? * 60;
-                (&t[..i], Some(if t[i..].starts_with('-') { -secs } else { secs }))
+                (
+                    &t[..i],
+                    Some(if t[i..].starts_with('-') { -secs } else { secs }),
+                )
             }
             None => (t, None),
         }
