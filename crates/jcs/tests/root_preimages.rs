@@ -910,3 +910,25 @@ fn root_an_exchange_of_two_names_is_swapped_back() {
     assert_eq!((read(&env, "p"), read(&env, "q")), ("P".into(), "Q".into()));
     env.assert_clean();
 }
+
+/// `jcs exec` into a VE whose app keeps pre-images is refused (its supervisor serves only the
+/// VE's own processes: a process added from outside would write unsupervised); the same VE
+/// without pre-images takes it (the control).
+#[test]
+fn root_exec_into_a_supervised_ve_is_refused() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let control = env.spawn_until_go("true", "true");
+    env.ok(&["exec", "1", "--", "true"]);
+    env.go();
+    assert!(control.wait_with_output().unwrap().status.success());
+    std::fs::remove_file(data(&env).join("go")).unwrap();
+    keep_preimages(&env);
+    let child = env.spawn_until_go("true", "true");
+    let e = env.fails(&["exec", "2", "--", "sh", "-c", "echo x > /data/unsupervised"]);
+    assert!(e.contains("pre-images"), "{e}");
+    assert!(!data(&env).join("unsupervised").exists());
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
+    env.assert_clean();
+}
