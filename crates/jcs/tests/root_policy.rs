@@ -366,6 +366,27 @@ fn root_the_exec_allow_list_is_enforced_by_landlock() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("allowed"), "{out}");
+    // A process `jcs exec` adds to a running VE of that app gets the allow-list too.
+    let child = env.spawn_until_go("true", "true");
+    let o = env
+        .cmd(&[
+            "exec",
+            "3",
+            "--",
+            "/bin/sh",
+            "-c",
+            "/data/policy; echo \"rc=$?\"; /bin/busybox echo allowed",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("rc=126") && out.contains("allowed"),
+        "jcs exec: {out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
     env.assert_clean();
 }
 

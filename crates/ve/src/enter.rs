@@ -35,7 +35,6 @@ pub struct EnterSpec {
 }
 
 const EXIT_SETUP: i32 = 125;
-const EXIT_NOT_FOUND: i32 = 127;
 const EXIT_CANNOT_EXEC: i32 = 126;
 
 fn cstr(s: &str) -> Result<CString, LaunchError> {
@@ -45,11 +44,6 @@ fn cstr(s: &str) -> Result<CString, LaunchError> {
 /// Runs the command in the VE and returns its exit status (128+N for a signal; 125 when the
 /// process could not be set up, 126/127 when the command could not be executed).
 pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
-    if spec.argv.is_empty() {
-        return Err(LaunchError::Exec(
-            "no command to run (give one after --)".into(),
-        ));
-    }
     let open = |p: String, flags: libc::c_int| -> Result<OwnedFd, LaunchError> {
         let c = cstr(&p)?;
         // SAFETY: a valid NUL-terminated path.
@@ -80,38 +74,7 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
         .map(|d| open(format!("{}/cgroup.procs", d.display()), libc::O_WRONLY))
         .collect::<Result<_, _>>()?;
     let filters = crate::seccomp::compile().map_err(|e| LaunchError::Exec(e.to_string()))?;
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstr(a))
-        .collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstr(&format!("{k}={v}")))
-        .collect::<Result<_, _>>()?;
-    let path = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let a0 = &spec.argv[0];
-    let candidates: Vec<CString> = if a0.contains('/') {
-        vec![argv[0].clone()]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| cstr(&format!("{d}/{a0}")))
-            .collect::<Result<_, _>>()?
-    };
-    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
-        v.iter()
-            .map(|c| c.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect()
-    };
-    let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
+    let program = crate::launch::Program::new(&spec.argv, &spec.env)?;
     let workdir = spec.workdir.as_deref().map(cstr).transpose()?;
     let exec_allow: Option<Vec<CString>> = spec
         .exec_allow
@@ -131,26 +94,23 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
             &ns,
             &procs,
             &filters,
-            &candidates,
-            &argv_p,
-            &envp_p,
+            &program,
             workdir.as_ref(),
             spec.user.as_deref(),
             exec_allow.as_deref(),
         );
     }
+    wait_status(helper).map_err(|e| LaunchError::Exec(format!("wait for the command: {e}")))
+}
+
+/// Waits for child `pid`; its exit status, or 128+N when signal N ended it.
+fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
     let mut status = 0;
-    loop {
-        // SAFETY: waiting for the helper this process forked.
-        let r = unsafe { libc::waitpid(helper, &mut status, 0) };
-        if r == helper {
-            break;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(LaunchError::Exec(format!(
-                "wait for the command: {}",
-                io::Error::last_os_error()
-            )));
+    // SAFETY: waiting for a child of this process.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
         }
     }
     Ok(if libc::WIFEXITED(status) {
@@ -175,9 +135,7 @@ fn helper_main(
     ns: &[OwnedFd],
     procs: &[OwnedFd],
     filters: &[seccompiler::BpfProgram],
-    candidates: &[CString],
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
+    program: &crate::launch::Program,
     workdir: Option<&CString>,
     user: Option<&str>,
     exec_allow: Option<&[CString]>,
@@ -194,18 +152,7 @@ fn helper_main(
         die(EXIT_SETUP, "fork in the VE");
     }
     if child > 0 {
-        let mut status = 0;
-        // SAFETY: waiting for our child.
-        while unsafe { libc::waitpid(child, &mut status, 0) } < 0 {
-            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                die(EXIT_SETUP, "wait in the VE");
-            }
-        }
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            128 + libc::WTERMSIG(status)
-        };
+        let code = wait_status(child).unwrap_or_else(|_| die(EXIT_SETUP, "wait in the VE"));
         // SAFETY: exiting the helper with the command's status.
         unsafe { libc::_exit(code) }
     }
@@ -248,13 +195,7 @@ fn helper_main(
         die(EXIT_SETUP, "drop capabilities");
     }
     if let Some(ids) = ids {
-        // SAFETY: credential calls with integer arguments and a valid array.
-        let ok = unsafe {
-            libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) == 0
-                && libc::setresgid(ids.gid, ids.gid, ids.gid) == 0
-                && libc::setresuid(ids.uid, ids.uid, ids.uid) == 0
-        };
-        if !ok {
+        if crate::launch::switch_user(&ids).is_err() {
             die(EXIT_SETUP, "--user");
         }
     }
@@ -269,32 +210,11 @@ fn helper_main(
     if crate::seccomp::install(filters).is_err() {
         die(EXIT_SETUP, "install the VE's seccomp filter");
     }
-    let mut last = libc::ENOENT;
-    for c in candidates {
-        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
-        unsafe { libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        let e = io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::ENOENT);
-        if e != libc::ENOENT && e != libc::ENOTDIR {
-            last = e;
-        }
-    }
-    let msg = if last == libc::ENOENT {
-        "jcs: exec: command not found in the VE\n".to_string()
-    } else {
-        format!(
-            "jcs: exec: cannot execute the command in the VE: {}\n",
-            io::Error::from_raw_os_error(last)
-        )
-    };
+    let (code, msg) = program.exec(EXIT_CANNOT_EXEC);
+    let msg = format!("jcs: exec: {msg}\n");
     // SAFETY: as in `die`.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
-        libc::_exit(if last == libc::ENOENT {
-            EXIT_NOT_FOUND
-        } else {
-            EXIT_CANNOT_EXEC
-        })
+        libc::_exit(code)
     }
 }

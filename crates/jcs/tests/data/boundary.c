@@ -71,6 +71,28 @@ static struct sockaddr_un addr_of(const char *path)
 	return a;
 }
 
+/* FILE's first page, mapped shared and writable. */
+static char *map_shared(const char *file)
+{
+	int fd = open(file, O_RDWR);
+	if (fd < 0)
+		die("open");
+	char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		die("mmap");
+	return m;
+}
+
+/* Reads up to SIZE bytes of FILE (at least one) into BUF. */
+static ssize_t read_source(const char *file, char *buf, size_t size)
+{
+	int src = open(file, O_RDONLY);
+	ssize_t n = src < 0 ? -1 : read(src, buf, size);
+	if (n <= 0)
+		die("read the source");
+	return n;
+}
+
 /* Tells the test it may start the client (/data/ready). */
 static void ready(void)
 {
@@ -293,36 +315,19 @@ int main(int argc, char **argv)
 		if (o < 0 || write(o, v, n) != n)
 			die("write");
 	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
-		int fd = open(argv[2], O_RDWR);
-		if (fd < 0)
-			die("open");
-		char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (m == MAP_FAILED)
-			die("mmap");
-		int src = open(argv[3], O_RDONLY);
+		char *m = map_shared(argv[2]);
 		char buf[256] = { 0 };
-		ssize_t n = src < 0 ? -1 : read(src, buf, sizeof(buf));
-		if (n <= 0)
-			die("read the source");
+		ssize_t n = read_source(argv[3], buf, sizeof(buf));
 		memcpy(m, buf, n);
 		if (msync(m, 4096, MS_SYNC))
 			die("msync");
 		munmap(m, 4096);
 	} else if (argc == 4 && (!strcmp(argv[1], "mremap-copy") || !strcmp(argv[1], "mremap-copy-keep"))) {
-		int fd = open(argv[2], O_RDWR);
-		if (fd < 0)
-			die("open");
-		char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (m == MAP_FAILED)
-			die("mmap");
-		char *g = mremap(m, 4096, 8192, MREMAP_MAYMOVE);
+		char *g = mremap(map_shared(argv[2]), 4096, 8192, MREMAP_MAYMOVE);
 		if (g == MAP_FAILED)
 			die("mremap");
-		int src = open(argv[3], O_RDONLY);
 		char buf[256] = { 0 };
-		ssize_t n = src < 0 ? -1 : read(src, buf, sizeof(buf));
-		if (n <= 0)
-			die("read the source");
+		ssize_t n = read_source(argv[3], buf, sizeof(buf));
 		memcpy(g + 4096, buf, n);
 		if (msync(g, 8192, MS_SYNC))
 			die("msync");

@@ -11,19 +11,130 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-/// The command, pre-converted so the child allocates as little as possible.
+/// A command, pre-converted so that the process that runs it allocates nothing: its argument
+/// and environment strings, the candidate paths of argv[0] (PATH order) and the
+/// NULL-terminated pointer arrays `execve` takes. The VE's start and `jcs exec` share it.
 #[derive(Debug)]
-pub(super) struct ExecSpec {
-    argv: Vec<CString>,
+pub(crate) struct Program {
+    pub(crate) argv: Vec<CString>,
     /// Owns the strings `envp_ptrs` points into.
     #[allow(dead_code)]
     envp: Vec<CString>,
     /// Candidate paths for argv[0], in PATH order.
-    candidates: Vec<CString>,
-    /// NULL-terminated pointer arrays into `argv` and `envp` (the CStrings' heap buffers do
-    /// not move), built before the app's process exists.
+    pub(crate) candidates: Vec<CString>,
+    /// Pointers into `argv` and `envp` (the CStrings' heap buffers do not move).
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl Program {
+    pub(crate) fn new(argv: &[String], env: &[(String, String)]) -> Result<Program, LaunchError> {
+        let bad = |s: &str| LaunchError::Exec(format!("argument {s:?} contains a NUL byte"));
+        if argv.is_empty() {
+            return Err(LaunchError::Exec(
+                "no command to run (give one after --, or set the app's --cmd)".into(),
+            ));
+        }
+        let c_argv = argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).map_err(|_| bad(a)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        let a0 = &argv[0];
+        let candidates = if a0.contains('/') {
+            vec![c_argv[0].clone()]
+        } else {
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let (argv_ptrs, envp_ptrs) = (ptrs(&c_argv), ptrs(&envp));
+        Ok(Program {
+            argv: c_argv,
+            envp,
+            candidates,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
+
+    /// Executes the first candidate that exists; returns only when none could be, with the
+    /// exit status and message to report (127 not found, else 126 or `cannot` as given).
+    pub(crate) fn exec(&self, cannot: i32) -> (i32, String) {
+        let mut last = libc::ENOENT;
+        for cand in &self.candidates {
+            // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+            unsafe {
+                libc::execve(
+                    cand.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                )
+            };
+            let e = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOENT);
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                last = e;
+                if e != libc::EACCES {
+                    break;
+                }
+            }
+        }
+        let a0 = self.argv[0].to_string_lossy();
+        if last == libc::ENOENT {
+            (EXIT_NOT_FOUND, format!("command not found in the VE: {a0}"))
+        } else {
+            (
+                cannot,
+                format!(
+                    "cannot execute {a0} in the VE: {}",
+                    io::Error::from_raw_os_error(last)
+                ),
+            )
+        }
+    }
+}
+
+/// Switches to `--user`'s ids: groups, then group, then user (which leaves a non-root user no
+/// capabilities). Raw system calls: libc's wrappers would signal the threads of the VE's init,
+/// whose memory the app's process shares until its exec.
+pub(crate) fn switch_user(ids: &super::user::Ids) -> io::Result<()> {
+    // SAFETY: credential calls with integer arguments and a valid array.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, ids.gid, ids.gid, ids.gid) == 0
+            && libc::syscall(libc::SYS_setresuid, ids.uid, ids.uid, ids.uid) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Exit status when argv[0] is nowhere on PATH.
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// The command of a VE's app, with what its process applies before the exec.
+#[derive(Debug)]
+pub(super) struct ExecSpec {
+    program: Program,
     /// Descriptors after 0-2 that pass into the VE.
     preserve_fds: u32,
     /// `--cap-add`: capabilities kept beyond the default set, as a mask.
@@ -45,43 +156,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 impl ExecSpec {
     pub(super) fn new(cfg: &VeConfig) -> Result<ExecSpec, LaunchError> {
         let bad = |s: &str| LaunchError::Exec(format!("argument {s:?} contains a NUL byte"));
-        if cfg.argv.is_empty() {
-            return Err(LaunchError::Exec(
-                "no command to run (give one after --, or set the app's --cmd)".into(),
-            ));
-        }
-        let argv = cfg
-            .argv
-            .iter()
-            .map(|a| CString::new(a.as_str()).map_err(|_| bad(a)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let envp = cfg
-            .env
-            .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")).map_err(|_| bad(v)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let path = cfg
-            .env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or(DEFAULT_PATH);
-        let a0 = &cfg.argv[0];
-        let candidates = if a0.contains('/') {
-            vec![argv[0].clone()]
-        } else {
-            path.split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| CString::new(format!("{d}/{a0}")).map_err(|_| bad(a0)))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let ptrs = |v: &[CString]| {
-            v.iter()
-                .map(|c| c.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect::<Vec<_>>()
-        };
-        let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
+        let program = Program::new(&cfg.argv, &cfg.env)?;
         let mut workdir = Vec::new();
         if let Some(dir) = &cfg.workdir {
             let mut at = String::new();
@@ -92,11 +167,7 @@ impl ExecSpec {
             }
         }
         Ok(ExecSpec {
-            argv,
-            envp,
-            candidates,
-            argv_ptrs,
-            envp_ptrs,
+            program,
             preserve_fds: cfg.preserve_fds,
             extra_caps: cfg.extra_caps,
             user: cfg.user.clone(),
@@ -520,32 +591,12 @@ pub(super) fn exec_app(
     if let Err(e) = crate::caps::drop_to_default(exec.extra_caps) {
         fail(err, EXIT_SETUP, &format!("drop capabilities: {e}"));
     }
-    // `--user`: groups, then group, then user (which leaves a non-root user no capabilities).
-    // Raw system calls: libc's wrappers would signal the threads of the init, whose memory
-    // this process shares until its exec.
     if let Some(ids) = ids {
-        // SAFETY: credential calls with integer arguments and a valid array.
-        let r = unsafe {
-            if libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) != 0 {
-                -1
-            } else if libc::syscall(libc::SYS_setresgid, ids.gid, ids.gid, ids.gid) != 0 {
-                -2
-            } else if libc::syscall(libc::SYS_setresuid, ids.uid, ids.uid, ids.uid) != 0 {
-                -3
-            } else {
-                0
-            }
-        };
-        if r != 0 {
+        if let Err(e) = switch_user(ids) {
             fail(
                 err,
                 EXIT_SETUP,
-                &format!(
-                    "--user: switch to uid {} gid {}: {}",
-                    ids.uid,
-                    ids.gid,
-                    io::Error::last_os_error()
-                ),
+                &format!("--user: switch to uid {} gid {}: {e}", ids.uid, ids.gid),
             );
         }
     }
@@ -587,36 +638,8 @@ pub(super) fn exec_app(
             ),
         }
     }
-    let mut last = libc::ENOENT;
-    for cand in &exec.candidates {
-        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
-        unsafe {
-            libc::execve(
-                cand.as_ptr(),
-                exec.argv_ptrs.as_ptr(),
-                exec.envp_ptrs.as_ptr(),
-            )
-        };
-        let e = io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::ENOENT);
-        if e != libc::ENOENT && e != libc::ENOTDIR {
-            last = e;
-            if e != libc::EACCES {
-                break;
-            }
-        }
-    }
-    let a0 = exec.argv[0].to_string_lossy();
-    let msg = if last == libc::ENOENT {
-        format!("command not found in the VE: {a0}")
-    } else {
-        format!(
-            "cannot execute {a0} in the VE: {}",
-            io::Error::from_raw_os_error(last)
-        )
-    };
-    fail_app(err, EXIT_EXEC, &msg)
+    let (code, msg) = exec.program.exec(EXIT_EXEC);
+    fail_app(err, code, &msg)
 }
 
 #[cfg(test)]
@@ -628,6 +651,7 @@ mod tests {
     fn exec_candidates_follow_path() {
         let e = ExecSpec::new(&cfg(NetMode::None)).unwrap();
         let c: Vec<_> = e
+            .program
             .candidates
             .iter()
             .map(|c| c.to_str().unwrap().to_string())
@@ -635,7 +659,7 @@ mod tests {
         assert_eq!(c, vec!["/bin/sh", "/usr/bin/sh"]);
         let mut abs = cfg(NetMode::None);
         abs.argv = vec!["/opt/x".into()];
-        assert_eq!(ExecSpec::new(&abs).unwrap().candidates.len(), 1);
+        assert_eq!(ExecSpec::new(&abs).unwrap().program.candidates.len(), 1);
         abs.argv = vec![];
         assert!(ExecSpec::new(&abs).is_err());
     }

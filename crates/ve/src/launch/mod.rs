@@ -28,6 +28,7 @@ pub mod plan;
 mod sys;
 pub mod user;
 
+pub(crate) use child::{switch_user, Program};
 pub use parent::{interrupted, start, Running};
 pub use plan::{clone_flags, plan_mounts, Step};
 
