@@ -1,7 +1,8 @@
 //! Printing what the `lifecycle` crate does: `jcs template …`, `jcs app …`, `jcs run`, `ps`,
 //! `inspect`, `rm`, `gc`. Nothing here changes the store itself.
 
-use crate::output::{print_json, time_ms, Table};
+use crate::json;
+use crate::output::{time_ms, Table};
 use anyhow::Result;
 use lifecycle::app::{PersistentStorage, Updated};
 use model::Name;
@@ -43,7 +44,11 @@ pub fn template_create(
     }
     let (version, dest) = r?;
     if json {
-        print_json(&serde_json::json!({ "template": name, "version": version, "path": dest }))
+        json::print(&json::TemplateCreated {
+            template: name.to_string(),
+            version,
+            path: dest,
+        })
     } else {
         println!("template {name} version {version} at {}", dest.display());
         Ok(())
@@ -53,7 +58,7 @@ pub fn template_create(
 pub fn template_list(store: &Store, json: bool) -> Result<()> {
     let rows = store.catalog.templates()?;
     if json {
-        return print_json(&rows);
+        return json::print(&json::Templates { templates: rows });
     }
     let mut t = Table::new(&["NAME", "VERSION", "SOURCE", "CREATED"]);
     for r in rows {
@@ -80,7 +85,10 @@ pub fn template_rm(store: &Store, name: &Name, version: Option<u32>) -> Result<(
 pub fn app_create(store: &Store, args: lifecycle::app::CreateArgs, json: bool) -> Result<()> {
     let spec = lifecycle::app::create(store, args)?;
     if json {
-        return print_json(&serde_json::json!({ "app": spec, "version": 1 }));
+        return json::print(&json::AppVersion {
+            app: spec,
+            version: 1,
+        });
     }
     println!(
         "app {} version 1 on template {} v{}",
@@ -92,13 +100,14 @@ pub fn app_create(store: &Store, args: lifecycle::app::CreateArgs, json: bool) -
 pub fn app_list(store: &Store, json: bool) -> Result<()> {
     let apps = store.catalog.apps()?;
     if json {
-        let v: Vec<_> = apps
-            .iter()
+        let apps = apps
+            .into_iter()
             .map(|a| {
-                Ok(serde_json::json!({ "app": a, "version": store.catalog.app_latest(&a.name)? }))
+                let version = store.catalog.app_latest(&a.name)?;
+                Ok(json::AppVersion { app: a, version })
             })
             .collect::<Result<_>>()?;
-        return print_json(&v);
+        return json::print(&json::Apps { apps });
     }
     let mut t = Table::new(&[
         "NAME", "VERSION", "TEMPLATE", "NET", "PERSIST", "SHARES", "CMD",
@@ -130,7 +139,7 @@ pub fn app_show(store: &Store, name: &Name, json: bool) -> Result<()> {
     let a = lifecycle::app::get(store, name)?;
     let versions = store.catalog.app_versions(name)?;
     if json {
-        return print_json(&serde_json::json!({ "app": a, "versions": versions }));
+        return json::print(&json::AppShow { app: a, versions });
     }
     println!("app        {}", a.name);
     println!("template   {} v{}", a.template, a.template_version);
@@ -207,7 +216,7 @@ pub fn app_update(
 pub fn ps(store: &Store, all: bool, json: bool) -> Result<()> {
     let rows = lifecycle::ves::ps(store, all)?;
     if json {
-        return print_json(&rows);
+        return json::print(&json::Ves { ves: rows });
     }
     let mut t = Table::new(&[
         "ID", "NAME", "APP", "VER", "KIND", "STATE", "STARTED", "ENDED", "EXIT", "COMMAND",
@@ -249,7 +258,7 @@ fn one_line(s: &str, max: usize) -> String {
 pub fn inspect(store: &Store, id: u64, json: bool) -> Result<()> {
     let r = lifecycle::ves::report(store, id)?;
     if json {
-        return print_json(&r);
+        return json::print(&r);
     }
     println!("VE {} (app {} v{})", r.ve, r.app, r.app_version);
     println!("dirties: {} entries", r.dirties.len());
@@ -328,7 +337,7 @@ pub fn rm(store: &Store, ids: &[u64]) -> Result<()> {
 pub fn gc(store: &Store, o: lifecycle::ves::GcOptions, json: bool) -> Result<()> {
     let c = lifecycle::ves::gc(store, o)?;
     if json {
-        return print_json(&c);
+        return json::print(&c);
     }
     let (verb, build) = if c.dry_run {
         ("would remove", "would be removed")

@@ -3,6 +3,7 @@
 //! line, and exits nonzero.
 
 mod commands;
+mod json;
 mod output;
 mod queries;
 
@@ -304,6 +305,18 @@ enum Cmd {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of a command's --json output (or, with no NAME, list them)
+    #[command(
+        after_help = "Examples:\n  jcs schema\n  jcs schema ps > ps.schema.json\n  jcs schema --write /usr/share/doc/jcs/schema\n\nEvery --json output follows one convention: one object (JSON lines for jcs log), a VE is\n`ve`, an instant is an integer `K_ns` (nanoseconds since the epoch) beside a string `K` (RFC 3339,\nUTC), a mode is an octal string. The schemas are JSON Schema 2020-12, generated from the types\nthat print the output; docs/schema/ has them too."
+    )]
+    Schema {
+        /// The output: ps, log, inspect, track, … (`jcs schema` lists them)
+        #[arg(conflicts_with = "write")]
+        name: Option<String>,
+        /// Write every schema into DIR as NAME.json (made when missing)
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
     },
     /// Write the manual pages (jcs.1 and one per command) into DIR
     #[command(after_help = "Example:\n  jcs man /usr/share/man/man1 && man jcs-run")]
@@ -1113,7 +1126,10 @@ fn real_main() -> Result<i32> {
             let checks = ve::doctor::run(&host.proc_root, &host.sys_root);
             let missing = checks.iter().filter(|c| c.required && !c.ok).count();
             if json {
-                output::print_json(&checks)?;
+                json::print(&json::Doctor {
+                    ok: missing == 0,
+                    checks,
+                })?;
             } else {
                 let mut t = output::Table::new(&["FEATURE", "STATUS", "DETAIL"]);
                 for c in &checks {
@@ -1191,7 +1207,7 @@ fn real_main() -> Result<i32> {
                 eprintln!("jcs: warning: the files are back, but the journal did not take the record of it: {why} (ve/{ve}/meta/aborted.json has it)");
             }
             if json {
-                output::print_json(&a)?;
+                json::print(&a)?;
             } else {
                 let mut t = output::Table::new(&["ACTION", "FILE", "CONFLICT", "RESULT"]);
                 for s in &a.steps {
@@ -1233,7 +1249,7 @@ fn real_main() -> Result<i32> {
             let store = open_store(cli.home)?;
             let c = lifecycle::versions::gc(&store, (cut_ns / 1_000_000) as i64, dry_run)?;
             if json {
-                output::print_json(&c)?;
+                json::print(&c)?;
             } else {
                 println!(
                     "{} the pre-images of {} VE(s): {} objects, {} bytes; {} objects kept",
@@ -1269,7 +1285,7 @@ fn real_main() -> Result<i32> {
                 }
             }
             if json {
-                output::print_json(&p)?;
+                json::print(&p)?;
             } else {
                 if !p.complete {
                     println!("INCOMPLETE: a loss in the record may hide contamination (see jcs track forward {from})");
@@ -1334,7 +1350,11 @@ fn real_main() -> Result<i32> {
             let (_, p) = lifecycle::app::read_policy(&file)?;
             let rules = p.rules();
             if json {
-                output::print_json(&serde_json::json!({"file": file, "ok": true, "rules": rules}))?;
+                json::print(&json::PolicyCheck {
+                    file,
+                    ok: true,
+                    rules,
+                })?;
             } else {
                 let mut t = output::Table::new(&["RULE", "NAME", "MEANING"]);
                 for r in &rules {
@@ -1371,7 +1391,7 @@ fn real_main() -> Result<i32> {
             }
             let r = query::replay::replay(&store.journal_dir(), &p, since_ns, ves.as_ref())?;
             if json {
-                output::print_json(&r)?;
+                json::print(&r)?;
             } else {
                 for h in &r.hits {
                     println!(
@@ -1845,6 +1865,7 @@ fn real_main() -> Result<i32> {
                 .context("write the completion script")?;
             Ok(0)
         }
+        Cmd::Schema { name, write } => schema(name, write),
         Cmd::Man { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
             let cmd = <Cli as clap::CommandFactory>::command();
@@ -1862,6 +1883,45 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `jcs schema`: list the outputs, print one's schema, or write them all.
+fn schema(name: Option<String>, write: Option<PathBuf>) -> Result<i32> {
+    if let Some(dir) = write {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        for o in json::OUTPUTS {
+            let path = dir.join(format!("{}.json", o.name));
+            let text = serde_json::to_string_pretty(&(o.schema)())? + "\n";
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        }
+        println!("{} schemas in {}", json::OUTPUTS.len(), dir.display());
+        return Ok(0);
+    }
+    match name {
+        None => {
+            let mut t = output::Table::new(&["NAME", "OUTPUT OF", "SHAPE"]);
+            for o in json::OUTPUTS {
+                t.row(vec![
+                    o.name.into(),
+                    o.commands
+                        .iter()
+                        .map(|c| format!("jcs {c} --json"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if o.lines { "JSON lines" } else { "one object" }.into(),
+                ]);
+            }
+            t.print();
+        }
+        Some(n) => {
+            let Some(o) = json::OUTPUTS.iter().find(|o| o.name == n) else {
+                let names: Vec<&str> = json::OUTPUTS.iter().map(|o| o.name).collect();
+                bail!("no output named {n:?}: one of {}", names.join(", "));
+            };
+            println!("{}", serde_json::to_string_pretty(&(o.schema)())?);
+        }
+    }
+    Ok(0)
 }
 
 /// When an error says a disk is full (SQLite's "database or disk is full", ENOSPC), which

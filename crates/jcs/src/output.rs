@@ -1,12 +1,4 @@
-//! Plain-text tables, JSON output and time formatting.
-
-use anyhow::Result;
-use serde::Serialize;
-
-pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+//! Plain-text tables and time formatting (JSON: the json module).
 
 /// A left-aligned text table; the last column is not padded.
 #[derive(Debug)]

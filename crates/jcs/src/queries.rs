@@ -1,7 +1,8 @@
 //! Printing what the `query` crate answers: `jcs log`, `stats`, `track`, `summarize`,
 //! `verify`. Nothing here reads the journal itself.
 
-use crate::output::{print_json, Table};
+use crate::json;
+use crate::output::Table;
 use anyhow::{bail, Result};
 use query::log::{Entry, Filter, Log};
 use query::time::{now_ns, time_us};
@@ -115,37 +116,34 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
         } => {
             let (status, error) = status_and_error(a);
             if json {
-                let mut v = serde_json::json!({
-                    "time_ns": a.time_ns, "ve": a.ve, "pid": a.pid, "tid": a.tid, "op": a.op.name(),
-                    "src": src, "dst": dst, "off": a.off, "len": a.len, "result": a.result, "status": status,
-                });
-                if let Some(e) = error {
-                    v["error"] = e.into();
-                }
-                if let Some(i) = src_id {
-                    v["src_id"] = i.into();
-                }
-                if let Some(i) = dst_id {
-                    v["dst_id"] = i.into();
-                }
-                if let Some(x) = exec {
-                    v["argv"] = x.argv.clone().into();
-                    if x.argv_cut {
-                        v["argv_cut"] = true.into();
-                    }
-                    v["ppid"] = x.ppid.into();
-                    v["uid"] = x.uid.into();
-                    v["euid"] = x.euid.into();
-                    v["gid"] = x.gid.into();
-                }
-                if a.status == model::at::Status::Aborted {
-                    v["rule"] = a.off.into();
-                    v["off"] = 0.into();
-                    if let Some(r) = rule {
-                        v["rule_name"] = r.into();
-                    }
-                }
-                writeln!(out, "{v}")?;
+                let aborted = a.status == model::at::Status::Aborted;
+                json::line(
+                    out,
+                    &json::LogLine::Transaction(json::Transaction {
+                        time_ns: a.time_ns,
+                        ve: a.ve,
+                        pid: a.pid,
+                        tid: a.tid,
+                        op: a.op.name().to_string(),
+                        src: src.to_string(),
+                        dst: dst.to_string(),
+                        src_id: src_id.map(String::from),
+                        dst_id: dst_id.map(String::from),
+                        off: if aborted { 0 } else { a.off },
+                        len: a.len,
+                        result: a.result,
+                        status,
+                        error: error.map(String::from),
+                        rule: aborted.then_some(a.off),
+                        rule_name: rule.filter(|_| aborted).map(String::from),
+                        argv: exec.map(|x| x.argv.clone()),
+                        argv_cut: exec.is_some_and(|x| x.argv_cut),
+                        ppid: exec.map(|x| x.ppid),
+                        uid: exec.map(|x| x.uid),
+                        euid: exec.map(|x| x.euid),
+                        gid: exec.map(|x| x.gid),
+                    }),
+                )?;
             } else if a.status == model::at::Status::Aborted {
                 writeln!(
                     out,
@@ -195,11 +193,18 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
             dst,
         } => {
             if json {
-                let v = serde_json::json!({
-                    "summary": tier.name(), "first_ns": s.first, "last_ns": s.last, "src": src,
-                    "dst": dst, "count": s.count, "bytes": s.bytes,
-                });
-                writeln!(out, "{v}")?;
+                json::line(
+                    out,
+                    &json::LogLine::Summary(json::SummaryLine {
+                        summary: tier.name().to_string(),
+                        first_ns: s.first,
+                        last_ns: s.last,
+                        src: src.to_string(),
+                        dst: dst.to_string(),
+                        count: s.count,
+                        bytes: s.bytes,
+                    }),
+                )?;
             } else {
                 writeln!(
                     out,
@@ -213,10 +218,15 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
         }
         Entry::Repair(r) => {
             if json {
-                let v = serde_json::json!({
-                    "repair": r.kind, "time_ns": r.time_ns, "file": r.file, "reason": r.reason,
-                });
-                writeln!(out, "{v}")?;
+                json::line(
+                    out,
+                    &json::LogLine::Repair(json::RepairLine {
+                        repair: r.kind.clone(),
+                        time_ns: r.time_ns,
+                        file: r.file.clone(),
+                        reason: r.reason.clone(),
+                    }),
+                )?;
             } else {
                 writeln!(
                     out,
@@ -230,7 +240,10 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
         }
         Entry::Restore(r) => {
             if json {
-                writeln!(out, "{}", serde_json::json!({"restore": r}))?;
+                json::line(
+                    out,
+                    &json::LogLine::Restore(json::RestoreLine { restore: r.clone() }),
+                )?;
             } else {
                 writeln!(
                     out,
@@ -336,9 +349,13 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
         })
         .unwrap_or((0, 0));
     if json {
-        let mut v = serde_json::to_value(&s)?;
-        v["version_store"] = serde_json::json!({"objects": objects, "bytes": object_bytes});
-        print_json(&v)?;
+        json::print(&json::Stats {
+            stats: s,
+            version_store: json::VersionStore {
+                objects,
+                bytes: object_bytes,
+            },
+        })?;
         return Ok(strict_code(strict, skipped));
     }
     let mut t = Table::new(&[
@@ -467,7 +484,10 @@ pub fn track(
     let mut out = std::io::stdout().lock();
     match format {
         Format::Dot => out.write_all(a.to_dot().as_bytes())?,
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&a.to_json())?)?,
+        Format::Json => {
+            drop(out);
+            json::print(&a.to_json())?
+        }
         Format::Tree => a.write_tree(&mut out)?,
     }
     Ok(code)
@@ -482,7 +502,7 @@ pub fn summarize_dry_run(
 ) -> Result<()> {
     let rows = query::summarize::dry_run(&store.journal_dir(), views, policy, now_ns())?;
     if json {
-        return print_json(&rows);
+        return json::print(&json::Tiers { tiers: rows });
     }
     let journal_bytes = rows.first().map_or(1, |r| r.bytes.max(1));
     let mut out = std::io::stdout().lock();
@@ -526,7 +546,7 @@ pub fn summarize(
         eprintln!("jcs: nothing to summarize: the only segment is the open one");
     }
     if json {
-        return print_json(&r);
+        return json::print(&r);
     }
     for k in &r.kept {
         eprintln!(
@@ -553,7 +573,7 @@ pub fn verify(store: &Store, json: bool) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
     let r = journal::verify(&storage)?;
     if json {
-        print_json(&r)?;
+        json::print(&r)?;
     } else {
         println!(
             "journal {}: {} segment(s), {} summary file(s), {} block(s), {} record(s), {} bytes",

@@ -112,7 +112,7 @@ fn root_template_in_use_and_bad_paths() {
     assert!(!env.home().join("apps/x").exists());
     assert!(!env.home().join("persist/x").exists());
     assert!(
-        env.json(&["app", "list", "--json"])
+        env.json(&["app", "list", "--json"])["apps"]
             .as_array()
             .unwrap()
             .len()
@@ -175,8 +175,11 @@ fn root_missing_kernel_feature_is_detected() {
         Some(1),
         "doctor must fail when a required feature is missing"
     );
-    let checks: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let cg = checks
+    let out = String::from_utf8_lossy(&o.stdout);
+    common::validate_json(&["doctor", "--json"], &out);
+    let doctor: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doctor["ok"], false, "{doctor}");
+    let cg = doctor["checks"]
         .as_array()
         .unwrap()
         .iter()
@@ -184,7 +187,9 @@ fn root_missing_kernel_feature_is_detected() {
         .unwrap();
     assert_eq!(cg["ok"], false);
     // On this real host, doctor passes.
-    let checks = env.json(&["doctor", "--json"]);
+    let doctor = env.json(&["doctor", "--json"]);
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    let checks = &doctor["checks"];
     for c in checks.as_array().unwrap() {
         if c["required"] == true {
             assert_eq!(c["ok"], true, "{c}");
@@ -243,7 +248,12 @@ fn root_full_disk_leaves_nothing() {
         .env("JCS_HOME", &store)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+    let out = String::from_utf8_lossy(&o.stdout);
+    common::validate_json(&["template", "list", "--json"], &out);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({"templates": []})
+    );
 }
 
 #[test]
@@ -263,7 +273,7 @@ fn root_missing_template_directory() {
     );
     assert_eq!(std::fs::read_dir(env.home().join("ve")).unwrap().count(), 0);
     assert_eq!(
-        env.json(&["ps", "--all", "--json"])
+        env.json(&["ps", "--all", "--json"])["ves"]
             .as_array()
             .unwrap()
             .len(),

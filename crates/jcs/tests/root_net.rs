@@ -451,7 +451,7 @@ fn root_a_published_port_reaches_the_ve() {
     );
     let _ = blocker.kill();
     let _ = blocker.wait();
-    let ves = env.json(&["ps", "--all", "--json"]);
+    let ves = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert_eq!(ves.as_array().unwrap().len(), 1, "{ves}");
     // Not on the bridge: refused.
     env.ok(&["app", "create", "lo", "--template", "bb"]);

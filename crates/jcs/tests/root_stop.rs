@@ -49,7 +49,7 @@ fn root_stop_terminates_and_kill_kills() {
     let mut run = start(&env, "touch /data/ready; sleep 100");
     env.ok(&["kill", "3"]);
     assert_eq!(run.wait().unwrap().code(), Some(137));
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert!(
         ps.as_array()
             .unwrap()

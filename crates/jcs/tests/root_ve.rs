@@ -259,12 +259,12 @@ fn root_ve_ids_never_reused() {
     env.ok(&["rm", "2"]);
     env.ok(&["gc"]);
     env.ok(&["run", "web", "--", "true"]);
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     let ids: Vec<u64> = ps
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v["id"].as_u64().unwrap())
+        .map(|v| v["ve"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
     assert!(!env.home().join("ve/2").exists() && !env.home().join("ve/1").exists());
@@ -324,7 +324,7 @@ fn root_maintenance_publishes_a_new_version() {
     // A new VE gets version 2, with the deletion applied.
     let out = env.sh_ok("cat /opt/marker; [ -e /usr/bin/vi ] && echo vi || echo no-vi");
     assert_eq!(out, "v2\nno-vi\n");
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     let last = ps.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["app_version"], 2);
     // The maintenance VE's report shows what it changed in the new layer.
@@ -334,7 +334,7 @@ fn root_maintenance_publishes_a_new_version() {
         .iter()
         .find(|v| v["kind"] == "maintenance" && v["exit_code"] == 0)
         .unwrap();
-    let r = env.json(&["inspect", &maint["id"].to_string(), "--json"]);
+    let r = env.json(&["inspect", &maint["ve"].to_string(), "--json"]);
     let kinds: Vec<(String, String)> = r["dirties"]
         .as_array()
         .unwrap()
@@ -409,7 +409,7 @@ fn root_limits_apply() {
     let mut c = c;
     let st = c.wait().unwrap();
     assert_eq!(st.code(), Some(143));
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert_eq!(ps[1]["exit_code"], 143);
     assert_eq!(ps[1]["state"], "exited");
     env.assert_clean();
@@ -472,7 +472,7 @@ fn root_templates_from_tar_and_dir_and_versions() {
         "--from-dir",
         src.to_str().unwrap(),
     ]);
-    let list = env.json(&["template", "list", "--json"]);
+    let list = env.json(&["template", "list", "--json"])["templates"].clone();
     let rows: Vec<(String, u64)> = list
         .as_array()
         .unwrap()
@@ -533,7 +533,7 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let mut c = env.spawn_until_go("true", "true");
-    assert_eq!(env.json(&["ps", "--json"])[0]["state"], "running");
+    assert_eq!(env.json(&["ps", "--json"])["ves"][0]["state"], "running");
     // SAFETY: SIGKILL to the jcs run this test started.
     unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
     c.wait().unwrap();
@@ -553,7 +553,7 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
         "VE processes survived: {}",
         procs()
     );
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert_eq!(ps[0]["state"], "lost");
     assert!(
         !env.cgroups().is_empty(),
@@ -561,7 +561,7 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     );
     let gc = env.json(&["gc", "--json"]);
     assert_eq!(gc["removed"][0], 1);
-    assert_eq!(env.json(&["ps", "--all", "--json"])[0]["state"], "lost");
+    assert_eq!(env.json(&["ps", "--all", "--json"])["ves"][0]["state"], "lost");
     env.assert_clean();
 }
 
@@ -615,7 +615,7 @@ fn root_run_writes_its_ve_id_to_the_id_file() {
     let e = env.fails(&["run", "web", "--id-file", f.to_str().unwrap(), "--", "true"]);
     assert!(e.contains("exists"), "{e}");
     assert_eq!(
-        env.json(&["ps", "--all", "--json"])
+        env.json(&["ps", "--all", "--json"])["ves"]
             .as_array()
             .unwrap()
             .len(),
@@ -641,13 +641,13 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
         "echo out; echo err >&2; sleep 1; echo end",
     ]);
     let id = id.trim().to_string();
-    let ps = env.json(&["ps", "--json"]);
+    let ps = env.json(&["ps", "--json"])["ves"].clone();
     assert!(
         ps.as_array()
             .unwrap()
             .iter()
             .any(
-                |v| v["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())
+                |v| v["ve"].as_u64().map(|n| n.to_string()) == Some(id.clone())
                     && v["state"] == "running"
             ),
         "{ps}"
@@ -670,11 +670,11 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
     let id2 = id2.trim().to_string();
     env.ok(&["stop", &id2, "--timeout", "1"]);
     assert!(common::wait_for(20, || {
-        env.json(&["ps", "--json"])
+        env.json(&["ps", "--json"])["ves"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|v| v["id"].as_u64().map(|n| n.to_string()) != Some(id2.clone()))
+            .all(|v| v["ve"].as_u64().map(|n| n.to_string()) != Some(id2.clone()))
     }));
     assert!(env.ok(&["logs", &id2]).contains("up"));
     // A command that cannot run: the detached run says so, with the run's status.
@@ -687,11 +687,11 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
     // An ordinary run has no log.
     env.sh_ok("true");
     let last = env
-        .json(&["ps", "--all", "--json"])
+        .json(&["ps", "--all", "--json"])["ves"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v["id"].as_u64().unwrap())
+        .map(|v| v["ve"].as_u64().unwrap())
         .max()
         .unwrap();
     assert!(env
@@ -832,7 +832,7 @@ fn root_run_sets_environment_and_working_directory() {
         assert!(e.contains(want), "{args:?}: {e}");
     }
     assert_eq!(
-        env.json(&["ps", "--all", "--json"])
+        env.json(&["ps", "--all", "--json"])["ves"]
             .as_array()
             .unwrap()
             .len(),
@@ -1040,7 +1040,7 @@ fn root_named_ves() {
         "-c",
         "echo a > /data/a",
     ]);
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert_eq!(ps[0]["name"], "job-a", "{ps}");
     assert!(env.ok(&["ps", "--all"]).contains("job-a"));
     // By name: log, stats, inspect (and the id gives the same).
@@ -1057,7 +1057,7 @@ fn root_named_ves() {
     let e = env.fails(&["inspect", "nosuch"]);
     assert!(e.contains("unknown VE nosuch"), "{e}");
     assert_eq!(
-        env.json(&["ps", "--all", "--json"])
+        env.json(&["ps", "--all", "--json"])["ves"]
             .as_array()
             .unwrap()
             .len(),
@@ -1066,9 +1066,9 @@ fn root_named_ves() {
     // Removed: the name is free again, and names the new VE.
     env.ok(&["rm", "job-a"]);
     env.ok(&["run", "--name", "job-a", "web", "--", "true"]);
-    let ps = env.json(&["ps", "--all", "--json"]);
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
     assert_eq!(ps[1]["name"], "job-a", "{ps}");
-    assert_eq!(ps[1]["id"], 2, "{ps}");
+    assert_eq!(ps[1]["ve"], 2, "{ps}");
     env.ok(&["inspect", "job-a"]);
     env.assert_clean();
 }

@@ -163,7 +163,7 @@ pub fn read_segment_from<S: Storage>(
 
 /// A damaged stretch a tolerant reader skipped: in `file`, from `offset` to the next intact
 /// block (`resumed_at`; None: nothing intact after it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub file: String,
     pub offset: u64,
@@ -383,7 +383,7 @@ fn intact_block_after(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// What opening the journal had to repair. Nothing is ever dropped silently.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, schemars::JsonSchema)]
 pub struct Recovery {
     /// A torn tail was cut: (segment, offset, bytes cut).
     pub truncated: Option<(String, u64, u64)>,
@@ -614,7 +614,7 @@ impl<S: Storage> Journal<S> {
 }
 
 /// The first problem `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     pub segment: String,
     /// The block number the problem is in (or the one expected there).
@@ -623,7 +623,7 @@ pub struct Problem {
     pub what: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub segments: u64,
     /// Summary files (each replacing sealed segments; their head is recorded).

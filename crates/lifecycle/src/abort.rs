@@ -21,7 +21,7 @@ use store::Store;
 use ve::supervise::Undo;
 
 /// One step of an abort.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     /// `restore` (content and attributes), `restore attributes` (mode, owner, times),
     /// `remove` (the VE created it), `recreate` (the VE deleted it), `rename` (back to its name
@@ -43,7 +43,7 @@ pub struct Step {
 }
 
 /// The answer of [`abort`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Aborted {
     pub ve: u64,
     pub dry_run: bool,

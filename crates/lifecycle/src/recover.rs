@@ -17,7 +17,7 @@ use store::Store;
 use ve::supervise::Undo;
 
 /// One contaminated file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FileFix {
     /// How `jcs log` names it.
     pub file: String,
@@ -47,7 +47,7 @@ pub struct FileFix {
     undo: Option<Undo>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LaterChange {
     pub ve: u64,
     pub first_ns: u64,
@@ -55,7 +55,7 @@ pub struct LaterChange {
 }
 
 /// One contaminated VE.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VeFix {
     pub ve: u64,
     pub app: String,
@@ -67,7 +67,7 @@ pub struct VeFix {
 }
 
 /// A recovery plan (and, applied, what each step did).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub from: String,
     pub at_ns: Option<u64>,

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use store::Store;
 
 /// What [`gc`] removed (or would, `dry_run`).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Collected {
     /// VEs whose undo logs were removed.
     pub ves: Vec<u64>,

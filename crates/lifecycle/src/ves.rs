@@ -1166,7 +1166,7 @@ pub struct GcOptions {
 }
 
 /// What [`gc`] did (or, with `dry_run`, would do).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Collected {
     pub dry_run: bool,
     /// Finished VEs whose dirties and metadata were removed.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub type VarId = u32;
 
 /// What a variable is (its dictionary entry).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum VarDef {
     /// A file known by identity (device as `st_dev`, inode), with the path (inside the VE)
@@ -107,7 +107,7 @@ impl std::fmt::Display for VarDef {
 
 /// Who ran what, beyond an exec's transaction (same VE, pid and time): the command line the
 /// new program got, its parent, and its ids. `jcs log` shows it with the exec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecInfo {
     pub time_ns: u64,
     pub ve: u64,
@@ -128,7 +128,7 @@ pub struct ExecInfo {
 /// moment on. Names are an attribute of a file in time, not its identity: an open, a
 /// rename's new name and a link give one (`bound`); a rename's old name, an unlink, and a
 /// rename over it take one away.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Name {
     pub time_ns: u64,
     pub ve: u64,
@@ -143,7 +143,7 @@ pub struct Name {
 }
 
 /// What an AT did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[repr(u8)]
 pub enum Op {
     Open = 0,
@@ -261,7 +261,7 @@ impl Op {
 }
 
 /// How the operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[repr(u8)]
 pub enum Status {
     Committed = 0,
@@ -272,7 +272,7 @@ pub enum Status {
 }
 
 /// One atomic transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct At {
     pub time_ns: u64,
     pub ve: u64,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Memory, process-count and CPU limits, applied through the VE's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Limits {
     /// Bytes of memory (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`).
     pub memory_bytes: u64,

@@ -70,7 +70,7 @@ pub struct PolicyError {
 }
 
 /// An address prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub bits: u8,
@@ -167,7 +167,7 @@ fn mask(a: IpAddr, bits: u8) -> IpAddr {
 }
 
 /// One network rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetRule {
     pub id: u32,
     pub name: String,
@@ -193,7 +193,7 @@ impl NetRule {
 }
 
 /// A validated policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Policy {
     /// What no network rule matches is denied.
     pub net_default_deny: bool,
@@ -223,7 +223,7 @@ pub struct Policy {
 }
 
 /// What a rule number means (the journal keeps this list with each VE's policy).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleInfo {
     pub id: u32,
     pub name: String,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileType {
     File,
@@ -15,7 +15,7 @@ pub enum FileType {
 }
 
 /// What an entry of the dirties means.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DirtyKind {
     /// A path that exists in no lower branch.
@@ -30,7 +30,7 @@ pub enum DirtyKind {
 }
 
 /// Why an entry deserves attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EntryFlags {
     /// Any execute bit is set on a regular file.
     pub executable: bool,
@@ -75,7 +75,7 @@ impl EntryFlags {
 }
 
 /// One entry of the dirties.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DirtyEntry {
     /// The path inside the VE.
     pub path: String,
@@ -93,7 +93,7 @@ pub struct DirtyEntry {
 }
 
 /// How a persistent or shared file changed during the VE's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Added,
@@ -102,7 +102,7 @@ pub enum Change {
 }
 
 /// A change in persistent or shared storage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageChange {
     /// `persist` or `shared`.
     pub storage: String,
@@ -115,7 +115,7 @@ pub struct StorageChange {
 }
 
 /// The whole report of `jcs inspect`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IntegrityReport {
     pub ve: u64,
     pub app: String,
@@ -129,7 +129,7 @@ pub struct IntegrityReport {
 
 /// What identifies a version of a file cheaply: enough to tell that it changed, without
 /// reading its content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stamp {
     pub file_type: FileType,
     pub size: u64,

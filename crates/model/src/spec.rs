@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A VE id. Ids increase and are never reused, also across restarts of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct VeId(pub u64);
 
@@ -24,7 +24,7 @@ impl VeId {
 }
 
 /// How a VE is connected to the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetMode {
     /// A new network namespace with only `lo`.
@@ -64,7 +64,7 @@ impl fmt::Display for NetMode {
 /// What an app is: a template, persistent and shared storage, network, default command.
 /// The app's branch (its files) is versioned separately; this spec is the same for every
 /// version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppSpec {
     pub name: Name,
     pub template: Name,

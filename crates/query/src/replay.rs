@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// One transaction the policy would have aborted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Hit {
     pub time_ns: u64,
     pub ve: u64,
@@ -33,7 +33,7 @@ pub struct Hit {
 }
 
 /// The answer: the transactions, and how many were examined.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Replay {
     pub examined: u64,
     pub hits: Vec<Hit>,

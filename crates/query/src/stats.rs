@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Per VE: transactions by operation, system calls seen (by name), records lost.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct VeSummary {
     pub ve: u64,
     pub transactions: u64,
@@ -33,7 +33,7 @@ pub struct VeSummary {
 }
 
 /// The denials of one rule of a VE's policy.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct RuleDenials {
     pub rule: u32,
     pub name: String,
@@ -59,7 +59,7 @@ impl VeSummary {
 }
 
 /// The whole answer (`jcs stats --json` prints it as it is).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Stats {
     pub ves: Vec<VeSummary>,
     /// The journal's segments on disk, headers included.

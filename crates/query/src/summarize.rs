@@ -23,7 +23,7 @@ pub enum View {
 }
 
 /// One tier's size.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct TierSize {
     pub tier: &'static str,
     pub what: &'static str,
@@ -132,7 +132,7 @@ pub fn dry_run(
 }
 
 /// What [`rewrite`] did.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Rewritten {
     pub tier: String,
     /// Summary files written, each replacing a run of sealed segments.
@@ -147,7 +147,7 @@ pub struct Rewritten {
 }
 
 /// A run of segments [`rewrite`] left alone, and why.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct KeptRun {
     pub first: u64,
     pub last: u64,

@@ -195,9 +195,33 @@ pub fn time_us(ns: u64) -> String {
     format!("{}.{:06}", t.trim_end_matches('Z'), (ns / 1000) % 1_000_000)
 }
 
+/// RFC 3339 in UTC with nanoseconds, `2026-11-28T03:38:31.123456789Z`, for nanoseconds since
+/// the epoch (the string every `--json` output pairs with an `_ns` integer).
+pub fn time_rfc3339(ns: i128) -> String {
+    let ms = ns.div_euclid(1_000_000) as i64;
+    let t = time_ms(ms);
+    format!(
+        "{}.{:09}Z",
+        t.trim_end_matches('Z'),
+        ns.rem_euclid(1_000_000_000)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(time_rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            time_rfc3339(1_795_837_111_500_000_007),
+            "2026-11-28T03:38:31.500000007Z"
+        );
+        assert_eq!(time_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+        let t = 1_795_837_111_123_456_789u64;
+        assert_eq!(parse_time(&time_rfc3339(t.into()), 0).unwrap(), t);
+    }
 
     #[test]
     fn times() {

@@ -5,6 +5,7 @@
 //! inode) and by its name alone (a rename names paths). Each is a starting point; the answers
 //! are united. The answer renders as a tree, JSON or Graphviz DOT.
 
+use serde::Serialize;
 use crate::{read_all, QueryError, Result};
 use analysis::summary::Summary;
 use model::at::{At, VarDef, VarId};
@@ -107,6 +108,50 @@ pub struct Gap {
     pub since_ns: Option<u64>,
     pub time_ns: u64,
     pub lost: Option<u64>,
+}
+
+/// `jcs track --json`: the answer as one object.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TrackJson {
+    /// `back` or `forward`.
+    pub direction: &'static str,
+    /// The question's variable, as given.
+    pub variable: String,
+    /// The instant the question is asked at (back: up to it; forward: from it); null: the
+    /// whole journal.
+    pub time_ns: Option<u64>,
+    /// False when a gap or an unreadable stretch may have hidden a flow.
+    pub complete: bool,
+    pub skipped: Vec<journal::Skipped>,
+    pub gaps: Vec<GapJson>,
+    /// Every variable the answer reached, the roots included.
+    pub reached: Vec<String>,
+    pub edges: Vec<EdgeJson>,
+}
+
+/// A loss in `jcs track --json`: VE `ve` lost `lost` records (null: unknown) between
+/// `since_ns` (null: unknown) and `time_ns`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct GapJson {
+    pub ve: u64,
+    pub since_ns: Option<u64>,
+    pub time_ns: u64,
+    pub lost: Option<u64>,
+}
+
+/// An edge of `jcs track --json`: `count` transactions of VE `ve` from `src` to `dst`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct EdgeJson {
+    pub src: String,
+    pub dst: String,
+    pub ve: u64,
+    /// The operation (`read`, `write`, …) or the tier of summaries (`T1`, …).
+    pub op: &'static str,
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The bytes that flowed.
+    pub bytes: u64,
 }
 
 /// What a tracking question reached.
@@ -332,30 +377,51 @@ impl Answer {
     }
 
     /// The answer as `jcs track --json` prints it.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut reached: Vec<&str> = self
+    pub fn to_json(&self) -> TrackJson {
+        let mut reached: Vec<String> = self
             .edges
             .iter()
             .flat_map(|e| [self.label(e.src), self.label(e.dst)])
             .chain(self.starts.iter().map(|s| self.label(*s)))
+            .map(str::to_string)
             .collect();
         reached.sort();
         reached.dedup();
-        serde_json::json!({
-            "direction": match self.direction { Direction::Back => "back", Direction::Forward => "forward" },
-            "variable": self.query.to_string(),
-            "time_ns": self.time_ns,
-            "complete": self.complete(),
-            "skipped": self.skipped,
-            "gaps": self.gaps.iter().map(|g| serde_json::json!({
-                "ve": g.ve, "since_ns": g.since_ns, "time_ns": g.time_ns, "lost": g.lost,
-            })).collect::<Vec<_>>(),
-            "reached": reached,
-            "edges": self.edges.iter().map(|e| serde_json::json!({
-                "src": self.label(e.src), "dst": self.label(e.dst), "ve": e.ve, "op": e.op,
-                "count": e.count, "first_ns": e.first_ns, "last_ns": e.last_ns, "bytes": e.bytes,
-            })).collect::<Vec<_>>(),
-        })
+        TrackJson {
+            direction: match self.direction {
+                Direction::Back => "back",
+                Direction::Forward => "forward",
+            },
+            variable: self.query.to_string(),
+            time_ns: self.time_ns,
+            complete: self.complete(),
+            skipped: self.skipped.clone(),
+            gaps: self
+                .gaps
+                .iter()
+                .map(|g| GapJson {
+                    ve: g.ve,
+                    since_ns: g.since_ns,
+                    time_ns: g.time_ns,
+                    lost: g.lost,
+                })
+                .collect(),
+            reached,
+            edges: self
+                .edges
+                .iter()
+                .map(|e| EdgeJson {
+                    src: self.label(e.src).to_string(),
+                    dst: self.label(e.dst).to_string(),
+                    ve: e.ve,
+                    op: e.op,
+                    count: e.count,
+                    first_ns: e.first_ns,
+                    last_ns: e.last_ns,
+                    bytes: e.bytes,
+                })
+                .collect(),
+        }
     }
 
     /// A tree per root: back, a node's children are what flowed into it; forward, where it

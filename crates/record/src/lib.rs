@@ -70,7 +70,7 @@ pub enum Record {
 }
 
 /// One file put back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Restore {
     pub time_ns: u64,
     /// `abort ve 3`, `recover endpoint:tcp/10.0.0.9:80`.
@@ -90,7 +90,7 @@ pub struct Restore {
 }
 
 /// A VE's policy as enforced (a `P` record).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct VePolicy {
     pub ve: u64,
     pub time_ns: u64,
@@ -101,7 +101,7 @@ pub struct VePolicy {
 }
 
 /// One repair of the journal when it was opened.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Repair {
     pub time_ns: u64,
     /// `torn` (an unfinished last append, nothing acknowledged) or `quarantined` (damage).

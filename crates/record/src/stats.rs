@@ -5,7 +5,7 @@ use model::leb::put;
 use serde::{Deserialize, Serialize};
 
 /// What the kernel counted for one VE (a `C` record; `S` in version-1 journals).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct VeStats {
     pub ve: u64,
     /// System calls its tasks entered.

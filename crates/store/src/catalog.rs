@@ -101,7 +101,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TemplateRow {
     pub name: String,
     pub version: u32,
@@ -109,15 +109,17 @@ pub struct TemplateRow {
     pub created_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppVersionRow {
     pub version: u32,
     pub via: String,
     pub created_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VeRow {
+    /// The VE's id (`ve` in JSON, as everywhere).
+    #[serde(rename = "ve")]
     pub id: u64,
     pub app: String,
     pub app_version: u32,

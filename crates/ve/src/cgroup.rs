@@ -43,7 +43,7 @@ pub enum CgroupError {
 }
 
 /// Where the cgroup hierarchies JCS uses are mounted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum CgroupLayout {
     /// Pure cgroup2: memory and pids are cgroup2 controllers.
@@ -151,7 +151,7 @@ impl CgroupLayout {
 }
 
 /// The cgroup of one VE, in every hierarchy it needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VeCgroup {
     /// The cgroup2 directory (tracking, and limits on pure cgroup2 hosts).
     pub v2: PathBuf,

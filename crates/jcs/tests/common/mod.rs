@@ -11,6 +11,49 @@ pub struct Env {
     pub home: tempfile::TempDir,
 }
 
+/// The schema (docs/schema/NAME.json) of what `jcs ARGS` prints with --json.
+pub fn schema_name(args: &[&str]) -> String {
+    let words: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+    let w0 = words.first().copied().unwrap_or("");
+    let w1 = words.get(1).copied().unwrap_or("");
+    match (w0, w1) {
+        ("template", "create" | "import") => "template-create".into(),
+        ("template" | "app" | "versions" | "policy", sub) => format!("{w0}-{sub}"),
+        ("summarize", _) if args.contains(&"--dry-run") => "summarize-dry-run".into(),
+        _ => w0.into(),
+    }
+}
+
+/// Checks `out` (what `jcs ARGS --json` printed) against its schema with
+/// tests/data/validate-json.py (Debian's python3-jsonschema).
+pub fn validate_json(args: &[&str], out: &str) {
+    let name = schema_name(args);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = root.join(format!("../../docs/schema/{name}.json"));
+    assert!(schema.exists(), "jcs {args:?} --json: no schema {}", schema.display());
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(root.join("tests/data/validate-json.py")).arg(&schema);
+    if name == "log" {
+        c.arg("--lines");
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (scripts/install-deps.sh installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "jcs {args:?}: the output does not follow {}:\n{}\n{}",
+        schema.display(),
+        String::from_utf8_lossy(&o.stderr),
+        out.chars().take(4000).collect::<String>()
+    );
+}
+
 pub fn jcs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_jcs")
 }
@@ -87,16 +130,20 @@ impl Env {
         String::from_utf8(o.stderr).unwrap()
     }
 
+    /// Runs `jcs ARGS` (with --json) and returns its JSON, after checking it against the
+    /// output's schema in docs/schema/: every test that reads JSON checks the contract too.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
+        let out = self.ok(args);
+        validate_json(args, &out);
+        serde_json::from_str(&out).unwrap()
     }
 
-    /// `jcs log --ve VE --json`: the VE's transactions.
+    /// `jcs log --ve VE --json`: the VE's transactions (each line checked by the schema).
     pub fn log(&self, ve: u64) -> Vec<serde_json::Value> {
-        self.ok(&["log", "--ve", &ve.to_string(), "--json"])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let args = ["log", "--ve", &ve.to_string(), "--json"];
+        let out = self.ok(&args);
+        validate_json(&args, &out);
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     /// `jcs track ARGS --json`: the variables the answer reached.
