@@ -363,7 +363,7 @@ pub struct Transaction {
     /// parent and ids.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub argv_cut: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ppid: Option<u32>,
@@ -451,7 +451,10 @@ mod tests {
             .iter()
             .map(|r| r.as_str().unwrap())
             .collect();
-        assert!(req.contains(&"started") && req.contains(&"started_ns"), "{req:?}");
+        assert!(
+            req.contains(&"started") && req.contains(&"started_ns"),
+            "{req:?}"
+        );
         assert!(!req.contains(&"started_ms"));
     }
 
@@ -486,7 +489,12 @@ mod tests {
             );
         }
         let files = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(files, OUTPUTS.len(), "a schema in {} names no output", dir.display());
+        assert_eq!(
+            files,
+            OUTPUTS.len(),
+            "a schema in {} names no output",
+            dir.display()
+        );
     }
 }
 
@@ -512,17 +520,25 @@ mod every_command {
             }
         }
         let mut found = vec![];
-        walk(&<crate::Cli as clap::CommandFactory>::command(), "", &mut found);
+        walk(
+            &<crate::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut found,
+        );
         let covered = |cmd: &str| {
-            OUTPUTS.iter().flat_map(|o| o.commands).any(|c| {
-                *c == cmd || c.starts_with(&format!("{cmd} --"))
-            })
+            OUTPUTS
+                .iter()
+                .flat_map(|o| o.commands)
+                .any(|c| *c == cmd || c.starts_with(&format!("{cmd} --")))
         };
         let missing: Vec<&String> = found.iter().filter(|c| !covered(c)).collect();
         assert!(missing.is_empty(), "--json without a schema: {missing:?}");
         for c in OUTPUTS.iter().flat_map(|o| o.commands) {
             let base = c.split(" --").next().unwrap();
-            assert!(found.iter().any(|f| f == base), "{c}: no such command with --json");
+            assert!(
+                found.iter().any(|f| f == base),
+                "{c}: no such command with --json"
+            );
         }
         assert!(found.len() >= 18, "{found:?}");
     }

@@ -421,7 +421,10 @@ fn root_a_policy_that_cannot_be_enforced_stops_the_start() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("JCS_MONITOR=off"));
     // A refused start leaves no VE behind, not even a catalog row.
-    assert_eq!(env.json(&["ps", "--all", "--json"])["ves"], serde_json::json!([]));
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])["ves"],
+        serde_json::json!([])
+    );
     env.assert_clean();
 }
 

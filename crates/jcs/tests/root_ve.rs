@@ -561,7 +561,10 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     );
     let gc = env.json(&["gc", "--json"]);
     assert_eq!(gc["removed"][0], 1);
-    assert_eq!(env.json(&["ps", "--all", "--json"])["ves"][0]["state"], "lost");
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])["ves"][0]["state"],
+        "lost"
+    );
     env.assert_clean();
 }
 
@@ -686,8 +689,7 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("command not found"));
     // An ordinary run has no log.
     env.sh_ok("true");
-    let last = env
-        .json(&["ps", "--all", "--json"])["ves"]
+    let last = env.json(&["ps", "--all", "--json"])["ves"]
         .as_array()
         .unwrap()
         .iter()

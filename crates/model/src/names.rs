@@ -16,7 +16,9 @@ pub enum NameError {
 
 /// The name of a template, an app or a shared directory: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
 /// Names become directory names in the store, so they can never contain `/` or be `..`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
 
@@ -82,7 +84,9 @@ const RESERVED: &[&str] = &["/proc", "/sys", "/dev"];
 
 /// An absolute, normalized path inside a VE (`/home/user/.mozilla`): no `.` or `..`
 /// components, no repeated or trailing slashes, never `/` itself.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct InnerPath(String);
 

@@ -30,7 +30,9 @@ pub enum DirtyKind {
 }
 
 /// Why an entry deserves attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct EntryFlags {
     /// Any execute bit is set on a regular file.
     pub executable: bool,
@@ -93,7 +95,9 @@ pub struct DirtyEntry {
 }
 
 /// How a persistent or shared file changed during the VE's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Added,

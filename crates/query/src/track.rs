@@ -5,11 +5,11 @@
 //! inode) and by its name alone (a rename names paths). Each is a starting point; the answers
 //! are united. The answer renders as a tree, JSON or Graphviz DOT.
 
-use serde::Serialize;
 use crate::{read_all, QueryError, Result};
 use analysis::summary::Summary;
 use model::at::{At, VarDef, VarId};
 use record::{Record, Tier, VarQuery};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;

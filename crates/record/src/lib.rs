@@ -70,7 +70,9 @@ pub enum Record {
 }
 
 /// One file put back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Restore {
     pub time_ns: u64,
     /// `abort ve 3`, `recover endpoint:tcp/10.0.0.9:80`.
@@ -90,7 +92,9 @@ pub struct Restore {
 }
 
 /// A VE's policy as enforced (a `P` record).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct VePolicy {
     pub ve: u64,
     pub time_ns: u64,

@@ -240,7 +240,9 @@ pub struct Storage {
 /// One entry of a VE's undo log (JSON lines, `versions/undo/VE.jsonl`): what the VE changed,
 /// with what it takes to put it back. Paths are inside the VE; `storage` is the store-level
 /// name of the directory they are in, `rel` the path below it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Undo {
     pub seq: u64,
     pub time_ns: u64,

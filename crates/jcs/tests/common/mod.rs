@@ -13,7 +13,11 @@ pub struct Env {
 
 /// The schema (docs/schema/NAME.json) of what `jcs ARGS` prints with --json.
 pub fn schema_name(args: &[&str]) -> String {
-    let words: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+    let words: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let w0 = words.first().copied().unwrap_or("");
     let w1 = words.get(1).copied().unwrap_or("");
     match (w0, w1) {
@@ -24,13 +28,25 @@ pub fn schema_name(args: &[&str]) -> String {
     }
 }
 
-/// Checks `out` (what `jcs ARGS --json` printed) against its schema with
-/// tests/data/validate-json.py (Debian's python3-jsonschema).
+/// Checks `out` (what `jcs ARGS --json` printed) against its schema; panics with what is
+/// wrong.
 pub fn validate_json(args: &[&str], out: &str) {
+    if let Err(e) = follows_schema(args, out) {
+        panic!("{e}");
+    }
+}
+
+/// Whether `out` follows the schema of `jcs ARGS --json` (tests/data/validate-json.py, with
+/// Debian's python3-jsonschema); Err says where it does not.
+pub fn follows_schema(args: &[&str], out: &str) -> Result<(), String> {
     let name = schema_name(args);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema = root.join(format!("../../docs/schema/{name}.json"));
-    assert!(schema.exists(), "jcs {args:?} --json: no schema {}", schema.display());
+    assert!(
+        schema.exists(),
+        "jcs {args:?} --json: no schema {}",
+        schema.display()
+    );
     let mut c = Command::new("/usr/bin/python3");
     c.arg(root.join("tests/data/validate-json.py")).arg(&schema);
     if name == "log" {
@@ -43,15 +59,22 @@ pub fn validate_json(args: &[&str], out: &str) {
         .spawn()
         .expect("/usr/bin/python3 (scripts/install-deps.sh installs it)");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(out.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
+    if o.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "jcs {args:?}: the output does not follow {}:\n{}\n{}",
         schema.display(),
         String::from_utf8_lossy(&o.stderr),
         out.chars().take(4000).collect::<String>()
-    );
+    ))
 }
 
 pub fn jcs_bin() -> &'static str {
@@ -143,7 +166,9 @@ impl Env {
         let args = ["log", "--ve", &ve.to_string(), "--json"];
         let out = self.ok(&args);
         validate_json(&args, &out);
-        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// `jcs track ARGS --json`: the variables the answer reached.
