@@ -88,7 +88,7 @@ for t in $(seq 1 "$trials"); do
   t0=$(date +%s%N)
   "$jcs" run web -- true 2>/dev/null || true
   restarts_ms+=($(( ($(date +%s%N) - t0) / 1000000 )))
-  ve=$("$jcs" ps --all --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(sorted(x["id"] for x in v)[-2])')
+  ve=$("$jcs" ps --all --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(sorted(x["ve"] for x in v["ves"])[-2])')
   log=$("$jcs" log --ve "$ve" --json 2>/dev/null || true)
   writes=$(grep -c '"op":"write"' <<<"$(grep '"dst":"file:/data/f"' <<<"$log")" || true)
   gaps=$(grep -c '"op":"gap"' <<<"$log" || true)

@@ -166,7 +166,7 @@ ves = {v["ve"]: v for v in st["ves"]}
 def in_set(v):
     return sum(n for k, n in v["syscalls_by_name"].items() if k in names)
 v, s = ves[int(ve)], ves[int(sve)]
-tiers = {r["tier"]: r["records"] for r in sm}
+tiers = {r["tier"]: r["records"] for r in sm["tiers"]}
 print(json.dumps({
     "workload": name, "seconds": float(secs), "host_set": host, "ve_set": in_set(v),
     "jcs_transactions": v["transactions"], "jcs_not_recorded": v["dropped_by_classification"],

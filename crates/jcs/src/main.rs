@@ -107,7 +107,7 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n  jcs run -d -p 8080:80 --net bridge web -- httpd -f -p 80\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 125 when the VE cannot be built, 127 when the command cannot be executed, 122 when the VE ran but its recording is incomplete."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n  jcs run -d -p 8080:80 --net bridge web -- httpd -f -p 80\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 1 for bad input, 2 for a usage error, 125 when the VE cannot be built, 126 when the command cannot be executed, 127 when it is not found, 122 when the VE ran but its recording is incomplete (README: Exit status)."
     )]
     Run {
         /// App to run
@@ -151,6 +151,10 @@ enum Cmd {
         /// repeatable, over the defaults (PATH, HOME, TERM, HOSTNAME, JCS_VE)
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Read environment variables from FILE: a KEY=VALUE per line (KEY alone: this
+        /// process's value; # comments and blank lines skipped; no quoting); --env wins
+        #[arg(long, value_name = "FILE")]
+        env_file: Vec<PathBuf>,
         /// The command's working directory inside the VE (absolute; made when missing)
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<String>,
@@ -180,6 +184,11 @@ enum Cmd {
         /// the journal has a gap either way)
         #[arg(long)]
         strict_recording: bool,
+        /// Remove the VE's dirties and metadata once it has ended, as `jcs rm` does (docker's
+        /// --rm) — unless its integrity report flags something: that evidence is kept (and
+        /// said); the journal keeps what it did either way
+        #[arg(long)]
+        rm_dirties: bool,
         /// Command and arguments (default: the app's --cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -1085,19 +1094,7 @@ fn real_main() -> Result<i32> {
     std::sync::LazyLock::force(&lifecycle::timing::START);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            // `jcs run APP CMD` without `--`: clap's error, and what to write instead.
-            if e.kind() == clap::error::ErrorKind::UnknownArgument
-                && std::env::args().nth(1).is_some_and(|a| a == "run")
-            {
-                let _ = e.print();
-                eprintln!(
-                    "hint: the VE's command goes after --: jcs run [OPTIONS] APP -- CMD [ARGS]..."
-                );
-                std::process::exit(2);
-            }
-            e.exit()
-        }
+        Err(e) => usage_error(e),
     };
     if !matches!(cli.cmd, Cmd::Daemon { .. }) {
         let _ = tracing_subscriber::fmt()
@@ -1564,6 +1561,8 @@ fn real_main() -> Result<i32> {
             user,
             detach,
             strict_recording,
+            rm_dirties,
+            env_file,
             cmd,
         } => {
             if detach {
@@ -1571,19 +1570,7 @@ fn real_main() -> Result<i32> {
                 let store = open_store(cli.home)?;
                 return detached_run(&store, id_file.as_deref());
             }
-            let env = env
-                .iter()
-                .map(|e| {
-                    let (k, v) = match e.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (e.clone(), std::env::var(e).unwrap_or_default()),
-                    };
-                    if k.is_empty() || k.contains('\0') || v.contains('\0') {
-                        bail!("--env {e:?}: expected KEY=VALUE (or KEY) with a non-empty KEY");
-                    }
-                    Ok((k, v))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let env = run_env(&env_file, &env)?;
             if let Some(u) = &user {
                 if u.is_empty() || u.contains('\0') || u.split(':').count() > 2 {
                     bail!("--user {u:?}: expected USER or USER:GROUP (names or numbers)");
@@ -1647,6 +1634,7 @@ fn real_main() -> Result<i32> {
                     publish,
                     name: ve_name,
                 },
+                rm_dirties,
             };
             Ok(lifecycle::ves::run(&store, &n, cmd, opts)?)
         }
@@ -1949,6 +1937,148 @@ fn disk_full_hint(msg: &str) -> Option<String> {
     ))
 }
 
+/// A usage error (an unknown flag, a missing argument, a bad value): one line on stderr, a
+/// hint when a docker habit or a missing `--` explains it, and exit 2. Help and version
+/// print as clap has them (exit 0).
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let mut msg = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    // "the following required arguments were not provided:" lists them on the next lines.
+    if msg.ends_with(':') {
+        let items: Vec<&str> = lines
+            .clone()
+            .take_while(|l| l.starts_with("  ") && !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        msg = format!("{} {}", msg, items.join(", "));
+    }
+    if let Some(ContextValue::Strings(s)) = e.get(ContextKind::SuggestedArg) {
+        msg = format!("{msg}; did you mean {}?", s.join(" or "));
+    } else if let Some(ContextValue::String(s)) = e.get(ContextKind::SuggestedArg) {
+        msg = format!("{msg}; did you mean {s}?");
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = command_path(&args);
+    let see: String = path.iter().map(|p| format!(" {p}")).collect();
+    eprintln!("jcs: {msg} (see: jcs{see} --help)");
+    let bad = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.split([' ', '=']).next().unwrap_or("").to_string(),
+        _ => String::new(),
+    };
+    let sub = match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if let Some(h) = usage_hint(&path, &bad, &sub) {
+        eprintln!("hint: {h}");
+    }
+    std::process::exit(2)
+}
+
+/// The subcommands named at the start of `args` (`["app", "create"]`).
+fn command_path(args: &[String]) -> Vec<String> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut path = vec![];
+    for a in args {
+        if a.starts_with('-') {
+            continue;
+        }
+        match cmd.find_subcommand(a) {
+            Some(c) => {
+                path.push(c.get_name().to_string());
+                cmd = c.clone();
+            }
+            None => break,
+        }
+    }
+    path
+}
+
+/// What a docker or podman user meant, for a flag or command jcs does not have.
+fn usage_hint(path: &[String], bad: &str, sub: &str) -> Option<String> {
+    let run = path.first().is_some_and(|c| c == "run");
+    let h = match (sub, bad) {
+        ("images", _) => "templates are the images: jcs template list",
+        ("pull" | "load" | "import", _) => {
+            "jcs template import NAME FILE.tar (a docker-archive or OCI-layout tarball)"
+        }
+        ("build", _) => "jcs template create, then jcs app create NAME --template T",
+        ("start" | "restart", _) => "a VE is never restarted: each jcs run builds a fresh one",
+        ("container" | "top" | "attach", _) => "jcs ps, jcs exec VE -- CMD, jcs logs VE",
+        (_, "--rm") if run => {
+            "jcs run --rm-dirties removes the VE's dirties once it ends (flagged ones are kept)"
+        }
+        (_, "-i" | "--interactive") if run => {
+            "stdin always passes into the VE; -t gives it a terminal"
+        }
+        (_, "--privileged") if run => {
+            "a VE never runs privileged; --cap-add NET_RAW or AUDIT_WRITE gives one capability back"
+        }
+        (_, "--network") if run => "--net none or --net bridge",
+        (_, "--mount") if run => "-v HOST:PATH[:ro]",
+        (_, "--entrypoint") if run => "the command goes after --: jcs run APP -- CMD [ARGS]",
+        (_, "--restart") if run => "a VE is never restarted: each jcs run builds a fresh one",
+        (_, "-m") if run => "--memory SIZE",
+        (_, b) if run && !b.is_empty() && !b.starts_with('-') => {
+            "the VE's command goes after --: jcs run [OPTIONS] APP -- CMD [ARGS]..."
+        }
+        _ => return None,
+    };
+    Some(h.to_string())
+}
+
+/// The VE's environment from `--env-file` files, then `--env` (later wins): KEY=VALUE, or KEY
+/// alone for this process's value.
+fn run_env(files: &[PathBuf], env: &[String]) -> Result<Vec<(String, String)>> {
+    let one = |e: &str, what: &str| -> Result<(String, String)> {
+        let (k, v) = match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.to_string(), std::env::var(e).unwrap_or_default()),
+        };
+        if k.is_empty() || k.contains(['\0', ' ', '\t']) || v.contains('\0') {
+            bail!("{what} {e:?}: expected KEY=VALUE (or KEY) with a non-empty KEY");
+        }
+        Ok((k, v))
+    };
+    let mut out: Vec<(String, String)> = vec![];
+    let mut set = |kv: (String, String)| {
+        out.retain(|(k, _)| *k != kv.0);
+        out.push(kv);
+    };
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            set(one(
+                line,
+                &format!("--env-file {} line {}:", f.display(), i + 1),
+            )?);
+        }
+    }
+    for e in env {
+        set(one(e, "--env")?);
+    }
+    Ok(out)
+}
+
 /// `jcs run`'s exit code when the VE ran but its recording is incomplete.
 const EXIT_UNRECORDED: i32 = 122;
 
@@ -1975,7 +2105,8 @@ fn main() {
                 Some(hint) => eprintln!("jcs: {msg}; {hint}"),
                 None => eprintln!("jcs: {msg}"),
             }
-            // Like a shell: 127 when the command cannot be run, 125 when the VE cannot be built.
+            // Like a shell (and docker): 127 when the command is not found, 126 when it cannot
+            // be executed, 125 when the VE cannot be built.
             // 122: the VE ran, but what it did is not all in the journal (the message says
             // the VE's own exit code); nobody should take its record as complete.
             let unrecorded = e.chain().any(|c| {
@@ -1992,6 +2123,7 @@ fn main() {
             }) {
                 _ if unrecorded => EXIT_UNRECORDED,
                 Some(ve::launch::LaunchError::Exec(_)) => 127,
+                Some(ve::launch::LaunchError::CannotExec(_)) => 126,
                 Some(_) => 125,
                 None => 1,
             };

@@ -843,6 +843,88 @@ fn root_run_sets_environment_and_working_directory() {
     env.assert_clean();
 }
 
+/// `--env-file`: KEY=VALUE lines (comments, blank lines skipped; KEY alone: the caller's
+/// value), overridden by -e; a bad line is one error naming the file and line.
+#[test]
+fn root_run_reads_env_files() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let f = env.home().join("vars.env");
+    std::fs::write(&f, "# settings\nA=from file\n\nB=file\nFROM_HOST\nEMPTY=\n").unwrap();
+    let fs = f.to_str().unwrap();
+    let o = env
+        .cmd(&[
+            "run",
+            "web",
+            "--env-file",
+            fs,
+            "-e",
+            "B=flag",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"$A|$B|$FROM_HOST|${EMPTY-unset}|\"",
+        ])
+        .env("FROM_HOST", "host-value")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "from file|flag|host-value||\n"
+    );
+    std::fs::write(&f, "OK=1\n=bad\n").unwrap();
+    let e = env.fails(&["run", "web", "--env-file", fs, "--", "true"]);
+    assert!(e.contains("line 2"), "{e}");
+    let e = env.fails(&["run", "web", "--env-file", "/nonexistent.env", "--", "true"]);
+    assert!(e.contains("/nonexistent.env"), "{e}");
+    env.assert_clean();
+}
+
+/// `--rm-dirties` (docker's --rm): a VE's dirties and metadata go once it ends, like `jcs rm`;
+/// a VE whose integrity report flags something keeps them (evidence), and says so; the
+/// journal keeps what both did.
+#[test]
+fn root_rm_dirties_removes_all_but_evidence() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // Control: without the flag the dirties stay.
+    env.sh_ok("echo plain > /tmp/plain");
+    assert!(env.home().join("ve/1/dirties/tmp/plain").exists());
+    let o = env.jcs(&[
+        "run",
+        "--rm-dirties",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo plain > /tmp/plain",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!env.home().join("ve/2").exists(), "dirties left");
+    let ps = env.json(&["ps", "--all", "--json"])["ves"].clone();
+    assert_eq!(ps[1]["removed"], true, "{ps}");
+    let o = env.jcs(&[
+        "run",
+        "--rm-dirties",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo tool > /tmp/tool && chmod +x /tmp/tool; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "the command's status");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("kept VE 3") && err.contains("/tmp/tool"),
+        "{err}"
+    );
+    assert!(env.home().join("ve/3/dirties/tmp/tool").exists());
+    // The journal still has what the removed VE did.
+    assert!(!env.log(2).is_empty());
+    env.assert_clean();
+}
+
 /// `jcs gc` keeps evidence: the dirties of a VE whose integrity report flags something (an
 /// executable, a system path) stay unless `--include-flagged`; `--dry-run` removes nothing and
 /// says what it would; `--older-than` spares recent VEs.

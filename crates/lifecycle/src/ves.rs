@@ -821,6 +821,9 @@ pub struct RunOptions {
     /// Instead of the app's network.
     pub net: Option<NetMode>,
     pub extras: Extras,
+    /// `--rm-dirties`: once the VE has ended, remove its dirties and metadata as `jcs rm`
+    /// does — unless its integrity report flags something (evidence: kept, and said).
+    pub rm_dirties: bool,
 }
 
 /// Below this much free space on the store's disk (`JCS_LOW_SPACE_MB`, default 64 MiB), `jcs
@@ -859,6 +862,7 @@ pub fn run(
         limits,
         net,
         extras,
+        rm_dirties,
     } = opts;
     let app = store
         .catalog
@@ -875,7 +879,7 @@ pub fn run(
     }
     let version = store.catalog.app_latest(app_name)?;
     let net = net.unwrap_or(app.net);
-    let (_, exit) = launch(
+    let (id, exit) = launch(
         store,
         Launch {
             app,
@@ -889,6 +893,16 @@ pub fn run(
             extras,
         },
     )?;
+    if rm_dirties {
+        match flagged(store, id.0) {
+            Some(why) => tracing::warn!(
+                "kept VE {id}'s dirties despite --rm-dirties: flagged: {why} (jcs inspect {id}; jcs rm {id} removes them)"
+            ),
+            None => {
+                remove_ve(store, &ve_row(store, id.0)?)?;
+            }
+        }
+    }
     Ok(exit.code())
 }
 

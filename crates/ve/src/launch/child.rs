@@ -2,7 +2,7 @@
 //! starts the app (capabilities, no_new_privs, seccomp, `execve`). Every path ends in `-> !`:
 //! the init exits with the app's status, a failure is written to the error pipe first.
 
-use super::parent::{default_signals, EXIT_EXEC, EXIT_SETUP};
+use super::parent::{default_signals, EXIT_CANNOT_EXEC, EXIT_SETUP};
 use super::plan::Step;
 use super::sys::{last_err, run_step};
 use super::{LaunchError, VeConfig};
@@ -638,7 +638,7 @@ pub(super) fn exec_app(
             ),
         }
     }
-    let (code, msg) = exec.program.exec(EXIT_EXEC);
+    let (code, msg) = exec.program.exec(EXIT_CANNOT_EXEC);
     fail_app(err, code, &msg)
 }
 

@@ -172,8 +172,12 @@ pub enum LaunchError {
     Hook(HookError),
     #[error("set up the VE: {0}")]
     Setup(String),
+    /// The command is nowhere (exit 127, like a shell).
     #[error("{0}")]
     Exec(String),
+    /// The command exists but cannot be executed: not executable, a bad format (exit 126).
+    #[error("{0}")]
+    CannotExec(String),
     #[error("wait for the VE: {0}")]
     Wait(io::Error),
     #[error("compile the seccomp filter: {0}")]

@@ -29,6 +29,8 @@ pub struct Running {
 /// Exit codes the child uses for its own failures.
 pub(super) const EXIT_SETUP: i32 = 125;
 pub(super) const EXIT_EXEC: i32 = 127;
+/// The app's process could not execute a command it found (EACCES, ENOEXEC, …).
+pub(super) const EXIT_CANNOT_EXEC: i32 = 126;
 
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
@@ -274,6 +276,7 @@ pub fn start(
         running.teardown(fs);
         return Err(match exit {
             Ok(Exit::Code(EXIT_EXEC)) => LaunchError::Exec(msg),
+            Ok(Exit::Code(EXIT_CANNOT_EXEC)) => LaunchError::CannotExec(msg),
             _ => LaunchError::Setup(msg),
         });
     }
