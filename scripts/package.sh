@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds jcs_VERSION_ARCH.deb: /usr/bin/jcs, the systemd units (the daemon, and its socket for
-# activation), shell completions (bash, zsh, fish), the manual pages, the docs.
+# activation), /etc/jcs/config.toml (a conffile, every setting commented out), shell completions
+# (bash, zsh, fish), the manual pages, the docs and the JSON schemas.
 #   scripts/package.sh [--binary PATH] [--out DIR]
 # Without --binary it builds the release binary first. Needs dpkg-deb (Debian's dpkg).
 set -euo pipefail
@@ -41,6 +42,10 @@ gzip -9n "$root"/usr/share/man/man1/*.1
 for d in README.md ARCHITECTURE.md docs/*.md; do
   install -D -m 0644 "$d" "$root/usr/share/doc/jcs/$(basename "$d")"
 done
+for d in docs/schema/*.json; do
+  install -D -m 0644 "$d" "$root/usr/share/doc/jcs/schema/$(basename "$d")"
+done
+install -D -m 0644 contrib/config.toml "$root/etc/jcs/config.toml"
 size=$(du -sk "$root" | cut -f1)
 mkdir -p "$root/DEBIAN"
 cat > "$root/DEBIAN/control" <<CONTROL
@@ -59,6 +64,7 @@ Description: Journaling Computing System
  journal, with eBPF; tracks contamination, aborts illegal transactions by
  policy and recovers files.
 CONTROL
+echo /etc/jcs/config.toml > "$root/DEBIAN/conffiles"
 mkdir -p "$out"
 dpkg-deb --root-owner-group --build "$root" "$out/jcs_${version}_${arch}.deb" >/dev/null
 echo "$out/jcs_${version}_${arch}.deb"

@@ -3,6 +3,7 @@
 //! line, and exits nonzero.
 
 mod commands;
+mod config;
 mod json;
 mod output;
 mod queries;
@@ -468,7 +469,8 @@ shared directories. Threads' starts and ends are not recorded either (process fo
         /// Only say what would be removed
         #[arg(long)]
         dry_run: bool,
-        /// Only VEs that ended more than AGE ago
+        /// Only VEs that ended more than AGE ago (default: retention.dirties of the
+        /// configuration, else every finished VE)
         #[arg(long, value_name = "AGE")]
         older_than: Option<String>,
         /// Also remove the dirties of VEs whose integrity report flags something
@@ -594,9 +596,10 @@ enum VersionsCmd {
         after_help = "Examples:\n  jcs versions gc --keep 30d --dry-run\n  jcs versions gc --keep 7d\n\nAGE: 90s, 10m, 2h, 7d. Running VEs and those that ended within AGE keep theirs; jcs stats\nshows the version store's size."
     )]
     Gc {
-        /// Keep the pre-images of VEs that ended within AGE
+        /// Keep the pre-images of VEs that ended within AGE (default: retention.preimages of
+        /// the configuration)
         #[arg(long, value_name = "AGE")]
-        keep: String,
+        keep: Option<String>,
         /// Only say what would go
         #[arg(long)]
         dry_run: bool,
@@ -1096,6 +1099,10 @@ fn real_main() -> Result<i32> {
         Ok(c) => c,
         Err(e) => usage_error(e),
     };
+    // The host's configuration, before any thread: its settings become the environment
+    // variables they stand for, where those are not set.
+    let config = config::Config::load()?;
+    config.export()?;
     if !matches!(cli.cmd, Cmd::Daemon { .. }) {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -1239,6 +1246,9 @@ fn real_main() -> Result<i32> {
             dry_run,
             json,
         }) => {
+            let Some(keep) = keep.or(config.retention.preimages.clone()) else {
+                bail!("--keep AGE: how long to keep pre-images (or retention.preimages in the configuration)");
+            };
             let cut_ns = query::time::parse_time(&keep, query::time::now_ns())?;
             if !dry_run {
                 need_root()?;
@@ -1656,6 +1666,7 @@ fn real_main() -> Result<i32> {
             json,
         } => {
             let ended_before_ms = older_than
+                .or(config.retention.dirties.clone())
                 .map(|a| {
                     query::time::parse_time(&a, query::time::now_ns())
                         .map(|ns| (ns / 1_000_000) as i64)

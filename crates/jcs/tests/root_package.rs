@@ -50,6 +50,8 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
         "usr/share/man/man1/jcs.1.gz",
         "usr/share/man/man1/jcs-run.1.gz",
         "usr/share/doc/jcs/README.md",
+        "usr/share/doc/jcs/schema/log.json",
+        "etc/jcs/config.toml",
     ] {
         assert!(root.join(f).exists(), "{f} is not in the package");
     }
@@ -59,6 +61,16 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
         bash.contains("--publish"),
         "the completions know jcs run's options"
     );
+    // The configuration it installs is valid as it is (every setting commented out), and a
+    // conffile: dpkg keeps the admin's changes.
+    let o = Command::new(root.join("usr/bin/jcs"))
+        .args(["schema"])
+        .env("JCS_CONFIG", root.join("etc/jcs/config.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/jcs.conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/jcs/config.toml"), "{conffiles}");
     let listed = Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
         .args(["-s", "jcs"])

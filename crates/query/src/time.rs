@@ -25,6 +25,25 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
     parse_time_in(s, now_ns, &local_offset_secs)
 }
 
+/// Parses an age alone (`90s`, `10m`, `2h`, `7d`): its length in nanoseconds.
+pub fn parse_age(s: &str) -> Result<u64, TimeError> {
+    let t = s.trim();
+    let bad = || TimeError(s.to_string());
+    let unit = t
+        .chars()
+        .last()
+        .filter(|c| "smhd".contains(*c))
+        .ok_or_else(bad)?;
+    let n: u64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    let secs = n * match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        _ => 86_400,
+    };
+    secs.checked_mul(1_000_000_000).ok_or_else(bad)
+}
+
 /// The local time zone's offset from UTC (seconds east) at the local time given, from the C
 /// library (`TZ`, /etc/localtime).
 fn local_offset_secs(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> Option<i64> {
@@ -210,6 +229,13 @@ pub fn time_rfc3339(ns: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("90s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_age("7d").unwrap(), 7 * 86_400 * 1_000_000_000);
+        assert!(parse_age("7").is_err() && parse_age("soon").is_err() && parse_age("d").is_err());
+    }
 
     #[test]
     fn rfc3339() {
