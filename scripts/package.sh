@@ -54,7 +54,7 @@ Version: $version
 Architecture: $arch
 Maintainer: JCS maintainers <maintainers@users.noreply.example>
 Installed-Size: $size
-Depends: libc6, libelf1, zlib1g
+Depends: libc6, libelf1, zlib1g, adduser
 Recommends: iproute2, nftables, busybox-static, debootstrap
 Section: admin
 Priority: optional
@@ -65,6 +65,16 @@ Description: Journaling Computing System
  policy and recovers files.
 CONTROL
 echo /etc/jcs/config.toml > "$root/DEBIAN/conffiles"
+# The analysts' group: its members read the journal and the catalog without root.
+cat > "$root/DEBIAN/postinst" <<'POSTINST'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && ! grep -q '^jcs-analyst:' /etc/group; then
+  addgroup --system --quiet jcs-analyst
+fi
+exit 0
+POSTINST
+chmod 0755 "$root/DEBIAN/postinst"
 mkdir -p "$out"
 dpkg-deb --root-owner-group --build "$root" "$out/jcs_${version}_${arch}.deb" >/dev/null
 echo "$out/jcs_${version}_${arch}.deb"

@@ -27,6 +27,9 @@ pub struct Config {
     pub hash_max: Option<String>,
     /// Below this many MiB free on the store's disk, `jcs run` warns (`JCS_LOW_SPACE_MB`).
     pub low_space_mb: Option<u64>,
+    /// The group whose members may read the journal and the catalog: a name or a number
+    /// (`JCS_ANALYST_GROUP`; default `jcs-analyst`).
+    pub analyst_group: Option<String>,
     #[serde(default)]
     pub retention: Retention,
 }
@@ -118,6 +121,7 @@ impl Config {
             ("JCS_SEGMENT_BYTES", size(&self.segment_size)?),
             ("JCS_HASH_MAX", size(&self.hash_max)?),
             ("JCS_LOW_SPACE_MB", self.low_space_mb.map(|n| n.to_string())),
+            ("JCS_ANALYST_GROUP", self.analyst_group.clone()),
         ];
         for (k, v) in vars {
             if let Some(v) = v {

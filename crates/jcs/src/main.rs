@@ -944,6 +944,17 @@ fn open_store(cli_home: Option<PathBuf>) -> Result<store::Store> {
     let root = store_root(cli_home)?;
     // (A journal alone, copied from a host for forensics, is a store too.)
     let layout = ve::Layout::new(&root);
+    if let Err(e) = std::fs::read_dir(&root) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            bail!(
+                "the store at {} is not open to you: root's, and readable (journal and catalog) by \
+                 the members of the analysts' group ({}, or analyst_group in {})",
+                root.display(),
+                std::env::var("JCS_ANALYST_GROUP").unwrap_or_else(|_| store::ANALYST_GROUP.into()),
+                config::DEFAULT_PATH
+            );
+        }
+    }
     if !layout.catalog().exists() && !root.join("journal").is_dir() {
         bail!(
             "no JCS store at {} (check --home or JCS_HOME; `jcs template create` makes a new one)",
@@ -1033,7 +1044,11 @@ impl VeArg {
 
 fn need_root() -> Result<()> {
     if !rustix::process::geteuid().is_root() {
-        bail!("jcs needs root (it creates namespaces, mounts and cgroups)");
+        bail!(
+            "this command needs root (it changes the store, or creates namespaces, mounts and \
+             cgroups); members of the analysts' group may read without it: ps, log, track, \
+             stats, verify, policy replay"
+        );
     }
     Ok(())
 }
@@ -1506,6 +1521,7 @@ fn real_main() -> Result<i32> {
                 commands::app_show(&open_store(cli.home)?, &name(&n, "app")?, json).map(|_| 0)
             }
             AppCmd::Rm { name: n, purge } => {
+                need_root()?;
                 commands::app_rm(&open_store(cli.home)?, &name(&n, "app")?, purge).map(|_| 0)
             }
             AppCmd::Policy {
@@ -1655,6 +1671,7 @@ fn real_main() -> Result<i32> {
             commands::inspect(&store, ve, json).map(|_| 0)
         }
         Cmd::Rm { ves } => {
+            need_root()?;
             let store = open_store(cli.home)?;
             let ids = VeArg::ids(&ves, &store)?;
             commands::rm(&store, &ids).map(|_| 0)
@@ -1665,6 +1682,9 @@ fn real_main() -> Result<i32> {
             include_flagged,
             json,
         } => {
+            if !dry_run {
+                need_root()?;
+            }
             let ended_before_ms = older_than
                 .or(config.retention.dirties.clone())
                 .map(|a| {

@@ -29,6 +29,28 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
     std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
     std::fs::create_dir_all(root.join("var/lib/dpkg/updates")).unwrap();
     std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    // What the maintainer script finds in its chroot: a shell and grep (busybox), an
+    // /etc/group without the analysts' group, and in place of adduser's addgroup (a
+    // dependency, not installed here) a stand-in that notes how it was asked and adds the
+    // line.
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for a in ["sh", "grep"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(
+        root.join("usr/sbin/addgroup"),
+        "#!/bin/sh\necho \"$*\" > /addgroup.args\necho \"$3:x:999:\" >> /etc/group\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("usr/sbin/addgroup"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let o = Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
         .args(["--force-depends", "-i", &deb])
@@ -71,6 +93,20 @@ fn root_the_deb_installs_into_a_scratch_root_and_runs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/jcs.conffiles")).unwrap();
     assert!(conffiles.contains("/etc/jcs/config.toml"), "{conffiles}");
+    // The postinst made the analysts' group, a system group.
+    let args = std::fs::read_to_string(root.join("addgroup.args")).unwrap();
+    assert_eq!(args.trim(), "--system --quiet jcs-analyst");
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    assert!(group.contains("\njcs-analyst:x:"), "{group}");
+    // Configured again (an upgrade), it leaves the existing group alone.
+    std::fs::remove_file(root.join("addgroup.args")).unwrap();
+    let o = Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["--force-depends", "-i", &deb])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!root.join("addgroup.args").exists(), "addgroup ran again");
     let listed = Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
         .args(["-s", "jcs"])

@@ -96,6 +96,60 @@ pub struct Store {
     pub host: Host,
 }
 
+/// The group whose members may read the journal and the catalog (`JCS_ANALYST_GROUP`, or
+/// `analyst_group` in /etc/jcs/config.toml: a name or a number; default `jcs-analyst`), when it
+/// exists.
+pub fn analyst_gid() -> Option<u32> {
+    let g = std::env::var("JCS_ANALYST_GROUP").unwrap_or_else(|_| ANALYST_GROUP.into());
+    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(g).ok()?;
+    // SAFETY: a valid C string; the entry is read at once, before any other getgr* call.
+    let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+    // SAFETY: a non-null pointer getgrnam returned.
+    (!gr.is_null()).then(|| unsafe { (*gr).gr_gid })
+}
+
+/// The analysts' group by default.
+pub const ANALYST_GROUP: &str = "jcs-analyst";
+
+/// Who may reach what in the store: its root is root's, and the analysts' group's to enter
+/// (0750; without that group, 0700); the journal and the catalog (`journal/`, `catalog.db*`)
+/// are readable to whoever enters, so analysts read them; everything that holds data of the
+/// VEs or the host's processes — templates, apps, persistent and shared storage, the VEs'
+/// dirties, the version store — is root's alone (0700). Only mode and group bits that differ
+/// are changed: a store opened again costs a few stats.
+fn secure(layout: &ve::Layout) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let set = |p: &Path, mode: u32, gid: u32| -> Result<()> {
+        let m = std::fs::symlink_metadata(p).map_err(io_err("stat", p))?;
+        if !m.is_dir() {
+            return Ok(());
+        }
+        if m.gid() != gid {
+            std::os::unix::fs::chown(p, None, Some(gid)).map_err(io_err("chown", p))?;
+        }
+        if m.mode() & 0o7777 != mode {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", p))?;
+        }
+        Ok(())
+    };
+    let root = layout.root();
+    match analyst_gid() {
+        Some(g) => set(root, 0o750, g)?,
+        None => set(root, 0o700, 0)?,
+    }
+    for d in ["templates", "apps", "persist", "shared", "ve", "versions"] {
+        let p = root.join(d);
+        if p.exists() {
+            set(&p, 0o700, 0)?;
+        }
+    }
+    Ok(())
+}
+
 fn random_hex(bytes: usize) -> Result<String> {
     let mut b = vec![0u8; bytes];
     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
@@ -136,6 +190,9 @@ impl Store {
             if max > 0 {
                 catalog.raise_ve_sequence(max)?;
             }
+        }
+        if rustix::process::geteuid().is_root() {
+            secure(&layout)?;
         }
         Ok(Store {
             layout,
