@@ -3,7 +3,7 @@
 
 use crate::json;
 use crate::output::Table;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use query::log::{Entry, Filter, Log};
 use query::time::{now_ns, time_us};
 use query::track::{Direction, Source};
@@ -458,26 +458,8 @@ pub fn track(
         }
     }
     if let Some(path) = svg {
-        let mut child = std::process::Command::new("dot")
-            .args(["-Tsvg", "-o"])
-            .arg(path)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                    "--svg needs Graphviz's dot, which is not installed (apt-get install graphviz)"
-                ),
-                _ => anyhow::anyhow!("run dot: {e}"),
-            })?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(a.to_dot().as_bytes())?;
-        let st = child.wait()?;
-        if !st.success() {
-            bail!("dot failed ({st})");
-        }
+        std::fs::write(path, crate::svg::graph_svg(&a.to_json()))
+            .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
         eprintln!("jcs: wrote {}", path.display());
         return Ok(code);
     }

@@ -123,7 +123,8 @@ fn root_recover_from_a_malicious_endpoint_restores_what_it_reached() {
     );
     assert_eq!(
         rep["lost_changes"],
-        serde_json::json!([{"ve": 5, "first_ns": rep["lost_changes"][0]["first_ns"], "contaminated": false}]),
+        serde_json::json!([{"ve": 5, "first_ns": rep["lost_changes"][0]["first_ns"],
+            "first": rep["lost_changes"][0]["first"], "contaminated": false}]),
         "{plan}"
     );
     let ves: Vec<u64> = plan["ves"]

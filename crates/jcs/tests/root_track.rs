@@ -224,7 +224,7 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         p,
         "--json",
     ]);
-    let t4 = s4
+    let t4 = s4["tiers"]
         .as_array()
         .unwrap()
         .iter()

@@ -117,6 +117,8 @@ pub struct TrackJson {
     pub direction: &'static str,
     /// The question's variable, as given.
     pub variable: String,
+    /// The variables it names (a file by its names at the time, an endpoint by its flows).
+    pub roots: Vec<String>,
     /// The instant the question is asked at (back: up to it; forward: from it); null: the
     /// whole journal.
     pub time_ns: Option<u64>,
@@ -393,6 +395,11 @@ impl Answer {
                 Direction::Forward => "forward",
             },
             variable: self.query.to_string(),
+            roots: self
+                .starts
+                .iter()
+                .map(|s| self.label(*s).to_string())
+                .collect(),
             time_ns: self.time_ns,
             complete: self.complete(),
             skipped: self.skipped.clone(),
