@@ -13,11 +13,19 @@ pub struct Env {
 
 /// The schema (docs/schema/NAME.json) of what `jcs ARGS` prints with --json.
 pub fn schema_name(args: &[&str]) -> String {
-    let words: Vec<&str> = args
-        .iter()
-        .copied()
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // (The global --home takes a value.)
+    let mut words: Vec<&str> = vec![];
+    let mut skip = false;
+    for &a in args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if a == "--home" {
+            skip = true;
+        } else if !a.starts_with('-') {
+            words.push(a);
+        }
+    }
     let w0 = words.first().copied().unwrap_or("");
     let w1 = words.get(1).copied().unwrap_or("");
     match (w0, w1) {
