@@ -34,6 +34,8 @@ say "jcs log --ve $id   # what the eBPF monitor recorded: transactions on variab
 $jcs log --ve "$id" | grep -vE ' (close|exit|fork) ' | head -30
 run $jcs stats
 run $jcs verify
+run $jcs report "$id" --html "$JCS_HOME/report-$id.html"
+say "open $JCS_HOME/report-$id.html in a browser: the VE's timeline, integrity report and graphs"
 # The monitor daemon (started by the first jcs run) would keep running as the host's monitor;
 # the demo stops it so that it leaves nothing behind.
 kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
