@@ -269,7 +269,7 @@ enum Cmd {
     /// Run a command in a running VE: a new process with the VE's namespaces, cgroups, limits,
     /// seccomp filter and capabilities, recorded as the VE's
     #[command(
-        after_help = "Examples:\n  jcs exec 7 -- ps\n  jcs exec api -u nobody -w /srv -- sh -c 'ls -l'\n\nThe command runs in a session of its own with this command's stdin, stdout and stderr\n(no terminal of the VE's); only descriptors 0-2 pass. Refused for a VE whose app keeps\npre-images. Exit status: the command's; 125 when it could not be set up, 126/127 when it\ncould not be executed."
+        after_help = "Examples:\n  jcs exec 7 -- ps\n  jcs exec api -u nobody -w /srv -- sh -c 'ls -l'\n\nThe command runs in a session of its own: with -t (the default when stdin is a terminal) its\ncontrolling terminal is a pty of the VE's, proxied to this one; otherwise it gets this command's\nstdin, stdout and stderr. Only descriptors 0-2 pass. Refused for a VE whose app keeps\npre-images. Exit status: the command's; 125 when it could not be set up, 126/127 when it\ncould not be executed."
     )]
     Exec {
         /// The VE: its id or its name
@@ -283,6 +283,13 @@ enum Cmd {
         /// Run as USER[:GROUP] of the VE's /etc/passwd and /etc/group
         #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
         user: Option<String>,
+        /// Give the command a terminal of its own: a pty of the VE's, proxied to this one
+        /// (raw mode, window size); the default when stdin is a terminal
+        #[arg(short = 't', long, conflicts_with = "no_tty")]
+        tty: bool,
+        /// Never give the command a terminal (it gets this command's stdin, stdout, stderr)
+        #[arg(short = 'T', long)]
+        no_tty: bool,
         /// The command and its arguments
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
@@ -1199,8 +1206,11 @@ fn real_main() -> Result<i32> {
             env,
             workdir,
             user,
+            tty,
+            no_tty,
             cmd,
         } => {
+            let tty = tty || (!no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()));
             need_root()?;
             let env = env
                 .iter()
@@ -1217,7 +1227,9 @@ fn real_main() -> Result<i32> {
             }
             let store = open_store(cli.home)?;
             let id = ve.id(&store)?;
-            Ok(lifecycle::ves::exec(&store, id, cmd, env, workdir, user)?)
+            Ok(lifecycle::ves::exec(
+                &store, id, cmd, env, workdir, user, tty,
+            )?)
         }
         Cmd::Logs { ve, follow } => {
             let store = open_store(cli.home)?;

@@ -274,9 +274,7 @@ fn root_links_fifos_and_devices_a_ve_leaves_are_never_followed_by_jcs() {
 fn root_a_ve_on_a_terminal_gets_its_own_pty() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    let (master, slave) = common::openpty(Some((33, 111)));
-    let mode_before = rustix::termios::tcgetattr(&slave).unwrap();
-    let mut cmd = env.cmd(&[
+    let cmd = env.cmd(&[
         "run",
         "web",
         "--",
@@ -284,47 +282,8 @@ fn root_a_ve_on_a_terminal_gets_its_own_pty() {
         "-c",
         "tty; stty size; read x; echo got:$x",
     ]);
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()));
-    // SAFETY: async-signal-safe calls only: a session whose controlling terminal is the pty.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut out = Vec::new();
-    let mut typed = false;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let m = std::fs::File::from(master.try_clone().unwrap());
-    rustix::fs::fcntl_setfl(&m, rustix::fs::OFlags::NONBLOCK).unwrap();
-    loop {
-        let mut buf = [0u8; 4096];
-        match std::io::Read::read(&mut &m, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(_) => break,
-        }
-        let text = String::from_utf8_lossy(&out);
-        if !typed && text.contains("33 111") {
-            std::io::Write::write_all(&mut &m, b"hello\r").unwrap();
-            typed = true;
-        }
-        if text.contains("got:hello") || std::time::Instant::now() > deadline {
-            break;
-        }
-    }
-    if !String::from_utf8_lossy(&out).contains("got:hello") {
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let (status, text, restored) =
+        common::drive_on_pty(cmd, (33, 111), "33 111", b"hello\r", "got:hello");
     assert!(status.success(), "{status}: {text:?}");
     assert!(
         text.contains("/dev/pts/0"),
@@ -339,9 +298,7 @@ fn root_a_ve_on_a_terminal_gets_its_own_pty() {
         "typed input did not arrive: {text:?}"
     );
     // The caller's terminal is back in the mode it had.
-    let mode_after = rustix::termios::tcgetattr(&slave).unwrap();
-    assert_eq!(mode_after.local_modes, mode_before.local_modes);
-    assert_eq!(mode_after.input_modes, mode_before.input_modes);
+    assert!(restored, "the caller's terminal is left in raw mode");
 }
 
 /// A VE that leaves huge sparse files (in storage and in its dirties) cannot make JCS hash

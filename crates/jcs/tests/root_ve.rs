@@ -1161,6 +1161,52 @@ fn root_named_ves() {
 /// (namespaces, cgroup, capabilities, seccomp, no_new_privs, descriptors 0-2 only), and what it
 /// does is recorded as the VE's. A VE that is not running is refused; an unknown command
 /// exits 127.
+/// `jcs exec -t` (the default on a terminal): the command's terminal is a pty of the VE's
+/// own devpts, with the caller's window size and typed input, in a session of its own; the
+/// caller's terminal is restored; with -T the command has no terminal.
+#[test]
+fn root_exec_on_a_terminal_gets_a_pty_of_the_ves() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let child = env.spawn_until_go("true", "true");
+    let script = "tty; stty size; read x; echo got:$x";
+    let cmd = env.cmd(&["exec", "1", "--", "/bin/sh", "-c", script]);
+    let (status, text, restored) =
+        common::drive_on_pty(cmd, (41, 97), "41 97", b"typed\r", "got:typed");
+    assert!(status.success(), "{status}: {text:?}");
+    assert!(text.contains("/dev/pts/"), "no pty: {text:?}");
+    assert!(
+        text.contains("41 97"),
+        "the window size did not pass: {text:?}"
+    );
+    assert!(
+        text.contains("got:typed"),
+        "typed input did not arrive: {text:?}"
+    );
+    assert!(restored, "the caller's terminal is left in raw mode");
+    // The pty is the VE's: its devpts lists it while the command runs.
+    let cmd = env.cmd(&["exec", "1", "--", "/bin/sh", "-c", "ls /dev/pts; tty"]);
+    let (status, text, _) = common::drive_on_pty(cmd, (24, 80), "\u{0}", b"", "/dev/pts/");
+    assert!(status.success(), "{text:?}");
+    let name = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("/dev/pts/"))
+        .unwrap_or_else(|| panic!("{text:?}"))
+        .to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().any(|w| w == name)),
+        "pts {name} is not in the VE's /dev/pts: {text:?}"
+    );
+    // -T: no terminal, though this one is.
+    let cmd = env.cmd(&["exec", "-T", "1", "--", "/bin/sh", "-c", "tty; echo done"]);
+    let (status, text, _) = common::drive_on_pty(cmd, (24, 80), "\u{0}", b"", "done");
+    assert!(!text.contains("/dev/pts/"), "{status} {text:?}");
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
+    env.assert_clean();
+}
+
 #[test]
 fn root_exec_joins_a_running_ve_with_its_restrictions() {
     let Some(env) = Env::new() else { return };

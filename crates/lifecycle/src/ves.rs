@@ -675,6 +675,7 @@ pub fn exec(
     env: Vec<(String, String)>,
     workdir: Option<String>,
     user: Option<String>,
+    tty: bool,
 ) -> Result<i32> {
     let row = ve_row(store, id)?;
     if effective_state(&row) != "running" {
@@ -741,6 +742,7 @@ pub fn exec(
         exec_allow: policy
             .and_then(|p| p.exec_allow)
             .map(|l| l.iter().map(|p| p.as_str().to_string()).collect()),
+        tty,
     };
     Ok(ve::enter::exec_in(&spec)?)
 }

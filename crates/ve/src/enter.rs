@@ -13,7 +13,7 @@
 use crate::launch::LaunchError;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 /// What to run, and where.
@@ -32,6 +32,9 @@ pub struct EnterSpec {
     pub user: Option<String>,
     /// The app's exec allow-list (Landlock), when its policy has one.
     pub exec_allow: Option<Vec<String>>,
+    /// `-t`: a pty of the VE's devpts, the command's controlling terminal in a session of its
+    /// own, proxied to this process's terminal (as `jcs run -t`).
+    pub tty: bool,
 }
 
 const EXIT_SETUP: i32 = 125;
@@ -81,6 +84,11 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
         .as_ref()
         .map(|l| l.iter().map(|p| cstr(p)).collect::<Result<_, _>>())
         .transpose()?;
+    let tty = spec
+        .tty
+        .then(crate::pty::channel)
+        .transpose()
+        .map_err(LaunchError::Pipe)?;
     // SAFETY: fork; the child only makes the calls below and ends in _exit or execve.
     let helper = unsafe { libc::fork() };
     if helper < 0 {
@@ -95,12 +103,45 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
             &procs,
             &filters,
             &program,
-            workdir.as_ref(),
-            spec.user.as_deref(),
-            exec_allow.as_deref(),
+            Settings {
+                workdir: workdir.as_ref(),
+                user: spec.user.as_deref(),
+                exec_allow: exec_allow.as_deref(),
+                tty: tty.as_ref().map(|(_, child)| child),
+            },
         );
     }
-    wait_status(helper).map_err(|e| LaunchError::Exec(format!("wait for the command: {e}")))
+    // `-t`: the master of the command's pty, proxied until the command has exited.
+    let proxy = match tty {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            crate::pty::recv_fd(&ours).ok().flatten().map(|master| {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let s = stop.clone();
+                (
+                    stop,
+                    std::thread::spawn(move || crate::pty::proxy_until(master, Some(&s))),
+                )
+            })
+        }
+        None => None,
+    };
+    let code =
+        wait_status(helper).map_err(|e| LaunchError::Exec(format!("wait for the command: {e}")));
+    if let Some((stop, t)) = proxy {
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = t.join();
+    }
+    code
+}
+
+/// What the command's process applies in the VE.
+struct Settings<'a> {
+    workdir: Option<&'a CString>,
+    user: Option<&'a str>,
+    exec_allow: Option<&'a [CString]>,
+    /// `-t`: where the master of its pty goes.
+    tty: Option<&'a OwnedFd>,
 }
 
 /// Waits for child `pid`; its exit status, or 128+N when signal N ended it.
@@ -130,16 +171,19 @@ fn die(code: i32, what: &str) -> ! {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn helper_main(
     ns: &[OwnedFd],
     procs: &[OwnedFd],
     filters: &[seccompiler::BpfProgram],
     program: &crate::launch::Program,
-    workdir: Option<&CString>,
-    user: Option<&str>,
-    exec_allow: Option<&[CString]>,
+    set: Settings<'_>,
 ) -> ! {
+    let Settings {
+        workdir,
+        user,
+        exec_allow,
+        tty,
+    } = set;
     for fd in ns {
         // SAFETY: a namespace descriptor opened above; 0: any kind.
         if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
@@ -164,10 +208,28 @@ fn helper_main(
             die(EXIT_SETUP, "join the VE's cgroup");
         }
     }
-    // A session of its own (never the caller's terminal), and only descriptors 0-2.
-    // SAFETY: plain system calls with integer arguments.
+    // A session of its own (never the caller's terminal) — with `-t`, one whose controlling
+    // terminal is a pty of the VE's devpts, its master sent to `jcs exec` — and only
+    // descriptors 0-2.
+    match tty {
+        Some(sock) => {
+            let (master, slave) =
+                crate::pty::open_pair().unwrap_or_else(|_| die(EXIT_SETUP, "open a pty in the VE"));
+            if crate::pty::send_fd(sock, master.as_fd()).is_err() {
+                die(EXIT_SETUP, "hand the pty to jcs exec");
+            }
+            drop(master);
+            if crate::pty::become_terminal_session(&slave).is_err() {
+                die(EXIT_SETUP, "make the pty the command's terminal");
+            }
+        }
+        None => {
+            // SAFETY: a plain system call.
+            unsafe { libc::setsid() };
+        }
+    }
+    // SAFETY: a plain system call with integer arguments.
     unsafe {
-        libc::setsid();
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     let ids = user.map(|spec| {

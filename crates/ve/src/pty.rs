@@ -86,6 +86,16 @@ pub fn become_terminal_session(slave: &OwnedFd) -> io::Result<()> {
 /// VE's last process closes the slave (EIO), keeping the VE's window size that of its own
 /// terminal. When stdin is a terminal it is put in raw mode for the duration and restored.
 pub fn proxy(master: OwnedFd) -> io::Result<()> {
+    proxy_until(master, None)
+}
+
+/// [`proxy`], which also ends (after copying what the master has ready) once `stop` is set:
+/// `jcs exec -t` sets it when its command has exited, though a process it left in the
+/// background may still hold the terminal.
+pub fn proxy_until(
+    master: OwnedFd,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
     use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions};
     let stdin = rustix::stdio::stdin();
@@ -106,6 +116,7 @@ pub fn proxy(master: OwnedFd) -> io::Result<()> {
     let mut buf = [0u8; 8192];
     let r = (|| -> io::Result<()> {
         loop {
+            let stopping = stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire));
             // The window: checked at every wake-up (and every 200 ms), no signal handler.
             if let Ok(w) = tcgetwinsize(stdin) {
                 if size.is_none_or(|s| (s.ws_row, s.ws_col) != (w.ws_row, w.ws_col)) {
@@ -117,17 +128,22 @@ pub fn proxy(master: OwnedFd) -> io::Result<()> {
             if stdin_open {
                 fds.push(PollFd::new(&stdin, PollFlags::IN));
             }
-            match poll(
+            let wait = if stopping { 0 } else { 200_000_000 };
+            let ready = match poll(
                 &mut fds,
                 Some(&rustix::time::Timespec {
                     tv_sec: 0,
-                    tv_nsec: 200_000_000,
+                    tv_nsec: wait,
                 }),
             ) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => 0,
                 Err(e) => return Err(e.into()),
-            }
+            };
             let (m, i) = (fds[0].revents(), fds.get(1).map(|f| f.revents()));
+            if stopping && (ready == 0 || m.is_empty()) {
+                return Ok(());
+            }
             if !m.is_empty() {
                 match rustix::io::read(&master, &mut buf) {
                     Ok(0) | Err(rustix::io::Errno::IO) => return Ok(()),

@@ -566,3 +566,63 @@ impl Drop for TestCgroup {
         let _ = std::fs::remove_dir(&self.0);
     }
 }
+
+/// Runs `cmd` as the leader of a session whose controlling terminal is a new pty of `size`
+/// (its stdin, stdout and stderr), as a user at a terminal would: once the output holds
+/// `prompt`, types `typed`; stops at `until` (or after 10 s). Returns the exit status, all
+/// output, and whether the terminal's modes are as before.
+pub fn drive_on_pty(
+    mut cmd: Command,
+    size: (u16, u16),
+    prompt: &str,
+    typed: &[u8],
+    until: &str,
+) -> (std::process::ExitStatus, String, bool) {
+    use std::os::unix::process::CommandExt;
+    let (master, slave) = openpty(Some(size));
+    let mode_before = rustix::termios::tcgetattr(&slave).unwrap();
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: async-signal-safe calls only: a session whose controlling terminal is the pty.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = Vec::new();
+    let mut sent = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let m = std::fs::File::from(master.try_clone().unwrap());
+    rustix::fs::fcntl_setfl(&m, rustix::fs::OFlags::NONBLOCK).unwrap();
+    loop {
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut &m, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&out);
+        if !sent && text.contains(prompt) {
+            std::io::Write::write_all(&mut &m, typed).unwrap();
+            sent = true;
+        }
+        if text.contains(until) || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    if !String::from_utf8_lossy(&out).contains(until) {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let mode_after = rustix::termios::tcgetattr(&slave).unwrap();
+    let restored = mode_after.local_modes == mode_before.local_modes
+        && mode_after.input_modes == mode_before.input_modes;
+    (status, String::from_utf8_lossy(&out).into_owned(), restored)
+}
