@@ -373,6 +373,9 @@ pub struct Transaction {
     pub euid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
+    /// An exec's working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
 }
 
 /// Transactions a T1 summary (written by `jcs daemon --summarize online`) stands for.

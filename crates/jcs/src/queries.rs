@@ -142,6 +142,7 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
                         uid: exec.map(|x| x.uid),
                         euid: exec.map(|x| x.euid),
                         gid: exec.map(|x| x.gid),
+                        cwd: exec.and_then(|x| x.cwd.clone()),
                     }),
                 )?;
             } else if a.status == model::at::Status::Aborted {
@@ -165,10 +166,14 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
                             format!("uid {} euid {}", x.uid, x.euid)
                         };
                         format!(
-                            " argv [{}{}] {who} ppid {}",
+                            " argv [{}{}] {who} ppid {}{}",
                             x.argv.join(" "),
                             if x.argv_cut { " …" } else { "" },
-                            x.ppid
+                            x.ppid,
+                            x.cwd
+                                .as_deref()
+                                .map(|c| format!(" cwd {c}"))
+                                .unwrap_or_default()
                         )
                     })
                     .unwrap_or_default();

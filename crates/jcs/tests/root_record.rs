@@ -1246,7 +1246,8 @@ fn root_log_by_a_name_prefix() {
 }
 
 /// An exec says who ran what: its argument strings (the applet busybox runs, not only
-/// /bin/busybox), its uid/euid/gid and its parent; a long command line is cut, and says so.
+/// /bin/busybox), its uid/euid/gid, its parent and its working directory; a long command line
+/// is cut, and says so.
 #[test]
 fn root_an_exec_records_its_command_line_and_ids() {
     let Some(env) = Env::new() else { return };
@@ -1256,11 +1257,13 @@ fn root_an_exec_records_its_command_line_and_ids() {
         "run",
         "-u",
         "nobody",
+        "-w",
+        "/tmp",
         "web",
         "--",
         "sh",
         "-c",
-        &format!("echo {long} > /dev/null; cat /dev/null; true"),
+        &format!("echo {long} > /dev/null; cat /dev/null; cd /proc && cat self/stat >/dev/null; true"),
     ]);
     let execs: Vec<serde_json::Value> = env
         .log(1)
@@ -1282,8 +1285,15 @@ fn root_an_exec_records_its_command_line_and_ids() {
         .unwrap_or_else(|| panic!("{execs:#?}"));
     assert_eq!(cat["argv"][1], "/dev/null");
     assert_eq!(cat["ppid"], sh["pid"], "cat's parent is the shell");
+    assert_eq!(
+        (sh["cwd"].as_str(), cat["cwd"].as_str()),
+        (Some("/tmp"), Some("/tmp"))
+    );
+    let cat2 = execs.iter().find(|a| a["argv"][1] == "self/stat").unwrap();
+    assert_eq!(cat2["cwd"], "/proc", "after the shell's cd: {cat2}");
     let text = env.ok(&["log", "--ve", "1", "--op", "exec"]);
     assert!(text.contains("argv [cat /dev/null] uid 65534"), "{text}");
+    assert!(text.contains("cwd /tmp"), "{text}");
     env.assert_clean();
 }
 

@@ -122,6 +122,10 @@ pub struct ExecInfo {
     pub argv: Vec<String>,
     #[serde(default)]
     pub argv_cut: bool,
+    /// The working directory it started in (the path the recorder knows it by; absent when
+    /// it cannot name it, and in journals written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
 }
 
 /// A name a file variable got or lost: one binding of a path to a file, in one VE, from one

@@ -1293,6 +1293,11 @@ impl Translator {
                             .map(|a| String::from_utf8_lossy(a).into_owned())
                             .collect(),
                         argv_cut: e.flags & flag::ARGV_CUT != 0,
+                        cwd: match self.cwd.get(&e.pid) {
+                            None => Some("/".into()),
+                            Some(d) if d.is_empty() => None,
+                            Some(d) => Some(String::from_utf8_lossy(d).into_owned()),
+                        },
                     }));
                 }
             }

@@ -500,6 +500,7 @@ mod tests {
                 gid: 100,
                 argv: vec!["sh".into(), "-c".into(), "echo, \"hi\"".into()],
                 argv_cut: true,
+                cwd: Some("/srv/app".into()),
             }]),
         ]
     }
