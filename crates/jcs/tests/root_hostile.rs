@@ -299,6 +299,20 @@ fn root_a_ve_on_a_terminal_gets_its_own_pty() {
     );
     // The caller's terminal is back in the mode it had.
     assert!(restored, "the caller's terminal is left in raw mode");
+    // What crossed the terminal is recorded, as the user's terminal: the prompt the VE wrote
+    // to it and the line typed into it.
+    let log = env.log(1);
+    let on_pty = |op: &str, field: &str| -> u64 {
+        log.iter()
+            .filter(|t| t["op"] == op && t[field] == "host:pty")
+            .map(|t| t["len"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(
+        on_pty("write", "dst") >= "got:hello\n".len() as u64,
+        "{log:#?}"
+    );
+    assert!(on_pty("read", "src") >= "hello\n".len() as u64, "{log:#?}");
 }
 
 /// A VE that leaves huge sparse files (in storage and in its dirties) cannot make JCS hash

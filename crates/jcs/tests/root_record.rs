@@ -1263,7 +1263,9 @@ fn root_an_exec_records_its_command_line_and_ids() {
         "--",
         "sh",
         "-c",
-        &format!("echo {long} > /dev/null; cat /dev/null; cd /proc && cat self/stat >/dev/null; true"),
+        &format!(
+            "echo {long} > /dev/null; cat /dev/null; cd /proc && cat self/stat >/dev/null; true"
+        ),
     ]);
     let execs: Vec<serde_json::Value> = env
         .log(1)

@@ -1184,6 +1184,17 @@ fn root_exec_on_a_terminal_gets_a_pty_of_the_ves() {
         "typed input did not arrive: {text:?}"
     );
     assert!(restored, "the caller's terminal is left in raw mode");
+    // What crossed it is recorded as the user's terminal.
+    let typed_in: u64 = env
+        .log(1)
+        .iter()
+        .filter(|t| t["op"] == "read" && t["src"] == "host:pty")
+        .map(|t| t["len"].as_u64().unwrap())
+        .sum();
+    assert!(
+        typed_in >= "typed\n".len() as u64,
+        "the typed line is not recorded"
+    );
     // The pty is the VE's: its devpts lists it while the command runs.
     let cmd = env.cmd(&["exec", "1", "--", "/bin/sh", "-c", "ls /dev/pts; tty"]);
     let (status, text, _) = common::drive_on_pty(cmd, (24, 80), "\u{0}", b"", "/dev/pts/");

@@ -452,6 +452,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let monitor = recorder::MonitorHooks::new(store.layout.root(), id.0, outside).map(|mut m| {
         m.strict = l.extras.strict_recording;
         m.policy = watch_policy;
+        m.tty = l.extras.tty;
         m
     });
     let storage_names = store_names(&l.app, &storage);
@@ -744,7 +745,14 @@ pub fn exec(
             .map(|l| l.iter().map(|p| p.as_str().to_string()).collect()),
         tty,
     };
-    Ok(ve::enter::exec_in(&spec)?)
+    let cgroup_id = std::fs::metadata(&cg.v2)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ctx(|| format!("stat {}", cg.v2.display()))?;
+    let home = store.layout.root().to_path_buf();
+    let mut on_tty = |index: u32| {
+        recorder::client::register_tty(&home, cgroup_id, index).map_err(|e| e.to_string())
+    };
+    Ok(ve::enter::exec_in(&spec, &mut on_tty)?)
 }
 
 /// abort_on_close: journals (`X` records) the files the VE's supervisor put back at a close

@@ -29,6 +29,7 @@ pub mod flag {
     pub const WRITE_END: u32 = F::JCS_F_WRITE_END.0;
     pub const ARGV: u32 = F::JCS_F_ARGV.0;
     pub const ARGV_CUT: u32 = F::JCS_F_ARGV_CUT.0;
+    pub const TTY: u32 = F::JCS_F_TTY.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

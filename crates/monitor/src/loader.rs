@@ -497,6 +497,35 @@ impl Monitor {
             })
     }
 
+    /// Pseudo-terminal `index` of the VE's devpts has its master on the host side (`jcs run
+    /// -t`, `jcs exec -t`): from now on what crosses it is recorded, as `host:pty`.
+    pub fn set_tty(&self, cgroup_id: u64, index: u32) -> Result<(), MonitorError> {
+        use crate::skel::types::jcs_ve;
+        if index >= 64 {
+            return Err(MonitorError::Enforce {
+                cgroup: cgroup_id.to_string(),
+                why: format!("pty {index}: only /dev/pts/0-63 of a VE can be its terminal"),
+            });
+        }
+        let key = cgroup_id.to_ne_bytes();
+        let map = &self.skel.maps.watched;
+        let err = |source| MonitorError::Map {
+            map: "watched",
+            source,
+        };
+        let mut v = map
+            .lookup(&key, MapFlags::ANY)
+            .map_err(err)?
+            .ok_or_else(|| MonitorError::Enforce {
+                cgroup: cgroup_id.to_string(),
+                why: "a terminal for a VE that is not watched".into(),
+            })?;
+        let at = std::mem::offset_of!(jcs_ve, tty_mask);
+        let mask = u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default()) | 1 << index;
+        v[at..at + 8].copy_from_slice(&mask.to_ne_bytes());
+        map.update(&key, &v, MapFlags::EXIST).map_err(err)
+    }
+
     /// The kernel's per-VE counter of a watched cgroup (what it entered and what
     /// classification dropped are in [`Monitor::take_counts`]).
     pub fn ve_counters(&self, cgroup_id: u64) -> Result<Option<VeCounters>, MonitorError> {

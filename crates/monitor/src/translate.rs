@@ -16,6 +16,7 @@ use crate::decode::{flag, Event, Kind};
 use crate::syscalls::{cap, Sem, Sys, Xfer};
 use model::at::{At, Name, Op, Status, VarDef, VarId};
 use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashSet as HashSet;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,6 +83,8 @@ pub struct Translator {
     known: Option<Known>,
     /// (device, inode) → the label of a host object the VEs got as stdio (`host:stdout`).
     host_names: HashMap<(u64, u64), String>,
+    /// The ptys the user's terminal is proxied through (`host:pty`, whatever path opens them).
+    ttys: HashSet<(u64, u64)>,
     /// cgroup id → VE id.
     ves: HashMap<u64, u64>,
     /// cgroup id → the tid of the VE's init.
@@ -218,6 +221,7 @@ impl Translator {
         Translator {
             known: None,
             host_names: HashMap::default(),
+            ttys: HashSet::default(),
             ves: HashMap::default(),
             inits: HashMap::default(),
             vars: HashMap::default(),
@@ -531,7 +535,7 @@ impl Translator {
                     return *id;
                 }
                 let name = path
-                    .filter(|p| p.first() == Some(&b'/'))
+                    .filter(|p| p.first() == Some(&b'/') && !self.ttys.contains(&(dev, ino)))
                     .map(lossy)
                     .or_else(|| self.host_names.get(&(dev, ino)).cloned());
                 self.var(
@@ -1219,6 +1223,14 @@ impl Translator {
         } else {
             e
         };
+        // A pty whose master JCS holds on the host side: the user's terminal, by that name
+        // (not by a path the VE opened it by).
+        if e.flags & flag::TTY != 0 {
+            if let Some((dev, ino, _)) = e.file {
+                self.host_names.insert((dev, ino), "host:pty".into());
+                self.ttys.insert((dev, ino));
+            }
+        }
         let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
         let mut at = At {
             time_ns: (e.time_ns as i64).wrapping_add(self.clock_offset_ns) as u64,

@@ -200,6 +200,9 @@ pub struct MonitorHooks {
     pub policy: Option<Box<crate::protocol::WatchPolicy>>,
     /// The kernel's map of denied VEs (`Response::Watched`), for `abort_on_close`.
     tainted_map: Option<u32>,
+    /// `jcs run -t`: the VE's first pty (/dev/pts/0 of its devpts, which its init opens before
+    /// the app starts) is the user's terminal, recorded as `host:pty`.
+    pub tty: bool,
 }
 
 impl MonitorHooks {
@@ -220,7 +223,27 @@ impl MonitorHooks {
             strict: false,
             policy: None,
             tainted_map: None,
+            tty: false,
         })
+    }
+}
+
+/// Tells the recorder of the store at `home` that pseudo-terminal `index` of the VE in cgroup
+/// `cgroup_id` is a user's terminal (`jcs exec -t`): what crosses it is recorded from the
+/// answer on.
+pub fn register_tty(home: &Path, cgroup_id: u64, index: u32) -> Result<(), RecorderError> {
+    if monitor_off() {
+        return Ok(());
+    }
+    let mut c = Client::connect_or_start(home)?;
+    match c.call(&Request::Tty { cgroup_id, index })? {
+        Response::Ok => Ok(()),
+        Response::Error { message } => Err(RecorderError::Refused(format!(
+            "record the terminal: {message}"
+        ))),
+        r => Err(RecorderError::Refused(format!(
+            "record the terminal: {r:?}"
+        ))),
     }
 }
 
@@ -270,6 +293,19 @@ impl ve::launch::Hooks for MonitorHooks {
                 return Err(Box::new(RecorderError::Refused(format!(
                     "watch the VE: {r:?}"
                 ))))
+            }
+        }
+        if self.tty {
+            match c.call(&Request::Tty {
+                cgroup_id: cgroup.id,
+                index: 0,
+            })? {
+                Response::Ok => {}
+                r => {
+                    return Err(Box::new(RecorderError::Refused(format!(
+                        "record the VE's terminal: {r:?}"
+                    ))))
+                }
             }
         }
         self.cgroup_id = cgroup.id;

@@ -37,6 +37,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy: Option<Box<WatchPolicy>>,
     },
+    /// Pseudo-terminal `index` of the watched VE's devpts is a user's terminal: its master is
+    /// held by `jcs run -t` or `jcs exec -t` on the host side; what crosses it is recorded.
+    Tty {
+        cgroup_id: u64,
+        index: u32,
+    },
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
         cgroup_id: u64,

@@ -703,6 +703,12 @@ fn monitor_loop(
                         }
                     }
                 }
+                Request::Tty { cgroup_id, index } => match m.set_tty(cgroup_id, index) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
                 Request::Unwatch { cgroup_id } if finished.contains(&cgroup_id) => {
                     finished.remove(&cgroup_id);
                     Response::Ok

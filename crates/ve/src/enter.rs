@@ -46,7 +46,13 @@ fn cstr(s: &str) -> Result<CString, LaunchError> {
 
 /// Runs the command in the VE and returns its exit status (128+N for a signal; 125 when the
 /// process could not be set up, 126/127 when the command could not be executed).
-pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
+///
+/// With `-t`, `on_tty` is told the index of the command's pty in the VE's devpts before the
+/// command starts (the recorder records what crosses it); an error there stops the command.
+pub fn exec_in(
+    spec: &EnterSpec,
+    on_tty: &mut dyn FnMut(u32) -> Result<(), String>,
+) -> Result<i32, LaunchError> {
     let open = |p: String, flags: libc::c_int| -> Result<OwnedFd, LaunchError> {
         let c = cstr(&p)?;
         // SAFETY: a valid NUL-terminated path.
@@ -111,18 +117,43 @@ pub fn exec_in(spec: &EnterSpec) -> Result<i32, LaunchError> {
             },
         );
     }
-    // `-t`: the master of the command's pty, proxied until the command has exited.
+    // `-t`: the master of the command's pty, proxied until the command has exited; the
+    // command starts once the recorder knows its pty (the byte `g`).
     let proxy = match tty {
         Some((ours, theirs)) => {
             drop(theirs);
-            crate::pty::recv_fd(&ours).ok().flatten().map(|master| {
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let s = stop.clone();
-                (
-                    stop,
-                    std::thread::spawn(move || crate::pty::proxy_until(master, Some(&s))),
-                )
-            })
+            let master = crate::pty::recv_fd(&ours).ok().flatten();
+            let told = master.as_ref().map(|m| {
+                let index = rustix::pty::ptsname(m, Vec::new())
+                    .ok()
+                    .and_then(|n| {
+                        n.to_str()
+                            .ok()
+                            .and_then(|n| n.rsplit('/').next())
+                            .and_then(|i| i.parse::<u32>().ok())
+                    })
+                    .ok_or_else(|| "the pty's number".to_string());
+                index.and_then(|i| on_tty(i))
+            });
+            let go: &[u8] = match &told {
+                Some(Ok(())) => b"g",
+                Some(Err(e)) => {
+                    eprintln!("jcs: exec: {e}");
+                    b"n"
+                }
+                None => b"n",
+            };
+            let _ = rustix::io::write(&ours, go);
+            master
+                .filter(|_| told.is_some_and(|t| t.is_ok()))
+                .map(|master| {
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let s = stop.clone();
+                    (
+                        stop,
+                        std::thread::spawn(move || crate::pty::proxy_until(master, Some(&s))),
+                    )
+                })
         }
         None => None,
     };
@@ -219,6 +250,12 @@ fn helper_main(
                 die(EXIT_SETUP, "hand the pty to jcs exec");
             }
             drop(master);
+            // Not before the recorder records what crosses it.
+            let mut go = [0u8; 1];
+            if !matches!(rustix::io::read(sock, &mut go), Ok(1)) || go[0] != b'g' {
+                // SAFETY: exiting without unwinding (jcs exec said why).
+                unsafe { libc::_exit(EXIT_SETUP) }
+            }
             if crate::pty::become_terminal_session(&slave).is_err() {
                 die(EXIT_SETUP, "make the pty the command's terminal");
             }

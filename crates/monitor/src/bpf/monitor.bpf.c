@@ -349,10 +349,14 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
  *                    view of the kernel's state (procfs, sysfs, cgroupfs) opened for reading
  *                    only (the VE's pid namespace shows only its own processes; a descriptor
  *                    opened for writing changes kernel state and stays recorded);
- *   JCS_FC_SOCKET    a socket. */
+ *   JCS_FC_SOCKET    a socket;
+ *   JCS_FC_TTY       a pseudo-terminal of the VE's devpts whose master JCS holds on the host
+ *                    side (`jcs run -t`, `jcs exec -t`; the VE's `tty_mask`): the user's
+ *                    terminal, so its data crosses and is recorded. */
 #define JCS_FC_INSIDE 1
 #define JCS_FC_PRISTINE 2
 #define JCS_FC_SOCKET 4
+#define JCS_FC_TTY 8
 static __always_inline __u32 file_class(struct file *file)
 {
 	if (!file)
@@ -383,8 +387,15 @@ static __always_inline __u32 file_class(struct file *file)
 	} else if (magic == DEVPTS_SUPER_MAGIC) {
 		__u32 k = 0;
 		__u64 *host = bpf_map_lookup_elem(&settings, &k);
-		if (host && *host != ~0ULL && BPF_CORE_READ(sb, s_dev) != *host)
-			c |= JCS_FC_INSIDE;
+		if (host && *host != ~0ULL && BPF_CORE_READ(sb, s_dev) != *host) {
+			/* devpts numbers pts N's inode N + 3. */
+			struct jcs_ve *w = watched_task();
+			__u64 idx = BPF_CORE_READ(inode, i_ino) - 3;
+			if (w && idx < 64 && (w->tty_mask & (1ULL << idx)))
+				c |= JCS_FC_TTY;
+			else
+				c |= JCS_FC_INSIDE;
+		}
 	} else if (magic == OVERLAYFS_SUPER_MAGIC) {
 		struct ovl_inode *oi =
 			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
@@ -885,6 +896,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		__u32 c = file_class(file);
 		if (c & JCS_FC_INSIDE)
 			return drop_call(f);
+		if (c & JCS_FC_TTY)
+			f->evflags |= JCS_F_TTY;
 		if (c & JCS_FC_SOCKET) {
 			f->evflags |= JCS_F_SOCKET;
 			int n = sock_peer(file, f->peer, &f->sockinfo);
@@ -1201,6 +1214,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			goto out;
 		}
 		file_identity(file, &e->dev, &e->ino, &e->gen, &e->pos);
+		if (c & JCS_FC_TTY)
+			e->flags |= JCS_F_TTY;
 		/* openat2's flags are the first field of its struct open_how: in args[2] for the
 		 * translator (O_TRUNC changed the file). */
 		if (f->nr == JCS_NR_OPENAT2)

@@ -92,6 +92,9 @@ enum jcs_flag {
 	JCS_F_ARGV = 2048,  /* an exec: `path + JCS_PATH_HALF` holds the start of its argument
 	                     * strings (NUL-separated), args[0..4] uid, euid, gid, parent's pid */
 	JCS_F_ARGV_CUT = 4096, /* ... and there were more than fit */
+	JCS_F_TTY = 8192,   /* the file is a pseudo-terminal of the VE's whose master JCS holds on
+	                     * the host side (`jcs run -t`, `jcs exec -t`): what crosses it is the
+	                     * user's terminal, named `host:pty` */
 };
 
 
@@ -129,6 +132,9 @@ struct jcs_ve {
 	__u64 budget_rule;
 	/* The VE's slot in `call_counts`, plus one (0: none; its calls are counted in `counts`). */
 	__u64 count_slot;
+	/* The VE's pseudo-terminals whose master JCS holds on the host side, by index (bit N:
+	 * /dev/pts/N of the VE's devpts): their data crosses the boundary. */
+	__u64 tty_mask;
 };
 
 /* Key of the `counts` map: system calls entered, per VE (cgroup) and number, for a VE without
