@@ -27,6 +27,8 @@ pub struct Config {
     pub hash_max: Option<String>,
     /// Below this many MiB free on the store's disk, `jcs run` warns (`JCS_LOW_SPACE_MB`).
     pub low_space_mb: Option<u64>,
+    /// The most bytes a detached VE's output log keeps, a size (`JCS_LOGS_MAX`; 16M).
+    pub logs_max: Option<String>,
     /// The group whose members may read the journal and the catalog: a name or a number
     /// (`JCS_ANALYST_GROUP`; default `jcs-analyst`).
     pub analyst_group: Option<String>,
@@ -120,6 +122,7 @@ impl Config {
             ("JCS_BRIDGE_CIDR", self.bridge_cidr.clone()),
             ("JCS_SEGMENT_BYTES", size(&self.segment_size)?),
             ("JCS_HASH_MAX", size(&self.hash_max)?),
+            ("JCS_LOGS_MAX", size(&self.logs_max)?),
             ("JCS_LOW_SPACE_MB", self.low_space_mb.map(|n| n.to_string())),
             ("JCS_ANALYST_GROUP", self.analyst_group.clone()),
         ];

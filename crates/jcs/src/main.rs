@@ -343,6 +343,14 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         html: PathBuf,
     },
+    /// (Internal) copy stdin into FILE, keeping it under MAX bytes: a detached VE's output
+    #[command(name = "capture-output", hide = true)]
+    CaptureOutput {
+        /// The most bytes FILE holds: past it, the older half is dropped (and said so)
+        #[arg(long)]
+        max: u64,
+        file: PathBuf,
+    },
     /// Print the JSON Schema of a command's --json output (or, with no NAME, list them)
     #[command(
         after_help = "Examples:\n  jcs schema\n  jcs schema ps > ps.schema.json\n  jcs schema --write /usr/share/doc/jcs/schema\n\nEvery --json output follows one convention: one object (JSON lines for jcs log), a VE is\n`ve`, an instant is an integer `K_ns` (nanoseconds since the epoch) beside a string `K` (RFC 3339,\nUTC), a mode is an octal string. The schemas are JSON Schema 2020-12, generated from the types\nthat print the output; docs/schema/ has them too."
@@ -787,15 +795,42 @@ fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Resu
         extra.push(ours.display().to_string());
     }
     args.splice(run_at + 1..run_at + 1, extra);
-    let out = std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
+    std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+    // The VE's stdout and stderr: a pipe to a writer that keeps the log under its cap
+    // (JCS_LOGS_MAX; it ends when the VE and its jcs run have closed the pipe).
+    let (pipe_r, pipe_w) = std::io::pipe().context("a pipe for the VE's output")?;
+    let mut writer = std::process::Command::new(std::env::current_exe()?)
+        .arg("capture-output")
+        .arg("--max")
+        .arg(logs_max().to_string())
+        .arg(&log)
+        .stdin(pipe_r)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
-        .context("start the detached jcs run")?;
+        .context("start the detached VE's output writer")?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(pipe_w.try_clone()?)
+        .stderr(pipe_w)
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writer.wait();
+            return Err(e).context("start the detached jcs run");
+        }
+    };
+    // What the run wrote, once it and the writer are done (the reason it could not start).
+    let failed = |st: std::process::ExitStatus, writer: &mut std::process::Child| -> Result<i32> {
+        let _ = writer.wait();
+        eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let _ = std::fs::remove_file(&log);
+        Ok(st.code().unwrap_or(125))
+    };
     // (The child is left running on purpose: it outlives this process.)
     let started = std::time::Instant::now();
     loop {
@@ -810,9 +845,7 @@ fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Resu
             loop {
                 if let Some(st) = child.try_wait()? {
                     if !st.success() {
-                        eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-                        let _ = std::fs::remove_file(&log);
-                        return Ok(st.code().unwrap_or(125));
+                        return failed(st, &mut writer);
                     }
                     break;
                 }
@@ -828,9 +861,7 @@ fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Resu
                     // It ended before it ran: its jcs run ends too, with the reason.
                     let st = child.wait()?;
                     if !st.success() {
-                        eprint!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-                        let _ = std::fs::remove_file(&log);
-                        return Ok(st.code().unwrap_or(125));
+                        return failed(st, &mut writer);
                     }
                     break;
                 }
@@ -844,10 +875,7 @@ fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Resu
             return Ok(0);
         }
         if let Some(st) = child.try_wait()? {
-            let msg = std::fs::read_to_string(&log).unwrap_or_default();
-            eprint!("{msg}");
-            let _ = std::fs::remove_file(&log);
-            return Ok(st.code().unwrap_or(125));
+            return failed(st, &mut writer);
         }
         if started.elapsed() > std::time::Duration::from_secs(120) {
             bail!(
@@ -856,6 +884,57 @@ fn detached_run(store: &store::Store, id_file: Option<&std::path::Path>) -> Resu
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The most bytes a detached VE's output log keeps (`JCS_LOGS_MAX`, a size; default 16 MiB).
+fn logs_max() -> u64 {
+    std::env::var("JCS_LOGS_MAX")
+        .ok()
+        .and_then(|v| parse_size(&v).ok())
+        .unwrap_or(16 << 20)
+        .max(4096)
+}
+
+/// `jcs capture-output`: stdin into `file`, which never holds more than `max` bytes: once
+/// past it, the older half goes (a line says how much); ends at the end of stdin.
+fn capture_output(max: u64, file: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file)
+        .with_context(|| format!("open {}", file.display()))?;
+    let mut len = f.seek(SeekFrom::End(0))?;
+    let mut dropped = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut input = std::io::stdin().lock();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        f.write_all(&buf[..n])?;
+        len += n as u64;
+        if len > max {
+            // Keep the newer half, behind a line that says what went.
+            let keep = max / 2;
+            let mut tail = vec![0u8; keep as usize];
+            f.seek(SeekFrom::Start(len - keep))?;
+            f.read_exact(&mut tail)?;
+            dropped += len - keep;
+            let head = format!("[jcs: {dropped} bytes of earlier output dropped (JCS_LOGS_MAX)]\n");
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(head.as_bytes())?;
+            f.write_all(&tail)?;
+            len = head.len() as u64 + keep;
+            f.set_len(len)?;
+            f.seek(SeekFrom::Start(len))?;
+        }
     }
 }
 
@@ -880,6 +959,10 @@ fn logs(store: &store::Store, ve: u64, follow: bool) -> Result<i32> {
             continue;
         }
         out.flush()?;
+        // The log keeps under its cap by dropping its older half: from its start again.
+        if f.metadata()?.len() < std::io::Seek::stream_position(&mut f)? {
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
+        }
         let state = store::meta::effective_state(&row);
         if !follow || !(state == "running" || state == "creating") {
             // (One more read: what it wrote as it ended.)
@@ -1917,6 +2000,7 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
         Cmd::Schema { name, write } => schema(name, write),
+        Cmd::CaptureOutput { max, file } => capture_output(max, &file).map(|_| 0),
         Cmd::Report { ve, from, at, html } => {
             let store = open_store(cli.home)?;
             let page = match (ve, from) {

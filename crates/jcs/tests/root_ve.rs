@@ -843,6 +843,42 @@ fn root_run_sets_environment_and_working_directory() {
     env.assert_clean();
 }
 
+/// A detached VE's output log is capped (JCS_LOGS_MAX): past the cap its older half goes, and
+/// a line says how much; the newest output is all there. Control: under the default cap the
+/// same output is kept whole.
+#[test]
+fn root_a_detached_ves_output_log_is_capped() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let script = "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxx; i=$((i+1)); done";
+    let run = |max: Option<&str>| -> String {
+        let mut c = env.cmd(&["run", "-d", "web", "--", "/bin/sh", "-c", script]);
+        if let Some(m) = max {
+            c.env("JCS_LOGS_MAX", m);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let log = env.home().join(format!("ve/{id}/output.log"));
+        // Until the VE has ended and its writer has the last line.
+        assert!(common::wait_for(20, || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.ends_with("line-1999-xxxxxxxxxxxx\n"))));
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let whole = run(None);
+    assert_eq!(whole.lines().count(), 2000);
+    assert!(whole.starts_with("line-0-"));
+    let capped = run(Some("8K"));
+    assert!(capped.len() <= 8192 + 100, "{} bytes", capped.len());
+    let first = capped.lines().next().unwrap();
+    assert!(first.contains("bytes of earlier output dropped"), "{first}");
+    assert!(!capped.contains("line-0-"));
+    // `jcs logs` prints it.
+    let id = env.json(&["ps", "--all", "--json"])["ves"][1]["ve"].to_string();
+    assert_eq!(env.ok(&["logs", &id]), capped);
+    env.assert_clean();
+}
+
 /// `--env-file`: KEY=VALUE lines (comments, blank lines skipped; KEY alone: the caller's
 /// value), overridden by -e; a bad line is one error naming the file and line.
 #[test]

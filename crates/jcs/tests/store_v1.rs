@@ -57,15 +57,18 @@ fn drop_time_strings(v: &mut serde_json::Value) {
             let keys: Vec<String> = m.keys().filter(|k| k.ends_with("_ns")).cloned().collect();
             for k in keys {
                 let base = k.trim_end_matches("_ns");
-                if let Some(ns) = m[&k].as_u64() {
-                    let s = m
-                        .remove(base)
-                        .unwrap_or_else(|| panic!("no {base} beside {k}"));
-                    let t = s.as_str().unwrap();
-                    assert!(
-                        t.ends_with(&format!(".{:09}Z", ns % 1_000_000_000)),
-                        "{t} {ns}"
-                    );
+                let s = m
+                    .remove(base)
+                    .unwrap_or_else(|| panic!("no {base} beside {k}"));
+                match m[&k].as_u64() {
+                    Some(ns) => {
+                        let t = s.as_str().unwrap();
+                        assert!(
+                            t.ends_with(&format!(".{:09}Z", ns % 1_000_000_000)),
+                            "{t} {ns}"
+                        );
+                    }
+                    None => assert!(s.is_null(), "{base}: {s} beside a null {k}"),
                 }
             }
             m.values_mut().for_each(drop_time_strings);
