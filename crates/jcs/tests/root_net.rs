@@ -128,6 +128,55 @@ fn root_bad_bridge_range_is_refused() {
     assert!(!env.home().join("apps/x").exists());
 }
 
+/// A link named like the bridge that JCS did not make (here a veth pair in the test's
+/// namespace) is never touched: the start fails with a clear error, and the link stays as it
+/// was. Control: without it, the same run makes its bridge and works.
+#[test]
+fn root_an_interface_jcs_did_not_create_is_left_alone() {
+    let Some(env) = Env::new() else { return };
+    let ns = NetNs::new();
+    env.bridge_app("srv");
+    let run = || {
+        let mut c = ns.cmd(common::jcs_bin(), &["run", "srv", "--", "true"]);
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", "10.79.0.0/24")
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    assert!(ns
+        .cmd(
+            "ip",
+            &["link", "add", "jcs0", "type", "veth", "peer", "name", "jcs0p"],
+        )
+        .status()
+        .unwrap()
+        .success());
+    let before = ns.links();
+    let o = run();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("jcs0 exists but is not a bridge"), "{e}");
+    assert_eq!(ns.links(), before, "the link was changed");
+    let addrs = ns
+        .cmd("ip", &["-4", "addr", "show", "jcs0"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&addrs.stdout).contains("10.79"),
+        "an address was added"
+    );
+    // Control: once it is gone, the run makes the bridge.
+    assert!(ns
+        .cmd("ip", &["link", "del", "jcs0"])
+        .status()
+        .unwrap()
+        .success());
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(ns.links().contains("jcs0"));
+    env.assert_clean();
+}
+
 /// A VE on the bridge sends only from its own address and reaches only the bridge's address
 /// of the host. Inside the VE, a datagram from a foreign source cannot even be sent (no
 /// CAP_NET_RAW or CAP_NET_ADMIN); a root process of the host in the VE's network namespace

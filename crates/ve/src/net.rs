@@ -1,39 +1,26 @@
 //! `--net bridge`: a veth pair per VE into the JCS bridge, with addresses from a private range.
 //!
-//! Everything goes through rtnetlink, hand-built here (a few message types). Links are
+//! Everything goes through rtnetlink: messages built and parsed by `netlink-packet-route`,
+//! sent on a `netlink-sys` socket. Links are
 //! addressed by ifindex once they exist; the only lookups by name are of names JCS itself
 //! created (the bridge, the host end of a VE's veth). The VE end is created directly inside
 //! the VE's network namespace with ifindex 2 and configured by the VE's init from there.
 //! JCS never touches an interface it did not create.
 
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::io;
-use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_PID: u16 = 19;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-const VETH_INFO_PEER: u16 = 1;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const NLA_F_NESTED: u16 = 0x8000;
-const IFF_UP: u32 = 1;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The ifindex the VE end of the veth gets inside the VE (a fresh namespace has only lo = 1).
 pub const VE_IFINDEX: i32 = 2;
@@ -96,255 +83,169 @@ impl BridgeNet {
     }
 }
 
-/// A netlink request under construction.
-struct Msg {
-    buf: Vec<u8>,
-    nests: Vec<usize>,
+/// A route netlink request: `msg` with the request and ACK flags and `flags`.
+fn request(msg: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.sequence_number = 1;
+    let mut m = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    m.finalize();
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.serialize(&mut buf);
+    buf
 }
 
-impl Msg {
-    fn new(ty: u16, flags: u16) -> Msg {
-        let mut buf = Vec::with_capacity(128);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in finish()
-        buf.extend_from_slice(&ty.to_ne_bytes());
-        buf.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        buf.extend_from_slice(&1u32.to_ne_bytes()); // seq
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // pid
-        Msg { buf, nests: vec![] }
-    }
-
-    fn align(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    /// struct ifinfomsg
-    fn ifinfo(mut self, index: i32, flags: u32, change: u32) -> Msg {
-        self.buf
-            .extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-        self.buf.extend_from_slice(&index.to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&change.to_ne_bytes());
-        self
-    }
-
-    fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Msg {
-        self.align();
-        self.buf
-            .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(data);
-        self.align();
-        self
-    }
-
-    fn attr_str(&mut self, ty: u16, s: &str) -> &mut Msg {
-        let mut v = s.as_bytes().to_vec();
-        v.push(0);
-        self.attr(ty, &v)
-    }
-
-    fn begin(&mut self, ty: u16) -> &mut Msg {
-        self.align();
-        self.nests.push(self.buf.len());
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        self
-    }
-
-    fn end(&mut self) -> &mut Msg {
-        let start = self.nests.pop().expect("balanced nests");
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        self
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.align();
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf
-    }
+/// A link message for ifindex `index` (0: none yet) with `attributes`.
+fn link(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes = attributes;
+    m
 }
 
 /// RTM_NEWLINK creating a bridge.
 fn new_bridge(name: &str) -> Vec<u8> {
-    let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name)
-        .begin(IFLA_LINKINFO)
-        .attr_str(IFLA_INFO_KIND, "bridge")
-        .end();
-    m.finish()
+    let m = link(
+        0,
+        vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ],
+    );
+    request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 /// RTM_NEWLINK creating a veth pair whose peer is born in the network namespace of `pid`,
 /// named `peer_name` with ifindex `peer_index` there.
 fn new_veth(name: &str, peer_name: &str, peer_index: i32, peer_mac: [u8; 6], pid: i32) -> Vec<u8> {
-    let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name)
-        .begin(IFLA_LINKINFO)
-        .attr_str(IFLA_INFO_KIND, "veth")
-        .begin(IFLA_INFO_DATA)
-        .begin(VETH_INFO_PEER);
-    // The peer's struct ifinfomsg, then its attributes.
-    m.buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-    m.buf.extend_from_slice(&peer_index.to_ne_bytes());
-    m.buf.extend_from_slice(&0u32.to_ne_bytes());
-    m.buf.extend_from_slice(&0u32.to_ne_bytes());
-    m.attr_str(IFLA_IFNAME, peer_name)
-        .attr(IFLA_ADDRESS, &peer_mac)
-        .attr(IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
-    m.end().end().end();
-    m.finish()
+    let peer = link(
+        peer_index as u32,
+        vec![
+            LinkAttribute::IfName(peer_name.into()),
+            LinkAttribute::Address(peer_mac.to_vec()),
+            LinkAttribute::NetNsPid(pid as u32),
+        ],
+    );
+    let m = link(
+        0,
+        vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+            ]),
+        ],
+    );
+    request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 /// RTM_NEWLINK changing link `index`: up, and optionally its master.
 fn set_link(index: i32, master: Option<i32>) -> Vec<u8> {
-    let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, IFF_UP, IFF_UP);
-    if let Some(mi) = master {
-        m.attr(IFLA_MASTER, &(mi as u32).to_ne_bytes());
-    }
-    m.finish()
+    let mut m = link(
+        index as u32,
+        master
+            .map(|mi| vec![LinkAttribute::Controller(mi as u32)])
+            .unwrap_or_default(),
+    );
+    m.header.flags = LinkFlags::Up;
+    m.header.change_mask = LinkFlags::Up;
+    request(RouteNetlinkMessage::NewLink(m), 0)
 }
 
 fn del_link(index: i32) -> Vec<u8> {
-    Msg::new(RTM_DELLINK, 0).ifinfo(index, 0, 0).finish()
+    request(RouteNetlinkMessage::DelLink(link(index as u32, vec![])), 0)
 }
 
 fn get_link_by_name(name: &str) -> Vec<u8> {
-    let mut m = Msg::new(RTM_GETLINK, 0).ifinfo(0, 0, 0);
-    m.attr_str(IFLA_IFNAME, name);
-    m.finish()
+    let m = link(0, vec![LinkAttribute::IfName(name.into())]);
+    request(RouteNetlinkMessage::GetLink(m), 0)
 }
 
 fn new_addr(index: i32, addr: Ipv4Addr, prefix: u8) -> Vec<u8> {
-    let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
-    m.buf
-        .extend_from_slice(&[libc::AF_INET as u8, prefix, 0, 0]);
-    m.buf.extend_from_slice(&(index as u32).to_ne_bytes());
-    m.attr(IFA_LOCAL, &addr.octets())
-        .attr(IFA_ADDRESS, &addr.octets());
-    m.finish()
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.prefix_len = prefix;
+    m.header.scope = AddressScope::Universe;
+    m.header.index = index as u32;
+    m.attributes = vec![
+        AddressAttribute::Local(IpAddr::V4(addr)),
+        AddressAttribute::Address(IpAddr::V4(addr)),
+    ];
+    request(
+        RouteNetlinkMessage::NewAddress(m),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }
 
 fn default_route(index: i32, gw: Ipv4Addr) -> Vec<u8> {
-    let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-    // struct rtmsg: family, dst_len, src_len, tos, table=main, protocol=boot, scope=universe, type=unicast, flags
-    m.buf
-        .extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, 254, 3, 0, 1]);
-    m.buf.extend_from_slice(&0u32.to_ne_bytes());
-    m.attr(RTA_GATEWAY, &gw.octets())
-        .attr(RTA_OIF, &(index as u32).to_ne_bytes());
-    m.finish()
+    let mut m = RouteMessage::default();
+    m.header.address_family = AddressFamily::Inet;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = RouteScope::Universe;
+    m.header.kind = RouteType::Unicast;
+    m.attributes = vec![
+        RouteAttribute::Gateway(RouteAddress::Inet(gw)),
+        RouteAttribute::Oif(index as u32),
+    ];
+    request(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 /// A route netlink socket of the calling thread's network namespace.
 struct Netlink {
-    fd: OwnedFd,
+    socket: netlink_sys::Socket,
 }
 
 impl Netlink {
     fn open() -> io::Result<Netlink> {
-        // SAFETY: socket(2) with constant arguments; the fd is owned right away.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Netlink {
-            // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            socket: netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?,
         })
     }
 
-    /// Sends a request and returns the reply messages up to and including the ACK; an error
-    /// ACK becomes an io::Error with its errno.
-    fn request(&self, msg: &[u8]) -> io::Result<Vec<u8>> {
-        // SAFETY: sends our own buffer on our own socket (kernel as the destination).
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    /// Sends a request and returns the messages of the reply before its ACK; an error ACK
+    /// becomes an io::Error with its errno.
+    fn request(&self, msg: &[u8]) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.socket.send(msg, 0)?;
         let mut replies = Vec::new();
-        let mut buf = vec![0u8; 16384];
         loop {
-            // SAFETY: receives into a buffer of the stated length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            let mut buf = Vec::with_capacity(16384);
+            let n = self.socket.recv(&mut buf, 0)?.min(buf.len());
             let mut off = 0usize;
-            let n = n as usize;
-            while off + 16 <= n {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
-                let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
-                if len < 16 || off + len > n {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "truncated netlink reply",
-                    ));
+            while off < n {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = m.header.length as usize;
+                match m.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(r) => replies.push(r),
+                    _ => {}
                 }
-                if ty == NLMSG_ERROR {
-                    let errno =
-                        i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap_or_default());
-                    if errno != 0 {
-                        return Err(io::Error::from_raw_os_error(-errno));
-                    }
-                    return Ok(replies);
+                if len == 0 {
+                    break;
                 }
-                replies.extend_from_slice(&buf[off..off + len]);
                 off += (len + 3) & !3;
             }
         }
     }
 }
 
-/// From an RTM_NEWLINK reply: the ifindex and the IFLA_INFO_KIND, if any.
-fn parse_link(reply: &[u8]) -> Option<(i32, Option<String>)> {
-    if reply.len() < 32 {
-        return None;
-    }
-    let index = i32::from_ne_bytes(reply[20..24].try_into().ok()?);
-    let mut kind = None;
-    let mut off = 32;
-    let attrs = |data: &[u8], mut f: &mut dyn FnMut(u16, &[u8])| {
-        let mut o = 0;
-        while o + 4 <= data.len() {
-            let l = u16::from_ne_bytes([data[o], data[o + 1]]) as usize;
-            let t = u16::from_ne_bytes([data[o + 2], data[o + 3]]) & !NLA_F_NESTED;
-            if l < 4 || o + l > data.len() {
-                break;
-            }
-            (f)(t, &data[o + 4..o + l]);
-            o += (l + 3) & !3;
-        }
-        let _ = &mut f;
-    };
-    let len = (u32::from_ne_bytes(reply[0..4].try_into().ok()?) as usize).min(reply.len());
-    off = off.min(len);
-    attrs(&reply[off..len], &mut |t, d| {
-        if t == IFLA_LINKINFO {
-            attrs(d, &mut |t2, d2| {
-                if t2 == IFLA_INFO_KIND {
-                    kind = Some(
-                        String::from_utf8_lossy(d2)
-                            .trim_end_matches('\0')
-                            .to_string(),
-                    );
-                }
+/// From an RTM_NEWLINK reply: the ifindex and the link's kind (`bridge`, `veth`, …), if any.
+fn parse_link(reply: &[RouteNetlinkMessage]) -> Option<(i32, Option<String>)> {
+    reply.iter().find_map(|r| match r {
+        RouteNetlinkMessage::NewLink(m) => {
+            let kind = m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(k.to_string()),
+                    _ => None,
+                }),
+                _ => None,
             });
+            Some((m.header.index as i32, kind))
         }
-    });
-    Some((index, kind))
+        _ => None,
+    })
 }
 
 /// The host end of a VE's veth, created by [`attach`].
@@ -486,6 +387,7 @@ mod tests {
 
     #[test]
     fn messages_are_well_formed() {
+        let parse = |m: &[u8]| NetlinkMessage::<RouteNetlinkMessage>::deserialize(m).unwrap();
         for m in [
             new_bridge("jcs0"),
             new_veth("vj1", "eth0", 2, [2, 0x4a, 0x43, 0, 0, 2], 1234),
@@ -497,27 +399,43 @@ mod tests {
             let len = u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize;
             assert_eq!(len, m.len());
             assert_eq!(len % 4, 0);
-            let flags = u16::from_ne_bytes(m[6..8].try_into().unwrap());
-            assert_ne!(flags & NLM_F_REQUEST, 0);
-            assert_ne!(flags & NLM_F_ACK, 0);
+            let p = parse(&m);
+            assert_ne!(p.header.flags & NLM_F_REQUEST, 0);
+            assert_ne!(p.header.flags & NLM_F_ACK, 0);
         }
-        // The veth request nests LINKINFO > INFO_DATA > PEER; the peer carries its netns pid
-        // and its MAC.
+        // The veth request nests LINKINFO > INFO_DATA > PEER; the peer, ifindex 2, carries its
+        // netns pid and its MAC.
         let mac = [2, 0x4a, 0x43, 7, 0, 9];
-        let v = new_veth("vj1", "eth0", 2, mac, 0x01020304);
-        let needle = 0x01020304u32.to_ne_bytes();
-        assert!(v.windows(4).any(|w| w == needle));
-        assert!(v.windows(6).any(|w| w == mac));
-        let (index, kind) = parse_link(&{
-            // A synthetic RTM_NEWLINK reply for ifindex 9 of kind "bridge".
-            let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(9, 0, 0);
-            m.attr_str(IFLA_IFNAME, "jcs0")
-                .begin(IFLA_LINKINFO)
-                .attr_str(IFLA_INFO_KIND, "bridge")
-                .end();
-            m.finish()
-        })
-        .unwrap();
+        let v = parse(&new_veth("vj1", "eth0", 2, mac, 0x01020304));
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = v.payload else {
+            panic!("not a NewLink");
+        };
+        let peer = l
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => i.iter().find_map(|x| match x {
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("a peer");
+        assert_eq!(peer.header.index, 2);
+        assert!(peer
+            .attributes
+            .contains(&LinkAttribute::NetNsPid(0x01020304)));
+        assert!(peer
+            .attributes
+            .contains(&LinkAttribute::Address(mac.to_vec())));
+        let reply = vec![RouteNetlinkMessage::NewLink(link(
+            9,
+            vec![
+                LinkAttribute::IfName("jcs0".into()),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+            ],
+        ))];
+        let (index, kind) = parse_link(&reply).unwrap();
         assert_eq!((index, kind.as_deref()), (9, Some("bridge")));
     }
 }
