@@ -453,7 +453,7 @@ pub fn track(
         svg,
         strict,
     } = print;
-    let a = query::track::track(&store.journal_dir(), dir, q, at_ns, ves, source)?;
+    let a = query::track::track_store(store, dir, q, at_ns, ves, source)?;
     let code = strict_code(strict, !a.skipped.is_empty());
     if !a.complete() && format != Format::Tree {
         // The tree says it in its first lines; JSON has `complete` and `gaps`; DOT and SVG

@@ -101,15 +101,7 @@ fn ticks(store: &Store, ve: u64) -> Result<(Vec<Tick>, Option<(u64, u64)>)> {
 
 fn track(store: &Store, dir: Direction, var: &str, at_ns: Option<u64>) -> Result<TrackJson> {
     let q = record::VarQuery::parse(var)?;
-    Ok(query::track::track(
-        &store.journal_dir(),
-        dir,
-        &q,
-        at_ns,
-        None,
-        Source::Transactions,
-    )?
-    .to_json())
+    Ok(query::track::track_store(store, dir, &q, at_ns, None, Source::Transactions)?.to_json())
 }
 
 fn integrity_table(r: &IntegrityReport, id: &str) -> String {

@@ -158,6 +158,43 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
         dot.starts_with("digraph") && dot.contains("file:/docs/report.txt"),
         "{dot}"
     );
+    // The answers read through the segment indexes (only the blocks a question can reach)
+    // are the answers of a full read, to the byte. (A daemon indexes the sealed segments
+    // when it starts: one more VE under a new one.)
+    env.stop_daemon();
+    run("other", "true");
+    let idx = std::fs::read_dir(env.home().join("journal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
+        .count();
+    assert!(
+        idx >= 1,
+        "{idx} indexed segments: the indexed path is not exercised"
+    );
+    for (dir, var) in [
+        ("back", "file:/docs/report.txt"),
+        ("back", "persist:office:/docs/report.txt"),
+        ("forward", "endpoint:tcp/10.80.0.1:8000"),
+        ("back", "ve:3"),
+        ("forward", "ve:2"),
+        ("forward", "shared:downloads/page.html"),
+        ("back", "shared:downloads/page.html"),
+    ] {
+        let args = ["track", dir, var, "--json"];
+        let indexed = env.ok(&args);
+        let full = env
+            .cmd(&args)
+            .env("JCS_TRACK_SCAN", "full")
+            .output()
+            .unwrap();
+        assert!(full.status.success());
+        assert_eq!(
+            indexed,
+            String::from_utf8_lossy(&full.stdout),
+            "{dir} {var}"
+        );
+    }
     // An SVG, drawn by jcs itself (no Graphviz), with every variable the answer reached.
     let svg = env.home().join("t.svg");
     let o = env.jcs(&[
@@ -246,6 +283,14 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     let exact_back = env.reached(&["back", "file:/docs/report.txt"]);
     let exact_fwd = env.reached(&["forward", "endpoint:tcp/10.80.0.1:8000"]);
     let copy = env.home().with_extension("t2");
+    // (Removed however the test ends.)
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(copy.clone());
     let st = std::process::Command::new("cp")
         .args(["-a", env.home().to_str().unwrap(), copy.to_str().unwrap()])
         .status()

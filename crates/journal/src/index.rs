@@ -15,7 +15,8 @@ use crate::storage::Storage;
 use std::collections::BTreeMap;
 use std::io;
 
-pub const INDEX_MAGIC: &[u8; 8] = b"JCSJIDX1";
+/// Version 2: blocks with gaps have their own key (version 1 indexes are rebuilt).
+pub const INDEX_MAGIC: &[u8; 8] = b"JCSJIDX2";
 
 pub fn index_name(segment: u64) -> String {
     format!("{segment:016x}.idx")

@@ -67,6 +67,134 @@ impl Loaded {
         Ok(l)
     }
 
+    /// What a tracking question from `query` can reach, read through the segment indexes: the
+    /// open and unindexed segments whole; from each indexed one the blocks with gaps, then,
+    /// starting from the question's variables, the blocks of every variable reached in
+    /// `direction` (any transaction of theirs, in any time: a superset of what the
+    /// time-respecting answer uses, so the answer is the one a full read gives). Variable
+    /// definitions and names come from the catalog (the indexer put those of every sealed
+    /// segment there). None where this cannot be done exactly — summary files (`jcs
+    /// summarize`), no index, a damaged block, a variable the catalog does not define — and
+    /// the caller reads the journal whole.
+    pub fn read_reachable(
+        store: &store::Store,
+        query: &VarQuery,
+        direction: Direction,
+        scope: &crate::resolve::Scope,
+    ) -> Result<Option<Loaded>> {
+        let dir = store.journal_dir();
+        let storage = crate::open(&dir)?;
+        let summary_files = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(journal::summary::summary_range)
+                        .is_some()
+                })
+            })
+            .unwrap_or(true);
+        if summary_files {
+            return Ok(None);
+        }
+        let segs = journal::segment_numbers(&storage).map_err(crate::journal_err(&dir))?;
+        let mut indexed = Vec::new();
+        let mut whole = Vec::new();
+        for (i, &seg) in segs.iter().enumerate() {
+            match (i + 1 < segs.len())
+                .then(|| journal::index::load(&storage, seg))
+                .flatten()
+            {
+                Some(idx) => indexed.push((seg, idx)),
+                None => whole.push(seg),
+            }
+        }
+        if indexed.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reach {
+            back: direction == Direction::Back,
+            ..Reach::default()
+        };
+        r.l.vars = store.catalog.all_vars()?.into_iter().collect();
+        for n in store.catalog.all_names()? {
+            r.name(n);
+        }
+        for seg in whole {
+            let (records, _, skipped) = journal::read_segment_tolerant(&storage, seg, 0)
+                .map_err(crate::journal_err(&dir))?;
+            r.l.skipped.extend(skipped);
+            for (seq, rec) in records {
+                if let Some(rec) = crate::decode(seq, &rec)? {
+                    r.add(seq, rec);
+                }
+            }
+        }
+        let mut fetched: HashSet<(u64, usize)> = HashSet::new();
+        // Reads the blocks of `key` not read yet; false when one cannot be read.
+        let mut fetch = |r: &mut Reach, key: u64| -> Result<bool> {
+            for (seg, idx) in &indexed {
+                let blocks: Vec<_> = idx
+                    .blocks_for(&[key])
+                    .into_iter()
+                    .filter(|b| fetched.insert((*seg, *b)))
+                    .map(|b| idx.blocks[b])
+                    .collect();
+                if blocks.is_empty() {
+                    continue;
+                }
+                let Ok(records) = journal::index::read_blocks(&storage, *seg, &blocks) else {
+                    return Ok(false);
+                };
+                for (seq, rec) in records {
+                    if let Some(rec) = crate::decode(seq, &rec)? {
+                        r.add(seq, rec);
+                    }
+                }
+            }
+            Ok(true)
+        };
+        if !fetch(&mut r, record::key::GAP)? {
+            return Ok(None);
+        }
+        // (A question the catalog cannot answer: the full read says why, or answers it.)
+        let Ok(starts) = crate::resolve::resolve(query, &r.l.vars, &r.l.names, scope) else {
+            return Ok(None);
+        };
+        if starts.is_empty() {
+            return Ok(None);
+        }
+        let mut expanded: HashSet<VarId> = HashSet::new();
+        let mut queue: Vec<VarId> = starts;
+        while let Some(v) = queue.pop() {
+            if !expanded.insert(v) {
+                continue;
+            }
+            if !fetch(&mut r, record::key::var(v))? {
+                return Ok(None);
+            }
+            queue.extend(
+                r.next
+                    .get(&v)
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| !expanded.contains(n)),
+            );
+        }
+        let mut l = r.finish();
+        let defined = |v: &VarId| *v == 0 || l.vars.contains_key(v);
+        let all_defined = l.ats.iter().all(|a| defined(&a.src) && defined(&a.dst))
+            && l.sums
+                .iter()
+                .all(|(_, s)| defined(&s.src) && defined(&s.dst));
+        if !all_defined {
+            return Ok(None);
+        }
+        l.skipped
+            .sort_by(|a, b| (&a.file, a.offset).cmp(&(&b.file, b.offset)));
+        Ok(Some(l))
+    }
+
     pub fn is_file(&self, v: VarId) -> bool {
         self.vars.get(&v).is_some_and(VarDef::is_file)
     }
@@ -183,12 +311,52 @@ pub fn track(
     ves: Option<HashSet<u64>>,
     source: Source,
 ) -> Result<Answer> {
-    let l = Loaded::read(dir)?;
     let scope = crate::resolve::Scope {
         ves,
         at_ns: time_ns,
     };
-    let starts = crate::resolve::resolve(query, &l.vars, &l.names, &scope)?;
+    answer(Loaded::read(dir)?, direction, query, &scope, source)
+}
+
+/// [`track`] over a store: from the transactions, only the blocks the answer can reach are
+/// read through the segment indexes ([`Loaded::read_reachable`]); the same answer as reading
+/// the whole journal (`JCS_TRACK_SCAN=full` makes it do that instead, to compare).
+pub fn track_store(
+    store: &store::Store,
+    direction: Direction,
+    query: &VarQuery,
+    time_ns: Option<u64>,
+    ves: Option<HashSet<u64>>,
+    source: Source,
+) -> Result<Answer> {
+    let scope = crate::resolve::Scope {
+        ves,
+        at_ns: time_ns,
+    };
+    let full = std::env::var("JCS_TRACK_SCAN").is_ok_and(|v| v == "full");
+    if source == Source::Transactions && !full {
+        if let Some(l) = Loaded::read_reachable(store, query, direction, &scope)? {
+            return answer(l, direction, query, &scope, source);
+        }
+    }
+    answer(
+        Loaded::read(&store.journal_dir())?,
+        direction,
+        query,
+        &scope,
+        source,
+    )
+}
+
+fn answer(
+    l: Loaded,
+    direction: Direction,
+    query: &VarQuery,
+    scope: &crate::resolve::Scope,
+    source: Source,
+) -> Result<Answer> {
+    let time_ns = scope.at_ns;
+    let starts = crate::resolve::resolve(query, &l.vars, &l.names, scope)?;
     if starts.is_empty() {
         return Err(match l.skipped.len() {
             0 => QueryError::NoVariable(query.clone()),
@@ -506,5 +674,71 @@ impl Answer {
             }
         }
         Ok(())
+    }
+}
+
+/// What [`Loaded::read_reachable`] has read so far: records in journal order (by sequence
+/// number), and for each variable the ones one step further in the question's direction.
+#[derive(Debug, Default)]
+struct Reach {
+    back: bool,
+    l: Loaded,
+    ats: Vec<(u64, usize, At)>,
+    sums: Vec<(u64, usize, Tier, Summary)>,
+    names: HashSet<(u64, u64, VarId, String, bool)>,
+    next: HashMap<VarId, Vec<VarId>>,
+}
+
+impl Reach {
+    fn step(&mut self, src: VarId, dst: VarId) {
+        let (from, to) = if self.back { (dst, src) } else { (src, dst) };
+        if from != 0 && to != 0 {
+            self.next.entry(from).or_default().push(to);
+        }
+    }
+
+    fn name(&mut self, n: model::at::Name) {
+        if self
+            .names
+            .insert((n.time_ns, n.ve, n.var, n.path.clone(), n.bound))
+        {
+            self.l.names.push(n);
+        }
+    }
+
+    fn add(&mut self, seq: u64, rec: Record) {
+        match rec {
+            Record::Vars(defs) => self.l.vars.extend(defs),
+            Record::Ats(ats) => {
+                for (k, a) in ats.into_iter().enumerate() {
+                    self.step(a.src, a.dst);
+                    self.ats.push((seq, k, a));
+                }
+            }
+            Record::Summaries { tier, sts } => {
+                for (k, s) in sts.into_iter().enumerate() {
+                    self.step(s.src, s.dst);
+                    self.sums.push((seq, k, tier, s));
+                }
+            }
+            Record::Names(names) => names.into_iter().for_each(|n| self.name(n)),
+            Record::Stats(_)
+            | Record::Repairs(_)
+            | Record::Policy(_)
+            | Record::Restores(_)
+            | Record::Execs(_) => {}
+        }
+    }
+
+    /// The records in journal order (a block read twice by two keys is read once).
+    fn finish(mut self) -> Loaded {
+        self.ats.sort_by_key(|(seq, k, _)| (*seq, *k));
+        self.ats.dedup_by_key(|(seq, k, _)| (*seq, *k));
+        self.sums.sort_by_key(|(seq, k, _, _)| (*seq, *k));
+        self.sums.dedup_by_key(|(seq, k, _, _)| (*seq, *k));
+        self.l.ats = self.ats.into_iter().map(|(_, _, a)| a).collect();
+        self.l.sums = self.sums.into_iter().map(|(_, _, t, s)| (t, s)).collect();
+        self.l.names.sort_by_key(|n| n.time_ns);
+        self.l
     }
 }

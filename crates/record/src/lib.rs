@@ -252,6 +252,9 @@ impl Record {
             Record::Ats(ats) => {
                 for a in ats {
                     out.push(key::ve(a.ve));
+                    if a.op == model::at::Op::Gap {
+                        out.push(key::GAP);
+                    }
                     out.extend([a.src, a.dst].into_iter().filter(|&v| v != 0).map(key::var));
                 }
             }
@@ -350,6 +353,8 @@ pub mod key {
 
     pub const VAR: u64 = 1 << 56;
     pub const VE: u64 = 2 << 56;
+    /// Every block that holds a gap (a loss in a VE's record): tracking lists them all.
+    pub const GAP: u64 = 3 << 56;
 
     pub fn var(id: VarId) -> u64 {
         VAR | u64::from(id)

@@ -408,6 +408,27 @@ impl Catalog {
             .collect())
     }
 
+    /// The whole variable dictionary.
+    pub fn all_vars(&self) -> Result<Vec<(VarId, VarDef)>> {
+        let mut st = self.conn.prepare_cached("SELECT id, def FROM vars")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, def) = row?;
+            out.push((id as VarId, json("a variable in the catalog", &def)?));
+        }
+        Ok(out)
+    }
+
+    /// Every name record, oldest first.
+    pub fn all_names(&self) -> Result<Vec<model::at::Name>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT time_ns, ve, var, path, store, bound FROM names ORDER BY time_ns, rowid",
+        )?;
+        let rows = st.query_map([], name_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub fn var(&self, id: VarId) -> Result<Option<VarDef>> {
         let mut st = self
             .conn
