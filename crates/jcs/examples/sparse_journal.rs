@@ -20,10 +20,8 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = std::path::PathBuf::from(
-        args.next()
-            .expect("usage: sparse_journal EVENTS STORE_DIR"),
-    );
+    let dir =
+        std::path::PathBuf::from(args.next().expect("usage: sparse_journal EVENTS STORE_DIR"));
     let opts = journal::Options {
         segment_max_bytes: 1 << 20,
         ..journal::Options::default()

@@ -163,11 +163,26 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
     // when it starts: one more VE under a new one.)
     env.stop_daemon();
     run("other", "true");
-    let idx = std::fs::read_dir(env.home().join("journal"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
-        .count();
+    // A daemon that starts with no VE to record indexes the open segment (so far) too.
+    env.stop_daemon();
+    let mut daemon = env.cmd(&["daemon"]).spawn().unwrap();
+    let pid = daemon.id() as i32;
+    // Up once it has written its pid (after indexing); then ended, by its pid.
+    assert!(common::wait_for(20, || env.daemon_pid() == Some(pid)));
+    // SAFETY: SIGTERM to the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let count = |ext: &str| {
+        std::fs::read_dir(env.home().join("journal"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+            .count()
+    };
+    let idx = count("idx");
+    // Every segment has one, the open one too (an index of what it held when the daemon
+    // started; what the VE after that added is read whole).
+    assert_eq!(idx, count("seg"), "the open segment has no index");
     assert!(
         idx >= 1,
         "{idx} indexed segments: the indexed path is not exercised"

@@ -90,6 +90,61 @@ impl SegmentIndex {
         })
     }
 
+    /// Indexes the whole blocks at the start of a segment that is still being written (its
+    /// open segment): up to the first block that is not whole yet, or damaged.
+    pub fn build_prefix(
+        segment: u64,
+        bytes: &[u8],
+        keys: impl FnMut(&[u8], &mut Vec<u64>),
+    ) -> Result<SegmentIndex, FormatError> {
+        let header = crate::format::SegmentHeader::decode(bytes)?;
+        let mut idx = SegmentIndex {
+            segment,
+            seg_len: crate::format::SEGMENT_HEADER_LEN as u64,
+            head: header.start_chain,
+            blocks: Vec::new(),
+            postings: BTreeMap::new(),
+        };
+        idx.extend(&bytes[crate::format::SEGMENT_HEADER_LEN..], keys)?;
+        Ok(idx)
+    }
+
+    /// Adds the blocks that follow what this index covers: `tail` is the segment's bytes from
+    /// `seg_len` on. Each block must continue the chain; indexing stops before the first that
+    /// is not whole (one being appended) or does not.
+    pub fn extend(
+        &mut self,
+        tail: &[u8],
+        mut keys: impl FnMut(&[u8], &mut Vec<u64>),
+    ) -> Result<(), FormatError> {
+        let mut off = 0usize;
+        let mut ks = Vec::new();
+        while off < tail.len() {
+            let Ok((h, len)) = decode_block_at(tail, off, Some(&self.head)) else {
+                break;
+            };
+            let ordinal = self.blocks.len() as u32;
+            self.blocks.push(BlockRef {
+                offset: self.seg_len + off as u64,
+                len: len as u64,
+                first_seq: h.first_seq,
+                count: h.count,
+            });
+            for r in crate::format::block_records(tail, off, &h)? {
+                keys(&r, &mut ks);
+            }
+            ks.sort_unstable();
+            ks.dedup();
+            for k in ks.drain(..) {
+                self.postings.entry(k).or_default().push(ordinal);
+            }
+            self.head = h.chain;
+            off += len;
+        }
+        self.seg_len += off as u64;
+        Ok(())
+    }
+
     /// The ordinals of the blocks that hold any of `keys`, ascending.
     pub fn blocks_for(&self, keys: &[u64]) -> Vec<usize> {
         let mut v: Vec<usize> = keys
@@ -257,6 +312,26 @@ pub fn load<S: Storage>(storage: &S, segment: u64) -> Option<SegmentIndex> {
     Some(idx)
 }
 
+/// An index of the first `seg_len` bytes of `segment` (the open one, indexed while it grew):
+/// usable for those bytes if it decodes and the block it ends with is still there, whole, with
+/// the same chain hash (a segment only grows; recovery that cut it changes that block).
+pub fn load_prefix<S: Storage>(storage: &S, segment: u64) -> Option<SegmentIndex> {
+    let idx = SegmentIndex::decode(&storage.read(&index_name(segment)).ok()?).ok()?;
+    let seg = segment_name(segment);
+    let len = storage.len(&seg).ok()?;
+    if idx.segment != segment || idx.seg_len > len {
+        return None;
+    }
+    if let Some(last) = idx.blocks.last() {
+        let b = storage.read_range(&seg, last.offset, last.len).ok()?;
+        let (h, _) = decode_block_at(&b, 0, None).ok()?;
+        if h.chain != idx.head {
+            return None;
+        }
+    }
+    Some(idx)
+}
+
 /// The records of some blocks of a segment, read by offset (each block's checksums are
 /// checked; the chain is `verify`'s job): (sequence number, record).
 pub fn read_blocks<S: Storage>(
@@ -327,6 +402,41 @@ mod tests {
         let loaded = load(&s, 0).unwrap();
         let recs = read_blocks(&s, 0, &[loaded.blocks[2]]).unwrap();
         assert_eq!(recs, vec![(3, b"a".to_vec()), (4, b"y".to_vec())]);
+    }
+
+    /// The open segment's index, built on a prefix and extended as blocks are appended (a
+    /// torn last block left out until it is whole), is the index of the whole segment.
+    #[test]
+    fn a_prefix_index_extended_equals_the_full_one() {
+        let blocks: &[&[&[u8]]] = &[&[b"ab", b"c"], &[b"x"], &[b"a", b"y"], &[b"zz"]];
+        let s = journal(blocks);
+        let full = s.read(&segment_name(0)).unwrap();
+        let whole = SegmentIndex::build(0, &full, keys).unwrap();
+        let ends: Vec<u64> = whole.blocks.iter().map(|b| b.offset + b.len).collect();
+        // Cut after the second block, and again in the middle of the third.
+        let cut = ends[1] as usize;
+        let mut idx = SegmentIndex::build_prefix(0, &full[..cut + 10], keys).unwrap();
+        assert_eq!(idx.seg_len, ends[1], "the torn third block is left out");
+        assert_eq!(idx.blocks.len(), 2);
+        idx.extend(&full[idx.seg_len as usize..], keys).unwrap();
+        assert_eq!(idx, whole);
+        // load_prefix: usable while the segment only grew; not once its end block changed.
+        let mut s2 = s.clone();
+        let mut p = SegmentIndex::build_prefix(0, &full[..cut], keys).unwrap();
+        write(&mut s2, &p).unwrap();
+        assert!(load_prefix(&s2, 0).is_some());
+        assert!(
+            load(&s2, 0).is_none(),
+            "a prefix is not a sealed segment's index"
+        );
+        let mut bad = full.clone();
+        bad[cut - 5] ^= 1;
+        s2.written.insert(segment_name(0), bad);
+        assert!(load_prefix(&s2, 0).is_none());
+        p.head = [0; 32];
+        write(&mut s2, &p).unwrap();
+        s2.written.insert(segment_name(0), full);
+        assert!(load_prefix(&s2, 0).is_none(), "a head that does not match");
     }
 
     #[test]

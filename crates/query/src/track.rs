@@ -98,15 +98,21 @@ impl Loaded {
             return Ok(None);
         }
         let segs = journal::segment_numbers(&storage).map_err(crate::journal_err(&dir))?;
+        // (seg, index, where the part it covers ends: after it, the segment is read whole).
         let mut indexed = Vec::new();
         let mut whole = Vec::new();
         for (i, &seg) in segs.iter().enumerate() {
-            match (i + 1 < segs.len())
-                .then(|| journal::index::load(&storage, seg))
-                .flatten()
-            {
-                Some(idx) => indexed.push((seg, idx)),
-                None => whole.push(seg),
+            let idx = if i + 1 < segs.len() {
+                journal::index::load(&storage, seg)
+            } else {
+                journal::index::load_prefix(&storage, seg)
+            };
+            match idx {
+                Some(idx) => {
+                    whole.push((seg, idx.seg_len));
+                    indexed.push((seg, idx));
+                }
+                None => whole.push((seg, 0)),
             }
         }
         if indexed.is_empty() {
@@ -120,8 +126,8 @@ impl Loaded {
         for n in store.catalog.all_names()? {
             r.name(n);
         }
-        for seg in whole {
-            let (records, _, skipped) = journal::read_segment_tolerant(&storage, seg, 0)
+        for (seg, from) in whole {
+            let (records, _, skipped) = journal::read_segment_tolerant(&storage, seg, from)
                 .map_err(crate::journal_err(&dir))?;
             r.l.skipped.extend(skipped);
             for (seq, rec) in records {

@@ -63,6 +63,59 @@ pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
     Ok(n)
 }
 
+/// Indexes the open segment up to its last whole block, extending the index it had (only
+/// the bytes written since are read), and adds the variable definitions and names of those
+/// blocks to the catalog: a question reads the open segment through it too, and only its
+/// newest bytes whole. Returns whether the index grew.
+pub fn index_open(dir: &Path, cat: &Catalog) -> Result<bool> {
+    let mut storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
+    let Some(&seg) = journal::segment_numbers(&storage)?.last() else {
+        return Ok(false);
+    };
+    let name = journal::journal::segment_name(seg);
+    let mut defs = Vec::new();
+    let mut names = Vec::new();
+    let mut keys = |r: &[u8], out: &mut Vec<u64>| {
+        if let Ok(rec) = Record::decode(r) {
+            rec.keys(out);
+            match rec {
+                Record::Vars(d) => defs.extend(d),
+                Record::Names(n) => names.extend(n),
+                _ => {}
+            }
+        }
+    };
+    let len = storage
+        .len(&name)
+        .map_err(io_err("stat", &dir.join(&name)))?;
+    let idx = match index::load_prefix(&storage, seg) {
+        Some(idx) if idx.seg_len == len => return Ok(false),
+        Some(mut idx) => {
+            let tail = storage
+                .read_range(&name, idx.seg_len, len - idx.seg_len)
+                .map_err(io_err("read", &dir.join(&name)))?;
+            let before = idx.seg_len;
+            if idx.extend(&tail, &mut keys).is_err() || idx.seg_len == before {
+                return Ok(false);
+            }
+            idx
+        }
+        None => {
+            let bytes = storage
+                .read(&name)
+                .map_err(io_err("read", &dir.join(&name)))?;
+            match SegmentIndex::build_prefix(seg, &bytes, &mut keys) {
+                Ok(i) => i,
+                Err(_) => return Ok(false),
+            }
+        }
+    };
+    cat.add_vars(&defs)?;
+    cat.add_names(&names)?;
+    index::write(&mut storage, &idx).map_err(io_err("write the index of", &dir.join(&name)))?;
+    Ok(true)
+}
+
 /// The next variable id to hand out: after every id in the catalog, in the indexes of the
 /// sealed segments, and in the open segment (whose definitions are added to the catalog).
 /// Reads the open segment only, however long the journal is.

@@ -123,6 +123,10 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
     // the next variable id, reading only the open segment.
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
+    // The open segment too (so far), so that a question reads only its newest bytes whole.
+    if let Err(e) = crate::index::index_open(&dir, &store.catalog) {
+        tracing::warn!(error = %e, "index of the open segment");
+    }
     let running = running_ves(store);
     let unfinished = unfinished_ves(store, &running);
     // Where the gaps of VEs that ran unrecorded start: their last records.
@@ -388,6 +392,9 @@ fn indexer(dir: &Path, catalog: &Path) {
         std::thread::sleep(std::time::Duration::from_secs(5));
         if let Err(e) = crate::index::index_sealed(dir, &cat) {
             tracing::warn!(error = %e, "indexer");
+        }
+        if let Err(e) = crate::index::index_open(dir, &cat) {
+            tracing::warn!(error = %e, "indexer (open segment)");
         }
     }
 }
