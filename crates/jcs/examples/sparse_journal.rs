@@ -22,8 +22,13 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir =
         std::path::PathBuf::from(args.next().expect("usage: sparse_journal EVENTS STORE_DIR"));
+    // (JCS_SEGMENT_BYTES: another size, e.g. the daemon's 64 MiB: one open segment.)
+    let seg = std::env::var("JCS_SEGMENT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 20);
     let opts = journal::Options {
-        segment_max_bytes: 1 << 20,
+        segment_max_bytes: seg,
         ..journal::Options::default()
     };
     let (j, _) = journal::Journal::open(
