@@ -122,9 +122,41 @@ impl Loaded {
             back: direction == Direction::Back,
             ..Reach::default()
         };
-        r.l.vars = store.catalog.all_vars()?.into_iter().collect();
-        for n in store.catalog.all_names()? {
-            r.name(n);
+        // The dictionary: only what the question names, where the catalog can say it by a
+        // key or a name (the definitions of what is reached are looked up at the end);
+        // otherwise — an endpoint (its flows), a file by inode alone, a path prefix — all.
+        let whole_dictionary = match query {
+            VarQuery::File(p) => p.ends_with('*'),
+            VarQuery::Store(_) => false,
+            q => q.key().is_none(),
+        };
+        if whole_dictionary {
+            r.l.vars = store.catalog.all_vars()?.into_iter().collect();
+            for n in store.catalog.all_names()? {
+                r.name(n);
+            }
+        } else {
+            if let Some(k) = query.key() {
+                for id in store.catalog.var_ids(&k)? {
+                    if let Some(d) = store.catalog.var(id)? {
+                        r.l.vars.insert(id, d);
+                    }
+                }
+            }
+            let names = match query {
+                VarQuery::File(p) => store.catalog.names(Some(p), None)?,
+                VarQuery::Store(st) => match st.strip_suffix('*') {
+                    Some(prefix) => store.catalog.names_with_prefix(None, Some(prefix))?,
+                    None => store.catalog.names(None, Some(st))?,
+                },
+                _ => Vec::new(),
+            };
+            for n in names {
+                if let Some(d) = store.catalog.var(n.var)? {
+                    r.l.vars.insert(n.var, d);
+                }
+                r.name(n);
+            }
         }
         for (seg, from) in whole {
             let (records, _, skipped) = journal::read_segment_tolerant(&storage, seg, from)
@@ -188,6 +220,19 @@ impl Loaded {
             );
         }
         let mut l = r.finish();
+        // The definitions of everything reached that the question did not name.
+        let used: HashSet<VarId> = l
+            .ats
+            .iter()
+            .flat_map(|a| [a.src, a.dst])
+            .chain(l.sums.iter().flat_map(|(_, s)| [s.src, s.dst]))
+            .filter(|v| *v != 0 && !l.vars.contains_key(v))
+            .collect();
+        for v in used {
+            if let Some(d) = store.catalog.var(v)? {
+                l.vars.insert(v, d);
+            }
+        }
         let defined = |v: &VarId| *v == 0 || l.vars.contains_key(v);
         let all_defined = l.ats.iter().all(|a| defined(&a.src) && defined(&a.dst))
             && l.sums
