@@ -203,10 +203,24 @@ impl Loaded {
             return Ok(None);
         }
         let mut expanded: HashSet<VarId> = HashSet::new();
+        let start_set: HashSet<VarId> = starts.iter().copied().collect();
         let mut queue: Vec<VarId> = starts;
         while let Some(v) = queue.pop() {
             if !expanded.insert(v) {
                 continue;
+            }
+            // A volatile variable reached (an endpoint known by its address) is only ever a
+            // source, or a sink: nothing passes through it (`analysis`), so its other
+            // transactions are not needed — unless the question starts there.
+            if !start_set.contains(&v) {
+                if !r.l.vars.contains_key(&v) {
+                    if let Some(d) = store.catalog.var(v)? {
+                        r.l.vars.insert(v, d);
+                    }
+                }
+                if r.l.vars.get(&v).is_some_and(VarDef::is_volatile) {
+                    continue;
+                }
             }
             if !fetch(&mut r, record::key::var(v))? {
                 return Ok(None);
