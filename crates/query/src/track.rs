@@ -127,7 +127,7 @@ impl Loaded {
         // otherwise — an endpoint (its flows), a file by inode alone, a path prefix — all.
         let whole_dictionary = match query {
             VarQuery::File(p) => p.ends_with('*'),
-            VarQuery::Store(_) => false,
+            VarQuery::Store(_) | VarQuery::Endpoint { .. } => false,
             q => q.key().is_none(),
         };
         if whole_dictionary {
@@ -136,6 +136,14 @@ impl Loaded {
                 r.name(n);
             }
         } else {
+            // An endpoint: itself and every flow to or from it, by how they print.
+            if let VarQuery::Endpoint { addr, port } = query {
+                let needles = [
+                    std::net::SocketAddr::new(*addr, *port).to_string(),
+                    format!("endpoint:{addr}:{port}"),
+                ];
+                r.l.vars.extend(store.catalog.vars_naming(&needles)?);
+            }
             if let Some(k) = query.key() {
                 for id in store.catalog.var_ids(&k)? {
                     if let Some(d) = store.catalog.var(id)? {

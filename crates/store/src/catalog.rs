@@ -420,6 +420,23 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The variables whose printed name contains any of `needles` (a superset: the caller
+    /// checks each definition).
+    pub fn vars_naming(&self, needles: &[String]) -> Result<Vec<(VarId, VarDef)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, def FROM vars WHERE instr(name, ?1) > 0")?;
+        let mut out = Vec::new();
+        for n in needles {
+            let rows = st.query_map([n], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (id, def) = row?;
+                out.push((id as VarId, json("a variable in the catalog", &def)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every name record, oldest first.
     pub fn all_names(&self) -> Result<Vec<model::at::Name>> {
         let mut st = self.conn.prepare_cached(
