@@ -44,6 +44,30 @@ fn main() {
     let file = |ve: u32, k: u32| 10_000_000 + ve * FILES + k;
     let ep = |ve: u32| 5_000_000 + ve;
     const SHARED: u32 = 4_999_999;
+    // Definitions as the daemon writes them: each VE's just before its first transactions.
+    let defs_of = |v: u32| -> Vec<(u32, VarDef)> {
+        let mut d = vec![
+            (mem(v), VarDef::Memory { ve: u64::from(v) }),
+            (
+                ep(v),
+                VarDef::Endpoint {
+                    addr: Ipv4Addr::from(0x0a00_0000 + v).into(),
+                    port: 443,
+                },
+            ),
+        ];
+        d.extend((0..FILES).map(|k| {
+            (
+                file(v, k),
+                VarDef::File {
+                    dev: 1,
+                    ino: 1000 + u64::from(file(v, k)),
+                    path: Some(format!("/data/v{v}/f{k}")),
+                },
+            )
+        }));
+        d
+    };
     let mut defs: Vec<(u32, VarDef)> = vec![(
         SHARED,
         VarDef::File {
@@ -52,31 +76,6 @@ fn main() {
             path: Some("/data/shared".into()),
         },
     )];
-    for v in 1..=ves {
-        defs.push((mem(v), VarDef::Memory { ve: u64::from(v) }));
-        defs.push((
-            ep(v),
-            VarDef::Endpoint {
-                addr: Ipv4Addr::from(0x0a00_0000 + v).into(),
-                port: 443,
-            },
-        ));
-        for k in 0..FILES {
-            defs.push((
-                file(v, k),
-                VarDef::File {
-                    dev: 1,
-                    ino: 1000 + u64::from(file(v, k)),
-                    path: Some(format!("/data/v{v}/f{k}")),
-                },
-            ));
-        }
-        if defs.len() > 50_000 {
-            w.submit(Record::Vars(std::mem::take(&mut defs)).encode())
-                .unwrap();
-        }
-    }
-    w.submit(Record::Vars(defs).encode()).unwrap();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move |m: u64| {
         x ^= x << 13;
@@ -91,6 +90,9 @@ fn main() {
     for i in 0..n {
         t += 500 + rnd(1000);
         let ve = 1 + (i / PER_VE) as u32;
+        if i % PER_VE == 0 {
+            defs.extend(defs_of(ve));
+        }
         let k = rnd(u64::from(FILES)) as u32;
         let f = file(ve, k);
         let slot = (ve * FILES + k) as usize % sizes.len();
@@ -121,6 +123,10 @@ fn main() {
             result: len as i64,
         });
         if batch.len() == 1000 || i + 1 == n {
+            if !defs.is_empty() {
+                w.submit(Record::Vars(std::mem::take(&mut defs)).encode())
+                    .unwrap();
+            }
             last = w
                 .submit(Record::Ats(std::mem::take(&mut batch)).encode())
                 .unwrap();

@@ -15,8 +15,9 @@ use crate::storage::Storage;
 use std::collections::BTreeMap;
 use std::io;
 
-/// Version 2: blocks with gaps have their own key (version 1 indexes are rebuilt).
-pub const INDEX_MAGIC: &[u8; 8] = b"JCSJIDX2";
+/// Version 3: blocks with gaps have their own key, and a variable has keys for the blocks
+/// where data moves into it and out of it (older indexes are rebuilt).
+pub const INDEX_MAGIC: &[u8; 8] = b"JCSJIDX3";
 
 pub fn index_name(segment: u64) -> String {
     format!("{segment:016x}.idx")

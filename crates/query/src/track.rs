@@ -69,9 +69,9 @@ impl Loaded {
 
     /// What a tracking question from `query` can reach, read through the segment indexes: the
     /// open and unindexed segments whole; from each indexed one the blocks with gaps, then,
-    /// starting from the question's variables, the blocks of every variable reached in
-    /// `direction` (any transaction of theirs, in any time: a superset of what the
-    /// time-respecting answer uses, so the answer is the one a full read gives). Variable
+    /// starting from the question's variables, for every variable reached in `direction` the
+    /// blocks where data moved into it (back) or out of it (forward), in any time: a superset
+    /// of what the time-respecting answer uses, so the answer is the one a full read gives. Variable
     /// definitions and names come from the catalog (the indexer put those of every sealed
     /// segment there). None where this cannot be done exactly — summary files (`jcs
     /// summarize`), no index, a damaged block, a variable the catalog does not define — and
@@ -230,7 +230,12 @@ impl Loaded {
                     continue;
                 }
             }
-            if !fetch(&mut r, record::key::var(v))? {
+            // Back: the blocks where data moved into it; forward: out of it.
+            let key = match direction {
+                Direction::Back => record::key::into(v),
+                Direction::Forward => record::key::out_of(v),
+            };
+            if !fetch(&mut r, key)? {
                 return Ok(None);
             }
             queue.extend(

@@ -256,12 +256,18 @@ impl Record {
                         out.push(key::GAP);
                     }
                     out.extend([a.src, a.dst].into_iter().filter(|&v| v != 0).map(key::var));
+                    if a.src != 0 && a.dst != 0 {
+                        out.extend([key::out_of(a.src), key::into(a.dst)]);
+                    }
                 }
             }
             Record::Stats(s) => out.push(key::ve(s.ve)),
             Record::Summaries { sts, .. } => {
                 for s in sts {
                     out.extend([s.src, s.dst].into_iter().filter(|&v| v != 0).map(key::var));
+                    if s.src != 0 && s.dst != 0 {
+                        out.extend([key::out_of(s.src), key::into(s.dst)]);
+                    }
                 }
             }
             Record::Names(names) => {
@@ -355,6 +361,11 @@ pub mod key {
     pub const VE: u64 = 2 << 56;
     /// Every block that holds a gap (a loss in a VE's record): tracking lists them all.
     pub const GAP: u64 = 3 << 56;
+    /// A variable data moved into (a transaction's or summary's destination): what tracking
+    /// back reads for it.
+    pub const INTO: u64 = 4 << 56;
+    /// A variable data moved out of (a source): what tracking forward reads for it.
+    pub const OUT_OF: u64 = 5 << 56;
 
     pub fn var(id: VarId) -> u64 {
         VAR | u64::from(id)
@@ -362,6 +373,14 @@ pub mod key {
 
     pub fn ve(ve: u64) -> u64 {
         VE | (ve & (VAR - 1))
+    }
+
+    pub fn into(id: VarId) -> u64 {
+        INTO | u64::from(id)
+    }
+
+    pub fn out_of(id: VarId) -> u64 {
+        OUT_OF | u64::from(id)
     }
 }
 
@@ -544,8 +563,28 @@ mod tests {
         let mut out = vec![];
         Record::Vars(vec![(7, VarDef::Memory { ve: 3 })]).keys(&mut out);
         Record::Ats(vec![at()]).keys(&mut out);
-        assert_eq!(out, vec![key::var(7), key::ve(3), key::var(7), key::var(9)]);
-        assert_ne!(key::var(3), key::ve(3));
+        assert_eq!(
+            out,
+            vec![
+                key::var(7),
+                key::ve(3),
+                key::var(7),
+                key::var(9),
+                key::out_of(7),
+                key::into(9)
+            ]
+        );
+        // The kinds of key never meet.
+        let kinds = [
+            key::var(3),
+            key::ve(3),
+            key::GAP,
+            key::into(3),
+            key::out_of(3),
+        ];
+        for (i, a) in kinds.iter().enumerate() {
+            assert!(kinds[i + 1..].iter().all(|b| a != b), "{a:#x}");
+        }
     }
 
     #[test]
