@@ -42,7 +42,56 @@ pub struct SegmentIndex {
     pub head: Hash,
     pub blocks: Vec<BlockRef>,
     /// key → ordinals (into `blocks`) of the blocks holding a record with that key, ascending.
-    pub postings: BTreeMap<u64, Vec<u32>>,
+    pub postings: Postings,
+}
+
+/// The postings of an index, flat (three vectors, however many keys: decoding an index costs
+/// no allocation per key): the keys ascending, and for each its ordinals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Postings {
+    keys: Vec<u64>,
+    /// Where each key's ordinals end in `ords`.
+    ends: Vec<u32>,
+    ords: Vec<u32>,
+}
+
+impl Postings {
+    fn from_map(m: BTreeMap<u64, Vec<u32>>) -> Postings {
+        let mut p = Postings::default();
+        for (k, v) in m {
+            p.keys.push(k);
+            p.ords.extend(v);
+            p.ends.push(p.ords.len() as u32);
+        }
+        p
+    }
+
+    fn to_map(&self) -> BTreeMap<u64, Vec<u32>> {
+        self.iter().map(|(k, v)| (k, v.to_vec())).collect()
+    }
+
+    /// The ordinals of the blocks holding `key`.
+    pub fn get(&self, key: u64) -> Option<&[u32]> {
+        let i = self.keys.binary_search(&key).ok()?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.ords[start..self.ends[i] as usize])
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Each key, ascending, with its ordinals.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u32])> {
+        self.keys.iter().enumerate().map(|(i, &k)| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+            (k, &self.ords[start..self.ends[i] as usize])
+        })
+    }
 }
 
 use crate::format::put_leb as put;
@@ -87,7 +136,7 @@ impl SegmentIndex {
             seg_len: bytes.len() as u64,
             head: scan.head,
             blocks,
-            postings,
+            postings: Postings::from_map(postings),
         })
     }
 
@@ -104,7 +153,7 @@ impl SegmentIndex {
             seg_len: crate::format::SEGMENT_HEADER_LEN as u64,
             head: header.start_chain,
             blocks: Vec::new(),
-            postings: BTreeMap::new(),
+            postings: Postings::default(),
         };
         idx.extend(&bytes[crate::format::SEGMENT_HEADER_LEN..], keys)?;
         Ok(idx)
@@ -120,6 +169,7 @@ impl SegmentIndex {
     ) -> Result<(), FormatError> {
         let mut off = 0usize;
         let mut ks = Vec::new();
+        let mut postings = self.postings.to_map();
         while off < tail.len() {
             let Ok((h, len)) = decode_block_at(tail, off, Some(&self.head)) else {
                 break;
@@ -137,11 +187,12 @@ impl SegmentIndex {
             ks.sort_unstable();
             ks.dedup();
             for k in ks.drain(..) {
-                self.postings.entry(k).or_default().push(ordinal);
+                postings.entry(k).or_default().push(ordinal);
             }
             self.head = h.chain;
             off += len;
         }
+        self.postings = Postings::from_map(postings);
         self.seg_len += off as u64;
         Ok(())
     }
@@ -150,7 +201,7 @@ impl SegmentIndex {
     pub fn blocks_for(&self, keys: &[u64]) -> Vec<usize> {
         let mut v: Vec<usize> = keys
             .iter()
-            .filter_map(|k| self.postings.get(k))
+            .filter_map(|k| self.postings.get(*k))
             .flatten()
             .map(|&i| i as usize)
             .collect();
@@ -161,7 +212,9 @@ impl SegmentIndex {
 
     /// The largest key in `[lo, hi)`, if any.
     pub fn max_key_in(&self, lo: u64, hi: u64) -> Option<u64> {
-        self.postings.range(lo..hi).next_back().map(|(k, _)| *k)
+        let keys = &self.postings.keys;
+        let end = keys.partition_point(|k| *k < hi);
+        keys[..end].last().copied().filter(|k| *k >= lo)
     }
 
     /// `MAGIC ‖ crc32c(the rest) ‖ body length (u64) ‖ zstd(body)`, little-endian; the body is
@@ -182,9 +235,9 @@ impl SegmentIndex {
         }
         put(&mut b, self.postings.len() as u64);
         let mut pk = 0;
-        for (k, v) in &self.postings {
+        for (k, v) in self.postings.iter() {
             put(&mut b, k - pk);
-            pk = *k;
+            pk = k;
             put(&mut b, v.len() as u64);
             let mut p = 0;
             for &i in v {
@@ -253,9 +306,9 @@ impl SegmentIndex {
         if nk > b.len() as u64 {
             return Err(FormatError::Limit("index key count"));
         }
-        let mut postings = BTreeMap::new();
+        let mut postings = Postings::default();
         let mut k = 0u64;
-        for _ in 0..nk {
+        for i in 0..nk {
             k = k
                 .checked_add(get(&b, o)?)
                 .ok_or(FormatError::Limit("index key"))?;
@@ -263,16 +316,19 @@ impl SegmentIndex {
             if m > n {
                 return Err(FormatError::Limit("index postings"));
             }
-            let mut v = Vec::with_capacity(m as usize);
+            if i > 0 && postings.keys.last() == Some(&k) {
+                return Err(FormatError::Limit("index key repeated"));
+            }
             let mut p = 0u64;
             for _ in 0..m {
                 p += get(&b, o)?;
                 if p >= n {
                     return Err(FormatError::Limit("index posting past the blocks"));
                 }
-                v.push(p as u32);
+                postings.ords.push(p as u32);
             }
-            postings.insert(k, v);
+            postings.keys.push(k);
+            postings.ends.push(postings.ords.len() as u32);
         }
         Ok(SegmentIndex {
             segment,
