@@ -136,13 +136,10 @@ impl Loaded {
                 r.name(n);
             }
         } else {
-            // An endpoint: itself and every flow to or from it, by how they print.
+            // An endpoint: itself and every flow to or from it.
             if let VarQuery::Endpoint { addr, port } = query {
-                let needles = [
-                    std::net::SocketAddr::new(*addr, *port).to_string(),
-                    format!("endpoint:{addr}:{port}"),
-                ];
-                r.l.vars.extend(store.catalog.vars_naming(&needles)?);
+                let end = std::net::SocketAddr::new(*addr, *port);
+                r.l.vars.extend(store.catalog.vars_at(end)?);
             }
             if let Some(k) = query.key() {
                 for id in store.catalog.var_ids(&k)? {

@@ -13,7 +13,7 @@ use std::path::Path;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// `PRAGMA user_version` of the catalog this code writes.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Version 2: the variable dictionary (the journal's variable definitions).
 const SCHEMA_V2: &str = "
@@ -51,6 +51,23 @@ CREATE INDEX IF NOT EXISTS names_by_store ON names(store);
 const SCHEMA_V6: &str = "
 CREATE INDEX IF NOT EXISTS names_by_var ON names(var);
 ";
+
+/// Version 8: the network ends (`ADDR:PORT`) of endpoint and flow variables, so that a
+/// question about an endpoint finds its flows without reading every definition.
+const SCHEMA_V8: &str = "
+CREATE TABLE IF NOT EXISTS var_ends(addr TEXT NOT NULL, var INTEGER NOT NULL, UNIQUE(addr, var));
+";
+
+/// The network ends of a variable: an endpoint's address, a flow's two ends.
+fn ends_of(d: &VarDef) -> Vec<String> {
+    match d {
+        VarDef::Endpoint { addr, port } => {
+            vec![std::net::SocketAddr::new(*addr, *port).to_string()]
+        }
+        VarDef::Flow { from, to, .. } => vec![from.to_string(), to.to_string()],
+        _ => vec![],
+    }
+}
 
 /// Version 7: a VE's name (`jcs run --name`), unique among the VEs not removed.
 const SCHEMA_V7: &str = "
@@ -194,7 +211,7 @@ impl Catalog {
                     .map_err(open_err)?;
                 c.conn
                     .execute_batch(&format!(
-                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}{SCHEMA_V6}{SCHEMA_V7}"
+                        "{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}{SCHEMA_V5}{SCHEMA_V6}{SCHEMA_V7}{SCHEMA_V8}"
                     ))
                     .map_err(open_err)?;
                 c.conn
@@ -236,6 +253,21 @@ impl Catalog {
         if from < 7 {
             tx.execute_batch(SCHEMA_V7)?;
         }
+        if from < 8 {
+            tx.execute_batch(SCHEMA_V8)?;
+            let mut read = tx.prepare("SELECT id, def FROM vars")?;
+            let rows: Vec<(i64, String)> = read
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut write =
+                tx.prepare("INSERT OR IGNORE INTO var_ends(addr, var) VALUES (?1, ?2)")?;
+            for (id, def) in rows {
+                let d: VarDef = json("a variable in the catalog", &def)?;
+                for e in ends_of(&d) {
+                    write.execute(params![e, id])?;
+                }
+            }
+        }
         if from < 3 {
             let mut read = tx.prepare("SELECT id, def FROM vars")?;
             let rows: Vec<(i64, String)> = read
@@ -275,6 +307,8 @@ impl Catalog {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO vars(id, name, def, key) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut ends =
+                tx.prepare_cached("INSERT OR IGNORE INTO var_ends(addr, var) VALUES (?1, ?2)")?;
             for (id, d) in defs {
                 st.execute(params![
                     i64::from(*id),
@@ -282,6 +316,9 @@ impl Catalog {
                     to_json("a variable", d)?,
                     VarKey::of(d).as_str()
                 ])?;
+                for e in ends_of(d) {
+                    ends.execute(params![e, i64::from(*id)])?;
+                }
             }
         }
         tx.commit().map_err(|source| StoreError::Sql {
@@ -420,19 +457,18 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The variables whose printed name contains any of `needles` (a superset: the caller
-    /// checks each definition).
-    pub fn vars_naming(&self, needles: &[String]) -> Result<Vec<(VarId, VarDef)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, def FROM vars WHERE instr(name, ?1) > 0")?;
+    /// The endpoint variable at `end` and every flow to or from it.
+    pub fn vars_at(&self, end: std::net::SocketAddr) -> Result<Vec<(VarId, VarDef)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT v.id, v.def FROM var_ends e JOIN vars v ON v.id = e.var WHERE e.addr = ?1",
+        )?;
+        let rows = st.query_map([end.to_string()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
-        for n in needles {
-            let rows = st.query_map([n], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, def) = row?;
-                out.push((id as VarId, json("a variable in the catalog", &def)?));
-            }
+        for row in rows {
+            let (id, def) = row?;
+            out.push((id as VarId, json("a variable in the catalog", &def)?));
         }
         Ok(out)
     }
@@ -781,6 +817,61 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint's flows are found by its address, in a new catalog and in one upgraded
+    /// from version 7 (whose definitions are read once to fill the table).
+    #[test]
+    fn endpoints_find_their_flows() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.db");
+        let sa = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let defs = vec![
+            (
+                1,
+                VarDef::Endpoint {
+                    addr: sa("10.0.0.9:80").ip(),
+                    port: 80,
+                },
+            ),
+            (
+                2,
+                VarDef::Flow {
+                    from: sa("10.0.0.2:4000"),
+                    to: sa("10.0.0.9:80"),
+                    udp: false,
+                },
+            ),
+            (
+                3,
+                VarDef::Flow {
+                    from: sa("10.0.0.2:4001"),
+                    to: sa("10.0.0.9:8080"),
+                    udp: false,
+                },
+            ),
+            (4, VarDef::Memory { ve: 1 }),
+        ];
+        let ids = |c: &Catalog| -> Vec<VarId> {
+            let mut v: Vec<VarId> = c
+                .vars_at(sa("10.0.0.9:80"))
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            v.sort();
+            v
+        };
+        {
+            let c = Catalog::open(&path).unwrap();
+            c.add_vars(&defs).unwrap();
+            assert_eq!(ids(&c), [1, 2]);
+            c.conn
+                .execute_batch("DROP TABLE var_ends; PRAGMA user_version = 7;")
+                .unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(ids(&c), [1, 2], "the upgrade fills the table");
+    }
 
     #[test]
     fn template_changes_are_checkpointed_ve_rows_are_not() {
