@@ -290,27 +290,18 @@ impl Monitor {
         };
         if let Some((bytes, rule)) = budget {
             use crate::skel::types::jcs_ve;
-            let key = cgroup_id.to_ne_bytes();
-            let map = &self.skel.maps.watched;
-            let err = |source| MonitorError::Map {
-                map: "watched",
-                source,
-            };
-            let mut v = map
-                .lookup(&key, MapFlags::ANY)
-                .map_err(err)?
-                .ok_or_else(|| fail("a budget for a VE that is not watched".into()))?;
             let put = |v: &mut Vec<u8>, at: usize, x: u64| {
                 v[at..at + 8].copy_from_slice(&x.to_ne_bytes())
             };
             // (0 means "no budget" to the kernel; a 1-byte budget is spent by any packet.)
-            put(&mut v, std::mem::offset_of!(jcs_ve, budget), bytes.max(1));
-            put(
-                &mut v,
-                std::mem::offset_of!(jcs_ve, budget_rule),
-                u64::from(rule),
-            );
-            map.update(&key, &v, MapFlags::EXIST).map_err(err)?;
+            self.update_watched(cgroup_id, "a budget", |v| {
+                put(v, std::mem::offset_of!(jcs_ve, budget), bytes.max(1));
+                put(
+                    v,
+                    std::mem::offset_of!(jcs_ve, budget_rule),
+                    u64::from(rule),
+                );
+            })?;
         }
         let mut keys = vec![];
         for e in entries {
@@ -507,6 +498,21 @@ impl Monitor {
                 why: format!("pty {index}: only /dev/pts/0-63 of a VE can be its terminal"),
             });
         }
+        let at = std::mem::offset_of!(jcs_ve, tty_mask);
+        self.update_watched(cgroup_id, "a terminal", |v| {
+            let mask =
+                u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default()) | 1 << index;
+            v[at..at + 8].copy_from_slice(&mask.to_ne_bytes());
+        })
+    }
+
+    /// Changes the `struct jcs_ve` of a watched cgroup in place (`what`: for the error).
+    fn update_watched(
+        &self,
+        cgroup_id: u64,
+        what: &str,
+        change: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), MonitorError> {
         let key = cgroup_id.to_ne_bytes();
         let map = &self.skel.maps.watched;
         let err = |source| MonitorError::Map {
@@ -518,11 +524,9 @@ impl Monitor {
             .map_err(err)?
             .ok_or_else(|| MonitorError::Enforce {
                 cgroup: cgroup_id.to_string(),
-                why: "a terminal for a VE that is not watched".into(),
+                why: format!("{what} for a VE that is not watched"),
             })?;
-        let at = std::mem::offset_of!(jcs_ve, tty_mask);
-        let mask = u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default()) | 1 << index;
-        v[at..at + 8].copy_from_slice(&mask.to_ne_bytes());
+        change(&mut v);
         map.update(&key, &v, MapFlags::EXIST).map_err(err)
     }
 

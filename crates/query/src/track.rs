@@ -304,8 +304,9 @@ pub struct Edge {
 }
 
 /// A loss in the record: records of VE `ve` were lost between `since_ns` (None: unknown)
-/// and `time_ns` (`lost`: how many; None: unknown, no recorder ran).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// and `time_ns` (`lost`: how many; None: unknown, no recorder ran). (`jcs track --json`
+/// prints it as it is.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     pub ve: u64,
     pub since_ns: Option<u64>,
@@ -328,20 +329,10 @@ pub struct TrackJson {
     /// False when a gap or an unreadable stretch may have hidden a flow.
     pub complete: bool,
     pub skipped: Vec<journal::Skipped>,
-    pub gaps: Vec<GapJson>,
+    pub gaps: Vec<Gap>,
     /// Every variable the answer reached, the roots included.
     pub reached: Vec<String>,
     pub edges: Vec<EdgeJson>,
-}
-
-/// A loss in `jcs track --json`: VE `ve` lost `lost` records (null: unknown) between
-/// `since_ns` (null: unknown) and `time_ns`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct GapJson {
-    pub ve: u64,
-    pub since_ns: Option<u64>,
-    pub time_ns: u64,
-    pub lost: Option<u64>,
 }
 
 /// An edge of `jcs track --json`: `count` transactions of VE `ve` from `src` to `dst`.
@@ -646,16 +637,7 @@ impl Answer {
             time_ns: self.time_ns,
             complete: self.complete(),
             skipped: self.skipped.clone(),
-            gaps: self
-                .gaps
-                .iter()
-                .map(|g| GapJson {
-                    ve: g.ve,
-                    since_ns: g.since_ns,
-                    time_ns: g.time_ns,
-                    lost: g.lost,
-                })
-                .collect(),
+            gaps: self.gaps.clone(),
             reached,
             edges: self
                 .edges
