@@ -403,19 +403,6 @@ pub struct FadePolicy {
     pub files_ns: Option<u64>,
 }
 
-fn parse_age(s: &str) -> Option<u64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000_000)
-}
-
 /// A line of a fading policy that does not parse: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
@@ -454,7 +441,7 @@ impl FadePolicy {
                 return Err(bad("expected `network AGE` or `files AGE`"));
             }
             let age = age
-                .and_then(parse_age)
+                .and_then(model::limits::parse_age)
                 .ok_or_else(|| bad("AGE must be a number with s, m, h or d (7d)"))?;
             match key {
                 Some("network") => p.network_ns = Some(age),

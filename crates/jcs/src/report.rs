@@ -2,7 +2,7 @@
 //! fetched) about a VE — its timeline, its integrity report, what it depended on and what it
 //! contaminated — or about a source — where its data went, and the VEs it reached.
 
-use crate::svg::{self, Tick};
+use crate::svg::{self, esc, Tick};
 use anyhow::Result;
 use model::report::IntegrityReport;
 use query::log::{Entry, Filter, Log};
@@ -12,13 +12,6 @@ use store::Store;
 
 /// VEs of a `--from` report shown in full (timeline and integrity report).
 const MAX_VES: usize = 8;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 "DejaVu Sans", sans-serif; margin: 24px; color: #222; max-width: 1400px; }

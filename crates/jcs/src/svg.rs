@@ -132,7 +132,8 @@ struct Drawn {
     last_ns: u64,
 }
 
-fn esc(s: &str) -> String {
+/// `s` as XML and HTML text or attribute value.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -81,6 +81,22 @@ pub enum SizeError {
     Zero(String),
 }
 
+/// Parses an age such as `90s`, `10m`, `2h` or `7d`: its length in nanoseconds (None: not an
+/// age, or too long).
+pub fn parse_age(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs)?.checked_mul(1_000_000_000)
+}
+
 /// Parses a size such as `512M`, `2G`, `65536` or `64k` (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();

@@ -27,21 +27,7 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, TimeError> {
 
 /// Parses an age alone (`90s`, `10m`, `2h`, `7d`): its length in nanoseconds.
 pub fn parse_age(s: &str) -> Result<u64, TimeError> {
-    let t = s.trim();
-    let bad = || TimeError(s.to_string());
-    let unit = t
-        .chars()
-        .last()
-        .filter(|c| "smhd".contains(*c))
-        .ok_or_else(bad)?;
-    let n: u64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
-    let secs = n * match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        _ => 86_400,
-    };
-    secs.checked_mul(1_000_000_000).ok_or_else(bad)
+    model::limits::parse_age(s).ok_or_else(|| TimeError(s.to_string()))
 }
 
 /// The local time zone's offset from UTC (seconds east) at the local time given, from the C
@@ -83,16 +69,8 @@ type LocalOffset = dyn Fn(i64, i64, i64, i64, i64, i64) -> Option<i64>;
 
 fn parse_time_in(s: &str, now_ns: u64, local: &LocalOffset) -> Result<u64, TimeError> {
     let t = s.trim();
-    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
-        if let Ok(n) = t[..t.len() - 1].parse::<u64>() {
-            let secs = n * match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => 86400,
-            };
-            return Ok(now_ns.saturating_sub(secs * 1_000_000_000));
-        }
+    if let Some(age) = model::limits::parse_age(t) {
+        return Ok(now_ns.saturating_sub(age));
     }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(secs * 1_000_000_000);
