@@ -923,6 +923,18 @@ impl Translator {
                     || (!socket && x == Xfer::Sendfile && e.flags & flag::SOCKET2 != 0);
                 let flow_side_is_output = (socket && x == Xfer::Sendfile)
                     || (!socket && x != Xfer::Sendfile && e.flags & flag::SOCKET2 != 0);
+                // Both halves at one time, so the read chains to the write. What the call
+                // writes is visible from its entry (a receiver in another VE can return
+                // before the sender does), so when the input is a file, whose bytes are there
+                // at the entry (sendfile, copy_file_range), both are stamped when the write
+                // became visible; an input that may block (a pipe or socket given to splice
+                // or tee) is read by the exit, and both are stamped there.
+                let file_input = (x == Xfer::Sendfile || sys.name == "copy_file_range")
+                    && !input.3
+                    && !flow_side_is_input;
+                if file_input && e.flags & flag::NO_OUT == 0 {
+                    at.time_ns = self.write_time(e);
+                }
                 if e.flags & flag::NO_IN == 0 {
                     let flow = if flow_side_is_input {
                         self.flow_var(e, true, out)
@@ -951,8 +963,6 @@ impl Translator {
                     };
                     let mut w = at;
                     w.op = if sock { Op::Send } else { Op::Write };
-                    // (Stamped at the exit, like the read it passes on: what it writes was
-                    // read in the same call.)
                     (w.src, w.dst, w.len) = (mem, var, len);
                     w.off = if sock {
                         0
@@ -1682,6 +1692,46 @@ mod tests {
             }
         )));
         assert_eq!(a[3].dst, f_out);
+    }
+
+    /// A transfer's write is visible from the call's entry: a receiver in another VE can
+    /// return before the sender does. With a file as input both halves are stamped when the
+    /// write became visible, so the read chains to the write and the write precedes the
+    /// receiver's read; a pipe given to splice is read by the exit, so both are stamped there.
+    #[test]
+    fn a_transfers_halves_share_one_time_when_its_write_became_visible() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut c = ev(Kind::Syscall, libc::SYS_copy_file_range as u32, 50);
+        c.args = [3, 0, 4, 0, 50, 0];
+        (c.file, c.pos, c.file2, c.pos2) = (Some((1, 10, 0)), Some(0), Some((1, 20, 0)), Some(0));
+        (c.enter_ns, c.time_ns) = (1000, 3000);
+        t.push(&c, &mut out);
+        let mut s = ev(Kind::Syscall, libc::SYS_sendfile as u32, 70);
+        s.args = [5, 3, 0, 70, 0, 0];
+        s.flags = flag::SOCKET;
+        s.file2 = Some((1, 10, 0));
+        s.data = sockaddr4([10, 1, 2, 3], 80);
+        (s.enter_ns, s.time_ns) = (4000, 9000);
+        t.push(&s, &mut out);
+        let mut sp = ev(Kind::Syscall, libc::SYS_splice as u32, 9);
+        sp.args = [6, 0, 4, 0, 9, 0];
+        (sp.file, sp.file2, sp.pos2) = (Some((9, 30, 0)), Some((1, 20, 0)), Some(50));
+        (sp.enter_ns, sp.time_ns) = (10_000, 20_000);
+        t.push(&sp, &mut out);
+        let a = ats(&out);
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.time_ns)).collect::<Vec<_>>(),
+            vec![
+                (Op::Read, 1000),
+                (Op::Write, 1000),
+                (Op::Read, 4000),
+                (Op::Send, 4000),
+                (Op::Read, 20_000),
+                (Op::Write, 20_000)
+            ]
+        );
     }
 
     #[test]
