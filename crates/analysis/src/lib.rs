@@ -20,6 +20,7 @@
 //!   non-decreasing times, the first at or after `t`, carries data from `u` to `v`. Flows with
 //!   equal times may chain in any order.
 
+pub mod integrity;
 pub mod summary;
 
 use model::at::{At, Op, VarId};

@@ -1924,7 +1924,9 @@ fn real_main() -> Result<i32> {
                 let [tier] = tiers[..] else {
                     bail!("rewriting the journal takes one --tier (T1, T2 or T4); --dry-run shows them all");
                 };
-                let Some(tier) = record::Tier::from_name(tier) else {
+                let Some(tier) =
+                    record::Tier::from_name(tier).filter(|t| *t != record::Tier::Integrity)
+                else {
                     bail!("--tier {tier}: the journal can be rewritten into T1, T2 or T4 (T3 is a view: --dry-run)");
                 };
                 need_root()?;

@@ -30,6 +30,8 @@ pub mod flag {
     pub const ARGV: u32 = F::JCS_F_ARGV.0;
     pub const ARGV_CUT: u32 = F::JCS_F_ARGV_CUT.0;
     pub const TTY: u32 = F::JCS_F_TTY.0;
+    pub const OWN: u32 = F::JCS_F_OWN.0;
+    pub const OWN_OUT: u32 = F::JCS_F_OWN_OUT.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

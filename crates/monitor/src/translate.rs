@@ -14,6 +14,8 @@
 
 use crate::decode::{flag, Event, Kind};
 use crate::syscalls::{cap, Sem, Sys, Xfer};
+use analysis::integrity::Hold;
+use analysis::summary::Summary;
 use model::at::{At, Name, Op, Status, VarDef, VarId};
 use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHashSet as HashSet;
@@ -48,6 +50,10 @@ pub enum Output {
     /// What an exec ran (its arguments, ids, parent): emitted before its transaction.
     Exec(model::at::ExecInfo),
     At(At),
+    /// What a VE wrote into one of its dirties, taken together (DESIGN: dirties as integrity
+    /// records): from the VE's memory into the file, over a time window, with the bytes and
+    /// the number of calls. The journal keeps it as a summary of tier `I`.
+    Integrity(Summary),
 }
 
 /// What a descriptor refers to, as far as the translator saw it being made.
@@ -124,6 +130,8 @@ pub struct Translator {
     table: Vec<Option<Sys>>,
     /// Added to the kernel's monotonic timestamps to get wall-clock nanoseconds.
     clock_offset_ns: i64,
+    /// (VE, file) → what the VE wrote into that file of its dirties since it was last emitted.
+    integrity: Hold,
 }
 
 fn lossy(b: Vec<u8>) -> String {
@@ -244,6 +252,7 @@ impl Translator {
                 t
             },
             clock_offset_ns,
+            integrity: Hold::default(),
         }
     }
 
@@ -444,6 +453,49 @@ impl Translator {
         self.outside.remove(&cgroup_id);
         self.store_names.remove(&cgroup_id);
         self.dropped.remove(&cgroup_id);
+    }
+
+    /// Emits the integrity records that began before `before_ns`, and all of VE `ending`'s
+    /// (its end). Called at every batch with a cut-off a second back, a file written without
+    /// pause gets one record per second: what is held here is at most that old.
+    pub fn take_integrity(&mut self, before_ns: u64, ending: Option<u64>, out: &mut Vec<Output>) {
+        if !self.integrity.is_empty() {
+            out.extend(
+                self.integrity
+                    .take(before_ns, ending)
+                    .into_iter()
+                    .map(Output::Integrity),
+            );
+        }
+    }
+
+    /// A call on one of the VE's dirties (`JCS_F_OWN`): a write goes into the file's integrity
+    /// record, a read (open, read, close, getxattr: what the VE reads back came from a pristine
+    /// branch or from its own memory) is counted as dropped; what changes a file without data
+    /// (chmod, chown by descriptor), an exec, a mapping, a failed or aborted call is kept as
+    /// a transaction. Whether it was taken.
+    fn own(&mut self, e: &Event, mem: VarId, at: &At) -> bool {
+        if e.ret < 0 || e.rule != 0 || at.status != Status::Committed || mem == 0 {
+            return false;
+        }
+        if Hold::takes(at, mem) {
+            self.integrity.absorb(at);
+            return true;
+        }
+        match at.op {
+            Op::Open | Op::Read | Op::GetXattr | Op::Close
+                if at.dst == mem || at.op == Op::Close =>
+            {
+                *self
+                    .dropped
+                    .entry(e.cgroup_id)
+                    .or_default()
+                    .entry(e.nr)
+                    .or_default() += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The records of a watched cgroup received so far (the kernel emitted them).
@@ -764,6 +816,7 @@ impl Translator {
     fn syscall(&mut self, e: &Event, sys: Sys, mem: VarId, mut at: At, out: &mut Vec<Output>) {
         let fd = e.args[0] as i32;
         let socket = e.flags & flag::SOCKET != 0;
+        let own = e.flags & flag::OWN != 0;
         match sys.sem {
             Sem::Pipe => return,
             Sem::Mprotect => {
@@ -845,7 +898,9 @@ impl Translator {
                 let truncs = flags & libc::O_TRUNC as u64 != 0
                     && flags & libc::O_ACCMODE as u64 != libc::O_RDONLY as u64;
                 if truncs && e.ret >= 0 && at.src != 0 {
-                    out.push(Output::At(at));
+                    if !(own && self.own(e, mem, &at)) {
+                        out.push(Output::At(at));
+                    }
                     at.op = Op::Truncate;
                     (at.src, at.dst, at.off) = (mem, at.src, 0);
                 }
@@ -969,7 +1024,9 @@ impl Translator {
                     } else {
                         output.2.unwrap_or(0) as u64
                     };
-                    out.push(Output::At(w));
+                    if !(e.flags & flag::OWN_OUT != 0 && self.own(e, mem, &w)) {
+                        out.push(Output::At(w));
+                    }
                 }
                 return;
             }
@@ -1206,6 +1263,9 @@ impl Translator {
         if e.rule != 0 {
             at.status = Status::Aborted;
             (at.off, at.len) = (u64::from(e.rule), 0);
+        }
+        if own && self.own(e, mem, &at) {
+            return;
         }
         out.push(Output::At(at));
     }
@@ -1822,6 +1882,110 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// A file of the VE's dirties (`JCS_F_OWN`): its writes become one integrity record
+    /// (held until a second has passed or the VE ends), its open, reads and close nothing;
+    /// a chmod by descriptor, a failed write and a write of another file stay transactions.
+    #[test]
+    fn writes_into_the_dirties_are_one_integrity_record() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 7);
+        let mut out = vec![];
+        let own = |mut e: Event| {
+            e.flags |= flag::OWN;
+            e.file = Some((64, 12, 3));
+            e
+        };
+        let mut open = own(ev(Kind::Syscall, nr::OPENAT, 3));
+        open.data = b"/tmp/log\0".to_vec();
+        open.args[2] = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64;
+        t.push(&open, &mut out);
+        for (i, off) in [0u64, 6, 12].into_iter().enumerate() {
+            let mut w = own(ev(Kind::Syscall, nr::WRITE, 6));
+            w.args[0] = 3;
+            w.pos = Some(off as i64);
+            (w.enter_ns, w.time_ns) = (2000 + i as u64, 2001 + i as u64);
+            t.push(&w, &mut out);
+        }
+        let mut r = own(ev(Kind::Syscall, nr::PREAD64, 18));
+        r.args = [3, 0, 18, 0, 0, 0];
+        t.push(&r, &mut out);
+        let mut chmod = own(ev(Kind::Syscall, libc::SYS_fchmod as u32, 0));
+        chmod.args[0] = 3;
+        t.push(&chmod, &mut out);
+        let mut failed = own(ev(Kind::Syscall, nr::WRITE, -28));
+        failed.args[0] = 3;
+        failed.pos = Some(18);
+        t.push(&failed, &mut out);
+        let mut c = own(ev(Kind::Syscall, nr::CLOSE, 0));
+        c.args[0] = 3;
+        t.push(&c, &mut out);
+        // Another file, not the VE's own.
+        let mut w = ev(Kind::Syscall, nr::WRITE, 4);
+        (w.args[0], w.file, w.pos) = (4, Some((2049, 5, 0)), Some(0));
+        t.push(&w, &mut out);
+        assert_eq!(
+            ats(&out)
+                .iter()
+                .map(|a| (a.op, a.status))
+                .collect::<Vec<_>>(),
+            [
+                (Op::Chmod, Status::Committed),
+                (Op::Write, Status::Failed),
+                (Op::Write, Status::Committed)
+            ]
+        );
+        let held = |out: &[Output]| -> Vec<Summary> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Integrity(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(held(&out).is_empty(), "held until taken");
+        t.take_integrity(1000, None, &mut out);
+        assert!(held(&out).is_empty(), "nothing began before 1000");
+        t.take_integrity(0, Some(7), &mut out);
+        let s = held(&out);
+        assert_eq!(s.len(), 1, "{out:#?}");
+        let file = ats(&out)[0].dst;
+        // The O_TRUNC open (at 1000) and the three writes, stamped at their entries.
+        assert_eq!(
+            (s[0].src, s[0].dst, s[0].first, s[0].last, s[0].count, s[0].bytes),
+            (1, file, 1000, 2002, 4, 18)
+        );
+        assert_eq!(
+            s[0].dst_part,
+            analysis::Part::Whole,
+            "a truncate touches it whole"
+        );
+        assert_eq!(
+            t.dropped_calls(55).iter().map(|(_, n)| n).sum::<u64>(),
+            3,
+            "open, pread, close"
+        );
+    }
+
+    /// A transfer into the dirties (`cp /data/x /tmp/y`: copy_file_range): its read of the
+    /// other file stays a transaction, its write is part of the integrity record.
+    #[test]
+    fn a_transfer_into_the_dirties_keeps_its_read() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut c = ev(Kind::Syscall, libc::SYS_copy_file_range as u32, 50);
+        c.args = [3, 0, 4, 0, 50, 0];
+        (c.file, c.pos, c.file2, c.pos2) = (Some((1, 10, 0)), Some(0), Some((64, 20, 1)), Some(0));
+        c.flags = flag::OWN_OUT;
+        t.push(&c, &mut out);
+        t.take_integrity(u64::MAX, None, &mut out);
+        let a = ats(&out);
+        assert_eq!(a.iter().map(|a| a.op).collect::<Vec<_>>(), [Op::Read]);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Integrity(s) if s.bytes == 50 && s.src == 1)));
     }
 
     #[test]

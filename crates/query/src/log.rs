@@ -125,7 +125,15 @@ impl<'s> Log<'s> {
             // A file by identity without its generation: found as definitions are read.
             (Some(q), _) if !q.by_name() && q.key().is_none() => None,
             (Some(_), _) => Some(matching.iter().map(|&v| key::var(v)).collect()),
-            (None, Some(ves)) => Some(ves.iter().map(|&v| key::ve(v)).collect()),
+            // A VE's records, and the summaries from or into its memory (integrity records).
+            (None, Some(ves)) => {
+                let mut k: Vec<u64> = ves.iter().map(|&v| key::ve(v)).collect();
+                for &ve in ves {
+                    let mem = record::VarKey::of(&VarDef::Memory { ve });
+                    k.extend(store.catalog.var_ids(&mem)?.into_iter().map(key::var));
+                }
+                Some(k)
+            }
             (None, None) => None,
         };
         Ok(Log {

@@ -171,6 +171,11 @@ pub fn rewrite(
             "--tier T4 needs --policy FILE (lines `network 7d`, `files 30d`)".into(),
         ));
     }
+    if tier == Tier::Integrity {
+        return Err(QueryError::Usage(
+            "integrity records are written by the recorder, not by summarizing".into(),
+        ));
+    }
     let mut storage = open(dir)?;
     let sealed = journal::sealed_segments(&storage).map_err(journal_err(dir))?;
     let mut r = Rewritten {
@@ -212,6 +217,7 @@ pub fn rewrite(
                 .into_iter()
                 .map(|f| f.st)
                 .collect(),
+            Tier::Integrity => Vec::new(), // refused above
         };
         let n_sts = sts.len() as u64;
         keep.push(Record::Summaries { tier, sts }.encode());

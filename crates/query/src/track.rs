@@ -235,6 +235,14 @@ impl Loaded {
             if !fetch(&mut r, key)? {
                 return Ok(None);
             }
+            // Forward from a file of a VE's dirties: its integrity records, which say which
+            // memory may have read it back (analysis::integrity::points).
+            if direction == Direction::Forward
+                && start_set.contains(&v)
+                && !fetch(&mut r, record::key::into(v))?
+            {
+                return Ok(None);
+            }
             queue.extend(
                 r.next
                     .get(&v)
@@ -434,13 +442,36 @@ fn answer(
         (Some(VarDef::Memory { ve }), _) | (_, Some(VarDef::Memory { ve })) => *ve,
         _ => 0,
     };
+    let back = direction == Direction::Back;
     // What the answer is built from: summaries in the journal, and the transactions that move
-    // data — as they are, or summarized now (`source`).
-    let mut items: Vec<(Summary, u64, &'static str)> = l
-        .sums
-        .iter()
-        .map(|(tier, s)| (s.clone(), ve_of(s), tier.name()))
-        .collect();
+    // data — as they are, or summarized now (`source`). An integrity record is the flows this
+    // question sees of it (`shown`: the record an edge reports instead, counted once).
+    let mut items: Vec<(Summary, u64, &'static str)> = Vec::with_capacity(l.sums.len());
+    let mut shown: HashMap<usize, Option<Summary>> = HashMap::new();
+    for (tier, s) in &l.sums {
+        if *tier == Tier::Integrity {
+            let q = time_ns.unwrap_or(if back { u64::MAX } else { 0 });
+            let points = analysis::integrity::points(s, back, q, starts.contains(&s.dst));
+            for (k, p) in points.into_iter().enumerate() {
+                // (The way back into the memory, forward from the file, is an edge of its own.)
+                let record = if p.src == s.src {
+                    (k == 0).then(|| s.clone())
+                } else {
+                    Some(Summary {
+                        first: p.first.max(s.first),
+                        last: s.last.max(p.first),
+                        count: 0,
+                        bytes: 0,
+                        ..p.clone()
+                    })
+                };
+                shown.insert(items.len(), record);
+                items.push((p, ve_of(s), tier.name()));
+            }
+        } else {
+            items.push((s.clone(), ve_of(s), tier.name()));
+        }
+    }
     let windowed = l.sums.iter().any(|(t, _)| t.windowed()) || source == Source::T2;
     let flows = l.flows();
     match source {
@@ -464,7 +495,6 @@ fn answer(
         ),
     }
     let sts: Vec<Summary> = items.iter().map(|i| i.0.clone()).collect();
-    let back = direction == Direction::Back;
     let mut used = HashSet::new();
     // Exact unless a summary with windows (T2, T4) is involved: transactions are summaries of
     // one flow to T1's query.
@@ -495,6 +525,11 @@ fn answer(
     let mut edges: BTreeMap<(VarId, VarId, u64, &'static str), Edge> = BTreeMap::new();
     for i in used {
         let (s, ve, op) = &items[i];
+        let s = match shown.get(&i) {
+            Some(Some(record)) => record,
+            Some(None) => continue, // another piece of a record already counted
+            None => s,
+        };
         let e = edges.entry((s.src, s.dst, *ve, op)).or_insert(Edge {
             src: s.src,
             dst: s.dst,
@@ -775,6 +810,10 @@ impl Reach {
             Record::Summaries { tier, sts } => {
                 for (k, s) in sts.into_iter().enumerate() {
                     self.step(s.src, s.dst);
+                    // Forward, a dirties file leads back to the memory that wrote it.
+                    if tier == Tier::Integrity && !self.back {
+                        self.next.entry(s.dst).or_default().push(s.src);
+                    }
                     self.sums.push((seq, k, tier, s));
                 }
             }

@@ -9,13 +9,19 @@ pub enum Tier {
     T2,
     /// Fading: old exchanges and file bytes coarsened; never loses a dependency.
     T4,
+    /// Integrity records: what a VE wrote into one of its dirties over a window (the
+    /// recorder writes these instead of each write; DESIGN: dirties as integrity records).
+    /// Not windowed: a question turns each into the instants it sees
+    /// (`analysis::integrity::points`), and the answer stays exact.
+    Integrity,
 }
 
 /// (tier, its byte in a `T` record, its name): the one table of both.
-const TIERS: [(Tier, u8, &str); 3] = [
+const TIERS: [(Tier, u8, &str); 4] = [
     (Tier::T1, 1, "T1"),
     (Tier::T2, 2, "T2"),
     (Tier::T4, 4, "T4"),
+    (Tier::Integrity, 9, "integrity"),
 ];
 
 impl Tier {
@@ -38,7 +44,7 @@ impl Tier {
     /// Whether its summaries have windows that may add dependencies (T2, T4), so that a
     /// query over them is conservative rather than exact.
     pub fn windowed(self) -> bool {
-        self != Tier::T1
+        !matches!(self, Tier::T1 | Tier::Integrity)
     }
 }
 
@@ -54,7 +60,7 @@ mod tests {
 
     #[test]
     fn codes_and_names_are_one_table() {
-        for t in [Tier::T1, Tier::T2, Tier::T4] {
+        for t in [Tier::T1, Tier::T2, Tier::T4, Tier::Integrity] {
             assert_eq!(Tier::from_code(t.code()), Some(t));
             assert_eq!(Tier::from_name(t.name()), Some(t));
         }

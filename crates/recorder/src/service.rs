@@ -502,12 +502,7 @@ fn monitor_loop(
                 watched += 1;
                 watched_since.insert(r.cgroup_id, now_ns());
                 tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
-                gaps.push(gap_at(
-                    r.ve,
-                    0,
-                    -1,
-                    last_seen.get(&r.ve).copied().unwrap_or(0),
-                ));
+                gaps.push(gap_at(r.ve, 0, -1, lost_since(&last_seen, r.ve)));
             }
             Err(e) => tracing::error!(ve = r.ve, error = %e, "cannot watch VE again"),
         }
@@ -519,7 +514,7 @@ fn monitor_loop(
             ve,
             "VE ended while no recorder could finish its record; writing its gap"
         );
-        let mut g = gap_at(ve, 0, -1, last_seen.get(&ve).copied().unwrap_or(0));
+        let mut g = gap_at(ve, 0, -1, lost_since(&last_seen, ve));
         g.time_ns = ended_ns;
         gaps.push(g);
     }
@@ -731,7 +726,9 @@ fn monitor_loop(
                         .map_err(monitor::loader::MonitorError::Ring)?;
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
-                    let mut records = translate(&pending, &mut t, &cat, online.as_mut(), true)?;
+                    let ending = t.ve_of(cgroup_id);
+                    let mut records =
+                        translate(&pending, &mut t, &cat, online.as_mut(), true, ending)?;
                     let mut lost = 0;
                     let since = watched_since.remove(&cgroup_id).unwrap_or(0);
                     match ve_stats(&m, cgroup_id, &t, since) {
@@ -813,7 +810,7 @@ fn monitor_loop(
         }
         ring.consume()
             .map_err(monitor::loader::MonitorError::Ring)?;
-        let records = translate(&pending, &mut t, &cat, online.as_mut(), false)?;
+        let records = translate(&pending, &mut t, &cat, online.as_mut(), false, None)?;
         last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
         last_ticket = write_full_gaps(&writer, &mut full, &cat)?.or(last_ticket);
         for (reply, r) in replies {
@@ -890,6 +887,19 @@ fn disk_full_message(journal: &Path) -> String {
 
 /// A gap in a VE's recording: `lost` records the kernel could not deliver (`result` the
 /// same), or, with `result` -1, a time when no recorder was recording it (count unknown).
+/// How long the translator holds writes into a VE's dirties before their integrity record
+/// is written (`Translator::take_integrity`).
+const INTEGRITY_HOLD_NS: u64 = 1_000_000_000;
+
+/// Where the record of VE `ve` may stop short after a recorder that did not finish: its last
+/// record in the journal, less the integrity records the recorder may have held by then.
+fn lost_since(last_seen: &std::collections::HashMap<u64, u64>, ve: u64) -> u64 {
+    match last_seen.get(&ve) {
+        Some(&t) => t.saturating_sub(INTEGRITY_HOLD_NS).max(1),
+        None => 0,
+    }
+}
+
 fn gap_at(ve: u64, lost: u64, result: i64, since_ns: u64) -> At {
     At {
         time_ns: now_ns(),
@@ -977,6 +987,7 @@ fn translate(
     cat: &store::Catalog,
     online: Option<&mut Online>,
     force: bool,
+    ending: Option<u64>,
 ) -> Result<Vec<Vec<u8>>> {
     // The batch is translated in place and the buffer kept (cleared, not reallocated): a
     // steady stream grows it once, not at every batch.
@@ -987,9 +998,13 @@ fn translate(
     }
     events.clear();
     drop(events);
+    // Writes into the dirties, held as integrity records for at most a second (and until
+    // the VE's end).
+    t.take_integrity(now_ns().saturating_sub(INTEGRITY_HOLD_NS), ending, &mut out);
     let mut vars = Vec::new();
     let mut names = Vec::new();
     let mut execs = Vec::new();
+    let mut integrity = Vec::new();
     let mut ats = Vec::with_capacity(out.len());
     for o in out {
         match o {
@@ -997,6 +1012,7 @@ fn translate(
             Output::Name(n) => names.push(n),
             Output::Exec(x) => execs.push(x),
             Output::At(a) => ats.push(a),
+            Output::Integrity(s) => integrity.push(s),
         }
     }
     let mut records = Vec::new();
@@ -1027,6 +1043,15 @@ fn translate(
     }
     if !execs.is_empty() {
         records.push(Record::Execs(execs).encode());
+    }
+    if !integrity.is_empty() {
+        records.push(
+            Record::Summaries {
+                tier: Tier::Integrity,
+                sts: integrity,
+            }
+            .encode(),
+        );
     }
     if let Some(o) = online {
         let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));

@@ -352,11 +352,18 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
  *   JCS_FC_SOCKET    a socket;
  *   JCS_FC_TTY       a pseudo-terminal of the VE's devpts whose master JCS holds on the host
  *                    side (`jcs run -t`, `jcs exec -t`; the VE's `tty_mask`): the user's
- *                    terminal, so its data crosses and is recorded. */
+ *                    terminal, so its data crosses and is recorded;
+ *   JCS_FC_OWN       one of the VE's dirties: an overlay file with an upper file, on the
+ *                    overlay that is the calling task's root (the VE's own, never reused),
+ *                    whose descriptor was never passed out of the VE (`escaped`). What it holds
+ *                    came from a pristine branch or from this VE's memory: reading it back
+ *                    moves nothing across; writing it is an integrity event (DESIGN: dirties as
+ *                    integrity records). */
 #define JCS_FC_INSIDE 1
 #define JCS_FC_PRISTINE 2
 #define JCS_FC_SOCKET 4
 #define JCS_FC_TTY 8
+#define JCS_FC_OWN 16
 static __always_inline __u32 file_class(struct file *file)
 {
 	if (!file)
@@ -399,8 +406,15 @@ static __always_inline __u32 file_class(struct file *file)
 	} else if (magic == OVERLAYFS_SUPER_MAGIC) {
 		struct ovl_inode *oi =
 			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
-		if (BPF_CORE_READ(oi, __upperdentry) == NULL)
+		if (BPF_CORE_READ(oi, __upperdentry) == NULL) {
 			c |= JCS_FC_PRISTINE;
+		} else {
+			struct task_struct *t = bpf_get_current_task_btf();
+			__u64 key = (__u64)inode;
+			if (BPF_CORE_READ(t, fs, root.dentry, d_sb) == sb &&
+			    !bpf_map_lookup_elem(&escaped, &key))
+				c |= JCS_FC_OWN;
+		}
 	} else if (magic == PROC_SUPER_MAGIC || magic == SYSFS_MAGIC ||
 		   magic == CGROUP_SUPER_MAGIC || magic == CGROUP2_SUPER_MAGIC) {
 		if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
@@ -743,10 +757,12 @@ static __always_inline int enter_transfer(struct inflight *f)
 	__u32 ca = file_class(a), cb = file_class(b);
 	__u32 cin = sendfile ? cb : ca;
 	__u32 cout = sendfile ? ca : cb;
-	if (cin & (JCS_FC_INSIDE | JCS_FC_PRISTINE))
+	if (cin & (JCS_FC_INSIDE | JCS_FC_PRISTINE | JCS_FC_OWN))
 		f->evflags |= JCS_F_NO_IN;
 	if (cout & JCS_FC_INSIDE)
 		f->evflags |= JCS_F_NO_OUT;
+	if (cout & JCS_FC_OWN)
+		f->evflags |= JCS_F_OWN_OUT;
 	if (ca & JCS_FC_SOCKET) {
 		f->evflags |= JCS_F_SOCKET;
 		int n = sock_peer(a, f->peer, &f->sockinfo);
@@ -911,8 +927,10 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 		} else if (file) {
 			/* mmap reads its file unless the mapping is shared and writable. */
 			int writes = (f->flags & JCS_CAP_FD4) && (f->args[3] & 0x01) && (f->args[2] & 0x2);
-			if ((f->flags & JCS_CAP_READ) && !writes && (c & JCS_FC_PRISTINE))
+			if ((f->flags & JCS_CAP_READ) && !writes && (c & (JCS_FC_PRISTINE | JCS_FC_OWN)))
 				return drop_call(f);
+			if (c & JCS_FC_OWN)
+				f->evflags |= JCS_F_OWN;
 			if ((f->flags & JCS_CAP_FMODE) && (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
 				f->evflags |= JCS_F_WRITE_END;
 		}
@@ -1216,6 +1234,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		file_identity(file, &e->dev, &e->ino, &e->gen, &e->pos);
 		if (c & JCS_FC_TTY)
 			e->flags |= JCS_F_TTY;
+		if (c & JCS_FC_OWN)
+			e->flags |= JCS_F_OWN;
 		/* openat2's flags are the first field of its struct open_how: in args[2] for the
 		 * translator (O_TRUNC changed the file). */
 		if (f->nr == JCS_NR_OPENAT2)

@@ -95,6 +95,10 @@ enum jcs_flag {
 	JCS_F_TTY = 8192,   /* the file is a pseudo-terminal of the VE's whose master JCS holds on
 	                     * the host side (`jcs run -t`, `jcs exec -t`): what crosses it is the
 	                     * user's terminal, named `host:pty` */
+	JCS_F_OWN = 16384,  /* the (first) file is one of the VE's dirties (an overlay file with an
+	                     * upper file, of the VE's own root, never passed out): writing it is an
+	                     * integrity event, not a flow; reading it is dropped in the kernel */
+	JCS_F_OWN_OUT = 32768, /* a transfer whose output side is one of the VE's dirties */
 };
 
 
