@@ -378,15 +378,24 @@ pub struct Transaction {
     pub cwd: Option<String>,
 }
 
-/// Transactions a T1 summary (written by `jcs daemon --summarize online`) stands for.
+/// Transactions a summary stands for: a T1 summary (`jcs daemon --summarize online`), or an
+/// integrity record (what a VE wrote into a file of its dirties over a window).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SummaryLine {
-    /// The tier: `T1`.
+    /// The tier: `T1`, `integrity`.
     pub summary: String,
+    /// The VE whose memory is one end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ve: Option<u64>,
     pub first_ns: u64,
     pub last_ns: u64,
     pub src: String,
     pub dst: String,
+    /// The byte ranges `[start, end)` of `dst` written; absent: all of it (a truncate, an
+    /// attribute, or not a file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<[u64; 2]>>,
+    /// The calls it stands for.
     pub count: u64,
     pub bytes: u64,
 }

@@ -196,16 +196,24 @@ fn print_entry(out: &mut impl Write, format: LogFormat, e: Entry) -> Result<()> 
             st: s,
             src,
             dst,
+            ve,
         } => {
             if json {
                 json::line(
                     out,
                     &json::LogLine::Summary(json::SummaryLine {
                         summary: tier.name().to_string(),
+                        ve,
                         first_ns: s.first,
                         last_ns: s.last,
                         src: src.to_string(),
                         dst: dst.to_string(),
+                        ranges: match &s.dst_part {
+                            analysis::Part::Whole => None,
+                            analysis::Part::Bytes(v) => {
+                                Some(v.iter().map(|&(a, b)| [a, b]).collect())
+                            }
+                        },
                         count: s.count,
                         bytes: s.bytes,
                     }),
@@ -313,6 +321,7 @@ fn print_csv(out: &mut impl Write, e: Entry) -> Result<()> {
             st: s,
             src,
             dst,
+            ..
         } => {
             let fields = [
                 time_us(s.first),

@@ -94,8 +94,21 @@ fn root_every_json_output_follows_its_schema() {
     assert!(log.iter().any(|t| t["op"] == "rename"), "{log:?}");
     assert!(log.iter().any(|t| t["error"] == "ENOENT"), "{log:?}");
     for t in &log {
-        assert!(t["time"].is_string() && t["time_ns"].is_u64(), "{t}");
+        if t["summary"].is_string() {
+            // An integrity record (the script writes /tmp/s): its window and its VE.
+            assert!(
+                t["first"].is_string() && t["last_ns"].is_u64() && t["ve"] == 1,
+                "{t}"
+            );
+        } else {
+            assert!(t["time"].is_string() && t["time_ns"].is_u64(), "{t}");
+        }
     }
+    assert!(
+        log.iter()
+            .any(|t| t["summary"] == "integrity" && t["dst"] == "file:/tmp/s"),
+        "{log:?}"
+    );
 
     j(&env, &mut seen, &["stats", "--json"]);
     let back = j(

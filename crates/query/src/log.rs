@@ -51,6 +51,8 @@ pub enum Entry<'a> {
         st: &'a Summary,
         src: &'a str,
         dst: &'a str,
+        /// The VE whose memory is one of its ends.
+        ve: Option<u64>,
     },
     /// A repair of the journal when a recorder opened it (listed without filters, or within
     /// `--since`/`--until`).
@@ -295,11 +297,16 @@ impl<'s> Log<'s> {
                             continue;
                         }
                     }
+                    let ve = [s.src, s.dst].into_iter().find_map(|v| match names.def(v) {
+                        Some(VarDef::Memory { ve }) => Some(*ve),
+                        _ => None,
+                    });
                     sink(Entry::Summary {
                         tier,
                         st: s,
                         src: names.name(s.src),
                         dst: names.name(s.dst),
+                        ve,
                     })?;
                 }
             }

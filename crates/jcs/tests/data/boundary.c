@@ -5,6 +5,10 @@
  *   pipe-recv PATH OUT         accept one connection on PATH, receive a descriptor over it
  *                              (SCM_RIGHTS), copy what can be read from it into OUT
  *   pipe-send PATH TEXT        make a pipe, pass its read end to PATH, then write TEXT into it
+ *   file-lend PATH FILE OUT    accept one connection on PATH, create FILE, pass its descriptor
+ *                              over the connection, wait until the peer closes it, then copy
+ *                              what FILE holds into OUT
+ *   file-fill PATH TEXT        connect to PATH, receive a descriptor, pwrite TEXT at 0 into it
  *   tcp-sendto-lo HOST PORT TEXT
  *                              connect to HOST:PORT, send TEXT with sendto naming 127.0.0.1
  *                              (the kernel ignores the address of a connected stream socket)
@@ -145,6 +149,41 @@ static void copy(int from, const char *out)
 	close(o);
 }
 
+/* Passes descriptor FD over the connected Unix socket S (SCM_RIGHTS, with one byte). */
+static void send_fd(int s, int fd)
+{
+	char byte = 'x';
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	if (sendmsg(s, &m, 0) != 1)
+		die("sendmsg");
+}
+
+/* The descriptor the peer of S passes. */
+static int recv_fd(int s)
+{
+	char byte;
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	if (recvmsg(s, &m, 0) != 1)
+		die("recvmsg");
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	if (!h || h->cmsg_type != SCM_RIGHTS)
+		die("no descriptor");
+	int fd;
+	memcpy(&fd, CMSG_DATA(h), sizeof(fd));
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "unix-serve")) {
@@ -154,40 +193,32 @@ int main(int argc, char **argv)
 		if (write(s, argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))
 			die("send");
 	} else if (argc == 4 && !strcmp(argv[1], "pipe-recv")) {
-		int c = listen_unix(argv[2]);
-		char byte;
-		char ctl[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = { &byte, 1 };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-				    .msg_controllen = sizeof(ctl) };
-		if (recvmsg(c, &m, 0) != 1)
-			die("recvmsg");
-		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-		if (!h || h->cmsg_type != SCM_RIGHTS)
-			die("no descriptor");
-		int fd;
-		memcpy(&fd, CMSG_DATA(h), sizeof(fd));
-		copy(fd, argv[3]);
+		copy(recv_fd(listen_unix(argv[2])), argv[3]);
 	} else if (argc == 4 && !strcmp(argv[1], "pipe-send")) {
 		int p[2];
 		if (pipe(p))
 			die("pipe");
-		int s = connect_unix(argv[2]);
-		char byte = 'x';
-		char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-		struct iovec iov = { &byte, 1 };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-				    .msg_controllen = sizeof(ctl) };
-		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(h), &p[0], sizeof(int));
-		if (sendmsg(s, &m, 0) != 1)
-			die("sendmsg");
+		send_fd(connect_unix(argv[2]), p[0]);
 		close(p[0]);
 		if (write(p[1], argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))
 			die("write the pipe");
+	} else if (argc == 5 && !strcmp(argv[1], "file-lend")) {
+		int c = listen_unix(argv[2]);
+		int fd = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			die("create the file");
+		send_fd(c, fd);
+		char byte;
+		while (read(c, &byte, 1) > 0)
+			;
+		if (lseek(fd, 0, SEEK_SET) != 0)
+			die("lseek");
+		copy(fd, argv[4]);
+	} else if (argc == 4 && !strcmp(argv[1], "file-fill")) {
+		int fd = recv_fd(connect_unix(argv[2]));
+		size_t n = strlen(argv[3]);
+		if (pwrite(fd, argv[3], n, 0) != (ssize_t)n)
+			die("pwrite");
 	} else if (argc == 5 && !strcmp(argv[1], "tcp-sendto-lo")) {
 		int s = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
