@@ -375,6 +375,7 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
     let mut t = Table::new(&[
         "VE",
         "TRANSACTIONS",
+        "INTEGRITY",
         "SYSCALLS SEEN",
         "NOT RECORDED",
         "DROPPED",
@@ -385,6 +386,8 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
         t.row(vec![
             v.ve.to_string(),
             v.transactions.to_string(),
+            // Integrity records (the writes they stand for).
+            format!("{} ({})", v.integrity_records, v.integrity_writes),
             v.syscalls_seen.to_string(),
             v.not_recorded().to_string(),
             v.dropped_by_classification.to_string(),

@@ -62,6 +62,9 @@ fn root_writes_into_the_dirties_are_integrity_records() {
         st["ves"][0]["dropped_by_name"]["read"].as_u64().unwrap() > 0,
         "{st}"
     );
+    // ... and stats counts the records and the writes they stand for.
+    assert_eq!(st["ves"][0]["integrity_records"], records.len(), "{st}");
+    assert_eq!(st["ves"][0]["integrity_writes"], 52, "{st}");
     env.assert_clean();
 }
 

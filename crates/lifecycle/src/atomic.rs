@@ -8,6 +8,9 @@ use std::path::Path;
 /// half-created is left behind.
 pub fn build_dir_atomically(dest: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = dest.parent().ctx(|| "destination has no parent")?;
+    // (A parent made here goes again when the build fails: a failed `template create NAME`
+    // leaves no empty `templates/NAME` behind.)
+    let made_parent = !parent.exists();
     std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("x");
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
@@ -21,6 +24,9 @@ pub fn build_dir_atomically(dest: &Path, build: impl FnOnce(&Path) -> Result<()>
     });
     if r.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
+        if made_parent {
+            let _ = std::fs::remove_dir(parent); // only when empty
+        }
     }
     r
 }
@@ -40,4 +46,30 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_leaves_nothing_not_even_the_parent_it_made() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("templates/img/1");
+        let r = build_dir_atomically(&dest, |dir| {
+            std::fs::write(dir.join("half"), "x").unwrap();
+            Err(std::io::Error::other("the image is damaged")).ctx(|| "import")
+        });
+        assert!(r.is_err());
+        assert!(!root.path().join("templates/img").exists());
+        // A parent that existed (another version) stays.
+        let other = root.path().join("templates/base/1");
+        build_dir_atomically(&other, |_| Ok(())).unwrap();
+        let second = root.path().join("templates/base/2");
+        assert!(
+            build_dir_atomically(&second, |_| Err(std::io::Error::other("no")).ctx(|| "x"))
+                .is_err()
+        );
+        assert!(other.exists() && !second.exists());
+    }
 }

@@ -23,6 +23,11 @@ pub struct VeSummary {
     /// them all).
     pub dropped_by_classification: u64,
     pub dropped_by_name: BTreeMap<String, u64>,
+    /// Integrity records: what the VE wrote into a file of its dirties, one record per file
+    /// (per second while it is written), instead of a transaction per write.
+    pub integrity_records: u64,
+    /// The calls (writes, truncates) those records stand for.
+    pub integrity_writes: u64,
     /// Transactions the VE's policy aborted.
     pub aborted_transactions: u64,
     /// Per rule of its policy that denied something: the kernel's exact count (network rules)
@@ -54,7 +59,8 @@ impl VeSummary {
             .filter(|(k, _)| !matches!(k.as_str(), "fork" | "exec" | "exit" | "gap"))
             .map(|(_, v)| v)
             .sum();
-        self.syscalls_seen.saturating_sub(recorded_calls)
+        self.syscalls_seen
+            .saturating_sub(recorded_calls + self.integrity_writes)
     }
 }
 
@@ -75,6 +81,8 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
     let bytes = journal::segments_bytes(&open(dir)?).map_err(journal_err(dir))?;
     let mut total = 0u64;
     let mut by_ve: BTreeMap<u64, VeSummary> = BTreeMap::new();
+    // Memory variables → their VE (an integrity record goes from one).
+    let mut memories: std::collections::HashMap<model::at::VarId, u64> = Default::default();
     let (records, skipped) = read_all(dir)?;
     let mut rules: BTreeMap<(u64, u32), RuleDenials> = BTreeMap::new();
     for rec in records {
@@ -128,8 +136,26 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                     r.text = info.text;
                 }
             }
-            Record::Vars(_)
-            | Record::Summaries { .. }
+            Record::Vars(defs) => {
+                for (id, d) in defs {
+                    if let model::at::VarDef::Memory { ve } = d {
+                        memories.insert(id, ve);
+                    }
+                }
+            }
+            Record::Summaries {
+                tier: record::Tier::Integrity,
+                sts,
+            } => {
+                for st in sts {
+                    if let Some(&ve) = memories.get(&st.src) {
+                        let s = summary_of(&mut by_ve, ve);
+                        s.integrity_records += 1;
+                        s.integrity_writes += st.count;
+                    }
+                }
+            }
+            Record::Summaries { .. }
             | Record::Names(_)
             | Record::Repairs(_)
             | Record::Restores(_)
