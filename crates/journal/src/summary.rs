@@ -212,6 +212,56 @@ pub fn replace_segments<S: Storage>(
     let h = header.ok_or_else(|| {
         io("nothing to replace".into())(std::io::Error::from(std::io::ErrorKind::InvalidInput))
     })?;
+    let (name, bytes_after) = write_summary(storage, &h, records)?;
+    for n in first..=last {
+        storage
+            .remove(&segment_name(n))
+            .map_err(io(format!("remove {}", segment_name(n))))?;
+        let _ = storage.remove(&crate::index::index_name(n));
+    }
+    Ok(Replaced {
+        name,
+        bytes_before,
+        bytes_after,
+    })
+}
+
+/// Replaces the records of the summary file of segments `first..=last` (a coarser tier of
+/// what it holds: `jcs daemon --retain`), crash-safely: the new file is written as `.sum.tmp`,
+/// verified, and renamed over the old one. Its header — the segments, blocks and chain hashes
+/// it stands for — stays as it was, so the journal verifies as before.
+pub fn replace_summary<S: Storage>(
+    storage: &mut S,
+    first: u64,
+    last: u64,
+    records: &[Vec<u8>],
+) -> Result<Replaced, JournalError> {
+    let name = summary_name(first, last);
+    let old = storage.read(&name).map_err(|source| JournalError::Io {
+        what: format!("read {name}"),
+        source,
+    })?;
+    let (h, _) = read_summary(&old).map_err(|error| JournalError::Segment {
+        segment: name.clone(),
+        error,
+    })?;
+    let (name, bytes_after) = write_summary(storage, &h, records)?;
+    Ok(Replaced {
+        name,
+        bytes_before: old.len() as u64,
+        bytes_after,
+    })
+}
+
+/// Writes the summary file of header `h` holding `records` (`.sum.tmp`, synced, read back and
+/// checked, renamed into place); its name and length.
+fn write_summary<S: Storage>(
+    storage: &mut S,
+    h: &SummaryHeader,
+    records: &[Vec<u8>],
+) -> Result<(String, u64), JournalError> {
+    let io = |what: String| move |source| JournalError::Io { what, source };
+    let (first, last) = (h.first_segment, h.last_segment);
     // Blocks of at most 4096 records or 8 MiB.
     let mut file = h.encode().to_vec();
     let mut prev = h.chain0();
@@ -246,7 +296,7 @@ pub fn replace_segments<S: Storage>(
         segment: tmp.clone(),
         error,
     })?;
-    if h2 != h || recs.len() != records.len() {
+    if h2 != *h || recs.len() != records.len() {
         return Err(io(format!("{tmp} does not read back as written"))(
             std::io::Error::from(std::io::ErrorKind::InvalidData),
         ));
@@ -254,17 +304,7 @@ pub fn replace_segments<S: Storage>(
     storage
         .rename(&tmp, &name)
         .map_err(io(format!("rename {tmp}")))?;
-    for n in first..=last {
-        storage
-            .remove(&segment_name(n))
-            .map_err(io(format!("remove {}", segment_name(n))))?;
-        let _ = storage.remove(&crate::index::index_name(n));
-    }
-    Ok(Replaced {
-        name,
-        bytes_before,
-        bytes_after: file.len() as u64,
-    })
+    Ok((name, file.len() as u64))
 }
 
 /// Removes what an interrupted replacement left: `.sum.tmp` files, and segments that a

@@ -478,6 +478,27 @@ fn a_lingering_writer_batches_a_stream_and_still_answers_a_waiter_at_once() {
     assert_eq!(read_all(&s).unwrap().len(), 7);
 }
 
+/// A summary file rewritten into a coarser tier keeps its header: the journal verifies with
+/// the same head, and readers see the new records.
+#[test]
+fn a_summary_file_rewritten_keeps_its_place_in_the_chain() {
+    use journal::summary::{replace_segments, replace_summary, summary_name};
+    let (mut s, head, _) = summarized();
+    replace_segments(&mut s, 0, 2, &[b"T1 of 0..=2".to_vec(), vec![1; 500]]).unwrap();
+    let before = verify(&s).unwrap();
+    let r = replace_summary(&mut s, 0, 2, &[b"T4 of 0..=2".to_vec()]).unwrap();
+    assert_eq!(r.name, summary_name(0, 2));
+    assert!(r.bytes_after < r.bytes_before);
+    let v = verify(&s).unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.head, before.head);
+    assert_eq!(v.head, journal::format::hex(&head));
+    assert_eq!(read_all(&s).unwrap()[0].1, b"T4 of 0..=2");
+    assert!(!s.list().unwrap().iter().any(|n| n.ends_with(".tmp")));
+    // A summary file that does not exist is an error, not a new file.
+    assert!(replace_summary(&mut s, 7, 9, &[b"x".to_vec()]).is_err());
+}
+
 /// Segments 0..=2 of a journal with small segments replaced by a summary file.
 fn summarized() -> (MemStorage, [u8; 32], u64) {
     let (s, head) = filled(30, 4, small_segments());
