@@ -81,6 +81,76 @@ pub fn t2(flows: &[Flow]) -> Vec<Summary> {
     m.into_values().collect()
 }
 
+/// T2 of summaries (a summary file of T1 made coarser by `jcs daemon --retain`): one per
+/// (source, target), its window and parts the union of theirs. Queried with windows, like T2
+/// of flows: never loses a dependency.
+pub fn t2_of_summaries(sts: &[Summary]) -> Vec<Summary> {
+    let mut m: BTreeMap<(VarId, VarId), Summary> = BTreeMap::new();
+    for st in sts {
+        match m.get_mut(&(st.src, st.dst)) {
+            None => {
+                m.insert((st.src, st.dst), st.clone());
+            }
+            Some(s) => widen(s, st),
+        }
+    }
+    m.into_values().collect()
+}
+
+/// T4 of summaries (a summary file of T1 or T2 made coarser by `jcs daemon --retain`): what
+/// ended before `now` − `network` to or from an endpoint becomes one summary per (source,
+/// target); what ended before `now` − `files` loses its byte ranges. Never loses a dependency.
+pub fn t4_of_summaries(
+    sts: &[Summary],
+    volatile: &HashSet<VarId>,
+    now: u64,
+    policy: &FadePolicy,
+) -> Vec<Faded> {
+    let old = |age: Option<u64>, t: u64| age.is_some_and(|a| now.saturating_sub(t) > a);
+    let mut net: BTreeMap<(VarId, VarId), Summary> = BTreeMap::new();
+    let mut out = Vec::new();
+    for st in sts {
+        let endpoint = volatile.contains(&st.src) || volatile.contains(&st.dst);
+        if endpoint && old(policy.network_ns, st.last) {
+            let whole = Summary {
+                src_part: Part::Whole,
+                dst_part: Part::Whole,
+                ..st.clone()
+            };
+            match net.get_mut(&(st.src, st.dst)) {
+                None => {
+                    net.insert((st.src, st.dst), whole);
+                }
+                Some(s) => widen(s, &whole),
+            }
+            continue;
+        }
+        let mut st = st.clone();
+        if old(policy.files_ns, st.last) {
+            (st.src_part, st.dst_part) = (Part::Whole, Part::Whole);
+        }
+        out.push(Faded {
+            exact_window: st.count == 1,
+            st,
+        });
+    }
+    out.extend(net.into_values().map(|st| Faded {
+        exact_window: st.count == 1,
+        st,
+    }));
+    out
+}
+
+/// `s` made to stand for `t` as well: the union of windows and parts, counts and bytes added.
+fn widen(s: &mut Summary, t: &Summary) {
+    s.first = s.first.min(t.first);
+    s.last = s.last.max(t.last);
+    merge(&mut s.src_part, &t.src_part);
+    merge(&mut s.dst_part, &t.dst_part);
+    s.count += t.count;
+    s.bytes += t.bytes;
+}
+
 fn touches(p: &Part, q: &Part) -> bool {
     match (p, q) {
         (Part::Whole, _) | (_, Part::Whole) => true,
@@ -867,6 +937,41 @@ mod tests {
             for &v in &vars {
                 assert!(keys(&g.backward(v, None, t)).is_subset(&keys(&s.backward(v, t))));
                 assert!(keys(&g.forward(v, None, t)).is_subset(&keys(&s.forward(v, t))));
+            }
+        }
+    }
+
+    /// A T1 summary file made coarser later (`jcs daemon --retain`): T2 or T4 of its
+    /// summaries never loses a dependency the oracle finds in the flows.
+    #[test]
+    fn coarser_tiers_of_t1_summaries_never_lose_a_dependency() {
+        let mut r = Rng(0x7e71_0ce5_0000_0002);
+        for _ in 0..20_000 {
+            let g = random(&mut r);
+            let t1 = T1::new(&g).sts;
+            let policy = FadePolicy {
+                network_ns: (r.next(3) > 0).then(|| r.next(10)),
+                files_ns: (r.next(3) > 0).then(|| r.next(10)),
+            };
+            let now = r.next(20);
+            let t2 = t2_of_summaries(&t1);
+            assert!(t2.len() <= t1.len());
+            let t4: Vec<Summary> = t4_of_summaries(&t1, &g.volatile, now, &policy)
+                .into_iter()
+                .map(|f| f.st)
+                .collect();
+            assert!(t4.len() <= t1.len());
+            let t = r.next(14);
+            let vars: HashSet<VarId> = g.flows.iter().flat_map(|f| [f.src, f.dst]).collect();
+            for sts in [t2, t4] {
+                let s = SummaryGraph {
+                    sts,
+                    volatile: g.volatile.clone(),
+                };
+                for &v in &vars {
+                    assert!(keys(&g.backward(v, None, t)).is_subset(&keys(&s.backward(v, t))));
+                    assert!(keys(&g.forward(v, None, t)).is_subset(&keys(&s.forward(v, t))));
+                }
             }
         }
     }
