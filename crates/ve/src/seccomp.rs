@@ -104,7 +104,10 @@ pub const DENIED: &[(&str, i64)] = &[
 pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", 0x5412), ("TIOCLINUX", 0x541C)];
 
 /// Socket families (and netlink protocols) a VE may not open: packet sockets (raw frames,
-/// sniffing and spoofing on the link) and the audit netlink (the host's audit log).
+/// sniffing and spoofing on the link) and the audit netlink (the host's audit log). Refused
+/// with EAFNOSUPPORT, as by a kernel built without them: programs that probe for audit
+/// (shadow's groupadd and useradd, so every Debian package that adds a user, sudo, sshd) carry
+/// on without it, where EPERM makes them abort ("Cannot open audit interface - aborting").
 const AF_PACKET: u64 = libc::AF_PACKET as u64;
 const AF_NETLINK: u64 = libc::AF_NETLINK as u64;
 const NETLINK_AUDIT: u64 = 9;
@@ -129,7 +132,7 @@ fn arch() -> Result<TargetArch, SeccompError> {
         .map_err(|_| SeccompError::Arch(std::env::consts::ARCH.to_string()))
 }
 
-/// Compiles the VE's filters. Both must be installed; the kernel applies the strictest result.
+/// Compiles the VE's filters. All must be installed; the kernel applies the strictest result.
 pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
     let arch = arch()?;
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
@@ -157,16 +160,6 @@ pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
             .collect::<Result<Vec<_>, SeccompError>>()?,
     );
     eperm.insert(
-        libc::SYS_socket,
-        vec![
-            SeccompRule::new(vec![cond(0, Dword, Eq, AF_PACKET)?])?,
-            SeccompRule::new(vec![
-                cond(0, Dword, Eq, AF_NETLINK)?,
-                cond(2, Dword, Eq, NETLINK_AUDIT)?,
-            ])?,
-        ],
-    );
-    eperm.insert(
         libc::SYS_personality,
         vec![SeccompRule::new(
             PERSONALITIES
@@ -190,7 +183,25 @@ pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
     )?;
-    [f1, f2]
+    let sockets: BTreeMap<i64, Vec<SeccompRule>> = [(
+        libc::SYS_socket,
+        vec![
+            SeccompRule::new(vec![cond(0, Dword, Eq, AF_PACKET)?])?,
+            SeccompRule::new(vec![
+                cond(0, Dword, Eq, AF_NETLINK)?,
+                cond(2, Dword, Eq, NETLINK_AUDIT)?,
+            ])?,
+        ],
+    )]
+    .into_iter()
+    .collect();
+    let f3 = SeccompFilter::new(
+        sockets,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
+        arch,
+    )?;
+    [f1, f2, f3]
         .into_iter()
         .map(|f| BpfProgram::try_from(f).map_err(|e| SeccompError::Compile(e.to_string())))
         .collect()
@@ -211,7 +222,7 @@ mod tests {
     #[test]
     fn compiles_for_this_arch() {
         let progs = compile().unwrap();
-        assert_eq!(progs.len(), 2);
+        assert_eq!(progs.len(), 3);
         // One check per denied call at least, plus the clone flag tests.
         assert!(progs[0].len() > DENIED.len() + CLONE_NS_FLAGS.len());
     }
