@@ -44,6 +44,9 @@ pub struct Retention {
     pub dirties: Option<String>,
     /// `jcs versions gc`'s default `--keep`: pre-images of VEs that ended within this stay.
     pub preimages: Option<String>,
+    /// The daemon's `--retain` (`JCS_RETAIN`): the journal older than each age summarized
+    /// into that tier, e.g. `T1 after 1d, T4 after 30d`.
+    pub journal: Option<String>,
 }
 
 impl Config {
@@ -102,6 +105,10 @@ impl Config {
                 query::time::parse_age(v).map_err(|e| anyhow::anyhow!("{k} = {v:?}: {e}"))?;
             }
         }
+        if let Some(v) = &self.retention.journal {
+            query::summarize::Retention::parse(v)
+                .map_err(|e| anyhow::anyhow!("retention.journal = {v:?}: {e}"))?;
+        }
         Ok(())
     }
 
@@ -125,6 +132,7 @@ impl Config {
             ("JCS_LOGS_MAX", size(&self.logs_max)?),
             ("JCS_LOW_SPACE_MB", self.low_space_mb.map(|n| n.to_string())),
             ("JCS_ANALYST_GROUP", self.analyst_group.clone()),
+            ("JCS_RETAIN", self.retention.journal.clone()),
         ];
         for (k, v) in vars {
             if let Some(v) = v {
@@ -152,7 +160,7 @@ mod tests {
     fn a_full_file_reads() {
         let c = parse(
             "store = \"/srv/jcs\"\nbridge_cidr = \"10.77.0.0/16\"\nsegment_size = \"16M\"\n\
-             [retention]\ndirties = \"7d\"\npreimages = \"30d\"\n",
+             [retention]\ndirties = \"7d\"\npreimages = \"30d\"\njournal = \"T1 after 1d, T4 after 30d\"\n",
         )
         .unwrap();
         assert_eq!(c.store.unwrap(), Path::new("/srv/jcs"));
@@ -169,6 +177,10 @@ mod tests {
             ("bridge_cidr = \"10.0.0.0/33\"", "bridge_cidr"),
             ("segment_size = \"lots\"", "segment_size"),
             ("[retention]\ndirties = \"soon\"", "retention.dirties"),
+            (
+                "[retention]\njournal = \"T9 after 1d\"",
+                "retention.journal",
+            ),
             ("store = [", "line 1"),
         ] {
             let e = format!("{:#}", parse(bad).unwrap_err());

@@ -386,6 +386,11 @@ enum Cmd {
         /// `online`: summarize (T1) before records reach the journal
         #[arg(long, value_parser = ["online"])]
         summarize: Option<String>,
+        /// Keep the journal older than each age in that tier, e.g. 'T1 after 1d, T4 after 30d'
+        /// (default: $JCS_RETAIN, the configuration's retention.journal; none: everything is
+        /// kept as recorded). Checked every hour ($JCS_RETAIN_EVERY, an age).
+        #[arg(long, value_name = "POLICY")]
+        retain: Option<String>,
     },
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     #[command(
@@ -2033,13 +2038,28 @@ fn real_main() -> Result<i32> {
             println!("{n} manual pages in {}", dir.display());
             Ok(0)
         }
-        Cmd::Daemon { summarize } => {
+        Cmd::Daemon { summarize, retain } => {
+            let retain = match retain.or_else(|| std::env::var("JCS_RETAIN").ok()) {
+                Some(spec) => {
+                    Some(query::summarize::Retention::parse(&spec).map_err(anyhow::Error::msg)?)
+                }
+                None => None,
+            };
+            let every = match std::env::var("JCS_RETAIN_EVERY") {
+                Ok(v) => query::time::parse_age(&v)
+                    .map_err(|e| anyhow::anyhow!("JCS_RETAIN_EVERY={v:?}: {e}"))?,
+                Err(_) => 3_600_000_000_000,
+            };
             need_root()?;
             let online = summarize.as_deref() == Some("online")
                 || std::env::var("JCS_SUMMARIZE").is_ok_and(|v| v == "online");
             recorder::service::init_logging();
+            let store = open_store(cli.home)?;
+            if let Some(policy) = retain {
+                queries::retain_in_background(store.journal_dir(), policy, every)?;
+            }
             let opts = recorder::service::Options { online_t1: online };
-            recorder::service::run(&open_store(cli.home)?, opts)?;
+            recorder::service::run(&store, opts)?;
             Ok(0)
         }
     }

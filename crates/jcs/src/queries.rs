@@ -600,3 +600,41 @@ pub fn verify(store: &Store, json: bool) -> Result<i32> {
     }
     Ok(if r.ok() { 0 } else { 1 })
 }
+
+/// The daemon's `--retain`: a thread that applies the retention policy to the journal every
+/// `every_ns` (the first time a minute after the start, or sooner when `every_ns` is), and
+/// logs what it did into the daemon's log.
+pub fn retain_in_background(
+    dir: std::path::PathBuf,
+    policy: query::summarize::Retention,
+    every_ns: u64,
+) -> Result<()> {
+    let every = std::time::Duration::from_nanos(every_ns.max(1_000_000));
+    let first = every.min(std::time::Duration::from_secs(60));
+    std::thread::Builder::new()
+        .name("retain".into())
+        .spawn(move || {
+            std::thread::sleep(first);
+            loop {
+                let r = query::summarize::retain(&dir, &policy, now_ns(), &mut |line| {
+                    tracing::info!("retain: {line}")
+                });
+                match r {
+                    Ok(r)
+                        if r.rewritten.iter().any(|w| !w.files.is_empty())
+                            || !r.coarsened.is_empty() =>
+                    {
+                        tracing::info!(
+                            bytes_before = r.bytes_before,
+                            bytes_after = r.bytes_after,
+                            "retain: journal summarized"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retain: the journal was not summarized"),
+                }
+                std::thread::sleep(every);
+            }
+        })?;
+    Ok(())
+}
