@@ -81,6 +81,40 @@ pub fn t2(flows: &[Flow]) -> Vec<Summary> {
     m.into_values().collect()
 }
 
+/// The flows at file granularity: every byte range widened to the whole file. T1 of these is
+/// the tier between T1 and T2 (`T1F`): exact at file granularity — its answers are the oracle's
+/// over whole files, so they name the same files, VEs and endpoints as the byte-exact oracle
+/// except where a read touched other bytes of a file than the writes that reached it (those
+/// it adds; it never loses one) — and it merges the writes of one source into one file however
+/// they are laid out.
+pub fn whole_files(flows: &[Flow]) -> Vec<Flow> {
+    flows
+        .iter()
+        .map(|f| Flow {
+            src_range: None,
+            dst_range: None,
+            ..*f
+        })
+        .collect()
+}
+
+/// T1F of a graph: T1 of its flows at file granularity ([`whole_files`]).
+pub fn t1f(g: &Graph) -> Vec<Summary> {
+    T1::new(&Graph::new(whole_files(&g.flows), g.volatile.clone())).sts
+}
+
+/// T1F of summaries (a T1 summary file made coarser): their byte ranges widened to whole files,
+/// which only adds dependencies.
+pub fn t1f_of_summaries(sts: &[Summary]) -> Vec<Summary> {
+    sts.iter()
+        .map(|s| Summary {
+            src_part: Part::Whole,
+            dst_part: Part::Whole,
+            ..s.clone()
+        })
+        .collect()
+}
+
 /// T2 of summaries (a summary file of T1 made coarser by `jcs daemon --retain`): one per
 /// (source, target), its window and parts the union of theirs. Queried with windows, like T2
 /// of flows: never loses a dependency.
@@ -784,6 +818,36 @@ mod tests {
         }
         // It does merge (repeated transfers with nothing in between).
         assert!(sts < flows, "{sts} of {flows}");
+    }
+
+    /// T1F: exact against the oracle over whole files, never less than the byte-exact oracle,
+    /// and it merges at least as much as T1.
+    #[test]
+    fn t1f_is_exact_at_file_granularity() {
+        let mut r = Rng(0x71f0_0000_5eed_0003);
+        let (mut t1_sts, mut t1f_sts, mut wider) = (0, 0, 0);
+        for _ in 0..100_000 {
+            let g = random(&mut r);
+            let sts = t1f(&g);
+            let files = Graph::new(whole_files(&g.flows), g.volatile.clone());
+            let m = T1::from_summaries(sts.clone(), g.volatile.clone()).expect("whole parts");
+            t1_sts += T1::new(&g).sts.len();
+            t1f_sts += sts.len();
+            let vars: HashSet<VarId> = g.flows.iter().flat_map(|f| [f.src, f.dst]).collect();
+            let t = r.next(14);
+            for &v in &vars {
+                let (o, m_) = (files.backward(v, None, t), m.backward(v, None, t));
+                assert_eq!(keys(&o), keys(&m_), "back {v} at {t}\n{g:?}");
+                let exact = keys(&g.backward(v, None, t));
+                assert!(exact.is_subset(&keys(&m_)));
+                wider += usize::from(exact != keys(&m_));
+                let (o, m_) = (files.forward(v, None, t), m.forward(v, None, t));
+                assert_eq!(keys(&o), keys(&m_), "forward {v} from {t}\n{g:?}");
+                assert!(keys(&g.forward(v, None, t)).is_subset(&keys(&m_)));
+            }
+        }
+        assert!(t1f_sts <= t1_sts, "{t1f_sts} > {t1_sts}");
+        assert!(wider > 0, "byte ranges made a difference somewhere");
     }
 
     #[test]

@@ -68,9 +68,10 @@ struct TrackOut {
     /// Draw the graph as an SVG picture into FILE (large fan-outs grouped; no Graphviz needed)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "dot"])]
     svg: Option<std::path::PathBuf>,
-    /// Answer from summaries of the transactions: T1 (the same answers) or T2 (may add false
-    /// dependencies, never loses one)
-    #[arg(long, value_parser = ["T1", "T2"])]
+    /// Answer from summaries of the transactions: T1 (the same answers), T1F (the same at file
+    /// granularity: byte ranges widened to whole files) or T2 (may add false dependencies,
+    /// never loses one)
+    #[arg(long, value_parser = ["T1", "T1F", "T2"])]
     tier: Option<String>,
     /// Exit 1 when part of the journal could not be read (the answer says what it misses)
     #[arg(long)]
@@ -478,11 +479,11 @@ instead of a transaction per write; the VE's reads back of those files are dropp
     /// Rewrite the journal's sealed segments into summaries of one tier (--dry-run: only show
     /// what each tier would keep)
     #[command(
-        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from); T4 fading (--policy FILE: exchanges with endpoints\nolder than `network AGE` become one record per (VE, endpoint), file bytes older than `files AGE` become\nwhole files; never loses a dependency). Without --dry-run, name one --tier (T1, T2 or T4): every sealed segment\n(all but the open one) is replaced by a summary file of that tier,\nwritten, synced and verified before the segments go; `jcs verify` still checks the chain across it.\nWhat the segments held beyond the summaries is gone: `jcs log` no longer lists those transactions."
+        after_help = "Tiers (docs/summarization.md): T0 lossless (the transactions that move data, delta-coded); T1 causal\n(repeated transfers with nothing in between merged: identical reachability); T1F causal at file\ngranularity (T1 with byte ranges widened to whole files: exact at file granularity, may add a dependency\nonly a byte range would have ruled out); T2 structural (one\nsummary per (source, target) pair: may add false dependencies, never loses one); T3 sources (per\nvariable, the endpoints and VEs its data came from); T4 fading (--policy FILE: exchanges with endpoints\nolder than `network AGE` become one record per (VE, endpoint), file bytes older than `files AGE` become\nwhole files; never loses a dependency). Without --dry-run, name one --tier (T1, T1F, T2 or T4): every sealed segment\n(all but the open one) is replaced by a summary file of that tier,\nwritten, synced and verified before the segments go; `jcs verify` still checks the chain across it.\nWhat the segments held beyond the summaries is gone: `jcs log` no longer lists those transactions."
     )]
     Summarize {
         /// The tier(s) to show besides T0
-        #[arg(long, value_parser = ["T1", "T2", "T3", "T4"], default_values = ["T1", "T2", "T3"])]
+        #[arg(long, value_parser = ["T1", "T1F", "T2", "T3", "T4"], default_values = ["T1", "T1F", "T2", "T3"])]
         tier: Vec<String>,
         /// T4's fading policy: lines `network AGE` and `files AGE` (AGE: 90s, 10m, 2h, 7d)
         #[arg(long, value_name = "FILE")]
@@ -1921,6 +1922,7 @@ fn real_main() -> Result<i32> {
                     .iter()
                     .map(|t| match *t {
                         "T1" => View::T1,
+                        "T1F" => View::T1F,
                         "T2" => View::T2,
                         "T3" => View::T3,
                         _ => View::T4,
@@ -1930,12 +1932,12 @@ fn real_main() -> Result<i32> {
                     .map(|_| 0)
             } else {
                 let [tier] = tiers[..] else {
-                    bail!("rewriting the journal takes one --tier (T1, T2 or T4); --dry-run shows them all");
+                    bail!("rewriting the journal takes one --tier (T1, T1F, T2 or T4); --dry-run shows them all");
                 };
                 let Some(tier) =
                     record::Tier::from_name(tier).filter(|t| *t != record::Tier::Integrity)
                 else {
-                    bail!("--tier {tier}: the journal can be rewritten into T1, T2 or T4 (T3 is a view: --dry-run)");
+                    bail!("--tier {tier}: the journal can be rewritten into T1, T1F, T2 or T4 (T3 is a view: --dry-run)");
                 };
                 need_root()?;
                 queries::summarize(&open_store(cli.home)?, tier, policy.as_ref(), json).map(|_| 0)
@@ -1961,6 +1963,7 @@ fn real_main() -> Result<i32> {
             };
             let source = match out.tier.as_deref() {
                 Some("T1") => Source::T1,
+                Some("T1F") => Source::T1F,
                 Some(_) => Source::T2,
                 None => Source::Transactions,
             };

@@ -246,6 +246,11 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
             exact.iter().all(|v| t2.contains(v)),
             "{dir} {var}: {exact:?} ⊄ {t2:?}"
         );
+        let t1f = env.reached(&[dir, var, "--tier", "T1F"]);
+        assert!(
+            exact.iter().all(|v| t1f.contains(v)) && t1f.iter().all(|v| t2.contains(v)),
+            "{dir} {var}: {exact:?} ⊄ {t1f:?} ⊄ {t2:?}"
+        );
     }
     // What summarizing would keep: T2 and T3 are smaller than the transactions they stand for.
     let s = env.json(&["summarize", "--dry-run", "--json"])["tiers"].clone();
@@ -257,11 +262,11 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
             .unwrap_or_else(|| panic!("{s}"))
             .clone()
     };
-    let (t0, t1, t2) = (row("T0"), row("T1"), row("T2"));
+    let (t0, t1, t1f, t2) = (row("T0"), row("T1"), row("T1F"), row("T2"));
     let n = |r: &serde_json::Value| r["records"].as_u64().unwrap();
     assert!(n(&t0) > 0, "{s}");
     assert!(
-        n(&t2) <= n(&t1) && n(&t1) <= n(&t0) && n(&t2) < n(&t0),
+        n(&t2) <= n(&t1f) && n(&t1f) <= n(&t1) && n(&t1) <= n(&t0) && n(&t2) < n(&t0),
         "{s}"
     );
     assert!(row("T3")["records"].as_u64().unwrap() > 0, "{s}");

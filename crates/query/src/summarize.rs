@@ -17,6 +17,7 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     T1,
+    T1F,
     T2,
     T3,
     T4,
@@ -82,6 +83,16 @@ pub fn dry_run(
                 TierSize {
                     tier: "T1",
                     what: "causal: repeated transfers with nothing in between merged; identical reachability",
+                    records: sts.len() as u64,
+                    bytes: zstd_len(analysis::summary::encode(&sts)),
+                }
+            }
+            View::T1F => {
+                let g = analysis::Graph::new(flows.clone(), volatile.clone());
+                let sts = analysis::summary::t1f(&g);
+                TierSize {
+                    tier: "T1F",
+                    what: "causal at file granularity: T1 with byte ranges widened to whole files; the same files, VEs and endpoints except where only byte ranges told them apart",
                     records: sts.len() as u64,
                     bytes: zstd_len(analysis::summary::encode(&sts)),
                 }
@@ -267,6 +278,7 @@ fn summarize_run(
     let flows = analysis::flows(&ats, |v| l.is_file(v));
     let sts = match tier {
         Tier::T1 => analysis::summary::T1::new(&analysis::Graph::new(flows, volatile.clone())).sts,
+        Tier::T1F => analysis::summary::t1f(&analysis::Graph::new(flows, volatile.clone())),
         Tier::T2 => analysis::summary::t2(&flows),
         Tier::T4 => {
             let p = policy.ok_or_else(|| QueryError::Usage("T4 needs a fading policy".into()))?;
@@ -332,14 +344,15 @@ pub struct Retention {
 fn rank(t: Tier) -> u8 {
     match t {
         Tier::T1 => 1,
-        Tier::T2 => 2,
+        Tier::T1F => 2,
+        Tier::T2 => 3,
         Tier::T4 => 4,
         Tier::Integrity => 0,
     }
 }
 
 impl Retention {
-    /// `TIER after AGE[, TIER after AGE…]`: TIER is T1, T2 or T4; AGE as everywhere (`90s`,
+    /// `TIER after AGE[, TIER after AGE…]`: TIER is T1, T1F, T2 or T4; AGE as everywhere (`90s`,
     /// `12h`, `30d`).
     pub fn parse(spec: &str) -> std::result::Result<Retention, String> {
         let mut rules = Vec::new();
@@ -353,9 +366,10 @@ impl Retention {
             };
             let tier = match tier {
                 "T1" => Tier::T1,
+                "T1F" => Tier::T1F,
                 "T2" => Tier::T2,
                 "T4" => Tier::T4,
-                _ => return Err(bad("the tier is T1, T2 or T4")),
+                _ => return Err(bad("the tier is T1, T1F, T2 or T4")),
             };
             let age = model::limits::parse_age(age)
                 .ok_or_else(|| bad("the age is a number with s, m, h or d"))?;
@@ -365,7 +379,7 @@ impl Retention {
         for w in rules.windows(2) {
             if rank(w[1].0) <= rank(w[0].0) {
                 return Err(format!(
-                    "--retain {spec:?}: {} after an older age than {}: a tier only coarsens with age (T1, T2, T4)",
+                    "--retain {spec:?}: {} after an older age than {}: a tier only coarsens with age (T1, T1F, T2, T4)",
                     w[1].0, w[0].0
                 ));
             }
@@ -512,6 +526,7 @@ pub fn retain(
             }
         }
         let coarser = match tier {
+            Tier::T1F => analysis::summary::t1f_of_summaries(&sts),
             Tier::T2 => analysis::summary::t2_of_summaries(&sts),
             _ => analysis::summary::t4_of_summaries(&sts, &volatile, now_ns, &fade(age))
                 .into_iter()
@@ -555,7 +570,7 @@ mod tests {
         assert_eq!(r.tier_for(2 * day), Some((Tier::T1, day)));
         assert_eq!(r.tier_for(31 * day), Some((Tier::T4, 30 * day)));
         for (bad, why) in [
-            ("T3 after 1d", "T1, T2 or T4"),
+            ("T3 after 1d", "T1, T1F, T2 or T4"),
             ("T1 after soon", "number with"),
             ("T1 1d", "TIER after AGE"),
             ("T4 after 1d, T1 after 30d", "only coarsens"),

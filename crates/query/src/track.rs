@@ -20,11 +20,13 @@ pub enum Direction {
     Forward,
 }
 
-/// Answers from the transactions themselves (the oracle), or from their T1 or T2 summaries.
+/// Answers from the transactions themselves (the oracle), or from their T1, T1F or T2
+/// summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Transactions,
     T1,
+    T1F,
     T2,
 }
 
@@ -486,6 +488,14 @@ fn answer(
                     .sts
                     .into_iter()
                     .map(|s| (s.clone(), ve_of(&s), "T1")),
+            );
+        }
+        Source::T1F => {
+            let g = analysis::Graph::new(flows, volatile.clone());
+            items.extend(
+                analysis::summary::t1f(&g)
+                    .into_iter()
+                    .map(|s| (s.clone(), ve_of(&s), "T1F")),
             );
         }
         Source::T2 => items.extend(

@@ -5,6 +5,9 @@
 pub enum Tier {
     /// Causal: identical reachability.
     T1,
+    /// Causal at file granularity: T1 of the flows with byte ranges widened to whole files;
+    /// exact at file granularity, may add a dependency a byte range would have ruled out.
+    T1F,
     /// Structural: may add false dependencies, never loses one.
     T2,
     /// Fading: old exchanges and file bytes coarsened; never loses a dependency.
@@ -17,8 +20,9 @@ pub enum Tier {
 }
 
 /// (tier, its byte in a `T` record, its name): the one table of both.
-const TIERS: [(Tier, u8, &str); 4] = [
+const TIERS: [(Tier, u8, &str); 5] = [
     (Tier::T1, 1, "T1"),
+    (Tier::T1F, 5, "T1F"),
     (Tier::T2, 2, "T2"),
     (Tier::T4, 4, "T4"),
     (Tier::Integrity, 9, "integrity"),
@@ -44,7 +48,7 @@ impl Tier {
     /// Whether its summaries have windows that may add dependencies (T2, T4), so that a
     /// query over them is conservative rather than exact.
     pub fn windowed(self) -> bool {
-        !matches!(self, Tier::T1 | Tier::Integrity)
+        !matches!(self, Tier::T1 | Tier::T1F | Tier::Integrity)
     }
 }
 
@@ -60,7 +64,7 @@ mod tests {
 
     #[test]
     fn codes_and_names_are_one_table() {
-        for t in [Tier::T1, Tier::T2, Tier::T4, Tier::Integrity] {
+        for t in [Tier::T1, Tier::T1F, Tier::T2, Tier::T4, Tier::Integrity] {
             assert_eq!(Tier::from_code(t.code()), Some(t));
             assert_eq!(Tier::from_name(t.name()), Some(t));
         }
