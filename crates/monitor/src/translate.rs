@@ -546,9 +546,13 @@ impl Translator {
         // A variable an earlier recorder defined (a file by identity, an endpoint, a VE's
         // memory): the same variable, not a new one (files by path are never reused: a path
         // may be another file by now).
+        // Its definition is written again (once per recorder): the journal stays self-
+        // contained even where the one that defined it is gone (a store copied without its
+        // journal, a segment summarized or damaged); a reader keeps either copy, they agree.
         if !matches!(key, Key::Path(_)) {
             if let Some(id) = self.known.as_mut().and_then(|k| (k.0)(&def)) {
                 self.vars.insert(key, id);
+                out.push(Output::Var(id, def));
                 return id;
             }
         }
@@ -1986,6 +1990,32 @@ mod tests {
         assert!(out
             .iter()
             .any(|o| matches!(o, Output::Integrity(s) if s.bytes == 50 && s.src == 1)));
+    }
+
+    /// A variable an earlier recorder defined keeps its id, and its definition is written
+    /// again once, so the journal holds every definition it uses.
+    #[test]
+    fn a_known_variable_keeps_its_id_and_is_defined_again_once() {
+        let mut t = Translator::new(100, 0);
+        t.set_known(|d| matches!(d, VarDef::Memory { ve: 7 }).then_some(42));
+        t.watch(55, 7);
+        let mut out = vec![];
+        for _ in 0..2 {
+            let mut w = ev(Kind::Syscall, nr::WRITE, 4);
+            (w.args[0], w.file, w.pos) = (4, Some((2049, 5, 0)), Some(0));
+            t.push(&w, &mut out);
+        }
+        let defs: Vec<&Output> = out
+            .iter()
+            .filter(|o| matches!(o, Output::Var(..)))
+            .collect();
+        assert_eq!(
+            defs.len(),
+            2,
+            "the memory (known) and the file (new): {out:#?}"
+        );
+        assert!(out.contains(&Output::Var(42, VarDef::Memory { ve: 7 })));
+        assert!(ats(&out).iter().all(|a| a.src == 42));
     }
 
     #[test]
