@@ -360,12 +360,7 @@ impl Translator {
         {
             return false;
         }
-        *self
-            .dropped
-            .entry(e.cgroup_id)
-            .or_default()
-            .entry(e.nr)
-            .or_default() += 1;
+        self.count_dropped(e);
         true
     }
 
@@ -486,16 +481,21 @@ impl Translator {
             Op::Open | Op::Read | Op::GetXattr | Op::Close
                 if at.dst == mem || at.op == Op::Close =>
             {
-                *self
-                    .dropped
-                    .entry(e.cgroup_id)
-                    .or_default()
-                    .entry(e.nr)
-                    .or_default() += 1;
+                self.count_dropped(e);
                 true
             }
             _ => false,
         }
+    }
+
+    /// Counts `e` as dropped by classification (`jcs stats`: dropped_by_name).
+    fn count_dropped(&mut self, e: &Event) {
+        *self
+            .dropped
+            .entry(e.cgroup_id)
+            .or_default()
+            .entry(e.nr)
+            .or_default() += 1;
     }
 
     /// The records of a watched cgroup received so far (the kernel emitted them).
@@ -1076,12 +1076,7 @@ impl Translator {
                             .as_ref()
                             .is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
                     {
-                        *self
-                            .dropped
-                            .entry(e.cgroup_id)
-                            .or_default()
-                            .entry(e.nr)
-                            .or_default() += 1;
+                        self.count_dropped(e);
                         return;
                     }
                     let (ve, t) = (at.ve, at.time_ns);
@@ -1197,6 +1192,15 @@ impl Translator {
                 }
             }
             Sem::Connect | Sem::Bind => {
+                // A Unix socket name of the VE's own file system that does not exist (nscd's
+                // socket, probed by every name lookup): like a failed open there, it reached
+                // nothing outside the VE.
+                if let Some(VarDef::Unix { path }) = parse_sockaddr(&e.data) {
+                    let p = path.into_bytes();
+                    if self.failed_in_own_fs(e, &[Some(&p)]) {
+                        return;
+                    }
+                }
                 // A connection: the flow it sends on (its local end is bound by now).
                 let flow = if sys.sem == Sem::Connect {
                     self.flow_var(e, false, out)
@@ -1269,6 +1273,15 @@ impl Translator {
             (at.off, at.len) = (u64::from(e.rule), 0);
         }
         if own && self.own(e, mem, &at) {
+            return;
+        }
+        // A socket made, bound without a name, listened on or closed without ever naming an
+        // endpoint or a flow names nothing but the VE: nothing crossed (counted, not recorded).
+        if matches!(at.op, Op::Socket | Op::Bind | Op::Listen | Op::Close)
+            && e.rule == 0
+            && [at.src, at.dst].iter().all(|&v| v == 0 || v == mem)
+        {
+            self.count_dropped(e);
             return;
         }
         out.push(Output::At(at));
@@ -1441,18 +1454,21 @@ mod tests {
         let mut acc = ev(Kind::Syscall, nr::ACCEPT4, 6);
         acc.data = sa;
         t.push(&acc, &mut out);
+        // (The socket call names nothing: counted, not recorded.)
         let a = ats(&out);
-        let ep = a[1].dst;
+        assert_eq!(a[0].op, Op::Connect);
+        assert_eq!(t.dropped_calls(55), vec![(nr::SOCKET, 1)]);
+        let ep = a[0].dst;
         assert_ne!(ep, 0);
         assert_eq!(
-            (a[2].op, a[2].src, a[2].dst, a[2].len),
+            (a[1].op, a[1].src, a[1].dst, a[1].len),
             (Op::Send, 1, ep, 12)
         );
         assert_eq!(
-            (a[3].op, a[3].src, a[3].dst, a[3].len),
+            (a[2].op, a[2].src, a[2].dst, a[2].len),
             (Op::Recv, ep, 1, 40)
         );
-        assert_eq!((a[4].op, a[4].src, a[4].dst), (Op::Accept, ep, 1));
+        assert_eq!((a[3].op, a[3].src, a[3].dst), (Op::Accept, ep, 1));
     }
 
     #[test]
@@ -2434,8 +2450,10 @@ mod tests {
         let mut t = Translator::new(1, 0);
         t.watch_with_init(55, 3, 10);
         let mut out = vec![];
+        // A close of a file the init had opened (by path): a transaction, were it the app's.
         let mut c = ev(Kind::Syscall, nr::CLOSE, 0);
         c.args[0] = 5;
+        c.file = Some((2049, 9, 0));
         t.push(&c, &mut out);
         t.push(&ev(Kind::Fork, 0, 11), &mut out);
         let a = ats(&out);
@@ -2444,6 +2462,38 @@ mod tests {
         t.watch(55, 3);
         t.push(&c, &mut out);
         assert_eq!(ats(&out).len(), 2, "without an init, every call counts");
+    }
+
+    /// A connect to a Unix name of the VE's own file system that does not exist (nscd's
+    /// socket) is counted, not recorded; one in persistent storage, or refused, is recorded.
+    #[test]
+    fn a_missing_unix_socket_of_the_ves_own_files_is_counted() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".into()]);
+        let mut out = vec![];
+        let unix = |path: &str| {
+            let mut b = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+            b.extend_from_slice(path.as_bytes());
+            b.push(0);
+            b
+        };
+        for (path, ret) in [
+            ("/var/run/nscd/socket", -2),
+            ("/data/sock", -2),
+            ("/var/run/nscd/socket", -111),
+        ] {
+            let mut c = ev(Kind::Syscall, nr::CONNECT, ret);
+            c.args[0] = 3;
+            c.data = unix(path);
+            t.push(&c, &mut out);
+        }
+        assert_eq!(
+            ats(&out).iter().map(|a| a.result).collect::<Vec<_>>(),
+            [-2, -111],
+            "{out:#?}"
+        );
+        assert_eq!(t.dropped_calls(55), vec![(nr::CONNECT, 1)]);
     }
 
     #[test]

@@ -373,8 +373,17 @@ static __always_inline __u32 file_class(struct file *file)
 	unsigned long magic = BPF_CORE_READ(sb, s_magic);
 	__u32 mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
 	__u32 c = 0;
-	if (mode == S_IFSOCK)
+	if (mode == S_IFSOCK) {
+		/* A route netlink socket: the kernel answering about its network state (the VE's
+		 * own namespace; changing it needs CAP_NET_ADMIN, which a VE lacks), like a read of
+		 * /proc/net: every name lookup asks it for the addresses (getaddrinfo). */
+		struct socket *sock = BPF_CORE_READ(file, private_data);
+		struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : NULL;
+		if (sk && BPF_CORE_READ(sk, __sk_common.skc_family) == 16 /* AF_NETLINK */ &&
+		    BPF_CORE_READ(sk, sk_protocol) == 0 /* NETLINK_ROUTE */)
+			return JCS_FC_INSIDE;
 		return JCS_FC_SOCKET;
+	}
 	if (mode == S_IFCHR) {
 		__u32 rdev = BPF_CORE_READ(inode, i_rdev);
 		__u32 major = rdev >> 20, minor = rdev & 0xfffff;
