@@ -88,7 +88,7 @@ fn root_the_daemon_summarizes_what_is_older_than_its_retention() {
         .unwrap();
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("T1, T2 or T4"),
+        String::from_utf8_lossy(&o.stderr).contains("the tier is T1, T1F, T2 or T4"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

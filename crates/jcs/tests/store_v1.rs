@@ -115,6 +115,9 @@ fn version_1_store_has_the_same_stats() {
         assert_eq!(v.remove("aborted_transactions"), Some(serde_json::json!(0)));
         assert_eq!(v.remove("denials"), Some(serde_json::json!([])));
         assert_eq!(v.remove("enforced"), Some(serde_json::json!([])));
+        // ... and no integrity records (version 1 recorded every write).
+        assert_eq!(v.remove("integrity_records"), Some(serde_json::json!(0)));
+        assert_eq!(v.remove("integrity_writes"), Some(serde_json::json!(0)));
     }
     let want: serde_json::Value = serde_json::from_str(&expected("stats.json")).unwrap();
     assert_eq!(got, want);

@@ -1201,6 +1201,18 @@ impl Translator {
                         return;
                     }
                 }
+                // A connect to AF_UNSPEC, or to the unspecified address and port 0, dissolves
+                // a datagram socket's association (getaddrinfo does it between the candidate
+                // addresses it sorts): it names nothing and moves nothing.
+                let family = e.data.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+                let dissolves = sys.sem == Sem::Connect
+                    && (family == Some(libc::AF_UNSPEC as u16)
+                        || matches!(parse_sockaddr(&e.data),
+                            Some(VarDef::Endpoint { addr, port: 0 }) if addr.is_unspecified()));
+                if dissolves && e.rule == 0 {
+                    self.count_dropped(e);
+                    return;
+                }
                 // A connection: the flow it sends on (its local end is bound by now).
                 let flow = if sys.sem == Sem::Connect {
                     self.flow_var(e, false, out)
@@ -2494,6 +2506,33 @@ mod tests {
             "{out:#?}"
         );
         assert_eq!(t.dropped_calls(55), vec![(nr::CONNECT, 1)]);
+    }
+
+    /// getaddrinfo's sorting connects a UDP socket to each candidate, then to AF_UNSPEC (or
+    /// the unspecified address, port 0) to dissolve it: that connect names nothing.
+    #[test]
+    fn a_connect_that_dissolves_an_association_names_nothing() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let unspec = (libc::AF_UNSPEC as u16).to_ne_bytes().to_vec();
+        let mut any4 = vec![0u8; 16];
+        any4[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        let mut real = any4.clone();
+        real[2..4].copy_from_slice(&53u16.to_be_bytes());
+        real[4..8].copy_from_slice(&[10, 0, 0, 9]);
+        for data in [unspec, any4, real] {
+            let mut c = ev(Kind::Syscall, nr::CONNECT, 0);
+            c.args[0] = 3;
+            c.data = data;
+            t.push(&c, &mut out);
+        }
+        assert_eq!(
+            ats(&out).len(),
+            1,
+            "only the connect to 10.0.0.9:53: {out:#?}"
+        );
+        assert_eq!(t.dropped_calls(55), vec![(nr::CONNECT, 2)]);
     }
 
     #[test]
