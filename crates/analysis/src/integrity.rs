@@ -29,10 +29,13 @@ pub struct Hold {
 
 impl Hold {
     /// Whether `at` is a write that an integrity record stands for: data or attributes from
-    /// the VE's memory `mem` into a file (write, truncate, xattr, times), committed.
+    /// the VE's memory `mem` into a file (write, truncate, xattr, times, a shared writable
+    /// mapping), committed.
     pub fn takes(at: &At, mem: VarId) -> bool {
-        matches!(at.op, Op::Write | Op::Truncate | Op::SetXattr | Op::Utime)
-            && at.src == mem
+        matches!(
+            at.op,
+            Op::Write | Op::Truncate | Op::SetXattr | Op::Utime | Op::Mmap
+        ) && at.src == mem
             && mem != 0
             && at.dst != 0
             && at.status == model::at::Status::Committed
@@ -267,13 +270,15 @@ mod tests {
                 let shared = (10 + r.below(5)) as VarId;
                 let ep = (20 + r.below(3)) as VarId;
                 let (off, len) = (r.below(4) * 8, 1 + r.below(12));
-                ats.push(match r.below(8) {
+                ats.push(match r.below(10) {
                     0 => at(t, ve, Op::Read, shared, m, off, len),
                     1 => at(t, ve, Op::Write, m, shared, off, len),
                     2 => at(t, ve, Op::Recv, ep, m, 0, len),
                     3 => at(t, ve, Op::Send, m, ep, 0, len),
                     4 | 5 => at(t, ve, Op::Write, m, dirt, off, len),
                     6 => at(t, ve, Op::Read, dirt, m, off, len),
+                    7 => at(t, ve, Op::Mmap, m, dirt, off, len),
+                    8 => at(t, ve, Op::Mmap, dirt, m, off, len),
                     _ => at(t, ve, Op::Truncate, m, dirt, 0, 0),
                 });
             }

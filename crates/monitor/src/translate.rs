@@ -132,6 +132,10 @@ pub struct Translator {
     clock_offset_ns: i64,
     /// (VE, file) → what the VE wrote into that file of its dirties since it was last emitted.
     integrity: Hold,
+    /// Files of a VE's dirties that it maps shared and writable: the mappings' ends (munmap,
+    /// mremap, exit) are integrity too. A file leaves the set when a call on it comes without
+    /// `JCS_F_OWN` (its descriptor left the VE).
+    own_maps: HashSet<VarId>,
 }
 
 fn lossy(b: Vec<u8>) -> String {
@@ -253,6 +257,7 @@ impl Translator {
             },
             clock_offset_ns,
             integrity: Hold::default(),
+            own_maps: HashSet::default(),
         }
     }
 
@@ -650,17 +655,39 @@ impl Translator {
                 result: 0,
                 ..at
             };
-            out.push(Output::At(At {
-                src: var,
-                dst: mem,
-                ..m
-            }));
-            out.push(Output::At(At {
-                src: mem,
-                dst: var,
-                ..m
-            }));
+            self.mapping(
+                At {
+                    src: var,
+                    dst: mem,
+                    ..m
+                },
+                mem,
+                out,
+            );
+            self.mapping(
+                At {
+                    src: mem,
+                    dst: var,
+                    ..m
+                },
+                mem,
+                out,
+            );
         }
+    }
+
+    /// A mapping's link between memory and file: a transaction, or — a file of the VE's
+    /// dirties ([`Translator::own_maps`]) — part of its integrity record (memory → file) or
+    /// nothing (file → memory: what the VE reads back).
+    fn mapping(&mut self, at: At, mem: VarId, out: &mut Vec<Output>) {
+        let file = if at.src == mem { at.dst } else { at.src };
+        if at.status == Status::Committed && self.own_maps.contains(&file) {
+            if at.src == mem {
+                self.integrity.absorb(&at);
+            }
+            return;
+        }
+        out.push(Output::At(at));
     }
 
     /// The flow an IP socket's call sends on (`recv`: receives from) when the kernel gave both
@@ -821,6 +848,21 @@ impl Translator {
         let fd = e.args[0] as i32;
         let socket = e.flags & flag::SOCKET != 0;
         let own = e.flags & flag::OWN != 0;
+        // A call the kernel classified that reaches a mapped file of the dirties without
+        // `JCS_F_OWN`: its descriptor left the VE (or another VE reached it); its mappings are
+        // recorded from now on.
+        if !own
+            && !self.own_maps.is_empty()
+            && matches!(sys.sem, Sem::ReadFd(_) | Sem::WriteFd(_) | Sem::Mmap)
+        {
+            if let Some(id) = e
+                .file
+                .and_then(|(d, i, g)| self.vars.get(&Key::File(d, i, g)))
+            {
+                let id = *id;
+                self.own_maps.remove(&id);
+            }
+        }
         match sys.sem {
             Sem::Pipe => return,
             Sem::Mprotect => {
@@ -1143,13 +1185,20 @@ impl Translator {
                 (at.src, at.dst) = if shared_write { (mem, var) } else { (var, mem) };
                 at.off = e.args[5];
                 at.len = e.args[1];
+                if own && e.ret >= 0 && e.rule == 0 && var != 0 {
+                    self.own_maps.insert(var);
+                }
                 if shared_write && e.ret >= 0 && var != 0 {
                     // Both ways: the VE reads the file through it too.
-                    out.push(Output::At(At {
-                        src: var,
-                        dst: mem,
-                        ..at
-                    }));
+                    self.mapping(
+                        At {
+                            src: var,
+                            dst: mem,
+                            ..at
+                        },
+                        mem,
+                        out,
+                    );
                     self.maps
                         .entry(e.pid)
                         .or_default()
@@ -1164,7 +1213,7 @@ impl Translator {
                 }
                 at.op = Op::Mmap;
                 (at.src, at.dst, at.off, at.len) = (var, mem, off, len);
-                out.push(Output::At(at));
+                self.mapping(at, mem, out);
                 (at.src, at.dst) = (mem, var);
             }
             Sem::Mremap => {
@@ -1182,7 +1231,7 @@ impl Translator {
                 at.op = Op::Mmap;
                 (at.off, at.len) = (off + old_len, new_len - old_len);
                 (at.src, at.dst) = (var, mem);
-                out.push(Output::At(at));
+                self.mapping(at, mem, out);
                 (at.src, at.dst) = (mem, var);
             }
             Sem::Socket => {
@@ -1285,6 +1334,10 @@ impl Translator {
             (at.off, at.len) = (u64::from(e.rule), 0);
         }
         if own && self.own(e, mem, &at) {
+            return;
+        }
+        if at.op == Op::Mmap && !self.own_maps.is_empty() {
+            self.mapping(at, mem, out);
             return;
         }
         // A socket made, bound without a name, listened on or closed without ever naming an
@@ -1997,6 +2050,53 @@ mod tests {
             t.dropped_calls(55).iter().map(|(_, n)| n).sum::<u64>(),
             3,
             "open, pread, close"
+        );
+    }
+
+    /// A shared writable mapping of a file of the dirties (Chromium's scratch files in /tmp):
+    /// the mapping and its end (the process's exit) are part of the file's integrity record.
+    /// Once a call reaches the file without `JCS_F_OWN` (its descriptor left the VE), its
+    /// mappings are transactions again.
+    #[test]
+    fn a_shared_mapping_of_the_dirties_is_integrity() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let mut m = ev(Kind::Syscall, nr::MMAP, 0x7000);
+        m.args = [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            libc::MAP_SHARED as u64,
+            3,
+            0,
+        ];
+        (m.file, m.flags) = (Some((64, 2, 1)), flag::OWN);
+        t.push(&m, &mut out);
+        t.push(&ev(Kind::Exit, 0, 0), &mut out);
+        assert_eq!(
+            ats(&out).iter().map(|a| a.op).collect::<Vec<_>>(),
+            [Op::Exit]
+        );
+        t.take_integrity(u64::MAX, None, &mut out);
+        let counts: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Integrity(s) => Some(s.count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, [2], "the mapping and its end");
+        // The file's descriptor left the VE: a write comes without JCS_F_OWN.
+        let n = ats(&out).len();
+        t.push(&m, &mut out);
+        let mut w = ev(Kind::Syscall, nr::WRITE, 1);
+        (w.args[0], w.file, w.pos) = (3, Some((64, 2, 1)), Some(0));
+        t.push(&w, &mut out);
+        t.push(&ev(Kind::Exit, 0, 0), &mut out);
+        assert_eq!(
+            ats(&out)[n..].iter().map(|a| a.op).collect::<Vec<_>>(),
+            [Op::Write, Op::Mmap, Op::Mmap, Op::Exit]
         );
     }
 
