@@ -482,15 +482,24 @@ static __always_inline int v6_loopback(const __u8 *a)
 }
 
 /* Whether a struct sockaddr (from user memory, already copied) names a loopback address:
- * traffic that stays inside the VE's own network namespace. */
+ * traffic that stays inside the VE's own network namespace. The unspecified address counts:
+ * Linux takes a connect or sendto to 0.0.0.0 or :: to mean this host (getaddrinfo's sorting
+ * connects a datagram socket to the wildcard address a server will listen on). */
 static __always_inline int addr_loopback(const char *p)
 {
 	__u16 family;
 	__builtin_memcpy(&family, p, 2);
-	if (family == AF_INET)
-		return (__u8)p[4] == 127;
-	if (family == AF_INET6)
-		return v6_loopback((const __u8 *)p + 8);
+	if (family == AF_INET) {
+		__u32 a;
+		__builtin_memcpy(&a, p + 4, 4);
+		return a == 0 || (__u8)p[4] == 127;
+	}
+	if (family == AF_INET6) {
+		__u64 hi, lo;
+		__builtin_memcpy(&hi, p + 8, 8);
+		__builtin_memcpy(&lo, p + 16, 8);
+		return (hi | lo) == 0 || v6_loopback((const __u8 *)p + 8);
+	}
 	return 0;
 }
 
