@@ -31,6 +31,7 @@ pub mod cap {
     pub const OUT: u32 = C::JCS_CAP_OUT.0;
     pub const XFER3: u32 = C::JCS_CAP_XFER3.0;
     pub const FMODE: u32 = C::JCS_CAP_FMODE.0;
+    pub const BIND: u32 = C::JCS_CAP_BIND.0;
 }
 
 /// What a recorded system call means for the transaction model.
@@ -237,7 +238,7 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_mremap, "mremap", UNMAP, Mremap),
         sys(SYS_socket, "socket", NEWFD, Socket),
         sys(SYS_connect, "connect", FD0 | ADDR1, Connect),
-        sys(SYS_bind, "bind", FD0 | ADDR1, Bind),
+        sys(SYS_bind, "bind", FD0 | ADDR1 | BIND, Bind),
         sys(SYS_listen, "listen", FD0, Listen),
         sys(SYS_accept4, "accept4", ADDR1 | ADDRLENP | NEWFD, Accept),
         sys(SYS_accept, "accept", ADDR1 | ADDRLENP | NEWFD, Accept),

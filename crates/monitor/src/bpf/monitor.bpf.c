@@ -482,23 +482,24 @@ static __always_inline int v6_loopback(const __u8 *a)
 }
 
 /* Whether a struct sockaddr (from user memory, already copied) names a loopback address:
- * traffic that stays inside the VE's own network namespace. The unspecified address counts:
- * Linux takes a connect or sendto to 0.0.0.0 or :: to mean this host (getaddrinfo's sorting
- * connects a datagram socket to the wildcard address a server will listen on). */
-static __always_inline int addr_loopback(const char *p)
+ * traffic that stays inside the VE's own network namespace. As a destination (`dest`: connect,
+ * sendto) the unspecified address counts too: Linux takes 0.0.0.0 or :: there to mean this
+ * host (getaddrinfo's sorting connects a datagram socket to the wildcard address a server will
+ * listen on); as a local end (bind) it means every interface, and does not. */
+static __always_inline int addr_loopback(const char *p, int dest)
 {
 	__u16 family;
 	__builtin_memcpy(&family, p, 2);
 	if (family == AF_INET) {
 		__u32 a;
 		__builtin_memcpy(&a, p + 4, 4);
-		return a == 0 || (__u8)p[4] == 127;
+		return (dest && a == 0) || (__u8)p[4] == 127;
 	}
 	if (family == AF_INET6) {
 		__u64 hi, lo;
 		__builtin_memcpy(&hi, p + 8, 8);
 		__builtin_memcpy(&lo, p + 16, 8);
-		return (hi | lo) == 0 || v6_loopback((const __u8 *)p + 8);
+		return (dest && (hi | lo) == 0) || v6_loopback((const __u8 *)p + 8);
 	}
 	return 0;
 }
@@ -1009,7 +1010,7 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 		fill(e, f, len);
 		e->flags |= JCS_F_DGRAM;
 		e->pos = i;
-		if (read_addr(e, name, namelen) && addr_loopback(e->path) &&
+		if (read_addr(e, name, namelen) && addr_loopback(e->path, 1) &&
 		    !(f->sockinfo & SI_HOSTNET)) {
 			discard(e, f);
 			continue;
@@ -1224,7 +1225,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	}
 	/* Loopback stays inside only in the VE's own network namespace (the address the call
 	 * named, or the source of the datagram it received); an aborted call is always recorded. */
-	if (!rule && (named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) && addr_loopback(e->path) &&
+	if (!rule && (named || ((e->flags & JCS_F_SOCKET) && e->path_len >= 8)) &&
+	    addr_loopback(e->path, named && !(fl & JCS_CAP_BIND)) &&
 	    !(f->sockinfo & SI_HOSTNET)) {
 		discard(e, f);
 		goto out;

@@ -71,6 +71,8 @@ enum jcs_capture {
 	JCS_CAP_FMODE = 33554432, /* whether the fd in args[0] was opened for writing
 	                        * (JCS_F_WRITE_END): vmsplice moves memory into a pipe's write end,
 	                        * a read end's contents into memory */
+	JCS_CAP_BIND = 67108864, /* the address the call names is a local end (bind): the
+	                        * unspecified address there means every interface, not this host */
 };
 
 /* Facts the kernel attaches to a record (`flags`). */
