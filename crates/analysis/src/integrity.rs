@@ -167,24 +167,9 @@ mod tests {
     use super::*;
     use crate::summary::{SummaryGraph, T1};
     use crate::Graph;
-    use model::at::Status;
     use std::collections::{BTreeSet, HashSet};
 
-    fn at(time_ns: u64, ve: u64, op: Op, src: VarId, dst: VarId, off: u64, len: u64) -> At {
-        At {
-            time_ns,
-            ve,
-            pid: 1,
-            tid: 1,
-            op,
-            status: Status::Committed,
-            src,
-            dst,
-            off,
-            len,
-            result: len as i64,
-        }
-    }
+    use crate::testing::{at, Rng};
 
     #[test]
     fn one_record_per_file_per_window() {
@@ -226,20 +211,6 @@ mod tests {
         assert_eq!(s[0].count, MAX_RANGES as u64 + 1);
     }
 
-    /// A small deterministic generator (no dependency for a test).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// The proof against the oracle: random runs of three VEs that read and write shared
     /// files, endpoints and their own dirties (some passed through their dirties: read from
     /// outside, written into the dirties, read back, written out). Every backward and forward
@@ -259,18 +230,18 @@ mod tests {
         let mut questions = 0;
         for seed in 1..=300u64 {
             let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let n = 5 + r.below(40);
+            let n = 5 + r.next(40);
             let mut ats = Vec::new();
             let mut t = 0;
             for _ in 0..n {
-                t += r.below(3); // equal times happen
-                let ve = 1 + r.below(3);
+                t += r.next(3); // equal times happen
+                let ve = 1 + r.next(3);
                 let m = mem(ve);
-                let dirt = (30 + 3 * ve + r.below(3)) as VarId;
-                let shared = (10 + r.below(5)) as VarId;
-                let ep = (20 + r.below(3)) as VarId;
-                let (off, len) = (r.below(4) * 8, 1 + r.below(12));
-                ats.push(match r.below(10) {
+                let dirt = (30 + 3 * ve + r.next(3)) as VarId;
+                let shared = (10 + r.next(5)) as VarId;
+                let ep = (20 + r.next(3)) as VarId;
+                let (off, len) = (r.next(4) * 8, 1 + r.next(12));
+                ats.push(match r.next(10) {
                     0 => at(t, ve, Op::Read, shared, m, off, len),
                     1 => at(t, ve, Op::Write, m, shared, off, len),
                     2 => at(t, ve, Op::Recv, ep, m, 0, len),

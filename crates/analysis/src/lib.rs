@@ -256,6 +256,42 @@ fn answer(reached: HashMap<VarId, Part>, used: HashSet<usize>) -> Answer {
     }
 }
 
+/// What the tests of this crate share: a transaction and a small deterministic generator.
+#[cfg(test)]
+pub(crate) mod testing {
+    use model::at::{At, Op, Status, VarId};
+
+    /// A committed transaction of VE `ve` (pid 1) moving `len` bytes at `off`.
+    pub fn at(time_ns: u64, ve: u64, op: Op, src: VarId, dst: VarId, off: u64, len: u64) -> At {
+        At {
+            time_ns,
+            ve,
+            pid: 1,
+            tid: 1,
+            op,
+            status: Status::Committed,
+            src,
+            dst,
+            off,
+            len,
+            result: len as i64,
+        }
+    }
+
+    /// xorshift64: no dependency for a test.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        /// A number below `n`.
+        pub fn next(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,20 +376,7 @@ mod tests {
 
     #[test]
     fn transactions_become_flows() {
-        use model::at::Status;
-        let at = |op, src, dst, off, len| At {
-            time_ns: 1,
-            ve: 1,
-            pid: 1,
-            tid: 1,
-            op,
-            status: Status::Committed,
-            src,
-            dst,
-            off,
-            len,
-            result: len as i64,
-        };
+        let at = |op, src, dst, off, len| crate::testing::at(1, 1, op, src, dst, off, len);
         let ats = [
             at(Op::Read, 10, 1, 5, 10),
             at(Op::Write, 1, 10, 0, 3),
@@ -368,7 +391,7 @@ mod tests {
         assert_eq!((fl[1].src_range, fl[1].dst_range), (None, Some((0, 3))));
         assert_eq!((fl[2].dst_range, fl[3].at), (None, 5));
         let mut failed = ats[0];
-        failed.status = Status::Failed;
+        failed.status = model::at::Status::Failed;
         assert!(flows(&[failed], |_| true).is_empty());
     }
 

@@ -714,15 +714,7 @@ pub fn encode_sources(t: &BTreeMap<VarId, Vec<VarId>>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::testing::Rng;
 
     fn random(r: &mut Rng) -> Graph {
         let vars = 2 + r.next(7);
