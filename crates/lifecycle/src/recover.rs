@@ -100,8 +100,9 @@ fn writes(op: Op) -> bool {
 /// The plan of a recovery from `from` (at or after `at_ns`).
 pub fn plan(store: &Store, from: &record::VarQuery, at_ns: Option<u64>) -> Result<Plan> {
     let dir = store.journal_dir();
-    let answer = query::track::track(
-        &dir,
+    // (Through the segment indexes: only the blocks the answer can reach.)
+    let answer = query::track::track_store(
+        store,
         query::track::Direction::Forward,
         from,
         at_ns,
