@@ -50,7 +50,9 @@ shm="/dev/shm/jcs-syscall-cost-$$"
 target() { if [ "$1" = write ]; then echo "$3"; else echo "$2"; fi; }
 host() { "$loop" "$1" "$2" "$(target "$1" "$work/f" "$shm")"; }
 loops="write openclose getppid"
-ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" "$(target "$1" /tmp/f /dev/shm/f)"; }
+# In the VE, open+close goes to a file of persistent storage (recorded): one in /tmp, its
+# dirties, is the VE's own, and its opens and closes are dropped in the kernel.
+ve() { "$jcs" run bench -- /data/syscall-loop "$1" "$2" "$(target "$1" /data/f /dev/shm/f)"; }
 daemon_stop() {
   if [ -f "$JCS_HOME/daemon.pid" ]; then
     local p; p=$(cat "$JCS_HOME/daemon.pid"); kill "$p" 2>/dev/null || true

@@ -22,9 +22,21 @@ use std::collections::HashMap;
 pub const MAX_RANGES: usize = 64;
 
 /// What the VEs wrote into their dirties and was not emitted yet: (VE, file) → its summary.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hold {
     held: HashMap<(u64, VarId), Summary>,
+    /// The earliest window start held (u64::MAX: none): a take with nothing due costs nothing
+    /// (the recorder asks at every batch).
+    oldest: u64,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            held: HashMap::new(),
+            oldest: u64::MAX,
+        }
+    }
 }
 
 impl Hold {
@@ -46,6 +58,7 @@ impl Hold {
         let Some(f) = crate::flows(std::slice::from_ref(at), |_| true).pop() else {
             return; // 0 bytes: moved nothing
         };
+        self.oldest = self.oldest.min(f.time);
         match self.held.entry((at.ve, at.dst)) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(Summary::of(&f));
@@ -61,6 +74,9 @@ impl Hold {
     /// The records whose window began before `before_ns`, and all of VE `ending`'s, oldest
     /// first; they are no longer held.
     pub fn take(&mut self, before_ns: u64, ending: Option<u64>) -> Vec<Summary> {
+        if ending.is_none() && before_ns <= self.oldest {
+            return Vec::new();
+        }
         let mut due: Vec<(u64, VarId)> = self
             .held
             .iter()
@@ -68,9 +84,12 @@ impl Hold {
             .map(|(k, _)| *k)
             .collect();
         due.sort_unstable_by_key(|k| (self.held[k].first, *k));
-        due.into_iter()
+        let out = due
+            .into_iter()
             .filter_map(|k| self.held.remove(&k))
-            .collect()
+            .collect();
+        self.oldest = self.held.values().map(|s| s.first).min().unwrap_or(u64::MAX);
+        out
     }
 }
 
