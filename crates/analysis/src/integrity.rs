@@ -88,7 +88,12 @@ impl Hold {
             .into_iter()
             .filter_map(|k| self.held.remove(&k))
             .collect();
-        self.oldest = self.held.values().map(|s| s.first).min().unwrap_or(u64::MAX);
+        self.oldest = self
+            .held
+            .values()
+            .map(|s| s.first)
+            .min()
+            .unwrap_or(u64::MAX);
         out
     }
 }
