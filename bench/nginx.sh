@@ -5,16 +5,18 @@
 # per request.
 #   bench/nginx.sh [SECONDS] [ROUNDS]   (default 10 3; needs root, nginx and wrk:
 #                                        scripts/install-deps.sh --all)
+#   JCS_BIN=PATH bench/nginx.sh …       that jcs binary instead of this tree's release build
+#                                        (another build, to compare)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 secs=${1:-10}
 rounds=${2:-3}
-jcs="$repo/target/release/jcs"
+jcs="${JCS_BIN:-$repo/target/release/jcs}"
 for t in nginx wrk busybox python3; do
   command -v "$t" >/dev/null || { echo "nginx.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
 done
-(cd "$repo" && cargo build --release --quiet)
+[ -n "${JCS_BIN:-}" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-nginx.XXXXXX)
 ns="jcs-bench-nginx-$$"
 export JCS_HOME="$work/store" JCS_BRIDGE_CIDR=10.79.0.0/24
