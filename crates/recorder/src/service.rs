@@ -1044,15 +1044,7 @@ fn translate(
     if !execs.is_empty() {
         records.push(Record::Execs(execs).encode());
     }
-    if !integrity.is_empty() {
-        records.push(
-            Record::Summaries {
-                tier: Tier::Integrity,
-                sts: integrity,
-            }
-            .encode(),
-        );
-    }
+
     if let Some(o) = online {
         let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));
         let moved: HashSet<usize> = flows.iter().map(|f| f.at).collect();
@@ -1081,6 +1073,17 @@ fn translate(
     }
     if !ats.is_empty() {
         records.push(Record::Ats(ats).encode());
+    }
+    // After the batch's transactions: a record's window ended before them or with them (the
+    // VE's end), so `jcs log` lists it where it closed.
+    if !integrity.is_empty() {
+        records.push(
+            Record::Summaries {
+                tier: Tier::Integrity,
+                sts: integrity,
+            }
+            .encode(),
+        );
     }
     Ok(records)
 }
