@@ -341,16 +341,6 @@ pub struct Retention {
     pub rules: Vec<(Tier, u64)>,
 }
 
-fn rank(t: Tier) -> u8 {
-    match t {
-        Tier::T1 => 1,
-        Tier::T1F => 2,
-        Tier::T2 => 3,
-        Tier::T4 => 4,
-        Tier::Integrity => 0,
-    }
-}
-
 impl Retention {
     /// `TIER after AGE[, TIER after AGE…]`: TIER is T1, T1F, T2 or T4; AGE as everywhere (`90s`,
     /// `12h`, `30d`).
@@ -375,9 +365,9 @@ impl Retention {
                 .ok_or_else(|| bad("the age is a number with s, m, h or d"))?;
             rules.push((tier, age));
         }
-        rules.sort_by_key(|&(t, age)| (age, rank(t)));
+        rules.sort_by_key(|&(t, age)| (age, t.coarseness()));
         for w in rules.windows(2) {
-            if rank(w[1].0) <= rank(w[0].0) {
+            if w[1].0.coarseness() <= w[0].0.coarseness() {
                 return Err(format!(
                     "--retain {spec:?}: {} after an older age than {}: a tier only coarsens with age (T1, T1F, T2, T4)",
                     w[1].0, w[0].0
@@ -499,7 +489,7 @@ pub fn retain(
             let rec = decode(k as u64, raw)?;
             match &rec {
                 Some(Record::Summaries { tier, sts }) if *tier != Tier::Integrity => {
-                    current = current.max(rank(*tier));
+                    current = current.max(tier.coarseness());
                     newest = newest.max(sts.iter().map(|s| s.last).max().unwrap_or(0));
                 }
                 Some(Record::Ats(v)) => {
@@ -512,7 +502,7 @@ pub fn retain(
         let Some((tier, age)) = policy.tier_for(now_ns.saturating_sub(newest)) else {
             continue;
         };
-        if current == 0 || rank(tier) <= current {
+        if current == 0 || tier.coarseness() <= current {
             continue;
         }
         let mut sts = Vec::new();
@@ -560,6 +550,20 @@ pub fn retain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `jcs summarize` and the daemon's retention never rewrite at once: the second to take
+    /// the journal's lock gets an error that says why; once the first is done, it can.
+    #[test]
+    fn one_summarizer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap();
+        let e = lock(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("being summarized already"), "{e}");
+        let policy = Retention::parse("T1 after 1s").unwrap();
+        assert!(retain(dir.path(), &policy, 0, &mut |_| {}).is_err());
+        drop(first);
+        assert!(lock(dir.path()).is_ok());
+    }
 
     #[test]
     fn retention_policies_parse_and_pick_the_coarsest_tier_that_applies() {

@@ -220,9 +220,9 @@ impl Loaded {
             // source, or a sink: nothing passes through it (`analysis`), so its other
             // transactions are not needed — unless the question starts there.
             if !start_set.contains(&v) {
-                if !r.l.vars.contains_key(&v) {
+                if let std::collections::hash_map::Entry::Vacant(e) = r.l.vars.entry(v) {
                     if let Some(d) = store.catalog.var(v)? {
-                        r.l.vars.insert(v, d);
+                        e.insert(d);
                     }
                 }
                 if r.l.vars.get(&v).is_some_and(VarDef::is_volatile) {
@@ -405,23 +405,18 @@ pub fn track_store(
     ves: Option<HashSet<u64>>,
     source: Source,
 ) -> Result<Answer> {
-    let scope = crate::resolve::Scope {
-        ves,
-        at_ns: time_ns,
-    };
     let full = std::env::var("JCS_TRACK_SCAN").is_ok_and(|v| v == "full");
     if source == Source::Transactions && !full {
+        let scope = crate::resolve::Scope {
+            ves: ves.clone(),
+            at_ns: time_ns,
+        };
         if let Some(l) = Loaded::read_reachable(store, query, direction, &scope)? {
             return answer(l, direction, query, &scope, source);
         }
     }
-    answer(
-        Loaded::read(&store.journal_dir())?,
-        direction,
-        query,
-        &scope,
-        source,
-    )
+    // Where the indexes cannot answer exactly: the whole journal.
+    track(&store.journal_dir(), direction, query, time_ns, ves, source)
 }
 
 fn answer(

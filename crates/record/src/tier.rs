@@ -45,6 +45,18 @@ impl Tier {
         TIERS.iter().find(|t| t.2 == name).map(|t| t.0)
     }
 
+    /// How coarse it is: T1 1, T1F 2, T2 3, T4 4 (a tier only coarsens with age: retention);
+    /// 0 for integrity records, which are not a tier of the journal's transactions.
+    pub fn coarseness(self) -> u8 {
+        match self {
+            Tier::T1 => 1,
+            Tier::T1F => 2,
+            Tier::T2 => 3,
+            Tier::T4 => 4,
+            Tier::Integrity => 0,
+        }
+    }
+
     /// Whether its summaries have windows that may add dependencies (T2, T4), so that a
     /// query over them is conservative rather than exact.
     pub fn windowed(self) -> bool {
