@@ -99,7 +99,7 @@ fn main() {
         let (op, src, dst, off, len) = match (i % PER_VE, rnd(100)) {
             (0, _) => (Op::Recv, ep(ve), mem(ve), 0, 1 + rnd(1500)),
             (1, _) if ve == 1 => (Op::Write, mem(ve), SHARED, 0, 4096),
-            (1, _) if ve % 100 == 0 => (Op::Read, SHARED, mem(ve), 0, 4096),
+            (1, _) if ve.is_multiple_of(100) => (Op::Read, SHARED, mem(ve), 0, 4096),
             (_, 0..=44) => (Op::Read, f, mem(ve), 0, 4096),
             (_, 45..=89) => {
                 let o = sizes[slot];

@@ -64,8 +64,11 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// The first and last instants of a timeline (None: nothing happened).
+type Span = Option<(u64, u64)>;
+
 /// The VE's transactions as timeline marks, and the first and last instants.
-fn ticks(store: &Store, ve: u64) -> Result<(Vec<Tick>, Option<(u64, u64)>)> {
+fn ticks(store: &Store, ve: u64) -> Result<(Vec<Tick>, Span)> {
     let filter = Filter {
         ves: Some([ve].into()),
         ..Filter::default()

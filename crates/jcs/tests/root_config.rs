@@ -43,7 +43,7 @@ fn root_the_configuration_file_sets_the_defaults() {
         ),
     )
     .unwrap();
-    ok(&mut jcs(&cfg, &["template", "create", "bb", "--busybox"]).arg("--json"));
+    ok(jcs(&cfg, &["template", "create", "bb", "--busybox"]).arg("--json"));
     assert!(store.join("templates/bb").exists(), "store = … not used");
     ok(&mut jcs(
         &cfg,

@@ -133,7 +133,7 @@ pub fn exec_in(
                             .and_then(|i| i.parse::<u32>().ok())
                     })
                     .ok_or_else(|| "the pty's number".to_string());
-                index.and_then(|i| on_tty(i))
+                index.and_then(on_tty)
             });
             let go: &[u8] = match &told {
                 Some(Ok(())) => b"g",
