@@ -541,7 +541,12 @@ pub fn summarize(
             eprintln!("jcs: summarizing segments {a:016x}..{b:016x} ({k}/{n}) into {tier}")
         },
     )?;
-    if r.segments == 0 && r.kept.is_empty() {
+    if let Some((name, seg)) = &r.unshipped {
+        eprintln!(
+            "jcs: segments from {seg:016x} on kept as they are: shipper {name} has not sent them yet \
+             (journal/ship-{name}.mark; remove it to stop holding them for that shipper)"
+        );
+    } else if r.segments == 0 && r.kept.is_empty() {
         eprintln!("jcs: nothing to summarize: the only segment is the open one");
     }
     if json {

@@ -18,7 +18,7 @@ pub enum JournalError {
     Segment { segment: String, error: FormatError },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> JournalError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> JournalError {
     let what = what.into();
     move |source| JournalError::Io { what, source }
 }
@@ -67,14 +67,14 @@ fn segments<S: Storage>(storage: &S) -> Result<Vec<(u64, String)>, JournalError>
 }
 
 /// A file of the journal in chain order: a segment, or a summary file replacing segments.
-enum Unit {
+pub(crate) enum Unit {
     Segment(String),
     Summary(String),
 }
 
 /// The journal's segments and summary files in chain order; segments that a summary file
 /// replaces (an interrupted replacement) are left out.
-fn units<S: Storage>(storage: &S) -> Result<Vec<Unit>, JournalError> {
+pub(crate) fn units<S: Storage>(storage: &S) -> Result<Vec<Unit>, JournalError> {
     let names = storage.list().map_err(io_err("list the journal"))?;
     let sums: Vec<(u64, u64, String)> = names
         .iter()

@@ -12,6 +12,7 @@
 pub mod format;
 pub mod index;
 pub mod journal;
+pub mod ship;
 pub mod storage;
 pub mod summary;
 pub mod writer;

@@ -155,6 +155,9 @@ pub struct Rewritten {
     pub bytes_after: u64,
     /// Runs of segments left as they are: their summary would not have been smaller.
     pub kept: Vec<KeptRun>,
+    /// Sealed segments left as they are because a shipper (`jcs ship`) has not sent them yet:
+    /// the shipper's name and the first segment it has not sent whole.
+    pub unshipped: Option<(String, u64)>,
 }
 
 /// A run of segments [`rewrite`] left alone, and why.
@@ -189,9 +192,10 @@ pub fn rewrite(
     }
     let _lock = lock(dir)?;
     let mut storage = open(dir)?;
-    let sealed = journal::sealed_segments(&storage).map_err(journal_err(dir))?;
+    let (sealed, unshipped) = shipped_sealed_segments(&storage, dir)?;
     let mut r = Rewritten {
         tier: tier.name().into(),
+        unshipped,
         ..Default::default()
     };
     // Every variable's kind, from the whole journal (definitions may be in earlier files).
@@ -202,6 +206,25 @@ pub fn rewrite(
         summarize_run(&mut storage, dir, &l, (a, b), tier, policy, now_ns, &mut r)?;
     }
     Ok(r)
+}
+
+/// The sealed segments that every shipper has sent (`journal::ship` marks): only those may be
+/// replaced, or a shipper would find its next segment gone. Also the shipper that holds the
+/// rest back, and from which segment.
+fn shipped_sealed_segments(
+    storage: &journal::DirStorage,
+    dir: &Path,
+) -> Result<(Vec<u64>, Option<(String, u64)>)> {
+    let sealed = journal::sealed_segments(storage).map_err(journal_err(dir))?;
+    let marks = journal::ship::marks(storage).map_err(journal_err(dir))?;
+    let held = marks.into_iter().min_by_key(|m| m.segment);
+    Ok(match held {
+        Some(m) if sealed.iter().any(|&n| n >= m.segment) => (
+            sealed.into_iter().filter(|&n| n < m.segment).collect(),
+            Some((m.name, m.segment)),
+        ),
+        _ => (sealed, None),
+    })
 }
 
 /// Runs of consecutive segment numbers (earlier summaries leave gaps).
@@ -412,7 +435,7 @@ pub fn retain(
         let t = m.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64;
         Some(now_ns.saturating_sub(t))
     };
-    let sealed = journal::sealed_segments(&storage).map_err(journal_err(dir))?;
+    let (sealed, _) = shipped_sealed_segments(&storage, dir)?;
     // (segment, its tier) for the segments old enough, in runs of one tier.
     let due: Vec<(u64, (Tier, u64))> = sealed
         .iter()
