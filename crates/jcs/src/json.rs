@@ -232,6 +232,8 @@ outputs! {
     "recover", ["recover"], false, lifecycle::recover::Plan;
     "policy-check", ["policy check"], false, PolicyCheck;
     "policy-replay", ["policy replay"], false, query::replay::Replay;
+    "ship", ["ship"], false, fleet::ship::ShipReport;
+    "collect", ["collect"], false, Vec<fleet::collect::HostReport>;
 }
 
 /// `jcs doctor --json`.

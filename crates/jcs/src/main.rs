@@ -495,6 +495,58 @@ instead of a transaction per write; the VE's reads back of those files are dropp
         #[arg(long)]
         json: bool,
     },
+    /// Publish the journal to a NATS JetStream stream, block by block and unchanged, exactly
+    /// once (resumes where it stopped)
+    #[command(
+        after_help = "Examples:\n  jcs ship --to nats://10.0.0.5:4222,nats://10.0.0.6:4222,nats://10.0.0.7:4222\n  jcs ship --to nats://127.0.0.1:4222 --replicas 1 --follow\n\nEach segment or summary header and each block is one message (larger blocks are split into parts)\non subject journal.HOST.FILE with Nats-Msg-Id HOST/FILE/OFFSET: the stream drops a re-sent piece, and\nonly what was in flight when a server or the connection failed is re-sent. Where shipping stopped is\nkept in journal/ship-STREAM.state and checked against the stream on start; segments not yet shipped\nare never summarized (journal/ship-STREAM.mark). The stream is created when missing: subjects\njournal.>, file storage, --replicas copies. Only what is durable on this host is shipped.\nOn another machine, jcs collect receives it, checks the hash chain and rebuilds the journal files;\nthe head it prints is this host's `jcs verify` head (docs/fleet.md)."
+    )]
+    Ship {
+        /// The NATS servers: nats://HOST:PORT[,nats://HOST:PORT…]
+        #[arg(long, value_name = "URLS")]
+        to: String,
+        /// The JetStream stream
+        #[arg(long, default_value = fleet::DEFAULT_STREAM)]
+        stream: String,
+        /// This host's name in subjects (letters, digits, '-', '_'; default: the host name)
+        #[arg(long)]
+        host: Option<String>,
+        /// Copies the stream keeps when jcs ship creates it
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Keep shipping what the journal gains (Ctrl-C ends)
+        #[arg(long)]
+        follow: bool,
+        /// Ship the whole journal again (after the stream was purged or made anew)
+        #[arg(long)]
+        from_start: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Receive hosts' shipped journals from NATS, verify their hash chains, rebuild their files
+    #[command(
+        after_help = "Examples:\n  jcs collect --from nats://127.0.0.1:4222 --to /var/lib/jcs-fleet\n  jcs collect --from nats://127.0.0.1:4222 --host web-1 --to /var/lib/jcs-fleet --follow\n\nFor each host (all the stream holds, or --host): DIR/HOST/journal/ is the host's journal file for file\n(`jcs verify --dir DIR/HOST/journal` checks it) and DIR/HOST/collect.state where collecting goes on.\nThe head printed is computed from what was received: compare it with the host's `jcs verify` head.\nExit status 3 is an alarm: what the stream holds does not continue the host's hash chain (the host's\njournal was rewritten, or pieces were lost); nothing after it is taken in."
+    )]
+    Collect {
+        /// The NATS servers: nats://HOST:PORT[,nats://HOST:PORT…]
+        #[arg(long, value_name = "URLS")]
+        from: String,
+        /// Where each host's copy goes (DIR/HOST/)
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The JetStream stream
+        #[arg(long, default_value = fleet::DEFAULT_STREAM)]
+        stream: String,
+        /// Only this host (repeatable; default: every host in the stream)
+        #[arg(long)]
+        host: Vec<String>,
+        /// Keep collecting (one --host; Ctrl-C ends)
+        #[arg(long)]
+        follow: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every block of the journal and its hash chain; print the chain head
     #[command(
         after_help = "Exit status: 0 when the journal is intact, 1 when a problem was found.\nKeep the printed head elsewhere: a journal rewritten later will not end in it."
@@ -503,6 +555,9 @@ instead of a transaction per write; the VE's reads back of those files are dropp
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// Verify the journal in DIR instead of the store's (a copy jcs collect rebuilt)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Remove finished VEs' dirties (except evidence: VEs whose integrity report flags
     /// something), and clean up after VEs whose jcs run died
@@ -1216,6 +1271,13 @@ where
         mut w: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
+        // The NATS client's news (connected, reconnected) is not the user's business unless
+        // it is a warning.
+        if event.metadata().target().starts_with("async_nats")
+            && *event.metadata().level() > tracing::Level::WARN
+        {
+            return Ok(());
+        }
         let level = match *event.metadata().level() {
             tracing::Level::ERROR => "error: ",
             tracing::Level::WARN => "warning: ",
@@ -1823,7 +1885,45 @@ fn real_main() -> Result<i32> {
             };
             commands::gc(&open_store(cli.home)?, o, json).map(|_| 0)
         }
-        Cmd::Verify { json } => queries::verify(&open_store(cli.home)?, json),
+        Cmd::Verify { json, dir } => match dir {
+            Some(dir) => queries::verify_dir(&dir, json),
+            None => queries::verify(&open_store(cli.home)?, json),
+        },
+        Cmd::Ship {
+            to,
+            stream,
+            host,
+            replicas,
+            follow,
+            from_start,
+            json,
+        } => {
+            let mut opts =
+                fleet::ship::ShipOptions::new(&to, &host.unwrap_or_else(fleet::default_host));
+            opts.stream = stream;
+            opts.replicas = replicas;
+            opts.follow = follow;
+            opts.from_start = from_start;
+            let store = open_store(cli.home)?;
+            queries::ship(&store, &opts, json)
+        }
+        Cmd::Collect {
+            from,
+            to,
+            stream,
+            host,
+            follow,
+            json,
+        } => {
+            let opts = fleet::collect::CollectOptions {
+                servers: from,
+                stream,
+                hosts: host,
+                out: to,
+                follow,
+            };
+            queries::collect(&opts, json)
+        }
         Cmd::Stats { ve, json, strict } => {
             let store = open_store(cli.home)?;
             let ve = ve.map(|v| v.id(&store)).transpose()?;

@@ -572,7 +572,14 @@ pub fn summarize(
 
 /// `jcs verify`: 0 when the journal is intact, 1 when a problem was found.
 pub fn verify(store: &Store, json: bool) -> Result<i32> {
-    let dir = store.journal_dir();
+    verify_dir(&store.journal_dir(), json)
+}
+
+/// `jcs verify --dir DIR`: any journal directory (a copy `jcs collect` rebuilt).
+pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
     let storage = journal::DirStorage::new(&dir)
         .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
     let r = journal::verify(&storage)?;
@@ -642,4 +649,114 @@ pub fn retain_in_background(
             }
         })?;
     Ok(())
+}
+
+/// `jcs ship`.
+pub fn ship(store: &Store, opts: &fleet::ship::ShipOptions, json: bool) -> Result<i32> {
+    let stop = stop_on_interrupt();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = std::time::Instant::now();
+    let r = fleet::ship::ship(&store.journal_dir(), opts, stop, &mut |r| {
+        if tty && last.elapsed() > std::time::Duration::from_millis(500) {
+            last = std::time::Instant::now();
+            eprint!(
+                "\rjcs: shipped {} pieces, {} bytes, {} blocks in all   ",
+                r.pieces, r.bytes, r.blocks_total
+            );
+        }
+    })?;
+    if tty {
+        eprintln!();
+    }
+    if json {
+        json::print(&r)?;
+        return Ok(0);
+    }
+    println!(
+        "host {} → stream {}: {} piece(s) ({} message(s), {} bytes) shipped{}{}",
+        r.host,
+        r.stream,
+        r.pieces,
+        r.messages,
+        r.bytes,
+        if r.duplicates > 0 {
+            format!(", {} re-sent piece(s) dropped by the stream", r.duplicates)
+        } else {
+            String::new()
+        },
+        if r.retries > 0 {
+            format!(", {} retried failure(s)", r.retries)
+        } else {
+            String::new()
+        },
+    );
+    println!(
+        "{} block(s) shipped in all; head {}",
+        r.blocks_total, r.head
+    );
+    Ok(0)
+}
+
+/// `jcs collect`: 0, or 3 on an alarm (a chain that does not verify).
+pub fn collect(opts: &fleet::collect::CollectOptions, json: bool) -> Result<i32> {
+    let stop = stop_on_interrupt();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut sink = fleet::collect::NoSink;
+    let r = fleet::collect::collect(opts, stop, &mut sink, &mut |h| {
+        if tty {
+            eprint!(
+                "\rjcs: {}: {} blocks, {} records   ",
+                h.host, h.blocks, h.records
+            );
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let r = match r {
+        Ok(r) => r,
+        Err(e @ fleet::FleetError::Alarm { .. }) => {
+            eprintln!("jcs: {e}");
+            return Ok(3);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        json::print(&r)?;
+        return Ok(0);
+    }
+    if r.is_empty() {
+        println!("stream {}: no host has shipped to it", opts.stream);
+    }
+    for h in &r {
+        println!(
+            "host {}: {} piece(s) taken in{} — {} block(s), {} record(s) in all; head {}; copy in {}",
+            h.host,
+            h.pieces,
+            if h.skipped > 0 { format!(" ({} redelivered, skipped)", h.skipped) } else { String::new() },
+            h.blocks,
+            h.records,
+            h.head,
+            h.journal.display()
+        );
+    }
+    Ok(0)
+}
+
+/// A flag set by the first Ctrl-C or SIGTERM (a second one ends the process as usual).
+fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); SA_RESETHAND restores
+    // the default action for a second signal.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESETHAND;
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
+    &STOP
 }

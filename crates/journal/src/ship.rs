@@ -28,7 +28,9 @@ pub struct Piece {
 
 /// Where the next piece starts: a file of the journal and an offset in it. `file: None` is
 /// the start of the journal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Cursor {
     pub file: Option<String>,
     pub offset: u64,
@@ -402,8 +404,9 @@ impl Follower {
     }
 }
 
-/// A journal file's place in chain order: its first segment number.
-fn file_order(name: &str) -> u64 {
+/// A journal file's place in chain order: its first segment number (of a segment, a summary
+/// file or a name derived from one).
+pub fn file_order(name: &str) -> u64 {
     let stem = name.split(['.', '-']).next().unwrap_or("");
     u64::from_str_radix(stem, 16).unwrap_or(u64::MAX)
 }

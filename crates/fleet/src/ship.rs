@@ -1,0 +1,482 @@
+//! `jcs ship`: a host's journal, published piece by piece to a JetStream stream.
+//!
+//! Exactly once: each piece has a message id (host, file, offset, part) and the stream drops
+//! a re-sent id within its duplicate window; what is re-sent is only what was in flight when
+//! a connection or a server failed (acks are awaited in order, and the cursor moves only over
+//! acknowledged pieces). The cursor and the chain followed so far are kept durably in the
+//! journal directory (`ship-STREAM.state`), and on start they are reconciled with the last
+//! piece the stream holds of this host: a state written late never re-sends what the stream
+//! has, and a stream that lost what this host shipped is an error, not a silent re-send.
+//! Every piece is checked against the chain before it leaves (`journal::ship::Follower`), and
+//! the shipper's mark (`ship-STREAM.mark`) keeps the segments it has not sent from being
+//! summarized.
+
+use crate::nats::{self, nats_err};
+use crate::{check_host, io_err, runtime, token_of_file, write_atomically, FleetError, Result};
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use journal::ship::{cursor_segment, pieces_from, write_mark, Cursor, Follower, Piece};
+use journal::DirStorage;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What to ship where.
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    /// `nats://HOST:PORT[,…]`.
+    pub servers: String,
+    pub stream: String,
+    /// This host's name in subjects and message ids.
+    pub host: String,
+    /// Copies the stream keeps when this creates it.
+    pub replicas: usize,
+    /// Keep shipping what the journal gains, until the stop flag is set.
+    pub follow: bool,
+    /// Forget where shipping to this stream stopped; ship the journal from its start.
+    pub from_start: bool,
+    /// Messages published before the first of their acks is awaited.
+    pub window: usize,
+    /// How long to keep retrying without progress before giving up (not with `follow`).
+    pub give_up_after: Duration,
+}
+
+impl ShipOptions {
+    pub fn new(servers: &str, host: &str) -> ShipOptions {
+        ShipOptions {
+            servers: servers.to_string(),
+            stream: crate::DEFAULT_STREAM.into(),
+            host: host.to_string(),
+            replicas: 3,
+            follow: false,
+            from_start: false,
+            window: 256,
+            give_up_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a shipment did.
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
+pub struct ShipReport {
+    pub host: String,
+    pub stream: String,
+    /// Pieces (headers and blocks) acknowledged by the stream in this run.
+    pub pieces: u64,
+    /// Messages acknowledged (a piece larger than a message is several).
+    pub messages: u64,
+    pub bytes: u64,
+    /// Acks that said the stream had the message already (re-sent after a failure).
+    pub duplicates: u64,
+    /// Failures (connection, server, ack timeout) that were retried.
+    pub retries: u64,
+    /// Blocks of the journal's chain shipped so far (all runs).
+    pub blocks_total: u64,
+    /// The chain head after the last shipped block: what `jcs verify` prints once all is shipped.
+    pub head: String,
+    /// Where this run started.
+    pub resumed_from: Cursor,
+    /// Where the next piece starts.
+    pub cursor: Cursor,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct State {
+    host: String,
+    stream: String,
+    follower: Follower,
+}
+
+fn state_path(dir: &Path, stream: &str) -> PathBuf {
+    dir.join(format!("ship-{stream}.state"))
+}
+
+/// Checks a stream name as JetStream takes it.
+pub fn check_stream(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(FleetError::Usage(format!(
+            "stream name {name:?}: use 1 to 64 letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+/// Ships the journal in `dir` (see the module docs). `progress` is called after each batch.
+pub fn ship(
+    dir: &Path,
+    opts: &ShipOptions,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&ShipReport),
+) -> Result<ShipReport> {
+    check_host(&opts.host)?;
+    check_stream(&opts.stream)?;
+    if !dir.join(journal::journal::segment_name(0)).exists()
+        && journal::segment_numbers(
+            &DirStorage::new(dir).map_err(io_err(format!("open {}", dir.display())))?,
+        )?
+        .is_empty()
+        && !has_summaries(dir)
+    {
+        return Err(FleetError::Usage(format!(
+            "{} holds no journal",
+            dir.display()
+        )));
+    }
+    let lock_path = dir.join(format!("ship-{}.lock", opts.stream));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(format!("open {}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(FleetError::Usage(format!(
+            "another jcs ship is sending this journal to stream {} ({} is locked)",
+            opts.stream,
+            lock_path.display()
+        )));
+    }
+    let path = state_path(dir, &opts.stream);
+    let mut state = match std::fs::read(&path) {
+        Ok(b) if !opts.from_start => serde_json::from_slice::<State>(&b).map_err(|e| {
+            FleetError::Usage(format!(
+                "{} is not a shipping state ({e}); remove it and ship with --from-start",
+                path.display()
+            ))
+        })?,
+        Ok(_) => fresh(opts),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh(opts),
+        Err(e) => return Err(io_err(format!("read {}", path.display()))(e)),
+    };
+    if state.host != opts.host {
+        return Err(FleetError::Usage(format!(
+            "this journal was shipped to stream {} as host {:?}: ship as --host {} (or --from-start \
+             to ship it all again under the new name)",
+            opts.stream, state.host, state.host
+        )));
+    }
+    let mut storage = DirStorage::new(dir).map_err(io_err(format!("open {}", dir.display())))?;
+    write_mark(
+        &mut storage,
+        &opts.stream,
+        cursor_segment(&state.follower.cursor()),
+    )?;
+    let rt = runtime()?;
+    let r = rt.block_on(run(&mut storage, &path, &mut state, opts, stop, progress));
+    drop(lock);
+    r
+}
+
+fn has_summaries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sum")))
+    })
+}
+
+fn fresh(opts: &ShipOptions) -> State {
+    State {
+        host: opts.host.clone(),
+        stream: opts.stream.clone(),
+        follower: Follower::default(),
+    }
+}
+
+fn save(storage: &mut DirStorage, path: &Path, state: &State, stream: &str) -> Result<()> {
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    write_atomically(path, &json)?;
+    write_mark(storage, stream, cursor_segment(&state.follower.cursor()))?;
+    Ok(())
+}
+
+async fn run(
+    storage: &mut DirStorage,
+    path: &Path,
+    state: &mut State,
+    opts: &ShipOptions,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&ShipReport),
+) -> Result<ShipReport> {
+    let (client, js) = nats::connect(&opts.servers, Duration::from_secs(5)).await?;
+    let stream = nats::stream(&js, &opts.servers, &opts.stream, opts.replicas, true).await?;
+    let mut skip = reconcile(&stream, storage, state, opts).await?;
+    save(storage, path, state, &opts.stream)?;
+    let part_max = nats::max_part(&client);
+    let mut report = ShipReport {
+        host: opts.host.clone(),
+        stream: opts.stream.clone(),
+        resumed_from: state.follower.cursor(),
+        ..Default::default()
+    };
+    let mut last_progress = Instant::now();
+    let mut saved = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (pieces, _) = pieces_from(storage, &state.follower.cursor(), 8 << 20)?;
+        if pieces.is_empty() {
+            save(storage, path, state, &opts.stream)?;
+            saved = Instant::now();
+            if !opts.follow {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut check = state.follower.clone();
+        for p in &pieces {
+            check.accept(p).map_err(|e| {
+                FleetError::Usage(format!(
+                    "the journal does not verify here: {e}; nothing after it is shipped (run jcs verify)"
+                ))
+            })?;
+        }
+        let sent = publish(&js, &opts.host, &pieces, skip, part_max, opts.window).await;
+        for p in &pieces[..sent.pieces] {
+            state.follower.accept(p).expect("checked above");
+            report.bytes += p.bytes.len() as u64;
+        }
+        if sent.pieces > 0 {
+            skip = 0;
+            last_progress = Instant::now();
+        }
+        report.pieces += sent.pieces as u64;
+        report.messages += sent.messages;
+        report.duplicates += sent.duplicates;
+        if let Some(e) = sent.error {
+            report.retries += 1;
+            save(storage, path, state, &opts.stream)?;
+            if !opts.follow && last_progress.elapsed() > opts.give_up_after {
+                return Err(FleetError::Nats {
+                    servers: opts.servers.clone(),
+                    what: format!("no progress for {:?}: {e}", opts.give_up_after),
+                });
+            }
+            tracing::warn!(error = %e, "ship: retrying from the first unacknowledged piece");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else if saved.elapsed() > Duration::from_millis(200) {
+            save(storage, path, state, &opts.stream)?;
+            saved = Instant::now();
+        }
+        report.blocks_total = state.follower.blocks;
+        report.head = journal::format::hex(&state.follower.head());
+        report.cursor = state.follower.cursor();
+        progress(&report);
+    }
+    save(storage, path, state, &opts.stream)?;
+    report.blocks_total = state.follower.blocks;
+    report.head = journal::format::hex(&state.follower.head());
+    report.cursor = state.follower.cursor();
+    client
+        .flush()
+        .await
+        .map_err(|e| nats_err(&opts.servers)(&e))?;
+    Ok(report)
+}
+
+/// What one publishing pass got acknowledged.
+struct Sent {
+    /// Leading pieces whose every message was acknowledged.
+    pieces: usize,
+    messages: u64,
+    duplicates: u64,
+    /// Why it stopped early.
+    error: Option<String>,
+}
+
+/// The parts one piece is sent as.
+fn parts(piece: &Piece, part_max: usize) -> Vec<&[u8]> {
+    if piece.bytes.is_empty() {
+        return vec![&piece.bytes[..]];
+    }
+    piece.bytes.chunks(part_max).collect()
+}
+
+/// One message's subject and headers.
+fn message(host: &str, piece: &Piece, part: usize, parts: usize) -> (String, HeaderMap) {
+    let mut h = HeaderMap::new();
+    let id = if parts > 1 {
+        format!("{host}/{}/{}/{}", piece.file, piece.offset, part + 1)
+    } else {
+        format!("{host}/{}/{}", piece.file, piece.offset)
+    };
+    h.insert("Nats-Msg-Id", id.as_str());
+    h.insert("Jcs-File", piece.file.as_str());
+    h.insert("Jcs-Offset", piece.offset.to_string().as_str());
+    if parts > 1 {
+        h.insert("Jcs-Part", format!("{}/{parts}", part + 1).as_str());
+    }
+    (
+        format!(
+            "{}.{host}.{}",
+            crate::SUBJECT_PREFIX,
+            token_of_file(&piece.file)
+        ),
+        h,
+    )
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    host: &str,
+    pieces: &[Piece],
+    skip: usize,
+    part_max: usize,
+    window: usize,
+) -> Sent {
+    let mut s = Sent {
+        pieces: 0,
+        messages: 0,
+        duplicates: 0,
+        error: None,
+    };
+    let mut inflight: VecDeque<(usize, bool, jetstream::context::PublishAckFuture)> =
+        VecDeque::new();
+    let settle = |s: &mut Sent,
+                  i: usize,
+                  last: bool,
+                  r: Result<jetstream::publish::PublishAck, String>| match r {
+        Ok(ack) => {
+            s.messages += 1;
+            s.duplicates += u64::from(ack.duplicate);
+            if last {
+                s.pieces = i + 1;
+            }
+            true
+        }
+        Err(e) => {
+            s.error = Some(e);
+            false
+        }
+    };
+    for (i, p) in pieces.iter().enumerate() {
+        let ps = parts(p, part_max);
+        let n = ps.len();
+        for (k, part) in ps.into_iter().enumerate() {
+            if i == 0 && k < skip {
+                continue;
+            }
+            let (subject, headers) = message(host, p, k, n);
+            match js
+                .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(part))
+                .await
+            {
+                Ok(f) => inflight.push_back((i, k + 1 == n, f)),
+                Err(e) => {
+                    s.error = Some(e.to_string());
+                    break;
+                }
+            }
+            while inflight.len() >= window.max(1) {
+                let (i, last, f) = inflight.pop_front().expect("not empty");
+                if !settle(&mut s, i, last, f.await.map_err(|e| e.to_string())) {
+                    return s;
+                }
+            }
+        }
+        if s.error.is_some() {
+            break;
+        }
+    }
+    while let Some((i, last, f)) = inflight.pop_front() {
+        if !settle(&mut s, i, last, f.await.map_err(|e| e.to_string())) {
+            return s;
+        }
+    }
+    s
+}
+
+/// Where a message sits: its file, offset, and part (1-based) of how many.
+pub(crate) fn position(headers: &HeaderMap) -> Option<(String, u64, usize, usize)> {
+    let file = headers.get("Jcs-File")?.as_str().to_string();
+    let offset = headers.get("Jcs-Offset")?.as_str().parse().ok()?;
+    let (k, n) = match headers.get("Jcs-Part") {
+        None => (1, 1),
+        Some(v) => {
+            let (k, n) = v.as_str().split_once('/')?;
+            (k.parse().ok()?, n.parse().ok()?)
+        }
+    };
+    Some((file, offset, k, n))
+}
+
+/// Brings the state up to what the stream holds of this host. Returns how many parts of the
+/// next piece the stream has already (a piece cut short between its parts).
+async fn reconcile(
+    stream: &jetstream::stream::Stream,
+    storage: &mut DirStorage,
+    state: &mut State,
+    opts: &ShipOptions,
+) -> Result<usize> {
+    let subject = format!("{}.{}.>", crate::SUBJECT_PREFIX, opts.host);
+    let last = match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            if state.follower.blocks > 0 || state.follower.cursor() != Cursor::default() {
+                return Err(FleetError::Usage(format!(
+                    "stream {} holds nothing of host {}, but this journal shipped {} blocks to it: \
+                     the stream was purged or made again; --from-start ships the whole journal again",
+                    opts.stream, opts.host, state.follower.blocks
+                )));
+            }
+            return Ok(0);
+        }
+        Err(e) => return Err(nats_err(&opts.servers)(&e)),
+    };
+    let Some((file, offset, k, n)) = position(&last.headers) else {
+        return Err(FleetError::Usage(format!(
+            "the last message of {subject} in stream {} was not sent by jcs ship (no Jcs-File/Jcs-Offset)",
+            opts.stream
+        )));
+    };
+    let target = Piece {
+        file: file.clone(),
+        offset,
+        bytes: Vec::new(),
+    };
+    let here = state.follower.cursor();
+    if state.follower.seen(&target) {
+        return Ok(0);
+    }
+    // The stream is ahead of the state (written late): take in what it holds.
+    loop {
+        let (pieces, _) = pieces_from(storage, &state.follower.cursor(), 8 << 20)?;
+        if pieces.is_empty() {
+            return Err(FleetError::Usage(format!(
+                "stream {} holds {file} at byte {offset} of host {}, which this journal does not have \
+                 (from {here:?}): another journal was shipped under this host name",
+                opts.stream, opts.host
+            )));
+        }
+        for p in &pieces {
+            if p.file == file && p.offset == offset {
+                if k < n {
+                    return Ok(k);
+                }
+                state.follower.accept(p).map_err(|e| {
+                    FleetError::Usage(format!(
+                        "the journal does not verify here: {e} (run jcs verify)"
+                    ))
+                })?;
+                return Ok(0);
+            }
+            state.follower.accept(p).map_err(|e| {
+                FleetError::Usage(format!(
+                    "the journal does not verify here: {e} (run jcs verify)"
+                ))
+            })?;
+            if state.follower.seen(&target) {
+                return Err(FleetError::Usage(format!(
+                    "stream {} holds {file} at byte {offset} of host {}, which is not a piece of this journal",
+                    opts.stream, opts.host
+                )));
+            }
+        }
+    }
+}
