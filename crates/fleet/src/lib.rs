@@ -6,7 +6,7 @@
 //! journal files byte for byte.
 //!
 //! On the wire (docs/fleet.md): subject `journal.HOST.FILE` (the journal file's name without
-//! its extension), headers `Nats-Msg-Id: HOST/FILE/OFFSET[/PART]` (JetStream drops a
+//! its extension), headers `Nats-Msg-Id: HOST/EPOCH/FILE/OFFSET[/PART]` (JetStream drops a
 //! re-sent piece within the stream's duplicate window), `Jcs-File`, `Jcs-Offset`, and
 //! `Jcs-Part: I/N` when a piece is larger than what one message may carry.
 //!

@@ -40,6 +40,8 @@ pub struct ShipOptions {
     pub window: usize,
     /// How long to keep retrying without progress before giving up (not with `follow`).
     pub give_up_after: Duration,
+    /// About how many bytes are read, sent and acknowledged between two saves of the state.
+    pub batch_bytes: usize,
 }
 
 impl ShipOptions {
@@ -53,6 +55,7 @@ impl ShipOptions {
             from_start: false,
             window: 256,
             give_up_after: Duration::from_secs(60),
+            batch_bytes: 8 << 20,
         }
     }
 }
@@ -85,6 +88,11 @@ pub struct ShipReport {
 struct State {
     host: String,
     stream: String,
+    /// Part of every message id: a new one for each shipment from the start, so that a
+    /// journal shipped again into a purged stream is not taken for re-sent pieces (the
+    /// stream remembers ids across a purge).
+    #[serde(default)]
+    epoch: u64,
     follower: Follower,
 }
 
@@ -180,9 +188,13 @@ fn has_summaries(dir: &Path) -> bool {
 }
 
 fn fresh(opts: &ShipOptions) -> State {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     State {
         host: opts.host.clone(),
         stream: opts.stream.clone(),
+        epoch,
         follower: Follower::default(),
     }
 }
@@ -204,7 +216,12 @@ async fn run(
 ) -> Result<ShipReport> {
     let (client, js) = nats::connect(&opts.servers, Duration::from_secs(5)).await?;
     let stream = nats::stream(&js, &opts.servers, &opts.stream, opts.replicas, true).await?;
-    let mut skip = reconcile(&stream, storage, state, opts).await?;
+    // From the start: whatever the stream holds, everything is sent again.
+    let mut skip = if opts.from_start {
+        0
+    } else {
+        reconcile(&stream, storage, state, opts).await?
+    };
     save(storage, path, state, &opts.stream)?;
     let part_max = nats::max_part(&client);
     let mut report = ShipReport {
@@ -219,7 +236,7 @@ async fn run(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (pieces, _) = pieces_from(storage, &state.follower.cursor(), 8 << 20)?;
+        let (pieces, _) = pieces_from(storage, &state.follower.cursor(), opts.batch_bytes)?;
         if pieces.is_empty() {
             save(storage, path, state, &opts.stream)?;
             saved = Instant::now();
@@ -237,7 +254,8 @@ async fn run(
                 ))
             })?;
         }
-        let sent = publish(&js, &opts.host, &pieces, skip, part_max, opts.window).await;
+        let id = format!("{}/{:x}", opts.host, state.epoch);
+        let sent = publish(&js, &opts.host, &id, &pieces, skip, part_max, opts.window).await;
         for p in &pieces[..sent.pieces] {
             state.follower.accept(p).expect("checked above");
             report.bytes += p.bytes.len() as u64;
@@ -298,13 +316,13 @@ fn parts(piece: &Piece, part_max: usize) -> Vec<&[u8]> {
     piece.bytes.chunks(part_max).collect()
 }
 
-/// One message's subject and headers.
-fn message(host: &str, piece: &Piece, part: usize, parts: usize) -> (String, HeaderMap) {
+/// One message's subject and headers (`id`: the message ids' prefix, host and epoch).
+fn message(host: &str, id: &str, piece: &Piece, part: usize, parts: usize) -> (String, HeaderMap) {
     let mut h = HeaderMap::new();
     let id = if parts > 1 {
-        format!("{host}/{}/{}/{}", piece.file, piece.offset, part + 1)
+        format!("{id}/{}/{}/{}", piece.file, piece.offset, part + 1)
     } else {
-        format!("{host}/{}/{}", piece.file, piece.offset)
+        format!("{id}/{}/{}", piece.file, piece.offset)
     };
     h.insert("Nats-Msg-Id", id.as_str());
     h.insert("Jcs-File", piece.file.as_str());
@@ -325,6 +343,7 @@ fn message(host: &str, piece: &Piece, part: usize, parts: usize) -> (String, Hea
 async fn publish(
     js: &jetstream::Context,
     host: &str,
+    id: &str,
     pieces: &[Piece],
     skip: usize,
     part_max: usize,
@@ -362,7 +381,7 @@ async fn publish(
             if i == 0 && k < skip {
                 continue;
             }
-            let (subject, headers) = message(host, p, k, n);
+            let (subject, headers) = message(host, id, p, k, n);
             match js
                 .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(part))
                 .await

@@ -34,6 +34,22 @@ pub struct Config {
     pub analyst_group: Option<String>,
     #[serde(default)]
     pub retention: Retention,
+    #[serde(default)]
+    pub ship: Ship,
+}
+
+/// The daemon's shipping of the journal to NATS (`jcs daemon --ship`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ship {
+    /// nats://HOST:PORT[,…] (`JCS_SHIP`): the daemon ships continuously when set.
+    pub to: Option<String>,
+    /// The host's name in subjects (`JCS_SHIP_HOST`; default: the host name).
+    pub host: Option<String>,
+    /// The stream (`JCS_SHIP_STREAM`; default JOURNAL).
+    pub stream: Option<String>,
+    /// Copies the stream keeps when the daemon creates it (`JCS_SHIP_REPLICAS`; default 3).
+    pub replicas: Option<usize>,
 }
 
 /// How long things are kept by default.
@@ -109,6 +125,16 @@ impl Config {
             query::summarize::Retention::parse(v)
                 .map_err(|e| anyhow::anyhow!("retention.journal = {v:?}: {e}"))?;
         }
+        if let Some(v) = &self.ship.host {
+            fleet::check_host(v).map_err(|e| anyhow::anyhow!("ship.host = {v:?}: {e}"))?;
+        }
+        if let Some(v) = &self.ship.stream {
+            fleet::ship::check_stream(v)
+                .map_err(|e| anyhow::anyhow!("ship.stream = {v:?}: {e}"))?;
+        }
+        if self.ship.replicas == Some(0) {
+            bail!("ship.replicas = 0: at least 1");
+        }
         Ok(())
     }
 
@@ -133,6 +159,13 @@ impl Config {
             ("JCS_LOW_SPACE_MB", self.low_space_mb.map(|n| n.to_string())),
             ("JCS_ANALYST_GROUP", self.analyst_group.clone()),
             ("JCS_RETAIN", self.retention.journal.clone()),
+            ("JCS_SHIP", self.ship.to.clone()),
+            ("JCS_SHIP_HOST", self.ship.host.clone()),
+            ("JCS_SHIP_STREAM", self.ship.stream.clone()),
+            (
+                "JCS_SHIP_REPLICAS",
+                self.ship.replicas.map(|n| n.to_string()),
+            ),
         ];
         for (k, v) in vars {
             if let Some(v) = v {

@@ -392,6 +392,12 @@ enum Cmd {
         /// kept as recorded). Checked every hour ($JCS_RETAIN_EVERY, an age).
         #[arg(long, value_name = "POLICY")]
         retain: Option<String>,
+        /// Ship the journal to these NATS servers as it grows, as `jcs ship --follow` does
+        /// (default: $JCS_SHIP, the configuration's ship.to). Host name, stream and replicas:
+        /// $JCS_SHIP_HOST, $JCS_SHIP_STREAM, $JCS_SHIP_REPLICAS (ship.host, ship.stream,
+        /// ship.replicas).
+        #[arg(long, value_name = "URLS")]
+        ship: Option<String>,
     },
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     #[command(
@@ -498,7 +504,7 @@ instead of a transaction per write; the VE's reads back of those files are dropp
     /// Publish the journal to a NATS JetStream stream, block by block and unchanged, exactly
     /// once (resumes where it stopped)
     #[command(
-        after_help = "Examples:\n  jcs ship --to nats://10.0.0.5:4222,nats://10.0.0.6:4222,nats://10.0.0.7:4222\n  jcs ship --to nats://127.0.0.1:4222 --replicas 1 --follow\n\nEach segment or summary header and each block is one message (larger blocks are split into parts)\non subject journal.HOST.FILE with Nats-Msg-Id HOST/FILE/OFFSET: the stream drops a re-sent piece, and\nonly what was in flight when a server or the connection failed is re-sent. Where shipping stopped is\nkept in journal/ship-STREAM.state and checked against the stream on start; segments not yet shipped\nare never summarized (journal/ship-STREAM.mark). The stream is created when missing: subjects\njournal.>, file storage, --replicas copies. Only what is durable on this host is shipped.\nOn another machine, jcs collect receives it, checks the hash chain and rebuilds the journal files;\nthe head it prints is this host's `jcs verify` head (docs/fleet.md)."
+        after_help = "Examples:\n  jcs ship --to nats://10.0.0.5:4222,nats://10.0.0.6:4222,nats://10.0.0.7:4222\n  jcs ship --to nats://127.0.0.1:4222 --replicas 1 --follow\n\nEach segment or summary header and each block is one message (larger blocks are split into parts)\non subject journal.HOST.FILE with Nats-Msg-Id HOST/EPOCH/FILE/OFFSET: the stream drops a re-sent piece, and\nonly what was in flight when a server or the connection failed is re-sent. Where shipping stopped is\nkept in journal/ship-STREAM.state and checked against the stream on start; segments not yet shipped\nare never summarized (journal/ship-STREAM.mark). The stream is created when missing: subjects\njournal.>, file storage, --replicas copies. Only what is durable on this host is shipped.\nOn another machine, jcs collect receives it, checks the hash chain and rebuilds the journal files;\nthe head it prints is this host's `jcs verify` head (docs/fleet.md)."
     )]
     Ship {
         /// The NATS servers: nats://HOST:PORT[,nats://HOST:PORT…]
@@ -2141,7 +2147,15 @@ fn real_main() -> Result<i32> {
             println!("{n} manual pages in {}", dir.display());
             Ok(0)
         }
-        Cmd::Daemon { summarize, retain } => {
+        Cmd::Daemon {
+            summarize,
+            retain,
+            ship,
+        } => {
+            let ship = match ship.or_else(|| std::env::var("JCS_SHIP").ok()) {
+                Some(to) => Some(ship_options_from_env(&to)?),
+                None => None,
+            };
             let retain = match retain.or_else(|| std::env::var("JCS_RETAIN").ok()) {
                 Some(spec) => {
                     Some(query::summarize::Retention::parse(&spec).map_err(anyhow::Error::msg)?)
@@ -2161,11 +2175,33 @@ fn real_main() -> Result<i32> {
             if let Some(policy) = retain {
                 queries::retain_in_background(store.journal_dir(), policy, every)?;
             }
+            if let Some(opts) = ship {
+                queries::ship_in_background(store.journal_dir(), opts)?;
+            }
             let opts = recorder::service::Options { online_t1: online };
             recorder::service::run(&store, opts)?;
             Ok(0)
         }
     }
+}
+
+/// The daemon's shipping: `to`, and the rest from the environment (the configuration's
+/// `[ship]` put it there).
+fn ship_options_from_env(to: &str) -> Result<fleet::ship::ShipOptions> {
+    let host = std::env::var("JCS_SHIP_HOST").unwrap_or_else(|_| fleet::default_host());
+    fleet::check_host(&host).map_err(|e| anyhow::anyhow!("JCS_SHIP_HOST: {e}"))?;
+    let mut opts = fleet::ship::ShipOptions::new(to, &host);
+    opts.follow = true;
+    if let Ok(s) = std::env::var("JCS_SHIP_STREAM") {
+        fleet::ship::check_stream(&s).map_err(|e| anyhow::anyhow!("JCS_SHIP_STREAM: {e}"))?;
+        opts.stream = s;
+    }
+    if let Ok(r) = std::env::var("JCS_SHIP_REPLICAS") {
+        opts.replicas = r.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
+            anyhow::anyhow!("JCS_SHIP_REPLICAS={r:?}: a number of copies, at least 1")
+        })?;
+    }
+    Ok(opts)
 }
 
 /// `jcs schema`: list the outputs, print one's schema, or write them all.

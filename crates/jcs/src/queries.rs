@@ -651,6 +651,29 @@ pub fn retain_in_background(
     Ok(())
 }
 
+/// The daemon's `--ship`: a thread that ships the journal as it grows, for as long as the
+/// daemon lives; after a failure (the servers unreachable, the stream refusing) it logs and
+/// tries again after a pause that grows to a minute.
+pub fn ship_in_background(dir: std::path::PathBuf, opts: fleet::ship::ShipOptions) -> Result<()> {
+    std::thread::Builder::new()
+        .name("ship".into())
+        .spawn(move || {
+            static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let mut pause = std::time::Duration::from_secs(1);
+            loop {
+                tracing::info!(to = %opts.servers, stream = %opts.stream, host = %opts.host, "ship: shipping the journal");
+                match fleet::ship::ship(&dir, &opts, &NEVER, &mut |_| {}) {
+                    Ok(_) => pause = std::time::Duration::from_secs(1),
+                    Err(e) => tracing::warn!(error = %e, "ship: stopped; trying again in {pause:?}"),
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(60));
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("start the shipping thread: {e}"))?;
+    Ok(())
+}
+
 /// `jcs ship`.
 pub fn ship(store: &Store, opts: &fleet::ship::ShipOptions, json: bool) -> Result<i32> {
     let stop = stop_on_interrupt();

