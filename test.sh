@@ -9,4 +9,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 ./scripts/install-deps.sh
+# Where pip put nats-server (scripts/install-deps.sh).
+PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+export PATH
 JCS_REQUIRE_ROOT=1 cargo test --workspace --locked

