@@ -69,6 +69,11 @@ pub trait Sink {
         summary: bool,
         records: Vec<Vec<u8>>,
     ) -> Result<()>;
+
+    /// Makes what `block` took durable: called before the collector saves its state.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Collects every host in `opts` in turn (with `follow`, one host only).
@@ -220,7 +225,7 @@ async fn collect_host(
         let msg = match next {
             Err(_) => {
                 if dirty {
-                    save(&mut storage, &state_path, &state)?;
+                    save(&mut storage, &state_path, &state, sink)?;
                     dirty = false;
                 }
                 continue;
@@ -305,7 +310,7 @@ async fn collect_host(
         state.stream_sequence = seq;
         fill(&mut report, &state);
         if dirty && saved.elapsed() > Duration::from_millis(200) {
-            save(&mut storage, &state_path, &state)?;
+            save(&mut storage, &state_path, &state, sink)?;
             saved = Instant::now();
             dirty = false;
             progress(&report);
@@ -314,13 +319,14 @@ async fn collect_host(
             break;
         }
     }
-    save(&mut storage, &state_path, &state)?;
+    save(&mut storage, &state_path, &state, sink)?;
     fill(&mut report, &state);
     progress(&report);
     Ok(report)
 }
 
-fn save(storage: &mut DirStorage, path: &Path, state: &State) -> Result<()> {
+fn save(storage: &mut DirStorage, path: &Path, state: &State, sink: &mut dyn Sink) -> Result<()> {
+    sink.commit()?;
     if let Some(f) = state.follower.cursor().file {
         storage.sync(&f).map_err(io_err(format!("sync {f}")))?;
     }

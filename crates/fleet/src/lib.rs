@@ -12,6 +12,7 @@
 //!
 //! Does not know what records mean; prints nothing (progress goes to a callback).
 
+pub mod clickhouse;
 pub mod collect;
 mod nats;
 pub mod ship;

@@ -537,9 +537,11 @@ instead of a transaction per write; the VE's reads back of those files are dropp
         /// The NATS servers: nats://HOST:PORT[,nats://HOST:PORT…]
         #[arg(long, value_name = "URLS")]
         from: String,
-        /// Where each host's copy goes (DIR/HOST/)
-        #[arg(long, value_name = "DIR")]
-        to: PathBuf,
+        /// Where each host's copy and collecting state go (DIR/HOST/); again with
+        /// clickhouse://HOST:PORT[/DATABASE] to also load a ClickHouse server (HTTP port;
+        /// database jcs by default)
+        #[arg(long, value_name = "DIR|URL", required = true)]
+        to: Vec<String>,
         /// The JetStream stream
         #[arg(long, default_value = fleet::DEFAULT_STREAM)]
         stream: String,
@@ -1921,14 +1923,27 @@ fn real_main() -> Result<i32> {
             follow,
             json,
         } => {
+            let (urls, dirs): (Vec<String>, Vec<String>) =
+                to.into_iter().partition(|t| t.contains("://"));
+            let [out] = dirs.as_slice() else {
+                usage_fail(
+                    "name one directory with --to (each host's copy and state), \
+                     and any clickhouse://HOST:PORT[/DATABASE] with another --to",
+                );
+            };
+            let clickhouse = match urls.as_slice() {
+                [] => None,
+                [u] => Some(fleet::clickhouse::ClickHouse::parse(u)?),
+                _ => usage_fail("at most one clickhouse:// --to"),
+            };
             let opts = fleet::collect::CollectOptions {
                 servers: from,
                 stream,
                 hosts: host,
-                out: to,
+                out: PathBuf::from(out),
                 follow,
             };
-            queries::collect(&opts, json)
+            queries::collect(&opts, clickhouse, json)
         }
         Cmd::Stats { ve, json, strict } => {
             let store = open_store(cli.home)?;
@@ -2318,6 +2333,14 @@ fn usage_error(e: clap::Error) -> ! {
         eprintln!("hint: {h}");
     }
     std::process::exit(2)
+}
+
+/// A usage error found after parsing (arguments that clap cannot check together): the same
+/// one line and exit 2.
+fn usage_fail(msg: &str) -> ! {
+    let e = <Cli as clap::CommandFactory>::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, msg);
+    usage_error(e)
 }
 
 /// The subcommands named at the start of `args` (`["app", "create"]`).

@@ -721,11 +721,23 @@ pub fn ship(store: &Store, opts: &fleet::ship::ShipOptions, json: bool) -> Resul
 }
 
 /// `jcs collect`: 0, or 3 on an alarm (a chain that does not verify).
-pub fn collect(opts: &fleet::collect::CollectOptions, json: bool) -> Result<i32> {
+pub fn collect(
+    opts: &fleet::collect::CollectOptions,
+    clickhouse: Option<fleet::clickhouse::ClickHouse>,
+    json: bool,
+) -> Result<i32> {
     let stop = stop_on_interrupt();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut sink = fleet::collect::NoSink;
-    let r = fleet::collect::collect(opts, stop, &mut sink, &mut |h| {
+    let mut ch = match clickhouse {
+        Some(c) => Some(fleet::clickhouse::ClickHouseSink::new(c)?),
+        None => None,
+    };
+    let mut none = fleet::collect::NoSink;
+    let sink: &mut dyn fleet::collect::Sink = match ch.as_mut() {
+        Some(c) => c,
+        None => &mut none,
+    };
+    let r = fleet::collect::collect(opts, stop, sink, &mut |h| {
         if tty {
             eprint!(
                 "\rjcs: {}: {} blocks, {} records   ",
@@ -761,6 +773,13 @@ pub fn collect(opts: &fleet::collect::CollectOptions, json: bool) -> Result<i32>
             h.records,
             h.head,
             h.journal.display()
+        );
+    }
+    if let Some(c) = &ch {
+        println!(
+            "{} transaction(s) loaded into ClickHouse database {}",
+            c.loaded,
+            c.ch.database()
         );
     }
     Ok(0)

@@ -275,6 +275,17 @@ pub enum Status {
     Failed = 2,
 }
 
+impl Status {
+    /// The status as exports and tables name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Committed => "committed",
+            Status::Aborted => "aborted",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// One atomic transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct At {
