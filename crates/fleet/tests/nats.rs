@@ -633,3 +633,145 @@ fn summarized_segments_ship_as_a_summary_file_and_unshipped_ones_are_not_summari
     same_files(host.path(), &got[0].journal);
     assert!(storage.list().unwrap().iter().any(|n| n.ends_with(".sum")));
 }
+
+/// A ClickHouse server (Debian's clickhouse-server) on free loopback ports, stopped by pid.
+struct ClickHouseServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl ClickHouseServer {
+    fn start() -> Option<ClickHouseServer> {
+        let bin = Path::new("/usr/sbin/clickhouse-server");
+        if !bin.exists() {
+            assert!(
+                std::env::var_os("JCS_REQUIRE_ROOT").is_none(),
+                "clickhouse-server is not installed (scripts/install-deps.sh installs it)"
+            );
+            eprintln!("skipped: clickhouse-server is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (port, tcp) = (free_port(), free_port());
+        let d = dir.path().display();
+        let conf = format!(
+            "<?xml version=\"1.0\"?>\n<yandex>\n<logger><level>warning</level><log>{d}/server.log</log>\
+             <errorlog>{d}/server.err.log</errorlog><console>0</console></logger>\n\
+             <http_port>{port}</http_port><tcp_port>{tcp}</tcp_port><listen_host>127.0.0.1</listen_host>\n\
+             <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/files/</user_files_path>\n\
+             <users_config>/etc/clickhouse-server/users.xml</users_config>\n\
+             <default_profile>default</default_profile><default_database>default</default_database>\n\
+             <mark_cache_size>5368709</mark_cache_size>\n</yandex>\n"
+        );
+        std::fs::write(dir.path().join("config.xml"), conf).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config-file={d}/config.xml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = ClickHouseServer { dir, port, child };
+        let t = Instant::now();
+        while s.sql("SELECT 1").is_err() {
+            assert!(t.elapsed() < Duration::from_secs(30), "clickhouse-server did not start: {:?}",
+                std::fs::read_to_string(s.dir.path().join("server.err.log")));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(s)
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("clickhouse://127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn sql(&self, q: &str) -> fleet::Result<String> {
+        fleet::clickhouse::ClickHouse::parse(&format!("clickhouse://127.0.0.1:{}/default", self.port))
+            .unwrap()
+            .query(q.as_bytes())
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A journal of real records: `ves` VEs, each reading a shared file and writing its own, and
+/// sending to an endpoint; returns (transactions, variables).
+fn write_record_journal(dir: &Path, ves: u64, per_ve: u64) -> (u64, u64) {
+    use model::at::{At, Op, VarDef};
+    use record::Record;
+    let (mut j, _) = Journal::open(DirStorage::new(dir).unwrap(), Options { segment_max_bytes: 32 << 10, ..Options::default() }).unwrap();
+    let shared = 1u32;
+    let mut next = 2u32;
+    let mut txs = 0;
+    j.append(&[Record::Vars(vec![(shared, VarDef::Inode { dev: 1, ino: 1, gen: 0, name: Some("/data/shared".into()) })]).encode()]).unwrap();
+    for ve in 1..=ves {
+        let (mem, own) = (next, next + 1);
+        next += 2;
+        j.append(&[Record::Vars(vec![
+            (mem, VarDef::Memory { ve }),
+            (own, VarDef::Inode { dev: 1, ino: 100 + ve, gen: 0, name: Some(format!("/data/out{ve}")) }),
+        ])
+        .encode()])
+        .unwrap();
+        let ats: Vec<At> = (0..per_ve)
+            .flat_map(|k| {
+                let t = 1_000_000 * (ve * per_ve + k);
+                [
+                    At { time_ns: t, ve, op: Op::Read, src: shared, dst: mem, len: 10, ..At::ZERO },
+                    At { time_ns: t + 1, ve, op: Op::Write, src: mem, dst: own, off: 10 * k, len: 10, ..At::ZERO },
+                ]
+            })
+            .collect();
+        txs += ats.len() as u64;
+        j.append(&[Record::Ats(ats).encode()]).unwrap();
+    }
+    (txs, u64::from(next - 1))
+}
+
+#[test]
+fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
+    let Some(bin) = nats_server() else { return };
+    let Some(ch) = ClickHouseServer::start() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    let (txs, vars) = write_record_journal(host.path(), 5, 400);
+    let mut opts = ShipOptions::new(&c.urls(), "ch-host");
+    opts.replicas = 1;
+    ship_all(host.path(), &opts);
+    let out = tempfile::tempdir().unwrap();
+    let load = |out: &Path| {
+        let mut sink = fleet::clickhouse::ClickHouseSink::new(fleet::clickhouse::ClickHouse::parse(&ch.url("fleet")).unwrap()).unwrap();
+        let opts = CollectOptions {
+            servers: c.urls(),
+            stream: fleet::DEFAULT_STREAM.into(),
+            hosts: vec![],
+            out: out.to_path_buf(),
+            follow: false,
+        };
+        collect(&opts, never(), &mut sink, &mut |_| {}).unwrap();
+        sink.loaded
+    };
+    assert_eq!(load(out.path()), txs);
+    let count = |q: &str| -> u64 { ch.sql(q).unwrap().trim().parse().unwrap() };
+    assert_eq!(count("SELECT count() FROM fleet.jcs_tx FINAL"), txs);
+    assert_eq!(count("SELECT count() FROM fleet.jcs_tx_var FINAL"), 2 * txs);
+    assert_eq!(count("SELECT count() FROM fleet.jcs_vars FINAL"), vars);
+    // By variable and time: what reached VE 3's output, and when.
+    let ve3_out = ch.sql("SELECT id FROM fleet.jcs_vars FINAL WHERE label LIKE '%/data/out3%'").unwrap();
+    let n = count(&format!(
+        "SELECT count() FROM fleet.jcs_tx_var FINAL WHERE host = 'ch-host' AND var = {} AND role = 'dst'",
+        ve3_out.trim()
+    ));
+    assert_eq!(n, 400);
+    // A collector that lost its state takes everything in again: the tables do not double.
+    let again = tempfile::tempdir().unwrap();
+    assert_eq!(load(again.path()), txs);
+    ch.sql("OPTIMIZE TABLE fleet.jcs_tx FINAL").unwrap();
+    assert_eq!(count("SELECT count() FROM fleet.jcs_tx FINAL"), txs);
+    assert_eq!(count("SELECT count() FROM fleet.jcs_tx"), txs, "merged away");
+}
