@@ -333,6 +333,10 @@ impl crate::collect::Sink for ClickHouseSink {
         self.rows.transactions = 0;
         self.rows.flush(&self.ch)
     }
+
+    fn discard(&mut self) {
+        self.rows = Rows::default();
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub trait Sink {
     fn commit(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Forgets what `block` took since the last commit (the collector goes back to its
+    /// saved state and takes those blocks in again).
+    fn discard(&mut self) {}
 }
 
 /// Collects every host in `opts` in turn (with `follow`, one host only).
@@ -103,7 +107,22 @@ pub fn collect(
         };
         let mut out = Vec::new();
         for host in hosts {
-            out.push(collect_host(&stream, opts, &host, stop, sink, progress).await?);
+            // A server or the stream's leader failing (a cluster electing a new one) is
+            // waited out: collecting goes on from the saved state, with what was not saved
+            // cut back and taken in again.
+            let mut tries = 0;
+            let r = loop {
+                match collect_host(&stream, opts, &host, stop, sink, progress).await {
+                    Err(e @ FleetError::Nats { .. }) if tries < 30 && !stop.load(Ordering::Relaxed) => {
+                        tries += 1;
+                        sink.discard();
+                        tracing::warn!(host = %host, error = %e, "collect: retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    r => break r?,
+                }
+            };
+            out.push(r);
         }
         Ok(out)
     })
