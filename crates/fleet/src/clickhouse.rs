@@ -47,7 +47,10 @@ impl ClickHouse {
             format!("{hostport}:8123")
         };
         let database = if db.is_empty() { "jcs" } else { db }.to_string();
-        if !database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(FleetError::Usage(format!(
                 "database name {database:?}: letters, digits and '_'"
             )));
@@ -82,7 +85,8 @@ impl ClickHouse {
             .and_then(|()| s.write_all(body))
             .map_err(|e| err(format!("send: {e}")))?;
         let mut resp = Vec::new();
-        s.read_to_end(&mut resp).map_err(|e| err(format!("read: {e}")))?;
+        s.read_to_end(&mut resp)
+            .map_err(|e| err(format!("read: {e}")))?;
         let split = resp
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -139,11 +143,43 @@ const TABLES: &[&str] = &[
      seq Int64, k Int64, ve Int64, op String, status String, src Int64, dst Int64, off Int64, \
      len Int64) ENGINE = ReplacingMergeTree() ORDER BY (host, var, time_ns, role, seq, k)",
     "CREATE TABLE IF NOT EXISTS jcs_vars (host String, id Int64, kind String, key String, \
-     label String) ENGINE = ReplacingMergeTree() ORDER BY (host, id)",
+     label String, def String) ENGINE = ReplacingMergeTree() ORDER BY (host, id)",
+    "CREATE TABLE IF NOT EXISTS jcs_names (host String, seq Int64, k Int64, time_ns Int64, \
+     ve Int64, var Int64, path String, store String, bound Int64) \
+     ENGINE = ReplacingMergeTree() ORDER BY (host, var, time_ns, seq, k)",
     "CREATE TABLE IF NOT EXISTS jcs_summaries (host String, seq Int64, k Int64, tier String, \
-     src Int64, dst Int64, first_ns Int64, last_ns Int64, count Int64, bytes Int64) \
+     src Int64, dst Int64, first_ns Int64, last_ns Int64, count Int64, bytes Int64, \
+     src_part String, dst_part String) \
      ENGINE = ReplacingMergeTree() ORDER BY (host, dst, first_ns, seq, k)",
 ];
+
+/// A summary's part of a variable as a column holds it: `whole`, or byte ranges `A-B,C-D`.
+pub fn part_text(p: &analysis::Part) -> String {
+    match p {
+        analysis::Part::Whole => "whole".into(),
+        analysis::Part::Bytes(rs) => rs
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// The part [`part_text`] wrote (anything else: the whole variable, which never loses a
+/// dependency).
+pub fn parse_part(s: &str) -> analysis::Part {
+    let ranges: Option<Vec<(u64, u64)>> = s
+        .split(',')
+        .map(|r| {
+            let (a, b) = r.split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    match ranges {
+        Some(rs) if s != "whole" && !s.is_empty() => analysis::Part::Bytes(rs),
+        _ => analysis::Part::Whole,
+    }
+}
 
 /// A variable's kind, as the tables name it.
 pub fn kind(d: &VarDef) -> &'static str {
@@ -162,6 +198,7 @@ pub struct Rows {
     tx: String,
     tx_var: String,
     vars: String,
+    names: String,
     summaries: String,
     pub transactions: u64,
 }
@@ -243,14 +280,30 @@ impl Rows {
                     for (k, s) in sts.iter().enumerate() {
                         let _ = writeln!(
                             self.summaries,
-                            "{h}\t{seq}\t{k}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            "{h}\t{seq}\t{k}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                             tier.name(),
                             i(s.src),
                             i(s.dst),
                             i(s.first),
                             i(s.last),
                             i(s.count),
-                            i(s.bytes)
+                            i(s.bytes),
+                            part_text(&s.src_part),
+                            part_text(&s.dst_part)
+                        );
+                    }
+                }
+                Record::Names(names) => {
+                    for (k, n) in names.iter().enumerate() {
+                        let _ = writeln!(
+                            self.names,
+                            "{h}\t{seq}\t{k}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            i(n.time_ns),
+                            i(n.ve),
+                            i(n.var),
+                            tsv(&n.path),
+                            tsv(n.store.as_deref().unwrap_or("")),
+                            i(n.bound)
                         );
                     }
                 }
@@ -264,22 +317,27 @@ impl Rows {
         use std::fmt::Write as _;
         let _ = writeln!(
             self.vars,
-            "{h}\t{}\t{}\t{}\t{}",
+            "{h}\t{}\t{}\t{}\t{}\t{}",
             i(id),
             kind(d),
             tsv(VarKey::of(d).as_str()),
-            tsv(&d.to_string())
+            tsv(&d.to_string()),
+            tsv(&serde_json::to_string(d).expect("a definition serializes"))
         );
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty() && self.vars.is_empty() && self.summaries.is_empty()
+        self.tx.is_empty()
+            && self.vars.is_empty()
+            && self.summaries.is_empty()
+            && self.names.is_empty()
     }
 
     /// Inserts everything held and empties it.
     pub fn flush(&mut self, ch: &ClickHouse) -> Result<()> {
         for (table, data) in [
             ("jcs_vars", &mut self.vars),
+            ("jcs_names", &mut self.names),
             ("jcs_tx", &mut self.tx),
             ("jcs_tx_var", &mut self.tx_var),
             ("jcs_summaries", &mut self.summaries),
@@ -352,14 +410,31 @@ mod tests {
         assert!(ClickHouse::parse("nats://x").is_err());
         assert!(ClickHouse::parse("clickhouse://x/a;b").is_err());
         assert_eq!(tsv("a\tb\nc\\"), "a\\tb\\nc\\\\");
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(), b"abcde");
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
+        for p in [
+            analysis::Part::Whole,
+            analysis::Part::Bytes(vec![(0, 5), (9, 12)]),
+        ] {
+            assert_eq!(parse_part(&part_text(&p)), p);
+        }
     }
 
     #[test]
     fn rows_of_a_block() {
         let defs = vec![
             (1, VarDef::Memory { ve: 7 }),
-            (2, VarDef::Inode { dev: 1, ino: 2, gen: 3, name: Some("/data/a\tb".into()) }),
+            (
+                2,
+                VarDef::Inode {
+                    dev: 1,
+                    ino: 2,
+                    gen: 3,
+                    name: Some("/data/a\tb".into()),
+                },
+            ),
         ];
         let at = model::at::At {
             time_ns: 5,
@@ -376,7 +451,10 @@ mod tests {
         assert_eq!(r.transactions, 1);
         assert_eq!(r.vars.lines().count(), 2);
         assert!(r.vars.contains("/data/a\\tb"), "{}", r.vars);
-        assert_eq!(r.tx.trim(), "h\t101\t0\t5\t7\t0\t0\tread\tcommitted\t2\t1\t0\t10\t0");
+        assert_eq!(
+            r.tx.trim(),
+            "h\t101\t0\t5\t7\t0\t0\tread\tcommitted\t2\t1\t0\t10\t0"
+        );
         assert_eq!(r.tx_var.lines().count(), 2);
         assert!(r.add_block("h", 0, &[vec![0xff]]).is_err());
     }

@@ -113,7 +113,9 @@ pub fn collect(
             let mut tries = 0;
             let r = loop {
                 match collect_host(&stream, opts, &host, stop, sink, progress).await {
-                    Err(e @ FleetError::Nats { .. }) if tries < 30 && !stop.load(Ordering::Relaxed) => {
+                    Err(e @ FleetError::Nats { .. })
+                        if tries < 30 && !stop.load(Ordering::Relaxed) =>
+                    {
                         tries += 1;
                         sink.discard();
                         tracing::warn!(host = %host, error = %e, "collect: retrying");

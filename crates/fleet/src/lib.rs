@@ -16,6 +16,7 @@ pub mod clickhouse;
 pub mod collect;
 mod nats;
 pub mod ship;
+pub mod track;
 
 pub use nats::{DEFAULT_STREAM, SUBJECT_PREFIX};
 

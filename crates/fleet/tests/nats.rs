@@ -685,8 +685,11 @@ impl ClickHouseServer {
         let s = ClickHouseServer { dir, port, child };
         let t = Instant::now();
         while s.sql("SELECT 1").is_err() {
-            assert!(t.elapsed() < Duration::from_secs(30), "clickhouse-server did not start: {:?}",
-                std::fs::read_to_string(s.dir.path().join("server.err.log")));
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "clickhouse-server did not start: {:?}",
+                std::fs::read_to_string(s.dir.path().join("server.err.log"))
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(s)
@@ -697,9 +700,12 @@ impl ClickHouseServer {
     }
 
     fn sql(&self, q: &str) -> fleet::Result<String> {
-        fleet::clickhouse::ClickHouse::parse(&format!("clickhouse://127.0.0.1:{}/default", self.port))
-            .unwrap()
-            .query(q.as_bytes())
+        fleet::clickhouse::ClickHouse::parse(&format!(
+            "clickhouse://127.0.0.1:{}/default",
+            self.port
+        ))
+        .unwrap()
+        .query(q.as_bytes())
     }
 }
 
@@ -715,26 +721,68 @@ impl Drop for ClickHouseServer {
 fn write_record_journal(dir: &Path, ves: u64, per_ve: u64) -> (u64, u64) {
     use model::at::{At, Op, VarDef};
     use record::Record;
-    let (mut j, _) = Journal::open(DirStorage::new(dir).unwrap(), Options { segment_max_bytes: 32 << 10, ..Options::default() }).unwrap();
+    let (mut j, _) = Journal::open(
+        DirStorage::new(dir).unwrap(),
+        Options {
+            segment_max_bytes: 32 << 10,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let shared = 1u32;
     let mut next = 2u32;
     let mut txs = 0;
-    j.append(&[Record::Vars(vec![(shared, VarDef::Inode { dev: 1, ino: 1, gen: 0, name: Some("/data/shared".into()) })]).encode()]).unwrap();
+    j.append(&[Record::Vars(vec![(
+        shared,
+        VarDef::Inode {
+            dev: 1,
+            ino: 1,
+            gen: 0,
+            name: Some("/data/shared".into()),
+        },
+    )])
+    .encode()])
+        .unwrap();
     for ve in 1..=ves {
         let (mem, own) = (next, next + 1);
         next += 2;
         j.append(&[Record::Vars(vec![
             (mem, VarDef::Memory { ve }),
-            (own, VarDef::Inode { dev: 1, ino: 100 + ve, gen: 0, name: Some(format!("/data/out{ve}")) }),
+            (
+                own,
+                VarDef::Inode {
+                    dev: 1,
+                    ino: 100 + ve,
+                    gen: 0,
+                    name: Some(format!("/data/out{ve}")),
+                },
+            ),
         ])
         .encode()])
-        .unwrap();
+            .unwrap();
         let ats: Vec<At> = (0..per_ve)
             .flat_map(|k| {
                 let t = 1_000_000 * (ve * per_ve + k);
                 [
-                    At { time_ns: t, ve, op: Op::Read, src: shared, dst: mem, len: 10, ..At::ZERO },
-                    At { time_ns: t + 1, ve, op: Op::Write, src: mem, dst: own, off: 10 * k, len: 10, ..At::ZERO },
+                    At {
+                        time_ns: t,
+                        ve,
+                        op: Op::Read,
+                        src: shared,
+                        dst: mem,
+                        len: 10,
+                        ..At::ZERO
+                    },
+                    At {
+                        time_ns: t + 1,
+                        ve,
+                        op: Op::Write,
+                        src: mem,
+                        dst: own,
+                        off: 10 * k,
+                        len: 10,
+                        ..At::ZERO
+                    },
                 ]
             })
             .collect();
@@ -747,7 +795,9 @@ fn write_record_journal(dir: &Path, ves: u64, per_ve: u64) -> (u64, u64) {
 #[test]
 fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
     let Some(bin) = nats_server() else { return };
-    let Some(ch) = ClickHouseServer::start() else { return };
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
     let c = Cluster::start(&bin, 1);
     let host = tempfile::tempdir().unwrap();
     let (txs, vars) = write_record_journal(host.path(), 5, 400);
@@ -756,7 +806,10 @@ fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
     ship_all(host.path(), &opts);
     let out = tempfile::tempdir().unwrap();
     let load = |out: &Path| {
-        let mut sink = fleet::clickhouse::ClickHouseSink::new(fleet::clickhouse::ClickHouse::parse(&ch.url("fleet")).unwrap()).unwrap();
+        let mut sink = fleet::clickhouse::ClickHouseSink::new(
+            fleet::clickhouse::ClickHouse::parse(&ch.url("fleet")).unwrap(),
+        )
+        .unwrap();
         let opts = CollectOptions {
             servers: c.urls(),
             stream: fleet::DEFAULT_STREAM.into(),
@@ -773,7 +826,9 @@ fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
     assert_eq!(count("SELECT count() FROM fleet.jcs_tx_var FINAL"), 2 * txs);
     assert_eq!(count("SELECT count() FROM fleet.jcs_vars FINAL"), vars);
     // By variable and time: what reached VE 3's output, and when.
-    let ve3_out = ch.sql("SELECT id FROM fleet.jcs_vars FINAL WHERE label LIKE '%/data/out3%'").unwrap();
+    let ve3_out = ch
+        .sql("SELECT id FROM fleet.jcs_vars FINAL WHERE label LIKE '%/data/out3%'")
+        .unwrap();
     let n = count(&format!(
         "SELECT count() FROM fleet.jcs_tx_var FINAL WHERE host = 'ch-host' AND var = {} AND role = 'dst'",
         ve3_out.trim()
@@ -784,5 +839,9 @@ fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
     assert_eq!(load(again.path()), txs);
     ch.sql("OPTIMIZE TABLE fleet.jcs_tx FINAL").unwrap();
     assert_eq!(count("SELECT count() FROM fleet.jcs_tx FINAL"), txs);
-    assert_eq!(count("SELECT count() FROM fleet.jcs_tx"), txs, "merged away");
+    assert_eq!(
+        count("SELECT count() FROM fleet.jcs_tx"),
+        txs,
+        "merged away"
+    );
 }

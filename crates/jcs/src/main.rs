@@ -82,6 +82,14 @@ struct TrackOut {
     /// A file:PATH is the path inside this app's VEs
     #[arg(long, value_name = "APP")]
     app: Option<String>,
+    /// Track across hosts: the transactions jcs collect loaded into this ClickHouse database
+    /// (clickhouse://HOST:PORT[/DATABASE]); a connection between VEs of two hosts is followed
+    /// from one to the other
+    #[arg(long, value_name = "URL", conflicts_with = "app")]
+    fleet: Option<String>,
+    /// With --fleet: VAR (and --ve) is of this host (default: any host's)
+    #[arg(long, value_name = "HOST", requires = "fleet")]
+    host: Option<String>,
 }
 
 /// A transaction's status, as `--status` names it.
@@ -2088,6 +2096,23 @@ fn real_main() -> Result<i32> {
                 Some(_) => Source::T2,
                 None => Source::Transactions,
             };
+            let print = queries::TrackPrint {
+                format,
+                svg: out.svg.as_deref(),
+                strict: out.strict,
+            };
+            if let Some(url) = &out.fleet {
+                let ch = fleet::clickhouse::ClickHouse::parse(url)?;
+                let ves = match out.ve {
+                    Some(VeArg::Id(v)) => Some(std::collections::HashSet::from([v])),
+                    Some(VeArg::Name(n)) => {
+                        usage_fail(&format!("--ve {n}: with --fleet, a VE by its number"))
+                    }
+                    None => None,
+                };
+                let a = fleet::track::track(&ch, d, &q, out.host.as_deref(), ves, t, source)?;
+                return queries::print_answer(a, print);
+            }
             let store = open_store(cli.home)?;
             let ves = match (out.ve, out.app.as_deref()) {
                 (Some(v), _) => {
@@ -2110,19 +2135,7 @@ fn real_main() -> Result<i32> {
                 }
                 (None, None) => None,
             };
-            queries::track(
-                &store,
-                d,
-                &q,
-                t,
-                ves,
-                source,
-                queries::TrackPrint {
-                    format,
-                    svg: out.svg.as_deref(),
-                    strict: out.strict,
-                },
-            )
+            queries::track(&store, d, &q, t, ves, source, print)
         }
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

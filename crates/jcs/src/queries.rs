@@ -460,12 +460,17 @@ pub fn track(
     source: Source,
     print: TrackPrint,
 ) -> Result<i32> {
+    let a = query::track::track_store(store, dir, q, at_ns, ves, source)?;
+    print_answer(a, print)
+}
+
+/// Prints a tracking answer (a host's or a fleet's); the exit code `--strict` asks for.
+pub fn print_answer(a: query::track::Answer, print: TrackPrint) -> Result<i32> {
     let TrackPrint {
         format,
         svg,
         strict,
     } = print;
-    let a = query::track::track_store(store, dir, q, at_ns, ves, source)?;
     let code = strict_code(strict, !a.skipped.is_empty());
     if !a.complete() && format != Format::Tree {
         // The tree says it in its first lines; JSON has `complete` and `gaps`; DOT and SVG

@@ -426,7 +426,6 @@ fn answer(
     scope: &crate::resolve::Scope,
     source: Source,
 ) -> Result<Answer> {
-    let time_ns = scope.at_ns;
     let starts = crate::resolve::resolve(query, &l.vars, &l.names, scope)?;
     if starts.is_empty() {
         return Err(match l.skipped.len() {
@@ -434,6 +433,20 @@ fn answer(
             n => QueryError::NoVariableReadable(query.clone(), n),
         });
     }
+    answer_from(l, direction, query, starts, scope.at_ns, source)
+}
+
+/// The answer from `starts` (the variables `query` named, resolved by the caller: a fleet's
+/// tracker resolves them among its hosts') over what `l` holds: the same engine as
+/// [`track`], whoever gathered the transactions.
+pub fn answer_from(
+    l: Loaded,
+    direction: Direction,
+    query: &VarQuery,
+    starts: Vec<VarId>,
+    time_ns: Option<u64>,
+    source: Source,
+) -> Result<Answer> {
     let volatile = l.volatile();
     let ve_of = |s: &Summary| match (l.vars.get(&s.src), l.vars.get(&s.dst)) {
         (Some(VarDef::Memory { ve }), _) | (_, Some(VarDef::Memory { ve })) => *ve,
@@ -591,6 +604,15 @@ fn answer(
 }
 
 impl Answer {
+    /// Puts `prefix(v)` (a fleet's host name) before the label of each variable that has one.
+    pub fn qualify(&mut self, prefix: impl Fn(VarId) -> Option<String>) {
+        for (v, label) in self.labels.iter_mut() {
+            if let Some(p) = prefix(*v) {
+                *label = format!("{p}:{label}");
+            }
+        }
+    }
+
     /// Whether no loss in the record could have hidden a flow from this answer.
     pub fn complete(&self) -> bool {
         self.gaps.is_empty() && self.skipped.is_empty()
