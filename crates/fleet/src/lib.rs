@@ -16,6 +16,8 @@ pub mod clickhouse;
 pub mod collect;
 mod nats;
 pub mod ship;
+#[doc(hidden)]
+pub mod testing;
 pub mod track;
 
 pub use nats::{DEFAULT_STREAM, SUBJECT_PREFIX};

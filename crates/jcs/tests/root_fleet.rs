@@ -4,16 +4,17 @@
 
 mod common;
 
-use common::{wait_for, Env, NatsServer};
+use common::{wait_for, Env, NetNs};
+use fleet::testing::{nats_server, ClickHouseServer, Cluster};
+use std::process::Stdio;
 
 #[test]
 fn root_the_daemon_ships_the_journal_and_a_collector_rebuilds_it_with_the_same_head() {
     let Some(env) = Env::new() else { return };
-    let Some(nats) = NatsServer::start() else {
-        return;
-    };
+    let Some(bin) = nats_server() else { return };
+    let nats = Cluster::start(&bin, 1);
     env.standard_app();
-    let url = nats.url();
+    let url = nats.urls();
     let vars = [
         ("JCS_SHIP", url.as_str()),
         ("JCS_SHIP_HOST", "web-host"),
@@ -128,4 +129,254 @@ fn root_ship_and_collect_refuse_bad_input_with_the_reason() {
     );
     env.stop_daemon();
     env.assert_clean();
+}
+
+/// Two hosts on one machine: two stores and daemons in two network namespaces this test
+/// makes, joined by a veth pair, each host routing the other's VE subnet (routed addresses,
+/// no translation). A VE on host A sends a file to a VE on host B, which writes a report.
+/// Both daemons ship to one NATS server; a collector loads ClickHouse; `jcs track --fleet`
+/// forward from A's source names B's report, and back from B's report names A's source.
+#[test]
+fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_them() {
+    let Some(a) = Env::new() else { return };
+    let Some(bin) = nats_server() else { return };
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
+    let b = Env::new().unwrap();
+    let nats = Cluster::start(&bin, 1);
+    let (na, nb) = (NetNs::new(), NetNs::new());
+    let run = |ns: &NetNs, args: &[&str]| {
+        let o = ns.cmd("sh", &["-c", &args.join(" ")]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // The wire between the hosts.
+    let (va, vb) = (
+        format!("jcsfa{}", std::process::id() % 10000),
+        format!("jcsfb{}", std::process::id() % 10000),
+    );
+    run(
+        &na,
+        &[
+            "ip link add",
+            &va,
+            "type veth peer name",
+            &vb,
+            "netns",
+            &nb.path(),
+        ],
+    );
+    run(
+        &na,
+        &[
+            "ip addr add 192.168.77.1/24 dev",
+            &va,
+            "&& ip link set",
+            &va,
+            "up",
+        ],
+    );
+    run(
+        &nb,
+        &[
+            "ip addr add 192.168.77.2/24 dev",
+            &vb,
+            "&& ip link set",
+            &vb,
+            "up",
+        ],
+    );
+    run(
+        &na,
+        &["sysctl -qw net.ipv4.ip_forward=1 && ip route add 10.78.2.0/24 via 192.168.77.2"],
+    );
+    run(
+        &nb,
+        &["sysctl -qw net.ipv4.ip_forward=1 && ip route add 10.78.1.0/24 via 192.168.77.1"],
+    );
+    let url = nats.urls();
+    let host_env = |ns: &NetNs, env: &Env, cidr: &str, args: &[&str]| {
+        let mut c = ns.cmd(common::jcs_bin(), args);
+        c.env("JCS_HOME", env.home())
+            .env("JCS_BRIDGE_CIDR", cidr)
+            .stdin(Stdio::null());
+        c
+    };
+    for (ns, env, cidr) in [(&na, &a, "10.78.1.0/24"), (&nb, &b, "10.78.2.0/24")] {
+        let o = host_env(ns, env, cidr, &["template", "create", "bb", "--busybox"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = host_env(
+            ns,
+            env,
+            cidr,
+            &[
+                "app",
+                "create",
+                "web",
+                "--template",
+                "bb",
+                "--net",
+                "bridge",
+                "--persist",
+                "/data",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Each host's daemon, in this machine's own namespace (where the NATS server listens);
+    // the VEs' jcs run in the host's namespace reaches it by its socket in the store.
+    let mut daemons = Vec::new();
+    for (env, name) in [(&a, "host-a"), (&b, "host-b")] {
+        let d = env
+            .cmd(&["daemon"])
+            .env("JCS_SHIP", &url)
+            .env("JCS_SHIP_HOST", name)
+            .env("JCS_SHIP_REPLICAS", "1")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = d.id() as i32;
+        assert!(
+            wait_for(20, || env.daemon_pid() == Some(pid)),
+            "{name}'s daemon did not start"
+        );
+        daemons.push(d);
+    }
+    std::fs::write(a.home().join("persist/web/data/secret"), "the plans\n").unwrap();
+    // B's VE (10.78.2.2) receives one connection into /data/got, then writes its report.
+    let server = host_env(&nb, &b, "10.78.2.0/24", &[
+        "run", "web", "--", "/bin/sh", "-c",
+        "(nc -l -p 8080 > /data/got) & sleep 0.3; touch /data/ready; wait; (echo report; cat /data/got) > /data/report",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let ready = b.home().join("persist/web/data/ready");
+    assert!(wait_for(15, || ready.exists()), "B's VE did not come up");
+    // A's VE sends its secret to B's VE, across the two hosts' routers.
+    let o = host_env(
+        &na,
+        &a,
+        "10.78.1.0/24",
+        &[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "nc 10.78.2.2 8080 < /data/secret",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        o.status.success(),
+        "A's VE: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "B's VE: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.home().join("persist/web/data/report")).unwrap(),
+        "report\nthe plans\n"
+    );
+    // Each host's own tracker ends at the connection.
+    let local = b.reached(&["back", "persist:web:/data/report"]);
+    assert!(!local.iter().any(|v| v.contains("secret")), "{local:?}");
+    // Both daemons ship; the collector loads ClickHouse once both journals are in.
+    let collected = tempfile::tempdir().unwrap();
+    let dest = collected.path().to_str().unwrap().to_string();
+    let chu = ch.url("fleet");
+    let heads = |e: &Env| {
+        e.json(&["verify", "--json"])["head"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut last = String::new();
+    let both = wait_for(30, || {
+        let o = a.jcs(&[
+            "collect", "--from", &url, "--to", &dest, "--to", &chu, "--json",
+        ]);
+        if !o.status.success() {
+            last = String::from_utf8_lossy(&o.stderr).into();
+            return false;
+        }
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        last = j.to_string();
+        let head_of = |h: &str| {
+            j.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["host"] == h)
+                .map(|r| r["head"].as_str().unwrap().to_string())
+        };
+        head_of("host-a") == Some(heads(&a)) && head_of("host-b") == Some(heads(&b))
+    });
+    assert!(both, "collected: {last}");
+    let fwd = a.json(&[
+        "track",
+        "forward",
+        "persist:web:/data/secret",
+        "--fleet",
+        &chu,
+        "--host",
+        "host-a",
+        "--json",
+    ]);
+    let reached: Vec<&str> = fwd["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        reached
+            .iter()
+            .any(|v| v.starts_with("host-b:") && v.contains("/data/report")),
+        "{fwd}"
+    );
+    assert!(reached.iter().any(|v| *v == "host-b:ve:1"), "{fwd}");
+    let back = a.json(&[
+        "track",
+        "back",
+        "persist:web:/data/report",
+        "--fleet",
+        &chu,
+        "--host",
+        "host-b",
+        "--json",
+    ]);
+    let reached: Vec<&str> = back["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        reached
+            .iter()
+            .any(|v| v.starts_with("host-a:") && v.contains("/data/secret")),
+        "{back}"
+    );
+    for e in [&a, &b] {
+        e.stop_daemon();
+        e.assert_clean();
+    }
+    for mut d in daemons {
+        let _ = d.wait();
+    }
 }
