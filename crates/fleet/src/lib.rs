@@ -14,6 +14,7 @@
 
 pub mod clickhouse;
 pub mod collect;
+pub mod export;
 mod nats;
 pub mod ship;
 #[doc(hidden)]

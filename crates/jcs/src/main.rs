@@ -509,6 +509,30 @@ instead of a transaction per write; the VE's reads back of those files are dropp
         #[arg(long)]
         json: bool,
     },
+    /// Write the journal's transactions for other tools: JSON lines, CSV, Parquet or DARPA TC CDM
+    #[command(
+        after_help = "Examples:\n  jcs export --format parquet -o journal.parquet\n  jcs export --format cdm --since 1h > journal.cdm.json\n  jcs export --format csv --ve 3 -o ve3.csv\n\njsonl and csv are jcs log's --json and --format csv (docs/schema/log.json). parquet: one row per\ntransaction and per summary (kind, time_ns, last_ns, ve, pid, tid, op, status, src, dst, src_label,\ndst_label, off, len, result, count), every number a signed 64-bit integer, Snappy-compressed: DuckDB,\nSpark, ClickHouse and pandas read it. cdm: the DARPA Transparent Computing Common Data Model 18 in\nits JSON form (one datum per line: Host, Principal, a Subject per process, FileObject, NetFlowObject,\nSrcSinkObject per VE, an Event per transaction with size and offset), for SPADE-style tools.\nTIME: as jcs log takes it (an age such as 10m, or a date)."
+    )]
+    Export {
+        /// jsonl, csv, parquet or cdm
+        #[arg(long, value_parser = ["jsonl", "csv", "parquet", "cdm"])]
+        format: String,
+        /// Write into FILE (parquet needs one; the others default to stdout)
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Only transactions at or after TIME
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only transactions at or before TIME
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only this VE's (repeatable)
+        #[arg(long)]
+        ve: Vec<VeArg>,
+        /// The host's name in CDM records (default: this host's name)
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Publish the journal to a NATS JetStream stream, block by block and unchanged, exactly
     /// once (resumes where it stopped)
     #[command(
@@ -1332,6 +1356,7 @@ fn real_main() -> Result<i32> {
             | Cmd::Inspect { .. }
             | Cmd::Verify { .. }
             | Cmd::Doctor { .. }
+            | Cmd::Export { .. }
     ) {
         quiet_on_closed_pipe();
     }
@@ -1905,6 +1930,43 @@ fn real_main() -> Result<i32> {
             Some(dir) => queries::verify_dir(&dir, json),
             None => queries::verify(&open_store(cli.home)?, json),
         },
+        Cmd::Export {
+            format,
+            output,
+            since,
+            until,
+            ve,
+            host,
+        } => {
+            let now = query::time::now_ns();
+            let time = |t: Option<String>| t.map(|t| query::time::parse_time(&t, now)).transpose();
+            let (since_ns, until_ns) = (time(since)?, time(until)?);
+            if format == "parquet" && output.is_none() {
+                usage_fail("--format parquet writes a file: name it with -o FILE");
+            }
+            let store = open_store(cli.home)?;
+            let ves = if ve.is_empty() {
+                None
+            } else {
+                let mut set = std::collections::HashSet::new();
+                for v in &ve {
+                    let v = v.id(&store)?;
+                    known_ve(&store, v)?;
+                    set.insert(v);
+                }
+                Some(set)
+            };
+            let host = host.unwrap_or_else(fleet::default_host);
+            queries::export(
+                &store,
+                &format,
+                output.as_deref(),
+                since_ns,
+                until_ns,
+                ves,
+                &host,
+            )
+        }
         Cmd::Ship {
             to,
             stream,

@@ -61,8 +61,26 @@ pub fn log(
     follow: bool,
     strict: bool,
 ) -> Result<i32> {
+    log_to(
+        store,
+        filter,
+        format,
+        follow,
+        strict,
+        &mut std::io::stdout().lock(),
+    )
+}
+
+/// `jcs log` into `out`.
+fn log_to(
+    store: &Store,
+    filter: Filter,
+    format: LogFormat,
+    follow: bool,
+    strict: bool,
+    mut out: &mut dyn Write,
+) -> Result<i32> {
     let mut log = Log::open(store, filter)?;
-    let mut out = std::io::stdout().lock();
     let mut skipped = false;
     let r = (|| -> Result<()> {
         if format == LogFormat::Csv {
@@ -92,7 +110,7 @@ pub fn log(
 /// A transaction's status as printed, and a failed call's error by name (its result is
 /// -errno).
 fn status_and_error(a: &model::at::At) -> (String, Option<&'static str>) {
-    let status = format!("{:?}", a.status).to_lowercase();
+    let status = a.status.name().to_string();
     let error = (a.status == model::at::Status::Failed && a.op != model::at::Op::Gap)
         .then(|| model::errno::name(-a.result))
         .flatten();
@@ -806,4 +824,64 @@ fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
     }
     &STOP
+}
+
+/// `jcs export`: jsonl and csv are the log's own; parquet and cdm come from `fleet::export`.
+pub fn export(
+    store: &Store,
+    format: &str,
+    output: Option<&std::path::Path>,
+    since_ns: Option<u64>,
+    until_ns: Option<u64>,
+    ves: Option<std::collections::HashSet<u64>>,
+    host: &str,
+) -> Result<i32> {
+    let create = |p: &std::path::Path| {
+        std::fs::File::create(p).map_err(|e| anyhow::anyhow!("create {}: {e}", p.display()))
+    };
+    let mut out: Box<dyn Write> = match (format, output) {
+        ("parquet", _) => Box::new(std::io::sink()),
+        (_, Some(p)) => Box::new(std::io::BufWriter::new(create(p)?)),
+        (_, None) => Box::new(std::io::stdout().lock()),
+    };
+    let filter = fleet::export::Filter {
+        since_ns,
+        until_ns,
+        ves: ves.clone(),
+    };
+    let (what, n) = match format {
+        "jsonl" | "csv" => {
+            let f = Filter {
+                since_ns,
+                until_ns,
+                ves,
+                ..Default::default()
+            };
+            let fmt = if format == "csv" {
+                LogFormat::Csv
+            } else {
+                LogFormat::Json
+            };
+            let code = log_to(store, f, fmt, false, false, &mut out)?;
+            out.flush()?;
+            return Ok(code);
+        }
+        "parquet" => {
+            let path = output.expect("checked by the caller");
+            let c = fleet::export::Contents::read(&store.journal_dir())?;
+            ("rows", fleet::export::parquet(&c, &filter, create(path)?)?)
+        }
+        _ => {
+            let c = fleet::export::Contents::read(&store.journal_dir())?;
+            (
+                "CDM records",
+                fleet::export::cdm(&c, &filter, host, &mut out)?,
+            )
+        }
+    };
+    out.flush()?;
+    if let Some(p) = output {
+        eprintln!("jcs: {n} {what} written to {}", p.display());
+    }
+    Ok(0)
 }

@@ -380,3 +380,124 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
         let _ = d.wait();
     }
 }
+
+/// `jcs export` in its four formats, from a real VE's journal: JSON lines and CSV are the
+/// log's own; Parquet read back by DuckDB (PyPI) has the log's transactions, signed 64-bit
+/// columns and the same bytes; CDM is one JSON datum per line whose every event names a
+/// subject and objects defined before it. `--ve` selects one VE.
+#[test]
+fn root_export_writes_jsonl_csv_parquet_and_cdm_that_other_tools_read() {
+    let Some(env) = Env::new() else { return };
+    let duckdb = std::process::Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !duckdb {
+        assert!(
+            std::env::var_os("JCS_REQUIRE_ROOT").is_none(),
+            "python3 -c 'import duckdb' failed (scripts/install-deps.sh installs it)"
+        );
+        eprintln!("skipped: no duckdb");
+        return;
+    }
+    env.standard_app();
+    std::fs::write(env.home().join("persist/web/data/in"), "0123456789\n").unwrap();
+    env.sh_ok("cat /data/in > /data/out; cat /data/in /data/out > /data/both");
+    env.sh_ok("cat /data/both > /data/again");
+    let log: Vec<serde_json::Value> = env
+        .ok(&["log", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let txs: Vec<&serde_json::Value> = log.iter().filter(|l| l.get("op").is_some()).collect();
+    assert!(txs.len() > 10, "{}", txs.len());
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    // JSON lines: the log's lines; CSV: a header and a row each.
+    let jsonl = env.ok(&["export", "--format", "jsonl"]);
+    assert_eq!(jsonl.lines().count(), log.len());
+    common::validate_json(&["log", "--json"], &jsonl);
+    env.ok(&["export", "--format", "csv", "-o", &p("t.csv")]);
+    let csv = std::fs::read_to_string(p("t.csv")).unwrap();
+    assert_eq!(csv.lines().count(), log.len() + 1);
+    // Parquet, read by DuckDB.
+    env.ok(&["export", "--format", "parquet", "-o", &p("t.parquet")]);
+    let q = |sql: &str| -> String {
+        let o = std::process::Command::new("python3")
+            .args([
+                "-c",
+                &format!("import duckdb; print(duckdb.sql({sql:?}).fetchall())"),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let file = p("t.parquet");
+    let bytes: u64 = txs.iter().map(|t| t["len"].as_u64().unwrap()).sum();
+    assert_eq!(
+        q(&format!(
+            "select count(*), sum(len) from '{file}' where kind = 'transaction'"
+        )),
+        format!("[({}, {bytes})]", txs.len())
+    );
+    assert_eq!(
+        q(&format!("select distinct column_type from (describe select time_ns, ve, src, len, count from '{file}')")),
+        "[('BIGINT',)]"
+    );
+    let reads = txs
+        .iter()
+        .filter(|t| t["op"] == "read" && t["src"].as_str().unwrap().ends_with("/data/in"))
+        .count();
+    assert_eq!(
+        q(&format!(
+            "select count(*) from '{file}' where op = 'read' and src_label like '%/data/in'"
+        )),
+        format!("[({reads},)]")
+    );
+    assert!(reads >= 2);
+    // CDM: every line a datum; events' subjects and objects defined before them.
+    env.ok(&[
+        "export",
+        "--format",
+        "cdm",
+        "-o",
+        &p("t.cdm"),
+        "--host",
+        "h1",
+    ]);
+    let mut defined = std::collections::HashSet::new();
+    let mut events = 0;
+    for line in std::fs::read_to_string(p("t.cdm")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["CDMVersion"], "18");
+        let (kind, d) = v["datum"].as_object().unwrap().iter().next().unwrap();
+        let kind = kind.strip_prefix("com.bbn.tc.schema.avro.cdm18.").unwrap();
+        if kind == "Event" {
+            events += 1;
+            let uuid = |f: &str| {
+                d[f]["com.bbn.tc.schema.avro.cdm18.UUID"]
+                    .as_str()
+                    .map(String::from)
+            };
+            assert!(defined.contains(&uuid("subject").unwrap()), "{line}");
+            if let Some(o) = uuid("predicateObject") {
+                assert!(defined.contains(&o), "{line}");
+            }
+            assert!(d["type"].as_str().unwrap().starts_with("EVENT_"), "{line}");
+            assert!(d["size"]["long"].is_i64(), "{line}");
+        } else {
+            defined.insert(d["uuid"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(events, txs.len());
+    // One VE only.
+    let ve2 = env.ok(&["export", "--format", "jsonl", "--ve", "2"]);
+    assert!(ve2.lines().all(|l| l.contains("\"ve\":2")), "{ve2}");
+    assert!(ve2.lines().count() > 0 && ve2.lines().count() < log.len());
+    assert!(env
+        .fails(&["export", "--format", "parquet"])
+        .contains("-o FILE"));
+    env.stop_daemon();
+    env.assert_clean();
+}
