@@ -32,6 +32,8 @@ pub struct Config {
     /// The group whose members may read the journal and the catalog: a name or a number
     /// (`JCS_ANALYST_GROUP`; default `jcs-analyst`).
     pub analyst_group: Option<String>,
+    /// Where the daemon serves Prometheus metrics, ADDR:PORT (`JCS_METRICS`).
+    pub metrics: Option<String>,
     #[serde(default)]
     pub retention: Retention,
     #[serde(default)]
@@ -132,6 +134,10 @@ impl Config {
             fleet::ship::check_stream(v)
                 .map_err(|e| anyhow::anyhow!("ship.stream = {v:?}: {e}"))?;
         }
+        if let Some(m) = &self.metrics {
+            m.parse::<std::net::SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("metrics = {m:?}: {e} (an ADDR:PORT)"))?;
+        }
         if self.ship.replicas == Some(0) {
             bail!("ship.replicas = 0: at least 1");
         }
@@ -159,6 +165,7 @@ impl Config {
             ("JCS_LOW_SPACE_MB", self.low_space_mb.map(|n| n.to_string())),
             ("JCS_ANALYST_GROUP", self.analyst_group.clone()),
             ("JCS_RETAIN", self.retention.journal.clone()),
+            ("JCS_METRICS", self.metrics.clone()),
             ("JCS_SHIP", self.ship.to.clone()),
             ("JCS_SHIP_HOST", self.ship.host.clone()),
             ("JCS_SHIP_STREAM", self.ship.stream.clone()),

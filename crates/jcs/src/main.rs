@@ -406,6 +406,10 @@ enum Cmd {
         /// ship.replicas).
         #[arg(long, value_name = "URLS")]
         ship: Option<String>,
+        /// Serve Prometheus metrics on ADDR:PORT (GET /metrics; docs/metrics.md) (default:
+        /// $JCS_METRICS, the configuration's metrics)
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Per VE: transactions by operation, system calls seen, not recorded, dropped by classification, lost
     #[command(
@@ -2241,7 +2245,19 @@ fn real_main() -> Result<i32> {
             summarize,
             retain,
             ship,
+            metrics,
         } => {
+            let metrics = match metrics {
+                Some(m) => Some(m),
+                None => match std::env::var("JCS_METRICS") {
+                    Ok(v) => Some(v.parse().map_err(|e| {
+                        anyhow::anyhow!(
+                            "JCS_METRICS={v:?}: {e} (an ADDR:PORT such as 127.0.0.1:9464)"
+                        )
+                    })?),
+                    Err(_) => None,
+                },
+            };
             let ship = match ship.or_else(|| std::env::var("JCS_SHIP").ok()) {
                 Some(to) => Some(ship_options_from_env(&to)?),
                 None => None,
@@ -2268,7 +2284,10 @@ fn real_main() -> Result<i32> {
             if let Some(opts) = ship {
                 queries::ship_in_background(store.journal_dir(), opts)?;
             }
-            let opts = recorder::service::Options { online_t1: online };
+            let opts = recorder::service::Options {
+                online_t1: online,
+                metrics,
+            };
             recorder::service::run(&store, opts)?;
             Ok(0)
         }

@@ -501,3 +501,95 @@ fn root_export_writes_jsonl_csv_parquet_and_cdm_that_other_tools_read() {
     env.stop_daemon();
     env.assert_clean();
 }
+
+/// `GET /metrics` of the scrape at `port`: (name{labels} → value).
+fn scrape(port: u16) -> std::collections::BTreeMap<String, u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("Content-Type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The daemon's Prometheus endpoint counts what the journal holds: the transactions by
+/// operation add up to the journal's, VE starts, the journal's bytes, a shipper's lag.
+#[test]
+fn root_the_daemons_metrics_add_up_to_the_journal() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let port = fleet::testing::free_port();
+    let mut daemon = env
+        .cmd(&["daemon", "--metrics", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id() as i32;
+    assert!(wait_for(20, || env.daemon_pid() == Some(pid)));
+    env.sh_ok("echo a > /data/a; cat /data/a > /data/b; i=0; while [ $i -lt 20 ]; do echo $i >> /data/c; i=$((i+1)); done");
+    env.sh_ok("cat /data/c > /data/d");
+    let m = scrape(port);
+    let txs = env
+        .ok(&["log", "--json"])
+        .lines()
+        .filter(|l| l.contains("\"op\":"))
+        .count() as u64;
+    let counted: u64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("jcs_transactions_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(counted, txs, "{m:?}");
+    assert_eq!(m["jcs_ve_starts_total"], 2);
+    assert_eq!(m["jcs_ves_watched"], 0);
+    assert!(m["jcs_events_total"] > 0);
+    assert!(m["jcs_transactions_total{op=\"write\"}"] >= 21);
+    assert_eq!(m["jcs_kernel_records_lost_total"], 0);
+    assert!(m["jcs_ring_buffer_size_bytes"] > 0);
+    let seg_bytes: u64 = std::fs::read_dir(env.home().join("journal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(m["jcs_journal_bytes"], seg_bytes);
+    // A shipper that has sent nothing lags by the whole journal.
+    std::fs::write(
+        env.home().join("journal/ship-X.state"),
+        r#"{"follower":{"file":null,"offset":0}}"#,
+    )
+    .unwrap();
+    assert_eq!(scrape(port)["jcs_ship_lag_bytes{stream=\"X\"}"], seg_bytes);
+    // Anything but GET /metrics: 404.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut t = String::new();
+        s.read_to_string(&mut t).unwrap();
+        assert!(t.starts_with("HTTP/1.1 404"), "{t}");
+    }
+    // SAFETY: SIGTERM to the daemon this test started, by its pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = daemon.wait();
+    // A bad address is refused before the daemon starts.
+    let o = env
+        .cmd(&["daemon", "--metrics", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    env.assert_clean();
+}

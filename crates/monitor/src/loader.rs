@@ -675,6 +675,23 @@ impl Monitor {
     }
 }
 
+/// How full a ring buffer made by [`Monitor::ring`] is: (bytes waiting to be read, its size).
+pub fn ring_fill(rb: &RingBuffer) -> (u64, u64) {
+    use libbpf_rs::AsRawLibbpf;
+    // SAFETY: `rb` owns a valid libbpf ring_buffer for as long as it is borrowed; ring 0 is
+    // the one map `Monitor::ring` added, and the two calls only read its positions.
+    unsafe {
+        let r = libbpf_sys::ring_buffer__ring(rb.as_libbpf_object().as_ptr(), 0);
+        if r.is_null() {
+            return (0, 0);
+        }
+        (
+            libbpf_sys::ring__avail_data_size(r) as u64,
+            libbpf_sys::ring__size(r) as u64,
+        )
+    }
+}
+
 /// The `policy` map's key and value for one entry (`struct jcs_policy_key`, `struct jcs_rules`).
 fn policy_entry(ve: u64, e: &model::policy::LpmEntry) -> (Vec<u8>, Vec<u8>) {
     use crate::skel::types::{jcs_policy_key, jcs_rule, jcs_rules};

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod index;
+pub mod metrics;
 pub mod protocol;
 pub mod service;
 

@@ -28,6 +28,8 @@ use store::Store;
 pub struct Options {
     /// Summarize (T1) before records reach the journal.
     pub online_t1: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 struct Cmd {
@@ -159,6 +161,16 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
     let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
     let journal_dir = dir.clone();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    if let Some(addr) = opts.metrics {
+        let at = crate::metrics::serve(addr, metrics.clone(), dir.clone()).map_err(|e| {
+            RecorderError::Os {
+                what: "serve metrics",
+                source: e,
+            }
+        })?;
+        tracing::info!(address = %at, "metrics: GET /metrics");
+    }
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
@@ -171,6 +183,7 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
                 running,
                 unfinished,
                 online: opts.online_t1.then(Online::new),
+                metrics,
             };
             if let Err(e) = monitor_loop(rx, efd, writer, setup, &ready_tx) {
                 let _ = ready_tx.send(Err(e.to_string()));
@@ -415,6 +428,7 @@ struct Setup {
     /// VEs that ended while no recorder could finish their record: (VE, when it ended).
     unfinished: Vec<(u64, u64)>,
     online: Option<Online>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 fn monitor_loop(
@@ -433,6 +447,7 @@ fn monitor_loop(
         running,
         unfinished,
         mut online,
+        metrics,
     } = setup;
     let cat = store::Catalog::open(&catalog)?;
     let m = Monitor::start()?;
@@ -523,6 +538,7 @@ fn monitor_loop(
         last_ticket = submit(&writer, vec![Record::Repairs(repairs).encode()], &mut full)?;
     }
     if !gaps.is_empty() {
+        metrics.count_ats(&gaps);
         last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()], &mut full)?;
         if let Some(t) = last_ticket {
             writer.wait(t)?;
@@ -551,10 +567,19 @@ fn monitor_loop(
         let _ = rustix::io::read(&efd, &mut [0u8; 8]);
         // No VE for a while: the tracing programs go (the host's calls pay nothing).
         m.detach_if_idle(monitor::loader::Monitor::LINGER);
+        // (How full the ring buffer is before it is drained.)
+        let (ring_used, ring_size) = monitor::loader::ring_fill(&ring);
         // VEs that ended without an Unwatch: finished as if their run had asked.
         let mut ended = Vec::new();
         if last_check.elapsed() >= std::time::Duration::from_secs(1) {
             last_check = std::time::Instant::now();
+            if let Ok(k) = m.stats() {
+                use std::sync::atomic::Ordering::Relaxed;
+                metrics.kernel_seen.store(k.seen, Relaxed);
+                metrics.kernel_skipped.store(k.skipped, Relaxed);
+                metrics.kernel_emitted.store(k.emitted, Relaxed);
+                metrics.kernel_lost.store(k.lost, Relaxed);
+            }
             for (&cg, path) in &paths {
                 let procs = std::fs::read_to_string(path.join("cgroup.procs"));
                 if procs.is_ok_and(|p| p.trim().is_empty()) || !path.exists() {
@@ -685,6 +710,9 @@ fn monitor_loop(
                         }
                         Ok(()) => {
                             watched += 1;
+                            metrics
+                                .ve_starts
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             watched_since.insert(cgroup_id, now_ns());
                             match policy.as_ref().filter(|p| p.policy.abort_on_close) {
                                 None => Response::Ok,
@@ -727,14 +755,23 @@ fn monitor_loop(
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
                     let ending = t.ve_of(cgroup_id);
-                    let mut records =
-                        translate(&pending, &mut t, &cat, online.as_mut(), true, ending)?;
+                    let mut records = translate(
+                        &pending,
+                        &mut t,
+                        &cat,
+                        online.as_mut(),
+                        true,
+                        ending,
+                        &metrics,
+                    )?;
                     let mut lost = 0;
                     let since = watched_since.remove(&cgroup_id).unwrap_or(0);
                     match ve_stats(&m, cgroup_id, &t, since) {
                         Ok(Some((stats, gap))) => {
                             lost = stats.lost;
+                            metrics.lost(stats.ve, stats.lost);
                             if let Some(g) = gap {
+                                metrics.count_ats(std::slice::from_ref(&g));
                                 records.push(Record::Ats(vec![g]).encode());
                             }
                             records.push(Record::Stats(stats).encode());
@@ -810,9 +847,26 @@ fn monitor_loop(
         }
         ring.consume()
             .map_err(monitor::loader::MonitorError::Ring)?;
-        let records = translate(&pending, &mut t, &cat, online.as_mut(), false, None)?;
+        let records = translate(
+            &pending,
+            &mut t,
+            &cat,
+            online.as_mut(),
+            false,
+            None,
+            &metrics,
+        )?;
         last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
         last_ticket = write_full_gaps(&writer, &mut full, &cat)?.or(last_ticket);
+        {
+            // Before the replies: a client that was answered sees the gauges moved.
+            use std::sync::atomic::Ordering::Relaxed;
+            metrics.ring_used.store(ring_used, Relaxed);
+            metrics.ring_size.store(ring_size, Relaxed);
+            metrics.dropped_disk_full.store(full.dropped_total, Relaxed);
+            metrics.count_ats(&std::mem::take(&mut full.gaps_written));
+            metrics.watched.store(watched as u64, Relaxed);
+        }
         for (reply, r) in replies {
             let _ = reply.send(r);
         }
@@ -988,10 +1042,13 @@ fn translate(
     online: Option<&mut Online>,
     force: bool,
     ending: Option<u64>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Vec<Vec<u8>>> {
+    use std::sync::atomic::Ordering::Relaxed;
     // The batch is translated in place and the buffer kept (cleared, not reallocated): a
     // steady stream grows it once, not at every batch.
     let mut events = pending.borrow_mut();
+    metrics.events.fetch_add(events.len() as u64, Relaxed);
     let mut out = Vec::with_capacity(events.len() + 8);
     for e in events.iter() {
         t.push(e, &mut out);
@@ -1062,6 +1119,7 @@ fn translate(
         let sts =
             o.t1.take(&o.volatile, now_ns().saturating_sub(margin), force);
         if !sts.is_empty() {
+            metrics.summaries.fetch_add(sts.len() as u64, Relaxed);
             records.push(
                 Record::Summaries {
                     tier: Tier::T1,
@@ -1072,11 +1130,15 @@ fn translate(
         }
     }
     if !ats.is_empty() {
+        metrics.count_ats(&ats);
         records.push(Record::Ats(ats).encode());
     }
     // After the batch's transactions: a record's window ended before them or with them (the
     // VE's end), so `jcs log` lists it where it closed.
     if !integrity.is_empty() {
+        metrics
+            .integrity_records
+            .fetch_add(integrity.len() as u64, Relaxed);
         records.push(
             Record::Summaries {
                 tier: Tier::Integrity,
@@ -1097,6 +1159,10 @@ struct Full {
     /// an unknown amount.
     unfinished: std::collections::BTreeSet<u64>,
     since_ns: Option<u64>,
+    /// Transactions dropped since the daemon started (for the metrics).
+    dropped_total: u64,
+    /// Gaps written since the metrics last took them.
+    gaps_written: Vec<At>,
 }
 
 /// Queues records as one block; the ticket of the last, if any. While the store's disk is
@@ -1122,6 +1188,7 @@ fn submit(
                     Ok(Record::Ats(ats)) => {
                         for a in ats {
                             *full.lost.entry(a.ve).or_default() += 1;
+                            full.dropped_total += 1;
                         }
                     }
                     Ok(Record::Stats(st)) => {
@@ -1178,6 +1245,7 @@ fn write_full_gaps(
             tracing::error!(ve, error = %e, "catalog");
         }
     }
+    full.gaps_written.extend(gaps.iter().copied());
     submit(w, vec![Record::Ats(gaps).encode()], full)
 }
 
