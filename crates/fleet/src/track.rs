@@ -190,7 +190,7 @@ pub fn track(
         names,
         ..Loaded::default()
     };
-    fetch(ch, &fleet, direction, &starts, &mut loaded)?;
+    fetch(ch, &fleet, direction, &starts, time_ns, &mut loaded)?;
     let mut a = answer_from(loaded, direction, query, starts, time_ns, source)
         .map_err(|e| FleetError::Usage(e.to_string()))?;
     a.qualify(|v| fleet.host_of.get(&v).cloned());
@@ -198,17 +198,24 @@ pub fn track(
 }
 
 /// Follows the question from `starts` through `jcs_tx_var` and `jcs_summaries` (module docs),
-/// and takes every host's gaps.
+/// and takes every host's gaps. Only what lies on the question's side of its time is fetched
+/// (back: up to it; forward: from it): no answer uses a flow on the other side.
 fn fetch(
     ch: &ClickHouse,
     fleet: &Fleet,
     direction: Direction,
     starts: &[VarId],
+    time_ns: Option<u64>,
     l: &mut Loaded,
 ) -> Result<()> {
     let (role, other) = match direction {
         Direction::Back => ("dst", "src"),
         Direction::Forward => ("src", "dst"),
+    };
+    let (tx_time, sum_time) = match (direction, time_ns) {
+        (_, None) => (String::new(), String::new()),
+        (Direction::Back, Some(t)) => (format!(" AND time_ns <= {}", t as i64), format!(" AND first_ns <= {}", t as i64)),
+        (Direction::Forward, Some(t)) => (format!(" AND time_ns >= {}", t as i64), format!(" AND last_ns >= {}", t as i64)),
     };
     let mut reached: HashSet<VarId> = starts.iter().copied().collect();
     let mut frontier: Vec<VarId> = starts.to_vec();
@@ -232,7 +239,7 @@ fn fetch(
             let text = ch.query(
                 format!(
                     "SELECT seq, k, time_ns, ve, op, status, src, dst, off, len FROM jcs_tx_var \
-                     WHERE host = {} AND role = '{role}' AND var IN ({list}) FORMAT TabSeparated",
+                     WHERE host = {} AND role = '{role}' AND var IN ({list}){tx_time} FORMAT TabSeparated",
                     quote(h)
                 )
                 .as_bytes(),
@@ -273,7 +280,7 @@ fn fetch(
             let text = ch.query(
                 format!(
                     "SELECT seq, k, tier, src, dst, first_ns, last_ns, count, bytes, src_part, dst_part \
-                     FROM jcs_summaries WHERE host = {} AND (src IN ({list}) OR dst IN ({list})) \
+                     FROM jcs_summaries WHERE host = {} AND (src IN ({list}) OR dst IN ({list})){sum_time} \
                      FORMAT TabSeparated",
                     quote(h)
                 )
