@@ -26,7 +26,8 @@ fn main() {
         "blocks" => {
             let events = fleet::export::Contents::read(dir).unwrap().ats.len();
             let (t, c) = (Instant::now(), cpu_s());
-            let mut o = fleet::ship::ShipOptions::new(urls, &format!("bench-{}", std::process::id()));
+            let mut o =
+                fleet::ship::ShipOptions::new(urls, &format!("bench-{}", std::process::id()));
             o.replicas = 3;
             let r = fleet::ship::ship(dir, &o, &NEVER, &mut |_| {}).unwrap();
             let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_s() - c);
@@ -50,9 +51,14 @@ fn main() {
                 .collect();
             let (t, c) = (Instant::now(), cpu_s());
             let bytes: usize = lines.iter().map(|l| l.len()).sum();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let client = async_nats::connect(urls.split(',').collect::<Vec<_>>()).await.unwrap();
+                let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+                    .await
+                    .unwrap();
                 let js = async_nats::jetstream::new(client);
                 let _ = js
                     .get_or_create_stream(async_nats::jetstream::stream::Config {

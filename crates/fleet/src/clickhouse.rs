@@ -8,7 +8,11 @@
 //! - `jcs_tx_var`: every transaction twice, once per variable it touches (`var`, `role`
 //!   src/dst), ordered by (host, var, time): what reached a variable and what it reached, the
 //!   scans of backward and forward tracking.
-//! - `jcs_vars`: each host's variable dictionary (id → kind, key, label).
+//! - `jcs_vars`: each host's variable dictionary (id → kind, key, label, and the definition as
+//!   JSON); `jcs_names`: the names files got and lost (path inside a VE, store-level name).
+//! - `jcs_ves`: each host's VEs (app, version, name, when recording started); `jcs_ve_stats`
+//!   their kernel counters at the end; `jcs_hosts`: each host's chain as collected (blocks,
+//!   records, head; the row with the most blocks stays).
 //! - `jcs_summaries`: summaries (integrity records, T1 online, summary files), by (host, dst, first).
 //!
 //! Columns are signed (`Int64`): what Spark, DuckDB and ClickHouse all read the same way.
@@ -147,6 +151,12 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS jcs_names (host String, seq Int64, k Int64, time_ns Int64, \
      ve Int64, var Int64, path String, store String, bound Int64) \
      ENGINE = ReplacingMergeTree() ORDER BY (host, var, time_ns, seq, k)",
+    "CREATE TABLE IF NOT EXISTS jcs_ves (host String, ve Int64, app String, app_version Int64, \
+     name String, started_ns Int64) ENGINE = ReplacingMergeTree() ORDER BY (host, ve)",
+    "CREATE TABLE IF NOT EXISTS jcs_ve_stats (host String, ve Int64, seen Int64, emitted Int64, \
+     lost Int64, dropped Int64) ENGINE = ReplacingMergeTree() ORDER BY (host, ve)",
+    "CREATE TABLE IF NOT EXISTS jcs_hosts (host String, blocks Int64, records Int64, head String, \
+     collected_ns Int64) ENGINE = ReplacingMergeTree(blocks) ORDER BY host",
     "CREATE TABLE IF NOT EXISTS jcs_summaries (host String, seq Int64, k Int64, tier String, \
      src Int64, dst Int64, first_ns Int64, last_ns Int64, count Int64, bytes Int64, \
      src_part String, dst_part String) \
@@ -199,6 +209,8 @@ pub struct Rows {
     tx_var: String,
     vars: String,
     names: String,
+    ves: String,
+    ve_stats: String,
     summaries: String,
     pub transactions: u64,
 }
@@ -293,6 +305,28 @@ impl Rows {
                         );
                     }
                 }
+                Record::Ve(v) => {
+                    let _ = writeln!(
+                        self.ves,
+                        "{h}\t{}\t{}\t{}\t{}\t{}",
+                        i(v.ve),
+                        tsv(&v.app),
+                        i(v.app_version),
+                        tsv(v.name.as_deref().unwrap_or("")),
+                        i(v.time_ns)
+                    );
+                }
+                Record::Stats(s) => {
+                    let _ = writeln!(
+                        self.ve_stats,
+                        "{h}\t{}\t{}\t{}\t{}\t{}",
+                        i(s.ve),
+                        i(s.seen),
+                        i(s.emitted),
+                        i(s.lost),
+                        i(s.dropped)
+                    );
+                }
                 Record::Names(names) => {
                     for (k, n) in names.iter().enumerate() {
                         let _ = writeln!(
@@ -327,10 +361,16 @@ impl Rows {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty()
-            && self.vars.is_empty()
-            && self.summaries.is_empty()
-            && self.names.is_empty()
+        [
+            &self.tx,
+            &self.vars,
+            &self.summaries,
+            &self.names,
+            &self.ves,
+            &self.ve_stats,
+        ]
+        .iter()
+        .all(|t| t.is_empty())
     }
 
     /// Inserts everything held and empties it.
@@ -338,6 +378,8 @@ impl Rows {
         for (table, data) in [
             ("jcs_vars", &mut self.vars),
             ("jcs_names", &mut self.names),
+            ("jcs_ves", &mut self.ves),
+            ("jcs_ve_stats", &mut self.ve_stats),
             ("jcs_tx", &mut self.tx),
             ("jcs_tx_var", &mut self.tx_var),
             ("jcs_summaries", &mut self.summaries),
@@ -386,10 +428,21 @@ impl crate::collect::Sink for ClickHouseSink {
         self.rows.add_block(host, header.first_seq, &records)
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self, host: &crate::collect::HostReport) -> Result<()> {
         self.loaded += self.rows.transactions;
         self.rows.transactions = 0;
-        self.rows.flush(&self.ch)
+        self.rows.flush(&self.ch)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let row = format!(
+            "INSERT INTO jcs_hosts FORMAT TabSeparated\n{}\t{}\t{}\t{}\t{now}\n",
+            tsv(&host.host),
+            i(host.blocks),
+            i(host.records),
+            host.head
+        );
+        self.ch.query(row.as_bytes()).map(|_| ())
     }
 
     fn discard(&mut self) {

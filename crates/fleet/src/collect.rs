@@ -70,8 +70,9 @@ pub trait Sink {
         records: Vec<Vec<u8>>,
     ) -> Result<()>;
 
-    /// Makes what `block` took durable: called before the collector saves its state.
-    fn commit(&mut self) -> Result<()> {
+    /// Makes what `block` took durable: called before the collector saves its state
+    /// (`host`: the chain as collected so far).
+    fn commit(&mut self, _host: &HostReport) -> Result<()> {
         Ok(())
     }
 
@@ -246,7 +247,7 @@ async fn collect_host(
         let msg = match next {
             Err(_) => {
                 if dirty {
-                    save(&mut storage, &state_path, &state, sink)?;
+                    save(&mut storage, &state_path, &state, sink, &report)?;
                     dirty = false;
                 }
                 continue;
@@ -331,7 +332,7 @@ async fn collect_host(
         state.stream_sequence = seq;
         fill(&mut report, &state);
         if dirty && saved.elapsed() > Duration::from_millis(200) {
-            save(&mut storage, &state_path, &state, sink)?;
+            save(&mut storage, &state_path, &state, sink, &report)?;
             saved = Instant::now();
             dirty = false;
             progress(&report);
@@ -340,14 +341,20 @@ async fn collect_host(
             break;
         }
     }
-    save(&mut storage, &state_path, &state, sink)?;
+    save(&mut storage, &state_path, &state, sink, &report)?;
     fill(&mut report, &state);
     progress(&report);
     Ok(report)
 }
 
-fn save(storage: &mut DirStorage, path: &Path, state: &State, sink: &mut dyn Sink) -> Result<()> {
-    sink.commit()?;
+fn save(
+    storage: &mut DirStorage,
+    path: &Path,
+    state: &State,
+    sink: &mut dyn Sink,
+    report: &HostReport,
+) -> Result<()> {
+    sink.commit(report)?;
     if let Some(f) = state.follower.cursor().file {
         storage.sync(&f).map_err(io_err(format!("sync {f}")))?;
     }

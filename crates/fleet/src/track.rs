@@ -214,8 +214,14 @@ fn fetch(
     };
     let (tx_time, sum_time) = match (direction, time_ns) {
         (_, None) => (String::new(), String::new()),
-        (Direction::Back, Some(t)) => (format!(" AND time_ns <= {}", t as i64), format!(" AND first_ns <= {}", t as i64)),
-        (Direction::Forward, Some(t)) => (format!(" AND time_ns >= {}", t as i64), format!(" AND last_ns >= {}", t as i64)),
+        (Direction::Back, Some(t)) => (
+            format!(" AND time_ns <= {}", t as i64),
+            format!(" AND first_ns <= {}", t as i64),
+        ),
+        (Direction::Forward, Some(t)) => (
+            format!(" AND time_ns >= {}", t as i64),
+            format!(" AND last_ns >= {}", t as i64),
+        ),
     };
     let mut reached: HashSet<VarId> = starts.iter().copied().collect();
     let mut frontier: Vec<VarId> = starts.to_vec();

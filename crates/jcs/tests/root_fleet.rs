@@ -327,6 +327,22 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
         head_of("host-a") == Some(heads(&a)) && head_of("host-b") == Some(heads(&b))
     });
     assert!(both, "collected: {last}");
+    // The dimensions: each host's VEs with their app, each host's chain as collected.
+    let ves = ch
+        .sql("SELECT host, ve, app FROM fleet.jcs_ves FINAL ORDER BY host, ve")
+        .unwrap();
+    assert_eq!(ves, "host-a\t1\tweb\nhost-b\t1\tweb\n");
+    let hosts = ch
+        .sql("SELECT host, head FROM fleet.jcs_hosts FINAL ORDER BY host")
+        .unwrap();
+    assert_eq!(
+        hosts,
+        format!("host-a\t{}\nhost-b\t{}\n", heads(&a), heads(&b))
+    );
+    let stats = ch
+        .sql("SELECT count() FROM fleet.jcs_ve_stats FINAL WHERE lost = 0 AND seen > 0")
+        .unwrap();
+    assert_eq!(stats.trim(), "2");
     let fwd = a.json(&[
         "track",
         "forward",

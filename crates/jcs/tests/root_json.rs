@@ -150,6 +150,40 @@ fn root_every_json_output_follows_its_schema() {
         "{replay}"
     );
     j(&env, &mut seen, &["summarize", "--tier", "T1", "--json"]);
+    // Shipping and collecting, with a NATS server of the test's own.
+    if let Some(bin) = fleet::testing::nats_server() {
+        let nats = fleet::testing::Cluster::start(&bin, 1);
+        let url = nats.urls();
+        let shipped = j(
+            &env,
+            &mut seen,
+            &[
+                "ship",
+                "--to",
+                &url,
+                "--replicas",
+                "1",
+                "--host",
+                "h",
+                "--json",
+            ],
+        );
+        assert!(shipped["blocks_total"].as_u64().unwrap() > 0, "{shipped}");
+        let out = tempfile::tempdir().unwrap();
+        let got = j(
+            &env,
+            &mut seen,
+            &[
+                "collect",
+                "--from",
+                &url,
+                "--to",
+                out.path().to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(got[0]["head"], shipped["head"], "{got}");
+    }
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema");
     let all: BTreeSet<String> = std::fs::read_dir(&dir)

@@ -453,6 +453,13 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         m.strict = l.extras.strict_recording;
         m.policy = watch_policy;
         m.tty = l.extras.tty;
+        m.info = Some(record::VeInfo {
+            ve: id.0,
+            time_ns: 0, // (the recorder stamps it when it starts recording)
+            app: l.app.name.to_string(),
+            app_version: u64::from(l.version),
+            name: l.extras.name.clone(),
+        });
         m
     });
     let storage_names = store_names(&l.app, &storage);

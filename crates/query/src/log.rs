@@ -348,7 +348,7 @@ impl<'s> Log<'s> {
                     names.rename(&n);
                 }
             }
-            Record::Stats(_) => {}
+            Record::Stats(_) | Record::Ve(_) => {}
             Record::Execs(xs) => {
                 // (Bounded: an exec filtered out never claims its entry.)
                 if execs.len() > 65536 {

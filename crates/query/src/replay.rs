@@ -157,7 +157,8 @@ pub fn replay(
             | Record::Repairs(_)
             | Record::Policy(_)
             | Record::Restores(_)
-            | Record::Execs(_) => {}
+            | Record::Execs(_)
+            | Record::Ve(_) => {}
         }
     }
     let mut ves: Vec<u64> = out.hits.iter().map(|h| h.ve).collect();

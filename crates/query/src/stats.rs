@@ -159,7 +159,8 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
             | Record::Names(_)
             | Record::Repairs(_)
             | Record::Restores(_)
-            | Record::Execs(_) => {}
+            | Record::Execs(_)
+            | Record::Ve(_) => {}
         }
     }
     for ((ve, _), r) in rules {

@@ -63,7 +63,8 @@ impl Loaded {
                 | Record::Repairs(_)
                 | Record::Policy(_)
                 | Record::Restores(_)
-                | Record::Execs(_) => {}
+                | Record::Execs(_)
+                | Record::Ve(_) => {}
             }
         }
         Ok(l)
@@ -849,7 +850,8 @@ impl Reach {
             | Record::Repairs(_)
             | Record::Policy(_)
             | Record::Restores(_)
-            | Record::Execs(_) => {}
+            | Record::Execs(_)
+            | Record::Ve(_) => {}
         }
     }
 

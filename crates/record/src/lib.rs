@@ -37,6 +37,8 @@ pub mod tag {
     pub const RESTORES: u8 = b'X';
     /// What an exec ran (`model::at::ExecInfo`, JSON), before the exec's transaction.
     pub const EXECS: u8 = b'E';
+    /// Which VE a VE number is (`VeInfo`, JSON), when its recording starts.
+    pub const VE: u8 = b'W';
     /// Version 1: variable definitions as JSON. Read, never written.
     pub const VARS_JSON: u8 = b'V';
     /// Version 1: a VE's kernel counters as JSON. Read, never written.
@@ -67,6 +69,24 @@ pub enum Record {
     Restores(Vec<Restore>),
     /// Who ran what: the command line and ids of execs, each written before its transaction.
     Execs(Vec<model::at::ExecInfo>),
+    /// Which VE a VE number is, written when its recording starts: a journal names its VEs'
+    /// apps without the catalog (a fleet's collector has only the journal).
+    Ve(VeInfo),
+}
+
+/// A VE's identity in its store (a `W` record).
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct VeInfo {
+    pub ve: u64,
+    /// When its recording started.
+    pub time_ns: u64,
+    pub app: String,
+    pub app_version: u64,
+    /// The name `jcs run --name` gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// One file put back.
@@ -139,6 +159,8 @@ pub enum RecordError {
     Restores(String),
     #[error("execs: {0}")]
     Execs(String),
+    #[error("VE: {0}")]
+    Ve(String),
 }
 
 impl Record {
@@ -196,6 +218,11 @@ impl Record {
                 b.extend(serde_json::to_vec(x).expect("execs serialize"));
                 b
             }
+            Record::Ve(v) => {
+                let mut b = vec![tag::VE];
+                b.extend(serde_json::to_vec(v).expect("a VE serializes"));
+                b
+            }
         }
     }
 
@@ -241,6 +268,9 @@ impl Record {
             tag::EXECS => serde_json::from_slice(body)
                 .map(Record::Execs)
                 .map_err(|e| RecordError::Execs(e.to_string())),
+            tag::VE => serde_json::from_slice(body)
+                .map(Record::Ve)
+                .map_err(|e| RecordError::Ve(e.to_string())),
             t => Err(RecordError::UnknownTag(t)),
         }
     }
@@ -279,6 +309,7 @@ impl Record {
             Record::Policy(p) => out.push(key::ve(p.ve)),
             Record::Restores(rs) => out.extend(rs.iter().map(|r| key::ve(r.ve))),
             Record::Execs(xs) => out.extend(xs.iter().map(|x| key::ve(x.ve))),
+            Record::Ve(v) => out.push(key::ve(v.ve)),
         }
     }
 }
@@ -526,7 +557,23 @@ mod tests {
                 argv_cut: true,
                 cwd: Some("/srv/app".into()),
             }]),
+            Record::Ve(VeInfo {
+                ve: 2,
+                time_ns: 8,
+                app: "web".into(),
+                app_version: 3,
+                name: Some("front".into()),
+            }),
         ]
+    }
+
+    #[test]
+    fn a_ve_record_is_pinned() {
+        let r = samples().pop().unwrap().encode();
+        assert_eq!(
+            String::from_utf8(r).unwrap(),
+            r#"W{"ve":2,"time_ns":8,"app":"web","app_version":3,"name":"front"}"#
+        );
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub struct MonitorHooks {
     /// `jcs run -t`: the VE's first pty (/dev/pts/0 of its devpts, which its init opens before
     /// the app starts) is the user's terminal, recorded as `host:pty`.
     pub tty: bool,
+    /// Which VE it is, for the journal (its app and version, its name).
+    pub info: Option<record::VeInfo>,
 }
 
 impl MonitorHooks {
@@ -224,6 +226,7 @@ impl MonitorHooks {
             policy: None,
             tainted_map: None,
             tty: false,
+            info: None,
         })
     }
 }
@@ -281,6 +284,7 @@ impl ve::launch::Hooks for MonitorHooks {
             host_stdio: Some(host_stdio()),
             cgroup_path: Some(cgroup.v2.clone()),
             policy: self.policy.clone(),
+            info: self.info.clone(),
         })? {
             Response::Ok => {}
             Response::Watched { tainted_map } => self.tainted_map = Some(tainted_map),

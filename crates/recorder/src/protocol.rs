@@ -36,6 +36,9 @@ pub enum Request {
         /// on `cgroup_path`, before the reply) and journals it with how each part is enforced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy: Option<Box<WatchPolicy>>,
+        /// Which VE it is (app, version, name): journaled before its first transaction.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        info: Option<record::VeInfo>,
     },
     /// Pseudo-terminal `index` of the watched VE's devpts is a user's terminal: its master is
     /// held by `jcs run -t` or `jcs exec -t` on the host side; what crosses it is recorded.
@@ -196,6 +199,7 @@ mod tests {
             host_stdio: None,
             cgroup_path: None,
             policy: None,
+            info: None,
         };
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(j, r#"{"request":"watch","cgroup_id":9,"ve":3}"#);

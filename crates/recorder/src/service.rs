@@ -622,6 +622,7 @@ fn monitor_loop(
                     host_stdio,
                     cgroup_path,
                     policy,
+                    info,
                 } => {
                     // Records dropped on a full disk: their gaps are durable before a new VE
                     // starts, when there is room again (a reader never sees the loss unsaid).
@@ -686,13 +687,20 @@ fn monitor_loop(
                             }
                         });
                     let watched_ok = match watched_ok {
-                        Ok(Some(rec)) => {
-                            last_ticket =
-                                submit(&writer, vec![Record::Policy(rec).encode()], &mut full)?
-                                    .or(last_ticket);
+                        Ok(policy_rec) => {
+                            // Which VE it is, then its policy: before its first transaction.
+                            let mut recs = Vec::new();
+                            if let Some(mut i) = info {
+                                i.ve = ve;
+                                i.time_ns = now_ns();
+                                recs.push(Record::Ve(i).encode());
+                            }
+                            if let Some(rec) = policy_rec {
+                                recs.push(Record::Policy(rec).encode());
+                            }
+                            last_ticket = submit(&writer, recs, &mut full)?.or(last_ticket);
                             Ok(())
                         }
-                        Ok(None) => Ok(()),
                         Err(e) => {
                             let _ = m.unwatch(cgroup_id);
                             Err(e)
