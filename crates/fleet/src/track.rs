@@ -212,6 +212,8 @@ fn fetch(
         Direction::Back => ("dst", "src"),
         Direction::Forward => ("src", "dst"),
     };
+    // (A time past what Int64 holds bounds nothing: a cast would wrap to a negative bound.)
+    let time_ns = time_ns.filter(|&t| i64::try_from(t).is_ok());
     let (tx_time, sum_time) = match (direction, time_ns) {
         (_, None) => (String::new(), String::new()),
         (Direction::Back, Some(t)) => (
