@@ -11,8 +11,9 @@
 use std::time::Instant;
 
 fn cpu_s() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
+    // SAFETY: a plain C struct of numbers, for which all zeroes is a value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given, which lives through the call.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)

@@ -237,7 +237,7 @@ async fn collect_host(
     let mut dirty = false;
     let alarm = |error| FleetError::Alarm {
         host: host.to_string(),
-        error,
+        error: Box::new(error),
     };
     loop {
         if stop.load(Ordering::Relaxed) {

@@ -43,7 +43,7 @@ pub enum FleetError {
     #[error("ALARM: host {host}: the journal received does not verify: {error}")]
     Alarm {
         host: String,
-        error: journal::ship::FollowError,
+        error: Box<journal::ship::FollowError>,
     },
 }
 

@@ -124,13 +124,8 @@ pub fn ship(
 ) -> Result<ShipReport> {
     check_host(&opts.host)?;
     check_stream(&opts.stream)?;
-    if !dir.join(journal::journal::segment_name(0)).exists()
-        && journal::segment_numbers(
-            &DirStorage::new(dir).map_err(io_err(format!("open {}", dir.display())))?,
-        )?
-        .is_empty()
-        && !has_summaries(dir)
-    {
+    let storage = DirStorage::new(dir).map_err(io_err(format!("open {}", dir.display())))?;
+    if journal::segment_numbers(&storage)?.is_empty() && !has_summaries(dir) {
         return Err(FleetError::Usage(format!(
             "{} holds no journal",
             dir.display()

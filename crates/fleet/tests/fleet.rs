@@ -715,7 +715,12 @@ fn the_fleet_tracker_answers_as_the_local_one() {
     for var in ["ve:1", "ve:3", "file:/data/shared", "file:/data/out2"] {
         let q = record::VarQuery::parse(var).unwrap();
         for d in [Direction::Back, Direction::Forward] {
-            for t in [None, Some(2_000_000 * 50), Some(3_000_000 * 50 + 7), Some(u64::MAX)] {
+            for t in [
+                None,
+                Some(2_000_000 * 50),
+                Some(3_000_000 * 50 + 7),
+                Some(u64::MAX),
+            ] {
                 let local =
                     query::track::track(host.path(), d, &q, t, None, Source::Transactions).unwrap();
                 let mut far =

@@ -603,7 +603,7 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    let storage = journal::DirStorage::new(&dir)
+    let storage = journal::DirStorage::new(dir)
         .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
     let r = journal::verify(&storage)?;
     if json {

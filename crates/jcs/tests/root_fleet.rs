@@ -365,7 +365,7 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
             .any(|v| v.starts_with("host-b:") && v.contains("/data/report")),
         "{fwd}"
     );
-    assert!(reached.iter().any(|v| *v == "host-b:ve:1"), "{fwd}");
+    assert!(reached.contains(&"host-b:ve:1"), "{fwd}");
     let back = a.json(&[
         "track",
         "back",

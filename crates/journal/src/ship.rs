@@ -230,7 +230,7 @@ struct Inner {
 
 /// Follows the journal's chain over pieces in order. Serializable: a shipper or collector
 /// keeps it with its cursor and goes on after a restart.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Follower {
     /// The chain hash after the last block (inside a summary file: after the segments it
     /// replaced, as its header says).
@@ -245,21 +245,6 @@ pub struct Follower {
     /// Blocks and records accepted so far.
     pub blocks: u64,
     pub records: u64,
-}
-
-impl Default for Follower {
-    fn default() -> Self {
-        Follower {
-            head: [0; 32],
-            next_block: 0,
-            next_seq: 0,
-            file: None,
-            offset: 0,
-            inner: None,
-            blocks: 0,
-            records: 0,
-        }
-    }
 }
 
 impl Follower {

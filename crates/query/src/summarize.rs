@@ -208,13 +208,16 @@ pub fn rewrite(
     Ok(r)
 }
 
+/// A shipper that holds segments back, and the first it holds.
+type Unshipped = Option<(String, u64)>;
+
 /// The sealed segments that every shipper has sent (`journal::ship` marks): only those may be
 /// replaced, or a shipper would find its next segment gone. Also the shipper that holds the
 /// rest back, and from which segment.
 fn shipped_sealed_segments(
     storage: &journal::DirStorage,
     dir: &Path,
-) -> Result<(Vec<u64>, Option<(String, u64)>)> {
+) -> Result<(Vec<u64>, Unshipped)> {
     let sealed = journal::sealed_segments(storage).map_err(journal_err(dir))?;
     let marks = journal::ship::marks(storage).map_err(journal_err(dir))?;
     let held = marks.into_iter().min_by_key(|m| m.segment);
