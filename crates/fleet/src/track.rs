@@ -1,7 +1,9 @@
 //! `jcs track back|forward VAR --fleet clickhouse://…`: tracking across hosts, with ClickHouse
 //! doing the scans and the local tracker's engine (`query::track::answer_from`) the answer.
 //!
-//! Each host's variables get fleet-wide ids; a flow (`tcp|udp:FROM->TO`) that two hosts
+//! Variables are read from `jcs_vars` as the question reaches them (the question's own through
+//! a filter on their key or name), never the whole dictionary. Each gets a fleet-wide id; a
+//! flow (`tcp|udp:FROM->TO`) that two hosts
 //! recorded under the same key — the two ends of one connection between VEs of two hosts
 //! whose addresses are routed, not translated — is one variable, so an answer passes from the
 //! sender's VE on one host to the receiver's on another. Starting from the question's
@@ -56,7 +58,7 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// The fleet's variables with fleet-wide ids.
+/// The variables reached so far, with fleet-wide ids.
 #[derive(Debug, Default)]
 struct Fleet {
     /// (host, the host's id) → fleet id.
@@ -66,45 +68,108 @@ struct Fleet {
     defs: HashMap<VarId, VarDef>,
     /// The host a fleet id belongs to (none for a flow shared by hosts).
     host_of: HashMap<VarId, String>,
+    /// A flow's key → its fleet id.
+    flows: HashMap<String, VarId>,
+}
+
+/// A SQL list of ids.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Fleet {
-    fn load(ch: &ClickHouse) -> Result<Fleet> {
-        let text = ch.query(
-            b"SELECT host, id, def FROM jcs_vars FINAL ORDER BY host, id FORMAT TabSeparated",
-        )?;
-        let mut f = Fleet::default();
-        let mut by_key: HashMap<String, VarId> = HashMap::new();
-        for r in rows(&text) {
+    /// Takes in rows (host, id, definition) of `jcs_vars`; returns the fleet ids of flows new
+    /// to it (whose other ends, on other hosts, are still to be looked up).
+    fn take(&mut self, text: &str) -> Result<Vec<VarId>> {
+        let mut new_flows = Vec::new();
+        for r in rows(text) {
             let [host, id, def] = &r[..] else { continue };
             let id = num(id)?;
+            if self.ids.contains_key(&(host.clone(), id)) {
+                continue; // (a row not merged yet, or asked for twice)
+            }
             let def: VarDef = serde_json::from_str(def).map_err(|e| {
                 FleetError::Usage(format!("host {host}: variable {id}'s definition: {e}"))
             })?;
             // One connection's flow is one variable whichever host recorded it.
-            let shared = matches!(def, VarDef::Flow { .. });
-            let key = VarKey::of(&def).as_str().to_string();
-            let gid = match by_key.get(&key) {
-                Some(&g) if shared => {
-                    f.host_of.remove(&g);
+            let key =
+                matches!(def, VarDef::Flow { .. }).then(|| VarKey::of(&def).as_str().to_string());
+            let gid = match key.as_ref().and_then(|k| self.flows.get(k)) {
+                Some(&g) => {
+                    if self.host_of.get(&g) != Some(host) {
+                        self.host_of.remove(&g);
+                    }
                     g
                 }
-                _ => {
-                    let g = VarId::try_from(f.defs.len() + 1).map_err(|_| {
+                None => {
+                    let g = VarId::try_from(self.defs.len() + 1).map_err(|_| {
                         FleetError::Usage("more variables than a fleet answer can hold".into())
                     })?;
-                    f.defs.insert(g, def);
-                    f.host_of.insert(g, host.clone());
-                    if shared {
-                        by_key.insert(key, g);
+                    self.defs.insert(g, def);
+                    self.host_of.insert(g, host.clone());
+                    if let Some(k) = key {
+                        self.flows.insert(k, g);
+                        new_flows.push(g);
                     }
                     g
                 }
             };
-            f.ids.insert((host.clone(), id), gid);
-            f.members.entry(gid).or_default().push((host.clone(), id));
+            self.ids.insert((host.clone(), id), gid);
+            self.members
+                .entry(gid)
+                .or_default()
+                .push((host.clone(), id));
         }
-        Ok(f)
+        Ok(new_flows)
+    }
+
+    /// Reads the definitions of `wanted` (host, id) not known yet, and the other hosts' ends
+    /// of the flows among them.
+    fn read(&mut self, ch: &ClickHouse, wanted: &[(String, i64)]) -> Result<()> {
+        let mut per_host: HashMap<&str, Vec<i64>> = HashMap::new();
+        for (h, id) in wanted {
+            if *id != 0 && !self.ids.contains_key(&(h.clone(), *id)) {
+                per_host.entry(h.as_str()).or_default().push(*id);
+            }
+        }
+        let mut flows = Vec::new();
+        for (h, ids) in per_host {
+            for chunk in ids.chunks(10_000) {
+                let text = ch.query(
+                    format!(
+                        "SELECT host, id, def FROM jcs_vars WHERE host = {} AND id IN ({}) FORMAT TabSeparated",
+                        quote(h),
+                        id_list(chunk)
+                    )
+                    .as_bytes(),
+                )?;
+                flows.extend(self.take(&text)?);
+            }
+        }
+        self.other_ends(ch, &flows)
+    }
+
+    /// The same flows as recorded by other hosts (the same key).
+    fn other_ends(&mut self, ch: &ClickHouse, flows: &[VarId]) -> Result<()> {
+        let keys: Vec<String> = flows
+            .iter()
+            .filter_map(|g| self.defs.get(g))
+            .map(|d| quote(VarKey::of(d).as_str()))
+            .collect();
+        for chunk in keys.chunks(5_000) {
+            let text = ch.query(
+                format!(
+                    "SELECT host, id, def FROM jcs_vars WHERE kind = 'flow' AND key IN ({}) FORMAT TabSeparated",
+                    chunk.join(",")
+                )
+                .as_bytes(),
+            )?;
+            self.take(&text)?;
+        }
+        Ok(())
     }
 
     fn gid(&self, host: &str, id: i64) -> Option<VarId> {
@@ -113,6 +178,49 @@ impl Fleet {
         }
         self.ids.get(&(host.to_string(), id)).copied()
     }
+}
+
+/// A filter on `jcs_vars` that every variable `q` names by its definition passes (a superset:
+/// the definition decides), and one on `jcs_names` for the names it asks about.
+fn filters(q: &VarQuery) -> (Option<String>, Option<String>) {
+    let like_prefix = |p: &str| format!("startsWith(path, {})", quote(p));
+    let vars = match q {
+        VarQuery::File(p) => Some(match p.strip_suffix('*') {
+            Some(prefix) => format!("startsWith(key, {})", quote(&format!("f:{prefix}"))),
+            None => format!("key = {}", quote(&format!("f:{p}"))),
+        }),
+        VarQuery::Store(_) => None,
+        VarQuery::Inode { dev, ino, gen } => Some(match gen {
+            Some(g) => format!(
+                "key IN ({}, {})",
+                quote(&format!("n:{dev}:{ino}:{g}")),
+                quote(&format!("i:{dev}:{ino}"))
+            ),
+            None => format!(
+                "(startsWith(key, {}) OR key = {})",
+                quote(&format!("n:{dev}:{ino}:")),
+                quote(&format!("i:{dev}:{ino}"))
+            ),
+        }),
+        VarQuery::Endpoint { addr, port } => Some(format!(
+            "kind IN ('flow', 'endpoint') AND position(key, {}) > 0",
+            quote(&format!("{addr}:{port}"))
+        )),
+        VarQuery::Unix(p) => Some(format!("key = {}", quote(&format!("u:{p}")))),
+        VarQuery::Memory(ve) => Some(format!("key = 'm:{ve}'")),
+    };
+    let names = match q {
+        VarQuery::File(p) => Some(match p.strip_suffix('*') {
+            Some(prefix) => like_prefix(prefix),
+            None => format!("path = {}", quote(p)),
+        }),
+        VarQuery::Store(st) => Some(match st.strip_suffix('*') {
+            Some(prefix) => format!("startsWith(store, {})", quote(prefix)),
+            None => format!("store = {}", quote(st)),
+        }),
+        _ => None,
+    };
+    (vars, names)
 }
 
 /// Answers `query` over the fleet in `ch`: a name is resolved among `host`'s variables (all
@@ -126,44 +234,67 @@ pub fn track(
     time_ns: Option<u64>,
     source: Source,
 ) -> Result<Answer> {
-    let fleet = Fleet::load(ch)?;
+    let mut fleet = Fleet::default();
+    let host_sql = host
+        .map(|h| format!(" AND host = {}", quote(h)))
+        .unwrap_or_default();
     if let Some(h) = host {
-        if !fleet.ids.keys().any(|(x, _)| x == h) {
+        let n = ch.query(
+            format!(
+                "SELECT count() FROM jcs_vars WHERE host = {} FORMAT TabSeparated",
+                quote(h)
+            )
+            .as_bytes(),
+        )?;
+        if n.trim() == "0" {
             return Err(FleetError::Usage(format!(
                 "host {h:?} has no variables in ClickHouse database {} (jcs collect --to clickhouse://…)",
                 ch.database()
             )));
         }
     }
-    // The names, with fleet ids.
-    let host_filter = host
-        .map(|h| format!(" WHERE host = {}", quote(h)))
-        .unwrap_or_default();
-    let text = ch.query(
-        format!(
-            "SELECT host, time_ns, ve, var, path, store, bound FROM jcs_names FINAL{host_filter} \
-             ORDER BY time_ns, seq, k FORMAT TabSeparated"
-        )
-        .as_bytes(),
-    )?;
-    let mut names = Vec::new();
-    for r in rows(&text) {
-        let [h, t, ve, var, path, store, bound] = &r[..] else {
-            continue;
-        };
-        let Some(var) = fleet.gid(h, num(var)?) else {
-            continue;
-        };
-        names.push(Name {
-            time_ns: num(t)? as u64,
-            ve: num(ve)? as u64,
-            var,
-            path: path.clone(),
-            store: (!store.is_empty()).then(|| store.clone()),
-            bound: bound == "1",
-        });
+    // The question's candidates: by definition, and by the names it asks about.
+    let (var_filter, name_filter) = filters(query);
+    if let Some(f) = var_filter {
+        let text = ch.query(
+            format!("SELECT host, id, def FROM jcs_vars WHERE {f}{host_sql} FORMAT TabSeparated")
+                .as_bytes(),
+        )?;
+        let flows = fleet.take(&text)?;
+        fleet.other_ends(ch, &flows)?;
     }
-    // The question's variables: among one host's (and the flows), or every host's.
+    let mut names = Vec::new();
+    if let Some(f) = name_filter {
+        let text = ch.query(
+            format!(
+                "SELECT host, time_ns, ve, var, path, store, bound FROM jcs_names FINAL WHERE {f}{host_sql} \
+                 ORDER BY time_ns, seq, k FORMAT TabSeparated"
+            )
+            .as_bytes(),
+        )?;
+        let rows = rows(&text);
+        let wanted: Vec<(String, i64)> = rows
+            .iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(3)?.parse().ok()?)))
+            .collect();
+        fleet.read(ch, &wanted)?;
+        for r in rows {
+            let [h, t, ve, var, path, store, bound] = &r[..] else {
+                continue;
+            };
+            let Some(var) = fleet.gid(h, num(var)?) else {
+                continue;
+            };
+            names.push(Name {
+                time_ns: num(t)? as u64,
+                ve: num(ve)? as u64,
+                var,
+                path: path.clone(),
+                store: (!store.is_empty()).then(|| store.clone()),
+                bound: bound == "1",
+            });
+        }
+    }
     let candidates: HashMap<VarId, VarDef> = fleet
         .defs
         .iter()
@@ -186,11 +317,11 @@ pub fn track(
         )));
     }
     let mut loaded = Loaded {
-        vars: fleet.defs.clone(),
         names,
         ..Loaded::default()
     };
-    fetch(ch, &fleet, direction, &starts, time_ns, &mut loaded)?;
+    fetch(ch, &mut fleet, direction, &starts, time_ns, &mut loaded)?;
+    loaded.vars = fleet.defs.clone();
     let mut a = answer_from(loaded, direction, query, starts, time_ns, source)
         .map_err(|e| FleetError::Usage(e.to_string()))?;
     a.qualify(|v| fleet.host_of.get(&v).cloned());
@@ -202,7 +333,7 @@ pub fn track(
 /// (back: up to it; forward: from it): no answer uses a flow on the other side.
 fn fetch(
     ch: &ClickHouse,
-    fleet: &Fleet,
+    fleet: &mut Fleet,
     direction: Direction,
     starts: &[VarId],
     time_ns: Option<u64>,
@@ -231,19 +362,16 @@ fn fetch(
     let mut seen_sum: HashSet<(String, i64, i64)> = HashSet::new();
     while !frontier.is_empty() {
         // Per host, the host's ids of the frontier.
-        let mut per_host: HashMap<&str, Vec<i64>> = HashMap::new();
+        let mut per_host: HashMap<String, Vec<i64>> = HashMap::new();
         for g in &frontier {
             for (h, id) in fleet.members.get(g).into_iter().flatten() {
-                per_host.entry(h.as_str()).or_default().push(*id);
+                per_host.entry(h.clone()).or_default().push(*id);
             }
         }
         let mut next = Vec::new();
         for (h, ids) in per_host {
-            let list = ids
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
+            let h = h.as_str();
+            let list = id_list(&ids);
             let text = ch.query(
                 format!(
                     "SELECT seq, k, time_ns, ve, op, status, src, dst, off, len FROM jcs_tx_var \
@@ -252,7 +380,17 @@ fn fetch(
                 )
                 .as_bytes(),
             )?;
-            for r in rows(&text) {
+            let tx_rows = rows(&text);
+            // The definitions of the variables they name (and the flows' other ends).
+            let wanted: Vec<(String, i64)> = tx_rows
+                .iter()
+                .flat_map(|r| [r.get(6), r.get(7)])
+                .flatten()
+                .filter_map(|v| v.parse().ok())
+                .map(|v| (h.to_string(), v))
+                .collect();
+            fleet.read(ch, &wanted)?;
+            for r in tx_rows {
                 let [seq, k, t, ve, op, st, src, dst, off, len] = &r[..] else {
                     continue;
                 };
@@ -294,7 +432,16 @@ fn fetch(
                 )
                 .as_bytes(),
             )?;
-            for r in rows(&text) {
+            let sum_rows = rows(&text);
+            let wanted: Vec<(String, i64)> = sum_rows
+                .iter()
+                .flat_map(|r| [r.get(3), r.get(4)])
+                .flatten()
+                .filter_map(|v| v.parse().ok())
+                .map(|v| (h.to_string(), v))
+                .collect();
+            fleet.read(ch, &wanted)?;
+            for r in sum_rows {
                 let [seq, k, tier, src, dst, first, last, count, bytes, sp, dp] = &r[..] else {
                     continue;
                 };

@@ -870,8 +870,8 @@ fn root_threads_are_not_processes_their_calls_are_recorded() {
 
 /// The recorder writes records of the current version only: binary definitions (`D`) and
 /// counters (`C`), not the version-1 JSON ones (`V`, `S` are read for version-1 stores, never
-/// written); an exec's command line (`E`); every record decodes, and the definitions name the
-/// file the VE wrote.
+/// written); an exec's command line (`E`); which VE it is (`W`: app web, version 1); every
+/// record decodes, and the definitions name the file the VE wrote.
 #[test]
 fn root_the_recorder_writes_current_binary_records() {
     let Some(env) = Env::new() else { return };
@@ -881,13 +881,14 @@ fn root_the_recorder_writes_current_binary_records() {
     let records = journal::read_all(&journal::DirStorage::new(&dir).unwrap()).unwrap();
     let tags: std::collections::BTreeSet<u8> = records.iter().map(|(_, r)| r[0]).collect();
     assert!(
-        tags.iter().all(|t| b"DACTNE".contains(t)),
+        tags.iter().all(|t| b"DACTNEW".contains(t)),
         "tags {:?}",
         tags.iter().map(|&t| t as char).collect::<Vec<_>>()
     );
     assert!(tags.contains(&b'D') && tags.contains(&b'A') && tags.contains(&b'C'));
     assert!(tags.contains(&b'N'), "the names files got");
     assert!(tags.contains(&b'E'), "the execs' command lines");
+    assert!(tags.contains(&b'W'), "which VE it is");
     let mut named = false;
     for (_, r) in &records {
         match record::Record::decode(r).unwrap() {
@@ -897,6 +898,10 @@ fn root_the_recorder_writes_current_binary_records() {
                 })
             }
             record::Record::Stats(s) => assert!(s.seen > 0, "{s:?}"),
+            record::Record::Ve(v) => {
+                assert_eq!((v.ve, v.app.as_str(), v.app_version), (1, "web", 1), "{v:?}");
+                assert!(v.time_ns > 0);
+            }
             _ => {}
         }
     }
