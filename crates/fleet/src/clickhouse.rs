@@ -8,6 +8,7 @@
 //! - `jcs_tx_var`: every transaction twice, once per variable it touches (`var`, `role`
 //!   src/dst), ordered by (host, var, time): what reached a variable and what it reached, the
 //!   scans of backward and forward tracking.
+//! - `jcs_gaps`: the gap transactions again (few): what every tracking answer must know of.
 //! - `jcs_vars`: each host's variable dictionary (id → kind, key, label, and the definition as
 //!   JSON); `jcs_names`: the names files got and lost (path inside a VE, store-level name).
 //! - `jcs_ves`: each host's VEs (app, version, name, when recording started); `jcs_ve_stats`
@@ -146,6 +147,8 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS jcs_tx_var (host String, var Int64, role String, time_ns Int64, \
      seq Int64, k Int64, ve Int64, op String, status String, src Int64, dst Int64, off Int64, \
      len Int64) ENGINE = ReplacingMergeTree() ORDER BY (host, var, time_ns, role, seq, k)",
+    "CREATE TABLE IF NOT EXISTS jcs_gaps (host String, seq Int64, k Int64, time_ns Int64, ve Int64, \
+     off Int64, len Int64, result Int64) ENGINE = ReplacingMergeTree() ORDER BY (host, time_ns, seq, k)",
     "CREATE TABLE IF NOT EXISTS jcs_vars (host String, id Int64, kind String, key String, \
      label String, def String) ENGINE = ReplacingMergeTree() ORDER BY (host, id)",
     "CREATE TABLE IF NOT EXISTS jcs_names (host String, seq Int64, k Int64, time_ns Int64, \
@@ -209,6 +212,7 @@ pub struct Rows {
     tx_var: String,
     vars: String,
     names: String,
+    gaps: String,
     ves: String,
     ve_stats: String,
     summaries: String,
@@ -283,6 +287,17 @@ impl Rows {
                                 i(a.dst),
                                 i(a.off),
                                 i(a.len)
+                            );
+                        }
+                        if a.op == model::at::Op::Gap {
+                            let _ = writeln!(
+                                self.gaps,
+                                "{h}\t{seq}\t{k}\t{}\t{}\t{}\t{}\t{}",
+                                i(a.time_ns),
+                                i(a.ve),
+                                i(a.off),
+                                i(a.len),
+                                a.result
                             );
                         }
                         self.transactions += 1;
@@ -366,6 +381,7 @@ impl Rows {
             &self.vars,
             &self.summaries,
             &self.names,
+            &self.gaps,
             &self.ves,
             &self.ve_stats,
         ]
@@ -378,6 +394,7 @@ impl Rows {
         for (table, data) in [
             ("jcs_vars", &mut self.vars),
             ("jcs_names", &mut self.names),
+            ("jcs_gaps", &mut self.gaps),
             ("jcs_ves", &mut self.ves),
             ("jcs_ve_stats", &mut self.ve_stats),
             ("jcs_tx", &mut self.tx),

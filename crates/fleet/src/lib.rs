@@ -56,14 +56,19 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> FleetError 
 
 /// Checks a host name for use in subjects: letters, digits, `-` and `_`.
 pub fn check_host(host: &str) -> Result<()> {
-    if host.is_empty()
-        || host.len() > 64
-        || !host
+    check_name("host name", host, " (it is part of NATS subjects)")
+}
+
+/// A name of 1 to 64 letters, digits, `-` and `_` (what subjects and JetStream names take).
+pub(crate) fn check_name(what: &str, name: &str, why: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(FleetError::Usage(format!(
-            "host name {host:?}: use 1 to 64 letters, digits, '-' or '_' (it is part of NATS subjects)"
+            "{what} {name:?}: use 1 to 64 letters, digits, '-' or '_'{why}"
         )));
     }
     Ok(())

@@ -102,17 +102,7 @@ fn state_path(dir: &Path, stream: &str) -> PathBuf {
 
 /// Checks a stream name as JetStream takes it.
 pub fn check_stream(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(FleetError::Usage(format!(
-            "stream name {name:?}: use 1 to 64 letters, digits, '-' or '_'"
-        )));
-    }
-    Ok(())
+    crate::check_name("stream name", name, "")
 }
 
 /// Ships the journal in `dir` (see the module docs). `progress` is called after each batch.

@@ -72,6 +72,16 @@ struct Fleet {
     flows: HashMap<String, VarId>,
 }
 
+/// The (host, id) of the variables in columns `cols` of `rows`.
+fn named(host: &str, rows: &[Vec<String>], cols: [usize; 2]) -> Vec<(String, i64)> {
+    rows.iter()
+        .flat_map(|r| cols.map(|c| r.get(c)))
+        .flatten()
+        .filter_map(|v| v.parse().ok())
+        .map(|v| (host.to_string(), v))
+        .collect()
+}
+
 /// A SQL list of ids.
 fn id_list(ids: &[i64]) -> String {
     ids.iter()
@@ -382,14 +392,7 @@ fn fetch(
             )?;
             let tx_rows = rows(&text);
             // The definitions of the variables they name (and the flows' other ends).
-            let wanted: Vec<(String, i64)> = tx_rows
-                .iter()
-                .flat_map(|r| [r.get(6), r.get(7)])
-                .flatten()
-                .filter_map(|v| v.parse().ok())
-                .map(|v| (h.to_string(), v))
-                .collect();
-            fleet.read(ch, &wanted)?;
+            fleet.read(ch, &named(h, &tx_rows, [6, 7]))?;
             for r in tx_rows {
                 let [seq, k, t, ve, op, st, src, dst, off, len] = &r[..] else {
                     continue;
@@ -433,14 +436,7 @@ fn fetch(
                 .as_bytes(),
             )?;
             let sum_rows = rows(&text);
-            let wanted: Vec<(String, i64)> = sum_rows
-                .iter()
-                .flat_map(|r| [r.get(3), r.get(4)])
-                .flatten()
-                .filter_map(|v| v.parse().ok())
-                .map(|v| (h.to_string(), v))
-                .collect();
-            fleet.read(ch, &wanted)?;
+            fleet.read(ch, &named(h, &sum_rows, [3, 4]))?;
             for r in sum_rows {
                 let [seq, k, tier, src, dst, first, last, count, bytes, sp, dp] = &r[..] else {
                     continue;
@@ -479,7 +475,7 @@ fn fetch(
     }
     // Gaps, every host's: any may have hidden a flow of the answer.
     let text = ch.query(
-        b"SELECT host, seq, k, time_ns, ve, off, len, result FROM jcs_tx WHERE op = 'gap' FORMAT TabSeparated",
+        b"SELECT host, seq, k, time_ns, ve, off, len, result FROM jcs_gaps FORMAT TabSeparated",
     )?;
     let mut gaps = HashSet::new();
     for r in rows(&text) {

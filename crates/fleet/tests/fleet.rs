@@ -783,6 +783,16 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
         ])
         .unwrap();
     };
+    // A transaction of VE 1 moving 6 bytes.
+    let at = |time_ns, op, src, dst| At {
+        time_ns,
+        ve: 1,
+        op,
+        src,
+        dst,
+        len: 6,
+        ..At::ZERO
+    };
     let file = |ino: u64, name: &str| VarDef::Inode {
         dev: 9,
         ino,
@@ -803,24 +813,8 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
             (3, flow("10.231.1.2:40000", "10.231.2.2:8080")),
         ],
         vec![
-            At {
-                time_ns: 100,
-                ve: 1,
-                op: Op::Read,
-                src: 1,
-                dst: 2,
-                len: 6,
-                ..At::ZERO
-            },
-            At {
-                time_ns: 200,
-                ve: 1,
-                op: Op::Send,
-                src: 2,
-                dst: 3,
-                len: 6,
-                ..At::ZERO
-            },
+            at(100, Op::Read, 1, 2),
+            at(200, Op::Send, 2, 3),
         ],
     );
     // B (same inode numbers as A's, to show files do not merge across hosts): flow(7) → mem(5) → report(6).
@@ -832,24 +826,10 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
             (7, flow("10.231.1.2:40000", "10.231.2.2:8080")),
         ],
         vec![
-            At {
-                time_ns: 300,
-                ve: 1,
-                op: Op::Recv,
-                src: 7,
-                dst: 5,
-                len: 6,
-                ..At::ZERO
-            },
-            At {
-                time_ns: 400,
-                ve: 1,
-                op: Op::Write,
-                src: 5,
-                dst: 6,
-                len: 6,
-                ..At::ZERO
-            },
+            at(300, Op::Recv, 7, 5),
+            at(400, Op::Write, 5, 6),
+            // A loss in B's record of VE 1 (6 records).
+            at(350, Op::Gap, 0, 0),
         ],
     );
     // C: the same bytes arrive on a translated connection.
@@ -861,24 +841,8 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
             (7, flow("192.168.77.1:40000", "10.231.3.2:8080")),
         ],
         vec![
-            At {
-                time_ns: 300,
-                ve: 1,
-                op: Op::Recv,
-                src: 7,
-                dst: 5,
-                len: 6,
-                ..At::ZERO
-            },
-            At {
-                time_ns: 400,
-                ve: 1,
-                op: Op::Write,
-                src: 5,
-                dst: 6,
-                len: 6,
-                ..At::ZERO
-            },
+            at(300, Op::Recv, 7, 5),
+            at(400, Op::Write, 5, 6),
         ],
     );
     ship_and_load(
@@ -919,6 +883,10 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
     .unwrap();
     let r = reached(&back);
     assert!(r.contains(&"a:file:/data/secret".to_string()), "{r:?}");
+    // B's loss is in the answer: it may have hidden a flow.
+    assert!(!back.complete());
+    assert_eq!(back.gaps.len(), 1, "{:?}", back.gaps);
+    assert_eq!((back.gaps[0].time_ns, back.gaps[0].lost), (350, Some(6)));
     // Time respects causality across hosts: back from the report before it was written
     // reaches nothing on A.
     let early = fleet::track::track(

@@ -131,6 +131,16 @@ fn root_ship_and_collect_refuse_bad_input_with_the_reason() {
     env.assert_clean();
 }
 
+/// The variables a `jcs track --json` answer reached.
+fn reached_of(answer: &serde_json::Value) -> Vec<&str> {
+    answer["reached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 /// Two hosts on one machine: two stores and daemons in two network namespaces this test
 /// makes, joined by a veth pair, each host routing the other's VE subnet (routed addresses,
 /// no translation). A VE on host A sends a file to a VE on host B, which writes a report.
@@ -353,12 +363,7 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
         "host-a",
         "--json",
     ]);
-    let reached: Vec<&str> = fwd["reached"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let reached = reached_of(&fwd);
     assert!(
         reached
             .iter()
@@ -376,12 +381,7 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
         "host-b",
         "--json",
     ]);
-    let reached: Vec<&str> = back["reached"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let reached = reached_of(&back);
     assert!(
         reached
             .iter()
