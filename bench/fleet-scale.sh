@@ -13,29 +13,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
-export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+. "$here/lib/servers.sh"
+need_servers
 (cd "$repo" && cargo build --release --quiet --bin jcs && cargo build --release --quiet -p jcs --example sparse_journal)
 jcs="$repo/target/release/jcs"
 tmp=$(mktemp -d /var/tmp/jcs-fleet-scale.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() { stop_servers; rm -rf "$tmp"; }
 trap cleanup EXIT
-ports=($(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))'))
-nats-server -a 127.0.0.1 -p "${ports[0]}" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 & pids+=($!)
-mkdir -p "$tmp/ch"
-cat > "$tmp/ch/config.xml" <<CONF
-<?xml version="1.0"?>
-<yandex><logger><level>warning</level><log>$tmp/ch/server.log</log><errorlog>$tmp/ch/err.log</errorlog><console>0</console></logger>
-<http_port>${ports[1]}</http_port><tcp_port>${ports[2]}</tcp_port><listen_host>127.0.0.1</listen_host>
-<path>$tmp/ch/data/</path><tmp_path>$tmp/ch/tmp/</tmp_path><user_files_path>$tmp/ch/files/</user_files_path>
-<users_config>/etc/clickhouse-server/users.xml</users_config><default_profile>default</default_profile>
-<default_database>default</default_database><mark_cache_size>5368709</mark_cache_size></yandex>
-CONF
-/usr/sbin/clickhouse-server --config-file="$tmp/ch/config.xml" >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 100); do curl -s "http://127.0.0.1:${ports[1]}/?query=SELECT+1" >/dev/null 2>&1 && break; sleep 0.2; done
+ports=($(free_ports 3))
+start_nats "${ports[0]}"
+start_clickhouse "${ports[1]}" "${ports[2]}"
 url="nats://127.0.0.1:${ports[0]}"
 # Median wall time in ms of 3 runs (output of the last in $tmp/out).
 ms() {

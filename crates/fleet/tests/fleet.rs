@@ -812,10 +812,7 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
             (2, VarDef::Memory { ve: 1 }),
             (3, flow("10.231.1.2:40000", "10.231.2.2:8080")),
         ],
-        vec![
-            at(100, Op::Read, 1, 2),
-            at(200, Op::Send, 2, 3),
-        ],
+        vec![at(100, Op::Read, 1, 2), at(200, Op::Send, 2, 3)],
     );
     // B (same inode numbers as A's, to show files do not merge across hosts): flow(7) → mem(5) → report(6).
     write(
@@ -840,10 +837,7 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
             (6, file(11, "/data/other")),
             (7, flow("192.168.77.1:40000", "10.231.3.2:8080")),
         ],
-        vec![
-            at(300, Op::Recv, 7, 5),
-            at(400, Op::Write, 5, 6),
-        ],
+        vec![at(300, Op::Recv, 7, 5), at(400, Op::Write, 5, 6)],
     );
     ship_and_load(
         &c,
