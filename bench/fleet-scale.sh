@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
-. "$here/lib/servers.sh"
+. "$here/lib/fleet.sh"
 need_servers
 (cd "$repo" && cargo build --release --quiet --bin jcs && cargo build --release --quiet -p jcs --example sparse_journal)
 jcs="$repo/target/release/jcs"
@@ -55,13 +55,7 @@ for n in "${sizes[@]}"; do
     a=$(JCS_HOME="$home" ms "$jcs" track $q --json); cp "$tmp/out" "$tmp/a"
     # shellcheck disable=SC2086
     b=$(ms "$jcs" track $q --json --fleet "$ch" --host sparse); cp "$tmp/out" "$tmp/b"
-    same=$(python3 - "$tmp/a" "$tmp/b" <<'PY'
-import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-strip = lambda v: sorted(x.split("sparse:", 1)[-1] for x in v)
-print("yes" if strip(a["reached"]) == strip(b["reached"]) else f"NO ({len(a['reached'])} vs {len(b['reached'])})")
-PY
-)
+    same=$(same_reached "$tmp/a" "$tmp/b" sparse)
     echo "| $n | $ship_s | $collect_s | \`track $q\` | $a | $b | $same |"
   done
   rm -rf "$home" "$tmp/c$n"

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000)
-. "$here/lib/servers.sh"
+. "$here/lib/fleet.sh"
 need_servers
 (cd "$repo" && cargo build --release --quiet --bin jcs && cargo build --release --quiet -p jcs --example synth_journal)
 jcs="$repo/target/release/jcs"
@@ -47,13 +47,7 @@ for n in "${sizes[@]}"; do
     "$jcs" --home "$home" track $q --json > "$tmp/local.json"
     # shellcheck disable=SC2086
     "$jcs" track $q --json --fleet "$ch" --host synth > "$tmp/fleet.json"
-    same=$(python3 - "$tmp/local.json" "$tmp/fleet.json" <<'PY'
-import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-strip = lambda v: sorted(x.split("synth:", 1)[-1] for x in v)
-print("yes" if strip(a["reached"]) == strip(b["reached"]) else f"NO ({len(a['reached'])} vs {len(b['reached'])})")
-PY
-)
+    same=$(same_reached "$tmp/local.json" "$tmp/fleet.json" synth)
     echo "| \`$q\` | $l | $f | $same |"
   done
   echo

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000)
-. "$here/lib/servers.sh"
+. "$here/lib/fleet.sh"
 need_servers
 (cd "$repo" && cargo build --release --quiet -p jcs --example synth_journal && cargo build --release --quiet -p fleet --example ship_bench)
 synth="$repo/target/release/examples/synth_journal"

