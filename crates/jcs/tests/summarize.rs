@@ -113,3 +113,47 @@ fn t1_never_grows_the_journal_and_shrinks_repeats() {
     );
     assert!(bytes(h.path()) < before);
 }
+
+/// A shipper's mark (`journal::ship`): the segments it has not sent whole are not summarized
+/// (and the summary says which shipper holds them), and a summary file it is still sending is
+/// not made coarser by retention; without the mark both happen (the negative control).
+#[test]
+fn what_a_shipper_has_not_sent_is_neither_summarized_nor_made_coarser() {
+    let h = tempfile::tempdir().unwrap();
+    journal(h.path(), 200_000, true);
+    let dir = h.path().join("journal");
+    let mut storage = journal::DirStorage::new(&dir).unwrap();
+    let sealed = journal::sealed_segments(&storage).unwrap();
+    assert!(sealed.len() >= 4, "{sealed:?}");
+    let held = sealed[2];
+    journal::ship::write_mark(&mut storage, "X", held).unwrap();
+    let r = summarize(h.path());
+    assert_eq!(r["unshipped"], serde_json::json!(["X", held]), "{r}");
+    let segs = journal::segment_numbers(&storage).unwrap();
+    assert!(
+        sealed
+            .iter()
+            .filter(|&&s| s >= held)
+            .all(|s| segs.contains(s)),
+        "kept: {segs:?}"
+    );
+    assert!(!segs.contains(&sealed[0]), "summarized: {segs:?}");
+    // The shipper is back in the first summary file: retention leaves it as it is.
+    let first = journal::summary::summary_name(sealed[0], held - 1);
+    assert!(dir.join(&first).exists());
+    journal::ship::write_mark(&mut storage, "X", sealed[0]).unwrap();
+    let policy = query::summarize::Retention::parse("T4 after 1s").unwrap();
+    let far = 4_000_000_000_000_000_000u64;
+    let r = query::summarize::retain(&dir, &policy, far, &mut |_| {}).unwrap();
+    assert!(r.coarsened.is_empty(), "{:?}", r.coarsened);
+    assert!(
+        r.rewritten.iter().all(|w| w.files.is_empty()),
+        "{:?}",
+        r.rewritten
+    );
+    // Without the mark: both happen.
+    std::fs::remove_file(dir.join("ship-X.mark")).unwrap();
+    let r = query::summarize::retain(&dir, &policy, far, &mut |_| {}).unwrap();
+    assert!(!r.coarsened.is_empty(), "{r:?}");
+    assert!(r.rewritten.iter().any(|w| !w.files.is_empty()), "{r:?}");
+}

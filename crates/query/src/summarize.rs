@@ -498,9 +498,19 @@ pub fn retain(
         out.bytes_after += r.bytes_after;
         out.rewritten.push(r);
     }
-    // Summary files (those written before this pass too) that a coarser rule now covers.
+    // Summary files (those written before this pass too) that a coarser rule now covers —
+    // except those a shipper is still sending (`journal::ship` marks): its cursor is an offset
+    // into the file's bytes as they are.
     let volatile = l.volatile();
+    let sending = journal::ship::marks(&storage)
+        .map_err(journal_err(dir))?
+        .into_iter()
+        .map(|m| m.segment)
+        .min();
     for (a, b) in summaries {
+        if sending.is_some_and(|m| a >= m) {
+            continue;
+        }
         let name = journal::summary::summary_name(a, b);
         let Ok(bytes) = storage.read(&name) else {
             continue;
