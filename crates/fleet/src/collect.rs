@@ -309,6 +309,17 @@ async fn collect_host(
             bytes,
         };
         if state.follower.seen(&piece) {
+            // Taken in before (a redelivery, or shipped again): it must be the same bytes, or
+            // the host's journal was rewritten after it was shipped.
+            let have = storage
+                .read_range(&piece.file, piece.offset, piece.bytes.len() as u64)
+                .map_err(io_err(format!("read {} of the copy", piece.file)))?;
+            if have != piece.bytes {
+                return Err(alarm(journal::ship::FollowError::Rewritten {
+                    file: piece.file.clone(),
+                    offset: piece.offset,
+                }));
+            }
             report.skipped += 1;
         } else {
             let accepted = state.follower.accept(&piece).map_err(alarm)?;

@@ -454,6 +454,81 @@ fn a_forged_block_in_the_stream_is_an_alarm_not_a_log_line() {
     assert_eq!(verify_head(&copy), verify_head(host.path()));
 }
 
+/// Publishes `bytes` as the piece at (`file`, `offset`) of `host`, under a message id of
+/// its own (as a shipper of a rewritten journal would).
+fn publish_piece(urls: &str, host: &str, id: &str, file: &str, offset: u64, bytes: Vec<u8>) {
+    with_js(urls, async |js| {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        h.insert("Jcs-File", file);
+        h.insert("Jcs-Offset", offset.to_string().as_str());
+        let subject = format!("journal.{host}.{}", file.trim_end_matches(".seg"));
+        js.publish_with_headers(subject, h, bytes.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+}
+
+/// A journal rewritten after it was collected and shipped again (a new epoch: new message
+/// ids) is an alarm: a piece the collector has taken in comes again with other bytes. The
+/// same bytes again (a purged stream shipped anew) are only skipped — the negative control.
+#[test]
+fn a_collected_piece_shipped_again_with_other_bytes_is_an_alarm() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    write_journal(host.path(), 10, 2, 50, 1 << 20);
+    let mut opts = ShipOptions::new(&c.urls(), "zz");
+    opts.replicas = 1;
+    ship_all(host.path(), &opts);
+    let out = tempfile::tempdir().unwrap();
+    collect_all(&c.urls(), out.path(), &["zz"]).unwrap();
+    let seg = std::fs::read(host.path().join("0000000000000000.seg")).unwrap();
+    // The first block, as it was: skipped.
+    let (h, len) = journal::format::decode_block_at(&seg, 80, None).unwrap();
+    let first = seg[80..80 + len].to_vec();
+    publish_piece(
+        &c.urls(),
+        "zz",
+        "again/1",
+        "0000000000000000.seg",
+        80,
+        first.clone(),
+    );
+    let got = collect_all(&c.urls(), out.path(), &["zz"]).unwrap();
+    assert_eq!(got[0].skipped, 1, "{got:?}");
+    // The first block rewritten (valid on its own: CRCs and chain recomputed from the start).
+    let records = journal::format::block_records(&seg, 80, &h).unwrap();
+    let mut changed = records.clone();
+    changed[0][0] ^= 1;
+    let (_, rewritten) = journal::format::encode_block(
+        &[0u8; 32],
+        h.number,
+        h.first_seq,
+        &changed,
+        journal::format::Codec::None,
+        3,
+    )
+    .unwrap();
+    assert_ne!(rewritten, first);
+    publish_piece(
+        &c.urls(),
+        "zz",
+        "again/2",
+        "0000000000000000.seg",
+        80,
+        rewritten,
+    );
+    let err = collect_all(&c.urls(), out.path(), &["zz"]).unwrap_err();
+    assert!(matches!(err, fleet::FleetError::Alarm { .. }), "{err}");
+    assert!(
+        err.to_string().contains("sent again with other bytes"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_block_larger_than_a_message_goes_in_parts_and_comes_back_whole() {
     let Some(bin) = nats_server() else { return };

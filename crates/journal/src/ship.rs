@@ -205,6 +205,11 @@ pub enum FollowError {
         error: FormatError,
     },
     #[error(
+        "{file} at byte {offset}: sent again with other bytes than the first time (the journal \
+         was rewritten after it was shipped)"
+    )]
+    Rewritten { file: String, offset: u64 },
+    #[error(
         "{file}: its header does not continue the chain (block {block}, record {seq}, hash {hash}; \
          expected block {next_block}, record {next_seq}, hash {head})"
     )]
