@@ -141,7 +141,16 @@ async fn hosts_in(stream: &jetstream::stream::Stream, servers: &str) -> Result<V
     while let Some(s) = info.next().await {
         let (subject, _) = s.map_err(|e| nats_err(servers)(&e))?;
         if let Some(h) = subject.split('.').nth(1) {
-            hosts.insert(h.to_string());
+            // A host name is a directory of the collector's: one jcs ship would not send
+            // (`/etc`, `a/b`) is left alone, never joined to a path.
+            match check_host(h) {
+                Ok(()) => {
+                    hosts.insert(h.to_string());
+                }
+                Err(_) => {
+                    tracing::warn!(subject = %subject, "collect: not a host name jcs ship sends; ignored")
+                }
+            }
         }
     }
     Ok(hosts.into_iter().collect())

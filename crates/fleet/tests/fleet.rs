@@ -474,6 +474,8 @@ fn publish_piece(urls: &str, host: &str, id: &str, file: &str, offset: u64, byte
 /// A journal rewritten after it was collected and shipped again (a new epoch: new message
 /// ids) is an alarm: a piece the collector has taken in comes again with other bytes. The
 /// same bytes again (a purged stream shipped anew) are only skipped — the negative control.
+/// And a subject whose host token is a path (`journal./tmp/x.…`: no host jcs ship sends) is not
+/// collected: nothing is written outside the collector's directory (fails without the check).
 #[test]
 fn a_collected_piece_shipped_again_with_other_bytes_is_an_alarm() {
     let Some(bin) = nats_server() else { return };
@@ -513,6 +515,31 @@ fn a_collected_piece_shipped_again_with_other_bytes_is_an_alarm() {
     )
     .unwrap();
     assert_ne!(rewritten, first);
+    // A subject whose host is no host name (a path) is not collected: nothing is written
+    // outside the collector's directory.
+    let evil = tempfile::Builder::new()
+        .prefix("jcsevil")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let evil_host = evil.path().to_str().unwrap().to_string();
+    assert!(!evil_host.contains('.'), "{evil_host}");
+    publish_piece(
+        &c.urls(),
+        &evil_host,
+        "evil/1",
+        "0000000000000000.seg",
+        0,
+        seg[..80].to_vec(),
+    );
+    let got = collect_all(&c.urls(), out.path(), &[]).unwrap();
+    assert_eq!(
+        got.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
+        ["zz"]
+    );
+    assert!(
+        std::fs::read_dir(evil.path()).unwrap().next().is_none(),
+        "written outside"
+    );
     publish_piece(
         &c.urls(),
         "zz",
