@@ -291,6 +291,14 @@ async fn collect_host(
             };
             let mut buf = buf;
             buf.extend_from_slice(&msg.payload);
+            // No piece is larger than a block may be: parts beyond that are not a journal's.
+            if buf.len() > journal::format::MAX_PAYLOAD + journal::format::BLOCK_HEADER_LEN {
+                return Err(alarm(journal::ship::FollowError::Format {
+                    file: file.clone(),
+                    offset,
+                    error: journal::format::FormatError::Limit("block payload"),
+                }));
+            }
             if k < n {
                 parts = Some((file, offset, k, buf));
                 continue;

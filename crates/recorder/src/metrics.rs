@@ -330,8 +330,9 @@ pub fn serve(addr: SocketAddr, m: Arc<Metrics>, journal: PathBuf) -> std::io::Re
             let Ok(mut conn) = conn else { continue };
             let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
             let mut line = String::new();
+            // (A request's head is short: a client that sends more is cut off.)
             let mut r = BufReader::new(match conn.try_clone() {
-                Ok(c) => c,
+                Ok(c) => std::io::Read::take(c, 16 << 10),
                 Err(_) => continue,
             });
             if r.read_line(&mut line).is_err() {
