@@ -146,7 +146,9 @@ impl Fleet {
             }
         }
         let mut flows = Vec::new();
-        for (h, ids) in per_host {
+        for (h, mut ids) in per_host {
+            ids.sort_unstable();
+            ids.dedup();
             for chunk in ids.chunks(10_000) {
                 let text = ch.query(
                     format!(
