@@ -417,7 +417,7 @@ enum Cmd {
 record, because nothing crossed the VE's boundary: opens, reads and closes of files that exist only in \
 read-only branches; pipes, the VE's own ptys and socketpairs, loopback traffic; eventfds and other \
 anonymous inodes; /dev/null, zero, full, random, urandom; reads of /proc, /sys and cgroupfs; calls that \
-returned EAGAIN; calls that failed (ENOENT, ENOTDIR, EEXIST) on names outside the VE's persistent and \
+returned EAGAIN; calls that failed (ENOENT, ENOTDIR, EEXIST, ENXIO) on names outside the VE's persistent and \
 shared directories. Threads' starts and ends are not recorded either (process forks and exits are).\n\n\
 INTEGRITY: integrity records, and in parentheses the writes they stand for: what the VE wrote into \
 files of its dirties (its own copy-on-write layer), one record per file per second of writing, \

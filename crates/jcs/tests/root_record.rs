@@ -772,7 +772,8 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     env.standard_app();
     // Names that do not exist: in the VE's own file system, in its persistent directory, in
     // its shared one.
-    env.sh_ok("cat /etc/nothing-here 2>/dev/null; cat /data/nothing-here 2>/dev/null; cat /dl/nothing-here 2>/dev/null; true");
+    // (And /dev/tty: the VE has no controlling terminal, the open fails with ENXIO.)
+    env.sh_ok("cat /etc/nothing-here 2>/dev/null; cat /data/nothing-here 2>/dev/null; cat /dl/nothing-here 2>/dev/null; cat /dev/tty 2>/dev/null; true");
     // Names that exist: mkdir fails with EEXIST, in the VE's own file system and in /data.
     env.sh_ok("mkdir /etc 2>/dev/null; mkdir /data 2>/dev/null; true");
     let ats = env.log(1);
@@ -791,6 +792,11 @@ fn root_failed_lookups_in_the_ves_own_files_are_counted_persistent_ones_recorded
     assert!(failed.contains(&"file:/data/nothing-here"), "{ats:#?}");
     assert!(failed.contains(&"file:/dl/nothing-here"), "{ats:#?}");
     assert!(!failed.contains(&"file:/etc/nothing-here"), "{ats:#?}");
+    assert!(
+        !ats.iter()
+            .any(|a| a["src"].as_str().is_some_and(|s| s.ends_with("/dev/tty"))),
+        "{ats:#?}"
+    );
     // A failed call says its error by name.
     assert!(
         ats.iter()

@@ -276,7 +276,7 @@ impl Translator {
     /// Names the directories (absolute paths inside the VE) where the VE's file system reaches
     /// outside it: its persistent and shared directories. Everything else in it is the VE's
     /// own (read-only branches and its dirties), so a call that failed there because of what
-    /// that file system holds (ENOENT, ENOTDIR, EEXIST: an open of a missing name, a mkdir of
+    /// that file system holds (ENOENT, ENOTDIR, EEXIST, ENXIO: an open of a missing name, a mkdir of
     /// an existing one) depends on nothing outside the VE and changed nothing: it is counted,
     /// not recorded. Without this call every failed call is recorded.
     pub fn set_outside(&mut self, cgroup_id: u64, dirs: &[String]) {
@@ -350,14 +350,16 @@ impl Translator {
     }
 
     /// Whether `e` is a call that failed on names of the VE's own file system only, with an
-    /// error that says no more than what that file system holds (ENOENT, ENOTDIR, EEXIST): it
-    /// changed nothing and depended on nothing outside the VE. Such a call is counted as
-    /// dropped (and true returned), not recorded.
+    /// error that says no more than what that file system holds (ENOENT, ENOTDIR, EEXIST;
+    /// ENXIO: `/dev/tty` of a VE without a controlling terminal, a FIFO of its own with no
+    /// reader): it changed nothing and depended on nothing outside the VE. Such a call is
+    /// counted as dropped (and true returned), not recorded.
     fn failed_in_own_fs(&mut self, e: &Event, paths: &[Option<&Vec<u8>>]) -> bool {
         const ENOENT: i64 = 2;
+        const ENXIO: i64 = 6;
         const EEXIST: i64 = 17;
         const ENOTDIR: i64 = 20;
-        if !(e.ret == -ENOENT || e.ret == -ENOTDIR || e.ret == -EEXIST)
+        if ![ENOENT, ENXIO, ENOTDIR, EEXIST].contains(&-e.ret)
             || paths.is_empty()
             || !paths
                 .iter()
@@ -1670,6 +1672,7 @@ mod tests {
         let cases = [
             ("/usr/lib/tls/libx.so", -2), // ENOENT in the VE's own file system: dropped
             ("/etc/missing/x", -20),      // ENOTDIR: dropped
+            ("/dev/tty", -6),             // ENXIO (no controlling terminal): dropped
             ("/database", -2),            // a sibling of /data with its prefix: dropped
             ("/data/profile/x", -2),      // ENOENT in persistent storage: recorded
             ("/usr/lib/secret", -13),     // EACCES, an attempt: recorded
@@ -1697,7 +1700,7 @@ mod tests {
         };
         let (got, dropped) = recorded(Some(&["/data/".to_string()]));
         assert_eq!(got, ["/data/profile/x", "/usr/lib/secret", "/data"]);
-        assert_eq!(dropped, [(nr::OPENAT, 3)]);
+        assert_eq!(dropped, [(nr::OPENAT, 4)]);
         // mkdir of an existing name: dropped in the VE's own file system, recorded in /data.
         let mut t = Translator::new(1, 0);
         t.watch(55, 1);
