@@ -217,14 +217,18 @@ async fn run(
     };
     let mut last_progress = Instant::now();
     let mut saved = Instant::now();
+    // Whether the cursor moved since the state was last saved (an idle shipper writes nothing).
+    let mut dirty = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let (pieces, _) = pieces_from(storage, &state.follower.cursor(), opts.batch_bytes)?;
         if pieces.is_empty() {
-            save(storage, path, state, &opts.stream)?;
-            saved = Instant::now();
+            if dirty {
+                save(storage, path, state, &opts.stream)?;
+                (saved, dirty) = (Instant::now(), false);
+            }
             if !opts.follow {
                 break;
             }
@@ -248,6 +252,7 @@ async fn run(
         if sent.pieces > 0 {
             skip = 0;
             last_progress = Instant::now();
+            dirty = true;
         }
         report.pieces += sent.pieces as u64;
         report.messages += sent.messages;
@@ -255,6 +260,7 @@ async fn run(
         if let Some(e) = sent.error {
             report.retries += 1;
             save(storage, path, state, &opts.stream)?;
+            (saved, dirty) = (Instant::now(), false);
             if !opts.follow && last_progress.elapsed() > opts.give_up_after {
                 return Err(FleetError::Nats {
                     servers: opts.servers.clone(),
@@ -263,9 +269,9 @@ async fn run(
             }
             tracing::warn!(error = %e, "ship: retrying from the first unacknowledged piece");
             tokio::time::sleep(Duration::from_millis(500)).await;
-        } else if saved.elapsed() > Duration::from_millis(200) {
+        } else if dirty && saved.elapsed() > Duration::from_millis(200) {
             save(storage, path, state, &opts.stream)?;
-            saved = Instant::now();
+            (saved, dirty) = (Instant::now(), false);
         }
         report.blocks_total = state.follower.blocks;
         report.head = journal::format::hex(&state.follower.head());
