@@ -465,6 +465,10 @@ impl crate::collect::Sink for ClickHouseSink {
     fn discard(&mut self) {
         self.rows = Rows::default();
     }
+
+    fn loaded(&self) -> u64 {
+        self.loaded
+    }
 }
 
 #[cfg(test)]

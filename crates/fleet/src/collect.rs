@@ -50,6 +50,8 @@ pub struct HostReport {
     pub journal: PathBuf,
     /// The last stream sequence taken in.
     pub stream_sequence: u64,
+    /// Transactions this run loaded into the sink (ClickHouse).
+    pub loaded: u64,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -79,6 +81,11 @@ pub trait Sink {
     /// Forgets what `block` took since the last commit (the collector goes back to its
     /// saved state and takes those blocks in again).
     fn discard(&mut self) {}
+
+    /// Transactions loaded so far (committed).
+    fn loaded(&self) -> u64 {
+        0
+    }
 }
 
 /// Collects every host in `opts` in turn (with `follow`, one host only).
@@ -94,7 +101,7 @@ pub fn collect(
     }
     if opts.follow && opts.hosts.len() != 1 {
         return Err(FleetError::Usage(
-            "--follow collects one --host at a time".into(),
+            "following several hosts takes a sink per host: follow_every_host".into(),
         ));
     }
     std::fs::create_dir_all(&opts.out).map_err(io_err(format!("create {}", opts.out.display())))?;
@@ -108,27 +115,103 @@ pub fn collect(
         };
         let mut out = Vec::new();
         for host in hosts {
-            // A server or the stream's leader failing (a cluster electing a new one) is
-            // waited out: collecting goes on from the saved state, with what was not saved
-            // cut back and taken in again.
-            let mut tries = 0;
-            let r = loop {
-                match collect_host(&stream, opts, &host, stop, sink, progress).await {
-                    Err(e @ FleetError::Nats { .. })
-                        if tries < 30 && !stop.load(Ordering::Relaxed) =>
-                    {
-                        tries += 1;
-                        sink.discard();
-                        tracing::warn!(host = %host, error = %e, "collect: retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    r => break r?,
-                }
-            };
-            out.push(r);
+            out.push(collect_host_retrying(&stream, opts, &host, stop, sink, progress).await?);
         }
         Ok(out)
     })
+}
+
+/// `jcs collect --follow` of several hosts (every host the stream holds, or `opts.hosts`): a
+/// consumer per host, concurrently, each with a sink of its own (`make_sink`); a host that
+/// starts shipping later is joined within 5 s. Until `stop` is set; an alarm or an error of
+/// one host ends them all (each goes on from its saved state next time).
+pub fn follow_every_host(
+    opts: &CollectOptions,
+    stop: &AtomicBool,
+    make_sink: &dyn Fn() -> Result<Box<dyn Sink>>,
+    progress: &mut dyn FnMut(&HostReport),
+) -> Result<Vec<HostReport>> {
+    use futures_util::stream::FuturesUnordered;
+    use std::future::Future;
+    use std::pin::Pin;
+    crate::ship::check_stream(&opts.stream)?;
+    for h in &opts.hosts {
+        check_host(h)?;
+    }
+    std::fs::create_dir_all(&opts.out).map_err(io_err(format!("create {}", opts.out.display())))?;
+    let opts = &CollectOptions {
+        follow: true,
+        ..opts.clone()
+    };
+    runtime()?.block_on(async {
+        let (_client, js) = nats::connect(&opts.servers, Duration::from_secs(10)).await?;
+        let stream = nats::stream(&js, &opts.servers, &opts.stream, 1, false).await?;
+        let stream = &stream;
+        let progress = std::cell::RefCell::new(progress);
+        let progress = &progress;
+        type Task<'a> = Pin<Box<dyn Future<Output = Result<HostReport>> + 'a>>;
+        let mut running: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
+        let mut started = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        loop {
+            if !stop.load(Ordering::Relaxed) {
+                let hosts = if opts.hosts.is_empty() {
+                    hosts_in(stream, &opts.servers).await?
+                } else {
+                    opts.hosts.clone()
+                };
+                for host in hosts {
+                    if !started.insert(host.clone()) {
+                        continue;
+                    }
+                    let mut sink = make_sink()?;
+                    running.push(Box::pin(async move {
+                        let mut p = |r: &HostReport| (*progress.borrow_mut())(r);
+                        collect_host_retrying(stream, opts, &host, stop, sink.as_mut(), &mut p)
+                            .await
+                    }));
+                }
+            }
+            if running.is_empty() {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(out);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let tick = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
+            if let futures_util::future::Either::Left((Some(r), _)) =
+                futures_util::future::select(running.next(), tick).await
+            {
+                out.push(r?);
+            }
+        }
+    })
+}
+
+/// [`collect_host`], waiting out a server or the stream's leader failing (a cluster electing
+/// a new one): collecting goes on from the saved state, with what was not saved cut back and
+/// taken in again.
+async fn collect_host_retrying(
+    stream: &jetstream::stream::Stream,
+    opts: &CollectOptions,
+    host: &str,
+    stop: &AtomicBool,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(&HostReport),
+) -> Result<HostReport> {
+    let mut tries = 0;
+    loop {
+        match collect_host(stream, opts, host, stop, sink, progress).await {
+            Err(e @ FleetError::Nats { .. }) if tries < 30 && !stop.load(Ordering::Relaxed) => {
+                tries += 1;
+                sink.discard();
+                tracing::warn!(host = %host, error = %e, "collect: retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// The hosts whose pieces the stream holds.
@@ -211,6 +294,7 @@ async fn collect_host(
         journal: jdir.clone(),
         ..Default::default()
     };
+    let loaded_before = sink.loaded();
     let fill = |r: &mut HostReport, s: &State| {
         r.blocks = s.follower.blocks;
         r.records = s.follower.records;
@@ -371,6 +455,7 @@ async fn collect_host(
     }
     save(&mut storage, &state_path, &state, sink, &report)?;
     fill(&mut report, &state);
+    report.loaded = sink.loaded() - loaded_before;
     progress(&report);
     Ok(report)
 }

@@ -996,3 +996,72 @@ fn a_connection_between_two_hosts_ves_is_followed_from_one_to_the_other() {
     )
     .is_err());
 }
+
+/// `jcs collect --follow` without a host: a consumer per host, concurrently; a host that
+/// starts shipping while it runs is joined; each copy ends with its host's head.
+#[test]
+fn following_every_host_takes_in_hosts_that_start_later() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let head_a = write_journal(a.path(), 30, 2, 50, 8 << 10);
+    let head_b = write_journal(b.path(), 20, 2, 50, 8 << 10);
+    let ship_as = |dir: &Path, host: &str| {
+        let mut o = ShipOptions::new(&c.urls(), host);
+        o.replicas = 1;
+        ship_all(dir, &o);
+    };
+    ship_as(a.path(), "early");
+    let out = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (urls, dir, st) = (c.urls(), out.path().to_path_buf(), stop.clone());
+    let collector = std::thread::spawn(move || {
+        let opts = CollectOptions {
+            servers: urls,
+            stream: fleet::DEFAULT_STREAM.into(),
+            hosts: vec![],
+            out: dir,
+            follow: true,
+        };
+        let make = || -> fleet::Result<Box<dyn fleet::collect::Sink>> { Ok(Box::new(NoSink)) };
+        fleet::collect::follow_every_host(&opts, &st, &make, &mut |_| {})
+    });
+    let copy_head = |host: &str| {
+        let d = out.path().join(host).join("journal");
+        d.exists()
+            .then(|| {
+                journal::verify(&DirStorage::new(&d).unwrap())
+                    .ok()
+                    .map(|r| r.head)
+            })
+            .flatten()
+    };
+    let t = Instant::now();
+    while copy_head("early").as_deref() != Some(head_a.as_str()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "early host not collected"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A host that starts shipping now.
+    ship_as(b.path(), "late");
+    while copy_head("late").as_deref() != Some(head_b.as_str()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "late host not joined"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut got = collector.join().unwrap().unwrap();
+    got.sort_by(|x, y| x.host.cmp(&y.host));
+    let heads: Vec<(&str, &str)> = got
+        .iter()
+        .map(|h| (h.host.as_str(), h.head.as_str()))
+        .collect();
+    assert_eq!(
+        heads,
+        [("early", head_a.as_str()), ("late", head_b.as_str())]
+    );
+}

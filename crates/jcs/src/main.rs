@@ -567,7 +567,7 @@ instead of a transaction per write; the VE's reads back of those files are dropp
     },
     /// Receive hosts' shipped journals from NATS, verify their hash chains, rebuild their files
     #[command(
-        after_help = "Examples:\n  jcs collect --from nats://127.0.0.1:4222 --to /var/lib/jcs-fleet\n  jcs collect --from nats://127.0.0.1:4222 --host web-1 --to /var/lib/jcs-fleet --follow\n\nFor each host (all the stream holds, or --host): DIR/HOST/journal/ is the host's journal file for file\n(`jcs verify --dir DIR/HOST/journal` checks it) and DIR/HOST/collect.state where collecting goes on.\nThe head printed is computed from what was received: compare it with the host's `jcs verify` head.\nExit status 3 is an alarm: what the stream holds does not continue the host's hash chain (the host's\njournal was rewritten, or pieces were lost); nothing after it is taken in."
+        after_help = "Examples:\n  jcs collect --from nats://127.0.0.1:4222 --to /var/lib/jcs-fleet\n  jcs collect --from nats://127.0.0.1:4222 --to /var/lib/jcs-fleet --to clickhouse://127.0.0.1:8123 --follow\n\nFor each host (all the stream holds, or --host): DIR/HOST/journal/ is the host's journal file for file\n(`jcs verify --dir DIR/HOST/journal` checks it) and DIR/HOST/collect.state where collecting goes on.\nThe head printed is computed from what was received: compare it with the host's `jcs verify` head.\nExit status 3 is an alarm: what the stream holds does not continue the host's hash chain (the host's\njournal was rewritten, or pieces were lost); nothing after it is taken in."
     )]
     Collect {
         /// The NATS servers: nats://HOST:PORT[,nats://HOST:PORT…]
@@ -584,7 +584,8 @@ instead of a transaction per write; the VE's reads back of those files are dropp
         /// Only this host (repeatable; default: every host in the stream)
         #[arg(long)]
         host: Vec<String>,
-        /// Keep collecting (one --host; Ctrl-C ends)
+        /// Keep collecting (every host, or the --host ones, each with a consumer of its own;
+        /// hosts that start shipping later are joined within 5 s; Ctrl-C ends)
         #[arg(long)]
         follow: bool,
         /// Print JSON instead of text

@@ -751,23 +751,28 @@ pub fn collect(
 ) -> Result<i32> {
     let stop = stop_on_interrupt();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut ch = match clickhouse {
-        Some(c) => Some(fleet::clickhouse::ClickHouseSink::new(c)?),
-        None => None,
-    };
-    let mut none = fleet::collect::NoSink;
-    let sink: &mut dyn fleet::collect::Sink = match ch.as_mut() {
-        Some(c) => c,
-        None => &mut none,
-    };
-    let r = fleet::collect::collect(opts, stop, sink, &mut |h| {
+    let mut progress = |h: &fleet::collect::HostReport| {
         if tty {
             eprint!(
                 "\rjcs: {}: {} blocks, {} records   ",
                 h.host, h.blocks, h.records
             );
         }
-    });
+    };
+    // A sink per host: ClickHouse's, or none (the copy only).
+    let make_sink = || -> fleet::Result<Box<dyn fleet::collect::Sink>> {
+        Ok(match &clickhouse {
+            Some(c) => Box::new(fleet::clickhouse::ClickHouseSink::new(c.clone())?),
+            None => Box::new(fleet::collect::NoSink),
+        })
+    };
+    let r = if opts.follow && opts.hosts.len() != 1 {
+        // Every host (or those named), each with a consumer of its own, until Ctrl-C.
+        fleet::collect::follow_every_host(opts, stop, &make_sink, &mut progress)
+    } else {
+        make_sink()
+            .and_then(|mut sink| fleet::collect::collect(opts, stop, sink.as_mut(), &mut progress))
+    };
     if tty {
         eprintln!();
     }
@@ -798,11 +803,11 @@ pub fn collect(
             h.journal.display()
         );
     }
-    if let Some(c) = &ch {
+    if let Some(c) = &clickhouse {
         println!(
             "{} transaction(s) loaded into ClickHouse database {}",
-            c.loaded,
-            c.ch.database()
+            r.iter().map(|h| h.loaded).sum::<u64>(),
+            c.database()
         );
     }
     Ok(0)

@@ -97,17 +97,6 @@ fn root_ship_and_collect_refuse_bad_input_with_the_reason() {
         ),
         (vec!["ship", "--to", ""], "at least one NATS server"),
         (
-            vec![
-                "collect",
-                "--from",
-                "nats://127.0.0.1:1",
-                "--to",
-                "/tmp/x",
-                "--follow",
-            ],
-            "one --host",
-        ),
-        (
             vec!["verify", "--dir", "/nonexistent/jcs"],
             "not a directory",
         ),
