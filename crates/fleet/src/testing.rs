@@ -105,10 +105,30 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        // JetStream needs its meta leader before a stream can be made.
-        if self.ports.len() > 1 {
-            std::thread::sleep(Duration::from_secs(3));
-        }
+        // JetStream (a cluster: its meta leader) is ready once a stream of as many replicas
+        // as servers can be made: a probe stream, made and deleted.
+        let rt = crate::runtime().expect("a runtime");
+        let urls = self.urls();
+        let n = self.ports.len();
+        let ready = rt.block_on(async {
+            while t.elapsed() < Duration::from_secs(60) {
+                if let Ok((_, js)) = crate::nats::connect(&urls, Duration::from_secs(2)).await {
+                    let probe = async_nats::jetstream::stream::Config {
+                        name: "READY_PROBE".into(),
+                        subjects: vec!["ready.probe".into()],
+                        num_replicas: n,
+                        ..Default::default()
+                    };
+                    if js.create_stream(probe).await.is_ok() {
+                        let _ = js.delete_stream("READY_PROBE").await;
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            false
+        });
+        assert!(ready, "JetStream on {urls} was not ready within 60 s");
     }
 
     /// nats://127.0.0.1:PORT,… of every server.
