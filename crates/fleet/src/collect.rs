@@ -12,12 +12,12 @@
 
 use crate::nats::{self, nats_err};
 use crate::ship::position;
-use crate::{check_host, io_err, runtime, write_atomically, FleetError, Result};
+use crate::{check_host, io_err, runtime, FleetError, Result};
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use journal::ship::{file_order, Accepted, Follower, Piece};
 use journal::{DirStorage, Storage};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -276,7 +276,9 @@ async fn collect_host(
     let jdir = dir.join("journal");
     let mut storage =
         DirStorage::new(&jdir).map_err(io_err(format!("create {}", jdir.display())))?;
-    let state_path = dir.join("collect.state");
+    let mut host_dir =
+        DirStorage::new(&dir).map_err(io_err(format!("create {}", dir.display())))?;
+    let state_path = dir.join(STATE);
     let mut state: State = match std::fs::read(&state_path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| {
             FleetError::Usage(format!(
@@ -340,7 +342,7 @@ async fn collect_host(
         let msg = match next {
             Err(_) => {
                 if dirty {
-                    save(&mut storage, &state_path, &state, sink, &report)?;
+                    save(&mut storage, &mut host_dir, &state, sink, &report)?;
                     dirty = false;
                 }
                 continue;
@@ -444,7 +446,7 @@ async fn collect_host(
         state.stream_sequence = seq;
         fill(&mut report, &state);
         if dirty && saved.elapsed() > Duration::from_millis(200) {
-            save(&mut storage, &state_path, &state, sink, &report)?;
+            save(&mut storage, &mut host_dir, &state, sink, &report)?;
             saved = Instant::now();
             dirty = false;
             progress(&report);
@@ -453,16 +455,17 @@ async fn collect_host(
             break;
         }
     }
-    save(&mut storage, &state_path, &state, sink, &report)?;
+    save(&mut storage, &mut host_dir, &state, sink, &report)?;
     fill(&mut report, &state);
     report.loaded = sink.loaded() - loaded_before;
     progress(&report);
     Ok(report)
 }
 
+/// Commits the sink, syncs the copy, then replaces the state (in the host's directory).
 fn save(
     storage: &mut DirStorage,
-    path: &Path,
+    host_dir: &mut DirStorage,
     state: &State,
     sink: &mut dyn Sink,
     report: &HostReport,
@@ -471,11 +474,14 @@ fn save(
     if let Some(f) = state.follower.cursor().file {
         storage.sync(&f).map_err(io_err(format!("sync {f}")))?;
     }
-    write_atomically(
-        path,
-        &serde_json::to_vec_pretty(state).expect("state serializes"),
-    )
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    host_dir
+        .replace(STATE, &json)
+        .map_err(io_err(format!("write {STATE}")))
 }
+
+/// The collecting state's file in `DIR/HOST/`.
+const STATE: &str = "collect.state";
 
 /// A sink that keeps nothing (the copy and the chain check only).
 #[derive(Debug, Default)]

@@ -96,25 +96,6 @@ pub fn default_host() -> String {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably (temporary file, sync, rename, directory
-/// sync).
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let what = || format!("write {}", path.display());
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(what()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(what()))?;
-    std::fs::rename(&tmp, path).map_err(io_err(what()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(what()))?;
-    }
-    Ok(())
-}
-
 /// The journal file a subject's last token names (`0000000000000003` → `…3.seg`,
 /// `…0-…2` → `…0-…2.sum`).
 fn file_of_token(token: &str) -> Option<String> {

@@ -12,13 +12,13 @@
 //! summarized.
 
 use crate::nats::{self, nats_err};
-use crate::{check_host, io_err, runtime, token_of_file, write_atomically, FleetError, Result};
+use crate::{check_host, io_err, runtime, token_of_file, FleetError, Result};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use journal::ship::{cursor_segment, pieces_from, write_mark, Cursor, Follower, Piece};
-use journal::DirStorage;
+use journal::{DirStorage, Storage as _};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,8 +96,9 @@ struct State {
     follower: Follower,
 }
 
-fn state_path(dir: &Path, stream: &str) -> PathBuf {
-    dir.join(format!("ship-{stream}.state"))
+/// The shipping state's file in the journal directory.
+fn state_name(stream: &str) -> String {
+    format!("ship-{stream}.state")
 }
 
 /// Checks a stream name as JetStream takes it.
@@ -135,7 +136,7 @@ pub fn ship(
             lock_path.display()
         )));
     }
-    let path = state_path(dir, &opts.stream);
+    let path = dir.join(state_name(&opts.stream));
     let mut state = match std::fs::read(&path) {
         Ok(b) if !opts.from_start => serde_json::from_slice::<State>(&b).map_err(|e| {
             FleetError::Usage(format!(
@@ -161,7 +162,7 @@ pub fn ship(
         cursor_segment(&state.follower.cursor()),
     )?;
     let rt = runtime()?;
-    let r = rt.block_on(run(&mut storage, &path, &mut state, opts, stop, progress));
+    let r = rt.block_on(run(&mut storage, &mut state, opts, stop, progress));
     drop(lock);
     r
 }
@@ -184,16 +185,18 @@ fn fresh(opts: &ShipOptions) -> State {
     }
 }
 
-fn save(storage: &mut DirStorage, path: &Path, state: &State, stream: &str) -> Result<()> {
+fn save(storage: &mut DirStorage, state: &State, stream: &str) -> Result<()> {
+    let name = state_name(stream);
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    write_atomically(path, &json)?;
+    storage
+        .replace(&name, &json)
+        .map_err(io_err(format!("write {name}")))?;
     write_mark(storage, stream, cursor_segment(&state.follower.cursor()))?;
     Ok(())
 }
 
 async fn run(
     storage: &mut DirStorage,
-    path: &Path,
     state: &mut State,
     opts: &ShipOptions,
     stop: &AtomicBool,
@@ -207,7 +210,7 @@ async fn run(
     } else {
         reconcile(&stream, storage, state, opts).await?
     };
-    save(storage, path, state, &opts.stream)?;
+    save(storage, state, &opts.stream)?;
     let part_max = nats::max_part(&client);
     let mut report = ShipReport {
         host: opts.host.clone(),
@@ -226,7 +229,7 @@ async fn run(
         let (pieces, _) = pieces_from(storage, &state.follower.cursor(), opts.batch_bytes)?;
         if pieces.is_empty() {
             if dirty {
-                save(storage, path, state, &opts.stream)?;
+                save(storage, state, &opts.stream)?;
                 (saved, dirty) = (Instant::now(), false);
             }
             if !opts.follow {
@@ -259,7 +262,7 @@ async fn run(
         report.duplicates += sent.duplicates;
         if let Some(e) = sent.error {
             report.retries += 1;
-            save(storage, path, state, &opts.stream)?;
+            save(storage, state, &opts.stream)?;
             (saved, dirty) = (Instant::now(), false);
             if !opts.follow && last_progress.elapsed() > opts.give_up_after {
                 return Err(FleetError::Nats {
@@ -270,7 +273,7 @@ async fn run(
             tracing::warn!(error = %e, "ship: retrying from the first unacknowledged piece");
             tokio::time::sleep(Duration::from_millis(500)).await;
         } else if dirty && saved.elapsed() > Duration::from_millis(200) {
-            save(storage, path, state, &opts.stream)?;
+            save(storage, state, &opts.stream)?;
             (saved, dirty) = (Instant::now(), false);
         }
         report.blocks_total = state.follower.blocks;
@@ -278,7 +281,7 @@ async fn run(
         report.cursor = state.follower.cursor();
         progress(&report);
     }
-    save(storage, path, state, &opts.stream)?;
+    save(storage, state, &opts.stream)?;
     report.blocks_total = state.follower.blocks;
     report.head = journal::format::hex(&state.follower.head());
     report.cursor = state.follower.cursor();

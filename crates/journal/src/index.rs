@@ -342,12 +342,7 @@ impl SegmentIndex {
 
 /// Writes the index durably: to a temporary name, synced, then renamed into place.
 pub fn write<S: Storage>(storage: &mut S, idx: &SegmentIndex) -> io::Result<()> {
-    let name = index_name(idx.segment);
-    let tmp = format!("{name}.tmp");
-    let _ = storage.remove(&tmp);
-    storage.append(&tmp, &idx.encode())?;
-    storage.sync(&tmp)?;
-    storage.rename(&tmp, &name)
+    storage.replace(&index_name(idx.segment), &idx.encode())
 }
 
 /// The index of `segment`, if it exists, decodes, and matches the segment as it is now (its

@@ -438,12 +438,8 @@ pub fn write_mark<S: Storage>(
     segment: u64,
 ) -> Result<(), JournalError> {
     let file = mark_file(name);
-    let tmp = format!("{file}.tmp");
-    let _ = storage.remove(&tmp);
     storage
-        .append(&tmp, format!("{segment}\n").as_bytes())
-        .and_then(|()| storage.sync(&tmp))
-        .and_then(|()| storage.rename(&tmp, &file))
+        .replace(&file, format!("{segment}\n").as_bytes())
         .map_err(io_err(format!("write {file}")))
 }
 

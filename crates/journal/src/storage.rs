@@ -21,6 +21,15 @@ pub trait Storage: Send {
     fn len(&self, name: &str) -> io::Result<u64> {
         Ok(self.read(name)?.len() as u64)
     }
+    /// Replaces `name` with `data` durably: written to `NAME.tmp`, synced, renamed into place
+    /// (the directory synced): a crash leaves the old file or the new one, never a mix.
+    fn replace(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        let tmp = format!("{name}.tmp");
+        let _ = self.remove(&tmp);
+        self.append(&tmp, data)?;
+        self.sync(&tmp)?;
+        self.rename(&tmp, name)
+    }
     /// `len` bytes from `offset` (fewer at the end of the file).
     fn read_range(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
         let b = self.read(name)?;
