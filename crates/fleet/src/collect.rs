@@ -95,24 +95,15 @@ pub fn collect(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(&HostReport),
 ) -> Result<Vec<HostReport>> {
-    crate::ship::check_stream(&opts.stream)?;
-    for h in &opts.hosts {
-        check_host(h)?;
-    }
     if opts.follow && opts.hosts.len() != 1 {
         return Err(FleetError::Usage(
             "following several hosts takes a sink per host: follow_every_host".into(),
         ));
     }
-    std::fs::create_dir_all(&opts.out).map_err(io_err(format!("create {}", opts.out.display())))?;
+    prepare(opts)?;
     runtime()?.block_on(async {
-        let (_client, js) = nats::connect(&opts.servers, Duration::from_secs(10)).await?;
-        let stream = nats::stream(&js, &opts.servers, &opts.stream, 1, false).await?;
-        let hosts = if opts.hosts.is_empty() {
-            hosts_in(&stream, &opts.servers).await?
-        } else {
-            opts.hosts.clone()
-        };
+        let stream = open_stream(opts).await?;
+        let hosts = hosts_of(&stream, opts).await?;
         let mut out = Vec::new();
         for host in hosts {
             out.push(collect_host_retrying(&stream, opts, &host, stop, sink, progress).await?);
@@ -134,19 +125,13 @@ pub fn follow_every_host(
     use futures_util::stream::FuturesUnordered;
     use std::future::Future;
     use std::pin::Pin;
-    crate::ship::check_stream(&opts.stream)?;
-    for h in &opts.hosts {
-        check_host(h)?;
-    }
-    std::fs::create_dir_all(&opts.out).map_err(io_err(format!("create {}", opts.out.display())))?;
+    prepare(opts)?;
     let opts = &CollectOptions {
         follow: true,
         ..opts.clone()
     };
     runtime()?.block_on(async {
-        let (_client, js) = nats::connect(&opts.servers, Duration::from_secs(10)).await?;
-        let stream = nats::stream(&js, &opts.servers, &opts.stream, 1, false).await?;
-        let stream = &stream;
+        let stream = &open_stream(opts).await?;
         let progress = std::cell::RefCell::new(progress);
         let progress = &progress;
         type Task<'a> = Pin<Box<dyn Future<Output = Result<HostReport>> + 'a>>;
@@ -155,12 +140,7 @@ pub fn follow_every_host(
         let mut out = Vec::new();
         loop {
             if !stop.load(Ordering::Relaxed) {
-                let hosts = if opts.hosts.is_empty() {
-                    hosts_in(stream, &opts.servers).await?
-                } else {
-                    opts.hosts.clone()
-                };
-                for host in hosts {
+                for host in hosts_of(stream, opts).await? {
                     if !started.insert(host.clone()) {
                         continue;
                     }
@@ -211,6 +191,33 @@ async fn collect_host_retrying(
             }
             r => return r,
         }
+    }
+}
+
+/// Checks the names `opts` gives and makes the output directory.
+fn prepare(opts: &CollectOptions) -> Result<()> {
+    crate::ship::check_stream(&opts.stream)?;
+    for h in &opts.hosts {
+        check_host(h)?;
+    }
+    std::fs::create_dir_all(&opts.out).map_err(io_err(format!("create {}", opts.out.display())))
+}
+
+/// The stream `opts` names, on its servers.
+async fn open_stream(opts: &CollectOptions) -> Result<jetstream::stream::Stream> {
+    let (_client, js) = nats::connect(&opts.servers, Duration::from_secs(10)).await?;
+    nats::stream(&js, &opts.servers, &opts.stream, 1, false).await
+}
+
+/// The hosts `opts` names, or else every host the stream holds pieces of.
+async fn hosts_of(
+    stream: &jetstream::stream::Stream,
+    opts: &CollectOptions,
+) -> Result<Vec<String>> {
+    if opts.hosts.is_empty() {
+        hosts_in(stream, &opts.servers).await
+    } else {
+        Ok(opts.hosts.clone())
     }
 }
 
@@ -272,6 +279,8 @@ async fn collect_host(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(&HostReport),
 ) -> Result<HostReport> {
+    // (The host becomes a directory here: only a name jcs ship sends, never a path.)
+    check_host(host)?;
     let dir = opts.out.join(host);
     let jdir = dir.join("journal");
     let mut storage =
