@@ -76,9 +76,22 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts the transactions of a batch.
+    /// Counts the transactions of a batch: per operation in a local array, then one atomic
+    /// add per operation present (not one per transaction: this is the daemon's hot path).
     pub fn count_ats(&self, ats: &[model::at::At]) {
+        let mut by_op = [0u64; OPS];
         for a in ats {
-            self.transactions[(a.op as usize).min(OPS - 1)].fetch_add(1, Relaxed);
+            by_op[(a.op as usize).min(OPS - 1)] += 1;
+        }
+        for (n, counter) in by_op.iter().zip(&self.transactions) {
+            if *n > 0 {
+                counter.fetch_add(*n, Relaxed);
+            }
+        }
+        if by_op[model::at::Op::Gap as usize] == 0 {
+            return;
+        }
+        for a in ats {
             if a.op == model::at::Op::Gap {
                 self.gaps.fetch_add(1, Relaxed);
                 *self
@@ -222,26 +235,26 @@ impl Metrics {
             "Gaps written by VE (only VEs with any).",
             &per_ve(&self.gaps_by_ve),
         );
-        let storage = journal::DirStorage::new(journal);
-        let bytes = dir_bytes(journal, &[".seg", ".sum"]);
+        let listing = Listing::read(journal);
+        let bytes = listing.files.iter().map(|f| f.1).sum();
         metric(
             "jcs_journal_bytes",
             "gauge",
             "Bytes of the journal's segments and summary files.",
             &[(String::new(), bytes)],
         );
-        let segs = storage
-            .as_ref()
-            .ok()
-            .and_then(|s| journal::segment_numbers(s).ok())
-            .map_or(0, |v| v.len() as u64);
+        let segs = listing
+            .files
+            .iter()
+            .filter(|f| f.0.ends_with(".seg"))
+            .count() as u64;
         metric(
             "jcs_journal_segments",
             "gauge",
             "Segments in the journal.",
             &[(String::new(), segs)],
         );
-        metric("jcs_ship_lag_bytes", "gauge", "Bytes of the journal a shipper (jcs ship, --ship) has not had acknowledged, by stream.", &ship_lag(journal));
+        metric("jcs_ship_lag_bytes", "gauge", "Bytes of the journal a shipper (jcs ship, --ship) has not had acknowledged, by stream.", &listing.ship_lag());
         metric(
             "jcs_start_time_seconds",
             "gauge",
@@ -252,73 +265,63 @@ impl Metrics {
     }
 }
 
-/// The bytes of the files in `dir` whose names end in one of `exts`.
-fn dir_bytes(dir: &Path, exts: &[&str]) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    exts.iter()
-                        .any(|x| e.file_name().to_string_lossy().ends_with(x))
-                })
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+/// The journal directory as a scrape sees it: its segments and summary files (name, length) in
+/// chain order, and the shippers' states.
+struct Listing {
+    files: Vec<(String, u64)>,
+    states: Vec<(String, std::path::PathBuf)>,
 }
 
-/// Per shipper (`ship-STREAM.state`): the journal's bytes after its cursor.
-fn ship_lag(journal: &Path) -> Vec<(String, u64)> {
-    let Ok(rd) = std::fs::read_dir(journal) else {
-        return Vec::new();
-    };
-    let files: Vec<(String, u64)> = {
-        let mut v: Vec<(String, u64)> = std::fs::read_dir(journal)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| {
-                        let n = e.file_name().to_string_lossy().into_owned();
-                        (n.ends_with(".seg") || n.ends_with(".sum"))
-                            .then(|| (n, e.metadata().map_or(0, |m| m.len())))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        let Some(stream) = n
-            .strip_prefix("ship-")
-            .and_then(|s| s.strip_suffix(".state"))
-        else {
-            continue;
+impl Listing {
+    fn read(journal: &Path) -> Listing {
+        let mut l = Listing {
+            files: Vec::new(),
+            states: Vec::new(),
         };
-        let Some(state) = std::fs::read(e.path())
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
-            continue;
-        };
-        let file = state["follower"]["file"].as_str().map(String::from);
-        let offset = state["follower"]["offset"].as_u64().unwrap_or(0);
-        let lag: u64 = match file {
-            None => files.iter().map(|f| f.1).sum(),
-            Some(f) => files
-                .iter()
-                .map(|(name, len)| match name.cmp(&f) {
-                    std::cmp::Ordering::Less => 0,
-                    std::cmp::Ordering::Equal => len.saturating_sub(offset),
-                    std::cmp::Ordering::Greater => *len,
-                })
-                .sum(),
-        };
-        out.push((format!("{{stream=\"{stream}\"}}"), lag));
+        for e in std::fs::read_dir(journal).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".seg") || n.ends_with(".sum") {
+                l.files.push((n, e.metadata().map_or(0, |m| m.len())));
+            } else if let Some(stream) = n
+                .strip_prefix("ship-")
+                .and_then(|s| s.strip_suffix(".state"))
+            {
+                l.states.push((stream.to_string(), e.path()));
+            }
+        }
+        l.files.sort_by_key(|f| journal::ship::file_order(&f.0));
+        l
     }
-    out
+
+    /// Per shipper: the journal's bytes after its cursor.
+    fn ship_lag(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (stream, path) in &self.states {
+            let Some(state) = std::fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            else {
+                continue;
+            };
+            let cursor = state["follower"]["file"]
+                .as_str()
+                .map(journal::ship::file_order);
+            let offset = state["follower"]["offset"].as_u64().unwrap_or(0);
+            let lag: u64 = self
+                .files
+                .iter()
+                .map(
+                    |(name, len)| match cursor.map(|c| journal::ship::file_order(name).cmp(&c)) {
+                        None | Some(std::cmp::Ordering::Greater) => *len,
+                        Some(std::cmp::Ordering::Equal) => len.saturating_sub(offset),
+                        Some(std::cmp::Ordering::Less) => 0,
+                    },
+                )
+                .sum();
+            out.push((format!("{{stream=\"{stream}\"}}"), lag));
+        }
+        out
+    }
 }
 
 /// Serves `GET /metrics` on `addr` in a thread of its own, for as long as the daemon lives.
