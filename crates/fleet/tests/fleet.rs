@@ -11,6 +11,7 @@ use fleet::collect::{collect, CollectOptions, HostReport, NoSink};
 use fleet::ship::{ship, ShipOptions, ShipReport};
 use fleet::testing::{free_port, nats_server, ClickHouseServer, Cluster};
 use journal::{DirStorage, Journal, Options, Storage};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -189,6 +190,31 @@ fn a_journal_shipped_and_collected_is_the_same_journal_with_the_same_head() {
     );
     same_files(host.path(), &got[0].journal);
     assert_eq!(verify_head(&got[0].journal), head);
+    // A collector that died after appending to its copy but before saving its state: the
+    // copy is cut back to the state on the next run (negative control: the copy does not
+    // verify before that).
+    let copy = got[0].journal.clone();
+    let seg = std::fs::read_dir(&copy)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(b"JBLK half a block")
+        .unwrap();
+    std::fs::write(copy.join("00000000000000ff.seg"), b"later").unwrap();
+    assert!(!journal::verify(&DirStorage::new(&copy).unwrap())
+        .unwrap()
+        .ok());
+    assert_eq!(
+        collect_all(&c.urls(), out.path(), &[]).unwrap()[0].pieces,
+        0
+    );
+    same_files(host.path(), &copy);
     // Collecting again takes nothing in; the journal grows, both go on.
     assert_eq!(
         collect_all(&c.urls(), out.path(), &[]).unwrap()[0].pieces,
@@ -1063,5 +1089,35 @@ fn following_every_host_takes_in_hosts_that_start_later() {
     assert_eq!(
         heads,
         [("early", head_a.as_str()), ("late", head_b.as_str())]
+    );
+}
+
+/// Two shippers of one journal to one stream never run at once: the second is refused with
+/// the reason before it connects (negative control: without the first, it gets as far as the
+/// servers, here none).
+#[test]
+fn a_second_shipper_of_a_journal_is_refused() {
+    let host = tempfile::tempdir().unwrap();
+    write_journal(host.path(), 3, 1, 10, 8 << 10);
+    let port = free_port();
+    let opts = ShipOptions::new(&format!("nats://127.0.0.1:{port}"), "lock");
+    let first = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(host.path().join("ship-JOURNAL.lock"))
+        .unwrap();
+    first.try_lock().unwrap();
+    let err = ship(host.path(), &opts, never(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another jcs ship"), "{err}");
+    drop(first);
+    let err = ship(host.path(), &opts, never(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("another jcs ship") && err.contains(&port.to_string()),
+        "{err}"
     );
 }
