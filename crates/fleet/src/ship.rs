@@ -116,7 +116,7 @@ pub fn ship(
     check_host(&opts.host)?;
     check_stream(&opts.stream)?;
     let storage = DirStorage::new(dir).map_err(io_err(format!("open {}", dir.display())))?;
-    if journal::segment_numbers(&storage)?.is_empty() && !has_summaries(dir) {
+    if journal::ship::is_empty(&storage)? {
         return Err(FleetError::Usage(format!(
             "{} holds no journal",
             dir.display()
@@ -165,12 +165,6 @@ pub fn ship(
     let r = rt.block_on(run(&mut storage, &mut state, opts, stop, progress));
     drop(lock);
     r
-}
-
-fn has_summaries(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sum")))
-    })
 }
 
 fn fresh(opts: &ShipOptions) -> State {

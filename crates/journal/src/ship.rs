@@ -70,6 +70,11 @@ fn unit_name(u: &Unit) -> &str {
     }
 }
 
+/// Whether the journal has no file yet (no segment, no summary file): nothing to ship.
+pub fn is_empty<S: Storage>(storage: &S) -> Result<bool, JournalError> {
+    Ok(units(storage)?.is_empty())
+}
+
 /// The pieces from `cursor` on, up to about `max_bytes` (at least one piece when there is
 /// one), and the cursor after them. A block still being appended is not handed out; nor is
 /// anything of the open segment before it has been synced.
