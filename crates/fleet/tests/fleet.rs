@@ -1120,4 +1120,10 @@ fn a_second_shipper_of_a_journal_is_refused() {
         !err.contains("another jcs ship") && err.contains(&port.to_string()),
         "{err}"
     );
+    // A directory without a journal is said to be one.
+    let empty = tempfile::tempdir().unwrap();
+    let err = ship(empty.path(), &opts, never(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds no journal"), "{err}");
 }
