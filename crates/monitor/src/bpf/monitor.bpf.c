@@ -325,15 +325,24 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 #define AF_INET6 10
 
 /* The struct file behind descriptor `fd` of task `t`, or NULL. */
+/* Reading the kernel's structures: the hot paths (every recorded call's descriptor, its file's
+ * class and identity, a socket's ends) read fields with plain loads through pointers the
+ * verifier knows the BTF type of (`t->files->fdt`: one instruction each, made fault-safe by
+ * the kernel), not with BPF_CORE_READ, whose every field is a probe-read helper call (≈ 20 ns
+ * each here; a recorded write's sys_enter made 35 of them: docs/benchmarks.md). A pointer read
+ * as a number (from an array, a map, a probe read) gets its type back with bpf_core_cast.
+ * Every function below that reads fields directly takes such pointers only. */
+
+/* The struct file behind descriptor `fd` of task `t` (a BTF pointer), or NULL. */
 static __always_inline struct file *fd_file(struct task_struct *t, unsigned int fd)
 {
-	unsigned int max = BPF_CORE_READ(t, files, fdt, max_fds);
-	if (fd >= max)
+	struct fdtable *fdt = t->files->fdt;
+	if (fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *file = NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file;
+	return file ? bpf_core_cast(file, struct file) : NULL;
 }
 
 /* What classification needs to know of a file, read once per call (each kernel read costs):
@@ -364,28 +373,36 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
 #define JCS_FC_SOCKET 4
 #define JCS_FC_TTY 8
 #define JCS_FC_OWN 16
+
+/* The upper dentry of an overlay inode (NULL: the file exists only in a read-only layer). */
+static __always_inline struct dentry *ovl_upper(struct inode *inode)
+{
+	void *oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	return bpf_core_cast(oi, struct ovl_inode)->__upperdentry;
+}
+
 static __always_inline __u32 file_class(struct file *file)
 {
 	if (!file)
 		return 0;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
-	unsigned long magic = BPF_CORE_READ(sb, s_magic);
-	__u32 mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
+	struct inode *inode = file->f_inode;
+	struct super_block *sb = inode->i_sb;
+	unsigned long magic = sb->s_magic;
+	__u32 mode = inode->i_mode & S_IFMT;
 	__u32 c = 0;
 	if (mode == S_IFSOCK) {
 		/* A route netlink socket: the kernel answering about its network state (the VE's
 		 * own namespace; changing it needs CAP_NET_ADMIN, which a VE lacks), like a read of
 		 * /proc/net: every name lookup asks it for the addresses (getaddrinfo). */
-		struct socket *sock = BPF_CORE_READ(file, private_data);
-		struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : NULL;
-		if (sk && BPF_CORE_READ(sk, __sk_common.skc_family) == 16 /* AF_NETLINK */ &&
-		    BPF_CORE_READ(sk, sk_protocol) == 0 /* NETLINK_ROUTE */)
+		struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+		struct sock *sk = sock->sk;
+		if (sk && sk->__sk_common.skc_family == 16 /* AF_NETLINK */ &&
+		    sk->sk_protocol == 0 /* NETLINK_ROUTE */)
 			return JCS_FC_INSIDE;
 		return JCS_FC_SOCKET;
 	}
 	if (mode == S_IFCHR) {
-		__u32 rdev = BPF_CORE_READ(inode, i_rdev);
+		__u32 rdev = inode->i_rdev;
 		__u32 major = rdev >> 20, minor = rdev & 0xfffff;
 		if (major == 1 &&
 		    (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9))
@@ -403,30 +420,28 @@ static __always_inline __u32 file_class(struct file *file)
 	} else if (magic == DEVPTS_SUPER_MAGIC) {
 		__u32 k = 0;
 		__u64 *host = bpf_map_lookup_elem(&settings, &k);
-		if (host && *host != ~0ULL && BPF_CORE_READ(sb, s_dev) != *host) {
+		if (host && *host != ~0ULL && sb->s_dev != *host) {
 			/* devpts numbers pts N's inode N + 3. */
 			struct jcs_ve *w = watched_task();
-			__u64 idx = BPF_CORE_READ(inode, i_ino) - 3;
+			__u64 idx = inode->i_ino - 3;
 			if (w && idx < 64 && (w->tty_mask & (1ULL << idx)))
 				c |= JCS_FC_TTY;
 			else
 				c |= JCS_FC_INSIDE;
 		}
 	} else if (magic == OVERLAYFS_SUPER_MAGIC) {
-		struct ovl_inode *oi =
-			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
-		if (BPF_CORE_READ(oi, __upperdentry) == NULL) {
+		if (ovl_upper(inode) == NULL) {
 			c |= JCS_FC_PRISTINE;
 		} else {
 			struct task_struct *t = bpf_get_current_task_btf();
 			__u64 key = (__u64)inode;
-			if (BPF_CORE_READ(t, fs, root.dentry, d_sb) == sb &&
+			if (t->fs->root.dentry->d_sb == sb &&
 			    !bpf_map_lookup_elem(&escaped, &key))
 				c |= JCS_FC_OWN;
 		}
 	} else if (magic == PROC_SUPER_MAGIC || magic == SYSFS_MAGIC ||
 		   magic == CGROUP_SUPER_MAGIC || magic == CGROUP2_SUPER_MAGIC) {
-		if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+		if (!(file->f_mode & FMODE_WRITE))
 			c |= JCS_FC_PRISTINE;
 	}
 	return c;
@@ -440,16 +455,14 @@ static __always_inline void inode_identity(struct inode *inode, __u64 *dev, __u6
 {
 	if (!inode)
 		return;
-	*ino = BPF_CORE_READ(inode, i_ino);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
-	*dev = BPF_CORE_READ(sb, s_dev);
-	if (BPF_CORE_READ(sb, s_magic) == OVERLAYFS_SUPER_MAGIC) {
-		struct ovl_inode *oi =
-			(void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
-		struct dentry *upper = BPF_CORE_READ(oi, __upperdentry);
-		*gen = upper ? BPF_CORE_READ(upper, d_inode, i_generation) : 0;
+	*ino = inode->i_ino;
+	struct super_block *sb = inode->i_sb;
+	*dev = sb->s_dev;
+	if (sb->s_magic == OVERLAYFS_SUPER_MAGIC) {
+		struct dentry *upper = ovl_upper(inode);
+		*gen = upper ? upper->d_inode->i_generation : 0;
 	} else {
-		*gen = BPF_CORE_READ(inode, i_generation);
+		*gen = inode->i_generation;
 	}
 }
 
@@ -459,8 +472,8 @@ static __always_inline void file_identity(struct file *file, __u64 *dev, __u64 *
 {
 	if (!file)
 		return;
-	inode_identity(BPF_CORE_READ(file, f_inode), dev, ino, gen);
-	*pos = BPF_CORE_READ(file, f_pos);
+	inode_identity(file->f_inode, dev, ino, gen);
+	*pos = file->f_pos;
 }
 
 static __always_inline int v4_loopback(__be32 a)
@@ -508,15 +521,14 @@ static __always_inline int addr_loopback(const char *p, int dest)
  * the client for an accepted socket, the creator for a socketpair), 0 when it has exited. */
 static __always_inline __u64 peer_pid_cgroup(struct sock *sk)
 {
-	struct pid *pp = BPF_CORE_READ(sk, sk_peer_pid);
+	struct pid *pp = sk->sk_peer_pid;
 	if (!pp)
 		return 0;
-	struct hlist_node *first = BPF_CORE_READ(pp, tasks[0].first); /* PIDTYPE_PID */
+	struct hlist_node *first = pp->tasks[0].first; /* PIDTYPE_PID */
 	if (!first)
 		return 0;
-	struct task_struct *t =
-		(void *)first - bpf_core_field_offset(struct task_struct, pid_links[0]);
-	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	void *t = (void *)first - bpf_core_field_offset(struct task_struct, pid_links[0]);
+	return bpf_core_cast(t, struct task_struct)->cgroups->dfl_cgrp->kn->id;
 }
 
 /* The inode of a socket (`struct socket_alloc`): the key of `escaped`. */
@@ -528,10 +540,10 @@ static __always_inline __u64 sock_inode(struct socket *sock)
 /* Copies a Unix socket's bound name (struct sockaddr_un) into `buf` (112 bytes); its length. */
 static __always_inline int unix_name(struct sock *sk, __u8 *buf)
 {
-	struct unix_address *a = BPF_CORE_READ((struct unix_sock *)sk, addr);
+	struct unix_address *a = bpf_core_cast(sk, struct unix_sock)->addr;
 	if (!a)
 		return 0;
-	int len = BPF_CORE_READ(a, len);
+	int len = a->len;
 	if (len <= 2)
 		return 0;
 	if (len > 110)
@@ -546,7 +558,7 @@ static __always_inline int host_net(struct sock *sk)
 {
 	__u32 k = 1;
 	__u64 *host = bpf_map_lookup_elem(&settings, &k);
-	return host && *host && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) == *host;
+	return host && *host && sk->__sk_common.skc_net.net->ns.inum == *host;
 }
 
 /* The remote end of the socket behind `file`, from the kernel's sock, as a struct sockaddr in
@@ -557,24 +569,24 @@ static __always_inline int host_net(struct sock *sk)
  * bound to (a listener's path), the same at both ends. `*info` gets SI_STREAM and SI_HOSTNET. */
 static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 {
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+	struct sock *sk = sock->sk;
 	if (!sk)
 		return 0;
-	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u16 type = sk->sk_type;
 	*info = (type == SOCK_STREAM || type == SOCK_SEQPACKET ? SI_STREAM : 0) |
 		(host_net(sk) ? SI_HOSTNET : 0);
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family == AF_UNIX) {
-		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		struct sock *peer = bpf_core_cast(sk, struct unix_sock)->peer;
 		__u64 me = sock_inode(sock);
-		__u64 other = peer ? sock_inode(BPF_CORE_READ(peer, sk_socket)) : 0;
+		__u64 other = peer ? sock_inode(peer->sk_socket) : 0;
 		int left = bpf_map_lookup_elem(&escaped, &me) ||
 			   (other && bpf_map_lookup_elem(&escaped, &other));
 		__u64 cg = bpf_get_current_cgroup_id();
 		__u64 pcg = peer_pid_cgroup(sk);
 		if (!left && peer &&
-		    (pcg ? pcg == cg : BPF_CORE_READ(peer, sk_cgrp_data.cgroup, kn, id) == cg))
+		    (pcg ? pcg == cg : peer->sk_cgrp_data.cgroup->kn->id == cg))
 			return -1;
 		int n = unix_name(sk, buf);
 		if (!n && peer)
@@ -582,10 +594,10 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 		return n;
 	}
 	int lo_inside = !(*info & SI_HOSTNET);
-	__be16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	__be16 port = sk->__sk_common.skc_dport;
 	if (family == AF_INET) {
-		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 d = sk->__sk_common.skc_daddr;
+		__be32 l = sk->__sk_common.skc_rcv_saddr;
 		if (lo_inside && (d ? v4_loopback(d) : (l && v4_loopback(l))))
 			return -1;
 		if (!d)
@@ -596,8 +608,8 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 		return 16;
 	}
 	if (family == AF_INET6) {
-		struct in6_addr d = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
-		struct in6_addr l = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		struct in6_addr d = sk->__sk_common.skc_v6_daddr;
+		struct in6_addr l = sk->__sk_common.skc_v6_rcv_saddr;
 		__u64 dz[2], lz[2];
 		__builtin_memcpy(dz, &d, 16);
 		__builtin_memcpy(lz, &l, 16);
@@ -622,25 +634,25 @@ static __always_inline int sock_local(struct file *file, __u8 *buf, __u32 *flags
 {
 	if (!file)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+	struct sock *sk = sock->sk;
 	if (!sk)
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+	if (sk->sk_type != SOCK_STREAM)
 		*flags |= JCS_F_UDP;
-	__be16 port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	__be16 port = bpf_htons(sk->__sk_common.skc_num);
 	__builtin_memset(buf, 0, 28);
 	__builtin_memcpy(buf, &family, 2);
 	__builtin_memcpy(buf + 2, &port, 2);
 	if (family == AF_INET) {
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 l = sk->__sk_common.skc_rcv_saddr;
 		__builtin_memcpy(buf + 4, &l, 4);
 		return 16;
 	}
-	struct in6_addr l = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+	struct in6_addr l = sk->__sk_common.skc_v6_rcv_saddr;
 	__builtin_memcpy(buf + 8, &l, 16);
 	return 28;
 }
@@ -852,9 +864,10 @@ static __always_inline int enter_mprotect(struct inflight *f, struct task_struct
 	/* munmap: only the end of a writable shared mapping links memory and file. */
 	if (unmap && !(c.flags & VM_WRITE))
 		return 0;
-	if (file_class(c.file) & JCS_FC_INSIDE)
+	struct file *file = bpf_core_cast(c.file, struct file);
+	if (file_class(file) & JCS_FC_INSIDE)
 		return 0;
-	file_identity(c.file, &f->dev, &f->ino, &f->gen, &f->pos);
+	file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
 	f->pos = c.off;
 	return 1;
 }
@@ -873,12 +886,12 @@ static __always_inline void begin(struct inflight *f, __u32 nr, __u32 want, stru
 	f->gen = f->gen2 = 0;
 	f->pos = -1;
 	f->pos2 = -1;
-	f->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	f->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	f->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	f->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	f->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	f->args[5] = PT_REGS_PARM6_CORE_SYSCALL(regs);
+	f->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	f->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	f->args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	f->args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	f->args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	f->args[5] = PT_REGS_PARM6_SYSCALL(regs);
 }
 
 SEC("tp_btf/sys_enter")
@@ -950,15 +963,15 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 				return drop_call(f);
 			if (c & JCS_FC_OWN)
 				f->evflags |= JCS_F_OWN;
-			if ((f->flags & JCS_CAP_FMODE) && (BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+			if ((f->flags & JCS_CAP_FMODE) && (file->f_mode & FMODE_WRITE))
 				f->evflags |= JCS_F_WRITE_END;
 		}
 		file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
 		/* A write lands at the file's end when it was opened O_APPEND (whatever offset a
 		 * pwrite names) or with RWF_APPEND: its size at entry says where. */
 		if (file && !(f->flags & JCS_CAP_READ)) {
-			f->size = BPF_CORE_READ(file, f_inode, i_size);
-			if (BPF_CORE_READ(file, f_flags) & O_APPEND) {
+			f->size = file->f_inode->i_size;
+			if (file->f_flags & O_APPEND) {
 				f->evflags |= JCS_F_APPEND;
 				f->pos = f->size;
 			}
@@ -1086,9 +1099,9 @@ static __always_inline void remember_pipe(struct inflight *f)
 static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 {
 #if defined(__TARGET_ARCH_x86)
-	__u32 nr = BPF_CORE_READ(regs, orig_ax);
+	__u32 nr = regs->orig_ax;
 #elif defined(__TARGET_ARCH_arm64)
-	__u32 nr = BPF_CORE_READ(regs, syscallno);
+	__u32 nr = regs->syscallno;
 #endif
 	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_NOTIFIED))
@@ -1323,7 +1336,7 @@ int BPF_PROG(jcs_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
 		const char *name = BPF_CORE_READ(bprm, filename);
 		long n = bpf_probe_read_kernel_str(e->path, JCS_PATH_HALF, name);
 		e->path_len = n > 0 ? n : 0;
-		file_identity(BPF_CORE_READ(bprm, file), &e->dev, &e->ino, &e->gen, &e->pos);
+		file_identity(bprm->file, &e->dev, &e->ino, &e->gen, &e->pos);
 		e->pos = -1;
 		/* Who runs what: the new program's argument strings (from its stack, set up by
 		 * now), its ids and its parent. */
