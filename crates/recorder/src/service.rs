@@ -464,14 +464,14 @@ fn monitor_loop(
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(epoll_err)?;
     // SAFETY: the ring buffer owns its epoll fd and outlives this loop, which only polls it.
     let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.epoll_fd()) };
-    for (i, fd) in [efd.as_fd(), ring_fd].into_iter().enumerate() {
-        epoll::add(
-            &ep,
-            fd,
-            epoll::EventData::new_u64(i as u64),
-            epoll::EventFlags::IN,
-        )
-        .map_err(epoll_err)?;
+    // The ring buffer edge-triggered: its poll says "readable" while any record is queued, so
+    // level-triggered, a steady stream woke this loop again at once after every drain (about
+    // 30 records a turn, two thread wake-ups each: most of the daemon's CPU per event). Now
+    // it wakes when the kernel wakes it (the queued bytes crossed the programs'
+    // `wakeup_bytes`), on a command, or at the 10 ms tick, and drains everything then.
+    let edge = [epoll::EventFlags::IN, epoll::EventFlags::IN | epoll::EventFlags::ET];
+    for (i, (fd, flags)) in [efd.as_fd(), ring_fd].into_iter().zip(edge).enumerate() {
+        epoll::add(&ep, fd, epoll::EventData::new_u64(i as u64), flags).map_err(epoll_err)?;
     }
     let mut t = Translator::new(first_var, clock_offset_ns());
     {

@@ -229,10 +229,17 @@ static __always_inline void count_call(__u64 slot, __u32 nr, __u32 dropped)
 	bump(&counts, &k);
 }
 
-static __always_inline void submit(struct jcs_event *e)
+/* Submits a record of `size` bytes. The consumer is woken once, by the record that makes the
+ * queued bytes cross `wakeup_bytes` (what is queued includes this record and its 8-byte
+ * header), not by every record while they stay above it: each forced wake-up queues an
+ * irq_work (a self-IPI: a VM exit here), and a consumer woken again while it drains runs
+ * once more for a handful of records. Two producers racing over the threshold may both miss
+ * it; the consumer's 10 ms poll takes what they queued. */
+static __always_inline void submit(void *e, __u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	int cross = avail >= wakeup_bytes && avail < wakeup_bytes + size + 8;
+	bpf_ringbuf_submit(e, cross ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	count(JCS_STAT_EMITTED);
 }
 
@@ -1029,14 +1036,14 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 			continue;
 		}
 		add_local(e, f, NULL);
-		submit(e);
+		submit(e, sizeof(*e));
 	}
 	if (ret > JCS_MMSG_MAX) {
 		struct jcs_event *e = reserve(JCS_EV_SYSCALL);
 		if (e) {
 			fill(e, f, ret - JCS_MMSG_MAX);
 			e->flags |= JCS_F_MORE;
-			submit(e);
+			submit(e, sizeof(*e));
 		}
 	}
 }
@@ -1297,7 +1304,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			add_local(e, NULL, file);
 		}
 	}
-	submit(e);
+	submit(e, sizeof(*e));
 out:
 	return 0;
 }
@@ -1321,7 +1328,7 @@ int BPF_PROG(jcs_fork, struct task_struct *parent, struct task_struct *child)
 	struct jcs_event *e = reserve(JCS_EV_FORK);
 	if (e) {
 		e->ret = BPF_CORE_READ(child, pid);
-		submit(e);
+		submit(e, sizeof(*e));
 	}
 	return 0;
 }
@@ -1357,7 +1364,7 @@ int BPF_PROG(jcs_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
 		e->args[1] = BPF_CORE_READ(p, cred, euid.val);
 		e->args[2] = ug >> 32;
 		e->args[3] = BPF_CORE_READ(p, real_parent, tgid);
-		submit(e);
+		submit(e, sizeof(*e));
 	}
 	return 0;
 }
@@ -1376,7 +1383,7 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 	if (e) {
 		/* The wait status: a normal exit's code in bits 8-15, a killing signal in 0-6. */
 		e->ret = BPF_CORE_READ(p, exit_code);
-		submit(e);
+		submit(e, sizeof(*e));
 	}
 	return 0;
 }
