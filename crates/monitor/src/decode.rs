@@ -9,9 +9,12 @@ use std::mem::{offset_of, size_of};
 
 /// Size of `struct jcs_event`.
 pub const EVENT_SIZE: usize = size_of::<jcs_event>();
+/// Size of its head (`JCS_HEAD_SIZE`): a record that carries no path data is only this long.
+pub const HEAD_SIZE: usize = jcs_limit::JCS_HEAD_SIZE.0 as usize;
 const PATH_MAX: usize = jcs_limit::JCS_PATH_MAX.0 as usize;
 const PATH_HALF: usize = jcs_limit::JCS_PATH_HALF.0 as usize;
 const _: () = assert!(size_of::<[i8; PATH_MAX]>() == PATH_MAX && PATH_HALF * 2 == PATH_MAX);
+const _: () = assert!(HEAD_SIZE == offset_of!(jcs_event, path) && HEAD_SIZE + PATH_MAX == EVENT_SIZE);
 
 /// `enum jcs_flag` (bpf/monitor.h): facts the kernel attaches to a record.
 pub mod flag {
@@ -122,14 +125,14 @@ impl Event {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("record of {0} bytes, expected {EVENT_SIZE}")]
+    #[error("record of {0} bytes, expected {HEAD_SIZE} to {EVENT_SIZE}")]
     Size(usize),
     #[error("unknown record kind {0}")]
     Kind(u32),
-    #[error("path length {0} exceeds {PATH_MAX}")]
-    PathLen(u32),
-    #[error("second path length {0} exceeds {PATH_HALF}")]
-    Path2Len(u32),
+    #[error("path length {0} exceeds the {1} bytes the record carries")]
+    PathLen(u32, usize),
+    #[error("second path length {0} exceeds the {1} bytes the record carries")]
+    Path2Len(u32, usize),
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -150,8 +153,10 @@ pub fn user_dev(kdev: u64) -> u64 {
     libc::makedev(major, minor)
 }
 
+/// Decodes one record: the whole `struct jcs_event`, or its head alone (a record without path
+/// data; its path lengths are 0).
 pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
-    if b.len() != EVENT_SIZE {
+    if !(HEAD_SIZE..=EVENT_SIZE).contains(&b.len()) {
         return Err(DecodeError::Size(b.len()));
     }
     let kind = match jcs_kind(u32_at(b, off::KIND)) {
@@ -175,17 +180,23 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         u64_at(b, off::INO2),
         u64_at(b, off::POS2) as i64,
     );
+    const P: usize = off::PATH;
+    // What the record carries after its head (all of `path`, or none of it).
+    let carried = b.len() - P;
     let path_len = u32::from(u16_at(b, off::PATH_LEN));
-    if path_len as usize > PATH_MAX {
-        return Err(DecodeError::PathLen(path_len));
+    if path_len as usize > carried {
+        return Err(DecodeError::PathLen(path_len, carried));
     }
     let path2_len = u32::from(u16_at(b, off::PATH2_LEN));
-    if path2_len as usize > PATH_HALF {
-        return Err(DecodeError::Path2Len(path2_len));
+    if path2_len as usize > PATH_HALF || (path2_len > 0 && PATH_HALF + path2_len as usize > carried)
+    {
+        return Err(DecodeError::Path2Len(path2_len, carried.saturating_sub(PATH_HALF)));
     }
-    const P: usize = off::PATH;
     let data = b[P..P + path_len as usize].to_vec();
-    let data2 = b[P + PATH_HALF..P + PATH_HALF + path2_len as usize].to_vec();
+    let data2 = match path2_len {
+        0 => Vec::new(),
+        n => b[P + PATH_HALF..P + PATH_HALF + n as usize].to_vec(),
+    };
     Ok(Event {
         time_ns: u64_at(b, off::TIME),
         cgroup_id: u64_at(b, off::CGROUP),
@@ -317,18 +328,46 @@ mod tests {
         assert_eq!(decode(&b), Err(DecodeError::Kind(9)));
         let mut b = record();
         b[136..138].copy_from_slice(&300u16.to_ne_bytes());
-        assert_eq!(decode(&b), Err(DecodeError::PathLen(300)));
+        assert_eq!(decode(&b), Err(DecodeError::PathLen(300, 256)));
         let mut b = record();
         b[138..140].copy_from_slice(&129u16.to_ne_bytes());
-        assert_eq!(decode(&b), Err(DecodeError::Path2Len(129)));
-        // Every byte value anywhere: no panic.
+        assert_eq!(decode(&b), Err(DecodeError::Path2Len(129, 128)));
+        // A head alone that claims path data it does not carry; a record longer than the
+        // struct; one cut inside its path.
+        let head = &record()[..HEAD_SIZE];
+        assert_eq!(decode(head), Err(DecodeError::PathLen(5, 0)));
+        let mut b = record();
+        b.push(0);
+        assert_eq!(decode(&b), Err(DecodeError::Size(EVENT_SIZE + 1)));
+        assert_eq!(decode(&record()[..HEAD_SIZE - 1]), Err(DecodeError::Size(HEAD_SIZE - 1)));
+        let mut b = record();
+        b[138..140].copy_from_slice(&10u16.to_ne_bytes());
+        assert_eq!(
+            decode(&b[..HEAD_SIZE + PATH_HALF + 4]),
+            Err(DecodeError::Path2Len(10, 4))
+        );
+        // Every byte value anywhere, at every length: no panic.
         let good = record();
         for i in 0..EVENT_SIZE {
             for v in [0u8, 1, 0x7f, 0xff] {
                 let mut b = good.clone();
                 b[i] = v;
                 let _ = decode(&b);
+                let _ = decode(&b[..HEAD_SIZE.max(i)]);
             }
         }
+    }
+
+    #[test]
+    fn a_head_alone_is_a_record_without_path_data() {
+        // A write's record: the kernel sends the head only (JCS_HEAD_SIZE bytes).
+        let mut b = record();
+        b[136..138].copy_from_slice(&0u16.to_ne_bytes());
+        let full = decode(&b).expect("the whole struct");
+        let head = decode(&b[..HEAD_SIZE]).expect("the head alone");
+        assert_eq!(head, full);
+        assert!(head.data.is_empty() && head.data2.is_empty() && head.path().is_none());
+        assert_eq!(head.time_ns, 123);
+        assert_eq!(head.nr, 257);
     }
 }

@@ -78,7 +78,8 @@ struct {
 } events SEC(".maps");
 
 /* A VE's share while the ring is under pressure: an eighth of the records a quarter of the ring
- * holds, per quarter drained. Eight VEs over their share at once still leave the ring room. */
+ * holds, per quarter drained. Eight VEs over their share at once still leave the ring room
+ * (counted at the full record's size: records of a head alone take less). */
 #define FAIR_SHARE ((RING_BYTES / 4) / sizeof(struct jcs_event) / 8)
 
 /* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown); [1] the
@@ -267,11 +268,13 @@ static __always_inline int within_share(void)
 	return 1;
 }
 
-static __always_inline struct jcs_event *reserve(__u32 kind)
+/* Reserves a record of `size` bytes (a constant: the whole struct, or JCS_HEAD_SIZE for one
+ * without path data; the verifier holds every access to it) and fills in its head. */
+static __always_inline struct jcs_event *reserve_n(__u32 kind, __u64 size)
 {
 	if (!within_share())
 		return NULL;
-	struct jcs_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct jcs_event *e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
 		count(JCS_STAT_LOST);
 		struct jcs_ve *w = watched_task();
@@ -305,6 +308,8 @@ static __always_inline struct jcs_event *reserve(__u32 kind)
 		e->args[i] = 0;
 	return e;
 }
+
+#define reserve(kind) reserve_n(kind, sizeof(struct jcs_event))
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
@@ -988,8 +993,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* The fields every record of a system call carries. */
-static __always_inline void fill(struct jcs_event *e, struct inflight *f, long ret)
+/* The fields every record of a system call carries, in its head. */
+static __always_inline void fill_head(struct jcs_event *e, struct inflight *f, long ret)
 {
 	e->nr = f->nr;
 	e->ret = ret;
@@ -1006,6 +1011,12 @@ static __always_inline void fill(struct jcs_event *e, struct inflight *f, long r
 	e->size = f->size;
 	e->enter_ns = f->enter_ns;
 	e->flags = f->evflags;
+}
+
+/* ... and the socket's remote end the call's entry found. */
+static __always_inline void fill(struct jcs_event *e, struct inflight *f, long ret)
+{
+	fill_head(e, f, ret);
 	if (f->peer_len) {
 		__builtin_memcpy(e->path, f->peer, sizeof(f->peer));
 		e->path_len = f->peer_len > sizeof(f->peer) ? sizeof(f->peer) : f->peer_len;
@@ -1180,6 +1191,19 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			rule = (__u32)w->budget_rule;
 	}
 	long okret = rule ? 0 : ret; /* what the capture conditions below look at */
+	/* A call on a descriptor that is no socket and names no path or address (read, write,
+	 * lseek, fsync... of a file) carries no path data: its record is the head alone. */
+	if (!(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1 | JCS_CAP_ADDR1 | JCS_CAP_ADDR4 | JCS_CAP_MSGHDR |
+		    JCS_CAP_NEWFD)) &&
+	    !(f->evflags & (JCS_F_SOCKET | JCS_F_SOCKET2)) && !f->peer_len) {
+		struct jcs_event *h = reserve_n(JCS_EV_SYSCALL, JCS_HEAD_SIZE);
+		if (h) {
+			fill_head(h, f, ret);
+			h->rule = rule;
+			submit(h, JCS_HEAD_SIZE);
+		}
+		return 0;
+	}
 	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
 	if (!e)
 		goto out;
@@ -1321,14 +1345,14 @@ int BPF_PROG(jcs_fork, struct task_struct *parent, struct task_struct *child)
 		slot->active = 0;
 	/* A new thread shares its process's memory, descriptors and identity, and its calls carry
 	 * the process's pid: its creation moves nothing and is not recorded (counted). */
-	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid)) {
+	if (child->tgid == parent->tgid) {
 		count(JCS_STAT_SKIPPED);
 		return 0;
 	}
-	struct jcs_event *e = reserve(JCS_EV_FORK);
+	struct jcs_event *e = reserve_n(JCS_EV_FORK, JCS_HEAD_SIZE);
 	if (e) {
-		e->ret = BPF_CORE_READ(child, pid);
-		submit(e, sizeof(*e));
+		e->ret = child->pid;
+		submit(e, JCS_HEAD_SIZE);
 	}
 	return 0;
 }
@@ -1375,15 +1399,15 @@ int BPF_PROG(jcs_exit, struct task_struct *p)
 	if (!watched_task())
 		return 0;
 	/* A thread's end, like its start, is not recorded; the process's end is. */
-	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid)) {
+	if (p->pid != p->tgid) {
 		count(JCS_STAT_SKIPPED);
 		return 0;
 	}
-	struct jcs_event *e = reserve(JCS_EV_EXIT);
+	struct jcs_event *e = reserve_n(JCS_EV_EXIT, JCS_HEAD_SIZE);
 	if (e) {
 		/* The wait status: a normal exit's code in bits 8-15, a killing signal in 0-6. */
-		e->ret = BPF_CORE_READ(p, exit_code);
-		submit(e, sizeof(*e));
+		e->ret = p->exit_code;
+		submit(e, JCS_HEAD_SIZE);
 	}
 	return 0;
 }

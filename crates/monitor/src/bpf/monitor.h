@@ -9,6 +9,9 @@
 /* Sizes: an enum, not #defines, so that BTF (and so the Rust skeleton) carries them. */
 enum jcs_limit {
 	JCS_PATH_MAX = 256,    /* bytes of `path` */
+	JCS_HEAD_SIZE = 176,   /* bytes before `path`: a record that carries no path data (a read
+	                        * or write of a file, a fork, an exit) is this long; the ring
+	                        * buffer's sample length says which */
 	JCS_PATH_HALF = 128,   /* two-path calls: the second path starts here */
 	JCS_MMSG_MAX = 32,     /* datagrams itemized per sendmmsg/recvmmsg */
 	JCS_MAX_SYSCALL = 512, /* entries of the `interest` map */
@@ -185,9 +188,10 @@ struct jcs_event {
 	                          *     paths: the first in [0, 128), the second in [128, 256);
 	                          *     sockets: the raw struct sockaddr of the remote end, and
 	                          *     with JCS_F_LOCAL the local end at JCS_PATH_HALF */
-};                       /* 432 bytes */
+};                       /* 432 bytes; JCS_HEAD_SIZE without `path` */
 
 _Static_assert(sizeof(struct jcs_event) == 432, "the layout the comments above describe");
+_Static_assert(__builtin_offsetof(struct jcs_event, path) == JCS_HEAD_SIZE, "the head's size");
 
 /* The network policy (model::policy): per VE, a longest-prefix-match map from address prefix to
  * the rules that apply to it, in policy order, ending with the default. */
