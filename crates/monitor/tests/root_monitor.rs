@@ -88,11 +88,14 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
     assert!(child.wait().unwrap().success());
     let child_pid = child.id();
     let got = std::cell::RefCell::new(Vec::<Event>::new());
+    // Each record's length as the ring buffer gave it, by kind and system call.
+    let sizes = std::cell::RefCell::new(Vec::<(Kind, u32, usize)>::new());
     {
         let ring = m
             .ring(|b| {
-                got.borrow_mut()
-                    .push(decode(b).expect("the kernel's records decode"))
+                let e = decode(b).expect("the kernel's records decode");
+                sizes.borrow_mut().push((e.kind, e.nr, b.len()));
+                got.borrow_mut().push(e)
             })
             .unwrap();
         let end = Instant::now() + Duration::from_secs(5);
@@ -104,6 +107,24 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         }
     }
     let events = got.into_inner();
+    // Variable-length records: what carries no path data (a file's write and read, a fork,
+    // an exit) is the head alone; an open or an exec the whole struct.
+    let sizes = sizes.into_inner();
+    let size_of = |kind: Kind, nr: Option<i64>| -> Vec<usize> {
+        let mut v: Vec<usize> = sizes
+            .iter()
+            .filter(|(k, n, _)| *k == kind && nr.is_none_or(|nr| i64::from(*n) == nr))
+            .map(|s| s.2)
+            .collect();
+        v.dedup();
+        v
+    };
+    use monitor::decode::{EVENT_SIZE, HEAD_SIZE};
+    assert_eq!(size_of(Kind::Syscall, Some(libc::SYS_write)), [HEAD_SIZE], "{sizes:?}");
+    assert_eq!(size_of(Kind::Fork, None), [HEAD_SIZE], "{sizes:?}");
+    assert_eq!(size_of(Kind::Exit, None), [HEAD_SIZE], "{sizes:?}");
+    assert_eq!(size_of(Kind::Syscall, Some(libc::SYS_openat)), [EVENT_SIZE], "{sizes:?}");
+    assert_eq!(size_of(Kind::Exec, None), [EVENT_SIZE], "{sizes:?}");
     let me = std::process::id();
     assert!(!events.is_empty(), "no records");
     assert!(
