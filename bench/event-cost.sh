@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# CPU per recorded event, end to end, for one or more builds side by side (interleaved, the
+# same machine, the same minutes): a VE's loop of write(1 byte) to a file of persistent
+# storage (every call a transaction), and of open+close of it, timed from inside the loop,
+#   off      JCS_MONITOR=off (the VE alone)
+#   rec      recorded
+# and per recorded event:
+#   +ns      what recording adds to the VE's call (rec - off: the kernel's programs, the ring
+#            buffer, and whatever the daemon's CPU use costs the VE on a 2-CPU machine)
+#   bpf      the tracing programs' own run time per call (kernel.bpf_stats_enabled, in a
+#            separate run: the statistics cost time themselves)
+#   daemon   the daemon's CPU per event, by thread (/proc/PID/task/*/schedstat: monitor =
+#            ring buffer, decode, translation; journal = blocks, compression, hash chain,
+#            fdatasync; indexer = segment indexes, when a segment is sealed meanwhile)
+#   total    +ns + daemon: the issue's "CPU per recorded event end to end"
+#   bench/event-cost.sh [N] [ROUNDS] [JCS_BIN ...]   (default 1000000 3, this tree's release
+#                                                    build; needs root)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+n=${1:-1000000}
+rounds=${2:-3}
+shift $(( $# >= 2 ? 2 : $# ))
+bins=("$@")
+if [ ${#bins[@]} -eq 0 ]; then
+  (cd "$repo" && cargo build --release --quiet)
+  bins=("$repo/target/release/jcs")
+fi
+command -v gcc >/dev/null || { echo "event-cost.sh: gcc is missing (scripts/install-deps.sh)" >&2; exit 1; }
+work=$(mktemp -d /tmp/jcs-bench-event.XXXXXX)
+cleanup() {
+  sysctl -q kernel.bpf_stats_enabled=0 || true
+  for s in "$work"/store-*; do
+    [ -f "$s/daemon.pid" ] && kill "$(cat "$s/daemon.pid")" 2>/dev/null || true
+  done
+  sleep 0.3
+  rm -rf "$work"
+}
+trap cleanup EXIT
+gcc -O2 -static -o "$work/syscall-loop" "$here/src/syscall-loop.c"
+out="$work/results"
+: > "$out"
+# CPU time (ns) of the daemon's threads, summed by thread name.
+threads() {
+  for t in /proc/"$1"/task/*; do
+    echo "$(cat "$t/comm") $(awk '{print $1}' "$t/schedstat")"
+  done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
+}
+# The tracing programs' run time (ns) summed over the daemon's program descriptors.
+bpf_ns() {
+  local total=0 f t
+  for f in /proc/"$1"/fdinfo/*; do
+    t=$(awk '/^run_time_ns/ {print $2}' "$f" 2>/dev/null || true)
+    [ -n "$t" ] && total=$(( total + t ))
+  done
+  echo "$total"
+}
+for r in $(seq "$rounds"); do
+  for i in "${!bins[@]}"; do
+    jcs=${bins[$i]}
+    echo "round $r/$rounds: build $i" >&2
+    export JCS_HOME="$work/store-$i"
+    if [ ! -d "$JCS_HOME" ]; then
+      "$jcs" template create bb --busybox >/dev/null
+      "$jcs" app create bench --template bb --persist /data >/dev/null
+      cp "$work/syscall-loop" "$JCS_HOME/persist/bench/data/"
+    fi
+    "$jcs" run bench -- true # the daemon (stays up)
+    d=$(cat "$JCS_HOME/daemon.pid")
+    for l in write openclose; do
+      off=$(JCS_MONITOR=off "$jcs" run bench -- /data/syscall-loop $l "$n" /data/f)
+      threads "$d" > "$work/t0"
+      rec=$("$jcs" run bench -- /data/syscall-loop $l "$n" /data/f)
+      threads "$d" > "$work/t1"
+      daemon=$(join "$work/t0" "$work/t1" | awk -v n="$n" -v l=$l '
+        {d[$1] = ($3 - $2) / n; if (l == "openclose") d[$1] /= 2}
+        END {printf "%.1f %.1f %.1f", d["jcs-monitor"], d["jcs-journal"], d["jcs-indexer"]}')
+      sysctl -q kernel.bpf_stats_enabled=1
+      b0=$(bpf_ns "$d")
+      "$jcs" run bench -- /data/syscall-loop $l "$n" /data/f >/dev/null
+      b1=$(bpf_ns "$d")
+      sysctl -q kernel.bpf_stats_enabled=0
+      # open+close: two recorded events per iteration.
+      per=$([ $l = openclose ] && echo 2 || echo 1)
+      echo "$i $l $off $rec $(( (b1 - b0) / n / per )) $daemon $per" >> "$out"
+    done
+    kill "$d"; while [ -d "/proc/$d" ]; do sleep 0.05; done
+  done
+done
+python3 - "$out" "$n" "$rounds" "${bins[@]}" <<'EOF'
+import statistics, sys
+path, n, rounds, bins = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+rows = {}
+for line in open(path):
+    i, l, off, rec, bpf, mon, jou, idx, per = line.split()
+    rows.setdefault((int(i), l), []).append(
+        (float(off), float(rec), float(bpf), float(mon), float(jou), float(idx), int(per)))
+print(f"N = {n} per loop, medians of {rounds} rounds, builds interleaved")
+print()
+print("| build | loop | off ns | rec ns | × off | + ns per event | bpf ns per event | daemon ns per event (monitor + journal + indexer) | total ns per event |")
+print("|---|---|---|---|---|---|---|---|---|")
+for (i, l), v in sorted(rows.items()):
+    m = lambda k: statistics.median(x[k] for x in v)
+    per = v[0][6]
+    plus = (m(1) - m(0)) / per
+    daemon = m(3) + m(4) + m(5)
+    print(f"| {bins[i]} | {l} | {m(0):.0f} | {m(1):.0f} | {m(1) / m(0):.2f} | {plus:.0f} | {m(2):.0f} | "
+          f"{daemon:.0f} ({m(3):.0f} + {m(4):.0f} + {m(5):.0f}) | {plus + daemon:.0f} |")
+EOF
