@@ -7,6 +7,9 @@
 #                                        scripts/install-deps.sh --all)
 #   JCS_BIN=PATH bench/nginx.sh …       that jcs binary instead of this tree's release build
 #                                        (another build, to compare)
+#   JCS_BPF_STATS=1 bench/nginx.sh …     also the tracing programs' run time per request
+#                                        (kernel.bpf_stats_enabled: costs time itself)
+# With recording, the daemon's CPU per request is reported too (its threads' schedstat).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -72,6 +75,13 @@ PY
 
 out="$work/results"
 : > "$out"
+cpu="$work/cpu"
+: > "$cpu"
+# The daemon's CPU (ns, all threads) and its programs' run time (ns, with bpf_stats on).
+daemon_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+bpf_ns() {
+  cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^run_time_ns/ {s += $2} END {print s + 0}'
+}
 serve() { # MODE: on | off
   rm -f "$JCS_HOME/persist/web/data/addr"
   local env=()
@@ -89,14 +99,24 @@ for r in $(seq "$rounds"); do
   for mode in off on; do
     echo "round $r/$rounds: recording $mode" >&2
     serve "$mode"
+    if [ "$mode" = on ]; then
+      d=$(cat "$JCS_HOME/daemon.pid")
+      [ -n "${JCS_BPF_STATS:-}" ] && sysctl -q kernel.bpf_stats_enabled=1
+      c0=$(daemon_ns "$d"); b0=$(bpf_ns "$d")
+    fi
     rps=$(in_ns wrk -t1 -c16 -d"${secs}s" "http://$addr/" | awk '/Requests\/sec/ {print $2}')
     echo "$mode $rps" >> "$out"
+    if [ "$mode" = on ]; then
+      c1=$(daemon_ns "$d"); b1=$(bpf_ns "$d")
+      sysctl -q kernel.bpf_stats_enabled=0
+      echo "$rps $(( c1 - c0 )) $(( b1 - b0 ))" >> "$cpu"
+    fi
     stop
   done
 done
 "$jcs" run web -- true >/dev/null 2>&1 || true
 stats=$("$jcs" stats --json)
-python3 - "$out" "$secs" "$rounds" "$stats" <<'PY'
+python3 - "$out" "$secs" "$rounds" "$stats" "$cpu" <<'PY'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 secs, rounds = int(sys.argv[2]), int(sys.argv[3])
@@ -118,4 +138,10 @@ for v in rec:
 top = ", ".join(f"{k} {n / reqs:.2f}" for k, n in sorted(ops.items(), key=lambda x: -x[1])[:6])
 print(f"\nrecorded: {ats / reqs:.2f} transactions per request ({top}), {lost} records lost, "
       f"{st['journal_bytes_per_transaction']:.1f} journal bytes per transaction")
+cpu = [[float(x) for x in l.split()] for l in open(sys.argv[5])]
+per = lambda k: statistics.median(c[k] / (c[0] * secs) for c in cpu)
+line = f"per request, recorded: the daemon's CPU {per(1) / 1000:.2f} µs"
+if any(c[2] for c in cpu):
+    line += f", the tracing programs' run time {per(2) / 1000:.2f} µs (bpf_stats on)"
+print(line + f"; a request takes {1e6 / rps['off']:.1f} µs unrecorded, {1e6 / rps['on']:.1f} recorded")
 PY
