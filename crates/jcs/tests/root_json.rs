@@ -56,6 +56,15 @@ fn root_every_json_output_follows_its_schema() {
 
     let doctor = j(&env, &mut seen, &["doctor", "--json"]);
     assert_eq!(doctor["ok"], true, "{doctor}");
+    // The kfunc the monitor's programs need is found in this kernel's BTF (they load here:
+    // every recording test says so), by the doctor's own BTF reader.
+    let kfunc = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "bpf kfunc bpf_rdonly_cast (the monitor)")
+        .unwrap_or_else(|| panic!("no kfunc check: {doctor}"));
+    assert_eq!(kfunc["ok"], true, "{kfunc}");
     j(&env, &mut seen, &["template", "list", "--json"]);
     j(&env, &mut seen, &["app", "list", "--json"]);
     j(&env, &mut seen, &["app", "show", "web", "--json"]);

@@ -21,6 +21,8 @@ pub enum MonitorError {
     },
     #[error("set up the ring buffer: {0}")]
     Ring(libbpf_rs::Error),
+    #[error("this kernel cannot run the JCS monitor: {0} (see `jcs doctor`)")]
+    Kernel(String),
     #[error("enforce the network policy on {cgroup}: {why}")]
     Enforce { cgroup: String, why: String },
 }
@@ -157,6 +159,7 @@ impl Monitor {
     /// Opens, configures, loads and attaches the programs. The BPF object's backing store
     /// lives as long as the process (one monitor per daemon).
     pub fn start() -> Result<Monitor, MonitorError> {
+        kernel_support(std::path::Path::new("/sys")).map_err(MonitorError::Kernel)?;
         let object: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
         let open = MonitorSkelBuilder::default()
@@ -675,6 +678,37 @@ impl Monitor {
     }
 }
 
+/// The kernel functions the programs call that not every kernel with BTF has: the hot path's
+/// reads of kernel structures cast pointers with `bpf_rdonly_cast` (Linux 6.2 and later).
+pub const KFUNCS: &[&str] = &["bpf_rdonly_cast"];
+
+/// Whether the kernel under `sys_root` (`/sys`) can run the monitor: it has BTF and every one
+/// of [`KFUNCS`] in it. Err says what is missing (a clear error before libbpf's verifier log).
+pub fn kernel_support(sys_root: &std::path::Path) -> Result<(), String> {
+    let path = sys_root.join("kernel/btf/vmlinux");
+    let btf = std::fs::read(&path).map_err(|e| format!("{}: {e} (no BTF)", path.display()))?;
+    match missing_kfuncs(&btf) {
+        m if m.is_empty() => Ok(()),
+        m => Err(format!(
+            "its BTF has no {} (Linux 6.2 or later has)",
+            m.join(", ")
+        )),
+    }
+}
+
+/// The [`KFUNCS`] whose names are not among the strings of `btf` (a raw BTF blob: its string
+/// section holds every function's name, NUL-terminated).
+pub fn missing_kfuncs(btf: &[u8]) -> Vec<&'static str> {
+    KFUNCS
+        .iter()
+        .filter(|f| {
+            let needle = [f.as_bytes(), b"\0"].concat();
+            !btf.windows(needle.len()).any(|w| w == needle.as_slice())
+        })
+        .copied()
+        .collect()
+}
+
 /// How full a ring buffer made by [`Monitor::ring`] is: (bytes waiting to be read, its size).
 pub fn ring_fill(rb: &RingBuffer) -> (u64, u64) {
     use libbpf_rs::AsRawLibbpf;
@@ -720,6 +754,27 @@ fn policy_entry(ve: u64, e: &model::policy::LpmEntry) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_without_the_kfuncs_is_refused_with_what_it_lacks() {
+        // A BTF string section with the name, one with a longer name that only starts with
+        // it, and one without.
+        assert!(missing_kfuncs(b"\0ksys_write\0bpf_rdonly_cast\0bpf_cast_to_kern\0").is_empty());
+        assert_eq!(missing_kfuncs(b"\0bpf_rdonly_cast_v2\0"), ["bpf_rdonly_cast"]);
+        assert_eq!(missing_kfuncs(b""), ["bpf_rdonly_cast"]);
+        // A /sys of a kernel 6.1: its BTF lacks it; one with no BTF at all.
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sys.path().join("kernel/btf")).unwrap();
+        std::fs::write(sys.path().join("kernel/btf/vmlinux"), b"\0bpf_cast_to_kern_ctx\0").unwrap();
+        let e = kernel_support(sys.path()).unwrap_err();
+        assert!(e.contains("bpf_rdonly_cast") && e.contains("6.2"), "{e}");
+        let none = tempfile::tempdir().unwrap();
+        assert!(kernel_support(none.path()).unwrap_err().contains("no BTF"));
+        // This kernel (the tests run on 6.18): everything there.
+        if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            kernel_support(std::path::Path::new("/sys")).unwrap();
+        }
+    }
 
     #[test]
     fn policy_entries_have_the_kernel_layout() {

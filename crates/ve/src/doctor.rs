@@ -177,6 +177,16 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
         };
         v.push(check(name, false, r));
     }
+    // The monitor's programs read kernel structures through pointers cast with this kfunc
+    // (Linux 6.2 and later); without it they do not load.
+    v.push(check(
+        "bpf kfunc bpf_rdonly_cast (the monitor)",
+        false,
+        match crate::btf::find_type_id(&vmlinux, crate::btf::KIND_FUNC, "bpf_rdonly_cast") {
+            Some(id) => Ok(format!("BTF id {id}")),
+            None => Err("not in the kernel's BTF (Linux 6.2 or later has it)".into()),
+        },
+    ));
     v
 }
 
