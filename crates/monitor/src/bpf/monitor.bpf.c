@@ -58,7 +58,9 @@ struct inflight {
 	__u32 sockinfo; /* SI_STREAM: connection-oriented (a named address is ignored once
 	                 * connected); SI_HOSTNET: in the host's network namespace */
 	__u32 active;  /* 1 from a recorded call's entry to its exit */
+	__u32 budget;  /* the VE has a byte budget (its sends' exits look its counters up) */
 	__u64 count_slot; /* the VE's `count_slot` */
+	__u64 cgroup;  /* the task's cgroup at the call's entry (its record's; looked up once) */
 };
 
 /* The call a task is in, from sys_enter to sys_exit: task-local storage, so that a task that
@@ -77,10 +79,11 @@ struct {
 	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
 
-/* A VE's share while the ring is under pressure: an eighth of the records a quarter of the ring
- * holds, per quarter drained. Eight VEs over their share at once still leave the ring room
- * (counted at the full record's size: records of a head alone take less). */
-#define FAIR_SHARE ((RING_BYTES / 4) / sizeof(struct jcs_event) / 8)
+/* A VE's share while the ring is under pressure: an eighth of a quarter of the ring, in bytes
+ * (records are variable-length: a share counted in whole structs let eight VEs of head-only
+ * records use less than half of what the ring takes, and lose the rest: bench/monitor.sh),
+ * per quarter drained. Eight VEs over their share at once still leave the ring room. */
+#define FAIR_SHARE ((RING_BYTES / 4) / 8)
 
 /* Settings from user space: [0] the host's devpts device (kernel dev_t; ~0 = unknown); [1] the
  * inode number of the host's network namespace (0 = unknown): its loopback is the host's. */
@@ -196,6 +199,13 @@ static __always_inline struct jcs_ve *watched_task(void)
 	return bpf_map_lookup_elem(&watched, &cg);
 }
 
+/* The same, and the cgroup id in `*cg` (a recorded call's record carries it). */
+static __always_inline struct jcs_ve *watched_cgroup(__u64 *cg)
+{
+	*cg = bpf_get_current_cgroup_id();
+	return bpf_map_lookup_elem(&watched, cg);
+}
+
 /* Counts system call `nr` of the current task's cgroup. */
 /* Adds one to the u64 counter at `key` of hash map `map` (made at 1 when missing; another
  * CPU making it meanwhile is counted on). */
@@ -244,10 +254,10 @@ static __always_inline void submit(void *e, __u64 size)
 	count(JCS_STAT_EMITTED);
 }
 
-/* Whether the current task's VE may add a record: always while the ring is at most half full;
- * under pressure, only within its share of the current epoch. Counts a refusal as the VE's
- * loss. */
-static __always_inline int within_share(void)
+/* Whether the current task's VE may add a record of `size` bytes: always while the ring is at
+ * most half full; under pressure, only within its share of the current epoch. Counts a refusal
+ * as the VE's loss. */
+static __always_inline int within_share(__u64 size)
 {
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) <= RING_BYTES / 2)
 		return 1;
@@ -264,15 +274,16 @@ static __always_inline int within_share(void)
 		__sync_fetch_and_add(&w->lost, 1);
 		return 0;
 	}
-	__sync_fetch_and_add(&w->used, 1);
+	__sync_fetch_and_add(&w->used, size + 8); /* (the ring's header per record) */
 	return 1;
 }
 
 /* Reserves a record of `size` bytes (a constant: the whole struct, or JCS_HEAD_SIZE for one
- * without path data; the verifier holds every access to it) and fills in its head. */
-static __always_inline struct jcs_event *reserve_n(__u32 kind, __u64 size)
+ * without path data; the verifier holds every access to it) and fills in its head; `cg` is
+ * the task's cgroup when the caller knows it (0: looked up here). */
+static __always_inline struct jcs_event *reserve_cg(__u32 kind, __u64 size, __u64 cg)
 {
-	if (!within_share())
+	if (!within_share(size))
 		return NULL;
 	struct jcs_event *e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
@@ -284,7 +295,7 @@ static __always_inline struct jcs_event *reserve_n(__u32 kind, __u64 size)
 	}
 	__u64 id = bpf_get_current_pid_tgid();
 	e->time_ns = bpf_ktime_get_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->cgroup_id = cg ? cg : bpf_get_current_cgroup_id();
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
 	e->kind = kind;
@@ -309,7 +320,10 @@ static __always_inline struct jcs_event *reserve_n(__u32 kind, __u64 size)
 	return e;
 }
 
-#define reserve(kind) reserve_n(kind, sizeof(struct jcs_event))
+#define reserve_n(kind, size) reserve_cg(kind, size, 0)
+#define reserve(kind) reserve_cg(kind, sizeof(struct jcs_event), 0)
+/* A system call's record: the cgroup its entry looked up. */
+#define reserve_call(f) reserve_cg(JCS_EV_SYSCALL, sizeof(struct jcs_event), (f)->cgroup)
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define PIPEFS_MAGIC 0x50495045
@@ -909,7 +923,8 @@ static __always_inline void begin(struct inflight *f, __u32 nr, __u32 want, stru
 SEC("tp_btf/sys_enter")
 int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 {
-	struct jcs_ve *w = watched_task();
+	__u64 cg;
+	struct jcs_ve *w = watched_cgroup(&cg);
 	if (!w)
 		return 0;
 	/* The VE's init builds the VE before the app starts, then reaps and (pre-images) performs
@@ -936,6 +951,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	f->active = 0;
 	begin(f, nr, *want, regs);
 	f->count_slot = w->count_slot;
+	f->cgroup = cg;
+	f->budget = w->budget != 0;
 	if (f->flags & (JCS_CAP_VMA | JCS_CAP_UNMAP)) {
 		if (!enter_mprotect(f, task)) {
 			count(JCS_STAT_SKIPPED);
@@ -1035,7 +1052,7 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 		bpf_probe_read_user(&name, sizeof(name), (void *)hdr);
 		bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(hdr + 8));
 		bpf_probe_read_user(&len, sizeof(len), (void *)(hdr + 56));
-		struct jcs_event *e = reserve(JCS_EV_SYSCALL);
+		struct jcs_event *e = reserve_call(f);
 		if (!e)
 			continue;
 		fill(e, f, len);
@@ -1050,7 +1067,7 @@ static __always_inline void exit_mmsg(struct inflight *f, long ret)
 		submit(e, sizeof(*e));
 	}
 	if (ret > JCS_MMSG_MAX) {
-		struct jcs_event *e = reserve(JCS_EV_SYSCALL);
+		struct jcs_event *e = reserve_call(f);
 		if (e) {
 			fill(e, f, ret - JCS_MMSG_MAX);
 			e->flags |= JCS_F_MORE;
@@ -1124,13 +1141,16 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_NOTIFIED))
 		return 0;
-	struct jcs_ve *w = watched_task();
+	__u64 cg;
+	struct jcs_ve *w = watched_cgroup(&cg);
 	if (!w || (w->init_tid && w->init_tid == (__u32)(bpf_get_current_pid_tgid() >> 32)))
 		return 0;
 	count(JCS_STAT_SEEN);
 	count_call(w->count_slot, nr, 0);
 	begin(f, nr, *want, regs);
 	f->count_slot = w->count_slot;
+	f->cgroup = cg;
+	f->budget = w->budget != 0;
 	/* A descriptor call (fchmod, fchown): the identity of its file, still open. */
 	if (f->flags & JCS_CAP_FD0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
@@ -1182,7 +1202,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	 * stream send that the kernel took after that (its data never leaves: every packet of the
 	 * VE is dropped), is aborted by the budget rule. (Refused connects and named sends are
 	 * the sock_addr programs' denials, above.) Only sends on sockets look the VE up. */
-	if (!rule && (fl & JCS_CAP_OUT) && (f->evflags & JCS_F_SOCKET) && (ret == -EPERM || ret >= 0)) {
+	if (!rule && f->budget && (fl & JCS_CAP_OUT) && (f->evflags & JCS_F_SOCKET) &&
+	    (ret == -EPERM || ret >= 0)) {
 		struct jcs_ve *w = watched_task();
 		__u64 ex = w ? w->exhausted_ns : 0;
 		/* (A stream to an IP peer: a Unix socket's data does not go through the budget.) */
@@ -1196,7 +1217,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	if (!(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1 | JCS_CAP_ADDR1 | JCS_CAP_ADDR4 | JCS_CAP_MSGHDR |
 		    JCS_CAP_NEWFD)) &&
 	    !(f->evflags & (JCS_F_SOCKET | JCS_F_SOCKET2)) && !f->peer_len) {
-		struct jcs_event *h = reserve_n(JCS_EV_SYSCALL, JCS_HEAD_SIZE);
+		struct jcs_event *h = reserve_cg(JCS_EV_SYSCALL, JCS_HEAD_SIZE, f->cgroup);
 		if (h) {
 			fill_head(h, f, ret);
 			h->rule = rule;
@@ -1204,7 +1225,7 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 		}
 		return 0;
 	}
-	struct jcs_event *e = reserve(JCS_EV_SYSCALL);
+	struct jcs_event *e = reserve_call(f);
 	if (!e)
 		goto out;
 	fill(e, f, ret);

@@ -125,9 +125,9 @@ struct jcs_ve {
 	__u64 ve;
 	__u64 lost;
 	/* Fair capture: while the ring buffer is more than half full, a VE adds at most its share
-	 * of records per quarter of the ring the consumer drains (`epoch` counts those quarters,
-	 * `used` the VE's records in the current one); beyond it, its records are lost and
-	 * charged to it, not to the VEs that stayed within their share. */
+	 * of bytes per quarter of the ring the consumer drains (`epoch` counts those quarters,
+	 * `used` the bytes of the VE's records in the current one); beyond it, its records are
+	 * lost and charged to it, not to the VEs that stayed within their share. */
 	__u64 epoch;
 	__u64 used;
 	/* The pid of the VE's init (JCS's own code that builds the VE, then reaps and supervises):
