@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Recording cost per event and loss under load: a VE copies N bytes from /dev/zero to a file in
-# its dirties one byte per call (2 N recorded system calls: read of a device, write of a dirtied
-# file), with the monitor on and with JCS_MONITOR=off, in the same run. Reports the added time
-# per recorded event, events per second, and the records the kernel lost.
-#   bench/monitor.sh [N]    (default 500000; needs root and a release build)
+# Recording cost per event and loss under load: a VE copies N bytes between two files of
+# persistent storage one byte per call (2 N recorded system calls: a read and a write, each a
+# transaction), with the monitor on and with JCS_MONITOR=off, in the same run. Reports the
+# added time per recorded event, events per second, and the records the kernel lost; then P
+# VEs at once. (Until 2026-12-04 it copied /dev/zero into the VE's dirties: both sides are no
+# longer transactions — a data-less device is classified inside, a write into the dirties is
+# an integrity record.)
+#   bench/monitor.sh [N]    (default 500000; needs root)
+#   JCS_BIN=PATH bench/monitor.sh …   that jcs binary instead of this tree's release build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 n=${1:-500000}
-jcs="$repo/target/release/jcs"
-(cd "$repo" && cargo build --release --quiet)
+jcs="${JCS_BIN:-$repo/target/release/jcs}"
+[ -n "${JCS_BIN:-}" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-monitor.XXXXXX)
 trap '[ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"' EXIT
 export JCS_HOME="$work/store"
 "$jcs" template create bb --busybox >/dev/null
-"$jcs" app create bench --template bb >/dev/null
-script="dd if=/dev/zero of=/tmp/out bs=1 count=$n 2>/dev/null"
+"$jcs" app create bench --template bb --persist /data >/dev/null
+head -c "$n" /dev/urandom > "$JCS_HOME/persist/bench/data/src"
+# Each VE its own output file (VEs of one app share its persistent storage).
+script="o=\$(mktemp /data/out.XXXXXX); dd if=/data/src of=\$o bs=1 count=$n 2>/dev/null; rm \$o"
 "$jcs" run bench -- /bin/sh -c true  # start the daemon
 t() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
 off=(); on=()

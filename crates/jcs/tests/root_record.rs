@@ -134,6 +134,42 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     env.assert_clean();
 }
 
+/// The nice value of each of process `pid`'s threads, by thread name.
+fn thread_nice(pid: i32) -> Vec<(String, i64)> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // comm is in parentheses and may hold spaces: the fields after its ')' are 3, 4, ...
+        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|x| x.1).unwrap_or("").to_string();
+        let nice = tail.split_whitespace().nth(16).and_then(|n| n.parse().ok());
+        if let Some(n) = nice {
+            v.push((comm, n));
+        }
+    }
+    v
+}
+
+#[test]
+fn root_the_recorder_drains_ahead_of_the_ves() {
+    // The monitor and journal threads run at nice -10: with more busy VEs than CPUs, the
+    // recorder at the VEs' priority could not drain what they sent (bench/monitor.sh).
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    let pid = env.daemon_pid().expect("a daemon");
+    let nice = thread_nice(pid);
+    for name in ["jcs-monitor", "jcs-journal"] {
+        let n = nice.iter().find(|(c, _)| c == name).map(|x| x.1);
+        assert_eq!(n, Some(-10), "{name}: {nice:?}");
+    }
+    // The VEs keep the default (field 19 of a process's stat is its nice value).
+    env.sh_ok("awk '{print $19}' /proc/self/stat > /data/nice");
+    let ve = std::fs::read_to_string(env.home().join("persist/web/data/nice")).unwrap();
+    assert_eq!(ve.trim(), "0", "a VE's process");
+    env.assert_clean();
+}
+
 #[test]
 fn root_monitor_can_be_turned_off() {
     let Some(env) = Env::new() else { return };
