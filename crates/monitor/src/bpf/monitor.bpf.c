@@ -243,8 +243,8 @@ static __always_inline void count_call(__u64 slot, __u32 nr, __u32 dropped)
 /* Submits a record of `size` bytes. The consumer is woken once, by the record that makes the
  * queued bytes cross `wakeup_bytes` (what is queued includes this record and its 8-byte
  * header), not by every record while they stay above it: each forced wake-up queues an
- * irq_work (a self-IPI: a VM exit here), and a consumer woken again while it drains runs
- * once more for a handful of records. Two producers racing over the threshold may both miss
+ * irq_work (an interrupt on this CPU), and a consumer woken again while it drains runs once
+ * more for a handful of records. Two producers racing over the threshold may both miss
  * it; the consumer's 10 ms poll takes what they queued. */
 static __always_inline void submit(void *e, __u64 size)
 {
@@ -350,7 +350,6 @@ static __always_inline struct jcs_event *reserve_cg(__u32 kind, __u64 size, __u6
 #define SI_HOSTNET 2
 #define AF_INET6 10
 
-/* The struct file behind descriptor `fd` of task `t`, or NULL. */
 /* Reading the kernel's structures: the hot paths (every recorded call's descriptor, its file's
  * class and identity, a socket's ends) read fields with plain loads through pointers the
  * verifier knows the BTF type of (`t->files->fdt`: one instruction each, made fault-safe by
