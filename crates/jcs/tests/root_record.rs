@@ -137,10 +137,15 @@ fn root_an_idle_daemon_has_no_programs_attached() {
 /// The nice value of each of process `pid`'s threads, by thread name.
 fn thread_nice(pid: i32) -> Vec<(String, i64)> {
     let mut v = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
         // comm is in parentheses and may hold spaces: the fields after its ')' are 3, 4, ...
-        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let comm = head.split_once('(').map(|x| x.1).unwrap_or("").to_string();
         let nice = tail.split_whitespace().nth(16).and_then(|n| n.parse().ok());
         if let Some(n) = nice {

@@ -14,7 +14,8 @@ pub const HEAD_SIZE: usize = jcs_limit::JCS_HEAD_SIZE.0 as usize;
 const PATH_MAX: usize = jcs_limit::JCS_PATH_MAX.0 as usize;
 const PATH_HALF: usize = jcs_limit::JCS_PATH_HALF.0 as usize;
 const _: () = assert!(size_of::<[i8; PATH_MAX]>() == PATH_MAX && PATH_HALF * 2 == PATH_MAX);
-const _: () = assert!(HEAD_SIZE == offset_of!(jcs_event, path) && HEAD_SIZE + PATH_MAX == EVENT_SIZE);
+const _: () =
+    assert!(HEAD_SIZE == offset_of!(jcs_event, path) && HEAD_SIZE + PATH_MAX == EVENT_SIZE);
 
 /// `enum jcs_flag` (bpf/monitor.h): facts the kernel attaches to a record.
 pub mod flag {
@@ -190,7 +191,10 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
     let path2_len = u32::from(u16_at(b, off::PATH2_LEN));
     if path2_len as usize > PATH_HALF || (path2_len > 0 && PATH_HALF + path2_len as usize > carried)
     {
-        return Err(DecodeError::Path2Len(path2_len, carried.saturating_sub(PATH_HALF)));
+        return Err(DecodeError::Path2Len(
+            path2_len,
+            carried.saturating_sub(PATH_HALF),
+        ));
     }
     let data = b[P..P + path_len as usize].to_vec();
     let data2 = match path2_len {
@@ -339,7 +343,10 @@ mod tests {
         let mut b = record();
         b.push(0);
         assert_eq!(decode(&b), Err(DecodeError::Size(EVENT_SIZE + 1)));
-        assert_eq!(decode(&record()[..HEAD_SIZE - 1]), Err(DecodeError::Size(HEAD_SIZE - 1)));
+        assert_eq!(
+            decode(&record()[..HEAD_SIZE - 1]),
+            Err(DecodeError::Size(HEAD_SIZE - 1))
+        );
         let mut b = record();
         b[138..140].copy_from_slice(&10u16.to_ne_bytes());
         assert_eq!(

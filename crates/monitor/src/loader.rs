@@ -760,12 +760,19 @@ mod tests {
         // A BTF string section with the name, one with a longer name that only starts with
         // it, and one without.
         assert!(missing_kfuncs(b"\0ksys_write\0bpf_rdonly_cast\0bpf_cast_to_kern\0").is_empty());
-        assert_eq!(missing_kfuncs(b"\0bpf_rdonly_cast_v2\0"), ["bpf_rdonly_cast"]);
+        assert_eq!(
+            missing_kfuncs(b"\0bpf_rdonly_cast_v2\0"),
+            ["bpf_rdonly_cast"]
+        );
         assert_eq!(missing_kfuncs(b""), ["bpf_rdonly_cast"]);
         // A /sys of a kernel 6.1: its BTF lacks it; one with no BTF at all.
         let sys = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sys.path().join("kernel/btf")).unwrap();
-        std::fs::write(sys.path().join("kernel/btf/vmlinux"), b"\0bpf_cast_to_kern_ctx\0").unwrap();
+        std::fs::write(
+            sys.path().join("kernel/btf/vmlinux"),
+            b"\0bpf_cast_to_kern_ctx\0",
+        )
+        .unwrap();
         let e = kernel_support(sys.path()).unwrap_err();
         assert!(e.contains("bpf_rdonly_cast") && e.contains("6.2"), "{e}");
         let none = tempfile::tempdir().unwrap();

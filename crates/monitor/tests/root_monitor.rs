@@ -120,10 +120,18 @@ fn root_records_a_program_in_a_watched_cgroup_and_nothing_else() {
         v
     };
     use monitor::decode::{EVENT_SIZE, HEAD_SIZE};
-    assert_eq!(size_of(Kind::Syscall, Some(libc::SYS_write)), [HEAD_SIZE], "{sizes:?}");
+    assert_eq!(
+        size_of(Kind::Syscall, Some(libc::SYS_write)),
+        [HEAD_SIZE],
+        "{sizes:?}"
+    );
     assert_eq!(size_of(Kind::Fork, None), [HEAD_SIZE], "{sizes:?}");
     assert_eq!(size_of(Kind::Exit, None), [HEAD_SIZE], "{sizes:?}");
-    assert_eq!(size_of(Kind::Syscall, Some(libc::SYS_openat)), [EVENT_SIZE], "{sizes:?}");
+    assert_eq!(
+        size_of(Kind::Syscall, Some(libc::SYS_openat)),
+        [EVENT_SIZE],
+        "{sizes:?}"
+    );
     assert_eq!(size_of(Kind::Exec, None), [EVENT_SIZE], "{sizes:?}");
     let me = std::process::id();
     assert!(!events.is_empty(), "no records");

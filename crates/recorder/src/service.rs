@@ -481,7 +481,10 @@ fn monitor_loop(
     // 30 records a turn, two thread wake-ups each: most of the daemon's CPU per event). Now
     // it wakes when the kernel wakes it (the queued bytes crossed the programs'
     // `wakeup_bytes`), on a command, or at the 10 ms tick, and drains everything then.
-    let edge = [epoll::EventFlags::IN, epoll::EventFlags::IN | epoll::EventFlags::ET];
+    let edge = [
+        epoll::EventFlags::IN,
+        epoll::EventFlags::IN | epoll::EventFlags::ET,
+    ];
     for (i, (fd, flags)) in [efd.as_fd(), ring_fd].into_iter().zip(edge).enumerate() {
         epoll::add(&ep, fd, epoll::EventData::new_u64(i as u64), flags).map_err(epoll_err)?;
     }
