@@ -40,21 +40,7 @@ trap cleanup EXIT
 gcc -O2 -static -o "$work/syscall-loop" "$here/src/syscall-loop.c"
 out="$work/results"
 : > "$out"
-# CPU time (ns) of the daemon's threads, summed by thread name.
-threads() {
-  for t in /proc/"$1"/task/*; do
-    echo "$(cat "$t/comm") $(awk '{print $1}' "$t/schedstat")"
-  done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
-}
-# The tracing programs' run time (ns) summed over the daemon's program descriptors.
-bpf_ns() {
-  local total=0 f t
-  for f in /proc/"$1"/fdinfo/*; do
-    t=$(awk '/^run_time_ns/ {print $2}' "$f" 2>/dev/null || true)
-    [ -n "$t" ] && total=$(( total + t ))
-  done
-  echo "$total"
-}
+. "$here/lib/daemon.sh"
 for r in $(seq "$rounds"); do
   for i in "${!bins[@]}"; do
     jcs=${bins[$i]}
@@ -69,16 +55,16 @@ for r in $(seq "$rounds"); do
     d=$(cat "$JCS_HOME/daemon.pid")
     for l in write openclose; do
       off=$(JCS_MONITOR=off "$jcs" run bench -- /data/syscall-loop $l "$n" /data/f)
-      threads "$d" > "$work/t0"
+      daemon_threads_ns "$d" > "$work/t0"
       rec=$("$jcs" run bench -- /data/syscall-loop $l "$n" /data/f)
-      threads "$d" > "$work/t1"
+      daemon_threads_ns "$d" > "$work/t1"
       daemon=$(join "$work/t0" "$work/t1" | awk -v n="$n" -v l=$l '
         {d[$1] = ($3 - $2) / n; if (l == "openclose") d[$1] /= 2}
         END {printf "%.1f %.1f %.1f", d["jcs-monitor"], d["jcs-journal"], d["jcs-indexer"]}')
       sysctl -q kernel.bpf_stats_enabled=1
-      b0=$(bpf_ns "$d")
+      b0=$(bpf_run_ns "$d")
       "$jcs" run bench -- /data/syscall-loop $l "$n" /data/f >/dev/null
-      b1=$(bpf_ns "$d")
+      b1=$(bpf_run_ns "$d")
       sysctl -q kernel.bpf_stats_enabled=0
       # open+close: two recorded events per iteration.
       per=$([ $l = openclose ] && echo 2 || echo 1)

@@ -77,11 +77,7 @@ out="$work/results"
 : > "$out"
 cpu="$work/cpu"
 : > "$cpu"
-# The daemon's CPU (ns, all threads) and its programs' run time (ns, with bpf_stats on).
-daemon_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
-bpf_ns() {
-  cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^run_time_ns/ {s += $2} END {print s + 0}'
-}
+. "$here/lib/daemon.sh"
 serve() { # MODE: on | off
   rm -f "$JCS_HOME/persist/web/data/addr"
   local env=()
@@ -102,12 +98,12 @@ for r in $(seq "$rounds"); do
     if [ "$mode" = on ]; then
       d=$(cat "$JCS_HOME/daemon.pid")
       [ -n "${JCS_BPF_STATS:-}" ] && sysctl -q kernel.bpf_stats_enabled=1
-      c0=$(daemon_ns "$d"); b0=$(bpf_ns "$d")
+      c0=$(daemon_cpu_ns "$d"); b0=$(bpf_run_ns "$d")
     fi
     rps=$(in_ns wrk -t1 -c16 -d"${secs}s" "http://$addr/" | awk '/Requests\/sec/ {print $2}')
     echo "$mode $rps" >> "$out"
     if [ "$mode" = on ]; then
-      c1=$(daemon_ns "$d"); b1=$(bpf_ns "$d")
+      c1=$(daemon_cpu_ns "$d"); b1=$(bpf_run_ns "$d")
       sysctl -q kernel.bpf_stats_enabled=0
       echo "$rps $(( c1 - c0 )) $(( b1 - b0 ))" >> "$cpu"
     fi

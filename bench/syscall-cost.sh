@@ -66,6 +66,15 @@ for r in $(seq "$rounds"); do
   daemon_stop
   for l in $loops; do rec none $l "$(host $l "$n")"; done
   "$jcs" run bench -- true # starts the daemon (it stays, idle)
+  # Idle means its tracing programs are detached: they stay attached for a second after the
+  # last VE (Monitor::LINGER), and until 2026-12-04 this row was measured inside that second.
+  d=$(cat "$JCS_HOME/daemon.pid")
+  for _ in $(seq 100); do
+    links=$(ls -l "/proc/$d/fd" 2>/dev/null | grep -c 'anon_inode:bpf_link' || true)
+    [ "$links" = 0 ] && break
+    sleep 0.05
+  done
+  [ "$links" = 0 ] || echo "syscall-cost.sh: the daemon still has $links BPF links attached" >&2
   for l in $loops; do rec monitor $l "$(host $l "$n")"; done
   # A VE that only sleeps: the programs are attached while it runs.
   "$jcs" run bench -- /bin/sh -c 'touch /data/up; sleep 600' >/dev/null 2>&1 &
