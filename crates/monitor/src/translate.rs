@@ -34,12 +34,6 @@ enum Key {
 /// A UDP flow seen: its variable, source and destination addresses.
 type UdpFlow = (VarId, IpAddr, IpAddr);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum NameKey {
-    Store(String),
-    Inner(u64, Vec<u8>),
-}
-
 /// What the translator produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -119,11 +113,12 @@ pub struct Translator {
     /// cgroup id → (directory inside the VE, its store-level name) of each persistent and
     /// shared directory: a file under one is named `store name + the rest of its path`.
     store_names: HashMap<u64, Vec<(Vec<u8>, String)>>,
-    /// A name → the file that has it now, as far as the VEs' calls said: (VE, path inside
-    /// it), and the store-level name (the same file in every VE that mounts it). How path
-    /// calls (rename, link, unlink, chmod, …: the kernel names no file for them) find their
-    /// file.
-    names: HashMap<NameKey, VarId>,
+    /// A name → the file that has it now, as far as the VEs' calls said: VE → path inside
+    /// it → file (looked up by a borrowed path: no allocation per call), and the store-level
+    /// name (the same file in every VE that mounts it). How path calls (rename, link, unlink,
+    /// chmod, …: the kernel names no file for them) find their file.
+    names: HashMap<u64, HashMap<Vec<u8>, VarId>>,
+    store_level: HashMap<String, VarId>,
     /// cgroup id → system call number → calls classification dropped here, not in the kernel.
     dropped: HashMap<u64, HashMap<u32, u64>>,
     /// The recorded system calls, indexed by number.
@@ -197,6 +192,16 @@ pub fn exit_result(status: i64) -> i64 {
 
 /// `path` made lexically clean: no `.`, no empty components, `..` applied (never above `/`
 /// for an absolute path).
+/// Whether [`clean`] would return `path` unchanged: absolute, no empty, `.` or `..`
+/// component, no trailing slash (what programs open nearly always: no allocation for it).
+fn is_clean(path: &[u8]) -> bool {
+    path.len() > 1
+        && path[0] == b'/'
+        && path[1..]
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
 pub fn clean(path: &[u8]) -> Vec<u8> {
     let absolute = path.first() == Some(&b'/');
     let mut parts: Vec<&[u8]> = Vec::new();
@@ -247,6 +252,7 @@ impl Translator {
             policies: HashMap::default(),
             store_names: HashMap::default(),
             names: HashMap::default(),
+            store_level: HashMap::default(),
             dropped: HashMap::default(),
             table: {
                 let mut t = vec![None; 512];
@@ -447,8 +453,7 @@ impl Translator {
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.policies.remove(&cgroup_id);
         if let Some(ve) = self.ves.remove(&cgroup_id) {
-            self.names
-                .retain(|k, _| !matches!(k, NameKey::Inner(v, _) if *v == ve));
+            self.names.remove(&ve);
         }
         self.inits.remove(&cgroup_id);
         self.received.remove(&cgroup_id);
@@ -514,7 +519,7 @@ impl Translator {
     /// None: the working directory). Kept as given when the directory is unknown.
     fn resolve(&self, pid: u32, dirfd: Option<i32>, path: Vec<u8>) -> Vec<u8> {
         if path.first() == Some(&b'/') {
-            return clean(&path);
+            return if is_clean(&path) { path } else { clean(&path) };
         }
         let base: &[u8] = match dirfd {
             None | Some(libc::AT_FDCWD) => self.cwd.get(&pid).map(Vec::as_slice).unwrap_or(b"/"),
@@ -573,7 +578,7 @@ impl Translator {
     /// Says that the file `var` has the store-level name `name` now (what an earlier recorder
     /// saw; the catalog keeps it).
     pub fn restore_store_name(&mut self, name: String, var: VarId) {
-        self.names.insert(NameKey::Store(name), var);
+        self.store_level.insert(name, var);
     }
 
     /// How to find a variable the journal already defines (the recorder: its key in the
@@ -776,11 +781,11 @@ impl Translator {
     /// The file that has the name `path` (absolute) in VE `ve` now, if the translator saw
     /// it get the name: in this VE, or by its store-level name in any VE.
     fn named(&self, e: &Event, ve: u64, path: &[u8]) -> Option<VarId> {
-        if let Some(v) = self.names.get(&NameKey::Inner(ve, path.to_vec())) {
+        if let Some(v) = self.names.get(&ve).and_then(|m| m.get(path)) {
             return Some(*v);
         }
         let store = self.store_name(e.cgroup_id, path)?;
-        self.names.get(&NameKey::Store(store)).copied()
+        self.store_level.get(&store).copied()
     }
 
     /// Records that `var` has the name `path` (absolute) in VE `ve` from `time_ns` on; the
@@ -798,15 +803,14 @@ impl Translator {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
-        let key = NameKey::Inner(ve, path.to_vec());
-        match self.names.get(&key) {
+        match self.names.get(&ve).and_then(|m| m.get(path)) {
             Some(&v) if v == var => return,
             Some(&old) => out.push(Output::Name(self.name(e, ve, time_ns, path, old, false))),
             None => {}
         }
-        self.names.insert(key, var);
+        self.names.entry(ve).or_default().insert(path.to_vec(), var);
         if let Some(s) = self.store_name(e.cgroup_id, path) {
-            self.names.insert(NameKey::Store(s), var);
+            self.store_level.insert(s, var);
         }
         out.push(Output::Name(self.name(e, ve, time_ns, path, var, true)));
     }
@@ -824,11 +828,14 @@ impl Translator {
         if var == 0 || path.first() != Some(&b'/') {
             return;
         }
-        let mut keys = vec![NameKey::Inner(ve, path.to_vec())];
-        keys.extend(self.store_name(e.cgroup_id, path).map(NameKey::Store));
-        for key in keys {
-            if self.names.get(&key).is_some_and(|&v| v == var) {
-                self.names.remove(&key);
+        if let Some(m) = self.names.get_mut(&ve) {
+            if m.get(path).is_some_and(|&v| v == var) {
+                m.remove(path);
+            }
+        }
+        if let Some(s) = self.store_name(e.cgroup_id, path) {
+            if self.store_level.get(&s).is_some_and(|&v| v == var) {
+                self.store_level.remove(&s);
             }
         }
         out.push(Output::Name(self.name(e, ve, time_ns, path, var, false)));
@@ -1793,6 +1800,41 @@ mod tests {
         ] {
             assert_eq!(clean(i.as_bytes()), o.as_bytes(), "{i}");
         }
+    }
+
+    #[test]
+    fn a_path_is_clean_exactly_when_clean_leaves_it_as_it_is() {
+        // Every path of up to four components from these (and a leading or trailing slash or
+        // none): is_clean (which lets resolve skip the copy) agrees with clean.
+        let parts: [&[u8]; 6] = [b"", b".", b"..", b"a", b"bc", b"..."];
+        let mut paths: Vec<Vec<u8>> = vec![b"/".to_vec(), Vec::new()];
+        for n in 1..=4u32 {
+            for mut k in 0..6usize.pow(n) {
+                let mut p = Vec::new();
+                for _ in 0..n {
+                    p.push(b'/');
+                    p.extend_from_slice(parts[k % 6]);
+                    k /= 6;
+                }
+                paths.push(p[1..].to_vec());
+                paths.push(p.clone());
+                p.push(b'/');
+                paths.push(p);
+            }
+        }
+        let mut clean_ones = 0;
+        for p in &paths {
+            // (Only absolute paths are asked: resolve makes the others absolute first.)
+            let absolute = p.first() == Some(&b'/');
+            let same = clean(p) == *p;
+            let name = String::from_utf8_lossy(p);
+            assert_eq!(is_clean(p), absolute && same && p.len() > 1, "{name}");
+            clean_ones += usize::from(is_clean(p));
+        }
+        assert!(
+            clean_ones > 100,
+            "the test reaches clean paths: {clean_ones}"
+        );
     }
 
     #[test]
