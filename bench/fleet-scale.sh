@@ -17,14 +17,8 @@ sizes=("$@")
 need_servers
 (cd "$repo" && cargo build --release --quiet --bin jcs && cargo build --release --quiet -p jcs --example sparse_journal)
 jcs="$repo/target/release/jcs"
-tmp=$(mktemp -d /var/tmp/jcs-fleet-scale.XXXXXX)
-pids=()
-cleanup() { stop_servers; rm -rf "$tmp"; }
-trap cleanup EXIT
-ports=($(free_ports 3))
-start_nats "${ports[0]}"
-start_clickhouse "${ports[1]}" "${ports[2]}"
-url="nats://127.0.0.1:${ports[0]}"
+fleet_workdir /var/tmp/jcs-fleet-scale.XXXXXX
+one_of_each
 # Median wall time in ms of 3 runs (output of the last in $tmp/out).
 ms() {
   local t=()
@@ -46,7 +40,7 @@ for n in "${sizes[@]}"; do
   JCS_HOME="$home" "$jcs" daemon > "$tmp/daemon.log" 2>&1 & d=$!
   for _ in $(seq 1 6000); do [ -S "$home/daemon.sock" ] && break; sleep 0.1; done
   kill "$d"; wait "$d" 2>/dev/null || true
-  ch="clickhouse://127.0.0.1:${ports[1]}/s$n"
+  ch="$ch_base/s$n"
   ship_s=$(secs "$jcs" --home "$home" ship --to "$url" --replicas 1 --host sparse)
   collect_s=$(secs "$jcs" collect --from "$url" --host sparse --to "$tmp/c$n" --to "$ch")
   ves=$(( (n + 1999) / 2000 )); mid=$(( ves / 2 > 0 ? ves / 2 : 1 )); hundred=$(( ves >= 100 ? 100 : 1 ))

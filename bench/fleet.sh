@@ -17,20 +17,14 @@ sizes=("$@")
 need_servers
 (cd "$repo" && cargo build --release --quiet --bin jcs && cargo build --release --quiet -p jcs --example synth_journal)
 jcs="$repo/target/release/jcs"
-tmp=$(mktemp -d /tmp/jcs-fleet-bench.XXXXXX)
-pids=()
-cleanup() { stop_servers; rm -rf "$tmp"; }
-trap cleanup EXIT
-ports=($(free_ports 3))
-start_nats "${ports[0]}"
-start_clickhouse "${ports[1]}" "${ports[2]}"
-url="nats://127.0.0.1:${ports[0]}"
+fleet_workdir /tmp/jcs-fleet-bench.XXXXXX
+one_of_each
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 echo "date: $(date -u +%FT%TZ); host: $(hostname); $(nproc) cores"
 for n in "${sizes[@]}"; do
   home="$tmp/s$n"
   "$repo/target/release/examples/synth_journal" "$n" "$home" >/dev/null 2>&1
-  ch="clickhouse://127.0.0.1:${ports[1]}/s$n"
+  ch="$ch_base/s$n"
   ship_ms=$(ms "$jcs" --home "$home" ship --to "$url" --replicas 1 --host synth)
   collect_ms=$(ms "$jcs" collect --from "$url" --host synth --to "$tmp/c$n" --to "$ch")
   echo

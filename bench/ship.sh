@@ -20,10 +20,7 @@ need_servers
 (cd "$repo" && cargo build --release --quiet -p jcs --example synth_journal && cargo build --release --quiet -p fleet --example ship_bench)
 synth="$repo/target/release/examples/synth_journal"
 drive="$repo/target/release/examples/ship_bench"
-tmp=$(mktemp -d /tmp/jcs-ship-bench.XXXXXX)
-pids=()
-cleanup() { stop_servers; rm -rf "$tmp"; }
-trap cleanup EXIT
+fleet_workdir /tmp/jcs-ship-bench.XXXXXX
 ports=($(free_ports 8))
 start_nats_cluster "${ports[0]}" "${ports[1]}" "${ports[2]}" "${ports[3]}" "${ports[4]}" "${ports[5]}"
 urls="nats://127.0.0.1:${ports[0]},nats://127.0.0.1:${ports[1]},nats://127.0.0.1:${ports[2]}"

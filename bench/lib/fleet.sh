@@ -57,6 +57,25 @@ CONF
   echo "clickhouse-server did not start ($tmp/ch/err.log)" >&2; exit 1
 }
 
+# fleet_workdir TEMPLATE: the caller's $tmp (mktemp -d TEMPLATE) and its empty pids array, with
+# a trap that stops the servers started into it and removes $tmp when the script exits.
+fleet_workdir() {
+  tmp=$(mktemp -d "$1")
+  pids=()
+  trap 'stop_servers; rm -rf "$tmp"' EXIT
+}
+
+# one_of_each: one NATS server and one ClickHouse server on free ports; $url is the NATS
+# server's, $ch_base the ClickHouse server's (append /DATABASE).
+one_of_each() {
+  local p
+  p=($(free_ports 3))
+  start_nats "${p[0]}"
+  start_clickhouse "${p[1]}" "${p[2]}"
+  url="nats://127.0.0.1:${p[0]}"
+  ch_base="clickhouse://127.0.0.1:${p[1]}"
+}
+
 # stop_servers: the caller's trap.
 stop_servers() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 
