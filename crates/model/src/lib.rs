@@ -5,6 +5,7 @@
 //! here is a value that the `ve` crate and the `jcs` binary turn into system calls.
 
 pub mod at;
+pub mod btf;
 pub mod errno;
 pub mod leb;
 pub mod limits;

@@ -696,15 +696,11 @@ pub fn kernel_support(sys_root: &std::path::Path) -> Result<(), String> {
     }
 }
 
-/// The [`KFUNCS`] whose names are not among the strings of `btf` (a raw BTF blob: its string
-/// section holds every function's name, NUL-terminated).
+/// The [`KFUNCS`] that are not functions of the kernel's BTF `btf`.
 pub fn missing_kfuncs(btf: &[u8]) -> Vec<&'static str> {
     KFUNCS
         .iter()
-        .filter(|f| {
-            let needle = [f.as_bytes(), b"\0"].concat();
-            !btf.windows(needle.len()).any(|w| w == needle.as_slice())
-        })
+        .filter(|f| model::btf::find_type_id(btf, model::btf::KIND_FUNC, f).is_none())
         .copied()
         .collect()
 }
@@ -757,20 +753,33 @@ mod tests {
 
     #[test]
     fn a_kernel_without_the_kfuncs_is_refused_with_what_it_lacks() {
-        // A BTF string section with the name, one with a longer name that only starts with
-        // it, and one without.
-        assert!(missing_kfuncs(b"\0ksys_write\0bpf_rdonly_cast\0bpf_cast_to_kern\0").is_empty());
+        use model::btf::{of_names, KIND_FUNC, KIND_TYPEDEF};
+        // A BTF with the function, one with a longer name that only starts with it, one with
+        // a type of that name that is no function, and bytes that are no BTF.
+        let funcs =
+            |names: &[&str]| of_names(&names.iter().map(|n| (KIND_FUNC, *n)).collect::<Vec<_>>());
+        assert!(missing_kfuncs(&funcs(&[
+            "ksys_write",
+            "bpf_rdonly_cast",
+            "bpf_cast_to_kern"
+        ]))
+        .is_empty());
         assert_eq!(
-            missing_kfuncs(b"\0bpf_rdonly_cast_v2\0"),
+            missing_kfuncs(&funcs(&["bpf_rdonly_cast_v2"])),
+            ["bpf_rdonly_cast"]
+        );
+        assert_eq!(
+            missing_kfuncs(&of_names(&[(KIND_TYPEDEF, "bpf_rdonly_cast")])),
             ["bpf_rdonly_cast"]
         );
         assert_eq!(missing_kfuncs(b""), ["bpf_rdonly_cast"]);
+        assert_eq!(missing_kfuncs(b"\0bpf_rdonly_cast\0"), ["bpf_rdonly_cast"]);
         // A /sys of a kernel 6.1: its BTF lacks it; one with no BTF at all.
         let sys = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sys.path().join("kernel/btf")).unwrap();
         std::fs::write(
             sys.path().join("kernel/btf/vmlinux"),
-            b"\0bpf_cast_to_kern_ctx\0",
+            funcs(&["bpf_cast_to_kern_ctx"]),
         )
         .unwrap();
         let e = kernel_support(sys.path()).unwrap_err();

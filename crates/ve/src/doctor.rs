@@ -159,19 +159,19 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
             "bpf tp_btf",
             26u32,
             23u32,
-            crate::btf::KIND_TYPEDEF,
+            model::btf::KIND_TYPEDEF,
             "btf_trace_sys_enter",
         ),
-        ("bpf fentry", 26, 24, crate::btf::KIND_FUNC, "vfs_read"),
+        ("bpf fentry", 26, 24, model::btf::KIND_FUNC, "vfs_read"),
         (
             "bpf lsm",
             29,
             27,
-            crate::btf::KIND_FUNC,
+            model::btf::KIND_FUNC,
             "bpf_lsm_file_open",
         ),
     ] {
-        let r = match crate::btf::find_type_id(&vmlinux, kind, target) {
+        let r = match model::btf::find_type_id(&vmlinux, kind, target) {
             None => Err(format!("{target} not found in the kernel's BTF")),
             Some(id) => probe_bpf(ty, attach, id).map(|ok| format!("{ok} (on {target})")),
         };
@@ -182,7 +182,7 @@ pub fn run(proc_root: &Path, sys_root: &Path) -> Vec<Check> {
     v.push(check(
         "bpf kfunc bpf_rdonly_cast (the monitor)",
         false,
-        match crate::btf::find_type_id(&vmlinux, crate::btf::KIND_FUNC, "bpf_rdonly_cast") {
+        match model::btf::find_type_id(&vmlinux, model::btf::KIND_FUNC, "bpf_rdonly_cast") {
             Some(id) => Ok(format!("BTF id {id}")),
             None => Err("not in the kernel's BTF (Linux 6.2 or later has it)".into()),
         },

@@ -8,7 +8,7 @@
 //! unit-tested without root. It is not the CLI, and it keeps no catalog.
 
 pub mod bpf;
-pub mod btf;
+
 pub mod caps;
 pub mod cgroup;
 pub mod devices;

@@ -1,6 +1,7 @@
 //! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): enough to find the type
 //! id of a named function or typedef, which loading a `tp_btf`, `fentry` or `lsm` program
-//! needs. Pure: it takes the bytes.
+//! needs (`ve::doctor`), or whether the kernel has a kfunc the monitor calls
+//! (`monitor::loader::kernel_support`). Pure: it takes the bytes.
 
 /// BTF kinds used here.
 pub const KIND_TYPEDEF: u32 = 8;
@@ -55,6 +56,33 @@ pub fn find_type_id(btf: &[u8], kind: u32, name: &str) -> Option<u32> {
     None
 }
 
+/// A BTF blob holding only FUNC and TYPEDEF types, `(kind, name)` in order (ids from 1): a
+/// fixture for readers of other crates (a kernel that lacks a function). Panics on another
+/// kind (their encodings carry more than a name).
+pub fn of_names(types: &[(u32, &str)]) -> Vec<u8> {
+    let mut strs = vec![0u8];
+    let mut t = Vec::new();
+    for &(kind, name) in types {
+        assert!(kind == KIND_FUNC || kind == KIND_TYPEDEF, "kind {kind}");
+        t.extend_from_slice(&(strs.len() as u32).to_le_bytes());
+        t.extend_from_slice(&(kind << 24).to_le_bytes());
+        t.extend_from_slice(&0u32.to_le_bytes());
+        strs.extend_from_slice(name.as_bytes());
+        strs.push(0);
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&MAGIC.to_le_bytes());
+    b.extend_from_slice(&[1, 0]);
+    b.extend_from_slice(&24u32.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&(t.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(t.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(strs.len() as u32).to_le_bytes());
+    b.extend_from_slice(&t);
+    b.extend_from_slice(&strs);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +132,15 @@ mod tests {
             find_type_id(b"not btf at all, really", KIND_FUNC, "f"),
             None
         );
+    }
+
+    #[test]
+    fn a_blob_of_names_reads_back() {
+        let b = of_names(&[(KIND_FUNC, "a"), (KIND_TYPEDEF, "b"), (KIND_FUNC, "c")]);
+        assert_eq!(find_type_id(&b, KIND_FUNC, "a"), Some(1));
+        assert_eq!(find_type_id(&b, KIND_TYPEDEF, "b"), Some(2));
+        assert_eq!(find_type_id(&b, KIND_FUNC, "b"), None);
+        assert_eq!(find_type_id(&b, KIND_FUNC, "c"), Some(3));
     }
 
     #[test]
