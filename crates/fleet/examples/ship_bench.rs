@@ -98,6 +98,7 @@ fn main() {
                 hosts: vec![],
                 out: dir.to_path_buf(),
                 follow: false,
+                wait_at_end: fleet::collect::WAIT_AT_END,
             };
             let (t, c) = (Instant::now(), cpu_s());
             let r = fleet::collect::collect(&opts, &NEVER, &mut sink, &mut |_| {}).unwrap();

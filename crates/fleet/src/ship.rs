@@ -4,9 +4,12 @@
 //! a re-sent id within its duplicate window; what is re-sent is only what was in flight when
 //! a connection or a server failed (acks are awaited in order, and the cursor moves only over
 //! acknowledged pieces). The cursor and the chain followed so far are kept durably in the
-//! journal directory (`ship-STREAM.state`), and on start they are reconciled with the last
-//! piece the stream holds of this host: a state written late never re-sends what the stream
-//! has, and a stream that lost what this host shipped is an error, not a silent re-send.
+//! journal directory (`ship-STREAM.state`), and on start they are reconciled with what the
+//! stream holds of this host above the state's floor (a failed pass can leave pieces stored
+//! behind one that was not: the last piece held does not mean all before it is): a state
+//! written late never re-sends what the stream has, a piece the stream lacks is sent even if
+//! later ones are there, and a stream that lost what this host shipped is an error, not a
+//! silent re-send.
 //! Every piece is checked against the chain before it leaves (`journal::ship::Follower`), and
 //! the shipper's mark (`ship-STREAM.mark`) keeps the segments it has not sent from being
 //! summarized.
@@ -94,6 +97,13 @@ struct State {
     #[serde(default)]
     epoch: u64,
     follower: Follower,
+    /// Every message of this host the stream may hold after the cursor has a higher stream
+    /// sequence (raised once everything published so far is acknowledged): where a restart
+    /// looks for what the stream holds. A failed publishing pass can leave pieces stored
+    /// behind one that was not, so the stream's last piece does not say that all before it is
+    /// there.
+    #[serde(default)]
+    floor: u64,
 }
 
 /// The shipping state's file in the journal directory.
@@ -176,6 +186,7 @@ fn fresh(opts: &ShipOptions) -> State {
         stream: opts.stream.clone(),
         epoch,
         follower: Follower::default(),
+        floor: 0,
     }
 }
 
@@ -199,11 +210,15 @@ async fn run(
     let (client, js) = nats::connect(&opts.servers, Duration::from_secs(5)).await?;
     let stream = nats::stream(&js, &opts.servers, &opts.stream, opts.replicas, true).await?;
     // From the start: whatever the stream holds, everything is sent again.
-    let mut skip = if opts.from_start {
-        0
+    let held = if opts.from_start {
+        Held::default()
     } else {
         reconcile(&stream, storage, state, opts).await?
     };
+    // Past the end of everything published so far (what the stream may hold included), and
+    // the highest sequence acknowledged: the floor rises to it once the cursor is there.
+    let mut published_to = place(&held.end.clone().unwrap_or(state.follower.cursor()));
+    let mut max_ack = state.floor;
     save(storage, state, &opts.stream)?;
     let part_max = nats::max_part(&client);
     let mut report = ShipReport {
@@ -241,13 +256,18 @@ async fn run(
             })?;
         }
         let id = format!("{}/{:x}", opts.host, state.epoch);
-        let sent = publish(&js, &opts.host, &id, &pieces, skip, part_max, opts.window).await;
+        let last = Cursor::after(pieces.last().expect("not empty"));
+        published_to = published_to.max(place(&last));
+        let sent = publish(&js, &opts.host, &id, &pieces, &held, part_max, opts.window).await;
+        max_ack = max_ack.max(sent.max_seq);
         for p in &pieces[..sent.pieces] {
             state.follower.accept(p).expect("checked above");
             report.bytes += p.bytes.len() as u64;
         }
+        if sent.error.is_none() && place(&state.follower.cursor()) >= published_to {
+            state.floor = max_ack;
+        }
         if sent.pieces > 0 {
-            skip = 0;
             last_progress = Instant::now();
             dirty = true;
         }
@@ -292,6 +312,8 @@ struct Sent {
     pieces: usize,
     messages: u64,
     duplicates: u64,
+    /// The highest stream sequence acknowledged.
+    max_seq: u64,
     /// Why it stopped early.
     error: Option<String>,
 }
@@ -333,7 +355,7 @@ async fn publish(
     host: &str,
     id: &str,
     pieces: &[Piece],
-    skip: usize,
+    held: &Held,
     part_max: usize,
     window: usize,
 ) -> Sent {
@@ -341,48 +363,58 @@ async fn publish(
         pieces: 0,
         messages: 0,
         duplicates: 0,
+        max_seq: 0,
         error: None,
     };
-    let mut inflight: VecDeque<(usize, bool, jetstream::context::PublishAckFuture)> =
+    // A message the stream holds already is not sent (None: settled as acknowledged).
+    let mut inflight: VecDeque<(usize, bool, Option<jetstream::context::PublishAckFuture>)> =
         VecDeque::new();
-    let settle = |s: &mut Sent,
-                  i: usize,
-                  last: bool,
-                  r: Result<jetstream::publish::PublishAck, String>| match r {
-        Ok(ack) => {
-            s.messages += 1;
-            s.duplicates += u64::from(ack.duplicate);
-            if last {
-                s.pieces = i + 1;
+    async fn settle(
+        s: &mut Sent,
+        i: usize,
+        last: bool,
+        f: Option<jetstream::context::PublishAckFuture>,
+    ) -> bool {
+        if let Some(f) = f {
+            match f.await {
+                Ok(ack) => {
+                    s.messages += 1;
+                    s.duplicates += u64::from(ack.duplicate);
+                    s.max_seq = s.max_seq.max(ack.sequence);
+                }
+                Err(e) => {
+                    s.error = Some(e.to_string());
+                    return false;
+                }
             }
-            true
         }
-        Err(e) => {
-            s.error = Some(e);
-            false
+        if last {
+            s.pieces = i + 1;
         }
-    };
+        true
+    }
     for (i, p) in pieces.iter().enumerate() {
         let ps = parts(p, part_max);
         let n = ps.len();
         for (k, part) in ps.into_iter().enumerate() {
-            if i == 0 && k < skip {
-                continue;
-            }
-            let (subject, headers) = message(host, id, p, k, n);
-            match js
-                .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(part))
-                .await
-            {
-                Ok(f) => inflight.push_back((i, k + 1 == n, f)),
-                Err(e) => {
-                    s.error = Some(e.to_string());
-                    break;
+            if held.has(&p.file, p.offset, k + 1) {
+                inflight.push_back((i, k + 1 == n, None));
+            } else {
+                let (subject, headers) = message(host, id, p, k, n);
+                match js
+                    .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(part))
+                    .await
+                {
+                    Ok(f) => inflight.push_back((i, k + 1 == n, Some(f))),
+                    Err(e) => {
+                        s.error = Some(e.to_string());
+                        break;
+                    }
                 }
             }
             while inflight.len() >= window.max(1) {
                 let (i, last, f) = inflight.pop_front().expect("not empty");
-                if !settle(&mut s, i, last, f.await.map_err(|e| e.to_string())) {
+                if !settle(&mut s, i, last, f).await {
                     return s;
                 }
             }
@@ -392,11 +424,16 @@ async fn publish(
         }
     }
     while let Some((i, last, f)) = inflight.pop_front() {
-        if !settle(&mut s, i, last, f.await.map_err(|e| e.to_string())) {
+        if !settle(&mut s, i, last, f).await {
             return s;
         }
     }
     s
+}
+
+/// Where a cursor is, for comparing: (file order, offset).
+fn place(c: &Cursor) -> (u64, u64) {
+    (cursor_segment(c), c.offset)
 }
 
 /// Where a message sits: its file, offset, and part (1-based) of how many.
@@ -413,17 +450,91 @@ pub(crate) fn position(headers: &HeaderMap) -> Option<(String, u64, usize, usize
     Some((file, offset, k, n))
 }
 
-/// Brings the state up to what the stream holds of this host. Returns how many parts of the
-/// next piece the stream has already (a piece cut short between its parts).
+/// What the stream holds of this host after the shipping state's cursor: messages by
+/// (file, offset, part), found on start (a restart after a failed pass). Not sent again.
+#[derive(Debug, Default)]
+struct Held {
+    parts: std::collections::HashSet<(String, u64, usize)>,
+    /// Past the last of them.
+    end: Option<Cursor>,
+}
+
+impl Held {
+    fn has(&self, file: &str, offset: u64, part: usize) -> bool {
+        !self.parts.is_empty() && self.parts.contains(&(file.to_string(), offset, part))
+    }
+}
+
+/// The positions of the messages of `subject` the stream holds from sequence `from` to `to`
+/// (headers only): (file, offset) → (parts of the piece, the parts held).
+async fn held_between(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    from: u64,
+    to: u64,
+    servers: &str,
+) -> Result<std::collections::HashMap<(String, u64), (usize, Vec<usize>)>> {
+    use futures_util::StreamExt;
+    let mut out: std::collections::HashMap<(String, u64), (usize, Vec<usize>)> = Default::default();
+    if from > to {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_err(servers)(&e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| nats_err(servers)(&e))?;
+    loop {
+        let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+            Ok(Some(m)) => m.map_err(|e| nats_err(servers)(&e))?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(FleetError::Nats {
+                    servers: servers.to_string(),
+                    what: format!("reading what stream holds of {subject} up to {to}: timed out"),
+                })
+            }
+        };
+        let seq = m.info().map_err(|e| nats_err(servers)(&e))?.stream_sequence;
+        let Some((file, offset, k, n)) = m.headers.as_ref().and_then(position) else {
+            return Err(FleetError::Usage(format!(
+                "message {seq} of {subject} was not sent by jcs ship (no Jcs-File/Jcs-Offset)"
+            )));
+        };
+        let e = out.entry((file, offset)).or_insert((n, Vec::new()));
+        if !e.1.contains(&k) {
+            e.1.push(k);
+        }
+        if seq >= to {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Brings the state up to what the stream holds of this host: the pieces it holds right
+/// after the cursor are taken as shipped; those it holds after one it lacks (a publishing
+/// pass that failed, then a stop) are returned, not to be sent again. Anything held that is
+/// no piece of this journal is an error (another journal was shipped under this host name).
 async fn reconcile(
     stream: &jetstream::stream::Stream,
     storage: &mut DirStorage,
     state: &mut State,
     opts: &ShipOptions,
-) -> Result<usize> {
+) -> Result<Held> {
     let subject = format!("{}.{}.>", crate::SUBJECT_PREFIX, opts.host);
     let last = match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(m) => m,
+        Ok(m) => m.sequence,
         Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
             if state.follower.blocks > 0 || state.follower.cursor() != Cursor::default() {
                 return Err(FleetError::Usage(format!(
@@ -432,58 +543,52 @@ async fn reconcile(
                     opts.stream, opts.host, state.follower.blocks
                 )));
             }
-            return Ok(0);
+            return Ok(Held::default());
         }
         Err(e) => return Err(nats_err(&opts.servers)(&e)),
     };
-    let Some((file, offset, k, n)) = position(&last.headers) else {
-        return Err(FleetError::Usage(format!(
-            "the last message of {subject} in stream {} was not sent by jcs ship (no Jcs-File/Jcs-Offset)",
-            opts.stream
-        )));
-    };
-    let target = Piece {
-        file: file.clone(),
-        offset,
-        bytes: Vec::new(),
-    };
-    let here = state.follower.cursor();
-    if state.follower.seen(&target) {
-        return Ok(0);
-    }
-    // The stream is ahead of the state (written late): take in what it holds.
-    loop {
-        let (pieces, _) = pieces_from(storage, &state.follower.cursor(), 8 << 20)?;
+    let mut held = held_between(stream, &subject, state.floor + 1, last, &opts.servers).await?;
+    held.retain(|(file, offset), _| {
+        !state.follower.seen(&Piece {
+            file: file.clone(),
+            offset: *offset,
+            bytes: Vec::new(),
+        })
+    });
+    let mut out = Held::default();
+    let mut cur = state.follower.cursor();
+    // Taking pieces in while the stream holds every part of each.
+    let mut contiguous = true;
+    while !held.is_empty() {
+        let (pieces, _) = pieces_from(storage, &cur, 8 << 20)?;
         if pieces.is_empty() {
+            let ((file, offset), _) = held.iter().next().expect("not empty");
             return Err(FleetError::Usage(format!(
-                "stream {} holds {file} at byte {offset} of host {}, which this journal does not have \
-                 (from {here:?}): another journal was shipped under this host name",
+                "stream {} holds {file} at byte {offset} of host {}, which is not a piece of this \
+                 journal (it ends at {cur:?}): another journal was shipped under this host name",
                 opts.stream, opts.host
             )));
         }
         for p in &pieces {
-            if p.file == file && p.offset == offset {
-                if k < n {
-                    return Ok(k);
-                }
+            cur = Cursor::after(p);
+            let Some((n, parts)) = held.remove(&(p.file.clone(), p.offset)) else {
+                contiguous = false;
+                continue;
+            };
+            if contiguous && parts.len() == n {
                 state.follower.accept(p).map_err(|e| {
                     FleetError::Usage(format!(
                         "the journal does not verify here: {e} (run jcs verify)"
                     ))
                 })?;
-                return Ok(0);
+                continue;
             }
-            state.follower.accept(p).map_err(|e| {
-                FleetError::Usage(format!(
-                    "the journal does not verify here: {e} (run jcs verify)"
-                ))
-            })?;
-            if state.follower.seen(&target) {
-                return Err(FleetError::Usage(format!(
-                    "stream {} holds {file} at byte {offset} of host {}, which is not a piece of this journal",
-                    opts.stream, opts.host
-                )));
+            contiguous = false;
+            for k in parts {
+                out.parts.insert((p.file.clone(), p.offset, k));
             }
+            out.end = Some(cur.clone());
         }
     }
+    Ok(out)
 }

@@ -66,6 +66,7 @@ fn collect_all(urls: &str, out: &Path, hosts: &[&str]) -> fleet::Result<Vec<Host
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         out: out.to_path_buf(),
         follow: false,
+        wait_at_end: fleet::collect::WAIT_AT_END,
     };
     collect(&opts, never(), &mut NoSink, &mut |_| {})
 }
@@ -288,6 +289,106 @@ fn killing_the_stream_leader_mid_shipment_loses_and_doubles_nothing() {
     assert_exactly_once(&alive, "beta", host.path());
     let out = tempfile::tempdir().unwrap();
     let got = collect_all(&alive, out.path(), &["beta"]).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "collected: {} pieces, {} out of the stream's order",
+        got[0].pieces, got[0].waited
+    );
+    assert_eq!(got[0].head, head);
+    same_files(host.path(), &got[0].journal);
+}
+
+/// A publishing pass that failed leaves the stream holding pieces behind one it did not store
+/// (what the leader's kill above produces at random, made here on purpose): pieces 10 and 11
+/// missing, 12–19 held, and the shipper stopped with its state at 10. The collector puts the
+/// stream's order back into the journal's, and until the missing pieces come it says so (an
+/// alarm, not a copy that silently ends early — the negative control). On restart the shipper
+/// sends 10, 11 and what follows 19, and not 12–19 again; before it looked only at the last
+/// piece the stream held, took 10 and 11 as shipped, and they were never sent (fails without
+/// the scan from the state's floor).
+#[test]
+fn pieces_stored_behind_a_missing_one_are_put_in_order_and_the_missing_one_is_sent() {
+    let Some(bin) = nats_server() else { return };
+    let c = Cluster::start(&bin, 1);
+    let host = tempfile::tempdir().unwrap();
+    let head = write_journal(host.path(), 40, 2, 200, 1 << 20);
+    let mut storage = DirStorage::new(host.path()).unwrap();
+    let (pieces, _) =
+        journal::ship::pieces_from(&mut storage, &journal::ship::Cursor::default(), 1 << 30)
+            .unwrap();
+    let n = pieces.len();
+    assert!(n > 30, "{n}");
+    // The first pass, as a shipper of epoch 7 would have sent it.
+    let epoch = 7u64;
+    let mut opts = ShipOptions::new(&c.urls(), "gap");
+    opts.replicas = 1;
+    // (Made by the shipper: the stream and its settings.)
+    let empty = tempfile::tempdir().unwrap();
+    write_journal(empty.path(), 1, 1, 10, 1 << 20);
+    let mut o = opts.clone();
+    o.host = "other".into();
+    ship_all(empty.path(), &o);
+    for p in pieces[..10].iter().chain(&pieces[12..20]) {
+        publish_piece(
+            &c.urls(),
+            "gap",
+            &format!("gap/{epoch:x}/{}/{}", p.file, p.offset),
+            &p.file,
+            p.offset,
+            p.bytes.clone(),
+        );
+    }
+    let mut follower = journal::ship::Follower::default();
+    for p in &pieces[..10] {
+        follower.accept(p).unwrap();
+    }
+    let state = serde_json::json!({
+        "host": "gap", "stream": fleet::DEFAULT_STREAM, "epoch": epoch,
+        "follower": follower, "floor": 0,
+    });
+    std::fs::write(
+        host.path()
+            .join(format!("ship-{}.state", fleet::DEFAULT_STREAM)),
+        state.to_string(),
+    )
+    .unwrap();
+    // The collector waits for piece 10, then says it is missing; it took in 0–9 only.
+    let out = tempfile::tempdir().unwrap();
+    let mut copts = CollectOptions {
+        servers: c.urls(),
+        stream: fleet::DEFAULT_STREAM.into(),
+        hosts: vec!["gap".into()],
+        out: out.path().to_path_buf(),
+        follow: false,
+        wait_at_end: Duration::from_millis(600),
+    };
+    let err = collect(&copts, never(), &mut NoSink, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, fleet::FleetError::Alarm { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "holds 8 piece(s) after {} at byte {}",
+            pieces[10].file, pieces[10].offset
+        )),
+        "{msg}"
+    );
+    let copy = out.path().join("gap/journal");
+    let len = std::fs::metadata(copy.join(&pieces[10].file))
+        .unwrap()
+        .len();
+    assert_eq!(len, pieces[10].offset, "the copy ends before the gap");
+    // The shipper's restart: 10, 11 and everything after 19 are sent, 12–19 are not.
+    let r = ship_all(host.path(), &opts);
+    assert_eq!(r.head, head);
+    assert_eq!(
+        (r.messages, r.duplicates),
+        ((n - 18) as u64, 0),
+        "sent what the stream lacked, only: {r:?}"
+    );
+    assert_exactly_once(&c.urls(), "gap", host.path());
+    // The collector goes on from where it stopped and puts 10, 11 before 12.
+    copts.wait_at_end = fleet::collect::WAIT_AT_END;
+    let got = collect(&copts, never(), &mut NoSink, &mut |_| {}).unwrap();
+    assert_eq!(got[0].waited, 8, "12–19 waited for 10 and 11: {got:?}");
     assert_eq!(got[0].head, head);
     same_files(host.path(), &got[0].journal);
 }
@@ -753,6 +854,7 @@ fn a_collector_loads_clickhouse_once_whatever_is_delivered_twice() {
             hosts: vec![],
             out: out.to_path_buf(),
             follow: false,
+            wait_at_end: fleet::collect::WAIT_AT_END,
         };
         collect(&opts, never(), &mut sink, &mut |_| {}).unwrap();
         sink.loaded
@@ -801,6 +903,7 @@ fn ship_and_load(c: &Cluster, ch: &ClickHouseServer, db: &str, hosts: &[(&Path, 
         hosts: vec![],
         out: out.path().to_path_buf(),
         follow: false,
+        wait_at_end: fleet::collect::WAIT_AT_END,
     };
     collect(&opts, never(), &mut sink, &mut |_| {}).unwrap();
 }
@@ -1048,6 +1151,7 @@ fn following_every_host_takes_in_hosts_that_start_later() {
             hosts: vec![],
             out: dir,
             follow: true,
+            wait_at_end: fleet::collect::WAIT_AT_END,
         };
         let make = || -> fleet::Result<Box<dyn fleet::collect::Sink>> { Ok(Box::new(NoSink)) };
         fleet::collect::follow_every_host(&opts, &st, &make, &mut |_| {})

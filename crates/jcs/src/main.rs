@@ -2017,6 +2017,7 @@ fn real_main() -> Result<i32> {
                 hosts: host,
                 out: PathBuf::from(out),
                 follow,
+                wait_at_end: fleet::collect::WAIT_AT_END,
             };
             queries::collect(&opts, clickhouse, json)
         }

@@ -793,10 +793,11 @@ pub fn collect(
     }
     for h in &r {
         println!(
-            "host {}: {} piece(s) taken in{} — {} block(s), {} record(s) in all; head {}; copy in {}",
+            "host {}: {} piece(s) taken in{}{} — {} block(s), {} record(s) in all; head {}; copy in {}",
             h.host,
             h.pieces,
             if h.skipped > 0 { format!(" ({} redelivered, skipped)", h.skipped) } else { String::new() },
+            if h.waited > 0 { format!(" ({} out of the stream's order, put back in the journal's)", h.waited) } else { String::new() },
             h.blocks,
             h.records,
             h.head,

@@ -227,6 +227,16 @@ pub enum FollowError {
         next_seq: u64,
         head: String,
     },
+    #[error(
+        "the stream holds {waiting} piece(s) after {file} at byte {offset}, but not the piece \
+         there: lost upstream, or its shipper stopped before sending it again (nothing after it \
+         is taken in; collecting again once the host's jcs ship has run goes on from here)"
+    )]
+    Missing {
+        file: String,
+        offset: u64,
+        waiting: usize,
+    },
 }
 
 /// A summary file being followed: its own chain, and where the journal's chain stands after it.
