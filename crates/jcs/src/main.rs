@@ -2289,6 +2289,7 @@ fn real_main() -> Result<i32> {
             let opts = recorder::service::Options {
                 online_t1: online,
                 metrics,
+                segment_bytes: None,
             };
             recorder::service::run(&store, opts)?;
             Ok(0)

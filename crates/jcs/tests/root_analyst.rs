@@ -20,6 +20,7 @@ fn as_nobody(env: &Env, groups: Option<&str>, args: &[&str]) -> Output {
     c.arg(common::jcs_bin())
         .args(args)
         .env("JCS_HOME", env.home())
+        .env("JCS_RUN_DIR", env.run_dir())
         .env("JCS_ANALYST_GROUP", GROUP)
         .stdin(Stdio::null())
         .output()

@@ -231,6 +231,7 @@ fn two_bridge_ves(env: &Env, cidr: &str, server: &[&str], client: &[&str]) {
     let run = |app: &str, args: &[&str]| {
         let mut c = ns.cmd(common::jcs_bin(), &[&["run", app, "--"], args].concat());
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", cidr)
             .stdin(std::process::Stdio::null());
         c

@@ -71,6 +71,7 @@ fn root_the_configuration_file_sets_the_defaults() {
         ],
     );
     c.env("JCS_CONFIG", &cfg)
+        .env("JCS_RUN_DIR", env.run_dir())
         .env_remove("JCS_HOME")
         .env_remove("JCS_BRIDGE_CIDR");
     let addr = ok(&mut c);

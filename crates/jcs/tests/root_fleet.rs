@@ -201,6 +201,7 @@ fn root_a_file_sent_from_a_ve_on_one_host_to_a_ve_on_another_is_tracked_across_t
     let host_env = |ns: &NetNs, env: &Env, cidr: &str, args: &[&str]| {
         let mut c = ns.cmd(common::jcs_bin(), args);
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", cidr)
             .stdin(Stdio::null());
         c

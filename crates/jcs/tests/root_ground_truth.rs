@@ -876,6 +876,7 @@ fn traced_run(
             ],
         )
         .env("JCS_HOME", env.home())
+        .env("JCS_RUN_DIR", env.run_dir())
         .env("JCS_BRIDGE_CIDR", "10.78.0.0/24")
         .stdin(Stdio::null())
         .stdout(out_w.try_clone().unwrap())
@@ -908,6 +909,7 @@ fn start_bridge(env: &Env, ns: &NetNs, app: &str) {
     let o = ns
         .cmd(common::jcs_bin(), &["run", app, "--", "true"])
         .env("JCS_HOME", env.home())
+        .env("JCS_RUN_DIR", env.run_dir())
         .env("JCS_BRIDGE_CIDR", "10.78.0.0/24")
         .stdin(Stdio::null())
         .output()

@@ -28,6 +28,7 @@ fn root_bridge_connects_ves_and_host() {
             &["run", app, "--", "/bin/sh", "-c", script],
         );
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
             .stdin(Stdio::null());
         c
@@ -139,6 +140,7 @@ fn root_an_interface_jcs_did_not_create_is_left_alone() {
     let run = || {
         let mut c = ns.cmd(common::jcs_bin(), &["run", "srv", "--", "true"]);
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.79.0.0/24")
             .stdin(Stdio::null());
         c.output().unwrap()
@@ -233,6 +235,7 @@ fn root_a_bridged_ve_cannot_spoof_or_reach_other_host_addresses() {
             &["run", "web", "--", "/bin/sh", "-c", script],
         )
         .env("JCS_HOME", env.home())
+        .env("JCS_RUN_DIR", env.run_dir())
         .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -352,6 +355,7 @@ fn root_a_ve_cannot_take_over_another_ves_address_by_arp() {
             &["run", "web", "--", "/bin/sh", "-c", &script],
         )
         .env("JCS_HOME", env.home())
+        .env("JCS_RUN_DIR", env.run_dir())
         .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
         .stdin(Stdio::null())
         .spawn()
@@ -437,6 +441,7 @@ fn root_a_published_port_reaches_the_ve() {
     let run = |args: &[&str]| {
         let mut c = ns.cmd(common::jcs_bin(), &[&["run"], args].concat());
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.71.0.0/24")
             .stdin(Stdio::null());
         c

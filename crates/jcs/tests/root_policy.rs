@@ -126,6 +126,7 @@ fn root_a_byte_budget_stops_what_the_ve_sends_out() {
     let run = |args: &[&str]| -> String {
         let mut c = ns.cmd(common::jcs_bin(), &[&["run", "web", "--"], args].concat());
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
             .stdin(Stdio::null());
         let o = c.output().unwrap();
@@ -206,6 +207,7 @@ fn root_a_stream_write_after_the_byte_budget_never_leaves() {
             ],
         );
         c.env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.77.0.0/24")
             .stdin(Stdio::null());
         let o = c.output().unwrap();
@@ -461,4 +463,73 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
     assert_eq!(r["hits"], serde_json::json!([]));
     assert!(r["examined"].as_u64().unwrap() > 0);
     env.assert_clean();
+}
+
+/// Two stores served by one daemon (one host, one set of BPF programs), each with its VE 1
+/// running at once under a policy of its own: each VE gets its own store's rules. The kernel
+/// keys policies by the VE's number, and two stores' VE 1 would share one entry — B's rules
+/// replacing A's, and B's end removing them — if the daemon did not number them apart (the
+/// negative control was run by hand: with the VE id as the kernel's number, A's second
+/// connect to port 25 got through).
+#[test]
+fn root_two_stores_ves_of_one_id_keep_their_own_policies() {
+    let (Some(a), Some(b)) = (Env::new(), Env::new()) else {
+        return;
+    };
+    let run = tempfile::Builder::new()
+        .prefix("jcs-test-run")
+        .tempdir()
+        .unwrap();
+    for (e, port) in [(&a, 25), (&b, 27)] {
+        e.standard_app();
+        common::static_helper(e, "policy");
+        with_policy(
+            e,
+            &format!(
+                "[[network.rule]]\nname = \"no-{port}\"\naction = \"deny\"\nproto = \"tcp\"\nports = [{port}]\n"
+            ),
+        );
+    }
+    // A's VE 1: denied 25 at its start, and again after B's VE 1 came and went.
+    let long = a
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "/data/policy tcp 25 26; while [ ! -e /data/go ]; do sleep 0.05; done; /data/policy tcp 25 26",
+        ])
+        .env("JCS_RUN_DIR", run.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || a.daemon_pid().is_some()));
+    assert!(common::wait_for(20, || a.ok(&["ps"]).contains("running")));
+    let o = b
+        .cmd(&["run", "web", "--", "/data/policy", "tcp", "27", "25"])
+        .env("JCS_RUN_DIR", run.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "denied=EPERM allowed=ok",
+        "B's VE 1: its own rules (27 denied, 25 allowed)"
+    );
+    assert_eq!(a.daemon_pid(), b.daemon_pid(), "one daemon for both stores");
+    // (Through the store's persistent directory: the VE sees it as /data.)
+    std::fs::write(a.home().join("persist/web/data/go"), "").unwrap();
+    let out = long.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "denied=EPERM allowed=ok\ndenied=EPERM allowed=ok",
+        "A's VE 1 kept its rules while B's VE 1 ran and after it ended"
+    );
+    // Each store's journal: its own VE's denial, by its own rule.
+    for (e, rule) in [(&a, "no-25"), (&b, "no-27")] {
+        let text = e.ok(&["log", "--status", "aborted"]);
+        assert!(text.contains(rule), "{text}");
+    }
 }

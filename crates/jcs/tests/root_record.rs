@@ -585,6 +585,7 @@ fn root_a_daemon_of_another_jcs_build_is_replaced_when_idle_a_copy_is_not() {
         let o = std::process::Command::new(bin)
             .args(["run", "web", "--", "/bin/sh", "-c", script])
             .env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -1217,6 +1218,7 @@ fn root_a_socket_activated_recorder_serves_on_the_passed_socket() {
         common::jcs_bin(),
     ])
     .env("JCS_HOME", env.home())
+    .env("JCS_RUN_DIR", env.run_dir())
     .env("LISTEN_FDS", "1")
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
@@ -1431,4 +1433,109 @@ fn root_log_by_program() {
     assert!(!sh.contains(&"\"file:/data/c\"".to_string()), "{sh:?}");
     assert!(writes("nosuchprogram").is_empty());
     env.assert_clean();
+}
+
+/// The processes whose environment has `JCS_RUN_DIR=run` and that hold loaded BPF
+/// programs (descriptors of `anon_inode:bpf-prog`): pid → how many.
+fn bpf_holders(run: &std::path::Path) -> std::collections::BTreeMap<i32, usize> {
+    let want = format!("JCS_RUN_DIR={}", run.display()).into_bytes();
+    let mut out = std::collections::BTreeMap::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if !environ.split(|&b| b == 0).any(|v| v == want.as_slice()) {
+            continue;
+        }
+        let progs = std::fs::read_dir(p.path().join("fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|f| {
+                        std::fs::read_link(f.path())
+                            .is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if progs > 0 {
+            out.insert(pid, progs);
+        }
+    }
+    out
+}
+
+/// One monitor per host: the daemon of a second store hands its store to the daemon that
+/// already serves the host — one process holds BPF programs, both stores' daemon.pid name it
+/// — and each store's journal has its own VEs' transactions only. Two stores' VEs that run
+/// at once with the same VE id get different kernel numbers (the kernel keys policies and
+/// denials by it). Negative control: a store whose daemons meet elsewhere gets a daemon,
+/// and a set of programs, of its own.
+#[test]
+fn root_one_daemon_serves_every_store_of_the_host() {
+    let (Some(a), Some(b), Some(c)) = (Env::new(), Env::new(), Env::new()) else {
+        return;
+    };
+    let run = tempfile::Builder::new()
+        .prefix("jcs-test-run")
+        .tempdir()
+        .unwrap();
+    for e in [&a, &b, &c] {
+        e.standard_app();
+    }
+    let sh = |e: &Env, run: &std::path::Path, script: &str| {
+        let o = e
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+            .env("JCS_RUN_DIR", run)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // A's VE 1 runs on while B's VE 1 starts and ends.
+    let mut long = a
+        .cmd(&[
+            "run",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo a > /data/a; sleep 3; echo done > /data/a2",
+        ])
+        .env("JCS_RUN_DIR", run.path())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(20, || a.daemon_pid().is_some()));
+    sh(&b, run.path(), "echo b > /data/b");
+    assert_eq!(a.daemon_pid(), b.daemon_pid(), "one daemon for both stores");
+    let holders = bpf_holders(run.path());
+    assert_eq!(
+        holders.keys().copied().collect::<Vec<_>>(),
+        vec![a.daemon_pid().unwrap()],
+        "only the host's daemon holds BPF programs: {holders:?}"
+    );
+    assert!(long.wait().unwrap().success());
+    let log = |e: &Env| e.ok(&["log", "--json"]);
+    let (la, lb) = (log(&a), log(&b));
+    assert!(la.contains("/data/a2") && la.contains("/data/a\""), "{la}");
+    assert!(!la.contains("/data/b"), "A's journal has B's VE: {la}");
+    assert!(lb.contains("/data/b") && !lb.contains("/data/a"), "{lb}");
+    // B's VE 1 ran while A's VE 1 was watched: the kernel knew it by another number (the
+    // host's daemon logs to the log of the store it started for).
+    let daemon_log = std::fs::read_to_string(a.home().join("daemon.log")).unwrap_or_default();
+    assert!(
+        daemon_log.contains("ve=1 kernel_ve=2147483648"),
+        "{daemon_log}"
+    );
+    let companion = std::fs::read_to_string(b.home().join("daemon.log")).unwrap_or_default();
+    assert!(
+        companion.contains("the host's daemon records this store"),
+        "{companion}"
+    );
+    // The negative control: C's daemons meet in C's own run directory.
+    c.sh_ok("true");
+    assert_ne!(c.daemon_pid(), a.daemon_pid());
+    assert_eq!(bpf_holders(&c.run_dir()).len(), 1);
+    assert_eq!(bpf_holders(run.path()).len(), 1);
 }

@@ -52,6 +52,7 @@ fn root_recover_from_a_malicious_endpoint_restores_what_it_reached() {
                 &["run", app, "--", "/bin/sh", "-c", script],
             )
             .env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.81.0.0/24")
             .stdin(Stdio::null())
             .output()

@@ -40,6 +40,7 @@ fn root_track_back_and_forward_across_ves_and_the_network() {
                 &["run", app, "--", "/bin/sh", "-c", script],
             )
             .env("JCS_HOME", env.home())
+            .env("JCS_RUN_DIR", env.run_dir())
             .env("JCS_BRIDGE_CIDR", "10.80.0.0/24")
             // Small segments: the VEs' transactions end up in sealed ones, to summarize.
             .env("JCS_SEGMENT_BYTES", "1024")

@@ -18,7 +18,12 @@ pub struct Client {
 
 impl Client {
     pub fn connect(home: &Path) -> std::io::Result<Client> {
-        let s = UnixStream::connect(socket_path(home))?;
+        Client::connect_to(&socket_path(home))
+    }
+
+    /// A connection to the daemon's socket at `path` (a store's, or the host's).
+    pub fn connect_to(path: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(path)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Client {
             r: BufReader::new(s.try_clone()?),
@@ -83,6 +88,15 @@ impl Client {
             _ => Client::connect(home)
                 .map(Some)
                 .map_err(io_err("connect to", &socket_path(home))),
+        }
+    }
+
+    /// Blocks until the daemon closes the connection (it ended).
+    pub fn wait_closed(&mut self) {
+        let _ = self.r.get_ref().set_read_timeout(None);
+        let mut line = String::new();
+        while matches!(self.r.read_line(&mut line), Ok(n) if n > 0) {
+            line.clear();
         }
     }
 
@@ -199,7 +213,7 @@ pub struct MonitorHooks {
     /// The VE's policy (its network part is enforced by the recorder).
     pub policy: Option<Box<crate::protocol::WatchPolicy>>,
     /// The kernel's map of denied VEs (`Response::Watched`), for `abort_on_close`.
-    tainted_map: Option<u32>,
+    tainted_map: Option<(u32, u64)>,
     /// `jcs run -t`: the VE's first pty (/dev/pts/0 of its devpts, which its init opens before
     /// the app starts) is the user's terminal, recorded as `host:pty`.
     pub tty: bool,
@@ -287,7 +301,10 @@ impl ve::launch::Hooks for MonitorHooks {
             info: self.info.clone(),
         })? {
             Response::Ok => {}
-            Response::Watched { tainted_map } => self.tainted_map = Some(tainted_map),
+            Response::Watched {
+                tainted_map,
+                kernel_ve,
+            } => self.tainted_map = Some((tainted_map, kernel_ve.unwrap_or(self.ve))),
             Response::Error { message } => {
                 return Err(Box::new(RecorderError::Refused(format!(
                     "watch the VE: {message}"
@@ -318,8 +335,9 @@ impl ve::launch::Hooks for MonitorHooks {
     }
 
     fn release_data(&self) -> Vec<u8> {
+        // The map's id, and the kernel's number of the VE (its slot and what it holds).
         self.tainted_map
-            .map(|id| id.to_le_bytes().to_vec())
+            .map(|(id, k)| [&id.to_le_bytes()[..], &k.to_le_bytes()].concat())
             .unwrap_or_default()
     }
 

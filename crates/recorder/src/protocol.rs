@@ -57,6 +57,19 @@ pub enum Request {
     },
     /// Who the daemon is: its pid, its binary, how many VEs it watches.
     Status,
+    /// To the host's socket: record the store at `home` too (its own journal, catalog and
+    /// socket; the host's one set of BPF programs). Answered `Serving` once its socket
+    /// answers; the connection then stays open as long as the daemon serves it.
+    Serve {
+        home: PathBuf,
+        #[serde(default)]
+        online_t1: bool,
+        /// Prometheus metrics of this store on this address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        segment_bytes: Option<u64>,
+    },
 }
 
 /// A VE's policy as `jcs run` hands it to the recorder.
@@ -76,6 +89,14 @@ pub enum Response {
     /// VEs, which its init maps read-only.
     Watched {
         tainted_map: u32,
+        /// The kernel's number of the VE (its slot in that map is this modulo its size):
+        /// the VE id unless a VE of another store has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel_ve: Option<u64>,
+    },
+    /// A store handed to the host's daemon (pid) is recorded by it.
+    Serving {
+        pid: u32,
     },
     Status {
         pid: u32,
@@ -85,7 +106,11 @@ pub enum Response {
         /// copy of the same binary at another path does not.
         #[serde(default)]
         build: String,
+        /// VEs watched, of every store the daemon serves.
         watched: u64,
+        /// The stores it serves.
+        #[serde(default)]
+        stores: u64,
     },
     Stats {
         seen: u64,

@@ -30,9 +30,14 @@ pub struct Options {
     pub online_t1: bool,
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The journal's segment size (else `JCS_SEGMENT_BYTES` of the host's daemon, else the
+    /// default).
+    pub segment_bytes: Option<u64>,
 }
 
 struct Cmd {
+    /// Which served store it is for (`usize::MAX`: the host's socket, no store).
+    store: usize,
     req: Request,
     reply: mpsc::Sender<Response>,
 }
@@ -75,10 +80,209 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Runs the recorder of `store` in the foreground until it is killed.
+/// Where the daemons of one host meet: `JCS_RUN_DIR`, else `/run/jcs`. The daemon that holds
+/// `host.lock` there serves every store on `host.sock`; each test of the suite has its own.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("JCS_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/jcs"))
+}
+
+/// The host daemon's socket (in [`run_dir`]).
+pub fn host_socket() -> PathBuf {
+    run_dir().join("host.sock")
+}
+
+/// Runs the recorder of `store` in the foreground until it is killed. One daemon serves every
+/// store of the host, with one set of BPF programs: when a daemon of this build already
+/// serves the host, it takes this store too, and this process stays as its companion (it
+/// returns when that daemon ends); otherwise this one becomes the host's daemon.
 pub fn run(store: &Store, opts: Options) -> Result<()> {
     // Before any thread starts: it edits the environment.
     let activated = activated_listener();
+    let home = store.layout.root().to_path_buf();
+    let run = run_dir();
+    std::fs::create_dir_all(&run).map_err(io_err("create", &run))?;
+    let host_lock_path = run.join("host.lock");
+    let host_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&host_lock_path)
+        .map_err(io_err("open", &host_lock_path))?;
+    // The host's daemon is whoever holds host.lock; one that is starting holds it before its
+    // socket answers, so a loser waits for the socket (5 s at most).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let host_lock = loop {
+        if activated.is_none() {
+            if let Some(host) = host_client()? {
+                return companion(host, &home, &opts);
+            }
+        }
+        if rustix::fs::flock(
+            &host_lock,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_ok()
+        {
+            break Some(host_lock);
+        }
+        // Socket activation (systemd passed this store's socket) with another daemon serving
+        // the host: this one serves its store alone.
+        if activated.is_some() || std::time::Instant::now() > deadline {
+            tracing::warn!(
+                run = %run.display(),
+                "another daemon holds the host's lock but does not answer: this one serves its store alone (a second set of BPF programs)"
+            );
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The threads that drain the ring buffer and write the journal run ahead of the VEs they
+    // record (nice -10, as auditd boosts itself): with more busy VEs than CPUs, a recorder at
+    // the VEs' priority got too little of the CPUs to drain what they sent, and the ring lost
+    // records (bench/monitor.sh, 8 VEs on 2 CPUs). Threads inherit it from this one (the
+    // indexers go back to 0); where it is refused (no CAP_SYS_NICE), the recorder runs at
+    // its given priority.
+    // SAFETY: setpriority on the calling thread (who 0) takes no pointer.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DAEMON_NICE) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot raise the recorder's priority; it runs at the VEs' own"
+        );
+    }
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    let (add_tx, add_rx) = mpsc::channel::<Add>();
+    let efd = rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+    )
+    .map_err(|e| RecorderError::Os {
+        what: "eventfd",
+        source: e.into(),
+    })?;
+    let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
+    let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
+    std::thread::Builder::new()
+        .name("jcs-monitor".into())
+        .spawn(move || {
+            if let Err(e) = monitor_loop(rx, add_rx, efd, &ready_tx) {
+                let _ = ready_tx.send(Err(e.to_string()));
+                tracing::error!(error = %e, "monitor stopped");
+                eprintln!("jcs: monitor stopped: {e}");
+                std::process::exit(1);
+            }
+        })
+        .map_err(os_err("start the monitor thread"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| RecorderError::MonitorStopped("it ended before it was ready".into()))?
+        .map_err(RecorderError::MonitorStopped)?;
+    let host = std::sync::Arc::new(Host {
+        tx,
+        adds: std::sync::Mutex::new(add_tx),
+        wake,
+    });
+    serve_store(&host, store, &opts, activated)?;
+    let Some(_host_lock) = host_lock else {
+        // Serving this store alone: the store's accept thread runs until the process ends.
+        loop {
+            std::thread::park();
+        }
+    };
+    let sock = host_socket();
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("set the mode of", &sock))?;
+    }
+    tracing::info!(socket = %sock.display(), "serving the host's stores");
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let host = host.clone();
+        std::thread::spawn(move || serve_host(conn, &host));
+    }
+    Ok(())
+}
+
+/// What the accept threads share: the monitor thread's queues and its eventfd.
+struct Host {
+    tx: mpsc::Sender<Cmd>,
+    adds: std::sync::Mutex<mpsc::Sender<Add>>,
+    wake: OwnedFd,
+}
+
+/// A store for the monitor thread to serve, and where to say under which number.
+struct Add {
+    setup: Box<Setup>,
+    reply: mpsc::Sender<std::result::Result<usize, String>>,
+}
+
+/// Opens `store` for recording (its lock, journal, writer, indexer, metrics), hands it to the
+/// monitor thread, and serves its socket in a thread of its own.
+fn serve_store(
+    host: &std::sync::Arc<Host>,
+    store: &Store,
+    opts: &Options,
+    activated: Option<UnixListener>,
+) -> Result<()> {
+    let home = store.layout.root().to_path_buf();
+    let setup = open_store(store, opts)?;
+    let (rtx, rrx) = mpsc::channel();
+    host.adds
+        .lock()
+        .map_err(|_| RecorderError::MonitorStopped("a thread panicked".into()))?
+        .send(Add {
+            setup: Box::new(setup),
+            reply: rtx,
+        })
+        .map_err(|_| RecorderError::MonitorStopped("it ended".into()))?;
+    let _ = rustix::io::write(&host.wake, &1u64.to_ne_bytes());
+    let index = rrx
+        .recv()
+        .map_err(|_| RecorderError::MonitorStopped("it ended".into()))?
+        .map_err(RecorderError::MonitorStopped)?;
+    let sock = socket_path(&home);
+    let listener = match activated {
+        // Socket activation (systemd's LISTEN_FDS): the socket is already bound and listening.
+        Some(l) => {
+            tracing::info!("listening on the socket systemd passed (socket activation)");
+            l
+        }
+        None => {
+            let _ = std::fs::remove_file(&sock);
+            let l = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err("set the mode of", &sock))?;
+            l
+        }
+    };
+    let pid_path = home.join("daemon.pid");
+    std::fs::write(&pid_path, std::process::id().to_string())
+        .map_err(io_err("write", &pid_path))?;
+    tracing::info!(journal = %store.journal_dir().display(), socket = %sock.display(), "monitoring");
+    let host = host.clone();
+    std::thread::Builder::new()
+        .name("jcs-accept".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let tx = host.tx.clone();
+                let Ok(wake) = host.wake.try_clone() else {
+                    continue;
+                };
+                std::thread::spawn(move || serve(conn, index, tx, wake));
+            }
+        })
+        .map_err(os_err("start the accept thread"))?;
+    Ok(())
+}
+
+/// Everything of a store the monitor thread needs, opened here (outside it): the store's
+/// lock, its journal (recovered), the writer and indexer threads, the metrics endpoint.
+fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     let home = store.layout.root();
     let lock_path = home.join("daemon.lock");
     let lock = std::fs::OpenOptions::new()
@@ -91,12 +295,14 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     }
     let dir = store.journal_dir();
     let storage = journal::DirStorage::new(&dir).map_err(io_err("open the journal at", &dir))?;
+    let mut jopts = journal_options()?;
+    if let Some(b) = opts.segment_bytes {
+        jopts.segment_max_bytes = b;
+    }
     let (journal, recovery) =
-        journal::Journal::open(storage, journal_options()?).map_err(|source| {
-            RecorderError::OpenJournal {
-                path: dir.clone(),
-                source,
-            }
+        journal::Journal::open(storage, jopts).map_err(|source| RecorderError::OpenJournal {
+            path: dir.clone(),
+            source,
         })?;
     if let Some((seg, off, cut)) = &recovery.truncated {
         tracing::warn!(segment = %seg, offset = off, bytes = cut, "journal recovery cut a torn tail");
@@ -141,18 +347,6 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
             .spawn(move || indexer(&dir, &catalog_path))
             .map_err(os_err("start the indexer thread"))?;
     }
-    // The threads that drain the ring buffer and write the journal run ahead of the VEs they
-    // record (nice -10, as auditd boosts itself): with more busy VEs than CPUs, a recorder at
-    // the VEs' priority got too little of the CPUs to drain what they sent, and the ring lost
-    // records (bench/monitor.sh, 8 VEs on 2 CPUs). Threads inherit it from this one; where it
-    // is refused (no CAP_SYS_NICE), the recorder runs at its given priority.
-    // SAFETY: setpriority on the calling thread (who 0) takes no pointer.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DAEMON_NICE) } != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot raise the recorder's priority; it runs at the VEs' own"
-        );
-    }
     // A block (one fdatasync) at most every 10 ms under a steady stream; a VE that ends (an
     // Unwatch waits for its last records) is written at once.
     let writer = journal::writer::Writer::spawn_lingering(
@@ -161,18 +355,6 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         256,
         std::time::Duration::from_millis(10),
     );
-    let (tx, rx) = mpsc::channel::<Cmd>();
-    let efd = rustix::event::eventfd(
-        0,
-        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-    )
-    .map_err(|e| RecorderError::Os {
-        what: "eventfd",
-        source: e.into(),
-    })?;
-    let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
-    let (ready_tx, ready_rx) = mpsc::channel::<std::result::Result<(), String>>();
-    let journal_dir = dir.clone();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = opts.metrics {
         let at = crate::metrics::serve(addr, metrics.clone(), dir.clone()).map_err(|e| {
@@ -183,59 +365,150 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         })?;
         tracing::info!(address = %at, "metrics: GET /metrics");
     }
-    std::thread::Builder::new()
-        .name("jcs-monitor".into())
-        .spawn(move || {
-            let setup = Setup {
-                first_var,
-                repairs,
-                last_seen,
-                journal: journal_dir,
-                catalog: catalog_path,
-                running,
-                unfinished,
-                online: opts.online_t1.then(Online::new),
-                metrics,
-            };
-            if let Err(e) = monitor_loop(rx, efd, writer, setup, &ready_tx) {
-                let _ = ready_tx.send(Err(e.to_string()));
-                tracing::error!(error = %e, "monitor stopped");
-                eprintln!("jcs: monitor stopped: {e}");
-                std::process::exit(1);
-            }
-        })
-        .map_err(os_err("start the monitor thread"))?;
-    ready_rx
-        .recv()
-        .map_err(|_| RecorderError::MonitorStopped("it ended before it was ready".into()))?
-        .map_err(RecorderError::MonitorStopped)?;
-    let sock = socket_path(home);
-    let listener = match activated {
-        // Socket activation (systemd's LISTEN_FDS): the socket is already bound and listening.
-        Some(l) => {
-            tracing::info!("listening on the socket systemd passed (socket activation)");
-            l
-        }
-        None => {
-            let _ = std::fs::remove_file(&sock);
-            let l = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-                .map_err(io_err("set the mode of", &sock))?;
-            l
-        }
+    Ok(Setup {
+        lock,
+        writer,
+        first_var,
+        repairs,
+        last_seen,
+        journal: dir,
+        catalog: catalog_path,
+        running,
+        unfinished,
+        online: opts.online_t1.then(Online::new),
+        metrics,
+    })
+}
+
+/// A connection to the host's daemon, if one of this build answers on its socket (one of
+/// another build is left alone: this daemon then serves its store by itself).
+fn host_client() -> Result<Option<crate::Client>> {
+    let sock = host_socket();
+    let Ok(mut c) = crate::Client::connect_to(&sock) else {
+        return Ok(None);
     };
-    let pid_path = home.join("daemon.pid");
-    std::fs::write(&pid_path, std::process::id().to_string())
-        .map_err(io_err("write", &pid_path))?;
-    tracing::info!(journal = %dir.display(), socket = %sock.display(), "monitoring");
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let tx = tx.clone();
-        let wake = wake.try_clone().map_err(os_err("dup the eventfd"))?;
-        std::thread::spawn(move || serve(conn, tx, wake));
+    match c.call(&Request::Status) {
+        Ok(Response::Status { build, .. }) if build == crate::protocol::build_id() => Ok(Some(c)),
+        Ok(Response::Status { pid, .. }) => {
+            tracing::warn!(
+                pid,
+                "the host's daemon runs another jcs build; this store gets a daemon of its own"
+            );
+            Ok(None)
+        }
+        _ => Ok(None),
     }
-    Ok(())
+}
+
+/// Hands the store at `home` to the host's daemon, then waits as long as that daemon runs
+/// (this process keeps the store's shipping and retention threads, which need no monitor).
+fn companion(mut host: crate::Client, home: &Path, opts: &Options) -> Result<()> {
+    // This process's settings, not the host daemon's environment.
+    let segment_bytes = match std::env::var_os("JCS_SEGMENT_BYTES") {
+        Some(_) => Some(journal_options()?.segment_max_bytes),
+        None => opts.segment_bytes,
+    };
+    let r = host.call(&Request::Serve {
+        home: home.to_path_buf(),
+        online_t1: opts.online_t1,
+        metrics: opts.metrics.map(|a| a.to_string()),
+        segment_bytes,
+    })?;
+    match r {
+        Response::Serving { pid } => {
+            tracing::info!(
+                pid,
+                store = %home.display(),
+                "the host's daemon records this store (one set of BPF programs for the host)"
+            );
+        }
+        Response::Error { message } => return Err(RecorderError::Refused(message)),
+        r => return Err(RecorderError::Protocol(format!("serve: {r:?}"))),
+    }
+    // Until the host's daemon closes the connection (it ended).
+    host.wait_closed();
+    Err(RecorderError::MonitorStopped(
+        "the host's daemon that recorded this store ended".into(),
+    ))
+}
+
+/// One connection to the host's socket: Status and Serve.
+fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
+    let Ok(mut w) = conn.try_clone() else { return };
+    if let Err(why) = peer_allowed(&conn) {
+        tracing::warn!(reason = %why, "connection refused");
+        let resp = Response::Error {
+            message: format!("refused: {why}"),
+        };
+        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+        return;
+    }
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+            Ok(Request::Serve {
+                home,
+                online_t1,
+                metrics,
+                segment_bytes,
+            }) => {
+                let metrics = match metrics.map(|m| m.parse()) {
+                    Some(Err(e)) => {
+                        let resp = Response::Error {
+                            message: format!("metrics address: {e}"),
+                        };
+                        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+                        continue;
+                    }
+                    Some(Ok(a)) => Some(a),
+                    None => None,
+                };
+                let opts = Options {
+                    online_t1,
+                    metrics,
+                    segment_bytes,
+                };
+                match Store::open(&home)
+                    .map_err(RecorderError::from)
+                    .and_then(|s| serve_store(host, &s, &opts, None))
+                {
+                    Ok(()) => Response::Serving {
+                        pid: std::process::id(),
+                    },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+            // Status and the like: the monitor thread answers (as store 0 would).
+            Ok(req) => {
+                let (rtx, rrx) = mpsc::channel();
+                if host
+                    .tx
+                    .send(Cmd {
+                        store: usize::MAX,
+                        req,
+                        reply: rtx,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                let _ = rustix::io::write(&host.wake, &1u64.to_ne_bytes());
+                rrx.recv().unwrap_or(Response::Error {
+                    message: "the monitor stopped".into(),
+                })
+            }
+        };
+        let mut s = serde_json::to_string(&resp).unwrap_or_default();
+        s.push('\n');
+        if w.write_all(s.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
 
 /// The listening socket systemd passed (socket activation: `LISTEN_PID` is this process,
@@ -303,7 +576,7 @@ fn peer_allowed(conn: &UnixStream) -> Result<(), String> {
 }
 
 /// One connection: each request line goes to the monitor thread, its response back.
-fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
+fn serve(conn: UnixStream, store: usize, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
     let mut w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -328,7 +601,14 @@ fn serve(conn: UnixStream, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
             },
             Ok(req) => {
                 let (rtx, rrx) = mpsc::channel();
-                if tx.send(Cmd { req, reply: rtx }).is_err() {
+                if tx
+                    .send(Cmd {
+                        store,
+                        req,
+                        reply: rtx,
+                    })
+                    .is_err()
+                {
                     return;
                 }
                 // Wakes the monitor thread (an eventfd counter cannot overflow here).
@@ -406,6 +686,10 @@ fn unfinished_ves(store: &Store, running: &[Rewatch]) -> Vec<(u64, u64)> {
 
 /// Indexes each segment once it is sealed (they never change after that).
 fn indexer(dir: &Path, catalog: &Path) {
+    // Background work: back to the default priority (the thread that starts it may run at
+    // the recorder's).
+    // SAFETY: setpriority on the calling thread (who 0) takes no pointer.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
     let cat = match store::Catalog::open(catalog) {
         Ok(c) => c,
         Err(e) => {
@@ -424,8 +708,11 @@ fn indexer(dir: &Path, catalog: &Path) {
     }
 }
 
-/// What the monitor thread starts from.
+/// What the monitor thread starts a store from.
 struct Setup {
+    /// The store's `daemon.lock`, held as long as the store is served.
+    lock: std::fs::File,
+    writer: journal::writer::Writer,
     /// The next variable id.
     first_var: VarId,
     /// What opening the journal repaired: the first record this recorder writes.
@@ -443,14 +730,84 @@ struct Setup {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-fn monitor_loop(
-    rx: mpsc::Receiver<Cmd>,
-    efd: OwnedFd,
+/// A store the monitor thread records: its journal writer, catalog and translator (variable
+/// ids, names and VEs are the store's own), and what its VEs' records still need.
+struct Served {
+    _lock: std::fs::File,
     writer: journal::writer::Writer,
+    cat: store::Catalog,
+    t: Translator,
+    online: Option<Online>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    journal_dir: PathBuf,
+    last_ticket: Option<u64>,
+    full: Full,
+    /// cgroup → when it was watched (where a gap for its lost records starts).
+    watched_since: std::collections::HashMap<u64, u64>,
+    /// VEs the recorder finished itself: their late Unwatch is answered Ok.
+    finished: HashSet<u64>,
+    watched: usize,
+    /// The ring buffer's events of this store's VEs, not yet translated.
+    events: std::cell::RefCell<Vec<Event>>,
+}
+
+/// The kernel's number for each watched VE: its VE id where no other watched VE (of another
+/// store) has that number, else one from 2^31 up. The kernel keys a VE's policy, denials and
+/// tainted slot by it, so two stores' VE 5 never share them.
+#[derive(Debug, Default)]
+struct KernelIds {
+    of: std::collections::HashMap<u64, u64>,
+    used: HashSet<u64>,
+}
+
+impl KernelIds {
+    fn take(&mut self, cgroup_id: u64, ve: u64) -> u64 {
+        if let Some(&k) = self.of.get(&cgroup_id) {
+            return k;
+        }
+        let mut k = ve;
+        if k == 0 || k > u64::from(u32::MAX) || self.used.contains(&k) {
+            k = 1 << 31;
+            while self.used.contains(&k) {
+                k += 1;
+            }
+        }
+        if k != ve {
+            tracing::info!(
+                ve,
+                kernel_ve = k,
+                "a VE of another store has this VE's number: the kernel knows it by another"
+            );
+        }
+        self.used.insert(k);
+        self.of.insert(cgroup_id, k);
+        k
+    }
+
+    fn get(&self, cgroup_id: u64) -> Option<u64> {
+        self.of.get(&cgroup_id).copied()
+    }
+
+    fn give_back(&mut self, cgroup_id: u64) {
+        if let Some(k) = self.of.remove(&cgroup_id) {
+            self.used.remove(&k);
+        }
+    }
+}
+
+/// Starts serving a store: its translator (restored from the catalog), its VEs that ran
+/// unrecorded watched again after a gap, the gaps of those that ended meanwhile.
+fn start_store(
     setup: Setup,
-    ready: &mpsc::Sender<std::result::Result<(), String>>,
-) -> Result<()> {
+    m: &Monitor,
+    kids: &mut KernelIds,
+    owner: &mut std::collections::HashMap<u64, usize>,
+    paths: &mut std::collections::HashMap<u64, PathBuf>,
+    index: usize,
+) -> Result<Served> {
     let Setup {
+        lock,
+        writer,
         first_var,
         repairs,
         last_seen,
@@ -458,10 +815,128 @@ fn monitor_loop(
         catalog,
         running,
         unfinished,
-        mut online,
+        online,
         metrics,
     } = setup;
     let cat = store::Catalog::open(&catalog)?;
+    let mut t = Translator::new(first_var, clock_offset_ns());
+    {
+        // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
+        // catalog holds every definition the journal has, by key.
+        let known = store::Catalog::open(&catalog)?;
+        // ... and the store-level names files have now, so that a path call (rename, unlink)
+        // on a file named before the restart finds it.
+        for (name, var) in known.current_store_names()? {
+            t.restore_store_name(name, var);
+        }
+        t.set_known(move |d| {
+            known
+                .var_ids(&record::VarKey::of(d))
+                .ok()
+                .and_then(|ids| ids.into_iter().max())
+        });
+    }
+    let mut s = Served {
+        _lock: lock,
+        writer,
+        cat,
+        t,
+        online,
+        metrics,
+        journal_dir,
+        last_ticket: None,
+        full: Full::default(),
+        watched_since: Default::default(),
+        finished: HashSet::new(),
+        watched: 0,
+        events: Default::default(),
+    };
+    // VEs that ran on while no recorder recorded them: watched again, after a gap
+    // transaction that says so (its count is unknown: length 0, result -1).
+    let mut gaps = Vec::new();
+    for r in &running {
+        if let Some(p) = &r.cgroup_path {
+            paths.insert(r.cgroup_id, p.clone());
+        }
+        owner.insert(r.cgroup_id, index);
+        match r.init {
+            Some(tid) => s.t.watch_with_init(r.cgroup_id, r.ve, tid),
+            None => s.t.watch(r.cgroup_id, r.ve),
+        }
+        let k = kids.take(r.cgroup_id, r.ve);
+        match m.watch(r.cgroup_id, k, r.init) {
+            Ok(()) => {
+                s.watched += 1;
+                s.watched_since.insert(r.cgroup_id, now_ns());
+                tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
+                gaps.push(gap_at(r.ve, 0, -1, lost_since(&last_seen, r.ve)));
+            }
+            Err(e) => {
+                kids.give_back(r.cgroup_id);
+                tracing::error!(ve = r.ve, error = %e, "cannot watch VE again")
+            }
+        }
+    }
+    // VEs that ended while no recorder ran (or could write): a gap at their end says their
+    // record stops short, with no count (length 0, result -1).
+    for &(ve, ended_ns) in &unfinished {
+        tracing::warn!(
+            ve,
+            "VE ended while no recorder could finish its record; writing its gap"
+        );
+        let mut g = gap_at(ve, 0, -1, lost_since(&last_seen, ve));
+        g.time_ns = ended_ns;
+        gaps.push(g);
+    }
+    // What opening the journal repaired goes into the chain, first.
+    if !repairs.is_empty() {
+        s.last_ticket = submit(
+            &s.writer,
+            vec![Record::Repairs(repairs).encode()],
+            &mut s.full,
+        )?;
+    }
+    if !gaps.is_empty() {
+        s.metrics.count_ats(&gaps);
+        s.last_ticket = submit(&s.writer, vec![Record::Ats(gaps).encode()], &mut s.full)?;
+        if let Some(t) = s.last_ticket {
+            s.writer.wait(t)?;
+        }
+        for &(ve, _) in &unfinished {
+            if let Err(e) = s.cat.set_ve_record(ve, "gap") {
+                tracing::error!(ve, error = %e, "catalog");
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The ring buffer's events, each to the store whose VE it is (those of no watched VE to the
+/// first store's translator, which has no VE for them either).
+fn route(
+    pending: &std::cell::RefCell<Vec<Event>>,
+    owner: &std::collections::HashMap<u64, usize>,
+    stores: &[Served],
+) {
+    let mut pending = pending.borrow_mut();
+    if stores.len() == 1 {
+        stores[0].events.borrow_mut().append(&mut pending);
+        return;
+    }
+    for e in pending.drain(..) {
+        let i = owner.get(&e.cgroup_id).copied().unwrap_or(0);
+        if let Some(s) = stores.get(i) {
+            s.events.borrow_mut().push(e);
+        }
+    }
+}
+
+fn monitor_loop(
+    rx: mpsc::Receiver<Cmd>,
+    adds: mpsc::Receiver<Add>,
+    efd: OwnedFd,
+    ready: &mpsc::Sender<std::result::Result<(), String>>,
+) -> Result<()> {
     let m = Monitor::start()?;
     let pending = std::cell::RefCell::new(Vec::<Event>::new());
     let ring = m.ring(|b| {
@@ -488,82 +963,14 @@ fn monitor_loop(
     for (i, (fd, flags)) in [efd.as_fd(), ring_fd].into_iter().zip(edge).enumerate() {
         epoll::add(&ep, fd, epoll::EventData::new_u64(i as u64), flags).map_err(epoll_err)?;
     }
-    let mut t = Translator::new(first_var, clock_offset_ns());
-    {
-        // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
-        // catalog holds every definition the journal has, by key.
-        let known = store::Catalog::open(&catalog)?;
-        // ... and the store-level names files have now, so that a path call (rename, unlink)
-        // on a file named before the restart finds it.
-        for (name, var) in known.current_store_names()? {
-            t.restore_store_name(name, var);
-        }
-        t.set_known(move |d| {
-            known
-                .var_ids(&record::VarKey::of(d))
-                .ok()
-                .and_then(|ids| ids.into_iter().max())
-        });
-    }
-    let mut last_ticket: Option<u64> = None;
-    let mut full = Full::default();
-    // cgroup → when it was watched (where a gap for its lost records starts).
-    let mut watched_since: std::collections::HashMap<u64, u64> = Default::default();
-    // VEs that ran on while no recorder recorded them: watched again, after a gap
-    // transaction that says so (its count is unknown: length 0, result -1).
-    let mut gaps = Vec::new();
-    let mut watched = 0usize;
-    // The cgroup2 directory of each watched VE, checked every second: a VE with no process
-    // left that nobody unwatched (its `jcs run` was killed) is finished by the recorder.
+    let mut stores: Vec<Served> = Vec::new();
+    // Host-wide: which store each watched cgroup is of, the kernel's number of its VE, and
+    // its cgroup2 directory, checked every second: a VE with no process left that nobody
+    // unwatched (its `jcs run` was killed) is finished by the recorder.
+    let mut owner: std::collections::HashMap<u64, usize> = Default::default();
+    let mut kids = KernelIds::default();
     let mut paths: std::collections::HashMap<u64, PathBuf> = Default::default();
-    // VEs the recorder finished itself: their late Unwatch is answered Ok.
-    let mut finished: HashSet<u64> = HashSet::new();
     let mut last_check = std::time::Instant::now();
-    for r in &running {
-        if let Some(p) = &r.cgroup_path {
-            paths.insert(r.cgroup_id, p.clone());
-        }
-        match r.init {
-            Some(tid) => t.watch_with_init(r.cgroup_id, r.ve, tid),
-            None => t.watch(r.cgroup_id, r.ve),
-        }
-        match m.watch(r.cgroup_id, r.ve, r.init) {
-            Ok(()) => {
-                watched += 1;
-                watched_since.insert(r.cgroup_id, now_ns());
-                tracing::warn!(ve = r.ve, "VE was running unrecorded; recording it again");
-                gaps.push(gap_at(r.ve, 0, -1, lost_since(&last_seen, r.ve)));
-            }
-            Err(e) => tracing::error!(ve = r.ve, error = %e, "cannot watch VE again"),
-        }
-    }
-    // VEs that ended while no recorder ran (or could write): a gap at their end says their
-    // record stops short, with no count (length 0, result -1).
-    for &(ve, ended_ns) in &unfinished {
-        tracing::warn!(
-            ve,
-            "VE ended while no recorder could finish its record; writing its gap"
-        );
-        let mut g = gap_at(ve, 0, -1, lost_since(&last_seen, ve));
-        g.time_ns = ended_ns;
-        gaps.push(g);
-    }
-    // What opening the journal repaired goes into the chain, first.
-    if !repairs.is_empty() {
-        last_ticket = submit(&writer, vec![Record::Repairs(repairs).encode()], &mut full)?;
-    }
-    if !gaps.is_empty() {
-        metrics.count_ats(&gaps);
-        last_ticket = submit(&writer, vec![Record::Ats(gaps).encode()], &mut full)?;
-        if let Some(t) = last_ticket {
-            writer.wait(t)?;
-        }
-        for &(ve, _) in &unfinished {
-            if let Err(e) = cat.set_ve_record(ve, "gap") {
-                tracing::error!(ve, error = %e, "catalog");
-            }
-        }
-    }
     let _ = ready.send(Ok(()));
     let mut evs = [epoll::Event {
         flags: epoll::EventFlags::empty(),
@@ -580,6 +987,17 @@ fn monitor_loop(
         }
         // Drains the (non-blocking) eventfd counter; EAGAIN when nobody woke us.
         let _ = rustix::io::read(&efd, &mut [0u8; 8]);
+        // Stores to serve from now on.
+        for add in adds.try_iter() {
+            let index = stores.len();
+            let r = start_store(*add.setup, &m, &mut kids, &mut owner, &mut paths, index)
+                .map(|s| {
+                    stores.push(s);
+                    index
+                })
+                .map_err(|e| e.to_string());
+            let _ = add.reply.send(r);
+        }
         // No VE for a while: the tracing programs go (the host's calls pay nothing).
         m.detach_if_idle(monitor::loader::Monitor::LINGER);
         // (How full the ring buffer is before it is drained.)
@@ -590,10 +1008,12 @@ fn monitor_loop(
             last_check = std::time::Instant::now();
             if let Ok(k) = m.stats() {
                 use std::sync::atomic::Ordering::Relaxed;
-                metrics.kernel_seen.store(k.seen, Relaxed);
-                metrics.kernel_skipped.store(k.skipped, Relaxed);
-                metrics.kernel_emitted.store(k.emitted, Relaxed);
-                metrics.kernel_lost.store(k.lost, Relaxed);
+                for s in &stores {
+                    s.metrics.kernel_seen.store(k.seen, Relaxed);
+                    s.metrics.kernel_skipped.store(k.skipped, Relaxed);
+                    s.metrics.kernel_emitted.store(k.emitted, Relaxed);
+                    s.metrics.kernel_lost.store(k.lost, Relaxed);
+                }
             }
             for (&cg, path) in &paths {
                 let procs = std::fs::read_to_string(path.join("cgroup.procs"));
@@ -610,6 +1030,7 @@ fn monitor_loop(
             let (reply, _) = mpsc::channel();
             (
                 Cmd {
+                    store: owner.get(&cgroup_id).copied().unwrap_or(0),
                     req: Request::Unwatch { cgroup_id },
                     reply,
                 },
@@ -620,47 +1041,77 @@ fn monitor_loop(
         let mut replies = Vec::new();
         let cmds: Vec<(Cmd, bool)> = rx.try_iter().map(|c| (c, false)).chain(synthetic).collect();
         for (cmd, by_recorder) in cmds {
-            let r = match cmd.req {
-                Request::Ping => Response::Ok,
-                Request::Status => Response::Status {
+            // Requests to the host's socket name no store.
+            let r = match (cmd.req, stores.get_mut(cmd.store)) {
+                (Request::Ping, _) => Response::Ok,
+                (Request::Status, _) => Response::Status {
                     pid: std::process::id(),
                     exe: own_exe(),
                     build: crate::protocol::build_id().to_string(),
-                    watched: watched as u64,
+                    watched: stores.iter().map(|s| s.watched as u64).sum(),
+                    stores: stores.len() as u64,
                 },
-                Request::Watch {
-                    cgroup_id,
-                    ve,
-                    init,
-                    outside,
-                    store_names,
-                    host_stdio,
-                    cgroup_path,
-                    policy,
-                    info,
-                } => {
+                (Request::Stats, _) => match m.stats() {
+                    Ok(s) => Response::Stats {
+                        seen: s.seen,
+                        skipped: s.skipped,
+                        emitted: s.emitted,
+                        lost: s.lost,
+                    },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
+                (Request::Tty { cgroup_id, index }, _) => match m.set_tty(cgroup_id, index) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
+                (_, None) => Response::Error {
+                    message: "this request names a store: send it to the store's daemon.sock"
+                        .into(),
+                },
+                (Request::Serve { .. }, Some(_)) => Response::Error {
+                    message: "serve: send it to the host's socket".into(),
+                },
+                (
+                    Request::Watch {
+                        cgroup_id,
+                        ve,
+                        init,
+                        outside,
+                        store_names,
+                        host_stdio,
+                        cgroup_path,
+                        policy,
+                        info,
+                    },
+                    Some(s),
+                ) => {
                     // Records dropped on a full disk: their gaps are durable before a new VE
                     // starts, when there is room again (a reader never sees the loss unsaid).
-                    if full.since_ns.is_some() {
-                        if let Some(tk) = last_ticket {
+                    if s.full.since_ns.is_some() {
+                        if let Some(tk) = s.last_ticket {
                             // (Waiting asks the writer to retry its block now.)
-                            let _ = writer.wait(tk);
+                            let _ = s.writer.wait(tk);
                         }
-                        if let Some(tk) = write_full_gaps(&writer, &mut full, &cat)? {
-                            last_ticket = Some(tk);
-                            let _ = writer.wait(tk);
+                        if let Some(tk) = write_full_gaps(&s.writer, &mut s.full, &s.cat)? {
+                            s.last_ticket = Some(tk);
+                            let _ = s.writer.wait(tk);
                         }
                     }
                     if let Some(p) = &cgroup_path {
                         paths.insert(cgroup_id, p.clone());
                     }
-                    finished.remove(&cgroup_id);
-                    if let Err(e) = cat.set_ve_record(ve, "watching") {
+                    owner.insert(cgroup_id, cmd.store);
+                    s.finished.remove(&cgroup_id);
+                    if let Err(e) = s.cat.set_ve_record(ve, "watching") {
                         tracing::error!(ve, error = %e, "catalog");
                     }
                     match init {
-                        Some(tid) => t.watch_with_init(cgroup_id, ve, tid),
-                        None => t.watch(cgroup_id, ve),
+                        Some(tid) => s.t.watch_with_init(cgroup_id, ve, tid),
+                        None => s.t.watch(cgroup_id, ve),
                     }
                     if let Some(p) = &policy {
                         let storage = outside
@@ -668,19 +1119,20 @@ fn monitor_loop(
                             .flatten()
                             .filter_map(|d| model::InnerPath::parse(d).ok())
                             .collect();
-                        t.set_policy(cgroup_id, p.policy.clone(), storage);
+                        s.t.set_policy(cgroup_id, p.policy.clone(), storage);
                     }
                     if let Some(dirs) = outside {
-                        t.set_outside(cgroup_id, &dirs);
+                        s.t.set_outside(cgroup_id, &dirs);
                     }
                     if let Some(names) = store_names {
-                        t.set_store_names(cgroup_id, &names);
+                        s.t.set_store_names(cgroup_id, &names);
                     }
                     if let Some(stdio) = host_stdio {
-                        t.set_host_names(&stdio);
+                        s.t.set_host_names(&stdio);
                     }
+                    let k = kids.take(cgroup_id, ve);
                     let watched_ok = m
-                        .watch(cgroup_id, ve, init)
+                        .watch(cgroup_id, k, init)
                         .map(|()| {
                             // The sources of the datagrams its sockets receive (without it, a
                             // recv that waited and names no address has no source: recorded
@@ -695,9 +1147,8 @@ fn monitor_loop(
                             // Its policy is enforced before any of its tasks runs, or it does not
                             // start: a policy is never silently weakened.
                             match &policy {
-                                Some(p) => {
-                                    enforce(&m, cgroup_id, cgroup_path.as_deref(), ve, p).map(Some)
-                                }
+                                Some(p) => enforce(&m, cgroup_id, cgroup_path.as_deref(), k, ve, p)
+                                    .map(Some),
                                 None => Ok(None),
                             }
                         });
@@ -713,7 +1164,7 @@ fn monitor_loop(
                             if let Some(rec) = policy_rec {
                                 recs.push(Record::Policy(rec).encode());
                             }
-                            last_ticket = submit(&writer, recs, &mut full)?.or(last_ticket);
+                            s.last_ticket = submit(&s.writer, recs, &mut s.full)?.or(s.last_ticket);
                             Ok(())
                         }
                         Err(e) => {
@@ -721,26 +1172,34 @@ fn monitor_loop(
                             Err(e)
                         }
                     };
+                    let forget = |s: &mut Served, kids: &mut KernelIds| {
+                        s.t.unwatch(cgroup_id);
+                        kids.give_back(cgroup_id);
+                    };
                     match watched_ok {
                         // A VE that would not be recorded is not started.
-                        Ok(()) if writer.full().is_some() => {
+                        Ok(()) if s.writer.full().is_some() => {
                             let _ = m.unwatch(cgroup_id);
-                            t.unwatch(cgroup_id);
+                            forget(s, &mut kids);
                             paths.remove(&cgroup_id);
+                            owner.remove(&cgroup_id);
                             Response::Error {
-                                message: disk_full_message(&journal_dir),
+                                message: disk_full_message(&s.journal_dir),
                             }
                         }
                         Ok(()) => {
-                            watched += 1;
-                            metrics
+                            s.watched += 1;
+                            s.metrics
                                 .ve_starts
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            watched_since.insert(cgroup_id, now_ns());
+                            s.watched_since.insert(cgroup_id, now_ns());
                             match policy.as_ref().filter(|p| p.policy.abort_on_close) {
                                 None => Response::Ok,
                                 Some(_) => match m.tainted_map_id() {
-                                    Ok(tainted_map) => Response::Watched { tainted_map },
+                                    Ok(tainted_map) => Response::Watched {
+                                        tainted_map,
+                                        kernel_ve: Some(k),
+                                    },
                                     Err(e) => Response::Error {
                                         message: e.to_string(),
                                     },
@@ -748,53 +1207,50 @@ fn monitor_loop(
                             }
                         }
                         Err(e) => {
-                            t.unwatch(cgroup_id);
+                            forget(s, &mut kids);
                             paths.remove(&cgroup_id);
+                            owner.remove(&cgroup_id);
                             Response::Error {
                                 message: e.to_string(),
                             }
                         }
                     }
                 }
-                Request::Tty { cgroup_id, index } => match m.set_tty(cgroup_id, index) {
-                    Ok(()) => Response::Ok,
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
-                },
-                Request::Unwatch { cgroup_id } if finished.contains(&cgroup_id) => {
-                    finished.remove(&cgroup_id);
+                (Request::Unwatch { cgroup_id }, Some(s)) if s.finished.contains(&cgroup_id) => {
+                    s.finished.remove(&cgroup_id);
                     Response::Ok
                 }
-                Request::Unwatch { cgroup_id } => {
+                (Request::Unwatch { cgroup_id }, Some(_)) => {
                     paths.remove(&cgroup_id);
-                    if by_recorder {
-                        finished.insert(cgroup_id);
-                    }
                     // Everything the VE did is in the ring buffer by now (it has exited):
                     // drain it, write it, wait until it is durable, then forget the cgroup.
                     ring.consume()
                         .map_err(monitor::loader::MonitorError::Ring)?;
+                    route(&pending, &owner, &stores);
+                    let s = &mut stores[cmd.store];
+                    if by_recorder {
+                        s.finished.insert(cgroup_id);
+                    }
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
-                    let ending = t.ve_of(cgroup_id);
+                    let ending = s.t.ve_of(cgroup_id);
                     let mut records = translate(
-                        &pending,
-                        &mut t,
-                        &cat,
-                        online.as_mut(),
+                        &s.events,
+                        &mut s.t,
+                        &s.cat,
+                        s.online.as_mut(),
                         true,
                         ending,
-                        &metrics,
+                        &s.metrics,
                     )?;
                     let mut lost = 0;
-                    let since = watched_since.remove(&cgroup_id).unwrap_or(0);
-                    match ve_stats(&m, cgroup_id, &t, since) {
+                    let since = s.watched_since.remove(&cgroup_id).unwrap_or(0);
+                    match ve_stats(&m, cgroup_id, kids.get(cgroup_id), &s.t, since) {
                         Ok(Some((stats, gap))) => {
                             lost = stats.lost;
-                            metrics.lost(stats.ve, stats.lost);
+                            s.metrics.lost(stats.ve, stats.lost);
                             if let Some(g) = gap {
-                                metrics.count_ats(std::slice::from_ref(&g));
+                                s.metrics.count_ats(std::slice::from_ref(&g));
                                 records.push(Record::Ats(vec![g]).encode());
                             }
                             records.push(Record::Stats(stats).encode());
@@ -802,23 +1258,23 @@ fn monitor_loop(
                         Ok(None) => {}
                         Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
                     }
-                    last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
-                    let lost_some = t
-                        .ve_of(cgroup_id)
-                        .is_some_and(|ve| full.lost.contains_key(&ve));
-                    let r = match last_ticket.map(|tk| writer.wait(tk)) {
+                    s.last_ticket = submit(&s.writer, records, &mut s.full)?.or(s.last_ticket);
+                    let lost_some =
+                        s.t.ve_of(cgroup_id)
+                            .is_some_and(|ve| s.full.lost.contains_key(&ve));
+                    let r = match s.last_ticket.map(|tk| s.writer.wait(tk)) {
                         Some(Err(e)) if e.is_disk_full() => Response::Error {
-                            message: disk_full_message(&journal_dir),
+                            message: disk_full_message(&s.journal_dir),
                         },
                         Some(Err(e)) => Response::Error {
                             message: format!("journal: {e}"),
                         },
                         _ if lost_some => Response::Error {
-                            message: disk_full_message(&journal_dir),
+                            message: disk_full_message(&s.journal_dir),
                         },
                         _ => {
-                            if let Some(ve) = t.ve_of(cgroup_id) {
-                                if let Err(e) = cat.set_ve_record(ve, "complete") {
+                            if let Some(ve) = s.t.ve_of(cgroup_id) {
+                                if let Err(e) = s.cat.set_ve_record(ve, "complete") {
                                     tracing::error!(ve, error = %e, "catalog");
                                 }
                             }
@@ -831,64 +1287,59 @@ fn monitor_loop(
                             }
                         }
                     };
-                    if t.ve_of(cgroup_id).is_some() {
-                        watched = watched.saturating_sub(1);
+                    if s.t.ve_of(cgroup_id).is_some() {
+                        s.watched = s.watched.saturating_sub(1);
                     }
-                    t.unwatch(cgroup_id);
+                    s.t.unwatch(cgroup_id);
+                    kids.give_back(cgroup_id);
+                    owner.remove(&cgroup_id);
                     r
                 }
-                Request::Restored { restores } => {
+                (Request::Restored { restores }, Some(s)) => {
                     match submit(
-                        &writer,
+                        &s.writer,
                         vec![Record::Restores(restores).encode()],
-                        &mut full,
+                        &mut s.full,
                     )? {
-                        Some(tk) => match writer.wait(tk) {
+                        Some(tk) => match s.writer.wait(tk) {
                             Ok(()) => Response::Ok,
                             Err(e) => Response::Error {
                                 message: format!("journal: {e}"),
                             },
                         },
                         None => Response::Error {
-                            message: disk_full_message(&journal_dir),
+                            message: disk_full_message(&s.journal_dir),
                         },
                     }
                 }
-                Request::Stats => match m.stats() {
-                    Ok(s) => Response::Stats {
-                        seen: s.seen,
-                        skipped: s.skipped,
-                        emitted: s.emitted,
-                        lost: s.lost,
-                    },
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
-                },
             };
             replies.push((cmd.reply, r));
         }
         ring.consume()
             .map_err(monitor::loader::MonitorError::Ring)?;
-        let records = translate(
-            &pending,
-            &mut t,
-            &cat,
-            online.as_mut(),
-            false,
-            None,
-            &metrics,
-        )?;
-        last_ticket = submit(&writer, records, &mut full)?.or(last_ticket);
-        last_ticket = write_full_gaps(&writer, &mut full, &cat)?.or(last_ticket);
-        {
+        route(&pending, &owner, &stores);
+        for s in &mut stores {
+            let records = translate(
+                &s.events,
+                &mut s.t,
+                &s.cat,
+                s.online.as_mut(),
+                false,
+                None,
+                &s.metrics,
+            )?;
+            s.last_ticket = submit(&s.writer, records, &mut s.full)?.or(s.last_ticket);
+            s.last_ticket = write_full_gaps(&s.writer, &mut s.full, &s.cat)?.or(s.last_ticket);
             // Before the replies: a client that was answered sees the gauges moved.
             use std::sync::atomic::Ordering::Relaxed;
-            metrics.ring_used.store(ring_used, Relaxed);
-            metrics.ring_size.store(ring_size, Relaxed);
-            metrics.dropped_disk_full.store(full.dropped_total, Relaxed);
-            metrics.count_ats(&std::mem::take(&mut full.gaps_written));
-            metrics.watched.store(watched as u64, Relaxed);
+            s.metrics.ring_used.store(ring_used, Relaxed);
+            s.metrics.ring_size.store(ring_size, Relaxed);
+            s.metrics
+                .dropped_disk_full
+                .store(s.full.dropped_total, Relaxed);
+            s.metrics
+                .count_ats(&std::mem::take(&mut s.full.gaps_written));
+            s.metrics.watched.store(s.watched as u64, Relaxed);
         }
         for (reply, r) in replies {
             let _ = reply.send(r);
@@ -902,6 +1353,7 @@ fn enforce(
     m: &Monitor,
     cgroup_id: u64,
     cgroup_dir: Option<&Path>,
+    kernel_ve: u64,
     ve: u64,
     p: &crate::protocol::WatchPolicy,
 ) -> std::result::Result<record::VePolicy, monitor::loader::MonitorError> {
@@ -919,7 +1371,7 @@ fn enforce(
             cgroup: cgroup_id.to_string(),
             why: "no cgroup2 directory given".into(),
         })?;
-        m.enforce_net(cgroup_id, dir, ve, &entries, budget)?;
+        m.enforce_net(cgroup_id, dir, kernel_ve, &entries, budget)?;
         if !entries.is_empty() {
             enforced.push((
                 "network".to_string(),
@@ -1003,6 +1455,7 @@ fn gap_at(ve: u64, lost: u64, result: i64, since_ns: u64) -> At {
 fn ve_stats(
     m: &Monitor,
     cgroup_id: u64,
+    kernel_ve: Option<u64>,
     t: &Translator,
     since: u64,
 ) -> Result<Option<(VeStats, Option<At>)>> {
@@ -1033,7 +1486,7 @@ fn ve_stats(
         calls,
         dropped_calls,
         arch: std::env::consts::ARCH.into(),
-        denied: m.take_denials(ve)?,
+        denied: m.take_denials(kernel_ve.unwrap_or(ve))?,
     };
     Ok(Some((stats, gap)))
 }
@@ -1279,6 +1732,23 @@ fn write_full_gaps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_stores_ves_of_one_id_get_two_kernel_numbers() {
+        let mut k = KernelIds::default();
+        assert_eq!(k.take(100, 5), 5);
+        assert_eq!(k.take(100, 5), 5, "the same cgroup keeps its number");
+        let other = k.take(200, 5);
+        assert_ne!(other, 5);
+        assert!(other >= 1 << 31 && other <= u64::from(u32::MAX));
+        assert_eq!(k.take(300, 5), other + 1);
+        // A VE id the kernel cannot take as it is (0, beyond 32 bits) gets a number too.
+        assert!(k.take(400, 0) >= 1 << 31);
+        assert!(k.take(500, 1 << 40) <= u64::from(u32::MAX));
+        k.give_back(100);
+        assert_eq!(k.get(100), None);
+        assert_eq!(k.take(600, 5), 5, "given back, taken again");
+    }
 
     #[test]
     fn processes_of_ves_are_told_apart() {

@@ -129,8 +129,15 @@ impl Env {
         let mut c = Command::new(jcs_bin());
         c.args(args)
             .env("JCS_HOME", self.home())
+            .env("JCS_RUN_DIR", self.run_dir())
             .stdin(Stdio::null());
         c
+    }
+
+    /// Where this test's daemons meet (`JCS_RUN_DIR`): each test has its own host daemon, so
+    /// that a test that kills its daemon kills no other test's.
+    pub fn run_dir(&self) -> std::path::PathBuf {
+        self.home().join("run")
     }
 
     pub fn jcs(&self, args: &[&str]) -> Output {

@@ -318,7 +318,13 @@ pub(super) fn child_main(
                      recorder gave none (is JCS_MONITOR=off?)",
                 );
             }
-            crate::supervise::Tainted::open(u32::from_le_bytes(id), p.ve).unwrap_or_else(|e| {
+            // The kernel's number of the VE (its VE id unless another store's VE has it).
+            let mut kernel_ve = [0u8; 8];
+            let kernel_ve = match f.read_exact(&mut kernel_ve) {
+                Ok(()) => u64::from_le_bytes(kernel_ve),
+                Err(_) => p.ve,
+            };
+            crate::supervise::Tainted::open(u32::from_le_bytes(id), kernel_ve).unwrap_or_else(|e| {
                 fail(
                     &err_wr,
                     EXIT_SETUP,
