@@ -380,16 +380,21 @@ enum Cmd {
     },
     /// Run the monitor: the eBPF programs and the journal writer (started by jcs run on demand)
     ///
-    /// One daemon per store ($JCS_HOME). It loads the eBPF programs once for all VEs, turns
-    /// their records into atomic transactions and appends them to $JCS_HOME/journal; it
-    /// indexes each journal segment once it is sealed, and keeps the variable dictionary in
-    /// the catalog. Its log is $JCS_HOME/daemon.log when jcs run starts it.
+    /// One daemon per host serves every store: it loads the eBPF programs once for all VEs of
+    /// all stores, turns their records into atomic transactions and appends each to its own
+    /// store's $JCS_HOME/journal; it indexes each journal segment once it is sealed, and keeps
+    /// the variable dictionary in the store's catalog. When a daemon of this build already
+    /// serves the host ($JCS_RUN_DIR/host.sock, default /run/jcs), jcs daemon hands this store
+    /// to it and stays as its companion (shipping and retention run here) until it ends. Its
+    /// log is $JCS_HOME/daemon.log of the store jcs run started it for.
     ///
     /// With --summarize online (or JCS_SUMMARIZE=online in the environment of the jcs run that
     /// starts it), the transactions that move data reach the journal as T1 summaries: the same
     /// tracking answers, fewer records (docs/summarization.md); jcs log then lists summaries.
     ///
-    /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB), JCS_SUMMARIZE.
+    /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB), JCS_SUMMARIZE,
+    /// JCS_RUN_DIR (where the host's daemons meet: a store whose daemons meet elsewhere gets a
+    /// daemon, and a set of eBPF programs, of its own).
     #[command(verbatim_doc_comment)]
     Daemon {
         /// `online`: summarize (T1) before records reach the journal

@@ -1,10 +1,11 @@
-//! The JCS recorder: the daemon as a library. One recorder per store holds the BPF programs
-//! (one set for all VEs) and the journal writer; `jcs run` asks it, through [`Client`], to
-//! watch a VE's cgroup before the app's first instruction and to flush once the VE has
-//! exited. `jcs daemon` is one call: [`service::run`].
+//! The JCS recorder: the daemon as a library. One daemon per host holds the BPF programs (one
+//! set for all VEs of all stores) and serves every store with its own journal writer; `jcs
+//! run` asks it, through [`Client`], to watch a VE's cgroup before the app's first
+//! instruction and to flush once the VE has exited. `jcs daemon` is one call:
+//! [`service::run`] (which hands the store to the host's daemon when one runs).
 //!
 //! - [`protocol`]: the whole API, [`Request`] / [`Response`], one JSON object per line over
-//!   `$JCS_HOME/daemon.sock` (mode 0600);
+//!   `$JCS_HOME/daemon.sock` and `$JCS_RUN_DIR/host.sock` (mode 0600);
 //! - [`client`]: connecting (starting a recorder when none answers) and `jcs run`'s hooks;
 //! - [`service`]: the threads — the accept loop (one short thread per connection), the
 //!   monitor thread (BPF maps, ring buffer, translator), the journal writer, the indexer;

@@ -1,7 +1,9 @@
-//! `jcs daemon`: the one recorder of a store. Threads: the accept loop (one short thread per
-//! connection), the monitor thread (BPF maps, ring buffer, translator; woken by an eventfd
-//! for commands and by the ring buffer's epoll fd, with a 10 ms timeout because the kernel
-//! side batches wake-ups), the journal writer, the indexer.
+//! `jcs daemon`: the one daemon of the host, recorder of every store (or, when that daemon
+//! already runs, a store's companion that hands its store to it: [`run`]). Threads: an accept
+//! loop per store and one for the host's socket (one short thread per connection), the
+//! monitor thread (BPF maps, ring buffer, a translator per store; woken by an eventfd for
+//! commands and by the ring buffer's epoll fd, with a 10 ms timeout because the kernel side
+//! batches wake-ups), a journal writer and an indexer per store.
 //!
 //! Records written: `record::Record::Vars` (always before the first use of a variable),
 //! `Ats`, `Stats` when a VE is unwatched (with a gap transaction when records were lost), and
