@@ -53,7 +53,7 @@ holders() { # processes holding BPF programs, of the run directories given
   local c=0
   for d in "$@"; do
     for p in /proc/[0-9]*; do
-      tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "JCS_RUN_DIR=$d" || continue
+      { tr '\0' '\n' < "$p/environ"; } 2>/dev/null | grep -qx "JCS_RUN_DIR=$d" || continue
       ls -l "$p/fd" 2>/dev/null | grep -q 'anon_inode:bpf-prog' && c=$((c + 1))
     done
   done
