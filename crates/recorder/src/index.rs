@@ -23,10 +23,42 @@ fn defs_of(r: &[u8]) -> Vec<(VarId, VarDef)> {
     }
 }
 
+/// The keys of a record for the indexes; its variable definitions and names into `defs` and
+/// `names` (for the catalog).
+fn keys_into<'a>(
+    defs: &'a mut Vec<(VarId, VarDef)>,
+    names: &'a mut Vec<model::at::Name>,
+) -> impl FnMut(&[u8], &mut Vec<u64>) + 'a {
+    |r, out| {
+        if let Ok(rec) = Record::decode(r) {
+            rec.keys(out);
+            match rec {
+                Record::Vars(d) => defs.extend(d),
+                Record::Names(n) => names.extend(n),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Indexes every sealed segment of the journal in `dir` that has no valid index, adding its
 /// variable definitions to the catalog first. Returns how many segments were indexed. A
-/// damaged segment is skipped (and reported by `jcs verify`).
+/// damaged segment is skipped (and reported by `jcs verify`). Reads each segment whole: what
+/// a recorder that starts runs, so that definitions the catalog lost come back.
 pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
+    index_sealed_with(dir, cat, false)
+}
+
+/// [`index_sealed`], extending the index a segment got while it was the open one (only the
+/// bytes written after it are read and decoded): what the running recorder's indexer does.
+/// The definitions and names of that prefix reached the catalog when it was indexed (the
+/// prefix is written only after they did), by this recorder or, for a segment that was open
+/// when it started, by the whole read of the open segment at its start.
+pub fn index_sealed_from_prefixes(dir: &Path, cat: &Catalog) -> Result<usize> {
+    index_sealed_with(dir, cat, true)
+}
+
+fn index_sealed_with(dir: &Path, cat: &Catalog, from_prefix: bool) -> Result<usize> {
     let mut storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
     let mut n = 0;
     for seg in journal::sealed_segments(&storage)? {
@@ -34,25 +66,36 @@ pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
             continue;
         }
         let name = journal::journal::segment_name(seg);
-        let bytes = storage
-            .read(&name)
-            .map_err(io_err("read", &dir.join(&name)))?;
         let mut defs = Vec::new();
         let mut names = Vec::new();
-        let idx = match SegmentIndex::build(seg, &bytes, |r, out| {
-            if let Ok(rec) = Record::decode(r) {
-                rec.keys(out);
-                match rec {
-                    Record::Vars(d) => defs.extend(d),
-                    Record::Names(n) => names.extend(n),
-                    _ => {}
+        // The open segment's index, extended to the end: the same index as a whole build
+        // (`journal::index` tests it), when it reaches the end undamaged.
+        let extended = from_prefix
+            .then(|| index::load_prefix(&storage, seg))
+            .flatten()
+            .and_then(|mut idx| {
+                let len = storage.len(&name).ok()?;
+                let tail = storage
+                    .read_range(&name, idx.seg_len, len - idx.seg_len)
+                    .ok()?;
+                idx.extend(&tail, keys_into(&mut defs, &mut names)).ok()?;
+                (idx.seg_len == len).then_some(idx)
+            });
+        let idx = match extended {
+            Some(idx) => idx,
+            None => {
+                defs.clear();
+                names.clear();
+                let bytes = storage
+                    .read(&name)
+                    .map_err(io_err("read", &dir.join(&name)))?;
+                match SegmentIndex::build(seg, &bytes, keys_into(&mut defs, &mut names)) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::warn!(segment = %name, error = %e, "segment not indexed");
+                        continue;
+                    }
                 }
-            }
-        }) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(segment = %name, error = %e, "segment not indexed");
-                continue;
             }
         };
         cat.add_vars(&defs)?;
@@ -75,16 +118,7 @@ pub fn index_open(dir: &Path, cat: &Catalog) -> Result<bool> {
     let name = journal::journal::segment_name(seg);
     let mut defs = Vec::new();
     let mut names = Vec::new();
-    let mut keys = |r: &[u8], out: &mut Vec<u64>| {
-        if let Ok(rec) = Record::decode(r) {
-            rec.keys(out);
-            match rec {
-                Record::Vars(d) => defs.extend(d),
-                Record::Names(n) => names.extend(n),
-                _ => {}
-            }
-        }
-    };
+    let mut keys = keys_into(&mut defs, &mut names);
     let len = storage
         .len(&name)
         .map_err(io_err("stat", &dir.join(&name)))?;
@@ -110,6 +144,7 @@ pub fn index_open(dir: &Path, cat: &Catalog) -> Result<bool> {
             }
         }
     };
+    drop(keys);
     cat.add_vars(&defs)?;
     cat.add_names(&names)?;
     index::write(&mut storage, &idx).map_err(io_err("write the index of", &dir.join(&name)))?;
@@ -200,5 +235,58 @@ mod tests {
         assert_eq!(cat.max_var_id().unwrap(), 49);
         assert_eq!(cat.var(3).unwrap(), Some(VarDef::Memory { ve: 1 }));
         assert_eq!(index_sealed(&dir, &cat).unwrap(), 0, "indexed once");
+    }
+
+    /// The running indexer seals a segment by extending the index it had while open (only
+    /// the tail is read): the same index as a whole read, with the tail's definitions added.
+    /// The prefix's definitions are not read again — here they were given to another catalog,
+    /// so this one lacks them, which shows the prefix was reused — and the whole read a
+    /// starting recorder does adds them (the repair of a catalog that lost some).
+    #[test]
+    fn a_sealed_segment_extends_its_open_index_and_a_start_reads_it_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
+        let other = Catalog::open(&d.path().join("other.db")).unwrap();
+        let opts = Options {
+            segment_max_bytes: 2048,
+            ..Options::default()
+        };
+        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]).encode();
+        for i in 1..=5 {
+            j.append(&[def(i)]).unwrap();
+        }
+        let storage = DirStorage::new(&dir).unwrap();
+        assert_eq!(journal::segment_numbers(&storage).unwrap(), vec![0]);
+        assert!(
+            index_open(&dir, &other).unwrap(),
+            "the open segment's prefix"
+        );
+        for i in 6..=60 {
+            j.append(&[def(i)]).unwrap();
+        }
+        drop(j);
+        assert!(journal::sealed_segments(&storage).unwrap().contains(&0));
+        assert!(index_sealed_from_prefixes(&dir, &cat).unwrap() >= 1);
+        let extended = index::load(&storage, 0).expect("a sealed segment's index");
+        let bytes = storage.read(&journal::journal::segment_name(0)).unwrap();
+        let whole = SegmentIndex::build(0, &bytes, |r, out| {
+            if let Ok(rec) = Record::decode(r) {
+                rec.keys(out)
+            }
+        })
+        .unwrap();
+        assert_eq!(extended, whole);
+        let in_cat = |c: &Catalog, i: u32| c.var(i).unwrap().is_some();
+        assert!(
+            (1..=5).all(|i| !in_cat(&cat, i)),
+            "the prefix was read again"
+        );
+        assert!(in_cat(&cat, 6), "the tail's definitions");
+        // A starting recorder reads sealed segments without an index whole.
+        std::fs::remove_file(dir.join(index::index_name(0))).unwrap();
+        assert!(index_sealed(&dir, &cat).unwrap() >= 1);
+        assert!((1..=5).all(|i| in_cat(&cat, i)));
     }
 }

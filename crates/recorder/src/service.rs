@@ -701,7 +701,7 @@ fn indexer(dir: &Path, catalog: &Path) {
     };
     loop {
         std::thread::sleep(std::time::Duration::from_secs(5));
-        if let Err(e) = crate::index::index_sealed(dir, &cat) {
+        if let Err(e) = crate::index::index_sealed_from_prefixes(dir, &cat) {
             tracing::warn!(error = %e, "indexer");
         }
         if let Err(e) = crate::index::index_open(dir, &cat) {
