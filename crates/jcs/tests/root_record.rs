@@ -1539,3 +1539,73 @@ fn root_one_daemon_serves_every_store_of_the_host() {
     assert_eq!(bpf_holders(&c.run_dir()).len(), 1);
     assert_eq!(bpf_holders(run.path()).len(), 1);
 }
+
+/// Killing the one daemon that serves two stores stops the recording of both, and loses
+/// nothing either acknowledged: its companion goes with it, the next run of either store
+/// starts a daemon that serves both again, and each store's running VE is recorded again after
+/// a gap in its own journal.
+#[test]
+fn root_killing_the_hosts_daemon_finishes_both_stores_records_after_a_gap() {
+    let Some(a) = Env::new() else { return };
+    let Some(b) = Env::new() else { return };
+    let b = b.meeting_in(&a.run_dir());
+    a.standard_app();
+    b.standard_app();
+    let ca = a.spawn_until_go("echo before > /data/before", "echo after > /data/after");
+    let cb = b.spawn_until_go("echo before > /data/before", "echo after > /data/after");
+    let first = a.daemon_pid().expect("a daemon");
+    assert_eq!(b.daemon_pid(), Some(first), "one daemon for both stores");
+    for e in [&a, &b] {
+        assert!(wait_for(5, || e
+            .log(1)
+            .iter()
+            .any(|x| x["op"] == "write" && x["dst"] == "file:/data/before")));
+    }
+    a.kill_daemon();
+    // B's companion ends with the daemon it handed its store to.
+    assert!(
+        wait_for(10, || bpf_holders(&a.run_dir()).is_empty()
+            && !std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+                std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
+                    c.split(|&x| x == 0).any(|w| w == b"daemon")
+                        && std::fs::read(p.path().join("environ")).is_ok_and(|e| {
+                            e.split(|&x| x == 0)
+                                .any(|v| v == format!("JCS_HOME={}", b.home().display()).as_bytes())
+                        })
+                })
+            })),
+        "a daemon of B's is left"
+    );
+    // B's next run starts the host's daemon again; A's joins it.
+    b.sh_ok("true");
+    a.sh_ok("true");
+    let second = b.daemon_pid().expect("a daemon");
+    assert_ne!(second, first);
+    assert_eq!(
+        a.daemon_pid(),
+        Some(second),
+        "one daemon for both stores again"
+    );
+    for (e, c) in [(&a, ca), (&b, cb)] {
+        e.go();
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(122), "{err}");
+        assert!(err.contains("recorded it again after a gap"), "{err}");
+        let ats = e.log(1);
+        let gap = ats
+            .iter()
+            .position(|x| x["op"] == "gap" && x["result"] == -1)
+            .unwrap_or_else(|| panic!("no gap: {ats:#?}"));
+        let after = ats
+            .iter()
+            .position(|x| x["op"] == "write" && x["dst"] == "file:/data/after")
+            .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
+        assert!(gap < after);
+        assert!(ats
+            .iter()
+            .any(|x| x["op"] == "write" && x["dst"] == "file:/data/before"));
+    }
+    a.assert_clean();
+    b.assert_clean();
+}

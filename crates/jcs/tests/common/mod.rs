@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 pub struct Env {
     pub home: tempfile::TempDir,
+    /// Where its daemons meet when not in its own `run` directory.
+    run: Option<PathBuf>,
 }
 
 /// The schema (docs/schema/NAME.json) of what `jcs ARGS` prints with --json.
@@ -118,7 +120,15 @@ impl Env {
                 .prefix("jcs-test-")
                 .tempdir()
                 .unwrap(),
+            run: None,
         })
+    }
+
+    /// This store's daemons meet in `run` (another test store's run directory: one daemon
+    /// serves both).
+    pub fn meeting_in(mut self, run: &Path) -> Env {
+        self.run = Some(run.to_path_buf());
+        self
     }
 
     pub fn home(&self) -> &Path {
@@ -137,7 +147,7 @@ impl Env {
     /// Where this test's daemons meet (`JCS_RUN_DIR`): each test has its own host daemon, so
     /// that a test that kills its daemon kills no other test's.
     pub fn run_dir(&self) -> std::path::PathBuf {
-        self.home().join("run")
+        self.run.clone().unwrap_or_else(|| self.home().join("run"))
     }
 
     pub fn jcs(&self, args: &[&str]) -> Output {
