@@ -1533,6 +1533,20 @@ fn root_one_daemon_serves_every_store_of_the_host() {
         companion.contains("the host's daemon records this store"),
         "{companion}"
     );
+    // The host's socket serves only stores that exist: it does not make one where it is told.
+    let nowhere = run.path().join("no-store");
+    let mut sock = std::os::unix::net::UnixStream::connect(run.path().join("host.sock")).unwrap();
+    use std::io::{BufRead, Write};
+    writeln!(
+        sock,
+        "{}",
+        serde_json::json!({"request": "serve", "home": nowhere})
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&sock).read_line(&mut line).unwrap();
+    assert!(line.contains("no JCS store at"), "{line}");
+    assert!(!nowhere.exists());
     // The negative control: C's daemons meet in C's own run directory.
     c.sh_ok("true");
     assert_ne!(c.daemon_pid(), a.daemon_pid());

@@ -473,10 +473,16 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
                     metrics,
                     segment_bytes,
                 };
-                match Store::open(&home)
-                    .map_err(RecorderError::from)
-                    .and_then(|s| serve_store(host, &s, &opts, None))
-                {
+                // Only a store that exists (Store::open would make one anywhere it is told).
+                let store = if ve::Layout::new(&home).catalog().exists() {
+                    Store::open(&home).map_err(RecorderError::from)
+                } else {
+                    Err(RecorderError::Refused(format!(
+                        "no JCS store at {}",
+                        home.display()
+                    )))
+                };
+                match store.and_then(|s| serve_store(host, &s, &opts, None)) {
                     Ok(()) => Response::Serving {
                         pid: std::process::id(),
                     },
