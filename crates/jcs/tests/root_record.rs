@@ -1623,3 +1623,28 @@ fn root_killing_the_hosts_daemon_finishes_both_stores_records_after_a_gap() {
     a.assert_clean();
     b.assert_clean();
 }
+
+/// A run directory that cannot be made (here under /proc) leaves the store a daemon of its
+/// own: its VEs are recorded all the same, and the daemon's log says why. (Before, the
+/// daemon stopped at the directory, and the VE did not start.)
+#[test]
+fn root_a_store_whose_run_directory_cannot_be_made_is_recorded_by_a_daemon_of_its_own() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let o = env
+        .cmd(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"])
+        .env("JCS_RUN_DIR", "/proc/jcs-no-run-dir")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(env
+        .log(1)
+        .iter()
+        .any(|a| a["op"] == "write" && a["dst"] == "file:/data/x"));
+    let log = std::fs::read_to_string(env.home().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("no run directory for the host's daemon"),
+        "{log}"
+    );
+    env.assert_clean();
+}

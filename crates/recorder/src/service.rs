@@ -104,29 +104,37 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     let activated = activated_listener();
     let home = store.layout.root().to_path_buf();
     let run = run_dir();
-    std::fs::create_dir_all(&run).map_err(io_err("create", &run))?;
-    let host_lock_path = run.join("host.lock");
-    let host_lock = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&host_lock_path)
-        .map_err(io_err("open", &host_lock_path))?;
+    // A run directory that cannot be made or locked (a read-only /run) leaves each store a
+    // daemon of its own, not a store unrecorded.
+    let host_lock = std::fs::create_dir_all(&run)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(run.join("host.lock"))
+        })
+        .map_err(|e| {
+            tracing::warn!(
+                run = %run.display(),
+                error = %e,
+                "no run directory for the host's daemon: this one serves its store alone"
+            )
+        })
+        .ok();
     // The host's daemon is whoever holds host.lock; one that is starting holds it before its
     // socket answers, so a loser waits for the socket (5 s at most).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let host_lock = loop {
+        let Some(lock) = host_lock.as_ref() else {
+            break None;
+        };
         if activated.is_none() {
             if let Some(host) = host_client()? {
                 return companion(host, &home, &opts);
             }
         }
-        if rustix::fs::flock(
-            &host_lock,
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        )
-        .is_ok()
-        {
-            break Some(host_lock);
+        if rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            break host_lock;
         }
         // Socket activation (systemd passed this store's socket) with another daemon serving
         // the host: this one serves its store alone.
@@ -193,12 +201,19 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     };
     let sock = host_socket();
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(io_err("listen on", &sock))?;
-    {
+    let listener = match UnixListener::bind(&sock).and_then(|l| {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err("set the mode of", &sock))?;
-    }
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map(|()| l)
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            // The store is served already: it stays so, alone.
+            tracing::warn!(socket = %sock.display(), error = %e, "cannot serve the host's socket: this daemon serves its store alone");
+            loop {
+                std::thread::park();
+            }
+        }
+    };
     tracing::info!(socket = %sock.display(), "serving the host's stores");
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
