@@ -1648,3 +1648,54 @@ fn root_a_store_whose_run_directory_cannot_be_made_is_recorded_by_a_daemon_of_it
     );
     env.assert_clean();
 }
+
+/// The thread that drains the ring buffer writes nothing: a VE that creates files makes new
+/// variables and names, and the catalog gets them from the recorder's dictionary thread
+/// (before, each batch's SQLite commit, and now and then a WAL checkpoint with its fsync, ran
+/// on the draining thread: two thirds of its time in such a VE). Checked by the bytes each
+/// thread wrote (`/proc/PID/task/TID/io`, wchar); and the catalog has the VE's files by the
+/// time its run returns (a question by name finds them).
+#[test]
+fn root_the_draining_thread_writes_no_catalog() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    let pid = env.daemon_pid().unwrap();
+    let wrote = |name: &str| -> u64 {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .map(|t| {
+                let io = std::fs::read_to_string(t.path().join("io")).unwrap();
+                io.lines()
+                    .find_map(|l| l.strip_prefix("wchar: "))
+                    .unwrap()
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    // A VE's start and end are written by the draining thread (its record `watching`, then
+    // `complete`: the catalog says whether a record is finished), whatever it does.
+    let m0 = wrote("jcs-monitor");
+    env.sh_ok("true");
+    let per_ve = wrote("jcs-monitor") - m0;
+    let (m0, d0) = (wrote("jcs-monitor"), wrote("jcs-dictionary"));
+    env.sh_ok("mkdir /data/many; for i in $(seq 300); do echo $i > /data/many/f$i; done");
+    let (m1, d1) = (wrote("jcs-monitor"), wrote("jcs-dictionary"));
+    assert_eq!(
+        m1 - m0,
+        per_ve,
+        "the draining thread wrote more for a VE that made 300 files than for one that made none"
+    );
+    assert!(d1 > d0, "the dictionary thread wrote the new variables");
+    let answer = env.json(&["track", "forward", "file:/data/many/f300", "--json"]);
+    assert!(
+        answer.to_string().contains("/data/many/f300"),
+        "found by name once the run returned: {answer}"
+    );
+}

@@ -433,6 +433,20 @@ impl Catalog {
 
     /// The ids of the variables with this key (a file known by its identity and by its
     /// name alone has several).
+    /// Starts a read transaction on this connection: the lookups until [`Catalog::end_read`]
+    /// take the database's lock and see its pages once, not once each (the recorder's
+    /// lookups of a batch's new variables).
+    pub fn begin_read(&self) {
+        let _ = self.conn.execute_batch("BEGIN DEFERRED");
+    }
+
+    /// Ends what [`Catalog::begin_read`] began.
+    pub fn end_read(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("COMMIT");
+        }
+    }
+
     pub fn var_ids(&self, key: &VarKey) -> Result<Vec<VarId>> {
         let mut st = self
             .conn
