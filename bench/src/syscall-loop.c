@@ -1,6 +1,7 @@
 /* A loop of one kind of system call, timed from inside: `syscall-loop write N FILE` writes one
  * byte N times to FILE (opened once, O_TRUNC); `syscall-loop openclose N FILE` opens and
- * closes FILE N times; `syscall-loop getppid N -` calls getppid N times (a call JCS counts but
+ * closes FILE N times; `syscall-loop create N DIR` creates N new files in DIR (each open creates
+ * one: a new variable and a name), closing each; `syscall-loop getppid N -` calls getppid N times (a call JCS counts but
  * does not record: the cost of the filter alone). Prints the nanoseconds per iteration. Built static by bench/syscall-cost.sh
  * so that it runs unchanged inside a VE of any template. */
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 static double now_ns(void)
 {
@@ -20,7 +22,7 @@ static double now_ns(void)
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: syscall-loop write|openclose|getppid N FILE\n");
+		fprintf(stderr, "usage: syscall-loop write|openclose|create|getppid N FILE\n");
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -52,6 +54,22 @@ int main(int argc, char **argv)
 			fd = open(file, O_RDONLY);
 			if (fd < 0) {
 				perror(file);
+				return 1;
+			}
+			close(fd);
+		}
+		t1 = now_ns();
+	} else if (strcmp(argv[1], "create") == 0) {
+		/* FILE is a directory (made here): each iteration creates a new file in it and
+		 * closes it (a new variable and a name each time). */
+		char name[4096];
+		mkdir(file, 0755);
+		t0 = now_ns();
+		for (long i = 0; i < n; i++) {
+			snprintf(name, sizeof(name), "%s/f%ld", file, i);
+			int fd = open(name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+			if (fd < 0) {
+				perror(name);
 				return 1;
 			}
 			close(fd);
