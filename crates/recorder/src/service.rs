@@ -175,12 +175,27 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
     std::thread::Builder::new()
         .name("jcs-monitor".into())
         .spawn(move || {
-            if let Err(e) = monitor_loop(rx, add_rx, efd, &ready_tx) {
-                let _ = ready_tx.send(Err(e.to_string()));
-                tracing::error!(error = %e, "monitor stopped");
-                eprintln!("jcs: monitor stopped: {e}");
-                std::process::exit(1);
-            }
+            // A panic ends the daemon too (its message is in the log): a daemon whose monitor
+            // thread is gone would answer every request "the monitor stopped" for good, where
+            // the next jcs run starts one that records its VEs again after a gap.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                monitor_loop(rx, add_rx, efd, &ready_tx)
+            }));
+            let e = match r {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(p) => format!(
+                    "it panicked: {}",
+                    p.downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied())
+                        .unwrap_or("?")
+                ),
+            };
+            let _ = ready_tx.send(Err(e.clone()));
+            tracing::error!(error = %e, "monitor stopped");
+            eprintln!("jcs: monitor stopped: {e}");
+            std::process::exit(1);
         })
         .map_err(os_err("start the monitor thread"))?;
     ready_rx
@@ -909,6 +924,8 @@ fn start_store(
         metrics,
     } = setup;
     let cat = store::Catalog::open(&catalog)?;
+    // (Its commits are a VE's start and end; a WAL checkpoint is the dictionary's to run.)
+    cat.no_autocheckpoint();
     let dict = Dictionary::spawn(store::Catalog::open(&catalog)?)?;
     let mut t = Translator::new(first_var, clock_offset_ns());
     // A restarted recorder keeps the variables of files, endpoints and VEs it had: the

@@ -433,6 +433,13 @@ impl Catalog {
 
     /// The ids of the variables with this key (a file known by its identity and by its
     /// name alone has several).
+    /// Leaves checkpointing the WAL to the other connections (the recorder's draining thread
+    /// commits a VE's start and end; the dictionary thread, which writes most pages, and the
+    /// other jcs processes checkpoint).
+    pub fn no_autocheckpoint(&self) {
+        let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 0);
+    }
+
     /// Starts a read transaction on this connection: the lookups until [`Catalog::end_read`]
     /// take the database's lock and see its pages once, not once each (the recorder's
     /// lookups of a batch's new variables).

@@ -383,6 +383,16 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // A failed test shows what its daemon logged (its store goes with it).
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.home().join("daemon.log")) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- the daemon's log (last 40 lines) ---");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
         self.stop_daemon();
         // Kill and remove whatever a failed test left, deepest first.
         for cg in self.cgroups() {
