@@ -939,6 +939,8 @@ fn start_store(
             t.restore_store_name(name, var);
         }
         t.set_known(move |d| {
+            // (In the batch's read transaction: see `translate`.)
+            known.begin_read();
             known
                 .var_ids(&record::VarKey::of(d))
                 .ok()
@@ -1645,13 +1647,11 @@ fn translate(
     let mut events = pending.borrow_mut();
     metrics.events.fetch_add(events.len() as u64, Relaxed);
     let mut out = Vec::with_capacity(events.len() + 8);
-    // The batch's lookups of variables earlier recorders defined, in one read transaction.
-    if !events.is_empty() {
-        known.begin_read();
-    }
     for e in events.iter() {
         t.push(e, &mut out);
     }
+    // The batch's lookups of variables earlier recorders defined were one read transaction
+    // (begun by the first of them, if any).
     known.end_read();
     events.clear();
     drop(events);

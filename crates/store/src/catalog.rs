@@ -440,11 +440,13 @@ impl Catalog {
         let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 0);
     }
 
-    /// Starts a read transaction on this connection: the lookups until [`Catalog::end_read`]
-    /// take the database's lock and see its pages once, not once each (the recorder's
-    /// lookups of a batch's new variables).
+    /// Starts a read transaction on this connection, unless one is open: the lookups until
+    /// [`Catalog::end_read`] take the database's lock and see its pages once, not once each
+    /// (the recorder's lookups of a batch's new variables).
     pub fn begin_read(&self) {
-        let _ = self.conn.execute_batch("BEGIN DEFERRED");
+        if self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("BEGIN DEFERRED");
+        }
     }
 
     /// Ends what [`Catalog::begin_read`] began.
