@@ -513,6 +513,22 @@ fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
     env.assert_clean();
 }
 
+/// VE `ve`'s transactions and where its gap of unknown length (a time no recorder recorded
+/// it) is, checked to come before its write of `file` (made after the recorder came back).
+fn gap_before_write(env: &Env, ve: u64, file: &str) -> (Vec<serde_json::Value>, usize) {
+    let ats = env.log(ve);
+    let gap = ats
+        .iter()
+        .position(|a| a["op"] == "gap" && a["result"] == -1)
+        .unwrap_or_else(|| panic!("no gap: {ats:#?}"));
+    let after = ats
+        .iter()
+        .position(|a| a["op"] == "write" && a["dst"] == file)
+        .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
+    assert!(gap < after);
+    (ats, gap)
+}
+
 #[test]
 fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     let Some(env) = Env::new() else { return };
@@ -532,16 +548,7 @@ fn root_a_restarted_daemon_records_running_ves_again_after_a_gap() {
     assert_eq!(o.status.code(), Some(122), "{err}");
     assert!(err.contains("recording is incomplete"), "{err}");
     assert!(err.contains("recorded it again after a gap"), "{err}");
-    let ats = env.log(1);
-    let gap = ats
-        .iter()
-        .position(|a| a["op"] == "gap" && a["result"] == -1)
-        .unwrap_or_else(|| panic!("no gap: {ats:#?}"));
-    let after = ats
-        .iter()
-        .position(|a| a["op"] == "write" && a["dst"] == "file:/data/after")
-        .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
-    assert!(gap < after);
+    let (ats, gap) = gap_before_write(&env, 1, "file:/data/after");
     // The gap's window: from VE 1's last record before the kill (its offset), less the second
     // for which the killed recorder may have held integrity records, to the restart.
     let before = ats
@@ -1606,16 +1613,7 @@ fn root_killing_the_hosts_daemon_finishes_both_stores_records_after_a_gap() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(122), "{err}");
         assert!(err.contains("recorded it again after a gap"), "{err}");
-        let ats = e.log(1);
-        let gap = ats
-            .iter()
-            .position(|x| x["op"] == "gap" && x["result"] == -1)
-            .unwrap_or_else(|| panic!("no gap: {ats:#?}"));
-        let after = ats
-            .iter()
-            .position(|x| x["op"] == "write" && x["dst"] == "file:/data/after")
-            .unwrap_or_else(|| panic!("the write after the restart is missing: {ats:#?}"));
-        assert!(gap < after);
+        let (ats, _) = gap_before_write(e, 1, "file:/data/after");
         assert!(ats
             .iter()
             .any(|x| x["op"] == "write" && x["dst"] == "file:/data/before"));

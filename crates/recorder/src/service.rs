@@ -472,7 +472,7 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
         let resp = Response::Error {
             message: format!("refused: {why}"),
         };
-        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+        answer(&mut w, &resp);
         return;
     }
     for line in BufReader::new(conn).lines() {
@@ -492,7 +492,7 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
                         let resp = Response::Error {
                             message: format!("metrics address: {e}"),
                         };
-                        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+                        answer(&mut w, &resp);
                         continue;
                     }
                     Some(Ok(a)) => Some(a),
@@ -521,32 +521,39 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
                     },
                 }
             }
-            // Status and the like: the monitor thread answers (as store 0 would).
-            Ok(req) => {
-                let (rtx, rrx) = mpsc::channel();
-                if host
-                    .tx
-                    .send(Cmd {
-                        store: usize::MAX,
-                        req,
-                        reply: rtx,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                let _ = rustix::io::write(&host.wake, &1u64.to_ne_bytes());
-                rrx.recv().unwrap_or(Response::Error {
-                    message: "the monitor stopped".into(),
-                })
-            }
+            // Status and the like: the monitor thread answers (no store named).
+            Ok(req) => match ask(&host.tx, &host.wake, usize::MAX, req) {
+                Some(r) => r,
+                None => return,
+            },
         };
-        let mut s = serde_json::to_string(&resp).unwrap_or_default();
-        s.push('\n');
-        if w.write_all(s.as_bytes()).is_err() {
+        if !answer(&mut w, &resp) {
             return;
         }
     }
+}
+
+/// Hands a request to the monitor thread and waits for its answer (None: it is gone).
+fn ask(tx: &mpsc::Sender<Cmd>, wake: &OwnedFd, store: usize, req: Request) -> Option<Response> {
+    let (rtx, rrx) = mpsc::channel();
+    tx.send(Cmd {
+        store,
+        req,
+        reply: rtx,
+    })
+    .ok()?;
+    // Wakes the monitor thread (an eventfd counter cannot overflow here).
+    let _ = rustix::io::write(wake, &1u64.to_ne_bytes());
+    Some(rrx.recv().unwrap_or(Response::Error {
+        message: "the monitor stopped".into(),
+    }))
+}
+
+/// Writes one response line; whether the client is still there.
+fn answer(w: &mut UnixStream, resp: &Response) -> bool {
+    let mut s = serde_json::to_string(resp).unwrap_or_default();
+    s.push('\n');
+    w.write_all(s.as_bytes()).is_ok()
 }
 
 /// The listening socket systemd passed (socket activation: `LISTEN_PID` is this process,
@@ -624,7 +631,7 @@ fn serve(conn: UnixStream, store: usize, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
         let resp = Response::Error {
             message: format!("refused: {why}"),
         };
-        let _ = writeln!(w, "{}", serde_json::to_string(&resp).unwrap_or_default());
+        answer(&mut w, &resp);
         // Take the request it sent (a second at most) before closing: a client that writes
         // after the close would fail on the write and never read the refusal.
         let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
@@ -637,28 +644,12 @@ fn serve(conn: UnixStream, store: usize, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(req) => {
-                let (rtx, rrx) = mpsc::channel();
-                if tx
-                    .send(Cmd {
-                        store,
-                        req,
-                        reply: rtx,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                // Wakes the monitor thread (an eventfd counter cannot overflow here).
-                let _ = rustix::io::write(&wake, &1u64.to_ne_bytes());
-                rrx.recv().unwrap_or(Response::Error {
-                    message: "the monitor stopped".into(),
-                })
-            }
+            Ok(req) => match ask(&tx, &wake, store, req) {
+                Some(r) => r,
+                None => return,
+            },
         };
-        let mut s = serde_json::to_string(&resp).unwrap_or_default();
-        s.push('\n');
-        if w.write_all(s.as_bytes()).is_err() {
+        if !answer(&mut w, &resp) {
             return;
         }
     }
