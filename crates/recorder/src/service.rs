@@ -784,6 +784,22 @@ struct Served {
     events: std::cell::RefCell<Vec<Event>>,
 }
 
+impl Served {
+    /// Its events drained so far, as journal records ([`translate`]; `force`: its VE
+    /// `ending` has ended).
+    fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
+        translate(
+            &self.events,
+            &mut self.t,
+            (&self.dict, &self.known),
+            self.online.as_mut(),
+            force,
+            ending,
+            &self.metrics,
+        )
+    }
+}
+
 /// What the dictionary thread writes into the catalog.
 enum Dict {
     Vars(Vec<(VarId, model::at::VarDef)>),
@@ -1338,15 +1354,7 @@ fn monitor_loop(
                     // The VE's last transactions, a gap if records were lost, and its
                     // counters, in one block: one fdatasync.
                     let ending = s.t.ve_of(cgroup_id);
-                    let mut records = translate(
-                        &s.events,
-                        &mut s.t,
-                        (&s.dict, &s.known),
-                        s.online.as_mut(),
-                        true,
-                        ending,
-                        &s.metrics,
-                    )?;
+                    let mut records = s.translate(true, ending)?;
                     let mut lost = 0;
                     let since = s.watched_since.remove(&cgroup_id).unwrap_or(0);
                     match ve_stats(&m, cgroup_id, kids.get(cgroup_id), &s.t, since) {
@@ -1426,15 +1434,7 @@ fn monitor_loop(
             .map_err(monitor::loader::MonitorError::Ring)?;
         route(&pending, &owner, &stores);
         for s in &mut stores {
-            let records = translate(
-                &s.events,
-                &mut s.t,
-                (&s.dict, &s.known),
-                s.online.as_mut(),
-                false,
-                None,
-                &s.metrics,
-            )?;
+            let records = s.translate(false, None)?;
             s.last_ticket = submit(&s.writer, records, &mut s.full)?.or(s.last_ticket);
             s.last_ticket = write_full_gaps(&s.writer, &mut s.full, &s.cat)?.or(s.last_ticket);
             // Before the replies: a client that was answered sees the gauges moved.
