@@ -12,4 +12,5 @@ fi
 # Where pip put nats-server (scripts/install-deps.sh).
 PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 export PATH
-JCS_REQUIRE_ROOT=1 cargo test --workspace --locked
+# Every test binary runs even when one fails: a failure does not hide the others' results.
+JCS_REQUIRE_ROOT=1 cargo test --workspace --locked --no-fail-fast
