@@ -7,6 +7,9 @@ cd "$(dirname "$0")"
 jcs=./target/release/jcs
 cargo build --release --locked --quiet
 export JCS_HOME="${JCS_HOME:-/var/lib/jcs-demo}"
+# Its daemon meets no other store's (the host's daemon would take this store, and the demo
+# stops its daemon at the end).
+export JCS_RUN_DIR="$JCS_HOME/run"
 rm -rf "$JCS_HOME"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }

@@ -31,6 +31,9 @@ for t in hyperfine gcc python3; do
   command -v "$t" >/dev/null || { echo "builds.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
 done
 work=$(mktemp -d /tmp/jcs-bench-builds.XXXXXX)
+# Its daemons meet no other daemon of the host (two builds never join each other: their build
+# ids differ).
+export JCS_RUN_DIR="$work/run"
 daemon_stop() { # store
   if [ -f "$1/daemon.pid" ]; then
     local p; p=$(cat "$1/daemon.pid"); kill "$p" 2>/dev/null || true

@@ -49,7 +49,7 @@ for r in $(seq "$rounds"); do
   for i in "${!bins[@]}"; do
     jcs=${bins[$i]}
     echo "round $r/$rounds: build $i" >&2
-    export JCS_HOME="$work/store-$i"
+    export JCS_HOME="$work/store-$i" JCS_RUN_DIR="$work/store-$i/run"
     if [ ! -d "$JCS_HOME" ]; then
       "$jcs" template create bb --busybox >/dev/null
       "$jcs" app create bench --template bb --persist /data >/dev/null

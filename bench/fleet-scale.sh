@@ -37,7 +37,7 @@ echo "|---|---|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
   home="$tmp/s$n"
   "$repo/target/release/examples/sparse_journal" "$n" "$home" 2>/dev/null
-  JCS_HOME="$home" "$jcs" daemon > "$tmp/daemon.log" 2>&1 & d=$!
+  JCS_HOME="$home" JCS_RUN_DIR="$home/run" "$jcs" daemon > "$tmp/daemon.log" 2>&1 & d=$!
   for _ in $(seq 1 6000); do [ -S "$home/daemon.sock" ] && break; sleep 0.1; done
   kill "$d"; wait "$d" 2>/dev/null || true
   ch="$ch_base/s$n"

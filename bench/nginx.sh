@@ -22,7 +22,7 @@ done
 [ -n "${JCS_BIN:-}" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-nginx.XXXXXX)
 ns="jcs-bench-nginx-$$"
-export JCS_HOME="$work/store" JCS_BRIDGE_CIDR=10.79.0.0/24
+export JCS_HOME="$work/store" JCS_BRIDGE_CIDR=10.79.0.0/24 JCS_RUN_DIR="$work/store/run"
 ve_pid=""
 cleanup() {
   [ -n "$ve_pid" ] && kill "$ve_pid" 2>/dev/null && wait "$ve_pid" 2>/dev/null || true

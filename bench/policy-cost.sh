@@ -19,7 +19,7 @@ jcs="$repo/target/release/jcs"
 command -v gcc >/dev/null || { echo "policy-cost.sh: gcc is missing" >&2; exit 1; }
 (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-policy.XXXXXX)
-export JCS_HOME="$work/store"
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 cleanup() {
   [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
   sleep 0.3

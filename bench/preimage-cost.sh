@@ -20,7 +20,7 @@ m=${3:-200}
 jcs="$repo/target/release/jcs"
 (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-preimage.XXXXXX)
-export JCS_HOME="$work/store"
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 cleanup() {
   [ -f "$JCS_HOME/daemon.pid" ] && kill "$(cat "$JCS_HOME/daemon.pid")" 2>/dev/null || true
   sleep 0.3

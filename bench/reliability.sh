@@ -36,6 +36,7 @@ done
 export JCS_HOME
 base=$(mktemp -d /tmp/jcs-bench-reliability.XXXXXX)
 JCS_HOME=$base/store
+export JCS_RUN_DIR=$base/store/run
 if [ "$disk_full" = 1 ]; then
   mount -t tmpfs -o size=48m tmpfs "$base"
 fi

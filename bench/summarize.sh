@@ -13,7 +13,7 @@ work=$(mktemp -d /tmp/jcs-bench-summarize.XXXXXX)
 trap '[ -f "$work/real/daemon.pid" ] && kill "$(cat "$work/real/daemon.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"' EXIT
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 for n in "${sizes[@]}"; do
-  export JCS_HOME="$work/s$n"
+  export JCS_HOME="$work/s$n" JCS_RUN_DIR="$work/s$n/run"
   "$repo/target/release/examples/synth_journal" "$n" "$JCS_HOME" 2>/dev/null
   echo "### synthetic journal, $n transactions"
   echo

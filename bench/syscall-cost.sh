@@ -24,7 +24,7 @@ for t in gcc auditd auditctl strace bpftrace python3; do
 done
 (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-syscall.XXXXXX)
-export JCS_HOME="$work/store"
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 auditd_pid=""
 cleanup() {
   auditctl -d always,exit -F arch=b64 -S write -S openat -S close -k jcsbench 2>/dev/null || true

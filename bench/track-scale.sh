@@ -28,7 +28,7 @@ ms() {
 echo "| transactions | segments | question | indexed ms | full read ms | ratio | same answer |"
 echo "|---|---|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
-  export JCS_HOME="$work/s$n"
+  export JCS_HOME="$work/s$n" JCS_RUN_DIR="$work/s$n/run"
   "$repo/target/release/examples/sparse_journal" "$n" "$JCS_HOME" 2>/dev/null
   # Index the sealed segments: a daemon does when it starts (then it is stopped).
   "$jcs" daemon > "$work/daemon.log" 2>&1 &

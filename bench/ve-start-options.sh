@@ -38,7 +38,7 @@ trap cleanup EXIT
 ip netns add "$ns"
 in_ns() { nsenter --net="/run/netns/$ns" "$@"; }
 in_ns ip link set lo up
-export JCS_HOME="$work/store" JCS_BRIDGE_CIDR=10.78.0.0/16
+export JCS_HOME="$work/store" JCS_BRIDGE_CIDR=10.78.0.0/16 JCS_RUN_DIR="$work/store/run"
 "$jcs" template create bb --busybox >/dev/null
 "$jcs" app create bench --template bb >/dev/null
 "$jcs" app create benchnet --template bb --net bridge >/dev/null

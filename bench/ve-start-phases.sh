@@ -11,7 +11,7 @@ jcs="${JCS_BIN:-$repo/target/release/jcs}"
 [ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
 work=$(mktemp -d /tmp/jcs-bench-phases.XXXXXX)
 trap '[ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"' EXIT
-export JCS_HOME="$work/store"
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 "$jcs" template create bb --busybox >/dev/null
 "$jcs" app create bench --template bb >/dev/null
 for _ in $(seq "$n"); do

@@ -43,7 +43,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-export JCS_HOME="$work/store"
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 "$jcs" template create bb --busybox >/dev/null
 "$jcs" app create bench --template bb >/dev/null
 rootfs="$work/rootfs"
