@@ -1106,26 +1106,33 @@ fn root_the_recorder_refuses_a_client_inside_a_ve_cgroup() {
     env.standard_app();
     env.sh_ok("true");
     let tcg = common::TestCgroup::new("peer-test");
-    let client = |inside: bool| {
-        let mut c = std::process::Command::new("python3");
-        c.args([
-            "-c",
-            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
-             s.sendall(b'{\"request\":\"status\"}\\n')\nprint(s.makefile().readline())",
-            env.home().join("daemon.sock").to_str().unwrap(),
-        ]);
-        if inside {
-            tcg.join_at_exec(&mut c);
-        }
-        String::from_utf8(c.output().unwrap().stdout).unwrap()
-    };
-    let outside = client(false);
-    assert!(outside.contains("\"status\""), "control: {outside}");
-    let inside = client(true);
-    assert!(
-        inside.contains("refused") && inside.contains("inside a VE"),
-        "{inside}"
-    );
+    // The store's socket and the host's (where a Serve would hand the daemon any store).
+    for sock in [
+        env.home().join("daemon.sock"),
+        env.run_dir().join("host.sock"),
+    ] {
+        let client = |inside: bool| {
+            let mut c = std::process::Command::new("python3");
+            c.args([
+                "-c",
+                "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                 s.sendall(b'{\"request\":\"status\"}\\n')\nprint(s.makefile().readline())",
+                sock.to_str().unwrap(),
+            ]);
+            if inside {
+                tcg.join_at_exec(&mut c);
+            }
+            String::from_utf8(c.output().unwrap().stdout).unwrap()
+        };
+        let outside = client(false);
+        assert!(outside.contains("\"status\""), "control: {outside}");
+        let inside = client(true);
+        assert!(
+            inside.contains("refused") && inside.contains("inside a VE"),
+            "{}: {inside}",
+            sock.display()
+        );
+    }
 }
 
 /// What a recorder's opening of the journal repaired is itself in the journal (in the hash

@@ -464,8 +464,59 @@ fn companion(mut host: crate::Client, home: &Path, opts: &Options) -> Result<()>
     ))
 }
 
-/// One connection to the host's socket: Status and Serve.
+/// One connection to the host's socket: Serve here, Status and the like by the monitor
+/// thread (no store named).
 fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
+    serve_lines(conn, |req| match req {
+        Request::Serve {
+            home,
+            online_t1,
+            metrics,
+            segment_bytes,
+        } => Some(
+            match adopt(host, &home, online_t1, metrics, segment_bytes) {
+                Ok(()) => Response::Serving {
+                    pid: std::process::id(),
+                },
+                Err(message) => Response::Error { message },
+            },
+        ),
+        req => ask(&host.tx, &host.wake, usize::MAX, req),
+    })
+}
+
+/// Serves the store at `home` too (a companion's Serve).
+fn adopt(
+    host: &std::sync::Arc<Host>,
+    home: &Path,
+    online_t1: bool,
+    metrics: Option<String>,
+    segment_bytes: Option<u64>,
+) -> std::result::Result<(), String> {
+    let metrics = match metrics.map(|m| m.parse()) {
+        Some(Err(e)) => return Err(format!("metrics address: {e}")),
+        Some(Ok(a)) => Some(a),
+        None => None,
+    };
+    let opts = Options {
+        online_t1,
+        metrics,
+        segment_bytes,
+    };
+    // Only a store that exists (Store::open would make one anywhere it is told).
+    if !ve::Layout::new(home).catalog().exists() {
+        return Err(format!("no JCS store at {}", home.display()));
+    }
+    Store::open(home)
+        .map_err(RecorderError::from)
+        .and_then(|s| serve_store(host, &s, &opts, None))
+        .map_err(|e| e.to_string())
+}
+
+/// A connection to one of the daemon's sockets: refused unless the peer may talk to it
+/// ([`peer_allowed`]); else each request line answered by `handle` (None: the daemon is
+/// going away, the connection is closed).
+fn serve_lines(conn: UnixStream, mut handle: impl FnMut(Request) -> Option<Response>) {
     let Ok(mut w) = conn.try_clone() else { return };
     if let Err(why) = peer_allowed(&conn) {
         tracing::warn!(reason = %why, "connection refused");
@@ -473,6 +524,10 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
             message: format!("refused: {why}"),
         };
         answer(&mut w, &resp);
+        // Take the request it sent (a second at most) before closing: a client that writes
+        // after the close would fail on the write and never read the refusal.
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = BufReader::new(&conn).read_line(&mut String::new());
         return;
     }
     for line in BufReader::new(conn).lines() {
@@ -481,48 +536,7 @@ fn serve_host(conn: UnixStream, host: &std::sync::Arc<Host>) {
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(Request::Serve {
-                home,
-                online_t1,
-                metrics,
-                segment_bytes,
-            }) => {
-                let metrics = match metrics.map(|m| m.parse()) {
-                    Some(Err(e)) => {
-                        let resp = Response::Error {
-                            message: format!("metrics address: {e}"),
-                        };
-                        answer(&mut w, &resp);
-                        continue;
-                    }
-                    Some(Ok(a)) => Some(a),
-                    None => None,
-                };
-                let opts = Options {
-                    online_t1,
-                    metrics,
-                    segment_bytes,
-                };
-                // Only a store that exists (Store::open would make one anywhere it is told).
-                let store = if ve::Layout::new(&home).catalog().exists() {
-                    Store::open(&home).map_err(RecorderError::from)
-                } else {
-                    Err(RecorderError::Refused(format!(
-                        "no JCS store at {}",
-                        home.display()
-                    )))
-                };
-                match store.and_then(|s| serve_store(host, &s, &opts, None)) {
-                    Ok(()) => Response::Serving {
-                        pid: std::process::id(),
-                    },
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
-                }
-            }
-            // Status and the like: the monitor thread answers (no store named).
-            Ok(req) => match ask(&host.tx, &host.wake, usize::MAX, req) {
+            Ok(req) => match handle(req) {
                 Some(r) => r,
                 None => return,
             },
@@ -620,39 +634,9 @@ fn peer_allowed(conn: &UnixStream) -> Result<(), String> {
     Ok(())
 }
 
-/// One connection: each request line goes to the monitor thread, its response back.
+/// One connection to store `store`'s socket: each request to the monitor thread.
 fn serve(conn: UnixStream, store: usize, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
-    let mut w = match conn.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    if let Err(why) = peer_allowed(&conn) {
-        tracing::warn!(reason = %why, "connection refused");
-        let resp = Response::Error {
-            message: format!("refused: {why}"),
-        };
-        answer(&mut w, &resp);
-        // Take the request it sent (a second at most) before closing: a client that writes
-        // after the close would fail on the write and never read the refusal.
-        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(1)));
-        let _ = BufReader::new(&conn).read_line(&mut String::new());
-        return;
-    }
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-            Ok(req) => match ask(&tx, &wake, store, req) {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        if !answer(&mut w, &resp) {
-            return;
-        }
-    }
+    serve_lines(conn, |req| ask(&tx, &wake, store, req))
 }
 
 /// A VE that was running when this recorder started: recorded again from now on.
