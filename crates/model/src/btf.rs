@@ -70,16 +70,22 @@ pub fn of_names(types: &[(u32, &str)]) -> Vec<u8> {
         strs.extend_from_slice(name.as_bytes());
         strs.push(0);
     }
+    blob_of(&t, &strs)
+}
+
+/// A BTF blob: the 24-byte header (version 1), then the type section `types`, then the string
+/// section `strs`.
+fn blob_of(types: &[u8], strs: &[u8]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&MAGIC.to_le_bytes());
     b.extend_from_slice(&[1, 0]);
     b.extend_from_slice(&24u32.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&(t.len() as u32).to_le_bytes());
-    b.extend_from_slice(&(t.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(types.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(types.len() as u32).to_le_bytes());
     b.extend_from_slice(&(strs.len() as u32).to_le_bytes());
-    b.extend_from_slice(&t);
-    b.extend_from_slice(&strs);
+    b.extend_from_slice(types);
+    b.extend_from_slice(strs);
     b
 }
 
@@ -107,17 +113,7 @@ mod tests {
         ty(off("s"), 4, 2, 8, &[0; 24]);
         ty(off("btf_trace_x"), 8, 0, 2, &[]);
         ty(off("f"), 12, 0, 0, &[]);
-        let mut b = Vec::new();
-        b.extend_from_slice(&MAGIC.to_le_bytes());
-        b.extend_from_slice(&[1, 0]);
-        b.extend_from_slice(&24u32.to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
-        b.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(strs.len() as u32).to_le_bytes());
-        b.extend_from_slice(&t);
-        b.extend_from_slice(strs);
-        b
+        blob_of(&t, strs)
     }
 
     #[test]
