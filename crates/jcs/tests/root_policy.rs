@@ -476,10 +476,8 @@ fn root_two_stores_ves_of_one_id_keep_their_own_policies() {
     let (Some(a), Some(b)) = (Env::new(), Env::new()) else {
         return;
     };
-    let run = tempfile::Builder::new()
-        .prefix("jcs-test-run")
-        .tempdir()
-        .unwrap();
+    // B's daemons meet where A's do.
+    let b = b.meeting_in(&a.run_dir());
     for (e, port) in [(&a, 25), (&b, 27)] {
         e.standard_app();
         common::static_helper(e, "policy");
@@ -500,7 +498,6 @@ fn root_two_stores_ves_of_one_id_keep_their_own_policies() {
             "-c",
             "/data/policy tcp 25 26; while [ ! -e /data/go ]; do sleep 0.05; done; /data/policy tcp 25 26",
         ])
-        .env("JCS_RUN_DIR", run.path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -508,7 +505,6 @@ fn root_two_stores_ves_of_one_id_keep_their_own_policies() {
     assert!(common::wait_for(20, || a.ok(&["ps"]).contains("running")));
     let o = b
         .cmd(&["run", "web", "--", "/data/policy", "tcp", "27", "25"])
-        .env("JCS_RUN_DIR", run.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

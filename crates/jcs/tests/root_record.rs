@@ -1492,21 +1492,12 @@ fn root_one_daemon_serves_every_store_of_the_host() {
     let (Some(a), Some(b), Some(c)) = (Env::new(), Env::new(), Env::new()) else {
         return;
     };
-    let run = tempfile::Builder::new()
-        .prefix("jcs-test-run")
-        .tempdir()
-        .unwrap();
+    // B's daemons meet where A's do.
+    let run = a.run_dir();
+    let b = b.meeting_in(&run);
     for e in [&a, &b, &c] {
         e.standard_app();
     }
-    let sh = |e: &Env, run: &std::path::Path, script: &str| {
-        let o = e
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
-            .env("JCS_RUN_DIR", run)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
     // A's VE 1 runs on while B's VE 1 starts and ends.
     let mut long = a
         .cmd(&[
@@ -1517,13 +1508,12 @@ fn root_one_daemon_serves_every_store_of_the_host() {
             "-c",
             "echo a > /data/a; sleep 3; echo done > /data/a2",
         ])
-        .env("JCS_RUN_DIR", run.path())
         .spawn()
         .unwrap();
     assert!(wait_for(20, || a.daemon_pid().is_some()));
-    sh(&b, run.path(), "echo b > /data/b");
+    b.sh_ok("echo b > /data/b");
     assert_eq!(a.daemon_pid(), b.daemon_pid(), "one daemon for both stores");
-    let holders = bpf_holders(run.path());
+    let holders = bpf_holders(&run);
     assert_eq!(
         holders.keys().copied().collect::<Vec<_>>(),
         vec![a.daemon_pid().unwrap()],
@@ -1548,8 +1538,8 @@ fn root_one_daemon_serves_every_store_of_the_host() {
         "{companion}"
     );
     // The host's socket serves only stores that exist: it does not make one where it is told.
-    let nowhere = run.path().join("no-store");
-    let mut sock = std::os::unix::net::UnixStream::connect(run.path().join("host.sock")).unwrap();
+    let nowhere = run.join("no-store");
+    let mut sock = std::os::unix::net::UnixStream::connect(run.join("host.sock")).unwrap();
     use std::io::{BufRead, Write};
     writeln!(
         sock,
@@ -1565,7 +1555,7 @@ fn root_one_daemon_serves_every_store_of_the_host() {
     c.sh_ok("true");
     assert_ne!(c.daemon_pid(), a.daemon_pid());
     assert_eq!(bpf_holders(&c.run_dir()).len(), 1);
-    assert_eq!(bpf_holders(run.path()).len(), 1);
+    assert_eq!(bpf_holders(&run).len(), 1);
 }
 
 /// Killing the one daemon that serves two stores stops the recording of both, and loses
