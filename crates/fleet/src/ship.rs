@@ -454,14 +454,17 @@ pub(crate) fn position(headers: &HeaderMap) -> Option<(String, u64, usize, usize
 /// (file, offset, part), found on start (a restart after a failed pass). Not sent again.
 #[derive(Debug, Default)]
 struct Held {
-    parts: std::collections::HashSet<(String, u64, usize)>,
+    /// By file: (offset, part).
+    parts: std::collections::HashMap<String, std::collections::HashSet<(u64, usize)>>,
     /// Past the last of them.
     end: Option<Cursor>,
 }
 
 impl Held {
     fn has(&self, file: &str, offset: u64, part: usize) -> bool {
-        !self.parts.is_empty() && self.parts.contains(&(file.to_string(), offset, part))
+        self.parts
+            .get(file)
+            .is_some_and(|p| p.contains(&(offset, part)))
     }
 }
 
@@ -585,7 +588,10 @@ async fn reconcile(
             }
             contiguous = false;
             for k in parts {
-                out.parts.insert((p.file.clone(), p.offset, k));
+                out.parts
+                    .entry(p.file.clone())
+                    .or_default()
+                    .insert((p.offset, k));
             }
             out.end = Some(cur.clone());
         }
