@@ -4,8 +4,8 @@
 //! The journal stays the source of truth: it holds every variable definition before the
 //! first transaction that uses it, and every name files got, so the indexes, the dictionary
 //! and the names table can be rebuilt from it. The recorder hands definitions to the
-//! catalog's dictionary thread as it writes them to the journal (the catalog has a VE's by the
-//! time its run is answered); a definition the catalog lost (a recorder killed before its
+//! catalog's dictionary thread and writes them to the journal once it has committed them; a
+//! definition the catalog lost (a recorder killed before its
 //! dictionary thread wrote it, a power failure with SQLite's synchronous=NORMAL) is added back
 //! when its segment is indexed, or, for the open segment, when the recorder starts.
 

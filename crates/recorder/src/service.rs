@@ -766,9 +766,33 @@ struct Served {
     watched: usize,
     /// The ring buffer's events of this store's VEs, not yet translated.
     events: std::cell::RefCell<Vec<Event>>,
+    /// Batches of records waiting for the dictionary to commit what was sent before them
+    /// (how much had been sent, the records), in order.
+    held: std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
 }
 
 impl Served {
+    /// Queues records for its journal once the catalog has every variable and name sent
+    /// before them (at once when it has).
+    fn offer(&mut self, records: Vec<Vec<u8>>) -> Result<()> {
+        if !records.is_empty() {
+            self.held.push_back((self.dict.sent.get(), records));
+        }
+        self.release()
+    }
+
+    /// Hands the journal writer the batches the dictionary has caught up with.
+    fn release(&mut self) -> Result<()> {
+        while let Some((need, _)) = self.held.front() {
+            if !self.dict.has(*need) {
+                break;
+            }
+            let (_, records) = self.held.pop_front().expect("just seen");
+            self.last_ticket = submit(&self.writer, records, &mut self.full)?.or(self.last_ticket);
+        }
+        Ok(())
+    }
+
     /// Its events drained so far, as journal records ([`translate`]; `force`: its VE
     /// `ending` has ended).
     fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
@@ -796,28 +820,39 @@ enum Dict {
 /// SQLite commit (and now and then a WAL checkpoint with its fsync) per batch with new
 /// variables was two thirds of the monitor thread's time when a VE created files (3.7 µs per
 /// event, against 0.35 for writes to a file it had), on the path that drains the ring buffer.
-/// What arrived meanwhile is written in one transaction. The catalog may lag the journal by
-/// that queue while VEs run; a VE's end waits for it ([`Dictionary::flush`]), and a recorder
-/// that starts adds back what the journal has and the catalog lacks (`index::next_var_id`,
-/// the indexes).
+/// What arrived meanwhile is written in one transaction. The journal never gets ahead of it:
+/// a batch of records waits ([`Served::offer`]) until the dictionary has committed everything
+/// sent before it (a question asked while a VE runs finds every variable the journal has),
+/// and a recorder that starts adds back what the journal has and a killed one's dictionary
+/// had not written (`index::next_var_id`, the indexes).
 struct Dictionary {
     tx: mpsc::Sender<Dict>,
+    /// Definitions and names sent, and committed by the thread (counted in messages).
+    sent: std::cell::Cell<u64>,
+    committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Dictionary {
     fn spawn(cat: store::Catalog) -> Result<Dictionary> {
         let (tx, rx) = mpsc::channel::<Dict>();
+        let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let done = committed.clone();
         std::thread::Builder::new()
             .name("jcs-dictionary".into())
             .spawn(move || {
+                let mut count = 0;
                 while let Ok(first) = rx.recv() {
                     let (mut vars, mut names, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
                     for d in std::iter::once(first).chain(rx.try_iter()) {
                         match d {
                             Dict::Vars(v) => vars.extend(v),
                             Dict::Names(n) => names.extend(n),
-                            Dict::Flush(reply) => flushes.push(reply),
+                            Dict::Flush(reply) => {
+                                flushes.push(reply);
+                                continue;
+                            }
                         }
+                        count += 1;
                     }
                     if let Err(e) = cat.add_vars(&vars) {
                         tracing::warn!(error = %e, "catalog: variable definitions");
@@ -825,17 +860,29 @@ impl Dictionary {
                     if let Err(e) = cat.add_names(&names) {
                         tracing::warn!(error = %e, "catalog: names");
                     }
+                    done.store(count, std::sync::atomic::Ordering::Release);
                     for f in flushes {
                         let _ = f.send(());
                     }
                 }
             })
             .map_err(os_err("start the dictionary thread"))?;
-        Ok(Dictionary { tx })
+        Ok(Dictionary {
+            tx,
+            sent: std::cell::Cell::new(0),
+            committed,
+        })
     }
 
     fn send(&self, d: Dict) {
-        let _ = self.tx.send(d);
+        if self.tx.send(d).is_ok() {
+            self.sent.set(self.sent.get() + 1);
+        }
+    }
+
+    /// Whether everything sent up to `sent` is committed.
+    fn has(&self, sent: u64) -> bool {
+        self.committed.load(std::sync::atomic::Ordering::Acquire) >= sent
     }
 
     /// Waits until everything sent so far is in the catalog.
@@ -954,6 +1001,7 @@ fn start_store(
         finished: HashSet::new(),
         watched: 0,
         events: Default::default(),
+        held: Default::default(),
     };
     // VEs that ran on while no recorder recorded them: watched again, after a gap
     // transaction that says so (its count is unknown: length 0, result -1).
@@ -1268,7 +1316,7 @@ fn monitor_loop(
                             if let Some(rec) = policy_rec {
                                 recs.push(Record::Policy(rec).encode());
                             }
-                            s.last_ticket = submit(&s.writer, recs, &mut s.full)?.or(s.last_ticket);
+                            s.offer(recs)?;
                             Ok(())
                         }
                         Err(e) => {
@@ -1354,7 +1402,10 @@ fn monitor_loop(
                         Ok(None) => {}
                         Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
                     }
-                    s.last_ticket = submit(&s.writer, records, &mut s.full)?.or(s.last_ticket);
+                    // Its variables and names in the catalog, then everything of it in the
+                    // journal, at once (its run waits for both).
+                    s.dict.flush();
+                    s.offer(records)?;
                     let lost_some =
                         s.t.ve_of(cgroup_id)
                             .is_some_and(|ve| s.full.lost.contains_key(&ve));
@@ -1369,9 +1420,6 @@ fn monitor_loop(
                             message: disk_full_message(&s.journal_dir),
                         },
                         _ => {
-                            // Its variables and names are in the catalog's dictionary once its
-                            // run is answered (a question asked then finds them by name).
-                            s.dict.flush();
                             if let Some(ve) = s.t.ve_of(cgroup_id) {
                                 if let Err(e) = s.cat.set_ve_record(ve, "complete") {
                                     tracing::error!(ve, error = %e, "catalog");
@@ -1419,7 +1467,7 @@ fn monitor_loop(
         route(&pending, &owner, &stores);
         for s in &mut stores {
             let records = s.translate(false, None)?;
-            s.last_ticket = submit(&s.writer, records, &mut s.full)?.or(s.last_ticket);
+            s.offer(records)?;
             s.last_ticket = write_full_gaps(&s.writer, &mut s.full, &s.cat)?.or(s.last_ticket);
             // Before the replies: a client that was answered sees the gauges moved.
             use std::sync::atomic::Ordering::Relaxed;
@@ -1604,9 +1652,9 @@ impl Online {
 
 /// Translates what the ring buffer delivered into journal records: variable definitions
 /// first, then the names files got and lost, then the transactions. New variables and names
-/// go to the catalog through the dictionary thread ([`Dictionary`]): the catalog has them by
-/// the time their VE's run is answered, and a recorder that starts adds back what the journal
-/// has and the catalog lost (`index::next_var_id`, the indexes).
+/// go to the catalog through the dictionary thread ([`Dictionary`]); the records reach the
+/// journal after it committed them ([`Served::offer`]), and a recorder that starts adds back
+/// what the journal has and the catalog lost (`index::next_var_id`, the indexes).
 fn translate(
     pending: &std::cell::RefCell<Vec<Event>>,
     t: &mut Translator,
