@@ -833,7 +833,9 @@ struct Dictionary {
 }
 
 impl Dictionary {
-    fn spawn(cat: store::Catalog) -> Result<Dictionary> {
+    /// `wake`: the monitor thread's eventfd, written after each commit (the records waiting
+    /// for it go to the journal at once, not at the next tick).
+    fn spawn(cat: store::Catalog, wake: OwnedFd) -> Result<Dictionary> {
         let (tx, rx) = mpsc::channel::<Dict>();
         let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let done = committed.clone();
@@ -861,6 +863,7 @@ impl Dictionary {
                         tracing::warn!(error = %e, "catalog: names");
                     }
                     done.store(count, std::sync::atomic::Ordering::Release);
+                    let _ = rustix::io::write(&wake, &1u64.to_ne_bytes());
                     for f in flushes {
                         let _ = f.send(());
                     }
@@ -947,6 +950,7 @@ fn start_store(
     owner: &mut std::collections::HashMap<u64, usize>,
     paths: &mut std::collections::HashMap<u64, PathBuf>,
     index: usize,
+    wake: OwnedFd,
 ) -> Result<Served> {
     let Setup {
         lock,
@@ -964,7 +968,7 @@ fn start_store(
     let cat = store::Catalog::open(&catalog)?;
     // (Its commits are a VE's start and end; a WAL checkpoint is the dictionary's to run.)
     cat.no_autocheckpoint();
-    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?)?;
+    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?, wake)?;
     let mut t = Translator::new(first_var, clock_offset_ns());
     // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
     // catalog holds every definition the journal has, by key.
@@ -1142,12 +1146,15 @@ fn monitor_loop(
         // Stores to serve from now on.
         for add in adds.try_iter() {
             let index = stores.len();
-            let r = start_store(*add.setup, &m, &mut kids, &mut owner, &mut paths, index)
-                .map(|s| {
-                    stores.push(s);
-                    index
-                })
-                .map_err(|e| e.to_string());
+            let wake = efd.try_clone().map_err(os_err("dup the eventfd"))?;
+            let r = start_store(
+                *add.setup, &m, &mut kids, &mut owner, &mut paths, index, wake,
+            )
+            .map(|s| {
+                stores.push(s);
+                index
+            })
+            .map_err(|e| e.to_string());
             let _ = add.reply.send(r);
         }
         // No VE for a while: the tracing programs go (the host's calls pay nothing).
