@@ -1345,10 +1345,12 @@ fn real_main() -> Result<i32> {
         Ok(c) => c,
         Err(e) => usage_error(e),
     };
+    mark("parse");
     // The host's configuration, before any thread: its settings become the environment
     // variables they stand for, where those are not set.
     let config = config::Config::load()?;
     config.export()?;
+    mark("config");
     if !matches!(cli.cmd, Cmd::Daemon { .. }) {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)

@@ -86,7 +86,7 @@ fn root_bridge_connects_ves_and_host() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    ns.wait_listening(9000);
     let o = sh("cli", "echo to-host | nc 10.77.0.1 9000")
         .output()
         .unwrap();

@@ -1254,6 +1254,37 @@ fn root_exec_on_a_terminal_gets_a_pty_of_the_ves() {
     env.assert_clean();
 }
 
+/// `jcs exec` returns once what its command did is in the journal (as `jcs run` does): the
+/// journal read right after it has the command's write, every time, while the VE runs on.
+/// (Without the flush, the records reached the journal a batch later: 10 ms and more.)
+#[test]
+fn root_exec_returns_once_its_commands_records_are_in_the_journal() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let child = env.spawn_until_go("true", "true");
+    for i in 0..8 {
+        let file = format!("/data/exec-{i}");
+        env.ok(&["exec", "1", "--", "sh", "-c", &format!("echo {i} > {file}")]);
+        let name = format!("file:{file}");
+        let written = env.log(1).iter().any(|t| {
+            t["op"] == "write" && t["dst"] == name.as_str() && t["len"].as_u64() == Some(2)
+        });
+        assert!(
+            written,
+            "exec {i}: its write of {file} is not in the journal yet:\n{}",
+            env.ok(&["log", "--ve", "1", "--json"])
+        );
+    }
+    env.go();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.assert_clean();
+}
+
 #[test]
 fn root_exec_joins_a_running_ve_with_its_restrictions() {
     let Some(env) = Env::new() else { return };

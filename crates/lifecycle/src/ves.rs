@@ -759,7 +759,12 @@ pub fn exec(
     let mut on_tty = |index: u32| {
         recorder::client::register_tty(&home, cgroup_id, index).map_err(|e| e.to_string())
     };
-    Ok(ve::enter::exec_in(&spec, &mut on_tty)?)
+    let code = ve::enter::exec_in(&spec, &mut on_tty)?;
+    // Like `jcs run`: what the command did is in the journal when this returns.
+    if let Err(e) = recorder::client::flush(&home, cgroup_id) {
+        tracing::warn!("VE {id}: what the command did may not be in the journal yet: {e}");
+    }
+    Ok(code)
 }
 
 /// abort_on_close: journals (`X` records) the files the VE's supervisor put back at a close

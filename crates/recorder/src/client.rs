@@ -264,6 +264,21 @@ pub fn register_tty(home: &Path, cgroup_id: u64, index: u32) -> Result<(), Recor
     }
 }
 
+/// Returns once everything the VE in cgroup `cgroup_id` did so far is durable in the journal
+/// of the store at `home` (`jcs exec`, when its command has ended: the journal read right
+/// after it has what the command did).
+pub fn flush(home: &Path, cgroup_id: u64) -> Result<(), RecorderError> {
+    if monitor_off() {
+        return Ok(());
+    }
+    let mut c = Client::connect(home).map_err(io_err("connect to", &socket_path(home)))?;
+    match c.call(&Request::Flush { cgroup_id })? {
+        Response::Ok => Ok(()),
+        Response::Error { message } => Err(RecorderError::Refused(message)),
+        r => Err(RecorderError::Refused(format!("{r:?}"))),
+    }
+}
+
 /// `JCS_MONITOR=off`: VEs run unrecorded (for kernels without the BPF features JCS needs).
 pub fn monitor_off() -> bool {
     std::env::var("JCS_MONITOR").is_ok_and(|v| v == "off")

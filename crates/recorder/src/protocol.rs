@@ -50,6 +50,11 @@ pub enum Request {
     Unwatch {
         cgroup_id: u64,
     },
+    /// Answered once everything the VE did so far is durable in the journal (`jcs exec`
+    /// asks when its command has ended; the VE goes on being recorded).
+    Flush {
+        cgroup_id: u64,
+    },
     Stats,
     /// Journal files put back by `jcs abort` or `jcs recover`; answered once durable.
     Restored {

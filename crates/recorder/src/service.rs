@@ -1449,6 +1449,29 @@ fn monitor_loop(
                     owner.remove(&cgroup_id);
                     r
                 }
+                (Request::Flush { cgroup_id }, Some(_)) => {
+                    // What the VE did up to now is in the ring buffer: drained, written and
+                    // made durable like an Unwatch's, and the VE stays watched.
+                    ring.consume()
+                        .map_err(monitor::loader::MonitorError::Ring)?;
+                    route(&pending, &owner, &stores);
+                    let s = &mut stores[cmd.store];
+                    let records = s.translate(false, None)?;
+                    s.dict.flush();
+                    s.offer(records)?;
+                    match s.last_ticket.map(|tk| s.writer.wait(tk)) {
+                        Some(Err(e)) if e.is_disk_full() => Response::Error {
+                            message: disk_full_message(&s.journal_dir),
+                        },
+                        Some(Err(e)) => Response::Error {
+                            message: format!("journal: {e}"),
+                        },
+                        _ if s.t.ve_of(cgroup_id).is_none() => Response::Error {
+                            message: format!("no VE of this store is in cgroup {cgroup_id}"),
+                        },
+                        _ => Response::Ok,
+                    }
+                }
                 (Request::Restored { restores }, Some(s)) => {
                     match submit(
                         &s.writer,

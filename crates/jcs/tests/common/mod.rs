@@ -497,6 +497,28 @@ impl NetNs {
     pub fn links(&self) -> String {
         String::from_utf8(self.cmd("ip", &["-br", "link"]).output().unwrap().stdout).unwrap()
     }
+    /// Waits (up to 10 s) until a TCP socket of this namespace listens on `port`: a server
+    /// just spawned may not have bound yet, and a client that came first would be refused.
+    pub fn wait_listening(&self, port: u16) {
+        let want = format!(":{port:04X} ");
+        for _ in 0..1000 {
+            let o = self
+                .cmd("cat", &["/proc/net/tcp", "/proc/net/tcp6"])
+                .output()
+                .unwrap();
+            // st 0A: LISTEN.
+            if String::from_utf8_lossy(&o.stdout).lines().any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| (a.to_owned() + " ").ends_with(&want))
+                    && l.split_whitespace().nth(3) == Some("0A")
+            }) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("nothing listens on port {port} in {}", self.0);
+    }
 }
 
 impl Drop for NetNs {

@@ -217,6 +217,9 @@ pub(super) struct Channels {
     pub err_wr: OwnedFd,
     /// `-t`: where the master of the VE's pty goes.
     pub tty: Option<OwnedFd>,
+    /// A network namespace of its own: a byte goes here once the init has made it (the
+    /// parent's hooks that need it wait for the byte).
+    pub net_ready: Option<OwnedFd>,
 }
 
 /// Closes every descriptor from `first` on except those in `keep` (close_range over the gaps).
@@ -250,6 +253,7 @@ pub(super) fn child_main(
         sync_rd,
         err_wr,
         tty: tty_sock,
+        net_ready,
     } = channels;
     // JCS_TIMING=1: where the init's time goes, from the parent's clone on (CLOCK_MONOTONIC
     // is shared by parent and child).
@@ -266,6 +270,16 @@ pub(super) fn child_main(
     lap("child running");
     // Die with the parent, so that no VE outlives `jcs run`.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    // The VE's network namespace, made here while the parent runs its hooks (see
+    // `plan::clone_flags`).
+    if let Some(ready) = net_ready {
+        // SAFETY: single-threaded process; moves only this process to a new namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            fail(&err_wr, EXIT_SETUP, &last_err("unshare network namespace"));
+        }
+        let _ = rustix::io::write(&ready, b"n");
+        lap("net");
+    }
     default_signals();
     // A session of its own: the VE never shares the caller's controlling terminal (TIOCSTI
     // on it, its job-control signals), whatever descriptors 0-2 are.

@@ -30,7 +30,7 @@ pub mod user;
 
 pub(crate) use child::{switch_user, Program};
 pub use parent::{interrupted, start, Running};
-pub use plan::{clone_flags, plan_mounts, Step};
+pub use plan::{clone_flags, own_net, plan_mounts, Step};
 
 use crate::cgroup::{CgroupError, VeCgroup};
 use model::{InnerPath, Limits, NetMode, VeId};

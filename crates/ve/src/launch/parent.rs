@@ -3,7 +3,7 @@
 //! that end a VE early.
 
 use super::child::{child_main, ExecSpec};
-use super::plan::{clone_flags, plan_mounts};
+use super::plan::{clone_flags, own_net, plan_mounts};
 use super::{Exit, Hooks, LaunchError, Phases, VeConfig};
 use crate::cgroup::{CgroupLayout, VeCgroup};
 use crate::fsops::Fs;
@@ -178,6 +178,12 @@ pub fn start(
     phases.mark("device program");
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+    let (net_rd, net_wr) = if own_net(cfg.net) {
+        let (r, w) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
     let (tty_parent, tty_child) = if cfg.tty {
         let (p, c) = crate::pty::channel()
             .map_err(LaunchError::Pipe)
@@ -206,6 +212,7 @@ pub fn start(
     if pid == 0 {
         drop(sync_wr);
         drop(err_rd);
+        drop(net_rd);
         child_main(
             &plan,
             &exec,
@@ -215,6 +222,7 @@ pub fn start(
                 sync_rd,
                 err_wr,
                 tty: tty_child,
+                net_ready: net_wr,
             },
             cloned_at,
         );
@@ -225,6 +233,8 @@ pub fn start(
     drop(sync_rd);
     drop(err_wr);
     drop(tty_child);
+    drop(net_wr);
+    let mut net_rd = net_rd.map(std::fs::File::from);
     let mut running = Running {
         pid,
         cgroup,
@@ -246,8 +256,18 @@ pub fn start(
         }
     }
     phases.mark("join cgroup");
+    // The bridge's hook moves a link into the VE's network namespace: it waits for the init
+    // to have made it. Every other hook runs meanwhile.
+    if cfg.net == NetMode::Bridge {
+        if let Err(e) = net_made(&mut net_rd, &mut running) {
+            return Err(abort(&mut running, e));
+        }
+    }
     if let Err(e) = hooks.before_release(pid, &running.cgroup) {
         return Err(abort(&mut running, LaunchError::Hook(e)));
+    }
+    if let Err(e) = net_made(&mut net_rd, &mut running) {
+        return Err(abort(&mut running, e));
     }
     phases.mark("hooks");
     let mut w = std::fs::File::from(sync_wr);
@@ -285,6 +305,31 @@ pub fn start(
         running.tty_master = crate::pty::recv_fd(&sock).map_err(LaunchError::Pipe)?;
     }
     Ok(running)
+}
+
+/// Waits (once) for the init's byte saying it made the VE's network namespace; a child that
+/// could not make it said why on its error pipe and exited.
+fn net_made(ready: &mut Option<std::fs::File>, running: &mut Running) -> Result<(), LaunchError> {
+    let Some(mut r) = ready.take() else {
+        return Ok(());
+    };
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(1) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            _ => break,
+        }
+    }
+    let mut msg = String::new();
+    if let Some(err) = running.err_rd.take() {
+        let _ = std::fs::File::from(err).read_to_string(&mut msg);
+    }
+    Err(LaunchError::Setup(if msg.is_empty() {
+        "the VE's init ended before it made its network namespace".into()
+    } else {
+        msg
+    }))
 }
 
 impl Running {

@@ -189,13 +189,18 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     steps
 }
 
-/// Clone flags of a VE.
-pub fn clone_flags(net: NetMode) -> libc::c_ulong {
-    let mut f = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    if net != NetMode::Host {
-        f |= libc::CLONE_NEWNET;
-    }
-    f as libc::c_ulong
+/// Clone flags of a VE's init. Its network namespace is not among them: the init makes it
+/// itself ([`own_net`]), while the parent runs its hooks — a new network namespace is most of
+/// what `clone` costs (≈ 0.7 ms of 1 here: the loopback device, its sysctl tables).
+pub fn clone_flags(_net: NetMode) -> libc::c_ulong {
+    (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
+        as libc::c_ulong
+}
+
+/// Whether the VE has a network namespace of its own (every mode but the maintenance mode's
+/// `host`), which its init unshares first thing.
+pub fn own_net(net: NetMode) -> bool {
+    net != NetMode::Host
 }
 
 #[cfg(test)]
@@ -284,13 +289,11 @@ mod tests {
         assert!(!plan
             .iter()
             .any(|s| matches!(s, Step::Sysfs { .. } | Step::LoopbackUp)));
-        assert_eq!(
-            clone_flags(NetMode::Host) & libc::CLONE_NEWNET as libc::c_ulong,
-            0
-        );
-        assert_ne!(
-            clone_flags(NetMode::None) & libc::CLONE_NEWNET as libc::c_ulong,
-            0
-        );
+        assert!(!own_net(NetMode::Host));
+        assert!(own_net(NetMode::None) && own_net(NetMode::Bridge));
+        // The init unshares it: never the clone's (the parent's) work.
+        for n in [NetMode::Host, NetMode::None, NetMode::Bridge] {
+            assert_eq!(clone_flags(n) & libc::CLONE_NEWNET as libc::c_ulong, 0);
+        }
     }
 }
