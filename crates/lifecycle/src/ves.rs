@@ -460,6 +460,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             app_version: u64::from(l.version),
             name: l.extras.name.clone(),
         });
+        m.ask_early();
         m
     });
     let storage_names = store_names(&l.app, &storage);

@@ -230,12 +230,47 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
         }
     };
     tracing::info!(socket = %sock.display(), "serving the host's stores");
+    let host = host.clone();
+    accept(&listener, move |conn| serve_host(conn, &host));
+    Ok(())
+}
+
+/// Serves each connection of `listener` on a thread of its own. The thread is made before
+/// the connection comes (a spare waits for it): a `jcs run` that connects does not wait for a
+/// thread to be made and first scheduled — a few hundred microseconds of every VE start on a
+/// busy host, whose two CPUs are building the VE meanwhile.
+fn accept(listener: &UnixListener, serve: impl Fn(UnixStream) + Send + Sync + 'static) {
+    type Serve = std::sync::Arc<dyn Fn(UnixStream) + Send + Sync>;
+    let serve: Serve = std::sync::Arc::new(serve);
+    let spare = |serve: &Serve| -> Option<mpsc::Sender<UnixStream>> {
+        let (tx, rx) = mpsc::channel::<UnixStream>();
+        let serve = serve.clone();
+        std::thread::Builder::new()
+            .name("jcs-conn".into())
+            .spawn(move || {
+                if let Ok(conn) = rx.recv() {
+                    serve(conn)
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    };
+    let mut next = spare(&serve);
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        let host = host.clone();
-        std::thread::spawn(move || serve_host(conn, &host));
+        let sent = match next.take() {
+            Some(tx) => tx.send(conn).map_err(|mpsc::SendError(c)| c),
+            None => Err(conn),
+        };
+        // No spare (it could not be made): a thread made now.
+        if let Err(conn) = sent {
+            let serve = serve.clone();
+            let _ = std::thread::Builder::new()
+                .name("jcs-conn".into())
+                .spawn(move || serve(conn));
+        }
+        next = spare(&serve);
     }
-    Ok(())
 }
 
 /// What the accept threads share: the monitor thread's queues and its eventfd.
@@ -299,14 +334,11 @@ fn serve_store(
     std::thread::Builder::new()
         .name("jcs-accept".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let tx = host.tx.clone();
-                let Ok(wake) = host.wake.try_clone() else {
-                    continue;
-                };
-                std::thread::spawn(move || serve(conn, index, tx, wake));
-            }
+            accept(&listener, move |conn| {
+                if let Ok(wake) = host.wake.try_clone() {
+                    serve(conn, index, host.tx.clone(), wake)
+                }
+            })
         })
         .map_err(os_err("start the accept thread"))?;
     Ok(())
