@@ -534,11 +534,7 @@ mod every_command {
             }
         }
         let mut found = vec![];
-        walk(
-            &<crate::Cli as clap::CommandFactory>::command(),
-            "",
-            &mut found,
-        );
+        walk(&crate::full_command(), "", &mut found);
         let covered = |cmd: &str| {
             OUTPUTS
                 .iter()
