@@ -1558,6 +1558,56 @@ fn root_one_daemon_serves_every_store_of_the_host() {
     assert_eq!(bpf_holders(&run).len(), 1);
 }
 
+/// A store whose host's daemon runs another jcs build (an upgrade while VEs run) gets a daemon
+/// of its own at once, and its VEs are recorded: the other build's daemon is left alone. (The
+/// first version waited for the host's lock until its 5 s deadline, and `jcs run`, which waits
+/// 5 s for its daemon, failed: "jcs daemon did not come up within 5 s".) The other build is
+/// this binary with another GNU build id.
+#[test]
+fn root_a_store_whose_hosts_daemon_is_of_another_build_gets_a_daemon_of_its_own_at_once() {
+    let (Some(a), Some(b)) = (Env::new(), Env::new()) else {
+        return;
+    };
+    let b = b.meeting_in(&a.run_dir());
+    a.standard_app();
+    b.standard_app();
+    let mut bin = std::fs::read(common::jcs_bin()).unwrap();
+    // The note: namesz 4, descsz 20, NT_GNU_BUILD_ID, "GNU\0", then the id.
+    let head = [4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0, b'G', b'N', b'U', 0];
+    let at = bin
+        .windows(head.len())
+        .position(|w| w == head)
+        .expect("a GNU build id note")
+        + head.len();
+    bin[at] ^= 0xff;
+    let other = a.home().join("jcs-other-build");
+    std::fs::write(&other, &bin).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new(&other)
+        .args(["run", "web", "--", "/bin/sh", "-c", "echo a > /data/a"])
+        .env("JCS_HOME", a.home())
+        .env("JCS_RUN_DIR", a.run_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let host = a.daemon_pid().expect("the other build's daemon");
+    let started = std::time::Instant::now();
+    b.sh_ok("echo b > /data/b");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "B's first run took {took:?}"
+    );
+    assert_ne!(b.daemon_pid(), Some(host), "B's store joined another build");
+    let lb = b.ok(&["log", "--json"]);
+    assert!(lb.contains("/data/b"), "{lb}");
+    let log = std::fs::read_to_string(b.home().join("daemon.log")).unwrap_or_default();
+    assert!(log.contains("runs another jcs build"), "{log}");
+    a.assert_clean();
+    b.assert_clean();
+}
+
 /// Killing the one daemon that serves two stores stops the recording of both, and loses
 /// nothing either acknowledged: its companion goes with it, the next run of either store
 /// starts a daemon that serves both again, and each store's running VE is recorded again after

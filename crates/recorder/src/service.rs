@@ -129,8 +129,18 @@ pub fn run(store: &Store, opts: Options) -> Result<()> {
             break None;
         };
         if activated.is_none() {
-            if let Some(host) = host_client()? {
-                return companion(host, &home, &opts);
+            match host_client() {
+                HostDaemon::Ours(host) => return companion(host, &home, &opts),
+                // It will not take this store: serve it alone now, not after the deadline
+                // (a `jcs run` waits 5 s for its daemon).
+                HostDaemon::OtherBuild(pid) => {
+                    tracing::warn!(
+                        pid,
+                        "the host's daemon runs another jcs build; this store gets a daemon of its own (a second set of BPF programs)"
+                    );
+                    break None;
+                }
+                HostDaemon::None => {}
             }
         }
         if rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
@@ -444,23 +454,27 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     })
 }
 
-/// A connection to the host's daemon, if one of this build answers on its socket (one of
-/// another build is left alone: this daemon then serves its store by itself).
-fn host_client() -> Result<Option<crate::Client>> {
+/// Who answers on the host's socket.
+enum HostDaemon {
+    /// A daemon of this build: it takes this store.
+    Ours(crate::Client),
+    /// A daemon of another build (its pid), left alone: this daemon serves its store itself.
+    OtherBuild(u32),
+    /// Nobody (yet).
+    None,
+}
+
+fn host_client() -> HostDaemon {
     let sock = host_socket();
     let Ok(mut c) = crate::Client::connect_to(&sock) else {
-        return Ok(None);
+        return HostDaemon::None;
     };
     match c.call(&Request::Status) {
-        Ok(Response::Status { build, .. }) if build == crate::protocol::build_id() => Ok(Some(c)),
-        Ok(Response::Status { pid, .. }) => {
-            tracing::warn!(
-                pid,
-                "the host's daemon runs another jcs build; this store gets a daemon of its own"
-            );
-            Ok(None)
+        Ok(Response::Status { build, .. }) if build == crate::protocol::build_id() => {
+            HostDaemon::Ours(c)
         }
-        _ => Ok(None),
+        Ok(Response::Status { pid, .. }) => HostDaemon::OtherBuild(pid),
+        _ => HostDaemon::None,
     }
 }
 
