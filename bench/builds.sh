@@ -31,9 +31,10 @@ for t in hyperfine gcc python3; do
   command -v "$t" >/dev/null || { echo "builds.sh: $t is missing (scripts/install-deps.sh --all)" >&2; exit 1; }
 done
 work=$(mktemp -d /tmp/jcs-bench-builds.XXXXXX)
-# Its daemons meet no other daemon of the host (two builds never join each other: their build
-# ids differ).
-export JCS_RUN_DIR="$work/run"
+# Each build's daemons meet in a run directory of their own: no other daemon of the host, and
+# not the other build's (which would not take the store — their build ids differ — but would
+# leave which one holds the host's lock to the order they start in).
+run_dir() { echo "$work/$1/run"; }
 daemon_stop() { # store
   if [ -f "$1/daemon.pid" ]; then
     local p; p=$(cat "$1/daemon.pid"); kill "$p" 2>/dev/null || true
@@ -49,7 +50,7 @@ for b in old new; do
   "$bin" --home "$work/$b" template create bb --busybox >/dev/null
   "$bin" --home "$work/$b" app create bench --template bb --persist /data >/dev/null
   cp "$work/syscall-loop" "$work/$b/persist/bench/data/"
-  "$bin" --home "$work/$b" run bench -- /usr/bin/true
+  JCS_RUN_DIR=$(run_dir "$b") "$bin" --home "$work/$b" run bench -- /usr/bin/true
 done
 res="$work/results"; : > "$res"
 json="$work/json"; mkdir -p "$json"
@@ -57,14 +58,15 @@ for mode in warm cold; do
   extra=(); [ "$mode" = cold ] && extra=(--prepare 'sleep 0.25')
   for b in old new; do
     echo "== VE start, $mode, $b" >&2
-    hyperfine -N --warmup 5 --runs "$runs" "${extra[@]}" --export-json "$json/$mode-$b.json" \
+    JCS_RUN_DIR=$(run_dir "$b") \
+      hyperfine -N --warmup 5 --runs "$runs" "${extra[@]}" --export-json "$json/$mode-$b.json" \
       "${!b} --home $work/$b run bench -- /usr/bin/true" >/dev/null
   done
 done
 for r in $(seq "$rounds"); do
   for b in old new; do
     echo "== per event, round $r/$rounds, $b" >&2
-    bin=${!b}; home="$work/$b"
+    bin=${!b}; home="$work/$b"; export JCS_RUN_DIR; JCS_RUN_DIR=$(run_dir "$b")
     for l in write openclose getppid; do
       case $l in write) f=/dev/shm/f ;; openclose) f=/data/f ;; *) f=- ;; esac
       echo "$b $l $("$bin" --home "$home" run bench -- /data/syscall-loop $l "$n" $f)" >> "$res"
