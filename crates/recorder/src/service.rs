@@ -406,7 +406,7 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     // the next variable id, reading only the open segment.
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
     // The open segment too (so far), so that a question reads only its newest bytes whole.
-    if let Err(e) = crate::index::index_open(&dir, &store.catalog) {
+    if let Err(e) = crate::index::index_open(&dir, &store.catalog, &|| true) {
         tracing::warn!(error = %e, "index of the open segment");
     }
     let running = running_ves(store);
@@ -414,11 +414,12 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     // Where the gaps of VEs that ran unrecorded start: their last records.
     let last_seen = crate::index::last_seen(&dir).unwrap_or_default();
     let catalog_path = store.layout.catalog();
+    let missed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
-        let (dir, catalog_path) = (dir.clone(), catalog_path.clone());
+        let (dir, catalog_path, missed) = (dir.clone(), catalog_path.clone(), missed.clone());
         std::thread::Builder::new()
             .name("jcs-indexer".into())
-            .spawn(move || indexer(&dir, &catalog_path))
+            .spawn(move || indexer(&dir, &catalog_path, &missed))
             .map_err(os_err("start the indexer thread"))?;
     }
     // A block (one fdatasync) at most every 10 ms under a steady stream; a VE that ends (an
@@ -451,6 +452,7 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
         unfinished,
         online: opts.online_t1.then(Online::new),
         metrics,
+        missed,
     })
 }
 
@@ -744,7 +746,7 @@ fn unfinished_ves(store: &Store, running: &[Rewatch]) -> Vec<(u64, u64)> {
 }
 
 /// Indexes each segment once it is sealed (they never change after that).
-fn indexer(dir: &Path, catalog: &Path) {
+fn indexer(dir: &Path, catalog: &Path, missed: &std::sync::atomic::AtomicBool) {
     // Background work: back to the default priority (the thread that starts it may run at
     // the recorder's).
     // SAFETY: setpriority on the calling thread (who 0) takes no pointer.
@@ -758,10 +760,11 @@ fn indexer(dir: &Path, catalog: &Path) {
     };
     loop {
         std::thread::sleep(std::time::Duration::from_secs(5));
-        if let Err(e) = crate::index::index_sealed_from_prefixes(dir, &cat) {
+        let missed = || missed.load(std::sync::atomic::Ordering::Acquire);
+        if let Err(e) = crate::index::index_sealed_from_prefixes(dir, &cat, &missed) {
             tracing::warn!(error = %e, "indexer");
         }
-        if let Err(e) = crate::index::index_open(dir, &cat) {
+        if let Err(e) = crate::index::index_open(dir, &cat, &missed) {
             tracing::warn!(error = %e, "indexer (open segment)");
         }
     }
@@ -787,6 +790,9 @@ struct Setup {
     unfinished: Vec<(u64, u64)>,
     online: Option<Online>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Set (for good) once the dictionary thread failed to write definitions or names: the
+    /// indexer then adds those of what it reads (see `index::index_open`).
+    missed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A store the monitor thread records: its journal writer, catalog and translator (variable
@@ -881,7 +887,12 @@ struct Dictionary {
 impl Dictionary {
     /// `wake`: the monitor thread's eventfd, written after each commit (the records waiting
     /// for it go to the journal at once, not at the next tick).
-    fn spawn(cat: store::Catalog, wake: OwnedFd) -> Result<Dictionary> {
+    /// `missed`: set when a write failed (the indexer then adds what it reads).
+    fn spawn(
+        cat: store::Catalog,
+        wake: OwnedFd,
+        missed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Dictionary> {
         let (tx, rx) = mpsc::channel::<Dict>();
         let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let done = committed.clone();
@@ -902,11 +913,14 @@ impl Dictionary {
                         }
                         count += 1;
                     }
-                    if let Err(e) = cat.add_vars(&vars) {
-                        tracing::warn!(error = %e, "catalog: variable definitions");
-                    }
-                    if let Err(e) = cat.add_names(&names) {
-                        tracing::warn!(error = %e, "catalog: names");
+                    let wrote = [
+                        cat.add_vars(&vars).map_err(|e| ("variable definitions", e)),
+                        cat.add_names(&names).map_err(|e| ("names", e)),
+                    ];
+                    for (what, e) in wrote.into_iter().filter_map(|r| r.err()) {
+                        tracing::warn!(error = %e, "catalog: {what} (the indexer adds them from the journal)");
+                        // Before the records that need them are released (`done` below).
+                        missed.store(true, std::sync::atomic::Ordering::Release);
                     }
                     done.store(count, std::sync::atomic::Ordering::Release);
                     let _ = rustix::io::write(&wake, &1u64.to_ne_bytes());
@@ -1010,11 +1024,12 @@ fn start_store(
         unfinished,
         online,
         metrics,
+        missed,
     } = setup;
     let cat = store::Catalog::open(&catalog)?;
     // (Its commits are a VE's start and end; a WAL checkpoint is the dictionary's to run.)
     cat.no_autocheckpoint();
-    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?, wake)?;
+    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?, wake, missed)?;
     let mut t = Translator::new(first_var, clock_offset_ns());
     // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
     // catalog holds every definition the journal has, by key.
@@ -1122,7 +1137,14 @@ fn route(
 ) {
     let mut pending = pending.borrow_mut();
     if stores.len() == 1 {
-        stores[0].events.borrow_mut().append(&mut pending);
+        // The batch changes hands, not place (an append copied every event once more; the
+        // store's translated buffer, empty, comes back with its capacity).
+        let mut events = stores[0].events.borrow_mut();
+        if events.is_empty() {
+            std::mem::swap(&mut *events, &mut *pending);
+        } else {
+            events.append(&mut pending);
+        }
         return;
     }
     for e in pending.drain(..) {
