@@ -913,12 +913,8 @@ impl Dictionary {
                         }
                         count += 1;
                     }
-                    let wrote = [
-                        cat.add_vars(&vars).map_err(|e| ("variable definitions", e)),
-                        cat.add_names(&names).map_err(|e| ("names", e)),
-                    ];
-                    for (what, e) in wrote.into_iter().filter_map(|r| r.err()) {
-                        tracing::warn!(error = %e, "catalog: {what} (the indexer adds them from the journal)");
+                    if let Err(e) = cat.add_vars_and_names(&vars, &names) {
+                        tracing::warn!(error = %e, "catalog: variable definitions and names (the indexer adds them from the journal)");
                         // Before the records that need them are released (`done` below).
                         missed.store(true, std::sync::atomic::Ordering::Release);
                     }

@@ -160,6 +160,9 @@ pub struct VeRow {
     pub name: Option<String>,
 }
 
+/// WAL pages after which a commit checkpoints (see `Catalog::open`).
+const CHECKPOINT_PAGES: u32 = 1024;
+
 #[derive(Debug)]
 pub struct Catalog {
     conn: Connection,
@@ -179,8 +182,13 @@ impl Catalog {
         // Each jcs process is usually the only connection; by default closing it would
         // checkpoint the WAL into the database and delete it — four fsyncs and an unlink per
         // command, 1-2 ms of every `jcs run`. Instead the WAL stays, and a commit checkpoints
-        // it once it holds 64 pages (a bounded amount to re-read when the next process opens
-        // the catalog). Committed transactions survive a crash of jcs either way; with
+        // it once it holds 1,024 pages (4 MiB: a bounded amount to re-read when a process
+        // opens the catalog while no other has it open). Not 64: the recorder's dictionary
+        // thread commits small batches all the time, rewriting the same index pages in each,
+        // and a checkpoint every 64 pages (two fsyncs, each page written) was half of its time
+        // in a VE that creates files; every connection has the same threshold, so that a
+        // `jcs run` is not the one that checkpoints what the dictionary wrote. Committed
+        // transactions survive a crash of jcs either way; with
         // synchronous=NORMAL a power failure can lose the last VE records (never the file):
         // changes to templates and apps are made durable at once by `durable()`.
         conn.set_db_config(
@@ -188,7 +196,7 @@ impl Catalog {
             true,
         )
         .map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 64)
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
             .map_err(open_err)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -303,6 +311,34 @@ impl Catalog {
             return Ok(());
         }
         let tx = self.conn.unchecked_transaction()?;
+        self.insert_vars(defs)?;
+        tx.commit().map_err(|source| StoreError::Sql {
+            what: "add variables to the catalog",
+            source,
+        })
+    }
+
+    /// [`Catalog::add_vars`] and [`Catalog::add_names`] in one transaction (one commit: the
+    /// recorder's dictionary thread, a batch at a time).
+    pub fn add_vars_and_names(
+        &self,
+        defs: &[(VarId, VarDef)],
+        names: &[model::at::Name],
+    ) -> Result<()> {
+        if defs.is_empty() && names.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        self.insert_vars(defs)?;
+        self.insert_names(names)?;
+        tx.commit().map_err(|source| StoreError::Sql {
+            what: "add variables and names to the catalog",
+            source,
+        })
+    }
+
+    fn insert_vars(&self, defs: &[(VarId, VarDef)]) -> Result<()> {
+        let tx = &self.conn;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO vars(id, name, def, key) VALUES (?1, ?2, ?3, ?4)",
@@ -321,10 +357,7 @@ impl Catalog {
                 }
             }
         }
-        tx.commit().map_err(|source| StoreError::Sql {
-            what: "add variables to the catalog",
-            source,
-        })
+        Ok(())
     }
 
     /// Adds names files got and lost (the journal's `N` records; one already there is kept).
@@ -333,6 +366,15 @@ impl Catalog {
             return Ok(());
         }
         let tx = self.conn.unchecked_transaction()?;
+        self.insert_names(names)?;
+        tx.commit().map_err(|source| StoreError::Sql {
+            what: "add names to the catalog",
+            source,
+        })
+    }
+
+    fn insert_names(&self, names: &[model::at::Name]) -> Result<()> {
+        let tx = &self.conn;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO names(time_ns, ve, var, path, store, bound) \
@@ -349,10 +391,7 @@ impl Catalog {
                 ])?;
             }
         }
-        tx.commit().map_err(|source| StoreError::Sql {
-            what: "add names to the catalog",
-            source,
-        })
+        Ok(())
     }
 
     /// Every name record with this path inside a VE (`path`) or this store-level name
