@@ -551,6 +551,18 @@ impl Translator {
     }
 
     fn var(&mut self, key: Key, def: impl FnOnce() -> VarDef, out: &mut Vec<Output>) -> VarId {
+        self.var_of(key, def, out, true)
+    }
+
+    /// [`Translator::var`]; `earlier`: whether an earlier recorder may have defined it (not a
+    /// file this call created: the catalog lookup is skipped).
+    fn var_of(
+        &mut self,
+        key: Key,
+        def: impl FnOnce() -> VarDef,
+        out: &mut Vec<Output>,
+        earlier: bool,
+    ) -> VarId {
         if let Some(id) = self.vars.get(&key) {
             return *id;
         }
@@ -561,7 +573,7 @@ impl Translator {
         // Its definition is written again (once per recorder): the journal stays self-
         // contained even where the one that defined it is gone (a store copied without its
         // journal, a segment summarized or damaged); a reader keeps either copy, they agree.
-        if !matches!(key, Key::Path(_)) {
+        if earlier && !matches!(key, Key::Path(_)) {
             if let Some(id) = self.known.as_mut().and_then(|k| (k.0)(&def)) {
                 self.vars.insert(key, id);
                 out.push(Output::Var(id, def));
@@ -597,6 +609,18 @@ impl Translator {
         path: Option<Vec<u8>>,
         out: &mut Vec<Output>,
     ) -> VarId {
+        self.file_var_of(file, path, out, false)
+    }
+
+    /// [`Translator::file_var`]; `created`: the call made the file (an open with O_CREAT and
+    /// O_EXCL that succeeded), so no earlier recorder knew it.
+    fn file_var_of(
+        &mut self,
+        file: Option<(u64, u64, u32)>,
+        path: Option<Vec<u8>>,
+        out: &mut Vec<Output>,
+        created: bool,
+    ) -> VarId {
         match (file, path) {
             (Some((dev, ino, gen)), path) => {
                 if let Some(id) = self.vars.get(&Key::File(dev, ino, gen)) {
@@ -606,7 +630,7 @@ impl Translator {
                     .filter(|p| p.first() == Some(&b'/') && !self.ttys.contains(&(dev, ino)))
                     .map(lossy)
                     .or_else(|| self.host_names.get(&(dev, ino)).cloned());
-                self.var(
+                self.var_of(
                     Key::File(dev, ino, gen),
                     || VarDef::Inode {
                         dev,
@@ -615,6 +639,7 @@ impl Translator {
                         name,
                     },
                     out,
+                    !created,
                 )
             }
             (None, Some(p)) => self.var(
@@ -928,7 +953,18 @@ impl Translator {
                     self.fds
                         .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
                 }
-                at.src = self.file_var(e.file, path.clone(), out);
+                // (openat2: the monitor put its open_how's flags in args[2].)
+                let flags = match sys.nr {
+                    n if n == libc::SYS_openat || n == libc::SYS_openat2 => e.args[2],
+                    #[cfg(target_arch = "x86_64")]
+                    n if n == libc::SYS_open => e.args[1],
+                    #[cfg(target_arch = "x86_64")]
+                    n if n == libc::SYS_creat => (libc::O_TRUNC | libc::O_WRONLY) as u64,
+                    _ => 0,
+                };
+                let excl = (libc::O_CREAT | libc::O_EXCL) as u64;
+                let created = e.ret >= 0 && flags & excl == excl;
+                at.src = self.file_var_of(e.file, path.clone(), out, created);
                 at.dst = mem;
                 if let (true, Some(p)) = (e.ret >= 0 && e.file.is_some(), &path) {
                     // The path is the file's name unless a symbolic link led elsewhere: the
@@ -941,15 +977,7 @@ impl Translator {
                     }
                 }
                 // O_TRUNC on a file opened for writing (creat: always) empties it: the open
-                // changed the file. (openat2: the monitor put its open_how's flags in args[2].)
-                let flags = match sys.nr {
-                    n if n == libc::SYS_openat || n == libc::SYS_openat2 => e.args[2],
-                    #[cfg(target_arch = "x86_64")]
-                    n if n == libc::SYS_open => e.args[1],
-                    #[cfg(target_arch = "x86_64")]
-                    n if n == libc::SYS_creat => (libc::O_TRUNC | libc::O_WRONLY) as u64,
-                    _ => 0,
-                };
+                // changed the file.
                 let truncs = flags & libc::O_TRUNC as u64 != 0
                     && flags & libc::O_ACCMODE as u64 != libc::O_RDONLY as u64;
                 if truncs && e.ret >= 0 && at.src != 0 {
@@ -2163,6 +2191,43 @@ mod tests {
         assert!(out
             .iter()
             .any(|o| matches!(o, Output::Integrity(s) if s.bytes == 50 && s.src == 1)));
+    }
+
+    /// A file an open made (O_CREAT with O_EXCL, and it succeeded) is new: no earlier
+    /// recorder can have defined it, and the catalog is not asked (a lookup per file was most
+    /// of the draining thread's work in a VE that creates files). An open that may have found
+    /// the file (O_CREAT alone, or a failed O_EXCL) still asks.
+    #[test]
+    fn a_file_an_exclusive_open_created_is_not_looked_up() {
+        let asked = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut t = Translator::new(100, 0);
+        let log = asked.clone();
+        t.set_known(move |d| {
+            if let VarDef::Inode { ino, .. } = d {
+                log.borrow_mut().push(*ino);
+            }
+            None
+        });
+        t.watch(55, 7);
+        let mut out = vec![];
+        for (ino, flags, ret) in [
+            (1, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 3),
+            (2, libc::O_CREAT | libc::O_WRONLY, 3),
+            (3, libc::O_WRONLY, 3),
+            (
+                4,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                -libc::EEXIST as i64,
+            ),
+        ] {
+            let mut o = ev(Kind::Syscall, nr::OPENAT, ret);
+            o.args[0] = libc::AT_FDCWD as u64;
+            o.args[2] = flags as u64;
+            o.data = format!("/data/f{ino}\0").into_bytes();
+            o.file = Some((2049, ino, 0));
+            t.push(&o, &mut out);
+        }
+        assert_eq!(*asked.borrow(), vec![2, 3, 4]);
     }
 
     /// A variable an earlier recorder defined keeps its id, and its definition is written
