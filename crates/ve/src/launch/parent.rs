@@ -173,9 +173,6 @@ pub fn start(
         let _ = cg.kill(fs);
         let _ = cg.remove(fs, Duration::from_secs(5));
     };
-    // Before any process is in it: the kernel allows the VE only the devices on the list.
-    crate::devices::restrict(&cgroup.v2).inspect_err(|_| cleanup_cgroup(&cgroup))?;
-    phases.mark("device program");
     let (sync_rd, sync_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (err_rd, err_wr) = pipe().inspect_err(|_| cleanup_cgroup(&cgroup))?;
     let (net_rd, net_wr) = if own_net(cfg.net) {
@@ -256,6 +253,13 @@ pub fn start(
         }
     }
     phases.mark("join cgroup");
+    // Before the release (nothing of the app runs before it; the init only builds the VE):
+    // the kernel allows the VE only the devices on the list. Loaded here, while the init
+    // makes its network namespace on the other CPU, not before the clone.
+    if let Err(e) = crate::devices::restrict(&running.cgroup.v2) {
+        return Err(abort(&mut running, e.into()));
+    }
+    phases.mark("device program");
     // The bridge's hook moves a link into the VE's network namespace: it waits for the init
     // to have made it. Every other hook runs meanwhile.
     if cfg.net == NetMode::Bridge {
