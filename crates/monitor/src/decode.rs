@@ -154,54 +154,9 @@ pub fn user_dev(kdev: u64) -> u64 {
     libc::makedev(major, minor)
 }
 
-impl Event {
-    /// An event with nothing in it (what [`decode_into`] fills).
-    pub const EMPTY: Event = Event {
-        time_ns: 0,
-        cgroup_id: 0,
-        pid: 0,
-        tid: 0,
-        kind: Kind::Syscall,
-        nr: 0,
-        ret: 0,
-        args: [0; 6],
-        file: None,
-        pos: None,
-        file2: None,
-        pos2: None,
-        size: 0,
-        enter_ns: 0,
-        flags: 0,
-        rule: 0,
-        data: Vec::new(),
-        data2: Vec::new(),
-    };
-}
-
-/// Decodes one record onto the end of `into`, built in place (the ring buffer's callback:
-/// a decoded event returned by value was copied once more into the batch, 232 bytes per
-/// event). Nothing is added when the record does not decode.
-pub fn decode_into(b: &[u8], into: &mut Vec<Event>) -> Result<(), DecodeError> {
-    into.push(Event::EMPTY);
-    let e = into.last_mut().expect("just pushed");
-    match fill(b, e) {
-        Ok(()) => Ok(()),
-        Err(x) => {
-            into.pop();
-            Err(x)
-        }
-    }
-}
-
 /// Decodes one record: the whole `struct jcs_event`, or its head alone (a record without path
 /// data; its path lengths are 0).
 pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
-    let mut e = Event::EMPTY;
-    fill(b, &mut e)?;
-    Ok(e)
-}
-
-fn fill(b: &[u8], e: &mut Event) -> Result<(), DecodeError> {
     if !(HEAD_SIZE..=EVENT_SIZE).contains(&b.len()) {
         return Err(DecodeError::Size(b.len()));
     }
@@ -212,7 +167,8 @@ fn fill(b: &[u8], e: &mut Event) -> Result<(), DecodeError> {
         jcs_kind::JCS_EV_EXIT => Kind::Exit,
         jcs_kind(k) => return Err(DecodeError::Kind(k)),
     };
-    for (i, a) in e.args.iter_mut().enumerate() {
+    let mut args = [0u64; 6];
+    for (i, a) in args.iter_mut().enumerate() {
         *a = u64_at(b, off::ARGS + 8 * i);
     }
     let (dev, ino, pos) = (
@@ -240,29 +196,31 @@ fn fill(b: &[u8], e: &mut Event) -> Result<(), DecodeError> {
             carried.saturating_sub(PATH_HALF),
         ));
     }
-    if path_len > 0 {
-        e.data.extend_from_slice(&b[P..P + path_len as usize]);
-    }
-    if path2_len > 0 {
-        e.data2
-            .extend_from_slice(&b[P + PATH_HALF..P + PATH_HALF + path2_len as usize]);
-    }
-    e.time_ns = u64_at(b, off::TIME);
-    e.cgroup_id = u64_at(b, off::CGROUP);
-    e.pid = u32_at(b, off::PID);
-    e.tid = u32_at(b, off::TID);
-    e.kind = kind;
-    e.nr = u32_at(b, off::NR);
-    e.ret = u64_at(b, off::RET) as i64;
-    e.file = (ino != 0).then_some((user_dev(dev), ino, u32_at(b, off::GEN)));
-    e.pos = (pos >= 0).then_some(pos);
-    e.file2 = (ino2 != 0).then_some((user_dev(dev2), ino2, u32_at(b, off::GEN2)));
-    e.pos2 = (pos2 >= 0).then_some(pos2);
-    e.size = u64_at(b, off::SIZE);
-    e.enter_ns = u64_at(b, off::ENTER);
-    e.flags = u32_at(b, off::FLAGS);
-    e.rule = u32_at(b, off::RULE);
-    Ok(())
+    let data = b[P..P + path_len as usize].to_vec();
+    let data2 = match path2_len {
+        0 => Vec::new(),
+        n => b[P + PATH_HALF..P + PATH_HALF + n as usize].to_vec(),
+    };
+    Ok(Event {
+        time_ns: u64_at(b, off::TIME),
+        cgroup_id: u64_at(b, off::CGROUP),
+        pid: u32_at(b, off::PID),
+        tid: u32_at(b, off::TID),
+        kind,
+        nr: u32_at(b, off::NR),
+        ret: u64_at(b, off::RET) as i64,
+        args,
+        file: (ino != 0).then_some((user_dev(dev), ino, u32_at(b, off::GEN))),
+        pos: (pos >= 0).then_some(pos),
+        file2: (ino2 != 0).then_some((user_dev(dev2), ino2, u32_at(b, off::GEN2))),
+        pos2: (pos2 >= 0).then_some(pos2),
+        size: u64_at(b, off::SIZE),
+        enter_ns: u64_at(b, off::ENTER),
+        flags: u32_at(b, off::FLAGS),
+        rule: u32_at(b, off::RULE),
+        data,
+        data2,
+    })
 }
 
 #[cfg(test)]
@@ -321,23 +279,6 @@ mod tests {
         );
         assert_eq!((PATH_MAX, PATH_HALF), (256, 128));
         assert_eq!(flag::SOCKET2, 32);
-    }
-
-    /// In place, the same event as by value; a record that does not decode adds nothing.
-    #[test]
-    fn decoding_into_a_batch_is_decoding() {
-        let mut batch = vec![];
-        decode_into(&record(), &mut batch).unwrap();
-        assert!(decode_into(&record()[..HEAD_SIZE - 1], &mut batch).is_err());
-        let mut head = record()[..HEAD_SIZE].to_vec();
-        head[136..138].copy_from_slice(&0u16.to_ne_bytes());
-        decode_into(&head, &mut batch).unwrap();
-        assert_eq!(
-            batch,
-            vec![decode(&record()).unwrap(), decode(&head).unwrap()]
-        );
-        assert_eq!(batch[0].path(), Some(&b"/etc"[..]));
-        assert!(batch[1].data.is_empty());
     }
 
     #[test]

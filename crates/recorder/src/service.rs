@@ -12,7 +12,7 @@
 use crate::protocol::{own_exe, socket_path, Request, Response};
 use crate::{io_err, os_err, RecorderError, Result};
 use model::at::{At, VarId};
-use monitor::decode::{decode_into, Event};
+use monitor::decode::{decode, Event};
 use monitor::loader::Monitor;
 use monitor::translate::{Output, Translator};
 use record::{Record, Tier, VeStats};
@@ -1160,7 +1160,9 @@ fn monitor_loop(
     let m = Monitor::start()?;
     let pending = std::cell::RefCell::new(Vec::<Event>::new());
     let ring = m.ring(|b| {
-        let _ = decode_into(b, &mut pending.borrow_mut());
+        if let Ok(e) = decode(b) {
+            pending.borrow_mut().push(e);
+        }
     })?;
     let epoll_err = |source: rustix::io::Errno| RecorderError::Os {
         what: "epoll",
