@@ -165,6 +165,43 @@ pub enum RecordError {
 
 impl Record {
     /// The record's bytes (its tag first), in the current version of its kind.
+    /// The record encoded as records of at most `limit` bytes each: a list record (definitions,
+    /// transactions, summaries, names, repairs, restores, execs) whose encoding is larger is
+    /// split in halves until each part fits, in order; a part that cannot be split (one
+    /// item) is returned as it is. A recorder that drained a long backlog at once made one
+    /// transactions record larger than a journal record may be (16 MiB): the journal refused
+    /// it and the recorder stopped.
+    pub fn encode_bounded(self, limit: usize) -> Vec<Vec<u8>> {
+        let whole = self.encode();
+        if whole.len() <= limit {
+            return vec![whole];
+        }
+        fn halves<T>(mut v: Vec<T>, make: impl Fn(Vec<T>) -> Record) -> Option<[Record; 2]> {
+            if v.len() < 2 {
+                return None;
+            }
+            let back = v.split_off(v.len() / 2);
+            Some([make(v), make(back)])
+        }
+        let parts = match self {
+            Record::Vars(v) => halves(v, Record::Vars),
+            Record::Ats(v) => halves(v, Record::Ats),
+            Record::Summaries { tier, sts } => halves(sts, |sts| Record::Summaries { tier, sts }),
+            Record::Names(v) => halves(v, Record::Names),
+            Record::Repairs(v) => halves(v, Record::Repairs),
+            Record::Restores(v) => halves(v, Record::Restores),
+            Record::Execs(v) => halves(v, Record::Execs),
+            Record::Stats(_) | Record::Policy(_) | Record::Ve(_) => None,
+        };
+        match parts {
+            Some(parts) => parts
+                .into_iter()
+                .flat_map(|p| p.encode_bounded(limit))
+                .collect(),
+            None => vec![whole],
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Record::Vars(defs) => {
@@ -641,6 +678,39 @@ mod tests {
         for (i, a) in kinds.iter().enumerate() {
             assert!(kinds[i + 1..].iter().all(|b| a != b), "{a:#x}");
         }
+    }
+
+    /// A record larger than the limit becomes several, each within it, that decode to the
+    /// same items in the same order; one within it stays one.
+    #[test]
+    fn a_record_over_the_limit_is_split_in_order() {
+        let ats: Vec<At> = (0..1000u64)
+            .map(|i| At {
+                time_ns: i,
+                off: i * 7,
+                ..at()
+            })
+            .collect();
+        let whole = Record::Ats(ats.clone()).encode();
+        assert_eq!(
+            Record::Ats(ats.clone()).encode_bounded(whole.len()),
+            vec![whole.clone()]
+        );
+        let limit = whole.len() / 10;
+        let parts = Record::Ats(ats.clone()).encode_bounded(limit);
+        assert!(parts.len() >= 10, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.len() <= limit));
+        let back: Vec<At> = parts
+            .iter()
+            .flat_map(|p| match Record::decode(p).unwrap() {
+                Record::Ats(a) => a,
+                r => panic!("{r:?}"),
+            })
+            .collect();
+        assert_eq!(back, ats);
+        // One item over the limit cannot be split: it stays whole.
+        let one = Record::Ats(vec![at()]);
+        assert_eq!(one.clone().encode_bounded(1), vec![one.encode()]);
     }
 
     /// Runs of transactions between the same ends give the same set of keys as one key list

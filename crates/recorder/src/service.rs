@@ -1806,14 +1806,14 @@ fn translate(
                 }
             }
         }
-        records.push(Record::Vars(vars).encode());
+        records.extend(Record::Vars(vars).encode_bounded(RECORD_BYTES));
     }
     if !names.is_empty() {
         dict.send(Dict::Names(names.clone()));
-        records.push(Record::Names(names).encode());
+        records.extend(Record::Names(names).encode_bounded(RECORD_BYTES));
     }
     if !execs.is_empty() {
-        records.push(Record::Execs(execs).encode());
+        records.extend(Record::Execs(execs).encode_bounded(RECORD_BYTES));
     }
 
     if let Some(o) = online {
@@ -1834,18 +1834,18 @@ fn translate(
             o.t1.take(&o.volatile, now_ns().saturating_sub(margin), force);
         if !sts.is_empty() {
             metrics.summaries.fetch_add(sts.len() as u64, Relaxed);
-            records.push(
+            records.extend(
                 Record::Summaries {
                     tier: Tier::T1,
                     sts,
                 }
-                .encode(),
+                .encode_bounded(RECORD_BYTES),
             );
         }
     }
     if !ats.is_empty() {
         metrics.count_ats(&ats);
-        records.push(Record::Ats(ats).encode());
+        records.extend(Record::Ats(ats).encode_bounded(RECORD_BYTES));
     }
     // After the batch's transactions: a record's window ended before them or with them (the
     // VE's end), so `jcs log` lists it where it closed.
@@ -1853,16 +1853,21 @@ fn translate(
         metrics
             .integrity_records
             .fetch_add(integrity.len() as u64, Relaxed);
-        records.push(
+        records.extend(
             Record::Summaries {
                 tier: Tier::Integrity,
                 sts: integrity,
             }
-            .encode(),
+            .encode_bounded(RECORD_BYTES),
         );
     }
     Ok(records)
 }
+
+/// The largest record the recorder writes: half what a journal record may be
+/// (`journal::format::MAX_RECORD`), so that a batch drained after a long stall (a stopped
+/// recorder, a flood) is several records, not one the journal refuses.
+const RECORD_BYTES: usize = journal::format::MAX_RECORD / 2;
 
 /// What a full disk cost: the transactions dropped per VE while the journal could not be
 /// written (the writer retries; gaps say what was lost once it writes again).
