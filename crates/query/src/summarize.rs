@@ -13,6 +13,10 @@ use record::{Record, Tier};
 use std::collections::HashSet;
 use std::path::Path;
 
+/// The largest record a summary file gets: half of what a journal record may be (a run of
+/// segments summarized at once can keep millions of transactions).
+const RECORD_BYTES: usize = journal::format::MAX_RECORD / 2;
+
 /// The tiers `--dry-run` can show besides the journal and T0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -321,9 +325,9 @@ fn summarize_run(
     };
     let n_sts = sts.len() as u64;
     if !kept_ats.is_empty() {
-        keep.push(Record::Ats(kept_ats).encode());
+        keep.extend(Record::Ats(kept_ats).encode_bounded(RECORD_BYTES));
     }
-    keep.push(Record::Summaries { tier, sts }.encode());
+    keep.extend(Record::Summaries { tier, sts }.encode_bounded(RECORD_BYTES));
     // Never larger than what it replaces: where summarizing does not pay (transfers that
     // do not repeat), the segments stay as they are.
     let segment_bytes: u64 = (a..=b)
@@ -559,7 +563,7 @@ pub fn retain(
                 .map(|f| f.st)
                 .collect(),
         };
-        keep.push(Record::Summaries { tier, sts: coarser }.encode());
+        keep.extend(Record::Summaries { tier, sts: coarser }.encode_bounded(RECORD_BYTES));
         let after = journal::summary::SUMMARY_HEADER_LEN as u64
             + zstd::bulk::compress(&keep.concat(), 9)
                 .map(|c| c.len() as u64)
