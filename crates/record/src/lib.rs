@@ -745,7 +745,7 @@ mod tests {
             let mut out = std::collections::BTreeSet::new();
             for a in ats {
                 let mut k = vec![];
-                Record::Ats(vec![a.clone()]).keys(&mut k);
+                Record::Ats(vec![*a]).keys(&mut k);
                 out.extend(k);
             }
             out
