@@ -1608,6 +1608,58 @@ fn root_a_store_whose_hosts_daemon_is_of_another_build_gets_a_daemon_of_its_own_
     b.assert_clean();
 }
 
+/// A batch of transactions larger than the recorder's record limit is written as several
+/// records, each within it, and nothing of it is lost: every write is in the journal, which
+/// verifies. (`JCS_RECORD_BYTES` lowers the limit — 8 MiB, half of what the journal takes —
+/// so that an ordinary batch splits; a batch drained after a stalled recorder under four
+/// flooders was one record over 16 MiB, which the journal refused, and the monitor stopped.)
+/// Negative control: without the variable, the same run writes transaction records larger
+/// than 4 KiB.
+#[test]
+fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let script = "exec 3>>/data/f; i=0; while [ $i -lt 2000 ]; do echo x >&3; i=$((i+1)); done";
+    let largest_ats = |env: &Env| {
+        let storage = journal::DirStorage::new(&env.home().join("journal")).unwrap();
+        journal::read_all(&storage)
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| matches!(record::Record::decode(r), Ok(record::Record::Ats(_))))
+            .map(|(_, r)| r.len())
+            .collect::<Vec<_>>()
+    };
+    let o = env
+        .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+        .env("JCS_RECORD_BYTES", "4096")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let writes = env
+        .log(1)
+        .iter()
+        .filter(|t| t["op"] == "write" && t["dst"] == "file:/data/f")
+        .count();
+    assert_eq!(writes, 2000);
+    env.ok(&["verify"]);
+    let sizes = largest_ats(&env);
+    assert!(
+        sizes.iter().all(|&n| n <= 4096) && sizes.len() > 4,
+        "transaction records: {sizes:?}"
+    );
+    // The negative control: a store whose daemon has the default limit.
+    let Some(other) = Env::new() else { return };
+    other.standard_app();
+    other.sh_ok(script);
+    assert!(
+        largest_ats(&other).iter().any(|&n| n > 4096),
+        "no batch over 4 KiB: {:?}",
+        largest_ats(&other)
+    );
+    env.assert_clean();
+    other.assert_clean();
+}
+
 /// Killing the one daemon that serves two stores stops the recording of both, and loses
 /// nothing either acknowledged: its companion goes with it, the next run of either store
 /// starts a daemon that serves both again, and each store's running VE is recorded again after

@@ -1806,14 +1806,14 @@ fn translate(
                 }
             }
         }
-        records.extend(Record::Vars(vars).encode_bounded(RECORD_BYTES));
+        records.extend(Record::Vars(vars).encode_bounded(record_bytes()));
     }
     if !names.is_empty() {
         dict.send(Dict::Names(names.clone()));
-        records.extend(Record::Names(names).encode_bounded(RECORD_BYTES));
+        records.extend(Record::Names(names).encode_bounded(record_bytes()));
     }
     if !execs.is_empty() {
-        records.extend(Record::Execs(execs).encode_bounded(RECORD_BYTES));
+        records.extend(Record::Execs(execs).encode_bounded(record_bytes()));
     }
 
     if let Some(o) = online {
@@ -1839,13 +1839,13 @@ fn translate(
                     tier: Tier::T1,
                     sts,
                 }
-                .encode_bounded(RECORD_BYTES),
+                .encode_bounded(record_bytes()),
             );
         }
     }
     if !ats.is_empty() {
         metrics.count_ats(&ats);
-        records.extend(Record::Ats(ats).encode_bounded(RECORD_BYTES));
+        records.extend(Record::Ats(ats).encode_bounded(record_bytes()));
     }
     // After the batch's transactions: a record's window ended before them or with them (the
     // VE's end), so `jcs log` lists it where it closed.
@@ -1858,7 +1858,7 @@ fn translate(
                 tier: Tier::Integrity,
                 sts: integrity,
             }
-            .encode_bounded(RECORD_BYTES),
+            .encode_bounded(record_bytes()),
         );
     }
     Ok(records)
@@ -1866,8 +1866,18 @@ fn translate(
 
 /// The largest record the recorder writes: half what a journal record may be
 /// (`journal::format::MAX_RECORD`), so that a batch drained after a long stall (a stopped
-/// recorder, a flood) is several records, not one the journal refuses.
-const RECORD_BYTES: usize = journal::format::MAX_RECORD / 2;
+/// recorder, a flood) is several records, not one the journal refuses. `JCS_RECORD_BYTES`
+/// lowers it (at least 256; the tests make ordinary batches split with it).
+fn record_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        let most = journal::format::MAX_RECORD / 2;
+        std::env::var("JCS_RECORD_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(most, |b| b.clamp(256, most))
+    })
+}
 
 /// What a full disk cost: the transactions dropped per VE while the journal could not be
 /// written (the writer retries; gaps say what was lost once it writes again).
