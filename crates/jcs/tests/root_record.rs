@@ -1621,7 +1621,7 @@ fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
     env.standard_app();
     let script = "exec 3>>/data/f; i=0; while [ $i -lt 2000 ]; do echo x >&3; i=$((i+1)); done";
     let largest_ats = |env: &Env| {
-        let storage = journal::DirStorage::new(&env.home().join("journal")).unwrap();
+        let storage = journal::DirStorage::new(env.home().join("journal")).unwrap();
         journal::read_all(&storage)
             .unwrap()
             .iter()
