@@ -446,8 +446,11 @@ fn root_a_published_port_reaches_the_ve() {
             .stdin(Stdio::null());
         c
     };
+    // (-w 10: a first connection the relay forwards while the VE's address does not answer
+    // yet waits for it; with -w 2 it gave up, the VE's one-shot `nc -l` then served the
+    // abandoned connection, and every later try found nothing: the suite's rare failure.)
     let client = || {
-        ns.cmd("busybox", &["nc", "-w", "2", "127.0.0.1", "18080"])
+        ns.cmd("busybox", &["nc", "-w", "10", "127.0.0.1", "18080"])
             .stdin(Stdio::null())
             .output()
             .unwrap()
