@@ -1583,11 +1583,11 @@ fn root_a_store_whose_hosts_daemon_is_of_another_build_gets_a_daemon_of_its_own_
     let other = a.home().join("jcs-other-build");
     std::fs::write(&other, &bin).unwrap();
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let o = std::process::Command::new(&other)
-        .args(["run", "web", "--", "/bin/sh", "-c", "echo a > /data/a"])
-        .env("JCS_HOME", a.home())
-        .env("JCS_RUN_DIR", a.run_dir())
-        .stdin(std::process::Stdio::null())
+    let o = a
+        .cmd_of(
+            &other,
+            &["run", "web", "--", "/bin/sh", "-c", "echo a > /data/a"],
+        )
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

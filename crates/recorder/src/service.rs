@@ -845,6 +845,20 @@ impl Served {
         Ok(())
     }
 
+    /// Waits until everything handed to the journal writer is durable; the refusal to answer
+    /// when it is not (a full disk, a journal error).
+    fn wait_durable(&self) -> Option<Response> {
+        match self.last_ticket.map(|tk| self.writer.wait(tk)) {
+            Some(Err(e)) if e.is_disk_full() => Some(Response::Error {
+                message: disk_full_message(&self.journal_dir),
+            }),
+            Some(Err(e)) => Some(Response::Error {
+                message: format!("journal: {e}"),
+            }),
+            _ => None,
+        }
+    }
+
     /// Its events drained so far, as journal records ([`translate`]; `force`: its VE
     /// `ending` has ended).
     fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
@@ -1480,17 +1494,12 @@ fn monitor_loop(
                     let lost_some =
                         s.t.ve_of(cgroup_id)
                             .is_some_and(|ve| s.full.lost.contains_key(&ve));
-                    let r = match s.last_ticket.map(|tk| s.writer.wait(tk)) {
-                        Some(Err(e)) if e.is_disk_full() => Response::Error {
+                    let r = match s.wait_durable() {
+                        Some(refused) => refused,
+                        None if lost_some => Response::Error {
                             message: disk_full_message(&s.journal_dir),
                         },
-                        Some(Err(e)) => Response::Error {
-                            message: format!("journal: {e}"),
-                        },
-                        _ if lost_some => Response::Error {
-                            message: disk_full_message(&s.journal_dir),
-                        },
-                        _ => {
+                        None => {
                             if let Some(ve) = s.t.ve_of(cgroup_id) {
                                 if let Err(e) = s.cat.set_ve_record(ve, "complete") {
                                     tracing::error!(ve, error = %e, "catalog");
@@ -1513,7 +1522,12 @@ fn monitor_loop(
                     owner.remove(&cgroup_id);
                     r
                 }
-                (Request::Flush { cgroup_id }, Some(_)) => {
+                (Request::Flush { cgroup_id }, Some(s)) if s.t.ve_of(cgroup_id).is_none() => {
+                    Response::Error {
+                        message: format!("no VE of this store is in cgroup {cgroup_id}"),
+                    }
+                }
+                (Request::Flush { .. }, Some(_)) => {
                     // What the VE did up to now is in the ring buffer: drained, written and
                     // made durable like an Unwatch's, and the VE stays watched.
                     ring.consume()
@@ -1523,18 +1537,7 @@ fn monitor_loop(
                     let records = s.translate(false, None)?;
                     s.dict.flush();
                     s.offer(records)?;
-                    match s.last_ticket.map(|tk| s.writer.wait(tk)) {
-                        Some(Err(e)) if e.is_disk_full() => Response::Error {
-                            message: disk_full_message(&s.journal_dir),
-                        },
-                        Some(Err(e)) => Response::Error {
-                            message: format!("journal: {e}"),
-                        },
-                        _ if s.t.ve_of(cgroup_id).is_none() => Response::Error {
-                            message: format!("no VE of this store is in cgroup {cgroup_id}"),
-                        },
-                        _ => Response::Ok,
-                    }
+                    s.wait_durable().unwrap_or(Response::Ok)
                 }
                 (Request::Restored { restores }, Some(s)) => {
                     match submit(

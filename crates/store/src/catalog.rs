@@ -337,24 +337,23 @@ impl Catalog {
         })
     }
 
+    /// The rows of `defs`, in the caller's transaction.
     fn insert_vars(&self, defs: &[(VarId, VarDef)]) -> Result<()> {
-        let tx = &self.conn;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO vars(id, name, def, key) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut ends =
-                tx.prepare_cached("INSERT OR IGNORE INTO var_ends(addr, var) VALUES (?1, ?2)")?;
-            for (id, d) in defs {
-                st.execute(params![
-                    i64::from(*id),
-                    d.to_string(),
-                    to_json("a variable", d)?,
-                    VarKey::of(d).as_str()
-                ])?;
-                for e in ends_of(d) {
-                    ends.execute(params![e, i64::from(*id)])?;
-                }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO vars(id, name, def, key) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut ends = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO var_ends(addr, var) VALUES (?1, ?2)")?;
+        for (id, d) in defs {
+            st.execute(params![
+                i64::from(*id),
+                d.to_string(),
+                to_json("a variable", d)?,
+                VarKey::of(d).as_str()
+            ])?;
+            for e in ends_of(d) {
+                ends.execute(params![e, i64::from(*id)])?;
             }
         }
         Ok(())
@@ -373,23 +372,21 @@ impl Catalog {
         })
     }
 
+    /// The rows of `names`, in the caller's transaction.
     fn insert_names(&self, names: &[model::at::Name]) -> Result<()> {
-        let tx = &self.conn;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO names(time_ns, ve, var, path, store, bound) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for n in names {
-                st.execute(params![
-                    n.time_ns as i64,
-                    n.ve as i64,
-                    i64::from(n.var),
-                    n.path,
-                    n.store,
-                    n.bound
-                ])?;
-            }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO names(time_ns, ve, var, path, store, bound) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for n in names {
+            st.execute(params![
+                n.time_ns as i64,
+                n.ve as i64,
+                i64::from(n.var),
+                n.path,
+                n.store,
+                n.bound
+            ])?;
         }
         Ok(())
     }

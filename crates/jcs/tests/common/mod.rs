@@ -136,7 +136,12 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(jcs_bin());
+        self.cmd_of(Path::new(jcs_bin()), args)
+    }
+
+    /// [`Env::cmd`] with another jcs binary (a copy of another build).
+    pub fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
         c.args(args)
             .env("JCS_HOME", self.home())
             .env("JCS_RUN_DIR", self.run_dir())
@@ -500,19 +505,18 @@ impl NetNs {
     /// Waits (up to 10 s) until a TCP socket of this namespace listens on `port`: a server
     /// just spawned may not have bound yet, and a client that came first would be refused.
     pub fn wait_listening(&self, port: u16) {
-        let want = format!(":{port:04X} ");
+        let want = format!(":{port:04X}");
         for _ in 0..1000 {
             let o = self
                 .cmd("cat", &["/proc/net/tcp", "/proc/net/tcp6"])
                 .output()
                 .unwrap();
-            // st 0A: LISTEN.
-            if String::from_utf8_lossy(&o.stdout).lines().any(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|a| (a.to_owned() + " ").ends_with(&want))
-                    && l.split_whitespace().nth(3) == Some("0A")
-            }) {
+            // Columns: sl, local address (ADDR:PORT in hex), remote address, st (0A: LISTEN).
+            let listening = String::from_utf8_lossy(&o.stdout).lines().any(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                c.len() > 3 && c[1].ends_with(&want) && c[3] == "0A"
+            });
+            if listening {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

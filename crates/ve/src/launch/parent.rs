@@ -102,9 +102,9 @@ fn threads() -> usize {
 /// VE's cgroup2 directory (`clone3` with `CLONE_INTO_CGROUP`), which is atomic and avoids a
 /// cgroup migration; otherwise a plain `clone`, and the caller moves it. Returns the pid (0
 /// in the child) and whether the child was born in the cgroup.
-fn clone_into(net: NetMode, v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
+fn clone_into(v2_dir: &Path) -> io::Result<(libc::c_long, bool)> {
     use rustix::fs::{open, Mode, OFlags};
-    let flags = clone_flags(net) as u64;
+    let flags = clone_flags() as u64;
     if let Ok(dirfd) = open(
         v2_dir,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -199,7 +199,7 @@ pub fn start(
         1,
         "ve::launch::start clones: the calling process must be single-threaded"
     );
-    let (pid, born_in_v2) = match clone_into(cfg.net, &cgroup.v2) {
+    let (pid, born_in_v2) = match clone_into(&cgroup.v2) {
         Ok(x) => x,
         Err(e) => {
             cleanup_cgroup(&cgroup);
