@@ -132,3 +132,49 @@ fn root_a_dirties_file_lent_to_another_ve_carries_its_writes() {
     );
     env.assert_clean();
 }
+
+/// A VE maps a file of its dirties shared and writable, copies a persistent secret into it
+/// and unmaps it, then copies the file into persistent storage. overlayfs puts the upper file
+/// (a "backing file", another device and inode) in the mapping: the unmapping must still name
+/// the file the VE opened — one of its dirties, so part of its integrity record — not a file
+/// with no name (what it was before: `mmap ve:1 -> file:[DEV:INO:GEN]`, both ways, every
+/// shared mapping Chromium makes of its scratch files). Tracking goes through the file.
+#[test]
+fn root_unmapping_a_file_of_the_dirties_names_the_file_the_ve_mapped() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo map-secret > /data/secret");
+    env.sh_ok(
+        "head -c 8192 /dev/zero > /tmp/m; /data/boundary mremap-copy /tmp/m /data/secret && \
+         cat /tmp/m > /data/out",
+    );
+    let out = std::fs::read(env.home().join("persist/web/data/out")).unwrap();
+    assert!(
+        out[4096..].starts_with(b"map-secret\n"),
+        "the control: the secret went through the mapping"
+    );
+    let log = env.log(2);
+    let unnamed: Vec<_> = log
+        .iter()
+        .filter(|a| {
+            [&a["src"], &a["dst"]]
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.starts_with("file:[")))
+        })
+        .collect();
+    assert!(unnamed.is_empty(), "a file with no name: {unnamed:#?}");
+    let on_m: Vec<_> = log
+        .iter()
+        .filter(|a| a["op"].is_string() && (a["src"] == "file:/tmp/m" || a["dst"] == "file:/tmp/m"))
+        .collect();
+    assert!(on_m.is_empty(), "no transaction on /tmp/m: {on_m:#?}");
+    assert!(
+        log.iter()
+            .any(|a| a["summary"] == "integrity" && a["dst"] == "file:/tmp/m"),
+        "{log:#?}"
+    );
+    let back = env.reached(&["back", "persist:web:/data/out"]);
+    assert!(back.contains(&"file:/data/secret".to_string()), "{back:?}");
+    env.assert_clean();
+}

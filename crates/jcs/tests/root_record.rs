@@ -348,6 +348,45 @@ fn root_template_reads_are_counted_not_recorded() {
     env.assert_clean();
 }
 
+/// A process's own procfs entries are the VE's: writing /proc/PID/oom_score_adj (every
+/// Chromium process does, four transactions each before) or /proc/self/comm is counted, not
+/// recorded; a write to a persistent file in the same VE is (the control).
+#[test]
+fn root_a_processs_own_procfs_entries_are_inside() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok(
+        "echo 100 > /proc/self/oom_score_adj; echo 200 > /proc/$$/oom_score_adj; \
+         printf jcs > /proc/self/comm; cat /proc/$$/oom_score_adj > /data/adj",
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.home().join("persist/web/data/adj")).unwrap(),
+        "200\n",
+        "the control: the writes reached the kernel"
+    );
+    let ats = env.log(1);
+    let proc: Vec<_> = ats
+        .iter()
+        .filter(|a| {
+            [&a["src"], &a["dst"]]
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.starts_with("file:/proc/")))
+        })
+        .collect();
+    assert!(proc.is_empty(), "{proc:#?}");
+    assert!(
+        ats.iter()
+            .any(|a| a["op"] == "write" && a["dst"] == "file:/data/adj"),
+        "{ats:#?}"
+    );
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    assert!(
+        st["ves"][0]["dropped_by_name"]["write"].as_u64().unwrap() >= 3,
+        "{st}"
+    );
+    env.assert_clean();
+}
+
 #[test]
 fn root_log_filters() {
     let Some(env) = Env::new() else { return };

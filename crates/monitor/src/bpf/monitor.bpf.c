@@ -376,13 +376,15 @@ static __always_inline struct file *fd_file(struct task_struct *t, unsigned int 
  *                    the host's terminal, inherited by `jcs run`, stays recorded); an anonymous
  *                    inode (eventfd, timerfd, signalfd, epoll, inotify: counters and notices
  *                    between the VE's own threads); a data-less character device (null, zero,
- *                    full, random, urandom);
+ *                    full, random, urandom); a process's own procfs entries (/proc/PID/...,
+ *                    read or written: a process of the VE's pid namespace);
  *   JCS_FC_PRISTINE  reading it moves nothing across the boundary: a file that exists only in
  *                    a read-only branch of an overlay (the VE's template or app layers: an
  *                    overlay inode without an upper dentry, pristine by construction), or a
  *                    view of the kernel's state (procfs, sysfs, cgroupfs) opened for reading
  *                    only (the VE's pid namespace shows only its own processes; a descriptor
- *                    opened for writing changes kernel state and stays recorded);
+ *                    opened for writing changes kernel state and stays recorded, except a
+ *                    process's own procfs entries, inside);
  *   JCS_FC_SOCKET    a socket;
  *   JCS_FC_TTY       a pseudo-terminal of the VE's devpts whose master JCS holds on the host
  *                    side (`jcs run -t`, `jcs exec -t`; the VE's `tty_mask`): the user's
@@ -406,11 +408,10 @@ static __always_inline struct dentry *ovl_upper(struct inode *inode)
 	return bpf_core_cast(oi, struct ovl_inode)->__upperdentry;
 }
 
-static __always_inline __u32 file_class(struct file *file)
+static __always_inline __u32 inode_class(struct file *file, struct inode *inode)
 {
-	if (!file)
+	if (!file || !inode)
 		return 0;
-	struct inode *inode = file->f_inode;
 	struct super_block *sb = inode->i_sb;
 	unsigned long magic = sb->s_magic;
 	__u32 mode = inode->i_mode & S_IFMT;
@@ -464,12 +465,51 @@ static __always_inline __u32 file_class(struct file *file)
 			    !bpf_map_lookup_elem(&escaped, &key))
 				c |= JCS_FC_OWN;
 		}
-	} else if (magic == PROC_SUPER_MAGIC || magic == SYSFS_MAGIC ||
-		   magic == CGROUP_SUPER_MAGIC || magic == CGROUP2_SUPER_MAGIC) {
+	} else if (magic == PROC_SUPER_MAGIC) {
+		/* A process's own entry (/proc/PID/...: oom_score_adj, comm, attr): the VE's pid
+		 * namespace shows only its processes, so writing one changes a process of this VE
+		 * (its memory variable), like reading it. */
+		void *pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
+		if (bpf_core_cast(pi, struct proc_inode)->pid)
+			c |= JCS_FC_INSIDE;
+		else if (!(file->f_mode & FMODE_WRITE))
+			c |= JCS_FC_PRISTINE;
+	} else if (magic == SYSFS_MAGIC || magic == CGROUP_SUPER_MAGIC ||
+		   magic == CGROUP2_SUPER_MAGIC) {
 		if (!(file->f_mode & FMODE_WRITE))
 			c |= JCS_FC_PRISTINE;
 	}
 	return c;
+}
+
+static __always_inline __u32 file_class(struct file *file)
+{
+	return file ? inode_class(file, file->f_inode) : 0;
+}
+
+/* f_mode's bit for a file embedded in a backing_file: 1 << 25 from Linux 6.5, 1 << 24 since
+ * 6.14 (where 1 << 25 became a fanotify bit). Either is only a hint; see mapped_inode. */
+#define JCS_FMODE_BACKING_ANY ((1U << 24) | (1U << 25))
+
+/* The inode a mapping's file stands for. overlayfs maps its real file (the upper one, or a
+ * lower one) into the memory and puts it in the vma as a "backing file", whose user path is
+ * the overlay's file the VE opened: the inode every other call of the VE names (its identity,
+ * its class — one of the VE's dirties, say). A file is taken for a backing file only when its
+ * user path is an overlay inode whose upper file, if it has one, is the file's own inode.
+ * Any other file stands for itself. */
+static __always_inline struct inode *mapped_inode(struct file *file)
+{
+	if (file->f_mode & JCS_FMODE_BACKING_ANY) {
+		struct backing_file *bf = bpf_core_cast(file, struct backing_file);
+		struct dentry *d = bf->user_path.dentry;
+		struct inode *user = d ? d->d_inode : NULL;
+		if (user && user->i_sb->s_magic == OVERLAYFS_SUPER_MAGIC) {
+			struct dentry *upper = ovl_upper(user);
+			if (!upper || upper->d_inode == file->f_inode)
+				return user;
+		}
+	}
+	return file->f_inode;
 }
 
 /* The identity of an inode: device, inode number and generation. An overlay inode keeps its
@@ -890,9 +930,10 @@ static __always_inline int enter_mprotect(struct inflight *f, struct task_struct
 	if (unmap && !(c.flags & VM_WRITE))
 		return 0;
 	struct file *file = bpf_core_cast(c.file, struct file);
-	if (file_class(file) & JCS_FC_INSIDE)
+	struct inode *inode = mapped_inode(file);
+	if (inode_class(file, inode) & JCS_FC_INSIDE)
 		return 0;
-	file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
+	inode_identity(inode, &f->dev, &f->ino, &f->gen);
 	f->pos = c.off;
 	return 1;
 }
