@@ -99,12 +99,74 @@ pub struct Store {
 /// The group whose members may read the journal and the catalog (`JCS_ANALYST_GROUP`, or
 /// `analyst_group` in /etc/jcs/config.toml: a name or a number; default `jcs-analyst`), when it
 /// exists.
-pub fn analyst_gid() -> Option<u32> {
+///
+/// Looked up in /etc/group first (where `groupadd` puts it), then through NSS (LDAP, sssd,
+/// systemd's userdb) — whose answer `cache` (the store's `analyst-group`) keeps for a minute,
+/// unless /etc/nsswitch.conf changed since: NSS loads its modules and looks in a dozen places
+/// for a group that is usually not there (0.5-0.7 ms, in every command run as root). A group
+/// made or removed elsewhere than /etc/group is therefore seen within a minute.
+pub fn analyst_gid(cache: &Path) -> Option<u32> {
     let g = std::env::var("JCS_ANALYST_GROUP").unwrap_or_else(|_| ANALYST_GROUP.into());
     if let Ok(n) = g.parse::<u32>() {
         return Some(n);
     }
-    let name = std::ffi::CString::new(g).ok()?;
+    if let Some(gid) = std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|t| group_in_file(&t, &g))
+    {
+        return Some(gid);
+    }
+    let now = std::time::SystemTime::now();
+    let nss_changed = std::fs::metadata("/etc/nsswitch.conf")
+        .and_then(|m| m.modified())
+        .ok();
+    if let Some(answer) = std::fs::metadata(cache)
+        .and_then(|m| m.modified())
+        .ok()
+        .filter(|&made| nss_changed.is_none_or(|c| c <= made))
+        .filter(|&made| {
+            now.duration_since(made)
+                .is_ok_and(|age| age < NSS_CACHE_FOR)
+        })
+        .and_then(|_| std::fs::read_to_string(cache).ok())
+        .and_then(|t| cached_answer(&t, &g))
+    {
+        return answer;
+    }
+    let answer = getgrnam(&g);
+    // A cache that cannot be written is looked up again next time.
+    let text = format!("{g}\t{}\n", answer.map_or("none".into(), |n| n.to_string()));
+    let tmp = cache.with_extension("tmp");
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, cache);
+    }
+    answer
+}
+
+/// How long an NSS answer about the analysts' group is kept.
+const NSS_CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The gid of group `name` in the text of a group(5) file.
+fn group_in_file(text: &str, name: &str) -> Option<u32> {
+    text.lines()
+        .map(|l| l.split(':'))
+        .find_map(|mut f| (f.next() == Some(name)).then(|| f.nth(1)?.parse().ok())?)
+}
+
+/// The cached answer for group `name` (`Some(None)`: it did not exist), if the cache is of it.
+fn cached_answer(text: &str, name: &str) -> Option<Option<u32>> {
+    let (n, gid) = text.trim_end().split_once('\t')?;
+    if n != name {
+        return None;
+    }
+    match gid {
+        "none" => Some(None),
+        g => g.parse().ok().map(Some),
+    }
+}
+
+fn getgrnam(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: a valid C string; the entry is read at once, before any other getgr* call.
     let gr = unsafe { libc::getgrnam(name.as_ptr()) };
     // SAFETY: a non-null pointer getgrnam returned.
@@ -137,7 +199,7 @@ fn secure(layout: &ve::Layout) -> Result<()> {
         Ok(())
     };
     let root = layout.root();
-    match analyst_gid() {
+    match analyst_gid(&root.join("analyst-group")) {
         Some(g) => set(root, 0o750, g)?,
         None => set(root, 0o700, 0)?,
     }
@@ -215,5 +277,67 @@ impl Store {
     pub fn ve_meta(&self, ve: model::VeId) -> Option<VeMeta> {
         let b = std::fs::read(self.layout.meta(ve).join("ve.json")).ok()?;
         serde_json::from_slice(&b).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_found_in_a_group_file_by_its_whole_name() {
+        let t = "root:x:0:\njcs-analyst-old:x:998:\njcs-analyst:x:999:alice,bob\nbad\n";
+        assert_eq!(group_in_file(t, "jcs-analyst"), Some(999));
+        assert_eq!(group_in_file(t, "root"), Some(0));
+        assert_eq!(group_in_file(t, "jcs"), None);
+        assert_eq!(group_in_file(t, "bad"), None);
+        assert_eq!(group_in_file("", "root"), None);
+    }
+
+    #[test]
+    fn a_cached_answer_is_of_one_group_and_says_whether_it_exists() {
+        assert_eq!(
+            cached_answer("jcs-analyst\t999\n", "jcs-analyst"),
+            Some(Some(999))
+        );
+        assert_eq!(
+            cached_answer("jcs-analyst\tnone\n", "jcs-analyst"),
+            Some(None)
+        );
+        // Another group's answer, or a damaged cache, is no answer: NSS is asked.
+        assert_eq!(cached_answer("other\t999\n", "jcs-analyst"), None);
+        assert_eq!(cached_answer("jcs-analyst\tx\n", "jcs-analyst"), None);
+        assert_eq!(cached_answer("", "jcs-analyst"), None);
+    }
+
+    /// Through NSS, cached: a group that is in no file is looked up once, then answered from
+    /// the cache (what the cache says is what comes back, even when it is not NSS's answer);
+    /// a cache older than a minute is looked up again.
+    #[test]
+    fn an_nss_answer_is_kept_a_minute() {
+        let d = std::env::temp_dir().join(format!("jcs-analyst-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let cache = d.join("analyst-group");
+        let name = "jcs-no-such-group-for-a-test";
+        std::env::set_var("JCS_ANALYST_GROUP", name);
+        assert_eq!(analyst_gid(&cache), None);
+        assert_eq!(
+            std::fs::read_to_string(&cache).unwrap(),
+            format!("{name}\tnone\n")
+        );
+        // The cache is what answers now.
+        std::fs::write(&cache, format!("{name}\t4242\n")).unwrap();
+        assert_eq!(analyst_gid(&cache), Some(4242));
+        // ... until it is older than a minute.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(61);
+        std::fs::File::options()
+            .write(true)
+            .open(&cache)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(analyst_gid(&cache), None);
+        std::env::remove_var("JCS_ANALYST_GROUP");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
