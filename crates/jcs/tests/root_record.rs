@@ -131,7 +131,42 @@ fn root_an_idle_daemon_has_no_programs_attached() {
             .any(|e| e["op"] == "write" && e["dst"].as_str().unwrap_or("").contains("/data/after")),
         "{log:?}"
     );
+    // Idle, its monitor thread wakes about once a second, not every 10 ms as while a VE
+    // runs (the control: the same count over a VE's run).
+    let idle = monitor_wakeups(pid, || {
+        std::thread::sleep(std::time::Duration::from_secs(3))
+    });
+    assert!(idle <= 10, "{idle} wake-ups in 3 s idle");
+    let busy = monitor_wakeups(pid, || {
+        env.sh_ok("sleep 1");
+    });
+    assert!(busy >= 50, "{busy} wake-ups over a VE's second");
     env.assert_clean();
+}
+
+/// How many times the daemon's monitor thread was switched out (it waits for work) while
+/// `during` ran.
+fn monitor_wakeups(pid: i32, during: impl FnOnce()) -> u64 {
+    let status = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default() == "jcs-monitor\n"
+        })
+        .expect("the daemon's monitor thread")
+        .path()
+        .join("status");
+    let switches = || {
+        std::fs::read_to_string(&status)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .unwrap()
+    };
+    let before = switches();
+    during();
+    switches() - before
 }
 
 /// The nice value of each of process `pid`'s threads, by thread name.

@@ -3,7 +3,7 @@
 //! loop per store and one for the host's socket (one short thread per connection), the
 //! monitor thread (BPF maps, ring buffer, a translator per store; woken by an eventfd for
 //! commands and by the ring buffer's epoll fd, with a 10 ms timeout because the kernel side
-//! batches wake-ups), a journal writer and an indexer per store.
+//! batches wake-ups — 1 s while idle), a journal writer and an indexer per store.
 //!
 //! Records written: `record::Record::Vars` (always before the first use of a variable),
 //! `Ats`, `Stats` when a VE is unwatched (with a gap transaction when records were lost), and
@@ -1210,12 +1210,24 @@ fn monitor_loop(
         flags: epoll::EventFlags::empty(),
         data: epoll::EventData::new_u64(0),
     }; 4];
-    let tick = rustix::time::Timespec {
+    // While anything is recorded, a turn every 10 ms at least (the kernel wakes the ring's
+    // reader only past `wakeup_bytes`); idle — no VE watched, the tracing programs detached,
+    // no full disk to retry — one a second: commands and new stores wake the loop themselves.
+    let busy_tick = rustix::time::Timespec {
         tv_sec: 0,
         tv_nsec: 10_000_000,
     };
+    let idle_tick = rustix::time::Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
     loop {
-        match epoll::wait(&ep, &mut evs, Some(&tick)) {
+        let idle = !m.attached()
+            && stores
+                .iter()
+                .all(|s| s.watched == 0 && s.full.since_ns.is_none());
+        let tick = if idle { &idle_tick } else { &busy_tick };
+        match epoll::wait(&ep, &mut evs, Some(tick)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(epoll_err(e)),
         }
