@@ -423,12 +423,14 @@ enum Cmd {
         after_help = "Dropped by classification: calls that JCS saw and counted but did not need to \
 record, because nothing crossed the VE's boundary: opens, reads and closes of files that exist only in \
 read-only branches; pipes, the VE's own ptys and socketpairs, loopback traffic; eventfds and other \
-anonymous inodes; /dev/null, zero, full, random, urandom; reads of /proc, /sys and cgroupfs; calls that \
+anonymous inodes; /dev/null, zero, full, random, urandom; reads of /proc, /sys and cgroupfs (and a process's own /proc/PID entries, written too); calls that \
 returned EAGAIN; calls that failed (ENOENT, ENOTDIR, EEXIST, ENXIO) on names outside the VE's persistent and \
 shared directories. Threads' starts and ends are not recorded either (process forks and exits are).\n\n\
 INTEGRITY: integrity records, and in parentheses the writes they stand for: what the VE wrote into \
 files of its dirties (its own copy-on-write layer), one record per file per second of writing, \
-instead of a transaction per write; the VE's reads back of those files are dropped."
+instead of a transaction per write; the VE's reads back of those files are dropped.\n\n\
+T1 SUMMARIES (shown when a daemon ran with --summarize online): the T1 summaries the recorder wrote \
+instead of transactions, and in parentheses the flows they stand for; NOT RECORDED leaves those out."
     )]
     Stats {
         /// Only this VE

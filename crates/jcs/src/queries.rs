@@ -390,32 +390,48 @@ pub fn stats(store: &Store, ve: Option<u64>, json: bool, strict: bool) -> Result
         })?;
         return Ok(strict_code(strict, skipped));
     }
-    let mut t = Table::new(&[
-        "VE",
-        "TRANSACTIONS",
-        "INTEGRITY",
+    // The summaries column only when a daemon summarized online.
+    let summarized = s.ves.iter().any(|v| v.summaries > 0);
+    let mut head = vec!["VE", "TRANSACTIONS", "INTEGRITY"];
+    if summarized {
+        head.push("T1 SUMMARIES");
+    }
+    head.extend([
         "SYSCALLS SEEN",
         "NOT RECORDED",
         "DROPPED",
         "LOST",
         "BY OPERATION",
     ]);
+    let mut t = Table::new(&head);
     for v in &s.ves {
-        t.row(vec![
+        let mut row = vec![
             v.ve.to_string(),
             v.transactions.to_string(),
             // Integrity records (the writes they stand for).
             format!("{} ({})", v.integrity_records, v.integrity_writes),
-            v.syscalls_seen.to_string(),
-            v.not_recorded().to_string(),
-            v.dropped_by_classification.to_string(),
-            v.records_lost.to_string(),
-            v.by_op
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ]);
+        ];
+        if summarized {
+            // Summaries (the flows they stand for).
+            row.push(format!("{} ({})", v.summaries, v.summarized_flows));
+        }
+        t.row(
+            [
+                row,
+                vec![
+                    v.syscalls_seen.to_string(),
+                    v.not_recorded().to_string(),
+                    v.dropped_by_classification.to_string(),
+                    v.records_lost.to_string(),
+                    v.by_op
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ],
+            ]
+            .concat(),
+        );
     }
     t.print();
     let denied: Vec<_> = s.ves.iter().filter(|v| !v.denials.is_empty()).collect();

@@ -754,6 +754,19 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
         reached.contains(&"file:/data/x") && reached.contains(&"ve:1"),
         "{j}"
     );
+    // Stats count the summaries and the flows they stand for, and do not call those calls
+    // "not recorded" (they were: summarized).
+    let st = env.json(&["stats", "--ve", "1", "--json"]);
+    let v = &st["ves"][0];
+    let summaries: usize = lines
+        .iter()
+        .filter(|l| l["summary"] == "T1" && l["ve"] == 1)
+        .count();
+    assert!(summaries >= 1);
+    assert_eq!(v["summaries"], summaries, "{st}");
+    assert!(v["summarized_flows"].as_u64().unwrap() >= 4, "{st}");
+    let table = env.ok(&["stats", "--ve", "1"]);
+    assert!(table.contains("T1 SUMMARIES"), "{table}");
     assert!(env.json(&["verify", "--json"])["first_problem"].is_null());
     env.assert_clean();
 }

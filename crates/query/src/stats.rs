@@ -28,6 +28,11 @@ pub struct VeSummary {
     pub integrity_records: u64,
     /// The calls (writes, truncates) those records stand for.
     pub integrity_writes: u64,
+    /// Summaries the recorder wrote instead of transactions (`jcs daemon --summarize online`:
+    /// T1, exact), between the VE's memory and what it read or wrote.
+    pub summaries: u64,
+    /// The flows those summaries stand for (about one per call; a shared mapping's two).
+    pub summarized_flows: u64,
     /// Transactions the VE's policy aborted.
     pub aborted_transactions: u64,
     /// Per rule of its policy that denied something: the kernel's exact count (network rules)
@@ -60,7 +65,7 @@ impl VeSummary {
             .map(|(_, v)| v)
             .sum();
         self.syscalls_seen
-            .saturating_sub(recorded_calls + self.integrity_writes)
+            .saturating_sub(recorded_calls + self.integrity_writes + self.summarized_flows)
     }
 }
 
@@ -155,8 +160,18 @@ pub fn stats(dir: &Path, ve: Option<u64>) -> Result<Stats> {
                     }
                 }
             }
-            Record::Summaries { .. }
-            | Record::Names(_)
+            Record::Summaries { sts, .. } => {
+                // (Online T1: one end of every flow is a VE's memory.)
+                for st in sts {
+                    let ve = memories.get(&st.src).or_else(|| memories.get(&st.dst));
+                    if let Some(&ve) = ve {
+                        let s = summary_of(&mut by_ve, ve);
+                        s.summaries += 1;
+                        s.summarized_flows += st.count;
+                    }
+                }
+            }
+            Record::Names(_)
             | Record::Repairs(_)
             | Record::Restores(_)
             | Record::Execs(_)
