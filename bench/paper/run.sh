@@ -166,14 +166,18 @@ ves = {v["ve"]: v for v in st["ves"]}
 def in_set(v):
     return sum(n for k, n in v["syscalls_by_name"].items() if k in names)
 v, s = ves[int(ve)], ves[int(sve)]
+# What the recorder wrote for the VE: its transactions, and the T1 summaries of a daemon that
+# summarized online (JCS_SUMMARIZE=online), which stand for transactions.
+def recorded(v):
+    return v["transactions"] + v.get("summaries", 0)
 tiers = {r["tier"]: r["records"] for r in sm["tiers"]}
 print(json.dumps({
     "workload": name, "seconds": float(secs), "host_set": host, "ve_set": in_set(v),
-    "jcs_transactions": v["transactions"], "jcs_not_recorded": v["dropped_by_classification"],
+    "jcs_transactions": recorded(v), "jcs_not_recorded": v["dropped_by_classification"],
     "audit_events": ev, "audit_bytes": by, "journal_bytes": int(jbytes),
-    "startup_ve_set": in_set(s), "startup_transactions": s["transactions"],
+    "startup_ve_set": in_set(s), "startup_transactions": recorded(s),
     "t1": tiers.get("T1"), "t2": tiers.get("T2"), "audit_lost": int(alost),
-    "others": [{"what": w, "ve_set": in_set(ves[int(o)]), "transactions": ves[int(o)]["transactions"]}
+    "others": [{"what": w, "ve_set": in_set(ves[int(o)]), "transactions": recorded(ves[int(o)])}
                for w, o in (x.split("=") for x in others.split())],
 }))
 PY
