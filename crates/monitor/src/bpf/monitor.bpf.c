@@ -978,10 +978,8 @@ int BPF_PROG(jcs_sys_enter, struct pt_regs *regs, long id)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
 	if (!want || !(*want & JCS_CAP_RECORD)) {
+		/* (Nothing in flight to clear: sys_exit ignores the calls JCS never records.) */
 		count(JCS_STAT_SKIPPED);
-		struct inflight *old = bpf_task_storage_get(&inflight, task, 0, 0);
-		if (old)
-			old->active = 0;
 		return 0;
 	}
 	struct inflight *f =
@@ -1171,15 +1169,10 @@ static __always_inline void remember_pipe(struct inflight *f)
 
 /* A call the kernel ran no sys_enter for: one the VE's pre-image supervisor answered (seccomp
  * skips the call, and sys_enter, when it answers). Its arguments are still in the registers. */
-static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
+static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs, __u32 nr,
+				      __u32 want)
 {
-#if defined(__TARGET_ARCH_x86)
-	__u32 nr = regs->orig_ax;
-#elif defined(__TARGET_ARCH_arm64)
-	__u32 nr = regs->syscallno;
-#endif
-	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
-	if (!want || !(*want & JCS_CAP_NOTIFIED))
+	if (!(want & JCS_CAP_NOTIFIED))
 		return 0;
 	__u64 cg;
 	struct jcs_ve *w = watched_cgroup(&cg);
@@ -1187,7 +1180,7 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 		return 0;
 	count(JCS_STAT_SEEN);
 	count_call(w->count_slot, nr, 0);
-	begin(f, nr, *want, regs);
+	begin(f, nr, want, regs);
 	f->count_slot = w->count_slot;
 	f->cgroup = cg;
 	f->budget = w->budget != 0;
@@ -1202,8 +1195,18 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 {
+	/* Every process of the host runs this while a VE is watched: a call JCS never records
+	 * costs it one (inlined) array lookup, no task storage. */
+#if defined(__TARGET_ARCH_x86)
+	__u32 nr = regs->orig_ax;
+#elif defined(__TARGET_ARCH_arm64)
+	__u32 nr = regs->syscallno;
+#endif
+	__u32 *want = bpf_map_lookup_elem(&interest, &nr);
+	if (!want || !(*want & (JCS_CAP_RECORD | JCS_CAP_NOTIFIED)))
+		return 0;
 	struct inflight *f = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!f || (!f->active && !late_enter(f, regs)))
+	if (!f || (!f->active && !late_enter(f, regs, nr, *want)))
 		return 0;
 	f->active = 0;
 	__u32 fl = f->flags;
