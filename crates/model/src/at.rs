@@ -366,27 +366,33 @@ impl Reader<'_> {
 
 /// Encodes a batch of ATs (see the module documentation).
 pub fn encode_batch(ats: &[At]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ats.len() * 12 + 4);
-    put(&mut out, ats.len() as u64);
+    let mut out = Vec::new();
+    encode_batch_into(ats, &mut out);
+    out
+}
+
+/// [`encode_batch`], appended to `out`.
+pub fn encode_batch_into(ats: &[At], out: &mut Vec<u8>) {
+    out.reserve(ats.len() * 12 + 4);
+    put(out, ats.len() as u64);
     let mut p = At::ZERO;
     for a in ats {
-        put(&mut out, zig(a.time_ns.wrapping_sub(p.time_ns) as i64));
-        put(&mut out, zig(a.ve.wrapping_sub(p.ve) as i64));
-        put(&mut out, zig(i64::from(a.pid) - i64::from(p.pid)));
-        put(&mut out, zig(i64::from(a.tid) - i64::from(a.pid)));
+        put(out, zig(a.time_ns.wrapping_sub(p.time_ns) as i64));
+        put(out, zig(a.ve.wrapping_sub(p.ve) as i64));
+        put(out, zig(i64::from(a.pid) - i64::from(p.pid)));
+        put(out, zig(i64::from(a.tid) - i64::from(a.pid)));
         out.push((a.op as u8) | ((a.status as u8) << 5));
-        put(&mut out, zig(i64::from(a.src) - i64::from(p.src)));
-        put(&mut out, zig(i64::from(a.dst) - i64::from(p.dst)));
+        put(out, zig(i64::from(a.src) - i64::from(p.src)));
+        put(out, zig(i64::from(a.dst) - i64::from(p.dst)));
         // Sequential I/O: the next offset usually is the previous end.
         put(
-            &mut out,
+            out,
             zig(a.off.wrapping_sub(p.off.wrapping_add(p.len)) as i64),
         );
-        put(&mut out, a.len);
-        put(&mut out, zig(a.result.wrapping_sub(a.len as i64)));
+        put(out, a.len);
+        put(out, zig(a.result.wrapping_sub(a.len as i64)));
         p = *a;
     }
-    out
 }
 
 /// Decodes a batch produced by [`encode_batch`]; rejects anything else without panicking.

@@ -171,6 +171,20 @@ impl Record {
     /// item) is returned as it is. A recorder that drained a long backlog at once made one
     /// transactions record larger than a journal record may be (16 MiB): the journal refused
     /// it and the recorder stopped.
+    /// [`Record::Ats`] of `ats` encoded as [`Record::encode_bounded`] would, from a slice
+    /// (the recorder keeps its buffer of transactions from batch to batch).
+    pub fn encode_ats_bounded(ats: &[model::at::At], limit: usize) -> Vec<Vec<u8>> {
+        let mut b = vec![tag::ATS];
+        model::at::encode_batch_into(ats, &mut b);
+        if b.len() <= limit || ats.len() < 2 {
+            return vec![b];
+        }
+        let (front, back) = ats.split_at(ats.len() / 2);
+        let mut parts = Record::encode_ats_bounded(front, limit);
+        parts.extend(Record::encode_ats_bounded(back, limit));
+        parts
+    }
+
     pub fn encode_bounded(self, limit: usize) -> Vec<Vec<u8>> {
         let whole = self.encode();
         if whole.len() <= limit {
@@ -211,7 +225,7 @@ impl Record {
             }
             Record::Ats(ats) => {
                 let mut b = vec![tag::ATS];
-                b.extend(model::at::encode_batch(ats));
+                model::at::encode_batch_into(ats, &mut b);
                 b
             }
             Record::Stats(s) => {
@@ -711,6 +725,13 @@ mod tests {
         // One item over the limit cannot be split: it stays whole.
         let one = Record::Ats(vec![at()]);
         assert_eq!(one.clone().encode_bounded(1), vec![one.encode()]);
+        // From a slice: the same records.
+        for limit in [whole.len(), limit, 1] {
+            assert_eq!(
+                Record::encode_ats_bounded(&ats, limit),
+                Record::Ats(ats.clone()).encode_bounded(limit)
+            );
+        }
     }
 
     /// Runs of transactions between the same ends give the same set of keys as one key list

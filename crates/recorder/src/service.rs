@@ -12,7 +12,7 @@
 use crate::protocol::{own_exe, socket_path, Request, Response};
 use crate::{io_err, os_err, RecorderError, Result};
 use model::at::{At, VarId};
-use monitor::decode::{decode, Event};
+use monitor::decode::Batch;
 use monitor::loader::Monitor;
 use monitor::translate::{Output, Translator};
 use record::{Record, Tier, VeStats};
@@ -817,7 +817,10 @@ struct Served {
     finished: HashSet<u64>,
     watched: usize,
     /// The ring buffer's events of this store's VEs, not yet translated.
-    events: std::cell::RefCell<Vec<Event>>,
+    events: std::cell::RefCell<Batch>,
+    /// What translating a batch gives, and its transactions: kept (empty) from batch to
+    /// batch, so each is filled in memory that is already there and warm.
+    scratch: Scratch,
     /// Batches of records waiting for the dictionary to commit what was sent before them
     /// (how much had been sent, the records), in order.
     held: std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
@@ -864,6 +867,7 @@ impl Served {
     fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
         translate(
             &self.events,
+            &mut self.scratch,
             &mut self.t,
             (&self.dict, &self.known),
             self.online.as_mut(),
@@ -1076,6 +1080,7 @@ fn start_store(
         finished: HashSet::new(),
         watched: 0,
         events: Default::default(),
+        scratch: Scratch::default(),
         held: Default::default(),
     };
     // VEs that ran on while no recorder recorded them: watched again, after a gap
@@ -1141,28 +1146,24 @@ fn start_store(
 /// The ring buffer's events, each to the store whose VE it is (those of no watched VE to the
 /// first store's translator, which has no VE for them either).
 fn route(
-    pending: &std::cell::RefCell<Vec<Event>>,
+    pending: &std::cell::RefCell<Batch>,
     owner: &std::collections::HashMap<u64, usize>,
     stores: &[Served],
 ) {
     let mut pending = pending.borrow_mut();
     if stores.len() == 1 {
         // The batch changes hands, not place (an append copied every event once more; the
-        // store's translated buffer, empty, comes back with its capacity).
-        let mut events = stores[0].events.borrow_mut();
-        if events.is_empty() {
-            std::mem::swap(&mut *events, &mut *pending);
-        } else {
-            events.append(&mut pending);
-        }
+        // store's translated batch, empty, comes back with its slots).
+        stores[0].events.borrow_mut().append(&mut pending);
         return;
     }
-    for e in pending.drain(..) {
+    for e in pending.events() {
         let i = owner.get(&e.cgroup_id).copied().unwrap_or(0);
         if let Some(s) = stores.get(i) {
             s.events.borrow_mut().push(e);
         }
     }
+    pending.clear();
 }
 
 fn monitor_loop(
@@ -1172,11 +1173,9 @@ fn monitor_loop(
     ready: &mpsc::Sender<std::result::Result<(), String>>,
 ) -> Result<()> {
     let m = Monitor::start()?;
-    let pending = std::cell::RefCell::new(Vec::<Event>::new());
+    let pending = std::cell::RefCell::new(Batch::default());
     let ring = m.ring(|b| {
-        if let Ok(e) = decode(b) {
-            pending.borrow_mut().push(e);
-        }
+        let _ = pending.borrow_mut().push_raw(b);
     })?;
     let epoll_err = |source: rustix::io::Errno| RecorderError::Os {
         what: "epoll",
@@ -1759,13 +1758,30 @@ impl Online {
     }
 }
 
+/// Buffers [`translate`] fills and empties at every batch.
+#[derive(Default)]
+struct Scratch {
+    out: Vec<Output>,
+    ats: Vec<At>,
+}
+
+impl Scratch {
+    /// Gives back what a large batch (a backlog) made them hold beyond an ordinary one's.
+    fn trim(&mut self) {
+        const KEPT: usize = Batch::KEPT * 2;
+        self.out.shrink_to(KEPT);
+        self.ats.shrink_to(KEPT);
+    }
+}
+
 /// Translates what the ring buffer delivered into journal records: variable definitions
 /// first, then the names files got and lost, then the transactions. New variables and names
 /// go to the catalog through the dictionary thread ([`Dictionary`]); the records reach the
 /// journal after it committed them ([`Served::offer`]), and a recorder that starts adds back
 /// what the journal has and the catalog lost (`index::next_var_id`, the indexes).
 fn translate(
-    pending: &std::cell::RefCell<Vec<Event>>,
+    pending: &std::cell::RefCell<Batch>,
+    scratch: &mut Scratch,
     t: &mut Translator,
     (dict, known): (&Dictionary, &store::Catalog),
     online: Option<&mut Online>,
@@ -1778,9 +1794,9 @@ fn translate(
     // steady stream grows it once, not at every batch.
     let mut events = pending.borrow_mut();
     metrics.events.fetch_add(events.len() as u64, Relaxed);
-    let mut out = Vec::with_capacity(events.len() + 8);
-    for e in events.iter() {
-        t.push(e, &mut out);
+    let out = &mut scratch.out;
+    for e in events.events() {
+        t.push(e, out);
     }
     // The batch's lookups of variables earlier recorders defined were one read transaction
     // (begun by the first of them, if any).
@@ -1789,13 +1805,14 @@ fn translate(
     drop(events);
     // Writes into the dirties, held as integrity records for at most a second (and until
     // the VE's end).
-    t.take_integrity(now_ns().saturating_sub(INTEGRITY_HOLD_NS), ending, &mut out);
+    t.take_integrity(now_ns().saturating_sub(INTEGRITY_HOLD_NS), ending, out);
     let mut vars = Vec::new();
     let mut names = Vec::new();
     let mut execs = Vec::new();
     let mut integrity = Vec::new();
-    let mut ats = Vec::with_capacity(out.len());
-    for o in out {
+    let ats = &mut scratch.ats;
+    ats.clear();
+    for o in out.drain(..) {
         match o {
             Output::Var(id, d) => vars.push((id, d)),
             Output::Name(n) => names.push(n),
@@ -1832,15 +1849,14 @@ fn translate(
     }
 
     if let Some(o) = online {
-        let flows = analysis::flows(&ats, |v| !o.not_files.contains(&v));
+        let flows = analysis::flows(ats, |v| !o.not_files.contains(&v));
         let moved: HashSet<usize> = flows.iter().map(|f| f.at).collect();
         o.t1.push(flows);
-        ats = ats
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !moved.contains(i))
-            .map(|(_, a)| a)
-            .collect();
+        let mut i = 0;
+        ats.retain(|_| {
+            i += 1;
+            !moved.contains(&(i - 1))
+        });
         // Arrival order across CPUs differs from time order by microseconds (a record is
         // stamped right after it is reserved): what is older than "now" minus a margin is
         // complete — 50 ms while VEs run, 1 ms when a VE has ended and its records were drained.
@@ -1859,8 +1875,8 @@ fn translate(
         }
     }
     if !ats.is_empty() {
-        metrics.count_ats(&ats);
-        records.extend(Record::Ats(ats).encode_bounded(record_bytes()));
+        metrics.count_ats(ats);
+        records.extend(Record::encode_ats_bounded(ats, record_bytes()));
     }
     // After the batch's transactions: a record's window ended before them or with them (the
     // VE's end), so `jcs log` lists it where it closed.
@@ -1876,6 +1892,8 @@ fn translate(
             .encode_bounded(record_bytes()),
         );
     }
+    scratch.ats.clear();
+    scratch.trim();
     Ok(records)
 }
 
