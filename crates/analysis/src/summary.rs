@@ -451,49 +451,183 @@ impl T1 {
 
 /// T1 as the daemon applies it, online, to transactions as they arrive: the flows before a
 /// cut-off time the caller chooses (a little before "now": arrival order across CPUs differs
-/// from time order by far less) are summarized as [`T1::new`] does; later ones wait. With
-/// `force` (a VE ended: its records must be written now) the later ones are emitted too,
-/// unmerged, so that a flow arriving late cannot fall inside a merged window.
-#[derive(Debug, Clone, Default)]
-pub struct OnlineT1 {
-    pending: Vec<Flow>,
-    /// The latest instant already emitted: flows at it may not open a summary (their
+/// from time order by far less) are summarized as [`T1::new`] does, and the summaries stay
+/// open from take to take — until a flow closes them as it would in [`T1::new`], or until
+/// they began before the caller's `old` (a bound on how long a flow is held in memory). Later
+/// flows wait. With `force` (a VE ended: its records must be written now) every open summary
+/// is emitted, and the later flows too, unmerged, so that a flow arriving late cannot fall
+/// inside a merged window.
+///
+/// Each flow comes with a payload `P` (the daemon's: its transaction); a summary that stands
+/// for one flow is emitted with that flow's payload, so that the caller can write the
+/// transaction itself (a summary of one flow would only be larger).
+#[derive(Debug, Clone)]
+pub struct OnlineT1<P> {
+    pending: Arrived<P>,
+    /// The open summaries by serial number, with the payload of their first flow.
+    sts: HashMap<u64, (Summary, P)>,
+    /// Which open summary takes a key's next flow.
+    open: HashMap<OnlineKey, u64>,
+    /// The open summaries' keys by source and by target (what closes them).
+    by_src: HashMap<VarId, Vec<OnlineKey>>,
+    by_dst: HashMap<VarId, Vec<OnlineKey>>,
+    /// Summaries in the order they opened (time order), with their first instant: the oldest
+    /// are emitted when they began before `old`.
+    opened: std::collections::VecDeque<(u64, u64)>,
+    serial: u64,
+    /// The latest instant already processed: flows at it may not open a summary (their
     /// instant's other flows were summarized without them).
     emitted: Option<u64>,
 }
 
-impl OnlineT1 {
-    pub fn new() -> OnlineT1 {
+type OnlineKey = (VarId, VarId, Option<Range>, Option<Range>);
+
+/// Flows with their payloads, as they arrived.
+type Arrived<P> = Vec<(Flow, P)>;
+
+impl<P> Default for OnlineT1<P> {
+    fn default() -> Self {
+        OnlineT1 {
+            pending: Vec::new(),
+            sts: HashMap::new(),
+            open: HashMap::new(),
+            by_src: HashMap::new(),
+            by_dst: HashMap::new(),
+            opened: Default::default(),
+            serial: 0,
+            emitted: None,
+        }
+    }
+}
+
+impl<P> OnlineT1<P> {
+    pub fn new() -> OnlineT1<P> {
         OnlineT1::default()
     }
 
-    pub fn push(&mut self, flows: impl IntoIterator<Item = Flow>) {
+    pub fn push(&mut self, flows: impl IntoIterator<Item = (Flow, P)>) {
         self.pending.extend(flows);
     }
 
-    /// The summaries of the flows before `cut` (and of all of them, unmerged from `cut` on,
-    /// with `force`).
-    pub fn take(&mut self, volatile: &HashSet<VarId>, cut: u64, force: bool) -> Vec<Summary> {
-        if self.pending.is_empty() {
-            return Vec::new();
+    /// Flows waiting for the cut, and summaries open (what a killed daemon would lose).
+    pub fn held(&self) -> (usize, usize) {
+        (self.pending.len(), self.sts.len())
+    }
+
+    /// Closes the open summary of `key`, if any, into `out`.
+    fn close(&mut self, key: &OnlineKey, out: &mut Vec<(Summary, P)>) {
+        if let Some(n) = self.open.remove(key) {
+            for (m, v) in [(&mut self.by_src, key.0), (&mut self.by_dst, key.1)] {
+                if let Some(l) = m.get_mut(&v) {
+                    l.retain(|k| k != key);
+                    if l.is_empty() {
+                        m.remove(&v);
+                    }
+                }
+            }
+            out.extend(self.sts.remove(&n));
         }
-        let (ready, held): (Vec<Flow>, Vec<Flow>) =
-            self.pending.drain(..).partition(|f| f.time < cut);
-        // Flows at an instant already (partly) emitted go out alone.
-        let (late, ready): (Vec<Flow>, Vec<Flow>) = ready
-            .into_iter()
-            .partition(|f| self.emitted.is_some_and(|e| f.time <= e));
-        let mut out: Vec<Summary> = late.iter().map(Summary::of).collect();
-        let mut emitted = ready.iter().chain(&late).map(|f| f.time).max();
-        out.extend(T1::new(&Graph::new(ready, volatile.clone())).sts);
+    }
+
+    /// Closes the open summaries a flow into `dst` and out of `src` would break.
+    fn close_touching(&mut self, f: &Flow, out: &mut Vec<(Summary, P)>) {
+        let keys: Vec<OnlineKey> = (self.by_src.get(&f.dst).into_iter().flatten())
+            .chain(self.by_dst.get(&f.src).into_iter().flatten())
+            .copied()
+            .collect();
+        for k in keys {
+            self.close(&k, out);
+        }
+    }
+
+    /// The summaries closed by the flows before `cut`, or begun before `old` (all of them,
+    /// and the flows from `cut` on unmerged, with `force`).
+    pub fn take(&mut self, cut: u64, old: u64, force: bool) -> Vec<(Summary, P)> {
+        let mut out = Vec::new();
+        let (mut ready, held): (Arrived<P>, Arrived<P>) =
+            self.pending.drain(..).partition(|(f, _)| f.time < cut);
+        ready.sort_by_key(|(f, _)| (f.time, f.at));
+        let mut rest = ready.into_iter().peekable();
+        let mut group: Vec<(Flow, P)> = Vec::new();
+        while let Some(first) = rest.next() {
+            let t = first.0.time;
+            group.clear();
+            group.push(first);
+            while let Some(next) = rest.next_if(|(f, _)| f.time == t) {
+                group.push(next);
+            }
+            // Flows at an instant already (partly) processed go out alone, and close what
+            // they would have closed.
+            if self.emitted.is_some_and(|e| t <= e) {
+                for (f, p) in group.drain(..) {
+                    self.close_touching(&f, &mut out);
+                    out.push((Summary::of(&f), p));
+                }
+                continue;
+            }
+            // A flow into an ST's source, or out of its target, closes it (same instant too).
+            for (f, _) in &group {
+                self.close_touching(f, &mut out);
+            }
+            let quiet: Vec<bool> = group
+                .iter()
+                .map(|(f, _)| !group.iter().any(|(g, _)| g.dst == f.src || g.src == f.dst))
+                .collect();
+            for ((f, p), quiet) in group.drain(..).zip(quiet) {
+                let key = (f.src, f.dst, f.src_range, f.dst_range);
+                match self.open.get(&key) {
+                    Some(n) if f.src != f.dst => {
+                        let (s, _) = self.sts.get_mut(n).expect("an open key has its summary");
+                        s.last = f.time;
+                        s.count += 1;
+                        s.bytes += f.len;
+                    }
+                    _ => {
+                        // Only an ST with nothing into its source or out of its target at its
+                        // first instant may take later flows.
+                        if f.src != f.dst && quiet {
+                            self.serial += 1;
+                            let n = self.serial;
+                            self.sts.insert(n, (Summary::of(&f), p));
+                            self.open.insert(key, n);
+                            self.by_src.entry(f.src).or_default().push(key);
+                            self.by_dst.entry(f.dst).or_default().push(key);
+                            self.opened.push_back((f.time, n));
+                        } else {
+                            out.push((Summary::of(&f), p));
+                        }
+                    }
+                }
+            }
+            self.emitted = self.emitted.max(Some(t));
+        }
+        // Summaries open too long are emitted (the next flow of their key opens another).
+        while let Some(&(first, n)) = self.opened.front() {
+            if !force && first >= old {
+                break;
+            }
+            self.opened.pop_front();
+            if let Some((s, _)) = self.sts.get(&n) {
+                let key = (s.src, s.dst, one_range(&s.src_part), one_range(&s.dst_part));
+                self.close(&key, &mut out);
+            }
+        }
         if force {
-            out.extend(held.iter().map(Summary::of));
-            emitted = emitted.max(held.iter().map(|f| f.time).max());
+            let late = held.iter().map(|(f, _)| f.time).max();
+            out.extend(held.into_iter().map(|(f, p)| (Summary::of(&f), p)));
+            self.emitted = self.emitted.max(late);
         } else {
             self.pending = held;
         }
-        self.emitted = self.emitted.max(emitted);
         out
+    }
+}
+
+/// The one byte range of an ST's side that T1 made (None: the whole variable).
+fn one_range(p: &Part) -> Option<Range> {
+    match p {
+        Part::Bytes(v) => v.first().copied(),
+        Part::Whole => None,
     }
 }
 
@@ -1053,19 +1187,23 @@ mod tests {
 
     #[test]
     fn online_t1_in_chunks_is_exact() {
-        // Flows arriving in time order, in random chunks, taken now and then and forced at
-        // random points: the summaries answer exactly as the oracle over all the flows.
+        // Flows arriving in time order, in random chunks, taken now and then, with summaries
+        // open too long emitted at random ages and everything forced at random points: the
+        // summaries answer exactly as the oracle over all the flows, and a summary of one flow
+        // carries that flow's payload.
         let mut r = Rng(0x0b5e_55ed_0000_0001);
+        let mut merged = 0;
         for _ in 0..50_000 {
             let g = random(&mut r);
             let mut o = OnlineT1::new();
             let hold = r.next(3);
+            let age = r.next(8);
             let mut sts = Vec::new();
             let mut i = 0;
             while i < g.flows.len() {
                 let n = 1 + r.next(4) as usize;
                 let end = (i + n).min(g.flows.len());
-                o.push(g.flows[i..end].iter().copied());
+                o.push(g.flows[i..end].iter().map(|f| (*f, *f)));
                 // Everything before the cut has arrived: it is at most the next flow's time.
                 let next = g
                     .flows
@@ -1073,9 +1211,19 @@ mod tests {
                     .map_or(g.flows[end - 1].time + 1, |f| f.time);
                 let cut = next.saturating_sub(hold);
                 i = end;
-                sts.extend(o.take(&g.volatile, cut, r.next(4) == 0));
+                sts.extend(o.take(cut, cut.saturating_sub(age), r.next(4) == 0));
             }
-            sts.extend(o.take(&g.volatile, u64::MAX, true));
+            sts.extend(o.take(u64::MAX, u64::MAX, true));
+            assert_eq!(o.held(), (0, 0));
+            for (s, f) in &sts {
+                assert_eq!((s.src, s.dst, s.first), (f.src, f.dst, f.time));
+                if s.count == 1 {
+                    assert_eq!(s, &Summary::of(f));
+                } else {
+                    merged += 1;
+                }
+            }
+            let sts: Vec<Summary> = sts.into_iter().map(|(s, _)| s).collect();
             assert_eq!(
                 sts.iter().map(|s| s.count).sum::<u64>(),
                 g.flows.len() as u64
@@ -1097,6 +1245,30 @@ mod tests {
                     t1.sts
                 );
             }
+        }
+        assert!(merged > 1000, "{merged}");
+    }
+
+    #[test]
+    fn online_t1_merges_across_takes_as_t1_does() {
+        // Taken one flow at a time, with nothing held too long, online T1 makes what T1 makes
+        // over all the flows at once.
+        let mut r = Rng(0x0b5e_55ed_0000_0002);
+        for _ in 0..20_000 {
+            let g = random(&mut r);
+            let mut o = OnlineT1::new();
+            let mut sts = Vec::new();
+            for (i, f) in g.flows.iter().enumerate() {
+                o.push([(*f, ())]);
+                let next = g.flows.get(i + 1).map_or(u64::MAX, |n| n.time);
+                sts.extend(o.take(next, 0, false).into_iter().map(|(s, _)| s));
+            }
+            sts.extend(o.take(u64::MAX, 0, true).into_iter().map(|(s, _)| s));
+            let mut want = T1::new(&g).sts;
+            let order = |s: &Summary| (s.first, s.src, s.dst, s.last, s.count);
+            sts.sort_by_key(order);
+            want.sort_by_key(order);
+            assert_eq!(sts, want, "{g:?}");
         }
     }
 

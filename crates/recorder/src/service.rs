@@ -862,12 +862,11 @@ impl Served {
         }
     }
 
-    /// Its events drained so far, as journal records ([`translate`]; `force`: its VE
-    /// `ending` has ended).
+    /// Its events drained so far, as journal records ([`translate`]; `force`: a VE ended
+    /// (`ending`) or asked for everything so far, so nothing may stay held).
     fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
         translate(
-            &self.events,
-            &mut self.scratch,
+            (&self.events, &mut self.scratch),
             &mut self.t,
             (&self.dict, &self.known),
             self.online.as_mut(),
@@ -1540,12 +1539,13 @@ fn monitor_loop(
                 }
                 (Request::Flush { .. }, Some(_)) => {
                     // What the VE did up to now is in the ring buffer: drained, written and
-                    // made durable like an Unwatch's, and the VE stays watched.
+                    // made durable like an Unwatch's (online T1's open summaries too: forced),
+                    // and the VE stays watched.
                     ring.consume()
                         .map_err(monitor::loader::MonitorError::Ring)?;
                     route(&pending, &owner, &stores);
                     let s = &mut stores[cmd.store];
-                    let records = s.translate(false, None)?;
+                    let records = s.translate(true, None)?;
                     s.dict.flush();
                     s.offer(records)?;
                     s.wait_durable().unwrap_or(Response::Ok)
@@ -1672,7 +1672,8 @@ const DAEMON_NICE: i32 = -10;
 const INTEGRITY_HOLD_NS: u64 = 1_000_000_000;
 
 /// Where the record of VE `ve` may stop short after a recorder that did not finish: its last
-/// record in the journal, less the integrity records the recorder may have held by then.
+/// record in the journal, less the integrity records (and online T1 summaries,
+/// [`ONLINE_HOLD_NS`]) the recorder may have held by then.
 fn lost_since(last_seen: &std::collections::HashMap<u64, u64>, ve: u64) -> u64 {
     match last_seen.get(&ve) {
         Some(&t) => t.saturating_sub(INTEGRITY_HOLD_NS).max(1),
@@ -1739,21 +1740,24 @@ fn ve_stats(
 }
 
 /// T1 summarization online (`jcs daemon --summarize online`): the transactions that move data
-/// reach the journal as T1 summaries, the others as transactions.
+/// reach the journal as T1 summaries (a summary of one flow as its transaction), the others
+/// as transactions. A summary stays open in memory for at most [`ONLINE_HOLD_NS`] (and until
+/// a VE ends).
 #[derive(Debug)]
 struct Online {
-    t1: analysis::summary::OnlineT1,
-    /// Variables that are not files (memories, endpoints, sockets), and the volatile ones.
+    t1: analysis::summary::OnlineT1<At>,
+    /// Variables that are not files (memories, endpoints, sockets).
     not_files: HashSet<VarId>,
-    volatile: HashSet<VarId>,
 }
+
+/// How long online T1 holds a summary open: as long as the dirties' integrity records.
+const ONLINE_HOLD_NS: u64 = INTEGRITY_HOLD_NS;
 
 impl Online {
     fn new() -> Online {
         Online {
             t1: analysis::summary::OnlineT1::new(),
             not_files: Default::default(),
-            volatile: Default::default(),
         }
     }
 }
@@ -1780,8 +1784,7 @@ impl Scratch {
 /// journal after it committed them ([`Served::offer`]), and a recorder that starts adds back
 /// what the journal has and the catalog lost (`index::next_var_id`, the indexes).
 fn translate(
-    pending: &std::cell::RefCell<Batch>,
-    scratch: &mut Scratch,
+    (pending, scratch): (&std::cell::RefCell<Batch>, &mut Scratch),
     t: &mut Translator,
     (dict, known): (&Dictionary, &store::Catalog),
     online: Option<&mut Online>,
@@ -1833,9 +1836,6 @@ fn translate(
                 if !d.is_file() {
                     o.not_files.insert(*id);
                 }
-                if d.is_volatile() {
-                    o.volatile.insert(*id);
-                }
             }
         }
         records.extend(Record::Vars(vars).encode_bounded(record_bytes()));
@@ -1850,19 +1850,34 @@ fn translate(
 
     if let Some(o) = online {
         let flows = analysis::flows(ats, |v| !o.not_files.contains(&v));
-        let moved: HashSet<usize> = flows.iter().map(|f| f.at).collect();
-        o.t1.push(flows);
+        let mut moved = vec![false; ats.len()];
+        for f in &flows {
+            moved[f.at] = true;
+        }
+        o.t1.push(flows.into_iter().map(|f| (f, ats[f.at])));
         let mut i = 0;
         ats.retain(|_| {
             i += 1;
-            !moved.contains(&(i - 1))
+            !moved[i - 1]
         });
         // Arrival order across CPUs differs from time order by microseconds (a record is
         // stamped right after it is reserved): what is older than "now" minus a margin is
         // complete — 50 ms while VEs run, 1 ms when a VE has ended and its records were drained.
+        let now = now_ns();
         let margin = if force { 1_000_000 } else { 50_000_000 };
-        let sts =
-            o.t1.take(&o.volatile, now_ns().saturating_sub(margin), force);
+        let mut sts = Vec::new();
+        for (st, at) in o.t1.take(
+            now.saturating_sub(margin),
+            now.saturating_sub(ONLINE_HOLD_NS),
+            force,
+        ) {
+            // A summary of one flow would only be larger than its transaction.
+            if st.count == 1 {
+                ats.push(at);
+            } else {
+                sts.push(st);
+            }
+        }
         if !sts.is_empty() {
             metrics.summaries.fetch_add(sts.len() as u64, Relaxed);
             records.extend(
