@@ -118,6 +118,9 @@ fn version_1_store_has_the_same_stats() {
         // ... and no integrity records (version 1 recorded every write).
         assert_eq!(v.remove("integrity_records"), Some(serde_json::json!(0)));
         assert_eq!(v.remove("integrity_writes"), Some(serde_json::json!(0)));
+        // ... and no online T1 summaries.
+        assert_eq!(v.remove("summaries"), Some(serde_json::json!(0)));
+        assert_eq!(v.remove("summarized_flows"), Some(serde_json::json!(0)));
     }
     let want: serde_json::Value = serde_json::from_str(&expected("stats.json")).unwrap();
     assert_eq!(got, want);
