@@ -391,8 +391,10 @@ enum Cmd {
     /// log is $JCS_HOME/daemon.log of the store jcs run started it for.
     ///
     /// With --summarize online (or JCS_SUMMARIZE=online in the environment of the jcs run that
-    /// starts it), the transactions that move data reach the journal as T1 summaries: the same
-    /// tracking answers, fewer records (docs/summarization.md); jcs log then lists summaries.
+    /// starts it), repeated transfers reach the journal as T1 summaries: the same tracking
+    /// answers, fewer records and bytes (a transfer that merges with nothing stays a
+    /// transaction); jcs log then lists summaries. A summary is held in memory for at most a
+    /// second, or until its VE ends (docs/summarization.md).
     ///
     /// Environment: JCS_SEGMENT_BYTES (journal segment size, default 64 MiB), JCS_SUMMARIZE,
     /// JCS_RUN_DIR (where the host's daemons meet: a store whose daemons meet elsewhere gets a

@@ -1,6 +1,7 @@
 //! The translator's CPU per record on one core, for an open+close loop of one file of
 //! persistent storage (what `bench/event-cost.sh`'s openclose loop sends, without the kernel
-//! and the journal): `cargo run --release -p monitor --example translate_rate -- [N]`.
+//! and the journal), or with `write` a loop of 1-byte writes to it (its write loop):
+//! `cargo run --release -p monitor --example translate_rate -- [N] [openclose|write]`.
 //! (Each record is cloned before it is pushed, as decoding makes a new one: that is counted.)
 use monitor::decode::{Event, Kind};
 use monitor::translate::Translator;
@@ -41,6 +42,31 @@ fn main() {
         ..open.clone()
     };
     let mut out = Vec::with_capacity(4096);
+    if std::env::args().nth(2).as_deref() == Some("write") {
+        t.push(&open, &mut out);
+        let write = Event {
+            nr: libc::SYS_write as u32,
+            ret: 1,
+            args: [3, 0, 1, 0, 0, 0],
+            data: Vec::new(),
+            data2: Vec::new(),
+            ..open.clone()
+        };
+        let t0 = std::time::Instant::now();
+        for i in 0..2 * n {
+            let mut w = write.clone();
+            w.time_ns = 1 + i as u64;
+            w.enter_ns = w.time_ns;
+            w.pos = Some(i as i64);
+            t.push(&w, &mut out);
+            if out.len() > 4000 {
+                out.clear();
+            }
+        }
+        let el = t0.elapsed();
+        println!("{:.1} ns per event", el.as_nanos() as f64 / (2 * n) as f64);
+        return;
+    }
     let t0 = std::time::Instant::now();
     for i in 0..n {
         let mut o = open.clone();

@@ -78,6 +78,29 @@ impl std::fmt::Debug for Known {
     }
 }
 
+/// A watched cgroup: its VE and what the translator needs of it at every event.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    ve: u64,
+    /// The tid of the VE's init (its calls are JCS's own, dropped).
+    init: Option<u32>,
+    /// Records received while it was watched.
+    received: u64,
+    /// The VE's memory variable (0 until its first event).
+    mem: VarId,
+}
+
+impl Watched {
+    fn new(ve: u64, init: Option<u32>) -> Watched {
+        Watched {
+            ve,
+            init,
+            received: 0,
+            mem: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Translator {
     known: Option<Known>,
@@ -85,10 +108,8 @@ pub struct Translator {
     host_names: HashMap<(u64, u64), String>,
     /// The ptys the user's terminal is proxied through (`host:pty`, whatever path opens them).
     ttys: HashSet<(u64, u64)>,
-    /// cgroup id → VE id.
-    ves: HashMap<u64, u64>,
-    /// cgroup id → the tid of the VE's init.
-    inits: HashMap<u64, u32>,
+    /// cgroup id → the VE's translation state (one lookup per event).
+    watched: HashMap<u64, Watched>,
     vars: HashMap<Key, VarId>,
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
@@ -103,8 +124,6 @@ pub struct Translator {
     maps: HashMap<u32, Vec<(VarId, u64, u64)>>,
     /// pid → working directory, when not `/`.
     cwd: HashMap<u32, Vec<u8>>,
-    /// cgroup id → records received while it was watched.
-    received: HashMap<u64, u64>,
     /// cgroup id → the directories where the VE's file system reaches outside it (its
     /// persistent and shared directories), when the watch named them.
     outside: HashMap<u64, Vec<Vec<u8>>>,
@@ -239,15 +258,13 @@ impl Translator {
             known: None,
             host_names: HashMap::default(),
             ttys: HashSet::default(),
-            ves: HashMap::default(),
-            inits: HashMap::default(),
+            watched: HashMap::default(),
             vars: HashMap::default(),
             next_var: first_var.max(1),
             fds: HashMap::default(),
             cwd: HashMap::default(),
             maps: HashMap::default(),
             udp: HashMap::default(),
-            received: HashMap::default(),
             outside: HashMap::default(),
             policies: HashMap::default(),
             store_names: HashMap::default(),
@@ -268,15 +285,29 @@ impl Translator {
     }
 
     pub fn watch(&mut self, cgroup_id: u64, ve: u64) {
-        self.ves.insert(cgroup_id, ve);
+        self.watch_as(cgroup_id, ve, None);
     }
 
     /// Like [`Translator::watch`], and the system calls of the VE's init (`init_tid`, JCS's
     /// own code that builds the VE before the app starts, and then only reaps) are not the
     /// app's interactions: they are dropped. Its fork of the app and its exit are kept.
     pub fn watch_with_init(&mut self, cgroup_id: u64, ve: u64, init_tid: u32) {
-        self.ves.insert(cgroup_id, ve);
-        self.inits.insert(cgroup_id, init_tid);
+        self.watch_as(cgroup_id, ve, Some(init_tid));
+    }
+
+    /// Watches `cgroup_id` as VE `ve` (again: what it received so far is kept).
+    fn watch_as(&mut self, cgroup_id: u64, ve: u64, init: Option<u32>) {
+        let w = self
+            .watched
+            .entry(cgroup_id)
+            .or_insert_with(|| Watched::new(ve, init));
+        if w.ve != ve {
+            w.mem = 0;
+        }
+        w.ve = ve;
+        if init.is_some() {
+            w.init = init;
+        }
     }
 
     /// Names the directories (absolute paths inside the VE) where the VE's file system reaches
@@ -379,7 +410,7 @@ impl Translator {
 
     /// The VE a watched cgroup belongs to.
     pub fn ve_of(&self, cgroup_id: u64) -> Option<u64> {
-        self.ves.get(&cgroup_id).copied()
+        self.watched.get(&cgroup_id).map(|w| w.ve)
     }
 
     /// The VE's policy and its storage mount points: a call that failed because the policy's
@@ -452,11 +483,9 @@ impl Translator {
 
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.policies.remove(&cgroup_id);
-        if let Some(ve) = self.ves.remove(&cgroup_id) {
-            self.names.remove(&ve);
+        if let Some(w) = self.watched.remove(&cgroup_id) {
+            self.names.remove(&w.ve);
         }
-        self.inits.remove(&cgroup_id);
-        self.received.remove(&cgroup_id);
         self.outside.remove(&cgroup_id);
         self.store_names.remove(&cgroup_id);
         self.dropped.remove(&cgroup_id);
@@ -512,7 +541,7 @@ impl Translator {
 
     /// The records of a watched cgroup received so far (the kernel emitted them).
     pub fn received(&self, cgroup_id: u64) -> u64 {
-        self.received.get(&cgroup_id).copied().unwrap_or(0)
+        self.watched.get(&cgroup_id).map_or(0, |w| w.received)
     }
 
     /// `path` of process `pid` made absolute: relative to descriptor `dirfd` (`AT_FDCWD` or
@@ -1391,13 +1420,14 @@ impl Translator {
 
     /// Translates one record. Records of cgroups that are not watched produce nothing.
     pub fn push(&mut self, e: &Event, out: &mut Vec<Output>) {
-        let Some(&ve) = self.ves.get(&e.cgroup_id) else {
+        let Some(w) = self.watched.get_mut(&e.cgroup_id) else {
             return;
         };
-        *self.received.entry(e.cgroup_id).or_default() += 1;
-        if e.kind == Kind::Syscall && self.inits.get(&e.cgroup_id) == Some(&e.pid) {
+        w.received += 1;
+        if e.kind == Kind::Syscall && w.init == Some(e.pid) {
             return;
         }
+        let (ve, mem) = (w.ve, w.mem);
         // A call the policy's mounts denied: aborted, with its rule.
         let denied;
         let e = if e.kind == Kind::Syscall && e.ret < 0 && e.rule == 0 && !self.policies.is_empty()
@@ -1420,7 +1450,16 @@ impl Translator {
                 self.ttys.insert((dev, ino));
             }
         }
-        let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
+        let mem = match mem {
+            0 => {
+                let mem = self.var(Key::Memory(ve), || VarDef::Memory { ve }, out);
+                if let Some(w) = self.watched.get_mut(&e.cgroup_id) {
+                    w.mem = mem;
+                }
+                mem
+            }
+            mem => mem,
+        };
         let mut at = At {
             time_ns: (e.time_ns as i64).wrapping_add(self.clock_offset_ns) as u64,
             ve,
