@@ -33,50 +33,39 @@ fn main() {
         data: path.clone(),
         data2: b"f\0".to_vec(),
     };
-    let close = Event {
-        nr: libc::SYS_close as u32,
-        ret: 0,
-        args: [3, 0, 0, 0, 0, 0],
+    // An event of the same file, descriptor 3, without paths.
+    let on_fd = |nr: i64, ret: i64, args: [u64; 6]| Event {
+        nr: nr as u32,
+        ret,
+        args,
         data: Vec::new(),
         data2: Vec::new(),
         ..open.clone()
     };
+    let close = on_fd(libc::SYS_close, 0, [3, 0, 0, 0, 0, 0]);
+    let write = on_fd(libc::SYS_write, 1, [3, 0, 1, 0, 0, 0]);
+    let writes = std::env::args().nth(2).as_deref() == Some("write");
     let mut out = Vec::with_capacity(4096);
-    if std::env::args().nth(2).as_deref() == Some("write") {
+    if writes {
         t.push(&open, &mut out);
-        let write = Event {
-            nr: libc::SYS_write as u32,
-            ret: 1,
-            args: [3, 0, 1, 0, 0, 0],
-            data: Vec::new(),
-            data2: Vec::new(),
-            ..open.clone()
-        };
-        let t0 = std::time::Instant::now();
-        for i in 0..2 * n {
-            let mut w = write.clone();
-            w.time_ns = 1 + i as u64;
-            w.enter_ns = w.time_ns;
-            w.pos = Some(i as i64);
-            t.push(&w, &mut out);
-            if out.len() > 4000 {
-                out.clear();
-            }
-        }
-        let el = t0.elapsed();
-        println!("{:.1} ns per event", el.as_nanos() as f64 / (2 * n) as f64);
-        return;
     }
+    // Event i of the loop (2n events): each cloned first, as decoding makes a new one.
+    let event = |i: usize| {
+        let mut e = match (writes, i % 2) {
+            (true, _) => Event {
+                pos: Some(i as i64),
+                ..write.clone()
+            },
+            (false, 0) => open.clone(),
+            (false, _) => close.clone(),
+        };
+        e.time_ns = 1 + i as u64;
+        e.enter_ns = e.time_ns;
+        e
+    };
     let t0 = std::time::Instant::now();
-    for i in 0..n {
-        let mut o = open.clone();
-        o.time_ns = 2 * i as u64;
-        o.enter_ns = o.time_ns;
-        t.push(&o, &mut out);
-        let mut c = close.clone();
-        c.time_ns = 2 * i as u64 + 1;
-        c.enter_ns = c.time_ns;
-        t.push(&c, &mut out);
+    for i in 0..2 * n {
+        t.push(&event(i), &mut out);
         if out.len() > 4000 {
             out.clear();
         }
