@@ -784,6 +784,70 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
     env.assert_clean();
 }
 
+/// Online T1 holds flows in memory (a summary stays open up to a second): a daemon killed then
+/// loses them, and the gap its VE gets must reach back before the first of them.
+#[test]
+fn root_what_a_killed_online_daemon_held_falls_inside_the_gap() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    // The daemon summarizes online (and stays up for the next runs).
+    env.sh_ok_with(&[("JCS_SUMMARIZE", "online")], "echo 0123456789 > /data/x");
+    // VE 2 reads /data/x again and again (one cat after another) until told to stop: the
+    // reads join open summaries.
+    let c = env.spawn_until_go(
+        "(while [ ! -e /data/go ]; do cat /data/x > /dev/null; done) & true",
+        "wait",
+    );
+    let summarized = |env: &Env| {
+        env.log(2)
+            .iter()
+            .any(|l| l["summary"] == "T1" && l["src"] == "file:/data/x")
+    };
+    assert!(wait_for(10, || summarized(&env)), "{:#?}", env.log(2));
+    env.kill_daemon();
+    env.go();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.sh_ok("true");
+    let lines = env.log(2);
+    // Each cat opened /data/x (a transaction, written at once), then read it: the reads in
+    // the journal are the first ones, the rest were held when the daemon died.
+    let mut opens: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["op"] == "open" && l["src"] == "file:/data/x")
+        .map(|l| l["time_ns"].as_u64().unwrap())
+        .collect();
+    opens.sort_unstable();
+    let recorded: u64 = lines
+        .iter()
+        .filter(|l| l["src"] == "file:/data/x")
+        .map(|l| match (&l["summary"], &l["op"]) {
+            (serde_json::Value::String(_), _) => l["count"].as_u64().unwrap(),
+            (_, op) if op == "read" && l["len"].as_u64() > Some(0) => 1,
+            _ => 0,
+        })
+        .sum();
+    let missing = opens.len() as u64 - recorded;
+    // Control: the kill did take reads the daemon held (more than the last one).
+    assert!(missing >= 2, "{} opens, {recorded} reads", opens.len());
+    let first_lost = opens[recorded as usize];
+    let gap = lines
+        .iter()
+        .find(|l| l["op"] == "gap")
+        .unwrap_or_else(|| panic!("no gap: {lines:#?}"));
+    assert!(
+        gap["off"].as_u64().unwrap() <= first_lost,
+        "the gap begins at {} after the first read lost ({first_lost}; {missing} lost): {gap}",
+        gap["off"]
+    );
+    env.assert_clean();
+}
+
 #[test]
 fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     let Some(env) = Env::new() else { return };
