@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# VE start and end against the size of the app's persistent storage: `jcs run APP -- true`
+# (busybox template, /data persistent) with 0, 1,000, 10,000 and 40,000 files in /data,
+# against bwrap running the same root file system with the same directory bound at /data,
+# measured in the same run with hyperfine (warm: back to back). jcs snapshots its storage
+# directories before and after each VE for the integrity report's storage changes
+# (lifecycle::ves::snapshot, storage_changes): this shows what that costs as they grow.
+#
+#   bench/ve-start-storage.sh [--runs N] [--sizes "0 1000 10000 40000"]
+#
+# Prints a Markdown table (medians in ms, jcs ÷ bwrap). Needs root, hyperfine, bubblewrap.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+runs=20
+sizes="0 1000 10000 40000"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --sizes) sizes=$2; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "ve-start-storage.sh: needs root" >&2; exit 1; }
+for t in hyperfine bwrap python3; do
+  command -v "$t" >/dev/null || { echo "ve-start-storage.sh: $t is missing (run ./setup.sh)" >&2; exit 1; }
+done
+jcs="$repo/target/release/jcs"
+[ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
+work=$(mktemp -d /tmp/jcs-bench-storage.XXXXXX)
+cleanup() {
+  [ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null && sleep 0.2
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
+"$jcs" template create bb --busybox >/dev/null
+"$jcs" app create bench --template bb --persist /data >/dev/null
+rootfs="$JCS_HOME/templates/bb/1"
+data="$JCS_HOME/persist/bench/data"
+"$jcs" run bench -- true # the daemon (stays up)
+echo "| files in /data | jcs run (ms) | bwrap (ms) | jcs ÷ bwrap |"
+echo "|---|---|---|---|"
+have=0
+for n in $sizes; do
+  # Files spread over directories of 1,000, as a profile or a mail store would be.
+  python3 - "$data" "$have" "$n" <<'PY'
+import os, sys
+d, have, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(have, n):
+    sub = os.path.join(d, "d%03d" % (i // 1000))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "f%06d" % i), "w") as f:
+        f.write("x" * (i % 4096))
+PY
+  have=$n
+  hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/h-$n.json" \
+    "$jcs run bench -- /usr/bin/true" \
+    "bwrap --bind $rootfs / --bind $data /data --proc /proc --dev /dev --unshare-all --die-with-parent /usr/bin/true" \
+    >/dev/null
+  python3 - "$work/h-$n.json" "$n" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+j, b = (x["median"] * 1000 for x in r)
+print(f"| {int(sys.argv[2]):,} | {j:.1f} | {b:.1f} | {j / b:.1f} |")
+PY
+done
