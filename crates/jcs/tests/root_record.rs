@@ -784,6 +784,21 @@ fn root_online_summarization_writes_t1_summaries_with_the_same_answers() {
     env.assert_clean();
 }
 
+/// Kills the store's daemon while the VE of `c` (from `spawn_until_go`) waits, lets it end,
+/// and checks that `jcs run` says its recording is incomplete (exit 122).
+fn kill_daemon_then_end(env: &Env, c: std::process::Child) -> std::process::Output {
+    env.kill_daemon();
+    env.go();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(122),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// Online T1 holds flows in memory (a summary stays open up to a second): a daemon killed then
 /// loses them, and the gap its VE gets must reach back before the first of them.
 #[test]
@@ -804,15 +819,7 @@ fn root_what_a_killed_online_daemon_held_falls_inside_the_gap() {
             .any(|l| l["summary"] == "T1" && l["src"] == "file:/data/x")
     };
     assert!(wait_for(10, || summarized(&env)), "{:#?}", env.log(2));
-    env.kill_daemon();
-    env.go();
-    let o = c.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(122),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    kill_daemon_then_end(&env, c);
     env.sh_ok("true");
     let lines = env.log(2);
     // Each cat opened /data/x (a transaction, written at once), then read it: the reads in
@@ -1225,15 +1232,7 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
         .log(1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
-    env.kill_daemon();
-    env.go();
-    let o = c.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(122),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    kill_daemon_then_end(&env, c);
     // Control: no gap yet (nobody could write one).
     assert!(!env.log(1).iter().any(|a| a["op"] == "gap"));
     // The next run starts a recorder, which finds VE 1 unfinished.
