@@ -639,7 +639,13 @@ impl<P> OnlineT1<P> {
             self.emitted = self.emitted.max(Some(t));
         }
         // Summaries open too long are emitted (the next flow of their key opens another).
-        while let Some(&(first, _)) = self.opened.front() {
+        while let Some(&(first, n)) = self.opened.front() {
+            // (An entry whose summary a flow closed already is only dropped: emitting the
+            // oldest open one in its place would end a summary that is not old.)
+            if !self.sts.contains_key(&n) {
+                self.opened.pop_front();
+                continue;
+            }
             if !force && first >= old {
                 break;
             }
