@@ -330,61 +330,21 @@ pub struct T1 {
 }
 
 impl T1 {
-    /// Summarizes a graph's flows (in time order).
+    /// Summarizes a graph's flows (in time order): what [`OnlineT1`] makes of them all at
+    /// once (no cut-off, nothing held too long, no bound on the open summaries), in the order
+    /// the summaries opened.
     pub fn new(g: &Graph) -> T1 {
-        let mut sts: Vec<Summary> = Vec::new();
-        let mut ranges = Vec::new();
-        type Key = (VarId, VarId, Option<Range>, Option<Range>);
-        let mut open: HashMap<Key, usize> = HashMap::new();
-        // The open STs' keys by source and by target: closing them costs what they are, not
-        // a scan of every open ST at every instant (which made T1 quadratic). A key may stay
-        // listed after its ST closed: removing it again closes a later ST of the same key,
-        // which the same flow would close anyway (the key holds both variables).
-        let mut by_src: HashMap<VarId, Vec<Key>> = HashMap::new();
-        let mut by_dst: HashMap<VarId, Vec<Key>> = HashMap::new();
-        let mut i = 0;
-        while i < g.flows.len() {
-            let mut j = i;
-            while j < g.flows.len() && g.flows[j].time == g.flows[i].time {
-                j += 1;
-            }
-            let group = &g.flows[i..j];
-            // A flow into an ST's source, or out of its target, closes it (same instant too).
-            for f in group {
-                for k in by_src.remove(&f.dst).into_iter().flatten() {
-                    open.remove(&k);
-                }
-                for k in by_dst.remove(&f.src).into_iter().flatten() {
-                    open.remove(&k);
-                }
-            }
-            for f in group {
-                let key = (f.src, f.dst, f.src_range, f.dst_range);
-                match open.get(&key) {
-                    Some(&n) if f.src != f.dst => {
-                        let s = &mut sts[n];
-                        s.last = f.time;
-                        s.count += 1;
-                        s.bytes += f.len;
-                    }
-                    _ => {
-                        sts.push(Summary::of(f));
-                        ranges.push((f.src_range, f.dst_range));
-                        // Only an ST with nothing into its source or out of its target at its
-                        // first instant may take later flows.
-                        let quiet = !group.iter().any(|g| g.dst == f.src || g.src == f.dst);
-                        if f.src != f.dst && quiet {
-                            open.insert(key, sts.len() - 1);
-                            by_src.entry(f.src).or_default().push(key);
-                            by_dst.entry(f.dst).or_default().push(key);
-                        }
-                    }
-                }
-            }
-            i = j;
-        }
+        let mut o = OnlineT1::with_cap(usize::MAX);
+        o.push(g.flows.iter().enumerate().map(|(i, f)| (*f, i)));
+        let mut sts = o.take(u64::MAX, 0, true);
+        // (By the position of each summary's first flow.)
+        sts.sort_unstable_by_key(|&(_, i)| i);
+        let ranges = sts
+            .iter()
+            .map(|&(_, i)| (g.flows[i].src_range, g.flows[i].dst_range))
+            .collect();
         T1 {
-            sts,
+            sts: sts.into_iter().map(|(s, _)| s).collect(),
             ranges,
             volatile: g.volatile.clone(),
         }
@@ -487,6 +447,9 @@ pub struct OnlineT1<P> {
     /// The latest instant already processed: flows at it may not open a summary (their
     /// instant's other flows were summarized without them).
     emitted: Option<u64>,
+    /// Per flow of the instant being processed, whether nothing at that instant flows into
+    /// its source or out of its target (kept: no allocation per instant).
+    quiet: Vec<bool>,
 }
 
 type OnlineKey = (VarId, VarId, Option<Range>, Option<Range>);
@@ -503,6 +466,7 @@ impl<P> Default for OnlineT1<P> {
             serial: 0,
             cap: Self::CAP,
             emitted: None,
+            quiet: Vec::new(),
         }
     }
 }
@@ -603,11 +567,14 @@ impl<P> OnlineT1<P> {
             for (f, _) in &group {
                 self.close_touching(f, &mut out);
             }
-            let quiet: Vec<bool> = group
-                .iter()
-                .map(|(f, _)| !group.iter().any(|(g, _)| g.dst == f.src || g.src == f.dst))
-                .collect();
-            for ((f, p), quiet) in group.drain(..).zip(quiet) {
+            self.quiet.clear();
+            self.quiet.extend(
+                group
+                    .iter()
+                    .map(|(f, _)| !group.iter().any(|(g, _)| g.dst == f.src || g.src == f.dst)),
+            );
+            for (i, (f, p)) in group.drain(..).enumerate() {
+                let quiet = self.quiet[i];
                 let key = (f.src, f.dst, f.src_range, f.dst_range);
                 match self.open.get(&key) {
                     Some(n) if f.src != f.dst => {
