@@ -1783,7 +1783,7 @@ fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let script = "exec 3>>/data/f; i=0; while [ $i -lt 2000 ]; do echo x >&3; i=$((i+1)); done";
-    let largest_ats = |env: &Env| {
+    let ats_record_sizes = |env: &Env| {
         let storage = journal::DirStorage::new(env.home().join("journal")).unwrap();
         journal::read_all(&storage)
             .unwrap()
@@ -1805,7 +1805,7 @@ fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
         .count();
     assert_eq!(writes, 2000);
     env.ok(&["verify"]);
-    let sizes = largest_ats(&env);
+    let sizes = ats_record_sizes(&env);
     assert!(
         sizes.iter().all(|&n| n <= 4096) && sizes.len() > 4,
         "transaction records: {sizes:?}"
@@ -1815,9 +1815,9 @@ fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
     other.standard_app();
     other.sh_ok(script);
     assert!(
-        largest_ats(&other).iter().any(|&n| n > 4096),
+        ats_record_sizes(&other).iter().any(|&n| n > 4096),
         "no batch over 4 KiB: {:?}",
-        largest_ats(&other)
+        ats_record_sizes(&other)
     );
     env.assert_clean();
     other.assert_clean();

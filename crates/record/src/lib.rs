@@ -164,13 +164,6 @@ pub enum RecordError {
 }
 
 impl Record {
-    /// The record's bytes (its tag first), in the current version of its kind.
-    /// The record encoded as records of at most `limit` bytes each: a list record (definitions,
-    /// transactions, summaries, names, repairs, restores, execs) whose encoding is larger is
-    /// split in halves until each part fits, in order; a part that cannot be split (one
-    /// item) is returned as it is. A recorder that drained a long backlog at once made one
-    /// transactions record larger than a journal record may be (16 MiB): the journal refused
-    /// it and the recorder stopped.
     /// [`Record::Ats`] of `ats` encoded as [`Record::encode_bounded`] would, from a slice
     /// (the recorder keeps its buffer of transactions from batch to batch).
     pub fn encode_ats_bounded(ats: &[model::at::At], limit: usize) -> Vec<Vec<u8>> {
@@ -185,7 +178,16 @@ impl Record {
         parts
     }
 
+    /// The record encoded as records of at most `limit` bytes each: a list record (definitions,
+    /// transactions, summaries, names, repairs, restores, execs) whose encoding is larger is
+    /// split in halves until each part fits, in order; a part that cannot be split (one
+    /// item) is returned as it is. A recorder that drained a long backlog at once made one
+    /// transactions record larger than a journal record may be (16 MiB): the journal refused
+    /// it and the recorder stopped.
     pub fn encode_bounded(self, limit: usize) -> Vec<Vec<u8>> {
+        if let Record::Ats(ats) = &self {
+            return Record::encode_ats_bounded(ats, limit);
+        }
         let whole = self.encode();
         if whole.len() <= limit {
             return vec![whole];
@@ -199,13 +201,12 @@ impl Record {
         }
         let parts = match self {
             Record::Vars(v) => halves(v, Record::Vars),
-            Record::Ats(v) => halves(v, Record::Ats),
             Record::Summaries { tier, sts } => halves(sts, |sts| Record::Summaries { tier, sts }),
             Record::Names(v) => halves(v, Record::Names),
             Record::Repairs(v) => halves(v, Record::Repairs),
             Record::Restores(v) => halves(v, Record::Restores),
             Record::Execs(v) => halves(v, Record::Execs),
-            Record::Stats(_) | Record::Policy(_) | Record::Ve(_) => None,
+            Record::Ats(_) | Record::Stats(_) | Record::Policy(_) | Record::Ve(_) => None,
         };
         match parts {
             Some(parts) => parts
@@ -216,6 +217,7 @@ impl Record {
         }
     }
 
+    /// The record's bytes (its tag first), in the current version of its kind.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Record::Vars(defs) => {
@@ -732,6 +734,25 @@ mod tests {
                 Record::Ats(ats.clone()).encode_bounded(limit)
             );
         }
+        // Every other list record splits the same way (names here), items in order.
+        let Some(Record::Names(one)) = samples()
+            .into_iter()
+            .find(|r| matches!(r, Record::Names(_)))
+        else {
+            panic!("a names sample")
+        };
+        let names: Vec<Name> = (0..200).flat_map(|_| one.clone()).collect();
+        let whole = Record::Names(names.clone()).encode();
+        let parts = Record::Names(names.clone()).encode_bounded(whole.len() / 10);
+        assert!(parts.len() >= 10 && parts.iter().all(|p| p.len() <= whole.len() / 10));
+        let back: Vec<Name> = parts
+            .iter()
+            .flat_map(|p| match Record::decode(p).unwrap() {
+                Record::Names(n) => n,
+                r => panic!("{r:?}"),
+            })
+            .collect();
+        assert_eq!(back, names);
     }
 
     /// Runs of transactions between the same ends give the same set of keys as one key list

@@ -1676,7 +1676,7 @@ const INTEGRITY_HOLD_NS: u64 = 1_000_000_000;
 /// [`ONLINE_HOLD_NS`]) the recorder may have held by then.
 fn lost_since(last_seen: &std::collections::HashMap<u64, u64>, ve: u64) -> u64 {
     match last_seen.get(&ve) {
-        Some(&t) => t.saturating_sub(INTEGRITY_HOLD_NS).max(1),
+        Some(&t) => t.saturating_sub(HELD_AT_MOST_NS).max(1),
         None => 0,
     }
 }
@@ -1752,6 +1752,13 @@ struct Online {
 
 /// How long online T1 holds a summary open: as long as the dirties' integrity records.
 const ONLINE_HOLD_NS: u64 = INTEGRITY_HOLD_NS;
+
+/// The longest the recorder holds anything it was given before writing it ([`lost_since`]).
+const HELD_AT_MOST_NS: u64 = if INTEGRITY_HOLD_NS > ONLINE_HOLD_NS {
+    INTEGRITY_HOLD_NS
+} else {
+    ONLINE_HOLD_NS
+};
 
 impl Online {
     fn new() -> Online {
