@@ -110,37 +110,59 @@ pub fn analyst_gid(cache: &Path) -> Option<u32> {
     if let Ok(n) = g.parse::<u32>() {
         return Some(n);
     }
-    if let Some(gid) = std::fs::read_to_string("/etc/group")
-        .ok()
-        .and_then(|t| group_in_file(&t, &g))
-    {
-        return Some(gid);
+    let system = GroupSources {
+        group: Path::new("/etc/group"),
+        nsswitch: Path::new("/etc/nsswitch.conf"),
+        nss: &getgrnam,
+    };
+    system.gid(&g, cache)
+}
+
+/// Where a group is looked up: a group(5) file, then NSS (`nss`, asked only when the answer
+/// `cache` holds is older than [`NSS_CACHE_FOR`] or than the `nsswitch` configuration).
+struct GroupSources<'a> {
+    group: &'a Path,
+    nsswitch: &'a Path,
+    nss: &'a dyn Fn(&str) -> Option<u32>,
+}
+
+impl GroupSources<'_> {
+    fn gid(&self, name: &str, cache: &Path) -> Option<u32> {
+        if let Some(gid) = std::fs::read_to_string(self.group)
+            .ok()
+            .and_then(|t| group_in_file(&t, name))
+        {
+            return Some(gid);
+        }
+        let now = std::time::SystemTime::now();
+        let nss_changed = std::fs::metadata(self.nsswitch)
+            .and_then(|m| m.modified())
+            .ok();
+        if let Some(answer) = std::fs::metadata(cache)
+            .and_then(|m| m.modified())
+            .ok()
+            .filter(|&made| nss_changed.is_none_or(|c| c <= made))
+            .filter(|&made| {
+                now.duration_since(made)
+                    .is_ok_and(|age| age < NSS_CACHE_FOR)
+            })
+            .and_then(|_| std::fs::read_to_string(cache).ok())
+            .and_then(|t| cached_answer(&t, name))
+        {
+            return answer;
+        }
+        let answer = (self.nss)(name);
+        // A cache that cannot be written is looked up again next time.
+        let text = format!(
+            "{name}\t{}\n",
+            answer.map_or("none".into(), |n| n.to_string())
+        );
+        let tmp = cache.with_extension("tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, cache);
+        }
+        answer
     }
-    let now = std::time::SystemTime::now();
-    let nss_changed = std::fs::metadata("/etc/nsswitch.conf")
-        .and_then(|m| m.modified())
-        .ok();
-    if let Some(answer) = std::fs::metadata(cache)
-        .and_then(|m| m.modified())
-        .ok()
-        .filter(|&made| nss_changed.is_none_or(|c| c <= made))
-        .filter(|&made| {
-            now.duration_since(made)
-                .is_ok_and(|age| age < NSS_CACHE_FOR)
-        })
-        .and_then(|_| std::fs::read_to_string(cache).ok())
-        .and_then(|t| cached_answer(&t, &g))
-    {
-        return answer;
-    }
-    let answer = getgrnam(&g);
-    // A cache that cannot be written is looked up again next time.
-    let text = format!("{g}\t{}\n", answer.map_or("none".into(), |n| n.to_string()));
-    let tmp = cache.with_extension("tmp");
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, cache);
-    }
-    answer
 }
 
 /// How long an NSS answer about the analysts' group is kept.
@@ -292,6 +314,77 @@ mod tests {
         assert_eq!(group_in_file(t, "jcs"), None);
         assert_eq!(group_in_file(t, "bad"), None);
         assert_eq!(group_in_file("", "root"), None);
+    }
+
+    /// NSS is asked once a minute at most: a fresh cached answer (a gid, or "none") is used;
+    /// an old one, one older than the NSS configuration, or one of another group is not; a
+    /// group of the group file needs no NSS at all.
+    #[test]
+    fn nss_is_asked_only_when_the_cached_answer_is_old() {
+        let d = tempfile::tempdir().unwrap();
+        let (group, nsswitch, cache) = (
+            d.path().join("group"),
+            d.path().join("nsswitch.conf"),
+            d.path().join("analyst-group"),
+        );
+        std::fs::write(&group, "root:x:0:\nfiles-group:x:77:\n").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::write(&nsswitch, "group: files ldap\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&nsswitch)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let asked = std::cell::Cell::new(0);
+        let answer = std::cell::Cell::new(Some(4242));
+        let nss = |_: &str| {
+            asked.set(asked.get() + 1);
+            answer.get()
+        };
+        let s = GroupSources {
+            group: &group,
+            nsswitch: &nsswitch,
+            nss: &nss,
+        };
+        let age = |t: std::time::SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(&cache)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        assert_eq!(s.gid("jcs-analyst", &cache), Some(4242));
+        assert_eq!(asked.get(), 1);
+        // Fresh: NSS is not asked again (the control for every case below).
+        assert_eq!(s.gid("jcs-analyst", &cache), Some(4242));
+        assert_eq!(asked.get(), 1);
+        // A minute old: asked again (the group went away meanwhile).
+        age(std::time::SystemTime::now() - NSS_CACHE_FOR - std::time::Duration::from_secs(1));
+        answer.set(None);
+        assert_eq!(s.gid("jcs-analyst", &cache), None);
+        assert_eq!(asked.get(), 2);
+        // "None" is an answer too, while fresh.
+        assert_eq!(s.gid("jcs-analyst", &cache), None);
+        assert_eq!(asked.get(), 2);
+        // NSS configured anew after a fresh answer: asked again.
+        let now = std::time::SystemTime::now();
+        age(now - std::time::Duration::from_secs(10));
+        std::fs::File::options()
+            .write(true)
+            .open(&nsswitch)
+            .unwrap()
+            .set_modified(now - std::time::Duration::from_secs(5))
+            .unwrap();
+        answer.set(Some(4343));
+        assert_eq!(s.gid("jcs-analyst", &cache), Some(4343));
+        assert_eq!(asked.get(), 3);
+        // Another group's answer is no answer; the group file's group needs no NSS.
+        assert_eq!(s.gid("other", &cache), Some(4343));
+        assert_eq!(asked.get(), 4);
+        assert_eq!(s.gid("files-group", &cache), Some(77));
+        assert_eq!(asked.get(), 4);
     }
 
     #[test]
