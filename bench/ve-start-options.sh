@@ -21,16 +21,14 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ "$(id -u)" = 0 ] || { echo "ve-start-options.sh: needs root" >&2; exit 1; }
-for t in hyperfine bwrap nft; do
-  command -v "$t" >/dev/null || { echo "ve-start-options.sh: $t is missing" >&2; exit 1; }
-done
-jcs="$repo/target/release/jcs"
-[ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
+NAME=ve-start-options.sh REPO=$repo
+. "$here/lib/common.sh"
+need_root_and hyperfine bwrap nft
+jcs=$(release_jcs)
 work=$(mktemp -d /tmp/jcs-bench-options.XXXXXX)
 ns="jcs-bench-$$"
 cleanup() {
-  [ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null && sleep 0.3
+  stop_store_daemon "$work/store"
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
 }

@@ -22,15 +22,13 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ "$(id -u)" = 0 ] || { echo "ve-start-storage.sh: needs root" >&2; exit 1; }
-for t in hyperfine bwrap python3; do
-  command -v "$t" >/dev/null || { echo "ve-start-storage.sh: $t is missing (run ./setup.sh)" >&2; exit 1; }
-done
-jcs="$repo/target/release/jcs"
-[ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
+NAME=ve-start-storage.sh REPO=$repo
+. "$here/lib/common.sh"
+need_root_and hyperfine bwrap python3
+jcs=$(release_jcs)
 work=$(mktemp -d /tmp/jcs-bench-storage.XXXXXX)
 cleanup() {
-  [ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null && sleep 0.2
+  stop_store_daemon "$work/store"
   rm -rf "$work"
 }
 trap cleanup EXIT

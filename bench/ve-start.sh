@@ -29,17 +29,15 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ "$(id -u)" = 0 ] || { echo "ve-start.sh: needs root" >&2; exit 1; }
-for t in hyperfine bwrap runc firejail systemd-nspawn unshare python3; do
-  command -v "$t" >/dev/null || { echo "ve-start.sh: $t is missing (run ./setup.sh)" >&2; exit 1; }
-done
-jcs="$repo/target/release/jcs"
-[ -x "$jcs" ] || (cd "$repo" && cargo build --release --quiet)
+NAME=ve-start.sh REPO=$repo
+. "$here/lib/common.sh"
+need_root_and hyperfine bwrap runc firejail systemd-nspawn unshare python3
+jcs=$(release_jcs)
 
 work=$(mktemp -d /tmp/jcs-bench-start.XXXXXX)
 cleanup() {
   # Stop the store's monitor daemon (jcs run started it) before removing the store.
-  [ -f "$work/store/daemon.pid" ] && kill "$(cat "$work/store/daemon.pid")" 2>/dev/null && sleep 0.2
+  stop_store_daemon "$work/store"
   rm -rf "$work"
 }
 trap cleanup EXIT
