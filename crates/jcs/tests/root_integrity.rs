@@ -155,14 +155,7 @@ fn root_unmapping_a_file_of_the_dirties_names_the_file_the_ve_mapped() {
         "the control: the secret went through the mapping"
     );
     let log = env.log(2);
-    let unnamed: Vec<_> = log
-        .iter()
-        .filter(|a| {
-            [&a["src"], &a["dst"]]
-                .iter()
-                .any(|v| v.as_str().is_some_and(|s| s.starts_with("file:[")))
-        })
-        .collect();
+    let unnamed = common::with_an_end(&log, "file:[");
     assert!(unnamed.is_empty(), "a file with no name: {unnamed:#?}");
     let on_m: Vec<_> = log
         .iter()

@@ -400,14 +400,7 @@ fn root_a_processs_own_procfs_entries_are_inside() {
         "the control: the writes reached the kernel"
     );
     let ats = env.log(1);
-    let proc: Vec<_> = ats
-        .iter()
-        .filter(|a| {
-            [&a["src"], &a["dst"]]
-                .iter()
-                .any(|v| v.as_str().is_some_and(|s| s.starts_with("file:/proc/")))
-        })
-        .collect();
+    let proc = common::with_an_end(&ats, "file:/proc/");
     assert!(proc.is_empty(), "{proc:#?}");
     assert!(
         ats.iter()

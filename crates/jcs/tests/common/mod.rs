@@ -423,6 +423,18 @@ impl Drop for Env {
 }
 
 /// Polls `f` until it returns true or `secs` pass.
+/// The entries of a log (`Env::log`) with an end (source or target) whose name starts with
+/// `prefix`.
+pub fn with_an_end<'a>(log: &'a [serde_json::Value], prefix: &str) -> Vec<&'a serde_json::Value> {
+    log.iter()
+        .filter(|a| {
+            [&a["src"], &a["dst"]]
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.starts_with(prefix)))
+        })
+        .collect()
+}
+
 pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < end {
