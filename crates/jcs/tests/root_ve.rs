@@ -85,6 +85,171 @@ fn root_writes_land_in_their_branches() {
     env.assert_clean();
 }
 
+/// Storage before the VE of [`storage_changes_of`]: files it will change in every way a VE
+/// can, files it only reads or opens, one the host changes while it runs, a FIFO it waits on.
+const STORAGE_SCRIPT: &str = "cat /data/read.txt > /dev/null \
+    && : >> /data/untouched.txt \
+    && echo more >> /data/write.txt \
+    && : > /data/trunc.txt \
+    && chmod 600 /data/chmod.txt \
+    && touch /data/touch.txt \
+    && rm /data/gone.txt \
+    && echo new > /data/tmp && mv /data/tmp /data/replaced.txt \
+    && echo x > /data/new.txt \
+    && mkdir /data/newdir \
+    && ln -s linked.txt /data/link && echo y >> /data/link \
+    && ln /data/hard.txt /data/hard2 && echo z >> /data/hard2 \
+    && rm -rf /data/dir \
+    && echo s > /dl/s.txt \
+    && read go < /data/sync && echo done";
+
+/// Runs [`STORAGE_SCRIPT`] in a VE (with `vars` in jcs run's environment), changing
+/// /data/other.txt from the host while the VE waits on its FIFO; returns the storage
+/// changes `jcs inspect` lists (storage, path, change) and its notes.
+fn storage_changes_of(
+    env: &Env,
+    vars: &[(&str, &str)],
+) -> (Vec<(String, String, String)>, Vec<String>) {
+    env.standard_app();
+    let data = env.home().join("persist/web/data");
+    std::fs::create_dir_all(data.join("dir/sub")).unwrap();
+    for f in [
+        "read.txt",
+        "untouched.txt",
+        "write.txt",
+        "trunc.txt",
+        "chmod.txt",
+        "touch.txt",
+        "gone.txt",
+        "replaced.txt",
+        "linked.txt",
+        "hard.txt",
+        "other.txt",
+        "dir/sub/f",
+    ] {
+        std::fs::write(data.join(f), "before\n").unwrap();
+    }
+    // (Old times, so that a touch shows in the stamps of an unrecorded run too.)
+    let st = std::process::Command::new("touch")
+        .args(["-d", "2020-01-01"])
+        .arg(data.join("touch.txt"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fifo = data.join("sync");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let child = env
+        .cmd(&["run", "web", "--", "/bin/sh", "-c", STORAGE_SCRIPT])
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the FIFO waits for the VE to open it: by then it made its changes. The host
+    // changes a file of its storage before letting it go on.
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("other.txt"))
+        .unwrap()
+        .write_all(b"by the host\n")
+        .unwrap();
+    w.write_all(b"go\n").unwrap();
+    drop(w);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "done");
+    let r = env.json(&["inspect", "1", "--json"]);
+    let changes = r["storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["storage"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let notes = r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    (changes, notes)
+}
+
+/// What every way of changing storage in [`STORAGE_SCRIPT`] must list.
+fn the_ves_storage_changes() -> Vec<(String, String, String)> {
+    [
+        ("persist", "/data/chmod.txt", "modified"),
+        ("persist", "/data/dir", "deleted"),
+        ("persist", "/data/dir/sub", "deleted"),
+        ("persist", "/data/dir/sub/f", "deleted"),
+        ("persist", "/data/gone.txt", "deleted"),
+        ("persist", "/data/hard.txt", "modified"),
+        ("persist", "/data/hard2", "added"),
+        ("persist", "/data/link", "added"),
+        ("persist", "/data/linked.txt", "modified"),
+        ("persist", "/data/new.txt", "added"),
+        ("persist", "/data/newdir", "added"),
+        ("persist", "/data/replaced.txt", "modified"),
+        ("persist", "/data/touch.txt", "modified"),
+        ("persist", "/data/trunc.txt", "modified"),
+        ("persist", "/data/write.txt", "modified"),
+        ("shared", "/dl/s.txt", "added"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect()
+}
+
+/// A recorded VE's storage changes are its own: names compared before and after, files that
+/// kept their names listed when its recording says it changed them — every way of changing
+/// one (descriptor, name, symbolic link, hard link, truncation, attributes, replacement by a
+/// rename), none that it only read or opened, and not a file the host changed meanwhile
+/// (which the unrecorded run below, comparing stamps, lists: the negative control).
+#[test]
+fn root_a_recorded_ves_storage_changes_are_its_own() {
+    let Some(env) = Env::new() else { return };
+    let (changes, notes) = storage_changes_of(&env, &[]);
+    assert_eq!(changes, the_ves_storage_changes(), "notes: {notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("names added or removed in shared storage")),
+        "{notes:?}"
+    );
+    assert!(!notes.iter().any(|n| n.contains("incomplete")), "{notes:?}");
+    env.assert_clean();
+}
+
+/// Without the recorder (`JCS_MONITOR=off`) the report compares stamps of every entry: the
+/// VE's changes, and the host's changes of /data/other.txt and of the FIFO (its write gave
+/// it a new mtime), which it cannot tell apart.
+#[test]
+fn root_an_unrecorded_ves_storage_changes_compare_stamps() {
+    let Some(env) = Env::new() else { return };
+    let (changes, notes) = storage_changes_of(&env, &[("JCS_MONITOR", "off")]);
+    let mut expected = the_ves_storage_changes();
+    for by_host in ["/data/other.txt", "/data/sync"] {
+        expected.push(("persist".into(), by_host.into(), "modified".into()));
+    }
+    expected.sort();
+    assert_eq!(changes, expected);
+    assert!(
+        notes.iter().any(|n| n.contains("it ran unrecorded")),
+        "{notes:?}"
+    );
+    env.assert_clean();
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     use std::process::Command;
     let mut c = Command::new("sha256sum")

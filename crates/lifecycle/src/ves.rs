@@ -2,7 +2,9 @@
 //! removing finished VEs and collecting what dead runs left.
 
 use crate::{refuse, Context, Result};
-use model::report::{diff_manifests, Change, IntegrityReport, Manifest, StorageChange};
+use model::report::{
+    diff_manifests, Change, IntegrityReport, Manifest, Names, StorageChange, Touched,
+};
 use model::{AppSpec, Limits, NetMode, VeId};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -118,14 +120,158 @@ impl Volume {
     }
 }
 
-fn snapshot(storage: &[(String, PathBuf, String)]) -> Vec<Manifest> {
-    storage
-        .iter()
-        .map(|(_, dir, _)| ve::manifest::scan(dir).unwrap_or_default())
-        .collect()
+/// The storage trees before a VE: names only when the recorder will say which files the VE
+/// changed ([`storage_changes_named`]), stamps of every entry when nothing records the VE.
+enum Before {
+    Stamps(Vec<Manifest>),
+    Names(Vec<Names>),
 }
 
+fn snapshot(storage: &[(String, PathBuf, String)], recorded: bool) -> Before {
+    if recorded {
+        Before::Names(
+            storage
+                .iter()
+                .map(|(_, dir, _)| ve::manifest::scan_names(dir).unwrap_or_default())
+                .collect(),
+        )
+    } else {
+        Before::Stamps(
+            storage
+                .iter()
+                .map(|(_, dir, _)| ve::manifest::scan(dir).unwrap_or_default())
+                .collect(),
+        )
+    }
+}
+
+/// What `storage.json` holds: a VE's storage changes and what its reader must know of them
+/// (written by `jcs run` when the VE ends; a bare list before the notes existed).
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum StorageFile {
+    Report {
+        changes: Vec<StorageChange>,
+        notes: Vec<String>,
+    },
+    List(Vec<StorageChange>),
+}
+
+/// The VE's changes in its storage trees and the notes they need, from the trees now against
+/// `before`.
 fn storage_changes(
+    storage: &[(String, PathBuf, String)],
+    before: Before,
+    touched: Option<&Touched>,
+    ve: VeId,
+) -> StorageFile {
+    let mut notes = Vec::new();
+    let shared = storage.iter().any(|(k, _, _)| k != "persist");
+    let changes = match before {
+        Before::Stamps(b) => {
+            if shared {
+                notes.push("shared storage and volumes are compared before/after the VE (it ran unrecorded): a VE running at the same time can contribute to these changes".into());
+            }
+            stamped_changes(storage, &b)
+        }
+        Before::Names(b) => {
+            match touched {
+                None => notes.push(format!(
+                    "the recorder did not say which files VE {ve} changed (it was restarted while the VE ran): the storage changes list the names the VE added, removed or replaced, not the files it only modified"
+                )),
+                Some(t) if !t.complete => notes.push(format!(
+                    "the recording of VE {ve} is incomplete (records lost, or a change by a name the recorder could not resolve): files it only modified in storage may be missing from the storage changes"
+                )),
+                Some(_) => {}
+            }
+            if shared {
+                notes.push("names added or removed in shared storage and volumes are compared before/after the VE: a VE running at the same time can contribute to them (modifications are the VE's own, from its recording)".into());
+            }
+            named_changes(storage, &b, touched)
+        }
+    };
+    StorageFile::Report { changes, notes }
+}
+
+/// A storage change as the report lists it: the file's state now (type, size, hash).
+fn change_entry(
+    kind: &str,
+    dir: &std::path::Path,
+    inner: &str,
+    rel: &str,
+    change: Change,
+    before_type: Option<model::report::FileType>,
+    deadline: std::time::Instant,
+) -> StorageChange {
+    let now = match change {
+        Change::Deleted => None,
+        _ => ve::safefs::lstat(dir, std::path::Path::new(rel)),
+    };
+    let file_type = now
+        .as_ref()
+        .map(ve::manifest::file_type)
+        .or(before_type)
+        .unwrap_or(model::report::FileType::Other);
+    let sha256 = match (change, file_type) {
+        (Change::Deleted, _) => None,
+        (_, model::report::FileType::File) => {
+            ve::safefs::sha256(dir, std::path::Path::new(rel), deadline).ok()
+        }
+        _ => None,
+    };
+    StorageChange {
+        storage: kind.to_string(),
+        path: format!("{inner}/{rel}"),
+        change,
+        file_type,
+        size: now.map(|st| st.st_size as u64).unwrap_or(0),
+        sha256,
+    }
+}
+
+/// Names before and after the VE, and the recorder's list of the files it changed: a name
+/// added, removed or given to another file is seen in the names; a file that kept its name
+/// is modified when the VE changed it (by identity, or by a call naming it).
+fn named_changes(
+    storage: &[(String, PathBuf, String)],
+    before: &[Names],
+    touched: Option<&Touched>,
+) -> Vec<StorageChange> {
+    let mut out = Vec::new();
+    let deadline = ve::safefs::hash_deadline();
+    let files: std::collections::HashSet<(u64, u64)> = touched
+        .map(|t| t.files.iter().copied().collect())
+        .unwrap_or_default();
+    for ((kind, dir, inner), b) in storage.iter().zip(before) {
+        let after = ve::manifest::scan_names(dir).unwrap_or_default();
+        let dev = std::fs::metadata(dir)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .unwrap_or(u64::MAX);
+        let prefix = format!("{}/", inner.trim_end_matches('/'));
+        let paths: std::collections::HashSet<&str> = touched
+            .iter()
+            .flat_map(|t| t.paths.iter())
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .collect();
+        let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || paths.contains(rel);
+        for (rel, change) in model::report::diff_names(b, &after, changed) {
+            let before_type = b.get(&rel).map(|n| n.file_type);
+            out.push(change_entry(
+                kind,
+                dir,
+                inner,
+                &rel,
+                change,
+                before_type,
+                deadline,
+            ));
+        }
+    }
+    out
+}
+
+/// Stamps before and after the VE (every entry `lstat`ed): for a VE nothing recorded.
+fn stamped_changes(
     storage: &[(String, PathBuf, String)],
     before: &[Manifest],
 ) -> Vec<StorageChange> {
@@ -134,28 +280,16 @@ fn storage_changes(
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
         let after = ve::manifest::scan(dir).unwrap_or_default();
         for (rel, change) in diff_manifests(b, &after) {
-            let st = after.get(&rel).or_else(|| b.get(&rel));
-            let sha = match (change, st.map(|s| s.file_type)) {
-                (Change::Deleted, _) => None,
-                (_, Some(model::report::FileType::File)) => {
-                    ve::safefs::sha256(dir, std::path::Path::new(&rel), deadline).ok()
-                }
-                _ => None,
-            };
-            out.push(StorageChange {
-                storage: kind.clone(),
-                path: format!("{inner}/{rel}"),
+            let before_type = b.get(&rel).map(|s| s.file_type);
+            out.push(change_entry(
+                kind,
+                dir,
+                inner,
+                &rel,
                 change,
-                file_type: st
-                    .map(|s| s.file_type)
-                    .unwrap_or(model::report::FileType::Other),
-                size: if change == Change::Deleted {
-                    0
-                } else {
-                    st.map(|s| s.size).unwrap_or(0)
-                },
-                sha256: sha,
-            });
+                before_type,
+                deadline,
+            ));
         }
     }
     out
@@ -464,11 +598,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         m
     });
     let storage_names = store_names(&l.app, &storage);
-    let mut hooks = VeHooks {
+    let mut ve_hooks = VeHooks {
         monitor,
         net: crate::net::hooks_for(store, l.net, id)?,
     };
-    let hooks: &mut dyn Hooks = &mut hooks;
+    let monitored = ve_hooks.monitor.is_some();
+    let hooks: &mut dyn Hooks = &mut ve_hooks;
     // `--disk`: the writable branch on a file system of its own, mounted while the VE runs.
     let disk = l.limits.disk_bytes.map(|_| {
         (
@@ -480,7 +615,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         Some((_, mnt)) => (mnt.join("dirties"), mnt.join("work")),
         None => (store.layout.dirties(id), store.layout.work(id)),
     };
-    let result = (|| -> Result<(VeMeta, Vec<Manifest>, ve::launch::Running)> {
+    let result = (|| -> Result<(VeMeta, Before, ve::launch::Running)> {
         if let (Some((img, mnt)), Some(bytes)) = (&disk, l.limits.disk_bytes) {
             ve::disk::create(img, bytes)?;
             std::fs::create_dir(mnt).ctx(|| format!("create {}", mnt.display()))?;
@@ -582,7 +717,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                         .collect(),
                 }),
         };
-        let before = snapshot(&storage);
+        let before = snapshot(&storage, monitored);
         crate::timing::mark("dirs+snapshot");
         let running = ve::launch::start(&cfg, &cg_layout, &HostFs, &mut *hooks)?;
         Ok((meta, before, running))
@@ -632,7 +767,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     for (n, us) in &running.phases.marks {
         crate::timing::phase(id.0, n, *us);
     }
-    let changes = storage_changes(&meta.storage, &before);
+    let changes = storage_changes(
+        &meta.storage,
+        before,
+        ve_hooks.monitor.as_ref().and_then(|m| m.changes()),
+        id,
+    );
     let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
     if policy.as_ref().is_some_and(|p| p.abort_on_close) {
         journal_aborted_on_close(store, id);
@@ -1008,19 +1148,32 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
         }
     }
     let state = effective_state(&row);
-    let storage: Vec<StorageChange> =
-        match std::fs::read(store.layout.meta(VeId(id)).join("storage.json")) {
-            Ok(b) => serde_json::from_slice(&b).ctx(|| "decode storage.json")?,
-            Err(_) => {
-                notes.push(format!(
-                    "VE {id} is {state}: storage changes are computed when it exits"
-                ));
-                vec![]
+    let storage: Vec<StorageChange> = match std::fs::read(
+        store.layout.meta(VeId(id)).join("storage.json"),
+    ) {
+        Ok(b) => match serde_json::from_slice(&b).ctx(|| "decode storage.json")? {
+            StorageFile::Report {
+                changes,
+                notes: more,
+            } => {
+                notes.extend(more);
+                changes
             }
-        };
-    if meta.storage.iter().any(|(k, _, _)| k == "shared") {
-        notes.push("shared storage is compared before/after the VE: a VE running at the same time can contribute to these changes".into());
-    }
+            // (Written by an older jcs: stamps before and after.)
+            StorageFile::List(changes) => {
+                if meta.storage.iter().any(|(k, _, _)| k == "shared") {
+                    notes.push("shared storage is compared before/after the VE: a VE running at the same time can contribute to these changes".into());
+                }
+                changes
+            }
+        },
+        Err(_) => {
+            notes.push(format!(
+                "VE {id} is {state}: storage changes are computed when it exits"
+            ));
+            vec![]
+        }
+    };
     let unhashed = dirties
         .iter()
         .filter(|e| e.file_type == model::FileType::File && e.sha256.is_none())

@@ -169,6 +169,63 @@ pub fn diff_manifests(before: &Manifest, after: &Manifest) -> Vec<(String, Chang
     out
 }
 
+/// What a names-only walk of a storage tree knows of one entry (from the directory itself:
+/// no `lstat` per entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameEntry {
+    pub file_type: FileType,
+    pub ino: u64,
+}
+
+/// A names-only snapshot of a storage tree: relative path → type and inode.
+pub type Names = BTreeMap<String, NameEntry>;
+
+/// What a VE's recorded calls changed in files outside its own file system, as the recorder
+/// saw them: the storage report takes the modifications of files that kept their names from
+/// it (a names-only comparison sees added, removed and replaced names, not changed content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Touched {
+    /// Files (device as `st_dev`, inode) whose content or attributes the VE changed through
+    /// a descriptor, a shared mapping or a transfer.
+    pub files: Vec<(u64, u64)>,
+    /// Files (absolute paths inside the VE, in its storage) whose attributes or size a call
+    /// by name changed (chmod, chown, truncate, utime, setxattr by path).
+    pub paths: Vec<String>,
+    /// Whether these are all of them: the recorder watched the VE from its start, lost none
+    /// of its records, and could name every change by path.
+    pub complete: bool,
+}
+
+/// Compares two names-only snapshots of the same tree: a name that appeared is added, one
+/// that went is deleted, one that names another file (or another type) now is modified
+/// (directories count only when added or deleted), and one that names the same file is
+/// modified when `changed(path, ino)` says the VE changed that file.
+pub fn diff_names(
+    before: &Names,
+    after: &Names,
+    changed: impl Fn(&str, u64) -> bool,
+) -> Vec<(String, Change)> {
+    let mut out = Vec::new();
+    for (path, b) in before {
+        match after.get(path) {
+            None => out.push((path.clone(), Change::Deleted)),
+            Some(a) if a.file_type == FileType::Dir && b.file_type == FileType::Dir => {}
+            Some(a) if a.ino != b.ino || a.file_type != b.file_type => {
+                out.push((path.clone(), Change::Modified))
+            }
+            Some(a) if changed(path, a.ino) => out.push((path.clone(), Change::Modified)),
+            Some(_) => {}
+        }
+    }
+    for path in after.keys() {
+        if !before.contains_key(path) {
+            out.push((path.clone(), Change::Added));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +251,55 @@ mod tests {
             mtime_ns: mtime,
             ctime_ns: mtime,
         }
+    }
+
+    #[test]
+    fn names_diff() {
+        let n = |v: &[(&str, FileType, u64)]| -> Names {
+            v.iter()
+                .map(|(p, t, i)| {
+                    (
+                        p.to_string(),
+                        NameEntry {
+                            file_type: *t,
+                            ino: *i,
+                        },
+                    )
+                })
+                .collect()
+        };
+        use FileType::{Dir, File};
+        let before = n(&[
+            ("d", Dir, 1),
+            ("d/kept", File, 2),
+            ("d/written", File, 3),
+            ("gone", File, 4),
+            ("replaced", File, 5),
+            ("chmodded", File, 6),
+            ("redir", Dir, 7),
+        ]);
+        let after = n(&[
+            ("d", Dir, 1),
+            ("d/kept", File, 2),
+            ("d/written", File, 3),
+            ("new", File, 8),
+            ("replaced", File, 9),
+            ("chmodded", File, 6),
+            ("redir", Dir, 10),
+        ]);
+        let got = diff_names(&before, &after, |p, ino| ino == 3 || p == "chmodded");
+        assert_eq!(
+            got,
+            vec![
+                ("chmodded".into(), Change::Modified),
+                ("d/written".into(), Change::Modified),
+                ("gone".into(), Change::Deleted),
+                ("new".into(), Change::Added),
+                ("replaced".into(), Change::Modified),
+            ]
+        );
+        // Nothing changed, nothing listed.
+        assert!(diff_names(&before, &before, |_, _| false).is_empty());
     }
 
     #[test]

@@ -150,6 +150,27 @@ pub struct Translator {
     /// mremap, exit) are integrity too. A file leaves the set when a call on it comes without
     /// `JCS_F_OWN` (its descriptor left the VE).
     own_maps: HashSet<VarId>,
+    /// cgroup id → what the VE changed in files outside its own file system, for a VE with
+    /// storage ([`Translator::take_changes`]).
+    changes: HashMap<u64, Changes>,
+}
+
+/// What one VE changed in files outside its own file system: the files by identity, and the
+/// storage files that calls by name changed (their attributes or size).
+#[derive(Debug, Default)]
+struct Changes {
+    files: HashSet<(u64, u64)>,
+    paths: HashSet<Vec<u8>>,
+    /// The file last added to `files` (a loop of writes looks it up once).
+    last: Option<(u64, u64)>,
+    /// A change by a name the translator could not make absolute (a path cut in the kernel's
+    /// buffer, a directory descriptor it never saw opened), or more than [`Changes::MAX`].
+    incomplete: bool,
+}
+
+impl Changes {
+    /// Files and paths kept per VE at most.
+    const MAX: usize = 1 << 20;
 }
 
 fn lossy(b: Vec<u8>) -> String {
@@ -281,6 +302,7 @@ impl Translator {
             clock_offset_ns,
             integrity: Hold::default(),
             own_maps: HashSet::default(),
+            changes: HashMap::default(),
         }
     }
 
@@ -344,12 +366,109 @@ impl Translator {
     }
 
     pub fn set_store_names(&mut self, cgroup_id: u64, dirs: &[(String, String)]) {
+        let dirs_empty = dirs.is_empty();
         let dirs = dirs
             .iter()
             .map(|(d, n)| (clean(d.as_bytes()), n.clone()))
             .filter(|(d, _)| d.first() == Some(&b'/'))
             .collect();
         self.store_names.insert(cgroup_id, dirs);
+        // (A VE with storage: what it changes there is kept for its storage report.)
+        if !dirs_empty {
+            self.changes.entry(cgroup_id).or_default();
+        }
+    }
+
+    /// What VE `cgroup_id` changed in files outside its own file system since its storage
+    /// was named ([`Translator::set_store_names`]), taken (None: not kept for it). Complete
+    /// unless a change could not be named or there were too many; the recorder also knows
+    /// whether records were lost.
+    pub fn take_changes(&mut self, cgroup_id: u64) -> Option<model::report::Touched> {
+        let c = self.changes.remove(&cgroup_id)?;
+        let mut files: Vec<(u64, u64)> = c.files.into_iter().collect();
+        files.sort_unstable();
+        let mut paths: Vec<String> = c.paths.into_iter().map(lossy).collect();
+        paths.sort_unstable();
+        Some(model::report::Touched {
+            files,
+            paths,
+            complete: !c.incomplete,
+        })
+    }
+
+    /// Notes what the transactions `new` (just made from `e`) changed outside the VE's own
+    /// file system: a file written, truncated, mapped for writing or given new attributes
+    /// through a descriptor by its identity, one changed by name (chmod, truncate, utime,
+    /// setxattr by path) by its path when that is in storage. Names made and removed are
+    /// not noted: the storage report compares the names before and after.
+    fn note_changes(&mut self, e: &Event, sys: &Sys, mem: VarId, first: usize, out: &[Output]) {
+        let changes_file = out[first..].iter().any(|o| match o {
+            Output::At(a) => {
+                a.status == Status::Committed
+                    && a.result >= 0
+                    && a.src == mem
+                    && a.dst != 0
+                    && a.dst != mem
+                    && match a.op {
+                        Op::Write => a.len > 0,
+                        Op::Truncate
+                        | Op::Chmod
+                        | Op::Chown
+                        | Op::SetXattr
+                        | Op::Utime
+                        | Op::Mmap => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        });
+        if !changes_file {
+            return;
+        }
+        let by_name = matches!(sys.sem, Sem::Meta(_))
+            && sys.cap & (cap::PATH0 | cap::PATH1) != 0
+            && e.path().is_some_and(|p| !p.is_empty());
+        if by_name {
+            let path = self.path_of(e, sys, false);
+            let in_storage = path
+                .as_ref()
+                .is_some_and(|p| self.store_name(e.cgroup_id, p).is_some());
+            let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
+                return;
+            };
+            match path {
+                Some(p) if in_storage && !p.ends_with("…".as_bytes()) => {
+                    if c.paths.len() < Changes::MAX {
+                        c.paths.insert(p);
+                    } else {
+                        c.incomplete = true;
+                    }
+                }
+                // Not absolute or cut: it may have been in storage.
+                Some(p) if p.first() != Some(&b'/') || p.ends_with("…".as_bytes()) => {
+                    c.incomplete = true
+                }
+                _ => {}
+            }
+            return;
+        }
+        let file = match sys.sem {
+            Sem::Transfer(Xfer::Sendfile) => e.file,
+            Sem::Transfer(_) => e.file2,
+            _ => e.file,
+        };
+        let (Some((dev, ino, _)), Some(c)) = (file, self.changes.get_mut(&e.cgroup_id)) else {
+            return;
+        };
+        if c.last == Some((dev, ino)) {
+            return;
+        }
+        if c.files.len() < Changes::MAX {
+            c.files.insert((dev, ino));
+            c.last = Some((dev, ino));
+        } else if !c.files.contains(&(dev, ino)) {
+            c.incomplete = true;
+        }
     }
 
     /// The store-level name of `path` (absolute, inside the VE of `cgroup_id`), if it is in
@@ -489,6 +608,7 @@ impl Translator {
         self.outside.remove(&cgroup_id);
         self.store_names.remove(&cgroup_id);
         self.dropped.remove(&cgroup_id);
+        self.changes.remove(&cgroup_id);
     }
 
     /// Emits the integrity records that began before `before_ns`, and all of VE `ending`'s
@@ -1545,7 +1665,11 @@ impl Translator {
                 let Some(sys) = self.table.get(e.nr as usize).copied().flatten() else {
                     return;
                 };
+                let first = out.len();
                 self.syscall(e, sys, mem, at, out);
+                if !self.changes.is_empty() && out.len() > first {
+                    self.note_changes(e, &sys, mem, first, out);
+                }
                 return;
             }
         }
@@ -2528,6 +2652,65 @@ mod tests {
         assert!(!out
             .iter()
             .any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
+    }
+
+    /// What a VE with storage changes outside its own file system is kept for its storage
+    /// report: files written through descriptors by identity (also a copy's output side),
+    /// storage files changed by name by path; reads, failed and empty writes, writes into
+    /// its dirties and calls by name outside storage are not changes there.
+    #[test]
+    fn a_ves_changes_outside_its_file_system_are_kept_for_its_report() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.watch(66, 2);
+        t.set_outside(55, &["/data".into()]);
+        t.set_store_names(55, &[("/data".into(), "persist:web:/data".into())]);
+        let mut out = vec![];
+        let write = |fd: u64, file: (u64, u64, u32), ret: i64, flags: u32| {
+            let mut w = ev(Kind::Syscall, nr::WRITE, ret);
+            (w.args[0], w.args[2], w.file, w.flags) = (fd, 10, Some(file), flags);
+            w
+        };
+        t.push(&write(3, (1, 20, 0), 10, 0), &mut out);
+        t.push(&write(3, (1, 20, 0), 10, 0), &mut out);
+        t.push(&write(4, (1, 21, 0), -i64::from(libc::ENOSPC), 0), &mut out);
+        t.push(&write(5, (1, 22, 0), 0, 0), &mut out);
+        t.push(&write(6, (9, 23, 0), 10, flag::OWN), &mut out);
+        let mut r = ev(Kind::Syscall, nr::PREAD64, 10);
+        (r.args[0], r.file) = (7, Some((1, 24, 0)));
+        t.push(&r, &mut out);
+        // copy_file_range: in = args[0] (the first file), out = args[2] (the second).
+        let mut cp = ev(Kind::Syscall, libc::SYS_copy_file_range as u32, 5);
+        (cp.args[0], cp.args[2]) = (7, 8);
+        (cp.file, cp.file2) = (Some((1, 24, 0)), Some((1, 25, 0)));
+        (cp.pos, cp.pos2) = (Some(0), Some(0));
+        t.push(&cp, &mut out);
+        let chmod = |path: &[u8], ret: i64| {
+            let mut c = ev(Kind::Syscall, libc::SYS_fchmodat as u32, ret);
+            c.args[0] = libc::AT_FDCWD as u64;
+            c.data = [path, b"\0"].concat();
+            c
+        };
+        t.push(&chmod(b"/data/sub/../m", 0), &mut out);
+        t.push(&chmod(b"/data/failed", -i64::from(libc::EPERM)), &mut out);
+        t.push(&chmod(b"/etc/own", 0), &mut out);
+        // Another VE's (without storage: nothing kept) and an unwatched one's.
+        let mut other = write(3, (1, 30, 0), 10, 0);
+        other.cgroup_id = 66;
+        t.push(&other, &mut out);
+        let c = t.take_changes(55).expect("kept for a VE with storage");
+        assert_eq!(c.files, vec![(1, 20), (1, 25)]);
+        assert_eq!(c.paths, vec!["/data/m".to_string()]);
+        assert!(c.complete);
+        assert!(t.take_changes(55).is_none(), "taken");
+        assert!(t.take_changes(66).is_none(), "no storage, nothing kept");
+        // A change by a name that is not absolute may have been in storage: not complete.
+        t.set_store_names(55, &[("/data".into(), "persist:web:/data".into())]);
+        let mut rel = chmod(b"x", 0);
+        rel.args[0] = 99; // a directory descriptor never seen opened
+        t.push(&rel, &mut out);
+        let c = t.take_changes(55).unwrap();
+        assert!(!c.complete && c.paths.is_empty());
     }
 
     #[test]

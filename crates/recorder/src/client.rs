@@ -257,6 +257,9 @@ pub struct MonitorHooks {
     pub info: Option<record::VeInfo>,
     /// The daemon asked for its Status early ([`MonitorHooks::ask_early`]).
     early: Option<Client>,
+    /// What the VE changed outside its own file system, as the recorder answered its
+    /// Unwatch ([`MonitorHooks::changes`]).
+    changes: Option<model::report::Touched>,
 }
 
 impl MonitorHooks {
@@ -279,8 +282,16 @@ impl MonitorHooks {
             tainted_map: None,
             tty: false,
             info: None,
+            changes: None,
             early: None,
         })
+    }
+
+    /// What the VE changed in files outside its own file system, once its recording ended
+    /// (after `after_exit`): None when the recorder did not keep it (no storage, an older
+    /// daemon, a daemon that watched the VE only after a restart).
+    pub fn changes(&self) -> Option<&model::report::Touched> {
+        self.changes.as_ref()
     }
 
     /// Asks the store's daemon for its Status now, so that the answer waits in the socket
@@ -408,8 +419,20 @@ impl ve::launch::Hooks for MonitorHooks {
         };
         let unwatch = Request::Unwatch {
             cgroup_id: self.cgroup_id,
+            changes: true,
         };
-        match c.call(&unwatch) {
+        let reply = match c.call(&unwatch) {
+            Ok(Response::Unwatched { lost, changes }) => {
+                self.changes = changes;
+                Ok(if lost > 0 {
+                    Response::Finished { lost }
+                } else {
+                    Response::Ok
+                })
+            }
+            r => r,
+        };
+        match reply {
             Ok(Response::Ok) => Ok(()),
             Ok(Response::Finished { lost }) if self.strict => {
                 Err(Box::new(RecorderError::Refused(format!(

@@ -49,6 +49,10 @@ pub enum Request {
     /// Stop recording it, after everything it did is durable in the journal.
     Unwatch {
         cgroup_id: u64,
+        /// Answer [`Response::Unwatched`], with what the VE changed in files outside its own
+        /// file system (its storage report), instead of `Ok` or `Finished`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        changes: bool,
     },
     /// Answered once everything the VE did so far is durable in the journal (`jcs exec`
     /// asks when its command has ended; the VE goes on being recorded).
@@ -130,6 +134,13 @@ pub enum Response {
     /// record is durable, with a gap counting them.
     Finished {
         lost: u64,
+    },
+    /// An Unwatch that asked for `changes`: the record is durable (with a gap counting the
+    /// `lost` records, if any); what the VE changed outside its own file system, when the
+    /// recorder kept it (a VE with storage, watched by this recorder from its start).
+    Unwatched {
+        lost: u64,
+        changes: Option<model::report::Touched>,
     },
 }
 

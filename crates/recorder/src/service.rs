@@ -687,6 +687,9 @@ fn serve(conn: UnixStream, store: usize, tx: mpsc::Sender<Cmd>, wake: OwnedFd) {
     serve_lines(conn, |req| ask(&tx, &wake, store, req))
 }
 
+/// How many VEs the recorder finished itself keep what they changed for their late Unwatch.
+const FINISHED_CHANGES: usize = 64;
+
 /// A VE that was running when this recorder started: recorded again from now on.
 #[derive(Debug, Clone)]
 struct Rewatch {
@@ -813,8 +816,10 @@ struct Served {
     full: Full,
     /// cgroup → when it was watched (where a gap for its lost records starts).
     watched_since: std::collections::HashMap<u64, u64>,
-    /// VEs the recorder finished itself: their late Unwatch is answered Ok.
+    /// VEs the recorder finished itself: their late Unwatch is answered as if it had come in
+    /// time (with what the VE changed, for the last [`FINISHED_CHANGES`] of them).
     finished: HashSet<u64>,
+    finished_changes: std::collections::HashMap<u64, model::report::Touched>,
     watched: usize,
     /// The ring buffer's events of this store's VEs, not yet translated.
     events: std::cell::RefCell<Batch>,
@@ -1077,6 +1082,7 @@ fn start_store(
         full: Full::default(),
         watched_since: Default::default(),
         finished: HashSet::new(),
+        finished_changes: Default::default(),
         watched: 0,
         events: Default::default(),
         scratch: Scratch::default(),
@@ -1278,7 +1284,10 @@ fn monitor_loop(
             (
                 Cmd {
                     store: owner.get(&cgroup_id).copied().unwrap_or(0),
-                    req: Request::Unwatch { cgroup_id },
+                    req: Request::Unwatch {
+                        cgroup_id,
+                        changes: true,
+                    },
                     reply,
                 },
                 true,
@@ -1463,11 +1472,21 @@ fn monitor_loop(
                         }
                     }
                 }
-                (Request::Unwatch { cgroup_id }, Some(s)) if s.finished.contains(&cgroup_id) => {
+                (Request::Unwatch { cgroup_id, changes }, Some(s))
+                    if s.finished.contains(&cgroup_id) =>
+                {
                     s.finished.remove(&cgroup_id);
-                    Response::Ok
+                    let touched = s.finished_changes.remove(&cgroup_id);
+                    if changes {
+                        Response::Unwatched {
+                            lost: 0,
+                            changes: touched,
+                        }
+                    } else {
+                        Response::Ok
+                    }
                 }
-                (Request::Unwatch { cgroup_id }, Some(_)) => {
+                (Request::Unwatch { cgroup_id, changes }, Some(_)) => {
                     paths.remove(&cgroup_id);
                     // Everything the VE did is in the ring buffer by now (it has exited):
                     // drain it, write it, wait until it is durable, then forget the cgroup.
@@ -1482,6 +1501,7 @@ fn monitor_loop(
                     // counters, in one block: one fdatasync.
                     let ending = s.t.ve_of(cgroup_id);
                     let mut records = s.translate(true, ending)?;
+                    let mut touched = s.t.take_changes(cgroup_id);
                     let mut lost = 0;
                     let since = s.watched_since.remove(&cgroup_id).unwrap_or(0);
                     match ve_stats(&m, cgroup_id, kids.get(cgroup_id), &s.t, since) {
@@ -1515,7 +1535,23 @@ fn monitor_loop(
                                     tracing::error!(ve, error = %e, "catalog");
                                 }
                             }
+                            if let Some(t) = touched.as_mut() {
+                                t.complete &= lost == 0;
+                            }
                             match m.unwatch(cgroup_id) {
+                                Ok(()) if by_recorder => {
+                                    if let Some(t) = touched {
+                                        if s.finished_changes.len() >= FINISHED_CHANGES {
+                                            s.finished_changes.clear();
+                                        }
+                                        s.finished_changes.insert(cgroup_id, t);
+                                    }
+                                    Response::Ok
+                                }
+                                Ok(()) if changes => Response::Unwatched {
+                                    lost,
+                                    changes: touched,
+                                },
                                 Ok(()) if lost > 0 => Response::Finished { lost },
                                 Ok(()) => Response::Ok,
                                 Err(e) => Response::Error {
