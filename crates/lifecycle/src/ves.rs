@@ -187,7 +187,7 @@ fn storage_changes(
             if shared {
                 notes.push("names added or removed in shared storage and volumes are compared before/after the VE: a VE running at the same time can contribute to them (modifications are the VE's own, from its recording)".into());
             }
-            named_changes(storage, &b, touched)
+            named_changes(storage, b, touched)
         }
     };
     StorageFile::Report { changes, notes }
@@ -234,7 +234,7 @@ fn change_entry(
 /// is modified when the VE changed it (by identity, or by a call naming it).
 fn named_changes(
     storage: &[(String, PathBuf, String)],
-    before: &[Names],
+    before: Vec<Names>,
     touched: Option<&Touched>,
 ) -> Vec<StorageChange> {
     let mut out = Vec::new();
@@ -243,7 +243,6 @@ fn named_changes(
         .map(|t| t.files.iter().copied().collect())
         .unwrap_or_default();
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
-        let after = ve::manifest::scan_names(dir).unwrap_or_default();
         let dev = std::fs::metadata(dir)
             .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .unwrap_or(u64::MAX);
@@ -254,8 +253,8 @@ fn named_changes(
             .filter_map(|p| p.strip_prefix(&prefix))
             .collect();
         let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || paths.contains(rel);
-        for (rel, change) in model::report::diff_names(b, &after, changed) {
-            let before_type = b.get(&rel).map(|n| n.file_type);
+        let list = ve::manifest::names_changed(dir, b, changed).unwrap_or_default();
+        for (rel, change, before_type) in list {
             out.push(change_entry(
                 kind,
                 dir,

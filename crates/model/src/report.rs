@@ -178,7 +178,7 @@ pub struct NameEntry {
 }
 
 /// A names-only snapshot of a storage tree: relative path → type and inode.
-pub type Names = BTreeMap<String, NameEntry>;
+pub type Names = rustc_hash::FxHashMap<String, NameEntry>;
 
 /// What a VE's recorded calls changed in files outside its own file system, as the recorder
 /// saw them: the storage report takes the modifications of files that kept their names from
@@ -196,34 +196,26 @@ pub struct Touched {
     pub complete: bool,
 }
 
-/// Compares two names-only snapshots of the same tree: a name that appeared is added, one
-/// that went is deleted, one that names another file (or another type) now is modified
-/// (directories count only when added or deleted), and one that names the same file is
-/// modified when `changed(path, ino)` says the VE changed that file.
-pub fn diff_names(
-    before: &Names,
-    after: &Names,
-    changed: impl Fn(&str, u64) -> bool,
-) -> Vec<(String, Change)> {
-    let mut out = Vec::new();
-    for (path, b) in before {
-        match after.get(path) {
-            None => out.push((path.clone(), Change::Deleted)),
-            Some(a) if a.file_type == FileType::Dir && b.file_type == FileType::Dir => {}
-            Some(a) if a.ino != b.ino || a.file_type != b.file_type => {
-                out.push((path.clone(), Change::Modified))
-            }
-            Some(a) if changed(path, a.ino) => out.push((path.clone(), Change::Modified)),
-            Some(_) => {}
+/// How one name of a storage tree changed, from what names-only snapshots before and after
+/// say of it: one that appeared is added, one that went is deleted, one that names another
+/// file (or another type) now is modified (directories count only when added or deleted),
+/// and one that names the same file is modified when the VE `changed` that file.
+pub fn name_change(
+    before: Option<&NameEntry>,
+    after: Option<&NameEntry>,
+    changed: bool,
+) -> Option<Change> {
+    match (before, after) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Change::Added),
+        (Some(_), None) => Some(Change::Deleted),
+        (Some(b), Some(a)) if a.file_type == FileType::Dir && b.file_type == FileType::Dir => None,
+        (Some(b), Some(a)) if a.ino != b.ino || a.file_type != b.file_type => {
+            Some(Change::Modified)
         }
+        (Some(_), Some(_)) if changed => Some(Change::Modified),
+        (Some(_), Some(_)) => None,
     }
-    for path in after.keys() {
-        if !before.contains_key(path) {
-            out.push((path.clone(), Change::Added));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[cfg(test)]
@@ -254,52 +246,21 @@ mod tests {
     }
 
     #[test]
-    fn names_diff() {
-        let n = |v: &[(&str, FileType, u64)]| -> Names {
-            v.iter()
-                .map(|(p, t, i)| {
-                    (
-                        p.to_string(),
-                        NameEntry {
-                            file_type: *t,
-                            ino: *i,
-                        },
-                    )
-                })
-                .collect()
-        };
+    fn name_changes() {
         use FileType::{Dir, File};
-        let before = n(&[
-            ("d", Dir, 1),
-            ("d/kept", File, 2),
-            ("d/written", File, 3),
-            ("gone", File, 4),
-            ("replaced", File, 5),
-            ("chmodded", File, 6),
-            ("redir", Dir, 7),
-        ]);
-        let after = n(&[
-            ("d", Dir, 1),
-            ("d/kept", File, 2),
-            ("d/written", File, 3),
-            ("new", File, 8),
-            ("replaced", File, 9),
-            ("chmodded", File, 6),
-            ("redir", Dir, 10),
-        ]);
-        let got = diff_names(&before, &after, |p, ino| ino == 3 || p == "chmodded");
-        assert_eq!(
-            got,
-            vec![
-                ("chmodded".into(), Change::Modified),
-                ("d/written".into(), Change::Modified),
-                ("gone".into(), Change::Deleted),
-                ("new".into(), Change::Added),
-                ("replaced".into(), Change::Modified),
-            ]
-        );
-        // Nothing changed, nothing listed.
-        assert!(diff_names(&before, &before, |_, _| false).is_empty());
+        let e = |file_type, ino| Some(NameEntry { file_type, ino });
+        let (f1, f2, d1, d2) = (e(File, 1), e(File, 2), e(Dir, 1), e(Dir, 3));
+        let c = |b: Option<NameEntry>, a: Option<NameEntry>, changed| {
+            name_change(b.as_ref(), a.as_ref(), changed)
+        };
+        assert_eq!(c(None, f1, false), Some(Change::Added));
+        assert_eq!(c(f1, None, true), Some(Change::Deleted));
+        assert_eq!(c(f1, f2, false), Some(Change::Modified), "another file");
+        assert_eq!(c(f1, d1, false), Some(Change::Modified), "another type");
+        assert_eq!(c(f1, f1, true), Some(Change::Modified));
+        assert_eq!(c(f1, f1, false), None);
+        assert_eq!(c(d1, d2, true), None, "directories: added or deleted only");
+        assert_eq!(c(None, None, true), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! changed, stamps of every entry ([`scan`]) when nothing records the VE. A concurrent VE that
 //! maps the same shared directory can make a name it added or removed appear in both reports.
 
-use model::report::{FileType, Manifest, NameEntry, Names, Stamp};
+use model::report::{name_change, Change, FileType, Manifest, NameEntry, Names, Stamp};
 use rustix::fs::Stat;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -55,17 +55,56 @@ pub fn scan(root: &Path) -> io::Result<Manifest> {
 }
 
 /// Walks `root` like [`scan`], keeping each entry's type and inode as its directory lists
-/// them: about a seventh of [`scan`]'s cost (40,000 files).
+/// them (no `lstat` per entry).
 pub fn scan_names(root: &Path) -> io::Result<Names> {
-    let mut out = Names::new();
-    let mut stack = vec![PathBuf::new()];
+    let mut out = Names::default();
+    walk_names(root, |rel, entry| {
+        out.insert(rel.to_string(), entry);
+    })?;
+    Ok(out)
+}
+
+/// The names of `root` that changed since `before` ([`scan_names`] of it), walking it once
+/// more: [`model::report::name_change`] of each, `changed(path, inode)` saying whether the
+/// VE changed the file a name kept. Sorted by path.
+pub fn names_changed(
+    root: &Path,
+    mut before: Names,
+    changed: impl Fn(&str, u64) -> bool,
+) -> io::Result<Vec<(String, Change, Option<FileType>)>> {
+    let mut out = Vec::new();
+    walk_names(root, |rel, a| {
+        let b = before.remove(rel);
+        let c = name_change(b.as_ref(), Some(&a), changed(rel, a.ino));
+        if let Some(c) = c {
+            out.push((rel.to_string(), c, b.map(|b| b.file_type)));
+        }
+    })?;
+    out.extend(
+        before
+            .into_iter()
+            .map(|(rel, b)| (rel, Change::Deleted, Some(b.file_type))),
+    );
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Every entry below `root` (relative path, type and inode), through `safefs` like [`scan`].
+fn walk_names(root: &Path, mut f: impl FnMut(&str, NameEntry)) -> io::Result<()> {
+    let mut stack = vec![String::new()];
     crate::safefs::open_dir(root, Path::new(""))?;
-    while let Some(rel) = stack.pop() {
-        let Ok(dir) = crate::safefs::open_dir(root, &rel) else {
+    let mut rel = String::new();
+    while let Some(dir_rel) = stack.pop() {
+        let Ok(dir) = crate::safefs::open_dir(root, Path::new(&dir_rel)) else {
             continue;
         };
-        for (name, t, ino) in crate::safefs::entry_names(&dir)? {
-            let r = rel.join(&name);
+        crate::safefs::each_name(&dir, |name, t, ino| {
+            rel.clear();
+            if !dir_rel.is_empty() {
+                rel.push_str(&dir_rel);
+                rel.push('/');
+            }
+            rel.push_str(&name.to_string_lossy());
             let file_type = match t {
                 rustix::fs::FileType::RegularFile => FileType::File,
                 rustix::fs::FileType::Directory => FileType::Dir,
@@ -73,15 +112,12 @@ pub fn scan_names(root: &Path) -> io::Result<Names> {
                 _ => FileType::Other,
             };
             if file_type == FileType::Dir {
-                stack.push(r.clone());
+                stack.push(rel.clone());
             }
-            out.insert(
-                r.to_string_lossy().into_owned(),
-                NameEntry { file_type, ino },
-            );
-        }
+            f(&rel, NameEntry { file_type, ino });
+        })?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -101,17 +137,32 @@ mod tests {
         let stamps = scan(d.path()).unwrap();
         let names = scan_names(d.path()).unwrap();
         assert_eq!(names.len(), 5);
+        let mut listed: Vec<(String, FileType, u64)> = names
+            .iter()
+            .map(|(p, n)| (p.clone(), n.file_type, n.ino))
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
-            names
-                .iter()
-                .map(|(p, n)| (p.clone(), n.file_type, n.ino))
-                .collect::<Vec<_>>(),
+            listed,
             stamps
                 .iter()
                 .map(|(p, s)| (p.clone(), s.file_type, s.ino))
                 .collect::<Vec<_>>()
         );
         assert_eq!(names["a/l"].file_type, FileType::Symlink);
+        // Changed since: a file added, one removed, one the caller says it changed.
+        std::fs::write(d.path().join("a/new"), "3").unwrap();
+        std::fs::remove_file(d.path().join("g")).unwrap();
+        let f_ino = names["a/b/f"].ino;
+        let got = names_changed(d.path(), names, |p, ino| p == "a/b/f" && ino == f_ino).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a/b/f".into(), Change::Modified, Some(FileType::File)),
+                ("a/new".into(), Change::Added, None),
+                ("g".into(), Change::Deleted, Some(FileType::File)),
+            ]
+        );
     }
 
     #[test]

@@ -166,27 +166,27 @@ pub fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
     Ok(out)
 }
 
-/// The entries of `dir` as the directory itself gives them: name, type and inode, without an
-/// `lstat` per entry (one when the file system leaves the type unknown), sorted by name.
-pub fn entry_names(dir: &OwnedFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
-    let mut out = Vec::new();
+/// Calls `f` with each entry of `dir` as the directory itself gives it: name, type and inode,
+/// without an `lstat` per entry (one when the file system leaves the type unknown).
+pub fn each_name(
+    dir: &OwnedFd,
+    mut f: impl FnMut(&std::ffi::CStr, FileType, u64),
+) -> io::Result<()> {
     for e in rustix::fs::Dir::read_from(dir)? {
         let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
+        let name = e.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
             continue;
         }
-        let (t, ino) = match e.file_type() {
+        match e.file_type() {
             FileType::Unknown => {
-                let st = rustix::fs::statat(dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
-                (FileType::from_raw_mode(st.st_mode), st.st_ino)
+                let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                f(name, FileType::from_raw_mode(st.st_mode), st.st_ino)
             }
-            t => (t, e.ino()),
-        };
-        out.push((OsString::from_vec(name.to_vec()), t, ino));
+            t => f(name, t, e.ino()),
+        }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(())
 }
 
 /// `lstat` of `rel` beneath `root`; None when it (or a directory on its path) is missing or a
