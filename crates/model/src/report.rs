@@ -177,8 +177,22 @@ pub struct NameEntry {
     pub ino: u64,
 }
 
-/// A names-only snapshot of a storage tree: relative path → type and inode.
-pub type Names = rustc_hash::FxHashMap<String, NameEntry>;
+/// One directory of a names-only snapshot: its identity and change time when it was listed,
+/// and its entries (name → type and inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirNames {
+    pub ino: u64,
+    pub ctime_ns: i128,
+    /// Listed so soon after its last change that a change in the same clock tick could leave
+    /// its change time as it was: it is listed again instead of trusted.
+    pub racy: bool,
+    pub entries: Vec<(String, NameEntry)>,
+}
+
+/// A names-only snapshot of a storage tree: each directory (relative path, `""` for the
+/// root) → its entries. A directory whose identity and change time are the same later has
+/// the same entries (adding, removing or renaming one changes its directory's ctime).
+pub type Names = rustc_hash::FxHashMap<String, DirNames>;
 
 /// What a VE's recorded calls changed in files outside its own file system, as the recorder
 /// saw them: the storage report takes the modifications of files that kept their names from

@@ -4,7 +4,7 @@
 //! changed, stamps of every entry ([`scan`]) when nothing records the VE. A concurrent VE that
 //! maps the same shared directory can make a name it added or removed appear in both reports.
 
-use model::report::{name_change, Change, FileType, Manifest, NameEntry, Names, Stamp};
+use model::report::{name_change, Change, DirNames, FileType, Manifest, NameEntry, Names, Stamp};
 use rustix::fs::Stat;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,70 +54,148 @@ pub fn scan(root: &Path) -> io::Result<Manifest> {
     Ok(out)
 }
 
-/// Walks `root` like [`scan`], keeping each entry's type and inode as its directory lists
-/// them (no `lstat` per entry).
+/// A directory listed within this long of its last change is racy ([`DirNames::racy`]):
+/// change times may be as coarse as the kernel's tick.
+const RACY_NS: i128 = 100_000_000;
+
+/// Walks `root` like [`scan`], keeping each directory's identity and change time and its
+/// entries' types and inodes as it lists them (no `lstat` per entry).
 pub fn scan_names(root: &Path) -> io::Result<Names> {
     let mut out = Names::default();
-    walk_names(root, |rel, entry| {
-        out.insert(rel.to_string(), entry);
-    })?;
+    let mut stack = vec![String::new()];
+    crate::safefs::open_dir(root, Path::new(""))?;
+    while let Some(dir_rel) = stack.pop() {
+        let Ok((_, names)) = list(root, &dir_rel) else {
+            continue;
+        };
+        for (name, e) in &names.entries {
+            if e.file_type == FileType::Dir {
+                stack.push(join(&dir_rel, name));
+            }
+        }
+        out.insert(dir_rel, names);
+    }
     Ok(out)
 }
 
-/// The names of `root` that changed since `before` ([`scan_names`] of it), walking it once
-/// more: [`model::report::name_change`] of each, `changed(path, inode)` saying whether the
-/// VE changed the file a name kept. Sorted by path.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Directory `rel` of `root`, listed.
+fn list(root: &Path, rel: &str) -> io::Result<(rustix::fs::Stat, DirNames)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let dir = crate::safefs::open_dir(root, Path::new(rel))?;
+    let st = rustix::fs::fstat(&dir)?;
+    let ctime_ns = i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
+    let mut entries = Vec::new();
+    crate::safefs::each_name(&dir, |name, t, ino| {
+        let file_type = match t {
+            rustix::fs::FileType::RegularFile => FileType::File,
+            rustix::fs::FileType::Directory => FileType::Dir,
+            rustix::fs::FileType::Symlink => FileType::Symlink,
+            _ => FileType::Other,
+        };
+        entries.push((
+            name.to_string_lossy().into_owned(),
+            NameEntry { file_type, ino },
+        ));
+    })?;
+    let names = DirNames {
+        ino: st.st_ino,
+        ctime_ns,
+        racy: now - ctime_ns < RACY_NS,
+        entries,
+    };
+    Ok((st, names))
+}
+
+/// The names of `root` that changed since `before` ([`scan_names`] of it):
+/// [`model::report::name_change`] of each, `changed(path, inode)` saying whether the VE
+/// changed the file a name kept. A directory whose identity and change time are as they were
+/// (and were not racy) is not listed again. Sorted by path.
 pub fn names_changed(
     root: &Path,
     mut before: Names,
     changed: impl Fn(&str, u64) -> bool,
 ) -> io::Result<Vec<(String, Change, Option<FileType>)>> {
     let mut out = Vec::new();
-    walk_names(root, |rel, a| {
-        let b = before.remove(rel);
-        let c = name_change(b.as_ref(), Some(&a), changed(rel, a.ino));
-        if let Some(c) = c {
-            out.push((rel.to_string(), c, b.map(|b| b.file_type)));
-        }
-    })?;
-    out.extend(
-        before
-            .into_iter()
-            .map(|(rel, b)| (rel, Change::Deleted, Some(b.file_type))),
-    );
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-/// Every entry below `root` (relative path, type and inode), through `safefs` like [`scan`].
-fn walk_names(root: &Path, mut f: impl FnMut(&str, NameEntry)) -> io::Result<()> {
     let mut stack = vec![String::new()];
     crate::safefs::open_dir(root, Path::new(""))?;
     let mut rel = String::new();
+    let mut path = |dir: &str, name: &str| -> String {
+        rel.clear();
+        if !dir.is_empty() {
+            rel.push_str(dir);
+            rel.push('/');
+        }
+        rel.push_str(name);
+        rel.clone()
+    };
     while let Some(dir_rel) = stack.pop() {
-        let Ok(dir) = crate::safefs::open_dir(root, Path::new(&dir_rel)) else {
+        let b = before.remove(&dir_rel);
+        let dir = crate::safefs::open_dir(root, Path::new(&dir_rel));
+        let same = match (&b, &dir) {
+            (Some(b), Ok(fd)) if !b.racy => rustix::fs::fstat(fd).is_ok_and(|st| {
+                st.st_ino == b.ino
+                    && i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
+                        == b.ctime_ns
+            }),
+            _ => false,
+        };
+        if same {
+            // Its entries are as they were: a file it names changed only if the VE changed it.
+            for (name, e) in b.into_iter().flat_map(|b| b.entries) {
+                if e.file_type == FileType::Dir {
+                    stack.push(path(&dir_rel, &name));
+                } else if changed(&path(&dir_rel, &name), e.ino) {
+                    out.push((path(&dir_rel, &name), Change::Modified, Some(e.file_type)));
+                }
+            }
+            continue;
+        }
+        drop(dir);
+        let Ok((_, now)) = list(root, &dir_rel) else {
+            // Gone (or no longer a directory): its entries are deleted, below.
+            if let Some(b) = b {
+                before.insert(dir_rel, b);
+            }
             continue;
         };
-        crate::safefs::each_name(&dir, |name, t, ino| {
-            rel.clear();
-            if !dir_rel.is_empty() {
-                rel.push_str(&dir_rel);
-                rel.push('/');
+        let mut was: std::collections::HashMap<String, NameEntry> = b
+            .map(|b| b.entries.into_iter().collect())
+            .unwrap_or_default();
+        for (name, a) in now.entries {
+            let p = path(&dir_rel, &name);
+            let b = was.remove(&name);
+            if a.file_type == FileType::Dir {
+                stack.push(p.clone());
             }
-            rel.push_str(&name.to_string_lossy());
-            let file_type = match t {
-                rustix::fs::FileType::RegularFile => FileType::File,
-                rustix::fs::FileType::Directory => FileType::Dir,
-                rustix::fs::FileType::Symlink => FileType::Symlink,
-                _ => FileType::Other,
-            };
-            if file_type == FileType::Dir {
-                stack.push(rel.clone());
+            let c = name_change(b.as_ref(), Some(&a), changed(&p, a.ino));
+            if let Some(c) = c {
+                out.push((p, c, b.map(|b| b.file_type)));
             }
-            f(&rel, NameEntry { file_type, ino });
-        })?;
+        }
+        for (name, b) in was {
+            out.push((path(&dir_rel, &name), Change::Deleted, Some(b.file_type)));
+        }
     }
-    Ok(())
+    // Directories not reached again (removed, renamed away, replaced): their entries are
+    // deleted.
+    for (dir_rel, b) in before {
+        for (name, e) in b.entries {
+            out.push((path(&dir_rel, &name), Change::Deleted, Some(e.file_type)));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -136,10 +214,13 @@ mod tests {
         std::os::unix::fs::symlink("/etc", d.path().join("a/l")).unwrap();
         let stamps = scan(d.path()).unwrap();
         let names = scan_names(d.path()).unwrap();
-        assert_eq!(names.len(), 5);
         let mut listed: Vec<(String, FileType, u64)> = names
             .iter()
-            .map(|(p, n)| (p.clone(), n.file_type, n.ino))
+            .flat_map(|(dir, n)| {
+                n.entries
+                    .iter()
+                    .map(move |(name, e)| (join(dir, name), e.file_type, e.ino))
+            })
             .collect();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
@@ -149,20 +230,77 @@ mod tests {
                 .map(|(p, s)| (p.clone(), s.file_type, s.ino))
                 .collect::<Vec<_>>()
         );
-        assert_eq!(names["a/l"].file_type, FileType::Symlink);
-        // Changed since: a file added, one removed, one the caller says it changed.
-        std::fs::write(d.path().join("a/new"), "3").unwrap();
-        std::fs::remove_file(d.path().join("g")).unwrap();
-        let f_ino = names["a/b/f"].ino;
-        let got = names_changed(d.path(), names, |p, ino| p == "a/b/f" && ino == f_ino).unwrap();
+        assert_eq!(names.len(), 3, "the root, a and a/b");
+        assert!(names.values().all(|n| n.racy), "just made");
+    }
+
+    /// What changed since a names-only snapshot: names added, removed, replaced, whole
+    /// directories renamed, and the files the caller says changed; a directory whose identity
+    /// and change time are as they were is trusted (a name only the snapshot has there is not
+    /// reported), unless it was racy.
+    #[test]
+    fn names_changed_lists_every_kind_of_change_and_trusts_unchanged_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["a/b", "c/e"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        for f in ["a/b/f", "a/x", "c/e/h", "g", "kept"] {
+            std::fs::write(r.join(f), "1").unwrap();
+        }
+        let snapshot = || {
+            let mut n = scan_names(r).unwrap();
+            for v in n.values_mut() {
+                v.racy = false; // (as if listed long after their last change)
+            }
+            // A name the snapshot alone has, in a directory the VE leaves alone.
+            n.get_mut("a/b").unwrap().entries.push((
+                "ghost".into(),
+                NameEntry {
+                    file_type: FileType::File,
+                    ino: 1,
+                },
+            ));
+            n
+        };
+        let before = snapshot();
+        let f_ino = before["a/b"]
+            .entries
+            .iter()
+            .find(|(n, _)| n == "f")
+            .unwrap()
+            .1
+            .ino;
+        std::fs::write(r.join("a/new"), "2").unwrap();
+        std::fs::remove_file(r.join("g")).unwrap();
+        std::fs::write(r.join("a/tmp"), "3").unwrap();
+        std::fs::rename(r.join("a/tmp"), r.join("a/x")).unwrap();
+        std::fs::rename(r.join("c"), r.join("c2")).unwrap();
+        std::fs::write(r.join("a/b/f"), "changed in place").unwrap();
+        let changed = |p: &str, ino: u64| p == "a/b/f" && ino == f_ino;
+        let got = names_changed(r, before, changed).unwrap();
+        let file = Some(FileType::File);
+        let dir = Some(FileType::Dir);
         assert_eq!(
             got,
             vec![
-                ("a/b/f".into(), Change::Modified, Some(FileType::File)),
+                ("a/b/f".into(), Change::Modified, file),
                 ("a/new".into(), Change::Added, None),
-                ("g".into(), Change::Deleted, Some(FileType::File)),
+                ("a/x".into(), Change::Modified, file),
+                ("c".into(), Change::Deleted, dir),
+                ("c/e".into(), Change::Deleted, dir),
+                ("c/e/h".into(), Change::Deleted, file),
+                ("c2".into(), Change::Added, None),
+                ("c2/e".into(), Change::Added, None),
+                ("c2/e/h".into(), Change::Added, None),
+                ("g".into(), Change::Deleted, file),
             ]
         );
+        // The same directory, racy: listed again, the ghost is found gone.
+        let mut before = snapshot();
+        before.get_mut("a/b").unwrap().racy = true;
+        let got = names_changed(r, before, |_, _| false).unwrap();
+        assert_eq!(got, vec![("a/b/ghost".into(), Change::Deleted, file)]);
     }
 
     #[test]
