@@ -1264,6 +1264,25 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
     kill_daemon_then_end(&env, c);
+    // Its storage report lists the names it added, and says that files it only modified
+    // may be missing (no recorder said which it changed).
+    let r = env.json(&["inspect", "1", "--json"]);
+    assert!(
+        r["storage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "/data/before" && c["change"] == "added"),
+        "{r:#}"
+    );
+    assert!(
+        r["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("did not say which files VE 1 changed")),
+        "{r:#}"
+    );
     // Control: no gap yet (nobody could write one).
     assert!(!env.log(1).iter().any(|a| a["op"] == "gap"));
     // The next run starts a recorder, which finds VE 1 unfinished.
