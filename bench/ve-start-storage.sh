@@ -2,9 +2,11 @@
 # VE start and end against the size of the app's persistent storage: `jcs run APP -- true`
 # (busybox template, /data persistent) with 0, 1,000, 10,000 and 40,000 files in /data,
 # against bwrap running the same root file system with the same directory bound at /data,
-# measured in the same run with hyperfine (warm: back to back). jcs snapshots its storage
-# directories before and after each VE for the integrity report's storage changes
-# (lifecycle::ves::snapshot, storage_changes): this shows what that costs as they grow.
+# measured in the same run with hyperfine (warm: back to back). For the integrity report's
+# storage changes jcs lists its storage directories' names before and after a recorded VE
+# (a directory unchanged since is not listed again), and stamps every entry (lstat) before
+# and after an unrecorded one (JCS_MONITOR=off, the third column: what every VE paid before
+# 2026-12-04): this shows what each costs as storage grows.
 #
 #   bench/ve-start-storage.sh [--runs N] [--sizes "0 1000 10000 40000"]
 #
@@ -38,8 +40,8 @@ export JCS_HOME="$work/store" JCS_RUN_DIR="$work/store/run"
 rootfs="$JCS_HOME/templates/bb/1"
 data="$JCS_HOME/persist/bench/data"
 "$jcs" run bench -- true # the daemon (stays up)
-echo "| files in /data | jcs run (ms) | bwrap (ms) | jcs ÷ bwrap |"
-echo "|---|---|---|---|"
+echo "| files in /data | jcs run (ms) | bwrap (ms) | jcs unrecorded, stamps (ms) | jcs ÷ bwrap | unrecorded ÷ bwrap |"
+echo "|---|---|---|---|---|---|"
 have=0
 for n in $sizes; do
   # Files spread over directories of 1,000, as a profile or a mail store would be.
@@ -56,11 +58,12 @@ PY
   hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/h-$n.json" \
     "$jcs run bench -- /usr/bin/true" \
     "bwrap --bind $rootfs / --bind $data /data --proc /proc --dev /dev --unshare-all --die-with-parent /usr/bin/true" \
+    "env JCS_MONITOR=off $jcs run bench -- /usr/bin/true" \
     >/dev/null
   python3 - "$work/h-$n.json" "$n" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
-j, b = (x["median"] * 1000 for x in r)
-print(f"| {int(sys.argv[2]):,} | {j:.1f} | {b:.1f} | {j / b:.1f} |")
+j, b, u = (x["median"] * 1000 for x in r)
+print(f"| {int(sys.argv[2]):,} | {j:.1f} | {b:.1f} | {u:.1f} | {j / b:.1f} | {u / b:.1f} |")
 PY
 done
