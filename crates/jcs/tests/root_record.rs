@@ -1276,11 +1276,10 @@ fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
         "{r:#}"
     );
     assert!(
-        r["notes"]
-            .as_array()
+        r["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|n| n.as_str().unwrap().contains("did not say which files VE 1 changed")),
+            .contains("did not say which files VE 1 changed")),
         "{r:#}"
     );
     // Control: no gap yet (nobody could write one).

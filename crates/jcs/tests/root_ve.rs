@@ -85,8 +85,10 @@ fn root_writes_land_in_their_branches() {
     env.assert_clean();
 }
 
-/// Storage before the VE of [`storage_changes_of`]: files it will change in every way a VE
-/// can, files it only reads or opens, one the host changes while it runs, a FIFO it waits on.
+/// What the VE of [`storage_changes_of`] does: change files of its storage in every way a VE
+/// can — through a descriptor, by name, through symbolic links (one it makes and removes, one
+/// in storage, one in its template) —, read or open others, and wait on a FIFO while the host
+/// changes one.
 const STORAGE_SCRIPT: &str = "cat /data/read.txt > /dev/null \
     && : >> /data/untouched.txt \
     && echo more >> /data/write.txt \
@@ -100,6 +102,9 @@ const STORAGE_SCRIPT: &str = "cat /data/read.txt > /dev/null \
     && ln -s linked.txt /data/link && echo y >> /data/link \
     && ln /data/hard.txt /data/hard2 && echo z >> /data/hard2 \
     && rm -rf /data/dir \
+    && ln -s /data /tmp/d && chmod 600 /tmp/d/viatmp.txt && rm /tmp/d \
+    && touch /data/lnk/insub.txt \
+    && chmod 600 /statelink/viatemplate.txt \
     && echo s > /dl/s.txt \
     && read go < /data/sync && echo done";
 
@@ -112,7 +117,9 @@ fn storage_changes_of(
 ) -> (Vec<(String, String, String)>, Vec<String>) {
     env.standard_app();
     let data = env.home().join("persist/web/data");
-    std::fs::create_dir_all(data.join("dir/sub")).unwrap();
+    for d in ["dir/sub", "sub", "tpl"] {
+        std::fs::create_dir_all(data.join(d)).unwrap();
+    }
     for f in [
         "read.txt",
         "untouched.txt",
@@ -126,13 +133,20 @@ fn storage_changes_of(
         "hard.txt",
         "other.txt",
         "dir/sub/f",
+        "viatmp.txt",
+        "sub/insub.txt",
+        "tpl/viatemplate.txt",
     ] {
         std::fs::write(data.join(f), "before\n").unwrap();
     }
+    std::os::unix::fs::symlink("sub", data.join("lnk")).unwrap();
+    let tpl = env.home().join("templates/bb/1/statelink");
+    std::os::unix::fs::symlink("/data/tpl", tpl).unwrap();
     // (Old times, so that a touch shows in the stamps of an unrecorded run too.)
     let st = std::process::Command::new("touch")
         .args(["-d", "2020-01-01"])
         .arg(data.join("touch.txt"))
+        .arg(data.join("sub/insub.txt"))
         .status()
         .unwrap();
     assert!(st.success());
@@ -200,8 +214,11 @@ fn the_ves_storage_changes() -> Vec<(String, String, String)> {
         ("persist", "/data/new.txt", "added"),
         ("persist", "/data/newdir", "added"),
         ("persist", "/data/replaced.txt", "modified"),
+        ("persist", "/data/sub/insub.txt", "modified"),
         ("persist", "/data/touch.txt", "modified"),
+        ("persist", "/data/tpl/viatemplate.txt", "modified"),
         ("persist", "/data/trunc.txt", "modified"),
+        ("persist", "/data/viatmp.txt", "modified"),
         ("persist", "/data/write.txt", "modified"),
         ("shared", "/dl/s.txt", "added"),
     ]

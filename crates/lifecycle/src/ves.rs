@@ -161,6 +161,7 @@ enum StorageFile {
 /// `before`.
 fn storage_changes(
     storage: &[(String, PathBuf, String)],
+    layers: Vec<&std::path::Path>,
     before: Before,
     touched: Option<&Touched>,
     ve: VeId,
@@ -187,7 +188,7 @@ fn storage_changes(
             if shared {
                 notes.push("names added or removed in shared storage and volumes are compared before/after the VE: a VE running at the same time can contribute to them (modifications are the VE's own, from its recording)".into());
             }
-            named_changes(storage, b, touched)
+            named_changes(storage, layers, b, touched)
         }
     };
     StorageFile::Report { changes, notes }
@@ -231,9 +232,12 @@ fn change_entry(
 
 /// Names before and after the VE, and the recorder's list of the files it changed: a name
 /// added, removed or given to another file is seen in the names; a file that kept its name
-/// is modified when the VE changed it (by identity, or by a call naming it).
+/// is modified when the VE changed it by identity, or by a call naming a path that led to it
+/// (resolved in the VE's `layers` and storage, through the links on the way: those the VE
+/// made and removed too).
 fn named_changes(
     storage: &[(String, PathBuf, String)],
+    layers: Vec<&std::path::Path>,
     before: Vec<Names>,
     touched: Option<&Touched>,
 ) -> Vec<StorageChange> {
@@ -242,17 +246,30 @@ fn named_changes(
     let files: std::collections::HashSet<(u64, u64)> = touched
         .map(|t| t.files.iter().copied().collect())
         .unwrap_or_default();
-    for ((kind, dir, inner), b) in storage.iter().zip(before) {
+    let view = ve::vepath::View::new(
+        layers,
+        storage
+            .iter()
+            .map(|(_, dir, inner)| (inner.as_str(), dir.as_path()))
+            .collect(),
+        touched
+            .iter()
+            .flat_map(|t| t.links.iter())
+            .map(|(l, t)| (l.as_str(), t.as_str()))
+            .collect(),
+    );
+    // Per storage directory, the relative paths of the files calls by name changed.
+    let mut by_name = vec![std::collections::HashSet::<String>::new(); storage.len()];
+    for (p, nofollow) in touched.iter().flat_map(|t| t.paths.iter()) {
+        for (i, rel) in view.storage_of(p, *nofollow) {
+            by_name[i].insert(rel);
+        }
+    }
+    for (i, ((kind, dir, inner), b)) in storage.iter().zip(before).enumerate() {
         let dev = std::fs::metadata(dir)
             .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .unwrap_or(u64::MAX);
-        let prefix = format!("{}/", inner.trim_end_matches('/'));
-        let paths: std::collections::HashSet<&str> = touched
-            .iter()
-            .flat_map(|t| t.paths.iter())
-            .filter_map(|p| p.strip_prefix(&prefix))
-            .collect();
-        let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || paths.contains(rel);
+        let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || by_name[i].contains(rel);
         let list = ve::manifest::names_changed(dir, b, changed).unwrap_or_default();
         for (rel, change, before_type) in list {
             out.push(change_entry(
@@ -766,8 +783,12 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     for (n, us) in &running.phases.marks {
         crate::timing::phase(id.0, n, *us);
     }
+    let layers = std::iter::once(meta.upper.as_path())
+        .chain(meta.lowers.iter().map(|(_, d)| d.as_path()))
+        .collect();
     let changes = storage_changes(
         &meta.storage,
+        layers,
         before,
         ve_hooks.monitor.as_ref().and_then(|m| m.changes()),
         id,

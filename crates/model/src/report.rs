@@ -202,9 +202,15 @@ pub struct Touched {
     /// Files (device as `st_dev`, inode) whose content or attributes the VE changed through
     /// a descriptor, a shared mapping or a transfer.
     pub files: Vec<(u64, u64)>,
-    /// Files (absolute paths inside the VE, in its storage) whose attributes or size a call
-    /// by name changed (chmod, chown, truncate, utime, setxattr by path).
-    pub paths: Vec<String>,
+    /// Paths (absolute, inside the VE, as the calls named them) whose file's attributes or size
+    /// a call by name changed (chmod, chown, truncate, utime, setxattr by path), each with
+    /// whether the call left a final symbolic link alone (lchown, AT_SYMLINK_NOFOLLOW): the
+    /// report resolves them in the VE's file system, where a link may lead into storage.
+    pub paths: Vec<(String, bool)>,
+    /// The symbolic links the VE made (link path, target as given), under their last name:
+    /// what resolves those paths where the link is gone by the VE's end.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
     /// Whether these are all of them: the recorder watched the VE from its start, lost none
     /// of its records, and could name every change by path.
     pub complete: bool,

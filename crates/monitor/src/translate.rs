@@ -155,12 +155,15 @@ pub struct Translator {
     changes: HashMap<u64, Changes>,
 }
 
-/// What one VE changed in files outside its own file system: the files by identity, and the
-/// storage files that calls by name changed (their attributes or size).
+/// What one VE changed in files outside its own file system: the files by identity; the
+/// paths calls by name changed (attributes or size: wherever they are, since a symbolic link
+/// can lead from anywhere into storage), whether each call followed a final symbolic link;
+/// the symbolic links it made (link, target as given), renames applied.
 #[derive(Debug, Default)]
 struct Changes {
     files: HashSet<(u64, u64)>,
-    paths: HashSet<Vec<u8>>,
+    paths: HashSet<(Vec<u8>, bool)>,
+    links: Vec<(Vec<u8>, Vec<u8>)>,
     /// The file last added to `files` (a loop of writes looks it up once).
     last: Option<(u64, u64)>,
     /// A change by a name the translator could not make absolute (a path cut in the kernel's
@@ -169,8 +172,8 @@ struct Changes {
 }
 
 impl Changes {
-    /// Files and paths kept per VE at most.
-    const MAX: usize = 1 << 20;
+    /// Files, paths and links kept per VE at most.
+    const MAX: usize = 1 << 16;
 }
 
 fn lossy(b: Vec<u8>) -> String {
@@ -387,21 +390,38 @@ impl Translator {
         let c = self.changes.remove(&cgroup_id)?;
         let mut files: Vec<(u64, u64)> = c.files.into_iter().collect();
         files.sort_unstable();
-        let mut paths: Vec<String> = c.paths.into_iter().map(lossy).collect();
+        let mut paths: Vec<(String, bool)> =
+            c.paths.into_iter().map(|(p, n)| (lossy(p), n)).collect();
         paths.sort_unstable();
+        let links = c
+            .links
+            .into_iter()
+            .map(|(l, t)| (lossy(l), lossy(t)))
+            .collect();
         Some(model::report::Touched {
             files,
             paths,
+            links,
             complete: !c.incomplete,
         })
     }
 
-    /// Notes what the transactions `new` (just made from `e`) changed outside the VE's own
-    /// file system: a file written, truncated, mapped for writing or given new attributes
-    /// through a descriptor by its identity, one changed by name (chmod, truncate, utime,
-    /// setxattr by path) by its path when that is in storage. Names made and removed are
-    /// not noted: the storage report compares the names before and after.
+    /// Notes what `e` changed outside the VE's own file system ([`Changes`]): a call by name
+    /// that changed a file's attributes or size, by its path (resolved at the VE's end, when
+    /// the storage report is made); a symbolic link it made, or renamed; a file written,
+    /// truncated, mapped for writing or given new attributes through a descriptor (the
+    /// transactions `out[first..]` say so), by its identity. Names made and removed are not
+    /// noted: the storage report compares the names before and after.
     fn note_changes(&mut self, e: &Event, sys: &Sys, mem: VarId, first: usize, out: &[Output]) {
+        if e.ret < 0 || e.rule != 0 {
+            return;
+        }
+        let by_name =
+            sys.cap & (cap::PATH0 | cap::PATH1) != 0 && e.path().is_some_and(|p| !p.is_empty());
+        if let (Sem::Meta(op), true) = (sys.sem, by_name) {
+            self.note_by_name(e, sys, op);
+            return;
+        }
         let changes_file = out[first..].iter().any(|o| match o {
             Output::At(a) => {
                 a.status == Status::Committed
@@ -425,33 +445,6 @@ impl Translator {
         if !changes_file {
             return;
         }
-        let by_name = matches!(sys.sem, Sem::Meta(_))
-            && sys.cap & (cap::PATH0 | cap::PATH1) != 0
-            && e.path().is_some_and(|p| !p.is_empty());
-        if by_name {
-            let path = self.path_of(e, sys, false);
-            let in_storage = path
-                .as_ref()
-                .is_some_and(|p| self.store_name(e.cgroup_id, p).is_some());
-            let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
-                return;
-            };
-            match path {
-                Some(p) if in_storage && !p.ends_with("…".as_bytes()) => {
-                    if c.paths.len() < Changes::MAX {
-                        c.paths.insert(p);
-                    } else {
-                        c.incomplete = true;
-                    }
-                }
-                // Not absolute or cut: it may have been in storage.
-                Some(p) if p.first() != Some(&b'/') || p.ends_with("…".as_bytes()) => {
-                    c.incomplete = true
-                }
-                _ => {}
-            }
-            return;
-        }
         let file = match sys.sem {
             Sem::Transfer(Xfer::Sendfile) => e.file,
             Sem::Transfer(_) => e.file2,
@@ -468,6 +461,70 @@ impl Translator {
             c.last = Some((dev, ino));
         } else if !c.files.contains(&(dev, ino)) {
             c.incomplete = true;
+        }
+    }
+
+    /// [`Translator::note_changes`] of a successful call by name.
+    fn note_by_name(&mut self, e: &Event, sys: &Sys, op: Op) {
+        const NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
+        let whole = |p: &Vec<u8>| p.first() == Some(&b'/') && !p.ends_with("…".as_bytes());
+        match op {
+            Op::Chmod | Op::Chown | Op::Truncate | Op::Utime | Op::SetXattr => {
+                let nofollow = match sys.name {
+                    "lchown" | "lsetxattr" | "lremovexattr" => true,
+                    "fchownat" => e.args[4] & NOFOLLOW != 0,
+                    "utimensat" | "fchmodat2" => e.args[3] & NOFOLLOW != 0,
+                    "setxattrat" | "removexattrat" => e.args[2] & NOFOLLOW != 0,
+                    _ => false,
+                };
+                let path = self.path_of(e, sys, false);
+                let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
+                    return;
+                };
+                match path {
+                    Some(p) if whole(&p) && c.paths.len() < Changes::MAX => {
+                        c.paths.insert((p, nofollow));
+                    }
+                    // Cut, relative to a directory it never saw opened, or too many: it may
+                    // have been in storage.
+                    _ => c.incomplete = true,
+                }
+            }
+            Op::Symlink => {
+                let link = self.path_of(e, sys, true);
+                let target = e.path().map(<[u8]>::to_vec);
+                let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
+                    return;
+                };
+                match (link, target) {
+                    (Some(l), Some(t))
+                        if whole(&l) && t.len() < 127 && c.links.len() < Changes::MAX =>
+                    {
+                        c.links.push((l, t))
+                    }
+                    _ => c.incomplete = true,
+                }
+            }
+            Op::Rename => {
+                let (Some(from), Some(to)) =
+                    (self.path_of(e, sys, false), self.path_of(e, sys, true))
+                else {
+                    return;
+                };
+                let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
+                    return;
+                };
+                // A link made here, or in a directory renamed: it goes on under the new name.
+                for (l, _) in &mut c.links {
+                    if l.starts_with(&from)
+                        && (l.len() == from.len() || l.get(from.len()) == Some(&b'/'))
+                    {
+                        let rest = l.split_off(from.len());
+                        *l = [to.as_slice(), &rest].concat();
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -2654,10 +2711,11 @@ mod tests {
             .any(|o| matches!(o, Output::Var(_, VarDef::Path { .. }))));
     }
 
-    /// What a VE with storage changes outside its own file system is kept for its storage
-    /// report: files written through descriptors by identity (also a copy's output side),
-    /// storage files changed by name by path; reads, failed and empty writes, writes into
-    /// its dirties and calls by name outside storage are not changes there.
+    /// What a VE with storage changes is kept for its storage report: files written through
+    /// descriptors by identity (also a copy's output side), changes by name by path wherever
+    /// they are (a link may lead into storage; lchown leaves a final link alone), symbolic
+    /// links it made under their last name; reads, failed and empty writes and writes into
+    /// its dirties are not changes there.
     #[test]
     fn a_ves_changes_outside_its_file_system_are_kept_for_its_report() {
         let mut t = Translator::new(1, 0);
@@ -2694,13 +2752,33 @@ mod tests {
         t.push(&chmod(b"/data/sub/../m", 0), &mut out);
         t.push(&chmod(b"/data/failed", -i64::from(libc::EPERM)), &mut out);
         t.push(&chmod(b"/etc/own", 0), &mut out);
+        let mut lchown = ev(Kind::Syscall, libc::SYS_lchown as u32, 0);
+        lchown.data = b"/tmp/l\0".to_vec();
+        t.push(&lchown, &mut out);
+        // A link made in /tmp, then its directory renamed.
+        let mut ln = ev(Kind::Syscall, libc::SYS_symlinkat as u32, 0);
+        ln.args[1] = libc::AT_FDCWD as u64;
+        (ln.data, ln.data2) = (b"/data\0".to_vec(), b"/tmp/d/l\0".to_vec());
+        t.push(&ln, &mut out);
+        let mut mv = ev(Kind::Syscall, nr::RENAMEAT2, 0);
+        mv.args = [libc::AT_FDCWD as u64, 0, libc::AT_FDCWD as u64, 0, 0, 0];
+        (mv.data, mv.data2) = (b"/tmp/d\0".to_vec(), b"/tmp/e\0".to_vec());
+        t.push(&mv, &mut out);
         // Another VE's (without storage: nothing kept) and an unwatched one's.
         let mut other = write(3, (1, 30, 0), 10, 0);
         other.cgroup_id = 66;
         t.push(&other, &mut out);
         let c = t.take_changes(55).expect("kept for a VE with storage");
         assert_eq!(c.files, vec![(1, 20), (1, 25)]);
-        assert_eq!(c.paths, vec!["/data/m".to_string()]);
+        assert_eq!(
+            c.paths,
+            vec![
+                ("/data/m".to_string(), false),
+                ("/etc/own".to_string(), false),
+                ("/tmp/l".to_string(), true)
+            ]
+        );
+        assert_eq!(c.links, vec![("/tmp/e/l".to_string(), "/data".to_string())]);
         assert!(c.complete);
         assert!(t.take_changes(55).is_none(), "taken");
         assert!(t.take_changes(66).is_none(), "no storage, nothing kept");

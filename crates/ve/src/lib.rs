@@ -27,6 +27,7 @@ pub mod pty;
 pub mod safefs;
 pub mod seccomp;
 pub mod supervise;
+pub mod vepath;
 
 pub use cgroup::{CgroupLayout, VeCgroup};
 pub use layout::Layout;
