@@ -12,6 +12,9 @@ fn main() {
         .unwrap_or(1_000_000);
     let mut t = Translator::new(1, 0);
     t.watch(77, 1);
+    // A VE with persistent storage at /data, as the bench's (what it changes there is kept).
+    t.set_outside(77, &["/data".to_string()]);
+    t.set_store_names(77, &[("/data".into(), "persist:bench:/data".into())]);
     let path = b"/data/f\0".to_vec();
     let open = Event {
         time_ns: 0,

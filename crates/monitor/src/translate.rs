@@ -153,6 +153,9 @@ pub struct Translator {
     /// cgroup id → what the VE changed in files outside its own file system, for a VE with
     /// storage ([`Translator::take_changes`]).
     changes: HashMap<u64, Changes>,
+    /// (cgroup id, device, inode) of the file last added to a VE's [`Changes`] (a loop of
+    /// writes to it is looked up once).
+    last_change: (u64, u64, u64),
 }
 
 /// What one VE changed in files outside its own file system: the files by identity; the
@@ -164,8 +167,6 @@ struct Changes {
     files: HashSet<(u64, u64)>,
     paths: HashSet<(Vec<u8>, bool)>,
     links: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The file last added to `files` (a loop of writes looks it up once).
-    last: Option<(u64, u64)>,
     /// A change by a name the translator could not make absolute (a path cut in the kernel's
     /// buffer, a directory descriptor it never saw opened), or more than [`Changes::MAX`].
     incomplete: bool,
@@ -306,6 +307,7 @@ impl Translator {
             integrity: Hold::default(),
             own_maps: HashSet::default(),
             changes: HashMap::default(),
+            last_change: (0, 0, 0),
         }
     }
 
@@ -388,6 +390,9 @@ impl Translator {
     /// whether records were lost.
     pub fn take_changes(&mut self, cgroup_id: u64) -> Option<model::report::Touched> {
         let c = self.changes.remove(&cgroup_id)?;
+        if self.last_change.0 == cgroup_id {
+            self.last_change = (0, 0, 0);
+        }
         let mut files: Vec<(u64, u64)> = c.files.into_iter().collect();
         files.sort_unstable();
         let mut paths: Vec<(String, bool)> =
@@ -406,65 +411,46 @@ impl Translator {
         })
     }
 
-    /// Notes what `e` changed outside the VE's own file system ([`Changes`]): a call by name
-    /// that changed a file's attributes or size, by its path (resolved at the VE's end, when
-    /// the storage report is made); a symbolic link it made, or renamed; a file written,
-    /// truncated, mapped for writing or given new attributes through a descriptor (the
-    /// transactions `out[first..]` say so), by its identity. Names made and removed are not
+    /// Notes what `e`'s transaction `at` (from the VE's memory) changed outside the VE's own
+    /// file system ([`Changes`]): a call by name that changed a file's attributes or size, by
+    /// its path (resolved at the VE's end, when the storage report is made); a symbolic link
+    /// it made, or renamed; a file written, truncated, mapped for writing or given new
+    /// attributes through a descriptor (`file`: its identity). Names made and removed are not
     /// noted: the storage report compares the names before and after.
-    fn note_changes(&mut self, e: &Event, sys: &Sys, mem: VarId, first: usize, out: &[Output]) {
-        if e.ret < 0 || e.rule != 0 {
+    fn note_change(&mut self, e: &Event, sys: &Sys, at: &At, file: Option<(u64, u64, u32)>) {
+        if e.ret < 0 || e.rule != 0 || at.status != Status::Committed {
             return;
         }
-        let by_name =
-            sys.cap & (cap::PATH0 | cap::PATH1) != 0 && e.path().is_some_and(|p| !p.is_empty());
-        if let (Sem::Meta(op), true) = (sys.sem, by_name) {
-            self.note_by_name(e, sys, op);
-            return;
-        }
-        let changes_file = out[first..].iter().any(|o| match o {
-            Output::At(a) => {
-                a.status == Status::Committed
-                    && a.result >= 0
-                    && a.src == mem
-                    && a.dst != 0
-                    && a.dst != mem
-                    && match a.op {
-                        Op::Write => a.len > 0,
-                        Op::Truncate
-                        | Op::Chmod
-                        | Op::Chown
-                        | Op::SetXattr
-                        | Op::Utime
-                        | Op::Mmap => true,
-                        _ => false,
-                    }
+        if let Sem::Meta(op) = sys.sem {
+            if sys.cap & (cap::PATH0 | cap::PATH1) != 0 && e.path().is_some_and(|p| !p.is_empty()) {
+                self.note_by_name(e, sys, op);
+                return;
             }
+        }
+        let changes = match at.op {
+            Op::Write => at.len > 0,
+            Op::Truncate | Op::Chmod | Op::Chown | Op::SetXattr | Op::Utime | Op::Mmap => true,
             _ => false,
-        });
-        if !changes_file {
-            return;
-        }
-        let file = match sys.sem {
-            Sem::Transfer(Xfer::Sendfile) => e.file,
-            Sem::Transfer(_) => e.file2,
-            _ => e.file,
         };
-        let (Some((dev, ino, _)), Some(c)) = (file, self.changes.get_mut(&e.cgroup_id)) else {
+        let Some((dev, ino, _)) = file.filter(|_| changes) else {
             return;
         };
-        if c.last == Some((dev, ino)) {
+        // (A loop of writes to one file: noted once.)
+        if self.last_change == (e.cgroup_id, dev, ino) {
             return;
         }
+        let Some(c) = self.changes.get_mut(&e.cgroup_id) else {
+            return;
+        };
         if c.files.len() < Changes::MAX {
             c.files.insert((dev, ino));
-            c.last = Some((dev, ino));
+            self.last_change = (e.cgroup_id, dev, ino);
         } else if !c.files.contains(&(dev, ino)) {
             c.incomplete = true;
         }
     }
 
-    /// [`Translator::note_changes`] of a successful call by name.
+    /// [`Translator::note_change`] of a successful call by name.
     fn note_by_name(&mut self, e: &Event, sys: &Sys, op: Op) {
         const NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
         let whole = |p: &Vec<u8>| p.first() == Some(&b'/') && !p.ends_with("…".as_bytes());
@@ -666,6 +652,9 @@ impl Translator {
         self.store_names.remove(&cgroup_id);
         self.dropped.remove(&cgroup_id);
         self.changes.remove(&cgroup_id);
+        if self.last_change.0 == cgroup_id {
+            self.last_change = (0, 0, 0);
+        }
     }
 
     /// Emits the integrity records that began before `before_ns`, and all of VE `ending`'s
@@ -1314,6 +1303,9 @@ impl Translator {
                         output.2.unwrap_or(0) as u64
                     };
                     if !(e.flags & flag::OWN_OUT != 0 && self.own(e, mem, &w)) {
+                        if !sock && !self.changes.is_empty() {
+                            self.note_change(e, &sys, &w, output.1);
+                        }
                         out.push(Output::At(w));
                     }
                 }
@@ -1579,6 +1571,9 @@ impl Translator {
         if own && self.own(e, mem, &at) {
             return;
         }
+        if (at.src == mem || at.op == Op::Rename) && mem != 0 && !self.changes.is_empty() {
+            self.note_change(e, &sys, &at, e.file);
+        }
         if at.op == Op::Mmap && !self.own_maps.is_empty() {
             self.mapping(at, mem, out);
             return;
@@ -1722,11 +1717,7 @@ impl Translator {
                 let Some(sys) = self.table.get(e.nr as usize).copied().flatten() else {
                     return;
                 };
-                let first = out.len();
                 self.syscall(e, sys, mem, at, out);
-                if !self.changes.is_empty() && out.len() > first {
-                    self.note_changes(e, &sys, mem, first, out);
-                }
                 return;
             }
         }
