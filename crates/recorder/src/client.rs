@@ -458,7 +458,9 @@ impl ve::launch::Hooks for MonitorHooks {
                     .map_err(|e| RecorderError::Protocol(e.to_string()))
                     .and_then(|mut c| c.call(&unwatch));
                 let after = match again {
-                    Ok(Response::Ok) => "; a restarted daemon recorded it again after a gap",
+                    Ok(Response::Ok | Response::Finished { .. } | Response::Unwatched { .. }) => {
+                        "; a restarted daemon recorded it again after a gap"
+                    }
                     _ => "",
                 };
                 Err(format!("{e}{after}").into())
