@@ -302,7 +302,20 @@ pub fn update(
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok(Updated::Failed { code, current: cur });
     }
+    // The layer is durable before it is published (the VE's overlay, volatile, synced
+    // nothing), and so is its name before the catalog says the version exists.
+    let sync_fs = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from))
+            .ctx(|| format!("sync {}", p.display()))
+    };
+    sync_fs(&tmp)?;
     std::fs::rename(&tmp, &dest).ctx(|| format!("publish {}", dest.display()))?;
+    if let Some(parent) = dest.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .ctx(|| format!("sync {}", parent.display()))?;
+    }
     crate::ves::set_upper(store, ve_id, &dest)?;
     if let Err(e) =
         store

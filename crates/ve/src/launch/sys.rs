@@ -103,6 +103,14 @@ pub(super) fn mount_overlay(
     ] {
         fsconfig_set_string(&fd, k, v).map_err(|e| format!("overlay {k}={v}: {e}"))?;
     }
+    // volatile: the overlay's end (its namespace's, as the VE's last process exits) does not
+    // sync the host file system the dirties are on (1.6–1.9 ms of every VE's end on this
+    // store's ext4, measured with a dirty /etc/hosts), nor do a VE's fsyncs of its dirties. The
+    // dirties are written back as any file is; a host crash just after a VE may cut their
+    // content, never the journal's record of the writes (synced by the recorder). The same
+    // upper directory is never mounted again (a new VE gets new dirties; `jcs inspect` reads
+    // them as files), so the crash marker the kernel leaves there refuses nothing.
+    fsconfig_set_flag(&fd, "volatile").map_err(|e| format!("overlay volatile: {e}"))?;
     fsconfig_create(&fd).map_err(|e| format!("create overlay: {e}"))?;
     // nodev: a device node in any branch (or one the VE makes) is not a device; the VE's
     // devices are the few on the /dev that JCS mounts over it.
