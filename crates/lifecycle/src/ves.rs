@@ -620,6 +620,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     };
     let monitored = ve_hooks.monitor.is_some();
     let hooks: &mut dyn Hooks = &mut ve_hooks;
+    crate::timing::mark("hooks");
     // `--disk`: the writable branch on a file system of its own, mounted while the VE runs.
     let disk = l.limits.disk_bytes.map(|_| {
         (
@@ -644,6 +645,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             std::fs::create_dir_all(dir)
                 .ctx(|| format!("create storage directory {}", dir.display()))?;
         }
+        crate::timing::mark("dirs");
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
         // The VE's own /etc/hosts names it (as docker's does): written into its dirties, so
         // the VE may change it like any file of its own; not into a maintenance VE's layer.
@@ -656,6 +658,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         } else {
             vec![]
         };
+        crate::timing::mark("etc/hosts");
         let meta = VeMeta {
             id: id.0,
             app: l.app.name.to_string(),
@@ -734,7 +737,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                 }),
         };
         let before = snapshot(&storage, monitored);
-        crate::timing::mark("dirs+snapshot");
+        crate::timing::mark("snapshot");
         let running = ve::launch::start(&cfg, &cg_layout, &HostFs, &mut *hooks)?;
         Ok((meta, before, running))
     })();
@@ -778,8 +781,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     if let Some(Err(e)) = proxy.map(|p| p.join().unwrap_or(Ok(()))) {
         tracing::warn!("the VE's terminal: {e}");
     }
-    let recorded = hooks.after_exit();
     crate::timing::mark("exited+teardown");
+    let recorded = hooks.after_exit();
+    crate::timing::mark("unwatched");
     for (n, us) in &running.phases.marks {
         crate::timing::phase(id.0, n, *us);
     }
