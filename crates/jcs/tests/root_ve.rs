@@ -114,8 +114,14 @@ const STORAGE_SCRIPT: &str = "cat /data/read.txt > /dev/null \
 fn storage_changes_of(
     env: &Env,
     vars: &[(&str, &str)],
+    policy: Option<&str>,
 ) -> (Vec<(String, String, String)>, Vec<String>) {
     env.standard_app();
+    if let Some(p) = policy {
+        let f = env.home().join("policy.toml");
+        std::fs::write(&f, p).unwrap();
+        env.ok(&["app", "policy", "web", f.to_str().unwrap()]);
+    }
     let data = env.home().join("persist/web/data");
     for d in ["dir/sub", "sub", "tpl"] {
         std::fs::create_dir_all(data.join(d)).unwrap();
@@ -235,7 +241,7 @@ fn the_ves_storage_changes() -> Vec<(String, String, String)> {
 #[test]
 fn root_a_recorded_ves_storage_changes_are_its_own() {
     let Some(env) = Env::new() else { return };
-    let (changes, notes) = storage_changes_of(&env, &[]);
+    let (changes, notes) = storage_changes_of(&env, &[], None);
     assert_eq!(changes, the_ves_storage_changes(), "notes: {notes:?}");
     assert!(
         notes
@@ -247,13 +253,24 @@ fn root_a_recorded_ves_storage_changes_are_its_own() {
     env.assert_clean();
 }
 
+/// The same with pre-images kept (`[recovery]`): the VE's calls that change storage are
+/// performed by its supervisor, and are still the VE's, in the recording and in the report.
+#[test]
+fn root_a_supervised_ves_storage_changes_are_its_own() {
+    let Some(env) = Env::new() else { return };
+    let (changes, notes) = storage_changes_of(&env, &[], Some("[recovery]\npreimages = true\n"));
+    assert_eq!(changes, the_ves_storage_changes(), "notes: {notes:?}");
+    assert!(!notes.iter().any(|n| n.contains("incomplete")), "{notes:?}");
+    env.assert_clean();
+}
+
 /// Without the recorder (`JCS_MONITOR=off`) the report compares stamps of every entry: the
 /// VE's changes, and the host's changes of /data/other.txt and of the FIFO (its write gave
 /// it a new mtime), which it cannot tell apart.
 #[test]
 fn root_an_unrecorded_ves_storage_changes_compare_stamps() {
     let Some(env) = Env::new() else { return };
-    let (changes, notes) = storage_changes_of(&env, &[("JCS_MONITOR", "off")]);
+    let (changes, notes) = storage_changes_of(&env, &[("JCS_MONITOR", "off")], None);
     let mut expected = the_ves_storage_changes();
     for by_host in ["/data/other.txt", "/data/sync"] {
         expected.push(("persist".into(), by_host.into(), "modified".into()));
