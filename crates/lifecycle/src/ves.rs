@@ -124,15 +124,24 @@ impl Volume {
 /// changed ([`storage_changes_named`]), stamps of every entry when nothing records the VE.
 enum Before {
     Stamps(Vec<Manifest>),
-    Names(Vec<Names>),
+    /// Each directory's names, and whether they were not all the store's kept snapshot (so
+    /// that the snapshot after is kept for the next VE).
+    Names(Vec<(Names, bool)>),
 }
 
-fn snapshot(storage: &[(String, PathBuf, String)], recorded: bool) -> Before {
+fn snapshot(store: &Store, storage: &[(String, PathBuf, String)], recorded: bool) -> Before {
     if recorded {
         Before::Names(
             storage
                 .iter()
-                .map(|(_, dir, _)| ve::manifest::scan_names(dir).unwrap_or_default())
+                .map(|(_, dir, _)| {
+                    let kept = std::fs::read(store.layout.names_cache(dir))
+                        .ok()
+                        .and_then(|b| ve::manifest::decode_names(&b))
+                        .unwrap_or_default();
+                    ve::manifest::scan_names_reusing(dir, kept)
+                        .unwrap_or_else(|_| (Names::default(), true))
+                })
                 .collect(),
         )
     } else {
@@ -160,6 +169,7 @@ enum StorageFile {
 /// The VE's changes in its storage trees and the notes they need, from the trees now against
 /// `before`.
 fn storage_changes(
+    store: &Store,
     storage: &[(String, PathBuf, String)],
     layers: Vec<&std::path::Path>,
     before: Before,
@@ -188,7 +198,7 @@ fn storage_changes(
             if shared {
                 notes.push("names added or removed in shared storage and volumes are compared before/after the VE: a VE running at the same time can contribute to them (modifications are the VE's own, from its recording)".into());
             }
-            named_changes(storage, layers, b, touched)
+            named_changes(store, storage, layers, b, touched)
         }
     };
     StorageFile::Report { changes, notes }
@@ -236,9 +246,10 @@ fn change_entry(
 /// (resolved in the VE's `layers` and storage, through the links on the way: those the VE
 /// made and removed too).
 fn named_changes(
+    store: &Store,
     storage: &[(String, PathBuf, String)],
     layers: Vec<&std::path::Path>,
-    before: Vec<Names>,
+    before: Vec<(Names, bool)>,
     touched: Option<&Touched>,
 ) -> Vec<StorageChange> {
     let mut out = Vec::new();
@@ -265,12 +276,16 @@ fn named_changes(
             by_name[i].insert(rel);
         }
     }
-    for (i, ((kind, dir, inner), b)) in storage.iter().zip(before).enumerate() {
+    for (i, ((kind, dir, inner), (b, listed))) in storage.iter().zip(before).enumerate() {
         let dev = std::fs::metadata(dir)
             .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .unwrap_or(u64::MAX);
         let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || by_name[i].contains(rel);
-        let list = ve::manifest::names_changed(dir, b, changed).unwrap_or_default();
+        let (list, after, relisted) =
+            ve::manifest::names_changed(dir, b, changed).unwrap_or_default();
+        if listed || relisted {
+            keep_names(store, dir, &after);
+        }
         for (rel, change, before_type) in list {
             out.push(change_entry(
                 kind,
@@ -284,6 +299,22 @@ fn named_changes(
         }
     }
     out
+}
+
+/// Keeps `names`, the snapshot of storage directory `dir` after a VE, for the next VE's
+/// start ([`snapshot`]); a failure only costs that start a listing.
+fn keep_names(store: &Store, dir: &std::path::Path, names: &Names) {
+    let path = store.layout.names_cache(dir);
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let kept = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, ve::manifest::encode_names(names)))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = kept {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("keep the names of {}: {e}", dir.display());
+    }
 }
 
 /// Stamps before and after the VE (every entry `lstat`ed): for a VE nothing recorded.
@@ -736,7 +767,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
                         .collect(),
                 }),
         };
-        let before = snapshot(&storage, monitored);
+        let before = snapshot(store, &storage, monitored);
         crate::timing::mark("snapshot");
         let running = ve::launch::start(&cfg, &cg_layout, &HostFs, &mut *hooks)?;
         Ok((meta, before, running))
@@ -791,6 +822,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         .chain(meta.lowers.iter().map(|(_, d)| d.as_path()))
         .collect();
     let changes = storage_changes(
+        store,
         &meta.storage,
         layers,
         before,

@@ -106,6 +106,19 @@ impl Layout {
         self.ve(id).join("meta")
     }
 
+    /// What the store keeps of storage directory `dir` (a host path) between VEs: its
+    /// names-only snapshot after the last recorded VE that had it
+    /// (`manifest::encode_names`), reused where nothing changed since. Only a cache: a
+    /// missing or damaged one is listed anew.
+    pub fn names_cache(&self, dir: &Path) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        dir.hash(&mut h);
+        self.root
+            .join("cache/names")
+            .join(format!("{:016x}", h.finish()))
+    }
+
     /// The directories every store has.
     pub fn skeleton(&self) -> Vec<PathBuf> {
         [

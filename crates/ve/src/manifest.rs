@@ -61,12 +61,28 @@ const RACY_NS: i128 = 100_000_000;
 /// Walks `root` like [`scan`], keeping each directory's identity and change time and its
 /// entries' types and inodes as it lists them (no `lstat` per entry).
 pub fn scan_names(root: &Path) -> io::Result<Names> {
+    scan_names_reusing(root, Names::default()).map(|(n, _)| n)
+}
+
+/// [`scan_names`], taking a directory's listing from `known` (an earlier snapshot: the one
+/// the previous VE's report left) when its identity and change time are as they were then
+/// and it was not racy: one `fstat` instead of a listing for each directory nothing changed.
+/// Also says whether it listed any directory (`known` was not all of it, as it is now).
+pub fn scan_names_reusing(root: &Path, mut known: Names) -> io::Result<(Names, bool)> {
     let mut out = Names::default();
+    let mut listed = false;
     let mut stack = vec![String::new()];
     crate::safefs::open_dir(root, Path::new(""))?;
     while let Some(dir_rel) = stack.pop() {
-        let Ok((_, names)) = list(root, &dir_rel) else {
-            continue;
+        let names = match known.remove(&dir_rel) {
+            Some(k) if !k.racy && same_dir(root, &dir_rel, &k) => k,
+            _ => {
+                listed = true;
+                match list(root, &dir_rel) {
+                    Ok((_, n)) => n,
+                    Err(_) => continue,
+                }
+            }
         };
         for (name, e) in &names.entries {
             if e.file_type == FileType::Dir {
@@ -75,7 +91,100 @@ pub fn scan_names(root: &Path) -> io::Result<Names> {
         }
         out.insert(dir_rel, names);
     }
-    Ok(out)
+    // (A directory it knew and no longer reached: gone.)
+    Ok((out, listed || !known.is_empty()))
+}
+
+/// Whether directory `rel` of `root` is still the one `k` lists: same inode and ctime.
+fn same_dir(root: &Path, rel: &str, k: &DirNames) -> bool {
+    crate::safefs::open_dir(root, Path::new(rel))
+        .and_then(|fd| Ok(rustix::fs::fstat(&fd)?))
+        .is_ok_and(|st| {
+            st.st_ino == k.ino
+                && i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
+                    == k.ctime_ns
+        })
+}
+
+/// A names-only snapshot as bytes (`decode_names` reads it back): what a store keeps of a
+/// storage tree between VEs.
+pub fn encode_names(names: &Names) -> Vec<u8> {
+    let mut b = b"JCSNAMES1\n".to_vec();
+    let put_str = |b: &mut Vec<u8>, s: &str| {
+        b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        b.extend_from_slice(s.as_bytes());
+    };
+    for (rel, d) in names {
+        put_str(&mut b, rel);
+        b.extend_from_slice(&d.ino.to_le_bytes());
+        b.extend_from_slice(&d.ctime_ns.to_le_bytes());
+        b.push(u8::from(d.racy));
+        b.extend_from_slice(&(d.entries.len() as u32).to_le_bytes());
+        for (name, e) in &d.entries {
+            put_str(&mut b, name);
+            b.push(match e.file_type {
+                FileType::File => 0,
+                FileType::Dir => 1,
+                FileType::Symlink => 2,
+                FileType::Other => 3,
+            });
+            b.extend_from_slice(&e.ino.to_le_bytes());
+        }
+    }
+    b
+}
+
+/// [`encode_names`] read back; None for anything else (a damaged or older file: listed anew).
+pub fn decode_names(mut b: &[u8]) -> Option<Names> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (h, t) = (b.get(..n)?, b.get(n..)?);
+        *b = t;
+        Some(h)
+    }
+    fn u32_(b: &mut &[u8]) -> Option<u32> {
+        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?))
+    }
+    fn u64_(b: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+    }
+    fn str_(b: &mut &[u8]) -> Option<String> {
+        let n = u32_(b)? as usize;
+        String::from_utf8(take(b, n)?.to_vec()).ok()
+    }
+    if take(&mut b, 10)? != b"JCSNAMES1\n" {
+        return None;
+    }
+    let mut out = Names::default();
+    while !b.is_empty() {
+        let rel = str_(&mut b)?;
+        let ino = u64_(&mut b)?;
+        let ctime_ns = i128::from_le_bytes(take(&mut b, 16)?.try_into().ok()?);
+        let racy = take(&mut b, 1)?[0] != 0;
+        let n = u32_(&mut b)? as usize;
+        let mut entries = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let name = str_(&mut b)?;
+            let file_type = match take(&mut b, 1)?[0] {
+                0 => FileType::File,
+                1 => FileType::Dir,
+                2 => FileType::Symlink,
+                3 => FileType::Other,
+                _ => return None,
+            };
+            let ino = u64_(&mut b)?;
+            entries.push((name, NameEntry { file_type, ino }));
+        }
+        out.insert(
+            rel,
+            DirNames {
+                ino,
+                ctime_ns,
+                racy,
+                entries,
+            },
+        );
+    }
+    Some(out)
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -117,16 +226,24 @@ fn list(root: &Path, rel: &str) -> io::Result<(rustix::fs::Stat, DirNames)> {
     Ok((st, names))
 }
 
+/// What [`names_changed`] finds: each changed name (relative path, change, its type before),
+/// the snapshot after, and whether that differs from the one before.
+pub type NamesChanged = (Vec<(String, Change, Option<FileType>)>, Names, bool);
+
 /// The names of `root` that changed since `before` ([`scan_names`] of it):
 /// [`model::report::name_change`] of each, `changed(path, inode)` saying whether the VE
 /// changed the file a name kept. A directory whose identity and change time are as they were
-/// (and were not racy) is not listed again. Sorted by path.
+/// (and were not racy) is not listed again. Sorted by path; with the snapshot of `root` now
+/// (for [`scan_names_reusing`] before the next VE), and whether it differs from `before` in
+/// anything but racy directories trusted (a directory was listed again, or is gone).
 pub fn names_changed(
     root: &Path,
     mut before: Names,
     changed: impl Fn(&str, u64) -> bool,
-) -> io::Result<Vec<(String, Change, Option<FileType>)>> {
+) -> io::Result<NamesChanged> {
     let mut out = Vec::new();
+    let mut after = Names::default();
+    let mut relisted = false;
     let mut stack = vec![String::new()];
     crate::safefs::open_dir(root, Path::new(""))?;
     let mut rel = String::new();
@@ -141,27 +258,33 @@ pub fn names_changed(
     };
     while let Some(dir_rel) = stack.pop() {
         let b = before.remove(&dir_rel);
-        let dir = crate::safefs::open_dir(root, Path::new(&dir_rel));
-        let same = match (&b, &dir) {
-            (Some(b), Ok(fd)) if !b.racy => rustix::fs::fstat(fd).is_ok_and(|st| {
-                st.st_ino == b.ino
-                    && i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
-                        == b.ctime_ns
-            }),
-            _ => false,
-        };
-        if same {
-            // Its entries are as they were: a file it names changed only if the VE changed it.
-            for (name, e) in b.into_iter().flat_map(|b| b.entries) {
-                if e.file_type == FileType::Dir {
-                    stack.push(path(&dir_rel, &name));
-                } else if changed(&path(&dir_rel, &name), e.ino) {
-                    out.push((path(&dir_rel, &name), Change::Modified, Some(e.file_type)));
+        let same = b
+            .as_ref()
+            .is_some_and(|b| !b.racy && same_dir(root, &dir_rel, b));
+        let b = match b {
+            Some(b) if same => {
+                // Its entries are as they were: a file it names changed only if the VE
+                // changed it.
+                let mut p = String::new();
+                for (name, e) in &b.entries {
+                    p.clear();
+                    if !dir_rel.is_empty() {
+                        p.push_str(&dir_rel);
+                        p.push('/');
+                    }
+                    p.push_str(name);
+                    if e.file_type == FileType::Dir {
+                        stack.push(p.clone());
+                    } else if changed(&p, e.ino) {
+                        out.push((p.clone(), Change::Modified, Some(e.file_type)));
+                    }
                 }
+                after.insert(dir_rel, b);
+                continue;
             }
-            continue;
-        }
-        drop(dir);
+            b => b,
+        };
+        relisted = true;
         let Ok((_, now)) = list(root, &dir_rel) else {
             // Gone (or no longer a directory): its entries are deleted, below.
             if let Some(b) = b {
@@ -172,13 +295,13 @@ pub fn names_changed(
         let mut was: std::collections::HashMap<String, NameEntry> = b
             .map(|b| b.entries.into_iter().collect())
             .unwrap_or_default();
-        for (name, a) in now.entries {
-            let p = path(&dir_rel, &name);
-            let b = was.remove(&name);
+        for (name, a) in &now.entries {
+            let p = path(&dir_rel, name);
+            let b = was.remove(name);
             if a.file_type == FileType::Dir {
                 stack.push(p.clone());
             }
-            let c = name_change(b.as_ref(), Some(&a), changed(&p, a.ino));
+            let c = name_change(b.as_ref(), Some(a), changed(&p, a.ino));
             if let Some(c) = c {
                 out.push((p, c, b.map(|b| b.file_type)));
             }
@@ -186,16 +309,18 @@ pub fn names_changed(
         for (name, b) in was {
             out.push((path(&dir_rel, &name), Change::Deleted, Some(b.file_type)));
         }
+        after.insert(dir_rel, now);
     }
     // Directories not reached again (removed, renamed away, replaced): their entries are
     // deleted.
     for (dir_rel, b) in before {
+        relisted = true;
         for (name, e) in b.entries {
             out.push((path(&dir_rel, &name), Change::Deleted, Some(e.file_type)));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok((out, after, relisted))
 }
 
 #[cfg(test)]
@@ -278,7 +403,31 @@ mod tests {
         std::fs::rename(r.join("c"), r.join("c2")).unwrap();
         std::fs::write(r.join("a/b/f"), "changed in place").unwrap();
         let changed = |p: &str, ino: u64| p == "a/b/f" && ino == f_ino;
-        let got = names_changed(r, before, changed).unwrap();
+        let (got, after, relisted) = names_changed(r, before, changed).unwrap();
+        assert!(relisted);
+        // What it saw after is the tree now (the ghost, in a trusted directory, stays: it
+        // was trusted).
+        let mut now = scan_names(r).unwrap();
+        now.get_mut("a/b").unwrap().entries.push((
+            "ghost".into(),
+            NameEntry {
+                file_type: FileType::File,
+                ino: 1,
+            },
+        ));
+        let entries = |n: &Names| {
+            let mut v: Vec<(String, String, u64)> = n
+                .iter()
+                .flat_map(|(d, x)| {
+                    x.entries
+                        .iter()
+                        .map(move |(e, y)| (d.clone(), e.clone(), y.ino))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(entries(&after), entries(&now));
         let file = Some(FileType::File);
         let dir = Some(FileType::Dir);
         assert_eq!(
@@ -299,8 +448,58 @@ mod tests {
         // The same directory, racy: listed again, the ghost is found gone.
         let mut before = snapshot();
         before.get_mut("a/b").unwrap().racy = true;
-        let got = names_changed(r, before, |_, _| false).unwrap();
+        let (got, _, _) = names_changed(r, before, |_, _| false).unwrap();
         assert_eq!(got, vec![("a/b/ghost".into(), Change::Deleted, file)]);
+    }
+
+    /// A snapshot kept as bytes reads back the same, and a walk reusing it takes a directory's
+    /// listing from it only while the directory is as it was and was not racy; damaged bytes
+    /// are refused.
+    #[test]
+    fn a_kept_snapshot_is_reused_only_where_nothing_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/b/f"), "1").unwrap();
+        let mut kept = scan_names(r).unwrap();
+        for v in kept.values_mut() {
+            v.racy = false;
+        }
+        let ghost = (
+            "ghost".to_string(),
+            NameEntry {
+                file_type: FileType::File,
+                ino: 1,
+            },
+        );
+        kept.get_mut("a/b").unwrap().entries.push(ghost.clone());
+        let bytes = encode_names(&kept);
+        assert_eq!(decode_names(&bytes).as_ref(), Some(&kept));
+        assert_eq!(decode_names(&bytes[..bytes.len() - 3]), None, "truncated");
+        assert_eq!(decode_names(b"JCSNAMES0\n"), None, "another format");
+        std::fs::write(r.join("a/new"), "2").unwrap();
+        let (now, listed) = scan_names_reusing(r, decode_names(&bytes).unwrap()).unwrap();
+        assert!(listed, "a changed");
+        assert!(now["a/b"].entries.contains(&ghost), "a/b trusted");
+        assert!(
+            now["a"].entries.iter().any(|(n, _)| n == "new"),
+            "a listed anew"
+        );
+        let mut racy = decode_names(&bytes).unwrap();
+        racy.get_mut("a/b").unwrap().racy = true;
+        let (now, _) = scan_names_reusing(r, racy).unwrap();
+        assert!(
+            !now["a/b"].entries.contains(&ghost),
+            "a racy a/b is listed anew"
+        );
+        // All of it as it is now: nothing listed.
+        let mut all = now.clone();
+        for v in all.values_mut() {
+            v.racy = false;
+        }
+        let (again, listed) = scan_names_reusing(r, all.clone()).unwrap();
+        assert!(!listed);
+        assert_eq!(again, all);
     }
 
     #[test]
