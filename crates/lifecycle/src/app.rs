@@ -228,6 +228,10 @@ pub fn rm(store: &Store, name: &Name, purge: bool) -> Result<PersistentStorage> 
         if pdir.exists() {
             std::fs::remove_dir_all(&pdir).ctx(|| format!("remove {}", pdir.display()))?;
         }
+        // (And the names the store kept of it between VEs.)
+        for p in &a.persist {
+            let _ = std::fs::remove_file(store.layout.names_cache(&store.layout.persist(name, p)));
+        }
         Ok(PersistentStorage::Purged)
     } else if !a.persist.is_empty() {
         Ok(PersistentStorage::Kept(pdir))
