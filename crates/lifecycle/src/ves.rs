@@ -286,17 +286,10 @@ fn named_changes(
         if listed || relisted {
             keep_names(store, dir, &after);
         }
-        for (rel, change, before_type) in list {
-            out.push(change_entry(
-                kind,
-                dir,
-                inner,
-                &rel,
-                change,
-                before_type,
-                deadline,
-            ));
-        }
+        out.extend(
+            list.into_iter()
+                .map(|(rel, c, t)| change_entry(kind, dir, inner, &rel, c, t, deadline)),
+        );
     }
     out
 }
@@ -326,18 +319,10 @@ fn stamped_changes(
     let deadline = ve::safefs::hash_deadline();
     for ((kind, dir, inner), b) in storage.iter().zip(before) {
         let after = ve::manifest::scan(dir).unwrap_or_default();
-        for (rel, change) in diff_manifests(b, &after) {
-            let before_type = b.get(&rel).map(|s| s.file_type);
-            out.push(change_entry(
-                kind,
-                dir,
-                inner,
-                &rel,
-                change,
-                before_type,
-                deadline,
-            ));
-        }
+        out.extend(diff_manifests(b, &after).into_iter().map(|(rel, c)| {
+            let t = b.get(&rel).map(|s| s.file_type);
+            change_entry(kind, dir, inner, &rel, c, t, deadline)
+        }));
     }
     out
 }
