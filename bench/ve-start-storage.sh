@@ -4,13 +4,14 @@
 # against bwrap running the same root file system with the same directory bound at /data,
 # measured in the same run with hyperfine (warm: back to back). For the integrity report's
 # storage changes jcs lists its storage directories' names before and after a recorded VE
-# (a directory unchanged since is not listed again), and stamps every entry (lstat) before
+# (a directory unchanged since is not listed again; the names after a VE are kept for the
+# next), and stamps every entry (lstat) before
 # and after an unrecorded one (JCS_MONITOR=off, the third column: what every VE paid before
 # 2026-12-04): this shows what each costs as storage grows.
 #
 #   bench/ve-start-storage.sh [--runs N] [--sizes "0 1000 10000 40000"]
 #
-# Prints a Markdown table (medians in ms, jcs ÷ bwrap). Needs root, hyperfine, bubblewrap.
+# Prints a Markdown table (medians in ms, ratios to bwrap). Needs root, hyperfine, bubblewrap.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --sizes) sizes=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^set /d;p}' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
