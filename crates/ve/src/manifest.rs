@@ -55,8 +55,9 @@ pub fn scan(root: &Path) -> io::Result<Manifest> {
 }
 
 /// A directory listed within this long of its last change is racy ([`DirNames::racy`]):
-/// change times may be as coarse as the kernel's tick.
-const RACY_NS: i128 = 100_000_000;
+/// change times may be as coarse as the kernel's tick, or whole seconds (ext4 with 128-byte
+/// inodes, and other file systems a storage directory may be on).
+const RACY_NS: i128 = 2_000_000_000;
 
 /// Walks `root` like [`scan`], keeping each directory's identity and change time and its
 /// entries' types and inodes as it lists them (no `lstat` per entry).
