@@ -259,7 +259,7 @@ enum Cmd {
     },
     /// Integrity report of a VE: what it wrote into its dirties and its storage
     #[command(
-        after_help = "Dirties: every entry of the VE's writable branch, with what it shadows in the app's layers.\nStorage: what the VE added, modified and deleted in its persistent and shared storage and\nvolumes, as of its end — names compared before and after it, and the files its recording\nsays it changed (through a descriptor, or by a name, through any symbolic link). A file\nanother process changed meanwhile is not listed; notes say when the recording was\nincomplete, and when names in shared storage may be another VE's. A VE run with\nJCS_MONITOR=off is compared entry by entry (every change, whoever made it).\n\nExamples:\n  jcs inspect 7\n  jcs inspect web-1 --json"
+        after_help = "Dirties: every entry of the VE's writable branch, with what it shadows in the app's layers.\nStorage: what the VE added, modified and deleted in its persistent and shared storage and\nvolumes, as of its end — names compared before and after it, and the files its recording\nsays it changed (through a descriptor, or by a name, through any symbolic link). A file\nanother process changed meanwhile is not listed — unless the recording was incomplete: then\nevery storage file whose status changed while the VE ran is, and a note says so (another\nnote when names in shared storage may be another VE's). A VE run with JCS_MONITOR=off is\ncompared entry by entry (every change, whoever made it).\n\nExamples:\n  jcs inspect 7\n  jcs inspect web-1 --json"
     )]
     Inspect {
         /// The VE: its id (see jcs ps --all) or its name

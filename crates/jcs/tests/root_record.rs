@@ -1258,23 +1258,31 @@ fn root_a_watch_ends_with_its_ve_when_its_run_is_killed() {
 fn root_a_ve_that_ended_without_a_recorder_gets_its_gap() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    let c = env.spawn_until_go("echo before > /data/before", "true");
+    // A file of its storage from before it, which it changes; one it leaves alone.
+    let data = env.home().join("persist/web/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("old"), "1\n").unwrap();
+    std::fs::write(data.join("kept"), "1\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let c = env.spawn_until_go("echo before > /data/before; echo 2 >> /data/old", "true");
     assert!(wait_for(5, || env
         .log(1)
         .iter()
         .any(|a| a["op"] == "write" && a["dst"] == "file:/data/before")));
     kill_daemon_then_end(&env, c);
-    // Its storage report lists the names it added, and says that files it only modified
-    // may be missing (no recorder said which it changed).
+    // Its storage report lists the names it added and, no recorder having said which files
+    // it changed, those whose status changed while it ran (ctime), and says so.
     let r = env.json(&["inspect", "1", "--json"]);
-    assert!(
+    let listed = |path: &str, change: &str| {
         r["storage"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["path"] == "/data/before" && c["change"] == "added"),
-        "{r:#}"
-    );
+            .any(|c| c["path"] == path && c["change"] == change)
+    };
+    assert!(listed("/data/before", "added"), "{r:#}");
+    assert!(listed("/data/old", "modified"), "{r:#}");
+    assert!(!listed("/data/kept", "modified"), "{r:#}");
     assert!(
         r["notes"].as_array().unwrap().iter().any(|n| n
             .as_str()

@@ -125,12 +125,16 @@ impl Volume {
 enum Before {
     Stamps(Vec<Manifest>),
     /// Each directory's names, and whether they were not all the store's kept snapshot (so
-    /// that the snapshot after is kept for the next VE).
-    Names(Vec<(Names, bool)>),
+    /// that the snapshot after is kept for the next VE); when they were taken (ns since the
+    /// epoch, wall clock: what a file's ctime is compared with when the recording falls short).
+    Names(Vec<(Names, bool)>, i128),
 }
 
 fn snapshot(store: &Store, storage: &[(String, PathBuf, String)], recorded: bool) -> Before {
     if recorded {
+        let taken = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
         Before::Names(
             storage
                 .iter()
@@ -143,6 +147,7 @@ fn snapshot(store: &Store, storage: &[(String, PathBuf, String)], recorded: bool
                         .unwrap_or_else(|_| (Names::default(), true))
                 })
                 .collect(),
+            taken,
         )
     } else {
         Before::Stamps(
@@ -185,20 +190,29 @@ fn storage_changes(
             }
             stamped_changes(storage, &b)
         }
-        Before::Names(b) => {
-            match touched {
-                None => notes.push(format!(
-                    "the recorder did not say which files VE {ve} changed (it was restarted while the VE ran): the storage changes list the names the VE added, removed or replaced, not the files it only modified"
-                )),
-                Some(t) if !t.complete => notes.push(format!(
-                    "the recording of VE {ve} is incomplete (records lost, or a change by a name the recorder could not resolve): files it only modified in storage may be missing from the storage changes"
-                )),
-                Some(_) => {}
-            }
+        Before::Names(b, taken) => {
+            // Where the recording falls short, a file whose status changed (ctime) while the
+            // VE ran is taken as changed: nothing the VE did is missing, others' changes may
+            // be there too.
+            let since = match touched {
+                None => {
+                    notes.push(format!(
+                        "the recorder did not say which files VE {ve} changed (it was restarted while the VE ran): a storage file whose status changed while the VE ran (its ctime) is listed as modified, whoever changed it"
+                    ));
+                    Some(taken)
+                }
+                Some(t) if !t.complete => {
+                    notes.push(format!(
+                        "the recording of VE {ve} is incomplete (records lost, a change by a name the recorder could not resolve, or more changes than it keeps): a storage file whose status changed while the VE ran (its ctime) is listed as modified, whoever changed it"
+                    ));
+                    Some(taken)
+                }
+                Some(_) => None,
+            };
             if shared {
                 notes.push("names added or removed in shared storage and volumes are compared before/after the VE: a VE running at the same time can contribute to them (modifications are the VE's own, from its recording)".into());
             }
-            named_changes(store, storage, layers, b, touched)
+            named_changes(store, storage, layers, b, touched, since)
         }
     };
     StorageFile::Report { changes, notes }
@@ -251,6 +265,7 @@ fn named_changes(
     layers: Vec<&std::path::Path>,
     before: Vec<(Names, bool)>,
     touched: Option<&Touched>,
+    ctime_since: Option<i128>,
 ) -> Vec<StorageChange> {
     let mut out = Vec::new();
     let deadline = ve::safefs::hash_deadline();
@@ -280,7 +295,23 @@ fn named_changes(
         let dev = std::fs::metadata(dir)
             .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .unwrap_or(u64::MAX);
-        let changed = |rel: &str, ino: u64| files.contains(&(dev, ino)) || by_name[i].contains(rel);
+        let changed = |rel: &str, ino: u64| {
+            files.contains(&(dev, ino))
+                || by_name[i].contains(rel)
+                || ctime_since.is_some_and(|t| {
+                    // (A ctime is stamped from a coarse clock, a tick behind, or in whole
+                    // seconds: such a margin before the VE's start counts as during it.)
+                    ve::safefs::lstat(dir, std::path::Path::new(rel)).is_some_and(|st| {
+                        let margin = if st.st_ctime_nsec == 0 {
+                            1_000_000_000
+                        } else {
+                            20_000_000
+                        };
+                        i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
+                            >= t - margin
+                    })
+                })
+        };
         let (list, after, relisted) =
             ve::manifest::names_changed(dir, b, changed).unwrap_or_default();
         if listed || relisted {
