@@ -447,13 +447,22 @@ fn root_a_published_port_reaches_the_ve() {
         c
     };
     // (-w 10: a first connection the relay forwards while the VE's address does not answer
-    // yet waits for it; with -w 2 it gave up, the VE's one-shot `nc -l` then served the
-    // abandoned connection, and every later try found nothing: the suite's rare failure.)
+    // yet waits for it. The client's stdin stays open until it is done: at its EOF busybox nc
+    // half-closes, the relay passes that on, and the VE's one-shot `nc -l` could see the
+    // connection end and exit before it sent its line — every later try then found nothing,
+    // the suite's rare failure here, with a relay or without.)
     let client = || {
-        ns.cmd("busybox", &["nc", "-w", "10", "127.0.0.1", "18080"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        let mut c = ns
+            .cmd("busybox", &["nc", "-w", "10", "127.0.0.1", "18080"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let open = c.stdin.take();
+        let out = c.wait_with_output().unwrap();
+        drop(open);
+        out
     };
     // Control: nothing listens there without -p.
     assert!(client().stdout.is_empty());
@@ -472,13 +481,29 @@ fn root_a_published_port_reaches_the_ve() {
     .unwrap();
     // The VE's nc may not listen yet: a relayed connection then closes empty; try again.
     let mut got = String::new();
-    assert!(
-        wait_for(15, || {
-            got = String::from_utf8_lossy(&client().stdout).into_owned();
-            !got.is_empty()
-        }),
-        "no answer through the published port"
-    );
+    let mut tries = 0;
+    let answered = wait_for(15, || {
+        tries += 1;
+        got = String::from_utf8_lossy(&client().stdout).into_owned();
+        !got.is_empty()
+    });
+    if !answered {
+        // What the VE did (accepted? sent?) and what its run said, for the next failure.
+        let mut server = server;
+        let _ = server.kill();
+        let o = server.wait_with_output().unwrap();
+        let calls: Vec<String> = env
+            .log(1)
+            .iter()
+            .filter(|a| a["op"] != "open" && a["op"] != "close")
+            .map(|a| format!("{} {} {} {}", a["op"], a["src"], a["dst"], a["result"]))
+            .collect();
+        panic!(
+            "no answer through the published port after {tries} tries; jcs run: {:?} {}\nthe VE's transactions: {calls:#?}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     assert_eq!(got, "pub-secret\n");
     let o = server.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
