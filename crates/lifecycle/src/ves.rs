@@ -307,8 +307,7 @@ fn named_changes(
                         } else {
                             20_000_000
                         };
-                        i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
-                            >= t - margin
+                        ve::manifest::ctime_ns(&st) >= t - margin
                     })
                 })
         };

@@ -11,12 +11,22 @@ use std::path::{Path, PathBuf};
 
 /// The report's type of an `lstat` result.
 pub fn file_type(st: &Stat) -> FileType {
-    match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+    kind(rustix::fs::FileType::from_raw_mode(st.st_mode))
+}
+
+/// The report's type of a file type (from a mode, or from a directory's listing).
+fn kind(t: rustix::fs::FileType) -> FileType {
+    match t {
         rustix::fs::FileType::RegularFile => FileType::File,
         rustix::fs::FileType::Directory => FileType::Dir,
         rustix::fs::FileType::Symlink => FileType::Symlink,
         _ => FileType::Other,
     }
+}
+
+/// An `lstat` result's change time, in ns since the epoch.
+pub fn ctime_ns(st: &Stat) -> i128 {
+    i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
 }
 
 pub fn stamp(st: &Stat) -> Stamp {
@@ -26,7 +36,7 @@ pub fn stamp(st: &Stat) -> Stamp {
         mode: st.st_mode & 0o7777,
         ino: st.st_ino,
         mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-        ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+        ctime_ns: ctime_ns(st),
     }
 }
 
@@ -76,11 +86,11 @@ pub fn scan_names_reusing(root: &Path, mut known: Names) -> io::Result<(Names, b
     crate::safefs::open_dir(root, Path::new(""))?;
     while let Some(dir_rel) = stack.pop() {
         let names = match known.remove(&dir_rel) {
-            Some(k) if !k.racy && same_dir(root, &dir_rel, &k) => k,
+            Some(k) if trusted(root, &dir_rel, &k) => k,
             _ => {
                 listed = true;
                 match list(root, &dir_rel) {
-                    Ok((_, n)) => n,
+                    Ok(n) => n,
                     Err(_) => continue,
                 }
             }
@@ -96,15 +106,14 @@ pub fn scan_names_reusing(root: &Path, mut known: Names) -> io::Result<(Names, b
     Ok((out, listed || !known.is_empty()))
 }
 
-/// Whether directory `rel` of `root` is still the one `k` lists: same inode and ctime.
-fn same_dir(root: &Path, rel: &str, k: &DirNames) -> bool {
-    crate::safefs::open_dir(root, Path::new(rel))
-        .and_then(|fd| Ok(rustix::fs::fstat(&fd)?))
-        .is_ok_and(|st| {
-            st.st_ino == k.ino
-                && i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
-                    == k.ctime_ns
-        })
+/// Whether `k`, an earlier listing of directory `rel` of `root`, is still its listing: it was
+/// not racy, and the directory has the same inode and ctime (adding, removing or renaming an
+/// entry changes its directory's ctime).
+fn trusted(root: &Path, rel: &str, k: &DirNames) -> bool {
+    !k.racy
+        && crate::safefs::open_dir(root, Path::new(rel))
+            .and_then(|fd| Ok(rustix::fs::fstat(&fd)?))
+            .is_ok_and(|st| st.st_ino == k.ino && ctime_ns(&st) == k.ctime_ns)
 }
 
 /// A names-only snapshot as bytes (`decode_names` reads it back): what a store keeps of a
@@ -197,34 +206,27 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Directory `rel` of `root`, listed.
-fn list(root: &Path, rel: &str) -> io::Result<(rustix::fs::Stat, DirNames)> {
+fn list(root: &Path, rel: &str) -> io::Result<DirNames> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
     let dir = crate::safefs::open_dir(root, Path::new(rel))?;
     let st = rustix::fs::fstat(&dir)?;
-    let ctime_ns = i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
     let mut entries = Vec::new();
     crate::safefs::each_name(&dir, |name, t, ino| {
-        let file_type = match t {
-            rustix::fs::FileType::RegularFile => FileType::File,
-            rustix::fs::FileType::Directory => FileType::Dir,
-            rustix::fs::FileType::Symlink => FileType::Symlink,
-            _ => FileType::Other,
+        let e = NameEntry {
+            file_type: kind(t),
+            ino,
         };
-        entries.push((
-            name.to_string_lossy().into_owned(),
-            NameEntry { file_type, ino },
-        ));
+        entries.push((name.to_string_lossy().into_owned(), e));
     })?;
-    let names = DirNames {
+    Ok(DirNames {
         ino: st.st_ino,
-        ctime_ns,
-        racy: now - ctime_ns < RACY_NS,
+        ctime_ns: ctime_ns(&st),
+        racy: now - ctime_ns(&st) < RACY_NS,
         entries,
-    };
-    Ok((st, names))
+    })
 }
 
 /// What [`names_changed`] finds: each changed name (relative path, change, its type before),
@@ -247,25 +249,13 @@ pub fn names_changed(
     let mut relisted = false;
     let mut stack = vec![String::new()];
     crate::safefs::open_dir(root, Path::new(""))?;
-    let mut rel = String::new();
-    let mut path = |dir: &str, name: &str| -> String {
-        rel.clear();
-        if !dir.is_empty() {
-            rel.push_str(dir);
-            rel.push('/');
-        }
-        rel.push_str(name);
-        rel.clone()
-    };
     while let Some(dir_rel) = stack.pop() {
         let b = before.remove(&dir_rel);
-        let same = b
-            .as_ref()
-            .is_some_and(|b| !b.racy && same_dir(root, &dir_rel, b));
+        let same = b.as_ref().is_some_and(|b| trusted(root, &dir_rel, b));
         let b = match b {
             Some(b) if same => {
                 // Its entries are as they were: a file it names changed only if the VE
-                // changed it.
+                // changed it. (One path buffer for all: this loop sees every unchanged file.)
                 let mut p = String::new();
                 for (name, e) in &b.entries {
                     p.clear();
@@ -286,7 +276,7 @@ pub fn names_changed(
             b => b,
         };
         relisted = true;
-        let Ok((_, now)) = list(root, &dir_rel) else {
+        let Ok(now) = list(root, &dir_rel) else {
             // Gone (or no longer a directory): its entries are deleted, below.
             if let Some(b) = b {
                 before.insert(dir_rel, b);
@@ -297,7 +287,7 @@ pub fn names_changed(
             .map(|b| b.entries.into_iter().collect())
             .unwrap_or_default();
         for (name, a) in &now.entries {
-            let p = path(&dir_rel, name);
+            let p = join(&dir_rel, name);
             let b = was.remove(name);
             if a.file_type == FileType::Dir {
                 stack.push(p.clone());
@@ -308,7 +298,7 @@ pub fn names_changed(
             }
         }
         for (name, b) in was {
-            out.push((path(&dir_rel, &name), Change::Deleted, Some(b.file_type)));
+            out.push((join(&dir_rel, &name), Change::Deleted, Some(b.file_type)));
         }
         after.insert(dir_rel, now);
     }
@@ -317,7 +307,7 @@ pub fn names_changed(
     for (dir_rel, b) in before {
         relisted = true;
         for (name, e) in b.entries {
-            out.push((path(&dir_rel, &name), Change::Deleted, Some(e.file_type)));
+            out.push((join(&dir_rel, &name), Change::Deleted, Some(e.file_type)));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
