@@ -264,6 +264,49 @@ fn root_a_supervised_ves_storage_changes_are_its_own() {
     env.assert_clean();
 }
 
+/// The names a store keeps of a storage tree between VEs are a cache: after a VE they are
+/// there, and damaged they are listed anew — the next VE's report is still exactly its own.
+#[test]
+fn root_damaged_kept_names_are_listed_anew() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("mkdir /data/d && echo 1 > /data/d/kept && echo 1 > /data/d/old");
+    let cache = env.home().join("cache/names");
+    let kept: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("{}: {e}", cache.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!kept.is_empty(), "no names kept after a VE");
+    for f in &kept {
+        std::fs::write(f, b"JCSNAMES1\n\xff\xff").unwrap();
+    }
+    env.sh_ok("echo 2 >> /data/d/old && echo 1 > /data/d/new");
+    let r = env.json(&["inspect", "2", "--json"]);
+    let changes: Vec<(String, String)> = r["storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("/data/d/new".to_string(), "added".to_string()),
+            ("/data/d/old".to_string(), "modified".to_string())
+        ]
+    );
+    // Kept again, readable.
+    assert!(kept
+        .iter()
+        .all(|f| std::fs::read(f).unwrap().len() > b"JCSNAMES1\n\xff\xff".len()));
+    env.assert_clean();
+}
+
 /// Without the recorder (`JCS_MONITOR=off`) the report compares stamps of every entry: the
 /// VE's changes, and the host's changes of /data/other.txt and of the FIFO (its write gave
 /// it a new mtime), which it cannot tell apart.

@@ -121,7 +121,7 @@ impl Volume {
 }
 
 /// The storage trees before a VE: names only when the recorder will say which files the VE
-/// changed ([`storage_changes_named`]), stamps of every entry when nothing records the VE.
+/// changed ([`named_changes`]), stamps of every entry when nothing records the VE.
 enum Before {
     Stamps(Vec<Manifest>),
     /// Each directory's names, and whether they were not all the store's kept snapshot (so
