@@ -102,6 +102,16 @@ fn root_devices_raw_sockets_personality_and_pidfd_getfd_are_denied() {
     env.sh_ok(
         "echo x > /dev/null && head -c 4 /dev/urandom > /tmp/r && head -c 1 /dev/zero >/tmp/z",
     );
+    // The allow list is the device program on the parent of every VE cgroup (one program,
+    // however many VEs ran).
+    let jcs_cg = ["/sys/fs/cgroup/unified/jcs", "/sys/fs/cgroup/jcs"]
+        .into_iter()
+        .find(|p| Path::new(p).join("cgroup.procs").exists())
+        .expect("the VEs' parent cgroup");
+    assert_eq!(
+        ve::bpf::attached_names(std::fs::File::open(jcs_cg).unwrap(), 6).unwrap(),
+        vec![ve::devices::name()]
+    );
 }
 
 /// A command run with a fresh pty as its controlling terminal (stdin, stdout and stderr on
@@ -395,16 +405,32 @@ fn root_cap_add_gives_back_raw_sockets_only() {
 }
 
 /// The device program alone (no nodev, no missing capability): attached to a cgroup of the
-/// test's, it makes the kernel refuse /dev/kmsg to a process in that cgroup, while null stays
-/// open to it; the same probe outside the cgroup opens /dev/kmsg (the control).
+/// test's, it makes the kernel refuse /dev/kmsg to a process in a cgroup below it, while null
+/// stays open to it; the same probe outside the cgroup opens /dev/kmsg (the control). A second
+/// `restrict` loads nothing, and the cgroup below cannot attach a device program of its own
+/// (as a VE's cgroup below `jcs/` cannot).
 #[test]
 fn root_the_device_program_is_enforced_by_the_kernel() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let probe = common::static_helper(&env, "hostile");
-    let tcg = common::TestCgroup::new("devtest");
+    let top = common::TestCgroup::top("devtest");
+    let tcg = top.child("inner");
 
-    ve::devices::restrict(&tcg.0).unwrap();
+    let attached = || {
+        ve::bpf::attached_names(std::fs::File::open(&top.0).unwrap(), 6).unwrap()
+    };
+    assert_eq!(attached(), Vec::<String>::new());
+    ve::devices::restrict(&top.0).unwrap();
+    ve::devices::restrict(&top.0).unwrap();
+    assert_eq!(attached(), vec![ve::devices::name()], "attached once");
+    let allow_all = [
+        ve::bpf::insn(ve::bpf::op::MOV_K, 0, 0, 0, 1),
+        ve::bpf::insn(ve::bpf::op::EXIT, 0, 0, 0, 0),
+    ];
+    let other = ve::bpf::load(15, 6, 0, &allow_all).unwrap();
+    let e = ve::bpf::attach(&other, std::fs::File::open(&tcg.0).unwrap(), 6).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     let run = |inside: bool, dev: &str| {
         let mut c = Command::new(&probe);
         c.args(["open", dev]);

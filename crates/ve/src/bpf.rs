@@ -60,8 +60,24 @@ pub fn load(
     attach_btf_id: u32,
     insns: &[u64],
 ) -> io::Result<OwnedFd> {
+    load_named(prog_type, expected_attach, attach_btf_id, insns, "")
+}
+
+/// [`load`], with the name the kernel shows for the program (at most 15 bytes of letters,
+/// digits, `_` and `.`).
+pub fn load_named(
+    prog_type: u32,
+    expected_attach: u32,
+    attach_btf_id: u32,
+    insns: &[u64],
+    name: &str,
+) -> io::Result<OwnedFd> {
     let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    let n = name.len().min(15);
+    prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
     let attr = ProgLoad {
+        prog_name,
         prog_type,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
@@ -120,6 +136,94 @@ pub fn attach(prog: &OwnedFd, cgroup: impl AsFd, attach_type: u32) -> io::Result
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+fn bpf<T>(cmd: i32, attr: &mut T) -> io::Result<i64> {
+    // SAFETY: every caller passes a correctly sized, zero-padded attribute of `cmd` whose
+    // pointers outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// The names of the programs attached directly to the cgroup2 directory `cgroup` as
+/// `attach_type` (not those it inherits).
+pub fn attached_names(cgroup: impl AsFd, attach_type: u32) -> io::Result<Vec<String>> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        pad: u32,
+        prog_attach_flags: u64,
+        link_ids: u64,
+        link_attach_flags: u64,
+        revision: u64,
+    }
+    let mut ids = [0u32; 64];
+    let mut q = Query {
+        target_fd: cgroup.as_fd().as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    const BPF_PROG_QUERY: i32 = 16;
+    bpf(BPF_PROG_QUERY, &mut q)?;
+    let mut names = vec![];
+    for &id in &ids[..(q.prog_cnt as usize).min(ids.len())] {
+        #[repr(C)]
+        #[derive(Default)]
+        struct ById {
+            prog_id: u32,
+            next_id: u32,
+            open_flags: u32,
+        }
+        const BPF_PROG_GET_FD_BY_ID: i32 = 13;
+        let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut ById { prog_id: id, ..Default::default() }) {
+            Ok(fd) => fd,
+            // Detached meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: a fresh fd the kernel just gave us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // `struct bpf_prog_info` up to its name (the kernel fills what fits).
+        let mut info = [0u8; 80];
+        #[repr(C)]
+        #[derive(Default)]
+        struct Info {
+            bpf_fd: u32,
+            info_len: u32,
+            info: u64,
+        }
+        const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+        bpf(
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut Info {
+                bpf_fd: fd.as_raw_fd() as u32,
+                info_len: info.len() as u32,
+                info: info.as_mut_ptr() as u64,
+            },
+        )?;
+        let name = &info[64..80];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        names.push(String::from_utf8_lossy(&name[..end]).into_owned());
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -63,21 +63,47 @@ pub fn program() -> Vec<u64> {
     p
 }
 
-/// Attaches the device program to the VE's cgroup2 directory `dir`. The kernel keeps the
-/// program while it is attached; the cgroup's removal detaches it.
+/// The program's name in the kernel (`bpf_prog_info.name`, at most 15 characters): says
+/// which allow list it enforces, so that a program of an older list is replaced.
+pub fn name() -> String {
+    // FNV-1a over the instructions.
+    let h = program().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        w.to_le_bytes()
+            .iter()
+            .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    });
+    format!("jcsdev_{:08x}", h as u32)
+}
+
+/// Makes the kernel allow the processes of every cgroup below the cgroup2 directory `dir`
+/// only the devices on the list: the program is attached to `dir` without
+/// `BPF_F_ALLOW_OVERRIDE`, so it is in force in every descendant, and no descendant may attach
+/// a device program of its own. JCS attaches it to the parent of every VE cgroup (`jcs/`)
+/// once: when this program (by [`name`]) is attached there already, nothing is loaded; any
+/// other device program there is replaced. The kernel keeps the program while it is attached;
+/// the directory's removal detaches it.
 pub fn restrict(dir: &Path) -> Result<(), DeviceError> {
-    let prog = crate::bpf::load(
-        BPF_PROG_TYPE_CGROUP_DEVICE,
-        BPF_CGROUP_DEVICE,
-        0,
-        &program(),
-    )
-    .map_err(DeviceError::Load)?;
     let attach_err = |source| DeviceError::Attach {
         path: dir.to_path_buf(),
         source,
     };
     let cg = std::fs::File::open(dir).map_err(attach_err)?;
+    let name = name();
+    if crate::bpf::attached_names(&cg, BPF_CGROUP_DEVICE)
+        .map_err(attach_err)?
+        .iter()
+        .any(|n| *n == name)
+    {
+        return Ok(());
+    }
+    let prog = crate::bpf::load_named(
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        BPF_CGROUP_DEVICE,
+        0,
+        &program(),
+        &name,
+    )
+    .map_err(DeviceError::Load)?;
     crate::bpf::attach(&prog, &cg, BPF_CGROUP_DEVICE).map_err(attach_err)
 }
 
@@ -139,5 +165,13 @@ mod tests {
         ] {
             assert_eq!(run(&p, ty, major, minor), 0, "{what} allowed");
         }
+    }
+
+    #[test]
+    fn the_name_is_a_kernel_object_name_that_follows_the_list() {
+        let n = name();
+        assert!(n.len() <= 15, "{n}");
+        assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{n}");
+        assert_eq!(n, name());
     }
 }

@@ -597,14 +597,32 @@ pub fn openpty(size: Option<(u16, u16)>) -> (std::os::fd::OwnedFd, std::os::fd::
 pub struct TestCgroup(pub PathBuf);
 
 impl TestCgroup {
-    pub fn new(name: &str) -> TestCgroup {
-        let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+    fn v2() -> PathBuf {
+        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.join("cgroup.procs").exists())
-            .expect("a cgroup2 mount");
-        let dir = v2.join(format!("jcs/{name}-{}", std::process::id()));
+            .expect("a cgroup2 mount")
+    }
+
+    /// `jcs/NAME-PID`, beside the VEs' cgroups.
+    pub fn new(name: &str) -> TestCgroup {
+        let dir = Self::v2().join(format!("jcs/{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        TestCgroup(dir)
+    }
+
+    /// `jcs-test-NAME-PID`, at the top of the hierarchy (nothing of JCS's above it).
+    pub fn top(name: &str) -> TestCgroup {
+        let dir = Self::v2().join(format!("jcs-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        TestCgroup(dir)
+    }
+
+    /// A cgroup below this one (to be dropped before it).
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let dir = self.0.join(name);
+        std::fs::create_dir(&dir).unwrap();
         TestCgroup(dir)
     }
 

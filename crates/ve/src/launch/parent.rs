@@ -254,9 +254,11 @@ pub fn start(
     }
     phases.mark("join cgroup");
     // Before the release (nothing of the app runs before it; the init only builds the VE):
-    // the kernel allows the VE only the devices on the list. Loaded here, while the init
-    // makes its network namespace on the other CPU, not before the clone.
-    if let Err(e) = crate::devices::restrict(&running.cgroup.v2) {
+    // the kernel allows the VE only the devices on the list. The program is attached to the
+    // parent of every VE cgroup (`jcs/`), in force in each and not overridable by any: loaded
+    // by the first VE only (a check of what is attached after that).
+    let every_ve = running.cgroup.v2.parent().unwrap_or(&running.cgroup.v2);
+    if let Err(e) = crate::devices::restrict(every_ve) {
         return Err(abort(&mut running, e.into()));
     }
     phases.mark("device program");
