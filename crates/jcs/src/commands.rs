@@ -352,12 +352,13 @@ pub fn gc(store: &Store, o: lifecycle::ves::GcOptions, json: bool) -> Result<()>
         println!("kept VE {id}: flagged: {why} (jcs inspect {id}; jcs rm {id} removes it)");
     }
     println!(
-        "{verb} {} finished VE(s); kept {} running, {} recent, {} flagged; {} unfinished template/app build(s) {build}",
+        "{verb} {} finished VE(s); kept {} running, {} recent, {} flagged; {} unfinished template/app build(s) {build}; {} stale kept storage listing(s) {build}",
         c.removed.len(),
         c.running.len(),
         c.recent.len(),
         c.flagged.len(),
-        c.partials.len()
+        c.partials.len(),
+        c.stale_names.len()
     );
     Ok(())
 }

@@ -417,9 +417,7 @@ fn root_the_device_program_is_enforced_by_the_kernel() {
     let top = common::TestCgroup::top("devtest");
     let tcg = top.child("inner");
 
-    let attached = || {
-        ve::bpf::attached_names(std::fs::File::open(&top.0).unwrap(), 6).unwrap()
-    };
+    let attached = || ve::bpf::attached_names(std::fs::File::open(&top.0).unwrap(), 6).unwrap();
     assert_eq!(attached(), Vec::<String>::new());
     ve::devices::restrict(&top.0).unwrap();
     ve::devices::restrict(&top.0).unwrap();

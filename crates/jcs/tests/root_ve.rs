@@ -833,6 +833,57 @@ fn root_gc_removes_what_killed_builds_left() {
     env.assert_clean();
 }
 
+/// `jcs gc` removes the storage listings the store kept (`cache/names/`) of directories no
+/// app has as existing storage any more (and unfinished writes of them), never a live one's;
+/// `--dry-run` only names them.
+#[test]
+fn root_gc_removes_kept_names_no_storage_has() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo x > /data/f");
+    let cache = env.home().join("cache/names");
+    let kept = || {
+        let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let live = kept();
+    // (web's /data and its shared directory)
+    assert!(!live.is_empty(), "no storage listing was kept");
+    let stale = [
+        cache.join("0123456789abcdef"),
+        cache.join("0123456789abcdef.77.tmp"),
+    ];
+    for f in &stale {
+        std::fs::write(f, b"JCSNAMES1\n").unwrap();
+    }
+    let dry = env.json(&["gc", "--dry-run", "--json"]);
+    let named: Vec<String> = dry["stale_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = stale.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(named, want, "{dry}");
+    assert_eq!(kept().len(), live.len() + 2, "a dry run removed something");
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["stale_names"].as_array().unwrap().len(), 2, "{gc}");
+    assert_eq!(
+        kept(),
+        live,
+        "the live app's listing was removed, or a stale one kept"
+    );
+    // The storage directory deleted by hand: its listing goes too, the other stays.
+    std::fs::remove_dir_all(env.home().join("persist/web/data")).unwrap();
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["stale_names"].as_array().unwrap().len(), 1, "{gc}");
+    assert_eq!(kept().len(), live.len() - 1);
+}
+
 /// `jcs run --id-file FILE` writes the VE's id before the command starts; an existing file is
 /// refused before anything is created.
 #[test]

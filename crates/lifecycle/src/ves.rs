@@ -1442,6 +1442,10 @@ pub struct Collected {
     pub flagged: Vec<(u64, String)>,
     /// Unfinished template and app builds removed.
     pub partials: Vec<PathBuf>,
+    /// Names the store kept of storage directories between VEs (`cache/names/`) that are no
+    /// longer any app's existing persistent or shared storage: a removed app's, a directory
+    /// deleted by hand, a `--volume`'s (a cache only: the next VE with it lists it anew).
+    pub stale_names: Vec<PathBuf>,
 }
 
 /// Why VE `id`'s dirties deserve to be kept: what its integrity report flags (None: nothing).
@@ -1498,7 +1502,43 @@ pub fn gc(store: &Store, o: GcOptions) -> Result<Collected> {
         c.removed.push(row.id);
     }
     c.partials = remove_stale_partials(store, o.dry_run)?;
+    c.stale_names = remove_stale_names(store, o.dry_run)?;
     Ok(c)
+}
+
+/// Removes the kept names ([`keep_names`]) of every directory that is not an existing
+/// persistent or shared storage directory of an app in the catalog, and leftovers of writes
+/// that did not finish.
+fn remove_stale_names(store: &Store, dry_run: bool) -> Result<Vec<PathBuf>> {
+    let mut live = std::collections::HashSet::new();
+    for app in store.catalog.apps()? {
+        let dirs = app
+            .persist
+            .iter()
+            .map(|p| store.layout.persist(&app.name, p))
+            .chain(app.shares.iter().map(|s| store.layout.shared(&s.shared)));
+        for dir in dirs.filter(|d| d.is_dir()) {
+            live.insert(store.layout.names_cache(&dir));
+        }
+    }
+    let top = store.layout.root().join("cache/names");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+        let path = e.path();
+        if live.contains(&path) {
+            continue;
+        }
+        if !dry_run {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err).ctx(|| format!("remove {}", path.display())),
+            }
+        }
+        out.push(path);
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Removes what a killed `jcs template create`, `app create` or `app update` left: their

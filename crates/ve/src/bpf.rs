@@ -141,14 +141,7 @@ pub fn attach(prog: &OwnedFd, cgroup: impl AsFd, attach_type: u32) -> io::Result
 fn bpf<T>(cmd: i32, attr: &mut T) -> io::Result<i64> {
     // SAFETY: every caller passes a correctly sized, zero-padded attribute of `cmd` whose
     // pointers outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -193,7 +186,13 @@ pub fn attached_names(cgroup: impl AsFd, attach_type: u32) -> io::Result<Vec<Str
             open_flags: u32,
         }
         const BPF_PROG_GET_FD_BY_ID: i32 = 13;
-        let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut ById { prog_id: id, ..Default::default() }) {
+        let fd = match bpf(
+            BPF_PROG_GET_FD_BY_ID,
+            &mut ById {
+                prog_id: id,
+                ..Default::default()
+            },
+        ) {
             Ok(fd) => fd,
             // Detached meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,

@@ -171,7 +171,10 @@ mod tests {
     fn the_name_is_a_kernel_object_name_that_follows_the_list() {
         let n = name();
         assert!(n.len() <= 15, "{n}");
-        assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{n}");
+        assert!(
+            n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "{n}"
+        );
         assert_eq!(n, name());
     }
 }
