@@ -308,46 +308,6 @@ pub(super) fn child_main(
         }
     }
     lap("join v1");
-    // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
-    let mut b = [0u8; 1];
-    let mut f = std::fs::File::from(sync_rd);
-    if !matches!(f.read(&mut b), Ok(1)) {
-        // SAFETY: exit without running the parent's destructors.
-        unsafe { libc::_exit(EXIT_SETUP) };
-    }
-    // abort_on_close: the release carries the id of the kernel's map of denied VEs; the
-    // view of it is made before this process drops anything (BPF_MAP_GET_FD_BY_ID needs
-    // CAP_SYS_ADMIN).
-    let tainted = exec
-        .preimages
-        .as_ref()
-        .filter(|(p, _)| p.abort_on_close)
-        .map(|(p, _)| {
-            let mut id = [0u8; 4];
-            if f.read_exact(&mut id).is_err() {
-                fail(
-                    &err_wr,
-                    EXIT_SETUP,
-                    "abort_on_close needs the recorder's kernel map of denials, and the \
-                     recorder gave none (is JCS_MONITOR=off?)",
-                );
-            }
-            // The kernel's number of the VE (its VE id unless another store's VE has it).
-            let mut kernel_ve = [0u8; 8];
-            let kernel_ve = match f.read_exact(&mut kernel_ve) {
-                Ok(()) => u64::from_le_bytes(kernel_ve),
-                Err(_) => p.ve,
-            };
-            crate::supervise::Tainted::open(u32::from_le_bytes(id), kernel_ve).unwrap_or_else(|e| {
-                fail(
-                    &err_wr,
-                    EXIT_SETUP,
-                    &format!("map the kernel's map of denied VEs: {e}"),
-                )
-            })
-        });
-    drop(f);
-    lap("released");
     // Pre-images: the version store and the undo log, opened while the host's paths are
     // still visible (close-on-exec: the app never gets them).
     let supervisor_files = exec.preimages.as_ref().map(|(p, _)| {
@@ -399,16 +359,68 @@ pub(super) fn child_main(
         .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &format!("socketpair: {e}")));
         (keep, ours, theirs, p.storage.clone(), p.files_written)
     });
+    // The VE's file system (mounts, pivot_root), built while the parent runs its hooks (the
+    // recorder's watch): nothing of the app runs before the release, and this init's own
+    // calls are never the VE's transactions. Only the network's steps wait for the release.
+    let run = |step: &Step, lap: &mut dyn FnMut(&str)| {
+        if let Err(e) = run_step(step) {
+            fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
+        }
+        lap(step.kind());
+    };
+    let (fs_steps, net_steps) =
+        plan.split_at(plan.iter().position(Step::is_net).unwrap_or(plan.len()));
+    for step in fs_steps {
+        run(step, &mut lap);
+    }
+    // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
+    let mut b = [0u8; 1];
+    let mut f = std::fs::File::from(sync_rd);
+    if !matches!(f.read(&mut b), Ok(1)) {
+        // SAFETY: exit without running the parent's destructors.
+        unsafe { libc::_exit(EXIT_SETUP) };
+    }
+    // abort_on_close: the release carries the id of the kernel's map of denied VEs; the
+    // view of it is made before this process drops anything (BPF_MAP_GET_FD_BY_ID needs
+    // CAP_SYS_ADMIN).
+    let tainted = exec
+        .preimages
+        .as_ref()
+        .filter(|(p, _)| p.abort_on_close)
+        .map(|(p, _)| {
+            let mut id = [0u8; 4];
+            if f.read_exact(&mut id).is_err() {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    "abort_on_close needs the recorder's kernel map of denials, and the \
+                     recorder gave none (is JCS_MONITOR=off?)",
+                );
+            }
+            // The kernel's number of the VE (its VE id unless another store's VE has it).
+            let mut kernel_ve = [0u8; 8];
+            let kernel_ve = match f.read_exact(&mut kernel_ve) {
+                Ok(()) => u64::from_le_bytes(kernel_ve),
+                Err(_) => p.ve,
+            };
+            crate::supervise::Tainted::open(u32::from_le_bytes(id), kernel_ve).unwrap_or_else(|e| {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    &format!("map the kernel's map of denied VEs: {e}"),
+                )
+            })
+        });
+    drop(f);
+    lap("released");
     // SAFETY: single-threaded process; a new cgroup namespace rooted at the VE's cgroup.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
         fail(&err_wr, EXIT_SETUP, &last_err("unshare cgroup namespace"));
     }
     lap("cgroupns");
-    for step in plan {
-        if let Err(e) = run_step(step) {
-            fail(&err_wr, EXIT_SETUP, &format!("{}: {e}", step.name()));
-        }
-        lap(step.kind());
+    // The network's steps: on the bridge, the parent's hook moved the VE's link in.
+    for step in net_steps {
+        run(step, &mut lap);
     }
     // `-t`: the VE's own pty, from its devpts; the master goes to `jcs run`.
     let tty = tty_sock.map(|sock| {

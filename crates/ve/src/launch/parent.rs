@@ -280,7 +280,18 @@ pub fn start(
     let mut release = b"g".to_vec();
     release.extend(hooks.release_data());
     if let Err(e) = w.write_all(&release) {
-        return Err(abort(&mut running, LaunchError::Pipe(e)));
+        // The init ended before its release: it built the VE's file system meanwhile, and
+        // said on its error pipe why that failed.
+        let mut msg = String::new();
+        if let Some(err) = running.err_rd.take() {
+            let _ = std::fs::File::from(err).read_to_string(&mut msg);
+        }
+        let e = if msg.is_empty() {
+            LaunchError::Pipe(e)
+        } else {
+            LaunchError::Setup(msg)
+        };
+        return Err(abort(&mut running, e));
     }
     drop(w);
     // Wait until the app was exec'd (EOF) or the child reported why it could not start.

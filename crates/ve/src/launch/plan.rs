@@ -118,6 +118,14 @@ impl Step {
     }
 }
 
+impl Step {
+    /// A step of the VE's network (the last of a plan: they run after the release, once the
+    /// parent's hooks placed the VE's link).
+    pub fn is_net(&self) -> bool {
+        matches!(self, Step::LoopbackUp | Step::Eth(_))
+    }
+}
+
 /// The child's setup, in order. Pure: unit tests check it without root.
 pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     let r = &cfg.rootfs;
@@ -210,6 +218,32 @@ mod tests {
     use model::InnerPath;
     use model::NetMode;
     use std::path::Path;
+    /// The init runs a plan's steps up to its first network step before the release and the
+    /// rest after it: every step after the first network step must be one too.
+    #[test]
+    fn network_steps_come_last() {
+        for net in [NetMode::None, NetMode::Host, NetMode::Bridge] {
+            let mut c = cfg(net);
+            c.eth = Some(crate::launch::EthConfig {
+                addr: "10.0.0.2".parse().unwrap(),
+                prefix: 24,
+                gateway: "10.0.0.1".parse().unwrap(),
+            });
+            let plan = plan_mounts(&c);
+            let first = plan.iter().position(Step::is_net).unwrap_or(plan.len());
+            assert!(plan[first..].iter().all(Step::is_net), "{net:?}: {plan:?}");
+            assert_eq!(
+                plan.iter().filter(|s| s.is_net()).count(),
+                match net {
+                    NetMode::Host => 0,
+                    NetMode::None => 1,
+                    _ => 2,
+                },
+                "{net:?}"
+            );
+        }
+    }
+
     #[test]
     fn plan_order() {
         let plan = plan_mounts(&cfg(NetMode::None));
