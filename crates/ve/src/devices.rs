@@ -91,8 +91,7 @@ pub fn restrict(dir: &Path) -> Result<(), DeviceError> {
     let name = name();
     if crate::bpf::attached_names(&cg, BPF_CGROUP_DEVICE)
         .map_err(attach_err)?
-        .iter()
-        .any(|n| *n == name)
+        .contains(&name)
     {
         return Ok(());
     }
