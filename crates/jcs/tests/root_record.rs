@@ -118,11 +118,27 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     );
     let child = env.spawn_until_go("echo up > /data/up-file", "echo done > /data/after");
     assert!(bpf_links(pid) >= 5, "a VE runs: {} links", bpf_links(pid));
+    // While VEs are watched, the datagram program also sits on the empty `jcs/monitor`
+    // cgroup (so that each VE's attach and detach does not make the kernel patch its code).
+    let keep = [
+        "/sys/fs/cgroup/unified/jcs/monitor",
+        "/sys/fs/cgroup/jcs/monitor",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).join("cgroup.procs").exists())
+    .expect("jcs/monitor");
+    let ingress = || ve::bpf::attached_names(std::fs::File::open(keep).unwrap(), 0).unwrap();
+    assert_eq!(ingress(), vec!["jcs_ingress".to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(format!("{keep}/cgroup.procs")).unwrap(),
+        ""
+    );
     env.go();
     assert!(child.wait_with_output().unwrap().status.success());
     // Still attached right after (the linger), then detached.
     let t = std::time::Instant::now();
     assert!(detached(), "idle again ({} links)", bpf_links(pid));
+    assert!(ingress().is_empty(), "idle: {:?} on jcs/monitor", ingress());
     eprintln!("detached {} ms after the VE ended", t.elapsed().as_millis());
     // The VE that ran while they were attached is recorded.
     let log = env.log(2);

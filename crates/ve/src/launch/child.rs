@@ -210,16 +210,18 @@ fn fail_app(err: &OwnedFd, code: i32, msg: &str) -> ! {
 }
 
 /// The child's ends of its channels to the parent.
-pub(super) struct Channels {
+pub(super) struct Channels<'a> {
     /// Phase one ends when a byte arrives here.
     pub sync_rd: OwnedFd,
     /// Why the VE could not start (CLOEXEC: EOF once the app has exec'd).
     pub err_wr: OwnedFd,
     /// `-t`: where the master of the VE's pty goes.
     pub tty: Option<OwnedFd>,
-    /// A network namespace of its own: a byte goes here once the init has made it (the
+    /// A network namespace of its own: a byte goes here once the init has entered it (the
     /// parent's hooks that need it wait for the byte).
     pub net_ready: Option<OwnedFd>,
+    /// The helper that makes that namespace.
+    pub net_helper: Option<&'a super::nethelper::NetHelper>,
 }
 
 /// Closes every descriptor from `first` on except those in `keep` (close_range over the gaps).
@@ -254,6 +256,7 @@ pub(super) fn child_main(
         err_wr,
         tty: tty_sock,
         net_ready,
+        net_helper,
     } = channels;
     // JCS_TIMING=1: where the init's time goes, from the parent's clone on (CLOCK_MONOTONIC
     // is shared by parent and child).
@@ -270,16 +273,9 @@ pub(super) fn child_main(
     lap("child running");
     // Die with the parent, so that no VE outlives `jcs run`.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    // The VE's network namespace, made here while the parent runs its hooks (see
-    // `plan::clone_flags`).
-    if let Some(ready) = net_ready {
-        // SAFETY: single-threaded process; moves only this process to a new namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            fail(&err_wr, EXIT_SETUP, &last_err("unshare network namespace"));
-        }
-        let _ = rustix::io::write(&ready, b"n");
-        lap("net");
-    }
+    // The VE's network namespace (see `plan::clone_flags`): made by a helper process while
+    // this init builds the VE's file system, entered before the first step that needs it.
+    let mut net = net_ready.zip(net_helper);
     default_signals();
     // A session of its own: the VE never shares the caller's controlling terminal (TIOCSTI
     // on it, its job-control signals), whatever descriptors 0-2 are.
@@ -289,6 +285,10 @@ pub(super) fn child_main(
     // any code of the VE runs; the two pipes to the parent close at the app's exec.
     let mut keep = vec![sync_rd.as_raw_fd(), err_wr.as_raw_fd()];
     keep.extend(tty_sock.as_ref().map(|s| s.as_raw_fd()));
+    if let Some((ready, h)) = &net {
+        keep.push(ready.as_raw_fd());
+        keep.extend(h.fds());
+    }
     close_inherited(3 + exec.preserve_fds, &keep);
     // Join the cgroup v1 hierarchies (memory, pids on hybrid hosts) by writing "0" to their
     // `tasks` files: moving only the calling thread of a single-threaded process skips the
@@ -370,9 +370,26 @@ pub(super) fn child_main(
     };
     let (fs_steps, net_steps) =
         plan.split_at(plan.iter().position(Step::is_net).unwrap_or(plan.len()));
+    let mut enter_net = |lap: &mut dyn FnMut(&str)| {
+        if let Some((ready, helper)) = net.take() {
+            if let Err(e) = helper.enter() {
+                fail(
+                    &err_wr,
+                    EXIT_SETUP,
+                    &format!("make the network namespace: {e}"),
+                );
+            }
+            let _ = rustix::io::write(&ready, b"n");
+            lap("net");
+        }
+    };
     for step in fs_steps {
+        if step.needs_net() {
+            enter_net(&mut lap);
+        }
         run(step, &mut lap);
     }
+    enter_net(&mut lap);
     // Phase one ends when the parent has placed us in the VE's cgroup and run its hooks.
     let mut b = [0u8; 1];
     let mut f = std::fs::File::from(sync_rd);

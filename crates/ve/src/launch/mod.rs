@@ -23,6 +23,7 @@
 //! every path ending in `-> !`), `sys` (the raw mount and device calls the child makes).
 
 mod child;
+mod nethelper;
 mod parent;
 pub mod plan;
 mod sys;

@@ -24,6 +24,8 @@ pub struct Running {
     /// `-t`: the master of the VE's pty (see `crate::pty::proxy`).
     pub tty_master: Option<OwnedFd>,
     err_rd: Option<OwnedFd>,
+    /// Until the init is in its network namespace.
+    net_helper: Option<super::nethelper::NetHelper>,
 }
 
 /// Exit codes the child uses for its own failures.
@@ -189,6 +191,16 @@ pub fn start(
     } else {
         (None, None)
     };
+    // The VE's network namespace is made by a helper while the init builds its file system.
+    let net_helper = if own_net(cfg.net) {
+        Some(
+            super::nethelper::NetHelper::start()
+                .map_err(LaunchError::Clone)
+                .inspect_err(|_| cleanup_cgroup(&cgroup))?,
+        )
+    } else {
+        None
+    };
     catch_signals();
     let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
     let cloned_at = std::time::Instant::now();
@@ -202,6 +214,7 @@ pub fn start(
     let (pid, born_in_v2) = match clone_into(&cgroup.v2) {
         Ok(x) => x,
         Err(e) => {
+            net_helper.map(super::nethelper::NetHelper::end);
             cleanup_cgroup(&cgroup);
             return Err(LaunchError::Clone(e));
         }
@@ -220,6 +233,7 @@ pub fn start(
                 err_wr,
                 tty: tty_child,
                 net_ready: net_wr,
+                net_helper: net_helper.as_ref(),
             },
             cloned_at,
         );
@@ -238,6 +252,7 @@ pub fn start(
         tty_master: None,
         err_rd: Some(err_rd),
         phases: Phases::new(),
+        net_helper,
     };
     let abort = |running: &mut Running, e: LaunchError| {
         let _ = running.cgroup.kill(fs);
@@ -324,19 +339,26 @@ pub fn start(
     Ok(running)
 }
 
-/// Waits (once) for the init's byte saying it made the VE's network namespace; a child that
-/// could not make it said why on its error pipe and exited.
+/// Waits (once) for the init's byte saying it is in the VE's network namespace, then ends the
+/// helper that made it; a child that could not enter it said why on its error pipe and exited.
 fn net_made(ready: &mut Option<std::fs::File>, running: &mut Running) -> Result<(), LaunchError> {
     let Some(mut r) = ready.take() else {
         return Ok(());
     };
     let mut b = [0u8; 1];
-    loop {
+    let made = loop {
         match r.read(&mut b) {
-            Ok(1) => return Ok(()),
+            Ok(1) => break true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
+            _ => break false,
         }
+    };
+    // The init is in the namespace (or gone): its helper's work is done.
+    if let Some(h) = running.net_helper.take() {
+        h.end();
+    }
+    if made {
+        return Ok(());
     }
     let mut msg = String::new();
     if let Some(err) = running.err_rd.take() {
@@ -387,6 +409,9 @@ impl Running {
     }
 
     fn teardown(&mut self, fs: &dyn Fs) {
+        if let Some(h) = self.net_helper.take() {
+            h.end();
+        }
         let _ = self.cgroup.kill(fs);
         self.phases.mark("kill");
         let _ = self.cgroup.remove(fs, Duration::from_secs(10));

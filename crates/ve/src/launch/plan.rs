@@ -119,6 +119,12 @@ impl Step {
 }
 
 impl Step {
+    /// A step that must run in the VE's own network namespace (sysfs shows the namespace's
+    /// devices, and only its owner may mount it).
+    pub fn needs_net(&self) -> bool {
+        matches!(self, Step::Sysfs { .. }) || self.is_net()
+    }
+
     /// A step of the VE's network (the last of a plan: they run after the release, once the
     /// parent's hooks placed the VE's link).
     pub fn is_net(&self) -> bool {
