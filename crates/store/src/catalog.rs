@@ -806,10 +806,10 @@ impl Catalog {
 
     /// Where VE `id`'s record stands (see the schema's version 4).
     pub fn set_ve_record(&self, id: u64, state: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ves SET record=?2 WHERE id=?1",
-            params![id as i64, state],
-        )?;
+        // (Cached: the recorder's connection runs it at every VE's watch and end.)
+        self.conn
+            .prepare_cached("UPDATE ves SET record=?2 WHERE id=?1")?
+            .execute(params![id as i64, state])?;
         Ok(())
     }
 
