@@ -214,7 +214,9 @@ pub fn start(
     let (pid, born_in_v2) = match clone_into(&cgroup.v2) {
         Ok(x) => x,
         Err(e) => {
-            net_helper.map(super::nethelper::NetHelper::end);
+            if let Some(h) = net_helper {
+                h.end();
+            }
             cleanup_cgroup(&cgroup);
             return Err(LaunchError::Clone(e));
         }
