@@ -155,8 +155,40 @@ impl Env {
         self.run.clone().unwrap_or_else(|| self.home().join("run"))
     }
 
+    /// Runs `jcs ARGS` to its end. One that has not ended after `JCS_TEST_TIMEOUT` seconds
+    /// (default 300) is killed and fails the test: a hang is a bug, and must not hold the
+    /// whole suite.
     pub fn jcs(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        let limit = std::env::var("JCS_TEST_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(limit)) {
+            Ok(o) => o.unwrap(),
+            Err(_) => {
+                // SAFETY: kill of our own child by its pid (not yet reaped: its waiter is
+                // still waiting).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let o = rx.recv().unwrap().unwrap();
+                panic!(
+                    "jcs {args:?} did not end within {limit} s (killed):\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
     }
 
     /// Runs jcs and expects success; returns stdout.

@@ -24,6 +24,12 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: system calls on integers and on the helper's own descriptor; the only memory
     // written is the helper's own stack (errno's is read).
     unsafe {
+        // It holds no descriptor but its own: a copy of one of the parent's pipes (the init's
+        // network pipe, its error pipe) would keep the parent from ever seeing its EOF.
+        if fd > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, fd as u32 - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, fd as u32 + 1, u32::MAX, 0u32);
         // Never outlives `jcs run`.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
         let b = if libc::unshare(libc::CLONE_NEWNET) == 0 {
