@@ -128,7 +128,17 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     .find(|p| std::path::Path::new(p).join("cgroup.procs").exists())
     .expect("jcs/monitor");
     let ingress = || ve::bpf::attached_names(std::fs::File::open(keep).unwrap(), 0).unwrap();
-    assert_eq!(ingress(), vec!["jcs_ingress".to_string()]);
+    // (Other tests' daemons may have theirs there too: each test has a host daemon.)
+    assert!(
+        ingress().contains(&"jcs_ingress".to_string()),
+        "{:?}",
+        ingress()
+    );
+    assert_eq!(
+        bpf_links(pid),
+        7,
+        "tracing 5, the VE's ingress, the kept ingress"
+    );
     assert_eq!(
         std::fs::read_to_string(format!("{keep}/cgroup.procs")).unwrap(),
         ""
@@ -138,7 +148,7 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     // Still attached right after (the linger), then detached.
     let t = std::time::Instant::now();
     assert!(detached(), "idle again ({} links)", bpf_links(pid));
-    assert!(ingress().is_empty(), "idle: {:?} on jcs/monitor", ingress());
+    // (Idle, the daemon holds no link at all: the kept ingress went with the tracing ones.)
     eprintln!("detached {} ms after the VE ended", t.elapsed().as_millis());
     // The VE that ran while they were attached is recorded.
     let log = env.log(2);
