@@ -104,10 +104,7 @@ fn root_devices_raw_sockets_personality_and_pidfd_getfd_are_denied() {
     );
     // The allow list is the device program on the parent of every VE cgroup (one program,
     // however many VEs ran).
-    let jcs_cg = ["/sys/fs/cgroup/unified/jcs", "/sys/fs/cgroup/jcs"]
-        .into_iter()
-        .find(|p| Path::new(p).join("cgroup.procs").exists())
-        .expect("the VEs' parent cgroup");
+    let jcs_cg = common::cgroup2_root().join("jcs");
     assert_eq!(
         ve::bpf::attached_names(std::fs::File::open(jcs_cg).unwrap(), 6).unwrap(),
         vec![ve::devices::name()]

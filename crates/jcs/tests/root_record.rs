@@ -120,14 +120,8 @@ fn root_an_idle_daemon_has_no_programs_attached() {
     assert!(bpf_links(pid) >= 5, "a VE runs: {} links", bpf_links(pid));
     // While VEs are watched, the datagram program also sits on the empty `jcs/monitor`
     // cgroup (so that each VE's attach and detach does not make the kernel patch its code).
-    let keep = [
-        "/sys/fs/cgroup/unified/jcs/monitor",
-        "/sys/fs/cgroup/jcs/monitor",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).join("cgroup.procs").exists())
-    .expect("jcs/monitor");
-    let ingress = || ve::bpf::attached_names(std::fs::File::open(keep).unwrap(), 0).unwrap();
+    let keep = common::cgroup2_root().join("jcs/monitor");
+    let ingress = || ve::bpf::attached_names(std::fs::File::open(&keep).unwrap(), 0).unwrap();
     // (Other tests' daemons may have theirs there too: each test has a host daemon.)
     assert!(
         ingress().contains(&"jcs_ingress".to_string()),
@@ -140,7 +134,7 @@ fn root_an_idle_daemon_has_no_programs_attached() {
         "tracing 5, the VE's ingress, the kept ingress"
     );
     assert_eq!(
-        std::fs::read_to_string(format!("{keep}/cgroup.procs")).unwrap(),
+        std::fs::read_to_string(keep.join("cgroup.procs")).unwrap(),
         ""
     );
     env.go();

@@ -628,13 +628,18 @@ pub fn openpty(size: Option<(u16, u16)>) -> (std::os::fd::OwnedFd, std::os::fd::
 /// A cgroup2 directory of the test's own under `jcs/` (where VE cgroups are), removed on drop.
 pub struct TestCgroup(pub PathBuf);
 
+/// The host's cgroup2 hierarchy (`/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_root() -> PathBuf {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists())
+        .expect("a cgroup2 mount")
+}
+
 impl TestCgroup {
     fn v2() -> PathBuf {
-        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.join("cgroup.procs").exists())
-            .expect("a cgroup2 mount")
+        cgroup2_root()
     }
 
     /// `jcs/NAME-PID`, beside the VEs' cgroups.
