@@ -968,6 +968,10 @@ impl Dictionary {
 
     /// Waits until everything sent so far is in the catalog.
     fn flush(&self) {
+        // (Nothing sent that is not committed: no round trip to the thread.)
+        if self.has(self.sent.get()) {
+            return;
+        }
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Dict::Flush(tx)).is_ok() {
             let _ = rx.recv();
