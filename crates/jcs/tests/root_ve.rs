@@ -833,6 +833,48 @@ fn root_gc_removes_what_killed_builds_left() {
     env.assert_clean();
 }
 
+/// SIGTERM to `jcs run` at any moment of the VE's start ends the VE at once: one that came
+/// while `jcs run` was between two blocking calls (its handler ran, no call was interrupted)
+/// used to leave the VE running to its end. Each attempt must end within seconds, not the 20 s
+/// the VE would sleep; nothing of a VE stays.
+#[test]
+fn root_a_signal_during_the_start_ends_the_ve() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    for delay_ms in (0..64).step_by(4) {
+        let mut c = env
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", "sleep 20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let t = std::time::Instant::now();
+        // SAFETY: signal to the jcs run this test started.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let st = loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                break st;
+            }
+            if t.elapsed() > std::time::Duration::from_secs(8) {
+                let _ = c.kill();
+                panic!("SIGTERM {delay_ms} ms into the start: jcs run still runs 8 s later");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        // Ended by the VE's teardown (143), or by the signal itself when it came before
+        // jcs run handled it.
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            st.code() == Some(143) || st.signal() == Some(libc::SIGTERM),
+            "{delay_ms} ms: {st:?}"
+        );
+    }
+    env.ok(&["gc"]);
+    env.assert_clean();
+}
+
 /// `jcs gc` removes the storage listings the store kept (`cache/names/`) of directories no
 /// app has as existing storage any more (and unfinished writes of them), never a live one's;
 /// `--dry-run` only names them.

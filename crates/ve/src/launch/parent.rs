@@ -375,23 +375,41 @@ fn net_made(ready: &mut Option<std::fs::File>, running: &mut Running) -> Result<
 
 impl Running {
     fn wait_pid(&mut self, fs: &dyn Fs) -> Result<Exit, io::Error> {
+        use rustix::process::{pidfd_open, waitpid, PidfdFlags, WaitOptions};
         let pid = rustix::process::Pid::from_raw(self.pid);
+        // Ctrl-C, SIGTERM or SIGHUP end the whole VE, then its init is collected. A signal
+        // whose handler ran before this wait blocked (while the VE started, or its catalog
+        // row was written) interrupted no call: the flag is read again at least every 100 ms
+        // while the init's pidfd is polled (a blocking waitpid alone would wait for the app).
+        let pidfd = pid.and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
+        let mut killed = false;
         loop {
-            match rustix::process::waitpid(pid, rustix::process::WaitOptions::empty()) {
+            if !killed && interrupted().is_some() {
+                let _ = self.cgroup.kill(fs);
+                killed = true;
+            }
+            let opts = match pidfd {
+                Some(_) => WaitOptions::NOHANG,
+                None => WaitOptions::empty(),
+            };
+            match waitpid(pid, opts) {
                 Ok(Some((_, st))) => {
                     return Ok(match st.terminating_signal() {
                         Some(sig) => Exit::Signal(sig),
                         None => Exit::Code(st.exit_status().unwrap_or(0)),
                     })
                 }
-                Ok(None) => continue,
-                Err(rustix::io::Errno::INTR) => {
-                    if interrupted().is_some() {
-                        // Ctrl-C, SIGTERM or SIGHUP: end the whole VE, then collect its init.
-                        let _ = self.cgroup.kill(fs);
-                    }
-                }
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(fd) = &pidfd {
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll of one valid pollfd (EINTR: the loop reads the flag again).
+                unsafe { libc::poll(&mut p, 1, 100) };
             }
         }
     }
