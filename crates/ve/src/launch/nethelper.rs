@@ -20,7 +20,11 @@ pub(super) struct NetHelper {
 }
 
 extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
-    let fd = arg as usize as libc::c_int;
+    // (The parent's pid in the high half, the pipe's descriptor in the low one.)
+    let (parent, fd) = (
+        (arg as usize >> 32) as libc::pid_t,
+        arg as usize as u32 as libc::c_int,
+    );
     // SAFETY: system calls on integers and on the helper's own descriptor; the only memory
     // written is the helper's own stack (errno's is read).
     unsafe {
@@ -30,8 +34,11 @@ extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
             libc::syscall(libc::SYS_close_range, 0u32, fd as u32 - 1, 0u32);
         }
         libc::syscall(libc::SYS_close_range, fd as u32 + 1, u32::MAX, 0u32);
-        // Never outlives `jcs run`.
+        // Never outlives `jcs run` (nor starts after it ended).
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
         let b = if libc::unshare(libc::CLONE_NEWNET) == 0 {
             b'n'
         } else {
@@ -62,7 +69,8 @@ impl NetHelper {
                 entry,
                 top as *mut libc::c_void,
                 libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
-                theirs.as_raw_fd() as usize as *mut libc::c_void,
+                ((std::process::id() as usize) << 32 | theirs.as_raw_fd() as usize)
+                    as *mut libc::c_void,
                 &mut pidfd as *mut libc::c_int,
             )
         };
