@@ -383,6 +383,11 @@ pub(super) fn child_main(
             lap("net");
         }
     };
+    // On the bridge, the parent's hooks wait for the namespace (they move the VE's link into
+    // it): entered first. Otherwise at the first step that needs it.
+    if net_steps.iter().any(|s| matches!(s, Step::Eth(_))) {
+        enter_net(&mut lap);
+    }
     for step in fs_steps {
         if step.needs_net() {
             enter_net(&mut lap);
