@@ -403,9 +403,10 @@ fn root_cap_add_gives_back_raw_sockets_only() {
 
 /// The device program alone (no nodev, no missing capability): attached to a cgroup of the
 /// test's, it makes the kernel refuse /dev/kmsg to a process in a cgroup below it, while null
-/// stays open to it; the same probe outside the cgroup opens /dev/kmsg (the control). A second
-/// `restrict` loads nothing, and the cgroup below cannot attach a device program of its own
-/// (as a VE's cgroup below `jcs/` cannot).
+/// stays open to it; the same probe outside the cgroup opens /dev/kmsg (the control). It
+/// replaces a device program of another list there; a second `restrict` loads nothing, and
+/// the cgroup below cannot attach a device program of its own (as a VE's cgroup below `jcs/`
+/// cannot).
 #[test]
 fn root_the_device_program_is_enforced_by_the_kernel() {
     let Some(env) = Env::new() else { return };
@@ -416,16 +417,6 @@ fn root_the_device_program_is_enforced_by_the_kernel() {
 
     let attached = || ve::bpf::attached_names(std::fs::File::open(&top.0).unwrap(), 6).unwrap();
     assert_eq!(attached(), Vec::<String>::new());
-    ve::devices::restrict(&top.0).unwrap();
-    ve::devices::restrict(&top.0).unwrap();
-    assert_eq!(attached(), vec![ve::devices::name()], "attached once");
-    let allow_all = [
-        ve::bpf::insn(ve::bpf::op::MOV_K, 0, 0, 0, 1),
-        ve::bpf::insn(ve::bpf::op::EXIT, 0, 0, 0, 0),
-    ];
-    let other = ve::bpf::load(15, 6, 0, &allow_all).unwrap();
-    let e = ve::bpf::attach(&other, std::fs::File::open(&tcg.0).unwrap(), 6).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     let run = |inside: bool, dev: &str| {
         let mut c = Command::new(&probe);
         c.args(["open", dev]);
@@ -434,6 +425,30 @@ fn root_the_device_program_is_enforced_by_the_kernel() {
         }
         String::from_utf8(c.output().unwrap().stdout).unwrap()
     };
+    // A device program of another list (here: everything allowed) on the parent is replaced,
+    // not kept beside ours. Control: while it is there, kmsg opens below it.
+    let allow_all = [
+        ve::bpf::insn(ve::bpf::op::MOV_K, 0, 0, 0, 1),
+        ve::bpf::insn(ve::bpf::op::EXIT, 0, 0, 0, 0),
+    ];
+    let old = ve::bpf::load_named(15, 6, 0, &allow_all, "jcsdev_older").unwrap();
+    ve::bpf::attach(&old, std::fs::File::open(&top.0).unwrap(), 6).unwrap();
+    drop(old);
+    assert_eq!(attached(), vec!["jcsdev_older".to_string()]);
+    assert!(
+        run(true, "/dev/kmsg").starts_with("ESCAPED"),
+        "control: the old program"
+    );
+    ve::devices::restrict(&top.0).unwrap();
+    ve::devices::restrict(&top.0).unwrap();
+    assert_eq!(
+        attached(),
+        vec![ve::devices::name()],
+        "replaced, attached once"
+    );
+    let other = ve::bpf::load(15, 6, 0, &allow_all).unwrap();
+    let e = ve::bpf::attach(&other, std::fs::File::open(&tcg.0).unwrap(), 6).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     assert!(run(false, "/dev/kmsg").starts_with("ESCAPED"), "control");
     let inside = run(true, "/dev/kmsg");
     assert!(

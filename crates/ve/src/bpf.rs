@@ -76,7 +76,7 @@ pub fn load_named(
     let mut prog_name = [0u8; 16];
     let n = name.len().min(15);
     prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
-    let attr = ProgLoad {
+    let mut attr = ProgLoad {
         prog_name,
         prog_type,
         insn_cnt: insns.len() as u32,
@@ -87,21 +87,7 @@ pub fn load_named(
         ..Default::default()
     };
     const BPF_PROG_LOAD: i32 = 5;
-    // SAFETY: bpf(BPF_PROG_LOAD) with a correctly sized, zero-padded attribute whose pointers
-    // outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd the kernel just gave us, owned from here on.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    bpf_fd(BPF_PROG_LOAD, &mut attr)
 }
 
 /// Attaches `prog` to the cgroup2 directory `cgroup` as `attach_type` (no flags: the only
@@ -116,36 +102,32 @@ pub fn attach(prog: &OwnedFd, cgroup: impl AsFd, attach_type: u32) -> io::Result
         attach_flags: u32,
         replace_bpf_fd: u32,
     }
-    let attr = ProgAttach {
+    let mut attr = ProgAttach {
         target_fd: cgroup.as_fd().as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type,
         ..Default::default()
     };
     const BPF_PROG_ATTACH: i32 = 8;
-    // SAFETY: bpf(BPF_PROG_ATTACH) with valid fds in a correctly sized attribute.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const ProgAttach,
-            std::mem::size_of::<ProgAttach>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    bpf(BPF_PROG_ATTACH, &mut attr).map(|_| ())
 }
 
+/// `bpf(cmd, attr)`. Every caller passes a correctly sized, zero-padded attribute of `cmd`
+/// (`#[repr(C)]`, `Default`) whose pointers outlive the call.
 fn bpf<T>(cmd: i32, attr: &mut T) -> io::Result<i64> {
-    // SAFETY: every caller passes a correctly sized, zero-padded attribute of `cmd` whose
-    // pointers outlive the call.
+    // SAFETY: as the callers promise above.
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(r)
+}
+
+/// [`bpf`] for a command that returns a new descriptor.
+fn bpf_fd<T>(cmd: i32, attr: &mut T) -> io::Result<OwnedFd> {
+    let fd = bpf(cmd, attr)?;
+    // SAFETY: a fresh fd the kernel just gave us, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The names of the programs attached directly to the cgroup2 directory `cgroup` as
@@ -186,7 +168,7 @@ pub fn attached_names(cgroup: impl AsFd, attach_type: u32) -> io::Result<Vec<Str
             open_flags: u32,
         }
         const BPF_PROG_GET_FD_BY_ID: i32 = 13;
-        let fd = match bpf(
+        let fd = match bpf_fd(
             BPF_PROG_GET_FD_BY_ID,
             &mut ById {
                 prog_id: id,
@@ -198,8 +180,6 @@ pub fn attached_names(cgroup: impl AsFd, attach_type: u32) -> io::Result<Vec<Str
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e),
         };
-        // SAFETY: a fresh fd the kernel just gave us.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // `struct bpf_prog_info` up to its name (the kernel fills what fits).
         let mut info = [0u8; 80];
         #[repr(C)]
