@@ -1,6 +1,6 @@
 //! A minimal loader of classic-sized eBPF programs through the raw `bpf(2)` call: the kernel
-//! feature probes (`doctor`) and the VE's device program (`devices`) are a handful of
-//! instructions each, not worth libbpf.
+//! feature probes (`doctor`) and the VEs' device program (`devices`) are a handful of
+//! instructions each, not worth libbpf; [`attached_names`] says what a cgroup carries.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};

@@ -1,5 +1,6 @@
 //! The devices a VE may use, enforced by the kernel: a `BPF_CGROUP_DEVICE` program attached
-//! to the VE's cgroup2 directory (on pure cgroup2 hosts and on hybrid ones alike: the kernel
+//! to the cgroup2 parent of every VE's cgroup, in force below it ([`restrict`]; on pure
+//! cgroup2 hosts and on hybrid ones alike: the kernel
 //! runs cgroup-bpf device programs whatever the v1 `devices` controller says). The allow list
 //! is the one container runtimes use (runc, Docker): the data-less devices, the terminal
 //! devices. Everything else — block devices, /dev/kvm, fuse, tun, loop, the consoles, kmsg,

@@ -203,16 +203,18 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
     steps
 }
 
-/// Clone flags of a VE's init. Its network namespace is not among them: the init makes it
-/// itself ([`own_net`]), while the parent runs its hooks — a new network namespace is most of
-/// what `clone` costs (≈ 0.7 ms of 1 here: the loopback device, its sysctl tables).
+/// Clone flags of a VE's init. Its network namespace is not among them: a helper process
+/// makes it (`launch::nethelper`) while the init builds the VE's file system, and the init
+/// enters it ([`own_net`]) — a new network namespace is most of what `clone` costs (≈ 0.7 ms
+/// of 1 here: the loopback device, its sysctl tables).
 pub fn clone_flags() -> libc::c_ulong {
     (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
         as libc::c_ulong
 }
 
 /// Whether the VE has a network namespace of its own (every mode but the maintenance mode's
-/// `host`), which its init unshares first thing.
+/// `host`), which its init enters before the first step that needs it (`Step::needs_net`; on
+/// the bridge, first thing).
 pub fn own_net(net: NetMode) -> bool {
     net != NetMode::Host
 }
