@@ -875,6 +875,49 @@ fn root_a_signal_during_the_start_ends_the_ve() {
     env.assert_clean();
 }
 
+/// SIGKILL of `jcs run` at any moment of the start leaves no process of it behind: not the
+/// helper that makes the VE's network namespace (it shares `jcs run`'s memory, so it shows
+/// the same command line), not the VE's init or app (all die with `jcs run`).
+#[test]
+fn root_a_killed_start_leaves_no_process() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("true");
+    let marker = format!("sleep 21.{}", std::process::id());
+    let survivors = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e, c)))
+            .filter(|(_, c)| String::from_utf8_lossy(c).contains(&marker))
+            .map(|(e, c)| {
+                format!(
+                    "{}: {}",
+                    e.file_name().to_string_lossy(),
+                    String::from_utf8_lossy(&c)
+                )
+            })
+            .collect()
+    };
+    for delay_ms in 0..60 {
+        let mut c = env
+            .cmd(&["run", "web", "--", "/bin/sh", "-c", &marker])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        c.kill().unwrap();
+        c.wait().unwrap();
+        assert!(
+            wait_for(5, || survivors().is_empty()),
+            "SIGKILL {delay_ms} ms into the start left: {:?}",
+            survivors()
+        );
+    }
+    env.ok(&["gc"]);
+}
+
 /// `jcs gc` removes the storage listings the store kept (`cache/names/`) of directories no
 /// app has as existing storage any more (and unfinished writes of them), never a live one's;
 /// `--dry-run` only names them.
