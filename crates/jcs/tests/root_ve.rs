@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{tree_digest, wait_for, Env};
+use common::{processes_with, tree_digest, wait_for, Env};
 use std::io::Write;
 use std::process::Stdio;
 
@@ -884,21 +884,7 @@ fn root_a_killed_start_leaves_no_process() {
     env.standard_app();
     env.sh_ok("true");
     let marker = format!("sleep 21.{}", std::process::id());
-    let survivors = || -> Vec<String> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e, c)))
-            .filter(|(_, c)| String::from_utf8_lossy(c).contains(&marker))
-            .map(|(e, c)| {
-                format!(
-                    "{}: {}",
-                    e.file_name().to_string_lossy(),
-                    String::from_utf8_lossy(&c)
-                )
-            })
-            .collect()
-    };
+    let survivors = || processes_with(&marker);
     for delay_ms in 0..60 {
         let mut c = env
             .cmd(&["run", "web", "--", "/bin/sh", "-c", &marker])
@@ -1723,6 +1709,120 @@ fn root_exec_joins_a_running_ve_with_its_restrictions() {
     );
     let e = env.fails(&["exec", "1", "--", "true"]);
     assert!(e.contains("not running"), "{e}");
+    env.assert_clean();
+}
+
+/// SIGINT, SIGTERM and SIGHUP sent to `jcs exec` reach its command in the VE (which has a
+/// session of its own, out of reach of the caller's terminal), and `jcs exec` returns the
+/// command's status; a killed `jcs exec` leaves no command running in the VE (SIGHUP); a
+/// signal `jcs exec` was started ignoring is not passed on.
+#[test]
+fn root_exec_passes_signals_on_to_its_command() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let child = env.spawn_until_go("true", "true");
+    let data = data_dir(&env);
+    // (A number busybox's sleep takes, unique to this test and case.)
+    let marker = |case: u32| format!("sleep 31.{}{case}", std::process::id());
+    // Starts `jcs exec 1 -- sh -c SCRIPT` and returns once SCRIPT said it is up (it touches
+    // /data/NAME-up).
+    let exec = |name: &str, script: &str, ignore_int: bool| {
+        let mut c = env.cmd(&["exec", "1", "--", "/bin/sh", "-c", script]);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        if ignore_int {
+            // SAFETY: in the child before exec; signal() is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let p = c.spawn().unwrap();
+        let up = data.join(format!("{name}-up"));
+        assert!(
+            wait_for(10, || up.exists()),
+            "{name}: the command did not start"
+        );
+        p
+    };
+    let ended = |p: &mut std::process::Child| -> Option<std::process::ExitStatus> {
+        let mut st = None;
+        wait_for(10, || {
+            st = p.try_wait().unwrap();
+            st.is_some()
+        });
+        st
+    };
+    let signal = |p: &std::process::Child, sig: i32| {
+        // SAFETY: a signal to our own child, by its pid (not reaped yet).
+        assert_eq!(unsafe { libc::kill(p.id() as i32, sig) }, 0);
+    };
+    // A command that handles SIGINT: it runs its handler, and its status is jcs exec's.
+    let trap = |name: &str| {
+        format!(
+            "trap 'echo caught > /data/{name}-caught; exit 7' INT TERM HUP; touch /data/{name}-up; while :; do sleep 0.05; done"
+        )
+    };
+    let mut p = exec("int", &trap("int"), false);
+    signal(&p, libc::SIGINT);
+    let st = ended(&mut p).unwrap_or_else(|| {
+        p.kill().unwrap();
+        panic!("SIGINT: jcs exec still runs 10 s later")
+    });
+    assert_eq!(st.code(), Some(7), "SIGINT: {st:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("int-caught")).unwrap(),
+        "caught\n"
+    );
+    // One that does not: the signal ends it, 128 + N, and nothing of it is left.
+    for (case, name, sig) in [(1, "term", libc::SIGTERM), (2, "hup", libc::SIGHUP)] {
+        let arg = marker(case);
+        // (The command's own command line, not jcs exec's that names it.)
+        let m = arg.replace(' ', "\0");
+        let mut p = exec(name, &format!("touch /data/{name}-up; exec {arg}"), false);
+        assert!(
+            wait_for(5, || processes_with(&m).len() == 1),
+            "{name}: {:?}",
+            processes_with(&m)
+        );
+        signal(&p, sig);
+        let st = ended(&mut p).unwrap_or_else(|| {
+            p.kill().unwrap();
+            panic!("{name}: jcs exec still runs 10 s later")
+        });
+        assert_eq!(st.code(), Some(128 + sig), "{name}: {st:?}");
+        assert!(
+            wait_for(5, || processes_with(&m).is_empty()),
+            "{name}: left {:?}",
+            processes_with(&m)
+        );
+    }
+    // A killed jcs exec: its command gets SIGHUP.
+    let mut p = exec("killed", &trap("killed"), false);
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let caught = data.join("killed-caught");
+    assert!(
+        wait_for(5, || caught.exists()),
+        "SIGKILL of jcs exec: its command got no signal"
+    );
+    // Started with SIGINT ignored (a shell script's background job): not passed on.
+    let mut p = exec("ignored", &trap("ignored"), true);
+    signal(&p, libc::SIGINT);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        p.try_wait().unwrap().is_none(),
+        "an ignored SIGINT ended jcs exec"
+    );
+    assert!(
+        !data.join("ignored-caught").exists(),
+        "an ignored SIGINT was passed on"
+    );
+    signal(&p, libc::SIGTERM);
+    assert_eq!(ended(&mut p).and_then(|s| s.code()), Some(7));
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
     env.assert_clean();
 }
 

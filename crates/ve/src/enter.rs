@@ -9,12 +9,20 @@
 //! it makes); that process joins the cgroups by writing 0 into their `cgroup.procs` (the
 //! cgroup2 one last: from then on the recorder sees it), applies the restrictions and
 //! executes the command. The helper waits for it and passes its exit status on.
+//!
+//! Signals: the command runs in a session of its own, so the caller's terminal never signals
+//! it. SIGINT, SIGTERM and SIGHUP that `jcs exec` receives are passed to the helper, which
+//! passes them to the command (the helper has a process group of its own, so a Ctrl-C on the
+//! terminal reaches the command once); the helper gets SIGHUP when `jcs exec` dies
+//! (`PR_SET_PDEATHSIG`) and passes it on too. `jcs exec` then returns the command's status
+//! (128+N when the signal ended it).
 
 use crate::launch::LaunchError;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// What to run, and where.
 #[derive(Debug, Clone)]
@@ -95,13 +103,16 @@ pub fn exec_in(
         .then(crate::pty::channel)
         .transpose()
         .map_err(LaunchError::Pipe)?;
+    // From here until the command has ended, the signals to pass on are blocked in this
+    // thread (and in the pty's proxy thread, made below) except while it waits.
+    let forwarding = Forwarding::start();
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: fork; the child only makes the calls below and ends in _exit or execve.
     let helper = unsafe { libc::fork() };
     if helper < 0 {
-        return Err(LaunchError::Exec(format!(
-            "fork: {}",
-            io::Error::last_os_error()
-        )));
+        let e = io::Error::last_os_error();
+        forwarding.end();
+        return Err(LaunchError::Exec(format!("fork: {e}")));
     }
     if helper == 0 {
         helper_main(
@@ -114,6 +125,8 @@ pub fn exec_in(
                 user: spec.user.as_deref(),
                 exec_allow: exec_allow.as_deref(),
                 tty: tty.as_ref().map(|(_, child)| child),
+                parent,
+                forwarding: &forwarding,
             },
         );
     }
@@ -157,13 +170,146 @@ pub fn exec_in(
         }
         None => None,
     };
-    let code =
-        wait_status(helper).map_err(|e| LaunchError::Exec(format!("wait for the command: {e}")));
+    let code = wait_forwarding(helper, &forwarding.old_mask)
+        .map_err(|e| LaunchError::Exec(format!("wait for the command: {e}")));
     if let Some((stop, t)) = proxy {
         stop.store(true, std::sync::atomic::Ordering::Release);
         let _ = t.join();
     }
+    forwarding.end();
     code
+}
+
+/// The signals passed on to the command.
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The last forwarded signal received and not yet passed on (0: none).
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_forwarded(sig: libc::c_int) {
+    PENDING.store(sig, Ordering::SeqCst);
+}
+
+/// The forwarded signals blocked in the calling thread and caught into `PENDING`; `end` puts
+/// back the mask and the dispositions there were.
+struct Forwarding {
+    old_mask: libc::sigset_t,
+    old: [libc::sigaction; 3],
+}
+
+impl Forwarding {
+    fn start() -> Forwarding {
+        // SAFETY: signal-mask and sigaction calls on values owned here; the handler only
+        // stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in FORWARDED {
+                libc::sigaddset(&mut set, s);
+            }
+            let mut old_mask: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask);
+            let mut old: [libc::sigaction; 3] = std::mem::zeroed();
+            for (i, s) in FORWARDED.into_iter().enumerate() {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_forwarded as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(s, &sa, &mut old[i]);
+                // One this process was started ignoring (SIGINT in a shell script's
+                // background job) stays ignored: not this process's to pass on.
+                if old[i].sa_sigaction == libc::SIG_IGN {
+                    libc::sigaction(s, &old[i], std::ptr::null_mut());
+                }
+            }
+            Forwarding { old_mask, old }
+        }
+    }
+
+    /// In the command's process: the dispositions the caller had, the handler replaced by
+    /// the default (a signal already sent to it is delivered when its mask is put back).
+    fn for_the_command(&self) {
+        // SAFETY: plain signal calls on values owned here.
+        unsafe {
+            for (i, s) in FORWARDED.into_iter().enumerate() {
+                if self.old[i].sa_sigaction != libc::SIG_IGN {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+        }
+    }
+
+    fn end(self) {
+        // SAFETY: as in `start`, putting back what it saved.
+        unsafe {
+            for (i, s) in FORWARDED.into_iter().enumerate() {
+                libc::sigaction(s, &self.old[i], std::ptr::null_mut());
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Waits for child `pid`, passing on to it every forwarded signal this process receives
+/// meanwhile; its exit status as [`wait_status`] gives it. The signals are blocked except
+/// inside `ppoll` on the child's pidfd (which unblocks them atomically), so none can arrive
+/// between the check of `PENDING` and the wait; `PENDING` is also read every 100 ms (a thread
+/// that did not block them may have taken one). Async-signal-safe (used after `fork`).
+fn wait_forwarding(pid: libc::pid_t, unblocked: &libc::sigset_t) -> io::Result<i32> {
+    // SAFETY: pidfd_open of a child of this process (not reaped yet).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    if fd < 0 {
+        // (No pidfds: signals unblocked, and a blocking wait that each one interrupts.)
+        // SAFETY: setting this thread's mask to a saved one.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, unblocked, std::ptr::null_mut()) };
+        let mut status = 0;
+        loop {
+            pass_on(pid);
+            // SAFETY: waiting for a child of this process.
+            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+                return Ok(decode_status(status));
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    }
+    loop {
+        pass_on(pid);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let tick = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        // SAFETY: ppoll of one valid pollfd, with a saved signal mask.
+        let r = unsafe { libc::ppoll(&mut p, 1, &tick, unblocked) };
+        if r > 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if r < 0 && e.raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: closing the pidfd opened above.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+    }
+    // SAFETY: closing the pidfd opened above.
+    unsafe { libc::close(fd) };
+    wait_status(pid)
+}
+
+/// Sends `pid` the signal received since the last call, if any.
+fn pass_on(pid: libc::pid_t) {
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: a signal to a child of this process, not reaped yet.
+        unsafe { libc::kill(pid, sig) };
+    }
 }
 
 /// What the command's process applies in the VE.
@@ -171,6 +317,10 @@ struct Settings<'a> {
     workdir: Option<&'a CString>,
     user: Option<&'a str>,
     exec_allow: Option<&'a [CString]>,
+    /// `jcs exec`'s pid (the helper checks it is still its parent).
+    parent: libc::pid_t,
+    /// The signals `jcs exec` passes on, and the mask and dispositions it had before.
+    forwarding: &'a Forwarding,
     /// `-t`: where the master of its pty goes.
     tty: Option<&'a OwnedFd>,
 }
@@ -185,11 +335,15 @@ fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
             return Err(e);
         }
     }
-    Ok(if libc::WIFEXITED(status) {
+    Ok(decode_status(status))
+}
+
+fn decode_status(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
-    })
+    }
 }
 
 /// Says why the setup failed (on the caller's stderr) and exits.
@@ -214,7 +368,19 @@ fn helper_main(
         user,
         exec_allow,
         tty,
+        parent,
+        forwarding,
     } = set;
+    // Its own process group: a Ctrl-C on the terminal reaches `jcs exec`, which passes it on
+    // (not this helper as well: the command would get it twice). SIGHUP when `jcs exec` dies.
+    // SAFETY: plain system calls with integer arguments.
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+        if libc::getppid() != parent {
+            PENDING.store(libc::SIGHUP, Ordering::SeqCst);
+        }
+    }
     for fd in ns {
         // SAFETY: a namespace descriptor opened above; 0: any kind.
         if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
@@ -227,10 +393,12 @@ fn helper_main(
         die(EXIT_SETUP, "fork in the VE");
     }
     if child > 0 {
-        let code = wait_status(child).unwrap_or_else(|_| die(EXIT_SETUP, "wait in the VE"));
+        let code = wait_forwarding(child, &forwarding.old_mask)
+            .unwrap_or_else(|_| die(EXIT_SETUP, "wait in the VE"));
         // SAFETY: exiting the helper with the command's status.
         unsafe { libc::_exit(code) }
     }
+    forwarding.for_the_command();
     // Into the VE's cgroups: the v1 hierarchies first, cgroup2 (what the recorder watches)
     // last; "0" is the writing process.
     for fd in procs {

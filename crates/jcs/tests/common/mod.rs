@@ -87,8 +87,30 @@ pub fn follows_schema(args: &[&str], out: &str) -> Result<(), String> {
     ))
 }
 
+/// The jcs binary the tests run: this tree's, or `JCS_TEST_BIN` (another build, to see a
+/// test fail against the code before a fix: a negative control).
 pub fn jcs_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_jcs")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("JCS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_jcs").to_string())
+    })
+}
+
+/// The host's processes whose command line contains `marker`, as "PID: CMDLINE".
+pub fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e, c)))
+        .filter(|(_, c)| String::from_utf8_lossy(c).contains(marker))
+        .map(|(e, c)| {
+            format!(
+                "{}: {}",
+                e.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&c)
+            )
+        })
+        .collect()
 }
 
 /// Whether this privileged test can run. As root it does; otherwise it prints a visible SKIP
