@@ -283,7 +283,7 @@ enum Cmd {
     /// Run a command in a running VE: a new process with the VE's namespaces, cgroups, limits,
     /// seccomp filter and capabilities, recorded as the VE's
     #[command(
-        after_help = "Examples:\n  jcs exec 7 -- ps\n  jcs exec api -u nobody -w /srv -- sh -c 'ls -l'\n\nThe command runs in a session of its own: with -t (the default when stdin is a terminal) its\ncontrolling terminal is a pty of the VE's, proxied to this one; otherwise it gets this command's\nstdin, stdout and stderr. Only descriptors 0-2 pass. Refused for a VE whose app keeps\npre-images. It returns once what the command did is in the journal (as jcs run does).\nExit status: the command's; 125 when it could not be set up, 126/127 when it could not be\nexecuted."
+        after_help = "Examples:\n  jcs exec 7 -- ps\n  jcs exec api -u nobody -w /srv -- sh -c 'ls -l'\n\nThe command runs in a session of its own: with -t (the default when stdin is a terminal) its\ncontrolling terminal is a pty of the VE's, proxied to this one; otherwise it gets this command's\nstdin, stdout and stderr. Only descriptors 0-2 pass. Refused for a VE whose app keeps\npre-images. It returns once what the command did is in the journal (as jcs run does).\nSIGINT (Ctrl-C without -t), SIGTERM and SIGHUP sent to jcs exec are passed to the command; if\njcs exec is killed, the command gets SIGHUP.\nExit status: the command's (128+N when signal N ended it); 125 when it could not be set up,\n126/127 when it could not be executed."
     )]
     Exec {
         /// The VE: its id or its name
