@@ -1067,8 +1067,9 @@ fn root_a_detached_run_prints_its_id_and_keeps_its_output() {
     env.assert_clean();
 }
 
-/// The VE's /etc/hosts names it (its hostname resolves), written into its dirties before it
-/// starts: `jcs inspect` does not report it as the VE's change unless the VE changed it.
+/// The VE's /etc/hosts names it (its hostname resolves), in a branch of its own above the
+/// template's: nothing is written into the VE's dirties unless the VE changes it, and `jcs
+/// inspect` does not report it as the VE's change unless the VE changed it.
 #[test]
 fn root_etc_hosts_names_the_ve_and_is_not_its_change() {
     let Some(env) = Env::new() else { return };
@@ -1086,10 +1087,30 @@ fn root_etc_hosts_names_the_ve_and_is_not_its_change() {
         "JCS's file is not the VE's change: {r}"
     );
     assert!(r["notes"].to_string().contains("/etc/hosts"), "{r}");
-    // Changed by the VE: its change.
+    let dirties = |ve: u32| env.home().join(format!("ve/{ve}/dirties"));
+    assert!(
+        !dirties(1).join("etc").exists(),
+        "nothing of JCS's in the dirties"
+    );
+    // The rest of the template's /etc is there.
+    assert!(env.sh_ok("cat /etc/passwd").starts_with("root:"));
+    // Changed by the VE: its change, in its dirties.
     env.sh_ok("echo '10.0.0.9 db' >> /etc/hosts");
-    let r = env.json(&["inspect", "2", "--json"]);
+    let r = env.json(&["inspect", "3", "--json"]);
     assert!(r["dirties"].to_string().contains("/etc/hosts"), "{r}");
+    let kept = std::fs::read_to_string(dirties(3).join("etc/hosts")).unwrap();
+    assert!(
+        kept.contains("\tve-3\n") && kept.ends_with("10.0.0.9 db\n"),
+        "{kept}"
+    );
+    // Its /etc changed (a file made there), its /etc/hosts not: only the new file is its.
+    env.sh_ok("echo x > /etc/new.conf");
+    let r = env.json(&["inspect", "4", "--json"]);
+    let d = r["dirties"].to_string();
+    assert!(
+        d.contains("/etc/new.conf") && !d.contains("/etc/hosts"),
+        "{r}"
+    );
     env.assert_clean();
 }
 

@@ -357,41 +357,21 @@ fn stamped_changes(
     out
 }
 
-/// Writes the VE's /etc/hosts into its dirties `upper` (the template's, if any, is shadowed):
-/// localhost, and `hostname` at `addr`. Returns what it wrote (path, sha256), or nothing when
-/// a branch's /etc is not a plain directory (JCS then leaves it alone).
-fn etc_hosts(
-    upper: &std::path::Path,
-    lowers: &[(String, PathBuf)],
-    hostname: &str,
-    addr: &str,
-) -> Vec<(String, String)> {
+/// The VE's /etc/hosts (the template's, if any, is shadowed): localhost, and `hostname` at
+/// `addr`; none when a branch's /etc is not a plain directory (JCS then leaves it alone).
+/// Made by the VE's init in a branch of its own (`VeConfig::generated`): nothing is written on
+/// the store's disk unless the VE changes it.
+fn etc_hosts(lowers: &[(String, PathBuf)], hostname: &str, addr: &str) -> Option<String> {
     let plain_etc = lowers.iter().all(|(_, d)| {
         std::fs::symlink_metadata(d.join("etc"))
             .map(|m| m.is_dir())
             .unwrap_or(true)
     });
-    if !plain_etc {
-        return vec![];
-    }
-    let text = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addr}\t{hostname}\n"
-    );
-    let etc = upper.join("etc");
-    if std::fs::create_dir_all(&etc)
-        .and_then(|()| std::fs::write(etc.join("hosts"), &text))
-        .is_err()
-    {
-        return vec![];
-    }
-    match ve::safefs::sha256(
-        upper,
-        std::path::Path::new("etc/hosts"),
-        ve::safefs::hash_deadline(),
-    ) {
-        Ok(sha) => vec![("/etc/hosts".into(), sha)],
-        Err(_) => vec![],
-    }
+    plain_etc.then(|| {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{addr}\t{hostname}\n"
+        )
+    })
 }
 
 fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
@@ -693,17 +673,27 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         }
         crate::timing::mark("dirs");
         let upper = l.upper.clone().unwrap_or_else(|| dirties.clone());
-        // The VE's own /etc/hosts names it (as docker's does): written into its dirties, so
-        // the VE may change it like any file of its own; not into a maintenance VE's layer.
-        let generated = if l.upper.is_none() {
-            let addr = bridge
-                .as_ref()
-                .map(|b| crate::net::eth_config(b, id).addr.to_string())
-                .unwrap_or_else(|| "127.0.1.1".into());
-            etc_hosts(&dirties, &lowers, &id.hostname(), &addr)
-        } else {
-            vec![]
+        // The VE's own /etc/hosts names it (as docker's does), a file the VE may change like
+        // any of its own; not in a maintenance VE's new layer.
+        let hosts = match l.upper {
+            None => {
+                let addr = bridge
+                    .as_ref()
+                    .map(|b| crate::net::eth_config(b, id).addr.to_string())
+                    .unwrap_or_else(|| "127.0.1.1".into());
+                etc_hosts(&lowers, &id.hostname(), &addr)
+            }
+            Some(_) => None,
         };
+        let generated: Vec<(String, String)> = hosts
+            .iter()
+            .map(|h| {
+                (
+                    "/etc/hosts".to_string(),
+                    ve::safefs::sha256_of(h.as_bytes()),
+                )
+            })
+            .collect();
         crate::timing::mark("etc/hosts");
         let meta = VeMeta {
             id: id.0,
@@ -727,6 +717,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             lowers: lowers.iter().map(|(_, p)| p.clone()).collect(),
             upper,
             work,
+            generated: hosts
+                .map(|h| (PathBuf::from("etc/hosts"), h.into_bytes()))
+                .into_iter()
+                .collect(),
             binds: storage
                 .iter()
                 .map(|(_, dir, inner)| Bind {
@@ -1201,18 +1195,23 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
     }
     let mut dirties = dirties?;
     let mut notes = Vec::new();
-    // What JCS wrote there before the VE started is not the VE's, unless the VE changed it.
+    // What JCS made for the VE (its /etc/hosts) is not the VE's, unless the VE changed it.
+    // It is in the dirties only then (or, on a kernel that refused its own branch, from the
+    // start: dropped from them while unchanged).
     for (path, sha) in &meta.generated {
         let before = dirties.len();
         dirties.retain(|e| !(&e.path == path && e.sha256.as_deref() == Some(sha.as_str())));
-        // (Its directory too, when JCS made it and nothing else is in it.)
-        if dirties.len() < before {
+        let dropped = dirties.len() < before;
+        // (Its directory too, when JCS made it there and nothing else is in it.)
+        if dropped {
             if let Some(dir) = std::path::Path::new(path).parent().and_then(|d| d.to_str()) {
                 let inside = format!("{dir}/");
                 if !dirties.iter().any(|e| e.path.starts_with(&inside)) {
                     dirties.retain(|e| !(e.path == dir && e.file_type == model::FileType::Dir));
                 }
             }
+        }
+        if dropped || !dirties.iter().any(|e| &e.path == path) {
             notes.push(format!(
                 "{path}: written by JCS at the VE's start (it names the VE), unchanged"
             ));

@@ -150,6 +150,14 @@ pub fn sha256(root: &Path, rel: &Path, deadline: std::time::Instant) -> io::Resu
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The SHA-256 of `bytes`, in hex (as [`sha256`] gives a file's).
+pub fn sha256_of(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The entries of directory `dir` (an fd from [`open_dir`]): name and `lstat`.
 pub fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
     let mut out = Vec::new();

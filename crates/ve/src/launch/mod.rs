@@ -56,6 +56,11 @@ pub struct VeConfig {
     /// The writable branch: the VE's dirties, or the new app layer in maintenance mode.
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// Files JCS makes for the VE (its /etc/hosts): (path relative to the root, content). They
+    /// are a branch of their own above the lowers, a tmpfs the init makes: nothing is written
+    /// on the store's disk unless the VE changes them (then the overlay copies them up into
+    /// its dirties, as any file).
+    pub generated: Vec<(PathBuf, Vec<u8>)>,
     pub binds: Vec<Bind>,
     pub net: NetMode,
     pub argv: Vec<String>,
@@ -274,6 +279,7 @@ pub(crate) mod test_cfg {
             lowers: vec!["/s/apps/a/1".into(), "/s/templates/t/1".into()],
             upper: "/s/ve/7/dirties".into(),
             work: "/s/ve/7/work".into(),
+            generated: vec![],
             binds: vec![Bind {
                 source: "/s/persist/a/data".into(),
                 target: InnerPath::parse("/data").unwrap(),

@@ -15,6 +15,8 @@ pub enum Step {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+        /// Files in a tmpfs branch above the lowers (`VeConfig::generated`).
+        generated: Vec<(PathBuf, Vec<u8>)>,
     },
     /// A storage directory bound at `inner` below the VE's root `root`. The mount point is
     /// resolved beneath `root` without following a symlink: whatever the VE's branches hold
@@ -142,6 +144,7 @@ pub fn plan_mounts(cfg: &VeConfig) -> Vec<Step> {
             lowers: cfg.lowers.clone(),
             upper: cfg.upper.clone(),
             work: cfg.work.clone(),
+            generated: cfg.generated.clone(),
         },
     ];
     for b in &cfg.binds {
