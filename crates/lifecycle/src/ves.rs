@@ -838,7 +838,10 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
         ve_hooks.monitor.as_ref().and_then(|m| m.changes()),
         id,
     );
-    let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
+    // (A VE without storage has no report: nothing to write, one file fewer per start.)
+    if !meta.storage.is_empty() {
+        let _ = write_json(&store.layout.meta(id).join("storage.json"), &changes);
+    }
     if policy.as_ref().is_some_and(|p| p.abort_on_close) {
         journal_aborted_on_close(store, id);
     }
@@ -1237,6 +1240,8 @@ pub fn report(store: &Store, id: u64) -> Result<IntegrityReport> {
                 changes
             }
         },
+        // (No storage: no report, and nothing to say.)
+        Err(_) if meta.storage.is_empty() => vec![],
         Err(_) => {
             notes.push(format!(
                 "VE {id} is {state}: storage changes are computed when it exits"
