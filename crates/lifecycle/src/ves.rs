@@ -383,11 +383,15 @@ fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
 }
 
 /// The hooks of a VE: the monitor watches its cgroup first (so its first exec is recorded),
-/// then the network is attached; after it exits, the recording is flushed and the network
-/// removed.
+/// then the network is attached, then the VE's `meta` directory is made; after it exits, the
+/// recording is flushed and the network removed.
 struct VeHooks {
     monitor: Option<recorder::MonitorHooks>,
     net: Option<crate::net::BridgeHooks>,
+    /// Made here, not before the clone: the parent waits for the init's mounts after its
+    /// hooks anyway, and a directory costs 0.1-0.4 ms on a store's ext4 with many recent
+    /// deletions (its inode allocator skips recently freed inodes one by one).
+    meta: PathBuf,
 }
 
 impl Hooks for VeHooks {
@@ -398,6 +402,8 @@ impl Hooks for VeHooks {
         if let Some(n) = self.net.as_mut() {
             n.before_release(pid, cgroup)?;
         }
+        std::fs::create_dir(&self.meta)
+            .map_err(|e| format!("create {}: {e}", self.meta.display()))?;
         Ok(())
     }
 
@@ -643,6 +649,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
     let mut ve_hooks = VeHooks {
         monitor,
         net: crate::net::hooks_for(store, l.net, id)?,
+        meta: store.layout.meta(id),
     };
     let monitored = ve_hooks.monitor.is_some();
     let hooks: &mut dyn Hooks = &mut ve_hooks;
@@ -664,7 +671,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             std::fs::create_dir(mnt).ctx(|| format!("create {}", mnt.display()))?;
             ve::disk::mount(img, mnt, false)?;
         }
-        for d in [&dirties, &work, &store.layout.meta(id)] {
+        for d in [&dirties, &work] {
             std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
         }
         for (_, dir, _) in &storage {
