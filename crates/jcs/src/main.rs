@@ -121,7 +121,10 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Build a fresh VE of APP and run a command in it; exits with the command's exit code
     #[command(
-        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n  jcs run -d -p 8080:80 --net bridge web -- httpd -f -p 80\n\nCtrl-C or SIGTERM tears the VE down. Its dirties stay in the store until jcs rm or jcs gc.\n\nExit status: the command's; 1 for bad input, 2 for a usage error, 125 when the VE cannot be built, 126 when the command cannot be executed, 127 when it is not found, 122 when the VE ran but its recording is incomplete (README: Exit status)."
+        after_help = "Examples:\n  jcs run web -- /bin/sh -c 'echo hi > /tmp/x'\n  jcs run web --memory 256M --pids 64\n  jcs run -d web -- /usr/sbin/nginx -g 'daemon off;'   (prints the VE's id; jcs logs, jcs stop)\n  jcs run -u nobody web -- id\n  jcs run -v /srv/in:/in:ro -v /srv/out:/out web -- sh -c 'cp /in/* /out/'\n  jcs run -d -p 8080:80 --net bridge web -- httpd -f -p 80\n\nCtrl-C (without -t), SIGTERM or SIGHUP is passed to the command first (as if it ran without JCS);
+what has not ended after --stop-timeout, or at a second signal, is killed with the whole VE.
+With -t, Ctrl-C reaches the command through its terminal. Its dirties stay in the store until
+jcs rm or jcs gc.\n\nExit status: the command's; 1 for bad input, 2 for a usage error, 125 when the VE cannot be built, 126 when the command cannot be executed, 127 when it is not found, 122 when the VE ran but its recording is incomplete (README: Exit status)."
     )]
     Run {
         /// App to run
@@ -157,6 +160,10 @@ enum Cmd {
         /// pass; every other descriptor is closed before the VE runs)
         #[arg(long, value_name = "N", default_value_t = 0)]
         preserve_fds: u32,
+        /// After Ctrl-C, SIGTERM or SIGHUP (passed to the command), how long the command has to
+        /// end before the VE is killed; a second signal kills it at once
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        stop_timeout: u64,
         /// Write the VE's id to FILE (a new file) as soon as it has one, before the command
         /// starts: what scripts use to find their VE (`jcs log --ve $(cat FILE)`)
         #[arg(long, value_name = "FILE")]
@@ -1830,6 +1837,7 @@ fn real_main() -> Result<i32> {
             tty,
             no_tty,
             preserve_fds,
+            stop_timeout,
             id_file,
             env,
             workdir,
@@ -1901,6 +1909,7 @@ fn real_main() -> Result<i32> {
                 net,
                 extras: lifecycle::ves::Extras {
                     preserve_fds,
+                    stop_timeout: Some(std::time::Duration::from_secs(stop_timeout)),
                     tty,
                     extra_caps,
                     id_file,

@@ -875,6 +875,102 @@ fn root_a_signal_during_the_start_ends_the_ve() {
     env.assert_clean();
 }
 
+/// SIGTERM, SIGINT (Ctrl-C without -t) or SIGHUP to `jcs run` reach the app first, as they
+/// would reach a program run without JCS: an app that handles it shuts down cleanly and its
+/// status is `jcs run`'s; one that ignores it is killed after `--stop-timeout`; a second
+/// signal kills the VE at once.
+#[test]
+fn root_a_signal_to_jcs_run_reaches_the_app_first() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let data = env.home().join("persist/web/data");
+    let start = |script: &str, extra: &[&str]| {
+        let _ = std::fs::remove_file(data.join("up"));
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["web", "--", "/bin/sh", "-c", script]);
+        let c = env
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for(10, || data.join("up").exists()),
+            "{script}: not up"
+        );
+        c
+    };
+    let signal = |c: &std::process::Child, sig: i32| {
+        // SAFETY: a signal to the jcs run this test started, by its pid.
+        assert_eq!(unsafe { libc::kill(c.id() as i32, sig) }, 0);
+    };
+    let ended = |c: &mut std::process::Child, secs: u64| {
+        let t = std::time::Instant::now();
+        let mut st = None;
+        wait_for(secs, || {
+            st = c.try_wait().unwrap();
+            st.is_some()
+        });
+        (st.and_then(|s| s.code()), t.elapsed())
+    };
+    for (sig, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGINT, "INT"),
+        (libc::SIGHUP, "HUP"),
+    ] {
+        let mut c = start(
+            &format!(
+                "trap 'echo {name} > /data/bye; exit 3' {name}; touch /data/up; while :; do sleep 0.05; done"
+            ),
+            &[],
+        );
+        signal(&c, sig);
+        let (code, took) = ended(&mut c, 10);
+        assert_eq!(
+            code,
+            Some(3),
+            "SIG{name}: the app's own exit status ({took:?})"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("bye")).unwrap(),
+            format!("{name}\n"),
+            "SIG{name}: the app's handler ran"
+        );
+    }
+    // An app that ignores it: killed after the stop timeout, with the signal's status.
+    let mut c = start(
+        "trap '' TERM; touch /data/up; while :; do sleep 0.05; done",
+        &["--stop-timeout", "1"],
+    );
+    signal(&c, libc::SIGTERM);
+    let (code, took) = ended(&mut c, 10);
+    assert_eq!(code, Some(143));
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    // A second signal: at once, whatever the timeout.
+    let mut c = start(
+        "trap 'echo once >> /data/count' INT; touch /data/up; while :; do sleep 0.05; done",
+        &[],
+    );
+    signal(&c, libc::SIGINT);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        c.try_wait().unwrap().is_none(),
+        "a handled SIGINT ended the VE"
+    );
+    signal(&c, libc::SIGINT);
+    let (code, took) = ended(&mut c, 5);
+    assert_eq!(code, Some(130), "{took:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("count")).unwrap(),
+        "once\n"
+    );
+    env.assert_clean();
+}
+
 /// SIGKILL of `jcs run` at any moment of the start leaves no process of it behind: not the
 /// helper that makes the VE's network namespace (it shares `jcs run`'s memory, so it shows
 /// the same command line), not the VE's init or app (all die with `jcs run`).

@@ -78,6 +78,9 @@ pub struct Extras {
     /// `--name`: what commands may call the VE instead of its id (unique among the VEs not
     /// removed).
     pub name: Option<String>,
+    /// `--stop-timeout`: after the first SIGINT, SIGTERM or SIGHUP to `jcs run` (passed to
+    /// the app), how long the app has to end before the VE is killed (None: 10 s).
+    pub stop_timeout: Option<std::time::Duration>,
 }
 
 /// A host directory mounted into one VE.
@@ -802,6 +805,9 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             return Err(e).ctx(|| format!("VE {id}"));
         }
     };
+    if let Some(t) = l.extras.stop_timeout {
+        running.stop_timeout = t;
+    }
     meta.cgroup_id = Some(running.cgroup.id);
     meta.init_pid = Some(running.pid);
     let _ = write_json(&store.layout.meta(id).join("ve.json"), &meta);

@@ -476,6 +476,13 @@ pub(super) fn child_main(
         super::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
             .unwrap_or_else(|e| fail(&err_wr, EXIT_SETUP, &e))
     });
+    // From here on the signals `jcs run` passes on, and SIGCHLD, are blocked in the init (and
+    // in the supervisor's thread, made below): its loop takes them with sigwaitinfo. Blocked,
+    // they reach this pid-namespace init from the host although it has no handler; the app's
+    // process unblocks them before its exec.
+    let waited = waited_signals();
+    // SAFETY: changing this thread's signal mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &waited, std::ptr::null_mut()) };
     let app = spawn_app(
         exec,
         filters,
@@ -525,10 +532,23 @@ pub(super) fn child_main(
         eprintln!("jcs: VE init steps: {times}");
     }
     drop(err_wr);
-    // The VE's init: reap everything, end with the app's status. When we exit, the kernel
-    // kills whatever is left in the pid namespace.
+    // The VE's init: reap everything, pass SIGINT, SIGTERM and SIGHUP from `jcs run` on to the
+    // app, end with the app's status. When we exit, the kernel kills whatever is left in the
+    // pid namespace.
     loop {
-        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+            Ok(None) => {
+                // Nothing to reap: the next child's end (SIGCHLD) or a signal to pass on.
+                // SAFETY: sigwaitinfo on a set this init blocks; the siginfo is ours.
+                let sig = unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    libc::sigwaitinfo(&waited, &mut info)
+                };
+                if sig > 0 && sig != libc::SIGCHLD {
+                    // SAFETY: a signal to the app, our child (not reaped yet).
+                    unsafe { libc::kill(app, sig) };
+                }
+            }
             Ok(Some((pid, st))) if pid.as_raw_nonzero().get() == app => {
                 // The app's status; a signal maps to 128 + n.
                 let code = match st.terminating_signal() {
@@ -550,6 +570,20 @@ pub(super) fn child_main(
             }
             _ => {}
         }
+    }
+}
+
+/// The signals the VE's init waits for once the app runs: a child's end, and those `jcs run`
+/// passes on to the app.
+fn waited_signals() -> libc::sigset_t {
+    // SAFETY: building a sigset owned here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
     }
 }
 
@@ -623,6 +657,10 @@ pub(super) fn exec_app(
     notify: Option<&OwnedFd>,
     ids: Option<&super::user::Ids>,
 ) -> ! {
+    // The init blocks these for its loop; the app gets them unblocked.
+    let waited = waited_signals();
+    // SAFETY: changing this process's signal mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &waited, std::ptr::null_mut()) };
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
             fail(err, EXIT_SETUP, &format!("the VE's terminal: {e}"));

@@ -11,7 +11,7 @@ use model::NetMode;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A started VE whose app is running.
@@ -26,6 +26,9 @@ pub struct Running {
     err_rd: Option<OwnedFd>,
     /// Until the init is in its network namespace.
     net_helper: Option<super::nethelper::NetHelper>,
+    /// After the first SIGINT, SIGTERM or SIGHUP (passed to the app), how long the app has to
+    /// end before the VE is killed (a second signal kills it at once). Default 10 s.
+    pub stop_timeout: Duration,
 }
 
 /// Exit codes the child uses for its own failures.
@@ -35,15 +38,18 @@ pub(super) const EXIT_EXEC: i32 = 127;
 pub(super) const EXIT_CANNOT_EXEC: i32 = 126;
 
 static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// How many of them came.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     LAST_SIGNAL.store(sig, Ordering::SeqCst);
+    SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
 const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns and
-/// the VE is torn down.
+/// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns: the
+/// first is passed to the app, a second one (or the stop timeout) tears the VE down.
 fn catch_signals() {
     for s in FORWARDED {
         // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
@@ -255,6 +261,7 @@ pub fn start(
         err_rd: Some(err_rd),
         phases: Phases::new(),
         net_helper,
+        stop_timeout: Duration::from_secs(10),
     };
     let abort = |running: &mut Running, e: LaunchError| {
         let _ = running.cgroup.kill(fs);
@@ -377,16 +384,33 @@ impl Running {
     fn wait_pid(&mut self, fs: &dyn Fs) -> Result<Exit, io::Error> {
         use rustix::process::{pidfd_open, waitpid, PidfdFlags, WaitOptions};
         let pid = rustix::process::Pid::from_raw(self.pid);
-        // Ctrl-C, SIGTERM or SIGHUP end the whole VE, then its init is collected. A signal
-        // whose handler ran before this wait blocked (while the VE started, or its catalog
-        // row was written) interrupted no call: the flag is read again at least every 100 ms
-        // while the init's pidfd is polled (a blocking waitpid alone would wait for the app).
+        // Ctrl-C, SIGTERM or SIGHUP: the first is passed to the VE's init, which passes it to
+        // the app (as a terminal's Ctrl-C reaches the program in the foreground); when the app
+        // has not ended within the stop timeout, or at a second signal, the whole VE is
+        // killed. Then its init is collected. A signal whose handler ran before this wait
+        // blocked (while the VE started, or its catalog row was written) interrupted no call:
+        // the count is read again at least every 100 ms while the init's pidfd is polled (a
+        // blocking waitpid alone would wait for the app).
         let pidfd = pid.and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
         let mut killed = false;
+        let mut passed: Option<(std::time::Instant, u32)> = None;
         loop {
-            if !killed && interrupted().is_some() {
-                let _ = self.cgroup.kill(fs);
-                killed = true;
+            let n = SIGNALS.load(Ordering::SeqCst);
+            if !killed && n > 0 {
+                match passed {
+                    None => {
+                        if let Some(sig) = interrupted() {
+                            // SAFETY: a signal to the VE's init, our child (not reaped yet).
+                            unsafe { libc::kill(self.pid, sig) };
+                        }
+                        passed = Some((std::time::Instant::now(), n));
+                    }
+                    Some((at, seen)) if n > seen || at.elapsed() >= self.stop_timeout => {
+                        let _ = self.cgroup.kill(fs);
+                        killed = true;
+                    }
+                    Some(_) => {}
+                }
             }
             let opts = match pidfd {
                 Some(_) => WaitOptions::NOHANG,
