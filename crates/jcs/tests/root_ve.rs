@@ -971,6 +971,23 @@ fn root_a_signal_to_jcs_run_reaches_the_app_first() {
     env.assert_clean();
 }
 
+/// A VE of an app without storage has no storage report: no `storage.json` is written at its
+/// end, and `jcs inspect` says nothing is missing (no storage changes, no note about them).
+#[test]
+fn root_a_ve_without_storage_has_no_storage_report() {
+    let Some(env) = Env::new() else { return };
+    env.ok(&["template", "create", "bb", "--busybox"]);
+    env.ok(&["app", "create", "plain", "--template", "bb"]);
+    env.ok(&["run", "plain", "--", "/bin/sh", "-c", "echo x > /tmp/x"]);
+    assert!(!env.home().join("ve/1/meta/storage.json").exists());
+    assert!(env.home().join("ve/1/meta/ve.json").exists());
+    let r = env.json(&["inspect", "1", "--json"]);
+    assert_eq!(r["storage"], serde_json::json!([]), "{r}");
+    assert!(r["dirties"].to_string().contains("/tmp/x"), "{r}");
+    assert!(!r["notes"].to_string().contains("storage"), "{r}");
+    env.assert_clean();
+}
+
 /// SIGKILL of `jcs run` at any moment of the start leaves no process of it behind: not the
 /// helper that makes the VE's network namespace (it shares `jcs run`'s memory, so it shows
 /// the same command line), not the VE's init or app (all die with `jcs run`).

@@ -17,7 +17,7 @@
 //! (`PR_SET_PDEATHSIG`) and passes it on too. `jcs exec` then returns the command's status
 //! (128+N when the signal ended it).
 
-use crate::launch::LaunchError;
+use crate::launch::{LaunchError, FORWARDED};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -179,9 +179,6 @@ pub fn exec_in(
     forwarding.end();
     code
 }
-
-/// The signals passed on to the command.
-const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// The last forwarded signal received and not yet passed on (0: none).
 static PENDING: AtomicI32 = AtomicI32::new(0);

@@ -580,7 +580,8 @@ fn waited_signals() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        for s in super::FORWARDED {
             libc::sigaddset(&mut set, s);
         }
         set

@@ -46,7 +46,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
-const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals `jcs run` and `jcs exec` pass on to what they run.
+pub(crate) const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns: the
 /// first is passed to the app, a second one (or the stop timeout) tears the VE down.
