@@ -39,5 +39,27 @@ mod tests {
         }
         assert_eq!(get(&[0x80, 0x80], &mut 0), None);
         assert_eq!(get(&[0xff; 11], &mut 0), None);
+        assert_eq!(get(&[], &mut 0), None);
+        // Ten bytes at most, the bits past 64 dropped (as written by no encoder).
+        let mut o = 0;
+        assert_eq!(
+            get(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                &mut o
+            ),
+            Some(u64::MAX)
+        );
+        assert_eq!(o, 10);
+        // Each length, and where it stops.
+        for (bytes, want) in [
+            (&[0x05][..], 5u64),
+            (&[0x85, 0x01], 133),
+            (&[0x80, 0x80, 0x01], 1 << 14),
+        ] {
+            let mut o = 0;
+            let mut b = bytes.to_vec();
+            b.push(0x33);
+            assert_eq!((get(&b, &mut o), o), (Some(want), bytes.len()));
+        }
     }
 }
