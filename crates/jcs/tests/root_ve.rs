@@ -988,6 +988,94 @@ fn root_a_ve_without_storage_has_no_storage_report() {
     env.assert_clean();
 }
 
+/// The app of a VE (and a `jcs exec` command) starts with the signal dispositions of whoever
+/// ran jcs, not jcs's own: SIGPIPE is not ignored (Rust's runtime ignores it in jcs; `yes |
+/// head` in a VE must end `yes` by the signal, silently), and a signal jcs was started
+/// ignoring (`nohup`'s SIGHUP) stays ignored in the app and is not passed on to it.
+#[test]
+fn root_the_app_gets_the_callers_signal_dispositions() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let ignored = |out: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("SigIgn:"))
+            .unwrap_or_else(|| panic!("no SigIgn in {out:?}"));
+        // (The standard signals: glibc's own real-time ones, 32 and 33, vary with how a
+        // process was spawned.)
+        u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).unwrap() & 0x7fff_ffff
+    };
+    let pipe_bit = 1u64 << (libc::SIGPIPE - 1);
+    let hup_bit = 1u64 << (libc::SIGHUP - 1);
+    // What jcs gets from this test (std's Command gives children SIGPIPE's default; the rest
+    // of this process's dispositions pass through exec).
+    let callers = ignored(&std::fs::read_to_string("/proc/self/status").unwrap()) & !pipe_bit;
+    let o = env.jcs(&[
+        "run",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "grep SigIgn /proc/self/status; yes | head -c 1 > /dev/null",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(ignored(&out), callers, "the app's ignored signals: {out}");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!err.contains("Broken pipe"), "yes saw EPIPE: {err}");
+    // jcs exec's command too.
+    let child = env.spawn_until_go("true", "true");
+    let out = env.ok(&[
+        "exec",
+        "2",
+        "--",
+        "/bin/sh",
+        "-c",
+        "grep SigIgn /proc/self/status",
+    ]);
+    assert_eq!(
+        ignored(&out) & pipe_bit,
+        0,
+        "the exec'd command ignores SIGPIPE: {out}"
+    );
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
+    // nohup: SIGHUP ignored by the caller stays ignored in the app, and is not passed on.
+    let data = env.home().join("persist/web/data");
+    let mut c = env.cmd(&[
+        "run",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "grep SigIgn /proc/self/status > /data/ign; touch /data/hup-up; sleep 1; echo alive > /data/alive",
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: in the child before exec; signal() is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut c = c.spawn().unwrap();
+    assert!(wait_for(10, || data.join("hup-up").exists()));
+    // SAFETY: a signal to the jcs run this test started.
+    unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(data.join("alive")).unwrap(),
+        "alive\n"
+    );
+    let ign = ignored(&std::fs::read_to_string(data.join("ign")).unwrap());
+    assert_eq!(
+        ign,
+        callers | hup_bit,
+        "the app ignores SIGHUP as well: {ign:x}"
+    );
+    env.assert_clean();
+}
+
 /// SIGKILL of `jcs run` at any moment of the start leaves no process of it behind: not the
 /// helper that makes the VE's network namespace (it shares `jcs run`'s memory, so it shows
 /// the same command line), not the VE's init or app (all die with `jcs run`).

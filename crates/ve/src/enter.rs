@@ -223,7 +223,8 @@ impl Forwarding {
     }
 
     /// In the command's process: the dispositions the caller had, the handler replaced by
-    /// the default (a signal already sent to it is delivered when its mask is put back).
+    /// the default (a signal already sent to it is delivered when its mask is put back), and
+    /// SIGPIPE's default (Rust's runtime makes jcs ignore it).
     fn for_the_command(&self) {
         // SAFETY: plain signal calls on values owned here.
         unsafe {
@@ -232,6 +233,7 @@ impl Forwarding {
                     libc::signal(s, libc::SIG_DFL);
                 }
             }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
         }
     }

@@ -658,10 +658,16 @@ pub(super) fn exec_app(
     notify: Option<&OwnedFd>,
     ids: Option<&super::user::Ids>,
 ) -> ! {
-    // The init blocks these for its loop; the app gets them unblocked.
+    // The init blocks these for its loop; the app gets them unblocked. SIGPIPE, which Rust's
+    // runtime makes jcs ignore, is the default again (as std's `Command` gives its children):
+    // `yes | head` in a VE ends `yes` by the signal, not by an EPIPE it reports.
     let waited = waited_signals();
-    // SAFETY: changing this process's signal mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &waited, std::ptr::null_mut()) };
+    // SAFETY: changing this process's signal mask and one disposition (this process has its
+    // own copy of the handlers: no CLONE_SIGHAND).
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &waited, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {
             fail(err, EXIT_SETUP, &format!("the VE's terminal: {e}"));

@@ -49,25 +49,41 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// The signals `jcs run` and `jcs exec` pass on to what they run.
 pub(crate) const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// Which of [`FORWARDED`] `catch_signals` caught (bit i for the i-th).
+static CAUGHT: AtomicU32 = AtomicU32::new(0);
+
 /// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns: the
-/// first is passed to the app, a second one (or the stop timeout) tears the VE down.
+/// first is passed to the app, a second one (or the stop timeout) tears the VE down. One this
+/// process was started ignoring (`nohup`'s SIGHUP, SIGINT in a script's background job) stays
+/// ignored, and the VE's app inherits that.
 fn catch_signals() {
-    for s in FORWARDED {
-        // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
+    for (i, s) in FORWARDED.into_iter().enumerate() {
+        // SAFETY: reads the disposition, then installs a handler that only stores to atomics
+        // (async-signal-safe).
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(s, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             sa.sa_flags = 0;
             libc::sigaction(s, &sa, std::ptr::null_mut());
         }
+        CAUGHT.fetch_or(1 << i, Ordering::SeqCst);
     }
 }
 
+/// In the VE's init: the dispositions `jcs run` was started with for the signals it caught.
 pub(super) fn default_signals() {
-    for s in FORWARDED {
-        // SAFETY: restores the default disposition.
-        unsafe { libc::signal(s, libc::SIG_DFL) };
+    let caught = CAUGHT.load(Ordering::SeqCst);
+    for (i, s) in FORWARDED.into_iter().enumerate() {
+        if caught & (1 << i) != 0 {
+            // SAFETY: restores the default disposition.
+            unsafe { libc::signal(s, libc::SIG_DFL) };
+        }
     }
 }
 
