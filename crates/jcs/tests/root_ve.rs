@@ -1073,6 +1073,55 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
         callers | hup_bit,
         "the app ignores SIGHUP as well: {ign:x}"
     );
+    // SIGCHLD ignored by the caller (its children reaped by the kernel): jcs, the VE's init and
+    // jcs exec still learn their children's status; the app and the command get it ignored.
+    let chld_bit = 1u64 << (libc::SIGCHLD - 1);
+    let ignoring_chld = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: in the child before exec; signal() is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut c = c.spawn().unwrap();
+        let mut st = None;
+        wait_for(20, || {
+            st = c.try_wait().unwrap();
+            st.is_some()
+        });
+        if st.is_none() {
+            c.kill().unwrap();
+            panic!("{args:?} with SIGCHLD ignored: still running 20 s later");
+        }
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    // (The app itself reads its status: a shell would put SIGCHLD's default back.)
+    let (code, out) = ignoring_chld(&["run", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ignored(&out), callers | chld_bit, "{out}");
+    let (code, out) = ignoring_chld(&["run", "web", "--", "/bin/sh", "-c", "exit 7"]);
+    assert_eq!(code, Some(7), "{out}");
+    // (The first VE's go is still there.)
+    std::fs::remove_file(data.join("go")).unwrap();
+    let child = env.spawn_until_go("true", "true");
+    let (code, out) = ignoring_chld(&["exec", "6", "--", "grep", "SigIgn", "/proc/self/status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ignored(&out) & chld_bit, chld_bit, "{out}");
+    let (code, out) = ignoring_chld(&["exec", "6", "--", "/bin/sh", "-c", "exit 5"]);
+    assert_eq!(code, Some(5), "{out}");
+    env.go();
+    assert!(child.wait_with_output().unwrap().status.success());
     env.assert_clean();
 }
 

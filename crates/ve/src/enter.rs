@@ -192,6 +192,9 @@ extern "C" fn on_forwarded(sig: libc::c_int) {
 struct Forwarding {
     old_mask: libc::sigset_t,
     old: [libc::sigaction; 3],
+    /// The caller ignored SIGCHLD (its default meanwhile: the helper and this process wait
+    /// for their children; the command gets it back).
+    chld_ignored: bool,
 }
 
 impl Forwarding {
@@ -218,13 +221,19 @@ impl Forwarding {
                     libc::sigaction(s, &old[i], std::ptr::null_mut());
                 }
             }
-            Forwarding { old_mask, old }
+            let chld_ignored = crate::launch::default_sigchld();
+            Forwarding {
+                old_mask,
+                old,
+                chld_ignored,
+            }
         }
     }
 
     /// In the command's process: the dispositions the caller had, the handler replaced by
-    /// the default (a signal already sent to it is delivered when its mask is put back), and
-    /// SIGPIPE's default (Rust's runtime makes jcs ignore it).
+    /// the default (a signal already sent to it is delivered when its mask is put back),
+    /// SIGPIPE's default (Rust's runtime makes jcs ignore it), and SIGCHLD ignored again when
+    /// the caller ignored it.
     fn for_the_command(&self) {
         // SAFETY: plain signal calls on values owned here.
         unsafe {
@@ -234,6 +243,9 @@ impl Forwarding {
                 }
             }
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if self.chld_ignored {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            }
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
         }
     }
@@ -243,6 +255,9 @@ impl Forwarding {
         unsafe {
             for (i, s) in FORWARDED.into_iter().enumerate() {
                 libc::sigaction(s, &self.old[i], std::ptr::null_mut());
+            }
+            if self.chld_ignored {
+                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
             }
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
         }

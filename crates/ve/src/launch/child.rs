@@ -667,6 +667,9 @@ pub(super) fn exec_app(
     unsafe {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &waited, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if super::caller_ignores_sigchld() {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        }
     }
     if let Some(slave) = tty {
         if let Err(e) = crate::pty::become_terminal_session(slave) {

@@ -30,7 +30,7 @@ mod sys;
 pub mod user;
 
 pub(crate) use child::{switch_user, Program};
-pub(crate) use parent::FORWARDED;
+pub(crate) use parent::{caller_ignores_sigchld, default_sigchld, FORWARDED};
 pub use parent::{interrupted, start, Running};
 pub use plan::{clone_flags, own_net, plan_mounts, Step};
 

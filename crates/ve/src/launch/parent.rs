@@ -11,7 +11,7 @@ use model::NetMode;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A started VE whose app is running.
@@ -51,12 +51,38 @@ pub(crate) const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, lib
 
 /// Which of [`FORWARDED`] `catch_signals` caught (bit i for the i-th).
 static CAUGHT: AtomicU32 = AtomicU32::new(0);
+/// Whoever ran jcs ignores SIGCHLD: its children would be reaped by the kernel, their status
+/// lost (and no SIGCHLD would wake the VE's init). jcs and the init use the default; the app
+/// gets the caller's disposition back.
+static CHLD_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Whether whoever ran jcs ignores SIGCHLD (see `CHLD_IGNORED`).
+pub(crate) fn caller_ignores_sigchld() -> bool {
+    CHLD_IGNORED.load(Ordering::SeqCst)
+}
+
+/// SIGCHLD's default in this process, when it was ignored; says whether it was.
+pub(crate) fn default_sigchld() -> bool {
+    // SAFETY: reads, and maybe sets, one disposition.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old);
+        if old.sa_sigaction == libc::SIG_IGN {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+            return true;
+        }
+    }
+    false
+}
 
 /// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns: the
 /// first is passed to the app, a second one (or the stop timeout) tears the VE down. One this
 /// process was started ignoring (`nohup`'s SIGHUP, SIGINT in a script's background job) stays
 /// ignored, and the VE's app inherits that.
 fn catch_signals() {
+    if default_sigchld() {
+        CHLD_IGNORED.store(true, Ordering::SeqCst);
+    }
     for (i, s) in FORWARDED.into_iter().enumerate() {
         // SAFETY: reads the disposition, then installs a handler that only stores to atomics
         // (async-signal-safe).
@@ -214,6 +240,8 @@ pub fn start(
     } else {
         (None, None)
     };
+    // (Before the helper and the init are made: they are children this process reaps.)
+    catch_signals();
     // The VE's network namespace is made by a helper while the init builds its file system.
     let net_helper = if own_net(cfg.net) {
         Some(
@@ -224,7 +252,6 @@ pub fn start(
     } else {
         None
     };
-    catch_signals();
     let v1_tasks: Vec<PathBuf> = cgroup.v1.iter().map(|d| d.join("tasks")).collect();
     let cloned_at = std::time::Instant::now();
     // The child runs on a copy of this address space without the other threads: a lock one
