@@ -2571,6 +2571,9 @@ fn run_env(files: &[PathBuf], env: &[String]) -> Result<Vec<(String, String)>> {
 const EXIT_UNRECORDED: i32 = 122;
 
 fn main() {
+    // A caller that ignores SIGCHLD would have the kernel reap jcs's children (the daemon's
+    // start, debootstrap, a VE's init) and their status lost; the VE's app gets it back.
+    ve::launch::take_caller_sigchld();
     match real_main() {
         Ok(code) => {
             print_marks();

@@ -1106,6 +1106,9 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
             ),
         )
     };
+    // Any jcs command that waits for a child (busybox --list-full here).
+    let (code, out) = ignoring_chld(&["template", "create", "bb2", "--busybox"]);
+    assert_eq!(code, Some(0), "{out}");
     // (The app itself reads its status: a shell would put SIGCHLD's default back.)
     let (code, out) = ignoring_chld(&["run", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
     assert_eq!(code, Some(0), "{out}");

@@ -221,7 +221,8 @@ impl Forwarding {
                     libc::sigaction(s, &old[i], std::ptr::null_mut());
                 }
             }
-            let chld_ignored = crate::launch::default_sigchld();
+            crate::launch::take_caller_sigchld();
+            let chld_ignored = crate::launch::caller_ignores_sigchld();
             Forwarding {
                 old_mask,
                 old,

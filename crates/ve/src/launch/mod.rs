@@ -30,8 +30,8 @@ mod sys;
 pub mod user;
 
 pub(crate) use child::{switch_user, Program};
-pub(crate) use parent::{caller_ignores_sigchld, default_sigchld, FORWARDED};
-pub use parent::{interrupted, start, Running};
+pub(crate) use parent::{caller_ignores_sigchld, FORWARDED};
+pub use parent::{interrupted, start, take_caller_sigchld, Running};
 pub use plan::{clone_flags, own_net, plan_mounts, Step};
 
 use crate::cgroup::{CgroupError, VeCgroup};

@@ -56,13 +56,22 @@ static CAUGHT: AtomicU32 = AtomicU32::new(0);
 /// gets the caller's disposition back.
 static CHLD_IGNORED: AtomicBool = AtomicBool::new(false);
 
+/// SIGCHLD's default in jcs, when whoever ran it ignored it (remembered for the VE's app):
+/// called first thing by every jcs command (std's `Command::wait` gets ECHILD otherwise), and
+/// again before a VE starts.
+pub fn take_caller_sigchld() {
+    if default_sigchld() {
+        CHLD_IGNORED.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Whether whoever ran jcs ignores SIGCHLD (see `CHLD_IGNORED`).
 pub(crate) fn caller_ignores_sigchld() -> bool {
     CHLD_IGNORED.load(Ordering::SeqCst)
 }
 
 /// SIGCHLD's default in this process, when it was ignored; says whether it was.
-pub(crate) fn default_sigchld() -> bool {
+fn default_sigchld() -> bool {
     // SAFETY: reads, and maybe sets, one disposition.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
@@ -80,9 +89,7 @@ pub(crate) fn default_sigchld() -> bool {
 /// process was started ignoring (`nohup`'s SIGHUP, SIGINT in a script's background job) stays
 /// ignored, and the VE's app inherits that.
 fn catch_signals() {
-    if default_sigchld() {
-        CHLD_IGNORED.store(true, Ordering::SeqCst);
-    }
+    take_caller_sigchld();
     for (i, s) in FORWARDED.into_iter().enumerate() {
         // SAFETY: reads the disposition, then installs a handler that only stores to atomics
         // (async-signal-safe).
