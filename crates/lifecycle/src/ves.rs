@@ -471,6 +471,10 @@ fn new_ve_dir(store: &Store, l: &Launch) -> Result<VeId> {
 
 /// Builds, runs and tears down one VE. Returns its id and how its command ended.
 pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
+    // From here on SIGINT, SIGTERM and SIGHUP are caught: one that comes while the VE is made
+    // reaches its app once it runs (or ends a start that waits), instead of killing jcs with
+    // a catalog row, directories and a cgroup half made.
+    ve::launch::catch_signals();
     let cg_layout = ve::CgroupLayout::detect_host(&store.host.proc_root)?;
     let bridge = match l.net {
         NetMode::Bridge => Some(crate::net::bridge_net()?),

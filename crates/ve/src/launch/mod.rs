@@ -31,7 +31,7 @@ pub mod user;
 
 pub(crate) use child::{switch_user, Program};
 pub(crate) use parent::{caller_ignores_sigchld, FORWARDED};
-pub use parent::{interrupted, start, take_caller_sigchld, Running};
+pub use parent::{catch_signals, interrupted, start, take_caller_sigchld, Running};
 pub use plan::{clone_flags, own_net, plan_mounts, Step};
 
 use crate::cgroup::{CgroupError, VeCgroup};

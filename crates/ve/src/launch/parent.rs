@@ -87,8 +87,10 @@ fn default_sigchld() -> bool {
 /// Catches SIGINT, SIGTERM and SIGHUP without SA_RESTART, so that a blocked wait returns: the
 /// first is passed to the app, a second one (or the stop timeout) tears the VE down. One this
 /// process was started ignoring (`nohup`'s SIGHUP, SIGINT in a script's background job) stays
-/// ignored, and the VE's app inherits that.
-fn catch_signals() {
+/// ignored, and the VE's app inherits that. Called when `jcs run` begins to make a VE (before
+/// its catalog row, directories and cgroup: a signal then never leaves them half made) and
+/// again by [`start`].
+pub fn catch_signals() {
     take_caller_sigchld();
     for (i, s) in FORWARDED.into_iter().enumerate() {
         // SAFETY: reads the disposition, then installs a handler that only stores to atomics
