@@ -628,7 +628,7 @@ instead of transactions, and in parentheses the flows they stand for; NOT RECORD
     /// Remove finished VEs' dirties (except evidence: VEs whose integrity report flags
     /// something), and clean up after VEs whose jcs run died
     #[command(
-        after_help = "Examples:\n  jcs gc --dry-run\n  jcs gc --older-than 7d\n  jcs gc --include-flagged\n\nAGE: 90s, 10m, 2h, 7d. A VE is flagged when its dirties hold an executable, setuid or setgid\nfile, or anything under /bin, /sbin, /usr, /lib* or /etc (jcs inspect shows it), or when its\nreport cannot be read: its dirties are kept until jcs rm VE or jcs gc --include-flagged.\nRunning VEs are never touched. It also removes the listings the store keeps of storage\ndirectories between VEs (cache/names/) that no app's existing persistent or shared storage\nis any more (a --volume's too: the next VE with it lists it anew)."
+        after_help = "Examples:\n  jcs gc --dry-run\n  jcs gc --older-than 7d\n  jcs gc --include-flagged\n\nAGE: 90s, 10m, 2h, 7d. A VE is flagged when its dirties hold an executable, setuid or setgid\nfile, or anything under /bin, /sbin, /usr, /lib* or /etc (jcs inspect shows it), or when its\nreport cannot be read: its dirties are kept until jcs rm VE or jcs gc --include-flagged.\nRunning VEs are never touched. A VE whose jcs run died is lost: its cgroup goes at once, even\nwhen its dirties are kept. It also removes the listings the store keeps of storage\ndirectories between VEs (cache/names/) that no app's existing persistent or shared storage\nis any more (a --volume's too: the next VE with it lists it anew)."
     )]
     Gc {
         /// Only say what would be removed

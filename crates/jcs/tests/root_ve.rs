@@ -810,6 +810,38 @@ fn root_killed_jcs_run_takes_its_ve_along_and_gc_cleans_up() {
     env.assert_clean();
 }
 
+/// A VE whose `jcs run` was killed and that `jcs gc` keeps as evidence (its integrity report
+/// flags a write into the system's directories) still has its cgroup removed by gc, and is
+/// lost; its dirties stay.
+#[test]
+fn root_gc_cleans_up_after_a_killed_run_it_keeps_as_evidence() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let mut c = env.spawn_until_go("echo evil > /bin/evil", "true");
+    // SAFETY: SIGKILL to the jcs run this test started.
+    unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+    c.wait().unwrap();
+    assert!(
+        !env.cgroups().is_empty(),
+        "the lost VE's cgroup is there before gc"
+    );
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["removed"], serde_json::json!([]), "{gc}");
+    assert_eq!(gc["flagged"][0][0], 1, "{gc}");
+    assert!(
+        env.cgroups().is_empty(),
+        "gc left the cgroup of a VE it keeps: {:?}",
+        env.cgroups()
+    );
+    assert_eq!(
+        env.json(&["ps", "--all", "--json"])["ves"][0]["state"],
+        "lost"
+    );
+    assert!(env.home().join("ve/1/dirties/bin/evil").exists());
+    env.ok(&["rm", "1"]);
+    env.assert_clean();
+}
+
 #[test]
 fn root_gc_removes_what_killed_builds_left() {
     let Some(env) = Env::new() else { return };

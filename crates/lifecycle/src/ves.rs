@@ -1505,6 +1505,17 @@ pub fn gc(store: &Store, o: GcOptions) -> Result<Collected> {
             c.running.push(row.id);
             continue;
         }
+        // A VE whose `jcs run` died: its cgroup (and what is left in it) goes now, and it is
+        // lost, whatever is kept of it below (its dirties and metadata, as evidence).
+        if !o.dry_run && (row.state == "running" || row.state == "creating") {
+            clean_stale_cgroup(store, VeId(row.id));
+            store.catalog.ve_ended(
+                VeId(row.id),
+                "lost",
+                None,
+                Some("its jcs run ended without tearing it down"),
+            )?;
+        }
         if let Some(before) = o.ended_before_ms {
             if row.ended_ms.unwrap_or(row.started_ms) >= before {
                 c.recent.push(row.id);
