@@ -1083,13 +1083,7 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
         "grep SigIgn /proc/self/status > /data/ign; touch /data/hup-up; sleep 1; echo alive > /data/alive",
     ]);
     c.stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: in the child before exec; signal() is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    common::ignoring(&mut c, libc::SIGHUP);
     let mut c = c.spawn().unwrap();
     assert!(wait_for(10, || data.join("hup-up").exists()));
     // SAFETY: a signal to the jcs run this test started.
@@ -1111,13 +1105,7 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
     let ignoring_chld = |args: &[&str]| {
         let mut c = env.cmd(args);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: in the child before exec; signal() is async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-                Ok(())
-            });
-        }
+        common::ignoring(&mut c, libc::SIGCHLD);
         let mut c = c.spawn().unwrap();
         let mut st = None;
         wait_for(20, || {
@@ -2036,13 +2024,7 @@ fn root_exec_passes_signals_on_to_its_command() {
         let mut c = env.cmd(&["exec", "1", "--", "/bin/sh", "-c", script]);
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         if ignore_int {
-            // SAFETY: in the child before exec; signal() is async-signal-safe.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                    libc::signal(libc::SIGINT, libc::SIG_IGN);
-                    Ok(())
-                });
-            }
+            common::ignoring(&mut c, libc::SIGINT);
         }
         let p = c.spawn().unwrap();
         let up = data.join(format!("{name}-up"));

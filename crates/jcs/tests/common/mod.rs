@@ -96,6 +96,18 @@ pub fn jcs_bin() -> &'static str {
     })
 }
 
+/// Starts `c` with signal `sig` ignored (as `nohup`, or a shell script's background job, would
+/// start it).
+pub fn ignoring(c: &mut Command, sig: i32) {
+    // SAFETY: in the child before exec; signal() is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(c, move || {
+            libc::signal(sig, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
+
 /// The host's processes whose command line contains `marker`, as "PID: CMDLINE".
 pub fn processes_with(marker: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
