@@ -271,24 +271,11 @@ impl Forwarding {
 /// between the check of `PENDING` and the wait; `PENDING` is also read every 100 ms (a thread
 /// that did not block them may have taken one). Async-signal-safe (used after `fork`).
 fn wait_forwarding(pid: libc::pid_t, unblocked: &libc::sigset_t) -> io::Result<i32> {
-    // SAFETY: pidfd_open of a child of this process (not reaped yet).
+    // SAFETY: pidfd_open of a child of this process (not reaped yet). (Pidfds came with
+    // Linux 5.3; JCS needs 6.8 for its overlay's lowerdir+.)
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
     if fd < 0 {
-        // (No pidfds: signals unblocked, and a blocking wait that each one interrupts.)
-        // SAFETY: setting this thread's mask to a saved one.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, unblocked, std::ptr::null_mut()) };
-        let mut status = 0;
-        loop {
-            pass_on(pid);
-            // SAFETY: waiting for a child of this process.
-            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-                return Ok(decode_status(status));
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e);
-            }
-        }
+        return Err(io::Error::last_os_error());
     }
     loop {
         pass_on(pid);
