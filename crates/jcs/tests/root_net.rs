@@ -80,17 +80,22 @@ fn root_bridge_connects_ves_and_host() {
         "{fwd:?}\n{}",
         env.ok(&["log", "--json"])
     );
-    // A service on the host side of the bridge (the gateway address).
-    let host = ns
+    // A service on the host side of the bridge (the gateway address). Its stdin stays open
+    // until the client is done: at its stdin's end busybox nc half-closes the connection, and
+    // a client that sees that FIN before its own line is in its pipe ends sending nothing.
+    let mut host = ns
         .cmd("busybox", &["nc", "-l", "-p", "9000"])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let host_stdin = host.stdin.take();
     ns.wait_listening(9000);
     let o = sh("cli", "echo to-host | nc 10.77.0.1 9000")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(host_stdin);
     let got = host.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "to-host\n");
     // No veth of any VE is left; only lo and the bridge remain in the namespace.

@@ -186,11 +186,15 @@ fn root_a_stream_write_after_the_byte_budget_never_leaves() {
     // The peer, on the host side of the bridge, gets what arrives; it waits a bounded time
     // (after the budget, not even the VE's FIN reaches it).
     let exchange = || -> String {
-        let peer = ns
+        // (Its stdin stays open until the VE is done: at its stdin's end busybox nc
+        // half-closes the connection.)
+        let mut peer = ns
             .cmd("timeout", &["6", "busybox", "nc", "-l", "-p", "9001"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let peer_stdin = peer.stdin.take();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let mut c = ns.cmd(
             common::jcs_bin(),
@@ -216,6 +220,7 @@ fn root_a_stream_write_after_the_byte_budget_never_leaves() {
             String::from_utf8_lossy(&o.stdout).trim(),
             "before=ok after=ok"
         );
+        drop(peer_stdin);
         let got = peer.wait_with_output().unwrap();
         String::from_utf8_lossy(&got.stdout).into_owned()
     };
