@@ -497,6 +497,51 @@ fn root_log_filters() {
     env.assert_clean();
 }
 
+/// The running daemon's indexes (made from the keys the journal's writer reports, reading
+/// back only what it did not write) are, for every segment, sealed or open, the index a
+/// whole read of the segment makes.
+#[test]
+fn root_the_running_daemons_indexes_equal_a_whole_read() {
+    use journal::index::{self, SegmentIndex};
+    use journal::Storage;
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let run = |script: &str| env.sh_ok_with(&[("JCS_SEGMENT_BYTES", "4096")], script);
+    // Files made, written, read, renamed and removed, a pipe to the caller, names: records
+    // of every kind the translator writes, over several segments.
+    run("echo one > /data/a; i=0; while [ $i -lt 60 ]; do echo $i > /data/f$i; cat /data/a >> /data/f$i; usleep 10000; i=$((i+1)); done; mv /data/f1 /data/g1; rm /data/f2; cat /data/f3");
+    run("cat /data/a > /data/b; echo x > /tmp/t");
+    let dir = env.home().join("journal");
+    let storage = journal::DirStorage::new(&dir).unwrap();
+    let segs = journal::segment_numbers(&storage).unwrap();
+    assert!(segs.len() >= 3, "{segs:?}");
+    // The indexer runs every 5 s: until every segment has an index.
+    assert!(
+        common::wait_for(20, || segs
+            .iter()
+            .all(|&s| index::load_prefix(&storage, s).is_some())),
+        "not every segment got an index: {:?}",
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    for &seg in &segs {
+        let idx = index::load_prefix(&storage, seg).unwrap();
+        let bytes = storage.read(&journal::journal::segment_name(seg)).unwrap();
+        let whole =
+            SegmentIndex::build_prefix(seg, &bytes[..idx.seg_len as usize], record::keys_of)
+                .unwrap();
+        assert!(
+            idx.blocks.len() >= 2,
+            "segment {seg}: {} blocks",
+            idx.blocks.len()
+        );
+        assert_eq!(idx, whole, "segment {seg}");
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn root_sealed_segments_are_indexed_and_queries_read_only_their_blocks() {
     let Some(env) = Env::new() else { return };

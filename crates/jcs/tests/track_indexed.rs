@@ -204,7 +204,7 @@ fn indexed_tracking_equals_a_full_read_on_random_journals() {
         let store = store::Store::open(home.path()).unwrap();
         let dir = store.journal_dir();
         recorder::index::index_sealed(&dir, &store.catalog).unwrap();
-        assert!(recorder::index::index_open(&dir, &store.catalog, &|| true).unwrap());
+        assert!(recorder::index::index_open(&dir, &store.catalog, &|| true, &[]).unwrap());
         // The open segment grows after its index was written: its newest bytes are read whole.
         write_journal(home.path(), seed ^ 0x55, 200, 1 << 30, end);
         let segs = std::fs::read_dir(&dir)

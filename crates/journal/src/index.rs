@@ -197,6 +197,36 @@ impl SegmentIndex {
         Ok(())
     }
 
+    /// Adds the blocks the journal's writer reported ([`crate::writer::BlockKeys`]) as long
+    /// as each continues this index — its segment, at `seg_len`, after `head` — and returns
+    /// how many it took: the index [`SegmentIndex::extend`] makes from their bytes, without
+    /// reading them.
+    pub fn extend_known(&mut self, blocks: &[crate::writer::BlockKeys]) -> usize {
+        let mut postings = None;
+        let mut n = 0;
+        for b in blocks {
+            if b.segment != self.segment
+                || b.block.offset != self.seg_len
+                || b.prev_chain != self.head
+            {
+                break;
+            }
+            let p = postings.get_or_insert_with(|| self.postings.to_map());
+            let ordinal = self.blocks.len() as u32;
+            self.blocks.push(b.block);
+            for &k in &b.keys {
+                p.entry(k).or_default().push(ordinal);
+            }
+            self.head = b.chain;
+            self.seg_len += b.block.len;
+            n += 1;
+        }
+        if let Some(p) = postings {
+            self.postings = Postings::from_map(p);
+        }
+        n
+    }
+
     /// The ordinals of the blocks that hold any of `keys`, ascending.
     pub fn blocks_for(&self, keys: &[u64]) -> Vec<usize> {
         let mut v: Vec<usize> = keys

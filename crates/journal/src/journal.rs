@@ -424,6 +424,12 @@ pub struct Appended {
     pub first_seq: u64,
     pub count: u32,
     pub bytes: u64,
+    /// The segment it went into, and its offset there.
+    pub segment: u64,
+    pub offset: u64,
+    /// The chain hash before it (the previous block's) and after it.
+    pub prev_chain: Hash,
+    pub chain: Hash,
 }
 
 impl<S: Storage> Journal<S> {
@@ -609,6 +615,10 @@ impl<S: Storage> Journal<S> {
             first_seq: h.first_seq,
             count: h.count,
             bytes: bytes.len() as u64,
+            segment: number,
+            offset: len,
+            prev_chain: t.head,
+            chain: h.chain,
         })
     }
 }

@@ -63,8 +63,48 @@ struct Durable {
 /// How often a block is retried while the storage is full.
 const FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Records that go into one block. An empty batch asks the thread to write what it holds now.
-type Batch = Vec<Vec<u8>>;
+/// Records that go into one block, with their index keys when the producer knows them. An
+/// empty batch asks the thread to write what it holds now.
+struct Batch {
+    records: Vec<Vec<u8>>,
+    keys: Option<Vec<u64>>,
+}
+
+impl Batch {
+    fn flush() -> Batch {
+        Batch {
+            records: Vec::new(),
+            keys: None,
+        }
+    }
+}
+
+/// What the writer tells an indexer about each block it made durable: where it is, and the
+/// keys of its records (sorted, each once) — what reading the block back would give
+/// (`index::SegmentIndex::extend`), without reading, decompressing and decoding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockKeys {
+    pub segment: u64,
+    pub block: crate::index::BlockRef,
+    /// The chain hash before the block and after it.
+    pub prev_chain: crate::format::Hash,
+    pub chain: crate::format::Hash,
+    pub keys: Vec<u64>,
+}
+
+/// How the writer feeds an indexer: `keys_of(record, out)` gives the keys of a record queued
+/// without them (decoding it; producers that know their records' keys hand them over with
+/// [`Writer::offer_keyed`]), and each block's [`BlockKeys`] go to `tx`.
+pub struct Indexing {
+    pub keys_of: Box<dyn Fn(&[u8], &mut Vec<u64>) + Send>,
+    pub tx: std::sync::mpsc::Sender<BlockKeys>,
+}
+
+impl std::fmt::Debug for Indexing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Indexing")
+    }
+}
 
 /// Handle to the writer thread. Dropping it stops the thread after the queue is written.
 #[derive(Debug)]
@@ -98,6 +138,17 @@ impl Writer {
         max_batch: usize,
         linger: std::time::Duration,
     ) -> Writer {
+        Writer::spawn_indexed(journal, queue, max_batch, linger, None)
+    }
+
+    /// Like [`Writer::spawn_lingering`], and each block's keys go to an indexer.
+    pub fn spawn_indexed<S: Storage + 'static>(
+        journal: Journal<S>,
+        queue: usize,
+        max_batch: usize,
+        linger: std::time::Duration,
+        indexing: Option<Indexing>,
+    ) -> Writer {
         let (tx, rx) = sync_channel::<Batch>(queue.max(1));
         let first = journal.next_seq();
         let durable = Arc::new((
@@ -110,7 +161,7 @@ impl Writer {
         let d = durable.clone();
         let thread = std::thread::Builder::new()
             .name("jcs-journal".into())
-            .spawn(move || run(journal, rx, d, max_batch.max(1), linger))
+            .spawn(move || run(journal, rx, d, max_batch.max(1), linger, indexing))
             .expect("spawn the journal writer thread");
         Writer {
             tx: Mutex::new((first, Some(tx))),
@@ -134,21 +185,32 @@ impl Writer {
     /// Like [`Writer::submit_all`], and while the storage is full the records are handed
     /// back with the error (the caller decides what their loss means).
     pub fn offer(&self, records: Vec<Vec<u8>>) -> Result<Ticket, (WriterError, Vec<Vec<u8>>)> {
+        self.offer_keyed(records, None)
+    }
+
+    /// Like [`Writer::offer`], with the records' index keys (any order, repeats allowed)
+    /// when the producer knows them: the writer then decodes nothing for its indexer.
+    pub fn offer_keyed(
+        &self,
+        records: Vec<Vec<u8>>,
+        keys: Option<Vec<u64>>,
+    ) -> Result<Ticket, (WriterError, Vec<Vec<u8>>)> {
         if records.is_empty() {
             return Err((WriterError::Empty, records));
         }
         if let Some(e) = self.full() {
             return Err((e, records));
         }
-        self.queue(records).map_err(|e| (e, Vec::new()))
+        self.queue(Batch { records, keys })
+            .map_err(|e| (e, Vec::new()))
     }
 
-    fn queue(&self, records: Vec<Vec<u8>>) -> Result<Ticket, WriterError> {
+    fn queue(&self, batch: Batch) -> Result<Ticket, WriterError> {
         let mut g = self.tx.lock().map_err(|_| WriterError::Poisoned)?;
-        let n = records.len() as u64;
+        let n = batch.records.len() as u64;
         let ticket = g.0 + n - 1;
         let tx = g.1.as_ref().ok_or(WriterError::Stopped)?;
-        tx.send(records)
+        tx.send(batch)
             .map_err(|_| self.error().unwrap_or(WriterError::Stopped))?;
         g.0 += n;
         Ok(ticket)
@@ -170,7 +232,7 @@ impl Writer {
         if let Ok(g) = self.tx.lock() {
             if let Some(tx) = &g.1 {
                 // Full: the thread is busy writing anyway.
-                let _ = tx.try_send(Vec::new());
+                let _ = tx.try_send(Batch::flush());
             }
         }
         let (m, cv) = &*self.durable;
@@ -227,6 +289,7 @@ fn run<S: Storage>(
     durable: Arc<(Mutex<Durable>, Condvar)>,
     max_batch: usize,
     linger: std::time::Duration,
+    mut indexing: Option<Indexing>,
 ) {
     let (m, cv) = &*durable;
     let finish = |error: Option<WriterError>| {
@@ -239,13 +302,24 @@ fn run<S: Storage>(
         cv.notify_all();
     };
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
+    // The keys of the records in `batch` (when an indexer is fed).
+    let mut keys: Vec<u64> = Vec::new();
+    fn take(ix: &Option<Indexing>, b: Batch, batch: &mut Vec<Vec<u8>>, keys: &mut Vec<u64>) {
+        if let Some(ix) = ix {
+            match b.keys {
+                Some(k) => keys.extend(k),
+                None => b.records.iter().for_each(|r| (ix.keys_of)(r, keys)),
+            }
+        }
+        batch.extend(b.records);
+    }
     loop {
         // Wait for the first record, then take whatever else is already queued (or arrives
         // within the linger time).
         let mut now = match rx.recv() {
-            Ok(r) => {
-                let flush = r.is_empty();
-                batch.extend(r);
+            Ok(b) => {
+                let flush = b.records.is_empty();
+                take(&indexing, b, &mut batch, &mut keys);
                 flush
             }
             Err(_) => return finish(None),
@@ -260,8 +334,8 @@ fn run<S: Storage>(
                     .map_err(|e| e == RecvTimeoutError::Disconnected)
             };
             match next {
-                Ok(r) if r.is_empty() => now = true,
-                Ok(r) => batch.extend(r),
+                Ok(b) if b.records.is_empty() => now = true,
+                Ok(b) => take(&indexing, b, &mut batch, &mut keys),
                 Err(_) => break,
             }
         }
@@ -270,13 +344,33 @@ fn run<S: Storage>(
         }
         loop {
             match journal.append(&batch) {
-                Ok(_) => {
+                Ok(a) => {
                     if let Ok(mut d) = m.lock() {
                         d.count = journal.next_seq();
                         d.full = None;
                     }
                     cv.notify_all();
                     batch.clear();
+                    if let Some(ix) = &indexing {
+                        keys.sort_unstable();
+                        keys.dedup();
+                        let b = BlockKeys {
+                            segment: a.segment,
+                            block: crate::index::BlockRef {
+                                offset: a.offset,
+                                len: a.bytes,
+                                first_seq: a.first_seq,
+                                count: a.count,
+                            },
+                            prev_chain: a.prev_chain,
+                            chain: a.chain,
+                            keys: std::mem::take(&mut keys),
+                        };
+                        if ix.tx.send(b).is_err() {
+                            // The indexer is gone (it reads the blocks back if it comes again).
+                            indexing = None;
+                        }
+                    }
                     break;
                 }
                 Err(e) => {
@@ -293,7 +387,7 @@ fn run<S: Storage>(
                     cv.notify_all();
                     match rx.recv_timeout(FULL_RETRY) {
                         // (Nothing is queued while full; a flush request is harmless.)
-                        Ok(r) => batch.extend(r),
+                        Ok(b) => take(&indexing, b, &mut batch, &mut keys),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => {
                             let e = m.lock().ok().and_then(|d| d.full.clone());

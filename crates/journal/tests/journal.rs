@@ -739,3 +739,76 @@ fn a_damaged_summary_file_is_found_skipped_and_kept() {
         );
     }
 }
+
+/// The keys a writer reports with each block (`Writer::spawn_indexed`) make, through
+/// `SegmentIndex::extend_known`, the index a whole read of each segment makes — for batches
+/// queued with their keys and without (the writer then asks `keys_of`), across segments —
+/// and a reported block that does not continue an index (another segment, another place,
+/// another chain) is not taken.
+#[test]
+fn the_writers_block_keys_make_the_index_a_read_makes() {
+    use journal::index::SegmentIndex;
+    use journal::writer::{BlockKeys, Indexing};
+    fn keys_of(r: &[u8], out: &mut Vec<u64>) {
+        out.extend(r.iter().map(|&b| u64::from(b % 13)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(DirStorage::new(dir.path()).unwrap(), small_segments()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = Writer::spawn_indexed(
+        j,
+        64,
+        3,
+        std::time::Duration::ZERO,
+        Some(Indexing {
+            keys_of: Box::new(keys_of),
+            tx,
+        }),
+    );
+    for i in 0..60u64 {
+        let recs: Vec<Vec<u8>> = (0..=i % 4).map(|k| rec(i * 7 + k)).collect();
+        if i % 3 == 0 {
+            w.offer(recs).unwrap();
+        } else {
+            // Keys in any order, with repeats: the writer sorts them.
+            let mut keys = Vec::new();
+            recs.iter().rev().for_each(|r| keys_of(r, &mut keys));
+            keys.extend(keys.clone());
+            w.offer_keyed(recs, Some(keys)).unwrap();
+        }
+        if i % 5 == 0 {
+            w.append(rec(1000 + i)).unwrap();
+        }
+    }
+    w.close().unwrap();
+    let reported: Vec<BlockKeys> = rx.try_iter().collect();
+    let s = DirStorage::new(dir.path()).unwrap();
+    let segs = journal::segment_numbers(&s).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    let total: usize = reported.len();
+    let mut taken = 0;
+    for seg in segs {
+        let bytes = s.read(&journal::journal::segment_name(seg)).unwrap();
+        let whole = SegmentIndex::build(seg, &bytes, keys_of).unwrap();
+        let mut idx =
+            SegmentIndex::build_prefix(seg, &bytes[..SEGMENT_HEADER_LEN], keys_of).unwrap();
+        let mine: Vec<BlockKeys> = reported
+            .iter()
+            .filter(|b| b.segment == seg)
+            .cloned()
+            .collect();
+        // Not this index's next block: refused, nothing changed.
+        if let Some(b) = mine.get(1) {
+            assert_eq!(idx.extend_known(std::slice::from_ref(b)), 0);
+            let mut wrong = mine[0].clone();
+            wrong.prev_chain[0] ^= 1;
+            assert_eq!(idx.extend_known(&[wrong]), 0);
+            let mut other = mine[0].clone();
+            other.segment += 1;
+            assert_eq!(idx.extend_known(&[other]), 0);
+        }
+        taken += idx.extend_known(&mine);
+        assert_eq!(idx, whole, "segment {seg}");
+    }
+    assert_eq!(taken, total, "every reported block was taken");
+}

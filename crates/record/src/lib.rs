@@ -163,6 +163,36 @@ pub enum RecordError {
     Ve(String),
 }
 
+/// The index keys of a transactions record holding `ats` (what [`Record::keys`] gives for
+/// `Record::Ats(ats)`, without building it). A run of transactions between the same ends (a
+/// loop of writes to one file) has the keys of its first: each is pushed once per run, not
+/// once per transaction (the indexer sorts what this returns).
+pub fn ats_keys(ats: &[model::at::At], out: &mut Vec<u64>) {
+    let mut last = None;
+    for a in ats {
+        let ends = (a.ve, a.op == model::at::Op::Gap, a.src, a.dst);
+        if last == Some(ends) {
+            continue;
+        }
+        last = Some(ends);
+        out.push(key::ve(a.ve));
+        if a.op == model::at::Op::Gap {
+            out.push(key::GAP);
+        }
+        out.extend([a.src, a.dst].into_iter().filter(|&v| v != 0).map(key::var));
+        if a.src != 0 && a.dst != 0 {
+            out.extend([key::out_of(a.src), key::into(a.dst)]);
+        }
+    }
+}
+
+/// The index keys of an encoded record (none for one that does not decode).
+pub fn keys_of(r: &[u8], out: &mut Vec<u64>) {
+    if let Ok(rec) = Record::decode(r) {
+        rec.keys(out);
+    }
+}
+
 impl Record {
     /// [`Record::Ats`] of `ats` encoded as [`Record::encode_bounded`] would, from a slice
     /// (the recorder keeps its buffer of transactions from batch to batch).
@@ -332,27 +362,7 @@ impl Record {
     pub fn keys(&self, out: &mut Vec<u64>) {
         match self {
             Record::Vars(defs) => out.extend(defs.iter().map(|(id, _)| key::var(*id))),
-            Record::Ats(ats) => {
-                // A run of transactions between the same ends (a loop of writes to one file)
-                // has the keys of its first: each is pushed once per run, not once per
-                // transaction (the indexer sorts what this returns).
-                let mut last = None;
-                for a in ats {
-                    let ends = (a.ve, a.op == model::at::Op::Gap, a.src, a.dst);
-                    if last == Some(ends) {
-                        continue;
-                    }
-                    last = Some(ends);
-                    out.push(key::ve(a.ve));
-                    if a.op == model::at::Op::Gap {
-                        out.push(key::GAP);
-                    }
-                    out.extend([a.src, a.dst].into_iter().filter(|&v| v != 0).map(key::var));
-                    if a.src != 0 && a.dst != 0 {
-                        out.extend([key::out_of(a.src), key::into(a.dst)]);
-                    }
-                }
-            }
+            Record::Ats(ats) => ats_keys(ats, out),
             Record::Stats(s) => out.push(key::ve(s.ve)),
             Record::Summaries { sts, .. } => {
                 for s in sts {

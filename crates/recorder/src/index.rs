@@ -11,6 +11,7 @@
 
 use crate::{io_err, Result};
 use journal::index::{self, SegmentIndex};
+use journal::writer::BlockKeys;
 use journal::{DirStorage, Storage};
 use model::at::{VarDef, VarId};
 use record::{key, Record};
@@ -60,20 +61,81 @@ pub fn index_sealed(dir: &Path, cat: &Catalog) -> Result<usize> {
 /// (asked after the bytes are read: a block holds a definition the catalog may lack only if it
 /// was written after such a failure); otherwise the dictionary wrote them before the journal
 /// got them, and adding them again cost the indexer 1.5-2 µs per file a VE created.
+///
+/// `known`: the blocks the journal's writer reported with their keys ([`BlockKeys`]), taken
+/// where they continue an index instead of being read back; empty once `missed()` (their
+/// definitions are then needed, and only a read gives them).
 pub fn index_sealed_from_prefixes(
     dir: &Path,
     cat: &Catalog,
     missed: &dyn Fn() -> bool,
+    known: &[BlockKeys],
 ) -> Result<usize> {
-    index_sealed_with(dir, cat, Some(missed))
+    index_sealed_with(dir, cat, Some((missed, known)))
 }
 
-/// `from_prefix`: extend an open segment's index (`Some(missed)`, see above), else build
-/// each index from the whole segment and add every definition and name.
+/// Extends `idx` (of segment `name`) to `len`: with the `known` blocks where they continue
+/// it, reading and decoding only the bytes between. Stops short at a block that is not whole
+/// or does not continue the chain.
+fn extend_to<S: Storage>(
+    storage: &S,
+    name: &str,
+    idx: &mut SegmentIndex,
+    len: u64,
+    known: &[BlockKeys],
+    keys: &mut impl FnMut(&[u8], &mut Vec<u64>),
+) -> std::io::Result<()> {
+    let seg = idx.segment;
+    let known: Vec<&BlockKeys> = known.iter().filter(|b| b.segment == seg).collect();
+    let mut i = known.partition_point(|b| b.block.offset < idx.seg_len);
+    while idx.seg_len < len {
+        while i < known.len() && idx.extend_known(std::slice::from_ref(known[i])) == 1 {
+            i += 1;
+        }
+        if idx.seg_len >= len {
+            break;
+        }
+        // Up to the next reported block, or the end; everything to the end when the next one
+        // does not continue what is read.
+        let upto = match known.get(i) {
+            Some(b) if b.block.offset > idx.seg_len && b.block.offset <= len => b.block.offset,
+            _ => {
+                i = known.len();
+                len
+            }
+        };
+        let tail = storage.read_range(name, idx.seg_len, upto - idx.seg_len)?;
+        if idx.extend(&tail, &mut *keys).is_err() || idx.seg_len != upto {
+            // Not whole yet, or damaged: indexed up to there.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// An index of no block yet of segment `seg` (its header only), to extend with `known`: None
+/// when the writer reported none of its blocks (a whole read is as good then).
+fn header_index<S: Storage>(
+    storage: &S,
+    name: &str,
+    seg: u64,
+    known: &[BlockKeys],
+) -> Option<SegmentIndex> {
+    if !known.iter().any(|b| b.segment == seg) {
+        return None;
+    }
+    let header = storage
+        .read_range(name, 0, journal::format::SEGMENT_HEADER_LEN as u64)
+        .ok()?;
+    SegmentIndex::build_prefix(seg, &header, |_, _| {}).ok()
+}
+
+/// `from_prefix`: extend an open segment's index (`Some((missed, known))`, see above), else
+/// build each index from the whole segment and add every definition and name.
 fn index_sealed_with(
     dir: &Path,
     cat: &Catalog,
-    from_prefix: Option<&dyn Fn() -> bool>,
+    from_prefix: Option<(&dyn Fn() -> bool, &[BlockKeys])>,
 ) -> Result<usize> {
     let mut storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
     let mut n = 0;
@@ -86,18 +148,16 @@ fn index_sealed_with(
         let mut names = Vec::new();
         // The open segment's index, extended to the end: the same index as a whole build
         // (`journal::index` tests it), when it reaches the end undamaged.
-        let extended = from_prefix
-            .and_then(|_| index::load_prefix(&storage, seg))
-            .and_then(|mut idx| {
-                let len = storage.len(&name).ok()?;
-                let tail = storage
-                    .read_range(&name, idx.seg_len, len - idx.seg_len)
-                    .ok()?;
-                idx.extend(&tail, keys_into(&mut defs, &mut names)).ok()?;
-                (idx.seg_len == len).then_some(idx)
-            });
+        let extended = from_prefix.and_then(|(_, known)| {
+            let mut idx = index::load_prefix(&storage, seg)
+                .or_else(|| header_index(&storage, &name, seg, known))?;
+            let len = storage.len(&name).ok()?;
+            let mut keys = keys_into(&mut defs, &mut names);
+            extend_to(&storage, &name, &mut idx, len, known, &mut keys).ok()?;
+            (idx.seg_len == len).then_some(idx)
+        });
         let add = match (&extended, from_prefix) {
-            (Some(_), Some(missed)) => missed(),
+            (Some(_), Some((missed, _))) => missed(),
             _ => true,
         };
         let idx = match extended {
@@ -132,7 +192,13 @@ fn index_sealed_with(
 /// blocks to the catalog when `missed()` (see [`index_sealed_from_prefixes`]): a question
 /// reads the open segment through it too, and only its newest bytes whole. Returns whether
 /// the index grew.
-pub fn index_open(dir: &Path, cat: &Catalog, missed: &dyn Fn() -> bool) -> Result<bool> {
+/// `known`: as for [`index_sealed_from_prefixes`].
+pub fn index_open(
+    dir: &Path,
+    cat: &Catalog,
+    missed: &dyn Fn() -> bool,
+    known: &[BlockKeys],
+) -> Result<bool> {
     let mut storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
     let Some(&seg) = journal::segment_numbers(&storage)?.last() else {
         return Ok(false);
@@ -147,24 +213,30 @@ pub fn index_open(dir: &Path, cat: &Catalog, missed: &dyn Fn() -> bool) -> Resul
     let idx = match index::load_prefix(&storage, seg) {
         Some(idx) if idx.seg_len == len => return Ok(false),
         Some(mut idx) => {
-            let tail = storage
-                .read_range(&name, idx.seg_len, len - idx.seg_len)
-                .map_err(io_err("read", &dir.join(&name)))?;
             let before = idx.seg_len;
-            if idx.extend(&tail, &mut keys).is_err() || idx.seg_len == before {
+            extend_to(&storage, &name, &mut idx, len, known, &mut keys)
+                .map_err(io_err("read", &dir.join(&name)))?;
+            if idx.seg_len == before {
                 return Ok(false);
             }
             idx
         }
-        None => {
-            let bytes = storage
-                .read(&name)
-                .map_err(io_err("read", &dir.join(&name)))?;
-            match SegmentIndex::build_prefix(seg, &bytes, &mut keys) {
-                Ok(i) => i,
-                Err(_) => return Ok(false),
+        None => match header_index(&storage, &name, seg, known) {
+            Some(mut idx) => {
+                extend_to(&storage, &name, &mut idx, len, known, &mut keys)
+                    .map_err(io_err("read", &dir.join(&name)))?;
+                idx
             }
-        }
+            None => {
+                let bytes = storage
+                    .read(&name)
+                    .map_err(io_err("read", &dir.join(&name)))?;
+                match SegmentIndex::build_prefix(seg, &bytes, &mut keys) {
+                    Ok(i) => i,
+                    Err(_) => return Ok(false),
+                }
+            }
+        },
     };
     drop(keys);
     if missed() {
@@ -284,7 +356,7 @@ mod tests {
         let storage = DirStorage::new(&dir).unwrap();
         assert_eq!(journal::segment_numbers(&storage).unwrap(), vec![0]);
         assert!(
-            index_open(&dir, &other, &|| true).unwrap(),
+            index_open(&dir, &other, &|| true, &[]).unwrap(),
             "the open segment's prefix"
         );
         for i in 6..=60 {
@@ -293,7 +365,7 @@ mod tests {
         drop(j);
         assert!(journal::sealed_segments(&storage).unwrap().contains(&0));
         // (The dictionary failed to write some: the tail's definitions are added.)
-        assert!(index_sealed_from_prefixes(&dir, &cat, &|| true).unwrap() >= 1);
+        assert!(index_sealed_from_prefixes(&dir, &cat, &|| true, &[]).unwrap() >= 1);
         let extended = index::load(&storage, 0).expect("a sealed segment's index");
         let bytes = storage.read(&journal::journal::segment_name(0)).unwrap();
         let whole = SegmentIndex::build(0, &bytes, |r, out| {
@@ -315,6 +387,97 @@ mod tests {
         assert!((1..=5).all(|i| in_cat(&cat, i)));
     }
 
+    /// The running indexer takes the blocks the writer reported with their keys and reads
+    /// only the others (here: those written before the writer started, as by a recorder
+    /// before a restart): the index equals a whole read's, across a sealed segment and the
+    /// open one. A reported key that no read would give ends up in the index — what shows
+    /// the reported blocks were not read back.
+    #[test]
+    fn the_indexer_takes_the_writers_keys_and_reads_only_the_rest() {
+        use journal::writer::{Indexing, Writer};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
+        let opts = Options {
+            segment_max_bytes: 1500,
+            ..Options::default()
+        };
+        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]);
+        for i in 1..=3 {
+            j.append(&[def(i).encode()]).unwrap();
+        }
+        assert!(index_open(&dir, &cat, &|| false, &[]).unwrap());
+        // Unreported: a recorder before this one wrote them.
+        for i in 4..=6 {
+            j.append(&[def(i).encode()]).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Writer::spawn_indexed(
+            j,
+            16,
+            4,
+            std::time::Duration::ZERO,
+            Some(Indexing {
+                keys_of: Box::new(record::keys_of),
+                tx,
+            }),
+        );
+        for i in 7..=120u32 {
+            if i % 2 == 0 {
+                let mut keys = Vec::new();
+                def(i).keys(&mut keys);
+                w.offer_keyed(vec![def(i).encode()], Some(keys)).unwrap();
+            } else {
+                w.append(def(i).encode()).unwrap();
+            }
+        }
+        w.close().unwrap();
+        let known: Vec<BlockKeys> = rx.try_iter().collect();
+        assert!(!known.is_empty());
+        let storage = DirStorage::new(&dir).unwrap();
+        let segs = journal::segment_numbers(&storage).unwrap();
+        assert!(segs.len() >= 3, "{segs:?}");
+        // A copy, indexed with a key no record has added to the reports.
+        let copy = d.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+        let marked: Vec<BlockKeys> = known
+            .iter()
+            .cloned()
+            .map(|mut b| {
+                b.keys.push(u64::MAX);
+                b
+            })
+            .collect();
+        index_sealed_from_prefixes(&copy, &cat, &|| false, &marked).unwrap();
+        index_open(&copy, &cat, &|| false, &marked).unwrap();
+        let copied = DirStorage::new(&copy).unwrap();
+        for &seg in &segs {
+            let idx = index::load_prefix(&copied, seg).unwrap();
+            assert_eq!(
+                idx.postings.get(u64::MAX).map(<[u32]>::len),
+                Some(known.iter().filter(|b| b.segment == seg).count()),
+                "segment {seg}: the reported blocks were read back"
+            );
+        }
+        // The journal itself, with the honest reports: the index of a whole read.
+        assert!(index_sealed_from_prefixes(&dir, &cat, &|| false, &known).unwrap() >= 1);
+        assert!(index_open(&dir, &cat, &|| false, &known).unwrap());
+        for &seg in &segs {
+            let bytes = storage.read(&journal::journal::segment_name(seg)).unwrap();
+            let whole = SegmentIndex::build(seg, &bytes, record::keys_of).unwrap();
+            assert_eq!(
+                index::load_prefix(&storage, seg).unwrap(),
+                whole,
+                "segment {seg}"
+            );
+        }
+    }
+
     /// While the recorder's dictionary wrote every definition (`missed()` false), the running
     /// indexer indexes without adding them again; once it missed some, it adds what it reads.
     #[test]
@@ -325,14 +488,14 @@ mod tests {
         let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), Options::default()).unwrap();
         let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]).encode();
         j.append(&[def(1)]).unwrap();
-        assert!(index_open(&dir, &cat, &|| false).unwrap());
+        assert!(index_open(&dir, &cat, &|| false, &[]).unwrap());
         assert_eq!(
             cat.var(1).unwrap(),
             None,
             "added though the dictionary had it"
         );
         j.append(&[def(2)]).unwrap();
-        assert!(index_open(&dir, &cat, &|| true).unwrap());
+        assert!(index_open(&dir, &cat, &|| true, &[]).unwrap());
         assert_eq!(cat.var(2).unwrap(), Some(VarDef::Memory { ve: 2 }));
         // (1 was indexed before: the whole read at the next start adds it.)
         assert_eq!(cat.var(1).unwrap(), None);

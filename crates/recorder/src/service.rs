@@ -406,7 +406,7 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     // the next variable id, reading only the open segment.
     let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
     // The open segment too (so far), so that a question reads only its newest bytes whole.
-    if let Err(e) = crate::index::index_open(&dir, &store.catalog, &|| true) {
+    if let Err(e) = crate::index::index_open(&dir, &store.catalog, &|| true, &[]) {
         tracing::warn!(error = %e, "index of the open segment");
     }
     let running = running_ves(store);
@@ -415,20 +415,26 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     let last_seen = crate::index::last_seen(&dir).unwrap_or_default();
     let catalog_path = store.layout.catalog();
     let missed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The writer tells the indexer each block's keys (see `index::index_open`).
+    let (blocks_tx, blocks) = mpsc::channel();
     {
         let (dir, catalog_path, missed) = (dir.clone(), catalog_path.clone(), missed.clone());
         std::thread::Builder::new()
             .name("jcs-indexer".into())
-            .spawn(move || indexer(&dir, &catalog_path, &missed))
+            .spawn(move || indexer(&dir, &catalog_path, &missed, &blocks))
             .map_err(os_err("start the indexer thread"))?;
     }
     // A block (one fdatasync) at most every 10 ms under a steady stream; a VE that ends (an
     // Unwatch waits for its last records) is written at once.
-    let writer = journal::writer::Writer::spawn_lingering(
+    let writer = journal::writer::Writer::spawn_indexed(
         journal,
         1024,
         256,
         std::time::Duration::from_millis(10),
+        Some(journal::writer::Indexing {
+            keys_of: Box::new(record::keys_of),
+            tx: blocks_tx,
+        }),
     );
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     if let Some(addr) = opts.metrics {
@@ -748,8 +754,16 @@ fn unfinished_ves(store: &Store, running: &[Rewatch]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Indexes each segment once it is sealed (they never change after that).
-fn indexer(dir: &Path, catalog: &Path, missed: &std::sync::atomic::AtomicBool) {
+/// Indexes each segment once it is sealed (they never change after that), and the open one
+/// as it grows, every 5 s: with the keys the journal's writer reported for each block
+/// (`blocks`), reading back only what it did not report (what was written before this
+/// recorder started). Ends after a last pass once the writer is gone.
+fn indexer(
+    dir: &Path,
+    catalog: &Path,
+    missed: &std::sync::atomic::AtomicBool,
+    blocks: &mpsc::Receiver<journal::writer::BlockKeys>,
+) {
     // Background work: back to the default priority (the thread that starts it may run at
     // the recorder's).
     // SAFETY: setpriority on the calling thread (who 0) takes no pointer.
@@ -761,14 +775,34 @@ fn indexer(dir: &Path, catalog: &Path, missed: &std::sync::atomic::AtomicBool) {
             return;
         }
     };
+    let mut known = Vec::new();
     loop {
         std::thread::sleep(std::time::Duration::from_secs(5));
+        let gone = loop {
+            match blocks.try_recv() {
+                Ok(b) => known.push(b),
+                Err(mpsc::TryRecvError::Empty) => break false,
+                Err(mpsc::TryRecvError::Disconnected) => break true,
+            }
+        };
         let missed = || missed.load(std::sync::atomic::Ordering::Acquire);
-        if let Err(e) = crate::index::index_sealed_from_prefixes(dir, &cat, &missed) {
+        // Asked after the blocks were taken: a reported block holds a definition the catalog
+        // lacks only if the dictionary failed before it was written. Then every block is read
+        // (its definitions go to the catalog).
+        if missed() {
+            known.clear();
+        }
+        if let Err(e) = crate::index::index_sealed_from_prefixes(dir, &cat, &missed, &known) {
             tracing::warn!(error = %e, "indexer");
         }
-        if let Err(e) = crate::index::index_open(dir, &cat, &missed) {
+        if let Err(e) = crate::index::index_open(dir, &cat, &missed, &known) {
             tracing::warn!(error = %e, "indexer (open segment)");
+        }
+        // Every reported block was on disk when taken: the indexes now cover it, or stop
+        // before it (damage), and the next pass reads from there.
+        known.clear();
+        if gone {
+            return;
         }
     }
 }
@@ -828,14 +862,41 @@ struct Served {
     scratch: Scratch,
     /// Batches of records waiting for the dictionary to commit what was sent before them
     /// (how much had been sent, the records), in order.
-    held: std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
+    held: std::collections::VecDeque<(u64, Keyed)>,
+}
+
+/// Journal records with their index keys: the writer hands the keys to the indexer, which
+/// then need not read the records back (`index::index_open`).
+#[derive(Debug, Default)]
+struct Keyed {
+    records: Vec<Vec<u8>>,
+    keys: Vec<u64>,
+}
+
+impl Keyed {
+    fn push(&mut self, rec: Record) {
+        rec.keys(&mut self.keys);
+        self.records.push(rec.encode());
+    }
+
+    /// The record, split into records of at most [`record_bytes`] each.
+    fn push_bounded(&mut self, rec: Record) {
+        rec.keys(&mut self.keys);
+        self.records.extend(rec.encode_bounded(record_bytes()));
+    }
+
+    fn push_ats(&mut self, ats: &[At]) {
+        record::ats_keys(ats, &mut self.keys);
+        self.records
+            .extend(Record::encode_ats_bounded(ats, record_bytes()));
+    }
 }
 
 impl Served {
     /// Queues records for its journal once the catalog has every variable and name sent
     /// before them (at once when it has).
-    fn offer(&mut self, records: Vec<Vec<u8>>) -> Result<()> {
-        if !records.is_empty() {
+    fn offer(&mut self, records: Keyed) -> Result<()> {
+        if !records.records.is_empty() {
             self.held.push_back((self.dict.sent.get(), records));
         }
         self.release()
@@ -848,7 +909,13 @@ impl Served {
                 break;
             }
             let (_, records) = self.held.pop_front().expect("just seen");
-            self.last_ticket = submit(&self.writer, records, &mut self.full)?.or(self.last_ticket);
+            self.last_ticket = submit_keyed(
+                &self.writer,
+                records.records,
+                Some(records.keys),
+                &mut self.full,
+            )?
+            .or(self.last_ticket);
         }
         Ok(())
     }
@@ -869,7 +936,7 @@ impl Served {
 
     /// Its events drained so far, as journal records ([`translate`]; `force`: a VE ended
     /// (`ending`) or asked for everything so far, so nothing may stay held).
-    fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Vec<Vec<u8>>> {
+    fn translate(&mut self, force: bool, ending: Option<u64>) -> Result<Keyed> {
         translate(
             (&self.events, &mut self.scratch),
             &mut self.t,
@@ -1415,14 +1482,14 @@ fn monitor_loop(
                     let watched_ok = match watched_ok {
                         Ok(policy_rec) => {
                             // Which VE it is, then its policy: before its first transaction.
-                            let mut recs = Vec::new();
+                            let mut recs = Keyed::default();
                             if let Some(mut i) = info {
                                 i.ve = ve;
                                 i.time_ns = now_ns();
-                                recs.push(Record::Ve(i).encode());
+                                recs.push(Record::Ve(i));
                             }
                             if let Some(rec) = policy_rec {
-                                recs.push(Record::Policy(rec).encode());
+                                recs.push(Record::Policy(rec));
                             }
                             s.offer(recs)?;
                             Ok(())
@@ -1514,9 +1581,9 @@ fn monitor_loop(
                             s.metrics.lost(stats.ve, stats.lost);
                             if let Some(g) = gap {
                                 s.metrics.count_ats(std::slice::from_ref(&g));
-                                records.push(Record::Ats(vec![g]).encode());
+                                records.push(Record::Ats(vec![g]));
                             }
-                            records.push(Record::Stats(stats).encode());
+                            records.push(Record::Stats(stats));
                         }
                         Ok(None) => {}
                         Err(e) => tracing::error!(cgroup = cgroup_id, error = %e, "VE counters"),
@@ -1838,7 +1905,7 @@ fn translate(
     force: bool,
     ending: Option<u64>,
     metrics: &crate::metrics::Metrics,
-) -> Result<Vec<Vec<u8>>> {
+) -> Result<Keyed> {
     use std::sync::atomic::Ordering::Relaxed;
     // The batch is translated in place and the buffer kept (cleared, not reallocated): a
     // steady stream grows it once, not at every batch.
@@ -1871,7 +1938,7 @@ fn translate(
             Output::Integrity(s) => integrity.push(s),
         }
     }
-    let mut records = Vec::new();
+    let mut records = Keyed::default();
     let mut online = online;
     if !vars.is_empty() {
         // The journal is the source of truth: a definition the catalog could not take (a
@@ -1885,14 +1952,14 @@ fn translate(
                 }
             }
         }
-        records.extend(Record::Vars(vars).encode_bounded(record_bytes()));
+        records.push_bounded(Record::Vars(vars));
     }
     if !names.is_empty() {
         dict.send(Dict::Names(names.clone()));
-        records.extend(Record::Names(names).encode_bounded(record_bytes()));
+        records.push_bounded(Record::Names(names));
     }
     if !execs.is_empty() {
-        records.extend(Record::Execs(execs).encode_bounded(record_bytes()));
+        records.push_bounded(Record::Execs(execs));
     }
 
     if let Some(o) = online {
@@ -1927,18 +1994,15 @@ fn translate(
         }
         if !sts.is_empty() {
             metrics.summaries.fetch_add(sts.len() as u64, Relaxed);
-            records.extend(
-                Record::Summaries {
-                    tier: Tier::T1,
-                    sts,
-                }
-                .encode_bounded(record_bytes()),
-            );
+            records.push_bounded(Record::Summaries {
+                tier: Tier::T1,
+                sts,
+            });
         }
     }
     if !ats.is_empty() {
         metrics.count_ats(ats);
-        records.extend(Record::encode_ats_bounded(ats, record_bytes()));
+        records.push_ats(ats);
     }
     // After the batch's transactions: a record's window ended before them or with them (the
     // VE's end), so `jcs log` lists it where it closed.
@@ -1946,13 +2010,10 @@ fn translate(
         metrics
             .integrity_records
             .fetch_add(integrity.len() as u64, Relaxed);
-        records.extend(
-            Record::Summaries {
-                tier: Tier::Integrity,
-                sts: integrity,
-            }
-            .encode_bounded(record_bytes()),
-        );
+        records.push_bounded(Record::Summaries {
+            tier: Tier::Integrity,
+            sts: integrity,
+        });
     }
     scratch.ats.clear();
     scratch.trim();
@@ -1997,10 +2058,20 @@ fn submit(
     records: Vec<Vec<u8>>,
     full: &mut Full,
 ) -> Result<Option<u64>> {
+    submit_keyed(w, records, None, full)
+}
+
+/// [`submit`], with the records' index keys when they are known.
+fn submit_keyed(
+    w: &journal::writer::Writer,
+    records: Vec<Vec<u8>>,
+    keys: Option<Vec<u64>>,
+    full: &mut Full,
+) -> Result<Option<u64>> {
     if records.is_empty() {
         return Ok(None);
     }
-    match w.offer(records) {
+    match w.offer_keyed(records, keys) {
         Ok(t) => Ok(Some(t)),
         Err((e, records)) if e.is_disk_full() => {
             if full.since_ns.is_none() {
