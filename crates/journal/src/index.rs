@@ -201,7 +201,10 @@ impl SegmentIndex {
     /// as each continues this index — its segment, at `seg_len`, after `head` — and returns
     /// how many it took: the index [`SegmentIndex::extend`] makes from their bytes, without
     /// reading them.
-    pub fn extend_known(&mut self, blocks: &[crate::writer::BlockKeys]) -> usize {
+    pub fn extend_known<'a>(
+        &mut self,
+        blocks: impl IntoIterator<Item = &'a crate::writer::BlockKeys>,
+    ) -> usize {
         let mut postings = None;
         let mut n = 0;
         for b in blocks {

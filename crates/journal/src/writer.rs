@@ -92,11 +92,14 @@ pub struct BlockKeys {
     pub keys: Vec<u64>,
 }
 
+/// What gives the index keys of an encoded record (pushed onto the vector).
+pub type KeysOf = dyn Fn(&[u8], &mut Vec<u64>) + Send;
+
 /// How the writer feeds an indexer: `keys_of(record, out)` gives the keys of a record queued
 /// without them (decoding it; producers that know their records' keys hand them over with
 /// [`Writer::offer_keyed`]), and each block's [`BlockKeys`] go to `tx`.
 pub struct Indexing {
-    pub keys_of: Box<dyn Fn(&[u8], &mut Vec<u64>) + Send>,
+    pub keys_of: Box<KeysOf>,
     pub tx: std::sync::mpsc::Sender<BlockKeys>,
 }
 

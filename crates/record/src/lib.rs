@@ -164,17 +164,21 @@ pub enum RecordError {
 }
 
 /// The index keys of a transactions record holding `ats` (what [`Record::keys`] gives for
-/// `Record::Ats(ats)`, without building it). A run of transactions between the same ends (a
-/// loop of writes to one file) has the keys of its first: each is pushed once per run, not
-/// once per transaction (the indexer sorts what this returns).
+/// `Record::Ats(ats)`, without building it). Transactions between ends among the last four
+/// seen (a loop of writes to one file, of opens and closes of it) add nothing: each key is
+/// pushed about once per change of ends, not once per transaction (the indexer sorts and
+/// dedups what this returns; the journal's writer does it per block, where ends alternating
+/// between two made it sort five keys per transaction).
 pub fn ats_keys(ats: &[model::at::At], out: &mut Vec<u64>) {
-    let mut last = None;
+    let mut recent = [None; 4];
+    let mut next = 0;
     for a in ats {
-        let ends = (a.ve, a.op == model::at::Op::Gap, a.src, a.dst);
-        if last == Some(ends) {
+        let ends = Some((a.ve, a.op == model::at::Op::Gap, a.src, a.dst));
+        if recent.contains(&ends) {
             continue;
         }
-        last = Some(ends);
+        recent[next] = ends;
+        next = (next + 1) % recent.len();
         out.push(key::ve(a.ve));
         if a.op == model::at::Op::Gap {
             out.push(key::GAP);

@@ -89,9 +89,8 @@ fn extend_to<S: Storage>(
     let known: Vec<&BlockKeys> = known.iter().filter(|b| b.segment == seg).collect();
     let mut i = known.partition_point(|b| b.block.offset < idx.seg_len);
     while idx.seg_len < len {
-        while i < known.len() && idx.extend_known(std::slice::from_ref(known[i])) == 1 {
-            i += 1;
-        }
+        // (All at once: each call turns the postings into a map and back.)
+        i += idx.extend_known(known[i..].iter().copied());
         if idx.seg_len >= len {
             break;
         }
