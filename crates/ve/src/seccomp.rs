@@ -132,79 +132,187 @@ fn arch() -> Result<TargetArch, SeccompError> {
         .map_err(|_| SeccompError::Arch(std::env::consts::ARCH.to_string()))
 }
 
-/// Compiles the VE's filters. All must be installed; the kernel applies the strictest result.
-pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
-    let arch = arch()?;
-    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|(_, nr)| (*nr, vec![])).collect();
-    let clone_rules = CLONE_NS_FLAGS
-        .iter()
-        .map(|f| {
-            SeccompRule::new(vec![SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(*f),
-                *f,
-            )?])
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    eperm.insert(libc::SYS_clone, clone_rules);
-    let cond = |arg, len, op, v| SeccompCondition::new(arg, len, op, v);
-    use SeccompCmpArgLen::Dword;
-    use SeccompCmpOp::{Eq, Ne};
-    eperm.insert(
-        libc::SYS_ioctl,
-        DENIED_IOCTLS
+/// The rules of the VE's filter, by the verdict a matching call gets.
+struct Rules {
+    /// Calls that always fail with EPERM ([`DENIED`]).
+    eperm: Vec<u32>,
+    /// Calls that fail with EPERM when their arguments match (clone with a namespace flag,
+    /// a terminal ioctl, a personality not on the list).
+    eperm_if: BTreeMap<i64, Vec<SeccompRule>>,
+    /// Calls that always fail with ENOSYS (clone3).
+    enosys: Vec<u32>,
+    /// Calls that fail with EAFNOSUPPORT when their arguments match (packet and audit
+    /// sockets).
+    eafnosupport_if: BTreeMap<i64, Vec<SeccompRule>>,
+}
+
+impl Rules {
+    fn new() -> Result<Rules, SeccompError> {
+        let cond = |arg, len, op, v| SeccompCondition::new(arg, len, op, v);
+        use SeccompCmpArgLen::{Dword, Qword};
+        use SeccompCmpOp::{Eq, MaskedEq, Ne};
+        let clone = CLONE_NS_FLAGS
+            .iter()
+            .map(|f| Ok(SeccompRule::new(vec![cond(0, Qword, MaskedEq(*f), *f)?])?))
+            .collect::<Result<Vec<_>, SeccompError>>()?;
+        let ioctl = DENIED_IOCTLS
             .iter()
             .map(|(_, req)| Ok(SeccompRule::new(vec![cond(1, Dword, Eq, *req)?])?))
-            .collect::<Result<Vec<_>, SeccompError>>()?,
-    );
-    eperm.insert(
-        libc::SYS_personality,
-        vec![SeccompRule::new(
+            .collect::<Result<Vec<_>, SeccompError>>()?;
+        let personality = vec![SeccompRule::new(
             PERSONALITIES
                 .iter()
                 .map(|p| cond(0, Dword, Ne, *p))
                 .collect::<Result<Vec<_>, _>>()?,
-        )?],
-    );
-
-    let f1 = SeccompFilter::new(
-        eperm,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )?;
-    let enosys: BTreeMap<i64, Vec<SeccompRule>> =
-        [(libc::SYS_clone3, vec![])].into_iter().collect();
-    let f2 = SeccompFilter::new(
-        enosys,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )?;
-    let sockets: BTreeMap<i64, Vec<SeccompRule>> = [(
-        libc::SYS_socket,
-        vec![
+        )?];
+        let socket = vec![
             SeccompRule::new(vec![cond(0, Dword, Eq, AF_PACKET)?])?,
             SeccompRule::new(vec![
                 cond(0, Dword, Eq, AF_NETLINK)?,
                 cond(2, Dword, Eq, NETLINK_AUDIT)?,
             ])?,
-        ],
-    )]
-    .into_iter()
-    .collect();
-    let f3 = SeccompFilter::new(
-        sockets,
+        ];
+        Ok(Rules {
+            eperm: DENIED.iter().map(|(_, nr)| *nr as u32).collect(),
+            eperm_if: [
+                (libc::SYS_clone, clone),
+                (libc::SYS_ioctl, ioctl),
+                (libc::SYS_personality, personality),
+            ]
+            .into_iter()
+            .collect(),
+            enosys: vec![libc::SYS_clone3 as u32],
+            eafnosupport_if: [(libc::SYS_socket, socket)].into_iter().collect(),
+        })
+    }
+}
+
+/// seccompiler's filter: the architecture check, the load of the call's number, one
+/// comparison per call it has rules for (in a row), each followed by its rules.
+fn row(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    errno: i32,
+    arch: TargetArch,
+) -> Result<BpfProgram, SeccompError> {
+    let f = SeccompFilter::new(
+        rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
+        SeccompAction::Errno(errno as u32),
         arch,
     )?;
-    [f1, f2, f3]
-        .into_iter()
-        .map(|f| BpfProgram::try_from(f).map_err(|e| SeccompError::Compile(e.to_string())))
-        .collect()
+    BpfProgram::try_from(f).map_err(|e| SeccompError::Compile(e.to_string()))
+}
+
+/// Compiles the VE's filter: one program, a binary search over the numbers of the calls it
+/// has rules for (an unlisted call is allowed after ~8 comparisons; a denied one gets its
+/// errno at the leaf), and seccompiler's rows for the calls whose arguments decide. One
+/// filter, and short: when a filter is installed the kernel JIT-compiles it and runs it for
+/// every call number to find those always allowed (its action cache) — three filters with
+/// seccompiler's rows of ~90 comparisons cost 211 µs at each VE start and `jcs exec`, this
+/// one (`cargo run --release -p ve --example seccomp_cost`): see docs/benchmarks.md.
+pub fn compile() -> Result<Vec<BpfProgram>, SeccompError> {
+    Ok(vec![one_filter(Rules::new()?, arch()?)?])
+}
+
+/// The x32 ABI's bit in a system call number: x32 calls carry the x86_64 architecture value,
+/// so a filter that compares numbers only would let `mount | X32_BIT` through on a kernel with
+/// x32. They fail with ENOSYS, as on a kernel without it (this one: `CONFIG_X86_X32_ABI` off).
+const X32_BIT: u32 = 0x4000_0000;
+
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const RET_K: u16 = 0x06;
+
+fn one_filter(rules: Rules, arch: TargetArch) -> Result<BpfProgram, SeccompError> {
+    use seccompiler::sock_filter;
+    let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    let Rules {
+        eperm,
+        eperm_if,
+        enosys,
+        eafnosupport_if,
+    } = rules;
+    // What each listed number leads to.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum To {
+        Next,
+        At(usize),
+        Allow,
+        Enosys,
+        Eperm,
+        EpermRow,
+        EafnoRow,
+    }
+    let mut leaves: Vec<(u32, To)> = eperm.iter().map(|&n| (n, To::Eperm)).collect();
+    leaves.extend(enosys.iter().map(|&n| (n, To::Enosys)));
+    leaves.extend(eperm_if.keys().map(|&n| (n as u32, To::EpermRow)));
+    leaves.extend(eafnosupport_if.keys().map(|&n| (n as u32, To::EafnoRow)));
+    leaves.sort_unstable_by_key(|l| l.0);
+    if leaves.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(SeccompError::Compile("a call has two rules".into()));
+    }
+    let eperm_row = row(eperm_if, libc::EPERM, arch)?;
+    let eafno_row = row(eafnosupport_if, libc::EAFNOSUPPORT, arch)?;
+    // seccompiler's layout: load arch; jeq arch, 1, 0; ret kill; load nr; the row.
+    for r in [&eperm_row, &eafno_row] {
+        let ok = r.len() > 4
+            && r[0].code == LD_W_ABS
+            && r[0].k == 4
+            && r[1].code == JEQ_K
+            && r[1].jt == 1
+            && r[2].code == RET_K
+            && r[3].code == LD_W_ABS
+            && r[3].k == 0;
+        if !ok {
+            return Err(SeccompError::Compile(
+                "seccompiler's filter does not start with the architecture check".into(),
+            ));
+        }
+    }
+    // The search: (code, k, jump if true, jump if false), indexes relative to its start.
+    let mut tree: Vec<(u16, u32, To, To)> = vec![(JGE_K, X32_BIT, To::Enosys, To::Next)];
+    fn build(leaves: &[(u32, To)], tree: &mut Vec<(u16, u32, To, To)>) {
+        if let [(nr, to)] = leaves {
+            tree.push((JEQ_K, *nr, *to, To::Allow));
+            return;
+        }
+        let mid = leaves.len() / 2;
+        let at = tree.len();
+        tree.push((JGE_K, leaves[mid].0, To::Next, To::Next));
+        build(&leaves[..mid], tree);
+        tree[at].2 = To::At(tree.len());
+        build(&leaves[mid..], tree);
+    }
+    build(&leaves, &mut tree);
+    // Then: allow; ENOSYS; EPERM; the two rows (each from its load of the number on).
+    let allow = tree.len();
+    let (enosys_at, eperm_at, eperm_row_at) = (allow + 1, allow + 2, allow + 3);
+    let eafno_row_at = eperm_row_at + eperm_row.len() - 3;
+    let mut out: BpfProgram = eperm_row[..4].to_vec();
+    for (i, &(code, k, jt, jf)) in tree.iter().enumerate() {
+        let off = |to: To| -> Result<u8, SeccompError> {
+            let target = match to {
+                To::Next => i + 1,
+                To::At(t) => t,
+                To::Allow => allow,
+                To::Enosys => enosys_at,
+                To::Eperm => eperm_at,
+                To::EpermRow => eperm_row_at,
+                To::EafnoRow => eafno_row_at,
+            };
+            u8::try_from(target - (i + 1))
+                .map_err(|_| SeccompError::Compile("a jump of the search is too long".into()))
+        };
+        out.push(ins(code, off(jt)?, off(jf)?, k));
+    }
+    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
+    out.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    out.push(ins(RET_K, 0, 0, errno(libc::ENOSYS)));
+    out.push(ins(RET_K, 0, 0, errno(libc::EPERM)));
+    out.extend_from_slice(&eperm_row[3..]);
+    out.extend_from_slice(&eafno_row[3..]);
+    Ok(out)
 }
 
 /// Installs compiled filters on the calling thread. `no_new_privs` must already be set.
@@ -222,9 +330,138 @@ mod tests {
     #[test]
     fn compiles_for_this_arch() {
         let progs = compile().unwrap();
-        assert_eq!(progs.len(), 3);
+        assert_eq!(progs.len(), 1);
         // One check per denied call at least, plus the clone flag tests.
         assert!(progs[0].len() > DENIED.len() + CLONE_NS_FLAGS.len());
+    }
+
+    /// A classic BPF interpreter for what seccompiler and [`searched`] emit, over a
+    /// `seccomp_data` (nr, arch, instruction pointer, six arguments): the verdict, and how
+    /// many instructions ran.
+    fn run(prog: &[seccompiler::sock_filter], nr: u32, args: [u64; 6]) -> (u32, usize) {
+        let mut data = Vec::new();
+        data.extend_from_slice(&nr.to_ne_bytes());
+        // (The architecture the filter checks for: the value its second instruction wants.)
+        data.extend_from_slice(&prog[1].k.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for a in args {
+            data.extend_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0);
+        loop {
+            let i = &prog[pc];
+            pc += 1;
+            steps += 1;
+            let jump = |cond: bool| usize::from(if cond { i.jt } else { i.jf });
+            match i.code {
+                0x20 => {
+                    let k = i.k as usize;
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                0x54 => acc &= i.k,
+                0x05 => pc += i.k as usize,
+                0x15 => pc += jump(acc == i.k),
+                0x25 => pc += jump(acc > i.k),
+                0x35 => pc += jump(acc >= i.k),
+                0x45 => pc += jump(acc & i.k != 0),
+                0x06 => return (i.k, steps),
+                c => panic!("instruction {c:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    /// The filters as seccompiler alone made them (until 2026-12-05): one per errno, each a
+    /// row of comparisons. The kernel ran all three; their calls are disjoint, so the verdict
+    /// was the one that was not "allow".
+    fn three_filters() -> Vec<BpfProgram> {
+        let r = Rules::new().unwrap();
+        let arch = arch().unwrap();
+        let mut eperm = r.eperm_if;
+        eperm.extend(r.eperm.iter().map(|&n| (i64::from(n), vec![])));
+        let enosys = r.enosys.iter().map(|&n| (i64::from(n), vec![])).collect();
+        vec![
+            row(eperm, libc::EPERM, arch).unwrap(),
+            row(enosys, libc::ENOSYS, arch).unwrap(),
+            row(r.eafnosupport_if, libc::EAFNOSUPPORT, arch).unwrap(),
+        ]
+    }
+
+    /// The one filter gives every call the verdict the three gave: every system call
+    /// number, with arguments that each rule tests (namespace flags of clone, terminal
+    /// ioctls, personalities, packet and audit sockets) and others; an x32 call fails with
+    /// ENOSYS (the three let it through). And it is shorter, and an unlisted call is decided
+    /// in a few steps, not after a row of ~90 comparisons (what makes the kernel's pass over
+    /// every number at install short).
+    #[test]
+    fn the_one_filter_gives_the_three_filters_verdicts() {
+        let progs = compile().unwrap();
+        assert_eq!(progs.len(), 1);
+        let one = &progs[0];
+        let three = three_filters();
+        let old = |nr: u32, a: [u64; 6]| {
+            three
+                .iter()
+                .map(|p| run(p, nr, a).0)
+                .find(|&v| v != libc::SECCOMP_RET_ALLOW)
+                .unwrap_or(libc::SECCOMP_RET_ALLOW)
+        };
+        let mut argsets: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
+        for f in CLONE_NS_FLAGS {
+            argsets.push([*f | libc::SIGCHLD as u64, 0, 0, 0, 0, 0]);
+        }
+        argsets.push([libc::SIGCHLD as u64 | libc::CLONE_VM as u64, 0, 0, 0, 0, 0]);
+        for (_, req) in DENIED_IOCTLS {
+            argsets.push([1, *req, 0, 0, 0, 0]);
+            argsets.push([1, *req + 1, 0, 0, 0, 0]);
+        }
+        for p in PERSONALITIES {
+            argsets.push([*p, 0, 0, 0, 0, 0]);
+            argsets.push([*p + 1, 0, 0, 0, 0, 0]);
+        }
+        argsets.push([AF_PACKET, 3, 0, 0, 0, 0]);
+        argsets.push([AF_NETLINK, 3, NETLINK_AUDIT, 0, 0, 0]);
+        argsets.push([AF_NETLINK, 3, 0, 0, 0, 0]);
+        argsets.push([libc::AF_INET as u64, 1, 0, 0, 0, 0]);
+        let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
+        let mut verdicts = std::collections::BTreeSet::new();
+        for nr in 0..1024u32 {
+            for a in &argsets {
+                let v = run(one, nr, *a).0;
+                assert_eq!(v, old(nr, *a), "call {nr} with {a:?}");
+                verdicts.insert(v);
+            }
+            if DENIED.iter().any(|(_, d)| *d as u32 == nr) {
+                assert_eq!(run(one, nr, [0; 6]).0, errno(libc::EPERM), "call {nr}");
+            }
+            assert_eq!(
+                run(one, nr | X32_BIT, [0; 6]).0,
+                errno(libc::ENOSYS),
+                "x32 {nr}"
+            );
+        }
+        // Every verdict was met (the argument sets reach each rule).
+        let want = [
+            libc::SECCOMP_RET_ALLOW,
+            errno(libc::EPERM),
+            errno(libc::ENOSYS),
+            errno(libc::EAFNOSUPPORT),
+        ];
+        assert_eq!(verdicts, want.into_iter().collect(), "{verdicts:x?}");
+        let getppid = libc::SYS_getppid as u32;
+        let (fast, slow) = (
+            run(one, getppid, [0; 6]).1,
+            run(&three[0], getppid, [0; 6]).1,
+        );
+        assert!(
+            fast <= 14 && slow > 100,
+            "getppid: {fast} instructions, {slow} before"
+        );
+        let before: usize = three.iter().map(Vec::len).sum();
+        assert!(
+            one.len() * 3 < before * 2,
+            "{} instructions, {before} before",
+            one.len()
+        );
     }
 
     #[test]
