@@ -621,7 +621,7 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
     }
     let storage = journal::DirStorage::new(dir)
         .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
-    let r = journal::verify(&storage)?;
+    let r = journal::verify_indexed(&storage, record::keys_of)?;
     if json {
         json::print(&r)?;
     } else {
@@ -644,6 +644,24 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
         }
         for q in &r.quarantined {
             println!("QUARANTINED {q} (set aside by recovery; inspect it, JCS never deletes it)");
+        }
+        println!(
+            "indexes: {} rebuilt from their segments and compared{}",
+            r.indexes.checked,
+            if r.indexes.unused.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} not used by queries (the daemon rebuilds them)",
+                    r.indexes.unused.len()
+                )
+            }
+        );
+        for w in &r.indexes.wrong {
+            println!(
+                "PROBLEM index {w} does not match its segment's records (a query through it could miss some): remove {}; the daemon rebuilds it",
+                dir.join(w).display()
+            );
         }
         if r.ok() {
             println!("ok");

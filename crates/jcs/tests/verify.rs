@@ -146,3 +146,99 @@ fn each_kind_of_damage_is_reported_at_its_place_and_nothing_before_it_is_lost() 
         );
     }
 }
+
+/// A segment index is not part of the chain: one rewritten without a variable's keys (its CRC
+/// made anew) hides that variable's records from `jcs log --var` while every block verifies. `jcs verify`
+/// rebuilds each index a query would use and reports the wrong one (exit 1); once it is
+/// removed and rebuilt, the answer is whole again.
+#[test]
+fn verify_finds_an_index_that_hides_records() {
+    use model::at::{At, Op, Status, VarDef};
+    use record::Record;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("journal");
+    let opts = journal::Options {
+        segment_max_bytes: 2048,
+        ..Default::default()
+    };
+    let (mut j, _) = journal::Journal::open(journal::DirStorage::new(&dir).unwrap(), opts).unwrap();
+    j.append(&[Record::Vars(vec![
+        (1, VarDef::Memory { ve: 1 }),
+        (2, VarDef::Memory { ve: 2 }),
+    ])
+    .encode()])
+        .unwrap();
+    for i in 0..60u64 {
+        let ve = 1 + i % 2;
+        let at = At {
+            time_ns: 1_000_000 + i,
+            ve,
+            pid: 10,
+            tid: 10,
+            op: Op::Write,
+            status: Status::Committed,
+            src: ve as u32,
+            dst: 0,
+            off: 0,
+            len: 1,
+            result: 1,
+        };
+        j.append(&[Record::Ats(vec![at]).encode()]).unwrap();
+    }
+    drop(j);
+    let store = store::Store::open(home.path()).unwrap();
+    recorder::index::index_sealed(&dir, &store.catalog).unwrap();
+    recorder::index::index_open(&dir, &store.catalog, &|| true, &[]).unwrap();
+    let lines = |args: &[&str]| {
+        let o = jcs(home.path(), args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    assert_eq!(lines(&["log", "--var", "ve:2", "--json"]), 30);
+    let o = jcs(home.path(), &["verify", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checked = r["indexes"]["checked"].as_u64().unwrap();
+    let segs = journal::segment_numbers(&journal::DirStorage::new(&dir).unwrap()).unwrap();
+    assert_eq!(checked, segs.len() as u64, "{r}");
+    assert!(segs.len() >= 3);
+    // Segment 1's index, made anew without the keys of VE 2's memory.
+    let storage = journal::DirStorage::new(&dir).unwrap();
+    let bytes = journal::Storage::read(&storage, "0000000000000001.seg").unwrap();
+    let hiding = journal::index::SegmentIndex::build(1, &bytes, |r, out| {
+        record::keys_of(r, out);
+        out.retain(|&k| k != record::key::var(2) && k != record::key::out_of(2));
+    })
+    .unwrap();
+    let mut storage = storage;
+    journal::index::write(&mut storage, &hiding).unwrap();
+    // The attack works: fewer of VE 2's records, and every block still verifies.
+    let hidden = lines(&["log", "--var", "ve:2", "--json"]);
+    assert!(hidden < 30, "{hidden}");
+    let o = jcs(home.path(), &["verify", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["first_problem"].is_null(), "{r}");
+    assert_eq!(
+        r["indexes"]["wrong"],
+        serde_json::json!(["0000000000000001.idx"]),
+        "{r}"
+    );
+    let o = jcs(home.path(), &["verify"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("PROBLEM index 0000000000000001.idx does not match")
+            && !text.contains("\nok"),
+        "{text}"
+    );
+    // Removed, rebuilt (as the daemon does): whole again, and verified.
+    std::fs::remove_file(dir.join("0000000000000001.idx")).unwrap();
+    recorder::index::index_sealed(&dir, &store.catalog).unwrap();
+    assert_eq!(lines(&["log", "--var", "ve:2", "--json"]), 30);
+    assert_eq!(jcs(home.path(), &["verify"]).status.code(), Some(0));
+}

@@ -645,12 +645,25 @@ pub struct VerifyReport {
     pub head: String,
     pub first_problem: Option<Problem>,
     pub quarantined: Vec<String>,
+    /// The indexes, rebuilt and compared ([`verify_indexed`]; none checked by [`verify`]).
+    pub indexes: crate::index::IndexCheck,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.first_problem.is_none() && self.quarantined.is_empty()
+        self.first_problem.is_none() && self.quarantined.is_empty() && self.indexes.wrong.is_empty()
     }
+}
+
+/// [`verify`], and every index a query would use rebuilt from its segment with `keys` (the
+/// records' index keys) and compared ([`crate::index::check`]).
+pub fn verify_indexed<S: Storage>(
+    storage: &S,
+    keys: impl FnMut(&[u8], &mut Vec<u64>),
+) -> Result<VerifyReport, JournalError> {
+    let mut r = verify(storage)?;
+    r.indexes = crate::index::check(storage, keys).map_err(io_err("check the indexes"))?;
+    Ok(r)
 }
 
 /// Checks every block and the chain across all segments; stops at the first problem.
@@ -670,6 +683,7 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
         head: hex(&[0; 32]),
         first_problem: None,
         quarantined,
+        indexes: Default::default(),
     };
     let mut head: Hash = [0; 32];
     let (mut next_block, mut next_seq) = (0u64, 0u64);

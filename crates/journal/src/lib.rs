@@ -19,7 +19,7 @@ pub mod writer;
 
 pub use journal::{
     read_all, read_all_tolerant, read_segment_from, read_segment_tolerant, sealed_segments,
-    segment_numbers, segments_bytes, verify, Appended, Journal, JournalError, Options, Recovery,
-    Skipped, VerifyReport,
+    segment_numbers, segments_bytes, verify, verify_indexed, Appended, Journal, JournalError,
+    Options, Recovery, Skipped, VerifyReport,
 };
 pub use storage::{DirStorage, MemStorage, Storage};
