@@ -621,7 +621,40 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
     }
     let storage = journal::DirStorage::new(dir)
         .map_err(|e| anyhow::anyhow!("open the journal at {}: {e}", dir.display()))?;
-    let r = journal::verify_indexed(&storage, record::keys_of)?;
+    // On a terminal, a status line while it reads (a large journal takes a while).
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let mut shown = false;
+    let mut last = std::time::Duration::ZERO;
+    let mut progress = |p: journal::VerifyProgress| {
+        let now = started.elapsed();
+        if !tty
+            || now < std::time::Duration::from_millis(500)
+            || now - last < std::time::Duration::from_millis(100)
+        {
+            return;
+        }
+        last = now;
+        let line = match p {
+            journal::VerifyProgress::Bytes { done, of } => format!(
+                "blocks: {} of {} MB ({}%)",
+                done >> 20,
+                of >> 20,
+                done * 100 / of.max(1)
+            ),
+            journal::VerifyProgress::Indexes { done, of } => {
+                format!("indexes: {done} of {of} rebuilt and compared")
+            }
+        };
+        eprint!("\r\x1b[2Kverify: {line}, {:.0}s", now.as_secs_f64());
+        let _ = std::io::stderr().flush();
+        shown = true;
+    };
+    let r = journal::verify_indexed(&storage, record::keys_of, &mut progress);
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    let r = r?;
     if json {
         json::print(&r)?;
     } else {

@@ -436,14 +436,22 @@ pub struct IndexCheck {
 /// Rebuilds and compares every index file of the journal in `storage` (see [`IndexCheck`]).
 /// An index whose segment is damaged before its end is not compared: the damage is
 /// `verify`'s to report.
+/// `progress(done, of)` before each index file.
 pub fn check<S: Storage>(
     storage: &S,
     mut keys: impl FnMut(&[u8], &mut Vec<u64>),
+    progress: &mut dyn FnMut(usize, usize),
 ) -> io::Result<IndexCheck> {
     let mut c = IndexCheck::default();
-    let mut names = storage.list()?;
+    let mut names: Vec<String> = storage
+        .list()?
+        .into_iter()
+        .filter(|n| n.ends_with(".idx"))
+        .collect();
     names.sort();
-    for name in names {
+    let of = names.len();
+    for (done, name) in names.into_iter().enumerate() {
+        progress(done, of);
         let Some(seg) = name
             .strip_suffix(".idx")
             .and_then(|h| u64::from_str_radix(h, 16).ok())

@@ -657,17 +657,39 @@ impl VerifyReport {
 
 /// [`verify`], and every index a query would use rebuilt from its segment with `keys` (the
 /// records' index keys) and compared ([`crate::index::check`]).
+/// `progress` as for [`verify_with_progress`].
 pub fn verify_indexed<S: Storage>(
     storage: &S,
     keys: impl FnMut(&[u8], &mut Vec<u64>),
+    progress: &mut dyn FnMut(VerifyProgress),
 ) -> Result<VerifyReport, JournalError> {
-    let mut r = verify(storage)?;
-    r.indexes = crate::index::check(storage, keys).map_err(io_err("check the indexes"))?;
+    let mut r = verify_with_progress(storage, progress)?;
+    r.indexes = crate::index::check(storage, keys, &mut |done, of| {
+        progress(VerifyProgress::Indexes { done, of })
+    })
+    .map_err(io_err("check the indexes"))?;
     Ok(r)
 }
 
 /// Checks every block and the chain across all segments; stops at the first problem.
 pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
+    verify_with_progress(storage, &mut |_| {})
+}
+
+/// What a long `verify` has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyProgress {
+    /// Bytes of segments and summary files checked, of how many.
+    Bytes { done: u64, of: u64 },
+    /// Indexes rebuilt and compared, of how many index files.
+    Indexes { done: usize, of: usize },
+}
+
+/// [`verify`], calling `progress` as it goes (before each block).
+pub fn verify_with_progress<S: Storage>(
+    storage: &S,
+    progress: &mut dyn FnMut(VerifyProgress),
+) -> Result<VerifyReport, JournalError> {
     let all = storage.list().map_err(io_err("list segments"))?;
     let quarantined: Vec<String> = all
         .iter()
@@ -687,7 +709,16 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
     };
     let mut head: Hash = [0; 32];
     let (mut next_block, mut next_seq) = (0u64, 0u64);
-    for unit in units(storage)? {
+    let units = units(storage)?;
+    let len = |u: &Unit| match u {
+        Unit::Segment(n) | Unit::Summary(n) => storage.len(n).unwrap_or(0),
+    };
+    let of: u64 = units.iter().map(len).sum();
+    let mut done = 0;
+    for unit in units {
+        progress(VerifyProgress::Bytes { done, of });
+        done += len(&unit);
+        let base = done;
         let name = match unit {
             Unit::Segment(n) => n,
             Unit::Summary(name) => {
@@ -755,7 +786,12 @@ pub fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, JournalError> {
             ));
             break;
         }
+        let base = base - bytes.len() as u64;
         for (off, h) in &scan.blocks {
+            progress(VerifyProgress::Bytes {
+                done: base + *off as u64,
+                of,
+            });
             // Decompress and unframe, too: a block is only good if its records come out.
             if let Err(e) = block_records(&bytes, *off, h) {
                 r.first_problem = Some(problem(Some(h.number), *off, e.to_string()));

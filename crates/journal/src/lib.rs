@@ -19,7 +19,7 @@ pub mod writer;
 
 pub use journal::{
     read_all, read_all_tolerant, read_segment_from, read_segment_tolerant, sealed_segments,
-    segment_numbers, segments_bytes, verify, verify_indexed, Appended, Journal, JournalError,
-    Options, Recovery, Skipped, VerifyReport,
+    segment_numbers, segments_bytes, verify, verify_indexed, verify_with_progress, Appended,
+    Journal, JournalError, Options, Recovery, Skipped, VerifyProgress, VerifyReport,
 };
 pub use storage::{DirStorage, MemStorage, Storage};
