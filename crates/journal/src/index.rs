@@ -12,7 +12,6 @@
 use crate::format::{decode_block_at, FormatError, Hash};
 use crate::journal::{scan_segment, segment_name};
 use crate::storage::Storage;
-use std::collections::BTreeMap;
 use std::io;
 
 /// Version 3: blocks with gaps have their own key, and a variable has keys for the blocks
@@ -56,18 +55,41 @@ pub struct Postings {
 }
 
 impl Postings {
-    fn from_map(m: BTreeMap<u64, Vec<u32>>) -> Postings {
-        let mut p = Postings::default();
-        for (k, v) in m {
+    /// Adds `(key, ordinal)` pairs (each once) whose ordinals are all above every ordinal
+    /// already here (blocks appended): one merge of the sorted pairs into the flat vectors,
+    /// no map of the whole index (the indexer extends the open segment's index every 5 s).
+    fn append(&mut self, mut new: Vec<(u64, u32)>) {
+        if new.is_empty() {
+            return;
+        }
+        new.sort_unstable();
+        let mut p = Postings {
+            keys: Vec::with_capacity(self.keys.len() + new.len()),
+            ends: Vec::with_capacity(self.keys.len() + new.len()),
+            ords: Vec::with_capacity(self.ords.len() + new.len()),
+        };
+        let (mut i, mut j, mut start) = (0, 0, 0);
+        while i < self.keys.len() || j < new.len() {
+            let k = match (self.keys.get(i), new.get(j)) {
+                (Some(&a), Some(&(b, _))) => a.min(b),
+                (Some(&a), None) => a,
+                (None, Some(&(b, _))) => b,
+                (None, None) => unreachable!("the loop's condition"),
+            };
+            if self.keys.get(i) == Some(&k) {
+                let end = self.ends[i] as usize;
+                p.ords.extend_from_slice(&self.ords[start..end]);
+                start = end;
+                i += 1;
+            }
+            while let Some(&(_, o)) = new.get(j).filter(|(nk, _)| *nk == k) {
+                p.ords.push(o);
+                j += 1;
+            }
             p.keys.push(k);
-            p.ords.extend(v);
             p.ends.push(p.ords.len() as u32);
         }
-        p
-    }
-
-    fn to_map(&self) -> BTreeMap<u64, Vec<u32>> {
-        self.iter().map(|(k, v)| (k, v.to_vec())).collect()
+        *self = p;
     }
 
     /// The ordinals of the blocks holding `key`.
@@ -113,7 +135,7 @@ impl SegmentIndex {
             return Err(e);
         }
         let mut blocks = Vec::with_capacity(scan.blocks.len());
-        let mut postings: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        let mut pairs = Vec::new();
         let mut ks = Vec::new();
         for (i, (off, h)) in scan.blocks.iter().enumerate() {
             blocks.push(BlockRef {
@@ -127,16 +149,16 @@ impl SegmentIndex {
             }
             ks.sort_unstable();
             ks.dedup();
-            for k in ks.drain(..) {
-                postings.entry(k).or_default().push(i as u32);
-            }
+            pairs.extend(ks.drain(..).map(|k| (k, i as u32)));
         }
+        let mut postings = Postings::default();
+        postings.append(pairs);
         Ok(SegmentIndex {
             segment,
             seg_len: bytes.len() as u64,
             head: scan.head,
             blocks,
-            postings: Postings::from_map(postings),
+            postings,
         })
     }
 
@@ -169,7 +191,7 @@ impl SegmentIndex {
     ) -> Result<(), FormatError> {
         let mut off = 0usize;
         let mut ks = Vec::new();
-        let mut postings = self.postings.to_map();
+        let mut pairs = Vec::new();
         while off < tail.len() {
             let Ok((h, len)) = decode_block_at(tail, off, Some(&self.head)) else {
                 break;
@@ -186,13 +208,11 @@ impl SegmentIndex {
             }
             ks.sort_unstable();
             ks.dedup();
-            for k in ks.drain(..) {
-                postings.entry(k).or_default().push(ordinal);
-            }
+            pairs.extend(ks.drain(..).map(|k| (k, ordinal)));
             self.head = h.chain;
             off += len;
         }
-        self.postings = Postings::from_map(postings);
+        self.postings.append(pairs);
         self.seg_len += off as u64;
         Ok(())
     }
@@ -205,7 +225,7 @@ impl SegmentIndex {
         &mut self,
         blocks: impl IntoIterator<Item = &'a crate::writer::BlockKeys>,
     ) -> usize {
-        let mut postings = None;
+        let mut pairs = Vec::new();
         let mut n = 0;
         for b in blocks {
             if b.segment != self.segment
@@ -214,19 +234,14 @@ impl SegmentIndex {
             {
                 break;
             }
-            let p = postings.get_or_insert_with(|| self.postings.to_map());
             let ordinal = self.blocks.len() as u32;
             self.blocks.push(b.block);
-            for &k in &b.keys {
-                p.entry(k).or_default().push(ordinal);
-            }
+            pairs.extend(b.keys.iter().map(|&k| (k, ordinal)));
             self.head = b.chain;
             self.seg_len += b.block.len;
             n += 1;
         }
-        if let Some(p) = postings {
-            self.postings = Postings::from_map(p);
-        }
+        self.postings.append(pairs);
         n
     }
 
@@ -530,6 +545,45 @@ mod tests {
     /// Keys of a test record: its bytes.
     fn keys(r: &[u8], out: &mut Vec<u64>) {
         out.extend(r.iter().map(|&b| u64::from(b)));
+    }
+
+    /// Postings appended block by block, in steps, are a map from each key to its blocks
+    /// (checked against a BTreeMap of the same pairs).
+    #[test]
+    fn appended_postings_are_the_map_of_their_pairs() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut want: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+        let mut p = Postings::default();
+        let mut block = 0u32;
+        for step in 0..40 {
+            let mut pairs = Vec::new();
+            for _ in 0..rnd(6) {
+                let mut keys: Vec<u64> = (0..rnd(8)).map(|_| rnd(50) << (step % 3 * 20)).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for &k in &keys {
+                    want.entry(k).or_default().push(block);
+                }
+                // (In any order: append sorts.)
+                pairs.extend(keys.into_iter().rev().map(|k| (k, block)));
+                block += 1;
+            }
+            p.append(pairs);
+            let have: Vec<(u64, Vec<u32>)> = p.iter().map(|(k, v)| (k, v.to_vec())).collect();
+            let want_v: Vec<(u64, Vec<u32>)> = want.clone().into_iter().collect();
+            assert_eq!(have, want_v, "step {step}");
+        }
+        assert!(p.len() > 50);
+        for (k, v) in &want {
+            assert_eq!(p.get(*k), Some(v.as_slice()));
+        }
+        assert_eq!(p.get(7), want.get(&7).map(Vec::as_slice));
     }
 
     #[test]
