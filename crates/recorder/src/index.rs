@@ -89,7 +89,7 @@ fn extend_to<S: Storage>(
     let known: Vec<&BlockKeys> = known.iter().filter(|b| b.segment == seg).collect();
     let mut i = known.partition_point(|b| b.block.offset < idx.seg_len);
     while idx.seg_len < len {
-        // (All at once: each call turns the postings into a map and back.)
+        // (All at once: each call rebuilds the flat postings.)
         i += idx.extend_known(known[i..].iter().copied());
         if idx.seg_len >= len {
             break;
