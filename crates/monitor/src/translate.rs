@@ -50,44 +50,6 @@ pub enum Output {
     Integrity(Summary),
 }
 
-/// The descriptors the translator follows, by (pid, fd). Every change counts in `changes`
-/// (what [`Translator::fd_var`]'s one-entry cache is valid for).
-#[derive(Debug, Default)]
-struct Fds {
-    map: HashMap<(u32, i32), FdTarget>,
-    changes: u64,
-}
-
-impl Fds {
-    fn get(&self, k: &(u32, i32)) -> Option<&FdTarget> {
-        self.map.get(k)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&(u32, i32), &FdTarget)> {
-        self.map.iter()
-    }
-
-    fn insert(&mut self, k: (u32, i32), v: FdTarget) -> Option<FdTarget> {
-        self.changes += 1;
-        self.map.insert(k, v)
-    }
-
-    fn remove(&mut self, k: &(u32, i32)) -> Option<FdTarget> {
-        self.changes += 1;
-        self.map.remove(k)
-    }
-
-    fn retain(&mut self, f: impl FnMut(&(u32, i32), &mut FdTarget) -> bool) {
-        self.changes += 1;
-        self.map.retain(f)
-    }
-
-    fn extend(&mut self, it: impl IntoIterator<Item = ((u32, i32), FdTarget)>) {
-        self.changes += 1;
-        self.map.extend(it)
-    }
-}
-
 /// What a descriptor refers to, as far as the translator saw it being made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FdTarget {
@@ -151,12 +113,7 @@ pub struct Translator {
     vars: HashMap<Key, VarId>,
     next_var: VarId,
     /// (pid, fd) → the path it was opened by.
-    fds: Fds,
-    /// The last file descriptor [`Translator::fd_var`] found through `fds` and `vars`:
-    /// ((pid, fd, device, inode, generation), its variable), valid while neither changed
-    /// (`fds.changes` then, and `vars` clears it): a loop of reads or writes on one
-    /// descriptor finds its file without two hash lookups per event.
-    last_fd: Option<((u32, i32, u64, u64, u32), u64, VarId)>,
+    fds: HashMap<(u32, i32), FdTarget>,
     /// (source port, destination port) → the UDP flows seen, with their addresses: an
     /// unconnected socket's sends name no source address (it is chosen when the datagram is
     /// routed), and a receiver bound to every address names none for itself; such a flow is
@@ -329,8 +286,7 @@ impl Translator {
             watched: HashMap::default(),
             vars: HashMap::default(),
             next_var: first_var.max(1),
-            fds: Fds::default(),
-            last_fd: None,
+            fds: HashMap::default(),
             cwd: HashMap::default(),
             maps: HashMap::default(),
             udp: HashMap::default(),
@@ -814,7 +770,6 @@ impl Translator {
         // journal, a segment summarized or damaged); a reader keeps either copy, they agree.
         if earlier && !matches!(key, Key::Path(_)) {
             if let Some(id) = self.known.as_mut().and_then(|k| (k.0)(&def)) {
-                self.last_fd = None;
                 self.vars.insert(key, id);
                 out.push(Output::Var(id, def));
                 return id;
@@ -822,7 +777,6 @@ impl Translator {
         }
         let id = self.next_var;
         self.next_var += 1;
-        self.last_fd = None;
         self.vars.insert(key, id);
         out.push(Output::Var(id, def));
         id
@@ -994,7 +948,6 @@ impl Translator {
                     .map(|(v, _, _)| *v)
             });
             if let Some(v) = found {
-                self.last_fd = None;
                 self.vars.insert(key, v);
                 return v;
             }
@@ -1028,13 +981,6 @@ impl Translator {
                 return (v, true);
             }
         }
-        // (The same descriptor and file as the last call, nothing changed since: its answer.)
-        let cache_key = file.map(|(dev, ino, gen)| (e.pid, fd, dev, ino, gen));
-        if let (false, Some(k), Some((ck, changes, id))) = (socket, cache_key, self.last_fd) {
-            if ck == k && changes == self.fds.changes {
-                return (id, false);
-            }
-        }
         match self.fds.get(&(e.pid, fd)) {
             Some(FdTarget::Endpoint(id) | FdTarget::Conn { send: id, .. }) => return (*id, true),
             Some(FdTarget::Socket | FdTarget::Local(_)) => return (0, true),
@@ -1043,9 +989,7 @@ impl Translator {
         }
         if let Some(id) = file.and_then(|(dev, ino, gen)| self.vars.get(&Key::File(dev, ino, gen)))
         {
-            let id = *id;
-            self.last_fd = cache_key.map(|k| (k, self.fds.changes, id));
-            return (id, false);
+            return (*id, false);
         }
         let path = match self.fds.get(&(e.pid, fd)) {
             Some(FdTarget::Path(p)) => Some(p.clone()),
