@@ -1784,6 +1784,43 @@ mod tests {
         assert_eq!((a[3].op, a[3].src, a[3].dst), (Op::Accept, ep, 1));
     }
 
+    /// A descriptor is what it was last made: one closed and made a connected socket sends
+    /// to the endpoint, even when an event still carries the file's identity.
+    #[test]
+    fn a_descriptor_reused_after_a_close_is_not_the_file() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let mut out = vec![];
+        let write = |fd: u64| {
+            let mut w = ev(Kind::Syscall, nr::WRITE, 1);
+            w.args[0] = fd;
+            w.file = Some((1, 2, 0));
+            w.pos = Some(0);
+            w
+        };
+        t.push(&write(3), &mut out);
+        t.push(&write(3), &mut out);
+        let a = ats(&out);
+        let file = a[0].dst;
+        assert_ne!(file, 0);
+        assert_eq!((a[1].op, a[1].dst), (Op::Write, file));
+        let mut close = ev(Kind::Syscall, nr::CLOSE, 0);
+        close.args[0] = 3;
+        close.file = Some((1, 2, 0));
+        t.push(&close, &mut out);
+        t.push(&ev(Kind::Syscall, nr::SOCKET, 3), &mut out);
+        let mut c = ev(Kind::Syscall, nr::CONNECT, 0);
+        c.args[0] = 3;
+        c.data = sockaddr4([10, 0, 0, 9], 80);
+        t.push(&c, &mut out);
+        t.push(&write(3), &mut out);
+        let a = ats(&out);
+        let ep = a.iter().find(|a| a.op == Op::Connect).unwrap().dst;
+        let last = a.last().unwrap();
+        assert_eq!((last.op, last.src, last.dst), (Op::Send, 1, ep), "{a:#?}");
+        assert_ne!(ep, file);
+    }
+
     #[test]
     fn metadata_changes_and_mappings() {
         let mut t = Translator::new(1, 0);
