@@ -5,7 +5,6 @@
 //!   cargo run --release -p recorder --example index_keys -- DIR [SEG] [ROUNDS]
 use journal::index::SegmentIndex;
 use journal::{DirStorage, Storage};
-use record::Record;
 
 fn main() {
     let mut a = std::env::args().skip(1);
@@ -20,12 +19,7 @@ fn main() {
     SegmentIndex::build_prefix(seg, &bytes, |_, _| records += 1).expect("a segment");
     for round in 1..=rounds {
         let t = std::time::Instant::now();
-        let whole = SegmentIndex::build_prefix(seg, &bytes, |r, out| {
-            if let Ok(rec) = Record::decode(r) {
-                rec.keys(out);
-            }
-        })
-        .unwrap();
+        let whole = SegmentIndex::build_prefix(seg, &bytes, record::keys_of).unwrap();
         let decoded = t.elapsed();
         println!(
             "round {round}: {records} records, {} bytes, {} blocks: decode + keys {:.2} ms",

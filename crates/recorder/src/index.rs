@@ -367,12 +367,7 @@ mod tests {
         assert!(index_sealed_from_prefixes(&dir, &cat, &|| true, &[]).unwrap() >= 1);
         let extended = index::load(&storage, 0).expect("a sealed segment's index");
         let bytes = storage.read(&journal::journal::segment_name(0)).unwrap();
-        let whole = SegmentIndex::build(0, &bytes, |r, out| {
-            if let Ok(rec) = Record::decode(r) {
-                rec.keys(out)
-            }
-        })
-        .unwrap();
+        let whole = SegmentIndex::build(0, &bytes, record::keys_of).unwrap();
         assert_eq!(extended, whole);
         let in_cat = |c: &Catalog, i: u32| c.var(i).unwrap().is_some();
         assert!(
