@@ -12,15 +12,25 @@ fn jcs(home: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A journal in `dir`, opened for appending, with segments of `segment_max_bytes`.
+fn journal_in(
+    dir: &std::path::Path,
+    segment_max_bytes: u64,
+) -> journal::Journal<journal::DirStorage> {
+    let opts = journal::Options {
+        segment_max_bytes,
+        ..Default::default()
+    };
+    journal::Journal::open(journal::DirStorage::new(dir).unwrap(), opts)
+        .unwrap()
+        .0
+}
+
 #[test]
 fn verify_reports_the_head_and_the_first_bad_block() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("journal");
-    let opts = journal::Options {
-        segment_max_bytes: 300,
-        ..Default::default()
-    };
-    let (mut j, _) = journal::Journal::open(journal::DirStorage::new(&dir).unwrap(), opts).unwrap();
+    let mut j = journal_in(&dir, 300);
     for b in 0..10u32 {
         j.append(&[format!("at {b}").into_bytes(), vec![b as u8; 50]])
             .unwrap();
@@ -59,11 +69,7 @@ fn verify_reports_the_head_and_the_first_bad_block() {
 
 /// A journal of one segment with ten blocks of two records each; the blocks' offsets.
 fn ten_blocks(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u64>) {
-    let (mut j, _) = journal::Journal::open(
-        journal::DirStorage::new(dir).unwrap(),
-        journal::Options::default(),
-    )
-    .unwrap();
+    let mut j = journal_in(dir, journal::Options::default().segment_max_bytes);
     for b in 0..10u32 {
         j.append(&[format!("block {b}").into_bytes(), vec![b as u8; 40]])
             .unwrap();
@@ -157,11 +163,7 @@ fn verify_finds_an_index_that_hides_records() {
     use record::Record;
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("journal");
-    let opts = journal::Options {
-        segment_max_bytes: 2048,
-        ..Default::default()
-    };
-    let (mut j, _) = journal::Journal::open(journal::DirStorage::new(&dir).unwrap(), opts).unwrap();
+    let mut j = journal_in(&dir, 2048);
     j.append(&[Record::Vars(vec![
         (1, VarDef::Memory { ve: 1 }),
         (2, VarDef::Memory { ve: 2 }),

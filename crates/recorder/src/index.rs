@@ -303,6 +303,17 @@ mod tests {
     use super::*;
     use journal::{Journal, Options};
 
+    /// A journal in `dir`, opened for appending, with segments of `segment_max_bytes`.
+    fn journal_in(dir: &Path, segment_max_bytes: u64) -> Journal<DirStorage> {
+        let opts = Options {
+            segment_max_bytes,
+            ..Options::default()
+        };
+        Journal::open(DirStorage::new(dir).unwrap(), opts)
+            .unwrap()
+            .0
+    }
+
     /// Sealed segments are indexed and their definitions reach the catalog; the next id is
     /// past every definition, the open segment's included; version-1 JSON definitions count.
     #[test]
@@ -310,11 +321,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("journal");
         let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
-        let opts = Options {
-            segment_max_bytes: 1024,
-            ..Options::default()
-        };
-        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let mut j = journal_in(&dir, 1024);
         let legacy = br#"V[[3,{"kind":"memory","ve":1}]]"#.to_vec();
         j.append(&[legacy]).unwrap();
         for i in 0..40u32 {
@@ -343,11 +350,7 @@ mod tests {
         let dir = d.path().join("journal");
         let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
         let other = Catalog::open(&d.path().join("other.db")).unwrap();
-        let opts = Options {
-            segment_max_bytes: 2048,
-            ..Options::default()
-        };
-        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let mut j = journal_in(&dir, 2048);
         let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]).encode();
         for i in 1..=5 {
             j.append(&[def(i)]).unwrap();
@@ -392,11 +395,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("journal");
         let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
-        let opts = Options {
-            segment_max_bytes: 1500,
-            ..Options::default()
-        };
-        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), opts).unwrap();
+        let mut j = journal_in(&dir, 1500);
         let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]);
         for i in 1..=3 {
             j.append(&[def(i).encode()]).unwrap();
@@ -479,7 +478,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("journal");
         let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
-        let (mut j, _) = Journal::open(DirStorage::new(&dir).unwrap(), Options::default()).unwrap();
+        let mut j = journal_in(&dir, Options::default().segment_max_bytes);
         let def = |i: u32| Record::Vars(vec![(i, VarDef::Memory { ve: u64::from(i) })]).encode();
         j.append(&[def(1)]).unwrap();
         assert!(index_open(&dir, &cat, &|| false, &[]).unwrap());
