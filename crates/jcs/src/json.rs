@@ -223,7 +223,7 @@ outputs! {
     "log", ["log"], true, LogLine;
     "stats", ["stats"], false, Stats;
     "track", ["track back", "track forward"], false, query::track::TrackJson;
-    "verify", ["verify"], false, journal::VerifyReport;
+    "verify", ["verify"], false, Verified;
     "summarize-dry-run", ["summarize --dry-run"], false, Tiers;
     "summarize", ["summarize"], false, query::summarize::Rewritten;
     "gc", ["gc"], false, lifecycle::ves::Collected;
@@ -290,6 +290,37 @@ pub struct Ves {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Tiers {
     pub tiers: Vec<query::summarize::TierSize>,
+}
+
+/// `jcs verify --json`: the journal's report, and (for a store's journal) its catalog against
+/// it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Verified {
+    #[serde(flatten)]
+    pub journal: journal::VerifyReport,
+    /// The catalog's variable dictionary and names against the journal's (null with --dir:
+    /// a journal without its store).
+    pub catalog: Option<CatalogCheck>,
+}
+
+/// What `jcs verify` finds of the catalog: queries (`jcs log --var`, `jcs track`) resolve
+/// names and definitions through it, and the journal is their source of truth.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct CatalogCheck {
+    /// Variable definitions and name records the journal holds.
+    pub definitions: u64,
+    pub names: u64,
+    /// Catalog entries the journal contradicts — a variable defined as something else, a name
+    /// bound to another variable at the same moment — a problem: a query would follow them.
+    pub differs: Vec<String>,
+    /// In the journal, not in the catalog: a recorder whose catalog write failed (a full
+    /// disk); the daemon adds them back as it indexes.
+    pub missing_definitions: u64,
+    pub missing_names: u64,
+    /// In the catalog, not in the journal: written by the recorder just before its journal
+    /// got them (while VEs run), left by a recorder killed in between, or added by hand.
+    pub extra_definitions: u64,
+    pub extra_names: u64,
 }
 
 /// `jcs policy check --json`.

@@ -613,10 +613,10 @@ instead of transactions, and in parentheses the flows they stand for; NOT RECORD
         #[arg(long)]
         json: bool,
     },
-    /// Check every block of the journal and its hash chain, and the segment indexes queries
-    /// read through; print the chain head
+    /// Check every block of the journal and its hash chain, and what queries read through
+    /// besides (the segment indexes, the catalog's names); print the chain head
     #[command(
-        after_help = "Exit status: 0 when the journal is intact, 1 when a problem was found.\nKeep the printed head elsewhere: a journal rewritten later will not end in it.\nEvery segment index a query would use is rebuilt from its segment's records and compared:\nan index is not part of the chain, and a wrong one would make jcs log --var, jcs track and\nthe others skip records. A wrong index is reported (exit 1); remove it, the daemon rebuilds it."
+        after_help = "Exit status: 0 when the journal is intact, 1 when a problem was found.\nKeep the printed head elsewhere: a journal rewritten later will not end in it.\nEvery segment index a query would use is rebuilt from its segment's records and compared:\nan index is not part of the chain, and a wrong one would make jcs log --var, jcs track and\nthe others skip records. A wrong index is reported (exit 1); remove it, the daemon rebuilds it.\nThe catalog's variable definitions and names (what queries resolve names through) are\ncompared with the journal's: one the journal contradicts — a name bound to another file, a\nvariable defined as another — is reported (exit 1). Rows only one side has are counted: the\nrecorder writes the catalog just before the journal, and a killed one can leave rows behind."
     )]
     Verify {
         /// Print JSON instead of text

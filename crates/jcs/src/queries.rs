@@ -611,11 +611,110 @@ pub fn summarize(
 
 /// `jcs verify`: 0 when the journal is intact, 1 when a problem was found.
 pub fn verify(store: &Store, json: bool) -> Result<i32> {
-    verify_dir(&store.journal_dir(), json)
+    verify_journal(&store.journal_dir(), Some(&store.catalog), json)
 }
 
 /// `jcs verify --dir DIR`: any journal directory (a copy `jcs collect` rebuilt).
 pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
+    verify_journal(dir, None, json)
+}
+
+/// The variable definitions and names of a journal, as `jcs verify` reads them.
+#[derive(Default)]
+struct Dictionary {
+    /// Variable → the identities the journal defines it as (a recorder writes a definition
+    /// again, with the path the file had then: the identity is what must agree).
+    defs: std::collections::HashMap<model::at::VarId, Vec<record::VarKey>>,
+    /// (VE, path, time, bound) → the variables named so.
+    names: std::collections::HashMap<(u64, String, u64, bool), Vec<model::at::VarId>>,
+    name_records: u64,
+}
+
+impl Dictionary {
+    fn visit(&mut self, r: &[u8]) {
+        use record::tag;
+        if !matches!(r.first(), Some(&(tag::VARS | tag::VARS_JSON | tag::NAMES))) {
+            return;
+        }
+        match record::Record::decode(r) {
+            Ok(record::Record::Vars(d)) => {
+                for (id, def) in d {
+                    let k = record::VarKey::of(&def);
+                    let ks = self.defs.entry(id).or_default();
+                    if !ks.contains(&k) {
+                        ks.push(k);
+                    }
+                }
+            }
+            Ok(record::Record::Names(n)) => {
+                for n in n {
+                    self.name_records += 1;
+                    let vs = self
+                        .names
+                        .entry((n.ve, n.path, n.time_ns, n.bound))
+                        .or_default();
+                    if !vs.contains(&n.var) {
+                        vs.push(n.var);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The catalog against the journal's dictionary.
+    fn check(&self, cat: &store::Catalog) -> Result<json::CatalogCheck> {
+        let mut c = json::CatalogCheck {
+            definitions: self.defs.len() as u64,
+            names: self.name_records,
+            ..Default::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (id, def) in cat.all_vars()? {
+            seen.insert(id);
+            let k = record::VarKey::of(&def);
+            match self.defs.get(&id) {
+                None => c.extra_definitions += 1,
+                Some(ks) if !ks.contains(&k) => c.differs.push(format!(
+                    "variable {id}: the catalog defines it as {}, the journal as {}",
+                    k.as_str(),
+                    ks.iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )),
+                Some(_) => {}
+            }
+        }
+        c.missing_definitions = self.defs.keys().filter(|id| !seen.contains(id)).count() as u64;
+        let mut named = std::collections::HashSet::new();
+        for n in cat.all_names()? {
+            let key = (n.ve, n.path, n.time_ns, n.bound);
+            match self.names.get(&key) {
+                None => c.extra_names += 1,
+                Some(vs) if !vs.contains(&n.var) => c.differs.push(format!(
+                    "name {} in VE {} at {} ns: the catalog binds it to variable {}, the journal to {}",
+                    key.1,
+                    key.0,
+                    key.2,
+                    n.var,
+                    vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" or ")
+                )),
+                Some(_) => {
+                    named.insert(key);
+                }
+            }
+        }
+        c.missing_names = self.names.keys().filter(|k| !named.contains(*k)).count() as u64;
+        Ok(c)
+    }
+}
+
+fn verify_journal(
+    dir: &std::path::Path,
+    catalog: Option<&store::Catalog>,
+    json: bool,
+) -> Result<i32> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
@@ -650,13 +749,28 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
         let _ = std::io::stderr().flush();
         shown = true;
     };
-    let r = journal::verify_indexed(&storage, record::keys_of, &mut progress);
+    let mut dict = Dictionary::default();
+    let r = journal::verify_indexed(
+        &storage,
+        record::keys_of,
+        &mut |rec| {
+            if catalog.is_some() {
+                dict.visit(rec)
+            }
+        },
+        &mut progress,
+    );
     if shown {
         eprint!("\r\x1b[2K");
     }
     let r = r?;
+    let catalog = catalog.map(|c| dict.check(c)).transpose()?;
+    let ok = r.ok() && catalog.as_ref().is_none_or(|c| c.differs.is_empty());
     if json {
-        json::print(&r)?;
+        json::print(&json::Verified {
+            journal: r,
+            catalog,
+        })?;
     } else {
         println!(
             "journal {}: {} segment(s), {} summary file(s), {} block(s), {} record(s), {} bytes",
@@ -696,11 +810,30 @@ pub fn verify_dir(dir: &std::path::Path, json: bool) -> Result<i32> {
                 dir.join(w).display()
             );
         }
-        if r.ok() {
+        if let Some(c) = &catalog {
+            println!(
+                "catalog: {} definitions and {} names of the journal compared{}",
+                c.definitions,
+                c.names,
+                match (
+                    c.missing_definitions + c.missing_names,
+                    c.extra_definitions + c.extra_names
+                ) {
+                    (0, 0) => String::new(),
+                    (m, e) => format!(
+                        "; {m} not in the catalog (a failed catalog write: the daemon adds them back), {e} not in the journal (written just before the journal got them, left by a killed recorder, or added by hand)"
+                    ),
+                }
+            );
+            for d in &c.differs {
+                println!("PROBLEM catalog: {d} (queries resolve through the catalog)");
+            }
+        }
+        if ok {
             println!("ok");
         }
     }
-    Ok(if r.ok() { 0 } else { 1 })
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// The daemon's `--retain`: a thread that applies the retention policy to the journal every

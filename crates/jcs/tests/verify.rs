@@ -244,3 +244,123 @@ fn verify_finds_an_index_that_hides_records() {
     assert_eq!(lines(&["log", "--var", "ve:2", "--json"]), 30);
     assert_eq!(jcs(home.path(), &["verify"]).status.code(), Some(0));
 }
+
+/// Queries resolve names and definitions through the catalog: a name row pointed at another
+/// file (by hand, in SQLite) makes `jcs log --var file:/data/secret` answer about that file
+/// while the chain verifies. `jcs verify` compares the catalog with the journal's definitions
+/// and names: a name bound to another variable, or a variable defined as another thing, is a
+/// problem (exit 1); rows the journal lacks are counted (a recorder writes them just before
+/// its journal gets them).
+#[test]
+fn verify_finds_a_catalog_the_journal_contradicts() {
+    use model::at::{At, Name, Op, Status, VarDef};
+    use record::Record;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("journal");
+    let mut j = journal_in(&dir, 1 << 20);
+    let file = |ino: u64, name: &str| VarDef::Inode {
+        dev: 9,
+        ino,
+        gen: 1,
+        name: Some(name.into()),
+    };
+    let name = |time_ns: u64, var: u32, path: &str| Name {
+        time_ns,
+        ve: 1,
+        var,
+        path: path.into(),
+        store: None,
+        bound: true,
+    };
+    let write = |time_ns: u64, dst: u32| At {
+        time_ns,
+        ve: 1,
+        pid: 10,
+        tid: 10,
+        op: Op::Write,
+        status: Status::Committed,
+        src: 1,
+        dst,
+        off: 0,
+        len: 5,
+        result: 5,
+    };
+    j.append(&[
+        Record::Vars(vec![
+            (1, VarDef::Memory { ve: 1 }),
+            (2, file(100, "/data/secret")),
+            (3, file(200, "/data/other")),
+        ])
+        .encode(),
+        Record::Names(vec![
+            name(1_000, 2, "/data/secret"),
+            name(1_001, 3, "/data/other"),
+        ])
+        .encode(),
+        Record::Ats(vec![write(2_000, 2), write(2_001, 3), write(2_002, 3)]).encode(),
+    ])
+    .unwrap();
+    drop(j);
+    let store = store::Store::open(home.path()).unwrap();
+    recorder::index::index_open(&dir, &store.catalog, &|| true, &[]).unwrap();
+    let lines = |args: &[&str]| {
+        let o = jcs(home.path(), args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    assert_eq!(lines(&["log", "--var", "file:/data/secret", "--json"]), 1);
+    let verified = || {
+        let o = jcs(home.path(), &["verify", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v["catalog"].clone())
+    };
+    let (code, c) = verified();
+    assert_eq!(code, Some(0), "{c}");
+    assert_eq!(
+        (c["definitions"].as_u64(), c["names"].as_u64()),
+        (Some(3), Some(2)),
+        "{c}"
+    );
+    assert_eq!(c["differs"], serde_json::json!([]), "{c}");
+    let db = rusqlite::Connection::open(home.path().join("catalog.db")).unwrap();
+    // A forged later binding: counted, not a contradiction (it may be a recorder's newest).
+    db.execute(
+        "INSERT INTO names (time_ns, ve, var, path, store, bound) VALUES (5000, 1, 3, '/data/x', NULL, 1)",
+        [],
+    )
+    .unwrap();
+    let (code, c) = verified();
+    assert_eq!((code, c["extra_names"].as_u64()), (Some(0), Some(1)), "{c}");
+    // The secret's name pointed at the other file: the attack works...
+    db.execute("UPDATE names SET var = 3 WHERE path = '/data/secret'", [])
+        .unwrap();
+    assert_eq!(lines(&["log", "--var", "file:/data/secret", "--json"]), 2);
+    // ... and verify says so.
+    let (code, c) = verified();
+    assert_eq!(code, Some(1), "{c}");
+    let differs = c["differs"].to_string();
+    assert!(differs.contains("name /data/secret in VE 1"), "{c}");
+    let o = jcs(home.path(), &["verify"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("PROBLEM catalog: name /data/secret") && !text.contains("\nok"),
+        "{text}"
+    );
+    // Put back; then the variable's definition changed instead.
+    db.execute("UPDATE names SET var = 2 WHERE path = '/data/secret'", [])
+        .unwrap();
+    assert_eq!(verified().0, Some(0));
+    let forged = serde_json::to_string(&file(200, "/data/secret")).unwrap();
+    db.execute("UPDATE vars SET def = ?1 WHERE id = 2", [forged])
+        .unwrap();
+    let (code, c) = verified();
+    assert_eq!(code, Some(1), "{c}");
+    assert!(c["differs"].to_string().contains("variable 2"), "{c}");
+    // A journal without its store (--dir) has no catalog to compare.
+    let o = jcs(
+        home.path(),
+        &["verify", "--json", "--dir", dir.to_str().unwrap()],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["catalog"].is_null(), "{v}");
+}

@@ -657,13 +657,15 @@ impl VerifyReport {
 
 /// [`verify`], and every index a query would use rebuilt from its segment with `keys` (the
 /// records' index keys) and compared ([`crate::index::check`]).
-/// `progress` as for [`verify_with_progress`].
+/// `progress` as for [`verify_with_progress`]; `visit` gets every record of every good block
+/// and summary file, in chain order.
 pub fn verify_indexed<S: Storage>(
     storage: &S,
     keys: impl FnMut(&[u8], &mut Vec<u64>),
+    visit: &mut dyn FnMut(&[u8]),
     progress: &mut dyn FnMut(VerifyProgress),
 ) -> Result<VerifyReport, JournalError> {
-    let mut r = verify_with_progress(storage, progress)?;
+    let mut r = verify_walk(storage, progress, visit)?;
     r.indexes = crate::index::check(storage, keys, &mut |done, of| {
         progress(VerifyProgress::Indexes { done, of })
     })
@@ -689,6 +691,16 @@ pub enum VerifyProgress {
 pub fn verify_with_progress<S: Storage>(
     storage: &S,
     progress: &mut dyn FnMut(VerifyProgress),
+) -> Result<VerifyReport, JournalError> {
+    verify_walk(storage, progress, &mut |_| {})
+}
+
+/// [`verify_with_progress`], handing `visit` every record of every good block and summary
+/// file, in chain order.
+fn verify_walk<S: Storage>(
+    storage: &S,
+    progress: &mut dyn FnMut(VerifyProgress),
+    visit: &mut dyn FnMut(&[u8]),
 ) -> Result<VerifyReport, JournalError> {
     let all = storage.list().map_err(io_err("list segments"))?;
     let quarantined: Vec<String> = all
@@ -750,6 +762,7 @@ pub fn verify_with_progress<S: Storage>(
                     }
                     Ok((h, recs)) => {
                         r.records += recs.len() as u64;
+                        recs.iter().for_each(|rec| visit(rec));
                         head = h.end_chain;
                         (next_block, next_seq) = (h.next_block, h.next_seq);
                     }
@@ -793,10 +806,13 @@ pub fn verify_with_progress<S: Storage>(
                 of,
             });
             // Decompress and unframe, too: a block is only good if its records come out.
-            if let Err(e) = block_records(&bytes, *off, h) {
-                r.first_problem = Some(problem(Some(h.number), *off, e.to_string()));
-                r.head = hex(&head);
-                return Ok(r);
+            match block_records(&bytes, *off, h) {
+                Ok(recs) => recs.iter().for_each(|rec| visit(rec)),
+                Err(e) => {
+                    r.first_problem = Some(problem(Some(h.number), *off, e.to_string()));
+                    r.head = hex(&head);
+                    return Ok(r);
+                }
             }
             head = h.chain;
             r.blocks += 1;
