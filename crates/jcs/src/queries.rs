@@ -735,12 +735,15 @@ fn verify_journal(
         }
         last = now;
         let line = match p {
-            journal::VerifyProgress::Bytes { done, of } => format!(
-                "blocks: {} of {} MB ({}%)",
-                done >> 20,
-                of >> 20,
-                done * 100 / of.max(1)
-            ),
+            journal::VerifyProgress::Bytes { done, of } => {
+                let done = done.min(of);
+                format!(
+                    "blocks: {} of {} MB ({}%)",
+                    done >> 20,
+                    of >> 20,
+                    done * 100 / of.max(1)
+                )
+            }
             journal::VerifyProgress::Indexes { done, of } => {
                 format!("indexes: {done} of {of} rebuilt and compared")
             }

@@ -728,9 +728,11 @@ fn verify_walk<S: Storage>(
     let of: u64 = units.iter().map(len).sum();
     let mut done = 0;
     for unit in units {
+        // (Where this unit starts in the count; a segment that grows meanwhile — the open
+        // one, while a recorder writes — only makes the count pass its total.)
+        let base = done;
         progress(VerifyProgress::Bytes { done, of });
         done += len(&unit);
-        let base = done;
         let name = match unit {
             Unit::Segment(n) => n,
             Unit::Summary(name) => {
@@ -799,7 +801,6 @@ fn verify_walk<S: Storage>(
             ));
             break;
         }
-        let base = base - bytes.len() as u64;
         for (off, h) in &scan.blocks {
             progress(VerifyProgress::Bytes {
                 done: base + *off as u64,
