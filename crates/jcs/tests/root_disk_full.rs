@@ -68,7 +68,7 @@ fn root_a_full_disk_is_reported_recorded_as_a_gap_and_survived() {
         let script =
             format!("touch /data/up-{go}; while [ ! -e /data/{go} ]; do sleep 0.05; done; {after}");
         let c = env
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", &script])
+            .sh_cmd(&script)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

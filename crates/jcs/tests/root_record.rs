@@ -972,7 +972,7 @@ fn root_a_ves_own_pty_stays_inside_the_hosts_terminal_is_recorded() {
     // A terminal of the host, inherited by jcs run, is outside the VE: recorded.
     let (master, slave) = common::openpty(None);
     let o = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", "echo to-the-terminal"])
+        .sh_cmd("echo to-the-terminal")
         .stdout(std::process::Stdio::from(slave))
         .output()
         .unwrap();
@@ -1917,7 +1917,7 @@ fn root_a_batch_over_the_record_limit_is_written_as_several_records() {
             .collect::<Vec<_>>()
     };
     let o = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+        .sh_cmd(script)
         .env("JCS_RECORD_BYTES", "4096")
         .output()
         .unwrap();
@@ -2016,7 +2016,7 @@ fn root_a_store_whose_run_directory_cannot_be_made_is_recorded_by_a_daemon_of_it
     let Some(env) = Env::new() else { return };
     env.standard_app();
     let o = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", "echo x > /data/x"])
+        .sh_cmd("echo x > /data/x")
         .env("JCS_RUN_DIR", "/proc/jcs-no-run-dir")
         .output()
         .unwrap();

@@ -7,10 +7,7 @@ use common::{wait_for, Env};
 
 fn start(env: &Env, script: &str) -> std::process::Child {
     let _ = std::fs::remove_file(env.home().join("persist/web/data/ready"));
-    let c = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", script])
-        .spawn()
-        .unwrap();
+    let c = env.sh_cmd(script).spawn().unwrap();
     assert!(wait_for(20, || env
         .home()
         .join("persist/web/data/ready")

@@ -163,7 +163,7 @@ fn storage_changes_of(
         .unwrap();
     assert!(st.success());
     let child = env
-        .cmd(&["run", "web", "--", "/bin/sh", "-c", STORAGE_SCRIPT])
+        .sh_cmd(STORAGE_SCRIPT)
         .envs(vars.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -876,7 +876,7 @@ fn root_a_signal_during_the_start_ends_the_ve() {
     env.sh_ok("true");
     for delay_ms in (0..64).step_by(4) {
         let mut c = env
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", "sleep 20"])
+            .sh_cmd("sleep 20")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -1042,14 +1042,7 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
     // What jcs gets from this test (std's Command gives children SIGPIPE's default; the rest
     // of this process's dispositions pass through exec).
     let callers = ignored(&std::fs::read_to_string("/proc/self/status").unwrap()) & !pipe_bit;
-    let o = env.jcs(&[
-        "run",
-        "web",
-        "--",
-        "/bin/sh",
-        "-c",
-        "grep SigIgn /proc/self/status; yes | head -c 1 > /dev/null",
-    ]);
+    let o = env.sh("grep SigIgn /proc/self/status; yes | head -c 1 > /dev/null");
     assert!(o.status.success(), "{o:?}");
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(ignored(&out), callers, "the app's ignored signals: {out}");
@@ -1074,14 +1067,9 @@ fn root_the_app_gets_the_callers_signal_dispositions() {
     assert!(child.wait_with_output().unwrap().status.success());
     // nohup: SIGHUP ignored by the caller stays ignored in the app, and is not passed on.
     let data = env.home().join("persist/web/data");
-    let mut c = env.cmd(&[
-        "run",
-        "web",
-        "--",
-        "/bin/sh",
-        "-c",
+    let mut c = env.sh_cmd(
         "grep SigIgn /proc/self/status > /data/ign; touch /data/hup-up; sleep 1; echo alive > /data/alive",
-    ]);
+    );
     c.stdout(Stdio::null()).stderr(Stdio::null());
     common::ignoring(&mut c, libc::SIGHUP);
     let mut c = c.spawn().unwrap();
@@ -1160,7 +1148,7 @@ fn root_a_killed_start_leaves_no_process() {
     let survivors = || processes_with(&marker);
     for delay_ms in 0..60 {
         let mut c = env
-            .cmd(&["run", "web", "--", "/bin/sh", "-c", &marker])
+            .sh_cmd(&marker)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -283,6 +283,11 @@ impl Env {
         self.jcs(&["run", "web", "--", "/bin/sh", "-c", script])
     }
 
+    /// The command `jcs run web -- /bin/sh -c SCRIPT`, to spawn.
+    pub fn sh_cmd(&self, script: &str) -> Command {
+        self.cmd(&["run", "web", "--", "/bin/sh", "-c", script])
+    }
+
     /// `jcs run web -- /bin/sh -c SCRIPT`, expected to succeed; returns stdout.
     pub fn sh_ok(&self, script: &str) -> String {
         self.ok(&["run", "web", "--", "/bin/sh", "-c", script])
