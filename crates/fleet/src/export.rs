@@ -314,7 +314,7 @@ fn event_type(op: Op) -> &'static str {
         Op::Rename => "EVENT_RENAME",
         Op::Link => "EVENT_LINK",
         Op::Unlink | Op::Rmdir => "EVENT_UNLINK",
-        Op::Mkdir | Op::Symlink | Op::Socket => "EVENT_CREATE_OBJECT",
+        Op::Mkdir | Op::Mknod | Op::Symlink | Op::Socket => "EVENT_CREATE_OBJECT",
         Op::Chmod | Op::Chown | Op::SetXattr | Op::Utime => "EVENT_MODIFY_FILE_ATTRIBUTES",
         Op::GetXattr => "EVENT_OTHER",
         Op::Mmap => "EVENT_MMAP",

@@ -197,6 +197,69 @@ fn root_an_extended_attribute_carries_one_ves_data_to_another() {
     env.assert_clean();
 }
 
+/// A symbolic link's content as a channel: VE 2 reads a secret and makes it the target of a
+/// link in persistent storage (a dangling one: the content is just bytes), VE 3 reads the link
+/// with readlink and writes what it got into another file. And a link whose target is a file
+/// the recorder knows: the link is the variable written, not its target.
+#[test]
+fn root_a_symbolic_links_content_carries_one_ves_data_to_another() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.sh_ok("echo link-secret > /data/secret"); // VE 1
+    env.sh_ok("ln -s \"$(cat /data/secret)\" /data/l"); // VE 2
+    env.sh_ok("readlink /data/l > /data/got"); // VE 3
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("got")).unwrap(),
+        "link-secret\n",
+        "the bytes crossed"
+    );
+    let back = env.reached(&["back", "persist:web:/data/got"]);
+    assert!(back.contains(&"ve:2".to_string()), "{back:?}");
+    assert!(back.contains(&"file:/data/secret".to_string()), "{back:?}");
+    // The readlink is a read of the link, recorded as such.
+    let reads: Vec<_> = env
+        .log(3)
+        .into_iter()
+        .filter(|a| a["op"] == "read" && a["src"] == "file:/data/l")
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["len"], 11, "{reads:?}");
+
+    // A link to a file the recorder saw (VE 4 links /data/secret, VE 5 reads the link): the
+    // link carries VE 4's data, /data/secret is not written.
+    env.sh_ok("ln -s /data/secret /data/l2"); // VE 4
+    env.sh_ok("readlink /data/l2 > /data/got2"); // VE 5
+    let back = env.reached(&["back", "persist:web:/data/got2"]);
+    assert!(back.contains(&"ve:4".to_string()), "{back:?}");
+    let fwd = env.reached(&["forward", "ve:4"]);
+    assert!(
+        !fwd.contains(&"file:/data/secret".to_string()),
+        "the link's target is not what the symlink call wrote: {fwd:?}"
+    );
+    env.assert_clean();
+}
+
+/// Files made by mknod (a FIFO, a regular file) in persistent storage are creations like an
+/// open with O_CREAT: recorded, by name; a device node the VE may not make is a failed one.
+#[test]
+fn root_mknod_in_persistent_storage_is_recorded() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("mkfifo /data/ff && /data/boundary mknod-reg /data/f3; mknod /data/dev c 1 3; true");
+    let ats = env.log(1);
+    let made: Vec<_> = ats.iter().filter(|a| a["op"] == "mknod").collect();
+    let named = |name: &str, status: &str| {
+        made.iter()
+            .any(|a| a["dst"] == format!("file:/data/{name}") && a["status"] == status)
+    };
+    assert!(named("ff", "committed"), "{made:#?}");
+    assert!(named("f3", "committed"), "{made:#?}");
+    assert!(named("dev", "failed"), "{made:#?}");
+    assert!(data(&env).join("f3").is_file() && !data(&env).join("dev").exists());
+    env.assert_clean();
+}
+
 #[test]
 fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
     let Some(env) = Env::new() else { return };

@@ -604,18 +604,32 @@ impl Model<'_> {
                     }
                 }
             }
+            // A link's content read: recorded in storage when it was one (a failed readlink
+            // says no more than a stat).
+            "readlink" | "readlinkat" => {
+                let q = |i: usize| a.get(i).and_then(|x| quoted(x));
+                let p = match name {
+                    "readlink" => self.path(pid, None, q(0)),
+                    _ => self.path(pid, a.first().copied(), q(1)),
+                };
+                let Some(p) = p else { return };
+                if c.ret < 0 || !storage(&p) {
+                    self.left_out += 1;
+                    return;
+                }
+                self.push_path(pid, "read", format!("file:{p}"), Some(0), c.ret);
+            }
             "rename" | "renameat" | "renameat2" | "link" | "linkat" | "symlink" | "symlinkat"
-            | "unlink" | "unlinkat" | "mkdir" | "mkdirat" | "rmdir" | "chmod" | "fchmodat"
-            | "chown" | "lchown" | "fchownat" | "utimensat" | "truncate" => {
+            | "unlink" | "unlinkat" | "mkdir" | "mkdirat" | "mknod" | "mknodat" | "rmdir"
+            | "chmod" | "fchmodat" | "chown" | "lchown" | "fchownat" | "utimensat" | "truncate" => {
                 let q = |i: usize| a.get(i).and_then(|x| quoted(x));
                 // The file the call names (for a rename or link: the name it gives).
                 let p = match name {
                     "rename" | "link" | "symlink" => self.path(pid, None, q(1)),
                     "renameat" | "renameat2" | "linkat" => self.path(pid, a.get(2).copied(), q(3)),
                     "symlinkat" => self.path(pid, a.get(1).copied(), q(2)),
-                    "unlink" | "mkdir" | "rmdir" | "chmod" | "chown" | "lchown" | "truncate" => {
-                        self.path(pid, None, q(0))
-                    }
+                    "unlink" | "mkdir" | "mknod" | "rmdir" | "chmod" | "chown" | "lchown"
+                    | "truncate" => self.path(pid, None, q(0)),
                     // utimensat(fd, NULL, …): the descriptor's file.
                     "utimensat" if a.get(1) == Some(&"NULL") => fd(0).map(|x| x.1),
                     _ => self.path(pid, a.first().copied(), q(1)),
@@ -628,6 +642,7 @@ impl Model<'_> {
                     "unlinkat" if c.args.contains("AT_REMOVEDIR") => "rmdir",
                     "unlinkat" => "unlink",
                     "mkdirat" => "mkdir",
+                    "mknodat" => "mknod",
                     "fchmodat" => "chmod",
                     "lchown" | "fchownat" => "chown",
                     "utimensat" => "utime",
@@ -842,7 +857,8 @@ fn compare(want: &[Key], mut have: Vec<Key>, exec_any_file: bool) {
 const TRACED: &str = "openat,open,creat,read,readv,pread64,preadv,preadv2,write,writev,\
 pwrite64,pwritev,pwritev2,close,lseek,dup,dup2,dup3,fcntl,chdir,fchdir,sendfile,ftruncate,\
 truncate,rename,renameat,renameat2,link,linkat,symlink,symlinkat,unlink,unlinkat,mkdir,\
-mkdirat,rmdir,chmod,fchmod,fchmodat,chown,fchown,lchown,fchownat,utimensat,mmap,socket,\
+mkdirat,mknod,mknodat,readlink,readlinkat,rmdir,chmod,fchmod,fchmodat,chown,fchown,lchown,\
+fchownat,utimensat,mmap,socket,\
 connect,sendto,recvfrom,sendmsg,recvmsg,execve,clone,clone3,fork,vfork";
 
 /// Runs `script` in a VE of `app` under strace (in namespace `ns`, with the store's bridge in
@@ -985,7 +1001,9 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
                   md5sum /etc/passwd > /dev/null; cat /etc/group > /dev/null; \
                   echo one > /tmp/f; echo two >> /tmp/f; echo three >> /tmp/f; cat /tmp/f > /data/copy; \
                   echo hello | nc 10.78.0.1 9000 > /data/reply; \
-                  sh -c 'exec cat /data/reply' > /dev/null";
+                  sh -c 'exec cat /data/reply' > /dev/null; \
+                  ln -s /data/copy /data/lnk; readlink /data/lnk > /dev/null; \
+                  readlink /data/copy; mkfifo /data/fifo";
     let (ats, calls, _, outside) = traced_run(&env, &ns, "gt", 2, script);
     assert!(server.wait_with_output().unwrap().status.success());
     let data = env.home().join("persist/gt/data");
@@ -1041,6 +1059,14 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
     );
     assert!(want.iter().any(|w| w.1 == "exec"), "{want:#?}");
     assert!(want.iter().any(|w| w.1 == "exit"), "{want:#?}");
+    // A link made and read (its content, "/data/copy"), a readlink of a file that is no link
+    // (failed: left out), a FIFO made by mknod.
+    assert!(has("symlink", "file:/data/lnk", None, 0), "{want:#?}");
+    assert!(has("read", "file:/data/lnk", Some(0), 10), "{want:#?}");
+    assert!(!want
+        .iter()
+        .any(|w| w.1 == "read" && w.2 == "file:/data/copy" && w.4 < 0));
+    assert!(has("mknod", "file:/data/fifo", None, 0), "{want:#?}");
     // Template opens, reads and closes are absent from the journal, and counted.
     assert!(left_out >= 2, "{calls:#?}");
     assert!(!ats.iter().any(|a| a["op"]
@@ -1049,7 +1075,7 @@ fn root_every_interaction_strace_sees_is_one_transaction() {
         && a["src"].as_str().unwrap().starts_with("file:/etc/")));
     let st = env.json(&["stats", "--ve", "2", "--json"]);
     let dropped = st["ves"][0]["dropped_by_name"].clone();
-    let n: u64 = ["read", "sendfile", "openat", "open", "close"]
+    let n: u64 = ["read", "sendfile", "openat", "open", "close", "readlink"]
         .iter()
         .map(|c| dropped[c].as_u64().unwrap_or(0))
         .sum();

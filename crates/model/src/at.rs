@@ -182,6 +182,8 @@ pub enum Op {
     GetXattr = 26,
     /// Set a file's timestamps (memory → file).
     Utime = 27,
+    /// Made a file by mknod (a FIFO, a regular file, a socket or device node): a creation.
+    Mknod = 28,
 }
 
 impl Op {
@@ -215,10 +217,11 @@ impl Op {
             Op::SetXattr => "setxattr",
             Op::GetXattr => "getxattr",
             Op::Utime => "utime",
+            Op::Mknod => "mknod",
         }
     }
 
-    const ALL: [Op; 28] = [
+    const ALL: [Op; 29] = [
         Op::Open,
         Op::Read,
         Op::Write,
@@ -247,6 +250,7 @@ impl Op {
         Op::SetXattr,
         Op::GetXattr,
         Op::Utime,
+        Op::Mknod,
     ];
 
     /// The operation named `name` (as [`Op::name`] prints it).

@@ -52,7 +52,8 @@ pub enum Sem {
     Close,
     /// Changes a file named by the record's path (or by the fd in args[0] when there is none).
     /// With a second path (rename, link): from the first to the second; symlink: the second
-    /// (the link) is the variable, the first (the target) is its content.
+    /// (the link) is the variable, the first (the target) is its content. `Read`, `GetXattr`:
+    /// the other way, file → memory (readlink reads a link's content).
     Meta(model::at::Op),
     Mmap,
     Socket,
@@ -204,6 +205,22 @@ pub fn table() -> Vec<Sys> {
             [Some(0), None],
         ),
         at(
+            SYS_mknodat,
+            "mknodat",
+            PATH1,
+            Meta(Op::Mknod),
+            [Some(0), None],
+        ),
+        // A symbolic link's content is data a VE wrote (symlink): reading it is a read of the
+        // link (file → memory), like a file's.
+        at(
+            SYS_readlinkat,
+            "readlinkat",
+            PATH1,
+            Meta(Op::Read),
+            [Some(0), None],
+        ),
+        at(
             SYS_renameat,
             "renameat",
             PATH1 | PATHB3,
@@ -325,6 +342,8 @@ pub fn table() -> Vec<Sys> {
         sys(SYS_creat, "creat", PATH0 | NEWFD, Open),
         sys(SYS_unlink, "unlink", PATH0, Meta(Op::Unlink)),
         sys(SYS_mkdir, "mkdir", PATH0, Meta(Op::Mkdir)),
+        sys(SYS_mknod, "mknod", PATH0, Meta(Op::Mknod)),
+        sys(SYS_readlink, "readlink", PATH0, Meta(Op::Read)),
         sys(SYS_rmdir, "rmdir", PATH0, Meta(Op::Rmdir)),
         sys(SYS_rename, "rename", PATH0 | PATHB1, Meta(Op::Rename)),
         sys(SYS_link, "link", PATH0 | PATHB1, Meta(Op::Link)),

@@ -1346,19 +1346,24 @@ impl Translator {
                             return;
                         }
                     }
-                    // Reading the attributes of a file of the VE's own file system (its
-                    // layers or its dirties) moves nothing across.
-                    if op == Op::GetXattr
-                        && first
+                    // Reading the attributes or a link's content of a file of the VE's own
+                    // file system (its layers or its dirties) moves nothing across; a
+                    // readlink that failed (not a link, no such name) says no more than a
+                    // stat, which is not recorded either.
+                    if matches!(op, Op::GetXattr | Op::Read)
+                        && (first
                             .as_ref()
                             .is_some_and(|p| self.in_own_fs(e.cgroup_id, p))
+                            || op == Op::Read && e.ret < 0 && e.rule == 0)
                     {
                         self.count_dropped(e);
                         return;
                     }
                     let (ve, t) = (at.ve, at.time_ns);
-                    // The file the call acts on, when the translator saw it get its name.
-                    let known = first.as_ref().and_then(|p| self.named(e, ve, p));
+                    // The file the call acts on, when the translator saw it get its name
+                    // (a symlink's is the link, its second path: the first is its content).
+                    let acted_on = if op == Op::Symlink { &second } else { &first };
+                    let known = acted_on.as_ref().and_then(|p| self.named(e, ve, p));
                     match (op, first, second, known) {
                         // A rename or link changes the file's names, not the file.
                         (Op::Rename | Op::Link, Some(from), Some(to), Some(var)) => {
@@ -1391,8 +1396,11 @@ impl Translator {
                         (_, first, _, None) => at.dst = self.file_var(None, first, out),
                     }
                 }
-                if op == Op::GetXattr {
+                if matches!(op, Op::GetXattr | Op::Read) {
                     (at.src, at.dst) = (at.dst, at.src);
+                }
+                if op == Op::Read {
+                    at.len = e.ret.max(0) as u64; // the bytes of the link's content read
                 }
                 if op == Op::Truncate {
                     at.off = e.args[1]; // the new size
@@ -2852,6 +2860,53 @@ mod tests {
             ]
         );
         assert_eq!(t.dropped_calls(55), [(libc::SYS_getxattr as u32, 1)]);
+    }
+
+    #[test]
+    fn a_links_content_is_written_by_symlink_and_read_by_readlink() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".into()]);
+        let mut out = vec![];
+        // /data/f: a file the translator knows by its name.
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.data = b"/data/f\0".to_vec();
+        open.file = Some((1, 2, 3));
+        t.push(&open, &mut out);
+        // symlink("/data/f", "/data/l"): the link is written, not the file it names.
+        let mut link = ev(Kind::Syscall, libc::SYS_symlink as u32, 0);
+        (link.data, link.data2) = (b"/data/f\0".to_vec(), b"/data/l\0".to_vec());
+        t.push(&link, &mut out);
+        let readlink = |path: &[u8], ret: i64| {
+            let mut c = ev(Kind::Syscall, libc::SYS_readlink as u32, ret);
+            c.data = path.to_vec();
+            c
+        };
+        t.push(&readlink(b"/data/l\0", 7), &mut out);
+        // Not a link (EINVAL): no more than a stat says. A link of the VE's own files: inside.
+        t.push(&readlink(b"/data/f\0", -22), &mut out);
+        t.push(&readlink(b"/proc/self/exe\0", 12), &mut out);
+        // mknod: a creation, memory → the new file.
+        let mut mknod = ev(Kind::Syscall, libc::SYS_mknod as u32, 0);
+        mknod.data = b"/data/fifo\0".to_vec();
+        t.push(&mknod, &mut out);
+        let a = ats(&out);
+        let (file, link) = (a[0].src, a[1].dst);
+        assert_ne!(file, link);
+        assert_eq!(
+            a.iter()
+                .map(|a| (a.op, a.src, a.dst, a.len))
+                .collect::<Vec<_>>()[..3],
+            [
+                (Op::Open, file, 1, 0),
+                (Op::Symlink, 1, link, 0),
+                (Op::Read, link, 1, 7)
+            ]
+        );
+        assert_eq!((a[3].op, a[3].src), (Op::Mknod, 1));
+        assert!(![0, 1, file, link].contains(&a[3].dst));
+        assert_eq!(a.len(), 4);
+        assert_eq!(t.dropped_calls(55), [(libc::SYS_readlink as u32, 2)]);
     }
 
     #[test]

@@ -27,6 +27,7 @@
  *                              the same with sendmmsg (one datagram per call)
  *   tcp-sendfile HOST PORT FILE
  *                              connect to HOST:PORT, send FILE's bytes with sendfile
+ *   mknod-reg FILE             make FILE, a regular file, with mknod
  *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
@@ -58,6 +59,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -387,6 +389,9 @@ int main(int argc, char **argv)
 		int o = open(argv[2], O_CREAT | O_TRUNC | O_WRONLY, 0644);
 		if (o < 0 || write(o, buf, n) != n)
 			die("write");
+	} else if (argc == 3 && !strcmp(argv[1], "mknod-reg")) {
+		if (mknod(argv[2], S_IFREG | 0644, 0))
+			die("mknod");
 	} else if (argc == 3 && !strcmp(argv[1], "openat2-trunc")) {
 		struct open_how how = { .flags = O_WRONLY | O_TRUNC };
 		int fd = syscall(SYS_openat2, AT_FDCWD, argv[2], &how, sizeof(how));
