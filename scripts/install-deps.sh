@@ -9,7 +9,9 @@ set -euo pipefail
 # chromium-headless-shell: a real browser opens the pages jcs report writes.
 # clickhouse-server: jcs collect --to clickhouse:// is tested against a real server (Debian's
 # 18.16, through its HTTP interface: the newest ClickHouse any of this machine's registries has).
-pkgs=(busybox-static iproute2 nftables debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3 python3-jsonschema chromium-headless-shell clickhouse-server)
+# xfsprogs: a test makes a small XFS (reflink: FICLONE copies a file's data with no read or
+# write) to show that a VE cannot clone files.
+pkgs=(busybox-static iproute2 nftables debootstrap ca-certificates clang libelf-dev zlib1g-dev pkg-config make strace python3 python3-jsonschema chromium-headless-shell clickhouse-server xfsprogs)
 if [ "${1:-}" = "--all" ]; then
   # VE start peers (podman is optional: bench/ve-start.sh uses it when installed); per-call cost peers (auditd, bpftrace); nginx under wrk; gcc for the loops;
   # the paper benchmark's clients (curl, ssh) and pgrep.

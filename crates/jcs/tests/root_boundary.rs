@@ -239,6 +239,97 @@ fn root_a_symbolic_links_content_carries_one_ves_data_to_another() {
     env.assert_clean();
 }
 
+/// An XFS file system (it has reflinks) mounted at `dir` while it lives.
+struct Xfs {
+    dir: PathBuf,
+}
+
+impl Xfs {
+    fn mount(image: &std::path::Path, dir: &std::path::Path) -> Xfs {
+        let run = |cmd: &str, args: &[&str]| {
+            let o = std::process::Command::new(cmd)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{cmd}: {e} (scripts/install-deps.sh installs xfsprogs)")
+                });
+            assert!(
+                o.status.success(),
+                "{cmd} {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        std::fs::File::create(image)
+            .unwrap()
+            .set_len(320 << 20)
+            .unwrap();
+        run(
+            "mkfs.xfs",
+            &["-q", "-m", "reflink=1", image.to_str().unwrap()],
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        run(
+            "mount",
+            &["-o", "loop", image.to_str().unwrap(), dir.to_str().unwrap()],
+        );
+        Xfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// A reflink copy moves a file's data into another with no read and no write the monitor
+/// could see (FICLONE, FICLONERANGE; FIDEDUPERANGE compares two files' bytes). Persistent
+/// storage on XFS: on the host the clone works (the control); in a VE all three fail with
+/// EOPNOTSUPP, as on a file system without reflinks, so data moves only by calls that are
+/// recorded.
+#[test]
+fn root_a_ve_cannot_clone_a_files_data_into_another() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let xfs = Xfs::mount(&env.home().join("xfs.img"), &data(&env));
+    let probe = common::static_helper(&env, "boundary");
+    std::fs::write(data(&env).join("secret"), "clone-secret\n".repeat(400)).unwrap();
+    let host = std::process::Command::new(&probe)
+        .arg("clone")
+        .arg(data(&env).join("secret"))
+        .arg(data(&env).join("host-copy"))
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "{host:?}");
+    assert_eq!(
+        std::fs::read(data(&env).join("host-copy")).unwrap(),
+        std::fs::read(data(&env).join("secret")).unwrap(),
+        "the control: on the host, the clone copies the file"
+    );
+    for how in ["clone", "clone-range", "dedupe"] {
+        let o = env.jcs(&[
+            "run",
+            "web",
+            "--",
+            "/data/boundary",
+            how,
+            "/data/secret",
+            "/data/copy",
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{how}: {o:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "Operation not supported",
+            "{how}"
+        );
+    }
+    assert_eq!(std::fs::read(data(&env).join("copy")).unwrap(), b"");
+    drop(xfs);
+    env.assert_clean();
+}
+
 /// Files made by mknod (a FIFO, a regular file) in persistent storage are creations like an
 /// open with O_CREAT: recorded, by name; a device node the VE may not make is a failed one.
 #[test]

@@ -103,6 +103,18 @@ pub const DENIED: &[(&str, i64)] = &[
 /// (a command into the caller's shell), TIOCLINUX reaches the console's selection.
 pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", 0x5412), ("TIOCLINUX", 0x541C)];
 
+/// File ioctls that move data between files without a read or a write: FICLONE and
+/// FICLONERANGE share one file's blocks with another (a reflink copy: on XFS, btrfs, and an
+/// overlay over them), FIDEDUPERANGE compares two files' bytes (an oracle for the contents of a
+/// file the VE could only open) and shares them. The monitor would see neither data move; they
+/// fail with EOPNOTSUPP, as on a file system without them (ext4), and programs copy with
+/// copy_file_range or read and write instead (cp --reflink=auto does), which are recorded.
+pub const UNSUPPORTED_IOCTLS: &[(&str, u64)] = &[
+    ("FICLONE", 0x4004_9409),
+    ("FICLONERANGE", 0x4020_940d),
+    ("FIDEDUPERANGE", 0xc018_9436),
+];
+
 /// Socket families (and netlink protocols) a VE may not open: packet sockets (raw frames,
 /// sniffing and spoofing on the link) and the audit netlink (the host's audit log). Refused
 /// with EAFNOSUPPORT, as by a kernel built without them: programs that probe for audit
@@ -136,9 +148,12 @@ fn arch() -> Result<TargetArch, SeccompError> {
 struct Rules {
     /// Calls that always fail with EPERM ([`DENIED`]).
     eperm: Vec<u32>,
-    /// Calls that fail with EPERM when their arguments match (clone with a namespace flag,
-    /// a terminal ioctl, a personality not on the list).
+    /// Calls that fail with EPERM when their arguments match (clone with a namespace flag, a
+    /// personality not on the list).
     eperm_if: BTreeMap<i64, Vec<SeccompRule>>,
+    /// ioctl requests that fail, with their errno ([`DENIED_IOCTLS`]: EPERM,
+    /// [`UNSUPPORTED_IOCTLS`]: EOPNOTSUPP).
+    ioctls: Vec<(u32, i32)>,
     /// Calls that always fail with ENOSYS (clone3).
     enosys: Vec<u32>,
     /// Calls that fail with EAFNOSUPPORT when their arguments match (packet and audit
@@ -154,10 +169,6 @@ impl Rules {
         let clone = CLONE_NS_FLAGS
             .iter()
             .map(|f| Ok(SeccompRule::new(vec![cond(0, Qword, MaskedEq(*f), *f)?])?))
-            .collect::<Result<Vec<_>, SeccompError>>()?;
-        let ioctl = DENIED_IOCTLS
-            .iter()
-            .map(|(_, req)| Ok(SeccompRule::new(vec![cond(1, Dword, Eq, *req)?])?))
             .collect::<Result<Vec<_>, SeccompError>>()?;
         let personality = vec![SeccompRule::new(
             PERSONALITIES
@@ -176,11 +187,20 @@ impl Rules {
             eperm: DENIED.iter().map(|(_, nr)| *nr as u32).collect(),
             eperm_if: [
                 (libc::SYS_clone, clone),
-                (libc::SYS_ioctl, ioctl),
                 (libc::SYS_personality, personality),
             ]
             .into_iter()
             .collect(),
+            // (The kernel takes an ioctl's request as 32 bits: the upper half is not compared.)
+            ioctls: DENIED_IOCTLS
+                .iter()
+                .map(|(_, r)| (*r as u32, libc::EPERM))
+                .chain(
+                    UNSUPPORTED_IOCTLS
+                        .iter()
+                        .map(|(_, r)| (*r as u32, libc::EOPNOTSUPP)),
+                )
+                .collect(),
             enosys: vec![libc::SYS_clone3 as u32],
             eafnosupport_if: [(libc::SYS_socket, socket)].into_iter().collect(),
         })
@@ -230,6 +250,7 @@ fn one_filter(rules: Rules, arch: TargetArch) -> Result<BpfProgram, SeccompError
     let Rules {
         eperm,
         eperm_if,
+        ioctls,
         enosys,
         eafnosupport_if,
     } = rules;
@@ -243,9 +264,11 @@ fn one_filter(rules: Rules, arch: TargetArch) -> Result<BpfProgram, SeccompError
         Eperm,
         EpermRow,
         EafnoRow,
+        Ioctl,
     }
     let mut leaves: Vec<(u32, To)> = eperm.iter().map(|&n| (n, To::Eperm)).collect();
     leaves.extend(enosys.iter().map(|&n| (n, To::Enosys)));
+    leaves.push((libc::SYS_ioctl as u32, To::Ioctl));
     leaves.extend(eperm_if.keys().map(|&n| (n as u32, To::EpermRow)));
     leaves.extend(eafnosupport_if.keys().map(|&n| (n as u32, To::EafnoRow)));
     leaves.sort_unstable_by_key(|l| l.0);
@@ -285,9 +308,32 @@ fn one_filter(rules: Rules, arch: TargetArch) -> Result<BpfProgram, SeccompError
         build(&leaves[mid..], tree);
     }
     build(&leaves, &mut tree);
-    // Then: allow; ENOSYS; EPERM; the two rows (each from its load of the number on).
+    // ioctl's requests: load the request (the low half of the second argument), compare it
+    // with each listed one (a match jumps to its errno's return), else allow.
+    let mut errnos: Vec<i32> = ioctls.iter().map(|i| i.1).collect();
+    errnos.sort_unstable();
+    errnos.dedup();
+    let arg1_low = if cfg!(target_endian = "little") {
+        24
+    } else {
+        28
+    };
+    let mut ioctl = vec![ins(LD_W_ABS, 0, 0, arg1_low)];
+    for (i, &(req, e)) in ioctls.iter().enumerate() {
+        // After this instruction: the rest of the comparisons, the allow, then the returns.
+        let to_ret = ioctls.len() - i - 1 + 1 + errnos.iter().position(|&x| x == e).unwrap_or(0);
+        let jt = u8::try_from(to_ret)
+            .map_err(|_| SeccompError::Compile("too many ioctl rules".into()))?;
+        ioctl.push(ins(JEQ_K, jt, 0, req));
+    }
+    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
+    ioctl.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    ioctl.extend(errnos.iter().map(|&e| ins(RET_K, 0, 0, errno(e))));
+    // Then: allow; ENOSYS; EPERM; ioctl's block; the two rows (each from its load of the
+    // number on).
     let allow = tree.len();
-    let (enosys_at, eperm_at, eperm_row_at) = (allow + 1, allow + 2, allow + 3);
+    let (enosys_at, eperm_at, ioctl_at) = (allow + 1, allow + 2, allow + 3);
+    let eperm_row_at = ioctl_at + ioctl.len();
     let eafno_row_at = eperm_row_at + eperm_row.len() - 3;
     let mut out: BpfProgram = eperm_row[..4].to_vec();
     for (i, &(code, k, jt, jf)) in tree.iter().enumerate() {
@@ -300,16 +346,17 @@ fn one_filter(rules: Rules, arch: TargetArch) -> Result<BpfProgram, SeccompError
                 To::Eperm => eperm_at,
                 To::EpermRow => eperm_row_at,
                 To::EafnoRow => eafno_row_at,
+                To::Ioctl => ioctl_at,
             };
             u8::try_from(target - (i + 1))
                 .map_err(|_| SeccompError::Compile("a jump of the search is too long".into()))
         };
         out.push(ins(code, off(jt)?, off(jf)?, k));
     }
-    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | e as u32;
     out.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
     out.push(ins(RET_K, 0, 0, errno(libc::ENOSYS)));
     out.push(ins(RET_K, 0, 0, errno(libc::EPERM)));
+    out.extend_from_slice(&ioctl);
     out.extend_from_slice(&eperm_row[3..]);
     out.extend_from_slice(&eafno_row[3..]);
     Ok(out)
@@ -373,16 +420,30 @@ mod tests {
     /// The filters as seccompiler alone made them (until 2026-12-05): one per errno, each a
     /// row of comparisons. The kernel ran all three; their calls are disjoint, so the verdict
     /// was the one that was not "allow".
+    /// And since FICLONE and its kin were refused, a fourth row for them (EOPNOTSUPP).
     fn three_filters() -> Vec<BpfProgram> {
         let r = Rules::new().unwrap();
         let arch = arch().unwrap();
+        let ioctl = |list: &[(&str, u64)]| {
+            let rules = list
+                .iter()
+                .map(|(_, req)| {
+                    let c =
+                        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *req);
+                    SeccompRule::new(vec![c.unwrap()]).unwrap()
+                })
+                .collect();
+            [(libc::SYS_ioctl, rules)].into_iter().collect()
+        };
         let mut eperm = r.eperm_if;
+        eperm.extend(ioctl(DENIED_IOCTLS));
         eperm.extend(r.eperm.iter().map(|&n| (i64::from(n), vec![])));
         let enosys = r.enosys.iter().map(|&n| (i64::from(n), vec![])).collect();
         vec![
             row(eperm, libc::EPERM, arch).unwrap(),
             row(enosys, libc::ENOSYS, arch).unwrap(),
             row(r.eafnosupport_if, libc::EAFNOSUPPORT, arch).unwrap(),
+            row(ioctl(UNSUPPORTED_IOCTLS), libc::EOPNOTSUPP, arch).unwrap(),
         ]
     }
 
@@ -410,9 +471,11 @@ mod tests {
             argsets.push([*f | libc::SIGCHLD as u64, 0, 0, 0, 0, 0]);
         }
         argsets.push([libc::SIGCHLD as u64 | libc::CLONE_VM as u64, 0, 0, 0, 0, 0]);
-        for (_, req) in DENIED_IOCTLS {
+        for (_, req) in DENIED_IOCTLS.iter().chain(UNSUPPORTED_IOCTLS) {
             argsets.push([1, *req, 0, 0, 0, 0]);
             argsets.push([1, *req + 1, 0, 0, 0, 0]);
+            // The upper half of the request is not the kernel's.
+            argsets.push([1, *req | 0xffff_ffff_0000_0000, 0, 0, 0, 0]);
         }
         for p in PERSONALITIES {
             argsets.push([*p, 0, 0, 0, 0, 0]);
@@ -445,6 +508,7 @@ mod tests {
             errno(libc::EPERM),
             errno(libc::ENOSYS),
             errno(libc::EAFNOSUPPORT),
+            errno(libc::EOPNOTSUPP),
         ];
         assert_eq!(verdicts, want.into_iter().collect(), "{verdicts:x?}");
         let getppid = libc::SYS_getppid as u32;

@@ -28,6 +28,9 @@
  *   tcp-sendfile HOST PORT FILE
  *                              connect to HOST:PORT, send FILE's bytes with sendfile
  *   mknod-reg FILE             make FILE, a regular file, with mknod
+ *   clone SRC DST              ioctl FICLONE: DST shares SRC's data (a reflink copy); on failure
+ *                              print the error and exit 3. clone-range: FICLONERANGE (all of
+ *                              SRC); dedupe: FIDEDUPERANGE of SRC's first 4 KiB into DST
  *   flood SECONDS FILE         pwrite one byte to FILE as fast as it can for SECONDS
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
@@ -52,7 +55,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
@@ -389,6 +394,29 @@ int main(int argc, char **argv)
 		int o = open(argv[2], O_CREAT | O_TRUNC | O_WRONLY, 0644);
 		if (o < 0 || write(o, buf, n) != n)
 			die("write");
+	} else if (argc == 4 && (!strcmp(argv[1], "clone") || !strcmp(argv[1], "clone-range") ||
+				 !strcmp(argv[1], "dedupe"))) {
+		int in = open(argv[2], O_RDONLY);
+		int out = open(argv[3], O_RDWR | O_CREAT, 0644);
+		if (in < 0 || out < 0)
+			die("open");
+		int r;
+		if (!strcmp(argv[1], "clone")) {
+			r = ioctl(out, FICLONE, in);
+		} else if (!strcmp(argv[1], "clone-range")) {
+			struct file_clone_range fcr = { .src_fd = in };
+			r = ioctl(out, FICLONERANGE, &fcr);
+		} else {
+			struct file_dedupe_range *d = calloc(1, sizeof(*d) + sizeof(d->info[0]));
+			d->src_length = 4096;
+			d->dest_count = 1;
+			d->info[0].dest_fd = out;
+			r = ioctl(in, FIDEDUPERANGE, d);
+		}
+		if (r) {
+			printf("%s\n", strerror(errno));
+			return 3;
+		}
 	} else if (argc == 3 && !strcmp(argv[1], "mknod-reg")) {
 		if (mknod(argv[2], S_IFREG | 0644, 0))
 			die("mknod");
