@@ -45,11 +45,34 @@ pub struct Flow {
     pub at: usize,
 }
 
+/// Whether a committed transaction of operation `op` (with both ends, and bytes where it
+/// counts them) moves data: the operations [`flows`] takes.
+pub fn moves_data(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Read
+            | Op::Recv
+            | Op::Write
+            | Op::Send
+            | Op::Mmap
+            | Op::Exec
+            | Op::Truncate
+            | Op::Symlink
+            | Op::Rename
+            | Op::Link
+            | Op::SetXattr
+            | Op::GetXattr
+            | Op::Utime
+    )
+}
+
 /// The flows among `ats` (in their order), given which variables are files (they have bytes).
 pub fn flows(ats: &[At], is_file: impl Fn(VarId) -> bool) -> Vec<Flow> {
     ats.iter()
         .enumerate()
-        .filter(|(_, a)| a.src != 0 && a.dst != 0 && a.status == model::at::Status::Committed)
+        .filter(|(_, a)| {
+            a.src != 0 && a.dst != 0 && a.status == model::at::Status::Committed && moves_data(a.op)
+        })
         .filter_map(|(i, a)| {
             let bytes = (a.off, a.off.saturating_add(a.len));
             let (src_range, dst_range) = match a.op {
@@ -59,15 +82,8 @@ pub fn flows(ats: &[At], is_file: impl Fn(VarId) -> bool) -> Vec<Flow> {
                     is_file(a.src).then_some(bytes),
                     is_file(a.dst).then_some(bytes),
                 ),
-                Op::Exec
-                | Op::Truncate
-                | Op::Symlink
-                | Op::Rename
-                | Op::Link
-                | Op::SetXattr
-                | Op::GetXattr
-                | Op::Utime => (None, None),
-                _ => return None,
+                // Exec, truncate, symlink, rename, link, xattrs, times: the whole file.
+                _ => (None, None),
             };
             // A zero-byte read or write moves nothing.
             if matches!(a.op, Op::Read | Op::Recv | Op::Write | Op::Send | Op::Mmap) && a.len == 0 {

@@ -370,6 +370,106 @@ fn root_a_shared_mapping_links_memory_and_file_while_it_lasts() {
     env.assert_clean();
 }
 
+/// Runs `args` in a VE in the background; waits until `ready` (in /data) exists.
+fn spawn_until(env: &Env, args: &[&str], ready: &str) -> std::process::Child {
+    let c = env
+        .cmd(&[&["run", "web", "--"], args].concat())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(20, || data(env).join(ready).exists()),
+        "{args:?} did not get ready"
+    );
+    c
+}
+
+/// A mapping is a channel for as long as it lasts, not only at its ends. VE 2 maps /data/m
+/// (private, read-only) and waits; VE 3 maps it shared and writable, reads a secret and stores
+/// it in the mapping — no system call writes the file — and stays; VE 2 sees the secret in its
+/// mapping and writes it out; VE 4 reads /data/m with read() while VE 3's mapping lasts.
+#[test]
+fn root_a_live_shared_mapping_carries_data_while_it_lasts() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo live-secret > /data/secret; head -c 4096 /dev/zero > /data/m"); // VE 1
+    let watcher = spawn_until(
+        &env,
+        &[
+            "/data/boundary",
+            "map-read-wait",
+            "/data/m",
+            "/data/out",
+            "/data/ready2",
+        ],
+        "ready2",
+    ); // VE 2
+    let holder = spawn_until(
+        &env,
+        &[
+            "/data/boundary",
+            "map-write-hold",
+            "/data/m",
+            "/data/secret",
+            "/data/ready3",
+            "/data/done",
+        ],
+        "ready3",
+    ); // VE 3
+    let o = watcher.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    env.sh_ok("head -c 12 /data/m > /data/got; touch /data/done"); // VE 4
+    assert!(holder.wait_with_output().unwrap().status.success());
+    for out in ["out", "got"] {
+        assert_eq!(
+            std::fs::read_to_string(data(&env).join(out)).unwrap(),
+            "live-secret\n",
+            "the bytes crossed into {out}"
+        );
+        let back = env.reached(&["back", &format!("persist:web:/data/{out}")]);
+        assert!(back.contains(&"ve:3".to_string()), "{out}: {back:?}");
+        assert!(
+            back.contains(&"file:/data/secret".to_string()),
+            "{out}: {back:?}"
+        );
+    }
+    env.assert_clean();
+}
+
+/// A mapping made before another VE writes the file sees the write (even a private one, for
+/// pages it did not change): VE 2 maps /data/m and waits, VE 3 writes a secret into /data/m
+/// with write(), VE 2 finds it in its mapping and writes it out.
+#[test]
+fn root_a_mapping_made_before_a_write_sees_it() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo seen-secret > /data/secret; head -c 4096 /dev/zero > /data/m"); // VE 1
+    let watcher = spawn_until(
+        &env,
+        &[
+            "/data/boundary",
+            "map-read-wait",
+            "/data/m",
+            "/data/out",
+            "/data/ready",
+        ],
+        "ready",
+    ); // VE 2
+    env.sh_ok("dd if=/data/secret of=/data/m conv=notrunc 2>/dev/null"); // VE 3
+    let o = watcher.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(data(&env).join("out")).unwrap(),
+        "seen-secret\n"
+    );
+    let back = env.reached(&["back", "persist:web:/data/out"]);
+    assert!(back.contains(&"ve:3".to_string()), "{back:?}");
+    assert!(back.contains(&"file:/data/secret".to_string()), "{back:?}");
+    env.assert_clean();
+}
+
 /// Two VEs on the bridge of `cidr` (app `srv` is VE 1 at .2, app `cli` VE 2): runs `server`
 /// in the background until it is ready, then `client`; returns when both ended.
 fn two_bridge_ves(env: &Env, cidr: &str, server: &[&str], client: &[&str]) {

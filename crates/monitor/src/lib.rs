@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod loader;
+pub mod mappings;
 mod syscall_names;
 pub mod syscalls;
 pub mod translate;

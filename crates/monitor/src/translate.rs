@@ -122,6 +122,9 @@ pub struct Translator {
     /// pid → its writable shared file mappings (variable, offset, length): memory and file
     /// are linked both ways while one lasts, so its end (munmap, exec, exit) is recorded too.
     maps: HashMap<u32, Vec<(VarId, u64, u64)>>,
+    /// Every live mapping of a file outside the VEs' own file systems: the flows it carries
+    /// while it lasts, between VEs ([`crate::mappings`]).
+    mapped: crate::mappings::Mappings,
     /// pid → working directory, when not `/`.
     cwd: HashMap<u32, Vec<u8>>,
     /// cgroup id → the directories where the VE's file system reaches outside it (its
@@ -289,6 +292,7 @@ impl Translator {
             fds: HashMap::default(),
             cwd: HashMap::default(),
             maps: HashMap::default(),
+            mapped: Default::default(),
             udp: HashMap::default(),
             outside: HashMap::default(),
             policies: HashMap::default(),
@@ -647,6 +651,8 @@ impl Translator {
         self.policies.remove(&cgroup_id);
         if let Some(w) = self.watched.remove(&cgroup_id) {
             self.names.remove(&w.ve);
+            // (Its processes' exits ended their mappings, unless the exits were lost.)
+            self.mapped.forget_ve(w.ve);
         }
         self.outside.remove(&cgroup_id);
         self.store_names.remove(&cgroup_id);
@@ -871,7 +877,8 @@ impl Translator {
         (t as i64).wrapping_add(self.clock_offset_ns) as u64
     }
 
-    /// The end of process `pid`'s writable shared mappings (exit, exec): both ways, now.
+    /// The end of process `pid`'s writable shared mappings (exit, exec): both ways, now; and
+    /// of all its mappings as channels between VEs.
     fn end_mappings(&mut self, pid: u32, mem: VarId, at: At, out: &mut Vec<Output>) {
         for (var, off, len) in self.maps.remove(&pid).unwrap_or_default() {
             let m = At {
@@ -901,6 +908,7 @@ impl Translator {
                 out,
             );
         }
+        self.mapped.end(pid);
     }
 
     /// A mapping's link between memory and file: a transaction, or — a file of the VE's
@@ -914,7 +922,19 @@ impl Translator {
             }
             return;
         }
+        self.emit(at, out);
+    }
+
+    /// Emits a transaction, with the flows live mappings of other VEs carry around it.
+    fn emit(&mut self, at: At, out: &mut Vec<Output>) {
+        if self.mapped.is_empty() {
+            out.push(Output::At(at));
+            return;
+        }
+        let (before, after) = self.mapped.around(&at);
+        out.extend(before.into_iter().map(Output::At));
         out.push(Output::At(at));
+        out.extend(after.into_iter().map(Output::At));
     }
 
     /// The flow an IP socket's call sends on (`recv`: receives from) when the kernel gave both
@@ -1282,7 +1302,7 @@ impl Translator {
                     r.op = if sock { Op::Recv } else { Op::Read };
                     (r.src, r.dst, r.len) = (var, mem, len);
                     r.off = if sock { 0 } else { input.2.unwrap_or(0) as u64 };
-                    out.push(Output::At(r));
+                    self.emit(r, out);
                 }
                 if e.flags & flag::NO_OUT == 0 {
                     let flow = if flow_side_is_output {
@@ -1306,7 +1326,7 @@ impl Translator {
                         if !sock && !self.changes.is_empty() {
                             self.note_change(e, &sys, &w, output.1);
                         }
-                        out.push(Output::At(w));
+                        self.emit(w, out);
                     }
                 }
                 return;
@@ -1431,6 +1451,22 @@ impl Translator {
                 if own && e.ret >= 0 && e.rule == 0 && var != 0 {
                     self.own_maps.insert(var);
                 }
+                if !own && e.ret >= 0 && e.rule == 0 && var != 0 {
+                    // (Its own transaction gets no link from it: the mapper's memory is one
+                    // end of it.)
+                    self.mapped.add(
+                        var,
+                        crate::mappings::Mapper {
+                            pid: e.pid,
+                            ve: at.ve,
+                            mem,
+                            off: at.off,
+                            len: at.len,
+                            writable: shared_write,
+                            count: 1,
+                        },
+                    );
+                }
                 if shared_write && e.ret >= 0 && var != 0 {
                     // Both ways: the VE reads the file through it too.
                     self.mapping(
@@ -1454,6 +1490,7 @@ impl Translator {
                 if let Some(m) = self.maps.get_mut(&e.pid) {
                     m.retain(|(v, o, _)| !(*v == var && *o >= off && *o < off.saturating_add(len)));
                 }
+                self.mapped.unmap(e.pid, var);
                 at.op = Op::Mmap;
                 (at.src, at.dst, at.off, at.len) = (var, mem, off, len);
                 self.mapping(at, mem, out);
@@ -1471,6 +1508,7 @@ impl Translator {
                         *len = (*len).max(new_len);
                     }
                 }
+                self.mapped.grow(e.pid, var, off, new_len);
                 at.op = Op::Mmap;
                 (at.off, at.len) = (off + old_len, new_len - old_len);
                 (at.src, at.dst) = (var, mem);
@@ -1595,7 +1633,7 @@ impl Translator {
             self.count_dropped(e);
             return;
         }
-        out.push(Output::At(at));
+        self.emit(at, out);
     }
 
     /// Translates one record. Records of cgroups that are not watched produce nothing.
@@ -1677,6 +1715,9 @@ impl Translator {
                 if let Some(m) = self.maps.get(&e.pid).cloned() {
                     self.maps.insert(child, m);
                 }
+                if !self.mapped.is_empty() {
+                    self.mapped.fork(e.pid, child);
+                }
                 at.op = Op::Fork;
             }
             Kind::Exit => {
@@ -1729,7 +1770,7 @@ impl Translator {
                 return;
             }
         }
-        out.push(Output::At(at));
+        self.emit(at, out);
     }
 }
 

@@ -35,6 +35,14 @@
  *   quiet N FILE               pwrite N bytes to FILE, one call each, 10 ms apart
  *   xattr-set FILE VALUE       set the extended attribute user.jcs of FILE to VALUE
  *   xattr-get FILE OUT         copy FILE's user.jcs into OUT
+ *   map-write-hold FILE SRC READY DONE
+ *                              map FILE shared and writable, then read SRC and store what it
+ *                              holds into the mapping (no call writes FILE), create READY, wait
+ *                              until DONE exists, exit (the mapping ends with the process)
+ *   map-read-wait FILE OUT READY
+ *                              map FILE private and read-only (its first page read), create
+ *                              READY, wait until the mapping's first byte changes (another
+ *                              process wrote the file), write what it holds into OUT
  *   map-then-copy FILE SRC     map FILE shared and writable, then read SRC and copy what it
  *                              holds into the mapping (after the mmap call)
  *   mremap-copy FILE SRC       map FILE's first page shared and writable, grow the mapping to
@@ -92,6 +100,24 @@ static char *map_shared(const char *file)
 	if (m == MAP_FAILED)
 		die("mmap");
 	return m;
+}
+
+/* Creates FILE (empty). */
+static void touch(const char *file)
+{
+	int fd = open(file, O_CREAT | O_WRONLY, 0644);
+	if (fd < 0)
+		die("touch");
+	close(fd);
+}
+
+/* Waits up to 20 s until FILE exists. */
+static void wait_for_file(const char *file)
+{
+	for (int i = 0; i < 2000 && access(file, F_OK); i++)
+		usleep(10000);
+	if (access(file, F_OK))
+		die("wait");
 }
 
 /* Reads up to SIZE bytes of FILE (at least one) into BUF. */
@@ -351,6 +377,31 @@ int main(int argc, char **argv)
 			die("getxattr");
 		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);
 		if (o < 0 || write(o, v, n) != n)
+			die("write");
+	} else if (argc == 6 && !strcmp(argv[1], "map-write-hold")) {
+		char *m = map_shared(argv[2]);
+		char buf[256] = { 0 };
+		ssize_t n = read_source(argv[3], buf, sizeof(buf));
+		memcpy(m, buf, n);
+		touch(argv[4]);
+		wait_for_file(argv[5]);
+	} else if (argc == 5 && !strcmp(argv[1], "map-read-wait")) {
+		int fd = open(argv[2], O_RDONLY);
+		if (fd < 0)
+			die("open");
+		volatile char *m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED)
+			die("mmap");
+		char first = m[0]; /* the page is in the mapping before anything is written */
+		touch(argv[4]);
+		for (int i = 0; i < 2000 && m[0] == first; i++)
+			usleep(10000);
+		if (m[0] == first)
+			die("nothing came");
+		usleep(10000);
+		int o = open(argv[3], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		size_t n = strnlen((const char *)m, 4096);
+		if (o < 0 || write(o, (const char *)m, n) != (ssize_t)n)
 			die("write");
 	} else if (argc == 4 && !strcmp(argv[1], "map-then-copy")) {
 		char *m = map_shared(argv[2]);
