@@ -70,6 +70,33 @@ fn root_a_pipe_passed_to_another_ve_carries_the_writers_data() {
     env.assert_clean();
 }
 
+/// A file of the VE's own (a memfd, a file of its /dev/shm, of its dirties, one made with
+/// O_TMPFILE) written, then its descriptor passed to another VE, which reads it: the writes
+/// came before the file left the VE, and the reader's data is the writer's.
+#[test]
+fn root_an_own_file_written_then_passed_to_another_ve_carries_the_writers_data() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    for (i, file) in ["memfd", "/dev/shm/x", "/tmp/x"].iter().enumerate() {
+        let got = format!("/data/got{i}");
+        serve_and_send(
+            &env,
+            &["/data/boundary", "pipe-recv", "/dl/sock", &got],
+            &["/data/boundary", "fd-send", "/dl/sock", file, "own-secret"],
+        );
+        assert_eq!(
+            std::fs::read_to_string(data(&env).join(format!("got{i}"))).unwrap(),
+            "own-secret",
+            "{file}: the bytes crossed"
+        );
+        let back = env.reached(&["back", &format!("persist:web:{got}")]);
+        let sender = format!("ve:{}", 2 * i + 2);
+        assert!(back.contains(&sender), "{file}: {back:?}");
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn root_a_fifo_in_persistent_storage_carries_the_writers_data() {
     let Some(env) = Env::new() else { return };

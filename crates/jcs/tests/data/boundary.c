@@ -5,6 +5,8 @@
  *   pipe-recv PATH OUT         accept one connection on PATH, receive a descriptor over it
  *                              (SCM_RIGHTS), copy what can be read from it into OUT
  *   pipe-send PATH TEXT        make a pipe, pass its read end to PATH, then write TEXT into it
+ *   fd-send PATH FILE TEXT     write TEXT into FILE (made anew; "memfd": a memfd), seek back to
+ *                              its start, pass the descriptor to PATH
  *   file-lend PATH FILE OUT    accept one connection on PATH, create FILE, pass its descriptor
  *                              over the connection, wait until the peer closes it, then copy
  *                              what FILE holds into OUT
@@ -227,6 +229,16 @@ int main(int argc, char **argv)
 			die("send");
 	} else if (argc == 4 && !strcmp(argv[1], "pipe-recv")) {
 		copy(recv_fd(listen_unix(argv[2])), argv[3]);
+	} else if (argc == 5 && !strcmp(argv[1], "fd-send")) {
+		int fd = !strcmp(argv[3], "memfd") ? memfd_create("jcs-probe", 0)
+						     : open(argv[3], O_CREAT | O_RDWR | O_TRUNC, 0600);
+		if (fd < 0)
+			die("open");
+		if (write(fd, argv[4], strlen(argv[4])) != (ssize_t)strlen(argv[4]) ||
+		    lseek(fd, 0, SEEK_SET))
+			die("write");
+		send_fd(connect_unix(argv[2]), fd);
+		close(fd);
 	} else if (argc == 4 && !strcmp(argv[1], "pipe-send")) {
 		int p[2];
 		if (pipe(p))
