@@ -926,11 +926,17 @@ impl Translator {
     }
 
     /// Emits a transaction, with the flows live mappings of other VEs carry around it.
+    #[inline]
     fn emit(&mut self, at: At, out: &mut Vec<Output>) {
         if self.mapped.is_empty() {
             out.push(Output::At(at));
-            return;
+        } else {
+            self.emit_mapped(at, out);
         }
+    }
+
+    #[inline(never)]
+    fn emit_mapped(&mut self, at: At, out: &mut Vec<Output>) {
         let (before, after) = self.mapped.around(&at);
         out.extend(before.into_iter().map(Output::At));
         out.push(Output::At(at));
