@@ -39,12 +39,17 @@ pub struct Mapper {
     pub count: u32,
 }
 
-/// The live mappings of files (not of the VEs' own files: those stay inside).
+/// The live mappings of files (not of the VEs' own files: those stay inside). Every operation
+/// costs what the files it touches hold, never a pass over all mappings: a process that maps
+/// thousands of files (a JVM's jars) costs nothing at its other calls.
 #[derive(Debug, Default)]
 pub struct Mappings {
     by_file: HashMap<VarId, Vec<Mapper>>,
-    /// memory → the files its VE maps (with repeats: one per mapping).
-    by_mem: HashMap<VarId, Vec<VarId>>,
+    /// process → the files it maps (a file once per entry it has in `by_file`).
+    by_pid: HashMap<u32, Vec<VarId>>,
+    /// memory → the files it maps that another memory maps shared and writable (the pages
+    /// they share: [`Mappings::around`]'s third case). Only such files are listed.
+    shared: HashMap<VarId, Vec<VarId>>,
 }
 
 impl Mappings {
@@ -68,29 +73,62 @@ impl Mappings {
             return;
         }
         maps.push(Mapper { count: 1, ..m });
-        self.by_mem.entry(m.mem).or_default().push(file);
+        self.by_pid.entry(m.pid).or_default().push(file);
+        self.reshare(file, &[]);
     }
 
-    /// Forgets the mappings `keep` refuses.
-    fn retain(&mut self, mut keep: impl FnMut(VarId, &Mapper) -> bool) {
-        let by_mem = &mut self.by_mem;
-        self.by_file.retain(|&file, v| {
-            v.retain(|m| {
-                let kept = keep(file, m);
-                if !kept {
-                    if let Some(files) = by_mem.get_mut(&m.mem) {
-                        if let Some(i) = files.iter().position(|&f| f == file) {
-                            files.swap_remove(i);
-                        }
-                        if files.is_empty() {
-                            by_mem.remove(&m.mem);
-                        }
-                    }
+    /// Removes the mappings of `file` that `gone` selects; `file` stays listed for their
+    /// processes only as often as they still map it.
+    fn remove(&mut self, file: VarId, gone: impl Fn(&Mapper) -> bool) {
+        let Some(maps) = self.by_file.get_mut(&file) else {
+            return;
+        };
+        let removed: Vec<Mapper> = maps.iter().filter(|m| gone(m)).copied().collect();
+        maps.retain(|m| !gone(m));
+        if maps.is_empty() {
+            self.by_file.remove(&file);
+        }
+        for m in &removed {
+            if let Some(files) = self.by_pid.get_mut(&m.pid) {
+                if let Some(i) = files.iter().position(|&f| f == file) {
+                    files.swap_remove(i);
                 }
-                kept
-            });
-            !v.is_empty()
-        });
+                if files.is_empty() {
+                    self.by_pid.remove(&m.pid);
+                }
+            }
+        }
+        let mems: Vec<VarId> = removed.iter().map(|m| m.mem).collect();
+        self.reshare(file, &mems);
+    }
+
+    /// Brings `shared` up to date for `file`, after a change to its mappers (`left`: memories
+    /// that may no longer map it).
+    fn reshare(&mut self, file: VarId, left: &[VarId]) {
+        let maps = self.by_file.get(&file).map(Vec::as_slice).unwrap_or(&[]);
+        let mut mems: Vec<VarId> = maps
+            .iter()
+            .map(|m| m.mem)
+            .chain(left.iter().copied())
+            .collect();
+        mems.sort_unstable();
+        mems.dedup();
+        for mem in mems {
+            let maps_it = maps.iter().any(|m| m.mem == mem);
+            let other_writes = maps.iter().any(|m| m.writable && m.mem != mem);
+            let list = self.shared.entry(mem).or_default();
+            let at = list.iter().position(|&f| f == file);
+            match (maps_it && other_writes, at) {
+                (true, None) => list.push(file),
+                (false, Some(i)) => {
+                    list.swap_remove(i);
+                }
+                _ => {}
+            }
+            if list.is_empty() {
+                self.shared.remove(&mem);
+            }
+        }
     }
 
     /// A writable shared mapping of `file` that process `pid` unmapped.
@@ -104,21 +142,33 @@ impl Mappings {
         };
         m.count -= 1;
         if m.count == 0 {
-            self.retain(|f, m| !(f == file && m.pid == pid && m.writable));
+            self.remove(file, |m| m.pid == pid && m.writable);
         }
     }
 
     /// Process `pid`'s mappings end (its exec, its exit).
     pub fn end(&mut self, pid: u32) {
-        if !self.is_empty() {
-            self.retain(|_, m| m.pid != pid);
+        let Some(mut files) = self.by_pid.remove(&pid) else {
+            return;
+        };
+        files.sort_unstable();
+        files.dedup();
+        for file in files {
+            self.remove(file, |m| m.pid == pid);
         }
     }
 
     /// VE `ve` is no longer watched: none of its mappings lasts.
     pub fn forget_ve(&mut self, ve: u64) {
-        if !self.is_empty() {
-            self.retain(|_, m| m.ve != ve);
+        let pids: Vec<u32> = self
+            .by_file
+            .values()
+            .flatten()
+            .filter(|m| m.ve == ve)
+            .map(|m| m.pid)
+            .collect();
+        for pid in pids {
+            self.end(pid);
         }
     }
 
@@ -134,13 +184,26 @@ impl Mappings {
 
     /// A forked child has its parent's mappings.
     pub fn fork(&mut self, parent: u32, child: u32) {
-        let inherited: Vec<(VarId, Mapper)> = self
-            .by_file
-            .iter()
-            .flat_map(|(&f, v)| v.iter().filter(|m| m.pid == parent).map(move |m| (f, *m)))
-            .collect();
+        let Some(files) = self.by_pid.get(&parent) else {
+            return;
+        };
+        let mut inherited: Vec<(VarId, Mapper)> = Vec::new();
+        for &f in files {
+            for m in self.by_file[&f].iter().filter(|m| m.pid == parent) {
+                if !inherited.contains(&(f, *m)) {
+                    inherited.push((f, *m));
+                }
+            }
+        }
         for (f, m) in inherited {
             self.add(f, Mapper { pid: child, ..m });
+            // (The child's entry stands for as many mappings as the parent's.)
+            if let Some(c) = self.by_file.get_mut(&f).and_then(|v| {
+                v.iter_mut()
+                    .find(|h| (h.pid, h.mem, h.writable) == (child, m.mem, m.writable))
+            }) {
+                c.count = m.count;
+            }
         }
     }
 
@@ -182,7 +245,7 @@ impl Mappings {
             }
         }
         // Out of a memory whose VE shares a file's pages with a writable mapper's.
-        for &file in self.by_mem.get(&at.src).into_iter().flatten() {
+        for &file in self.shared.get(&at.src).into_iter().flatten() {
             let maps = &self.by_file[&file];
             let Some(own) = maps.iter().find(|m| m.mem == at.src) else {
                 continue;
@@ -307,6 +370,118 @@ mod tests {
         assert!(!reaches_back(&linked, MEM_B, 1, SECRET));
     }
 
+    /// The indexes answer as a plain list of (file, mapping) does, over random mappings,
+    /// munmaps, forks, exits and VE ends; and a memory that maps thousands of files nobody
+    /// else writes gets nothing added (no pass over them).
+    #[test]
+    fn the_indexes_answer_as_a_plain_list_does() {
+        let mut seed = 7u64;
+        let mut rnd = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut maps = Mappings::default();
+        let mut list: Vec<(VarId, Mapper)> = Vec::new();
+        for step in 0..3000 {
+            let pid = 1 + rnd(6) as u32;
+            let mem = 1 + pid.div_ceil(2); // processes 1-2, 3-4, 5-6 share a VE
+            let file = 10 + rnd(4) as VarId;
+            match rnd(10) {
+                0..=4 => {
+                    let m = Mapper {
+                        pid,
+                        ve: u64::from(mem),
+                        mem,
+                        off: 0,
+                        len: 4096,
+                        writable: rnd(2) == 0,
+                        count: 1,
+                    };
+                    maps.add(file, m);
+                    match list
+                        .iter_mut()
+                        .find(|(f, h)| *f == file && (h.pid, h.writable) == (pid, m.writable))
+                    {
+                        Some((_, h)) => h.count += 1,
+                        None => list.push((file, m)),
+                    }
+                }
+                5 => {
+                    maps.unmap(pid, file);
+                    if let Some(i) = list
+                        .iter()
+                        .position(|(f, h)| *f == file && h.pid == pid && h.writable)
+                    {
+                        list[i].1.count -= 1;
+                        if list[i].1.count == 0 {
+                            list.remove(i);
+                        }
+                    }
+                }
+                6 => {
+                    maps.end(pid);
+                    list.retain(|(_, h)| h.pid != pid);
+                }
+                7 => {
+                    let child = 100 + step;
+                    maps.fork(pid, child);
+                    let kids: Vec<_> = list
+                        .iter()
+                        .filter(|(_, h)| h.pid == pid)
+                        .map(|(f, h)| (*f, Mapper { pid: child, ..*h }))
+                        .collect();
+                    list.extend(kids);
+                }
+                8 => {
+                    maps.forget_ve(u64::from(mem));
+                    list.retain(|(_, h)| h.mem != mem);
+                }
+                _ => {}
+            }
+            // The reference: the three cases over the plain list.
+            let a = match rnd(3) {
+                0 => at(step as u64, Op::Write, 1 + rnd(3) as VarId, file),
+                1 => at(step as u64, Op::Read, file, 1 + rnd(3) as VarId),
+                _ => at(step as u64, Op::Write, 1 + rnd(3) as VarId, OUT + 10),
+            };
+            let mut want_before: Vec<(VarId, VarId)> = Vec::new();
+            let mut want_after: Vec<(VarId, VarId)> = Vec::new();
+            for (f, h) in &list {
+                if *f == a.src && h.writable && h.mem != a.dst {
+                    want_before.push((h.mem, *f));
+                }
+                if *f == a.dst && h.mem != a.src {
+                    want_after.push((*f, h.mem));
+                }
+                if h.mem == a.src {
+                    for (g, w) in &list {
+                        if g == f && w.writable && w.mem != a.src {
+                            want_before.push((w.mem, *f));
+                            want_before.push((*f, a.src));
+                        }
+                    }
+                }
+            }
+            let (b, after) = maps.around(&a);
+            let set =
+                |v: &[(VarId, VarId)]| v.iter().copied().collect::<std::collections::BTreeSet<_>>();
+            let got = |v: &[At]| set(&v.iter().map(|x| (x.src, x.dst)).collect::<Vec<_>>());
+            assert_eq!(got(&b), set(&want_before), "step {step}: before {a:?}");
+            assert_eq!(got(&after), set(&want_after), "step {step}: after {a:?}");
+        }
+        // Thousands of files mapped by one memory that nobody else writes: nothing to add.
+        let mut maps = Mappings::default();
+        for f in 0..5000 {
+            maps.add(1000 + f, mapper(MEM_A, false));
+        }
+        assert!(maps.shared.is_empty());
+        assert_eq!(maps.around(&at(1, Op::Write, MEM_A, OUT)), (vec![], vec![]));
+        maps.end(MEM_A);
+        assert!(maps.is_empty() && maps.by_pid.is_empty());
+    }
+
     #[test]
     fn mappings_end_with_their_munmap_exec_or_exit_and_forks_inherit_them() {
         let mut maps = Mappings::default();
@@ -326,7 +501,7 @@ mod tests {
         assert_eq!(maps.around(&write).1.len(), 1);
         maps.unmap(MEM_A, FILE);
         assert!(maps.is_empty());
-        assert!(maps.by_mem.is_empty());
+        assert!(maps.by_pid.is_empty() && maps.shared.is_empty());
         // A reader mapping a file again and again (no munmap reported) is one mapping, of the
         // bytes of all of them.
         for i in 0..1000 {
