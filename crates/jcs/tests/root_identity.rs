@@ -54,6 +54,65 @@ fn root_a_renamed_or_relinked_file_is_still_the_file_its_writer_wrote() {
     env.assert_clean();
 }
 
+/// renameat2 with RENAME_EXCHANGE swaps two files' names: both files changed, and each has
+/// the other's name from then on. VE 1 writes a and b; VE 2 swaps them; VE 3 changes /data/a's
+/// mode by name (a call the translator resolves through the names it saw).
+#[test]
+fn root_an_exchange_of_two_names_changes_both_files() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    env.sh_ok("echo one > /data/a; echo two > /data/b"); // VE 1
+    env.ok(&[
+        "run",
+        "web",
+        "--",
+        "/data/boundary",
+        "exchange",
+        "/data/a",
+        "/data/b",
+    ]); // VE 2
+    env.sh_ok("chmod 600 /data/a"); // VE 3
+    assert_eq!(env.sh_ok("cat /data/a"), "two\n", "the names swapped files"); // VE 4
+    let id = |name: &str| {
+        env.log(1)
+            .iter()
+            .find(|a| a["op"] == "write" && a["dst"] == name)
+            .map(|a| a["dst_id"].clone())
+            .expect("VE 1's write")
+    };
+    let (one, two) = (id("file:/data/a"), id("file:/data/b"));
+    assert_ne!(one, two);
+    // Both files changed in VE 2 (what it did reaches both), each under its new name.
+    let renames: Vec<_> = env
+        .log(2)
+        .into_iter()
+        .filter(|a| a["op"] == "rename")
+        .map(|a| (a["dst_id"].clone(), a["dst"].clone()))
+        .collect();
+    assert!(
+        renames.contains(&(one.clone(), "file:/data/b".into())),
+        "{renames:?}"
+    );
+    assert!(
+        renames.contains(&(two.clone(), "file:/data/a".into())),
+        "{renames:?}"
+    );
+    // VE 3's chmod of /data/a is on the file that had that name then: "two"'s.
+    let chmods: Vec<_> = env
+        .log(3)
+        .into_iter()
+        .filter(|a| a["op"] == "chmod")
+        .map(|a| a["dst_id"].clone())
+        .collect();
+    assert_eq!(chmods, [two.clone()]);
+    // And /data/a names "two"'s file now, /data/b "one"'s.
+    let fwd = env.reached(&["forward", "ve:2"]);
+    assert!(fwd.contains(&"file:/data/a".to_string()), "{fwd:?}");
+    assert!(fwd.contains(&"file:/data/b".to_string()), "{fwd:?}");
+    env.assert_clean();
+}
+
 #[test]
 fn root_an_open_with_o_trunc_changes_the_file() {
     let Some(env) = Env::new() else { return };

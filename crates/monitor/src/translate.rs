@@ -1103,6 +1103,9 @@ impl Translator {
         let fd = e.args[0] as i32;
         let socket = e.flags & flag::SOCKET != 0;
         let own = e.flags & flag::OWN != 0;
+        // The second file a call changes (a RENAME_EXCHANGE's other file): the same transaction
+        // on it, after the first.
+        let mut also: Option<VarId> = None;
         // A call the kernel classified that reaches a mapped file of the dirties without
         // `JCS_F_OWN`: its descriptor left the VE (or another VE reached it); its mappings are
         // recorded from now on.
@@ -1393,13 +1396,28 @@ impl Translator {
                     match (op, first, second, known) {
                         // A rename or link changes the file's names, not the file.
                         (Op::Rename | Op::Link, Some(from), Some(to), Some(var)) => {
+                            // renameat2 with RENAME_EXCHANGE: the two names swap files, so the
+                            // file named `to` changes too and is named `from` from now on.
+                            const RENAME_EXCHANGE: u64 = 2;
+                            let other = (sys.nr == libc::SYS_renameat2
+                                && e.args[4] & RENAME_EXCHANGE != 0)
+                                .then(|| self.named(e, ve, &to))
+                                .flatten()
+                                .filter(|&o| o != var);
                             if e.ret == 0 {
                                 if op == Op::Rename {
                                     self.unbind(e, ve, t, &from, var, out);
                                 }
+                                if let Some(o) = other {
+                                    self.unbind(e, ve, t, &to, o, out);
+                                }
                                 self.bind(e, ve, t, &to, var, out);
+                                if let Some(o) = other {
+                                    self.bind(e, ve, t, &from, o, out);
+                                }
                             }
                             at.dst = var;
+                            also = other;
                         }
                         (Op::Unlink, Some(path), _, Some(var)) => {
                             if e.ret == 0 {
@@ -1640,6 +1658,9 @@ impl Translator {
             return;
         }
         self.emit(at, out);
+        if let Some(other) = also {
+            self.emit(At { dst: other, ..at }, out);
+        }
     }
 
     /// Translates one record. Records of cgroups that are not watched produce nothing.
@@ -2907,6 +2928,40 @@ mod tests {
             ]
         );
         assert_eq!(t.dropped_calls(55), [(libc::SYS_getxattr as u32, 1)]);
+    }
+
+    #[test]
+    fn an_exchange_swaps_the_names_and_changes_both_files() {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".into()]);
+        let mut out = vec![];
+        for (path, ino) in [(&b"/data/a\0"[..], 2), (b"/data/b\0", 3)] {
+            let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+            open.data = path.to_vec();
+            open.file = Some((1, ino, 0));
+            t.push(&open, &mut out);
+        }
+        let mut x = ev(Kind::Syscall, libc::SYS_renameat2 as u32, 0);
+        x.args = [libc::AT_FDCWD as u64, 0, libc::AT_FDCWD as u64, 0, 2, 0];
+        (x.data, x.data2) = (b"/data/a\0".to_vec(), b"/data/b\0".to_vec());
+        t.push(&x, &mut out);
+        let mut chmod = ev(Kind::Syscall, libc::SYS_chmod as u32, 0);
+        chmod.data = b"/data/a\0".to_vec();
+        t.push(&chmod, &mut out);
+        let a = ats(&out);
+        let (one, two) = (a[0].src, a[1].src);
+        assert_eq!(
+            a[2..].iter().map(|a| (a.op, a.dst)).collect::<Vec<_>>(),
+            [(Op::Rename, one), (Op::Rename, two), (Op::Chmod, two)]
+        );
+        // Without the flag, a plain rename: the file named b loses its name.
+        let mut plain = x.clone();
+        plain.args[4] = 0;
+        (plain.data, plain.data2) = (b"/data/b\0".to_vec(), b"/data/a\0".to_vec());
+        out.clear();
+        t.push(&plain, &mut out);
+        assert_eq!(ats(&out).len(), 1);
     }
 
     #[test]

@@ -29,6 +29,7 @@
  *                              the same with sendmmsg (one datagram per call)
  *   tcp-sendfile HOST PORT FILE
  *                              connect to HOST:PORT, send FILE's bytes with sendfile
+ *   exchange A B               swap the files named A and B (renameat2 RENAME_EXCHANGE)
  *   mknod-reg FILE             make FILE, a regular file, with mknod
  *   clone SRC DST              ioctl FICLONE: DST shares SRC's data (a reflink copy); on failure
  *                              print the error and exit 3. clone-range: FICLONERANGE (all of
@@ -480,6 +481,9 @@ int main(int argc, char **argv)
 			printf("%s\n", strerror(errno));
 			return 3;
 		}
+	} else if (argc == 4 && !strcmp(argv[1], "exchange")) {
+		if (syscall(SYS_renameat2, AT_FDCWD, argv[2], AT_FDCWD, argv[3], RENAME_EXCHANGE))
+			die("renameat2");
 	} else if (argc == 3 && !strcmp(argv[1], "mknod-reg")) {
 		if (mknod(argv[2], S_IFREG | 0644, 0))
 			die("mknod");
