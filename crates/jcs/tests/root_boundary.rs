@@ -266,13 +266,19 @@ fn root_a_symbolic_links_content_carries_one_ves_data_to_another() {
     env.assert_clean();
 }
 
-/// An XFS file system (it has reflinks) mounted at `dir` while it lives.
-struct Xfs {
+/// A file system of its own, made by `mkfs` (with `options`) in an image file and mounted at
+/// `dir` while it lives.
+struct LoopFs {
     dir: PathBuf,
 }
 
-impl Xfs {
-    fn mount(image: &std::path::Path, dir: &std::path::Path) -> Xfs {
+impl LoopFs {
+    fn mount(
+        mkfs: &str,
+        options: &[&str],
+        image: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> LoopFs {
         let run = |cmd: &str, args: &[&str]| {
             let o = std::process::Command::new(cmd)
                 .args(args)
@@ -290,22 +296,19 @@ impl Xfs {
             .unwrap()
             .set_len(320 << 20)
             .unwrap();
-        run(
-            "mkfs.xfs",
-            &["-q", "-m", "reflink=1", image.to_str().unwrap()],
-        );
+        run(mkfs, &[options, &[image.to_str().unwrap()]].concat());
         std::fs::create_dir_all(dir).unwrap();
         run(
             "mount",
             &["-o", "loop", image.to_str().unwrap(), dir.to_str().unwrap()],
         );
-        Xfs {
+        LoopFs {
             dir: dir.to_path_buf(),
         }
     }
 }
 
-impl Drop for Xfs {
+impl Drop for LoopFs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.dir).status();
     }
@@ -320,7 +323,12 @@ impl Drop for Xfs {
 fn root_a_ve_cannot_clone_a_files_data_into_another() {
     let Some(env) = Env::new() else { return };
     env.standard_app();
-    let xfs = Xfs::mount(&env.home().join("xfs.img"), &data(&env));
+    let xfs = LoopFs::mount(
+        "mkfs.xfs",
+        &["-q", "-m", "reflink=1"],
+        &env.home().join("xfs.img"),
+        &data(&env),
+    );
     let probe = common::static_helper(&env, "boundary");
     std::fs::write(data(&env).join("secret"), "clone-secret\n".repeat(400)).unwrap();
     let host = std::process::Command::new(&probe)
@@ -354,6 +362,49 @@ fn root_a_ve_cannot_clone_a_files_data_into_another() {
     }
     assert_eq!(std::fs::read(data(&env).join("copy")).unwrap(), b"");
     drop(xfs);
+    env.assert_clean();
+}
+
+/// A file is its identity (device, inode, generation): on ext4 without metadata checksums
+/// the owner may set an inode's generation (FS_IOC_SETVERSION), and the file would look like
+/// a new one with no past — what VE 1 wrote into /data/f would not be reached from what VE 3
+/// reads there. On the host the ioctl works (the control); in a VE it fails with EPERM.
+#[test]
+fn root_a_ve_cannot_change_a_files_generation() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    let fs = LoopFs::mount(
+        "mkfs.ext4",
+        &["-q", "-O", "^metadata_csum"],
+        &env.home().join("ext4.img"),
+        &data(&env),
+    );
+    let probe = common::static_helper(&env, "boundary");
+    std::fs::write(data(&env).join("host-file"), "x").unwrap();
+    let host = std::process::Command::new(&probe)
+        .arg("setversion")
+        .arg(data(&env).join("host-file"))
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "the control: {host:?}");
+    env.sh_ok("echo gen-secret > /data/f"); // VE 1
+    let o = env.jcs(&[
+        "run",
+        "web",
+        "--",
+        "/data/boundary",
+        "setversion",
+        "/data/f",
+    ]); // VE 2
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "Operation not permitted"
+    );
+    env.sh_ok("cat /data/f > /data/out"); // VE 3
+    let back = env.reached(&["back", "persist:web:/data/out"]);
+    assert!(back.contains(&"ve:1".to_string()), "{back:?}");
+    drop(fs);
     env.assert_clean();
 }
 

@@ -100,8 +100,19 @@ pub const DENIED: &[(&str, i64)] = &[
 ];
 
 /// Terminal ioctls that act on a terminal the VE does not own: TIOCSTI pushes input into it
-/// (a command into the caller's shell), TIOCLINUX reaches the console's selection.
-pub const DENIED_IOCTLS: &[(&str, u64)] = &[("TIOCSTI", 0x5412), ("TIOCLINUX", 0x541C)];
+/// (a command into the caller's shell), TIOCLINUX reaches the console's selection. And
+/// FS_IOC_SETVERSION, ext4's own number for it, and their 32-bit forms: they set a file's
+/// inode generation, part of its identity in the journal (device, inode, generation) — on ext4
+/// without metadata checksums the owner may, and the file would look like a new one with no
+/// past (a write before it unreachable from a read after it).
+pub const DENIED_IOCTLS: &[(&str, u64)] = &[
+    ("TIOCSTI", 0x5412),
+    ("TIOCLINUX", 0x541C),
+    ("FS_IOC_SETVERSION", 0x4008_7602),
+    ("FS_IOC32_SETVERSION", 0x4004_7602),
+    ("EXT4_IOC_SETVERSION", 0x4008_6604),
+    ("EXT4_IOC32_SETVERSION", 0x4004_6604),
+];
 
 /// File ioctls that move data between files without a read or a write: FICLONE and
 /// FICLONERANGE share one file's blocks with another (a reflink copy: on XFS, btrfs, and an

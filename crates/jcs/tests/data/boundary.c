@@ -30,6 +30,8 @@
  *   tcp-sendfile HOST PORT FILE
  *                              connect to HOST:PORT, send FILE's bytes with sendfile
  *   exchange A B               swap the files named A and B (renameat2 RENAME_EXCHANGE)
+ *   setversion FILE            add one to FILE's inode generation (FS_IOC_SETVERSION); on
+ *                              failure print the error and exit 3
  *   mknod-reg FILE             make FILE, a regular file, with mknod
  *   clone SRC DST              ioctl FICLONE: DST shares SRC's data (a reflink copy); on failure
  *                              print the error and exit 3. clone-range: FICLONERANGE (all of
@@ -478,6 +480,16 @@ int main(int argc, char **argv)
 			r = ioctl(in, FIDEDUPERANGE, d);
 		}
 		if (r) {
+			printf("%s\n", strerror(errno));
+			return 3;
+		}
+	} else if (argc == 3 && !strcmp(argv[1], "setversion")) {
+		int fd = open(argv[2], O_RDONLY);
+		long v = 0;
+		if (fd < 0 || ioctl(fd, FS_IOC_GETVERSION, &v))
+			die("getversion");
+		v += 1;
+		if (ioctl(fd, FS_IOC_SETVERSION, &v)) {
 			printf("%s\n", strerror(errno));
 			return 3;
 		}
