@@ -352,3 +352,44 @@ fn root_a_restarted_recorder_gives_a_file_the_variable_it_had() {
     );
     env.assert_clean();
 }
+
+/// A long-running server touches new files and connections without end; the recorder keeps
+/// what it knows of them by identity only up to a bound (here 40), then forgets it — and a
+/// file it meets again is the same variable (found through the catalog), so what was written
+/// before the forgetting still reaches what is read after it.
+#[test]
+fn root_what_the_recorder_forgets_is_the_same_variable_when_met_again() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "boundary");
+    let small = [("JCS_VARS_HELD_MAX", "40")];
+    env.sh_ok_with(
+        &small,
+        "echo kept-secret > /data/x; /data/boundary udp-spray 300",
+    ); // VE 1
+    env.sh_ok_with(&small, "cat /data/x > /data/y"); // VE 2
+    let log = std::fs::read_to_string(env.home().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("forgot the variables known by identity"),
+        "the bound was reached: {log}"
+    );
+    let back = env.reached(&["back", "persist:web:/data/y"]);
+    assert!(back.contains(&"ve:1".to_string()), "{back:?}");
+    // One variable for /data/x: VE 1's write and VE 2's read.
+    let ids: std::collections::BTreeSet<String> = env
+        .ok(&["log", "--var", "persist:web:/data/x", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["op"] == "write" || a["op"] == "read")
+        .map(|a| {
+            let id = if a["op"] == "write" {
+                &a["dst_id"]
+            } else {
+                &a["src_id"]
+            };
+            id.as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    env.assert_clean();
+}

@@ -31,8 +31,9 @@ enum Key {
     Memory(u64),
 }
 
-/// A UDP flow seen: its variable, source and destination addresses.
-type UdpFlow = (VarId, IpAddr, IpAddr);
+/// A UDP flow seen: its variable, source and destination addresses, and when it was last
+/// used (the kernel's clock).
+type UdpFlow = (VarId, IpAddr, IpAddr, u64);
 
 /// What the translator produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +113,8 @@ pub struct Translator {
     watched: HashMap<u64, Watched>,
     vars: HashMap<Key, VarId>,
     next_var: VarId,
+    /// The latest kernel timestamp seen ([`Translator::forget_vars`]).
+    last_ns: u64,
     /// (pid, fd) → the path it was opened by.
     fds: HashMap<(u32, i32), FdTarget>,
     /// (source port, destination port) → the UDP flows seen, with their addresses: an
@@ -294,6 +297,7 @@ impl Translator {
             maps: HashMap::default(),
             mapped: Default::default(),
             udp: HashMap::default(),
+            last_ns: 0,
             outside: HashMap::default(),
             policies: HashMap::default(),
             store_names: HashMap::default(),
@@ -711,6 +715,34 @@ impl Translator {
             .or_default() += 1;
     }
 
+    /// How many variables the translator knows by identity ([`Translator::forget_vars`]).
+    pub fn vars_held(&self) -> usize {
+        self.vars.len() + self.udp.len()
+    }
+
+    /// Forgets the variables it knows by identity — files by device, inode and generation,
+    /// endpoints, flows, memories — so that what it holds does not grow with every file and
+    /// connection a long-running VE ever touched: the next use of one finds its variable
+    /// through [`Translator::set_known`] (the catalog), the same one. Only once the catalog has
+    /// every definition emitted so far (else a file would get a second variable). Files known
+    /// only by path are kept (they are never looked up: a path may be another file by now),
+    /// and so are the UDP flows used in the last minute (ends with a wildcard address are
+    /// joined through them, not through a definition).
+    pub fn forget_vars(&mut self) {
+        if self.known.is_none() {
+            return;
+        }
+        self.vars.retain(|k, _| matches!(k, Key::Path(_)));
+        const RECENT_NS: u64 = 60_000_000_000;
+        let since = self.last_ns.saturating_sub(RECENT_NS);
+        self.udp.retain(|_, seen| {
+            seen.retain(|f| f.3 >= since);
+            !seen.is_empty()
+        });
+        self.vars.shrink_to_fit();
+        self.udp.shrink_to_fit();
+    }
+
     /// The records of a watched cgroup received so far (the kernel emitted them).
     pub fn received(&self, cgroup_id: u64) -> u64 {
         self.watched.get(&cgroup_id).map_or(0, |w| w.received)
@@ -968,11 +1000,17 @@ impl Translator {
         }
         let fits = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
         if udp {
-            let found = self.udp.get(&(from.port(), to.port())).and_then(|seen| {
-                seen.iter()
-                    .find(|(_, f, t)| fits(*f, from.ip()) && fits(*t, to.ip()))
-                    .map(|(v, _, _)| *v)
-            });
+            let found = self
+                .udp
+                .get_mut(&(from.port(), to.port()))
+                .and_then(|seen| {
+                    seen.iter_mut()
+                        .find(|(_, f, t, _)| fits(*f, from.ip()) && fits(*t, to.ip()))
+                        .map(|(v, _, _, used)| {
+                            *used = e.time_ns;
+                            *v
+                        })
+                });
             if let Some(v) = found {
                 self.vars.insert(key, v);
                 return v;
@@ -980,10 +1018,12 @@ impl Translator {
         }
         let v = self.var(key, || VarDef::Flow { udp, from, to }, out);
         if udp {
-            self.udp
-                .entry((from.port(), to.port()))
-                .or_default()
-                .push((v, from.ip(), to.ip()));
+            self.udp.entry((from.port(), to.port())).or_default().push((
+                v,
+                from.ip(),
+                to.ip(),
+                e.time_ns,
+            ));
         }
         v
     }
@@ -1669,6 +1709,7 @@ impl Translator {
             return;
         };
         w.received += 1;
+        self.last_ns = self.last_ns.max(e.time_ns);
         if e.kind == Kind::Syscall && w.init == Some(e.pid) {
             return;
         }
@@ -2928,6 +2969,52 @@ mod tests {
             ]
         );
         assert_eq!(t.dropped_calls(55), [(libc::SYS_getxattr as u32, 1)]);
+    }
+
+    /// Forgetting the variables known by identity keeps every variable's id: the next use of
+    /// a file, an endpoint or a memory finds it again through the catalog (here a map of
+    /// what was emitted); a file known only by path keeps its variable without a lookup.
+    #[test]
+    fn forgotten_variables_are_found_again_with_the_same_ids() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        let catalog: Rc<RefCell<Vec<(VarDef, VarId)>>> = Rc::default();
+        let c = catalog.clone();
+        t.set_known(move |d| c.borrow().iter().find(|(x, _)| x == d).map(|(_, id)| *id));
+        let mut out = vec![];
+        let open = |ino: u64| {
+            let mut o = ev(Kind::Syscall, nr::OPENAT, 3);
+            o.data = format!("/data/f{ino}\0").into_bytes();
+            o.file = Some((1, ino, 0));
+            o
+        };
+        let mut chmod = ev(Kind::Syscall, libc::SYS_chmod as u32, 0);
+        chmod.data = b"/data/never-opened\0".to_vec();
+        let run = |t: &mut Translator, out: &mut Vec<Output>| {
+            for ino in 1..=50 {
+                t.push(&open(ino), out);
+            }
+            t.push(&chmod, out);
+            let ids: Vec<VarId> = ats(out).iter().map(|a| a.src.max(a.dst)).collect();
+            for o in out.drain(..) {
+                if let Output::Var(id, d) = o {
+                    catalog.borrow_mut().push((d, id));
+                }
+            }
+            ids
+        };
+        let before = run(&mut t, &mut out);
+        let held = t.vars_held();
+        assert!(held > 50, "{held}");
+        t.forget_vars();
+        assert_eq!(t.vars_held(), 1, "the file known by path stays");
+        let after = run(&mut t, &mut out);
+        assert_eq!(before, after);
+        let defined = catalog.borrow().len();
+        // (The VE's memory and the path once: the VE keeps its memory's id.)
+        assert_eq!(defined, 2 * 50 + 2, "the 50 files again, defined again");
     }
 
     #[test]

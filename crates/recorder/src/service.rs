@@ -847,6 +847,8 @@ struct Served {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     journal_dir: PathBuf,
     last_ticket: Option<u64>,
+    /// What the translator kept when it last forgot variables ([`Translator::forget_vars`]).
+    vars_kept: usize,
     full: Full,
     /// cgroup → when it was watched (where a gap for its lost records starts).
     watched_since: std::collections::HashMap<u64, u64>,
@@ -1150,6 +1152,7 @@ fn start_store(
         metrics,
         journal_dir,
         last_ticket: None,
+        vars_kept: 0,
         full: Full::default(),
         watched_since: Default::default(),
         finished: HashSet::new(),
@@ -1683,6 +1686,21 @@ fn monitor_loop(
         for s in &mut stores {
             let records = s.translate(false, None)?;
             s.offer(records)?;
+            // What the translator knows by identity grows with every file and connection the
+            // VEs touch: past a bound it forgets it, once the catalog has every definition.
+            // (Not again before it holds twice what it kept: recent UDP flows are kept, and a
+            // flood of them would make it forget at every batch.)
+            let held = s.t.vars_held();
+            if held > vars_held_max().max(2 * s.vars_kept) {
+                s.dict.flush();
+                s.t.forget_vars();
+                s.vars_kept = s.t.vars_held();
+                tracing::info!(
+                    held,
+                    kept = s.vars_kept,
+                    "forgot the variables known by identity (the catalog has them)"
+                );
+            }
             s.last_ticket = write_full_gaps(&s.writer, &mut s.full, &s.cat)?.or(s.last_ticket);
             // Before the replies: a client that was answered sees the gauges moved.
             use std::sync::atomic::Ordering::Relaxed;
@@ -1855,6 +1873,22 @@ struct Online {
     t1: analysis::summary::OnlineT1<At>,
     /// Variables that are not files (memories, endpoints, sockets).
     not_files: HashSet<VarId>,
+}
+
+/// How many variables the translator keeps by identity before it forgets them
+/// (`Translator::forget_vars`): a long-running server's connections and files each add one (a
+/// few hundred bytes each with the map's share).
+const VARS_HELD_MAX: usize = 1 << 18;
+
+/// [`VARS_HELD_MAX`], or `JCS_VARS_HELD_MAX` (the tests make it small).
+fn vars_held_max() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("JCS_VARS_HELD_MAX")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(VARS_HELD_MAX)
+    })
 }
 
 /// How long online T1 holds a summary open: as long as the dirties' integrity records.

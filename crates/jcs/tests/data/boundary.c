@@ -30,6 +30,8 @@
  *   tcp-sendfile HOST PORT FILE
  *                              connect to HOST:PORT, send FILE's bytes with sendfile
  *   exchange A B               swap the files named A and B (renameat2 RENAME_EXCHANGE)
+ *   udp-spray N                send a datagram to each of N ports of 10.99.0.1 (no route: each
+ *                              send fails, toward an endpoint of its own)
  *   setversion FILE            add one to FILE's inode generation (FS_IOC_SETVERSION); on
  *                              failure print the error and exit 3
  *   mknod-reg FILE             make FILE, a regular file, with mknod
@@ -482,6 +484,14 @@ int main(int argc, char **argv)
 		if (r) {
 			printf("%s\n", strerror(errno));
 			return 3;
+		}
+	} else if (argc == 3 && !strcmp(argv[1], "udp-spray")) {
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+		for (int i = 0; i < atoi(argv[2]); i++) {
+			struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(1000 + i) };
+			inet_pton(AF_INET, "10.99.0.1", &a.sin_addr);
+			sendto(s, "x", 1, 0, (struct sockaddr *)&a, sizeof(a));
+			usleep(100);
 		}
 	} else if (argc == 3 && !strcmp(argv[1], "setversion")) {
 		int fd = open(argv[2], O_RDONLY);
