@@ -213,7 +213,23 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
     cmd.spawn()
         .and_then(|mut c| c.wait())
         .map_err(crate::os_err("start jcs daemon"))?;
-    for _ in 0..500 {
+    // Up to 5 s; longer while a daemon holds the store's lock (it is opening the store:
+    // recovering the journal, reading its open segment — seconds for a long one), up to
+    // `DAEMON_START_MAX`, saying so once.
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let waited = started.elapsed();
+        if waited > Duration::from_secs(5) && (waited > DAEMON_START_MAX || !store_locked(home)) {
+            break;
+        }
+        if waited > Duration::from_secs(2) && !said {
+            said = true;
+            eprintln!(
+                "jcs: waiting for jcs daemon to open the store (see {})",
+                log_path.display()
+            );
+        }
         if let Ok(c) = Client::connect(home) {
             return Ok(c);
         }
@@ -234,6 +250,27 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Err(RecorderError::DaemonTimeout(log_path))
+}
+
+/// How long `jcs run` waits for a daemon that is still opening the store.
+const DAEMON_START_MAX: Duration = Duration::from_secs(120);
+
+/// Whether a daemon holds the store's lock (it runs, or is starting), as /proc/locks says
+/// (asked, not tried: a lock taken to try it could make a daemon starting at that moment
+/// believe another one runs).
+fn store_locked(home: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(home.join("daemon.lock")) else {
+        return false;
+    };
+    // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:10749445 0 EOF": the device in hex, the inode.
+    let (major, minor) = (rustix::fs::major(m.dev()), rustix::fs::minor(m.dev()));
+    let file = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks
+            .lines()
+            .any(|l| l.contains("FLOCK") && l.split_whitespace().any(|f| f == file))
+    })
 }
 
 /// `jcs run`'s side: watch the VE's cgroup before the app starts, flush after it exits.
@@ -466,5 +503,28 @@ impl ve::launch::Hooks for MonitorHooks {
                 Err(format!("{e}{after}").into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /proc/locks says whether a process holds the store's lock: one held by a descriptor
+    /// of this process (as a starting daemon holds it), then released.
+    #[test]
+    fn a_held_store_lock_is_seen_and_a_released_one_is_not() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(!store_locked(home.path()), "no lock file");
+        let f = std::fs::File::create(home.path().join("daemon.lock")).unwrap();
+        assert!(!store_locked(home.path()));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        assert!(store_locked(home.path()));
+        // Another file's lock is not this one's.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::File::create(other.path().join("daemon.lock")).unwrap();
+        assert!(!store_locked(other.path()));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::Unlock).unwrap();
+        assert!(!store_locked(home.path()));
     }
 }

@@ -264,7 +264,12 @@ pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
     if let Some(&last) = segs.last() {
         let (records, _) = journal::read_segment_from(&storage, last, 0)?;
         let defs: Vec<(VarId, VarDef)> = records.iter().flat_map(|(_, r)| defs_of(r)).collect();
-        cat.add_vars(&defs)?;
+        // Only what the catalog lacks (a definition its dictionary thread could not write): the
+        // dictionary writes each before the journal gets it, so usually nothing — and adding a
+        // long segment's definitions again took seconds, longer than `jcs run` waits for a
+        // daemon to come up.
+        let missing: Vec<(VarId, VarDef)> = cat.missing_vars(&defs)?.into_iter().cloned().collect();
+        cat.add_vars(&missing)?;
         let names: Vec<model::at::Name> = records
             .iter()
             .flat_map(|(_, r)| match Record::decode(r) {
@@ -272,7 +277,9 @@ pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
                 _ => Vec::new(),
             })
             .collect();
-        cat.add_names(&names)?;
+        let missing: Vec<model::at::Name> =
+            cat.missing_names(&names)?.into_iter().cloned().collect();
+        cat.add_names(&missing)?;
         max = max.max(defs.iter().map(|(id, _)| *id).max().unwrap_or(0));
     }
     Ok(max + 1)

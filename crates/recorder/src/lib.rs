@@ -64,7 +64,7 @@ pub enum RecorderError {
     Refused(String),
     #[error("jcs daemon exited: {0}")]
     DaemonExited(String),
-    #[error("jcs daemon did not come up within 5 s (see {0})")]
+    #[error("jcs daemon did not come up (see {0})")]
     DaemonTimeout(PathBuf),
 }
 

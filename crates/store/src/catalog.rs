@@ -460,6 +460,64 @@ impl Catalog {
     }
 
     /// The largest variable id in the dictionary (0 when empty).
+    /// Of `defs`, those whose ids the catalog has no row for (one range read of the ids, not a
+    /// statement per definition: a recorder that starts checks a whole segment's).
+    pub fn missing_vars<'a>(
+        &self,
+        defs: &'a [(VarId, VarDef)],
+    ) -> Result<Vec<&'a (VarId, VarDef)>> {
+        let (Some(lo), Some(hi)) = (
+            defs.iter().map(|d| d.0).min(),
+            defs.iter().map(|d| d.0).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM vars WHERE id BETWEEN ?1 AND ?2")?;
+        let have: std::collections::HashSet<i64> = st
+            .query_map(params![i64::from(lo), i64::from(hi)], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(defs
+            .iter()
+            .filter(|d| !have.contains(&i64::from(d.0)))
+            .collect())
+    }
+
+    /// Of `names`, those the catalog has no row for (one read of the rows in their time
+    /// range).
+    pub fn missing_names<'a>(
+        &self,
+        names: &'a [model::at::Name],
+    ) -> Result<Vec<&'a model::at::Name>> {
+        let (Some(lo), Some(hi)) = (
+            names.iter().map(|n| n.time_ns).min(),
+            names.iter().map(|n| n.time_ns).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut st = self.conn.prepare_cached(
+            "SELECT time_ns, ve, var, path, bound FROM names WHERE time_ns BETWEEN ?1 AND ?2",
+        )?;
+        let have: std::collections::HashSet<(i64, i64, i64, String, bool)> = st
+            .query_map(params![lo as i64, hi as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(names
+            .iter()
+            .filter(|n| {
+                !have.contains(&(
+                    n.time_ns as i64,
+                    n.ve as i64,
+                    i64::from(n.var),
+                    n.path.clone(),
+                    n.bound,
+                ))
+            })
+            .collect())
+    }
+
     pub fn max_var_id(&self) -> Result<VarId> {
         let m: Option<i64> = self
             .conn
@@ -1022,7 +1080,28 @@ mod tests {
             n(3, 6, "/data/c", true),
             n(4, 6, "/data/c", false),
         ];
+        // Of these, what the catalog lacks: everything, then what was not added.
+        assert_eq!(c.missing_names(&all).unwrap().len(), all.len());
+        c.add_names(&all[1..4]).unwrap();
+        let lacking = [
+            n(2, 5, "/data/a", true),
+            n(2, 5, "/data/x", false),
+            n(9, 5, "/data/a", false),
+        ];
+        let asked: Vec<model::at::Name> = all.iter().chain(&lacking).cloned().collect();
+        let missing: Vec<model::at::Name> = c
+            .missing_names(&asked)
+            .unwrap()
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(
+            missing,
+            [&all[..1], &all[4..], &lacking[..]].concat(),
+            "the rows not added; another bound, path or time is another row"
+        );
         c.add_names(&all).unwrap();
+        assert!(c.missing_names(&all).unwrap().is_empty());
         c.add_names(&all[..2]).unwrap(); // again: kept once
         assert_eq!(c.names(Some("/data/a"), None).unwrap(), all[..2].to_vec());
         assert_eq!(
