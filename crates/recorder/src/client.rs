@@ -215,7 +215,7 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
         .map_err(crate::os_err("start jcs daemon"))?;
     // Up to 5 s; longer while a daemon holds the store's lock (it is opening the store:
     // recovering the journal, reading its open segment — seconds for a long one), up to
-    // `DAEMON_START_MAX`, saying so once.
+    // `DAEMON_START_MAX`, saying so once (after the 5 s it used to give up at).
     let started = std::time::Instant::now();
     let mut said = false;
     loop {
@@ -223,7 +223,7 @@ fn spawn_daemon(home: &Path) -> Result<Client> {
         if waited > Duration::from_secs(5) && (waited > DAEMON_START_MAX || !store_locked(home)) {
             break;
         }
-        if waited > Duration::from_secs(2) && !said {
+        if waited > Duration::from_secs(5) && !said {
             said = true;
             eprintln!(
                 "jcs: waiting for jcs daemon to open the store (see {})",

@@ -849,6 +849,10 @@ struct Served {
     last_ticket: Option<u64>,
     /// What the translator kept when it last forgot variables ([`Translator::forget_vars`]).
     vars_kept: usize,
+    /// Set when the dictionary failed to write some definitions (a full disk): the catalog
+    /// may then lack one, and the translator forgets nothing (a file would get a second
+    /// variable).
+    dict_missed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     full: Full,
     /// cgroup → when it was watched (where a gap for its lost records starts).
     watched_since: std::collections::HashMap<u64, u64>,
@@ -1120,7 +1124,7 @@ fn start_store(
     let cat = store::Catalog::open(&catalog)?;
     // (Its commits are a VE's start and end; a WAL checkpoint is the dictionary's to run.)
     cat.no_autocheckpoint();
-    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?, wake, missed)?;
+    let dict = Dictionary::spawn(store::Catalog::open(&catalog)?, wake, missed.clone())?;
     let mut t = Translator::new(first_var, clock_offset_ns());
     // A restarted recorder keeps the variables of files, endpoints and VEs it had: the
     // catalog holds every definition the journal has, by key.
@@ -1153,6 +1157,7 @@ fn start_store(
         journal_dir,
         last_ticket: None,
         vars_kept: 0,
+        dict_missed: missed,
         full: Full::default(),
         watched_since: Default::default(),
         finished: HashSet::new(),
@@ -1691,7 +1696,9 @@ fn monitor_loop(
             // (Not again before it holds twice what it kept: recent UDP flows are kept, and a
             // flood of them would make it forget at every batch.)
             let held = s.t.vars_held();
-            if held > vars_held_max().max(2 * s.vars_kept) {
+            if held > vars_held_max().max(2 * s.vars_kept)
+                && !s.dict_missed.load(std::sync::atomic::Ordering::Acquire)
+            {
                 s.dict.flush();
                 s.t.forget_vars();
                 s.vars_kept = s.t.vars_held();
