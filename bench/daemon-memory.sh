@@ -51,6 +51,6 @@ for i in "${!bins[@]}"; do
   t0=$(date +%s.%N)
   if "$jcs" run bench -- true 2>"$work/restart.err"; then ok=yes; else ok="no: $(tail -1 "$work/restart.err")"; fi
   t1=$(date +%s.%N)
-  echo "| ${jcs} | $(IFS=' → '; echo "${rss[*]}") | $seg | $(echo "$t1 - $t0" | bc) | $ok |"
+  echo "| ${jcs} | $(printf '%s ' "${rss[@]}" | sed 's/ $//; s/ / → /g') | $seg | $(echo "$t1 - $t0" | bc) | $ok |"
   stop "$JCS_HOME"
 done | { echo "N = $n connects per round, $rounds rounds"; echo; echo "| build | daemon VmRSS KiB, at start then after each round | journal bytes | jcs run after a restart, s | succeeded |"; echo "|---|---|---|---|---|"; cat; }
