@@ -105,7 +105,7 @@ fn root_an_exchange_of_two_names_changes_both_files() {
         .filter(|a| a["op"] == "chmod")
         .map(|a| a["dst_id"].clone())
         .collect();
-    assert_eq!(chmods, [two.clone()]);
+    assert_eq!(chmods, std::slice::from_ref(&two));
     // And /data/a names "two"'s file now, /data/b "one"'s.
     let fwd = env.reached(&["forward", "ve:2"]);
     assert!(fwd.contains(&"file:/data/a".to_string()), "{fwd:?}");
