@@ -462,6 +462,23 @@ fn spawn_until(env: &Env, args: &[&str], ready: &str) -> std::process::Child {
     c
 }
 
+/// VE `map-read-wait` of /data/m into /data/out (see boundary.c), in the background until it
+/// has mapped the file (`ready` in /data).
+fn map_watcher(env: &Env, ready: &str) -> std::process::Child {
+    let ready_path = format!("/data/{ready}");
+    spawn_until(
+        env,
+        &[
+            "/data/boundary",
+            "map-read-wait",
+            "/data/m",
+            "/data/out",
+            &ready_path,
+        ],
+        ready,
+    )
+}
+
 /// A mapping is a channel for as long as it lasts, not only at its ends. VE 2 maps /data/m
 /// (private, read-only) and waits; VE 3 maps it shared and writable, reads a secret and stores
 /// it in the mapping — no system call writes the file — and stays; VE 2 sees the secret in its
@@ -472,17 +489,7 @@ fn root_a_live_shared_mapping_carries_data_while_it_lasts() {
     env.standard_app();
     common::static_helper(&env, "boundary");
     env.sh_ok("echo live-secret > /data/secret; head -c 4096 /dev/zero > /data/m"); // VE 1
-    let watcher = spawn_until(
-        &env,
-        &[
-            "/data/boundary",
-            "map-read-wait",
-            "/data/m",
-            "/data/out",
-            "/data/ready2",
-        ],
-        "ready2",
-    ); // VE 2
+    let watcher = map_watcher(&env, "ready2"); // VE 2
     let holder = spawn_until(
         &env,
         &[
@@ -524,17 +531,7 @@ fn root_a_mapping_made_before_a_write_sees_it() {
     env.standard_app();
     common::static_helper(&env, "boundary");
     env.sh_ok("echo seen-secret > /data/secret; head -c 4096 /dev/zero > /data/m"); // VE 1
-    let watcher = spawn_until(
-        &env,
-        &[
-            "/data/boundary",
-            "map-read-wait",
-            "/data/m",
-            "/data/out",
-            "/data/ready",
-        ],
-        "ready",
-    ); // VE 2
+    let watcher = map_watcher(&env, "ready"); // VE 2
     env.sh_ok("dd if=/data/secret of=/data/m conv=notrunc 2>/dev/null"); // VE 3
     let o = watcher.wait_with_output().unwrap();
     assert!(o.status.success(), "{o:?}");

@@ -1990,6 +1990,22 @@ mod tests {
         );
     }
 
+    /// A translator watching VE 1 (cgroup 55), whose storage is /data.
+    fn watching_data() -> Translator {
+        let mut t = Translator::new(1, 0);
+        t.watch(55, 1);
+        t.set_outside(55, &["/data".into()]);
+        t
+    }
+
+    /// An openat of `path` (NUL-terminated) that gave descriptor 3 on file (1, `ino`, gen).
+    fn opened(path: &[u8], ino: u64, gen: u32) -> Event {
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
+        open.data = path.to_vec();
+        open.file = Some((1, ino, gen));
+        open
+    }
+
     fn ev(kind: Kind, nr: u32, ret: i64) -> Event {
         Event {
             time_ns: 1000,
@@ -2938,14 +2954,9 @@ mod tests {
 
     #[test]
     fn xattrs_and_timestamps_are_metadata_writes_and_reads() {
-        let mut t = Translator::new(1, 0);
-        t.watch(55, 1);
-        t.set_outside(55, &["/data".into()]);
+        let mut t = watching_data();
         let mut out = vec![];
-        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
-        open.data = b"/data/f\0".to_vec();
-        open.file = Some((1, 2, 3));
-        t.push(&open, &mut out);
+        t.push(&opened(b"/data/f\0", 2, 3), &mut out);
         let call = |nr: i64, path: &[u8]| {
             let mut c = ev(Kind::Syscall, nr as u32, 0);
             c.args[0] = libc::AT_FDCWD as u64;
@@ -2984,12 +2995,7 @@ mod tests {
         let c = catalog.clone();
         t.set_known(move |d| c.borrow().iter().find(|(x, _)| x == d).map(|(_, id)| *id));
         let mut out = vec![];
-        let open = |ino: u64| {
-            let mut o = ev(Kind::Syscall, nr::OPENAT, 3);
-            o.data = format!("/data/f{ino}\0").into_bytes();
-            o.file = Some((1, ino, 0));
-            o
-        };
+        let open = |ino: u64| opened(format!("/data/f{ino}\0").as_bytes(), ino, 0);
         let mut chmod = ev(Kind::Syscall, libc::SYS_chmod as u32, 0);
         chmod.data = b"/data/never-opened\0".to_vec();
         let run = |t: &mut Translator, out: &mut Vec<Output>| {
@@ -3019,16 +3025,10 @@ mod tests {
 
     #[test]
     fn an_exchange_swaps_the_names_and_changes_both_files() {
-        let mut t = Translator::new(1, 0);
-        t.watch(55, 1);
-        t.set_outside(55, &["/data".into()]);
+        let mut t = watching_data();
         let mut out = vec![];
-        for (path, ino) in [(&b"/data/a\0"[..], 2), (b"/data/b\0", 3)] {
-            let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
-            open.data = path.to_vec();
-            open.file = Some((1, ino, 0));
-            t.push(&open, &mut out);
-        }
+        t.push(&opened(b"/data/a\0", 2, 0), &mut out);
+        t.push(&opened(b"/data/b\0", 3, 0), &mut out);
         let mut x = ev(Kind::Syscall, libc::SYS_renameat2 as u32, 0);
         x.args = [libc::AT_FDCWD as u64, 0, libc::AT_FDCWD as u64, 0, 2, 0];
         (x.data, x.data2) = (b"/data/a\0".to_vec(), b"/data/b\0".to_vec());
@@ -3053,15 +3053,10 @@ mod tests {
 
     #[test]
     fn a_links_content_is_written_by_symlink_and_read_by_readlink() {
-        let mut t = Translator::new(1, 0);
-        t.watch(55, 1);
-        t.set_outside(55, &["/data".into()]);
+        let mut t = watching_data();
         let mut out = vec![];
         // /data/f: a file the translator knows by its name.
-        let mut open = ev(Kind::Syscall, nr::OPENAT, 3);
-        open.data = b"/data/f\0".to_vec();
-        open.file = Some((1, 2, 3));
-        t.push(&open, &mut out);
+        t.push(&opened(b"/data/f\0", 2, 3), &mut out);
         // symlink("/data/f", "/data/l"): the link is written, not the file it names.
         let mut link = ev(Kind::Syscall, libc::SYS_symlink as u32, 0);
         (link.data, link.data2) = (b"/data/f\0".to_vec(), b"/data/l\0".to_vec());
