@@ -18,14 +18,6 @@ use record::{key, Record};
 use std::path::Path;
 use store::Catalog;
 
-/// The variable definitions of a record, if it holds any.
-fn defs_of(r: &[u8]) -> Vec<(VarId, VarDef)> {
-    match Record::decode(r) {
-        Ok(Record::Vars(d)) => d,
-        _ => Vec::new(),
-    }
-}
-
 /// The keys of a record for the indexes; its variable definitions and names into `defs` and
 /// `names` (for the catalog).
 fn keys_into<'a>(
@@ -246,10 +238,23 @@ pub fn index_open(
     Ok(true)
 }
 
-/// The next variable id to hand out: after every id in the catalog, in the indexes of the
-/// sealed segments, and in the open segment (whose definitions are added to the catalog).
-/// Reads the open segment only, however long the journal is.
-pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
+/// What a starting recorder needs of the journal ([`open_segment`]).
+#[derive(Debug, Default)]
+pub struct Start {
+    /// The next variable id to hand out.
+    pub next_var: VarId,
+    /// The time of each VE's last transaction in the open segment (where a VE that a killed
+    /// recorder was recording has its last records): where the gap a new recorder writes for
+    /// it starts.
+    pub last_seen: std::collections::HashMap<u64, u64>,
+}
+
+/// Indexes the sealed segments, brings the catalog up to date with the open segment's
+/// definitions and names (only what it lacks), and finds the next variable id — after every
+/// id in the catalog, in the sealed segments' indexes and in the open segment — and each VE's
+/// last transaction there. Reads the open segment only, however long the journal is, and once
+/// (each record decoded once).
+pub fn open_segment(dir: &Path, cat: &Catalog) -> Result<Start> {
     index_sealed(dir, cat)?;
     let storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
     let segs = journal::segment_numbers(&storage)?;
@@ -261,48 +266,43 @@ pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
             }
         }
     }
+    let mut last_seen = std::collections::HashMap::new();
     if let Some(&last) = segs.last() {
         let (records, _) = journal::read_segment_from(&storage, last, 0)?;
-        let defs: Vec<(VarId, VarDef)> = records.iter().flat_map(|(_, r)| defs_of(r)).collect();
-        // Only what the catalog lacks (a definition its dictionary thread could not write): the
-        // dictionary writes each before the journal gets it, so usually nothing — and adding a
-        // long segment's definitions again took seconds, longer than `jcs run` waits for a
-        // daemon to come up.
+        let (mut defs, mut names) = (Vec::new(), Vec::new());
+        for (_, r) in &records {
+            match Record::decode(r) {
+                Ok(Record::Vars(d)) => defs.extend(d),
+                Ok(Record::Names(n)) => names.extend(n),
+                Ok(Record::Ats(ats)) => {
+                    for a in ats {
+                        let t = last_seen.entry(a.ve).or_insert(0);
+                        *t = (*t).max(a.time_ns);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Only what the catalog lacks (a definition its dictionary thread could not write):
+        // the dictionary writes each before the journal gets it, so usually nothing — and
+        // adding a long segment's definitions again took seconds, longer than `jcs run` waited
+        // for a daemon to come up.
         let missing: Vec<(VarId, VarDef)> = cat.missing_vars(&defs)?.into_iter().cloned().collect();
         cat.add_vars(&missing)?;
-        let names: Vec<model::at::Name> = records
-            .iter()
-            .flat_map(|(_, r)| match Record::decode(r) {
-                Ok(Record::Names(n)) => n,
-                _ => Vec::new(),
-            })
-            .collect();
         let missing: Vec<model::at::Name> =
             cat.missing_names(&names)?.into_iter().cloned().collect();
         cat.add_names(&missing)?;
         max = max.max(defs.iter().map(|(id, _)| *id).max().unwrap_or(0));
     }
-    Ok(max + 1)
+    Ok(Start {
+        next_var: max + 1,
+        last_seen,
+    })
 }
 
-/// The time of each VE's last transaction in the journal's open segment (where a VE that a
-/// killed recorder was recording has its last records): where the gap a new recorder writes
-/// for it starts. Reads the open segment only.
-pub fn last_seen(dir: &Path) -> Result<std::collections::HashMap<u64, u64>> {
-    let storage = DirStorage::new(dir).map_err(io_err("open the journal at", dir))?;
-    let mut out = std::collections::HashMap::new();
-    if let Some(&last) = journal::segment_numbers(&storage)?.last() {
-        let (records, _) = journal::read_segment_from(&storage, last, 0)?;
-        for (_, r) in records {
-            if let Ok(Record::Ats(ats)) = Record::decode(&r) {
-                for a in ats {
-                    let t = out.entry(a.ve).or_insert(0);
-                    *t = (*t).max(a.time_ns);
-                }
-            }
-        }
-    }
-    Ok(out)
+/// The next variable id to hand out ([`open_segment`]).
+pub fn next_var_id(dir: &Path, cat: &Catalog) -> Result<VarId> {
+    open_segment(dir, cat).map(|s| s.next_var)
 }
 
 #[cfg(test)]
@@ -502,5 +502,38 @@ mod tests {
         drop(j);
         assert_eq!(next_var_id(&dir, &cat).unwrap(), 3);
         assert_eq!(cat.var(1).unwrap(), Some(VarDef::Memory { ve: 1 }));
+    }
+
+    /// One read of the open segment gives the next id and each VE's last transaction time.
+    #[test]
+    fn the_open_segment_gives_the_next_id_and_each_ves_last_transaction() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let cat = Catalog::open(&d.path().join("catalog.db")).unwrap();
+        let mut j = journal_in(&dir, Options::default().segment_max_bytes);
+        let at = |ve: u64, time_ns: u64| model::at::At {
+            time_ns,
+            ve,
+            pid: 1,
+            tid: 1,
+            op: model::at::Op::Exit,
+            status: model::at::Status::Committed,
+            src: 0,
+            dst: 0,
+            off: 0,
+            len: 0,
+            result: 0,
+        };
+        let def = Record::Vars(vec![(6, VarDef::Memory { ve: 7 })]).encode();
+        j.append(&[
+            def,
+            Record::Ats(vec![at(7, 5), at(8, 3), at(7, 9)]).encode(),
+        ])
+        .unwrap();
+        drop(j);
+        let s = open_segment(&dir, &cat).unwrap();
+        assert_eq!(s.next_var, 7);
+        assert_eq!(s.last_seen, [(7, 9), (8, 3)].into_iter().collect());
+        assert_eq!(cat.var(6).unwrap(), Some(VarDef::Memory { ve: 7 }));
     }
 }

@@ -404,7 +404,8 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
         .collect();
     // Indexes sealed segments, brings the catalog's variable dictionary up to date, and finds
     // the next variable id, reading only the open segment.
-    let first_var = crate::index::next_var_id(&dir, &store.catalog)?;
+    let start = crate::index::open_segment(&dir, &store.catalog)?;
+    let first_var = start.next_var;
     // The open segment too (so far), so that a question reads only its newest bytes whole.
     if let Err(e) = crate::index::index_open(&dir, &store.catalog, &|| true, &[]) {
         tracing::warn!(error = %e, "index of the open segment");
@@ -412,7 +413,7 @@ fn open_store(store: &Store, opts: &Options) -> Result<Setup> {
     let running = running_ves(store);
     let unfinished = unfinished_ves(store, &running);
     // Where the gaps of VEs that ran unrecorded start: their last records.
-    let last_seen = crate::index::last_seen(&dir).unwrap_or_default();
+    let last_seen = start.last_seen;
     let catalog_path = store.layout.catalog();
     let missed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The writer tells the indexer each block's keys (see `index::index_open`).
