@@ -299,6 +299,37 @@ fn root_a_files_budget_refuses_one_file_more() {
     env.assert_clean();
 }
 
+/// A unix socket bound in storage makes a file: it counts against `files_written` like any
+/// creation (the supervisor binds it), and the bind over the budget is aborted by its rule.
+#[test]
+fn root_a_files_budget_counts_unix_sockets_bound_in_storage() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    let data = env.home().join("persist/web/data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    let run = || env.jcs(&["run", "web", "--", "/data/preimage", "sockets", "/data"]);
+    // Control: without the budget both sockets are made.
+    let o = run();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi 140750 tcp=1\n");
+    std::fs::remove_file(data.join("s1")).unwrap();
+    std::fs::remove_file(data.join("sub/s2")).unwrap();
+    with_policy(&env, "[budget]\nfiles_written = 1\n");
+    let o = run();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("s2: Disk quota exceeded"),
+        "{err}"
+    );
+    assert!(data.join("s1").exists() && !data.join("sub/s2").exists());
+    let a = aborted(&env, 2);
+    assert!(
+        a.iter().any(|e| e["op"] == "bind" && e["rule"] == 6),
+        "the bind over the budget is aborted by budget.files_written: {a:?}"
+    );
+    env.assert_clean();
+}
+
 #[test]
 fn root_storage_writes_outside_writable_trees_and_hidden_paths_are_denied() {
     let Some(env) = Env::new() else { return };

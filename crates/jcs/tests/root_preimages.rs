@@ -932,3 +932,96 @@ fn root_exec_into_a_supervised_ve_is_refused() {
     assert!(child.wait_with_output().unwrap().status.success());
     env.assert_clean();
 }
+
+/// A unix socket bound to a path in storage makes a file there (mknod's S_IFSOCK): the
+/// supervisor binds it on the app's socket, so that it is a creation `jcs abort` removes — a
+/// path absolute or relative to the app's working directory, with the app's umask — and the
+/// socket works as bound; abstract and IP addresses bind as before. An address flipped
+/// between a path and an abstract name under the call binds what the supervisor read: every
+/// file made is kept in the undo log.
+#[test]
+fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    let d = data(&env);
+    let run = || {
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        let out = env.ok(&["run", "web", "--", "/data/preimage", "sockets", "/data"]);
+        env.ok(&[
+            "run",
+            "web",
+            "--",
+            "/data/preimage",
+            "bindflip",
+            "/data",
+            "3000",
+        ]);
+        out
+    };
+    let sockets = || {
+        let mut v: Vec<String> = walkdir(&d)
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+            .map(|p| p.strip_prefix(&d).unwrap().display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // Control: without pre-images the sockets are made, and nothing keeps them.
+    assert_eq!(run().trim(), "hi 140750 tcp=1");
+    let made = sockets();
+    assert!(made.contains(&"s1".to_string()), "{made:?}");
+    assert!(made.contains(&"sub/s2".to_string()), "{made:?}");
+    assert!(
+        made.iter().any(|f| f.starts_with('b')),
+        "the flipped address made files: {made:?}"
+    );
+    for f in &made {
+        std::fs::remove_file(d.join(f)).unwrap();
+    }
+    keep_preimages(&env);
+    assert_eq!(run().trim(), "hi 140750 tcp=1", "bound as the app would");
+    let made = sockets();
+    assert!(made.contains(&"s1".to_string()) && made.contains(&"sub/s2".to_string()));
+    let mut u = undo(&env, 3);
+    u.extend(undo(&env, 4));
+    for rel in &made {
+        assert!(
+            u.iter()
+                .any(|e| e["what"] == "created" && e["rel"] == rel.as_str()),
+            "{rel}: {u:?}"
+        );
+    }
+    let binds: Vec<_> = env
+        .log(3)
+        .into_iter()
+        .filter(|e| e["op"] == "bind")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        binds.iter().any(|b| b.contains("unix:/data/s1"))
+            && binds.iter().any(|b| b.contains("unix:@jcs-abstract")),
+        "the binds are recorded: {binds:?}"
+    );
+    env.ok(&["abort", "3"]);
+    env.ok(&["abort", "4"]);
+    assert_eq!(
+        sockets(),
+        Vec::<String>::new(),
+        "abort removes the sockets the VE made"
+    );
+    env.assert_clean();
+}
+
+fn walkdir(d: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walkdir(&p));
+        }
+        out.push(p);
+    }
+    out
+}

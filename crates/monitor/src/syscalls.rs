@@ -401,6 +401,7 @@ pub fn notified_calls() -> Vec<i64> {
         libc::SYS_fremovexattr,
         463, // setxattrat
         466, // removexattrat
+        libc::SYS_bind,
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([

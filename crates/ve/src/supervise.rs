@@ -10,7 +10,9 @@
 //!
 //! Attribute changes (chmod, chown, utimensat, the legacy utime/utimes/futimesat, set/remove
 //! xattr) keep the file's mode, owner, times and extended attributes; link, symlink and mknod
-//! are creations; fchmod, fchown, futimens and f*xattr too. It acts with at most the
+//! are creations, and so is a bind of a unix socket to a path (the supervisor binds the app's
+//! own socket, taken by `pidfd_getfd`, to the address it read); fchmod, fchown, futimens and
+//! f*xattr too. It acts with at most the
 //! capabilities the app's processes are bounded by (`ActCaps`), never the init's (setxattrat
 //! and removexattrat too). What it does not cover yet: apps that chroot inside the VE (their
 //! write-intent calls fail with EPERM).
@@ -55,6 +57,8 @@ pub fn notified() -> Vec<(i64, Option<usize>)> {
         (libc::SYS_fremovexattr, None),
         (SYS_SETXATTRAT, None),
         (SYS_REMOVEXATTRAT, None),
+        // A unix socket bound to a path makes a file there (the supervisor binds it).
+        (libc::SYS_bind, None),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -738,6 +742,13 @@ impl Supervisor {
                 libc::SYS_linkat => Call::Link(a[0] as i32, path(1)?, a[2] as i32, path(3)?, a[4]),
                 libc::SYS_symlinkat => Call::Symlink(path(0)?, a[1] as i32, path(2)?),
                 libc::SYS_mknodat => Call::Mknod(a[0] as i32, path(1)?, a[2], a[3]),
+                libc::SYS_bind => {
+                    // As the kernel: a length beyond a sockaddr_storage is EINVAL.
+                    if a[2] > std::mem::size_of::<libc::sockaddr_storage>() as u64 {
+                        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                    }
+                    Call::Bind(a[0] as i32, task.read_bytes(a[1], a[2])?)
+                }
                 libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_fsetxattr => {
                     let by_fd = nr == libc::SYS_fsetxattr;
                     let value = task.read_bytes(a[2], a[3])?;
@@ -1070,6 +1081,37 @@ impl Supervisor {
                     return Err(io::Error::last_os_error());
                 }
                 drop(as_caller);
+                self.log_created(&parent, &name)?;
+                Ok(Answer::Value(0))
+            }
+            Call::Bind(fd, addr) => {
+                // Bound here, on the app's own socket, with the address as read: what the
+                // kernel would re-read from the app's memory could have changed meanwhile.
+                // With the caller's own capabilities (a port below 1024 needs one), never more.
+                let sock = task.fd(fd)?;
+                let creds = Creds::of(
+                    &task,
+                    match self.act_caps {
+                        Some(c) => Some(c.narrowed(task.cap_eff()?)),
+                        None => None,
+                    },
+                )?;
+                let unix = rustix::net::sockopt::socket_domain(&sock)
+                    .is_ok_and(|d| d == rustix::net::AddressFamily::UNIX);
+                let Some(path) = unix_path(&addr).filter(|_| unix) else {
+                    // Not a file (an IP address, an abstract or unnamed unix one): the
+                    // kernel's own checks (the VE's network rules run on the socket's cgroup).
+                    let _as_caller = creds.assume()?;
+                    bind(&sock, &addr)?;
+                    return Ok(Answer::Value(0));
+                };
+                let (parent, name) = creds.run(|| task.parent(libc::AT_FDCWD, &path))?;
+                self.room_to_create(&parent, &name)?;
+                let umask = task.umask()?;
+                {
+                    let _as_caller = creds.assume()?;
+                    bind_unix_at(&sock, &parent, &name, umask)?;
+                }
                 self.log_created(&parent, &name)?;
                 Ok(Answer::Value(0))
             }
@@ -1797,6 +1839,83 @@ pub fn write_xattrs(path: &CStr, want: &[(String, String)]) -> io::Result<bool> 
     Ok(changed)
 }
 
+/// The file path a unix socket address names (None: not AF_UNIX, abstract, or unnamed).
+fn unix_path(addr: &[u8]) -> Option<CString> {
+    let family = u16::from_ne_bytes(addr.get(..2)?.try_into().ok()?);
+    let p = addr.get(2..)?;
+    if i32::from(family) != libc::AF_UNIX || p.first().is_none_or(|&c| c == 0) {
+        return None;
+    }
+    let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
+    CString::new(&p[..end]).ok()
+}
+
+fn bind(sock: &OwnedFd, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: the address's bytes and their length (the kernel copies them).
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            addr.as_ptr().cast(),
+            addr.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Whether this thread has a working directory and umask of its own (unshare CLONE_FS).
+    static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Binds a unix socket to `name` in `dir` as the app would, its file made with the app's
+/// `umask`: the kernel resolves a unix socket's path from the caller's working directory (no
+/// `bindat`), so this thread takes a working directory of its own and goes there for the call.
+fn bind_unix_at(sock: &OwnedFd, dir: &OwnedFd, name: &CStr, umask: u32) -> io::Result<()> {
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let b = name.to_bytes();
+    if b.len() >= addr.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, &c) in addr.sun_path.iter_mut().zip(b) {
+        *d = c as libc::c_char;
+    }
+    if !OWN_FS.get() {
+        // SAFETY: unshares this thread's file-system context only.
+        if unsafe { libc::unshare(libc::CLONE_FS) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        OWN_FS.set(true);
+    }
+    // SAFETY: a directory descriptor; umask on this thread's own context.
+    if unsafe { libc::fchdir(dir.as_raw_fd()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let was = unsafe { libc::umask(umask as libc::mode_t) };
+    let len = std::mem::size_of::<libc::sa_family_t>() + b.len() + 1;
+    // SAFETY: a sockaddr_un and a length within it.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    let e = io::Error::last_os_error();
+    // SAFETY: as above; "/" holds no directory of storage busy.
+    unsafe {
+        libc::umask(was);
+        libc::chdir(c"/".as_ptr());
+    }
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn stat_at(dir: &OwnedFd, name: &CStr) -> rustix::io::Result<rustix::fs::Stat> {
     rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
 }
@@ -1824,6 +1943,8 @@ enum Call {
     Symlink(CString, i32, CString),
     /// dirfd, path, mode, device
     Mknod(i32, CString, u64, u64),
+    /// The socket's descriptor, the address as the app gave it
+    Bind(i32, Vec<u8>),
 }
 
 /// An attribute change.
@@ -1881,6 +2002,36 @@ impl Task {
 
     fn status(&self) -> io::Result<String> {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+    }
+
+    /// A copy of the task's descriptor `fd` (of the very thread: PIDFD_THREAD, Linux 6.9; else
+    /// of its process).
+    fn fd(&self, fd: i32) -> io::Result<OwnedFd> {
+        const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+        let open = |flags: libc::c_long| {
+            // SAFETY: pidfd_open with a pid and flags; the result is a new descriptor we own.
+            let r = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, flags) };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+            }
+        };
+        let pidfd = match open(PIDFD_THREAD) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0)?,
+            r => r?,
+        };
+        rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    /// The task's effective capabilities.
+    fn cap_eff(&self) -> io::Result<u64> {
+        let s = self.status()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
     }
 
     /// The task's umask (read when a call creates something).
@@ -2186,6 +2337,14 @@ impl ActCaps {
     /// Starts the calling thread's record of its effective set (the set `new` read).
     fn adopt(&self) {
         EFFECTIVE.with(|e| e.set(self.effective));
+    }
+
+    /// These capabilities within `caps` too (a call's own caller's).
+    fn narrowed(self, caps: u64) -> ActCaps {
+        ActCaps {
+            bound: self.bound & caps,
+            ..self
+        }
     }
 
     /// The set it acts with: within the bound.

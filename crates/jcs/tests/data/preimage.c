@@ -18,6 +18,12 @@
  *   exchange A B         renameat2(A, B, RENAME_EXCHANGE): the two names swap files
  *   closerange FILE TEXT creates FILE, writes TEXT, ends every descriptor from 3 on with
  *                        close_range, then prints "FILE=there" or "FILE=gone" (before it exits)
+ *   sockets DIR          with umask 027: binds unix sockets DIR/s1 (listening) and s2 in DIR/sub
+ *                        (a path relative to the working directory), an abstract one, a TCP one
+ *                        on 127.0.0.1; sends "hi" through DIR/s1; prints what it received, s1's
+ *                        mode in octal and "tcp=<port bound: 1|0>"
+ *   bindflip DIR N       N unix sockets each bound to DIR/bN while a thread flips the address's
+ *                        first byte between '/' (a file) and NUL (an abstract name)
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -34,6 +40,9 @@
 #include <sys/xattr.h>
 #include <errno.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
 
 static const char *dir;
 static int n;
@@ -70,6 +79,30 @@ static void *flipper(void *arg)
 		strcpy(flip_buf, flip_b);
 	}
 	return 0;
+}
+
+static struct sockaddr_un bind_addr;
+
+static void *bind_flipper(void *arg)
+{
+	(void)arg;
+	while (flipping) {
+		*(volatile char *)&bind_addr.sun_path[0] = '/';
+		*(volatile char *)&bind_addr.sun_path[0] = 0;
+	}
+	return 0;
+}
+
+static int unix_bound(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a))) {
+		perror(path);
+		exit(1);
+	}
+	return s;
 }
 
 int main(int argc, char **argv)
@@ -143,6 +176,59 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("%s=%s\n", argv[2], access(argv[2], F_OK) ? "gone" : "there");
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "sockets")) {
+		char p[200];
+		umask(027);
+		snprintf(p, sizeof(p), "%s/s1", argv[2]);
+		int s1 = unix_bound(p);
+		snprintf(p, sizeof(p), "%s/sub", argv[2]);
+		if (listen(s1, 1) || chdir(p)) {
+			perror("listen");
+			return 1;
+		}
+		unix_bound("s2");
+		struct sockaddr_un ab = { .sun_family = AF_UNIX, .sun_path = "\0jcs-abstract" };
+		int a = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+		socklen_t len = sizeof(in);
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		if (bind(a, (struct sockaddr *)&ab, sizeof(sa_family_t) + 14) ||
+		    bind(t, (struct sockaddr *)&in, sizeof(in)) ||
+		    getsockname(t, (struct sockaddr *)&in, &len)) {
+			perror("bind");
+			return 1;
+		}
+		struct sockaddr_un to = { .sun_family = AF_UNIX };
+		snprintf(to.sun_path, sizeof(to.sun_path), "%s/s1", argv[2]);
+		int c = socket(AF_UNIX, SOCK_STREAM, 0);
+		char got[3] = "";
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/s1", argv[2]);
+		if (connect(c, (struct sockaddr *)&to, sizeof(to)) || write(c, "hi", 2) != 2 ||
+		    read(accept(s1, 0, 0), got, 2) != 2 || stat(p, &st)) {
+			perror("connect");
+			return 1;
+		}
+		printf("%s %o tcp=%d\n", got, st.st_mode, in.sin_port != 0);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "bindflip")) {
+		pthread_t th;
+		int count = atoi(argv[3]);
+		bind_addr.sun_family = AF_UNIX;
+		pthread_create(&th, 0, bind_flipper, 0);
+		for (int i = 0; i < count; i++) {
+			int s = socket(AF_UNIX, SOCK_STREAM, 0);
+			/* The name after the first byte, which the other thread flips. */
+			snprintf(bind_addr.sun_path + 1, sizeof(bind_addr.sun_path) - 1, "%s/b%d",
+				 argv[2] + 1, i);
+			bind(s, (struct sockaddr *)&bind_addr, sizeof(bind_addr));
+			close(s);
+		}
+		flipping = 0;
+		pthread_join(th, 0);
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "exchange")) {
