@@ -1874,6 +1874,7 @@ thread_local! {
 /// `umask`: the kernel resolves a unix socket's path from the caller's working directory (no
 /// `bindat`), so this thread takes a working directory of its own and goes there for the call.
 fn bind_unix_at(sock: &OwnedFd, dir: &OwnedFd, name: &CStr, umask: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (unnamed) address.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let b = name.to_bytes();
     if b.len() >= addr.sun_path.len() {
@@ -1890,10 +1891,11 @@ fn bind_unix_at(sock: &OwnedFd, dir: &OwnedFd, name: &CStr, umask: u32) -> io::R
         }
         OWN_FS.set(true);
     }
-    // SAFETY: a directory descriptor; umask on this thread's own context.
+    // SAFETY: a directory descriptor, on this thread's own context.
     if unsafe { libc::fchdir(dir.as_raw_fd()) } < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: umask of this thread's own context.
     let was = unsafe { libc::umask(umask as libc::mode_t) };
     let len = std::mem::size_of::<libc::sa_family_t>() + b.len() + 1;
     // SAFETY: a sockaddr_un and a length within it.
@@ -2014,6 +2016,7 @@ impl Task {
             if r < 0 {
                 Err(io::Error::last_os_error())
             } else {
+                // SAFETY: a new descriptor, ours alone.
                 Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
             }
         };
