@@ -2,6 +2,8 @@
 //! persistent storage (what `bench/event-cost.sh`'s openclose loop sends, without the kernel
 //! and the journal), or with `write` a loop of 1-byte writes to it (its write loop):
 //! `cargo run --release -p monitor --example translate_rate -- [N] [openclose|write]`.
+//! With `fork P F`: P processes each hold F descriptors, and one of them forks and its child
+//! exits N times (a server's workers beside a shell that runs commands).
 //! (Each record is cloned before it is pushed, as decoding makes a new one: that is counted.)
 use monitor::decode::{Event, Kind};
 use monitor::translate::Translator;
@@ -46,6 +48,52 @@ fn main() {
         ..open.clone()
     };
     let close = on_fd(libc::SYS_close, 0, [3, 0, 0, 0, 0, 0]);
+    if std::env::args().nth(2).as_deref() == Some("fork") {
+        let arg = |i: usize, d: u32| {
+            std::env::args()
+                .nth(i)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(d)
+        };
+        let (procs, per) = (arg(3, 1000), arg(4, 100));
+        let mut out = Vec::new();
+        for p in 0..procs {
+            for fd in 0..per {
+                let e = Event {
+                    pid: 1000 + p,
+                    tid: 1000 + p,
+                    ret: 3 + fd as i64,
+                    ..open.clone()
+                };
+                t.push(&e, &mut out);
+                out.clear();
+            }
+        }
+        let life = |kind: Kind, ret: i64, pid: u32| Event {
+            kind,
+            ret,
+            pid,
+            tid: pid,
+            nr: 0,
+            data: Vec::new(),
+            data2: Vec::new(),
+            file: None,
+            ..open.clone()
+        };
+        let t0 = std::time::Instant::now();
+        for i in 0..n {
+            let child = 1_000_000 + i as u32;
+            t.push(&life(Kind::Fork, i64::from(child), 10), &mut out);
+            t.push(&life(Kind::Exit, 0, child), &mut out);
+            out.clear();
+        }
+        let el = t0.elapsed();
+        println!(
+            "{:.1} ns per fork and exit ({procs} processes of {per} descriptors beside)",
+            el.as_nanos() as f64 / n as f64
+        );
+        return;
+    }
     let write = on_fd(libc::SYS_write, 1, [3, 0, 1, 0, 0, 0]);
     let writes = std::env::args().nth(2).as_deref() == Some("write");
     let mut out = Vec::with_capacity(4096);

@@ -102,6 +102,77 @@ impl Watched {
     }
 }
 
+/// Every process's descriptor table, one per process: a fork copies its parent's, an exit
+/// drops its own (neither looks at another process's).
+#[derive(Debug, Default)]
+struct FdTables(HashMap<u32, FdTable>);
+
+/// One process's descriptors: the low ones by index (a lookup without a hash), the rest in a
+/// map.
+#[derive(Debug, Default, Clone)]
+struct FdTable {
+    low: Vec<Option<FdTarget>>,
+    high: HashMap<i32, FdTarget>,
+}
+
+impl FdTable {
+    /// Descriptors below this are kept by index.
+    const LOW: usize = 1024;
+
+    fn is_empty(&self) -> bool {
+        self.high.is_empty() && self.low.iter().all(Option::is_none)
+    }
+}
+
+impl FdTables {
+    fn get(&self, pid: u32, fd: i32) -> Option<&FdTarget> {
+        let t = self.0.get(&pid)?;
+        match usize::try_from(fd) {
+            Ok(i) if i < FdTable::LOW => t.low.get(i)?.as_ref(),
+            _ => t.high.get(&fd),
+        }
+    }
+
+    fn insert(&mut self, pid: u32, fd: i32, target: FdTarget) {
+        let t = self.0.entry(pid).or_default();
+        match usize::try_from(fd) {
+            Ok(i) if i < FdTable::LOW => {
+                if t.low.len() <= i {
+                    t.low.resize(i + 1, None);
+                }
+                t.low[i] = Some(target);
+            }
+            _ => {
+                t.high.insert(fd, target);
+            }
+        }
+    }
+
+    fn remove(&mut self, pid: u32, fd: i32) -> Option<FdTarget> {
+        let t = self.0.get_mut(&pid)?;
+        match usize::try_from(fd) {
+            Ok(i) if i < FdTable::LOW => t.low.get_mut(i)?.take(),
+            _ => t.high.remove(&fd),
+        }
+    }
+
+    fn fork(&mut self, parent: u32, child: u32) {
+        match self.0.get(&parent) {
+            Some(t) if !t.is_empty() => {
+                let t = t.clone();
+                self.0.insert(child, t);
+            }
+            _ => {
+                self.0.remove(&child);
+            }
+        }
+    }
+
+    fn exit(&mut self, pid: u32) {
+        self.0.remove(&pid);
+    }
+}
+
 #[derive(Debug)]
 pub struct Translator {
     known: Option<Known>,
@@ -115,8 +186,11 @@ pub struct Translator {
     next_var: VarId,
     /// The latest kernel timestamp seen ([`Translator::forget_vars`]).
     last_ns: u64,
-    /// (pid, fd) → the path it was opened by.
-    fds: HashMap<(u32, i32), FdTarget>,
+    /// pid → its descriptors (fd → what it was opened as).
+    fds: FdTables,
+    /// cgroup id → the processes its VE forked that have not exited: their descriptor tables,
+    /// working directories and mappings go with the VE if their exits were lost.
+    forked: HashMap<u64, HashSet<u32>>,
     /// (source port, destination port) → the UDP flows seen, with their addresses: an
     /// unconnected socket's sends name no source address (it is chosen when the datagram is
     /// routed), and a receiver bound to every address names none for itself; such a flow is
@@ -292,7 +366,8 @@ impl Translator {
             watched: HashMap::default(),
             vars: HashMap::default(),
             next_var: first_var.max(1),
-            fds: HashMap::default(),
+            fds: FdTables::default(),
+            forked: HashMap::default(),
             cwd: HashMap::default(),
             maps: HashMap::default(),
             mapped: Default::default(),
@@ -653,6 +728,11 @@ impl Translator {
 
     pub fn unwatch(&mut self, cgroup_id: u64) {
         self.policies.remove(&cgroup_id);
+        for pid in self.forked.remove(&cgroup_id).unwrap_or_default() {
+            self.fds.exit(pid);
+            self.cwd.remove(&pid);
+            self.maps.remove(&pid);
+        }
         if let Some(w) = self.watched.remove(&cgroup_id) {
             self.names.remove(&w.ve);
             // (Its processes' exits ended their mappings, unless the exits were lost.)
@@ -756,7 +836,7 @@ impl Translator {
         }
         let base: &[u8] = match dirfd {
             None | Some(libc::AT_FDCWD) => self.cwd.get(&pid).map(Vec::as_slice).unwrap_or(b"/"),
-            Some(fd) => match self.fds.get(&(pid, fd)) {
+            Some(fd) => match self.fds.get(pid, fd) {
                 Some(FdTarget::Path(p)) => p,
                 _ => return path,
             },
@@ -1047,7 +1127,7 @@ impl Translator {
                 return (v, true);
             }
         }
-        match self.fds.get(&(e.pid, fd)) {
+        match self.fds.get(e.pid, fd) {
             Some(FdTarget::Endpoint(id) | FdTarget::Conn { send: id, .. }) => return (*id, true),
             Some(FdTarget::Socket | FdTarget::Local(_)) => return (0, true),
             _ if socket => return (0, true),
@@ -1057,7 +1137,7 @@ impl Translator {
         {
             return (*id, false);
         }
-        let path = match self.fds.get(&(e.pid, fd)) {
+        let path = match self.fds.get(e.pid, fd) {
             Some(FdTarget::Path(p)) => Some(p.clone()),
             _ => None,
         };
@@ -1192,7 +1272,7 @@ impl Translator {
                 if e.ret == 0 {
                     let dir = match self.path_of(e, &sys, false) {
                         Some(p) => p,
-                        None => match self.fds.get(&(e.pid, fd)) {
+                        None => match self.fds.get(e.pid, fd) {
                             Some(FdTarget::Path(p)) => p.clone(),
                             _ => Vec::new(),
                         },
@@ -1215,7 +1295,7 @@ impl Translator {
                 }
                 if let (true, Some(p)) = (e.ret >= 0, &path) {
                     self.fds
-                        .insert((e.pid, e.ret as i32), FdTarget::Path(p.clone()));
+                        .insert(e.pid, e.ret as i32, FdTarget::Path(p.clone()));
                 }
                 // (openat2: the monitor put its open_how's flags in args[2].)
                 let flags = match sys.nr {
@@ -1261,7 +1341,7 @@ impl Translator {
                 let flow = if !socket {
                     0
                 } else {
-                    match (self.flow_var(e, reading, out), self.fds.get(&(e.pid, fd))) {
+                    match (self.flow_var(e, reading, out), self.fds.get(e.pid, fd)) {
                         (0, Some(FdTarget::Conn { send, recv })) => {
                             if reading {
                                 *recv
@@ -1382,7 +1462,7 @@ impl Translator {
             }
             Sem::Close => {
                 at.op = Op::Close;
-                at.src = match self.fds.remove(&(e.pid, fd)) {
+                at.src = match self.fds.remove(e.pid, fd) {
                     Some(
                         FdTarget::Endpoint(id)
                         | FdTarget::Local(id)
@@ -1582,7 +1662,7 @@ impl Translator {
             Sem::Socket => {
                 at.op = Op::Socket;
                 if e.ret >= 0 {
-                    self.fds.insert((e.pid, e.ret as i32), FdTarget::Socket);
+                    self.fds.insert(e.pid, e.ret as i32, FdTarget::Socket);
                 }
             }
             Sem::Connect | Sem::Bind => {
@@ -1635,12 +1715,12 @@ impl Translator {
                 };
                 // A non-blocking connect returns EINPROGRESS and goes on connecting.
                 if ep != 0 && (e.ret == 0 || e.ret == -i64::from(libc::EINPROGRESS)) {
-                    self.fds.insert((e.pid, fd), target);
+                    self.fds.insert(e.pid, fd, target);
                 }
             }
             Sem::Listen => {
                 at.op = Op::Listen;
-                at.src = match self.fds.get(&(e.pid, fd)) {
+                at.src = match self.fds.get(e.pid, fd) {
                     Some(FdTarget::Local(id)) => *id,
                     _ => 0,
                 };
@@ -1664,7 +1744,7 @@ impl Translator {
                             recv,
                         },
                     };
-                    self.fds.insert((e.pid, e.ret as i32), target);
+                    self.fds.insert(e.pid, e.ret as i32, target);
                 }
             }
         }
@@ -1769,13 +1849,8 @@ impl Translator {
             Kind::Fork => {
                 // The child inherits the descriptor table.
                 let child = e.ret as u32;
-                let inherited: Vec<((u32, i32), FdTarget)> = self
-                    .fds
-                    .iter()
-                    .filter(|((p, _), _)| *p == e.pid)
-                    .map(|((_, f), path)| ((child, *f), path.clone()))
-                    .collect();
-                self.fds.extend(inherited);
+                self.fds.fork(e.pid, child);
+                self.forked.entry(e.cgroup_id).or_default().insert(child);
                 if let Some(dir) = self.cwd.get(&e.pid).cloned() {
                     self.cwd.insert(child, dir);
                 }
@@ -1790,8 +1865,11 @@ impl Translator {
             }
             Kind::Exit => {
                 if e.pid == e.tid {
-                    self.fds.retain(|(p, _), _| *p != e.pid);
+                    self.fds.exit(e.pid);
                     self.cwd.remove(&e.pid);
+                    if let Some(p) = self.forked.get_mut(&e.cgroup_id) {
+                        p.remove(&e.pid);
+                    }
                     self.end_mappings(e.pid, mem, at, out);
                 }
                 at.op = Op::Exit;
@@ -3202,6 +3280,77 @@ mod tests {
         t.unwatch(55);
         t.push(&ev(Kind::Exit, 0, 0), &mut out);
         assert!(out.is_empty());
+    }
+
+    /// Descriptor tables per process: a fork copies its parent's (and no stale table of a
+    /// reused pid survives it), an exit drops its own, high descriptors too; against a plain
+    /// map of (pid, fd) as the reference, over random operations.
+    #[test]
+    fn descriptor_tables_follow_forks_and_exits() {
+        let mut t = FdTables::default();
+        let mut reference: std::collections::BTreeMap<(u32, i32), FdTarget> = Default::default();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..20_000 {
+            let pid = rnd(6) as u32;
+            let fd = match rnd(3) {
+                0 => rnd(5_000) as i32,
+                _ => rnd(8) as i32,
+            };
+            match rnd(10) {
+                0..=3 => {
+                    let target = FdTarget::Path(vec![b'a' + rnd(26) as u8]);
+                    t.insert(pid, fd, target.clone());
+                    reference.insert((pid, fd), target);
+                }
+                4..=6 => assert_eq!(t.remove(pid, fd), reference.remove(&(pid, fd))),
+                7 => {
+                    let child = rnd(6) as u32;
+                    if child != pid {
+                        t.fork(pid, child);
+                        reference.retain(|(p, _), _| *p != child);
+                        let copied: Vec<_> = reference
+                            .iter()
+                            .filter(|((p, _), _)| *p == pid)
+                            .map(|((_, f), v)| ((child, *f), v.clone()))
+                            .collect();
+                        reference.extend(copied);
+                    }
+                }
+                8 => {
+                    t.exit(pid);
+                    reference.retain(|(p, _), _| *p != pid);
+                }
+                _ => {}
+            }
+            for probe in [fd, 0, 1, 4_999] {
+                for p in 0..6 {
+                    assert_eq!(t.get(p, probe), reference.get(&(p, probe)), "{p} {probe}");
+                }
+            }
+        }
+    }
+
+    /// A VE's processes whose exits were lost leave nothing behind once it is unwatched.
+    #[test]
+    fn an_unwatched_ves_processes_are_forgotten() {
+        let mut t = Translator::new(100, 0);
+        t.watch(55, 7);
+        let mut out = vec![];
+        t.push(&ev(Kind::Fork, 0, 11), &mut out);
+        let mut open = ev(Kind::Syscall, nr::OPENAT, 4);
+        open.pid = 11;
+        open.tid = 11;
+        open.data = b"/log\0".to_vec();
+        t.push(&open, &mut out);
+        assert!(t.fds.get(11, 4).is_some());
+        t.unwatch(55);
+        assert!(t.fds.get(11, 4).is_none() && t.forked.is_empty());
     }
 
     #[test]
