@@ -474,7 +474,10 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
     // History without a policy: a connect to port 25 on the VE's own loopback (it stays inside
     // the VE: not in the journal, so not replayed), a write outside /data/out, one inside.
     env.ok(&["run", "web", "--", "/data/policy", "tcp", "25", "26"]);
-    env.sh_ok("echo x > /data/outside; mkdir -p /data/out; echo y > /data/out/inside");
+    env.sh_ok(
+        "echo x > /data/outside; mkdir /data/newdir; ln -s x /data/lnk; mkfifo /data/ff; \
+         rm /data/outside; mkdir -p /data/out; echo y > /data/out/inside; mkdir /data/out/d",
+    );
     let f = env.home().join("strict.toml");
     std::fs::write(
         &f,
@@ -487,11 +490,24 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
     let writes: Vec<_> = hits.iter().filter(|h| h["ve"] == 2).collect();
     assert!(!writes.is_empty(), "{r}");
     assert!(
-        writes
-            .iter()
-            .all(|h| h["path"] == "/data/outside" && h["rule_name"] == "files.writable"),
+        writes.iter().all(|h| h["rule_name"] == "files.writable"
+            && !h["path"].as_str().unwrap().starts_with("/data/out/")),
         "{r}"
     );
+    // Every change outside the writable tree: the write and the removal of a file, and the
+    // creations by path (mkdir, symlink, mknod).
+    for (op, path) in [
+        ("write", "/data/outside"),
+        ("unlink", "/data/outside"),
+        ("mkdir", "/data/newdir"),
+        ("symlink", "/data/lnk"),
+        ("mknod", "/data/ff"),
+    ] {
+        assert!(
+            writes.iter().any(|h| h["op"] == op && h["path"] == path),
+            "{op} {path}: {r}"
+        );
+    }
     assert_eq!(r["ves"], serde_json::json!([2]));
     // A policy that allows all of it finds nothing.
     std::fs::write(&f, "").unwrap();

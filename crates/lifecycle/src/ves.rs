@@ -648,6 +648,7 @@ pub fn launch(store: &Store, l: Launch) -> Result<(VeId, Exit)> {
             app: l.app.name.to_string(),
             app_version: u64::from(l.version),
             name: l.extras.name.clone(),
+            storage: storage.iter().map(|(_, _, inner)| inner.clone()).collect(),
         });
         m.ask_early();
         m

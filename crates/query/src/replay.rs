@@ -2,10 +2,12 @@
 //! history before it is enforced. Which committed transactions would it have aborted?
 //!
 //! Network transactions (connect, send, bind) are decided from their flow or endpoint; file
-//! transactions from the path the file had in that VE at that time (its `N` records): a write
-//! to a file of persistent or shared storage outside the writable trees, a read of a hidden
-//! path, an exec outside the allow-list. Transactions that were already aborted or failed are
-//! left out; so are summaries (their transactions are gone).
+//! transactions from the path the file had in that VE at that time (its `N` records; a file
+//! known by path alone — made by mkdir, symlink or mknod, or never seen named — by that path):
+//! a change (a write, a creation, a removal, a rename) of a file of persistent or shared
+//! storage outside the writable trees, a read of a hidden path, an exec outside the allow-list.
+//! Transactions that were already aborted or failed are left out; so are summaries (their
+//! transactions are gone).
 
 use crate::{read_all, Result};
 use model::at::{Op, Status, VarDef, VarId};
@@ -53,8 +55,11 @@ pub fn replay(
     let (records, skipped) = read_all(dir)?;
     let names: HashMap<u32, String> = policy.rules().into_iter().map(|r| (r.id, r.name)).collect();
     let mut defs: HashMap<VarId, VarDef> = HashMap::new();
-    // (VE, file) → its current path in that VE and whether it is in storage.
-    let mut paths: HashMap<(u64, VarId), (String, bool)> = HashMap::new();
+    // (VE, file) → its names in that VE in the order given (a batch's names may come before
+    // its transactions: a file's name is the one it had at the transaction's time).
+    let mut paths: HashMap<(u64, VarId), Vec<model::at::Name>> = HashMap::new();
+    // VE → where its storage is mounted (its `W` record).
+    let mut storage: HashMap<u64, Vec<InnerPath>> = HashMap::new();
     let mut out = Replay {
         examined: 0,
         hits: vec![],
@@ -64,13 +69,17 @@ pub fn replay(
     for rec in records {
         match rec {
             Record::Vars(d) => defs.extend(d),
+            Record::Ve(v) => {
+                let points = v
+                    .storage
+                    .iter()
+                    .filter_map(|p| InnerPath::parse(p).ok())
+                    .collect();
+                storage.insert(v.ve, points);
+            }
             Record::Names(ns) => {
                 for n in ns {
-                    if n.bound {
-                        paths.insert((n.ve, n.var), (n.path, n.store.is_some()));
-                    } else if paths.get(&(n.ve, n.var)).is_some_and(|p| p.0 == n.path) {
-                        paths.remove(&(n.ve, n.var));
-                    }
+                    paths.entry((n.ve, n.var)).or_default().push(n);
                 }
             }
             Record::Ats(ats) => {
@@ -127,11 +136,29 @@ pub fn replay(
                         | Op::Chown
                         | Op::Unlink
                         | Op::Rename
-                        | Op::Link => (a.dst, true),
+                        | Op::Link
+                        | Op::Mkdir
+                        | Op::Rmdir
+                        | Op::Symlink
+                        | Op::Mknod => (a.dst, true),
                         Op::Read | Op::Open | Op::GetXattr | Op::Mmap | Op::Exec => (a.src, false),
                         _ => continue,
                     };
-                    let Some((path, in_storage)) = paths.get(&(a.ve, var)).cloned() else {
+                    // Its name in the VE then; a file known by path, that path.
+                    let named = paths
+                        .get(&(a.ve, var))
+                        .and_then(|ns| name_at(ns, a.time_ns))
+                        .or_else(|| {
+                            let Some(VarDef::Path { path }) = defs.get(&var) else {
+                                return None;
+                            };
+                            let inner = InnerPath::parse(path).ok()?;
+                            let within = storage
+                                .get(&a.ve)
+                                .is_some_and(|s| s.iter().any(|p| inner.is_within(p)));
+                            Some((path.clone(), within))
+                        });
+                    let Some((path, in_storage)) = named else {
                         continue;
                     };
                     let Ok(inner) = InnerPath::parse(&path) else {
@@ -157,8 +184,7 @@ pub fn replay(
             | Record::Repairs(_)
             | Record::Policy(_)
             | Record::Restores(_)
-            | Record::Execs(_)
-            | Record::Ve(_) => {}
+            | Record::Execs(_) => {}
         }
     }
     let mut ves: Vec<u64> = out.hits.iter().map(|h| h.ve).collect();
@@ -166,4 +192,58 @@ pub fn replay(
     ves.dedup();
     out.ves = ves;
     Ok(out)
+}
+
+/// The name a file had at `t` (and whether it is in storage), from its names in order: those
+/// given before `t`, and one given at `t` (the call that named it: an open, a rename); a name
+/// taken away at `t` (an unlink, a rename) was still its name for the call that took it.
+fn name_at(names: &[model::at::Name], t: u64) -> Option<(String, bool)> {
+    let mut now: Option<&model::at::Name> = None;
+    for n in names {
+        if n.time_ns > t || (n.time_ns == t && !n.bound) {
+            continue;
+        }
+        if n.bound {
+            now = Some(n);
+        } else if now.is_some_and(|c| c.path == n.path) {
+            now = None;
+        }
+    }
+    now.map(|n| (n.path.clone(), n.store.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(time_ns: u64, path: &str, bound: bool) -> model::at::Name {
+        model::at::Name {
+            time_ns,
+            ve: 1,
+            var: 7,
+            path: path.into(),
+            store: Some(format!("persist:web:{path}")),
+            bound,
+        }
+    }
+
+    /// A file's name at a transaction's time, whatever came after it in the journal: the
+    /// unlink at 30 still acts on /data/a; the rename at 40 names the file /data/b.
+    #[test]
+    fn a_files_name_is_the_one_it_had_at_the_time() {
+        let ns = [
+            name(10, "/data/a", true),
+            name(30, "/data/a", false),
+            name(35, "/data/a", true),
+            name(40, "/data/a", false),
+            name(40, "/data/b", true),
+        ];
+        let at = |t| name_at(&ns, t);
+        assert_eq!(at(5), None);
+        assert_eq!(at(10), Some(("/data/a".into(), true)));
+        assert_eq!(at(30), Some(("/data/a".into(), true)));
+        assert_eq!(at(31), None);
+        assert_eq!(at(40), Some(("/data/b".into(), true)));
+        assert_eq!(at(99), Some(("/data/b".into(), true)));
+    }
 }

@@ -87,6 +87,10 @@ pub struct VeInfo {
     /// The name `jcs run --name` gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Where its persistent and shared storage and volumes are mounted in it (`/data`): a
+    /// path below one of them is storage. (Empty in journals written before it was kept.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<String>,
 }
 
 /// One file put back.
@@ -639,6 +643,7 @@ mod tests {
                 app: "web".into(),
                 app_version: 3,
                 name: Some("front".into()),
+                storage: vec!["/data".into()],
             }),
         ]
     }
