@@ -653,8 +653,14 @@ mod tests {
         let r = samples().pop().unwrap().encode();
         assert_eq!(
             String::from_utf8(r).unwrap(),
-            r#"W{"ve":2,"time_ns":8,"app":"web","app_version":3,"name":"front"}"#
+            r#"W{"ve":2,"time_ns":8,"app":"web","app_version":3,"name":"front","storage":["/data"]}"#
         );
+        // A record written before `storage` was kept reads with none.
+        let old = br#"W{"ve":2,"time_ns":8,"app":"web","app_version":3,"name":"front"}"#;
+        match Record::decode(old).unwrap() {
+            Record::Ve(v) => assert!(v.storage.is_empty() && v.app == "web"),
+            r => panic!("{r:?}"),
+        }
     }
 
     #[test]
