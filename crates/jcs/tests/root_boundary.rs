@@ -47,7 +47,8 @@ fn root_a_unix_socket_between_two_ves_carries_the_senders_data() {
     );
     let back = env.reached(&["back", "persist:web:/data/got"]);
     assert!(back.contains(&"ve:2".to_string()), "{back:?}");
-    assert!(back.contains(&"unix:/dl/sock".to_string()), "{back:?}");
+    // The socket is the file its bind made (named as the server named it).
+    assert!(back.contains(&"file:/dl/sock".to_string()), "{back:?}");
     env.assert_clean();
 }
 
@@ -879,5 +880,83 @@ fn root_sendfile_to_another_ve_is_joined_to_the_receiver() {
     );
     let fwd = env.reached(&["forward", "persist:cli:/data/doc"]);
     assert!(fwd.contains(&"ve:1".to_string()), "{fwd:?}");
+    env.assert_clean();
+}
+
+/// A Unix socket bound to a path is the file it made, whatever name each end uses: a server
+/// binds by a name relative to its working directory, a VE of another app — the same shared
+/// storage mounted elsewhere (`/mnt/dl`) — sends by its own absolute name; a datagram and a
+/// stream each carry the sender's data, and track back of what the server wrote names the
+/// sender. (Before, the two ends were `unix:dsock` and `unix:/mnt/dl/sub/dsock`: two variables,
+/// and the datagram's sender was not reached.)
+#[test]
+fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    env.ok(&[
+        "app",
+        "create",
+        "other",
+        "--template",
+        "bb",
+        "--share",
+        "/mnt/dl=downloads",
+    ]);
+    let helper = common::static_helper(&env, "boundary");
+    let dl = env.home().join("shared/downloads");
+    std::fs::create_dir_all(dl.join("sub")).unwrap();
+    std::fs::copy(&helper, dl.join("boundary")).unwrap();
+    let cases = [
+        (
+            "udgram-serve",
+            "dsock",
+            "udgram-send",
+            "dgram-secret",
+            "got1",
+        ),
+        (
+            "unix-serve-at",
+            "ssock",
+            "unix-send",
+            "stream-secret",
+            "got2",
+        ),
+    ];
+    for (i, (serve, name, send, secret, got)) in cases.into_iter().enumerate() {
+        let _ = std::fs::remove_file(data(&env).join("ready"));
+        let out = format!("/data/{got}");
+        let mut s = env
+            .cmd(&[
+                "run",
+                "web",
+                "--",
+                "/dl/boundary",
+                serve,
+                "/dl/sub",
+                name,
+                &out,
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for(20, || data(&env).join("ready").exists()),
+            "the server did not start"
+        );
+        let to = format!("/mnt/dl/sub/{name}");
+        env.ok(&["run", "other", "--", "/mnt/dl/boundary", send, &to, secret]);
+        assert!(s.wait().unwrap().success(), "the server failed");
+        assert_eq!(
+            std::fs::read_to_string(data(&env).join(got)).unwrap(),
+            secret,
+            "the bytes crossed"
+        );
+        let sender = format!("ve:{}", 2 * i + 2);
+        let back = env.reached(&["back", &format!("persist:web:{out}")]);
+        assert!(back.contains(&sender), "{serve}: {back:?}");
+        // The socket is the file its bind made, named by the server's absolute name.
+        let file = format!("file:/dl/sub/{name}");
+        assert!(back.contains(&file), "{serve}: {back:?}");
+    }
     env.assert_clean();
 }

@@ -1000,7 +1000,7 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
         .map(|e| e.to_string())
         .collect();
     assert!(
-        binds.iter().any(|b| b.contains("unix:/data/s1"))
+        binds.iter().any(|b| b.contains("file:/data/s1"))
             && binds.iter().any(|b| b.contains("unix:@jcs-abstract")),
         "the binds are recorded: {binds:?}"
     );

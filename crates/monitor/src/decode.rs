@@ -36,6 +36,7 @@ pub mod flag {
     pub const TTY: u32 = F::JCS_F_TTY.0;
     pub const OWN: u32 = F::JCS_F_OWN.0;
     pub const OWN_OUT: u32 = F::JCS_F_OWN_OUT.0;
+    pub const UNIXFILE: u32 = F::JCS_F_UNIXFILE.0;
 }
 
 /// Offsets of the record's fields, from the generated type.

@@ -964,6 +964,41 @@ impl Translator {
         }
     }
 
+    /// The variable a socket call's address stands for. A Unix socket bound to a path is the
+    /// file it made: the kernel's identity of the rendezvous socket's file (`UNIXFILE`), or,
+    /// for a path the call names (a datagram sent to a name; a connect that failed), the file
+    /// the translator saw get that name — in this VE, or by its store-level name in any —, so
+    /// both ends meet whatever name each used (relative, through another mount point). Else
+    /// the endpoint, or the Unix name (made absolute against the working directory).
+    /// (`by_call`: the address is the call's own, a bind's or a connect's: a relative name is
+    /// this process's.)
+    fn sock_var(&mut self, e: &Event, by_call: bool, out: &mut Vec<Output>) -> VarId {
+        let path = match parse_sockaddr(&e.data) {
+            Some(VarDef::Unix { path }) if !path.starts_with('@') => path.into_bytes(),
+            _ => return self.endpoint_var(&e.data, out),
+        };
+        if let (true, Some(id)) = (e.flags & flag::UNIXFILE != 0, e.file2) {
+            // (A relative name the kernel kept is the binder's: no label of ours.)
+            let label = match path.first() {
+                Some(b'/') => Some(path),
+                _ if by_call => Some(self.resolve(e.pid, None, path)),
+                _ => None,
+            };
+            return self.file_var_of(Some(id), label, out, false);
+        }
+        let path = self.resolve(e.pid, None, path);
+        let ve = self.watched.get(&e.cgroup_id).map(|w| w.ve);
+        if let Some(v) = ve.and_then(|ve| self.named(e, ve, &path)) {
+            return v;
+        }
+        let path = lossy(path);
+        self.var(
+            Key::Unix(path.clone().into_bytes()),
+            || VarDef::Unix { path },
+            out,
+        )
+    }
+
     fn endpoint_var(&mut self, data: &[u8], out: &mut Vec<Output>) -> VarId {
         match parse_sockaddr(data) {
             Some(VarDef::Endpoint { addr, port }) => self.var(
@@ -1122,7 +1157,7 @@ impl Translator {
     ) -> (VarId, bool) {
         // A socket's remote end as the kernel named it (its peer, or the call's address).
         if socket && !e.data.is_empty() {
-            let v = self.endpoint_var(&e.data, out);
+            let v = self.sock_var(e, false, out);
             if v != 0 {
                 return (v, true);
             }
@@ -1696,8 +1731,16 @@ impl Translator {
                 let ep = if flow != 0 {
                     flow
                 } else {
-                    self.endpoint_var(&e.data, out)
+                    self.sock_var(e, true, out)
                 };
+                // A Unix socket bound to a path: the file it made has that name (another VE
+                // sending to it by name finds it, by its store-level name).
+                if sys.sem == Sem::Bind && e.ret == 0 && e.flags & flag::UNIXFILE != 0 {
+                    if let Some(VarDef::Unix { path }) = parse_sockaddr(&e.data) {
+                        let path = self.resolve(e.pid, None, path.into_bytes());
+                        self.bind(e, at.ve, at.time_ns, &path, ep, out);
+                    }
+                }
                 at.src = mem;
                 at.dst = ep;
                 let target = if sys.sem == Sem::Connect {
@@ -1729,7 +1772,7 @@ impl Translator {
                 // The flow the accepted connection receives on.
                 let recv = self.flow_var(e, true, out);
                 let ep = match recv {
-                    0 => self.endpoint_var(&e.data, out),
+                    0 => self.sock_var(e, false, out),
                     f => f,
                 };
                 at.op = Op::Accept;
@@ -1937,6 +1980,79 @@ mod tests {
         pub const ACCEPT4: u32 = libc::SYS_accept4 as u32;
         pub const RENAMEAT2: u32 = libc::SYS_renameat2 as u32;
         pub const MMAP: u32 = libc::SYS_mmap as u32;
+        pub const BIND: u32 = libc::SYS_bind as u32;
+    }
+
+    /// A Unix socket bound to a path is the file its bind made: VE 1 binds `dsock` relative
+    /// to /dl/sub (the kernel gives the file's identity); VE 2, with the same shared storage at
+    /// /mnt/dl, sends a datagram to /mnt/dl/sub/dsock (no identity: the socket is unconnected)
+    /// and VE 1 receives it (identity again, under the relative name the kernel kept): one
+    /// variable, labelled by the binder's absolute name.
+    #[test]
+    fn a_unix_socket_is_its_file_whatever_name_each_end_uses() {
+        let mut t = Translator::new(100, 0);
+        t.watch(55, 1);
+        t.watch(66, 2);
+        t.set_store_names(55, &[("/dl".into(), "shared:downloads".into())]);
+        t.set_store_names(66, &[("/mnt/dl".into(), "shared:downloads".into())]);
+        t.cwd.insert(10, b"/dl/sub".to_vec());
+        let unix = |path: &str| {
+            let mut b = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+            b.extend_from_slice(path.as_bytes());
+            b.push(0);
+            b
+        };
+        let file = Some((8, 77, 3));
+        let mut out = vec![];
+        let mut bind = ev(Kind::Syscall, nr::BIND, 0);
+        bind.args[0] = 5;
+        bind.data = unix("dsock");
+        bind.flags = flag::SOCKET | flag::UNIXFILE;
+        bind.file2 = file;
+        t.push(&bind, &mut out);
+        let mut send = ev(Kind::Syscall, nr::SENDTO, 6);
+        (send.cgroup_id, send.pid, send.tid) = (66, 20, 20);
+        send.args[0] = 4;
+        send.data = unix("/mnt/dl/sub/dsock");
+        send.flags = flag::SOCKET;
+        t.push(&send, &mut out);
+        let mut recv = ev(Kind::Syscall, nr::RECVFROM, 6);
+        recv.args[0] = 5;
+        recv.data = unix("dsock");
+        recv.flags = flag::SOCKET | flag::UNIXFILE;
+        recv.file2 = file;
+        t.push(&recv, &mut out);
+        let a = ats(&out);
+        let var = a[0].dst;
+        let (m1, m2) = (mem_of(&out, 1), mem_of(&out, 2));
+        assert!(var != 0 && m1 != 0 && m2 != 0);
+        assert_eq!(
+            a.iter().map(|a| (a.op, a.src, a.dst)).collect::<Vec<_>>(),
+            [
+                (Op::Bind, m1, var),
+                (Op::Send, m2, var),
+                (Op::Recv, var, m1)
+            ],
+        );
+        let label = out.iter().find_map(|o| match o {
+            Output::Var(v, VarDef::Inode { name, .. }) if *v == var => Some(name.clone()),
+            _ => None,
+        });
+        assert_eq!(label, Some(Some("/dl/sub/dsock".to_string())));
+        // The bind named the file: VE 1's name, with its store-level one.
+        assert!(out.iter().any(|o| matches!(o, Output::Name(n)
+            if n.var == var && n.path == "/dl/sub/dsock" && n.bound
+                && n.store.as_deref() == Some("shared:downloads/sub/dsock"))));
+    }
+
+    /// The memory variable of VE `ve` among the outputs.
+    fn mem_of(out: &[Output], ve: u64) -> VarId {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Var(v, VarDef::Memory { ve: x }) if *x == ve => Some(*v),
+                _ => None,
+            })
+            .unwrap_or(0)
     }
 
     #[test]

@@ -2,6 +2,10 @@
  *   unix-serve PATH OUT        accept one connection on the Unix socket PATH, copy what it
  *                              sends into OUT
  *   unix-send PATH TEXT        connect to PATH, send TEXT
+ *   unix-serve-at DIR NAME OUT the same as unix-serve, bound to NAME relative to DIR
+ *   udgram-serve DIR NAME OUT  bind a Unix datagram socket to NAME relative to DIR, receive one
+ *                              datagram, copy it into OUT
+ *   udgram-send PATH TEXT      send TEXT in a datagram to the Unix socket PATH (unbound)
  *   pipe-recv PATH OUT         accept one connection on PATH, receive a descriptor over it
  *                              (SCM_RIGHTS), copy what can be read from it into OUT
  *   pipe-send PATH TEXT        make a pipe, pass its read end to PATH, then write TEXT into it
@@ -228,6 +232,30 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "unix-serve")) {
 		copy(listen_unix(argv[2]), argv[3]);
+	} else if (argc == 5 && !strcmp(argv[1], "unix-serve-at")) {
+		if (chdir(argv[2]))
+			die("chdir");
+		copy(listen_unix(argv[3]), argv[4]);
+	} else if (argc == 5 && !strcmp(argv[1], "udgram-serve")) {
+		if (chdir(argv[2]))
+			die("chdir");
+		unlink(argv[3]);
+		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		struct sockaddr_un a = addr_of(argv[3]);
+		if (s < 0 || bind(s, (void *)&a, sizeof(a)))
+			die("bind");
+		ready();
+		char buf[4096];
+		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, NULL, NULL);
+		int o = open(argv[4], O_CREAT | O_TRUNC | O_WRONLY, 0644);
+		if (n < 0 || o < 0 || write(o, buf, n) != n)
+			die("receive");
+		close(o);
+	} else if (argc == 4 && !strcmp(argv[1], "udgram-send")) {
+		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		struct sockaddr_un a = addr_of(argv[2]);
+		if (s < 0 || sendto(s, argv[3], strlen(argv[3]), 0, (void *)&a, sizeof(a)) < 0)
+			die("sendto");
 	} else if (argc == 4 && !strcmp(argv[1], "unix-send")) {
 		int s = connect_unix(argv[2]);
 		if (write(s, argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))

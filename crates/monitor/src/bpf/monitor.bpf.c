@@ -348,6 +348,7 @@ static __always_inline struct jcs_event *reserve_cg(__u32 kind, __u64 size, __u6
 #define SOCK_SEQPACKET 5
 #define SI_STREAM 1
 #define SI_HOSTNET 2
+#define SI_UNIX 4 /* a Unix socket */
 #define AF_INET6 10
 
 /* Reading the kernel's structures: the hot paths (every recorded call's descriptor, its file's
@@ -618,6 +619,45 @@ static __always_inline int unix_name(struct sock *sk, __u8 *buf)
 	return len;
 }
 
+/* The file a Unix socket is bound to (a path name, not an abstract one): its identity in the
+ * record's second file (JCS_F_UNIXFILE), the same for every socket of one rendezvous whatever
+ * name (relative, through another mount point) each end used. Returns whether it had one. */
+static __always_inline int unix_file(struct sock *sk, struct jcs_event *e)
+{
+	if (!sk)
+		return 0;
+	struct dentry *d = bpf_core_cast(sk, struct unix_sock)->path.dentry;
+	if (!d)
+		return 0;
+	struct inode *i = d->d_inode;
+	if (!i)
+		return 0;
+	inode_identity(i, &e->dev2, &e->ino2, &e->gen2);
+	e->flags |= JCS_F_UNIXFILE;
+	return 1;
+}
+
+/* The rendezvous file of a Unix socket call, after it: a bind's own file; the peer's for a call
+ * that named its destination (a connect; a sendto on a connected socket); else the file of the
+ * socket whose name the record holds (sock_peer: its own, else its peer's). */
+static __always_inline void add_unix_file(struct jcs_event *e, struct file *file, int bind,
+					  int named)
+{
+	if (!file || !(file_class(file) & JCS_FC_SOCKET))
+		return;
+	struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+	struct sock *sk = sock->sk;
+	if (!sk || sk->__sk_common.skc_family != AF_UNIX)
+		return;
+	struct unix_sock *u = bpf_core_cast(sk, struct unix_sock);
+	if (bind)
+		unix_file(sk, e);
+	else if (named || !u->addr)
+		unix_file(u->peer, e);
+	else
+		unix_file(sk, e);
+}
+
 /* Whether the task's network namespace is the host's (its loopback reaches the host). */
 static __always_inline int host_net(struct sock *sk)
 {
@@ -643,6 +683,7 @@ static __always_inline int sock_peer(struct file *file, __u8 *buf, __u32 *info)
 		(host_net(sk) ? SI_HOSTNET : 0);
 	__u16 family = sk->__sk_common.skc_family;
 	if (family == AF_UNIX) {
+		*info |= SI_UNIX;
 		struct sock *peer = bpf_core_cast(sk, struct unix_sock)->peer;
 		__u64 me = sock_inode(sock);
 		__u64 other = peer ? sock_inode(peer->sk_socket) : 0;
@@ -1184,10 +1225,16 @@ static __always_inline int late_enter(struct inflight *f, struct pt_regs *regs, 
 	f->count_slot = w->count_slot;
 	f->cgroup = cg;
 	f->budget = w->budget != 0;
-	/* A descriptor call (fchmod, fchown): the identity of its file, still open. */
+	/* A descriptor call (fchmod, fchown): the identity of its file, still open; a bind's
+	 * socket. */
 	if (f->flags & JCS_CAP_FD0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
 		file_identity(file, &f->dev, &f->ino, &f->gen, &f->pos);
+		if ((f->flags & JCS_CAP_BIND) && file && (file_class(file) & JCS_FC_SOCKET)) {
+			struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+			if (sock->sk && sock->sk->__sk_common.skc_family == AF_UNIX)
+				f->sockinfo |= SI_UNIX;
+		}
 	}
 	return 1;
 }
@@ -1342,6 +1389,12 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
 	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
 		add_local(e, f, NULL);
+	/* A Unix socket's rendezvous file (not for transfers: their second file is the other
+	 * side's). */
+	if ((f->sockinfo & SI_UNIX) && okret >= 0 && (fl & JCS_CAP_FD0) &&
+	    !(fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2 | JCS_CAP_XFER3)))
+		add_unix_file(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]),
+			      fl & JCS_CAP_BIND, named);
 	/* A transfer to or from a socket: the local end of the socket whose peer the record
 	 * holds (the first descriptor's when it is a socket). */
 	else if ((fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) && (e->flags & (JCS_F_SOCKET | JCS_F_SOCKET2))) {
@@ -1390,6 +1443,8 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			if (n > 0)
 				e->path_len = n;
 			add_local(e, NULL, file);
+			if (info & SI_UNIX)
+				add_unix_file(e, file, 0, 0);
 		}
 	}
 	submit(e, sizeof(*e));

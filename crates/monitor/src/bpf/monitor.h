@@ -104,6 +104,8 @@ enum jcs_flag {
 	                     * upper file, of the VE's own root, never passed out): writing it is an
 	                     * integrity event, not a flow; reading it is dropped in the kernel */
 	JCS_F_OWN_OUT = 32768, /* a transfer whose output side is one of the VE's dirties */
+	JCS_F_UNIXFILE = 65536, /* a Unix socket call: dev2, ino2, gen2 are the file its rendezvous
+	                         * socket is bound to (sockets bound to a path name) */
 };
 
 
