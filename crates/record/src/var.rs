@@ -221,7 +221,7 @@ pub enum VarQuery {
 /// What the accepted forms are, for error messages.
 pub const VAR_FORMS: &str =
     "file:PATH, persist:APP:PATH, shared:NAME/PATH, volume:HOST/PATH, file:[DEV:INO[:GEN]], \
-     endpoint:tcp/ADDR:PORT, unix:PATH or ve:N";
+     endpoint:tcp/ADDR:PORT, unix:PATH, unix:@NAME or ve:N";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("variable {spec:?}: {why}")]
@@ -289,8 +289,14 @@ impl VarQuery {
             "volume" => Err(err(
                 "expected volume:HOST/PATH (the file's path on the host)".into(),
             )),
-            "unix" if rest.starts_with('/') => Ok(VarQuery::Unix(rest.into())),
-            "unix" => Err(err("the socket path must be absolute".into())),
+            // A path no recorded bind made (a socket bound to a path by a VE is the file it
+            // made: `file:PATH`), or an abstract name (`unix:@name`).
+            "unix" if rest.starts_with('/') || (rest.starts_with('@') && rest.len() > 1) => {
+                Ok(VarQuery::Unix(rest.into()))
+            }
+            "unix" => Err(err(
+                "expected unix:/PATH (absolute) or unix:@NAME (abstract)".into(),
+            )),
             "endpoint" => {
                 let r = rest
                     .strip_prefix("tcp/")
@@ -531,6 +537,9 @@ pub(crate) mod tests {
         assert!(q("endpoint:udp/10.0.0.1:53").matches(&d[4].1));
         assert!(q("endpoint:[2001:db8:0::1]:4617").matches(&d[5].1));
         assert!(q("unix:/tmp/.X11").matches(&d[6].1));
+        assert!(q("unix:@/tmp/.X11-unix/X0").matches(&VarDef::Unix {
+            path: "@/tmp/.X11-unix/X0".into()
+        }));
         assert!(q("ve:1").matches(&d[0].1));
         assert!(!q("ve:2").matches(&d[0].1));
         assert!(!q("file:/data").matches(&d[1].1));
@@ -543,6 +552,7 @@ pub(crate) mod tests {
             "endpoint:1.2.3.4:70000",
             "ve:x",
             "unix:rel",
+            "unix:@",
             "nope",
             "disk:/x",
         ] {
