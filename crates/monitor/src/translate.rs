@@ -1738,7 +1738,9 @@ impl Translator {
                 if sys.sem == Sem::Bind && e.ret == 0 && e.flags & flag::UNIXFILE != 0 {
                     if let Some(VarDef::Unix { path }) = parse_sockaddr(&e.data) {
                         let path = self.resolve(e.pid, None, path.into_bytes());
-                        self.bind(e, at.ve, at.time_ns, &path, ep, out);
+                        // (From the bind's own time: its transaction is stamped at its entry.)
+                        let t = self.write_time(e);
+                        self.bind(e, at.ve, t, &path, ep, out);
                     }
                 }
                 at.src = mem;

@@ -125,9 +125,15 @@ pub fn replay(
                                 out.hits.push(hit(var, rule, None));
                             }
                         }
-                        continue;
+                        // (A Unix socket bound to a path made a file: a creation, below.)
+                        let made_a_file = op == NetOp::Bind
+                            && matches!(defs.get(&var), Some(VarDef::Inode { .. }));
+                        if !made_a_file {
+                            continue;
+                        }
                     }
                     let (var, writes) = match a.op {
+                        Op::Bind => (a.dst, true),
                         Op::Write
                         | Op::Truncate
                         | Op::SetXattr
