@@ -230,7 +230,7 @@ fn filters(q: &VarQuery) -> (Option<String>, Option<String>) {
             Some(prefix) => format!("startsWith(store, {})", quote(prefix)),
             None => format!("store = {}", quote(st)),
         }),
-        _ => None,
+        q => q.socket_file().map(|p| format!("path = {}", quote(p))),
     };
     (vars, names)
 }

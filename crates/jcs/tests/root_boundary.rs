@@ -954,9 +954,17 @@ fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
         let sender = format!("ve:{}", 2 * i + 2);
         let back = env.reached(&["back", &format!("persist:web:{out}")]);
         assert!(back.contains(&sender), "{serve}: {back:?}");
-        // The socket is the file its bind made, named by the server's absolute name.
+        // The socket is the file its bind made, named by the server's absolute name; asked
+        // for as unix:PATH too, it is found by that name.
         let file = format!("file:/dl/sub/{name}");
         assert!(back.contains(&file), "{serve}: {back:?}");
+        let forward = env.reached(&["forward", &format!("unix:/dl/sub/{name}")]);
+        assert!(
+            forward.contains(&format!("file:{out}")),
+            "{serve}: {forward:?}"
+        );
+        let log = env.ok(&["log", "--var", &format!("unix:/dl/sub/{name}"), "--json"]);
+        assert!(log.contains("\"op\":\"bind\""), "{serve}: {log}");
     }
     env.assert_clean();
 }

@@ -101,6 +101,7 @@ impl<'s> Log<'s> {
                         store.catalog.names_with_prefix(None, Some(pre))?
                     }
                     (record::VarQuery::File(p), None) => store.catalog.names(Some(p), None)?,
+                    (record::VarQuery::Unix(p), None) => store.catalog.names(Some(p), None)?,
                     (record::VarQuery::Store(n), None) => store.catalog.names(None, Some(n))?,
                     _ => Vec::new(),
                 };

@@ -153,6 +153,9 @@ impl Loaded {
             }
             let names = match query {
                 VarQuery::File(p) => store.catalog.names(Some(p), None)?,
+                VarQuery::Unix(p) if query.socket_file().is_some() => {
+                    store.catalog.names(Some(p), None)?
+                }
                 VarQuery::Store(st) => match st.strip_suffix('*') {
                     Some(prefix) => store.catalog.names_with_prefix(None, Some(prefix))?,
                     None => store.catalog.names(None, Some(st))?,

@@ -326,7 +326,15 @@ impl VarQuery {
     /// a name is an attribute of a file in time, resolved through the journal's `Name`
     /// records (and, for journals of version 1, the path in the definition).
     pub fn by_name(&self) -> bool {
-        matches!(self, VarQuery::File(_) | VarQuery::Store(_))
+        matches!(self, VarQuery::File(_) | VarQuery::Store(_)) || self.socket_file().is_some()
+    }
+
+    /// `unix:/PATH`: also the socket file a VE's bind made there, known by its name.
+    pub fn socket_file(&self) -> Option<&str> {
+        match self {
+            VarQuery::Unix(p) if p.starts_with('/') => Some(p),
+            _ => None,
+        }
     }
 
     /// The key every variable this query names by its definition has, when there is exactly
@@ -403,7 +411,7 @@ impl VarQuery {
                 (None, st) => st == Some(s.as_str()),
                 _ => false,
             },
-            _ => false,
+            q => q.socket_file() == Some(n.path.as_str()),
         }
     }
 
@@ -537,6 +545,17 @@ pub(crate) mod tests {
         assert!(q("endpoint:udp/10.0.0.1:53").matches(&d[4].1));
         assert!(q("endpoint:[2001:db8:0::1]:4617").matches(&d[5].1));
         assert!(q("unix:/tmp/.X11").matches(&d[6].1));
+        // unix:/PATH also names the socket file a bind made there, by its name.
+        let bound = model::at::Name {
+            time_ns: 1,
+            ve: 1,
+            var: 9,
+            path: "/tmp/.X11".into(),
+            store: None,
+            bound: true,
+        };
+        assert!(q("unix:/tmp/.X11").by_name() && q("unix:/tmp/.X11").matches_name(&bound));
+        assert!(!q("unix:@x").by_name() && !q("file:/tmp/.X12").matches_name(&bound));
         assert!(q("unix:@/tmp/.X11-unix/X0").matches(&VarDef::Unix {
             path: "@/tmp/.X11-unix/X0".into()
         }));
