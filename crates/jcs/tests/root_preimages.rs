@@ -957,6 +957,18 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
             "/data",
             "3000",
         ]);
+        // The kernel's own answers at the edges: a length past a sockaddr_un, a name that
+        // fills sun_path without a NUL.
+        let edge = env.ok(&[
+            "run",
+            "web",
+            "--",
+            "/data/preimage",
+            "bindedge",
+            "/data/sub",
+        ]);
+        assert_eq!(edge.trim(), "over=EINVAL full=ok");
+        std::fs::remove_file(d.join("sub").join("f".repeat(108))).unwrap();
         out
     };
     let sockets = || {
@@ -984,8 +996,8 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
     assert_eq!(run().trim(), "hi 140750 tcp=1", "bound as the app would");
     let made = sockets();
     assert!(made.contains(&"s1".to_string()) && made.contains(&"sub/s2".to_string()));
-    let mut u = undo(&env, 3);
-    u.extend(undo(&env, 4));
+    let mut u = undo(&env, 4);
+    u.extend(undo(&env, 5));
     for rel in &made {
         assert!(
             u.iter()
@@ -994,7 +1006,7 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
         );
     }
     let binds: Vec<_> = env
-        .log(3)
+        .log(4)
         .into_iter()
         .filter(|e| e["op"] == "bind")
         .map(|e| e.to_string())
@@ -1004,8 +1016,9 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
             && binds.iter().any(|b| b.contains("unix:@jcs-abstract")),
         "the binds are recorded: {binds:?}"
     );
-    env.ok(&["abort", "3"]);
     env.ok(&["abort", "4"]);
+    env.ok(&["abort", "5"]);
+    env.ok(&["abort", "6"]);
     assert_eq!(
         sockets(),
         Vec::<String>::new(),

@@ -1098,6 +1098,10 @@ impl Supervisor {
                 )?;
                 let unix = rustix::net::sockopt::socket_domain(&sock)
                     .is_ok_and(|d| d == rustix::net::AddressFamily::UNIX);
+                // As the kernel: a Unix address longer than a sockaddr_un is EINVAL.
+                if unix && addr.len() > std::mem::size_of::<libc::sockaddr_un>() {
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
                 let Some(path) = unix_path(&addr).filter(|_| unix) else {
                     // Not a file (an IP address, an abstract or unnamed unix one): the
                     // kernel's own checks (the VE's network rules run on the socket's cgroup).
@@ -1877,7 +1881,7 @@ fn bind_unix_at(sock: &OwnedFd, dir: &OwnedFd, name: &CStr, umask: u32) -> io::R
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid (unnamed) address.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let b = name.to_bytes();
-    if b.len() >= addr.sun_path.len() {
+    if b.len() > addr.sun_path.len() {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -1897,7 +1901,8 @@ fn bind_unix_at(sock: &OwnedFd, dir: &OwnedFd, name: &CStr, umask: u32) -> io::R
     }
     // SAFETY: umask of this thread's own context.
     let was = unsafe { libc::umask(umask as libc::mode_t) };
-    let len = std::mem::size_of::<libc::sa_family_t>() + b.len() + 1;
+    // (A name that fills sun_path has no NUL: the kernel takes it so.)
+    let len = std::mem::size_of::<libc::sa_family_t>() + (b.len() + 1).min(addr.sun_path.len());
     // SAFETY: a sockaddr_un and a length within it.
     let r = unsafe {
         libc::bind(

@@ -22,6 +22,9 @@
  *                        (a path relative to the working directory), an abstract one, a TCP one
  *                        on 127.0.0.1; sends "hi" through DIR/s1; prints what it received, s1's
  *                        mode in octal and "tcp=<port bound: 1|0>"
+ *   bindedge DIR         in DIR: a bind whose length is past a sockaddr_un, and one of a name
+ *                        that fills sun_path (108 bytes, no NUL): prints "over=<errno name or
+ *                        ok> full=<...>"
  *   bindflip DIR N       N unix sockets each bound to DIR/bN while a thread flips the address's
  *                        first byte between '/' (a file) and NUL (an abstract name)
  * Exit status 0 when it ran. */
@@ -212,6 +215,26 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("%s %o tcp=%d\n", got, st.st_mode, in.sin_port != 0);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "bindedge")) {
+		if (chdir(argv[2])) {
+			perror("chdir");
+			return 1;
+		}
+		struct {
+			struct sockaddr_un a;
+			char more[8];
+		} big = { .a = { .sun_family = AF_UNIX, .sun_path = "over" } };
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		int o = bind(s, (struct sockaddr *)&big, sizeof(big));
+		int oe = errno;
+		struct sockaddr_un full = { .sun_family = AF_UNIX };
+		memset(full.sun_path, 'f', sizeof(full.sun_path));
+		int t = socket(AF_UNIX, SOCK_STREAM, 0);
+		int f = bind(t, (struct sockaddr *)&full, sizeof(full));
+		int fe = errno;
+		printf("over=%s full=%s\n", o ? strerrorname_np(oe) : "ok", f ? strerrorname_np(fe) : "ok");
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "bindflip")) {
