@@ -330,6 +330,36 @@ fn root_a_files_budget_counts_unix_sockets_bound_in_storage() {
     env.assert_clean();
 }
 
+/// A bind a network rule denies, in a VE whose binds go to the supervisor (pre-images: it
+/// binds for the app, so the kernel's sock_addr program sees the supervisor's thread): EPERM,
+/// and the app's bind is journaled as aborted by the rule, as it is without the supervisor.
+#[test]
+fn root_a_denied_bind_names_its_rule_when_the_supervisor_binds() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "policy");
+    let rule = "[[network.rule]]\nname = \"no-8080\"\naction = \"deny\"\nports = [8080]\non = [\"bind\"]\n";
+    for (ve, extra) in [(1, ""), (2, "[recovery]\npreimages = true\n")] {
+        with_policy(&env, &format!("{rule}{extra}"));
+        let o = env.jcs(&["run", "web", "--", "/data/policy", "tcp", "8080", "8081"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("listen: Operation not permitted"),
+            "VE {ve}: {err}"
+        );
+        let a = aborted(&env, ve);
+        assert!(
+            a.iter().any(|e| e["op"] == "bind" && e["rule"] == 1),
+            "VE {ve}: the bind is aborted by rule 1: {a:?} {:?}",
+            env.log(ve)
+                .iter()
+                .filter(|e| e["op"] == "bind")
+                .collect::<Vec<_>>()
+        );
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn root_storage_writes_outside_writable_trees_and_hidden_paths_are_denied() {
     let Some(env) = Env::new() else { return };

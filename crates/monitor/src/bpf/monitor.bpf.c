@@ -179,6 +179,16 @@ struct {
 	__type(value, struct denied_call);
 } denied_calls SEC(".maps");
 
+/* Denials of calls the VE's pre-image supervisor made for the app (a bind): by the socket's
+ * cookie, where the app's own record of the call finds them (the denying program sees the
+ * supervisor's thread, not the app's). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct denied_call);
+} denied_socks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, JCS_STAT_MAX);
@@ -1286,6 +1296,19 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 			if (d->when >= f->enter_ns)
 				rule = d->rule;
 			bpf_map_delete_elem(&denied_calls, &t);
+		} else if ((fl & JCS_CAP_BIND) && (fl & JCS_CAP_NOTIFIED)) {
+			/* A bind the supervisor made for this call: its denial is the socket's. */
+			struct file *file = fd_file(bpf_get_current_task_btf(), (int)f->args[0]);
+			struct socket *sock = file ? BPF_CORE_READ(file, private_data) : NULL;
+			struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : NULL;
+			__u64 cookie = sk ? BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) : 0;
+			d = cookie ? bpf_map_lookup_elem(&denied_socks, &cookie) : NULL;
+			if (d) {
+				/* (Its sys_enter never ran: the call's start is not known here, and an
+				 * entry is taken by the one call the supervisor made it in.) */
+				rule = d->rule;
+				bpf_map_delete_elem(&denied_socks, &cookie);
+			}
 		}
 	}
 	/* The VE's byte budget ran out: a send that failed (EPERM: its packet was dropped), or a
@@ -1546,12 +1569,18 @@ static __always_inline void count_denial(__u64 ve, __u32 rule)
 	bump(&denials, &dk);
 }
 
-/* A call of the current thread denied by `rule`: counted, and remembered for its record. */
-static __always_inline void deny(struct jcs_ve *w, __u32 rule)
+/* A call of the current thread denied by `rule`: counted, and remembered for its record — by
+ * the socket when the thread is the VE's init (its supervisor binding for the app). */
+static __always_inline void deny(struct bpf_sock_addr *ctx, struct jcs_ve *w, __u32 rule)
 {
 	count_denial(w->ve, rule);
 	__u64 t = bpf_get_current_pid_tgid();
 	struct denied_call d = { .rule = rule, .when = bpf_ktime_get_ns() };
+	if (w->init_tid && w->init_tid == (__u32)(t >> 32)) {
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		bpf_map_update_elem(&denied_socks, &cookie, &d, BPF_ANY);
+		return;
+	}
 	bpf_map_update_elem(&denied_calls, &t, &d, BPF_ANY);
 }
 
@@ -1593,7 +1622,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			    k.addr[4] | k.addr[5] | k.addr[6] | k.addr[7] | k.addr[8] | k.addr[9] |
 			    k.addr[10] | k.addr[11] | k.addr[12] | k.addr[13] | k.addr[14]));
 		if (!loop) {
-			deny(w, (__u32)w->budget_rule);
+			deny(ctx, w, (__u32)w->budget_rule);
 			return 0;
 		}
 	}
@@ -1611,7 +1640,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			continue;
 		if (!r->deny)
 			return 1;
-		deny(w, r->id);
+		deny(ctx, w, r->id);
 		return 0;
 	}
 	return 1;
