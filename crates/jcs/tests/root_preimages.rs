@@ -619,6 +619,12 @@ fn root_a_chrooted_process_cannot_write_through_the_supervisor() {
     // Neither the jail's file nor the one the root-relative path names elsewhere changed.
     assert_eq!(read(&env, "jail/v"), "orig");
     assert_eq!(read(&env, "v"), "orig");
+    // A bind that names no path works chrooted too; one that makes a socket file does not.
+    let out = env.ok(&["run", "web", "--", "/data/jail/preimage", "binds", "/data"]);
+    assert_eq!(out.trim(), "tcp=ok unix=ok", "control: unchrooted");
+    let out = env.sh_ok("chroot /data/jail /preimage binds /");
+    assert_eq!(out.trim(), "tcp=ok unix=EPERM");
+    assert!(!jail.join("s").exists());
     env.assert_clean();
 }
 

@@ -616,8 +616,10 @@ impl Supervisor {
         let a = n.data.args;
         let nr = i64::from(n.data.nr);
         let mut task = Task::of(n.pid)?;
-        if !task.same_root()? {
-            // A process that chrooted inside the VE: its paths are not resolved here.
+        // A process that chrooted inside the VE: its paths are not resolved here (a bind that
+        // names no path is made as given).
+        let chrooted = !task.same_root()?;
+        if chrooted && nr != libc::SYS_bind {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
         let path = |i: usize| task.read_path(a[i]);
@@ -1102,7 +1104,11 @@ impl Supervisor {
                 if unix && addr.len() > std::mem::size_of::<libc::sockaddr_un>() {
                     return Err(io::Error::from_raw_os_error(libc::EINVAL));
                 }
-                let Some(path) = unix_path(&addr).filter(|_| unix) else {
+                let path = unix_path(&addr).filter(|_| unix);
+                if chrooted && path.is_some() {
+                    return Err(io::Error::from_raw_os_error(libc::EPERM));
+                }
+                let Some(path) = path else {
                     // Not a file (an IP address, an abstract or unnamed unix one): the
                     // kernel's own checks (the VE's network rules run on the socket's cgroup).
                     let _as_caller = creds.assume()?;

@@ -25,6 +25,8 @@
  *   bindedge DIR         in DIR: a bind whose length is past a sockaddr_un, and one of a name
  *                        that fills sun_path (108 bytes, no NUL): prints "over=<errno name or
  *                        ok> full=<...>"
+ *   binds DIR            a TCP bind on 127.0.0.1 and a unix one to DIR/s: prints "tcp=<errno
+ *                        name or ok> unix=<...>"
  *   bindflip DIR N       N unix sockets each bound to DIR/bN while a thread flips the address's
  *                        first byte between '/' (a file) and NUL (an abstract name)
  * Exit status 0 when it ran. */
@@ -215,6 +217,17 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("%s %o tcp=%d\n", got, st.st_mode, in.sin_port != 0);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "binds")) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+		int t = bind(socket(AF_INET, SOCK_STREAM, 0), (struct sockaddr *)&in, sizeof(in));
+		int te = errno;
+		struct sockaddr_un un = { .sun_family = AF_UNIX };
+		snprintf(un.sun_path, sizeof(un.sun_path), "%s/s", argv[2]);
+		int u = bind(socket(AF_UNIX, SOCK_STREAM, 0), (struct sockaddr *)&un, sizeof(un));
+		int ue = errno;
+		printf("tcp=%s unix=%s\n", t ? strerrorname_np(te) : "ok", u ? strerrorname_np(ue) : "ok");
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "bindedge")) {
