@@ -15,7 +15,7 @@
 //! f*xattr too. It acts with at most the
 //! capabilities the app's processes are bounded by (`ActCaps`), never the init's (setxattrat
 //! and removexattrat too). What it does not cover yet: apps that chroot inside the VE (their
-//! write-intent calls fail with EPERM).
+//! write-intent calls fail with EPERM; a bind that names no path is made).
 //! If the supervisor dies, the kernel fails the notified calls (ENOSYS): writes fail closed,
 //! reads go on.
 
