@@ -506,7 +506,8 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
     env.ok(&["run", "web", "--", "/data/policy", "tcp", "25", "26"]);
     env.sh_ok(
         "echo x > /data/outside; mkdir /data/newdir; ln -s x /data/lnk; mkfifo /data/ff; \
-         rm /data/outside; mkdir -p /data/out; echo y > /data/out/inside; mkdir /data/out/d",
+         rm /data/outside; mkdir -p /data/out; echo y > /data/out/inside; mkdir /data/out/d; \
+         echo z > /data/out/moved; mv /data/out/moved /data/gone",
     );
     // Unix sockets bound to paths make files there (one by a relative name).
     common::static_helper(&env, "preimage");
@@ -536,6 +537,8 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
         ("mkdir", "/data/newdir"),
         ("symlink", "/data/lnk"),
         ("mknod", "/data/ff"),
+        // A rename out of the writable tree: judged by where it goes.
+        ("rename", "/data/gone"),
         ("bind", "/data/s1"),
         ("bind", "/data/sub/s2"),
     ] {

@@ -1543,7 +1543,13 @@ impl Translator {
                         self.count_dropped(e);
                         return;
                     }
-                    let (ve, t) = (at.ve, at.time_ns);
+                    // The names a change gives and takes are its transaction's time (its
+                    // entry: below); a read's, its exit.
+                    let t = match op {
+                        Op::GetXattr | Op::Read => at.time_ns,
+                        _ => self.write_time(e),
+                    };
+                    let ve = at.ve;
                     // The file the call acts on, when the translator saw it get its name
                     // (a symlink's is the link, its second path: the first is its content).
                     let acted_on = if op == Op::Symlink { &second } else { &first };
