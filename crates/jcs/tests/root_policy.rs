@@ -507,7 +507,8 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
     env.sh_ok(
         "echo x > /data/outside; mkdir /data/newdir; ln -s x /data/lnk; mkfifo /data/ff; \
          rm /data/outside; mkdir -p /data/out; echo y > /data/out/inside; mkdir /data/out/d; \
-         echo z > /data/out/moved; mv /data/out/moved /data/gone",
+         echo z > /data/out/moved; mv /data/out/moved /data/gone; \
+         echo w > /data/into; mv /data/into /data/out/into",
     );
     // Unix sockets bound to paths make files there (one by a relative name).
     common::static_helper(&env, "preimage");
@@ -537,8 +538,10 @@ fn root_a_policy_replayed_over_history_lists_what_it_would_have_aborted() {
         ("mkdir", "/data/newdir"),
         ("symlink", "/data/lnk"),
         ("mknod", "/data/ff"),
-        // A rename out of the writable tree: judged by where it goes.
+        // A rename out of the writable tree, and one into it from outside (the source's
+        // read-only mount refuses it too).
         ("rename", "/data/gone"),
+        ("rename", "/data/into"),
         ("bind", "/data/s1"),
         ("bind", "/data/sub/s2"),
     ] {

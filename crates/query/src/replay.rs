@@ -150,10 +150,22 @@ pub fn replay(
                         Op::Read | Op::Open | Op::GetXattr | Op::Mmap | Op::Exec => (a.src, false),
                         _ => continue,
                     };
-                    // Its name in the VE then; a file known by path, that path.
-                    let named = paths
-                        .get(&(a.ve, var))
-                        .and_then(|ns| name_at(ns, a.time_ns))
+                    // Its name in the VE then; a file known by path, that path. A rename
+                    // changes the name it leaves too (a read-only source refuses it): the name
+                    // before the call is judged first, then the one it gives.
+                    let names = paths.get(&(a.ve, var));
+                    let before = match a.op {
+                        Op::Rename => names
+                            .and_then(|ns| name_at(ns, a.time_ns.saturating_sub(1)))
+                            .filter(|(p, in_storage)| {
+                                *in_storage
+                                    && InnerPath::parse(p)
+                                        .is_ok_and(|i| policy.storage_write_denied(&i).is_some())
+                            }),
+                        _ => None,
+                    };
+                    let named = before
+                        .or_else(|| names.and_then(|ns| name_at(ns, a.time_ns)))
                         .or_else(|| {
                             let Some(VarDef::Path { path }) = defs.get(&var) else {
                                 return None;
