@@ -906,6 +906,8 @@ fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
     let dl = env.home().join("shared/downloads");
     std::fs::create_dir_all(dl.join("sub")).unwrap();
     std::fs::copy(&helper, dl.join("boundary")).unwrap();
+    // (The third sender is bound to a name of its own: the server's recvfrom names it as the
+    // source; the rendezvous is still the server's socket.)
     let cases = [
         (
             "udgram-serve",
@@ -913,6 +915,7 @@ fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
             "udgram-send",
             "dgram-secret",
             "got1",
+            None,
         ),
         (
             "unix-serve-at",
@@ -920,9 +923,18 @@ fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
             "unix-send",
             "stream-secret",
             "got2",
+            None,
+        ),
+        (
+            "udgram-serve",
+            "bsock",
+            "udgram-send-from",
+            "bound-secret",
+            "got3",
+            Some("/mnt/dl/sub/csock"),
         ),
     ];
-    for (i, (serve, name, send, secret, got)) in cases.into_iter().enumerate() {
+    for (i, (serve, name, send, secret, got, from)) in cases.into_iter().enumerate() {
         let _ = std::fs::remove_file(data(&env).join("ready"));
         let out = format!("/data/{got}");
         let mut s = env
@@ -944,7 +956,9 @@ fn root_a_unix_socket_is_its_file_whatever_name_each_end_uses() {
             "the server did not start"
         );
         let to = format!("/mnt/dl/sub/{name}");
-        env.ok(&["run", "other", "--", "/mnt/dl/boundary", send, &to, secret]);
+        let mut client = vec!["run", "other", "--", "/mnt/dl/boundary", send, &to, secret];
+        client.extend(from);
+        env.ok(&client);
         assert!(s.wait().unwrap().success(), "the server failed");
         assert_eq!(
             std::fs::read_to_string(data(&env).join(got)).unwrap(),

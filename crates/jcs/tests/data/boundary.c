@@ -6,6 +6,8 @@
  *   udgram-serve DIR NAME OUT  bind a Unix datagram socket to NAME relative to DIR, receive one
  *                              datagram, copy it into OUT
  *   udgram-send PATH TEXT      send TEXT in a datagram to the Unix socket PATH (unbound)
+ *   udgram-send-from PATH TEXT FROM
+ *                              the same from a socket bound to FROM
  *   pipe-recv PATH OUT         accept one connection on PATH, receive a descriptor over it
  *                              (SCM_RIGHTS), copy what can be read from it into OUT
  *   pipe-send PATH TEXT        make a pipe, pass its read end to PATH, then write TEXT into it
@@ -246,13 +248,22 @@ int main(int argc, char **argv)
 			die("bind");
 		ready();
 		char buf[4096];
-		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, NULL, NULL);
+		struct sockaddr_un from;
+		socklen_t fromlen = sizeof(from);
+		ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (void *)&from, &fromlen);
 		int o = open(argv[4], O_CREAT | O_TRUNC | O_WRONLY, 0644);
 		if (n < 0 || o < 0 || write(o, buf, n) != n)
 			die("receive");
 		close(o);
-	} else if (argc == 4 && !strcmp(argv[1], "udgram-send")) {
+	} else if ((argc == 4 && !strcmp(argv[1], "udgram-send")) ||
+		   (argc == 5 && !strcmp(argv[1], "udgram-send-from"))) {
 		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (argc == 5) {
+			unlink(argv[4]);
+			struct sockaddr_un f = addr_of(argv[4]);
+			if (bind(s, (void *)&f, sizeof(f)))
+				die("bind");
+		}
 		struct sockaddr_un a = addr_of(argv[2]);
 		if (s < 0 || sendto(s, argv[3], strlen(argv[3]), 0, (void *)&a, sizeof(a)) < 0)
 			die("sendto");

@@ -28,7 +28,8 @@
  *   binds DIR            a TCP bind on 127.0.0.1 and a unix one to DIR/s: prints "tcp=<errno
  *                        name or ok> unix=<...>"
  *   bindflip DIR N       N unix sockets each bound to DIR/bN while a thread flips the address's
- *                        first byte between '/' (a file) and NUL (an abstract name)
+ *                        first byte between '/' (a file) and NUL (an abstract name); on past N
+ *                        until one bind made a file
  * Exit status 0 when it ran. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -88,9 +89,12 @@ static void *flipper(void *arg)
 
 static struct sockaddr_un bind_addr;
 
+static volatile int flipper_started;
+
 static void *bind_flipper(void *arg)
 {
 	(void)arg;
+	flipper_started = 1;
 	while (flipping) {
 		*(volatile char *)&bind_addr.sun_path[0] = '/';
 		*(volatile char *)&bind_addr.sun_path[0] = 0;
@@ -255,12 +259,20 @@ int main(int argc, char **argv)
 		int count = atoi(argv[3]);
 		bind_addr.sun_family = AF_UNIX;
 		pthread_create(&th, 0, bind_flipper, 0);
-		for (int i = 0; i < count; i++) {
+		while (!flipper_started)
+			;
+		/* N binds, and on (up to 200,000) until one of them made a file. */
+		int files = 0;
+		for (int i = 0; (i < count || !files) && i < 200000; i++) {
 			int s = socket(AF_UNIX, SOCK_STREAM, 0);
 			/* The name after the first byte, which the other thread flips. */
 			snprintf(bind_addr.sun_path + 1, sizeof(bind_addr.sun_path) - 1, "%s/b%d",
 				 argv[2] + 1, i);
-			bind(s, (struct sockaddr *)&bind_addr, sizeof(bind_addr));
+			struct sockaddr_un got;
+			socklen_t len = sizeof(got);
+			if (!bind(s, (struct sockaddr *)&bind_addr, sizeof(bind_addr)) &&
+			    !getsockname(s, (struct sockaddr *)&got, &len) && len > 2 && got.sun_path[0])
+				files++;
 			close(s);
 		}
 		flipping = 0;

@@ -1412,18 +1412,22 @@ int BPF_PROG(jcs_sys_exit, struct pt_regs *regs, long ret)
 	/* A socket's local end, now that the call bound it (connect, a first sendto). */
 	if ((e->flags & JCS_F_SOCKET) && (fl & JCS_CAP_FD0) && !(fl & (JCS_CAP_PATH0 | JCS_CAP_PATH1)))
 		add_local(e, f, NULL);
-	/* A Unix socket's rendezvous file (not for transfers: their second file is the other
-	 * side's). */
-	if ((f->sockinfo & SI_UNIX) && okret >= 0 && (fl & JCS_CAP_FD0) &&
-	    !(fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2 | JCS_CAP_XFER3)))
-		add_unix_file(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]),
-			      fl & JCS_CAP_BIND, named);
 	/* A transfer to or from a socket: the local end of the socket whose peer the record
 	 * holds (the first descriptor's when it is a socket). */
 	else if ((fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2)) && (e->flags & (JCS_F_SOCKET | JCS_F_SOCKET2))) {
 		int sfd = (e->flags & JCS_F_SOCKET) ? (int)f->args[0] :
 			  (fl & JCS_CAP_XFER1) ? (int)f->args[1] : (int)f->args[2];
 		add_local(e, NULL, fd_file(bpf_get_current_task_btf(), sfd));
+	}
+	/* A Unix socket's rendezvous file (not for transfers: their second file is the other
+	 * side's). The address a receive names is its source's, not the rendezvous: only a
+	 * connect's or a send's names where the data goes. */
+	if ((f->sockinfo & SI_UNIX) && okret >= 0 && (fl & JCS_CAP_FD0) &&
+	    !(fl & (JCS_CAP_XFER1 | JCS_CAP_XFER2 | JCS_CAP_XFER3))) {
+		int dest = named && ((fl & JCS_CAP_OUT) ||
+				     ((fl & JCS_CAP_ADDR1) && !(fl & JCS_CAP_ADDRLENP)));
+		add_unix_file(e, fd_file(bpf_get_current_task_btf(), (int)f->args[0]),
+			      fl & JCS_CAP_BIND, dest);
 	}
 	if ((fl & JCS_CAP_NEWFD) && ret >= 0) {
 		struct file *file = fd_file(bpf_get_current_task_btf(), ret);
