@@ -2010,26 +2010,22 @@ mod tests {
             b.push(0);
             b
         };
-        let file = Some((8, 77, 3));
+        // A call on socket 5 of VE 1's process, naming `path`, with the kernel's identity of
+        // the rendezvous file when `identity`.
+        let call = |nr: u32, ret: i64, path: &str, identity: bool| {
+            let mut e = ev(Kind::Syscall, nr, ret);
+            e.args[0] = 5;
+            e.data = unix(path);
+            e.flags = flag::SOCKET | if identity { flag::UNIXFILE } else { 0 };
+            e.file2 = identity.then_some((8, 77, 3));
+            e
+        };
         let mut out = vec![];
-        let mut bind = ev(Kind::Syscall, nr::BIND, 0);
-        bind.args[0] = 5;
-        bind.data = unix("dsock");
-        bind.flags = flag::SOCKET | flag::UNIXFILE;
-        bind.file2 = file;
-        t.push(&bind, &mut out);
-        let mut send = ev(Kind::Syscall, nr::SENDTO, 6);
+        t.push(&call(nr::BIND, 0, "dsock", true), &mut out);
+        let mut send = call(nr::SENDTO, 6, "/mnt/dl/sub/dsock", false);
         (send.cgroup_id, send.pid, send.tid) = (66, 20, 20);
-        send.args[0] = 4;
-        send.data = unix("/mnt/dl/sub/dsock");
-        send.flags = flag::SOCKET;
         t.push(&send, &mut out);
-        let mut recv = ev(Kind::Syscall, nr::RECVFROM, 6);
-        recv.args[0] = 5;
-        recv.data = unix("dsock");
-        recv.flags = flag::SOCKET | flag::UNIXFILE;
-        recv.file2 = file;
-        t.push(&recv, &mut out);
+        t.push(&call(nr::RECVFROM, 6, "dsock", true), &mut out);
         let a = ats(&out);
         let var = a[0].dst;
         let (m1, m2) = (mem_of(&out, 1), mem_of(&out, 2));
