@@ -1033,6 +1033,34 @@ fn root_a_unix_socket_bound_in_storage_is_a_creation_undone_by_abort() {
     env.assert_clean();
 }
 
+/// A bind the supervisor makes acts with the caller's own capabilities, never the init's: a
+/// user other than root gets no port below 1024 through it (EACCES, as without it), root does.
+#[test]
+fn root_a_supervised_bind_has_no_more_than_the_callers_capabilities() {
+    let Some(env) = Env::new() else { return };
+    env.standard_app();
+    common::static_helper(&env, "preimage");
+    let bind = |user: Option<&str>| {
+        let mut args = vec!["run"];
+        if let Some(u) = user {
+            args.extend(["-u", u]);
+        }
+        args.extend(["web", "--", "/data/preimage", "bindport", "80"]);
+        env.ok(&args).trim().to_string()
+    };
+    // Control: the kernel's answers without the supervisor.
+    assert_eq!(bind(None), "bind=ok");
+    assert_eq!(bind(Some("1000")), "bind=EACCES");
+    keep_preimages(&env);
+    assert_eq!(bind(None), "bind=ok");
+    assert_eq!(
+        bind(Some("1000")),
+        "bind=EACCES",
+        "not the supervisor's capabilities"
+    );
+    env.assert_clean();
+}
+
 fn walkdir(d: &std::path::Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(d).unwrap() {

@@ -113,9 +113,15 @@ pub fn drop_to_default(extra: u64) -> io::Result<()> {
 
 /// The calling thread's (effective, permitted, inheritable) sets.
 pub(crate) fn thread_sets() -> io::Result<(u64, u64, u64)> {
+    sets_of(0)
+}
+
+/// Thread `tid`'s (effective, permitted, inheritable) sets (0: the calling thread), by its
+/// id in this pid namespace.
+pub(crate) fn sets_of(tid: i32) -> io::Result<(u64, u64, u64)> {
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
+        pid: tid,
     };
     let mut data = [CapData {
         effective: 0,

@@ -2039,13 +2039,9 @@ impl Task {
             .map_err(io::Error::from)
     }
 
-    /// The task's effective capabilities.
+    /// The task's effective capabilities (capget: no /proc read).
     fn cap_eff(&self) -> io::Result<u64> {
-        let s = self.status()?;
-        s.lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+        Ok(crate::caps::sets_of(self.pid as i32)?.0)
     }
 
     /// The task's umask (read when a call creates something).

@@ -25,6 +25,7 @@
  *   bindedge DIR         in DIR: a bind whose length is past a sockaddr_un, and one of a name
  *                        that fills sun_path (108 bytes, no NUL): prints "over=<errno name or
  *                        ok> full=<...>"
+ *   bindport PORT        a TCP bind on 127.0.0.1:PORT: prints "bind=<errno name or ok>"
  *   binds DIR            a TCP bind on 127.0.0.1 and a unix one to DIR/s: prints "tcp=<errno
  *                        name or ok> unix=<...>"
  *   bindflip DIR N       N unix sockets each bound to DIR/bN while a thread flips the address's
@@ -221,6 +222,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		printf("%s %o tcp=%d\n", got, st.st_mode, in.sin_port != 0);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "bindport")) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])),
+					  .sin_addr.s_addr = htonl(0x7f000001) };
+		int r = bind(socket(AF_INET, SOCK_STREAM, 0), (struct sockaddr *)&in, sizeof(in));
+		printf("bind=%s\n", r ? strerrorname_np(errno) : "ok");
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "binds")) {
