@@ -973,9 +973,24 @@ impl Translator {
     /// (`by_call`: the address is the call's own, a bind's or a connect's: a relative name is
     /// this process's.)
     fn sock_var(&mut self, e: &Event, by_call: bool, out: &mut Vec<Output>) -> VarId {
+        // (Every socket call's record goes through here: one parse of its address.)
         let path = match parse_sockaddr(&e.data) {
-            Some(VarDef::Unix { path }) if !path.starts_with('@') => path.into_bytes(),
-            _ => return self.endpoint_var(&e.data, out),
+            Some(VarDef::Endpoint { addr, port }) => {
+                return self.var(
+                    Key::Endpoint(addr, port),
+                    || VarDef::Endpoint { addr, port },
+                    out,
+                )
+            }
+            Some(VarDef::Unix { path }) if path.starts_with('@') => {
+                return self.var(
+                    Key::Unix(path.clone().into_bytes()),
+                    || VarDef::Unix { path },
+                    out,
+                )
+            }
+            Some(VarDef::Unix { path }) => path.into_bytes(),
+            _ => return 0,
         };
         if let (true, Some(id)) = (e.flags & flag::UNIXFILE != 0, e.file2) {
             // (A relative name the kernel kept is the binder's: no label of ours.)
@@ -997,22 +1012,6 @@ impl Translator {
             || VarDef::Unix { path },
             out,
         )
-    }
-
-    fn endpoint_var(&mut self, data: &[u8], out: &mut Vec<Output>) -> VarId {
-        match parse_sockaddr(data) {
-            Some(VarDef::Endpoint { addr, port }) => self.var(
-                Key::Endpoint(addr, port),
-                || VarDef::Endpoint { addr, port },
-                out,
-            ),
-            Some(VarDef::Unix { path }) => self.var(
-                Key::Unix(path.clone().into_bytes()),
-                || VarDef::Unix { path },
-                out,
-            ),
-            _ => 0,
-        }
     }
 
     /// When what a call writes became visible: its entry, but no more than 10 ms before its
